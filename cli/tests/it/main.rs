@@ -1,0 +1,8 @@
+//! The cli crate's one integration-test binary: tidy checks of the whole workspace, and
+//! black-box tests of the `floe` binary through `env!("CARGO_BIN_EXE_floe")`.
+//!
+//! One binary rather than one per file: each test binary links everything again, and the
+//! black-box tests that join later share their server helpers here (STYLE.md, rule 10).
+
+mod tidy;
+mod usage;

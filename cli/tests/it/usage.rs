@@ -1,0 +1,59 @@
+//! Black-box tests of what the `floe` binary does today: version, help and usage errors.
+
+use std::process::{Command, Output};
+
+fn floe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(args)
+        .output()
+        .expect("the floe binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn version_prints_the_package_version() {
+    let expected = format!("floe {}\n", env!("CARGO_PKG_VERSION"));
+    for args in [&["--version"][..], &["version"], &["-V"]] {
+        let output = floe(args);
+        assert_eq!(output.status.code(), Some(0), "floe {args:?}");
+        assert_eq!(stdout(&output), expected, "floe {args:?}");
+    }
+}
+
+#[test]
+fn help_and_no_arguments_print_usage_and_exit_0() {
+    for args in [&[][..], &["--help"], &["-h"], &["help"]] {
+        let output = floe(args);
+        assert_eq!(output.status.code(), Some(0), "floe {args:?}");
+        let out = stdout(&output);
+        assert!(out.starts_with("floe: "), "floe {args:?}: {out}");
+        assert!(
+            out.contains("Usage: floe <command>"),
+            "floe {args:?}: {out}"
+        );
+        assert!(out.contains("`floe serve` arrives"), "floe {args:?}: {out}");
+    }
+}
+
+#[test]
+fn unknown_verbs_and_stray_arguments_exit_2_with_a_message_on_stderr() {
+    for (args, message) in [
+        (&["frobnicate"][..], "unknown command \"frobnicate\""),
+        (&["--frobnicate"], "unknown command \"--frobnicate\""),
+        (&["version", "extra"], "unexpected argument \"extra\""),
+        (&["serve"], "`floe serve` is not built yet"),
+    ] {
+        let output = floe(args);
+        assert_eq!(output.status.code(), Some(2), "floe {args:?}");
+        assert_eq!(stdout(&output), "", "floe {args:?}");
+        let err = stderr(&output);
+        assert!(err.contains(message), "floe {args:?}: {err}");
+    }
+}

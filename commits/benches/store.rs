@@ -1,0 +1,2 @@
+//! Benchmarks of the version store (filled below).
+fn main() {}

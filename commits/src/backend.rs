@@ -1,0 +1,186 @@
+//! The storage contract every backend implements (DESIGN §2 "Backend trait").
+//!
+//! Deliberately small: write-once objects, refs moved only by compare-and-swap together
+//! with their reflog entry and an optional idempotency record in one atomic write, and a
+//! keyspace outside history (run records, tokens, idempotency lookups). Everything else —
+//! the commit rule, merges, validation — lives in the store, above the trait, so every
+//! backend gets the same semantics from the same code.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::hash::Hash;
+use crate::name::{RefKind, RefName};
+
+/// What a ref points at, and who made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefRecord {
+    pub kind: RefKind,
+    pub head: Hash,
+    pub created_by: String,
+    pub created_at_ms: i64,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Why a ref moved; recorded in the reflog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefOperation {
+    Create,
+    Delete,
+    Commit,
+    Merge,
+    CherryPick,
+    Revert,
+    Assign,
+}
+
+impl RefOperation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefOperation::Create => "create",
+            RefOperation::Delete => "delete",
+            RefOperation::Commit => "commit",
+            RefOperation::Merge => "merge",
+            RefOperation::CherryPick => "cherry-pick",
+            RefOperation::Revert => "revert",
+            RefOperation::Assign => "assign",
+        }
+    }
+}
+
+/// One move of one ref: the audit log and the undo list. `seq` is assigned by the backend,
+/// increasing across all refs in the order the moves applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReflogEntry {
+    pub seq: u64,
+    pub ref_name: RefName,
+    pub kind: RefKind,
+    pub old: Option<Hash>,
+    pub new: Option<Hash>,
+    pub operation: RefOperation,
+    pub principal: String,
+    /// Server time (from the store's clock), never a client's authored time.
+    pub at_ms: i64,
+    pub properties: BTreeMap<String, String>,
+}
+
+/// A write to the meta keyspace carried by a ref move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaWrite {
+    pub key: Bytes,
+    pub value: Bytes,
+}
+
+/// One compare-and-swap of a ref.
+#[derive(Debug, Clone)]
+pub struct RefUpdate {
+    pub name: RefName,
+    /// The head the ref must have now; `None`: the ref must not exist.
+    pub expected: Option<Hash>,
+    /// The new record; `None` deletes the ref.
+    pub new: Option<RefRecord>,
+    /// The reflog entry written in the same atomic write (`seq` is ignored and assigned).
+    pub reflog: ReflogEntry,
+    /// An idempotency record written in the same atomic write.
+    pub meta: Option<MetaWrite>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// The ref moved; the reflog entry got this sequence number.
+    Applied { seq: u64 },
+    /// Nothing was written: the ref's head is not the expected one.
+    Mismatch { current: Option<RefRecord> },
+}
+
+/// Which head a read sees. Writers chain on pending heads; every response to a client
+/// shows durable heads. A backend without deferred durability has one view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefView {
+    Pending,
+    Durable,
+}
+
+/// A backend failure. `outcome_unknown` is true when a write may or may not have applied
+/// (the storage failed midway): callers must not report success, nor a clean rejection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BackendError {
+    pub message: String,
+    pub outcome_unknown: bool,
+}
+
+impl BackendError {
+    pub fn read(message: impl Into<String>) -> BackendError {
+        BackendError {
+            message: message.into(),
+            outcome_unknown: false,
+        }
+    }
+
+    pub fn unknown(message: impl Into<String>) -> BackendError {
+        BackendError {
+            message: message.into(),
+            outcome_unknown: true,
+        }
+    }
+}
+
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// Storage for one floe store. Implementations: in-memory (tests, models), sled (the
+/// embedded default), later PostgreSQL. All methods are safe to call concurrently.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// Writes objects that are not there yet; an object's bytes never change.
+    fn put_objects(&self, objects: &[(Hash, Bytes)]) -> BackendResult<()>;
+
+    fn get_object(&self, hash: &Hash) -> BackendResult<Option<Bytes>>;
+
+    /// Up to `limit` object hashes `>= from`, in order (hash-prefix resolution).
+    fn scan_objects(&self, from: &Hash, limit: usize) -> BackendResult<Vec<Hash>>;
+
+    fn get_ref(&self, name: &RefName, view: RefView) -> BackendResult<Option<RefRecord>>;
+
+    /// Up to `limit` refs with names `> after`, in name order.
+    fn list_refs(
+        &self,
+        after: Option<&RefName>,
+        limit: usize,
+        view: RefView,
+    ) -> BackendResult<Vec<(RefName, RefRecord)>>;
+
+    /// Moves a ref if its head is the expected one, with its reflog entry and the optional
+    /// meta write, all or nothing.
+    fn compare_and_swap_ref(&self, update: RefUpdate) -> BackendResult<CasOutcome>;
+
+    /// Up to `limit` reflog entries with `seq < before` (newest first), of one ref or all.
+    fn reflog(
+        &self,
+        name: Option<&RefName>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BackendResult<Vec<ReflogEntry>>;
+
+    fn meta_get(&self, key: &[u8]) -> BackendResult<Option<Bytes>>;
+
+    fn meta_put(&self, key: &[u8], value: &[u8]) -> BackendResult<()>;
+
+    /// Sets (or with `new = None`, removes) a key if its value is `expected` (`None`:
+    /// absent). Returns whether it applied.
+    fn meta_cas(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> BackendResult<bool>;
+
+    /// Up to `limit` entries whose keys start with `prefix` and are `> after`, in order.
+    fn meta_scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> BackendResult<Vec<(Bytes, Bytes)>>;
+}

@@ -1,0 +1,331 @@
+//! The store's errors, in two families: reads (`ReadError`) and writes (`WriteError`).
+//!
+//! Every write ends in one of three outcomes: applied (`Ok`), rejected with nothing
+//! persisted (every `WriteError` but `Storage` with `outcome_unknown`), or unknown (the
+//! storage failed midway). `WriteError::is_outcome_unknown` tells the last apart, so the
+//! HTTP layer answers 409/4xx for rejections and 5xx only when the outcome is unknown.
+
+use std::fmt;
+
+use crate::backend::BackendError;
+use crate::content::{ContentError, ContentKind, ContentRef};
+use crate::hash::{ContentHash, Hash, HashPrefix};
+use crate::key::{ContentKey, KeyError};
+use crate::name::RefName;
+use crate::object::MetaError;
+use crate::tree::TreeError;
+
+/// Storage failed or returned damaged bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage failed: {0}")]
+    Backend(#[from] BackendError),
+    #[error("stored object {hash} is damaged: {reason}")]
+    Corrupt { hash: Hash, reason: String },
+    #[error("object {0} is missing from storage")]
+    Missing(Hash),
+}
+
+impl StorageError {
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, StorageError::Backend(e) if e.outcome_unknown)
+    }
+}
+
+impl From<TreeError> for StorageError {
+    fn from(e: TreeError) -> StorageError {
+        match e {
+            TreeError::Missing(h) => StorageError::Missing(h),
+            TreeError::Corrupt(d) => StorageError::Corrupt {
+                hash: Hash::from_bytes([0; 32]),
+                reason: d.0.to_owned(),
+            },
+            TreeError::Read(m) => StorageError::Backend(BackendError::read(m)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("ref {0} does not exist")]
+    RefNotFound(RefName),
+    #[error("commit {0} does not exist")]
+    CommitNotFound(String),
+    #[error("hash prefix {prefix} is ambiguous; it matches {}", list(candidates))]
+    AmbiguousPrefix {
+        prefix: HashPrefix,
+        candidates: Vec<Hash>,
+    },
+    #[error("commit {commit} is not in the history of {name}")]
+    NotInHistory { name: RefName, commit: Hash },
+    #[error(
+        "{spec} goes back {depth} first-parent generations, but the history has only {available}"
+    )]
+    HistoryTooShort {
+        spec: String,
+        depth: u64,
+        available: u64,
+    },
+    #[error("ref {name} had no head at or before that time (no reflog entry)")]
+    NoHeadAtTime { name: RefName },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{what} exceeded its bound {limit} ({name}); narrow the request")]
+    Bound {
+        what: &'static str,
+        name: &'static str,
+        limit: usize,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<TreeError> for ReadError {
+    fn from(e: TreeError) -> ReadError {
+        ReadError::Storage(e.into())
+    }
+}
+
+impl From<BackendError> for ReadError {
+    fn from(e: BackendError) -> ReadError {
+        ReadError::Storage(e.into())
+    }
+}
+
+/// What an operation expects at a key, checked at the head it lands on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Expect {
+    Absent,
+    Present,
+    Is(ContentHash),
+}
+
+impl Expect {
+    pub fn holds(&self, actual: Option<&ContentRef>) -> bool {
+        match self {
+            Expect::Absent => actual.is_none(),
+            Expect::Present => actual.is_some(),
+            Expect::Is(h) => actual.is_some_and(|a| a.hash == *h),
+        }
+    }
+}
+
+impl fmt::Display for Expect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expect::Absent => f.write_str("absent"),
+            Expect::Present => f.write_str("present"),
+            Expect::Is(h) => write!(f, "content {h}"),
+        }
+    }
+}
+
+/// How one side of a merge changed a key since the base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Removed,
+}
+
+impl ChangeKind {
+    pub fn of(before: Option<&ContentRef>, after: Option<&ContentRef>) -> Option<ChangeKind> {
+        match (before, after) {
+            (None, Some(_)) => Some(ChangeKind::Added),
+            (Some(_), None) => Some(ChangeKind::Removed),
+            (Some(b), Some(a)) if b.hash != a.hash => Some(ChangeKind::Modified),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Modified => "modified",
+            ChangeKind::Removed => "removed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConflictKind {
+    /// An operation's expectation does not hold at the landing head.
+    Expectation,
+    /// Both sides of a merge changed the key differently since the base.
+    BothChanged,
+    /// The merge bases disagree on the key's outcome.
+    AmbiguousBase,
+    /// A cherry-pick or revert found neither the value it replaces nor its result.
+    Diverged,
+    /// A key would exist without its parent namespace.
+    NamespaceMissing,
+    /// A namespace would be dropped with keys still under it.
+    NamespaceNotEmpty,
+    /// One content id would sit under two keys.
+    DuplicateContentId,
+    /// `CheckPrefixEmpty` found a key under the prefix.
+    PrefixNotEmpty,
+}
+
+impl ConflictKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictKind::Expectation => "expectation",
+            ConflictKind::BothChanged => "both-changed",
+            ConflictKind::AmbiguousBase => "ambiguous-base",
+            ConflictKind::Diverged => "diverged",
+            ConflictKind::NamespaceMissing => "namespace-missing",
+            ConflictKind::NamespaceNotEmpty => "namespace-not-empty",
+            ConflictKind::DuplicateContentId => "duplicate-content-id",
+            ConflictKind::PrefixNotEmpty => "prefix-not-empty",
+        }
+    }
+}
+
+/// One key that stopped a write, with what was expected and what is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub key: ContentKey,
+    pub kind: ConflictKind,
+    pub expected: Option<Expect>,
+    /// The content at the key at the head the write was evaluated at.
+    pub actual: Option<ContentHash>,
+    pub actual_kind: Option<ContentKind>,
+    /// For merges: how the source and the target changed the key since the base.
+    pub source_change: Option<ChangeKind>,
+    pub target_change: Option<ChangeKind>,
+    /// The other key involved (the key already holding a duplicate id, the key under a
+    /// namespace that is not empty).
+    pub other_key: Option<ContentKey>,
+}
+
+impl Conflict {
+    pub fn new(key: ContentKey, kind: ConflictKind) -> Conflict {
+        Conflict {
+            key,
+            kind,
+            expected: None,
+            actual: None,
+            actual_kind: None,
+            source_change: None,
+            target_change: None,
+            other_key: None,
+        }
+    }
+
+    pub fn with_actual(mut self, actual: Option<&ContentRef>) -> Conflict {
+        self.actual = actual.map(|a| a.hash);
+        self.actual_kind = actual.map(|a| a.kind);
+        self
+    }
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.kind.as_str())?;
+        if let Some(e) = &self.expected {
+            write!(f, " (expected {e}, found ")?;
+            match &self.actual {
+                Some(h) => write!(f, "content {h})")?,
+                None => f.write_str("nothing)")?,
+            }
+        }
+        if let (Some(s), Some(t)) = (self.source_change, self.target_change) {
+            write!(f, " (source {}, target {})", s.as_str(), t.as_str())?;
+        }
+        if let Some(o) = &self.other_key {
+            write!(f, " (see {o})")?;
+        }
+        Ok(())
+    }
+}
+
+fn list<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error("ref {0} does not exist")]
+    RefNotFound(RefName),
+    #[error("ref {0} already exists")]
+    RefAlreadyExists(RefName),
+    #[error("{0} is a tag; only branches take commits")]
+    NotABranch(RefName),
+    #[error("{0} is a tag and tags never move; delete it and create it again")]
+    TagImmutable(RefName),
+    #[error("{0} is reserved for the run executor (refs under floe-run/)")]
+    ReservedRef(RefName),
+    #[error(
+        "ref {name} moved: expected head {}, current head {}; reload and retry",
+        opt(expected),
+        opt(current)
+    )]
+    ReferenceConflict {
+        name: RefName,
+        expected: Option<Hash>,
+        current: Option<Hash>,
+    },
+    #[error("conflict at head {head} on {} key(s): {}", conflicts.len(), list(conflicts))]
+    Conflict {
+        head: Hash,
+        conflicts: Vec<Conflict>,
+    },
+    #[error("{target} cannot be fast-forwarded to {source_head}: the histories diverged")]
+    NotFastForward { target: RefName, source_head: Hash },
+    #[error("commit {0} does not exist")]
+    CommitNotFound(Hash),
+    #[error(transparent)]
+    Read(ReadError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+fn opt(h: &Option<Hash>) -> String {
+    h.map_or_else(|| "none".to_owned(), |h| h.to_string())
+}
+
+impl WriteError {
+    /// True when the write may or may not have applied.
+    pub fn is_outcome_unknown(&self) -> bool {
+        match self {
+            WriteError::Storage(e) => e.is_outcome_unknown(),
+            WriteError::Read(ReadError::Storage(e)) => e.is_outcome_unknown(),
+            _ => false,
+        }
+    }
+}
+
+impl From<ReadError> for WriteError {
+    fn from(e: ReadError) -> WriteError {
+        match e {
+            ReadError::RefNotFound(n) => WriteError::RefNotFound(n),
+            ReadError::Storage(s) => WriteError::Storage(s),
+            other => WriteError::Read(other),
+        }
+    }
+}
+
+impl From<TreeError> for WriteError {
+    fn from(e: TreeError) -> WriteError {
+        WriteError::Storage(e.into())
+    }
+}
+
+impl From<BackendError> for WriteError {
+    fn from(e: BackendError) -> WriteError {
+        WriteError::Storage(e.into())
+    }
+}

@@ -1,0 +1,215 @@
+//! `ContentKey`: the path of a namespace, table or view — namespace levels, then the name.
+//!
+//! A key is validated once, here, and stored as its elements joined by a 0x00 byte. Since
+//! elements never hold control characters, 0x00 sorts below every element byte, so the
+//! byte order of the joined form is exactly the element-by-element order, and every key
+//! under a prefix lies in one contiguous byte range. The index stores these bytes as is.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::limits::{KEY_BYTES_MAX, KEY_ELEMENTS_MAX};
+
+const SEPARATOR: u8 = 0;
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContentKey(Bytes);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("a key needs at least one element")]
+    Empty,
+    #[error("key element {0} is empty")]
+    EmptyElement(usize),
+    #[error("key element {0} holds a control character (U+0000-U+001F or U+007F)")]
+    ControlCharacter(usize),
+    #[error("a key has at most {max} elements, got {0}", max = KEY_ELEMENTS_MAX)]
+    TooManyElements(usize),
+    #[error("a key is at most {max} bytes (KEY_BYTES_MAX, elements plus one separator between each), got {0}", max = KEY_BYTES_MAX)]
+    TooLong(usize),
+}
+
+impl ContentKey {
+    /// Validates the elements and builds the key.
+    pub fn new<I, S>(elements: I) -> Result<ContentKey, KeyError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut buf = Vec::new();
+        let mut count = 0usize;
+        for (i, element) in elements.into_iter().enumerate() {
+            let element = element.as_ref();
+            if element.is_empty() {
+                return Err(KeyError::EmptyElement(i));
+            }
+            if element.chars().any(|c| c < ' ' || c == '\u{7f}') {
+                return Err(KeyError::ControlCharacter(i));
+            }
+            if i > 0 {
+                buf.push(SEPARATOR);
+            }
+            buf.extend_from_slice(element.as_bytes());
+            count += 1;
+            if count > KEY_ELEMENTS_MAX {
+                return Err(KeyError::TooManyElements(count));
+            }
+            if buf.len() > KEY_BYTES_MAX {
+                return Err(KeyError::TooLong(buf.len()));
+            }
+        }
+        if count == 0 {
+            return Err(KeyError::Empty);
+        }
+        Ok(ContentKey(Bytes::from(buf)))
+    }
+
+    /// Rebuilds a key from the bytes the index stores. Stored bytes were validated when
+    /// written; they are checked again because a damaged store must not yield bad keys.
+    pub fn from_stored(bytes: Bytes) -> Result<ContentKey, KeyError> {
+        let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::ControlCharacter(0))?;
+        let key = ContentKey::new(text.split('\0'))?;
+        debug_assert_eq!(key.0, bytes);
+        Ok(key)
+    }
+
+    /// The stored form: elements joined by 0x00.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    pub fn elements(&self) -> impl Iterator<Item = &str> + '_ {
+        // The bytes are valid UTF-8 by construction.
+        std::str::from_utf8(&self.0).unwrap_or_default().split('\0')
+    }
+
+    pub fn element_count(&self) -> usize {
+        self.0.iter().filter(|b| **b == SEPARATOR).count() + 1
+    }
+
+    /// The last element: a table's or namespace's own name.
+    pub fn name(&self) -> &str {
+        self.elements().last().unwrap_or_default()
+    }
+
+    /// The key of the enclosing namespace, `None` for a top-level key.
+    pub fn parent(&self) -> Option<ContentKey> {
+        let cut = self.0.iter().rposition(|b| *b == SEPARATOR)?;
+        Some(ContentKey(self.0.slice(..cut)))
+    }
+
+    /// The key with one more element.
+    pub fn child(&self, element: &str) -> Result<ContentKey, KeyError> {
+        ContentKey::new(self.elements().chain(std::iter::once(element)))
+    }
+
+    /// True when `self` is `prefix` or lies under it.
+    pub fn starts_with(&self, prefix: &ContentKey) -> bool {
+        self.0.starts_with(&prefix.0)
+            && (self.0.len() == prefix.0.len() || self.0[prefix.0.len()] == SEPARATOR)
+    }
+
+    /// The byte range that holds `self` and every key under it: `[self, self + 0x01)`.
+    pub fn subtree_range(&self) -> (Bytes, Bytes) {
+        let mut end = self.0.to_vec();
+        end.push(SEPARATOR + 1);
+        (self.0.clone(), Bytes::from(end))
+    }
+
+    /// The byte range of the keys strictly under `self`: `[self + 0x00, self + 0x01)`.
+    pub fn children_range(&self) -> (Bytes, Bytes) {
+        let mut start = self.0.to_vec();
+        start.push(SEPARATOR);
+        let mut end = self.0.to_vec();
+        end.push(SEPARATOR + 1);
+        (Bytes::from(start), Bytes::from(end))
+    }
+}
+
+impl fmt::Display for ContentKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, element) in self.elements().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            f.write_str(element)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ContentKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.elements()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(elements: &[&str]) -> ContentKey {
+        ContentKey::new(elements).unwrap()
+    }
+
+    #[test]
+    fn byte_order_is_element_order() {
+        let mut keys = [
+            k(&["a b"]),
+            k(&["a", "b"]),
+            k(&["a"]),
+            k(&["ab"]),
+            k(&["a", "b", "c"]),
+            k(&["a!"]),
+        ];
+        keys.sort();
+        let shown: Vec<String> = keys.iter().map(|k| format!("{k:?}")).collect();
+        assert_eq!(
+            shown,
+            [
+                r#"["a"]"#,
+                r#"["a", "b"]"#,
+                r#"["a", "b", "c"]"#,
+                r#"["a b"]"#,
+                r#"["a!"]"#,
+                r#"["ab"]"#
+            ]
+        );
+        assert!(k(&["a", "b"]).starts_with(&k(&["a"])));
+        assert!(!k(&["ab"]).starts_with(&k(&["a"])));
+        assert_eq!(k(&["a", "b", "c"]).parent(), Some(k(&["a", "b"])));
+        assert_eq!(k(&["a"]).parent(), None);
+        let (lo, hi) = k(&["a"]).children_range();
+        assert!(k(&["a", "z"]).as_bytes() >= &lo && k(&["a", "z"]).as_bytes() < &hi);
+        assert!(k(&["ab"]).as_bytes() >= &hi);
+    }
+
+    #[test]
+    fn bad_keys_are_refused_with_the_reason() {
+        assert_eq!(ContentKey::new::<_, &str>([]), Err(KeyError::Empty));
+        assert_eq!(ContentKey::new(["a", ""]), Err(KeyError::EmptyElement(1)));
+        assert_eq!(
+            ContentKey::new(["a\u{0}b"]),
+            Err(KeyError::ControlCharacter(0))
+        );
+        assert_eq!(
+            ContentKey::new(["a\nb"]),
+            Err(KeyError::ControlCharacter(0))
+        );
+        let at_limit = "x".repeat(KEY_BYTES_MAX);
+        assert!(ContentKey::new([at_limit.as_str()]).is_ok());
+        let over = "x".repeat(KEY_BYTES_MAX + 1);
+        assert_eq!(
+            ContentKey::new([over.as_str()]),
+            Err(KeyError::TooLong(KEY_BYTES_MAX + 1))
+        );
+        let many = vec!["a"; KEY_ELEMENTS_MAX + 1];
+        assert_eq!(
+            ContentKey::new(many),
+            Err(KeyError::TooManyElements(KEY_ELEMENTS_MAX + 1))
+        );
+        let stored = k(&["ns", "t"]).as_bytes().clone();
+        assert_eq!(ContentKey::from_stored(stored).unwrap(), k(&["ns", "t"]));
+    }
+}

@@ -1,0 +1,46 @@
+//! floe's version store: content-addressed objects, the prolly-tree key index, refs moved
+//! only by compare-and-swap, and the commit, merge, cherry-pick, revert, log, diff and
+//! reflog operations over them (DESIGN §2).
+//!
+//! This crate knows nothing of Iceberg, HTTP or files: a table is a `Content` value with
+//! plain fields, and storage is a small `Backend` trait. Time, content ids and
+//! randomness come in from outside, so tests and models replay exactly.
+
+pub mod backend;
+pub mod clock;
+pub mod content;
+pub mod encoding;
+pub mod error;
+pub mod graph;
+pub mod hash;
+pub mod key;
+pub mod limits;
+pub mod memory;
+pub mod merge;
+pub mod name;
+pub mod object;
+pub mod store;
+pub mod tree;
+mod validate;
+
+pub use backend::{
+    Backend, BackendError, CasOutcome, RefOperation, RefRecord, RefUpdate, RefView, ReflogEntry,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use content::{
+    Content, ContentId, ContentKind, ContentRef, Payload, TablePayload, ViewPayload,
+};
+pub use error::{ChangeKind, Conflict, ConflictKind, Expect, ReadError, StorageError, WriteError};
+pub use hash::{ContentHash, Hash, HashPrefix};
+pub use key::{ContentKey, KeyError};
+pub use memory::MemoryBackend;
+pub use merge::{
+    ConflictResolver, MergeKind, MergeOptions, MergeOutcome, MergeStrategy, Resolution, Resolved,
+    Resolver,
+};
+pub use name::{RefKind, RefName, RefSpec};
+pub use object::{Commit, CommitMeta};
+pub use store::{
+    CommitOutcome, EntryRef, Idempotency, IdempotencyOutcome, KeyChange, LogFilter, Op, Page,
+    Resolved as ResolvedRef, Store, WriteCtx,
+};

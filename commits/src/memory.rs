@@ -1,0 +1,197 @@
+//! The in-memory backend: for tests, models and benchmarks. One lock makes every ref move
+//! (CAS, reflog entry, meta write) atomic; the pending and durable views are the same.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use crate::backend::{
+    Backend, BackendResult, CasOutcome, RefRecord, RefUpdate, RefView, ReflogEntry,
+};
+use crate::hash::Hash;
+use crate::name::RefName;
+
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    objects: RwLock<BTreeMap<Hash, Bytes>>,
+    state: RwLock<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    refs: BTreeMap<RefName, RefRecord>,
+    reflog: Vec<ReflogEntry>,
+    /// Positions in `reflog` per ref, oldest first.
+    reflog_by_ref: HashMap<RefName, Vec<usize>>,
+    meta: BTreeMap<Bytes, Bytes>,
+}
+
+impl MemoryBackend {
+    pub fn new() -> MemoryBackend {
+        MemoryBackend::default()
+    }
+
+    pub fn object_count(&self) -> usize {
+        self.objects.read().len()
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn put_objects(&self, objects: &[(Hash, Bytes)]) -> BackendResult<()> {
+        let mut map = self.objects.write();
+        for (h, bytes) in objects {
+            map.entry(*h).or_insert_with(|| bytes.clone());
+        }
+        Ok(())
+    }
+
+    fn get_object(&self, hash: &Hash) -> BackendResult<Option<Bytes>> {
+        Ok(self.objects.read().get(hash).cloned())
+    }
+
+    fn scan_objects(&self, from: &Hash, limit: usize) -> BackendResult<Vec<Hash>> {
+        Ok(self
+            .objects
+            .read()
+            .range(from..)
+            .take(limit)
+            .map(|(h, _)| *h)
+            .collect())
+    }
+
+    fn get_ref(&self, name: &RefName, _view: RefView) -> BackendResult<Option<RefRecord>> {
+        Ok(self.state.read().refs.get(name).cloned())
+    }
+
+    fn list_refs(
+        &self,
+        after: Option<&RefName>,
+        limit: usize,
+        _view: RefView,
+    ) -> BackendResult<Vec<(RefName, RefRecord)>> {
+        let state = self.state.read();
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(state
+            .refs
+            .range::<RefName, _>((lower, Bound::Unbounded))
+            .take(limit)
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect())
+    }
+
+    fn compare_and_swap_ref(&self, update: RefUpdate) -> BackendResult<CasOutcome> {
+        let mut state = self.state.write();
+        let current = state.refs.get(&update.name);
+        if current.map(|r| r.head) != update.expected {
+            return Ok(CasOutcome::Mismatch {
+                current: current.cloned(),
+            });
+        }
+        match update.new {
+            Some(record) => state.refs.insert(update.name.clone(), record),
+            None => state.refs.remove(&update.name),
+        };
+        let seq = state.reflog.len() as u64 + 1;
+        let mut entry = update.reflog;
+        entry.seq = seq;
+        let position = state.reflog.len();
+        state.reflog.push(entry);
+        state
+            .reflog_by_ref
+            .entry(update.name)
+            .or_default()
+            .push(position);
+        if let Some(meta) = update.meta {
+            state.meta.insert(meta.key, meta.value);
+        }
+        Ok(CasOutcome::Applied { seq })
+    }
+
+    fn reflog(
+        &self,
+        name: Option<&RefName>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BackendResult<Vec<ReflogEntry>> {
+        let state = self.state.read();
+        // Sequence numbers are positions + 1, so `seq < before` is `position < before - 1`.
+        let end = before.map_or(state.reflog.len(), |b| {
+            (b.saturating_sub(1) as usize).min(state.reflog.len())
+        });
+        Ok(match name {
+            None => state.reflog[..end]
+                .iter()
+                .rev()
+                .take(limit)
+                .cloned()
+                .collect(),
+            Some(name) => {
+                let positions = state
+                    .reflog_by_ref
+                    .get(name)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let cut = positions.partition_point(|p| *p < end);
+                positions[..cut]
+                    .iter()
+                    .rev()
+                    .take(limit)
+                    .map(|p| state.reflog[*p].clone())
+                    .collect()
+            }
+        })
+    }
+
+    fn meta_get(&self, key: &[u8]) -> BackendResult<Option<Bytes>> {
+        Ok(self.state.read().meta.get(key).cloned())
+    }
+
+    fn meta_put(&self, key: &[u8], value: &[u8]) -> BackendResult<()> {
+        self.state
+            .write()
+            .meta
+            .insert(Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
+        Ok(())
+    }
+
+    fn meta_cas(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> BackendResult<bool> {
+        let mut state = self.state.write();
+        if state.meta.get(key).map(Bytes::as_ref) != expected {
+            return Ok(false);
+        }
+        match new {
+            Some(v) => state
+                .meta
+                .insert(Bytes::copy_from_slice(key), Bytes::copy_from_slice(v)),
+            None => state.meta.remove(key),
+        };
+        Ok(true)
+    }
+
+    fn meta_scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> BackendResult<Vec<(Bytes, Bytes)>> {
+        let state = self.state.read();
+        let lower = match after {
+            Some(a) if a >= prefix => Bound::Excluded(Bytes::copy_from_slice(a)),
+            _ => Bound::Included(Bytes::copy_from_slice(prefix)),
+        };
+        Ok(state
+            .meta
+            .range((lower, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}

@@ -1,0 +1,601 @@
+//! Merge, cherry-pick and revert (DESIGN §2 "Merge", "Cherry-pick").
+//!
+//! A merge is three-way against the merge base: each key comes from the side that changed
+//! it; a key both sides changed differently is resolved by the caller's per-key choice,
+//! the `--on-conflict` default, or the `Resolver` hook, else reported as a conflict with
+//! both sides' change kinds — never silently overwritten. With several merge bases, a key
+//! whose outcome differs between them is an `AmbiguousBase` conflict. Every result goes
+//! through the same landing validation as a commit. Expected heads are strict here.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+
+use crate::backend::{CasOutcome, RefOperation};
+use crate::content::{Content, ContentRef};
+use crate::error::{ChangeKind, Conflict, ConflictKind, Expect, WriteError};
+use crate::hash::Hash;
+use crate::key::ContentKey;
+use crate::limits::COMMIT_CAS_RETRIES_MAX;
+use crate::name::RefName;
+use crate::object::{Commit, CommitMeta, Parents};
+use crate::store::{CommitOutcome, KeyChange, Landed, Store, WriteCtx};
+
+/// Encoded objects waiting to be written with a landing.
+type Objects = Vec<(Hash, Bytes)>;
+
+/// Property naming the commit a cherry-pick copied.
+pub const CHERRY_PICK_OF: &str = "floe.cherry-pick.of";
+/// Property naming the commit a revert undid.
+pub const REVERT_OF: &str = "floe.revert.of";
+/// Property naming the source head of a merge.
+pub const MERGE_SOURCE: &str = "floe.merge.source";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MergeStrategy {
+    /// Fast-forward when possible, else a merge commit with two parents.
+    #[default]
+    Normal,
+    /// One commit with one parent holding the source's changes.
+    Squash,
+    /// Only a fast-forward; anything else is refused.
+    FastForwardOnly,
+    /// Always a merge commit, even when a fast-forward is possible.
+    NoFastForward,
+}
+
+/// What to do with a key both sides changed differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Resolution {
+    #[default]
+    Fail,
+    TakeSource,
+    KeepTarget,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeOptions {
+    pub strategy: MergeStrategy,
+    pub dry_run: bool,
+    /// The default for conflicting keys without a per-key resolution.
+    pub on_conflict: Resolution,
+    pub resolutions: BTreeMap<ContentKey, Resolution>,
+    /// Message and properties of the merge commit; an empty message gets a default.
+    pub meta: CommitMeta,
+}
+
+/// A resolver's answer for one conflicting key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    TakeSource,
+    KeepTarget,
+    /// A merged value (for example, Iceberg metadata combined by the catalog).
+    Content(Content),
+}
+
+/// Decides keys both sides changed; the catalog may implement it per content kind.
+pub trait Resolver: Send + Sync {
+    fn resolve(
+        &self,
+        key: &ContentKey,
+        base: Option<&ContentRef>,
+        source: Option<&ContentRef>,
+        target: Option<&ContentRef>,
+    ) -> Option<Resolved>;
+}
+
+/// The default resolver: every key both sides changed is a conflict.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ConflictResolver;
+
+impl Resolver for ConflictResolver {
+    fn resolve(
+        &self,
+        _: &ContentKey,
+        _: Option<&ContentRef>,
+        _: Option<&ContentRef>,
+        _: Option<&ContentRef>,
+    ) -> Option<Resolved> {
+        None
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeKind {
+    FastForward,
+    Merged,
+    Squashed,
+    /// The source is already in the target, or the merge would change nothing.
+    NothingToMerge,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeOutcome {
+    pub kind: MergeKind,
+    pub dry_run: bool,
+    /// The target's head before the merge.
+    pub target_head: Hash,
+    /// The target's head after it (the would-be head for a dry run).
+    pub head: Hash,
+    pub merge_bases: Vec<Hash>,
+    /// The keys the merge changes on the target, with their values before and after.
+    pub changes: Vec<KeyChange>,
+}
+
+/// One key's fate under one merge base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Fate {
+    /// The key ends with this value.
+    Value(Option<ContentRef>),
+    Conflict(Conflict),
+}
+
+impl Store {
+    /// Merges the commit `source` into the branch `target`.
+    pub fn merge(
+        &self,
+        source: Hash,
+        target: &RefName,
+        expected_head: Option<Hash>,
+        options: &MergeOptions,
+        resolver: &dyn Resolver,
+        ctx: &WriteCtx,
+    ) -> Result<MergeOutcome, WriteError> {
+        options.meta.check()?;
+        let source_commit = self
+            .commit_object(&source)
+            .map_err(|_| WriteError::CommitNotFound(source))?;
+        for _ in 0..COMMIT_CAS_RETRIES_MAX {
+            let record = self.pending_branch(target, ctx)?;
+            let head = record.head;
+            if let Some(e) = expected_head
+                && e != head
+            {
+                return Err(WriteError::ReferenceConflict {
+                    name: target.clone(),
+                    expected: Some(e),
+                    current: Some(head),
+                });
+            }
+            let nothing = |bases: Vec<Hash>| MergeOutcome {
+                kind: MergeKind::NothingToMerge,
+                dry_run: options.dry_run,
+                target_head: head,
+                head,
+                merge_bases: bases,
+                changes: Vec::new(),
+            };
+            if self.is_ancestor(source, head)? {
+                return Ok(nothing(vec![source]));
+            }
+            let head_commit = self.commit_object(&head)?;
+            let bases = self.merge_bases(source, head)?;
+            let fast_forward = bases == [head];
+            if fast_forward
+                && matches!(
+                    options.strategy,
+                    MergeStrategy::Normal | MergeStrategy::FastForwardOnly
+                )
+            {
+                let changes = self.all_changes(head_commit.key_index, source_commit.key_index)?;
+                let outcome = MergeOutcome {
+                    kind: MergeKind::FastForward,
+                    dry_run: options.dry_run,
+                    target_head: head,
+                    head: source,
+                    merge_bases: bases,
+                    changes,
+                };
+                if options.dry_run {
+                    return Ok(outcome);
+                }
+                let new = crate::backend::RefRecord {
+                    head: source,
+                    ..record.clone()
+                };
+                match self.move_ref(
+                    target,
+                    record.kind,
+                    Some(head),
+                    Some(new),
+                    RefOperation::Merge,
+                    ctx,
+                    BTreeMap::new(),
+                )? {
+                    CasOutcome::Applied { .. } => return Ok(outcome),
+                    CasOutcome::Mismatch { current } => {
+                        if expected_head.is_some() {
+                            return Err(WriteError::ReferenceConflict {
+                                name: target.clone(),
+                                expected: expected_head,
+                                current: current.map(|r| r.head),
+                            });
+                        }
+                        continue;
+                    }
+                }
+            }
+            if options.strategy == MergeStrategy::FastForwardOnly {
+                return Err(WriteError::NotFastForward {
+                    target: target.clone(),
+                    source_head: source,
+                });
+            }
+            let (changes, objects) = self.three_way(
+                &bases,
+                &source_commit,
+                &head_commit,
+                head,
+                options,
+                resolver,
+            )?;
+            if changes.is_empty() {
+                return Ok(nothing(bases));
+            }
+            let squash = options.strategy == MergeStrategy::Squash;
+            let parents: Parents = if squash {
+                [head].into_iter().collect()
+            } else {
+                [head, source].into_iter().collect()
+            };
+            let mut meta = options.meta.clone();
+            if meta.message.is_empty() {
+                meta.message = format!(
+                    "{} {source} into {target}",
+                    if squash { "Squash" } else { "Merge" }
+                );
+            }
+            if meta.author.is_empty() {
+                meta.author = ctx.principal.clone();
+            }
+            meta.properties
+                .insert(MERGE_SOURCE.to_owned(), source.to_string());
+            meta.check()?;
+            let kind = if squash {
+                MergeKind::Squashed
+            } else {
+                MergeKind::Merged
+            };
+            let landed = self.land(
+                target,
+                &record,
+                &head_commit,
+                changes.clone(),
+                parents,
+                &meta,
+                RefOperation::Merge,
+                objects,
+                ctx,
+                options.dry_run,
+            )?;
+            let new_head = match landed {
+                Landed::Applied(h) | Landed::DryRun(h) => h,
+                Landed::Moved(current) => {
+                    if expected_head.is_some() {
+                        return Err(WriteError::ReferenceConflict {
+                            name: target.clone(),
+                            expected: expected_head,
+                            current: current.map(|r| r.head),
+                        });
+                    }
+                    continue;
+                }
+            };
+            return Ok(MergeOutcome {
+                kind,
+                dry_run: options.dry_run,
+                target_head: head,
+                head: new_head,
+                merge_bases: bases,
+                changes,
+            });
+        }
+        Err(WriteError::Invalid(format!(
+            "ref {target} kept moving: lost {COMMIT_CAS_RETRIES_MAX} compare-and-swap races in a row; retry"
+        )))
+    }
+
+    /// The changes a three-way merge makes to the target, and the content objects that
+    /// resolutions created.
+    fn three_way(
+        &self,
+        bases: &[Hash],
+        source: &Commit,
+        target: &Commit,
+        head: Hash,
+        options: &MergeOptions,
+        resolver: &dyn Resolver,
+    ) -> Result<(Vec<KeyChange>, Objects), WriteError> {
+        let mut objects = Vec::new();
+        let mut per_base: Vec<BTreeMap<ContentKey, Fate>> = Vec::new();
+        if bases.is_empty() {
+            // Every store shares the root commit, so only foreign commits land here.
+            return Err(WriteError::Invalid(
+                "the source and the target have no common ancestor".to_owned(),
+            ));
+        }
+        for base in bases {
+            let base_commit = self.commit_object(base)?;
+            let sc = self.all_changes(base_commit.key_index, source.key_index)?;
+            let tc = self.all_changes(base_commit.key_index, target.key_index)?;
+            per_base.push(self.fates(&sc, &tc, options, resolver, &mut objects)?);
+        }
+        // The target's current value of every key any base touched.
+        let keys: BTreeSet<ContentKey> = per_base.iter().flat_map(|m| m.keys().cloned()).collect();
+        let current = self.refs_in(target, keys.iter())?;
+        let mut changes = Vec::new();
+        let mut conflicts = Vec::new();
+        for key in keys {
+            let now = current.get(&key).copied().flatten();
+            let outcomes: Vec<Fate> = per_base
+                .iter()
+                .map(|m| m.get(&key).cloned().unwrap_or(Fate::Value(now)))
+                .collect();
+            let first = &outcomes[0];
+            if outcomes.iter().any(|o| o != first) {
+                conflicts.push(
+                    Conflict::new(key, ConflictKind::AmbiguousBase).with_actual(now.as_ref()),
+                );
+                continue;
+            }
+            match first {
+                Fate::Conflict(c) => conflicts.push(c.clone()),
+                Fate::Value(v) => {
+                    if *v != now {
+                        changes.push(KeyChange {
+                            key,
+                            before: now,
+                            after: *v,
+                        });
+                    }
+                }
+            }
+        }
+        if !conflicts.is_empty() {
+            return Err(WriteError::Conflict { head, conflicts });
+        }
+        Ok((changes, objects))
+    }
+
+    /// Per key changed on either side since one base: its value after the merge, or a
+    /// conflict. `sc` and `tc` are sorted by key.
+    fn fates(
+        &self,
+        sc: &[KeyChange],
+        tc: &[KeyChange],
+        options: &MergeOptions,
+        resolver: &dyn Resolver,
+        objects: &mut Vec<(Hash, Bytes)>,
+    ) -> Result<BTreeMap<ContentKey, Fate>, WriteError> {
+        let mut fates = BTreeMap::new();
+        let (mut i, mut j) = (0, 0);
+        while i < sc.len() || j < tc.len() {
+            let order = match (sc.get(i), tc.get(j)) {
+                (Some(s), Some(t)) => s.key.cmp(&t.key),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, _) => std::cmp::Ordering::Greater,
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    fates.insert(sc[i].key.clone(), Fate::Value(sc[i].after));
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    fates.insert(tc[j].key.clone(), Fate::Value(tc[j].after));
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    let (s, t) = (&sc[i], &tc[j]);
+                    i += 1;
+                    j += 1;
+                    if s.after == t.after {
+                        fates.insert(s.key.clone(), Fate::Value(s.after));
+                        continue;
+                    }
+                    let explicit = options
+                        .resolutions
+                        .get(&s.key)
+                        .copied()
+                        .unwrap_or(options.on_conflict);
+                    let resolved = match explicit {
+                        Resolution::TakeSource => Some(Resolved::TakeSource),
+                        Resolution::KeepTarget => Some(Resolved::KeepTarget),
+                        Resolution::Fail => resolver.resolve(
+                            &s.key,
+                            s.before.as_ref(),
+                            s.after.as_ref(),
+                            t.after.as_ref(),
+                        ),
+                    };
+                    let fate = match resolved {
+                        Some(Resolved::TakeSource) => Fate::Value(s.after),
+                        Some(Resolved::KeepTarget) => Fate::Value(t.after),
+                        Some(Resolved::Content(content)) => {
+                            let (hash, bytes) = content.encode_checked()?;
+                            objects.push((hash.0, Bytes::from(bytes)));
+                            Fate::Value(Some(ContentRef {
+                                hash,
+                                id: content.id,
+                                kind: content.kind(),
+                            }))
+                        }
+                        None => Fate::Conflict(Conflict {
+                            source_change: ChangeKind::of(s.before.as_ref(), s.after.as_ref()),
+                            target_change: ChangeKind::of(t.before.as_ref(), t.after.as_ref()),
+                            ..Conflict::new(s.key.clone(), ConflictKind::BothChanged)
+                                .with_actual(t.after.as_ref())
+                        }),
+                    };
+                    fates.insert(s.key.clone(), fate);
+                }
+            }
+        }
+        Ok(fates)
+    }
+
+    /// Applies the change a commit made (against its first parent) onto a branch.
+    pub fn cherry_pick(
+        &self,
+        commit: Hash,
+        onto: &RefName,
+        expected_head: Option<Hash>,
+        meta: Option<CommitMeta>,
+        ctx: &WriteCtx,
+    ) -> Result<CommitOutcome, WriteError> {
+        self.replay(commit, onto, expected_head, meta, ctx, false)
+    }
+
+    /// Undoes the change a commit made (against its first parent) on a branch.
+    pub fn revert(
+        &self,
+        commit: Hash,
+        on: &RefName,
+        expected_head: Option<Hash>,
+        meta: Option<CommitMeta>,
+        ctx: &WriteCtx,
+    ) -> Result<CommitOutcome, WriteError> {
+        self.replay(commit, on, expected_head, meta, ctx, true)
+    }
+
+    fn replay(
+        &self,
+        commit: Hash,
+        branch: &RefName,
+        expected_head: Option<Hash>,
+        meta: Option<CommitMeta>,
+        ctx: &WriteCtx,
+        invert: bool,
+    ) -> Result<CommitOutcome, WriteError> {
+        let picked = self
+            .commit_object(&commit)
+            .map_err(|_| WriteError::CommitNotFound(commit))?;
+        let base = match picked.first_parent() {
+            Some(p) => self.commit_object(&p)?.key_index,
+            None => None,
+        };
+        let mut delta = self.all_changes(base, picked.key_index)?;
+        if invert {
+            for c in &mut delta {
+                std::mem::swap(&mut c.before, &mut c.after);
+            }
+        }
+        let mut meta = meta.unwrap_or_else(|| {
+            let message = if invert {
+                format!("Revert \"{}\"", picked.message)
+            } else {
+                picked.message.clone()
+            };
+            CommitMeta {
+                author: if invert {
+                    String::new()
+                } else {
+                    picked.author.clone()
+                },
+                committer: String::new(),
+                message,
+                authored_at_ms: if invert {
+                    self.now_ms()
+                } else {
+                    picked.authored_at_ms
+                },
+                properties: BTreeMap::new(),
+            }
+        });
+        if meta.author.is_empty() {
+            meta.author = ctx.principal.clone();
+        }
+        meta.properties.insert(
+            (if invert { REVERT_OF } else { CHERRY_PICK_OF }).to_owned(),
+            commit.to_string(),
+        );
+        meta.check()?;
+        let operation = if invert {
+            RefOperation::Revert
+        } else {
+            RefOperation::CherryPick
+        };
+        for _ in 0..COMMIT_CAS_RETRIES_MAX {
+            let record = self.pending_branch(branch, ctx)?;
+            let head = record.head;
+            if let Some(e) = expected_head
+                && e != head
+            {
+                return Err(WriteError::ReferenceConflict {
+                    name: branch.clone(),
+                    expected: Some(e),
+                    current: Some(head),
+                });
+            }
+            let head_commit = self.commit_object(&head)?;
+            let current = self.refs_in(&head_commit, delta.iter().map(|c| &c.key))?;
+            let mut changes = Vec::new();
+            let mut conflicts = Vec::new();
+            for c in &delta {
+                let now = current.get(&c.key).copied().flatten();
+                if now == c.before {
+                    changes.push(KeyChange {
+                        key: c.key.clone(),
+                        before: now,
+                        after: c.after,
+                    });
+                } else if now != c.after {
+                    let expected = match c.before {
+                        Some(b) => Expect::Is(b.hash),
+                        None => Expect::Absent,
+                    };
+                    conflicts.push(Conflict {
+                        expected: Some(expected),
+                        ..Conflict::new(c.key.clone(), ConflictKind::Diverged)
+                            .with_actual(now.as_ref())
+                    });
+                }
+            }
+            if !conflicts.is_empty() {
+                return Err(WriteError::Conflict { head, conflicts });
+            }
+            if changes.is_empty() {
+                return Ok(CommitOutcome {
+                    commit: head,
+                    parent: head,
+                    rebased: false,
+                    created: false,
+                });
+            }
+            let parents: Parents = [head].into_iter().collect();
+            match self.land(
+                branch,
+                &record,
+                &head_commit,
+                changes,
+                parents,
+                &meta,
+                operation,
+                Vec::new(),
+                ctx,
+                false,
+            )? {
+                Landed::Applied(h) => {
+                    return Ok(CommitOutcome {
+                        commit: h,
+                        parent: head,
+                        rebased: false,
+                        created: true,
+                    });
+                }
+                Landed::Moved(current) => {
+                    if expected_head.is_some() {
+                        return Err(WriteError::ReferenceConflict {
+                            name: branch.clone(),
+                            expected: expected_head,
+                            current: current.map(|r| r.head),
+                        });
+                    }
+                }
+                Landed::DryRun(_) => unreachable!("replays are never dry runs"),
+            }
+        }
+        Err(WriteError::Invalid(format!(
+            "ref {branch} kept moving: lost {COMMIT_CAS_RETRIES_MAX} compare-and-swap races in a row; retry"
+        )))
+    }
+}

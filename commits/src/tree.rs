@@ -1,0 +1,1050 @@
+//! The key index: a prolly tree over sorted byte keys.
+//!
+//! Chunk boundaries are a pure function of the sorted entries: after each entry the
+//! chunker cuts when a keyed BLAKE3 of the entry's key falls below a threshold that rises
+//! with the chunk's length, always at `NODE_ENTRIES_MAX`, and whenever one more entry of
+//! the largest possible size might not fit in `NODE_BYTES_MAX`. A cut depends only on the
+//! entries of its own chunk, so
+//! - the same map has the same root however it was built (history independence);
+//! - an edit re-chunks from the start of the node it touches until a cut falls on an old
+//!   boundary, so a value-only change rewrites one root-to-leaf path;
+//! - no choice of names makes a node larger than the bound.
+//!
+//! Level 0 holds the entries; each node of level L+1 holds, per child, the child's first
+//! key and hash. The cut hash is salted with the level, so the levels chunk independently.
+//! Diffs skip equal subtrees by hash; scans are ordered range scans with a limit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::encoding::{DecodeError, ObjectKind, Reader, Writer, varint_len};
+use crate::hash::Hash;
+use crate::limits::{KEY_BYTES_MAX, NODE_BYTES_MAX, NODE_ENTRIES_MAX, NODE_ENTRIES_TARGET};
+
+/// The largest encoded entry: a key and a value of at most `KEY_BYTES_MAX` bytes each
+/// (an id-index value is a content key), with their two-byte length prefixes.
+pub const ENTRY_BYTES_MAX: usize = 2 + KEY_BYTES_MAX + 2 + KEY_BYTES_MAX;
+
+/// Version, kind, level and an entry count of at most three varint bytes.
+const NODE_HEADER_BYTES_MAX: usize = 2 + 1 + 3;
+
+/// The hazard constant of the cut rule: after the n-th entry of a chunk the cut
+/// probability is n / CUT_HAZARD, which makes the mean chunk length about
+/// sqrt(pi * CUT_HAZARD / 2) = NODE_ENTRIES_TARGET.
+const CUT_HAZARD: u64 = (2 * NODE_ENTRIES_TARGET * NODE_ENTRIES_TARGET * 100 / 314) as u64;
+
+pub type Entry = (Bytes, Bytes);
+
+/// An index node as decoded: keys and values slice the stored bytes (no copies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub level: u8,
+    pub entries: Vec<Entry>,
+}
+
+impl Node {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(ObjectKind::Node);
+        w.u8(self.level);
+        w.varint(self.entries.len() as u64);
+        for (k, v) in &self.entries {
+            w.bytes(k);
+            if self.level == 0 {
+                w.bytes(v);
+            } else {
+                w.raw(v);
+            }
+        }
+        w.finish()
+    }
+
+    pub fn decode(bytes: &Bytes) -> Result<Node, DecodeError> {
+        let mut r = Reader::new(bytes, ObjectKind::Node)?;
+        let level = r.u8()?;
+        let n = r.varint()?;
+        if n == 0 || n > NODE_ENTRIES_MAX as u64 {
+            return Err(DecodeError("node entry count out of bounds"));
+        }
+        let mut entries = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let klen = r.len_prefix()?;
+            let kpos = r.position();
+            r.raw(klen)?;
+            let vlen = if level == 0 { r.len_prefix()? } else { 32 };
+            let vpos = r.position();
+            r.raw(vlen)?;
+            let key = bytes.slice(kpos..kpos + klen);
+            if entries.last().is_some_and(|(last, _): &Entry| *last >= key) {
+                return Err(DecodeError("node keys out of order"));
+            }
+            entries.push((key, bytes.slice(vpos..vpos + vlen)));
+        }
+        r.end()?;
+        Ok(Node { level, entries })
+    }
+
+    pub fn first_key(&self) -> &Bytes {
+        &self.entries[0].0
+    }
+
+    /// The child hash of an internal entry.
+    pub fn child(&self, i: usize) -> Hash {
+        let mut h = [0u8; 32];
+        h.copy_from_slice(&self.entries[i].1);
+        Hash::from_bytes(h)
+    }
+
+    /// For an internal node: the index of the child whose range holds `key` (the last
+    /// child whose first key is <= `key`, or the first child).
+    fn child_for(&self, key: &[u8]) -> usize {
+        self.entries
+            .partition_point(|(k, _)| k.as_ref() <= key)
+            .saturating_sub(1)
+    }
+}
+
+fn entry_bytes(level: u8, key: &[u8], value: &[u8]) -> usize {
+    let v = if level == 0 {
+        varint_len(value.len() as u64) + value.len()
+    } else {
+        32
+    };
+    varint_len(key.len() as u64) + key.len() + v
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("index node {0} is missing from storage")]
+    Missing(Hash),
+    #[error(transparent)]
+    Corrupt(#[from] DecodeError),
+    #[error("storage read failed: {0}")]
+    Read(String),
+}
+
+/// Where tree algorithms read nodes from: the store's cache over its backend.
+pub trait NodeSource {
+    fn node(&self, hash: &Hash) -> Result<Arc<Node>, TreeError>;
+}
+
+/// Nodes created by an edit, waiting to be written before the ref moves.
+#[derive(Debug, Default)]
+pub struct NewNodes {
+    pub written: Vec<(Hash, Bytes)>,
+    nodes: HashMap<Hash, Arc<Node>>,
+}
+
+impl NewNodes {
+    fn add(&mut self, node: Node) -> Hash {
+        let bytes = Bytes::from(node.encode());
+        debug_assert!(bytes.len() <= NODE_BYTES_MAX);
+        let hash = Hash::of(&bytes);
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.nodes.entry(hash) {
+            // Decode again so the kept node slices its own bytes, as a read would, instead
+            // of holding on to the buffers of the old nodes its entries came from.
+            drop(node);
+            let node = Node::decode(&bytes).expect("a node just encoded decodes");
+            slot.insert(Arc::new(node));
+            self.written.push((hash, bytes));
+        }
+        hash
+    }
+
+    pub fn get(&self, hash: &Hash) -> Option<&Arc<Node>> {
+        self.nodes.get(hash)
+    }
+
+    pub fn len(&self) -> usize {
+        self.written.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.written.is_empty()
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = (&Hash, &Arc<Node>)> {
+        self.nodes.iter()
+    }
+}
+
+/// Reads new nodes first, then the source.
+struct Overlay<'a> {
+    base: &'a dyn NodeSource,
+    new: &'a NewNodes,
+}
+
+impl NodeSource for Overlay<'_> {
+    fn node(&self, hash: &Hash) -> Result<Arc<Node>, TreeError> {
+        match self.new.get(hash) {
+            Some(n) => Ok(n.clone()),
+            None => self.base.node(hash),
+        }
+    }
+}
+
+/// Builds the nodes of one level from a stream of entries.
+struct Chunker {
+    level: u8,
+    entries: Vec<Entry>,
+    bytes: usize,
+}
+
+impl Chunker {
+    fn new(level: u8) -> Chunker {
+        Chunker {
+            level,
+            entries: Vec::with_capacity(NODE_ENTRIES_TARGET * 2),
+            bytes: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds an entry; returns the (first key, hash) of a node when this entry ends one.
+    fn push(&mut self, key: Bytes, value: Bytes, out: &mut NewNodes) -> Option<(Bytes, Hash)> {
+        debug_assert!(key.len() <= KEY_BYTES_MAX && value.len() <= KEY_BYTES_MAX);
+        debug_assert!(self.entries.last().is_none_or(|(k, _)| *k < key));
+        self.bytes += entry_bytes(self.level, &key, &value);
+        let cut = is_boundary(self.level, &key, self.entries.len() + 1, self.bytes);
+        self.entries.push((key, value));
+        if cut { self.cut(out) } else { None }
+    }
+
+    fn cut(&mut self, out: &mut NewNodes) -> Option<(Bytes, Hash)> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let entries = std::mem::replace(
+            &mut self.entries,
+            Vec::with_capacity(NODE_ENTRIES_TARGET * 2),
+        );
+        self.bytes = 0;
+        let first = entries[0].0.clone();
+        let hash = out.add(Node {
+            level: self.level,
+            entries,
+        });
+        Some((first, hash))
+    }
+}
+
+/// The cut rule: a pure function of the chunk's own entries up to and including this one.
+fn is_boundary(level: u8, key: &[u8], len: usize, bytes: usize) -> bool {
+    if len >= NODE_ENTRIES_MAX || bytes + ENTRY_BYTES_MAX + NODE_HEADER_BYTES_MAX > NODE_BYTES_MAX {
+        return true;
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&[level]);
+    hasher.update(key);
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_bytes()[..8]);
+    let h = u64::from_le_bytes(first);
+    h < (u64::MAX / CUT_HAZARD).saturating_mul(len as u64)
+}
+
+/// A position at one level of a tree: the path of internal nodes above it and the node.
+struct Cursor {
+    path: Vec<(Arc<Node>, usize)>,
+    node: Arc<Node>,
+    hash: Hash,
+}
+
+impl Cursor {
+    /// The node at `level` whose range holds `key`.
+    fn seek(
+        src: &dyn NodeSource,
+        root: &(Hash, Arc<Node>),
+        level: u8,
+        key: &[u8],
+    ) -> Result<Cursor, TreeError> {
+        let mut path = Vec::new();
+        let (mut hash, mut node) = root.clone();
+        while node.level > level {
+            let i = node.child_for(key);
+            hash = node.child(i);
+            let child = src.node(&hash)?;
+            path.push((node, i));
+            node = child;
+        }
+        Ok(Cursor { path, node, hash })
+    }
+
+    /// The first key of the next node at this level, if there is one.
+    fn next_first_key(&self) -> Option<&Bytes> {
+        self.path
+            .iter()
+            .rev()
+            .find(|(n, i)| i + 1 < n.entries.len())
+            .map(|(n, i)| &n.entries[i + 1].0)
+    }
+
+    /// Moves to the next node at this level; false at the end.
+    fn advance(&mut self, src: &dyn NodeSource) -> Result<bool, TreeError> {
+        let Some(depth) = self.path.iter().rposition(|(n, i)| i + 1 < n.entries.len()) else {
+            return Ok(false);
+        };
+        self.path.truncate(depth + 1);
+        self.path[depth].1 += 1;
+        loop {
+            let (parent, i) = self.path.last().expect("path is not empty");
+            let hash = parent.child(*i);
+            let child = src.node(&hash)?;
+            if child.level == self.node.level {
+                self.node = child;
+                self.hash = hash;
+                return Ok(true);
+            }
+            self.path.push((child, 0));
+        }
+    }
+}
+
+/// An edit of one key: `Some(value)` puts, `None` deletes.
+pub type Edit = (Bytes, Option<Bytes>);
+
+/// Applies sorted, unique edits to the tree at `root` and returns the new root. New nodes
+/// go to `out`; nothing is written to storage here.
+pub fn apply(
+    src: &dyn NodeSource,
+    root: Option<Hash>,
+    edits: Vec<Edit>,
+    out: &mut NewNodes,
+) -> Result<Option<Hash>, TreeError> {
+    debug_assert!(
+        edits.windows(2).all(|w| w[0].0 < w[1].0),
+        "edits sorted and unique"
+    );
+    if edits.is_empty() {
+        return Ok(root);
+    }
+    let old_root = match root {
+        Some(h) => Some((h, src.node(&h)?)),
+        None => None,
+    };
+    let height = old_root.as_ref().map_or(0, |(_, r)| r.level as usize + 1);
+    let mut edits = edits;
+    let mut level: usize = 0;
+    loop {
+        let next = match &old_root {
+            Some(r) if level < height => {
+                let next = edit_level(src, r, level as u8, edits, out)?;
+                if next.is_empty() {
+                    // Every rewritten node came out as it was: nothing above changes.
+                    return Ok(root);
+                }
+                next
+            }
+            _ => chunk_puts(level as u8, edits, out),
+        };
+        level += 1;
+        if level >= height {
+            // Above the old tree only puts matter: a delete there names an old node.
+            let puts: Vec<(Bytes, Hash)> = next
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, hash_of(&v))))
+                .collect();
+            match puts.len() {
+                0 => return Ok(None),
+                1 => {
+                    return collapse(
+                        &Overlay {
+                            base: src,
+                            new: out,
+                        },
+                        puts[0].1,
+                    );
+                }
+                _ => {
+                    edits = puts
+                        .into_iter()
+                        .map(|(k, h)| (k, Some(Bytes::copy_from_slice(h.as_bytes()))))
+                        .collect()
+                }
+            }
+        } else {
+            edits = next;
+        }
+    }
+}
+
+fn hash_of(value: &Bytes) -> Hash {
+    let mut h = [0u8; 32];
+    h.copy_from_slice(value);
+    Hash::from_bytes(h)
+}
+
+/// A root with a single child is not a root: the child is (from-scratch builds stop at
+/// the first level with one node).
+fn collapse(src: &dyn NodeSource, mut root: Hash) -> Result<Option<Hash>, TreeError> {
+    loop {
+        let node = src.node(&root)?;
+        if node.level > 0 && node.entries.len() == 1 {
+            root = node.child(0);
+        } else {
+            return Ok(Some(root));
+        }
+    }
+}
+
+/// Chunks a level that has no old nodes: only the puts count.
+fn chunk_puts(level: u8, edits: Vec<Edit>, out: &mut NewNodes) -> Vec<Edit> {
+    let mut chunker = Chunker::new(level);
+    let mut up = Vec::new();
+    for (k, v) in edits {
+        if let Some(v) = v
+            && let Some((first, h)) = chunker.push(k, v, out)
+        {
+            up.push((first, Some(Bytes::copy_from_slice(h.as_bytes()))));
+        }
+    }
+    if let Some((first, h)) = chunker.cut(out) {
+        up.push((first, Some(Bytes::copy_from_slice(h.as_bytes()))));
+    }
+    up
+}
+
+/// Applies edits to the nodes of one level and returns the edits of the level above:
+/// a delete for each old node rewritten, a put for each new node, with pairs that came
+/// out identical dropped.
+fn edit_level(
+    src: &dyn NodeSource,
+    root: &(Hash, Arc<Node>),
+    level: u8,
+    edits: Vec<Edit>,
+    out: &mut NewNodes,
+) -> Result<Vec<Edit>, TreeError> {
+    let mut removed: Vec<(Bytes, Hash)> = Vec::new();
+    let mut added: Vec<(Bytes, Hash)> = Vec::new();
+    let mut edits = edits.into_iter().peekable();
+    while let Some((first_edit, _)) = edits.peek() {
+        let mut cursor = Cursor::seek(src, root, level, first_edit)?;
+        let mut chunker = Chunker::new(level);
+        loop {
+            let node = cursor.node.clone();
+            removed.push((node.first_key().clone(), cursor.hash));
+            let limit = cursor.next_first_key().cloned();
+            let mut old = node.entries.iter().peekable();
+            loop {
+                let edit_in_range = edits
+                    .peek()
+                    .is_some_and(|(k, _)| limit.as_ref().is_none_or(|l| k < l));
+                let take_edit = match (old.peek(), edit_in_range) {
+                    (None, false) => break,
+                    (None, true) => true,
+                    (Some(_), false) => false,
+                    (Some((ok, _)), true) => edits.peek().is_some_and(|(ek, _)| ek <= ok),
+                };
+                let entry = if take_edit {
+                    let (k, v) = edits.next().expect("peeked");
+                    if old.peek().is_some_and(|(ok, _)| *ok == k) {
+                        old.next();
+                    }
+                    v.map(|v| (k, v))
+                } else {
+                    old.next().cloned()
+                };
+                if let Some((k, v)) = entry
+                    && let Some(node) = chunker.push(k, v, out)
+                {
+                    added.push(node);
+                }
+            }
+            if chunker.is_empty() {
+                break;
+            }
+            if !cursor.advance(src)? {
+                if let Some(node) = chunker.cut(out) {
+                    added.push(node);
+                }
+                break;
+            }
+        }
+    }
+    Ok(merge_level_edits(removed, added))
+}
+
+/// Combines the old nodes removed and the new nodes added at one level into sorted edits
+/// of the level above; a node that came out unchanged cancels out.
+fn merge_level_edits(mut removed: Vec<(Bytes, Hash)>, mut added: Vec<(Bytes, Hash)>) -> Vec<Edit> {
+    removed.sort_by(|a, b| a.0.cmp(&b.0));
+    removed.dedup_by(|a, b| a.0 == b.0);
+    added.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Vec::with_capacity(removed.len() + added.len());
+    let (mut r, mut a) = (removed.into_iter().peekable(), added.into_iter().peekable());
+    loop {
+        match (r.peek(), a.peek()) {
+            (None, None) => break,
+            (Some(_), None) => {
+                let (k, _) = r.next().expect("peeked");
+                out.push((k, None));
+            }
+            (None, Some(_)) => {
+                let (k, h) = a.next().expect("peeked");
+                out.push((k, Some(Bytes::copy_from_slice(h.as_bytes()))));
+            }
+            (Some((rk, _)), Some((ak, _))) => match rk.cmp(ak) {
+                std::cmp::Ordering::Less => {
+                    let (k, _) = r.next().expect("peeked");
+                    out.push((k, None));
+                }
+                std::cmp::Ordering::Greater => {
+                    let (k, h) = a.next().expect("peeked");
+                    out.push((k, Some(Bytes::copy_from_slice(h.as_bytes()))));
+                }
+                std::cmp::Ordering::Equal => {
+                    let (_, rh) = r.next().expect("peeked");
+                    let (k, ah) = a.next().expect("peeked");
+                    if rh != ah {
+                        out.push((k, Some(Bytes::copy_from_slice(ah.as_bytes()))));
+                    }
+                }
+            },
+        }
+    }
+    out
+}
+
+/// Builds a tree from sorted, unique entries.
+pub fn build(entries: Vec<Entry>, out: &mut NewNodes) -> Result<Option<Hash>, TreeError> {
+    struct Empty;
+    impl NodeSource for Empty {
+        fn node(&self, hash: &Hash) -> Result<Arc<Node>, TreeError> {
+            Err(TreeError::Missing(*hash))
+        }
+    }
+    apply(
+        &Empty,
+        None,
+        entries.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+        out,
+    )
+}
+
+/// The value at `key`.
+pub fn get(
+    src: &dyn NodeSource,
+    root: Option<Hash>,
+    key: &[u8],
+) -> Result<Option<Bytes>, TreeError> {
+    let Some(root) = root else { return Ok(None) };
+    let mut node = src.node(&root)?;
+    while node.level > 0 {
+        if key < node.first_key().as_ref() {
+            return Ok(None);
+        }
+        node = src.node(&node.child(node.child_for(key)))?;
+    }
+    Ok(node
+        .entries
+        .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+        .ok()
+        .map(|i| node.entries[i].1.clone()))
+}
+
+/// Up to `limit` entries with `start <= key < end` (`end = None`: no upper bound), in key
+/// order, and whether more remain.
+pub fn scan(
+    src: &dyn NodeSource,
+    root: Option<Hash>,
+    start: &[u8],
+    end: Option<&[u8]>,
+    limit: usize,
+) -> Result<(Vec<Entry>, bool), TreeError> {
+    let mut out = Vec::new();
+    let Some(root) = root else {
+        return Ok((out, false));
+    };
+    let root = (root, src.node(&root)?);
+    let mut cursor = Cursor::seek(src, &root, 0, start)?;
+    loop {
+        let entries = &cursor.node.entries;
+        let from = entries.partition_point(|(k, _)| k.as_ref() < start);
+        for (k, v) in &entries[from..] {
+            if end.is_some_and(|e| k.as_ref() >= e) {
+                return Ok((out, false));
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            out.push((k.clone(), v.clone()));
+        }
+        if !cursor.advance(src)? {
+            return Ok((out, false));
+        }
+    }
+}
+
+/// Calls `f` for every entry with `start <= key < end`, in order, until it returns false.
+pub fn for_each(
+    src: &dyn NodeSource,
+    root: Option<Hash>,
+    start: &[u8],
+    end: Option<&[u8]>,
+    mut f: impl FnMut(&Bytes, &Bytes) -> bool,
+) -> Result<(), TreeError> {
+    let Some(root) = root else { return Ok(()) };
+    let root = (root, src.node(&root)?);
+    let mut cursor = Cursor::seek(src, &root, 0, start)?;
+    loop {
+        let entries = &cursor.node.entries;
+        let from = entries.partition_point(|(k, _)| k.as_ref() < start);
+        for (k, v) in &entries[from..] {
+            if end.is_some_and(|e| k.as_ref() >= e) || !f(k, v) {
+                return Ok(());
+            }
+        }
+        if !cursor.advance(src)? {
+            return Ok(());
+        }
+    }
+}
+
+/// One key whose value differs between two trees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub key: Bytes,
+    pub before: Option<Bytes>,
+    pub after: Option<Bytes>,
+}
+
+enum Item {
+    Subtree { hash: Hash, first: Bytes, level: u8 },
+    Entry(Entry),
+}
+
+impl Item {
+    fn first(&self) -> &Bytes {
+        match self {
+            Item::Subtree { first, .. } => first,
+            Item::Entry((k, _)) => k,
+        }
+    }
+}
+
+/// A walk over one side of a diff: a stack of pending items, front last.
+struct Frontier<'a> {
+    stack: Vec<Item>,
+    start: &'a [u8],
+    end: Option<&'a [u8]>,
+}
+
+impl Frontier<'_> {
+    fn expand(
+        &mut self,
+        src: &dyn NodeSource,
+        hash: Hash,
+        hi: Option<Bytes>,
+    ) -> Result<(), TreeError> {
+        let node = src.node(&hash)?;
+        let n = node.entries.len();
+        for i in (0..n).rev() {
+            let (k, v) = &node.entries[i];
+            if self.end.is_some_and(|e| k.as_ref() >= e) {
+                continue;
+            }
+            if node.level == 0 {
+                if k.as_ref() >= self.start {
+                    self.stack.push(Item::Entry((k.clone(), v.clone())));
+                }
+            } else {
+                // A child's keys end before the next child's first key (or `hi`).
+                let next = if i + 1 < n {
+                    Some(&node.entries[i + 1].0)
+                } else {
+                    hi.as_ref()
+                };
+                if next.is_some_and(|nk| nk.as_ref() <= self.start) {
+                    continue;
+                }
+                self.stack.push(Item::Subtree {
+                    hash: node.child(i),
+                    first: k.clone(),
+                    level: node.level - 1,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The upper bound of the front item: the first key of the item after it.
+    fn pop_subtree(&mut self) -> Option<(Hash, Option<Bytes>)> {
+        match self.stack.pop() {
+            Some(Item::Subtree { hash, .. }) => {
+                Some((hash, self.stack.last().map(|i| i.first().clone())))
+            }
+            Some(entry) => {
+                self.stack.push(entry);
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+/// Up to `limit` changes from tree `a` to tree `b` with `start <= key < end`, in key
+/// order, and whether more remain. Equal subtrees are skipped by hash, so the work is
+/// proportional to the changes times the depth, not to the size of the maps.
+pub fn diff(
+    src: &dyn NodeSource,
+    a: Option<Hash>,
+    b: Option<Hash>,
+    start: &[u8],
+    end: Option<&[u8]>,
+    limit: usize,
+) -> Result<(Vec<Change>, bool), TreeError> {
+    let mut out = Vec::new();
+    if a == b {
+        return Ok((out, false));
+    }
+    let mut fa = Frontier {
+        stack: Vec::new(),
+        start,
+        end,
+    };
+    let mut fb = Frontier {
+        stack: Vec::new(),
+        start,
+        end,
+    };
+    let level_of = |h: Option<Hash>| -> Result<Option<Item>, TreeError> {
+        Ok(match h {
+            Some(h) => {
+                let n = src.node(&h)?;
+                Some(Item::Subtree {
+                    hash: h,
+                    first: n.first_key().clone(),
+                    level: n.level,
+                })
+            }
+            None => None,
+        })
+    };
+    fa.stack.extend(level_of(a)?);
+    fb.stack.extend(level_of(b)?);
+    enum Step {
+        SkipBoth,
+        ExpandA,
+        ExpandB,
+        ExpandBoth,
+        EmitA,
+        EmitB,
+        EmitBoth,
+    }
+    loop {
+        let step = match (fa.stack.last(), fb.stack.last()) {
+            (None, None) => return Ok((out, false)),
+            (Some(Item::Subtree { .. }), None) => Step::ExpandA,
+            (None, Some(Item::Subtree { .. })) => Step::ExpandB,
+            (Some(Item::Entry(_)), None) => Step::EmitA,
+            (None, Some(Item::Entry(_))) => Step::EmitB,
+            (Some(x), Some(y)) => match (x, y) {
+                (
+                    Item::Subtree {
+                        hash: ha,
+                        level: la,
+                        first: ka,
+                    },
+                    Item::Subtree {
+                        hash: hb,
+                        level: lb,
+                        first: kb,
+                    },
+                ) => {
+                    if ha == hb {
+                        Step::SkipBoth
+                    } else {
+                        match ka.cmp(kb) {
+                            std::cmp::Ordering::Less => Step::ExpandA,
+                            std::cmp::Ordering::Greater => Step::ExpandB,
+                            std::cmp::Ordering::Equal => match la.cmp(lb) {
+                                std::cmp::Ordering::Greater => Step::ExpandA,
+                                std::cmp::Ordering::Less => Step::ExpandB,
+                                std::cmp::Ordering::Equal => Step::ExpandBoth,
+                            },
+                        }
+                    }
+                }
+                (Item::Subtree { first: ka, .. }, Item::Entry((kb, _))) => {
+                    if kb < ka {
+                        Step::EmitB
+                    } else {
+                        Step::ExpandA
+                    }
+                }
+                (Item::Entry((ka, _)), Item::Subtree { first: kb, .. }) => {
+                    if ka < kb {
+                        Step::EmitA
+                    } else {
+                        Step::ExpandB
+                    }
+                }
+                (Item::Entry((ka, va)), Item::Entry((kb, vb))) => match ka.cmp(kb) {
+                    std::cmp::Ordering::Less => Step::EmitA,
+                    std::cmp::Ordering::Greater => Step::EmitB,
+                    std::cmp::Ordering::Equal => {
+                        if va == vb {
+                            fa.stack.pop();
+                            fb.stack.pop();
+                            continue;
+                        }
+                        Step::EmitBoth
+                    }
+                },
+            },
+        };
+        let emitting = matches!(step, Step::EmitA | Step::EmitB | Step::EmitBoth);
+        if emitting && out.len() == limit {
+            return Ok((out, true));
+        }
+        match step {
+            Step::SkipBoth => {
+                fa.stack.pop();
+                fb.stack.pop();
+            }
+            Step::ExpandA => {
+                let (h, hi) = fa.pop_subtree().expect("front is a subtree");
+                fa.expand(src, h, hi)?;
+            }
+            Step::ExpandB => {
+                let (h, hi) = fb.pop_subtree().expect("front is a subtree");
+                fb.expand(src, h, hi)?;
+            }
+            Step::ExpandBoth => {
+                let (h, hi) = fa.pop_subtree().expect("front is a subtree");
+                fa.expand(src, h, hi)?;
+                let (h, hi) = fb.pop_subtree().expect("front is a subtree");
+                fb.expand(src, h, hi)?;
+            }
+            Step::EmitA => {
+                let Some(Item::Entry((k, v))) = fa.stack.pop() else {
+                    unreachable!("front is an entry")
+                };
+                out.push(Change {
+                    key: k,
+                    before: Some(v),
+                    after: None,
+                });
+            }
+            Step::EmitB => {
+                let Some(Item::Entry((k, v))) = fb.stack.pop() else {
+                    unreachable!("front is an entry")
+                };
+                out.push(Change {
+                    key: k,
+                    before: None,
+                    after: Some(v),
+                });
+            }
+            Step::EmitBoth => {
+                let Some(Item::Entry((k, va))) = fa.stack.pop() else {
+                    unreachable!("front is an entry")
+                };
+                let Some(Item::Entry((_, vb))) = fb.stack.pop() else {
+                    unreachable!("front is an entry")
+                };
+                out.push(Change {
+                    key: k,
+                    before: Some(va),
+                    after: Some(vb),
+                });
+            }
+        }
+    }
+}
+
+/// Counts a tree's nodes per level (root level first): for tests and benchmark reports.
+pub fn shape(src: &dyn NodeSource, root: Option<Hash>) -> Result<Vec<usize>, TreeError> {
+    let mut levels = Vec::new();
+    let mut frontier: Vec<Hash> = root.into_iter().collect();
+    while !frontier.is_empty() {
+        levels.push(frontier.len());
+        let mut next = Vec::new();
+        for h in &frontier {
+            let n = src.node(h)?;
+            if n.level > 0 {
+                next.extend((0..n.entries.len()).map(|i| n.child(i)));
+            }
+        }
+        frontier = next;
+    }
+    Ok(levels)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use parking_lot::Mutex;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Nodes kept in a map, as a store's cache would.
+    #[derive(Default)]
+    struct Mem(Mutex<HashMap<Hash, Arc<Node>>>);
+
+    impl NodeSource for Mem {
+        fn node(&self, hash: &Hash) -> Result<Arc<Node>, TreeError> {
+            self.0
+                .lock()
+                .get(hash)
+                .cloned()
+                .ok_or(TreeError::Missing(*hash))
+        }
+    }
+
+    impl Mem {
+        fn keep(&self, out: NewNodes) -> usize {
+            let n = out.written.len();
+            for (h, bytes) in out.written {
+                let node = Node::decode(&bytes).expect("a written node decodes");
+                assert_eq!(Hash::of(&node.encode()), h, "encoding is canonical");
+                assert!(bytes.len() <= NODE_BYTES_MAX);
+                self.0.lock().insert(h, Arc::new(node));
+            }
+            n
+        }
+
+        fn apply(
+            &self,
+            root: Option<Hash>,
+            edits: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        ) -> Option<Hash> {
+            let edits = edits
+                .iter()
+                .map(|(k, v)| (Bytes::from(k.clone()), v.clone().map(Bytes::from)))
+                .collect();
+            let mut out = NewNodes::default();
+            let root = apply(self, root, edits, &mut out).unwrap();
+            self.keep(out);
+            root
+        }
+
+        fn build(&self, map: &BTreeMap<Vec<u8>, Vec<u8>>) -> Option<Hash> {
+            let mut out = NewNodes::default();
+            let entries = map
+                .iter()
+                .map(|(k, v)| (Bytes::from(k.clone()), Bytes::from(v.clone())))
+                .collect();
+            let root = build(entries, &mut out).unwrap();
+            self.keep(out);
+            root
+        }
+
+        fn all(&self, root: Option<Hash>) -> BTreeMap<Vec<u8>, Vec<u8>> {
+            let (entries, more) = scan(self, root, b"", None, usize::MAX).unwrap();
+            assert!(!more);
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect()
+        }
+    }
+
+    fn key(i: u32) -> Vec<u8> {
+        format!("key-{i:08}").into_bytes()
+    }
+
+    #[test]
+    fn a_value_change_rewrites_one_path_and_builds_match_edits() {
+        let mem = Mem::default();
+        let map: BTreeMap<_, _> = (0..20_000).map(|i| (key(i), vec![1u8; 49])).collect();
+        let root = mem.build(&map);
+        let depth = shape(&mem, root).unwrap().len();
+        assert!(
+            depth >= 3,
+            "20,000 keys make at least three levels, got {depth}"
+        );
+        let mut edit = BTreeMap::new();
+        edit.insert(key(777), Some(vec![2u8; 49]));
+        let mut out = NewNodes::default();
+        let edits = edit
+            .iter()
+            .map(|(k, v)| (Bytes::from(k.clone()), v.clone().map(Bytes::from)))
+            .collect();
+        let new_root = apply(&mem, root, edits, &mut out).unwrap();
+        assert_eq!(out.len(), depth, "one node per level is rewritten");
+        mem.keep(out);
+        let mut expected = map.clone();
+        expected.insert(key(777), vec![2u8; 49]);
+        assert_eq!(mem.build(&expected), new_root);
+        let (changes, more) = diff(&mem, root, new_root, b"", None, 100).unwrap();
+        assert!(!more);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].key.as_ref(), key(777).as_slice());
+    }
+
+    #[test]
+    fn huge_keys_never_overflow_a_node() {
+        let mem = Mem::default();
+        let map: BTreeMap<_, _> = (0..300u32)
+            .map(|i| {
+                let mut k = format!("{i:05}").into_bytes();
+                k.resize(KEY_BYTES_MAX, b'x');
+                (k, vec![7u8; KEY_BYTES_MAX])
+            })
+            .collect();
+        let root = mem.build(&map);
+        assert_eq!(mem.all(root), map);
+    }
+
+    #[test]
+    fn deleting_everything_leaves_the_empty_tree() {
+        let mem = Mem::default();
+        let map: BTreeMap<_, _> = (0..5_000).map(|i| (key(i), vec![1u8])).collect();
+        let root = mem.build(&map);
+        let deletes = map.keys().map(|k| (k.clone(), None)).collect();
+        assert_eq!(mem.apply(root, &deletes), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// History independence: any sequence of edit batches ends at the root a
+        /// from-scratch build of the final map has; diffs and scans agree with a BTreeMap.
+        #[test]
+        fn equal_maps_have_equal_roots(
+            initial in proptest::collection::btree_map(0u32..3_000, 0u8..4, 0..1_500),
+            batches in proptest::collection::vec(
+                proptest::collection::btree_map(0u32..3_000, proptest::option::of(0u8..4), 1..300), 1..6),
+        ) {
+            let mem = Mem::default();
+            let mut model: BTreeMap<Vec<u8>, Vec<u8>> = initial.iter().map(|(k, v)| (key(*k), vec![*v])).collect();
+            let mut root = mem.build(&model);
+            for batch in &batches {
+                let before = root;
+                let before_model = model.clone();
+                let edits: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+                    batch.iter().map(|(k, v)| (key(*k), v.map(|v| vec![v]))).collect();
+                root = mem.apply(root, &edits);
+                for (k, v) in &edits {
+                    match v {
+                        Some(v) => { model.insert(k.clone(), v.clone()); }
+                        None => { model.remove(k); }
+                    }
+                }
+                prop_assert_eq!(mem.all(root), model.clone());
+                prop_assert_eq!(root, mem.build(&model));
+                let (changes, _) = diff(&mem, before, root, b"", None, usize::MAX).unwrap();
+                let expected: Vec<Vec<u8>> = before_model.keys().chain(model.keys())
+                    .filter(|k| before_model.get(*k) != model.get(*k))
+                    .cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+                let got: Vec<Vec<u8>> = changes.iter().map(|c| c.key.to_vec()).collect();
+                prop_assert_eq!(got, expected);
+                // A bounded range scan and a bounded diff see only their range.
+                let (lo, hi) = (key(1_000), key(2_000));
+                let (ranged, _) = scan(&mem, root, &lo, Some(&hi), usize::MAX).unwrap();
+                let want: Vec<Vec<u8>> = model.range(lo.clone()..hi.clone()).map(|(k, _)| k.clone()).collect();
+                prop_assert_eq!(ranged.iter().map(|(k, _)| k.to_vec()).collect::<Vec<_>>(), want);
+                let (ranged_diff, _) = diff(&mem, before, root, &lo, Some(&hi), usize::MAX).unwrap();
+                prop_assert!(ranged_diff.iter().all(|c| c.key.as_ref() >= lo.as_slice() && c.key.as_ref() < hi.as_slice()));
+                prop_assert_eq!(ranged_diff.len(), changes.iter().filter(|c| c.key.as_ref() >= lo.as_slice() && c.key.as_ref() < hi.as_slice()).count());
+            }
+        }
+    }
+}
