@@ -330,52 +330,45 @@ pub fn apply(
     let mut edits = edits;
     let mut level: usize = 0;
     loop {
-        let next = match &old_root {
-            Some(r) if level < height => {
-                let next = edit_level(src, r, level as u8, edits, out)?;
+        let nodes: Vec<(Bytes, Hash)> = match &old_root {
+            Some(r) if level + 1 < height => {
+                // Below the root: the level above changes by what changed here.
+                let (removed, added) = edit_level(src, r, level as u8, edits, out)?;
+                let next = merge_level_edits(removed, added);
                 if next.is_empty() {
                     // Every rewritten node came out as it was: nothing above changes.
                     return Ok(root);
                 }
-                next
+                edits = next;
+                level += 1;
+                continue;
             }
+            // The root's level: its one node is re-chunked whole, so the new nodes are
+            // the whole level.
+            Some(r) if level + 1 == height => edit_level(src, r, level as u8, edits, out)?.1,
+            // Above the old tree: only puts matter.
             _ => chunk_puts(level as u8, edits, out),
         };
-        level += 1;
-        if level >= height {
-            // Above the old tree only puts matter: a delete there names an old node.
-            let puts: Vec<(Bytes, Hash)> = next
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k, hash_of(&v))))
-                .collect();
-            match puts.len() {
-                0 => return Ok(None),
-                1 => {
-                    return collapse(
-                        &Overlay {
-                            base: src,
-                            new: out,
-                        },
-                        puts[0].1,
-                    );
-                }
-                _ => {
-                    edits = puts
-                        .into_iter()
-                        .map(|(k, h)| (k, Some(Bytes::copy_from_slice(h.as_bytes()))))
-                        .collect()
-                }
+        match nodes.len() {
+            0 => return Ok(None),
+            1 => {
+                return collapse(
+                    &Overlay {
+                        base: src,
+                        new: out,
+                    },
+                    nodes[0].1,
+                );
             }
-        } else {
-            edits = next;
+            _ => {
+                edits = nodes
+                    .into_iter()
+                    .map(|(k, h)| (k, Some(Bytes::copy_from_slice(h.as_bytes()))))
+                    .collect();
+                level += 1;
+            }
         }
     }
-}
-
-fn hash_of(value: &Bytes) -> Hash {
-    let mut h = [0u8; 32];
-    h.copy_from_slice(value);
-    Hash::from_bytes(h)
 }
 
 /// A root with a single child is not a root: the child is (from-scratch builds stop at
@@ -392,32 +385,29 @@ fn collapse(src: &dyn NodeSource, mut root: Hash) -> Result<Option<Hash>, TreeEr
 }
 
 /// Chunks a level that has no old nodes: only the puts count.
-fn chunk_puts(level: u8, edits: Vec<Edit>, out: &mut NewNodes) -> Vec<Edit> {
+fn chunk_puts(level: u8, edits: Vec<Edit>, out: &mut NewNodes) -> Vec<(Bytes, Hash)> {
     let mut chunker = Chunker::new(level);
-    let mut up = Vec::new();
+    let mut nodes = Vec::new();
     for (k, v) in edits {
         if let Some(v) = v
-            && let Some((first, h)) = chunker.push(k, v, out)
+            && let Some(node) = chunker.push(k, v, out)
         {
-            up.push((first, Some(Bytes::copy_from_slice(h.as_bytes()))));
+            nodes.push(node);
         }
     }
-    if let Some((first, h)) = chunker.cut(out) {
-        up.push((first, Some(Bytes::copy_from_slice(h.as_bytes()))));
-    }
-    up
+    nodes.extend(chunker.cut(out));
+    nodes
 }
 
-/// Applies edits to the nodes of one level and returns the edits of the level above:
-/// a delete for each old node rewritten, a put for each new node, with pairs that came
-/// out identical dropped.
+/// Applies edits to the nodes of one level and returns the old nodes it rewrote and the
+/// new nodes that replace them, as (first key, hash).
 fn edit_level(
     src: &dyn NodeSource,
     root: &(Hash, Arc<Node>),
     level: u8,
     edits: Vec<Edit>,
     out: &mut NewNodes,
-) -> Result<Vec<Edit>, TreeError> {
+) -> Result<(Vec<(Bytes, Hash)>, Vec<(Bytes, Hash)>), TreeError> {
     let mut removed: Vec<(Bytes, Hash)> = Vec::new();
     let mut added: Vec<(Bytes, Hash)> = Vec::new();
     let mut edits = edits.into_iter().peekable();
@@ -465,11 +455,11 @@ fn edit_level(
             }
         }
     }
-    Ok(merge_level_edits(removed, added))
+    Ok((removed, added))
 }
 
-/// Combines the old nodes removed and the new nodes added at one level into sorted edits
-/// of the level above; a node that came out unchanged cancels out.
+/// Combines the old nodes removed and the new nodes added at one level (below the root)
+/// into sorted edits of the level above; a node that came out unchanged cancels out.
 fn merge_level_edits(mut removed: Vec<(Bytes, Hash)>, mut added: Vec<(Bytes, Hash)>) -> Vec<Edit> {
     removed.sort_by(|a, b| a.0.cmp(&b.0));
     removed.dedup_by(|a, b| a.0 == b.0);
@@ -1002,8 +992,48 @@ mod tests {
         assert_eq!(mem.apply(root, &deletes), None);
     }
 
+    /// Regression: appending to a one-node tree when the old node's end is also a cut
+    /// keeps the old node (once lost because the unchanged node cancelled out).
+    #[test]
+    fn one_key_at_a_time_matches_builds() {
+        let mem = Mem::default();
+        let mut model = BTreeMap::new();
+        let mut root = None;
+        for t in 0..4 {
+            for i in 0..40 {
+                let k = format!("ns\0t{t}_{i}").into_bytes();
+                let edit = BTreeMap::from([(k.clone(), Some(vec![1u8; 49]))]);
+                root = mem.apply(root, &edit);
+                model.insert(k, vec![1u8; 49]);
+                assert_eq!(mem.all(root), model);
+                assert_eq!(root, mem.build(&model));
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Single-key edits on small trees, where roots split and collapse often.
+        #[test]
+        fn single_edits_keep_roots_canonical(
+            initial in proptest::collection::btree_map(0u32..400, 0u8..4, 0..200),
+            edits in proptest::collection::vec((0u32..400, proptest::option::of(0u8..4)), 1..60),
+        ) {
+            let mem = Mem::default();
+            let mut model: BTreeMap<Vec<u8>, Vec<u8>> = initial.iter().map(|(k, v)| (key(*k), vec![*v])).collect();
+            let mut root = mem.build(&model);
+            for (k, v) in edits {
+                let edit = BTreeMap::from([(key(k), v.map(|v| vec![v]))]);
+                root = mem.apply(root, &edit);
+                match v {
+                    Some(v) => { model.insert(key(k), vec![v]); }
+                    None => { model.remove(&key(k)); }
+                }
+                prop_assert_eq!(mem.all(root), model.clone());
+                prop_assert_eq!(root, mem.build(&model));
+            }
+        }
 
         /// History independence: any sequence of edit batches ends at the root a
         /// from-scratch build of the final map has; diffs and scans agree with a BTreeMap.
