@@ -37,6 +37,9 @@ const CUT_HAZARD: u64 = (2 * NODE_ENTRIES_TARGET * NODE_ENTRIES_TARGET * 100 / 3
 
 pub type Entry = (Bytes, Bytes);
 
+/// A node as its parent sees it: its first key and its hash.
+type NodeRef = (Bytes, Hash);
+
 /// An index node as decoded: keys and values slice the stored bytes (no copies).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
@@ -205,7 +208,7 @@ impl Chunker {
     }
 
     /// Adds an entry; returns the (first key, hash) of a node when this entry ends one.
-    fn push(&mut self, key: Bytes, value: Bytes, out: &mut NewNodes) -> Option<(Bytes, Hash)> {
+    fn push(&mut self, key: Bytes, value: Bytes, out: &mut NewNodes) -> Option<NodeRef> {
         debug_assert!(key.len() <= KEY_BYTES_MAX && value.len() <= KEY_BYTES_MAX);
         debug_assert!(self.entries.last().is_none_or(|(k, _)| *k < key));
         self.bytes += entry_bytes(self.level, &key, &value);
@@ -214,7 +217,7 @@ impl Chunker {
         if cut { self.cut(out) } else { None }
     }
 
-    fn cut(&mut self, out: &mut NewNodes) -> Option<(Bytes, Hash)> {
+    fn cut(&mut self, out: &mut NewNodes) -> Option<NodeRef> {
         if self.entries.is_empty() {
             return None;
         }
@@ -330,7 +333,7 @@ pub fn apply(
     let mut edits = edits;
     let mut level: usize = 0;
     loop {
-        let nodes: Vec<(Bytes, Hash)> = match &old_root {
+        let nodes: Vec<NodeRef> = match &old_root {
             Some(r) if level + 1 < height => {
                 // Below the root: the level above changes by what changed here.
                 let (removed, added) = edit_level(src, r, level as u8, edits, out)?;
@@ -385,7 +388,7 @@ fn collapse(src: &dyn NodeSource, mut root: Hash) -> Result<Option<Hash>, TreeEr
 }
 
 /// Chunks a level that has no old nodes: only the puts count.
-fn chunk_puts(level: u8, edits: Vec<Edit>, out: &mut NewNodes) -> Vec<(Bytes, Hash)> {
+fn chunk_puts(level: u8, edits: Vec<Edit>, out: &mut NewNodes) -> Vec<NodeRef> {
     let mut chunker = Chunker::new(level);
     let mut nodes = Vec::new();
     for (k, v) in edits {
@@ -407,9 +410,9 @@ fn edit_level(
     level: u8,
     edits: Vec<Edit>,
     out: &mut NewNodes,
-) -> Result<(Vec<(Bytes, Hash)>, Vec<(Bytes, Hash)>), TreeError> {
-    let mut removed: Vec<(Bytes, Hash)> = Vec::new();
-    let mut added: Vec<(Bytes, Hash)> = Vec::new();
+) -> Result<(Vec<NodeRef>, Vec<NodeRef>), TreeError> {
+    let mut removed: Vec<NodeRef> = Vec::new();
+    let mut added: Vec<NodeRef> = Vec::new();
     let mut edits = edits.into_iter().peekable();
     while let Some((first_edit, _)) = edits.peek() {
         let mut cursor = Cursor::seek(src, root, level, first_edit)?;
@@ -460,7 +463,7 @@ fn edit_level(
 
 /// Combines the old nodes removed and the new nodes added at one level (below the root)
 /// into sorted edits of the level above; a node that came out unchanged cancels out.
-fn merge_level_edits(mut removed: Vec<(Bytes, Hash)>, mut added: Vec<(Bytes, Hash)>) -> Vec<Edit> {
+fn merge_level_edits(mut removed: Vec<NodeRef>, mut added: Vec<NodeRef>) -> Vec<Edit> {
     removed.sort_by(|a, b| a.0.cmp(&b.0));
     removed.dedup_by(|a, b| a.0 == b.0);
     added.sort_by(|a, b| a.0.cmp(&b.0));
