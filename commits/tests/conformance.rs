@@ -659,7 +659,7 @@ mod cases {
         );
 
         // Keys: KEY_BYTES_MAX bytes store and list; one more is refused at the edge.
-        let long = format!("{}", "k".repeat(KEY_BYTES_MAX - 3));
+        let long = "k".repeat(KEY_BYTES_MAX - 3);
         fx.ok(
             "main",
             vec![Op::Put {
