@@ -1694,6 +1694,36 @@ mod cases {
         }
     }
 
+    pub fn equal_maps_have_equal_roots_however_built(fx: Fx) {
+        fx.branch("a", "main");
+        fx.branch("b", "main");
+        let mut all = vec![create("ns", ns(1))];
+        all.extend((0..300u128).map(|i| create(&format!("ns.t{i:03}"), table(100 + i, 1))));
+        fx.ok("a", all);
+        // b: namespaces first, tables in reverse in small batches, plus detours undone.
+        fx.ok(
+            "b",
+            vec![create("ns", ns(1)), create("ns.tmp", table(9_999, 1))],
+        );
+        for chunk in (0..300u128).rev().collect::<Vec<_>>().chunks(37) {
+            fx.ok(
+                "b",
+                chunk
+                    .iter()
+                    .map(|i| create(&format!("ns.t{i:03}"), table(100 + i, 1)))
+                    .collect(),
+            );
+        }
+        fx.ok("b", vec![delete("ns.tmp")]);
+        let (a, b) = (
+            fx.store.commit_object(&fx.head("a")).unwrap(),
+            fx.store.commit_object(&fx.head("b")).unwrap(),
+        );
+        assert!(a.key_index.is_some());
+        assert_eq!(a.key_index, b.key_index);
+        assert_eq!(a.id_index, b.id_index);
+    }
+
     pub fn outcomes_are_applied_rejected_or_unknown(fx: Fx) {
         seeded(&fx);
         let head = fx.head("main");
@@ -1858,6 +1888,7 @@ macro_rules! all_cases {
                 idempotency_records_ride_with_the_ref_move,
                 the_meta_keyspace_scans_and_swaps,
                 concurrent_commits_on_one_branch_all_land,
+                equal_maps_have_equal_roots_however_built,
                 outcomes_are_applied_rejected_or_unknown,
             ]
         );
