@@ -7,7 +7,7 @@
 //! whose outcome differs between them is an `AmbiguousBase` conflict. Every result goes
 //! through the same landing validation as a commit. Expected heads are strict here.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 
@@ -314,15 +314,22 @@ impl Store {
                 "the source and the target have no common ancestor".to_owned(),
             ));
         }
+        // The target's current value of each key a base's diffs touch: its value after the
+        // target's change, else the base's value (the target did not change it).
+        let mut current: HashMap<ContentKey, Option<ContentRef>> = HashMap::new();
         for base in bases {
             let base_commit = self.commit_object(base)?;
             let sc = self.all_changes(base_commit.key_index, source.key_index)?;
             let tc = self.all_changes(base_commit.key_index, target.key_index)?;
+            for c in &sc {
+                current.entry(c.key.clone()).or_insert(c.before);
+            }
+            for c in &tc {
+                current.insert(c.key.clone(), c.after);
+            }
             per_base.push(self.fates(&sc, &tc, options, resolver, &mut objects)?);
         }
-        // The target's current value of every key any base touched.
         let keys: BTreeSet<ContentKey> = per_base.iter().flat_map(|m| m.keys().cloned()).collect();
-        let current = self.refs_in(target, keys.iter())?;
         let mut changes = Vec::new();
         let mut conflicts = Vec::new();
         for key in keys {
