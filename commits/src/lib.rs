@@ -5,6 +5,30 @@
 //! This crate knows nothing of Iceberg, HTTP or files: a table is a `Content` value with
 //! plain fields, and storage is a small `Backend` trait. Time, content ids and
 //! randomness come in from outside, so tests and models replay exactly.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use std::sync::Arc;
+//! use floe_commits::*;
+//!
+//! let store = Store::open(Arc::new(MemoryBackend::new()), Arc::new(ManualClock::new(0))).unwrap();
+//! let main = RefName::parse("main").unwrap();
+//! let who = WriteCtx::principal("alice");
+//! let ns = ContentKey::new(["sales"]).unwrap();
+//! let create = Op::Put {
+//!     key: ns.clone(),
+//!     content: Content::namespace(ContentId::from_u128(1), BTreeMap::new()),
+//!     expect: Expect::Absent,
+//! };
+//! let first = store.commit(&main, None, vec![create.clone()], CommitMeta::new("alice", "create sales", 0), &who).unwrap();
+//! // The same create again: its expectation (Absent) fails at the landing head.
+//! let err = store.commit(&main, None, vec![create], CommitMeta::new("alice", "again", 0), &who).unwrap_err();
+//! assert!(matches!(err, WriteError::Conflict { .. }));
+//! let dev = RefName::parse("dev").unwrap();
+//! store.create_ref(&dev, RefKind::Branch, first.commit, &who).unwrap();
+//! let at_dev = store.resolve(&RefSpec::parse("dev").unwrap()).unwrap();
+//! assert_eq!(store.entries(at_dev.hash, None, None, 10).unwrap().items[0].key, ns);
+//! ```
 
 pub mod backend;
 pub mod clock;
