@@ -113,8 +113,10 @@ pub(crate) fn landing(
         }
     }
     if !conflicts.is_empty() {
+        // One conflict per key and kind: a key can break one rule in two ways (an id
+        // put twice that also exists elsewhere); the first reason found is enough.
         conflicts.sort_by(|a, b| a.key.cmp(&b.key));
-        conflicts.dedup();
+        conflicts.dedup_by(|a, b| a.key == b.key && a.kind == b.kind);
         return Err(Failure::Conflicts(conflicts));
     }
 
