@@ -51,6 +51,15 @@ impl Writer {
         w
     }
 
+    pub fn with_capacity(kind: ObjectKind, capacity: usize) -> Writer {
+        let mut w = Writer {
+            buf: Vec::with_capacity(capacity),
+        };
+        w.buf.push(FORMAT_VERSION);
+        w.buf.push(kind as u8);
+        w
+    }
+
     /// A writer without the object header, for values embedded in other records.
     pub fn bare() -> Writer {
         Writer {

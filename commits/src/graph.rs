@@ -5,9 +5,9 @@
 //! frontier can matter; every commit the store writes or reads enters the graph, so a walk
 //! over recent history never reads storage once per ancestor.
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
-use crate::hash::Hash;
+use crate::hash::{Hash, HashMapByDigest};
 use crate::limits::{COMMIT_GRAPH_ENTRIES_MAX, MERGE_BASE_VISITS_MAX};
 use crate::object::Parents;
 
@@ -19,7 +19,7 @@ pub struct GraphEntry {
 
 #[derive(Debug, Default)]
 pub struct CommitGraph {
-    entries: HashMap<Hash, GraphEntry>,
+    entries: HashMapByDigest<GraphEntry>,
 }
 
 impl CommitGraph {
@@ -73,7 +73,7 @@ pub fn merge_bases<S: GraphSource>(
     if a == b {
         return Ok(vec![a]);
     }
-    let mut flags: HashMap<Hash, u8> = HashMap::new();
+    let mut flags: HashMapByDigest<u8> = HashMapByDigest::default();
     let mut heap: BinaryHeap<(u64, Hash, u8)> = BinaryHeap::new();
     // Live frontier entries per side, counted as pushed: when one side has none left, no
     // commit can newly gain its color, so no new base can appear.
@@ -177,7 +177,7 @@ pub fn is_ancestor<S: GraphSource>(
         return Ok(true);
     }
     let floor = src.entry(&ancestor).map_err(WalkError::Load)?.generation;
-    let mut seen: HashMap<Hash, ()> = HashMap::new();
+    let mut seen: HashMapByDigest<()> = HashMapByDigest::default();
     let mut heap: BinaryHeap<(u64, Hash)> = BinaryHeap::new();
     let top = src.entry(&descendant).map_err(WalkError::Load)?;
     heap.push((top.generation, descendant));
@@ -207,6 +207,8 @@ pub fn is_ancestor<S: GraphSource>(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     struct Dag(HashMap<Hash, GraphEntry>);

@@ -7,8 +7,43 @@ use crate::limits::HASH_PREFIX_HEX_MIN;
 
 /// The BLAKE3 hash of an object's canonical encoding: a commit, an index node or a content
 /// value. Hashes order by their bytes, which is also the order of their hex form.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Hash([u8; 32]);
+
+impl std::hash::Hash for Hash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // A BLAKE3 digest is already uniformly random: its first eight bytes are a hash.
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
+
+/// A hasher for maps keyed by `Hash`: it passes the digest's first eight bytes through
+/// instead of hashing them again with SipHash.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached by keys other than `Hash`; fold them in so the map stays correct.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 ^= v;
+    }
+}
+
+/// A `HashMap` keyed by object hashes.
+pub type HashMapByDigest<V> =
+    std::collections::HashMap<Hash, V, std::hash::BuildHasherDefault<DigestHasher>>;
 
 impl Hash {
     pub const fn from_bytes(bytes: [u8; 32]) -> Hash {

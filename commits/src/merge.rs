@@ -165,11 +165,13 @@ impl Store {
                 merge_bases: bases,
                 changes: Vec::new(),
             };
-            if self.is_ancestor(source, head)? {
-                return Ok(nothing(vec![source]));
+            // One walk answers both "already merged?" (the source is the base) and "from
+            // where?".
+            let bases = self.merge_bases(source, head)?;
+            if bases == [source] {
+                return Ok(nothing(bases));
             }
             let head_commit = self.commit_object(&head)?;
-            let bases = self.merge_bases(source, head)?;
             let fast_forward = bases == [head];
             if fast_forward
                 && matches!(

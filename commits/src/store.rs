@@ -20,7 +20,7 @@ use crate::content::{Content, ContentRef};
 use crate::encoding::{ObjectKind, Reader, Writer, map_payload_bytes};
 use crate::error::{Conflict, ConflictKind, Expect, ReadError, StorageError, WriteError};
 use crate::graph::{self, CommitGraph, GraphEntry, GraphSource, WalkError};
-use crate::hash::{Hash, HashPrefix};
+use crate::hash::{Hash, HashMapByDigest, HashPrefix};
 use crate::key::ContentKey;
 use crate::limits::*;
 use crate::name::{RefKind, RefName, RefSpec};
@@ -183,8 +183,8 @@ impl LogFilter {
 pub struct Store {
     backend: Arc<dyn Backend>,
     clock: Arc<dyn Clock>,
-    nodes: Mutex<HashMap<Hash, Arc<Node>>>,
-    commits: Mutex<HashMap<Hash, Arc<Commit>>>,
+    nodes: Mutex<HashMapByDigest<Arc<Node>>>,
+    commits: Mutex<HashMapByDigest<Arc<Commit>>>,
     graph: Mutex<CommitGraph>,
 }
 
@@ -201,8 +201,8 @@ impl Store {
         Store {
             backend,
             clock,
-            nodes: Mutex::new(HashMap::new()),
-            commits: Mutex::new(HashMap::new()),
+            nodes: Mutex::new(HashMapByDigest::default()),
+            commits: Mutex::new(HashMapByDigest::default()),
             graph: Mutex::new(CommitGraph::default()),
         }
     }

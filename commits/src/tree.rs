@@ -14,13 +14,12 @@
 //! key and hash. The cut hash is salted with the level, so the levels chunk independently.
 //! Diffs skip equal subtrees by hash; scans are ordered range scans with a limit.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::encoding::{DecodeError, ObjectKind, Reader, Writer, varint_len};
-use crate::hash::Hash;
+use crate::hash::{Hash, HashMapByDigest};
 use crate::limits::{KEY_BYTES_MAX, NODE_BYTES_MAX, NODE_ENTRIES_MAX, NODE_ENTRIES_TARGET};
 
 /// The largest encoded entry: a key and a value of at most `KEY_BYTES_MAX` bytes each
@@ -49,18 +48,48 @@ pub struct Node {
 
 impl Node {
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new(ObjectKind::Node);
+        self.encode_with_offsets(&mut Vec::new())
+    }
+
+    /// The encoding, and the offsets of every key and value in it.
+    fn encode_with_offsets(&self, offsets: &mut Vec<(usize, usize)>) -> Vec<u8> {
+        let size = NODE_HEADER_BYTES_MAX
+            + self
+                .entries
+                .iter()
+                .map(|(k, v)| entry_bytes(self.level, k, v))
+                .sum::<usize>();
+        let mut w = Writer::with_capacity(ObjectKind::Node, size);
         w.u8(self.level);
         w.varint(self.entries.len() as u64);
         for (k, v) in &self.entries {
-            w.bytes(k);
+            w.varint(k.len() as u64);
+            offsets.push((w.len(), k.len()));
+            w.raw(k);
             if self.level == 0 {
-                w.bytes(v);
-            } else {
-                w.raw(v);
+                w.varint(v.len() as u64);
             }
+            offsets.push((w.len(), v.len()));
+            w.raw(v);
         }
         w.finish()
+    }
+
+    /// Encodes the node and rebuilds it over its own bytes, so that a kept node does not
+    /// hold on to the buffers of the nodes its entries came from.
+    fn encode_owned(self) -> (Bytes, Node) {
+        let mut offsets = Vec::with_capacity(self.entries.len() * 2);
+        let bytes = Bytes::from(self.encode_with_offsets(&mut offsets));
+        let slice = |(at, len): (usize, usize)| bytes.slice(at..at + len);
+        let entries = offsets
+            .chunks_exact(2)
+            .map(|kv| (slice(kv[0]), slice(kv[1])))
+            .collect();
+        let node = Node {
+            level: self.level,
+            entries,
+        };
+        (bytes, node)
     }
 
     pub fn decode(bytes: &Bytes) -> Result<Node, DecodeError> {
@@ -136,19 +165,15 @@ pub trait NodeSource {
 #[derive(Debug, Default)]
 pub struct NewNodes {
     pub written: Vec<(Hash, Bytes)>,
-    nodes: HashMap<Hash, Arc<Node>>,
+    nodes: HashMapByDigest<Arc<Node>>,
 }
 
 impl NewNodes {
     fn add(&mut self, node: Node) -> Hash {
-        let bytes = Bytes::from(node.encode());
+        let (bytes, node) = node.encode_owned();
         debug_assert!(bytes.len() <= NODE_BYTES_MAX);
         let hash = Hash::of(&bytes);
         if let std::collections::hash_map::Entry::Vacant(slot) = self.nodes.entry(hash) {
-            // Decode again so the kept node slices its own bytes, as a read would, instead
-            // of holding on to the buffers of the old nodes its entries came from.
-            drop(node);
-            let node = Node::decode(&bytes).expect("a node just encoded decodes");
             slot.insert(Arc::new(node));
             self.written.push((hash, bytes));
         }
@@ -336,7 +361,7 @@ pub fn apply(
         let nodes: Vec<NodeRef> = match &old_root {
             Some(r) if level + 1 < height => {
                 // Below the root: the level above changes by what changed here.
-                let (removed, added) = edit_level(src, r, level as u8, edits, out)?;
+                let (removed, added) = edit_level(src, r, level as u8, &edits, out)?;
                 let next = merge_level_edits(removed, added);
                 if next.is_empty() {
                     // Every rewritten node came out as it was: nothing above changes.
@@ -348,7 +373,7 @@ pub fn apply(
             }
             // The root's level: its one node is re-chunked whole, so the new nodes are
             // the whole level.
-            Some(r) if level + 1 == height => edit_level(src, r, level as u8, edits, out)?.1,
+            Some(r) if level + 1 == height => edit_level(src, r, level as u8, &edits, out)?.1,
             // Above the old tree: only puts matter.
             _ => chunk_puts(level as u8, edits, out),
         };
@@ -408,36 +433,43 @@ fn edit_level(
     src: &dyn NodeSource,
     root: &(Hash, Arc<Node>),
     level: u8,
-    edits: Vec<Edit>,
+    edits: &[Edit],
     out: &mut NewNodes,
 ) -> Result<(Vec<NodeRef>, Vec<NodeRef>), TreeError> {
     let mut removed: Vec<NodeRef> = Vec::new();
     let mut added: Vec<NodeRef> = Vec::new();
-    let mut edits = edits.into_iter().peekable();
-    while let Some((first_edit, _)) = edits.peek() {
-        let mut cursor = Cursor::seek(src, root, level, first_edit)?;
+    let mut i = 0;
+    while i < edits.len() {
+        let mut cursor = Cursor::seek(src, root, level, &edits[i].0)?;
         let mut chunker = Chunker::new(level);
         loop {
             let node = cursor.node.clone();
-            removed.push((node.first_key().clone(), cursor.hash));
             let limit = cursor.next_first_key().cloned();
+            let end = i + edits[i..].partition_point(|(k, _)| limit.as_ref().is_none_or(|l| k < l));
+            removed.push((node.first_key().clone(), cursor.hash));
+            if chunker.is_empty()
+                && let Some(entries) = replace_values(&node, &edits[i..end])
+            {
+                // Same keys, same sizes: every cut stays where it was.
+                added.push((node.first_key().clone(), out.add(Node { level, entries })));
+                i = end;
+                break;
+            }
             let mut old = node.entries.iter().peekable();
+            let mut new = edits[i..end].iter().peekable();
             loop {
-                let edit_in_range = edits
-                    .peek()
-                    .is_some_and(|(k, _)| limit.as_ref().is_none_or(|l| k < l));
-                let take_edit = match (old.peek(), edit_in_range) {
-                    (None, false) => break,
-                    (None, true) => true,
-                    (Some(_), false) => false,
-                    (Some((ok, _)), true) => edits.peek().is_some_and(|(ek, _)| ek <= ok),
+                let take_edit = match (old.peek(), new.peek()) {
+                    (None, None) => break,
+                    (None, Some(_)) => true,
+                    (Some(_), None) => false,
+                    (Some((ok, _)), Some((ek, _))) => ek <= ok,
                 };
                 let entry = if take_edit {
-                    let (k, v) = edits.next().expect("peeked");
-                    if old.peek().is_some_and(|(ok, _)| *ok == k) {
+                    let (k, v) = new.next().expect("peeked");
+                    if old.peek().is_some_and(|(ok, _)| ok == k) {
                         old.next();
                     }
-                    v.map(|v| (k, v))
+                    v.as_ref().map(|v| (k.clone(), v.clone()))
                 } else {
                     old.next().cloned()
                 };
@@ -447,6 +479,7 @@ fn edit_level(
                     added.push(node);
                 }
             }
+            i = end;
             if chunker.is_empty() {
                 break;
             }
@@ -459,6 +492,21 @@ fn edit_level(
         }
     }
     Ok((removed, added))
+}
+
+/// The node's entries with `edits` applied, when every edit replaces the value of a key
+/// the node holds by one of the same length: then no cut can move.
+fn replace_values(node: &Node, edits: &[Edit]) -> Option<Vec<Entry>> {
+    let mut entries = node.entries.clone();
+    for (k, v) in edits {
+        let v = v.as_ref()?;
+        let at = entries.binary_search_by(|(ek, _)| ek.cmp(k)).ok()?;
+        if entries[at].1.len() != v.len() {
+            return None;
+        }
+        entries[at].1 = v.clone();
+    }
+    Some(entries)
 }
 
 /// Combines the old nodes removed and the new nodes added at one level (below the root)
@@ -556,7 +604,11 @@ pub fn scan(
     let mut cursor = Cursor::seek(src, &root, 0, start)?;
     loop {
         let entries = &cursor.node.entries;
-        let from = entries.partition_point(|(k, _)| k.as_ref() < start);
+        let from = if start.is_empty() {
+            0
+        } else {
+            entries.partition_point(|(k, _)| k.as_ref() < start)
+        };
         for (k, v) in &entries[from..] {
             if end.is_some_and(|e| k.as_ref() >= e) {
                 return Ok((out, false));
@@ -585,7 +637,11 @@ pub fn for_each(
     let mut cursor = Cursor::seek(src, &root, 0, start)?;
     loop {
         let entries = &cursor.node.entries;
-        let from = entries.partition_point(|(k, _)| k.as_ref() < start);
+        let from = if start.is_empty() {
+            0
+        } else {
+            entries.partition_point(|(k, _)| k.as_ref() < start)
+        };
         for (k, v) in &entries[from..] {
             if end.is_some_and(|e| k.as_ref() >= e) || !f(k, v) {
                 return Ok(());
@@ -641,7 +697,7 @@ impl Frontier<'_> {
                 continue;
             }
             if node.level == 0 {
-                if k.as_ref() >= self.start {
+                if self.start.is_empty() || k.as_ref() >= self.start {
                     self.stack.push(Item::Entry((k.clone(), v.clone())));
                 }
             } else {
@@ -651,7 +707,7 @@ impl Frontier<'_> {
                 } else {
                     hi.as_ref()
                 };
-                if next.is_some_and(|nk| nk.as_ref() <= self.start) {
+                if !self.start.is_empty() && next.is_some_and(|nk| nk.as_ref() <= self.start) {
                     continue;
                 }
                 self.stack.push(Item::Subtree {
@@ -808,10 +864,22 @@ pub fn diff(
                 fb.expand(src, h, hi)?;
             }
             Step::ExpandBoth => {
-                let (h, hi) = fa.pop_subtree().expect("front is a subtree");
-                fa.expand(src, h, hi)?;
-                let (h, hi) = fb.pop_subtree().expect("front is a subtree");
-                fb.expand(src, h, hi)?;
+                let level = match fa.stack.last() {
+                    Some(Item::Subtree { level, .. }) => *level,
+                    _ => unreachable!("front is a subtree"),
+                };
+                let (ha, hia) = fa.pop_subtree().expect("front is a subtree");
+                let (hb, hib) = fb.pop_subtree().expect("front is a subtree");
+                if level == 0 && hia == hib {
+                    // Two leaves over the same key range: join their entries directly
+                    // instead of stacking every entry of both.
+                    if !join_leaves(src, ha, hb, &fa, &mut out, limit)? {
+                        return Ok((out, true));
+                    }
+                } else {
+                    fa.expand(src, ha, hia)?;
+                    fb.expand(src, hb, hib)?;
+                }
             }
             Step::EmitA => {
                 let Some(Item::Entry((k, v))) = fa.stack.pop() else {
@@ -850,6 +918,82 @@ pub fn diff(
     }
 }
 
+/// Emits the changes between two leaves that cover the same key range, within the
+/// frontier's bounds. Returns false when `limit` stopped it (the caller resumes after the
+/// last emitted key).
+fn join_leaves(
+    src: &dyn NodeSource,
+    a: Hash,
+    b: Hash,
+    bounds: &Frontier<'_>,
+    out: &mut Vec<Change>,
+    limit: usize,
+) -> Result<bool, TreeError> {
+    let (na, nb) = (src.node(&a)?, src.node(&b)?);
+    let in_range = |k: &Bytes| {
+        (bounds.start.is_empty() || k.as_ref() >= bounds.start)
+            && bounds.end.is_none_or(|e| k.as_ref() < e)
+    };
+    let mut ia = na.entries.iter().filter(|(k, _)| in_range(k)).peekable();
+    let mut ib = nb.entries.iter().filter(|(k, _)| in_range(k)).peekable();
+    loop {
+        let change = match (ia.peek(), ib.peek()) {
+            (None, None) => return Ok(true),
+            (Some(_), None) => {
+                let (k, v) = ia.next().expect("peeked");
+                Change {
+                    key: k.clone(),
+                    before: Some(v.clone()),
+                    after: None,
+                }
+            }
+            (None, Some(_)) => {
+                let (k, v) = ib.next().expect("peeked");
+                Change {
+                    key: k.clone(),
+                    before: None,
+                    after: Some(v.clone()),
+                }
+            }
+            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => {
+                    let (k, v) = ia.next().expect("peeked");
+                    Change {
+                        key: k.clone(),
+                        before: Some(v.clone()),
+                        after: None,
+                    }
+                }
+                std::cmp::Ordering::Greater => {
+                    let (k, v) = ib.next().expect("peeked");
+                    Change {
+                        key: k.clone(),
+                        before: None,
+                        after: Some(v.clone()),
+                    }
+                }
+                std::cmp::Ordering::Equal => {
+                    let same = va == vb;
+                    let (k, va) = ia.next().expect("peeked");
+                    let (_, vb) = ib.next().expect("peeked");
+                    if same {
+                        continue;
+                    }
+                    Change {
+                        key: k.clone(),
+                        before: Some(va.clone()),
+                        after: Some(vb.clone()),
+                    }
+                }
+            },
+        };
+        if out.len() == limit {
+            return Ok(false);
+        }
+        out.push(change);
+    }
+}
+
 /// Counts a tree's nodes per level (root level first): for tests and benchmark reports.
 pub fn shape(src: &dyn NodeSource, root: Option<Hash>) -> Result<Vec<usize>, TreeError> {
     let mut levels = Vec::new();
@@ -870,7 +1014,7 @@ pub fn shape(src: &dyn NodeSource, root: Option<Hash>) -> Result<Vec<usize>, Tre
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, HashMap};
 
     use parking_lot::Mutex;
     use proptest::prelude::*;
