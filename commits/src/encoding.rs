@@ -71,16 +71,8 @@ impl Writer {
         self.buf.push(v);
     }
 
-    pub fn varint(&mut self, mut v: u64) {
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                self.buf.push(byte);
-                return;
-            }
-            self.buf.push(byte | 0x80);
-        }
+    pub fn varint(&mut self, v: u64) {
+        push_varint(&mut self.buf, v);
     }
 
     pub fn i64(&mut self, v: i64) {
@@ -122,6 +114,19 @@ impl Writer {
 
     pub fn finish(self) -> Vec<u8> {
         self.buf
+    }
+}
+
+/// Appends `v` as a LEB128 varint.
+pub fn push_varint(buf: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            buf.push(byte);
+            return;
+        }
+        buf.push(byte | 0x80);
     }
 }
 

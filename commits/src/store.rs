@@ -728,14 +728,15 @@ impl Store {
         // Keys deleted by the changes do not count; there are at most `window.len()` of them.
         let mut found = None;
         let mut failure = None;
-        tree::for_each(self, commit.key_index, &lo, Some(&hi), |k, _| {
+        tree::for_each(self, commit.key_index, &lo, Some(&hi), |node, i| {
+            let k = node.key(i);
             let deleted = window
-                .binary_search_by(|c| c.key.as_bytes().as_ref().cmp(k.as_ref()))
+                .binary_search_by(|c| c.key.as_bytes().as_ref().cmp(k))
                 .is_ok();
             if deleted {
                 return true;
             }
-            match ContentKey::from_stored(k.clone()) {
+            match ContentKey::from_stored(node.key_bytes(i)) {
                 Ok(key) => found = Some(key),
                 Err(e) => failure = Some(e),
             }
@@ -1041,11 +1042,13 @@ impl Store {
         &self,
         commit: Hash,
         prefix: Option<&ContentKey>,
-        mut f: impl FnMut(&Bytes, &Bytes) -> bool,
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), ReadError> {
         let c = self.commit_object(&commit)?;
         let (lo, hi) = range_of(prefix, None);
-        tree::for_each(self, c.key_index, &lo, hi.as_deref(), |k, v| f(k, v))?;
+        tree::for_each(self, c.key_index, &lo, hi.as_deref(), |n, i| {
+            f(n.key(i), n.value(i))
+        })?;
         Ok(())
     }
 
@@ -1276,7 +1279,7 @@ impl NodeSource for Store {
             .get_object(hash)
             .map_err(|e| TreeError::Read(e.message))?
             .ok_or(TreeError::Missing(*hash))?;
-        let node = Arc::new(Node::decode(&bytes)?);
+        let node = Arc::new(Node::decode(bytes)?);
         let mut cache = self.nodes.lock();
         if cache.len() >= NODE_CACHE_ENTRIES_MAX {
             cache.clear();

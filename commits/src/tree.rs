@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::encoding::{DecodeError, ObjectKind, Reader, Writer, varint_len};
+use crate::encoding::{DecodeError, ObjectKind, Reader, Writer, push_varint};
 use crate::hash::{Hash, HashMapByDigest};
 use crate::limits::{KEY_BYTES_MAX, NODE_BYTES_MAX, NODE_ENTRIES_MAX, NODE_ENTRIES_TARGET};
 
@@ -39,111 +39,201 @@ pub type Entry = (Bytes, Bytes);
 /// A node as its parent sees it: its first key and its hash.
 type NodeRef = (Bytes, Hash);
 
-/// An index node as decoded: keys and values slice the stored bytes (no copies).
+/// An index node: its stored bytes and, per entry, where its key and value lie in them.
+/// Reading a node parses offsets once; keys and values are borrowed slices, and owned
+/// `Bytes` are made only for what a caller keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
-    pub level: u8,
-    pub entries: Vec<Entry>,
+    level: u8,
+    raw: Bytes,
+    /// Per entry: key offset, key length, value offset, value length.
+    slots: Vec<[u32; 4]>,
 }
 
 impl Node {
-    pub fn encode(&self) -> Vec<u8> {
-        self.encode_with_offsets(&mut Vec::new())
-    }
-
-    /// The encoding, and the offsets of every key and value in it.
-    fn encode_with_offsets(&self, offsets: &mut Vec<(usize, usize)>) -> Vec<u8> {
-        let size = NODE_HEADER_BYTES_MAX
-            + self
-                .entries
-                .iter()
-                .map(|(k, v)| entry_bytes(self.level, k, v))
-                .sum::<usize>();
-        let mut w = Writer::with_capacity(ObjectKind::Node, size);
-        w.u8(self.level);
-        w.varint(self.entries.len() as u64);
-        for (k, v) in &self.entries {
-            w.varint(k.len() as u64);
-            offsets.push((w.len(), k.len()));
-            w.raw(k);
-            if self.level == 0 {
-                w.varint(v.len() as u64);
-            }
-            offsets.push((w.len(), v.len()));
-            w.raw(v);
+    /// Builds and encodes a node from sorted entries (tests and fixtures; the chunker
+    /// builds nodes itself).
+    pub fn build<'a>(level: u8, entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Node {
+        let mut body = Body::default();
+        for (k, v) in entries {
+            body.push(level, k, v);
         }
-        w.finish()
+        body.finish(level)
     }
 
-    /// Encodes the node and rebuilds it over its own bytes, so that a kept node does not
-    /// hold on to the buffers of the nodes its entries came from.
-    fn encode_owned(self) -> (Bytes, Node) {
-        let mut offsets = Vec::with_capacity(self.entries.len() * 2);
-        let bytes = Bytes::from(self.encode_with_offsets(&mut offsets));
-        let slice = |(at, len): (usize, usize)| bytes.slice(at..at + len);
-        let entries = offsets
-            .chunks_exact(2)
-            .map(|kv| (slice(kv[0]), slice(kv[1])))
-            .collect();
-        let node = Node {
-            level: self.level,
-            entries,
-        };
-        (bytes, node)
-    }
-
-    pub fn decode(bytes: &Bytes) -> Result<Node, DecodeError> {
-        let mut r = Reader::new(bytes, ObjectKind::Node)?;
+    pub fn decode(raw: Bytes) -> Result<Node, DecodeError> {
+        let mut r = Reader::new(&raw, ObjectKind::Node)?;
         let level = r.u8()?;
         let n = r.varint()?;
         if n == 0 || n > NODE_ENTRIES_MAX as u64 {
             return Err(DecodeError("node entry count out of bounds"));
         }
-        let mut entries = Vec::with_capacity(n as usize);
+        let mut slots: Vec<[u32; 4]> = Vec::with_capacity(n as usize);
         for _ in 0..n {
             let klen = r.len_prefix()?;
             let kpos = r.position();
-            r.raw(klen)?;
+            let key = r.raw(klen)?;
+            if let Some(last) = slots.last()
+                && &raw[last[0] as usize..(last[0] + last[1]) as usize] >= key
+            {
+                return Err(DecodeError("node keys out of order"));
+            }
             let vlen = if level == 0 { r.len_prefix()? } else { 32 };
             let vpos = r.position();
             r.raw(vlen)?;
-            let key = bytes.slice(kpos..kpos + klen);
-            if entries.last().is_some_and(|(last, _): &Entry| *last >= key) {
-                return Err(DecodeError("node keys out of order"));
-            }
-            entries.push((key, bytes.slice(vpos..vpos + vlen)));
+            slots.push([kpos as u32, klen as u32, vpos as u32, vlen as u32]);
         }
         r.end()?;
-        Ok(Node { level, entries })
+        Ok(Node { level, raw, slots })
     }
 
-    pub fn first_key(&self) -> &Bytes {
-        &self.entries[0].0
+    pub fn level(&self) -> u8 {
+        self.level
+    }
+
+    /// The stored encoding.
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn key(&self, i: usize) -> &[u8] {
+        let [at, len, ..] = self.slots[i];
+        &self.raw[at as usize..(at + len) as usize]
+    }
+
+    pub fn value(&self, i: usize) -> &[u8] {
+        let [.., at, len] = self.slots[i];
+        &self.raw[at as usize..(at + len) as usize]
+    }
+
+    /// The key as owned bytes sharing the node's buffer.
+    pub fn key_bytes(&self, i: usize) -> Bytes {
+        let [at, len, ..] = self.slots[i];
+        self.raw.slice(at as usize..(at + len) as usize)
+    }
+
+    pub fn value_bytes(&self, i: usize) -> Bytes {
+        let [.., at, len] = self.slots[i];
+        self.raw.slice(at as usize..(at + len) as usize)
+    }
+
+    pub fn first_key(&self) -> &[u8] {
+        self.key(0)
     }
 
     /// The child hash of an internal entry.
     pub fn child(&self, i: usize) -> Hash {
         let mut h = [0u8; 32];
-        h.copy_from_slice(&self.entries[i].1);
+        h.copy_from_slice(self.value(i));
         Hash::from_bytes(h)
+    }
+
+    /// The index of `key`, or where it would go.
+    fn search(&self, key: &[u8]) -> Result<usize, usize> {
+        let (mut lo, mut hi) = (0, self.slots.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.key(mid).cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
+
+    /// The index of the first entry with a key `>= key`.
+    fn lower_bound(&self, key: &[u8]) -> usize {
+        if key.is_empty() {
+            return 0;
+        }
+        match self.search(key) {
+            Ok(i) | Err(i) => i,
+        }
     }
 
     /// For an internal node: the index of the child whose range holds `key` (the last
     /// child whose first key is <= `key`, or the first child).
     fn child_for(&self, key: &[u8]) -> usize {
-        self.entries
-            .partition_point(|(k, _)| k.as_ref() <= key)
-            .saturating_sub(1)
+        match self.search(key) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        }
+    }
+
+    /// The same node with some values replaced by values of the same lengths: the bytes
+    /// are copied and patched in place, the offsets stay.
+    fn with_values(&self, edits: &[Edit]) -> Option<Node> {
+        let mut raw = self.raw.to_vec();
+        for (k, v) in edits {
+            let v = v.as_ref()?;
+            let i = self.search(k).ok()?;
+            let [.., at, len] = self.slots[i];
+            if len as usize != v.len() {
+                return None;
+            }
+            raw[at as usize..(at + len) as usize].copy_from_slice(v);
+        }
+        Some(Node {
+            level: self.level,
+            raw: Bytes::from(raw),
+            slots: self.slots.clone(),
+        })
     }
 }
 
-fn entry_bytes(level: u8, key: &[u8], value: &[u8]) -> usize {
-    let v = if level == 0 {
-        varint_len(value.len() as u64) + value.len()
-    } else {
-        32
-    };
-    varint_len(key.len() as u64) + key.len() + v
+/// The entries of a node being built, encoded as they arrive; the header is added when
+/// the node is cut, since it holds the entry count.
+#[derive(Debug, Default)]
+struct Body {
+    bytes: Vec<u8>,
+    slots: Vec<[u32; 4]>,
+}
+
+impl Body {
+    fn push(&mut self, level: u8, key: &[u8], value: &[u8]) {
+        push_varint(&mut self.bytes, key.len() as u64);
+        let kpos = self.bytes.len();
+        self.bytes.extend_from_slice(key);
+        if level == 0 {
+            push_varint(&mut self.bytes, value.len() as u64);
+        }
+        let vpos = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.slots.push([
+            kpos as u32,
+            key.len() as u32,
+            vpos as u32,
+            value.len() as u32,
+        ]);
+    }
+
+    fn finish(self, level: u8) -> Node {
+        let mut w =
+            Writer::with_capacity(ObjectKind::Node, NODE_HEADER_BYTES_MAX + self.bytes.len());
+        w.u8(level);
+        w.varint(self.slots.len() as u64);
+        let header = w.len() as u32;
+        w.raw(&self.bytes);
+        let slots = self
+            .slots
+            .into_iter()
+            .map(|[k, kl, v, vl]| [k + header, kl, v + header, vl])
+            .collect();
+        Node {
+            level,
+            raw: Bytes::from(w.finish()),
+            slots,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,12 +260,11 @@ pub struct NewNodes {
 
 impl NewNodes {
     fn add(&mut self, node: Node) -> Hash {
-        let (bytes, node) = node.encode_owned();
-        debug_assert!(bytes.len() <= NODE_BYTES_MAX);
-        let hash = Hash::of(&bytes);
+        debug_assert!(node.raw.len() <= NODE_BYTES_MAX);
+        let hash = Hash::of(&node.raw);
         if let std::collections::hash_map::Entry::Vacant(slot) = self.nodes.entry(hash) {
+            self.written.push((hash, node.raw.clone()));
             slot.insert(Arc::new(node));
-            self.written.push((hash, bytes));
         }
         hash
     }
@@ -215,48 +304,41 @@ impl NodeSource for Overlay<'_> {
 /// Builds the nodes of one level from a stream of entries.
 struct Chunker {
     level: u8,
-    entries: Vec<Entry>,
-    bytes: usize,
+    body: Body,
 }
 
 impl Chunker {
     fn new(level: u8) -> Chunker {
         Chunker {
             level,
-            entries: Vec::with_capacity(NODE_ENTRIES_TARGET * 2),
-            bytes: 0,
+            body: Body::default(),
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.body.slots.is_empty()
     }
 
     /// Adds an entry; returns the (first key, hash) of a node when this entry ends one.
-    fn push(&mut self, key: Bytes, value: Bytes, out: &mut NewNodes) -> Option<NodeRef> {
+    fn push(&mut self, key: &[u8], value: &[u8], out: &mut NewNodes) -> Option<NodeRef> {
         debug_assert!(key.len() <= KEY_BYTES_MAX && value.len() <= KEY_BYTES_MAX);
-        debug_assert!(self.entries.last().is_none_or(|(k, _)| *k < key));
-        self.bytes += entry_bytes(self.level, &key, &value);
-        let cut = is_boundary(self.level, &key, self.entries.len() + 1, self.bytes);
-        self.entries.push((key, value));
+        self.body.push(self.level, key, value);
+        let cut = is_boundary(
+            self.level,
+            key,
+            self.body.slots.len(),
+            self.body.bytes.len(),
+        );
         if cut { self.cut(out) } else { None }
     }
 
     fn cut(&mut self, out: &mut NewNodes) -> Option<NodeRef> {
-        if self.entries.is_empty() {
+        if self.is_empty() {
             return None;
         }
-        let entries = std::mem::replace(
-            &mut self.entries,
-            Vec::with_capacity(NODE_ENTRIES_TARGET * 2),
-        );
-        self.bytes = 0;
-        let first = entries[0].0.clone();
-        let hash = out.add(Node {
-            level: self.level,
-            entries,
-        });
-        Some((first, hash))
+        let node = std::mem::take(&mut self.body).finish(self.level);
+        let first = node.key_bytes(0);
+        Some((first, out.add(node)))
     }
 }
 
@@ -292,7 +374,7 @@ impl Cursor {
     ) -> Result<Cursor, TreeError> {
         let mut path = Vec::new();
         let (mut hash, mut node) = root.clone();
-        while node.level > level {
+        while node.level() > level {
             let i = node.child_for(key);
             hash = node.child(i);
             let child = src.node(&hash)?;
@@ -303,17 +385,17 @@ impl Cursor {
     }
 
     /// The first key of the next node at this level, if there is one.
-    fn next_first_key(&self) -> Option<&Bytes> {
+    fn next_first_key(&self) -> Option<&[u8]> {
         self.path
             .iter()
             .rev()
-            .find(|(n, i)| i + 1 < n.entries.len())
-            .map(|(n, i)| &n.entries[i + 1].0)
+            .find(|(n, i)| i + 1 < n.len())
+            .map(|(n, i)| n.key(i + 1))
     }
 
     /// Moves to the next node at this level; false at the end.
     fn advance(&mut self, src: &dyn NodeSource) -> Result<bool, TreeError> {
-        let Some(depth) = self.path.iter().rposition(|(n, i)| i + 1 < n.entries.len()) else {
+        let Some(depth) = self.path.iter().rposition(|(n, i)| i + 1 < n.len()) else {
             return Ok(false);
         };
         self.path.truncate(depth + 1);
@@ -322,7 +404,7 @@ impl Cursor {
             let (parent, i) = self.path.last().expect("path is not empty");
             let hash = parent.child(*i);
             let child = src.node(&hash)?;
-            if child.level == self.node.level {
+            if child.level() == self.node.level() {
                 self.node = child;
                 self.hash = hash;
                 return Ok(true);
@@ -354,7 +436,7 @@ pub fn apply(
         Some(h) => Some((h, src.node(&h)?)),
         None => None,
     };
-    let height = old_root.as_ref().map_or(0, |(_, r)| r.level as usize + 1);
+    let height = old_root.as_ref().map_or(0, |(_, r)| r.level() as usize + 1);
     let mut edits = edits;
     let mut level: usize = 0;
     loop {
@@ -404,7 +486,7 @@ pub fn apply(
 fn collapse(src: &dyn NodeSource, mut root: Hash) -> Result<Option<Hash>, TreeError> {
     loop {
         let node = src.node(&root)?;
-        if node.level > 0 && node.entries.len() == 1 {
+        if node.level() > 0 && node.len() == 1 {
             root = node.child(0);
         } else {
             return Ok(Some(root));
@@ -416,7 +498,7 @@ fn collapse(src: &dyn NodeSource, mut root: Hash) -> Result<Option<Hash>, TreeEr
 fn chunk_puts(level: u8, edits: Vec<Edit>, out: &mut NewNodes) -> Vec<NodeRef> {
     let mut chunker = Chunker::new(level);
     let mut nodes = Vec::new();
-    for (k, v) in edits {
+    for (k, v) in &edits {
         if let Some(v) = v
             && let Some(node) = chunker.push(k, v, out)
         {
@@ -444,69 +526,54 @@ fn edit_level(
         let mut chunker = Chunker::new(level);
         loop {
             let node = cursor.node.clone();
-            let limit = cursor.next_first_key().cloned();
-            let end = i + edits[i..].partition_point(|(k, _)| limit.as_ref().is_none_or(|l| k < l));
-            removed.push((node.first_key().clone(), cursor.hash));
+            let end = match cursor.next_first_key() {
+                Some(limit) => i + edits[i..].partition_point(|(k, _)| k.as_ref() < limit),
+                None => edits.len(),
+            };
+            removed.push((node.key_bytes(0), cursor.hash));
             if chunker.is_empty()
-                && let Some(entries) = replace_values(&node, &edits[i..end])
+                && let Some(patched) = node.with_values(&edits[i..end])
             {
                 // Same keys, same sizes: every cut stays where it was.
-                added.push((node.first_key().clone(), out.add(Node { level, entries })));
+                added.push((node.key_bytes(0), out.add(patched)));
                 i = end;
                 break;
             }
-            let mut old = node.entries.iter().peekable();
-            let mut new = edits[i..end].iter().peekable();
+            let (mut o, mut e) = (0, i);
             loop {
-                let take_edit = match (old.peek(), new.peek()) {
-                    (None, None) => break,
-                    (None, Some(_)) => true,
-                    (Some(_), None) => false,
-                    (Some((ok, _)), Some((ek, _))) => ek <= ok,
+                let take_edit = match (o < node.len(), e < end) {
+                    (false, false) => break,
+                    (false, true) => true,
+                    (true, false) => false,
+                    (true, true) => edits[e].0.as_ref() <= node.key(o),
                 };
-                let entry = if take_edit {
-                    let (k, v) = new.next().expect("peeked");
-                    if old.peek().is_some_and(|(ok, _)| ok == k) {
-                        old.next();
+                let pushed = if take_edit {
+                    let (k, v) = &edits[e];
+                    e += 1;
+                    if o < node.len() && node.key(o) == k.as_ref() {
+                        o += 1;
                     }
-                    v.as_ref().map(|v| (k.clone(), v.clone()))
+                    match v {
+                        Some(v) => chunker.push(k, v, out),
+                        None => None,
+                    }
                 } else {
-                    old.next().cloned()
+                    o += 1;
+                    chunker.push(node.key(o - 1), node.value(o - 1), out)
                 };
-                if let Some((k, v)) = entry
-                    && let Some(node) = chunker.push(k, v, out)
-                {
-                    added.push(node);
-                }
+                added.extend(pushed);
             }
             i = end;
             if chunker.is_empty() {
                 break;
             }
             if !cursor.advance(src)? {
-                if let Some(node) = chunker.cut(out) {
-                    added.push(node);
-                }
+                added.extend(chunker.cut(out));
                 break;
             }
         }
     }
     Ok((removed, added))
-}
-
-/// The node's entries with `edits` applied, when every edit replaces the value of a key
-/// the node holds by one of the same length: then no cut can move.
-fn replace_values(node: &Node, edits: &[Edit]) -> Option<Vec<Entry>> {
-    let mut entries = node.entries.clone();
-    for (k, v) in edits {
-        let v = v.as_ref()?;
-        let at = entries.binary_search_by(|(ek, _)| ek.cmp(k)).ok()?;
-        if entries[at].1.len() != v.len() {
-            return None;
-        }
-        entries[at].1 = v.clone();
-    }
-    Some(entries)
 }
 
 /// Combines the old nodes removed and the new nodes added at one level (below the root)
@@ -574,17 +641,13 @@ pub fn get(
 ) -> Result<Option<Bytes>, TreeError> {
     let Some(root) = root else { return Ok(None) };
     let mut node = src.node(&root)?;
-    while node.level > 0 {
-        if key < node.first_key().as_ref() {
+    while node.level() > 0 {
+        if key < node.first_key() {
             return Ok(None);
         }
         node = src.node(&node.child(node.child_for(key)))?;
     }
-    Ok(node
-        .entries
-        .binary_search_by(|(k, _)| k.as_ref().cmp(key))
-        .ok()
-        .map(|i| node.entries[i].1.clone()))
+    Ok(node.search(key).ok().map(|i| node.value_bytes(i)))
 }
 
 /// Up to `limit` entries with `start <= key < end` (`end = None`: no upper bound), in key
@@ -596,54 +659,35 @@ pub fn scan(
     end: Option<&[u8]>,
     limit: usize,
 ) -> Result<(Vec<Entry>, bool), TreeError> {
-    let mut out = Vec::new();
-    let Some(root) = root else {
-        return Ok((out, false));
-    };
-    let root = (root, src.node(&root)?);
-    let mut cursor = Cursor::seek(src, &root, 0, start)?;
-    loop {
-        let entries = &cursor.node.entries;
-        let from = if start.is_empty() {
-            0
-        } else {
-            entries.partition_point(|(k, _)| k.as_ref() < start)
-        };
-        for (k, v) in &entries[from..] {
-            if end.is_some_and(|e| k.as_ref() >= e) {
-                return Ok((out, false));
-            }
-            if out.len() == limit {
-                return Ok((out, true));
-            }
-            out.push((k.clone(), v.clone()));
+    let mut out = Vec::with_capacity(limit.min(1024));
+    let mut more = false;
+    for_each(src, root, start, end, |node, i| {
+        if out.len() == limit {
+            more = true;
+            return false;
         }
-        if !cursor.advance(src)? {
-            return Ok((out, false));
-        }
-    }
+        out.push((node.key_bytes(i), node.value_bytes(i)));
+        true
+    })?;
+    Ok((out, more))
 }
 
-/// Calls `f` for every entry with `start <= key < end`, in order, until it returns false.
+/// Calls `f(node, i)` for every entry with `start <= key < end`, in order, until it
+/// returns false. The entry is `node.key(i)` and `node.value(i)`, borrowed.
 pub fn for_each(
     src: &dyn NodeSource,
     root: Option<Hash>,
     start: &[u8],
     end: Option<&[u8]>,
-    mut f: impl FnMut(&Bytes, &Bytes) -> bool,
+    mut f: impl FnMut(&Node, usize) -> bool,
 ) -> Result<(), TreeError> {
     let Some(root) = root else { return Ok(()) };
     let root = (root, src.node(&root)?);
     let mut cursor = Cursor::seek(src, &root, 0, start)?;
     loop {
-        let entries = &cursor.node.entries;
-        let from = if start.is_empty() {
-            0
-        } else {
-            entries.partition_point(|(k, _)| k.as_ref() < start)
-        };
-        for (k, v) in &entries[from..] {
-            if end.is_some_and(|e| k.as_ref() >= e) || !f(k, v) {
+        let node = &cursor.node;
+        for i in node.lower_bound(start)..node.len() {
+            if end.is_some_and(|e| node.key(i) >= e) || !f(node, i) {
                 return Ok(());
             }
         }
@@ -690,30 +734,31 @@ impl Frontier<'_> {
         hi: Option<Bytes>,
     ) -> Result<(), TreeError> {
         let node = src.node(&hash)?;
-        let n = node.entries.len();
+        let n = node.len();
         for i in (0..n).rev() {
-            let (k, v) = &node.entries[i];
-            if self.end.is_some_and(|e| k.as_ref() >= e) {
+            let k = node.key(i);
+            if self.end.is_some_and(|e| k >= e) {
                 continue;
             }
-            if node.level == 0 {
-                if self.start.is_empty() || k.as_ref() >= self.start {
-                    self.stack.push(Item::Entry((k.clone(), v.clone())));
+            if node.level() == 0 {
+                if self.start.is_empty() || k >= self.start {
+                    self.stack
+                        .push(Item::Entry((node.key_bytes(i), node.value_bytes(i))));
                 }
             } else {
                 // A child's keys end before the next child's first key (or `hi`).
                 let next = if i + 1 < n {
-                    Some(&node.entries[i + 1].0)
+                    Some(node.key(i + 1))
                 } else {
-                    hi.as_ref()
+                    hi.as_deref()
                 };
-                if !self.start.is_empty() && next.is_some_and(|nk| nk.as_ref() <= self.start) {
+                if !self.start.is_empty() && next.is_some_and(|nk| nk <= self.start) {
                     continue;
                 }
                 self.stack.push(Item::Subtree {
                     hash: node.child(i),
-                    first: k.clone(),
-                    level: node.level - 1,
+                    first: node.key_bytes(i),
+                    level: node.level() - 1,
                 });
             }
         }
@@ -766,8 +811,8 @@ pub fn diff(
                 let n = src.node(&h)?;
                 Some(Item::Subtree {
                     hash: h,
-                    first: n.first_key().clone(),
-                    level: n.level,
+                    first: n.key_bytes(0),
+                    level: n.level(),
                 })
             }
             None => None,
@@ -930,62 +975,48 @@ fn join_leaves(
     limit: usize,
 ) -> Result<bool, TreeError> {
     let (na, nb) = (src.node(&a)?, src.node(&b)?);
-    let in_range = |k: &Bytes| {
-        (bounds.start.is_empty() || k.as_ref() >= bounds.start)
-            && bounds.end.is_none_or(|e| k.as_ref() < e)
+    let stop = |n: &Node| match bounds.end {
+        Some(e) => n.lower_bound(e),
+        None => n.len(),
     };
-    let mut ia = na.entries.iter().filter(|(k, _)| in_range(k)).peekable();
-    let mut ib = nb.entries.iter().filter(|(k, _)| in_range(k)).peekable();
+    let (mut i, end_a) = (na.lower_bound(bounds.start), stop(&na));
+    let (mut j, end_b) = (nb.lower_bound(bounds.start), stop(&nb));
     loop {
-        let change = match (ia.peek(), ib.peek()) {
-            (None, None) => return Ok(true),
-            (Some(_), None) => {
-                let (k, v) = ia.next().expect("peeked");
+        let order = match (i < end_a, j < end_b) {
+            (false, false) => return Ok(true),
+            (true, false) => std::cmp::Ordering::Less,
+            (false, true) => std::cmp::Ordering::Greater,
+            (true, true) => na.key(i).cmp(nb.key(j)),
+        };
+        let change = match order {
+            std::cmp::Ordering::Less => {
+                i += 1;
                 Change {
-                    key: k.clone(),
-                    before: Some(v.clone()),
+                    key: na.key_bytes(i - 1),
+                    before: Some(na.value_bytes(i - 1)),
                     after: None,
                 }
             }
-            (None, Some(_)) => {
-                let (k, v) = ib.next().expect("peeked");
+            std::cmp::Ordering::Greater => {
+                j += 1;
                 Change {
-                    key: k.clone(),
+                    key: nb.key_bytes(j - 1),
                     before: None,
-                    after: Some(v.clone()),
+                    after: Some(nb.value_bytes(j - 1)),
                 }
             }
-            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
-                std::cmp::Ordering::Less => {
-                    let (k, v) = ia.next().expect("peeked");
-                    Change {
-                        key: k.clone(),
-                        before: Some(v.clone()),
-                        after: None,
-                    }
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+                if na.value(i - 1) == nb.value(j - 1) {
+                    continue;
                 }
-                std::cmp::Ordering::Greater => {
-                    let (k, v) = ib.next().expect("peeked");
-                    Change {
-                        key: k.clone(),
-                        before: None,
-                        after: Some(v.clone()),
-                    }
+                Change {
+                    key: na.key_bytes(i - 1),
+                    before: Some(na.value_bytes(i - 1)),
+                    after: Some(nb.value_bytes(j - 1)),
                 }
-                std::cmp::Ordering::Equal => {
-                    let same = va == vb;
-                    let (k, va) = ia.next().expect("peeked");
-                    let (_, vb) = ib.next().expect("peeked");
-                    if same {
-                        continue;
-                    }
-                    Change {
-                        key: k.clone(),
-                        before: Some(va.clone()),
-                        after: Some(vb.clone()),
-                    }
-                }
-            },
+            }
         };
         if out.len() == limit {
             return Ok(false);
@@ -1003,8 +1034,8 @@ pub fn shape(src: &dyn NodeSource, root: Option<Hash>) -> Result<Vec<usize>, Tre
         let mut next = Vec::new();
         for h in &frontier {
             let n = src.node(h)?;
-            if n.level > 0 {
-                next.extend((0..n.entries.len()).map(|i| n.child(i)));
+            if n.level() > 0 {
+                next.extend((0..n.len()).map(|i| n.child(i)));
             }
         }
         frontier = next;
@@ -1039,8 +1070,16 @@ mod tests {
         fn keep(&self, out: NewNodes) -> usize {
             let n = out.written.len();
             for (h, bytes) in out.written {
-                let node = Node::decode(&bytes).expect("a written node decodes");
-                assert_eq!(Hash::of(&node.encode()), h, "encoding is canonical");
+                let node = Node::decode(bytes.clone()).expect("a written node decodes");
+                assert_eq!(Hash::of(&bytes), h);
+                let entries: Vec<(&[u8], &[u8])> = (0..node.len())
+                    .map(|i| (node.key(i), node.value(i)))
+                    .collect();
+                assert_eq!(
+                    Node::build(node.level(), entries).raw(),
+                    &bytes,
+                    "encoding is canonical"
+                );
                 assert!(bytes.len() <= NODE_BYTES_MAX);
                 self.0.lock().insert(h, Arc::new(node));
             }

@@ -73,21 +73,16 @@ fn commit_hashes_are_pinned() {
 
 #[test]
 fn index_roots_are_pinned() {
-    let leaf = Node {
-        level: 0,
-        entries: vec![
-            (
-                Bytes::from_static(b"ns"),
-                Bytes::from(table().content_ref().to_bytes()),
-            ),
-            (
-                Bytes::from_static(b"ns\0t"),
-                Bytes::from(table().content_ref().to_bytes()),
-            ),
+    let table_ref = table().content_ref().to_bytes();
+    let leaf = Node::build(
+        0,
+        [
+            (&b"ns"[..], &table_ref[..]),
+            (&b"ns\0t"[..], &table_ref[..]),
         ],
-    };
+    );
     expect!["fb4059b8ab7eccad99d1367aaf3bf2dc75bdd9b970e510e30ab958d0bc4d1b4b"]
-        .assert_eq(&Hash::of(&leaf.encode()).to_string());
+        .assert_eq(&Hash::of(leaf.raw()).to_string());
     // 10,000 keys pin the cut rule: a change to the threshold or the hash moves this root.
     let entries: Vec<tree::Entry> = (0..10_000u32)
         .map(|i| {
