@@ -67,6 +67,9 @@ pub const COMMIT_GRAPH_ENTRIES_MAX: usize = 4_000_000;
 /// Decoded index nodes kept in memory by a store.
 pub const NODE_CACHE_ENTRIES_MAX: usize = 65_536;
 
+/// Decoded commits kept in memory by a store.
+pub const COMMIT_CACHE_ENTRIES_MAX: usize = 65_536;
+
 /// Commits one log call examines (matching or not) before it returns a page token.
 pub const LOG_SCAN_MAX: usize = 10_000;
 

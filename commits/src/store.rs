@@ -15,12 +15,13 @@ use parking_lot::Mutex;
 use crate::backend::{
     Backend, CasOutcome, MetaWrite, RefOperation, RefRecord, RefUpdate, RefView, ReflogEntry,
 };
+use crate::cache::ObjectCache;
 use crate::clock::Clock;
 use crate::content::{Content, ContentRef};
 use crate::encoding::{ObjectKind, Reader, Writer, map_payload_bytes};
 use crate::error::{Conflict, ConflictKind, Expect, ReadError, StorageError, WriteError};
 use crate::graph::{self, CommitGraph, GraphEntry, GraphSource, WalkError};
-use crate::hash::{Hash, HashMapByDigest, HashPrefix};
+use crate::hash::{Hash, HashPrefix};
 use crate::key::ContentKey;
 use crate::limits::*;
 use crate::name::{RefKind, RefName, RefSpec};
@@ -183,8 +184,8 @@ impl LogFilter {
 pub struct Store {
     backend: Arc<dyn Backend>,
     clock: Arc<dyn Clock>,
-    nodes: Mutex<HashMapByDigest<Arc<Node>>>,
-    commits: Mutex<HashMapByDigest<Arc<Commit>>>,
+    nodes: ObjectCache<Node>,
+    commits: ObjectCache<Commit>,
     graph: Mutex<CommitGraph>,
 }
 
@@ -201,8 +202,8 @@ impl Store {
         Store {
             backend,
             clock,
-            nodes: Mutex::new(HashMapByDigest::default()),
-            commits: Mutex::new(HashMapByDigest::default()),
+            nodes: ObjectCache::new(NODE_CACHE_ENTRIES_MAX),
+            commits: ObjectCache::new(COMMIT_CACHE_ENTRIES_MAX),
             graph: Mutex::new(CommitGraph::default()),
         }
     }
@@ -245,8 +246,8 @@ impl Store {
     // ----- objects -----------------------------------------------------------------
 
     pub fn commit_object(&self, hash: &Hash) -> Result<Arc<Commit>, ReadError> {
-        if let Some(c) = self.commits.lock().get(hash) {
-            return Ok(c.clone());
+        if let Some(c) = self.commits.get(hash) {
+            return Ok(c);
         }
         let bytes = self
             .backend
@@ -271,11 +272,7 @@ impl Store {
                 generation: commit.generation,
             },
         );
-        let mut cache = self.commits.lock();
-        if cache.len() >= NODE_CACHE_ENTRIES_MAX {
-            cache.clear();
-        }
-        cache.insert(hash, commit);
+        self.commits.insert(hash, commit);
     }
 
     pub fn content(&self, hash: &Hash) -> Result<Content, ReadError> {
@@ -819,15 +816,8 @@ impl Store {
         // Nothing refers to these objects until the ref moves: a failure here changed
         // nothing a reader can see, so it is a plain rejection, never "outcome unknown".
         self.backend.put_objects(&objects).map_err(not_applied)?;
-        {
-            let mut cache = self.nodes.lock();
-            if cache.len() + nodes.len() >= NODE_CACHE_ENTRIES_MAX {
-                cache.clear();
-            }
-            for (h, n) in nodes.nodes() {
-                cache.insert(*h, n.clone());
-            }
-        }
+        self.nodes
+            .insert_many(nodes.nodes().map(|(h, n)| (*h, n.clone())));
         let new_record = RefRecord {
             head: hash,
             ..record.clone()
@@ -1259,7 +1249,7 @@ impl Store {
 
     /// Nodes written by this store or read through it, for tests and benchmark reports.
     pub fn cached_nodes(&self) -> usize {
-        self.nodes.lock().len()
+        self.nodes.len()
     }
 
     /// The shape of a commit's key index (nodes per level, root first).
@@ -1271,8 +1261,8 @@ impl Store {
 
 impl NodeSource for Store {
     fn node(&self, hash: &Hash) -> Result<Arc<Node>, TreeError> {
-        if let Some(n) = self.nodes.lock().get(hash) {
-            return Ok(n.clone());
+        if let Some(n) = self.nodes.get(hash) {
+            return Ok(n);
         }
         let bytes = self
             .backend
@@ -1280,11 +1270,7 @@ impl NodeSource for Store {
             .map_err(|e| TreeError::Read(e.message))?
             .ok_or(TreeError::Missing(*hash))?;
         let node = Arc::new(Node::decode(bytes)?);
-        let mut cache = self.nodes.lock();
-        if cache.len() >= NODE_CACHE_ENTRIES_MAX {
-            cache.clear();
-        }
-        cache.insert(*hash, node.clone());
+        self.nodes.insert(*hash, node.clone());
         Ok(node)
     }
 }
