@@ -19,7 +19,9 @@ use crate::key::ContentKey;
 use crate::limits::COMMIT_CAS_RETRIES_MAX;
 use crate::name::RefName;
 use crate::object::{Commit, CommitMeta, Parents};
-use crate::store::{CommitOutcome, KeyChange, Landed, Store, WriteCtx};
+use crate::store::{
+    CommitOutcome, KeyChange, Landed, Store, WriteCtx, check_expected, contention, lost_race,
+};
 
 /// Encoded objects waiting to be written with a landing.
 type Objects = Vec<(Hash, Bytes)>;
@@ -148,15 +150,7 @@ impl Store {
         for _ in 0..COMMIT_CAS_RETRIES_MAX {
             let record = self.pending_branch(target, ctx)?;
             let head = record.head;
-            if let Some(e) = expected_head
-                && e != head
-            {
-                return Err(WriteError::ReferenceConflict {
-                    name: target.clone(),
-                    expected: Some(e),
-                    current: Some(head),
-                });
-            }
+            check_expected(target, expected_head, head)?;
             let nothing = |bases: Vec<Hash>| MergeOutcome {
                 kind: MergeKind::NothingToMerge,
                 dry_run: options.dry_run,
@@ -206,13 +200,7 @@ impl Store {
                 )? {
                     CasOutcome::Applied { .. } => return Ok(outcome),
                     CasOutcome::Mismatch { current } => {
-                        if expected_head.is_some() {
-                            return Err(WriteError::ReferenceConflict {
-                                name: target.clone(),
-                                expected: expected_head,
-                                current: current.map(|r| r.head),
-                            });
-                        }
+                        lost_race(target, expected_head, current)?;
                         continue;
                     }
                 }
@@ -273,13 +261,7 @@ impl Store {
             let new_head = match landed {
                 Landed::Applied(h) | Landed::DryRun(h) => h,
                 Landed::Moved(current) => {
-                    if expected_head.is_some() {
-                        return Err(WriteError::ReferenceConflict {
-                            name: target.clone(),
-                            expected: expected_head,
-                            current: current.map(|r| r.head),
-                        });
-                    }
+                    lost_race(target, expected_head, current)?;
                     continue;
                 }
             };
@@ -292,9 +274,7 @@ impl Store {
                 changes,
             });
         }
-        Err(WriteError::Invalid(format!(
-            "ref {target} kept moving: lost {COMMIT_CAS_RETRIES_MAX} compare-and-swap races in a row; retry"
-        )))
+        Err(contention(target))
     }
 
     /// The changes a three-way merge makes to the target, and the content objects that
@@ -526,15 +506,7 @@ impl Store {
         for _ in 0..COMMIT_CAS_RETRIES_MAX {
             let record = self.pending_branch(branch, ctx)?;
             let head = record.head;
-            if let Some(e) = expected_head
-                && e != head
-            {
-                return Err(WriteError::ReferenceConflict {
-                    name: branch.clone(),
-                    expected: Some(e),
-                    current: Some(head),
-                });
-            }
+            check_expected(branch, expected_head, head)?;
             let head_commit = self.commit_object(&head)?;
             let current = self.refs_in(&head_commit, delta.iter().map(|c| &c.key))?;
             let mut changes = Vec::new();
@@ -591,20 +563,10 @@ impl Store {
                         created: true,
                     });
                 }
-                Landed::Moved(current) => {
-                    if expected_head.is_some() {
-                        return Err(WriteError::ReferenceConflict {
-                            name: branch.clone(),
-                            expected: expected_head,
-                            current: current.map(|r| r.head),
-                        });
-                    }
-                }
+                Landed::Moved(current) => lost_race(branch, expected_head, current)?,
                 Landed::DryRun(_) => unreachable!("replays are never dry runs"),
             }
         }
-        Err(WriteError::Invalid(format!(
-            "ref {branch} kept moving: lost {COMMIT_CAS_RETRIES_MAX} compare-and-swap races in a row; retry"
-        )))
+        Err(contention(branch))
     }
 }

@@ -412,11 +412,7 @@ impl Store {
         check_principal(&ctx.principal)?;
         for _ in 0..COMMIT_CAS_RETRIES_MAX {
             let current = self.pending_ref(name)?;
-            if let Some(e) = expected_head
-                && e != current.head
-            {
-                return Err(reference_conflict(name, Some(e), Some(current.head)));
-            }
+            check_expected(name, expected_head, current.head)?;
             match self.move_ref(
                 name,
                 current.kind,
@@ -427,14 +423,7 @@ impl Store {
                 BTreeMap::new(),
             )? {
                 CasOutcome::Applied { .. } => return Ok(()),
-                CasOutcome::Mismatch { current: now } => {
-                    if expected_head.is_some() || now.is_none() {
-                        return Err(match now {
-                            None => WriteError::RefNotFound(name.clone()),
-                            Some(r) => reference_conflict(name, expected_head, Some(r.head)),
-                        });
-                    }
-                }
+                CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
             }
         }
         Err(contention(name))
@@ -458,11 +447,7 @@ impl Store {
             if current.kind == RefKind::Tag {
                 return Err(WriteError::TagImmutable(name.clone()));
             }
-            if let Some(e) = expected_head
-                && e != current.head
-            {
-                return Err(reference_conflict(name, Some(e), Some(current.head)));
-            }
+            check_expected(name, expected_head, current.head)?;
             let record = RefRecord {
                 head: target,
                 ..current.clone()
@@ -477,14 +462,7 @@ impl Store {
                 BTreeMap::new(),
             )? {
                 CasOutcome::Applied { .. } => return Ok(record),
-                CasOutcome::Mismatch { current: now } => {
-                    if expected_head.is_some() || now.is_none() {
-                        return Err(match now {
-                            None => WriteError::RefNotFound(name.clone()),
-                            Some(r) => reference_conflict(name, expected_head, Some(r.head)),
-                        });
-                    }
-                }
+                CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
             }
         }
         Err(contention(name))
@@ -1341,7 +1319,11 @@ fn range_of(prefix: Option<&ContentKey>, after: Option<&ContentKey>) -> (Vec<u8>
     (lo, hi)
 }
 
-fn reference_conflict(name: &RefName, expected: Option<Hash>, current: Option<Hash>) -> WriteError {
+pub(crate) fn reference_conflict(
+    name: &RefName,
+    expected: Option<Hash>,
+    current: Option<Hash>,
+) -> WriteError {
     WriteError::ReferenceConflict {
         name: name.clone(),
         expected,
@@ -1349,7 +1331,34 @@ fn reference_conflict(name: &RefName, expected: Option<Hash>, current: Option<Ha
     }
 }
 
-fn contention(name: &RefName) -> WriteError {
+/// The strict expected-head rule of every write but `commit`: a given head must be the
+/// current one.
+pub(crate) fn check_expected(
+    name: &RefName,
+    expected: Option<Hash>,
+    head: Hash,
+) -> Result<(), WriteError> {
+    match expected {
+        Some(e) if e != head => Err(reference_conflict(name, Some(e), Some(head))),
+        _ => Ok(()),
+    }
+}
+
+/// After losing a compare-and-swap race: with an expected head, the write is refused
+/// (strict); without one, the caller recomputes at the new head.
+pub(crate) fn lost_race(
+    name: &RefName,
+    expected: Option<Hash>,
+    current: Option<RefRecord>,
+) -> Result<(), WriteError> {
+    match (expected, current) {
+        (_, None) => Err(WriteError::RefNotFound(name.clone())),
+        (Some(_), Some(r)) => Err(reference_conflict(name, expected, Some(r.head))),
+        (None, Some(_)) => Ok(()),
+    }
+}
+
+pub(crate) fn contention(name: &RefName) -> WriteError {
     WriteError::Invalid(format!(
         "ref {name} kept moving: lost {COMMIT_CAS_RETRIES_MAX} compare-and-swap races in a row (COMMIT_CAS_RETRIES_MAX); retry"
     ))

@@ -1727,40 +1727,25 @@ mod cases {
     pub fn outcomes_are_applied_rejected_or_unknown(fx: Fx) {
         seeded(&fx);
         let head = fx.head("main");
-        // A backend whose object writes fail: rejected, not unknown, nothing moved.
-        let failing = Arc::new(Faulty {
-            inner: fx.backend.clone(),
-            fail_objects: true,
-            fail_cas: false,
-        });
-        let store = Store::new(failing, fx.clock.clone());
-        let err = store
-            .commit(
-                &r("main"),
-                None,
-                vec![create("ns.c", table(12, 1))],
-                meta("m"),
-                &ctx(),
-            )
-            .unwrap_err();
+        // Commits through a store over a backend that fails the chosen writes.
+        let attempt = |fail_objects: bool, fail_cas: bool| {
+            let faulty = Arc::new(Faulty {
+                inner: fx.backend.clone(),
+                fail_objects,
+                fail_cas,
+            });
+            let store = Store::new(faulty, fx.clock.clone());
+            let ops = vec![create("ns.c", table(12, 1))];
+            store
+                .commit(&r("main"), None, ops, meta("m"), &ctx())
+                .unwrap_err()
+        };
+        // Object writes fail: rejected, not unknown, nothing moved.
+        let err = attempt(true, false);
         assert!(!err.is_outcome_unknown(), "{err:?}");
         assert_eq!(fx.head("main"), head);
-        // A backend whose compare-and-swap fails midway: outcome unknown.
-        let failing = Arc::new(Faulty {
-            inner: fx.backend.clone(),
-            fail_objects: false,
-            fail_cas: true,
-        });
-        let store = Store::new(failing, fx.clock.clone());
-        let err = store
-            .commit(
-                &r("main"),
-                None,
-                vec![create("ns.c", table(12, 1))],
-                meta("m"),
-                &ctx(),
-            )
-            .unwrap_err();
+        // The compare-and-swap fails midway: outcome unknown.
+        let err = attempt(false, true);
         assert!(err.is_outcome_unknown(), "{err:?}");
         // A conflict is a rejection.
         let err = fx
