@@ -10,13 +10,36 @@ use parking_lot::RwLock;
 use crate::backend::{
     Backend, BackendResult, CasOutcome, RefRecord, RefUpdate, RefView, ReflogEntry,
 };
-use crate::hash::Hash;
+use crate::hash::{Hash, HashMapByDigest};
 use crate::name::RefName;
 
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    objects: RwLock<BTreeMap<Hash, Bytes>>,
+    objects: RwLock<Objects>,
     state: RwLock<State>,
+}
+
+/// Objects by hash, plus an ordered index for prefix scans: 65,536 buckets by the first
+/// two bytes, each kept sorted. A write costs a hash insert and a small sorted insert, not
+/// a descent through a tree of millions of entries.
+#[derive(Debug)]
+struct Objects {
+    by_hash: HashMapByDigest<Bytes>,
+    buckets: Vec<Vec<Hash>>,
+}
+
+impl Default for Objects {
+    fn default() -> Objects {
+        Objects {
+            by_hash: HashMapByDigest::default(),
+            buckets: vec![Vec::new(); 1 << 16],
+        }
+    }
+}
+
+fn bucket_of(h: &Hash) -> usize {
+    let b = h.as_bytes();
+    usize::from(b[0]) << 8 | usize::from(b[1])
 }
 
 #[derive(Debug, Default)]
@@ -34,31 +57,40 @@ impl MemoryBackend {
     }
 
     pub fn object_count(&self) -> usize {
-        self.objects.read().len()
+        self.objects.read().by_hash.len()
     }
 }
 
 impl Backend for MemoryBackend {
     fn put_objects(&self, objects: &[(Hash, Bytes)]) -> BackendResult<()> {
-        let mut map = self.objects.write();
+        let mut store = self.objects.write();
         for (h, bytes) in objects {
-            map.entry(*h).or_insert_with(|| bytes.clone());
+            if store.by_hash.insert(*h, bytes.clone()).is_none() {
+                let bucket = &mut store.buckets[bucket_of(h)];
+                let at = bucket.partition_point(|x| x < h);
+                bucket.insert(at, *h);
+            }
         }
         Ok(())
     }
 
     fn get_object(&self, hash: &Hash) -> BackendResult<Option<Bytes>> {
-        Ok(self.objects.read().get(hash).cloned())
+        Ok(self.objects.read().by_hash.get(hash).cloned())
     }
 
     fn scan_objects(&self, from: &Hash, limit: usize) -> BackendResult<Vec<Hash>> {
-        Ok(self
-            .objects
-            .read()
-            .range(from..)
-            .take(limit)
-            .map(|(h, _)| *h)
-            .collect())
+        let store = self.objects.read();
+        let mut out = Vec::new();
+        for bucket in &store.buckets[bucket_of(from)..] {
+            let start = bucket.partition_point(|x| x < from);
+            for h in &bucket[start..] {
+                if out.len() == limit {
+                    return Ok(out);
+                }
+                out.push(*h);
+            }
+        }
+        Ok(out)
     }
 
     fn get_ref(&self, name: &RefName, _view: RefView) -> BackendResult<Option<RefRecord>> {

@@ -44,6 +44,11 @@ pub(crate) fn landing(
         let Some(parent) = c.key.parent() else {
             continue;
         };
+        // A key that exists at the head has its parent there (the head was validated); it
+        // still does unless this landing changes the parent too.
+        if c.before.is_some() && changes.binary_search_by(|x| x.key.cmp(&parent)).is_err() {
+            continue;
+        }
         let ok = match parent_ok.get(&parent) {
             Some(ok) => *ok,
             None => {
