@@ -67,5 +67,5 @@ pub use name::{RefKind, RefName, RefSpec};
 pub use object::{Commit, CommitMeta};
 pub use store::{
     CommitOutcome, EntryRef, Idempotency, IdempotencyOutcome, KeyChange, LogFilter, Op, Page,
-    Resolved as ResolvedRef, Store, WriteCtx,
+    ResolvedSpec, Store, WriteCtx,
 };

@@ -18,7 +18,7 @@ use crate::backend::{
 use crate::cache::ObjectCache;
 use crate::clock::Clock;
 use crate::content::{Content, ContentRef};
-use crate::encoding::{ObjectKind, Reader, Writer, map_payload_bytes};
+use crate::encoding::{ObjectKind, Reader, Writer};
 use crate::error::{Conflict, ConflictKind, Expect, ReadError, StorageError, WriteError};
 use crate::graph::{self, CommitGraph, GraphEntry, GraphSource, WalkError};
 use crate::hash::{Hash, HashPrefix};
@@ -138,7 +138,7 @@ pub struct CommitOutcome {
 
 /// A spec resolved to a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
+pub struct ResolvedSpec {
     pub hash: Hash,
     pub ref_name: Option<RefName>,
     pub ref_kind: Option<RefKind>,
@@ -820,11 +820,11 @@ impl Store {
     // ----- reads ---------------------------------------------------------------------
 
     /// Resolves a ref spec to a commit.
-    pub fn resolve(&self, spec: &RefSpec) -> Result<Resolved, ReadError> {
+    pub fn resolve(&self, spec: &RefSpec) -> Result<ResolvedSpec, ReadError> {
         match spec {
             RefSpec::Name(name) => {
                 let r = self.get_ref(name)?;
-                Ok(Resolved {
+                Ok(ResolvedSpec {
                     hash: r.head,
                     ref_name: Some(name.clone()),
                     ref_kind: Some(r.kind),
@@ -840,14 +840,14 @@ impl Store {
                         commit: hash,
                     });
                 }
-                Ok(Resolved {
+                Ok(ResolvedSpec {
                     hash,
                     ref_name: Some(name.clone()),
                     ref_kind: Some(r.kind),
                     writable: false,
                 })
             }
-            RefSpec::Hash(prefix) => Ok(Resolved {
+            RefSpec::Hash(prefix) => Ok(ResolvedSpec {
                 hash: self.resolve_prefix(prefix)?,
                 ref_name: None,
                 ref_kind: None,
@@ -868,7 +868,7 @@ impl Store {
                         }
                     }
                 }
-                Ok(Resolved {
+                Ok(ResolvedSpec {
                     hash,
                     writable: false,
                     ..base_resolved
@@ -888,7 +888,7 @@ impl Store {
                             let hash = e
                                 .new
                                 .ok_or_else(|| ReadError::NoHeadAtTime { name: name.clone() })?;
-                            return Ok(Resolved {
+                            return Ok(ResolvedSpec {
                                 hash,
                                 ref_name: Some(name.clone()),
                                 ref_kind: Some(e.kind),
@@ -1428,9 +1428,4 @@ fn idempotency_write(
         key: Bytes::from(key),
         value: Bytes::from(value),
     })
-}
-
-/// The bytes of a properties map, for callers that check their own limits.
-pub fn properties_bytes(map: &BTreeMap<String, String>) -> usize {
-    map_payload_bytes(map)
 }
