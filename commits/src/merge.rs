@@ -235,9 +235,6 @@ impl Store {
                     if squash { "Squash" } else { "Merge" }
                 );
             }
-            if meta.author.is_empty() {
-                meta.author = ctx.principal.clone();
-            }
             meta.properties
                 .insert(MERGE_SOURCE.to_owned(), source.to_string());
             meta.check()?;
@@ -490,9 +487,6 @@ impl Store {
                 properties: BTreeMap::new(),
             }
         });
-        if meta.author.is_empty() {
-            meta.author = ctx.principal.clone();
-        }
         meta.properties.insert(
             (if invert { REVERT_OF } else { CHERRY_PICK_OF }).to_owned(),
             commit.to_string(),

@@ -773,11 +773,16 @@ impl Store {
             parents,
             key_index,
             id_index,
-            author: meta.author.clone(),
-            committer: if meta.committer.is_empty() {
-                meta.author.clone()
+            // An empty author is the principal writing; an empty committer, the author.
+            author: if meta.author.is_empty() {
+                ctx.principal.clone()
             } else {
-                meta.committer.clone()
+                meta.author.clone()
+            },
+            committer: match (meta.committer.is_empty(), meta.author.is_empty()) {
+                (false, _) => meta.committer.clone(),
+                (true, false) => meta.author.clone(),
+                (true, true) => ctx.principal.clone(),
             },
             message: meta.message.clone(),
             authored_at_ms: meta.authored_at_ms,

@@ -273,6 +273,10 @@ mod cases {
             vec![update("ns.a", &table(10, 1), table(10, 2)), delete("ns.b")],
         );
         let commit = fx.store.commit_object(&c2).unwrap();
+        assert_eq!(
+            (commit.author.as_str(), commit.committer.as_str()),
+            ("alice", "alice")
+        );
         assert_eq!(commit.parents.as_slice(), &[c1]);
         assert_eq!(commit.generation, 3);
         assert_eq!(commit.message, "a commit");
@@ -293,6 +297,27 @@ mod cases {
         let hashes: Vec<Hash> = log.items.iter().map(|(h, _)| *h).collect();
         assert_eq!(hashes, [c2, c1, Store::root_commit()]);
         assert_eq!(log.next, None);
+        // Without an author, the principal writing is the author and committer.
+        let anonymous = CommitMeta::new("", "no author", 1);
+        let bob = WriteCtx::principal("bob");
+        let c3 = fx
+            .store
+            .commit(
+                &r("main"),
+                None,
+                vec![create("ns.x", table(30, 1))],
+                anonymous,
+                &bob,
+            )
+            .unwrap()
+            .commit;
+        let commit = fx.store.commit_object(&c3).unwrap();
+        assert_eq!(
+            (commit.author.as_str(), commit.committer.as_str()),
+            ("bob", "bob")
+        );
+        fx.ok("main", vec![delete("ns.x")]);
+        let c2 = fx.head("main");
         // A put of the very same content changes nothing and writes nothing.
         let out = fx
             .commit("main", vec![update("ns.a", &table(10, 2), table(10, 2))])
