@@ -44,6 +44,7 @@ pub mod memory;
 pub mod merge;
 pub mod name;
 pub mod object;
+pub mod sled_store;
 pub mod store;
 pub mod tree;
 mod validate;
@@ -65,6 +66,7 @@ pub use merge::{
 };
 pub use name::{RefKind, RefName, RefSpec};
 pub use object::{Commit, CommitMeta};
+pub use sled_store::SledBackend;
 pub use store::{
     CommitOutcome, EntryRef, Idempotency, IdempotencyOutcome, KeyChange, LogFilter, Op, Page,
     ResolvedSpec, Store, WriteCtx,

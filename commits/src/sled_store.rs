@@ -1,0 +1,521 @@
+//! The sled backend: floe's embedded default (DESIGN §2 "Durability"). The only module
+//! that knows sled.
+//!
+//! Trees: `objects` (hash -> bytes), `refs` (name -> record), `reflog` (sequence number ->
+//! entry), `reflog_by_ref` (name, 0x00, sequence number -> nothing), `meta` (key -> value)
+//! and `state` (the reflog counter). A ref move is one sled transaction over refs, reflog,
+//! its index, meta and state, so the CAS, its reflog entry and the idempotency record are
+//! all or nothing.
+//!
+//! Durability, today: every write that a caller is told applied (a ref move, a meta write)
+//! is followed by sled's `flush` and an `fdatasync` of the `db` file before the call
+//! returns, so pending and durable views are equal. The group-commit durability thread
+//! (one fdatasync for many waiting writers) replaces this per-write flush next; it changes
+//! when writers wake, not what is on the device when they do. A failed flush or fdatasync
+//! poisons the store: every later call fails, and nothing is retried.
+//!
+//! The store is created with an 8 MiB segment, so every item up to 2 MiB (a quarter of a
+//! segment) is written inline in the log that the flush syncs, never as a separate blob
+//! file (which sled does not fsync); values are at most `VALUE_BYTES_MAX` (64 KiB).
+
+use std::fs::File;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::backend::{
+    Backend, BackendError, BackendResult, CasOutcome, RefOperation, RefRecord, RefUpdate, RefView,
+    ReflogEntry,
+};
+use crate::encoding::{DecodeError, Reader, Writer};
+use crate::hash::Hash;
+use crate::name::{RefKind, RefName};
+
+/// sled's segment size: items up to a quarter of it stay inline in the fsynced log.
+pub const SLED_SEGMENT_BYTES: usize = 8 * 1024 * 1024;
+
+const STATE_REFLOG_SEQ: &[u8] = b"reflog-seq";
+
+#[derive(Debug)]
+pub struct SledBackend {
+    db: sled::Db,
+    /// The `db` file sled writes its log to; fdatasync'ed after each flush.
+    db_file: Mutex<File>,
+    objects: sled::Tree,
+    refs: sled::Tree,
+    reflog: sled::Tree,
+    reflog_by_ref: sled::Tree,
+    meta: sled::Tree,
+    state: sled::Tree,
+    poisoned: AtomicBool,
+    path: PathBuf,
+}
+
+impl SledBackend {
+    /// Opens (or creates) a store in `dir`.
+    pub fn open(dir: &Path) -> BackendResult<SledBackend> {
+        let db = sled::Config::default()
+            .path(dir)
+            .segment_size(SLED_SEGMENT_BYTES)
+            .flush_every_ms(None)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| {
+                BackendError::read(format!(
+                    "cannot open the sled store in {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        let tree = |name: &str| {
+            db.open_tree(name)
+                .map_err(|e| BackendError::read(format!("cannot open sled tree {name}: {e}")))
+        };
+        let db_file = File::options()
+            .read(true)
+            .write(true)
+            .open(dir.join("db"))
+            .map_err(|e| {
+                BackendError::read(format!("cannot open {}: {e}", dir.join("db").display()))
+            })?;
+        Ok(SledBackend {
+            objects: tree("objects")?,
+            refs: tree("refs")?,
+            reflog: tree("reflog")?,
+            reflog_by_ref: tree("reflog_by_ref")?,
+            meta: tree("meta")?,
+            state: tree("state")?,
+            db_file: Mutex::new(db_file),
+            db,
+            poisoned: AtomicBool::new(false),
+            path: dir.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes sled uses on disk (for space-amplification reports).
+    pub fn size_on_disk(&self) -> BackendResult<u64> {
+        self.db
+            .size_on_disk()
+            .map_err(|e| BackendError::read(e.to_string()))
+    }
+
+    fn check(&self) -> BackendResult<()> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(BackendError::unknown(
+                "the store is poisoned: a flush or fdatasync failed; restart to recover what is durable",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far durable: sled's flush, then an fdatasync of its
+    /// log file. A failure poisons the store; it is never retried.
+    fn sync(&self) -> BackendResult<()> {
+        let file = self.db_file.lock();
+        let result = self
+            .db
+            .flush()
+            .map_err(|e| format!("sled flush failed: {e}"))
+            .and_then(|_| {
+                file.sync_data()
+                    .map_err(|e| format!("fdatasync of the db file failed: {e}"))
+            });
+        result.map_err(|message| {
+            self.poisoned.store(true, Ordering::SeqCst);
+            BackendError::unknown(message)
+        })
+    }
+}
+
+fn read_err(e: sled::Error) -> BackendError {
+    BackendError::read(format!("sled read failed: {e}"))
+}
+
+fn write_err(e: sled::Error) -> BackendError {
+    BackendError::unknown(format!("sled write failed: {e}"))
+}
+
+fn corrupt(e: DecodeError) -> BackendError {
+    BackendError::read(format!("a stored record is damaged: {e}"))
+}
+
+fn encode_record(r: &RefRecord) -> Vec<u8> {
+    let mut w = Writer::bare();
+    w.u8(1);
+    w.u8(match r.kind {
+        RefKind::Branch => 0,
+        RefKind::Tag => 1,
+    });
+    w.raw(r.head.as_bytes());
+    w.str(&r.created_by);
+    w.i64(r.created_at_ms);
+    w.map(&r.attributes);
+    w.finish()
+}
+
+fn decode_record(bytes: &[u8]) -> Result<RefRecord, DecodeError> {
+    let mut r = Reader::bare(bytes);
+    if r.u8()? != 1 {
+        return Err(DecodeError("unknown ref record version"));
+    }
+    let kind = match r.u8()? {
+        0 => RefKind::Branch,
+        1 => RefKind::Tag,
+        _ => return Err(DecodeError("unknown ref kind")),
+    };
+    let record = RefRecord {
+        kind,
+        head: Hash::from_bytes(r.array()?),
+        created_by: r.str()?.to_owned(),
+        created_at_ms: r.i64()?,
+        attributes: r.map()?,
+    };
+    r.end()?;
+    Ok(record)
+}
+
+const OPERATIONS: [RefOperation; 7] = [
+    RefOperation::Create,
+    RefOperation::Delete,
+    RefOperation::Commit,
+    RefOperation::Merge,
+    RefOperation::CherryPick,
+    RefOperation::Revert,
+    RefOperation::Assign,
+];
+
+fn encode_entry(e: &ReflogEntry) -> Vec<u8> {
+    let mut w = Writer::bare();
+    w.u8(1);
+    w.varint(e.seq);
+    w.str(e.ref_name.as_str());
+    w.u8(match e.kind {
+        RefKind::Branch => 0,
+        RefKind::Tag => 1,
+    });
+    for h in [&e.old, &e.new] {
+        match h {
+            None => w.u8(0),
+            Some(h) => {
+                w.u8(1);
+                w.raw(h.as_bytes());
+            }
+        }
+    }
+    let op = OPERATIONS
+        .iter()
+        .position(|o| *o == e.operation)
+        .unwrap_or(0);
+    w.u8(op as u8);
+    w.str(&e.principal);
+    w.i64(e.at_ms);
+    w.map(&e.properties);
+    w.finish()
+}
+
+fn decode_entry(bytes: &[u8]) -> Result<ReflogEntry, DecodeError> {
+    let mut r = Reader::bare(bytes);
+    if r.u8()? != 1 {
+        return Err(DecodeError("unknown reflog entry version"));
+    }
+    let seq = r.varint()?;
+    let ref_name = RefName::parse(r.str()?).map_err(|_| DecodeError("bad ref name"))?;
+    let kind = match r.u8()? {
+        0 => RefKind::Branch,
+        1 => RefKind::Tag,
+        _ => return Err(DecodeError("unknown ref kind")),
+    };
+    let mut heads = [None, None];
+    for h in &mut heads {
+        *h = match r.u8()? {
+            0 => None,
+            1 => Some(Hash::from_bytes(r.array()?)),
+            _ => return Err(DecodeError("bad head flag")),
+        };
+    }
+    let operation = *OPERATIONS
+        .get(usize::from(r.u8()?))
+        .ok_or(DecodeError("unknown ref operation"))?;
+    let entry = ReflogEntry {
+        seq,
+        ref_name,
+        kind,
+        old: heads[0],
+        new: heads[1],
+        operation,
+        principal: r.str()?.to_owned(),
+        at_ms: r.i64()?,
+        properties: r.map()?,
+    };
+    r.end()?;
+    Ok(entry)
+}
+
+fn by_ref_key(name: &RefName, seq: u64) -> Vec<u8> {
+    let mut k = name.as_str().as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+impl Backend for SledBackend {
+    fn put_objects(&self, objects: &[(Hash, Bytes)]) -> BackendResult<()> {
+        self.check()?;
+        let mut batch = sled::Batch::default();
+        for (h, bytes) in objects {
+            batch.insert(h.as_bytes().as_slice(), bytes.as_ref());
+        }
+        // Objects are written once and named by their hash: rewriting one is a no-op, and
+        // the next ref move's flush makes them durable before anything refers to them.
+        self.objects.apply_batch(batch).map_err(write_err)
+    }
+
+    fn get_object(&self, hash: &Hash) -> BackendResult<Option<Bytes>> {
+        self.check()?;
+        Ok(self
+            .objects
+            .get(hash.as_bytes())
+            .map_err(read_err)?
+            .map(|v| Bytes::copy_from_slice(&v)))
+    }
+
+    fn scan_objects(&self, from: &Hash, limit: usize) -> BackendResult<Vec<Hash>> {
+        self.check()?;
+        let mut out = Vec::new();
+        for item in self.objects.range(from.as_bytes().as_slice()..).take(limit) {
+            let (k, _) = item.map_err(read_err)?;
+            let mut h = [0u8; 32];
+            if k.len() == 32 {
+                h.copy_from_slice(&k);
+                out.push(Hash::from_bytes(h));
+            }
+        }
+        Ok(out)
+    }
+
+    fn get_ref(&self, name: &RefName, _view: RefView) -> BackendResult<Option<RefRecord>> {
+        self.check()?;
+        match self.refs.get(name.as_str()).map_err(read_err)? {
+            Some(v) => Ok(Some(decode_record(&v).map_err(corrupt)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn list_refs(
+        &self,
+        after: Option<&RefName>,
+        limit: usize,
+        _view: RefView,
+    ) -> BackendResult<Vec<(RefName, RefRecord)>> {
+        self.check()?;
+        let lower: Bound<&[u8]> = match after {
+            Some(a) => Bound::Excluded(a.as_str().as_bytes()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for item in self
+            .refs
+            .range::<&[u8], _>((lower, Bound::Unbounded))
+            .take(limit)
+        {
+            let (k, v) = item.map_err(read_err)?;
+            let name = std::str::from_utf8(&k)
+                .ok()
+                .and_then(|n| RefName::parse(n).ok())
+                .ok_or_else(|| BackendError::read("a stored ref name is damaged"))?;
+            out.push((name, decode_record(&v).map_err(corrupt)?));
+        }
+        Ok(out)
+    }
+
+    fn compare_and_swap_ref(&self, update: RefUpdate) -> BackendResult<CasOutcome> {
+        self.check()?;
+        let name = update.name.as_str().as_bytes();
+        let new_record = update.new.as_ref().map(encode_record);
+        let result = (
+            &self.refs,
+            &self.reflog,
+            &self.reflog_by_ref,
+            &self.meta,
+            &self.state,
+        )
+            .transaction(|(refs, reflog, by_ref, meta, state)| {
+                let current = refs.get(name)?;
+                let current = match current {
+                    Some(v) => Some(
+                        decode_record(&v)
+                            .map_err(|e| ConflictableTransactionError::Abort(Err(e)))?,
+                    ),
+                    None => None,
+                };
+                if current.as_ref().map(|r| r.head) != update.expected {
+                    return Err(ConflictableTransactionError::Abort(Ok(current)));
+                }
+                match &new_record {
+                    Some(r) => refs.insert(name, r.as_slice())?,
+                    None => refs.remove(name)?,
+                };
+                let seq = match state.get(STATE_REFLOG_SEQ)? {
+                    Some(v) if v.len() == 8 => {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&v);
+                        u64::from_be_bytes(b)
+                    }
+                    _ => 0,
+                } + 1;
+                state.insert(STATE_REFLOG_SEQ, &seq.to_be_bytes())?;
+                let entry = ReflogEntry {
+                    seq,
+                    ..update.reflog.clone()
+                };
+                reflog.insert(&seq.to_be_bytes(), encode_entry(&entry))?;
+                by_ref.insert(by_ref_key(&update.name, seq), &[])?;
+                if let Some(m) = &update.meta {
+                    meta.insert(m.key.as_ref(), m.value.as_ref())?;
+                }
+                Ok(seq)
+            });
+        match result {
+            Ok(seq) => {
+                self.sync()?;
+                Ok(CasOutcome::Applied { seq })
+            }
+            Err(TransactionError::Abort(Ok(current))) => Ok(CasOutcome::Mismatch { current }),
+            Err(TransactionError::Abort(Err(e))) => Err(corrupt(e)),
+            Err(TransactionError::Storage(e)) => Err(write_err(e)),
+        }
+    }
+
+    fn reflog(
+        &self,
+        name: Option<&RefName>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BackendResult<Vec<ReflogEntry>> {
+        self.check()?;
+        let mut out = Vec::new();
+        match name {
+            None => {
+                let upper = before.map_or(Bound::Unbounded, |b| Bound::Excluded(b.to_be_bytes()));
+                for item in self
+                    .reflog
+                    .range::<[u8; 8], _>((Bound::Unbounded, upper))
+                    .rev()
+                    .take(limit)
+                {
+                    let (_, v) = item.map_err(read_err)?;
+                    out.push(decode_entry(&v).map_err(corrupt)?);
+                }
+            }
+            Some(name) => {
+                let lower = by_ref_key(name, 0);
+                let upper = by_ref_key(name, before.unwrap_or(u64::MAX));
+                for item in self.reflog_by_ref.range(lower..upper).rev().take(limit) {
+                    let (k, _) = item.map_err(read_err)?;
+                    let seq = &k[k.len() - 8..];
+                    let v =
+                        self.reflog.get(seq).map_err(read_err)?.ok_or_else(|| {
+                            BackendError::read("a reflog index entry has no entry")
+                        })?;
+                    out.push(decode_entry(&v).map_err(corrupt)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn meta_get(&self, key: &[u8]) -> BackendResult<Option<Bytes>> {
+        self.check()?;
+        Ok(self
+            .meta
+            .get(key)
+            .map_err(read_err)?
+            .map(|v| Bytes::copy_from_slice(&v)))
+    }
+
+    fn meta_put(&self, key: &[u8], value: &[u8]) -> BackendResult<()> {
+        self.check()?;
+        self.meta.insert(key, value).map_err(write_err)?;
+        self.sync()
+    }
+
+    fn meta_cas(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> BackendResult<bool> {
+        self.check()?;
+        let swapped = self
+            .meta
+            .compare_and_swap(key, expected, new)
+            .map_err(write_err)?;
+        if swapped.is_ok() {
+            self.sync()?;
+        }
+        Ok(swapped.is_ok())
+    }
+
+    fn meta_scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> BackendResult<Vec<(Bytes, Bytes)>> {
+        self.check()?;
+        let lower: Bound<&[u8]> = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        let mut out = Vec::new();
+        for item in self.meta.range::<&[u8], _>((lower, Bound::Unbounded)) {
+            let (k, v) = item.map_err(read_err)?;
+            if !k.starts_with(prefix) || out.len() == limit {
+                break;
+            }
+            out.push((Bytes::copy_from_slice(&k), Bytes::copy_from_slice(&v)));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn records_and_entries_round_trip() {
+        let record = RefRecord {
+            kind: RefKind::Tag,
+            head: Hash::of(b"x"),
+            created_by: "alice".into(),
+            created_at_ms: 7,
+            attributes: BTreeMap::from([("a".to_owned(), "b".to_owned())]),
+        };
+        assert_eq!(decode_record(&encode_record(&record)).unwrap(), record);
+        for operation in OPERATIONS {
+            let entry = ReflogEntry {
+                seq: 9,
+                ref_name: RefName::parse("feature/x").unwrap(),
+                kind: RefKind::Branch,
+                old: None,
+                new: Some(Hash::of(b"y")),
+                operation,
+                principal: "bob".into(),
+                at_ms: 11,
+                properties: BTreeMap::new(),
+            };
+            assert_eq!(decode_entry(&encode_entry(&entry)).unwrap(), entry);
+        }
+    }
+}
