@@ -11,4 +11,28 @@
 //! - authorization: `Principal`, the policy, and `authorize`, which every entry point calls.
 //!
 //! It depends only on `floe-commits` among floe's crates, and knows nothing of HTTP.
-//! Nothing is implemented yet: the catalog arrives with a later issue.
+//! Today it holds the one `Catalog` handle the server is built around and its readiness
+//! check; namespaces, tables and authorization arrive with later issues.
+
+use std::sync::Arc;
+
+use floe_commits::store::DEFAULT_BRANCH;
+use floe_commits::{ReadError, RefName, Store};
+
+/// The catalog over one version store: what the HTTP layer holds.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    store: Arc<Store>,
+}
+
+impl Catalog {
+    pub fn new(store: Arc<Store>) -> Catalog {
+        Catalog { store }
+    }
+
+    /// Ready to serve: the store answers a read of the default branch.
+    pub fn ready(&self) -> Result<(), ReadError> {
+        let main = RefName::parse(DEFAULT_BRANCH).expect("the default branch name is valid");
+        self.store.get_ref(&main).map(|_| ())
+    }
+}

@@ -54,11 +54,39 @@ pub struct SledBackend {
     state: sled::Tree,
     poisoned: AtomicBool,
     path: PathBuf,
+    /// Held (locked) for as long as the store is open.
+    _lock: File,
 }
 
 impl SledBackend {
     /// Opens (or creates) a store in `dir`.
     pub fn open(dir: &Path) -> BackendResult<SledBackend> {
+        // One process per store: take the lock before sled touches anything.
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BackendError::read(format!("cannot create {}: {e}", dir.display())))?;
+        let lock_path = dir.join("floe.lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| BackendError::read(format!("cannot open {}: {e}", lock_path.display())))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(BackendError::read(format!(
+                    "the store in {} is in use by another floe process (it holds {}); stop it or choose another data folder",
+                    dir.display(),
+                    lock_path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(BackendError::read(format!(
+                    "cannot lock {}: {e}",
+                    lock_path.display()
+                )));
+            }
+        }
         let db = sled::Config::default()
             .path(dir)
             .segment_size(SLED_SEGMENT_BYTES)
@@ -93,6 +121,7 @@ impl SledBackend {
             db,
             poisoned: AtomicBool::new(false),
             path: dir.to_owned(),
+            _lock: lock,
         })
     }
 
@@ -105,6 +134,12 @@ impl SledBackend {
         self.db
             .size_on_disk()
             .map_err(|e| BackendError::read(e.to_string()))
+    }
+
+    /// Makes everything written so far durable (used at shutdown).
+    pub fn flush(&self) -> BackendResult<()> {
+        self.check()?;
+        self.sync()
     }
 
     fn check(&self) -> BackendResult<()> {

@@ -9,5 +9,44 @@
 //!
 //! It reaches the version store only through `floe-catalog`, whose entry points authorize;
 //! from `floe-commits` it uses types only (a tidy test forbids calling its operations).
-//! The default `compute` feature links `floe-compute`. Nothing is implemented yet: the
-//! server arrives with the next issue.
+//! The default `compute` feature links `floe-compute`. Today it serves `GET /health` (the
+//! process is up) and `GET /ready` (the store answers); the APIs arrive with later issues.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use floe_catalog::Catalog;
+
+/// The whole HTTP surface of a floe server.
+pub fn router(catalog: Catalog) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(catalog)
+}
+
+async fn health() -> Response {
+    json(StatusCode::OK, serde_json::json!({ "status": "ok" }))
+}
+
+async fn ready(State(catalog): State<Catalog>) -> Response {
+    match catalog.ready() {
+        Ok(()) => json(StatusCode::OK, serde_json::json!({ "status": "ready" })),
+        Err(e) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "status": "unavailable", "message": e.to_string() }),
+        ),
+    }
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}

@@ -4,5 +4,6 @@
 //! One binary rather than one per file: each test binary links everything again, and the
 //! black-box tests that join later share their server helpers here (STYLE.md, rule 10).
 
+mod serve;
 mod tidy;
 mod usage;
