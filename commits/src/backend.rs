@@ -89,8 +89,9 @@ pub struct RefUpdate {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CasOutcome {
-    /// The ref moved; the reflog entry got this sequence number.
-    Applied { seq: u64 },
+    /// The ref moved (pending); the reflog entry got this sequence number. The move is
+    /// durable once `Backend::wait_durable(ticket)` returns.
+    Applied { seq: u64, ticket: u64 },
     /// Nothing was written: the ref's head is not the expected one.
     Mismatch { current: Option<RefRecord> },
 }
@@ -152,8 +153,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
     ) -> BackendResult<Vec<(RefName, RefRecord)>>;
 
     /// Moves a ref if its head is the expected one, with its reflog entry and the optional
-    /// meta write, all or nothing.
+    /// meta write, all or nothing. The move is pending: readers of the durable view see it
+    /// once it is durable, and a caller acknowledges it only after `wait_durable`.
     fn compare_and_swap_ref(&self, update: RefUpdate) -> BackendResult<CasOutcome>;
+
+    /// Blocks until the write that returned `ticket` is on the device. A backend whose
+    /// writes are durable when they return does nothing.
+    fn wait_durable(&self, ticket: u64) -> BackendResult<()> {
+        let _ = ticket;
+        Ok(())
+    }
 
     /// Up to `limit` reflog entries with `seq < before` (newest first), of one ref or all.
     fn reflog(

@@ -67,6 +67,9 @@ pub const COMMIT_GRAPH_ENTRIES_MAX: usize = 4_000_000;
 /// Decoded index nodes kept in memory by a store.
 pub const NODE_CACHE_ENTRIES_MAX: usize = 65_536;
 
+/// Per-ref sequencers kept by a store (idle ones are dropped past this).
+pub const SEQUENCERS_MAX: usize = 4_096;
+
 /// Decoded commits kept in memory by a store.
 pub const COMMIT_CACHE_ENTRIES_MAX: usize = 65_536;
 

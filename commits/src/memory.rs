@@ -138,7 +138,7 @@ impl Backend for MemoryBackend {
         if let Some(meta) = update.meta {
             state.meta.insert(meta.key, meta.value);
         }
-        Ok(CasOutcome::Applied { seq })
+        Ok(CasOutcome::Applied { seq, ticket: 0 })
     }
 
     fn reflog(

@@ -147,7 +147,9 @@ impl Store {
         let source_commit = self
             .commit_object(&source)
             .map_err(|_| WriteError::CommitNotFound(source))?;
+        let sequencer = self.sequencer(target);
         for _ in 0..COMMIT_CAS_RETRIES_MAX {
+            let guard = sequencer.lock();
             let record = self.pending_branch(target, ctx)?;
             let head = record.head;
             check_expected(target, expected_head, head)?;
@@ -198,7 +200,11 @@ impl Store {
                     ctx,
                     BTreeMap::new(),
                 )? {
-                    CasOutcome::Applied { .. } => return Ok(outcome),
+                    CasOutcome::Applied { ticket, .. } => {
+                        drop(guard);
+                        self.acknowledge(ticket)?;
+                        return Ok(outcome);
+                    }
                     CasOutcome::Mismatch { current } => {
                         lost_race(target, expected_head, current)?;
                         continue;
@@ -256,7 +262,12 @@ impl Store {
                 options.dry_run,
             )?;
             let new_head = match landed {
-                Landed::Applied(h) | Landed::DryRun(h) => h,
+                Landed::Applied(h, ticket) => {
+                    drop(guard);
+                    self.acknowledge(ticket)?;
+                    h
+                }
+                Landed::DryRun(h) => h,
                 Landed::Moved(current) => {
                     lost_race(target, expected_head, current)?;
                     continue;
@@ -497,7 +508,9 @@ impl Store {
         } else {
             RefOperation::CherryPick
         };
+        let sequencer = self.sequencer(branch);
         for _ in 0..COMMIT_CAS_RETRIES_MAX {
+            let guard = sequencer.lock();
             let record = self.pending_branch(branch, ctx)?;
             let head = record.head;
             check_expected(branch, expected_head, head)?;
@@ -549,7 +562,9 @@ impl Store {
                 ctx,
                 false,
             )? {
-                Landed::Applied(h) => {
+                Landed::Applied(h, ticket) => {
+                    drop(guard);
+                    self.acknowledge(ticket)?;
                     return Ok(CommitOutcome {
                         commit: h,
                         parent: head,

@@ -18,13 +18,14 @@
 //! segment) is written inline in the log that the flush syncs, never as a separate blob
 //! file (which sled does not fsync); values are at most `VALUE_BYTES_MAX` (64 KiB).
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
@@ -41,26 +42,99 @@ pub const SLED_SEGMENT_BYTES: usize = 8 * 1024 * 1024;
 
 const STATE_REFLOG_SEQ: &[u8] = b"reflog-seq";
 
+/// What the durability thread does, in order, for a test hook: the barrier-order test
+/// checks that every acknowledgement follows the completion of a sync that began after
+/// the acknowledged write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurabilityEvent {
+    /// A write (a ref move, a meta write) is in sled, not yet durable.
+    Written {
+        ticket: u64,
+    },
+    /// A flush + fdatasync began; it covers every write up to `upto`.
+    SyncStarted {
+        upto: u64,
+    },
+    SyncCompleted {
+        upto: u64,
+    },
+    /// A writer was told its write applied.
+    Acknowledged {
+        ticket: u64,
+    },
+}
+
+/// Observes the durability thread; may inject a failed fdatasync. For tests only.
+pub trait DurabilityHook: Send + Sync + std::fmt::Debug {
+    /// Called in the order the events happen (under the durability lock).
+    fn event(&self, event: DurabilityEvent);
+
+    /// An error to report instead of the next fdatasync's outcome.
+    fn sync_fault(&self) -> Option<String> {
+        None
+    }
+}
+
 #[derive(Debug)]
 pub struct SledBackend {
+    inner: Arc<Inner>,
+    flusher: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+pub struct Inner {
     db: sled::Db,
     /// The `db` file sled writes its log to; fdatasync'ed after each flush.
-    db_file: Mutex<File>,
+    db_file: File,
     objects: sled::Tree,
     refs: sled::Tree,
     reflog: sled::Tree,
     reflog_by_ref: sled::Tree,
     meta: sled::Tree,
     state: sled::Tree,
-    poisoned: AtomicBool,
+    durability: Mutex<Durable>,
+    /// Wakes the durability thread when a write is waiting.
+    flusher_wake: Condvar,
+    /// Wakes writers when a sync completes or the store is poisoned.
+    writers_wake: Condvar,
+    hook: Option<Arc<dyn DurabilityHook>>,
     path: PathBuf,
     /// Held (locked) for as long as the store is open.
     _lock: File,
 }
 
+/// The durability thread's state, behind one lock.
+#[derive(Debug, Default)]
+struct Durable {
+    /// Tickets handed out: one per write, in the order the writes completed in sled.
+    written: u64,
+    /// Every write with a ticket up to here is on the device.
+    durable: u64,
+    poisoned: Option<String>,
+    stop: bool,
+    /// Refs whose newest move is not durable yet: the ticket of that move, and the record
+    /// the durable view shows meanwhile (`None`: the ref does not durably exist).
+    undurable: HashMap<RefName, (u64, Option<RefRecord>)>,
+}
+
+impl std::ops::Deref for SledBackend {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
 impl SledBackend {
     /// Opens (or creates) a store in `dir`.
     pub fn open(dir: &Path) -> BackendResult<SledBackend> {
+        SledBackend::open_with(dir, None)
+    }
+
+    /// Opens a store with a durability hook (tests).
+    pub fn open_with(
+        dir: &Path,
+        hook: Option<Arc<dyn DurabilityHook>>,
+    ) -> BackendResult<SledBackend> {
         // One process per store: take the lock before sled touches anything.
         std::fs::create_dir_all(dir)
             .map_err(|e| BackendError::read(format!("cannot create {}: {e}", dir.display())))?;
@@ -110,21 +184,68 @@ impl SledBackend {
             .map_err(|e| {
                 BackendError::read(format!("cannot open {}: {e}", dir.join("db").display()))
             })?;
-        Ok(SledBackend {
+        let inner = Arc::new(Inner {
             objects: tree("objects")?,
             refs: tree("refs")?,
             reflog: tree("reflog")?,
             reflog_by_ref: tree("reflog_by_ref")?,
             meta: tree("meta")?,
             state: tree("state")?,
-            db_file: Mutex::new(db_file),
+            db_file,
             db,
-            poisoned: AtomicBool::new(false),
+            durability: Mutex::new(Durable::default()),
+            flusher_wake: Condvar::new(),
+            writers_wake: Condvar::new(),
+            hook,
             path: dir.to_owned(),
             _lock: lock,
+        });
+        let worker = inner.clone();
+        let flusher = std::thread::Builder::new()
+            .name("floe-durability".to_owned())
+            .spawn(move || worker.run_flusher())
+            .map_err(|e| BackendError::read(format!("cannot start the durability thread: {e}")))?;
+        Ok(SledBackend {
+            inner,
+            flusher: Some(flusher),
         })
     }
 
+    /// Makes everything written so far durable and waits for it (used at shutdown).
+    pub fn flush(&self) -> BackendResult<()> {
+        let ticket = {
+            let mut d = self.durability.lock();
+            check_poisoned(&d)?;
+            d.written += 1;
+            let ticket = d.written;
+            self.emit(DurabilityEvent::Written { ticket });
+            self.flusher_wake.notify_one();
+            ticket
+        };
+        self.wait_durable(ticket)
+    }
+}
+
+impl Drop for SledBackend {
+    fn drop(&mut self) {
+        self.durability.lock().stop = true;
+        self.flusher_wake.notify_one();
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
+        }
+    }
+}
+
+fn check_poisoned(d: &Durable) -> BackendResult<()> {
+    match &d.poisoned {
+        Some(why) => Err(BackendError::unknown(format!(
+            "the store is poisoned ({why}); restart to recover what is durable"
+        ))),
+        None => Ok(()),
+    }
+}
+
+impl Inner {
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -136,37 +257,81 @@ impl SledBackend {
             .map_err(|e| BackendError::read(e.to_string()))
     }
 
-    /// Makes everything written so far durable (used at shutdown).
-    pub fn flush(&self) -> BackendResult<()> {
-        self.check()?;
-        self.sync()
+    pub fn is_poisoned(&self) -> bool {
+        self.durability.lock().poisoned.is_some()
+    }
+
+    /// The ref as sled has it now (the pending view).
+    fn read_ref(&self, name: &RefName) -> BackendResult<Option<RefRecord>> {
+        match self.refs.get(name.as_str()).map_err(read_err)? {
+            Some(v) => Ok(Some(decode_record(&v).map_err(corrupt)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn emit(&self, event: DurabilityEvent) {
+        if let Some(hook) = &self.hook {
+            hook.event(event);
+        }
     }
 
     fn check(&self) -> BackendResult<()> {
-        if self.poisoned.load(Ordering::SeqCst) {
-            return Err(BackendError::unknown(
-                "the store is poisoned: a flush or fdatasync failed; restart to recover what is durable",
-            ));
-        }
-        Ok(())
+        check_poisoned(&self.durability.lock())
     }
 
-    /// Makes everything written so far durable: sled's flush, then an fdatasync of its
-    /// log file. A failure poisons the store; it is never retried.
-    fn sync(&self) -> BackendResult<()> {
-        let file = self.db_file.lock();
-        let result = self
-            .db
-            .flush()
-            .map_err(|e| format!("sled flush failed: {e}"))
-            .and_then(|_| {
-                file.sync_data()
-                    .map_err(|e| format!("fdatasync of the db file failed: {e}"))
-            });
-        result.map_err(|message| {
-            self.poisoned.store(true, Ordering::SeqCst);
-            BackendError::unknown(message)
-        })
+    /// Hands out the ticket of a write that just completed in sled (under the lock).
+    fn ticket(&self, d: &mut Durable) -> u64 {
+        d.written += 1;
+        let ticket = d.written;
+        self.emit(DurabilityEvent::Written { ticket });
+        self.flusher_wake.notify_one();
+        ticket
+    }
+
+    /// The durability thread: gathers every write waiting, makes them durable with one
+    /// sled flush and one fdatasync of the `db` file, publishes the durable point, wakes
+    /// the writers. A failure poisons the store and ends the thread: nothing is retried.
+    fn run_flusher(&self) {
+        loop {
+            let upto = {
+                let mut d = self.durability.lock();
+                while d.written == d.durable && !d.stop {
+                    self.flusher_wake.wait(&mut d);
+                }
+                if d.written == d.durable {
+                    return;
+                }
+                self.emit(DurabilityEvent::SyncStarted { upto: d.written });
+                d.written
+            };
+            let result = self
+                .db
+                .flush()
+                .map_err(|e| format!("sled flush failed: {e}"))
+                .and_then(|_| {
+                    self.db_file
+                        .sync_data()
+                        .map_err(|e| format!("fdatasync of the db file failed: {e}"))
+                })
+                .and_then(|()| match self.hook.as_ref().and_then(|h| h.sync_fault()) {
+                    Some(fault) => Err(fault),
+                    None => Ok(()),
+                });
+            let mut d = self.durability.lock();
+            match result {
+                Ok(()) => {
+                    d.durable = upto;
+                    d.undurable.retain(|_, (ticket, _)| *ticket > upto);
+                    self.emit(DurabilityEvent::SyncCompleted { upto });
+                    self.writers_wake.notify_all();
+                }
+                Err(why) => {
+                    d.poisoned = Some(why);
+                    self.writers_wake.notify_all();
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -336,43 +501,78 @@ impl Backend for SledBackend {
         Ok(out)
     }
 
-    fn get_ref(&self, name: &RefName, _view: RefView) -> BackendResult<Option<RefRecord>> {
-        self.check()?;
-        match self.refs.get(name.as_str()).map_err(read_err)? {
-            Some(v) => Ok(Some(decode_record(&v).map_err(corrupt)?)),
-            None => Ok(None),
+    fn get_ref(&self, name: &RefName, view: RefView) -> BackendResult<Option<RefRecord>> {
+        // Read sled under the durability lock, so no move lands between the overlay check
+        // and the read.
+        let d = self.durability.lock();
+        check_poisoned(&d)?;
+        if view == RefView::Durable
+            && let Some((_, durable)) = d.undurable.get(name)
+        {
+            return Ok(durable.clone());
         }
+        self.read_ref(name)
     }
 
     fn list_refs(
         &self,
         after: Option<&RefName>,
         limit: usize,
-        _view: RefView,
+        view: RefView,
     ) -> BackendResult<Vec<(RefName, RefRecord)>> {
-        self.check()?;
+        let d = self.durability.lock();
+        check_poisoned(&d)?;
+        let overlay: Vec<(&RefName, &Option<RefRecord>)> = match view {
+            RefView::Durable => d
+                .undurable
+                .iter()
+                .filter(|(n, _)| after.is_none_or(|a| *n > a))
+                .map(|(n, (_, r))| (n, r))
+                .collect(),
+            RefView::Pending => Vec::new(),
+        };
+        // Read enough that hiding the not-yet-durable refs cannot shorten a full page.
+        let fetch = limit.saturating_add(overlay.len());
         let lower: Bound<&[u8]> = match after {
             Some(a) => Bound::Excluded(a.as_str().as_bytes()),
             None => Bound::Unbounded,
         };
-        let mut out = Vec::new();
+        let mut page: BTreeMap<RefName, RefRecord> = BTreeMap::new();
         for item in self
             .refs
             .range::<&[u8], _>((lower, Bound::Unbounded))
-            .take(limit)
+            .take(fetch)
         {
             let (k, v) = item.map_err(read_err)?;
             let name = std::str::from_utf8(&k)
                 .ok()
                 .and_then(|n| RefName::parse(n).ok())
                 .ok_or_else(|| BackendError::read("a stored ref name is damaged"))?;
-            out.push((name, decode_record(&v).map_err(corrupt)?));
+            page.insert(name, decode_record(&v).map_err(corrupt)?);
         }
-        Ok(out)
+        let exhausted = page.len() < fetch;
+        let last = page.keys().next_back().cloned();
+        for (name, durable) in overlay {
+            if !exhausted && last.as_ref().is_some_and(|l| name > l) {
+                continue;
+            }
+            match durable {
+                Some(r) => page.insert(name.clone(), r.clone()),
+                None => page.remove(name),
+            };
+        }
+        Ok(page.into_iter().take(limit).collect())
     }
 
     fn compare_and_swap_ref(&self, update: RefUpdate) -> BackendResult<CasOutcome> {
-        self.check()?;
+        // The durability lock is held across the transaction: a durable reader never sees
+        // the move before the overlay hides it, and tickets follow the order of moves.
+        let mut d = self.durability.lock();
+        check_poisoned(&d)?;
+        let prior_durable = match d.undurable.contains_key(&update.name) {
+            true => None,
+            false => Some(self.read_ref(&update.name)?),
+        };
         let name = update.name.as_str().as_bytes();
         let new_record = update.new.as_ref().map(encode_record);
         let result = (
@@ -420,8 +620,13 @@ impl Backend for SledBackend {
             });
         match result {
             Ok(seq) => {
-                self.sync()?;
-                Ok(CasOutcome::Applied { seq })
+                let ticket = self.ticket(&mut d);
+                let slot = d
+                    .undurable
+                    .entry(update.name.clone())
+                    .or_insert_with(|| (ticket, prior_durable.flatten()));
+                slot.0 = ticket;
+                Ok(CasOutcome::Applied { seq, ticket })
             }
             Err(TransactionError::Abort(Ok(current))) => Ok(CasOutcome::Mismatch { current }),
             Err(TransactionError::Abort(Err(e))) => Err(corrupt(e)),
@@ -477,9 +682,25 @@ impl Backend for SledBackend {
     }
 
     fn meta_put(&self, key: &[u8], value: &[u8]) -> BackendResult<()> {
-        self.check()?;
-        self.meta.insert(key, value).map_err(write_err)?;
-        self.sync()
+        let ticket = {
+            let mut d = self.durability.lock();
+            check_poisoned(&d)?;
+            self.meta.insert(key, value).map_err(write_err)?;
+            self.ticket(&mut d)
+        };
+        self.wait_durable(ticket)
+    }
+
+    fn wait_durable(&self, ticket: u64) -> BackendResult<()> {
+        let mut d = self.durability.lock();
+        loop {
+            if d.durable >= ticket {
+                self.emit(DurabilityEvent::Acknowledged { ticket });
+                return Ok(());
+            }
+            check_poisoned(&d)?;
+            self.writers_wake.wait(&mut d);
+        }
     }
 
     fn meta_cas(
@@ -488,15 +709,20 @@ impl Backend for SledBackend {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> BackendResult<bool> {
-        self.check()?;
-        let swapped = self
-            .meta
-            .compare_and_swap(key, expected, new)
-            .map_err(write_err)?;
-        if swapped.is_ok() {
-            self.sync()?;
-        }
-        Ok(swapped.is_ok())
+        let ticket = {
+            let mut d = self.durability.lock();
+            check_poisoned(&d)?;
+            let swapped = self
+                .meta
+                .compare_and_swap(key, expected, new)
+                .map_err(write_err)?;
+            if swapped.is_err() {
+                return Ok(false);
+            }
+            self.ticket(&mut d)
+        };
+        self.wait_durable(ticket)?;
+        Ok(true)
     }
 
     fn meta_scan(

@@ -187,11 +187,13 @@ pub struct Store {
     nodes: ObjectCache<Node>,
     commits: ObjectCache<Commit>,
     graph: Mutex<CommitGraph>,
+    sequencers: Mutex<HashMap<RefName, Arc<Mutex<()>>>>,
 }
 
 /// What `land` did.
 pub(crate) enum Landed {
-    Applied(Hash),
+    /// The ref moved (pending durability: acknowledge the ticket before reporting it).
+    Applied(Hash, u64),
     /// The ref moved under us; nothing was written to it.
     Moved(Option<RefRecord>),
     DryRun(Hash),
@@ -205,6 +207,7 @@ impl Store {
             nodes: ObjectCache::new(NODE_CACHE_ENTRIES_MAX),
             commits: ObjectCache::new(COMMIT_CACHE_ENTRIES_MAX),
             graph: Mutex::new(CommitGraph::default()),
+            sequencers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -396,7 +399,10 @@ impl Store {
             ctx,
             BTreeMap::new(),
         )? {
-            CasOutcome::Applied { .. } => Ok(record),
+            CasOutcome::Applied { ticket, .. } => {
+                self.acknowledge(ticket)?;
+                Ok(record)
+            }
             CasOutcome::Mismatch { .. } => Err(WriteError::RefAlreadyExists(name.clone())),
         }
     }
@@ -410,7 +416,9 @@ impl Store {
     ) -> Result<(), WriteError> {
         self.check_ref_writable(name, ctx)?;
         check_principal(&ctx.principal)?;
+        let sequencer = self.sequencer(name);
         for _ in 0..COMMIT_CAS_RETRIES_MAX {
+            let guard = sequencer.lock();
             let current = self.pending_ref(name)?;
             check_expected(name, expected_head, current.head)?;
             match self.move_ref(
@@ -422,7 +430,11 @@ impl Store {
                 ctx,
                 BTreeMap::new(),
             )? {
-                CasOutcome::Applied { .. } => return Ok(()),
+                CasOutcome::Applied { ticket, .. } => {
+                    drop(guard);
+                    self.acknowledge(ticket)?;
+                    return Ok(());
+                }
                 CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
             }
         }
@@ -442,7 +454,9 @@ impl Store {
         check_principal(&ctx.principal)?;
         self.commit_object(&target)
             .map_err(|_| WriteError::CommitNotFound(target))?;
+        let sequencer = self.sequencer(name);
         for _ in 0..COMMIT_CAS_RETRIES_MAX {
+            let guard = sequencer.lock();
             let current = self.pending_ref(name)?;
             if current.kind == RefKind::Tag {
                 return Err(WriteError::TagImmutable(name.clone()));
@@ -461,11 +475,38 @@ impl Store {
                 ctx,
                 BTreeMap::new(),
             )? {
-                CasOutcome::Applied { .. } => return Ok(record),
+                CasOutcome::Applied { ticket, .. } => {
+                    drop(guard);
+                    self.acknowledge(ticket)?;
+                    return Ok(record);
+                }
                 CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
             }
         }
         Err(contention(name))
+    }
+
+    /// The in-process sequencer of a ref: writers to one branch take turns computing and
+    /// moving it, so they chain on each other's pending heads instead of storming the
+    /// compare-and-swap (which stays the guard across processes). The turn ends before the
+    /// writer waits for durability, so one fdatasync covers many of them.
+    pub(crate) fn sequencer(&self, name: &RefName) -> Arc<Mutex<()>> {
+        let mut map = self.sequencers.lock();
+        if map.len() >= SEQUENCERS_MAX {
+            map.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        map.entry(name.clone()).or_default().clone()
+    }
+
+    /// Waits until a pending move is durable; only then is it reported applied. If it
+    /// never becomes durable (the store is poisoned), the outcome is unknown.
+    pub(crate) fn acknowledge(&self, ticket: u64) -> Result<(), WriteError> {
+        self.backend.wait_durable(ticket).map_err(|e| {
+            WriteError::Storage(StorageError::Backend(crate::backend::BackendError {
+                outcome_unknown: true,
+                ..e
+            }))
+        })
     }
 
     /// The newest head of a ref, possibly awaiting durability: what writers chain on.
@@ -589,7 +630,9 @@ impl Store {
             self.commit_object(&e)
                 .map_err(|_| WriteError::CommitNotFound(e))?;
         }
+        let sequencer = self.sequencer(branch);
         for _ in 0..COMMIT_CAS_RETRIES_MAX {
+            let guard = sequencer.lock();
             let record = self.pending_branch(branch, ctx)?;
             let head = record.head;
             let head_commit = self.commit_object(&head)?;
@@ -671,7 +714,9 @@ impl Store {
                 ctx,
                 false,
             )? {
-                Landed::Applied(commit) => {
+                Landed::Applied(commit, ticket) => {
+                    drop(guard);
+                    self.acknowledge(ticket)?;
                     return Ok(CommitOutcome {
                         commit,
                         parent: head,
@@ -814,9 +859,9 @@ impl Store {
             ctx,
             BTreeMap::new(),
         )? {
-            CasOutcome::Applied { .. } => {
+            CasOutcome::Applied { ticket, .. } => {
                 self.remember_commit(hash, Arc::new(commit));
-                Ok(Landed::Applied(hash))
+                Ok(Landed::Applied(hash, ticket))
             }
             CasOutcome::Mismatch { current } => Ok(Landed::Moved(current)),
         }
