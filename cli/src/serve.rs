@@ -1,5 +1,6 @@
 //! `floe serve`: opens (or creates) the store under the data folder, makes sure `main`
-//! exists, serves HTTP until SIGINT or SIGTERM, then flushes and exits 0.
+//! exists, serves HTTP until SIGINT or SIGTERM, then flushes and exits 0. If the store is
+//! poisoned (a flush or fdatasync failed), it says so and exits 1: nothing is retried.
 //!
 //! Layout of the data folder: `catalog/` holds the sled store. The warehouse folder and
 //! run logs join it with later issues.
@@ -53,10 +54,25 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
             absolute(&args.data_dir).display()
         );
         let app = floe_rest::router(Catalog::new(store.clone()));
+        let (stop, stopped) = tokio::sync::watch::channel(None::<Stop>);
+        let watcher = tokio::spawn(watch(backend.clone(), stop));
+        let mut until = stopped.clone();
         axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(async move {
+                let _ = until.wait_for(Option::is_some).await;
+            })
             .await
-            .map_err(|e| format!("the server failed: {e}"))
+            .map_err(|e| format!("the server failed: {e}"))?;
+        watcher.abort();
+        let why = *stopped.borrow();
+        match why {
+            Some(Stop::Poisoned) => Err(
+                "the store is poisoned (a flush or fdatasync failed); exiting without retrying. \
+                 Restart floe to recover everything that was acknowledged"
+                    .to_owned(),
+            ),
+            _ => Ok(()),
+        }
     })?;
     drop(store);
     backend
@@ -64,6 +80,28 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("the final flush failed: {}", e.message))?;
     println!("floe stopped; everything acknowledged is on disk");
     Ok(())
+}
+
+/// Why the server stops.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Signal,
+    Poisoned,
+}
+
+/// Ends the server on SIGINT or SIGTERM, or as soon as the store is poisoned.
+async fn watch(backend: Arc<SledBackend>, stop: tokio::sync::watch::Sender<Option<Stop>>) {
+    let poisoned = async {
+        let mut every = tokio::time::interval(std::time::Duration::from_millis(100));
+        while !backend.is_poisoned() {
+            every.tick().await;
+        }
+    };
+    let why = tokio::select! {
+        () = shutdown_signal() => Stop::Signal,
+        () = poisoned => Stop::Poisoned,
+    };
+    let _ = stop.send(Some(why));
 }
 
 async fn shutdown_signal() {

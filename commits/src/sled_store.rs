@@ -7,12 +7,14 @@
 //! its index, meta and state, so the CAS, its reflog entry and the idempotency record are
 //! all or nothing.
 //!
-//! Durability, today: every write that a caller is told applied (a ref move, a meta write)
-//! is followed by sled's `flush` and an `fdatasync` of the `db` file before the call
-//! returns, so pending and durable views are equal. The group-commit durability thread
-//! (one fdatasync for many waiting writers) replaces this per-write flush next; it changes
-//! when writers wake, not what is on the device when they do. A failed flush or fdatasync
-//! poisons the store: every later call fails, and nothing is retried.
+//! Durability (group commit): a write lands in sled (pending) and takes a ticket; one
+//! durability thread gathers every waiting ticket, runs sled's `flush` (which uses
+//! `sync_file_range`, not a device flush) and then an `fdatasync` of the `db` file, marks
+//! every ticket it covered durable and wakes the writers, who only then report success.
+//! Until its move is durable, a ref shows its previous record in the durable view (an
+//! overlay under the same lock as the moves), so no response shows a head a crash could
+//! lose; writers read the pending view and chain on each other's heads. A failed flush or
+//! fdatasync poisons the store: every later call fails, and nothing is retried.
 //!
 //! The store is created with an 8 MiB segment, so every item up to 2 MiB (a quarter of a
 //! segment) is written inline in the log that the flush syncs, never as a separate blob

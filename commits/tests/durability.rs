@@ -1,0 +1,355 @@
+//! Durability of the sled backend beyond what a SIGKILL can show (the page cache survives
+//! a killed process, so a crash test cannot see a missing fsync):
+//! - barrier order: every acknowledgement follows the completion of an fdatasync that
+//!   began after the acknowledged write, checked on the durability thread's own events;
+//! - durable views: a reader never sees a head before it is durable;
+//! - poisoning: after a failed fdatasync every call fails, and nothing that was not
+//!   durable was reported as committed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use floe_commits::sled_store::{DurabilityEvent, DurabilityHook};
+use floe_commits::*;
+use parking_lot::Mutex;
+
+/// Records every event in the order the durability thread emits them; optionally fails
+/// the n-th fdatasync.
+#[derive(Debug, Default)]
+struct Recorder {
+    events: Mutex<Vec<DurabilityEvent>>,
+    syncs: AtomicUsize,
+    fail_sync: Option<usize>,
+}
+
+impl DurabilityHook for Recorder {
+    fn event(&self, event: DurabilityEvent) {
+        self.events.lock().push(event);
+    }
+
+    fn sync_fault(&self) -> Option<String> {
+        let n = self.syncs.fetch_add(1, Ordering::SeqCst) + 1;
+        (Some(n) == self.fail_sync).then(|| "injected: fdatasync failed (EIO)".to_owned())
+    }
+}
+
+/// Every acknowledgement follows the completion of a sync that began after its write.
+/// Returns the first violation.
+fn barrier_violation(events: &[DurabilityEvent]) -> Option<String> {
+    let mut written_at: HashMap<u64, usize> = HashMap::new();
+    let mut started_at: HashMap<u64, usize> = HashMap::new();
+    // The syncs completed so far: (upto, position of its start).
+    let mut completed: Vec<(u64, usize)> = Vec::new();
+    let mut acked = 0;
+    for (i, e) in events.iter().enumerate() {
+        match *e {
+            DurabilityEvent::Written { ticket } => {
+                written_at.insert(ticket, i);
+            }
+            DurabilityEvent::SyncStarted { upto } => {
+                started_at.insert(upto, i);
+            }
+            DurabilityEvent::SyncCompleted { upto } => match started_at.get(&upto) {
+                Some(start) => completed.push((upto, *start)),
+                None => return Some(format!("sync up to {upto} completed without starting")),
+            },
+            DurabilityEvent::Acknowledged { ticket } => {
+                acked += 1;
+                let Some(&written) = written_at.get(&ticket) else {
+                    return Some(format!(
+                        "ticket {ticket} acknowledged before it was written"
+                    ));
+                };
+                let covered = completed
+                    .iter()
+                    .any(|(upto, start)| *upto >= ticket && *start > written);
+                if !covered {
+                    return Some(format!(
+                        "ticket {ticket} acknowledged at event {i} without a completed sync that began after its write (event {written})"
+                    ));
+                }
+            }
+        }
+    }
+    (acked == 0).then(|| "nothing was acknowledged".to_owned())
+}
+
+#[test]
+fn the_barrier_checker_catches_an_early_acknowledgement() {
+    use DurabilityEvent::*;
+    let good = [
+        Written { ticket: 1 },
+        SyncStarted { upto: 1 },
+        SyncCompleted { upto: 1 },
+        Acknowledged { ticket: 1 },
+    ];
+    assert_eq!(barrier_violation(&good), None);
+    // Acknowledged before the sync completed.
+    let early = [
+        Written { ticket: 1 },
+        SyncStarted { upto: 1 },
+        Acknowledged { ticket: 1 },
+        SyncCompleted { upto: 1 },
+    ];
+    assert!(barrier_violation(&early).is_some());
+    // Covered only by a sync that began before the write.
+    let stale = [
+        SyncStarted { upto: 1 },
+        Written { ticket: 1 },
+        SyncCompleted { upto: 1 },
+        Acknowledged { ticket: 1 },
+    ];
+    assert!(barrier_violation(&stale).is_some());
+}
+
+fn open(dir: &std::path::Path, hook: Arc<Recorder>) -> (Arc<SledBackend>, Arc<Store>) {
+    let backend = Arc::new(SledBackend::open_with(dir, Some(hook)).unwrap());
+    let store = Arc::new(Store::open(backend.clone(), Arc::new(SystemClock)).unwrap());
+    (backend, store)
+}
+
+fn table(id: u128, version: i64) -> Content {
+    Content {
+        id: ContentId::from_u128(id),
+        payload: Payload::IcebergTable(TablePayload {
+            metadata_location: format!("file:///w/t{id}/v{version}.json"),
+            table_uuid: [1; 16],
+            snapshot_id: version,
+            schema_id: 0,
+            spec_id: 0,
+            sort_order_id: 0,
+        }),
+    }
+}
+
+/// `threads` writers, each `per_thread` commits of a new table under `ns` on one shared
+/// branch (and half of them on their own branch); returns the acknowledged commits.
+fn concurrent_commits(
+    store: &Arc<Store>,
+    threads: u128,
+    per_thread: u128,
+) -> Vec<(RefName, Result<Hash, WriteError>)> {
+    let main = RefName::parse("main").unwrap();
+    let ctx = WriteCtx::principal("t");
+    let ns = Op::Put {
+        key: ContentKey::new(["ns"]).unwrap(),
+        content: Content::namespace(ContentId::from_u128(1), BTreeMap::new()),
+        expect: Expect::Absent,
+    };
+    let _ = store.commit(&main, None, vec![ns], CommitMeta::new("t", "ns", 0), &ctx);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (store, ctx, main) = (store.clone(), ctx.clone(), main.clone());
+            std::thread::spawn(move || {
+                let own = RefName::parse(&format!("b{t}")).unwrap();
+                let head = store.get_ref(&main).unwrap().head;
+                let _ = store.create_ref(&own, RefKind::Branch, head, &ctx);
+                (0..per_thread)
+                    .map(|i| {
+                        let branch = if t % 2 == 0 && i % 2 == 0 {
+                            own.clone()
+                        } else {
+                            main.clone()
+                        };
+                        let id = 1_000 + t * 1_000_000 + i;
+                        let op = Op::Put {
+                            key: ContentKey::new(["ns", &format!("t{t}_{i}")]).unwrap(),
+                            content: table(id, 1),
+                            expect: Expect::Absent,
+                        };
+                        let out = store.commit(
+                            &branch,
+                            None,
+                            vec![op],
+                            CommitMeta::new("t", "c", 0),
+                            &ctx,
+                        );
+                        (branch, out.map(|o| o.commit))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect()
+}
+
+fn barrier_order(threads: u128, per_thread: u128) {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Arc::new(Recorder::default());
+    let (_backend, store) = open(dir.path(), hook.clone());
+    let results = concurrent_commits(&store, threads, per_thread);
+    assert!(results.iter().all(|(_, r)| r.is_ok()), "every commit lands");
+    let events = hook.events.lock().clone();
+    assert_eq!(barrier_violation(&events), None);
+    let syncs = events
+        .iter()
+        .filter(|e| matches!(e, DurabilityEvent::SyncCompleted { .. }))
+        .count();
+    let acks = events
+        .iter()
+        .filter(|e| matches!(e, DurabilityEvent::Acknowledged { .. }))
+        .count();
+    assert!(acks as u128 >= threads * per_thread);
+    // Group commit: waiting writers share fdatasyncs.
+    assert!(syncs < acks, "{syncs} syncs for {acks} acknowledgements");
+}
+
+#[test]
+fn acknowledgements_follow_their_fdatasync() {
+    barrier_order(8, 125);
+}
+
+#[test]
+fn slow_acknowledgements_follow_their_fdatasync_over_10000_commits() {
+    if std::env::var_os("FLOE_SLOW").is_none() {
+        return;
+    }
+    barrier_order(16, 625);
+}
+
+#[test]
+fn readers_see_only_durable_heads() {
+    // The hook holds the durability thread at its next sync: a commit is applied (pending)
+    // but not durable, and the durable view must not show it.
+    #[derive(Debug, Default)]
+    struct Gate {
+        closed: Mutex<bool>,
+        opened: parking_lot::Condvar,
+    }
+    impl DurabilityHook for Gate {
+        // Events are emitted under the durability lock, where blocking would block readers
+        // too: the gate holds the thread in `sync_fault`, outside that lock.
+        fn event(&self, _: DurabilityEvent) {}
+        fn sync_fault(&self) -> Option<String> {
+            let mut closed = self.closed.lock();
+            while *closed {
+                self.opened.wait(&mut closed);
+            }
+            None
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Arc::new(Gate::default());
+    let backend = Arc::new(SledBackend::open_with(dir.path(), Some(gate.clone())).unwrap());
+    let store = Arc::new(Store::open(backend.clone(), Arc::new(SystemClock)).unwrap());
+    let main = RefName::parse("main").unwrap();
+    let before = store.get_ref(&main).unwrap().head;
+    *gate.closed.lock() = true;
+    let writer = {
+        let store = store.clone();
+        let main = main.clone();
+        std::thread::spawn(move || {
+            let op = Op::Put {
+                key: ContentKey::new(["ns"]).unwrap(),
+                content: Content::namespace(ContentId::from_u128(1), BTreeMap::new()),
+                expect: Expect::Absent,
+            };
+            store.commit(
+                &main,
+                None,
+                vec![op],
+                CommitMeta::new("t", "ns", 0),
+                &WriteCtx::principal("t"),
+            )
+        })
+    };
+    // Wait until the move is applied (pending) while its sync is held.
+    let pending = loop {
+        let head = backend
+            .get_ref(&main, RefView::Pending)
+            .unwrap()
+            .unwrap()
+            .head;
+        if head != before {
+            break head;
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(
+        store.get_ref(&main).unwrap().head,
+        before,
+        "the durable view hides the pending head"
+    );
+    assert_eq!(
+        backend.list_refs(None, 10, RefView::Durable).unwrap()[0]
+            .1
+            .head,
+        before
+    );
+    assert!(
+        !writer.is_finished(),
+        "the writer is not acknowledged before its sync"
+    );
+    *gate.closed.lock() = false;
+    gate.opened.notify_all();
+    let out = writer.join().unwrap().unwrap();
+    assert_eq!(out.commit, pending);
+    assert_eq!(store.get_ref(&main).unwrap().head, pending);
+}
+
+#[test]
+fn a_failed_fdatasync_poisons_the_store_and_loses_no_acknowledged_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Arc::new(Recorder {
+        fail_sync: Some(10),
+        ..Recorder::default()
+    });
+    let (backend, store) = open(dir.path(), hook.clone());
+    let results = concurrent_commits(&store, 4, 100);
+    let failed: Vec<&WriteError> = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err())
+        .collect();
+    assert!(
+        !failed.is_empty(),
+        "the injected failure stops some commits"
+    );
+    for e in &failed {
+        assert!(
+            e.is_outcome_unknown() || e.to_string().contains("poisoned"),
+            "{e}"
+        );
+        assert!(!matches!(e, WriteError::Conflict { .. }), "{e}");
+    }
+    assert!(backend.is_poisoned());
+    // Every later call fails, reads included.
+    let main = RefName::parse("main").unwrap();
+    assert!(store.get_ref(&main).is_err());
+    let op = Op::Check {
+        key: ContentKey::new(["ns"]).unwrap(),
+        expect: Expect::Present,
+    };
+    let err = store
+        .commit(
+            &main,
+            None,
+            vec![op],
+            CommitMeta::new("t", "c", 0),
+            &WriteCtx::principal("t"),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("poisoned"), "{err}");
+    assert_eq!(
+        hook.syncs.load(Ordering::SeqCst),
+        10,
+        "a failed fdatasync is never retried"
+    );
+    drop(store);
+    drop(backend);
+    // Recovery: every commit reported applied is there.
+    let backend = Arc::new(SledBackend::open(dir.path()).unwrap());
+    let store = Store::open(backend, Arc::new(SystemClock)).unwrap();
+    for (branch, result) in &results {
+        if let Ok(hash) = result {
+            let head = store.get_ref(branch).unwrap().head;
+            assert!(
+                store.is_ancestor(*hash, head).unwrap(),
+                "acknowledged {hash} is on {branch}"
+            );
+        }
+    }
+}
