@@ -31,6 +31,7 @@
 //! ```
 
 pub mod backend;
+pub mod bulk;
 pub mod cache;
 pub mod clock;
 pub mod content;

@@ -100,6 +100,8 @@ pub struct Inner {
     /// Wakes writers when a sync completes or the store is poisoned.
     writers_wake: Condvar,
     hook: Option<Arc<dyn DurabilityHook>>,
+    /// Bulk-load mode: no flushes until `flush()` (fixtures only).
+    bulk: bool,
     path: PathBuf,
     /// Held (locked) for as long as the store is open.
     _lock: File,
@@ -132,10 +134,25 @@ impl SledBackend {
         SledBackend::open_with(dir, None)
     }
 
+    /// Opens a store in bulk-load mode: writes are acknowledged without any flush, and
+    /// nothing is durable until `flush()` (or a clean close). For test and benchmark
+    /// fixtures only; `floe serve` never opens a store this way.
+    pub fn open_bulk(dir: &Path) -> BackendResult<SledBackend> {
+        SledBackend::open_inner(dir, None, true)
+    }
+
     /// Opens a store with a durability hook (tests).
     pub fn open_with(
         dir: &Path,
         hook: Option<Arc<dyn DurabilityHook>>,
+    ) -> BackendResult<SledBackend> {
+        SledBackend::open_inner(dir, hook, false)
+    }
+
+    fn open_inner(
+        dir: &Path,
+        hook: Option<Arc<dyn DurabilityHook>>,
+        bulk: bool,
     ) -> BackendResult<SledBackend> {
         // One process per store: take the lock before sled touches anything.
         std::fs::create_dir_all(dir)
@@ -199,6 +216,7 @@ impl SledBackend {
             flusher_wake: Condvar::new(),
             writers_wake: Condvar::new(),
             hook,
+            bulk,
             path: dir.to_owned(),
             _lock: lock,
         });
@@ -215,6 +233,22 @@ impl SledBackend {
 
     /// Makes everything written so far durable and waits for it (used at shutdown).
     pub fn flush(&self) -> BackendResult<()> {
+        if self.bulk {
+            self.check()?;
+            return self
+                .db
+                .flush()
+                .map_err(|e| format!("sled flush failed: {e}"))
+                .and_then(|_| {
+                    self.db_file
+                        .sync_data()
+                        .map_err(|e| format!("fdatasync failed: {e}"))
+                })
+                .map_err(|why| {
+                    self.durability.lock().poisoned = Some(why.clone());
+                    BackendError::unknown(why)
+                });
+        }
         let ticket = {
             let mut d = self.durability.lock();
             check_poisoned(&d)?;
@@ -286,7 +320,9 @@ impl Inner {
         d.written += 1;
         let ticket = d.written;
         self.emit(DurabilityEvent::Written { ticket });
-        self.flusher_wake.notify_one();
+        if !self.bulk {
+            self.flusher_wake.notify_one();
+        }
         ticket
     }
 
@@ -623,11 +659,13 @@ impl Backend for SledBackend {
         match result {
             Ok(seq) => {
                 let ticket = self.ticket(&mut d);
-                let slot = d
-                    .undurable
-                    .entry(update.name.clone())
-                    .or_insert_with(|| (ticket, prior_durable.flatten()));
-                slot.0 = ticket;
+                if !self.bulk {
+                    let slot = d
+                        .undurable
+                        .entry(update.name.clone())
+                        .or_insert_with(|| (ticket, prior_durable.flatten()));
+                    slot.0 = ticket;
+                }
                 Ok(CasOutcome::Applied { seq, ticket })
             }
             Err(TransactionError::Abort(Ok(current))) => Ok(CasOutcome::Mismatch { current }),
@@ -694,6 +732,9 @@ impl Backend for SledBackend {
     }
 
     fn wait_durable(&self, ticket: u64) -> BackendResult<()> {
+        if self.bulk {
+            return self.check();
+        }
         let mut d = self.durability.lock();
         loop {
             if d.durable >= ticket {

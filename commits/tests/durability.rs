@@ -353,3 +353,72 @@ fn a_failed_fdatasync_poisons_the_store_and_loses_no_acknowledged_commit() {
         }
     }
 }
+
+#[test]
+fn the_bulk_loader_builds_a_valid_map_that_survives_a_flush_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = RefName::parse("main").unwrap();
+    let ctx = WriteCtx::principal("fixture");
+    let loaded = {
+        let backend = Arc::new(SledBackend::open_bulk(dir.path()).unwrap());
+        let store = Store::open(backend.clone(), Arc::new(SystemClock)).unwrap();
+        let contents = (0..100u128).flat_map(|n| {
+            let ns = ContentKey::new([format!("ns{n:03}")]).unwrap();
+            let tables: Vec<(ContentKey, Content)> = (0..100u128)
+                .map(|t| {
+                    (
+                        ns.child(&format!("t{t:03}")).unwrap(),
+                        table(10_000 + n * 100 + t, 1),
+                    )
+                })
+                .collect();
+            std::iter::once((
+                ns,
+                Content::namespace(ContentId::from_u128(1 + n), BTreeMap::new()),
+            ))
+            .chain(tables)
+        });
+        let head = store
+            .bulk_load(&main, contents, CommitMeta::new("fixture", "load", 0), &ctx)
+            .unwrap();
+        // The loaded map is valid: the commit rule works on top of it.
+        let dup = Op::Put {
+            key: ContentKey::new(["ns000", "copy"]).unwrap(),
+            content: table(10_005, 1),
+            expect: Expect::Absent,
+        };
+        let err = store
+            .commit(&main, None, vec![dup], CommitMeta::new("t", "dup", 0), &ctx)
+            .unwrap_err();
+        assert!(matches!(err, WriteError::Conflict { .. }), "{err}");
+        backend.flush().unwrap();
+        head
+    };
+    let backend = Arc::new(SledBackend::open(dir.path()).unwrap());
+    let store = Store::open(backend, Arc::new(SystemClock)).unwrap();
+    assert_eq!(store.get_ref(&main).unwrap().head, loaded);
+    let mut count = 0;
+    store
+        .for_each_entry(loaded, None, |_, _| {
+            count += 1;
+            true
+        })
+        .unwrap();
+    assert_eq!(count, 100 + 100 * 100);
+    let key = ContentKey::new(["ns042", "t017"]).unwrap();
+    assert_eq!(
+        store
+            .get_contents(loaded, std::slice::from_ref(&key))
+            .unwrap()[0]
+            .as_ref()
+            .unwrap()
+            .1,
+        table(10_000 + 4_200 + 17, 1)
+    );
+    assert_eq!(
+        store
+            .key_of_id(loaded, &ContentId::from_u128(10_000 + 4_217))
+            .unwrap(),
+        Some(key)
+    );
+}
