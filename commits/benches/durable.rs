@@ -1,0 +1,328 @@
+//! Benchmarks of durable commits on the sled backend (issue 3), each against the baseline
+//! measured in the same run: "raw fdatasync", 4 KiB appended to a preallocated file in the
+//! same folder and `fdatasync`ed, 2,000 times. A plain harness (not criterion): the
+//! figures are percentiles and rates of real fsyncs, which criterion's model does not fit.
+//!
+//! `cargo bench -p floe-commits --bench durable` prints one line per figure; with
+//! `FLOE_BENCH_DIR` the stores are made there (default: a temporary folder beside the
+//! target directory's disk, `std::env::temp_dir()`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use floe_commits::*;
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run small.
+    let full = std::env::args().any(|a| a == "--bench");
+    let root = tempfile::tempdir_in(
+        std::env::var_os("FLOE_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()),
+    )
+    .expect("a folder for the stores");
+    let scale: u64 = if full { 1 } else { 100 };
+    println!(
+        "==== floe-commits durable benchmarks ({}) ====",
+        if full { "full" } else { "smoke run" }
+    );
+
+    let raw = raw_fdatasync(root.path(), (2_000 / scale) as usize);
+    println!(
+        "raw fdatasync (4 KiB append + fdatasync): p50 {} p99 {}",
+        us(raw.p50()),
+        us(raw.p99())
+    );
+
+    let small = Fixture::bulk(&root.path().join("small"), 10, 100);
+    let one = small.commits(1, 500 / scale.min(50));
+    println!(
+        "durable commit, 1 writer, 1k keys: p50 {} ({:.2}x raw fdatasync p50; target <= 1.3x), {:.0} commits/s",
+        us(one.latencies.p50()),
+        one.latencies.p50().as_secs_f64() / raw.p50().as_secs_f64(),
+        one.rate()
+    );
+    let sixteen = small.commits(16, 200 / scale.min(50));
+    println!(
+        "durable commits, 16 writers on one branch, different keys: {:.0} commits/s = {:.1}x the 1-writer rate (target >= 10x); p50 {}",
+        sixteen.rate(),
+        sixteen.rate() / one.rate(),
+        us(sixteen.latencies.p50())
+    );
+
+    let (namespaces, tables) = if full { (1_000, 1_000) } else { (10, 100) };
+    let started = Instant::now();
+    let big = Fixture::bulk(&root.path().join("big"), namespaces, tables);
+    println!(
+        "bulk-loaded {} keys in {:.1?}",
+        namespaces * (tables + 1),
+        started.elapsed()
+    );
+    let at_big = big.commits(1, 500 / scale.min(50));
+    let at_small = small.commits(1, 500 / scale.min(50));
+    println!(
+        "durable commit p50 at {} keys {} vs at 1k keys {}: {:.2}x (target <= 1.1x)",
+        namespaces * (tables + 1),
+        us(at_big.latencies.p50()),
+        us(at_small.latencies.p50()),
+        at_big.latencies.p50().as_secs_f64() / at_small.latencies.p50().as_secs_f64()
+    );
+
+    let merge100 = small.merge_of(100, 20 / scale.min(20));
+    println!(
+        "merge of 100 keys: p50 {} (raw fdatasync p50 + 1 ms = {}; target below)",
+        us(merge100.p50()),
+        us(raw.p50() + Duration::from_millis(1))
+    );
+    let merge10k = small.merge_of(u128::from(10_000 / scale), 3);
+    println!(
+        "merge of {} changes in one namespace: p50 {} (target <= 100 ms)",
+        10_000 / scale,
+        us(merge10k.p50())
+    );
+
+    let size = small.backend.size_on_disk().unwrap();
+    let commits = small.commits_made.load(std::sync::atomic::Ordering::SeqCst);
+    println!(
+        "space: the 1k-key store holds {commits} commits in {:.1} MiB on disk ({:.1} KiB per commit, fixture included)",
+        size as f64 / 1_048_576.0,
+        size as f64 / 1024.0 / commits as f64
+    );
+    println!("==========================================");
+}
+
+/// Latencies of one measurement.
+struct Samples(Vec<Duration>);
+
+impl Samples {
+    fn pct(&self, p: f64) -> Duration {
+        let mut v = self.0.clone();
+        v.sort();
+        v[((v.len() - 1) as f64 * p) as usize]
+    }
+    fn p50(&self) -> Duration {
+        self.pct(0.5)
+    }
+    fn p99(&self) -> Duration {
+        self.pct(0.99)
+    }
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+fn raw_fdatasync(dir: &Path, n: usize) -> Samples {
+    let path = dir.join("raw");
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.set_len((n as u64 + 1) * 4096).unwrap();
+    file.sync_all().unwrap();
+    let block = vec![7u8; 4096];
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        file.write_all(&block).unwrap();
+        file.sync_data().unwrap();
+        out.push(start.elapsed());
+    }
+    Samples(out)
+}
+
+struct Run {
+    latencies: Samples,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.latencies.0.len() as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+struct Fixture {
+    backend: Arc<SledBackend>,
+    store: Arc<Store>,
+    tables: u128,
+    namespaces: u128,
+    next: std::sync::atomic::AtomicU64,
+    commits_made: Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn table(id: u128, version: u64) -> Content {
+    Content {
+        id: ContentId::from_u128(id),
+        payload: Payload::IcebergTable(TablePayload {
+            metadata_location: format!(
+                "file:///warehouse/ns/t{id}/metadata/{version:05}.metadata.json"
+            ),
+            table_uuid: [(id % 251) as u8; 16],
+            snapshot_id: version as i64,
+            schema_id: 0,
+            spec_id: 0,
+            sort_order_id: 0,
+        }),
+    }
+}
+
+impl Fixture {
+    /// A store with `namespaces` x `tables` tables, bulk-loaded then reopened durable.
+    fn bulk(dir: &Path, namespaces: u128, tables: u128) -> Fixture {
+        {
+            let backend = Arc::new(SledBackend::open_bulk(dir).unwrap());
+            let store = Store::open(backend.clone(), Arc::new(SystemClock)).unwrap();
+            let contents = (0..namespaces).flat_map(move |n| {
+                let ns = ContentKey::new([format!("ns{n:04}")]).unwrap();
+                let children: Vec<(ContentKey, Content)> = (0..tables)
+                    .map(|t| {
+                        (
+                            ns.child(&format!("t{t:04}")).unwrap(),
+                            table(1_000_000 + n * tables + t, 0),
+                        )
+                    })
+                    .collect();
+                std::iter::once((
+                    ns,
+                    Content::namespace(ContentId::from_u128(1 + n), BTreeMap::new()),
+                ))
+                .chain(children)
+            });
+            let main = RefName::parse("main").unwrap();
+            store
+                .bulk_load(
+                    &main,
+                    contents,
+                    CommitMeta::new("fixture", "load", 0),
+                    &WriteCtx::principal("fixture"),
+                )
+                .unwrap();
+            backend.flush().unwrap();
+        }
+        let backend = Arc::new(SledBackend::open(dir).unwrap());
+        let store = Arc::new(Store::open(backend.clone(), Arc::new(SystemClock)).unwrap());
+        Fixture {
+            backend,
+            store,
+            tables,
+            namespaces,
+            next: std::sync::atomic::AtomicU64::new(1),
+            commits_made: Arc::new(std::sync::atomic::AtomicU64::new(2)),
+        }
+    }
+
+    /// `writers` threads, each committing `per_writer` modifications of its own tables
+    /// on `main`, durably; every commit's latency.
+    fn commits(&self, writers: u64, per_writer: u64) -> Run {
+        let main = RefName::parse("main").unwrap();
+        let started = Instant::now();
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let store = self.store.clone();
+                let main = main.clone();
+                let version = self
+                    .next
+                    .fetch_add(per_writer, std::sync::atomic::Ordering::SeqCst);
+                let (namespaces, tables) = (self.namespaces, self.tables);
+                let made = self.commits_made.clone();
+                std::thread::spawn(move || {
+                    let mut out = Vec::with_capacity(per_writer as usize);
+                    for i in 0..per_writer {
+                        // Spread over the whole map: writer w owns every table t with t % 64 == w.
+                        let slot =
+                            (u128::from(w) + 64 * u128::from(i) * 7919) % (namespaces * tables);
+                        let (n, t) = (slot / tables, slot % tables);
+                        let key =
+                            ContentKey::new([format!("ns{n:04}"), format!("t{t:04}")]).unwrap();
+                        let op = Op::Put {
+                            key,
+                            content: table(1_000_000 + slot, version + i),
+                            expect: Expect::Present,
+                        };
+                        let start = Instant::now();
+                        store
+                            .commit(
+                                &main,
+                                None,
+                                vec![op],
+                                CommitMeta::new("bench", "modify", 0),
+                                &WriteCtx::principal("bench"),
+                            )
+                            .unwrap();
+                        out.push(start.elapsed());
+                        made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    out
+                })
+            })
+            .collect();
+        let latencies: Vec<Duration> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        Run {
+            latencies: Samples(latencies),
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Durable merges of a branch that changed `changes` keys (new tables in one new
+    /// namespace) into a `main` that also moved; the latency of each merge alone.
+    fn merge_of(&self, changes: u128, rounds: u64) -> Samples {
+        let ctx = WriteCtx::principal("bench");
+        let main = RefName::parse("main").unwrap();
+        let mut out = Vec::new();
+        for round in 0..rounds {
+            let v = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let branch = RefName::parse(&format!("merge-{changes}-{round}-{v}")).unwrap();
+            let head = self.store.get_ref(&main).unwrap().head;
+            self.store
+                .create_ref(&branch, RefKind::Branch, head, &ctx)
+                .unwrap();
+            let ns = ContentKey::new([format!("m{changes}x{round}x{v}")]).unwrap();
+            let mut ops = vec![Op::Put {
+                key: ns.clone(),
+                content: Content::namespace(
+                    ContentId::from_u128(u128::from(v) << 64 | 1),
+                    BTreeMap::new(),
+                ),
+                expect: Expect::Absent,
+            }];
+            for i in 0..changes.min(9_999) {
+                ops.push(Op::Put {
+                    key: ns.child(&format!("t{i:05}")).unwrap(),
+                    content: table(u128::from(v) << 64 | (2 + i), 0),
+                    expect: Expect::Absent,
+                });
+            }
+            self.store
+                .commit(
+                    &branch,
+                    None,
+                    ops,
+                    CommitMeta::new("bench", "load", 0),
+                    &ctx,
+                )
+                .unwrap();
+            // main diverges, so the merge is three-way.
+            self.commits(1, 1);
+            let source = self.store.get_ref(&branch).unwrap().head;
+            let start = Instant::now();
+            let outcome = self
+                .store
+                .merge(
+                    source,
+                    &main,
+                    None,
+                    &MergeOptions::default(),
+                    &ConflictResolver,
+                    &ctx,
+                )
+                .unwrap();
+            out.push(start.elapsed());
+            assert_eq!(outcome.kind, MergeKind::Merged);
+            self.commits_made
+                .fetch_add(3, std::sync::atomic::Ordering::SeqCst);
+        }
+        Samples(out)
+    }
+}
