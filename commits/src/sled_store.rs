@@ -385,13 +385,25 @@ fn corrupt(e: DecodeError) -> BackendError {
     BackendError::read(format!("a stored record is damaged: {e}"))
 }
 
+fn kind_byte(kind: RefKind) -> u8 {
+    match kind {
+        RefKind::Branch => 0,
+        RefKind::Tag => 1,
+    }
+}
+
+fn read_kind(r: &mut Reader<'_>) -> Result<RefKind, DecodeError> {
+    match r.u8()? {
+        0 => Ok(RefKind::Branch),
+        1 => Ok(RefKind::Tag),
+        _ => Err(DecodeError("unknown ref kind")),
+    }
+}
+
 fn encode_record(r: &RefRecord) -> Vec<u8> {
     let mut w = Writer::bare();
     w.u8(1);
-    w.u8(match r.kind {
-        RefKind::Branch => 0,
-        RefKind::Tag => 1,
-    });
+    w.u8(kind_byte(r.kind));
     w.raw(r.head.as_bytes());
     w.str(&r.created_by);
     w.i64(r.created_at_ms);
@@ -404,11 +416,7 @@ fn decode_record(bytes: &[u8]) -> Result<RefRecord, DecodeError> {
     if r.u8()? != 1 {
         return Err(DecodeError("unknown ref record version"));
     }
-    let kind = match r.u8()? {
-        0 => RefKind::Branch,
-        1 => RefKind::Tag,
-        _ => return Err(DecodeError("unknown ref kind")),
-    };
+    let kind = read_kind(&mut r)?;
     let record = RefRecord {
         kind,
         head: Hash::from_bytes(r.array()?),
@@ -435,10 +443,7 @@ fn encode_entry(e: &ReflogEntry) -> Vec<u8> {
     w.u8(1);
     w.varint(e.seq);
     w.str(e.ref_name.as_str());
-    w.u8(match e.kind {
-        RefKind::Branch => 0,
-        RefKind::Tag => 1,
-    });
+    w.u8(kind_byte(e.kind));
     for h in [&e.old, &e.new] {
         match h {
             None => w.u8(0),
@@ -466,11 +471,7 @@ fn decode_entry(bytes: &[u8]) -> Result<ReflogEntry, DecodeError> {
     }
     let seq = r.varint()?;
     let ref_name = RefName::parse(r.str()?).map_err(|_| DecodeError("bad ref name"))?;
-    let kind = match r.u8()? {
-        0 => RefKind::Branch,
-        1 => RefKind::Tag,
-        _ => return Err(DecodeError("unknown ref kind")),
-    };
+    let kind = read_kind(&mut r)?;
     let mut heads = [None, None];
     for h in &mut heads {
         *h = match r.u8()? {
