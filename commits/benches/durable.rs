@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 use floe_commits::*;
 
 fn main() {
+    if let Some(dir) = std::env::var_os("FLOE_BENCH_RECOVERY_CHILD") {
+        recovery_child(Path::new(&dir));
+        return;
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run small.
     let full = std::env::args().any(|a| a == "--bench");
     let root = tempfile::tempdir_in(
@@ -89,7 +93,104 @@ fn main() {
         size as f64 / 1_048_576.0,
         size as f64 / 1024.0 / commits as f64
     );
+    let commits = 100_000 / scale;
+    let (built, open, first, size) = recovery(&root.path().join("recovery"), commits);
+    println!(
+        "recovery after SIGKILL of a store with {commits} commits ({:.1} MiB on disk, built in {built:.1?}): open {open:.1?}, first answer (the head of main and a page of its keys) after {first:.1?} (target <= 2 s)",
+        size as f64 / 1_048_576.0
+    );
     println!("==========================================");
+}
+
+/// Builds a store of `commits` commits (bulk mode), lets a child process open it durably,
+/// commit, and die by SIGKILL mid-stream, then times the reopening: sled's recovery, the
+/// store's open, and the first answer a server would give.
+fn recovery(dir: &Path, commits: u64) -> (Duration, Duration, Duration, u64) {
+    let started = Instant::now();
+    {
+        let backend = Arc::new(SledBackend::open_bulk(dir).unwrap());
+        let store = Store::open(backend.clone(), Arc::new(SystemClock)).unwrap();
+        let main = RefName::parse("main").unwrap();
+        let ctx = WriteCtx::principal("fixture");
+        let ns = ContentKey::new(["ns"]).unwrap();
+        let create = Op::Put {
+            key: ns.clone(),
+            content: Content::namespace(ContentId::from_u128(1), BTreeMap::new()),
+            expect: Expect::Absent,
+        };
+        store
+            .commit(
+                &main,
+                None,
+                vec![create],
+                CommitMeta::new("f", "ns", 0),
+                &ctx,
+            )
+            .unwrap();
+        for i in 0..commits {
+            let t = u128::from(i % 1_000);
+            let key = ns.child(&format!("t{t:03}")).unwrap();
+            let expect = if i < 1_000 {
+                Expect::Absent
+            } else {
+                Expect::Present
+            };
+            let op = Op::Put {
+                key,
+                content: table(10 + t, i),
+                expect,
+            };
+            store
+                .commit(&main, None, vec![op], CommitMeta::new("f", "c", 0), &ctx)
+                .unwrap();
+        }
+        backend.flush().unwrap();
+    }
+    let built = started.elapsed();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("FLOE_BENCH_RECOVERY_CHILD", dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The child says when it is committing; kill it a moment later.
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let start = Instant::now();
+    let backend = Arc::new(SledBackend::open(dir).unwrap());
+    let store = Store::open(backend.clone(), Arc::new(SystemClock)).unwrap();
+    let open = start.elapsed();
+    let main = store.get_ref(&RefName::parse("main").unwrap()).unwrap();
+    let page = store.entries(main.head, None, None, 100).unwrap();
+    assert!(!page.items.is_empty());
+    let first = start.elapsed();
+    (built, open, first, backend.size_on_disk().unwrap())
+}
+
+/// The writer killed by `recovery`: commits durably until it dies.
+fn recovery_child(dir: &Path) {
+    let backend = Arc::new(SledBackend::open(dir).unwrap());
+    let store = Store::open(backend, Arc::new(SystemClock)).unwrap();
+    let main = RefName::parse("main").unwrap();
+    let ctx = WriteCtx::principal("child");
+    println!("committing");
+    for i in 0u64.. {
+        let key = ContentKey::new(["ns".to_owned(), format!("t{:03}", i % 1_000)]).unwrap();
+        let op = Op::Put {
+            key,
+            content: table(10 + u128::from(i % 1_000), 1_000_000 + i),
+            expect: Expect::Present,
+        };
+        store
+            .commit(&main, None, vec![op], CommitMeta::new("c", "c", 0), &ctx)
+            .unwrap();
+    }
 }
 
 /// Latencies of one measurement.
