@@ -47,12 +47,15 @@ fn main() {
         one.latencies.p50().as_secs_f64() / raw.p50().as_secs_f64(),
         one.rate()
     );
+    let (w0, s0) = small.counter.read();
     let sixteen = small.commits(16, 200 / scale.min(50));
+    let (w1, s1) = small.counter.read();
     println!(
-        "durable commits, 16 writers on one branch, different keys: {:.0} commits/s = {:.1}x the 1-writer rate (target >= 10x); p50 {}",
+        "durable commits, 16 writers on one branch, different keys: {:.0} commits/s = {:.1}x the 1-writer rate (target >= 10x); p50 {}; {:.1} writes per fdatasync",
         sixteen.rate(),
         sixteen.rate() / one.rate(),
-        us(sixteen.latencies.p50())
+        us(sixteen.latencies.p50()),
+        (w1 - w0) as f64 / (s1 - s0).max(1) as f64
     );
 
     let (namespaces, tables) = if full { (1_000, 1_000) } else { (10, 100) };
@@ -241,7 +244,38 @@ impl Run {
     }
 }
 
+/// Counts writes and syncs, to report how many writes one fdatasync covers.
+#[derive(Debug, Default)]
+struct SyncCounter {
+    writes: std::sync::atomic::AtomicU64,
+    syncs: std::sync::atomic::AtomicU64,
+}
+
+impl floe_commits::sled_store::DurabilityHook for SyncCounter {
+    fn event(&self, event: floe_commits::sled_store::DurabilityEvent) {
+        use floe_commits::sled_store::DurabilityEvent::*;
+        match event {
+            Written { .. } => self
+                .writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            SyncCompleted { .. } => self
+                .syncs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            _ => 0,
+        };
+    }
+}
+
+impl SyncCounter {
+    /// (writes, syncs) so far.
+    fn read(&self) -> (u64, u64) {
+        let o = std::sync::atomic::Ordering::Relaxed;
+        (self.writes.load(o), self.syncs.load(o))
+    }
+}
+
 struct Fixture {
+    counter: Arc<SyncCounter>,
     backend: Arc<SledBackend>,
     store: Arc<Store>,
     tables: u128,
@@ -299,9 +333,11 @@ impl Fixture {
                 .unwrap();
             backend.flush().unwrap();
         }
-        let backend = Arc::new(SledBackend::open(dir).unwrap());
+        let counter = Arc::new(SyncCounter::default());
+        let backend = Arc::new(SledBackend::open_with(dir, Some(counter.clone())).unwrap());
         let store = Arc::new(Store::open(backend.clone(), Arc::new(SystemClock)).unwrap());
         Fixture {
+            counter,
             backend,
             store,
             tables,
