@@ -20,6 +20,14 @@ fn main() {
         recovery_child(Path::new(&dir));
         return;
     }
+    if let Ok(spec) = std::env::var("FLOE_BENCH_BUILD_CHILD") {
+        let mut parts = spec.split('|');
+        let dir = parts.next().unwrap().to_owned();
+        let namespaces: u128 = parts.next().unwrap().parse().unwrap();
+        let tables: u128 = parts.next().unwrap().parse().unwrap();
+        build_fixture(Path::new(&dir), namespaces, tables);
+        return;
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run small.
     let full = std::env::args().any(|a| a == "--bench");
     let root = tempfile::tempdir_in(
@@ -176,6 +184,38 @@ fn recovery(dir: &Path, commits: u64) -> (Duration, Duration, Duration, u64) {
     (built, open, first, backend.size_on_disk().unwrap())
 }
 
+/// Bulk-loads `namespaces` x `tables` tables into a new store in `dir` and flushes it.
+fn build_fixture(dir: &Path, namespaces: u128, tables: u128) {
+    let backend = Arc::new(SledBackend::open_bulk(dir).unwrap());
+    let store = Store::open(backend.clone(), Arc::new(SystemClock)).unwrap();
+    let contents = (0..namespaces).flat_map(move |n| {
+        let ns = ContentKey::new([format!("ns{n:04}")]).unwrap();
+        let children: Vec<(ContentKey, Content)> = (0..tables)
+            .map(|t| {
+                (
+                    ns.child(&format!("t{t:04}")).unwrap(),
+                    table(1_000_000 + n * tables + t, 0),
+                )
+            })
+            .collect();
+        std::iter::once((
+            ns,
+            Content::namespace(ContentId::from_u128(1 + n), BTreeMap::new()),
+        ))
+        .chain(children)
+    });
+    let main = RefName::parse("main").unwrap();
+    store
+        .bulk_load(
+            &main,
+            contents,
+            CommitMeta::new("fixture", "load", 0),
+            &WriteCtx::principal("fixture"),
+        )
+        .unwrap();
+    backend.flush().unwrap();
+}
+
 /// The writer killed by `recovery`: commits durably until it dies.
 fn recovery_child(dir: &Path) {
     let backend = Arc::new(SledBackend::open(dir).unwrap());
@@ -301,38 +341,18 @@ fn table(id: u128, version: u64) -> Content {
 }
 
 impl Fixture {
-    /// A store with `namespaces` x `tables` tables, bulk-loaded then reopened durable.
+    /// A store with `namespaces` x `tables` tables, bulk-loaded by a child process, then
+    /// opened durable here: measured as a server would run, in a process that did not just
+    /// push a million objects through sled (which slows the next commits 15x).
     fn bulk(dir: &Path, namespaces: u128, tables: u128) -> Fixture {
-        {
-            let backend = Arc::new(SledBackend::open_bulk(dir).unwrap());
-            let store = Store::open(backend.clone(), Arc::new(SystemClock)).unwrap();
-            let contents = (0..namespaces).flat_map(move |n| {
-                let ns = ContentKey::new([format!("ns{n:04}")]).unwrap();
-                let children: Vec<(ContentKey, Content)> = (0..tables)
-                    .map(|t| {
-                        (
-                            ns.child(&format!("t{t:04}")).unwrap(),
-                            table(1_000_000 + n * tables + t, 0),
-                        )
-                    })
-                    .collect();
-                std::iter::once((
-                    ns,
-                    Content::namespace(ContentId::from_u128(1 + n), BTreeMap::new()),
-                ))
-                .chain(children)
-            });
-            let main = RefName::parse("main").unwrap();
-            store
-                .bulk_load(
-                    &main,
-                    contents,
-                    CommitMeta::new("fixture", "load", 0),
-                    &WriteCtx::principal("fixture"),
-                )
-                .unwrap();
-            backend.flush().unwrap();
-        }
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(
+                "FLOE_BENCH_BUILD_CHILD",
+                format!("{}|{namespaces}|{tables}", dir.display()),
+            )
+            .status()
+            .unwrap();
+        assert!(status.success(), "the fixture builder failed");
         let counter = Arc::new(SyncCounter::default());
         let backend = Arc::new(SledBackend::open_with(dir, Some(counter.clone())).unwrap());
         let store = Arc::new(Store::open(backend.clone(), Arc::new(SystemClock)).unwrap());
