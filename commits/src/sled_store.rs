@@ -25,6 +25,7 @@ use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
@@ -95,6 +96,9 @@ pub struct Inner {
     meta: sled::Tree,
     state: sled::Tree,
     durability: Mutex<Durable>,
+    /// Mirrors `Durable::poisoned`, so that object and meta reads (the hot path) check it
+    /// without taking the lock ref moves hold during their transaction.
+    poisoned: AtomicBool,
     /// Wakes the durability thread when a write is waiting.
     flusher_wake: Condvar,
     /// Wakes writers when a sync completes or the store is poisoned.
@@ -213,6 +217,7 @@ impl SledBackend {
             db_file,
             db,
             durability: Mutex::new(Durable::default()),
+            poisoned: AtomicBool::new(false),
             flusher_wake: Condvar::new(),
             writers_wake: Condvar::new(),
             hook,
@@ -245,7 +250,7 @@ impl SledBackend {
                         .map_err(|e| format!("fdatasync failed: {e}"))
                 })
                 .map_err(|why| {
-                    self.durability.lock().poisoned = Some(why.clone());
+                    self.poison(&mut self.durability.lock(), why.clone());
                     BackendError::unknown(why)
                 });
         }
@@ -294,7 +299,12 @@ impl Inner {
     }
 
     pub fn is_poisoned(&self) -> bool {
-        self.durability.lock().poisoned.is_some()
+        self.poisoned.load(Ordering::SeqCst)
+    }
+
+    fn poison(&self, d: &mut Durable, why: String) {
+        d.poisoned = Some(why);
+        self.poisoned.store(true, Ordering::SeqCst);
     }
 
     /// The ref as sled has it now (the pending view).
@@ -311,8 +321,12 @@ impl Inner {
         }
     }
 
+    /// Fails once the store is poisoned; takes the durability lock only then.
     fn check(&self) -> BackendResult<()> {
-        check_poisoned(&self.durability.lock())
+        if self.is_poisoned() {
+            return check_poisoned(&self.durability.lock());
+        }
+        Ok(())
     }
 
     /// Hands out the ticket of a write that just completed in sled (under the lock).
@@ -364,7 +378,7 @@ impl Inner {
                     self.writers_wake.notify_all();
                 }
                 Err(why) => {
-                    d.poisoned = Some(why);
+                    self.poison(&mut d, why);
                     self.writers_wake.notify_all();
                     return;
                 }
