@@ -33,6 +33,11 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
         )
     })?;
     let backend = Arc::new(SledBackend::open(&catalog_dir).map_err(|e| e.message)?);
+    serve_on(args, backend)
+}
+
+/// Serves a store that is already open until a signal or poisoning stops it.
+fn serve_on(args: &ServeArgs, backend: Arc<SledBackend>) -> Result<(), String> {
     let store = Arc::new(
         Store::open(backend.clone(), Arc::new(SystemClock))
             .map_err(|e| format!("cannot initialize the store: {e}"))?,
@@ -122,4 +127,75 @@ async fn shutdown_signal() {
 
 fn absolute(path: &Path) -> std::path::PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use floe_commits::sled_store::{DurabilityEvent, DurabilityHook};
+    use floe_commits::{CommitMeta, Content, ContentId, ContentKey, Expect, Op, RefName, WriteCtx};
+
+    use super::*;
+
+    /// Fails every fdatasync once armed.
+    #[derive(Debug, Default)]
+    struct FailingDisk {
+        armed: AtomicBool,
+    }
+
+    impl DurabilityHook for FailingDisk {
+        fn event(&self, _: DurabilityEvent) {}
+        fn sync_fault(&self) -> Option<String> {
+            self.armed
+                .load(Ordering::SeqCst)
+                .then(|| "injected EIO".to_owned())
+        }
+    }
+
+    #[test]
+    fn a_poisoned_store_stops_the_server_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Arc::new(FailingDisk::default());
+        let backend = Arc::new(
+            SledBackend::open_with(&dir.path().join("catalog"), Some(disk.clone())).unwrap(),
+        );
+        let args = ServeArgs {
+            addr: "127.0.0.1:0".to_owned(),
+            data_dir: dir.path().to_owned(),
+        };
+        let server = {
+            let backend = backend.clone();
+            std::thread::spawn(move || serve_on(&args, backend))
+        };
+        // A second handle on the same backend writes while the disk fails.
+        let store = Store::open(backend.clone(), Arc::new(SystemClock)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(
+            !server.is_finished(),
+            "the server runs while the disk is healthy"
+        );
+        disk.armed.store(true, Ordering::SeqCst);
+        let op = Op::Put {
+            key: ContentKey::new(["ns"]).unwrap(),
+            content: Content::namespace(ContentId::from_u128(1), BTreeMap::new()),
+            expect: Expect::Absent,
+        };
+        let write = store.commit(
+            &RefName::parse("main").unwrap(),
+            None,
+            vec![op],
+            CommitMeta::new("t", "ns", 0),
+            &WriteCtx::principal("t"),
+        );
+        assert!(
+            write.is_err(),
+            "a write whose fdatasync failed is not acknowledged"
+        );
+        let outcome = server.join().unwrap();
+        let message = outcome.expect_err("a poisoned store ends serve with an error");
+        assert!(message.contains("poisoned"), "{message}");
+        assert!(message.contains("without retrying"), "{message}");
+    }
 }

@@ -20,7 +20,7 @@
 //! segment) is written inline in the log that the flush syncs, never as a separate blob
 //! file (which sled does not fsync); values are at most `VALUE_BYTES_MAX` (64 KiB).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,10 @@ use crate::name::{RefKind, RefName};
 
 /// sled's segment size: items up to a quarter of it stay inline in the fsynced log.
 pub const SLED_SEGMENT_BYTES: usize = 8 * 1024 * 1024;
+
+// sled 0.34.7's `snapshot_after_ops` is deprecated and "does nothing for now": sled
+// snapshots on its own schedule. Recovery of 100,000 commits measured 72-142 ms with it
+// (BENCHMARKS.md, issue 3), so there is nothing to set.
 
 const STATE_REFLOG_SEQ: &[u8] = b"reflog-seq";
 
@@ -123,6 +127,18 @@ struct Durable {
     /// Refs whose newest move is not durable yet: the ticket of that move, and the record
     /// the durable view shows meanwhile (`None`: the ref does not durably exist).
     undurable: HashMap<RefName, (u64, Option<RefRecord>)>,
+    /// Reflog entries not durable yet, oldest first: (ticket, reflog seq). Reflog reads
+    /// stop before the first, so the reflog never shows a move that a crash could undo.
+    undurable_reflog: VecDeque<(u64, u64)>,
+}
+
+impl Durable {
+    /// Reflog entries from this seq on are not durable yet.
+    fn reflog_horizon(&self) -> u64 {
+        self.undurable_reflog
+            .front()
+            .map_or(u64::MAX, |&(_, seq)| seq)
+    }
 }
 
 impl std::ops::Deref for SledBackend {
@@ -307,6 +323,21 @@ impl Inner {
         self.poisoned.store(true, Ordering::SeqCst);
     }
 
+    /// Waits until every write up to `ticket` is durable (at once in bulk mode).
+    fn wait_for(&self, ticket: u64) -> BackendResult<()> {
+        if self.bulk {
+            return self.check();
+        }
+        let mut d = self.durability.lock();
+        loop {
+            if d.durable >= ticket {
+                return Ok(());
+            }
+            check_poisoned(&d)?;
+            self.writers_wake.wait(&mut d);
+        }
+    }
+
     /// The ref as sled has it now (the pending view).
     fn read_ref(&self, name: &RefName) -> BackendResult<Option<RefRecord>> {
         match self.refs.get(name.as_str()).map_err(read_err)? {
@@ -374,6 +405,9 @@ impl Inner {
                 Ok(()) => {
                     d.durable = upto;
                     d.undurable.retain(|_, (ticket, _)| *ticket > upto);
+                    while d.undurable_reflog.front().is_some_and(|&(t, _)| t <= upto) {
+                        d.undurable_reflog.pop_front();
+                    }
                     self.emit(DurabilityEvent::SyncCompleted { upto });
                     self.writers_wake.notify_all();
                 }
@@ -680,6 +714,7 @@ impl Backend for SledBackend {
                         .entry(update.name.clone())
                         .or_insert_with(|| (ticket, prior_durable.flatten()));
                     slot.0 = ticket;
+                    d.undurable_reflog.push_back((ticket, seq));
                 }
                 Ok(CasOutcome::Applied { seq, ticket })
             }
@@ -695,11 +730,17 @@ impl Backend for SledBackend {
         before: Option<u64>,
         limit: usize,
     ) -> BackendResult<Vec<ReflogEntry>> {
-        self.check()?;
+        let horizon = {
+            let d = self.durability.lock();
+            check_poisoned(&d)?;
+            d.reflog_horizon()
+        };
+        // Entries at or past the horizon are not durable: a reader never sees them.
+        let before = before.map_or(horizon, |b| b.min(horizon));
         let mut out = Vec::new();
         match name {
             None => {
-                let upper = before.map_or(Bound::Unbounded, |b| Bound::Excluded(b.to_be_bytes()));
+                let upper = Bound::Excluded(before.to_be_bytes());
                 for item in self
                     .reflog
                     .range::<[u8; 8], _>((Bound::Unbounded, upper))
@@ -712,7 +753,7 @@ impl Backend for SledBackend {
             }
             Some(name) => {
                 let lower = by_ref_key(name, 0);
-                let upper = by_ref_key(name, before.unwrap_or(u64::MAX));
+                let upper = by_ref_key(name, before);
                 for item in self.reflog_by_ref.range(lower..upper).rev().take(limit) {
                     let (k, _) = item.map_err(read_err)?;
                     let seq = &k[k.len() - 8..];
@@ -728,12 +769,15 @@ impl Backend for SledBackend {
     }
 
     fn meta_get(&self, key: &[u8]) -> BackendResult<Option<Bytes>> {
-        self.check()?;
-        Ok(self
-            .meta
-            .get(key)
-            .map_err(read_err)?
-            .map(|v| Bytes::copy_from_slice(&v)))
+        let (value, seen) = {
+            let d = self.durability.lock();
+            check_poisoned(&d)?;
+            let value = self.meta.get(key).map_err(read_err)?;
+            (value, d.written)
+        };
+        // The value may come from a write not durable yet: answer once it is.
+        self.wait_for(seen)?;
+        Ok(value.map(|v| Bytes::copy_from_slice(&v)))
     }
 
     fn meta_put(&self, key: &[u8], value: &[u8]) -> BackendResult<()> {
@@ -747,18 +791,11 @@ impl Backend for SledBackend {
     }
 
     fn wait_durable(&self, ticket: u64) -> BackendResult<()> {
-        if self.bulk {
-            return self.check();
+        self.wait_for(ticket)?;
+        if !self.bulk {
+            self.emit(DurabilityEvent::Acknowledged { ticket });
         }
-        let mut d = self.durability.lock();
-        loop {
-            if d.durable >= ticket {
-                self.emit(DurabilityEvent::Acknowledged { ticket });
-                return Ok(());
-            }
-            check_poisoned(&d)?;
-            self.writers_wake.wait(&mut d);
-        }
+        Ok(())
     }
 
     fn meta_cas(
@@ -789,19 +826,24 @@ impl Backend for SledBackend {
         after: Option<&[u8]>,
         limit: usize,
     ) -> BackendResult<Vec<(Bytes, Bytes)>> {
-        self.check()?;
         let lower: Bound<&[u8]> = match after {
             Some(a) if a >= prefix => Bound::Excluded(a),
             _ => Bound::Included(prefix),
         };
         let mut out = Vec::new();
-        for item in self.meta.range::<&[u8], _>((lower, Bound::Unbounded)) {
-            let (k, v) = item.map_err(read_err)?;
-            if !k.starts_with(prefix) || out.len() == limit {
-                break;
+        let seen = {
+            let d = self.durability.lock();
+            check_poisoned(&d)?;
+            for item in self.meta.range::<&[u8], _>((lower, Bound::Unbounded)) {
+                let (k, v) = item.map_err(read_err)?;
+                if !k.starts_with(prefix) || out.len() == limit {
+                    break;
+                }
+                out.push((Bytes::copy_from_slice(&k), Bytes::copy_from_slice(&v)));
             }
-            out.push((Bytes::copy_from_slice(&k), Bytes::copy_from_slice(&v)));
-        }
+            d.written
+        };
+        self.wait_for(seen)?;
         Ok(out)
     }
 }

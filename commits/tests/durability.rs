@@ -248,13 +248,14 @@ fn readers_see_only_durable_heads() {
                 content: Content::namespace(ContentId::from_u128(1), BTreeMap::new()),
                 expect: Expect::Absent,
             };
-            store.commit(
-                &main,
-                None,
-                vec![op],
-                CommitMeta::new("t", "ns", 0),
-                &WriteCtx::principal("t"),
-            )
+            let ctx = WriteCtx {
+                idempotency: Some(Idempotency {
+                    key: "k-1".to_owned(),
+                    value: b"answer".to_vec(),
+                }),
+                ..WriteCtx::principal("t")
+            };
+            store.commit(&main, None, vec![op], CommitMeta::new("t", "ns", 0), &ctx)
         })
     };
     // Wait until the move is applied (pending) while its sync is held.
@@ -280,15 +281,36 @@ fn readers_see_only_durable_heads() {
             .head,
         before
     );
+    // The reflog shows no move a crash could undo, by ref or in the global log.
+    let reflog_heads = |name: Option<&RefName>| -> Vec<Option<Hash>> {
+        let page = store.reflog(name, None, 10).unwrap();
+        page.items.iter().map(|e| e.new).collect()
+    };
+    assert_eq!(reflog_heads(Some(&main)), vec![Some(before)]);
+    assert_eq!(reflog_heads(None), vec![Some(before)]);
+    // The idempotency record rides on the pending move: its reader waits for the sync.
+    let lookup = {
+        let store = store.clone();
+        std::thread::spawn(move || store.idempotency_lookup("k-1"))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
     assert!(
         !writer.is_finished(),
         "the writer is not acknowledged before its sync"
+    );
+    assert!(
+        !lookup.is_finished(),
+        "an idempotency record is not read before its move is durable"
     );
     *gate.closed.lock() = false;
     gate.opened.notify_all();
     let out = writer.join().unwrap().unwrap();
     assert_eq!(out.commit, pending);
     assert_eq!(store.get_ref(&main).unwrap().head, pending);
+    let recorded = lookup.join().unwrap().unwrap().unwrap();
+    assert_eq!(recorded.head, Some(pending));
+    assert_eq!(recorded.value, b"answer");
+    assert_eq!(reflog_heads(Some(&main)), vec![Some(pending), Some(before)]);
 }
 
 #[test]
