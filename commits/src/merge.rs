@@ -33,7 +33,7 @@ pub const REVERT_OF: &str = "floe.revert.of";
 /// Property naming the source head of a merge.
 pub const MERGE_SOURCE: &str = "floe.merge.source";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum MergeStrategy {
     /// Fast-forward when possible, else a merge commit with two parents.
     #[default]
@@ -47,7 +47,7 @@ pub enum MergeStrategy {
 }
 
 /// What to do with a key both sides changed differently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Resolution {
     #[default]
     Fail,
@@ -102,7 +102,7 @@ impl Resolver for ConflictResolver {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MergeKind {
     FastForward,
     Merged,

@@ -1,7 +1,18 @@
-//! floe-formal-models: Stateright models of floe's semantics (DESIGN §1).
+//! floe-formal-models: Stateright models of floe's semantics (DESIGN §1), and the real
+//! `floe-commits` held to them.
 //!
-//! This crate will own one model per protocol — the version store's refs, commits and
-//! merges, sled durability, and pipeline runs — each with `Always` and `Sometimes`
-//! properties, the mutants that show each property can fail, and the replay of model traces
-//! against `floe-commits`. It depends only on `floe-commits` among floe's crates. Nothing is
-//! implemented yet: the models arrive with a later issue.
+//! - `spec`: the executable specification of the version store — the transition functions
+//!   every model and test here shares.
+//! - `version_store`: the Stateright model of refs, commits, merges, cherry-picks, reverts
+//!   and tags, with its `always` and `sometimes` properties and a mutant per property.
+//! - `durability`: the actor model of acknowledgement and crash recovery.
+//! - `replay`: runs operation sequences against the real `Store` and the specification side
+//!   by side, comparing them after every step.
+//!
+//! It depends only on `floe-commits` among floe's crates; `floe-commits` does not depend on
+//! it, not even for tests (the tidy test checks).
+
+pub mod durability;
+pub mod replay;
+pub mod spec;
+pub mod version_store;

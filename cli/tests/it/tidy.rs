@@ -49,6 +49,11 @@ const HOMES: &[(&[&str], Home, &str)] = &[
         "rest-api is the only HTTP crate (cli for serve wiring)",
     ),
     (
+        &["stateright"],
+        Home::Only(&["formal-models"]),
+        "the models live in formal-models; commits is held to them from there",
+    ),
+    (
         &["datafusion", "datafusion-", "iceberg-datafusion"],
         Home::Only(&["compute-adapter"]),
         "compute-adapter is the only crate that links DataFusion",
