@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use floe_commits::{
-    Backend, ContentId, Commit, CommitMeta, Conflict, ConflictResolver, ContentKey, ContentRef,
-    Hash, KeyChange, LogFilter, ManualClock, MergeKind, MergeOptions, MergeStrategy, RefKind,
-    RefName, Resolution, Resolver, Store, WriteCtx, WriteError,
+    Backend, Commit, CommitMeta, Conflict, ConflictResolver, ContentId, ContentKey, ContentRef,
+    Hash, KeyChange, LogFilter, ManualClock, MergeKind, MergeOptions, RefKind, RefName, Resolver,
+    Store, WriteCtx, WriteError,
 };
 
 use crate::spec::*;
@@ -32,6 +32,7 @@ pub enum Ended {
     Moved,
 }
 
+#[allow(missing_debug_implementations)]
 pub struct World {
     pub backend: Arc<dyn Backend>,
     pub clock: Arc<ManualClock>,
@@ -110,10 +111,10 @@ impl World {
         };
         world.register(root, &[], 1).expect("the root commit");
         // Every history starts with namespaces `a` and `b` on `main`, and every branch there.
-        let (_, seed) = Oracle::seeded();
-        world
-            .run_commit(0, None, seed)
-            .expect("the seed commit");
+        let (seeded, seed) = Oracle::seeded();
+        let seeded_state = Box::new(seeded);
+        world.oracle.next_id = seeded_state.next_id;
+        world.run_commit(0, None, seed).expect("the seed commit");
         let seeded = world.hashes[1];
         for b in 1..BRANCHES.len() {
             world
@@ -122,6 +123,10 @@ impl World {
                 .expect("create a branch");
             world.oracle.branches.insert(b, 1);
         }
+        assert_eq!(
+            world.oracle, *seeded_state,
+            "the world starts where the specification does"
+        );
         world.stats.clear();
         world
     }
@@ -195,7 +200,11 @@ impl World {
             .commit_changes(hash, None, 100)
             .map_err(|e| e.to_string())?;
         let map = self.oracle.commits[c].map.clone();
-        self.same_changes(&page.items, &diff(&first.unwrap_or_default(), &map), "commit_changes")
+        self.same_changes(
+            &page.items,
+            &diff(&first.unwrap_or_default(), &map),
+            "commit_changes",
+        )
     }
 
     fn run_create_tag(&mut self, tag: usize, at: usize) -> Result<Ended, String> {
@@ -211,9 +220,10 @@ impl World {
             .create_ref(&name, RefKind::Tag, self.hashes[at], &ctx());
         match (want, got) {
             (Ok(effect), Ok(record)) => {
-                ensure(record.head == self.hashes[at] && record.kind == RefKind::Tag, || {
-                    format!("tagged {record:?}")
-                })?;
+                ensure(
+                    record.head == self.hashes[at] && record.kind == RefKind::Tag,
+                    || format!("tagged {record:?}"),
+                )?;
                 self.apply(effect, None)?;
                 Ok(Ended::Moved)
             }
@@ -233,9 +243,7 @@ impl World {
             self.step_no, TAGS[tag]
         ));
         let name = RefName::parse(TAGS[tag]).map_err(|e| e.to_string())?;
-        let got = self
-            .store
-            .delete_ref(&name, self.hash_of(expected), &ctx());
+        let got = self.store.delete_ref(&name, self.hash_of(expected), &ctx());
         let head = self.oracle.tags.get(&tag).copied();
         match (want, got) {
             (Ok(effect), Ok(())) => {
@@ -618,10 +626,9 @@ impl World {
                                 Ended::Unchanged
                             }
                             (Effect::Nothing, _) => {
-                                ensure(
-                                    self.raw_object(&out.head).is_none(),
-                                    || "a dry-run merge stored its commit".to_owned(),
-                                )?;
+                                ensure(self.raw_object(&out.head).is_none(), || {
+                                    "a dry-run merge stored its commit".to_owned()
+                                })?;
                                 Ended::Unchanged
                             }
                             (Effect::Move { .. }, _) => {
@@ -822,7 +829,9 @@ impl World {
         for (name, record) in &refs.items {
             let tag = TAGS.contains(&name.as_str());
             let kind = if tag { RefKind::Tag } else { RefKind::Branch };
-            ensure(record.kind == kind, || format!("{name} is a {:?}", record.kind))?;
+            ensure(record.kind == kind, || {
+                format!("{name} is a {:?}", record.kind)
+            })?;
             self.commit_index(&record.head)?;
             self.store
                 .commit_object(&record.head)
@@ -833,10 +842,9 @@ impl World {
         }
         for (c, (bytes, commit)) in self.recorded.iter().enumerate() {
             let h = self.hashes[c];
-            ensure(
-                self.raw_object(&h).as_ref() == Some(bytes),
-                || format!("the stored bytes of commit {c} changed"),
-            )?;
+            ensure(self.raw_object(&h).as_ref() == Some(bytes), || {
+                format!("the stored bytes of commit {c} changed")
+            })?;
             let now = self.store.commit_object(&h).map_err(|e| e.to_string())?;
             ensure(*now == *commit, || {
                 format!("commit_object of commit {c} changed")
@@ -921,10 +929,7 @@ impl World {
             .store
             .reflog(None, None, 1)
             .map_err(|e| e.to_string())?;
-        Ok((
-            self.object_count()?,
-            reflog.items.first().map(|e| e.seq),
-        ))
+        Ok((self.object_count()?, reflog.items.first().map(|e| e.seq)))
     }
 }
 
@@ -974,3 +979,51 @@ pub fn run(
     Ok(())
 }
 
+/// Replays a path of the version-store model against the real store: each action runs on
+/// the model and, resolved to the specification's action, on the store through a `World`;
+/// after every step the world's checks run and the model's specification state must equal
+/// the world's.
+pub fn replay_model_path(
+    backend: Arc<dyn Backend>,
+    model: &crate::version_store::VersionStore,
+    path: &[crate::version_store::ModelAction],
+) -> Check {
+    use stateright::Model;
+    let mut w = World::new(backend);
+    let mut state = model.init_states().remove(0);
+    ensure(state.spec == w.oracle, || {
+        "the model and the world start apart".to_owned()
+    })?;
+    for (i, a) in path.iter().enumerate() {
+        w.step_no = i as i64 + 1;
+        w.clock.advance(1);
+        let context = |w: &World, e: String| {
+            format!(
+                "step {} ({a:?}) failed: {e}\ntrace:\n{}",
+                i + 1,
+                w.trace.join("\n")
+            )
+        };
+        let action = model.action(&state, a);
+        if let Some(next) = model.next_state(&state, a.clone()) {
+            state = next;
+        }
+        if let Some(action) = action {
+            let before = w.footprint().map_err(|e| context(&w, e))?;
+            let ended = w.run(action).map_err(|e| context(&w, e))?;
+            w.side_effects(ended, before).map_err(|e| context(&w, e))?;
+            w.check_all().map_err(|e| context(&w, e))?;
+        }
+        ensure(state.spec == w.oracle, || {
+            context(
+                &w,
+                format!(
+                    "the model's specification state {:?} differs from the world's {:?}",
+                    state.spec, w.oracle
+                ),
+            )
+        })?;
+    }
+    w.check_end()
+        .map_err(|e| format!("final check failed: {e}\ntrace:\n{}", w.trace.join("\n")))
+}

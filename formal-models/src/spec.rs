@@ -5,7 +5,6 @@
 //! store. The Stateright model (`version_store`) and the replay driver (`replay`) both use
 //! these transition functions: one specification.
 
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -387,6 +386,12 @@ pub struct Oracle {
     pub next_id: u32,
 }
 
+impl Default for Oracle {
+    fn default() -> Self {
+        Oracle::new()
+    }
+}
+
 impl Oracle {
     pub fn new() -> Oracle {
         Oracle {
@@ -574,7 +579,12 @@ impl Oracle {
         }
     }
 
-    pub fn resolve_content(&mut self, g: ContentGen, key: usize, read: Option<OContent>) -> OContent {
+    pub fn resolve_content(
+        &mut self,
+        g: ContentGen,
+        key: usize,
+        read: Option<OContent>,
+    ) -> OContent {
         let id = match (g.id, read) {
             (IdGen::Keep, Some(c)) => c.id,
             (IdGen::Keep, None) | (IdGen::Fresh, _) => self.fresh_id(),
@@ -737,19 +747,14 @@ impl Oracle {
                         .find(|x| !self.branches.contains_key(x))
                         .unwrap_or(b);
                 }
-                let Some(at) = self
+                let at = self
                     .pick(Pick::Head(from))
-                    .or_else(|| self.branches.get(&0).copied())
-                else {
-                    return None;
-                };
+                    .or_else(|| self.branches.get(&0).copied())?;
                 Some(Action::Create { branch: b, at })
             }
             Step::Assign { branch, to, expect } => {
                 let b = branch as usize % 3;
-                let Some(to) = self.pick(to) else {
-                    return None;
-                };
+                let to = self.pick(to)?;
                 let head = self.branches.get(&b).copied();
                 let expected = self.expected(expect, head);
                 Some(Action::Assign {
@@ -781,9 +786,7 @@ impl Oracle {
                     Pick::Head(x) if x as usize % 3 == b => Pick::Head(x.wrapping_add(1) % 3),
                     other => other,
                 };
-                let Some(source) = self.pick(from) else {
-                    return None;
-                };
+                let source = self.pick(from)?;
                 let head = self.branches.get(&b).copied();
                 let expected = self.expected(expect, head);
                 Some(Action::Merge {
@@ -802,9 +805,7 @@ impl Oracle {
                 expect,
             } => {
                 let b = branch as usize % 3;
-                let Some(picked) = self.pick(commit) else {
-                    return None;
-                };
+                let picked = self.pick(commit)?;
                 let head = self.branches.get(&b).copied();
                 let expected = self.expected(expect, head);
                 Some(Action::Replay {
@@ -1147,7 +1148,12 @@ impl Oracle {
         self.land(branch, head, vec![head], result)
     }
 
-    pub fn assign(&self, branch: usize, to: usize, expected: Option<usize>) -> Result<Effect, Reject> {
+    pub fn assign(
+        &self,
+        branch: usize,
+        to: usize,
+        expected: Option<usize>,
+    ) -> Result<Effect, Reject> {
         self.strict_head(branch, expected)?;
         Ok(Effect::Move { branch, to })
     }
@@ -1165,10 +1171,9 @@ impl Oracle {
     }
 }
 
-
 // ----- generated steps --------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Pick {
     /// The head of a branch (the step is skipped when the branch does not exist).
     Head(u8),
@@ -1180,7 +1185,7 @@ pub enum Pick {
 }
 
 /// The expected head of a strict write.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HeadGen {
     None,
     Current,
@@ -1188,7 +1193,7 @@ pub enum HeadGen {
 }
 
 /// The expected head of a commit, which is also the commit its expectations were read at.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BaseGen {
     None,
     Current,
@@ -1197,7 +1202,7 @@ pub enum BaseGen {
     Any(u16),
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExpGen {
     /// What the key holds at the read commit (`Is` or `Absent`; `Present` for a delete).
     Right,
@@ -1209,7 +1214,7 @@ pub enum ExpGen {
     },
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IdGen {
     /// The id at the key in the read commit (an update), else fresh.
     Keep,
@@ -1217,7 +1222,7 @@ pub enum IdGen {
     Pool(u8),
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KindGen {
     Natural,
     Keep,
@@ -1226,14 +1231,14 @@ pub enum KindGen {
     View,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ContentGen {
     pub id: IdGen,
     pub kind: KindGen,
     pub version: u8,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpKindGen {
     Put(ContentGen),
     Delete,
@@ -1241,14 +1246,14 @@ pub enum OpKindGen {
     PrefixEmpty,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OpGen {
     pub key: u8,
     pub what: OpKindGen,
     pub expect: ExpGen,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Step {
     Commit {
         branch: u8,
@@ -1347,4 +1352,3 @@ pub enum Action {
         expected: Option<usize>,
     },
 }
-

@@ -331,4 +331,3 @@ fn slow_random_histories_match_the_oracle() {
     }
     check_histories(2_000, 30..90, memory);
 }
-

@@ -1,0 +1,154 @@
+//! `floe-formal-models check <model> [--depth N] [--mutant NAME]`: explores a model
+//! breadth-first to a depth (the CI tests pin smaller bounds) and prints the states
+//! explored, the time, and every property's verdict. Models: `version-store`,
+//! `durability`. With `--mutant`, the checker is expected to find the counterexample of
+//! the property that mutant breaks.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use floe_formal_models::{durability, version_store};
+use stateright::{Checker, Model};
+
+const USAGE: &str = "usage: floe-formal-models check <version-store|durability> [--depth N] [--mutant NAME] [--threads N]";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("{message}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<ExitCode, String> {
+    let [verb, model, rest @ ..] = args else {
+        return Err("missing arguments".to_owned());
+    };
+    if verb != "check" {
+        return Err(format!("unknown command `{verb}`"));
+    }
+    let mut depth = None;
+    let mut mutant = None;
+    let mut threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("`{flag}` needs a value"))?;
+        match flag.as_str() {
+            "--depth" => {
+                depth = Some(
+                    value
+                        .parse::<usize>()
+                        .map_err(|_| format!("--depth takes a number, not `{value}`"))?,
+                )
+            }
+            "--threads" => {
+                threads = value
+                    .parse::<usize>()
+                    .map_err(|_| format!("--threads takes a number, not `{value}`"))?
+            }
+            "--mutant" => mutant = Some(value.clone()),
+            other => return Err(format!("unknown flag `{other}`")),
+        }
+    }
+    match model.as_str() {
+        "version-store" => {
+            let m = match &mutant {
+                None => version_store::VersionStore::default(),
+                Some(name) => {
+                    let found = version_store::Mutant::ALL
+                        .into_iter()
+                        .find(|m| m.name() == name)
+                        .ok_or_else(|| {
+                            unknown_mutant(name, version_store::Mutant::ALL.map(|m| m.name()))
+                        })?;
+                    version_store::VersionStore::with_mutant(found)
+                }
+            };
+            Ok(check(m, depth.unwrap_or(5), threads))
+        }
+        "durability" => {
+            let mut cfg = durability::Config::default();
+            if let Some(name) = &mutant {
+                cfg.mutant = Some(
+                    durability::Mutant::ALL
+                        .into_iter()
+                        .find(|m| m.name() == name)
+                        .ok_or_else(|| {
+                            unknown_mutant(name, durability::Mutant::ALL.map(|m| m.name()))
+                        })?,
+                );
+            }
+            Ok(check(
+                durability::model(cfg),
+                depth.unwrap_or(usize::MAX),
+                threads,
+            ))
+        }
+        other => Err(format!("unknown model `{other}`")),
+    }
+}
+
+fn unknown_mutant<const N: usize>(name: &str, known: [&str; N]) -> String {
+    format!(
+        "unknown mutant `{name}`; the mutants are {}",
+        known.join(", ")
+    )
+}
+
+fn check<M>(model: M, depth: usize, threads: usize) -> ExitCode
+where
+    M: Model + Send + Sync + 'static,
+    M::State: Clone + std::fmt::Debug + std::hash::Hash + PartialEq + Send + Sync + 'static,
+    M::Action: Clone + std::fmt::Debug + PartialEq + Send + Sync + 'static,
+{
+    let properties: Vec<(&'static str, bool)> = model
+        .properties()
+        .iter()
+        .map(|p| (p.name, p.expectation == stateright::Expectation::Always))
+        .collect();
+    let started = Instant::now();
+    let checker = model
+        .checker()
+        .threads(threads)
+        .target_max_depth(depth)
+        .spawn_bfs()
+        .join();
+    println!(
+        "explored {} states ({} unique) to depth {} in {:.2?}",
+        checker.state_count(),
+        checker.unique_state_count(),
+        checker.max_depth(),
+        started.elapsed()
+    );
+    let mut failed = false;
+    for (name, always) in properties {
+        let found = checker.discovery(name);
+        let verdict = match (always, &found) {
+            (true, None) => "holds".to_owned(),
+            (true, Some(path)) => {
+                failed = true;
+                format!(
+                    "VIOLATED in {} steps: {:#?}",
+                    path.clone().into_actions().len(),
+                    path.clone().into_actions()
+                )
+            }
+            (false, Some(path)) => {
+                format!("reached in {} steps", path.clone().into_actions().len())
+            }
+            (false, None) => {
+                failed = true;
+                "NEVER reached".to_owned()
+            }
+        };
+        println!("- {name}: {verdict}");
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,186 @@
+//! The models checked exhaustively at small bounds: every `always` property holds, every
+//! `sometimes` property is reached, the unique state counts are pinned (a change to the
+//! model or the specification shows up here), and each mutant's counterexample is found
+//! within 12 steps.
+
+use std::collections::BTreeSet;
+
+use floe_formal_models::{durability, version_store};
+use stateright::{Checker, HasDiscoveries, Model};
+
+/// Depth as stateright counts it (the initial state is depth 1): five actions.
+const STORE_DEPTH: usize = 6;
+
+fn names<M: Model>(model: &M, always: bool) -> Vec<&'static str> {
+    model
+        .properties()
+        .iter()
+        .filter(|p| (p.expectation == stateright::Expectation::Always) == always)
+        .map(|p| p.name)
+        .collect()
+}
+
+#[test]
+fn the_version_store_model_holds_its_properties() {
+    let model = version_store::VersionStore::default();
+    let always = names(&model, true);
+    let sometimes = names(&model, false);
+    assert_eq!(always.len(), 7);
+    let checker = model
+        .checker()
+        .threads(2)
+        .target_max_depth(STORE_DEPTH)
+        .spawn_bfs()
+        .join();
+    for name in always {
+        if let Some(path) = checker.discovery(name) {
+            panic!("{name} fails: {:#?}", path.into_actions());
+        }
+    }
+    for name in sometimes {
+        assert!(checker.discovery(name).is_some(), "never reached: {name}");
+    }
+    assert_eq!(checker.unique_state_count(), 112_429);
+}
+
+/// Checks a mutant breadth-first until the first counterexample; returns its actions.
+fn counterexample<M>(model: M, property: &'static str, depth: usize) -> Vec<M::Action>
+where
+    M: Model + Send + Sync + 'static,
+    M::State: Clone + std::fmt::Debug + std::hash::Hash + PartialEq + Send + Sync + 'static,
+    M::Action: Clone + std::fmt::Debug + PartialEq + Send + Sync + 'static,
+{
+    let checker = model
+        .checker()
+        .threads(2)
+        .target_max_depth(depth)
+        .finish_when(HasDiscoveries::AnyOf(BTreeSet::from([property])))
+        .spawn_bfs()
+        .join();
+    let path = checker
+        .discovery(property)
+        .unwrap_or_else(|| panic!("no counterexample to `{property}` within depth {depth}"));
+    path.into_actions()
+}
+
+#[test]
+fn every_version_store_mutant_has_a_counterexample_within_12_steps() {
+    for mutant in version_store::Mutant::ALL {
+        let model = version_store::VersionStore {
+            // Normal merges suffice for every counterexample and keep the search small.
+            all_merges: false,
+            ..version_store::VersionStore::with_mutant(mutant)
+        };
+        let actions = counterexample(model, mutant.breaks(), 13);
+        assert!(
+            actions.len() <= 12,
+            "{}: {} steps",
+            mutant.name(),
+            actions.len()
+        );
+        eprintln!(
+            "{} breaks `{}` in {} steps: {actions:?}",
+            mutant.name(),
+            mutant.breaks(),
+            actions.len()
+        );
+    }
+}
+
+#[test]
+fn the_write_skew_pair_never_both_land() {
+    use version_store::{MAIN, ModelAction, Write};
+    let model = version_store::VersionStore::default();
+    let mut state = model.init_states().remove(0);
+    let steps = [
+        ModelAction::Read {
+            client: 0,
+            branch: MAIN,
+        },
+        ModelAction::Read {
+            client: 1,
+            branch: MAIN,
+        },
+        ModelAction::Write {
+            client: 0,
+            write: Write::T1,
+        },
+    ];
+    for a in steps {
+        state = model.next_state(&state, a).expect("enabled");
+    }
+    let landed = state.spec.commits.len();
+    let after = model.next_state(
+        &state,
+        ModelAction::Write {
+            client: 1,
+            write: Write::T2,
+        },
+    );
+    let after = after.expect("the refusal is recorded");
+    assert_eq!(after.spec.commits.len(), landed, "the second half lands");
+    assert!(after.saw_conflict);
+    // The mutant that checks expectations at the stale head lets it land.
+    let mutant = version_store::VersionStore::with_mutant(version_store::Mutant::StaleExpectations);
+    let skewed = mutant
+        .next_state(
+            &state,
+            ModelAction::Write {
+                client: 1,
+                write: Write::T2,
+            },
+        )
+        .expect("enabled");
+    assert_eq!(skewed.spec.commits.len(), landed + 1);
+}
+
+#[test]
+fn the_durability_model_holds_its_properties() {
+    let cfg = durability::Config::default();
+    let model = durability::model(cfg.clone());
+    let always = names(&model, true);
+    let sometimes = names(&model, false);
+    let checker = model.checker().threads(2).spawn_bfs().join();
+    for name in always {
+        if let Some(path) = checker.discovery(name) {
+            panic!("{name} fails: {:#?}", path.into_actions());
+        }
+    }
+    for name in sometimes {
+        assert!(checker.discovery(name).is_some(), "never reached: {name}");
+    }
+    assert_eq!(checker.unique_state_count(), DURABILITY_STATES);
+}
+
+const DURABILITY_STATES: usize = 13_928;
+
+#[test]
+fn every_durability_mutant_has_a_counterexample_within_12_steps() {
+    for mutant in durability::Mutant::ALL {
+        let cfg = durability::Config {
+            mutant: Some(mutant),
+            ..durability::Config::default()
+        };
+        let actions = counterexample(durability::model(cfg), mutant.breaks(), 13);
+        assert!(
+            actions.len() <= 12,
+            "{}: {} steps",
+            mutant.name(),
+            actions.len()
+        );
+        let crashes = actions
+            .iter()
+            .filter(|a| matches!(a, stateright::actor::ActorModelAction::Crash(_)))
+            .count();
+        assert!(
+            crashes >= 1,
+            "{}: the loss needs a crash: {actions:?}",
+            mutant.name()
+        );
+        eprintln!(
+            "{} breaks `{}`: {actions:?}",
+            mutant.name(),
+            mutant.breaks()
+        );
+    }
+}
