@@ -273,11 +273,7 @@ impl SledBackend {
         let ticket = {
             let mut d = self.durability.lock();
             check_poisoned(&d)?;
-            d.written += 1;
-            let ticket = d.written;
-            self.emit(DurabilityEvent::Written { ticket });
-            self.flusher_wake.notify_one();
-            ticket
+            self.ticket(&mut d)
         };
         self.wait_durable(ticket)
     }
@@ -321,6 +317,19 @@ impl Inner {
     fn poison(&self, d: &mut Durable, why: String) {
         d.poisoned = Some(why);
         self.poisoned.store(true, Ordering::SeqCst);
+    }
+
+    /// Reads sled under the durability lock (so every write the read can see has a
+    /// ticket), then answers once those writes are durable: the read may see a write a
+    /// crash could still undo.
+    fn read_durable<T>(&self, read: impl FnOnce() -> BackendResult<T>) -> BackendResult<T> {
+        let (value, seen) = {
+            let d = self.durability.lock();
+            check_poisoned(&d)?;
+            (read()?, d.written)
+        };
+        self.wait_for(seen)?;
+        Ok(value)
     }
 
     /// Waits until every write up to `ticket` is durable (at once in bulk mode).
@@ -769,14 +778,7 @@ impl Backend for SledBackend {
     }
 
     fn meta_get(&self, key: &[u8]) -> BackendResult<Option<Bytes>> {
-        let (value, seen) = {
-            let d = self.durability.lock();
-            check_poisoned(&d)?;
-            let value = self.meta.get(key).map_err(read_err)?;
-            (value, d.written)
-        };
-        // The value may come from a write not durable yet: answer once it is.
-        self.wait_for(seen)?;
+        let value = self.read_durable(|| self.meta.get(key).map_err(read_err))?;
         Ok(value.map(|v| Bytes::copy_from_slice(&v)))
     }
 
@@ -830,10 +832,8 @@ impl Backend for SledBackend {
             Some(a) if a >= prefix => Bound::Excluded(a),
             _ => Bound::Included(prefix),
         };
-        let mut out = Vec::new();
-        let seen = {
-            let d = self.durability.lock();
-            check_poisoned(&d)?;
+        self.read_durable(|| {
+            let mut out = Vec::new();
             for item in self.meta.range::<&[u8], _>((lower, Bound::Unbounded)) {
                 let (k, v) = item.map_err(read_err)?;
                 if !k.starts_with(prefix) || out.len() == limit {
@@ -841,10 +841,8 @@ impl Backend for SledBackend {
                 }
                 out.push((Bytes::copy_from_slice(&k), Bytes::copy_from_slice(&v)));
             }
-            d.written
-        };
-        self.wait_for(seen)?;
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 

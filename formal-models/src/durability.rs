@@ -9,8 +9,8 @@
 
 use std::borrow::Cow;
 
+use stateright::Expectation;
 use stateright::actor::{Actor, ActorModel, ActorModelState, Id, Network, Out, model_timeout};
-use stateright::{Expectation, Model};
 
 /// A guard removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -279,9 +279,4 @@ pub fn model(cfg: Config) -> ActorModel<Node, Config, Learned> {
                 && state.actor_storages[0].is_some()
                 && matches!(&*state.actor_states[0], NodeState::Server { applied, .. } if *applied == state.actor_storages[0].unwrap_or(0))
         })
-}
-
-/// The number of properties, for reports.
-pub fn property_count(cfg: Config) -> usize {
-    model(cfg).properties().len()
 }

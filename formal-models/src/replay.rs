@@ -13,8 +13,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use floe_commits::{
     Backend, Commit, CommitMeta, Conflict, ConflictResolver, ContentId, ContentKey, ContentRef,
-    Hash, KeyChange, LogFilter, ManualClock, MergeKind, MergeOptions, RefKind, RefName, Resolver,
-    Store, WriteCtx, WriteError,
+    Hash, KeyChange, LogFilter, ManualClock, MergeKind, MergeOptions, RefKind, RefName, RefRecord,
+    Resolver, Store, WriteCtx, WriteError,
 };
 
 use crate::spec::*;
@@ -218,21 +218,7 @@ impl World {
         let got = self
             .store
             .create_ref(&name, RefKind::Tag, self.hashes[at], &ctx());
-        match (want, got) {
-            (Ok(effect), Ok(record)) => {
-                ensure(
-                    record.head == self.hashes[at] && record.kind == RefKind::Tag,
-                    || format!("tagged {record:?}"),
-                )?;
-                self.apply(effect, None)?;
-                Ok(Ended::Moved)
-            }
-            (Err(r), Err(e)) => {
-                self.check_reject(&r, &e, None)?;
-                Ok(Ended::Unchanged)
-            }
-            (want, got) => Err(format!("the oracle says {want:?}, the store {got:?}")),
-        }
+        self.finish_move(want, got.map(Some), Some(at), RefKind::Tag, None)
     }
 
     fn run_delete_tag(&mut self, tag: usize, expected: Option<usize>) -> Result<Ended, String> {
@@ -245,8 +231,26 @@ impl World {
         let name = RefName::parse(TAGS[tag]).map_err(|e| e.to_string())?;
         let got = self.store.delete_ref(&name, self.hash_of(expected), &ctx());
         let head = self.oracle.tags.get(&tag).copied();
+        self.finish_move(want, got.map(|()| None), None, RefKind::Tag, head)
+    }
+
+    /// Compares a ref move (create, assign, delete) with the oracle's verdict: applied by
+    /// both, the store's ref where the oracle puts it (`at`; `None`: deleted), or refused
+    /// by both alike. `head` is the ref's commit before the move, for the refusal.
+    fn finish_move(
+        &mut self,
+        want: Result<Effect, Reject>,
+        got: Result<Option<RefRecord>, WriteError>,
+        at: Option<usize>,
+        kind: RefKind,
+        head: Option<usize>,
+    ) -> Result<Ended, String> {
         match (want, got) {
-            (Ok(effect), Ok(())) => {
+            (Ok(effect), Ok(record)) => {
+                let left = record.as_ref().map(|r| (r.head, r.kind));
+                ensure(left == at.map(|c| (self.hashes[c], kind)), || {
+                    format!("the store left the ref at {record:?}, the oracle at {at:?}")
+                })?;
                 self.apply(effect, None)?;
                 Ok(Ended::Moved)
             }
@@ -460,20 +464,7 @@ impl World {
                 let got =
                     self.store
                         .create_ref(&self.names[b], RefKind::Branch, self.hashes[at], &ctx());
-                match (want, got) {
-                    (Ok(effect), Ok(record)) => {
-                        ensure(record.head == self.hashes[at], || {
-                            format!("created at {:?}", record.head)
-                        })?;
-                        self.apply(effect, None)?;
-                        Ok(Ended::Moved)
-                    }
-                    (Err(r), Err(e)) => {
-                        self.check_reject(&r, &e, None)?;
-                        Ok(Ended::Unchanged)
-                    }
-                    (want, got) => Err(format!("the oracle says {want:?}, the store {got:?}")),
-                }
+                self.finish_move(want, got.map(Some), Some(at), RefKind::Branch, None)
             }
             Action::Assign {
                 branch: b,
@@ -493,20 +484,7 @@ impl World {
                     self.hashes[to],
                     &ctx(),
                 );
-                match (want, got) {
-                    (Ok(effect), Ok(record)) => {
-                        ensure(record.head == self.hashes[to], || {
-                            format!("assigned to {:?}", record.head)
-                        })?;
-                        self.apply(effect, None)?;
-                        Ok(Ended::Moved)
-                    }
-                    (Err(r), Err(e)) => {
-                        self.check_reject(&r, &e, head)?;
-                        Ok(Ended::Unchanged)
-                    }
-                    (want, got) => Err(format!("the oracle says {want:?}, the store {got:?}")),
-                }
+                self.finish_move(want, got.map(Some), Some(to), RefKind::Branch, head)
             }
             Action::Delete {
                 branch: b,
@@ -522,17 +500,7 @@ impl World {
                 let got = self
                     .store
                     .delete_ref(&self.names[b], self.hash_of(expected), &ctx());
-                match (want, got) {
-                    (Ok(effect), Ok(())) => {
-                        self.apply(effect, None)?;
-                        Ok(Ended::Moved)
-                    }
-                    (Err(r), Err(e)) => {
-                        self.check_reject(&r, &e, head)?;
-                        Ok(Ended::Unchanged)
-                    }
-                    (want, got) => Err(format!("the oracle says {want:?}, the store {got:?}")),
-                }
+                self.finish_move(want, got.map(|()| None), None, RefKind::Branch, head)
             }
             Action::Merge {
                 source,
