@@ -1,38 +1,226 @@
 //! floe-catalog: lakehouse semantics on a ref (DESIGN §1, §3).
 //!
-//! This crate will own:
-//! - namespaces, Iceberg tables and Iceberg views stored as `Content` under `ContentKey`s
-//!   of `floe-commits`, and multi-table transactions committed as one floe commit;
-//! - Iceberg requirements and updates, applied through the `iceberg` crate, with the
-//!   bounded load-check-apply-commit retry loop (`COMMIT_RETRIES_MAX`);
-//! - the `Warehouse`: the one `object_store`-backed storage through which every read,
-//!   write and delete of a file goes, confined to the warehouse root;
-//! - ref specs resolved to a branch, tag or commit, and the read-only rules that follow;
-//! - authorization: `Principal`, the policy, and `authorize`, which every entry point calls.
+//! Every entry point takes the `Principal` a request acts for and calls
+//! `Catalog::authorize` before it reaches the version store; the HTTP layer holds a
+//! `Catalog` and never the `Store`. Ref specs and names arrive validated (the newtypes of
+//! `floe-commits`); the catalog decides which specs are writable, composes the store's
+//! operations (namespaces as content, merges, cherry-picks, reverts, resets) and records
+//! idempotency outcomes.
 //!
-//! It depends only on `floe-commits` among floe's crates, and knows nothing of HTTP.
-//! Today it holds the one `Catalog` handle the server is built around and its readiness
-//! check; namespaces, tables and authorization arrive with later issues.
+//! Later issues add here: Iceberg tables and views, the `Warehouse` (all file I/O), and
+//! multi-table transactions. It depends only on `floe-commits` among floe's crates and
+//! knows nothing of HTTP.
+
+mod auth;
+mod error;
+mod history;
+mod idempotency;
+mod merges;
+mod namespaces;
+mod refs;
 
 use std::sync::Arc;
 
 use floe_commits::store::DEFAULT_BRANCH;
-use floe_commits::{ReadError, RefName, Store};
+use floe_commits::{CommitMeta, ReadError, RefName, RefSpec, ResolvedSpec, Store, WriteCtx};
+
+pub use auth::{ANONYMOUS, Action, AllowAll, Policy, Principal, Target};
+pub use error::{CatalogError, CatalogResult};
+pub use history::{CommitDetail, LogPage};
+pub use idempotency::{
+    AppliedRecord, IDEMPOTENCY_LIFETIME, IDEMPOTENCY_LIFETIME_MS, IdemRequest, IdempotencyKey,
+    Recalled,
+};
+pub use merges::MergeRequest;
+pub use namespaces::{Namespace, PropertiesUpdate, PropertiesUpdated};
+
+/// Who wrote a commit and why, when the caller says (otherwise the catalog fills both).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Authored {
+    pub author: Option<String>,
+    pub message: Option<String>,
+}
 
 /// The catalog over one version store: what the HTTP layer holds.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     store: Arc<Store>,
+    policy: Arc<dyn Policy>,
 }
 
 impl Catalog {
+    /// A catalog that allows everything (the default until a policy is configured).
     pub fn new(store: Arc<Store>) -> Catalog {
-        Catalog { store }
+        Catalog::with_policy(store, Arc::new(AllowAll))
+    }
+
+    pub fn with_policy(store: Arc<Store>, policy: Arc<dyn Policy>) -> Catalog {
+        Catalog { store, policy }
+    }
+
+    /// A catalog over a fresh in-memory store, for tests of the layers above.
+    pub fn in_memory() -> Catalog {
+        let store = Store::open(
+            Arc::new(floe_commits::MemoryBackend::new()),
+            Arc::new(floe_commits::SystemClock),
+        )
+        .expect("an in-memory store opens");
+        Catalog::new(Arc::new(store))
     }
 
     /// Ready to serve: the store answers a read of the default branch.
     pub fn ready(&self) -> Result<(), ReadError> {
         let main = RefName::parse(DEFAULT_BRANCH).expect("the default branch name is valid");
         self.store.get_ref(&main).map(|_| ())
+    }
+
+    /// Server time in ms (the store's clock).
+    pub fn now_ms(&self) -> i64 {
+        self.store.now_ms()
+    }
+
+    /// Refuses the action unless the policy allows it. Every entry point calls this first.
+    pub fn authorize(
+        &self,
+        principal: &Principal,
+        action: Action,
+        target: Target<'_>,
+    ) -> CatalogResult<()> {
+        if self.policy.allows(principal, action, target) {
+            Ok(())
+        } else {
+            Err(CatalogError::Forbidden {
+                principal: principal.name().to_owned(),
+                action,
+                target: target.to_string(),
+            })
+        }
+    }
+
+    /// Authorizes a read at a spec and resolves it.
+    pub(crate) fn read_at(
+        &self,
+        principal: &Principal,
+        spec: &RefSpec,
+    ) -> CatalogResult<ResolvedSpec> {
+        self.authorize(
+            principal,
+            Action::Read,
+            Target {
+                ref_name: spec.ref_name(),
+                namespace: None,
+            },
+        )?;
+        Ok(self.store.resolve(spec)?)
+    }
+
+    pub(crate) fn write_ctx(
+        &self,
+        principal: &Principal,
+        idempotency: Option<&IdemRequest>,
+        detail: &str,
+    ) -> WriteCtx {
+        WriteCtx {
+            principal: principal.name().to_owned(),
+            idempotency: self.idempotency_record(idempotency, detail),
+            executor: false,
+        }
+    }
+
+    /// Commit metadata: the caller's author and message, else the principal and `default`.
+    pub(crate) fn meta(
+        &self,
+        principal: &Principal,
+        authored: &Authored,
+        default: String,
+    ) -> CommitMeta {
+        let mut meta = CommitMeta::new(
+            authored
+                .author
+                .clone()
+                .unwrap_or_else(|| principal.name().to_owned()),
+            authored.message.clone().unwrap_or(default),
+            self.store.now_ms(),
+        );
+        meta.committer = principal.name().to_owned();
+        meta
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use floe_commits::{ContentKey, MemoryBackend, RefKind, SystemClock};
+
+    use super::*;
+
+    /// Allows reads only: what a read-only principal's policy will look like.
+    #[derive(Debug)]
+    struct ReadOnly;
+
+    impl Policy for ReadOnly {
+        fn allows(&self, _: &Principal, action: Action, _: Target<'_>) -> bool {
+            matches!(action, Action::Read | Action::ReadRefs)
+        }
+    }
+
+    #[test]
+    fn every_entry_point_asks_the_policy_and_a_refusal_changes_nothing() {
+        let store =
+            Arc::new(Store::open(Arc::new(MemoryBackend::new()), Arc::new(SystemClock)).unwrap());
+        let catalog = Catalog::with_policy(store.clone(), Arc::new(ReadOnly));
+        let who = Principal::named("bob");
+        let main = RefSpec::parse("main").unwrap();
+        let ns = ContentKey::new(["sales"]).unwrap();
+        let head = catalog.resolve(&who, &main).unwrap().hash;
+        let refused = [
+            catalog
+                .create_namespace(
+                    &who,
+                    &main,
+                    &ns,
+                    BTreeMap::new(),
+                    &Authored::default(),
+                    None,
+                )
+                .map(|_| ()),
+            catalog
+                .create_ref(
+                    &who,
+                    &RefName::parse("dev").unwrap(),
+                    RefKind::Branch,
+                    &main,
+                    None,
+                )
+                .map(|_| ()),
+            catalog
+                .merge(&who, &main, &main, &MergeRequest::default(), None)
+                .map(|_| ()),
+            catalog.delete_ref(&who, &RefName::parse("main").unwrap(), None, None),
+        ];
+        for outcome in refused {
+            let err = outcome.unwrap_err();
+            assert!(matches!(err, CatalogError::Forbidden { .. }), "{err}");
+            assert!(err.to_string().starts_with("bob may not "), "{err}");
+        }
+        assert_eq!(catalog.resolve(&who, &main).unwrap().hash, head);
+        assert_eq!(store.list_refs(None, None, 10).unwrap().items.len(), 1);
+        // The same calls under the default policy go through, and the reflog names the
+        // principal.
+        let open = Catalog::new(store.clone());
+        open.create_namespace(
+            &who,
+            &main,
+            &ns,
+            BTreeMap::new(),
+            &Authored::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            store.reflog(None, None, 1).unwrap().items[0].principal,
+            "bob"
+        );
     }
 }

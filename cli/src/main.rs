@@ -1,12 +1,19 @@
-//! The `floe` binary: `floe serve` runs the server; the other verbs (DESIGN §4) will be
-//! HTTP clients of a server. Exit codes: 0 ok, 1 error, 2 usage.
+//! The `floe` binary: `floe serve` runs the server; every other verb (DESIGN §4) is an HTTP
+//! client of a server (`--server`, `FLOE_SERVER`, default `http://127.0.0.1:8181`). A
+//! branch left out means the checked-out one (`floe checkout`, default `main`). `--json`
+//! prints the API's response bodies exactly. Exit codes: 0 ok, 1 error, 2 usage,
+//! 3 conflict, 4 run failed, 5 not found.
 
+mod client;
+mod config;
+mod output;
 mod serve;
+mod verbs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -15,19 +22,220 @@ use clap::{CommandFactory, Parser, Subcommand};
     about = "floe: a versioned lakehouse catalog (Git for data over Apache Iceberg)",
     disable_help_subcommand = true
 )]
-struct Cli {
+pub struct Cli {
+    /// The floe server to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "FLOE_SERVER",
+        default_value = "http://127.0.0.1:8181"
+    )]
+    pub server: String,
+    /// Print the API's JSON response bodies instead of human output.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
-    command: Option<Verb>,
+    pub command: Option<Verb>,
 }
 
 #[derive(Debug, Subcommand)]
-enum Verb {
+pub enum Verb {
     /// Run the server: the version store on its data folder, over HTTP.
     Serve(ServeArgs),
+    /// List, create, delete or show branches.
+    #[command(subcommand)]
+    Branch(BranchVerb),
+    /// Make a branch the one verbs use when none is named (-b creates it first).
+    Checkout {
+        name: String,
+        /// Create the branch first.
+        #[arg(short = 'b')]
+        create: bool,
+        /// Where a new branch starts (default: the checked-out branch).
+        #[arg(long)]
+        from: Option<String>,
+    },
+    /// List, create or delete tags.
+    #[command(subcommand)]
+    Tag(TagVerb),
+    /// Show history, newest first.
+    Log(LogArgs),
+    /// Show one commit and the keys it changed.
+    Show {
+        /// A hash (or unique prefix of 8+ characters), or any ref spec.
+        commit: String,
+    },
+    /// Show what changes from one ref spec to another.
+    Diff {
+        from: String,
+        /// Default: the checked-out branch.
+        to: Option<String>,
+    },
+    /// Merge a ref spec into a branch.
+    Merge(MergeArgs),
+    /// Apply the changes of commits onto a branch, one commit each.
+    CherryPick {
+        #[arg(required = true)]
+        commits: Vec<String>,
+        /// Default: the checked-out branch.
+        #[arg(long)]
+        onto: Option<String>,
+    },
+    /// Undo the changes of a commit on a branch, as a new commit.
+    Revert {
+        commit: String,
+        /// Default: the checked-out branch.
+        #[arg(long)]
+        on: Option<String>,
+    },
+    /// Point a branch at any commit (the reflog keeps the old head).
+    Reset { branch: String, target: String },
+    /// Show how refs moved, newest first.
+    Reflog {
+        /// Only this ref (default: every ref).
+        name: Option<String>,
+        /// At most this many entries.
+        #[arg(short = 'n', default_value_t = 50)]
+        count: usize,
+    },
+    /// List, create, drop or show namespaces.
+    Namespace(NamespaceArgs),
+    /// Print the OpenAPI document of floe's own API.
+    Openapi,
+    /// Print shell completions.
+    Completions { shell: Shell },
     /// Print the version.
     Version,
     /// Print this help.
     Help,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BranchVerb {
+    /// List branches (the checked-out one is marked *).
+    List {
+        /// Include run branches (floe-run/...).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Create a branch.
+    Create {
+        name: String,
+        /// Any ref spec (default: the checked-out branch).
+        #[arg(long)]
+        from: Option<String>,
+    },
+    /// Delete a branch.
+    Delete { name: String },
+    /// Show a branch and its latest commit.
+    Show { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TagVerb {
+    /// List tags.
+    List,
+    /// Create a tag.
+    Create {
+        name: String,
+        /// Any ref spec (default: the checked-out branch).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Delete a tag.
+    Delete { name: String },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    /// Any ref spec (default: the checked-out branch).
+    pub spec: Option<String>,
+    /// At most this many commits.
+    #[arg(short = 'n', default_value_t = 20)]
+    pub count: usize,
+    /// Only commits whose author or committer contains this (case-insensitive).
+    #[arg(long)]
+    pub author: Option<String>,
+    /// Only commits authored at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only commits authored at or before this RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only commits whose message contains this (case-insensitive).
+    #[arg(long)]
+    pub grep: Option<String>,
+    /// Only commits that changed something at or under this key prefix (a.b.c).
+    #[arg(long)]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Strategy {
+    Normal,
+    Squash,
+    FfOnly,
+    NoFf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OnConflict {
+    Fail,
+    Source,
+    Target,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The ref spec to merge from.
+    pub source: String,
+    /// The branch to merge into (default: the checked-out branch).
+    #[arg(long)]
+    pub into: Option<String>,
+    /// Show what would happen; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long, value_enum, default_value_t = Strategy::Normal)]
+    pub strategy: Strategy,
+    /// What to do with keys both sides changed.
+    #[arg(long, value_enum, default_value_t = OnConflict::Fail)]
+    pub on_conflict: OnConflict,
+    /// The merge commit's message.
+    #[arg(short = 'm', long)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NamespaceArgs {
+    #[command(subcommand)]
+    pub verb: NamespaceVerb,
+    /// The ref spec to read or the branch to write (default: the checked-out branch).
+    #[arg(long = "ref", global = true)]
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NamespaceVerb {
+    /// List namespaces.
+    List,
+    /// Create a namespace (a.b creates b inside a).
+    Create {
+        namespace: String,
+        /// A property, key=value (repeatable).
+        #[arg(long = "prop", value_name = "KEY=VALUE")]
+        props: Vec<String>,
+    },
+    /// Drop an empty namespace.
+    Drop { namespace: String },
+    /// Show a namespace and its properties.
+    Show { namespace: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -46,9 +254,14 @@ fn main() -> ExitCode {
         Err(e) => {
             // Help and version are not errors; everything else is a usage error (exit 2).
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return ExitCode::from(if e.use_stderr() {
+                client::EXIT_USAGE
+            } else {
+                0
+            });
         }
     };
+    let json = cli.json;
     match cli.command {
         None | Some(Verb::Help) => {
             let _ = Cli::command().print_help();
@@ -59,5 +272,23 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Verb::Serve(args)) => serve::run(args),
+        Some(Verb::Openapi) => {
+            print!("{}", floe_rest::v1::openapi_document());
+            ExitCode::SUCCESS
+        }
+        Some(Verb::Completions { shell }) => {
+            let mut command = Cli::command();
+            let shell = match shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut command, "floe", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Some(verb) => match verbs::run(&cli.server, json, verb) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(failure) => failure.report(json),
+        },
     }
 }

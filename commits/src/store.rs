@@ -82,6 +82,8 @@ pub struct IdempotencyOutcome {
     pub ref_name: String,
     /// The head the recorded write left the ref at (`None` for a delete).
     pub head: Option<Hash>,
+    /// The head the ref had before the recorded write (`None` for a create).
+    pub previous: Option<Hash>,
 }
 
 /// Who writes, and what rides along with the ref move.
@@ -543,7 +545,7 @@ impl Store {
     ) -> Result<CasOutcome, WriteError> {
         let new_head = new.as_ref().map(|r| r.head);
         let meta = match &ctx.idempotency {
-            Some(i) => Some(idempotency_write(i, name, new_head)?),
+            Some(i) => Some(idempotency_write(i, name, expected, new_head)?),
             None => None,
         };
         let update = RefUpdate {
@@ -1258,14 +1260,19 @@ impl Store {
             |r: &mut Reader<'_>| -> Result<IdempotencyOutcome, crate::encoding::DecodeError> {
                 let value = r.bytes()?.to_vec();
                 let ref_name = r.str()?.to_owned();
-                let head = match r.u8()? {
-                    0 => None,
-                    _ => Some(Hash::from_bytes(r.array()?)),
+                let hash = |r: &mut Reader<'_>| -> Result<Option<Hash>, _> {
+                    Ok(match r.u8()? {
+                        0 => None,
+                        _ => Some(Hash::from_bytes(r.array()?)),
+                    })
                 };
+                let head = hash(r)?;
+                let previous = hash(r)?;
                 Ok(IdempotencyOutcome {
                     value,
                     ref_name,
                     head,
+                    previous,
                 })
             };
         let outcome = parse(&mut r).map_err(|e| StorageError::Corrupt {
@@ -1458,6 +1465,7 @@ fn check_meta(key: &[u8], value: Option<&[u8]>) -> Result<(), WriteError> {
 fn idempotency_write(
     i: &Idempotency,
     name: &RefName,
+    previous: Option<Hash>,
     head: Option<Hash>,
 ) -> Result<MetaWrite, WriteError> {
     let mut key = IDEMPOTENCY_PREFIX.to_vec();
@@ -1465,11 +1473,13 @@ fn idempotency_write(
     let mut w = Writer::bare();
     w.bytes(&i.value);
     w.str(name.as_str());
-    match head {
-        None => w.u8(0),
-        Some(h) => {
-            w.u8(1);
-            w.raw(h.as_bytes());
+    for hash in [head, previous] {
+        match hash {
+            None => w.u8(0),
+            Some(h) => {
+                w.u8(1);
+                w.raw(h.as_bytes());
+            }
         }
     }
     let value = w.finish();

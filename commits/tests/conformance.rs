@@ -1637,8 +1637,18 @@ mod cases {
             .unwrap();
         let rec = fx.store.idempotency_lookup("k1").unwrap().unwrap();
         assert_eq!(
-            (rec.value.as_slice(), rec.ref_name.as_str(), rec.head),
-            (&b"request-1"[..], "main", Some(out.commit))
+            (
+                rec.value.as_slice(),
+                rec.ref_name.as_str(),
+                rec.head,
+                rec.previous
+            ),
+            (
+                &b"request-1"[..],
+                "main",
+                Some(out.commit),
+                Some(out.parent)
+            )
         );
         // A rejected write records nothing.
         assert!(
@@ -1661,11 +1671,13 @@ mod cases {
             fx.store.idempotency_lookup("k3").unwrap().unwrap().ref_name,
             "dev"
         );
-        fx.store.delete_ref(&r("dev"), None, &with("k4")).unwrap();
         assert_eq!(
-            fx.store.idempotency_lookup("k4").unwrap().unwrap().head,
+            fx.store.idempotency_lookup("k3").unwrap().unwrap().previous,
             None
         );
+        fx.store.delete_ref(&r("dev"), None, &with("k4")).unwrap();
+        let deleted = fx.store.idempotency_lookup("k4").unwrap().unwrap();
+        assert_eq!((deleted.head, deleted.previous), (None, Some(out.commit)));
     }
 
     pub fn the_meta_keyspace_scans_and_swaps(fx: Fx) {

@@ -1,52 +1,244 @@
 //! floe-rest: floe's only HTTP crate (DESIGN §1, §3, §4).
 //!
-//! This crate will own:
-//! - the axum routers of the Iceberg REST catalog (`/iceberg`), of floe's own API
-//!   (`/api/v1`), of runs and of queries, with their utoipa annotations;
-//! - authentication: credentials in, a `Principal` out;
-//! - the single mapping from domain errors to HTTP status and error body (rejected -> 4xx,
-//!   outcome unknown -> 5xx carrying only an error id).
+//! - `v1`: floe's own API under `/api/v1` (refs, history, namespaces, merges), described
+//!   with utoipa and served as `/api/v1/openapi.json`;
+//! - `error`: the single mapping from domain errors to HTTP status and error body;
+//! - `write`: the write path every mutating handler shares (principal, idempotency, the
+//!   blocking task the store call runs in);
+//! - `metrics`: Prometheus counters and histograms at `/metrics`.
 //!
-//! It reaches the version store only through `floe-catalog`, whose entry points authorize;
-//! from `floe-commits` it uses types only (a tidy test forbids calling its operations).
-//! The default `compute` feature links `floe-compute`. Today it serves `GET /health` (the
-//! process is up) and `GET /ready` (the store answers); the APIs arrive with later issues.
+//! Every request runs under `catch_unwind`, and store work in a blocking task, so a panic
+//! anywhere in a handler is a 500 with an error id, never a dead connection or server. The crate reaches the version store
+//! only through `floe-catalog`, whose entry points authorize; from `floe-commits` it uses
+//! types only (a tidy test forbids calling its operations). The Iceberg REST catalog joins
+//! with a later issue.
+
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod v1;
+pub mod wire;
+pub mod write;
+
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use floe_catalog::Catalog;
+use futures_util::FutureExt;
+use parking_lot::Mutex;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// Request bodies larger than this are refused with 413.
+pub const BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// What every handler holds.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub catalog: Catalog,
+    pub metrics: Arc<Metrics>,
+    /// Idempotency keys whose first request is still running (one server's view; a
+    /// second server sees the recorded outcome once the first lands).
+    pub in_flight: Arc<Mutex<HashSet<String>>>,
+}
 
 /// The whole HTTP surface of a floe server.
 pub fn router(catalog: Catalog) -> Router {
-    Router::new()
+    let state = AppState {
+        catalog,
+        metrics: Arc::new(Metrics::default()),
+        in_flight: Arc::default(),
+    };
+    let routes = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .with_state(catalog)
+        .route("/metrics", get(metrics))
+        .nest("/api/v1", v1::router());
+    layered(routes, state)
 }
 
+/// The fallbacks, limits and the observing layer every route runs under.
+fn layered(routes: Router<AppState>, state: AppState) -> Router {
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Runs the request with panics caught (a panic becomes a 500 with an id, and the
+/// connection and the server live on) and records its route, status and latency.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = match AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            ApiError::internal(&format!("handler panicked: {what}")).into_response()
+        }
+    };
+    state.metrics.observe(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+#[utoipa::path(get, path = "/health", tag = "service", operation_id = "health",
+    responses((status = 200, description = "The process is up", body = wire::StatusBody)))]
 async fn health() -> Response {
-    json(StatusCode::OK, serde_json::json!({ "status": "ok" }))
+    json_reply(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
 }
 
-async fn ready(State(catalog): State<Catalog>) -> Response {
-    match catalog.ready() {
-        Ok(()) => json(StatusCode::OK, serde_json::json!({ "status": "ready" })),
-        Err(e) => json(
+#[utoipa::path(get, path = "/ready", tag = "service", operation_id = "ready",
+    responses(
+        (status = 200, description = "The store answers", body = wire::StatusBody),
+        (status = 503, description = "The store does not answer", body = error::ErrorBody),
+    ))]
+async fn ready(State(state): State<AppState>) -> Response {
+    let catalog = state.catalog.clone();
+    match tokio::task::spawn_blocking(move || catalog.ready()).await {
+        Ok(Ok(())) => json_reply(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
+        Ok(Err(e)) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({ "status": "unavailable", "message": e.to_string() }),
-        ),
+            "Unavailable",
+            format!("the store does not answer: {e}"),
+        )
+        .into_response(),
+        Err(e) => ApiError::internal(&e).into_response(),
     }
 }
 
-fn json(status: StatusCode, body: serde_json::Value) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "service", operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        StatusCode::OK,
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found(request: Request) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!(
+            "no route {} {}; see /api/v1/openapi.json",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+    .into_response()
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!(
+            "{} is not allowed on {}; see /api/v1/openapi.json",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+    .into_response()
+}
+
+pub(crate) fn json_reply<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
     (
         status,
         [(CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        serde_json::to_string(body).unwrap_or_default(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// A raw HTTP/1.1 request; returns status and body.
+    fn call(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+        (
+            status,
+            response
+                .split("\r\n\r\n")
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    }
+
+    #[test]
+    fn a_panicking_handler_is_a_500_with_an_error_id_and_the_server_lives_on() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = AppState {
+            catalog: Catalog::in_memory(),
+            metrics: Arc::default(),
+            in_flight: Arc::default(),
+        };
+        async fn boom() -> Response {
+            panic!("a bug")
+        }
+        let routes = Router::new()
+            .route("/boom", get(boom))
+            .route("/health", get(health));
+        let app = layered(routes, state.clone());
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        let (status, body) = call(addr, "/boom");
+        assert_eq!(status, 500);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["type"], "InternalError");
+        assert!(uuid::Uuid::parse_str(body["errorId"].as_str().unwrap()).is_ok());
+        assert!(
+            !body["message"].as_str().unwrap().contains("a bug"),
+            "a 5xx shows only the id"
+        );
+        assert_eq!(call(addr, "/health").0, 200, "the server lives on");
+        assert!(
+            state
+                .metrics
+                .render()
+                .contains("route=\"/boom\",method=\"GET\",status=\"500\"} 1")
+        );
+    }
 }

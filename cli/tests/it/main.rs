@@ -2,8 +2,12 @@
 //! black-box tests of the `floe` binary through `env!("CARGO_BIN_EXE_floe")`.
 //!
 //! One binary rather than one per file: each test binary links everything again, and the
-//! black-box tests that join later share their server helpers here (STYLE.md, rule 10).
+//! black-box tests share their server helpers (`harness`) (STYLE.md, rule 10).
 
+mod api;
+mod cli;
+mod harness;
+mod schemathesis;
 mod serve;
 mod tidy;
 mod usage;

@@ -1,0 +1,116 @@
+//! Authorization (DESIGN §1): who asks (`Principal`), what they ask (`Action`) and the
+//! `Policy` that decides. Every catalog entry point calls `Catalog::authorize` before it
+//! touches the store, so authentication and real policies plug in later without touching
+//! a single handler. Until then the policy is `AllowAll` and every caller is anonymous.
+
+use std::fmt;
+
+use floe_commits::{ContentKey, RefName};
+
+/// The name the reflog records for requests that carry no credentials.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// Who a request acts for. Built by the HTTP layer from the request's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    name: String,
+    anonymous: bool,
+}
+
+impl Principal {
+    pub fn anonymous() -> Principal {
+        Principal {
+            name: ANONYMOUS.to_owned(),
+            anonymous: true,
+        }
+    }
+
+    /// An authenticated principal (what authentication will produce).
+    pub fn named(name: impl Into<String>) -> Principal {
+        Principal {
+            name: name.into(),
+            anonymous: false,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.anonymous
+    }
+}
+
+/// What an entry point is about to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// List refs, read one ref, read the reflog.
+    ReadRefs,
+    /// Read commits, log, diff, entries and content at a ref spec.
+    Read,
+    CreateRef,
+    DeleteRef,
+    /// Point a branch at another commit (`floe reset`).
+    AssignRef,
+    /// Write content (namespaces, tables, views) on a branch.
+    Commit,
+    Merge,
+    CherryPick,
+    Revert,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::ReadRefs => "read refs",
+            Action::Read => "read",
+            Action::CreateRef => "create ref",
+            Action::DeleteRef => "delete ref",
+            Action::AssignRef => "assign ref",
+            Action::Commit => "commit to",
+            Action::Merge => "merge into",
+            Action::CherryPick => "cherry-pick onto",
+            Action::Revert => "revert on",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an action is about: a ref, a namespace, both or neither.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Target<'a> {
+    pub ref_name: Option<&'a RefName>,
+    pub namespace: Option<&'a ContentKey>,
+}
+
+impl fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.ref_name, self.namespace) {
+            (Some(r), Some(n)) => write!(f, "namespace {n} on {r}"),
+            (Some(r), None) => write!(f, "ref {r}"),
+            (None, Some(n)) => write!(f, "namespace {n}"),
+            (None, None) => f.write_str("the catalog"),
+        }
+    }
+}
+
+/// Decides whether a principal may take an action on a target.
+pub trait Policy: Send + Sync + fmt::Debug {
+    fn allows(&self, principal: &Principal, action: Action, target: Target<'_>) -> bool;
+}
+
+/// The policy until one is configured: everything is allowed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AllowAll;
+
+impl Policy for AllowAll {
+    fn allows(&self, _: &Principal, _: Action, _: Target<'_>) -> bool {
+        true
+    }
+}

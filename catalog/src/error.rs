@@ -1,0 +1,57 @@
+//! The catalog's errors: one small family for its entry points. Rejections (nothing
+//! persisted) and unknown outcomes stay apart, as in `floe-commits`, so the HTTP layer
+//! answers 4xx for the first and 5xx for the second. No HTTP here: `floe-rest` maps these
+//! once, in one file.
+
+use floe_commits::{ContentKey, Hash, ReadError, WriteError};
+
+use crate::auth::Action;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{principal} may not {action} {target}")]
+    Forbidden {
+        principal: String,
+        action: Action,
+        target: String,
+    },
+    /// The request is malformed; the message says what to fix.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "{spec} is read-only (a tag, a commit, name@hash, ~N or *time); write to a branch by its name"
+    )]
+    ReadOnly { spec: String },
+    #[error("namespace {0} does not exist; create it first")]
+    NamespaceNotFound(ContentKey),
+    #[error("namespace {0} already exists")]
+    NamespaceAlreadyExists(ContentKey),
+    #[error("{key} exists and is a {kind}, not a namespace")]
+    NotANamespace { key: ContentKey, kind: &'static str },
+    #[error("namespace {namespace} is not empty{}; drop what it holds first", other.as_ref().map(|o| format!(" ({o} is in it)")).unwrap_or_default())]
+    NamespaceNotEmpty {
+        namespace: ContentKey,
+        other: Option<ContentKey>,
+        head: Hash,
+    },
+    /// A concurrent writer kept changing what this write read; it may be retried.
+    #[error("{0} kept changing under concurrent writes; retry")]
+    Contention(String),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+impl CatalogError {
+    /// True when a write may or may not have applied (storage failed midway).
+    pub fn is_outcome_unknown(&self) -> bool {
+        match self {
+            CatalogError::Write(e) => e.is_outcome_unknown(),
+            CatalogError::Read(ReadError::Storage(e)) => e.is_outcome_unknown(),
+            _ => false,
+        }
+    }
+}
+
+pub type CatalogResult<T> = Result<T, CatalogError>;

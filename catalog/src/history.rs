@@ -1,0 +1,97 @@
+//! History at a ref spec: resolve, log, one commit with its changes, diff and entries.
+//! Reads see durable heads only (the store's rule): nothing shown can be undone by a crash.
+
+use std::sync::Arc;
+
+use floe_commits::{
+    Commit, ContentKey, EntryRef, Hash, KeyChange, LogFilter, Page, RefSpec, ResolvedSpec,
+};
+
+use crate::Catalog;
+use crate::auth::Principal;
+use crate::error::CatalogResult;
+
+/// A page of a log: commits newest first; `next` continues it.
+pub type LogPage = Page<(Hash, Arc<Commit>), Hash>;
+
+/// One commit and a page of the keys it changed against its first parent.
+#[derive(Debug, Clone)]
+pub struct CommitDetail {
+    pub hash: Hash,
+    pub commit: Arc<Commit>,
+    pub changes: Page<KeyChange, ContentKey>,
+}
+
+impl Catalog {
+    pub fn resolve(&self, principal: &Principal, spec: &RefSpec) -> CatalogResult<ResolvedSpec> {
+        self.read_at(principal, spec)
+    }
+
+    /// First-parent history from the spec's commit (or from `page`, a commit the previous
+    /// page handed out), newest first.
+    pub fn log(
+        &self,
+        principal: &Principal,
+        spec: &RefSpec,
+        page: Option<Hash>,
+        filter: &LogFilter,
+        limit: usize,
+    ) -> CatalogResult<(ResolvedSpec, LogPage)> {
+        let at = self.read_at(principal, spec)?;
+        let log = self.store.log(page.unwrap_or(at.hash), filter, limit)?;
+        Ok((at, log))
+    }
+
+    pub fn commit_detail(
+        &self,
+        principal: &Principal,
+        spec: &RefSpec,
+        after: Option<&ContentKey>,
+        limit: usize,
+    ) -> CatalogResult<CommitDetail> {
+        let hash = self.read_at(principal, spec)?.hash;
+        Ok(CommitDetail {
+            hash,
+            commit: self.store.commit_object(&hash)?,
+            changes: self.store.commit_changes(hash, after, limit)?,
+        })
+    }
+
+    /// What changes from `from` to `to`, at or under `prefix`.
+    pub fn diff(
+        &self,
+        principal: &Principal,
+        from: &RefSpec,
+        to: &RefSpec,
+        prefix: Option<&ContentKey>,
+        after: Option<&ContentKey>,
+        limit: usize,
+    ) -> CatalogResult<(Hash, Hash, Page<KeyChange, ContentKey>)> {
+        let a = self.read_at(principal, from)?.hash;
+        let b = self.read_at(principal, to)?.hash;
+        Ok((a, b, self.store.diff(a, b, prefix, after, limit)?))
+    }
+
+    /// Keys at or under `prefix` at the spec's commit, in key order.
+    pub fn entries(
+        &self,
+        principal: &Principal,
+        spec: &RefSpec,
+        prefix: Option<&ContentKey>,
+        after: Option<&ContentKey>,
+        limit: usize,
+    ) -> CatalogResult<(Hash, Page<EntryRef, ContentKey>)> {
+        let at = self.read_at(principal, spec)?.hash;
+        Ok((at, self.store.entries(at, prefix, after, limit)?))
+    }
+
+    /// The merge bases of two commits (to rebuild a recorded merge's answer).
+    pub fn merge_bases(&self, principal: &Principal, a: Hash, b: Hash) -> CatalogResult<Vec<Hash>> {
+        self.read_at(principal, &RefSpec::Hash(hash_spec(&a)))?;
+        Ok(self.store.merge_bases(a, b)?)
+    }
+}
+
+pub(crate) fn hash_spec(h: &Hash) -> floe_commits::HashPrefix {
+    floe_commits::HashPrefix::parse(&h.to_hex()).expect("a full hash is a valid prefix")
+}

@@ -1,0 +1,192 @@
+//! Idempotency records (DESIGN §3 "Idempotency-Key"). An applied write records its request
+//! fingerprint atomically with its ref move (the store writes it in the same atomic write
+//! as the compare-and-swap); a deterministic rejection is recorded with `meta_cas` under a
+//! key of its own. Unknown outcomes are never recorded. A record older than
+//! `IDEMPOTENCY_LIFETIME_MS` is as good as absent. The HTTP layer fingerprints requests,
+//! holds the in-flight set and rebuilds responses; this module owns what is stored.
+
+use floe_commits::{Hash, Idempotency};
+use serde_json::{Value, json};
+
+use crate::Catalog;
+use crate::error::{CatalogError, CatalogResult};
+
+/// How long a record answers retries: PT30M, as the server advertises.
+pub const IDEMPOTENCY_LIFETIME_MS: i64 = 30 * 60 * 1000;
+/// The same lifetime as an ISO 8601 duration, for the Iceberg config reply.
+pub const IDEMPOTENCY_LIFETIME: &str = "PT30M";
+
+/// Meta-keyspace prefix of recorded rejections (applied writes live under the store's
+/// `IDEMPOTENCY_PREFIX`).
+const REJECTED_PREFIX: &[u8] = b"idempotency-rejected/";
+
+/// A validated `Idempotency-Key`: a UUIDv7 in its canonical text form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(text: &str) -> CatalogResult<IdempotencyKey> {
+        let invalid = || {
+            CatalogError::Invalid(format!(
+                "Idempotency-Key must be a UUIDv7 such as 019b1f6e-8a4c-7d2e-9f10-3c5a7b9d1e2f, got {:?}",
+                text.chars().take(80).collect::<String>()
+            ))
+        };
+        let uuid = uuid::Uuid::try_parse(text).map_err(|_| invalid())?;
+        if uuid.get_version_num() != 7 {
+            return Err(invalid());
+        }
+        Ok(IdempotencyKey(uuid.hyphenated().to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a write carries: its key and the fingerprint of the request (method, path, body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdemRequest {
+    pub key: IdempotencyKey,
+    pub fingerprint: String,
+}
+
+/// A write that applied under a key: the ref it moved, from where to where, and what the
+/// entry point noted to rebuild its answer (`detail`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedRecord {
+    pub ref_name: String,
+    pub previous: Option<Hash>,
+    pub head: Option<Hash>,
+    pub detail: String,
+}
+
+/// What a retry finds under its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recalled {
+    Applied(AppliedRecord),
+    /// The first attempt was rejected with this status and body.
+    Rejected {
+        status: u16,
+        body: String,
+    },
+    /// The key was used for a different request.
+    OtherRequest,
+}
+
+impl Catalog {
+    /// The recorded outcome of an earlier request under `request.key`, if it has not
+    /// expired.
+    pub fn recall(&self, request: &IdemRequest) -> CatalogResult<Option<Recalled>> {
+        let now = self.store.now_ms();
+        if let Some(applied) = self.store.idempotency_lookup(request.key.as_str())? {
+            let value = parse(&applied.value)?;
+            if !expired(&value, now) {
+                if value["fp"] != request.fingerprint.as_str() {
+                    return Ok(Some(Recalled::OtherRequest));
+                }
+                return Ok(Some(Recalled::Applied(AppliedRecord {
+                    ref_name: applied.ref_name,
+                    previous: applied.previous,
+                    head: applied.head,
+                    detail: value["detail"].as_str().unwrap_or_default().to_owned(),
+                })));
+            }
+        }
+        if let Some(bytes) = self.store.meta_get(&rejected_key(&request.key))? {
+            let value = parse(&bytes)?;
+            if !expired(&value, now) {
+                if value["fp"] != request.fingerprint.as_str() {
+                    return Ok(Some(Recalled::OtherRequest));
+                }
+                let status = value["status"].as_u64().unwrap_or(409);
+                return Ok(Some(Recalled::Rejected {
+                    status: u16::try_from(status).unwrap_or(409),
+                    body: value["body"].as_str().unwrap_or_default().to_owned(),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records a deterministic rejection so that a retry gets the same answer. Best effort:
+    /// a body too large for one meta value is not recorded (the retry re-evaluates).
+    pub fn record_rejection(
+        &self,
+        request: &IdemRequest,
+        status: u16,
+        body: &str,
+    ) -> CatalogResult<()> {
+        let key = rejected_key(&request.key);
+        let value = json!({
+            "fp": request.fingerprint,
+            "at": self.store.now_ms(),
+            "status": status,
+            "body": body,
+        })
+        .to_string();
+        if value.len() > floe_commits::limits::VALUE_BYTES_MAX {
+            return Ok(());
+        }
+        let old = self.store.meta_get(&key)?;
+        // A live record wins (the first answer stays the answer); an expired one is
+        // replaced. Losing the race to another replica's record is fine either way.
+        if let Some(old) = &old
+            && !expired(&parse(old)?, self.store.now_ms())
+        {
+            return Ok(());
+        }
+        self.store
+            .meta_cas(&key, old.as_deref(), Some(value.as_bytes()))?;
+        Ok(())
+    }
+
+    /// The record an applied write stores with its ref move.
+    pub(crate) fn idempotency_record(
+        &self,
+        request: Option<&IdemRequest>,
+        detail: &str,
+    ) -> Option<Idempotency> {
+        request.map(|r| Idempotency {
+            key: r.key.as_str().to_owned(),
+            value: json!({ "fp": r.fingerprint, "at": self.store.now_ms(), "detail": detail })
+                .to_string()
+                .into_bytes(),
+        })
+    }
+}
+
+fn rejected_key(key: &IdempotencyKey) -> Vec<u8> {
+    let mut k = REJECTED_PREFIX.to_vec();
+    k.extend_from_slice(key.as_str().as_bytes());
+    k
+}
+
+fn parse(bytes: &[u8]) -> CatalogResult<Value> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        CatalogError::Read(floe_commits::ReadError::Invalid(format!(
+            "a stored idempotency record is damaged: {e}"
+        )))
+    })
+}
+
+fn expired(value: &Value, now_ms: i64) -> bool {
+    value["at"]
+        .as_i64()
+        .is_none_or(|at| now_ms.saturating_sub(at) > IDEMPOTENCY_LIFETIME_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_uuid_v7_keys_are_accepted() {
+        assert!(IdempotencyKey::parse("019b1f6e-8a4c-7d2e-9f10-3c5a7b9d1e2f").is_ok());
+        // A v4 UUID, junk, and an empty key.
+        for bad in ["6f1c2a2e-3b4d-4c5e-8f60-718293a4b5c6", "retry-1", ""] {
+            let err = IdempotencyKey::parse(bad).unwrap_err();
+            assert!(err.to_string().contains("UUIDv7"), "{err}");
+        }
+    }
+}

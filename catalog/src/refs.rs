@@ -1,0 +1,93 @@
+//! Refs: list, get, create from any spec, delete and assign with an expected head, and the
+//! reflog. Names and specs arrive validated; tags never move (the store refuses).
+
+use floe_commits::{Hash, Page, RefKind, RefName, RefRecord, RefSpec, ReflogEntry};
+
+use crate::Catalog;
+use crate::auth::{Action, Principal, Target};
+use crate::error::CatalogResult;
+use crate::idempotency::IdemRequest;
+
+fn on(name: &RefName) -> Target<'_> {
+    Target {
+        ref_name: Some(name),
+        namespace: None,
+    }
+}
+
+impl Catalog {
+    pub fn list_refs(
+        &self,
+        principal: &Principal,
+        kind: Option<RefKind>,
+        after: Option<&RefName>,
+        limit: usize,
+    ) -> CatalogResult<Page<(RefName, RefRecord), RefName>> {
+        self.authorize(principal, Action::ReadRefs, Target::default())?;
+        Ok(self.store.list_refs(kind, after, limit)?)
+    }
+
+    pub fn get_ref(&self, principal: &Principal, name: &RefName) -> CatalogResult<RefRecord> {
+        self.authorize(principal, Action::ReadRefs, on(name))?;
+        Ok(self.store.get_ref(name)?)
+    }
+
+    /// Creates a branch or tag at the commit `from` names.
+    pub fn create_ref(
+        &self,
+        principal: &Principal,
+        name: &RefName,
+        kind: RefKind,
+        from: &RefSpec,
+        idempotency: Option<&IdemRequest>,
+    ) -> CatalogResult<RefRecord> {
+        self.authorize(principal, Action::CreateRef, on(name))?;
+        let target = self.read_at(principal, from)?.hash;
+        let ctx = self.write_ctx(principal, idempotency, kind.as_str());
+        Ok(self.store.create_ref(name, kind, target, &ctx)?)
+    }
+
+    /// Deletes a ref; with `expected_head` only if the ref is still there.
+    pub fn delete_ref(
+        &self,
+        principal: &Principal,
+        name: &RefName,
+        expected_head: Option<Hash>,
+        idempotency: Option<&IdemRequest>,
+    ) -> CatalogResult<()> {
+        self.authorize(principal, Action::DeleteRef, on(name))?;
+        let ctx = self.write_ctx(principal, idempotency, "");
+        Ok(self.store.delete_ref(name, expected_head, &ctx)?)
+    }
+
+    /// Points a branch at the commit `target` names (`floe reset`).
+    pub fn assign_ref(
+        &self,
+        principal: &Principal,
+        name: &RefName,
+        target: &RefSpec,
+        expected_head: Option<Hash>,
+        idempotency: Option<&IdemRequest>,
+    ) -> CatalogResult<RefRecord> {
+        self.authorize(principal, Action::AssignRef, on(name))?;
+        let to = self.read_at(principal, target)?.hash;
+        let ctx = self.write_ctx(principal, idempotency, "");
+        Ok(self.store.assign(name, expected_head, to, &ctx)?)
+    }
+
+    /// Reflog entries newest first, of one ref or of all.
+    pub fn reflog(
+        &self,
+        principal: &Principal,
+        name: Option<&RefName>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> CatalogResult<Page<ReflogEntry, u64>> {
+        let target = Target {
+            ref_name: name,
+            namespace: None,
+        };
+        self.authorize(principal, Action::ReadRefs, target)?;
+        Ok(self.store.reflog(name, before, limit)?)
+    }
+}

@@ -1,0 +1,884 @@
+//! Every verb but `serve`: each is one or a few calls to floe's own API, printed for a human
+//! (aligned columns, short hashes) or, with `--json`, as the API's bodies exactly (one per
+//! line when a verb makes several calls: NDJSON).
+
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use crate::client::{Answer, CallError, Client, EXIT_ERROR, EXIT_USAGE, Method, encode};
+use crate::config::Config;
+use crate::output::{Style, short, subject, table, table_lines};
+use crate::{BranchVerb, LogArgs, MergeArgs, NamespaceVerb, OnConflict, Strategy, TagVerb, Verb};
+
+/// Refs fetched per listing call (the API's maximum page).
+const REFS_PAGE: usize = 1_000;
+/// Prefix of run branches, hidden from `branch list` without `--all`.
+const RUN_BRANCH_PREFIX: &str = "floe-run/";
+
+/// Why a verb failed, and how to say so.
+#[derive(Debug)]
+pub enum Failure {
+    Call(CallError),
+    /// The request made no sense before reaching the server (exit 2).
+    Usage(String),
+    Other(String),
+}
+
+impl From<CallError> for Failure {
+    fn from(e: CallError) -> Failure {
+        Failure::Call(e)
+    }
+}
+
+impl Failure {
+    pub fn report(self, json: bool) -> ExitCode {
+        match self {
+            Failure::Call(e) => {
+                if let (true, CallError::Api { text, .. }) = (json, &e) {
+                    println!("{text}");
+                } else {
+                    eprintln!("error: {}", e.message());
+                    if let CallError::Api { body, .. } = &e {
+                        hint(body);
+                    }
+                }
+                ExitCode::from(e.exit_code())
+            }
+            Failure::Usage(m) => {
+                eprintln!("error: {m}");
+                ExitCode::from(EXIT_USAGE)
+            }
+            Failure::Other(m) => {
+                eprintln!("error: {m}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        }
+    }
+}
+
+/// Conflict details and what to do about them, under the error line.
+fn hint(body: &Value) {
+    let style = Style::detect();
+    let conflicts = body["conflicts"].as_array().cloned().unwrap_or_default();
+    if !conflicts.is_empty() {
+        let rows: Vec<Vec<String>> = conflicts
+            .iter()
+            .map(|c| {
+                let mut why = c["kind"].as_str().unwrap_or("").to_owned();
+                if let (Some(s), Some(t)) = (c["sourceChange"].as_str(), c["targetChange"].as_str())
+                {
+                    why.push_str(&format!(" (source {s}, target {t})"));
+                }
+                if let Some(o) = c["otherKey"].as_str() {
+                    why.push_str(&format!(" (see {o})"));
+                }
+                vec![
+                    "  ".to_owned(),
+                    style.bad(c["key"].as_str().unwrap_or("")),
+                    why,
+                ]
+            })
+            .collect();
+        eprintln!("conflicting keys:");
+        for line in table_lines(&rows) {
+            eprintln!("{line}");
+        }
+    }
+    match body["type"].as_str() {
+        Some("Conflict") if conflicts.iter().any(|c| c["kind"] == "both-changed") => eprintln!(
+            "to resolve: rerun with --on-conflict source (take the source's side) or \
+             --on-conflict target (keep the target's), or change the keys on one branch so \
+             both sides agree, then merge again"
+        ),
+        Some("Conflict") => eprintln!(
+            "to resolve: make the branch hold what the change expects (or pick another \
+             commit), then try again"
+        ),
+        Some("ReferenceConflict") => eprintln!(
+            "the branch moved (now at {}); look at `floe log` and try again",
+            short(body["currentHead"].as_str().unwrap_or("?"))
+        ),
+        _ => {}
+    }
+}
+
+struct Ctx {
+    client: Client,
+    json: bool,
+    style: Style,
+    config: Config,
+    /// The checked-out branch.
+    current: String,
+}
+
+impl Ctx {
+    fn print(&self, answer: &Answer) {
+        println!("{}", answer.text);
+    }
+
+    fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Answer, Failure> {
+        Ok(self.client.get(path, query)?)
+    }
+
+    fn write(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Value>,
+    ) -> Result<Option<Answer>, Failure> {
+        Ok(self.client.write(method, path, query, body.as_ref())?)
+    }
+
+    /// The ref `name` as the server has it.
+    fn get_ref(&self, name: &str) -> Result<Answer, Failure> {
+        self.get(&format!("/api/v1/refs/{}", encode(name)), &[])
+    }
+
+    /// Every ref of a kind, following pages; with `--json` each page is printed.
+    fn list_refs(&self, kind: &str) -> Result<Vec<Value>, Failure> {
+        let mut refs = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![
+                ("kind", kind.to_owned()),
+                ("pageSize", REFS_PAGE.to_string()),
+            ];
+            if let Some(t) = &token {
+                query.push(("pageToken", t.clone()));
+            }
+            let page = self.get("/api/v1/refs", &query)?;
+            if self.json {
+                self.print(&page);
+            }
+            refs.extend(page.value["refs"].as_array().cloned().unwrap_or_default());
+            match page.value["nextPageToken"].as_str() {
+                Some(t) => token = Some(t.to_owned()),
+                None => return Ok(refs),
+            }
+        }
+    }
+}
+
+pub fn run(server: &str, json: bool, verb: Verb) -> Result<(), Failure> {
+    let server = server.trim_end_matches('/').to_owned();
+    let config = Config::load().map_err(Failure::Other)?;
+    let current = config.branch(&server);
+    let mut ctx = Ctx {
+        client: Client::new(&server),
+        json,
+        style: Style::detect(),
+        config,
+        current,
+    };
+    match verb {
+        Verb::Branch(v) => branch(&ctx, v),
+        Verb::Checkout { name, create, from } => checkout(&mut ctx, &name, create, from),
+        Verb::Tag(v) => tag(&ctx, v),
+        Verb::Log(args) => log(&ctx, args),
+        Verb::Show { commit } => show(&ctx, &commit),
+        Verb::Diff { from, to } => diff(&ctx, &from, to),
+        Verb::Merge(args) => merge(&ctx, args),
+        Verb::CherryPick { commits, onto } => replay(&ctx, &commits, onto, false),
+        Verb::Revert { commit, on } => replay(&ctx, &[commit], on, true),
+        Verb::Reset { branch, target } => reset(&ctx, &branch, &target),
+        Verb::Reflog { name, count } => reflog(&ctx, name, count),
+        Verb::Namespace(args) => {
+            let at = args.at.unwrap_or_else(|| ctx.current.clone());
+            namespace(&ctx, &at, args.verb)
+        }
+        Verb::Serve(_) | Verb::Openapi | Verb::Completions { .. } | Verb::Version | Verb::Help => {
+            Err(Failure::Usage("not a client verb".to_owned()))
+        }
+    }
+}
+
+fn ref_rows(ctx: &Ctx, refs: &[Value], mark: Option<&str>) -> Vec<Vec<String>> {
+    refs.iter()
+        .map(|r| {
+            let name = r["name"].as_str().unwrap_or("");
+            let marker = if mark == Some(name) { "*" } else { " " };
+            vec![
+                marker.to_owned(),
+                if marker == "*" {
+                    ctx.style.good(name)
+                } else {
+                    name.to_owned()
+                },
+                ctx.style.hash(r["head"].as_str().unwrap_or("")),
+                r["createdBy"].as_str().unwrap_or("").to_owned(),
+                r["createdAt"].as_str().unwrap_or("").to_owned(),
+            ]
+        })
+        .collect()
+}
+
+fn branch(ctx: &Ctx, verb: BranchVerb) -> Result<(), Failure> {
+    match verb {
+        BranchVerb::List { all } => {
+            let refs = ctx.list_refs("branch")?;
+            if !ctx.json {
+                let shown: Vec<Value> = refs
+                    .into_iter()
+                    .filter(|r| {
+                        all || !r["name"]
+                            .as_str()
+                            .unwrap_or("")
+                            .starts_with(RUN_BRANCH_PREFIX)
+                    })
+                    .collect();
+                table(&ref_rows(ctx, &shown, Some(&ctx.current)));
+            }
+            Ok(())
+        }
+        BranchVerb::Create { name, from } => {
+            let from = from.unwrap_or_else(|| ctx.current.clone());
+            let created = create_ref(ctx, &name, "branch", &from)?;
+            if !ctx.json {
+                println!(
+                    "created branch {} at {} (from {from})",
+                    ctx.style.bold(&name),
+                    ctx.style.hash(created.value["head"].as_str().unwrap_or(""))
+                );
+            }
+            Ok(())
+        }
+        BranchVerb::Delete { name } => {
+            if name == ctx.current {
+                return Err(Failure::Other(format!(
+                    "{name} is checked out; `floe checkout` another branch first"
+                )));
+            }
+            delete_ref(ctx, &name, "branch")
+        }
+        BranchVerb::Show { name } => {
+            let r = ctx.get_ref(&name)?;
+            if ctx.json {
+                ctx.print(&r);
+                return Ok(());
+            }
+            let log = ctx.get(
+                &format!("/api/v1/trees/{}/log", encode(&name)),
+                &[("pageSize", "1".to_owned())],
+            )?;
+            let v = &r.value;
+            let mut rows = vec![
+                vec!["name".to_owned(), name.clone()],
+                vec![
+                    "kind".to_owned(),
+                    v["kind"].as_str().unwrap_or("").to_owned(),
+                ],
+                vec![
+                    "head".to_owned(),
+                    v["head"].as_str().unwrap_or("").to_owned(),
+                ],
+                vec![
+                    "created".to_owned(),
+                    format!(
+                        "{} by {}",
+                        v["createdAt"].as_str().unwrap_or(""),
+                        v["createdBy"].as_str().unwrap_or("")
+                    ),
+                ],
+            ];
+            if let Some(c) = log.value["commits"].get(0) {
+                rows.push(vec![
+                    "last commit".to_owned(),
+                    format!(
+                        "{} {}",
+                        ctx.style.hash(c["hash"].as_str().unwrap_or("")),
+                        subject(c["message"].as_str().unwrap_or(""))
+                    ),
+                ]);
+            }
+            if name == ctx.current {
+                rows.push(vec!["checked out".to_owned(), "yes".to_owned()]);
+            }
+            table(&rows);
+            Ok(())
+        }
+    }
+}
+
+fn create_ref(ctx: &Ctx, name: &str, kind: &str, from: &str) -> Result<Answer, Failure> {
+    let answer = ctx
+        .write(
+            Method::Post,
+            "/api/v1/refs",
+            &[],
+            Some(json!({ "name": name, "kind": kind, "from": from })),
+        )?
+        .ok_or_else(|| Failure::Other("the server answered a create with no body".to_owned()))?;
+    if ctx.json {
+        ctx.print(&answer);
+    }
+    Ok(answer)
+}
+
+/// Deletes a ref of the given kind, at the head it was seen at (never a newer one).
+fn delete_ref(ctx: &Ctx, name: &str, kind: &str) -> Result<(), Failure> {
+    let r = ctx.get_ref(name)?;
+    if r.value["kind"] != kind {
+        return Err(Failure::Other(format!(
+            "{name} is a {}, not a {kind}; use `floe {} delete`",
+            r.value["kind"].as_str().unwrap_or("?"),
+            r.value["kind"].as_str().unwrap_or("?")
+        )));
+    }
+    let head = r.value["head"].as_str().unwrap_or("").to_owned();
+    ctx.write(
+        Method::Delete,
+        &format!("/api/v1/refs/{}", encode(name)),
+        &[("expectedHead", head.clone())],
+        None,
+    )?;
+    if !ctx.json {
+        println!("deleted {kind} {name} (was at {})", ctx.style.hash(&head));
+    }
+    Ok(())
+}
+
+fn checkout(ctx: &mut Ctx, name: &str, create: bool, from: Option<String>) -> Result<(), Failure> {
+    let answer = if create {
+        let from = from.unwrap_or_else(|| ctx.current.clone());
+        create_ref(ctx, name, "branch", &from)?
+    } else {
+        if from.is_some() {
+            return Err(Failure::Usage(
+                "--from needs -b (create the branch)".to_owned(),
+            ));
+        }
+        let r = ctx.get_ref(name)?;
+        if r.value["kind"] != "branch" {
+            return Err(Failure::Other(format!(
+                "{name} is a tag; checkout takes a branch (read a tag with `floe log {name}`, or \
+                 `floe checkout -b NEW --from {name}`)"
+            )));
+        }
+        if ctx.json {
+            ctx.print(&r);
+        }
+        r
+    };
+    let server = ctx.client.server().to_owned();
+    ctx.config
+        .set_branch(&server, name)
+        .map_err(Failure::Other)?;
+    if !ctx.json {
+        println!(
+            "on branch {} at {}",
+            ctx.style.bold(name),
+            ctx.style.hash(answer.value["head"].as_str().unwrap_or(""))
+        );
+    }
+    Ok(())
+}
+
+fn tag(ctx: &Ctx, verb: TagVerb) -> Result<(), Failure> {
+    match verb {
+        TagVerb::List => {
+            let refs = ctx.list_refs("tag")?;
+            if !ctx.json {
+                table(&ref_rows(ctx, &refs, None));
+            }
+            Ok(())
+        }
+        TagVerb::Create { name, at } => {
+            let at = at.unwrap_or_else(|| ctx.current.clone());
+            let created = create_ref(ctx, &name, "tag", &at)?;
+            if !ctx.json {
+                println!(
+                    "created tag {} at {} ({at})",
+                    ctx.style.bold(&name),
+                    ctx.style.hash(created.value["head"].as_str().unwrap_or(""))
+                );
+            }
+            Ok(())
+        }
+        TagVerb::Delete { name } => delete_ref(ctx, &name, "tag"),
+    }
+}
+
+fn commit_rows(ctx: &Ctx, commits: &[Value]) -> Vec<Vec<String>> {
+    commits
+        .iter()
+        .map(|c| {
+            vec![
+                ctx.style.hash(c["hash"].as_str().unwrap_or("")),
+                c["authoredAt"].as_str().unwrap_or("").to_owned(),
+                c["author"].as_str().unwrap_or("").to_owned(),
+                subject(c["message"].as_str().unwrap_or("")).to_owned(),
+            ]
+        })
+        .collect()
+}
+
+fn log(ctx: &Ctx, args: LogArgs) -> Result<(), Failure> {
+    let spec = args.spec.unwrap_or_else(|| ctx.current.clone());
+    let mut query: Vec<(&str, String)> = Vec::new();
+    for (k, v) in [
+        ("author", args.author),
+        ("since", args.since),
+        ("until", args.until),
+        ("grep", args.grep),
+        ("path", args.path),
+    ] {
+        if let Some(v) = v {
+            query.push((k, v));
+        }
+    }
+    let mut commits = Vec::new();
+    let mut token: Option<String> = None;
+    while commits.len() < args.count {
+        let mut q = query.clone();
+        q.push((
+            "pageSize",
+            (args.count - commits.len()).min(1_000).to_string(),
+        ));
+        if let Some(t) = &token {
+            q.push(("pageToken", t.clone()));
+        }
+        let page = ctx.get(&format!("/api/v1/trees/{}/log", encode(&spec)), &q)?;
+        if ctx.json {
+            ctx.print(&page);
+        }
+        commits.extend(
+            page.value["commits"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        match page.value["nextPageToken"].as_str() {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    if !ctx.json {
+        table(&commit_rows(ctx, &commits));
+    }
+    Ok(())
+}
+
+fn change_rows(ctx: &Ctx, changes: &[Value]) -> Vec<Vec<String>> {
+    changes
+        .iter()
+        .map(|c| {
+            let sign = match c["kind"].as_str() {
+                Some("added") => ctx.style.good("+"),
+                Some("removed") => ctx.style.bad("-"),
+                _ => "~".to_owned(),
+            };
+            vec![
+                format!("  {sign}"),
+                c["key"].as_str().unwrap_or("").to_owned(),
+                c["contentKind"].as_str().unwrap_or("").to_owned(),
+                c["kind"].as_str().unwrap_or("").to_owned(),
+            ]
+        })
+        .collect()
+}
+
+fn show(ctx: &Ctx, commit: &str) -> Result<(), Failure> {
+    let answer = ctx.get(&format!("/api/v1/commits/{}", encode(commit)), &[])?;
+    if ctx.json {
+        ctx.print(&answer);
+        return Ok(());
+    }
+    let c = &answer.value["commit"];
+    println!(
+        "commit {}",
+        ctx.style.hash_full(c["hash"].as_str().unwrap_or(""))
+    );
+    let parents: Vec<&str> = c["parents"]
+        .as_array()
+        .map(|p| p.iter().filter_map(Value::as_str).map(short).collect())
+        .unwrap_or_default();
+    if parents.len() > 1 {
+        println!("Merge:  {}", parents.join(" "));
+    } else if let Some(p) = parents.first() {
+        println!("Parent: {p}");
+    }
+    println!("Author: {}", c["author"].as_str().unwrap_or(""));
+    if c["committer"] != c["author"] {
+        println!("Committer: {}", c["committer"].as_str().unwrap_or(""));
+    }
+    println!("Date:   {}", c["authoredAt"].as_str().unwrap_or(""));
+    if let Some(props) = c["properties"].as_object() {
+        for (k, v) in props {
+            println!("{k}: {}", v.as_str().unwrap_or(""));
+        }
+    }
+    println!();
+    for line in c["message"].as_str().unwrap_or("").lines() {
+        println!("    {line}");
+    }
+    let changes = answer.value["changes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !changes.is_empty() {
+        println!();
+        table(&change_rows(ctx, &changes));
+    }
+    if answer.value["nextPageToken"].is_string() {
+        println!(
+            "  ... more changes: `floe diff {}~1 {}`",
+            short(c["hash"].as_str().unwrap_or("")),
+            short(c["hash"].as_str().unwrap_or(""))
+        );
+    }
+    Ok(())
+}
+
+fn diff(ctx: &Ctx, from: &str, to: Option<String>) -> Result<(), Failure> {
+    let to = to.unwrap_or_else(|| ctx.current.clone());
+    let mut changes = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut q = Vec::new();
+        if let Some(t) = &token {
+            q.push(("pageToken", t.clone()));
+        }
+        let page = ctx.get(
+            &format!("/api/v1/diff/{}/{}", encode(from), encode(&to)),
+            &q,
+        )?;
+        if ctx.json {
+            ctx.print(&page);
+        } else {
+            changes.extend(
+                page.value["changes"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+        }
+        match page.value["nextPageToken"].as_str() {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    if !ctx.json {
+        if changes.is_empty() {
+            println!("no changes from {from} to {to}");
+        } else {
+            table(&change_rows(ctx, &changes));
+        }
+    }
+    Ok(())
+}
+
+fn merge(ctx: &Ctx, args: MergeArgs) -> Result<(), Failure> {
+    let into = args.into.unwrap_or_else(|| ctx.current.clone());
+    let strategy = match args.strategy {
+        Strategy::Normal => "normal",
+        Strategy::Squash => "squash",
+        Strategy::FfOnly => "ff-only",
+        Strategy::NoFf => "no-ff",
+    };
+    let on_conflict = match args.on_conflict {
+        OnConflict::Fail => "fail",
+        OnConflict::Source => "source",
+        OnConflict::Target => "target",
+    };
+    let mut body = json!({
+        "source": args.source,
+        "dryRun": args.dry_run,
+        "strategy": strategy,
+        "onConflict": on_conflict,
+    });
+    if let Some(m) = args.message {
+        body["message"] = Value::String(m);
+    }
+    let answer = ctx
+        .write(
+            Method::Post,
+            &format!("/api/v1/trees/{}/merge", encode(&into)),
+            &[],
+            Some(body),
+        )
+        .map_err(|e| explain_merge(e, &args.source, &into))?
+        .ok_or_else(|| Failure::Other("the server answered a merge with no body".to_owned()))?;
+    if ctx.json {
+        ctx.print(&answer);
+        return Ok(());
+    }
+    let v = &answer.value;
+    let head = ctx.style.hash(v["head"].as_str().unwrap_or(""));
+    let n = v["changeCount"].as_u64().unwrap_or(0);
+    let would = if args.dry_run { "would be " } else { "" };
+    match v["kind"].as_str() {
+        Some("nothing-to-merge") => {
+            println!("nothing to merge: {into} already has {}", args.source)
+        }
+        Some("fast-forward") => {
+            println!("{into} {would}fast-forwarded to {head} ({n} key(s) changed)")
+        }
+        Some("squashed") => println!(
+            "{} {would}squashed into {into}: {head} ({n} key(s) changed)",
+            args.source
+        ),
+        _ => println!(
+            "{} {would}merged into {into}: {head} ({n} key(s) changed)",
+            args.source
+        ),
+    }
+    let changes = v["changes"].as_array().cloned().unwrap_or_default();
+    table(&change_rows(ctx, &changes));
+    Ok(())
+}
+
+/// Names the merge in the error line, keeping the API error (and its exit code).
+fn explain_merge(e: Failure, source: &str, into: &str) -> Failure {
+    match e {
+        Failure::Call(CallError::Api {
+            status: 409,
+            mut body,
+            text,
+        }) if body["type"] == "Conflict" => {
+            let n = body["conflicts"].as_array().map_or(0, Vec::len);
+            body["message"] = Value::String(format!(
+                "merging {source} into {into} stopped on {n} conflicting key(s); nothing was changed"
+            ));
+            Failure::Call(CallError::Api {
+                status: 409,
+                body,
+                text,
+            })
+        }
+        other => other,
+    }
+}
+
+fn replay(
+    ctx: &Ctx,
+    commits: &[String],
+    branch: Option<String>,
+    invert: bool,
+) -> Result<(), Failure> {
+    let branch = branch.unwrap_or_else(|| ctx.current.clone());
+    let (path, verb) = if invert {
+        ("revert", "reverted")
+    } else {
+        ("cherry-pick", "applied")
+    };
+    for commit in commits {
+        let answer = ctx
+            .write(
+                Method::Post,
+                &format!("/api/v1/trees/{}/{path}", encode(&branch)),
+                &[],
+                Some(json!({ "commit": commit })),
+            )?
+            .ok_or_else(|| Failure::Other(format!("the server answered a {path} with no body")))?;
+        if ctx.json {
+            ctx.print(&answer);
+        } else if answer.value["created"] == true {
+            println!(
+                "{verb} {} on {branch}: {}",
+                short(commit),
+                ctx.style.hash(answer.value["head"].as_str().unwrap_or(""))
+            );
+        } else {
+            println!("{} changes nothing on {branch}; skipped", short(commit));
+        }
+    }
+    Ok(())
+}
+
+fn reset(ctx: &Ctx, branch: &str, target: &str) -> Result<(), Failure> {
+    let before = ctx.get_ref(branch)?;
+    let old = before.value["head"].as_str().unwrap_or("").to_owned();
+    let answer = ctx
+        .write(
+            Method::Put,
+            &format!("/api/v1/refs/{}", encode(branch)),
+            &[],
+            Some(json!({ "target": target, "expectedHead": old })),
+        )?
+        .ok_or_else(|| Failure::Other("the server answered a reset with no body".to_owned()))?;
+    if ctx.json {
+        ctx.print(&answer);
+    } else {
+        println!(
+            "{branch} reset to {} (was {}; `floe reflog {branch}` keeps it)",
+            ctx.style.hash(answer.value["head"].as_str().unwrap_or("")),
+            ctx.style.hash(&old)
+        );
+    }
+    Ok(())
+}
+
+fn reflog(ctx: &Ctx, name: Option<String>, count: usize) -> Result<(), Failure> {
+    let mut entries = Vec::new();
+    let mut token: Option<String> = None;
+    while entries.len() < count {
+        let mut q = vec![("pageSize", (count - entries.len()).min(1_000).to_string())];
+        if let Some(n) = &name {
+            q.push(("ref", n.clone()));
+        }
+        if let Some(t) = &token {
+            q.push(("pageToken", t.clone()));
+        }
+        let page = ctx.get("/api/v1/reflog", &q)?;
+        if ctx.json {
+            ctx.print(&page);
+        }
+        entries.extend(
+            page.value["entries"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        match page.value["nextPageToken"].as_str() {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    if !ctx.json {
+        let rows: Vec<Vec<String>> = entries
+            .iter()
+            .map(|e| {
+                let hash = |k: &str| {
+                    e[k].as_str()
+                        .map_or_else(|| "-".to_owned(), |h| ctx.style.hash(h))
+                };
+                vec![
+                    e["at"].as_str().unwrap_or("").to_owned(),
+                    e["ref"].as_str().unwrap_or("").to_owned(),
+                    e["operation"].as_str().unwrap_or("").to_owned(),
+                    format!("{} -> {}", hash("old"), hash("new")),
+                    e["principal"].as_str().unwrap_or("").to_owned(),
+                ]
+            })
+            .collect();
+        table(&rows);
+    }
+    Ok(())
+}
+
+fn namespace(ctx: &Ctx, at: &str, verb: NamespaceVerb) -> Result<(), Failure> {
+    let base = format!("/api/v1/trees/{}/namespaces", encode(at));
+    match verb {
+        NamespaceVerb::List => {
+            let mut rows = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let mut q = Vec::new();
+                if let Some(t) = &token {
+                    q.push(("pageToken", t.clone()));
+                }
+                let page = ctx.get(&base, &q)?;
+                if ctx.json {
+                    ctx.print(&page);
+                }
+                for n in page.value["namespaces"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    rows.push(vec![
+                        n["namespace"].as_str().unwrap_or("").to_owned(),
+                        properties_text(&n["properties"]),
+                    ]);
+                }
+                match page.value["nextPageToken"].as_str() {
+                    Some(t) => token = Some(t.to_owned()),
+                    None => break,
+                }
+            }
+            if !ctx.json {
+                table(&rows);
+            }
+            Ok(())
+        }
+        NamespaceVerb::Create { namespace, props } => {
+            let mut properties = serde_json::Map::new();
+            for p in props {
+                let Some((k, v)) = p.split_once('=') else {
+                    return Err(Failure::Usage(format!("--prop takes key=value, got {p:?}")));
+                };
+                properties.insert(k.to_owned(), Value::String(v.to_owned()));
+            }
+            let elements: Vec<&str> = namespace.split('.').collect();
+            let answer = ctx
+                .write(
+                    Method::Post,
+                    &base,
+                    &[],
+                    Some(json!({ "namespace": elements, "properties": properties })),
+                )?
+                .ok_or_else(|| {
+                    Failure::Other("the server answered a create with no body".to_owned())
+                })?;
+            if ctx.json {
+                ctx.print(&answer);
+            } else {
+                println!(
+                    "created namespace {namespace} on {at}: {}",
+                    ctx.style.hash(answer.value["head"].as_str().unwrap_or(""))
+                );
+            }
+            Ok(())
+        }
+        NamespaceVerb::Drop { namespace } => {
+            let answer = ctx.write(
+                Method::Delete,
+                &format!("{base}/{}", encode(&namespace)),
+                &[],
+                None,
+            )?;
+            match answer {
+                Some(a) if ctx.json => ctx.print(&a),
+                Some(a) => println!(
+                    "dropped namespace {namespace} on {at}: {}",
+                    ctx.style.hash(a.value["head"].as_str().unwrap_or(""))
+                ),
+                None => {}
+            }
+            Ok(())
+        }
+        NamespaceVerb::Show { namespace } => {
+            let answer = ctx.get(&format!("{base}/{}", encode(&namespace)), &[])?;
+            if ctx.json {
+                ctx.print(&answer);
+                return Ok(());
+            }
+            let n = &answer.value["namespace"];
+            let mut rows = vec![
+                vec![
+                    "namespace".to_owned(),
+                    n["namespace"].as_str().unwrap_or("").to_owned(),
+                ],
+                vec![
+                    "content id".to_owned(),
+                    n["contentId"].as_str().unwrap_or("").to_owned(),
+                ],
+                vec![
+                    "at".to_owned(),
+                    ctx.style.hash(answer.value["head"].as_str().unwrap_or("")),
+                ],
+            ];
+            if let Some(props) = n["properties"].as_object() {
+                for (k, v) in props {
+                    rows.push(vec![format!("  {k}"), v.as_str().unwrap_or("").to_owned()]);
+                }
+            }
+            table(&rows);
+            Ok(())
+        }
+    }
+}
+
+fn properties_text(props: &Value) -> String {
+    props
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}

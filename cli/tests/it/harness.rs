@@ -1,0 +1,301 @@
+//! Shared harness of the black-box tests: a real `floe serve` on a free port over a fresh
+//! data folder, a JSON client of its API, and a runner of the `floe` CLI against it with a
+//! private `FLOE_CONFIG_DIR`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A running `floe serve`; killed if a test fails before stopping it.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path) -> Server {
+        Server::start_with(Command::new(env!("CARGO_BIN_EXE_floe")).args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ]))
+    }
+
+    pub fn start_with(command: &mut Command) -> Server {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("floe serve starts");
+        // The first line says where it listens.
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .expect("floe serve prints where it listens");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        assert!(line.contains("data in "), "{line}");
+        Server { child, addr }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        get(&self.addr, path)
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to end and returns its exit code and remaining stdout.
+    pub fn wait(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        (status.code(), out)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.1 GET: status code and body.
+pub fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("the server accepts connections");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+/// A server with its own data folder, for tests that talk to it.
+pub struct Running {
+    pub server: Server,
+    pub dir: tempfile::TempDir,
+    agent: ureq::Agent,
+}
+
+/// One answer of the API: status, body (JSON, or `Null` when empty) and headers.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: ureq::http::HeaderMap,
+}
+
+impl Running {
+    pub fn start() -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(dir.path());
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Running { server, dir, agent }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.addr)
+    }
+
+    fn reply(mut response: ureq::http::Response<ureq::Body>) -> Reply {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.body_mut().read_to_string().unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+        };
+        Reply {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        Running::reply(
+            self.agent
+                .get(format!("{}{path}", self.url()))
+                .call()
+                .unwrap(),
+        )
+    }
+
+    /// A write (POST, PUT or DELETE) with a JSON body and an optional idempotency key.
+    pub fn send(&self, method: &str, path: &str, body: &Value, key: Option<&str>) -> Reply {
+        let url = format!("{}{path}", self.url());
+        let text = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let response = match method {
+            "POST" | "PUT" => {
+                let mut r = if method == "POST" {
+                    self.agent.post(&url)
+                } else {
+                    self.agent.put(&url)
+                };
+                if let Some(k) = key {
+                    r = r.header("Idempotency-Key", k);
+                }
+                r.content_type("application/json").send(&text)
+            }
+            "DELETE" => {
+                let mut r = self.agent.delete(&url);
+                if let Some(k) = key {
+                    r = r.header("Idempotency-Key", k);
+                }
+                r.call()
+            }
+            other => panic!("unsupported method {other}"),
+        };
+        Running::reply(response.unwrap())
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Reply {
+        self.send("POST", path, &body, None)
+    }
+
+    /// The head of a ref.
+    pub fn head(&self, name: &str) -> String {
+        let r = self.get(&format!("/api/v1/refs/{}", name.replace('/', "%2F")));
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body["head"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a namespace on a branch; returns the new head.
+    pub fn namespace(&self, branch: &str, dotted: &str) -> String {
+        let elements: Vec<&str> = dotted.split('.').collect();
+        let r = self.post(
+            &format!("/api/v1/trees/{branch}/namespaces"),
+            serde_json::json!({ "namespace": elements }),
+        );
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        r.body["head"].as_str().unwrap().to_owned()
+    }
+
+    pub fn branch(&self, name: &str, from: &str) -> String {
+        let r = self.post(
+            "/api/v1/refs",
+            serde_json::json!({ "name": name, "from": from }),
+        );
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        r.body["head"].as_str().unwrap().to_owned()
+    }
+
+    /// Runs the CLI against this server with a config folder of its own.
+    pub fn floe(&self, config: &Path, args: &[&str]) -> Cli {
+        let output = Command::new(env!("CARGO_BIN_EXE_floe"))
+            .args(args)
+            .env("FLOE_SERVER", self.url())
+            .env("FLOE_CONFIG_DIR", config)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("the floe binary runs");
+        Cli::new(output)
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        let d = self.dir.path().join("cli-config");
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}
+
+/// What one run of the CLI did.
+#[derive(Debug)]
+pub struct Cli {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Cli {
+    fn new(output: Output) -> Cli {
+        Cli {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts the exit code and returns stdout.
+    pub fn expect(&self, code: i32) -> &str {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "stdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        &self.stdout
+    }
+
+    /// stdout parsed as one JSON document.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// A fresh UUIDv7 idempotency key.
+pub fn key() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Sends a raw request and closes the connection without reading the answer: a response
+/// dropped on the way back.
+pub fn send_and_drop(addr: &str, method: &str, path: &str, body: &str, key: &str) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nIdempotency-Key: {key}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    drop(stream);
+}

@@ -1,0 +1,61 @@
+//! schemathesis against floe's own API (`openapi/floe-api.json`), on a real server: zero
+//! server errors and zero responses that break the document, with negative data included.
+//! Slow, and it needs the pinned Python venv: `.ci/run` creates it and sets
+//! `FLOE_TEST_VENV`; the test runs under `FLOE_SLOW=1`.
+
+use std::process::Command;
+
+use crate::harness::Running;
+
+#[test]
+fn slow_schemathesis_finds_no_server_errors_and_no_schema_violations() {
+    if std::env::var_os("FLOE_SLOW").is_none() {
+        return;
+    }
+    let venv = std::env::var("FLOE_TEST_VENV").expect(
+        "FLOE_TEST_VENV names the Python venv with the pinned test clients (tests/requirements.txt); \
+         .ci/run creates it",
+    );
+    let s = Running::start();
+    // Something to find: a namespace and a second branch.
+    s.namespace("main", "sales");
+    s.branch("dev", "main");
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi/floe-api.json");
+    let config = s.dir.path().join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        "[parameters]\n\"path.ref\" = \"main\"\n\"path.name\" = \"dev\"\n",
+    )
+    .unwrap();
+    let reports = s.dir.path().join("reports");
+    let output = Command::new(format!("{venv}/bin/schemathesis"))
+        .arg("--config-file")
+        .arg(&config)
+        .args(["run", spec, "--url", &s.url()])
+        .args([
+            "-c",
+            "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance",
+            "-n",
+            "40",
+            "--seed",
+            "1",
+            "--max-time",
+            "120",
+            "--report",
+            "junit",
+            "--report-dir",
+        ])
+        .arg(&reports)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("schemathesis runs from the test venv");
+    let out = String::from_utf8_lossy(&output.stdout);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "schemathesis found failures:\n{out}\n{err}"
+    );
+    assert!(out.contains("passed"), "{out}");
+    // The server is still healthy afterwards.
+    assert_eq!(s.get("/ready").status, 200);
+}

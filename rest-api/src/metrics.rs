@@ -1,0 +1,128 @@
+//! Prometheus metrics (text exposition format, served at `/metrics`): per route and method,
+//! request counts by status and a latency histogram; counters of commits, merges and
+//! conflicts. Hand-written: a few atomics and one short-held lock per request.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+/// Histogram bucket bounds in seconds.
+const BUCKETS_S: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Debug, Default)]
+struct RouteStats {
+    by_status: BTreeMap<u16, u64>,
+    buckets: [u64; BUCKETS_S.len()],
+    count: u64,
+    sum_s: f64,
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    routes: Mutex<BTreeMap<(String, String), RouteStats>>,
+    commits: AtomicU64,
+    merges: Mutex<BTreeMap<&'static str, u64>>,
+    conflicts: AtomicU64,
+}
+
+impl Metrics {
+    pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let s = elapsed.as_secs_f64();
+        let mut routes = self.routes.lock();
+        let stats = routes
+            .entry((route.to_owned(), method.to_owned()))
+            .or_default();
+        *stats.by_status.entry(status).or_default() += 1;
+        stats.count += 1;
+        stats.sum_s += s;
+        for (i, bound) in BUCKETS_S.iter().enumerate() {
+            if s <= *bound {
+                stats.buckets[i] += 1;
+            }
+        }
+        drop(routes);
+        if status == 409 {
+            self.conflicts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn commit(&self) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn merge(&self, kind: &'static str) {
+        *self.merges.lock().entry(kind).or_default() += 1;
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP floe_http_requests_total HTTP requests by route, method and status.\n",
+        );
+        out.push_str("# TYPE floe_http_requests_total counter\n");
+        let routes = self.routes.lock();
+        for ((route, method), stats) in routes.iter() {
+            for (status, n) in &stats.by_status {
+                let _ = writeln!(
+                    out,
+                    "floe_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        out.push_str(
+            "# HELP floe_http_request_duration_seconds HTTP request latency by route and method.\n",
+        );
+        out.push_str("# TYPE floe_http_request_duration_seconds histogram\n");
+        for ((route, method), stats) in routes.iter() {
+            let labels = format!("route=\"{route}\",method=\"{method}\"");
+            for (bound, n) in BUCKETS_S.iter().zip(stats.buckets) {
+                let _ = writeln!(
+                    out,
+                    "floe_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "floe_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                stats.count
+            );
+            let _ = writeln!(
+                out,
+                "floe_http_request_duration_seconds_sum{{{labels}}} {}",
+                stats.sum_s
+            );
+            let _ = writeln!(
+                out,
+                "floe_http_request_duration_seconds_count{{{labels}}} {}",
+                stats.count
+            );
+        }
+        drop(routes);
+        out.push_str("# HELP floe_commits_total Commits written through the API.\n");
+        out.push_str("# TYPE floe_commits_total counter\n");
+        let _ = writeln!(
+            out,
+            "floe_commits_total {}",
+            self.commits.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP floe_merges_total Merges applied, by outcome.\n");
+        out.push_str("# TYPE floe_merges_total counter\n");
+        for (kind, n) in self.merges.lock().iter() {
+            let _ = writeln!(out, "floe_merges_total{{kind=\"{kind}\"}} {n}");
+        }
+        out.push_str("# HELP floe_conflicts_total Requests answered 409.\n");
+        out.push_str("# TYPE floe_conflicts_total counter\n");
+        let _ = writeln!(
+            out,
+            "floe_conflicts_total {}",
+            self.conflicts.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
