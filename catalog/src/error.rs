@@ -22,6 +22,8 @@ pub enum CatalogError {
         "{spec} is read-only (a tag, a commit, name@hash, ~N or *time); write to a branch by its name"
     )]
     ReadOnly { spec: String },
+    #[error("{0} is the default branch and cannot be deleted; reset it to another commit instead")]
+    DefaultBranch(String),
     #[error("namespace {0} does not exist; create it first")]
     NamespaceNotFound(ContentKey),
     #[error("namespace {0} already exists")]

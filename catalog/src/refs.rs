@@ -5,7 +5,9 @@ use floe_commits::{Hash, Page, RefKind, RefName, RefRecord, RefSpec, ReflogEntry
 
 use crate::Catalog;
 use crate::auth::{Action, Principal, Target};
-use crate::error::CatalogResult;
+use floe_commits::store::DEFAULT_BRANCH;
+
+use crate::error::{CatalogError, CatalogResult};
 use crate::idempotency::IdemRequest;
 
 fn on(name: &RefName) -> Target<'_> {
@@ -56,6 +58,9 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<()> {
         self.authorize(principal, Action::DeleteRef, on(name))?;
+        if name.as_str() == DEFAULT_BRANCH {
+            return Err(CatalogError::DefaultBranch(name.to_string()));
+        }
         let ctx = self.write_ctx(principal, idempotency, "");
         Ok(self.store.delete_ref(name, expected_head, &ctx)?)
     }

@@ -153,6 +153,7 @@ impl From<CatalogError> for ApiError {
         match e {
             CatalogError::Forbidden { .. } => of(StatusCode::FORBIDDEN, "Forbidden"),
             CatalogError::Invalid(_) => of(StatusCode::BAD_REQUEST, "BadRequest"),
+            CatalogError::DefaultBranch(_) => of(StatusCode::BAD_REQUEST, "DefaultBranch"),
             CatalogError::ReadOnly { .. } => of(StatusCode::BAD_REQUEST, "ReadOnlyRef"),
             CatalogError::NamespaceNotFound(_) => of(StatusCode::NOT_FOUND, "NamespaceNotFound"),
             CatalogError::NamespaceAlreadyExists(_) => {

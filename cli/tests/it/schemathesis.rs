@@ -40,7 +40,7 @@ fn slow_schemathesis_finds_no_server_errors_and_no_schema_violations() {
             "--seed",
             "1",
             "--max-time",
-            "120",
+            "90",
             "--report",
             "junit",
             "--report-dir",

@@ -226,7 +226,7 @@ pub async fn assign_ref(
         ("Idempotency-Key" = Option<String>, Header, description = "A UUIDv7; a retry with the same key applies once")),
     responses(
         (status = 204, description = "The ref is gone"),
-        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 400, description = "Invalid input, or the default branch", body = ErrorBody),
         (status = 404, description = "No such ref", body = ErrorBody),
         (status = 409, description = "The ref is not at the expected head", body = ErrorBody),
         (status = 422, description = "The Idempotency-Key was used for another request", body = ErrorBody),
