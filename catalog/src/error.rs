@@ -6,6 +6,7 @@
 use floe_commits::{ContentKey, Hash, ReadError, WriteError};
 
 use crate::auth::Action;
+use crate::warehouse::WarehouseError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CatalogError {
@@ -36,6 +37,18 @@ pub enum CatalogError {
         other: Option<ContentKey>,
         head: Hash,
     },
+    #[error("table {0} does not exist")]
+    TableNotFound(ContentKey),
+    #[error("{0} already exists")]
+    TableAlreadyExists(ContentKey),
+    /// A table requirement does not hold at the branch head (nothing was written).
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
+    /// A request floe understands and refuses by rule.
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
     /// A concurrent writer kept changing what this write read; it may be retried.
     #[error("{0} kept changing under concurrent writes; retry")]
     Contention(String),

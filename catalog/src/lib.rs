@@ -18,6 +18,8 @@ mod idempotency;
 mod merges;
 mod namespaces;
 mod refs;
+mod tables;
+mod warehouse;
 
 use std::sync::Arc;
 
@@ -33,6 +35,8 @@ pub use idempotency::{
 };
 pub use merges::MergeRequest;
 pub use namespaces::{Namespace, PropertiesUpdate, PropertiesUpdated};
+pub use tables::{COMMIT_RETRIES_MAX, LoadedTable, TableChange, TableCreate};
+pub use warehouse::{Warehouse, WarehouseError};
 
 /// Who wrote a commit and why, when the caller says (otherwise the catalog fills both).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,6 +50,8 @@ pub struct Authored {
 pub struct Catalog {
     store: Arc<Store>,
     policy: Arc<dyn Policy>,
+    /// Where table metadata lives; tables are refused without one.
+    warehouse: Option<Arc<Warehouse>>,
 }
 
 impl Catalog {
@@ -55,7 +61,17 @@ impl Catalog {
     }
 
     pub fn with_policy(store: Arc<Store>, policy: Arc<dyn Policy>) -> Catalog {
-        Catalog { store, policy }
+        Catalog {
+            store,
+            policy,
+            warehouse: None,
+        }
+    }
+
+    /// The catalog with its warehouse: what serves tables.
+    pub fn with_warehouse(mut self, warehouse: Warehouse) -> Catalog {
+        self.warehouse = Some(Arc::new(warehouse));
+        self
     }
 
     /// A catalog over a fresh in-memory store, for tests of the layers above.

@@ -2,14 +2,15 @@
 //! exists, serves HTTP until SIGINT or SIGTERM, then flushes and exits 0. If the store is
 //! poisoned (a flush or fdatasync failed), it says so and exits 1: nothing is retried.
 //!
-//! Layout of the data folder: `catalog/` holds the sled store. The warehouse folder and
-//! run logs join it with later issues.
+//! Layout of the data folder: `catalog/` holds the sled store, `warehouse/` the tables'
+//! files (the server writes metadata files; clients write data files under each table's
+//! location). Run logs join them with a later issue.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use floe_catalog::Catalog;
+use floe_catalog::{Catalog, Warehouse};
 use floe_commits::{SledBackend, Store, SystemClock};
 
 use crate::ServeArgs;
@@ -58,7 +59,9 @@ fn serve_on(args: &ServeArgs, backend: Arc<SledBackend>) -> Result<(), String> {
             env!("CARGO_PKG_VERSION"),
             absolute(&args.data_dir).display()
         );
-        let app = floe_rest::router(Catalog::new(store.clone()));
+        let warehouse = Warehouse::open(&args.data_dir.join("warehouse"))
+            .map_err(|e| format!("cannot open the warehouse folder: {e}"))?;
+        let app = floe_rest::router(Catalog::new(store.clone()).with_warehouse(warehouse));
         let (stop, stopped) = tokio::sync::watch::channel(None::<Stop>);
         let watcher = tokio::spawn(watch(backend.clone(), stop));
         let mut until = stopped.clone();

@@ -168,6 +168,14 @@ impl From<CatalogError> for ApiError {
                 e.retry_after_s = Some(1);
                 e
             }
+            CatalogError::TableNotFound(_) => of(StatusCode::NOT_FOUND, "TableNotFound"),
+            CatalogError::TableAlreadyExists(_) => of(StatusCode::CONFLICT, "TableAlreadyExists"),
+            CatalogError::CommitFailed(_) => of(StatusCode::CONFLICT, "CommitFailed"),
+            CatalogError::Unsupported(_) => of(StatusCode::BAD_REQUEST, "Unsupported"),
+            CatalogError::Warehouse(floe_catalog::WarehouseError::Outside { .. }) => {
+                of(StatusCode::BAD_REQUEST, "OutsideWarehouse")
+            }
+            CatalogError::Warehouse(w) => ApiError::internal(&w),
             CatalogError::Read(e) => read_error(e, &message),
             CatalogError::Write(e) => write_error(e, &message),
         }

@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod iceberg;
 pub mod metrics;
 pub mod v1;
 pub mod wire;
@@ -63,7 +64,8 @@ pub fn router(catalog: Catalog) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .nest("/api/v1", v1::router());
+        .nest("/api/v1", v1::router())
+        .nest("/iceberg", iceberg::router());
     layered(routes, state)
 }
 

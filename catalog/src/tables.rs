@@ -1,0 +1,590 @@
+//! Iceberg tables as content (DESIGN §3 "Tables"). A table's entry in the index is a
+//! `TablePayload`: where its current metadata file lives, and the ids a listing or a
+//! requirement needs. The metadata itself is a file in the warehouse, written before the
+//! commit that points at it and never changed afterwards.
+//!
+//! The commit path: load every table at the branch head, check the requirements, apply
+//! the updates through the `iceberg` crate, write the new metadata files, then one floe
+//! commit that puts each changed table with `Is(old content)` and checks each read-only
+//! table with `Is(content)`. So every requirement holds at the head the commit lands on
+//! (write skew is impossible). When a concurrent writer changed one of the tables, the
+//! whole transaction reloads and retries, up to `COMMIT_RETRIES_MAX`.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use floe_commits::{
+    CommitOutcome, ConflictKind, Content, ContentHash, ContentId, ContentKey, ContentKind, Expect,
+    Hash, Op, Page, Payload, RefName, RefSpec, TablePayload, WriteError,
+};
+use iceberg::spec::{
+    FormatVersion, Schema, SortOrder, TableMetadata, TableMetadataBuilder, TableProperties,
+    UnboundPartitionSpec,
+};
+use iceberg::{MetadataLocation, TableCreation, TableRequirement, TableUpdate};
+
+use crate::auth::{Action, Principal, Target};
+use crate::error::{CatalogError, CatalogResult};
+use crate::idempotency::IdemRequest;
+use crate::namespaces::branch_of;
+use crate::warehouse::Warehouse;
+use crate::{Authored, Catalog};
+
+/// How often a table commit reloads after a concurrent change to one of its tables.
+pub const COMMIT_RETRIES_MAX: usize = 16;
+/// Tables examined per listing call.
+pub const TABLE_SCAN_MAX: usize = 10_000;
+
+/// A table as loaded at a commit.
+#[derive(Debug, Clone)]
+pub struct LoadedTable {
+    pub key: ContentKey,
+    /// `None` for a staged create (nothing is stored yet).
+    pub metadata_location: Option<String>,
+    pub metadata: Arc<TableMetadata>,
+    pub content_id: Option<ContentId>,
+    content_hash: Option<ContentHash>,
+}
+
+/// A create-table request (the REST body, minus the namespace).
+#[derive(Debug, Clone)]
+pub struct TableCreate {
+    pub name: String,
+    pub location: Option<String>,
+    pub schema: Schema,
+    pub partition_spec: Option<UnboundPartitionSpec>,
+    pub write_order: Option<SortOrder>,
+    pub stage_create: bool,
+    pub properties: HashMap<String, String>,
+}
+
+/// The changes to one table inside a commit.
+#[derive(Debug, Clone)]
+pub struct TableChange {
+    pub key: ContentKey,
+    pub requirements: Vec<TableRequirement>,
+    pub updates: Vec<TableUpdate>,
+}
+
+fn iceberg_error(e: iceberg::Error) -> CatalogError {
+    match e.kind() {
+        iceberg::ErrorKind::CatalogCommitConflicts => {
+            CatalogError::CommitFailed(e.message().to_owned())
+        }
+        _ => CatalogError::Invalid(e.message().to_owned()),
+    }
+}
+
+impl Catalog {
+    fn warehouse(&self) -> CatalogResult<&Warehouse> {
+        self.warehouse
+            .as_deref()
+            .ok_or_else(|| CatalogError::Invalid("this server has no warehouse".to_owned()))
+    }
+
+    fn authorize_table_write(
+        &self,
+        principal: &Principal,
+        branch: &RefSpec,
+        key: &ContentKey,
+    ) -> CatalogResult<RefName> {
+        let name = branch_of(branch)?;
+        let namespace = key.parent();
+        self.authorize(
+            principal,
+            Action::Commit,
+            Target {
+                ref_name: Some(name),
+                namespace: namespace.as_ref(),
+            },
+        )?;
+        Ok(name.clone())
+    }
+
+    /// Tables directly in a namespace, in name order.
+    pub fn list_tables(
+        &self,
+        principal: &Principal,
+        spec: &RefSpec,
+        namespace: &ContentKey,
+        after: Option<&ContentKey>,
+        limit: usize,
+    ) -> CatalogResult<(Hash, Page<ContentKey, ContentKey>)> {
+        let (at, _) = self.get_namespace(principal, spec, namespace)?;
+        let depth = namespace.element_count() + 1;
+        let limit = limit.clamp(1, TABLE_SCAN_MAX);
+        let mut cursor = after.cloned();
+        let mut items = Vec::new();
+        let mut scanned = 0;
+        let next = 'scan: loop {
+            let page = self
+                .store
+                .entries(at, Some(namespace), cursor.as_ref(), 1_000)?;
+            for e in page.items {
+                scanned += 1;
+                cursor = Some(e.key.clone());
+                if e.content.kind == ContentKind::IcebergTable && e.key.element_count() == depth {
+                    items.push(e.key);
+                    if items.len() == limit {
+                        break 'scan cursor;
+                    }
+                }
+            }
+            if page.next.is_none() {
+                break None;
+            }
+            if scanned >= TABLE_SCAN_MAX {
+                break cursor;
+            }
+        };
+        Ok((at, Page { items, next }))
+    }
+
+    /// A table at a ref spec.
+    pub fn load_table(
+        &self,
+        principal: &Principal,
+        spec: &RefSpec,
+        key: &ContentKey,
+    ) -> CatalogResult<(Hash, LoadedTable)> {
+        let at = self.read_at(principal, spec)?.hash;
+        match self.table_at(at, key)? {
+            Some(t) => Ok((at, t)),
+            None => Err(CatalogError::TableNotFound(key.clone())),
+        }
+    }
+
+    /// The table at a key of a commit, if one is there.
+    fn table_at(&self, at: Hash, key: &ContentKey) -> CatalogResult<Option<LoadedTable>> {
+        let found = self.store.get_contents(at, std::slice::from_ref(key))?;
+        let Some(Some((r, content))) = found.into_iter().next() else {
+            return Ok(None);
+        };
+        let Payload::IcebergTable(t) = &content.payload else {
+            return Ok(None);
+        };
+        let bytes = self.warehouse()?.read(&t.metadata_location)?;
+        let metadata: TableMetadata = serde_json::from_slice(&bytes).map_err(|e| {
+            CatalogError::Read(floe_commits::ReadError::Invalid(format!(
+                "the metadata file of {key} ({}) does not parse: {e}",
+                t.metadata_location
+            )))
+        })?;
+        Ok(Some(LoadedTable {
+            key: key.clone(),
+            metadata_location: Some(t.metadata_location.clone()),
+            metadata: Arc::new(metadata),
+            content_id: Some(r.id),
+            content_hash: Some(r.hash),
+        }))
+    }
+
+    /// Creates a table (or, with `stage_create`, only answers the metadata it would have).
+    pub fn create_table(
+        &self,
+        principal: &Principal,
+        branch: &RefSpec,
+        namespace: &ContentKey,
+        request: TableCreate,
+        authored: &Authored,
+        idempotency: Option<&IdemRequest>,
+    ) -> CatalogResult<LoadedTable> {
+        let key = namespace.child(&request.name).map_err(WriteError::from)?;
+        let name = self.authorize_table_write(principal, branch, &key)?;
+        let head = self.store.resolve(branch)?.hash;
+        self.namespace_exists(head, namespace)?;
+        if self.store.content_ref_at(head, &key)?.is_some() {
+            return Err(CatalogError::TableAlreadyExists(key));
+        }
+        let uuid = uuid::Uuid::now_v7();
+        let location = self.warehouse()?.table_location(
+            namespace.elements(),
+            &request.name,
+            &uuid.to_string(),
+        );
+        if let Some(asked) = &request.location
+            && asked.trim_end_matches('/') != location
+        {
+            return Err(CatalogError::Invalid(format!(
+                "floe assigns table locations; leave location out (it would be {location})"
+            )));
+        }
+        let mut properties = request.properties;
+        let format_version = match properties
+            .remove(TableProperties::PROPERTY_FORMAT_VERSION)
+            .as_deref()
+        {
+            None | Some("2") => FormatVersion::V2,
+            Some("1") => FormatVersion::V1,
+            Some("3") => FormatVersion::V3,
+            Some(v) => {
+                return Err(CatalogError::Invalid(format!(
+                    "format-version must be 1, 2 or 3, got {v:?}"
+                )));
+            }
+        };
+        properties.retain(|k, _| !TableProperties::RESERVED_PROPERTIES.contains(&k.as_str()));
+        let creation = TableCreation::builder()
+            .name(request.name.clone())
+            .location(location.clone())
+            .schema(request.schema)
+            .partition_spec_opt(request.partition_spec)
+            .sort_order_opt(request.write_order)
+            .properties(properties)
+            .format_version(format_version)
+            .build();
+        let metadata = TableMetadataBuilder::from_table_creation(creation)
+            .map_err(iceberg_error)?
+            .assign_uuid(uuid)
+            .build()
+            .map_err(iceberg_error)?
+            .metadata;
+        if request.stage_create {
+            return Ok(LoadedTable {
+                key,
+                metadata_location: None,
+                metadata: Arc::new(metadata),
+                content_id: None,
+                content_hash: None,
+            });
+        }
+        let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
+        let metadata_location = self.write_metadata(&metadata_location, &metadata)?;
+        let content = table_content(
+            ContentId(uuid::Uuid::now_v7().into_bytes()),
+            &metadata_location,
+            &metadata,
+        );
+        let ops = vec![
+            Op::Put {
+                key: key.clone(),
+                content: content.clone(),
+                expect: Expect::Absent,
+            },
+            Op::Check {
+                key: namespace.clone(),
+                expect: Expect::Present,
+            },
+        ];
+        let meta = self.meta(principal, authored, format!("create table {key}"));
+        let ctx = self.write_ctx(principal, idempotency, "");
+        self.store
+            .commit(&name, None, ops, meta, &ctx)
+            .map_err(|e| table_conflict(e, &key))?;
+        Ok(LoadedTable {
+            key,
+            metadata_location: Some(metadata_location),
+            metadata: Arc::new(metadata),
+            content_id: Some(content.id),
+            content_hash: Some(content.hash()),
+        })
+    }
+
+    /// Commits changes to one table; returns it as committed.
+    pub fn commit_table(
+        &self,
+        principal: &Principal,
+        branch: &RefSpec,
+        change: TableChange,
+        authored: &Authored,
+        idempotency: Option<&IdemRequest>,
+    ) -> CatalogResult<LoadedTable> {
+        let key = change.key.clone();
+        let mut done =
+            self.commit_tables(principal, branch, vec![change], authored, idempotency)?;
+        done.pop().ok_or_else(|| CatalogError::TableNotFound(key))
+    }
+
+    /// Commits changes to many tables as one floe commit (`transactions/commit`).
+    pub fn commit_tables(
+        &self,
+        principal: &Principal,
+        branch: &RefSpec,
+        changes: Vec<TableChange>,
+        authored: &Authored,
+        idempotency: Option<&IdemRequest>,
+    ) -> CatalogResult<Vec<LoadedTable>> {
+        let mut name = None;
+        for c in &changes {
+            name = Some(self.authorize_table_write(principal, branch, &c.key)?);
+            check_updates(&c.updates)?;
+        }
+        let Some(name) = name else {
+            return Err(CatalogError::Invalid(
+                "a commit needs at least one table change".to_owned(),
+            ));
+        };
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = changes.iter().find(|c| !seen.insert(c.key.clone())) {
+            return Err(CatalogError::Invalid(format!(
+                "table {} appears twice in one commit",
+                dup.key
+            )));
+        }
+        for attempt in 0..COMMIT_RETRIES_MAX {
+            let head = self.store.resolve(branch)?.hash;
+            let mut ops = Vec::new();
+            let mut results = Vec::new();
+            for change in &changes {
+                let current = self.table_at(head, &change.key)?;
+                for r in &change.requirements {
+                    r.check(current.as_ref().map(|t| t.metadata.as_ref()))
+                        .map_err(|e| match e.kind() {
+                            iceberg::ErrorKind::TableNotFound => {
+                                CatalogError::TableNotFound(change.key.clone())
+                            }
+                            _ => iceberg_error(e),
+                        })?;
+                }
+                let (table, op) = self.apply(head, &change.key, current, change)?;
+                ops.push(op);
+                results.push(table);
+            }
+            let summary: Vec<String> = changes.iter().map(|c| c.key.to_string()).collect();
+            let meta = self.meta(
+                principal,
+                authored,
+                format!("commit to table {}", summary.join(", ")),
+            );
+            let ctx = self.write_ctx(principal, idempotency, "");
+            if ops.iter().all(|op| matches!(op, Op::Check { .. })) {
+                return Ok(results);
+            }
+            match self.store.commit(&name, None, ops, meta, &ctx) {
+                Ok(_) => return Ok(results),
+                Err(e) if changed_under_us(&e, &changes) => {
+                    // Wait for the concurrent writer's commit to become durable, then reload.
+                    std::thread::sleep(std::time::Duration::from_millis(1 << attempt.min(6)));
+                }
+                Err(e) => return Err(table_conflict(e, &changes[0].key)),
+            }
+        }
+        Err(CatalogError::CommitFailed(format!(
+            "{} kept changing under concurrent commits ({COMMIT_RETRIES_MAX} attempts); retry",
+            changes
+                .iter()
+                .map(|c| c.key.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+
+    /// Applies one table's updates; returns the table as it will be and the op for it.
+    fn apply(
+        &self,
+        head: Hash,
+        key: &ContentKey,
+        current: Option<LoadedTable>,
+        change: &TableChange,
+    ) -> CatalogResult<(LoadedTable, Op)> {
+        let Some(current) = current else {
+            if change
+                .requirements
+                .iter()
+                .any(|r| matches!(r, TableRequirement::NotExist))
+            {
+                return Err(CatalogError::Unsupported(
+                    "creating a table through a commit (stage-create) is not served yet; create it with stage-create false".to_owned(),
+                ));
+            }
+            return Err(CatalogError::TableNotFound(key.clone()));
+        };
+        let (Some(location), Some(hash), Some(id)) = (
+            current.metadata_location.clone(),
+            current.content_hash,
+            current.content_id,
+        ) else {
+            return Err(CatalogError::TableNotFound(key.clone()));
+        };
+        if change.updates.is_empty() {
+            // Requirements only: the table must be unchanged when the commit lands.
+            return Ok((
+                current,
+                Op::Check {
+                    key: key.clone(),
+                    expect: Expect::Is(hash),
+                },
+            ));
+        }
+        let _ = head;
+        let mut builder = current
+            .metadata
+            .as_ref()
+            .clone()
+            .into_builder(Some(location.clone()));
+        for u in &change.updates {
+            if let TableUpdate::SetLocation { location: asked } = u
+                && asked.trim_end_matches('/') != current.metadata.location()
+            {
+                return Err(CatalogError::Invalid(format!(
+                    "a table's location cannot change (it is {})",
+                    current.metadata.location()
+                )));
+            }
+            builder = u.clone().apply(builder).map_err(iceberg_error)?;
+        }
+        let metadata = builder.build().map_err(iceberg_error)?.metadata;
+        let next = MetadataLocation::from_str(&location)
+            .map_err(iceberg_error)?
+            .with_next_version()
+            .with_new_metadata(&metadata);
+        let metadata_location = self.write_metadata(&next, &metadata)?;
+        let content = table_content(id, &metadata_location, &metadata);
+        let table = LoadedTable {
+            key: key.clone(),
+            metadata_location: Some(metadata_location),
+            metadata: Arc::new(metadata),
+            content_id: Some(id),
+            content_hash: Some(content.hash()),
+        };
+        Ok((
+            table,
+            Op::Put {
+                key: key.clone(),
+                content,
+                expect: Expect::Is(hash),
+            },
+        ))
+    }
+
+    fn write_metadata(
+        &self,
+        location: &MetadataLocation,
+        metadata: &TableMetadata,
+    ) -> CatalogResult<String> {
+        if location.compression_codec() != iceberg::compression::CompressionCodec::None {
+            return Err(CatalogError::Unsupported(
+                "compressed metadata files (write.metadata.compression-codec) are not served yet"
+                    .to_owned(),
+            ));
+        }
+        let text = location.to_string();
+        let bytes = serde_json::to_vec(metadata).map_err(|e| {
+            CatalogError::Invalid(format!("the table metadata does not serialize: {e}"))
+        })?;
+        self.warehouse()?.write_new(&text, &bytes)?;
+        Ok(text)
+    }
+
+    /// Drops a table from a branch. Its files stay (garbage collection will decide, over
+    /// every ref); `purgeRequested` does not change that.
+    pub fn drop_table(
+        &self,
+        principal: &Principal,
+        branch: &RefSpec,
+        key: &ContentKey,
+        authored: &Authored,
+        idempotency: Option<&IdemRequest>,
+    ) -> CatalogResult<CommitOutcome> {
+        let name = self.authorize_table_write(principal, branch, key)?;
+        for _ in 0..COMMIT_RETRIES_MAX {
+            let head = self.store.resolve(branch)?.hash;
+            let Some(r) = self.store.content_ref_at(head, key)? else {
+                return Err(CatalogError::TableNotFound(key.clone()));
+            };
+            if r.kind != ContentKind::IcebergTable {
+                return Err(CatalogError::TableNotFound(key.clone()));
+            }
+            let ops = vec![Op::Delete {
+                key: key.clone(),
+                expect: Expect::Is(r.hash),
+            }];
+            let meta = self.meta(principal, authored, format!("drop table {key}"));
+            let ctx = self.write_ctx(principal, idempotency, "");
+            match self.store.commit(&name, None, ops, meta, &ctx) {
+                Err(e) if is_key_conflict(&e, key) => continue,
+                other => return other.map_err(|e| table_conflict(e, key)),
+            }
+        }
+        Err(CatalogError::Contention(format!("table {key}")))
+    }
+
+    fn namespace_exists(&self, head: Hash, namespace: &ContentKey) -> CatalogResult<()> {
+        match self.store.content_ref_at(head, namespace)? {
+            Some(r) if r.kind == ContentKind::Namespace => Ok(()),
+            _ => Err(CatalogError::NamespaceNotFound(namespace.clone())),
+        }
+    }
+}
+
+/// Updates floe refuses (DESIGN §3 rules).
+fn check_updates(updates: &[TableUpdate]) -> CatalogResult<()> {
+    for u in updates {
+        match u {
+            TableUpdate::RemoveSnapshots { .. } => {
+                return Err(CatalogError::Unsupported(
+                    "remove-snapshots is refused: other branches may read those snapshots' files; \
+                     floe's garbage collection will expire them over every ref"
+                        .to_owned(),
+                ));
+            }
+            TableUpdate::SetSnapshotRef { ref_name, .. }
+            | TableUpdate::RemoveSnapshotRef { ref_name }
+                if ref_name != "main" =>
+            {
+                return Err(CatalogError::Unsupported(format!(
+                    "Iceberg ref {ref_name:?} is refused: use floe branches and tags (only the table's main ref is served)"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn table_content(id: ContentId, metadata_location: &str, m: &TableMetadata) -> Content {
+    Content {
+        id,
+        payload: Payload::IcebergTable(TablePayload {
+            metadata_location: metadata_location.to_owned(),
+            table_uuid: m.uuid().into_bytes(),
+            snapshot_id: m.current_snapshot_id().unwrap_or(-1),
+            schema_id: m.current_schema_id(),
+            spec_id: m.default_partition_spec_id(),
+            sort_order_id: i32::try_from(m.default_sort_order_id()).unwrap_or(i32::MAX),
+        }),
+    }
+}
+
+fn is_key_conflict(e: &WriteError, key: &ContentKey) -> bool {
+    matches!(e, WriteError::Conflict { conflicts, .. }
+        if conflicts.iter().all(|c| &c.key == key && c.kind == ConflictKind::Expectation && c.actual.is_some()))
+}
+
+/// True when only the expectations on the transaction's own tables failed because a table
+/// changed (not vanished): reload and retry.
+fn changed_under_us(e: &WriteError, changes: &[TableChange]) -> bool {
+    matches!(e, WriteError::Conflict { conflicts, .. }
+        if conflicts.iter().all(|c| c.kind == ConflictKind::Expectation
+            && c.actual.is_some()
+            && changes.iter().any(|t| t.key == c.key)))
+}
+
+fn table_conflict(e: WriteError, key: &ContentKey) -> CatalogError {
+    if let WriteError::Conflict { conflicts, .. } = &e {
+        for c in conflicts {
+            match c.kind {
+                ConflictKind::Expectation
+                    if &c.key == key && c.expected == Some(Expect::Absent) =>
+                {
+                    return CatalogError::TableAlreadyExists(key.clone());
+                }
+                ConflictKind::Expectation if c.actual.is_none() => {
+                    return if c.actual_kind.is_none() && key.parent().as_ref() == Some(&c.key) {
+                        CatalogError::NamespaceNotFound(c.key.clone())
+                    } else {
+                        CatalogError::TableNotFound(c.key.clone())
+                    };
+                }
+                ConflictKind::NamespaceMissing => {
+                    return CatalogError::NamespaceNotFound(
+                        key.parent().unwrap_or_else(|| key.clone()),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    e.into()
+}
