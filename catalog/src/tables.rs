@@ -337,8 +337,8 @@ impl Catalog {
                             _ => iceberg_error(e),
                         })?;
                 }
-                let (table, op) = self.apply(head, &change.key, current, change)?;
-                ops.push(op);
+                let (table, table_ops) = self.apply(&change.key, current, change)?;
+                ops.extend(table_ops);
                 results.push(table);
             }
             let summary: Vec<String> = changes.iter().map(|c| c.key.to_string()).collect();
@@ -373,22 +373,19 @@ impl Catalog {
     /// Applies one table's updates; returns the table as it will be and the op for it.
     fn apply(
         &self,
-        head: Hash,
         key: &ContentKey,
         current: Option<LoadedTable>,
         change: &TableChange,
-    ) -> CatalogResult<(LoadedTable, Op)> {
+    ) -> CatalogResult<(LoadedTable, Vec<Op>)> {
         let Some(current) = current else {
-            if change
+            if !change
                 .requirements
                 .iter()
                 .any(|r| matches!(r, TableRequirement::NotExist))
             {
-                return Err(CatalogError::Unsupported(
-                    "creating a table through a commit (stage-create) is not served yet; create it with stage-create false".to_owned(),
-                ));
+                return Err(CatalogError::TableNotFound(key.clone()));
             }
-            return Err(CatalogError::TableNotFound(key.clone()));
+            return self.create_from_updates(key, &change.updates);
         };
         let (Some(location), Some(hash), Some(id)) = (
             current.metadata_location.clone(),
@@ -401,13 +398,12 @@ impl Catalog {
             // Requirements only: the table must be unchanged when the commit lands.
             return Ok((
                 current,
-                Op::Check {
+                vec![Op::Check {
                     key: key.clone(),
                     expect: Expect::Is(hash),
-                },
+                }],
             ));
         }
-        let _ = head;
         let mut builder = current
             .metadata
             .as_ref()
@@ -440,12 +436,113 @@ impl Catalog {
         };
         Ok((
             table,
-            Op::Put {
+            vec![Op::Put {
                 key: key.clone(),
                 content,
                 expect: Expect::Is(hash),
-            },
+            }],
         ))
+    }
+
+    /// A table created by a commit (a stage-create answered earlier, then `assert-create`
+    /// with the updates that make it, as DuckDB does): the iceberg crate builds metadata
+    /// only from a schema, a spec, a sort order and a location, so those are taken from the
+    /// first add-schema / add-spec / add-sort-order / set-location (with assign-uuid,
+    /// upgrade-format-version and set-properties), and the rest is applied on top.
+    fn create_from_updates(
+        &self,
+        key: &ContentKey,
+        updates: &[TableUpdate],
+    ) -> CatalogResult<(LoadedTable, Vec<Op>)> {
+        let (mut schema, mut spec, mut order, mut location) = (None, None, None, None);
+        let (mut format_version, mut uuid) = (None, None);
+        let mut properties = HashMap::new();
+        let mut rest = Vec::new();
+        for u in updates {
+            match u {
+                TableUpdate::AddSchema { schema: s } if schema.is_none() => {
+                    schema = Some(s.clone());
+                }
+                TableUpdate::AddSpec { spec: s } if spec.is_none() => spec = Some(s.clone()),
+                TableUpdate::AddSortOrder { sort_order } if order.is_none() => {
+                    order = Some(sort_order.clone());
+                }
+                TableUpdate::SetLocation { location: l } => location = Some(l.clone()),
+                TableUpdate::UpgradeFormatVersion { format_version: v } => {
+                    format_version = Some(*v);
+                }
+                TableUpdate::AssignUuid { uuid: u } => uuid = Some(*u),
+                TableUpdate::SetProperties { updates } => properties.extend(updates.clone()),
+                other => rest.push(other.clone()),
+            }
+        }
+        let Some(schema) = schema else {
+            return Err(CatalogError::Invalid(
+                "a commit that creates a table (assert-create) needs an add-schema update"
+                    .to_owned(),
+            ));
+        };
+        let namespace = key
+            .parent()
+            .ok_or_else(|| CatalogError::Invalid(format!("{key} has no namespace")))?;
+        let warehouse = self.warehouse()?;
+        let location = match location {
+            Some(l) => {
+                let l = l.trim_end_matches('/').to_owned();
+                if !warehouse.is_table_location(namespace.elements(), key.name(), &l) {
+                    return Err(CatalogError::Invalid(format!(
+                        "floe assigns table locations: {l:?} is not one it gives {key} \
+                         (stage-create the table to get it)"
+                    )));
+                }
+                l
+            }
+            None => warehouse.table_location(
+                namespace.elements(),
+                key.name(),
+                &uuid::Uuid::now_v7().to_string(),
+            ),
+        };
+        properties.retain(|k, _| !TableProperties::RESERVED_PROPERTIES.contains(&k.as_str()));
+        let mut builder = TableMetadataBuilder::new(
+            schema,
+            spec.unwrap_or_else(|| iceberg::spec::PartitionSpec::unpartition_spec().into()),
+            order.unwrap_or_else(SortOrder::unsorted_order),
+            location.clone(),
+            format_version.unwrap_or(FormatVersion::V2),
+            properties,
+        )
+        .map_err(iceberg_error)?;
+        if let Some(u) = uuid {
+            builder = builder.assign_uuid(u);
+        }
+        for u in rest {
+            builder = u.apply(builder).map_err(iceberg_error)?;
+        }
+        let metadata = builder.build().map_err(iceberg_error)?.metadata;
+        let first = MetadataLocation::new_with_metadata(&location, &metadata);
+        let metadata_location = self.write_metadata(&first, &metadata)?;
+        let id = ContentId(uuid::Uuid::now_v7().into_bytes());
+        let content = table_content(id, &metadata_location, &metadata);
+        let table = LoadedTable {
+            key: key.clone(),
+            metadata_location: Some(metadata_location),
+            metadata: Arc::new(metadata),
+            content_id: Some(id),
+            content_hash: Some(content.hash()),
+        };
+        let ops = vec![
+            Op::Put {
+                key: key.clone(),
+                content,
+                expect: Expect::Absent,
+            },
+            Op::Check {
+                key: namespace,
+                expect: Expect::Present,
+            },
+        ];
+        Ok((table, ops))
     }
 
     fn write_metadata(

@@ -63,6 +63,19 @@ impl Warehouse {
         url
     }
 
+    /// True when `location` is a location `table_location` gives this table (any UUID).
+    pub fn is_table_location<'a>(
+        &self,
+        namespace: impl IntoIterator<Item = &'a str>,
+        name: &str,
+        location: &str,
+    ) -> bool {
+        let prefix = self.table_location(namespace, name, "");
+        location
+            .strip_prefix(&prefix)
+            .is_some_and(|u| uuid::Uuid::try_parse(u).is_ok())
+    }
+
     /// The local path of a location, refused unless it lies strictly inside the root.
     pub fn resolve(&self, location: &str) -> Result<PathBuf, WarehouseError> {
         let outside = |why| WarehouseError::Outside {
