@@ -6,7 +6,9 @@
 
 mod api;
 mod cli;
+mod clients;
 mod harness;
+mod iceberg;
 mod schemathesis;
 mod serve;
 mod tidy;

@@ -1,0 +1,111 @@
+//! Real Iceberg clients against a real `floe serve` (DESIGN §3, `../shared/CLIENTS.md`):
+//! PyIceberg 0.12 and DuckDB 1.5.5 from the pinned venv (`tests/requirements.txt`), running
+//! the scenarios in `tests/clients/`. Each scenario asserts every step itself and ends by
+//! printing `ok`; the test checks that and the server's side. Slow: they need
+//! `FLOE_TEST_VENV`, which `.ci/run` provides, and run under `FLOE_SLOW=1`.
+
+use std::process::Command;
+
+use crate::harness::Running;
+
+/// Runs one scenario against the server; returns its stdout.
+fn scenario(s: &Running, script: &str) -> String {
+    let venv = std::env::var("FLOE_TEST_VENV").expect(
+        "FLOE_TEST_VENV names the Python venv with the pinned test clients (tests/requirements.txt); \
+         .ci/run creates it",
+    );
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/clients");
+    let output = Command::new(format!("{venv}/bin/python"))
+        .arg(format!("{dir}/{script}"))
+        .arg(s.url())
+        .current_dir(dir)
+        .env("HOME", s.dir.path())
+        .output()
+        .expect("the venv's python runs");
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && out.trim_end().ends_with("ok"),
+        "{script} failed:\n{out}\n{err}"
+    );
+    out
+}
+
+fn slow() -> bool {
+    std::env::var_os("FLOE_SLOW").is_some()
+}
+
+#[test]
+fn slow_pyiceberg_writes_branches_merges_and_time_travels() {
+    if !slow() {
+        return;
+    }
+    let s = Running::start();
+    scenario(&s, "pyiceberg_branches.py");
+    // The server's side: every write was a floe commit by the anonymous principal, and
+    // the table's files live in the warehouse folder.
+    let reflog = s.get("/api/v1/reflog?ref=main&pageSize=100");
+    let moves: Vec<(&str, &str)> = reflog.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["operation"].as_str().unwrap(),
+                e["principal"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // Newest first: the merge, the table writes, the namespace, then main's creation.
+    assert_eq!(moves.first(), Some(&("merge", "anonymous")), "{moves:?}");
+    assert_eq!(moves.last(), Some(&("create", "floe")), "{moves:?}");
+    assert!(
+        moves[..moves.len() - 1]
+            .iter()
+            .all(|(_, p)| *p == "anonymous"),
+        "{moves:?}"
+    );
+    assert!(s.dir.path().join("warehouse/sales").is_dir());
+}
+
+#[test]
+fn slow_pyiceberg_concurrent_appenders_all_land() {
+    if !slow() {
+        return;
+    }
+    let s = Running::start();
+    scenario(&s, "pyiceberg_concurrent.py");
+}
+
+#[test]
+fn slow_duckdb_creates_inserts_and_deletes_on_a_branch() {
+    if !slow() {
+        return;
+    }
+    let s = Running::start();
+    scenario(&s, "duckdb_branches.py");
+    let log = s.get("/api/v1/trees/dev/log?pageSize=100");
+    let messages: Vec<&str> = log.body["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["message"].as_str().unwrap())
+        .collect();
+    assert!(messages.contains(&"create namespace s"), "{messages:?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("commit to table s.t")),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn slow_concurrent_transactions_never_write_skew() {
+    if !slow() {
+        return;
+    }
+    let s = Running::start();
+    let out = scenario(&s, "write_skew.py");
+    assert!(out.contains("never both"), "{out}");
+}

@@ -1,0 +1,398 @@
+//! The Iceberg REST catalog under `/iceberg` over plain HTTP: config, namespaces, tables,
+//! commits and the rules of DESIGN §3, with the spec's `ErrorModel` on every error. The
+//! real clients (PyIceberg, DuckDB) run in `clients.rs`.
+
+use serde_json::{Value, json};
+
+use crate::harness::{Reply, Running};
+
+fn assert_iceberg_error(r: &Reply, status: u16, kind: &str) {
+    assert_eq!(r.status, status, "{:?}", r.body);
+    assert_eq!(r.body["error"]["type"], kind, "{:?}", r.body);
+    assert_eq!(r.body["error"]["code"], status, "{:?}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+fn schema() -> Value {
+    json!({"type": "struct", "schema-id": 0, "fields": [
+        {"id": 1, "name": "id", "required": false, "type": "long"},
+        {"id": 2, "name": "name", "required": false, "type": "string"}
+    ]})
+}
+
+#[test]
+fn config_namespaces_and_their_errors() {
+    let s = Running::start();
+    let config = s.get("/iceberg/v1/config?warehouse=main");
+    assert_eq!(config.status, 200);
+    assert_eq!(config.body["overrides"]["prefix"], "main");
+    assert_eq!(config.body["idempotency-key-lifetime"], "PT30M");
+    let endpoints: Vec<&str> = config.body["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(endpoints.contains(&"POST /v1/{prefix}/transactions/commit"));
+    assert!(endpoints.contains(&"HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}"));
+    assert!(
+        !endpoints
+            .iter()
+            .any(|e| e.contains("views") || e.contains("plan")),
+        "nothing unserved is advertised"
+    );
+    s.branch("feature/x", "main");
+    assert_eq!(
+        s.get("/iceberg/v1/config?warehouse=feature%2Fx").body["overrides"]["prefix"],
+        "feature%2Fx"
+    );
+    assert_eq!(
+        s.get("/iceberg/v1/config").body["overrides"]["prefix"],
+        "main"
+    );
+    assert_iceberg_error(
+        &s.get("/iceberg/v1/config?warehouse=nope"),
+        404,
+        "NotFoundException",
+    );
+    assert_iceberg_error(
+        &s.get("/iceberg/v1/config?warehouse=a..b"),
+        400,
+        "BadRequestException",
+    );
+
+    // Namespaces: create, nested (levels joined by U+001F), load, HEAD, list, properties.
+    let created = s.post(
+        "/iceberg/v1/main/namespaces",
+        json!({"namespace": ["a"], "properties": {"k": "v"}}),
+    );
+    assert_eq!(
+        (created.status, &created.body["namespace"]),
+        (200, &json!(["a"]))
+    );
+    assert_eq!(
+        s.post(
+            "/iceberg/v1/main/namespaces",
+            json!({"namespace": ["a", "b.c"]})
+        )
+        .status,
+        200
+    );
+    assert_iceberg_error(
+        &s.post("/iceberg/v1/main/namespaces", json!({"namespace": ["a"]})),
+        409,
+        "AlreadyExistsException",
+    );
+    assert_iceberg_error(
+        &s.post(
+            "/iceberg/v1/main/namespaces",
+            json!({"namespace": ["x", "y"]}),
+        ),
+        404,
+        "NoSuchNamespaceException",
+    );
+    assert_eq!(
+        s.get("/iceberg/v1/main/namespaces/a%1Fb.c").body["namespace"],
+        json!(["a", "b.c"])
+    );
+    assert_eq!(
+        s.get("/iceberg/v1/main/namespaces").body["namespaces"],
+        json!([["a"]])
+    );
+    assert_eq!(
+        s.get("/iceberg/v1/main/namespaces?parent=a").body["namespaces"],
+        json!([["a", "b.c"]])
+    );
+    assert_iceberg_error(
+        &s.get("/iceberg/v1/main/namespaces/nope"),
+        404,
+        "NoSuchNamespaceException",
+    );
+    assert_iceberg_error(
+        &s.get("/iceberg/v1/nope/namespaces"),
+        404,
+        "NotFoundException",
+    );
+    let props = s.post(
+        "/iceberg/v1/main/namespaces/a/properties",
+        json!({"updates": {"n": "1"}, "removals": ["k", "z"]}),
+    );
+    assert_eq!(
+        props.body,
+        json!({"updated": ["n"], "removed": ["k"], "missing": ["z"]})
+    );
+    assert_iceberg_error(
+        &s.post(
+            "/iceberg/v1/main/namespaces/a/properties",
+            json!({"updates": {"n": "1"}, "removals": ["n"]}),
+        ),
+        422,
+        "UnprocessableEntityException",
+    );
+    assert_iceberg_error(
+        &s.send(
+            "DELETE",
+            "/iceberg/v1/main/namespaces/a",
+            &Value::Null,
+            None,
+        ),
+        409,
+        "NamespaceNotEmptyException",
+    );
+    assert_eq!(
+        s.send(
+            "DELETE",
+            "/iceberg/v1/main/namespaces/a%1Fb.c",
+            &Value::Null,
+            None
+        )
+        .status,
+        204
+    );
+    // Malformed input is a 400 in the spec's shape; a read-only prefix refuses writes.
+    assert_iceberg_error(
+        &s.send(
+            "POST",
+            "/iceberg/v1/main/namespaces",
+            &Value::String("{junk".into()),
+            None,
+        ),
+        400,
+        "BadRequestException",
+    );
+    assert_iceberg_error(
+        &s.post(
+            "/iceberg/v1/main/namespaces",
+            json!({"namespace": ["bad\u{0}"]}),
+        ),
+        400,
+        "BadRequestException",
+    );
+    assert_iceberg_error(
+        &s.post("/iceberg/v1/main~1/namespaces", json!({"namespace": ["r"]})),
+        400,
+        "BadRequestException",
+    );
+    s.post("/api/v1/refs", json!({"name": "v1", "kind": "tag"}));
+    assert_iceberg_error(
+        &s.post("/iceberg/v1/v1/namespaces", json!({"namespace": ["r"]})),
+        400,
+        "BadRequestException",
+    );
+}
+
+#[test]
+fn tables_create_load_commit_drop_and_the_rules() {
+    let s = Running::start();
+    s.post("/iceberg/v1/main/namespaces", json!({"namespace": ["db"]}));
+    let created = s.post(
+        "/iceberg/v1/main/namespaces/db/tables",
+        json!({"name": "t", "schema": schema(), "properties": {"format-version": "2"}}),
+    );
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let location = created.body["metadata"]["location"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        location.starts_with(&format!(
+            "file://{}",
+            s.dir
+                .path()
+                .canonicalize()
+                .unwrap()
+                .join("warehouse/db/t-")
+                .display()
+        )),
+        "{location}"
+    );
+    let metadata_location = created.body["metadata-location"].as_str().unwrap();
+    assert!(std::path::Path::new(metadata_location.strip_prefix("file://").unwrap()).exists());
+    assert_iceberg_error(
+        &s.post(
+            "/iceberg/v1/main/namespaces/db/tables",
+            json!({"name": "t", "schema": schema()}),
+        ),
+        409,
+        "AlreadyExistsException",
+    );
+    assert_iceberg_error(
+        &s.post(
+            "/iceberg/v1/main/namespaces/nope/tables",
+            json!({"name": "t", "schema": schema()}),
+        ),
+        404,
+        "NoSuchNamespaceException",
+    );
+    assert_iceberg_error(
+        &s.post(
+            "/iceberg/v1/main/namespaces/db/tables",
+            json!({"name": "u", "schema": schema(), "location": "file:///tmp/elsewhere"}),
+        ),
+        400,
+        "BadRequestException",
+    );
+    assert_iceberg_error(
+        &s.post(
+            "/iceberg/v1/main/namespaces/db/tables",
+            json!({"name": "u", "schema": "nope"}),
+        ),
+        400,
+        "BadRequestException",
+    );
+    // A staged create stores nothing.
+    let staged = s.post(
+        "/iceberg/v1/main/namespaces/db/tables",
+        json!({"name": "s", "schema": schema(), "stage-create": true}),
+    );
+    assert!(
+        staged.body["metadata-location"].is_null(),
+        "{:?}",
+        staged.body
+    );
+    assert_iceberg_error(
+        &s.get("/iceberg/v1/main/namespaces/db/tables/s"),
+        404,
+        "NoSuchTableException",
+    );
+
+    let loaded = s.get("/iceberg/v1/main/namespaces/db/tables/t");
+    assert_eq!(
+        loaded.body["metadata"]["table-uuid"],
+        created.body["metadata"]["table-uuid"]
+    );
+    assert_eq!(
+        s.get("/iceberg/v1/main/namespaces/db/tables").body["identifiers"],
+        json!([{"namespace": ["db"], "name": "t"}])
+    );
+    let uuid = loaded.body["metadata"]["table-uuid"].clone();
+    let commit = |body: Value| s.post("/iceberg/v1/main/namespaces/db/tables/t", body);
+    // A requirement that holds: the properties change, as one floe commit.
+    let ok = commit(
+        json!({"requirements": [{"type": "assert-table-uuid", "uuid": uuid}], "updates": [{"action": "set-properties", "updates": {"owner": "ana"}}]}),
+    );
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    assert_eq!(ok.body["metadata"]["properties"]["owner"], "ana");
+    assert_eq!(
+        s.get("/api/v1/commits/main").body["commit"]["message"],
+        "commit to table db.t"
+    );
+    // A requirement that fails: 409 CommitFailedException, nothing changes.
+    let head = s.head("main");
+    let failed = commit(
+        json!({"requirements": [{"type": "assert-current-schema-id", "current-schema-id": 7}], "updates": [{"action": "set-properties", "updates": {"owner": "bo"}}]}),
+    );
+    assert_iceberg_error(&failed, 409, "CommitFailedException");
+    assert_eq!(s.head("main"), head);
+    // Rules: remove-snapshots, other Iceberg refs, location changes, unknown updates.
+    assert_iceberg_error(
+        &commit(json!({"updates": [{"action": "remove-snapshots", "snapshot-ids": [1]}]})),
+        400,
+        "BadRequestException",
+    );
+    assert_iceberg_error(
+        &commit(
+            json!({"updates": [{"action": "set-snapshot-ref", "ref-name": "audit", "type": "tag", "snapshot-id": 1}]}),
+        ),
+        400,
+        "BadRequestException",
+    );
+    assert_iceberg_error(
+        &commit(json!({"updates": [{"action": "set-location", "location": "file:///tmp/x"}]})),
+        400,
+        "BadRequestException",
+    );
+    assert_iceberg_error(
+        &commit(json!({"updates": [{"action": "frobnicate"}]})),
+        400,
+        "BadRequestException",
+    );
+    assert_iceberg_error(
+        &s.post(
+            "/iceberg/v1/main/namespaces/db/tables/nope",
+            json!({"updates": [{"action": "set-properties", "updates": {"a": "b"}}]}),
+        ),
+        404,
+        "NoSuchTableException",
+    );
+    assert_eq!(s.head("main"), head, "nothing changed");
+    // Commit author and message from headers (floe's and Nessie's names).
+    let r = s.send(
+        "POST",
+        "/iceberg/v1/main/namespaces/db/tables/t",
+        &json!({"updates": [{"action": "set-properties", "updates": {"x": "1"}}]}),
+        None,
+    );
+    assert_eq!(r.status, 200);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let with_headers = agent
+        .post(format!(
+            "{}/iceberg/v1/main/namespaces/db/tables/t",
+            s.url()
+        ))
+        .header("Nessie-Commit-Message", "nightly load")
+        .header("Floe-Commit-Author", "etl-bot")
+        .content_type("application/json")
+        .send(json!({"updates": [{"action": "set-properties", "updates": {"x": "2"}}]}).to_string())
+        .unwrap();
+    assert_eq!(with_headers.status().as_u16(), 200);
+    let c = s.get("/api/v1/commits/main").body["commit"].clone();
+    assert_eq!(
+        (c["message"].as_str(), c["author"].as_str()),
+        (Some("nightly load"), Some("etl-bot"))
+    );
+    // Read-only prefixes serve reads and refuse writes.
+    assert_eq!(
+        s.get(&format!(
+            "/iceberg/v1/main@{}/namespaces/db/tables/t",
+            &head[..12]
+        ))
+        .status,
+        200
+    );
+    assert_iceberg_error(
+        &s.post(
+            &format!("/iceberg/v1/main@{}/namespaces/db/tables/t", &head[..12]),
+            json!({"updates": []}),
+        ),
+        400,
+        "BadRequestException",
+    );
+
+    // Drop: purgeRequested parsed case-insensitively, files kept, table gone from main only.
+    s.branch("keep", "main");
+    assert_iceberg_error(
+        &s.send(
+            "DELETE",
+            "/iceberg/v1/main/namespaces/db/tables/t?purgeRequested=maybe",
+            &Value::Null,
+            None,
+        ),
+        400,
+        "BadRequestException",
+    );
+    assert_eq!(
+        s.send(
+            "DELETE",
+            "/iceberg/v1/main/namespaces/db/tables/t?purgeRequested=True",
+            &Value::Null,
+            None
+        )
+        .status,
+        204
+    );
+    assert_iceberg_error(
+        &s.get("/iceberg/v1/main/namespaces/db/tables/t"),
+        404,
+        "NoSuchTableException",
+    );
+    assert_eq!(s.get("/iceberg/v1/keep/namespaces/db/tables/t").status, 200);
+    assert!(std::path::Path::new(metadata_location.strip_prefix("file://").unwrap()).exists());
+}

@@ -1,0 +1,42 @@
+"""Shared helpers of the client scenarios: floe's own API over urllib, and catalogs."""
+
+import json
+import sys
+import urllib.error
+import urllib.request
+
+URL = sys.argv[1].rstrip("/")
+
+
+def api(method, path, body=None, headers=None):
+    """Calls floe's own API; returns (status, parsed body or None)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        URL + path, method=method, data=data,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(req) as r:
+            text = r.read()
+            return r.status, (json.loads(text) if text else None)
+    except urllib.error.HTTPError as e:
+        text = e.read()
+        return e.code, (json.loads(text) if text else None)
+
+
+def ok(method, path, body=None, headers=None):
+    status, reply = api(method, path, body, headers)
+    assert 200 <= status < 300, (method, path, status, reply)
+    return reply
+
+
+def catalog(name, warehouse):
+    from pyiceberg.catalog import load_catalog
+
+    return load_catalog(
+        name, type="rest", uri=URL + "/iceberg", warehouse=warehouse, auth={"type": "noop"}
+    )
+
+
+def head(ref):
+    return ok("GET", "/api/v1/refs/" + ref.replace("/", "%2F"))["head"]
