@@ -36,7 +36,7 @@ pub use idempotency::{
 pub use merges::MergeRequest;
 pub use namespaces::{Namespace, PropertiesUpdate, PropertiesUpdated};
 pub use tables::{COMMIT_RETRIES_MAX, LoadedTable, TableChange, TableCreate};
-pub use warehouse::{Warehouse, WarehouseError};
+pub use warehouse::{Warehouse, WarehouseError, WarehouseEvent, WarehouseHook};
 
 /// Who wrote a commit and why, when the caller says (otherwise the catalog fills both).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -238,5 +238,80 @@ mod tests {
             store.reflog(None, None, 1).unwrap().items[0].principal,
             "bob"
         );
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use floe_commits::{ContentKey, MemoryBackend, SystemClock};
+    use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+
+    use super::*;
+
+    /// The metadata file and its directory entry are durable before the ref moves: the
+    /// hook reads main's head at each fsync and finds it not yet moved.
+    #[test]
+    fn a_table_commit_fsyncs_its_metadata_file_and_folder_before_the_ref_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Arc::new(Store::open(Arc::new(MemoryBackend::new()), Arc::new(SystemClock)).unwrap());
+        let seen: Arc<Mutex<Vec<(WarehouseEvent, floe_commits::Hash)>>> = Arc::default();
+        let hook: WarehouseHook = {
+            let (store, seen) = (store.clone(), seen.clone());
+            let main = RefName::parse("main").unwrap();
+            Arc::new(move |e| {
+                let head = store.get_ref(&main).unwrap().head;
+                seen.lock().unwrap().push((e, head));
+            })
+        };
+        let catalog = Catalog::new(store.clone())
+            .with_warehouse(Warehouse::open(dir.path()).unwrap().with_hook(hook));
+        let who = Principal::anonymous();
+        let main = RefSpec::parse("main").unwrap();
+        let ns = ContentKey::new(["db"]).unwrap();
+        catalog
+            .create_namespace(
+                &who,
+                &main,
+                &ns,
+                Default::default(),
+                &Authored::default(),
+                None,
+            )
+            .unwrap();
+        let before = catalog.resolve(&who, &main).unwrap().hash;
+        let schema = Schema::builder()
+            .with_fields(vec![
+                NestedField::optional(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
+            ])
+            .build()
+            .unwrap();
+        let create = TableCreate {
+            name: "t".to_owned(),
+            location: None,
+            schema,
+            partition_spec: None,
+            write_order: None,
+            stage_create: false,
+            properties: HashMap::new(),
+        };
+        let table = catalog
+            .create_table(&who, &main, &ns, create, &Authored::default(), None)
+            .unwrap();
+        let after = catalog.resolve(&who, &main).unwrap().hash;
+        assert_ne!(before, after);
+        let events = seen.lock().unwrap().clone();
+        assert_eq!(
+            events,
+            [
+                (WarehouseEvent::FileSynced, before),
+                (WarehouseEvent::DirectorySynced, before)
+            ],
+            "both fsyncs completed while main was still at its old head"
+        );
+        assert!(table.metadata_location.unwrap().starts_with("file://"));
     }
 }

@@ -12,6 +12,7 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WarehouseError {
@@ -22,9 +23,30 @@ pub enum WarehouseError {
     Io { path: String, message: String },
 }
 
-#[derive(Debug, Clone)]
+/// A durability step of a metadata write, reported to a hook (tests of barrier order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarehouseEvent {
+    /// The new file's contents are on the device (its fsync returned).
+    FileSynced,
+    /// The rename into place is on the device (the directory's fsync returned).
+    DirectorySynced,
+}
+
+/// Observes a warehouse's durability steps.
+pub type WarehouseHook = Arc<dyn Fn(WarehouseEvent) + Send + Sync>;
+
+#[derive(Clone)]
 pub struct Warehouse {
     root: PathBuf,
+    hook: Option<WarehouseHook>,
+}
+
+impl std::fmt::Debug for Warehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warehouse")
+            .field("root", &self.root)
+            .finish()
+    }
 }
 
 impl Warehouse {
@@ -32,7 +54,19 @@ impl Warehouse {
     pub fn open(root: &Path) -> Result<Warehouse, WarehouseError> {
         fs::create_dir_all(root).map_err(|e| io(root, &e))?;
         let root = fs::canonicalize(root).map_err(|e| io(root, &e))?;
-        Ok(Warehouse { root })
+        Ok(Warehouse { root, hook: None })
+    }
+
+    /// The same warehouse, reporting its durability steps to `hook`.
+    pub fn with_hook(mut self, hook: WarehouseHook) -> Warehouse {
+        self.hook = Some(hook);
+        self
+    }
+
+    fn report(&self, event: WarehouseEvent) {
+        if let Some(h) = &self.hook {
+            h(event);
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -146,8 +180,11 @@ impl Warehouse {
             let mut f = File::create(&tmp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
+            self.report(WarehouseEvent::FileSynced);
             fs::rename(&tmp, &path)?;
-            File::open(dir)?.sync_all()
+            File::open(dir)?.sync_all()?;
+            self.report(WarehouseEvent::DirectorySynced);
+            Ok(())
         };
         write().map_err(|e| {
             let _ = fs::remove_file(&tmp);

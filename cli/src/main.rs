@@ -100,6 +100,8 @@ pub enum Verb {
     },
     /// List, create, drop or show namespaces.
     Namespace(NamespaceArgs),
+    /// List tables.
+    Table(TableArgs),
     /// Print the OpenAPI document of floe's own API.
     Openapi,
     /// Print shell completions.
@@ -219,6 +221,25 @@ pub struct NamespaceArgs {
     /// The ref spec to read or the branch to write (default: the checked-out branch).
     #[arg(long = "ref", global = true)]
     pub at: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TableArgs {
+    #[command(subcommand)]
+    pub verb: TableVerb,
+    /// The ref spec to read (default: the checked-out branch).
+    #[arg(long = "ref", global = true)]
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TableVerb {
+    /// List the tables at a ref, everywhere or under one namespace.
+    List {
+        /// Only tables under this namespace (a.b).
+        #[arg(long)]
+        namespace: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

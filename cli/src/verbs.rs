@@ -188,6 +188,12 @@ pub fn run(server: &str, json: bool, verb: Verb) -> Result<(), Failure> {
             let at = args.at.unwrap_or_else(|| ctx.current.clone());
             namespace(&ctx, &at, args.verb)
         }
+        Verb::Table(args) => {
+            let at = args.at.unwrap_or_else(|| ctx.current.clone());
+            match args.verb {
+                crate::TableVerb::List { namespace } => table_list(&ctx, &at, namespace),
+            }
+        }
         Verb::Serve(_) | Verb::Openapi | Verb::Completions { .. } | Verb::Version | Verb::Help => {
             Err(Failure::Usage("not a client verb".to_owned()))
         }
@@ -869,6 +875,41 @@ fn namespace(ctx: &Ctx, at: &str, verb: NamespaceVerb) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// Tables at a ref (under a namespace), from the entries listing.
+fn table_list(ctx: &Ctx, at: &str, namespace: Option<String>) -> Result<(), Failure> {
+    let mut rows = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut q = Vec::new();
+        if let Some(ns) = &namespace {
+            q.push(("prefix", ns.clone()));
+        }
+        if let Some(t) = &token {
+            q.push(("pageToken", t.clone()));
+        }
+        let page = ctx.get(&format!("/api/v1/trees/{}/entries", encode(at)), &q)?;
+        if ctx.json {
+            ctx.print(&page);
+        }
+        for e in page.value["entries"].as_array().cloned().unwrap_or_default() {
+            if e["kind"] == "iceberg-table" {
+                rows.push(vec![
+                    e["key"].as_str().unwrap_or("").to_owned(),
+                    ctx.style.hash(e["contentHash"].as_str().unwrap_or("")),
+                ]);
+            }
+        }
+        match page.value["nextPageToken"].as_str() {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    if !ctx.json {
+        table(&rows);
+    }
+    Ok(())
 }
 
 fn properties_text(props: &Value) -> String {

@@ -187,8 +187,24 @@ fn prefix(text: &str) -> ApiResult<RefSpec> {
     })
 }
 
+/// Refuses names that could be read as a path step (`.`, `..`) or hold a separator; the
+/// warehouse escapes names anyway, but such a name is a mistake worth a clear 400.
+fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> ApiResult<()> {
+    for n in names {
+        if n == "." || n == ".." || n.contains('/') || n.contains('\\') {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "BadRequestException",
+                format!("{n:?} is not a valid namespace or table name (no `.`, `..`, `/` or `\\`)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A namespace in a URL: levels joined by U+001F (a `.` is part of a level here).
 fn namespace(text: &str) -> ApiResult<ContentKey> {
+    check_names(text.split('\u{1f}'))?;
     ContentKey::new(text.split('\u{1f}')).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -199,6 +215,7 @@ fn namespace(text: &str) -> ApiResult<ContentKey> {
 }
 
 fn levels(elements: &[String]) -> ApiResult<ContentKey> {
+    check_names(elements.iter().map(String::as_str))?;
     ContentKey::new(elements).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -209,6 +226,7 @@ fn levels(elements: &[String]) -> ApiResult<ContentKey> {
 }
 
 fn table_key(ns: &ContentKey, table: &str) -> ApiResult<ContentKey> {
+    check_names([table])?;
     ns.child(table).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -622,6 +640,7 @@ async fn create_table(
         Write {
             run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
                 let req: CreateTableRequest = body(&b2)?;
+                check_names([req.name.as_str()])?;
                 let create = TableCreate {
                     name: req.name,
                     location: req.location,

@@ -164,13 +164,30 @@ fn config_namespaces_and_their_errors() {
         400,
         "BadRequestException",
     );
-    assert_iceberg_error(
-        &s.post(
-            "/iceberg/v1/main/namespaces",
-            json!({"namespace": ["bad\u{0}"]}),
-        ),
-        400,
-        "BadRequestException",
+    for bad in [
+        json!(["bad\u{0}"]),
+        json!([".."]),
+        json!(["a", "."]),
+        json!(["x/y"]),
+        json!([""]),
+        json!([]),
+        json!(["n".repeat(2000)]),
+    ] {
+        let r = s.post("/iceberg/v1/main/namespaces", json!({ "namespace": bad }));
+        assert_iceberg_error(&r, 400, "BadRequestException");
+    }
+    let dots = s.post(
+        "/iceberg/v1/main/namespaces/a/tables",
+        json!({"name": "..", "schema": schema()}),
+    );
+    assert_iceberg_error(&dots, 400, "BadRequestException");
+    assert!(
+        dots.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid"),
+        "{:?}",
+        dots.body
     );
     assert_iceberg_error(
         &s.post("/iceberg/v1/main~1/namespaces", json!({"namespace": ["r"]})),
@@ -365,6 +382,14 @@ fn tables_create_load_commit_drop_and_the_rules() {
         400,
         "BadRequestException",
     );
+
+    // The CLI lists tables at any ref.
+    let cfg = s.config_dir();
+    let listed = s.floe(&cfg, &["table", "list"]);
+    assert!(listed.expect(0).starts_with("db.t  "), "{}", listed.stdout);
+    assert_eq!(listed.stdout.lines().count(), 1);
+    assert_eq!(s.floe(&cfg, &["table", "list", "--namespace", "nope"]).expect(0), "");
+    assert_eq!(s.floe(&cfg, &["table", "list", "--ref", "main~5"]).expect(0), "");
 
     // Drop: purgeRequested parsed case-insensitively, files kept, table gone from main only.
     s.branch("keep", "main");
