@@ -893,7 +893,11 @@ fn table_list(ctx: &Ctx, at: &str, namespace: Option<String>) -> Result<(), Fail
         if ctx.json {
             ctx.print(&page);
         }
-        for e in page.value["entries"].as_array().cloned().unwrap_or_default() {
+        for e in page.value["entries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
             if e["kind"] == "iceberg-table" {
                 rows.push(vec![
                     e["key"].as_str().unwrap_or("").to_owned(),

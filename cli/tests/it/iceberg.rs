@@ -388,8 +388,16 @@ fn tables_create_load_commit_drop_and_the_rules() {
     let listed = s.floe(&cfg, &["table", "list"]);
     assert!(listed.expect(0).starts_with("db.t  "), "{}", listed.stdout);
     assert_eq!(listed.stdout.lines().count(), 1);
-    assert_eq!(s.floe(&cfg, &["table", "list", "--namespace", "nope"]).expect(0), "");
-    assert_eq!(s.floe(&cfg, &["table", "list", "--ref", "main~5"]).expect(0), "");
+    assert_eq!(
+        s.floe(&cfg, &["table", "list", "--namespace", "nope"])
+            .expect(0),
+        ""
+    );
+    assert_eq!(
+        s.floe(&cfg, &["table", "list", "--ref", "main~5"])
+            .expect(0),
+        ""
+    );
 
     // Drop: purgeRequested parsed case-insensitively, files kept, table gone from main only.
     s.branch("keep", "main");

@@ -9,6 +9,7 @@ mod cli;
 mod clients;
 mod harness;
 mod iceberg;
+mod iceberg_rust;
 mod schemathesis;
 mod serve;
 mod tidy;
