@@ -341,7 +341,11 @@ impl Catalog {
                 ops.extend(table_ops);
                 results.push(table);
             }
-            let summary: Vec<String> = changes.iter().map(|c| c.key.to_string()).collect();
+            let summary: Vec<String> = changes
+                .iter()
+                .filter(|c| !c.updates.is_empty())
+                .map(|c| format!("{} ({})", c.key, describe(&c.updates)))
+                .collect();
             let meta = self.meta(
                 principal,
                 authored,
@@ -603,6 +607,31 @@ impl Catalog {
             _ => Err(CatalogError::NamespaceNotFound(namespace.clone())),
         }
     }
+}
+
+/// What a list of updates does, for the commit message: the distinct actions in order,
+/// an added snapshot named by its operation (`append`, `overwrite`, `delete`).
+fn describe(updates: &[TableUpdate]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for u in updates {
+        let part = match u {
+            TableUpdate::AddSnapshot { snapshot } => {
+                format!(
+                    "{} snapshot {}",
+                    snapshot.summary().operation.as_str(),
+                    snapshot.snapshot_id()
+                )
+            }
+            other => serde_json::to_value(other)
+                .ok()
+                .and_then(|v| v["action"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "update".to_owned()),
+        };
+        if !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
+    parts.join(", ")
 }
 
 /// Updates floe refuses (DESIGN §3 rules).

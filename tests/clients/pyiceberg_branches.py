@@ -57,7 +57,8 @@ assert main.table_exists("sales.orders") and not main.table_exists("sales.nope")
 log = ok("GET", "/api/v1/trees/dev/log?pageSize=100")["commits"]
 messages = [c["message"] for c in log]
 assert any(m.startswith("create table sales.orders") for m in messages), messages
-assert any(m.startswith("commit to table sales.orders") for m in messages), messages
+assert any(m.startswith("commit to table sales.orders (append snapshot ") for m in messages), messages
+assert any("add-schema" in m for m in messages), messages
 location = dev.load_table("sales.orders").metadata_location
 dev.drop_table("sales.orders")
 assert not dev.table_exists("sales.orders") and main.table_exists("sales.orders")

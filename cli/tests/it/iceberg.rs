@@ -296,7 +296,7 @@ fn tables_create_load_commit_drop_and_the_rules() {
     assert_eq!(ok.body["metadata"]["properties"]["owner"], "ana");
     assert_eq!(
         s.get("/api/v1/commits/main").body["commit"]["message"],
-        "commit to table db.t"
+        "commit to table db.t (set-properties)"
     );
     // A requirement that fails: 409 CommitFailedException, nothing changes.
     let head = s.head("main");
