@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{Reply, Running};
+use crate::harness::{Reply, Running, key};
 
 fn assert_iceberg_error(r: &Reply, status: u16, kind: &str) {
     assert_eq!(r.status, status, "{:?}", r.body);
@@ -428,4 +428,51 @@ fn tables_create_load_commit_drop_and_the_rules() {
     );
     assert_eq!(s.get("/iceberg/v1/keep/namespaces/db/tables/t").status, 200);
     assert!(std::path::Path::new(metadata_location.strip_prefix("file://").unwrap()).exists());
+}
+
+#[test]
+fn iceberg_writes_take_an_idempotency_key() {
+    let s = Running::start();
+    let k = key();
+    let body = json!({"namespace": ["once"]});
+    let first = s.send("POST", "/iceberg/v1/main/namespaces", &body, Some(&k));
+    let again = s.send("POST", "/iceberg/v1/main/namespaces", &body, Some(&k));
+    assert_eq!((first.status, again.status), (200, 200), "{:?}", again.body);
+    assert_eq!(first.body, again.body);
+    let log = s.get("/api/v1/trees/main/log?grep=once");
+    assert_eq!(
+        log.body["commits"].as_array().unwrap().len(),
+        1,
+        "applied once"
+    );
+    // A rejection replays as the same ErrorModel; another request under the key is a 422.
+    let k = key();
+    let dup = s.send("POST", "/iceberg/v1/main/namespaces", &body, Some(&k));
+    assert_iceberg_error(&dup, 409, "AlreadyExistsException");
+    assert_eq!(
+        s.send(
+            "DELETE",
+            "/iceberg/v1/main/namespaces/once",
+            &Value::Null,
+            None
+        )
+        .status,
+        204
+    );
+    let replay = s.send("POST", "/iceberg/v1/main/namespaces", &body, Some(&k));
+    assert_eq!((replay.status, &replay.body), (409, &dup.body));
+    let other = s.send(
+        "POST",
+        "/iceberg/v1/main/namespaces",
+        &json!({"namespace": ["x"]}),
+        Some(&k),
+    );
+    assert_iceberg_error(&other, 422, "UnprocessableEntityException");
+    let bad = s.send(
+        "POST",
+        "/iceberg/v1/main/namespaces",
+        &body,
+        Some("not-a-uuid"),
+    );
+    assert_iceberg_error(&bad, 400, "BadRequestException");
 }
