@@ -1,18 +1,24 @@
 //! The Warehouse (DESIGN §3): the one place through which the server reads and writes
-//! files. Today a local folder; a location is a `file://` URL under its root, and any
-//! location that resolves outside the root is refused before anything is touched.
+//! files, over `object_store` 0.14 (`LocalFileSystem` with fsync on). Today a local
+//! folder; a location is a `file://` URL under its root, and any location that resolves
+//! outside the root is refused before anything is touched. `storage.rs` exposes the same
+//! store, with the same confinement, as the `iceberg` crate's `Storage`.
 //!
-//! Metadata files are written durably before the ref commit that points at them: under a
-//! temporary name, fsynced, renamed into place, then the directory is fsynced. A file is
-//! never overwritten (metadata files are immutable; their names carry a UUID).
+//! Metadata files are written durably before the ref commit that points at them:
+//! `object_store` stages the file, fsyncs it, links it into place and fsyncs the folder
+//! before the put returns. A file is never overwritten (`PutMode::Create`: metadata files
+//! are immutable; their names carry a UUID).
 //!
 //! Table locations are `<root>/<namespace levels>/<name>-<uuid>`, each level escaped so
 //! that no name can form `..`, a separator or a control character on disk.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WarehouseError {
@@ -26,10 +32,8 @@ pub enum WarehouseError {
 /// A durability step of a metadata write, reported to a hook (tests of barrier order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WarehouseEvent {
-    /// The new file's contents are on the device (its fsync returned).
-    FileSynced,
-    /// The rename into place is on the device (the directory's fsync returned).
-    DirectorySynced,
+    /// A new file is durable: the put that fsynced its contents and its folder returned.
+    FileDurable,
 }
 
 /// Observes a warehouse's durability steps.
@@ -38,6 +42,7 @@ pub type WarehouseHook = Arc<dyn Fn(WarehouseEvent) + Send + Sync>;
 #[derive(Clone)]
 pub struct Warehouse {
     root: PathBuf,
+    store: Arc<LocalFileSystem>,
     hook: Option<WarehouseHook>,
 }
 
@@ -54,7 +59,12 @@ impl Warehouse {
     pub fn open(root: &Path) -> Result<Warehouse, WarehouseError> {
         fs::create_dir_all(root).map_err(|e| io(root, &e))?;
         let root = fs::canonicalize(root).map_err(|e| io(root, &e))?;
-        Ok(Warehouse { root, hook: None })
+        let store = Arc::new(local_store(&root)?);
+        Ok(Warehouse {
+            root,
+            store,
+            hook: None,
+        })
     }
 
     /// The same warehouse, reporting its durability steps to `hook`.
@@ -112,6 +122,13 @@ impl Warehouse {
 
     /// The local path of a location, refused unless it lies strictly inside the root.
     pub fn resolve(&self, location: &str) -> Result<PathBuf, WarehouseError> {
+        resolve_under(&self.root, location)
+    }
+}
+
+/// The local path of a location, refused unless it lies strictly inside `root`.
+pub(crate) fn resolve_under(root: &Path, location: &str) -> Result<PathBuf, WarehouseError> {
+    {
         let outside = |why| WarehouseError::Outside {
             location: location.chars().take(200).collect(),
             why,
@@ -137,59 +154,95 @@ impl Warehouse {
         if raw.split('/').any(|seg| seg == "." || seg == "..") {
             return Err(outside("it holds . or .. segments"));
         }
-        if !path.starts_with(&self.root) || path == self.root {
+        if !path.starts_with(root) || path == root {
             return Err(outside("it is not under the warehouse root"));
         }
         Ok(path.to_owned())
     }
+}
+
+impl Warehouse {
+    /// The object path of a location inside the warehouse (relative to its root).
+    pub fn object_path(&self, location: &str) -> Result<ObjectPath, WarehouseError> {
+        object_path(&self.root, location)
+    }
 
     /// Reads a whole file at a location inside the warehouse.
     pub fn read(&self, location: &str) -> Result<Vec<u8>, WarehouseError> {
-        let path = self.resolve(location)?;
-        fs::read(&path).map_err(|e| io(&path, &e))
+        let path = self.object_path(location)?;
+        let store = self.store.clone();
+        let bytes = block_on(async move { store.get(&path).await?.bytes().await })
+            .map_err(|e| store_error(location, &e))?;
+        Ok(bytes.to_vec())
     }
 
     /// True when a file exists at a location inside the warehouse.
     pub fn exists(&self, location: &str) -> Result<bool, WarehouseError> {
-        Ok(self.resolve(location)?.exists())
+        let path = self.object_path(location)?;
+        let store = self.store.clone();
+        match block_on(async move { store.head(&path).await }) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(store_error(location, &e)),
+        }
     }
 
-    /// Writes a new file durably: temp name, fsync, rename, directory fsync. Refuses to
-    /// replace an existing file.
+    /// Writes a new file durably (contents and folder fsynced before this returns).
+    /// Refuses to replace an existing file.
     pub fn write_new(&self, location: &str, bytes: &[u8]) -> Result<(), WarehouseError> {
-        let path = self.resolve(location)?;
-        let dir = path.parent().ok_or_else(|| WarehouseError::Outside {
-            location: location.to_owned(),
-            why: "it has no parent folder",
-        })?;
-        fs::create_dir_all(dir).map_err(|e| io(dir, &e))?;
-        if path.exists() {
-            return Err(WarehouseError::Io {
-                path: path.display().to_string(),
-                message: "a file is already there; metadata files are never replaced".to_owned(),
-            });
-        }
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}",
-            path.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default(),
-            uuid::Uuid::now_v7()
-        ));
-        let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            self.report(WarehouseEvent::FileSynced);
-            fs::rename(&tmp, &path)?;
-            File::open(dir)?.sync_all()?;
-            self.report(WarehouseEvent::DirectorySynced);
-            Ok(())
+        let path = self.object_path(location)?;
+        let store = self.store.clone();
+        let payload = PutPayload::from(bytes.to_vec());
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
         };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            io(&path, &e)
-        })
+        block_on(async move { store.put_opts(&path, payload, options).await })
+            .map_err(|e| store_error(location, &e))?;
+        self.report(WarehouseEvent::FileDurable);
+        Ok(())
+    }
+}
+
+/// The local object store under a root, fsyncing every write.
+pub(crate) fn local_store(root: &Path) -> Result<LocalFileSystem, WarehouseError> {
+    Ok(LocalFileSystem::new_with_prefix(root)
+        .map_err(|e| store_error(&root.display().to_string(), &e))?
+        .with_fsync(true))
+}
+
+/// Confines a location to the root and turns it into an object path.
+pub(crate) fn object_path(root: &Path, location: &str) -> Result<ObjectPath, WarehouseError> {
+    let local = resolve_under(root, location)?;
+    let relative = local
+        .strip_prefix(root)
+        .map_err(|_| WarehouseError::Outside {
+            location: location.chars().take(200).collect(),
+            why: "it is not under the warehouse root",
+        })?
+        .to_string_lossy()
+        .into_owned();
+    ObjectPath::parse(&relative).map_err(|e| WarehouseError::Outside {
+        location: location.chars().take(200).collect(),
+        why: if e.to_string().is_empty() {
+            "it is not a valid object path"
+        } else {
+            "it is not a valid object path (empty or dot segments)"
+        },
+    })
+}
+
+/// Runs an object-store future to completion on the calling thread (the catalog's
+/// callers are blocking threads; `LocalFileSystem` does its I/O on tokio's blocking pool
+/// when a runtime is present, inline otherwise).
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    futures::executor::block_on(f)
+}
+
+pub(crate) fn store_error(location: &str, e: &object_store::Error) -> WarehouseError {
+    WarehouseError::Io {
+        path: location.chars().take(200).collect(),
+        message: e.to_string(),
     }
 }
 
@@ -262,5 +315,11 @@ mod tests {
             1,
             "no temporary file is left: {leftovers:?}"
         );
+        // Escaped names are ordinary object paths.
+        let odd = w.table_location(["a b"], ".x", "u2");
+        let file = format!("{odd}/metadata/00000-y.metadata.json");
+        w.write_new(&file, b"1").unwrap();
+        assert!(w.exists(&file).unwrap());
+        assert!(!w.exists(&format!("{odd}/nope")).unwrap());
     }
 }

@@ -1,0 +1,279 @@
+//! The warehouse as the `iceberg` crate's `Storage` / `StorageFactory` (DESIGN §3): the one
+//! implementation through which iceberg-rust code (DataFusion scans, floe's own snapshot
+//! producer) reads and writes files, over the same `object_store` `LocalFileSystem` (fsync
+//! on) and with the same confinement as `Warehouse`: a path outside the root is an error
+//! before any I/O.
+//!
+//! The traits are serialized by typetag, so the storage is its root path; the object store
+//! client is rebuilt on first use rather than serialized.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use iceberg::io::{
+    FileMetadata, FileRead, FileWrite, InputFile, OutputFile, Storage, StorageConfig,
+    StorageFactory,
+};
+use iceberg::{Error, ErrorKind, Result};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::warehouse::{WarehouseError, local_store, object_path};
+
+/// The property of a `StorageConfig` that names the warehouse root.
+pub const WAREHOUSE_ROOT_PROP: &str = "floe.warehouse.root";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WarehouseStorage {
+    root: PathBuf,
+    #[serde(skip)]
+    store: Arc<OnceLock<Arc<LocalFileSystem>>>,
+}
+
+fn to_iceberg(e: WarehouseError) -> Error {
+    let kind = match e {
+        WarehouseError::Outside { .. } => ErrorKind::DataInvalid,
+        WarehouseError::Io { .. } => ErrorKind::Unexpected,
+    };
+    Error::new(kind, e.to_string())
+}
+
+fn store_err(path: &str, e: object_store::Error) -> Error {
+    Error::new(ErrorKind::Unexpected, format!("{path}: {e}"))
+}
+
+impl WarehouseStorage {
+    /// A storage over the warehouse at `root` (an absolute, canonical folder).
+    pub fn new(root: PathBuf) -> WarehouseStorage {
+        WarehouseStorage {
+            root,
+            store: Arc::default(),
+        }
+    }
+
+    fn store(&self) -> Result<Arc<LocalFileSystem>> {
+        if let Some(s) = self.store.get() {
+            return Ok(s.clone());
+        }
+        let built = Arc::new(local_store(&self.root).map_err(to_iceberg)?);
+        Ok(self.store.get_or_init(|| built).clone())
+    }
+
+    fn path(&self, location: &str) -> Result<ObjectPath> {
+        object_path(&self.root, location).map_err(to_iceberg)
+    }
+}
+
+#[async_trait]
+#[typetag::serde(name = "FloeWarehouseStorage")]
+impl Storage for WarehouseStorage {
+    async fn exists(&self, path: &str) -> Result<bool> {
+        match self.store()?.head(&self.path(path)?).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(store_err(path, e)),
+        }
+    }
+
+    async fn metadata(&self, path: &str) -> Result<FileMetadata> {
+        let meta = self
+            .store()?
+            .head(&self.path(path)?)
+            .await
+            .map_err(|e| store_err(path, e))?;
+        Ok(FileMetadata { size: meta.size })
+    }
+
+    async fn read(&self, path: &str) -> Result<Bytes> {
+        let store = self.store()?;
+        let got = store
+            .get(&self.path(path)?)
+            .await
+            .map_err(|e| store_err(path, e))?;
+        got.bytes().await.map_err(|e| store_err(path, e))
+    }
+
+    async fn reader(&self, path: &str) -> Result<Box<dyn FileRead>> {
+        Ok(Box::new(WarehouseRead {
+            store: self.store()?,
+            path: self.path(path)?,
+        }))
+    }
+
+    async fn write(&self, path: &str, bs: Bytes) -> Result<()> {
+        self.store()?
+            .put(&self.path(path)?, PutPayload::from(bs))
+            .await
+            .map_err(|e| store_err(path, e))?;
+        Ok(())
+    }
+
+    async fn writer(&self, path: &str) -> Result<Box<dyn FileWrite>> {
+        Ok(Box::new(WarehouseWrite {
+            store: self.store()?,
+            path: self.path(path)?,
+            parts: Vec::new(),
+            closed: false,
+        }))
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        match self.store()?.delete(&self.path(path)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_err(path, e)),
+        }
+    }
+
+    async fn delete_prefix(&self, path: &str) -> Result<()> {
+        let store = self.store()?;
+        let prefix = self.path(path)?;
+        let mut listed = store.list(Some(&prefix));
+        while let Some(meta) = listed.next().await {
+            let meta = meta.map_err(|e| store_err(path, e))?;
+            match store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_err(path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_stream(&self, mut paths: BoxStream<'static, String>) -> Result<()> {
+        while let Some(p) = paths.next().await {
+            self.delete(&p).await?;
+        }
+        Ok(())
+    }
+
+    fn new_input(&self, path: &str) -> Result<InputFile> {
+        self.path(path)?;
+        Ok(InputFile::new(Arc::new(self.clone()), path.to_owned()))
+    }
+
+    fn new_output(&self, path: &str) -> Result<OutputFile> {
+        self.path(path)?;
+        Ok(OutputFile::new(Arc::new(self.clone()), path.to_owned()))
+    }
+}
+
+#[derive(Debug)]
+struct WarehouseRead {
+    store: Arc<LocalFileSystem>,
+    path: ObjectPath,
+}
+
+#[async_trait]
+impl FileRead for WarehouseRead {
+    async fn read(&self, range: Range<u64>) -> Result<Bytes> {
+        self.store
+            .get_range(&self.path, range)
+            .await
+            .map_err(|e| store_err(self.path.as_ref(), e))
+    }
+}
+
+/// Buffers the parts and puts them as one object on close (one durable, atomic write).
+#[derive(Debug)]
+struct WarehouseWrite {
+    store: Arc<LocalFileSystem>,
+    path: ObjectPath,
+    parts: Vec<Bytes>,
+    closed: bool,
+}
+
+#[async_trait]
+impl FileWrite for WarehouseWrite {
+    async fn write(&mut self, bs: Bytes) -> Result<()> {
+        if self.closed {
+            return Err(Error::new(ErrorKind::Unexpected, "write after close"));
+        }
+        self.parts.push(bs);
+        Ok(())
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        if self.closed {
+            return Err(Error::new(
+                ErrorKind::Unexpected,
+                "the file is already closed",
+            ));
+        }
+        self.closed = true;
+        let payload: PutPayload = std::mem::take(&mut self.parts).into_iter().collect();
+        self.store
+            .put(&self.path, payload)
+            .await
+            .map_err(|e| store_err(self.path.as_ref(), e))?;
+        Ok(())
+    }
+}
+
+/// Builds a `WarehouseStorage` from a config naming the root (`WAREHOUSE_ROOT_PROP`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WarehouseStorageFactory;
+
+#[typetag::serde(name = "FloeWarehouseStorageFactory")]
+impl StorageFactory for WarehouseStorageFactory {
+    fn build(&self, config: &StorageConfig) -> Result<Arc<dyn Storage>> {
+        let root = config.get(WAREHOUSE_ROOT_PROP).ok_or_else(|| {
+            Error::new(
+                ErrorKind::DataInvalid,
+                format!("the storage config needs {WAREHOUSE_ROOT_PROP}"),
+            )
+        })?;
+        Ok(Arc::new(WarehouseStorage::new(PathBuf::from(root))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use iceberg::io::FileIOBuilder;
+
+    use super::*;
+    use crate::warehouse::Warehouse;
+
+    #[test]
+    fn iceberg_file_io_reads_and_writes_inside_the_warehouse_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Warehouse::open(dir.path()).unwrap();
+        let io = FileIOBuilder::new(Arc::new(WarehouseStorageFactory))
+            .with_props([(
+                WAREHOUSE_ROOT_PROP.to_owned(),
+                warehouse.root().display().to_string(),
+            )])
+            .build();
+        let inside = format!("{}/db/t-1/data/part-0.parquet", warehouse.root_url());
+        futures::executor::block_on(async {
+            let out = io.new_output(&inside).unwrap();
+            out.write(Bytes::from_static(b"hello")).await.unwrap();
+            assert!(io.exists(&inside).await.unwrap());
+            let input = io.new_input(&inside).unwrap();
+            assert_eq!(input.read().await.unwrap(), Bytes::from_static(b"hello"));
+            assert_eq!(input.metadata().await.unwrap().size, 5);
+            let reader = input.reader().await.unwrap();
+            assert_eq!(reader.read(1..4).await.unwrap(), Bytes::from_static(b"ell"));
+            for outside in [
+                "file:///etc/passwd".to_owned(),
+                format!("{}/../x", warehouse.root_url()),
+                "s3://bucket/key".to_owned(),
+            ] {
+                assert!(io.new_input(&outside).is_err(), "{outside}");
+                assert!(io.exists(&outside).await.is_err(), "{outside}");
+                assert!(io.delete(&outside).await.is_err(), "{outside}");
+            }
+        });
+        // The server's own reads see what iceberg wrote.
+        assert_eq!(warehouse.read(&inside).unwrap(), b"hello");
+        futures::executor::block_on(async {
+            io.delete(&inside).await.unwrap();
+            assert!(!io.exists(&inside).await.unwrap());
+        });
+    }
+}
