@@ -476,3 +476,55 @@ fn iceberg_writes_take_an_idempotency_key() {
     );
     assert_iceberg_error(&bad, 400, "BadRequestException");
 }
+
+#[test]
+fn lists_page_only_when_asked() {
+    let s = Running::start();
+    for n in ["n1", "n2", "n3"] {
+        assert_eq!(
+            s.post("/iceberg/v1/main/namespaces", json!({"namespace": [n]}))
+                .status,
+            200
+        );
+    }
+    for t in ["t1", "t2", "t3"] {
+        let r = s.post(
+            "/iceberg/v1/main/namespaces/n1/tables",
+            json!({"name": t, "schema": schema()}),
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    // Without pageSize: everything, and no token.
+    let all = s.get("/iceberg/v1/main/namespaces");
+    assert_eq!(all.body["namespaces"], json!([["n1"], ["n2"], ["n3"]]));
+    assert!(all.body.get("next-page-token").is_none());
+    // With pageSize: pages and a token to follow.
+    for (path, field) in [
+        ("/iceberg/v1/main/namespaces", "namespaces"),
+        ("/iceberg/v1/main/namespaces/n1/tables", "identifiers"),
+    ] {
+        let mut seen = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..10 {
+            let url = match &token {
+                Some(t) => format!("{path}?pageSize=2&pageToken={t}"),
+                None => format!("{path}?pageSize=2"),
+            };
+            let page = s.get(&url);
+            assert_eq!(page.status, 200, "{:?}", page.body);
+            let items = page.body[field].as_array().unwrap().clone();
+            assert!(items.len() <= 2);
+            seen.extend(items);
+            match page.body["next-page-token"].as_str() {
+                Some(t) => token = Some(t.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 3, "{path}: {seen:?}");
+    }
+    assert_iceberg_error(
+        &s.get("/iceberg/v1/main/namespaces?pageToken=zz&pageSize=1"),
+        400,
+        "BadRequestException",
+    );
+}
