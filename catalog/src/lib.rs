@@ -16,6 +16,7 @@ mod error;
 mod history;
 mod idempotency;
 mod merges;
+mod metadata_cache;
 mod namespaces;
 mod refs;
 mod storage;
@@ -54,6 +55,8 @@ pub struct Catalog {
     policy: Arc<dyn Policy>,
     /// Where table metadata lives; tables are refused without one.
     warehouse: Option<Arc<Warehouse>>,
+    /// Metadata files by location (they never change).
+    metadata: Arc<metadata_cache::MetadataCache>,
 }
 
 impl Catalog {
@@ -67,6 +70,7 @@ impl Catalog {
             store,
             policy,
             warehouse: None,
+            metadata: Arc::default(),
         }
     }
 

@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use floe_commits::{
     CommitOutcome, ConflictKind, Content, ContentHash, ContentId, ContentKey, ContentKind, Expect,
     Hash, Op, Page, Payload, RefName, RefSpec, TablePayload, WriteError,
@@ -28,6 +30,7 @@ use crate::auth::{Action, Principal, Target};
 use crate::error::{CatalogError, CatalogResult};
 use crate::idempotency::IdemRequest;
 use crate::namespaces::branch_of;
+use crate::metadata_cache::CachedMetadata;
 use crate::warehouse::Warehouse;
 use crate::{Authored, Catalog};
 
@@ -43,6 +46,8 @@ pub struct LoadedTable {
     /// `None` for a staged create (nothing is stored yet).
     pub metadata_location: Option<String>,
     pub metadata: Arc<TableMetadata>,
+    /// The metadata as stored (for a staged create: as it would be): what a load answers.
+    pub metadata_json: Bytes,
     pub content_id: Option<ContentId>,
     content_hash: Option<ContentHash>,
 }
@@ -164,20 +169,38 @@ impl Catalog {
         let Payload::IcebergTable(t) = &content.payload else {
             return Ok(None);
         };
-        let bytes = self.warehouse()?.read(&t.metadata_location)?;
-        let metadata: TableMetadata = serde_json::from_slice(&bytes).map_err(|e| {
-            CatalogError::Read(floe_commits::ReadError::Invalid(format!(
-                "the metadata file of {key} ({}) does not parse: {e}",
-                t.metadata_location
-            )))
-        })?;
+        let cached = self.read_metadata(key, &t.metadata_location)?;
         Ok(Some(LoadedTable {
             key: key.clone(),
             metadata_location: Some(t.metadata_location.clone()),
-            metadata: Arc::new(metadata),
+            metadata: cached.metadata.clone(),
+            metadata_json: cached.bytes.clone(),
             content_id: Some(r.id),
             content_hash: Some(r.hash),
         }))
+    }
+
+    /// A metadata file, from the cache or the warehouse (then cached).
+    fn read_metadata(
+        &self,
+        key: &ContentKey,
+        location: &str,
+    ) -> CatalogResult<Arc<CachedMetadata>> {
+        if let Some(hit) = self.metadata.get(location) {
+            return Ok(hit);
+        }
+        let bytes = Bytes::from(self.warehouse()?.read(location)?);
+        let metadata: TableMetadata = serde_json::from_slice(&bytes).map_err(|e| {
+            CatalogError::Read(floe_commits::ReadError::Invalid(format!(
+                "the metadata file of {key} ({location}) does not parse: {e}"
+            )))
+        })?;
+        let entry = Arc::new(CachedMetadata {
+            bytes,
+            metadata: Arc::new(metadata),
+        });
+        self.metadata.insert(location, entry.clone());
+        Ok(entry)
     }
 
     /// Creates a table (or, with `stage_create`, only answers the metadata it would have).
@@ -241,10 +264,12 @@ impl Catalog {
             .map_err(iceberg_error)?
             .metadata;
         if request.stage_create {
+            let metadata_json = to_json(&metadata)?;
             return Ok(LoadedTable {
                 key,
                 metadata_location: None,
                 metadata: Arc::new(metadata),
+                metadata_json,
                 content_id: None,
                 content_hash: None,
             });
@@ -274,6 +299,7 @@ impl Catalog {
             .map_err(|e| table_conflict(e, &key))?;
         Ok(LoadedTable {
             key,
+            metadata_json: self.cached_json(&metadata_location)?,
             metadata_location: Some(metadata_location),
             metadata: Arc::new(metadata),
             content_id: Some(content.id),
@@ -433,6 +459,7 @@ impl Catalog {
         let content = table_content(id, &metadata_location, &metadata);
         let table = LoadedTable {
             key: key.clone(),
+            metadata_json: self.cached_json(&metadata_location)?,
             metadata_location: Some(metadata_location),
             metadata: Arc::new(metadata),
             content_id: Some(id),
@@ -530,6 +557,7 @@ impl Catalog {
         let content = table_content(id, &metadata_location, &metadata);
         let table = LoadedTable {
             key: key.clone(),
+            metadata_json: self.cached_json(&metadata_location)?,
             metadata_location: Some(metadata_location),
             metadata: Arc::new(metadata),
             content_id: Some(id),
@@ -549,6 +577,14 @@ impl Catalog {
         Ok((table, ops))
     }
 
+    /// The bytes just written at a location (from the cache, else read back).
+    fn cached_json(&self, location: &str) -> CatalogResult<Bytes> {
+        match self.metadata.get(location) {
+            Some(hit) => Ok(hit.bytes.clone()),
+            None => Ok(Bytes::from(self.warehouse()?.read(location)?)),
+        }
+    }
+
     fn write_metadata(
         &self,
         location: &MetadataLocation,
@@ -561,10 +597,15 @@ impl Catalog {
             ));
         }
         let text = location.to_string();
-        let bytes = serde_json::to_vec(metadata).map_err(|e| {
-            CatalogError::Invalid(format!("the table metadata does not serialize: {e}"))
-        })?;
+        let bytes = to_json(metadata)?;
         self.warehouse()?.write_new(&text, &bytes)?;
+        self.metadata.insert(
+            &text,
+            Arc::new(CachedMetadata {
+                bytes,
+                metadata: Arc::new(metadata.clone()),
+            }),
+        );
         Ok(text)
     }
 
@@ -632,6 +673,12 @@ fn describe(updates: &[TableUpdate]) -> String {
         }
     }
     parts.join(", ")
+}
+
+fn to_json(metadata: &TableMetadata) -> CatalogResult<Bytes> {
+    serde_json::to_vec(metadata).map(Bytes::from).map_err(|e| {
+        CatalogError::Invalid(format!("the table metadata does not serialize: {e}"))
+    })
 }
 
 /// Updates floe refuses (DESIGN §3 rules).

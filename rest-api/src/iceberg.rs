@@ -581,13 +581,32 @@ pub struct DropQuery {
     purge_requested: Option<String>,
 }
 
-fn load_result(t: &LoadedTable) -> ApiResult<Value> {
-    let metadata = serde_json::to_value(t.metadata.as_ref()).map_err(|e| ApiError::internal(&e))?;
-    let mut reply = json!({ "metadata": metadata, "config": {} });
+/// A `LoadTableResult` (or, without `config`, a `CommitTableResponse`), with the metadata
+/// spliced in as stored: a load never re-serializes metadata.
+fn load_result(t: &LoadedTable, config: bool) -> ApiResult<String> {
+    let metadata = std::str::from_utf8(&t.metadata_json)
+        .map_err(|_| ApiError::internal(&"a metadata file is not UTF-8"))?;
+    let mut out = String::with_capacity(metadata.len() + 256);
+    out.push('{');
     if let Some(loc) = &t.metadata_location {
-        reply["metadata-location"] = Value::String(loc.clone());
+        out.push_str("\"metadata-location\":");
+        out.push_str(&serde_json::to_string(loc).map_err(|e| ApiError::internal(&e))?);
+        out.push(',');
     }
-    Ok(reply)
+    out.push_str("\"metadata\":");
+    out.push_str(metadata);
+    if config {
+        out.push_str(",\"config\":{}");
+    }
+    out.push('}');
+    Ok(out)
+}
+
+fn load_reply(t: &LoadedTable, config: bool) -> ApiResult<Reply> {
+    Ok(Reply {
+        status: StatusCode::OK,
+        body: Some(load_result(t, config)?),
+    })
 }
 
 async fn list_tables(
@@ -660,7 +679,7 @@ async fn create_table(
                         idem,
                     )
                     .map_err(catalog_err)?;
-                Reply::json(StatusCode::OK, &load_result(&t)?)
+                load_reply(&t, true)
             },
             replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {
                 let req: CreateTableRequest = body(&b3)?;
@@ -671,7 +690,7 @@ async fn create_table(
                 let (_, t) = catalog
                     .load_table(principal, &at(&head)?, &key)
                     .map_err(catalog_err)?;
-                Reply::json(StatusCode::OK, &load_result(&t)?)
+                load_reply(&t, true)
             },
         },
     )
@@ -688,7 +707,7 @@ async fn load_table(
         let (_, t) = catalog
             .load_table(principal, &prefix(&p)?, &key)
             .map_err(catalog_err)?;
-        Reply::json(StatusCode::OK, &load_result(&t)?)
+        load_reply(&t, true)
     })
     .await
 }
@@ -749,9 +768,7 @@ async fn commit_table(
                     .commit_table(principal, &prefix(&p)?, change, &authored, idem)
                     .map_err(catalog_err)?;
                 metrics.commit();
-                let mut reply = load_result(&t)?;
-                reply.as_object_mut().map(|o| o.remove("config"));
-                Reply::json(StatusCode::OK, &reply)
+                load_reply(&t, false)
             },
             replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {
                 let key = table_key(&namespace(&ns2)?, &table2)?;
@@ -761,9 +778,7 @@ async fn commit_table(
                 let (_, t) = catalog
                     .load_table(principal, &at(&head)?, &key)
                     .map_err(catalog_err)?;
-                let mut reply = load_result(&t)?;
-                reply.as_object_mut().map(|o| o.remove("config"));
-                Reply::json(StatusCode::OK, &reply)
+                load_reply(&t, false)
             },
         },
     )
