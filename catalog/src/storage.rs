@@ -39,7 +39,7 @@ pub struct WarehouseStorage {
 
 fn to_iceberg(e: WarehouseError) -> Error {
     let kind = match e {
-        WarehouseError::Outside { .. } => ErrorKind::DataInvalid,
+        WarehouseError::Outside { .. } | WarehouseError::NotFound(_) => ErrorKind::DataInvalid,
         WarehouseError::Io { .. } => ErrorKind::Unexpected,
     };
     Error::new(kind, e.to_string())

@@ -29,8 +29,8 @@ use iceberg::{MetadataLocation, TableCreation, TableRequirement, TableUpdate};
 use crate::auth::{Action, Principal, Target};
 use crate::error::{CatalogError, CatalogResult};
 use crate::idempotency::IdemRequest;
-use crate::namespaces::branch_of;
 use crate::metadata_cache::CachedMetadata;
+use crate::namespaces::branch_of;
 use crate::warehouse::Warehouse;
 use crate::{Authored, Catalog};
 
@@ -676,9 +676,9 @@ fn describe(updates: &[TableUpdate]) -> String {
 }
 
 fn to_json(metadata: &TableMetadata) -> CatalogResult<Bytes> {
-    serde_json::to_vec(metadata).map(Bytes::from).map_err(|e| {
-        CatalogError::Invalid(format!("the table metadata does not serialize: {e}"))
-    })
+    serde_json::to_vec(metadata)
+        .map(Bytes::from)
+        .map_err(|e| CatalogError::Invalid(format!("the table metadata does not serialize: {e}")))
 }
 
 /// Updates floe refuses (DESIGN §3 rules).
@@ -761,3 +761,153 @@ fn table_conflict(e: WriteError, key: &ContentKey) -> CatalogError {
     }
     e.into()
 }
+
+impl Catalog {
+    /// Moves a table to another key of the same branch (its content id stays: history and
+    /// merges follow it). The target namespace must exist and the target key be free.
+    pub fn rename_table(
+        &self,
+        principal: &Principal,
+        branch: &RefSpec,
+        from: &ContentKey,
+        to: &ContentKey,
+        authored: &Authored,
+        idempotency: Option<&IdemRequest>,
+    ) -> CatalogResult<CommitOutcome> {
+        let name = self.authorize_table_write(principal, branch, from)?;
+        self.authorize_table_write(principal, branch, to)?;
+        let target_namespace = to
+            .parent()
+            .ok_or_else(|| CatalogError::Invalid(format!("{to} has no namespace")))?;
+        for _ in 0..COMMIT_RETRIES_MAX {
+            let head = self.store.resolve(branch)?.hash;
+            let found = self.store.get_contents(head, std::slice::from_ref(from))?;
+            let Some(Some((r, content))) = found.into_iter().next() else {
+                return Err(CatalogError::TableNotFound(from.clone()));
+            };
+            if r.kind != ContentKind::IcebergTable {
+                return Err(CatalogError::TableNotFound(from.clone()));
+            }
+            self.namespace_exists(head, &target_namespace)?;
+            if self.store.content_ref_at(head, to)?.is_some() {
+                return Err(CatalogError::TableAlreadyExists(to.clone()));
+            }
+            let ops = vec![
+                Op::Delete {
+                    key: from.clone(),
+                    expect: Expect::Is(r.hash),
+                },
+                Op::Put {
+                    key: to.clone(),
+                    content,
+                    expect: Expect::Absent,
+                },
+                Op::Check {
+                    key: target_namespace.clone(),
+                    expect: Expect::Present,
+                },
+            ];
+            let meta = self.meta(principal, authored, format!("rename table {from} to {to}"));
+            let ctx = self.write_ctx(principal, idempotency, "");
+            match self.store.commit(&name, None, ops, meta, &ctx) {
+                Err(e) if is_key_conflict(&e, from) => continue,
+                other => return other.map_err(|e| table_conflict(e, to)),
+            }
+        }
+        Err(CatalogError::Contention(format!("table {from}")))
+    }
+
+    /// Registers an existing metadata file (inside the warehouse) as a table. A table with
+    /// the same Iceberg table-uuid already at the ref is a conflict: one table, one key.
+    pub fn register_table(
+        &self,
+        principal: &Principal,
+        branch: &RefSpec,
+        key: &ContentKey,
+        metadata_location: &str,
+        authored: &Authored,
+        idempotency: Option<&IdemRequest>,
+    ) -> CatalogResult<LoadedTable> {
+        let name = self.authorize_table_write(principal, branch, key)?;
+        let namespace = key
+            .parent()
+            .ok_or_else(|| CatalogError::Invalid(format!("{key} has no namespace")))?;
+        // Confined to the warehouse before anything is read.
+        self.warehouse()?.resolve(metadata_location)?;
+        let cached = self.read_metadata(key, metadata_location)?;
+        let head = self.store.resolve(branch)?.hash;
+        self.namespace_exists(head, &namespace)?;
+        if self.store.content_ref_at(head, key)?.is_some() {
+            return Err(CatalogError::TableAlreadyExists(key.clone()));
+        }
+        if let Some(other) = self.table_with_uuid(head, cached.metadata.uuid().into_bytes())? {
+            return Err(CatalogError::TableAlreadyExists(other));
+        }
+        let id = ContentId(uuid::Uuid::now_v7().into_bytes());
+        let content = table_content(id, metadata_location, &cached.metadata);
+        let ops = vec![
+            Op::Put {
+                key: key.clone(),
+                content: content.clone(),
+                expect: Expect::Absent,
+            },
+            Op::Check {
+                key: namespace,
+                expect: Expect::Present,
+            },
+        ];
+        let meta = self.meta(
+            principal,
+            authored,
+            format!("register table {key} from {metadata_location}"),
+        );
+        let ctx = self.write_ctx(principal, idempotency, "");
+        self.store
+            .commit(&name, None, ops, meta, &ctx)
+            .map_err(|e| table_conflict(e, key))?;
+        Ok(LoadedTable {
+            key: key.clone(),
+            metadata_location: Some(metadata_location.to_owned()),
+            metadata: cached.metadata.clone(),
+            metadata_json: cached.bytes.clone(),
+            content_id: Some(id),
+            content_hash: Some(content.hash()),
+        })
+    }
+
+    /// The key of the table with this Iceberg table-uuid at a commit, if any (a bounded
+    /// scan of the tables' payloads).
+    fn table_with_uuid(&self, at: Hash, uuid: [u8; 16]) -> CatalogResult<Option<ContentKey>> {
+        let mut tables = Vec::new();
+        let mut scanned = 0usize;
+        self.store.for_each_entry(at, None, |k, v| {
+            scanned += 1;
+            if let Ok(r) = floe_commits::ContentRef::decode(v)
+                && r.kind == ContentKind::IcebergTable
+                && let Ok(key) = ContentKey::from_stored(Bytes::copy_from_slice(k))
+            {
+                tables.push(key);
+            }
+            scanned < REGISTER_SCAN_MAX
+        })?;
+        for chunk in tables.chunks(floe_commits::limits::GET_KEYS_MAX) {
+            for (key, found) in chunk.iter().zip(self.store.get_contents(at, chunk)?) {
+                if let Some((
+                    _,
+                    Content {
+                        payload: Payload::IcebergTable(t),
+                        ..
+                    },
+                )) = found
+                    && t.table_uuid == uuid
+                {
+                    return Ok(Some(key.clone()));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Keys a register examines for a duplicate table-uuid.
+pub const REGISTER_SCAN_MAX: usize = 1_000_000;

@@ -25,6 +25,8 @@ pub enum WarehouseError {
     /// The location is not one the server may touch; nothing was read or written.
     #[error("location {location:?} is outside the warehouse ({why})")]
     Outside { location: String, why: &'static str },
+    #[error("no file at {0}")]
+    NotFound(String),
     #[error("warehouse I/O failed on {path}: {message}")]
     Io { path: String, message: String },
 }
@@ -170,6 +172,11 @@ impl Warehouse {
     /// Reads a whole file at a location inside the warehouse.
     pub fn read(&self, location: &str) -> Result<Vec<u8>, WarehouseError> {
         let path = self.object_path(location)?;
+        // A missing file, a folder, or a path through a file is the caller's mistake (a
+        // 4xx), not a storage failure.
+        if !self.resolve(location)?.is_file() {
+            return Err(WarehouseError::NotFound(location.chars().take(200).collect()));
+        }
         let store = self.store.clone();
         let bytes = block_on(async move { store.get(&path).await?.bytes().await })
             .map_err(|e| store_error(location, &e))?;
@@ -240,6 +247,9 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 pub(crate) fn store_error(location: &str, e: &object_store::Error) -> WarehouseError {
+    if let object_store::Error::NotFound { .. } = e {
+        return WarehouseError::NotFound(location.chars().take(200).collect());
+    }
     WarehouseError::Io {
         path: location.chars().take(200).collect(),
         message: e.to_string(),

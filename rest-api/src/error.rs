@@ -109,7 +109,7 @@ impl ApiError {
         let e = ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalError",
-            "the server failed; the outcome of a write is unknown. Quote the errorId to the operator",
+            "the server failed (a write's outcome is unknown: read before retrying); quote the errorId to the operator",
         );
         eprintln!("floe: error {}: {chain}", e.body.error_id);
         e
@@ -174,6 +174,9 @@ impl From<CatalogError> for ApiError {
             CatalogError::Unsupported(_) => of(StatusCode::BAD_REQUEST, "Unsupported"),
             CatalogError::Warehouse(floe_catalog::WarehouseError::Outside { .. }) => {
                 of(StatusCode::BAD_REQUEST, "OutsideWarehouse")
+            }
+            CatalogError::Warehouse(floe_catalog::WarehouseError::NotFound(_)) => {
+                of(StatusCode::BAD_REQUEST, "FileNotFound")
             }
             CatalogError::Warehouse(w) => ApiError::internal(&w),
             CatalogError::Read(e) => read_error(e, &message),

@@ -48,6 +48,9 @@ const ENDPOINTS: &[&str] = &[
     "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}",
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
     "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
+    "POST /v1/{prefix}/namespaces/{namespace}/register",
+    "POST /v1/{prefix}/tables/rename",
     "POST /v1/{prefix}/transactions/commit",
 ];
 
@@ -79,6 +82,15 @@ pub fn router() -> Router<AppState> {
                 .post(commit_table)
                 .delete(drop_table),
         )
+        .route(
+            "/v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
+            post(report_metrics),
+        )
+        .route(
+            "/v1/{prefix}/namespaces/{namespace}/register",
+            post(register_table),
+        )
+        .route("/v1/{prefix}/tables/rename", post(rename_table))
         .route("/v1/{prefix}/transactions/commit", post(commit_transaction))
         .layer(middleware::map_response(iceberg_errors))
 }
@@ -106,9 +118,10 @@ pub fn error(e: CatalogError) -> ApiError {
         | CatalogError::Unsupported(_)
         | CatalogError::ReadOnly { .. }
         | CatalogError::DefaultBranch(_) => of(StatusCode::BAD_REQUEST, "BadRequestException"),
-        CatalogError::Warehouse(floe_catalog::WarehouseError::Outside { .. }) => {
-            of(StatusCode::BAD_REQUEST, "BadRequestException")
-        }
+        CatalogError::Warehouse(
+            floe_catalog::WarehouseError::Outside { .. }
+            | floe_catalog::WarehouseError::NotFound(_),
+        ) => of(StatusCode::BAD_REQUEST, "BadRequestException"),
         _ => {
             // Everything else keeps floe's mapping (404 unknown ref, 409 conflicts, 5xx).
             let e = ApiError::from(e);
@@ -874,5 +887,120 @@ async fn commit_transaction(
             },
         },
     )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RenameRequest {
+    source: TableIdent,
+    destination: TableIdent,
+}
+
+async fn rename_table(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ApiPath(p): ApiPath<String>,
+    ApiBody(bytes): ApiBody,
+) -> Response {
+    let authored = authored(&headers);
+    let b2 = bytes.clone();
+    write::write(
+        &state,
+        &method,
+        &uri,
+        &headers,
+        &bytes,
+        Write {
+            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+                let req: RenameRequest = body(&b2)?;
+                let from = table_key(&levels(&req.source.namespace)?, &req.source.name)?;
+                let to = table_key(&levels(&req.destination.namespace)?, &req.destination.name)?;
+                catalog
+                    .rename_table(principal, &prefix(&p)?, &from, &to, &authored, idem)
+                    .map_err(catalog_err)?;
+                Reply::empty(StatusCode::NO_CONTENT)
+            },
+            replay: |_: &Catalog, _: &Principal, _: &AppliedRecord| {
+                Reply::empty(StatusCode::NO_CONTENT)
+            },
+        },
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RegisterRequest {
+    name: String,
+    metadata_location: String,
+    #[serde(default)]
+    overwrite: bool,
+}
+
+async fn register_table(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ApiPath((p, ns)): ApiPath<(String, String)>,
+    ApiBody(bytes): ApiBody,
+) -> Response {
+    let authored = authored(&headers);
+    let b2 = bytes.clone();
+    let b3 = bytes.clone();
+    let ns2 = ns.clone();
+    write::write(&state, &method, &uri, &headers, &bytes, Write {
+        run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+            let req: RegisterRequest = body(&b2)?;
+            if req.overwrite {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequestException",
+                    "register with overwrite is refused: drop the table first (its history stays in floe)",
+                ));
+            }
+            let key = table_key(&namespace(&ns)?, &req.name)?;
+            let t = catalog
+                .register_table(principal, &prefix(&p)?, &key, &req.metadata_location, &authored, idem)
+                .map_err(catalog_err)?;
+            load_reply(&t, true)
+        },
+        replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {
+            let req: RegisterRequest = body(&b3)?;
+            let key = table_key(&namespace(&ns2)?, &req.name)?;
+            let head = rec.head.ok_or_else(|| ApiError::internal(&"no head recorded"))?;
+            let (_, t) = catalog.load_table(principal, &at(&head)?, &key).map_err(catalog_err)?;
+            load_reply(&t, true)
+        },
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct MetricsReport {
+    report_type: String,
+}
+
+/// Accepts an Iceberg metrics report for a table that exists at the prefix, and counts it.
+async fn report_metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath((p, ns, table)): ApiPath<(String, String, String)>,
+    ApiBody(bytes): ApiBody,
+) -> Response {
+    let metrics = state.metrics.clone();
+    write::read(&state, &headers, move |catalog, principal| {
+        let report: MetricsReport = body(&bytes)?;
+        let key = table_key(&namespace(&ns)?, &table)?;
+        catalog
+            .load_table(principal, &prefix(&p)?, &key)
+            .map_err(catalog_err)?;
+        metrics.report(&report.report_type);
+        Reply::empty(StatusCode::NO_CONTENT)
+    })
     .await
 }

@@ -28,6 +28,7 @@ pub struct Metrics {
     commits: AtomicU64,
     merges: Mutex<BTreeMap<&'static str, u64>>,
     conflicts: AtomicU64,
+    reports: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -53,6 +54,16 @@ impl Metrics {
 
     pub fn commit(&self) {
         self.commits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An Iceberg metrics report (`scan-report`, `commit-report`, ...) accepted.
+    pub fn report(&self, kind: &str) {
+        let kind: String = kind
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(40)
+            .collect();
+        *self.reports.lock().entry(kind).or_default() += 1;
     }
 
     pub fn merge(&self, kind: &'static str) {
@@ -115,6 +126,14 @@ impl Metrics {
         out.push_str("# TYPE floe_merges_total counter\n");
         for (kind, n) in self.merges.lock().iter() {
             let _ = writeln!(out, "floe_merges_total{{kind=\"{kind}\"}} {n}");
+        }
+        out.push_str("# HELP floe_iceberg_metrics_reports_total Iceberg metrics reports accepted, by type.\n");
+        out.push_str("# TYPE floe_iceberg_metrics_reports_total counter\n");
+        for (kind, n) in self.reports.lock().iter() {
+            let _ = writeln!(
+                out,
+                "floe_iceberg_metrics_reports_total{{type=\"{kind}\"}} {n}"
+            );
         }
         out.push_str("# HELP floe_conflicts_total Requests answered 409.\n");
         out.push_str("# TYPE floe_conflicts_total counter\n");

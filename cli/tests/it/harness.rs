@@ -154,6 +154,16 @@ impl Running {
         }
     }
 
+    /// A GET whose answer is not JSON (metrics).
+    pub fn get_text(&self, path: &str) -> String {
+        let mut r = self
+            .agent
+            .get(format!("{}{path}", self.url()))
+            .call()
+            .unwrap();
+        r.body_mut().read_to_string().unwrap()
+    }
+
     pub fn get(&self, path: &str) -> Reply {
         Running::reply(
             self.agent

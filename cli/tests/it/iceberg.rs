@@ -528,3 +528,137 @@ fn lists_page_only_when_asked() {
         "BadRequestException",
     );
 }
+
+#[test]
+fn rename_register_and_metrics_reports() {
+    let s = Running::start();
+    for ns in ["db", "db2"] {
+        s.post("/iceberg/v1/main/namespaces", json!({ "namespace": [ns] }));
+    }
+    let t = s.post(
+        "/iceberg/v1/main/namespaces/db/tables",
+        json!({"name": "t", "schema": schema()}),
+    );
+    let uuid = t.body["metadata"]["table-uuid"].clone();
+    let location = t.body["metadata-location"].as_str().unwrap().to_owned();
+    let id_of = |key: &str| {
+        let e = s.get("/api/v1/trees/main/entries");
+        e.body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["key"] == key)
+            .map(|e| e["contentId"].clone())
+    };
+    let id = id_of("db.t").unwrap();
+    let rename = |from: (&str, &str), to: (&str, &str)| {
+        s.post(
+            "/iceberg/v1/main/tables/rename",
+            json!({"source": {"namespace": [from.0], "name": from.1},
+                   "destination": {"namespace": [to.0], "name": to.1}}),
+        )
+    };
+    // Rename keeps the table (same uuid, same floe content id) under its new key.
+    assert_eq!(rename(("db", "t"), ("db2", "u")).status, 204);
+    assert_iceberg_error(
+        &s.get("/iceberg/v1/main/namespaces/db/tables/t"),
+        404,
+        "NoSuchTableException",
+    );
+    assert_eq!(
+        s.get("/iceberg/v1/main/namespaces/db2/tables/u").body["metadata"]["table-uuid"],
+        uuid
+    );
+    assert_eq!(id_of("db2.u"), Some(id));
+    assert_eq!(
+        s.get("/api/v1/commits/main").body["commit"]["message"],
+        "rename table db.t to db2.u"
+    );
+    assert_iceberg_error(
+        &rename(("db", "t"), ("db2", "v")),
+        404,
+        "NoSuchTableException",
+    );
+    assert_iceberg_error(
+        &rename(("db2", "u"), ("nope", "v")),
+        404,
+        "NoSuchNamespaceException",
+    );
+    s.post(
+        "/iceberg/v1/main/namespaces/db/tables",
+        json!({"name": "w", "schema": schema()}),
+    );
+    assert_iceberg_error(
+        &rename(("db2", "u"), ("db", "w")),
+        409,
+        "AlreadyExistsException",
+    );
+
+    // Register: only metadata inside the warehouse, and never a table-uuid the ref has.
+    let register = |name: &str, loc: &str| {
+        s.post(
+            "/iceberg/v1/main/namespaces/db/register",
+            json!({"name": name, "metadata-location": loc}),
+        )
+    };
+    assert_iceberg_error(&register("again", &location), 409, "AlreadyExistsException");
+    for hostile in [
+        "file:///etc/passwd".to_owned(),
+        "http://169.254.169.254/latest/meta-data".to_owned(),
+        location.replace("/metadata/", "/metadata/../../../"),
+        format!(
+            "{}/db/nothing-here.metadata.json",
+            location.split("/db2").next().unwrap_or(&location)
+        ),
+    ] {
+        let r = register("evil", &hostile);
+        assert_iceberg_error(&r, 400, "BadRequestException");
+    }
+    let head = s.head("main");
+    // Dropped from main, the same metadata registers again (as a new key).
+    assert_eq!(
+        s.send(
+            "DELETE",
+            "/iceberg/v1/main/namespaces/db2/tables/u",
+            &Value::Null,
+            None
+        )
+        .status,
+        204
+    );
+    let registered = register("back", &location);
+    assert_eq!(registered.status, 200, "{:?}", registered.body);
+    assert_eq!(registered.body["metadata"]["table-uuid"], uuid);
+    assert_eq!(registered.body["metadata-location"], location.as_str());
+    assert_ne!(s.head("main"), head);
+    assert_iceberg_error(
+        &s.post(
+            "/iceberg/v1/main/namespaces/db/register",
+            json!({"name": "x", "metadata-location": location, "overwrite": true}),
+        ),
+        400,
+        "BadRequestException",
+    );
+
+    // Metrics reports are accepted for a table that exists, and counted.
+    let report = json!({"report-type": "scan-report", "table-name": "db.back", "snapshot-id": 1,
+        "filter": true, "schema-id": 0, "projected-field-ids": [1], "projected-field-names": ["id"], "metrics": {}});
+    assert_eq!(
+        s.post(
+            "/iceberg/v1/main/namespaces/db/tables/back/metrics",
+            report.clone()
+        )
+        .status,
+        204
+    );
+    assert_iceberg_error(
+        &s.post("/iceberg/v1/main/namespaces/db/tables/nope/metrics", report),
+        404,
+        "NoSuchTableException",
+    );
+    let metrics = s.get_text("/metrics");
+    assert!(
+        metrics.contains("floe_iceberg_metrics_reports_total{type=\"scan-report\"} 1"),
+        "{metrics}"
+    );
+}
