@@ -911,3 +911,39 @@ impl Catalog {
 
 /// Keys a register examines for a duplicate table-uuid.
 pub const REGISTER_SCAN_MAX: usize = 1_000_000;
+
+impl Catalog {
+    /// Removes a table from a branch and answers its last metadata, so that another
+    /// catalog can register it. Files stay, as with every drop.
+    pub fn unregister_table(
+        &self,
+        principal: &Principal,
+        branch: &RefSpec,
+        key: &ContentKey,
+        authored: &Authored,
+        idempotency: Option<&IdemRequest>,
+    ) -> CatalogResult<LoadedTable> {
+        let name = self.authorize_table_write(principal, branch, key)?;
+        for _ in 0..COMMIT_RETRIES_MAX {
+            let head = self.store.resolve(branch)?.hash;
+            let Some(table) = self.table_at(head, key)? else {
+                return Err(CatalogError::TableNotFound(key.clone()));
+            };
+            let Some(hash) = table.content_hash else {
+                return Err(CatalogError::TableNotFound(key.clone()));
+            };
+            let ops = vec![Op::Delete {
+                key: key.clone(),
+                expect: Expect::Is(hash),
+            }];
+            let meta = self.meta(principal, authored, format!("unregister table {key}"));
+            let ctx = self.write_ctx(principal, idempotency, "");
+            match self.store.commit(&name, None, ops, meta, &ctx) {
+                Err(e) if is_key_conflict(&e, key) => continue,
+                Err(e) => return Err(table_conflict(e, key)),
+                Ok(_) => return Ok(table),
+            }
+        }
+        Err(CatalogError::Contention(format!("table {key}")))
+    }
+}

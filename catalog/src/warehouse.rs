@@ -175,7 +175,9 @@ impl Warehouse {
         // A missing file, a folder, or a path through a file is the caller's mistake (a
         // 4xx), not a storage failure.
         if !self.resolve(location)?.is_file() {
-            return Err(WarehouseError::NotFound(location.chars().take(200).collect()));
+            return Err(WarehouseError::NotFound(
+                location.chars().take(200).collect(),
+            ));
         }
         let store = self.store.clone();
         let bytes = block_on(async move { store.get(&path).await?.bytes().await })

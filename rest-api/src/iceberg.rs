@@ -49,6 +49,7 @@ const ENDPOINTS: &[&str] = &[
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
     "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/unregister",
     "POST /v1/{prefix}/namespaces/{namespace}/register",
     "POST /v1/{prefix}/tables/rename",
     "POST /v1/{prefix}/transactions/commit",
@@ -85,6 +86,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
             post(report_metrics),
+        )
+        .route(
+            "/v1/{prefix}/namespaces/{namespace}/tables/{table}/unregister",
+            post(unregister_table),
         )
         .route(
             "/v1/{prefix}/namespaces/{namespace}/register",
@@ -1002,5 +1007,43 @@ async fn report_metrics(
         metrics.report(&report.report_type);
         Reply::empty(StatusCode::NO_CONTENT)
     })
+    .await
+}
+
+async fn unregister_table(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ApiPath((p, ns, table)): ApiPath<(String, String, String)>,
+) -> Response {
+    let authored = authored(&headers);
+    let (ns2, table2) = (ns.clone(), table.clone());
+    write::write(
+        &state,
+        &method,
+        &uri,
+        &headers,
+        &[],
+        Write {
+            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+                let key = table_key(&namespace(&ns)?, &table)?;
+                let t = catalog
+                    .unregister_table(principal, &prefix(&p)?, &key, &authored, idem)
+                    .map_err(catalog_err)?;
+                load_reply(&t, false)
+            },
+            replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {
+                let key = table_key(&namespace(&ns2)?, &table2)?;
+                let before = rec
+                    .previous
+                    .ok_or_else(|| ApiError::internal(&"no head recorded"))?;
+                let (_, t) = catalog
+                    .load_table(principal, &at(&before)?, &key)
+                    .map_err(catalog_err)?;
+                load_reply(&t, false)
+            },
+        },
+    )
     .await
 }

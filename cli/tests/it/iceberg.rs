@@ -640,6 +640,25 @@ fn rename_register_and_metrics_reports() {
         "BadRequestException",
     );
 
+    // Unregister answers the last metadata and leaves the files for another catalog.
+    let gone = s.post(
+        "/iceberg/v1/main/namespaces/db/tables/w/unregister",
+        json!(null),
+    );
+    assert_eq!(gone.status, 200, "{:?}", gone.body);
+    let last = gone.body["metadata-location"].as_str().unwrap().to_owned();
+    assert!(std::path::Path::new(last.strip_prefix("file://").unwrap()).exists());
+    assert_iceberg_error(
+        &s.get("/iceberg/v1/main/namespaces/db/tables/w"),
+        404,
+        "NoSuchTableException",
+    );
+    assert_eq!(
+        register("w2", &last).status,
+        200,
+        "it registers again from its last metadata"
+    );
+
     // Metrics reports are accepted for a table that exists, and counted.
     let report = json!({"report-type": "scan-report", "table-name": "db.back", "snapshot-id": 1,
         "filter": true, "schema-id": 0, "projected-field-ids": [1], "projected-field-names": ["id"], "metrics": {}});
