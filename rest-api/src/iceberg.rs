@@ -422,7 +422,18 @@ async fn create_namespace(
                 let key = levels(&req.namespace)?;
                 let (_, ns) = catalog
                     .create_namespace(principal, &spec, &key, req.properties, &authored, idem)
-                    .map_err(catalog_err)?;
+                    .map_err(|e| match e {
+                        // The spec's createNamespace has no 404: a missing parent is a
+                        // request to fix (create the parent first).
+                        CatalogError::NamespaceNotFound(parent) => ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "BadRequestException",
+                            format!(
+                                "the parent namespace {parent} does not exist; create it first"
+                            ),
+                        ),
+                        other => catalog_err(other),
+                    })?;
                 Reply::json(StatusCode::OK, &namespace_reply(&ns))
             },
             replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {

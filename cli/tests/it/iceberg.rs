@@ -92,8 +92,8 @@ fn config_namespaces_and_their_errors() {
             "/iceberg/v1/main/namespaces",
             json!({"namespace": ["x", "y"]}),
         ),
-        404,
-        "NoSuchNamespaceException",
+        400,
+        "BadRequestException",
     );
     assert_eq!(
         s.get("/iceberg/v1/main/namespaces/a%1Fb.c").body["namespace"],

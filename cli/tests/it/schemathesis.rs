@@ -1,5 +1,7 @@
-//! schemathesis against floe's own API (`openapi/floe-api.json`), on a real server: zero
-//! server errors and zero responses that break the document, with negative data included.
+//! schemathesis on a real server, negative data included: against floe's own API
+//! (`openapi/floe-api.json`), and against the official Iceberg REST spec restricted to the
+//! operations floe serves (branch prefix pinned). Zero server errors and zero responses
+//! that break the documents.
 //! Slow, and it needs the pinned Python venv: `.ci/run` creates it and sets
 //! `FLOE_TEST_VENV`; the test runs under `FLOE_SLOW=1`.
 
@@ -58,4 +60,77 @@ fn slow_schemathesis_finds_no_server_errors_and_no_schema_violations() {
     assert!(out.contains("passed"), "{out}");
     // The server is still healthy afterwards.
     assert_eq!(s.get("/ready").status, 200);
+}
+
+#[test]
+fn slow_schemathesis_finds_nothing_against_the_official_iceberg_spec() {
+    if std::env::var_os("FLOE_SLOW").is_none() {
+        return;
+    }
+    let venv = std::env::var("FLOE_TEST_VENV").expect(
+        "FLOE_TEST_VENV names the Python venv with the pinned test clients (tests/requirements.txt); \
+         .ci/run creates it",
+    );
+    let s = Running::start();
+    s.namespace("main", "accounting");
+    let spec = official_spec();
+    let config = s.dir.path().join("schemathesis.toml");
+    std::fs::write(&config, "[parameters]\n\"path.prefix\" = \"main\"\n").unwrap();
+    let tests_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests");
+    let output = Command::new(format!("{venv}/bin/schemathesis"))
+        .arg("--config-file")
+        .arg(&config)
+        .arg("run")
+        .arg(&spec)
+        .args(["--url", &format!("{}/iceberg", s.url())])
+        // Exactly what config advertises: views, scan planning, credentials, signing,
+        // functions and oauth are not served.
+        .args([
+            "--exclude-deprecated",
+            "--exclude-path-regex",
+            "views|register-view|plan|tasks|credentials|sign|functions|oauth",
+            "-c",
+            "not_a_server_error,status_code_conformance,response_schema_conformance",
+            "-n",
+            "20",
+            "--seed",
+            "1",
+            "--max-time",
+            "90",
+        ])
+        .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
+        .env("PYTHONPATH", tests_dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("schemathesis runs from the test venv");
+    let out = String::from_utf8_lossy(&output.stdout);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "schemathesis found failures:\n{out}\n{err}"
+    );
+    assert!(out.contains("passed"), "{out}");
+    assert_eq!(s.get("/ready").status, 200);
+}
+
+/// The official Iceberg REST spec (kept beside the project, never copied into it):
+/// `FLOE_ICEBERG_SPEC`, else `../shared/specs/` next to the checkout, else `/work/shared/specs/`.
+fn official_spec() -> std::path::PathBuf {
+    let name = "iceberg-rest-catalog-open-api.yaml";
+    let candidates = [
+        std::env::var_os("FLOE_ICEBERG_SPEC").map(std::path::PathBuf::from),
+        Some(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/specs")
+                .join(name),
+        ),
+        Some(std::path::Path::new("/work/shared/specs").join(name)),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("the official Iceberg REST spec ({name}) is not beside the checkout; set FLOE_ICEBERG_SPEC")
+        })
 }
