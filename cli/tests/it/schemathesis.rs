@@ -49,6 +49,8 @@ fn slow_schemathesis_finds_no_server_errors_and_no_schema_violations() {
         ])
         .arg(&reports)
         .env("NO_COLOR", "1")
+        // schemathesis keeps a cache in its working folder: not in the checkout.
+        .current_dir(s.dir.path())
         .output()
         .expect("schemathesis runs from the test venv");
     let out = String::from_utf8_lossy(&output.stdout);
@@ -101,6 +103,8 @@ fn slow_schemathesis_finds_nothing_against_the_official_iceberg_spec() {
         .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
         .env("PYTHONPATH", tests_dir)
         .env("NO_COLOR", "1")
+        // schemathesis keeps a cache in its working folder: not in the checkout.
+        .current_dir(s.dir.path())
         .output()
         .expect("schemathesis runs from the test venv");
     let out = String::from_utf8_lossy(&output.stdout);
