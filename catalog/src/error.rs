@@ -41,6 +41,10 @@ pub enum CatalogError {
     TableNotFound(ContentKey),
     #[error("{0} already exists")]
     TableAlreadyExists(ContentKey),
+    #[error("view {0} does not exist")]
+    ViewNotFound(ContentKey),
+    #[error("{0} already exists")]
+    ViewAlreadyExists(ContentKey),
     /// A table requirement does not hold at the branch head (nothing was written).
     #[error("commit failed: {0}")]
     CommitFailed(String),

@@ -21,6 +21,7 @@ mod namespaces;
 mod refs;
 mod storage;
 mod tables;
+mod views;
 mod warehouse;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use merges::MergeRequest;
 pub use namespaces::{Namespace, PropertiesUpdate, PropertiesUpdated};
 pub use storage::{WAREHOUSE_ROOT_PROP, WarehouseStorage, WarehouseStorageFactory};
 pub use tables::{COMMIT_RETRIES_MAX, LoadedTable, TableChange, TableCreate};
+pub use views::{LoadedView, ViewCreate, ViewRequirement};
 pub use warehouse::{Warehouse, WarehouseError, WarehouseEvent, WarehouseHook};
 
 /// Who wrote a commit and why, when the caller says (otherwise the catalog fills both).

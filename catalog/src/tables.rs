@@ -82,13 +82,13 @@ fn iceberg_error(e: iceberg::Error) -> CatalogError {
 }
 
 impl Catalog {
-    fn warehouse(&self) -> CatalogResult<&Warehouse> {
+    pub(crate) fn warehouse(&self) -> CatalogResult<&Warehouse> {
         self.warehouse
             .as_deref()
             .ok_or_else(|| CatalogError::Invalid("this server has no warehouse".to_owned()))
     }
 
-    fn authorize_table_write(
+    pub(crate) fn authorize_content_write(
         &self,
         principal: &Principal,
         branch: &RefSpec,
@@ -214,7 +214,7 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<LoadedTable> {
         let key = namespace.child(&request.name).map_err(WriteError::from)?;
-        let name = self.authorize_table_write(principal, branch, &key)?;
+        let name = self.authorize_content_write(principal, branch, &key)?;
         let head = self.store.resolve(branch)?.hash;
         self.namespace_exists(head, namespace)?;
         if self.store.content_ref_at(head, &key)?.is_some() {
@@ -333,7 +333,7 @@ impl Catalog {
     ) -> CatalogResult<Vec<LoadedTable>> {
         let mut name = None;
         for c in &changes {
-            name = Some(self.authorize_table_write(principal, branch, &c.key)?);
+            name = Some(self.authorize_content_write(principal, branch, &c.key)?);
             check_updates(&c.updates)?;
         }
         let Some(name) = name else {
@@ -619,20 +619,67 @@ impl Catalog {
         authored: &Authored,
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<CommitOutcome> {
-        let name = self.authorize_table_write(principal, branch, key)?;
+        self.drop_content(
+            principal,
+            branch,
+            key,
+            ContentKind::IcebergTable,
+            authored,
+            idempotency,
+        )
+    }
+
+    /// Drops a view from a branch (its files stay).
+    pub fn drop_view(
+        &self,
+        principal: &Principal,
+        branch: &RefSpec,
+        key: &ContentKey,
+        authored: &Authored,
+        idempotency: Option<&IdemRequest>,
+    ) -> CatalogResult<CommitOutcome> {
+        self.drop_content(
+            principal,
+            branch,
+            key,
+            ContentKind::IcebergView,
+            authored,
+            idempotency,
+        )
+    }
+
+    fn drop_content(
+        &self,
+        principal: &Principal,
+        branch: &RefSpec,
+        key: &ContentKey,
+        kind: ContentKind,
+        authored: &Authored,
+        idempotency: Option<&IdemRequest>,
+    ) -> CatalogResult<CommitOutcome> {
+        let missing = || match kind {
+            ContentKind::IcebergView => CatalogError::ViewNotFound(key.clone()),
+            _ => CatalogError::TableNotFound(key.clone()),
+        };
+        let noun = if kind == ContentKind::IcebergView {
+            "view"
+        } else {
+            "table"
+        };
+        let name = self.authorize_content_write(principal, branch, key)?;
         for _ in 0..COMMIT_RETRIES_MAX {
             let head = self.store.resolve(branch)?.hash;
             let Some(r) = self.store.content_ref_at(head, key)? else {
-                return Err(CatalogError::TableNotFound(key.clone()));
+                return Err(missing());
             };
-            if r.kind != ContentKind::IcebergTable {
-                return Err(CatalogError::TableNotFound(key.clone()));
+            if r.kind != kind {
+                return Err(missing());
             }
             let ops = vec![Op::Delete {
                 key: key.clone(),
                 expect: Expect::Is(r.hash),
             }];
-            let meta = self.meta(principal, authored, format!("drop table {key}"));
+            let meta = self.meta(principal, authored, format!("drop {noun} {key}"));
             let ctx = self.write_ctx(principal, idempotency, "");
             match self.store.commit(&name, None, ops, meta, &ctx) {
                 Err(e) if is_key_conflict(&e, key) => continue,
@@ -642,7 +689,7 @@ impl Catalog {
         Err(CatalogError::Contention(format!("table {key}")))
     }
 
-    fn namespace_exists(&self, head: Hash, namespace: &ContentKey) -> CatalogResult<()> {
+    pub(crate) fn namespace_exists(&self, head: Hash, namespace: &ContentKey) -> CatalogResult<()> {
         match self.store.content_ref_at(head, namespace)? {
             Some(r) if r.kind == ContentKind::Namespace => Ok(()),
             _ => Err(CatalogError::NamespaceNotFound(namespace.clone())),
@@ -720,7 +767,7 @@ fn table_content(id: ContentId, metadata_location: &str, m: &TableMetadata) -> C
     }
 }
 
-fn is_key_conflict(e: &WriteError, key: &ContentKey) -> bool {
+pub(crate) fn is_key_conflict(e: &WriteError, key: &ContentKey) -> bool {
     matches!(e, WriteError::Conflict { conflicts, .. }
         if conflicts.iter().all(|c| &c.key == key && c.kind == ConflictKind::Expectation && c.actual.is_some()))
 }
@@ -734,7 +781,7 @@ fn changed_under_us(e: &WriteError, changes: &[TableChange]) -> bool {
             && changes.iter().any(|t| t.key == c.key)))
 }
 
-fn table_conflict(e: WriteError, key: &ContentKey) -> CatalogError {
+pub(crate) fn table_conflict(e: WriteError, key: &ContentKey) -> CatalogError {
     if let WriteError::Conflict { conflicts, .. } = &e {
         for c in conflicts {
             match c.kind {
@@ -774,8 +821,67 @@ impl Catalog {
         authored: &Authored,
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<CommitOutcome> {
-        let name = self.authorize_table_write(principal, branch, from)?;
-        self.authorize_table_write(principal, branch, to)?;
+        self.rename_content(
+            principal,
+            branch,
+            from,
+            to,
+            ContentKind::IcebergTable,
+            authored,
+            idempotency,
+        )
+    }
+
+    /// Moves a view to another key of the same branch.
+    pub fn rename_view(
+        &self,
+        principal: &Principal,
+        branch: &RefSpec,
+        from: &ContentKey,
+        to: &ContentKey,
+        authored: &Authored,
+        idempotency: Option<&IdemRequest>,
+    ) -> CatalogResult<CommitOutcome> {
+        self.rename_content(
+            principal,
+            branch,
+            from,
+            to,
+            ContentKind::IcebergView,
+            authored,
+            idempotency,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rename_content(
+        &self,
+        principal: &Principal,
+        branch: &RefSpec,
+        from: &ContentKey,
+        to: &ContentKey,
+        kind: ContentKind,
+        authored: &Authored,
+        idempotency: Option<&IdemRequest>,
+    ) -> CatalogResult<CommitOutcome> {
+        let view = kind == ContentKind::IcebergView;
+        let missing = |k: &ContentKey| {
+            if view {
+                CatalogError::ViewNotFound(k.clone())
+            } else {
+                CatalogError::TableNotFound(k.clone())
+            }
+        };
+        let taken = |k: &ContentKey| {
+            if view {
+                CatalogError::ViewAlreadyExists(k.clone())
+            } else {
+                CatalogError::TableAlreadyExists(k.clone())
+            }
+        };
+        let noun = if view { "view" } else { "table" };
+        let name = self.authorize_content_write(principal, branch, from)?;
+        self.authorize_content_write(principal, branch, to)?;
         let target_namespace = to
             .parent()
             .ok_or_else(|| CatalogError::Invalid(format!("{to} has no namespace")))?;
@@ -783,14 +889,14 @@ impl Catalog {
             let head = self.store.resolve(branch)?.hash;
             let found = self.store.get_contents(head, std::slice::from_ref(from))?;
             let Some(Some((r, content))) = found.into_iter().next() else {
-                return Err(CatalogError::TableNotFound(from.clone()));
+                return Err(missing(from));
             };
-            if r.kind != ContentKind::IcebergTable {
-                return Err(CatalogError::TableNotFound(from.clone()));
+            if r.kind != kind {
+                return Err(missing(from));
             }
             self.namespace_exists(head, &target_namespace)?;
             if self.store.content_ref_at(head, to)?.is_some() {
-                return Err(CatalogError::TableAlreadyExists(to.clone()));
+                return Err(taken(to));
             }
             let ops = vec![
                 Op::Delete {
@@ -807,14 +913,19 @@ impl Catalog {
                     expect: Expect::Present,
                 },
             ];
-            let meta = self.meta(principal, authored, format!("rename table {from} to {to}"));
+            let meta = self.meta(principal, authored, format!("rename {noun} {from} to {to}"));
             let ctx = self.write_ctx(principal, idempotency, "");
             match self.store.commit(&name, None, ops, meta, &ctx) {
                 Err(e) if is_key_conflict(&e, from) => continue,
-                other => return other.map_err(|e| table_conflict(e, to)),
+                other => {
+                    return other.map_err(|e| match table_conflict(e, to) {
+                        CatalogError::TableAlreadyExists(k) => taken(&k),
+                        other => other,
+                    });
+                }
             }
         }
-        Err(CatalogError::Contention(format!("table {from}")))
+        Err(CatalogError::Contention(format!("{noun} {from}")))
     }
 
     /// Registers an existing metadata file (inside the warehouse) as a table. A table with
@@ -828,7 +939,7 @@ impl Catalog {
         authored: &Authored,
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<LoadedTable> {
-        let name = self.authorize_table_write(principal, branch, key)?;
+        let name = self.authorize_content_write(principal, branch, key)?;
         let namespace = key
             .parent()
             .ok_or_else(|| CatalogError::Invalid(format!("{key} has no namespace")))?;
@@ -923,7 +1034,7 @@ impl Catalog {
         authored: &Authored,
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<LoadedTable> {
-        let name = self.authorize_table_write(principal, branch, key)?;
+        let name = self.authorize_content_write(principal, branch, key)?;
         for _ in 0..COMMIT_RETRIES_MAX {
             let head = self.store.resolve(branch)?.hash;
             let Some(table) = self.table_at(head, key)? else {

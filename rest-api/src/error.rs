@@ -170,6 +170,8 @@ impl From<CatalogError> for ApiError {
             }
             CatalogError::TableNotFound(_) => of(StatusCode::NOT_FOUND, "TableNotFound"),
             CatalogError::TableAlreadyExists(_) => of(StatusCode::CONFLICT, "TableAlreadyExists"),
+            CatalogError::ViewNotFound(_) => of(StatusCode::NOT_FOUND, "ViewNotFound"),
+            CatalogError::ViewAlreadyExists(_) => of(StatusCode::CONFLICT, "ViewAlreadyExists"),
             CatalogError::CommitFailed(_) => of(StatusCode::CONFLICT, "CommitFailed"),
             CatalogError::Unsupported(_) => of(StatusCode::BAD_REQUEST, "Unsupported"),
             CatalogError::Warehouse(floe_catalog::WarehouseError::Outside { .. }) => {

@@ -53,6 +53,14 @@ const ENDPOINTS: &[&str] = &[
     "POST /v1/{prefix}/namespaces/{namespace}/register",
     "POST /v1/{prefix}/tables/rename",
     "POST /v1/{prefix}/transactions/commit",
+    "GET /v1/{prefix}/namespaces/{namespace}/views",
+    "POST /v1/{prefix}/namespaces/{namespace}/views",
+    "GET /v1/{prefix}/namespaces/{namespace}/views/{view}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}/views/{view}",
+    "POST /v1/{prefix}/namespaces/{namespace}/views/{view}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}/views/{view}",
+    "POST /v1/{prefix}/views/rename",
+    "POST /v1/{prefix}/namespaces/{namespace}/register-view",
 ];
 
 pub fn router() -> Router<AppState> {
@@ -97,6 +105,22 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/{prefix}/tables/rename", post(rename_table))
         .route("/v1/{prefix}/transactions/commit", post(commit_transaction))
+        .route(
+            "/v1/{prefix}/namespaces/{namespace}/views",
+            get(list_views).post(create_view),
+        )
+        .route(
+            "/v1/{prefix}/namespaces/{namespace}/views/{view}",
+            get(load_view)
+                .head(view_exists)
+                .post(replace_view)
+                .delete(drop_view),
+        )
+        .route("/v1/{prefix}/views/rename", post(rename_view))
+        .route(
+            "/v1/{prefix}/namespaces/{namespace}/register-view",
+            post(register_view),
+        )
         .layer(middleware::map_response(iceberg_errors))
 }
 
@@ -109,8 +133,10 @@ pub fn error(e: CatalogError) -> ApiError {
     match &e {
         CatalogError::NamespaceNotFound(_) => of(StatusCode::NOT_FOUND, "NoSuchNamespaceException"),
         CatalogError::TableNotFound(_) => of(StatusCode::NOT_FOUND, "NoSuchTableException"),
+        CatalogError::ViewNotFound(_) => of(StatusCode::NOT_FOUND, "NoSuchViewException"),
         CatalogError::NamespaceAlreadyExists(_)
         | CatalogError::TableAlreadyExists(_)
+        | CatalogError::ViewAlreadyExists(_)
         | CatalogError::NotANamespace { .. } => of(StatusCode::CONFLICT, "AlreadyExistsException"),
         CatalogError::NamespaceNotEmpty { .. } => {
             of(StatusCode::CONFLICT, "NamespaceNotEmptyException")
@@ -1053,6 +1079,349 @@ async fn unregister_table(
                     .load_table(principal, &at(&before)?, &key)
                     .map_err(catalog_err)?;
                 load_reply(&t, false)
+            },
+        },
+    )
+    .await
+}
+
+// ----- views ------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct CreateViewRequest {
+    name: String,
+    #[serde(default)]
+    location: Option<String>,
+    schema: Schema,
+    view_version: iceberg::spec::ViewVersion,
+    #[serde(default)]
+    properties: HashMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+enum ViewRequirementBody {
+    AssertViewUuid { uuid: uuid::Uuid },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct CommitViewRequest {
+    #[serde(default)]
+    identifier: Option<TableIdent>,
+    #[serde(default)]
+    requirements: Vec<ViewRequirementBody>,
+    #[serde(default)]
+    updates: Vec<iceberg::ViewUpdate>,
+}
+
+fn view_reply(v: &floe_catalog::LoadedView) -> ApiResult<Reply> {
+    let metadata = std::str::from_utf8(&v.metadata_json)
+        .map_err(|_| ApiError::internal(&"a view metadata file is not UTF-8"))?;
+    let location =
+        serde_json::to_string(&v.metadata_location).map_err(|e| ApiError::internal(&e))?;
+    Ok(Reply {
+        status: StatusCode::OK,
+        body: Some(format!(
+            "{{\"metadata-location\":{location},\"metadata\":{metadata},\"config\":{{}}}}"
+        )),
+    })
+}
+
+async fn list_views(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath((p, ns)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Response {
+    write::read(&state, &headers, move |catalog, principal| {
+        let key = namespace(&ns)?;
+        let after = extract::parse_key_token(q.page_token.as_deref().filter(|t| !t.is_empty()))?;
+        let limit = q
+            .page_size
+            .map_or(LIST_MAX, |n| (n as usize).clamp(1, LIST_MAX));
+        let page = catalog
+            .list_views(principal, &prefix(&p)?, &key, after.as_ref(), limit)
+            .map_err(catalog_err)?;
+        let identifiers: Vec<Value> = page
+            .items
+            .iter()
+            .map(|k| json!({ "namespace": elements(&key), "name": k.name() }))
+            .collect();
+        let mut reply = json!({ "identifiers": identifiers });
+        if let (Some(next), Some(_)) = (page.next, q.page_size) {
+            reply["next-page-token"] = Value::String(extract::key_token(&next));
+        }
+        Reply::json(StatusCode::OK, &reply)
+    })
+    .await
+}
+
+async fn create_view(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ApiPath((p, ns)): ApiPath<(String, String)>,
+    ApiBody(bytes): ApiBody,
+) -> Response {
+    let authored = authored(&headers);
+    let (b2, b3, ns2) = (bytes.clone(), bytes.clone(), ns.clone());
+    write::write(
+        &state,
+        &method,
+        &uri,
+        &headers,
+        &bytes,
+        Write {
+            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+                let req: CreateViewRequest = body(&b2)?;
+                check_names([req.name.as_str()])?;
+                let create = floe_catalog::ViewCreate {
+                    name: req.name,
+                    location: req.location,
+                    schema: req.schema,
+                    view_version: req.view_version,
+                    properties: req.properties,
+                };
+                let v = catalog
+                    .create_view(
+                        principal,
+                        &prefix(&p)?,
+                        &namespace(&ns)?,
+                        create,
+                        &authored,
+                        idem,
+                    )
+                    .map_err(catalog_err)?;
+                view_reply(&v)
+            },
+            replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {
+                let req: CreateViewRequest = body(&b3)?;
+                let key = table_key(&namespace(&ns2)?, &req.name)?;
+                let head = rec
+                    .head
+                    .ok_or_else(|| ApiError::internal(&"no head recorded"))?;
+                let v = catalog
+                    .load_view(principal, &at(&head)?, &key)
+                    .map_err(catalog_err)?;
+                view_reply(&v)
+            },
+        },
+    )
+    .await
+}
+
+async fn load_view(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath((p, ns, view)): ApiPath<(String, String, String)>,
+) -> Response {
+    write::read(&state, &headers, move |catalog, principal| {
+        let key = table_key(&namespace(&ns)?, &view)?;
+        let v = catalog
+            .load_view(principal, &prefix(&p)?, &key)
+            .map_err(catalog_err)?;
+        view_reply(&v)
+    })
+    .await
+}
+
+async fn view_exists(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath((p, ns, view)): ApiPath<(String, String, String)>,
+) -> Response {
+    write::read(&state, &headers, move |catalog, principal| {
+        let key = table_key(&namespace(&ns)?, &view)?;
+        catalog
+            .load_view(principal, &prefix(&p)?, &key)
+            .map_err(catalog_err)?;
+        Reply::empty(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+async fn replace_view(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ApiPath((p, ns, view)): ApiPath<(String, String, String)>,
+    ApiBody(bytes): ApiBody,
+) -> Response {
+    let authored = authored(&headers);
+    let b2 = bytes.clone();
+    let (ns2, view2) = (ns.clone(), view.clone());
+    write::write(
+        &state,
+        &method,
+        &uri,
+        &headers,
+        &bytes,
+        Write {
+            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+                let req: CommitViewRequest = body(&b2)?;
+                let key = table_key(&namespace(&ns)?, &view)?;
+                if let Some(id) = &req.identifier
+                    && (levels(&id.namespace)? != key.parent().unwrap_or_else(|| key.clone())
+                        || id.name != view)
+                {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequestException",
+                        "the body's identifier names another view than the path",
+                    ));
+                }
+                let requirements: Vec<floe_catalog::ViewRequirement> = req
+                    .requirements
+                    .into_iter()
+                    .map(|ViewRequirementBody::AssertViewUuid { uuid }| {
+                        floe_catalog::ViewRequirement::AssertViewUuid(uuid)
+                    })
+                    .collect();
+                let v = catalog
+                    .replace_view(
+                        principal,
+                        &prefix(&p)?,
+                        &key,
+                        &requirements,
+                        &req.updates,
+                        &authored,
+                        idem,
+                    )
+                    .map_err(catalog_err)?;
+                view_reply(&v)
+            },
+            replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {
+                let key = table_key(&namespace(&ns2)?, &view2)?;
+                let head = rec
+                    .head
+                    .ok_or_else(|| ApiError::internal(&"no head recorded"))?;
+                let v = catalog
+                    .load_view(principal, &at(&head)?, &key)
+                    .map_err(catalog_err)?;
+                view_reply(&v)
+            },
+        },
+    )
+    .await
+}
+
+async fn drop_view(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ApiPath((p, ns, view)): ApiPath<(String, String, String)>,
+) -> Response {
+    let authored = authored(&headers);
+    write::write(
+        &state,
+        &method,
+        &uri,
+        &headers,
+        &[],
+        Write {
+            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+                let key = table_key(&namespace(&ns)?, &view)?;
+                catalog
+                    .drop_view(principal, &prefix(&p)?, &key, &authored, idem)
+                    .map_err(catalog_err)?;
+                Reply::empty(StatusCode::NO_CONTENT)
+            },
+            replay: |_: &Catalog, _: &Principal, _: &AppliedRecord| {
+                Reply::empty(StatusCode::NO_CONTENT)
+            },
+        },
+    )
+    .await
+}
+
+async fn rename_view(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ApiPath(p): ApiPath<String>,
+    ApiBody(bytes): ApiBody,
+) -> Response {
+    let authored = authored(&headers);
+    let b2 = bytes.clone();
+    write::write(
+        &state,
+        &method,
+        &uri,
+        &headers,
+        &bytes,
+        Write {
+            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+                let req: RenameRequest = body(&b2)?;
+                let from = table_key(&levels(&req.source.namespace)?, &req.source.name)?;
+                let to = table_key(&levels(&req.destination.namespace)?, &req.destination.name)?;
+                catalog
+                    .rename_view(principal, &prefix(&p)?, &from, &to, &authored, idem)
+                    .map_err(catalog_err)?;
+                Reply::empty(StatusCode::NO_CONTENT)
+            },
+            replay: |_: &Catalog, _: &Principal, _: &AppliedRecord| {
+                Reply::empty(StatusCode::NO_CONTENT)
+            },
+        },
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RegisterViewRequest {
+    name: String,
+    metadata_location: String,
+}
+
+async fn register_view(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ApiPath((p, ns)): ApiPath<(String, String)>,
+    ApiBody(bytes): ApiBody,
+) -> Response {
+    let authored = authored(&headers);
+    let (b2, b3, ns2) = (bytes.clone(), bytes.clone(), ns.clone());
+    write::write(
+        &state,
+        &method,
+        &uri,
+        &headers,
+        &bytes,
+        Write {
+            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+                let req: RegisterViewRequest = body(&b2)?;
+                let key = table_key(&namespace(&ns)?, &req.name)?;
+                let v = catalog
+                    .register_view(
+                        principal,
+                        &prefix(&p)?,
+                        &key,
+                        &req.metadata_location,
+                        &authored,
+                        idem,
+                    )
+                    .map_err(catalog_err)?;
+                view_reply(&v)
+            },
+            replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {
+                let req: RegisterViewRequest = body(&b3)?;
+                let key = table_key(&namespace(&ns2)?, &req.name)?;
+                let head = rec
+                    .head
+                    .ok_or_else(|| ApiError::internal(&"no head recorded"))?;
+                let v = catalog
+                    .load_view(principal, &at(&head)?, &key)
+                    .map_err(catalog_err)?;
+                view_reply(&v)
             },
         },
     )

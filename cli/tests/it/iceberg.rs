@@ -39,12 +39,50 @@ fn config_namespaces_and_their_errors() {
         .collect();
     assert!(endpoints.contains(&"POST /v1/{prefix}/transactions/commit"));
     assert!(endpoints.contains(&"HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}"));
-    assert!(
-        !endpoints
-            .iter()
-            .any(|e| e.contains("views") || e.contains("plan")),
-        "nothing unserved is advertised"
-    );
+    for unserved in ["plan", "tasks", "credentials", "sign", "functions", "oauth"] {
+        assert!(
+            !endpoints.iter().any(|e| e.contains(unserved)),
+            "{unserved} is not served, so not advertised"
+        );
+    }
+    // Every advertised endpoint is routed: none answers "no route" or 405.
+    for endpoint in &endpoints {
+        let (method, path) = endpoint.split_once(' ').unwrap();
+        let path = path
+            .replace("{prefix}", "main")
+            .replace("{namespace}", "zz")
+            .replace("{table}", "t")
+            .replace("{view}", "v");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let url = format!("{}/iceberg{path}", s.url());
+        let status = match method {
+            "GET" => agent.get(&url).call(),
+            "HEAD" => agent.head(&url).call(),
+            "DELETE" => agent.delete(&url).call(),
+            "POST" => agent.post(&url).content_type("application/json").send("{}"),
+            other => panic!("unexpected method {other}"),
+        }
+        .unwrap()
+        .status()
+        .as_u16();
+        assert!(status != 405, "{endpoint} answers 405");
+        if status == 404 && method != "HEAD" {
+            let body = agent
+                .get(&url)
+                .call()
+                .unwrap()
+                .body_mut()
+                .read_to_string()
+                .unwrap();
+            assert!(
+                !body.contains("no route"),
+                "{endpoint} is advertised but not routed: {body}"
+            );
+        }
+    }
     s.branch("feature/x", "main");
     assert_eq!(
         s.get("/iceberg/v1/config?warehouse=feature%2Fx").body["overrides"]["prefix"],
@@ -680,4 +718,143 @@ fn rename_register_and_metrics_reports() {
         metrics.contains("floe_iceberg_metrics_reports_total{type=\"scan-report\"} 1"),
         "{metrics}"
     );
+}
+
+fn view_version(id: i64, sql: &str) -> Value {
+    json!({"version-id": id, "timestamp-ms": 1_700_000_000_000i64 + id, "schema-id": 0,
+           "summary": {"engine-name": "test"}, "default-namespace": ["db"],
+           "representations": [{"type": "sql", "sql": sql, "dialect": "spark"}]})
+}
+
+#[test]
+fn views_create_load_replace_branch_merge_rename_drop_register() {
+    let s = Running::start();
+    s.post("/iceberg/v1/main/namespaces", json!({"namespace": ["db"]}));
+    let create = |name: &str| {
+        s.post(
+            "/iceberg/v1/main/namespaces/db/views",
+            json!({"name": name, "schema": schema(), "view-version": view_version(1, "select 1"), "properties": {}}),
+        )
+    };
+    let created = create("v");
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let uuid = created.body["metadata"]["view-uuid"].clone();
+    assert!(
+        created.body["metadata-location"]
+            .as_str()
+            .unwrap()
+            .contains("/db/v-")
+    );
+    assert_iceberg_error(&create("v"), 409, "AlreadyExistsException");
+    assert_eq!(
+        s.get("/iceberg/v1/main/namespaces/db/views/v").body["metadata"]["view-uuid"],
+        uuid
+    );
+    assert_eq!(
+        s.get("/iceberg/v1/main/namespaces/db/views").body["identifiers"],
+        json!([{"namespace": ["db"], "name": "v"}])
+    );
+    assert_iceberg_error(
+        &s.get("/iceberg/v1/main/namespaces/db/views/nope"),
+        404,
+        "NoSuchViewException",
+    );
+    assert_eq!(
+        s.get("/iceberg/v1/main/namespaces/db/tables").body["identifiers"],
+        json!([]),
+        "a view is not a table"
+    );
+
+    // Replace on a branch: main keeps its version until the merge.
+    s.branch("dev", "main");
+    let replace = |uuid: &Value| {
+        s.post(
+            "/iceberg/v1/dev/namespaces/db/views/v",
+            json!({"requirements": [{"type": "assert-view-uuid", "uuid": uuid}],
+                   "updates": [{"action": "add-view-version", "view-version": view_version(2, "select 2")},
+                               {"action": "set-current-view-version", "view-version-id": -1}]}),
+        )
+    };
+    let replaced = replace(&uuid);
+    assert_eq!(replaced.status, 200, "{:?}", replaced.body);
+    assert_eq!(replaced.body["metadata"]["current-version-id"], 2);
+    assert_iceberg_error(
+        &replace(&json!("00000000-0000-7000-8000-000000000000")),
+        409,
+        "CommitFailedException",
+    );
+    assert_eq!(
+        s.get("/iceberg/v1/main/namespaces/db/views/v").body["metadata"]["current-version-id"],
+        1
+    );
+    let merged = s.post("/api/v1/trees/main/merge", json!({"source": "dev"}));
+    assert_eq!(merged.body["kind"], "fast-forward", "{:?}", merged.body);
+    assert_eq!(
+        s.get("/iceberg/v1/main/namespaces/db/views/v").body["metadata"]["current-version-id"],
+        2
+    );
+
+    // Rename, drop (files stay), register from the last metadata.
+    let renamed = s.post(
+        "/iceberg/v1/main/views/rename",
+        json!({"source": {"namespace": ["db"], "name": "v"}, "destination": {"namespace": ["db"], "name": "w"}}),
+    );
+    assert_eq!(renamed.status, 204, "{:?}", renamed.body);
+    assert_iceberg_error(
+        &s.get("/iceberg/v1/main/namespaces/db/views/v"),
+        404,
+        "NoSuchViewException",
+    );
+    let last = s.get("/iceberg/v1/main/namespaces/db/views/w").body["metadata-location"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        s.send(
+            "DELETE",
+            "/iceberg/v1/main/namespaces/db/views/w",
+            &Value::Null,
+            None
+        )
+        .status,
+        204
+    );
+    assert_iceberg_error(
+        &s.send(
+            "DELETE",
+            "/iceberg/v1/main/namespaces/db/views/w",
+            &Value::Null,
+            None,
+        ),
+        404,
+        "NoSuchViewException",
+    );
+    let registered = s.post(
+        "/iceberg/v1/main/namespaces/db/register-view",
+        json!({"name": "back", "metadata-location": last}),
+    );
+    assert_eq!(registered.status, 200, "{:?}", registered.body);
+    assert_eq!(registered.body["metadata"]["view-uuid"], uuid);
+    assert_iceberg_error(
+        &s.post(
+            "/iceberg/v1/main/namespaces/db/register-view",
+            json!({"name": "evil", "metadata-location": "file:///etc/passwd"}),
+        ),
+        400,
+        "BadRequestException",
+    );
+    let messages: Vec<String> = s.get("/api/v1/trees/main/log").body["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["message"].as_str().unwrap().to_owned())
+        .collect();
+    for m in [
+        "create view db.v",
+        "replace view db.v",
+        "rename view db.v to db.w",
+        "drop view db.w",
+    ] {
+        assert!(messages.iter().any(|x| x == m), "{m} not in {messages:?}");
+    }
 }
