@@ -36,6 +36,15 @@ use crate::{Authored, Catalog};
 
 /// How often a table commit reloads after a concurrent change to one of its tables.
 pub const COMMIT_RETRIES_MAX: usize = 16;
+/// Table properties that name where writers put files.
+const PATH_PROPERTIES: &[&str] = &[
+    "write.data.path",
+    "write.metadata.path",
+    "write.object-storage.path",
+    "write.folder-storage.path",
+    "location",
+];
+
 /// Tables examined per listing call.
 pub const TABLE_SCAN_MAX: usize = 10_000;
 
@@ -263,6 +272,7 @@ impl Catalog {
             .build()
             .map_err(iceberg_error)?
             .metadata;
+        self.check_paths(&metadata)?;
         if request.stage_create {
             let metadata_json = to_json(&metadata)?;
             return Ok(LoadedTable {
@@ -451,6 +461,7 @@ impl Catalog {
             builder = u.clone().apply(builder).map_err(iceberg_error)?;
         }
         let metadata = builder.build().map_err(iceberg_error)?.metadata;
+        self.check_paths(&metadata)?;
         let next = MetadataLocation::from_str(&location)
             .map_err(iceberg_error)?
             .with_next_version()
@@ -551,6 +562,7 @@ impl Catalog {
             builder = u.apply(builder).map_err(iceberg_error)?;
         }
         let metadata = builder.build().map_err(iceberg_error)?.metadata;
+        self.check_paths(&metadata)?;
         let first = MetadataLocation::new_with_metadata(&location, &metadata);
         let metadata_location = self.write_metadata(&first, &metadata)?;
         let id = ContentId(uuid::Uuid::now_v7().into_bytes());
@@ -575,6 +587,28 @@ impl Catalog {
             },
         ];
         Ok((table, ops))
+    }
+
+    /// Refuses table properties that would send writers outside the table's location
+    /// (`write.data.path`, `write.metadata.path`, ...): clients honour them, and another
+    /// table's or another tenant's files must stay out of reach.
+    fn check_paths(&self, metadata: &TableMetadata) -> CatalogResult<()> {
+        let location = metadata.location().trim_end_matches('/');
+        for key in PATH_PROPERTIES {
+            let Some(value) = metadata.properties().get(*key) else {
+                continue;
+            };
+            let value = value.trim_end_matches('/');
+            let inside = (value == location || value.starts_with(&format!("{location}/")))
+                && self.warehouse()?.resolve(value).is_ok();
+            if !inside {
+                return Err(CatalogError::Invalid(format!(
+                    "table property {key} must point inside the table's location {location}, not {:?}",
+                    value.chars().take(200).collect::<String>()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The bytes just written at a location (from the cache, else read back).

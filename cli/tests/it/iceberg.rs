@@ -678,6 +678,48 @@ fn rename_register_and_metrics_reports() {
         "BadRequestException",
     );
 
+    // Properties that would send writers outside the table are refused, on create and on
+    // commit, and nothing changes.
+    let head = s.head("main");
+    for (key, value) in [
+        ("write.data.path", "file:///tmp/elsewhere".to_owned()),
+        ("write.metadata.path", format!("{}/../../x", location)),
+        (
+            "write.data.path",
+            location
+                .split("/metadata/")
+                .next()
+                .unwrap()
+                .replace("/db/", "/db2/"),
+        ),
+        ("location", "s3://bucket/t".to_owned()),
+    ] {
+        let create = s.post(
+            "/iceberg/v1/main/namespaces/db/tables",
+            json!({"name": "p", "schema": schema(), "properties": { key: value }}),
+        );
+        assert_iceberg_error(&create, 400, "BadRequestException");
+        let commit = s.post(
+            "/iceberg/v1/main/namespaces/db/tables/w",
+            json!({"updates": [{"action": "set-properties", "updates": { key: value }}]}),
+        );
+        assert_iceberg_error(&commit, 400, "BadRequestException");
+    }
+    assert_eq!(s.head("main"), head, "nothing changed");
+    let w = s.get("/iceberg/v1/main/namespaces/db/tables/w").body["metadata"]["location"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let inside = s.post(
+        "/iceberg/v1/main/namespaces/db/tables/w",
+        json!({"updates": [{"action": "set-properties", "updates": {"write.data.path": format!("{w}/data2")}}]}),
+    );
+    assert_eq!(
+        inside.status, 200,
+        "a path inside the table is fine: {:?}",
+        inside.body
+    );
+
     // Unregister answers the last metadata and leaves the files for another catalog.
     let gone = s.post(
         "/iceberg/v1/main/namespaces/db/tables/w/unregister",
