@@ -121,7 +121,7 @@ pub fn router() -> Router<AppState> {
             "/v1/{prefix}/namespaces/{namespace}/register-view",
             post(register_view),
         )
-        .layer(middleware::map_response(iceberg_errors))
+        .layer(middleware::from_fn(iceberg_errors))
 }
 
 // ----- errors ---------------------------------------------------------------------------
@@ -178,7 +178,13 @@ pub fn error(e: CatalogError) -> ApiError {
 }
 
 /// Renders floe's error bodies as the spec's `ErrorModel`: `{"error": {message, type, code}}`.
-async fn iceberg_errors(response: Response) -> Response {
+/// The spec documents the 404, 409 and 5xx answers of the view operations as a bare
+/// `ErrorModel` (its examples still wrap it): those answers carry the model's fields at the
+/// top level too, so that both the schema and the clients (which read `error`) are
+/// satisfied.
+async fn iceberg_errors(request: axum::extract::Request, next: middleware::Next) -> Response {
+    let view_path = request.uri().path().contains("/views");
+    let response = next.run(request).await;
     if !response.status().is_client_error() && !response.status().is_server_error() {
         return response;
     }
@@ -206,7 +212,13 @@ async fn iceberg_errors(response: Response) -> Response {
     } else {
         floe.message
     };
-    let body = json!({ "error": { "message": message, "type": kind, "code": floe.status } });
+    let model = json!({ "message": message, "type": kind, "code": floe.status });
+    let mut body = json!({ "error": model });
+    if view_path && (floe.status == 404 || floe.status == 409 || floe.status >= 500) {
+        for (k, v) in model.as_object().into_iter().flatten() {
+            body[k] = v.clone();
+        }
+    }
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     parts.headers.insert(
         CONTENT_TYPE,

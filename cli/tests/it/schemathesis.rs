@@ -85,12 +85,17 @@ fn slow_schemathesis_finds_nothing_against_the_official_iceberg_spec() {
         .arg("run")
         .arg(&spec)
         .args(["--url", &format!("{}/iceberg", s.url())])
-        // Exactly what config advertises: views, scan planning, credentials, signing,
-        // functions and oauth are not served.
+        // Exactly what config advertises: scan planning, credentials, signing, functions
+        // and oauth are not served.
         .args([
             "--exclude-deprecated",
             "--exclude-path-regex",
-            "views|register-view|plan|tasks|credentials|sign|functions|oauth",
+            "plan|tasks|credentials|sign|functions|oauth",
+            // Not the stateful phase: it feeds names from responses into URLs without
+            // encoding `?`, so the server receives another operation than the one the
+            // answer is checked against (see tests/schemathesis_hooks.py).
+            "--phases",
+            "examples,coverage,fuzzing",
             "-c",
             "not_a_server_error,status_code_conformance,response_schema_conformance",
             "-n",
