@@ -247,11 +247,17 @@ fn prefix(text: &str) -> ApiResult<RefSpec> {
 /// warehouse escapes names anyway, but such a name is a mistake worth a clear 400.
 fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> ApiResult<()> {
     for n in names {
-        if n == "." || n == ".." || n.contains('/') || n.contains('\\') {
+        let double_encoded = n
+            .as_bytes()
+            .windows(3)
+            .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit());
+        if n == "." || n == ".." || n.contains('/') || n.contains('\\') || double_encoded {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "BadRequestException",
-                format!("{n:?} is not a valid namespace or table name (no `.`, `..`, `/` or `\\`)"),
+                format!(
+                    "{n:?} is not a valid namespace or table name (no `.`, `..`, `/`, `\\` or %-escapes)"
+                ),
             ));
         }
     }

@@ -900,3 +900,55 @@ fn views_create_load_replace_branch_merge_rename_drop_register() {
         assert!(messages.iter().any(|x| x == m), "{m} not in {messages:?}");
     }
 }
+
+#[test]
+fn hostile_names_are_clear_4xx_and_change_nothing() {
+    let s = Running::start();
+    s.post("/iceberg/v1/main/namespaces", json!({"namespace": ["db"]}));
+    let head = s.head("main");
+    let long = "n".repeat(4096);
+    // As path segments (what arrives after one decoding), and as names in bodies.
+    for segment in [
+        "..",
+        "%2e%2e",
+        "%252e",
+        "%00",
+        "a%2Fb",
+        "a%5Cb",
+        long.as_str(),
+    ] {
+        for path in [
+            format!("/iceberg/v1/main/namespaces/{segment}"),
+            format!("/iceberg/v1/main/namespaces/db/tables/{segment}"),
+            format!("/iceberg/v1/main/namespaces/db/views/{segment}"),
+        ] {
+            let r = s.get(&path);
+            assert!(r.status == 400 || r.status == 404, "{path}: {:?}", r.body);
+            assert!(
+                r.body["error"]["message"].is_string(),
+                "{path}: {:?}",
+                r.body
+            );
+        }
+    }
+    for name in ["..", ".", "%2e%2e", "a/b", "a\\b", "a\u{0}b", long.as_str()] {
+        let ns = s.post(
+            "/iceberg/v1/main/namespaces",
+            json!({ "namespace": [name] }),
+        );
+        assert_iceberg_error(&ns, 400, "BadRequestException");
+        let table = s.post(
+            "/iceberg/v1/main/namespaces/db/tables",
+            json!({"name": name, "schema": schema()}),
+        );
+        assert_iceberg_error(&table, 400, "BadRequestException");
+    }
+    assert_eq!(s.head("main"), head, "nothing changed in history");
+    let warehouse: Vec<_> = std::fs::read_dir(s.dir.path().join("warehouse"))
+        .unwrap()
+        .collect();
+    assert!(
+        warehouse.is_empty(),
+        "nothing changed on disk: {warehouse:?}"
+    );
+}
