@@ -7,7 +7,7 @@
 //! operations (namespaces as content, merges, cherry-picks, reverts, resets) and records
 //! idempotency outcomes.
 //!
-//! Later issues add here: Iceberg tables and views, the `Warehouse` (all file I/O), and
+//! Iceberg tables and views live here too, with the `Warehouse` (all file I/O) and
 //! multi-table transactions. It depends only on `floe-commits` among floe's crates and
 //! knows nothing of HTTP.
 
@@ -136,6 +136,13 @@ impl Catalog {
             },
         )?;
         Ok(self.store.resolve(spec)?)
+    }
+
+    /// The head a load-modify-commit on `branch` builds on: the branch's newest head (see
+    /// `Store::writer_head`). Only a plain branch name is writable.
+    pub(crate) fn writer_head(&self, branch: &RefSpec) -> CatalogResult<floe_commits::Hash> {
+        let name = namespaces::branch_of(branch)?;
+        Ok(self.store.writer_head(name)?)
     }
 
     pub(crate) fn write_ctx(

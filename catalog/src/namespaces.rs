@@ -120,7 +120,7 @@ impl Catalog {
     ) -> CatalogResult<CommitOutcome> {
         let name = self.authorize_namespace_write(principal, branch, namespace)?;
         for _ in 0..NAMESPACE_RETRIES_MAX {
-            let head = self.store.resolve(branch)?.hash;
+            let head = self.writer_head(branch)?;
             let current = self.namespace_at(head, namespace)?;
             let ops = vec![
                 Op::Delete {
@@ -229,7 +229,7 @@ impl Catalog {
             )));
         }
         for _ in 0..NAMESPACE_RETRIES_MAX {
-            let head = self.store.resolve(branch)?.hash;
+            let head = self.writer_head(branch)?;
             let (current, hash) = self.namespace_at(head, namespace)?;
             let mut properties = current.properties.clone();
             let mut removed = Vec::new();

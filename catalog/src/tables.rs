@@ -31,7 +31,7 @@ use crate::error::{CatalogError, CatalogResult};
 use crate::idempotency::IdemRequest;
 use crate::metadata_cache::CachedMetadata;
 use crate::namespaces::branch_of;
-use crate::warehouse::Warehouse;
+use crate::warehouse::{Warehouse, WarehouseError};
 use crate::{Authored, Catalog};
 
 /// How often a table commit reloads after a concurrent change to one of its tables.
@@ -178,7 +178,19 @@ impl Catalog {
         let Payload::IcebergTable(t) = &content.payload else {
             return Ok(None);
         };
-        let cached = self.read_metadata(key, &t.metadata_location)?;
+        // A stored table whose metadata file is gone is the server's fault (a 5xx), not
+        // the request's.
+        let cached = self
+            .read_metadata(key, &t.metadata_location)
+            .map_err(|e| match e {
+                CatalogError::Warehouse(WarehouseError::NotFound(path)) => {
+                    CatalogError::Warehouse(WarehouseError::Io {
+                        path,
+                        message: format!("the metadata file of table {key} is missing"),
+                    })
+                }
+                other => other,
+            })?;
         Ok(Some(LoadedTable {
             key: key.clone(),
             metadata_location: Some(t.metadata_location.clone()),
@@ -224,7 +236,7 @@ impl Catalog {
     ) -> CatalogResult<LoadedTable> {
         let key = namespace.child(&request.name).map_err(WriteError::from)?;
         let name = self.authorize_content_write(principal, branch, &key)?;
-        let head = self.store.resolve(branch)?.hash;
+        let head = self.writer_head(branch)?;
         self.namespace_exists(head, namespace)?;
         if self.store.content_ref_at(head, &key)?.is_some() {
             return Err(CatalogError::TableAlreadyExists(key));
@@ -359,7 +371,7 @@ impl Catalog {
             )));
         }
         for attempt in 0..COMMIT_RETRIES_MAX {
-            let head = self.store.resolve(branch)?.hash;
+            let head = self.writer_head(branch)?;
             let mut ops = Vec::new();
             let mut results = Vec::new();
             for change in &changes {
@@ -388,6 +400,13 @@ impl Catalog {
                 format!("commit to table {}", summary.join(", ")),
             );
             let ctx = self.write_ctx(principal, idempotency, "");
+            // Tables created in one namespace each check it: one check is enough (the store
+            // takes each key once per commit).
+            let mut checked = std::collections::HashSet::new();
+            ops.retain(|op| match op {
+                Op::Check { key, .. } => checked.insert(key.clone()),
+                _ => true,
+            });
             if ops.iter().all(|op| matches!(op, Op::Check { .. })) {
                 return Ok(results);
             }
@@ -456,6 +475,14 @@ impl Catalog {
                 return Err(CatalogError::Invalid(format!(
                     "a table's location cannot change (it is {})",
                     current.metadata.location()
+                )));
+            }
+            if let TableUpdate::AssignUuid { uuid } = u
+                && *uuid != current.metadata.uuid()
+            {
+                return Err(CatalogError::Invalid(format!(
+                    "a table's uuid cannot change (it is {})",
+                    current.metadata.uuid()
                 )));
             }
             builder = u.clone().apply(builder).map_err(iceberg_error)?;
@@ -702,7 +729,7 @@ impl Catalog {
         };
         let name = self.authorize_content_write(principal, branch, key)?;
         for _ in 0..COMMIT_RETRIES_MAX {
-            let head = self.store.resolve(branch)?.hash;
+            let head = self.writer_head(branch)?;
             let Some(r) = self.store.content_ref_at(head, key)? else {
                 return Err(missing());
             };
@@ -920,7 +947,7 @@ impl Catalog {
             .parent()
             .ok_or_else(|| CatalogError::Invalid(format!("{to} has no namespace")))?;
         for _ in 0..COMMIT_RETRIES_MAX {
-            let head = self.store.resolve(branch)?.hash;
+            let head = self.writer_head(branch)?;
             let found = self.store.get_contents(head, std::slice::from_ref(from))?;
             let Some(Some((r, content))) = found.into_iter().next() else {
                 return Err(missing(from));
@@ -980,7 +1007,17 @@ impl Catalog {
         // Confined to the warehouse before anything is read.
         self.warehouse()?.resolve(metadata_location)?;
         let cached = self.read_metadata(key, metadata_location)?;
-        let head = self.store.resolve(branch)?.hash;
+        // What the file points at must be inside the warehouse too: the table's location,
+        // its path properties, and the file itself under `<location>/metadata/`.
+        let table_location = cached.metadata.location().trim_end_matches('/');
+        self.warehouse()?.resolve(table_location)?;
+        if !metadata_location.starts_with(&format!("{table_location}/metadata/")) {
+            return Err(CatalogError::Invalid(format!(
+                "{metadata_location} is not under its table's location {table_location}/metadata/"
+            )));
+        }
+        self.check_paths(&cached.metadata)?;
+        let head = self.writer_head(branch)?;
         self.namespace_exists(head, &namespace)?;
         if self.store.content_ref_at(head, key)?.is_some() {
             return Err(CatalogError::TableAlreadyExists(key.clone()));
@@ -1070,7 +1107,7 @@ impl Catalog {
     ) -> CatalogResult<LoadedTable> {
         let name = self.authorize_content_write(principal, branch, key)?;
         for _ in 0..COMMIT_RETRIES_MAX {
-            let head = self.store.resolve(branch)?.hash;
+            let head = self.writer_head(branch)?;
             let Some(table) = self.table_at(head, key)? else {
                 return Err(CatalogError::TableNotFound(key.clone()));
             };

@@ -55,9 +55,17 @@ fn apply_view_update(
     b: ViewMetadataBuilder,
     update: ViewUpdate,
     location: &str,
+    current_uuid: uuid::Uuid,
 ) -> CatalogResult<ViewMetadataBuilder> {
     Ok(match update {
-        ViewUpdate::AssignUuid { uuid } => b.assign_uuid(uuid),
+        ViewUpdate::AssignUuid { uuid } => {
+            if uuid != current_uuid {
+                return Err(CatalogError::Invalid(format!(
+                    "a view's uuid cannot change (it is {current_uuid})"
+                )));
+            }
+            b
+        }
         ViewUpdate::UpgradeFormatVersion { format_version } => {
             b.upgrade_format_version(format_version).map_err(invalid)?
         }
@@ -204,7 +212,7 @@ impl Catalog {
             .child(&request.name)
             .map_err(floe_commits::WriteError::from)?;
         let name = self.authorize_content_write(principal, branch, &key)?;
-        let head = self.store.resolve(branch)?.hash;
+        let head = self.writer_head(branch)?;
         self.namespace_exists(head, namespace)?;
         if self.store.content_ref_at(head, &key)?.is_some() {
             return Err(CatalogError::ViewAlreadyExists(key));
@@ -279,7 +287,7 @@ impl Catalog {
     ) -> CatalogResult<LoadedView> {
         let name = self.authorize_content_write(principal, branch, key)?;
         for attempt in 0..COMMIT_RETRIES_MAX {
-            let head = self.store.resolve(branch)?.hash;
+            let head = self.writer_head(branch)?;
             let current = self
                 .view_at(head, key)?
                 .ok_or_else(|| CatalogError::ViewNotFound(key.clone()))?;
@@ -296,7 +304,8 @@ impl Catalog {
             let mut builder =
                 ViewMetadataBuilder::new_from_metadata(current.metadata.as_ref().clone());
             for u in updates {
-                builder = apply_view_update(builder, u.clone(), &location)?;
+                builder =
+                    apply_view_update(builder, u.clone(), &location, current.metadata.uuid())?;
             }
             let metadata = builder.build().map_err(invalid)?.metadata;
             let metadata_location =
@@ -350,7 +359,14 @@ impl Catalog {
         let metadata: ViewMetadata = serde_json::from_slice(&bytes).map_err(|e| {
             CatalogError::Invalid(format!("{metadata_location} is not view metadata: {e}"))
         })?;
-        let head = self.store.resolve(branch)?.hash;
+        let view_location = metadata.location().trim_end_matches('/');
+        self.warehouse()?.resolve(view_location)?;
+        if !metadata_location.starts_with(&format!("{view_location}/metadata/")) {
+            return Err(CatalogError::Invalid(format!(
+                "{metadata_location} is not under its view's location {view_location}/metadata/"
+            )));
+        }
+        let head = self.writer_head(branch)?;
         self.namespace_exists(head, &namespace)?;
         if self.store.content_ref_at(head, key)?.is_some() {
             return Err(CatalogError::ViewAlreadyExists(key.clone()));

@@ -131,7 +131,22 @@ impl Client {
                     .call(),
             };
             match sent {
-                Ok(response) => return self.answer(response),
+                // Our own earlier attempt is still running on the server: wait, then ask
+                // again with the same key (its answer, or its recorded outcome).
+                Ok(response) => match self.answer(response) {
+                    Err(CallError::Api {
+                        status: 409,
+                        body,
+                        text,
+                    }) if body["type"] == "IdempotencyInFlight" => {
+                        last = Some(CallError::Api {
+                            status: 409,
+                            body,
+                            text,
+                        });
+                    }
+                    other => return other,
+                },
                 Err(e) => last = Some(self.transport(&e)),
             }
             std::thread::sleep(Duration::from_millis(200));

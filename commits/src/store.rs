@@ -511,6 +511,19 @@ impl Store {
         })
     }
 
+    /// The head writers build on (DESIGN §2 "Durability"): the newest applied head, possibly
+    /// still awaiting its flush. A writer that loads, modifies and commits reads here, so it
+    /// chains on a concurrent writer's commit instead of failing against it until that one
+    /// is durable; its own acknowledgement still waits for the flush that covers both.
+    /// Never show it to a client as the ref's head.
+    pub fn writer_head(&self, name: &RefName) -> Result<Hash, ReadError> {
+        Ok(self
+            .backend
+            .get_ref(name, RefView::Pending)?
+            .ok_or_else(|| ReadError::RefNotFound(name.clone()))?
+            .head)
+    }
+
     /// The newest head of a ref, possibly awaiting durability: what writers chain on.
     pub(crate) fn pending_ref(&self, name: &RefName) -> Result<RefRecord, WriteError> {
         self.backend

@@ -122,8 +122,9 @@ impl ApiError {
 
     /// True for rejections that a retry with the same request would get again.
     pub fn is_deterministic(&self) -> bool {
+        // A rejection that says "retry" (contention, a duplicate in flight) is not final.
         self.status.is_client_error()
-            && self.body.kind != "IdempotencyInFlight"
+            && self.retry_after_s.is_none()
             && self.status != StatusCode::FORBIDDEN
     }
 }

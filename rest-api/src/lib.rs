@@ -10,8 +10,8 @@
 //! Every request runs under `catch_unwind`, and store work in a blocking task, so a panic
 //! anywhere in a handler is a 500 with an error id, never a dead connection or server. The crate reaches the version store
 //! only through `floe-catalog`, whose entry points authorize; from `floe-commits` it uses
-//! types only (a tidy test forbids calling its operations). The Iceberg REST catalog joins
-//! with a later issue.
+//! types only (a tidy test forbids calling its operations). `iceberg` serves the Iceberg
+//! REST catalog under `/iceberg`.
 
 pub mod error;
 pub mod extract;
@@ -51,7 +51,14 @@ pub struct AppState {
     /// Idempotency keys whose first request is still running (one server's view; a
     /// second server sees the recorded outcome once the first lands).
     pub in_flight: Arc<Mutex<HashSet<String>>>,
+    /// Store work running at once. The warehouse's object store does its file I/O on the
+    /// same blocking pool the requests run on: without a bound below the pool's size, a
+    /// burst of requests could hold every thread while their inner I/O waits for one.
+    pub permits: Arc<tokio::sync::Semaphore>,
 }
+
+/// Requests doing store work at once (tokio's blocking pool has 512 threads).
+pub const CONCURRENT_STORE_WORK_MAX: usize = 256;
 
 /// The whole HTTP surface of a floe server.
 pub fn router(catalog: Catalog) -> Router {
@@ -59,6 +66,7 @@ pub fn router(catalog: Catalog) -> Router {
         catalog,
         metrics: Arc::new(Metrics::default()),
         in_flight: Arc::default(),
+        permits: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_STORE_WORK_MAX)),
     };
     let routes = Router::new()
         .route("/health", get(health))
@@ -123,12 +131,15 @@ async fn ready(State(state): State<AppState>) -> Response {
     let catalog = state.catalog.clone();
     match tokio::task::spawn_blocking(move || catalog.ready()).await {
         Ok(Ok(())) => json_reply(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
-        Ok(Err(e)) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Unavailable",
-            format!("the store does not answer: {e}"),
-        )
-        .into_response(),
+        Ok(Err(e)) => {
+            let err = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "the store does not answer; quote the errorId to the operator",
+            );
+            eprintln!("floe: error {}: not ready: {e}", err.body.error_id);
+            err.into_response()
+        }
         Err(e) => ApiError::internal(&e).into_response(),
     }
 }
@@ -217,6 +228,7 @@ mod tests {
             catalog: Catalog::in_memory(),
             metrics: Arc::default(),
             in_flight: Arc::default(),
+            permits: Arc::new(tokio::sync::Semaphore::new(4)),
         };
         async fn boom() -> Response {
             panic!("a bug")

@@ -66,7 +66,7 @@ where
 {
     let catalog = state.catalog.clone();
     let principal = principal(headers);
-    blocking(move || f(&catalog, &principal)).await
+    blocking(state, move || f(&catalog, &principal)).await
 }
 
 /// What a write handler hands over: how to run it, and how to rebuild its answer from
@@ -97,7 +97,7 @@ where
     let catalog = state.catalog.clone();
     let principal = principal(headers);
     let in_flight = state.in_flight.clone();
-    blocking(move || {
+    blocking(state, move || {
         let Some(request) = request else {
             return (op.run)(&catalog, &principal, None);
         };
@@ -193,11 +193,15 @@ impl Drop for InFlight {
     }
 }
 
-/// Runs store work on a blocking thread; a panic there is a 500 with an id.
-async fn blocking<F>(f: F) -> Response
+/// Runs store work on a blocking thread, at most `CONCURRENT_STORE_WORK_MAX` at once; a
+/// panic there is a 500 with an id.
+async fn blocking<F>(state: &AppState, f: F) -> Response
 where
     F: FnOnce() -> ApiResult<Reply> + Send + 'static,
 {
+    let Ok(_permit) = state.permits.clone().acquire_owned().await else {
+        return ApiError::internal(&"the request limiter is closed").into_response();
+    };
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(reply)) => reply.into_response(),
         Ok(Err(e)) => e.into_response(),

@@ -952,3 +952,72 @@ fn hostile_names_are_clear_4xx_and_change_nothing() {
         "nothing changed on disk: {warehouse:?}"
     );
 }
+
+#[test]
+fn review_fixes_two_creates_in_one_transaction_crafted_register_and_uuid_changes() {
+    let s = Running::start();
+    s.post("/iceberg/v1/main/namespaces", json!({"namespace": ["db"]}));
+    // Two tables created by one transaction in one namespace (DuckDB's CTAS shape).
+    let staged = |name: &str| {
+        s.post(
+            "/iceberg/v1/main/namespaces/db/tables",
+            json!({"name": name, "schema": schema(), "stage-create": true}),
+        )
+        .body["metadata"]["location"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let change = |name: &str, location: String| {
+        json!({"identifier": {"namespace": ["db"], "name": name},
+               "requirements": [{"type": "assert-create"}],
+               "updates": [{"action": "add-schema", "schema": schema()},
+                           {"action": "set-current-schema", "schema-id": -1},
+                           {"action": "set-location", "location": location}]})
+    };
+    let both = s.post(
+        "/iceberg/v1/main/transactions/commit",
+        json!({"table-changes": [change("a", staged("a")), change("b", staged("b"))]}),
+    );
+    assert_eq!(both.status, 204, "{:?}", both.body);
+    assert_eq!(
+        s.get("/iceberg/v1/main/namespaces/db/tables").body["identifiers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // assign-uuid may not change a table's uuid.
+    let a = s.get("/iceberg/v1/main/namespaces/db/tables/a").body;
+    let other =
+        s.get("/iceberg/v1/main/namespaces/db/tables/b").body["metadata"]["table-uuid"].clone();
+    let r = s.post(
+        "/iceberg/v1/main/namespaces/db/tables/a",
+        json!({"updates": [{"action": "assign-uuid", "uuid": other}]}),
+    );
+    assert_iceberg_error(&r, 400, "BadRequestException");
+
+    // A crafted metadata file inside the warehouse that points outside it is refused.
+    let location = a["metadata"]["location"].as_str().unwrap().to_owned();
+    let folder =
+        std::path::PathBuf::from(location.strip_prefix("file://").unwrap()).join("metadata");
+    for (i, (field, value)) in [
+        ("location", json!("file:///tmp/elsewhere")),
+        ("properties", json!({"write.data.path": "file:///etc"})),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut crafted = a["metadata"].clone();
+        crafted["table-uuid"] = json!(format!("01a21555-0000-7000-8000-00000000000{i}"));
+        crafted[field] = value;
+        let file = folder.join(format!("99999-crafted{i}.metadata.json"));
+        std::fs::write(&file, crafted.to_string()).unwrap();
+        let r = s.post(
+            "/iceberg/v1/main/namespaces/db/register",
+            json!({"name": format!("c{i}"), "metadata-location": format!("file://{}", file.display())}),
+        );
+        assert_iceberg_error(&r, 400, "BadRequestException");
+    }
+}
