@@ -124,15 +124,41 @@ struct Durable {
     durable: u64,
     poisoned: Option<String>,
     stop: bool,
-    /// Refs whose newest move is not durable yet: the ticket of that move, and the record
-    /// the durable view shows meanwhile (`None`: the ref does not durably exist).
-    undurable: HashMap<RefName, (u64, Option<RefRecord>)>,
+    /// Refs with moves not durable yet: what the durable view shows meanwhile, and the
+    /// pending moves in order, so that each sync advances the view to the newest move it
+    /// covers (a ref that keeps moving still shows every acknowledged move).
+    undurable: HashMap<RefName, Undurable>,
     /// Reflog entries not durable yet, oldest first: (ticket, reflog seq). Reflog reads
     /// stop before the first, so the reflog never shows a move that a crash could undo.
     undurable_reflog: VecDeque<(u64, u64)>,
 }
 
+/// One ref's durable view while some of its moves await a sync.
+#[derive(Debug)]
+struct Undurable {
+    /// The record the durable view shows (`None`: the ref does not durably exist).
+    durable: Option<RefRecord>,
+    /// Moves not durable yet, oldest first: (ticket, the record after the move).
+    pending: VecDeque<(u64, Option<RefRecord>)>,
+}
+
 impl Durable {
+    /// Advances every ref's durable view to the newest of its moves with a ticket up to
+    /// `upto`, and forgets refs with nothing pending.
+    fn made_durable(&mut self, upto: u64) {
+        self.undurable.retain(|_, u| {
+            while let Some((ticket, _)) = u.pending.front() {
+                if *ticket > upto {
+                    break;
+                }
+                if let Some((_, record)) = u.pending.pop_front() {
+                    u.durable = record;
+                }
+            }
+            !u.pending.is_empty()
+        });
+    }
+
     /// Reflog entries from this seq on are not durable yet.
     fn reflog_horizon(&self) -> u64 {
         self.undurable_reflog
@@ -413,7 +439,7 @@ impl Inner {
             match result {
                 Ok(()) => {
                     d.durable = upto;
-                    d.undurable.retain(|_, (ticket, _)| *ticket > upto);
+                    d.made_durable(upto);
                     while d.undurable_reflog.front().is_some_and(|&(t, _)| t <= upto) {
                         d.undurable_reflog.pop_front();
                     }
@@ -603,9 +629,9 @@ impl Backend for SledBackend {
         let d = self.durability.lock();
         check_poisoned(&d)?;
         if view == RefView::Durable
-            && let Some((_, durable)) = d.undurable.get(name)
+            && let Some(u) = d.undurable.get(name)
         {
-            return Ok(durable.clone());
+            return Ok(u.durable.clone());
         }
         self.read_ref(name)
     }
@@ -623,7 +649,7 @@ impl Backend for SledBackend {
                 .undurable
                 .iter()
                 .filter(|(n, _)| after.is_none_or(|a| *n > a))
-                .map(|(n, (_, r))| (n, r))
+                .map(|(n, u)| (n, &u.durable))
                 .collect(),
             RefView::Pending => Vec::new(),
         };
@@ -718,11 +744,14 @@ impl Backend for SledBackend {
             Ok(seq) => {
                 let ticket = self.ticket(&mut d);
                 if !self.bulk {
-                    let slot = d
-                        .undurable
+                    d.undurable
                         .entry(update.name.clone())
-                        .or_insert_with(|| (ticket, prior_durable.flatten()));
-                    slot.0 = ticket;
+                        .or_insert_with(|| Undurable {
+                            durable: prior_durable.flatten(),
+                            pending: VecDeque::new(),
+                        })
+                        .pending
+                        .push_back((ticket, update.new.clone()));
                     d.undurable_reflog.push_back((ticket, seq));
                 }
                 Ok(CasOutcome::Applied { seq, ticket })

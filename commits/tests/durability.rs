@@ -444,3 +444,97 @@ fn the_bulk_loader_builds_a_valid_map_that_survives_a_flush_and_reopen() {
         Some(key)
     );
 }
+
+#[test]
+fn an_acknowledged_move_shows_while_later_moves_of_the_ref_still_wait() {
+    // Syncs pass the gate one at a time: the first sync covers only the first commit; the
+    // second commit lands while it runs and waits for the next sync, which is held.
+    #[derive(Debug, Default)]
+    struct Turnstile {
+        state: Mutex<(usize, usize)>, // (passed, allowed)
+        turned: parking_lot::Condvar,
+    }
+    impl DurabilityHook for Turnstile {
+        fn event(&self, _: DurabilityEvent) {}
+        fn sync_fault(&self) -> Option<String> {
+            let mut s = self.state.lock();
+            while s.0 >= s.1 {
+                self.turned.wait(&mut s);
+            }
+            s.0 += 1;
+            None
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Arc::new(Turnstile {
+        state: Mutex::new((0, usize::MAX)),
+        turned: parking_lot::Condvar::new(),
+    });
+    let backend = Arc::new(SledBackend::open_with(dir.path(), Some(gate.clone())).unwrap());
+    let store = Arc::new(Store::open(backend.clone(), Arc::new(SystemClock)).unwrap());
+    let main = RefName::parse("main").unwrap();
+    let before = store.get_ref(&main).unwrap().head;
+    // Opening the store made main durably (syncs pass until now); from here syncs wait.
+    {
+        let mut s = gate.state.lock();
+        s.1 = s.0;
+    }
+    let commit = |n: u128| {
+        let store = store.clone();
+        let main = main.clone();
+        std::thread::spawn(move || {
+            let op = Op::Put {
+                key: ContentKey::new([format!("ns{n}")]).unwrap(),
+                content: Content::namespace(ContentId::from_u128(n), BTreeMap::new()),
+                expect: Expect::Absent,
+            };
+            let ctx = WriteCtx::principal("t");
+            store.commit(&main, None, vec![op], CommitMeta::new("t", "ns", 0), &ctx)
+        })
+    };
+    let pending_head = || {
+        backend
+            .get_ref(&main, RefView::Pending)
+            .unwrap()
+            .unwrap()
+            .head
+    };
+    let first = commit(1);
+    while pending_head() == before {
+        std::thread::yield_now();
+    }
+    let first_head = pending_head();
+    // The first sync has started (its fdatasync is held at the gate); the second commit
+    // lands now and needs the next sync.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let second = commit(2);
+    while pending_head() == first_head {
+        std::thread::yield_now();
+    }
+    let second_head = pending_head();
+    // Let exactly one sync through: the first commit is acknowledged...
+    {
+        let mut s = gate.state.lock();
+        s.1 = s.0 + 1;
+        gate.turned.notify_all();
+    }
+    let out = first.join().unwrap().unwrap();
+    assert_eq!(out.commit, first_head);
+    // ...and the durable view shows it at once, though a later move of main still waits.
+    assert!(
+        !second.is_finished(),
+        "the second commit waits for its sync"
+    );
+    assert_eq!(
+        store.get_ref(&main).unwrap().head,
+        first_head,
+        "an acknowledged commit is visible while later ones are pending"
+    );
+    {
+        let mut s = gate.state.lock();
+        s.1 = usize::MAX;
+        gate.turned.notify_all();
+    }
+    assert_eq!(second.join().unwrap().unwrap().commit, second_head);
+    assert_eq!(store.get_ref(&main).unwrap().head, second_head);
+}
