@@ -430,7 +430,9 @@ async fn list_namespaces(
             .map_err(catalog_err)?;
         let names: Vec<Vec<String>> = page.items.iter().map(|n| elements(&n.key)).collect();
         let mut reply = json!({ "namespaces": names });
-        if let (Some(next), Some(_)) = (page.next, q.page_size) {
+        // A token whenever the list was cut short (by `pageSize`, or by LIST_MAX or the
+        // scan bound when the client sent none): never a silent truncation.
+        if let Some(next) = page.next {
             reply["next-page-token"] = Value::String(extract::key_token(&next));
         }
         Reply::json(StatusCode::OK, &reply)
@@ -703,7 +705,9 @@ async fn list_tables(
             .map(|k| json!({ "namespace": elements(&key), "name": k.name() }))
             .collect();
         let mut reply = json!({ "identifiers": identifiers });
-        if let (Some(next), Some(_)) = (page.next, q.page_size) {
+        // A token whenever the list was cut short (by `pageSize`, or by LIST_MAX or the
+        // scan bound when the client sent none): never a silent truncation.
+        if let Some(next) = page.next {
             reply["next-page-token"] = Value::String(extract::key_token(&next));
         }
         Reply::json(StatusCode::OK, &reply)
@@ -1168,7 +1172,9 @@ async fn list_views(
             .map(|k| json!({ "namespace": elements(&key), "name": k.name() }))
             .collect();
         let mut reply = json!({ "identifiers": identifiers });
-        if let (Some(next), Some(_)) = (page.next, q.page_size) {
+        // A token whenever the list was cut short (by `pageSize`, or by LIST_MAX or the
+        // scan bound when the client sent none): never a silent truncation.
+        if let Some(next) = page.next {
             reply["next-page-token"] = Value::String(extract::key_token(&next));
         }
         Reply::json(StatusCode::OK, &reply)
