@@ -168,31 +168,12 @@ impl Catalog {
         }
         let depth = parent.map_or(0, ContentKey::element_count) + 1;
         let limit = limit.clamp(1, SCAN_PAGE);
-        let mut cursor = after.cloned();
-        let mut keys = Vec::new();
-        let mut scanned = 0;
-        let next = 'scan: loop {
-            let page = self.store.entries(at, parent, cursor.as_ref(), SCAN_PAGE)?;
-            for e in page.items {
-                scanned += 1;
-                cursor = Some(e.key.clone());
-                let wanted = e.content.kind == ContentKind::Namespace
+        let Page { items: keys, next } =
+            self.scan_keys(at, parent, after, limit, NAMESPACE_SCAN_MAX, |e| {
+                e.content.kind == ContentKind::Namespace
                     && Some(&e.key) != parent
-                    && (!children_only || e.key.element_count() == depth);
-                if wanted {
-                    keys.push(e.key);
-                    if keys.len() == limit {
-                        break 'scan cursor;
-                    }
-                }
-            }
-            if page.next.is_none() {
-                break None;
-            }
-            if scanned >= NAMESPACE_SCAN_MAX {
-                break cursor;
-            }
-        };
+                    && (!children_only || e.key.element_count() == depth)
+            })?;
         let contents = self.store.get_contents(at, &keys)?;
         let items = keys
             .into_iter()
@@ -266,6 +247,43 @@ impl Catalog {
             }
         }
         Err(CatalogError::Contention(format!("namespace {namespace}")))
+    }
+
+    /// Keys at or under `prefix`, after `after`, that `wanted` keeps, in key order: at most
+    /// `limit` of them, examining at most `scan_max` entries. `next` continues the listing
+    /// whenever it stopped early, whether at `limit` or at `scan_max`.
+    pub(crate) fn scan_keys(
+        &self,
+        at: Hash,
+        prefix: Option<&ContentKey>,
+        after: Option<&ContentKey>,
+        limit: usize,
+        scan_max: usize,
+        wanted: impl Fn(&floe_commits::EntryRef) -> bool,
+    ) -> CatalogResult<Page<ContentKey, ContentKey>> {
+        let mut cursor = after.cloned();
+        let mut items = Vec::new();
+        let mut scanned = 0;
+        let next = 'scan: loop {
+            let page = self.store.entries(at, prefix, cursor.as_ref(), SCAN_PAGE)?;
+            for e in page.items {
+                scanned += 1;
+                cursor = Some(e.key.clone());
+                if wanted(&e) {
+                    items.push(e.key);
+                    if items.len() == limit {
+                        break 'scan cursor;
+                    }
+                }
+            }
+            if page.next.is_none() {
+                break None;
+            }
+            if scanned >= scan_max {
+                break cursor;
+            }
+        };
+        Ok(Page { items, next })
     }
 
     /// The namespace at a key of a commit, with its content hash.

@@ -128,31 +128,10 @@ impl Catalog {
         let (at, _) = self.get_namespace(principal, spec, namespace)?;
         let depth = namespace.element_count() + 1;
         let limit = limit.clamp(1, TABLE_SCAN_MAX);
-        let mut cursor = after.cloned();
-        let mut items = Vec::new();
-        let mut scanned = 0;
-        let next = 'scan: loop {
-            let page = self
-                .store
-                .entries(at, Some(namespace), cursor.as_ref(), 1_000)?;
-            for e in page.items {
-                scanned += 1;
-                cursor = Some(e.key.clone());
-                if e.content.kind == ContentKind::IcebergTable && e.key.element_count() == depth {
-                    items.push(e.key);
-                    if items.len() == limit {
-                        break 'scan cursor;
-                    }
-                }
-            }
-            if page.next.is_none() {
-                break None;
-            }
-            if scanned >= TABLE_SCAN_MAX {
-                break cursor;
-            }
-        };
-        Ok((at, Page { items, next }))
+        let page = self.scan_keys(at, Some(namespace), after, limit, TABLE_SCAN_MAX, |e| {
+            e.content.kind == ContentKind::IcebergTable && e.key.element_count() == depth
+        })?;
+        Ok((at, page))
     }
 
     /// A table at a ref spec.
