@@ -286,6 +286,47 @@ impl Catalog {
         Ok(Page { items, next })
     }
 
+    /// The answer of a properties update recorded under an idempotency key: rebuilt from
+    /// the namespace as it was before the recorded write (`previous`), which says which
+    /// removals named a property.
+    pub fn replayed_properties_update(
+        &self,
+        principal: &Principal,
+        namespace: &ContentKey,
+        update: &PropertiesUpdate,
+        previous: Option<Hash>,
+        head: Hash,
+    ) -> CatalogResult<PropertiesUpdated> {
+        let before = match previous {
+            Some(p) => {
+                let spec = RefSpec::Hash(crate::history::hash_spec(&p));
+                Some(self.get_namespace(principal, &spec, namespace)?.1)
+            }
+            None => None,
+        };
+        let had = |k: &String| {
+            before
+                .as_ref()
+                .is_some_and(|b| b.properties.contains_key(k))
+        };
+        Ok(PropertiesUpdated {
+            outcome: CommitOutcome {
+                commit: head,
+                parent: previous.unwrap_or(head),
+                rebased: false,
+                created: true,
+            },
+            updated: update.updates.keys().cloned().collect(),
+            removed: update.removals.iter().filter(|k| had(k)).cloned().collect(),
+            missing: update
+                .removals
+                .iter()
+                .filter(|k| !had(k))
+                .cloned()
+                .collect(),
+        })
+    }
+
     /// The namespace at a key of a commit, with its content hash.
     fn namespace_at(
         &self,

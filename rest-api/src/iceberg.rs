@@ -592,16 +592,17 @@ async fn update_properties(
         replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {
             let req: UpdatePropertiesRequest = body(&b3)?;
             let key = namespace(&ns2)?;
-            let before = match rec.previous {
-                Some(h) => Some(catalog.get_namespace(principal, &at(&h)?, &key).map_err(catalog_err)?.1),
-                None => None,
+            let update = PropertiesUpdate {
+                updates: req.updates,
+                removals: req.removals,
             };
-            let had = |k: &String| before.as_ref().is_some_and(|b| b.properties.contains_key(k));
-            let removed: Vec<&String> = req.removals.iter().filter(|k| had(k)).collect();
-            let missing: Vec<&String> = req.removals.iter().filter(|k| !had(k)).collect();
+            let head = rec.head.ok_or_else(|| ApiError::internal(&"no head recorded"))?;
+            let done = catalog
+                .replayed_properties_update(principal, &key, &update, rec.previous, head)
+                .map_err(catalog_err)?;
             Reply::json(
                 StatusCode::OK,
-                &json!({ "updated": req.updates.keys().collect::<Vec<_>>(), "removed": removed, "missing": missing }),
+                &json!({ "updated": done.updated, "removed": done.removed, "missing": done.missing }),
             )
         },
     })

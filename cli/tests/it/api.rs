@@ -905,6 +905,32 @@ fn an_idempotency_key_applies_a_write_once_and_replays_its_answer() {
         "the retry of a delete is not a 404"
     );
 
+    // A properties update replays its removed/missing split from the recorded write.
+    let k = key();
+    let body = json!({"updates": {"a": "1"}, "removals": ["a0", "nope"]});
+    s.post(
+        "/api/v1/trees/main/namespaces/once/properties",
+        json!({"updates": {"a0": "x"}}),
+    );
+    let p1 = s.send(
+        "POST",
+        "/api/v1/trees/main/namespaces/once/properties",
+        &body,
+        Some(&k),
+    );
+    let p2 = s.send(
+        "POST",
+        "/api/v1/trees/main/namespaces/once/properties",
+        &body,
+        Some(&k),
+    );
+    assert_eq!(p1.status, 200, "{:?}", p1.body);
+    assert_eq!(
+        (p1.body["removed"].clone(), p1.body["missing"].clone()),
+        (json!(["a0"]), json!(["nope"]))
+    );
+    assert_eq!(p1.body, p2.body);
+
     // A retry whose first answer was a 409 gets the same 409, even once the write would
     // succeed.
     let k = key();

@@ -483,6 +483,26 @@ fn iceberg_writes_take_an_idempotency_key() {
         1,
         "applied once"
     );
+    let k2 = key();
+    let change = json!({"updates": {"c": "3"}, "removals": ["zz"]});
+    let u1 = s.send(
+        "POST",
+        "/iceberg/v1/main/namespaces/once/properties",
+        &change,
+        Some(&k2),
+    );
+    let u2 = s.send(
+        "POST",
+        "/iceberg/v1/main/namespaces/once/properties",
+        &change,
+        Some(&k2),
+    );
+    assert_eq!(u1.status, 200, "{:?}", u1.body);
+    assert_eq!(
+        u1.body,
+        json!({"updated": ["c"], "removed": [], "missing": ["zz"]})
+    );
+    assert_eq!(u1.body, u2.body);
     // A rejection replays as the same ErrorModel; another request under the key is a 422.
     let k = key();
     let dup = s.send("POST", "/iceberg/v1/main/namespaces", &body, Some(&k));

@@ -301,23 +301,24 @@ pub async fn update_properties(
             replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {
                 let key = extract::key(&namespace2)?;
                 let req: UpdatePropertiesRequest = extract::json(&body3)?;
-                let head = head_of(rec)?;
-                let before = match rec.previous {
-                    Some(p) => Some(catalog.get_namespace(principal, &hash_spec(&p)?, &key)?.1),
-                    None => None,
+                let update = PropertiesUpdate {
+                    updates: req.updates,
+                    removals: req.removals,
                 };
-                let had = |k: &String| {
-                    before
-                        .as_ref()
-                        .is_some_and(|b| b.properties.contains_key(k))
-                };
+                let done = catalog.replayed_properties_update(
+                    principal,
+                    &key,
+                    &update,
+                    rec.previous,
+                    head_of(rec)?,
+                )?;
                 Reply::json(
                     StatusCode::OK,
                     &UpdatePropertiesResponse {
-                        head: head.to_hex(),
-                        updated: req.updates.keys().cloned().collect(),
-                        removed: req.removals.iter().filter(|k| had(k)).cloned().collect(),
-                        missing: req.removals.iter().filter(|k| !had(k)).cloned().collect(),
+                        head: done.outcome.commit.to_hex(),
+                        updated: done.updated,
+                        removed: done.removed,
+                        missing: done.missing,
                     },
                 )
             },
