@@ -148,6 +148,39 @@ impl Catalog {
         }
     }
 
+    /// A table at a commit already resolved from `spec` (a query reads every table at one
+    /// commit): authorizes the read against `spec`, then loads at `at`.
+    pub fn load_table_at(
+        &self,
+        principal: &Principal,
+        spec: &RefSpec,
+        at: Hash,
+        key: &ContentKey,
+    ) -> CatalogResult<LoadedTable> {
+        let namespace = key.parent();
+        self.authorize(
+            principal,
+            Action::Read,
+            Target {
+                ref_name: spec.ref_name(),
+                namespace: namespace.as_ref(),
+            },
+        )?;
+        self.table_at(at, key)?
+            .ok_or_else(|| CatalogError::TableNotFound(key.clone()))
+    }
+
+    /// The `iceberg` crate's `FileIO` over the warehouse: how engines (DataFusion scans,
+    /// imports) read and write table files, confined to the warehouse.
+    pub fn file_io(&self) -> CatalogResult<iceberg::io::FileIO> {
+        let root = self.warehouse()?.root().display().to_string();
+        Ok(
+            iceberg::io::FileIOBuilder::new(Arc::new(crate::storage::WarehouseStorageFactory))
+                .with_props([(crate::storage::WAREHOUSE_ROOT_PROP.to_owned(), root)])
+                .build(),
+        )
+    }
+
     /// The table at a key of a commit, if one is there.
     fn table_at(&self, at: Hash, key: &ContentKey) -> CatalogResult<Option<LoadedTable>> {
         let found = self.store.get_contents(at, std::slice::from_ref(key))?;

@@ -154,6 +154,34 @@ impl Client {
         Err(last.unwrap_or_else(|| CallError::Transport("no attempt was made".to_owned())))
     }
 
+    /// POST a JSON body and hand back the answer's body as a stream (a query's rows), in
+    /// the media type `accept` asks for. Not retried: a query changes nothing, and the
+    /// caller may re-run it.
+    pub fn post_stream(
+        &self,
+        path: &str,
+        body: &Value,
+        accept: &str,
+    ) -> Result<Box<dyn std::io::Read + Send>, CallError> {
+        let url = format!("{}{}", self.base, path);
+        let response = self
+            .agent
+            .post(&url)
+            .header("Accept", accept)
+            .content_type("application/json")
+            .send(body.to_string())
+            .map_err(|e| self.transport(&e))?;
+        if response.status().is_success() {
+            return Ok(Box::new(response.into_body().into_reader()));
+        }
+        match self.answer(response) {
+            Err(e) => Err(e),
+            Ok(_) => Err(CallError::Transport(format!(
+                "{url} answered an error status without a body"
+            ))),
+        }
+    }
+
     fn transport(&self, e: &ureq::Error) -> CallError {
         CallError::Transport(format!(
             "cannot reach the floe server at {} ({e}); start it with `floe serve` or pass --server",

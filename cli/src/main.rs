@@ -6,6 +6,7 @@
 
 mod client;
 mod config;
+mod data;
 mod output;
 mod serve;
 mod verbs;
@@ -100,8 +101,10 @@ pub enum Verb {
     },
     /// List, create, drop or show namespaces.
     Namespace(NamespaceArgs),
-    /// List tables.
+    /// List tables, show one, or show the commits that changed one.
     Table(TableArgs),
+    /// Run a SQL query at any ref spec (tables are namespace.table).
+    Query(QueryArgs),
     /// Print the OpenAPI document of floe's own API.
     Openapi,
     /// Print shell completions.
@@ -240,6 +243,58 @@ pub enum TableVerb {
         #[arg(long)]
         namespace: Option<String>,
     },
+    /// Show a table: schema, partition spec, sort order, properties, snapshots, counts.
+    Show {
+        /// The table, namespace.name.
+        table: String,
+    },
+    /// Show the floe commits that changed a table, newest first.
+    History {
+        /// The table, namespace.name.
+        table: String,
+        /// At most this many commits.
+        #[arg(short = 'n', default_value_t = 20)]
+        count: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueryFormat {
+    /// Aligned columns (the default on a terminal).
+    Table,
+    /// CSV with a header (the default otherwise).
+    Csv,
+    /// A JSON array of row objects.
+    Json,
+    /// One JSON object per row.
+    Ndjson,
+    /// Arrow IPC stream.
+    Arrow,
+    /// A Parquet file.
+    Parquet,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// The SQL query.
+    pub sql: String,
+    /// The ref spec to read (default: the checked-out branch).
+    #[arg(long = "ref")]
+    pub at: Option<String>,
+    /// Where bare table names resolve (default: `default`).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    #[arg(long, value_enum)]
+    pub format: Option<QueryFormat>,
+    /// Write the answer to this file instead of standard output.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// At most this many rows (a table on a terminal shows 1000 unless told).
+    #[arg(long)]
+    pub max_rows: Option<u64>,
+    /// Give up after this many seconds.
+    #[arg(long)]
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,6 +322,12 @@ pub struct ServeArgs {
     /// Folder that holds everything the server keeps (created on first start).
     #[arg(long, env = "FLOE_DATA_DIR", default_value = "./floe-data")]
     pub data_dir: PathBuf,
+    /// The longest a query may run, in seconds.
+    #[arg(long, env = "FLOE_QUERY_TIMEOUT", default_value_t = 300)]
+    pub query_timeout: u64,
+    /// The memory one query may use (sorts, joins, aggregates), in MiB.
+    #[arg(long, env = "FLOE_QUERY_MEMORY", default_value_t = 1024)]
+    pub query_memory: usize,
 }
 
 fn main() -> ExitCode {

@@ -61,7 +61,14 @@ fn serve_on(args: &ServeArgs, backend: Arc<SledBackend>) -> Result<(), String> {
         );
         let warehouse = Warehouse::open(&args.data_dir.join("warehouse"))
             .map_err(|e| format!("cannot open the warehouse folder: {e}"))?;
-        let app = floe_rest::router(Catalog::new(store.clone()).with_warehouse(warehouse));
+        let options = floe_rest::ServerOptions {
+            query_timeout: Some(std::time::Duration::from_secs(args.query_timeout.max(1))),
+            query_memory_bytes: Some(args.query_memory.max(16) << 20),
+        };
+        let app = floe_rest::router_with(
+            Catalog::new(store.clone()).with_warehouse(warehouse),
+            &options,
+        );
         let (stop, stopped) = tokio::sync::watch::channel(None::<Stop>);
         let watcher = tokio::spawn(watch(backend.clone(), stop));
         let mut until = stopped.clone();

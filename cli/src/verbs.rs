@@ -103,25 +103,25 @@ fn hint(body: &Value) {
     }
 }
 
-struct Ctx {
-    client: Client,
-    json: bool,
-    style: Style,
+pub(crate) struct Ctx {
+    pub(crate) client: Client,
+    pub(crate) json: bool,
+    pub(crate) style: Style,
     config: Config,
     /// The checked-out branch.
-    current: String,
+    pub(crate) current: String,
 }
 
 impl Ctx {
-    fn print(&self, answer: &Answer) {
+    pub(crate) fn print(&self, answer: &Answer) {
         println!("{}", answer.text);
     }
 
-    fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Answer, Failure> {
+    pub(crate) fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Answer, Failure> {
         Ok(self.client.get(path, query)?)
     }
 
-    fn write(
+    pub(crate) fn write(
         &self,
         method: Method,
         path: &str,
@@ -192,8 +192,22 @@ pub fn run(server: &str, json: bool, verb: Verb) -> Result<(), Failure> {
             let at = args.at.unwrap_or_else(|| ctx.current.clone());
             match args.verb {
                 crate::TableVerb::List { namespace } => table_list(&ctx, &at, namespace),
+                crate::TableVerb::Show { table } => crate::data::table_show(&ctx, &at, &table),
+                crate::TableVerb::History { table, count } => log(
+                    &ctx,
+                    LogArgs {
+                        spec: Some(at),
+                        count,
+                        author: None,
+                        since: None,
+                        until: None,
+                        grep: None,
+                        path: Some(table),
+                    },
+                ),
             }
         }
+        Verb::Query(args) => crate::data::query(&ctx, args),
         Verb::Serve(_) | Verb::Openapi | Verb::Completions { .. } | Verb::Version | Verb::Help => {
             Err(Failure::Usage("not a client verb".to_owned()))
         }

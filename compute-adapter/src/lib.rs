@@ -1,13 +1,19 @@
 //! floe-compute: queries, imports and pipeline runs (DESIGN §1, §5).
 //!
-//! This crate will own:
-//! - DataFusion reads of Iceberg tables at a ref spec (registering only the tables a
-//!   statement references), the query API's execution, and imports;
-//! - pipeline projects: parsing, DAG planning (which never runs user code), SQL models in
-//!   process and Python models in worker processes, passing Apache Arrow;
-//! - runs on temporary `floe-run/` branches, their landing on the target as one commit,
-//!   sealing, recovery, and run records in the store's meta keyspace.
+//! - `query`: SQL at a ref spec over DataFusion, registering only the tables a statement
+//!   names, with a memory pool and a deadline;
+//! - `scan`: one Iceberg table at one commit as a DataFusion table, its file plan pruned
+//!   by the `iceberg` crate and spread over partitions;
+//! - `encode`: answers as Arrow IPC, JSON, NDJSON, CSV or Parquet, batch by batch.
 //!
 //! It is the only crate that links DataFusion. It depends on `floe-catalog` and
-//! `floe-commits`, and knows nothing of HTTP. Nothing is implemented yet: compute arrives
-//! with a later issue.
+//! `floe-commits`, and knows nothing of HTTP. Pipeline projects and runs arrive later; the
+//! run records, landing and sealing they share with imports live in `floe-catalog`.
+
+pub mod encode;
+pub mod query;
+pub mod scan;
+
+pub use encode::{AnswerFormat, Encoder};
+pub use query::{QueryAnswer, QueryEngine, QueryError, QueryLimits, QueryRequest};
+pub use scan::ScanStats;

@@ -147,6 +147,32 @@ impl IntoResponse for ApiError {
     }
 }
 
+#[cfg(feature = "compute")]
+impl From<floe_compute::QueryError> for ApiError {
+    fn from(e: floe_compute::QueryError) -> ApiError {
+        use floe_compute::QueryError;
+        let message = e.to_string();
+        match e {
+            QueryError::Invalid(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "InvalidQuery", message)
+            }
+            QueryError::TableNotFound(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "TableNotFound", message)
+            }
+            QueryError::Timeout(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "QueryTimeout", message)
+            }
+            QueryError::Memory { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "QueryMemoryExceeded",
+                message,
+            ),
+            QueryError::Catalog(e) => ApiError::from(e),
+            QueryError::Engine(_) => ApiError::internal(&message),
+        }
+    }
+}
+
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> ApiError {
         let message = e.to_string();

@@ -55,6 +55,17 @@ pub struct AppState {
     /// same blocking pool the requests run on: without a bound below the pool's size, a
     /// burst of requests could hold every thread while their inner I/O waits for one.
     pub permits: Arc<tokio::sync::Semaphore>,
+    /// Queries over the catalog, with the server's limits.
+    #[cfg(feature = "compute")]
+    pub query: floe_compute::QueryEngine,
+}
+
+/// How a server is set up beyond its catalog (flags of `floe serve`).
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Limits of every query (`None`: the defaults).
+    pub query_timeout: Option<std::time::Duration>,
+    pub query_memory_bytes: Option<usize>,
 }
 
 /// Requests doing store work at once (tokio's blocking pool has 512 threads).
@@ -62,11 +73,31 @@ pub const CONCURRENT_STORE_WORK_MAX: usize = 256;
 
 /// The whole HTTP surface of a floe server.
 pub fn router(catalog: Catalog) -> Router {
+    router_with(catalog, &ServerOptions::default())
+}
+
+/// The whole HTTP surface, set up by `options`.
+pub fn router_with(catalog: Catalog, options: &ServerOptions) -> Router {
+    #[cfg(feature = "compute")]
+    let query = {
+        let mut limits = floe_compute::QueryLimits::default();
+        if let Some(t) = options.query_timeout {
+            limits.timeout = t;
+        }
+        if let Some(m) = options.query_memory_bytes {
+            limits.memory_bytes = m;
+        }
+        floe_compute::QueryEngine::new(catalog.clone(), limits)
+    };
+    #[cfg(not(feature = "compute"))]
+    let _ = options;
     let state = AppState {
         catalog,
         metrics: Arc::new(Metrics::default()),
         in_flight: Arc::default(),
         permits: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_STORE_WORK_MAX)),
+        #[cfg(feature = "compute")]
+        query,
     };
     let routes = Router::new()
         .route("/health", get(health))

@@ -29,6 +29,8 @@ pub struct Metrics {
     merges: Mutex<BTreeMap<&'static str, u64>>,
     conflicts: AtomicU64,
     reports: Mutex<BTreeMap<String, u64>>,
+    query_files_scanned: AtomicU64,
+    query_files_total: AtomicU64,
 }
 
 impl Metrics {
@@ -64,6 +66,13 @@ impl Metrics {
             .take(40)
             .collect();
         *self.reports.lock().entry(kind).or_default() += 1;
+    }
+
+    /// A query's scans: data files read after pruning, and in the snapshots scanned.
+    pub fn query_scanned(&self, scanned: u64, total: u64) {
+        self.query_files_scanned
+            .fetch_add(scanned, Ordering::Relaxed);
+        self.query_files_total.fetch_add(total, Ordering::Relaxed);
     }
 
     pub fn merge(&self, kind: &'static str) {
@@ -121,6 +130,24 @@ impl Metrics {
             out,
             "floe_commits_total {}",
             self.commits.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP floe_query_files_scanned_total Data files queries read, after pruning.\n",
+        );
+        out.push_str("# TYPE floe_query_files_scanned_total counter\n");
+        let _ = writeln!(
+            out,
+            "floe_query_files_scanned_total {}",
+            self.query_files_scanned.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP floe_query_files_total Data files in the snapshots queries scanned.\n",
+        );
+        out.push_str("# TYPE floe_query_files_total counter\n");
+        let _ = writeln!(
+            out,
+            "floe_query_files_total {}",
+            self.query_files_total.load(Ordering::Relaxed)
         );
         out.push_str("# HELP floe_merges_total Merges applied, by outcome.\n");
         out.push_str("# TYPE floe_merges_total counter\n");

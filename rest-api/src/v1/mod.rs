@@ -5,6 +5,7 @@
 pub mod history;
 pub mod merges;
 pub mod namespaces;
+pub mod query;
 pub mod refs;
 
 use axum::Router;
@@ -36,13 +37,15 @@ use crate::wire;
         namespaces::list_namespaces, namespaces::create_namespace, namespaces::get_namespace,
         namespaces::drop_namespace, namespaces::update_properties,
         merges::merge, merges::cherry_pick, merges::revert,
+        query::query,
     ),
-    components(schemas(ErrorBody, ConflictBody, wire::StatusBody)),
+    components(schemas(ErrorBody, ConflictBody, wire::StatusBody, query::QueryBody)),
     tags(
         (name = "refs", description = "Branches and tags"),
         (name = "history", description = "Commits, log, diff and entries at any ref spec"),
         (name = "namespaces", description = "Namespaces on a branch"),
         (name = "merges", description = "Merge, cherry-pick and revert"),
+        (name = "query", description = "SQL at any ref spec"),
         (name = "service", description = "Health, readiness, metrics and this document"),
     )
 )]
@@ -88,6 +91,7 @@ pub fn router() -> Router<AppState> {
         .route("/trees/{ref}/merge", post(merges::merge))
         .route("/trees/{ref}/cherry-pick", post(merges::cherry_pick))
         .route("/trees/{ref}/revert", post(merges::revert))
+        .route("/query", post(query::query))
 }
 
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "service", operation_id = "openapi",

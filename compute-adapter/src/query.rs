@@ -1,0 +1,377 @@
+//! SQL at a ref spec (DESIGN §5 "Reads"): `POST /api/v1/query` and `floe query`.
+//!
+//! A query resolves its ref spec once, so every table is read at the same commit. It
+//! parses the statement with DataFusion, refuses anything but a query (DDL, DML, `SET`,
+//! `COPY`), and registers only the tables the statement names: `ns.table`, `a.b.table`
+//! for a nested namespace, or a bare name in the default namespace. The result is a
+//! stream of Arrow batches, bounded by a memory pool and a deadline.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{MemoryCatalogProvider, MemorySchemaProvider};
+use datafusion::common::{DataFusionError, TableReference};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::context::{SQLOptions, SessionContext};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::prelude::{DataFrame, SessionConfig};
+use floe_catalog::{Catalog, CatalogError, Principal};
+use floe_commits::{ContentKey, Hash, RefSpec};
+use futures::{Future, Stream};
+use iceberg::TableIdent;
+use iceberg::table::Table;
+
+use crate::scan::{IcebergRead, ScanLog, ScanStats};
+
+/// The namespace bare table names resolve in when the request names none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Limits every query runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Wall time from the request to the last batch.
+    pub timeout: Duration,
+    /// The memory pool of one query (sorts, joins, aggregates).
+    pub memory_bytes: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> QueryLimits {
+        QueryLimits {
+            timeout: Duration::from_secs(300),
+            memory_bytes: 1 << 30,
+        }
+    }
+}
+
+/// One query.
+#[derive(Debug, Clone)]
+pub struct QueryRequest {
+    pub sql: String,
+    pub spec: RefSpec,
+    /// Where bare table names resolve (default `default`).
+    pub namespace: Option<ContentKey>,
+    /// Stop after this many rows.
+    pub max_rows: Option<usize>,
+    /// A shorter timeout than the server's.
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The statement is not a query floe runs; the message is the engine's or says why.
+    #[error("{0}")]
+    Invalid(String),
+    /// A table the statement names is not at the ref.
+    #[error("{0}")]
+    TableNotFound(String),
+    #[error(
+        "the query ran longer than its limit of {0:?}; narrow it (filters, LIMIT) or ask for a longer timeout"
+    )]
+    Timeout(Duration),
+    #[error(
+        "the query needs more memory than its limit of {limit} bytes: {detail}; narrow it or raise the server's --query-memory"
+    )]
+    Memory { limit: usize, detail: String },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// Anything else the engine reports (a server-side fault).
+    #[error("query execution failed: {0}")]
+    Engine(String),
+}
+
+impl QueryError {
+    fn from_engine(e: DataFusionError, limits: &QueryLimits) -> QueryError {
+        match e.find_root() {
+            DataFusionError::ResourcesExhausted(detail) => QueryError::Memory {
+                limit: limits.memory_bytes,
+                detail: detail.clone(),
+            },
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_) => QueryError::Invalid(e.strip_backtrace()),
+            DataFusionError::External(inner) => {
+                if let Some(e) = inner.downcast_ref::<QueryError>() {
+                    return match e {
+                        QueryError::Timeout(d) => QueryError::Timeout(*d),
+                        other => QueryError::Engine(other.to_string()),
+                    };
+                }
+                QueryError::Engine(e.strip_backtrace())
+            }
+            _ => QueryError::Engine(e.strip_backtrace()),
+        }
+    }
+}
+
+/// A query ready to stream: its schema, its batches, and what its scans read.
+pub struct QueryAnswer {
+    pub at: Hash,
+    pub schema: SchemaRef,
+    pub batches: SendableRecordBatchStream,
+    pub scans: Vec<ScanStats>,
+}
+
+impl std::fmt::Debug for QueryAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryAnswer")
+            .field("at", &self.at)
+            .field("scans", &self.scans)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs queries over one catalog.
+#[derive(Debug, Clone)]
+pub struct QueryEngine {
+    catalog: Catalog,
+    limits: QueryLimits,
+}
+
+impl QueryEngine {
+    pub fn new(catalog: Catalog, limits: QueryLimits) -> QueryEngine {
+        QueryEngine { catalog, limits }
+    }
+
+    pub fn limits(&self) -> QueryLimits {
+        self.limits
+    }
+
+    fn session(&self) -> Result<SessionContext, QueryError> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.limits.memory_bytes, 1.0)
+            .build_arc()
+            .map_err(|e| QueryError::Engine(e.strip_backtrace()))?;
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let config = SessionConfig::new()
+            .with_target_partitions(cores)
+            .with_information_schema(false)
+            .with_default_catalog_and_schema("floe", DEFAULT_NAMESPACE);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .build();
+        Ok(SessionContext::new_with_state(state))
+    }
+
+    /// Plans a query and starts it: errors in the statement, its tables or its plan come
+    /// back here; errors while it streams come in the stream.
+    pub async fn run(
+        &self,
+        principal: &Principal,
+        request: QueryRequest,
+    ) -> Result<QueryAnswer, QueryError> {
+        let timeout = request
+            .timeout
+            .map_or(self.limits.timeout, |t| t.min(self.limits.timeout));
+        let deadline = tokio::time::Instant::now() + timeout;
+        let planned = tokio::time::timeout_at(deadline, self.plan(principal, &request)).await;
+        let (at, df, log) = planned.map_err(|_| QueryError::Timeout(timeout))??;
+        let df = match request.max_rows {
+            Some(n) => df
+                .limit(0, Some(n))
+                .map_err(|e| QueryError::from_engine(e, &self.limits))?,
+            None => df,
+        };
+        let started = tokio::time::timeout_at(deadline, df.execute_stream()).await;
+        let batches = started
+            .map_err(|_| QueryError::Timeout(timeout))?
+            .map_err(|e| QueryError::from_engine(e, &self.limits))?;
+        let schema = batches.schema();
+        let scans = std::mem::take(&mut *log.lock());
+        Ok(QueryAnswer {
+            at,
+            schema: schema.clone(),
+            batches: Box::pin(Deadline {
+                inner: batches,
+                sleep: Box::pin(tokio::time::sleep_until(deadline)),
+                timeout,
+                schema,
+                done: false,
+            }),
+            scans,
+        })
+    }
+
+    async fn plan(
+        &self,
+        principal: &Principal,
+        request: &QueryRequest,
+    ) -> Result<(Hash, DataFrame, ScanLog), QueryError> {
+        let ctx = self.session()?;
+        let state = ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state
+            .sql_to_statement(&request.sql, &dialect)
+            .map_err(|e| QueryError::Invalid(e.strip_backtrace()))?;
+        let references = state
+            .resolve_table_references(&statement)
+            .map_err(|e| QueryError::Invalid(e.strip_backtrace()))?;
+        let catalog = self.catalog.clone();
+        let who = principal.clone();
+        let spec = request.spec.clone();
+        let at = tokio::task::spawn_blocking(move || catalog.resolve(&who, &spec))
+            .await
+            .map_err(|e| QueryError::Engine(e.to_string()))??
+            .hash;
+        let default = match &request.namespace {
+            Some(ns) => ns.clone(),
+            None => ContentKey::new([DEFAULT_NAMESPACE]).expect("a valid namespace"),
+        };
+        let log = ScanLog::default();
+        let file_io = self.catalog.file_io()?;
+        for reference in references {
+            let key = table_key(&reference, &default)?;
+            let catalog = self.catalog.clone();
+            let who = principal.clone();
+            let spec = request.spec.clone();
+            let lookup = key.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                catalog.load_table_at(&who, &spec, at, &lookup)
+            })
+            .await
+            .map_err(|e| QueryError::Engine(e.to_string()))?;
+            let loaded = match loaded {
+                Err(CatalogError::TableNotFound(_)) => {
+                    return Err(QueryError::TableNotFound(format!(
+                        "table {key} does not exist at {} ({}); a bare name means a table in namespace {default}",
+                        request.spec,
+                        &at.to_hex()[..12]
+                    )));
+                }
+                other => other?,
+            };
+            let ident = TableIdent::new(
+                iceberg::NamespaceIdent::from_strs(key.parent().iter().flat_map(|p| p.elements()))
+                    .map_err(|e| QueryError::Engine(e.to_string()))?,
+                key.elements().last().unwrap_or_default().to_owned(),
+            );
+            let mut table = Table::builder()
+                .metadata(loaded.metadata.clone())
+                .identifier(ident)
+                .file_io(file_io.clone())
+                .runtime(iceberg::Runtime::current())
+                .readonly(true);
+            if let Some(location) = &loaded.metadata_location {
+                table = table.metadata_location(location.clone());
+            }
+            let table = table
+                .build()
+                .map_err(|e| QueryError::Engine(e.to_string()))?;
+            let provider = IcebergRead::new(key.to_string(), table, log.clone())
+                .map_err(|e| QueryError::Engine(e.to_string()))?;
+            register(&ctx, reference, Arc::new(provider))?;
+        }
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(|e| QueryError::from_engine(e, &self.limits))?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| {
+                QueryError::Invalid(format!(
+                    "{}; floe runs queries only (SELECT, WITH, VALUES, EXPLAIN): write through a branch with an Iceberg client or an import",
+                    e.strip_backtrace()
+                ))
+            })?;
+        Ok((at, DataFrame::new(ctx.state(), plan), log))
+    }
+}
+
+/// The catalog key a table reference names: `t` in the default namespace, `ns.t`,
+/// `a.b.t` (a two-level namespace).
+fn table_key(reference: &TableReference, default: &ContentKey) -> Result<ContentKey, QueryError> {
+    let key = match reference {
+        TableReference::Bare { table } => default.child(table),
+        TableReference::Partial { schema, table } => ContentKey::new([&**schema, &**table]),
+        TableReference::Full {
+            catalog,
+            schema,
+            table,
+        } => ContentKey::new([&**catalog, &**schema, &**table]),
+    };
+    key.map_err(|e| QueryError::Invalid(format!("table name {reference}: {e}")))
+}
+
+/// Registers a provider under exactly the reference the statement used.
+fn register(
+    ctx: &SessionContext,
+    reference: TableReference,
+    provider: Arc<IcebergRead>,
+) -> Result<(), QueryError> {
+    let engine = |e: DataFusionError| QueryError::Engine(e.strip_backtrace());
+    let (catalog_name, schema_name) = match &reference {
+        TableReference::Bare { .. } => {
+            return ctx
+                .register_table(reference, provider)
+                .map(|_| ())
+                .map_err(engine);
+        }
+        TableReference::Partial { schema, .. } => ("floe".to_owned(), schema.to_string()),
+        TableReference::Full {
+            catalog, schema, ..
+        } => (catalog.to_string(), schema.to_string()),
+    };
+    let catalog = match ctx.catalog(&catalog_name) {
+        Some(c) => c,
+        None => {
+            let c = Arc::new(MemoryCatalogProvider::new());
+            ctx.register_catalog(&catalog_name, c.clone());
+            c
+        }
+    };
+    if catalog.schema(&schema_name).is_none() {
+        catalog
+            .register_schema(&schema_name, Arc::new(MemorySchemaProvider::new()))
+            .map_err(engine)?;
+    }
+    ctx.register_table(reference, provider)
+        .map(|_| ())
+        .map_err(engine)
+}
+
+/// Ends a stream with `QueryError::Timeout` once its deadline passes.
+struct Deadline {
+    inner: SendableRecordBatchStream,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+    schema: SchemaRef,
+    done: bool,
+}
+
+impl Stream for Deadline {
+    type Item = Result<RecordBatch, DataFusionError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            self.done = true;
+            let e = QueryError::Timeout(self.timeout);
+            return Poll::Ready(Some(Err(DataFusionError::External(Box::new(e)))));
+        }
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+impl datafusion::execution::RecordBatchStream for Deadline {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+/// The error a streaming query ended with, in floe's terms.
+pub fn stream_error(e: DataFusionError, limits: &QueryLimits) -> QueryError {
+    QueryError::from_engine(e, limits)
+}

@@ -1,0 +1,296 @@
+//! Reading one Iceberg table at one commit as a DataFusion table (DESIGN §5 "Reads").
+//!
+//! `IcebergRead` is the table provider: it plans the files of the scan with the `iceberg`
+//! crate (projection and filters pushed in, so manifests and data files whose statistics
+//! rule them out are never opened), records what the plan reads in `ScanStats`, and
+//! spreads the files over DataFusion's partitions so a scan reads in parallel. Each
+//! partition reads its files with the crate's `ArrowReader` (field ids, name mapping,
+//! schema evolution and delete files handled there).
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::common::DataFusionError;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::Result as DfResult;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use futures::{StreamExt, TryStreamExt};
+use iceberg::scan::FileScanTask;
+use iceberg::table::Table;
+use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
+use parking_lot::Mutex;
+use serde::Serialize;
+
+/// What the scans of one query read: the evidence that filters were pushed down.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ScanStats {
+    /// The table as the statement named it.
+    pub table: String,
+    /// Data files the plan reads, after partition and statistics pruning.
+    pub files_scanned: u64,
+    /// Data files of the snapshot (from its summary).
+    pub files_total: u64,
+    /// Bytes of the data files the plan reads.
+    pub bytes_scanned: u64,
+}
+
+/// The shared list the scans of one query report to.
+pub type ScanLog = Arc<Mutex<Vec<ScanStats>>>;
+
+fn df_error(e: iceberg::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// One table at one commit (its current snapshot there).
+pub struct IcebergRead {
+    name: String,
+    table: Table,
+    schema: SchemaRef,
+    log: ScanLog,
+}
+
+impl fmt::Debug for IcebergRead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IcebergRead")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IcebergRead {
+    pub fn new(name: String, table: Table, log: ScanLog) -> Result<IcebergRead, iceberg::Error> {
+        let schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(
+            table.metadata().current_schema(),
+        )?);
+        Ok(IcebergRead {
+            name,
+            table,
+            schema,
+            log,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for IcebergRead {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // The scan prunes files and row groups with what it can translate; DataFusion
+        // still applies every filter to the rows.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let output = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => self.schema.clone(),
+        };
+        let files_total = self
+            .table
+            .metadata()
+            .current_snapshot()
+            .and_then(|s| s.summary().additional_properties.get("total-data-files"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let mut tasks = Vec::new();
+        if self.table.metadata().current_snapshot().is_some() {
+            let builder = self.table.scan();
+            let mut builder = match projection {
+                Some(p) => builder.select(p.iter().map(|i| self.schema.field(*i).name().clone())),
+                None => builder.select_all(),
+            };
+            if let Some(predicate) = convert_filters_to_predicate(filters) {
+                builder = builder.with_filter(predicate);
+            }
+            let scan = builder.build().map_err(df_error)?;
+            tasks = scan
+                .plan_files()
+                .await
+                .map_err(df_error)?
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(df_error)?;
+        }
+        let mut files: Vec<&str> = tasks.iter().map(|t| t.data_file_path.as_str()).collect();
+        files.sort_unstable();
+        files.dedup();
+        self.log.lock().push(ScanStats {
+            table: self.name.clone(),
+            files_scanned: files.len() as u64,
+            files_total,
+            bytes_scanned: tasks.iter().map(|t| t.length).sum(),
+        });
+        let partitions = spread(tasks, state.config().target_partitions().max(1));
+        Ok(Arc::new(IcebergScanExec::new(
+            self.table.clone(),
+            output,
+            partitions,
+            limit,
+            state.config().batch_size(),
+        )))
+    }
+}
+
+/// Deals the files to `n` partitions, largest first onto the lightest partition.
+fn spread(mut tasks: Vec<FileScanTask>, n: usize) -> Vec<Vec<FileScanTask>> {
+    let n = n.min(tasks.len()).max(1);
+    tasks.sort_by_key(|t| std::cmp::Reverse(t.length));
+    let mut parts: Vec<(u64, Vec<FileScanTask>)> = (0..n).map(|_| (0, Vec::new())).collect();
+    for task in tasks {
+        let lightest = parts
+            .iter_mut()
+            .min_by_key(|(weight, _)| *weight)
+            .expect("at least one partition");
+        lightest.0 += task.length;
+        lightest.1.push(task);
+    }
+    parts.into_iter().map(|(_, tasks)| tasks).collect()
+}
+
+/// The physical scan: one partition per group of files.
+#[derive(Debug)]
+struct IcebergScanExec {
+    table: Table,
+    schema: SchemaRef,
+    partitions: Vec<Vec<FileScanTask>>,
+    limit: Option<usize>,
+    batch_size: usize,
+    properties: Arc<PlanProperties>,
+}
+
+impl IcebergScanExec {
+    fn new(
+        table: Table,
+        schema: SchemaRef,
+        partitions: Vec<Vec<FileScanTask>>,
+        limit: Option<usize>,
+        batch_size: usize,
+    ) -> IcebergScanExec {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(partitions.len()),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        IcebergScanExec {
+            table,
+            schema,
+            partitions,
+            limit,
+            batch_size,
+            properties,
+        }
+    }
+}
+
+impl DisplayAs for IcebergScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let files: usize = self.partitions.iter().map(Vec::len).sum();
+        write!(
+            f,
+            "IcebergScanExec: table={}, files={files}, partitions={}",
+            self.table.identifier(),
+            self.partitions.len()
+        )?;
+        if let Some(limit) = self.limit {
+            write!(f, ", limit={limit}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for IcebergScanExec {
+    fn name(&self) -> &str {
+        "IcebergScanExec"
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let tasks = self.partitions.get(partition).cloned().unwrap_or_default();
+        let reader = self
+            .table
+            .reader_builder()
+            .with_batch_size(self.batch_size)
+            .with_data_file_concurrency_limit(2)
+            .build();
+        let files = futures::stream::iter(tasks.into_iter().map(Ok)).boxed();
+        let batches = reader
+            .read(files)
+            .map_err(df_error)?
+            .stream()
+            .map_err(df_error);
+        let stream = match self.limit {
+            None => batches.boxed(),
+            Some(limit) => batches
+                .scan(limit, |left, item| {
+                    let out = match item {
+                        Ok(_) if *left == 0 => None,
+                        Ok(batch) => {
+                            let keep = batch.num_rows().min(*left);
+                            *left -= keep;
+                            Some(Ok(batch.slice(0, keep)))
+                        }
+                        Err(e) => Some(Err(e)),
+                    };
+                    futures::future::ready(out)
+                })
+                .boxed(),
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            stream,
+        )))
+    }
+}
