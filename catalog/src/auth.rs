@@ -15,6 +15,10 @@ pub const ANONYMOUS: &str = "anonymous";
 pub struct Principal {
     name: String,
     anonymous: bool,
+    /// Set when the run executor acts for this principal inside a run (an import, later
+    /// a pipeline run): its commits carry `floe.run.id` and it may write the run's
+    /// `floe-run/` branch.
+    run: Option<String>,
 }
 
 impl Principal {
@@ -22,6 +26,7 @@ impl Principal {
         Principal {
             name: ANONYMOUS.to_owned(),
             anonymous: true,
+            run: None,
         }
     }
 
@@ -30,6 +35,7 @@ impl Principal {
         Principal {
             name: name.into(),
             anonymous: false,
+            run: None,
         }
     }
 
@@ -39,6 +45,19 @@ impl Principal {
 
     pub fn is_anonymous(&self) -> bool {
         self.anonymous
+    }
+
+    /// The executor acting for this principal inside run `run_id` (floe-compute only).
+    pub fn in_run(&self, run_id: &str) -> Principal {
+        Principal {
+            run: Some(run_id.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// The run this principal acts inside, if any.
+    pub fn run(&self) -> Option<&str> {
+        self.run.as_deref()
     }
 }
 

@@ -19,6 +19,7 @@ mod merges;
 mod metadata_cache;
 mod namespaces;
 mod refs;
+mod runs;
 mod storage;
 mod tables;
 mod views;
@@ -38,6 +39,7 @@ pub use idempotency::{
 };
 pub use merges::MergeRequest;
 pub use namespaces::{Namespace, PropertiesUpdate, PropertiesUpdated};
+pub use runs::{Landing, RUN_ID_PROPERTY, RUN_SOURCE_PROPERTY, RunKind, RunRecord, RunState};
 pub use storage::{WAREHOUSE_ROOT_PROP, WarehouseStorage, WarehouseStorageFactory};
 pub use tables::{COMMIT_RETRIES_MAX, LoadedTable, TableChange, TableCreate};
 pub use views::{LoadedView, ViewCreate, ViewRequirement};
@@ -154,7 +156,7 @@ impl Catalog {
         WriteCtx {
             principal: principal.name().to_owned(),
             idempotency: self.idempotency_record(idempotency, detail),
-            executor: false,
+            executor: principal.run().is_some(),
         }
     }
 
@@ -174,6 +176,10 @@ impl Catalog {
             self.store.now_ms(),
         );
         meta.committer = principal.name().to_owned();
+        if let Some(run) = principal.run() {
+            meta.properties
+                .insert(runs::RUN_ID_PROPERTY.to_owned(), run.to_owned());
+        }
         meta
     }
 }

@@ -50,6 +50,7 @@ impl Catalog {
     ) -> CatalogResult<(Hash, MergeOutcome)> {
         let into = self.authorize_branch_write(principal, Action::Merge, target)?;
         let from = self.read_at(principal, source)?.hash;
+        self.check_not_sealed(from)?;
         let mut options = request.options.clone();
         let authored = Authored {
             author: request.author.clone(),
@@ -86,6 +87,7 @@ impl Catalog {
     ) -> CatalogResult<CommitOutcome> {
         let branch = self.authorize_branch_write(principal, Action::CherryPick, onto)?;
         let picked = self.read_at(principal, commit)?.hash;
+        self.check_not_sealed(picked)?;
         let meta = self.replay_meta(principal, authored);
         let ctx = self.write_ctx(principal, idempotency, &picked.to_hex());
         Ok(self

@@ -45,6 +45,7 @@ impl Catalog {
     ) -> CatalogResult<RefRecord> {
         self.authorize(principal, Action::CreateRef, on(name))?;
         let target = self.read_at(principal, from)?.hash;
+        self.check_not_sealed(target)?;
         let ctx = self.write_ctx(principal, idempotency, kind.as_str());
         Ok(self.store.create_ref(name, kind, target, &ctx)?)
     }
@@ -76,6 +77,7 @@ impl Catalog {
     ) -> CatalogResult<RefRecord> {
         self.authorize(principal, Action::AssignRef, on(name))?;
         let to = self.read_at(principal, target)?.hash;
+        self.check_not_sealed(to)?;
         let ctx = self.write_ctx(principal, idempotency, "");
         Ok(self.store.assign(name, expected_head, to, &ctx)?)
     }

@@ -181,6 +181,12 @@ impl Catalog {
         )
     }
 
+    /// The local path of a location inside the warehouse (refused outside it): where
+    /// imports put the files they copy or write.
+    pub fn warehouse_path(&self, location: &str) -> CatalogResult<std::path::PathBuf> {
+        Ok(self.warehouse()?.resolve(location)?)
+    }
+
     /// The table at a key of a commit, if one is there.
     fn table_at(&self, at: Hash, key: &ContentKey) -> CatalogResult<Option<LoadedTable>> {
         let found = self.store.get_contents(at, std::slice::from_ref(key))?;

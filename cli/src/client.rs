@@ -182,6 +182,26 @@ impl Client {
         }
     }
 
+    /// POST a multipart body read from `body` (uploads stream; nothing is held whole).
+    pub fn post_multipart(
+        &self,
+        path: &str,
+        boundary: &str,
+        body: impl std::io::Read + 'static,
+    ) -> Result<Option<Answer>, CallError> {
+        let url = format!("{}{}", self.base, path);
+        let response = self
+            .agent
+            .post(&url)
+            .header(
+                "Content-Type",
+                &format!("multipart/form-data; boundary={boundary}"),
+            )
+            .send(ureq::SendBody::from_owned_reader(body))
+            .map_err(|e| self.transport(&e))?;
+        self.answer(response)
+    }
+
     fn transport(&self, e: &ureq::Error) -> CallError {
         CallError::Transport(format!(
             "cannot reach the floe server at {} ({e}); start it with `floe serve` or pass --server",

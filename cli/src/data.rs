@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::client::encode;
 use crate::output::table;
 use crate::verbs::{Ctx, Failure};
-use crate::{QueryArgs, QueryFormat};
+use crate::{ImportArgs, ImportMode, QueryArgs, QueryFormat};
 
 /// Rows a table on a terminal shows unless `--max-rows` says otherwise.
 const TERMINAL_ROWS: u64 = 1_000;
@@ -335,5 +335,123 @@ pub fn table_show(ctx: &Ctx, at: &str, name: &str) -> Result<(), Failure> {
         println!();
         println!("metadata     {location}");
     }
+    Ok(())
+}
+
+/// `floe import`: local files stream to the server as multipart parts; `file://` URLs
+/// travel in the request and the server reads them under its import roots.
+pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
+    let mut sources = Vec::new();
+    let mut uploads = Vec::new();
+    for path in &args.paths {
+        if path.contains("://") {
+            sources.push(path.clone());
+            continue;
+        }
+        let file = std::fs::File::open(path)
+            .map_err(|e| Failure::Usage(format!("cannot open {path}: {e}")))?;
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(Failure::Usage(format!("{path} is not a file")));
+        }
+        uploads.push((path.clone(), file));
+    }
+    let branch = args.branch.clone().unwrap_or_else(|| ctx.current.clone());
+    let mut request = json!({
+        "table": args.table,
+        "branch": branch,
+        "dryRun": args.dry_run,
+        "force": args.force,
+        "sources": sources,
+    });
+    if let Some(mode) = args.mode {
+        request["mode"] = json!(match mode {
+            ImportMode::Create => "create",
+            ImportMode::Append => "append",
+            ImportMode::Replace => "replace",
+        });
+    }
+    let boundary = format!("floe-{}", uuid::Uuid::now_v7().simple());
+    let mut body: Box<dyn Read> = Box::new(std::io::Cursor::new(format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"request\"\r\nContent-Type: application/json\r\n\r\n{request}\r\n"
+    )));
+    for (path, file) in uploads {
+        let name: String = path
+            .chars()
+            .map(|c| {
+                if matches!(c, '"' | '\r' | '\n') {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        );
+        body = Box::new(
+            body.chain(std::io::Cursor::new(head))
+                .chain(file)
+                .chain(std::io::Cursor::new("\r\n")),
+        );
+    }
+    let body = body.chain(std::io::Cursor::new(format!("--{boundary}--\r\n")));
+    let answer = ctx
+        .client
+        .post_multipart("/api/v1/imports", &boundary, body)?
+        .ok_or_else(|| Failure::Other("the server answered the import with no body".to_owned()))?;
+    if ctx.json {
+        ctx.print(&answer);
+        return Ok(());
+    }
+    let v = &answer.value;
+    let table_name = v["table"].as_str().unwrap_or("");
+    let mode = v["mode"].as_str().unwrap_or("");
+    let mut rows = vec![vec![
+        "  file".to_owned(),
+        "format".to_owned(),
+        "action".to_owned(),
+        "rows".to_owned(),
+        "bytes".to_owned(),
+    ]];
+    for f in v["files"].as_array().into_iter().flatten() {
+        rows.push(vec![
+            format!("  {}", f["name"].as_str().unwrap_or("")),
+            f["format"].as_str().unwrap_or("").to_owned(),
+            f["action"].as_str().unwrap_or("").to_owned(),
+            f["rows"].to_string(),
+            f["bytes"].to_string(),
+        ]);
+    }
+    if v["dryRun"].as_bool() == Some(true) {
+        println!(
+            "dry run: {mode} {table_name} on {}; nothing changed",
+            v["branch"].as_str().unwrap_or("")
+        );
+        println!("schema:");
+        let mut fields = Vec::new();
+        for f in v["schema"]["fields"].as_array().into_iter().flatten() {
+            fields.push(vec![
+                format!("  {}", f["id"]),
+                f["name"].as_str().unwrap_or("").to_owned(),
+                type_text(&f["type"]),
+            ]);
+        }
+        table(&fields);
+        println!("files:");
+        table(&rows);
+        return Ok(());
+    }
+    println!(
+        "imported {} rows into {table_name} ({mode}) on {}: commit {}",
+        v["rows"],
+        v["branch"].as_str().unwrap_or(""),
+        ctx.style.hash(v["commit"].as_str().unwrap_or(""))
+    );
+    println!(
+        "run {}, snapshot {}",
+        v["run"]["id"].as_str().unwrap_or(""),
+        v["snapshotId"]
+    );
+    table(&rows);
     Ok(())
 }

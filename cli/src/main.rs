@@ -105,6 +105,8 @@ pub enum Verb {
     Table(TableArgs),
     /// Run a SQL query at any ref spec (tables are namespace.table).
     Query(QueryArgs),
+    /// Import Parquet or CSV files as a table, landed on a branch as one commit.
+    Import(ImportArgs),
     /// Print the OpenAPI document of floe's own API.
     Openapi,
     /// Print shell completions.
@@ -274,6 +276,35 @@ pub enum QueryFormat {
     Parquet,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportMode {
+    Create,
+    Append,
+    Replace,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// Local files to upload, or file:// URLs the server reads under its --import-root.
+    #[arg(required = true)]
+    pub paths: Vec<String>,
+    /// The table, namespace.table.
+    #[arg(long)]
+    pub table: String,
+    /// The branch to land on (default: the checked-out branch).
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Default: create when the table is absent; an existing table needs append or replace.
+    #[arg(long, value_enum)]
+    pub mode: Option<ImportMode>,
+    /// Infer and show the schema and what each file would become; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Import files even if they were imported into the table before.
+    #[arg(long)]
+    pub force: bool,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct QueryArgs {
     /// The SQL query.
@@ -328,6 +359,12 @@ pub struct ServeArgs {
     /// The memory one query may use (sorts, joins, aggregates), in MiB.
     #[arg(long, env = "FLOE_QUERY_MEMORY", default_value_t = 1024)]
     pub query_memory: usize,
+    /// A folder whose files `floe import` may name on the server's side (repeatable).
+    #[arg(long = "import-root", value_name = "DIR")]
+    pub import_roots: Vec<PathBuf>,
+    /// The most one import may upload, in bytes.
+    #[arg(long, env = "FLOE_IMPORT_MAX_BYTES", default_value_t = floe_rest::IMPORT_BYTES_MAX)]
+    pub import_max_bytes: u64,
 }
 
 fn main() -> ExitCode {

@@ -64,11 +64,25 @@ fn serve_on(args: &ServeArgs, backend: Arc<SledBackend>) -> Result<(), String> {
         let options = floe_rest::ServerOptions {
             query_timeout: Some(std::time::Duration::from_secs(args.query_timeout.max(1))),
             query_memory_bytes: Some(args.query_memory.max(16) << 20),
+            staging_dir: Some(args.data_dir.join("staging")),
+            import_roots: args.import_roots.clone(),
+            import_max_bytes: args.import_max_bytes,
         };
-        let app = floe_rest::router_with(
-            Catalog::new(store.clone()).with_warehouse(warehouse),
-            &options,
-        );
+        let catalog = Catalog::new(store.clone()).with_warehouse(warehouse);
+        let settled = {
+            let catalog = catalog.clone();
+            tokio::task::spawn_blocking(move || catalog.recover_runs())
+                .await
+                .map_err(|e| format!("recovering runs failed: {e}"))?
+                .map_err(|e| format!("recovering runs failed: {e}"))?
+        };
+        for run in settled {
+            println!(
+                "floe: run {} ({}) was left running; it is now {:?}",
+                run.id, run.source, run.state
+            );
+        }
+        let app = floe_rest::router_with(catalog, &options);
         let (stop, stopped) = tokio::sync::watch::channel(None::<Stop>);
         let watcher = tokio::spawn(watch(backend.clone(), stop));
         let mut until = stopped.clone();

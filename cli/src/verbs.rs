@@ -208,6 +208,7 @@ pub fn run(server: &str, json: bool, verb: Verb) -> Result<(), Failure> {
             }
         }
         Verb::Query(args) => crate::data::query(&ctx, args),
+        Verb::Import(args) => crate::data::import(&ctx, args),
         Verb::Serve(_) | Verb::Openapi | Verb::Completions { .. } | Verb::Version | Verb::Help => {
             Err(Failure::Usage("not a client verb".to_owned()))
         }

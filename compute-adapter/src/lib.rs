@@ -4,16 +4,21 @@
 //!   names, with a memory pool and a deadline;
 //! - `scan`: one Iceberg table at one commit as a DataFusion table, its file plan pruned
 //!   by the `iceberg` crate and spread over partitions;
-//! - `encode`: answers as Arrow IPC, JSON, NDJSON, CSV or Parquet, batch by batch.
+//! - `encode`: answers as Arrow IPC, JSON, NDJSON, CSV or Parquet, batch by batch;
+//! - `import`: Parquet and CSV files into a table on a run branch, landed as one commit;
+//! - `types`: Arrow types as Iceberg types.
 //!
 //! It is the only crate that links DataFusion. It depends on `floe-catalog` and
 //! `floe-commits`, and knows nothing of HTTP. Pipeline projects and runs arrive later; the
 //! run records, landing and sealing they share with imports live in `floe-catalog`.
 
 pub mod encode;
+pub mod import;
 pub mod query;
 pub mod scan;
+pub mod types;
 
 pub use encode::{AnswerFormat, Encoder};
+pub use import::{ImportError, ImportFile, ImportMode, ImportOutcome, ImportRequest, Importer};
 pub use query::{QueryAnswer, QueryEngine, QueryError, QueryLimits, QueryRequest};
 pub use scan::ScanStats;

@@ -173,6 +173,33 @@ impl From<floe_compute::QueryError> for ApiError {
     }
 }
 
+#[cfg(feature = "compute")]
+impl From<floe_compute::ImportError> for ApiError {
+    fn from(e: floe_compute::ImportError) -> ApiError {
+        use floe_compute::ImportError;
+        let message = e.to_string();
+        match e.root() {
+            ImportError::Invalid(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "InvalidImport", message)
+            }
+            ImportError::Incompatible(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "IncompatibleFiles", message)
+            }
+            ImportError::Duplicate { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "DuplicateImport", message)
+            }
+            ImportError::Catalog(inner) => {
+                let mut mapped = ApiError::from(inner.clone());
+                if mapped.status.is_client_error() {
+                    mapped.body.message = message;
+                }
+                mapped
+            }
+            ImportError::Io(_) | ImportError::RunFailed { .. } => ApiError::internal(&message),
+        }
+    }
+}
+
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> ApiError {
         let message = e.to_string();
@@ -200,6 +227,7 @@ impl From<CatalogError> for ApiError {
             CatalogError::ViewNotFound(_) => of(StatusCode::NOT_FOUND, "ViewNotFound"),
             CatalogError::ViewAlreadyExists(_) => of(StatusCode::CONFLICT, "ViewAlreadyExists"),
             CatalogError::CommitFailed(_) => of(StatusCode::CONFLICT, "CommitFailed"),
+            CatalogError::RunSealed { .. } => of(StatusCode::CONFLICT, "RunSealed"),
             CatalogError::Unsupported(_) => of(StatusCode::BAD_REQUEST, "Unsupported"),
             CatalogError::Warehouse(floe_catalog::WarehouseError::Outside { .. }) => {
                 of(StatusCode::BAD_REQUEST, "OutsideWarehouse")

@@ -58,14 +58,38 @@ pub struct AppState {
     /// Queries over the catalog, with the server's limits.
     #[cfg(feature = "compute")]
     pub query: floe_compute::QueryEngine,
+    #[cfg(feature = "compute")]
+    pub importer: floe_compute::Importer,
+    pub options: Arc<ServerOptions>,
 }
 
 /// How a server is set up beyond its catalog (flags of `floe serve`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// Limits of every query (`None`: the defaults).
     pub query_timeout: Option<std::time::Duration>,
     pub query_memory_bytes: Option<usize>,
+    /// Where uploads wait while an import runs (default: the system's temporary folder).
+    pub staging_dir: Option<std::path::PathBuf>,
+    /// Folders whose files imports may name on the server's side (none by default).
+    pub import_roots: Vec<std::path::PathBuf>,
+    /// The most one import may upload.
+    pub import_max_bytes: u64,
+}
+
+/// Bytes one import may upload by default (10 GiB).
+pub const IMPORT_BYTES_MAX: u64 = 10 << 30;
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            query_timeout: None,
+            query_memory_bytes: None,
+            staging_dir: None,
+            import_roots: Vec::new(),
+            import_max_bytes: IMPORT_BYTES_MAX,
+        }
+    }
 }
 
 /// Requests doing store work at once (tokio's blocking pool has 512 threads).
@@ -89,8 +113,8 @@ pub fn router_with(catalog: Catalog, options: &ServerOptions) -> Router {
         }
         floe_compute::QueryEngine::new(catalog.clone(), limits)
     };
-    #[cfg(not(feature = "compute"))]
-    let _ = options;
+    #[cfg(feature = "compute")]
+    let importer = floe_compute::Importer::new(catalog.clone());
     let state = AppState {
         catalog,
         metrics: Arc::new(Metrics::default()),
@@ -98,6 +122,9 @@ pub fn router_with(catalog: Catalog, options: &ServerOptions) -> Router {
         permits: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_STORE_WORK_MAX)),
         #[cfg(feature = "compute")]
         query,
+        #[cfg(feature = "compute")]
+        importer,
+        options: Arc::new(options.clone()),
     };
     let routes = Router::new()
         .route("/health", get(health))

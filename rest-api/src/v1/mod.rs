@@ -3,6 +3,7 @@
 //! fails when it differs from what the code describes.
 
 pub mod history;
+pub mod imports;
 pub mod merges;
 pub mod namespaces;
 pub mod query;
@@ -37,15 +38,16 @@ use crate::wire;
         namespaces::list_namespaces, namespaces::create_namespace, namespaces::get_namespace,
         namespaces::drop_namespace, namespaces::update_properties,
         merges::merge, merges::cherry_pick, merges::revert,
-        query::query,
+        query::query, imports::import,
     ),
-    components(schemas(ErrorBody, ConflictBody, wire::StatusBody, query::QueryBody)),
+    components(schemas(ErrorBody, ConflictBody, wire::StatusBody, query::QueryBody, imports::ImportBody)),
     tags(
         (name = "refs", description = "Branches and tags"),
         (name = "history", description = "Commits, log, diff and entries at any ref spec"),
         (name = "namespaces", description = "Namespaces on a branch"),
         (name = "merges", description = "Merge, cherry-pick and revert"),
         (name = "query", description = "SQL at any ref spec"),
+        (name = "imports", description = "Parquet and CSV files into tables, landed as one commit"),
         (name = "service", description = "Health, readiness, metrics and this document"),
     )
 )]
@@ -92,6 +94,10 @@ pub fn router() -> Router<AppState> {
         .route("/trees/{ref}/cherry-pick", post(merges::cherry_pick))
         .route("/trees/{ref}/revert", post(merges::revert))
         .route("/query", post(query::query))
+        .route(
+            "/imports",
+            post(imports::import).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
 }
 
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "service", operation_id = "openapi",

@@ -1,0 +1,374 @@
+//! Runs (DESIGN §5): the record, the temporary branch, the landing rule, sealing and
+//! recovery. Imports are the first kind; pipeline runs reuse all of it.
+//!
+//! A run forks `floe-run/<id>` from the target's head F and records itself (id, kind,
+//! principal, target, F, state) in the store's meta keyspace under `run/<id>`. Only the
+//! executor (a `Principal::in_run`) writes the run branch, and each of its commits carries
+//! `floe.run.id`. Landing is one commit on the target: each output is `Put` expecting its
+//! content at F (or `Absent`, with a `Check` that its namespace is there), each input is a
+//! `Check` of its content at F. So unrelated commits on the target do not block a run, and
+//! a change to anything it read or wrote fails it with a conflict that names the keys.
+//!
+//! A failed run's branch stays, sealed: creating a ref from, merging from, cherry-picking
+//! or assigning to one of its commits is refused (`RunSealed`). On restart every run still
+//! marked running is settled: succeeded when its landing commit is on the target, failed
+//! otherwise.
+
+use std::collections::BTreeMap;
+
+use floe_commits::{
+    Content, ContentKey, Expect, Hash, LogFilter, Op, RefKind, RefName, RefSpec, WriteCtx,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Action, Principal, Target};
+use crate::error::{CatalogError, CatalogResult};
+use crate::namespaces::branch_of;
+use crate::{Authored, Catalog};
+
+/// The commit property naming the run a commit belongs to.
+pub const RUN_ID_PROPERTY: &str = "floe.run.id";
+/// The landing commit's property saying where the run's work came from.
+pub const RUN_SOURCE_PROPERTY: &str = "floe.run.source";
+
+const RECORD_PREFIX: &str = "run/";
+/// Commits of the target searched for a landing commit on recovery.
+const RECOVERY_LOG_MAX: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunKind {
+    Import,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunState {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// A run as the meta keyspace keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub id: String,
+    pub kind: RunKind,
+    pub principal: String,
+    /// The branch the run lands on.
+    pub target: String,
+    /// The target's head when the run forked (64 hex characters).
+    pub fork: String,
+    pub state: RunState,
+    /// What the run does, for people (`import 2 files into db.t`).
+    pub source: String,
+    pub started_ms: i64,
+    #[serde(default)]
+    pub finished_ms: Option<i64>,
+    /// The landing commit, once succeeded.
+    #[serde(default)]
+    pub landed: Option<String>,
+    /// Why it failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// A failed run's commits may be used again once promoted.
+    #[serde(default)]
+    pub promoted: bool,
+}
+
+impl RunRecord {
+    /// The temporary branch the run works on.
+    pub fn branch(&self) -> RefName {
+        RefName::parse(&format!(
+            "{}{}",
+            floe_commits::name::RUN_BRANCH_PREFIX,
+            self.id
+        ))
+        .expect("a run id makes a valid ref name")
+    }
+
+    pub fn fork_hash(&self) -> CatalogResult<Hash> {
+        Hash::parse(&self.fork).map_err(|e| {
+            CatalogError::Read(floe_commits::ReadError::Invalid(format!(
+                "run {} has an unreadable fork head: {e}",
+                self.id
+            )))
+        })
+    }
+
+    fn sealed(&self) -> bool {
+        matches!(self.state, RunState::Failed | RunState::Cancelled) && !self.promoted
+    }
+}
+
+fn record_key(id: &str) -> Vec<u8> {
+    format!("{RECORD_PREFIX}{id}").into_bytes()
+}
+
+fn invalid_record(e: serde_json::Error) -> CatalogError {
+    CatalogError::Read(floe_commits::ReadError::Invalid(format!(
+        "a run record does not parse: {e}"
+    )))
+}
+
+/// What a landing writes and reads.
+#[derive(Debug, Clone, Default)]
+pub struct Landing {
+    /// Keys the run materialized on its branch.
+    pub outputs: Vec<ContentKey>,
+    /// Catalog keys the run read (checked unchanged since the fork).
+    pub inputs: Vec<ContentKey>,
+    pub message: String,
+}
+
+impl Catalog {
+    /// Starts a run on `target` (a branch): records it and forks its branch from the
+    /// target's head. Returns the record and the executor principal to write with.
+    pub fn start_run(
+        &self,
+        principal: &Principal,
+        target: &RefSpec,
+        kind: RunKind,
+        source: String,
+    ) -> CatalogResult<(RunRecord, Principal)> {
+        let name = branch_of(target)?;
+        self.authorize(
+            principal,
+            Action::Commit,
+            Target {
+                ref_name: Some(name),
+                namespace: None,
+            },
+        )?;
+        let fork = self.writer_head(target)?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let record = RunRecord {
+            id: id.clone(),
+            kind,
+            principal: principal.name().to_owned(),
+            target: name.to_string(),
+            fork: fork.to_hex(),
+            state: RunState::Running,
+            source,
+            started_ms: self.now_ms(),
+            finished_ms: None,
+            landed: None,
+            error: None,
+            promoted: false,
+        };
+        self.put_record(&record)?;
+        let executor = principal.in_run(&id);
+        self.store.create_ref(
+            &record.branch(),
+            RefKind::Branch,
+            fork,
+            &self.write_ctx(&executor, None, ""),
+        )?;
+        Ok((record, executor))
+    }
+
+    fn put_record(&self, record: &RunRecord) -> CatalogResult<()> {
+        let bytes = serde_json::to_vec(record).expect("a run record serializes");
+        self.store.meta_put(&record_key(&record.id), &bytes)?;
+        Ok(())
+    }
+
+    /// A run's record.
+    pub fn run_record(&self, id: &str) -> CatalogResult<Option<RunRecord>> {
+        if id.is_empty() || id.contains('/') {
+            return Ok(None);
+        }
+        match self.store.meta_get(&record_key(id))? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(invalid_record),
+        }
+    }
+
+    /// Lands a run on its target as one commit (the landing rule), marks it succeeded and
+    /// deletes its branch. A conflict leaves the target as it was; the caller fails the
+    /// run.
+    pub fn land_run(
+        &self,
+        executor: &Principal,
+        record: &RunRecord,
+        landing: &Landing,
+        authored: &Authored,
+    ) -> CatalogResult<Hash> {
+        let target = RefName::parse(&record.target)
+            .map_err(|e| CatalogError::Invalid(format!("run target: {e}")))?;
+        let fork = record.fork_hash()?;
+        let branch = record.branch();
+        let head = self.store.get_ref(&branch)?.head;
+        let mut ops = Vec::new();
+        let at_head = self.store.get_contents(head, &landing.outputs)?;
+        let at_fork = self.store.get_contents(fork, &landing.outputs)?;
+        for ((key, now), before) in landing.outputs.iter().zip(at_head).zip(at_fork) {
+            let Some((_, content)) = now else {
+                return Err(CatalogError::Invalid(format!(
+                    "run {} did not materialize {key}",
+                    record.id
+                )));
+            };
+            let content: Content = content;
+            match before {
+                Some((r, _)) => ops.push(Op::Put {
+                    key: key.clone(),
+                    content,
+                    expect: Expect::Is(r.hash),
+                }),
+                None => {
+                    ops.push(Op::Put {
+                        key: key.clone(),
+                        content,
+                        expect: Expect::Absent,
+                    });
+                    if let Some(parent) = key.parent() {
+                        ops.push(Op::Check {
+                            key: parent,
+                            expect: Expect::Present,
+                        });
+                    }
+                }
+            }
+        }
+        let inputs = self.store.get_contents(fork, &landing.inputs)?;
+        for (key, before) in landing.inputs.iter().zip(inputs) {
+            if landing.outputs.contains(key) {
+                continue;
+            }
+            ops.push(Op::Check {
+                key: key.clone(),
+                expect: before.map_or(Expect::Absent, |(r, _)| Expect::Is(r.hash)),
+            });
+        }
+        let mut meta = self.meta(executor, authored, landing.message.clone());
+        meta.properties
+            .insert(RUN_ID_PROPERTY.to_owned(), record.id.clone());
+        meta.properties
+            .insert(RUN_SOURCE_PROPERTY.to_owned(), record.source.clone());
+        // The landing is the principal's own write on the target.
+        let ctx = WriteCtx {
+            executor: false,
+            ..self.write_ctx(executor, None, "")
+        };
+        let outcome = self.store.commit(&target, None, ops, meta, &ctx)?;
+        self.finish_run(record, RunState::Succeeded, Some(outcome.commit), None)?;
+        Ok(outcome.commit)
+    }
+
+    /// Marks a run failed; its branch stays, sealed.
+    pub fn fail_run(&self, record: &RunRecord, error: &str) -> CatalogResult<()> {
+        self.finish_run(record, RunState::Failed, None, Some(error.to_owned()))
+    }
+
+    fn finish_run(
+        &self,
+        record: &RunRecord,
+        state: RunState,
+        landed: Option<Hash>,
+        error: Option<String>,
+    ) -> CatalogResult<()> {
+        let done = RunRecord {
+            state,
+            finished_ms: Some(self.now_ms()),
+            landed: landed.map(|h| h.to_hex()),
+            error,
+            ..record.clone()
+        };
+        self.put_record(&done)?;
+        if state == RunState::Succeeded {
+            let executor = Principal::named(record.principal.clone()).in_run(&record.id);
+            match self.store.delete_ref(
+                &record.branch(),
+                None,
+                &self.write_ctx(&executor, None, ""),
+            ) {
+                Ok(()) | Err(floe_commits::WriteError::RefNotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a commit of a failed or cancelled run (409 `RunSealed`).
+    pub(crate) fn check_not_sealed(&self, commit: Hash) -> CatalogResult<()> {
+        let object = self.store.commit_object(&commit)?;
+        let Some(id) = object.properties.get(RUN_ID_PROPERTY) else {
+            return Ok(());
+        };
+        match self.run_record(id)? {
+            Some(record) if record.sealed() => Err(CatalogError::RunSealed {
+                run: record.id,
+                commit,
+                state: record.state,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Settles runs a stopped server left running: succeeded when the landing commit is on
+    /// the target, failed otherwise. Returns the runs it settled.
+    pub fn recover_runs(&self) -> CatalogResult<Vec<RunRecord>> {
+        let mut settled = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .store
+                .meta_scan(RECORD_PREFIX.as_bytes(), after.as_deref(), 1_000)?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = Some(last.to_vec());
+            for (_, bytes) in &page {
+                let record: RunRecord = serde_json::from_slice(bytes).map_err(invalid_record)?;
+                if record.state != RunState::Running {
+                    continue;
+                }
+                let landed = self.landing_commit(&record)?;
+                match landed {
+                    Some(commit) => {
+                        self.finish_run(&record, RunState::Succeeded, Some(commit), None)?
+                    }
+                    None => self.fail_run(
+                        &record,
+                        "the server stopped before the run finished; nothing landed",
+                    )?,
+                }
+                settled.push(self.run_record(&record.id)?.unwrap_or(record));
+            }
+        }
+        Ok(settled)
+    }
+
+    fn landing_commit(&self, record: &RunRecord) -> CatalogResult<Option<Hash>> {
+        let Ok(target) = RefName::parse(&record.target) else {
+            return Ok(None);
+        };
+        let head = match self.store.get_ref(&target) {
+            Ok(r) => r.head,
+            Err(floe_commits::ReadError::RefNotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let filter = LogFilter {
+            properties: BTreeMap::from([(RUN_ID_PROPERTY.to_owned(), record.id.clone())]),
+            ..LogFilter::default()
+        };
+        let mut from = head;
+        let mut seen = 0;
+        loop {
+            let page = self.store.log(from, &filter, 1)?;
+            if let Some((hash, _)) = page.items.first() {
+                return Ok(Some(*hash));
+            }
+            seen += floe_commits::limits::LOG_SCAN_MAX;
+            match page.next {
+                Some(next) if seen < RECOVERY_LOG_MAX => from = next,
+                _ => return Ok(None),
+            }
+        }
+    }
+}

@@ -1,0 +1,1225 @@
+//! Imports (DESIGN §5): Parquet or CSV files become an Iceberg table, on a temporary
+//! branch, landed by the landing rule, so a failed or conflicting import changes nothing.
+//!
+//! 1. Inspect: each file's Arrow schema (the Parquet footer, or CSV inference), its
+//!    Iceberg schema, and whether it fits the table (per file and column).
+//! 2. Refuse a file already imported into the table (its BLAKE3 is in a snapshot summary's
+//!    `floe.import.files`) unless forced.
+//! 3. Start a run: its record and its `floe-run/<id>` branch forked from the target head.
+//! 4. On the run branch: create the table (mode create), then put the files in the table's
+//!    `data/` folder. A Parquet file whose types need no conversion is copied as it is
+//!    (fsynced; read through the table's name mapping); any other file is rewritten as
+//!    Parquet with field ids. Statistics come from each written file's footer.
+//! 5. Commit one snapshot (append, or an overwrite for replace) with floe's own manifest
+//!    and manifest-list writer, then land the table on the target as one commit.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchReader};
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::datatypes::{DataType, Schema as ArrowSchema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::statistics::Statistics;
+use floe_catalog::{
+    Authored, Catalog, CatalogError, Landing, LoadedTable, Principal, RunKind, RunRecord,
+    TableChange, TableCreate,
+};
+use floe_commits::{ContentKey, RefSpec};
+use iceberg::spec::{
+    DataContentType, DataFileBuilder, DataFileFormat, Datum, FormatVersion, ManifestContentType,
+    ManifestListWriter, ManifestWriterBuilder, MappedField, NameMapping, NestedFieldRef, Operation,
+    PrimitiveType, Schema, Snapshot, SnapshotReference, SnapshotRetention, Struct, Summary, Type,
+};
+use iceberg::{TableRequirement, TableUpdate};
+use serde::Serialize;
+
+use crate::types::{fits, iceberg_schema, shape, type_name};
+
+/// The snapshot summary property listing the BLAKE3 of each file an import added.
+pub const IMPORTED_FILES_PROPERTY: &str = "floe.import.files";
+const NAME_MAPPING_PROPERTY: &str = "schema.name-mapping.default";
+/// Rows CSV schema inference reads.
+const CSV_INFER_ROWS: usize = 10_000;
+const BATCH_ROWS: usize = 65_536;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImportMode {
+    Create,
+    Append,
+    Replace,
+}
+
+impl ImportMode {
+    pub fn parse(text: &str) -> Option<ImportMode> {
+        match text {
+            "create" => Some(ImportMode::Create),
+            "append" => Some(ImportMode::Append),
+            "replace" => Some(ImportMode::Replace),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileFormat {
+    Parquet,
+    Csv,
+}
+
+/// One file to import, already on the server's disk.
+#[derive(Debug, Clone)]
+pub struct ImportFile {
+    /// What the user called it (a path or URL), for messages.
+    pub name: String,
+    pub path: PathBuf,
+    /// BLAKE3 of the bytes, hex.
+    pub blake3: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportRequest {
+    pub table: ContentKey,
+    /// The branch to land on.
+    pub branch: RefSpec,
+    /// `None`: create when the table is absent, else an error naming append or replace.
+    pub mode: Option<ImportMode>,
+    pub dry_run: bool,
+    pub force: bool,
+    pub files: Vec<ImportFile>,
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileOutcome {
+    pub name: String,
+    pub format: FileFormat,
+    /// `copy` (added as it is) or `convert` (rewritten as Parquet).
+    pub action: &'static str,
+    pub rows: u64,
+    pub bytes: u64,
+    pub blake3: String,
+    /// Where the data now lives (absent on a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// The answer of an import (and of a dry run).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportOutcome {
+    pub table: String,
+    pub branch: String,
+    pub mode: ImportMode,
+    pub dry_run: bool,
+    /// The table's schema after the import (Iceberg JSON).
+    pub schema: serde_json::Value,
+    pub files: Vec<FileOutcome>,
+    pub rows: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunRecord>,
+    /// The landing commit on the branch (64 hex characters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The request or a file is wrong; nothing changed.
+    #[error("{0}")]
+    Invalid(String),
+    /// Files that do not fit, per file and column.
+    #[error("{}", .0.join("; "))]
+    Incompatible(Vec<String>),
+    #[error(
+        "{file} was already imported into {table} (snapshot {snapshot}); pass --force to import it again"
+    )]
+    Duplicate {
+        file: String,
+        table: String,
+        snapshot: i64,
+    },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The import ran and failed: its run is failed and sealed, the target unchanged.
+    #[error("import run {run} failed and changed nothing: {source}")]
+    RunFailed {
+        run: String,
+        #[source]
+        source: Box<ImportError>,
+    },
+    /// Reading or writing files failed on the server.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl ImportError {
+    /// The error a failed run carries, for its status.
+    pub fn root(&self) -> &ImportError {
+        match self {
+            ImportError::RunFailed { source, .. } => source.root(),
+            other => other,
+        }
+    }
+}
+
+fn io(what: &str, e: impl std::fmt::Display) -> ImportError {
+    ImportError::Io(format!("{what}: {e}"))
+}
+
+/// A file as inspected.
+struct Inspected {
+    file: ImportFile,
+    format: FileFormat,
+    schema: SchemaRef,
+    /// Parquet columns carry field ids already (rewritten, since they may not be ours).
+    has_field_ids: bool,
+    rows: Option<u64>,
+}
+
+fn detect(file: &ImportFile) -> Result<FileFormat, ImportError> {
+    let lower = file.name.to_ascii_lowercase();
+    if lower.ends_with(".csv") || lower.ends_with(".csv.txt") {
+        return Ok(FileFormat::Csv);
+    }
+    let mut magic = [0u8; 4];
+    let mut f = File::open(&file.path).map_err(|e| io(&file.name, e))?;
+    let is_parquet = std::io::Read::read_exact(&mut f, &mut magic).is_ok() && &magic == b"PAR1";
+    if is_parquet || lower.ends_with(".parquet") || lower.ends_with(".pq") {
+        Ok(FileFormat::Parquet)
+    } else {
+        Err(ImportError::Invalid(format!(
+            "{}: floe imports Parquet (.parquet) and CSV (.csv) files; this is neither",
+            file.name
+        )))
+    }
+}
+
+fn inspect(file: ImportFile) -> Result<Inspected, ImportError> {
+    let format = detect(&file)?;
+    let bad = |e: &dyn std::fmt::Display| {
+        ImportError::Invalid(format!(
+            "{}: not a readable {format:?} file: {e}",
+            file.name
+        ))
+    };
+    match format {
+        FileFormat::Parquet => {
+            let f = File::open(&file.path).map_err(|e| io(&file.name, e))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(&e))?;
+            let descr = builder.metadata().file_metadata().schema_descr();
+            let has_field_ids = descr
+                .root_schema()
+                .get_fields()
+                .iter()
+                .any(|f| f.get_basic_info().has_id());
+            let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).ok();
+            let schema = builder.schema().clone();
+            Ok(Inspected {
+                file,
+                format,
+                schema: Arc::new(strip_metadata(&schema)),
+                has_field_ids,
+                rows,
+            })
+        }
+        FileFormat::Csv => {
+            let f = File::open(&file.path).map_err(|e| io(&file.name, e))?;
+            let (schema, _) = datafusion::arrow::csv::reader::Format::default()
+                .with_header(true)
+                .infer_schema(f, Some(CSV_INFER_ROWS))
+                .map_err(|e| bad(&e))?;
+            if schema.fields().is_empty() {
+                return Err(bad(&"no header row"));
+            }
+            Ok(Inspected {
+                file,
+                format,
+                schema: Arc::new(schema),
+                has_field_ids: false,
+                rows: None,
+            })
+        }
+    }
+}
+
+fn strip_metadata(schema: &ArrowSchema) -> ArrowSchema {
+    ArrowSchema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_metadata(HashMap::new()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Checks every file against the table's schema; lists every misfit.
+fn check_fit(files: &[Inspected], schema: &Schema) -> Result<(), ImportError> {
+    let mut problems = Vec::new();
+    for f in files {
+        let mut seen = BTreeSet::new();
+        for column in f.schema.fields() {
+            seen.insert(column.name().clone());
+            let Some(field) = schema.field_by_name(column.name()) else {
+                problems.push(format!(
+                    "{}: column {} is not in the table",
+                    f.file.name,
+                    column.name()
+                ));
+                continue;
+            };
+            match shape(column.data_type()) {
+                Err(e) => problems.push(format!("{}: {e}", f.file.name)),
+                Ok(t) if !fits(&t, &field.field_type) => problems.push(format!(
+                    "{}: column {} is {} in the file and {} in the table",
+                    f.file.name,
+                    column.name(),
+                    type_name(&t),
+                    type_name(&field.field_type)
+                )),
+                Ok(_) => {}
+            }
+        }
+        for field in schema.as_struct().fields() {
+            if !seen.contains(&field.name) && field.required {
+                problems.push(format!(
+                    "{}: the table's required column {} is missing",
+                    f.file.name, field.name
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ImportError::Incompatible(problems))
+    }
+}
+
+/// Whether a file can be added as it is: Parquet, no field ids of its own, and every
+/// column already in the Arrow type the table's readers expect.
+fn copyable(f: &Inspected, table_arrow: &ArrowSchema) -> bool {
+    f.format == FileFormat::Parquet
+        && !f.has_field_ids
+        && f.schema.fields().iter().all(|c| {
+            table_arrow
+                .field_with_name(c.name())
+                .is_ok_and(|t| strip_nested(t.data_type()) == strip_nested(c.data_type()))
+        })
+}
+
+/// A type without the field metadata iceberg puts on nested fields.
+fn strip_nested(t: &DataType) -> String {
+    // The Debug text without metadata maps is enough to compare shapes; metadata only
+    // ever appears in `metadata: {...}` parts.
+    let text = format!("{t:?}");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("metadata: {") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        let mut depth = 0;
+        let mut end = after.len();
+        for (j, ch) in after.char_indices() {
+            match ch {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = j + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The name mapping of a schema (top-level and nested fields by name).
+fn name_mapping(schema: &Schema) -> String {
+    fn mapped(fields: &[NestedFieldRef]) -> Vec<MappedField> {
+        fields
+            .iter()
+            .map(|f| {
+                MappedField::new(
+                    Some(f.id),
+                    vec![f.name.clone()],
+                    match f.field_type.as_ref() {
+                        Type::Struct(s) => mapped(s.fields()),
+                        Type::List(l) => mapped(std::slice::from_ref(&l.element_field)),
+                        Type::Map(m) => mapped(&[m.key_field.clone(), m.value_field.clone()]),
+                        Type::Primitive(_) => Vec::new(),
+                    },
+                )
+            })
+            .collect()
+    }
+    serde_json::to_string(&NameMapping::new(mapped(schema.as_struct().fields())))
+        .expect("a name mapping serializes")
+}
+
+/// Runs imports over one catalog.
+#[derive(Debug, Clone)]
+pub struct Importer {
+    catalog: Catalog,
+}
+
+impl Importer {
+    pub fn new(catalog: Catalog) -> Importer {
+        Importer { catalog }
+    }
+
+    /// Imports (or, on a dry run, plans) the request's files into its table.
+    pub async fn run(
+        &self,
+        principal: &Principal,
+        request: ImportRequest,
+    ) -> Result<ImportOutcome, ImportError> {
+        if request.files.is_empty() {
+            return Err(ImportError::Invalid(
+                "name at least one file to import".to_owned(),
+            ));
+        }
+        let Some(namespace) = request.table.parent() else {
+            return Err(ImportError::Invalid(format!(
+                "name the table as namespace.table, got {}",
+                request.table
+            )));
+        };
+        let catalog = self.catalog.clone();
+        let who = principal.clone();
+        let spec = request.branch.clone();
+        let key = request.table.clone();
+        let ns = namespace.clone();
+        let (existing, files) = blocking(move || {
+            match catalog.get_namespace(&who, &spec, &ns) {
+                Err(CatalogError::NamespaceNotFound(_)) => {
+                    return Err(ImportError::Invalid(format!(
+                        "namespace {ns} does not exist on {spec}; create it with `floe namespace create {ns} --ref {spec}`"
+                    )));
+                }
+                other => {
+                    other?;
+                }
+            }
+            let existing = match catalog.load_table(&who, &spec, &key) {
+                Ok((_, t)) => Some(t),
+                Err(CatalogError::TableNotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let files = request
+                .files
+                .iter()
+                .cloned()
+                .map(inspect)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((existing, files))
+        })
+        .await?;
+        let mode = match (request.mode, &existing) {
+            (None, None) => ImportMode::Create,
+            (None, Some(_)) => {
+                return Err(ImportError::Invalid(format!(
+                    "table {} already exists on {}; pass --mode append to add the rows or --mode replace to replace them",
+                    request.table, request.branch
+                )));
+            }
+            (Some(ImportMode::Create), Some(_)) => {
+                return Err(ImportError::Catalog(CatalogError::TableAlreadyExists(
+                    request.table.clone(),
+                )));
+            }
+            (Some(ImportMode::Append | ImportMode::Replace), None) => {
+                return Err(ImportError::Invalid(format!(
+                    "table {} does not exist on {}; leave out --mode (or pass --mode create) to create it",
+                    request.table, request.branch
+                )));
+            }
+            (Some(mode), _) => mode,
+        };
+        let schema = match &existing {
+            Some(t) => {
+                if !t.metadata.default_partition_spec().is_unpartitioned() {
+                    return Err(ImportError::Invalid(format!(
+                        "table {} is partitioned; floe imports into unpartitioned tables only (for now)",
+                        request.table
+                    )));
+                }
+                t.metadata.current_schema().as_ref().clone()
+            }
+            None => iceberg_schema(&files[0].schema).map_err(|errors| {
+                ImportError::Incompatible(
+                    errors
+                        .into_iter()
+                        .map(|e| format!("{}: {e}", files[0].file.name))
+                        .collect(),
+                )
+            })?,
+        };
+        check_fit(&files, &schema)?;
+        if let (Some(t), false) = (&existing, request.force) {
+            refuse_duplicates(t, &files, &request.table)?;
+        }
+        let table_arrow = iceberg::arrow::schema_to_arrow_schema(&schema)
+            .map_err(|e| ImportError::Invalid(e.to_string()))?;
+        let schema_json = serde_json::to_value(&schema).expect("a schema serializes");
+        let mut outcomes: Vec<FileOutcome> = files
+            .iter()
+            .map(|f| FileOutcome {
+                name: f.file.name.clone(),
+                format: f.format,
+                action: if copyable(f, &table_arrow) {
+                    "copy"
+                } else {
+                    "convert"
+                },
+                rows: f.rows.unwrap_or(0),
+                bytes: f.file.size,
+                blake3: f.file.blake3.clone(),
+                location: None,
+            })
+            .collect();
+        let branch_name = request.branch.to_string();
+        if request.dry_run {
+            return Ok(ImportOutcome {
+                table: request.table.to_string(),
+                branch: branch_name,
+                mode,
+                dry_run: true,
+                schema: schema_json,
+                rows: outcomes.iter().map(|o| o.rows).sum(),
+                files: outcomes,
+                run: None,
+                commit: None,
+                snapshot_id: None,
+            });
+        }
+        let source = format!(
+            "import {} file{} into {} ({})",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" },
+            request.table,
+            files
+                .iter()
+                .map(|f| f.file.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+                .chars()
+                .take(500)
+                .collect::<String>()
+        );
+        let catalog = self.catalog.clone();
+        let who = principal.clone();
+        let spec = request.branch.clone();
+        let (record, executor) =
+            blocking(move || Ok(catalog.start_run(&who, &spec, RunKind::Import, source)?)).await?;
+        let work = Work {
+            catalog: self.catalog.clone(),
+            executor: executor.clone(),
+            record: record.clone(),
+            table: request.table.clone(),
+            namespace,
+            mode,
+            schema,
+            table_arrow: Arc::new(table_arrow),
+        };
+        let landed = work.run(&files, &mut outcomes).await;
+        match landed {
+            Ok((commit, snapshot_id)) => {
+                let run = self.catalog.run_record(&record.id).ok().flatten();
+                Ok(ImportOutcome {
+                    table: request.table.to_string(),
+                    branch: branch_name,
+                    mode,
+                    dry_run: false,
+                    schema: schema_json,
+                    rows: outcomes.iter().map(|o| o.rows).sum(),
+                    files: outcomes,
+                    run,
+                    commit: Some(commit),
+                    snapshot_id: Some(snapshot_id),
+                })
+            }
+            Err(e) => {
+                let catalog = self.catalog.clone();
+                let failed = record.clone();
+                let message = e.to_string();
+                let _ = blocking(move || Ok(catalog.fail_run(&failed, &message)?)).await;
+                Err(ImportError::RunFailed {
+                    run: record.id,
+                    source: Box::new(e),
+                })
+            }
+        }
+    }
+}
+
+fn refuse_duplicates(
+    table: &LoadedTable,
+    files: &[Inspected],
+    key: &ContentKey,
+) -> Result<(), ImportError> {
+    for snapshot in table.metadata.snapshots() {
+        let Some(listed) = snapshot
+            .summary()
+            .additional_properties
+            .get(IMPORTED_FILES_PROPERTY)
+        else {
+            continue;
+        };
+        for f in files {
+            if listed.split(',').any(|h| h == f.file.blake3) {
+                return Err(ImportError::Duplicate {
+                    file: f.file.name.clone(),
+                    table: key.to_string(),
+                    snapshot: snapshot.snapshot_id(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ImportError> + Send + 'static,
+) -> Result<T, ImportError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ImportError::Io(format!("an import task failed: {e}")))?
+}
+
+/// One import's work on its run branch.
+struct Work {
+    catalog: Catalog,
+    executor: Principal,
+    record: RunRecord,
+    table: ContentKey,
+    namespace: ContentKey,
+    mode: ImportMode,
+    schema: Schema,
+    table_arrow: SchemaRef,
+}
+
+impl Work {
+    fn branch(&self) -> RefSpec {
+        RefSpec::parse(self.record.branch().as_str()).expect("a run branch is a ref spec")
+    }
+
+    async fn run(
+        &self,
+        files: &[Inspected],
+        outcomes: &mut [FileOutcome],
+    ) -> Result<(String, i64), ImportError> {
+        let catalog = self.catalog.clone();
+        let executor = self.executor.clone();
+        let branch = self.branch();
+        let key = self.table.clone();
+        let namespace = self.namespace.clone();
+        let create = (self.mode == ImportMode::Create).then(|| TableCreate {
+            name: key.elements().last().unwrap_or_default().to_owned(),
+            location: None,
+            schema: self.schema.clone(),
+            partition_spec: None,
+            write_order: None,
+            stage_create: false,
+            properties: HashMap::from([(
+                NAME_MAPPING_PROPERTY.to_owned(),
+                name_mapping(&self.schema),
+            )]),
+        });
+        let table = blocking(move || {
+            if let Some(create) = create {
+                catalog.create_table(
+                    &executor,
+                    &branch,
+                    &namespace,
+                    create,
+                    &Authored::default(),
+                    None,
+                )?;
+            }
+            Ok(catalog.load_table(&executor, &branch, &key)?.1)
+        })
+        .await?;
+        let location = table.metadata.location().trim_end_matches('/').to_owned();
+        let mut data_files = Vec::new();
+        for (f, outcome) in files.iter().zip(outcomes.iter_mut()) {
+            let target = format!(
+                "{location}/data/{}-{}.parquet",
+                uuid::Uuid::now_v7(),
+                sanitize(&f.file.name)
+            );
+            let path = self.catalog.warehouse_path(&target)?;
+            let copy = outcome.action == "copy";
+            let source = f.file.path.clone();
+            let format = f.format;
+            let from = f.schema.clone();
+            let to = self.table_arrow.clone();
+            let name = f.file.name.clone();
+            let written = blocking(move || {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| io("creating the data folder", e))?;
+                }
+                if copy {
+                    copy_file(&source, &path).map_err(|e| io(&name, e))?;
+                } else {
+                    convert_file(&name, &source, format, &from, &to, &path)?;
+                }
+                let file = File::open(&path).map_err(|e| io(&name, e))?;
+                let size = file.metadata().map_err(|e| io(&name, e))?.len();
+                let meta = ParquetMetaDataReader::new()
+                    .parse_and_finish(&file)
+                    .map_err(|e| io(&name, e))?;
+                Ok((size, meta))
+            })
+            .await?;
+            let (size, meta) = written;
+            outcome.rows = u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
+            outcome.location = Some(target.clone());
+            data_files.push(data_file(&target, size, &meta, &self.schema)?);
+        }
+        if let Some(dir) = data_files
+            .first()
+            .and_then(|_| outcomes.first())
+            .and_then(|o| o.location.as_deref())
+            .and_then(|l| self.catalog.warehouse_path(l).ok())
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+        {
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io("syncing the data folder", e))?;
+        }
+        let hashes: Vec<String> = files.iter().map(|f| f.file.blake3.clone()).collect();
+        let (change, snapshot_id) = self.snapshot(&table, data_files, &hashes).await?;
+        let catalog = self.catalog.clone();
+        let executor = self.executor.clone();
+        let branch = self.branch();
+        let record = self.record.clone();
+        let key = self.table.clone();
+        let mode = self.mode;
+        let commit = blocking(move || {
+            catalog.commit_table(&executor, &branch, change, &Authored::default(), None)?;
+            let landing = Landing {
+                outputs: vec![key.clone()],
+                inputs: Vec::new(),
+                message: format!(
+                    "import into {key} ({}; run {})",
+                    match mode {
+                        ImportMode::Create => "create",
+                        ImportMode::Append => "append",
+                        ImportMode::Replace => "replace",
+                    },
+                    record.id
+                ),
+            };
+            Ok(catalog.land_run(&executor, &record, &landing, &Authored::default())?)
+        })
+        .await?;
+        Ok((commit.to_hex(), snapshot_id))
+    }
+
+    /// floe's snapshot producer: a manifest of the added files (and, for replace, one of
+    /// the deleted ones), a manifest list, and the snapshot (DESIGN §3).
+    async fn snapshot(
+        &self,
+        table: &LoadedTable,
+        added: Vec<iceberg::spec::DataFile>,
+        hashes: &[String],
+    ) -> Result<(TableChange, i64), ImportError> {
+        let metadata = &table.metadata;
+        let file_io = self.catalog.file_io()?;
+        let ice = |e: iceberg::Error| ImportError::Io(format!("writing the snapshot: {e}"));
+        let location = metadata.location().trim_end_matches('/').to_owned();
+        let snapshot_id = new_snapshot_id(metadata);
+        let parent = metadata.current_snapshot().cloned();
+        let sequence = metadata.last_sequence_number() + 1;
+        let spec = metadata.default_partition_spec().as_ref().clone();
+        let schema = metadata.current_schema().clone();
+        let commit_uuid = uuid::Uuid::now_v7();
+        let mut manifests = Vec::new();
+        let added_records: u64 = added.iter().map(|f| f.record_count()).sum();
+        let added_size: u64 = added.iter().map(|f| f.file_size_in_bytes()).sum();
+        let added_count = added.len() as u64;
+        let out = file_io
+            .new_output(format!("{location}/metadata/{commit_uuid}-m0.avro"))
+            .map_err(ice)?;
+        let mut writer =
+            ManifestWriterBuilder::new(out, Some(snapshot_id), schema.clone(), spec.clone())
+                .build_v2_data();
+        for f in added {
+            writer.add_file(f, sequence).map_err(ice)?;
+        }
+        manifests.push(writer.write_manifest_file().await.map_err(ice)?);
+        let (mut deleted_records, mut deleted_size, mut deleted_count) = (0u64, 0u64, 0u64);
+        if let Some(parent) = &parent {
+            let bytes = file_io
+                .new_input(parent.manifest_list())
+                .map_err(ice)?
+                .read()
+                .await
+                .map_err(ice)?;
+            let list =
+                iceberg::spec::ManifestList::parse_with_version(&bytes, metadata.format_version())
+                    .map_err(ice)?;
+            if self.mode == ImportMode::Replace {
+                let out = file_io
+                    .new_output(format!("{location}/metadata/{commit_uuid}-m1.avro"))
+                    .map_err(ice)?;
+                let mut gone =
+                    ManifestWriterBuilder::new(out, Some(snapshot_id), schema.clone(), spec)
+                        .build_v2_data();
+                let mut any = false;
+                for m in list.entries() {
+                    if m.content != ManifestContentType::Data {
+                        continue;
+                    }
+                    let manifest = m.load_manifest(&file_io).await.map_err(ice)?;
+                    for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
+                        let f = entry.data_file().clone();
+                        deleted_records += f.record_count();
+                        deleted_size += f.file_size_in_bytes();
+                        deleted_count += 1;
+                        gone.add_delete_file(
+                            f,
+                            entry.sequence_number().unwrap_or(0),
+                            entry.file_sequence_number,
+                        )
+                        .map_err(ice)?;
+                        any = true;
+                    }
+                }
+                if any {
+                    manifests.push(gone.write_manifest_file().await.map_err(ice)?);
+                }
+            } else {
+                manifests.extend(list.entries().iter().cloned());
+            }
+        }
+        let list_location = format!("{location}/metadata/snap-{snapshot_id}-1-{commit_uuid}.avro");
+        let out = file_io.new_output(&list_location).map_err(ice)?;
+        let mut list = ManifestListWriter::v2(
+            out.writer().await.map_err(ice)?,
+            snapshot_id,
+            parent.as_ref().map(|p| p.snapshot_id()),
+            sequence,
+        );
+        list.add_manifests(manifests.into_iter()).map_err(ice)?;
+        list.close().await.map_err(ice)?;
+        let previous = |k: &str| -> u64 {
+            parent
+                .as_ref()
+                .and_then(|p| p.summary().additional_properties.get(k))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let replace = self.mode == ImportMode::Replace;
+        let total = |k: &str, added: u64, deleted: u64| -> String {
+            let before = if replace { 0 } else { previous(k) };
+            let _ = deleted;
+            (before + added).to_string()
+        };
+        let mut props = HashMap::from([
+            ("added-data-files".to_owned(), added_count.to_string()),
+            ("added-records".to_owned(), added_records.to_string()),
+            ("added-files-size".to_owned(), added_size.to_string()),
+            (
+                "total-data-files".to_owned(),
+                total("total-data-files", added_count, deleted_count),
+            ),
+            (
+                "total-records".to_owned(),
+                total("total-records", added_records, deleted_records),
+            ),
+            (
+                "total-files-size".to_owned(),
+                total("total-files-size", added_size, deleted_size),
+            ),
+            (
+                "total-delete-files".to_owned(),
+                if replace {
+                    0
+                } else {
+                    previous("total-delete-files")
+                }
+                .to_string(),
+            ),
+            (
+                "total-position-deletes".to_owned(),
+                if replace {
+                    0
+                } else {
+                    previous("total-position-deletes")
+                }
+                .to_string(),
+            ),
+            (
+                "total-equality-deletes".to_owned(),
+                if replace {
+                    0
+                } else {
+                    previous("total-equality-deletes")
+                }
+                .to_string(),
+            ),
+            (IMPORTED_FILES_PROPERTY.to_owned(), hashes.join(",")),
+            ("floe.run.id".to_owned(), self.record.id.clone()),
+        ]);
+        if replace && deleted_count > 0 {
+            props.insert("deleted-data-files".to_owned(), deleted_count.to_string());
+            props.insert("deleted-records".to_owned(), deleted_records.to_string());
+            props.insert("removed-files-size".to_owned(), deleted_size.to_string());
+        }
+        let snapshot = Snapshot::builder()
+            .with_snapshot_id(snapshot_id)
+            .with_parent_snapshot_id(parent.as_ref().map(|p| p.snapshot_id()))
+            .with_sequence_number(sequence)
+            .with_timestamp_ms(self.catalog.now_ms().max(metadata.last_updated_ms() + 1))
+            .with_manifest_list(list_location)
+            .with_schema_id(metadata.current_schema_id())
+            .with_summary(Summary {
+                operation: if replace {
+                    Operation::Overwrite
+                } else {
+                    Operation::Append
+                },
+                additional_properties: props,
+            })
+            .build();
+        let mut updates = Vec::new();
+        let has_mapping = metadata
+            .properties()
+            .get(NAME_MAPPING_PROPERTY)
+            .is_some_and(|m| *m == name_mapping(&self.schema));
+        if !has_mapping {
+            updates.push(TableUpdate::SetProperties {
+                updates: HashMap::from([(
+                    NAME_MAPPING_PROPERTY.to_owned(),
+                    name_mapping(&self.schema),
+                )]),
+            });
+        }
+        updates.push(TableUpdate::AddSnapshot { snapshot });
+        updates.push(TableUpdate::SetSnapshotRef {
+            ref_name: "main".to_owned(),
+            reference: SnapshotReference::new(
+                snapshot_id,
+                SnapshotRetention::branch(None, None, None),
+            ),
+        });
+        let requirements = vec![
+            TableRequirement::UuidMatch {
+                uuid: metadata.uuid(),
+            },
+            TableRequirement::RefSnapshotIdMatch {
+                r#ref: "main".to_owned(),
+                snapshot_id: parent.as_ref().map(|p| p.snapshot_id()),
+            },
+        ];
+        let _ = FormatVersion::V2;
+        Ok((
+            TableChange {
+                key: self.table.clone(),
+                requirements,
+                updates,
+            },
+            snapshot_id,
+        ))
+    }
+}
+
+fn new_snapshot_id(metadata: &iceberg::spec::TableMetadata) -> i64 {
+    loop {
+        let bytes = uuid::Uuid::new_v4().into_bytes();
+        let id = i64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) & i64::MAX;
+        if id != 0 && metadata.snapshot_by_id(id).is_none() {
+            return id;
+        }
+    }
+}
+
+/// A file name safe inside a data path: letters, digits, `-`, `_`, `.`; at most 64.
+fn sanitize(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let stem = base
+        .strip_suffix(".parquet")
+        .or_else(|| base.strip_suffix(".csv"))
+        .unwrap_or(base);
+    let clean: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if clean.is_empty() || clean.starts_with('.') {
+        format!("f{clean}")
+    } else {
+        clean
+    }
+}
+
+/// Copies a file and makes it durable.
+fn copy_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut source = File::open(from)?;
+    let mut target = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(to)?;
+    std::io::copy(&mut source, &mut target)?;
+    target.sync_all()
+}
+
+/// Rewrites a file as Parquet in the table's Arrow schema (with field ids).
+fn convert_file(
+    name: &str,
+    source: &Path,
+    format: FileFormat,
+    from: &SchemaRef,
+    to: &SchemaRef,
+    target: &Path,
+) -> Result<(), ImportError> {
+    let bad = |e: &dyn std::fmt::Display| ImportError::Invalid(format!("{name}: {e}"));
+    let f = File::open(source).map_err(|e| io(name, e))?;
+    let reader: Box<dyn RecordBatchReader + Send> = match format {
+        FileFormat::Parquet => Box::new(
+            ParquetRecordBatchReaderBuilder::try_new(f)
+                .map_err(|e| bad(&e))?
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(|e| bad(&e))?,
+        ),
+        FileFormat::Csv => Box::new(
+            datafusion::arrow::csv::ReaderBuilder::new(from.clone())
+                .with_header(true)
+                .with_batch_size(BATCH_ROWS)
+                .build(f)
+                .map_err(|e| bad(&e))?,
+        ),
+    };
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(target)
+        .map_err(|e| io(name, e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut writer = ArrowWriter::try_new(out, to.clone(), Some(props)).map_err(|e| io(name, e))?;
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    let mut row = 0u64;
+    for batch in reader {
+        let batch = batch.map_err(|e| {
+            bad(&format!(
+                "cannot read the rows after row {row}: {e} (the types were inferred from the first {CSV_INFER_ROWS} rows)"
+            ))
+        })?;
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(to.fields().len());
+        for field in to.fields() {
+            let column = match batch.column_by_name(field.name()) {
+                Some(c) => cast_with_options(c, field.data_type(), &options).map_err(|e| {
+                    bad(&format!(
+                        "column {} does not convert to {}: {e}",
+                        field.name(),
+                        field.data_type()
+                    ))
+                })?,
+                None => {
+                    datafusion::arrow::array::new_null_array(field.data_type(), batch.num_rows())
+                }
+            };
+            columns.push(column);
+        }
+        let converted =
+            RecordBatch::try_new(to.clone(), columns).map_err(|e: ArrowError| bad(&e))?;
+        row += converted.num_rows() as u64;
+        writer.write(&converted).map_err(|e| io(name, e))?;
+    }
+    let file = writer.into_inner().map_err(|e| io(name, e))?;
+    file.sync_all().map_err(|e| io(name, e))
+}
+
+/// The data file entry of a Parquet file in the table: counts, sizes and bounds of its
+/// top-level columns, found by name.
+fn data_file(
+    location: &str,
+    size: u64,
+    meta: &ParquetMetaData,
+    schema: &Schema,
+) -> Result<iceberg::spec::DataFile, ImportError> {
+    let mut column_sizes = HashMap::new();
+    let mut value_counts = HashMap::new();
+    let mut null_counts = HashMap::new();
+    let mut lower: HashMap<i32, Datum> = HashMap::new();
+    let mut upper: HashMap<i32, Datum> = HashMap::new();
+    let mut exact = HashMap::<i32, bool>::new();
+    let descr = meta.file_metadata().schema_descr();
+    for rg in meta.row_groups() {
+        for (i, col) in rg.columns().iter().enumerate() {
+            let path = descr.column(i).path().parts().to_vec();
+            if path.len() != 1 {
+                continue;
+            }
+            let Some(field) = schema.field_by_name(&path[0]) else {
+                continue;
+            };
+            let id = field.id;
+            *column_sizes.entry(id).or_insert(0u64) +=
+                u64::try_from(col.compressed_size()).unwrap_or(0);
+            *value_counts.entry(id).or_insert(0u64) += u64::try_from(col.num_values()).unwrap_or(0);
+            let ok = exact.entry(id).or_insert(true);
+            let Some(stats) = col.statistics() else {
+                *ok = false;
+                continue;
+            };
+            match stats.null_count_opt() {
+                Some(n) => *null_counts.entry(id).or_insert(0u64) += n,
+                None => *ok = false,
+            }
+            let Type::Primitive(p) = field.field_type.as_ref() else {
+                continue;
+            };
+            match bounds(p, stats) {
+                Some((lo, hi)) => {
+                    merge_bound(&mut lower, id, lo, true);
+                    merge_bound(&mut upper, id, hi, false);
+                }
+                None => {
+                    // A row group without bounds (all nulls, or unknown) leaves the file's
+                    // bounds open only if it holds values.
+                    if stats.null_count_opt() != Some(u64::try_from(col.num_values()).unwrap_or(0))
+                    {
+                        *ok = false;
+                    }
+                }
+            }
+        }
+    }
+    for (id, ok) in exact {
+        if !ok {
+            lower.remove(&id);
+            upper.remove(&id);
+            null_counts.remove(&id);
+        }
+    }
+    let split_offsets: Vec<i64> = meta
+        .row_groups()
+        .iter()
+        .filter_map(|rg| rg.file_offset())
+        .collect();
+    DataFileBuilder::default()
+        .content(DataContentType::Data)
+        .file_path(location.to_owned())
+        .file_format(DataFileFormat::Parquet)
+        .partition(Struct::empty())
+        .record_count(u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0))
+        .file_size_in_bytes(size)
+        .column_sizes(column_sizes)
+        .value_counts(value_counts)
+        .null_value_counts(null_counts)
+        .lower_bounds(lower)
+        .upper_bounds(upper)
+        .split_offsets(Some(split_offsets))
+        .partition_spec_id(0)
+        .build()
+        .map_err(|e| ImportError::Io(format!("building the data file of {location}: {e}")))
+}
+
+fn merge_bound(map: &mut HashMap<i32, Datum>, id: i32, value: Datum, low: bool) {
+    match map.get(&id) {
+        Some(old) => {
+            let replace = match old.partial_cmp(&value) {
+                Some(std::cmp::Ordering::Greater) => low,
+                Some(std::cmp::Ordering::Less) => !low,
+                _ => false,
+            };
+            if replace {
+                map.insert(id, value);
+            }
+        }
+        None => {
+            map.insert(id, value);
+        }
+    }
+}
+
+/// A row group's bounds as Iceberg values, for the types floe prunes on.
+fn bounds(p: &PrimitiveType, stats: &Statistics) -> Option<(Datum, Datum)> {
+    match (p, stats) {
+        (PrimitiveType::Boolean, Statistics::Boolean(s)) => {
+            Some((Datum::bool(*s.min_opt()?), Datum::bool(*s.max_opt()?)))
+        }
+        (PrimitiveType::Int, Statistics::Int32(s)) => {
+            Some((Datum::int(*s.min_opt()?), Datum::int(*s.max_opt()?)))
+        }
+        (PrimitiveType::Date, Statistics::Int32(s)) => {
+            Some((Datum::date(*s.min_opt()?), Datum::date(*s.max_opt()?)))
+        }
+        (PrimitiveType::Long, Statistics::Int64(s)) => {
+            Some((Datum::long(*s.min_opt()?), Datum::long(*s.max_opt()?)))
+        }
+        (PrimitiveType::Timestamp, Statistics::Int64(s)) => Some((
+            Datum::timestamp_micros(*s.min_opt()?),
+            Datum::timestamp_micros(*s.max_opt()?),
+        )),
+        (PrimitiveType::Timestamptz, Statistics::Int64(s)) => Some((
+            Datum::timestamptz_micros(*s.min_opt()?),
+            Datum::timestamptz_micros(*s.max_opt()?),
+        )),
+        (PrimitiveType::Float, Statistics::Float(s)) => {
+            let (lo, hi) = (*s.min_opt()?, *s.max_opt()?);
+            (!lo.is_nan() && !hi.is_nan()).then(|| (Datum::float(lo), Datum::float(hi)))
+        }
+        (PrimitiveType::Double, Statistics::Double(s)) => {
+            let (lo, hi) = (*s.min_opt()?, *s.max_opt()?);
+            (!lo.is_nan() && !hi.is_nan()).then(|| (Datum::double(lo), Datum::double(hi)))
+        }
+        (PrimitiveType::String, Statistics::ByteArray(s)) => {
+            // Only exact bounds: a truncated maximum is not a bound.
+            if !s.min_is_exact() || !s.max_is_exact() {
+                return None;
+            }
+            let lo = std::str::from_utf8(s.min_opt()?.data()).ok()?;
+            let hi = std::str::from_utf8(s.max_opt()?.data()).ok()?;
+            Some((Datum::string(lo), Datum::string(hi)))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_file_names_are_safe_path_segments() {
+        assert_eq!(sanitize("/tmp/a b/../x.parquet"), "x");
+        assert_eq!(sanitize("..\\evil.csv"), "evil");
+        assert_eq!(sanitize("..."), "f...");
+        assert_eq!(sanitize(""), "f");
+        assert!(sanitize(&"x".repeat(500)).len() <= 64);
+    }
+}

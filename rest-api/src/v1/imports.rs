@@ -1,0 +1,308 @@
+//! `POST /api/v1/imports`: Parquet and CSV files into a table, as a run of kind `import`
+//! (DESIGN §5). The body is `multipart/form-data`: a `request` part (JSON, `ImportBody`)
+//! and one part per uploaded file. Files on the server's side are named in
+//! `request.sources` and accepted only under the roots `floe serve --import-root` names.
+//!
+//! Uploads stream to a staging folder under the data folder (hashed with BLAKE3 on the
+//! way), capped in total; the staging folder is removed when the import ends.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::ErrorBody;
+
+/// What to import where (the `request` part).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImportBody {
+    /// The table, `namespace.table`.
+    pub table: String,
+    /// The branch to land on (default `main`).
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// `create`, `append` or `replace`. Default: create when the table is absent;
+    /// otherwise the import is refused and says to choose append or replace.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Infer and check the schema, answer the plan, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Import files even if they were imported into the table before.
+    #[serde(default)]
+    pub force: bool,
+    /// Files on the server (`file://` URLs or absolute paths) under an import root.
+    #[serde(default)]
+    pub sources: Vec<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/imports", tag = "imports", operation_id = "import",
+    request_body(content = String, content_type = "multipart/form-data",
+        description = "A `request` part (JSON, ImportBody) and one part per file to upload (its filename says .parquet or .csv)."),
+    responses(
+        (status = 200, description = "A dry run: the schema and what each file would become", body = Object),
+        (status = 201, description = "Imported and landed as one commit: the run, the commit, the snapshot, per-file outcomes", body = Object),
+        (status = 400, description = "A bad request, unreadable or incompatible files (per file and column), a missing namespace", body = ErrorBody),
+        (status = 403, description = "A server-side source outside every import root", body = ErrorBody),
+        (status = 404, description = "The branch does not exist", body = ErrorBody),
+        (status = 409, description = "The table exists (mode create), a file was imported before, or a concurrent change to the table: the run failed and changed nothing", body = ErrorBody),
+        (status = 413, description = "The uploads exceed the server's import limit", body = ErrorBody),
+        (status = 500, description = "Server failure", body = ErrorBody),
+        (status = 501, description = "This server was built without compute", body = ErrorBody),
+    ))]
+pub async fn import(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Response {
+    run(state, headers, multipart).await
+}
+
+#[cfg(not(feature = "compute"))]
+async fn run(
+    _state: AppState,
+    _headers: HeaderMap,
+    _multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Response {
+    axum::response::IntoResponse::into_response(crate::error::ApiError::new(
+        axum::http::StatusCode::NOT_IMPLEMENTED,
+        "NotImplemented",
+        "this server was built without compute (the `compute` feature); imports need it",
+    ))
+}
+
+#[cfg(feature = "compute")]
+async fn run(
+    state: AppState,
+    headers: HeaderMap,
+    multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    use crate::error::ApiError;
+
+    let multipart = match multipart {
+        Ok(m) => m,
+        Err(e) => {
+            return ApiError::bad_request(format!(
+                "send the import as multipart/form-data with a `request` part: {}",
+                e.body_text()
+            ))
+            .into_response();
+        }
+    };
+    let staging = state
+        .options
+        .staging_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(uuid::Uuid::now_v7().to_string());
+    let outcome = staged(&state, &headers, multipart, &staging).await;
+    let _ = tokio::fs::remove_dir_all(&staging).await;
+    match outcome {
+        Ok(outcome) => {
+            let status = if outcome.dry_run {
+                StatusCode::OK
+            } else {
+                state.metrics.commit();
+                StatusCode::CREATED
+            };
+            (
+                status,
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                serde_json::to_string(&outcome).expect("an import outcome serializes"),
+            )
+                .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(feature = "compute")]
+async fn staged(
+    state: &AppState,
+    headers: &HeaderMap,
+    mut multipart: axum::extract::Multipart,
+    staging: &std::path::Path,
+) -> Result<floe_compute::ImportOutcome, crate::error::ApiError> {
+    use axum::http::StatusCode;
+    use floe_compute::{ImportFile, ImportMode, ImportRequest};
+    use tokio::io::AsyncWriteExt;
+
+    use crate::error::ApiError;
+    use crate::extract;
+
+    let limit = state.options.import_max_bytes;
+    let mut body: Option<ImportBody> = None;
+    let mut files = Vec::new();
+    let mut total: u64 = 0;
+    let broken = |e: axum::extract::multipart::MultipartError| {
+        ApiError::new(
+            e.status(),
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "PayloadTooLarge"
+            } else {
+                "BadRequest"
+            },
+            format!("cannot read the multipart body: {}", e.body_text()),
+        )
+    };
+    while let Some(mut field) = multipart.next_field().await.map_err(broken)? {
+        let part = field.name().unwrap_or_default().to_owned();
+        if part == "request" {
+            let bytes = field.bytes().await.map_err(broken)?;
+            if bytes.len() > crate::BODY_BYTES_MAX {
+                return Err(ApiError::bad_request("the request part is too large"));
+            }
+            body = Some(extract::json(&bytes)?);
+            continue;
+        }
+        let name = field
+            .file_name()
+            .map(str::to_owned)
+            .unwrap_or_else(|| part.clone());
+        if name.is_empty() {
+            return Err(ApiError::bad_request(
+                "each file part needs a filename (it says .parquet or .csv)",
+            ));
+        }
+        tokio::fs::create_dir_all(staging)
+            .await
+            .map_err(|e| ApiError::internal(&format!("creating the staging folder: {e}")))?;
+        let path = staging.join(files.len().to_string());
+        let mut out = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| ApiError::internal(&format!("staging an upload: {e}")))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut size: u64 = 0;
+        while let Some(chunk) = field.chunk().await.map_err(broken)? {
+            size += chunk.len() as u64;
+            total += chunk.len() as u64;
+            if total > limit {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PayloadTooLarge",
+                    format!(
+                        "the uploads exceed this server's import limit of {limit} bytes (floe serve --import-max-bytes); import fewer or smaller files, or name server-side files under an --import-root"
+                    ),
+                ));
+            }
+            hasher.update(&chunk);
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| ApiError::internal(&format!("staging an upload: {e}")))?;
+        }
+        out.flush()
+            .await
+            .map_err(|e| ApiError::internal(&format!("staging an upload: {e}")))?;
+        files.push(ImportFile {
+            name,
+            path,
+            blake3: hasher.finalize().to_hex().to_string(),
+            size,
+        });
+    }
+    let Some(body) = body else {
+        return Err(ApiError::bad_request(
+            "the multipart body has no `request` part (JSON: table, branch, mode, dryRun, force, sources)",
+        ));
+    };
+    for source in &body.sources {
+        files.push(server_file(state, source).await?);
+    }
+    let table = extract::key(&body.table)?;
+    if table.element_count() < 2 {
+        return Err(ApiError::bad_request(format!(
+            "name the table as namespace.table, got {}",
+            body.table
+        )));
+    }
+    let branch = extract::spec(body.branch.as_deref().unwrap_or("main"))?;
+    let mode = match body.mode.as_deref() {
+        None => None,
+        Some(m) => Some(ImportMode::parse(m).ok_or_else(|| {
+            ApiError::bad_request(format!("mode must be create, append or replace, got {m:?}"))
+        })?),
+    };
+    let request = ImportRequest {
+        table,
+        branch,
+        mode,
+        dry_run: body.dry_run,
+        force: body.force,
+        files,
+    };
+    let principal = crate::write::principal(headers);
+    state
+        .importer
+        .run(&principal, request)
+        .await
+        .map_err(ApiError::from)
+}
+
+/// A server-side file named in `sources`, confined to the import roots.
+#[cfg(feature = "compute")]
+async fn server_file(
+    state: &AppState,
+    source: &str,
+) -> Result<floe_compute::ImportFile, crate::error::ApiError> {
+    use axum::http::StatusCode;
+
+    use crate::error::ApiError;
+
+    let roots = state.options.import_roots.clone();
+    if roots.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "ImportRootRequired",
+            format!(
+                "this server reads no server-side files ({source}); upload the file, or start the server with --import-root naming the folder"
+            ),
+        ));
+    }
+    let raw = source.strip_prefix("file://").unwrap_or(source).to_owned();
+    let source = source.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let path = std::path::Path::new(&raw);
+        if !path.is_absolute() || raw.contains('\0') {
+            return Err(ApiError::bad_request(format!(
+                "{source}: name server-side files by absolute path or file:// URL (other object stores are not configured)"
+            )));
+        }
+        let real = std::fs::canonicalize(path).map_err(|e| {
+            ApiError::bad_request(format!("{source}: cannot open it on the server: {e}"))
+        })?;
+        let inside = roots.iter().any(|root| {
+            std::fs::canonicalize(root).is_ok_and(|root| real.starts_with(&root) && real != root)
+        });
+        if !inside {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "OutsideImportRoots",
+                format!("{source} is not under any --import-root of this server"),
+            ));
+        }
+        if !real.is_file() {
+            return Err(ApiError::bad_request(format!("{source} is not a file")));
+        }
+        let mut hasher = blake3::Hasher::new();
+        let file = std::fs::File::open(&real)
+            .map_err(|e| ApiError::bad_request(format!("{source}: cannot read it: {e}")))?;
+        hasher
+            .update_reader(file)
+            .map_err(|e| ApiError::bad_request(format!("{source}: cannot read it: {e}")))?;
+        let size = std::fs::metadata(&real).map(|m| m.len()).unwrap_or(0);
+        Ok(floe_compute::ImportFile {
+            name: source,
+            path: real,
+            blake3: hasher.finalize().to_hex().to_string(),
+            size,
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(&format!("hashing a source: {e}")))?
+}
