@@ -20,6 +20,7 @@ use datafusion::execution::context::{SQLOptions, SessionContext};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{DataFrame, SessionConfig};
+use datafusion::sql::parser::Statement as DfStatement;
 use floe_catalog::{Catalog, CatalogError, Principal};
 use floe_commits::{ContentKey, Hash, RefSpec};
 use futures::{Future, Stream};
@@ -144,8 +145,14 @@ impl QueryEngine {
     }
 
     fn session(&self) -> Result<SessionContext, QueryError> {
+        // No spilling: a query's memory is its limit, and the server's disk is not a
+        // query's scratch space.
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_bytes, 1.0)
+            .with_disk_manager_builder(
+                datafusion::execution::disk_manager::DiskManagerBuilder::default()
+                    .with_mode(datafusion::execution::disk_manager::DiskManagerMode::Disabled),
+            )
             .build_arc()
             .map_err(|e| QueryError::Engine(e.strip_backtrace()))?;
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
@@ -211,6 +218,12 @@ impl QueryEngine {
         let statement = state
             .sql_to_statement(&request.sql, &dialect)
             .map_err(|e| QueryError::Invalid(e.strip_backtrace()))?;
+        if !is_query(&statement) {
+            return Err(QueryError::Invalid(format!(
+                "{}: floe runs queries only (SELECT, WITH, VALUES, EXPLAIN); write through a branch with an Iceberg client or an import",
+                first_words(&request.sql)
+            )));
+        }
         let references = state
             .resolve_table_references(&statement)
             .map_err(|e| QueryError::Invalid(e.strip_backtrace()))?;
@@ -227,7 +240,14 @@ impl QueryEngine {
         };
         let log = ScanLog::default();
         let file_io = self.catalog.file_io()?;
+        let functions = state.table_functions().clone();
         for reference in references {
+            // `range(10)` and the like are table functions, not tables.
+            if let TableReference::Bare { table } = &reference
+                && functions.contains_key(table.as_ref())
+            {
+                continue;
+            }
             let key = table_key(&reference, &default)?;
             let catalog = self.catalog.clone();
             let who = principal.clone();
@@ -286,6 +306,26 @@ impl QueryEngine {
             })?;
         Ok((at, DataFrame::new(ctx.state(), plan), log))
     }
+}
+
+/// True for statements that only read: a query, or EXPLAIN of one.
+fn is_query(statement: &DfStatement) -> bool {
+    use datafusion::sql::sqlparser::ast::Statement as Sql;
+    match statement {
+        DfStatement::Statement(s) => match s.as_ref() {
+            Sql::Query(_) => true,
+            Sql::Explain { statement, .. } => matches!(statement.as_ref(), Sql::Query(_)),
+            _ => false,
+        },
+        DfStatement::Explain(e) => is_query(&e.statement),
+        _ => false,
+    }
+}
+
+/// The start of a statement, for messages.
+fn first_words(sql: &str) -> String {
+    let words: Vec<&str> = sql.split_whitespace().take(3).collect();
+    words.join(" ")
 }
 
 /// The catalog key a table reference names: `t` in the default namespace, `ns.t`,

@@ -124,8 +124,23 @@ pub struct Reply {
 
 impl Running {
     pub fn start() -> Running {
+        Running::start_args(&[])
+    }
+
+    /// A server started with extra `floe serve` flags.
+    pub fn start_args(extra: &[&str]) -> Running {
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(dir.path());
+        let server = Server::start_with(
+            Command::new(env!("CARGO_BIN_EXE_floe"))
+                .args([
+                    "serve",
+                    "--addr",
+                    "127.0.0.1:0",
+                    "--data-dir",
+                    dir.path().to_str().unwrap(),
+                ])
+                .args(extra),
+        );
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
@@ -203,6 +218,37 @@ impl Running {
             other => panic!("unsupported method {other}"),
         };
         Running::reply(response.unwrap())
+    }
+
+    /// A query: status, headers and the answer's bytes, in the format `accept` asks for.
+    pub fn query(&self, body: &Value, accept: &str) -> (u16, ureq::http::HeaderMap, Vec<u8>) {
+        let mut response = self
+            .agent
+            .post(format!("{}/api/v1/query", self.url()))
+            .header("Accept", accept)
+            .content_type("application/json")
+            .send(body.to_string())
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .unwrap();
+        (status, headers, bytes)
+    }
+
+    /// A query answered as JSON rows (or an error body).
+    pub fn query_json(&self, body: Value) -> Reply {
+        let (status, headers, bytes) = self.query(&body, "application/json");
+        Reply {
+            status,
+            body: serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes))),
+            headers,
+        }
     }
 
     pub fn post(&self, path: &str, body: Value) -> Reply {

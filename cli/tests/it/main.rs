@@ -7,6 +7,7 @@
 mod api;
 mod cli;
 mod clients;
+mod data;
 mod harness;
 mod iceberg;
 mod iceberg_rust;
