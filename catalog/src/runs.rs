@@ -372,3 +372,168 @@ impl Catalog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Authored;
+
+    fn setup() -> (Catalog, Principal, RefSpec) {
+        (
+            Catalog::in_memory(),
+            Principal::named("ann"),
+            RefSpec::parse("main").unwrap(),
+        )
+    }
+
+    #[test]
+    fn recovery_fails_a_run_that_never_landed_and_seals_it() {
+        let (catalog, who, main) = setup();
+        let (record, executor) = catalog
+            .start_run(&who, &main, RunKind::Import, "import x".to_owned())
+            .unwrap();
+        let branch = RefSpec::parse(record.branch().as_str()).unwrap();
+        let ns = ContentKey::new(["db"]).unwrap();
+        catalog
+            .create_namespace(
+                &executor,
+                &branch,
+                &ns,
+                BTreeMap::new(),
+                &Authored::default(),
+                None,
+            )
+            .unwrap();
+        // Only the executor writes the run branch.
+        let refused = catalog.create_namespace(
+            &who,
+            &branch,
+            &ContentKey::new(["other"]).unwrap(),
+            BTreeMap::new(),
+            &Authored::default(),
+            None,
+        );
+        assert!(refused.is_err());
+        let settled = catalog.recover_runs().unwrap();
+        assert_eq!(settled.len(), 1);
+        assert_eq!(settled[0].state, RunState::Failed);
+        assert!(settled[0].error.as_deref().unwrap().contains("stopped"));
+        // A second recovery has nothing to do.
+        assert!(catalog.recover_runs().unwrap().is_empty());
+        let head = catalog.store.get_ref(&record.branch()).unwrap().head;
+        let sealed = catalog
+            .merge(
+                &who,
+                &RefSpec::parse(&head.to_hex()).unwrap(),
+                &main,
+                &crate::MergeRequest::default(),
+                None,
+            )
+            .unwrap_err();
+        assert!(matches!(sealed, CatalogError::RunSealed { .. }), "{sealed}");
+        assert!(sealed.to_string().contains(&record.id), "{sealed}");
+    }
+
+    #[test]
+    fn recovery_finds_a_landing_whose_record_was_not_updated() {
+        let (catalog, who, main) = setup();
+        let (record, executor) = catalog
+            .start_run(&who, &main, RunKind::Import, "import x".to_owned())
+            .unwrap();
+        let branch = RefSpec::parse(record.branch().as_str()).unwrap();
+        let ns = ContentKey::new(["db"]).unwrap();
+        catalog
+            .create_namespace(
+                &executor,
+                &branch,
+                &ns,
+                BTreeMap::new(),
+                &Authored::default(),
+                None,
+            )
+            .unwrap();
+        // An unrelated commit on the target does not block the landing.
+        catalog
+            .create_namespace(
+                &who,
+                &main,
+                &ContentKey::new(["other"]).unwrap(),
+                BTreeMap::new(),
+                &Authored::default(),
+                None,
+            )
+            .unwrap();
+        let landing = Landing {
+            outputs: vec![ns.clone()],
+            inputs: Vec::new(),
+            message: "land".to_owned(),
+        };
+        let landed = catalog
+            .land_run(&executor, &record, &landing, &Authored::default())
+            .unwrap();
+        let commit = catalog.store.commit_object(&landed).unwrap();
+        assert_eq!(commit.properties.get(RUN_ID_PROPERTY), Some(&record.id));
+        assert_eq!(
+            commit.properties.get(RUN_SOURCE_PROPERTY).unwrap(),
+            "import x"
+        );
+        assert!(
+            catalog.store.get_ref(&record.branch()).is_err(),
+            "landed: branch deleted"
+        );
+        // A crash between the landing commit and the record's update.
+        catalog.put_record(&record).unwrap();
+        let settled = catalog.recover_runs().unwrap();
+        assert_eq!(settled.len(), 1);
+        assert_eq!(settled[0].state, RunState::Succeeded);
+        assert_eq!(settled[0].landed.as_deref(), Some(landed.to_hex().as_str()));
+        // Landing twice conflicts: the namespace exists now.
+        let (again, executor) = catalog
+            .start_run(&who, &main, RunKind::Import, "import y".to_owned())
+            .unwrap();
+        let branch = RefSpec::parse(again.branch().as_str()).unwrap();
+        let fork_head = catalog.resolve(&who, &main).unwrap().hash;
+        catalog
+            .update_namespace_properties(
+                &executor,
+                &branch,
+                &ns,
+                &crate::PropertiesUpdate {
+                    updates: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
+                    removals: Vec::new(),
+                },
+                &Authored::default(),
+                None,
+            )
+            .unwrap();
+        catalog
+            .update_namespace_properties(
+                &who,
+                &main,
+                &ns,
+                &crate::PropertiesUpdate {
+                    updates: BTreeMap::from([("k".to_owned(), "w".to_owned())]),
+                    removals: Vec::new(),
+                },
+                &Authored::default(),
+                None,
+            )
+            .unwrap();
+        let moved = catalog.resolve(&who, &main).unwrap().hash;
+        assert_ne!(moved, fork_head);
+        let conflict = catalog
+            .land_run(
+                &executor,
+                &again,
+                &Landing {
+                    outputs: vec![ns],
+                    inputs: Vec::new(),
+                    message: "land".to_owned(),
+                },
+                &Authored::default(),
+            )
+            .unwrap_err();
+        assert!(matches!(conflict, CatalogError::Write(_)), "{conflict}");
+        assert_eq!(catalog.resolve(&who, &main).unwrap().hash, moved);
+    }
+}

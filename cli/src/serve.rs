@@ -188,6 +188,10 @@ mod tests {
         let args = ServeArgs {
             addr: "127.0.0.1:0".to_owned(),
             data_dir: dir.path().to_owned(),
+            query_timeout: 300,
+            query_memory: 1024,
+            import_roots: Vec::new(),
+            import_max_bytes: floe_rest::IMPORT_BYTES_MAX,
         };
         let server = {
             let backend = backend.clone();

@@ -15,6 +15,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
+#[cfg(test)]
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -375,15 +377,34 @@ fn name_mapping(schema: &Schema) -> String {
         .expect("a name mapping serializes")
 }
 
+/// Called on the run branch's work just before it lands (tests race a writer there).
+pub type LandingHook = Arc<dyn Fn(&Catalog) + Send + Sync>;
+
 /// Runs imports over one catalog.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Importer {
     catalog: Catalog,
+    before_landing: Option<LandingHook>,
+}
+
+impl std::fmt::Debug for Importer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Importer").finish_non_exhaustive()
+    }
 }
 
 impl Importer {
     pub fn new(catalog: Catalog) -> Importer {
-        Importer { catalog }
+        Importer {
+            catalog,
+            before_landing: None,
+        }
+    }
+
+    /// Runs `hook` after an import's work and before its landing.
+    pub fn with_landing_hook(mut self, hook: LandingHook) -> Importer {
+        self.before_landing = Some(hook);
+        self
     }
 
     /// Imports (or, on a dry run, plans) the request's files into its table.
@@ -539,6 +560,7 @@ impl Importer {
             mode,
             schema,
             table_arrow: Arc::new(table_arrow),
+            before_landing: self.before_landing.clone(),
         };
         let landed = work.run(&files, &mut outcomes).await;
         match landed {
@@ -615,6 +637,7 @@ struct Work {
     mode: ImportMode,
     schema: Schema,
     table_arrow: SchemaRef,
+    before_landing: Option<LandingHook>,
 }
 
 impl Work {
@@ -714,8 +737,12 @@ impl Work {
         let record = self.record.clone();
         let key = self.table.clone();
         let mode = self.mode;
+        let hook = self.before_landing.clone();
         let commit = blocking(move || {
             catalog.commit_table(&executor, &branch, change, &Authored::default(), None)?;
+            if let Some(hook) = hook {
+                hook(&catalog);
+            }
             let landing = Landing {
                 outputs: vec![key.clone()],
                 inputs: Vec::new(),
@@ -1212,7 +1239,185 @@ fn bounds(p: &PrimitiveType, stats: &Statistics) -> Option<(Datum, Datum)> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::Field;
+    use floe_catalog::{RunState, Warehouse};
+    use floe_commits::{RefKind, RefName};
+
     use super::*;
+
+    struct Fixture {
+        catalog: Catalog,
+        who: Principal,
+        main: RefSpec,
+        dir: tempfile::TempDir,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Warehouse::open(&dir.path().join("warehouse")).unwrap();
+        let catalog = Catalog::in_memory().with_warehouse(warehouse);
+        let who = Principal::anonymous();
+        let main = RefSpec::parse("main").unwrap();
+        catalog
+            .create_namespace(
+                &who,
+                &main,
+                &ContentKey::new(["db"]).unwrap(),
+                BTreeMap::new(),
+                &Authored::default(),
+                None,
+            )
+            .unwrap();
+        Fixture {
+            catalog,
+            who,
+            main,
+            dir,
+        }
+    }
+
+    fn ids(f: &Fixture, name: &str, ids: Range<i64>) -> ImportFile {
+        let schema = Arc::new(ArrowSchema::new(vec![Field::new(
+            "id",
+            DataType::Int64,
+            true,
+        )]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(ids.collect::<Vec<_>>()))],
+        )
+        .unwrap();
+        let path = f.dir.path().join(name);
+        let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        ImportFile {
+            name: name.to_owned(),
+            blake3: format!("{:x}", bytes.len()) + name,
+            size: bytes.len() as u64,
+            path,
+        }
+    }
+
+    fn request(f: &Fixture, mode: Option<ImportMode>, file: ImportFile) -> ImportRequest {
+        ImportRequest {
+            table: ContentKey::new(["db", "t"]).unwrap(),
+            branch: f.main.clone(),
+            mode,
+            dry_run: false,
+            force: false,
+            files: vec![file],
+        }
+    }
+
+    fn snapshots(f: &Fixture) -> usize {
+        let key = ContentKey::new(["db", "t"]).unwrap();
+        let (_, t) = f.catalog.load_table(&f.who, &f.main, &key).unwrap();
+        t.metadata.snapshots().count()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_concurrent_change_to_the_table_fails_the_import_cleanly() {
+        let f = fixture();
+        let first = ids(&f, "a.parquet", 0..10);
+        Importer::new(f.catalog.clone())
+            .run(&f.who, request(&f, None, first))
+            .await
+            .unwrap();
+        // Another writer changes the table between the import's fork and its landing.
+        let hook: LandingHook = Arc::new(|catalog: &Catalog| {
+            let key = ContentKey::new(["db", "t"]).unwrap();
+            let change = TableChange {
+                key,
+                requirements: Vec::new(),
+                updates: vec![TableUpdate::SetProperties {
+                    updates: HashMap::from([("owner".to_owned(), "someone else".to_owned())]),
+                }],
+            };
+            catalog
+                .commit_table(
+                    &Principal::named("other"),
+                    &RefSpec::parse("main").unwrap(),
+                    change,
+                    &Authored::default(),
+                    None,
+                )
+                .unwrap();
+        });
+        let second = ids(&f, "b.parquet", 10..20);
+        let err = Importer::new(f.catalog.clone())
+            .with_landing_hook(hook)
+            .run(&f.who, request(&f, Some(ImportMode::Append), second))
+            .await
+            .unwrap_err();
+        let ImportError::RunFailed { run, .. } = &err else {
+            panic!("{err}");
+        };
+        assert!(
+            matches!(err.root(), ImportError::Catalog(CatalogError::Write(_))),
+            "{err}"
+        );
+        assert!(err.to_string().contains("db.t"), "{err}");
+        // The target has the other writer's change and not the import's rows.
+        assert_eq!(snapshots(&f), 1);
+        let key = ContentKey::new(["db", "t"]).unwrap();
+        let (_, t) = f.catalog.load_table(&f.who, &f.main, &key).unwrap();
+        assert_eq!(
+            t.metadata.properties().get("owner").unwrap(),
+            "someone else"
+        );
+        let record = f.catalog.run_record(run).unwrap().unwrap();
+        assert_eq!(record.state, RunState::Failed);
+        // Its work is sealed.
+        let sealed = f
+            .catalog
+            .create_ref(
+                &f.who,
+                &RefName::parse("rescue").unwrap(),
+                RefKind::Branch,
+                &RefSpec::parse(record.branch().as_str()).unwrap(),
+                None,
+            )
+            .unwrap_err();
+        assert!(matches!(sealed, CatalogError::RunSealed { .. }), "{sealed}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unrelated_concurrent_commits_do_not_block_an_import() {
+        let f = fixture();
+        let hook: LandingHook = Arc::new(|catalog: &Catalog| {
+            catalog
+                .create_namespace(
+                    &Principal::named("other"),
+                    &RefSpec::parse("main").unwrap(),
+                    &ContentKey::new(["elsewhere"]).unwrap(),
+                    BTreeMap::new(),
+                    &Authored::default(),
+                    None,
+                )
+                .unwrap();
+        });
+        let outcome = Importer::new(f.catalog.clone())
+            .with_landing_hook(hook)
+            .run(&f.who, request(&f, None, ids(&f, "a.parquet", 0..10)))
+            .await
+            .unwrap();
+        assert_eq!(outcome.rows, 10);
+        assert_eq!(snapshots(&f), 1);
+        let record = outcome.run.unwrap();
+        assert_eq!(record.state, RunState::Succeeded);
+        // Landed: one commit with the run's id on main; the run branch is gone.
+        let head = f.catalog.resolve(&f.who, &f.main).unwrap().hash;
+        assert_eq!(outcome.commit.unwrap(), head.to_hex());
+        assert!(
+            f.catalog.get_ref(&f.who, &record.branch()).is_err(),
+            "a landed run's branch is deleted"
+        );
+    }
 
     #[test]
     fn data_file_names_are_safe_path_segments() {

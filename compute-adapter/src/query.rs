@@ -93,10 +93,14 @@ impl QueryError {
                 limit: limits.memory_bytes,
                 detail: detail.clone(),
             },
+            // What the statement asked for cannot be planned or computed (a syntax error, a
+            // division by zero, a failed cast): the query's fault, not the server's.
             DataFusionError::SQL(..)
             | DataFusionError::Plan(_)
             | DataFusionError::SchemaError(..)
-            | DataFusionError::NotImplemented(_) => QueryError::Invalid(e.strip_backtrace()),
+            | DataFusionError::NotImplemented(_)
+            | DataFusionError::Execution(_)
+            | DataFusionError::ArrowError(..) => QueryError::Invalid(e.strip_backtrace()),
             DataFusionError::External(inner) => {
                 if let Some(e) = inner.downcast_ref::<QueryError>() {
                     return match e {

@@ -235,7 +235,7 @@ mod tests {
                 DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
                 "string",
             ),
-            (DataType::Decimal128(10, 2), "decimal(10,2)"),
+            (DataType::Decimal128(10, 2), "decimal(10, 2)"),
         ];
         for (arrow, iceberg) in cases {
             assert_eq!(type_name(&shape(&arrow).unwrap()), iceberg, "{arrow}");

@@ -102,6 +102,18 @@ pub fn router(catalog: Catalog) -> Router {
 
 /// The whole HTTP surface, set up by `options`.
 pub fn router_with(catalog: Catalog, options: &ServerOptions) -> Router {
+    let state = app_state(catalog, options);
+    let routes = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .nest("/api/v1", v1::router())
+        .nest("/iceberg", iceberg::router());
+    layered(routes, state)
+}
+
+/// What every handler of a server holds.
+fn app_state(catalog: Catalog, options: &ServerOptions) -> AppState {
     #[cfg(feature = "compute")]
     let query = {
         let mut limits = floe_compute::QueryLimits::default();
@@ -115,7 +127,7 @@ pub fn router_with(catalog: Catalog, options: &ServerOptions) -> Router {
     };
     #[cfg(feature = "compute")]
     let importer = floe_compute::Importer::new(catalog.clone());
-    let state = AppState {
+    AppState {
         catalog,
         metrics: Arc::new(Metrics::default()),
         in_flight: Arc::default(),
@@ -125,14 +137,7 @@ pub fn router_with(catalog: Catalog, options: &ServerOptions) -> Router {
         #[cfg(feature = "compute")]
         importer,
         options: Arc::new(options.clone()),
-    };
-    let routes = Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .nest("/api/v1", v1::router())
-        .nest("/iceberg", iceberg::router());
-    layered(routes, state)
+    }
 }
 
 /// The fallbacks, limits and the observing layer every route runs under.
@@ -282,12 +287,7 @@ mod tests {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = AppState {
-            catalog: Catalog::in_memory(),
-            metrics: Arc::default(),
-            in_flight: Arc::default(),
-            permits: Arc::new(tokio::sync::Semaphore::new(4)),
-        };
+        let state = app_state(Catalog::in_memory(), &ServerOptions::default());
         async fn boom() -> Response {
             panic!("a bug")
         }

@@ -396,6 +396,18 @@ fn bad_queries_are_clear_4xx_and_change_nothing() {
         ),
         (json!({ "sql": " " }), 400, "BadRequest", "empty"),
         (
+            json!({ "sql": "SELECT 1 / (id - id) FROM db.t" }),
+            400,
+            "InvalidQuery",
+            "Divide by zero",
+        ),
+        (
+            json!({ "sql": "SELECT CAST(name AS INT) FROM db.t" }),
+            400,
+            "InvalidQuery",
+            "Cast",
+        ),
+        (
             json!({ "sql": "SELECT 1", "ref": "nope" }),
             404,
             "RefNotFound",
