@@ -109,3 +109,62 @@ fn slow_concurrent_transactions_never_write_skew() {
     let out = scenario(&s, "write_skew.py");
     assert!(out.contains("never both"), "{out}");
 }
+
+#[test]
+fn slow_imported_tables_read_alike_in_every_client() {
+    if !slow() {
+        return;
+    }
+    let s = Running::start();
+    let cfg = s.config_dir();
+    s.namespace("main", "db");
+    let dir = s.dir.path().join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    // ids 0..1000 as Parquet (added as it is), 1000..1100 as CSV (converted).
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("id", arrow::datatypes::DataType::Int64, true),
+        arrow::datatypes::Field::new("name", arrow::datatypes::DataType::Utf8, true),
+    ]));
+    let batch = arrow::array::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            std::sync::Arc::new(arrow::array::Int64Array::from(
+                (0..1000).collect::<Vec<i64>>(),
+            )),
+            std::sync::Arc::new(arrow::array::StringArray::from(
+                (0..1000).map(|i| format!("n{i}")).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .unwrap();
+    let parquet_file = dir.join("a.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&parquet_file).unwrap(),
+        schema,
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let csv_file = dir.join("b.csv");
+    let mut text = "id,name\n".to_owned();
+    for i in 1000..1100 {
+        text.push_str(&format!("{i},n{i}\n"));
+    }
+    std::fs::write(&csv_file, text).unwrap();
+    let out = s.floe(
+        &cfg,
+        &[
+            "--json",
+            "import",
+            parquet_file.to_str().unwrap(),
+            csv_file.to_str().unwrap(),
+            "--table",
+            "db.t",
+        ],
+    );
+    let outcome = out.json();
+    assert_eq!(outcome["files"][0]["action"], "copy", "{outcome}");
+    assert_eq!(outcome["files"][1]["action"], "convert", "{outcome}");
+    scenario(&s, "imported_tables.py");
+}

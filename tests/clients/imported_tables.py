@@ -1,0 +1,75 @@
+"""floe's query API and imports beside the real clients: tables floe imported (Parquet
+copied as it is with a name mapping, CSV converted) read the same through PyIceberg, DuckDB
+and floe's query API; a partitioned table PyIceberg wrote is pruned by partition; rows
+DuckDB deletes (delete files) are gone from floe's answers too.
+
+The Rust side has imported db.t (ids 0..1000 from Parquet, 1000..1100 from CSV) first."""
+
+import json
+import os
+import urllib.request
+
+import duckdb
+import duckdb_extension_avro as avro
+import duckdb_extension_httpfs as httpfs
+import duckdb_extension_iceberg as iceberg
+import pyarrow as pa
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.transforms import IdentityTransform
+from pyiceberg.types import LongType, NestedField, StringType
+
+from floe_client import URL, catalog
+
+
+def query(sql, ref="main"):
+    """floe's query API: (rows, files scanned, files total)."""
+    req = urllib.request.Request(
+        URL + "/api/v1/query", method="POST",
+        data=json.dumps({"sql": sql, "ref": ref}).encode(),
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
+    with urllib.request.urlopen(req) as r:
+        return (json.loads(r.read()), int(r.headers["Floe-Files-Scanned"]), int(r.headers["Floe-Files-Total"]))
+
+
+cat = catalog("floe", "main")
+t = cat.load_table("db.t")
+arrow = t.scan().to_arrow()
+assert arrow.num_rows == 1100, arrow.num_rows
+assert sum(arrow.column("id").to_pylist()) == sum(range(1100))
+rows, _, _ = query("SELECT count(*) AS n, sum(id) AS s, min(name) AS lo FROM db.t")
+assert rows == [{"n": 1100, "s": sum(range(1100)), "lo": min(arrow.column("name").to_pylist())}], rows
+
+con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
+for module, name in ((httpfs, "httpfs"), (avro, "avro"), (iceberg, "iceberg")):
+    path = f"{os.path.dirname(module.__file__)}/extensions/v{duckdb.__version__}/{name}.duckdb_extension"
+    con.execute(f"LOAD '{path}'")
+con.execute(f"ATTACH 'main' AS m (TYPE iceberg, ENDPOINT '{URL}/iceberg', AUTHORIZATION_TYPE 'none')")
+assert con.execute("SELECT count(*), sum(id) FROM m.db.t").fetchall() == [(1100, sum(range(1100)))]
+
+# A partitioned table written by PyIceberg: one file per region; a filter on the region
+# reads one file.
+schema = Schema(
+    NestedField(1, "id", LongType(), required=False),
+    NestedField(2, "region", StringType(), required=False),
+)
+spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="region"))
+p = cat.create_table("db.p", schema=schema, partition_spec=spec)
+regions = ["north", "south", "east", "west"]
+p.append(pa.table({
+    "id": pa.array(range(400), pa.int64()),
+    "region": pa.array([regions[i % 4] for i in range(400)], pa.string()),
+}))
+rows, scanned, total = query("SELECT count(*) AS n FROM db.p WHERE region = 'east'")
+assert rows == [{"n": 100}], rows
+assert (scanned, total) == (1, 4), (scanned, total)
+rows, scanned, _ = query("SELECT count(*) AS n FROM db.p")
+assert rows == [{"n": 400}] and scanned == 4, (rows, scanned)
+
+# DuckDB deletes rows of the imported table; floe's answers leave them out.
+con.execute("DELETE FROM m.db.t WHERE id < 10")
+rows, _, _ = query("SELECT count(*) AS n, min(id) AS lo FROM db.t")
+assert rows == [{"n": 1090, "lo": 10}], rows
+assert cat.load_table("db.t").scan().to_arrow().num_rows == 1090
+print("ok")
