@@ -1057,36 +1057,60 @@ fn convert_file(
         safe: false,
         ..CastOptions::default()
     };
-    let mut row = 0u64;
-    for batch in reader {
-        let batch = batch.map_err(|e| {
-            bad(&format!(
-                "cannot read the rows after row {row}: {e} (the types were inferred from the first {CSV_INFER_ROWS} rows)"
-            ))
-        })?;
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(to.fields().len());
-        for field in to.fields() {
-            let column = match batch.column_by_name(field.name()) {
-                Some(c) => cast_with_options(c, field.data_type(), &options).map_err(|e| {
-                    bad(&format!(
-                        "column {} does not convert to {}: {e}",
-                        field.name(),
-                        field.data_type()
-                    ))
-                })?,
-                None => {
-                    datafusion::arrow::array::new_null_array(field.data_type(), batch.num_rows())
+    // Reading and casting on one thread, encoding and writing on this one: a file's
+    // conversion uses two cores.
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<RecordBatch, ImportError>>(2);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut row = 0u64;
+            for batch in reader {
+                let converted = batch
+                    .map_err(|e| {
+                        bad(&format!(
+                            "cannot read the rows after row {row}: {e} (the types were inferred from the first {CSV_INFER_ROWS} rows)"
+                        ))
+                    })
+                    .and_then(|batch| cast_batch(&batch, to, &options).map_err(|e| bad(&e)));
+                let failed = converted.is_err();
+                if let Ok(b) = &converted {
+                    row += b.num_rows() as u64;
                 }
-            };
-            columns.push(column);
+                if sender.send(converted).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        for converted in receiver {
+            writer.write(&converted?).map_err(|e| io(name, e))?;
         }
-        let converted =
-            RecordBatch::try_new(to.clone(), columns).map_err(|e: ArrowError| bad(&e))?;
-        row += converted.num_rows() as u64;
-        writer.write(&converted).map_err(|e| io(name, e))?;
-    }
+        Ok::<(), ImportError>(())
+    })?;
     let file = writer.into_inner().map_err(|e| io(name, e))?;
     file.sync_all().map_err(|e| io(name, e))
+}
+
+/// A batch in the table's Arrow schema: each column cast (checked: an overflow or an
+/// unparsable value is an error), missing optional columns as nulls.
+fn cast_batch(
+    batch: &RecordBatch,
+    to: &SchemaRef,
+    options: &CastOptions<'_>,
+) -> Result<RecordBatch, String> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(to.fields().len());
+    for field in to.fields() {
+        let column = match batch.column_by_name(field.name()) {
+            Some(c) => cast_with_options(c, field.data_type(), options).map_err(|e| {
+                format!(
+                    "column {} does not convert to {}: {e}",
+                    field.name(),
+                    field.data_type()
+                )
+            })?,
+            None => datafusion::arrow::array::new_null_array(field.data_type(), batch.num_rows()),
+        };
+        columns.push(column);
+    }
+    RecordBatch::try_new(to.clone(), columns).map_err(|e: ArrowError| e.to_string())
 }
 
 /// The data file entry of a Parquet file in the table: counts, sizes and bounds of its

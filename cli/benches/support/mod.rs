@@ -1,0 +1,141 @@
+//! What the benches of `cli/benches/` share: a `floe serve` child process, samples with
+//! percentiles, and the table of targets each bench prints at the end.
+
+#![allow(dead_code)] // each bench uses its own part of it
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `floe serve` child process on a free port.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    stderr: PathBuf,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path, stderr: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_floe"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(stderr).expect("a file for the server's stderr"))
+            .spawn()
+            .expect("floe serve starts");
+        // The first line says where it listens: "floe 0.1.0 listening on http://ADDR, data in ...".
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .expect("floe serve prints where it listens");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!(
+                    "no address in floe serve's first line {line:?}; stderr: {}",
+                    std::fs::read_to_string(stderr).unwrap_or_default()
+                )
+            })
+            .trim()
+            .to_owned();
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            stderr: stderr.to_owned(),
+        }
+    }
+
+    /// Kills the server and returns what it wrote to stderr.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Durations, sorted.
+pub struct Samples(pub Vec<Duration>);
+
+impl Samples {
+    pub fn new(mut v: Vec<Duration>) -> Samples {
+        assert!(!v.is_empty(), "no samples");
+        v.sort();
+        Samples(v)
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Nearest-rank percentile.
+    pub fn pct(&self, p: f64) -> Duration {
+        let rank = (self.0.len() as f64 * p).ceil() as usize;
+        self.0[rank.clamp(1, self.0.len()) - 1]
+    }
+    pub fn p50(&self) -> Duration {
+        self.pct(0.50)
+    }
+    pub fn p99(&self) -> Duration {
+        self.pct(0.99)
+    }
+}
+
+pub fn us(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 10_000.0 {
+        format!("{:.1} ms", us / 1e3)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+pub fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+/// The table of figures, targets and verdicts a bench ends with.
+#[derive(Default)]
+pub struct Report {
+    rows: Vec<(String, String, String, Option<bool>)>,
+}
+
+impl Report {
+    pub fn row(&mut self, figure: &str, target: &str, measured: &str, met: bool) {
+        self.rows
+            .push((figure.into(), target.into(), measured.into(), Some(met)));
+    }
+    pub fn info(&mut self, figure: &str, measured: &str) {
+        self.rows
+            .push((figure.into(), "—".into(), measured.into(), None));
+    }
+    pub fn print(&self, div: u64) {
+        println!();
+        if div != 1 {
+            println!("(counts divided by {div}: NOT the figures of record)");
+        }
+        println!("| Figure | Target | Measured | Verdict |");
+        println!("|---|---|---|---|");
+        for (figure, target, measured, met) in &self.rows {
+            let verdict = match met {
+                Some(true) => "met",
+                Some(false) => "**missed**",
+                None => "—",
+            };
+            println!("| {figure} | {target} | {measured} | {verdict} |");
+        }
+        let targets = self.rows.iter().filter(|r| r.3.is_some()).count();
+        let met = self.rows.iter().filter(|r| r.3 == Some(true)).count();
+        println!("\n{met} of {targets} targets met.");
+        println!("==========================================");
+    }
+}
