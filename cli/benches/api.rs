@@ -12,13 +12,16 @@
 //! (default `std::env::temp_dir()`). Every response's status is checked: a request
 //! answered with anything but the expected status stops the run with the answer.
 
+mod support;
+
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
+use support::{Report, Samples, Server, encode, machine_notes, ratio, us};
 
 use floe_commits::sled_store::{DurabilityEvent, DurabilityHook};
 use floe_commits::{
@@ -161,7 +164,7 @@ fn main() {
     // Refs that exist before the benchmark creates any: main and the three fixtures.
     let mut refs_made: u64 = 4;
 
-    let server = Server::start(&data_dir, &root.path().join("serve.stderr"));
+    let server = Server::start(&data_dir, &root.path().join("serve.stderr"), &[]);
     println!("server: {}", server.base);
     let base = server.base.clone();
     let pid = Some(server.child.id());
@@ -494,62 +497,6 @@ fn main() {
 
 // ---- the server under test -------------------------------------------------------------
 
-/// A running `floe serve`; killed when dropped (also when the benchmark panics).
-struct Server {
-    child: Child,
-    base: String,
-    stderr: PathBuf,
-}
-
-impl Server {
-    fn start(data_dir: &Path, stderr: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_floe"))
-            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(stderr).expect("a file for the server's stderr"))
-            .spawn()
-            .expect("floe serve starts");
-        // The first line says where it listens: "floe 0.1.0 listening on http://ADDR, data in ...".
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .expect("floe serve prints where it listens");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                panic!(
-                    "no address in floe serve's first line {line:?}; stderr: {}",
-                    std::fs::read_to_string(stderr).unwrap_or_default()
-                )
-            })
-            .trim()
-            .to_owned();
-        Server {
-            child,
-            base: format!("http://{addr}"),
-            stderr: stderr.to_owned(),
-        }
-    }
-
-    /// Kills the server and returns what it wrote to stderr.
-    fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// An in-process axum server on its own tokio runtime that answers `POST /x` with 201
 /// and a tiny JSON body: what the load generator and HTTP stack cost by themselves.
 fn trivial_server() -> (tokio::runtime::Runtime, String) {
@@ -781,18 +728,6 @@ fn list_all(client: &Client) -> (u64, Duration, u64) {
         }
     }
     (seen.len() as u64, start.elapsed(), pages)
-}
-
-/// Percent-encodes a query value (ref names hold only letters, digits, `.`, `_`, `-`, `/`).
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 struct Run {
@@ -1142,117 +1077,3 @@ fn raw_fdatasync(dir: &Path, n: usize) -> Samples {
 }
 
 // ---- figures ------------------------------------------------------------------------------
-
-/// Latencies, sorted.
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    fn new(mut v: Vec<Duration>) -> Samples {
-        assert!(!v.is_empty(), "no samples");
-        v.sort();
-        Samples(v)
-    }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    /// Nearest-rank percentile.
-    fn pct(&self, p: f64) -> Duration {
-        let rank = (self.0.len() as f64 * p).ceil() as usize;
-        self.0[rank.clamp(1, self.0.len()) - 1]
-    }
-    fn p50(&self) -> Duration {
-        self.pct(0.50)
-    }
-    fn p95(&self) -> Duration {
-        self.pct(0.95)
-    }
-    fn p99(&self) -> Duration {
-        self.pct(0.99)
-    }
-    fn mean(&self) -> Duration {
-        self.0.iter().sum::<Duration>() / self.0.len() as u32
-    }
-}
-
-fn us(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us >= 10_000.0 {
-        format!("{:.1} ms", us / 1e3)
-    } else {
-        format!("{us:.0} µs")
-    }
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
-}
-
-#[derive(Default)]
-struct Report {
-    rows: Vec<(String, String, String, Option<bool>)>,
-}
-
-impl Report {
-    fn row(&mut self, figure: &str, target: &str, measured: &str, met: bool) {
-        self.rows
-            .push((figure.into(), target.into(), measured.into(), Some(met)));
-    }
-    fn info(&mut self, figure: &str, measured: &str) {
-        self.rows
-            .push((figure.into(), "—".into(), measured.into(), None));
-    }
-    fn print(&self, div: u64) {
-        println!();
-        if div != 1 {
-            println!("(counts divided by {div}: NOT the figures of record)");
-        }
-        println!("| Figure | Target | Measured | Verdict |");
-        println!("|---|---|---|---|");
-        for (figure, target, measured, met) in &self.rows {
-            let verdict = match met {
-                Some(true) => "met",
-                Some(false) => "**missed**",
-                None => "—",
-            };
-            println!("| {figure} | {target} | {measured} | {verdict} |");
-        }
-        let targets = self.rows.iter().filter(|r| r.3.is_some()).count();
-        let met = self.rows.iter().filter(|r| r.3 == Some(true)).count();
-        println!("\n{met} of {targets} targets met.");
-        println!("==========================================");
-    }
-}
-
-fn machine_notes(dir: &Path) {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:").map(|m| m.trim().to_owned()))
-        .unwrap_or_default();
-    let run = |cmd: &str, args: &[&str]| {
-        Command::new(cmd)
-            .args(args)
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default()
-    };
-    let dir_s = dir.to_string_lossy();
-    println!(
-        "machine: {} cores ({model}), {mem} RAM, kernel {}; data under {} ({}, device {})",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        run("uname", &["-r"]),
-        dir.display(),
-        run("findmnt", &["-n", "-o", "FSTYPE", "-T", &dir_s]),
-        run("df", &["--output=source", &dir_s])
-            .lines()
-            .last()
-            .unwrap_or("?")
-    );
-}

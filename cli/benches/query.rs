@@ -26,7 +26,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Report, Samples, Server, ratio, us};
+use support::{Report, Samples, Server, machine_notes, ratio, us};
 
 const FILES: u64 = 10;
 const ROWS: u64 = 1_000_000;
@@ -69,6 +69,7 @@ fn main() {
             " (NOT for the record)"
         }
     );
+    machine_notes(root.path());
     python_step(
         &python,
         script,

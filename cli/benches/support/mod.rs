@@ -85,8 +85,14 @@ impl Samples {
     pub fn p50(&self) -> Duration {
         self.pct(0.50)
     }
+    pub fn p95(&self) -> Duration {
+        self.pct(0.95)
+    }
     pub fn p99(&self) -> Duration {
         self.pct(0.99)
+    }
+    pub fn mean(&self) -> Duration {
+        self.0.iter().sum::<Duration>() / self.0.len() as u32
     }
 }
 
@@ -138,4 +144,51 @@ impl Report {
         println!("\n{met} of {targets} targets met.");
         println!("==========================================");
     }
+}
+
+/// The machine a bench ran on, for the record.
+pub fn machine_notes(dir: &Path) {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:").map(|m| m.trim().to_owned()))
+        .unwrap_or_default();
+    let run = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let dir_s = dir.to_string_lossy();
+    println!(
+        "machine: {} cores ({model}), {mem} RAM, kernel {}; data under {} ({}, device {})",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        run("uname", &["-r"]),
+        dir.display(),
+        run("findmnt", &["-n", "-o", "FSTYPE", "-T", &dir_s]),
+        run("df", &["--output=source", &dir_s])
+            .lines()
+            .last()
+            .unwrap_or("?")
+    );
+}
+
+/// Percent-encodes a path segment or query value (everything but RFC 3986 unreserved).
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
