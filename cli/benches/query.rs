@@ -210,7 +210,13 @@ fn main() {
         let mut totals = Vec::new();
         for _ in 0..REPEATS {
             let (first, total, again, _) = floe(sql);
-            assert_eq!(again, body, "{sql}: the same answer each time");
+            // A LIMIT without ORDER BY may take its rows from any file; others must agree.
+            if sql.contains("ORDER BY") || !sql.contains("LIMIT") {
+                assert_eq!(again, body, "{sql}: the same answer each time");
+            } else {
+                let rows: Vec<Value> = serde_json::from_slice(&again).unwrap();
+                assert_eq!(rows.len(), 10, "{sql}");
+            }
             firsts.push(first);
             totals.push(total);
         }

@@ -17,6 +17,7 @@ import time
 
 def gen(folder, files, rows):
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     for f in range(files):
@@ -24,8 +25,8 @@ def gen(folder, files, rows):
         ids = pa.array(range(start, start + rows), pa.int64())
         table = pa.table({
             "id": ids,
-            "k": pa.compute.remainder(ids, 100),
-            "v": pa.compute.multiply(pa.compute.cast(ids, pa.float64()), 0.5),
+            "k": pc.subtract(ids, pc.multiply(pc.divide(ids, 100), 100)),
+            "v": pc.multiply(pc.cast(ids, pa.float64()), 0.5),
         })
         pq.write_table(table, os.path.join(folder, f"big-{f}.parquet"), row_group_size=1 << 20)
     print("ok")
