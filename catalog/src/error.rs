@@ -51,6 +51,8 @@ pub enum CatalogError {
     /// A request floe understands and refuses by rule.
     #[error("{0}")]
     Unsupported(String),
+    #[error("run {0} does not exist")]
+    RunNotFound(String),
     /// A commit of a failed or cancelled run, which nothing may build on.
     #[error(
         "commit {commit} belongs to run {run}, which is {state:?} and sealed: its work cannot be used (merge, cherry-pick, branch or reset to it); re-run it"

@@ -175,6 +175,52 @@ impl Catalog {
         Ok(())
     }
 
+    /// Runs in id order (oldest first: ids are UUIDv7), after `after`.
+    pub fn list_runs(
+        &self,
+        principal: &Principal,
+        after: Option<&str>,
+        limit: usize,
+    ) -> CatalogResult<(Vec<RunRecord>, Option<String>)> {
+        self.authorize(
+            principal,
+            Action::ReadRefs,
+            Target {
+                ref_name: None,
+                namespace: None,
+            },
+        )?;
+        let after = after.map(record_key);
+        let page = self
+            .store
+            .meta_scan(RECORD_PREFIX.as_bytes(), after.as_deref(), limit + 1)?;
+        let mut runs = page
+            .iter()
+            .map(|(_, bytes)| serde_json::from_slice(bytes).map_err(invalid_record))
+            .collect::<CatalogResult<Vec<RunRecord>>>()?;
+        let next = if runs.len() > limit {
+            runs.truncate(limit);
+            runs.last().map(|r| r.id.clone())
+        } else {
+            None
+        };
+        Ok((runs, next))
+    }
+
+    /// One run, for a principal.
+    pub fn get_run(&self, principal: &Principal, id: &str) -> CatalogResult<RunRecord> {
+        self.authorize(
+            principal,
+            Action::ReadRefs,
+            Target {
+                ref_name: None,
+                namespace: None,
+            },
+        )?;
+        self.run_record(id)?
+            .ok_or_else(|| CatalogError::RunNotFound(id.chars().take(100).collect()))
+    }
+
     /// A run's record.
     pub fn run_record(&self, id: &str) -> CatalogResult<Option<RunRecord>> {
         if id.is_empty() || id.contains('/') {

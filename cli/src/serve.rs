@@ -68,6 +68,8 @@ fn serve_on(args: &ServeArgs, backend: Arc<SledBackend>) -> Result<(), String> {
             import_roots: args.import_roots.clone(),
             import_max_bytes: args.import_max_bytes,
         };
+        // Uploads of imports a stopped server left behind.
+        let _ = std::fs::remove_dir_all(args.data_dir.join("staging"));
         let catalog = Catalog::new(store.clone()).with_warehouse(warehouse);
         let settled = {
             let catalog = catalog.clone();

@@ -495,6 +495,17 @@ impl Importer {
             })?,
         };
         check_fit(&files, &schema)?;
+        if !request.force {
+            let mut seen: HashMap<&str, &str> = HashMap::new();
+            for f in &files {
+                if let Some(first) = seen.insert(f.file.blake3.as_str(), f.file.name.as_str()) {
+                    return Err(ImportError::Invalid(format!(
+                        "{} and {first} hold the same bytes; import one of them, or pass --force",
+                        f.file.name
+                    )));
+                }
+            }
+        }
         if let (Some(t), false) = (&existing, request.force) {
             refuse_duplicates(t, &files, &request.table)?;
         }
@@ -681,6 +692,14 @@ impl Work {
             Ok(catalog.load_table(&executor, &branch, &key)?.1)
         })
         .await?;
+        if self.mode != ImportMode::Create
+            && table.metadata.current_schema().as_struct() != self.schema.as_struct()
+        {
+            return Err(ImportError::Catalog(CatalogError::CommitFailed(format!(
+                "the schema of {} changed while the import started; run it again",
+                self.table
+            ))));
+        }
         let location = table.metadata.location().trim_end_matches('/').to_owned();
         let mut data_files = Vec::new();
         for (f, outcome) in files.iter().zip(outcomes.iter_mut()) {

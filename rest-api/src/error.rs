@@ -228,6 +228,7 @@ impl From<CatalogError> for ApiError {
             CatalogError::ViewAlreadyExists(_) => of(StatusCode::CONFLICT, "ViewAlreadyExists"),
             CatalogError::CommitFailed(_) => of(StatusCode::CONFLICT, "CommitFailed"),
             CatalogError::RunSealed { .. } => of(StatusCode::CONFLICT, "RunSealed"),
+            CatalogError::RunNotFound(_) => of(StatusCode::NOT_FOUND, "RunNotFound"),
             CatalogError::Unsupported(_) => of(StatusCode::BAD_REQUEST, "Unsupported"),
             CatalogError::Warehouse(floe_catalog::WarehouseError::Outside { .. }) => {
                 of(StatusCode::BAD_REQUEST, "OutsideWarehouse")

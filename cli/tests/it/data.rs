@@ -787,3 +787,84 @@ fn a_failed_import_changes_nothing_and_its_work_is_sealed() {
         .to_owned();
     assert!(all.contains(&branch), "{all}");
 }
+
+#[test]
+fn a_restart_settles_an_import_the_server_left_running() {
+    let mut run = Running::start();
+    let cfg = run.config_dir();
+    let dir = run.dir.path().join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    run.namespace("main", "db");
+    let head = run.head("main");
+    // Big enough that the conversion is still running when the server dies.
+    let big = csv(
+        &dir,
+        "big.csv",
+        "id,name,score",
+        (0..1_500_000).map(|i| format!("{i},name-{i},{i}.5")),
+    );
+    let mut import = std::process::Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["import", p(&big), "--table", "db.big"])
+        .env("FLOE_SERVER", run.url())
+        .env("FLOE_CONFIG_DIR", &cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let id = loop {
+        let runs = run.get("/api/v1/runs").body;
+        if let Some(r) = runs["runs"].as_array().unwrap().first() {
+            assert_eq!(r["state"], "running", "{r}");
+            break r["id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the import never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    // Kill it once the run has committed on its branch (the table is created first, then
+    // the file converts).
+    let branch = format!("floe-run/{id}");
+    loop {
+        let r = run.get(&format!("/api/v1/refs/{}", branch.replace('/', "%2F")));
+        if r.status == 200 && r.body["head"] != head.as_str() {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the run never committed");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    run.server.signal("KILL");
+    let _ = import.wait();
+    run.server = crate::harness::Server::start(run.dir.path());
+    let r = run.get(&format!("/api/v1/runs/{id}"));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["state"], "failed", "{:?}", r.body);
+    assert_eq!(r.body["sealed"], true);
+    assert!(
+        r.body["error"].as_str().unwrap().contains("stopped"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(run.head("main"), head, "nothing landed");
+    assert_eq!(r.body["branch"].as_str().unwrap(), branch);
+    let merged = run.post("/api/v1/trees/main/merge", json!({ "source": branch }));
+    assert_eq!(merged.status, 409, "{:?}", merged.body);
+    assert_eq!(merged.body["type"], "RunSealed");
+    // A successful import's run records its landing.
+    let small = parquet(&dir, "small.parquet", 0..10);
+    let done = run
+        .floe(
+            &cfg,
+            &["--json", "import", p(&small), "--table", "db.small"],
+        )
+        .json();
+    let landed = run.get(&format!(
+        "/api/v1/runs/{}",
+        done["run"]["id"].as_str().unwrap()
+    ));
+    assert_eq!(landed.body["state"], "succeeded");
+    assert_eq!(landed.body["landed"].as_str().unwrap(), run.head("main"));
+    assert_eq!(run.get("/api/v1/runs/nope").status, 404);
+}

@@ -8,6 +8,7 @@ pub mod merges;
 pub mod namespaces;
 pub mod query;
 pub mod refs;
+pub mod runs;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -38,15 +39,16 @@ use crate::wire;
         namespaces::list_namespaces, namespaces::create_namespace, namespaces::get_namespace,
         namespaces::drop_namespace, namespaces::update_properties,
         merges::merge, merges::cherry_pick, merges::revert,
-        query::query, imports::import,
+        query::query, imports::import, runs::list_runs, runs::get_run,
     ),
-    components(schemas(ErrorBody, ConflictBody, wire::StatusBody, query::QueryBody, imports::ImportBody)),
+    components(schemas(ErrorBody, ConflictBody, wire::StatusBody, query::QueryBody, imports::ImportBody, runs::RunBody, runs::RunList)),
     tags(
         (name = "refs", description = "Branches and tags"),
         (name = "history", description = "Commits, log, diff and entries at any ref spec"),
         (name = "namespaces", description = "Namespaces on a branch"),
         (name = "merges", description = "Merge, cherry-pick and revert"),
         (name = "query", description = "SQL at any ref spec"),
+        (name = "runs", description = "Runs (imports today): their records"),
         (name = "imports", description = "Parquet and CSV files into tables, landed as one commit"),
         (name = "service", description = "Health, readiness, metrics and this document"),
     )
@@ -94,6 +96,8 @@ pub fn router() -> Router<AppState> {
         .route("/trees/{ref}/cherry-pick", post(merges::cherry_pick))
         .route("/trees/{ref}/revert", post(merges::revert))
         .route("/query", post(query::query))
+        .route("/runs", get(runs::list_runs))
+        .route("/runs/{id}", get(runs::get_run))
         .route(
             "/imports",
             post(imports::import).layer(axum::extract::DefaultBodyLimit::disable()),
