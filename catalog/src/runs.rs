@@ -76,6 +76,9 @@ pub struct RunRecord {
     /// A failed run's commits may be used again once promoted.
     #[serde(default)]
     pub promoted: bool,
+    /// What the run answered when it landed (so a retry of its request gets it again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<serde_json::Value>,
 }
 
 impl RunRecord {
@@ -121,6 +124,11 @@ pub struct Landing {
     /// Catalog keys the run read (checked unchanged since the fork).
     pub inputs: Vec<ContentKey>,
     pub message: String,
+    /// The request's idempotency key: recorded with the landing commit (detail: the run
+    /// id), so a retry finds the run.
+    pub idempotency: Option<crate::IdemRequest>,
+    /// Kept in the succeeded record.
+    pub answer: Option<serde_json::Value>,
 }
 
 impl Catalog {
@@ -157,6 +165,7 @@ impl Catalog {
             landed: None,
             error: None,
             promoted: false,
+            answer: None,
         };
         self.put_record(&record)?;
         let executor = principal.in_run(&id);
@@ -299,10 +308,14 @@ impl Catalog {
         // The landing is the principal's own write on the target.
         let ctx = WriteCtx {
             executor: false,
-            ..self.write_ctx(executor, None, "")
+            ..self.write_ctx(executor, landing.idempotency.as_ref(), &record.id)
         };
         let outcome = self.store.commit(&target, None, ops, meta, &ctx)?;
-        self.finish_run(record, RunState::Succeeded, Some(outcome.commit), None)?;
+        let landed = RunRecord {
+            answer: landing.answer.clone(),
+            ..record.clone()
+        };
+        self.finish_run(&landed, RunState::Succeeded, Some(outcome.commit), None)?;
         Ok(outcome.commit)
     }
 
@@ -513,6 +526,7 @@ mod tests {
             outputs: vec![ns.clone()],
             inputs: Vec::new(),
             message: "land".to_owned(),
+            ..Landing::default()
         };
         let landed = catalog
             .land_run(&executor, &record, &landing, &Authored::default())
@@ -573,8 +587,8 @@ mod tests {
                 &again,
                 &Landing {
                     outputs: vec![ns],
-                    inputs: Vec::new(),
                     message: "land".to_owned(),
+                    ..Landing::default()
                 },
                 &Authored::default(),
             )

@@ -182,24 +182,52 @@ impl Client {
         }
     }
 
-    /// POST a multipart body read from `body` (uploads stream; nothing is held whole).
-    pub fn post_multipart(
+    /// POST a multipart body (uploads stream; nothing is held whole) with an
+    /// Idempotency-Key, sent again from `body()` under the same key when no answer arrived.
+    pub fn post_multipart<E>(
         &self,
         path: &str,
         boundary: &str,
-        body: impl std::io::Read + 'static,
-    ) -> Result<Option<Answer>, CallError> {
+        body: impl Fn() -> Result<Box<dyn std::io::Read + Send>, E>,
+    ) -> Result<Option<Answer>, E>
+    where
+        E: From<CallError>,
+    {
         let url = format!("{}{}", self.base, path);
-        let response = self
-            .agent
-            .post(&url)
-            .header(
-                "Content-Type",
-                &format!("multipart/form-data; boundary={boundary}"),
-            )
-            .send(ureq::SendBody::from_owned_reader(body))
-            .map_err(|e| self.transport(&e))?;
-        self.answer(response)
+        let key = uuid::Uuid::now_v7().to_string();
+        let mut last = None;
+        for _ in 0..WRITE_ATTEMPTS_MAX {
+            let sent = self
+                .agent
+                .post(&url)
+                .header("Idempotency-Key", &key)
+                .header(
+                    "Content-Type",
+                    &format!("multipart/form-data; boundary={boundary}"),
+                )
+                .send(ureq::SendBody::from_owned_reader(body()?));
+            match sent {
+                Ok(response) => match self.answer(response) {
+                    Err(CallError::Api {
+                        status: 409,
+                        body,
+                        text,
+                    }) if body["type"] == "IdempotencyInFlight" => {
+                        last = Some(CallError::Api {
+                            status: 409,
+                            body,
+                            text,
+                        });
+                    }
+                    other => return other.map_err(E::from),
+                },
+                Err(e) => last = Some(self.transport(&e)),
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Err(E::from(last.unwrap_or_else(|| {
+            CallError::Transport("no attempt was made".to_owned())
+        })))
     }
 
     fn transport(&self, e: &ureq::Error) -> CallError {

@@ -371,30 +371,39 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
         });
     }
     let boundary = format!("floe-{}", uuid::Uuid::now_v7().simple());
-    let mut body: Box<dyn Read> = Box::new(std::io::Cursor::new(format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"request\"\r\nContent-Type: application/json\r\n\r\n{request}\r\n"
-    )));
-    for (path, file) in uploads {
-        let name: String = path
-            .chars()
-            .map(|c| {
-                if matches!(c, '"' | '\r' | '\n') {
-                    '_'
-                } else {
-                    c
-                }
-            })
-            .collect();
-        let head = format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-        );
-        body = Box::new(
-            body.chain(std::io::Cursor::new(head))
-                .chain(file)
-                .chain(std::io::Cursor::new("\r\n")),
-        );
-    }
-    let body = body.chain(std::io::Cursor::new(format!("--{boundary}--\r\n")));
+    let paths: Vec<String> = uploads.into_iter().map(|(path, _)| path).collect();
+    // Opens the files again for each attempt: a retry sends the same bytes under the same
+    // Idempotency-Key, so an import whose answer was lost applies once.
+    let body = || -> Result<Box<dyn Read + Send>, Failure> {
+        let mut body: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"request\"\r\nContent-Type: application/json\r\n\r\n{request}\r\n"
+        )));
+        for path in &paths {
+            let file = std::fs::File::open(path)
+                .map_err(|e| Failure::Usage(format!("cannot open {path}: {e}")))?;
+            let name: String = path
+                .chars()
+                .map(|c| {
+                    if matches!(c, '"' | '\r' | '\n') {
+                        '_'
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            let head = format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            );
+            body = Box::new(
+                body.chain(std::io::Cursor::new(head))
+                    .chain(file)
+                    .chain(std::io::Cursor::new("\r\n")),
+            );
+        }
+        Ok(Box::new(body.chain(std::io::Cursor::new(format!(
+            "--{boundary}--\r\n"
+        )))))
+    };
     let answer = ctx
         .client
         .post_multipart("/api/v1/imports", &boundary, body)?

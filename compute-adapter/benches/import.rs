@@ -182,6 +182,7 @@ async fn floe_import(root: &Path, file: &Path, round: usize) -> Duration {
             blake3: format!("round-{round}"),
             size,
         }],
+        idempotency: None,
     };
     let started = Instant::now();
     let outcome = Importer::new(catalog).run(&who, request).await.unwrap();

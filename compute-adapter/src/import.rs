@@ -99,6 +99,8 @@ pub struct ImportRequest {
     pub dry_run: bool,
     pub force: bool,
     pub files: Vec<ImportFile>,
+    /// Recorded with the landing commit, so a retry of the request finds this import.
+    pub idempotency: Option<floe_catalog::IdemRequest>,
 }
 
 /// What happened to one file.
@@ -136,6 +138,34 @@ pub struct ImportOutcome {
     pub commit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<i64>,
+}
+
+impl ImportOutcome {
+    /// The answer of a landed import, rebuilt from its run record (what a retry of the
+    /// request gets).
+    pub fn replayed(record: &RunRecord) -> serde_json::Value {
+        let mut answer = record
+            .answer
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({}));
+        if let Some(map) = answer.as_object_mut() {
+            map.insert(
+                "run".to_owned(),
+                serde_json::to_value(RunRecord {
+                    answer: None,
+                    ..record.clone()
+                })
+                .expect("a run record serializes"),
+            );
+            if let Some(commit) = &record.landed {
+                map.insert(
+                    "commit".to_owned(),
+                    serde_json::Value::String(commit.clone()),
+                );
+            }
+        }
+        answer
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -572,11 +602,29 @@ impl Importer {
             schema,
             table_arrow: Arc::new(table_arrow),
             before_landing: self.before_landing.clone(),
+            idempotency: request.idempotency.clone(),
+            answer: ImportOutcome {
+                table: request.table.to_string(),
+                branch: branch_name.clone(),
+                mode,
+                dry_run: false,
+                schema: schema_json.clone(),
+                rows: 0,
+                files: Vec::new(),
+                run: None,
+                commit: None,
+                snapshot_id: None,
+            },
         };
         let landed = work.run(&files, &mut outcomes).await;
         match landed {
             Ok((commit, snapshot_id)) => {
-                let run = self.catalog.run_record(&record.id).ok().flatten();
+                let run = self
+                    .catalog
+                    .run_record(&record.id)
+                    .ok()
+                    .flatten()
+                    .map(|r| RunRecord { answer: None, ..r });
                 Ok(ImportOutcome {
                     table: request.table.to_string(),
                     branch: branch_name,
@@ -649,6 +697,9 @@ struct Work {
     schema: Schema,
     table_arrow: SchemaRef,
     before_landing: Option<LandingHook>,
+    idempotency: Option<floe_catalog::IdemRequest>,
+    /// The answer so far (files, rows and the snapshot are filled in before landing).
+    answer: ImportOutcome,
 }
 
 impl Work {
@@ -757,6 +808,14 @@ impl Work {
         let key = self.table.clone();
         let mode = self.mode;
         let hook = self.before_landing.clone();
+        let idempotency = self.idempotency.clone();
+        let answer = ImportOutcome {
+            rows: outcomes.iter().map(|o| o.rows).sum(),
+            files: outcomes.to_vec(),
+            snapshot_id: Some(snapshot_id),
+            ..self.answer.clone()
+        };
+        let answer = serde_json::to_value(&answer).expect("an import outcome serializes");
         let commit = blocking(move || {
             catalog.commit_table(&executor, &branch, change, &Authored::default(), None)?;
             if let Some(hook) = hook {
@@ -774,6 +833,8 @@ impl Work {
                     },
                     record.id
                 ),
+                idempotency,
+                answer: Some(answer),
             };
             Ok(catalog.land_run(&executor, &record, &landing, &Authored::default())?)
         })
@@ -1354,6 +1415,7 @@ mod tests {
             dry_run: false,
             force: false,
             files: vec![file],
+            idempotency: None,
         }
     }
 

@@ -832,7 +832,10 @@ fn a_restart_settles_an_import_the_server_left_running() {
         if r.status == 200 && r.body["head"] != head.as_str() {
             break;
         }
-        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the run never committed");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the run never committed"
+        );
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     run.server.signal("KILL");
@@ -867,4 +870,71 @@ fn a_restart_settles_an_import_the_server_left_running() {
     assert_eq!(landed.body["state"], "succeeded");
     assert_eq!(landed.body["landed"].as_str().unwrap(), run.head("main"));
     assert_eq!(run.get("/api/v1/runs/nope").status, 404);
+}
+
+#[test]
+fn an_import_retried_with_its_idempotency_key_lands_once() {
+    let run = Running::start();
+    run.namespace("main", "db");
+    let dir = run.dir.path().join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes = std::fs::read(parquet(&dir, "a.parquet", 0..10)).unwrap();
+    let key = crate::harness::key();
+    let request = json!({ "table": "db.t" });
+    let first = run.import(&request, &[("a.parquet", &bytes)], Some(&key));
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let head = run.head("main");
+    let again = run.import(&request, &[("a.parquet", &bytes)], Some(&key));
+    assert_eq!(again.status, 201, "{:?}", again.body);
+    assert_eq!(run.head("main"), head, "the retry landed nothing");
+    for field in [
+        "commit",
+        "snapshotId",
+        "rows",
+        "files",
+        "schema",
+        "table",
+        "mode",
+    ] {
+        assert_eq!(again.body[field], first.body[field], "{field}");
+    }
+    assert_eq!(again.body["run"]["id"], first.body["run"]["id"]);
+    assert_eq!(again.body["run"]["state"], "succeeded");
+    assert_eq!(count(&run, "SELECT count(*) FROM db.t", "main"), 10);
+    // The same key on another request is refused; a bad key is a 400.
+    let other = run.import(
+        &json!({ "table": "db.u" }),
+        &[("a.parquet", &bytes)],
+        Some(&key),
+    );
+    assert_eq!(other.status, 422, "{:?}", other.body);
+    let bad = run.import(&request, &[("a.parquet", &bytes)], Some("not-a-uuid"));
+    assert_eq!(bad.status, 400, "{:?}", bad.body);
+    // A rejection replays as the same rejection.
+    let key = crate::harness::key();
+    let refused = run.import(&request, &[("a.parquet", &bytes)], Some(&key));
+    assert_eq!(refused.status, 400, "{:?}", refused.body);
+    let replayed = run.import(&request, &[("a.parquet", &bytes)], Some(&key));
+    assert_eq!(replayed.body, refused.body);
+    // Malformed multipart bodies are clear 400s.
+    let none = run.import(&json!({ "table": "db.v" }), &[], None);
+    assert_eq!(none.status, 400, "{:?}", none.body);
+    assert!(
+        none.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("at least one file"),
+        "{:?}",
+        none.body
+    );
+    let r = run.post("/api/v1/imports", json!({ "table": "db.v" }));
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("multipart/form-data"),
+        "{:?}",
+        r.body
+    );
 }

@@ -240,6 +240,37 @@ impl Running {
         (status, headers, bytes)
     }
 
+    /// A multipart import: the `request` part and uploads (name, bytes).
+    pub fn import(&self, request: &Value, files: &[(&str, &[u8])], key: Option<&str>) -> Reply {
+        let boundary = "floe-test-boundary";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"request\"\r\n\r\n{request}\r\n"
+        )
+        .into_bytes();
+        for (name, bytes) in files {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let mut r = self
+            .agent
+            .post(format!("{}/api/v1/imports", self.url()))
+            .header(
+                "Content-Type",
+                &format!("multipart/form-data; boundary={boundary}"),
+            );
+        if let Some(k) = key {
+            r = r.header("Idempotency-Key", k);
+        }
+        Running::reply(r.send(&body[..]).unwrap())
+    }
+
     /// A query answered as JSON rows (or an error body).
     pub fn query_json(&self, body: Value) -> Reply {
         let (status, headers, bytes) = self.query(&body, "application/json");

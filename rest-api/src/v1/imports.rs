@@ -14,6 +14,8 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::ErrorBody;
+#[cfg(feature = "compute")]
+use crate::write;
 
 /// What to import where (the `request` part).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -40,6 +42,7 @@ pub struct ImportBody {
 }
 
 #[utoipa::path(post, path = "/api/v1/imports", tag = "imports", operation_id = "import",
+    params(("Idempotency-Key" = Option<String>, Header, description = "A UUIDv7; a retry with the same key and the same request and files lands once and gets the same answer")),
     request_body(content = String, content_type = "multipart/form-data",
         description = "A `request` part (JSON, ImportBody) and one part per file to upload (its filename says .parquet or .csv)."),
     responses(
@@ -50,20 +53,23 @@ pub struct ImportBody {
         (status = 404, description = "The branch does not exist", body = ErrorBody),
         (status = 409, description = "The table exists (mode create), a file was imported before, or a concurrent change to the table: the run failed and changed nothing", body = ErrorBody),
         (status = 413, description = "The uploads exceed the server's import limit", body = ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used for another request", body = ErrorBody),
         (status = 500, description = "Server failure", body = ErrorBody),
         (status = 501, description = "This server was built without compute", body = ErrorBody),
     ))]
 pub async fn import(
     State(state): State<AppState>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Response {
-    run(state, headers, multipart).await
+    run(state, uri, headers, multipart).await
 }
 
 #[cfg(not(feature = "compute"))]
 async fn run(
     _state: AppState,
+    _uri: axum::http::Uri,
     _headers: HeaderMap,
     _multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Response {
@@ -77,13 +83,16 @@ async fn run(
 #[cfg(feature = "compute")]
 async fn run(
     state: AppState,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Response {
-    use axum::http::StatusCode;
+    use axum::http::{Method, StatusCode};
     use axum::response::IntoResponse;
+    use floe_catalog::{AppliedRecord, Catalog, Principal};
 
     use crate::error::ApiError;
+    use crate::write::{Reply, Write};
 
     let multipart = match multipart {
         Ok(m) => m,
@@ -101,34 +110,63 @@ async fn run(
         .clone()
         .unwrap_or_else(std::env::temp_dir)
         .join(uuid::Uuid::now_v7().to_string());
-    let outcome = staged(&state, &headers, multipart, &staging).await;
-    let _ = tokio::fs::remove_dir_all(&staging).await;
-    match outcome {
-        Ok(outcome) => {
-            let status = if outcome.dry_run {
-                StatusCode::OK
-            } else {
-                state.metrics.commit();
-                StatusCode::CREATED
-            };
-            (
-                status,
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                serde_json::to_string(&outcome).expect("an import outcome serializes"),
-            )
-                .into_response()
-        }
+    let response = match staged(&state, multipart, &staging).await {
         Err(e) => e.into_response(),
-    }
+        Ok((request, fingerprint)) => {
+            // The import runs under the same idempotency flow as every write; its
+            // fingerprint is the request part and each file's name and BLAKE3.
+            let importer = state.importer.clone();
+            let handle = tokio::runtime::Handle::current();
+            let metrics = state.metrics.clone();
+            write::write(
+                &state,
+                &Method::POST,
+                &uri,
+                &headers,
+                &fingerprint,
+                Write {
+                    run: move |_: &Catalog,
+                               principal: &Principal,
+                               idem: Option<&floe_catalog::IdemRequest>| {
+                        let request = floe_compute::ImportRequest {
+                            idempotency: idem.cloned(),
+                            ..request
+                        };
+                        let outcome = handle
+                            .block_on(importer.run(principal, request))
+                            .map_err(ApiError::from)?;
+                        let status = if outcome.dry_run {
+                            StatusCode::OK
+                        } else {
+                            metrics.commit();
+                            StatusCode::CREATED
+                        };
+                        Reply::json(status, &outcome)
+                    },
+                    replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {
+                        let run = catalog.get_run(principal, &rec.detail)?;
+                        Reply::json(
+                            StatusCode::CREATED,
+                            &floe_compute::ImportOutcome::replayed(&run),
+                        )
+                    },
+                },
+            )
+            .await
+        }
+    };
+    let _ = tokio::fs::remove_dir_all(&staging).await;
+    response
 }
 
+/// Stages the uploads and reads the request: the import to run, and the bytes its
+/// idempotency fingerprint covers.
 #[cfg(feature = "compute")]
 async fn staged(
     state: &AppState,
-    headers: &HeaderMap,
     mut multipart: axum::extract::Multipart,
     staging: &std::path::Path,
-) -> Result<floe_compute::ImportOutcome, crate::error::ApiError> {
+) -> Result<(floe_compute::ImportRequest, Vec<u8>), crate::error::ApiError> {
     use axum::http::StatusCode;
     use floe_compute::{ImportFile, ImportMode, ImportRequest};
     use tokio::io::AsyncWriteExt;
@@ -138,6 +176,7 @@ async fn staged(
 
     let limit = state.options.import_max_bytes;
     let mut body: Option<ImportBody> = None;
+    let mut request_part = Vec::new();
     let mut files = Vec::new();
     let mut total: u64 = 0;
     let broken = |e: axum::extract::multipart::MultipartError| {
@@ -159,6 +198,7 @@ async fn staged(
                 return Err(ApiError::bad_request("the request part is too large"));
             }
             body = Some(extract::json(&bytes)?);
+            request_part = bytes.to_vec();
             continue;
         }
         let name = field
@@ -228,6 +268,13 @@ async fn staged(
             ApiError::bad_request(format!("mode must be create, append or replace, got {m:?}"))
         })?),
     };
+    let mut fingerprint = request_part;
+    for f in &files {
+        fingerprint.push(0);
+        fingerprint.extend_from_slice(f.name.as_bytes());
+        fingerprint.push(0);
+        fingerprint.extend_from_slice(f.blake3.as_bytes());
+    }
     let request = ImportRequest {
         table,
         branch,
@@ -235,13 +282,9 @@ async fn staged(
         dry_run: body.dry_run,
         force: body.force,
         files,
+        idempotency: None,
     };
-    let principal = crate::write::principal(headers);
-    state
-        .importer
-        .run(&principal, request)
-        .await
-        .map_err(ApiError::from)
+    Ok((request, fingerprint))
 }
 
 /// A server-side file named in `sources`, confined to the import roots.
