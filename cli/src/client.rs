@@ -107,30 +107,44 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Option<Answer>, CallError> {
         let url = format!("{}{}{}", self.base, path, query_string(query));
-        let key = uuid::Uuid::now_v7().to_string();
         let text = body.map(Value::to_string).unwrap_or_default();
-        let mut last = None;
-        for _ in 0..WRITE_ATTEMPTS_MAX {
-            let sent = match method {
+        self.retried(|key| {
+            Ok(match method {
                 Method::Post => self
                     .agent
                     .post(&url)
-                    .header("Idempotency-Key", &key)
+                    .header("Idempotency-Key", key)
                     .content_type("application/json")
                     .send(&text),
                 Method::Put => self
                     .agent
                     .put(&url)
-                    .header("Idempotency-Key", &key)
+                    .header("Idempotency-Key", key)
                     .content_type("application/json")
                     .send(&text),
                 Method::Delete => self
                     .agent
                     .delete(&url)
-                    .header("Idempotency-Key", &key)
+                    .header("Idempotency-Key", key)
                     .call(),
-            };
-            match sent {
+            })
+        })
+    }
+
+    /// Sends a write under a fresh Idempotency-Key, again under the same key while no
+    /// answer arrived (or our own first attempt is still running on the server). `send`
+    /// failing before the request goes out stops at once.
+    fn retried(
+        &self,
+        mut send: impl FnMut(
+            &str,
+        )
+            -> Result<Result<ureq::http::Response<ureq::Body>, ureq::Error>, CallError>,
+    ) -> Result<Option<Answer>, CallError> {
+        let key = uuid::Uuid::now_v7().to_string();
+        let mut last = None;
+        for _ in 0..WRITE_ATTEMPTS_MAX {
+            match send(&key)? {
                 // Our own earlier attempt is still running on the server: wait, then ask
                 // again with the same key (its answer, or its recorded outcome).
                 Ok(response) => match self.answer(response) {
@@ -182,52 +196,25 @@ impl Client {
         }
     }
 
-    /// POST a multipart body (uploads stream; nothing is held whole) with an
-    /// Idempotency-Key, sent again from `body()` under the same key when no answer arrived.
-    pub fn post_multipart<E>(
+    /// POST a multipart body (uploads stream; nothing is held whole) under an
+    /// Idempotency-Key; `body()` makes it again for each attempt.
+    pub fn post_multipart(
         &self,
         path: &str,
         boundary: &str,
-        body: impl Fn() -> Result<Box<dyn std::io::Read + Send>, E>,
-    ) -> Result<Option<Answer>, E>
-    where
-        E: From<CallError>,
-    {
+        body: impl Fn() -> Result<Box<dyn std::io::Read + Send>, String>,
+    ) -> Result<Option<Answer>, CallError> {
         let url = format!("{}{}", self.base, path);
-        let key = uuid::Uuid::now_v7().to_string();
-        let mut last = None;
-        for _ in 0..WRITE_ATTEMPTS_MAX {
-            let sent = self
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        self.retried(|key| {
+            let body = body().map_err(CallError::Transport)?;
+            Ok(self
                 .agent
                 .post(&url)
-                .header("Idempotency-Key", &key)
-                .header(
-                    "Content-Type",
-                    &format!("multipart/form-data; boundary={boundary}"),
-                )
-                .send(ureq::SendBody::from_owned_reader(body()?));
-            match sent {
-                Ok(response) => match self.answer(response) {
-                    Err(CallError::Api {
-                        status: 409,
-                        body,
-                        text,
-                    }) if body["type"] == "IdempotencyInFlight" => {
-                        last = Some(CallError::Api {
-                            status: 409,
-                            body,
-                            text,
-                        });
-                    }
-                    other => return other.map_err(E::from),
-                },
-                Err(e) => last = Some(self.transport(&e)),
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        Err(E::from(last.unwrap_or_else(|| {
-            CallError::Transport("no attempt was made".to_owned())
-        })))
+                .header("Idempotency-Key", key)
+                .header("Content-Type", &content_type)
+                .send(ureq::SendBody::from_owned_reader(body)))
+        })
     }
 
     fn transport(&self, e: &ureq::Error) -> CallError {

@@ -374,13 +374,12 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
     let paths: Vec<String> = uploads.into_iter().map(|(path, _)| path).collect();
     // Opens the files again for each attempt: a retry sends the same bytes under the same
     // Idempotency-Key, so an import whose answer was lost applies once.
-    let body = || -> Result<Box<dyn Read + Send>, Failure> {
+    let body = || -> Result<Box<dyn Read + Send>, String> {
         let mut body: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(format!(
             "--{boundary}\r\nContent-Disposition: form-data; name=\"request\"\r\nContent-Type: application/json\r\n\r\n{request}\r\n"
         )));
         for path in &paths {
-            let file = std::fs::File::open(path)
-                .map_err(|e| Failure::Usage(format!("cannot open {path}: {e}")))?;
+            let file = std::fs::File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
             let name: String = path
                 .chars()
                 .map(|c| {
