@@ -101,8 +101,10 @@ impl RunRecord {
         })
     }
 
+    /// Nothing may build on a run's work until it succeeded (or was promoted): not while
+    /// it runs, and never after it failed.
     fn sealed(&self) -> bool {
-        matches!(self.state, RunState::Failed | RunState::Cancelled) && !self.promoted
+        self.state != RunState::Succeeded && !self.promoted
     }
 }
 
@@ -169,12 +171,21 @@ impl Catalog {
         };
         self.put_record(&record)?;
         let executor = principal.in_run(&id);
-        self.store.create_ref(
+        let forked = self.store.create_ref(
             &record.branch(),
             RefKind::Branch,
             fork,
             &self.write_ctx(&executor, None, ""),
-        )?;
+        );
+        if let Err(e) = forked {
+            let _ = self.finish_run(
+                &record,
+                RunState::Failed,
+                None,
+                Some(format!("its branch could not be created: {e}")),
+            );
+            return Err(e.into());
+        }
         Ok((record, executor))
     }
 
@@ -315,12 +326,24 @@ impl Catalog {
             answer: landing.answer.clone(),
             ..record.clone()
         };
-        self.finish_run(&landed, RunState::Succeeded, Some(outcome.commit), None)?;
+        // Landed: whatever happens to the bookkeeping now, the run succeeded (recovery
+        // settles a record left behind).
+        if let Err(e) = self.finish_run(&landed, RunState::Succeeded, Some(outcome.commit), None) {
+            eprintln!(
+                "floe: run {} landed as {} but its record was not updated: {e}",
+                record.id, outcome.commit
+            );
+        }
         Ok(outcome.commit)
     }
 
     /// Marks a run failed; its branch stays, sealed.
+    /// (If its landing commit is on the target after all, say after a write whose outcome
+    /// was unknown, the run succeeded.)
     pub fn fail_run(&self, record: &RunRecord, error: &str) -> CatalogResult<()> {
+        if let Some(commit) = self.landing_commit(record)? {
+            return self.finish_run(record, RunState::Succeeded, Some(commit), None);
+        }
         self.finish_run(record, RunState::Failed, None, Some(error.to_owned()))
     }
 
@@ -359,6 +382,11 @@ impl Catalog {
         let Some(id) = object.properties.get(RUN_ID_PROPERTY) else {
             return Ok(());
         };
+        // A landing commit (it alone says where the work came from) is the target's own
+        // history, whatever the record says.
+        if object.properties.contains_key(RUN_SOURCE_PROPERTY) {
+            return Ok(());
+        }
         match self.run_record(id)? {
             Some(record) if record.sealed() => Err(CatalogError::RunSealed {
                 run: record.id,
@@ -434,6 +462,8 @@ impl Catalog {
 
 #[cfg(test)]
 mod tests {
+    use floe_commits::RefKind;
+
     use super::*;
     use crate::Authored;
 
@@ -473,6 +503,20 @@ mod tests {
             None,
         );
         assert!(refused.is_err());
+        // While it runs, nothing may build on its work either.
+        let running = catalog
+            .create_ref(
+                &who,
+                &RefName::parse("early").unwrap(),
+                RefKind::Branch,
+                &branch,
+                None,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(running, CatalogError::RunSealed { .. }),
+            "{running}"
+        );
         let settled = catalog.recover_runs().unwrap();
         assert_eq!(settled.len(), 1);
         assert_eq!(settled[0].state, RunState::Failed);

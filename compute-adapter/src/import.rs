@@ -347,9 +347,10 @@ fn copyable(f: &Inspected, table_arrow: &ArrowSchema) -> bool {
     f.format == FileFormat::Parquet
         && !f.has_field_ids
         && f.schema.fields().iter().all(|c| {
-            table_arrow
-                .field_with_name(c.name())
-                .is_ok_and(|t| strip_nested(t.data_type()) == strip_nested(c.data_type()))
+            table_arrow.field_with_name(c.name()).is_ok_and(|t| {
+                // A required column must be checked for nulls: only a rewrite does.
+                t.is_nullable() && strip_nested(t.data_type()) == strip_nested(c.data_type())
+            })
         })
 }
 
@@ -384,27 +385,64 @@ fn strip_nested(t: &DataType) -> String {
     out
 }
 
-/// The name mapping of a schema (top-level and nested fields by name).
-fn name_mapping(schema: &Schema) -> String {
-    fn mapped(fields: &[NestedFieldRef]) -> Vec<MappedField> {
+/// The name mapping of a schema (top-level and nested fields by name), keeping every name
+/// an `existing` mapping gave a field id: files copied in before a rename still find
+/// their columns under the old name.
+fn name_mapping(schema: &Schema, existing: Option<&str>) -> String {
+    fn known(v: &serde_json::Value, names: &mut HashMap<i32, Vec<String>>) {
+        for field in v.as_array().into_iter().flatten() {
+            if let Some(id) = field["field-id"]
+                .as_i64()
+                .and_then(|i| i32::try_from(i).ok())
+            {
+                let list = names.entry(id).or_default();
+                for n in field["names"].as_array().into_iter().flatten() {
+                    if let Some(n) = n.as_str()
+                        && !list.iter().any(|k| k == n)
+                    {
+                        list.push(n.to_owned());
+                    }
+                }
+            }
+            known(&field["fields"], names);
+        }
+    }
+    fn mapped(fields: &[NestedFieldRef], names: &HashMap<i32, Vec<String>>) -> Vec<MappedField> {
         fields
             .iter()
             .map(|f| {
+                let mut all = vec![f.name.clone()];
+                for n in names.get(&f.id).into_iter().flatten() {
+                    if !all.contains(n) {
+                        all.push(n.clone());
+                    }
+                }
                 MappedField::new(
                     Some(f.id),
-                    vec![f.name.clone()],
+                    all,
                     match f.field_type.as_ref() {
-                        Type::Struct(s) => mapped(s.fields()),
-                        Type::List(l) => mapped(std::slice::from_ref(&l.element_field)),
-                        Type::Map(m) => mapped(&[m.key_field.clone(), m.value_field.clone()]),
+                        Type::Struct(s) => mapped(s.fields(), names),
+                        Type::List(l) => mapped(std::slice::from_ref(&l.element_field), names),
+                        Type::Map(m) => {
+                            mapped(&[m.key_field.clone(), m.value_field.clone()], names)
+                        }
                         Type::Primitive(_) => Vec::new(),
                     },
                 )
             })
             .collect()
     }
-    serde_json::to_string(&NameMapping::new(mapped(schema.as_struct().fields())))
-        .expect("a name mapping serializes")
+    let mut names = HashMap::new();
+    if let Some(text) = existing
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(text)
+    {
+        known(&v, &mut names);
+    }
+    serde_json::to_string(&NameMapping::new(mapped(
+        schema.as_struct().fields(),
+        &names,
+    )))
+    .expect("a name mapping serializes")
 }
 
 /// Called on the run branch's work just before it lands (tests race a writer there).
@@ -513,6 +551,13 @@ impl Importer {
                         request.table
                     )));
                 }
+                if t.metadata.format_version() != FormatVersion::V2 {
+                    return Err(ImportError::Invalid(format!(
+                        "table {} is format-version {}; floe imports into format-version 2 tables",
+                        request.table,
+                        t.metadata.format_version()
+                    )));
+                }
                 t.metadata.current_schema().as_ref().clone()
             }
             None => iceberg_schema(&files[0].schema).map_err(|errors| {
@@ -603,6 +648,7 @@ impl Importer {
             table_arrow: Arc::new(table_arrow),
             before_landing: self.before_landing.clone(),
             idempotency: request.idempotency.clone(),
+            force: request.force,
             answer: ImportOutcome {
                 table: request.table.to_string(),
                 branch: branch_name.clone(),
@@ -642,7 +688,12 @@ impl Importer {
                 let catalog = self.catalog.clone();
                 let failed = record.clone();
                 let message = e.to_string();
-                let _ = blocking(move || Ok(catalog.fail_run(&failed, &message)?)).await;
+                if let Err(e) = blocking(move || Ok(catalog.fail_run(&failed, &message)?)).await {
+                    eprintln!(
+                        "floe: import run {} failed and its record could not say so ({e}); a restart settles it",
+                        record.id
+                    );
+                }
                 Err(ImportError::RunFailed {
                     run: record.id,
                     source: Box::new(e),
@@ -698,6 +749,7 @@ struct Work {
     table_arrow: SchemaRef,
     before_landing: Option<LandingHook>,
     idempotency: Option<floe_catalog::IdemRequest>,
+    force: bool,
     /// The answer so far (files, rows and the snapshot are filled in before landing).
     answer: ImportOutcome,
 }
@@ -726,7 +778,7 @@ impl Work {
             stage_create: false,
             properties: HashMap::from([(
                 NAME_MAPPING_PROPERTY.to_owned(),
-                name_mapping(&self.schema),
+                name_mapping(&self.schema, None),
             )]),
         });
         let table = blocking(move || {
@@ -751,6 +803,93 @@ impl Work {
                 self.table
             ))));
         }
+        if self.mode != ImportMode::Create {
+            // What was checked before the fork, again at the fork.
+            self.check_target(&table, files)?;
+        }
+        let mut written = Vec::new();
+        let committed = self
+            .write_and_commit(&table, files, outcomes, &mut written)
+            .await;
+        let snapshot_id = match committed {
+            Ok(id) => id,
+            Err(e) => {
+                // Nothing refers to these files: remove them.
+                for path in written {
+                    let _ = std::fs::remove_file(path);
+                }
+                return Err(e);
+            }
+        };
+        let catalog = self.catalog.clone();
+        let executor = self.executor.clone();
+        let record = self.record.clone();
+        let key = self.table.clone();
+        let mode = self.mode;
+        let hook = self.before_landing.clone();
+        let idempotency = self.idempotency.clone();
+        let answer = ImportOutcome {
+            rows: outcomes.iter().map(|o| o.rows).sum(),
+            files: outcomes.to_vec(),
+            snapshot_id: Some(snapshot_id),
+            ..self.answer.clone()
+        };
+        let answer = serde_json::to_value(&answer).expect("an import outcome serializes");
+        let commit = blocking(move || {
+            if let Some(hook) = hook {
+                hook(&catalog);
+            }
+            let landing = Landing {
+                outputs: vec![key.clone()],
+                inputs: Vec::new(),
+                message: format!(
+                    "import into {key} ({}; run {})",
+                    match mode {
+                        ImportMode::Create => "create",
+                        ImportMode::Append => "append",
+                        ImportMode::Replace => "replace",
+                    },
+                    record.id
+                ),
+                idempotency,
+                answer: Some(answer),
+            };
+            Ok(catalog.land_run(&executor, &record, &landing, &Authored::default())?)
+        })
+        .await?;
+        Ok((commit.to_hex(), snapshot_id))
+    }
+
+    /// Refuses a target table floe cannot import into, or a file already imported into it.
+    fn check_target(&self, table: &LoadedTable, files: &[Inspected]) -> Result<(), ImportError> {
+        if !table.metadata.default_partition_spec().is_unpartitioned() {
+            return Err(ImportError::Invalid(format!(
+                "table {} is partitioned; floe imports into unpartitioned tables only (for now)",
+                self.table
+            )));
+        }
+        if table.metadata.format_version() != FormatVersion::V2 {
+            return Err(ImportError::Invalid(format!(
+                "table {} is format-version {}; floe imports into format-version 2 tables",
+                self.table,
+                table.metadata.format_version()
+            )));
+        }
+        if !self.force {
+            refuse_duplicates(table, files, &self.table)?;
+        }
+        Ok(())
+    }
+
+    /// Puts the files into the table's folder (each path in `written` before it is
+    /// written) and commits one snapshot of them on the run branch.
+    async fn write_and_commit(
+        &self,
+        table: &LoadedTable,
+        files: &[Inspected],
+        outcomes: &mut [FileOutcome],
+        written: &mut Vec<PathBuf>,
+    ) -> Result<i64, ImportError> {
         let location = table.metadata.location().trim_end_matches('/').to_owned();
         let mut data_files = Vec::new();
         for (f, outcome) in files.iter().zip(outcomes.iter_mut()) {
@@ -760,6 +899,7 @@ impl Work {
                 sanitize(&f.file.name)
             );
             let path = self.catalog.warehouse_path(&target)?;
+            written.push(path.clone());
             let copy = outcome.action == "copy";
             let source = f.file.path.clone();
             let format = f.format;
@@ -800,46 +940,16 @@ impl Work {
                 .map_err(|e| io("syncing the data folder", e))?;
         }
         let hashes: Vec<String> = files.iter().map(|f| f.file.blake3.clone()).collect();
-        let (change, snapshot_id) = self.snapshot(&table, data_files, &hashes).await?;
+        let (change, snapshot_id) = self.snapshot(table, data_files, &hashes).await?;
         let catalog = self.catalog.clone();
         let executor = self.executor.clone();
         let branch = self.branch();
-        let record = self.record.clone();
-        let key = self.table.clone();
-        let mode = self.mode;
-        let hook = self.before_landing.clone();
-        let idempotency = self.idempotency.clone();
-        let answer = ImportOutcome {
-            rows: outcomes.iter().map(|o| o.rows).sum(),
-            files: outcomes.to_vec(),
-            snapshot_id: Some(snapshot_id),
-            ..self.answer.clone()
-        };
-        let answer = serde_json::to_value(&answer).expect("an import outcome serializes");
-        let commit = blocking(move || {
+        blocking(move || {
             catalog.commit_table(&executor, &branch, change, &Authored::default(), None)?;
-            if let Some(hook) = hook {
-                hook(&catalog);
-            }
-            let landing = Landing {
-                outputs: vec![key.clone()],
-                inputs: Vec::new(),
-                message: format!(
-                    "import into {key} ({}; run {})",
-                    match mode {
-                        ImportMode::Create => "create",
-                        ImportMode::Append => "append",
-                        ImportMode::Replace => "replace",
-                    },
-                    record.id
-                ),
-                idempotency,
-                answer: Some(answer),
-            };
-            Ok(catalog.land_run(&executor, &record, &landing, &Authored::default())?)
+            Ok(())
         })
         .await?;
-        Ok((commit.to_hex(), snapshot_id))
+        Ok(snapshot_id)
     }
 
     /// floe's snapshot producer: a manifest of the added files (and, for replace, one of
@@ -886,13 +996,8 @@ impl Work {
                 iceberg::spec::ManifestList::parse_with_version(&bytes, metadata.format_version())
                     .map_err(ice)?;
             if self.mode == ImportMode::Replace {
-                let out = file_io
-                    .new_output(format!("{location}/metadata/{commit_uuid}-m1.avro"))
-                    .map_err(ice)?;
-                let mut gone =
-                    ManifestWriterBuilder::new(out, Some(snapshot_id), schema.clone(), spec)
-                        .build_v2_data();
-                let mut any = false;
+                // Every live data file, as deleted, in a manifest of its own partition spec.
+                let mut gone: Vec<(i32, iceberg::spec::ManifestWriter)> = Vec::new();
                 for m in list.entries() {
                     if m.content != ManifestContentType::Data {
                         continue;
@@ -900,20 +1005,54 @@ impl Work {
                     let manifest = m.load_manifest(&file_io).await.map_err(ice)?;
                     for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
                         let f = entry.data_file().clone();
+                        let spec_id = m.partition_spec_id;
+                        let at = match gone.iter().position(|(id, _)| *id == spec_id) {
+                            Some(at) => at,
+                            None => {
+                                let spec = metadata
+                                    .partition_spec_by_id(spec_id)
+                                    .ok_or_else(|| {
+                                        ImportError::Io(format!(
+                                            "data file {} names partition spec {spec_id}, which the table does not have",
+                                            f.file_path()
+                                        ))
+                                    })?
+                                    .as_ref()
+                                    .clone();
+                                let out = file_io
+                                    .new_output(format!(
+                                        "{location}/metadata/{commit_uuid}-m{}.avro",
+                                        gone.len() + 1
+                                    ))
+                                    .map_err(ice)?;
+                                gone.push((
+                                    spec_id,
+                                    ManifestWriterBuilder::new(
+                                        out,
+                                        Some(snapshot_id),
+                                        schema.clone(),
+                                        spec,
+                                    )
+                                    .build_v2_data(),
+                                ));
+                                gone.len() - 1
+                            }
+                        };
                         deleted_records += f.record_count();
                         deleted_size += f.file_size_in_bytes();
                         deleted_count += 1;
-                        gone.add_delete_file(
-                            f,
-                            entry.sequence_number().unwrap_or(0),
-                            entry.file_sequence_number,
-                        )
-                        .map_err(ice)?;
-                        any = true;
+                        gone[at]
+                            .1
+                            .add_delete_file(
+                                f,
+                                entry.sequence_number().unwrap_or(0),
+                                entry.file_sequence_number,
+                            )
+                            .map_err(ice)?;
                     }
                 }
-                if any {
-                    manifests.push(gone.write_manifest_file().await.map_err(ice)?);
+                for (_, writer) in gone {
+                    manifests.push(writer.write_manifest_file().await.map_err(ice)?);
                 }
             } else {
                 manifests.extend(list.entries().iter().cloned());
@@ -929,65 +1068,41 @@ impl Work {
         );
         list.add_manifests(manifests.into_iter()).map_err(ice)?;
         list.close().await.map_err(ice)?;
-        let previous = |k: &str| -> u64 {
-            parent
-                .as_ref()
-                .and_then(|p| p.summary().additional_properties.get(k))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
         let replace = self.mode == ImportMode::Replace;
-        let total = |k: &str, added: u64, deleted: u64| -> String {
-            let before = if replace { 0 } else { previous(k) };
-            let _ = deleted;
-            (before + added).to_string()
+        // A total is known after a replace (only the new files), on a first snapshot, or
+        // when the parent has it; otherwise it is left out, as Iceberg's writers do.
+        let total = |k: &str, added: u64| -> Option<String> {
+            match &parent {
+                _ if replace => Some(added),
+                None => Some(added),
+                Some(p) => p
+                    .summary()
+                    .additional_properties
+                    .get(k)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(|before| before + added),
+            }
+            .map(|n| n.to_string())
         };
         let mut props = HashMap::from([
             ("added-data-files".to_owned(), added_count.to_string()),
             ("added-records".to_owned(), added_records.to_string()),
             ("added-files-size".to_owned(), added_size.to_string()),
-            (
-                "total-data-files".to_owned(),
-                total("total-data-files", added_count, deleted_count),
-            ),
-            (
-                "total-records".to_owned(),
-                total("total-records", added_records, deleted_records),
-            ),
-            (
-                "total-files-size".to_owned(),
-                total("total-files-size", added_size, deleted_size),
-            ),
-            (
-                "total-delete-files".to_owned(),
-                if replace {
-                    0
-                } else {
-                    previous("total-delete-files")
-                }
-                .to_string(),
-            ),
-            (
-                "total-position-deletes".to_owned(),
-                if replace {
-                    0
-                } else {
-                    previous("total-position-deletes")
-                }
-                .to_string(),
-            ),
-            (
-                "total-equality-deletes".to_owned(),
-                if replace {
-                    0
-                } else {
-                    previous("total-equality-deletes")
-                }
-                .to_string(),
-            ),
             (IMPORTED_FILES_PROPERTY.to_owned(), hashes.join(",")),
             ("floe.run.id".to_owned(), self.record.id.clone()),
         ]);
+        for (k, added) in [
+            ("total-data-files", added_count),
+            ("total-records", added_records),
+            ("total-files-size", added_size),
+            ("total-delete-files", 0),
+            ("total-position-deletes", 0),
+            ("total-equality-deletes", 0),
+        ] {
+            if let Some(v) = total(k, added) {
+                props.insert(k.to_owned(), v);
+            }
+        }
         if replace && deleted_count > 0 {
             props.insert("deleted-data-files".to_owned(), deleted_count.to_string());
             props.insert("deleted-records".to_owned(), deleted_records.to_string());
@@ -1010,16 +1125,11 @@ impl Work {
             })
             .build();
         let mut updates = Vec::new();
-        let has_mapping = metadata
-            .properties()
-            .get(NAME_MAPPING_PROPERTY)
-            .is_some_and(|m| *m == name_mapping(&self.schema));
-        if !has_mapping {
+        let existing = metadata.properties().get(NAME_MAPPING_PROPERTY);
+        let mapping = name_mapping(&self.schema, existing.map(String::as_str));
+        if existing != Some(&mapping) {
             updates.push(TableUpdate::SetProperties {
-                updates: HashMap::from([(
-                    NAME_MAPPING_PROPERTY.to_owned(),
-                    name_mapping(&self.schema),
-                )]),
+                updates: HashMap::from([(NAME_MAPPING_PROPERTY.to_owned(), mapping)]),
             });
         }
         updates.push(TableUpdate::AddSnapshot { snapshot });
@@ -1522,6 +1632,24 @@ mod tests {
             f.catalog.get_ref(&f.who, &record.branch()).is_err(),
             "a landed run's branch is deleted"
         );
+    }
+
+    #[test]
+    fn a_name_mapping_keeps_the_names_files_were_copied_under() {
+        let schema = Schema::builder()
+            .with_fields(vec![Arc::new(iceberg::spec::NestedField::optional(
+                1,
+                "total",
+                Type::Primitive(PrimitiveType::Long),
+            ))])
+            .build()
+            .unwrap();
+        let old = r#"[{"field-id":1,"names":["amount"]}]"#;
+        let mapping: serde_json::Value =
+            serde_json::from_str(&name_mapping(&schema, Some(old))).unwrap();
+        assert_eq!(mapping[0]["names"], serde_json::json!(["total", "amount"]));
+        let fresh: serde_json::Value = serde_json::from_str(&name_mapping(&schema, None)).unwrap();
+        assert_eq!(fresh[0]["names"], serde_json::json!(["total"]));
     }
 
     #[test]

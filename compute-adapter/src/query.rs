@@ -118,6 +118,10 @@ impl QueryError {
 /// A query ready to stream: its schema, its batches, and what its scans read.
 pub struct QueryAnswer {
     pub at: Hash,
+    /// When the query's time is up (the stream ends with a timeout then; a caller that
+    /// stops polling must stop the query at this instant itself).
+    pub deadline: tokio::time::Instant,
+    pub timeout: Duration,
     pub schema: SchemaRef,
     pub batches: SendableRecordBatchStream,
     pub scans: Vec<ScanStats>,
@@ -148,7 +152,7 @@ impl QueryEngine {
         self.limits
     }
 
-    fn session(&self) -> Result<SessionContext, QueryError> {
+    fn session(&self, default_schema: &str) -> Result<SessionContext, QueryError> {
         // No spilling: a query's memory is its limit, and the server's disk is not a
         // query's scratch space.
         let runtime = RuntimeEnvBuilder::new()
@@ -163,7 +167,7 @@ impl QueryEngine {
         let config = SessionConfig::new()
             .with_target_partitions(cores)
             .with_information_schema(false)
-            .with_default_catalog_and_schema("floe", DEFAULT_NAMESPACE);
+            .with_default_catalog_and_schema("floe", default_schema);
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
@@ -199,6 +203,8 @@ impl QueryEngine {
         let scans = std::mem::take(&mut *log.lock());
         Ok(QueryAnswer {
             at,
+            deadline,
+            timeout,
             schema: schema.clone(),
             batches: Box::pin(Deadline {
                 inner: batches,
@@ -216,7 +222,13 @@ impl QueryEngine {
         principal: &Principal,
         request: &QueryRequest,
     ) -> Result<(Hash, DataFrame, ScanLog), QueryError> {
-        let ctx = self.session()?;
+        let default = match &request.namespace {
+            Some(ns) => ns.clone(),
+            None => ContentKey::new([DEFAULT_NAMESPACE]).expect("a valid namespace"),
+        };
+        // Bare names live in the default schema, named as the namespace: `t` and `db.t`
+        // are then one DataFusion table when the namespace is `db`.
+        let ctx = self.session(&default.to_string())?;
         let state = ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
         let statement = state
@@ -238,10 +250,6 @@ impl QueryEngine {
             .await
             .map_err(|e| QueryError::Engine(e.to_string()))??
             .hash;
-        let default = match &request.namespace {
-            Some(ns) => ns.clone(),
-            None => ContentKey::new([DEFAULT_NAMESPACE]).expect("a valid namespace"),
-        };
         let log = ScanLog::default();
         let file_io = self.catalog.file_io()?;
         let functions = state.table_functions().clone();
@@ -250,6 +258,10 @@ impl QueryEngine {
             if let TableReference::Bare { table } = &reference
                 && functions.contains_key(table.as_ref())
             {
+                continue;
+            }
+            // `t` and `default.t` name one DataFusion table: register it once.
+            if ctx.table_exist(reference.clone()).unwrap_or(false) {
                 continue;
             }
             let key = table_key(&reference, &default)?;

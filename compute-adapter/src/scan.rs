@@ -14,6 +14,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::DataFusionError;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result as DfResult;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -124,15 +125,25 @@ impl TableProvider for IcebergRead {
             .unwrap_or(0);
         let mut tasks = Vec::new();
         if self.table.metadata().current_snapshot().is_some() {
-            let builder = self.table.scan();
-            let mut builder = match projection {
-                Some(p) => builder.select(p.iter().map(|i| self.schema.field(*i).name().clone())),
-                None => builder.select_all(),
+            let builder = || {
+                let b = self.table.scan();
+                match projection {
+                    Some(p) => b.select(p.iter().map(|i| self.schema.field(*i).name().clone())),
+                    None => b.select_all(),
+                }
             };
-            if let Some(predicate) = convert_filters_to_predicate(filters) {
-                builder = builder.with_filter(predicate);
-            }
-            let scan = builder.build().map_err(df_error)?;
+            // Only filters without casts prune: the translation drops a cast and compares
+            // the column's own values, which is wrong when the cast changes the order
+            // (numbers as text) and fails when the literal has another type.
+            let plain: Vec<Expr> = filters.iter().filter(|f| !has_cast(f)).cloned().collect();
+            let scan = match convert_filters_to_predicate(&plain) {
+                None => builder().build().map_err(df_error)?,
+                // A predicate the crate cannot bind only loses the pruning.
+                Some(predicate) => match builder().with_filter(predicate).build() {
+                    Ok(scan) => scan,
+                    Err(_) => builder().build().map_err(df_error)?,
+                },
+            };
             tasks = scan
                 .plan_files()
                 .await
@@ -159,6 +170,11 @@ impl TableProvider for IcebergRead {
             state.config().batch_size(),
         )))
     }
+}
+
+fn has_cast(e: &Expr) -> bool {
+    e.exists(|e| Ok(matches!(e, Expr::Cast(_) | Expr::TryCast(_))))
+        .unwrap_or(true)
 }
 
 /// Deals the files to `n` partitions, largest first onto the lightest partition.

@@ -110,7 +110,10 @@ async fn run(
         .clone()
         .unwrap_or_else(std::env::temp_dir)
         .join(uuid::Uuid::now_v7().to_string());
-    let response = match staged(&state, multipart, &staging).await {
+    // Removed however the import ends, even when the client goes away: the guard lives
+    // in this future until the import's work takes it over.
+    let guard = Staging(staging.clone());
+    match staged(&state, multipart, &staging).await {
         Err(e) => e.into_response(),
         Ok((request, fingerprint)) => {
             // The import runs under the same idempotency flow as every write; its
@@ -128,6 +131,7 @@ async fn run(
                     run: move |_: &Catalog,
                                principal: &Principal,
                                idem: Option<&floe_catalog::IdemRequest>| {
+                        let _staging = guard;
                         let request = floe_compute::ImportRequest {
                             idempotency: idem.cloned(),
                             ..request
@@ -154,9 +158,19 @@ async fn run(
             )
             .await
         }
-    };
-    let _ = tokio::fs::remove_dir_all(&staging).await;
-    response
+    }
+}
+
+/// A staging folder, removed when dropped.
+#[cfg(feature = "compute")]
+#[derive(Debug)]
+struct Staging(std::path::PathBuf);
+
+#[cfg(feature = "compute")]
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Stages the uploads and reads the request: the import to run, and the bytes its
