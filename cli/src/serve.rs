@@ -88,6 +88,10 @@ fn serve_on(args: &ServeArgs, backend: Arc<SledBackend>) -> Result<(), String> {
         let (stop, stopped) = tokio::sync::watch::channel(None::<Stop>);
         let watcher = tokio::spawn(watch(backend.clone(), stop));
         let mut until = stopped.clone();
+        // No Nagle delay: a streamed answer's small writes go out at once.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = until.wait_for(Option::is_some).await;

@@ -151,9 +151,8 @@ async fn run(state: AppState, headers: HeaderMap, request: QueryBody) -> Respons
             Some((out, (batches, encoder)))
         },
     );
-    let body = futures_util::stream::iter(head.into_iter().map(Ok)).chain(tail);
     let mut response =
-        Body::from_stream(driven(body, answer.deadline, answer.timeout)).into_response();
+        Body::from_stream(driven(head, tail, answer.deadline, answer.timeout)).into_response();
     *response.status_mut() = StatusCode::OK;
     let h = response.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(format.media_type()));
@@ -173,6 +172,7 @@ async fn run(state: AppState, headers: HeaderMap, request: QueryBody) -> Respons
 /// alive. Past the deadline the answer ends with an error, never as if it were whole.
 #[cfg(feature = "compute")]
 fn driven(
+    head: Vec<bytes::Bytes>,
     body: impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
     deadline: tokio::time::Instant,
     timeout: std::time::Duration,
@@ -182,7 +182,11 @@ fn driven(
 
     use futures_util::StreamExt;
 
-    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    // What is ready goes in first, so the first write carries it with the headers.
+    let (tx, rx) = tokio::sync::mpsc::channel(head.len().max(2));
+    for chunk in head {
+        let _ = tx.try_send(Ok(chunk));
+    }
     let late = Arc::new(AtomicBool::new(false));
     let flag = late.clone();
     tokio::spawn(async move {
