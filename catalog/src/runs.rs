@@ -475,11 +475,14 @@ mod tests {
         )
     }
 
-    #[test]
-    fn recovery_fails_a_run_that_never_landed_and_seals_it() {
-        let (catalog, who, main) = setup();
+    /// A run on `main` that created namespace `db` on its branch.
+    fn started(
+        catalog: &Catalog,
+        who: &Principal,
+        main: &RefSpec,
+    ) -> (RunRecord, Principal, RefSpec, ContentKey) {
         let (record, executor) = catalog
-            .start_run(&who, &main, RunKind::Import, "import x".to_owned())
+            .start_run(who, main, RunKind::Import, "import x".to_owned())
             .unwrap();
         let branch = RefSpec::parse(record.branch().as_str()).unwrap();
         let ns = ContentKey::new(["db"]).unwrap();
@@ -493,6 +496,13 @@ mod tests {
                 None,
             )
             .unwrap();
+        (record, executor, branch, ns)
+    }
+
+    #[test]
+    fn recovery_fails_a_run_that_never_landed_and_seals_it() {
+        let (catalog, who, main) = setup();
+        let (record, _, branch, _) = started(&catalog, &who, &main);
         // Only the executor writes the run branch.
         let refused = catalog.create_namespace(
             &who,
@@ -540,21 +550,7 @@ mod tests {
     #[test]
     fn recovery_finds_a_landing_whose_record_was_not_updated() {
         let (catalog, who, main) = setup();
-        let (record, executor) = catalog
-            .start_run(&who, &main, RunKind::Import, "import x".to_owned())
-            .unwrap();
-        let branch = RefSpec::parse(record.branch().as_str()).unwrap();
-        let ns = ContentKey::new(["db"]).unwrap();
-        catalog
-            .create_namespace(
-                &executor,
-                &branch,
-                &ns,
-                BTreeMap::new(),
-                &Authored::default(),
-                None,
-            )
-            .unwrap();
+        let (record, executor, _, ns) = started(&catalog, &who, &main);
         // An unrelated commit on the target does not block the landing.
         catalog
             .create_namespace(

@@ -30,13 +30,7 @@ use floe_commits::{
 };
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run small.
-    let bench = std::env::args().any(|a| a == "--bench");
-    let div: u64 = std::env::var("FLOE_BENCH_SCALE")
-        .ok()
-        .map(|s| s.parse().expect("FLOE_BENCH_SCALE is a positive integer"))
-        .unwrap_or(if bench { 1 } else { 100 })
-        .max(1);
+    let div = support::scale_divisor();
     let n = |full: u64, min: u64| (full / div).max(min);
     let root = tempfile::tempdir_in(
         std::env::var_os("FLOE_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()),

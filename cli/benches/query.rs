@@ -40,12 +40,7 @@ const FILTER: &str = "SELECT count(*) AS n, sum(v) AS s FROM db.p WHERE region =
 const LIMIT: &str = "SELECT * FROM db.big LIMIT 10";
 
 fn main() {
-    let bench = std::env::args().any(|a| a == "--bench");
-    let div: u64 = std::env::var("FLOE_BENCH_SCALE")
-        .ok()
-        .map(|s| s.parse().expect("FLOE_BENCH_SCALE is a positive integer"))
-        .unwrap_or(if bench { 1 } else { 100 })
-        .max(1);
+    let div = support::scale_divisor();
     let Some(venv) = std::env::var_os("FLOE_TEST_VENV") else {
         println!(
             "query bench: set FLOE_TEST_VENV to the pinned test venv (.ci/run builds it); skipped"

@@ -8,6 +8,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// What a bench divides its counts by: `FLOE_BENCH_SCALE`, else 1 under `cargo bench`
+/// (which passes `--bench`) and 100 under `cargo test --benches` (which passes nothing).
+pub fn scale_divisor() -> u64 {
+    let bench = std::env::args().any(|a| a == "--bench");
+    std::env::var("FLOE_BENCH_SCALE")
+        .ok()
+        .map(|s| s.parse().expect("FLOE_BENCH_SCALE is a positive integer"))
+        .unwrap_or(if bench { 1 } else { 100 })
+        .max(1)
+}
+
 /// A `floe serve` child process on a free port.
 pub struct Server {
     pub child: Child,
