@@ -181,6 +181,7 @@ async fn floe_import(root: &Path, file: &Path, round: usize) -> Duration {
             path: file.to_owned(),
             blake3: format!("round-{round}"),
             size,
+            identity: None,
         }],
         idempotency: None,
     };

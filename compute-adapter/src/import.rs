@@ -87,6 +87,27 @@ pub struct ImportFile {
     /// BLAKE3 of the bytes, hex.
     pub blake3: String,
     pub size: u64,
+    /// The (device, inode) the file had when it was hashed, for a file the server reads in
+    /// place: every later open must find the same file, or the import fails (a file
+    /// swapped or a folder replaced by a link in between is not read).
+    pub identity: Option<(u64, u64)>,
+}
+
+impl ImportFile {
+    /// Opens the file, refusing one that is no longer the file that was hashed.
+    pub fn open(&self) -> std::io::Result<File> {
+        let file = File::open(&self.path)?;
+        if let Some(identity) = self.identity {
+            use std::os::unix::fs::MetadataExt;
+            let m = file.metadata()?;
+            if (m.dev(), m.ino()) != identity {
+                return Err(std::io::Error::other(
+                    "the file changed after it was checked; import it again",
+                ));
+            }
+        }
+        Ok(file)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -228,7 +249,7 @@ fn detect(file: &ImportFile) -> Result<FileFormat, ImportError> {
         return Ok(FileFormat::Csv);
     }
     let mut magic = [0u8; 4];
-    let mut f = File::open(&file.path).map_err(|e| io(&file.name, e))?;
+    let mut f = file.open().map_err(|e| io(&file.name, e))?;
     let is_parquet = std::io::Read::read_exact(&mut f, &mut magic).is_ok() && &magic == b"PAR1";
     if is_parquet || lower.ends_with(".parquet") || lower.ends_with(".pq") {
         Ok(FileFormat::Parquet)
@@ -250,7 +271,7 @@ fn inspect(file: ImportFile) -> Result<Inspected, ImportError> {
     };
     match format {
         FileFormat::Parquet => {
-            let f = File::open(&file.path).map_err(|e| io(&file.name, e))?;
+            let f = file.open().map_err(|e| io(&file.name, e))?;
             let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(&e))?;
             let descr = builder.metadata().file_metadata().schema_descr();
             let has_field_ids = descr
@@ -269,7 +290,7 @@ fn inspect(file: ImportFile) -> Result<Inspected, ImportError> {
             })
         }
         FileFormat::Csv => {
-            let f = File::open(&file.path).map_err(|e| io(&file.name, e))?;
+            let f = file.open().map_err(|e| io(&file.name, e))?;
             let (schema, _) = datafusion::arrow::csv::reader::Format::default()
                 .with_header(true)
                 .infer_schema(f, Some(CSV_INFER_ROWS))
@@ -901,7 +922,7 @@ impl Work {
             let path = self.catalog.warehouse_path(&target)?;
             written.push(path.clone());
             let copy = outcome.action == "copy";
-            let source = f.file.path.clone();
+            let source = f.file.clone();
             let format = f.format;
             let from = f.schema.clone();
             let to = self.table_arrow.clone();
@@ -1197,8 +1218,8 @@ fn sanitize(name: &str) -> String {
 }
 
 /// Copies a file and makes it durable.
-fn copy_file(from: &Path, to: &Path) -> std::io::Result<()> {
-    let mut source = File::open(from)?;
+fn copy_file(from: &ImportFile, to: &Path) -> std::io::Result<()> {
+    let mut source = from.open()?;
     let mut target = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -1210,14 +1231,14 @@ fn copy_file(from: &Path, to: &Path) -> std::io::Result<()> {
 /// Rewrites a file as Parquet in the table's Arrow schema (with field ids).
 fn convert_file(
     name: &str,
-    source: &Path,
+    source: &ImportFile,
     format: FileFormat,
     from: &SchemaRef,
     to: &SchemaRef,
     target: &Path,
 ) -> Result<(), ImportError> {
     let bad = |e: &dyn std::fmt::Display| ImportError::Invalid(format!("{name}: {e}"));
-    let f = File::open(source).map_err(|e| io(name, e))?;
+    let f = source.open().map_err(|e| io(name, e))?;
     let reader: Box<dyn RecordBatchReader + Send> = match format {
         FileFormat::Parquet => Box::new(
             ParquetRecordBatchReaderBuilder::try_new(f)
@@ -1514,6 +1535,7 @@ mod tests {
             blake3: format!("{:x}", bytes.len()) + name,
             size: bytes.len() as u64,
             path,
+            identity: None,
         }
     }
 
@@ -1650,6 +1672,30 @@ mod tests {
         assert_eq!(mapping[0]["names"], serde_json::json!(["total", "amount"]));
         let fresh: serde_json::Value = serde_json::from_str(&name_mapping(&schema, None)).unwrap();
         assert_eq!(fresh[0]["names"], serde_json::json!(["total"]));
+    }
+
+    #[test]
+    fn a_server_side_file_swapped_after_its_check_is_not_read() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, b"checked").unwrap();
+        std::fs::write(&b, b"other").unwrap();
+        let m = std::fs::metadata(&a).unwrap();
+        let mut file = ImportFile {
+            name: "a".to_owned(),
+            path: a.clone(),
+            blake3: String::new(),
+            size: 7,
+            identity: Some((m.dev(), m.ino())),
+        };
+        assert!(file.open().is_ok());
+        // Replaced in place by another file (a rename over it, or a link).
+        std::fs::rename(&b, &a).unwrap();
+        let err = file.open().unwrap_err();
+        assert!(err.to_string().contains("changed"), "{err}");
+        file.identity = None;
+        assert!(file.open().is_ok(), "uploads are staged by the server: no identity to check");
     }
 
     #[test]

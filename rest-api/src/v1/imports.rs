@@ -258,6 +258,7 @@ async fn staged(
             path,
             blake3: hasher.finalize().to_hex().to_string(),
             size,
+            identity: None,
         });
     }
     let Some(body) = body else {
@@ -349,15 +350,26 @@ async fn server_file(
         let mut hasher = blake3::Hasher::new();
         let file = std::fs::File::open(&real)
             .map_err(|e| ApiError::bad_request(format!("{source}: cannot read it: {e}")))?;
+        let identity = {
+            use std::os::unix::fs::MetadataExt;
+            let m = file.metadata().map_err(|e| {
+                ApiError::bad_request(format!("{source}: cannot read it: {e}"))
+            })?;
+            if !m.is_file() {
+                return Err(ApiError::bad_request(format!("{source} is not a file")));
+            }
+            (m.dev(), m.ino())
+        };
         hasher
-            .update_reader(file)
+            .update_reader(&file)
             .map_err(|e| ApiError::bad_request(format!("{source}: cannot read it: {e}")))?;
-        let size = std::fs::metadata(&real).map(|m| m.len()).unwrap_or(0);
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(floe_compute::ImportFile {
             name: source,
             path: real,
             blake3: hasher.finalize().to_hex().to_string(),
             size,
+            identity: Some(identity),
         })
     })
     .await
