@@ -73,15 +73,4 @@ pub enum CatalogError {
     Write(#[from] WriteError),
 }
 
-impl CatalogError {
-    /// True when a write may or may not have applied (storage failed midway).
-    pub fn is_outcome_unknown(&self) -> bool {
-        match self {
-            CatalogError::Write(e) => e.is_outcome_unknown(),
-            CatalogError::Read(ReadError::Storage(e)) => e.is_outcome_unknown(),
-            _ => false,
-        }
-    }
-}
-
 pub type CatalogResult<T> = Result<T, CatalogError>;
