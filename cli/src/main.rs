@@ -368,6 +368,7 @@ pub struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -410,4 +411,23 @@ fn main() -> ExitCode {
             Err(failure) => failure.report(json),
         },
     }
+}
+
+/// `floe log | head` ends quietly, as Unix tools do when their reader goes away: printing
+/// to a closed pipe panics in Rust (SIGPIPE is ignored), so that panic exits with 141
+/// (128 + SIGPIPE) and no message. Every other panic keeps the default report.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

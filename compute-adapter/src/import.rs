@@ -1695,7 +1695,10 @@ mod tests {
         let err = file.open().unwrap_err();
         assert!(err.to_string().contains("changed"), "{err}");
         file.identity = None;
-        assert!(file.open().is_ok(), "uploads are staged by the server: no identity to check");
+        assert!(
+            file.open().is_ok(),
+            "uploads are staged by the server: no identity to check"
+        );
     }
 
     #[test]

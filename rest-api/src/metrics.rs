@@ -192,7 +192,10 @@ mod tests {
         let text = m.render();
         assert!(text.contains("method=\"OTHER\""), "{text}");
         assert!(text.contains("method=\"GET\""), "{text}");
-        assert!(!text.contains("BREW") && !text.contains("made-up"), "{text}");
+        assert!(
+            !text.contains("BREW") && !text.contains("made-up"),
+            "{text}"
+        );
         assert!(text.contains("type=\"other\"} 1"), "{text}");
         assert!(text.contains("type=\"scan-report\"} 1"), "{text}");
     }

@@ -68,3 +68,25 @@ fn unknown_verbs_and_stray_arguments_exit_2_with_a_message_on_stderr() {
         assert!(err.contains(message), "floe {args:?}: {err}");
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    // `floe openapi | head -c 10`: the document is larger than a pipe's buffer.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_floe"))
+        .arg("openapi")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 10];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    drop(out);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(141), "{output:?}");
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
