@@ -35,6 +35,8 @@ use floe_catalog::{
     TableChange, TableCreate,
 };
 use floe_commits::{ContentKey, RefSpec};
+use iceberg::arrow::RecordBatchPartitionSplitter;
+use iceberg::spec::PartitionKey;
 use iceberg::spec::{
     DataContentType, DataFileBuilder, DataFileFormat, Datum, FormatVersion, ManifestContentType,
     ManifestListWriter, ManifestWriterBuilder, MappedField, NameMapping, NestedFieldRef, Operation,
@@ -135,9 +137,9 @@ pub struct FileOutcome {
     pub rows: u64,
     pub bytes: u64,
     pub blake3: String,
-    /// Where the data now lives (absent on a dry run).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub location: Option<String>,
+    /// Where the data now lives: one file, or one per partition (none on a dry run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<String>,
 }
 
 /// The answer of an import (and of a dry run).
@@ -566,12 +568,6 @@ impl Importer {
         };
         let schema = match &existing {
             Some(t) => {
-                if !t.metadata.default_partition_spec().is_unpartitioned() {
-                    return Err(ImportError::Invalid(format!(
-                        "table {} is partitioned; floe imports into unpartitioned tables only (for now)",
-                        request.table
-                    )));
-                }
                 if t.metadata.format_version() != FormatVersion::V2 {
                     return Err(ImportError::Invalid(format!(
                         "table {} is format-version {}; floe imports into format-version 2 tables",
@@ -605,6 +601,10 @@ impl Importer {
         if let (Some(t), false) = (&existing, request.force) {
             refuse_duplicates(t, &files, &request.table)?;
         }
+        // Files of a partitioned table are split by partition: always rewritten.
+        let partitioned = existing
+            .as_ref()
+            .is_some_and(|t| !t.metadata.default_partition_spec().is_unpartitioned());
         let table_arrow = iceberg::arrow::schema_to_arrow_schema(&schema)
             .map_err(|e| ImportError::Invalid(e.to_string()))?;
         let schema_json = serde_json::to_value(&schema).expect("a schema serializes");
@@ -613,7 +613,7 @@ impl Importer {
             .map(|f| FileOutcome {
                 name: f.file.name.clone(),
                 format: f.format,
-                action: if copyable(f, &table_arrow) {
+                action: if !partitioned && copyable(f, &table_arrow) {
                     "copy"
                 } else {
                     "convert"
@@ -621,7 +621,7 @@ impl Importer {
                 rows: f.rows.unwrap_or(0),
                 bytes: f.file.size,
                 blake3: f.file.blake3.clone(),
-                location: None,
+                locations: Vec::new(),
             })
             .collect();
         let branch_name = request.branch.to_string();
@@ -883,12 +883,6 @@ impl Work {
 
     /// Refuses a target table floe cannot import into, or a file already imported into it.
     fn check_target(&self, table: &LoadedTable, files: &[Inspected]) -> Result<(), ImportError> {
-        if !table.metadata.default_partition_spec().is_unpartitioned() {
-            return Err(ImportError::Invalid(format!(
-                "table {} is partitioned; floe imports into unpartitioned tables only (for now)",
-                self.table
-            )));
-        }
         if table.metadata.format_version() != FormatVersion::V2 {
             return Err(ImportError::Invalid(format!(
                 "table {} is format-version {}; floe imports into format-version 2 tables",
@@ -912,50 +906,84 @@ impl Work {
         written: &mut Vec<PathBuf>,
     ) -> Result<i64, ImportError> {
         let location = table.metadata.location().trim_end_matches('/').to_owned();
+        let spec = table.metadata.default_partition_spec().clone();
+        let spec_id = spec.spec_id();
+        let split = (!spec.is_unpartitioned())
+            .then(|| (table.metadata.current_schema().clone(), spec.clone()));
         let mut data_files = Vec::new();
+        let mut folders = BTreeSet::new();
         for (f, outcome) in files.iter().zip(outcomes.iter_mut()) {
-            let target = format!(
-                "{location}/data/{}-{}.parquet",
-                uuid::Uuid::now_v7(),
-                sanitize(&f.file.name)
-            );
-            let path = self.catalog.warehouse_path(&target)?;
-            written.push(path.clone());
             let copy = outcome.action == "copy";
             let source = f.file.clone();
             let format = f.format;
             let from = f.schema.clone();
             let to = self.table_arrow.clone();
             let name = f.file.name.clone();
-            let written = blocking(move || {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| io("creating the data folder", e))?;
-                }
-                if copy {
+            let catalog = self.catalog.clone();
+            let location = location.clone();
+            let split = split.clone();
+            // Where one output file goes: `data/`, or `data/<partition path>/`.
+            let place =
+                move |key: Option<&PartitionKey>| -> Result<(String, PathBuf), ImportError> {
+                    let folder = match key {
+                        Some(k) => format!("{location}/data/{}", partition_folder(&k.to_path())),
+                        None => format!("{location}/data"),
+                    };
+                    let target = format!(
+                        "{folder}/{}-{}.parquet",
+                        uuid::Uuid::now_v7(),
+                        sanitize(&name)
+                    );
+                    let path = catalog.warehouse_path(&target)?;
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| io("creating the data folder", e))?;
+                    }
+                    Ok((target, path))
+                };
+            let name = f.file.name.clone();
+            let pieces = if copy {
+                let (target, path) = place(None)?;
+                written.push(path.clone());
+                blocking(move || {
                     copy_file(&source, &path).map_err(|e| io(&name, e))?;
-                } else {
-                    convert_file(&name, &source, format, &from, &to, &path)?;
+                    Ok(vec![(target, path, Struct::empty())])
+                })
+                .await?
+            } else {
+                blocking(move || convert_file(&name, &source, format, &from, &to, split, &place))
+                    .await?
+            };
+            outcome.rows = 0;
+            for (target, path, partition) in pieces {
+                written.push(path.clone());
+                let name = f.file.name.clone();
+                let at = path.clone();
+                let (size, meta) = blocking(move || {
+                    let file = File::open(&at).map_err(|e| io(&name, e))?;
+                    let size = file.metadata().map_err(|e| io(&name, e))?.len();
+                    let meta = ParquetMetaDataReader::new()
+                        .parse_and_finish(&file)
+                        .map_err(|e| io(&name, e))?;
+                    Ok((size, meta))
+                })
+                .await?;
+                outcome.rows += u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
+                outcome.locations.push(target.clone());
+                if let Some(dir) = path.parent() {
+                    folders.insert(dir.to_path_buf());
                 }
-                let file = File::open(&path).map_err(|e| io(&name, e))?;
-                let size = file.metadata().map_err(|e| io(&name, e))?.len();
-                let meta = ParquetMetaDataReader::new()
-                    .parse_and_finish(&file)
-                    .map_err(|e| io(&name, e))?;
-                Ok((size, meta))
-            })
-            .await?;
-            let (size, meta) = written;
-            outcome.rows = u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
-            outcome.location = Some(target.clone());
-            data_files.push(data_file(&target, size, &meta, &self.schema)?);
+                data_files.push(data_file(
+                    &target,
+                    size,
+                    &meta,
+                    &self.schema,
+                    partition,
+                    spec_id,
+                )?);
+            }
         }
-        if let Some(dir) = data_files
-            .first()
-            .and_then(|_| outcomes.first())
-            .and_then(|o| o.location.as_deref())
-            .and_then(|l| self.catalog.warehouse_path(l).ok())
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-        {
+        for dir in folders {
             File::open(&dir)
                 .and_then(|d| d.sync_all())
                 .map_err(|e| io("syncing the data folder", e))?;
@@ -1228,15 +1256,24 @@ fn copy_file(from: &ImportFile, to: &Path) -> std::io::Result<()> {
     target.sync_all()
 }
 
-/// Rewrites a file as Parquet in the table's Arrow schema (with field ids).
+/// Files one conversion may write at once (one per partition value it meets).
+const PARTITION_FILES_MAX: usize = 1_000;
+
+/// Where a converted file's pieces go: its location and local path, given its partition.
+type Place<'a> = dyn Fn(Option<&PartitionKey>) -> Result<(String, PathBuf), ImportError> + 'a;
+
+/// Rewrites a file as Parquet in the table's Arrow schema (with field ids): one output
+/// file, or, for a partitioned table, one per partition value. Returns each output's
+/// location, path and partition; on error removes what it wrote.
 fn convert_file(
     name: &str,
     source: &ImportFile,
     format: FileFormat,
     from: &SchemaRef,
     to: &SchemaRef,
-    target: &Path,
-) -> Result<(), ImportError> {
+    split: Option<(iceberg::spec::SchemaRef, iceberg::spec::PartitionSpecRef)>,
+    place: &Place<'_>,
+) -> Result<Vec<(String, PathBuf, Struct)>, ImportError> {
     let bad = |e: &dyn std::fmt::Display| ImportError::Invalid(format!("{name}: {e}"));
     let f = source.open().map_err(|e| io(name, e))?;
     let reader: Box<dyn RecordBatchReader + Send> = match format {
@@ -1255,49 +1292,153 @@ fn convert_file(
                 .map_err(|e| bad(&e))?,
         ),
     };
-    let out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(target)
-        .map_err(|e| io(name, e))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
-    let mut writer = ArrowWriter::try_new(out, to.clone(), Some(props)).map_err(|e| io(name, e))?;
     let options = CastOptions {
         safe: false,
         ..CastOptions::default()
     };
-    // Reading and casting on one thread, encoding and writing on this one: a file's
-    // conversion uses two cores.
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<RecordBatch, ImportError>>(2);
-    std::thread::scope(|scope| {
+    // One writer per partition value met (one in all for an unpartitioned table).
+    let mut outputs: HashMap<String, (ArrowWriter<File>, String, PathBuf, Struct)> = HashMap::new();
+    // Reading, casting and splitting on one thread, encoding and writing on this one: a
+    // file's conversion uses two cores.
+    type Pieces = Vec<(Option<PartitionKey>, RecordBatch)>;
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<Pieces, ImportError>>(2);
+    let result = std::thread::scope(|scope| {
         scope.spawn(move || {
+            let splitter = match split {
+                None => None,
+                Some((schema, spec)) => {
+                    match RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)
+                    {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            let _ = sender.send(Err(bad(&e)));
+                            return;
+                        }
+                    }
+                }
+            };
             let mut row = 0u64;
             for batch in reader {
-                let converted = batch
+                let pieces = batch
                     .map_err(|e| {
                         bad(&format!(
                             "cannot read the rows after row {row}: {e} (the types were inferred from the first {CSV_INFER_ROWS} rows)"
                         ))
                     })
-                    .and_then(|batch| cast_batch(&batch, to, &options).map_err(|e| bad(&e)));
-                let failed = converted.is_err();
-                if let Ok(b) = &converted {
-                    row += b.num_rows() as u64;
-                }
-                if sender.send(converted).is_err() || failed {
+                    .and_then(|batch| cast_batch(&batch, to, &options).map_err(|e| bad(&e)))
+                    .and_then(|batch| {
+                        row += batch.num_rows() as u64;
+                        match &splitter {
+                            None => Ok(vec![(None, batch)]),
+                            Some(s) => s
+                                .split(&batch)
+                                .map(|parts| parts.into_iter().map(|(k, b)| (Some(k), b)).collect())
+                                .map_err(|e| bad(&format!("cannot partition the rows: {e}"))),
+                        }
+                    });
+                let failed = pieces.is_err();
+                if sender.send(pieces).is_err() || failed {
                     return;
                 }
             }
         });
-        for converted in receiver {
-            writer.write(&converted?).map_err(|e| io(name, e))?;
+        for pieces in receiver {
+            for (key, batch) in pieces? {
+                let id = key.as_ref().map(PartitionKey::to_path).unwrap_or_default();
+                if !outputs.contains_key(&id) {
+                    if outputs.len() == PARTITION_FILES_MAX {
+                        return Err(bad(&format!(
+                            "the rows fall into more than {PARTITION_FILES_MAX} partitions; split the file"
+                        )));
+                    }
+                    let (location, path) = place(key.as_ref())?;
+                    let out = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&path)
+                        .map_err(|e| io(name, e))?;
+                    // Registered before it is written: an error removes it.
+                    let writer = ArrowWriter::try_new(out, to.clone(), Some(props.clone()));
+                    let partition = key
+                        .as_ref()
+                        .map_or_else(Struct::empty, |k| k.data().clone());
+                    match writer {
+                        Ok(w) => {
+                            outputs.insert(id.clone(), (w, location, path, partition));
+                        }
+                        Err(e) => {
+                            let _ = std::fs::remove_file(&path);
+                            return Err(io(name, e));
+                        }
+                    }
+                }
+                let (writer, ..) = outputs.get_mut(&id).expect("inserted above");
+                writer.write(&batch).map_err(|e| io(name, e))?;
+            }
         }
         Ok::<(), ImportError>(())
-    })?;
-    let file = writer.into_inner().map_err(|e| io(name, e))?;
-    file.sync_all().map_err(|e| io(name, e))
+    });
+    let mut done = Vec::with_capacity(outputs.len());
+    let mut failure = result.err();
+    for (_, (writer, location, path, partition)) in outputs {
+        if failure.is_none() {
+            match writer
+                .into_inner()
+                .and_then(|f| f.sync_all().map_err(Into::into))
+            {
+                Ok(()) => {
+                    done.push((location, path, partition));
+                    continue;
+                }
+                Err(e) => failure = Some(io(name, e)),
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    match failure {
+        None => Ok(done),
+        Some(e) => {
+            for (_, path, _) in done {
+                let _ = std::fs::remove_file(path);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A partition path (`region=eu/day=2024-01-01`) as folders safe in the warehouse.
+fn partition_folder(path: &str) -> String {
+    let parts: Vec<String> = path
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let clean: String = p
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .take(100)
+                .collect();
+            if clean.starts_with('.') {
+                format!("_{clean}")
+            } else {
+                clean
+            }
+        })
+        .take(16)
+        .collect();
+    if parts.is_empty() {
+        "_".to_owned()
+    } else {
+        parts.join("/")
+    }
 }
 
 /// A batch in the table's Arrow schema: each column cast (checked: an overflow or an
@@ -1331,6 +1472,8 @@ fn data_file(
     size: u64,
     meta: &ParquetMetaData,
     schema: &Schema,
+    partition: Struct,
+    spec_id: i32,
 ) -> Result<iceberg::spec::DataFile, ImportError> {
     let mut column_sizes = HashMap::new();
     let mut value_counts = HashMap::new();
@@ -1396,7 +1539,7 @@ fn data_file(
         .content(DataContentType::Data)
         .file_path(location.to_owned())
         .file_format(DataFileFormat::Parquet)
-        .partition(Struct::empty())
+        .partition(partition)
         .record_count(u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0))
         .file_size_in_bytes(size)
         .column_sizes(column_sizes)
@@ -1405,7 +1548,7 @@ fn data_file(
         .lower_bounds(lower)
         .upper_bounds(upper)
         .split_offsets(Some(split_offsets))
-        .partition_spec_id(0)
+        .partition_spec_id(spec_id)
         .build()
         .map_err(|e| ImportError::Io(format!("building the data file of {location}: {e}")))
 }

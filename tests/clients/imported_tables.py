@@ -17,7 +17,7 @@ import pyarrow as pa
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.transforms import IdentityTransform
-from pyiceberg.types import LongType, NestedField, StringType
+from pyiceberg.types import DoubleType, LongType, NestedField, StringType
 
 from floe_client import URL, catalog
 
@@ -53,6 +53,7 @@ assert con.execute("SELECT count(*), sum(id) FROM m.db.t").fetchall() == [(1100,
 schema = Schema(
     NestedField(1, "id", LongType(), required=False),
     NestedField(2, "region", StringType(), required=False),
+    NestedField(3, "v", DoubleType(), required=False),
 )
 spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="region"))
 p = cat.create_table("db.p", schema=schema, partition_spec=spec)
@@ -60,12 +61,36 @@ regions = ["north", "south", "east", "west"]
 p.append(pa.table({
     "id": pa.array(range(400), pa.int64()),
     "region": pa.array([regions[i % 4] for i in range(400)], pa.string()),
+    "v": pa.array([1.0] * 400, pa.float64()),
 }))
 rows, scanned, total = query("SELECT count(*) AS n FROM db.p WHERE region = 'east'")
 assert rows == [{"n": 100}], rows
 assert (scanned, total) == (1, 4), (scanned, total)
 rows, scanned, _ = query("SELECT count(*) AS n FROM db.p")
 assert rows == [{"n": 400}] and scanned == 4, (rows, scanned)
+
+# floe imports more rows into the partitioned table (split by region); every client
+# reads them, and the region filter still reads only that region's files.
+boundary = "floe-scenario"
+rows = "id,region,v\n" + "".join(f"{400 + i},{regions[i % 4]},0.5\n" for i in range(40))
+request = json.dumps({"table": "db.p", "mode": "append"})
+body = (
+    f"--{boundary}\r\nContent-Disposition: form-data; name=\"request\"\r\n\r\n{request}\r\n"
+    f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"more.csv\"\r\n\r\n{rows}\r\n"
+    f"--{boundary}--\r\n"
+).encode()
+req = urllib.request.Request(
+    URL + "/api/v1/imports", method="POST", data=body,
+    headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+)
+with urllib.request.urlopen(req) as r:
+    imported = json.loads(r.read())
+assert len(imported["files"][0]["locations"]) == 4, imported
+assert cat.load_table("db.p").scan().to_arrow().num_rows == 440
+assert con.execute("SELECT count(*) FROM m.db.p WHERE region = 'east'").fetchall() == [(110,)]
+rows, scanned, total = query("SELECT count(*) AS n FROM db.p WHERE region = 'east'")
+assert rows == [{"n": 110}], rows
+assert (scanned, total) == (2, 8), (scanned, total)
 
 # DuckDB deletes rows of the imported table; floe's answers leave them out.
 con.execute("DELETE FROM m.db.t WHERE id < 10")

@@ -955,3 +955,85 @@ fn an_import_retried_with_its_idempotency_key_lands_once() {
         r.body
     );
 }
+
+#[test]
+fn imports_into_a_partitioned_table_split_rows_by_partition() {
+    let run = Running::start();
+    let cfg = run.config_dir();
+    run.namespace("main", "db");
+    let created = run.post(
+        "/iceberg/v1/main/namespaces/db/tables",
+        json!({
+            "name": "p",
+            "schema": { "type": "struct", "schema-id": 0, "fields": [
+                { "id": 1, "name": "id", "required": false, "type": "long" },
+                { "id": 2, "name": "region", "required": false, "type": "string" },
+                { "id": 3, "name": "day", "required": false, "type": "date" },
+            ]},
+            "partition-spec": { "spec-id": 0, "fields": [
+                { "source-id": 2, "field-id": 1000, "name": "region", "transform": "identity" },
+                { "source-id": 3, "field-id": 1001, "name": "day_month", "transform": "month" },
+            ]},
+        }),
+    );
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let dir = run.dir.path().join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let regions = ["eu", "us", "a/b c"];
+    let f = csv(
+        &dir,
+        "rows.csv",
+        "id,region,day",
+        (0..600).map(|i| {
+            format!(
+                "{i},{},2024-0{}-1{}",
+                regions[i % 3],
+                1 + (i / 3) % 2,
+                i % 10
+            )
+        }),
+    );
+    let out = run.floe(
+        &cfg,
+        &[
+            "--json",
+            "import",
+            p(&f),
+            "--table",
+            "db.p",
+            "--mode",
+            "append",
+        ],
+    );
+    let outcome = out.json();
+    assert_eq!(outcome["files"][0]["action"], "convert", "{outcome}");
+    let locations = outcome["files"][0]["locations"].as_array().unwrap();
+    assert_eq!(locations.len(), 6, "3 regions x 2 months: {outcome}");
+    assert!(
+        locations.iter().all(|l| {
+            let l = l.as_str().unwrap();
+            l.contains("/data/region=") && !l.contains("a/b c") && !l.contains("..")
+        }),
+        "{outcome}"
+    );
+    assert_eq!(count(&run, "SELECT count(*) FROM db.p", "main"), 600);
+    let (status, headers, bytes) = run.query(
+        &json!({ "sql": "SELECT count(*) AS n, min(id) AS lo FROM db.p WHERE region = 'a/b c'" }),
+        "application/json",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&bytes).unwrap(),
+        json!([{ "n": 200, "lo": 2 }])
+    );
+    assert_eq!(
+        headers.get("floe-files-scanned").unwrap(),
+        "2",
+        "one region: 2 of 6 files"
+    );
+    assert_eq!(headers.get("floe-files-total").unwrap(), "6");
+    let r = run.query_json(json!({
+        "sql": "SELECT count(*) AS n FROM db.p WHERE day >= DATE '2024-02-01' AND region = 'eu'"
+    }));
+    assert_eq!(r.body, json!([{ "n": 100 }]));
+}
