@@ -17,11 +17,13 @@ mod support;
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{Report, Samples, Server, encode, machine_notes, ratio, us};
+use support::{
+    Client, CpuMeter, Report, Samples, Server, cpu_time, encode, machine_notes, ratio, run_clients,
+    us,
+};
 
 use floe_commits::sled_store::{DurabilityEvent, DurabilityHook};
 use floe_commits::{
@@ -522,169 +524,7 @@ fn trivial_server() -> (tokio::runtime::Runtime, String) {
 
 // ---- CPU accounting ----------------------------------------------------------------------
 
-/// User + system CPU time a process used so far (`/proc/PID/stat`).
-fn cpu_time(pid: u32) -> Duration {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    let ticks_per_s = *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0)
-    });
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name: state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or_else(Vec::new, |(_, rest)| rest.split_whitespace().collect());
-    let field = |n: usize| {
-        fields
-            .get(n - 3)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_secs_f64((field(14) + field(15)) as f64 / ticks_per_s)
-}
-
-/// CPU used by the server and by this process (the clients) over a phase.
-struct CpuMeter {
-    server: Option<u32>,
-    server0: Duration,
-    me0: Duration,
-    start: Instant,
-}
-
-impl CpuMeter {
-    fn start(server: Option<u32>) -> CpuMeter {
-        CpuMeter {
-            server,
-            server0: server.map_or(Duration::ZERO, cpu_time),
-            me0: cpu_time(std::process::id()),
-            start: Instant::now(),
-        }
-    }
-
-    /// CPU per request in each process, and how busy the machine's cores were.
-    fn per_request(&self, requests: u64) -> String {
-        let wall = self.start.elapsed().as_secs_f64();
-        let me = (cpu_time(std::process::id()) - self.me0).as_secs_f64();
-        let server = self
-            .server
-            .map_or(0.0, |p| (cpu_time(p) - self.server0).as_secs_f64());
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let per = |s: f64| us(Duration::from_secs_f64(s / requests as f64));
-        let busy = 100.0 * (me + server) / wall / cores as f64;
-        match self.server {
-            Some(_) => format!(
-                "CPU per request: {} in floe serve + {} in the clients; {busy:.0}% of {cores} cores busy",
-                per(server),
-                per(me)
-            ),
-            None => format!(
-                "CPU per request: {} (clients and server); {busy:.0}% of {cores} cores busy",
-                per(me)
-            ),
-        }
-    }
-}
-
 // ---- the client -------------------------------------------------------------------------
-
-/// One keep-alive HTTP client (one `ureq::Agent`, so one connection when used serially).
-struct Client {
-    agent: ureq::Agent,
-    base: String,
-}
-
-impl Client {
-    fn new(base: &str) -> Client {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build();
-        Client {
-            agent: config.into(),
-            base: base.to_owned(),
-        }
-    }
-
-    fn post(&self, path: &str, body: &str, expect: u16) -> String {
-        let url = format!("{}{path}", self.base);
-        let response = self
-            .agent
-            .post(&url)
-            .header("content-type", "application/json")
-            .send(body)
-            .unwrap_or_else(|e| panic!("POST {path} {body}: {e}"));
-        checked("POST", path, body, expect, response)
-    }
-
-    fn get(&self, path: &str, expect: u16) -> String {
-        let url = format!("{}{path}", self.base);
-        let response = self
-            .agent
-            .get(&url)
-            .call()
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        checked("GET", path, "", expect, response)
-    }
-
-    /// The server's own count and total time of a route, from `/metrics`.
-    fn route_time(&self, route: &str, method: &str) -> RouteTime {
-        let text = self.get("/metrics", 200);
-        let labels = format!("{{route=\"{route}\",method=\"{method}\"}} ");
-        let value = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}{labels}")))
-                .map_or(0.0, |v| v.trim().parse::<f64>().unwrap_or(0.0))
-        };
-        RouteTime {
-            count: value("floe_http_request_duration_seconds_count"),
-            sum_s: value("floe_http_request_duration_seconds_sum"),
-        }
-    }
-}
-
-/// Reads the whole body (so the connection goes back to the pool) and checks the status.
-fn checked(
-    method: &str,
-    path: &str,
-    body: &str,
-    expect: u16,
-    mut response: ureq::http::Response<ureq::Body>,
-) -> String {
-    let status = response.status().as_u16();
-    let text = response
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024 * 1024)
-        .read_to_string()
-        .unwrap_or_else(|e| panic!("{method} {path}: reading the body: {e}"));
-    assert_eq!(
-        status, expect,
-        "{method} {path} {body}: expected {expect}, got {status}: {text}"
-    );
-    text
-}
-
-/// A route's request count and summed latency as the server measured them.
-#[derive(Debug, Clone, Copy)]
-struct RouteTime {
-    count: f64,
-    sum_s: f64,
-}
-
-impl RouteTime {
-    fn mean_since(&self, before: &RouteTime) -> Duration {
-        let n = self.count - before.count;
-        if n <= 0.0 {
-            return Duration::ZERO;
-        }
-        Duration::from_secs_f64((self.sum_s - before.sum_s) / n)
-    }
-}
 
 fn create_body(name: &str, from: &str) -> String {
     format!(r#"{{"name":"{name}","from":"{from}"}}"#)
@@ -722,65 +562,6 @@ fn list_all(client: &Client) -> (u64, Duration, u64) {
         }
     }
     (seen.len() as u64, start.elapsed(), pages)
-}
-
-struct Run {
-    latencies: Samples,
-    elapsed: Duration,
-}
-
-impl Run {
-    fn rate(&self) -> f64 {
-        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
-/// `total` requests by `clients` threads, each with its own agent (connected before the
-/// clock starts), taking request numbers from a shared counter.
-fn run_clients(base: &str, clients: usize, total: u64, f: impl Fn(&Client, u64) + Sync) -> Run {
-    let next = AtomicU64::new(0);
-    let barrier = Barrier::new(clients + 1);
-    let (latencies, elapsed) = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..clients)
-            .map(|_| {
-                let (next, barrier, f) = (&next, &barrier, &f);
-                s.spawn(move || {
-                    let client = Client::new(base);
-                    // Opens the keep-alive connection (the trivial server 404s on it).
-                    let _ = client
-                        .agent
-                        .get(format!("{base}/health"))
-                        .call()
-                        .map(|mut r| {
-                            let _ = r.body_mut().read_to_string();
-                        });
-                    barrier.wait();
-                    let mut out = Vec::with_capacity((total / clients as u64 + 1) as usize);
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= total {
-                            break;
-                        }
-                        let start = Instant::now();
-                        f(&client, i);
-                        out.push(start.elapsed());
-                    }
-                    out
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        let all: Vec<Duration> = handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a client thread"))
-            .collect();
-        (all, start.elapsed())
-    });
-    Run {
-        latencies: Samples::new(latencies),
-        elapsed,
-    }
 }
 
 // ---- fixtures and in-process baselines -------------------------------------------------
