@@ -6,12 +6,10 @@
 //! for a nested namespace, or a bare name in the default namespace. The result is a
 //! stream of Arrow batches, bounded by a memory pool and a deadline.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{MemoryCatalogProvider, MemorySchemaProvider};
 use datafusion::common::{DataFusionError, TableReference};
@@ -19,11 +17,12 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::{SQLOptions, SessionContext};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::Statement as DfStatement;
 use floe_catalog::{Catalog, CatalogError, Principal};
 use floe_commits::{ContentKey, Hash, RefSpec};
-use futures::{Future, Stream};
+use futures::StreamExt;
 use iceberg::TableIdent;
 use iceberg::table::Table;
 
@@ -118,10 +117,6 @@ impl QueryError {
 /// A query ready to stream: its schema, its batches, and what its scans read.
 pub struct QueryAnswer {
     pub at: Hash,
-    /// When the query's time is up (the stream ends with a timeout then; a caller that
-    /// stops polling must stop the query at this instant itself).
-    pub deadline: tokio::time::Instant,
-    pub timeout: Duration,
     pub schema: SchemaRef,
     pub batches: SendableRecordBatchStream,
     pub scans: Vec<ScanStats>,
@@ -203,16 +198,8 @@ impl QueryEngine {
         let scans = std::mem::take(&mut *log.lock());
         Ok(QueryAnswer {
             at,
-            deadline,
-            timeout,
-            schema: schema.clone(),
-            batches: Box::pin(Deadline {
-                inner: batches,
-                sleep: Box::pin(tokio::time::sleep_until(deadline)),
-                timeout,
-                schema,
-                done: false,
-            }),
+            schema,
+            batches: under_deadline(batches, deadline, timeout),
             scans,
         })
     }
@@ -396,38 +383,86 @@ fn register(
         .map_err(engine)
 }
 
-/// Ends a stream with `QueryError::Timeout` once its deadline passes.
-struct Deadline {
-    inner: SendableRecordBatchStream,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+/// Runs a query's stream in a task of its own, a couple of batches ahead of its reader,
+/// until the deadline. Past it the stream (and the memory it holds) is dropped and the
+/// reader gets `QueryError::Timeout`, even a reader that stopped reading for a while: the
+/// answer never ends as if it were whole.
+fn under_deadline(
+    mut batches: SendableRecordBatchStream,
+    deadline: tokio::time::Instant,
     timeout: Duration,
-    schema: SchemaRef,
-    done: bool,
-}
-
-impl Stream for Deadline {
-    type Item = Result<RecordBatch, DataFusionError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
-            return Poll::Ready(None);
+) -> SendableRecordBatchStream {
+    let schema = batches.schema();
+    let late = move || DataFusionError::External(Box::new(QueryError::Timeout(timeout)));
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let expired = Arc::new(AtomicBool::new(false));
+    let flag = expired.clone();
+    tokio::spawn(async move {
+        let run = tokio::time::timeout_at(deadline, async {
+            while let Some(item) = batches.next().await {
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        })
+        .await;
+        if run.is_err() {
+            drop(batches);
+            flag.store(true, Ordering::SeqCst);
+            let _ = tx.try_send(Err(late()));
         }
-        if self.sleep.as_mut().poll(cx).is_ready() {
-            self.done = true;
-            let e = QueryError::Timeout(self.timeout);
-            return Poll::Ready(Some(Err(DataFusionError::External(Box::new(e)))));
-        }
-        self.inner.as_mut().poll_next(cx)
-    }
-}
-
-impl datafusion::execution::RecordBatchStream for Deadline {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
+    });
+    let received = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    // A timeout the full channel could not take is said once the channel is drained.
+    let ending =
+        futures::stream::once(async move { expired.load(Ordering::SeqCst).then(|| Err(late())) })
+            .filter_map(futures::future::ready);
+    Box::pin(RecordBatchStreamAdapter::new(
+        schema,
+        received.chain(ending),
+    ))
 }
 
 /// The error a streaming query ended with, in floe's terms.
 pub fn stream_error(e: DataFusionError, limits: &QueryLimits) -> QueryError {
     QueryError::from_engine(e, limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_that_pauses_past_the_deadline_gets_a_timeout_not_a_short_answer() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1]))])
+            .unwrap();
+        // An endless query.
+        let endless = futures::stream::repeat_with(move || Ok(batch.clone()));
+        let stream: SendableRecordBatchStream =
+            Box::pin(RecordBatchStreamAdapter::new(schema, endless));
+        let timeout = Duration::from_millis(50);
+        let mut answer = under_deadline(stream, tokio::time::Instant::now() + timeout, timeout);
+        assert!(answer.next().await.unwrap().is_ok());
+        // The reader stops reading for longer than the query may run.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let mut last = None;
+        while let Some(item) = answer.next().await {
+            last = Some(item);
+        }
+        let err = last.expect("the stream says why it ended").unwrap_err();
+        assert!(
+            matches!(
+                QueryError::from_engine(err, &QueryLimits::default()),
+                QueryError::Timeout(_)
+            ),
+            "the answer ends with a timeout"
+        );
+    }
 }

@@ -151,8 +151,9 @@ async fn run(state: AppState, headers: HeaderMap, request: QueryBody) -> Respons
             Some((out, (batches, encoder)))
         },
     );
-    let mut response =
-        Body::from_stream(driven(head, tail, answer.deadline, answer.timeout)).into_response();
+    // What is ready goes out with the headers; the rest as the query's own task makes it.
+    let body = futures_util::stream::iter(head.into_iter().map(Ok)).chain(tail);
+    let mut response = Body::from_stream(body).into_response();
     *response.status_mut() = StatusCode::OK;
     let h = response.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(format.media_type()));
@@ -165,60 +166,6 @@ async fn run(state: AppState, headers: HeaderMap, request: QueryBody) -> Respons
     h.insert("floe-bytes-scanned", header(bytes.to_string()));
     state.metrics.query_scanned(scanned, total);
     response
-}
-
-/// Runs an answer's stream in a task of its own, a little ahead of the client, until the
-/// query's deadline: a client that stops reading cannot keep a query (and its memory)
-/// alive. Past the deadline the answer ends with an error, never as if it were whole.
-#[cfg(feature = "compute")]
-fn driven(
-    head: Vec<bytes::Bytes>,
-    body: impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
-    deadline: tokio::time::Instant,
-    timeout: std::time::Duration,
-) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use futures_util::StreamExt;
-
-    // What is ready goes in first, so the first write carries it with the headers.
-    let (tx, rx) = tokio::sync::mpsc::channel(head.len().max(2));
-    for chunk in head {
-        let _ = tx.try_send(Ok(chunk));
-    }
-    let late = Arc::new(AtomicBool::new(false));
-    let flag = late.clone();
-    tokio::spawn(async move {
-        let mut body = Box::pin(body);
-        let run = tokio::time::timeout_at(deadline, async {
-            while let Some(item) = body.next().await {
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    return;
-                }
-            }
-        })
-        .await;
-        if run.is_err() {
-            flag.store(true, Ordering::SeqCst);
-            let _ = tx.try_send(Err(std::io::Error::other(format!(
-                "the query ran longer than its limit of {timeout:?}"
-            ))));
-        }
-    });
-    let received = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    let ending = futures_util::stream::once(async move {
-        late.load(Ordering::SeqCst).then(|| {
-            Err(std::io::Error::other(format!(
-                "the query ran longer than its limit of {timeout:?}"
-            )))
-        })
-    })
-    .filter_map(futures_util::future::ready);
-    received.chain(ending)
 }
 
 #[cfg(feature = "compute")]
