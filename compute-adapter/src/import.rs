@@ -243,6 +243,8 @@ struct Inspected {
     /// Parquet columns carry field ids already (rewritten, since they may not be ours).
     has_field_ids: bool,
     rows: Option<u64>,
+    /// A Parquet file's footer, read once: a file copied as it is needs no second read.
+    footer: Option<Arc<ParquetMetaData>>,
 }
 
 fn detect(file: &ImportFile) -> Result<FileFormat, ImportError> {
@@ -289,6 +291,7 @@ fn inspect(file: ImportFile) -> Result<Inspected, ImportError> {
                 schema: Arc::new(strip_metadata(&schema)),
                 has_field_ids,
                 rows,
+                footer: Some(builder.metadata().clone()),
             })
         }
         FileFormat::Csv => {
@@ -306,6 +309,7 @@ fn inspect(file: ImportFile) -> Result<Inspected, ImportError> {
                 schema: Arc::new(schema),
                 has_field_ids: false,
                 rows: None,
+                footer: None,
             })
         }
     }
@@ -942,32 +946,38 @@ impl Work {
                     Ok((target, path))
                 };
             let name = f.file.name.clone();
-            let pieces = if copy {
+            // Each output: location, path, partition, size and footer.
+            let pieces = if let (true, Some(footer)) = (copy, f.footer.clone()) {
                 let (target, path) = place(None)?;
                 written.push(path.clone());
-                blocking(move || {
-                    copy_file(&source, &path).map_err(|e| io(&name, e))?;
-                    Ok(vec![(target, path, Struct::empty())])
-                })
-                .await?
+                let to = path.clone();
+                let size =
+                    blocking(move || copy_file(&source, &to).map_err(|e| io(&name, e))).await?;
+                vec![(target, path, Struct::empty(), size, footer)]
             } else {
-                blocking(move || convert_file(&name, &source, format, &from, &to, split, &place))
-                    .await?
-            };
-            outcome.rows = 0;
-            for (target, path, partition) in pieces {
-                written.push(path.clone());
-                let name = f.file.name.clone();
-                let at = path.clone();
-                let (size, meta) = blocking(move || {
-                    let file = File::open(&at).map_err(|e| io(&name, e))?;
-                    let size = file.metadata().map_err(|e| io(&name, e))?.len();
-                    let meta = ParquetMetaDataReader::new()
-                        .parse_and_finish(&file)
-                        .map_err(|e| io(&name, e))?;
-                    Ok((size, meta))
+                let pieces = blocking(move || {
+                    convert_file(&name, &source, format, &from, &to, split, &place)
                 })
                 .await?;
+                written.extend(pieces.iter().map(|(_, path, _)| path.clone()));
+                let name = f.file.name.clone();
+                blocking(move || {
+                    pieces
+                        .into_iter()
+                        .map(|(target, path, partition)| {
+                            let file = File::open(&path).map_err(|e| io(&name, e))?;
+                            let size = file.metadata().map_err(|e| io(&name, e))?.len();
+                            let meta = ParquetMetaDataReader::new()
+                                .parse_and_finish(&file)
+                                .map_err(|e| io(&name, e))?;
+                            Ok((target, path, partition, size, Arc::new(meta)))
+                        })
+                        .collect::<Result<Vec<_>, ImportError>>()
+                })
+                .await?
+            };
+            outcome.rows = 0;
+            for (target, path, partition, size, meta) in pieces {
                 outcome.rows += u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
                 outcome.locations.push(target.clone());
                 if let Some(dir) = path.parent() {
@@ -1246,14 +1256,15 @@ fn sanitize(name: &str) -> String {
 }
 
 /// Copies a file and makes it durable.
-fn copy_file(from: &ImportFile, to: &Path) -> std::io::Result<()> {
+fn copy_file(from: &ImportFile, to: &Path) -> std::io::Result<u64> {
     let mut source = from.open()?;
     let mut target = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(to)?;
-    std::io::copy(&mut source, &mut target)?;
-    target.sync_all()
+    let size = std::io::copy(&mut source, &mut target)?;
+    target.sync_all()?;
+    Ok(size)
 }
 
 /// Files one conversion may write at once (one per partition value it meets).

@@ -344,26 +344,22 @@ async fn server_file(
                 format!("{source} is not under any --import-root of this server"),
             ));
         }
-        if !real.is_file() {
+        let mut hasher = blake3::Hasher::new();
+        let cannot = |e: std::io::Error| {
+            ApiError::bad_request(format!("{source}: cannot read it: {e}"))
+        };
+        let file = std::fs::File::open(&real).map_err(cannot)?;
+        // What was opened is what is checked, hashed, and read again later.
+        let meta = file.metadata().map_err(cannot)?;
+        if !meta.is_file() {
             return Err(ApiError::bad_request(format!("{source} is not a file")));
         }
-        let mut hasher = blake3::Hasher::new();
-        let file = std::fs::File::open(&real)
-            .map_err(|e| ApiError::bad_request(format!("{source}: cannot read it: {e}")))?;
+        hasher.update_reader(&file).map_err(cannot)?;
         let identity = {
             use std::os::unix::fs::MetadataExt;
-            let m = file.metadata().map_err(|e| {
-                ApiError::bad_request(format!("{source}: cannot read it: {e}"))
-            })?;
-            if !m.is_file() {
-                return Err(ApiError::bad_request(format!("{source} is not a file")));
-            }
-            (m.dev(), m.ino())
+            (meta.dev(), meta.ino())
         };
-        hasher
-            .update_reader(&file)
-            .map_err(|e| ApiError::bad_request(format!("{source}: cannot read it: {e}")))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let size = meta.len();
         Ok(floe_compute::ImportFile {
             name: source,
             path: real,
