@@ -534,22 +534,17 @@ async fn drop_namespace(
     ApiPath((p, ns)): ApiPath<(String, String)>,
 ) -> Response {
     let authored = authored(&headers);
-    write::write(
+    write::write_empty(
         &state,
         &method,
         &uri,
         &headers,
         &[],
-        Write {
-            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
-                catalog
-                    .drop_namespace(principal, &prefix(&p)?, &namespace(&ns)?, &authored, idem)
-                    .map_err(catalog_err)?;
-                Reply::empty(StatusCode::NO_CONTENT)
-            },
-            replay: |_: &Catalog, _: &Principal, _: &AppliedRecord| {
-                Reply::empty(StatusCode::NO_CONTENT)
-            },
+        move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+            catalog
+                .drop_namespace(principal, &prefix(&p)?, &namespace(&ns)?, &authored, idem)
+                .map_err(catalog_err)?;
+            Ok(())
         },
     )
     .await
@@ -872,35 +867,30 @@ async fn drop_table(
     ApiQuery(q): ApiQuery<DropQuery>,
 ) -> Response {
     let authored = authored(&headers);
-    write::write(
+    write::write_empty(
         &state,
         &method,
         &uri,
         &headers,
         &[],
-        Write {
-            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
-                // Parsed (case-insensitively, as clients send True and false) but never acted
-                // on: dropping never deletes files; garbage collection will, over every ref.
-                if let Some(v) = &q.purge_requested
-                    && !v.eq_ignore_ascii_case("true")
-                    && !v.eq_ignore_ascii_case("false")
-                {
-                    return Err(ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "BadRequestException",
-                        format!("purgeRequested must be true or false, got {v:?}"),
-                    ));
-                }
-                let key = table_key(&namespace(&ns)?, &table)?;
-                catalog
-                    .drop_table(principal, &prefix(&p)?, &key, &authored, idem)
-                    .map_err(catalog_err)?;
-                Reply::empty(StatusCode::NO_CONTENT)
-            },
-            replay: |_: &Catalog, _: &Principal, _: &AppliedRecord| {
-                Reply::empty(StatusCode::NO_CONTENT)
-            },
+        move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+            // Parsed (case-insensitively, as clients send True and false) but never acted
+            // on: dropping never deletes files; garbage collection will, over every ref.
+            if let Some(v) = &q.purge_requested
+                && !v.eq_ignore_ascii_case("true")
+                && !v.eq_ignore_ascii_case("false")
+            {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequestException",
+                    format!("purgeRequested must be true or false, got {v:?}"),
+                ));
+            }
+            let key = table_key(&namespace(&ns)?, &table)?;
+            catalog
+                .drop_table(principal, &prefix(&p)?, &key, &authored, idem)
+                .map_err(catalog_err)?;
+            Ok(())
         },
     )
     .await
@@ -917,39 +907,34 @@ async fn commit_transaction(
     let authored = authored(&headers);
     let b2 = bytes.clone();
     let metrics = state.metrics.clone();
-    write::write(
+    write::write_empty(
         &state,
         &method,
         &uri,
         &headers,
         &bytes,
-        Write {
-            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
-                let req: CommitTransactionRequest = body(&b2)?;
-                let mut changes = Vec::new();
-                for c in req.table_changes {
-                    let Some(id) = c.identifier else {
-                        return Err(ApiError::new(
-                            StatusCode::BAD_REQUEST,
-                            "BadRequestException",
-                            "every table change of a transaction needs its identifier",
-                        ));
-                    };
-                    changes.push(TableChange {
-                        key: table_key(&levels(&id.namespace)?, &id.name)?,
-                        requirements: c.requirements,
-                        updates: c.updates,
-                    });
-                }
-                catalog
-                    .commit_tables(principal, &prefix(&p)?, changes, &authored, idem)
-                    .map_err(catalog_err)?;
-                metrics.commit();
-                Reply::empty(StatusCode::NO_CONTENT)
-            },
-            replay: |_: &Catalog, _: &Principal, _: &AppliedRecord| {
-                Reply::empty(StatusCode::NO_CONTENT)
-            },
+        move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+            let req: CommitTransactionRequest = body(&b2)?;
+            let mut changes = Vec::new();
+            for c in req.table_changes {
+                let Some(id) = c.identifier else {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequestException",
+                        "every table change of a transaction needs its identifier",
+                    ));
+                };
+                changes.push(TableChange {
+                    key: table_key(&levels(&id.namespace)?, &id.name)?,
+                    requirements: c.requirements,
+                    updates: c.updates,
+                });
+            }
+            catalog
+                .commit_tables(principal, &prefix(&p)?, changes, &authored, idem)
+                .map_err(catalog_err)?;
+            metrics.commit();
+            Ok(())
         },
     )
     .await
@@ -970,27 +955,53 @@ async fn rename_table(
     ApiPath(p): ApiPath<String>,
     ApiBody(bytes): ApiBody,
 ) -> Response {
+    rename(state, method, uri, headers, p, bytes, Catalog::rename_table).await
+}
+
+/// How a table or a view is renamed (the catalog's entry point for each).
+type RenameFn = fn(
+    &Catalog,
+    &Principal,
+    &RefSpec,
+    &ContentKey,
+    &ContentKey,
+    &Authored,
+    Option<&IdemRequest>,
+) -> Result<floe_commits::CommitOutcome, CatalogError>;
+
+/// Renames a table or a view: the request and the answer are the same for both.
+async fn rename(
+    state: AppState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    p: String,
+    bytes: axum::body::Bytes,
+    how: RenameFn,
+) -> Response {
     let authored = authored(&headers);
     let b2 = bytes.clone();
-    write::write(
+    write::write_empty(
         &state,
         &method,
         &uri,
         &headers,
         &bytes,
-        Write {
-            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
-                let req: RenameRequest = body(&b2)?;
-                let from = table_key(&levels(&req.source.namespace)?, &req.source.name)?;
-                let to = table_key(&levels(&req.destination.namespace)?, &req.destination.name)?;
-                catalog
-                    .rename_table(principal, &prefix(&p)?, &from, &to, &authored, idem)
-                    .map_err(catalog_err)?;
-                Reply::empty(StatusCode::NO_CONTENT)
-            },
-            replay: |_: &Catalog, _: &Principal, _: &AppliedRecord| {
-                Reply::empty(StatusCode::NO_CONTENT)
-            },
+        move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+            let req: RenameRequest = body(&b2)?;
+            let from = table_key(&levels(&req.source.namespace)?, &req.source.name)?;
+            let to = table_key(&levels(&req.destination.namespace)?, &req.destination.name)?;
+            how(
+                catalog,
+                principal,
+                &prefix(&p)?,
+                &from,
+                &to,
+                &authored,
+                idem,
+            )
+            .map_err(catalog_err)?;
+            Ok(())
         },
     )
     .await
@@ -1342,23 +1353,18 @@ async fn drop_view(
     ApiPath((p, ns, view)): ApiPath<(String, String, String)>,
 ) -> Response {
     let authored = authored(&headers);
-    write::write(
+    write::write_empty(
         &state,
         &method,
         &uri,
         &headers,
         &[],
-        Write {
-            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
-                let key = table_key(&namespace(&ns)?, &view)?;
-                catalog
-                    .drop_view(principal, &prefix(&p)?, &key, &authored, idem)
-                    .map_err(catalog_err)?;
-                Reply::empty(StatusCode::NO_CONTENT)
-            },
-            replay: |_: &Catalog, _: &Principal, _: &AppliedRecord| {
-                Reply::empty(StatusCode::NO_CONTENT)
-            },
+        move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+            let key = table_key(&namespace(&ns)?, &view)?;
+            catalog
+                .drop_view(principal, &prefix(&p)?, &key, &authored, idem)
+                .map_err(catalog_err)?;
+            Ok(())
         },
     )
     .await
@@ -1372,30 +1378,7 @@ async fn rename_view(
     ApiPath(p): ApiPath<String>,
     ApiBody(bytes): ApiBody,
 ) -> Response {
-    let authored = authored(&headers);
-    let b2 = bytes.clone();
-    write::write(
-        &state,
-        &method,
-        &uri,
-        &headers,
-        &bytes,
-        Write {
-            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
-                let req: RenameRequest = body(&b2)?;
-                let from = table_key(&levels(&req.source.namespace)?, &req.source.name)?;
-                let to = table_key(&levels(&req.destination.namespace)?, &req.destination.name)?;
-                catalog
-                    .rename_view(principal, &prefix(&p)?, &from, &to, &authored, idem)
-                    .map_err(catalog_err)?;
-                Reply::empty(StatusCode::NO_CONTENT)
-            },
-            replay: |_: &Catalog, _: &Principal, _: &AppliedRecord| {
-                Reply::empty(StatusCode::NO_CONTENT)
-            },
-        },
-    )
-    .await
+    rename(state, method, uri, headers, p, bytes, Catalog::rename_view).await
 }
 
 #[derive(Debug, Deserialize)]

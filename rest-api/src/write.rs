@@ -135,6 +135,39 @@ where
     .await
 }
 
+/// A write whose answer is 204 No Content, and so is a retry's: `run` does the write.
+pub async fn write_empty<F>(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    run: F,
+) -> Response
+where
+    F: FnOnce(&Catalog, &Principal, Option<&IdemRequest>) -> ApiResult<()> + Send + 'static,
+{
+    let empty = || Reply {
+        status: StatusCode::NO_CONTENT,
+        body: None,
+    };
+    write(
+        state,
+        method,
+        uri,
+        headers,
+        body,
+        Write {
+            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+                run(catalog, principal, idem)?;
+                Ok(empty())
+            },
+            replay: move |_: &Catalog, _: &Principal, _: &AppliedRecord| Ok(empty()),
+        },
+    )
+    .await
+}
+
 /// The request's idempotency key and fingerprint (method, path and query, body).
 fn idempotency(
     method: &Method,

@@ -239,25 +239,20 @@ pub async fn delete_ref(
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeleteRefQuery>,
 ) -> Response {
-    write::write(
+    write::write_empty(
         &state,
         &method,
         &uri,
         &headers,
         &[],
-        Write {
-            run: move |catalog: &Catalog,
-                       principal: &Principal,
-                       idem: Option<&floe_catalog::IdemRequest>| {
-                let name: RefName = extract::ref_name(&name)?;
-                let expected: Option<Hash> =
-                    extract::opt_hash(q.expected_head.as_deref(), "expectedHead")?;
-                catalog.delete_ref(principal, &name, expected, idem)?;
-                Reply::empty(StatusCode::NO_CONTENT)
-            },
-            replay: |_: &Catalog, _: &Principal, _: &AppliedRecord| {
-                Reply::empty(StatusCode::NO_CONTENT)
-            },
+        move |catalog: &Catalog,
+              principal: &Principal,
+              idem: Option<&floe_catalog::IdemRequest>| {
+            let name: RefName = extract::ref_name(&name)?;
+            let expected: Option<Hash> =
+                extract::opt_hash(q.expected_head.as_deref(), "expectedHead")?;
+            catalog.delete_ref(principal, &name, expected, idem)?;
+            Ok(())
         },
     )
     .await
