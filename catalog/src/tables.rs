@@ -31,6 +31,7 @@ use crate::error::{CatalogError, CatalogResult};
 use crate::idempotency::IdemRequest;
 use crate::metadata_cache::CachedMetadata;
 use crate::namespaces::branch_of;
+use crate::views::new_content_ops;
 use crate::warehouse::{Warehouse, WarehouseError};
 use crate::{Authored, Catalog};
 
@@ -321,22 +322,16 @@ impl Catalog {
             &metadata_location,
             &metadata,
         );
-        let ops = vec![
-            Op::Put {
-                key: key.clone(),
-                content: content.clone(),
-                expect: Expect::Absent,
-            },
-            Op::Check {
-                key: namespace.clone(),
-                expect: Expect::Present,
-            },
-        ];
         let meta = self.meta(principal, authored, format!("create table {key}"));
-        let ctx = self.write_ctx(principal, idempotency, "");
-        self.store
-            .commit(&name, None, ops, meta, &ctx)
-            .map_err(|e| table_conflict(e, &key))?;
+        self.commit_new(
+            &name,
+            &key,
+            content.clone(),
+            ContentKind::IcebergTable,
+            meta,
+            principal,
+            idempotency,
+        )?;
         Ok(LoadedTable {
             key,
             metadata_json: self.cached_json(&metadata_location)?,
@@ -620,18 +615,7 @@ impl Catalog {
             content_id: Some(id),
             content_hash: Some(content.hash()),
         };
-        let ops = vec![
-            Op::Put {
-                key: key.clone(),
-                content,
-                expect: Expect::Absent,
-            },
-            Op::Check {
-                key: namespace,
-                expect: Expect::Present,
-            },
-        ];
-        Ok((table, ops))
+        Ok((table, new_content_ops(key, content)))
     }
 
     /// Refuses table properties that would send writers outside the table's location
@@ -1045,26 +1029,20 @@ impl Catalog {
         }
         let id = ContentId(uuid::Uuid::now_v7().into_bytes());
         let content = table_content(id, metadata_location, &cached.metadata);
-        let ops = vec![
-            Op::Put {
-                key: key.clone(),
-                content: content.clone(),
-                expect: Expect::Absent,
-            },
-            Op::Check {
-                key: namespace,
-                expect: Expect::Present,
-            },
-        ];
         let meta = self.meta(
             principal,
             authored,
             format!("register table {key} from {metadata_location}"),
         );
-        let ctx = self.write_ctx(principal, idempotency, "");
-        self.store
-            .commit(&name, None, ops, meta, &ctx)
-            .map_err(|e| table_conflict(e, key))?;
+        self.commit_new(
+            &name,
+            key,
+            content.clone(),
+            ContentKind::IcebergTable,
+            meta,
+            principal,
+            idempotency,
+        )?;
         Ok(LoadedTable {
             key: key.clone(),
             metadata_location: Some(metadata_location.to_owned()),

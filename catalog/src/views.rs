@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use floe_commits::{
-    Content, ContentId, ContentKey, ContentKind, Expect, Hash, Op, Page, Payload, RefSpec,
-    ViewPayload,
+    CommitMeta, Content, ContentId, ContentKey, ContentKind, Expect, Hash, Op, Page, Payload,
+    RefName, RefSpec, ViewPayload,
 };
 use iceberg::ViewUpdate;
 use iceberg::spec::{Schema, ViewFormatVersion, ViewMetadata, ViewMetadataBuilder, ViewVersion};
@@ -224,22 +224,16 @@ impl Catalog {
         let bytes = self.write_view_metadata(&metadata_location, &metadata)?;
         let id = ContentId(uuid::Uuid::now_v7().into_bytes());
         let content = view_content(id, &metadata_location, &metadata);
-        let ops = vec![
-            Op::Put {
-                key: key.clone(),
-                content: content.clone(),
-                expect: Expect::Absent,
-            },
-            Op::Check {
-                key: namespace.clone(),
-                expect: Expect::Present,
-            },
-        ];
         let meta = self.meta(principal, authored, format!("create view {key}"));
-        let ctx = self.write_ctx(principal, idempotency, "");
-        self.store
-            .commit(&name, None, ops, meta, &ctx)
-            .map_err(|e| self.content_conflict(e, &key, ContentKind::IcebergView))?;
+        self.commit_new(
+            &name,
+            &key,
+            content.clone(),
+            ContentKind::IcebergView,
+            meta,
+            principal,
+            idempotency,
+        )?;
         Ok(LoadedView {
             key,
             metadata_location,
@@ -351,26 +345,20 @@ impl Catalog {
         }
         let id = ContentId(uuid::Uuid::now_v7().into_bytes());
         let content = view_content(id, metadata_location, &metadata);
-        let ops = vec![
-            Op::Put {
-                key: key.clone(),
-                content: content.clone(),
-                expect: Expect::Absent,
-            },
-            Op::Check {
-                key: namespace,
-                expect: Expect::Present,
-            },
-        ];
         let meta = self.meta(
             principal,
             authored,
             format!("register view {key} from {metadata_location}"),
         );
-        let ctx = self.write_ctx(principal, idempotency, "");
-        self.store
-            .commit(&name, None, ops, meta, &ctx)
-            .map_err(|e| self.content_conflict(e, key, ContentKind::IcebergView))?;
+        self.commit_new(
+            &name,
+            key,
+            content.clone(),
+            ContentKind::IcebergView,
+            meta,
+            principal,
+            idempotency,
+        )?;
         Ok(LoadedView {
             key: key.clone(),
             metadata_location: metadata_location.to_owned(),
@@ -382,7 +370,43 @@ impl Catalog {
     }
 }
 
+/// The operations that put new content at `key`: absent until now, its namespace there.
+pub(crate) fn new_content_ops(key: &ContentKey, content: Content) -> Vec<Op> {
+    let mut ops = vec![Op::Put {
+        key: key.clone(),
+        content,
+        expect: Expect::Absent,
+    }];
+    if let Some(namespace) = key.parent() {
+        ops.push(Op::Check {
+            key: namespace,
+            expect: Expect::Present,
+        });
+    }
+    ops
+}
+
 impl Catalog {
+    /// Commits new content (a table or a view) at `key` on `branch`, its conflicts said of
+    /// what it is.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn commit_new(
+        &self,
+        branch: &RefName,
+        key: &ContentKey,
+        content: Content,
+        kind: ContentKind,
+        meta: CommitMeta,
+        principal: &Principal,
+        idempotency: Option<&IdemRequest>,
+    ) -> CatalogResult<()> {
+        let ctx = self.write_ctx(principal, idempotency, "");
+        self.store
+            .commit(branch, None, new_content_ops(key, content), meta, &ctx)
+            .map_err(|e| self.content_conflict(e, key, kind))?;
+        Ok(())
+    }
+
     /// A table conflict, said of a view where it concerns one.
     fn content_conflict(
         &self,
