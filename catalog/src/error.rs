@@ -73,4 +73,16 @@ pub enum CatalogError {
     Write(#[from] WriteError),
 }
 
+impl CatalogError {
+    /// True when a write may or may not have applied (storage failed midway): never a
+    /// success, never a clean rejection.
+    pub fn is_outcome_unknown(&self) -> bool {
+        match self {
+            CatalogError::Write(e) => e.is_outcome_unknown(),
+            CatalogError::Read(ReadError::Storage(_)) => true,
+            _ => false,
+        }
+    }
+}
+
 pub type CatalogResult<T> = Result<T, CatalogError>;

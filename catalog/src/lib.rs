@@ -140,11 +140,13 @@ impl Catalog {
         Ok(self.store.resolve(spec)?)
     }
 
-    /// The head a load-modify-commit on `branch` builds on: the branch's newest head (see
-    /// `Store::writer_head`). Only a plain branch name is writable.
-    pub(crate) fn writer_head(&self, branch: &RefSpec) -> CatalogResult<floe_commits::Hash> {
-        let name = namespaces::branch_of(branch)?;
-        Ok(self.store.writer_head(name)?)
+    /// The heads a load-modify-commit on the branch `name` reads (see `WriterHeads`).
+    pub(crate) fn writer_heads(&self, name: &RefName) -> WriterHeads<'_> {
+        WriterHeads {
+            catalog: self,
+            name: name.clone(),
+            last: std::cell::Cell::new(None),
+        }
     }
 
     pub(crate) fn write_ctx(
@@ -181,6 +183,39 @@ impl Catalog {
                 .insert(runs::RUN_ID_PROPERTY.to_owned(), run.to_owned());
         }
         meta
+    }
+}
+
+/// The heads a load-modify-commit reads from a branch (DESIGN §2 "Durability"). It builds
+/// on the newest head, which may still await its flush, so that concurrent writers chain
+/// instead of failing; but its answer — a rejection, or a write that changed nothing — may
+/// be computed from that head alone. `answer` returns only once the last head read is
+/// durable, so no answer rests on a head a crash could undo. After an acknowledged commit
+/// on top of it, that head is durable already and `answer` does not wait.
+pub(crate) struct WriterHeads<'a> {
+    catalog: &'a Catalog,
+    name: RefName,
+    last: std::cell::Cell<Option<floe_commits::Hash>>,
+}
+
+impl WriterHeads<'_> {
+    /// The branch's newest head (see `Store::writer_head`), remembered for `answer`.
+    pub(crate) fn read(&self) -> CatalogResult<floe_commits::Hash> {
+        let head = self.catalog.store.writer_head(&self.name)?;
+        self.last.set(Some(head));
+        Ok(head)
+    }
+
+    /// The entry point's answer, once the last head read is durable. An outcome that is
+    /// already unknown (the store failed) is answered as it is.
+    pub(crate) fn answer<T>(&self, out: CatalogResult<T>) -> CatalogResult<T> {
+        if out.as_ref().is_err_and(CatalogError::is_outcome_unknown) {
+            return out;
+        }
+        if let Some(head) = self.last.get() {
+            self.catalog.store.settle(&self.name, Some(&head))?;
+        }
+        out
     }
 }
 

@@ -119,26 +119,30 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<CommitOutcome> {
         let name = self.authorize_namespace_write(principal, branch, namespace)?;
-        for _ in 0..NAMESPACE_RETRIES_MAX {
-            let head = self.writer_head(branch)?;
-            let current = self.namespace_at(head, namespace)?;
-            let ops = vec![
-                Op::Delete {
-                    key: namespace.clone(),
-                    expect: Expect::Is(current.1),
-                },
-                Op::CheckPrefixEmpty {
-                    prefix: namespace.clone(),
-                },
-            ];
-            let meta = self.meta(principal, authored, format!("drop namespace {namespace}"));
-            let ctx = self.write_ctx(principal, idempotency, "");
-            match self.store.commit(&name, None, ops, meta, &ctx) {
-                Err(e) if changed_under_us(&e, namespace) => continue,
-                other => return other.map_err(|e| namespace_conflict(e, namespace)),
+        let heads = self.writer_heads(&name);
+        let out = (|| -> CatalogResult<CommitOutcome> {
+            for _ in 0..NAMESPACE_RETRIES_MAX {
+                let head = heads.read()?;
+                let current = self.namespace_at(head, namespace)?;
+                let ops = vec![
+                    Op::Delete {
+                        key: namespace.clone(),
+                        expect: Expect::Is(current.1),
+                    },
+                    Op::CheckPrefixEmpty {
+                        prefix: namespace.clone(),
+                    },
+                ];
+                let meta = self.meta(principal, authored, format!("drop namespace {namespace}"));
+                let ctx = self.write_ctx(principal, idempotency, "");
+                match self.store.commit(&name, None, ops, meta, &ctx) {
+                    Err(e) if changed_under_us(&e, namespace) => continue,
+                    other => return other.map_err(|e| namespace_conflict(e, namespace)),
+                }
             }
-        }
-        Err(CatalogError::Contention(format!("namespace {namespace}")))
+            Err(CatalogError::Contention(format!("namespace {namespace}")))
+        })();
+        heads.answer(out)
     }
 
     pub fn get_namespace(
@@ -200,53 +204,57 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<PropertiesUpdated> {
         let name = self.authorize_namespace_write(principal, branch, namespace)?;
-        if let Some(both) = update
-            .removals
-            .iter()
-            .find(|k| update.updates.contains_key(*k))
-        {
-            return Err(CatalogError::Invalid(format!(
-                "property {both:?} is both updated and removed; name it once"
-            )));
-        }
-        for _ in 0..NAMESPACE_RETRIES_MAX {
-            let head = self.writer_head(branch)?;
-            let (current, hash) = self.namespace_at(head, namespace)?;
-            let mut properties = current.properties.clone();
-            let mut removed = Vec::new();
-            let mut missing = Vec::new();
-            for k in &update.removals {
-                match properties.remove(k) {
-                    Some(_) => removed.push(k.clone()),
-                    None => missing.push(k.clone()),
+        let heads = self.writer_heads(&name);
+        let out = (|| -> CatalogResult<PropertiesUpdated> {
+            if let Some(both) = update
+                .removals
+                .iter()
+                .find(|k| update.updates.contains_key(*k))
+            {
+                return Err(CatalogError::Invalid(format!(
+                    "property {both:?} is both updated and removed; name it once"
+                )));
+            }
+            for _ in 0..NAMESPACE_RETRIES_MAX {
+                let head = heads.read()?;
+                let (current, hash) = self.namespace_at(head, namespace)?;
+                let mut properties = current.properties.clone();
+                let mut removed = Vec::new();
+                let mut missing = Vec::new();
+                for k in &update.removals {
+                    match properties.remove(k) {
+                        Some(_) => removed.push(k.clone()),
+                        None => missing.push(k.clone()),
+                    }
+                }
+                properties.extend(update.updates.clone());
+                let ops = vec![Op::Put {
+                    key: namespace.clone(),
+                    content: Content::namespace(current.id, properties),
+                    expect: Expect::Is(hash),
+                }];
+                let meta = self.meta(
+                    principal,
+                    authored,
+                    format!("update properties of namespace {namespace}"),
+                );
+                let ctx = self.write_ctx(principal, idempotency, "");
+                match self.store.commit(&name, None, ops, meta, &ctx) {
+                    Err(e) if changed_under_us(&e, namespace) => continue,
+                    Err(e) => return Err(namespace_conflict(e, namespace)),
+                    Ok(outcome) => {
+                        return Ok(PropertiesUpdated {
+                            outcome,
+                            updated: update.updates.keys().cloned().collect(),
+                            removed,
+                            missing,
+                        });
+                    }
                 }
             }
-            properties.extend(update.updates.clone());
-            let ops = vec![Op::Put {
-                key: namespace.clone(),
-                content: Content::namespace(current.id, properties),
-                expect: Expect::Is(hash),
-            }];
-            let meta = self.meta(
-                principal,
-                authored,
-                format!("update properties of namespace {namespace}"),
-            );
-            let ctx = self.write_ctx(principal, idempotency, "");
-            match self.store.commit(&name, None, ops, meta, &ctx) {
-                Err(e) if changed_under_us(&e, namespace) => continue,
-                Err(e) => return Err(namespace_conflict(e, namespace)),
-                Ok(outcome) => {
-                    return Ok(PropertiesUpdated {
-                        outcome,
-                        updated: update.updates.keys().cloned().collect(),
-                        removed,
-                        missing,
-                    });
-                }
-            }
-        }
-        Err(CatalogError::Contention(format!("namespace {namespace}")))
+            Err(CatalogError::Contention(format!("namespace {namespace}")))
+        })();
+        heads.answer(out)
     }
 
     /// Keys at or under `prefix`, after `after`, that `wanted` keeps, in key order: at most

@@ -152,7 +152,9 @@ impl Catalog {
                 namespace: None,
             },
         )?;
-        let fork = self.writer_head(target)?;
+        // The fork may be a pending head; the run branch's own move is acknowledged after
+        // it, so once the branch exists its fork is durable too.
+        let fork = self.writer_heads(name).read()?;
         let id = uuid::Uuid::now_v7().to_string();
         let record = RunRecord {
             id: id.clone(),

@@ -255,91 +255,95 @@ impl Catalog {
     ) -> CatalogResult<LoadedTable> {
         let key = namespace.child(&request.name).map_err(WriteError::from)?;
         let name = self.authorize_content_write(principal, branch, &key)?;
-        let head = self.writer_head(branch)?;
-        self.namespace_exists(head, namespace)?;
-        if self.store.content_ref_at(head, &key)?.is_some() {
-            return Err(CatalogError::TableAlreadyExists(key));
-        }
-        let uuid = uuid::Uuid::now_v7();
-        let location = self.warehouse()?.table_location(
-            namespace.elements(),
-            &request.name,
-            &uuid.to_string(),
-        );
-        if let Some(asked) = &request.location
-            && asked.trim_end_matches('/') != location
-        {
-            return Err(CatalogError::Invalid(format!(
-                "floe assigns table locations; leave location out (it would be {location})"
-            )));
-        }
-        let mut properties = request.properties;
-        let format_version = match properties
-            .remove(TableProperties::PROPERTY_FORMAT_VERSION)
-            .as_deref()
-        {
-            None | Some("2") => FormatVersion::V2,
-            Some("1") => FormatVersion::V1,
-            Some("3") => FormatVersion::V3,
-            Some(v) => {
+        let heads = self.writer_heads(&name);
+        let out = (|| -> CatalogResult<LoadedTable> {
+            let head = heads.read()?;
+            self.namespace_exists(head, namespace)?;
+            if self.store.content_ref_at(head, &key)?.is_some() {
+                return Err(CatalogError::TableAlreadyExists(key));
+            }
+            let uuid = uuid::Uuid::now_v7();
+            let location = self.warehouse()?.table_location(
+                namespace.elements(),
+                &request.name,
+                &uuid.to_string(),
+            );
+            if let Some(asked) = &request.location
+                && asked.trim_end_matches('/') != location
+            {
                 return Err(CatalogError::Invalid(format!(
-                    "format-version must be 1, 2 or 3, got {v:?}"
+                    "floe assigns table locations; leave location out (it would be {location})"
                 )));
             }
-        };
-        properties.retain(|k, _| !TableProperties::RESERVED_PROPERTIES.contains(&k.as_str()));
-        let creation = TableCreation::builder()
-            .name(request.name.clone())
-            .location(location.clone())
-            .schema(request.schema)
-            .partition_spec_opt(request.partition_spec)
-            .sort_order_opt(request.write_order)
-            .properties(properties)
-            .format_version(format_version)
-            .build();
-        let metadata = TableMetadataBuilder::from_table_creation(creation)
-            .map_err(iceberg_error)?
-            .assign_uuid(uuid)
-            .build()
-            .map_err(iceberg_error)?
-            .metadata;
-        self.check_paths(&metadata)?;
-        if request.stage_create {
-            let metadata_json = to_json(&metadata)?;
-            return Ok(LoadedTable {
+            let mut properties = request.properties;
+            let format_version = match properties
+                .remove(TableProperties::PROPERTY_FORMAT_VERSION)
+                .as_deref()
+            {
+                None | Some("2") => FormatVersion::V2,
+                Some("1") => FormatVersion::V1,
+                Some("3") => FormatVersion::V3,
+                Some(v) => {
+                    return Err(CatalogError::Invalid(format!(
+                        "format-version must be 1, 2 or 3, got {v:?}"
+                    )));
+                }
+            };
+            properties.retain(|k, _| !TableProperties::RESERVED_PROPERTIES.contains(&k.as_str()));
+            let creation = TableCreation::builder()
+                .name(request.name.clone())
+                .location(location.clone())
+                .schema(request.schema)
+                .partition_spec_opt(request.partition_spec)
+                .sort_order_opt(request.write_order)
+                .properties(properties)
+                .format_version(format_version)
+                .build();
+            let metadata = TableMetadataBuilder::from_table_creation(creation)
+                .map_err(iceberg_error)?
+                .assign_uuid(uuid)
+                .build()
+                .map_err(iceberg_error)?
+                .metadata;
+            self.check_paths(&metadata)?;
+            if request.stage_create {
+                let metadata_json = to_json(&metadata)?;
+                return Ok(LoadedTable {
+                    key,
+                    metadata_location: None,
+                    metadata: Arc::new(metadata),
+                    metadata_json,
+                    content_id: None,
+                    content_hash: None,
+                });
+            }
+            let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
+            let metadata_location = self.write_metadata(&metadata_location, &metadata)?;
+            let content = table_content(
+                ContentId(uuid::Uuid::now_v7().into_bytes()),
+                &metadata_location,
+                &metadata,
+            );
+            let meta = self.meta(principal, authored, format!("create table {key}"));
+            self.commit_new(
+                &name,
+                &key,
+                content.clone(),
+                ContentKind::IcebergTable,
+                meta,
+                principal,
+                idempotency,
+            )?;
+            Ok(LoadedTable {
                 key,
-                metadata_location: None,
+                metadata_json: self.cached_json(&metadata_location)?,
+                metadata_location: Some(metadata_location),
                 metadata: Arc::new(metadata),
-                metadata_json,
-                content_id: None,
-                content_hash: None,
-            });
-        }
-        let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
-        let metadata_location = self.write_metadata(&metadata_location, &metadata)?;
-        let content = table_content(
-            ContentId(uuid::Uuid::now_v7().into_bytes()),
-            &metadata_location,
-            &metadata,
-        );
-        let meta = self.meta(principal, authored, format!("create table {key}"));
-        self.commit_new(
-            &name,
-            &key,
-            content.clone(),
-            ContentKind::IcebergTable,
-            meta,
-            principal,
-            idempotency,
-        )?;
-        Ok(LoadedTable {
-            key,
-            metadata_json: self.cached_json(&metadata_location)?,
-            metadata_location: Some(metadata_location),
-            metadata: Arc::new(metadata),
-            content_id: Some(content.id),
-            content_hash: Some(content.hash()),
-        })
+                content_id: Some(content.id),
+                content_hash: Some(content.hash()),
+            })
+        })();
+        heads.answer(out)
     }
 
     /// Commits changes to one table; returns it as committed.
@@ -376,70 +380,74 @@ impl Catalog {
                 "a commit needs at least one table change".to_owned(),
             ));
         };
-        let mut seen = std::collections::HashSet::new();
-        if let Some(dup) = changes.iter().find(|c| !seen.insert(c.key.clone())) {
-            return Err(CatalogError::Invalid(format!(
-                "table {} appears twice in one commit",
-                dup.key
-            )));
-        }
-        for attempt in 0..COMMIT_RETRIES_MAX {
-            let head = self.writer_head(branch)?;
-            let mut ops = Vec::new();
-            let mut results = Vec::new();
-            for change in &changes {
-                let current = self.table_at(head, &change.key)?;
-                for r in &change.requirements {
-                    r.check(current.as_ref().map(|t| t.metadata.as_ref()))
-                        .map_err(|e| match e.kind() {
-                            iceberg::ErrorKind::TableNotFound => {
-                                CatalogError::TableNotFound(change.key.clone())
-                            }
-                            _ => iceberg_error(e),
-                        })?;
+        let heads = self.writer_heads(&name);
+        let out = (|| -> CatalogResult<Vec<LoadedTable>> {
+            let mut seen = std::collections::HashSet::new();
+            if let Some(dup) = changes.iter().find(|c| !seen.insert(c.key.clone())) {
+                return Err(CatalogError::Invalid(format!(
+                    "table {} appears twice in one commit",
+                    dup.key
+                )));
+            }
+            for attempt in 0..COMMIT_RETRIES_MAX {
+                let head = heads.read()?;
+                let mut ops = Vec::new();
+                let mut results = Vec::new();
+                for change in &changes {
+                    let current = self.table_at(head, &change.key)?;
+                    for r in &change.requirements {
+                        r.check(current.as_ref().map(|t| t.metadata.as_ref()))
+                            .map_err(|e| match e.kind() {
+                                iceberg::ErrorKind::TableNotFound => {
+                                    CatalogError::TableNotFound(change.key.clone())
+                                }
+                                _ => iceberg_error(e),
+                            })?;
+                    }
+                    let (table, table_ops) = self.apply(&change.key, current, change)?;
+                    ops.extend(table_ops);
+                    results.push(table);
                 }
-                let (table, table_ops) = self.apply(&change.key, current, change)?;
-                ops.extend(table_ops);
-                results.push(table);
-            }
-            let summary: Vec<String> = changes
-                .iter()
-                .filter(|c| !c.updates.is_empty())
-                .map(|c| format!("{} ({})", c.key, describe(&c.updates)))
-                .collect();
-            let meta = self.meta(
-                principal,
-                authored,
-                format!("commit to table {}", summary.join(", ")),
-            );
-            let ctx = self.write_ctx(principal, idempotency, "");
-            // Tables created in one namespace each check it: one check is enough (the store
-            // takes each key once per commit).
-            let mut checked = std::collections::HashSet::new();
-            ops.retain(|op| match op {
-                Op::Check { key, .. } => checked.insert(key.clone()),
-                _ => true,
-            });
-            if ops.iter().all(|op| matches!(op, Op::Check { .. })) {
-                return Ok(results);
-            }
-            match self.store.commit(&name, None, ops, meta, &ctx) {
-                Ok(_) => return Ok(results),
-                Err(e) if changed_under_us(&e, &changes) => {
-                    // Wait for the concurrent writer's commit to become durable, then reload.
-                    std::thread::sleep(std::time::Duration::from_millis(1 << attempt.min(6)));
+                let summary: Vec<String> = changes
+                    .iter()
+                    .filter(|c| !c.updates.is_empty())
+                    .map(|c| format!("{} ({})", c.key, describe(&c.updates)))
+                    .collect();
+                let meta = self.meta(
+                    principal,
+                    authored,
+                    format!("commit to table {}", summary.join(", ")),
+                );
+                let ctx = self.write_ctx(principal, idempotency, "");
+                // Tables created in one namespace each check it: one check is enough (the store
+                // takes each key once per commit).
+                let mut checked = std::collections::HashSet::new();
+                ops.retain(|op| match op {
+                    Op::Check { key, .. } => checked.insert(key.clone()),
+                    _ => true,
+                });
+                if ops.iter().all(|op| matches!(op, Op::Check { .. })) {
+                    return Ok(results);
                 }
-                Err(e) => return Err(table_conflict(e, &changes[0].key)),
+                match self.store.commit(&name, None, ops, meta, &ctx) {
+                    Ok(_) => return Ok(results),
+                    Err(e) if changed_under_us(&e, &changes) => {
+                        // Wait for the concurrent writer's commit to become durable, then reload.
+                        std::thread::sleep(std::time::Duration::from_millis(1 << attempt.min(6)));
+                    }
+                    Err(e) => return Err(table_conflict(e, &changes[0].key)),
+                }
             }
-        }
-        Err(CatalogError::CommitFailed(format!(
-            "{} kept changing under concurrent commits ({COMMIT_RETRIES_MAX} attempts); retry",
-            changes
-                .iter()
-                .map(|c| c.key.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )))
+            Err(CatalogError::Contention(format!(
+                "{} ({COMMIT_RETRIES_MAX} attempts)",
+                changes
+                    .iter()
+                    .map(|c| c.key.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        })();
+        heads.answer(out)
     }
 
     /// Applies one table's updates; returns the table as it will be and the op for it.
@@ -730,26 +738,30 @@ impl Catalog {
             "table"
         };
         let name = self.authorize_content_write(principal, branch, key)?;
-        for _ in 0..COMMIT_RETRIES_MAX {
-            let head = self.writer_head(branch)?;
-            let Some(r) = self.store.content_ref_at(head, key)? else {
-                return Err(missing());
-            };
-            if r.kind != kind {
-                return Err(missing());
+        let heads = self.writer_heads(&name);
+        let out = (|| -> CatalogResult<CommitOutcome> {
+            for _ in 0..COMMIT_RETRIES_MAX {
+                let head = heads.read()?;
+                let Some(r) = self.store.content_ref_at(head, key)? else {
+                    return Err(missing());
+                };
+                if r.kind != kind {
+                    return Err(missing());
+                }
+                let ops = vec![Op::Delete {
+                    key: key.clone(),
+                    expect: Expect::Is(r.hash),
+                }];
+                let meta = self.meta(principal, authored, format!("drop {noun} {key}"));
+                let ctx = self.write_ctx(principal, idempotency, "");
+                match self.store.commit(&name, None, ops, meta, &ctx) {
+                    Err(e) if is_key_conflict(&e, key) => continue,
+                    other => return other.map_err(|e| table_conflict(e, key)),
+                }
             }
-            let ops = vec![Op::Delete {
-                key: key.clone(),
-                expect: Expect::Is(r.hash),
-            }];
-            let meta = self.meta(principal, authored, format!("drop {noun} {key}"));
-            let ctx = self.write_ctx(principal, idempotency, "");
-            match self.store.commit(&name, None, ops, meta, &ctx) {
-                Err(e) if is_key_conflict(&e, key) => continue,
-                other => return other.map_err(|e| table_conflict(e, key)),
-            }
-        }
-        Err(CatalogError::Contention(format!("table {key}")))
+            Err(CatalogError::Contention(format!("table {key}")))
+        })();
+        heads.answer(out)
     }
 
     pub(crate) fn namespace_exists(&self, head: Hash, namespace: &ContentKey) -> CatalogResult<()> {
@@ -944,51 +956,55 @@ impl Catalog {
         };
         let noun = if view { "view" } else { "table" };
         let name = self.authorize_content_write(principal, branch, from)?;
-        self.authorize_content_write(principal, branch, to)?;
-        let target_namespace = to
-            .parent()
-            .ok_or_else(|| CatalogError::Invalid(format!("{to} has no namespace")))?;
-        for _ in 0..COMMIT_RETRIES_MAX {
-            let head = self.writer_head(branch)?;
-            let found = self.store.get_contents(head, std::slice::from_ref(from))?;
-            let Some(Some((r, content))) = found.into_iter().next() else {
-                return Err(missing(from));
-            };
-            if r.kind != kind {
-                return Err(missing(from));
-            }
-            self.namespace_exists(head, &target_namespace)?;
-            if self.store.content_ref_at(head, to)?.is_some() {
-                return Err(taken(to));
-            }
-            let ops = vec![
-                Op::Delete {
-                    key: from.clone(),
-                    expect: Expect::Is(r.hash),
-                },
-                Op::Put {
-                    key: to.clone(),
-                    content,
-                    expect: Expect::Absent,
-                },
-                Op::Check {
-                    key: target_namespace.clone(),
-                    expect: Expect::Present,
-                },
-            ];
-            let meta = self.meta(principal, authored, format!("rename {noun} {from} to {to}"));
-            let ctx = self.write_ctx(principal, idempotency, "");
-            match self.store.commit(&name, None, ops, meta, &ctx) {
-                Err(e) if is_key_conflict(&e, from) => continue,
-                other => {
-                    return other.map_err(|e| match table_conflict(e, to) {
-                        CatalogError::TableAlreadyExists(k) => taken(&k),
-                        other => other,
-                    });
+        let heads = self.writer_heads(&name);
+        let out = (|| -> CatalogResult<CommitOutcome> {
+            self.authorize_content_write(principal, branch, to)?;
+            let target_namespace = to
+                .parent()
+                .ok_or_else(|| CatalogError::Invalid(format!("{to} has no namespace")))?;
+            for _ in 0..COMMIT_RETRIES_MAX {
+                let head = heads.read()?;
+                let found = self.store.get_contents(head, std::slice::from_ref(from))?;
+                let Some(Some((r, content))) = found.into_iter().next() else {
+                    return Err(missing(from));
+                };
+                if r.kind != kind {
+                    return Err(missing(from));
+                }
+                self.namespace_exists(head, &target_namespace)?;
+                if self.store.content_ref_at(head, to)?.is_some() {
+                    return Err(taken(to));
+                }
+                let ops = vec![
+                    Op::Delete {
+                        key: from.clone(),
+                        expect: Expect::Is(r.hash),
+                    },
+                    Op::Put {
+                        key: to.clone(),
+                        content,
+                        expect: Expect::Absent,
+                    },
+                    Op::Check {
+                        key: target_namespace.clone(),
+                        expect: Expect::Present,
+                    },
+                ];
+                let meta = self.meta(principal, authored, format!("rename {noun} {from} to {to}"));
+                let ctx = self.write_ctx(principal, idempotency, "");
+                match self.store.commit(&name, None, ops, meta, &ctx) {
+                    Err(e) if is_key_conflict(&e, from) => continue,
+                    other => {
+                        return other.map_err(|e| match table_conflict(e, to) {
+                            CatalogError::TableAlreadyExists(k) => taken(&k),
+                            other => other,
+                        });
+                    }
                 }
             }
-        }
-        Err(CatalogError::Contention(format!("{noun} {from}")))
+            Err(CatalogError::Contention(format!("{noun} {from}")))
+        })();
+        heads.answer(out)
     }
 
     /// Registers an existing metadata file (inside the warehouse) as a table. A table with
@@ -1003,54 +1019,58 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<LoadedTable> {
         let name = self.authorize_content_write(principal, branch, key)?;
-        let namespace = key
-            .parent()
-            .ok_or_else(|| CatalogError::Invalid(format!("{key} has no namespace")))?;
-        // Confined to the warehouse before anything is read.
-        self.warehouse()?.resolve(metadata_location)?;
-        let cached = self.read_metadata(key, metadata_location)?;
-        // What the file points at must be inside the warehouse too: the table's location,
-        // its path properties, and the file itself under `<location>/metadata/`.
-        let table_location = cached.metadata.location().trim_end_matches('/');
-        self.warehouse()?.resolve(table_location)?;
-        if !metadata_location.starts_with(&format!("{table_location}/metadata/")) {
-            return Err(CatalogError::Invalid(format!(
-                "{metadata_location} is not under its table's location {table_location}/metadata/"
-            )));
-        }
-        self.check_paths(&cached.metadata)?;
-        let head = self.writer_head(branch)?;
-        self.namespace_exists(head, &namespace)?;
-        if self.store.content_ref_at(head, key)?.is_some() {
-            return Err(CatalogError::TableAlreadyExists(key.clone()));
-        }
-        if let Some(other) = self.table_with_uuid(head, cached.metadata.uuid().into_bytes())? {
-            return Err(CatalogError::TableAlreadyExists(other));
-        }
-        let id = ContentId(uuid::Uuid::now_v7().into_bytes());
-        let content = table_content(id, metadata_location, &cached.metadata);
-        let meta = self.meta(
-            principal,
-            authored,
-            format!("register table {key} from {metadata_location}"),
-        );
-        self.commit_new(
-            &name,
-            key,
-            content.clone(),
-            ContentKind::IcebergTable,
-            meta,
-            principal,
-            idempotency,
-        )?;
-        Ok(LoadedTable {
-            key: key.clone(),
-            metadata_location: Some(metadata_location.to_owned()),
-            metadata: cached.metadata.clone(),
-            metadata_json: cached.bytes.clone(),
-            content_id: Some(id),
-            content_hash: Some(content.hash()),
-        })
+        let heads = self.writer_heads(&name);
+        let out = (|| -> CatalogResult<LoadedTable> {
+            let namespace = key
+                .parent()
+                .ok_or_else(|| CatalogError::Invalid(format!("{key} has no namespace")))?;
+            // Confined to the warehouse before anything is read.
+            self.warehouse()?.resolve(metadata_location)?;
+            let cached = self.read_metadata(key, metadata_location)?;
+            // What the file points at must be inside the warehouse too: the table's location,
+            // its path properties, and the file itself under `<location>/metadata/`.
+            let table_location = cached.metadata.location().trim_end_matches('/');
+            self.warehouse()?.resolve(table_location)?;
+            if !metadata_location.starts_with(&format!("{table_location}/metadata/")) {
+                return Err(CatalogError::Invalid(format!(
+                    "{metadata_location} is not under its table's location {table_location}/metadata/"
+                )));
+            }
+            self.check_paths(&cached.metadata)?;
+            let head = heads.read()?;
+            self.namespace_exists(head, &namespace)?;
+            if self.store.content_ref_at(head, key)?.is_some() {
+                return Err(CatalogError::TableAlreadyExists(key.clone()));
+            }
+            if let Some(other) = self.table_with_uuid(head, cached.metadata.uuid().into_bytes())? {
+                return Err(CatalogError::TableAlreadyExists(other));
+            }
+            let id = ContentId(uuid::Uuid::now_v7().into_bytes());
+            let content = table_content(id, metadata_location, &cached.metadata);
+            let meta = self.meta(
+                principal,
+                authored,
+                format!("register table {key} from {metadata_location}"),
+            );
+            self.commit_new(
+                &name,
+                key,
+                content.clone(),
+                ContentKind::IcebergTable,
+                meta,
+                principal,
+                idempotency,
+            )?;
+            Ok(LoadedTable {
+                key: key.clone(),
+                metadata_location: Some(metadata_location.to_owned()),
+                metadata: cached.metadata.clone(),
+                metadata_json: cached.bytes.clone(),
+                content_id: Some(id),
+                content_hash: Some(content.hash()),
+            })
+        })();
+        heads.answer(out)
     }
 
     /// The key of the table with this Iceberg table-uuid at a commit, if any (a bounded
@@ -1102,26 +1122,30 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<LoadedTable> {
         let name = self.authorize_content_write(principal, branch, key)?;
-        for _ in 0..COMMIT_RETRIES_MAX {
-            let head = self.writer_head(branch)?;
-            let Some(table) = self.table_at(head, key)? else {
-                return Err(CatalogError::TableNotFound(key.clone()));
-            };
-            let Some(hash) = table.content_hash else {
-                return Err(CatalogError::TableNotFound(key.clone()));
-            };
-            let ops = vec![Op::Delete {
-                key: key.clone(),
-                expect: Expect::Is(hash),
-            }];
-            let meta = self.meta(principal, authored, format!("unregister table {key}"));
-            let ctx = self.write_ctx(principal, idempotency, "");
-            match self.store.commit(&name, None, ops, meta, &ctx) {
-                Err(e) if is_key_conflict(&e, key) => continue,
-                Err(e) => return Err(table_conflict(e, key)),
-                Ok(_) => return Ok(table),
+        let heads = self.writer_heads(&name);
+        let out = (|| -> CatalogResult<LoadedTable> {
+            for _ in 0..COMMIT_RETRIES_MAX {
+                let head = heads.read()?;
+                let Some(table) = self.table_at(head, key)? else {
+                    return Err(CatalogError::TableNotFound(key.clone()));
+                };
+                let Some(hash) = table.content_hash else {
+                    return Err(CatalogError::TableNotFound(key.clone()));
+                };
+                let ops = vec![Op::Delete {
+                    key: key.clone(),
+                    expect: Expect::Is(hash),
+                }];
+                let meta = self.meta(principal, authored, format!("unregister table {key}"));
+                let ctx = self.write_ctx(principal, idempotency, "");
+                match self.store.commit(&name, None, ops, meta, &ctx) {
+                    Err(e) if is_key_conflict(&e, key) => continue,
+                    Err(e) => return Err(table_conflict(e, key)),
+                    Ok(_) => return Ok(table),
+                }
             }
-        }
-        Err(CatalogError::Contention(format!("table {key}")))
+            Err(CatalogError::Contention(format!("table {key}")))
+        })();
+        heads.answer(out)
     }
 }

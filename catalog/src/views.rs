@@ -190,58 +190,62 @@ impl Catalog {
             .child(&request.name)
             .map_err(floe_commits::WriteError::from)?;
         let name = self.authorize_content_write(principal, branch, &key)?;
-        let head = self.writer_head(branch)?;
-        self.namespace_exists(head, namespace)?;
-        if self.store.content_ref_at(head, &key)?.is_some() {
-            return Err(CatalogError::ViewAlreadyExists(key));
-        }
-        let uuid = uuid::Uuid::now_v7();
-        let location = self.warehouse()?.table_location(
-            namespace.elements(),
-            &request.name,
-            &uuid.to_string(),
-        );
-        if let Some(asked) = &request.location
-            && asked.trim_end_matches('/') != location
-        {
-            return Err(CatalogError::Invalid(format!(
-                "floe assigns view locations; leave location out (it would be {location})"
-            )));
-        }
-        let metadata = ViewMetadataBuilder::new(
-            location.clone(),
-            request.schema,
-            request.view_version,
-            ViewFormatVersion::V1,
-            request.properties,
-        )
-        .map_err(invalid)?
-        .assign_uuid(uuid)
-        .build()
-        .map_err(invalid)?
-        .metadata;
-        let metadata_location = next_metadata_location(&location, None);
-        let bytes = self.write_view_metadata(&metadata_location, &metadata)?;
-        let id = ContentId(uuid::Uuid::now_v7().into_bytes());
-        let content = view_content(id, &metadata_location, &metadata);
-        let meta = self.meta(principal, authored, format!("create view {key}"));
-        self.commit_new(
-            &name,
-            &key,
-            content.clone(),
-            ContentKind::IcebergView,
-            meta,
-            principal,
-            idempotency,
-        )?;
-        Ok(LoadedView {
-            key,
-            metadata_location,
-            metadata: Arc::new(metadata),
-            metadata_json: bytes,
-            content_id: id,
-            content_hash: content.hash(),
-        })
+        let heads = self.writer_heads(&name);
+        let out = (|| -> CatalogResult<LoadedView> {
+            let head = heads.read()?;
+            self.namespace_exists(head, namespace)?;
+            if self.store.content_ref_at(head, &key)?.is_some() {
+                return Err(CatalogError::ViewAlreadyExists(key));
+            }
+            let uuid = uuid::Uuid::now_v7();
+            let location = self.warehouse()?.table_location(
+                namespace.elements(),
+                &request.name,
+                &uuid.to_string(),
+            );
+            if let Some(asked) = &request.location
+                && asked.trim_end_matches('/') != location
+            {
+                return Err(CatalogError::Invalid(format!(
+                    "floe assigns view locations; leave location out (it would be {location})"
+                )));
+            }
+            let metadata = ViewMetadataBuilder::new(
+                location.clone(),
+                request.schema,
+                request.view_version,
+                ViewFormatVersion::V1,
+                request.properties,
+            )
+            .map_err(invalid)?
+            .assign_uuid(uuid)
+            .build()
+            .map_err(invalid)?
+            .metadata;
+            let metadata_location = next_metadata_location(&location, None);
+            let bytes = self.write_view_metadata(&metadata_location, &metadata)?;
+            let id = ContentId(uuid::Uuid::now_v7().into_bytes());
+            let content = view_content(id, &metadata_location, &metadata);
+            let meta = self.meta(principal, authored, format!("create view {key}"));
+            self.commit_new(
+                &name,
+                &key,
+                content.clone(),
+                ContentKind::IcebergView,
+                meta,
+                principal,
+                idempotency,
+            )?;
+            Ok(LoadedView {
+                key,
+                metadata_location,
+                metadata: Arc::new(metadata),
+                metadata_json: bytes,
+                content_id: id,
+                content_hash: content.hash(),
+            })
+        })();
+        heads.answer(out)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -258,59 +262,61 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<LoadedView> {
         let name = self.authorize_content_write(principal, branch, key)?;
-        for attempt in 0..COMMIT_RETRIES_MAX {
-            let head = self.writer_head(branch)?;
-            let current = self
-                .view_at(head, key)?
-                .ok_or_else(|| CatalogError::ViewNotFound(key.clone()))?;
-            for r in requirements {
-                let ViewRequirement::AssertViewUuid(u) = r;
-                if *u != current.metadata.uuid() {
-                    return Err(CatalogError::CommitFailed(format!(
-                        "view {key} has uuid {}, not {u}",
-                        current.metadata.uuid()
-                    )));
+        let heads = self.writer_heads(&name);
+        let out = (|| -> CatalogResult<LoadedView> {
+            for attempt in 0..COMMIT_RETRIES_MAX {
+                let head = heads.read()?;
+                let current = self
+                    .view_at(head, key)?
+                    .ok_or_else(|| CatalogError::ViewNotFound(key.clone()))?;
+                for r in requirements {
+                    let ViewRequirement::AssertViewUuid(u) = r;
+                    if *u != current.metadata.uuid() {
+                        return Err(CatalogError::CommitFailed(format!(
+                            "view {key} has uuid {}, not {u}",
+                            current.metadata.uuid()
+                        )));
+                    }
+                }
+                let location = current.metadata.location().to_owned();
+                let mut builder =
+                    ViewMetadataBuilder::new_from_metadata(current.metadata.as_ref().clone());
+                for u in updates {
+                    builder =
+                        apply_view_update(builder, u.clone(), &location, current.metadata.uuid())?;
+                }
+                let metadata = builder.build().map_err(invalid)?.metadata;
+                let metadata_location =
+                    next_metadata_location(&location, Some(&current.metadata_location));
+                let bytes = self.write_view_metadata(&metadata_location, &metadata)?;
+                let content = view_content(current.content_id, &metadata_location, &metadata);
+                let ops = vec![Op::Put {
+                    key: key.clone(),
+                    content: content.clone(),
+                    expect: Expect::Is(current.content_hash),
+                }];
+                let meta = self.meta(principal, authored, format!("replace view {key}"));
+                let ctx = self.write_ctx(principal, idempotency, "");
+                match self.store.commit(&name, None, ops, meta, &ctx) {
+                    Ok(_) => {
+                        return Ok(LoadedView {
+                            key: key.clone(),
+                            metadata_location,
+                            metadata: Arc::new(metadata),
+                            metadata_json: bytes,
+                            content_id: current.content_id,
+                            content_hash: content.hash(),
+                        });
+                    }
+                    Err(e) if crate::tables::is_key_conflict(&e, key) => {
+                        std::thread::sleep(std::time::Duration::from_millis(1 << attempt.min(6)));
+                    }
+                    Err(e) => return Err(self.content_conflict(e, key, ContentKind::IcebergView)),
                 }
             }
-            let location = current.metadata.location().to_owned();
-            let mut builder =
-                ViewMetadataBuilder::new_from_metadata(current.metadata.as_ref().clone());
-            for u in updates {
-                builder =
-                    apply_view_update(builder, u.clone(), &location, current.metadata.uuid())?;
-            }
-            let metadata = builder.build().map_err(invalid)?.metadata;
-            let metadata_location =
-                next_metadata_location(&location, Some(&current.metadata_location));
-            let bytes = self.write_view_metadata(&metadata_location, &metadata)?;
-            let content = view_content(current.content_id, &metadata_location, &metadata);
-            let ops = vec![Op::Put {
-                key: key.clone(),
-                content: content.clone(),
-                expect: Expect::Is(current.content_hash),
-            }];
-            let meta = self.meta(principal, authored, format!("replace view {key}"));
-            let ctx = self.write_ctx(principal, idempotency, "");
-            match self.store.commit(&name, None, ops, meta, &ctx) {
-                Ok(_) => {
-                    return Ok(LoadedView {
-                        key: key.clone(),
-                        metadata_location,
-                        metadata: Arc::new(metadata),
-                        metadata_json: bytes,
-                        content_id: current.content_id,
-                        content_hash: content.hash(),
-                    });
-                }
-                Err(e) if crate::tables::is_key_conflict(&e, key) => {
-                    std::thread::sleep(std::time::Duration::from_millis(1 << attempt.min(6)));
-                }
-                Err(e) => return Err(self.content_conflict(e, key, ContentKind::IcebergView)),
-            }
-        }
-        Err(CatalogError::CommitFailed(format!(
-            "view {key} kept changing under concurrent commits; retry"
-        )))
+            Err(CatalogError::Contention(format!("view {key}")))
+        })();
+        heads.answer(out)
     }
 
     /// Registers an existing view metadata file (inside the warehouse) as a view.
@@ -324,49 +330,53 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<LoadedView> {
         let name = self.authorize_content_write(principal, branch, key)?;
-        let namespace = key
-            .parent()
-            .ok_or_else(|| CatalogError::Invalid(format!("{key} has no namespace")))?;
-        let bytes = Bytes::from(self.warehouse()?.read(metadata_location)?);
-        let metadata: ViewMetadata = serde_json::from_slice(&bytes).map_err(|e| {
-            CatalogError::Invalid(format!("{metadata_location} is not view metadata: {e}"))
-        })?;
-        let view_location = metadata.location().trim_end_matches('/');
-        self.warehouse()?.resolve(view_location)?;
-        if !metadata_location.starts_with(&format!("{view_location}/metadata/")) {
-            return Err(CatalogError::Invalid(format!(
-                "{metadata_location} is not under its view's location {view_location}/metadata/"
-            )));
-        }
-        let head = self.writer_head(branch)?;
-        self.namespace_exists(head, &namespace)?;
-        if self.store.content_ref_at(head, key)?.is_some() {
-            return Err(CatalogError::ViewAlreadyExists(key.clone()));
-        }
-        let id = ContentId(uuid::Uuid::now_v7().into_bytes());
-        let content = view_content(id, metadata_location, &metadata);
-        let meta = self.meta(
-            principal,
-            authored,
-            format!("register view {key} from {metadata_location}"),
-        );
-        self.commit_new(
-            &name,
-            key,
-            content.clone(),
-            ContentKind::IcebergView,
-            meta,
-            principal,
-            idempotency,
-        )?;
-        Ok(LoadedView {
-            key: key.clone(),
-            metadata_location: metadata_location.to_owned(),
-            metadata: Arc::new(metadata),
-            metadata_json: bytes,
-            content_id: id,
-            content_hash: content.hash(),
-        })
+        let heads = self.writer_heads(&name);
+        let out = (|| -> CatalogResult<LoadedView> {
+            let namespace = key
+                .parent()
+                .ok_or_else(|| CatalogError::Invalid(format!("{key} has no namespace")))?;
+            let bytes = Bytes::from(self.warehouse()?.read(metadata_location)?);
+            let metadata: ViewMetadata = serde_json::from_slice(&bytes).map_err(|e| {
+                CatalogError::Invalid(format!("{metadata_location} is not view metadata: {e}"))
+            })?;
+            let view_location = metadata.location().trim_end_matches('/');
+            self.warehouse()?.resolve(view_location)?;
+            if !metadata_location.starts_with(&format!("{view_location}/metadata/")) {
+                return Err(CatalogError::Invalid(format!(
+                    "{metadata_location} is not under its view's location {view_location}/metadata/"
+                )));
+            }
+            let head = heads.read()?;
+            self.namespace_exists(head, &namespace)?;
+            if self.store.content_ref_at(head, key)?.is_some() {
+                return Err(CatalogError::ViewAlreadyExists(key.clone()));
+            }
+            let id = ContentId(uuid::Uuid::now_v7().into_bytes());
+            let content = view_content(id, metadata_location, &metadata);
+            let meta = self.meta(
+                principal,
+                authored,
+                format!("register view {key} from {metadata_location}"),
+            );
+            self.commit_new(
+                &name,
+                key,
+                content.clone(),
+                ContentKind::IcebergView,
+                meta,
+                principal,
+                idempotency,
+            )?;
+            Ok(LoadedView {
+                key: key.clone(),
+                metadata_location: metadata_location.to_owned(),
+                metadata: Arc::new(metadata),
+                metadata_json: bytes,
+                content_id: id,
+                content_hash: content.hash(),
+            })
+        })();
+        heads.answer(out)
     }
 }
 

@@ -705,7 +705,7 @@ impl DurabilityHook for SyncCounter {
                     self.durations.lock().unwrap().push(start.elapsed());
                 }
             }
-            DurabilityEvent::Acknowledged { .. } => {}
+            DurabilityEvent::Acknowledged { .. } | DurabilityEvent::Waiting { .. } => {}
         }
     }
 }

@@ -164,6 +164,15 @@ pub trait Backend: Send + Sync + fmt::Debug {
         Ok(())
     }
 
+    /// Blocks until a ref's moves are durable: with `head`, the newest pending move that
+    /// set the ref to it (at once if none is pending: it is durable already); without, the
+    /// ref's newest move. An answer computed from a pending head (a write that changed
+    /// nothing, a dry run, a rejection) waits here, so it names only durable heads.
+    fn wait_ref_durable(&self, name: &RefName, head: Option<&Hash>) -> BackendResult<()> {
+        let _ = (name, head);
+        Ok(())
+    }
+
     /// Up to `limit` reflog entries with `seq < before` (newest first), of one ref or all.
     fn reflog(
         &self,

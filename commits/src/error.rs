@@ -279,6 +279,13 @@ pub enum WriteError {
     NotFastForward { target: RefName, source_head: Hash },
     #[error("commit {0} does not exist")]
     CommitNotFound(Hash),
+    /// Concurrent writers kept moving the ref: nothing was written, and the same request
+    /// may well apply when retried (never a final answer).
+    #[error(
+        "ref {0} kept moving: lost {max} compare-and-swap races in a row (COMMIT_CAS_RETRIES_MAX); retry",
+        max = crate::limits::COMMIT_CAS_RETRIES_MAX
+    )]
+    Contention(RefName),
     #[error(transparent)]
     Read(ReadError),
     #[error(transparent)]

@@ -143,146 +143,152 @@ impl Store {
         resolver: &dyn Resolver,
         ctx: &WriteCtx,
     ) -> Result<MergeOutcome, WriteError> {
-        options.meta.check()?;
-        let source_commit = self
-            .commit_object(&source)
-            .map_err(|_| WriteError::CommitNotFound(source))?;
-        let sequencer = self.sequencer(target);
-        for _ in 0..COMMIT_CAS_RETRIES_MAX {
-            let guard = sequencer.lock();
-            let record = self.pending_branch(target, ctx)?;
-            let head = record.head;
-            check_expected(target, expected_head, head)?;
-            let nothing = |bases: Vec<Hash>| MergeOutcome {
-                kind: MergeKind::NothingToMerge,
-                dry_run: options.dry_run,
-                target_head: head,
-                head,
-                merge_bases: bases,
-                changes: Vec::new(),
-            };
-            // One walk answers both "already merged?" (the source is the base) and "from
-            // where?".
-            let bases = self.merge_bases(source, head)?;
-            if bases == [source] {
-                return Ok(nothing(bases));
-            }
-            let head_commit = self.commit_object(&head)?;
-            let fast_forward = bases == [head];
-            if fast_forward
-                && matches!(
-                    options.strategy,
-                    MergeStrategy::Normal | MergeStrategy::FastForwardOnly
-                )
-            {
-                let changes = self.all_changes(head_commit.key_index, source_commit.key_index)?;
-                let outcome = MergeOutcome {
-                    kind: MergeKind::FastForward,
+        let out = (|| -> Result<MergeOutcome, WriteError> {
+            options.meta.check()?;
+            let source_commit = self
+                .commit_object(&source)
+                .map_err(|_| WriteError::CommitNotFound(source))?;
+            let sequencer = self.sequencer(target);
+            for _ in 0..COMMIT_CAS_RETRIES_MAX {
+                let guard = sequencer.lock();
+                let record = self.pending_branch(target, ctx)?;
+                let head = record.head;
+                check_expected(target, expected_head, head)?;
+                let nothing = |bases: Vec<Hash>| MergeOutcome {
+                    kind: MergeKind::NothingToMerge,
                     dry_run: options.dry_run,
                     target_head: head,
-                    head: source,
+                    head,
                     merge_bases: bases,
-                    changes,
+                    changes: Vec::new(),
                 };
-                if options.dry_run {
-                    return Ok(outcome);
+                // One walk answers both "already merged?" (the source is the base) and "from
+                // where?".
+                let bases = self.merge_bases(source, head)?;
+                if bases == [source] {
+                    return Ok(nothing(bases));
                 }
-                let new = crate::backend::RefRecord {
-                    head: source,
-                    ..record.clone()
-                };
-                match self.move_ref(
-                    target,
-                    record.kind,
-                    Some(head),
-                    Some(new),
-                    RefOperation::Merge,
-                    ctx,
-                    BTreeMap::new(),
-                )? {
-                    CasOutcome::Applied { ticket, .. } => {
-                        drop(guard);
-                        self.acknowledge(ticket)?;
+                let head_commit = self.commit_object(&head)?;
+                let fast_forward = bases == [head];
+                if fast_forward
+                    && matches!(
+                        options.strategy,
+                        MergeStrategy::Normal | MergeStrategy::FastForwardOnly
+                    )
+                {
+                    let changes =
+                        self.all_changes(head_commit.key_index, source_commit.key_index)?;
+                    let outcome = MergeOutcome {
+                        kind: MergeKind::FastForward,
+                        dry_run: options.dry_run,
+                        target_head: head,
+                        head: source,
+                        merge_bases: bases,
+                        changes,
+                    };
+                    if options.dry_run {
                         return Ok(outcome);
                     }
-                    CasOutcome::Mismatch { current } => {
+                    let new = crate::backend::RefRecord {
+                        head: source,
+                        ..record.clone()
+                    };
+                    match self.move_ref(
+                        target,
+                        record.kind,
+                        Some(head),
+                        Some(new),
+                        RefOperation::Merge,
+                        ctx,
+                        BTreeMap::new(),
+                    )? {
+                        CasOutcome::Applied { ticket, .. } => {
+                            drop(guard);
+                            self.acknowledge(ticket)?;
+                            return Ok(outcome);
+                        }
+                        CasOutcome::Mismatch { current } => {
+                            lost_race(target, expected_head, current)?;
+                            continue;
+                        }
+                    }
+                }
+                if options.strategy == MergeStrategy::FastForwardOnly {
+                    return Err(WriteError::NotFastForward {
+                        target: target.clone(),
+                        source_head: source,
+                    });
+                }
+                let (changes, objects) = self.three_way(
+                    &bases,
+                    &source_commit,
+                    &head_commit,
+                    head,
+                    options,
+                    resolver,
+                )?;
+                if changes.is_empty() {
+                    return Ok(nothing(bases));
+                }
+                let squash = options.strategy == MergeStrategy::Squash;
+                let parents: Parents = if squash {
+                    [head].into_iter().collect()
+                } else {
+                    [head, source].into_iter().collect()
+                };
+                let mut meta = options.meta.clone();
+                if meta.message.is_empty() {
+                    meta.message = format!(
+                        "{} {source} into {target}",
+                        if squash { "Squash" } else { "Merge" }
+                    );
+                }
+                meta.properties
+                    .insert(MERGE_SOURCE.to_owned(), source.to_string());
+                meta.check()?;
+                let kind = if squash {
+                    MergeKind::Squashed
+                } else {
+                    MergeKind::Merged
+                };
+                let landed = self.land(
+                    target,
+                    &record,
+                    &head_commit,
+                    changes.clone(),
+                    parents,
+                    &meta,
+                    RefOperation::Merge,
+                    objects,
+                    ctx,
+                    options.dry_run,
+                )?;
+                let new_head = match landed {
+                    Landed::Applied(h, ticket) => {
+                        drop(guard);
+                        self.acknowledge(ticket)?;
+                        h
+                    }
+                    Landed::DryRun(h) => h,
+                    Landed::Moved(current) => {
                         lost_race(target, expected_head, current)?;
                         continue;
                     }
-                }
-            }
-            if options.strategy == MergeStrategy::FastForwardOnly {
-                return Err(WriteError::NotFastForward {
-                    target: target.clone(),
-                    source_head: source,
+                };
+                return Ok(MergeOutcome {
+                    kind,
+                    dry_run: options.dry_run,
+                    target_head: head,
+                    head: new_head,
+                    merge_bases: bases,
+                    changes,
                 });
             }
-            let (changes, objects) = self.three_way(
-                &bases,
-                &source_commit,
-                &head_commit,
-                head,
-                options,
-                resolver,
-            )?;
-            if changes.is_empty() {
-                return Ok(nothing(bases));
-            }
-            let squash = options.strategy == MergeStrategy::Squash;
-            let parents: Parents = if squash {
-                [head].into_iter().collect()
-            } else {
-                [head, source].into_iter().collect()
-            };
-            let mut meta = options.meta.clone();
-            if meta.message.is_empty() {
-                meta.message = format!(
-                    "{} {source} into {target}",
-                    if squash { "Squash" } else { "Merge" }
-                );
-            }
-            meta.properties
-                .insert(MERGE_SOURCE.to_owned(), source.to_string());
-            meta.check()?;
-            let kind = if squash {
-                MergeKind::Squashed
-            } else {
-                MergeKind::Merged
-            };
-            let landed = self.land(
-                target,
-                &record,
-                &head_commit,
-                changes.clone(),
-                parents,
-                &meta,
-                RefOperation::Merge,
-                objects,
-                ctx,
-                options.dry_run,
-            )?;
-            let new_head = match landed {
-                Landed::Applied(h, ticket) => {
-                    drop(guard);
-                    self.acknowledge(ticket)?;
-                    h
-                }
-                Landed::DryRun(h) => h,
-                Landed::Moved(current) => {
-                    lost_race(target, expected_head, current)?;
-                    continue;
-                }
-            };
-            return Ok(MergeOutcome {
-                kind,
-                dry_run: options.dry_run,
-                target_head: head,
-                head: new_head,
-                merge_bases: bases,
-                changes,
-            });
-        }
-        Err(contention(target))
+            Err(contention(target))
+        })();
+        self.settled(target, out, |o| {
+            (o.dry_run || o.kind == MergeKind::NothingToMerge).then_some(o.target_head)
+        })
     }
 
     /// The changes a three-way merge makes to the target, and the content objects that
@@ -463,119 +469,122 @@ impl Store {
         ctx: &WriteCtx,
         invert: bool,
     ) -> Result<CommitOutcome, WriteError> {
-        let picked = self
-            .commit_object(&commit)
-            .map_err(|_| WriteError::CommitNotFound(commit))?;
-        let base = match picked.first_parent() {
-            Some(p) => self.commit_object(&p)?.key_index,
-            None => None,
-        };
-        let mut delta = self.all_changes(base, picked.key_index)?;
-        if invert {
-            for c in &mut delta {
-                std::mem::swap(&mut c.before, &mut c.after);
-            }
-        }
-        let mut meta = meta.unwrap_or_else(|| {
-            let message = if invert {
-                format!("Revert \"{}\"", picked.message)
-            } else {
-                picked.message.clone()
+        let out = (|| -> Result<CommitOutcome, WriteError> {
+            let picked = self
+                .commit_object(&commit)
+                .map_err(|_| WriteError::CommitNotFound(commit))?;
+            let base = match picked.first_parent() {
+                Some(p) => self.commit_object(&p)?.key_index,
+                None => None,
             };
-            CommitMeta {
-                author: if invert {
-                    String::new()
-                } else {
-                    picked.author.clone()
-                },
-                committer: String::new(),
-                message,
-                authored_at_ms: if invert {
-                    self.now_ms()
-                } else {
-                    picked.authored_at_ms
-                },
-                properties: BTreeMap::new(),
-            }
-        });
-        meta.properties.insert(
-            (if invert { REVERT_OF } else { CHERRY_PICK_OF }).to_owned(),
-            commit.to_string(),
-        );
-        meta.check()?;
-        let operation = if invert {
-            RefOperation::Revert
-        } else {
-            RefOperation::CherryPick
-        };
-        let sequencer = self.sequencer(branch);
-        for _ in 0..COMMIT_CAS_RETRIES_MAX {
-            let guard = sequencer.lock();
-            let record = self.pending_branch(branch, ctx)?;
-            let head = record.head;
-            check_expected(branch, expected_head, head)?;
-            let head_commit = self.commit_object(&head)?;
-            let current = self.refs_in(&head_commit, delta.iter().map(|c| &c.key))?;
-            let mut changes = Vec::new();
-            let mut conflicts = Vec::new();
-            for c in &delta {
-                let now = current.get(&c.key).copied().flatten();
-                if now == c.before {
-                    changes.push(KeyChange {
-                        key: c.key.clone(),
-                        before: now,
-                        after: c.after,
-                    });
-                } else if now != c.after {
-                    let expected = match c.before {
-                        Some(b) => Expect::Is(b.hash),
-                        None => Expect::Absent,
-                    };
-                    conflicts.push(Conflict {
-                        expected: Some(expected),
-                        ..Conflict::new(c.key.clone(), ConflictKind::Diverged)
-                            .with_actual(now.as_ref())
-                    });
+            let mut delta = self.all_changes(base, picked.key_index)?;
+            if invert {
+                for c in &mut delta {
+                    std::mem::swap(&mut c.before, &mut c.after);
                 }
             }
-            if !conflicts.is_empty() {
-                return Err(WriteError::Conflict { head, conflicts });
-            }
-            if changes.is_empty() {
-                return Ok(CommitOutcome {
-                    commit: head,
-                    parent: head,
-                    rebased: false,
-                    created: false,
-                });
-            }
-            let parents: Parents = [head].into_iter().collect();
-            match self.land(
-                branch,
-                &record,
-                &head_commit,
-                changes,
-                parents,
-                &meta,
-                operation,
-                Vec::new(),
-                ctx,
-                false,
-            )? {
-                Landed::Applied(h, ticket) => {
-                    drop(guard);
-                    self.acknowledge(ticket)?;
+            let mut meta = meta.unwrap_or_else(|| {
+                let message = if invert {
+                    format!("Revert \"{}\"", picked.message)
+                } else {
+                    picked.message.clone()
+                };
+                CommitMeta {
+                    author: if invert {
+                        String::new()
+                    } else {
+                        picked.author.clone()
+                    },
+                    committer: String::new(),
+                    message,
+                    authored_at_ms: if invert {
+                        self.now_ms()
+                    } else {
+                        picked.authored_at_ms
+                    },
+                    properties: BTreeMap::new(),
+                }
+            });
+            meta.properties.insert(
+                (if invert { REVERT_OF } else { CHERRY_PICK_OF }).to_owned(),
+                commit.to_string(),
+            );
+            meta.check()?;
+            let operation = if invert {
+                RefOperation::Revert
+            } else {
+                RefOperation::CherryPick
+            };
+            let sequencer = self.sequencer(branch);
+            for _ in 0..COMMIT_CAS_RETRIES_MAX {
+                let guard = sequencer.lock();
+                let record = self.pending_branch(branch, ctx)?;
+                let head = record.head;
+                check_expected(branch, expected_head, head)?;
+                let head_commit = self.commit_object(&head)?;
+                let current = self.refs_in(&head_commit, delta.iter().map(|c| &c.key))?;
+                let mut changes = Vec::new();
+                let mut conflicts = Vec::new();
+                for c in &delta {
+                    let now = current.get(&c.key).copied().flatten();
+                    if now == c.before {
+                        changes.push(KeyChange {
+                            key: c.key.clone(),
+                            before: now,
+                            after: c.after,
+                        });
+                    } else if now != c.after {
+                        let expected = match c.before {
+                            Some(b) => Expect::Is(b.hash),
+                            None => Expect::Absent,
+                        };
+                        conflicts.push(Conflict {
+                            expected: Some(expected),
+                            ..Conflict::new(c.key.clone(), ConflictKind::Diverged)
+                                .with_actual(now.as_ref())
+                        });
+                    }
+                }
+                if !conflicts.is_empty() {
+                    return Err(WriteError::Conflict { head, conflicts });
+                }
+                if changes.is_empty() {
                     return Ok(CommitOutcome {
-                        commit: h,
+                        commit: head,
                         parent: head,
                         rebased: false,
-                        created: true,
+                        created: false,
                     });
                 }
-                Landed::Moved(current) => lost_race(branch, expected_head, current)?,
-                Landed::DryRun(_) => unreachable!("replays are never dry runs"),
+                let parents: Parents = [head].into_iter().collect();
+                match self.land(
+                    branch,
+                    &record,
+                    &head_commit,
+                    changes,
+                    parents,
+                    &meta,
+                    operation,
+                    Vec::new(),
+                    ctx,
+                    false,
+                )? {
+                    Landed::Applied(h, ticket) => {
+                        drop(guard);
+                        self.acknowledge(ticket)?;
+                        return Ok(CommitOutcome {
+                            commit: h,
+                            parent: head,
+                            rebased: false,
+                            created: true,
+                        });
+                    }
+                    Landed::Moved(current) => lost_race(branch, expected_head, current)?,
+                    Landed::DryRun(_) => unreachable!("replays are never dry runs"),
+                }
             }
-        }
-        Err(contention(branch))
+            Err(contention(branch))
+        })();
+        self.settled(branch, out, |o| (!o.created).then_some(o.commit))
     }
 }

@@ -65,8 +65,12 @@ pub enum DurabilityEvent {
     SyncCompleted {
         upto: u64,
     },
-    /// A writer was told its write applied.
+    /// A writer was told its write applied (or a reader that waited for `ticket` answered).
     Acknowledged {
+        ticket: u64,
+    },
+    /// A caller began waiting for the sync that covers `ticket` (tests synchronise on it).
+    Waiting {
         ticket: u64,
     },
 }
@@ -364,6 +368,9 @@ impl Inner {
             return self.check();
         }
         let mut d = self.durability.lock();
+        if d.durable < ticket && d.poisoned.is_none() {
+            self.emit(DurabilityEvent::Waiting { ticket });
+        }
         loop {
             if d.durable >= ticket {
                 return Ok(());
@@ -817,6 +824,29 @@ impl Backend for SledBackend {
             check_poisoned(&d)?;
             self.meta.insert(key, value).map_err(write_err)?;
             self.ticket(&mut d)
+        };
+        self.wait_durable(ticket)
+    }
+
+    fn wait_ref_durable(&self, name: &RefName, head: Option<&Hash>) -> BackendResult<()> {
+        let ticket = {
+            let d = self.durability.lock();
+            check_poisoned(&d)?;
+            let Some(u) = d.undurable.get(name) else {
+                return Ok(());
+            };
+            let newest = u.pending.iter().rev();
+            let found = match head {
+                None => newest.map(|(t, _)| *t).next(),
+                Some(h) => newest
+                    .filter(|(_, r)| r.as_ref().is_some_and(|r| r.head == *h))
+                    .map(|(t, _)| *t)
+                    .next(),
+            };
+            match found {
+                Some(t) => t,
+                None => return Ok(()),
+            }
         };
         self.wait_durable(ticket)
     }

@@ -380,33 +380,36 @@ impl Store {
         target: Hash,
         ctx: &WriteCtx,
     ) -> Result<RefRecord, WriteError> {
-        self.check_ref_writable(name, ctx)?;
-        check_principal(&ctx.principal)?;
-        self.commit_object(&target)
-            .map_err(|_| WriteError::CommitNotFound(target))?;
-        let now = self.clock.now_ms();
-        let record = RefRecord {
-            kind,
-            head: target,
-            created_by: ctx.principal.clone(),
-            created_at_ms: now,
-            attributes: BTreeMap::new(),
-        };
-        match self.move_ref(
-            name,
-            kind,
-            None,
-            Some(record.clone()),
-            RefOperation::Create,
-            ctx,
-            BTreeMap::new(),
-        )? {
-            CasOutcome::Applied { ticket, .. } => {
-                self.acknowledge(ticket)?;
-                Ok(record)
+        let out = (|| -> Result<RefRecord, WriteError> {
+            self.check_ref_writable(name, ctx)?;
+            check_principal(&ctx.principal)?;
+            self.commit_object(&target)
+                .map_err(|_| WriteError::CommitNotFound(target))?;
+            let now = self.clock.now_ms();
+            let record = RefRecord {
+                kind,
+                head: target,
+                created_by: ctx.principal.clone(),
+                created_at_ms: now,
+                attributes: BTreeMap::new(),
+            };
+            match self.move_ref(
+                name,
+                kind,
+                None,
+                Some(record.clone()),
+                RefOperation::Create,
+                ctx,
+                BTreeMap::new(),
+            )? {
+                CasOutcome::Applied { ticket, .. } => {
+                    self.acknowledge(ticket)?;
+                    Ok(record)
+                }
+                CasOutcome::Mismatch { .. } => Err(WriteError::RefAlreadyExists(name.clone())),
             }
-            CasOutcome::Mismatch { .. } => Err(WriteError::RefAlreadyExists(name.clone())),
-        }
+        })();
+        self.settled(name, out, |_| None)
     }
 
     /// Deletes a branch or tag; with an expected head the delete is strict.
@@ -416,31 +419,34 @@ impl Store {
         expected_head: Option<Hash>,
         ctx: &WriteCtx,
     ) -> Result<(), WriteError> {
-        self.check_ref_writable(name, ctx)?;
-        check_principal(&ctx.principal)?;
-        let sequencer = self.sequencer(name);
-        for _ in 0..COMMIT_CAS_RETRIES_MAX {
-            let guard = sequencer.lock();
-            let current = self.pending_ref(name)?;
-            check_expected(name, expected_head, current.head)?;
-            match self.move_ref(
-                name,
-                current.kind,
-                Some(current.head),
-                None,
-                RefOperation::Delete,
-                ctx,
-                BTreeMap::new(),
-            )? {
-                CasOutcome::Applied { ticket, .. } => {
-                    drop(guard);
-                    self.acknowledge(ticket)?;
-                    return Ok(());
+        let out = (|| -> Result<(), WriteError> {
+            self.check_ref_writable(name, ctx)?;
+            check_principal(&ctx.principal)?;
+            let sequencer = self.sequencer(name);
+            for _ in 0..COMMIT_CAS_RETRIES_MAX {
+                let guard = sequencer.lock();
+                let current = self.pending_ref(name)?;
+                check_expected(name, expected_head, current.head)?;
+                match self.move_ref(
+                    name,
+                    current.kind,
+                    Some(current.head),
+                    None,
+                    RefOperation::Delete,
+                    ctx,
+                    BTreeMap::new(),
+                )? {
+                    CasOutcome::Applied { ticket, .. } => {
+                        drop(guard);
+                        self.acknowledge(ticket)?;
+                        return Ok(());
+                    }
+                    CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
                 }
-                CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
             }
-        }
-        Err(contention(name))
+            Err(contention(name))
+        })();
+        self.settled(name, out, |_| None)
     }
 
     /// Points a branch at any commit (`floe reset`). Strict with an expected head; tags
@@ -452,40 +458,43 @@ impl Store {
         target: Hash,
         ctx: &WriteCtx,
     ) -> Result<RefRecord, WriteError> {
-        self.check_ref_writable(name, ctx)?;
-        check_principal(&ctx.principal)?;
-        self.commit_object(&target)
-            .map_err(|_| WriteError::CommitNotFound(target))?;
-        let sequencer = self.sequencer(name);
-        for _ in 0..COMMIT_CAS_RETRIES_MAX {
-            let guard = sequencer.lock();
-            let current = self.pending_ref(name)?;
-            if current.kind == RefKind::Tag {
-                return Err(WriteError::TagImmutable(name.clone()));
-            }
-            check_expected(name, expected_head, current.head)?;
-            let record = RefRecord {
-                head: target,
-                ..current.clone()
-            };
-            match self.move_ref(
-                name,
-                RefKind::Branch,
-                Some(current.head),
-                Some(record.clone()),
-                RefOperation::Assign,
-                ctx,
-                BTreeMap::new(),
-            )? {
-                CasOutcome::Applied { ticket, .. } => {
-                    drop(guard);
-                    self.acknowledge(ticket)?;
-                    return Ok(record);
+        let out = (|| -> Result<RefRecord, WriteError> {
+            self.check_ref_writable(name, ctx)?;
+            check_principal(&ctx.principal)?;
+            self.commit_object(&target)
+                .map_err(|_| WriteError::CommitNotFound(target))?;
+            let sequencer = self.sequencer(name);
+            for _ in 0..COMMIT_CAS_RETRIES_MAX {
+                let guard = sequencer.lock();
+                let current = self.pending_ref(name)?;
+                if current.kind == RefKind::Tag {
+                    return Err(WriteError::TagImmutable(name.clone()));
                 }
-                CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
+                check_expected(name, expected_head, current.head)?;
+                let record = RefRecord {
+                    head: target,
+                    ..current.clone()
+                };
+                match self.move_ref(
+                    name,
+                    RefKind::Branch,
+                    Some(current.head),
+                    Some(record.clone()),
+                    RefOperation::Assign,
+                    ctx,
+                    BTreeMap::new(),
+                )? {
+                    CasOutcome::Applied { ticket, .. } => {
+                        drop(guard);
+                        self.acknowledge(ticket)?;
+                        return Ok(record);
+                    }
+                    CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
+                }
             }
-        }
-        Err(contention(name))
+            Err(contention(name))
+        })();
+        self.settled(name, out, |_| None)
     }
 
     /// The in-process sequencer of a ref: writers to one branch take turns computing and
@@ -498,6 +507,41 @@ impl Store {
             map.retain(|_, lock| Arc::strong_count(lock) > 1);
         }
         map.entry(name.clone()).or_default().clone()
+    }
+
+    /// Waits until `head` of `name` is durable (at once if it is; `None`: the ref's newest
+    /// move). DESIGN §2: every answer shows durable heads. A writer's own acknowledged move
+    /// is durable; any other answer of a write — one that changed nothing, a dry run, a
+    /// rejection — was computed from the pending head, and names it only after this.
+    pub fn settle(&self, name: &RefName, head: Option<&Hash>) -> Result<(), WriteError> {
+        self.backend.wait_ref_durable(name, head).map_err(|e| {
+            WriteError::Storage(StorageError::Backend(crate::backend::BackendError {
+                outcome_unknown: true,
+                ..e
+            }))
+        })
+    }
+
+    /// The answer of a write on `name`, once what it was computed from is durable:
+    /// `unacknowledged` names the head of a success that moved nothing; a rejection waits
+    /// for the head it was evaluated at (or the ref's newest move).
+    pub(crate) fn settled<T>(
+        &self,
+        name: &RefName,
+        out: Result<T, WriteError>,
+        unacknowledged: impl FnOnce(&T) -> Option<Hash>,
+    ) -> Result<T, WriteError> {
+        match &out {
+            Ok(value) => {
+                if let Some(head) = unacknowledged(value) {
+                    self.settle(name, Some(&head))?;
+                }
+            }
+            Err(WriteError::Storage(_)) => {}
+            Err(WriteError::Conflict { head, .. }) => self.settle(name, Some(head))?,
+            Err(_) => self.settle(name, None)?,
+        }
+        out
     }
 
     /// Waits until a pending move is durable; only then is it reported applied. If it
@@ -594,156 +638,159 @@ impl Store {
         meta: CommitMeta,
         ctx: &WriteCtx,
     ) -> Result<CommitOutcome, WriteError> {
-        meta.check()?;
-        check_principal(&ctx.principal)?;
-        if ops.is_empty() {
-            return Err(WriteError::Invalid(
-                "a commit needs at least one operation".to_owned(),
-            ));
-        }
-        if ops.len() > OPS_PER_COMMIT_MAX {
-            return Err(WriteError::Invalid(format!(
-                "a commit has at most {OPS_PER_COMMIT_MAX} operations (OPS_PER_COMMIT_MAX), got {}",
-                ops.len()
-            )));
-        }
-        let mut seen = HashSet::new();
-        let mut objects = Vec::new();
-        let mut puts: HashMap<ContentKey, ContentRef> = HashMap::new();
-        for op in &ops {
-            if !matches!(op, Op::CheckPrefixEmpty { .. }) && !seen.insert(op.key().clone()) {
+        let out = (|| -> Result<CommitOutcome, WriteError> {
+            meta.check()?;
+            check_principal(&ctx.principal)?;
+            if ops.is_empty() {
+                return Err(WriteError::Invalid(
+                    "a commit needs at least one operation".to_owned(),
+                ));
+            }
+            if ops.len() > OPS_PER_COMMIT_MAX {
                 return Err(WriteError::Invalid(format!(
-                    "key {} appears in more than one operation",
-                    op.key()
+                    "a commit has at most {OPS_PER_COMMIT_MAX} operations (OPS_PER_COMMIT_MAX), got {}",
+                    ops.len()
                 )));
             }
-            match op {
-                Op::Put { key, content, .. } => {
-                    let (hash, bytes) = content.encode_checked()?;
-                    objects.push((hash.0, Bytes::from(bytes)));
-                    puts.insert(
-                        key.clone(),
-                        ContentRef {
-                            hash,
-                            id: content.id,
-                            kind: content.kind(),
-                        },
-                    );
-                }
-                Op::Delete {
-                    key,
-                    expect: Expect::Absent,
-                } => {
+            let mut seen = HashSet::new();
+            let mut objects = Vec::new();
+            let mut puts: HashMap<ContentKey, ContentRef> = HashMap::new();
+            for op in &ops {
+                if !matches!(op, Op::CheckPrefixEmpty { .. }) && !seen.insert(op.key().clone()) {
                     return Err(WriteError::Invalid(format!(
-                        "deleting {key} must expect it present (Present or Is), not Absent"
+                        "key {} appears in more than one operation",
+                        op.key()
                     )));
                 }
-                _ => {}
-            }
-        }
-        if let Some(e) = expected_head {
-            self.commit_object(&e)
-                .map_err(|_| WriteError::CommitNotFound(e))?;
-        }
-        let sequencer = self.sequencer(branch);
-        for _ in 0..COMMIT_CAS_RETRIES_MAX {
-            let guard = sequencer.lock();
-            let record = self.pending_branch(branch, ctx)?;
-            let head = record.head;
-            let head_commit = self.commit_object(&head)?;
-            let keys: Vec<&ContentKey> = ops
-                .iter()
-                .filter(|o| !matches!(o, Op::CheckPrefixEmpty { .. }))
-                .map(Op::key)
-                .collect();
-            let actual = self.refs_in(&head_commit, keys.iter().copied())?;
-            let mut conflicts = Vec::new();
-            let mut changes = Vec::new();
-            for op in &ops {
-                let (key, expect) = match op {
-                    Op::Put { key, expect, .. }
-                    | Op::Delete { key, expect }
-                    | Op::Check { key, expect } => (key, expect),
-                    Op::CheckPrefixEmpty { .. } => continue,
-                };
-                let now = actual.get(key).and_then(Option::as_ref);
-                if !expect.holds(now) {
-                    conflicts.push(Conflict {
-                        expected: Some(*expect),
-                        ..Conflict::new(key.clone(), ConflictKind::Expectation).with_actual(now)
-                    });
-                    continue;
-                }
                 match op {
-                    Op::Put { .. } => {
-                        let after = puts[key];
-                        if now.is_none_or(|n| n.hash != after.hash || n.id != after.id) {
-                            changes.push(KeyChange {
-                                key: key.clone(),
-                                before: now.copied(),
-                                after: Some(after),
-                            });
-                        }
+                    Op::Put { key, content, .. } => {
+                        let (hash, bytes) = content.encode_checked()?;
+                        objects.push((hash.0, Bytes::from(bytes)));
+                        puts.insert(
+                            key.clone(),
+                            ContentRef {
+                                hash,
+                                id: content.id,
+                                kind: content.kind(),
+                            },
+                        );
                     }
-                    Op::Delete { .. } => changes.push(KeyChange {
-                        key: key.clone(),
-                        before: now.copied(),
-                        after: None,
-                    }),
+                    Op::Delete {
+                        key,
+                        expect: Expect::Absent,
+                    } => {
+                        return Err(WriteError::Invalid(format!(
+                            "deleting {key} must expect it present (Present or Is), not Absent"
+                        )));
+                    }
                     _ => {}
                 }
             }
-            changes.sort_by(|a, b| a.key.cmp(&b.key));
-            for op in &ops {
-                if let Op::CheckPrefixEmpty { prefix } = op
-                    && let Some(other) = self.first_under(&head_commit, prefix, &changes)?
-                {
-                    conflicts.push(Conflict {
-                        other_key: Some(other),
-                        ..Conflict::new(prefix.clone(), ConflictKind::PrefixNotEmpty)
-                    });
+            if let Some(e) = expected_head {
+                self.commit_object(&e)
+                    .map_err(|_| WriteError::CommitNotFound(e))?;
+            }
+            let sequencer = self.sequencer(branch);
+            for _ in 0..COMMIT_CAS_RETRIES_MAX {
+                let guard = sequencer.lock();
+                let record = self.pending_branch(branch, ctx)?;
+                let head = record.head;
+                let head_commit = self.commit_object(&head)?;
+                let keys: Vec<&ContentKey> = ops
+                    .iter()
+                    .filter(|o| !matches!(o, Op::CheckPrefixEmpty { .. }))
+                    .map(Op::key)
+                    .collect();
+                let actual = self.refs_in(&head_commit, keys.iter().copied())?;
+                let mut conflicts = Vec::new();
+                let mut changes = Vec::new();
+                for op in &ops {
+                    let (key, expect) = match op {
+                        Op::Put { key, expect, .. }
+                        | Op::Delete { key, expect }
+                        | Op::Check { key, expect } => (key, expect),
+                        Op::CheckPrefixEmpty { .. } => continue,
+                    };
+                    let now = actual.get(key).and_then(Option::as_ref);
+                    if !expect.holds(now) {
+                        conflicts.push(Conflict {
+                            expected: Some(*expect),
+                            ..Conflict::new(key.clone(), ConflictKind::Expectation).with_actual(now)
+                        });
+                        continue;
+                    }
+                    match op {
+                        Op::Put { .. } => {
+                            let after = puts[key];
+                            if now.is_none_or(|n| n.hash != after.hash || n.id != after.id) {
+                                changes.push(KeyChange {
+                                    key: key.clone(),
+                                    before: now.copied(),
+                                    after: Some(after),
+                                });
+                            }
+                        }
+                        Op::Delete { .. } => changes.push(KeyChange {
+                            key: key.clone(),
+                            before: now.copied(),
+                            after: None,
+                        }),
+                        _ => {}
+                    }
                 }
-            }
-            if !conflicts.is_empty() {
-                return Err(WriteError::Conflict { head, conflicts });
-            }
-            let rebased = expected_head.is_some_and(|e| e != head);
-            if changes.is_empty() {
-                return Ok(CommitOutcome {
-                    commit: head,
-                    parent: head,
-                    rebased,
-                    created: false,
-                });
-            }
-            let parents: Parents = [head].into_iter().collect();
-            match self.land(
-                branch,
-                &record,
-                &head_commit,
-                changes,
-                parents,
-                &meta,
-                RefOperation::Commit,
-                objects.clone(),
-                ctx,
-                false,
-            )? {
-                Landed::Applied(commit, ticket) => {
-                    drop(guard);
-                    self.acknowledge(ticket)?;
+                changes.sort_by(|a, b| a.key.cmp(&b.key));
+                for op in &ops {
+                    if let Op::CheckPrefixEmpty { prefix } = op
+                        && let Some(other) = self.first_under(&head_commit, prefix, &changes)?
+                    {
+                        conflicts.push(Conflict {
+                            other_key: Some(other),
+                            ..Conflict::new(prefix.clone(), ConflictKind::PrefixNotEmpty)
+                        });
+                    }
+                }
+                if !conflicts.is_empty() {
+                    return Err(WriteError::Conflict { head, conflicts });
+                }
+                let rebased = expected_head.is_some_and(|e| e != head);
+                if changes.is_empty() {
                     return Ok(CommitOutcome {
-                        commit,
+                        commit: head,
                         parent: head,
                         rebased,
-                        created: true,
+                        created: false,
                     });
                 }
-                Landed::Moved(_) => continue,
-                Landed::DryRun(_) => unreachable!("commit is never a dry run"),
+                let parents: Parents = [head].into_iter().collect();
+                match self.land(
+                    branch,
+                    &record,
+                    &head_commit,
+                    changes,
+                    parents,
+                    &meta,
+                    RefOperation::Commit,
+                    objects.clone(),
+                    ctx,
+                    false,
+                )? {
+                    Landed::Applied(commit, ticket) => {
+                        drop(guard);
+                        self.acknowledge(ticket)?;
+                        return Ok(CommitOutcome {
+                            commit,
+                            parent: head,
+                            rebased,
+                            created: true,
+                        });
+                    }
+                    Landed::Moved(_) => continue,
+                    Landed::DryRun(_) => unreachable!("commit is never a dry run"),
+                }
             }
-        }
-        Err(contention(branch))
+            Err(contention(branch))
+        })();
+        self.settled(branch, out, |o| (!o.created).then_some(o.commit))
     }
 
     /// The first key strictly under `prefix` in (the map at `commit`) + `changes`.
@@ -1429,9 +1476,7 @@ pub(crate) fn lost_race(
 }
 
 pub(crate) fn contention(name: &RefName) -> WriteError {
-    WriteError::Invalid(format!(
-        "ref {name} kept moving: lost {COMMIT_CAS_RETRIES_MAX} compare-and-swap races in a row (COMMIT_CAS_RETRIES_MAX); retry"
-    ))
+    WriteError::Contention(name.clone())
 }
 
 /// A storage failure before any ref moved: nothing persisted is visible.

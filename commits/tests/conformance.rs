@@ -1786,6 +1786,7 @@ mod cases {
                 inner: fx.backend.clone(),
                 fail_objects,
                 fail_cas,
+                always_moved: false,
             });
             let store = Store::new(faulty, fx.clock.clone());
             let ops = vec![create("ns.c", table(12, 1))];
@@ -1805,6 +1806,37 @@ mod cases {
             .commit("main", vec![create("ns.a", table(10, 1))])
             .unwrap_err();
         assert!(!err.is_outcome_unknown());
+        // A ref that keeps moving under every compare-and-swap: contention, a rejection of
+        // its own kind (retryable, so never recorded as a final answer), for every write
+        // that rebases or recomputes.
+        let moving = Store::new(
+            Arc::new(Faulty {
+                inner: fx.backend.clone(),
+                fail_objects: false,
+                fail_cas: false,
+                always_moved: true,
+            }),
+            fx.clock.clone(),
+        );
+        let errors = [
+            moving
+                .commit(
+                    &r("main"),
+                    None,
+                    vec![create("ns.c", table(12, 1))],
+                    meta("m"),
+                    &ctx(),
+                )
+                .unwrap_err(),
+            moving.assign(&r("main"), None, head, &ctx()).unwrap_err(),
+            moving.delete_ref(&r("main"), None, &ctx()).unwrap_err(),
+        ];
+        for err in errors {
+            assert!(matches!(err, WriteError::Contention(_)), "{err:?}");
+            assert!(!err.is_outcome_unknown());
+            assert!(err.to_string().contains("retry"), "{err}");
+        }
+        assert_eq!(fx.head("main"), head);
     }
 }
 
@@ -1814,6 +1846,8 @@ struct Faulty {
     inner: Arc<dyn Backend>,
     fail_objects: bool,
     fail_cas: bool,
+    /// Every compare-and-swap finds the ref moved (by a writer that is always faster).
+    always_moved: bool,
 }
 
 impl Backend for Faulty {
@@ -1845,6 +1879,10 @@ impl Backend for Faulty {
             return Err(BackendError::unknown(
                 "injected: the write may or may not have applied",
             ));
+        }
+        if self.always_moved {
+            let current = self.inner.get_ref(&update.name, RefView::Pending)?;
+            return Ok(CasOutcome::Mismatch { current });
         }
         self.inner.compare_and_swap_ref(update)
     }

@@ -34,6 +34,113 @@ impl DurabilityHook for Recorder {
     }
 }
 
+/// Holds the durability thread at its next sync while closed, and tells the test when a
+/// caller is waiting for a sync or has finished, so tests synchronise on events, never on
+/// time. The thread is held in `sync_fault`, outside the durability lock (events are
+/// emitted under it, where blocking would block readers too).
+#[derive(Debug, Default)]
+struct Held {
+    state: Mutex<HeldState>,
+    changed: parking_lot::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct HeldState {
+    closed: bool,
+    events: Vec<DurabilityEvent>,
+    /// Callers that began waiting for a sync (`Waiting` events).
+    waiting: usize,
+    /// Threads spawned through `spawn` that returned.
+    finished: usize,
+}
+
+impl DurabilityHook for Held {
+    fn event(&self, event: DurabilityEvent) {
+        let mut s = self.state.lock();
+        if matches!(event, DurabilityEvent::Waiting { .. }) {
+            s.waiting += 1;
+        }
+        s.events.push(event);
+        self.changed.notify_all();
+    }
+
+    fn sync_fault(&self) -> Option<String> {
+        let mut s = self.state.lock();
+        while s.closed {
+            self.changed.wait(&mut s);
+        }
+        None
+    }
+}
+
+/// A thread started through `Held::spawn`.
+struct Spawned<T> {
+    handle: std::thread::JoinHandle<T>,
+    /// `waiting` when it was spawned.
+    waiting_before: usize,
+    finished_before: usize,
+}
+
+impl<T> Spawned<T> {
+    fn join(self) -> std::thread::Result<T> {
+        self.handle.join()
+    }
+}
+
+impl Held {
+    fn close(&self) {
+        self.state.lock().closed = true;
+    }
+
+    fn open(&self) {
+        self.state.lock().closed = false;
+        self.changed.notify_all();
+    }
+
+    fn events(&self) -> Vec<DurabilityEvent> {
+        self.state.lock().events.clone()
+    }
+
+    /// Runs `f` on a thread of its own; one spawned thread at a time may be pending in
+    /// `blocks`.
+    fn spawn<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Spawned<T> {
+        let (waiting_before, finished_before) = {
+            let s = self.state.lock();
+            (s.waiting, s.finished)
+        };
+        let held = self.clone();
+        let handle = std::thread::spawn(move || {
+            let out = f();
+            held.state.lock().finished += 1;
+            held.changed.notify_all();
+            out
+        });
+        Spawned {
+            handle,
+            waiting_before,
+            finished_before,
+        }
+    }
+
+    /// Whether the spawned thread ended up waiting for a sync (true) rather than returning
+    /// while the sync is held (false). Decided by events, with no timing involved.
+    fn blocks<T>(&self, t: &Spawned<T>) -> bool {
+        let mut s = self.state.lock();
+        loop {
+            if s.waiting > t.waiting_before {
+                return true;
+            }
+            if s.finished > t.finished_before {
+                return false;
+            }
+            self.changed.wait(&mut s);
+        }
+    }
+}
+
 /// Every acknowledgement follows the completion of a sync that began after its write.
 /// Returns the first violation.
 fn barrier_violation(events: &[DurabilityEvent]) -> Option<String> {
@@ -54,6 +161,7 @@ fn barrier_violation(events: &[DurabilityEvent]) -> Option<String> {
                 Some(start) => completed.push((upto, *start)),
                 None => return Some(format!("sync up to {upto} completed without starting")),
             },
+            DurabilityEvent::Waiting { .. } => {}
             DurabilityEvent::Acknowledged { ticket } => {
                 acked += 1;
                 let Some(&written) = written_at.get(&ticket) else {
@@ -215,34 +323,17 @@ fn slow_acknowledgements_follow_their_fdatasync_over_10000_commits() {
 fn readers_see_only_durable_heads() {
     // The hook holds the durability thread at its next sync: a commit is applied (pending)
     // but not durable, and the durable view must not show it.
-    #[derive(Debug, Default)]
-    struct Gate {
-        closed: Mutex<bool>,
-        opened: parking_lot::Condvar,
-    }
-    impl DurabilityHook for Gate {
-        // Events are emitted under the durability lock, where blocking would block readers
-        // too: the gate holds the thread in `sync_fault`, outside that lock.
-        fn event(&self, _: DurabilityEvent) {}
-        fn sync_fault(&self) -> Option<String> {
-            let mut closed = self.closed.lock();
-            while *closed {
-                self.opened.wait(&mut closed);
-            }
-            None
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
-    let gate = Arc::new(Gate::default());
-    let backend = Arc::new(SledBackend::open_with(dir.path(), Some(gate.clone())).unwrap());
+    let held = Arc::new(Held::default());
+    let backend = Arc::new(SledBackend::open_with(dir.path(), Some(held.clone())).unwrap());
     let store = Arc::new(Store::open(backend.clone(), Arc::new(SystemClock)).unwrap());
     let main = RefName::parse("main").unwrap();
     let before = store.get_ref(&main).unwrap().head;
-    *gate.closed.lock() = true;
-    let writer = {
+    held.close();
+    let writer = held.spawn({
         let store = store.clone();
         let main = main.clone();
-        std::thread::spawn(move || {
+        move || {
             let op = Op::Put {
                 key: ContentKey::new(["ns"]).unwrap(),
                 content: Content::namespace(ContentId::from_u128(1), BTreeMap::new()),
@@ -256,20 +347,19 @@ fn readers_see_only_durable_heads() {
                 ..WriteCtx::principal("t")
             };
             store.commit(&main, None, vec![op], CommitMeta::new("t", "ns", 0), &ctx)
-        })
-    };
-    // Wait until the move is applied (pending) while its sync is held.
-    let pending = loop {
-        let head = backend
-            .get_ref(&main, RefView::Pending)
-            .unwrap()
-            .unwrap()
-            .head;
-        if head != before {
-            break head;
         }
-        std::thread::yield_now();
-    };
+    });
+    // The writer's move is applied (pending) and it waits for the held sync.
+    assert!(
+        held.blocks(&writer),
+        "the writer is not acknowledged before its sync"
+    );
+    let pending = backend
+        .get_ref(&main, RefView::Pending)
+        .unwrap()
+        .unwrap()
+        .head;
+    assert_ne!(pending, before);
     assert_eq!(
         store.get_ref(&main).unwrap().head,
         before,
@@ -289,21 +379,15 @@ fn readers_see_only_durable_heads() {
     assert_eq!(reflog_heads(Some(&main)), vec![Some(before)]);
     assert_eq!(reflog_heads(None), vec![Some(before)]);
     // The idempotency record rides on the pending move: its reader waits for the sync.
-    let lookup = {
+    let lookup = held.spawn({
         let store = store.clone();
-        std::thread::spawn(move || store.idempotency_lookup("k-1"))
-    };
-    std::thread::sleep(std::time::Duration::from_millis(50));
+        move || store.idempotency_lookup("k-1")
+    });
     assert!(
-        !writer.is_finished(),
-        "the writer is not acknowledged before its sync"
-    );
-    assert!(
-        !lookup.is_finished(),
+        held.blocks(&lookup),
         "an idempotency record is not read before its move is durable"
     );
-    *gate.closed.lock() = false;
-    gate.opened.notify_all();
+    held.open();
     let out = writer.join().unwrap().unwrap();
     assert_eq!(out.commit, pending);
     assert_eq!(store.get_ref(&main).unwrap().head, pending);
@@ -311,6 +395,243 @@ fn readers_see_only_durable_heads() {
     assert_eq!(recorded.head, Some(pending));
     assert_eq!(recorded.value, b"answer");
     assert_eq!(reflog_heads(Some(&main)), vec![Some(pending), Some(before)]);
+}
+
+/// Every answer names only durable heads (issue 14, item 1): a write that changes nothing,
+/// a dry run and a rejection are all computed from the pending head, so each waits until
+/// that head is durable before it answers. The sync is held while a commit is pending; each
+/// such answer must block (it shows up waiting on the durability thread, never finished),
+/// and once the sync completes each names the pending head.
+#[test]
+fn answers_computed_from_a_pending_head_wait_until_it_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = Arc::new(Held::default());
+    let backend = Arc::new(SledBackend::open_with(dir.path(), Some(held.clone())).unwrap());
+    let store = Arc::new(Store::open(backend.clone(), Arc::new(SystemClock)).unwrap());
+    let main = RefName::parse("main").unwrap();
+    let ctx = WriteCtx::principal("t");
+    let ns = ContentKey::new(["ns"]).unwrap();
+    let t = ContentKey::new(["ns", "t"]).unwrap();
+    let put = |key: &ContentKey, content: Content, expect: Expect| Op::Put {
+        key: key.clone(),
+        content,
+        expect,
+    };
+    let meta = || CommitMeta::new("t", "c", 0);
+    let root = store.get_ref(&main).unwrap().head;
+    let created = store
+        .commit(
+            &main,
+            None,
+            vec![put(
+                &ns,
+                Content::namespace(ContentId::from_u128(1), BTreeMap::new()),
+                Expect::Absent,
+            )],
+            meta(),
+            &ctx,
+        )
+        .unwrap()
+        .commit;
+    let u = ContentKey::new(["ns", "u"]).unwrap();
+    let made_u = store
+        .commit(
+            &main,
+            None,
+            vec![put(&u, table(9, 1), Expect::Absent)],
+            meta(),
+            &ctx,
+        )
+        .unwrap()
+        .commit;
+    // A side branch with a change of its own, for a dry-run merge that has work to do.
+    let side = RefName::parse("side").unwrap();
+    store
+        .create_ref(&side, RefKind::Branch, created, &ctx)
+        .unwrap();
+    let ns2 = ContentKey::new(["ns2"]).unwrap();
+    let side_head = store
+        .commit(
+            &side,
+            None,
+            vec![put(
+                &ns2,
+                Content::namespace(ContentId::from_u128(2), BTreeMap::new()),
+                Expect::Absent,
+            )],
+            meta(),
+            &ctx,
+        )
+        .unwrap()
+        .commit;
+    held.close();
+    // The pending commit on main, its sync held: creates t, deletes u.
+    let writer = held.spawn({
+        let (store, main, ctx, t, u) = (
+            store.clone(),
+            main.clone(),
+            ctx.clone(),
+            t.clone(),
+            u.clone(),
+        );
+        move || {
+            let ops = vec![
+                Op::Put {
+                    key: t,
+                    content: table(7, 1),
+                    expect: Expect::Absent,
+                },
+                Op::Delete {
+                    key: u,
+                    expect: Expect::Present,
+                },
+            ];
+            store.commit(&main, None, ops, CommitMeta::new("t", "c", 0), &ctx)
+        }
+    });
+    assert!(held.blocks(&writer));
+    let pending = backend
+        .get_ref(&main, RefView::Pending)
+        .unwrap()
+        .unwrap()
+        .head;
+    assert_eq!(store.get_ref(&main).unwrap().head, made_u);
+
+    type Answer = Result<Option<Hash>, WriteError>;
+    type Case = Box<dyn FnOnce(&Store) -> Answer + Send>;
+    let cases: Vec<(&str, Case)> = vec![
+        (
+            "a commit of checks only",
+            Box::new({
+                let (main, ctx, t) = (main.clone(), ctx.clone(), t.clone());
+                move |s: &Store| {
+                    let op = Op::Check {
+                        key: t,
+                        expect: Expect::Present,
+                    };
+                    s.commit(&main, None, vec![op], CommitMeta::new("t", "c", 0), &ctx)
+                        .map(|o| Some(o.commit))
+                }
+            }),
+        ),
+        (
+            "a commit that puts the value already there",
+            Box::new({
+                let (main, ctx, t) = (main.clone(), ctx.clone(), t.clone());
+                move |s: &Store| {
+                    let op = Op::Put {
+                        key: t,
+                        content: table(7, 1),
+                        expect: Expect::Present,
+                    };
+                    s.commit(&main, None, vec![op], CommitMeta::new("t", "c", 0), &ctx)
+                        .map(|o| Some(o.commit))
+                }
+            }),
+        ),
+        (
+            "a merge with nothing to merge",
+            Box::new({
+                let (main, ctx) = (main.clone(), ctx.clone());
+                move |s: &Store| {
+                    s.merge(
+                        created,
+                        &main,
+                        None,
+                        &MergeOptions::default(),
+                        &ConflictResolver,
+                        &ctx,
+                    )
+                    .map(|o| Some(o.head))
+                }
+            }),
+        ),
+        (
+            "a dry-run merge",
+            Box::new({
+                let (main, ctx) = (main.clone(), ctx.clone());
+                move |s: &Store| {
+                    let options = MergeOptions {
+                        dry_run: true,
+                        ..MergeOptions::default()
+                    };
+                    s.merge(side_head, &main, None, &options, &ConflictResolver, &ctx)
+                        .map(|o| Some(o.target_head))
+                }
+            }),
+        ),
+        (
+            "a cherry-pick already applied",
+            Box::new({
+                let (main, ctx) = (main.clone(), ctx.clone());
+                move |s: &Store| {
+                    s.cherry_pick(pending, &main, None, None, &ctx)
+                        .map(|o| Some(o.commit))
+                }
+            }),
+        ),
+        (
+            "a revert already applied",
+            Box::new({
+                let (main, ctx) = (main.clone(), ctx.clone());
+                // The pending commit deleted u: reverting its creation changes nothing.
+                move |s: &Store| {
+                    s.revert(made_u, &main, None, None, &ctx)
+                        .map(|o| Some(o.commit))
+                }
+            }),
+        ),
+        (
+            "a conflicting commit",
+            Box::new({
+                let (main, ctx, t) = (main.clone(), ctx.clone(), t.clone());
+                move |s: &Store| {
+                    let op = Op::Put {
+                        key: t,
+                        content: table(8, 1),
+                        expect: Expect::Absent,
+                    };
+                    match s.commit(&main, None, vec![op], CommitMeta::new("t", "c", 0), &ctx) {
+                        Err(WriteError::Conflict { head, .. }) => Ok(Some(head)),
+                        other => other.map(|_| None),
+                    }
+                }
+            }),
+        ),
+        (
+            "an assign with a stale expected head",
+            Box::new({
+                let (main, ctx) = (main.clone(), ctx.clone());
+                move |s: &Store| match s.assign(&main, Some(made_u), root, &ctx) {
+                    Err(WriteError::ReferenceConflict { current, .. }) => Ok(current),
+                    other => other.map(|_| None),
+                }
+            }),
+        ),
+    ];
+    let mut waiting = Vec::new();
+    for (name, case) in cases {
+        let store = store.clone();
+        let answer = held.spawn(move || case(&store));
+        assert!(
+            held.blocks(&answer),
+            "{name}: answered before the head it was computed from was durable"
+        );
+        waiting.push((name, answer));
+    }
+    held.open();
+    assert_eq!(writer.join().unwrap().unwrap().commit, pending);
+    for (name, answer) in waiting {
+        let got = answer
+            .join()
+            .unwrap_or_else(|_| panic!("{name}: the thread panicked"));
+        assert_eq!(
+            got.unwrap_or_else(|e| panic!("{name}: {e}")),
+            Some(pending),
+            "{name}"
+        );
+    }
+    assert_eq!(barrier_violation(&held.events()), None);
 }
 
 #[test]
@@ -451,13 +772,21 @@ fn an_acknowledged_move_shows_while_later_moves_of_the_ref_still_wait() {
     // second commit lands while it runs and waits for the next sync, which is held.
     #[derive(Debug, Default)]
     struct Turnstile {
-        state: Mutex<(usize, usize)>, // (passed, allowed)
+        // (passed, allowed, arrived at the gate, callers that began waiting for a sync)
+        state: Mutex<(usize, usize, usize, usize)>,
         turned: parking_lot::Condvar,
     }
     impl DurabilityHook for Turnstile {
-        fn event(&self, _: DurabilityEvent) {}
+        fn event(&self, event: DurabilityEvent) {
+            if matches!(event, DurabilityEvent::Waiting { .. }) {
+                self.state.lock().3 += 1;
+                self.turned.notify_all();
+            }
+        }
         fn sync_fault(&self) -> Option<String> {
             let mut s = self.state.lock();
+            s.2 += 1;
+            self.turned.notify_all();
             while s.0 >= s.1 {
                 self.turned.wait(&mut s);
             }
@@ -465,9 +794,18 @@ fn an_acknowledged_move_shows_while_later_moves_of_the_ref_still_wait() {
             None
         }
     }
+    impl Turnstile {
+        /// Blocks until `done` holds of the state.
+        fn until(&self, done: impl Fn(&(usize, usize, usize, usize)) -> bool) {
+            let mut s = self.state.lock();
+            while !done(&s) {
+                self.turned.wait(&mut s);
+            }
+        }
+    }
     let dir = tempfile::tempdir().unwrap();
     let gate = Arc::new(Turnstile {
-        state: Mutex::new((0, usize::MAX)),
+        state: Mutex::new((0, usize::MAX, 0, 0)),
         turned: parking_lot::Condvar::new(),
     });
     let backend = Arc::new(SledBackend::open_with(dir.path(), Some(gate.clone())).unwrap());
@@ -499,19 +837,23 @@ fn an_acknowledged_move_shows_while_later_moves_of_the_ref_still_wait() {
             .unwrap()
             .head
     };
+    let waiting_before = gate.state.lock().3;
     let first = commit(1);
+    gate.until(|s| s.3 > waiting_before);
     while pending_head() == before {
         std::thread::yield_now();
     }
     let first_head = pending_head();
-    // The first sync has started (its fdatasync is held at the gate); the second commit
-    // lands now and needs the next sync.
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Once the first sync is held at the gate (its fdatasync done, its coverage fixed), the
+    // second commit lands and needs the next sync.
+    gate.until(|s| s.2 > s.0);
+    let waiting = gate.state.lock().3;
     let second = commit(2);
     while pending_head() == first_head {
         std::thread::yield_now();
     }
     let second_head = pending_head();
+    gate.until(|s| s.3 > waiting);
     // Let exactly one sync through: the first commit is acknowledged...
     {
         let mut s = gate.state.lock();

@@ -1,14 +1,18 @@
 //! `floe-formal-models check <model> [--depth N] [--mutant NAME]`: explores a model
-//! breadth-first to a depth (the CI tests pin smaller bounds) and prints the states
-//! explored, the time, and every property's verdict. Models: `version-store`,
-//! `durability`. With `--mutant`, the checker is expected to find the counterexample of
-//! the property that mutant breaks.
+//! breadth-first to a depth and prints the states explored, the time, and every
+//! property's verdict; exit 0 when every `always` property holds and every `sometimes`
+//! property is reached, 1 otherwise. Models: `version-store` (default depth: the CI depth,
+//! `version_store::CI_DEPTH`), `durability` (exhaustive). With `--mutant`, the checker
+//! searches (normal merges only, to `MUTANT_DEPTH` by default) until it finds the
+//! counterexample of the property that mutant breaks, prints it and exits 1.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use floe_formal_models::{durability, version_store};
-use stateright::{Checker, Model};
+use std::collections::BTreeSet;
+
+use stateright::{Checker, HasDiscoveries, Model};
 
 const USAGE: &str = "usage: floe-formal-models check <version-store|durability> [--depth N] [--mutant NAME] [--threads N]";
 
@@ -54,21 +58,32 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         }
     }
     match model.as_str() {
-        "version-store" => {
-            let m = match &mutant {
-                None => version_store::VersionStore::default(),
-                Some(name) => {
-                    let found = version_store::Mutant::ALL
-                        .into_iter()
-                        .find(|m| m.name() == name)
-                        .ok_or_else(|| {
-                            unknown_mutant(name, version_store::Mutant::ALL.map(|m| m.name()))
-                        })?;
-                    version_store::VersionStore::with_mutant(found)
-                }
-            };
-            Ok(check(m, depth.unwrap_or(5), threads))
-        }
+        "version-store" => match &mutant {
+            None => Ok(check(
+                version_store::VersionStore::default(),
+                depth.unwrap_or(version_store::CI_DEPTH),
+                threads,
+                None,
+            )),
+            Some(name) => {
+                let found = version_store::Mutant::ALL
+                    .into_iter()
+                    .find(|m| m.name() == name)
+                    .ok_or_else(|| {
+                        unknown_mutant(name, version_store::Mutant::ALL.map(|m| m.name()))
+                    })?;
+                let m = version_store::VersionStore {
+                    all_merges: false,
+                    ..version_store::VersionStore::with_mutant(found)
+                };
+                Ok(check(
+                    m,
+                    depth.unwrap_or(version_store::MUTANT_DEPTH),
+                    threads,
+                    Some(found.breaks()),
+                ))
+            }
+        },
         "durability" => {
             let mut cfg = durability::Config::default();
             if let Some(name) = &mutant {
@@ -81,10 +96,12 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                         })?,
                 );
             }
+            let breaks = cfg.mutant.map(|m| m.breaks());
             Ok(check(
                 durability::model(cfg),
                 depth.unwrap_or(usize::MAX),
                 threads,
+                breaks,
             ))
         }
         other => Err(format!("unknown model `{other}`")),
@@ -98,7 +115,9 @@ fn unknown_mutant<const N: usize>(name: &str, known: [&str; N]) -> String {
     )
 }
 
-fn check<M>(model: M, depth: usize, threads: usize) -> ExitCode
+/// Checks `model` to `depth`; with `stop_at`, only until that property's first discovery
+/// (a mutant's counterexample).
+fn check<M>(model: M, depth: usize, threads: usize, stop_at: Option<&'static str>) -> ExitCode
 where
     M: Model + Send + Sync + 'static,
     M::State: Clone + std::fmt::Debug + std::hash::Hash + PartialEq + Send + Sync + 'static,
@@ -110,12 +129,11 @@ where
         .map(|p| (p.name, p.expectation == stateright::Expectation::Always))
         .collect();
     let started = Instant::now();
-    let checker = model
-        .checker()
-        .threads(threads)
-        .target_max_depth(depth)
-        .spawn_bfs()
-        .join();
+    let mut builder = model.checker().threads(threads).target_max_depth(depth);
+    if let Some(property) = stop_at {
+        builder = builder.finish_when(HasDiscoveries::AnyOf(BTreeSet::from([property])));
+    }
+    let checker = builder.spawn_bfs().join();
     println!(
         "explored {} states ({} unique) to depth {} in {:.2?}",
         checker.state_count(),
@@ -138,6 +156,10 @@ where
             }
             (false, Some(path)) => {
                 format!("reached in {} steps", path.clone().into_actions().len())
+            }
+            // A search stopped at a counterexample says nothing of what it did not reach.
+            (false, None) if stop_at.is_some() => {
+                "not reached before the search stopped".to_owned()
             }
             (false, None) => {
                 failed = true;

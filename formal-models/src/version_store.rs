@@ -88,6 +88,14 @@ pub const SOME_REBASE: &str = "a stale commit lands by rebase";
 pub const SOME_CONFLICT: &str = "a conflict is reported";
 pub const SOME_SKIP: &str = "a cherry-pick skips an already-applied change";
 
+/// The depth CI checks exhaustively, as stateright counts it (the initial state is depth
+/// 1: five actions). Every `sometimes` property is reached here, so it is also the
+/// command line's default (a smaller depth never reaches "a stale commit lands by rebase").
+pub const CI_DEPTH: usize = 6;
+/// The depth within which every mutant's counterexample is found (12 steps), with normal
+/// merges only.
+pub const MUTANT_DEPTH: usize = 13;
+
 /// Keys of the model's universe (indices into `spec::KEYS`).
 pub const NS_A: usize = 0;
 pub const T1: usize = 3;

@@ -8,8 +8,7 @@ use std::collections::BTreeSet;
 use floe_formal_models::{durability, version_store};
 use stateright::{Checker, HasDiscoveries, Model};
 
-/// Depth as stateright counts it (the initial state is depth 1): five actions.
-const STORE_DEPTH: usize = 6;
+use version_store::{CI_DEPTH as STORE_DEPTH, MUTANT_DEPTH};
 
 fn names<M: Model>(model: &M, always: bool) -> Vec<&'static str> {
     model
@@ -71,7 +70,7 @@ fn every_version_store_mutant_has_a_counterexample_within_12_steps() {
             all_merges: false,
             ..version_store::VersionStore::with_mutant(mutant)
         };
-        let actions = counterexample(model, mutant.breaks(), 13);
+        let actions = counterexample(model, mutant.breaks(), MUTANT_DEPTH);
         assert!(
             actions.len() <= 12,
             "{}: {} steps",

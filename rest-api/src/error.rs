@@ -82,6 +82,9 @@ pub struct ApiError {
     /// Boxed: errors travel in every `Result` of the request path, and stay small there.
     pub body: Box<ErrorBody>,
     pub retry_after_s: Option<u32>,
+    /// The same request may apply when retried (contention, a duplicate in flight): the
+    /// answer is never recorded under an Idempotency-Key as final.
+    pub retryable: bool,
 }
 
 impl ApiError {
@@ -97,7 +100,15 @@ impl ApiError {
                 conflicts: Vec::new(),
             }),
             retry_after_s: None,
+            retryable: false,
         }
+    }
+
+    /// A rejection that a retry of the same request may not get (see `retryable`).
+    pub fn retryable(mut self, retry_after_s: Option<u32>) -> ApiError {
+        self.retryable = true;
+        self.retry_after_s = retry_after_s;
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -124,6 +135,7 @@ impl ApiError {
     pub fn is_deterministic(&self) -> bool {
         // A rejection that says "retry" (contention, a duplicate in flight) is not final.
         self.status.is_client_error()
+            && !self.retryable
             && self.retry_after_s.is_none()
             && self.status != StatusCode::FORBIDDEN
     }
@@ -218,9 +230,7 @@ impl From<CatalogError> for ApiError {
                 of(StatusCode::CONFLICT, "NamespaceNotEmpty").with_head(Some(head))
             }
             CatalogError::Contention(_) => {
-                let mut e = of(StatusCode::CONFLICT, "Contention");
-                e.retry_after_s = Some(1);
-                e
+                of(StatusCode::CONFLICT, "Contention").retryable(Some(1))
             }
             CatalogError::TableNotFound(_) => of(StatusCode::NOT_FOUND, "TableNotFound"),
             CatalogError::TableAlreadyExists(_) => of(StatusCode::CONFLICT, "TableAlreadyExists"),
@@ -275,6 +285,7 @@ fn write_error(e: WriteError, message: &str) -> ApiError {
             e
         }
         WriteError::NotFastForward { .. } => of(StatusCode::CONFLICT, "NotFastForward"),
+        WriteError::Contention(_) => of(StatusCode::CONFLICT, "Contention").retryable(Some(1)),
         WriteError::CommitNotFound(_) => of(StatusCode::NOT_FOUND, "CommitNotFound"),
         WriteError::Read(r) => read_error(r, message),
         WriteError::Key(_)

@@ -141,8 +141,11 @@ pub fn error(e: CatalogError) -> ApiError {
         CatalogError::NamespaceNotEmpty { .. } => {
             of(StatusCode::CONFLICT, "NamespaceNotEmptyException")
         }
-        CatalogError::CommitFailed(_) | CatalogError::Contention(_) => {
-            of(StatusCode::CONFLICT, "CommitFailedException")
+        CatalogError::CommitFailed(_) => of(StatusCode::CONFLICT, "CommitFailedException"),
+        // Clients refresh and retry on a 409; contention is never a recorded answer.
+        CatalogError::Contention(_)
+        | CatalogError::Write(floe_commits::WriteError::Contention(_)) => {
+            of(StatusCode::CONFLICT, "CommitFailedException").retryable(None)
         }
         CatalogError::Forbidden { .. } => of(StatusCode::FORBIDDEN, "ForbiddenException"),
         CatalogError::Invalid(_)
@@ -201,7 +204,13 @@ async fn iceberg_errors(request: axum::extract::Request, next: middleware::Next)
             "NotFoundException".to_owned()
         }
         "IdempotencyKeyReused" => "UnprocessableEntityException".to_owned(),
-        "IdempotencyInFlight" => "CommitFailedException".to_owned(),
+        // A duplicate whose first attempt still runs: Iceberg clients read a 409 on a
+        // commit as "not applied" and would re-apply it on a refreshed table, so this is
+        // a 503 ("state unknown"; Retry-After kept), never a 409.
+        "IdempotencyInFlight" => {
+            parts.status = StatusCode::SERVICE_UNAVAILABLE;
+            "ServiceUnavailableException".to_owned()
+        }
         "InternalError" => "InternalServerError".to_owned(),
         "Unavailable" => "ServiceUnavailableException".to_owned(),
         "MethodNotAllowed" => "MethodNotAllowedException".to_owned(),
@@ -212,9 +221,10 @@ async fn iceberg_errors(request: axum::extract::Request, next: middleware::Next)
     } else {
         floe.message
     };
-    let model = json!({ "message": message, "type": kind, "code": floe.status });
+    let status = parts.status.as_u16();
+    let model = json!({ "message": message, "type": kind, "code": status });
     let mut body = json!({ "error": model });
-    if view_path && (floe.status == 404 || floe.status == 409 || floe.status >= 500) {
+    if view_path && (status == 404 || status == 409 || status >= 500) {
         for (k, v) in model.as_object().into_iter().flatten() {
             body[k] = v.clone();
         }

@@ -280,6 +280,83 @@ mod tests {
         )
     }
 
+    /// Sends one raw HTTP/1.1 request; returns the status line's code, the headers (lower
+    /// case) and the body.
+    fn send(
+        addr: std::net::SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String, String) {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, head.to_lowercase(), body.to_owned())
+    }
+
+    /// A request whose Idempotency-Key is still running elsewhere: floe's API answers 409
+    /// with Retry-After (its documented answer), the Iceberg API 503 with Retry-After —
+    /// Iceberg clients read a 409 on a commit as "not applied" and would re-apply it, a
+    /// 5xx as "state unknown" (issue 14, item 5).
+    #[test]
+    fn a_duplicate_in_flight_is_409_on_floes_api_and_503_on_iceberg() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = app_state(Catalog::in_memory(), &ServerOptions::default());
+        let routes = Router::new()
+            .nest("/api/v1", v1::router())
+            .nest("/iceberg", iceberg::router());
+        let app = layered(routes, state.clone());
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        let key = uuid::Uuid::now_v7().to_string();
+        // The first attempt is still running.
+        state.in_flight.lock().insert(key.clone());
+        let headers = [("Idempotency-Key", key.as_str())];
+        let (status, head, body) = send(
+            addr,
+            "POST",
+            "/iceberg/v1/main/namespaces",
+            &headers,
+            r#"{"namespace":["a"]}"#,
+        );
+        assert_eq!(status, 503, "{body}");
+        assert!(head.contains("retry-after: 1"), "{head}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"]["type"], "ServiceUnavailableException");
+        assert_eq!(body["error"]["code"], 503);
+        let (status, head, body) = send(
+            addr,
+            "POST",
+            "/api/v1/trees/main/namespaces",
+            &headers,
+            r#"{"namespace":["a"]}"#,
+        );
+        assert_eq!(status, 409, "{body}");
+        assert!(head.contains("retry-after: 1"), "{head}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["type"], "IdempotencyInFlight");
+        // Nothing ran: the namespace is not there.
+        state.in_flight.lock().clear();
+        let (status, _, _) = send(addr, "GET", "/iceberg/v1/main/namespaces/a", &[], "");
+        assert_eq!(status, 404);
+    }
+
     #[test]
     fn a_panicking_handler_is_a_500_with_an_error_id_and_the_server_lives_on() {
         let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -1,10 +1,11 @@
 //! The path every handler's store call takes: it runs on a blocking thread (the store waits
 //! for fdatasync), under the request's `Principal`, and — for writes — under the request's
 //! `Idempotency-Key` (DESIGN §3): a key is a UUIDv7; a duplicate still in flight gets 409
-//! with `Retry-After`; the same key with another request gets 422; an applied outcome is
-//! recorded atomically with the ref move and a retry gets it rebuilt; a deterministic
-//! rejection is recorded and a retry gets the same status and body; a 5xx (outcome
-//! unknown) is never recorded.
+//! with `Retry-After` (503 on `/iceberg`, whose error layer says "state unknown" to Iceberg
+//! clients); the same key with another request gets 422; an applied outcome is recorded
+//! atomically with the ref move and a retry gets it rebuilt; a deterministic rejection is
+//! recorded and a retry gets the same status and body; a retryable rejection (contention)
+//! and a 5xx (outcome unknown) are never recorded.
 
 use std::sync::Arc;
 
@@ -203,15 +204,14 @@ struct InFlight {
 impl InFlight {
     fn enter(set: &Arc<Mutex<HashSet<String>>>, key: &str) -> ApiResult<InFlight> {
         if !set.lock().insert(key.to_owned()) {
-            let mut e = ApiError::new(
+            let e = ApiError::new(
                 StatusCode::CONFLICT,
                 "IdempotencyInFlight",
                 format!(
                     "a request with Idempotency-Key {key} is still running; retry after it ends"
                 ),
             );
-            e.retry_after_s = Some(1);
-            return Err(e);
+            return Err(e.retryable(Some(1)));
         }
         Ok(InFlight {
             set: set.clone(),
@@ -239,5 +239,80 @@ where
         Ok(Ok(reply)) => reply.into_response(),
         Ok(Err(e)) => e.into_response(),
         Err(e) => ApiError::internal(&format!("request task failed: {e}")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+    use floe_catalog::CatalogError;
+    use floe_commits::{RefName, WriteError};
+
+    use super::*;
+
+    /// Contention is retryable: under an Idempotency-Key it is never recorded as the
+    /// answer, so a retry runs again (issue 14, item 7), on both APIs.
+    #[test]
+    fn contention_is_never_recorded_as_a_final_answer() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let state = crate::app_state(Catalog::in_memory(), &crate::ServerOptions::default());
+        let main = RefName::parse("main").unwrap();
+        type Contended = fn(RefName) -> ApiError;
+        let contended: Vec<(&str, Contended)> = vec![
+            ("store contention on floe's API", |r| {
+                ApiError::from(CatalogError::Write(WriteError::Contention(r)))
+            }),
+            ("catalog contention on floe's API", |r| {
+                ApiError::from(CatalogError::Contention(format!("table {r}")))
+            }),
+            ("store contention on /iceberg", |r| {
+                crate::iceberg::error(CatalogError::Write(WriteError::Contention(r)))
+            }),
+            ("catalog contention on /iceberg", |r| {
+                crate::iceberg::error(CatalogError::Contention(format!("table {r}")))
+            }),
+        ];
+        for (case, contention) in contended {
+            let key = uuid::Uuid::now_v7().to_string();
+            let mut headers = HeaderMap::new();
+            headers.insert(IDEMPOTENCY_KEY, HeaderValue::from_str(&key).unwrap());
+            let uri: Uri = "/api/v1/x".parse().unwrap();
+            let attempt = |fail: bool| {
+                let main = main.clone();
+                runtime.block_on(write(
+                    &state,
+                    &Method::POST,
+                    &uri,
+                    &headers,
+                    b"{}",
+                    Write {
+                        run: move |_: &Catalog, _: &Principal, _: Option<&IdemRequest>| {
+                            if fail {
+                                Err(contention(main))
+                            } else {
+                                Reply::empty(StatusCode::NO_CONTENT)
+                            }
+                        },
+                        replay: |_: &Catalog, _: &Principal, _: &AppliedRecord| {
+                            Reply::empty(StatusCode::NO_CONTENT)
+                        },
+                    },
+                ))
+            };
+            let first = attempt(true);
+            assert_eq!(first.status(), StatusCode::CONFLICT, "{case}");
+            let retry = attempt(false);
+            assert_eq!(
+                retry.status(),
+                StatusCode::NO_CONTENT,
+                "{case}: the retry ran again instead of getting the recorded 409"
+            );
+        }
+        // The floe API says when to retry; the Iceberg API answers CommitFailedException.
+        let floe = ApiError::from(CatalogError::Write(WriteError::Contention(main.clone())));
+        assert_eq!(floe.body.kind, "Contention");
+        assert_eq!(floe.retry_after_s, Some(1));
+        let iceberg = crate::iceberg::error(CatalogError::Write(WriteError::Contention(main)));
+        assert_eq!(iceberg.body.kind, "CommitFailedException");
     }
 }

@@ -1,0 +1,211 @@
+//! Every answer of the catalog names only durable heads (DESIGN §2 "Durability"; issue 14,
+//! item 1). A load-modify-commit reads the branch's pending head; when its answer does not
+//! come from an acknowledged commit of its own — an Iceberg commit with requirements only,
+//! a namespace update whose values are already set, a rejection computed at that head — it
+//! must wait until the head is durable. The tests hold the sled store's sync while a commit
+//! is pending and check, by the durability thread's events (no timing), that each such
+//! answer waits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use floe_catalog::{
+    Authored, Catalog, CatalogError, Principal, PropertiesUpdate, TableChange, TableCreate,
+    Warehouse,
+};
+use floe_commits::sled_store::{DurabilityEvent, DurabilityHook};
+use floe_commits::{ContentKey, RefSpec, SledBackend, Store, SystemClock};
+use iceberg::TableRequirement;
+use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+use parking_lot::{Condvar, Mutex};
+
+/// Holds the durability thread at its next sync while closed; counts callers that began
+/// waiting for a sync and spawned threads that returned.
+#[derive(Debug, Default)]
+struct Held {
+    state: Mutex<(bool, usize, usize)>, // (closed, waiting, finished)
+    changed: Condvar,
+}
+
+impl DurabilityHook for Held {
+    fn event(&self, event: DurabilityEvent) {
+        if matches!(event, DurabilityEvent::Waiting { .. }) {
+            self.state.lock().1 += 1;
+            self.changed.notify_all();
+        }
+    }
+
+    fn sync_fault(&self) -> Option<String> {
+        let mut s = self.state.lock();
+        while s.0 {
+            self.changed.wait(&mut s);
+        }
+        None
+    }
+}
+
+impl Held {
+    fn set_closed(&self, closed: bool) {
+        self.state.lock().0 = closed;
+        self.changed.notify_all();
+    }
+
+    /// Runs `f` on its own thread; true when it ends up waiting for a sync, false when it
+    /// returns while the sync is held.
+    fn blocks<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> (bool, std::thread::JoinHandle<T>) {
+        let (waiting, finished) = {
+            let s = self.state.lock();
+            (s.1, s.2)
+        };
+        let held = self.clone();
+        let handle = std::thread::spawn(move || {
+            let out = f();
+            held.state.lock().2 += 1;
+            held.changed.notify_all();
+            out
+        });
+        let mut s = self.state.lock();
+        let blocked = loop {
+            if s.1 > waiting {
+                break true;
+            }
+            if s.2 > finished {
+                break false;
+            }
+            self.changed.wait(&mut s);
+        };
+        (blocked, handle)
+    }
+}
+
+fn schema() -> Schema {
+    Schema::builder()
+        .with_fields(vec![
+            NestedField::optional(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
+        ])
+        .build()
+        .unwrap()
+}
+
+fn create(name: &str) -> TableCreate {
+    TableCreate {
+        name: name.to_owned(),
+        location: None,
+        schema: schema(),
+        partition_spec: None,
+        write_order: None,
+        stage_create: false,
+        properties: HashMap::new(),
+    }
+}
+
+#[test]
+fn catalog_answers_computed_from_a_pending_head_wait_until_it_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = Arc::new(Held::default());
+    let backend =
+        Arc::new(SledBackend::open_with(&dir.path().join("store"), Some(held.clone())).unwrap());
+    let store = Arc::new(Store::open(backend, Arc::new(SystemClock)).unwrap());
+    std::fs::create_dir_all(dir.path().join("warehouse")).unwrap();
+    let catalog =
+        Catalog::new(store).with_warehouse(Warehouse::open(&dir.path().join("warehouse")).unwrap());
+    let who = Principal::anonymous();
+    let main = RefSpec::parse("main").unwrap();
+    let none = Authored::default();
+    let db = ContentKey::new(["db"]).unwrap();
+    let props = BTreeMap::from([("owner".to_owned(), "ana".to_owned())]);
+    catalog
+        .create_namespace(&who, &main, &db, props.clone(), &none, None)
+        .unwrap();
+    let table = catalog
+        .create_table(&who, &main, &db, create("t"), &none, None)
+        .unwrap();
+    let uuid = table.metadata.uuid();
+    let durable = catalog.resolve(&who, &main).unwrap().hash;
+
+    held.set_closed(true);
+    // A commit on main whose sync is held: a namespace unrelated to the cases below.
+    let (blocked, writer) = held.blocks({
+        let (catalog, who, main) = (catalog.clone(), who.clone(), main.clone());
+        move || {
+            let other = ContentKey::new(["other"]).unwrap();
+            catalog.create_namespace(
+                &who,
+                &main,
+                &other,
+                BTreeMap::new(),
+                &Authored::default(),
+                None,
+            )
+        }
+    });
+    assert!(blocked, "the pending commit waits for its sync");
+    assert_eq!(catalog.resolve(&who, &main).unwrap().hash, durable);
+
+    let t = ContentKey::new(["db", "t"]).unwrap();
+    let (c, w, m) = (catalog.clone(), who.clone(), main.clone());
+    let requirements_only = held.blocks(move || {
+        let change = TableChange {
+            key: t,
+            requirements: vec![TableRequirement::UuidMatch { uuid }],
+            updates: Vec::new(),
+        };
+        c.commit_table(&w, &m, change, &Authored::default(), None)
+            .map(|t| t.metadata.uuid())
+    });
+    let (c, w, m, ns) = (catalog.clone(), who.clone(), main.clone(), db.clone());
+    let properties_already_set = held.blocks(move || {
+        let update = PropertiesUpdate {
+            updates: BTreeMap::from([("owner".to_owned(), "ana".to_owned())]),
+            removals: Vec::new(),
+        };
+        c.update_namespace_properties(&w, &m, &ns, &update, &Authored::default(), None)
+            .map(|u| u.outcome.commit)
+    });
+    let (c, w, m, ns) = (catalog.clone(), who.clone(), main.clone(), db.clone());
+    let refused_create = held.blocks(move || {
+        c.create_table(&w, &m, &ns, create("t"), &Authored::default(), None)
+            .map(|_| ())
+    });
+    let (c, w, m) = (catalog.clone(), who.clone(), main.clone());
+    let failed_requirement = held.blocks(move || {
+        let change = TableChange {
+            key: ContentKey::new(["db", "t"]).unwrap(),
+            requirements: vec![TableRequirement::UuidMatch {
+                uuid: uuid::Uuid::nil(),
+            }],
+            updates: Vec::new(),
+        };
+        c.commit_table(&w, &m, change, &Authored::default(), None)
+            .map(|_| ())
+    });
+    assert!(
+        requirements_only.0,
+        "an Iceberg commit with requirements only"
+    );
+    assert!(
+        properties_already_set.0,
+        "a namespace update whose values are set"
+    );
+    assert!(refused_create.0, "a create refused at the pending head");
+    assert!(
+        failed_requirement.0,
+        "a requirement that fails at the pending head"
+    );
+
+    held.set_closed(false);
+    let pending = writer.join().unwrap().unwrap().0.commit;
+    assert_eq!(requirements_only.1.join().unwrap().unwrap(), uuid);
+    assert_eq!(properties_already_set.1.join().unwrap().unwrap(), pending);
+    assert!(matches!(
+        refused_create.1.join().unwrap(),
+        Err(CatalogError::TableAlreadyExists(_))
+    ));
+    assert!(matches!(
+        failed_requirement.1.join().unwrap(),
+        Err(CatalogError::CommitFailed(_))
+    ));
+}
