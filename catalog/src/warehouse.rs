@@ -16,6 +16,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use floe_commits::key::escape_element;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -100,10 +101,10 @@ impl Warehouse {
         let mut url = self.root_url();
         for level in namespace {
             url.push('/');
-            url.push_str(&escape(level));
+            url.push_str(&escape_element(level));
         }
         url.push('/');
-        url.push_str(&escape(name));
+        url.push_str(&escape_element(name));
         url.push('-');
         url.push_str(uuid);
         url
@@ -263,21 +264,6 @@ fn io(path: &Path, e: &std::io::Error) -> WarehouseError {
         path: path.display().to_string(),
         message: e.to_string(),
     }
-}
-
-/// Escapes one name for use as one path segment: ASCII letters, digits, `_` and `-` stay;
-/// everything else (and a leading `.`) becomes `%XX`, so no segment is `.`, `..`, holds a
-/// separator or needs quoting in a URL.
-fn escape(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for (i, b) in name.bytes().enumerate() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::limits::{KEY_BYTES_MAX, KEY_ELEMENTS_MAX};
+use crate::limits::{KEY_BYTES_MAX, KEY_ELEMENT_BYTES_MAX, KEY_ELEMENTS_MAX};
 
 const SEPARATOR: u8 = 0;
 
@@ -28,11 +28,53 @@ pub enum KeyError {
     TooManyElements(usize),
     #[error("a key is at most {max} bytes (KEY_BYTES_MAX, elements plus one separator between each), got {0}", max = KEY_BYTES_MAX)]
     TooLong(usize),
+    #[error(
+        "key element {index} is {bytes} bytes as a folder name; a namespace, table or view name is at most {max} (KEY_ELEMENT_BYTES_MAX; letters, digits, `_`, `-` and `.` count one byte, any other byte three)",
+        max = KEY_ELEMENT_BYTES_MAX
+    )]
+    ElementTooLong { index: usize, bytes: usize },
+}
+
+/// One key element as one path segment (a folder name in the warehouse): ASCII letters,
+/// digits, `_` and `-` stay, and `.` unless it leads; every other byte becomes `%XX`. So no
+/// segment is `.` or `..`, holds a separator, or needs quoting in a URL.
+pub fn escape_element(element: &str) -> String {
+    let mut out = String::with_capacity(escaped_len(element));
+    for (i, b) in element.bytes().enumerate() {
+        if keeps(i, b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The length of `escape_element(element)`.
+pub fn escaped_len(element: &str) -> usize {
+    element
+        .bytes()
+        .enumerate()
+        .map(|(i, b)| if keeps(i, b) { 1 } else { 3 })
+        .sum()
+}
+
+fn keeps(i: usize, b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0)
 }
 
 impl ContentKey {
-    /// Validates the elements and builds the key.
+    /// Validates the elements and builds the key. Each element is at most
+    /// `KEY_ELEMENT_BYTES_MAX` bytes escaped (it names a folder).
     pub fn new<I, S>(elements: I) -> Result<ContentKey, KeyError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        ContentKey::build(elements, true)
+    }
+
+    fn build<I, S>(elements: I, bound_elements: bool) -> Result<ContentKey, KeyError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -46,6 +88,12 @@ impl ContentKey {
             }
             if element.chars().any(|c| c < ' ' || c == '\u{7f}') {
                 return Err(KeyError::ControlCharacter(i));
+            }
+            if bound_elements {
+                let bytes = escaped_len(element);
+                if bytes > KEY_ELEMENT_BYTES_MAX {
+                    return Err(KeyError::ElementTooLong { index: i, bytes });
+                }
             }
             if i > 0 {
                 buf.push(SEPARATOR);
@@ -67,9 +115,10 @@ impl ContentKey {
 
     /// Rebuilds a key from the bytes the index stores. Stored bytes were validated when
     /// written; they are checked again because a damaged store must not yield bad keys.
+    /// (Not against `KEY_ELEMENT_BYTES_MAX`: keys stored before that bound stay readable.)
     pub fn from_stored(bytes: Bytes) -> Result<ContentKey, KeyError> {
         let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::ControlCharacter(0))?;
-        let key = ContentKey::new(text.split('\0'))?;
+        let key = ContentKey::build(text.split('\0'), false)?;
         debug_assert_eq!(key.0, bytes);
         Ok(key)
     }
@@ -186,6 +235,34 @@ mod tests {
     }
 
     #[test]
+    fn an_element_is_bounded_by_its_escaped_bytes() {
+        let at_limit = "n".repeat(KEY_ELEMENT_BYTES_MAX);
+        assert!(ContentKey::new([at_limit.as_str()]).is_ok());
+        let over = "n".repeat(KEY_ELEMENT_BYTES_MAX + 1);
+        assert_eq!(
+            ContentKey::new(["db", over.as_str()]),
+            Err(KeyError::ElementTooLong {
+                index: 1,
+                bytes: KEY_ELEMENT_BYTES_MAX + 1
+            })
+        );
+        // Punctuation counts three bytes: 66 of them and 2 letters are at the limit.
+        let punct = format!("{}ab", "!".repeat(66));
+        assert_eq!(escaped_len(&punct), KEY_ELEMENT_BYTES_MAX);
+        assert_eq!(escape_element(&punct).len(), KEY_ELEMENT_BYTES_MAX);
+        assert!(ContentKey::new([punct.as_str()]).is_ok());
+        assert!(ContentKey::new([format!("{punct}!")]).is_err());
+        // A leading dot is escaped, an inner one is not.
+        assert_eq!(escape_element(".a.b"), "%2Ea.b");
+        // Keys stored before the bound was enforced stay readable.
+        let stored = ContentKey::build([over.as_str()], false).unwrap();
+        assert_eq!(
+            ContentKey::from_stored(stored.as_bytes().clone()),
+            Ok(stored)
+        );
+    }
+
+    #[test]
     fn bad_keys_are_refused_with_the_reason() {
         assert_eq!(ContentKey::new::<_, &str>([]), Err(KeyError::Empty));
         assert_eq!(ContentKey::new(["a", ""]), Err(KeyError::EmptyElement(1)));
@@ -197,11 +274,14 @@ mod tests {
             ContentKey::new(["a\nb"]),
             Err(KeyError::ControlCharacter(0))
         );
-        let at_limit = "x".repeat(KEY_BYTES_MAX);
-        assert!(ContentKey::new([at_limit.as_str()]).is_ok());
-        let over = "x".repeat(KEY_BYTES_MAX + 1);
+        // Five elements at their own bound, separators, and the rest in a sixth.
+        let long = "x".repeat(KEY_ELEMENT_BYTES_MAX);
+        let rest = |n: usize| "x".repeat(KEY_BYTES_MAX - 5 * (KEY_ELEMENT_BYTES_MAX + 1) + n);
+        let at_limit = [&long, &long, &long, &long, &long, &rest(0)];
+        assert!(ContentKey::new(at_limit).is_ok());
+        let over = [&long, &long, &long, &long, &long, &rest(1)];
         assert_eq!(
-            ContentKey::new([over.as_str()]),
+            ContentKey::new(over),
             Err(KeyError::TooLong(KEY_BYTES_MAX + 1))
         );
         let many = vec!["a"; KEY_ELEMENTS_MAX + 1];

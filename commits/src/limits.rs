@@ -15,6 +15,13 @@ pub const NODE_BYTES_MAX: usize = VALUE_BYTES_MAX;
 /// A content key: its elements' UTF-8 bytes plus one separator byte between elements.
 pub const KEY_BYTES_MAX: usize = 1024;
 
+/// One key element (a namespace level, a table or view name), in bytes after escaping
+/// for the warehouse (`key::escape_element`: ASCII letters, digits, `_`, `-` and a `.` that
+/// does not lead stay; every other byte is `%XX`, three). Each element becomes a folder
+/// name, a table's as `<name>-<uuid>`, and file systems allow 255 bytes per name: 200
+/// leaves room for the 37 bytes of `-<uuid>`.
+pub const KEY_ELEMENT_BYTES_MAX: usize = 200;
+
 /// The number of elements of a content key (namespace levels plus the name).
 pub const KEY_ELEMENTS_MAX: usize = 32;
 

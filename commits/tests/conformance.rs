@@ -699,19 +699,38 @@ mod cases {
             "{err}"
         );
 
-        // Keys: KEY_BYTES_MAX bytes store and list; one more is refused at the edge.
-        let long = "k".repeat(KEY_BYTES_MAX - 3);
+        // Keys: KEY_BYTES_MAX bytes store and list; one more is refused at the edge. Each
+        // element is bounded too (KEY_ELEMENT_BYTES_MAX), so the key is deep: namespaces
+        // `ns`, then levels at their element bound, then a table with the bytes left.
+        let level = "k".repeat(KEY_ELEMENT_BYTES_MAX);
+        let mut elements = vec!["ns".to_owned()];
+        for i in 0..5 {
+            elements.push(level.clone());
+            fx.ok(
+                "main",
+                vec![Op::Put {
+                    key: ContentKey::new(&elements).unwrap(),
+                    content: Content::namespace(ContentId::from_u128(8_000 + i), BTreeMap::new()),
+                    expect: Expect::Absent,
+                }],
+            );
+        }
+        let used: usize = elements.iter().map(|e| e.len() + 1).sum();
+        let name = "t".repeat(KEY_BYTES_MAX - used);
+        elements.push(name.clone());
         fx.ok(
             "main",
             vec![Op::Put {
-                key: ContentKey::new(["ns", &long]).unwrap(),
+                key: ContentKey::new(&elements).unwrap(),
                 content: table(90, 1),
                 expect: Expect::Absent,
             }],
         );
         assert!(fx.keys("main").iter().any(|k| k.len() == KEY_BYTES_MAX));
+        elements.pop();
+        elements.push(format!("{name}t"));
         assert!(matches!(
-            ContentKey::new(["ns", &format!("{long}k")]),
+            ContentKey::new(&elements),
             Err(KeyError::TooLong(_))
         ));
 

@@ -11,6 +11,8 @@ mod data;
 mod harness;
 mod iceberg;
 mod iceberg_rust;
+mod names;
+mod replays;
 mod schemathesis;
 mod serve;
 mod tidy;

@@ -152,7 +152,11 @@ pub async fn merge(
                 let commit = catalog
                     .commit_detail(principal, &at(&head)?, None, 1)?
                     .commit;
-                let kind = if commit.parents.len() == 2 {
+                // A fast-forward exactly when the new head is the source (whatever kind of
+                // commit the source is); otherwise the merge commit says which it was.
+                let kind = if head == source {
+                    MergeKind::FastForward
+                } else if commit.parents.len() == 2 {
                     MergeKind::Merged
                 } else if commit.properties.contains_key(MERGE_SOURCE) {
                     MergeKind::Squashed
