@@ -77,6 +77,8 @@ pub enum Action {
     Merge,
     CherryPick,
     Revert,
+    /// Run the server's maintenance (retention of run branches, records, idempotency).
+    Maintain,
 }
 
 impl Action {
@@ -91,6 +93,7 @@ impl Action {
             Action::Merge => "merge into",
             Action::CherryPick => "cherry-pick onto",
             Action::Revert => "revert on",
+            Action::Maintain => "maintain",
         }
     }
 }

@@ -53,15 +53,22 @@ pub enum CatalogError {
     Unsupported(String),
     #[error("run {0} does not exist")]
     RunNotFound(String),
+    #[error("run {run} cannot be promoted: {why}")]
+    RunNotPromotable { run: String, why: String },
     /// A commit of a failed or cancelled run, which nothing may build on.
     #[error(
-        "commit {commit} belongs to run {run}, which is {state:?} and sealed: its work cannot be used (merge, cherry-pick, branch or reset to it); re-run it"
+        "commit {commit} belongs to run {run}, which is {state:?} and sealed: its work cannot be used (merge, cherry-pick, branch or reset to it); re-run it, or promote the run (floe run promote {run})"
     )]
     RunSealed {
         run: String,
         commit: Hash,
         state: crate::runs::RunState,
     },
+    /// A commit of a run whose record has expired (and was not its landing).
+    #[error(
+        "commit {commit} is work of run {run}, whose record has expired: its work cannot be used any more; re-run it"
+    )]
+    RunExpired { run: String, commit: Hash },
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
     /// A concurrent writer kept changing what this write read; it may be retried.
@@ -74,6 +81,25 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
+    /// Commit properties a caller may not set: `floe.*` is floe's own (runs, merges,
+    /// cherry-picks, reverts), and other writes trust what it says.
+    pub fn check_user_properties<'a>(
+        keys: impl IntoIterator<Item = &'a String>,
+    ) -> CatalogResult<()> {
+        let reserved: Vec<&str> = keys
+            .into_iter()
+            .filter(|k| k.starts_with(RESERVED_PROPERTY_PREFIX))
+            .map(String::as_str)
+            .collect();
+        if reserved.is_empty() {
+            return Ok(());
+        }
+        Err(CatalogError::Invalid(format!(
+            "commit properties starting with {RESERVED_PROPERTY_PREFIX:?} are reserved for floe: {}; leave them out",
+            reserved.join(", ")
+        )))
+    }
+
     /// True when a write may or may not have applied (storage failed midway): never a
     /// success, never a clean rejection.
     pub fn is_outcome_unknown(&self) -> bool {
@@ -84,5 +110,8 @@ impl CatalogError {
         }
     }
 }
+
+/// The prefix of the commit properties floe writes itself.
+pub const RESERVED_PROPERTY_PREFIX: &str = "floe.";
 
 pub type CatalogResult<T> = Result<T, CatalogError>;

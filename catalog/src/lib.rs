@@ -31,7 +31,7 @@ use floe_commits::store::DEFAULT_BRANCH;
 use floe_commits::{CommitMeta, ReadError, RefName, RefSpec, ResolvedSpec, Store, WriteCtx};
 
 pub use auth::{ANONYMOUS, Action, AllowAll, Policy, Principal, Target};
-pub use error::{CatalogError, CatalogResult};
+pub use error::{CatalogError, CatalogResult, RESERVED_PROPERTY_PREFIX};
 pub use history::{CommitDetail, LogPage};
 pub use idempotency::{
     AppliedRecord, IDEMPOTENCY_LIFETIME, IDEMPOTENCY_LIFETIME_MS, IdemRequest, IdempotencyKey,
@@ -39,7 +39,10 @@ pub use idempotency::{
 };
 pub use merges::MergeRequest;
 pub use namespaces::{Namespace, PropertiesUpdate, PropertiesUpdated};
-pub use runs::{Landing, RUN_ID_PROPERTY, RUN_SOURCE_PROPERTY, RunKind, RunRecord, RunState};
+pub use runs::{
+    Landed, Landing, RUN_ANSWER_BYTES_MAX, RUN_ID_PROPERTY, RUN_SOURCE_PROPERTY, Retention,
+    RetentionReport, RunKind, RunRecord, RunState, StoredAnswer,
+};
 pub use storage::{WAREHOUSE_ROOT_PROP, WarehouseStorage, WarehouseStorageFactory};
 pub use tables::{COMMIT_RETRIES_MAX, LoadedTable, TableChange, TableCreate};
 pub use views::{LoadedView, ViewCreate, ViewRequirement};
@@ -159,6 +162,7 @@ impl Catalog {
             principal: principal.name().to_owned(),
             idempotency: self.idempotency_record(idempotency, detail),
             executor: principal.run().is_some(),
+            reflog: Default::default(),
         }
     }
 

@@ -6,7 +6,7 @@ use floe_commits::{
 };
 
 use crate::auth::{Action, Principal, Target};
-use crate::error::CatalogResult;
+use crate::error::{CatalogError, CatalogResult};
 use crate::idempotency::IdemRequest;
 use crate::namespaces::branch_of;
 use crate::{Authored, Catalog};
@@ -49,6 +49,7 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<(Hash, MergeOutcome)> {
         let into = self.authorize_branch_write(principal, Action::Merge, target)?;
+        CatalogError::check_user_properties(request.options.meta.properties.keys())?;
         let from = self.read_at(principal, source)?.hash;
         self.check_not_sealed(from)?;
         let mut options = request.options.clone();

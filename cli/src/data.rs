@@ -461,5 +461,8 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
         v["snapshotId"]
     );
     table(&rows);
+    for warning in v["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", warning.as_str().unwrap_or(""));
+    }
     Ok(())
 }

@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod data;
 mod output;
+mod runs;
 mod serve;
 mod verbs;
 
@@ -107,6 +108,9 @@ pub enum Verb {
     Query(QueryArgs),
     /// Import Parquet or CSV files as a table, landed on a branch as one commit.
     Import(ImportArgs),
+    /// List runs (imports today), show one, or promote a failed one.
+    #[command(subcommand)]
+    Run(RunVerb),
     /// Print the OpenAPI document of floe's own API.
     Openapi,
     /// Print shell completions.
@@ -329,6 +333,16 @@ pub struct QueryArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum RunVerb {
+    /// List runs, oldest first.
+    List,
+    /// Show one run's record.
+    Show { id: String },
+    /// Let a failed or cancelled run's commits be used (branched from, merged, reset to).
+    Promote { id: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum NamespaceVerb {
     /// List namespaces.
     List,
@@ -365,6 +379,41 @@ pub struct ServeArgs {
     /// The most one import may upload, in bytes.
     #[arg(long, env = "FLOE_IMPORT_MAX_BYTES", default_value_t = floe_rest::IMPORT_BYTES_MAX)]
     pub import_max_bytes: u64,
+    /// How long a failed run's branch stays (sealed) before it is pruned: 30s, 15m, 12h, 7d.
+    #[arg(long, env = "FLOE_RUN_RETENTION", default_value = "7d", value_parser = duration_ms)]
+    pub run_retention: i64,
+    /// How long a finished run's record (and its stored answer) is kept.
+    #[arg(long, env = "FLOE_RUN_RECORD_RETENTION", default_value = "30d", value_parser = duration_ms)]
+    pub run_record_retention: i64,
+    /// How often the server runs its maintenance pass (retention of run branches, run
+    /// records and idempotency records).
+    #[arg(long, env = "FLOE_MAINTENANCE_INTERVAL", default_value = "5m", value_parser = duration_ms)]
+    pub maintenance_interval: i64,
+}
+
+/// A duration as a number and a unit (`s`, `m`, `h` or `d`), in ms.
+fn duration_ms(text: &str) -> Result<i64, String> {
+    let unit_at = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} needs a unit: s, m, h or d (such as 7d)"))?;
+    let (number, unit) = text.split_at(unit_at);
+    let number: i64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 30s, 15m, 12h or 7d"))?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}: use s, m, h or d"
+            ));
+        }
+    };
+    number
+        .checked_mul(unit_ms)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 fn main() -> ExitCode {

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use floe_catalog::{Catalog, Warehouse};
+use floe_catalog::{Catalog, Principal, Retention, Warehouse};
 use floe_commits::{SledBackend, Store, SystemClock};
 
 use crate::ServeArgs;
@@ -67,6 +67,10 @@ fn serve_on(args: &ServeArgs, backend: Arc<SledBackend>) -> Result<(), String> {
             staging_dir: Some(args.data_dir.join("staging")),
             import_roots: args.import_roots.clone(),
             import_max_bytes: args.import_max_bytes,
+            retention: Retention {
+                run_branches_ms: args.run_retention,
+                run_records_ms: args.run_record_retention,
+            },
         };
         // Uploads of imports a stopped server left behind.
         let _ = std::fs::remove_dir_all(args.data_dir.join("staging"));
@@ -84,6 +88,11 @@ fn serve_on(args: &ServeArgs, backend: Arc<SledBackend>) -> Result<(), String> {
                 run.id, run.source, run.state
             );
         }
+        let maintenance = tokio::spawn(maintain(
+            catalog.clone(),
+            options.retention,
+            std::time::Duration::from_millis(args.maintenance_interval.max(1_000) as u64),
+        ));
         let app = floe_rest::router_with(catalog, &options);
         let (stop, stopped) = tokio::sync::watch::channel(None::<Stop>);
         let watcher = tokio::spawn(watch(backend.clone(), stop));
@@ -99,6 +108,7 @@ fn serve_on(args: &ServeArgs, backend: Arc<SledBackend>) -> Result<(), String> {
             .await
             .map_err(|e| format!("the server failed: {e}"))?;
         watcher.abort();
+        maintenance.abort();
         let why = *stopped.borrow();
         match why {
             Some(Stop::Poisoned) => Err(
@@ -115,6 +125,45 @@ fn serve_on(args: &ServeArgs, backend: Arc<SledBackend>) -> Result<(), String> {
         .map_err(|e| format!("the final flush failed: {}", e.message))?;
     println!("floe stopped; everything acknowledged is on disk");
     Ok(())
+}
+
+/// The periodic maintenance pass (retention): every `interval`, sooner while a pass says it
+/// has more to do. A failed pass is reported and retried at
+/// the next interval.
+async fn maintain(catalog: Catalog, retention: Retention, interval: std::time::Duration) {
+    let server = Principal::named("floe");
+    // Recovery settled what a stop left behind; the first pass waits an interval, so a
+    // pass never races a test or an operator who just started the server.
+    tokio::time::sleep(interval).await;
+    loop {
+        let (catalog, server) = (catalog.clone(), server.clone());
+        let pass = tokio::task::spawn_blocking(move || catalog.maintain(&server, &retention)).await;
+        let more = match pass {
+            Ok(Ok(report)) => {
+                if report != floe_catalog::RetentionReport::default() {
+                    println!(
+                        "floe: maintenance settled {} run(s), pruned {} run branch(es), forgot {} run record(s) and {} idempotency record(s)",
+                        report.settled_runs,
+                        report.pruned_run_branches,
+                        report.expired_run_records,
+                        report.expired_idempotency_records
+                    );
+                }
+                report.more
+            }
+            Ok(Err(e)) => {
+                eprintln!("floe: maintenance failed ({e}); it runs again in {interval:?}");
+                false
+            }
+            Err(e) => {
+                eprintln!("floe: maintenance failed ({e}); it runs again in {interval:?}");
+                false
+            }
+        };
+        if !more {
+            tokio::time::sleep(interval).await;
+        }
+    }
 }
 
 /// Why the server stops.
@@ -198,6 +247,9 @@ mod tests {
             query_memory: 1024,
             import_roots: Vec::new(),
             import_max_bytes: floe_rest::IMPORT_BYTES_MAX,
+            run_retention: 0,
+            run_record_retention: 0,
+            maintenance_interval: 60_000,
         };
         let server = {
             let backend = backend.clone();

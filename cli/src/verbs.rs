@@ -184,6 +184,7 @@ pub fn run(server: &str, json: bool, verb: Verb) -> Result<(), Failure> {
         Verb::Revert { commit, on } => replay(&ctx, &[commit], on, true),
         Verb::Reset { branch, target } => reset(&ctx, &branch, &target),
         Verb::Reflog { name, count } => reflog(&ctx, name, count),
+        Verb::Run(v) => crate::runs::run(&ctx, v),
         Verb::Namespace(args) => {
             let at = args.at.unwrap_or_else(|| ctx.current.clone());
             namespace(&ctx, &at, args.verb)

@@ -93,6 +93,9 @@ pub struct WriteCtx {
     pub idempotency: Option<Idempotency>,
     /// The run executor: the only writer of `floe-run/` refs.
     pub executor: bool,
+    /// Properties of the reflog entry of the ref move this write makes (beside the
+    /// store's own): a landing names its run here, where no commit property can reach.
+    pub reflog: BTreeMap<String, String>,
 }
 
 impl WriteCtx {
@@ -601,6 +604,8 @@ impl Store {
         properties: BTreeMap<String, String>,
     ) -> Result<CasOutcome, WriteError> {
         let new_head = new.as_ref().map(|r| r.head);
+        let mut properties = properties;
+        properties.extend(ctx.reflog.iter().map(|(k, v)| (k.clone(), v.clone())));
         let meta = match &ctx.idempotency {
             Some(i) => Some(idempotency_write(i, name, expected, new_head)?),
             None => None,
@@ -1315,31 +1320,30 @@ impl Store {
         let Some(bytes) = self.backend.meta_get(&k)? else {
             return Ok(None);
         };
-        let mut r = Reader::bare(&bytes);
-        let parse =
-            |r: &mut Reader<'_>| -> Result<IdempotencyOutcome, crate::encoding::DecodeError> {
-                let value = r.bytes()?.to_vec();
-                let ref_name = r.str()?.to_owned();
-                let hash = |r: &mut Reader<'_>| -> Result<Option<Hash>, _> {
-                    Ok(match r.u8()? {
-                        0 => None,
-                        _ => Some(Hash::from_bytes(r.array()?)),
-                    })
-                };
-                let head = hash(r)?;
-                let previous = hash(r)?;
-                Ok(IdempotencyOutcome {
-                    value,
-                    ref_name,
-                    head,
-                    previous,
-                })
-            };
-        let outcome = parse(&mut r).map_err(|e| StorageError::Corrupt {
-            hash: Hash::from_bytes([0; 32]),
-            reason: e.0.to_owned(),
-        })?;
-        Ok(Some(outcome))
+        Ok(Some(decode_idempotency(&bytes)?))
+    }
+
+    /// Up to `limit` recorded idempotency outcomes with keys after `after`, in key order,
+    /// each with its stored bytes (to remove it only if unchanged): what retention scans.
+    pub fn idempotency_records(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, IdempotencyOutcome, Bytes)>, ReadError> {
+        let after = after.map(|a| [IDEMPOTENCY_PREFIX, a.as_bytes()].concat());
+        let page = self.meta_scan(IDEMPOTENCY_PREFIX, after.as_deref(), limit)?;
+        page.into_iter()
+            .map(|(k, v)| {
+                let key = String::from_utf8_lossy(&k[IDEMPOTENCY_PREFIX.len()..]).into_owned();
+                Ok((key, decode_idempotency(&v)?, v))
+            })
+            .collect()
+    }
+
+    /// Removes a recorded idempotency outcome if its stored bytes are still `stored`.
+    pub fn remove_idempotency(&self, key: &str, stored: &[u8]) -> Result<bool, WriteError> {
+        let k = [IDEMPOTENCY_PREFIX, key.as_bytes()].concat();
+        self.meta_cas(&k, Some(stored), None)
     }
 
     /// Nodes written by this store or read through it, for tests and benchmark reports.
@@ -1518,6 +1522,34 @@ fn check_meta(key: &[u8], value: Option<&[u8]>) -> Result<(), WriteError> {
         )));
     }
     Ok(())
+}
+
+fn decode_idempotency(bytes: &[u8]) -> Result<IdempotencyOutcome, ReadError> {
+    let mut r = Reader::bare(bytes);
+    let parse = |r: &mut Reader<'_>| -> Result<IdempotencyOutcome, crate::encoding::DecodeError> {
+        let value = r.bytes()?.to_vec();
+        let ref_name = r.str()?.to_owned();
+        let hash = |r: &mut Reader<'_>| -> Result<Option<Hash>, _> {
+            Ok(match r.u8()? {
+                0 => None,
+                _ => Some(Hash::from_bytes(r.array()?)),
+            })
+        };
+        let head = hash(r)?;
+        let previous = hash(r)?;
+        Ok(IdempotencyOutcome {
+            value,
+            ref_name,
+            head,
+            previous,
+        })
+    };
+    parse(&mut r).map_err(|e| {
+        ReadError::Storage(StorageError::Corrupt {
+            hash: Hash::from_bytes([0; 32]),
+            reason: e.0.to_owned(),
+        })
+    })
 }
 
 fn idempotency_write(

@@ -1697,6 +1697,29 @@ mod cases {
         fx.store.delete_ref(&r("dev"), None, &with("k4")).unwrap();
         let deleted = fx.store.idempotency_lookup("k4").unwrap().unwrap();
         assert_eq!((deleted.head, deleted.previous), (None, Some(out.commit)));
+        // The writer's reflog properties ride with the move too (a run's landing names its
+        // run there), and only on that move's entry.
+        let landing = WriteCtx {
+            reflog: BTreeMap::from([("floe.run.id".to_owned(), "r-1".to_owned())]),
+            ..ctx()
+        };
+        let landed = fx
+            .store
+            .commit(
+                &r("main"),
+                None,
+                vec![create("ns.d", table(13, 1))],
+                meta("m"),
+                &landing,
+            )
+            .unwrap();
+        let entries = fx.store.reflog(Some(&r("main")), None, 2).unwrap().items;
+        assert_eq!(entries[0].new, Some(landed.commit));
+        assert_eq!(
+            entries[0].properties.get("floe.run.id").map(String::as_str),
+            Some("r-1")
+        );
+        assert!(!entries[1].properties.contains_key("floe.run.id"));
     }
 
     pub fn the_meta_keyspace_scans_and_swaps(fx: Fx) {

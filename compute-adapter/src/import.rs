@@ -161,30 +161,29 @@ pub struct ImportOutcome {
     pub commit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<i64>,
+    /// What went wrong after the import landed (its run's bookkeeping): the data is on
+    /// the branch all the same.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl ImportOutcome {
-    /// The answer of a landed import, rebuilt from its run record (what a retry of the
-    /// request gets).
-    pub fn replayed(record: &RunRecord) -> serde_json::Value {
-        let mut answer = record
-            .answer
-            .clone()
-            .unwrap_or_else(|| serde_json::json!({}));
+    /// The answer of a landed import, rebuilt for a retry of its request: the answer its run
+    /// stored before landing, with the run's record and landing commit as they are now
+    /// (`commit` from the idempotency record when the run's record has not caught up).
+    pub fn replayed(
+        record: &RunRecord,
+        stored: Option<serde_json::Value>,
+        commit: Option<floe_commits::Hash>,
+    ) -> serde_json::Value {
+        let mut answer = stored.unwrap_or_else(|| serde_json::json!({}));
         if let Some(map) = answer.as_object_mut() {
             map.insert(
                 "run".to_owned(),
-                serde_json::to_value(RunRecord {
-                    answer: None,
-                    ..record.clone()
-                })
-                .expect("a run record serializes"),
+                serde_json::to_value(record).expect("a run record serializes"),
             );
-            if let Some(commit) = &record.landed {
-                map.insert(
-                    "commit".to_owned(),
-                    serde_json::Value::String(commit.clone()),
-                );
+            if let Some(commit) = record.landed.clone().or(commit.map(|c| c.to_hex())) {
+                map.insert("commit".to_owned(), serde_json::Value::String(commit));
             }
         }
         answer
@@ -210,11 +209,13 @@ pub enum ImportError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     /// The import ran and failed: its run is failed and sealed, the target unchanged.
-    #[error("import run {run} failed and changed nothing: {source}")]
+    #[error("import run {run} failed and changed nothing: {source}{}", record_error.as_ref().map(|e| format!("; {e}")).unwrap_or_default())]
     RunFailed {
         run: String,
         #[source]
         source: Box<ImportError>,
+        /// Marking the run failed did not work (it is settled later).
+        record_error: Option<String>,
     },
     /// Reading or writing files failed on the server.
     #[error("{0}")]
@@ -641,6 +642,7 @@ impl Importer {
                 run: None,
                 commit: None,
                 snapshot_id: None,
+                warnings: Vec::new(),
             });
         }
         let source = format!(
@@ -685,17 +687,13 @@ impl Importer {
                 run: None,
                 commit: None,
                 snapshot_id: None,
+                warnings: Vec::new(),
             },
         };
         let landed = work.run(&files, &mut outcomes).await;
         match landed {
-            Ok((commit, snapshot_id)) => {
-                let run = self
-                    .catalog
-                    .run_record(&record.id)
-                    .ok()
-                    .flatten()
-                    .map(|r| RunRecord { answer: None, ..r });
+            Ok((landed, snapshot_id)) => {
+                let run = self.catalog.run_record(&record.id).ok().flatten();
                 Ok(ImportOutcome {
                     table: request.table.to_string(),
                     branch: branch_name,
@@ -705,23 +703,28 @@ impl Importer {
                     rows: outcomes.iter().map(|o| o.rows).sum(),
                     files: outcomes,
                     run,
-                    commit: Some(commit),
+                    commit: Some(landed.commit.to_hex()),
                     snapshot_id: Some(snapshot_id),
+                    warnings: landed.bookkeeping_error.into_iter().collect(),
                 })
             }
             Err(e) => {
                 let catalog = self.catalog.clone();
                 let failed = record.clone();
                 let message = e.to_string();
-                if let Err(e) = blocking(move || Ok(catalog.fail_run(&failed, &message)?)).await {
-                    eprintln!(
-                        "floe: import run {} failed and its record could not say so ({e}); a restart settles it",
-                        record.id
-                    );
-                }
+                // The client hears of a record that could not say so, not only the log.
+                let record_error = blocking(move || Ok(catalog.fail_run(&failed, &message)?))
+                    .await
+                    .err()
+                    .map(|e| {
+                        format!(
+                            "its record could not say so yet ({e}); the server settles it on restart"
+                        )
+                    });
                 Err(ImportError::RunFailed {
                     run: record.id,
                     source: Box::new(e),
+                    record_error,
                 })
             }
         }
@@ -788,7 +791,7 @@ impl Work {
         &self,
         files: &[Inspected],
         outcomes: &mut [FileOutcome],
-    ) -> Result<(String, i64), ImportError> {
+    ) -> Result<(floe_catalog::Landed, i64), ImportError> {
         let catalog = self.catalog.clone();
         let executor = self.executor.clone();
         let branch = self.branch();
@@ -860,7 +863,7 @@ impl Work {
             ..self.answer.clone()
         };
         let answer = serde_json::to_value(&answer).expect("an import outcome serializes");
-        let commit = blocking(move || {
+        let landed = blocking(move || {
             if let Some(hook) = hook {
                 hook(&catalog);
             }
@@ -882,7 +885,7 @@ impl Work {
             Ok(catalog.land_run(&executor, &record, &landing, &Authored::default())?)
         })
         .await?;
-        Ok((commit.to_hex(), snapshot_id))
+        Ok((landed, snapshot_id))
     }
 
     /// Refuses a target table floe cannot import into, or a file already imported into it.

@@ -239,6 +239,8 @@ impl From<CatalogError> for ApiError {
             CatalogError::CommitFailed(_) => of(StatusCode::CONFLICT, "CommitFailed"),
             CatalogError::RunSealed { .. } => of(StatusCode::CONFLICT, "RunSealed"),
             CatalogError::RunNotFound(_) => of(StatusCode::NOT_FOUND, "RunNotFound"),
+            CatalogError::RunNotPromotable { .. } => of(StatusCode::CONFLICT, "RunNotPromotable"),
+            CatalogError::RunExpired { .. } => of(StatusCode::CONFLICT, "RunSealed"),
             CatalogError::Unsupported(_) => of(StatusCode::BAD_REQUEST, "Unsupported"),
             CatalogError::Warehouse(floe_catalog::WarehouseError::Outside { .. }) => {
                 of(StatusCode::BAD_REQUEST, "OutsideWarehouse")

@@ -75,6 +75,8 @@ pub struct ServerOptions {
     pub import_roots: Vec<std::path::PathBuf>,
     /// The most one import may upload.
     pub import_max_bytes: u64,
+    /// How long runs' leftovers are kept (the maintenance pass).
+    pub retention: floe_catalog::Retention,
 }
 
 /// Bytes one import may upload by default (10 GiB).
@@ -88,6 +90,7 @@ impl Default for ServerOptions {
             staging_dir: None,
             import_roots: Vec::new(),
             import_max_bytes: IMPORT_BYTES_MAX,
+            retention: floe_catalog::Retention::default(),
         }
     }
 }

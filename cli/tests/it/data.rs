@@ -21,7 +21,7 @@ fn schema() -> Arc<Schema> {
 }
 
 /// A Parquet file with rows `ids` (name `n<id>`, score id / 2).
-fn parquet(dir: &Path, file: &str, ids: Range<i64>) -> PathBuf {
+pub(crate) fn parquet(dir: &Path, file: &str, ids: Range<i64>) -> PathBuf {
     let ids: Vec<i64> = ids.collect();
     let batch = RecordBatch::try_new(
         schema(),
@@ -46,7 +46,12 @@ fn parquet(dir: &Path, file: &str, ids: Range<i64>) -> PathBuf {
 }
 
 /// A CSV file with a header and the given lines.
-fn csv(dir: &Path, file: &str, header: &str, lines: impl IntoIterator<Item = String>) -> PathBuf {
+pub(crate) fn csv(
+    dir: &Path,
+    file: &str,
+    header: &str,
+    lines: impl IntoIterator<Item = String>,
+) -> PathBuf {
     let mut text = format!("{header}\n");
     for line in lines {
         text.push_str(&line);
@@ -67,7 +72,7 @@ fn count(run: &Running, sql: &str, at: &str) -> i64 {
         .unwrap_or_else(|| panic!("no count in {:?}", r.body))
 }
 
-fn p(path: &Path) -> &str {
+pub(crate) fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 

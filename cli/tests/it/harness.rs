@@ -130,23 +130,21 @@ impl Running {
     /// A server started with extra `floe serve` flags.
     pub fn start_args(extra: &[&str]) -> Running {
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start_with(
-            Command::new(env!("CARGO_BIN_EXE_floe"))
-                .args([
-                    "serve",
-                    "--addr",
-                    "127.0.0.1:0",
-                    "--data-dir",
-                    dir.path().to_str().unwrap(),
-                ])
-                .args(extra),
-        );
+        let server = Server::start_with(&mut serve_command(dir.path(), extra));
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
         Running { server, dir, agent }
+    }
+
+    /// Stops the server (SIGTERM, waiting for it to end) and starts it again on the same
+    /// data folder with `extra` flags.
+    pub fn restart_args(&mut self, extra: &[&str]) {
+        self.server.signal("TERM");
+        let _ = self.server.child.wait();
+        self.server = Server::start_with(&mut serve_command(self.dir.path(), extra));
     }
 
     pub fn url(&self) -> String {
@@ -330,6 +328,21 @@ impl Running {
         std::fs::create_dir_all(&d).unwrap();
         d
     }
+}
+
+/// `floe serve` on a free port over `data_dir`, with `extra` flags.
+fn serve_command(data_dir: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_floe"));
+    command
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ])
+        .args(extra);
+    command
 }
 
 /// What one run of the CLI did.

@@ -13,6 +13,7 @@ mod iceberg;
 mod iceberg_rust;
 mod names;
 mod replays;
+mod runs;
 mod schemathesis;
 mod serve;
 mod tidy;

@@ -149,9 +149,10 @@ async fn run(
                     },
                     replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {
                         let run = catalog.get_run(principal, &rec.detail)?;
+                        let answer = catalog.run_answer(principal, &run)?;
                         Reply::json(
                             StatusCode::CREATED,
-                            &floe_compute::ImportOutcome::replayed(&run),
+                            &floe_compute::ImportOutcome::replayed(&run, answer, rec.head),
                         )
                     },
                 },

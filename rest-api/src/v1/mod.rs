@@ -39,18 +39,19 @@ use crate::wire;
         namespaces::list_namespaces, namespaces::create_namespace, namespaces::get_namespace,
         namespaces::drop_namespace, namespaces::update_properties,
         merges::merge, merges::cherry_pick, merges::revert,
-        query::query, imports::import, runs::list_runs, runs::get_run,
+        query::query, imports::import, runs::list_runs, runs::get_run, runs::promote_run,
+        runs::maintain,
     ),
-    components(schemas(ErrorBody, ConflictBody, wire::StatusBody, query::QueryBody, imports::ImportBody, runs::RunBody, runs::RunList)),
+    components(schemas(ErrorBody, ConflictBody, wire::StatusBody, query::QueryBody, imports::ImportBody, runs::RunBody, runs::RunList, runs::MaintenanceBody)),
     tags(
         (name = "refs", description = "Branches and tags"),
         (name = "history", description = "Commits, log, diff and entries at any ref spec"),
         (name = "namespaces", description = "Namespaces on a branch"),
         (name = "merges", description = "Merge, cherry-pick and revert"),
         (name = "query", description = "SQL at any ref spec"),
-        (name = "runs", description = "Runs (imports today): their records"),
+        (name = "runs", description = "Runs (imports today): their records, and promotion of a failed run"),
         (name = "imports", description = "Parquet and CSV files into tables, landed as one commit"),
-        (name = "service", description = "Health, readiness, metrics and this document"),
+        (name = "service", description = "Health, readiness, metrics, maintenance and this document"),
     )
 )]
 #[derive(Debug)]
@@ -98,6 +99,8 @@ pub fn router() -> Router<AppState> {
         .route("/query", post(query::query))
         .route("/runs", get(runs::list_runs))
         .route("/runs/{id}", get(runs::get_run))
+        .route("/runs/{id}/promote", post(runs::promote_run))
+        .route("/maintenance", post(runs::maintain))
         .route(
             "/imports",
             post(imports::import).layer(axum::extract::DefaultBodyLimit::disable()),

@@ -1,16 +1,19 @@
-//! `/api/v1/runs`: the records of runs (imports today; pipeline runs later), read-only.
+//! `/api/v1/runs`: the records of runs (imports today; pipeline runs later), the promotion of
+//! a failed run, and `/api/v1/maintenance`, one pass of the server's retention.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
-use floe_catalog::{RunKind, RunRecord, RunState};
+use floe_catalog::{
+    AppliedRecord, Catalog, IdemRequest, Principal, RetentionReport, RunKind, RunRecord, RunState,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::ErrorBody;
 use crate::extract::{self, ApiPath, ApiQuery};
-use crate::write::{self, Reply};
+use crate::write::{self, Reply, Write};
 
 /// Runs listed per page by default and at most.
 const RUNS_PAGE_MAX: usize = 1_000;
@@ -44,6 +47,12 @@ pub struct RunBody {
     pub error: Option<String>,
     /// A failed run's commits are sealed unless promoted.
     pub sealed: bool,
+    /// A failed or cancelled run whose work may be used (`floe run promote`).
+    pub promoted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promoted_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promoted_ms: Option<i64>,
 }
 
 impl From<&RunRecord> for RunBody {
@@ -70,6 +79,9 @@ impl From<&RunRecord> for RunBody {
             landed: r.landed.clone(),
             error: r.error.clone(),
             sealed: matches!(r.state, RunState::Failed | RunState::Cancelled) && !r.promoted,
+            promoted: r.promoted,
+            promoted_by: r.promoted_by.clone(),
+            promoted_ms: r.promoted_ms,
         }
     }
 }
@@ -132,6 +144,84 @@ pub async fn get_run(
     write::read(&state, &headers, move |catalog, principal| {
         let run = catalog.get_run(principal, &id)?;
         Reply::json(StatusCode::OK, &RunBody::from(&run))
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/promote", tag = "runs", operation_id = "promoteRun",
+    params(("id" = String, Path, description = "The run's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A UUIDv7; a retry with the same key gets the same answer")),
+    responses(
+        (status = 200, description = "The run, promoted: its commits may be used (promoting twice changes nothing)", body = RunBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run is running or succeeded: only a failed or cancelled run is promoted", body = ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used for another request", body = ErrorBody),
+    ))]
+pub async fn promote_run(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+) -> Response {
+    let again = id.clone();
+    write::write(
+        &state,
+        &method,
+        &uri,
+        &headers,
+        b"",
+        Write {
+            run: move |catalog: &Catalog, principal: &Principal, _: Option<&IdemRequest>| {
+                let run = catalog.promote_run(principal, &id)?;
+                Reply::json(StatusCode::OK, &RunBody::from(&run))
+            },
+            replay: move |catalog: &Catalog, principal: &Principal, _: &AppliedRecord| {
+                let run = catalog.get_run(principal, &again)?;
+                Reply::json(StatusCode::OK, &RunBody::from(&run))
+            },
+        },
+    )
+    .await
+}
+
+/// What one maintenance pass did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceBody {
+    /// Runs left `running` after they landed (their bookkeeping failed), now succeeded.
+    pub settled_runs: usize,
+    /// Failed or cancelled runs' branches deleted after `--run-retention`.
+    pub pruned_run_branches: usize,
+    /// Finished runs' records deleted after `--run-record-retention`.
+    pub expired_run_records: usize,
+    /// Idempotency records deleted after their lifetime.
+    pub expired_idempotency_records: usize,
+    /// True when a bound stopped the pass early: another pass has more to do.
+    pub more: bool,
+}
+
+impl From<RetentionReport> for MaintenanceBody {
+    fn from(r: RetentionReport) -> MaintenanceBody {
+        MaintenanceBody {
+            settled_runs: r.settled_runs,
+            pruned_run_branches: r.pruned_run_branches,
+            expired_run_records: r.expired_run_records,
+            expired_idempotency_records: r.expired_idempotency_records,
+            more: r.more,
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/maintenance", tag = "service", operation_id = "maintain",
+    responses(
+        (status = 200, description = "One maintenance pass ran now (the server also runs one periodically)", body = MaintenanceBody),
+    ))]
+pub async fn maintain(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let retention = state.options.retention;
+    write::read(&state, &headers, move |catalog, principal| {
+        let report = catalog.maintain(principal, &retention)?;
+        Reply::json(StatusCode::OK, &MaintenanceBody::from(report))
     })
     .await
 }

@@ -1,0 +1,336 @@
+//! Landing a run on its target (the landing rule), settling it, and telling its work
+//! from its landing: sealing and recovery (DESIGN §5).
+//!
+//! A landing commit is identified by the run's record (`landed`) and, until the record says
+//! so, by the target's reflog entry of the landing's move, which carries the run id: a
+//! property only the landing's own write sets (a user's write cannot set `floe.*`
+//! properties, and no commit property reaches the reflog). Commit properties alone
+//! identify nothing.
+
+use std::collections::BTreeMap;
+
+use floe_commits::limits::REFLOG_PAGE_MAX;
+use floe_commits::{Content, ContentKey, Expect, Hash, Op, RefName, WriteCtx};
+
+use super::{
+    RECORD_PREFIX, RUN_ERROR_BYTES_MAX, RUN_ID_PROPERTY, RUN_SOURCE_PROPERTY, RunRecord, RunState,
+    bounded, invalid_record,
+};
+use crate::auth::{Action, Principal, Target};
+use crate::error::{CatalogError, CatalogResult};
+use crate::{Authored, Catalog};
+
+/// Reflog entries of a target searched for a run's landing.
+const LANDING_REFLOG_MAX: usize = 100_000;
+/// How far before a run's start a landing's reflog entry may be dated (server clocks
+/// step): the search stops at entries older than this.
+const CLOCK_SLACK_MS: i64 = 10 * 60 * 1000;
+
+/// What a landing writes and reads.
+#[derive(Debug, Clone, Default)]
+pub struct Landing {
+    /// Keys the run materialized on its branch.
+    pub outputs: Vec<ContentKey>,
+    /// Catalog keys the run read (checked unchanged since the fork).
+    pub inputs: Vec<ContentKey>,
+    pub message: String,
+    /// The request's idempotency key: recorded with the landing commit (detail: the run
+    /// id), so a retry finds the run.
+    pub idempotency: Option<crate::IdemRequest>,
+    /// What the run answers; stored beside its record before it lands.
+    pub answer: Option<serde_json::Value>,
+}
+
+/// A landed run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Landed {
+    /// The landing commit on the target.
+    pub commit: Hash,
+    /// Bookkeeping after the landing that failed: the run landed all the same, and its
+    /// record is settled by the next maintenance pass or restart. The caller says so to
+    /// the client; it is never only a log line.
+    pub bookkeeping_error: Option<String>,
+}
+
+impl Catalog {
+    /// Lands a run on its target as one commit (the landing rule), marks it succeeded and
+    /// deletes its branch. A conflict leaves the target as it was; the caller fails the
+    /// run. The answer is stored (and the record points at it) before the landing, so a
+    /// run whose answer cannot be kept never lands.
+    pub fn land_run(
+        &self,
+        executor: &Principal,
+        record: &RunRecord,
+        landing: &Landing,
+        authored: &Authored,
+    ) -> CatalogResult<Landed> {
+        let target = RefName::parse(&record.target)
+            .map_err(|e| CatalogError::Invalid(format!("run target: {e}")))?;
+        let ops = self.landing_ops(record, landing)?;
+        let mut record = record.clone();
+        if let Some(answer) = &landing.answer {
+            record.stored_answer = Some(self.store_answer(&record.id, answer)?);
+            self.put_record(&record)?;
+        }
+        let mut meta = self.meta(executor, authored, landing.message.clone());
+        meta.properties
+            .insert(RUN_ID_PROPERTY.to_owned(), record.id.clone());
+        meta.properties
+            .insert(RUN_SOURCE_PROPERTY.to_owned(), record.source.clone());
+        // The landing is the principal's own write on the target; its reflog entry names
+        // the run (how recovery and sealing recognise it).
+        let ctx = WriteCtx {
+            executor: false,
+            reflog: BTreeMap::from([(RUN_ID_PROPERTY.to_owned(), record.id.clone())]),
+            ..self.write_ctx(executor, landing.idempotency.as_ref(), &record.id)
+        };
+        let outcome = self.store.commit(&target, None, ops, meta, &ctx)?;
+        // Landed: whatever happens to the bookkeeping now, the run succeeded.
+        let bookkeeping_error = self
+            .finish_run(&record, RunState::Succeeded, Some(outcome.commit), None)
+            .err()
+            .map(|e| {
+                format!(
+                    "run {} landed as {}, but its record could not say so yet ({e}); the server settles it on its next maintenance pass or restart",
+                    record.id, outcome.commit
+                )
+            });
+        Ok(Landed {
+            commit: outcome.commit,
+            bookkeeping_error,
+        })
+    }
+
+    /// The landing rule's operations: each output `Put` expecting its content at the fork
+    /// (or `Absent`, with a `Check` of its namespace), each input a `Check` of its content
+    /// at the fork.
+    fn landing_ops(&self, record: &RunRecord, landing: &Landing) -> CatalogResult<Vec<Op>> {
+        let fork = record.fork_hash()?;
+        let head = self.store.get_ref(&record.branch())?.head;
+        let mut ops = Vec::new();
+        let at_head = self.store.get_contents(head, &landing.outputs)?;
+        let at_fork = self.store.get_contents(fork, &landing.outputs)?;
+        for ((key, now), before) in landing.outputs.iter().zip(at_head).zip(at_fork) {
+            let Some((_, content)) = now else {
+                return Err(CatalogError::Invalid(format!(
+                    "run {} did not materialize {key}",
+                    record.id
+                )));
+            };
+            let content: Content = content;
+            match before {
+                Some((r, _)) => ops.push(Op::Put {
+                    key: key.clone(),
+                    content,
+                    expect: Expect::Is(r.hash),
+                }),
+                None => {
+                    ops.push(Op::Put {
+                        key: key.clone(),
+                        content,
+                        expect: Expect::Absent,
+                    });
+                    if let Some(parent) = key.parent() {
+                        ops.push(Op::Check {
+                            key: parent,
+                            expect: Expect::Present,
+                        });
+                    }
+                }
+            }
+        }
+        let inputs = self.store.get_contents(fork, &landing.inputs)?;
+        for (key, before) in landing.inputs.iter().zip(inputs) {
+            if landing.outputs.contains(key) {
+                continue;
+            }
+            ops.push(Op::Check {
+                key: key.clone(),
+                expect: before.map_or(Expect::Absent, |(r, _)| Expect::Is(r.hash)),
+            });
+        }
+        Ok(ops)
+    }
+
+    /// Marks a run failed; its branch stays, sealed.
+    /// (If its landing commit is on the target after all, say after a write whose outcome
+    /// was unknown, the run succeeded.)
+    pub fn fail_run(&self, record: &RunRecord, error: &str) -> CatalogResult<()> {
+        // The stored record may know more than the caller's copy (its answer).
+        let record = &self
+            .run_record(&record.id)?
+            .unwrap_or_else(|| record.clone());
+        if let Some(commit) = self.landing_commit(record)? {
+            return self.finish_run(record, RunState::Succeeded, Some(commit), None);
+        }
+        self.finish_run(
+            record,
+            RunState::Failed,
+            None,
+            Some(bounded(error, RUN_ERROR_BYTES_MAX)),
+        )
+    }
+
+    pub(super) fn finish_run(
+        &self,
+        record: &RunRecord,
+        state: RunState,
+        landed: Option<Hash>,
+        error: Option<String>,
+    ) -> CatalogResult<()> {
+        let done = RunRecord {
+            state,
+            finished_ms: Some(self.now_ms()),
+            landed: landed.map(|h| h.to_hex()),
+            error: error.map(|e| bounded(&e, RUN_ERROR_BYTES_MAX)),
+            ..record.clone()
+        };
+        self.put_record(&done)?;
+        if state == RunState::Succeeded {
+            let executor = Principal::named(record.principal.clone()).in_run(&record.id);
+            match self.store.delete_ref(
+                &record.branch(),
+                None,
+                &self.write_ctx(&executor, None, ""),
+            ) {
+                Ok(()) | Err(floe_commits::WriteError::RefNotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a commit of a failed or cancelled run (409 `RunSealed`), unless promoted. A
+    /// run's landing commit is its target's own history, whatever became of the run.
+    pub(crate) fn check_not_sealed(&self, commit: Hash) -> CatalogResult<()> {
+        let object = self.store.commit_object(&commit)?;
+        let Some(id) = object.properties.get(RUN_ID_PROPERTY) else {
+            return Ok(());
+        };
+        let Some(record) = self.run_record(id)? else {
+            // Its record expired (retention): a landing commit is still its target's own
+            // history; any other commit of the run is work nobody may use any more.
+            if object.properties.contains_key(RUN_SOURCE_PROPERTY) {
+                return Ok(());
+            }
+            return Err(CatalogError::RunExpired {
+                run: id.clone(),
+                commit,
+            });
+        };
+        if !record.sealed() || record.landed_hash() == Some(commit) {
+            return Ok(());
+        }
+        // A landing whose record does not say so yet (it is settled on the next pass):
+        // recognised by its reflog entry, never by its properties alone.
+        if object.properties.contains_key(RUN_SOURCE_PROPERTY)
+            && self.landing_commit(&record)? == Some(commit)
+        {
+            return Ok(());
+        }
+        Err(CatalogError::RunSealed {
+            run: record.id,
+            commit,
+            state: record.state,
+        })
+    }
+
+    /// Settles runs a stopped server left running: succeeded when the landing commit is on
+    /// the target, failed otherwise. Returns the runs it settled. Called once at start,
+    /// before anything runs.
+    pub fn recover_runs(&self) -> CatalogResult<Vec<RunRecord>> {
+        self.settle_runs(true)
+    }
+
+    /// Settles running records whose landing exists (their bookkeeping failed after the
+    /// landing): safe while runs are live, since a landed run is done.
+    pub fn settle_landed_runs(&self) -> CatalogResult<Vec<RunRecord>> {
+        self.settle_runs(false)
+    }
+
+    fn settle_runs(&self, fail_unlanded: bool) -> CatalogResult<Vec<RunRecord>> {
+        let mut settled = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .store
+                .meta_scan(RECORD_PREFIX.as_bytes(), after.as_deref(), 1_000)?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = Some(last.to_vec());
+            for (_, bytes) in &page {
+                let record: RunRecord = serde_json::from_slice(bytes).map_err(invalid_record)?;
+                if record.state != RunState::Running {
+                    continue;
+                }
+                match self.landing_commit(&record)? {
+                    Some(commit) => {
+                        self.finish_run(&record, RunState::Succeeded, Some(commit), None)?
+                    }
+                    None if fail_unlanded => self.fail_run(
+                        &record,
+                        "the server stopped before the run finished; nothing landed",
+                    )?,
+                    None => continue,
+                }
+                settled.push(self.run_record(&record.id)?.unwrap_or(record));
+            }
+        }
+        Ok(settled)
+    }
+
+    /// A run's landing commit: the one its record names, else the commit of the target's
+    /// reflog entry that carries the run id (written with the landing's move), searched
+    /// back to the run's start.
+    pub(super) fn landing_commit(&self, record: &RunRecord) -> CatalogResult<Option<Hash>> {
+        if let Some(h) = record.landed_hash() {
+            return Ok(Some(h));
+        }
+        let Ok(target) = RefName::parse(&record.target) else {
+            return Ok(None);
+        };
+        let since = record.started_ms.saturating_sub(CLOCK_SLACK_MS);
+        let mut before = None;
+        let mut seen = 0usize;
+        loop {
+            let page = self.store.reflog(Some(&target), before, REFLOG_PAGE_MAX)?;
+            for entry in &page.items {
+                if entry.at_ms < since {
+                    return Ok(None);
+                }
+                if entry.properties.get(RUN_ID_PROPERTY) == Some(&record.id) {
+                    return Ok(entry.new);
+                }
+            }
+            seen += page.items.len();
+            match page.next {
+                Some(next) if seen < LANDING_REFLOG_MAX => before = Some(next),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// What a run answered when it landed (for a retry of its request), read for a
+    /// principal who may read its target. `None` when the run kept no answer.
+    pub fn run_answer(
+        &self,
+        principal: &Principal,
+        record: &RunRecord,
+    ) -> CatalogResult<Option<serde_json::Value>> {
+        let target = RefName::parse(&record.target)
+            .map_err(|e| CatalogError::Invalid(format!("run target: {e}")))?;
+        self.authorize(
+            principal,
+            Action::Read,
+            Target {
+                ref_name: Some(&target),
+                namespace: None,
+            },
+        )?;
+        match &record.stored_answer {
+            Some(stored) => Ok(Some(self.stored_answer(&record.id, stored)?)),
+            None => Ok(None),
+        }
+    }
+}

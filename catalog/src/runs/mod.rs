@@ -1,0 +1,330 @@
+//! Runs (DESIGN §5): the record, the temporary branch, the landing rule, sealing and
+//! recovery. Imports are the first kind; pipeline runs reuse all of it.
+//!
+//! A run forks `floe-run/<id>` from the target's head F and records itself (id, kind,
+//! principal, target, F, state) in the store's meta keyspace under `run/<id>`. Only the
+//! executor (a `Principal::in_run`) writes the run branch, and each of its commits carries
+//! `floe.run.id`. Landing is one commit on the target: each output is `Put` expecting its
+//! content at F (or `Absent`, with a `Check` that its namespace is there), each input is a
+//! `Check` of its content at F. So unrelated commits on the target do not block a run, and
+//! a change to anything it read or wrote fails it with a conflict that names the keys.
+//!
+//! A failed run's branch stays, sealed: creating a ref from, merging from, cherry-picking
+//! or assigning to one of its commits is refused (`RunSealed`) until the run is promoted.
+//! On restart every run still marked running is settled: succeeded when its landing commit
+//! is on the target, failed otherwise. Retention (`retention.rs`) prunes failed runs'
+//! branches and forgets old records.
+//!
+//! Records stay small (DESIGN §7): what grows with the input — an import's answer with its
+//! file list — is stored beside the record in bounded chunks (`answers.rs`), written before
+//! the landing, so that a run whose answer cannot be stored never lands.
+
+use floe_commits::{Hash, RefKind, RefName, RefSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::Catalog;
+use crate::auth::{Action, Principal, Target};
+use crate::error::{CatalogError, CatalogResult};
+use crate::namespaces::branch_of;
+
+mod answers;
+mod landing;
+mod retention;
+#[cfg(test)]
+mod tests;
+
+pub use answers::{RUN_ANSWER_BYTES_MAX, StoredAnswer};
+pub use landing::{Landed, Landing};
+pub use retention::{Retention, RetentionReport};
+
+/// The commit property naming the run a commit belongs to.
+pub const RUN_ID_PROPERTY: &str = "floe.run.id";
+/// The landing commit's property saying where the run's work came from.
+pub const RUN_SOURCE_PROPERTY: &str = "floe.run.source";
+
+const RECORD_PREFIX: &str = "run/";
+/// The longest error a record keeps, in bytes (the rest is cut, and says so).
+pub const RUN_ERROR_BYTES_MAX: usize = 8 * 1024;
+/// The longest `source` (what the run does, for people) a record keeps, in bytes.
+pub const RUN_SOURCE_BYTES_MAX: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunKind {
+    Import,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunState {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// A run as the meta keyspace keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub id: String,
+    pub kind: RunKind,
+    pub principal: String,
+    /// The branch the run lands on.
+    pub target: String,
+    /// The target's head when the run forked (64 hex characters).
+    pub fork: String,
+    pub state: RunState,
+    /// What the run does, for people (`import 2 files into db.t`).
+    pub source: String,
+    pub started_ms: i64,
+    #[serde(default)]
+    pub finished_ms: Option<i64>,
+    /// The landing commit, once succeeded.
+    #[serde(default)]
+    pub landed: Option<String>,
+    /// Why it failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// A failed run's commits may be used again once promoted.
+    #[serde(default)]
+    pub promoted: bool,
+    /// Who promoted it, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_ms: Option<i64>,
+    /// Where the run's answer is kept (so a retry of its request gets it again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_answer: Option<StoredAnswer>,
+}
+
+impl RunRecord {
+    /// The temporary branch the run works on.
+    pub fn branch(&self) -> RefName {
+        RefName::parse(&format!(
+            "{}{}",
+            floe_commits::name::RUN_BRANCH_PREFIX,
+            self.id
+        ))
+        .expect("a run id makes a valid ref name")
+    }
+
+    pub fn fork_hash(&self) -> CatalogResult<Hash> {
+        Hash::parse(&self.fork).map_err(|e| {
+            CatalogError::Read(floe_commits::ReadError::Invalid(format!(
+                "run {} has an unreadable fork head: {e}",
+                self.id
+            )))
+        })
+    }
+
+    /// Nothing may build on a run's work until it succeeded (or was promoted): not while
+    /// it runs, and never after it failed.
+    fn sealed(&self) -> bool {
+        self.state != RunState::Succeeded && !self.promoted
+    }
+
+    /// The landing commit the record names, once succeeded.
+    fn landed_hash(&self) -> Option<Hash> {
+        self.landed.as_deref().and_then(|h| Hash::parse(h).ok())
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary, saying so.
+fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub(16);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{} [... cut]", &text[..end])
+}
+
+fn record_key(id: &str) -> Vec<u8> {
+    format!("{RECORD_PREFIX}{id}").into_bytes()
+}
+
+fn invalid_record(e: serde_json::Error) -> CatalogError {
+    CatalogError::Read(floe_commits::ReadError::Invalid(format!(
+        "a run record does not parse: {e}"
+    )))
+}
+
+impl Catalog {
+    /// Starts a run on `target` (a branch): records it and forks its branch from the
+    /// target's head. Returns the record and the executor principal to write with.
+    pub fn start_run(
+        &self,
+        principal: &Principal,
+        target: &RefSpec,
+        kind: RunKind,
+        source: String,
+    ) -> CatalogResult<(RunRecord, Principal)> {
+        let name = branch_of(target)?;
+        self.authorize(
+            principal,
+            Action::Commit,
+            Target {
+                ref_name: Some(name),
+                namespace: None,
+            },
+        )?;
+        // The fork may be a pending head; the run branch's own move is acknowledged after
+        // it, so once the branch exists its fork is durable too.
+        let fork = self.writer_heads(name).read()?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let record = RunRecord {
+            id: id.clone(),
+            kind,
+            principal: principal.name().to_owned(),
+            target: name.to_string(),
+            fork: fork.to_hex(),
+            state: RunState::Running,
+            source: bounded(&source, RUN_SOURCE_BYTES_MAX),
+            started_ms: self.now_ms(),
+            finished_ms: None,
+            landed: None,
+            error: None,
+            promoted: false,
+            promoted_by: None,
+            promoted_ms: None,
+            stored_answer: None,
+        };
+        self.put_record(&record)?;
+        let executor = principal.in_run(&id);
+        let forked = self.store.create_ref(
+            &record.branch(),
+            RefKind::Branch,
+            fork,
+            &self.write_ctx(&executor, None, ""),
+        );
+        if let Err(e) = forked {
+            let _ = self.finish_run(
+                &record,
+                RunState::Failed,
+                None,
+                Some(format!("its branch could not be created: {e}")),
+            );
+            return Err(e.into());
+        }
+        Ok((record, executor))
+    }
+
+    /// Writes a record. Every field that could grow is bounded where it is set, so a record
+    /// always fits one meta value; a failure here is an error the caller reports.
+    fn put_record(&self, record: &RunRecord) -> CatalogResult<()> {
+        let bytes = serde_json::to_vec(record).map_err(|e| {
+            CatalogError::Invalid(format!("run {} does not serialize: {e}", record.id))
+        })?;
+        self.store.meta_put(&record_key(&record.id), &bytes)?;
+        Ok(())
+    }
+
+    /// Promotes a failed or cancelled run (DESIGN §5 "Sealing"): recorded in its record, after
+    /// which its commits may be branched from, merged, cherry-picked and reset to. Whoever
+    /// may merge into the run's target may promote it.
+    pub fn promote_run(&self, principal: &Principal, id: &str) -> CatalogResult<RunRecord> {
+        let record = self
+            .run_record(id)?
+            .ok_or_else(|| CatalogError::RunNotFound(id.chars().take(100).collect()))?;
+        let target = RefName::parse(&record.target)
+            .map_err(|e| CatalogError::Invalid(format!("run target: {e}")))?;
+        self.authorize(
+            principal,
+            Action::Merge,
+            Target {
+                ref_name: Some(&target),
+                namespace: None,
+            },
+        )?;
+        match record.state {
+            RunState::Failed | RunState::Cancelled => {}
+            RunState::Running => {
+                return Err(CatalogError::RunNotPromotable {
+                    run: record.id,
+                    why: "it is still running; wait for it to end".to_owned(),
+                });
+            }
+            RunState::Succeeded => {
+                return Err(CatalogError::RunNotPromotable {
+                    run: record.id,
+                    why: "it succeeded; its work is on its target already".to_owned(),
+                });
+            }
+        }
+        if record.promoted {
+            // Promoting twice changes nothing.
+            return Ok(record);
+        }
+        let promoted = RunRecord {
+            promoted: true,
+            promoted_by: Some(principal.name().to_owned()),
+            promoted_ms: Some(self.now_ms()),
+            ..record
+        };
+        self.put_record(&promoted)?;
+        Ok(promoted)
+    }
+
+    /// Runs in id order (oldest first: ids are UUIDv7), after `after`.
+    pub fn list_runs(
+        &self,
+        principal: &Principal,
+        after: Option<&str>,
+        limit: usize,
+    ) -> CatalogResult<(Vec<RunRecord>, Option<String>)> {
+        self.authorize(
+            principal,
+            Action::ReadRefs,
+            Target {
+                ref_name: None,
+                namespace: None,
+            },
+        )?;
+        let after = after.map(record_key);
+        let page = self
+            .store
+            .meta_scan(RECORD_PREFIX.as_bytes(), after.as_deref(), limit + 1)?;
+        let mut runs = page
+            .iter()
+            .map(|(_, bytes)| serde_json::from_slice(bytes).map_err(invalid_record))
+            .collect::<CatalogResult<Vec<RunRecord>>>()?;
+        let next = if runs.len() > limit {
+            runs.truncate(limit);
+            runs.last().map(|r| r.id.clone())
+        } else {
+            None
+        };
+        Ok((runs, next))
+    }
+
+    /// One run, for a principal.
+    pub fn get_run(&self, principal: &Principal, id: &str) -> CatalogResult<RunRecord> {
+        self.authorize(
+            principal,
+            Action::ReadRefs,
+            Target {
+                ref_name: None,
+                namespace: None,
+            },
+        )?;
+        self.run_record(id)?
+            .ok_or_else(|| CatalogError::RunNotFound(id.chars().take(100).collect()))
+    }
+
+    /// A run's record.
+    pub fn run_record(&self, id: &str) -> CatalogResult<Option<RunRecord>> {
+        if id.is_empty() || id.contains('/') {
+            return Ok(None);
+        }
+        match self.store.meta_get(&record_key(id))? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(invalid_record),
+        }
+    }
+}
