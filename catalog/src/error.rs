@@ -39,6 +39,11 @@ pub enum CatalogError {
     },
     #[error("table {0} does not exist")]
     TableNotFound(ContentKey),
+    /// The table (its Iceberg table-uuid) is at the ref under another key already.
+    #[error(
+        "{key} would be the same table as {other} (the same table-uuid): a table lives under one key per ref; drop or rename {other} first"
+    )]
+    SameTable { key: ContentKey, other: ContentKey },
     #[error("{0} already exists")]
     TableAlreadyExists(ContentKey),
     #[error("view {0} does not exist")]

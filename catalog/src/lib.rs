@@ -21,6 +21,7 @@ mod namespaces;
 mod refs;
 mod runs;
 mod storage;
+mod table_files;
 mod tables;
 mod views;
 mod warehouse;

@@ -37,12 +37,20 @@ pub struct WarehouseStorage {
     store: Arc<OnceLock<Arc<LocalFileSystem>>>,
 }
 
-fn to_iceberg(e: WarehouseError) -> Error {
+fn to_iceberg(e: WarehouseError, root: &std::path::Path) -> Error {
     let kind = match e {
         WarehouseError::Outside { .. } | WarehouseError::NotFound(_) => ErrorKind::DataInvalid,
         WarehouseError::Io { .. } => ErrorKind::Unexpected,
     };
-    Error::new(kind, e.to_string())
+    let message = match &e {
+        // A storage is rooted at one table's location (or the warehouse): say which.
+        WarehouseError::Outside { location, .. } => format!(
+            "file {location} is outside {}, the folder this storage may read (a table reads only the files under its own location)",
+            root.display()
+        ),
+        other => other.to_string(),
+    };
+    Error::new(kind, message)
 }
 
 fn store_err(path: &str, e: object_store::Error) -> Error {
@@ -62,12 +70,12 @@ impl WarehouseStorage {
         if let Some(s) = self.store.get() {
             return Ok(s.clone());
         }
-        let built = Arc::new(local_store(&self.root).map_err(to_iceberg)?);
+        let built = Arc::new(local_store(&self.root).map_err(|e| to_iceberg(e, &self.root))?);
         Ok(self.store.get_or_init(|| built).clone())
     }
 
     fn path(&self, location: &str) -> Result<ObjectPath> {
-        object_path(&self.root, location).map_err(to_iceberg)
+        object_path(&self.root, location).map_err(|e| to_iceberg(e, &self.root))
     }
 }
 

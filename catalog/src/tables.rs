@@ -10,8 +10,7 @@
 //! (write skew is impossible). When a concurrent writer changed one of the tables, the
 //! whole transaction reloads and retries, up to `COMMIT_RETRIES_MAX`.
 
-use std::collections::HashMap;
-use std::str::FromStr;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -31,6 +30,7 @@ use crate::error::{CatalogError, CatalogResult};
 use crate::idempotency::IdemRequest;
 use crate::metadata_cache::CachedMetadata;
 use crate::namespaces::branch_of;
+use crate::table_files::next_metadata_location;
 use crate::views::new_content_ops;
 use crate::warehouse::{Warehouse, WarehouseError};
 use crate::{Authored, Catalog};
@@ -171,17 +171,6 @@ impl Catalog {
             .ok_or_else(|| CatalogError::TableNotFound(key.clone()))
     }
 
-    /// The `iceberg` crate's `FileIO` over the warehouse: how engines (DataFusion scans,
-    /// imports) read and write table files, confined to the warehouse.
-    pub fn file_io(&self) -> CatalogResult<iceberg::io::FileIO> {
-        let root = self.warehouse()?.root().display().to_string();
-        Ok(
-            iceberg::io::FileIOBuilder::new(Arc::new(crate::storage::WarehouseStorageFactory))
-                .with_props([(crate::storage::WAREHOUSE_ROOT_PROP.to_owned(), root)])
-                .build(),
-        )
-    }
-
     /// The local path of a location inside the warehouse (refused outside it): where
     /// imports put the files they copy or write.
     pub fn warehouse_path(&self, location: &str) -> CatalogResult<std::path::PathBuf> {
@@ -319,11 +308,7 @@ impl Catalog {
             }
             let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
             let metadata_location = self.write_metadata(&metadata_location, &metadata)?;
-            let content = table_content(
-                ContentId(uuid::Uuid::now_v7().into_bytes()),
-                &metadata_location,
-                &metadata,
-            );
+            let content = table_content(table_id(&metadata), &metadata_location, &metadata);
             let meta = self.meta(principal, authored, format!("create table {key}"));
             self.commit_new(
                 &name,
@@ -389,6 +374,9 @@ impl Catalog {
                     dup.key
                 )));
             }
+            // New locations this request took for tables it creates (its own retries may
+            // find their folders made by an earlier attempt).
+            let mut claimed = HashSet::new();
             for attempt in 0..COMMIT_RETRIES_MAX {
                 let head = heads.read()?;
                 let mut ops = Vec::new();
@@ -404,7 +392,8 @@ impl Catalog {
                                 _ => iceberg_error(e),
                             })?;
                     }
-                    let (table, table_ops) = self.apply(&change.key, current, change)?;
+                    let (table, table_ops) =
+                        self.apply(&change.key, current, change, &mut claimed)?;
                     ops.extend(table_ops);
                     results.push(table);
                 }
@@ -456,6 +445,7 @@ impl Catalog {
         key: &ContentKey,
         current: Option<LoadedTable>,
         change: &TableChange,
+        claimed: &mut HashSet<String>,
     ) -> CatalogResult<(LoadedTable, Vec<Op>)> {
         let Some(current) = current else {
             if !change
@@ -465,7 +455,7 @@ impl Catalog {
             {
                 return Err(CatalogError::TableNotFound(key.clone()));
             }
-            return self.create_from_updates(key, &change.updates);
+            return self.create_from_updates(key, &change.updates, claimed);
         };
         let (Some(location), Some(hash), Some(id)) = (
             current.metadata_location.clone(),
@@ -510,10 +500,8 @@ impl Catalog {
         }
         let metadata = builder.build().map_err(iceberg_error)?.metadata;
         self.check_paths(&metadata)?;
-        let next = MetadataLocation::from_str(&location)
-            .map_err(iceberg_error)?
-            .with_next_version()
-            .with_new_metadata(&metadata);
+        self.check_new_snapshots(Some(&current.metadata), &metadata)?;
+        let next = next_metadata_location(&location, &metadata)?;
         let metadata_location = self.write_metadata(&next, &metadata)?;
         let content = table_content(id, &metadata_location, &metadata);
         let table = LoadedTable {
@@ -543,6 +531,7 @@ impl Catalog {
         &self,
         key: &ContentKey,
         updates: &[TableUpdate],
+        claimed: &mut HashSet<String>,
     ) -> CatalogResult<(LoadedTable, Vec<Op>)> {
         let (mut schema, mut spec, mut order, mut location) = (None, None, None, None);
         let (mut format_version, mut uuid) = (None, None);
@@ -585,6 +574,16 @@ impl Catalog {
                          (stage-create the table to get it)"
                     )));
                 }
+                // Only a new location: another table's folder, or a dropped table's (its
+                // files stay), is not this table's to write into.
+                if !claimed.contains(&l) {
+                    if warehouse.resolve(&l)?.exists() {
+                        return Err(CatalogError::Invalid(format!(
+                            "location {l} is in use (another table, or a dropped one, has files there); stage-create the table again to get a new one"
+                        )));
+                    }
+                    claimed.insert(l.clone());
+                }
                 l
             }
             None => warehouse.table_location(
@@ -611,9 +610,10 @@ impl Catalog {
         }
         let metadata = builder.build().map_err(iceberg_error)?.metadata;
         self.check_paths(&metadata)?;
+        self.check_new_snapshots(None, &metadata)?;
         let first = MetadataLocation::new_with_metadata(&location, &metadata);
         let metadata_location = self.write_metadata(&first, &metadata)?;
-        let id = ContentId(uuid::Uuid::now_v7().into_bytes());
+        let id = table_id(&metadata);
         let content = table_content(id, &metadata_location, &metadata);
         let table = LoadedTable {
             key: key.clone(),
@@ -828,6 +828,14 @@ fn check_updates(updates: &[TableUpdate]) -> CatalogResult<()> {
     Ok(())
 }
 
+/// A table's content id is its Iceberg table-uuid (DESIGN §3 register: one table, one key
+/// per ref). The store refuses a content id under two keys when a commit lands, so two
+/// registrations of one table (or a create that assigns another table's uuid) cannot both
+/// land, however they interleave.
+fn table_id(metadata: &TableMetadata) -> ContentId {
+    ContentId(metadata.uuid().into_bytes())
+}
+
 fn table_content(id: ContentId, metadata_location: &str, m: &TableMetadata) -> Content {
     Content {
         id,
@@ -876,6 +884,14 @@ pub(crate) fn table_conflict(e: WriteError, key: &ContentKey) -> CatalogError {
                     return CatalogError::NamespaceNotFound(
                         key.parent().unwrap_or_else(|| key.clone()),
                     );
+                }
+                ConflictKind::DuplicateContentId => {
+                    if let Some(other) = &c.other_key {
+                        return CatalogError::SameTable {
+                            key: c.key.clone(),
+                            other: other.clone(),
+                        };
+                    }
                 }
                 _ => {}
             }
@@ -1042,10 +1058,9 @@ impl Catalog {
             if self.store.content_ref_at(head, key)?.is_some() {
                 return Err(CatalogError::TableAlreadyExists(key.clone()));
             }
-            if let Some(other) = self.table_with_uuid(head, cached.metadata.uuid().into_bytes())? {
-                return Err(CatalogError::TableAlreadyExists(other));
-            }
-            let id = ContentId(uuid::Uuid::now_v7().into_bytes());
+            // One table, one key: its content id is its table-uuid, and the store refuses a
+            // content id under two keys when the commit lands.
+            let id = table_id(&cached.metadata);
             let content = table_content(id, metadata_location, &cached.metadata);
             let meta = self.meta(
                 principal,
@@ -1072,43 +1087,7 @@ impl Catalog {
         })();
         heads.answer(out)
     }
-
-    /// The key of the table with this Iceberg table-uuid at a commit, if any (a bounded
-    /// scan of the tables' payloads).
-    fn table_with_uuid(&self, at: Hash, uuid: [u8; 16]) -> CatalogResult<Option<ContentKey>> {
-        let mut tables = Vec::new();
-        let mut scanned = 0usize;
-        self.store.for_each_entry(at, None, |k, v| {
-            scanned += 1;
-            if let Ok(r) = floe_commits::ContentRef::decode(v)
-                && r.kind == ContentKind::IcebergTable
-                && let Ok(key) = ContentKey::from_stored(Bytes::copy_from_slice(k))
-            {
-                tables.push(key);
-            }
-            scanned < REGISTER_SCAN_MAX
-        })?;
-        for chunk in tables.chunks(floe_commits::limits::GET_KEYS_MAX) {
-            for (key, found) in chunk.iter().zip(self.store.get_contents(at, chunk)?) {
-                if let Some((
-                    _,
-                    Content {
-                        payload: Payload::IcebergTable(t),
-                        ..
-                    },
-                )) = found
-                    && t.table_uuid == uuid
-                {
-                    return Ok(Some(key.clone()));
-                }
-            }
-        }
-        Ok(None)
-    }
 }
-
-/// Keys a register examines for a duplicate table-uuid.
-pub const REGISTER_SCAN_MAX: usize = 1_000_000;
 
 impl Catalog {
     /// Removes a table from a branch and answers its last metadata, so that another

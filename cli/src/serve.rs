@@ -34,11 +34,17 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
         )
     })?;
     let backend = Arc::new(SledBackend::open(&catalog_dir).map_err(|e| e.message)?);
-    serve_on(args, backend)
+    serve_on(args, backend, &|_| {})
 }
 
-/// Serves a store that is already open until a signal or poisoning stops it.
-fn serve_on(args: &ServeArgs, backend: Arc<SledBackend>) -> Result<(), String> {
+/// Serves a store that is already open until a signal or poisoning stops it. `ready` is
+/// told the address once the server serves (after recovery), when it also says so on
+/// stdout.
+fn serve_on(
+    args: &ServeArgs,
+    backend: Arc<SledBackend>,
+    ready: &(dyn Fn(std::net::SocketAddr) + Sync),
+) -> Result<(), String> {
     let store = Arc::new(
         Store::open(backend.clone(), Arc::new(SystemClock))
             .map_err(|e| format!("cannot initialize the store: {e}"))?,
@@ -54,11 +60,6 @@ fn serve_on(args: &ServeArgs, backend: Arc<SledBackend>) -> Result<(), String> {
         let local = listener
             .local_addr()
             .map_err(|e| format!("cannot read the listening address: {e}"))?;
-        println!(
-            "floe {} listening on http://{local}, data in {}",
-            env!("CARGO_PKG_VERSION"),
-            absolute(&args.data_dir).display()
-        );
         let warehouse = Warehouse::open(&args.data_dir.join("warehouse"))
             .map_err(|e| format!("cannot open the warehouse folder: {e}"))?;
         let options = floe_rest::ServerOptions {
@@ -82,18 +83,24 @@ fn serve_on(args: &ServeArgs, backend: Arc<SledBackend>) -> Result<(), String> {
                 .map_err(|e| format!("recovering runs failed: {e}"))?
                 .map_err(|e| format!("recovering runs failed: {e}"))?
         };
-        for run in settled {
-            println!(
-                "floe: run {} ({}) was left running; it is now {:?}",
-                run.id, run.source, run.state
-            );
-        }
         let maintenance = tokio::spawn(maintain(
             catalog.clone(),
             options.retention,
             std::time::Duration::from_millis(args.maintenance_interval.max(1_000) as u64),
         ));
         let app = floe_rest::router_with(catalog, &options);
+        println!(
+            "floe {} listening on http://{local}, data in {}",
+            env!("CARGO_PKG_VERSION"),
+            absolute(&args.data_dir).display()
+        );
+        ready(local);
+        for run in settled {
+            println!(
+                "floe: run {} ({}) was left running; it is now {:?}",
+                run.id, run.source, run.state
+            );
+        }
         let (stop, stopped) = tokio::sync::watch::channel(None::<Stop>);
         let watcher = tokio::spawn(watch(backend.clone(), stop));
         let mut until = stopped.clone();
@@ -251,17 +258,20 @@ mod tests {
             run_record_retention: 0,
             maintenance_interval: 60_000,
         };
+        let (serving, ready) = std::sync::mpsc::channel();
         let server = {
             let backend = backend.clone();
-            std::thread::spawn(move || serve_on(&args, backend))
+            std::thread::spawn(move || {
+                let serving = std::sync::Mutex::new(serving);
+                serve_on(&args, backend, &|addr| {
+                    let _ = serving.lock().unwrap().send(addr);
+                })
+            })
         };
-        // A second handle on the same backend writes while the disk fails.
+        // Once the server serves, a second handle on the same backend writes while the
+        // disk fails.
+        ready.recv().expect("the server starts serving");
         let store = Store::open(backend.clone(), Arc::new(SystemClock)).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        assert!(
-            !server.is_finished(),
-            "the server runs while the disk is healthy"
-        );
         disk.armed.store(true, Ordering::SeqCst);
         let op = Op::Put {
             key: ContentKey::new(["ns"]).unwrap(),

@@ -312,10 +312,8 @@ fn acknowledgements_follow_their_fdatasync() {
 }
 
 #[test]
+#[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
 fn slow_acknowledgements_follow_their_fdatasync_over_10000_commits() {
-    if std::env::var_os("FLOE_SLOW").is_none() {
-        return;
-    }
     barrier_order(16, 625);
 }
 

@@ -182,6 +182,7 @@ async fn floe_import(root: &Path, file: &Path, round: usize) -> Duration {
             blake3: format!("round-{round}"),
             size,
             identity: None,
+            held: None,
         }],
         idempotency: None,
     };

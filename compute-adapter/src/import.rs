@@ -20,6 +20,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use crate::source::ImportFile;
+
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchReader};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Schema as ArrowSchema, SchemaRef};
@@ -78,38 +80,6 @@ impl ImportMode {
 pub enum FileFormat {
     Parquet,
     Csv,
-}
-
-/// One file to import, already on the server's disk.
-#[derive(Debug, Clone)]
-pub struct ImportFile {
-    /// What the user called it (a path or URL), for messages.
-    pub name: String,
-    pub path: PathBuf,
-    /// BLAKE3 of the bytes, hex.
-    pub blake3: String,
-    pub size: u64,
-    /// The (device, inode) the file had when it was hashed, for a file the server reads in
-    /// place: every later open must find the same file, or the import fails (a file
-    /// swapped or a folder replaced by a link in between is not read).
-    pub identity: Option<(u64, u64)>,
-}
-
-impl ImportFile {
-    /// Opens the file, refusing one that is no longer the file that was hashed.
-    pub fn open(&self) -> std::io::Result<File> {
-        let file = File::open(&self.path)?;
-        if let Some(identity) = self.identity {
-            use std::os::unix::fs::MetadataExt;
-            let m = file.metadata()?;
-            if (m.dev(), m.ino()) != identity {
-                return Err(std::io::Error::other(
-                    "the file changed after it was checked; import it again",
-                ));
-            }
-        }
-        Ok(file)
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -476,11 +446,25 @@ fn name_mapping(schema: &Schema, existing: Option<&str>) -> String {
 /// Called on the run branch's work just before it lands (tests race a writer there).
 pub type LandingHook = Arc<dyn Fn(&Catalog) + Send + Sync>;
 
+/// One device flush an import makes of what it wrote, reported in order (tests of the
+/// barrier order: every file and every folder it created is durable before the landing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Synced {
+    /// A data file's contents (fsync of the file).
+    File(PathBuf),
+    /// A folder's entries (fsync of the folder).
+    Folder(PathBuf),
+}
+
+/// Observes an import's flushes.
+pub type SyncHook = Arc<dyn Fn(Synced) + Send + Sync>;
+
 /// Runs imports over one catalog.
 #[derive(Clone)]
 pub struct Importer {
     catalog: Catalog,
     before_landing: Option<LandingHook>,
+    synced: Option<SyncHook>,
 }
 
 impl std::fmt::Debug for Importer {
@@ -494,7 +478,14 @@ impl Importer {
         Importer {
             catalog,
             before_landing: None,
+            synced: None,
         }
+    }
+
+    /// Reports every fsync of the imports' files and folders to `hook`.
+    pub fn with_sync_hook(mut self, hook: SyncHook) -> Importer {
+        self.synced = Some(hook);
+        self
     }
 
     /// Runs `hook` after an import's work and before its landing.
@@ -674,6 +665,7 @@ impl Importer {
             schema,
             table_arrow: Arc::new(table_arrow),
             before_landing: self.before_landing.clone(),
+            synced: self.synced.clone(),
             idempotency: request.idempotency.clone(),
             force: request.force,
             answer: ImportOutcome {
@@ -776,6 +768,7 @@ struct Work {
     schema: Schema,
     table_arrow: SchemaRef,
     before_landing: Option<LandingHook>,
+    synced: Option<SyncHook>,
     idempotency: Option<floe_catalog::IdemRequest>,
     force: bool,
     /// The answer so far (files, rows and the snapshot are filled in before landing).
@@ -954,12 +947,24 @@ impl Work {
                 let (target, path) = place(None)?;
                 written.push(path.clone());
                 let to = path.clone();
-                let size =
-                    blocking(move || copy_file(&source, &to).map_err(|e| io(&name, e))).await?;
+                let synced = self.synced.clone();
+                let size = blocking(move || {
+                    copy_file(&source, &to, synced.as_ref()).map_err(|e| io(&name, e))
+                })
+                .await?;
                 vec![(target, path, Struct::empty(), size, footer)]
             } else {
+                let synced = self.synced.clone();
                 let pieces = blocking(move || {
-                    convert_file(&name, &source, format, &from, &to, split, &place)
+                    convert_file(
+                        &name,
+                        &source,
+                        format,
+                        (&from, &to),
+                        split,
+                        &place,
+                        synced.as_ref(),
+                    )
                 })
                 .await?;
                 written.extend(pieces.iter().map(|(_, path, _)| path.clone()));
@@ -996,10 +1001,17 @@ impl Work {
                 )?);
             }
         }
-        for dir in folders {
+        // Every folder the files were put in, and each of its ancestors up to the table's
+        // root, is flushed after the files, deepest first: a new folder's entry is durable
+        // only once its parent is (the metadata path does the same).
+        let root = self.catalog.warehouse_path(&location)?;
+        for dir in with_ancestors(&folders, &root) {
             File::open(&dir)
                 .and_then(|d| d.sync_all())
                 .map_err(|e| io("syncing the data folder", e))?;
+            if let Some(hook) = &self.synced {
+                hook(Synced::Folder(dir));
+            }
         }
         let hashes: Vec<String> = files.iter().map(|f| f.file.blake3.clone()).collect();
         let (change, snapshot_id) = self.snapshot(table, data_files, &hashes).await?;
@@ -1023,7 +1035,8 @@ impl Work {
         hashes: &[String],
     ) -> Result<(TableChange, i64), ImportError> {
         let metadata = &table.metadata;
-        let file_io = self.catalog.file_io()?;
+        // Reads and writes of the table's files stay inside its location.
+        let file_io = self.catalog.table_file_io(metadata)?;
         let ice = |e: iceberg::Error| ImportError::Io(format!("writing the snapshot: {e}"));
         let location = metadata.location().trim_end_matches('/').to_owned();
         let snapshot_id = new_snapshot_id(metadata);
@@ -1259,15 +1272,41 @@ fn sanitize(name: &str) -> String {
 }
 
 /// Copies a file and makes it durable.
-fn copy_file(from: &ImportFile, to: &Path) -> std::io::Result<u64> {
+fn copy_file(from: &ImportFile, to: &Path, synced: Option<&SyncHook>) -> std::io::Result<u64> {
     let mut source = from.open()?;
     let mut target = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(to)?;
     let size = std::io::copy(&mut source, &mut target)?;
-    target.sync_all()?;
+    sync_file(&target, to, synced)?;
     Ok(size)
+}
+
+/// `folders` and every ancestor of each up to `root` (inclusive), deepest first.
+fn with_ancestors(folders: &BTreeSet<PathBuf>, root: &Path) -> Vec<PathBuf> {
+    let mut all = BTreeSet::new();
+    for folder in folders {
+        let mut dir = folder.as_path();
+        while dir.starts_with(root) && all.insert(dir.to_owned()) && dir != root {
+            match dir.parent() {
+                Some(parent) => dir = parent,
+                None => break,
+            }
+        }
+    }
+    let mut all: Vec<PathBuf> = all.into_iter().collect();
+    all.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    all
+}
+
+/// Flushes a written file to the device.
+fn sync_file(file: &File, path: &Path, synced: Option<&SyncHook>) -> std::io::Result<()> {
+    file.sync_all()?;
+    if let Some(hook) = synced {
+        hook(Synced::File(path.to_owned()));
+    }
+    Ok(())
 }
 
 /// Files one conversion may write at once (one per partition value it meets).
@@ -1283,10 +1322,10 @@ fn convert_file(
     name: &str,
     source: &ImportFile,
     format: FileFormat,
-    from: &SchemaRef,
-    to: &SchemaRef,
+    (from, to): (&SchemaRef, &SchemaRef),
     split: Option<(iceberg::spec::SchemaRef, iceberg::spec::PartitionSpecRef)>,
     place: &Place<'_>,
+    synced: Option<&SyncHook>,
 ) -> Result<Vec<(String, PathBuf, Struct)>, ImportError> {
     let bad = |e: &dyn std::fmt::Display| ImportError::Invalid(format!("{name}: {e}"));
     let f = source.open().map_err(|e| io(name, e))?;
@@ -1401,7 +1440,7 @@ fn convert_file(
         if failure.is_none() {
             match writer
                 .into_inner()
-                .and_then(|f| f.sync_all().map_err(Into::into))
+                .and_then(|f| sync_file(&f, &path, synced).map_err(Into::into))
             {
                 Ok(()) => {
                     done.push((location, path, partition));
@@ -1693,6 +1732,7 @@ mod tests {
             size: bytes.len() as u64,
             path,
             identity: None,
+            held: None,
         }
     }
 
@@ -1831,31 +1871,116 @@ mod tests {
         assert_eq!(fresh[0]["names"], serde_json::json!(["total"]));
     }
 
-    #[test]
-    fn a_server_side_file_swapped_after_its_check_is_not_read() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        std::fs::write(&a, b"checked").unwrap();
-        std::fs::write(&b, b"other").unwrap();
-        let m = std::fs::metadata(&a).unwrap();
-        let mut file = ImportFile {
-            name: "a".to_owned(),
-            path: a.clone(),
-            blake3: String::new(),
-            size: 7,
-            identity: Some((m.dev(), m.ino())),
+    /// The barrier order of an import's files and folders, as a power cut would judge it
+    /// (issue 14, item 11): at the landing, every data file is flushed, and so is every
+    /// folder from the file's own up to the table's root, after the file's entry was made
+    /// in it. Only then does a crash leave no landed snapshot pointing at a file or folder
+    /// the device lost. A partitioned table makes the new folders nest (data/region=a/).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_import_flushes_its_files_and_every_new_folder_before_it_lands() {
+        use iceberg::spec::{NestedField, PrimitiveType, Transform, Type, UnboundPartitionSpec};
+        let f = fixture();
+        let schema = iceberg::spec::Schema::builder()
+            .with_fields(vec![
+                NestedField::optional(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
+                NestedField::optional(2, "region", Type::Primitive(PrimitiveType::String)).into(),
+            ])
+            .build()
+            .unwrap();
+        let spec = UnboundPartitionSpec::builder()
+            .add_partition_field(2, "region", Transform::Identity)
+            .unwrap()
+            .build();
+        let table = f
+            .catalog
+            .create_table(
+                &f.who,
+                &f.main,
+                &ContentKey::new(["db"]).unwrap(),
+                floe_catalog::TableCreate {
+                    name: "t".to_owned(),
+                    location: None,
+                    schema,
+                    partition_spec: Some(spec),
+                    write_order: None,
+                    stage_create: false,
+                    properties: HashMap::new(),
+                },
+                &Authored::default(),
+                None,
+            )
+            .unwrap();
+        let root = f.catalog.warehouse_path(table.metadata.location()).unwrap();
+        let arrow = Arc::new(ArrowSchema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("region", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            arrow.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+                Arc::new(datafusion::arrow::array::StringArray::from(vec![
+                    "a", "b", "a",
+                ])),
+            ],
+        )
+        .unwrap();
+        let path = f.dir.path().join("r.parquet");
+        let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), arrow, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let file = ImportFile {
+            name: "r.parquet".to_owned(),
+            blake3: blake3::hash(&bytes).to_hex().to_string(),
+            size: bytes.len() as u64,
+            path,
+            identity: None,
+            held: None,
         };
-        assert!(file.open().is_ok());
-        // Replaced in place by another file (a rename over it, or a link).
-        std::fs::rename(&b, &a).unwrap();
-        let err = file.open().unwrap_err();
-        assert!(err.to_string().contains("changed"), "{err}");
-        file.identity = None;
-        assert!(
-            file.open().is_ok(),
-            "uploads are staged by the server: no identity to check"
-        );
+        let events: Arc<parking_lot::Mutex<Vec<Synced>>> = Arc::default();
+        let at_landing: Arc<parking_lot::Mutex<Option<usize>>> = Arc::default();
+        let importer = Importer::new(f.catalog.clone())
+            .with_sync_hook({
+                let events = events.clone();
+                Arc::new(move |e| events.lock().push(e))
+            })
+            .with_landing_hook({
+                let (events, at_landing) = (events.clone(), at_landing.clone());
+                Arc::new(move |_: &Catalog| *at_landing.lock() = Some(events.lock().len()))
+            });
+        let outcome = importer
+            .run(&f.who, request(&f, Some(ImportMode::Append), file))
+            .await
+            .unwrap();
+        let events = events.lock().clone();
+        let landed_after = at_landing.lock().expect("the import landed");
+        let before: &[Synced] = &events[..landed_after];
+        let locations = &outcome.files[0].locations;
+        assert_eq!(locations.len(), 2, "one file per region");
+        for location in locations {
+            let file = f.catalog.warehouse_path(location).unwrap();
+            let flushed = before
+                .iter()
+                .position(|e| *e == Synced::File(file.clone()))
+                .unwrap_or_else(|| panic!("{} was not flushed before the landing", file.display()));
+            let mut dir = file.parent().unwrap().to_owned();
+            loop {
+                let entry = before[flushed..]
+                    .iter()
+                    .any(|e| *e == Synced::Folder(dir.clone()));
+                assert!(
+                    entry,
+                    "folder {} was not flushed after {} was made in it, before the landing: {before:?}",
+                    dir.display(),
+                    file.display()
+                );
+                if dir == root {
+                    break;
+                }
+                dir = dir.parent().unwrap().to_owned();
+            }
+        }
     }
 
     #[test]

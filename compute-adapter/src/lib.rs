@@ -16,9 +16,11 @@ pub mod encode;
 pub mod import;
 pub mod query;
 pub mod scan;
+pub mod source;
 pub mod types;
 
 pub use encode::{AnswerFormat, Encoder};
-pub use import::{ImportError, ImportFile, ImportMode, ImportOutcome, ImportRequest, Importer};
+pub use import::{ImportError, ImportMode, ImportOutcome, ImportRequest, Importer, Synced};
 pub use query::{QueryAnswer, QueryEngine, QueryError, QueryLimits, QueryRequest};
 pub use scan::ScanStats;
+pub use source::{ImportFile, SourceError};

@@ -78,6 +78,10 @@ pub enum QueryError {
         "the query needs more memory than its limit of {limit} bytes: {detail}; narrow it or raise the server's --query-memory"
     )]
     Memory { limit: usize, detail: String },
+    /// A table the statement reads cannot be read as its metadata says: it names files
+    /// outside its own location, or files that are not what they claim.
+    #[error("{0}")]
+    TableUnreadable(String),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     /// Anything else the engine reports (a server-side fault).
@@ -106,6 +110,24 @@ impl QueryError {
                         QueryError::Timeout(d) => QueryError::Timeout(*d),
                         other => QueryError::Engine(other.to_string()),
                     };
+                }
+                // The iceberg crate wraps what the storage refused ("failed to load
+                // manifest list", source: the refusal): look along the chain.
+                let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
+                while let Some(c) = cause {
+                    // (Its object cache shares errors: they arrive as `Arc<iceberg::Error>`.)
+                    let found = c
+                        .downcast_ref::<iceberg::Error>()
+                        .or_else(|| c.downcast_ref::<Arc<iceberg::Error>>().map(|e| e.as_ref()));
+                    if let Some(e) = found
+                        && e.kind() == iceberg::ErrorKind::DataInvalid
+                    {
+                        return QueryError::TableUnreadable(format!(
+                            "a table cannot be read: {}",
+                            e.message()
+                        ));
+                    }
+                    cause = c.source();
                 }
                 QueryError::Engine(e.strip_backtrace())
             }
@@ -238,7 +260,6 @@ impl QueryEngine {
             .map_err(|e| QueryError::Engine(e.to_string()))??
             .hash;
         let log = ScanLog::default();
-        let file_io = self.catalog.file_io()?;
         let functions = state.table_functions().clone();
         for reference in references {
             // `range(10)` and the like are table functions, not tables.
@@ -276,10 +297,13 @@ impl QueryEngine {
                     .map_err(|e| QueryError::Engine(e.to_string()))?,
                 key.elements().last().unwrap_or_default().to_owned(),
             );
+            // Every read for the table (planning, manifests, data) stays inside its
+            // location: a snapshot naming another table's files cannot read them.
+            let file_io = self.catalog.table_file_io(&loaded.metadata)?;
             let mut table = Table::builder()
                 .metadata(loaded.metadata.clone())
                 .identifier(ident)
-                .file_io(file_io.clone())
+                .file_io(file_io)
                 .runtime(iceberg::Runtime::current())
                 .readonly(true);
             if let Some(location) = &loaded.metadata_location {

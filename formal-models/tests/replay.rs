@@ -4,7 +4,8 @@
 //! every step the outcome (success, refusal and its conflict keys), the refs, the reflog
 //! footprint and every branch's map (`replay::replay_model_path`).
 //!
-//! `FLOE_SLOW=1` runs the 10,000-walk variant that `.ci/run` includes.
+//! The 10,000-walk variants are ignored by a plain `cargo test`; `.ci/run`'s slow phase runs
+//! them (`-- --ignored`).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -124,10 +125,8 @@ fn random_walks_match_the_model_in_memory() {
 }
 
 #[test]
+#[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
 fn slow_random_walks_match_the_model_10000() {
-    if std::env::var_os("FLOE_SLOW").is_none() {
-        return;
-    }
     walks(10_000, 14, |_| memory());
 }
 
@@ -140,10 +139,8 @@ fn random_walks_match_the_model_on_sled_without_flushes() {
 }
 
 #[test]
+#[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
 fn slow_random_walks_match_the_model_on_durable_sled_200() {
-    if std::env::var_os("FLOE_SLOW").is_none() {
-        return;
-    }
     let root = tempfile::tempdir().expect("a temp folder");
     walks(200, 14, |i| {
         Arc::new(SledBackend::open(&root.path().join(i.to_string())).expect("open sled"))

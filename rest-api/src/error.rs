@@ -171,6 +171,9 @@ impl From<floe_compute::QueryError> for ApiError {
             QueryError::TableNotFound(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "TableNotFound", message)
             }
+            QueryError::TableUnreadable(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "TableUnreadable", message)
+            }
             QueryError::Timeout(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "QueryTimeout", message)
             }
@@ -234,6 +237,7 @@ impl From<CatalogError> for ApiError {
             }
             CatalogError::TableNotFound(_) => of(StatusCode::NOT_FOUND, "TableNotFound"),
             CatalogError::TableAlreadyExists(_) => of(StatusCode::CONFLICT, "TableAlreadyExists"),
+            CatalogError::SameTable { .. } => of(StatusCode::CONFLICT, "SameTable"),
             CatalogError::ViewNotFound(_) => of(StatusCode::NOT_FOUND, "ViewNotFound"),
             CatalogError::ViewAlreadyExists(_) => of(StatusCode::CONFLICT, "ViewAlreadyExists"),
             CatalogError::CommitFailed(_) => of(StatusCode::CONFLICT, "CommitFailed"),

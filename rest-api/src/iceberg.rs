@@ -136,6 +136,7 @@ pub fn error(e: CatalogError) -> ApiError {
         CatalogError::ViewNotFound(_) => of(StatusCode::NOT_FOUND, "NoSuchViewException"),
         CatalogError::NamespaceAlreadyExists(_)
         | CatalogError::TableAlreadyExists(_)
+        | CatalogError::SameTable { .. }
         | CatalogError::ViewAlreadyExists(_)
         | CatalogError::NotANamespace { .. } => of(StatusCode::CONFLICT, "AlreadyExistsException"),
         CatalogError::NamespaceNotEmpty { .. } => {

@@ -1,8 +1,9 @@
 //! Real Iceberg clients against a real `floe serve` (DESIGN §3, `../shared/CLIENTS.md`):
 //! PyIceberg 0.12 and DuckDB 1.5.5 from the pinned venv (`tests/requirements.txt`), running
 //! the scenarios in `tests/clients/`. Each scenario asserts every step itself and ends by
-//! printing `ok`; the test checks that and the server's side. Slow: they need
-//! `FLOE_TEST_VENV`, which `.ci/run` provides, and run under `FLOE_SLOW=1`.
+//! printing `ok`; the test checks that and the server's side. Slow: they are
+//! ignored by a plain `cargo test` and run by `.ci/run`'s slow phase (`-- --ignored`), which
+//! provides `FLOE_TEST_VENV`.
 
 use std::process::Command;
 
@@ -31,15 +32,9 @@ fn scenario(s: &Running, script: &str) -> String {
     out
 }
 
-fn slow() -> bool {
-    std::env::var_os("FLOE_SLOW").is_some()
-}
-
 #[test]
+#[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
 fn slow_pyiceberg_writes_branches_merges_and_time_travels() {
-    if !slow() {
-        return;
-    }
     let s = Running::start();
     scenario(&s, "pyiceberg_branches.py");
     // The server's side: every write was a floe commit by the anonymous principal, and
@@ -69,19 +64,15 @@ fn slow_pyiceberg_writes_branches_merges_and_time_travels() {
 }
 
 #[test]
+#[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
 fn slow_pyiceberg_concurrent_appenders_all_land() {
-    if !slow() {
-        return;
-    }
     let s = Running::start();
     scenario(&s, "pyiceberg_concurrent.py");
 }
 
 #[test]
+#[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
 fn slow_duckdb_creates_inserts_and_deletes_on_a_branch() {
-    if !slow() {
-        return;
-    }
     let s = Running::start();
     scenario(&s, "duckdb_branches.py");
     let log = s.get("/api/v1/trees/dev/log?pageSize=100");
@@ -101,20 +92,16 @@ fn slow_duckdb_creates_inserts_and_deletes_on_a_branch() {
 }
 
 #[test]
+#[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
 fn slow_concurrent_transactions_never_write_skew() {
-    if !slow() {
-        return;
-    }
     let s = Running::start();
     let out = scenario(&s, "write_skew.py");
     assert!(out.contains("never both"), "{out}");
 }
 
 #[test]
+#[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
 fn slow_imported_tables_read_alike_in_every_client() {
-    if !slow() {
-        return;
-    }
     let s = Running::start();
     let cfg = s.config_dir();
     s.namespace("main", "db");

@@ -799,7 +799,9 @@ fn a_failed_import_changes_nothing_and_its_work_is_sealed() {
         &Value::Null,
         None,
     );
-    assert!(r.status >= 400, "{:?}", r.body);
+    // A run branch is reserved for the executor: 403 ReservedRef.
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(r.body["type"], "ReservedRef", "{:?}", r.body);
     // `branch list` hides run branches unless asked.
     let listed = run.floe(&cfg, &["branch", "list"]).expect(0).to_owned();
     assert!(!listed.contains("floe-run/"), "{listed}");

@@ -16,5 +16,6 @@ mod replays;
 mod runs;
 mod schemathesis;
 mod serve;
+mod table_files;
 mod tidy;
 mod usage;

@@ -183,17 +183,18 @@ fn every_rust_file_starts_with_a_doc_line() {
 }
 
 #[test]
-fn no_test_is_ignored() {
+fn ignored_tests_are_exactly_the_slow_ones() {
     let root = workspace_root();
     let mut violations = Vec::new();
     for file in rust_files(&root) {
-        for line in ignore_attribute_lines(&read(&file)) {
-            violations.push(format!("{}:{line}", relative(&root, &file)));
+        for problem in ignore_problems(&read(&file)) {
+            violations.push(format!("{}:{problem}", relative(&root, &file)));
         }
     }
     assert_no_violations(
-        "no ignore attribute: a slow test is named `slow_*` and returns early unless \
-         FLOE_SLOW is set (STYLE.md, rule 10)",
+        "a slow test is named `slow_*` and ignored with a reason starting `slow:` (a plain \
+         `cargo test` reports it ignored, never passed; `.ci/run`'s slow phase runs it with \
+         `-- --ignored`); nothing else is ignored",
         &violations,
     );
 }
@@ -712,21 +713,48 @@ fn starts_with_doc_line(source: &str) -> bool {
     source.starts_with("//!")
 }
 
-/// The attribute that would hide a test from `cargo test`, spelled in two pieces so that
+/// The attribute that hides a test from a plain `cargo test`, spelled in two pieces so that
 /// this file does not match itself.
 const IGNORE_ATTRIBUTE: &str = concat!("#[", "ignore");
+/// The only ignore attribute allowed: one that says the test is slow.
+const SLOW_IGNORE: &str = concat!("#[", "ignore=\"slow:");
 
-/// Line numbers (from 1) that carry an ignore attribute.
-fn ignore_attribute_lines(source: &str) -> Vec<usize> {
-    source
+/// Problems with ignored and slow tests, as `line: what`: an ignore attribute without the
+/// slow reason, or on a test not named `slow_*`; a `slow_*` test without the attribute.
+fn ignore_problems(source: &str) -> Vec<String> {
+    let lines: Vec<String> = source
         .lines()
-        .enumerate()
-        .filter(|(_, line)| {
-            let compact: String = line.chars().filter(|c| !c.is_whitespace()).collect();
-            compact.contains(IGNORE_ATTRIBUTE)
-        })
-        .map(|(index, _)| index + 1)
-        .collect()
+        .map(|line| line.chars().filter(|c| !c.is_whitespace()).collect())
+        .collect();
+    let mut problems = Vec::new();
+    let next_fn = |from: usize| {
+        lines[from..]
+            .iter()
+            .find(|l| l.starts_with("fn") || l.starts_with("asyncfn") || l.starts_with("pubfn"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains(IGNORE_ATTRIBUTE) {
+            if !line.starts_with(SLOW_IGNORE) {
+                problems.push(format!(
+                    "{}: an ignore attribute without a `slow:` reason",
+                    i + 1
+                ));
+            } else if !next_fn(i).contains("fnslow_") {
+                problems.push(format!("{}: an ignored test not named `slow_*`", i + 1));
+            }
+        }
+        if line.starts_with("fnslow_") {
+            let attributes = lines[..i].iter().rev().take_while(|l| l.starts_with("#["));
+            let ignored = attributes.clone().any(|l| l.contains(IGNORE_ATTRIBUTE));
+            let is_test = attributes.clone().any(|l| l.contains("test"));
+            if is_test && !ignored {
+                problems.push(format!("{}: a `slow_*` test that is not ignored", i + 1));
+            }
+        }
+    }
+    problems
 }
 
 // ---------------------------------------------------------------------------------------
@@ -986,11 +1014,23 @@ parquet v58.0.0
         assert!(starts_with_doc_line("//! Owns x.\n"));
         assert!(!starts_with_doc_line("// Owns x.\n"));
         assert!(!starts_with_doc_line("\n//! Owns x.\n"));
-        // The spaced spelling is assembled too, so that this file does not match itself.
-        let source = format!(
-            "//! x\n{IGNORE_ATTRIBUTE}]\nfn a() {{}}\n{} [ ignore = \"slow\"]\n",
-            '#'
+        // The attributes are assembled, so that this file does not match itself.
+        let (ignore, slow) = (
+            format!("{IGNORE_ATTRIBUTE}]"),
+            format!("{} [ ignore = \"slow: ci\"]", '#'),
         );
-        assert_eq!(ignore_attribute_lines(&source), [2, 4]);
+        let good = format!("#[test]\n{slow}\nfn slow_a() {{}}\n#[test]\nfn b() {{}}\n");
+        assert_eq!(ignore_problems(&good), Vec::<String>::new());
+        let bad = format!(
+            "#[test]\n{ignore}\nfn slow_a() {{}}\n#[test]\n{slow}\nfn b() {{}}\n#[test]\nfn slow_c() {{}}\n"
+        );
+        assert_eq!(
+            ignore_problems(&bad),
+            [
+                "2: an ignore attribute without a `slow:` reason",
+                "5: an ignored test not named `slow_*`",
+                "8: a `slow_*` test that is not ignored",
+            ]
+        );
     }
 }

@@ -260,6 +260,7 @@ async fn staged(
             blake3: hasher.finalize().to_hex().to_string(),
             size,
             identity: None,
+            held: None,
         });
     }
     let Some(body) = body else {
@@ -326,48 +327,15 @@ async fn server_file(
     let raw = source.strip_prefix("file://").unwrap_or(source).to_owned();
     let source = source.to_owned();
     tokio::task::spawn_blocking(move || {
-        let path = std::path::Path::new(&raw);
-        if !path.is_absolute() || raw.contains('\0') {
-            return Err(ApiError::bad_request(format!(
-                "{source}: name server-side files by absolute path or file:// URL (other object stores are not configured)"
-            )));
-        }
-        let real = std::fs::canonicalize(path).map_err(|e| {
-            ApiError::bad_request(format!("{source}: cannot open it on the server: {e}"))
-        })?;
-        let inside = roots.iter().any(|root| {
-            std::fs::canonicalize(root).is_ok_and(|root| real.starts_with(&root) && real != root)
-        });
-        if !inside {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "OutsideImportRoots",
-                format!("{source} is not under any --import-root of this server"),
-            ));
-        }
-        let mut hasher = blake3::Hasher::new();
-        let cannot = |e: std::io::Error| {
-            ApiError::bad_request(format!("{source}: cannot read it: {e}"))
-        };
-        let file = std::fs::File::open(&real).map_err(cannot)?;
-        // What was opened is what is checked, hashed, and read again later.
-        let meta = file.metadata().map_err(cannot)?;
-        if !meta.is_file() {
-            return Err(ApiError::bad_request(format!("{source} is not a file")));
-        }
-        hasher.update_reader(&file).map_err(cannot)?;
-        let identity = {
-            use std::os::unix::fs::MetadataExt;
-            (meta.dev(), meta.ino())
-        };
-        let size = meta.len();
-        Ok(floe_compute::ImportFile {
-            name: source,
-            path: real,
-            blake3: hasher.finalize().to_hex().to_string(),
-            size,
-            identity: Some(identity),
-        })
+        use floe_compute::SourceError;
+        floe_compute::ImportFile::server_side(&source, std::path::Path::new(&raw), &roots).map_err(
+            |e| match e {
+                SourceError::Outside(_) => {
+                    ApiError::new(StatusCode::FORBIDDEN, "OutsideImportRoots", e.to_string())
+                }
+                other => ApiError::bad_request(other.to_string()),
+            },
+        )
     })
     .await
     .map_err(|e| ApiError::internal(&format!("hashing a source: {e}")))?

@@ -1,0 +1,187 @@
+//! A table's own files (DESIGN §3 "The Warehouse", §9: confined to the table's location).
+//!
+//! Every read done for a table — scans, import checks, planning — goes through a `FileIO`
+//! rooted at the table's location (`Catalog::table_file_io`), so a snapshot that names
+//! another table's manifest list, manifests or data files cannot be read through it. A
+//! commit whose new snapshots name files outside the table's location is refused before it
+//! lands (`check_new_snapshots`): the manifest list, every manifest it lists that its
+//! parent did not, and every data and delete file those manifests add. A registered table
+//! keeps its own location as its root.
+//!
+//! Also here: the name of a table's next metadata file, derived from the current one's
+//! (`<n>-<uuid>.metadata.json`, or a registered table's Hadoop-style `v<n>.metadata.json`).
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use iceberg::MetadataLocation;
+use iceberg::io::FileIO;
+use iceberg::spec::{ManifestList, TableMetadata};
+
+use crate::Catalog;
+use crate::error::{CatalogError, CatalogResult};
+use crate::warehouse::block_on;
+
+/// Manifests one commit's new snapshots may add (each is read to check its files).
+pub const NEW_MANIFESTS_MAX: usize = 10_000;
+
+/// True when `path` lies strictly inside the folder `location` (both URLs or paths).
+pub(crate) fn inside(location: &str, path: &str) -> bool {
+    let location = location.trim_end_matches('/');
+    path.strip_prefix(location)
+        .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
+        && !path
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
+}
+
+impl Catalog {
+    /// The `iceberg` crate's `FileIO` for one table: rooted at the table's own location, so
+    /// every read through it (scans, manifests, planning) stays inside that table's folder.
+    pub fn table_file_io(&self, metadata: &TableMetadata) -> CatalogResult<FileIO> {
+        let root = self
+            .warehouse()?
+            .resolve(metadata.location().trim_end_matches('/'))?;
+        Ok(
+            iceberg::io::FileIOBuilder::new(Arc::new(crate::storage::WarehouseStorageFactory))
+                .with_props([(
+                    crate::storage::WAREHOUSE_ROOT_PROP.to_owned(),
+                    root.display().to_string(),
+                )])
+                .build(),
+        )
+    }
+
+    /// Refuses new snapshots (in `after`, not in `before`) that name files outside the
+    /// table's location.
+    pub(crate) fn check_new_snapshots(
+        &self,
+        before: Option<&TableMetadata>,
+        after: &TableMetadata,
+    ) -> CatalogResult<()> {
+        let known: HashSet<i64> = before
+            .map(|m| m.snapshots().map(|s| s.snapshot_id()).collect())
+            .unwrap_or_default();
+        let new: Vec<_> = after
+            .snapshots()
+            .filter(|s| !known.contains(&s.snapshot_id()))
+            .cloned()
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let location = after.location().trim_end_matches('/').to_owned();
+        let outside = |what: &str, path: &str| {
+            CatalogError::Invalid(format!(
+                "{what} {} is outside the table's location {location}; a table's files live under its own location",
+                path.chars().take(300).collect::<String>()
+            ))
+        };
+        let file_io = self.table_file_io(after)?;
+        let read_list = |path: &str| -> CatalogResult<ManifestList> {
+            if !inside(&location, path) {
+                return Err(outside("manifest list", path));
+            }
+            let bytes = block_on(async { file_io.new_input(path)?.read().await }).map_err(|e| {
+                CatalogError::Invalid(format!("cannot read manifest list {path}: {e}"))
+            })?;
+            ManifestList::parse_with_version(&bytes, after.format_version()).map_err(|e| {
+                CatalogError::Invalid(format!("manifest list {path} does not parse: {e}"))
+            })
+        };
+        let mut checked = 0usize;
+        for snapshot in new {
+            let list = read_list(snapshot.manifest_list())?;
+            // Manifests the parent snapshot listed were checked when they were added.
+            let inherited: HashSet<String> = match snapshot
+                .parent_snapshot_id()
+                .filter(|p| known.contains(p))
+                .and_then(|p| after.snapshot_by_id(p))
+            {
+                Some(parent) => read_list(parent.manifest_list())?
+                    .consume_entries()
+                    .into_iter()
+                    .map(|m| m.manifest_path)
+                    .collect(),
+                None => HashSet::new(),
+            };
+            for manifest in list.entries() {
+                if !inside(&location, &manifest.manifest_path) {
+                    return Err(outside("manifest", &manifest.manifest_path));
+                }
+                if inherited.contains(&manifest.manifest_path) {
+                    continue;
+                }
+                checked += 1;
+                if checked > NEW_MANIFESTS_MAX {
+                    return Err(CatalogError::Invalid(format!(
+                        "a commit adds at most {NEW_MANIFESTS_MAX} manifests (NEW_MANIFESTS_MAX)"
+                    )));
+                }
+                let loaded = block_on(manifest.load_manifest(&file_io)).map_err(|e| {
+                    CatalogError::Invalid(format!(
+                        "cannot read manifest {}: {e}",
+                        manifest.manifest_path
+                    ))
+                })?;
+                for entry in loaded.entries() {
+                    if !inside(&location, entry.file_path()) {
+                        return Err(outside("data file", entry.file_path()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a table's next metadata file goes: the next version after the current file's, in
+/// floe's `<n>-<uuid>.metadata.json` form. A registered table whose file is named otherwise
+/// (Hadoop's `v<n>.metadata.json`, or anything else under `<location>/metadata/`) continues
+/// from its own sequence: `v<n>` gives n + 1, any other name the length of the metadata log
+/// plus one.
+pub(crate) fn next_metadata_location(
+    current: &str,
+    metadata: &TableMetadata,
+) -> CatalogResult<MetadataLocation> {
+    if let Ok(parsed) = MetadataLocation::from_str(current) {
+        return Ok(parsed.with_next_version().with_new_metadata(metadata));
+    }
+    let file = current.rsplit('/').next().unwrap_or_default();
+    let hadoop = file
+        .strip_prefix('v')
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|n| n.parse::<i32>().ok());
+    let version = match hadoop {
+        Some(n) => n.saturating_add(1),
+        None => i32::try_from(metadata.metadata_log().len()).unwrap_or(i32::MAX - 1) + 1,
+    };
+    let next = format!(
+        "{}/metadata/{version:05}-{}.metadata.json",
+        metadata.location().trim_end_matches('/'),
+        uuid::Uuid::now_v7()
+    );
+    MetadataLocation::from_str(&next)
+        .map(|l| l.with_new_metadata(metadata))
+        .map_err(|e| CatalogError::Invalid(format!("the next metadata location {next}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inside_means_strictly_under_the_location() {
+        let t = "file:///w/db/t-1";
+        assert!(inside(t, "file:///w/db/t-1/data/a.parquet"));
+        assert!(inside(
+            "file:///w/db/t-1/",
+            "file:///w/db/t-1/metadata/m.avro"
+        ));
+        assert!(!inside(t, "file:///w/db/t-1"));
+        assert!(!inside(t, "file:///w/db/t-10/data/a.parquet"));
+        assert!(!inside(t, "file:///w/db/t-1/../t-2/data/a.parquet"));
+        assert!(!inside(t, "file:///w/db/t-2/data/a.parquet"));
+    }
+}
