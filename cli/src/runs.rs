@@ -54,30 +54,16 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
         "target".to_owned(),
         "source".to_owned(),
     ]];
-    let mut token: Option<String> = None;
-    loop {
-        let mut query = vec![("pageSize", RUNS_PAGE.to_string())];
-        if let Some(t) = &token {
-            query.push(("pageToken", t.clone()));
-        }
-        let page = ctx.get("/api/v1/runs", &query)?;
-        if ctx.json {
-            ctx.print(&page);
-        }
-        for r in page.value["runs"].as_array().into_iter().flatten() {
-            rows.push(vec![
-                r["id"].as_str().unwrap_or("").to_owned(),
-                r["kind"].as_str().unwrap_or("").to_owned(),
-                state(ctx, r),
-                r["target"].as_str().unwrap_or("").to_owned(),
-                r["source"].as_str().unwrap_or("").to_owned(),
-            ]);
-        }
-        match page.value["nextPageToken"].as_str() {
-            Some(t) => token = Some(t.to_owned()),
-            None => break,
-        }
-    }
+    let query = [("pageSize", RUNS_PAGE.to_string())];
+    ctx.each_page("/api/v1/runs", &query, "runs", |r| {
+        rows.push(vec![
+            r["id"].as_str().unwrap_or("").to_owned(),
+            r["kind"].as_str().unwrap_or("").to_owned(),
+            state(ctx, r),
+            r["target"].as_str().unwrap_or("").to_owned(),
+            r["source"].as_str().unwrap_or("").to_owned(),
+        ]);
+    })?;
     if !ctx.json {
         table(&rows);
     }

@@ -131,6 +131,35 @@ impl Ctx {
         Ok(self.client.write(method, path, query, body.as_ref())?)
     }
 
+    /// Every item of a paged listing (the `field` array of each page), following
+    /// `nextPageToken`; with `--json` each page is printed as it comes.
+    pub(crate) fn each_page(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        field: &str,
+        mut item: impl FnMut(&Value),
+    ) -> Result<(), Failure> {
+        let mut token: Option<String> = None;
+        loop {
+            let mut q = query.to_vec();
+            if let Some(t) = &token {
+                q.push(("pageToken", t.clone()));
+            }
+            let page = self.get(path, &q)?;
+            if self.json {
+                self.print(&page);
+            }
+            for v in page.value[field].as_array().into_iter().flatten() {
+                item(v);
+            }
+            match page.value["nextPageToken"].as_str() {
+                Some(t) => token = Some(t.to_owned()),
+                None => return Ok(()),
+            }
+        }
+    }
+
     /// The ref `name` as the server has it.
     fn get_ref(&self, name: &str) -> Result<Answer, Failure> {
         self.get(&format!("/api/v1/refs/{}", encode(name)), &[])
@@ -785,31 +814,12 @@ fn namespace(ctx: &Ctx, at: &str, verb: NamespaceVerb) -> Result<(), Failure> {
     match verb {
         NamespaceVerb::List => {
             let mut rows = Vec::new();
-            let mut token: Option<String> = None;
-            loop {
-                let mut q = Vec::new();
-                if let Some(t) = &token {
-                    q.push(("pageToken", t.clone()));
-                }
-                let page = ctx.get(&base, &q)?;
-                if ctx.json {
-                    ctx.print(&page);
-                }
-                for n in page.value["namespaces"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                {
-                    rows.push(vec![
-                        n["namespace"].as_str().unwrap_or("").to_owned(),
-                        properties_text(&n["properties"]),
-                    ]);
-                }
-                match page.value["nextPageToken"].as_str() {
-                    Some(t) => token = Some(t.to_owned()),
-                    None => break,
-                }
-            }
+            ctx.each_page(&base, &[], "namespaces", |n| {
+                rows.push(vec![
+                    n["namespace"].as_str().unwrap_or("").to_owned(),
+                    properties_text(&n["properties"]),
+                ]);
+            })?;
             if !ctx.json {
                 table(&rows);
             }

@@ -72,6 +72,19 @@ fn count(run: &Running, sql: &str, at: &str) -> i64 {
         .unwrap_or_else(|| panic!("no count in {:?}", r.body))
 }
 
+/// A CSV file whose types are inferred from its first 10,000 rows and broken by row 10,040:
+/// an import of it starts, then fails midway.
+pub(crate) fn midway_csv(dir: &Path) -> PathBuf {
+    let rows = (0..10_050).map(|i| {
+        if i == 10_040 {
+            "oops,n".to_owned()
+        } else {
+            format!("{i},n{i}")
+        }
+    });
+    csv(dir, "midway.csv", "id,name", rows)
+}
+
 pub(crate) fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -735,15 +748,7 @@ fn a_failed_import_changes_nothing_and_its_work_is_sealed() {
     std::fs::create_dir_all(&dir).unwrap();
     run.namespace("main", "db");
     let head = run.head("main");
-    // Types are inferred from the first 10,000 rows; row 10,040 breaks them midway.
-    let rows = (0..10_050).map(|i| {
-        if i == 10_040 {
-            "oops,n".to_owned()
-        } else {
-            format!("{i},n{i}")
-        }
-    });
-    let f = csv(&dir, "midway.csv", "id,name", rows);
+    let f = midway_csv(&dir);
     let out = run.floe(&cfg, &["--json", "import", p(&f), "--table", "db.t"]);
     out.expect(1);
     let e = out.json();

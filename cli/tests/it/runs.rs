@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::data::{csv, p, parquet};
+use crate::data::{midway_csv, p, parquet};
 use crate::harness::{Running, key};
 
 /// A failed import on `db.t` (a CSV whose types break after the inferred rows); returns
@@ -14,14 +14,7 @@ use crate::harness::{Running, key};
 fn failed_import(run: &Running) -> (String, String) {
     let dir = run.dir.path().join("files");
     std::fs::create_dir_all(&dir).unwrap();
-    let rows = (0..10_050).map(|i| {
-        if i == 10_040 {
-            "oops,n".to_owned()
-        } else {
-            format!("{i},n{i}")
-        }
-    });
-    let f = csv(&dir, "midway.csv", "id,name", rows);
+    let f = midway_csv(&dir);
     let out = run.floe(
         &run.config_dir(),
         &["--json", "import", p(&f), "--table", "db.t"],
