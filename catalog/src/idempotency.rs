@@ -142,28 +142,33 @@ impl Catalog {
     }
 
     /// Deletes idempotency records past their lifetime, applied and rejected: at most
-    /// `deletes_max`, examining at most `scan_max` of each kind. Returns how many it
-    /// deleted, and whether a bound stopped it early.
+    /// `deletes_max`, examining at most `scan_max` of each kind, each scan resuming at its
+    /// cursor (and starting over once it reaches the end). Returns how many it deleted, and
+    /// whether the deletion bound stopped it.
     pub(crate) fn expire_idempotency(
         &self,
         scan_max: usize,
         deletes_max: usize,
+        (applied_after, rejected_after): (&mut Option<String>, &mut Option<Vec<u8>>),
     ) -> CatalogResult<(usize, bool)> {
         let now = self.store.now_ms();
         let mut deleted = 0usize;
+        // A damaged value is as good as expired: it answers nothing.
+        let live = |value: &[u8]| parse(value).is_ok_and(|v| !expired(&v, now));
         // Applied records, stored by the store with their ref moves.
-        let mut after: Option<String> = None;
         let mut scanned = 0usize;
-        loop {
-            let page = self.store.idempotency_records(after.as_deref(), 1_000)?;
+        while scanned < scan_max {
+            let page = self
+                .store
+                .idempotency_records(applied_after.as_deref(), 1_000)?;
             let Some((last, _, _)) = page.last() else {
+                *applied_after = None;
                 break;
             };
-            after = Some(last.clone());
+            *applied_after = Some(last.clone());
             for (key, outcome, stored) in &page {
                 scanned += 1;
-                // A damaged value is as good as expired: it answers nothing.
-                if parse(&outcome.value).is_ok_and(|v| !expired(&v, now)) {
+                if live(&outcome.value) {
                     continue;
                 }
                 if deleted >= deletes_max {
@@ -171,33 +176,27 @@ impl Catalog {
                 }
                 deleted += usize::from(self.store.remove_idempotency(key, stored)?);
             }
-            if scanned >= scan_max {
-                return Ok((deleted, true));
-            }
         }
         // Recorded rejections.
-        let mut after: Option<Vec<u8>> = None;
         let mut scanned = 0usize;
-        loop {
+        while scanned < scan_max {
             let page = self
                 .store
-                .meta_scan(REJECTED_PREFIX, after.as_deref(), 1_000)?;
+                .meta_scan(REJECTED_PREFIX, rejected_after.as_deref(), 1_000)?;
             let Some((last, _)) = page.last() else {
+                *rejected_after = None;
                 break;
             };
-            after = Some(last.to_vec());
+            *rejected_after = Some(last.to_vec());
             for (key, value) in &page {
                 scanned += 1;
-                if parse(value).is_ok_and(|v| !expired(&v, now)) {
+                if live(value) {
                     continue;
                 }
                 if deleted >= deletes_max {
                     return Ok((deleted, true));
                 }
                 deleted += usize::from(self.store.meta_cas(key, Some(value), None)?);
-            }
-            if scanned >= scan_max {
-                return Ok((deleted, true));
             }
         }
         Ok((deleted, false))

@@ -65,6 +65,8 @@ pub struct Catalog {
     warehouse: Option<Arc<Warehouse>>,
     /// Metadata files by location (they never change).
     metadata: Arc<metadata_cache::MetadataCache>,
+    /// Where the next maintenance pass resumes (shared by every clone of the catalog).
+    maintenance: Arc<parking_lot::Mutex<runs::MaintenanceCursor>>,
 }
 
 impl Catalog {
@@ -79,6 +81,7 @@ impl Catalog {
             policy,
             warehouse: None,
             metadata: Arc::default(),
+            maintenance: Arc::default(),
         }
     }
 
@@ -217,8 +220,12 @@ impl WriterHeads<'_> {
         if out.as_ref().is_err_and(CatalogError::is_outcome_unknown) {
             return out;
         }
-        if let Some(head) = self.last.get() {
-            self.catalog.store.settle(&self.name, Some(&head))?;
+        match self.last.get() {
+            Some(head) => self.catalog.store.settle(&self.name, Some(&head))?,
+            // Not even the head was read (the branch's deletion is pending, say): the
+            // answer rests on the ref's newest move.
+            None if out.is_err() => self.catalog.store.settle(&self.name, None)?,
+            None => {}
         }
         out
     }

@@ -23,17 +23,22 @@ use crate::Catalog;
 use crate::error::{CatalogError, CatalogResult};
 use crate::warehouse::block_on;
 
-/// Manifests one commit's new snapshots may add (each is read to check its files).
+/// Manifests one commit's new snapshots (or one registration's snapshots) may add: each is
+/// read once to check its files.
 pub const NEW_MANIFESTS_MAX: usize = 10_000;
 
-/// True when `path` lies strictly inside the folder `location` (both URLs or paths).
+/// True when `path` lies strictly inside the folder `location` (both URLs or paths), with
+/// no segment that is, or percent-decodes to, `.` or `..` (a client that decodes URIs
+/// would step out through it; floe's own names never make one).
 pub(crate) fn inside(location: &str, path: &str) -> bool {
     let location = location.trim_end_matches('/');
+    let step = |segment: &str| {
+        let decoded = segment.replace("%2E", ".").replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    };
     path.strip_prefix(location)
         .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
-        && !path
-            .split('/')
-            .any(|segment| segment == "." || segment == "..")
+        && !path.split('/').any(step)
 }
 
 impl Catalog {
@@ -53,8 +58,8 @@ impl Catalog {
         )
     }
 
-    /// Refuses new snapshots (in `after`, not in `before`) that name files outside the
-    /// table's location.
+    /// Refuses new snapshots (in `after`, not in `before`; every snapshot of a table being
+    /// registered) that name files outside the table's location.
     pub(crate) fn check_new_snapshots(
         &self,
         before: Option<&TableMetadata>,
@@ -90,7 +95,7 @@ impl Catalog {
                 CatalogError::Invalid(format!("manifest list {path} does not parse: {e}"))
             })
         };
-        let mut checked = 0usize;
+        let mut checked: HashSet<String> = HashSet::new();
         for snapshot in new {
             let list = read_list(snapshot.manifest_list())?;
             // Manifests the parent snapshot listed were checked when they were added.
@@ -110,11 +115,12 @@ impl Catalog {
                 if !inside(&location, &manifest.manifest_path) {
                     return Err(outside("manifest", &manifest.manifest_path));
                 }
-                if inherited.contains(&manifest.manifest_path) {
+                if inherited.contains(&manifest.manifest_path)
+                    || !checked.insert(manifest.manifest_path.clone())
+                {
                     continue;
                 }
-                checked += 1;
-                if checked > NEW_MANIFESTS_MAX {
+                if checked.len() > NEW_MANIFESTS_MAX {
                     return Err(CatalogError::Invalid(format!(
                         "a commit adds at most {NEW_MANIFESTS_MAX} manifests (NEW_MANIFESTS_MAX)"
                     )));
@@ -136,6 +142,14 @@ impl Catalog {
     }
 }
 
+/// The version in a metadata file's name: `<n>-<uuid>...` or Hadoop's `v<n>....`.
+pub(crate) fn file_version(file: &str) -> Option<u64> {
+    match file.strip_prefix('v') {
+        Some(rest) => rest.split('.').next()?.parse().ok(),
+        None => file.split('-').next()?.parse().ok(),
+    }
+}
+
 /// Where a table's next metadata file goes: the next version after the current file's, in
 /// floe's `<n>-<uuid>.metadata.json` form. A registered table whose file is named otherwise
 /// (Hadoop's `v<n>.metadata.json`, or anything else under `<location>/metadata/`) continues
@@ -149,12 +163,8 @@ pub(crate) fn next_metadata_location(
         return Ok(parsed.with_next_version().with_new_metadata(metadata));
     }
     let file = current.rsplit('/').next().unwrap_or_default();
-    let hadoop = file
-        .strip_prefix('v')
-        .and_then(|rest| rest.split('.').next())
-        .and_then(|n| n.parse::<i32>().ok());
-    let version = match hadoop {
-        Some(n) => n.saturating_add(1),
+    let version = match file_version(file) {
+        Some(n) => i32::try_from(n.saturating_add(1)).unwrap_or(i32::MAX),
         None => i32::try_from(metadata.metadata_log().len()).unwrap_or(i32::MAX - 1) + 1,
     };
     let next = format!(
@@ -183,5 +193,8 @@ mod tests {
         assert!(!inside(t, "file:///w/db/t-10/data/a.parquet"));
         assert!(!inside(t, "file:///w/db/t-1/../t-2/data/a.parquet"));
         assert!(!inside(t, "file:///w/db/t-2/data/a.parquet"));
+        assert!(!inside(t, "file:///w/db/t-1/%2E%2E/t-2/data/a.parquet"));
+        assert!(!inside(t, "file:///w/db/t-1/.%2e/t-2/data/a.parquet"));
+        assert!(inside(t, "file:///w/db/t-1/data/%2Ehidden=1/a.parquet"));
     }
 }

@@ -374,10 +374,9 @@ impl Catalog {
                     dup.key
                 )));
             }
-            // New locations this request took for tables it creates (its own retries may
-            // find their folders made by an earlier attempt).
+            // Locations this request's creates took (its own retries find their metadata).
             let mut claimed = HashSet::new();
-            for attempt in 0..COMMIT_RETRIES_MAX {
+            for _ in 0..COMMIT_RETRIES_MAX {
                 let head = heads.read()?;
                 let mut ops = Vec::new();
                 let mut results = Vec::new();
@@ -420,10 +419,9 @@ impl Catalog {
                 }
                 match self.store.commit(&name, None, ops, meta, &ctx) {
                     Ok(_) => return Ok(results),
-                    Err(e) if changed_under_us(&e, &changes) => {
-                        // Wait for the concurrent writer's commit to become durable, then reload.
-                        std::thread::sleep(std::time::Duration::from_millis(1 << attempt.min(6)));
-                    }
+                    // The store answered once the concurrent writer's commit was durable
+                    // (a conflict waits for the head it was evaluated at): reload.
+                    Err(e) if changed_under_us(&e, &changes) => continue,
                     Err(e) => return Err(table_conflict(e, &changes[0].key)),
                 }
             }
@@ -574,16 +572,6 @@ impl Catalog {
                          (stage-create the table to get it)"
                     )));
                 }
-                // Only a new location: another table's folder, or a dropped table's (its
-                // files stay), is not this table's to write into.
-                if !claimed.contains(&l) {
-                    if warehouse.resolve(&l)?.exists() {
-                        return Err(CatalogError::Invalid(format!(
-                            "location {l} is in use (another table, or a dropped one, has files there); stage-create the table again to get a new one"
-                        )));
-                    }
-                    claimed.insert(l.clone());
-                }
                 l
             }
             None => warehouse.table_location(
@@ -610,6 +598,7 @@ impl Catalog {
         }
         let metadata = builder.build().map_err(iceberg_error)?.metadata;
         self.check_paths(&metadata)?;
+        self.check_location_unused(&metadata, claimed)?;
         self.check_new_snapshots(None, &metadata)?;
         let first = MetadataLocation::new_with_metadata(&location, &metadata);
         let metadata_location = self.write_metadata(&first, &metadata)?;
@@ -624,6 +613,36 @@ impl Catalog {
             content_hash: Some(content.hash()),
         };
         Ok((table, new_content_ops(key, content)))
+    }
+
+    /// Refuses a new table's location when table metadata is there already: another
+    /// table's, or a dropped one's (its files stay). Data files and manifests a client
+    /// wrote for this create before committing it (stage, write, commit) are expected; only
+    /// floe writes metadata files. The locations this request's earlier attempts took are
+    /// its own (`claimed`). A later request that retries a failed create finds the metadata
+    /// its first attempt wrote, and is told to stage the table again.
+    fn check_location_unused(
+        &self,
+        metadata: &TableMetadata,
+        claimed: &mut HashSet<String>,
+    ) -> CatalogResult<()> {
+        let location = metadata.location().trim_end_matches('/').to_owned();
+        if claimed.contains(&location) {
+            return Ok(());
+        }
+        let folder = self.warehouse()?.resolve(&format!("{location}/metadata"))?;
+        let used = std::fs::read_dir(&folder).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".metadata.json"))
+        });
+        if used {
+            return Err(CatalogError::Invalid(format!(
+                "location {location} is in use: table metadata is there already (another table's, a dropped one's, or an earlier attempt's); stage-create the table again to get a new location"
+            )));
+        }
+        claimed.insert(location);
+        Ok(())
     }
 
     /// Refuses table properties that would send writers outside the table's location
@@ -642,6 +661,24 @@ impl Catalog {
                 return Err(CatalogError::Invalid(format!(
                     "table property {key} must point inside the table's location {location}, not {:?}",
                     value.chars().take(200).collect::<String>()
+                )));
+            }
+        }
+        // Statistics files (set-statistics, set-partition-statistics) are the table's
+        // files too.
+        let statistics = metadata
+            .statistics_iter()
+            .map(|s| s.statistics_path.as_str())
+            .chain(
+                metadata
+                    .partition_statistics_iter()
+                    .map(|s| s.statistics_path.as_str()),
+            );
+        for path in statistics {
+            if !crate::table_files::inside(location, path) {
+                return Err(CatalogError::Invalid(format!(
+                    "statistics file {} is outside the table's location {location}; a table's files live under its own location",
+                    path.chars().take(300).collect::<String>()
                 )));
             }
         }
@@ -1053,6 +1090,8 @@ impl Catalog {
                 )));
             }
             self.check_paths(&cached.metadata)?;
+            // A registered table's own location is its root: every snapshot's files too.
+            self.check_new_snapshots(None, &cached.metadata)?;
             let head = heads.read()?;
             self.namespace_exists(head, &namespace)?;
             if self.store.content_ref_at(head, key)?.is_some() {

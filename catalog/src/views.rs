@@ -102,13 +102,13 @@ fn view_content(id: ContentId, metadata_location: &str, m: &ViewMetadata) -> Con
 }
 
 /// `<location>/metadata/<version:05>-<uuid>.metadata.json`, the version one past the
-/// previous file's (0 for a new view).
+/// previous file's (`<n>-<uuid>` or Hadoop's `v<n>`; 0 for a new view, or a registered one
+/// named otherwise).
 fn next_metadata_location(location: &str, previous: Option<&str>) -> String {
     let version = previous
         .and_then(|p| p.rsplit('/').next())
-        .and_then(|f| f.split('-').next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(0, |v| v + 1);
+        .and_then(crate::table_files::file_version)
+        .map_or(0, |v| v.saturating_add(1));
     format!(
         "{location}/metadata/{version:05}-{}.metadata.json",
         uuid::Uuid::now_v7()
@@ -264,7 +264,7 @@ impl Catalog {
         let name = self.authorize_content_write(principal, branch, key)?;
         let heads = self.writer_heads(&name);
         let out = (|| -> CatalogResult<LoadedView> {
-            for attempt in 0..COMMIT_RETRIES_MAX {
+            for _ in 0..COMMIT_RETRIES_MAX {
                 let head = heads.read()?;
                 let current = self
                     .view_at(head, key)?
@@ -308,9 +308,8 @@ impl Catalog {
                             content_hash: content.hash(),
                         });
                     }
-                    Err(e) if crate::tables::is_key_conflict(&e, key) => {
-                        std::thread::sleep(std::time::Duration::from_millis(1 << attempt.min(6)));
-                    }
+                    // Another writer changed the view: reload (the conflict waited for its head).
+                    Err(e) if crate::tables::is_key_conflict(&e, key) => continue,
                     Err(e) => return Err(self.content_conflict(e, key, ContentKind::IcebergView)),
                 }
             }

@@ -33,15 +33,19 @@ pub enum KeyError {
         max = KEY_ELEMENT_BYTES_MAX
     )]
     ElementTooLong { index: usize, bytes: usize },
+    #[error("key element {0} is `.` or `..`, which reads as a path step; name it otherwise")]
+    PathStep(usize),
 }
 
 /// One key element as one path segment (a folder name in the warehouse): ASCII letters,
-/// digits, `_` and `-` stay, and `.` unless it leads; every other byte becomes `%XX`. So no
-/// segment is `.` or `..`, holds a separator, or needs quoting in a URL.
+/// digits, `_` and `-` stay, and `.` unless the element starts with one; every other byte
+/// becomes `%XX`. So no segment is `.` or `..`, nor decodes to one, holds a separator, or
+/// needs quoting in a URL.
 pub fn escape_element(element: &str) -> String {
     let mut out = String::with_capacity(escaped_len(element));
-    for (i, b) in element.bytes().enumerate() {
-        if keeps(i, b) {
+    let dotted = element.starts_with('.');
+    for b in element.bytes() {
+        if keeps(dotted, b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -52,15 +56,15 @@ pub fn escape_element(element: &str) -> String {
 
 /// The length of `escape_element(element)`.
 pub fn escaped_len(element: &str) -> usize {
+    let dotted = element.starts_with('.');
     element
         .bytes()
-        .enumerate()
-        .map(|(i, b)| if keeps(i, b) { 1 } else { 3 })
+        .map(|b| if keeps(dotted, b) { 1 } else { 3 })
         .sum()
 }
 
-fn keeps(i: usize, b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0)
+fn keeps(dotted: bool, b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && !dotted)
 }
 
 impl ContentKey {
@@ -90,6 +94,9 @@ impl ContentKey {
                 return Err(KeyError::ControlCharacter(i));
             }
             if bound_elements {
+                if element == "." || element == ".." {
+                    return Err(KeyError::PathStep(i));
+                }
                 let bytes = escaped_len(element);
                 if bytes > KEY_ELEMENT_BYTES_MAX {
                     return Err(KeyError::ElementTooLong { index: i, bytes });
@@ -252,8 +259,12 @@ mod tests {
         assert_eq!(escape_element(&punct).len(), KEY_ELEMENT_BYTES_MAX);
         assert!(ContentKey::new([punct.as_str()]).is_ok());
         assert!(ContentKey::new([format!("{punct}!")]).is_err());
-        // A leading dot is escaped, an inner one is not.
-        assert_eq!(escape_element(".a.b"), "%2Ea.b");
+        // Dots stay, unless the element starts with one: then none can form `..` again.
+        assert_eq!(escape_element("a.b.c"), "a.b.c");
+        assert_eq!(escape_element(".a.b"), "%2Ea%2Eb");
+        assert_eq!(escape_element("..."), "%2E%2E%2E");
+        assert_eq!(ContentKey::new(["db", ".."]), Err(KeyError::PathStep(1)));
+        assert_eq!(ContentKey::new(["."]), Err(KeyError::PathStep(0)));
         // Keys stored before the bound was enforced stay readable.
         let stored = ContentKey::build([over.as_str()], false).unwrap();
         assert_eq!(

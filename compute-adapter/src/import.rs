@@ -819,8 +819,10 @@ impl Work {
         if self.mode != ImportMode::Create
             && table.metadata.current_schema().as_struct() != self.schema.as_struct()
         {
-            return Err(ImportError::Catalog(CatalogError::CommitFailed(format!(
-                "the schema of {} changed while the import started; run it again",
+            // A concurrent change, not this request's fault: a retry runs it again (never a
+            // recorded answer).
+            return Err(ImportError::Catalog(CatalogError::Contention(format!(
+                "the schema of {} (it changed while the import started)",
                 self.table
             ))));
         }

@@ -26,6 +26,9 @@ pub struct ImportFile {
     pub held: Option<Arc<File>>,
 }
 
+/// Server-side sources one import may name: each is held open until the import ends.
+pub const SERVER_SOURCES_MAX: usize = 256;
+
 /// Why a server-side source cannot be imported.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -71,6 +74,19 @@ impl ImportFile {
             name: name.to_owned(),
             error,
         };
+        let under_a_root = |real: &Path| {
+            roots.iter().any(|root| {
+                std::fs::canonicalize(root)
+                    .is_ok_and(|root| real.starts_with(&root) && real != root)
+            })
+        };
+        // What the path names now, before anything is opened (opening a device can act):
+        // a path that leads out is refused without an open. The check that counts is the
+        // one on the descriptor, below.
+        let named = std::fs::canonicalize(path).map_err(cannot)?;
+        if !under_a_root(&named) {
+            return Err(SourceError::Outside(name.to_owned()));
+        }
         let file = File::options()
             .read(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
@@ -79,10 +95,7 @@ impl ImportFile {
         between();
         let real =
             std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(cannot)?;
-        let inside = roots.iter().any(|root| {
-            std::fs::canonicalize(root).is_ok_and(|root| real.starts_with(&root) && real != root)
-        });
-        if !inside {
+        if !under_a_root(&real) {
             return Err(SourceError::Outside(name.to_owned()));
         }
         let meta = file.metadata().map_err(cannot)?;

@@ -237,18 +237,9 @@ impl Catalog {
 
     /// Settles runs a stopped server left running: succeeded when the landing commit is on
     /// the target, failed otherwise. Returns the runs it settled. Called once at start,
-    /// before anything runs.
+    /// before anything runs. (While runs are live, the maintenance pass settles only the
+    /// ones that landed.)
     pub fn recover_runs(&self) -> CatalogResult<Vec<RunRecord>> {
-        self.settle_runs(true)
-    }
-
-    /// Settles running records whose landing exists (their bookkeeping failed after the
-    /// landing): safe while runs are live, since a landed run is done.
-    pub fn settle_landed_runs(&self) -> CatalogResult<Vec<RunRecord>> {
-        self.settle_runs(false)
-    }
-
-    fn settle_runs(&self, fail_unlanded: bool) -> CatalogResult<Vec<RunRecord>> {
         let mut settled = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
@@ -268,11 +259,10 @@ impl Catalog {
                     Some(commit) => {
                         self.finish_run(&record, RunState::Succeeded, Some(commit), None)?
                     }
-                    None if fail_unlanded => self.fail_run(
+                    None => self.fail_run(
                         &record,
                         "the server stopped before the run finished; nothing landed",
                     )?,
-                    None => continue,
                 }
                 settled.push(self.run_record(&record.id)?.unwrap_or(record));
             }

@@ -35,6 +35,7 @@ mod tests;
 
 pub use answers::{RUN_ANSWER_BYTES_MAX, StoredAnswer};
 pub use landing::{Landed, Landing};
+pub(crate) use retention::MaintenanceCursor;
 pub use retention::{Retention, RetentionReport};
 
 /// The commit property naming the run a commit belongs to.
@@ -202,12 +203,14 @@ impl Catalog {
             &self.write_ctx(&executor, None, ""),
         );
         if let Err(e) = forked {
-            let _ = self.finish_run(
-                &record,
-                RunState::Failed,
-                None,
-                Some(format!("its branch could not be created: {e}")),
-            );
+            let why = format!("its branch could not be created: {e}");
+            if let Err(bookkeeping) = self.finish_run(&record, RunState::Failed, None, Some(why)) {
+                // Said, not only logged: the record stays running until a restart settles it.
+                return Err(CatalogError::Invalid(format!(
+                    "run {} could not start ({e}), and its record could not say so ({bookkeeping}); a restart settles it",
+                    record.id
+                )));
+            }
             return Err(e.into());
         }
         Ok((record, executor))
@@ -227,9 +230,15 @@ impl Catalog {
     /// which its commits may be branched from, merged, cherry-picked and reset to. Whoever
     /// may merge into the run's target may promote it.
     pub fn promote_run(&self, principal: &Principal, id: &str) -> CatalogResult<RunRecord> {
-        let record = self
-            .run_record(id)?
-            .ok_or_else(|| CatalogError::RunNotFound(id.chars().take(100).collect()))?;
+        let not_found = || CatalogError::RunNotFound(id.chars().take(100).collect());
+        if uuid::Uuid::try_parse(id).is_err() {
+            return Err(not_found());
+        }
+        let stored = self
+            .store
+            .meta_get(&record_key(id))?
+            .ok_or_else(not_found)?;
+        let record: RunRecord = serde_json::from_slice(&stored).map_err(invalid_record)?;
         let target = RefName::parse(&record.target)
             .map_err(|e| CatalogError::Invalid(format!("run target: {e}")))?;
         self.authorize(
@@ -265,7 +274,16 @@ impl Catalog {
             promoted_ms: Some(self.now_ms()),
             ..record
         };
-        self.put_record(&promoted)?;
+        // Only over the record read (retention may have forgotten it meanwhile).
+        let new = serde_json::to_vec(&promoted).map_err(|e| {
+            CatalogError::Invalid(format!("run {} does not serialize: {e}", promoted.id))
+        })?;
+        if !self
+            .store
+            .meta_cas(&record_key(&promoted.id), Some(&stored), Some(&new))?
+        {
+            return Err(CatalogError::Contention(format!("the record of run {id}")));
+        }
         Ok(promoted)
     }
 
@@ -317,7 +335,8 @@ impl Catalog {
 
     /// A run's record.
     pub fn run_record(&self, id: &str) -> CatalogResult<Option<RunRecord>> {
-        if id.is_empty() || id.contains('/') {
+        // A run id is a UUID: anything else names no run (and never reaches the store).
+        if uuid::Uuid::try_parse(id).is_err() {
             return Ok(None);
         }
         match self.store.meta_get(&record_key(id))? {

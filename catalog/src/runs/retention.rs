@@ -4,17 +4,21 @@
 //! - a failed or cancelled run's branch stays (sealed) for `Retention::run_branches_ms`
 //!   after the run ended (default 7 days), then is deleted;
 //! - a finished run's record and its stored answer stay for `Retention::run_records_ms`
-//!   (default 30 days); a failed run's branch goes first;
+//!   (default 30 days); a failed run's branch goes first; a promoted run's record stays
+//!   (it is what lets the run's commits be used), and its branch's retention counts from
+//!   the promotion;
 //! - idempotency records stay for their advertised lifetime (`IDEMPOTENCY_LIFETIME_MS`);
-//! - a record left `running` whose landing exists (its bookkeeping failed) is settled.
+//! - a record left `running` whose landing exists (its bookkeeping failed) is settled, and a
+//!   landed run's branch that its landing could not delete is deleted.
 //!
-//! Every pass is bounded: it examines at most `MAINTENANCE_SCAN_MAX` entries and deletes
-//! at most `MAINTENANCE_DELETES_MAX` of each kind, and says when more is left.
+//! Every pass is bounded: it examines at most `MAINTENANCE_SCAN_MAX` entries of each kind
+//! (the next pass resumes where it stopped) and deletes at most `MAINTENANCE_DELETES_MAX`
+//! of each kind (`more` says so, and the server runs another pass at once).
 
 use serde::Serialize;
 
 use super::answers::answer_prefix;
-use super::{RECORD_PREFIX, RunRecord, RunState, invalid_record, record_key};
+use super::{RECORD_PREFIX, RunRecord, RunState, record_key};
 use crate::Catalog;
 use crate::auth::{Action, Principal, Target};
 use crate::error::CatalogResult;
@@ -59,9 +63,21 @@ pub struct RetentionReport {
     pub more: bool,
 }
 
+/// Where the next maintenance pass resumes each of its scans (a pass examines at most
+/// `MAINTENANCE_SCAN_MAX` entries of each kind; the next one goes on from there, and a
+/// scan that reaches the end starts over). One per catalog, behind a lock that also keeps
+/// two passes from running at once.
+#[derive(Debug, Default)]
+pub(crate) struct MaintenanceCursor {
+    runs: Option<Vec<u8>>,
+    applied: Option<String>,
+    rejected: Option<Vec<u8>>,
+}
+
 impl Catalog {
     /// One maintenance pass (the server runs one periodically; `POST /api/v1/maintenance`
-    /// runs one at once).
+    /// runs one at once). `more` means a deletion bound stopped it: another pass at once
+    /// has work. Entries past the scan bound are seen by the next pass.
     pub fn maintain(
         &self,
         principal: &Principal,
@@ -75,68 +91,110 @@ impl Catalog {
                 namespace: None,
             },
         )?;
-        let mut report = RetentionReport {
-            settled_runs: self.settle_landed_runs()?.len(),
-            ..RetentionReport::default()
-        };
-        self.expire_runs(retention, &mut report)?;
-        let (expired, more) =
-            self.expire_idempotency(MAINTENANCE_SCAN_MAX, MAINTENANCE_DELETES_MAX)?;
+        let mut guard = self.maintenance.lock();
+        let cursor = &mut *guard;
+        let mut report = RetentionReport::default();
+        self.expire_runs(retention, &mut report, &mut cursor.runs)?;
+        let (expired, more) = self.expire_idempotency(
+            MAINTENANCE_SCAN_MAX,
+            MAINTENANCE_DELETES_MAX,
+            (&mut cursor.applied, &mut cursor.rejected),
+        )?;
         report.expired_idempotency_records = expired;
         report.more |= more;
         Ok(report)
     }
 
-    /// Prunes failed runs' branches and forgets old records, within the pass's bounds.
+    /// Settles runs left running after they landed, prunes leftover run branches, and
+    /// forgets old records, within the pass's bounds, from `after` on.
     fn expire_runs(
         &self,
         retention: &Retention,
         report: &mut RetentionReport,
+        after: &mut Option<Vec<u8>>,
     ) -> CatalogResult<()> {
         let now = self.now_ms();
-        let mut after: Option<Vec<u8>> = None;
         let mut scanned = 0usize;
         loop {
             let page = self
                 .store
                 .meta_scan(RECORD_PREFIX.as_bytes(), after.as_deref(), 1_000)?;
             let Some((last, _)) = page.last() else {
+                // The end: the next pass starts over.
+                *after = None;
                 return Ok(());
             };
-            after = Some(last.to_vec());
+            *after = Some(last.to_vec());
             for (_, bytes) in &page {
                 scanned += 1;
-                let record: RunRecord = serde_json::from_slice(bytes).map_err(invalid_record)?;
-                let Some(finished) = record.finished_ms else {
+                // A damaged record is skipped, not a failed pass (a read of it says why).
+                let Ok(record) = serde_json::from_slice::<RunRecord>(bytes) else {
                     continue;
                 };
-                let age = now.saturating_sub(finished);
-                let unlanded = matches!(record.state, RunState::Failed | RunState::Cancelled);
-                let prune_branch = unlanded
-                    && (age >= retention.run_branches_ms || age >= retention.run_records_ms);
-                if prune_branch && report.pruned_run_branches < MAINTENANCE_DELETES_MAX {
-                    report.pruned_run_branches += usize::from(self.prune_run_branch(&record)?);
+                if report.pruned_run_branches >= MAINTENANCE_DELETES_MAX
+                    || report.expired_run_records >= MAINTENANCE_DELETES_MAX
+                {
+                    report.more = true;
+                    return Ok(());
                 }
-                if age >= retention.run_records_ms {
-                    if report.expired_run_records >= MAINTENANCE_DELETES_MAX {
-                        report.more = true;
-                        return Ok(());
-                    }
-                    if unlanded && self.store.get_ref(&record.branch()).is_ok() {
-                        // Its branch could not go yet (the deletion bound): keep the record.
-                        report.more = true;
-                        continue;
-                    }
-                    if self.forget_run(&record, bytes)? {
-                        report.expired_run_records += 1;
-                    }
-                }
+                self.retain_run(&record, bytes, retention, now, report)?;
             }
             if scanned >= MAINTENANCE_SCAN_MAX {
-                report.more = true;
                 return Ok(());
             }
         }
+    }
+
+    /// What retention does to one run.
+    fn retain_run(
+        &self,
+        record: &RunRecord,
+        stored: &[u8],
+        retention: &Retention,
+        now: i64,
+        report: &mut RetentionReport,
+    ) -> CatalogResult<()> {
+        let Some(finished) = record.finished_ms else {
+            // Running: settled if it landed (its bookkeeping failed after the landing).
+            if let Some(commit) = self.landing_commit(record)? {
+                self.finish_run(record, RunState::Succeeded, Some(commit), None)?;
+                report.settled_runs += 1;
+            }
+            return Ok(());
+        };
+        match record.state {
+            // A landed run's branch went with its landing; if that delete failed, now.
+            RunState::Succeeded => {
+                if self.store.get_ref(&record.branch()).is_ok() {
+                    report.pruned_run_branches += usize::from(self.prune_run_branch(record)?);
+                }
+            }
+            // A failed run's branch stays, sealed, for the branch retention; a promoted
+            // one's counts from its promotion.
+            RunState::Failed | RunState::Cancelled => {
+                let since = record.promoted_ms.unwrap_or(finished).max(finished);
+                if now.saturating_sub(since) >= retention.run_branches_ms
+                    && self.store.get_ref(&record.branch()).is_ok()
+                {
+                    report.pruned_run_branches += usize::from(self.prune_run_branch(record)?);
+                }
+            }
+            RunState::Running => {}
+        }
+        // A promoted run's record stays: it is what lets its commits be used, wherever
+        // they were branched to.
+        if record.promoted || now.saturating_sub(finished) < retention.run_records_ms {
+            return Ok(());
+        }
+        if self.store.get_ref(&record.branch()).is_ok() {
+            // Its branch is still there (branch retention longer than record retention):
+            // the record goes with a later pass, after the branch.
+            return Ok(());
+        }
+        if self.forget_run(record, stored)? {
+            report.expired_run_records += 1;
+        }
+        Ok(())
     }
 
     /// Deletes a run's branch; false when it was gone already.

@@ -112,8 +112,8 @@ fn a_merge_carrying_reserved_properties_is_refused() {
 }
 
 /// A failed run is sealed until promoted; `floe run list|show|promote` show and do it; its
-/// branch is pruned after `--run-retention` and its record forgotten after
-/// `--run-record-retention` (issue 14, item 13).
+/// branch is pruned after `--run-retention`; a finished run's record is forgotten after
+/// `--run-record-retention`, a promoted one's kept (issue 14, item 13).
 #[test]
 fn a_failed_run_is_promoted_then_pruned_and_forgotten_by_retention() {
     let mut run = Running::start_args(&["--run-retention", "0s", "--maintenance-interval", "1d"]);
@@ -188,9 +188,16 @@ fn a_failed_run_is_promoted_then_pruned_and_forgotten_by_retention() {
         "1d",
     ]);
     let pass = run.post("/api/v1/maintenance", Value::Null);
-    assert_eq!(pass.body["expiredRunRecords"], 2, "{:?}", pass.body);
-    assert_eq!(run.get(&format!("/api/v1/runs/{id}")).status, 404);
+    assert_eq!(pass.body["expiredRunRecords"], 1, "{:?}", pass.body);
     assert_eq!(run.get(&format!("/api/v1/runs/{ok_id}")).status, 404);
+    // The promoted run's record stays (it is what lets its work be used): the branch
+    // made from its work still branches, merges and resets.
+    assert_eq!(run.get(&format!("/api/v1/runs/{id}")).status, 200);
+    let again = run.post(
+        "/api/v1/refs",
+        json!({ "name": "rescue2", "from": "rescue" }),
+    );
+    assert_eq!(again.status, 201, "{:?}", again.body);
     // main's head is the succeeded import's landing commit, and stays usable.
     let from_main = run.post("/api/v1/refs", json!({ "name": "after", "from": "main" }));
     assert_eq!(from_main.status, 201, "{:?}", from_main.body);

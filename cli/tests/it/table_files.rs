@@ -71,7 +71,7 @@ fn assert_refused(r: &crate::harness::Reply, what: &str) {
 /// nothing of the other table: every read is confined to its own location.
 #[test]
 fn a_table_reads_and_commits_only_files_under_its_own_location() {
-    let s = Running::start();
+    let mut s = Running::start();
     s.namespace("main", "db");
     let b = imported(&s, "b", 0..50);
     let a = s.post(
@@ -129,8 +129,8 @@ fn a_table_reads_and_commits_only_files_under_its_own_location() {
     let count = s.query_json(json!({ "sql": "SELECT count(*) AS n FROM db.a" }));
     assert_eq!(count.body[0]["n"], 0, "{:?}", count.body);
 
-    // A table registered from a crafted file (its own folder, b's snapshots) reads none of
-    // b's rows: the read is refused as outside its location.
+    // Registering a crafted file (its own folder, b's snapshots) is refused the same way:
+    // a registered table's own location is its root.
     let c_location = format!(
         "{}/c-01a2a000-0000-7000-8000-000000000001",
         a_location.rsplit_once('/').unwrap().0
@@ -142,11 +142,31 @@ fn a_table_reads_and_commits_only_files_under_its_own_location() {
     std::fs::create_dir_all(&c_file).unwrap();
     let c_file = c_file.join("00000-01a2a000-0000-7000-8000-000000000002.metadata.json");
     std::fs::write(&c_file, crafted.to_string()).unwrap();
+    let register = |name: &str| {
+        s.post(
+            "/iceberg/v1/main/namespaces/db/register",
+            json!({"name": name, "metadata-location": format!("file://{}", c_file.display())}),
+        )
+    };
+    assert_refused(&register("c"), "a registration naming b's files");
+    // And should such metadata get past every check anyway (here: the file is changed on
+    // disk after a clean registration, then the server restarts with an empty cache), a
+    // query reads none of b's rows: the read is refused as outside c's location.
+    let mut clean = crafted.clone();
+    clean["snapshots"] = json!([]);
+    clean["snapshot-log"] = json!([]);
+    clean["refs"] = json!({});
+    clean["current-snapshot-id"] = json!(-1);
+    let clean_file =
+        c_file.with_file_name("00001-01a2a000-0000-7000-8000-000000000003.metadata.json");
+    std::fs::write(&clean_file, clean.to_string()).unwrap();
     let registered = s.post(
         "/iceberg/v1/main/namespaces/db/register",
-        json!({"name": "c", "metadata-location": format!("file://{}", c_file.display())}),
+        json!({"name": "c", "metadata-location": format!("file://{}", clean_file.display())}),
     );
     assert_eq!(registered.status, 200, "{:?}", registered.body);
+    std::fs::write(&clean_file, crafted.to_string()).unwrap();
+    s.restart_args(&[]);
     let read = s.query_json(json!({ "sql": "SELECT count(*) AS n FROM db.c" }));
     assert_eq!(read.status, 422, "b's rows through c: {:?}", read.body);
     assert_eq!(read.body["type"], "TableUnreadable", "{:?}", read.body);
@@ -334,4 +354,12 @@ fn a_table_uuid_and_a_location_belong_to_one_table() {
     assert_eq!(shared.status, 400, "{:?}", shared.body);
     let fresh = commit_create("main", "e", &staged("main", "e"));
     assert_eq!(fresh.status, 200, "{:?}", fresh.body);
+    // A client that stages a table, writes its data there, then commits the create (a
+    // create-table transaction with rows, a CTAS) finds its own folder already made.
+    let location = staged("main", "w");
+    let data = local(&location).join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("00000-0-x.parquet"), b"rows").unwrap();
+    let written = commit_create("main", "w", &location);
+    assert_eq!(written.status, 200, "{:?}", written.body);
 }

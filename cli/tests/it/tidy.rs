@@ -730,7 +730,11 @@ fn ignore_problems(source: &str) -> Vec<String> {
     let next_fn = |from: usize| {
         lines[from..]
             .iter()
-            .find(|l| l.starts_with("fn") || l.starts_with("asyncfn") || l.starts_with("pubfn"))
+            .find(|l| {
+                ["fn", "asyncfn", "pubfn", "pub(crate)fn"]
+                    .iter()
+                    .any(|f| l.starts_with(f))
+            })
             .cloned()
             .unwrap_or_default()
     };
@@ -745,7 +749,10 @@ fn ignore_problems(source: &str) -> Vec<String> {
                 problems.push(format!("{}: an ignored test not named `slow_*`", i + 1));
             }
         }
-        if line.starts_with("fnslow_") {
+        if ["fnslow_", "asyncfnslow_", "pubfnslow_", "pub(crate)fnslow_"]
+            .iter()
+            .any(|f| line.starts_with(f))
+        {
             let attributes = lines[..i].iter().rev().take_while(|l| l.starts_with("#["));
             let ignored = attributes.clone().any(|l| l.contains(IGNORE_ATTRIBUTE));
             let is_test = attributes.clone().any(|l| l.contains("test"));
@@ -1022,7 +1029,7 @@ parquet v58.0.0
         let good = format!("#[test]\n{slow}\nfn slow_a() {{}}\n#[test]\nfn b() {{}}\n");
         assert_eq!(ignore_problems(&good), Vec::<String>::new());
         let bad = format!(
-            "#[test]\n{ignore}\nfn slow_a() {{}}\n#[test]\n{slow}\nfn b() {{}}\n#[test]\nfn slow_c() {{}}\n"
+            "#[test]\n{ignore}\nfn slow_a() {{}}\n#[test]\n{slow}\nfn b() {{}}\n#[test]\nfn slow_c() {{}}\n#[tokio::test]\nasync fn slow_d() {{}}\n"
         );
         assert_eq!(
             ignore_problems(&bad),
@@ -1030,6 +1037,7 @@ parquet v58.0.0
                 "2: an ignore attribute without a `slow:` reason",
                 "5: an ignored test not named `slow_*`",
                 "8: a `slow_*` test that is not ignored",
+                "10: a `slow_*` test that is not ignored",
             ]
         );
     }

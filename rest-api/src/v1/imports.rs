@@ -268,6 +268,14 @@ async fn staged(
             "the multipart body has no `request` part (JSON: table, branch, mode, dryRun, force, sources)",
         ));
     };
+    // Each server-side source stays open (one descriptor) until the import ends.
+    if body.sources.len() > floe_compute::source::SERVER_SOURCES_MAX {
+        return Err(ApiError::bad_request(format!(
+            "an import names at most {} server-side files (SERVER_SOURCES_MAX), got {}; import them in several runs",
+            floe_compute::source::SERVER_SOURCES_MAX,
+            body.sources.len()
+        )));
+    }
     for source in &body.sources {
         files.push(server_file(state, source).await?);
     }
