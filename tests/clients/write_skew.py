@@ -8,6 +8,8 @@ import threading
 import time
 
 import pyarrow as pa
+from pyiceberg.io.pyarrow import PyArrowFileIO
+from pyiceberg.manifest import write_manifest_list
 
 from floe_client import api, catalog
 
@@ -34,15 +36,31 @@ def add_column(meta, column):
 def append(meta, n):
     snapshot_id = int(time.time() * 1000) * 10 + n
     parent = meta.get("current-snapshot-id")
+    if parent is not None and parent < 0:
+        parent = None
+    sequence = meta.get("last-sequence-number", 0) + 1
+    # The snapshot's manifest list is written first, as every client does (floe reads it
+    # to check that the snapshot names only the table's own files); empty: the control is
+    # about landing, not data.
+    manifest_list = meta["location"] + f"/metadata/snap-{snapshot_id}.avro"
+    with write_manifest_list(
+        format_version=2,
+        output_file=PyArrowFileIO().new_output(manifest_list),
+        snapshot_id=snapshot_id,
+        parent_snapshot_id=parent,
+        sequence_number=sequence,
+        avro_compression="null",
+    ) as writer:
+        writer.add_manifests([])
     snapshot = {
         "snapshot-id": snapshot_id,
         "timestamp-ms": int(time.time() * 1000),
-        "sequence-number": meta.get("last-sequence-number", 0) + 1,
-        "manifest-list": meta["location"] + f"/metadata/snap-{snapshot_id}.avro",
+        "sequence-number": sequence,
+        "manifest-list": manifest_list,
         "summary": {"operation": "append"},
         "schema-id": meta["current-schema-id"],
     }
-    if parent is not None and parent >= 0:
+    if parent is not None:
         snapshot["parent-snapshot-id"] = parent
     return [
         {"action": "add-snapshot", "snapshot": snapshot},

@@ -153,6 +153,7 @@ pub async fn get_run(
         ("Idempotency-Key" = Option<String>, Header, description = "A UUIDv7; a retry with the same key gets the same answer")),
     responses(
         (status = 200, description = "The run, promoted: its commits may be used (promoting twice changes nothing)", body = RunBody),
+        (status = 400, description = "Invalid input (an Idempotency-Key that is not a UUIDv7)", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "The run is running or succeeded: only a failed or cancelled run is promoted", body = ErrorBody),
         (status = 422, description = "The Idempotency-Key was used for another request", body = ErrorBody),
