@@ -67,6 +67,8 @@ pub struct Catalog {
     metadata: Arc<metadata_cache::MetadataCache>,
     /// Where the next maintenance pass resumes (shared by every clone of the catalog).
     maintenance: Arc<parking_lot::Mutex<runs::MaintenanceCursor>>,
+    /// Manifest lists commits checked (what the next commit of a table inherits).
+    verified_lists: Arc<table_files::VerifiedLists>,
 }
 
 impl Catalog {
@@ -82,6 +84,7 @@ impl Catalog {
             warehouse: None,
             metadata: Arc::default(),
             maintenance: Arc::default(),
+            verified_lists: Arc::default(),
         }
     }
 

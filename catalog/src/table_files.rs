@@ -11,17 +11,17 @@
 //! Also here: the name of a table's next metadata file, derived from the current one's
 //! (`<n>-<uuid>.metadata.json`, or a registered table's Hadoop-style `v<n>.metadata.json`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 
 use iceberg::MetadataLocation;
 use iceberg::io::FileIO;
-use iceberg::spec::{ManifestList, TableMetadata};
+use iceberg::spec::{Manifest, ManifestList, TableMetadata};
+use parking_lot::Mutex;
 
 use crate::Catalog;
 use crate::error::{CatalogError, CatalogResult};
-use crate::warehouse::block_on;
 
 /// Manifests one commit's new snapshots (or one registration's snapshots) may add: each is
 /// read once to check its files.
@@ -39,6 +39,47 @@ pub(crate) fn inside(location: &str, path: &str) -> bool {
     path.strip_prefix(location)
         .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
         && !path.split('/').any(step)
+}
+
+/// Manifest lists whose files a commit checked (a list names one content forever), with
+/// the manifests they list: the parent list the next commit of the table inherits from.
+/// Bounded by the manifest paths it holds; when full it forgets a quarter of its lists.
+#[derive(Debug, Default)]
+pub(crate) struct VerifiedLists {
+    /// The lists by path, and how many manifest paths they hold in all.
+    inner: Mutex<(HashMap<String, ListedManifests>, usize)>,
+}
+
+/// The manifests one checked list names.
+type ListedManifests = Arc<HashSet<String>>;
+
+/// Manifest paths the verified-list cache holds at most.
+const VERIFIED_MANIFESTS_MAX: usize = 1_000_000;
+
+impl VerifiedLists {
+    fn get(&self, path: &str) -> Option<Arc<HashSet<String>>> {
+        self.inner.lock().0.get(path).cloned()
+    }
+
+    fn insert(&self, path: String, manifests: HashSet<String>) {
+        if manifests.len() > VERIFIED_MANIFESTS_MAX / 4 {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        let (lists, held) = &mut *inner;
+        if *held + manifests.len() > VERIFIED_MANIFESTS_MAX {
+            let forget: Vec<String> = lists.keys().take(lists.len() / 4 + 1).cloned().collect();
+            for k in forget {
+                if let Some(m) = lists.remove(&k) {
+                    *held -= m.len();
+                }
+            }
+        }
+        *held += manifests.len();
+        if let Some(old) = lists.insert(path, Arc::new(manifests)) {
+            *held -= old.len();
+        }
+    }
 }
 
 impl Catalog {
@@ -77,39 +118,49 @@ impl Catalog {
             return Ok(());
         }
         let location = after.location().trim_end_matches('/').to_owned();
+        let warehouse = self.warehouse()?;
         let outside = |what: &str, path: &str| {
             CatalogError::Invalid(format!(
                 "{what} {} is outside the table's location {location}; a table's files live under its own location",
                 path.chars().take(300).collect::<String>()
             ))
         };
-        let file_io = self.table_file_io(after)?;
-        let read_list = |path: &str| -> CatalogResult<ManifestList> {
+        let read = |what: &str, path: &str| -> CatalogResult<Vec<u8>> {
             if !inside(&location, path) {
-                return Err(outside("manifest list", path));
+                return Err(outside(what, path));
             }
-            let bytes = block_on(async { file_io.new_input(path)?.read().await }).map_err(|e| {
-                CatalogError::Invalid(format!("cannot read manifest list {path}: {e}"))
-            })?;
-            ManifestList::parse_with_version(&bytes, after.format_version()).map_err(|e| {
-                CatalogError::Invalid(format!("manifest list {path} does not parse: {e}"))
-            })
+            warehouse
+                .read_small(path)
+                .map_err(|e| CatalogError::Invalid(format!("cannot read {what} {path}: {e}")))
+        };
+        let read_list = |path: &str| -> CatalogResult<ManifestList> {
+            ManifestList::parse_with_version(&read("manifest list", path)?, after.format_version())
+                .map_err(|e| {
+                    CatalogError::Invalid(format!("manifest list {path} does not parse: {e}"))
+                })
         };
         let mut checked: HashSet<String> = HashSet::new();
+        let mut verified: Vec<(String, HashSet<String>)> = Vec::new();
         for snapshot in new {
             let list = read_list(snapshot.manifest_list())?;
-            // Manifests the parent snapshot listed were checked when they were added.
-            let inherited: HashSet<String> = match snapshot
+            // Manifests the parent snapshot listed were checked when they were added (and
+            // its list, checked then, is usually still in the cache).
+            let parent = snapshot
                 .parent_snapshot_id()
                 .filter(|p| known.contains(p))
-                .and_then(|p| after.snapshot_by_id(p))
-            {
-                Some(parent) => read_list(parent.manifest_list())?
-                    .consume_entries()
-                    .into_iter()
-                    .map(|m| m.manifest_path)
-                    .collect(),
-                None => HashSet::new(),
+                .and_then(|p| after.snapshot_by_id(p));
+            let inherited: Arc<HashSet<String>> = match parent {
+                Some(parent) => match self.verified_lists.get(parent.manifest_list()) {
+                    Some(hit) => hit,
+                    None => Arc::new(
+                        read_list(parent.manifest_list())?
+                            .consume_entries()
+                            .into_iter()
+                            .map(|m| m.manifest_path)
+                            .collect(),
+                    ),
+                },
+                None => Arc::default(),
             };
             for manifest in list.entries() {
                 if !inside(&location, &manifest.manifest_path) {
@@ -125,9 +176,10 @@ impl Catalog {
                         "a commit adds at most {NEW_MANIFESTS_MAX} manifests (NEW_MANIFESTS_MAX)"
                     )));
                 }
-                let loaded = block_on(manifest.load_manifest(&file_io)).map_err(|e| {
+                let bytes = read("manifest", &manifest.manifest_path)?;
+                let loaded = Manifest::parse_avro(&bytes).map_err(|e| {
                     CatalogError::Invalid(format!(
-                        "cannot read manifest {}: {e}",
+                        "manifest {} does not parse: {e}",
                         manifest.manifest_path
                     ))
                 })?;
@@ -137,6 +189,17 @@ impl Catalog {
                     }
                 }
             }
+            verified.push((
+                snapshot.manifest_list().to_owned(),
+                list.entries()
+                    .iter()
+                    .map(|m| m.manifest_path.clone())
+                    .collect(),
+            ));
+        }
+        // Only once the whole commit passed: its lists are what later commits inherit.
+        for (path, manifests) in verified {
+            self.verified_lists.insert(path, manifests);
         }
         Ok(())
     }
