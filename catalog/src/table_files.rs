@@ -99,24 +99,28 @@ impl Catalog {
         )
     }
 
-    /// Refuses new snapshots (in `after`, not in `before`; every snapshot of a table being
-    /// registered) that name files outside the table's location.
+    /// Refuses new snapshots that name files outside the table's location: the snapshots
+    /// of `after` that `before` lacks — those `added` names (a commit's add-snapshot
+    /// updates), or with no `before`, every snapshot (a table created or registered).
     pub(crate) fn check_new_snapshots(
         &self,
         before: Option<&TableMetadata>,
         after: &TableMetadata,
+        added: &[i64],
     ) -> CatalogResult<()> {
-        let known: HashSet<i64> = before
-            .map(|m| m.snapshots().map(|s| s.snapshot_id()).collect())
-            .unwrap_or_default();
-        let new: Vec<_> = after
-            .snapshots()
-            .filter(|s| !known.contains(&s.snapshot_id()))
-            .cloned()
-            .collect();
+        // Looked up by id, never by walking every snapshot of a long-lived table.
+        let new: Vec<_> = match before {
+            Some(_) => added
+                .iter()
+                .filter_map(|id| after.snapshot_by_id(*id))
+                .cloned()
+                .collect(),
+            None => after.snapshots().cloned().collect(),
+        };
         if new.is_empty() {
             return Ok(());
         }
+        let known = |id: i64| before.is_some_and(|b| b.snapshot_by_id(id).is_some());
         let location = after.location().trim_end_matches('/').to_owned();
         let warehouse = self.warehouse()?;
         let outside = |what: &str, path: &str| {
@@ -147,7 +151,7 @@ impl Catalog {
             // its list, checked then, is usually still in the cache).
             let parent = snapshot
                 .parent_snapshot_id()
-                .filter(|p| known.contains(p))
+                .filter(|p| known(*p))
                 .and_then(|p| after.snapshot_by_id(p));
             let inherited: Arc<HashSet<String>> = match parent {
                 Some(parent) => match self.verified_lists.get(parent.manifest_list()) {

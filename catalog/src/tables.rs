@@ -498,7 +498,15 @@ impl Catalog {
         }
         let metadata = builder.build().map_err(iceberg_error)?.metadata;
         self.check_paths(&metadata)?;
-        self.check_new_snapshots(Some(&current.metadata), &metadata)?;
+        let added: Vec<i64> = change
+            .updates
+            .iter()
+            .filter_map(|u| match u {
+                TableUpdate::AddSnapshot { snapshot } => Some(snapshot.snapshot_id()),
+                _ => None,
+            })
+            .collect();
+        self.check_new_snapshots(Some(&current.metadata), &metadata, &added)?;
         let next = next_metadata_location(&location, &metadata)?;
         let metadata_location = self.write_metadata(&next, &metadata)?;
         let content = table_content(id, &metadata_location, &metadata);
@@ -599,7 +607,7 @@ impl Catalog {
         let metadata = builder.build().map_err(iceberg_error)?.metadata;
         self.check_paths(&metadata)?;
         self.check_location_unused(&metadata, claimed)?;
-        self.check_new_snapshots(None, &metadata)?;
+        self.check_new_snapshots(None, &metadata, &[])?;
         let first = MetadataLocation::new_with_metadata(&location, &metadata);
         let metadata_location = self.write_metadata(&first, &metadata)?;
         let id = table_id(&metadata);
@@ -1091,7 +1099,7 @@ impl Catalog {
             }
             self.check_paths(&cached.metadata)?;
             // A registered table's own location is its root: every snapshot's files too.
-            self.check_new_snapshots(None, &cached.metadata)?;
+            self.check_new_snapshots(None, &cached.metadata, &[])?;
             let head = heads.read()?;
             self.namespace_exists(head, &namespace)?;
             if self.store.content_ref_at(head, key)?.is_some() {
