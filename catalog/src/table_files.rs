@@ -43,7 +43,8 @@ pub(crate) fn inside(location: &str, path: &str) -> bool {
 
 /// Manifest lists whose files a commit checked (a list names one content forever), with
 /// the manifests they list: the parent list the next commit of the table inherits from.
-/// Bounded by the manifest paths it holds; when full it forgets a quarter of its lists.
+/// Bounded by what it holds (a list counts one, plus one per manifest); when full it
+/// forgets a quarter of its lists.
 #[derive(Debug, Default)]
 pub(crate) struct VerifiedLists {
     /// The lists by path, and how many manifest paths they hold in all.
@@ -62,22 +63,23 @@ impl VerifiedLists {
     }
 
     fn insert(&self, path: String, manifests: HashSet<String>) {
-        if manifests.len() > VERIFIED_MANIFESTS_MAX / 4 {
+        let size = 1 + manifests.len();
+        if size > VERIFIED_MANIFESTS_MAX / 4 {
             return;
         }
         let mut inner = self.inner.lock();
         let (lists, held) = &mut *inner;
-        if *held + manifests.len() > VERIFIED_MANIFESTS_MAX {
+        if *held + size > VERIFIED_MANIFESTS_MAX {
             let forget: Vec<String> = lists.keys().take(lists.len() / 4 + 1).cloned().collect();
             for k in forget {
                 if let Some(m) = lists.remove(&k) {
-                    *held -= m.len();
+                    *held -= 1 + m.len();
                 }
             }
         }
-        *held += manifests.len();
+        *held += size;
         if let Some(old) = lists.insert(path, Arc::new(manifests)) {
-            *held -= old.len();
+            *held -= 1 + old.len();
         }
     }
 }
