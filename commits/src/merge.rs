@@ -143,152 +143,163 @@ impl Store {
         resolver: &dyn Resolver,
         ctx: &WriteCtx,
     ) -> Result<MergeOutcome, WriteError> {
-        let out = (|| -> Result<MergeOutcome, WriteError> {
-            options.meta.check()?;
-            let source_commit = self
-                .commit_object(&source)
-                .map_err(|_| WriteError::CommitNotFound(source))?;
-            let sequencer = self.sequencer(target);
-            for _ in 0..COMMIT_CAS_RETRIES_MAX {
-                let guard = sequencer.lock();
-                let record = self.pending_branch(target, ctx)?;
-                let head = record.head;
-                check_expected(target, expected_head, head)?;
-                let nothing = |bases: Vec<Hash>| MergeOutcome {
-                    kind: MergeKind::NothingToMerge,
-                    dry_run: options.dry_run,
-                    target_head: head,
-                    head,
-                    merge_bases: bases,
-                    changes: Vec::new(),
-                };
-                // One walk answers both "already merged?" (the source is the base) and "from
-                // where?".
-                let bases = self.merge_bases(source, head)?;
-                if bases == [source] {
-                    return Ok(nothing(bases));
-                }
-                let head_commit = self.commit_object(&head)?;
-                let fast_forward = bases == [head];
-                if fast_forward
-                    && matches!(
-                        options.strategy,
-                        MergeStrategy::Normal | MergeStrategy::FastForwardOnly
-                    )
-                {
-                    let changes =
-                        self.all_changes(head_commit.key_index, source_commit.key_index)?;
-                    let outcome = MergeOutcome {
-                        kind: MergeKind::FastForward,
-                        dry_run: options.dry_run,
-                        target_head: head,
-                        head: source,
-                        merge_bases: bases,
-                        changes,
-                    };
-                    if options.dry_run {
-                        return Ok(outcome);
-                    }
-                    let new = crate::backend::RefRecord {
-                        head: source,
-                        ..record.clone()
-                    };
-                    match self.move_ref(
-                        target,
-                        record.kind,
-                        Some(head),
-                        Some(new),
-                        RefOperation::Merge,
-                        ctx,
-                        BTreeMap::new(),
-                    )? {
-                        CasOutcome::Applied { ticket, .. } => {
-                            drop(guard);
-                            self.acknowledge(ticket)?;
-                            return Ok(outcome);
-                        }
-                        CasOutcome::Mismatch { current } => {
-                            lost_race(target, expected_head, current)?;
-                            continue;
-                        }
-                    }
-                }
-                if options.strategy == MergeStrategy::FastForwardOnly {
-                    return Err(WriteError::NotFastForward {
-                        target: target.clone(),
-                        source_head: source,
-                    });
-                }
-                let (changes, objects) = self.three_way(
-                    &bases,
-                    &source_commit,
-                    &head_commit,
-                    head,
-                    options,
-                    resolver,
-                )?;
-                if changes.is_empty() {
-                    return Ok(nothing(bases));
-                }
-                let squash = options.strategy == MergeStrategy::Squash;
-                let parents: Parents = if squash {
-                    [head].into_iter().collect()
-                } else {
-                    [head, source].into_iter().collect()
-                };
-                let mut meta = options.meta.clone();
-                if meta.message.is_empty() {
-                    meta.message = format!(
-                        "{} {source} into {target}",
-                        if squash { "Squash" } else { "Merge" }
-                    );
-                }
-                meta.properties
-                    .insert(MERGE_SOURCE.to_owned(), source.to_string());
-                meta.check()?;
-                let kind = if squash {
-                    MergeKind::Squashed
-                } else {
-                    MergeKind::Merged
-                };
-                let landed = self.land(
-                    target,
-                    &record,
-                    &head_commit,
-                    changes.clone(),
-                    parents,
-                    &meta,
-                    RefOperation::Merge,
-                    objects,
-                    ctx,
-                    options.dry_run,
-                )?;
-                let new_head = match landed {
-                    Landed::Applied(h, ticket) => {
-                        drop(guard);
-                        self.acknowledge(ticket)?;
-                        h
-                    }
-                    Landed::DryRun(h) => h,
-                    Landed::Moved(current) => {
-                        lost_race(target, expected_head, current)?;
-                        continue;
-                    }
-                };
-                return Ok(MergeOutcome {
-                    kind,
-                    dry_run: options.dry_run,
-                    target_head: head,
-                    head: new_head,
-                    merge_bases: bases,
-                    changes,
-                });
-            }
-            Err(contention(target))
-        })();
+        let out = self.merge_unsettled(source, target, expected_head, options, resolver, ctx);
         self.settled(target, out, |o| {
             (o.dry_run || o.kind == MergeKind::NothingToMerge).then_some(o.target_head)
         })
+    }
+
+    /// `merge` up to its answer, computed from the ref's pending head (`merge`
+    /// then waits until that head is durable).
+    fn merge_unsettled(
+        &self,
+        source: Hash,
+        target: &RefName,
+        expected_head: Option<Hash>,
+        options: &MergeOptions,
+        resolver: &dyn Resolver,
+        ctx: &WriteCtx,
+    ) -> Result<MergeOutcome, WriteError> {
+        options.meta.check()?;
+        let source_commit = self
+            .commit_object(&source)
+            .map_err(|_| WriteError::CommitNotFound(source))?;
+        let sequencer = self.sequencer(target);
+        for _ in 0..COMMIT_CAS_RETRIES_MAX {
+            let guard = sequencer.lock();
+            let record = self.pending_branch(target, ctx)?;
+            let head = record.head;
+            check_expected(target, expected_head, head)?;
+            let nothing = |bases: Vec<Hash>| MergeOutcome {
+                kind: MergeKind::NothingToMerge,
+                dry_run: options.dry_run,
+                target_head: head,
+                head,
+                merge_bases: bases,
+                changes: Vec::new(),
+            };
+            // One walk answers both "already merged?" (the source is the base) and "from
+            // where?".
+            let bases = self.merge_bases(source, head)?;
+            if bases == [source] {
+                return Ok(nothing(bases));
+            }
+            let head_commit = self.commit_object(&head)?;
+            let fast_forward = bases == [head];
+            if fast_forward
+                && matches!(
+                    options.strategy,
+                    MergeStrategy::Normal | MergeStrategy::FastForwardOnly
+                )
+            {
+                let changes = self.all_changes(head_commit.key_index, source_commit.key_index)?;
+                let outcome = MergeOutcome {
+                    kind: MergeKind::FastForward,
+                    dry_run: options.dry_run,
+                    target_head: head,
+                    head: source,
+                    merge_bases: bases,
+                    changes,
+                };
+                if options.dry_run {
+                    return Ok(outcome);
+                }
+                let new = crate::backend::RefRecord {
+                    head: source,
+                    ..record.clone()
+                };
+                match self.move_ref(
+                    target,
+                    record.kind,
+                    Some(head),
+                    Some(new),
+                    RefOperation::Merge,
+                    ctx,
+                    BTreeMap::new(),
+                )? {
+                    CasOutcome::Applied { ticket, .. } => {
+                        drop(guard);
+                        self.acknowledge(ticket)?;
+                        return Ok(outcome);
+                    }
+                    CasOutcome::Mismatch { current } => {
+                        lost_race(target, expected_head, current)?;
+                        continue;
+                    }
+                }
+            }
+            if options.strategy == MergeStrategy::FastForwardOnly {
+                return Err(WriteError::NotFastForward {
+                    target: target.clone(),
+                    source_head: source,
+                });
+            }
+            let (changes, objects) = self.three_way(
+                &bases,
+                &source_commit,
+                &head_commit,
+                head,
+                options,
+                resolver,
+            )?;
+            if changes.is_empty() {
+                return Ok(nothing(bases));
+            }
+            let squash = options.strategy == MergeStrategy::Squash;
+            let parents: Parents = if squash {
+                [head].into_iter().collect()
+            } else {
+                [head, source].into_iter().collect()
+            };
+            let mut meta = options.meta.clone();
+            if meta.message.is_empty() {
+                meta.message = format!(
+                    "{} {source} into {target}",
+                    if squash { "Squash" } else { "Merge" }
+                );
+            }
+            meta.properties
+                .insert(MERGE_SOURCE.to_owned(), source.to_string());
+            meta.check()?;
+            let kind = if squash {
+                MergeKind::Squashed
+            } else {
+                MergeKind::Merged
+            };
+            let landed = self.land(
+                target,
+                &record,
+                &head_commit,
+                changes.clone(),
+                parents,
+                &meta,
+                RefOperation::Merge,
+                objects,
+                ctx,
+                options.dry_run,
+            )?;
+            let new_head = match landed {
+                Landed::Applied(h, ticket) => {
+                    drop(guard);
+                    self.acknowledge(ticket)?;
+                    h
+                }
+                Landed::DryRun(h) => h,
+                Landed::Moved(current) => {
+                    lost_race(target, expected_head, current)?;
+                    continue;
+                }
+            };
+            return Ok(MergeOutcome {
+                kind,
+                dry_run: options.dry_run,
+                target_head: head,
+                head: new_head,
+                merge_bases: bases,
+                changes,
+            });
+        }
+        Err(contention(target))
     }
 
     /// The changes a three-way merge makes to the target, and the content objects that
@@ -469,122 +480,134 @@ impl Store {
         ctx: &WriteCtx,
         invert: bool,
     ) -> Result<CommitOutcome, WriteError> {
-        let out = (|| -> Result<CommitOutcome, WriteError> {
-            let picked = self
-                .commit_object(&commit)
-                .map_err(|_| WriteError::CommitNotFound(commit))?;
-            let base = match picked.first_parent() {
-                Some(p) => self.commit_object(&p)?.key_index,
-                None => None,
-            };
-            let mut delta = self.all_changes(base, picked.key_index)?;
-            if invert {
-                for c in &mut delta {
-                    std::mem::swap(&mut c.before, &mut c.after);
-                }
+        let out = self.replay_unsettled(commit, branch, expected_head, meta, ctx, invert);
+        self.settled(branch, out, |o| (!o.created).then_some(o.commit))
+    }
+
+    /// `replay` up to its answer, computed from the ref's pending head (`replay`
+    /// then waits until that head is durable).
+    fn replay_unsettled(
+        &self,
+        commit: Hash,
+        branch: &RefName,
+        expected_head: Option<Hash>,
+        meta: Option<CommitMeta>,
+        ctx: &WriteCtx,
+        invert: bool,
+    ) -> Result<CommitOutcome, WriteError> {
+        let picked = self
+            .commit_object(&commit)
+            .map_err(|_| WriteError::CommitNotFound(commit))?;
+        let base = match picked.first_parent() {
+            Some(p) => self.commit_object(&p)?.key_index,
+            None => None,
+        };
+        let mut delta = self.all_changes(base, picked.key_index)?;
+        if invert {
+            for c in &mut delta {
+                std::mem::swap(&mut c.before, &mut c.after);
             }
-            let mut meta = meta.unwrap_or_else(|| {
-                let message = if invert {
-                    format!("Revert \"{}\"", picked.message)
-                } else {
-                    picked.message.clone()
-                };
-                CommitMeta {
-                    author: if invert {
-                        String::new()
-                    } else {
-                        picked.author.clone()
-                    },
-                    committer: String::new(),
-                    message,
-                    authored_at_ms: if invert {
-                        self.now_ms()
-                    } else {
-                        picked.authored_at_ms
-                    },
-                    properties: BTreeMap::new(),
-                }
-            });
-            meta.properties.insert(
-                (if invert { REVERT_OF } else { CHERRY_PICK_OF }).to_owned(),
-                commit.to_string(),
-            );
-            meta.check()?;
-            let operation = if invert {
-                RefOperation::Revert
+        }
+        let mut meta = meta.unwrap_or_else(|| {
+            let message = if invert {
+                format!("Revert \"{}\"", picked.message)
             } else {
-                RefOperation::CherryPick
+                picked.message.clone()
             };
-            let sequencer = self.sequencer(branch);
-            for _ in 0..COMMIT_CAS_RETRIES_MAX {
-                let guard = sequencer.lock();
-                let record = self.pending_branch(branch, ctx)?;
-                let head = record.head;
-                check_expected(branch, expected_head, head)?;
-                let head_commit = self.commit_object(&head)?;
-                let current = self.refs_in(&head_commit, delta.iter().map(|c| &c.key))?;
-                let mut changes = Vec::new();
-                let mut conflicts = Vec::new();
-                for c in &delta {
-                    let now = current.get(&c.key).copied().flatten();
-                    if now == c.before {
-                        changes.push(KeyChange {
-                            key: c.key.clone(),
-                            before: now,
-                            after: c.after,
-                        });
-                    } else if now != c.after {
-                        let expected = match c.before {
-                            Some(b) => Expect::Is(b.hash),
-                            None => Expect::Absent,
-                        };
-                        conflicts.push(Conflict {
-                            expected: Some(expected),
-                            ..Conflict::new(c.key.clone(), ConflictKind::Diverged)
-                                .with_actual(now.as_ref())
-                        });
-                    }
-                }
-                if !conflicts.is_empty() {
-                    return Err(WriteError::Conflict { head, conflicts });
-                }
-                if changes.is_empty() {
-                    return Ok(CommitOutcome {
-                        commit: head,
-                        parent: head,
-                        rebased: false,
-                        created: false,
+            CommitMeta {
+                author: if invert {
+                    String::new()
+                } else {
+                    picked.author.clone()
+                },
+                committer: String::new(),
+                message,
+                authored_at_ms: if invert {
+                    self.now_ms()
+                } else {
+                    picked.authored_at_ms
+                },
+                properties: BTreeMap::new(),
+            }
+        });
+        meta.properties.insert(
+            (if invert { REVERT_OF } else { CHERRY_PICK_OF }).to_owned(),
+            commit.to_string(),
+        );
+        meta.check()?;
+        let operation = if invert {
+            RefOperation::Revert
+        } else {
+            RefOperation::CherryPick
+        };
+        let sequencer = self.sequencer(branch);
+        for _ in 0..COMMIT_CAS_RETRIES_MAX {
+            let guard = sequencer.lock();
+            let record = self.pending_branch(branch, ctx)?;
+            let head = record.head;
+            check_expected(branch, expected_head, head)?;
+            let head_commit = self.commit_object(&head)?;
+            let current = self.refs_in(&head_commit, delta.iter().map(|c| &c.key))?;
+            let mut changes = Vec::new();
+            let mut conflicts = Vec::new();
+            for c in &delta {
+                let now = current.get(&c.key).copied().flatten();
+                if now == c.before {
+                    changes.push(KeyChange {
+                        key: c.key.clone(),
+                        before: now,
+                        after: c.after,
+                    });
+                } else if now != c.after {
+                    let expected = match c.before {
+                        Some(b) => Expect::Is(b.hash),
+                        None => Expect::Absent,
+                    };
+                    conflicts.push(Conflict {
+                        expected: Some(expected),
+                        ..Conflict::new(c.key.clone(), ConflictKind::Diverged)
+                            .with_actual(now.as_ref())
                     });
                 }
-                let parents: Parents = [head].into_iter().collect();
-                match self.land(
-                    branch,
-                    &record,
-                    &head_commit,
-                    changes,
-                    parents,
-                    &meta,
-                    operation,
-                    Vec::new(),
-                    ctx,
-                    false,
-                )? {
-                    Landed::Applied(h, ticket) => {
-                        drop(guard);
-                        self.acknowledge(ticket)?;
-                        return Ok(CommitOutcome {
-                            commit: h,
-                            parent: head,
-                            rebased: false,
-                            created: true,
-                        });
-                    }
-                    Landed::Moved(current) => lost_race(branch, expected_head, current)?,
-                    Landed::DryRun(_) => unreachable!("replays are never dry runs"),
-                }
             }
-            Err(contention(branch))
-        })();
-        self.settled(branch, out, |o| (!o.created).then_some(o.commit))
+            if !conflicts.is_empty() {
+                return Err(WriteError::Conflict { head, conflicts });
+            }
+            if changes.is_empty() {
+                return Ok(CommitOutcome {
+                    commit: head,
+                    parent: head,
+                    rebased: false,
+                    created: false,
+                });
+            }
+            let parents: Parents = [head].into_iter().collect();
+            match self.land(
+                branch,
+                &record,
+                &head_commit,
+                changes,
+                parents,
+                &meta,
+                operation,
+                Vec::new(),
+                ctx,
+                false,
+            )? {
+                Landed::Applied(h, ticket) => {
+                    drop(guard);
+                    self.acknowledge(ticket)?;
+                    return Ok(CommitOutcome {
+                        commit: h,
+                        parent: head,
+                        rebased: false,
+                        created: true,
+                    });
+                }
+                Landed::Moved(current) => lost_race(branch, expected_head, current)?,
+                Landed::DryRun(_) => unreachable!("replays are never dry runs"),
+            }
+        }
+        Err(contention(branch))
     }
 }

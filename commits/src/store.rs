@@ -383,36 +383,46 @@ impl Store {
         target: Hash,
         ctx: &WriteCtx,
     ) -> Result<RefRecord, WriteError> {
-        let out = (|| -> Result<RefRecord, WriteError> {
-            self.check_ref_writable(name, ctx)?;
-            check_principal(&ctx.principal)?;
-            self.commit_object(&target)
-                .map_err(|_| WriteError::CommitNotFound(target))?;
-            let now = self.clock.now_ms();
-            let record = RefRecord {
-                kind,
-                head: target,
-                created_by: ctx.principal.clone(),
-                created_at_ms: now,
-                attributes: BTreeMap::new(),
-            };
-            match self.move_ref(
-                name,
-                kind,
-                None,
-                Some(record.clone()),
-                RefOperation::Create,
-                ctx,
-                BTreeMap::new(),
-            )? {
-                CasOutcome::Applied { ticket, .. } => {
-                    self.acknowledge(ticket)?;
-                    Ok(record)
-                }
-                CasOutcome::Mismatch { .. } => Err(WriteError::RefAlreadyExists(name.clone())),
-            }
-        })();
+        let out = self.create_ref_unsettled(name, kind, target, ctx);
         self.settled(name, out, |_| None)
+    }
+
+    /// `create_ref` up to its answer, computed from the ref's pending head (`create_ref`
+    /// then waits until that head is durable).
+    fn create_ref_unsettled(
+        &self,
+        name: &RefName,
+        kind: RefKind,
+        target: Hash,
+        ctx: &WriteCtx,
+    ) -> Result<RefRecord, WriteError> {
+        self.check_ref_writable(name, ctx)?;
+        check_principal(&ctx.principal)?;
+        self.commit_object(&target)
+            .map_err(|_| WriteError::CommitNotFound(target))?;
+        let now = self.clock.now_ms();
+        let record = RefRecord {
+            kind,
+            head: target,
+            created_by: ctx.principal.clone(),
+            created_at_ms: now,
+            attributes: BTreeMap::new(),
+        };
+        match self.move_ref(
+            name,
+            kind,
+            None,
+            Some(record.clone()),
+            RefOperation::Create,
+            ctx,
+            BTreeMap::new(),
+        )? {
+            CasOutcome::Applied { ticket, .. } => {
+                self.acknowledge(ticket)?;
+                Ok(record)
+            }
+            CasOutcome::Mismatch { .. } => Err(WriteError::RefAlreadyExists(name.clone())),
+        }
     }
 
     /// Deletes a branch or tag; with an expected head the delete is strict.
@@ -422,34 +432,43 @@ impl Store {
         expected_head: Option<Hash>,
         ctx: &WriteCtx,
     ) -> Result<(), WriteError> {
-        let out = (|| -> Result<(), WriteError> {
-            self.check_ref_writable(name, ctx)?;
-            check_principal(&ctx.principal)?;
-            let sequencer = self.sequencer(name);
-            for _ in 0..COMMIT_CAS_RETRIES_MAX {
-                let guard = sequencer.lock();
-                let current = self.pending_ref(name)?;
-                check_expected(name, expected_head, current.head)?;
-                match self.move_ref(
-                    name,
-                    current.kind,
-                    Some(current.head),
-                    None,
-                    RefOperation::Delete,
-                    ctx,
-                    BTreeMap::new(),
-                )? {
-                    CasOutcome::Applied { ticket, .. } => {
-                        drop(guard);
-                        self.acknowledge(ticket)?;
-                        return Ok(());
-                    }
-                    CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
-                }
-            }
-            Err(contention(name))
-        })();
+        let out = self.delete_ref_unsettled(name, expected_head, ctx);
         self.settled(name, out, |_| None)
+    }
+
+    /// `delete_ref` up to its answer, computed from the ref's pending head (`delete_ref`
+    /// then waits until that head is durable).
+    fn delete_ref_unsettled(
+        &self,
+        name: &RefName,
+        expected_head: Option<Hash>,
+        ctx: &WriteCtx,
+    ) -> Result<(), WriteError> {
+        self.check_ref_writable(name, ctx)?;
+        check_principal(&ctx.principal)?;
+        let sequencer = self.sequencer(name);
+        for _ in 0..COMMIT_CAS_RETRIES_MAX {
+            let guard = sequencer.lock();
+            let current = self.pending_ref(name)?;
+            check_expected(name, expected_head, current.head)?;
+            match self.move_ref(
+                name,
+                current.kind,
+                Some(current.head),
+                None,
+                RefOperation::Delete,
+                ctx,
+                BTreeMap::new(),
+            )? {
+                CasOutcome::Applied { ticket, .. } => {
+                    drop(guard);
+                    self.acknowledge(ticket)?;
+                    return Ok(());
+                }
+                CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
+            }
+        }
+        Err(contention(name))
     }
 
     /// Points a branch at any commit (`floe reset`). Strict with an expected head; tags
@@ -461,43 +480,53 @@ impl Store {
         target: Hash,
         ctx: &WriteCtx,
     ) -> Result<RefRecord, WriteError> {
-        let out = (|| -> Result<RefRecord, WriteError> {
-            self.check_ref_writable(name, ctx)?;
-            check_principal(&ctx.principal)?;
-            self.commit_object(&target)
-                .map_err(|_| WriteError::CommitNotFound(target))?;
-            let sequencer = self.sequencer(name);
-            for _ in 0..COMMIT_CAS_RETRIES_MAX {
-                let guard = sequencer.lock();
-                let current = self.pending_ref(name)?;
-                if current.kind == RefKind::Tag {
-                    return Err(WriteError::TagImmutable(name.clone()));
-                }
-                check_expected(name, expected_head, current.head)?;
-                let record = RefRecord {
-                    head: target,
-                    ..current.clone()
-                };
-                match self.move_ref(
-                    name,
-                    RefKind::Branch,
-                    Some(current.head),
-                    Some(record.clone()),
-                    RefOperation::Assign,
-                    ctx,
-                    BTreeMap::new(),
-                )? {
-                    CasOutcome::Applied { ticket, .. } => {
-                        drop(guard);
-                        self.acknowledge(ticket)?;
-                        return Ok(record);
-                    }
-                    CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
-                }
-            }
-            Err(contention(name))
-        })();
+        let out = self.assign_unsettled(name, expected_head, target, ctx);
         self.settled(name, out, |_| None)
+    }
+
+    /// `assign` up to its answer, computed from the ref's pending head (`assign`
+    /// then waits until that head is durable).
+    fn assign_unsettled(
+        &self,
+        name: &RefName,
+        expected_head: Option<Hash>,
+        target: Hash,
+        ctx: &WriteCtx,
+    ) -> Result<RefRecord, WriteError> {
+        self.check_ref_writable(name, ctx)?;
+        check_principal(&ctx.principal)?;
+        self.commit_object(&target)
+            .map_err(|_| WriteError::CommitNotFound(target))?;
+        let sequencer = self.sequencer(name);
+        for _ in 0..COMMIT_CAS_RETRIES_MAX {
+            let guard = sequencer.lock();
+            let current = self.pending_ref(name)?;
+            if current.kind == RefKind::Tag {
+                return Err(WriteError::TagImmutable(name.clone()));
+            }
+            check_expected(name, expected_head, current.head)?;
+            let record = RefRecord {
+                head: target,
+                ..current.clone()
+            };
+            match self.move_ref(
+                name,
+                RefKind::Branch,
+                Some(current.head),
+                Some(record.clone()),
+                RefOperation::Assign,
+                ctx,
+                BTreeMap::new(),
+            )? {
+                CasOutcome::Applied { ticket, .. } => {
+                    drop(guard);
+                    self.acknowledge(ticket)?;
+                    return Ok(record);
+                }
+                CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
+            }
+        }
+        Err(contention(name))
     }
 
     /// The in-process sequencer of a ref: writers to one branch take turns computing and
@@ -517,12 +546,9 @@ impl Store {
     /// is durable; any other answer of a write — one that changed nothing, a dry run, a
     /// rejection — was computed from the pending head, and names it only after this.
     pub fn settle(&self, name: &RefName, head: Option<&Hash>) -> Result<(), WriteError> {
-        self.backend.wait_ref_durable(name, head).map_err(|e| {
-            WriteError::Storage(StorageError::Backend(crate::backend::BackendError {
-                outcome_unknown: true,
-                ..e
-            }))
-        })
+        self.backend
+            .wait_ref_durable(name, head)
+            .map_err(outcome_unknown)
     }
 
     /// The answer of a write on `name`, once what it was computed from is durable:
@@ -550,12 +576,7 @@ impl Store {
     /// Waits until a pending move is durable; only then is it reported applied. If it
     /// never becomes durable (the store is poisoned), the outcome is unknown.
     pub(crate) fn acknowledge(&self, ticket: u64) -> Result<(), WriteError> {
-        self.backend.wait_durable(ticket).map_err(|e| {
-            WriteError::Storage(StorageError::Backend(crate::backend::BackendError {
-                outcome_unknown: true,
-                ..e
-            }))
-        })
+        self.backend.wait_durable(ticket).map_err(outcome_unknown)
     }
 
     /// The head writers build on (DESIGN §2 "Durability"): the newest applied head, possibly
@@ -643,159 +664,170 @@ impl Store {
         meta: CommitMeta,
         ctx: &WriteCtx,
     ) -> Result<CommitOutcome, WriteError> {
-        let out = (|| -> Result<CommitOutcome, WriteError> {
-            meta.check()?;
-            check_principal(&ctx.principal)?;
-            if ops.is_empty() {
-                return Err(WriteError::Invalid(
-                    "a commit needs at least one operation".to_owned(),
-                ));
-            }
-            if ops.len() > OPS_PER_COMMIT_MAX {
+        let out = self.commit_unsettled(branch, expected_head, ops, meta, ctx);
+        self.settled(branch, out, |o| (!o.created).then_some(o.commit))
+    }
+
+    /// `commit` up to its answer, computed from the ref's pending head (`commit`
+    /// then waits until that head is durable).
+    fn commit_unsettled(
+        &self,
+        branch: &RefName,
+        expected_head: Option<Hash>,
+        ops: Vec<Op>,
+        meta: CommitMeta,
+        ctx: &WriteCtx,
+    ) -> Result<CommitOutcome, WriteError> {
+        meta.check()?;
+        check_principal(&ctx.principal)?;
+        if ops.is_empty() {
+            return Err(WriteError::Invalid(
+                "a commit needs at least one operation".to_owned(),
+            ));
+        }
+        if ops.len() > OPS_PER_COMMIT_MAX {
+            return Err(WriteError::Invalid(format!(
+                "a commit has at most {OPS_PER_COMMIT_MAX} operations (OPS_PER_COMMIT_MAX), got {}",
+                ops.len()
+            )));
+        }
+        let mut seen = HashSet::new();
+        let mut objects = Vec::new();
+        let mut puts: HashMap<ContentKey, ContentRef> = HashMap::new();
+        for op in &ops {
+            if !matches!(op, Op::CheckPrefixEmpty { .. }) && !seen.insert(op.key().clone()) {
                 return Err(WriteError::Invalid(format!(
-                    "a commit has at most {OPS_PER_COMMIT_MAX} operations (OPS_PER_COMMIT_MAX), got {}",
-                    ops.len()
+                    "key {} appears in more than one operation",
+                    op.key()
                 )));
             }
-            let mut seen = HashSet::new();
-            let mut objects = Vec::new();
-            let mut puts: HashMap<ContentKey, ContentRef> = HashMap::new();
-            for op in &ops {
-                if !matches!(op, Op::CheckPrefixEmpty { .. }) && !seen.insert(op.key().clone()) {
+            match op {
+                Op::Put { key, content, .. } => {
+                    let (hash, bytes) = content.encode_checked()?;
+                    objects.push((hash.0, Bytes::from(bytes)));
+                    puts.insert(
+                        key.clone(),
+                        ContentRef {
+                            hash,
+                            id: content.id,
+                            kind: content.kind(),
+                        },
+                    );
+                }
+                Op::Delete {
+                    key,
+                    expect: Expect::Absent,
+                } => {
                     return Err(WriteError::Invalid(format!(
-                        "key {} appears in more than one operation",
-                        op.key()
+                        "deleting {key} must expect it present (Present or Is), not Absent"
                     )));
                 }
+                _ => {}
+            }
+        }
+        if let Some(e) = expected_head {
+            self.commit_object(&e)
+                .map_err(|_| WriteError::CommitNotFound(e))?;
+        }
+        let sequencer = self.sequencer(branch);
+        for _ in 0..COMMIT_CAS_RETRIES_MAX {
+            let guard = sequencer.lock();
+            let record = self.pending_branch(branch, ctx)?;
+            let head = record.head;
+            let head_commit = self.commit_object(&head)?;
+            let keys: Vec<&ContentKey> = ops
+                .iter()
+                .filter(|o| !matches!(o, Op::CheckPrefixEmpty { .. }))
+                .map(Op::key)
+                .collect();
+            let actual = self.refs_in(&head_commit, keys.iter().copied())?;
+            let mut conflicts = Vec::new();
+            let mut changes = Vec::new();
+            for op in &ops {
+                let (key, expect) = match op {
+                    Op::Put { key, expect, .. }
+                    | Op::Delete { key, expect }
+                    | Op::Check { key, expect } => (key, expect),
+                    Op::CheckPrefixEmpty { .. } => continue,
+                };
+                let now = actual.get(key).and_then(Option::as_ref);
+                if !expect.holds(now) {
+                    conflicts.push(Conflict {
+                        expected: Some(*expect),
+                        ..Conflict::new(key.clone(), ConflictKind::Expectation).with_actual(now)
+                    });
+                    continue;
+                }
                 match op {
-                    Op::Put { key, content, .. } => {
-                        let (hash, bytes) = content.encode_checked()?;
-                        objects.push((hash.0, Bytes::from(bytes)));
-                        puts.insert(
-                            key.clone(),
-                            ContentRef {
-                                hash,
-                                id: content.id,
-                                kind: content.kind(),
-                            },
-                        );
+                    Op::Put { .. } => {
+                        let after = puts[key];
+                        if now.is_none_or(|n| n.hash != after.hash || n.id != after.id) {
+                            changes.push(KeyChange {
+                                key: key.clone(),
+                                before: now.copied(),
+                                after: Some(after),
+                            });
+                        }
                     }
-                    Op::Delete {
-                        key,
-                        expect: Expect::Absent,
-                    } => {
-                        return Err(WriteError::Invalid(format!(
-                            "deleting {key} must expect it present (Present or Is), not Absent"
-                        )));
-                    }
+                    Op::Delete { .. } => changes.push(KeyChange {
+                        key: key.clone(),
+                        before: now.copied(),
+                        after: None,
+                    }),
                     _ => {}
                 }
             }
-            if let Some(e) = expected_head {
-                self.commit_object(&e)
-                    .map_err(|_| WriteError::CommitNotFound(e))?;
-            }
-            let sequencer = self.sequencer(branch);
-            for _ in 0..COMMIT_CAS_RETRIES_MAX {
-                let guard = sequencer.lock();
-                let record = self.pending_branch(branch, ctx)?;
-                let head = record.head;
-                let head_commit = self.commit_object(&head)?;
-                let keys: Vec<&ContentKey> = ops
-                    .iter()
-                    .filter(|o| !matches!(o, Op::CheckPrefixEmpty { .. }))
-                    .map(Op::key)
-                    .collect();
-                let actual = self.refs_in(&head_commit, keys.iter().copied())?;
-                let mut conflicts = Vec::new();
-                let mut changes = Vec::new();
-                for op in &ops {
-                    let (key, expect) = match op {
-                        Op::Put { key, expect, .. }
-                        | Op::Delete { key, expect }
-                        | Op::Check { key, expect } => (key, expect),
-                        Op::CheckPrefixEmpty { .. } => continue,
-                    };
-                    let now = actual.get(key).and_then(Option::as_ref);
-                    if !expect.holds(now) {
-                        conflicts.push(Conflict {
-                            expected: Some(*expect),
-                            ..Conflict::new(key.clone(), ConflictKind::Expectation).with_actual(now)
-                        });
-                        continue;
-                    }
-                    match op {
-                        Op::Put { .. } => {
-                            let after = puts[key];
-                            if now.is_none_or(|n| n.hash != after.hash || n.id != after.id) {
-                                changes.push(KeyChange {
-                                    key: key.clone(),
-                                    before: now.copied(),
-                                    after: Some(after),
-                                });
-                            }
-                        }
-                        Op::Delete { .. } => changes.push(KeyChange {
-                            key: key.clone(),
-                            before: now.copied(),
-                            after: None,
-                        }),
-                        _ => {}
-                    }
-                }
-                changes.sort_by(|a, b| a.key.cmp(&b.key));
-                for op in &ops {
-                    if let Op::CheckPrefixEmpty { prefix } = op
-                        && let Some(other) = self.first_under(&head_commit, prefix, &changes)?
-                    {
-                        conflicts.push(Conflict {
-                            other_key: Some(other),
-                            ..Conflict::new(prefix.clone(), ConflictKind::PrefixNotEmpty)
-                        });
-                    }
-                }
-                if !conflicts.is_empty() {
-                    return Err(WriteError::Conflict { head, conflicts });
-                }
-                let rebased = expected_head.is_some_and(|e| e != head);
-                if changes.is_empty() {
-                    return Ok(CommitOutcome {
-                        commit: head,
-                        parent: head,
-                        rebased,
-                        created: false,
+            changes.sort_by(|a, b| a.key.cmp(&b.key));
+            for op in &ops {
+                if let Op::CheckPrefixEmpty { prefix } = op
+                    && let Some(other) = self.first_under(&head_commit, prefix, &changes)?
+                {
+                    conflicts.push(Conflict {
+                        other_key: Some(other),
+                        ..Conflict::new(prefix.clone(), ConflictKind::PrefixNotEmpty)
                     });
                 }
-                let parents: Parents = [head].into_iter().collect();
-                match self.land(
-                    branch,
-                    &record,
-                    &head_commit,
-                    changes,
-                    parents,
-                    &meta,
-                    RefOperation::Commit,
-                    objects.clone(),
-                    ctx,
-                    false,
-                )? {
-                    Landed::Applied(commit, ticket) => {
-                        drop(guard);
-                        self.acknowledge(ticket)?;
-                        return Ok(CommitOutcome {
-                            commit,
-                            parent: head,
-                            rebased,
-                            created: true,
-                        });
-                    }
-                    Landed::Moved(_) => continue,
-                    Landed::DryRun(_) => unreachable!("commit is never a dry run"),
-                }
             }
-            Err(contention(branch))
-        })();
-        self.settled(branch, out, |o| (!o.created).then_some(o.commit))
+            if !conflicts.is_empty() {
+                return Err(WriteError::Conflict { head, conflicts });
+            }
+            let rebased = expected_head.is_some_and(|e| e != head);
+            if changes.is_empty() {
+                return Ok(CommitOutcome {
+                    commit: head,
+                    parent: head,
+                    rebased,
+                    created: false,
+                });
+            }
+            let parents: Parents = [head].into_iter().collect();
+            match self.land(
+                branch,
+                &record,
+                &head_commit,
+                changes,
+                parents,
+                &meta,
+                RefOperation::Commit,
+                objects.clone(),
+                ctx,
+                false,
+            )? {
+                Landed::Applied(commit, ticket) => {
+                    drop(guard);
+                    self.acknowledge(ticket)?;
+                    return Ok(CommitOutcome {
+                        commit,
+                        parent: head,
+                        rebased,
+                        created: true,
+                    });
+                }
+                Landed::Moved(_) => continue,
+                Landed::DryRun(_) => unreachable!("commit is never a dry run"),
+            }
+        }
+        Err(contention(branch))
     }
 
     /// The first key strictly under `prefix` in (the map at `commit`) + `changes`.
@@ -1481,6 +1513,15 @@ pub(crate) fn lost_race(
 
 pub(crate) fn contention(name: &RefName) -> WriteError {
     WriteError::Contention(name.clone())
+}
+
+/// A wait for durability that failed (the store is poisoned): what was written may or may
+/// not survive.
+fn outcome_unknown(e: crate::backend::BackendError) -> WriteError {
+    WriteError::Storage(StorageError::Backend(crate::backend::BackendError {
+        outcome_unknown: true,
+        ..e
+    }))
 }
 
 /// A storage failure before any ref moved: nothing persisted is visible.
