@@ -8,8 +8,8 @@
 use floe_commits::{Hash, Idempotency};
 use serde_json::{Value, json};
 
-use crate::Catalog;
 use crate::error::{CatalogError, CatalogResult};
+use crate::{Catalog, resumable_scan};
 
 /// How long a record answers retries: PT30M, as the server advertises.
 pub const IDEMPOTENCY_LIFETIME_MS: i64 = 30 * 60 * 1000;
@@ -156,50 +156,55 @@ impl Catalog {
         // A damaged value is as good as expired: it answers nothing.
         let live = |value: &[u8]| parse(value).is_ok_and(|v| !expired(&v, now));
         // Applied records, stored by the store with their ref moves.
-        let mut scanned = 0usize;
-        while scanned < scan_max {
-            let page = self
-                .store
-                .idempotency_records(applied_after.as_deref(), 1_000)?;
-            let Some((last, _, _)) = page.last() else {
-                *applied_after = None;
-                break;
-            };
-            *applied_after = Some(last.clone());
-            for (key, outcome, stored) in &page {
-                scanned += 1;
+        let stopped = resumable_scan(
+            applied_after,
+            scan_max,
+            |after| {
+                Ok(self
+                    .store
+                    .idempotency_records(after.map(String::as_str), 1_000)?
+                    .into_iter()
+                    .map(|(key, outcome, stored)| (key, (outcome, stored)))
+                    .collect())
+            },
+            |key, (outcome, stored)| {
                 if live(&outcome.value) {
-                    continue;
+                    return Ok(true);
                 }
                 if deleted >= deletes_max {
-                    return Ok((deleted, true));
+                    return Ok(false);
                 }
                 deleted += usize::from(self.store.remove_idempotency(key, stored)?);
-            }
+                Ok(true)
+            },
+        )?;
+        if stopped {
+            return Ok((deleted, true));
         }
         // Recorded rejections.
-        let mut scanned = 0usize;
-        while scanned < scan_max {
-            let page = self
-                .store
-                .meta_scan(REJECTED_PREFIX, rejected_after.as_deref(), 1_000)?;
-            let Some((last, _)) = page.last() else {
-                *rejected_after = None;
-                break;
-            };
-            *rejected_after = Some(last.to_vec());
-            for (key, value) in &page {
-                scanned += 1;
+        let stopped = resumable_scan(
+            rejected_after,
+            scan_max,
+            |after| {
+                Ok(self
+                    .store
+                    .meta_scan(REJECTED_PREFIX, after.map(Vec::as_slice), 1_000)?
+                    .into_iter()
+                    .map(|(key, value)| (key.to_vec(), value))
+                    .collect())
+            },
+            |key, value| {
                 if live(value) {
-                    continue;
+                    return Ok(true);
                 }
                 if deleted >= deletes_max {
-                    return Ok((deleted, true));
+                    return Ok(false);
                 }
                 deleted += usize::from(self.store.meta_cas(key, Some(value), None)?);
-            }
-        }
-        Ok((deleted, false))
+                Ok(true)
+            },
+        )?;
+        Ok((deleted, stopped))
     }
 
     /// The record an applied write stores with its ref move.

@@ -159,6 +159,19 @@ impl Catalog {
         }
     }
 
+    /// Runs a load-modify-commit on the branch `name`: `work` reads the branch's heads
+    /// through `heads`, and its answer, whatever it is, waits until the last head read is
+    /// durable (`WriterHeads::answer`).
+    pub(crate) fn on_writer_heads<T>(
+        &self,
+        name: &RefName,
+        work: impl FnOnce(&WriterHeads<'_>) -> CatalogResult<T>,
+    ) -> CatalogResult<T> {
+        let heads = self.writer_heads(name);
+        let out = work(&heads);
+        heads.answer(out)
+    }
+
     pub(crate) fn write_ctx(
         &self,
         principal: &Principal,
@@ -197,6 +210,36 @@ impl Catalog {
     }
 }
 
+/// Visits at most `scan_max` entries of a paged listing, resuming after `cursor` and
+/// leaving it after the last entry visited (`None` once the listing's end is reached, so
+/// the next scan starts over): how a bounded pass works through a keyspace across passes. `page`
+/// lists the entries after a key; `visit` answers false to stop at once. Returns whether
+/// `visit` stopped it.
+pub(crate) fn resumable_scan<K: Clone, V>(
+    cursor: &mut Option<K>,
+    scan_max: usize,
+    mut page: impl FnMut(Option<&K>) -> CatalogResult<Vec<(K, V)>>,
+    mut visit: impl FnMut(&K, &V) -> CatalogResult<bool>,
+) -> CatalogResult<bool> {
+    let mut scanned = 0usize;
+    while scanned < scan_max {
+        let entries = page(cursor.as_ref())?;
+        if entries.is_empty() {
+            *cursor = None;
+            return Ok(false);
+        }
+        for (key, value) in &entries {
+            scanned += 1;
+            if !visit(key, value)? {
+                // The next scan starts at this entry again.
+                return Ok(true);
+            }
+            *cursor = Some(key.clone());
+        }
+    }
+    Ok(false)
+}
+
 /// The heads a load-modify-commit reads from a branch (DESIGN §2 "Durability"). It builds
 /// on the newest head, which may still await its flush, so that concurrent writers chain
 /// instead of failing; but its answer — a rejection, or a write that changed nothing — may
@@ -219,7 +262,7 @@ impl WriterHeads<'_> {
 
     /// The entry point's answer, once the last head read is durable. An outcome that is
     /// already unknown (the store failed) is answered as it is.
-    pub(crate) fn answer<T>(&self, out: CatalogResult<T>) -> CatalogResult<T> {
+    fn answer<T>(&self, out: CatalogResult<T>) -> CatalogResult<T> {
         if out.as_ref().is_err_and(CatalogError::is_outcome_unknown) {
             return out;
         }

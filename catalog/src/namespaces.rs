@@ -119,8 +119,7 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<CommitOutcome> {
         let name = self.authorize_namespace_write(principal, branch, namespace)?;
-        let heads = self.writer_heads(&name);
-        let out = (|| -> CatalogResult<CommitOutcome> {
+        self.on_writer_heads(&name, |heads| -> CatalogResult<CommitOutcome> {
             for _ in 0..NAMESPACE_RETRIES_MAX {
                 let head = heads.read()?;
                 let current = self.namespace_at(head, namespace)?;
@@ -141,8 +140,7 @@ impl Catalog {
                 }
             }
             Err(CatalogError::Contention(format!("namespace {namespace}")))
-        })();
-        heads.answer(out)
+        })
     }
 
     pub fn get_namespace(
@@ -204,8 +202,7 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<PropertiesUpdated> {
         let name = self.authorize_namespace_write(principal, branch, namespace)?;
-        let heads = self.writer_heads(&name);
-        let out = (|| -> CatalogResult<PropertiesUpdated> {
+        self.on_writer_heads(&name, |heads| -> CatalogResult<PropertiesUpdated> {
             if let Some(both) = update
                 .removals
                 .iter()
@@ -253,8 +250,7 @@ impl Catalog {
                 }
             }
             Err(CatalogError::Contention(format!("namespace {namespace}")))
-        })();
-        heads.answer(out)
+        })
     }
 
     /// Keys at or under `prefix`, after `after`, that `wanted` keeps, in key order: at most

@@ -244,8 +244,7 @@ impl Catalog {
     ) -> CatalogResult<LoadedTable> {
         let key = namespace.child(&request.name).map_err(WriteError::from)?;
         let name = self.authorize_content_write(principal, branch, &key)?;
-        let heads = self.writer_heads(&name);
-        let out = (|| -> CatalogResult<LoadedTable> {
+        self.on_writer_heads(&name, |heads| -> CatalogResult<LoadedTable> {
             let head = heads.read()?;
             self.namespace_exists(head, namespace)?;
             if self.store.content_ref_at(head, &key)?.is_some() {
@@ -327,8 +326,7 @@ impl Catalog {
                 content_id: Some(content.id),
                 content_hash: Some(content.hash()),
             })
-        })();
-        heads.answer(out)
+        })
     }
 
     /// Commits changes to one table; returns it as committed.
@@ -365,8 +363,7 @@ impl Catalog {
                 "a commit needs at least one table change".to_owned(),
             ));
         };
-        let heads = self.writer_heads(&name);
-        let out = (|| -> CatalogResult<Vec<LoadedTable>> {
+        self.on_writer_heads(&name, |heads| -> CatalogResult<Vec<LoadedTable>> {
             let mut seen = std::collections::HashSet::new();
             if let Some(dup) = changes.iter().find(|c| !seen.insert(c.key.clone())) {
                 return Err(CatalogError::Invalid(format!(
@@ -433,8 +430,7 @@ impl Catalog {
                     .collect::<Vec<_>>()
                     .join(", ")
             )))
-        })();
-        heads.answer(out)
+        })
     }
 
     /// Applies one table's updates; returns the table as it will be and the op for it.
@@ -783,8 +779,7 @@ impl Catalog {
             "table"
         };
         let name = self.authorize_content_write(principal, branch, key)?;
-        let heads = self.writer_heads(&name);
-        let out = (|| -> CatalogResult<CommitOutcome> {
+        self.on_writer_heads(&name, |heads| -> CatalogResult<CommitOutcome> {
             for _ in 0..COMMIT_RETRIES_MAX {
                 let head = heads.read()?;
                 let Some(r) = self.store.content_ref_at(head, key)? else {
@@ -805,8 +800,7 @@ impl Catalog {
                 }
             }
             Err(CatalogError::Contention(format!("table {key}")))
-        })();
-        heads.answer(out)
+        })
     }
 
     pub(crate) fn namespace_exists(&self, head: Hash, namespace: &ContentKey) -> CatalogResult<()> {
@@ -1017,8 +1011,7 @@ impl Catalog {
         };
         let noun = if view { "view" } else { "table" };
         let name = self.authorize_content_write(principal, branch, from)?;
-        let heads = self.writer_heads(&name);
-        let out = (|| -> CatalogResult<CommitOutcome> {
+        self.on_writer_heads(&name, |heads| -> CatalogResult<CommitOutcome> {
             self.authorize_content_write(principal, branch, to)?;
             let target_namespace = to
                 .parent()
@@ -1064,8 +1057,7 @@ impl Catalog {
                 }
             }
             Err(CatalogError::Contention(format!("{noun} {from}")))
-        })();
-        heads.answer(out)
+        })
     }
 
     /// Registers an existing metadata file (inside the warehouse) as a table. A table with
@@ -1080,8 +1072,7 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<LoadedTable> {
         let name = self.authorize_content_write(principal, branch, key)?;
-        let heads = self.writer_heads(&name);
-        let out = (|| -> CatalogResult<LoadedTable> {
+        self.on_writer_heads(&name, |heads| -> CatalogResult<LoadedTable> {
             let namespace = key
                 .parent()
                 .ok_or_else(|| CatalogError::Invalid(format!("{key} has no namespace")))?;
@@ -1131,8 +1122,7 @@ impl Catalog {
                 content_id: Some(id),
                 content_hash: Some(content.hash()),
             })
-        })();
-        heads.answer(out)
+        })
     }
 }
 
@@ -1148,8 +1138,7 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<LoadedTable> {
         let name = self.authorize_content_write(principal, branch, key)?;
-        let heads = self.writer_heads(&name);
-        let out = (|| -> CatalogResult<LoadedTable> {
+        self.on_writer_heads(&name, |heads| -> CatalogResult<LoadedTable> {
             for _ in 0..COMMIT_RETRIES_MAX {
                 let head = heads.read()?;
                 let Some(table) = self.table_at(head, key)? else {
@@ -1171,7 +1160,6 @@ impl Catalog {
                 }
             }
             Err(CatalogError::Contention(format!("table {key}")))
-        })();
-        heads.answer(out)
+        })
     }
 }

@@ -190,8 +190,7 @@ impl Catalog {
             .child(&request.name)
             .map_err(floe_commits::WriteError::from)?;
         let name = self.authorize_content_write(principal, branch, &key)?;
-        let heads = self.writer_heads(&name);
-        let out = (|| -> CatalogResult<LoadedView> {
+        self.on_writer_heads(&name, |heads| -> CatalogResult<LoadedView> {
             let head = heads.read()?;
             self.namespace_exists(head, namespace)?;
             if self.store.content_ref_at(head, &key)?.is_some() {
@@ -244,8 +243,7 @@ impl Catalog {
                 content_id: id,
                 content_hash: content.hash(),
             })
-        })();
-        heads.answer(out)
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -262,8 +260,7 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<LoadedView> {
         let name = self.authorize_content_write(principal, branch, key)?;
-        let heads = self.writer_heads(&name);
-        let out = (|| -> CatalogResult<LoadedView> {
+        self.on_writer_heads(&name, |heads| -> CatalogResult<LoadedView> {
             for _ in 0..COMMIT_RETRIES_MAX {
                 let head = heads.read()?;
                 let current = self
@@ -314,8 +311,7 @@ impl Catalog {
                 }
             }
             Err(CatalogError::Contention(format!("view {key}")))
-        })();
-        heads.answer(out)
+        })
     }
 
     /// Registers an existing view metadata file (inside the warehouse) as a view.
@@ -329,8 +325,7 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<LoadedView> {
         let name = self.authorize_content_write(principal, branch, key)?;
-        let heads = self.writer_heads(&name);
-        let out = (|| -> CatalogResult<LoadedView> {
+        self.on_writer_heads(&name, |heads| -> CatalogResult<LoadedView> {
             let namespace = key
                 .parent()
                 .ok_or_else(|| CatalogError::Invalid(format!("{key} has no namespace")))?;
@@ -374,8 +369,7 @@ impl Catalog {
                 content_id: id,
                 content_hash: content.hash(),
             })
-        })();
-        heads.answer(out)
+        })
     }
 }
 

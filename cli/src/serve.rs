@@ -144,9 +144,13 @@ async fn maintain(catalog: Catalog, retention: Retention, interval: std::time::D
     tokio::time::sleep(interval).await;
     loop {
         let (catalog, server) = (catalog.clone(), server.clone());
-        let pass = tokio::task::spawn_blocking(move || catalog.maintain(&server, &retention)).await;
+        // The pass's own error, or its task's (a panic), said the same way.
+        let pass = tokio::task::spawn_blocking(move || catalog.maintain(&server, &retention))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|pass| pass.map_err(|e| e.to_string()));
         let more = match pass {
-            Ok(Ok(report)) => {
+            Ok(report) => {
                 if report != floe_catalog::RetentionReport::default() {
                     println!(
                         "floe: maintenance settled {} run(s), pruned {} run branch(es), forgot {} run record(s) and {} idempotency record(s)",
@@ -157,10 +161,6 @@ async fn maintain(catalog: Catalog, retention: Retention, interval: std::time::D
                     );
                 }
                 report.more
-            }
-            Ok(Err(e)) => {
-                eprintln!("floe: maintenance failed ({e}); it runs again in {interval:?}");
-                false
             }
             Err(e) => {
                 eprintln!("floe: maintenance failed ({e}); it runs again in {interval:?}");

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use floe_commits::limits::REFLOG_PAGE_MAX;
-use floe_commits::{Content, ContentKey, Expect, Hash, Op, RefName, WriteCtx};
+use floe_commits::{Content, ContentKey, Expect, Hash, Op, WriteCtx};
 
 use super::{
     RECORD_PREFIX, RUN_ERROR_BYTES_MAX, RUN_ID_PROPERTY, RUN_SOURCE_PROPERTY, RunRecord, RunState,
@@ -64,8 +64,7 @@ impl Catalog {
         landing: &Landing,
         authored: &Authored,
     ) -> CatalogResult<Landed> {
-        let target = RefName::parse(&record.target)
-            .map_err(|e| CatalogError::Invalid(format!("run target: {e}")))?;
+        let target = record.target_ref()?;
         let ops = self.landing_ops(record, landing)?;
         let mut record = record.clone();
         if let Some(answer) = &landing.answer {
@@ -187,17 +186,23 @@ impl Catalog {
         };
         self.put_record(&done)?;
         if state == RunState::Succeeded {
-            let executor = Principal::named(record.principal.clone()).in_run(&record.id);
-            match self.store.delete_ref(
-                &record.branch(),
-                None,
-                &self.write_ctx(&executor, None, ""),
-            ) {
-                Ok(()) | Err(floe_commits::WriteError::RefNotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+            self.delete_run_branch(record)?;
         }
         Ok(())
+    }
+
+    /// Deletes a run's branch (as its executor, the only writer of `floe-run/` refs); false
+    /// when it was gone already.
+    pub(super) fn delete_run_branch(&self, record: &RunRecord) -> CatalogResult<bool> {
+        let executor = Principal::named(record.principal.clone()).in_run(&record.id);
+        match self
+            .store
+            .delete_ref(&record.branch(), None, &self.write_ctx(&executor, None, ""))
+        {
+            Ok(()) => Ok(true),
+            Err(floe_commits::WriteError::RefNotFound(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Refuses a commit of a failed or cancelled run (409 `RunSealed`), unless promoted. A
@@ -277,7 +282,7 @@ impl Catalog {
         if let Some(h) = record.landed_hash() {
             return Ok(Some(h));
         }
-        let Ok(target) = RefName::parse(&record.target) else {
+        let Ok(target) = record.target_ref() else {
             return Ok(None);
         };
         let since = record.started_ms.saturating_sub(CLOCK_SLACK_MS);
@@ -308,8 +313,7 @@ impl Catalog {
         principal: &Principal,
         record: &RunRecord,
     ) -> CatalogResult<Option<serde_json::Value>> {
-        let target = RefName::parse(&record.target)
-            .map_err(|e| CatalogError::Invalid(format!("run target: {e}")))?;
+        let target = record.target_ref()?;
         self.authorize(
             principal,
             Action::Read,

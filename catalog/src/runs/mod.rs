@@ -111,6 +111,12 @@ impl RunRecord {
         .expect("a run id makes a valid ref name")
     }
 
+    /// The branch the run lands on.
+    pub fn target_ref(&self) -> CatalogResult<RefName> {
+        RefName::parse(&self.target)
+            .map_err(|e| CatalogError::Invalid(format!("run {} has a bad target: {e}", self.id)))
+    }
+
     pub fn fork_hash(&self) -> CatalogResult<Hash> {
         Hash::parse(&self.fork).map_err(|e| {
             CatalogError::Read(floe_commits::ReadError::Invalid(format!(
@@ -239,8 +245,7 @@ impl Catalog {
             .meta_get(&record_key(id))?
             .ok_or_else(not_found)?;
         let record: RunRecord = serde_json::from_slice(&stored).map_err(invalid_record)?;
-        let target = RefName::parse(&record.target)
-            .map_err(|e| CatalogError::Invalid(format!("run target: {e}")))?;
+        let target = record.target_ref()?;
         self.authorize(
             principal,
             Action::Merge,

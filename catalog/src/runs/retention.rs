@@ -19,9 +19,9 @@ use serde::Serialize;
 
 use super::answers::answer_prefix;
 use super::{RECORD_PREFIX, RunRecord, RunState, record_key};
-use crate::Catalog;
 use crate::auth::{Action, Principal, Target};
 use crate::error::CatalogResult;
+use crate::{Catalog, resumable_scan};
 
 /// Entries of each kind (run records, idempotency records) one pass examines.
 pub const MAINTENANCE_SCAN_MAX: usize = 100_000;
@@ -114,35 +114,32 @@ impl Catalog {
         after: &mut Option<Vec<u8>>,
     ) -> CatalogResult<()> {
         let now = self.now_ms();
-        let mut scanned = 0usize;
-        loop {
-            let page = self
-                .store
-                .meta_scan(RECORD_PREFIX.as_bytes(), after.as_deref(), 1_000)?;
-            let Some((last, _)) = page.last() else {
-                // The end: the next pass starts over.
-                *after = None;
-                return Ok(());
-            };
-            *after = Some(last.to_vec());
-            for (_, bytes) in &page {
-                scanned += 1;
-                // A damaged record is skipped, not a failed pass (a read of it says why).
-                let Ok(record) = serde_json::from_slice::<RunRecord>(bytes) else {
-                    continue;
-                };
+        let stopped = resumable_scan(
+            after,
+            MAINTENANCE_SCAN_MAX,
+            |after| {
+                Ok(self
+                    .store
+                    .meta_scan(RECORD_PREFIX.as_bytes(), after.map(Vec::as_slice), 1_000)?
+                    .into_iter()
+                    .map(|(key, value)| (key.to_vec(), value))
+                    .collect())
+            },
+            |_, bytes| {
                 if report.pruned_run_branches >= MAINTENANCE_DELETES_MAX
                     || report.expired_run_records >= MAINTENANCE_DELETES_MAX
                 {
-                    report.more = true;
-                    return Ok(());
+                    return Ok(false);
                 }
-                self.retain_run(&record, bytes, retention, now, report)?;
-            }
-            if scanned >= MAINTENANCE_SCAN_MAX {
-                return Ok(());
-            }
-        }
+                // A damaged record is skipped, not a failed pass (a read of it says why).
+                if let Ok(record) = serde_json::from_slice::<RunRecord>(bytes) {
+                    self.retain_run(&record, bytes, retention, now, report)?;
+                }
+                Ok(true)
+            },
+        )?;
+        report.more |= stopped;
+        Ok(())
     }
 
     /// What retention does to one run.
@@ -166,7 +163,7 @@ impl Catalog {
             // A landed run's branch went with its landing; if that delete failed, now.
             RunState::Succeeded => {
                 if self.store.get_ref(&record.branch()).is_ok() {
-                    report.pruned_run_branches += usize::from(self.prune_run_branch(record)?);
+                    report.pruned_run_branches += usize::from(self.delete_run_branch(record)?);
                 }
             }
             // A failed run's branch stays, sealed, for the branch retention; a promoted
@@ -176,7 +173,7 @@ impl Catalog {
                 if now.saturating_sub(since) >= retention.run_branches_ms
                     && self.store.get_ref(&record.branch()).is_ok()
                 {
-                    report.pruned_run_branches += usize::from(self.prune_run_branch(record)?);
+                    report.pruned_run_branches += usize::from(self.delete_run_branch(record)?);
                 }
             }
             RunState::Running => {}
@@ -195,19 +192,6 @@ impl Catalog {
             report.expired_run_records += 1;
         }
         Ok(())
-    }
-
-    /// Deletes a run's branch; false when it was gone already.
-    fn prune_run_branch(&self, record: &RunRecord) -> CatalogResult<bool> {
-        let executor = Principal::named(record.principal.clone()).in_run(&record.id);
-        match self
-            .store
-            .delete_ref(&record.branch(), None, &self.write_ctx(&executor, None, ""))
-        {
-            Ok(()) => Ok(true),
-            Err(floe_commits::WriteError::RefNotFound(_)) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// Deletes a run's stored answer, then its record if it is still `stored` (false when
