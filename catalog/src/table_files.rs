@@ -8,6 +8,10 @@
 //! parent did not, and every data and delete file those manifests add. A registered table
 //! keeps its own location as its root.
 //!
+//! The same rule for what a table's metadata names directly: path properties
+//! (`write.data.path`, ...) and statistics files must lie under its location, and a new
+//! table takes only a location with no table metadata in it yet.
+//!
 //! Also here: the name of a table's next metadata file, derived from the current one's
 //! (`<n>-<uuid>.metadata.json`, or a registered table's Hadoop-style `v<n>.metadata.json`).
 
@@ -22,6 +26,15 @@ use parking_lot::Mutex;
 
 use crate::Catalog;
 use crate::error::{CatalogError, CatalogResult};
+
+/// Table properties that name where writers put files.
+const PATH_PROPERTIES: &[&str] = &[
+    "write.data.path",
+    "write.metadata.path",
+    "write.object-storage.path",
+    "write.folder-storage.path",
+    "location",
+];
 
 /// Manifests one commit's new snapshots (or one registration's snapshots) may add: each is
 /// read once to check its files.
@@ -206,6 +219,78 @@ impl Catalog {
         // Only once the whole commit passed: its lists are what later commits inherit.
         for (path, manifests) in verified {
             self.verified_lists.insert(path, manifests);
+        }
+        Ok(())
+    }
+}
+
+impl Catalog {
+    /// Refuses a new table's location when table metadata is there already: another
+    /// table's, or a dropped one's (its files stay). Data files and manifests a client
+    /// wrote for this create before committing it (stage, write, commit) are expected; only
+    /// floe writes metadata files. The locations this request's earlier attempts took are
+    /// its own (`claimed`). A later request that retries a failed create finds the metadata
+    /// its first attempt wrote, and is told to stage the table again.
+    pub(crate) fn check_location_unused(
+        &self,
+        metadata: &TableMetadata,
+        claimed: &mut HashSet<String>,
+    ) -> CatalogResult<()> {
+        let location = metadata.location().trim_end_matches('/').to_owned();
+        if claimed.contains(&location) {
+            return Ok(());
+        }
+        let folder = self.warehouse()?.resolve(&format!("{location}/metadata"))?;
+        let used = std::fs::read_dir(&folder).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".metadata.json"))
+        });
+        if used {
+            return Err(CatalogError::Invalid(format!(
+                "location {location} is in use: table metadata is there already (another table's, a dropped one's, or an earlier attempt's); stage-create the table again to get a new location"
+            )));
+        }
+        claimed.insert(location);
+        Ok(())
+    }
+
+    /// Refuses table properties that would send writers outside the table's location
+    /// (`write.data.path`, `write.metadata.path`, ...): clients honour them, and another
+    /// table's or another tenant's files must stay out of reach.
+    pub(crate) fn check_paths(&self, metadata: &TableMetadata) -> CatalogResult<()> {
+        let location = metadata.location().trim_end_matches('/');
+        for key in PATH_PROPERTIES {
+            let Some(value) = metadata.properties().get(*key) else {
+                continue;
+            };
+            let value = value.trim_end_matches('/');
+            let inside = (value == location || value.starts_with(&format!("{location}/")))
+                && self.warehouse()?.resolve(value).is_ok();
+            if !inside {
+                return Err(CatalogError::Invalid(format!(
+                    "table property {key} must point inside the table's location {location}, not {:?}",
+                    value.chars().take(200).collect::<String>()
+                )));
+            }
+        }
+        // Statistics files (set-statistics, set-partition-statistics) are the table's
+        // files too.
+        let statistics = metadata
+            .statistics_iter()
+            .map(|s| s.statistics_path.as_str())
+            .chain(
+                metadata
+                    .partition_statistics_iter()
+                    .map(|s| s.statistics_path.as_str()),
+            );
+        for path in statistics {
+            if !inside(location, path) {
+                return Err(CatalogError::Invalid(format!(
+                    "statistics file {} is outside the table's location {location}; a table's files live under its own location",
+                    path.chars().take(300).collect::<String>()
+                )));
+            }
         }
         Ok(())
     }

@@ -9,6 +9,10 @@
 //! table with `Is(content)`. So every requirement holds at the head the commit lands on
 //! (write skew is impossible). When a concurrent writer changed one of the tables, the
 //! whole transaction reloads and retries, up to `COMMIT_RETRIES_MAX`.
+//!
+//! Here: load, list, create and commit. A table's key moves (drop, rename, register,
+//! unregister) are in `tables/keys.rs`; the checks of the files its metadata names in
+//! `table_files.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -32,19 +36,13 @@ use crate::metadata_cache::CachedMetadata;
 use crate::namespaces::branch_of;
 use crate::table_files::next_metadata_location;
 use crate::views::new_content_ops;
+
+mod keys;
 use crate::warehouse::{Warehouse, WarehouseError};
 use crate::{Authored, Catalog};
 
 /// How often a table commit reloads after a concurrent change to one of its tables.
 pub const COMMIT_RETRIES_MAX: usize = 16;
-/// Table properties that name where writers put files.
-const PATH_PROPERTIES: &[&str] = &[
-    "write.data.path",
-    "write.metadata.path",
-    "write.object-storage.path",
-    "write.folder-storage.path",
-    "location",
-];
 
 /// Tables examined per listing call.
 pub const TABLE_SCAN_MAX: usize = 10_000;
@@ -619,76 +617,6 @@ impl Catalog {
         Ok((table, new_content_ops(key, content)))
     }
 
-    /// Refuses a new table's location when table metadata is there already: another
-    /// table's, or a dropped one's (its files stay). Data files and manifests a client
-    /// wrote for this create before committing it (stage, write, commit) are expected; only
-    /// floe writes metadata files. The locations this request's earlier attempts took are
-    /// its own (`claimed`). A later request that retries a failed create finds the metadata
-    /// its first attempt wrote, and is told to stage the table again.
-    fn check_location_unused(
-        &self,
-        metadata: &TableMetadata,
-        claimed: &mut HashSet<String>,
-    ) -> CatalogResult<()> {
-        let location = metadata.location().trim_end_matches('/').to_owned();
-        if claimed.contains(&location) {
-            return Ok(());
-        }
-        let folder = self.warehouse()?.resolve(&format!("{location}/metadata"))?;
-        let used = std::fs::read_dir(&folder).is_ok_and(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with(".metadata.json"))
-        });
-        if used {
-            return Err(CatalogError::Invalid(format!(
-                "location {location} is in use: table metadata is there already (another table's, a dropped one's, or an earlier attempt's); stage-create the table again to get a new location"
-            )));
-        }
-        claimed.insert(location);
-        Ok(())
-    }
-
-    /// Refuses table properties that would send writers outside the table's location
-    /// (`write.data.path`, `write.metadata.path`, ...): clients honour them, and another
-    /// table's or another tenant's files must stay out of reach.
-    fn check_paths(&self, metadata: &TableMetadata) -> CatalogResult<()> {
-        let location = metadata.location().trim_end_matches('/');
-        for key in PATH_PROPERTIES {
-            let Some(value) = metadata.properties().get(*key) else {
-                continue;
-            };
-            let value = value.trim_end_matches('/');
-            let inside = (value == location || value.starts_with(&format!("{location}/")))
-                && self.warehouse()?.resolve(value).is_ok();
-            if !inside {
-                return Err(CatalogError::Invalid(format!(
-                    "table property {key} must point inside the table's location {location}, not {:?}",
-                    value.chars().take(200).collect::<String>()
-                )));
-            }
-        }
-        // Statistics files (set-statistics, set-partition-statistics) are the table's
-        // files too.
-        let statistics = metadata
-            .statistics_iter()
-            .map(|s| s.statistics_path.as_str())
-            .chain(
-                metadata
-                    .partition_statistics_iter()
-                    .map(|s| s.statistics_path.as_str()),
-            );
-        for path in statistics {
-            if !crate::table_files::inside(location, path) {
-                return Err(CatalogError::Invalid(format!(
-                    "statistics file {} is outside the table's location {location}; a table's files live under its own location",
-                    path.chars().take(300).collect::<String>()
-                )));
-            }
-        }
-        Ok(())
-    }
-
     /// The bytes just written at a location (from the cache, else read back).
     fn cached_json(&self, location: &str) -> CatalogResult<Bytes> {
         match self.metadata.get(location) {
@@ -719,88 +647,6 @@ impl Catalog {
             }),
         );
         Ok(text)
-    }
-
-    /// Drops a table from a branch. Its files stay (garbage collection will decide, over
-    /// every ref); `purgeRequested` does not change that.
-    pub fn drop_table(
-        &self,
-        principal: &Principal,
-        branch: &RefSpec,
-        key: &ContentKey,
-        authored: &Authored,
-        idempotency: Option<&IdemRequest>,
-    ) -> CatalogResult<CommitOutcome> {
-        self.drop_content(
-            principal,
-            branch,
-            key,
-            ContentKind::IcebergTable,
-            authored,
-            idempotency,
-        )
-    }
-
-    /// Drops a view from a branch (its files stay).
-    pub fn drop_view(
-        &self,
-        principal: &Principal,
-        branch: &RefSpec,
-        key: &ContentKey,
-        authored: &Authored,
-        idempotency: Option<&IdemRequest>,
-    ) -> CatalogResult<CommitOutcome> {
-        self.drop_content(
-            principal,
-            branch,
-            key,
-            ContentKind::IcebergView,
-            authored,
-            idempotency,
-        )
-    }
-
-    fn drop_content(
-        &self,
-        principal: &Principal,
-        branch: &RefSpec,
-        key: &ContentKey,
-        kind: ContentKind,
-        authored: &Authored,
-        idempotency: Option<&IdemRequest>,
-    ) -> CatalogResult<CommitOutcome> {
-        let missing = || match kind {
-            ContentKind::IcebergView => CatalogError::ViewNotFound(key.clone()),
-            _ => CatalogError::TableNotFound(key.clone()),
-        };
-        let noun = if kind == ContentKind::IcebergView {
-            "view"
-        } else {
-            "table"
-        };
-        let name = self.authorize_content_write(principal, branch, key)?;
-        self.on_writer_heads(&name, |heads| -> CatalogResult<CommitOutcome> {
-            for _ in 0..COMMIT_RETRIES_MAX {
-                let head = heads.read()?;
-                let Some(r) = self.store.content_ref_at(head, key)? else {
-                    return Err(missing());
-                };
-                if r.kind != kind {
-                    return Err(missing());
-                }
-                let ops = vec![Op::Delete {
-                    key: key.clone(),
-                    expect: Expect::Is(r.hash),
-                }];
-                let meta = self.meta(principal, authored, format!("drop {noun} {key}"));
-                let ctx = self.write_ctx(principal, idempotency, "");
-                match self.store.commit(&name, None, ops, meta, &ctx) {
-                    Err(e) if is_key_conflict(&e, key) => continue,
-                    other => return other.map_err(|e| table_conflict(e, key)),
-                }
-            }
-            Err(CatalogError::Contention(format!("table {key}")))
-        })
     }
 
     pub(crate) fn namespace_exists(&self, head: Hash, namespace: &ContentKey) -> CatalogResult<()> {
@@ -937,229 +783,4 @@ pub(crate) fn table_conflict(e: WriteError, key: &ContentKey) -> CatalogError {
         }
     }
     e.into()
-}
-
-impl Catalog {
-    /// Moves a table to another key of the same branch (its content id stays: history and
-    /// merges follow it). The target namespace must exist and the target key be free.
-    pub fn rename_table(
-        &self,
-        principal: &Principal,
-        branch: &RefSpec,
-        from: &ContentKey,
-        to: &ContentKey,
-        authored: &Authored,
-        idempotency: Option<&IdemRequest>,
-    ) -> CatalogResult<CommitOutcome> {
-        self.rename_content(
-            principal,
-            branch,
-            from,
-            to,
-            ContentKind::IcebergTable,
-            authored,
-            idempotency,
-        )
-    }
-
-    /// Moves a view to another key of the same branch.
-    pub fn rename_view(
-        &self,
-        principal: &Principal,
-        branch: &RefSpec,
-        from: &ContentKey,
-        to: &ContentKey,
-        authored: &Authored,
-        idempotency: Option<&IdemRequest>,
-    ) -> CatalogResult<CommitOutcome> {
-        self.rename_content(
-            principal,
-            branch,
-            from,
-            to,
-            ContentKind::IcebergView,
-            authored,
-            idempotency,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn rename_content(
-        &self,
-        principal: &Principal,
-        branch: &RefSpec,
-        from: &ContentKey,
-        to: &ContentKey,
-        kind: ContentKind,
-        authored: &Authored,
-        idempotency: Option<&IdemRequest>,
-    ) -> CatalogResult<CommitOutcome> {
-        let view = kind == ContentKind::IcebergView;
-        let missing = |k: &ContentKey| {
-            if view {
-                CatalogError::ViewNotFound(k.clone())
-            } else {
-                CatalogError::TableNotFound(k.clone())
-            }
-        };
-        let taken = |k: &ContentKey| {
-            if view {
-                CatalogError::ViewAlreadyExists(k.clone())
-            } else {
-                CatalogError::TableAlreadyExists(k.clone())
-            }
-        };
-        let noun = if view { "view" } else { "table" };
-        let name = self.authorize_content_write(principal, branch, from)?;
-        self.on_writer_heads(&name, |heads| -> CatalogResult<CommitOutcome> {
-            self.authorize_content_write(principal, branch, to)?;
-            let target_namespace = to
-                .parent()
-                .ok_or_else(|| CatalogError::Invalid(format!("{to} has no namespace")))?;
-            for _ in 0..COMMIT_RETRIES_MAX {
-                let head = heads.read()?;
-                let found = self.store.get_contents(head, std::slice::from_ref(from))?;
-                let Some(Some((r, content))) = found.into_iter().next() else {
-                    return Err(missing(from));
-                };
-                if r.kind != kind {
-                    return Err(missing(from));
-                }
-                self.namespace_exists(head, &target_namespace)?;
-                if self.store.content_ref_at(head, to)?.is_some() {
-                    return Err(taken(to));
-                }
-                let ops = vec![
-                    Op::Delete {
-                        key: from.clone(),
-                        expect: Expect::Is(r.hash),
-                    },
-                    Op::Put {
-                        key: to.clone(),
-                        content,
-                        expect: Expect::Absent,
-                    },
-                    Op::Check {
-                        key: target_namespace.clone(),
-                        expect: Expect::Present,
-                    },
-                ];
-                let meta = self.meta(principal, authored, format!("rename {noun} {from} to {to}"));
-                let ctx = self.write_ctx(principal, idempotency, "");
-                match self.store.commit(&name, None, ops, meta, &ctx) {
-                    Err(e) if is_key_conflict(&e, from) => continue,
-                    other => {
-                        return other.map_err(|e| match table_conflict(e, to) {
-                            CatalogError::TableAlreadyExists(k) => taken(&k),
-                            other => other,
-                        });
-                    }
-                }
-            }
-            Err(CatalogError::Contention(format!("{noun} {from}")))
-        })
-    }
-
-    /// Registers an existing metadata file (inside the warehouse) as a table. A table with
-    /// the same Iceberg table-uuid already at the ref is a conflict: one table, one key.
-    pub fn register_table(
-        &self,
-        principal: &Principal,
-        branch: &RefSpec,
-        key: &ContentKey,
-        metadata_location: &str,
-        authored: &Authored,
-        idempotency: Option<&IdemRequest>,
-    ) -> CatalogResult<LoadedTable> {
-        let name = self.authorize_content_write(principal, branch, key)?;
-        self.on_writer_heads(&name, |heads| -> CatalogResult<LoadedTable> {
-            let namespace = key
-                .parent()
-                .ok_or_else(|| CatalogError::Invalid(format!("{key} has no namespace")))?;
-            // Confined to the warehouse before anything is read.
-            self.warehouse()?.resolve(metadata_location)?;
-            let cached = self.read_metadata(key, metadata_location)?;
-            // What the file points at must be inside the warehouse too: the table's location,
-            // its path properties, and the file itself under `<location>/metadata/`.
-            let table_location = cached.metadata.location().trim_end_matches('/');
-            self.warehouse()?.resolve(table_location)?;
-            if !metadata_location.starts_with(&format!("{table_location}/metadata/")) {
-                return Err(CatalogError::Invalid(format!(
-                    "{metadata_location} is not under its table's location {table_location}/metadata/"
-                )));
-            }
-            self.check_paths(&cached.metadata)?;
-            // A registered table's own location is its root: every snapshot's files too.
-            self.check_new_snapshots(None, &cached.metadata, &[])?;
-            let head = heads.read()?;
-            self.namespace_exists(head, &namespace)?;
-            if self.store.content_ref_at(head, key)?.is_some() {
-                return Err(CatalogError::TableAlreadyExists(key.clone()));
-            }
-            // One table, one key: its content id is its table-uuid, and the store refuses a
-            // content id under two keys when the commit lands.
-            let id = table_id(&cached.metadata);
-            let content = table_content(id, metadata_location, &cached.metadata);
-            let meta = self.meta(
-                principal,
-                authored,
-                format!("register table {key} from {metadata_location}"),
-            );
-            self.commit_new(
-                &name,
-                key,
-                content.clone(),
-                ContentKind::IcebergTable,
-                meta,
-                principal,
-                idempotency,
-            )?;
-            Ok(LoadedTable {
-                key: key.clone(),
-                metadata_location: Some(metadata_location.to_owned()),
-                metadata: cached.metadata.clone(),
-                metadata_json: cached.bytes.clone(),
-                content_id: Some(id),
-                content_hash: Some(content.hash()),
-            })
-        })
-    }
-}
-
-impl Catalog {
-    /// Removes a table from a branch and answers its last metadata, so that another
-    /// catalog can register it. Files stay, as with every drop.
-    pub fn unregister_table(
-        &self,
-        principal: &Principal,
-        branch: &RefSpec,
-        key: &ContentKey,
-        authored: &Authored,
-        idempotency: Option<&IdemRequest>,
-    ) -> CatalogResult<LoadedTable> {
-        let name = self.authorize_content_write(principal, branch, key)?;
-        self.on_writer_heads(&name, |heads| -> CatalogResult<LoadedTable> {
-            for _ in 0..COMMIT_RETRIES_MAX {
-                let head = heads.read()?;
-                let Some(table) = self.table_at(head, key)? else {
-                    return Err(CatalogError::TableNotFound(key.clone()));
-                };
-                let Some(hash) = table.content_hash else {
-                    return Err(CatalogError::TableNotFound(key.clone()));
-                };
-                let ops = vec![Op::Delete {
-                    key: key.clone(),
-                    expect: Expect::Is(hash),
-                }];
-                let meta = self.meta(principal, authored, format!("unregister table {key}"));
-                let ctx = self.write_ctx(principal, idempotency, "");
-                match self.store.commit(&name, None, ops, meta, &ctx) {
-                    Err(e) if is_key_conflict(&e, key) => continue,
-                    Err(e) => return Err(table_conflict(e, key)),
-                    Ok(_) => return Ok(table),
-                }
-            }
-            Err(CatalogError::Contention(format!("table {key}")))
-        })
-    }
 }

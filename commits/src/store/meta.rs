@@ -1,0 +1,150 @@
+//! The meta keyspace outside history (run records, tokens, idempotency records): bounded
+//! keys and values, and the idempotency records a ref move carries.
+
+use super::*;
+
+impl Store {
+    pub fn meta_get(&self, key: &[u8]) -> Result<Option<Bytes>, ReadError> {
+        check_meta_key(key).map_err(ReadError::Invalid)?;
+        Ok(self.backend.meta_get(key)?)
+    }
+
+    pub fn meta_put(&self, key: &[u8], value: &[u8]) -> Result<(), WriteError> {
+        check_meta(key, Some(value))?;
+        Ok(self.backend.meta_put(key, value)?)
+    }
+
+    pub fn meta_cas(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, WriteError> {
+        check_meta(key, new)?;
+        Ok(self.backend.meta_cas(key, expected, new)?)
+    }
+
+    pub fn meta_scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, ReadError> {
+        check_meta_key(prefix).map_err(ReadError::Invalid)?;
+        Ok(self
+            .backend
+            .meta_scan(prefix, after, limit.clamp(1, META_SCAN_PAGE_MAX))?)
+    }
+
+    /// The outcome recorded under an idempotency key, if a write carried it.
+    pub fn idempotency_lookup(&self, key: &str) -> Result<Option<IdempotencyOutcome>, ReadError> {
+        let mut k = IDEMPOTENCY_PREFIX.to_vec();
+        k.extend_from_slice(key.as_bytes());
+        let Some(bytes) = self.backend.meta_get(&k)? else {
+            return Ok(None);
+        };
+        Ok(Some(decode_idempotency(&bytes)?))
+    }
+
+    /// Up to `limit` recorded idempotency outcomes with keys after `after`, in key order,
+    /// each with its stored bytes (to remove it only if unchanged): what retention scans.
+    pub fn idempotency_records(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, IdempotencyOutcome, Bytes)>, ReadError> {
+        let after = after.map(|a| [IDEMPOTENCY_PREFIX, a.as_bytes()].concat());
+        let page = self.meta_scan(IDEMPOTENCY_PREFIX, after.as_deref(), limit)?;
+        page.into_iter()
+            .map(|(k, v)| {
+                let key = String::from_utf8_lossy(&k[IDEMPOTENCY_PREFIX.len()..]).into_owned();
+                Ok((key, decode_idempotency(&v)?, v))
+            })
+            .collect()
+    }
+
+    /// Removes a recorded idempotency outcome if its stored bytes are still `stored`.
+    pub fn remove_idempotency(&self, key: &str, stored: &[u8]) -> Result<bool, WriteError> {
+        let k = [IDEMPOTENCY_PREFIX, key.as_bytes()].concat();
+        self.meta_cas(&k, Some(stored), None)
+    }
+}
+
+fn check_meta_key(key: &[u8]) -> Result<(), String> {
+    if key.len() > META_KEY_BYTES_MAX {
+        return Err(format!(
+            "a meta key is at most {META_KEY_BYTES_MAX} bytes (META_KEY_BYTES_MAX), got {}",
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
+fn check_meta(key: &[u8], value: Option<&[u8]>) -> Result<(), WriteError> {
+    check_meta_key(key).map_err(WriteError::Invalid)?;
+    if let Some(v) = value
+        && v.len() > VALUE_BYTES_MAX
+    {
+        return Err(WriteError::Invalid(format!(
+            "a meta value is at most {VALUE_BYTES_MAX} bytes (VALUE_BYTES_MAX), got {}",
+            v.len()
+        )));
+    }
+    Ok(())
+}
+
+fn decode_idempotency(bytes: &[u8]) -> Result<IdempotencyOutcome, ReadError> {
+    let mut r = Reader::bare(bytes);
+    let parse = |r: &mut Reader<'_>| -> Result<IdempotencyOutcome, crate::encoding::DecodeError> {
+        let value = r.bytes()?.to_vec();
+        let ref_name = r.str()?.to_owned();
+        let hash = |r: &mut Reader<'_>| -> Result<Option<Hash>, _> {
+            Ok(match r.u8()? {
+                0 => None,
+                _ => Some(Hash::from_bytes(r.array()?)),
+            })
+        };
+        let head = hash(r)?;
+        let previous = hash(r)?;
+        Ok(IdempotencyOutcome {
+            value,
+            ref_name,
+            head,
+            previous,
+        })
+    };
+    parse(&mut r).map_err(|e| {
+        ReadError::Storage(StorageError::Corrupt {
+            hash: Hash::from_bytes([0; 32]),
+            reason: e.0.to_owned(),
+        })
+    })
+}
+
+pub(super) fn idempotency_write(
+    i: &Idempotency,
+    name: &RefName,
+    previous: Option<Hash>,
+    head: Option<Hash>,
+) -> Result<MetaWrite, WriteError> {
+    let mut key = IDEMPOTENCY_PREFIX.to_vec();
+    key.extend_from_slice(i.key.as_bytes());
+    let mut w = Writer::bare();
+    w.bytes(&i.value);
+    w.str(name.as_str());
+    for hash in [head, previous] {
+        match hash {
+            None => w.u8(0),
+            Some(h) => {
+                w.u8(1);
+                w.raw(h.as_bytes());
+            }
+        }
+    }
+    let value = w.finish();
+    check_meta(&key, Some(&value))?;
+    Ok(MetaWrite {
+        key: Bytes::from(key),
+        value: Bytes::from(value),
+    })
+}
