@@ -202,16 +202,16 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<PropertiesUpdated> {
         let name = self.authorize_namespace_write(principal, branch, namespace)?;
+        if let Some(both) = update
+            .removals
+            .iter()
+            .find(|k| update.updates.contains_key(*k))
+        {
+            return Err(CatalogError::Invalid(format!(
+                "property {both:?} is both updated and removed; name it once"
+            )));
+        }
         self.on_writer_heads(&name, |heads| -> CatalogResult<PropertiesUpdated> {
-            if let Some(both) = update
-                .removals
-                .iter()
-                .find(|k| update.updates.contains_key(*k))
-            {
-                return Err(CatalogError::Invalid(format!(
-                    "property {both:?} is both updated and removed; name it once"
-                )));
-            }
             for _ in 0..NAMESPACE_RETRIES_MAX {
                 let head = heads.read()?;
                 let (current, hash) = self.namespace_at(head, namespace)?;

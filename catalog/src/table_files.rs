@@ -54,6 +54,15 @@ pub(crate) fn inside(location: &str, path: &str) -> bool {
         && !path.split('/').any(step)
 }
 
+/// The refusal of a file (`what`: "manifest", "data file", ...) outside the table's
+/// `location`.
+fn outside(what: &str, path: &str, location: &str) -> CatalogError {
+    CatalogError::Invalid(format!(
+        "{what} {} is outside the table's location {location}; a table's files live under its own location",
+        path.chars().take(300).collect::<String>()
+    ))
+}
+
 /// Manifest lists whose files a commit checked (a list names one content forever), with
 /// the manifests they list: the parent list the next commit of the table inherits from.
 /// Bounded by what it holds (a list counts one, plus one per manifest); when full it
@@ -138,12 +147,7 @@ impl Catalog {
         let known = |id: i64| before.is_some_and(|b| b.snapshot_by_id(id).is_some());
         let location = after.location().trim_end_matches('/').to_owned();
         let warehouse = self.warehouse()?;
-        let outside = |what: &str, path: &str| {
-            CatalogError::Invalid(format!(
-                "{what} {} is outside the table's location {location}; a table's files live under its own location",
-                path.chars().take(300).collect::<String>()
-            ))
-        };
+        let outside = |what: &str, path: &str| outside(what, path, &location);
         let read = |what: &str, path: &str| -> CatalogResult<Vec<u8>> {
             if !inside(&location, path) {
                 return Err(outside(what, path));
@@ -286,10 +290,7 @@ impl Catalog {
             );
         for path in statistics {
             if !inside(location, path) {
-                return Err(CatalogError::Invalid(format!(
-                    "statistics file {} is outside the table's location {location}; a table's files live under its own location",
-                    path.chars().take(300).collect::<String>()
-                )));
+                return Err(outside("statistics file", path, location));
             }
         }
         Ok(())

@@ -36,10 +36,10 @@ use crate::metadata_cache::CachedMetadata;
 use crate::namespaces::branch_of;
 use crate::table_files::next_metadata_location;
 use crate::views::new_content_ops;
-
-mod keys;
 use crate::warehouse::{Warehouse, WarehouseError};
 use crate::{Authored, Catalog};
+
+mod keys;
 
 /// How often a table commit reloads after a concurrent change to one of its tables.
 pub const COMMIT_RETRIES_MAX: usize = 16;
@@ -361,14 +361,14 @@ impl Catalog {
                 "a commit needs at least one table change".to_owned(),
             ));
         };
+        let mut seen = HashSet::new();
+        if let Some(dup) = changes.iter().find(|c| !seen.insert(c.key.clone())) {
+            return Err(CatalogError::Invalid(format!(
+                "table {} appears twice in one commit",
+                dup.key
+            )));
+        }
         self.on_writer_heads(&name, |heads| -> CatalogResult<Vec<LoadedTable>> {
-            let mut seen = std::collections::HashSet::new();
-            if let Some(dup) = changes.iter().find(|c| !seen.insert(c.key.clone())) {
-                return Err(CatalogError::Invalid(format!(
-                    "table {} appears twice in one commit",
-                    dup.key
-                )));
-            }
             // Locations this request's creates took (its own retries find their metadata).
             let mut claimed = HashSet::new();
             for _ in 0..COMMIT_RETRIES_MAX {
@@ -404,7 +404,7 @@ impl Catalog {
                 let ctx = self.write_ctx(principal, idempotency, "");
                 // Tables created in one namespace each check it: one check is enough (the store
                 // takes each key once per commit).
-                let mut checked = std::collections::HashSet::new();
+                let mut checked = HashSet::new();
                 ops.retain(|op| match op {
                     Op::Check { key, .. } => checked.insert(key.clone()),
                     _ => true,

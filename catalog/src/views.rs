@@ -325,21 +325,21 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<LoadedView> {
         let name = self.authorize_content_write(principal, branch, key)?;
+        let namespace = key
+            .parent()
+            .ok_or_else(|| CatalogError::Invalid(format!("{key} has no namespace")))?;
+        let bytes = Bytes::from(self.warehouse()?.read(metadata_location)?);
+        let metadata: ViewMetadata = serde_json::from_slice(&bytes).map_err(|e| {
+            CatalogError::Invalid(format!("{metadata_location} is not view metadata: {e}"))
+        })?;
+        let view_location = metadata.location().trim_end_matches('/');
+        self.warehouse()?.resolve(view_location)?;
+        if !metadata_location.starts_with(&format!("{view_location}/metadata/")) {
+            return Err(CatalogError::Invalid(format!(
+                "{metadata_location} is not under its view's location {view_location}/metadata/"
+            )));
+        }
         self.on_writer_heads(&name, |heads| -> CatalogResult<LoadedView> {
-            let namespace = key
-                .parent()
-                .ok_or_else(|| CatalogError::Invalid(format!("{key} has no namespace")))?;
-            let bytes = Bytes::from(self.warehouse()?.read(metadata_location)?);
-            let metadata: ViewMetadata = serde_json::from_slice(&bytes).map_err(|e| {
-                CatalogError::Invalid(format!("{metadata_location} is not view metadata: {e}"))
-            })?;
-            let view_location = metadata.location().trim_end_matches('/');
-            self.warehouse()?.resolve(view_location)?;
-            if !metadata_location.starts_with(&format!("{view_location}/metadata/")) {
-                return Err(CatalogError::Invalid(format!(
-                    "{metadata_location} is not under its view's location {view_location}/metadata/"
-                )));
-            }
             let head = heads.read()?;
             self.namespace_exists(head, &namespace)?;
             if self.store.content_ref_at(head, key)?.is_some() {

@@ -55,7 +55,7 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
         "source".to_owned(),
     ]];
     let query = [("pageSize", RUNS_PAGE.to_string())];
-    ctx.each_page("/api/v1/runs", &query, "runs", |r| {
+    ctx.each_page("/api/v1/runs", &query, "runs", None, |r| {
         rows.push(vec![
             r["id"].as_str().unwrap_or("").to_owned(),
             r["kind"].as_str().unwrap_or("").to_owned(),

@@ -135,8 +135,7 @@ fn serve_on(
 }
 
 /// The periodic maintenance pass (retention): every `interval`, sooner while a pass says it
-/// has more to do. A failed pass is reported and retried at
-/// the next interval.
+/// has more to do. A failed pass is reported and retried at the next interval.
 async fn maintain(catalog: Catalog, retention: Retention, interval: std::time::Duration) {
     let server = Principal::named("floe");
     // Recovery settled what a stop left behind; the first pass waits an interval, so a

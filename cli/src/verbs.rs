@@ -17,6 +17,8 @@ use refs::{branch, checkout, reflog, reset, tag};
 
 /// Refs fetched per listing call (the API's maximum page).
 const REFS_PAGE: usize = 1_000;
+/// The most a bounded listing (log, reflog) asks for per page: the API's maximum.
+const PAGE_SIZE_MAX: usize = 1_000;
 /// Prefix of run branches, hidden from `branch list` without `--all`.
 const RUN_BRANCH_PREFIX: &str = "floe-run/";
 
@@ -136,17 +138,26 @@ impl Ctx {
     }
 
     /// Every item of a paged listing (the `field` array of each page), following
-    /// `nextPageToken`; with `--json` each page is printed as it comes.
+    /// `nextPageToken`; with `--json` each page is printed as it comes. With `count`, the
+    /// first `count` items at most: each page asks for no more than remain.
     pub(crate) fn each_page(
         &self,
         path: &str,
         query: &[(&str, String)],
         field: &str,
+        count: Option<usize>,
         mut item: impl FnMut(&Value),
     ) -> Result<(), Failure> {
         let mut token: Option<String> = None;
+        let mut seen = 0;
         loop {
             let mut q = query.to_vec();
+            if let Some(count) = count {
+                if seen >= count {
+                    return Ok(());
+                }
+                q.push(("pageSize", (count - seen).min(PAGE_SIZE_MAX).to_string()));
+            }
             if let Some(t) = &token {
                 q.push(("pageToken", t.clone()));
             }
@@ -156,6 +167,7 @@ impl Ctx {
             }
             for v in page.value[field].as_array().into_iter().flatten() {
                 item(v);
+                seen += 1;
             }
             match page.value["nextPageToken"].as_str() {
                 Some(t) => token = Some(t.to_owned()),
@@ -171,26 +183,15 @@ impl Ctx {
 
     /// Every ref of a kind, following pages; with `--json` each page is printed.
     fn list_refs(&self, kind: &str) -> Result<Vec<Value>, Failure> {
+        let query = [
+            ("kind", kind.to_owned()),
+            ("pageSize", REFS_PAGE.to_string()),
+        ];
         let mut refs = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut query = vec![
-                ("kind", kind.to_owned()),
-                ("pageSize", REFS_PAGE.to_string()),
-            ];
-            if let Some(t) = &token {
-                query.push(("pageToken", t.clone()));
-            }
-            let page = self.get("/api/v1/refs", &query)?;
-            if self.json {
-                self.print(&page);
-            }
-            refs.extend(page.value["refs"].as_array().cloned().unwrap_or_default());
-            match page.value["nextPageToken"].as_str() {
-                Some(t) => token = Some(t.to_owned()),
-                None => return Ok(refs),
-            }
-        }
+        self.each_page("/api/v1/refs", &query, "refs", None, |r| {
+            refs.push(r.clone())
+        })?;
+        Ok(refs)
     }
 }
 
@@ -278,31 +279,10 @@ fn log(ctx: &Ctx, args: LogArgs) -> Result<(), Failure> {
         }
     }
     let mut commits = Vec::new();
-    let mut token: Option<String> = None;
-    while commits.len() < args.count {
-        let mut q = query.clone();
-        q.push((
-            "pageSize",
-            (args.count - commits.len()).min(1_000).to_string(),
-        ));
-        if let Some(t) = &token {
-            q.push(("pageToken", t.clone()));
-        }
-        let page = ctx.get(&format!("/api/v1/trees/{}/log", encode(&spec)), &q)?;
-        if ctx.json {
-            ctx.print(&page);
-        }
-        commits.extend(
-            page.value["commits"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default(),
-        );
-        match page.value["nextPageToken"].as_str() {
-            Some(t) => token = Some(t.to_owned()),
-            None => break,
-        }
-    }
+    let path = format!("/api/v1/trees/{}/log", encode(&spec));
+    ctx.each_page(&path, &query, "commits", Some(args.count), |c| {
+        commits.push(c.clone());
+    })?;
     if !ctx.json {
         table(&commit_rows(ctx, &commits));
     }
@@ -541,7 +521,7 @@ fn namespace(ctx: &Ctx, at: &str, verb: NamespaceVerb) -> Result<(), Failure> {
     match verb {
         NamespaceVerb::List => {
             let mut rows = Vec::new();
-            ctx.each_page(&base, &[], "namespaces", |n| {
+            ctx.each_page(&base, &[], "namespaces", None, |n| {
                 rows.push(vec![
                     n["namespace"].as_str().unwrap_or("").to_owned(),
                     properties_text(&n["properties"]),

@@ -835,16 +835,13 @@ impl Backend for SledBackend {
             let Some(u) = d.undurable.get(name) else {
                 return Ok(());
             };
-            let newest = u.pending.iter().rev();
-            let found = match head {
-                None => newest.map(|(t, _)| *t).next(),
-                Some(h) => newest
-                    .filter(|(_, r)| r.as_ref().is_some_and(|r| r.head == *h))
-                    .map(|(t, _)| *t)
-                    .next(),
-            };
-            match found {
-                Some(t) => t,
+            let newest = u
+                .pending
+                .iter()
+                .rev()
+                .find(|(_, r)| head.is_none_or(|h| r.as_ref().is_some_and(|r| r.head == *h)));
+            match newest {
+                Some((t, _)) => *t,
                 None => return Ok(()),
             }
         };

@@ -19,6 +19,7 @@
 //! file list — is stored beside the record in bounded chunks (`answers.rs`), written before
 //! the landing, so that a run whose answer cannot be stored never lands.
 
+use bytes::Bytes;
 use floe_commits::{Hash, RefKind, RefName, RefSpec};
 use serde::{Deserialize, Serialize};
 
@@ -154,6 +155,17 @@ fn record_key(id: &str) -> Vec<u8> {
     format!("{RECORD_PREFIX}{id}").into_bytes()
 }
 
+/// A record's stored form. Every field that could grow is bounded where it is set.
+fn encode_record(record: &RunRecord) -> CatalogResult<Vec<u8>> {
+    serde_json::to_vec(record)
+        .map_err(|e| CatalogError::Invalid(format!("run {} does not serialize: {e}", record.id)))
+}
+
+/// No run has this id (what is said of it is cut to 100 characters).
+fn run_not_found(id: &str) -> CatalogError {
+    CatalogError::RunNotFound(id.chars().take(100).collect())
+}
+
 fn invalid_record(e: serde_json::Error) -> CatalogError {
     CatalogError::Read(floe_commits::ReadError::Invalid(format!(
         "a run record does not parse: {e}"
@@ -225,26 +237,31 @@ impl Catalog {
     /// Writes a record. Every field that could grow is bounded where it is set, so a record
     /// always fits one meta value; a failure here is an error the caller reports.
     fn put_record(&self, record: &RunRecord) -> CatalogResult<()> {
-        let bytes = serde_json::to_vec(record).map_err(|e| {
-            CatalogError::Invalid(format!("run {} does not serialize: {e}", record.id))
-        })?;
-        self.store.meta_put(&record_key(&record.id), &bytes)?;
+        self.store
+            .meta_put(&record_key(&record.id), &encode_record(record)?)?;
         Ok(())
+    }
+
+    /// A run's record as stored (its bytes, for a compare-and-swap over them) and read.
+    /// A run id is a UUID: anything else names no run (and never reaches the store).
+    fn stored_record(&self, id: &str) -> CatalogResult<Option<(Bytes, RunRecord)>> {
+        if uuid::Uuid::try_parse(id).is_err() {
+            return Ok(None);
+        }
+        match self.store.meta_get(&record_key(id))? {
+            None => Ok(None),
+            Some(bytes) => {
+                let record = serde_json::from_slice(&bytes).map_err(invalid_record)?;
+                Ok(Some((bytes, record)))
+            }
+        }
     }
 
     /// Promotes a failed or cancelled run (DESIGN §5 "Sealing"): recorded in its record, after
     /// which its commits may be branched from, merged, cherry-picked and reset to. Whoever
     /// may merge into the run's target may promote it.
     pub fn promote_run(&self, principal: &Principal, id: &str) -> CatalogResult<RunRecord> {
-        let not_found = || CatalogError::RunNotFound(id.chars().take(100).collect());
-        if uuid::Uuid::try_parse(id).is_err() {
-            return Err(not_found());
-        }
-        let stored = self
-            .store
-            .meta_get(&record_key(id))?
-            .ok_or_else(not_found)?;
-        let record: RunRecord = serde_json::from_slice(&stored).map_err(invalid_record)?;
+        let (stored, record) = self.stored_record(id)?.ok_or_else(|| run_not_found(id))?;
         let target = record.target_ref()?;
         self.authorize(
             principal,
@@ -280,13 +297,11 @@ impl Catalog {
             ..record
         };
         // Only over the record read (retention may have forgotten it meanwhile).
-        let new = serde_json::to_vec(&promoted).map_err(|e| {
-            CatalogError::Invalid(format!("run {} does not serialize: {e}", promoted.id))
-        })?;
-        if !self
-            .store
-            .meta_cas(&record_key(&promoted.id), Some(&stored), Some(&new))?
-        {
+        if !self.store.meta_cas(
+            &record_key(&promoted.id),
+            Some(&stored),
+            Some(&encode_record(&promoted)?),
+        )? {
             return Err(CatalogError::Contention(format!("the record of run {id}")));
         }
         Ok(promoted)
@@ -334,21 +349,11 @@ impl Catalog {
                 namespace: None,
             },
         )?;
-        self.run_record(id)?
-            .ok_or_else(|| CatalogError::RunNotFound(id.chars().take(100).collect()))
+        self.run_record(id)?.ok_or_else(|| run_not_found(id))
     }
 
     /// A run's record.
     pub fn run_record(&self, id: &str) -> CatalogResult<Option<RunRecord>> {
-        // A run id is a UUID: anything else names no run (and never reaches the store).
-        if uuid::Uuid::try_parse(id).is_err() {
-            return Ok(None);
-        }
-        match self.store.meta_get(&record_key(id))? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(invalid_record),
-        }
+        Ok(self.stored_record(id)?.map(|(_, record)| record))
     }
 }

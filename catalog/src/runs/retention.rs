@@ -15,8 +15,6 @@
 //! (the next pass resumes where it stopped) and deletes at most `MAINTENANCE_DELETES_MAX`
 //! of each kind (`more` says so, and the server runs another pass at once).
 
-use serde::Serialize;
-
 use super::answers::answer_prefix;
 use super::{RECORD_PREFIX, RunRecord, RunState, record_key};
 use crate::auth::{Action, Principal, Target};
@@ -48,8 +46,7 @@ impl Default for Retention {
 }
 
 /// What one maintenance pass did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionReport {
     /// Runs left `running` after they landed, now succeeded.
     pub settled_runs: usize,

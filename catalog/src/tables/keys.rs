@@ -159,11 +159,11 @@ impl Catalog {
         };
         let noun = if view { "view" } else { "table" };
         let name = self.authorize_content_write(principal, branch, from)?;
+        self.authorize_content_write(principal, branch, to)?;
+        let target_namespace = to
+            .parent()
+            .ok_or_else(|| CatalogError::Invalid(format!("{to} has no namespace")))?;
         self.on_writer_heads(&name, |heads| -> CatalogResult<CommitOutcome> {
-            self.authorize_content_write(principal, branch, to)?;
-            let target_namespace = to
-                .parent()
-                .ok_or_else(|| CatalogError::Invalid(format!("{to} has no namespace")))?;
             for _ in 0..COMMIT_RETRIES_MAX {
                 let head = heads.read()?;
                 let found = self.store.get_contents(head, std::slice::from_ref(from))?;
@@ -220,25 +220,25 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<LoadedTable> {
         let name = self.authorize_content_write(principal, branch, key)?;
+        let namespace = key
+            .parent()
+            .ok_or_else(|| CatalogError::Invalid(format!("{key} has no namespace")))?;
+        // Confined to the warehouse before anything is read.
+        self.warehouse()?.resolve(metadata_location)?;
+        let cached = self.read_metadata(key, metadata_location)?;
+        // What the file points at must be inside the warehouse too: the table's location,
+        // its path properties, and the file itself under `<location>/metadata/`.
+        let table_location = cached.metadata.location().trim_end_matches('/');
+        self.warehouse()?.resolve(table_location)?;
+        if !metadata_location.starts_with(&format!("{table_location}/metadata/")) {
+            return Err(CatalogError::Invalid(format!(
+                "{metadata_location} is not under its table's location {table_location}/metadata/"
+            )));
+        }
+        self.check_paths(&cached.metadata)?;
+        // A registered table's own location is its root: every snapshot's files too.
+        self.check_new_snapshots(None, &cached.metadata, &[])?;
         self.on_writer_heads(&name, |heads| -> CatalogResult<LoadedTable> {
-            let namespace = key
-                .parent()
-                .ok_or_else(|| CatalogError::Invalid(format!("{key} has no namespace")))?;
-            // Confined to the warehouse before anything is read.
-            self.warehouse()?.resolve(metadata_location)?;
-            let cached = self.read_metadata(key, metadata_location)?;
-            // What the file points at must be inside the warehouse too: the table's location,
-            // its path properties, and the file itself under `<location>/metadata/`.
-            let table_location = cached.metadata.location().trim_end_matches('/');
-            self.warehouse()?.resolve(table_location)?;
-            if !metadata_location.starts_with(&format!("{table_location}/metadata/")) {
-                return Err(CatalogError::Invalid(format!(
-                    "{metadata_location} is not under its table's location {table_location}/metadata/"
-                )));
-            }
-            self.check_paths(&cached.metadata)?;
-            // A registered table's own location is its root: every snapshot's files too.
-            self.check_new_snapshots(None, &cached.metadata, &[])?;
             let head = heads.read()?;
             self.namespace_exists(head, &namespace)?;
             if self.store.content_ref_at(head, key)?.is_some() {

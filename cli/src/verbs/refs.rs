@@ -238,31 +238,11 @@ pub(super) fn reset(ctx: &Ctx, branch: &str, target: &str) -> Result<(), Failure
 }
 
 pub(super) fn reflog(ctx: &Ctx, name: Option<String>, count: usize) -> Result<(), Failure> {
+    let query: Vec<(&str, String)> = name.map(|n| ("ref", n)).into_iter().collect();
     let mut entries = Vec::new();
-    let mut token: Option<String> = None;
-    while entries.len() < count {
-        let mut q = vec![("pageSize", (count - entries.len()).min(1_000).to_string())];
-        if let Some(n) = &name {
-            q.push(("ref", n.clone()));
-        }
-        if let Some(t) = &token {
-            q.push(("pageToken", t.clone()));
-        }
-        let page = ctx.get("/api/v1/reflog", &q)?;
-        if ctx.json {
-            ctx.print(&page);
-        }
-        entries.extend(
-            page.value["entries"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default(),
-        );
-        match page.value["nextPageToken"].as_str() {
-            Some(t) => token = Some(t.to_owned()),
-            None => break,
-        }
-    }
+    ctx.each_page("/api/v1/reflog", &query, "entries", Some(count), |e| {
+        entries.push(e.clone());
+    })?;
     if !ctx.json {
         let rows: Vec<Vec<String>> = entries
             .iter()
