@@ -111,6 +111,16 @@ pub struct Target<'a> {
     pub namespace: Option<&'a ContentKey>,
 }
 
+impl<'a> Target<'a> {
+    /// An action on one ref (not on a namespace of it).
+    pub fn on_ref(name: &'a RefName) -> Target<'a> {
+        Target {
+            ref_name: Some(name),
+            namespace: None,
+        }
+    }
+}
+
 impl fmt::Display for Target<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.ref_name, self.namespace) {

@@ -28,14 +28,7 @@ impl Catalog {
         branch: &RefSpec,
     ) -> CatalogResult<RefName> {
         let name = branch_of(branch)?;
-        self.authorize(
-            principal,
-            action,
-            Target {
-                ref_name: Some(name),
-                namespace: None,
-            },
-        )?;
+        self.authorize(principal, action, Target::on_ref(name))?;
         Ok(name.clone())
     }
 

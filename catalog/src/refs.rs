@@ -10,13 +10,6 @@ use floe_commits::store::DEFAULT_BRANCH;
 use crate::error::{CatalogError, CatalogResult};
 use crate::idempotency::IdemRequest;
 
-fn on(name: &RefName) -> Target<'_> {
-    Target {
-        ref_name: Some(name),
-        namespace: None,
-    }
-}
-
 impl Catalog {
     pub fn list_refs(
         &self,
@@ -30,7 +23,7 @@ impl Catalog {
     }
 
     pub fn get_ref(&self, principal: &Principal, name: &RefName) -> CatalogResult<RefRecord> {
-        self.authorize(principal, Action::ReadRefs, on(name))?;
+        self.authorize(principal, Action::ReadRefs, Target::on_ref(name))?;
         Ok(self.store.get_ref(name)?)
     }
 
@@ -43,7 +36,7 @@ impl Catalog {
         from: &RefSpec,
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<RefRecord> {
-        self.authorize(principal, Action::CreateRef, on(name))?;
+        self.authorize(principal, Action::CreateRef, Target::on_ref(name))?;
         let target = self.read_at(principal, from)?.hash;
         self.check_not_sealed(target)?;
         let ctx = self.write_ctx(principal, idempotency, kind.as_str());
@@ -58,7 +51,7 @@ impl Catalog {
         expected_head: Option<Hash>,
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<()> {
-        self.authorize(principal, Action::DeleteRef, on(name))?;
+        self.authorize(principal, Action::DeleteRef, Target::on_ref(name))?;
         if name.as_str() == DEFAULT_BRANCH {
             return Err(CatalogError::DefaultBranch(name.to_string()));
         }
@@ -75,7 +68,7 @@ impl Catalog {
         expected_head: Option<Hash>,
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<RefRecord> {
-        self.authorize(principal, Action::AssignRef, on(name))?;
+        self.authorize(principal, Action::AssignRef, Target::on_ref(name))?;
         let to = self.read_at(principal, target)?.hash;
         self.check_not_sealed(to)?;
         let ctx = self.write_ctx(principal, idempotency, "");

@@ -314,14 +314,7 @@ impl Catalog {
         record: &RunRecord,
     ) -> CatalogResult<Option<serde_json::Value>> {
         let target = record.target_ref()?;
-        self.authorize(
-            principal,
-            Action::Read,
-            Target {
-                ref_name: Some(&target),
-                namespace: None,
-            },
-        )?;
+        self.authorize(principal, Action::Read, Target::on_ref(&target))?;
         match &record.stored_answer {
             Some(stored) => Ok(Some(self.stored_answer(&record.id, stored)?)),
             None => Ok(None),

@@ -183,14 +183,7 @@ impl Catalog {
         source: String,
     ) -> CatalogResult<(RunRecord, Principal)> {
         let name = branch_of(target)?;
-        self.authorize(
-            principal,
-            Action::Commit,
-            Target {
-                ref_name: Some(name),
-                namespace: None,
-            },
-        )?;
+        self.authorize(principal, Action::Commit, Target::on_ref(name))?;
         // The fork may be a pending head; the run branch's own move is acknowledged after
         // it, so once the branch exists its fork is durable too.
         let fork = self.writer_heads(name).read()?;
@@ -263,14 +256,7 @@ impl Catalog {
     pub fn promote_run(&self, principal: &Principal, id: &str) -> CatalogResult<RunRecord> {
         let (stored, record) = self.stored_record(id)?.ok_or_else(|| run_not_found(id))?;
         let target = record.target_ref()?;
-        self.authorize(
-            principal,
-            Action::Merge,
-            Target {
-                ref_name: Some(&target),
-                namespace: None,
-            },
-        )?;
+        self.authorize(principal, Action::Merge, Target::on_ref(&target))?;
         match record.state {
             RunState::Failed | RunState::Cancelled => {}
             RunState::Running => {
@@ -314,14 +300,7 @@ impl Catalog {
         after: Option<&str>,
         limit: usize,
     ) -> CatalogResult<(Vec<RunRecord>, Option<String>)> {
-        self.authorize(
-            principal,
-            Action::ReadRefs,
-            Target {
-                ref_name: None,
-                namespace: None,
-            },
-        )?;
+        self.authorize(principal, Action::ReadRefs, Target::default())?;
         let after = after.map(record_key);
         let page = self
             .store
@@ -341,14 +320,7 @@ impl Catalog {
 
     /// One run, for a principal.
     pub fn get_run(&self, principal: &Principal, id: &str) -> CatalogResult<RunRecord> {
-        self.authorize(
-            principal,
-            Action::ReadRefs,
-            Target {
-                ref_name: None,
-                namespace: None,
-            },
-        )?;
+        self.authorize(principal, Action::ReadRefs, Target::default())?;
         self.run_record(id)?.ok_or_else(|| run_not_found(id))
     }
 

@@ -80,14 +80,7 @@ impl Catalog {
         principal: &Principal,
         retention: &Retention,
     ) -> CatalogResult<RetentionReport> {
-        self.authorize(
-            principal,
-            Action::Maintain,
-            Target {
-                ref_name: None,
-                namespace: None,
-            },
-        )?;
+        self.authorize(principal, Action::Maintain, Target::default())?;
         let mut guard = self.maintenance.lock();
         let cursor = &mut *guard;
         let mut report = RetentionReport::default();
