@@ -6,10 +6,7 @@ use serde_json::Value;
 use crate::RunVerb;
 use crate::client::{Method, encode};
 use crate::output::table;
-use crate::verbs::{Ctx, Failure};
-
-/// Runs fetched per listing call (the API's maximum page).
-const RUNS_PAGE: usize = 1_000;
+use crate::verbs::{Ctx, Failure, PAGE_MAX};
 
 pub fn run(ctx: &Ctx, verb: RunVerb) -> Result<(), Failure> {
     match verb {
@@ -54,7 +51,7 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
         "target".to_owned(),
         "source".to_owned(),
     ]];
-    let query = [("pageSize", RUNS_PAGE.to_string())];
+    let query = [("pageSize", PAGE_MAX.to_string())];
     ctx.each_page("/api/v1/runs", &query, "runs", None, |r| {
         rows.push(vec![
             r["id"].as_str().unwrap_or("").to_owned(),

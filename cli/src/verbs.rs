@@ -15,10 +15,8 @@ mod refs;
 
 use refs::{branch, checkout, reflog, reset, tag};
 
-/// Refs fetched per listing call (the API's maximum page).
-const REFS_PAGE: usize = 1_000;
-/// The most a bounded listing (log, reflog) asks for per page: the API's maximum.
-const PAGE_SIZE_MAX: usize = 1_000;
+/// Items asked for per page of a listing: the API's maximum page (refs, runs, log, reflog).
+pub(crate) const PAGE_MAX: usize = 1_000;
 /// Prefix of run branches, hidden from `branch list` without `--all`.
 const RUN_BRANCH_PREFIX: &str = "floe-run/";
 
@@ -156,7 +154,7 @@ impl Ctx {
                 if seen >= count {
                     return Ok(());
                 }
-                q.push(("pageSize", (count - seen).min(PAGE_SIZE_MAX).to_string()));
+                q.push(("pageSize", (count - seen).min(PAGE_MAX).to_string()));
             }
             if let Some(t) = &token {
                 q.push(("pageToken", t.clone()));
@@ -185,7 +183,7 @@ impl Ctx {
     fn list_refs(&self, kind: &str) -> Result<Vec<Value>, Failure> {
         let query = [
             ("kind", kind.to_owned()),
-            ("pageSize", REFS_PAGE.to_string()),
+            ("pageSize", PAGE_MAX.to_string()),
         ];
         let mut refs = Vec::new();
         self.each_page("/api/v1/refs", &query, "refs", None, |r| {
