@@ -65,10 +65,10 @@ pub struct AppliedRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recalled {
     Applied(AppliedRecord),
-    /// The first attempt was rejected with this status and body.
+    /// The first attempt was rejected; `answer` is what the layer above recorded of it
+    /// (opaque here: the catalog knows no HTTP).
     Rejected {
-        status: u16,
-        body: String,
+        answer: String,
     },
     /// The key was used for a different request.
     OtherRequest,
@@ -99,10 +99,10 @@ impl Catalog {
                 if value["fp"] != request.fingerprint.as_str() {
                     return Ok(Some(Recalled::OtherRequest));
                 }
-                let status = value["status"].as_u64().unwrap_or(409);
+                // Records from before `answer` kept the error body under `body`.
+                let answer = value["answer"].as_str().or_else(|| value["body"].as_str());
                 return Ok(Some(Recalled::Rejected {
-                    status: u16::try_from(status).unwrap_or(409),
-                    body: value["body"].as_str().unwrap_or_default().to_owned(),
+                    answer: answer.unwrap_or_default().to_owned(),
                 }));
             }
         }
@@ -111,18 +111,12 @@ impl Catalog {
 
     /// Records a deterministic rejection so that a retry gets the same answer. Best effort:
     /// a body too large for one meta value is not recorded (the retry re-evaluates).
-    pub fn record_rejection(
-        &self,
-        request: &IdemRequest,
-        status: u16,
-        body: &str,
-    ) -> CatalogResult<()> {
+    pub fn record_rejection(&self, request: &IdemRequest, answer: &str) -> CatalogResult<()> {
         let key = rejected_key(&request.key);
         let value = json!({
             "fp": request.fingerprint,
             "at": self.store.now_ms(),
-            "status": status,
-            "body": body,
+            "answer": answer,
         })
         .to_string();
         if value.len() > floe_commits::limits::VALUE_BYTES_MAX {

@@ -1,7 +1,11 @@
-//! The one mapping from domain errors to HTTP (STYLE rule 4). Every error floe's own API
-//! answers has one shape, `ErrorBody`: a stable `type`, a message that says what to fix,
-//! an error id, and for conflicts the keys and the current head. A 5xx shows only the id;
-//! the chain goes to the server's log under the same id.
+//! The one error table (STYLE rule 4): every error either API answers is an `ErrorKind`,
+//! and `ErrorKind::row` gives, in one place, its HTTP status, floe's error type and the
+//! Iceberg exception name. Domain errors (`CatalogError`, the store's errors, queries and
+//! imports) become kinds here and nowhere else; nothing below `rest-api` knows a status.
+//!
+//! An error is rendered for the API the request came in through (`Api`): floe's
+//! `ErrorBody`, or the Iceberg spec's `ErrorModel`. A 5xx shows only an error id; the log
+//! carries the chain under the same id.
 
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
@@ -10,6 +14,336 @@ use floe_catalog::CatalogError;
 use floe_commits::{Conflict, ReadError, WriteError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+/// Which API a request came in through, and so how its errors look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// floe's own API (`/api/v1`) and the service routes: `ErrorBody`.
+    Floe,
+    /// The Iceberg REST catalog (`/iceberg`): the spec's `IcebergErrorResponse`.
+    Iceberg,
+    /// The Iceberg view routes, whose 404, 409 and 5xx answers the spec documents as a
+    /// bare `ErrorModel` (its examples still wrap it): the model's fields are given both
+    /// wrapped and at the top level, so that the schema and the clients (which read
+    /// `error`) are both satisfied.
+    IcebergView,
+}
+
+impl Api {
+    /// The API of a request, from its path as the client sent it and its matched route.
+    pub fn of(original_path: &str, route: Option<&str>) -> Api {
+        if !original_path.starts_with("/iceberg/") {
+            Api::Floe
+        } else if route.is_some_and(|r| r.contains("/views")) {
+            Api::IcebergView
+        } else {
+            Api::Iceberg
+        }
+    }
+
+    /// The API of a request, read from its parts (extractors and the observing layer).
+    pub fn of_parts(parts: &axum::http::request::Parts) -> Api {
+        let path = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or_else(|| parts.uri.path(), |u| u.0.path());
+        let route = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map(axum::extract::MatchedPath::as_str);
+        Api::of(path, route)
+    }
+
+    fn is_iceberg(self) -> bool {
+        self != Api::Floe
+    }
+}
+
+/// Every kind of error either API answers. Its wire names are columns of the table
+/// (`ErrorKind::row`); the variant's own name is how a recorded rejection keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    BadRequest,
+    Forbidden,
+    DefaultBranch,
+    ReadOnlyRef,
+    NamespaceNotFound,
+    NamespaceAlreadyExists,
+    NotANamespace,
+    NamespaceNotEmpty,
+    Contention,
+    TableNotFound,
+    TableAlreadyExists,
+    SameTable,
+    ViewNotFound,
+    ViewAlreadyExists,
+    CommitFailed,
+    RunSealed,
+    RunNotFound,
+    RunNotPromotable,
+    Unsupported,
+    OutsideWarehouse,
+    FileNotFound,
+    RefNotFound,
+    CommitNotFound,
+    NotInHistory,
+    AmbiguousHash,
+    LimitExceeded,
+    RefAlreadyExists,
+    NotABranch,
+    TagImmutable,
+    ReservedRef,
+    ReferenceConflict,
+    Conflict,
+    NotFastForward,
+    /// A request the Iceberg spec answers with 422 (a property both updated and removed).
+    UnprocessableEntity,
+    IdempotencyKeyReused,
+    IdempotencyInFlight,
+    PayloadTooLarge,
+    NotFound,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotImplemented,
+    InvalidQuery,
+    /// A table a query names is not at the ref: the statement is what to fix (400).
+    QueryTableNotFound,
+    TableUnreadable,
+    QueryTimeout,
+    QueryMemoryExceeded,
+    InvalidImport,
+    IncompatibleFiles,
+    DuplicateImport,
+    ImportRootRequired,
+    OutsideImportRoots,
+    Unavailable,
+    InternalError,
+}
+
+/// One row of the table: what an error kind is on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    pub status: StatusCode,
+    /// floe's error type (`type` of `ErrorBody`).
+    pub floe: &'static str,
+    /// The Iceberg exception name (`type` of the spec's `ErrorModel`).
+    pub iceberg: &'static str,
+    /// The request may apply when retried (contention, a duplicate in flight): never
+    /// recorded under an Idempotency-Key as the final answer; floe's API says when.
+    pub retry_after_s: Option<u32>,
+}
+
+impl ErrorKind {
+    /// Every kind, in the table's order.
+    pub const ALL: [ErrorKind; 53] = {
+        use ErrorKind as K;
+        [
+            K::BadRequest,
+            K::Forbidden,
+            K::DefaultBranch,
+            K::ReadOnlyRef,
+            K::NamespaceNotFound,
+            K::NamespaceAlreadyExists,
+            K::NotANamespace,
+            K::NamespaceNotEmpty,
+            K::Contention,
+            K::TableNotFound,
+            K::TableAlreadyExists,
+            K::SameTable,
+            K::ViewNotFound,
+            K::ViewAlreadyExists,
+            K::CommitFailed,
+            K::RunSealed,
+            K::RunNotFound,
+            K::RunNotPromotable,
+            K::Unsupported,
+            K::OutsideWarehouse,
+            K::FileNotFound,
+            K::RefNotFound,
+            K::CommitNotFound,
+            K::NotInHistory,
+            K::AmbiguousHash,
+            K::LimitExceeded,
+            K::RefAlreadyExists,
+            K::NotABranch,
+            K::TagImmutable,
+            K::ReservedRef,
+            K::ReferenceConflict,
+            K::Conflict,
+            K::NotFastForward,
+            K::UnprocessableEntity,
+            K::IdempotencyKeyReused,
+            K::IdempotencyInFlight,
+            K::PayloadTooLarge,
+            K::NotFound,
+            K::MethodNotAllowed,
+            K::NotAcceptable,
+            K::NotImplemented,
+            K::InvalidQuery,
+            K::QueryTableNotFound,
+            K::TableUnreadable,
+            K::QueryTimeout,
+            K::QueryMemoryExceeded,
+            K::InvalidImport,
+            K::IncompatibleFiles,
+            K::DuplicateImport,
+            K::ImportRootRequired,
+            K::OutsideImportRoots,
+            K::Unavailable,
+            K::InternalError,
+        ]
+    };
+
+    /// The table: every status, floe type and Iceberg exception of both APIs.
+    pub fn row(self) -> Row {
+        use ErrorKind as K;
+        use StatusCode as S;
+        let (status, floe, iceberg) = match self {
+            K::BadRequest => (S::BAD_REQUEST, "BadRequest", "BadRequestException"),
+            K::Forbidden => (S::FORBIDDEN, "Forbidden", "ForbiddenException"),
+            K::DefaultBranch => (S::BAD_REQUEST, "DefaultBranch", "BadRequestException"),
+            K::ReadOnlyRef => (S::BAD_REQUEST, "ReadOnlyRef", "BadRequestException"),
+            K::NamespaceNotFound => (
+                S::NOT_FOUND,
+                "NamespaceNotFound",
+                "NoSuchNamespaceException",
+            ),
+            K::NamespaceAlreadyExists => (
+                S::CONFLICT,
+                "NamespaceAlreadyExists",
+                "AlreadyExistsException",
+            ),
+            K::NotANamespace => (S::CONFLICT, "NotANamespace", "AlreadyExistsException"),
+            K::NamespaceNotEmpty => (
+                S::CONFLICT,
+                "NamespaceNotEmpty",
+                "NamespaceNotEmptyException",
+            ),
+            // Iceberg clients refresh and retry a commit answered 409 CommitFailed.
+            K::Contention => (S::CONFLICT, "Contention", "CommitFailedException"),
+            K::TableNotFound => (S::NOT_FOUND, "TableNotFound", "NoSuchTableException"),
+            K::TableAlreadyExists => (S::CONFLICT, "TableAlreadyExists", "AlreadyExistsException"),
+            K::SameTable => (S::CONFLICT, "SameTable", "AlreadyExistsException"),
+            K::ViewNotFound => (S::NOT_FOUND, "ViewNotFound", "NoSuchViewException"),
+            K::ViewAlreadyExists => (S::CONFLICT, "ViewAlreadyExists", "AlreadyExistsException"),
+            K::CommitFailed => (S::CONFLICT, "CommitFailed", "CommitFailedException"),
+            K::RunSealed => (S::CONFLICT, "RunSealed", "CommitFailedException"),
+            K::RunNotFound => (S::NOT_FOUND, "RunNotFound", "NotFoundException"),
+            K::RunNotPromotable => (S::CONFLICT, "RunNotPromotable", "CommitFailedException"),
+            K::Unsupported => (S::BAD_REQUEST, "Unsupported", "BadRequestException"),
+            K::OutsideWarehouse => (S::BAD_REQUEST, "OutsideWarehouse", "BadRequestException"),
+            K::FileNotFound => (S::BAD_REQUEST, "FileNotFound", "BadRequestException"),
+            K::RefNotFound => (S::NOT_FOUND, "RefNotFound", "NotFoundException"),
+            K::CommitNotFound => (S::NOT_FOUND, "CommitNotFound", "NotFoundException"),
+            K::NotInHistory => (S::NOT_FOUND, "NotInHistory", "NotFoundException"),
+            K::AmbiguousHash => (S::BAD_REQUEST, "AmbiguousHash", "BadRequestException"),
+            K::LimitExceeded => (S::BAD_REQUEST, "LimitExceeded", "BadRequestException"),
+            K::RefAlreadyExists => (S::CONFLICT, "RefAlreadyExists", "AlreadyExistsException"),
+            K::NotABranch => (S::BAD_REQUEST, "NotABranch", "BadRequestException"),
+            K::TagImmutable => (S::BAD_REQUEST, "TagImmutable", "BadRequestException"),
+            K::ReservedRef => (S::FORBIDDEN, "ReservedRef", "ForbiddenException"),
+            K::ReferenceConflict => (S::CONFLICT, "ReferenceConflict", "CommitFailedException"),
+            K::Conflict => (S::CONFLICT, "Conflict", "CommitFailedException"),
+            K::NotFastForward => (S::CONFLICT, "NotFastForward", "CommitFailedException"),
+            K::UnprocessableEntity => (
+                S::UNPROCESSABLE_ENTITY,
+                "UnprocessableEntity",
+                "UnprocessableEntityException",
+            ),
+            K::IdempotencyKeyReused => (
+                S::UNPROCESSABLE_ENTITY,
+                "IdempotencyKeyReused",
+                "UnprocessableEntityException",
+            ),
+            // 503 on the Iceberg API: see `status`.
+            K::IdempotencyInFlight => (
+                S::CONFLICT,
+                "IdempotencyInFlight",
+                "ServiceUnavailableException",
+            ),
+            K::PayloadTooLarge => (
+                S::PAYLOAD_TOO_LARGE,
+                "PayloadTooLarge",
+                "BadRequestException",
+            ),
+            K::NotFound => (S::NOT_FOUND, "NotFound", "NotFoundException"),
+            K::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "MethodNotAllowedException",
+            ),
+            K::NotAcceptable => (S::NOT_ACCEPTABLE, "NotAcceptable", "BadRequestException"),
+            K::NotImplemented => (
+                S::NOT_IMPLEMENTED,
+                "NotImplemented",
+                "UnsupportedOperationException",
+            ),
+            K::InvalidQuery => (S::BAD_REQUEST, "InvalidQuery", "BadRequestException"),
+            K::QueryTableNotFound => (S::BAD_REQUEST, "TableNotFound", "BadRequestException"),
+            K::TableUnreadable => (
+                S::UNPROCESSABLE_ENTITY,
+                "TableUnreadable",
+                "UnprocessableEntityException",
+            ),
+            K::QueryTimeout => (
+                S::UNPROCESSABLE_ENTITY,
+                "QueryTimeout",
+                "UnprocessableEntityException",
+            ),
+            K::QueryMemoryExceeded => (
+                S::UNPROCESSABLE_ENTITY,
+                "QueryMemoryExceeded",
+                "UnprocessableEntityException",
+            ),
+            K::InvalidImport => (S::BAD_REQUEST, "InvalidImport", "BadRequestException"),
+            K::IncompatibleFiles => (S::BAD_REQUEST, "IncompatibleFiles", "BadRequestException"),
+            K::DuplicateImport => (S::CONFLICT, "DuplicateImport", "AlreadyExistsException"),
+            K::ImportRootRequired => (S::FORBIDDEN, "ImportRootRequired", "ForbiddenException"),
+            K::OutsideImportRoots => (S::FORBIDDEN, "OutsideImportRoots", "ForbiddenException"),
+            K::Unavailable => (
+                S::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "ServiceUnavailableException",
+            ),
+            K::InternalError => (
+                S::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "InternalServerError",
+            ),
+        };
+        let retry_after_s = match self {
+            K::Contention | K::IdempotencyInFlight => Some(1),
+            _ => None,
+        };
+        Row {
+            status,
+            floe,
+            iceberg,
+            retry_after_s,
+        }
+    }
+
+    /// The status on `api`. One kind differs: a duplicate whose first attempt still runs.
+    /// Iceberg clients read a 409 on a commit as "not applied" and would re-apply it on a
+    /// refreshed table, so on `/iceberg` it is a 503 ("state unknown"), never a 409.
+    pub fn status(self, api: Api) -> StatusCode {
+        match self {
+            ErrorKind::IdempotencyInFlight if api.is_iceberg() => StatusCode::SERVICE_UNAVAILABLE,
+            _ => self.row().status,
+        }
+    }
+
+    /// `Retry-After` on `api`: floe's API says when to retry; Iceberg clients read it only
+    /// on a 503, and retry a 409 commit on a refreshed table by themselves.
+    pub fn retry_after_s(self, api: Api) -> Option<u32> {
+        let after = self.row().retry_after_s;
+        match api {
+            Api::Floe => after,
+            _ if self.status(api) == StatusCode::SERVICE_UNAVAILABLE => after,
+            _ => None,
+        }
+    }
+}
 
 /// The body of every error floe's own API answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -75,87 +409,198 @@ impl From<&Conflict> for ConflictBody {
     }
 }
 
-/// An error on its way out: a status and a body (and, rarely, a `Retry-After`).
+/// An error on its way out, before it is rendered for an API.
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    pub status: StatusCode,
     /// Boxed: errors travel in every `Result` of the request path, and stay small there.
-    pub body: Box<ErrorBody>,
-    pub retry_after_s: Option<u32>,
-    /// The same request may apply when retried (contention, a duplicate in flight): the
-    /// answer is never recorded under an Idempotency-Key as final.
-    pub retryable: bool,
+    inner: Box<Inner>,
+}
+
+#[derive(Debug, Clone)]
+struct Inner {
+    kind: ErrorKind,
+    message: String,
+    error_id: String,
+    current_head: Option<String>,
+    conflicts: Vec<ConflictBody>,
+}
+
+/// The id of one error answer: what the reply shows and the log line carries.
+fn error_id() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
         ApiError {
-            status,
-            body: Box::new(ErrorBody {
-                kind: kind.to_owned(),
+            inner: Box::new(Inner {
+                kind,
                 message: message.into(),
-                error_id: uuid::Uuid::now_v7().to_string(),
-                status: status.as_u16(),
+                error_id: error_id(),
                 current_head: None,
                 conflicts: Vec::new(),
             }),
-            retry_after_s: None,
-            retryable: false,
         }
     }
 
-    /// A rejection that a retry of the same request may not get (see `retryable`).
-    pub fn retryable(mut self, retry_after_s: Option<u32>) -> ApiError {
-        self.retryable = true;
-        self.retry_after_s = retry_after_s;
-        self
-    }
-
     pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+        ApiError::new(ErrorKind::BadRequest, message)
     }
 
     /// A server-side failure: the reply carries only the id; the log carries the chain.
     pub fn internal(chain: &dyn std::fmt::Display) -> ApiError {
         let e = ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
+            ErrorKind::InternalError,
             "the server failed (a write's outcome is unknown: read before retrying); quote the errorId to the operator",
         );
-        eprintln!("floe: error {}: {chain}", e.body.error_id);
+        tracing::error!(error_id = %e.inner.error_id, "{chain}");
         e
     }
 
-    fn with_head(mut self, head: Option<floe_commits::Hash>) -> ApiError {
-        self.body.current_head = head.map(|h| h.to_hex());
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.inner.message
+    }
+
+    pub fn error_id(&self) -> &str {
+        &self.inner.error_id
+    }
+
+    /// Says it again, with a message that names more (the kind and id stay).
+    pub fn with_message(mut self, message: impl Into<String>) -> ApiError {
+        self.inner.message = message.into();
         self
     }
 
-    /// True for rejections that a retry with the same request would get again.
-    pub fn is_deterministic(&self) -> bool {
-        // A rejection that says "retry" (contention, a duplicate in flight) is not final.
-        self.status.is_client_error()
-            && !self.retryable
-            && self.retry_after_s.is_none()
-            && self.status != StatusCode::FORBIDDEN
+    fn with_head(mut self, head: Option<floe_commits::Hash>) -> ApiError {
+        self.inner.current_head = head.map(|h| h.to_hex());
+        self
     }
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = serde_json::to_string(&self.body).unwrap_or_default();
+    /// True for rejections that a retry with the same request would get again, and so are
+    /// recorded under an Idempotency-Key: a 4xx that does not say "retry" (contention, a
+    /// duplicate in flight) and is not a refusal of the principal (whose rights may change).
+    pub fn is_deterministic(&self) -> bool {
+        let row = self.inner.kind.row();
+        row.status.is_client_error()
+            && row.retry_after_s.is_none()
+            && row.status != StatusCode::FORBIDDEN
+    }
+
+    /// floe's body for this error (what `/api/v1` answers, and what a recorded rejection
+    /// keeps).
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            kind: self.inner.kind.row().floe.to_owned(),
+            message: self.inner.message.clone(),
+            error_id: self.inner.error_id.clone(),
+            status: self.inner.kind.status(Api::Floe).as_u16(),
+            current_head: self.inner.current_head.clone(),
+            conflicts: self.inner.conflicts.clone(),
+        }
+    }
+
+    /// How a deterministic rejection is kept under its Idempotency-Key: the kind and
+    /// floe's body, so that a retry gets the same error (id included) on whichever API it
+    /// comes through.
+    pub fn recorded(&self) -> String {
+        serde_json::json!({ "kind": self.inner.kind, "body": self.body() }).to_string()
+    }
+
+    /// The error a recorded rejection keeps. Records written before the kind was kept hold
+    /// floe's body alone, whose type names the kind (the first row with that name). `None`
+    /// for a record this table cannot read: the retry is then evaluated again.
+    pub fn from_recorded(text: &str) -> Option<ApiError> {
+        #[derive(Deserialize)]
+        struct Recorded {
+            kind: Option<ErrorKind>,
+            body: Option<ErrorBody>,
+        }
+        let (kind, body) = match serde_json::from_str::<Recorded>(text) {
+            Ok(Recorded {
+                kind: Some(kind),
+                body: Some(body),
+            }) => (kind, body),
+            _ => {
+                let body: ErrorBody = serde_json::from_str(text).ok()?;
+                let kind = ErrorKind::ALL.into_iter().find(|k| {
+                    let row = k.row();
+                    row.floe == body.kind || row.iceberg == body.kind
+                })?;
+                (kind, body)
+            }
+        };
+        Some(ApiError {
+            inner: Box::new(Inner {
+                kind,
+                message: body.message,
+                error_id: body.error_id,
+                current_head: body.current_head,
+                conflicts: body.conflicts,
+            }),
+        })
+    }
+
+    /// The answer on `api`.
+    pub fn render(&self, api: Api) -> Response {
+        let kind = self.inner.kind;
+        let status = kind.status(api);
+        let body = match api {
+            Api::Floe => serde_json::to_string(&self.body()),
+            Api::Iceberg | Api::IcebergView => {
+                let message = if status.is_server_error() {
+                    format!("{} (error id {})", self.inner.message, self.inner.error_id)
+                } else {
+                    self.inner.message.clone()
+                };
+                let model = crate::iceberg::wire::ErrorModel {
+                    message,
+                    kind: kind.row().iceberg,
+                    code: status.as_u16(),
+                };
+                let flat = api == Api::IcebergView
+                    && (status == StatusCode::NOT_FOUND
+                        || status == StatusCode::CONFLICT
+                        || status.is_server_error());
+                serde_json::to_string(&crate::iceberg::wire::IcebergErrorResponse {
+                    flat: flat.then(|| model.clone()),
+                    error: model,
+                })
+            }
+        };
         let mut response = (
-            self.status,
+            status,
             [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            body,
+            body.unwrap_or_default(),
         )
             .into_response();
-        if let Some(s) = self.retry_after_s {
+        if let Some(s) = kind.retry_after_s(api) {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(s));
         }
+        response.extensions_mut().insert(AnsweredError {
+            kind,
+            error_id: self.inner.error_id.clone(),
+        });
         response
+    }
+}
+
+/// What the observing layer learns of an error answer (for the request's log line).
+#[derive(Debug, Clone)]
+pub struct AnsweredError {
+    pub kind: ErrorKind,
+    pub error_id: String,
+}
+
+/// floe's own API's rendering: handlers of `/api/v1` return `ApiError`s as they are.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.render(Api::Floe)
     }
 }
 
@@ -164,24 +609,14 @@ impl From<floe_compute::QueryError> for ApiError {
     fn from(e: floe_compute::QueryError) -> ApiError {
         use floe_compute::QueryError;
         let message = e.to_string();
+        let of = |kind| ApiError::new(kind, message.clone());
         match e {
-            QueryError::Invalid(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "InvalidQuery", message)
-            }
-            QueryError::TableNotFound(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "TableNotFound", message)
-            }
-            QueryError::TableUnreadable(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "TableUnreadable", message)
-            }
-            QueryError::Timeout(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "QueryTimeout", message)
-            }
-            QueryError::Memory { .. } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "QueryMemoryExceeded",
-                message,
-            ),
+            QueryError::Invalid(_) => of(ErrorKind::InvalidQuery),
+            // A table the statement names: the statement is what to fix (400, not 404).
+            QueryError::TableNotFound(_) => of(ErrorKind::QueryTableNotFound),
+            QueryError::TableUnreadable(_) => of(ErrorKind::TableUnreadable),
+            QueryError::Timeout(_) => of(ErrorKind::QueryTimeout),
+            QueryError::Memory { .. } => of(ErrorKind::QueryMemoryExceeded),
             QueryError::Catalog(e) => ApiError::from(e),
             QueryError::Engine(_) => ApiError::internal(&message),
         }
@@ -194,21 +629,16 @@ impl From<floe_compute::ImportError> for ApiError {
         use floe_compute::ImportError;
         let message = e.to_string();
         match e.root() {
-            ImportError::Invalid(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "InvalidImport", message)
-            }
-            ImportError::Incompatible(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "IncompatibleFiles", message)
-            }
-            ImportError::Duplicate { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "DuplicateImport", message)
-            }
+            ImportError::Invalid(_) => ApiError::new(ErrorKind::InvalidImport, message),
+            ImportError::Incompatible(_) => ApiError::new(ErrorKind::IncompatibleFiles, message),
+            ImportError::Duplicate { .. } => ApiError::new(ErrorKind::DuplicateImport, message),
             ImportError::Catalog(inner) => {
-                let mut mapped = ApiError::from(inner.clone());
-                if mapped.status.is_client_error() {
-                    mapped.body.message = message;
+                let mapped = ApiError::from(inner.clone());
+                if mapped.kind().row().status.is_client_error() {
+                    mapped.with_message(message)
+                } else {
+                    mapped
                 }
-                mapped
             }
             ImportError::Io(_) | ImportError::RunFailed { .. } => ApiError::internal(&message),
         }
@@ -217,40 +647,36 @@ impl From<floe_compute::ImportError> for ApiError {
 
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> ApiError {
+        use ErrorKind as K;
         let message = e.to_string();
-        let of = |status, kind: &str| ApiError::new(status, kind, message.clone());
+        let of = |kind| ApiError::new(kind, message.clone());
         match e {
-            CatalogError::Forbidden { .. } => of(StatusCode::FORBIDDEN, "Forbidden"),
-            CatalogError::Invalid(_) => of(StatusCode::BAD_REQUEST, "BadRequest"),
-            CatalogError::DefaultBranch(_) => of(StatusCode::BAD_REQUEST, "DefaultBranch"),
-            CatalogError::ReadOnly { .. } => of(StatusCode::BAD_REQUEST, "ReadOnlyRef"),
-            CatalogError::NamespaceNotFound(_) => of(StatusCode::NOT_FOUND, "NamespaceNotFound"),
-            CatalogError::NamespaceAlreadyExists(_) => {
-                of(StatusCode::CONFLICT, "NamespaceAlreadyExists")
-            }
-            CatalogError::NotANamespace { .. } => of(StatusCode::CONFLICT, "NotANamespace"),
+            CatalogError::Forbidden { .. } => of(K::Forbidden),
+            CatalogError::Invalid(_) => of(K::BadRequest),
+            CatalogError::DefaultBranch(_) => of(K::DefaultBranch),
+            CatalogError::ReadOnly { .. } => of(K::ReadOnlyRef),
+            CatalogError::NamespaceNotFound(_) => of(K::NamespaceNotFound),
+            CatalogError::NamespaceAlreadyExists(_) => of(K::NamespaceAlreadyExists),
+            CatalogError::NotANamespace { .. } => of(K::NotANamespace),
             CatalogError::NamespaceNotEmpty { head, .. } => {
-                of(StatusCode::CONFLICT, "NamespaceNotEmpty").with_head(Some(head))
+                of(K::NamespaceNotEmpty).with_head(Some(head))
             }
-            CatalogError::Contention(_) => {
-                of(StatusCode::CONFLICT, "Contention").retryable(Some(1))
-            }
-            CatalogError::TableNotFound(_) => of(StatusCode::NOT_FOUND, "TableNotFound"),
-            CatalogError::TableAlreadyExists(_) => of(StatusCode::CONFLICT, "TableAlreadyExists"),
-            CatalogError::SameTable { .. } => of(StatusCode::CONFLICT, "SameTable"),
-            CatalogError::ViewNotFound(_) => of(StatusCode::NOT_FOUND, "ViewNotFound"),
-            CatalogError::ViewAlreadyExists(_) => of(StatusCode::CONFLICT, "ViewAlreadyExists"),
-            CatalogError::CommitFailed(_) => of(StatusCode::CONFLICT, "CommitFailed"),
-            CatalogError::RunSealed { .. } => of(StatusCode::CONFLICT, "RunSealed"),
-            CatalogError::RunNotFound(_) => of(StatusCode::NOT_FOUND, "RunNotFound"),
-            CatalogError::RunNotPromotable { .. } => of(StatusCode::CONFLICT, "RunNotPromotable"),
-            CatalogError::RunExpired { .. } => of(StatusCode::CONFLICT, "RunSealed"),
-            CatalogError::Unsupported(_) => of(StatusCode::BAD_REQUEST, "Unsupported"),
+            CatalogError::Contention(_) => of(K::Contention),
+            CatalogError::TableNotFound(_) => of(K::TableNotFound),
+            CatalogError::TableAlreadyExists(_) => of(K::TableAlreadyExists),
+            CatalogError::SameTable { .. } => of(K::SameTable),
+            CatalogError::ViewNotFound(_) => of(K::ViewNotFound),
+            CatalogError::ViewAlreadyExists(_) => of(K::ViewAlreadyExists),
+            CatalogError::CommitFailed(_) => of(K::CommitFailed),
+            CatalogError::RunSealed { .. } | CatalogError::RunExpired { .. } => of(K::RunSealed),
+            CatalogError::RunNotFound(_) => of(K::RunNotFound),
+            CatalogError::RunNotPromotable { .. } => of(K::RunNotPromotable),
+            CatalogError::Unsupported(_) => of(K::Unsupported),
             CatalogError::Warehouse(floe_catalog::WarehouseError::Outside { .. }) => {
-                of(StatusCode::BAD_REQUEST, "OutsideWarehouse")
+                of(K::OutsideWarehouse)
             }
             CatalogError::Warehouse(floe_catalog::WarehouseError::NotFound(_)) => {
-                of(StatusCode::BAD_REQUEST, "FileNotFound")
+                of(K::FileNotFound)
             }
             CatalogError::Warehouse(w) => ApiError::internal(&w),
             CatalogError::Read(e) => read_error(e, &message),
@@ -260,44 +686,46 @@ impl From<CatalogError> for ApiError {
 }
 
 fn read_error(e: ReadError, message: &str) -> ApiError {
-    let of = |status, kind: &str| ApiError::new(status, kind, message);
+    use ErrorKind as K;
+    let of = |kind| ApiError::new(kind, message);
     match e {
-        ReadError::RefNotFound(_) => of(StatusCode::NOT_FOUND, "RefNotFound"),
-        ReadError::CommitNotFound(_) => of(StatusCode::NOT_FOUND, "CommitNotFound"),
+        ReadError::RefNotFound(_) => of(K::RefNotFound),
+        ReadError::CommitNotFound(_) => of(K::CommitNotFound),
         ReadError::NotInHistory { .. }
         | ReadError::HistoryTooShort { .. }
-        | ReadError::NoHeadAtTime { .. } => of(StatusCode::NOT_FOUND, "NotInHistory"),
-        ReadError::AmbiguousPrefix { .. } => of(StatusCode::BAD_REQUEST, "AmbiguousHash"),
-        ReadError::Invalid(_) => of(StatusCode::BAD_REQUEST, "BadRequest"),
-        ReadError::Bound { .. } => of(StatusCode::BAD_REQUEST, "LimitExceeded"),
+        | ReadError::NoHeadAtTime { .. } => of(K::NotInHistory),
+        ReadError::AmbiguousPrefix { .. } => of(K::AmbiguousHash),
+        ReadError::Invalid(_) => of(K::BadRequest),
+        ReadError::Bound { .. } => of(K::LimitExceeded),
         ReadError::Storage(s) => ApiError::internal(&s),
     }
 }
 
 fn write_error(e: WriteError, message: &str) -> ApiError {
-    let of = |status, kind: &str| ApiError::new(status, kind, message);
+    use ErrorKind as K;
+    let of = |kind| ApiError::new(kind, message);
     match e {
-        WriteError::RefNotFound(_) => of(StatusCode::NOT_FOUND, "RefNotFound"),
-        WriteError::RefAlreadyExists(_) => of(StatusCode::CONFLICT, "RefAlreadyExists"),
-        WriteError::NotABranch(_) => of(StatusCode::BAD_REQUEST, "NotABranch"),
-        WriteError::TagImmutable(_) => of(StatusCode::BAD_REQUEST, "TagImmutable"),
-        WriteError::ReservedRef(_) => of(StatusCode::FORBIDDEN, "ReservedRef"),
+        WriteError::RefNotFound(_) => of(K::RefNotFound),
+        WriteError::RefAlreadyExists(_) => of(K::RefAlreadyExists),
+        WriteError::NotABranch(_) => of(K::NotABranch),
+        WriteError::TagImmutable(_) => of(K::TagImmutable),
+        WriteError::ReservedRef(_) => of(K::ReservedRef),
         WriteError::ReferenceConflict { current, .. } => {
-            of(StatusCode::CONFLICT, "ReferenceConflict").with_head(current)
+            of(K::ReferenceConflict).with_head(current)
         }
         WriteError::Conflict { head, conflicts } => {
-            let mut e = of(StatusCode::CONFLICT, "Conflict").with_head(Some(head));
-            e.body.conflicts = conflicts.iter().map(ConflictBody::from).collect();
+            let mut e = of(K::Conflict).with_head(Some(head));
+            e.inner.conflicts = conflicts.iter().map(ConflictBody::from).collect();
             e
         }
-        WriteError::NotFastForward { .. } => of(StatusCode::CONFLICT, "NotFastForward"),
-        WriteError::Contention(_) => of(StatusCode::CONFLICT, "Contention").retryable(Some(1)),
-        WriteError::CommitNotFound(_) => of(StatusCode::NOT_FOUND, "CommitNotFound"),
+        WriteError::NotFastForward { .. } => of(K::NotFastForward),
+        WriteError::Contention(_) => of(K::Contention),
+        WriteError::CommitNotFound(_) => of(K::CommitNotFound),
         WriteError::Read(r) => read_error(r, message),
         WriteError::Key(_)
         | WriteError::Content(_)
         | WriteError::Meta(_)
-        | WriteError::Invalid(_) => of(StatusCode::BAD_REQUEST, "BadRequest"),
+        | WriteError::Invalid(_) => of(K::BadRequest),
         WriteError::Storage(s) => ApiError::internal(&s),
     }
 }

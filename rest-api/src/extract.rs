@@ -2,90 +2,82 @@
 //! floe's error shape (never axum's plain-text rejections), and raw strings become the
 //! validated newtypes of `floe-commits` before anything else sees them (STYLE rule 2).
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, Path, Query};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use axum::response::Response;
 use floe_commits::{ContentKey, Hash, RefName, RefSpec};
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Api, ApiError, ApiResult, ErrorKind};
 
 /// The separator Iceberg uses between namespace levels in a URL; floe accepts it too.
 const UNIT_SEPARATOR: char = '\u{1f}';
 
-/// A path extractor whose rejection is a 400 in floe's error shape.
+/// A path extractor whose rejection is a 400 in the request's API's error shape.
 #[derive(Debug)]
 pub struct ApiPath<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(t)) => Ok(ApiPath(t)),
-            Err(e) => Err(ApiError::bad_request(format!(
-                "invalid path: {}",
-                e.body_text()
-            ))),
+            Err(e) => Err(
+                ApiError::bad_request(format!("invalid path: {}", e.body_text()))
+                    .render(Api::of_parts(parts)),
+            ),
         }
     }
 }
 
-/// A query extractor whose rejection is a 400 in floe's error shape.
+/// A query extractor whose rejection is a 400 in the request's API's error shape.
 #[derive(Debug)]
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(t)) => Ok(ApiQuery(t)),
-            Err(e) => Err(ApiError::bad_request(format!(
-                "invalid query: {}",
-                e.body_text()
-            ))),
+            Err(e) => Err(
+                ApiError::bad_request(format!("invalid query: {}", e.body_text()))
+                    .render(Api::of_parts(parts)),
+            ),
         }
     }
 }
 
-/// The raw body (for fingerprints), size-limited: too large is a 413 in floe's shape.
-#[derive(Debug)]
-pub struct ApiBody(pub Bytes);
-
-impl<S: Send + Sync> FromRequest<S> for ApiBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        // Refuse a declared oversize body at once, before reading any of it.
-        let declared = req
-            .headers()
-            .get(axum::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > crate::BODY_BYTES_MAX as u64) {
-            return Err(ApiError::new(
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "PayloadTooLarge",
-                format!(
-                    "the request body is larger than {} bytes (BODY_BYTES_MAX); send less",
-                    crate::BODY_BYTES_MAX
-                ),
-            ));
-        }
-        match Bytes::from_request(req, state).await {
-            Ok(b) => Ok(ApiBody(b)),
-            Err(e) => Err(ApiError::new(
-                e.status(),
-                if e.status().as_u16() == 413 {
-                    "PayloadTooLarge"
-                } else {
-                    "BadRequest"
-                },
-                format!("cannot read the request body: {}", e.body_text()),
-            )),
-        }
+/// Reads a request body whole, at most `BODY_BYTES_MAX` bytes: a larger one is a 413,
+/// refused at once when its declared length says so, before any of it is read.
+pub async fn body_bytes(headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
+    let max = crate::BODY_BYTES_MAX;
+    let too_large = || {
+        ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            format!("the request body is larger than {max} bytes (BODY_BYTES_MAX); send less"),
+        )
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
     }
+    axum::body::to_bytes(body, max).await.map_err(|e| {
+        // The only error a length limit adds is its own; others are the connection's.
+        let over = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over {
+            too_large()
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {e}"))
+        }
+    })
 }
 
 /// Parses a JSON body, saying where it is wrong.

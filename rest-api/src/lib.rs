@@ -2,7 +2,8 @@
 //!
 //! - `v1`: floe's own API under `/api/v1` (refs, history, namespaces, merges), described
 //!   with utoipa and served as `/api/v1/openapi.json`;
-//! - `error`: the single mapping from domain errors to HTTP status and error body;
+//! - `error`: the one error table (status, floe type, Iceberg exception) and the rendering
+//!   of an error for the API a request came in through;
 //! - `write`: the write path every mutating handler shares (principal, idempotency, the
 //!   blocking task the store call runs in);
 //! - `metrics`: Prometheus counters and histograms at `/metrics`.
@@ -36,8 +37,9 @@ use axum::routing::get;
 use floe_catalog::Catalog;
 use futures_util::FutureExt;
 use parking_lot::Mutex;
+use tracing::Instrument;
 
-use crate::error::ApiError;
+use crate::error::{AnsweredError, Api, ApiError, ErrorKind};
 use crate::metrics::Metrics;
 
 /// Request bodies larger than this are refused with 413.
@@ -154,7 +156,9 @@ fn layered(routes: Router<AppState>, state: AppState) -> Router {
 }
 
 /// Runs the request with panics caught (a panic becomes a 500 with an id, and the
-/// connection and the server live on) and records its route, status and latency.
+/// connection and the server live on), inside its span, and records its route, status
+/// and latency: one log line per request (method, route, status, latency, error id and
+/// kind for an error answer, principal).
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
@@ -162,7 +166,25 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = match AssertUnwindSafe(next.run(request)).catch_unwind().await {
+    let api = Api::of(
+        request.uri().path(),
+        Some(route.as_str()).filter(|r| *r != "unmatched"),
+    );
+    let principal = write::principal(request.headers());
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        route = %route,
+        principal = %principal.name(),
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+        error_id = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    let response = match AssertUnwindSafe(next.run(request).instrument(span.clone()))
+        .catch_unwind()
+        .await
+    {
         Ok(response) => response,
         Err(panic) => {
             let what = panic
@@ -170,15 +192,20 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            ApiError::internal(&format!("handler panicked: {what}")).into_response()
+            span.in_scope(|| ApiError::internal(&format!("handler panicked: {what}")))
+                .render(api)
         }
     };
-    state.metrics.observe(
-        &method,
-        &route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    let status = response.status().as_u16();
+    let latency = started.elapsed();
+    state.metrics.observe(&method, &route, status, latency);
+    span.record("status", status);
+    span.record("latency_ms", latency.as_secs_f64() * 1e3);
+    if let Some(e) = response.extensions().get::<AnsweredError>() {
+        span.record("error_id", e.error_id.as_str());
+        span.record("error", e.kind.row().floe);
+    }
+    span.in_scope(|| tracing::info!("answered"));
     response
 }
 
@@ -199,11 +226,10 @@ async fn ready(State(state): State<AppState>) -> Response {
         Ok(Ok(())) => json_reply(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
         Ok(Err(e)) => {
             let err = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Unavailable",
+                ErrorKind::Unavailable,
                 "the store does not answer; quote the errorId to the operator",
             );
-            eprintln!("floe: error {}: not ready: {e}", err.body.error_id);
+            tracing::error!(error_id = %err.error_id(), "not ready: {e}");
             err.into_response()
         }
         Err(e) => ApiError::internal(&e).into_response(),
@@ -222,29 +248,29 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn not_found(request: Request) -> Response {
+    let (parts, _) = request.into_parts();
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "NotFound",
+        ErrorKind::NotFound,
         format!(
             "no route {} {}; see /api/v1/openapi.json",
-            request.method(),
-            request.uri().path()
+            parts.method,
+            parts.uri.path()
         ),
     )
-    .into_response()
+    .render(Api::of_parts(&parts))
 }
 
 async fn method_not_allowed(request: Request) -> Response {
+    let (parts, _) = request.into_parts();
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "MethodNotAllowed",
+        ErrorKind::MethodNotAllowed,
         format!(
             "{} is not allowed on {}; see /api/v1/openapi.json",
-            request.method(),
-            request.uri().path()
+            parts.method,
+            parts.uri.path()
         ),
     )
-    .into_response()
+    .render(Api::of_parts(&parts))
 }
 
 pub(crate) fn json_reply<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {

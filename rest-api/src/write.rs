@@ -7,16 +7,19 @@
 //! recorded and a retry gets the same status and body; a retryable rejection (contention)
 //! and a 5xx (outcome unknown) are never recorded.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use floe_catalog::{AppliedRecord, Catalog, IdemRequest, IdempotencyKey, Principal, Recalled};
 use parking_lot::Mutex;
-use std::collections::HashSet;
+use serde::de::DeserializeOwned;
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Api, ApiError, ApiResult, ErrorKind};
 
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
@@ -33,6 +36,11 @@ impl Reply {
             status,
             body: Some(serde_json::to_string(body).map_err(|e| ApiError::internal(&e))?),
         })
+    }
+
+    /// 200 with `body`.
+    pub fn ok<T: serde::Serialize>(body: &T) -> ApiResult<Reply> {
+        Reply::json(StatusCode::OK, body)
     }
 
     pub fn empty(status: StatusCode) -> ApiResult<Reply> {
@@ -54,6 +62,53 @@ impl IntoResponse for Reply {
     }
 }
 
+/// One request as its handler needs it, read once at the edge: the method, the URI as the
+/// router saw it (what an idempotency fingerprint covers), the headers, the body, and the
+/// API it came through (how its errors look). `write` hands it to both the run and the
+/// replay of a write, so no handler copies its body.
+#[derive(Debug)]
+pub struct Call {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub api: Api,
+}
+
+impl Call {
+    /// Parses the JSON body, saying where it is wrong.
+    pub fn json<T: DeserializeOwned>(&self) -> ApiResult<T> {
+        crate::extract::json(&self.body)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for Call {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, _: &S) -> Result<Call, Response> {
+        let (parts, body) = req.into_parts();
+        let api = Api::of_parts(&parts);
+        let body = crate::extract::body_bytes(&parts.headers, body)
+            .await
+            .map_err(|e| e.render(api))?;
+        Ok(Call {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            body,
+            api,
+        })
+    }
+}
+
+/// What a handler's store work sees: the catalog, the request's principal, the request.
+#[derive(Debug)]
+pub struct Ctx {
+    pub catalog: Catalog,
+    pub principal: Principal,
+    pub call: Call,
+}
+
 /// Who the request acts for. Authentication will turn credentials into a named principal
 /// here; until it is configured every request is anonymous.
 pub fn principal(_headers: &HeaderMap) -> Principal {
@@ -61,13 +116,17 @@ pub fn principal(_headers: &HeaderMap) -> Principal {
 }
 
 /// Runs a read on a blocking thread.
-pub async fn read<F>(state: &AppState, headers: &HeaderMap, f: F) -> Response
+pub async fn read<F>(state: &AppState, call: Call, f: F) -> Response
 where
-    F: FnOnce(&Catalog, &Principal) -> ApiResult<Reply> + Send + 'static,
+    F: FnOnce(&Ctx) -> ApiResult<Reply> + Send + 'static,
 {
-    let catalog = state.catalog.clone();
-    let principal = principal(headers);
-    blocking(state, move || f(&catalog, &principal)).await
+    let api = call.api;
+    let cx = Ctx {
+        catalog: state.catalog.clone(),
+        principal: principal(&call.headers),
+        call,
+    };
+    blocking(state, api, move || f(&cx)).await
 }
 
 /// What a write handler hands over: how to run it, and how to rebuild its answer from
@@ -79,42 +138,39 @@ pub struct Write<F, R> {
 }
 
 /// Runs a write on a blocking thread under its idempotency key, if any.
-pub async fn write<F, R>(
-    state: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-    op: Write<F, R>,
-) -> Response
+pub async fn write<F, R>(state: &AppState, call: Call, op: Write<F, R>) -> Response
 where
-    F: FnOnce(&Catalog, &Principal, Option<&IdemRequest>) -> ApiResult<Reply> + Send + 'static,
-    R: FnOnce(&Catalog, &Principal, &AppliedRecord) -> ApiResult<Reply> + Send + 'static,
+    F: FnOnce(&Ctx, Option<&IdemRequest>) -> ApiResult<Reply> + Send + 'static,
+    R: FnOnce(&Ctx, &AppliedRecord) -> ApiResult<Reply> + Send + 'static,
 {
-    let request = match idempotency(method, uri, headers, body) {
+    let api = call.api;
+    let request = match idempotency(&call) {
         Ok(r) => r,
-        Err(e) => return e.into_response(),
+        Err(e) => return e.render(api),
     };
-    let catalog = state.catalog.clone();
-    let principal = principal(headers);
+    let cx = Ctx {
+        catalog: state.catalog.clone(),
+        principal: principal(&call.headers),
+        call,
+    };
     let in_flight = state.in_flight.clone();
-    blocking(state, move || {
+    blocking(state, api, move || {
+        let catalog = &cx.catalog;
         let Some(request) = request else {
-            return (op.run)(&catalog, &principal, None);
+            return (op.run)(&cx, None);
         };
         let _turn = InFlight::enter(&in_flight, request.key.as_str())?;
         match catalog.recall(&request)? {
-            Some(Recalled::Applied(record)) => return (op.replay)(&catalog, &principal, &record),
-            Some(Recalled::Rejected { status, body }) => {
-                return Ok(Reply {
-                    status: StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT),
-                    body: Some(body),
-                });
+            Some(Recalled::Applied(record)) => return (op.replay)(&cx, &record),
+            Some(Recalled::Rejected { answer }) => {
+                // A record this server cannot read is evaluated again (see from_recorded).
+                if let Some(e) = ApiError::from_recorded(&answer) {
+                    return Err(e);
+                }
             }
             Some(Recalled::OtherRequest) => {
                 return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "IdempotencyKeyReused",
+                    ErrorKind::IdempotencyKeyReused,
                     format!(
                         "Idempotency-Key {} was used for a different request; use a new key for a new request",
                         request.key.as_str()
@@ -123,13 +179,12 @@ where
             }
             None => {}
         }
-        let outcome = (op.run)(&catalog, &principal, Some(&request));
+        let outcome = (op.run)(&cx, Some(&request));
         if let Err(e) = &outcome
             && e.is_deterministic()
-            && let Ok(body) = serde_json::to_string(&e.body)
         {
             // Best effort: if this fails, a retry re-evaluates (and may differ).
-            let _ = catalog.record_rejection(&request, e.status.as_u16(), &body);
+            let _ = catalog.record_rejection(&request, &e.recorded());
         }
         outcome
     })
@@ -137,16 +192,9 @@ where
 }
 
 /// A write whose answer is 204 No Content, and so is a retry's: `run` does the write.
-pub async fn write_empty<F>(
-    state: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-    run: F,
-) -> Response
+pub async fn write_empty<F>(state: &AppState, call: Call, run: F) -> Response
 where
-    F: FnOnce(&Catalog, &Principal, Option<&IdemRequest>) -> ApiResult<()> + Send + 'static,
+    F: FnOnce(&Ctx, Option<&IdemRequest>) -> ApiResult<()> + Send + 'static,
 {
     let empty = || Reply {
         status: StatusCode::NO_CONTENT,
@@ -154,29 +202,21 @@ where
     };
     write(
         state,
-        method,
-        uri,
-        headers,
-        body,
+        call,
         Write {
-            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
-                run(catalog, principal, idem)?;
+            run: move |cx: &Ctx, idem: Option<&IdemRequest>| {
+                run(cx, idem)?;
                 Ok(empty())
             },
-            replay: move |_: &Catalog, _: &Principal, _: &AppliedRecord| Ok(empty()),
+            replay: move |_: &Ctx, _: &AppliedRecord| Ok(empty()),
         },
     )
     .await
 }
 
 /// The request's idempotency key and fingerprint (method, path and query, body).
-fn idempotency(
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> ApiResult<Option<IdemRequest>> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+fn idempotency(call: &Call) -> ApiResult<Option<IdemRequest>> {
+    let Some(value) = call.headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     let text = value
@@ -184,11 +224,16 @@ fn idempotency(
         .map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII (a UUIDv7)"))?;
     let key = IdempotencyKey::parse(text).map_err(ApiError::from)?;
     let mut h = blake3::Hasher::new();
-    h.update(method.as_str().as_bytes());
+    h.update(call.method.as_str().as_bytes());
     h.update(b"\0");
-    h.update(uri.path_and_query().map_or("", |p| p.as_str()).as_bytes());
+    h.update(
+        call.uri
+            .path_and_query()
+            .map_or("", |p| p.as_str())
+            .as_bytes(),
+    );
     h.update(b"\0");
-    h.update(body);
+    h.update(&call.body);
     Ok(Some(IdemRequest {
         key,
         fingerprint: h.finalize().to_hex().to_string(),
@@ -204,14 +249,12 @@ struct InFlight {
 impl InFlight {
     fn enter(set: &Arc<Mutex<HashSet<String>>>, key: &str) -> ApiResult<InFlight> {
         if !set.lock().insert(key.to_owned()) {
-            let e = ApiError::new(
-                StatusCode::CONFLICT,
-                "IdempotencyInFlight",
+            return Err(ApiError::new(
+                ErrorKind::IdempotencyInFlight,
                 format!(
                     "a request with Idempotency-Key {key} is still running; retry after it ends"
                 ),
-            );
-            return Err(e.retryable(Some(1)));
+            ));
         }
         Ok(InFlight {
             set: set.clone(),
@@ -228,17 +271,20 @@ impl Drop for InFlight {
 
 /// Runs store work on a blocking thread, at most `CONCURRENT_STORE_WORK_MAX` at once; a
 /// panic there is a 500 with an id.
-async fn blocking<F>(state: &AppState, f: F) -> Response
+async fn blocking<F>(state: &AppState, api: Api, f: F) -> Response
 where
     F: FnOnce() -> ApiResult<Reply> + Send + 'static,
 {
     let Ok(_permit) = state.permits.clone().acquire_owned().await else {
-        return ApiError::internal(&"the request limiter is closed").into_response();
+        return ApiError::internal(&"the request limiter is closed").render(api);
     };
-    match tokio::task::spawn_blocking(f).await {
+    // The request's span follows its work onto the blocking thread, so that what the
+    // catalog and the store log there is logged under the request.
+    let span = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || span.in_scope(f)).await {
         Ok(Ok(reply)) => reply.into_response(),
-        Ok(Err(e)) => e.into_response(),
-        Err(e) => ApiError::internal(&format!("request task failed: {e}")).into_response(),
+        Ok(Err(e)) => e.render(api),
+        Err(e) => ApiError::internal(&format!("request task failed: {e}")).render(api),
     }
 }
 
@@ -258,44 +304,45 @@ mod tests {
         let state = crate::app_state(Catalog::in_memory(), &crate::ServerOptions::default());
         let main = RefName::parse("main").unwrap();
         type Contended = fn(RefName) -> ApiError;
-        let contended: Vec<(&str, Contended)> = vec![
-            ("store contention on floe's API", |r| {
+        let contended: Vec<(&str, Api, Contended)> = vec![
+            ("store contention on floe's API", Api::Floe, |r| {
                 ApiError::from(CatalogError::Write(WriteError::Contention(r)))
             }),
-            ("catalog contention on floe's API", |r| {
+            ("catalog contention on floe's API", Api::Floe, |r| {
                 ApiError::from(CatalogError::Contention(format!("table {r}")))
             }),
-            ("store contention on /iceberg", |r| {
-                crate::iceberg::error(CatalogError::Write(WriteError::Contention(r)))
+            ("store contention on /iceberg", Api::Iceberg, |r| {
+                ApiError::from(CatalogError::Write(WriteError::Contention(r)))
             }),
-            ("catalog contention on /iceberg", |r| {
-                crate::iceberg::error(CatalogError::Contention(format!("table {r}")))
+            ("catalog contention on /iceberg", Api::Iceberg, |r| {
+                ApiError::from(CatalogError::Contention(format!("table {r}")))
             }),
         ];
-        for (case, contention) in contended {
+        for (case, api, contention) in contended {
             let key = uuid::Uuid::now_v7().to_string();
-            let mut headers = HeaderMap::new();
-            headers.insert(IDEMPOTENCY_KEY, HeaderValue::from_str(&key).unwrap());
-            let uri: Uri = "/api/v1/x".parse().unwrap();
             let attempt = |fail: bool| {
                 let main = main.clone();
+                let mut headers = HeaderMap::new();
+                headers.insert(IDEMPOTENCY_KEY, HeaderValue::from_str(&key).unwrap());
+                let call = Call {
+                    method: Method::POST,
+                    uri: "/x".parse().unwrap(),
+                    headers,
+                    body: Bytes::from_static(b"{}"),
+                    api,
+                };
                 runtime.block_on(write(
                     &state,
-                    &Method::POST,
-                    &uri,
-                    &headers,
-                    b"{}",
+                    call,
                     Write {
-                        run: move |_: &Catalog, _: &Principal, _: Option<&IdemRequest>| {
+                        run: move |_: &Ctx, _: Option<&IdemRequest>| {
                             if fail {
                                 Err(contention(main))
                             } else {
                                 Reply::empty(StatusCode::NO_CONTENT)
                             }
                         },
-                        replay: |_: &Catalog, _: &Principal, _: &AppliedRecord| {
-                            Reply::empty(StatusCode::NO_CONTENT)
-                        },
+                        replay: |_: &Ctx, _: &AppliedRecord| Reply::empty(StatusCode::NO_CONTENT),
                     },
                 ))
             };
@@ -309,10 +356,12 @@ mod tests {
             );
         }
         // The floe API says when to retry; the Iceberg API answers CommitFailedException.
-        let floe = ApiError::from(CatalogError::Write(WriteError::Contention(main.clone())));
-        assert_eq!(floe.body.kind, "Contention");
-        assert_eq!(floe.retry_after_s, Some(1));
-        let iceberg = crate::iceberg::error(CatalogError::Write(WriteError::Contention(main)));
-        assert_eq!(iceberg.body.kind, "CommitFailedException");
+        let e = ApiError::from(CatalogError::Write(WriteError::Contention(main)));
+        assert_eq!(e.kind().row().floe, "Contention");
+        let floe = e.render(Api::Floe);
+        assert_eq!(floe.headers()["retry-after"], "1");
+        assert_eq!(e.kind().row().iceberg, "CommitFailedException");
+        let iceberg = e.render(Api::Iceberg);
+        assert!(iceberg.headers().get("retry-after").is_none());
     }
 }

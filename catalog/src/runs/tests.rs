@@ -403,7 +403,7 @@ fn maintenance_forgets_what_is_past_its_retention() {
         )
         .unwrap();
     let rejected = request(2);
-    catalog.record_rejection(&rejected, 409, "{}").unwrap();
+    catalog.record_rejection(&rejected, "{}").unwrap();
     // A landed run whose record was left running.
     let mut lagging = catalog.run_record(&landed.id).unwrap().unwrap();
     lagging.state = RunState::Running;

@@ -1,7 +1,7 @@
 //! History at a ref spec: log, one commit with its changes, diff, entries.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use floe_commits::LogFilter;
 use floe_commits::limits::{ENTRIES_PAGE_MAX, LOG_PAGE_MAX};
@@ -14,7 +14,7 @@ use crate::extract::{self, ApiPath, ApiQuery};
 use crate::wire::{
     ChangeBody, CommitBody, CommitResponse, DiffResponse, EntriesResponse, EntryBody, LogResponse,
 };
-use crate::write::{self, Reply};
+use crate::write::{self, Call, Reply};
 
 /// Changes listed per page by default.
 const CHANGES_PAGE_DEFAULT: usize = 1_000;
@@ -81,11 +81,12 @@ fn time_ms(text: Option<&str>, what: &str) -> Result<Option<i64>, ApiError> {
     ))]
 pub async fn log(
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiPath(spec): ApiPath<String>,
     ApiQuery(q): ApiQuery<LogQuery>,
+    call: Call,
 ) -> Response {
-    write::read(&state, &headers, move |catalog, principal| {
+    write::read(&state, call, move |cx| {
+        let (catalog, principal) = (&cx.catalog, &cx.principal);
         let spec = extract::spec(&spec)?;
         let page = extract::opt_hash(q.page_token.as_deref(), "pageToken")?;
         let filter = LogFilter {
@@ -123,11 +124,12 @@ pub async fn log(
     ))]
 pub async fn get_commit(
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiPath(spec): ApiPath<String>,
     ApiQuery(q): ApiQuery<ChangesQuery>,
+    call: Call,
 ) -> Response {
-    write::read(&state, &headers, move |catalog, principal| {
+    write::read(&state, call, move |cx| {
+        let (catalog, principal) = (&cx.catalog, &cx.principal);
         let spec = extract::spec(&spec)?;
         let after = extract::parse_key_token(q.page_token.as_deref())?;
         let limit = extract::page_size(q.page_size, CHANGES_PAGE_DEFAULT, ENTRIES_PAGE_MAX);
@@ -153,11 +155,12 @@ pub async fn get_commit(
     ))]
 pub async fn diff(
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiPath((from, to)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<KeyPageQuery>,
+    call: Call,
 ) -> Response {
-    write::read(&state, &headers, move |catalog, principal| {
+    write::read(&state, call, move |cx| {
+        let (catalog, principal) = (&cx.catalog, &cx.principal);
         let from = extract::spec(&from)?;
         let to = extract::spec(&to)?;
         let prefix = q.prefix.as_deref().map(extract::key).transpose()?;
@@ -193,11 +196,12 @@ pub async fn diff(
     ))]
 pub async fn entries(
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiPath(spec): ApiPath<String>,
     ApiQuery(q): ApiQuery<KeyPageQuery>,
+    call: Call,
 ) -> Response {
-    write::read(&state, &headers, move |catalog, principal| {
+    write::read(&state, call, move |cx| {
+        let (catalog, principal) = (&cx.catalog, &cx.principal);
         let spec = extract::spec(&spec)?;
         let prefix = q.prefix.as_deref().map(extract::key).transpose()?;
         let after = extract::parse_key_token(q.page_token.as_deref())?;

@@ -74,8 +74,7 @@ async fn run(
     _multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Response {
     axum::response::IntoResponse::into_response(crate::error::ApiError::new(
-        axum::http::StatusCode::NOT_IMPLEMENTED,
-        "NotImplemented",
+        crate::error::ErrorKind::NotImplemented,
         "this server was built without compute (the `compute` feature); imports need it",
     ))
 }
@@ -89,10 +88,10 @@ async fn run(
 ) -> Response {
     use axum::http::{Method, StatusCode};
     use axum::response::IntoResponse;
-    use floe_catalog::{AppliedRecord, Catalog, Principal};
+    use floe_catalog::AppliedRecord;
 
-    use crate::error::ApiError;
-    use crate::write::{Reply, Write};
+    use crate::error::{Api, ApiError};
+    use crate::write::{Call, Ctx, Reply, Write};
 
     let multipart = match multipart {
         Ok(m) => m,
@@ -121,16 +120,20 @@ async fn run(
             let importer = state.importer.clone();
             let handle = tokio::runtime::Handle::current();
             let metrics = state.metrics.clone();
+            // The import's call: its fingerprint stands in for the multipart body.
+            let call = Call {
+                method: Method::POST,
+                uri,
+                headers,
+                body: fingerprint.into(),
+                api: Api::Floe,
+            };
             write::write(
                 &state,
-                &Method::POST,
-                &uri,
-                &headers,
-                &fingerprint,
+                call,
                 Write {
-                    run: move |_: &Catalog,
-                               principal: &Principal,
-                               idem: Option<&floe_catalog::IdemRequest>| {
+                    run: move |cx: &Ctx, idem: Option<&floe_catalog::IdemRequest>| {
+                        let principal = &cx.principal;
                         let _staging = guard;
                         let request = floe_compute::ImportRequest {
                             idempotency: idem.cloned(),
@@ -147,7 +150,8 @@ async fn run(
                         };
                         Reply::json(status, &outcome)
                     },
-                    replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {
+                    replay: move |cx: &Ctx, rec: &AppliedRecord| {
+                        let (catalog, principal) = (&cx.catalog, &cx.principal);
                         let run = catalog.get_run(principal, &rec.detail)?;
                         let answer = catalog.run_answer(principal, &run)?;
                         Reply::json(
@@ -186,7 +190,7 @@ async fn staged(
     use floe_compute::{ImportFile, ImportMode, ImportRequest};
     use tokio::io::AsyncWriteExt;
 
-    use crate::error::ApiError;
+    use crate::error::{ApiError, ErrorKind};
     use crate::extract;
 
     let limit = state.options.import_max_bytes;
@@ -195,13 +199,13 @@ async fn staged(
     let mut files = Vec::new();
     let mut total: u64 = 0;
     let broken = |e: axum::extract::multipart::MultipartError| {
+        let kind = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorKind::PayloadTooLarge
+        } else {
+            ErrorKind::BadRequest
+        };
         ApiError::new(
-            e.status(),
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                "PayloadTooLarge"
-            } else {
-                "BadRequest"
-            },
+            kind,
             format!("cannot read the multipart body: {}", e.body_text()),
         )
     };
@@ -239,8 +243,7 @@ async fn staged(
             total += chunk.len() as u64;
             if total > limit {
                 return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PayloadTooLarge",
+                    ErrorKind::PayloadTooLarge,
                     format!(
                         "the uploads exceed this server's import limit of {limit} bytes (floe serve --import-max-bytes); import fewer or smaller files, or name server-side files under an --import-root"
                     ),
@@ -318,15 +321,12 @@ async fn server_file(
     state: &AppState,
     source: &str,
 ) -> Result<floe_compute::ImportFile, crate::error::ApiError> {
-    use axum::http::StatusCode;
-
-    use crate::error::ApiError;
+    use crate::error::{ApiError, ErrorKind};
 
     let roots = state.options.import_roots.clone();
     if roots.is_empty() {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "ImportRootRequired",
+            ErrorKind::ImportRootRequired,
             format!(
                 "this server reads no server-side files ({source}); upload the file, or start the server with --import-root naming the folder"
             ),
@@ -339,7 +339,7 @@ async fn server_file(
         floe_compute::ImportFile::server_side(&source, std::path::Path::new(&raw), &roots).map_err(
             |e| match e {
                 SourceError::Outside(_) => {
-                    ApiError::new(StatusCode::FORBIDDEN, "OutsideImportRoots", e.to_string())
+                    ApiError::new(ErrorKind::OutsideImportRoots, e.to_string())
                 }
                 other => ApiError::bad_request(other.to_string()),
             },

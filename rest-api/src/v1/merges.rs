@@ -1,9 +1,9 @@
 //! `/api/v1/trees/{ref}/merge`, `/cherry-pick` and `/revert`.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::Response;
-use floe_catalog::{AppliedRecord, Authored, Catalog, IdemRequest, MergeRequest, Principal};
+use floe_catalog::{AppliedRecord, Authored, IdemRequest, MergeRequest};
 use floe_commits::merge::MERGE_SOURCE;
 use floe_commits::{
     CommitMeta, Hash, MergeKind, MergeOptions, MergeOutcome, MergeStrategy, RefSpec, Resolution,
@@ -11,14 +11,14 @@ use floe_commits::{
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{self, ApiBody, ApiPath};
+use crate::extract::{self, ApiPath};
 use crate::metrics::Metrics;
 use crate::v1::namespaces::commit_replay;
 use crate::wire::{
     ChangeBody, CommitResult, MergeKindBody, MergeRequestBody, MergeResponse, ReplayRequestBody,
     ResolutionBody, StrategyBody,
 };
-use crate::write::{self, Reply, Write};
+use crate::write::{self, Call, Ctx, Reply, Write};
 
 /// Changes a merge answer lists at most; `diff` pages through the rest.
 pub const MERGE_CHANGES_LISTED_MAX: usize = 1_000;
@@ -119,31 +119,25 @@ fn count_merge(metrics: &Metrics, outcome: &MergeOutcome) {
     ))]
 pub async fn merge(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
     ApiPath(branch): ApiPath<String>,
-    ApiBody(body): ApiBody,
+    call: Call,
 ) -> Response {
     let metrics = state.metrics.clone();
-    let body2 = body.clone();
-    let body3 = body.clone();
     write::write(
         &state,
-        &method,
-        &uri,
-        &headers,
-        &body,
+        call,
         Write {
-            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+            run: move |cx: &Ctx, idem: Option<&IdemRequest>| {
+                let (catalog, principal) = (&cx.catalog, &cx.principal);
                 let target = extract::spec(&branch)?;
-                let (source, request) = merge_request(extract::json(&body2)?)?;
+                let (source, request) = merge_request(extract::json(&cx.call.body)?)?;
                 let (from, outcome) = catalog.merge(principal, &source, &target, &request, idem)?;
                 count_merge(&metrics, &outcome);
                 Reply::json(StatusCode::OK, &merge_response(from, &outcome))
             },
-            replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {
-                let (_, request) = merge_request(extract::json(&body3)?)?;
+            replay: move |cx: &Ctx, rec: &AppliedRecord| {
+                let (catalog, principal) = (&cx.catalog, &cx.principal);
+                let (_, request) = merge_request(extract::json(&cx.call.body)?)?;
                 let source = extract::hash(&rec.detail, "the recorded merge source")?;
                 let (Some(head), Some(previous)) = (rec.head, rec.previous) else {
                     return Err(ApiError::internal(&"an applied merge recorded no heads"));
@@ -211,13 +205,10 @@ fn replay_parts(body: &[u8]) -> ApiResult<(RefSpec, Option<Hash>, Authored)> {
     ))]
 pub async fn cherry_pick(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
     ApiPath(branch): ApiPath<String>,
-    ApiBody(body): ApiBody,
+    call: Call,
 ) -> Response {
-    replay_write(state, method, uri, headers, branch, body, false).await
+    replay_write(state, branch, call, false).await
 }
 
 #[utoipa::path(post, path = "/api/v1/trees/{ref}/revert", tag = "merges", operation_id = "revert",
@@ -233,36 +224,22 @@ pub async fn cherry_pick(
     ))]
 pub async fn revert(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
     ApiPath(branch): ApiPath<String>,
-    ApiBody(body): ApiBody,
+    call: Call,
 ) -> Response {
-    replay_write(state, method, uri, headers, branch, body, true).await
+    replay_write(state, branch, call, true).await
 }
 
-async fn replay_write(
-    state: AppState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    branch: String,
-    body: axum::body::Bytes,
-    invert: bool,
-) -> Response {
+async fn replay_write(state: AppState, branch: String, call: Call, invert: bool) -> Response {
     let metrics = state.metrics.clone();
-    let body2 = body.clone();
     write::write(
         &state,
-        &method,
-        &uri,
-        &headers,
-        &body,
+        call,
         Write {
-            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+            run: move |cx: &Ctx, idem: Option<&IdemRequest>| {
+                let (catalog, principal) = (&cx.catalog, &cx.principal);
                 let branch = extract::spec(&branch)?;
-                let (commit, expected, authored) = replay_parts(&body2)?;
+                let (commit, expected, authored) = replay_parts(&cx.call.body)?;
                 let outcome = if invert {
                     catalog.revert(principal, &commit, &branch, expected, &authored, idem)?
                 } else {

@@ -1,21 +1,21 @@
 //! `/api/v1/trees/{ref}/namespaces`: list, create, get, drop, update properties.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::Response;
-use floe_catalog::{AppliedRecord, Authored, Catalog, IdemRequest, Principal, PropertiesUpdate};
+use floe_catalog::{AppliedRecord, Authored, IdemRequest, PropertiesUpdate};
 use floe_commits::{Hash, RefSpec};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{self, ApiBody, ApiPath, ApiQuery};
+use crate::extract::{self, ApiPath, ApiQuery};
 use crate::wire::{
     CommitResult, CreateNamespaceRequest, NamespaceBody, NamespaceList, NamespaceResponse,
     UpdatePropertiesRequest, UpdatePropertiesResponse,
 };
-use crate::write::{self, Reply, Write};
+use crate::write::{self, Call, Ctx, Reply, Write};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
@@ -50,11 +50,12 @@ fn hash_spec(h: &Hash) -> ApiResult<RefSpec> {
     ))]
 pub async fn list_namespaces(
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiPath(spec): ApiPath<String>,
     ApiQuery(q): ApiQuery<ListNamespacesQuery>,
+    call: Call,
 ) -> Response {
-    write::read(&state, &headers, move |catalog, principal| {
+    write::read(&state, call, move |cx| {
+        let (catalog, principal) = (&cx.catalog, &cx.principal);
         let spec = extract::spec(&spec)?;
         let parent = q.parent.as_deref().map(extract::key).transpose()?;
         let after = extract::parse_key_token(q.page_token.as_deref())?;
@@ -92,25 +93,18 @@ pub async fn list_namespaces(
     ))]
 pub async fn create_namespace(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
     ApiPath(branch): ApiPath<String>,
-    ApiBody(body): ApiBody,
+    call: Call,
 ) -> Response {
     let metrics = state.metrics.clone();
-    let body2 = body.clone();
-    let body3 = body.clone();
     write::write(
         &state,
-        &method,
-        &uri,
-        &headers,
-        &body,
+        call,
         Write {
-            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+            run: move |cx: &Ctx, idem: Option<&IdemRequest>| {
+                let (catalog, principal) = (&cx.catalog, &cx.principal);
                 let branch = extract::spec(&branch)?;
-                let req: CreateNamespaceRequest = extract::json(&body2)?;
+                let req: CreateNamespaceRequest = extract::json(&cx.call.body)?;
                 let key = extract::key_of(&req.namespace)?;
                 let authored = Authored {
                     author: None,
@@ -133,8 +127,9 @@ pub async fn create_namespace(
                     },
                 )
             },
-            replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {
-                let req: CreateNamespaceRequest = extract::json(&body3)?;
+            replay: move |cx: &Ctx, rec: &AppliedRecord| {
+                let (catalog, principal) = (&cx.catalog, &cx.principal);
+                let req: CreateNamespaceRequest = extract::json(&cx.call.body)?;
                 let key = extract::key_of(&req.namespace)?;
                 let head = head_of(rec)?;
                 let (_, ns) = catalog.get_namespace(principal, &hash_spec(&head)?, &key)?;
@@ -162,10 +157,11 @@ pub async fn create_namespace(
     ))]
 pub async fn get_namespace(
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiPath((spec, namespace)): ApiPath<(String, String)>,
+    call: Call,
 ) -> Response {
-    write::read(&state, &headers, move |catalog, principal| {
+    write::read(&state, call, move |cx| {
+        let (catalog, principal) = (&cx.catalog, &cx.principal);
         let spec = extract::spec(&spec)?;
         let key = extract::key(&namespace)?;
         let (at, ns) = catalog.get_namespace(principal, &spec, &key)?;
@@ -193,20 +189,16 @@ pub async fn get_namespace(
     ))]
 pub async fn drop_namespace(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
     ApiPath((branch, namespace)): ApiPath<(String, String)>,
+    call: Call,
 ) -> Response {
     let metrics = state.metrics.clone();
     write::write(
         &state,
-        &method,
-        &uri,
-        &headers,
-        &[],
+        call,
         Write {
-            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+            run: move |cx: &Ctx, idem: Option<&IdemRequest>| {
+                let (catalog, principal) = (&cx.catalog, &cx.principal);
                 let branch = extract::spec(&branch)?;
                 let key = extract::key(&namespace)?;
                 let outcome =
@@ -228,7 +220,7 @@ pub async fn drop_namespace(
 }
 
 /// The answer of a recorded write that made one commit.
-pub fn commit_replay(_: &Catalog, _: &Principal, rec: &AppliedRecord) -> ApiResult<Reply> {
+pub fn commit_replay(_: &Ctx, rec: &AppliedRecord) -> ApiResult<Reply> {
     let head = head_of(rec)?;
     Reply::json(
         StatusCode::OK,
@@ -255,27 +247,20 @@ pub fn commit_replay(_: &Catalog, _: &Principal, rec: &AppliedRecord) -> ApiResu
     ))]
 pub async fn update_properties(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
     ApiPath((branch, namespace)): ApiPath<(String, String)>,
-    ApiBody(body): ApiBody,
+    call: Call,
 ) -> Response {
     let metrics = state.metrics.clone();
-    let body2 = body.clone();
-    let body3 = body.clone();
     let namespace2 = namespace.clone();
     write::write(
         &state,
-        &method,
-        &uri,
-        &headers,
-        &body,
+        call,
         Write {
-            run: move |catalog: &Catalog, principal: &Principal, idem: Option<&IdemRequest>| {
+            run: move |cx: &Ctx, idem: Option<&IdemRequest>| {
+                let (catalog, principal) = (&cx.catalog, &cx.principal);
                 let branch = extract::spec(&branch)?;
                 let key = extract::key(&namespace)?;
-                let req: UpdatePropertiesRequest = extract::json(&body2)?;
+                let req: UpdatePropertiesRequest = extract::json(&cx.call.body)?;
                 let update = PropertiesUpdate {
                     updates: req.updates,
                     removals: req.removals,
@@ -298,9 +283,10 @@ pub async fn update_properties(
                     },
                 )
             },
-            replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {
+            replay: move |cx: &Ctx, rec: &AppliedRecord| {
+                let (catalog, principal) = (&cx.catalog, &cx.principal);
                 let key = extract::key(&namespace2)?;
-                let req: UpdatePropertiesRequest = extract::json(&body3)?;
+                let req: UpdatePropertiesRequest = extract::json(&cx.call.body)?;
                 let update = PropertiesUpdate {
                     updates: req.updates,
                     removals: req.removals,

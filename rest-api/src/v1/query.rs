@@ -14,7 +14,9 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::ErrorBody;
-use crate::extract::{self, ApiBody};
+#[cfg(feature = "compute")]
+use crate::extract;
+use crate::write::Call;
 
 /// A query.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -59,19 +61,18 @@ pub struct QueryBody {
         (status = 500, description = "Server failure", body = ErrorBody),
         (status = 501, description = "This server was built without compute", body = ErrorBody),
     ))]
-pub async fn query(State(state): State<AppState>, headers: HeaderMap, body: ApiBody) -> Response {
-    let request: QueryBody = match extract::json(&body.0) {
+pub async fn query(State(state): State<AppState>, call: Call) -> Response {
+    let request: QueryBody = match call.json() {
         Ok(r) => r,
         Err(e) => return axum::response::IntoResponse::into_response(e),
     };
-    run(state, headers, request).await
+    run(state, call.headers, request).await
 }
 
 #[cfg(not(feature = "compute"))]
 async fn run(_state: AppState, _headers: HeaderMap, _request: QueryBody) -> Response {
     axum::response::IntoResponse::into_response(crate::error::ApiError::new(
-        axum::http::StatusCode::NOT_IMPLEMENTED,
-        "NotImplemented",
+        crate::error::ErrorKind::NotImplemented,
         "this server was built without compute (the `compute` feature); queries need it",
     ))
 }
@@ -193,8 +194,7 @@ fn answer_format(
     }
     let known: Vec<&str> = AnswerFormat::ALL.iter().map(|f| f.media_type()).collect();
     Err(crate::error::ApiError::new(
-        axum::http::StatusCode::NOT_ACCEPTABLE,
-        "NotAcceptable",
+        crate::error::ErrorKind::NotAcceptable,
         format!(
             "Accept: {accept} names no format floe answers in; ask for one of {}",
             known.join(", ")

@@ -1,9 +1,9 @@
 //! `/api/v1/refs` and `/api/v1/reflog`: list, create, get, assign, delete; the reflog.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::Response;
-use floe_catalog::{AppliedRecord, Catalog, Principal};
+use floe_catalog::{AppliedRecord, Catalog, IdemRequest, Principal};
 use floe_commits::limits::{REFLOG_PAGE_MAX, REFS_PAGE_MAX};
 use floe_commits::{Hash, RefKind, RefName, RefRecord};
 use serde::Deserialize;
@@ -11,12 +11,12 @@ use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{self, ApiBody, ApiPath, ApiQuery};
+use crate::extract::{self, ApiPath, ApiQuery};
 use crate::wire::{
     AssignRefRequest, CreateRefRequest, RefBody, RefKindBody, RefList, ReflogEntryBody,
     ReflogResponse,
 };
-use crate::write::{self, Reply, Write};
+use crate::write::{self, Call, Ctx, Reply, Write};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
@@ -59,10 +59,11 @@ pub struct ReflogQuery {
     ))]
 pub async fn list_refs(
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiQuery(q): ApiQuery<ListRefsQuery>,
+    call: Call,
 ) -> Response {
-    write::read(&state, &headers, move |catalog, principal| {
+    write::read(&state, call, move |cx| {
+        let (catalog, principal) = (&cx.catalog, &cx.principal);
         let after = q.page_token.as_deref().map(extract::ref_name).transpose()?;
         let limit = extract::page_size(q.page_size, REFS_PAGE_MAX, REFS_PAGE_MAX);
         let page =
@@ -88,32 +89,22 @@ pub async fn list_refs(
         (status = 409, description = "The ref already exists", body = ErrorBody),
         (status = 422, description = "The Idempotency-Key was used for another request", body = ErrorBody),
     ))]
-pub async fn create_ref(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    ApiBody(body): ApiBody,
-) -> Response {
-    let body2 = body.clone();
+pub async fn create_ref(State(state): State<AppState>, call: Call) -> Response {
     write::write(
         &state,
-        &method,
-        &uri,
-        &headers,
-        &body,
+        call,
         Write {
-            run: move |catalog: &Catalog,
-                       principal: &Principal,
-                       idem: Option<&floe_catalog::IdemRequest>| {
-                let req: CreateRefRequest = extract::json(&body2)?;
+            run: move |cx: &Ctx, idem: Option<&IdemRequest>| {
+                let (catalog, principal) = (&cx.catalog, &cx.principal);
+                let req: CreateRefRequest = extract::json(&cx.call.body)?;
                 let name = extract::ref_name(&req.name)?;
                 let from = extract::spec(req.from.as_deref().unwrap_or("main"))?;
                 let kind = req.kind.map_or(RefKind::Branch, RefKind::from);
                 let record = catalog.create_ref(principal, &name, kind, &from, idem)?;
                 Reply::json(StatusCode::CREATED, &RefBody::new(&name, &record))
             },
-            replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {
+            replay: move |cx: &Ctx, rec: &AppliedRecord| {
+                let (catalog, principal) = (&cx.catalog, &cx.principal);
                 let kind = if rec.detail == "tag" {
                     RefKind::Tag
                 } else {
@@ -161,10 +152,11 @@ fn replayed_ref(
     ))]
 pub async fn get_ref(
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiPath(name): ApiPath<String>,
+    call: Call,
 ) -> Response {
-    write::read(&state, &headers, move |catalog, principal| {
+    write::read(&state, call, move |cx| {
+        let (catalog, principal) = (&cx.catalog, &cx.principal);
         let name = extract::ref_name(&name)?;
         let record = catalog.get_ref(principal, &name)?;
         Reply::json(StatusCode::OK, &RefBody::new(&name, &record))
@@ -185,31 +177,24 @@ pub async fn get_ref(
     ))]
 pub async fn assign_ref(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
     ApiPath(name): ApiPath<String>,
-    ApiBody(body): ApiBody,
+    call: Call,
 ) -> Response {
-    let body2 = body.clone();
     write::write(
         &state,
-        &method,
-        &uri,
-        &headers,
-        &body,
+        call,
         Write {
-            run: move |catalog: &Catalog,
-                       principal: &Principal,
-                       idem: Option<&floe_catalog::IdemRequest>| {
+            run: move |cx: &Ctx, idem: Option<&IdemRequest>| {
+                let (catalog, principal) = (&cx.catalog, &cx.principal);
                 let name = extract::ref_name(&name)?;
-                let req: AssignRefRequest = extract::json(&body2)?;
+                let req: AssignRefRequest = extract::json(&cx.call.body)?;
                 let target = extract::spec(&req.target)?;
                 let expected = extract::opt_hash(req.expected_head.as_deref(), "expectedHead")?;
                 let record = catalog.assign_ref(principal, &name, &target, expected, idem)?;
                 Reply::json(StatusCode::OK, &RefBody::new(&name, &record))
             },
-            replay: move |catalog: &Catalog, principal: &Principal, rec: &AppliedRecord| {
+            replay: move |cx: &Ctx, rec: &AppliedRecord| {
+                let (catalog, principal) = (&cx.catalog, &cx.principal);
                 let record = replayed_ref(catalog, principal, rec, RefKind::Branch)?;
                 Reply::json(
                     StatusCode::OK,
@@ -233,28 +218,17 @@ pub async fn assign_ref(
     ))]
 pub async fn delete_ref(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeleteRefQuery>,
+    call: Call,
 ) -> Response {
-    write::write_empty(
-        &state,
-        &method,
-        &uri,
-        &headers,
-        &[],
-        move |catalog: &Catalog,
-              principal: &Principal,
-              idem: Option<&floe_catalog::IdemRequest>| {
-            let name: RefName = extract::ref_name(&name)?;
-            let expected: Option<Hash> =
-                extract::opt_hash(q.expected_head.as_deref(), "expectedHead")?;
-            catalog.delete_ref(principal, &name, expected, idem)?;
-            Ok(())
-        },
-    )
+    write::write_empty(&state, call, move |cx: &Ctx, idem: Option<&IdemRequest>| {
+        let (catalog, principal) = (&cx.catalog, &cx.principal);
+        let name: RefName = extract::ref_name(&name)?;
+        let expected: Option<Hash> = extract::opt_hash(q.expected_head.as_deref(), "expectedHead")?;
+        catalog.delete_ref(principal, &name, expected, idem)?;
+        Ok(())
+    })
     .await
 }
 
@@ -266,10 +240,11 @@ pub async fn delete_ref(
     ))]
 pub async fn reflog(
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiQuery(q): ApiQuery<ReflogQuery>,
+    call: Call,
 ) -> Response {
-    write::read(&state, &headers, move |catalog, principal| {
+    write::read(&state, call, move |cx| {
+        let (catalog, principal) = (&cx.catalog, &cx.principal);
         let name = q.ref_name.as_deref().map(extract::ref_name).transpose()?;
         let before = q
             .page_token

@@ -2,18 +2,16 @@
 //! a failed run, and `/api/v1/maintenance`, one pass of the server's retention.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::Response;
-use floe_catalog::{
-    AppliedRecord, Catalog, IdemRequest, Principal, RetentionReport, RunKind, RunRecord, RunState,
-};
+use floe_catalog::{AppliedRecord, IdemRequest, RetentionReport, RunKind, RunRecord, RunState};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::ErrorBody;
 use crate::extract::{self, ApiPath, ApiQuery};
-use crate::write::{self, Reply, Write};
+use crate::write::{self, Call, Ctx, Reply, Write};
 
 /// Runs listed per page by default and at most.
 const RUNS_PAGE_MAX: usize = 1_000;
@@ -113,10 +111,11 @@ pub struct ListRunsQuery {
     ))]
 pub async fn list_runs(
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiQuery(q): ApiQuery<ListRunsQuery>,
+    call: Call,
 ) -> Response {
-    write::read(&state, &headers, move |catalog, principal| {
+    write::read(&state, call, move |cx| {
+        let (catalog, principal) = (&cx.catalog, &cx.principal);
         let limit = extract::page_size(q.page_size, RUNS_PAGE_MAX, RUNS_PAGE_MAX);
         let (runs, next) = catalog.list_runs(principal, q.page_token.as_deref(), limit)?;
         Reply::json(
@@ -138,10 +137,11 @@ pub async fn list_runs(
     ))]
 pub async fn get_run(
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
+    call: Call,
 ) -> Response {
-    write::read(&state, &headers, move |catalog, principal| {
+    write::read(&state, call, move |cx| {
+        let (catalog, principal) = (&cx.catalog, &cx.principal);
         let run = catalog.get_run(principal, &id)?;
         Reply::json(StatusCode::OK, &RunBody::from(&run))
     })
@@ -160,25 +160,20 @@ pub async fn get_run(
     ))]
 pub async fn promote_run(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
+    call: Call,
 ) -> Response {
     let again = id.clone();
     write::write(
         &state,
-        &method,
-        &uri,
-        &headers,
-        b"",
+        call,
         Write {
-            run: move |catalog: &Catalog, principal: &Principal, _: Option<&IdemRequest>| {
-                let run = catalog.promote_run(principal, &id)?;
+            run: move |cx: &Ctx, _: Option<&IdemRequest>| {
+                let run = cx.catalog.promote_run(&cx.principal, &id)?;
                 Reply::json(StatusCode::OK, &RunBody::from(&run))
             },
-            replay: move |catalog: &Catalog, principal: &Principal, _: &AppliedRecord| {
-                let run = catalog.get_run(principal, &again)?;
+            replay: move |cx: &Ctx, _: &AppliedRecord| {
+                let run = cx.catalog.get_run(&cx.principal, &again)?;
                 Reply::json(StatusCode::OK, &RunBody::from(&run))
             },
         },
@@ -218,9 +213,10 @@ impl From<RetentionReport> for MaintenanceBody {
     responses(
         (status = 200, description = "One maintenance pass ran now (the server also runs one periodically)", body = MaintenanceBody),
     ))]
-pub async fn maintain(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn maintain(State(state): State<AppState>, call: Call) -> Response {
     let retention = state.options.retention;
-    write::read(&state, &headers, move |catalog, principal| {
+    write::read(&state, call, move |cx| {
+        let (catalog, principal) = (&cx.catalog, &cx.principal);
         let report = catalog.maintain(principal, &retention)?;
         Reply::json(StatusCode::OK, &MaintenanceBody::from(report))
     })

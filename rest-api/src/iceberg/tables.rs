@@ -1,0 +1,347 @@
+//! Tables: list, create (staged or not), load, exists, commit, drop, register,
+//! unregister, rename, and metrics reports.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use floe_catalog::{AppliedRecord, Catalog, IdemRequest, LoadedTable, TableChange, TableCreate};
+use serde::Deserialize;
+
+use super::namespaces::PageQuery;
+use super::wire::{
+    CommitTableRequest, CommitTableResponse, CreateTableRequest, ListTablesResponse, LoadResult,
+    RegisterTableRequest, RenameTableRequest, ReportMetricsRequest, TableIdentifier,
+};
+use super::{
+    authored, body, check_identifier, check_names, elements, identified, namespace, object_key,
+    page, prefix, raw, recorded,
+};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{self, ApiPath, ApiQuery};
+use crate::write::{self, Call, Ctx, Reply, Write};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DropQuery {
+    purge_requested: Option<String>,
+}
+
+/// A `LoadTableResult`: the metadata as stored, with its location.
+pub(super) fn load_reply(t: &LoadedTable) -> ApiResult<Reply> {
+    Reply::ok(&LoadResult {
+        metadata_location: t.metadata_location.as_deref(),
+        metadata: raw(&t.metadata_json)?,
+        config: BTreeMap::new(),
+    })
+}
+
+/// A `CommitTableResponse`.
+fn commit_reply(t: &LoadedTable) -> ApiResult<Reply> {
+    Reply::ok(&CommitTableResponse {
+        metadata_location: t.metadata_location.as_deref(),
+        metadata: raw(&t.metadata_json)?,
+    })
+}
+
+/// A table as the commit `head` left it: what a retry of an applied write answers.
+fn at_head(
+    cx: &Ctx,
+    head: Option<floe_commits::Hash>,
+    key: &floe_commits::ContentKey,
+) -> ApiResult<LoadedTable> {
+    let (_, t) = cx
+        .catalog
+        .load_table(&cx.principal, &recorded(head)?, key)?;
+    Ok(t)
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ApiPath((p, ns)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+    call: Call,
+) -> Response {
+    write::read(&state, call, move |cx| {
+        let key = namespace(&ns)?;
+        let (after, limit) = page(q.page_token.as_deref(), q.page_size)?;
+        let (_, page) =
+            cx.catalog
+                .list_tables(&cx.principal, &prefix(&p)?, &key, after.as_ref(), limit)?;
+        Reply::ok(&ListTablesResponse {
+            identifiers: page
+                .items
+                .iter()
+                .map(|k| TableIdentifier {
+                    namespace: elements(&key),
+                    name: k.name().to_owned(),
+                })
+                .collect(),
+            next_page_token: page.next.as_ref().map(extract::key_token),
+        })
+    })
+    .await
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    ApiPath((p, ns)): ApiPath<(String, String)>,
+    call: Call,
+) -> Response {
+    let ns2 = ns.clone();
+    write::write(
+        &state,
+        call,
+        Write {
+            run: move |cx: &Ctx, idem: Option<&IdemRequest>| {
+                let req: CreateTableRequest = body(&cx.call.body)?;
+                check_names([req.name.as_str()])?;
+                let create = TableCreate {
+                    name: req.name,
+                    location: req.location,
+                    schema: req.schema,
+                    partition_spec: req.partition_spec,
+                    write_order: req.write_order,
+                    stage_create: req.stage_create,
+                    properties: req.properties,
+                };
+                let t = cx.catalog.create_table(
+                    &cx.principal,
+                    &prefix(&p)?,
+                    &namespace(&ns)?,
+                    create,
+                    &authored(&cx.call.headers),
+                    idem,
+                )?;
+                load_reply(&t)
+            },
+            replay: move |cx: &Ctx, rec: &AppliedRecord| {
+                let req: CreateTableRequest = body(&cx.call.body)?;
+                load_reply(&at_head(
+                    cx,
+                    rec.head,
+                    &object_key(&namespace(&ns2)?, &req.name)?,
+                )?)
+            },
+        },
+    )
+    .await
+}
+
+pub async fn load(
+    State(state): State<AppState>,
+    ApiPath((p, ns, table)): ApiPath<(String, String, String)>,
+    call: Call,
+) -> Response {
+    write::read(&state, call, move |cx| {
+        let key = object_key(&namespace(&ns)?, &table)?;
+        let (_, t) = cx.catalog.load_table(&cx.principal, &prefix(&p)?, &key)?;
+        load_reply(&t)
+    })
+    .await
+}
+
+pub async fn exists(
+    State(state): State<AppState>,
+    ApiPath((p, ns, table)): ApiPath<(String, String, String)>,
+    call: Call,
+) -> Response {
+    write::read(&state, call, move |cx| {
+        let key = object_key(&namespace(&ns)?, &table)?;
+        cx.catalog.load_table(&cx.principal, &prefix(&p)?, &key)?;
+        Reply::empty(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+pub async fn commit(
+    State(state): State<AppState>,
+    ApiPath((p, ns, table)): ApiPath<(String, String, String)>,
+    call: Call,
+) -> Response {
+    let metrics = state.metrics.clone();
+    let key = namespace(&ns).and_then(|ns| object_key(&ns, &table));
+    let key2 = key.clone();
+    write::write(
+        &state,
+        call,
+        Write {
+            run: move |cx: &Ctx, idem: Option<&IdemRequest>| {
+                let key = key?;
+                let req: CommitTableRequest = body(&cx.call.body)?;
+                check_identifier(req.identifier.as_ref(), &key, "table")?;
+                let change = TableChange {
+                    key,
+                    requirements: req.requirements,
+                    updates: req.updates,
+                };
+                let t = cx.catalog.commit_table(
+                    &cx.principal,
+                    &prefix(&p)?,
+                    change,
+                    &authored(&cx.call.headers),
+                    idem,
+                )?;
+                metrics.commit();
+                commit_reply(&t)
+            },
+            replay: move |cx: &Ctx, rec: &AppliedRecord| {
+                commit_reply(&at_head(cx, rec.head, &key2?)?)
+            },
+        },
+    )
+    .await
+}
+
+pub async fn drop(
+    State(state): State<AppState>,
+    ApiPath((p, ns, table)): ApiPath<(String, String, String)>,
+    ApiQuery(q): ApiQuery<DropQuery>,
+    call: Call,
+) -> Response {
+    write::write_empty(&state, call, move |cx: &Ctx, idem: Option<&IdemRequest>| {
+        // Parsed (case-insensitively, as clients send True and false) but never acted
+        // on: dropping never deletes files; garbage collection will, over every ref.
+        if let Some(v) = &q.purge_requested
+            && !v.eq_ignore_ascii_case("true")
+            && !v.eq_ignore_ascii_case("false")
+        {
+            return Err(ApiError::bad_request(format!(
+                "purgeRequested must be true or false, got {v:?}"
+            )));
+        }
+        let key = object_key(&namespace(&ns)?, &table)?;
+        cx.catalog.drop_table(
+            &cx.principal,
+            &prefix(&p)?,
+            &key,
+            &authored(&cx.call.headers),
+            idem,
+        )?;
+        Ok(())
+    })
+    .await
+}
+
+pub async fn rename(
+    State(state): State<AppState>,
+    ApiPath(p): ApiPath<String>,
+    call: Call,
+) -> Response {
+    rename_with(state, p, call, Catalog::rename_table).await
+}
+
+/// How a table or a view is renamed (the catalog's entry point for each).
+pub(super) type RenameFn = fn(
+    &Catalog,
+    &floe_catalog::Principal,
+    &floe_commits::RefSpec,
+    &floe_commits::ContentKey,
+    &floe_commits::ContentKey,
+    &floe_catalog::Authored,
+    Option<&IdemRequest>,
+) -> Result<floe_commits::CommitOutcome, floe_catalog::CatalogError>;
+
+/// Renames a table or a view: the request and the answer are the same for both.
+pub(super) async fn rename_with(state: AppState, p: String, call: Call, how: RenameFn) -> Response {
+    write::write_empty(&state, call, move |cx: &Ctx, idem: Option<&IdemRequest>| {
+        let req: RenameTableRequest = body(&cx.call.body)?;
+        how(
+            &cx.catalog,
+            &cx.principal,
+            &prefix(&p)?,
+            &identified(&req.source)?,
+            &identified(&req.destination)?,
+            &authored(&cx.call.headers),
+            idem,
+        )?;
+        Ok(())
+    })
+    .await
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    ApiPath((p, ns)): ApiPath<(String, String)>,
+    call: Call,
+) -> Response {
+    let ns2 = ns.clone();
+    write::write(
+        &state,
+        call,
+        Write {
+            run: move |cx: &Ctx, idem: Option<&IdemRequest>| {
+                let req: RegisterTableRequest = body(&cx.call.body)?;
+                if req.overwrite {
+                    return Err(ApiError::bad_request(
+                        "register with overwrite is refused: drop the table first (its history stays in floe)",
+                    ));
+                }
+                let key = object_key(&namespace(&ns)?, &req.name)?;
+                let t = cx.catalog.register_table(
+                    &cx.principal,
+                    &prefix(&p)?,
+                    &key,
+                    &req.metadata_location,
+                    &authored(&cx.call.headers),
+                    idem,
+                )?;
+                load_reply(&t)
+            },
+            replay: move |cx: &Ctx, rec: &AppliedRecord| {
+                let req: RegisterTableRequest = body(&cx.call.body)?;
+                load_reply(&at_head(cx, rec.head, &object_key(&namespace(&ns2)?, &req.name)?)?)
+            },
+        },
+    )
+    .await
+}
+
+/// Accepts an Iceberg metrics report for a table that exists at the prefix, and counts it.
+pub async fn report_metrics(
+    State(state): State<AppState>,
+    ApiPath((p, ns, table)): ApiPath<(String, String, String)>,
+    call: Call,
+) -> Response {
+    let metrics = state.metrics.clone();
+    write::read(&state, call, move |cx| {
+        let report: ReportMetricsRequest = body(&cx.call.body)?;
+        let key = object_key(&namespace(&ns)?, &table)?;
+        cx.catalog.load_table(&cx.principal, &prefix(&p)?, &key)?;
+        metrics.report(&report.report_type);
+        Reply::empty(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+/// Removes a table from the ref and answers it as it was (the retry too).
+pub async fn unregister(
+    State(state): State<AppState>,
+    ApiPath((p, ns, table)): ApiPath<(String, String, String)>,
+    call: Call,
+) -> Response {
+    let key = namespace(&ns).and_then(|ns| object_key(&ns, &table));
+    let key2 = key.clone();
+    write::write(
+        &state,
+        call,
+        Write {
+            run: move |cx: &Ctx, idem: Option<&IdemRequest>| {
+                let t = cx.catalog.unregister_table(
+                    &cx.principal,
+                    &prefix(&p)?,
+                    &key?,
+                    &authored(&cx.call.headers),
+                    idem,
+                )?;
+                commit_reply(&t)
+            },
+            replay: move |cx: &Ctx, rec: &AppliedRecord| {
+                commit_reply(&at_head(cx, rec.previous, &key2?)?)
+            },
+        },
+    )
+    .await
+}
