@@ -355,7 +355,7 @@ pub fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Failure> {
         }
         uploads.push((path.clone(), file));
     }
-    let branch = args.branch.clone().unwrap_or_else(|| ctx.current.clone());
+    let branch = args.at.clone().unwrap_or_else(|| ctx.current.clone());
     let mut request = json!({
         "table": args.table,
         "branch": branch,

@@ -53,8 +53,8 @@ pub enum Verb {
         /// Create the branch first.
         #[arg(short = 'b')]
         create: bool,
-        /// Where a new branch starts (default: the checked-out branch).
-        #[arg(long)]
+        /// Where the new ref starts: any ref spec (default: the checked-out branch).
+        #[arg(long, value_name = "SPEC")]
         from: Option<String>,
     },
     /// List, create or delete tags.
@@ -79,15 +79,15 @@ pub enum Verb {
     CherryPick {
         #[arg(required = true)]
         commits: Vec<String>,
-        /// Default: the checked-out branch.
-        #[arg(long)]
+        /// The branch to write (default: the checked-out branch).
+        #[arg(long = "ref", alias = "onto", value_name = "REF")]
         onto: Option<String>,
     },
     /// Undo the changes of a commit on a branch, as a new commit.
     Revert {
         commit: String,
-        /// Default: the checked-out branch.
-        #[arg(long)]
+        /// The branch to write (default: the checked-out branch).
+        #[arg(long = "ref", alias = "on", value_name = "REF")]
         on: Option<String>,
     },
     /// Point a branch at any commit (the reflog keeps the old head).
@@ -139,8 +139,8 @@ pub enum BranchVerb {
     /// Create a branch.
     Create {
         name: String,
-        /// Any ref spec (default: the checked-out branch).
-        #[arg(long)]
+        /// Where the new ref starts: any ref spec (default: the checked-out branch).
+        #[arg(long, value_name = "SPEC")]
         from: Option<String>,
     },
     /// Delete a branch.
@@ -156,8 +156,8 @@ pub enum TagVerb {
     /// Create a tag.
     Create {
         name: String,
-        /// Any ref spec (default: the checked-out branch).
-        #[arg(long)]
+        /// Where the new ref starts: any ref spec (default: the checked-out branch).
+        #[arg(long = "from", alias = "at", value_name = "SPEC")]
         at: Option<String>,
     },
     /// Delete a tag.
@@ -207,8 +207,8 @@ pub enum OnConflict {
 pub struct MergeArgs {
     /// The ref spec to merge from.
     pub source: String,
-    /// The branch to merge into (default: the checked-out branch).
-    #[arg(long)]
+    /// The branch to write: the one merged into (default: the checked-out branch).
+    #[arg(long = "ref", alias = "into", value_name = "REF")]
     pub into: Option<String>,
     /// Show what would happen; change nothing.
     #[arg(long)]
@@ -228,7 +228,7 @@ pub struct NamespaceArgs {
     #[command(subcommand)]
     pub verb: NamespaceVerb,
     /// The ref spec to read or the branch to write (default: the checked-out branch).
-    #[arg(long = "ref", global = true)]
+    #[arg(long = "ref", global = true, value_name = "REF")]
     pub at: Option<String>,
 }
 
@@ -237,7 +237,7 @@ pub struct TableArgs {
     #[command(subcommand)]
     pub verb: TableVerb,
     /// The ref spec to read (default: the checked-out branch).
-    #[arg(long = "ref", global = true)]
+    #[arg(long = "ref", global = true, value_name = "REF")]
     pub at: Option<String>,
 }
 
@@ -295,9 +295,9 @@ pub struct ImportArgs {
     /// The table, namespace.table.
     #[arg(long)]
     pub table: String,
-    /// The branch to land on (default: the checked-out branch).
-    #[arg(long)]
-    pub branch: Option<String>,
+    /// The branch to write: the one the import lands on (default: the checked-out branch).
+    #[arg(long = "ref", alias = "branch", value_name = "REF")]
+    pub at: Option<String>,
     /// Default: create when the table is absent; an existing table needs append or replace.
     #[arg(long, value_enum)]
     pub mode: Option<ImportMode>,
@@ -314,9 +314,9 @@ pub struct QueryArgs {
     /// The SQL query.
     pub sql: String,
     /// The ref spec to read (default: the checked-out branch).
-    #[arg(long = "ref")]
+    #[arg(long = "ref", value_name = "REF")]
     pub at: Option<String>,
-    /// Where bare table names resolve (default: `default`).
+    /// The namespace bare table names resolve in (default: `default`).
     #[arg(long)]
     pub namespace: Option<String>,
     #[arg(long, value_enum)]
@@ -479,4 +479,97 @@ fn quiet_on_closed_stdout() {
         }
         default(info);
     }));
+}
+
+#[cfg(test)]
+mod vocabulary {
+    //! One CLI vocabulary: a shared flag is spelled, named and explained the same way by
+    //! every verb. This walks the clap definitions, so a new verb is held to it too.
+
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Flags that mean one thing everywhere: the long name, its value name, and the
+    /// words its help must contain.
+    const SHARED: &[(&str, &str, &str)] = &[
+        // The ref a verb reads at or writes to.
+        ("ref", "REF", "(default: the checked-out branch)"),
+        // Where a new ref starts.
+        ("from", "SPEC", "Where the new ref starts"),
+        ("namespace", "NAMESPACE", "namespace"),
+        ("message", "MESSAGE", "message"),
+    ];
+
+    /// Spellings that once named a ref (or would now): kept only as hidden aliases.
+    const RETIRED: &[&str] = &["branch", "into", "onto", "on", "at", "spec", "target-ref"];
+
+    fn walk(command: &clap::Command, path: &str, problems: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let at = format!("{path} --{long}");
+            if RETIRED.contains(&long) {
+                problems.push(format!(
+                    "{at}: name the ref a verb reads or writes --ref, and where a new ref starts --from (the old spelling may stay as an alias)"
+                ));
+            }
+            for alias in arg.get_all_aliases().into_iter().flatten() {
+                if SHARED.iter().any(|(name, ..)| *name == alias) {
+                    problems.push(format!("{at}: the alias --{alias} is a shared flag's name"));
+                }
+            }
+            let Some((_, value, words)) = SHARED.iter().find(|(name, ..)| *name == long) else {
+                continue;
+            };
+            let names = arg.get_value_names().unwrap_or_default();
+            if names.len() != 1 || names[0].as_str() != *value {
+                problems.push(format!("{at}: its value is called {value}, not {names:?}"));
+            }
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            if !help.contains(words) {
+                problems.push(format!(
+                    "{at}: its help must say {words:?}, it says {help:?}"
+                ));
+            }
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), problems);
+        }
+    }
+
+    #[test]
+    fn every_verb_spells_a_shared_flag_the_same_way() {
+        let mut problems = Vec::new();
+        walk(&Cli::command(), "floe", &mut problems);
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn the_old_spellings_still_parse() {
+        for (old, new) in [
+            (
+                vec![
+                    "floe",
+                    "import",
+                    "a.parquet",
+                    "--table",
+                    "db.t",
+                    "--branch",
+                    "dev",
+                ],
+                "dev",
+            ),
+            (vec!["floe", "merge", "dev", "--into", "main"], "main"),
+            (
+                vec!["floe", "cherry-pick", "abc12345", "--onto", "main"],
+                "main",
+            ),
+            (vec!["floe", "revert", "abc12345", "--on", "main"], "main"),
+            (vec!["floe", "tag", "create", "v1", "--at", "main"], "main"),
+        ] {
+            let cli = <Cli as clap::Parser>::try_parse_from(&old).unwrap();
+            let parsed = format!("{:?}", cli.command);
+            assert!(parsed.contains(&format!("{new:?}")), "{old:?}: {parsed}");
+        }
+    }
 }
