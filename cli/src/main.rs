@@ -7,6 +7,7 @@
 mod client;
 mod config;
 mod data;
+mod logs;
 mod output;
 mod runs;
 mod serve;
@@ -389,6 +390,9 @@ pub struct ServeArgs {
     /// records and idempotency records).
     #[arg(long, env = "FLOE_MAINTENANCE_INTERVAL", default_value = "5m", value_parser = duration_ms)]
     pub maintenance_interval: i64,
+    /// How the server logs to standard error (filtered by FLOE_LOG or RUST_LOG, default info).
+    #[arg(long, env = "FLOE_LOG_FORMAT", value_enum, default_value_t = logs::LogFormat::Text)]
+    pub log_format: logs::LogFormat,
 }
 
 /// A duration as a number and a unit (`s`, `m`, `h` or `d`), in ms.

@@ -26,6 +26,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
 }
 
 fn serve(args: &ServeArgs) -> Result<(), String> {
+    crate::logs::init(args.log_format)?;
     let catalog_dir = args.data_dir.join("catalog");
     std::fs::create_dir_all(&catalog_dir).map_err(|e| {
         format!(
@@ -96,10 +97,7 @@ fn serve_on(
         );
         ready(local);
         for run in settled {
-            println!(
-                "floe: run {} ({}) was left running; it is now {:?}",
-                run.id, run.source, run.state
-            );
+            tracing::warn!(run = %run.id, source = %run.source, state = ?run.state, "a run was left running by a stopped server; recovered");
         }
         let (stop, stopped) = tokio::sync::watch::channel(None::<Stop>);
         let watcher = tokio::spawn(watch(backend.clone(), stop));
@@ -151,18 +149,19 @@ async fn maintain(catalog: Catalog, retention: Retention, interval: std::time::D
         let more = match pass {
             Ok(report) => {
                 if report != floe_catalog::RetentionReport::default() {
-                    println!(
-                        "floe: maintenance settled {} run(s), pruned {} run branch(es), forgot {} run record(s) and {} idempotency record(s)",
-                        report.settled_runs,
-                        report.pruned_run_branches,
-                        report.expired_run_records,
-                        report.expired_idempotency_records
+                    tracing::info!(
+                        settled_runs = report.settled_runs,
+                        pruned_run_branches = report.pruned_run_branches,
+                        expired_run_records = report.expired_run_records,
+                        expired_idempotency_records = report.expired_idempotency_records,
+                        more = report.more,
+                        "maintenance pass"
                     );
                 }
                 report.more
             }
             Err(e) => {
-                eprintln!("floe: maintenance failed ({e}); it runs again in {interval:?}");
+                tracing::error!(error = %e, retry_in = ?interval, "maintenance failed; it runs again after the interval");
                 false
             }
         };

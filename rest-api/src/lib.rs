@@ -205,7 +205,14 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         span.record("error_id", e.error_id.as_str());
         span.record("error", e.kind.row().floe);
     }
-    span.in_scope(|| tracing::info!("answered"));
+    // A busy server's default log stays quiet: successes and client errors at debug.
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::error!("answered");
+        } else {
+            tracing::debug!("answered");
+        }
+    });
     response
 }
 

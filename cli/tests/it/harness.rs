@@ -74,6 +74,22 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Waits for the process to end and returns its exit code and standard error (the
+    /// structured logs).
+    pub fn wait_for_logs(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status.code(), err)
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

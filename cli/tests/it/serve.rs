@@ -96,3 +96,46 @@ fn serve_explains_an_address_it_cannot_use() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("cannot listen on not-an-address"), "{err}");
 }
+
+/// `--log-format json` writes one JSON object per event on standard error; each request's
+/// span carries its method, route, status, latency and, for an error answer, the error id
+/// the client was shown and the error's type (issue 15).
+#[test]
+fn requests_are_logged_as_structured_spans_with_their_error_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        Command::new(env!("CARGO_BIN_EXE_floe"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--data-dir", dir.path().to_str().unwrap()])
+            .env("FLOE_LOG", "info,floe_rest=debug"),
+    );
+    let (status, body) = server.get("/api/v1/refs/nope");
+    assert_eq!(status, 404, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let error_id = body["errorId"].as_str().unwrap().to_owned();
+    assert_eq!(server.get("/iceberg/v1/main/namespaces/a").0, 404);
+    assert_eq!(server.get("/health").0, 200);
+    server.signal("TERM");
+    let (code, logs) = server.wait_for_logs();
+    assert_eq!(code, Some(0), "{logs}");
+    let events: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let answered = |route: &str| {
+        events
+            .iter()
+            .find(|e| e["fields"]["message"] == "answered" && e["span"]["route"] == route)
+            .unwrap_or_else(|| panic!("no request line for {route} in {logs}"))
+    };
+    let refs = answered("/api/v1/refs/{name}");
+    assert_eq!(refs["span"]["method"], "GET");
+    assert_eq!(refs["span"]["status"], 404);
+    assert_eq!(refs["span"]["error_id"], error_id.as_str());
+    assert_eq!(refs["span"]["error"], "RefNotFound");
+    assert_eq!(refs["span"]["principal"], "anonymous");
+    assert!(refs["span"]["latency_ms"].as_f64().unwrap() >= 0.0);
+    let iceberg = answered("/iceberg/v1/{prefix}/namespaces/{namespace}");
+    assert_eq!(iceberg["span"]["error"], "NamespaceNotFound");
+    assert_eq!(answered("/health")["span"]["status"], 200);
+}
