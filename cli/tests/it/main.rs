@@ -18,4 +18,5 @@ mod schemathesis;
 mod serve;
 mod table_files;
 mod tidy;
+mod tidy_source;
 mod usage;

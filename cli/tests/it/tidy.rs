@@ -536,7 +536,7 @@ fn read_path(chars: &[char], cursor: &mut usize, findings: &mut Vec<String>) {
 /// The source with `//` and `/* */` comments blanked out (newlines kept, so line numbers
 /// hold). String literals are not special-cased: a `//` inside one blanks the rest of its
 /// line, which can only hide a finding on that line, never invent one.
-fn strip_comments(source: &str) -> String {
+pub(crate) fn strip_comments(source: &str) -> String {
     let mut out = String::with_capacity(source.len());
     let mut chars = source.chars().peekable();
     let mut block_depth = 0usize;
@@ -767,14 +767,14 @@ fn ignore_problems(source: &str) -> Vec<String> {
 // ---------------------------------------------------------------------------------------
 // Helpers.
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("cli/ sits in the workspace root")
         .to_path_buf()
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
@@ -784,7 +784,7 @@ fn parse_manifest(path: &Path) -> toml::Table {
         .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
-fn relative(root: &Path, path: &Path) -> String {
+pub(crate) fn relative(root: &Path, path: &Path) -> String {
     path.strip_prefix(root)
         .unwrap_or(path)
         .display()
@@ -809,7 +809,7 @@ fn normalize(path: &Path) -> PathBuf {
 
 /// Every `.rs` file under `dir`, sorted, skipping hidden folders (`.git`, `.venv`),
 /// `target` folders and any folder cargo marked as a build directory (`CACHEDIR.TAG`).
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {

@@ -140,10 +140,12 @@ async fn run(state: AppState, headers: HeaderMap, request: QueryBody) -> Respons
                 }
             };
             let out = out.map_err(|message| {
-                let id = uuid::Uuid::now_v7();
-                eprintln!("floe: error {id}: a query stream ended early: {message}");
+                // The status went out with the first batch: the error id and the chain go
+                // to the log, and the client sees the body end early with the id.
+                let e = ApiError::internal(&format!("a query stream ended early: {message}"));
                 std::io::Error::other(format!(
-                    "the query failed while streaming (error {id}): {message}"
+                    "the query failed while streaming (error {}): {message}",
+                    e.error_id()
                 ))
             });
             if out.is_err() {
