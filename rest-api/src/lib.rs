@@ -290,58 +290,14 @@ pub(crate) fn json_reply<T: serde::Serialize>(status: StatusCode, body: &T) -> R
 }
 
 #[cfg(test)]
+mod snapshots;
+#[cfg(test)]
+mod test_server;
+
+#[cfg(test)]
 mod tests {
-    use std::io::{Read, Write};
-
     use super::*;
-
-    /// A raw HTTP/1.1 request; returns status and body.
-    fn call(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-        (
-            status,
-            response
-                .split("\r\n\r\n")
-                .nth(1)
-                .unwrap_or_default()
-                .to_owned(),
-        )
-    }
-
-    /// Sends one raw HTTP/1.1 request; returns the status line's code, the headers (lower
-    /// case) and the body.
-    fn send(
-        addr: std::net::SocketAddr,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> (u16, String, String) {
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (k, v) in headers {
-            request.push_str(&format!("{k}: {v}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.push_str(body);
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, head.to_lowercase(), body.to_owned())
-    }
+    use crate::test_server::{send, serve};
 
     /// A request whose Idempotency-Key is still running elsewhere: floe's API answers 409
     /// with Retry-After (its documented answer), the Iceberg API 503 with Retry-After —
@@ -350,16 +306,11 @@ mod tests {
     #[test]
     fn a_duplicate_in_flight_is_409_on_floes_api_and_503_on_iceberg() {
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
         let state = app_state(Catalog::in_memory(), &ServerOptions::default());
         let routes = Router::new()
             .nest("/api/v1", v1::router())
             .nest("/iceberg", iceberg::router());
-        let app = layered(routes, state.clone());
-        runtime.spawn(async move { axum::serve(listener, app).await });
+        let addr = serve(&runtime, layered(routes, state.clone()));
         let key = uuid::Uuid::now_v7().to_string();
         // The first attempt is still running.
         state.in_flight.lock().insert(key.clone());
@@ -396,10 +347,6 @@ mod tests {
     #[test]
     fn a_panicking_handler_is_a_500_with_an_error_id_and_the_server_lives_on() {
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
         let state = app_state(Catalog::in_memory(), &ServerOptions::default());
         async fn boom() -> Response {
             panic!("a bug")
@@ -407,9 +354,8 @@ mod tests {
         let routes = Router::new()
             .route("/boom", get(boom))
             .route("/health", get(health));
-        let app = layered(routes, state.clone());
-        runtime.spawn(async move { axum::serve(listener, app).await });
-        let (status, body) = call(addr, "/boom");
+        let addr = serve(&runtime, layered(routes, state.clone()));
+        let (status, _, body) = send(addr, "GET", "/boom", &[], "");
         assert_eq!(status, 500);
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["type"], "InternalError");
@@ -418,7 +364,11 @@ mod tests {
             !body["message"].as_str().unwrap().contains("a bug"),
             "a 5xx shows only the id"
         );
-        assert_eq!(call(addr, "/health").0, 200, "the server lives on");
+        assert_eq!(
+            send(addr, "GET", "/health", &[], "").0,
+            200,
+            "the server lives on"
+        );
         assert!(
             state
                 .metrics
