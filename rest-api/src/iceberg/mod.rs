@@ -215,6 +215,25 @@ fn page(token: Option<&str>, size: Option<u32>) -> ApiResult<(Option<ContentKey>
     Ok((after, extract::page_size(size, LIST_MAX, LIST_MAX)))
 }
 
+/// A page of a namespace's tables or views (one answer shape for both): the names, and a
+/// token whenever the list was cut short, never a silent truncation.
+fn identifiers_reply(
+    ns: &ContentKey,
+    keys: &[ContentKey],
+    next: Option<&ContentKey>,
+) -> ApiResult<crate::write::Reply> {
+    crate::write::Reply::ok(&wire::ListTablesResponse {
+        identifiers: keys
+            .iter()
+            .map(|k| wire::TableIdentifier {
+                namespace: elements(ns),
+                name: k.name().to_owned(),
+            })
+            .collect(),
+        next_page_token: next.map(extract::key_token),
+    })
+}
+
 /// Metadata as stored, for a `RawValue` field: the bytes a load sends as they are.
 fn raw(bytes: &[u8]) -> ApiResult<&serde_json::value::RawValue> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::internal(&format!("a metadata file: {e}")))

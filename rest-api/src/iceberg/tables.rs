@@ -11,16 +11,16 @@ use serde::Deserialize;
 
 use super::namespaces::PageQuery;
 use super::wire::{
-    CommitTableRequest, CommitTableResponse, CreateTableRequest, ListTablesResponse, LoadResult,
-    RegisterTableRequest, RenameTableRequest, ReportMetricsRequest, TableIdentifier,
+    CommitTableRequest, CommitTableResponse, CreateTableRequest, LoadResult, RegisterTableRequest,
+    RenameTableRequest, ReportMetricsRequest,
 };
 use super::{
-    authored, body, check_identifier, check_names, elements, identified, namespace, object_key,
-    page, prefix, raw, recorded,
+    authored, body, check_identifier, check_names, identified, identifiers_reply, namespace,
+    object_key, page, prefix, raw, recorded,
 };
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{self, ApiPath, ApiQuery};
+use crate::extract::{ApiPath, ApiQuery};
 use crate::write::{self, Call, Ctx, Reply, Write};
 
 #[derive(Debug, Deserialize)]
@@ -70,17 +70,7 @@ pub async fn list(
         let (_, page) =
             cx.catalog
                 .list_tables(&cx.principal, &prefix(&p)?, &key, after.as_ref(), limit)?;
-        Reply::ok(&ListTablesResponse {
-            identifiers: page
-                .items
-                .iter()
-                .map(|k| TableIdentifier {
-                    namespace: elements(&key),
-                    name: k.name().to_owned(),
-                })
-                .collect(),
-            next_page_token: page.next.as_ref().map(extract::key_token),
-        })
+        identifiers_reply(&key, &page.items, page.next.as_ref())
     })
     .await
 }

@@ -10,16 +10,15 @@ use floe_catalog::{AppliedRecord, Catalog, IdemRequest, LoadedView, ViewCreate};
 use super::namespaces::PageQuery;
 use super::tables::rename_with;
 use super::wire::{
-    CommitViewRequest, CreateViewRequest, ListTablesResponse, LoadResult, RegisterViewRequest,
-    TableIdentifier, ViewRequirement,
+    CommitViewRequest, CreateViewRequest, LoadResult, RegisterViewRequest, ViewRequirement,
 };
 use super::{
-    authored, body, check_identifier, check_names, elements, namespace, object_key, page, prefix,
-    raw, recorded,
+    authored, body, check_identifier, check_names, identifiers_reply, namespace, object_key, page,
+    prefix, raw, recorded,
 };
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::extract::{self, ApiPath, ApiQuery};
+use crate::extract::{ApiPath, ApiQuery};
 use crate::write::{self, Call, Ctx, Reply, Write};
 
 /// A `LoadViewResult`: the metadata as stored, with its location.
@@ -52,17 +51,7 @@ pub async fn list(
         let page =
             cx.catalog
                 .list_views(&cx.principal, &prefix(&p)?, &key, after.as_ref(), limit)?;
-        Reply::ok(&ListTablesResponse {
-            identifiers: page
-                .items
-                .iter()
-                .map(|k| TableIdentifier {
-                    namespace: elements(&key),
-                    name: k.name().to_owned(),
-                })
-                .collect(),
-            next_page_token: page.next.as_ref().map(extract::key_token),
-        })
+        identifiers_reply(&key, &page.items, page.next.as_ref())
     })
     .await
 }
