@@ -227,7 +227,7 @@ impl Catalog {
                 .clone()
                 .unwrap_or_else(|| principal.name().to_owned()),
             authored.message.clone().unwrap_or(default),
-            self.store.now_ms(),
+            self.now_ms(),
         );
         meta.committer = principal.name().to_owned();
         if let Some(run) = principal.run() {

@@ -12,8 +12,9 @@
 //! attempts).
 //!
 //! Here: load, list, create and commit. A table's key moves (drop, rename, register,
-//! unregister) are in `tables/keys.rs`; the checks of the files its metadata names in
-//! `table_files.rs`.
+//! unregister) are in `tables/keys.rs`; what tables share with views (create, register,
+//! drop, rename, listing, conflicts, the retry policy) in `content.rs`; the checks of the
+//! files its metadata names in `table_files.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

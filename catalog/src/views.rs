@@ -1,7 +1,9 @@
 //! Iceberg views as content (DESIGN §3): like tables, a view's entry is a small payload
 //! pointing at its metadata file in the warehouse; views branch and merge like tables.
 //! Replace applies the REST `ViewUpdate`s through the `iceberg` crate's view metadata
-//! builder (the crate has no dispatcher: `apply_view_update` is floe's).
+//! builder (the crate has no dispatcher: `apply_view_update` is floe's). What views share
+//! with tables (create, register, drop, rename, listing, conflicts, the retry policy) is
+//! in `content.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
