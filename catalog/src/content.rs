@@ -386,3 +386,120 @@ impl Catalog {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use floe_commits::{ManualClock, MemoryBackend, Store};
+    use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+
+    use super::*;
+    use crate::{SequentialIds, TableCreate, Warehouse};
+
+    #[test]
+    fn retry_on_conflict_makes_a_changed_attempt_again_and_gives_up_at_the_bound() {
+        let catalog = Catalog::in_memory().with_ids(Arc::new(SequentialIds::new(0)));
+        let main = RefName::parse("main").unwrap();
+        let mut attempts = 0;
+        let done = catalog
+            .retry_on_conflict(&main, "table db.t", |_| {
+                attempts += 1;
+                Ok(if attempts < 3 {
+                    Attempt::Changed
+                } else {
+                    Attempt::Done(attempts)
+                })
+            })
+            .unwrap();
+        assert_eq!(done, 3);
+        let mut attempts = 0;
+        let err = catalog
+            .retry_on_conflict(&main, "namespace db", |_| -> CatalogResult<Attempt<()>> {
+                attempts += 1;
+                Ok(Attempt::Changed)
+            })
+            .unwrap_err();
+        assert_eq!(attempts, CONFLICT_RETRIES_MAX);
+        assert_eq!(
+            err,
+            CatalogError::Contention(format!("namespace db ({CONFLICT_RETRIES_MAX} attempts)"))
+        );
+        // An error ends the retries at once.
+        let mut attempts = 0;
+        let err = catalog
+            .retry_on_conflict(&main, "view db.v", |_| -> CatalogResult<Attempt<()>> {
+                attempts += 1;
+                Err(CatalogError::Invalid("no".to_owned()))
+            })
+            .unwrap_err();
+        assert_eq!((attempts, err), (1, CatalogError::Invalid("no".to_owned())));
+    }
+
+    /// Ids and time are passed in: the same requests against a catalog on the same id
+    /// seed and clock make the same commits, content ids, table uuid and metadata file.
+    #[test]
+    fn the_same_requests_on_the_same_ids_and_clock_make_the_same_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("warehouse");
+        let run = || {
+            std::fs::create_dir_all(&root).unwrap();
+            let store = Store::open(
+                Arc::new(MemoryBackend::new()),
+                Arc::new(ManualClock::new(1_700_000_000_000)),
+            )
+            .unwrap();
+            let catalog = Catalog::new(Arc::new(store))
+                .with_ids(Arc::new(SequentialIds::new(41)))
+                .with_warehouse(Warehouse::open(&root).unwrap());
+            let (who, main) = (Principal::anonymous(), RefSpec::parse("main").unwrap());
+            let db = ContentKey::new(["db"]).unwrap();
+            let none = Authored::default();
+            let (_, namespace) = catalog
+                .create_namespace(&who, &main, &db, Default::default(), &none, None)
+                .unwrap();
+            let schema = Schema::builder()
+                .with_fields(vec![
+                    NestedField::optional(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
+                ])
+                .build()
+                .unwrap();
+            let create = TableCreate {
+                name: "t".to_owned(),
+                location: None,
+                schema,
+                partition_spec: None,
+                write_order: None,
+                stage_create: false,
+                properties: HashMap::new(),
+            };
+            let table = catalog
+                .create_table(&who, &main, &db, create, &none, None)
+                .unwrap();
+            let head = catalog.resolve(&who, &main).unwrap().hash;
+            std::fs::remove_dir_all(&root).unwrap();
+            (
+                head,
+                namespace.id,
+                table.metadata.uuid(),
+                table.metadata_location.unwrap(),
+            )
+        };
+        let first = run();
+        assert_eq!(run(), first);
+        assert_eq!(
+            first.2.to_string(),
+            "00000000-0000-7000-8000-00000000002b",
+            "the table uuid is the seed's second id"
+        );
+        assert!(
+            first.3.ends_with(&format!(
+                "/db/t-{}/metadata/00000-00000000-0000-7000-8000-00000000002c.metadata.json",
+                first.2
+            )),
+            "{}",
+            first.3
+        );
+    }
+}
