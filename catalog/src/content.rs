@@ -389,14 +389,12 @@ impl Catalog {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::sync::Arc;
 
     use floe_commits::{ManualClock, MemoryBackend, Store};
-    use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
 
     use super::*;
-    use crate::{SequentialIds, TableCreate, Warehouse};
+    use crate::{SequentialIds, Warehouse};
 
     #[test]
     fn retry_on_conflict_makes_a_changed_attempt_again_and_gives_up_at_the_bound() {
@@ -459,21 +457,7 @@ mod tests {
             let (_, namespace) = catalog
                 .create_namespace(&who, &main, &db, Default::default(), &none, None)
                 .unwrap();
-            let schema = Schema::builder()
-                .with_fields(vec![
-                    NestedField::optional(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
-                ])
-                .build()
-                .unwrap();
-            let create = TableCreate {
-                name: "t".to_owned(),
-                location: None,
-                schema,
-                partition_spec: None,
-                write_order: None,
-                stage_create: false,
-                properties: HashMap::new(),
-            };
+            let create = crate::tables::one_column_table("t");
             let table = catalog
                 .create_table(&who, &main, &db, create, &none, None)
                 .unwrap();

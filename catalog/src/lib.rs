@@ -386,11 +386,9 @@ mod tests {
 
 #[cfg(test)]
 mod table_tests {
-    use std::collections::HashMap;
     use std::sync::Mutex;
 
     use floe_commits::{ContentKey, MemoryBackend, SystemClock};
-    use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
 
     use super::*;
 
@@ -428,21 +426,7 @@ mod table_tests {
             )
             .unwrap();
         let before = catalog.resolve(&who, &main).unwrap().hash;
-        let schema = Schema::builder()
-            .with_fields(vec![
-                NestedField::optional(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
-            ])
-            .build()
-            .unwrap();
-        let create = TableCreate {
-            name: "t".to_owned(),
-            location: None,
-            schema,
-            partition_spec: None,
-            write_order: None,
-            stage_create: false,
-            properties: HashMap::new(),
-        };
+        let create = tables::one_column_table("t");
         let table = catalog
             .create_table(&who, &main, &ns, create, &Authored::default(), None)
             .unwrap();

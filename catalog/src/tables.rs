@@ -661,3 +661,24 @@ fn table_content(id: ContentId, metadata_location: &str, m: &TableMetadata) -> C
         }),
     }
 }
+
+/// A create of a table with one optional `long` column, the fixture of the crate's tests.
+#[cfg(test)]
+pub(crate) fn one_column_table(name: &str) -> TableCreate {
+    use iceberg::spec::{NestedField, PrimitiveType, Type};
+    let schema = Schema::builder()
+        .with_fields(vec![
+            NestedField::optional(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
+        ])
+        .build()
+        .expect("a one-column schema builds");
+    TableCreate {
+        name: name.to_owned(),
+        location: None,
+        schema,
+        partition_spec: None,
+        write_order: None,
+        stage_create: false,
+        properties: HashMap::new(),
+    }
+}
