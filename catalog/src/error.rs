@@ -6,6 +6,7 @@
 use floe_commits::{ContentKey, Hash, ReadError, WriteError};
 
 use crate::auth::Action;
+use crate::run_state::RunState;
 use crate::warehouse::WarehouseError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,7 +68,7 @@ pub enum CatalogError {
     RunSealed {
         run: String,
         commit: Hash,
-        state: crate::runs::RunState,
+        state: RunState,
     },
     /// A commit of a run whose record has expired (and was not its landing).
     #[error(

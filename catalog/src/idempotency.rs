@@ -9,12 +9,8 @@ use floe_commits::{Hash, Idempotency};
 use serde_json::{Value, json};
 
 use crate::error::{CatalogError, CatalogResult};
+use crate::limits::{IDEMPOTENCY_LIFETIME_MS, META_PAGE_MAX, QUOTED_CHARS_MAX};
 use crate::{Catalog, resumable_scan};
-
-/// How long a record answers retries: PT30M, as the server advertises.
-pub const IDEMPOTENCY_LIFETIME_MS: i64 = 30 * 60 * 1000;
-/// The same lifetime as an ISO 8601 duration, for the Iceberg config reply.
-pub const IDEMPOTENCY_LIFETIME: &str = "PT30M";
 
 /// Meta-keyspace prefix of recorded rejections (applied writes live under the store's
 /// `IDEMPOTENCY_PREFIX`).
@@ -29,7 +25,7 @@ impl IdempotencyKey {
         let invalid = || {
             CatalogError::Invalid(format!(
                 "Idempotency-Key must be a UUIDv7 such as 019b1f6e-8a4c-7d2e-9f10-3c5a7b9d1e2f, got {:?}",
-                text.chars().take(80).collect::<String>()
+                text.chars().take(QUOTED_CHARS_MAX).collect::<String>()
             ))
         };
         let uuid = uuid::Uuid::try_parse(text).map_err(|_| invalid())?;
@@ -78,7 +74,7 @@ impl Catalog {
     /// The recorded outcome of an earlier request under `request.key`, if it has not
     /// expired.
     pub fn recall(&self, request: &IdemRequest) -> CatalogResult<Option<Recalled>> {
-        let now = self.store.now_ms();
+        let now = self.now_ms();
         if let Some(applied) = self.store.idempotency_lookup(request.key.as_str())? {
             let value = parse(&applied.value)?;
             if !expired(&value, now) {
@@ -115,7 +111,7 @@ impl Catalog {
         let key = rejected_key(&request.key);
         let value = json!({
             "fp": request.fingerprint,
-            "at": self.store.now_ms(),
+            "at": self.now_ms(),
             "answer": answer,
         })
         .to_string();
@@ -126,7 +122,7 @@ impl Catalog {
         // A live record wins (the first answer stays the answer); an expired one is
         // replaced. Losing the race to another replica's record is fine either way.
         if let Some(old) = &old
-            && !expired(&parse(old)?, self.store.now_ms())
+            && !expired(&parse(old)?, self.now_ms())
         {
             return Ok(());
         }
@@ -145,7 +141,7 @@ impl Catalog {
         deletes_max: usize,
         (applied_after, rejected_after): (&mut Option<String>, &mut Option<Vec<u8>>),
     ) -> CatalogResult<(usize, bool)> {
-        let now = self.store.now_ms();
+        let now = self.now_ms();
         let mut deleted = 0usize;
         // A damaged value is as good as expired: it answers nothing.
         let live = |value: &[u8]| parse(value).is_ok_and(|v| !expired(&v, now));
@@ -156,7 +152,7 @@ impl Catalog {
             |after| {
                 Ok(self
                     .store
-                    .idempotency_records(after.map(String::as_str), 1_000)?
+                    .idempotency_records(after.map(String::as_str), META_PAGE_MAX)?
                     .into_iter()
                     .map(|(key, outcome, stored)| (key, (outcome, stored)))
                     .collect())
@@ -182,7 +178,7 @@ impl Catalog {
             |after| {
                 Ok(self
                     .store
-                    .meta_scan(REJECTED_PREFIX, after.map(Vec::as_slice), 1_000)?
+                    .meta_scan(REJECTED_PREFIX, after.map(Vec::as_slice), META_PAGE_MAX)?
                     .into_iter()
                     .map(|(key, value)| (key.to_vec(), value))
                     .collect())
@@ -209,7 +205,7 @@ impl Catalog {
     ) -> Option<Idempotency> {
         request.map(|r| Idempotency {
             key: r.key.as_str().to_owned(),
-            value: json!({ "fp": r.fingerprint, "at": self.store.now_ms(), "detail": detail })
+            value: json!({ "fp": r.fingerprint, "at": self.now_ms(), "detail": detail })
                 .to_string()
                 .into_bytes(),
         })

@@ -12,13 +12,17 @@
 //! knows nothing of HTTP.
 
 mod auth;
+mod content;
 mod error;
 mod history;
 mod idempotency;
+mod ids;
+pub mod limits;
 mod merges;
 mod metadata_cache;
 mod namespaces;
 mod refs;
+mod run_state;
 mod runs;
 mod storage;
 mod table_files;
@@ -34,18 +38,18 @@ use floe_commits::{CommitMeta, ReadError, RefName, RefSpec, ResolvedSpec, Store,
 pub use auth::{ANONYMOUS, Action, AllowAll, Policy, Principal, Target};
 pub use error::{CatalogError, CatalogResult, RESERVED_PROPERTY_PREFIX};
 pub use history::{CommitDetail, LogPage};
-pub use idempotency::{
-    AppliedRecord, IDEMPOTENCY_LIFETIME, IDEMPOTENCY_LIFETIME_MS, IdemRequest, IdempotencyKey,
-    Recalled,
-};
+pub use idempotency::{AppliedRecord, IdemRequest, IdempotencyKey, Recalled};
+pub use ids::{IdSource, SequentialIds, UuidV7Ids};
+pub use limits::{IDEMPOTENCY_LIFETIME, IDEMPOTENCY_LIFETIME_MS, RUN_ANSWER_BYTES_MAX};
 pub use merges::MergeRequest;
 pub use namespaces::{Namespace, PropertiesUpdate, PropertiesUpdated};
+pub use run_state::RunState;
 pub use runs::{
-    Landed, Landing, RUN_ANSWER_BYTES_MAX, RUN_ID_PROPERTY, RUN_SOURCE_PROPERTY, Retention,
-    RetentionReport, RunKind, RunRecord, RunState, StoredAnswer,
+    Landed, Landing, RUN_ID_PROPERTY, RUN_SOURCE_PROPERTY, Retention, RetentionReport, RunKind,
+    RunRecord, StoredAnswer,
 };
 pub use storage::{WAREHOUSE_ROOT_PROP, WarehouseStorage, WarehouseStorageFactory};
-pub use tables::{COMMIT_RETRIES_MAX, LoadedTable, TableChange, TableCreate};
+pub use tables::{LoadedTable, TableChange, TableCreate};
 pub use views::{LoadedView, ViewCreate, ViewRequirement};
 pub use warehouse::{Warehouse, WarehouseError, WarehouseEvent, WarehouseHook};
 
@@ -61,6 +65,8 @@ pub struct Authored {
 pub struct Catalog {
     store: Arc<Store>,
     policy: Arc<dyn Policy>,
+    /// Where new ids come from (time comes from the store's clock).
+    ids: Arc<dyn IdSource>,
     /// Where table metadata lives; tables are refused without one.
     warehouse: Option<Arc<Warehouse>>,
     /// Metadata files by location (they never change).
@@ -72,13 +78,16 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// A catalog that allows everything (the default until a policy is configured).
+    /// A catalog that allows everything (the default until a policy is configured), with
+    /// UUIDv7 ids at the store's time.
     pub fn new(store: Arc<Store>) -> Catalog {
         Catalog::with_policy(store, Arc::new(AllowAll))
     }
 
+    /// A catalog under a policy, with UUIDv7 ids at the store's time.
     pub fn with_policy(store: Arc<Store>, policy: Arc<dyn Policy>) -> Catalog {
         Catalog {
+            ids: Arc::new(UuidV7Ids::of_store(store.clone())),
             store,
             policy,
             warehouse: None,
@@ -94,6 +103,18 @@ impl Catalog {
         self
     }
 
+    /// The catalog taking its new ids from `ids` (tests and models: `SequentialIds`).
+    pub fn with_ids(mut self, ids: Arc<dyn IdSource>) -> Catalog {
+        self.ids = ids;
+        self
+    }
+
+    /// A new id from the catalog's id source: what every new table, view, namespace,
+    /// metadata file and run is named by, and what the layers above take theirs from.
+    pub fn new_uuid(&self) -> uuid::Uuid {
+        self.ids.uuid()
+    }
+
     /// A catalog over a fresh in-memory store, for tests of the layers above.
     pub fn in_memory() -> Catalog {
         let store = Store::open(
@@ -102,6 +123,13 @@ impl Catalog {
         )
         .expect("an in-memory store opens");
         Catalog::new(Arc::new(store))
+    }
+
+    /// The warehouse, which every table and view needs.
+    pub(crate) fn warehouse(&self) -> CatalogResult<&Warehouse> {
+        self.warehouse
+            .as_deref()
+            .ok_or_else(|| CatalogError::Invalid("this server has no warehouse".to_owned()))
     }
 
     /// Ready to serve: the store answers a read of the default branch.
@@ -199,7 +227,7 @@ impl Catalog {
                 .clone()
                 .unwrap_or_else(|| principal.name().to_owned()),
             authored.message.clone().unwrap_or(default),
-            self.store.now_ms(),
+            self.now_ms(),
         );
         meta.committer = principal.name().to_owned();
         if let Some(run) = principal.run() {
@@ -299,7 +327,8 @@ mod tests {
     fn every_entry_point_asks_the_policy_and_a_refusal_changes_nothing() {
         let store =
             Arc::new(Store::open(Arc::new(MemoryBackend::new()), Arc::new(SystemClock)).unwrap());
-        let catalog = Catalog::with_policy(store.clone(), Arc::new(ReadOnly));
+        let ids = Arc::new(SequentialIds::new(0));
+        let catalog = Catalog::with_policy(store.clone(), Arc::new(ReadOnly)).with_ids(ids.clone());
         let who = Principal::named("bob");
         let main = RefSpec::parse("main").unwrap();
         let ns = ContentKey::new(["sales"]).unwrap();
@@ -338,7 +367,7 @@ mod tests {
         assert_eq!(store.list_refs(None, None, 10).unwrap().items.len(), 1);
         // The same calls under the default policy go through, and the reflog names the
         // principal.
-        let open = Catalog::new(store.clone());
+        let open = Catalog::new(store.clone()).with_ids(ids);
         open.create_namespace(
             &who,
             &main,
@@ -357,11 +386,9 @@ mod tests {
 
 #[cfg(test)]
 mod table_tests {
-    use std::collections::HashMap;
     use std::sync::Mutex;
 
     use floe_commits::{ContentKey, MemoryBackend, SystemClock};
-    use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
 
     use super::*;
 
@@ -383,6 +410,7 @@ mod table_tests {
             })
         };
         let catalog = Catalog::new(store.clone())
+            .with_ids(Arc::new(SequentialIds::new(0)))
             .with_warehouse(Warehouse::open(dir.path()).unwrap().with_hook(hook));
         let who = Principal::anonymous();
         let main = RefSpec::parse("main").unwrap();
@@ -398,21 +426,7 @@ mod table_tests {
             )
             .unwrap();
         let before = catalog.resolve(&who, &main).unwrap().hash;
-        let schema = Schema::builder()
-            .with_fields(vec![
-                NestedField::optional(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
-            ])
-            .build()
-            .unwrap();
-        let create = TableCreate {
-            name: "t".to_owned(),
-            location: None,
-            schema,
-            partition_spec: None,
-            write_order: None,
-            stage_create: false,
-            properties: HashMap::new(),
-        };
+        let create = tables::one_column_table("t");
         let table = catalog
             .create_table(&who, &main, &ns, create, &Authored::default(), None)
             .unwrap();

@@ -8,7 +8,7 @@ use floe_commits::{
 use crate::auth::{Action, Principal, Target};
 use crate::error::{CatalogError, CatalogResult};
 use crate::idempotency::IdemRequest;
-use crate::namespaces::branch_of;
+use crate::refs::branch_of;
 use crate::{Authored, Catalog};
 
 /// A merge as a caller asks for it. `options.meta` carries the message and properties;

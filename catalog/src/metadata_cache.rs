@@ -11,10 +11,7 @@ use bytes::Bytes;
 use iceberg::spec::TableMetadata;
 use parking_lot::Mutex;
 
-/// Locations remembered at most.
-pub const METADATA_CACHE_ENTRIES_MAX: usize = 4_096;
-/// Bytes of metadata remembered at most.
-pub const METADATA_CACHE_BYTES_MAX: usize = 256 * 1024 * 1024;
+use crate::limits::{METADATA_CACHE_BYTES_MAX, METADATA_CACHE_ENTRIES_MAX};
 
 /// One metadata file: its bytes and their parse.
 #[derive(Debug)]

@@ -10,15 +10,12 @@ use floe_commits::{
 };
 
 use crate::auth::{Action, Principal, Target};
+use crate::content::{attempted, changed_under_us, new_content_ops};
 use crate::error::{CatalogError, CatalogResult};
 use crate::idempotency::IdemRequest;
+use crate::limits::{LISTING_PAGE_MAX, NAMESPACE_SCAN_MAX};
+use crate::refs::branch_of;
 use crate::{Authored, Catalog};
-
-/// How often a properties update reloads after a concurrent change before giving up.
-pub const NAMESPACE_RETRIES_MAX: usize = 16;
-/// Entries a namespace listing examines per call (tables between namespaces are skipped).
-pub const NAMESPACE_SCAN_MAX: usize = 10_000;
-const SCAN_PAGE: usize = 1_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Namespace {
@@ -40,16 +37,6 @@ pub struct PropertiesUpdated {
     pub removed: Vec<String>,
     /// Removals that named no property.
     pub missing: Vec<String>,
-}
-
-/// The branch a write goes to: only a plain name is writable.
-pub(crate) fn branch_of(spec: &RefSpec) -> CatalogResult<&RefName> {
-    match spec {
-        RefSpec::Name(name) => Ok(name),
-        other => Err(CatalogError::ReadOnly {
-            spec: other.to_string(),
-        }),
-    }
 }
 
 impl Catalog {
@@ -81,19 +68,8 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<(CommitOutcome, Namespace)> {
         let name = self.authorize_namespace_write(principal, branch, namespace)?;
-        let id = ContentId(uuid::Uuid::now_v7().into_bytes());
-        let content = Content::namespace(id, properties.clone());
-        let mut ops = vec![Op::Put {
-            key: namespace.clone(),
-            content,
-            expect: Expect::Absent,
-        }];
-        if let Some(parent) = namespace.parent() {
-            ops.push(Op::Check {
-                key: parent,
-                expect: Expect::Present,
-            });
-        }
+        let id = ContentId(self.new_uuid().into_bytes());
+        let ops = new_content_ops(namespace, Content::namespace(id, properties.clone()));
         let meta = self.meta(principal, authored, format!("create namespace {namespace}"));
         let ctx = self.write_ctx(principal, idempotency, "");
         let outcome = self
@@ -119,27 +95,24 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<CommitOutcome> {
         let name = self.authorize_namespace_write(principal, branch, namespace)?;
-        self.on_writer_heads(&name, |heads| -> CatalogResult<CommitOutcome> {
-            for _ in 0..NAMESPACE_RETRIES_MAX {
-                let head = heads.read()?;
-                let current = self.namespace_at(head, namespace)?;
-                let ops = vec![
-                    Op::Delete {
-                        key: namespace.clone(),
-                        expect: Expect::Is(current.1),
-                    },
-                    Op::CheckPrefixEmpty {
-                        prefix: namespace.clone(),
-                    },
-                ];
-                let meta = self.meta(principal, authored, format!("drop namespace {namespace}"));
-                let ctx = self.write_ctx(principal, idempotency, "");
-                match self.store.commit(&name, None, ops, meta, &ctx) {
-                    Err(e) if changed_under_us(&e, namespace) => continue,
-                    other => return other.map_err(|e| namespace_conflict(e, namespace)),
-                }
-            }
-            Err(CatalogError::Contention(format!("namespace {namespace}")))
+        self.retry_on_conflict(&name, format_args!("namespace {namespace}"), |head| {
+            let current = self.namespace_at(head, namespace)?;
+            let ops = vec![
+                Op::Delete {
+                    key: namespace.clone(),
+                    expect: Expect::Is(current.1),
+                },
+                Op::CheckPrefixEmpty {
+                    prefix: namespace.clone(),
+                },
+            ];
+            let meta = self.meta(principal, authored, format!("drop namespace {namespace}"));
+            let ctx = self.write_ctx(principal, idempotency, "");
+            attempted(
+                self.store.commit(&name, None, ops, meta, &ctx),
+                |e| changed_under_us(e, |k| k == namespace),
+                |e| namespace_conflict(e, namespace),
+            )
         })
     }
 
@@ -169,7 +142,7 @@ impl Catalog {
             self.namespace_at(at, p)?;
         }
         let depth = parent.map_or(0, ContentKey::element_count) + 1;
-        let limit = limit.clamp(1, SCAN_PAGE);
+        let limit = limit.clamp(1, LISTING_PAGE_MAX);
         let Page { items: keys, next } =
             self.scan_keys(at, parent, after, limit, NAMESPACE_SCAN_MAX, |e| {
                 e.content.kind == ContentKind::Namespace
@@ -211,45 +184,43 @@ impl Catalog {
                 "property {both:?} is both updated and removed; name it once"
             )));
         }
-        self.on_writer_heads(&name, |heads| -> CatalogResult<PropertiesUpdated> {
-            for _ in 0..NAMESPACE_RETRIES_MAX {
-                let head = heads.read()?;
-                let (current, hash) = self.namespace_at(head, namespace)?;
-                let mut properties = current.properties.clone();
-                let mut removed = Vec::new();
-                let mut missing = Vec::new();
-                for k in &update.removals {
-                    match properties.remove(k) {
-                        Some(_) => removed.push(k.clone()),
-                        None => missing.push(k.clone()),
-                    }
-                }
-                properties.extend(update.updates.clone());
-                let ops = vec![Op::Put {
-                    key: namespace.clone(),
-                    content: Content::namespace(current.id, properties),
-                    expect: Expect::Is(hash),
-                }];
-                let meta = self.meta(
-                    principal,
-                    authored,
-                    format!("update properties of namespace {namespace}"),
-                );
-                let ctx = self.write_ctx(principal, idempotency, "");
-                match self.store.commit(&name, None, ops, meta, &ctx) {
-                    Err(e) if changed_under_us(&e, namespace) => continue,
-                    Err(e) => return Err(namespace_conflict(e, namespace)),
-                    Ok(outcome) => {
-                        return Ok(PropertiesUpdated {
-                            outcome,
-                            updated: update.updates.keys().cloned().collect(),
-                            removed,
-                            missing,
-                        });
-                    }
+        self.retry_on_conflict(&name, format_args!("namespace {namespace}"), |head| {
+            let (current, hash) = self.namespace_at(head, namespace)?;
+            let mut properties = current.properties.clone();
+            let mut removed = Vec::new();
+            let mut missing = Vec::new();
+            for k in &update.removals {
+                match properties.remove(k) {
+                    Some(_) => removed.push(k.clone()),
+                    None => missing.push(k.clone()),
                 }
             }
-            Err(CatalogError::Contention(format!("namespace {namespace}")))
+            properties.extend(update.updates.clone());
+            let ops = vec![Op::Put {
+                key: namespace.clone(),
+                content: Content::namespace(current.id, properties),
+                expect: Expect::Is(hash),
+            }];
+            let meta = self.meta(
+                principal,
+                authored,
+                format!("update properties of namespace {namespace}"),
+            );
+            let ctx = self.write_ctx(principal, idempotency, "");
+            let updated = self
+                .store
+                .commit(&name, None, ops, meta, &ctx)
+                .map(|outcome| PropertiesUpdated {
+                    outcome,
+                    updated: update.updates.keys().cloned().collect(),
+                    removed,
+                    missing,
+                });
+            attempted(
+                updated,
+                |e| changed_under_us(e, |k| k == namespace),
+                |e| namespace_conflict(e, namespace),
+            )
         })
     }
 
@@ -269,7 +240,9 @@ impl Catalog {
         let mut items = Vec::new();
         let mut scanned = 0;
         let next = 'scan: loop {
-            let page = self.store.entries(at, prefix, cursor.as_ref(), SCAN_PAGE)?;
+            let page = self
+                .store
+                .entries(at, prefix, cursor.as_ref(), LISTING_PAGE_MAX)?;
             for e in page.items {
                 scanned += 1;
                 cursor = Some(e.key.clone());
@@ -337,10 +310,7 @@ impl Catalog {
         at: Hash,
         namespace: &ContentKey,
     ) -> CatalogResult<(Namespace, floe_commits::ContentHash)> {
-        let found = self
-            .store
-            .get_contents(at, std::slice::from_ref(namespace))?;
-        let Some(Some((r, content))) = found.into_iter().next() else {
+        let Some((r, content)) = self.content_at(at, namespace)? else {
             return Err(CatalogError::NamespaceNotFound(namespace.clone()));
         };
         let Some(properties) = properties_of(&content) else {
@@ -365,15 +335,6 @@ fn properties_of(content: &Content) -> Option<&BTreeMap<String, String>> {
         Payload::Namespace { properties } => Some(properties),
         _ => None,
     }
-}
-
-/// True when the namespace itself changed between our read and the landing (a concurrent
-/// properties update): reload and retry.
-fn changed_under_us(e: &WriteError, namespace: &ContentKey) -> bool {
-    matches!(e, WriteError::Conflict { conflicts, .. }
-        if conflicts.iter().all(|c| &c.key == namespace
-            && c.kind == ConflictKind::Expectation
-            && c.actual_kind == Some(ContentKind::Namespace)))
 }
 
 /// Turns the store's conflicts on a namespace write into what the user asked about.

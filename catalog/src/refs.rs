@@ -10,6 +10,17 @@ use floe_commits::store::DEFAULT_BRANCH;
 use crate::error::{CatalogError, CatalogResult};
 use crate::idempotency::IdemRequest;
 
+/// The branch a write goes to: only a plain name is writable (a tag, a hash, `~N` or
+/// `*time` is `ReadOnly`).
+pub(crate) fn branch_of(spec: &RefSpec) -> CatalogResult<&RefName> {
+    match spec {
+        RefSpec::Name(name) => Ok(name),
+        other => Err(CatalogError::ReadOnly {
+            spec: other.to_string(),
+        }),
+    }
+}
+
 impl Catalog {
     pub fn list_refs(
         &self,

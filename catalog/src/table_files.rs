@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 
 use crate::Catalog;
 use crate::error::{CatalogError, CatalogResult};
+use crate::limits::{NEW_MANIFESTS_MAX, QUOTED_CHARS_MAX, VERIFIED_MANIFESTS_MAX};
 
 /// Table properties that name where writers put files.
 const PATH_PROPERTIES: &[&str] = &[
@@ -35,10 +36,6 @@ const PATH_PROPERTIES: &[&str] = &[
     "write.folder-storage.path",
     "location",
 ];
-
-/// Manifests one commit's new snapshots (or one registration's snapshots) may add: each is
-/// read once to check its files.
-pub const NEW_MANIFESTS_MAX: usize = 10_000;
 
 /// True when `path` lies strictly inside the folder `location` (both URLs or paths), with
 /// no segment that is, or percent-decodes to, `.` or `..` (a client that decodes URIs
@@ -59,7 +56,7 @@ pub(crate) fn inside(location: &str, path: &str) -> bool {
 fn outside(what: &str, path: &str, location: &str) -> CatalogError {
     CatalogError::Invalid(format!(
         "{what} {} is outside the table's location {location}; a table's files live under its own location",
-        path.chars().take(300).collect::<String>()
+        path.chars().take(QUOTED_CHARS_MAX).collect::<String>()
     ))
 }
 
@@ -75,9 +72,6 @@ pub(crate) struct VerifiedLists {
 
 /// The manifests one checked list names.
 type ListedManifests = Arc<HashSet<String>>;
-
-/// Manifest paths the verified-list cache holds at most.
-const VERIFIED_MANIFESTS_MAX: usize = 1_000_000;
 
 impl VerifiedLists {
     fn get(&self, path: &str) -> Option<Arc<HashSet<String>>> {
@@ -274,7 +268,7 @@ impl Catalog {
             if !inside {
                 return Err(CatalogError::Invalid(format!(
                     "table property {key} must point inside the table's location {location}, not {:?}",
-                    value.chars().take(200).collect::<String>()
+                    value.chars().take(QUOTED_CHARS_MAX).collect::<String>()
                 )));
             }
         }
@@ -313,23 +307,32 @@ pub(crate) fn file_version(file: &str) -> Option<u64> {
 pub(crate) fn next_metadata_location(
     current: &str,
     metadata: &TableMetadata,
+    id: uuid::Uuid,
 ) -> CatalogResult<MetadataLocation> {
-    if let Ok(parsed) = MetadataLocation::from_str(current) {
-        return Ok(parsed.with_next_version().with_new_metadata(metadata));
-    }
     let file = current.rsplit('/').next().unwrap_or_default();
     let version = match file_version(file) {
         Some(n) => i32::try_from(n.saturating_add(1)).unwrap_or(i32::MAX),
         None => i32::try_from(metadata.metadata_log().len()).unwrap_or(i32::MAX - 1) + 1,
     };
-    let next = format!(
-        "{}/metadata/{version:05}-{}.metadata.json",
-        metadata.location().trim_end_matches('/'),
-        uuid::Uuid::now_v7()
+    metadata_location(metadata.location(), version, id, metadata)
+}
+
+/// A table's metadata file number `version`: `<location>/metadata/<version:05>-<id>.metadata.json`,
+/// named by an id from the catalog's id source (the `iceberg` crate's own constructors
+/// draw random ones), with the compression the metadata's properties ask for.
+pub(crate) fn metadata_location(
+    location: &str,
+    version: i32,
+    id: uuid::Uuid,
+    metadata: &TableMetadata,
+) -> CatalogResult<MetadataLocation> {
+    let text = format!(
+        "{}/metadata/{version:05}-{id}.metadata.json",
+        location.trim_end_matches('/')
     );
-    MetadataLocation::from_str(&next)
+    MetadataLocation::from_str(&text)
         .map(|l| l.with_new_metadata(metadata))
-        .map_err(|e| CatalogError::Invalid(format!("the next metadata location {next}: {e}")))
+        .map_err(|e| CatalogError::Invalid(format!("the metadata location {text}: {e}")))
 }
 
 #[cfg(test)]

@@ -8,11 +8,13 @@
 //! commit that puts each changed table with `Is(old content)` and checks each read-only
 //! table with `Is(content)`. So every requirement holds at the head the commit lands on
 //! (write skew is impossible). When a concurrent writer changed one of the tables, the
-//! whole transaction reloads and retries, up to `COMMIT_RETRIES_MAX`.
+//! whole transaction reloads and retries (`retry_on_conflict`, up to `CONFLICT_RETRIES_MAX`
+//! attempts).
 //!
 //! Here: load, list, create and commit. A table's key moves (drop, rename, register,
-//! unregister) are in `tables/keys.rs`; the checks of the files its metadata names in
-//! `table_files.rs`.
+//! unregister) are in `tables/keys.rs`; what tables share with views (create, register,
+//! drop, rename, listing, conflicts, the retry policy) in `content.rs`; the checks of the
+//! files its metadata names in `table_files.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -20,8 +22,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use floe_commits::{
-    CommitOutcome, ConflictKind, Content, ContentHash, ContentId, ContentKey, ContentKind, Expect,
-    Hash, Op, Page, Payload, RefName, RefSpec, TablePayload, WriteError,
+    CommitOutcome, Content, ContentHash, ContentId, ContentKey, ContentKind, Expect, Hash, Op,
+    Page, Payload, RefSpec, TablePayload, WriteError,
 };
 use iceberg::spec::{
     FormatVersion, Schema, SortOrder, TableMetadata, TableMetadataBuilder, TableProperties,
@@ -30,22 +32,18 @@ use iceberg::spec::{
 use iceberg::{MetadataLocation, TableCreation, TableRequirement, TableUpdate};
 
 use crate::auth::{Action, Principal, Target};
+use crate::content::{
+    Attempt, NewContent, attempted, changed_under_us, content_conflict, namespace_of,
+    new_content_ops,
+};
 use crate::error::{CatalogError, CatalogResult};
 use crate::idempotency::IdemRequest;
 use crate::metadata_cache::CachedMetadata;
-use crate::namespaces::branch_of;
-use crate::table_files::next_metadata_location;
-use crate::views::new_content_ops;
-use crate::warehouse::{Warehouse, WarehouseError};
+use crate::table_files::{metadata_location, next_metadata_location};
+use crate::warehouse::WarehouseError;
 use crate::{Authored, Catalog};
 
 mod keys;
-
-/// How often a table commit reloads after a concurrent change to one of its tables.
-pub const COMMIT_RETRIES_MAX: usize = 16;
-
-/// Tables examined per listing call.
-pub const TABLE_SCAN_MAX: usize = 10_000;
 
 /// A table as loaded at a commit.
 #[derive(Debug, Clone)]
@@ -90,31 +88,6 @@ fn iceberg_error(e: iceberg::Error) -> CatalogError {
 }
 
 impl Catalog {
-    pub(crate) fn warehouse(&self) -> CatalogResult<&Warehouse> {
-        self.warehouse
-            .as_deref()
-            .ok_or_else(|| CatalogError::Invalid("this server has no warehouse".to_owned()))
-    }
-
-    pub(crate) fn authorize_content_write(
-        &self,
-        principal: &Principal,
-        branch: &RefSpec,
-        key: &ContentKey,
-    ) -> CatalogResult<RefName> {
-        let name = branch_of(branch)?;
-        let namespace = key.parent();
-        self.authorize(
-            principal,
-            Action::Commit,
-            Target {
-                ref_name: Some(name),
-                namespace: namespace.as_ref(),
-            },
-        )?;
-        Ok(name.clone())
-    }
-
     /// Tables directly in a namespace, in name order.
     pub fn list_tables(
         &self,
@@ -124,13 +97,8 @@ impl Catalog {
         after: Option<&ContentKey>,
         limit: usize,
     ) -> CatalogResult<(Hash, Page<ContentKey, ContentKey>)> {
-        let (at, _) = self.get_namespace(principal, spec, namespace)?;
-        let depth = namespace.element_count() + 1;
-        let limit = limit.clamp(1, TABLE_SCAN_MAX);
-        let page = self.scan_keys(at, Some(namespace), after, limit, TABLE_SCAN_MAX, |e| {
-            e.content.kind == ContentKind::IcebergTable && e.key.element_count() == depth
-        })?;
-        Ok((at, page))
+        let kind = ContentKind::IcebergTable;
+        self.list_content(principal, spec, namespace, kind, after, limit)
     }
 
     /// A table at a ref spec.
@@ -177,8 +145,7 @@ impl Catalog {
 
     /// The table at a key of a commit, if one is there.
     fn table_at(&self, at: Hash, key: &ContentKey) -> CatalogResult<Option<LoadedTable>> {
-        let found = self.store.get_contents(at, std::slice::from_ref(key))?;
-        let Some(Some((r, content))) = found.into_iter().next() else {
+        let Some((r, content)) = self.content_at(at, key)? else {
             return Ok(None);
         };
         let Payload::IcebergTable(t) = &content.payload else {
@@ -242,25 +209,11 @@ impl Catalog {
     ) -> CatalogResult<LoadedTable> {
         let key = namespace.child(&request.name).map_err(WriteError::from)?;
         let name = self.authorize_content_write(principal, branch, &key)?;
-        self.on_writer_heads(&name, |heads| -> CatalogResult<LoadedTable> {
-            let head = heads.read()?;
-            self.namespace_exists(head, namespace)?;
-            if self.store.content_ref_at(head, &key)?.is_some() {
-                return Err(CatalogError::TableAlreadyExists(key));
-            }
-            let uuid = uuid::Uuid::now_v7();
-            let location = self.warehouse()?.table_location(
-                namespace.elements(),
-                &request.name,
-                &uuid.to_string(),
-            );
-            if let Some(asked) = &request.location
-                && asked.trim_end_matches('/') != location
-            {
-                return Err(CatalogError::Invalid(format!(
-                    "floe assigns table locations; leave location out (it would be {location})"
-                )));
-            }
+        let kind = ContentKind::IcebergTable;
+        self.create_content(principal, &name, &key, kind, authored, idempotency, || {
+            let uuid = self.new_uuid();
+            let location =
+                self.new_content_location(&key, kind, uuid, request.location.as_deref())?;
             let mut properties = request.properties;
             let format_version = match properties
                 .remove(TableProperties::PROPERTY_FORMAT_VERSION)
@@ -294,35 +247,22 @@ impl Catalog {
             self.check_paths(&metadata)?;
             if request.stage_create {
                 let metadata_json = to_json(&metadata)?;
-                return Ok(LoadedTable {
-                    key,
+                return Ok(NewContent::Staged(LoadedTable {
+                    key: key.clone(),
                     metadata_location: None,
                     metadata: Arc::new(metadata),
                     metadata_json,
                     content_id: None,
                     content_hash: None,
-                });
+                }));
             }
-            let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
-            let metadata_location = self.write_metadata(&metadata_location, &metadata)?;
-            let content = table_content(table_id(&metadata), &metadata_location, &metadata);
-            let meta = self.meta(principal, authored, format!("create table {key}"));
-            self.commit_new(
-                &name,
-                &key,
-                content.clone(),
-                ContentKind::IcebergTable,
-                meta,
-                principal,
-                idempotency,
-            )?;
-            Ok(LoadedTable {
-                key,
-                metadata_json: self.cached_json(&metadata_location)?,
-                metadata_location: Some(metadata_location),
-                metadata: Arc::new(metadata),
-                content_id: Some(content.id),
-                content_hash: Some(content.hash()),
+            let first = metadata_location(&location, 0, self.new_uuid(), &metadata)?;
+            let (answer, content) =
+                self.write_table(&key, table_id(&metadata), &first, metadata)?;
+            Ok(NewContent::Put {
+                message: format!("create table {key}"),
+                answer,
+                content,
             })
         })
     }
@@ -368,66 +308,59 @@ impl Catalog {
                 dup.key
             )));
         }
-        self.on_writer_heads(&name, |heads| -> CatalogResult<Vec<LoadedTable>> {
-            // Locations this request's creates took (its own retries find their metadata).
-            let mut claimed = HashSet::new();
-            for _ in 0..COMMIT_RETRIES_MAX {
-                let head = heads.read()?;
-                let mut ops = Vec::new();
-                let mut results = Vec::new();
-                for change in &changes {
-                    let current = self.table_at(head, &change.key)?;
-                    for r in &change.requirements {
-                        r.check(current.as_ref().map(|t| t.metadata.as_ref()))
-                            .map_err(|e| match e.kind() {
-                                iceberg::ErrorKind::TableNotFound => {
-                                    CatalogError::TableNotFound(change.key.clone())
-                                }
-                                _ => iceberg_error(e),
-                            })?;
-                    }
-                    let (table, table_ops) =
-                        self.apply(&change.key, current, change, &mut claimed)?;
-                    ops.extend(table_ops);
-                    results.push(table);
+        let what = changes
+            .iter()
+            .map(|c| c.key.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Locations this request's creates took (its own retries find their metadata).
+        let mut claimed = HashSet::new();
+        self.retry_on_conflict(&name, what, |head| {
+            let mut ops = Vec::new();
+            let mut results = Vec::new();
+            for change in &changes {
+                let current = self.table_at(head, &change.key)?;
+                for r in &change.requirements {
+                    r.check(current.as_ref().map(|t| t.metadata.as_ref()))
+                        .map_err(|e| match e.kind() {
+                            iceberg::ErrorKind::TableNotFound => {
+                                CatalogError::TableNotFound(change.key.clone())
+                            }
+                            _ => iceberg_error(e),
+                        })?;
                 }
-                let summary: Vec<String> = changes
-                    .iter()
-                    .filter(|c| !c.updates.is_empty())
-                    .map(|c| format!("{} ({})", c.key, describe(&c.updates)))
-                    .collect();
-                let meta = self.meta(
-                    principal,
-                    authored,
-                    format!("commit to table {}", summary.join(", ")),
-                );
-                let ctx = self.write_ctx(principal, idempotency, "");
-                // Tables created in one namespace each check it: one check is enough (the store
-                // takes each key once per commit).
-                let mut checked = HashSet::new();
-                ops.retain(|op| match op {
-                    Op::Check { key, .. } => checked.insert(key.clone()),
-                    _ => true,
-                });
-                if ops.iter().all(|op| matches!(op, Op::Check { .. })) {
-                    return Ok(results);
-                }
-                match self.store.commit(&name, None, ops, meta, &ctx) {
-                    Ok(_) => return Ok(results),
-                    // The store answered once the concurrent writer's commit was durable
-                    // (a conflict waits for the head it was evaluated at): reload.
-                    Err(e) if changed_under_us(&e, &changes) => continue,
-                    Err(e) => return Err(table_conflict(e, &changes[0].key)),
-                }
+                let (table, table_ops) = self.apply(&change.key, current, change, &mut claimed)?;
+                ops.extend(table_ops);
+                results.push(table);
             }
-            Err(CatalogError::Contention(format!(
-                "{} ({COMMIT_RETRIES_MAX} attempts)",
-                changes
-                    .iter()
-                    .map(|c| c.key.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )))
+            let summary: Vec<String> = changes
+                .iter()
+                .filter(|c| !c.updates.is_empty())
+                .map(|c| format!("{} ({})", c.key, describe(&c.updates)))
+                .collect();
+            let meta = self.meta(
+                principal,
+                authored,
+                format!("commit to table {}", summary.join(", ")),
+            );
+            let ctx = self.write_ctx(principal, idempotency, "");
+            // Tables created in one namespace each check it: one check is enough (the store
+            // takes each key once per commit).
+            let mut checked = HashSet::new();
+            ops.retain(|op| match op {
+                Op::Check { key, .. } => checked.insert(key.clone()),
+                _ => true,
+            });
+            if ops.iter().all(|op| matches!(op, Op::Check { .. })) {
+                return Ok(Attempt::Done(results));
+            }
+            attempted(
+                self.store
+                    .commit(&name, None, ops, meta, &ctx)
+                    .map(|_| results),
+                |e| changed_under_us(e, |k| changes.iter().any(|c| &c.key == k)),
+                |e| content_conflict(e, &changes[0].key, ContentKind::IcebergTable),
+            )
         })
     }
 
@@ -501,17 +434,8 @@ impl Catalog {
             })
             .collect();
         self.check_new_snapshots(Some(&current.metadata), &metadata, &added)?;
-        let next = next_metadata_location(&location, &metadata)?;
-        let metadata_location = self.write_metadata(&next, &metadata)?;
-        let content = table_content(id, &metadata_location, &metadata);
-        let table = LoadedTable {
-            key: key.clone(),
-            metadata_json: self.cached_json(&metadata_location)?,
-            metadata_location: Some(metadata_location),
-            metadata: Arc::new(metadata),
-            content_id: Some(id),
-            content_hash: Some(content.hash()),
-        };
+        let next = next_metadata_location(&location, &metadata, self.new_uuid())?;
+        let (table, content) = self.write_table(key, id, &next, metadata)?;
         Ok((
             table,
             vec![Op::Put {
@@ -561,9 +485,7 @@ impl Catalog {
                     .to_owned(),
             ));
         };
-        let namespace = key
-            .parent()
-            .ok_or_else(|| CatalogError::Invalid(format!("{key} has no namespace")))?;
+        let namespace = namespace_of(key)?;
         let warehouse = self.warehouse()?;
         let location = match location {
             Some(l) => {
@@ -579,7 +501,7 @@ impl Catalog {
             None => warehouse.table_location(
                 namespace.elements(),
                 key.name(),
-                &uuid::Uuid::now_v7().to_string(),
+                &self.new_uuid().to_string(),
             ),
         };
         properties.retain(|k, _| !TableProperties::RESERVED_PROPERTIES.contains(&k.as_str()));
@@ -602,18 +524,8 @@ impl Catalog {
         self.check_paths(&metadata)?;
         self.check_location_unused(&metadata, claimed)?;
         self.check_new_snapshots(None, &metadata, &[])?;
-        let first = MetadataLocation::new_with_metadata(&location, &metadata);
-        let metadata_location = self.write_metadata(&first, &metadata)?;
-        let id = table_id(&metadata);
-        let content = table_content(id, &metadata_location, &metadata);
-        let table = LoadedTable {
-            key: key.clone(),
-            metadata_json: self.cached_json(&metadata_location)?,
-            metadata_location: Some(metadata_location),
-            metadata: Arc::new(metadata),
-            content_id: Some(id),
-            content_hash: Some(content.hash()),
-        };
+        let first = metadata_location(&location, 0, self.new_uuid(), &metadata)?;
+        let (table, content) = self.write_table(key, table_id(&metadata), &first, metadata)?;
         Ok((table, new_content_ops(key, content)))
     }
 
@@ -623,6 +535,28 @@ impl Catalog {
             Some(hit) => Ok(hit.bytes.clone()),
             None => Ok(Bytes::from(self.warehouse()?.read(location)?)),
         }
+    }
+
+    /// Writes a table's new metadata file at `location`; answers the table as it will be
+    /// once committed, and its content (id `id`) for the commit.
+    fn write_table(
+        &self,
+        key: &ContentKey,
+        id: ContentId,
+        location: &MetadataLocation,
+        metadata: TableMetadata,
+    ) -> CatalogResult<(LoadedTable, Content)> {
+        let metadata_location = self.write_metadata(location, &metadata)?;
+        let content = table_content(id, &metadata_location, &metadata);
+        let table = LoadedTable {
+            key: key.clone(),
+            metadata_json: self.cached_json(&metadata_location)?,
+            metadata_location: Some(metadata_location),
+            metadata: Arc::new(metadata),
+            content_id: Some(id),
+            content_hash: Some(content.hash()),
+        };
+        Ok((table, content))
     }
 
     fn write_metadata(
@@ -647,13 +581,6 @@ impl Catalog {
             }),
         );
         Ok(text)
-    }
-
-    pub(crate) fn namespace_exists(&self, head: Hash, namespace: &ContentKey) -> CatalogResult<()> {
-        match self.store.content_ref_at(head, namespace)? {
-            Some(r) if r.kind == ContentKind::Namespace => Ok(()),
-            _ => Err(CatalogError::NamespaceNotFound(namespace.clone())),
-        }
     }
 }
 
@@ -735,52 +662,23 @@ fn table_content(id: ContentId, metadata_location: &str, m: &TableMetadata) -> C
     }
 }
 
-pub(crate) fn is_key_conflict(e: &WriteError, key: &ContentKey) -> bool {
-    matches!(e, WriteError::Conflict { conflicts, .. }
-        if conflicts.iter().all(|c| &c.key == key && c.kind == ConflictKind::Expectation && c.actual.is_some()))
-}
-
-/// True when only the expectations on the transaction's own tables failed because a table
-/// changed (not vanished): reload and retry.
-fn changed_under_us(e: &WriteError, changes: &[TableChange]) -> bool {
-    matches!(e, WriteError::Conflict { conflicts, .. }
-        if conflicts.iter().all(|c| c.kind == ConflictKind::Expectation
-            && c.actual.is_some()
-            && changes.iter().any(|t| t.key == c.key)))
-}
-
-pub(crate) fn table_conflict(e: WriteError, key: &ContentKey) -> CatalogError {
-    if let WriteError::Conflict { conflicts, .. } = &e {
-        for c in conflicts {
-            match c.kind {
-                ConflictKind::Expectation
-                    if &c.key == key && c.expected == Some(Expect::Absent) =>
-                {
-                    return CatalogError::TableAlreadyExists(key.clone());
-                }
-                ConflictKind::Expectation if c.actual.is_none() => {
-                    return if c.actual_kind.is_none() && key.parent().as_ref() == Some(&c.key) {
-                        CatalogError::NamespaceNotFound(c.key.clone())
-                    } else {
-                        CatalogError::TableNotFound(c.key.clone())
-                    };
-                }
-                ConflictKind::NamespaceMissing => {
-                    return CatalogError::NamespaceNotFound(
-                        key.parent().unwrap_or_else(|| key.clone()),
-                    );
-                }
-                ConflictKind::DuplicateContentId => {
-                    if let Some(other) = &c.other_key {
-                        return CatalogError::SameTable {
-                            key: c.key.clone(),
-                            other: other.clone(),
-                        };
-                    }
-                }
-                _ => {}
-            }
-        }
+/// A create of a table with one optional `long` column, the fixture of the crate's tests.
+#[cfg(test)]
+pub(crate) fn one_column_table(name: &str) -> TableCreate {
+    use iceberg::spec::{NestedField, PrimitiveType, Type};
+    let schema = Schema::builder()
+        .with_fields(vec![
+            NestedField::optional(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
+        ])
+        .build()
+        .expect("a one-column schema builds");
+    TableCreate {
+        name: name.to_owned(),
+        location: None,
+        schema,
+        partition_spec: None,
+        write_order: None,
+        stage_create: false,
+        properties: HashMap::new(),
     }
-    e.into()
 }

@@ -1,22 +1,24 @@
 //! Iceberg views as content (DESIGN §3): like tables, a view's entry is a small payload
 //! pointing at its metadata file in the warehouse; views branch and merge like tables.
 //! Replace applies the REST `ViewUpdate`s through the `iceberg` crate's view metadata
-//! builder (the crate has no dispatcher: `apply_view_update` is floe's).
+//! builder (the crate has no dispatcher: `apply_view_update` is floe's). What views share
+//! with tables (create, register, drop, rename, listing, conflicts, the retry policy) is
+//! in `content.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use floe_commits::{
-    CommitMeta, Content, ContentId, ContentKey, ContentKind, Expect, Hash, Op, Page, Payload,
-    RefName, RefSpec, ViewPayload,
+    CommitOutcome, Content, ContentId, ContentKey, ContentKind, Expect, Hash, Op, Page, Payload,
+    RefSpec, ViewPayload,
 };
 use iceberg::ViewUpdate;
 use iceberg::spec::{Schema, ViewFormatVersion, ViewMetadata, ViewMetadataBuilder, ViewVersion};
 
+use crate::content::{NewContent, attempted, changed_under_us, content_conflict, namespace_of};
 use crate::error::{CatalogError, CatalogResult};
 use crate::idempotency::IdemRequest;
-use crate::tables::{COMMIT_RETRIES_MAX, TABLE_SCAN_MAX};
 use crate::{Authored, Catalog, Principal};
 
 /// A view as loaded at a commit.
@@ -101,24 +103,20 @@ fn view_content(id: ContentId, metadata_location: &str, m: &ViewMetadata) -> Con
     }
 }
 
-/// `<location>/metadata/<version:05>-<uuid>.metadata.json`, the version one past the
+/// `<location>/metadata/<version:05>-<id>.metadata.json`, the version one past the
 /// previous file's (`<n>-<uuid>` or Hadoop's `v<n>`; 0 for a new view, or a registered one
 /// named otherwise).
-fn next_metadata_location(location: &str, previous: Option<&str>) -> String {
+fn next_metadata_location(location: &str, previous: Option<&str>, id: uuid::Uuid) -> String {
     let version = previous
         .and_then(|p| p.rsplit('/').next())
         .and_then(crate::table_files::file_version)
         .map_or(0, |v| v.saturating_add(1));
-    format!(
-        "{location}/metadata/{version:05}-{}.metadata.json",
-        uuid::Uuid::now_v7()
-    )
+    format!("{location}/metadata/{version:05}-{id}.metadata.json")
 }
 
 impl Catalog {
     fn view_at(&self, at: Hash, key: &ContentKey) -> CatalogResult<Option<LoadedView>> {
-        let found = self.store.get_contents(at, std::slice::from_ref(key))?;
-        let Some(Some((r, content))) = found.into_iter().next() else {
+        let Some((r, content)) = self.content_at(at, key)? else {
             return Ok(None);
         };
         let Payload::IcebergView(v) = &content.payload else {
@@ -169,12 +167,10 @@ impl Catalog {
         after: Option<&ContentKey>,
         limit: usize,
     ) -> CatalogResult<Page<ContentKey, ContentKey>> {
-        let (at, _) = self.get_namespace(principal, spec, namespace)?;
-        let depth = namespace.element_count() + 1;
-        let limit = limit.clamp(1, TABLE_SCAN_MAX);
-        self.scan_keys(at, Some(namespace), after, limit, TABLE_SCAN_MAX, |e| {
-            e.content.kind == ContentKind::IcebergView && e.key.element_count() == depth
-        })
+        let kind = ContentKind::IcebergView;
+        Ok(self
+            .list_content(principal, spec, namespace, kind, after, limit)?
+            .1)
     }
 
     pub fn create_view(
@@ -190,25 +186,11 @@ impl Catalog {
             .child(&request.name)
             .map_err(floe_commits::WriteError::from)?;
         let name = self.authorize_content_write(principal, branch, &key)?;
-        self.on_writer_heads(&name, |heads| -> CatalogResult<LoadedView> {
-            let head = heads.read()?;
-            self.namespace_exists(head, namespace)?;
-            if self.store.content_ref_at(head, &key)?.is_some() {
-                return Err(CatalogError::ViewAlreadyExists(key));
-            }
-            let uuid = uuid::Uuid::now_v7();
-            let location = self.warehouse()?.table_location(
-                namespace.elements(),
-                &request.name,
-                &uuid.to_string(),
-            );
-            if let Some(asked) = &request.location
-                && asked.trim_end_matches('/') != location
-            {
-                return Err(CatalogError::Invalid(format!(
-                    "floe assigns view locations; leave location out (it would be {location})"
-                )));
-            }
+        let kind = ContentKind::IcebergView;
+        self.create_content(principal, &name, &key, kind, authored, idempotency, || {
+            let uuid = self.new_uuid();
+            let location =
+                self.new_content_location(&key, kind, uuid, request.location.as_deref())?;
             let metadata = ViewMetadataBuilder::new(
                 location.clone(),
                 request.schema,
@@ -221,27 +203,21 @@ impl Catalog {
             .build()
             .map_err(invalid)?
             .metadata;
-            let metadata_location = next_metadata_location(&location, None);
+            let metadata_location = next_metadata_location(&location, None, self.new_uuid());
             let bytes = self.write_view_metadata(&metadata_location, &metadata)?;
-            let id = ContentId(uuid::Uuid::now_v7().into_bytes());
+            let id = ContentId(self.new_uuid().into_bytes());
             let content = view_content(id, &metadata_location, &metadata);
-            let meta = self.meta(principal, authored, format!("create view {key}"));
-            self.commit_new(
-                &name,
-                &key,
-                content.clone(),
-                ContentKind::IcebergView,
-                meta,
-                principal,
-                idempotency,
-            )?;
-            Ok(LoadedView {
-                key,
-                metadata_location,
-                metadata: Arc::new(metadata),
-                metadata_json: bytes,
-                content_id: id,
-                content_hash: content.hash(),
+            Ok(NewContent::Put {
+                message: format!("create view {key}"),
+                answer: LoadedView {
+                    key: key.clone(),
+                    metadata_location,
+                    metadata: Arc::new(metadata),
+                    metadata_json: bytes,
+                    content_id: id,
+                    content_hash: content.hash(),
+                },
+                content,
             })
         })
     }
@@ -260,57 +236,57 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<LoadedView> {
         let name = self.authorize_content_write(principal, branch, key)?;
-        self.on_writer_heads(&name, |heads| -> CatalogResult<LoadedView> {
-            for _ in 0..COMMIT_RETRIES_MAX {
-                let head = heads.read()?;
-                let current = self
-                    .view_at(head, key)?
-                    .ok_or_else(|| CatalogError::ViewNotFound(key.clone()))?;
-                for r in requirements {
-                    let ViewRequirement::AssertViewUuid(u) = r;
-                    if *u != current.metadata.uuid() {
-                        return Err(CatalogError::CommitFailed(format!(
-                            "view {key} has uuid {}, not {u}",
-                            current.metadata.uuid()
-                        )));
-                    }
-                }
-                let location = current.metadata.location().to_owned();
-                let mut builder =
-                    ViewMetadataBuilder::new_from_metadata(current.metadata.as_ref().clone());
-                for u in updates {
-                    builder =
-                        apply_view_update(builder, u.clone(), &location, current.metadata.uuid())?;
-                }
-                let metadata = builder.build().map_err(invalid)?.metadata;
-                let metadata_location =
-                    next_metadata_location(&location, Some(&current.metadata_location));
-                let bytes = self.write_view_metadata(&metadata_location, &metadata)?;
-                let content = view_content(current.content_id, &metadata_location, &metadata);
-                let ops = vec![Op::Put {
-                    key: key.clone(),
-                    content: content.clone(),
-                    expect: Expect::Is(current.content_hash),
-                }];
-                let meta = self.meta(principal, authored, format!("replace view {key}"));
-                let ctx = self.write_ctx(principal, idempotency, "");
-                match self.store.commit(&name, None, ops, meta, &ctx) {
-                    Ok(_) => {
-                        return Ok(LoadedView {
-                            key: key.clone(),
-                            metadata_location,
-                            metadata: Arc::new(metadata),
-                            metadata_json: bytes,
-                            content_id: current.content_id,
-                            content_hash: content.hash(),
-                        });
-                    }
-                    // Another writer changed the view: reload (the conflict waited for its head).
-                    Err(e) if crate::tables::is_key_conflict(&e, key) => continue,
-                    Err(e) => return Err(self.content_conflict(e, key, ContentKind::IcebergView)),
+        let kind = ContentKind::IcebergView;
+        self.retry_on_conflict(&name, format_args!("view {key}"), |head| {
+            let current = self
+                .view_at(head, key)?
+                .ok_or_else(|| CatalogError::ViewNotFound(key.clone()))?;
+            for r in requirements {
+                let ViewRequirement::AssertViewUuid(u) = r;
+                if *u != current.metadata.uuid() {
+                    return Err(CatalogError::CommitFailed(format!(
+                        "view {key} has uuid {}, not {u}",
+                        current.metadata.uuid()
+                    )));
                 }
             }
-            Err(CatalogError::Contention(format!("view {key}")))
+            let location = current.metadata.location().to_owned();
+            let mut builder =
+                ViewMetadataBuilder::new_from_metadata(current.metadata.as_ref().clone());
+            for u in updates {
+                builder =
+                    apply_view_update(builder, u.clone(), &location, current.metadata.uuid())?;
+            }
+            let metadata = builder.build().map_err(invalid)?.metadata;
+            let metadata_location = next_metadata_location(
+                &location,
+                Some(&current.metadata_location),
+                self.new_uuid(),
+            );
+            let bytes = self.write_view_metadata(&metadata_location, &metadata)?;
+            let content = view_content(current.content_id, &metadata_location, &metadata);
+            let replaced = LoadedView {
+                key: key.clone(),
+                metadata_location,
+                metadata: Arc::new(metadata),
+                metadata_json: bytes,
+                content_id: current.content_id,
+                content_hash: content.hash(),
+            };
+            let ops = vec![Op::Put {
+                key: key.clone(),
+                content,
+                expect: Expect::Is(current.content_hash),
+            }];
+            let meta = self.meta(principal, authored, format!("replace view {key}"));
+            let ctx = self.write_ctx(principal, idempotency, "");
+            attempted(
+                self.store
+                    .commit(&name, None, ops, meta, &ctx)
+                    .map(|_| replaced),
+                |e| changed_under_us(e, |k| k == key),
+                |e| content_conflict(e, key, kind),
+            )
         })
     }
 
@@ -325,9 +301,7 @@ impl Catalog {
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<LoadedView> {
         let name = self.authorize_content_write(principal, branch, key)?;
-        let namespace = key
-            .parent()
-            .ok_or_else(|| CatalogError::Invalid(format!("{key} has no namespace")))?;
+        namespace_of(key)?;
         let bytes = Bytes::from(self.warehouse()?.read(metadata_location)?);
         let metadata: ViewMetadata = serde_json::from_slice(&bytes).map_err(|e| {
             CatalogError::Invalid(format!("{metadata_location} is not view metadata: {e}"))
@@ -339,93 +313,62 @@ impl Catalog {
                 "{metadata_location} is not under its view's location {view_location}/metadata/"
             )));
         }
-        self.on_writer_heads(&name, |heads| -> CatalogResult<LoadedView> {
-            let head = heads.read()?;
-            self.namespace_exists(head, &namespace)?;
-            if self.store.content_ref_at(head, key)?.is_some() {
-                return Err(CatalogError::ViewAlreadyExists(key.clone()));
-            }
-            let id = ContentId(uuid::Uuid::now_v7().into_bytes());
+        let kind = ContentKind::IcebergView;
+        self.create_content(principal, &name, key, kind, authored, idempotency, || {
+            let id = ContentId(self.new_uuid().into_bytes());
             let content = view_content(id, metadata_location, &metadata);
-            let meta = self.meta(
-                principal,
-                authored,
-                format!("register view {key} from {metadata_location}"),
-            );
-            self.commit_new(
-                &name,
-                key,
-                content.clone(),
-                ContentKind::IcebergView,
-                meta,
-                principal,
-                idempotency,
-            )?;
-            Ok(LoadedView {
-                key: key.clone(),
-                metadata_location: metadata_location.to_owned(),
-                metadata: Arc::new(metadata),
-                metadata_json: bytes,
-                content_id: id,
-                content_hash: content.hash(),
+            Ok(NewContent::Put {
+                message: format!("register view {key} from {metadata_location}"),
+                answer: LoadedView {
+                    key: key.clone(),
+                    metadata_location: metadata_location.to_owned(),
+                    metadata: Arc::new(metadata),
+                    metadata_json: bytes,
+                    content_id: id,
+                    content_hash: content.hash(),
+                },
+                content,
             })
         })
     }
-}
 
-/// The operations that put new content at `key`: absent until now, its namespace there.
-pub(crate) fn new_content_ops(key: &ContentKey, content: Content) -> Vec<Op> {
-    let mut ops = vec![Op::Put {
-        key: key.clone(),
-        content,
-        expect: Expect::Absent,
-    }];
-    if let Some(namespace) = key.parent() {
-        ops.push(Op::Check {
-            key: namespace,
-            expect: Expect::Present,
-        });
-    }
-    ops
-}
-
-impl Catalog {
-    /// Commits new content (a table or a view) at `key` on `branch`, its conflicts said of
-    /// what it is.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn commit_new(
+    /// Drops a view from a branch (its files stay).
+    pub fn drop_view(
         &self,
-        branch: &RefName,
-        key: &ContentKey,
-        content: Content,
-        kind: ContentKind,
-        meta: CommitMeta,
         principal: &Principal,
+        branch: &RefSpec,
+        key: &ContentKey,
+        authored: &Authored,
         idempotency: Option<&IdemRequest>,
-    ) -> CatalogResult<()> {
-        let ctx = self.write_ctx(principal, idempotency, "");
-        self.store
-            .commit(branch, None, new_content_ops(key, content), meta, &ctx)
-            .map_err(|e| self.content_conflict(e, key, kind))?;
-        Ok(())
+    ) -> CatalogResult<CommitOutcome> {
+        self.drop_content(
+            principal,
+            branch,
+            key,
+            ContentKind::IcebergView,
+            authored,
+            idempotency,
+        )
     }
 
-    /// A table conflict, said of a view where it concerns one.
-    fn content_conflict(
+    /// Moves a view to another key of the same branch (its content id stays).
+    pub fn rename_view(
         &self,
-        e: floe_commits::WriteError,
-        key: &ContentKey,
-        kind: ContentKind,
-    ) -> CatalogError {
-        let err = crate::tables::table_conflict(e, key);
-        match (kind, err) {
-            (ContentKind::IcebergView, CatalogError::TableAlreadyExists(k)) => {
-                CatalogError::ViewAlreadyExists(k)
-            }
-            (ContentKind::IcebergView, CatalogError::TableNotFound(k)) => {
-                CatalogError::ViewNotFound(k)
-            }
-            (_, other) => other,
-        }
+        principal: &Principal,
+        branch: &RefSpec,
+        from: &ContentKey,
+        to: &ContentKey,
+        authored: &Authored,
+        idempotency: Option<&IdemRequest>,
+    ) -> CatalogResult<CommitOutcome> {
+        self.rename_content(
+            principal,
+            branch,
+            from,
+            to,
+            ContentKind::IcebergView,
+            authored,
+            idempotency,
+        )
     }
 }

@@ -21,6 +21,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+use crate::limits::QUOTED_CHARS_MAX;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WarehouseError {
     /// The location is not one the server may touch; nothing was read or written.
@@ -133,7 +135,7 @@ impl Warehouse {
 pub(crate) fn resolve_under(root: &Path, location: &str) -> Result<PathBuf, WarehouseError> {
     {
         let outside = |why| WarehouseError::Outside {
-            location: location.chars().take(200).collect(),
+            location: quoted(location),
             why,
         };
         let path = if let Some(rest) = location.strip_prefix("file://") {
@@ -176,9 +178,7 @@ impl Warehouse {
         // A missing file, a folder, or a path through a file is the caller's mistake (a
         // 4xx), not a storage failure.
         if !self.resolve(location)?.is_file() {
-            return Err(WarehouseError::NotFound(
-                location.chars().take(200).collect(),
-            ));
+            return Err(WarehouseError::NotFound(quoted(location)));
         }
         let store = self.store.clone();
         let bytes = block_on(async move { store.get(&path).await?.bytes().await })
@@ -192,9 +192,7 @@ impl Warehouse {
     pub fn read_small(&self, location: &str) -> Result<Vec<u8>, WarehouseError> {
         let path = self.resolve(location)?;
         std::fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                WarehouseError::NotFound(location.chars().take(200).collect())
-            }
+            std::io::ErrorKind::NotFound => WarehouseError::NotFound(quoted(location)),
             _ => io(&path, &e),
         })
     }
@@ -240,13 +238,13 @@ pub(crate) fn object_path(root: &Path, location: &str) -> Result<ObjectPath, War
     let relative = local
         .strip_prefix(root)
         .map_err(|_| WarehouseError::Outside {
-            location: location.chars().take(200).collect(),
+            location: quoted(location),
             why: "it is not under the warehouse root",
         })?
         .to_string_lossy()
         .into_owned();
     ObjectPath::parse(&relative).map_err(|e| WarehouseError::Outside {
-        location: location.chars().take(200).collect(),
+        location: quoted(location),
         why: if e.to_string().is_empty() {
             "it is not a valid object path"
         } else {
@@ -264,12 +262,17 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 pub(crate) fn store_error(location: &str, e: &object_store::Error) -> WarehouseError {
     if let object_store::Error::NotFound { .. } = e {
-        return WarehouseError::NotFound(location.chars().take(200).collect());
+        return WarehouseError::NotFound(quoted(location));
     }
     WarehouseError::Io {
-        path: location.chars().take(200).collect(),
+        path: quoted(location),
         message: e.to_string(),
     }
+}
+
+/// A location as an error quotes it: a request's location may be of any length.
+fn quoted(location: &str) -> String {
+    location.chars().take(QUOTED_CHARS_MAX).collect()
 }
 
 fn io(path: &Path, e: &std::io::Error) -> WarehouseError {

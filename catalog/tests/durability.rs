@@ -110,8 +110,9 @@ fn catalog_answers_computed_from_a_pending_head_wait_until_it_is_durable() {
         Arc::new(SledBackend::open_with(&dir.path().join("store"), Some(held.clone())).unwrap());
     let store = Arc::new(Store::open(backend, Arc::new(SystemClock)).unwrap());
     std::fs::create_dir_all(dir.path().join("warehouse")).unwrap();
-    let catalog =
-        Catalog::new(store).with_warehouse(Warehouse::open(&dir.path().join("warehouse")).unwrap());
+    let catalog = Catalog::new(store)
+        .with_ids(Arc::new(floe_catalog::SequentialIds::new(0)))
+        .with_warehouse(Warehouse::open(&dir.path().join("warehouse")).unwrap());
     let who = Principal::anonymous();
     let main = RefSpec::parse("main").unwrap();
     let none = Authored::default();

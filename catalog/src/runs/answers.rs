@@ -9,12 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Catalog;
 use crate::error::{CatalogError, CatalogResult};
+use crate::limits::{RUN_ANSWER_BYTES_MAX, RUN_ANSWER_CHUNK_BYTES};
 
 const ANSWER_PREFIX: &str = "run-answer/";
-/// One chunk of a stored answer: below `VALUE_BYTES_MAX`, with room for the key.
-pub const RUN_ANSWER_CHUNK_BYTES: usize = 60 * 1024;
-/// The largest answer a run may keep (a 10,000-file import answers about 3 MiB).
-pub const RUN_ANSWER_BYTES_MAX: usize = 16 << 20;
 
 /// Where a run's answer is: its chunks, length and hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,18 +13,15 @@ use floe_commits::limits::REFLOG_PAGE_MAX;
 use floe_commits::{Content, ContentKey, Expect, Hash, Op, WriteCtx};
 
 use super::{
-    RECORD_PREFIX, RUN_ERROR_BYTES_MAX, RUN_ID_PROPERTY, RUN_SOURCE_PROPERTY, RunRecord, RunState,
-    bounded, invalid_record,
+    RECORD_PREFIX, RUN_ID_PROPERTY, RUN_SOURCE_PROPERTY, RunRecord, RunState, bounded,
+    invalid_record,
 };
 use crate::auth::{Action, Principal, Target};
 use crate::error::{CatalogError, CatalogResult};
+use crate::limits::{
+    LANDING_CLOCK_SLACK_MS, LANDING_REFLOG_SCAN_MAX, META_PAGE_MAX, RUN_ERROR_BYTES_MAX,
+};
 use crate::{Authored, Catalog};
-
-/// Reflog entries of a target searched for a run's landing.
-const LANDING_REFLOG_MAX: usize = 100_000;
-/// How far before a run's start a landing's reflog entry may be dated (server clocks
-/// step): the search stops at entries older than this.
-const CLOCK_SLACK_MS: i64 = 10 * 60 * 1000;
 
 /// What a landing writes and reads.
 #[derive(Debug, Clone, Default)]
@@ -248,9 +245,9 @@ impl Catalog {
         let mut settled = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = self
-                .store
-                .meta_scan(RECORD_PREFIX.as_bytes(), after.as_deref(), 1_000)?;
+            let page =
+                self.store
+                    .meta_scan(RECORD_PREFIX.as_bytes(), after.as_deref(), META_PAGE_MAX)?;
             let Some((last, _)) = page.last() else {
                 break;
             };
@@ -285,7 +282,7 @@ impl Catalog {
         let Ok(target) = record.target_ref() else {
             return Ok(None);
         };
-        let since = record.started_ms.saturating_sub(CLOCK_SLACK_MS);
+        let since = record.started_ms.saturating_sub(LANDING_CLOCK_SLACK_MS);
         let mut before = None;
         let mut seen = 0usize;
         loop {
@@ -300,7 +297,7 @@ impl Catalog {
             }
             seen += page.items.len();
             match page.next {
-                Some(next) if seen < LANDING_REFLOG_MAX => before = Some(next),
+                Some(next) if seen < LANDING_REFLOG_SCAN_MAX => before = Some(next),
                 _ => return Ok(None),
             }
         }

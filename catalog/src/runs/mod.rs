@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::Catalog;
 use crate::auth::{Action, Principal, Target};
 use crate::error::{CatalogError, CatalogResult};
-use crate::namespaces::branch_of;
+use crate::limits::{QUOTED_CHARS_MAX, RUN_SOURCE_BYTES_MAX};
+use crate::refs::branch_of;
+pub use crate::run_state::RunState;
 
 mod answers;
 mod landing;
@@ -34,7 +36,7 @@ mod retention;
 #[cfg(test)]
 mod tests;
 
-pub use answers::{RUN_ANSWER_BYTES_MAX, StoredAnswer};
+pub use answers::StoredAnswer;
 pub use landing::{Landed, Landing};
 pub(crate) use retention::MaintenanceCursor;
 pub use retention::{Retention, RetentionReport};
@@ -45,24 +47,11 @@ pub const RUN_ID_PROPERTY: &str = "floe.run.id";
 pub const RUN_SOURCE_PROPERTY: &str = "floe.run.source";
 
 const RECORD_PREFIX: &str = "run/";
-/// The longest error a record keeps, in bytes (the rest is cut, and says so).
-pub const RUN_ERROR_BYTES_MAX: usize = 8 * 1024;
-/// The longest `source` (what the run does, for people) a record keeps, in bytes.
-pub const RUN_SOURCE_BYTES_MAX: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunKind {
     Import,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RunState {
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
 }
 
 /// A run as the meta keyspace keeps it.
@@ -161,9 +150,9 @@ fn encode_record(record: &RunRecord) -> CatalogResult<Vec<u8>> {
         .map_err(|e| CatalogError::Invalid(format!("run {} does not serialize: {e}", record.id)))
 }
 
-/// No run has this id (what is said of it is cut to 100 characters).
+/// No run has this id (what is said of it is cut to `QUOTED_CHARS_MAX` characters).
 fn run_not_found(id: &str) -> CatalogError {
-    CatalogError::RunNotFound(id.chars().take(100).collect())
+    CatalogError::RunNotFound(id.chars().take(QUOTED_CHARS_MAX).collect())
 }
 
 fn invalid_record(e: serde_json::Error) -> CatalogError {
@@ -187,7 +176,7 @@ impl Catalog {
         // The fork may be a pending head; the run branch's own move is acknowledged after
         // it, so once the branch exists its fork is durable too.
         let fork = self.writer_heads(name).read()?;
-        let id = uuid::Uuid::now_v7().to_string();
+        let id = self.new_uuid().to_string();
         let record = RunRecord {
             id: id.clone(),
             kind,

@@ -19,13 +19,11 @@ use super::answers::answer_prefix;
 use super::{RECORD_PREFIX, RunRecord, RunState, record_key};
 use crate::auth::{Action, Principal, Target};
 use crate::error::CatalogResult;
+use crate::limits::{
+    MAINTENANCE_DELETES_MAX, MAINTENANCE_SCAN_MAX, META_PAGE_MAX,
+    RUN_BRANCHES_RETENTION_MS_DEFAULT, RUN_RECORDS_RETENTION_MS_DEFAULT,
+};
 use crate::{Catalog, resumable_scan};
-
-/// Entries of each kind (run records, idempotency records) one pass examines.
-pub const MAINTENANCE_SCAN_MAX: usize = 100_000;
-/// Deletions of each kind one pass makes.
-pub const MAINTENANCE_DELETES_MAX: usize = 1_000;
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// How long runs' leftovers are kept (flags of `floe serve`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +37,8 @@ pub struct Retention {
 impl Default for Retention {
     fn default() -> Retention {
         Retention {
-            run_branches_ms: 7 * DAY_MS,
-            run_records_ms: 30 * DAY_MS,
+            run_branches_ms: RUN_BRANCHES_RETENTION_MS_DEFAULT,
+            run_records_ms: RUN_RECORDS_RETENTION_MS_DEFAULT,
         }
     }
 }
@@ -110,7 +108,11 @@ impl Catalog {
             |after| {
                 Ok(self
                     .store
-                    .meta_scan(RECORD_PREFIX.as_bytes(), after.map(Vec::as_slice), 1_000)?
+                    .meta_scan(
+                        RECORD_PREFIX.as_bytes(),
+                        after.map(Vec::as_slice),
+                        META_PAGE_MAX,
+                    )?
                     .into_iter()
                     .map(|(key, value)| (key.to_vec(), value))
                     .collect())
@@ -192,7 +194,7 @@ impl Catalog {
         } else {
             // An answer written before a failed landing, not referenced by the record.
             let prefix = answer_prefix(&record.id);
-            for (key, value) in self.store.meta_scan(&prefix, None, 1_000)? {
+            for (key, value) in self.store.meta_scan(&prefix, None, META_PAGE_MAX)? {
                 self.store.meta_cas(&key, Some(&value), None)?;
             }
         }

@@ -10,7 +10,7 @@ use crate::{Authored, RetentionReport};
 
 fn setup() -> (Catalog, Principal, RefSpec) {
     (
-        Catalog::in_memory(),
+        Catalog::in_memory().with_ids(Arc::new(crate::SequentialIds::new(0))),
         Principal::named("ann"),
         RefSpec::parse("main").unwrap(),
     )
@@ -205,9 +205,9 @@ fn properties_alone_identify_no_landing() {
         meta.properties
             .insert(RUN_SOURCE_PROPERTY.to_owned(), "import x".to_owned());
         let op = floe_commits::Op::Put {
-            key: ContentKey::new([format!("n{}", uuid::Uuid::now_v7().simple())]).unwrap(),
+            key: ContentKey::new([format!("n{}", catalog.new_uuid().simple())]).unwrap(),
             content: floe_commits::Content::namespace(
-                floe_commits::ContentId(uuid::Uuid::now_v7().into_bytes()),
+                floe_commits::ContentId(catalog.new_uuid().into_bytes()),
                 BTreeMap::new(),
             ),
             expect: floe_commits::Expect::Absent,
@@ -307,7 +307,7 @@ fn large_answers_are_kept_beside_the_record_and_too_large_ones_never_land() {
             .unwrap();
         (record, executor, (), ())
     };
-    let huge = "x".repeat(super::RUN_ANSWER_BYTES_MAX);
+    let huge = "x".repeat(crate::limits::RUN_ANSWER_BYTES_MAX);
     let before = catalog.resolve(&who, &main).unwrap().hash;
     let err = catalog
         .land_run(
@@ -366,7 +366,7 @@ fn maintenance_forgets_what_is_past_its_retention() {
         floe_commits::Store::open(Arc::new(floe_commits::MemoryBackend::new()), clock.clone())
             .unwrap(),
     );
-    let catalog = Catalog::new(store);
+    let catalog = Catalog::new(store).with_ids(Arc::new(crate::SequentialIds::new(0)));
     let who = Principal::named("ann");
     let main = RefSpec::parse("main").unwrap();
     let retention = Retention::default();
@@ -389,7 +389,7 @@ fn maintenance_forgets_what_is_past_its_retention() {
         .commit;
     // An idempotency record (applied, with a ref move) and a recorded rejection.
     let request = |n: u8| crate::IdemRequest {
-        key: crate::IdempotencyKey::parse(&uuid::Uuid::now_v7().to_string()).unwrap(),
+        key: crate::IdempotencyKey::parse(&catalog.new_uuid().to_string()).unwrap(),
         fingerprint: format!("fp{n}"),
     };
     let applied = request(1);

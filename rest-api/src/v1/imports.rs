@@ -108,7 +108,7 @@ async fn run(
         .staging_dir
         .clone()
         .unwrap_or_else(std::env::temp_dir)
-        .join(uuid::Uuid::now_v7().to_string());
+        .join(state.catalog.new_uuid().to_string());
     // Removed however the import ends, even when the client goes away: the guard lives
     // in this future until the import's work takes it over.
     let guard = Staging(staging.clone());
