@@ -42,6 +42,7 @@ pub use idempotency::{AppliedRecord, IdemRequest, IdempotencyKey, Recalled};
 pub use ids::{IdSource, SequentialIds, UuidV7Ids};
 pub use limits::{IDEMPOTENCY_LIFETIME, IDEMPOTENCY_LIFETIME_MS, RUN_ANSWER_BYTES_MAX};
 pub use merges::MergeRequest;
+pub use metadata_cache::MetadataJson;
 pub use namespaces::{Namespace, PropertiesUpdate, PropertiesUpdated};
 pub use run_state::RunState;
 pub use runs::{
@@ -117,11 +118,14 @@ impl Catalog {
 
     /// A catalog over a fresh in-memory store, for tests of the layers above.
     pub fn in_memory() -> Catalog {
-        let store = Store::open(
-            Arc::new(floe_commits::MemoryBackend::new()),
-            Arc::new(floe_commits::SystemClock),
-        )
-        .expect("an in-memory store opens");
+        Catalog::in_memory_at(Arc::new(floe_commits::SystemClock))
+    }
+
+    /// A catalog over a fresh in-memory store reading time from `clock`, for tests of the
+    /// layers above that must replay exactly (with `with_ids`).
+    pub fn in_memory_at(clock: Arc<dyn floe_commits::Clock>) -> Catalog {
+        let store = Store::open(Arc::new(floe_commits::MemoryBackend::new()), clock)
+            .expect("an in-memory store opens");
         Catalog::new(Arc::new(store))
     }
 

@@ -7,16 +7,47 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use iceberg::spec::TableMetadata;
 use parking_lot::Mutex;
+use serde_json::value::RawValue;
 
 use crate::limits::{METADATA_CACHE_BYTES_MAX, METADATA_CACHE_ENTRIES_MAX};
 
-/// One metadata file: its bytes and their parse.
+/// A metadata file's text, checked once to be one JSON value: what a load answers as it
+/// is stored, never re-serialized, and never parsed again per request (the HTTP layer
+/// serialises it as a `RawValue` field of its answer).
+#[derive(Debug, Clone)]
+pub struct MetadataJson(Arc<RawValue>);
+
+impl MetadataJson {
+    /// The text of a metadata file read from the warehouse.
+    pub fn parse(bytes: Vec<u8>) -> Result<MetadataJson, String> {
+        let text = String::from_utf8(bytes).map_err(|_| "it is not UTF-8".to_owned())?;
+        RawValue::from_string(text)
+            .map(|raw| MetadataJson(Arc::from(raw)))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The text floe writes for `metadata`.
+    pub fn of<T: serde::Serialize>(metadata: &T) -> Result<MetadataJson, String> {
+        serde_json::value::to_raw_value(metadata)
+            .map(|raw| MetadataJson(Arc::from(raw)))
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn raw(&self) -> &RawValue {
+        &self.0
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.get().as_bytes()
+    }
+}
+
+/// One metadata file: its text and its parse.
 #[derive(Debug)]
 pub struct CachedMetadata {
-    pub bytes: Bytes,
+    pub json: MetadataJson,
     pub metadata: Arc<TableMetadata>,
 }
 
@@ -37,7 +68,7 @@ impl MetadataCache {
     }
 
     pub fn insert(&self, location: &str, entry: Arc<CachedMetadata>) {
-        let size = entry.bytes.len();
+        let size = entry.json.as_bytes().len();
         if size > METADATA_CACHE_BYTES_MAX / 4 {
             return;
         }
@@ -53,12 +84,12 @@ impl MetadataCache {
                 .collect();
             for k in forget {
                 if let Some(e) = inner.entries.remove(&k) {
-                    inner.bytes -= e.bytes.len();
+                    inner.bytes -= e.json.as_bytes().len();
                 }
             }
         }
         if let Some(old) = inner.entries.insert(location.to_owned(), entry) {
-            inner.bytes -= old.bytes.len();
+            inner.bytes -= old.json.as_bytes().len();
         }
         inner.bytes += size;
     }

@@ -19,8 +19,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use floe_commits::{
     CommitOutcome, Content, ContentHash, ContentId, ContentKey, ContentKind, Expect, Hash, Op,
     Page, Payload, RefSpec, TablePayload, WriteError,
@@ -38,7 +36,7 @@ use crate::content::{
 };
 use crate::error::{CatalogError, CatalogResult};
 use crate::idempotency::IdemRequest;
-use crate::metadata_cache::CachedMetadata;
+use crate::metadata_cache::{CachedMetadata, MetadataJson};
 use crate::table_files::{metadata_location, next_metadata_location};
 use crate::warehouse::WarehouseError;
 use crate::{Authored, Catalog};
@@ -53,7 +51,7 @@ pub struct LoadedTable {
     pub metadata_location: Option<String>,
     pub metadata: Arc<TableMetadata>,
     /// The metadata as stored (for a staged create: as it would be): what a load answers.
-    pub metadata_json: Bytes,
+    pub metadata_json: MetadataJson,
     pub content_id: Option<ContentId>,
     content_hash: Option<ContentHash>,
 }
@@ -168,7 +166,7 @@ impl Catalog {
             key: key.clone(),
             metadata_location: Some(t.metadata_location.clone()),
             metadata: cached.metadata.clone(),
-            metadata_json: cached.bytes.clone(),
+            metadata_json: cached.json.clone(),
             content_id: Some(r.id),
             content_hash: Some(r.hash),
         }))
@@ -183,14 +181,15 @@ impl Catalog {
         if let Some(hit) = self.metadata.get(location) {
             return Ok(hit);
         }
-        let bytes = Bytes::from(self.warehouse()?.read(location)?);
-        let metadata: TableMetadata = serde_json::from_slice(&bytes).map_err(|e| {
+        let bytes = self.warehouse()?.read(location)?;
+        let unreadable = |e: &dyn std::fmt::Display| {
             CatalogError::Read(floe_commits::ReadError::Invalid(format!(
                 "the metadata file of {key} ({location}) does not parse: {e}"
             )))
-        })?;
+        };
+        let metadata: TableMetadata = serde_json::from_slice(&bytes).map_err(|e| unreadable(&e))?;
         let entry = Arc::new(CachedMetadata {
-            bytes,
+            json: MetadataJson::parse(bytes).map_err(|e| unreadable(&e))?,
             metadata: Arc::new(metadata),
         });
         self.metadata.insert(location, entry.clone());
@@ -530,10 +529,14 @@ impl Catalog {
     }
 
     /// The bytes just written at a location (from the cache, else read back).
-    fn cached_json(&self, location: &str) -> CatalogResult<Bytes> {
+    fn cached_json(&self, location: &str) -> CatalogResult<MetadataJson> {
         match self.metadata.get(location) {
-            Some(hit) => Ok(hit.bytes.clone()),
-            None => Ok(Bytes::from(self.warehouse()?.read(location)?)),
+            Some(hit) => Ok(hit.json.clone()),
+            None => MetadataJson::parse(self.warehouse()?.read(location)?).map_err(|e| {
+                CatalogError::Read(floe_commits::ReadError::Invalid(format!(
+                    "the metadata file {location} does not parse: {e}"
+                )))
+            }),
         }
     }
 
@@ -571,12 +574,12 @@ impl Catalog {
             ));
         }
         let text = location.to_string();
-        let bytes = to_json(metadata)?;
-        self.warehouse()?.write_new(&text, &bytes)?;
+        let json = to_json(metadata)?;
+        self.warehouse()?.write_new(&text, json.as_bytes())?;
         self.metadata.insert(
             &text,
             Arc::new(CachedMetadata {
-                bytes,
+                json,
                 metadata: Arc::new(metadata.clone()),
             }),
         );
@@ -609,9 +612,8 @@ fn describe(updates: &[TableUpdate]) -> String {
     parts.join(", ")
 }
 
-fn to_json(metadata: &TableMetadata) -> CatalogResult<Bytes> {
-    serde_json::to_vec(metadata)
-        .map(Bytes::from)
+fn to_json(metadata: &TableMetadata) -> CatalogResult<MetadataJson> {
+    MetadataJson::of(metadata)
         .map_err(|e| CatalogError::Invalid(format!("the table metadata does not serialize: {e}")))
 }
 

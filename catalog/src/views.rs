@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use floe_commits::{
     CommitOutcome, Content, ContentId, ContentKey, ContentKind, Expect, Hash, Op, Page, Payload,
     RefSpec, ViewPayload,
@@ -19,6 +18,7 @@ use iceberg::spec::{Schema, ViewFormatVersion, ViewMetadata, ViewMetadataBuilder
 use crate::content::{NewContent, attempted, changed_under_us, content_conflict, namespace_of};
 use crate::error::{CatalogError, CatalogResult};
 use crate::idempotency::IdemRequest;
+use crate::metadata_cache::MetadataJson;
 use crate::{Authored, Catalog, Principal};
 
 /// A view as loaded at a commit.
@@ -27,7 +27,7 @@ pub struct LoadedView {
     pub key: ContentKey,
     pub metadata_location: String,
     pub metadata: Arc<ViewMetadata>,
-    pub metadata_json: Bytes,
+    pub metadata_json: MetadataJson,
     content_id: ContentId,
     content_hash: floe_commits::ContentHash,
 }
@@ -122,29 +122,30 @@ impl Catalog {
         let Payload::IcebergView(v) = &content.payload else {
             return Ok(None);
         };
-        let bytes = Bytes::from(self.warehouse()?.read(&v.metadata_location)?);
-        let metadata: ViewMetadata = serde_json::from_slice(&bytes).map_err(|e| {
+        let bytes = self.warehouse()?.read(&v.metadata_location)?;
+        let unreadable = |e: &dyn std::fmt::Display| {
             CatalogError::Read(floe_commits::ReadError::Invalid(format!(
                 "the metadata file of view {key} ({}) does not parse: {e}",
                 v.metadata_location
             )))
-        })?;
+        };
+        let metadata: ViewMetadata = serde_json::from_slice(&bytes).map_err(|e| unreadable(&e))?;
         Ok(Some(LoadedView {
             key: key.clone(),
             metadata_location: v.metadata_location.clone(),
             metadata: Arc::new(metadata),
-            metadata_json: bytes,
+            metadata_json: MetadataJson::parse(bytes).map_err(|e| unreadable(&e))?,
             content_id: r.id,
             content_hash: r.hash,
         }))
     }
 
-    fn write_view_metadata(&self, location: &str, m: &ViewMetadata) -> CatalogResult<Bytes> {
-        let bytes = Bytes::from(serde_json::to_vec(m).map_err(|e| {
+    fn write_view_metadata(&self, location: &str, m: &ViewMetadata) -> CatalogResult<MetadataJson> {
+        let json = MetadataJson::of(m).map_err(|e| {
             CatalogError::Invalid(format!("the view metadata does not serialize: {e}"))
-        })?);
-        self.warehouse()?.write_new(location, &bytes)?;
-        Ok(bytes)
+        })?;
+        self.warehouse()?.write_new(location, json.as_bytes())?;
+        Ok(json)
     }
 
     pub fn load_view(
@@ -302,10 +303,12 @@ impl Catalog {
     ) -> CatalogResult<LoadedView> {
         let name = self.authorize_content_write(principal, branch, key)?;
         namespace_of(key)?;
-        let bytes = Bytes::from(self.warehouse()?.read(metadata_location)?);
-        let metadata: ViewMetadata = serde_json::from_slice(&bytes).map_err(|e| {
+        let bytes = self.warehouse()?.read(metadata_location)?;
+        let not_view = |e: &dyn std::fmt::Display| {
             CatalogError::Invalid(format!("{metadata_location} is not view metadata: {e}"))
-        })?;
+        };
+        let metadata: ViewMetadata = serde_json::from_slice(&bytes).map_err(|e| not_view(&e))?;
+        let bytes = MetadataJson::parse(bytes).map_err(|e| not_view(&e))?;
         let view_location = metadata.location().trim_end_matches('/');
         self.warehouse()?.resolve(view_location)?;
         if !metadata_location.starts_with(&format!("{view_location}/metadata/")) {

@@ -12,14 +12,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use expect_test::{Expect, expect};
-use floe_catalog::{Catalog, Warehouse};
-use floe_commits::{ManualClock, MemoryBackend, Store};
+use floe_catalog::{Catalog, SequentialIds, Warehouse};
+use floe_commits::ManualClock;
 use serde_json::Value;
 
 use crate::error::{Api, ApiError, ErrorKind};
 use crate::test_server::{send, serve};
 
-/// A server over a fresh in-memory catalog at a fixed time, with a warehouse folder.
+/// A server over a fresh in-memory catalog at a fixed time with deterministic ids, and a
+/// warehouse folder.
 struct Fixture {
     runtime: tokio::runtime::Runtime,
     addr: std::net::SocketAddr,
@@ -30,9 +31,8 @@ impl Fixture {
     fn new() -> Fixture {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let warehouse = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock::new(1_750_000_000_000));
-        let store = Store::open(Arc::new(MemoryBackend::new()), clock).unwrap();
-        let catalog = Catalog::new(Arc::new(store))
+        let catalog = Catalog::in_memory_at(Arc::new(ManualClock::new(1_750_000_000_000)))
+            .with_ids(Arc::new(SequentialIds::new(15)))
             .with_warehouse(Warehouse::open(warehouse.path()).unwrap());
         let addr = serve(&runtime, crate::router(catalog));
         Fixture {

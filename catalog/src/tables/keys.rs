@@ -87,7 +87,7 @@ impl Catalog {
                     key: key.clone(),
                     metadata_location: Some(metadata_location.to_owned()),
                     metadata: cached.metadata.clone(),
-                    metadata_json: cached.bytes.clone(),
+                    metadata_json: cached.json.clone(),
                     content_id: Some(id),
                     content_hash: Some(content.hash()),
                 },

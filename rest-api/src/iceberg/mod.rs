@@ -233,8 +233,3 @@ fn identifiers_reply(
         next_page_token: next.map(extract::key_token),
     })
 }
-
-/// Metadata as stored, for a `RawValue` field: the bytes a load sends as they are.
-fn raw(bytes: &[u8]) -> ApiResult<&serde_json::value::RawValue> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::internal(&format!("a metadata file: {e}")))
-}

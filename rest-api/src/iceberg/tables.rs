@@ -16,7 +16,7 @@ use super::wire::{
 };
 use super::{
     authored, body, check_identifier, check_names, identified, identifiers_reply, namespace,
-    object_key, page, prefix, raw, recorded,
+    object_key, page, prefix, recorded,
 };
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -33,7 +33,7 @@ pub struct DropQuery {
 pub(super) fn load_reply(t: &LoadedTable) -> ApiResult<Reply> {
     Reply::ok(&LoadResult {
         metadata_location: t.metadata_location.as_deref(),
-        metadata: raw(&t.metadata_json)?,
+        metadata: t.metadata_json.raw(),
         config: BTreeMap::new(),
     })
 }
@@ -42,7 +42,7 @@ pub(super) fn load_reply(t: &LoadedTable) -> ApiResult<Reply> {
 fn commit_reply(t: &LoadedTable) -> ApiResult<Reply> {
     Reply::ok(&CommitTableResponse {
         metadata_location: t.metadata_location.as_deref(),
-        metadata: raw(&t.metadata_json)?,
+        metadata: t.metadata_json.raw(),
     })
 }
 

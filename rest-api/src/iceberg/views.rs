@@ -14,7 +14,7 @@ use super::wire::{
 };
 use super::{
     authored, body, check_identifier, check_names, identifiers_reply, namespace, object_key, page,
-    prefix, raw, recorded,
+    prefix, recorded,
 };
 use crate::AppState;
 use crate::error::ApiResult;
@@ -25,7 +25,7 @@ use crate::write::{self, Call, Ctx, Reply, Write};
 fn view_reply(v: &LoadedView) -> ApiResult<Reply> {
     Reply::ok(&LoadResult {
         metadata_location: Some(&v.metadata_location),
-        metadata: raw(&v.metadata_json)?,
+        metadata: v.metadata_json.raw(),
         config: BTreeMap::new(),
     })
 }
