@@ -689,7 +689,10 @@ mod tests {
     #[test]
     fn a_file_action_is_the_same_string_on_the_wire() {
         assert_eq!(serde_json::to_value(FileAction::Copy).unwrap(), "copy");
-        assert_eq!(serde_json::to_value(FileAction::Convert).unwrap(), "convert");
+        assert_eq!(
+            serde_json::to_value(FileAction::Convert).unwrap(),
+            "convert"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
