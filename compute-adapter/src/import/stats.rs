@@ -163,3 +163,79 @@ fn bounds(p: &PrimitiveType, stats: &Statistics) -> Option<(Datum, Datum)> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema as ArrowSchema};
+    use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::file::metadata::ParquetMetaDataReader;
+    use datafusion::parquet::file::properties::WriterProperties;
+    use iceberg::spec::NestedField;
+
+    use super::*;
+
+    /// A file of two row groups: the bounds of a column span both, its counts add up, and
+    /// a row group where the column is all nulls leaves its bounds as the other made them.
+    #[test]
+    fn statistics_span_every_row_group() {
+        let arrow = Arc::new(ArrowSchema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("extra", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            arrow.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(5), Some(-3), Some(40), None])),
+                Arc::new(StringArray::from(vec![Some("m"), Some("b"), None, None])),
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
+            ],
+        )
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(2))
+            .build();
+        let mut bytes = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut bytes, arrow, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let meta = ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes::Bytes::from(bytes.clone()))
+            .unwrap();
+        assert_eq!(meta.num_row_groups(), 2);
+        // The table has no `extra`: the file's column is left out of the entry.
+        let schema = Schema::builder()
+            .with_fields(vec![
+                NestedField::optional(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
+                NestedField::optional(2, "name", Type::Primitive(PrimitiveType::String)).into(),
+            ])
+            .build()
+            .unwrap();
+        let size = bytes.len() as u64;
+        let f = data_file(
+            "memory:///t/data/f.parquet",
+            size,
+            &meta,
+            &schema,
+            Struct::empty(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(f.record_count(), 4);
+        assert_eq!(f.file_size_in_bytes(), size);
+        assert_eq!(f.value_counts(), &HashMap::from([(1, 4), (2, 4)]));
+        assert_eq!(f.null_value_counts(), &HashMap::from([(1, 1), (2, 2)]));
+        assert_eq!(
+            f.lower_bounds(),
+            &HashMap::from([(1, Datum::long(-3)), (2, Datum::string("b"))])
+        );
+        assert_eq!(
+            f.upper_bounds(),
+            &HashMap::from([(1, Datum::long(40)), (2, Datum::string("m"))])
+        );
+        assert_eq!(f.split_offsets().map(<[i64]>::len), Some(2));
+    }
+}
