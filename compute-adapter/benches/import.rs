@@ -189,7 +189,7 @@ async fn floe_import(root: &Path, file: &Path, round: usize) -> Duration {
     let started = Instant::now();
     let outcome = Importer::new(catalog).run(&who, request).await.unwrap();
     let took = started.elapsed();
-    assert_eq!(outcome.files[0].action, "convert");
+    assert_eq!(outcome.files[0].action, floe_compute::FileAction::Convert);
     let _ = std::fs::remove_dir_all(&dir);
     took
 }

@@ -13,6 +13,8 @@ use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::arrow::json;
 use datafusion::parquet::arrow::ArrowWriter;
 
+use crate::limits::ANSWER_ROW_GROUP_BYTES;
+
 /// The formats of a query answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnswerFormat {
@@ -150,7 +152,7 @@ impl Encoder {
                 let w = w.as_mut().expect("a parquet writer until finish");
                 w.write(batch)
                     .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
-                if w.in_progress_size() >= 64 << 20 {
+                if w.in_progress_size() >= ANSWER_ROW_GROUP_BYTES {
                     w.flush()
                         .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
                 }

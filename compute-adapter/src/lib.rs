@@ -6,6 +6,9 @@
 //!   by the `iceberg` crate and spread over partitions;
 //! - `encode`: answers as Arrow IPC, JSON, NDJSON, CSV or Parquet, batch by batch;
 //! - `import`: Parquet and CSV files into a table on a run branch, landed as one commit;
+//! - `snapshot`: floe's Iceberg snapshot producer (append, overwrite, replace), what
+//!   imports commit and what runs will;
+//! - `limits`: every bound of the crate, named;
 //! - `types`: Arrow types as Iceberg types.
 //!
 //! It is the only crate that links DataFusion. It depends on `floe-catalog` and
@@ -14,13 +17,18 @@
 
 pub mod encode;
 pub mod import;
+pub mod limits;
 pub mod query;
 pub mod scan;
+pub mod snapshot;
 pub mod source;
 pub mod types;
 
 pub use encode::{AnswerFormat, Encoder};
-pub use import::{ImportError, ImportMode, ImportOutcome, ImportRequest, Importer, Synced};
+pub use import::{
+    FileAction, ImportError, ImportMode, ImportOutcome, ImportRequest, Importer, Synced,
+};
 pub use query::{QueryAnswer, QueryEngine, QueryError, QueryLimits, QueryRequest};
 pub use scan::ScanStats;
+pub use snapshot::{NewSnapshot, Removed, SnapshotCommit, SnapshotError, SnapshotOperation};
 pub use source::{ImportFile, SourceError};

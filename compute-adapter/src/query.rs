@@ -26,6 +26,7 @@ use futures::StreamExt;
 use iceberg::TableIdent;
 use iceberg::table::Table;
 
+use crate::limits::{QUERY_BATCHES_AHEAD, QUERY_MEMORY_DEFAULT_BYTES, QUERY_TIMEOUT_DEFAULT_MS};
 use crate::scan::{IcebergRead, ScanLog, ScanStats};
 
 /// The namespace bare table names resolve in when the request names none.
@@ -43,8 +44,8 @@ pub struct QueryLimits {
 impl Default for QueryLimits {
     fn default() -> QueryLimits {
         QueryLimits {
-            timeout: Duration::from_secs(300),
-            memory_bytes: 1 << 30,
+            timeout: Duration::from_millis(QUERY_TIMEOUT_DEFAULT_MS),
+            memory_bytes: QUERY_MEMORY_DEFAULT_BYTES,
         }
     }
 }
@@ -418,7 +419,7 @@ fn under_deadline(
 ) -> SendableRecordBatchStream {
     let schema = batches.schema();
     let late = move || DataFusionError::External(Box::new(QueryError::Timeout(timeout)));
-    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let (tx, rx) = tokio::sync::mpsc::channel(QUERY_BATCHES_AHEAD);
     let expired = Arc::new(AtomicBool::new(false));
     let flag = expired.clone();
     tokio::spawn(async move {

@@ -32,6 +32,8 @@ use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use crate::limits::SCAN_FILES_IN_FLIGHT_MAX;
+
 /// What the scans of one query read: the evidence that filters were pushed down.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ScanStats {
@@ -279,7 +281,7 @@ impl ExecutionPlan for IcebergScanExec {
             .table
             .reader_builder()
             .with_batch_size(self.batch_size)
-            .with_data_file_concurrency_limit(2)
+            .with_data_file_concurrency_limit(SCAN_FILES_IN_FLIGHT_MAX)
             .build();
         let files = futures::stream::iter(tasks.into_iter().map(Ok)).boxed();
         let batches = reader

@@ -26,8 +26,7 @@ pub struct ImportFile {
     pub held: Option<Arc<File>>,
 }
 
-/// Server-side sources one import may name: each is held open until the import ends.
-pub const SERVER_SOURCES_MAX: usize = 256;
+pub use crate::limits::SERVER_SOURCES_MAX;
 
 /// Why a server-side source cannot be imported.
 #[derive(Debug, thiserror::Error)]

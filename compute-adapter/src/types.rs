@@ -13,6 +13,8 @@ use iceberg::spec::{
     ListType, MapType, NestedField, NestedFieldRef, PrimitiveType, Schema, StructType, Type,
 };
 
+use crate::limits::DECIMAL_PRECISION_MAX;
+
 /// Why a column has no Iceberg type.
 pub fn type_error(column: &str, t: &DataType, why: &str) -> String {
     format!("column {column} ({t}): {why}")
@@ -38,11 +40,13 @@ pub fn iceberg_type(column: &str, t: &DataType, next_id: &mut i32) -> Result<Typ
         | DataType::Decimal64(precision, scale)
         | DataType::Decimal128(precision, scale)
         | DataType::Decimal256(precision, scale) => {
-            if *precision > 38 || *scale < 0 {
+            if *precision > DECIMAL_PRECISION_MAX || *scale < 0 {
                 return Err(type_error(
                     column,
                     t,
-                    "Iceberg decimals have a precision up to 38 and a scale of 0 or more",
+                    &format!(
+                        "Iceberg decimals have a precision up to {DECIMAL_PRECISION_MAX} and a scale of 0 or more"
+                    ),
                 ));
             }
             p(PrimitiveType::Decimal {

@@ -1,0 +1,75 @@
+//! Every bound of floe's compute, as named constants with their unit last and the reason
+//! for each (DESIGN §2 "Limits", as `floe_commits::limits`).
+//!
+//! Queries and imports read what clients send and what tables hold; each of these bounds
+//! keeps one request's memory, open files or output names within what a server shared by
+//! many clients can give it. A refusal names the limit it met.
+
+// Queries.
+
+/// A query's wall time from the request to its last batch when the server sets none:
+/// long enough for a large scan, short enough that a forgotten query ends.
+pub const QUERY_TIMEOUT_DEFAULT_MS: u64 = 300_000;
+
+/// A query's memory pool (sorts, joins, aggregates) when the server sets none; with no
+/// spilling, this is all the memory one query may hold.
+pub const QUERY_MEMORY_DEFAULT_BYTES: usize = 1 << 30;
+
+/// Batches a query's stream may run ahead of its reader: enough to keep the engine busy
+/// while the answer is sent, few enough that a slow reader holds little memory.
+pub const QUERY_BATCHES_AHEAD: usize = 2;
+
+/// Data files one scan partition reads at once: partitions already run on every core,
+/// so more files in flight per partition would only add open files and buffers.
+pub const SCAN_FILES_IN_FLIGHT_MAX: usize = 2;
+
+/// A Parquet answer flushes its row group once the group's buffered encoding reaches this
+/// size, so a large answer never sits whole in memory.
+pub const ANSWER_ROW_GROUP_BYTES: usize = 64 << 20;
+
+// Imports.
+
+/// Server-side sources one import may name: each is held open until the import ends.
+pub const SERVER_SOURCES_MAX: usize = 256;
+
+/// Rows CSV schema inference reads: enough to see most columns' types, few enough that an
+/// import starts quickly. A later row that does not fit fails the import, saying so.
+pub const CSV_INFER_ROWS: usize = 10_000;
+
+/// Rows a conversion reads, casts and writes at a time (the Parquet reader's and the CSV
+/// reader's batch size).
+pub const IMPORT_BATCH_ROWS: usize = 65_536;
+
+/// Batches (each split by partition) a conversion's reading thread may be ahead of its
+/// writing thread: two keeps both cores busy and bounds the memory in between.
+pub const CONVERT_BATCHES_AHEAD: usize = 2;
+
+/// Files one conversion may write at once, one per partition value it meets: each is an
+/// open file and a Parquet writer's buffers.
+pub const PARTITION_FILES_MAX: usize = 1_000;
+
+/// The characters of the file names an import's run record lists as its source: the
+/// record is stored with the run and shown in listings.
+pub const RUN_SOURCE_CHARS_MAX: usize = 500;
+
+/// The characters of a source's name kept in its data file's name (after the UUID): file
+/// systems allow 255 bytes per name.
+pub const DATA_FILE_NAME_CHARS_MAX: usize = 64;
+
+/// The characters of one partition folder's name (`region=eu`), within the 255 bytes file
+/// systems allow per name.
+pub const PARTITION_FOLDER_CHARS_MAX: usize = 100;
+
+/// Partition folders nested under `data/`: one per partition field, and path lengths stay
+/// within what file systems allow.
+pub const PARTITION_FOLDERS_MAX: usize = 16;
+
+/// Decimal digits of an Iceberg decimal (the format's own limit): a wider Arrow decimal
+/// cannot be imported.
+pub const DECIMAL_PRECISION_MAX: u8 = 38;
+
+// Snapshots.
+
+/// Snapshot ids tried for a new snapshot before giving up: each is 63 random bits, so a
+/// second attempt is already all but never needed.
+pub const SNAPSHOT_ID_ATTEMPTS_MAX: u64 = 16;
