@@ -6,9 +6,11 @@
 //! (merge, cherry-pick, revert, assign, delete) treats its expected head as strict.
 //! Decoded nodes and commits are cached, and every commit seen enters the commit graph.
 //!
-//! Here: the store, its objects and refs, and the per-ref sequencing and durability every
-//! write shares. The commit rule and every landing are in `store/commit.rs`, the reads in
-//! `store/reads.rs`, the meta keyspace and idempotency records in `store/meta.rs`.
+//! Here: the store, its construction, its objects, and the per-ref sequencing and
+//! durability every write shares (`sequencer`, `settle`). Refs and the writes that only
+//! move one are in `store/refs.rs`, the commit rule and every landing in
+//! `store/commit.rs`, the reads in `store/reads.rs`, the meta keyspace and idempotency
+//! records in `store/meta.rs`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -16,9 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::backend::{
-    Backend, CasOutcome, MetaWrite, RefOperation, RefRecord, RefUpdate, RefView, ReflogEntry,
-};
+use crate::backend::{Backend, CasOutcome, MetaWrite, RefOperation, RefRecord, ReflogEntry};
 use crate::cache::ObjectCache;
 use crate::clock::Clock;
 use crate::content::{Content, ContentRef};
@@ -36,9 +36,11 @@ use crate::validate;
 mod commit;
 mod meta;
 mod reads;
+mod refs;
 
-use meta::idempotency_write;
-pub(crate) use reads::decode_ref;
+pub use crate::change::KeyChange;
+pub(crate) use commit::{Landed, Landing};
+pub(crate) use refs::{check_expected, contention, lost_race};
 
 /// The branch every store starts with.
 pub const DEFAULT_BRANCH: &str = "main";
@@ -116,14 +118,6 @@ impl WriteCtx {
             ..WriteCtx::default()
         }
     }
-}
-
-/// A key whose content differs between two commits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyChange {
-    pub key: ContentKey,
-    pub before: Option<ContentRef>,
-    pub after: Option<ContentRef>,
 }
 
 /// A key and what it holds.
@@ -206,15 +200,6 @@ pub struct Store {
     sequencers: Mutex<HashMap<RefName, Arc<Mutex<()>>>>,
 }
 
-/// What `land` did.
-pub(crate) enum Landed {
-    /// The ref moved (pending durability: acknowledge the ticket before reporting it).
-    Applied(Hash, u64),
-    /// The ref moved under us; nothing was written to it.
-    Moved(Option<RefRecord>),
-    DryRun(Hash),
-}
-
 impl Store {
     pub fn new(backend: Arc<dyn Backend>, clock: Arc<dyn Clock>) -> Store {
         Store {
@@ -275,10 +260,10 @@ impl Store {
         if bytes.get(1) != Some(&(ObjectKind::Commit as u8)) {
             return Err(ReadError::CommitNotFound(hash.to_string()));
         }
-        let commit = Arc::new(Commit::decode(&bytes).map_err(|e| StorageError::Corrupt {
-            hash: *hash,
-            reason: e.0.to_owned(),
-        })?);
+        let commit = Arc::new(
+            Commit::decode(&bytes)
+                .map_err(|e| StorageError::corrupt(Some(*hash), e.0.to_owned()))?,
+        );
         self.remember_commit(*hash, commit.clone());
         Ok(commit)
     }
@@ -299,10 +284,8 @@ impl Store {
             .backend
             .get_object(hash)?
             .ok_or(StorageError::Missing(*hash))?;
-        Ok(Content::decode(&bytes).map_err(|e| StorageError::Corrupt {
-            hash: *hash,
-            reason: e.0.to_owned(),
-        })?)
+        Ok(Content::decode(&bytes)
+            .map_err(|e| StorageError::corrupt(Some(*hash), e.0.to_owned()))?)
     }
 
     /// Resolves a hash prefix to the one commit it names.
@@ -332,212 +315,6 @@ impl Store {
                 })
             }
         }
-    }
-
-    // ----- refs ----------------------------------------------------------------------
-
-    /// A ref as clients see it (its durable head).
-    pub fn get_ref(&self, name: &RefName) -> Result<RefRecord, ReadError> {
-        self.backend
-            .get_ref(name, RefView::Durable)?
-            .ok_or_else(|| ReadError::RefNotFound(name.clone()))
-    }
-
-    /// A page of refs in name order, optionally of one kind.
-    pub fn list_refs(
-        &self,
-        kind: Option<RefKind>,
-        after: Option<&RefName>,
-        limit: usize,
-    ) -> Result<Page<(RefName, RefRecord), RefName>, ReadError> {
-        let limit = limit.clamp(1, REFS_PAGE_MAX);
-        let mut items = Vec::new();
-        let mut cursor = after.cloned();
-        // Filtering by kind may skip many refs: bounded by REFS_PAGE_MAX reads per page.
-        for _ in 0..REFS_PAGE_MAX {
-            let batch = self
-                .backend
-                .list_refs(cursor.as_ref(), limit + 1, RefView::Durable)?;
-            let exhausted = batch.len() <= limit;
-            for (name, record) in batch {
-                cursor = Some(name.clone());
-                if kind.is_none_or(|k| k == record.kind) {
-                    if items.len() == limit {
-                        let last = items.last().map(|(n, _): &(RefName, RefRecord)| n.clone());
-                        return Ok(Page { items, next: last });
-                    }
-                    items.push((name, record));
-                }
-            }
-            if exhausted {
-                return Ok(Page { items, next: None });
-            }
-        }
-        Ok(Page {
-            next: cursor,
-            items,
-        })
-    }
-
-    fn check_ref_writable(&self, name: &RefName, ctx: &WriteCtx) -> Result<(), WriteError> {
-        if name.is_run_branch() && !ctx.executor {
-            return Err(WriteError::ReservedRef(name.clone()));
-        }
-        Ok(())
-    }
-
-    /// Creates a branch or tag at a commit.
-    pub fn create_ref(
-        &self,
-        name: &RefName,
-        kind: RefKind,
-        target: Hash,
-        ctx: &WriteCtx,
-    ) -> Result<RefRecord, WriteError> {
-        let out = self.create_ref_unsettled(name, kind, target, ctx);
-        self.settled(name, out, |_| None)
-    }
-
-    /// `create_ref` up to its answer, computed from the ref's pending head (`create_ref`
-    /// then waits until that head is durable).
-    fn create_ref_unsettled(
-        &self,
-        name: &RefName,
-        kind: RefKind,
-        target: Hash,
-        ctx: &WriteCtx,
-    ) -> Result<RefRecord, WriteError> {
-        self.check_ref_writable(name, ctx)?;
-        check_principal(&ctx.principal)?;
-        self.commit_object(&target)
-            .map_err(|_| WriteError::CommitNotFound(target))?;
-        let now = self.clock.now_ms();
-        let record = RefRecord {
-            kind,
-            head: target,
-            created_by: ctx.principal.clone(),
-            created_at_ms: now,
-            attributes: BTreeMap::new(),
-        };
-        match self.move_ref(
-            name,
-            kind,
-            None,
-            Some(record.clone()),
-            RefOperation::Create,
-            ctx,
-            BTreeMap::new(),
-        )? {
-            CasOutcome::Applied { ticket, .. } => {
-                self.acknowledge(ticket)?;
-                Ok(record)
-            }
-            CasOutcome::Mismatch { .. } => Err(WriteError::RefAlreadyExists(name.clone())),
-        }
-    }
-
-    /// Deletes a branch or tag; with an expected head the delete is strict.
-    pub fn delete_ref(
-        &self,
-        name: &RefName,
-        expected_head: Option<Hash>,
-        ctx: &WriteCtx,
-    ) -> Result<(), WriteError> {
-        let out = self.delete_ref_unsettled(name, expected_head, ctx);
-        self.settled(name, out, |_| None)
-    }
-
-    /// `delete_ref` up to its answer, computed from the ref's pending head (`delete_ref`
-    /// then waits until that head is durable).
-    fn delete_ref_unsettled(
-        &self,
-        name: &RefName,
-        expected_head: Option<Hash>,
-        ctx: &WriteCtx,
-    ) -> Result<(), WriteError> {
-        self.check_ref_writable(name, ctx)?;
-        check_principal(&ctx.principal)?;
-        let sequencer = self.sequencer(name);
-        for _ in 0..COMMIT_CAS_RETRIES_MAX {
-            let guard = sequencer.lock();
-            let current = self.pending_ref(name)?;
-            check_expected(name, expected_head, current.head)?;
-            match self.move_ref(
-                name,
-                current.kind,
-                Some(current.head),
-                None,
-                RefOperation::Delete,
-                ctx,
-                BTreeMap::new(),
-            )? {
-                CasOutcome::Applied { ticket, .. } => {
-                    drop(guard);
-                    self.acknowledge(ticket)?;
-                    return Ok(());
-                }
-                CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
-            }
-        }
-        Err(contention(name))
-    }
-
-    /// Points a branch at any commit (`floe reset`). Strict with an expected head; tags
-    /// never move.
-    pub fn assign(
-        &self,
-        name: &RefName,
-        expected_head: Option<Hash>,
-        target: Hash,
-        ctx: &WriteCtx,
-    ) -> Result<RefRecord, WriteError> {
-        let out = self.assign_unsettled(name, expected_head, target, ctx);
-        self.settled(name, out, |_| None)
-    }
-
-    /// `assign` up to its answer, computed from the ref's pending head (`assign`
-    /// then waits until that head is durable).
-    fn assign_unsettled(
-        &self,
-        name: &RefName,
-        expected_head: Option<Hash>,
-        target: Hash,
-        ctx: &WriteCtx,
-    ) -> Result<RefRecord, WriteError> {
-        self.check_ref_writable(name, ctx)?;
-        check_principal(&ctx.principal)?;
-        self.commit_object(&target)
-            .map_err(|_| WriteError::CommitNotFound(target))?;
-        let sequencer = self.sequencer(name);
-        for _ in 0..COMMIT_CAS_RETRIES_MAX {
-            let guard = sequencer.lock();
-            let current = self.pending_ref(name)?;
-            if current.kind == RefKind::Tag {
-                return Err(WriteError::TagImmutable(name.clone()));
-            }
-            check_expected(name, expected_head, current.head)?;
-            let record = RefRecord {
-                head: target,
-                ..current.clone()
-            };
-            match self.move_ref(
-                name,
-                RefKind::Branch,
-                Some(current.head),
-                Some(record.clone()),
-                RefOperation::Assign,
-                ctx,
-                BTreeMap::new(),
-            )? {
-                CasOutcome::Applied { ticket, .. } => {
-                    drop(guard);
-                    self.acknowledge(ticket)?;
-                    return Ok(record);
-                }
-                CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
-            }
-        }
-        Err(contention(name))
     }
 
     /// The in-process sequencer of a ref: writers to one branch take turns computing and
@@ -590,78 +367,6 @@ impl Store {
         self.backend.wait_durable(ticket).map_err(outcome_unknown)
     }
 
-    /// The head writers build on (DESIGN §2 "Durability"): the newest applied head, possibly
-    /// still awaiting its flush. A writer that loads, modifies and commits reads here, so it
-    /// chains on a concurrent writer's commit instead of failing against it until that one
-    /// is durable; its own acknowledgement still waits for the flush that covers both.
-    /// Never show it to a client as the ref's head.
-    pub fn writer_head(&self, name: &RefName) -> Result<Hash, ReadError> {
-        Ok(self
-            .backend
-            .get_ref(name, RefView::Pending)?
-            .ok_or_else(|| ReadError::RefNotFound(name.clone()))?
-            .head)
-    }
-
-    /// The newest head of a ref, possibly awaiting durability: what writers chain on.
-    pub(crate) fn pending_ref(&self, name: &RefName) -> Result<RefRecord, WriteError> {
-        self.backend
-            .get_ref(name, RefView::Pending)?
-            .ok_or_else(|| WriteError::RefNotFound(name.clone()))
-    }
-
-    pub(crate) fn pending_branch(
-        &self,
-        name: &RefName,
-        ctx: &WriteCtx,
-    ) -> Result<RefRecord, WriteError> {
-        self.check_ref_writable(name, ctx)?;
-        let record = self.pending_ref(name)?;
-        if record.kind != RefKind::Branch {
-            return Err(WriteError::NotABranch(name.clone()));
-        }
-        Ok(record)
-    }
-
-    /// One compare-and-swap with its reflog entry and the caller's idempotency record.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn move_ref(
-        &self,
-        name: &RefName,
-        kind: RefKind,
-        expected: Option<Hash>,
-        new: Option<RefRecord>,
-        operation: RefOperation,
-        ctx: &WriteCtx,
-        properties: BTreeMap<String, String>,
-    ) -> Result<CasOutcome, WriteError> {
-        let new_head = new.as_ref().map(|r| r.head);
-        let mut properties = properties;
-        properties.extend(ctx.reflog.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let meta = match &ctx.idempotency {
-            Some(i) => Some(idempotency_write(i, name, expected, new_head)?),
-            None => None,
-        };
-        let update = RefUpdate {
-            name: name.clone(),
-            expected,
-            new,
-            reflog: ReflogEntry {
-                seq: 0,
-                ref_name: name.clone(),
-                kind,
-                old: expected,
-                new: new_head,
-                operation,
-                principal: ctx.principal.clone(),
-                at_ms: self.clock.now_ms(),
-                properties,
-            },
-            meta,
-        };
-        Ok(self.backend.compare_and_swap_ref(update)?)
-    }
-
     /// Nodes written by this store or read through it, for tests and benchmark reports.
     pub fn cached_nodes(&self) -> usize {
         self.nodes.len()
@@ -684,7 +389,10 @@ impl NodeSource for Store {
             .get_object(hash)
             .map_err(|e| TreeError::Read(e.message))?
             .ok_or(TreeError::Missing(*hash))?;
-        let node = Arc::new(Node::decode(bytes)?);
+        let node = Arc::new(Node::decode(bytes).map_err(|e| TreeError::Corrupt {
+            hash: *hash,
+            reason: e.0.to_owned(),
+        })?);
         self.nodes.insert(*hash, node.clone());
         Ok(node)
     }
@@ -695,49 +403,6 @@ impl GraphSource for Store {
     fn entry(&self, h: &Hash) -> Result<GraphEntry, ReadError> {
         self.graph_entry(h)
     }
-}
-
-pub(crate) fn reference_conflict(
-    name: &RefName,
-    expected: Option<Hash>,
-    current: Option<Hash>,
-) -> WriteError {
-    WriteError::ReferenceConflict {
-        name: name.clone(),
-        expected,
-        current,
-    }
-}
-
-/// The strict expected-head rule of every write but `commit`: a given head must be the
-/// current one.
-pub(crate) fn check_expected(
-    name: &RefName,
-    expected: Option<Hash>,
-    head: Hash,
-) -> Result<(), WriteError> {
-    match expected {
-        Some(e) if e != head => Err(reference_conflict(name, Some(e), Some(head))),
-        _ => Ok(()),
-    }
-}
-
-/// After losing a compare-and-swap race: with an expected head, the write is refused
-/// (strict); without one, the caller recomputes at the new head.
-pub(crate) fn lost_race(
-    name: &RefName,
-    expected: Option<Hash>,
-    current: Option<RefRecord>,
-) -> Result<(), WriteError> {
-    match (expected, current) {
-        (_, None) => Err(WriteError::RefNotFound(name.clone())),
-        (Some(_), Some(r)) => Err(reference_conflict(name, expected, Some(r.head))),
-        (None, Some(_)) => Ok(()),
-    }
-}
-
-pub(crate) fn contention(name: &RefName) -> WriteError {
-    WriteError::Contention(name.clone())
 }
 
 /// A wait for durability that failed (the store is poisoned): what was written may or may
@@ -755,14 +420,4 @@ fn not_applied(e: crate::backend::BackendError) -> WriteError {
         outcome_unknown: false,
         ..e
     }))
-}
-
-fn check_principal(principal: &str) -> Result<(), WriteError> {
-    if principal.len() > PRINCIPAL_BYTES_MAX {
-        return Err(WriteError::Invalid(format!(
-            "a principal is at most {PRINCIPAL_BYTES_MAX} bytes (PRINCIPAL_BYTES_MAX), got {}",
-            principal.len()
-        )));
-    }
-    Ok(())
 }

@@ -1,8 +1,55 @@
 //! The commit rule (DESIGN §2): `commit` evaluates every operation's expectation at the
-//! head it lands on and rebases when it loses a race; `land` validates and builds every
-//! landing (commit, merge, cherry-pick, revert) and moves the branch.
+//! head it lands on and rebases when it loses a race. Every landing (commit, merge,
+//! cherry-pick, revert) goes through two halves here: `plan_landing` validates it and
+//! computes the commit it makes, writing nothing; `apply_landing` writes that commit's
+//! objects and moves the branch. A dry run calls only the first half, so no applied
+//! answer can come from a dry run and no dry-run answer from a write.
 
+use super::refs::check_principal;
 use super::*;
+
+/// A landing: what a commit, merge, cherry-pick or revert asks of one branch.
+pub(crate) struct Landing<'a> {
+    pub branch: &'a RefName,
+    /// The branch's record at the head the landing builds on.
+    pub record: &'a RefRecord,
+    /// The commit at that head.
+    pub head_commit: &'a Commit,
+    /// The keys the landing changes, sorted by key, with their values at the head.
+    pub changes: &'a [KeyChange],
+    pub parents: Parents,
+    pub meta: &'a CommitMeta,
+    pub operation: RefOperation,
+    /// New content objects the changes refer to, written with the landing.
+    pub objects: Vec<(Hash, Bytes)>,
+    pub ctx: &'a WriteCtx,
+}
+
+/// A validated landing, computed and not written: the commit it makes and every new
+/// object that commit needs. A dry run reads its head and drops it; `apply_landing`
+/// writes it.
+pub(crate) struct Plan<'a> {
+    landing: Landing<'a>,
+    commit: Commit,
+    hash: Hash,
+    bytes: Bytes,
+    nodes: NewNodes,
+}
+
+impl Plan<'_> {
+    /// The commit the landing makes: the branch's head once it is applied.
+    pub(crate) fn head(&self) -> Hash {
+        self.hash
+    }
+}
+
+/// What applying a landing did.
+pub(crate) enum Landed {
+    /// The ref moved (pending durability: acknowledge the ticket before reporting it).
+    Applied { head: Hash, ticket: u64 },
+    /// The ref moved under us; nothing was written to it.
+    Moved(Option<RefRecord>),
+}
 
 impl Store {
     /// Commits `ops` to `branch`. Every expectation is checked at the head the commit
@@ -132,7 +179,8 @@ impl Store {
             changes.sort_by(|a, b| a.key.cmp(&b.key));
             for op in &ops {
                 if let Op::CheckPrefixEmpty { prefix } = op
-                    && let Some(other) = self.first_under(&head_commit, prefix, &changes)?
+                    && let Some(other) =
+                        validate::first_under(self, &head_commit, prefix, &changes)?
                 {
                     conflicts.push(Conflict {
                         other_key: Some(other),
@@ -152,20 +200,22 @@ impl Store {
                     created: false,
                 });
             }
-            let parents: Parents = [head].into_iter().collect();
-            match self.land(
+            let landing = Landing {
                 branch,
-                &record,
-                &head_commit,
-                changes,
-                parents,
-                &meta,
-                RefOperation::Commit,
-                objects.clone(),
+                record: &record,
+                head_commit: &head_commit,
+                changes: &changes,
+                parents: [head].into_iter().collect(),
+                meta: &meta,
+                operation: RefOperation::Commit,
+                objects: objects.clone(),
                 ctx,
-                false,
-            )? {
-                Landed::Applied(commit, ticket) => {
+            };
+            match self.land(landing)? {
+                Landed::Applied {
+                    head: commit,
+                    ticket,
+                } => {
                     drop(guard);
                     self.acknowledge(ticket)?;
                     return Ok(CommitOutcome {
@@ -176,80 +226,25 @@ impl Store {
                     });
                 }
                 Landed::Moved(_) => continue,
-                Landed::DryRun(_) => unreachable!("commit is never a dry run"),
             }
         }
         Err(contention(branch))
     }
+}
 
-    /// The first key strictly under `prefix` in (the map at `commit`) + `changes`.
-    pub(crate) fn first_under(
-        &self,
-        commit: &Commit,
-        prefix: &ContentKey,
-        changes: &[KeyChange],
-    ) -> Result<Option<ContentKey>, WriteError> {
-        let (lo, hi) = prefix.children_range();
-        let lo_i = changes.partition_point(|c| c.key.as_bytes() < &lo);
-        let hi_i = changes.partition_point(|c| c.key.as_bytes() < &hi);
-        let window = &changes[lo_i..hi_i];
-        if let Some(c) = window.iter().find(|c| c.after.is_some()) {
-            return Ok(Some(c.key.clone()));
-        }
-        // Keys deleted by the changes do not count; there are at most `window.len()` of them.
-        let mut found = None;
-        let mut failure = None;
-        tree::for_each(self, commit.key_index, &lo, Some(&hi), |node, i| {
-            let k = node.key(i);
-            let deleted = window
-                .binary_search_by(|c| c.key.as_bytes().as_ref().cmp(k))
-                .is_ok();
-            if deleted {
-                return true;
-            }
-            match ContentKey::from_stored(node.key_bytes(i)) {
-                Ok(key) => found = Some(key),
-                Err(e) => failure = Some(e),
-            }
-            false
-        })?;
-        if let Some(e) = failure {
-            return Err(StorageError::Corrupt {
-                hash: Hash::from_bytes([0; 32]),
-                reason: e.to_string(),
-            }
-            .into());
-        }
-        Ok(found)
-    }
-
-    /// Validates `changes` against `head_commit`, builds the commit and moves `branch` from
-    /// the head to it. Every landing (commit, merge, cherry-pick, revert) goes through here.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn land(
-        &self,
-        branch: &RefName,
-        record: &RefRecord,
-        head_commit: &Commit,
-        changes: Vec<KeyChange>,
-        parents: Parents,
-        meta: &CommitMeta,
-        operation: RefOperation,
-        mut objects: Vec<(Hash, Bytes)>,
-        ctx: &WriteCtx,
-        dry_run: bool,
-    ) -> Result<Landed, WriteError> {
-        let head = record.head;
+impl Store {
+    /// Validates a landing at its head and computes its commit and new index nodes. Writes
+    /// nothing: a rejection here, and a dry run that stops here, leave storage as it was.
+    pub(crate) fn plan_landing<'a>(&self, landing: Landing<'a>) -> Result<Plan<'a>, WriteError> {
+        let head = landing.record.head;
+        let head_commit = landing.head_commit;
         let id_edits =
-            validate::landing(self, head_commit, &changes).map_err(
-                |conflicts| match conflicts {
-                    validate::Failure::Conflicts(conflicts) => {
-                        WriteError::Conflict { head, conflicts }
-                    }
-                    validate::Failure::Write(e) => e,
-                },
-            )?;
-        let key_edits: Vec<tree::Edit> = changes
+            validate::landing(self, head_commit, landing.changes).map_err(|f| match f {
+                validate::Failure::Conflicts(conflicts) => WriteError::Conflict { head, conflicts },
+                validate::Failure::Write(e) => e,
+            })?;
+        let key_edits: Vec<tree::Edit> = landing
+            .changes
             .iter()
             .map(|c| {
                 (
@@ -262,23 +257,24 @@ impl Store {
         let key_index = tree::apply(self, head_commit.key_index, key_edits, &mut nodes)?;
         let id_index = tree::apply(self, head_commit.id_index, id_edits, &mut nodes)?;
         let mut generation = 0;
-        for p in &parents {
+        for p in &landing.parents {
             generation = generation.max(self.graph_entry(p)?.generation);
         }
+        let (meta, principal) = (landing.meta, &landing.ctx.principal);
         let commit = Commit {
-            parents,
+            parents: landing.parents.clone(),
             key_index,
             id_index,
             // An empty author is the principal writing; an empty committer, the author.
             author: if meta.author.is_empty() {
-                ctx.principal.clone()
+                principal.clone()
             } else {
                 meta.author.clone()
             },
             committer: match (meta.committer.is_empty(), meta.author.is_empty()) {
                 (false, _) => meta.committer.clone(),
                 (true, false) => meta.author.clone(),
-                (true, true) => ctx.principal.clone(),
+                (true, true) => principal.clone(),
             },
             message: meta.message.clone(),
             authored_at_ms: meta.authored_at_ms,
@@ -287,9 +283,26 @@ impl Store {
         };
         let bytes = Bytes::from(commit.encode());
         let hash = Hash::of(&bytes);
-        if dry_run {
-            return Ok(Landed::DryRun(hash));
-        }
+        Ok(Plan {
+            landing,
+            commit,
+            hash,
+            bytes,
+            nodes,
+        })
+    }
+
+    /// Writes a planned landing's objects and moves its branch from the head it was
+    /// planned at to its commit, by compare-and-swap.
+    pub(crate) fn apply_landing(&self, plan: Plan<'_>) -> Result<Landed, WriteError> {
+        let Plan {
+            landing,
+            commit,
+            hash,
+            bytes,
+            nodes,
+        } = plan;
+        let mut objects = landing.objects;
         objects.extend(nodes.written.iter().cloned());
         objects.push((hash, bytes));
         // Nothing refers to these objects until the ref moves: a failure here changed
@@ -297,24 +310,31 @@ impl Store {
         self.backend.put_objects(&objects).map_err(not_applied)?;
         self.nodes
             .insert_many(nodes.nodes().map(|(h, n)| (*h, n.clone())));
+        let record = landing.record;
         let new_record = RefRecord {
             head: hash,
             ..record.clone()
         };
         match self.move_ref(
-            branch,
+            landing.branch,
             RefKind::Branch,
-            Some(head),
+            Some(record.head),
             Some(new_record),
-            operation,
-            ctx,
+            landing.operation,
+            landing.ctx,
             BTreeMap::new(),
         )? {
             CasOutcome::Applied { ticket, .. } => {
                 self.remember_commit(hash, Arc::new(commit));
-                Ok(Landed::Applied(hash, ticket))
+                Ok(Landed::Applied { head: hash, ticket })
             }
             CasOutcome::Mismatch { current } => Ok(Landed::Moved(current)),
         }
+    }
+
+    /// Plans a landing and applies it: every landing that is not a dry run.
+    pub(crate) fn land(&self, landing: Landing<'_>) -> Result<Landed, WriteError> {
+        let plan = self.plan_landing(landing)?;
+        self.apply_landing(plan)
     }
 }

@@ -113,12 +113,8 @@ fn decode_idempotency(bytes: &[u8]) -> Result<IdempotencyOutcome, ReadError> {
             previous,
         })
     };
-    parse(&mut r).map_err(|e| {
-        ReadError::Storage(StorageError::Corrupt {
-            hash: Hash::from_bytes([0; 32]),
-            reason: e.0.to_owned(),
-        })
-    })
+    // A meta record is not an object: no hash names it.
+    parse(&mut r).map_err(|e| ReadError::Storage(StorageError::corrupt(None, e.0.to_owned())))
 }
 
 pub(super) fn idempotency_write(

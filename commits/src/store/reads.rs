@@ -2,6 +2,7 @@
 //! with its filters, the reflog, and the commit-graph walks (ancestry, merge bases).
 
 use super::*;
+use crate::change::{corrupt_key, decode_changes, decode_ref};
 
 impl Store {
     /// Resolves a ref spec to a commit.
@@ -357,34 +358,6 @@ fn walk_error(e: WalkError<ReadError>) -> ReadError {
         },
         WalkError::Load(e) => e,
     }
-}
-
-pub(crate) fn decode_ref(v: &[u8]) -> Result<ContentRef, ReadError> {
-    ContentRef::decode(v).map_err(|e| {
-        ReadError::Storage(StorageError::Corrupt {
-            hash: Hash::from_bytes([0; 32]),
-            reason: e.0.to_owned(),
-        })
-    })
-}
-
-fn corrupt_key(e: &crate::key::KeyError) -> ReadError {
-    ReadError::Storage(StorageError::Corrupt {
-        hash: Hash::from_bytes([0; 32]),
-        reason: format!("stored key: {e}"),
-    })
-}
-
-fn decode_changes(raw: Vec<tree::Change>) -> Result<Vec<KeyChange>, ReadError> {
-    raw.into_iter()
-        .map(|c| {
-            Ok(KeyChange {
-                key: ContentKey::from_stored(c.key).map_err(|e| corrupt_key(&e))?,
-                before: c.before.map(|v| decode_ref(&v)).transpose()?,
-                after: c.after.map(|v| decode_ref(&v)).transpose()?,
-            })
-        })
-        .collect()
 }
 
 /// The byte range of a listing: at or under `prefix`, strictly after `after`.
