@@ -83,7 +83,11 @@ fn map(snapshot: i64) -> impl Iterator<Item = (ContentKey, Content)> {
         );
         let tables = (0..TABLES_PER_NAMESPACE).map(move |t| {
             let i = n * TABLES_PER_NAMESPACE + t;
-            let s = if i.is_multiple_of(SPREAD) { snapshot } else { 0 };
+            let s = if i.is_multiple_of(SPREAD) {
+                snapshot
+            } else {
+                0
+            };
             (key(n, Some(t)), table((1 << 32) + i as u128, s))
         });
         std::iter::once(ns).chain(tables)

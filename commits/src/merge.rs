@@ -162,9 +162,7 @@ impl Store {
         ctx: &WriteCtx,
     ) -> Result<MergeOutcome, WriteError> {
         options.meta.check()?;
-        let source_commit = self
-            .commit_object(&source)
-            .map_err(|_| WriteError::CommitNotFound(source))?;
+        let source_commit = self.named_commit(&source)?;
         let sequencer = self.sequencer(target);
         for _ in 0..COMMIT_CAS_RETRIES_MAX {
             let guard = sequencer.lock();
@@ -500,9 +498,7 @@ impl Store {
         ctx: &WriteCtx,
         invert: bool,
     ) -> Result<CommitOutcome, WriteError> {
-        let picked = self
-            .commit_object(&commit)
-            .map_err(|_| WriteError::CommitNotFound(commit))?;
+        let picked = self.named_commit(&commit)?;
         let base = match picked.first_parent() {
             Some(p) => self.commit_object(&p)?.key_index,
             None => None,

@@ -125,8 +125,7 @@ impl Store {
             }
         }
         if let Some(e) = expected_head {
-            self.commit_object(&e)
-                .map_err(|_| WriteError::CommitNotFound(e))?;
+            self.named_commit(&e)?;
         }
         let sequencer = self.sequencer(branch);
         for _ in 0..COMMIT_CAS_RETRIES_MAX {

@@ -91,8 +91,7 @@ impl Store {
     ) -> Result<RefRecord, WriteError> {
         self.check_ref_writable(name, ctx)?;
         check_principal(&ctx.principal)?;
-        self.commit_object(&target)
-            .map_err(|_| WriteError::CommitNotFound(target))?;
+        self.named_commit(&target)?;
         let now = self.clock.now_ms();
         let record = RefRecord {
             kind,
@@ -188,8 +187,7 @@ impl Store {
     ) -> Result<RefRecord, WriteError> {
         self.check_ref_writable(name, ctx)?;
         check_principal(&ctx.principal)?;
-        self.commit_object(&target)
-            .map_err(|_| WriteError::CommitNotFound(target))?;
+        self.named_commit(&target)?;
         let sequencer = self.sequencer(name);
         for _ in 0..COMMIT_CAS_RETRIES_MAX {
             let guard = sequencer.lock();
