@@ -42,3 +42,33 @@ pub(crate) fn decode_changes(raw: Vec<tree::Change>) -> Result<Vec<KeyChange>, R
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::{ContentId, ContentKind};
+    use crate::hash::{ContentHash, Hash};
+
+    #[test]
+    fn stored_refs_decode_or_are_corrupt_without_a_blamed_object() {
+        let r = ContentRef {
+            hash: ContentHash(Hash::of(b"t")),
+            id: ContentId::from_u128(9),
+            kind: ContentKind::IcebergTable,
+        };
+        assert_eq!(decode_ref(&r.to_bytes()), Ok(r));
+        let short = &r.to_bytes()[1..];
+        assert!(matches!(
+            decode_ref(short),
+            Err(ReadError::Storage(StorageError::Corrupt { hash: None, .. }))
+        ));
+        let raw = vec![tree::Change {
+            key: bytes::Bytes::from_static(b"a\0b"),
+            before: None,
+            after: Some(bytes::Bytes::from(r.to_bytes())),
+        }];
+        let changes = decode_changes(raw).unwrap();
+        assert_eq!(changes[0].key, ContentKey::new(["a", "b"]).unwrap());
+        assert_eq!((changes[0].before, changes[0].after), (None, Some(r)));
+    }
+}

@@ -456,3 +456,208 @@ fn not_applied(e: crate::backend::BackendError) -> WriteError {
         ..e
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{BackendResult, RefUpdate, RefView};
+    use crate::clock::ManualClock;
+    use crate::error::Conflict;
+    use crate::memory::MemoryBackend;
+
+    /// The in-memory backend, recording every `wait_ref_durable` a store makes.
+    #[derive(Debug, Default)]
+    struct Recording {
+        inner: MemoryBackend,
+        waits: Mutex<Vec<(RefName, Option<Hash>)>>,
+    }
+
+    impl Backend for Recording {
+        fn put_objects(&self, objects: &[(Hash, Bytes)]) -> BackendResult<()> {
+            self.inner.put_objects(objects)
+        }
+        fn get_object(&self, hash: &Hash) -> BackendResult<Option<Bytes>> {
+            self.inner.get_object(hash)
+        }
+        fn scan_objects(&self, from: &Hash, limit: usize) -> BackendResult<Vec<Hash>> {
+            self.inner.scan_objects(from, limit)
+        }
+        fn get_ref(&self, name: &RefName, view: RefView) -> BackendResult<Option<RefRecord>> {
+            self.inner.get_ref(name, view)
+        }
+        fn list_refs(
+            &self,
+            after: Option<&RefName>,
+            limit: usize,
+            view: RefView,
+        ) -> BackendResult<Vec<(RefName, RefRecord)>> {
+            self.inner.list_refs(after, limit, view)
+        }
+        fn compare_and_swap_ref(&self, update: RefUpdate) -> BackendResult<CasOutcome> {
+            self.inner.compare_and_swap_ref(update)
+        }
+        fn wait_ref_durable(&self, name: &RefName, head: Option<&Hash>) -> BackendResult<()> {
+            self.waits.lock().push((name.clone(), head.copied()));
+            Ok(())
+        }
+        fn reflog(
+            &self,
+            name: Option<&RefName>,
+            before: Option<u64>,
+            limit: usize,
+        ) -> BackendResult<Vec<ReflogEntry>> {
+            self.inner.reflog(name, before, limit)
+        }
+        fn meta_get(&self, key: &[u8]) -> BackendResult<Option<Bytes>> {
+            self.inner.meta_get(key)
+        }
+        fn meta_put(&self, key: &[u8], value: &[u8]) -> BackendResult<()> {
+            self.inner.meta_put(key, value)
+        }
+        fn meta_cas(
+            &self,
+            key: &[u8],
+            expected: Option<&[u8]>,
+            new: Option<&[u8]>,
+        ) -> BackendResult<bool> {
+            self.inner.meta_cas(key, expected, new)
+        }
+        fn meta_scan(
+            &self,
+            prefix: &[u8],
+            after: Option<&[u8]>,
+            limit: usize,
+        ) -> BackendResult<Vec<(Bytes, Bytes)>> {
+            self.inner.meta_scan(prefix, after, limit)
+        }
+    }
+
+    fn store_over(backend: Arc<dyn Backend>) -> Store {
+        Store::open(backend, Arc::new(ManualClock::new(0))).unwrap()
+    }
+
+    fn name(s: &str) -> RefName {
+        RefName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_ref_has_one_sequencer_and_idle_ones_are_dropped_past_the_bound() {
+        let store = store_over(Arc::new(MemoryBackend::new()));
+        let main = store.sequencer(&name("main"));
+        assert!(Arc::ptr_eq(&main, &store.sequencer(&name("main"))));
+        assert!(!Arc::ptr_eq(&main, &store.sequencer(&name("dev"))));
+        for i in 0..SEQUENCERS_MAX * 2 {
+            drop(store.sequencer(&name(&format!("b{i}"))));
+            assert!(store.sequencers.lock().len() <= SEQUENCERS_MAX + 1);
+        }
+        // A sequencer someone holds survives the pruning: its holders still take turns
+        // with the next writer to that ref.
+        assert!(Arc::ptr_eq(&main, &store.sequencer(&name("main"))));
+    }
+
+    #[test]
+    fn a_sequencer_makes_writers_to_one_ref_take_turns() {
+        let store = store_over(Arc::new(MemoryBackend::new()));
+        let turn = store.sequencer(&name("main"));
+        let guard = turn.lock();
+        // Another writer to main waits; a writer to another ref does not.
+        assert!(store.sequencer(&name("main")).try_lock().is_none());
+        assert!(store.sequencer(&name("dev")).try_lock().is_some());
+        drop(guard);
+        assert!(store.sequencer(&name("main")).try_lock().is_some());
+    }
+
+    #[test]
+    fn settled_waits_for_the_head_an_answer_was_computed_from() {
+        let backend = Arc::new(Recording::default());
+        let store = store_over(backend.clone());
+        let main = name("main");
+        let (h1, h2) = (Hash::of(b"one"), Hash::of(b"two"));
+        let waits = || std::mem::take(&mut *backend.waits.lock());
+        waits();
+        // A success that moved nothing names its head: it waits for that head.
+        store.settled(&main, Ok(h1), |h| Some(*h)).unwrap();
+        assert_eq!(waits(), [(main.clone(), Some(h1))]);
+        // A success that is its own acknowledged move waits for nothing more.
+        store.settled(&main, Ok(h1), |_| None).unwrap();
+        assert_eq!(waits(), []);
+        // A conflict was evaluated at its head.
+        let conflict = WriteError::Conflict {
+            head: h2,
+            conflicts: vec![Conflict::new(
+                ContentKey::new(["a"]).unwrap(),
+                ConflictKind::Expectation,
+            )],
+        };
+        assert_eq!(
+            store.settled(&main, Err::<(), _>(conflict.clone()), |_| None),
+            Err(conflict)
+        );
+        assert_eq!(waits(), [(main.clone(), Some(h2))]);
+        // Any other rejection waits for the ref's newest move.
+        let tag = WriteError::TagImmutable(main.clone());
+        assert_eq!(
+            store.settled(&main, Err::<(), _>(tag.clone()), |_| None),
+            Err(tag)
+        );
+        assert_eq!(waits(), [(main.clone(), None)]);
+        // A storage failure has nothing durable to wait for.
+        let failed = WriteError::Storage(StorageError::Missing(h1));
+        assert!(
+            store
+                .settled(&main, Err::<(), _>(failed), |_| None)
+                .is_err()
+        );
+        assert_eq!(waits(), []);
+    }
+
+    #[test]
+    fn objects_that_do_not_hash_to_their_name_are_corrupt() {
+        let backend = Arc::new(MemoryBackend::new());
+        let store = store_over(backend.clone());
+        let root = Store::root_commit();
+        let content = Content::namespace(crate::content::ContentId::from_u128(1), BTreeMap::new());
+        let node = Node::build(0, [(&b"k"[..], &b"v"[..])]);
+        // Each kind of object, stored under a name that is not its hash.
+        let (commit_at, content_at, node_at) = (Hash::of(b"c"), Hash::of(b"t"), Hash::of(b"n"));
+        let commit_bytes = Bytes::from(Commit::root().encode());
+        backend
+            .put_objects(&[
+                (commit_at, commit_bytes),
+                (content_at, Bytes::from(content.encode())),
+                (node_at, node.raw().clone()),
+            ])
+            .unwrap();
+        let corrupt = |e: StorageError, at: Hash| {
+            assert!(
+                matches!(&e, StorageError::Corrupt { hash: Some(h), .. } if *h == at),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains(&at.to_string()), "{e}");
+        };
+        match store.commit_object(&commit_at) {
+            Err(ReadError::Storage(e)) => corrupt(e, commit_at),
+            other => panic!("{other:?}"),
+        }
+        match store.content(&content_at) {
+            Err(ReadError::Storage(e)) => corrupt(e, content_at),
+            other => panic!("{other:?}"),
+        }
+        match store.node(&node_at) {
+            Err(e) => corrupt(e.into(), node_at),
+            Ok(n) => panic!("{n:?}"),
+        }
+        // Nothing damaged was cached: the honest objects still read.
+        assert_eq!(store.cached_nodes(), 0);
+        assert_eq!(store.commit_object(&root).unwrap().generation, 1);
+        // A write naming the damaged commit is refused as damaged, not as absent.
+        assert!(matches!(
+            store.named_commit(&commit_at),
+            Err(WriteError::Storage(StorageError::Corrupt { .. }))
+        ));
+        assert_eq!(
+            store.named_commit(&Hash::of(b"absent")).unwrap_err(),
+            WriteError::CommitNotFound(Hash::of(b"absent"))
+        );
+    }
+}

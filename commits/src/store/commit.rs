@@ -337,3 +337,177 @@ impl Store {
         self.apply_landing(plan)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::content::ContentId;
+    use crate::memory::MemoryBackend;
+
+    struct Fx {
+        backend: Arc<MemoryBackend>,
+        store: Store,
+        main: RefName,
+        who: WriteCtx,
+    }
+
+    fn fx() -> Fx {
+        let backend = Arc::new(MemoryBackend::new());
+        let store = Store::open(backend.clone(), Arc::new(ManualClock::new(0))).unwrap();
+        Fx {
+            backend,
+            store,
+            main: RefName::parse("main").unwrap(),
+            who: WriteCtx::principal("alice"),
+        }
+    }
+
+    fn key(path: &str) -> ContentKey {
+        ContentKey::new(path.split('.')).unwrap()
+    }
+
+    /// The change that adds a namespace at `path`, and its content object.
+    fn add_namespace(path: &str, id: u128) -> (KeyChange, (Hash, Bytes)) {
+        let content = Content::namespace(ContentId::from_u128(id), BTreeMap::new());
+        let (hash, bytes) = content.encode_checked().unwrap();
+        let change = KeyChange {
+            key: key(path),
+            before: None,
+            after: Some(content.content_ref()),
+        };
+        (change, (hash.0, Bytes::from(bytes)))
+    }
+
+    #[test]
+    fn a_plan_writes_nothing_and_its_application_lands_exactly_it() {
+        let fx = fx();
+        let record = fx.store.pending_ref(&fx.main).unwrap();
+        let head_commit = fx.store.commit_object(&record.head).unwrap();
+        let (change, object) = add_namespace("sales", 1);
+        let changes = [change];
+        let meta = CommitMeta::new("", "plan", 5);
+        let landing = || Landing {
+            branch: &fx.main,
+            record: &record,
+            head_commit: &head_commit,
+            changes: &changes,
+            parents: [record.head].into_iter().collect(),
+            meta: &meta,
+            operation: RefOperation::Commit,
+            objects: vec![object.clone()],
+            ctx: &fx.who,
+        };
+        let objects = fx.backend.object_count();
+        let plan = fx.store.plan_landing(landing()).unwrap();
+        let planned = plan.head();
+        drop(plan);
+        assert_eq!(fx.backend.object_count(), objects, "a plan writes nothing");
+        assert_eq!(fx.store.get_ref(&fx.main).unwrap().head, record.head);
+        // The same landing planned again makes the same commit: a dry run's head is the
+        // head the write makes.
+        let plan = fx.store.plan_landing(landing()).unwrap();
+        assert_eq!(plan.head(), planned);
+        let Landed::Applied { head, ticket } = fx.store.apply_landing(plan).unwrap() else {
+            panic!("nothing else moved main");
+        };
+        fx.store.acknowledge(ticket).unwrap();
+        assert_eq!(head, planned);
+        assert_eq!(fx.store.get_ref(&fx.main).unwrap().head, planned);
+        // The content object, one node per index and the commit.
+        assert_eq!(fx.backend.object_count(), objects + 4);
+        let commit = fx.store.commit_object(&planned).unwrap();
+        assert_eq!(
+            (commit.author.as_str(), commit.committer.as_str()),
+            ("alice", "alice"),
+            "an empty author is the principal writing"
+        );
+        assert_eq!(commit.parents.as_slice(), [record.head]);
+        assert_eq!(commit.generation, head_commit.generation + 1);
+        assert!(
+            fx.store
+                .content_ref_at(planned, &key("sales"))
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_plan_is_validated_before_anything_is_computed_past_it() {
+        let fx = fx();
+        let record = fx.store.pending_ref(&fx.main).unwrap();
+        let head_commit = fx.store.commit_object(&record.head).unwrap();
+        let (change, object) = add_namespace("sales.eu", 1);
+        let changes = [change];
+        let meta = CommitMeta::new("alice", "orphan", 5);
+        let objects = fx.backend.object_count();
+        let refused = fx.store.plan_landing(Landing {
+            branch: &fx.main,
+            record: &record,
+            head_commit: &head_commit,
+            changes: &changes,
+            parents: [record.head].into_iter().collect(),
+            meta: &meta,
+            operation: RefOperation::Commit,
+            objects: vec![object],
+            ctx: &fx.who,
+        });
+        match refused.map(|p| p.head()) {
+            Err(WriteError::Conflict { head, conflicts }) => {
+                assert_eq!(head, record.head);
+                assert_eq!(conflicts[0].kind, ConflictKind::NamespaceMissing);
+                assert_eq!(conflicts[0].other_key, Some(key("sales")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fx.backend.object_count(), objects);
+    }
+
+    #[test]
+    fn a_plan_applied_after_the_branch_moved_does_not_move_it() {
+        let fx = fx();
+        let record = fx.store.pending_ref(&fx.main).unwrap();
+        let head_commit = fx.store.commit_object(&record.head).unwrap();
+        let (change, object) = add_namespace("sales", 1);
+        let changes = [change];
+        let meta = CommitMeta::new("alice", "late", 5);
+        let plan = fx
+            .store
+            .plan_landing(Landing {
+                branch: &fx.main,
+                record: &record,
+                head_commit: &head_commit,
+                changes: &changes,
+                parents: [record.head].into_iter().collect(),
+                meta: &meta,
+                operation: RefOperation::Commit,
+                objects: vec![object],
+                ctx: &fx.who,
+            })
+            .unwrap();
+        // Another writer lands first.
+        let (other, _) = add_namespace("hr", 2);
+        let op = Op::Put {
+            key: other.key,
+            content: Content::namespace(ContentId::from_u128(2), BTreeMap::new()),
+            expect: Expect::Absent,
+        };
+        let moved = fx
+            .store
+            .commit(
+                &fx.main,
+                None,
+                vec![op],
+                CommitMeta::new("bob", "first", 1),
+                &fx.who,
+            )
+            .unwrap()
+            .commit;
+        match fx.store.apply_landing(plan).unwrap() {
+            Landed::Moved(Some(current)) => assert_eq!(current.head, moved),
+            Landed::Moved(None) => panic!("main exists"),
+            Landed::Applied { .. } => panic!("the compare-and-swap must fail"),
+        }
+        assert_eq!(fx.store.get_ref(&fx.main).unwrap().head, moved);
+    }
+}

@@ -379,3 +379,32 @@ fn range_of(prefix: Option<&ContentKey>, after: Option<&ContentKey>) -> (Vec<u8>
     }
     (lo, hi)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(path: &str) -> ContentKey {
+        ContentKey::new(path.split('.')).unwrap()
+    }
+
+    #[test]
+    fn a_listing_range_is_the_prefix_subtree_after_the_cursor() {
+        assert_eq!(range_of(None, None), (Vec::new(), None));
+        let (lo, hi) = key("sales").subtree_range();
+        assert_eq!(
+            range_of(Some(&key("sales")), None),
+            (lo.to_vec(), Some(hi.to_vec()))
+        );
+        // The cursor is excluded: the range starts at the smallest string past it.
+        let after = key("sales.t1");
+        let (from, to) = range_of(Some(&key("sales")), Some(&after));
+        assert_eq!(from, [after.as_bytes().as_ref(), b"\0"].concat());
+        assert_eq!(to, Some(hi.to_vec()));
+        // A cursor before the prefix does not widen the range.
+        assert_eq!(
+            range_of(Some(&key("sales")), Some(&key("a"))).0,
+            lo.to_vec()
+        );
+    }
+}

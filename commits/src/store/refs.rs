@@ -345,3 +345,201 @@ pub(super) fn check_principal(principal: &str) -> Result<(), WriteError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::memory::MemoryBackend;
+
+    fn store() -> Store {
+        Store::open(
+            Arc::new(MemoryBackend::new()),
+            Arc::new(ManualClock::new(7)),
+        )
+        .unwrap()
+    }
+
+    fn name(s: &str) -> RefName {
+        RefName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_given_expected_head_must_be_the_current_one() {
+        let main = name("main");
+        let (a, b) = (Hash::of(b"a"), Hash::of(b"b"));
+        assert_eq!(check_expected(&main, None, a), Ok(()));
+        assert_eq!(check_expected(&main, Some(a), a), Ok(()));
+        assert_eq!(
+            check_expected(&main, Some(b), a),
+            Err(WriteError::ReferenceConflict {
+                name: main,
+                expected: Some(b),
+                current: Some(a),
+            })
+        );
+    }
+
+    #[test]
+    fn a_lost_race_is_a_refusal_only_for_a_strict_write() {
+        let main = name("main");
+        let (a, b) = (Hash::of(b"a"), Hash::of(b"b"));
+        let record = |head| RefRecord {
+            kind: RefKind::Branch,
+            head,
+            created_by: String::new(),
+            created_at_ms: 0,
+            attributes: BTreeMap::new(),
+        };
+        // Without an expected head the writer recomputes at the new head.
+        assert_eq!(lost_race(&main, None, Some(record(b))), Ok(()));
+        assert_eq!(
+            lost_race(&main, Some(a), Some(record(b))),
+            Err(reference_conflict(&main, Some(a), Some(b)))
+        );
+        // The ref went away: nothing to recompute at, whatever was expected.
+        for expected in [None, Some(a)] {
+            assert_eq!(
+                lost_race(&main, expected, None),
+                Err(WriteError::RefNotFound(main.clone()))
+            );
+        }
+    }
+
+    #[test]
+    fn run_branches_belong_to_the_executor() {
+        let store = store();
+        let run = name("floe-run/1");
+        let root = Store::root_commit();
+        let user = WriteCtx::principal("alice");
+        assert_eq!(
+            store.create_ref(&run, RefKind::Branch, root, &user),
+            Err(WriteError::ReservedRef(run.clone()))
+        );
+        let executor = WriteCtx {
+            executor: true,
+            ..WriteCtx::principal("floe")
+        };
+        store
+            .create_ref(&run, RefKind::Branch, root, &executor)
+            .unwrap();
+        for refused in [
+            store.assign(&run, None, root, &user).map(|_| ()),
+            store.delete_ref(&run, None, &user),
+            store.pending_branch(&run, &user).map(|_| ()),
+        ] {
+            assert_eq!(refused, Err(WriteError::ReservedRef(run.clone())));
+        }
+        store.delete_ref(&run, Some(root), &executor).unwrap();
+    }
+
+    #[test]
+    fn tags_never_move_and_never_take_a_landing() {
+        let store = store();
+        let tag = name("v1");
+        let root = Store::root_commit();
+        let who = WriteCtx::principal("alice");
+        let created = store.create_ref(&tag, RefKind::Tag, root, &who).unwrap();
+        assert_eq!(
+            (created.kind, created.head, created.created_at_ms),
+            (RefKind::Tag, root, 7)
+        );
+        assert_eq!(
+            store.assign(&tag, None, root, &who),
+            Err(WriteError::TagImmutable(tag.clone()))
+        );
+        assert_eq!(
+            store.pending_branch(&tag, &who).map(|_| ()),
+            Err(WriteError::NotABranch(tag.clone()))
+        );
+        assert_eq!(
+            store.create_ref(&tag, RefKind::Tag, root, &who),
+            Err(WriteError::RefAlreadyExists(tag.clone()))
+        );
+        // A tag is deleted like a branch (and may then be created again elsewhere).
+        store.delete_ref(&tag, Some(root), &who).unwrap();
+        assert_eq!(
+            store.get_ref(&tag),
+            Err(ReadError::RefNotFound(tag.clone()))
+        );
+    }
+
+    #[test]
+    fn a_ref_names_an_existing_commit_and_a_bounded_principal() {
+        let store = store();
+        let dev = name("dev");
+        let missing = Hash::of(b"no such commit");
+        let who = WriteCtx::principal("alice");
+        assert_eq!(
+            store.create_ref(&dev, RefKind::Branch, missing, &who),
+            Err(WriteError::CommitNotFound(missing))
+        );
+        let long = WriteCtx::principal("p".repeat(PRINCIPAL_BYTES_MAX + 1));
+        assert!(matches!(
+            store.create_ref(&dev, RefKind::Branch, Store::root_commit(), &long),
+            Err(WriteError::Invalid(m)) if m.contains("PRINCIPAL_BYTES_MAX")
+        ));
+        let at_bound = WriteCtx::principal("p".repeat(PRINCIPAL_BYTES_MAX));
+        store
+            .create_ref(&dev, RefKind::Branch, Store::root_commit(), &at_bound)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_move_logs_its_operation_principal_and_the_writers_properties() {
+        let store = store();
+        let main = name("main");
+        let root = Store::root_commit();
+        let ctx = WriteCtx {
+            reflog: BTreeMap::from([("floe.run".to_owned(), "r1".to_owned())]),
+            ..WriteCtx::principal("alice")
+        };
+        let record = store.get_ref(&main).unwrap();
+        let own = BTreeMap::from([("floe.own".to_owned(), "x".to_owned())]);
+        let moved = store
+            .move_ref(
+                &main,
+                RefKind::Branch,
+                Some(root),
+                Some(record.clone()),
+                RefOperation::Assign,
+                &ctx,
+                own,
+            )
+            .unwrap();
+        assert!(matches!(moved, CasOutcome::Applied { .. }));
+        let entry = store.reflog(Some(&main), None, 1).unwrap().items.remove(0);
+        assert_eq!(
+            (
+                entry.operation,
+                entry.principal.as_str(),
+                entry.old,
+                entry.new
+            ),
+            (RefOperation::Assign, "alice", Some(root), Some(root))
+        );
+        assert_eq!(
+            entry.properties.get("floe.run").map(String::as_str),
+            Some("r1")
+        );
+        assert_eq!(
+            entry.properties.get("floe.own").map(String::as_str),
+            Some("x")
+        );
+        // A stale expected head moves nothing and reports the current record.
+        let stale = store
+            .move_ref(
+                &main,
+                RefKind::Branch,
+                Some(Hash::of(b"stale")),
+                Some(record),
+                RefOperation::Assign,
+                &ctx,
+                BTreeMap::new(),
+            )
+            .unwrap();
+        assert!(matches!(stale, CasOutcome::Mismatch { current: Some(r) } if r.head == root));
+    }
+}
