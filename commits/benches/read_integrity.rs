@@ -10,6 +10,11 @@
 //! same with or without the check. Run on a commit without the check and on one with it,
 //! the cold figures give the ratio.
 //!
+//! Every figure is the on-CPU time of the benchmark's thread (Linux `schedstat`), not
+//! wall time: this machine is shared with other builds, and time spent waiting for a core
+//! is not the cost of a read. `schedstat` advances in scheduler ticks (4 ms here), so every
+//! sample runs at least 400 ms (`SamplingMode::Flat`, 10 samples over 4 s): under 1 %.
+//!
 //! The fixture is bulk-loaded (no commit rule, seconds instead of minutes): 1,000
 //! namespaces x 1,000 tables, a second commit where every 100th table changed, and a
 //! history of `LOG_COMMITS` one-key commits on a small branch for the log.
@@ -19,7 +24,8 @@ use std::hint::black_box;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use floe_commits::limits::{NODE_BYTES_MAX, NODE_ENTRIES_MAX, NODE_ENTRIES_TARGET};
 use floe_commits::tree::Node;
 use floe_commits::{
@@ -142,6 +148,39 @@ fn fixture() -> &'static Fixture {
     })
 }
 
+/// Nanoseconds this thread has run on a core.
+fn cpu_ns() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("Linux schedstat");
+    let ran = stat.split_whitespace().next().and_then(|n| n.parse().ok());
+    ran.expect("schedstat starts with the run time in ns")
+}
+
+/// Benchmarks `f` by the on-CPU time of `iters` calls.
+fn on_cpu<T>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: impl Into<String>,
+    mut f: impl FnMut() -> T,
+) {
+    group.bench_function(id.into(), |b| {
+        b.iter_custom(|iters| {
+            let started = cpu_ns();
+            for _ in 0..iters {
+                black_box(f());
+            }
+            Duration::from_nanos(cpu_ns() - started)
+        });
+    });
+}
+
+/// Samples long enough for `schedstat`'s resolution.
+fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(4));
+}
+
 /// A store over the fixture's backend whose caches are empty: every read goes to storage.
 fn cold(f: &Fixture) -> Store {
     Store::new(f.backend.clone(), f.clock.clone())
@@ -164,9 +203,7 @@ fn leaf(entries: usize, bytes: usize) -> Node {
 
 fn node_benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("node");
-    group
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    configure(&mut group);
     // A leaf of the benchmarks' 1M-key index: about 48 entries of a 12-byte key and a
     // 49-byte content ref.
     let typical = NODE_ENTRIES_TARGET * (16 + 49 + 4);
@@ -177,11 +214,11 @@ fn node_benches(c: &mut Criterion) {
         let raw = node.raw().clone();
         let label = format!("{label}_{}_bytes", raw.len());
         group.throughput(Throughput::Bytes(raw.len() as u64));
-        group.bench_function(BenchmarkId::new("hash", &label), |b| {
-            b.iter(|| Hash::of(black_box(&raw)));
+        on_cpu(&mut group, format!("hash/{label}"), || {
+            Hash::of(black_box(&raw))
         });
-        group.bench_function(BenchmarkId::new("decode", &label), |b| {
-            b.iter(|| Node::decode(black_box(raw.clone())).expect("the node decodes"));
+        on_cpu(&mut group, format!("decode/{label}"), || {
+            Node::decode(black_box(raw.clone())).expect("the node decodes")
         });
     }
     group.finish();
@@ -189,53 +226,43 @@ fn node_benches(c: &mut Criterion) {
 
 fn cold_benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("cold");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(4));
-    group.bench_function("for_each_entry/1M_keys", |b| {
+    configure(&mut group);
+    // Each closure asks for the fixture, so that a filtered run builds it only if needed.
+    on_cpu(&mut group, "for_each_entry/1M_keys", || {
         let f = fixture();
-        b.iter(|| {
-            let mut n = 0usize;
-            cold(f)
-                .for_each_entry(f.base, None, |k, v| {
-                    black_box((k, v));
-                    n += 1;
-                    true
-                })
-                .expect("the listing reads");
-            assert_eq!(n, NAMESPACES * (TABLES_PER_NAMESPACE + 1));
-        });
+        let mut n = 0usize;
+        cold(f)
+            .for_each_entry(f.base, None, |k, v| {
+                black_box((k, v));
+                n += 1;
+                true
+            })
+            .expect("the listing reads");
+        assert_eq!(n, NAMESPACES * (TABLES_PER_NAMESPACE + 1));
     });
-    group.bench_function("get_contents/1000_keys", |b| {
+    on_cpu(&mut group, "get_contents/1000_keys", || {
         let f = fixture();
-        b.iter(|| {
-            let got = cold(f)
-                .get_contents(f.base, &f.get_keys)
-                .expect("the contents read");
-            assert!(got.iter().all(Option::is_some));
-            got
-        });
+        let got = cold(f)
+            .get_contents(f.base, &f.get_keys)
+            .expect("the contents read");
+        assert!(got.iter().all(Option::is_some));
+        got
     });
-    group.bench_function("diff/10k_spread_changes", |b| {
+    on_cpu(&mut group, "diff/10k_spread_changes", || {
         let f = fixture();
-        b.iter(|| {
-            let page = cold(f)
-                .diff(f.base, f.spread, None, None, 10_000)
-                .expect("the diff reads");
-            assert_eq!(page.items.len(), NAMESPACES * TABLES_PER_NAMESPACE / SPREAD);
-            page
-        });
+        let page = cold(f)
+            .diff(f.base, f.spread, None, None, 10_000)
+            .expect("the diff reads");
+        assert_eq!(page.items.len(), NAMESPACES * TABLES_PER_NAMESPACE / SPREAD);
+        page
     });
-    group.bench_function("log/1000_commits", |b| {
+    on_cpu(&mut group, "log/1000_commits", || {
         let f = fixture();
-        b.iter(|| {
-            let page = cold(f)
-                .log(f.log_head, &LogFilter::default(), LOG_COMMITS)
-                .expect("the log reads");
-            assert_eq!(page.items.len(), LOG_COMMITS);
-            page
-        });
+        let page = cold(f)
+            .log(f.log_head, &LogFilter::default(), LOG_COMMITS)
+            .expect("the log reads");
+        assert_eq!(page.items.len(), LOG_COMMITS);
+        page
     });
     group.finish();
 }
