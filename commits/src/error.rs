@@ -20,13 +20,31 @@ use crate::tree::TreeError;
 pub enum StorageError {
     #[error("storage failed: {0}")]
     Backend(#[from] BackendError),
-    #[error("stored object {hash} is damaged: {reason}")]
-    Corrupt { hash: Hash, reason: String },
+    /// Stored bytes that do not hash to their name, or do not decode. `hash` names the
+    /// damaged object; it is `None` only where no object is to blame as a whole (a value
+    /// inside a node that decoded, a meta record).
+    #[error("{} is damaged: {reason}", damaged(hash))]
+    Corrupt { hash: Option<Hash>, reason: String },
     #[error("object {0} is missing from storage")]
     Missing(Hash),
 }
 
+fn damaged(hash: &Option<Hash>) -> String {
+    hash.map_or_else(
+        || "stored data".to_owned(),
+        |h| format!("stored object {h}"),
+    )
+}
+
 impl StorageError {
+    /// Damaged stored data; `hash` names the object when one is to blame.
+    pub fn corrupt(hash: Option<Hash>, reason: impl Into<String>) -> StorageError {
+        StorageError::Corrupt {
+            hash,
+            reason: reason.into(),
+        }
+    }
+
     pub fn is_outcome_unknown(&self) -> bool {
         matches!(self, StorageError::Backend(e) if e.outcome_unknown)
     }
@@ -36,10 +54,7 @@ impl From<TreeError> for StorageError {
     fn from(e: TreeError) -> StorageError {
         match e {
             TreeError::Missing(h) => StorageError::Missing(h),
-            TreeError::Corrupt(d) => StorageError::Corrupt {
-                hash: Hash::from_bytes([0; 32]),
-                reason: d.0.to_owned(),
-            },
+            TreeError::Corrupt { hash, reason } => StorageError::corrupt(Some(hash), reason),
             TreeError::Read(m) => StorageError::Backend(BackendError::read(m)),
         }
     }

@@ -33,6 +33,7 @@
 pub mod backend;
 pub mod bulk;
 pub mod cache;
+mod change;
 pub mod clock;
 pub mod content;
 pub mod encoding;

@@ -20,7 +20,8 @@ use crate::limits::COMMIT_CAS_RETRIES_MAX;
 use crate::name::RefName;
 use crate::object::{Commit, CommitMeta, Parents};
 use crate::store::{
-    CommitOutcome, KeyChange, Landed, Store, WriteCtx, check_expected, contention, lost_race,
+    CommitOutcome, KeyChange, Landed, Landing, Store, WriteCtx, check_expected, contention,
+    lost_race,
 };
 
 /// Encoded objects waiting to be written with a landing.
@@ -161,9 +162,7 @@ impl Store {
         ctx: &WriteCtx,
     ) -> Result<MergeOutcome, WriteError> {
         options.meta.check()?;
-        let source_commit = self
-            .commit_object(&source)
-            .map_err(|_| WriteError::CommitNotFound(source))?;
+        let source_commit = self.named_commit(&source)?;
         let sequencer = self.sequencer(target);
         for _ in 0..COMMIT_CAS_RETRIES_MAX {
             let guard = sequencer.lock();
@@ -266,28 +265,32 @@ impl Store {
             } else {
                 MergeKind::Merged
             };
-            let landed = self.land(
-                target,
-                &record,
-                &head_commit,
-                changes.clone(),
+            let plan = self.plan_landing(Landing {
+                branch: target,
+                record: &record,
+                head_commit: &head_commit,
+                changes: &changes,
                 parents,
-                &meta,
-                RefOperation::Merge,
+                meta: &meta,
+                operation: RefOperation::Merge,
                 objects,
                 ctx,
-                options.dry_run,
-            )?;
-            let new_head = match landed {
-                Landed::Applied(h, ticket) => {
-                    drop(guard);
-                    self.acknowledge(ticket)?;
-                    h
-                }
-                Landed::DryRun(h) => h,
-                Landed::Moved(current) => {
-                    lost_race(target, expected_head, current)?;
-                    continue;
+            })?;
+            // A dry run answers with the head the merge would make; only a real merge
+            // applies the plan.
+            let new_head = if options.dry_run {
+                plan.head()
+            } else {
+                match self.apply_landing(plan)? {
+                    Landed::Applied { head, ticket } => {
+                        drop(guard);
+                        self.acknowledge(ticket)?;
+                        head
+                    }
+                    Landed::Moved(current) => {
+                        lost_race(target, expected_head, current)?;
+                        continue;
+                    }
                 }
             };
             return Ok(MergeOutcome {
@@ -495,9 +498,7 @@ impl Store {
         ctx: &WriteCtx,
         invert: bool,
     ) -> Result<CommitOutcome, WriteError> {
-        let picked = self
-            .commit_object(&commit)
-            .map_err(|_| WriteError::CommitNotFound(commit))?;
+        let picked = self.named_commit(&commit)?;
         let base = match picked.first_parent() {
             Some(p) => self.commit_object(&p)?.key_index,
             None => None,
@@ -581,20 +582,19 @@ impl Store {
                     created: false,
                 });
             }
-            let parents: Parents = [head].into_iter().collect();
-            match self.land(
+            let landing = Landing {
                 branch,
-                &record,
-                &head_commit,
-                changes,
-                parents,
-                &meta,
+                record: &record,
+                head_commit: &head_commit,
+                changes: &changes,
+                parents: [head].into_iter().collect(),
+                meta: &meta,
                 operation,
-                Vec::new(),
+                objects: Vec::new(),
                 ctx,
-                false,
-            )? {
-                Landed::Applied(h, ticket) => {
+            };
+            match self.land(landing)? {
+                Landed::Applied { head: h, ticket } => {
                     drop(guard);
                     self.acknowledge(ticket)?;
                     return Ok(CommitOutcome {
@@ -605,7 +605,6 @@ impl Store {
                     });
                 }
                 Landed::Moved(current) => lost_race(branch, expected_head, current)?,
-                Landed::DryRun(_) => unreachable!("replays are never dry runs"),
             }
         }
         Err(contention(branch))

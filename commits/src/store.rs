@@ -6,9 +6,11 @@
 //! (merge, cherry-pick, revert, assign, delete) treats its expected head as strict.
 //! Decoded nodes and commits are cached, and every commit seen enters the commit graph.
 //!
-//! Here: the store, its objects and refs, and the per-ref sequencing and durability every
-//! write shares. The commit rule and every landing are in `store/commit.rs`, the reads in
-//! `store/reads.rs`, the meta keyspace and idempotency records in `store/meta.rs`.
+//! Here: the store, its construction, its objects, and the per-ref sequencing and
+//! durability every write shares (`sequencer`, `settle`). Refs and the writes that only
+//! move one are in `store/refs.rs`, the commit rule and every landing in
+//! `store/commit.rs`, the reads in `store/reads.rs`, the meta keyspace and idempotency
+//! records in `store/meta.rs`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -16,9 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::backend::{
-    Backend, CasOutcome, MetaWrite, RefOperation, RefRecord, RefUpdate, RefView, ReflogEntry,
-};
+use crate::backend::{Backend, CasOutcome, MetaWrite, RefOperation, RefRecord, ReflogEntry};
 use crate::cache::ObjectCache;
 use crate::clock::Clock;
 use crate::content::{Content, ContentRef};
@@ -36,9 +36,11 @@ use crate::validate;
 mod commit;
 mod meta;
 mod reads;
+mod refs;
 
-use meta::idempotency_write;
-pub(crate) use reads::decode_ref;
+pub use crate::change::KeyChange;
+pub(crate) use commit::{Landed, Landing};
+pub(crate) use refs::{check_expected, contention, lost_race};
 
 /// The branch every store starts with.
 pub const DEFAULT_BRANCH: &str = "main";
@@ -116,14 +118,6 @@ impl WriteCtx {
             ..WriteCtx::default()
         }
     }
-}
-
-/// A key whose content differs between two commits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyChange {
-    pub key: ContentKey,
-    pub before: Option<ContentRef>,
-    pub after: Option<ContentRef>,
 }
 
 /// A key and what it holds.
@@ -206,15 +200,6 @@ pub struct Store {
     sequencers: Mutex<HashMap<RefName, Arc<Mutex<()>>>>,
 }
 
-/// What `land` did.
-pub(crate) enum Landed {
-    /// The ref moved (pending durability: acknowledge the ticket before reporting it).
-    Applied(Hash, u64),
-    /// The ref moved under us; nothing was written to it.
-    Moved(Option<RefRecord>),
-    DryRun(Hash),
-}
-
 impl Store {
     pub fn new(backend: Arc<dyn Backend>, clock: Arc<dyn Clock>) -> Store {
         Store {
@@ -264,23 +249,51 @@ impl Store {
 
     // ----- objects -----------------------------------------------------------------
 
+    /// An object's bytes from the backend, checked against their hash before anything
+    /// decodes or caches them. Every object the store reads (commits, index nodes, content
+    /// values) comes through here, whatever the backend: damaged or substituted bytes are
+    /// a `Corrupt` error naming the object, never a wrong answer. The hash costs more
+    /// than the offset-only decode that follows (about 2.8 µs for a typical node), but
+    /// only on a cache miss (BENCHMARKS.md, "Integrity on read").
+    fn read_object(&self, hash: &Hash) -> Result<Option<Bytes>, StorageError> {
+        let Some(bytes) = self.backend.get_object(hash)? else {
+            return Ok(None);
+        };
+        let actual = Hash::of(&bytes);
+        if actual != *hash {
+            return Err(StorageError::corrupt(
+                Some(*hash),
+                format!("its bytes hash to {actual}"),
+            ));
+        }
+        Ok(Some(bytes))
+    }
+
     pub fn commit_object(&self, hash: &Hash) -> Result<Arc<Commit>, ReadError> {
         if let Some(c) = self.commits.get(hash) {
             return Ok(c);
         }
         let bytes = self
-            .backend
-            .get_object(hash)?
+            .read_object(hash)?
             .ok_or_else(|| ReadError::CommitNotFound(hash.to_string()))?;
         if bytes.get(1) != Some(&(ObjectKind::Commit as u8)) {
             return Err(ReadError::CommitNotFound(hash.to_string()));
         }
-        let commit = Arc::new(Commit::decode(&bytes).map_err(|e| StorageError::Corrupt {
-            hash: *hash,
-            reason: e.0.to_owned(),
-        })?);
+        let commit = Arc::new(
+            Commit::decode(&bytes)
+                .map_err(|e| StorageError::corrupt(Some(*hash), e.0.to_owned()))?,
+        );
         self.remember_commit(*hash, commit.clone());
         Ok(commit)
+    }
+
+    /// A commit a write names (a target, a source, an expected head): an absent one is
+    /// the caller's `CommitNotFound`; a storage failure or damage stays what it is.
+    pub(crate) fn named_commit(&self, hash: &Hash) -> Result<Arc<Commit>, WriteError> {
+        self.commit_object(hash).map_err(|e| match e {
+            ReadError::CommitNotFound(_) => WriteError::CommitNotFound(*hash),
+            other => other.into(),
+        })
     }
 
     fn remember_commit(&self, hash: Hash, commit: Arc<Commit>) {
@@ -296,13 +309,10 @@ impl Store {
 
     pub fn content(&self, hash: &Hash) -> Result<Content, ReadError> {
         let bytes = self
-            .backend
-            .get_object(hash)?
+            .read_object(hash)?
             .ok_or(StorageError::Missing(*hash))?;
-        Ok(Content::decode(&bytes).map_err(|e| StorageError::Corrupt {
-            hash: *hash,
-            reason: e.0.to_owned(),
-        })?)
+        Ok(Content::decode(&bytes)
+            .map_err(|e| StorageError::corrupt(Some(*hash), e.0.to_owned()))?)
     }
 
     /// Resolves a hash prefix to the one commit it names.
@@ -317,8 +327,11 @@ impl Store {
             .scan_objects(&prefix.lower_bound(), HASH_PREFIX_CANDIDATES_MAX * 8)?;
         let mut candidates = Vec::new();
         for h in hashes.into_iter().take_while(|h| prefix.matches(h)) {
-            if self.commit_object(&h).is_ok() {
-                candidates.push(h);
+            // Objects of other kinds are skipped; a damaged one is an error, not a miss.
+            match self.commit_object(&h) {
+                Ok(_) => candidates.push(h),
+                Err(ReadError::CommitNotFound(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         match candidates.len() {
@@ -332,212 +345,6 @@ impl Store {
                 })
             }
         }
-    }
-
-    // ----- refs ----------------------------------------------------------------------
-
-    /// A ref as clients see it (its durable head).
-    pub fn get_ref(&self, name: &RefName) -> Result<RefRecord, ReadError> {
-        self.backend
-            .get_ref(name, RefView::Durable)?
-            .ok_or_else(|| ReadError::RefNotFound(name.clone()))
-    }
-
-    /// A page of refs in name order, optionally of one kind.
-    pub fn list_refs(
-        &self,
-        kind: Option<RefKind>,
-        after: Option<&RefName>,
-        limit: usize,
-    ) -> Result<Page<(RefName, RefRecord), RefName>, ReadError> {
-        let limit = limit.clamp(1, REFS_PAGE_MAX);
-        let mut items = Vec::new();
-        let mut cursor = after.cloned();
-        // Filtering by kind may skip many refs: bounded by REFS_PAGE_MAX reads per page.
-        for _ in 0..REFS_PAGE_MAX {
-            let batch = self
-                .backend
-                .list_refs(cursor.as_ref(), limit + 1, RefView::Durable)?;
-            let exhausted = batch.len() <= limit;
-            for (name, record) in batch {
-                cursor = Some(name.clone());
-                if kind.is_none_or(|k| k == record.kind) {
-                    if items.len() == limit {
-                        let last = items.last().map(|(n, _): &(RefName, RefRecord)| n.clone());
-                        return Ok(Page { items, next: last });
-                    }
-                    items.push((name, record));
-                }
-            }
-            if exhausted {
-                return Ok(Page { items, next: None });
-            }
-        }
-        Ok(Page {
-            next: cursor,
-            items,
-        })
-    }
-
-    fn check_ref_writable(&self, name: &RefName, ctx: &WriteCtx) -> Result<(), WriteError> {
-        if name.is_run_branch() && !ctx.executor {
-            return Err(WriteError::ReservedRef(name.clone()));
-        }
-        Ok(())
-    }
-
-    /// Creates a branch or tag at a commit.
-    pub fn create_ref(
-        &self,
-        name: &RefName,
-        kind: RefKind,
-        target: Hash,
-        ctx: &WriteCtx,
-    ) -> Result<RefRecord, WriteError> {
-        let out = self.create_ref_unsettled(name, kind, target, ctx);
-        self.settled(name, out, |_| None)
-    }
-
-    /// `create_ref` up to its answer, computed from the ref's pending head (`create_ref`
-    /// then waits until that head is durable).
-    fn create_ref_unsettled(
-        &self,
-        name: &RefName,
-        kind: RefKind,
-        target: Hash,
-        ctx: &WriteCtx,
-    ) -> Result<RefRecord, WriteError> {
-        self.check_ref_writable(name, ctx)?;
-        check_principal(&ctx.principal)?;
-        self.commit_object(&target)
-            .map_err(|_| WriteError::CommitNotFound(target))?;
-        let now = self.clock.now_ms();
-        let record = RefRecord {
-            kind,
-            head: target,
-            created_by: ctx.principal.clone(),
-            created_at_ms: now,
-            attributes: BTreeMap::new(),
-        };
-        match self.move_ref(
-            name,
-            kind,
-            None,
-            Some(record.clone()),
-            RefOperation::Create,
-            ctx,
-            BTreeMap::new(),
-        )? {
-            CasOutcome::Applied { ticket, .. } => {
-                self.acknowledge(ticket)?;
-                Ok(record)
-            }
-            CasOutcome::Mismatch { .. } => Err(WriteError::RefAlreadyExists(name.clone())),
-        }
-    }
-
-    /// Deletes a branch or tag; with an expected head the delete is strict.
-    pub fn delete_ref(
-        &self,
-        name: &RefName,
-        expected_head: Option<Hash>,
-        ctx: &WriteCtx,
-    ) -> Result<(), WriteError> {
-        let out = self.delete_ref_unsettled(name, expected_head, ctx);
-        self.settled(name, out, |_| None)
-    }
-
-    /// `delete_ref` up to its answer, computed from the ref's pending head (`delete_ref`
-    /// then waits until that head is durable).
-    fn delete_ref_unsettled(
-        &self,
-        name: &RefName,
-        expected_head: Option<Hash>,
-        ctx: &WriteCtx,
-    ) -> Result<(), WriteError> {
-        self.check_ref_writable(name, ctx)?;
-        check_principal(&ctx.principal)?;
-        let sequencer = self.sequencer(name);
-        for _ in 0..COMMIT_CAS_RETRIES_MAX {
-            let guard = sequencer.lock();
-            let current = self.pending_ref(name)?;
-            check_expected(name, expected_head, current.head)?;
-            match self.move_ref(
-                name,
-                current.kind,
-                Some(current.head),
-                None,
-                RefOperation::Delete,
-                ctx,
-                BTreeMap::new(),
-            )? {
-                CasOutcome::Applied { ticket, .. } => {
-                    drop(guard);
-                    self.acknowledge(ticket)?;
-                    return Ok(());
-                }
-                CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
-            }
-        }
-        Err(contention(name))
-    }
-
-    /// Points a branch at any commit (`floe reset`). Strict with an expected head; tags
-    /// never move.
-    pub fn assign(
-        &self,
-        name: &RefName,
-        expected_head: Option<Hash>,
-        target: Hash,
-        ctx: &WriteCtx,
-    ) -> Result<RefRecord, WriteError> {
-        let out = self.assign_unsettled(name, expected_head, target, ctx);
-        self.settled(name, out, |_| None)
-    }
-
-    /// `assign` up to its answer, computed from the ref's pending head (`assign`
-    /// then waits until that head is durable).
-    fn assign_unsettled(
-        &self,
-        name: &RefName,
-        expected_head: Option<Hash>,
-        target: Hash,
-        ctx: &WriteCtx,
-    ) -> Result<RefRecord, WriteError> {
-        self.check_ref_writable(name, ctx)?;
-        check_principal(&ctx.principal)?;
-        self.commit_object(&target)
-            .map_err(|_| WriteError::CommitNotFound(target))?;
-        let sequencer = self.sequencer(name);
-        for _ in 0..COMMIT_CAS_RETRIES_MAX {
-            let guard = sequencer.lock();
-            let current = self.pending_ref(name)?;
-            if current.kind == RefKind::Tag {
-                return Err(WriteError::TagImmutable(name.clone()));
-            }
-            check_expected(name, expected_head, current.head)?;
-            let record = RefRecord {
-                head: target,
-                ..current.clone()
-            };
-            match self.move_ref(
-                name,
-                RefKind::Branch,
-                Some(current.head),
-                Some(record.clone()),
-                RefOperation::Assign,
-                ctx,
-                BTreeMap::new(),
-            )? {
-                CasOutcome::Applied { ticket, .. } => {
-                    drop(guard);
-                    self.acknowledge(ticket)?;
-                    return Ok(record);
-                }
-                CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
-            }
-        }
-        Err(contention(name))
     }
 
     /// The in-process sequencer of a ref: writers to one branch take turns computing and
@@ -590,78 +397,6 @@ impl Store {
         self.backend.wait_durable(ticket).map_err(outcome_unknown)
     }
 
-    /// The head writers build on (DESIGN §2 "Durability"): the newest applied head, possibly
-    /// still awaiting its flush. A writer that loads, modifies and commits reads here, so it
-    /// chains on a concurrent writer's commit instead of failing against it until that one
-    /// is durable; its own acknowledgement still waits for the flush that covers both.
-    /// Never show it to a client as the ref's head.
-    pub fn writer_head(&self, name: &RefName) -> Result<Hash, ReadError> {
-        Ok(self
-            .backend
-            .get_ref(name, RefView::Pending)?
-            .ok_or_else(|| ReadError::RefNotFound(name.clone()))?
-            .head)
-    }
-
-    /// The newest head of a ref, possibly awaiting durability: what writers chain on.
-    pub(crate) fn pending_ref(&self, name: &RefName) -> Result<RefRecord, WriteError> {
-        self.backend
-            .get_ref(name, RefView::Pending)?
-            .ok_or_else(|| WriteError::RefNotFound(name.clone()))
-    }
-
-    pub(crate) fn pending_branch(
-        &self,
-        name: &RefName,
-        ctx: &WriteCtx,
-    ) -> Result<RefRecord, WriteError> {
-        self.check_ref_writable(name, ctx)?;
-        let record = self.pending_ref(name)?;
-        if record.kind != RefKind::Branch {
-            return Err(WriteError::NotABranch(name.clone()));
-        }
-        Ok(record)
-    }
-
-    /// One compare-and-swap with its reflog entry and the caller's idempotency record.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn move_ref(
-        &self,
-        name: &RefName,
-        kind: RefKind,
-        expected: Option<Hash>,
-        new: Option<RefRecord>,
-        operation: RefOperation,
-        ctx: &WriteCtx,
-        properties: BTreeMap<String, String>,
-    ) -> Result<CasOutcome, WriteError> {
-        let new_head = new.as_ref().map(|r| r.head);
-        let mut properties = properties;
-        properties.extend(ctx.reflog.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let meta = match &ctx.idempotency {
-            Some(i) => Some(idempotency_write(i, name, expected, new_head)?),
-            None => None,
-        };
-        let update = RefUpdate {
-            name: name.clone(),
-            expected,
-            new,
-            reflog: ReflogEntry {
-                seq: 0,
-                ref_name: name.clone(),
-                kind,
-                old: expected,
-                new: new_head,
-                operation,
-                principal: ctx.principal.clone(),
-                at_ms: self.clock.now_ms(),
-                properties,
-            },
-            meta,
-        };
-        Ok(self.backend.compare_and_swap_ref(update)?)
-    }
-
     /// Nodes written by this store or read through it, for tests and benchmark reports.
     pub fn cached_nodes(&self) -> usize {
         self.nodes.len()
@@ -680,11 +415,20 @@ impl NodeSource for Store {
             return Ok(n);
         }
         let bytes = self
-            .backend
-            .get_object(hash)
-            .map_err(|e| TreeError::Read(e.message))?
+            .read_object(hash)
+            .map_err(|e| match e {
+                StorageError::Backend(e) => TreeError::Read(e.message),
+                StorageError::Missing(h) => TreeError::Missing(h),
+                StorageError::Corrupt { hash: h, reason } => TreeError::Corrupt {
+                    hash: h.unwrap_or(*hash),
+                    reason,
+                },
+            })?
             .ok_or(TreeError::Missing(*hash))?;
-        let node = Arc::new(Node::decode(bytes)?);
+        let node = Arc::new(Node::decode(bytes).map_err(|e| TreeError::Corrupt {
+            hash: *hash,
+            reason: e.0.to_owned(),
+        })?);
         self.nodes.insert(*hash, node.clone());
         Ok(node)
     }
@@ -695,49 +439,6 @@ impl GraphSource for Store {
     fn entry(&self, h: &Hash) -> Result<GraphEntry, ReadError> {
         self.graph_entry(h)
     }
-}
-
-pub(crate) fn reference_conflict(
-    name: &RefName,
-    expected: Option<Hash>,
-    current: Option<Hash>,
-) -> WriteError {
-    WriteError::ReferenceConflict {
-        name: name.clone(),
-        expected,
-        current,
-    }
-}
-
-/// The strict expected-head rule of every write but `commit`: a given head must be the
-/// current one.
-pub(crate) fn check_expected(
-    name: &RefName,
-    expected: Option<Hash>,
-    head: Hash,
-) -> Result<(), WriteError> {
-    match expected {
-        Some(e) if e != head => Err(reference_conflict(name, Some(e), Some(head))),
-        _ => Ok(()),
-    }
-}
-
-/// After losing a compare-and-swap race: with an expected head, the write is refused
-/// (strict); without one, the caller recomputes at the new head.
-pub(crate) fn lost_race(
-    name: &RefName,
-    expected: Option<Hash>,
-    current: Option<RefRecord>,
-) -> Result<(), WriteError> {
-    match (expected, current) {
-        (_, None) => Err(WriteError::RefNotFound(name.clone())),
-        (Some(_), Some(r)) => Err(reference_conflict(name, expected, Some(r.head))),
-        (None, Some(_)) => Ok(()),
-    }
-}
-
-pub(crate) fn contention(name: &RefName) -> WriteError {
-    WriteError::Contention(name.clone())
 }
 
 /// A wait for durability that failed (the store is poisoned): what was written may or may
@@ -757,12 +458,207 @@ fn not_applied(e: crate::backend::BackendError) -> WriteError {
     }))
 }
 
-fn check_principal(principal: &str) -> Result<(), WriteError> {
-    if principal.len() > PRINCIPAL_BYTES_MAX {
-        return Err(WriteError::Invalid(format!(
-            "a principal is at most {PRINCIPAL_BYTES_MAX} bytes (PRINCIPAL_BYTES_MAX), got {}",
-            principal.len()
-        )));
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{BackendResult, RefUpdate, RefView};
+    use crate::clock::ManualClock;
+    use crate::error::Conflict;
+    use crate::memory::MemoryBackend;
+
+    /// The in-memory backend, recording every `wait_ref_durable` a store makes.
+    #[derive(Debug, Default)]
+    struct Recording {
+        inner: MemoryBackend,
+        waits: Mutex<Vec<(RefName, Option<Hash>)>>,
     }
-    Ok(())
+
+    impl Backend for Recording {
+        fn put_objects(&self, objects: &[(Hash, Bytes)]) -> BackendResult<()> {
+            self.inner.put_objects(objects)
+        }
+        fn get_object(&self, hash: &Hash) -> BackendResult<Option<Bytes>> {
+            self.inner.get_object(hash)
+        }
+        fn scan_objects(&self, from: &Hash, limit: usize) -> BackendResult<Vec<Hash>> {
+            self.inner.scan_objects(from, limit)
+        }
+        fn get_ref(&self, name: &RefName, view: RefView) -> BackendResult<Option<RefRecord>> {
+            self.inner.get_ref(name, view)
+        }
+        fn list_refs(
+            &self,
+            after: Option<&RefName>,
+            limit: usize,
+            view: RefView,
+        ) -> BackendResult<Vec<(RefName, RefRecord)>> {
+            self.inner.list_refs(after, limit, view)
+        }
+        fn compare_and_swap_ref(&self, update: RefUpdate) -> BackendResult<CasOutcome> {
+            self.inner.compare_and_swap_ref(update)
+        }
+        fn wait_ref_durable(&self, name: &RefName, head: Option<&Hash>) -> BackendResult<()> {
+            self.waits.lock().push((name.clone(), head.copied()));
+            Ok(())
+        }
+        fn reflog(
+            &self,
+            name: Option<&RefName>,
+            before: Option<u64>,
+            limit: usize,
+        ) -> BackendResult<Vec<ReflogEntry>> {
+            self.inner.reflog(name, before, limit)
+        }
+        fn meta_get(&self, key: &[u8]) -> BackendResult<Option<Bytes>> {
+            self.inner.meta_get(key)
+        }
+        fn meta_put(&self, key: &[u8], value: &[u8]) -> BackendResult<()> {
+            self.inner.meta_put(key, value)
+        }
+        fn meta_cas(
+            &self,
+            key: &[u8],
+            expected: Option<&[u8]>,
+            new: Option<&[u8]>,
+        ) -> BackendResult<bool> {
+            self.inner.meta_cas(key, expected, new)
+        }
+        fn meta_scan(
+            &self,
+            prefix: &[u8],
+            after: Option<&[u8]>,
+            limit: usize,
+        ) -> BackendResult<Vec<(Bytes, Bytes)>> {
+            self.inner.meta_scan(prefix, after, limit)
+        }
+    }
+
+    fn store_over(backend: Arc<dyn Backend>) -> Store {
+        Store::open(backend, Arc::new(ManualClock::new(0))).unwrap()
+    }
+
+    fn name(s: &str) -> RefName {
+        RefName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_ref_has_one_sequencer_and_idle_ones_are_dropped_past_the_bound() {
+        let store = store_over(Arc::new(MemoryBackend::new()));
+        let main = store.sequencer(&name("main"));
+        assert!(Arc::ptr_eq(&main, &store.sequencer(&name("main"))));
+        assert!(!Arc::ptr_eq(&main, &store.sequencer(&name("dev"))));
+        for i in 0..SEQUENCERS_MAX * 2 {
+            drop(store.sequencer(&name(&format!("b{i}"))));
+            assert!(store.sequencers.lock().len() <= SEQUENCERS_MAX + 1);
+        }
+        // A sequencer someone holds survives the pruning: its holders still take turns
+        // with the next writer to that ref.
+        assert!(Arc::ptr_eq(&main, &store.sequencer(&name("main"))));
+    }
+
+    #[test]
+    fn a_sequencer_makes_writers_to_one_ref_take_turns() {
+        let store = store_over(Arc::new(MemoryBackend::new()));
+        let turn = store.sequencer(&name("main"));
+        let guard = turn.lock();
+        // Another writer to main waits; a writer to another ref does not.
+        assert!(store.sequencer(&name("main")).try_lock().is_none());
+        assert!(store.sequencer(&name("dev")).try_lock().is_some());
+        drop(guard);
+        assert!(store.sequencer(&name("main")).try_lock().is_some());
+    }
+
+    #[test]
+    fn settled_waits_for_the_head_an_answer_was_computed_from() {
+        let backend = Arc::new(Recording::default());
+        let store = store_over(backend.clone());
+        let main = name("main");
+        let (h1, h2) = (Hash::of(b"one"), Hash::of(b"two"));
+        let waits = || std::mem::take(&mut *backend.waits.lock());
+        waits();
+        // A success that moved nothing names its head: it waits for that head.
+        store.settled(&main, Ok(h1), |h| Some(*h)).unwrap();
+        assert_eq!(waits(), [(main.clone(), Some(h1))]);
+        // A success that is its own acknowledged move waits for nothing more.
+        store.settled(&main, Ok(h1), |_| None).unwrap();
+        assert_eq!(waits(), []);
+        // A conflict was evaluated at its head.
+        let conflict = WriteError::Conflict {
+            head: h2,
+            conflicts: vec![Conflict::new(
+                ContentKey::new(["a"]).unwrap(),
+                ConflictKind::Expectation,
+            )],
+        };
+        assert_eq!(
+            store.settled(&main, Err::<(), _>(conflict.clone()), |_| None),
+            Err(conflict)
+        );
+        assert_eq!(waits(), [(main.clone(), Some(h2))]);
+        // Any other rejection waits for the ref's newest move.
+        let tag = WriteError::TagImmutable(main.clone());
+        assert_eq!(
+            store.settled(&main, Err::<(), _>(tag.clone()), |_| None),
+            Err(tag)
+        );
+        assert_eq!(waits(), [(main.clone(), None)]);
+        // A storage failure has nothing durable to wait for.
+        let failed = WriteError::Storage(StorageError::Missing(h1));
+        assert!(
+            store
+                .settled(&main, Err::<(), _>(failed), |_| None)
+                .is_err()
+        );
+        assert_eq!(waits(), []);
+    }
+
+    #[test]
+    fn objects_that_do_not_hash_to_their_name_are_corrupt() {
+        let backend = Arc::new(MemoryBackend::new());
+        let store = store_over(backend.clone());
+        let root = Store::root_commit();
+        let content = Content::namespace(crate::content::ContentId::from_u128(1), BTreeMap::new());
+        let node = Node::build(0, [(&b"k"[..], &b"v"[..])]);
+        // Each kind of object, stored under a name that is not its hash.
+        let (commit_at, content_at, node_at) = (Hash::of(b"c"), Hash::of(b"t"), Hash::of(b"n"));
+        let commit_bytes = Bytes::from(Commit::root().encode());
+        backend
+            .put_objects(&[
+                (commit_at, commit_bytes),
+                (content_at, Bytes::from(content.encode())),
+                (node_at, node.raw().clone()),
+            ])
+            .unwrap();
+        let corrupt = |e: StorageError, at: Hash| {
+            assert!(
+                matches!(&e, StorageError::Corrupt { hash: Some(h), .. } if *h == at),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains(&at.to_string()), "{e}");
+        };
+        match store.commit_object(&commit_at) {
+            Err(ReadError::Storage(e)) => corrupt(e, commit_at),
+            other => panic!("{other:?}"),
+        }
+        match store.content(&content_at) {
+            Err(ReadError::Storage(e)) => corrupt(e, content_at),
+            other => panic!("{other:?}"),
+        }
+        match store.node(&node_at) {
+            Err(e) => corrupt(e.into(), node_at),
+            Ok(n) => panic!("{n:?}"),
+        }
+        // Nothing damaged was cached: the honest objects still read.
+        assert_eq!(store.cached_nodes(), 0);
+        assert_eq!(store.commit_object(&root).unwrap().generation, 1);
+        // A write naming the damaged commit is refused as damaged, not as absent.
+        assert!(matches!(
+            store.named_commit(&commit_at),
+            Err(WriteError::Storage(StorageError::Corrupt { .. }))
+        ));
+        assert_eq!(
+            store.named_commit(&Hash::of(b"absent")).unwrap_err(),
+            WriteError::CommitNotFound(Hash::of(b"absent"))
+        );
+    }
 }

@@ -240,8 +240,8 @@ impl Body {
 pub enum TreeError {
     #[error("index node {0} is missing from storage")]
     Missing(Hash),
-    #[error(transparent)]
-    Corrupt(#[from] DecodeError),
+    #[error("index node {hash} is damaged: {reason}")]
+    Corrupt { hash: Hash, reason: String },
     #[error("storage read failed: {0}")]
     Read(String),
 }

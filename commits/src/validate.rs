@@ -7,17 +7,20 @@
 //!   index of the head unless this landing also removes it from its old key.
 //!
 //! It returns the edits of the id index that keep that index equal to the key index.
+//!
+//! It reads the head through a `NodeSource` and knows nothing of the `Store`: the store
+//! calls it, never the other way round.
 
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 
+use crate::change::{KeyChange, decode_ref};
 use crate::content::{ContentId, ContentKind, ContentRef};
-use crate::error::{Conflict, ConflictKind, WriteError};
+use crate::error::{Conflict, ConflictKind, StorageError, WriteError};
 use crate::key::ContentKey;
 use crate::object::Commit;
-use crate::store::{KeyChange, Store, decode_ref};
-use crate::tree::{self, Edit};
+use crate::tree::{self, Edit, NodeSource};
 
 pub(crate) enum Failure {
     Conflicts(Vec<Conflict>),
@@ -32,7 +35,7 @@ impl<E: Into<WriteError>> From<E> for Failure {
 
 /// Checks `changes` (sorted by key) against `head` and returns the id-index edits.
 pub(crate) fn landing(
-    store: &Store,
+    store: &dyn NodeSource,
     head: &Commit,
     changes: &[KeyChange],
 ) -> Result<Vec<Edit>, Failure> {
@@ -72,7 +75,7 @@ pub(crate) fn landing(
         let is_namespace = c.after.is_some_and(|a| a.kind == ContentKind::Namespace);
         if was_namespace
             && !is_namespace
-            && let Some(other) = store.first_under(head, &c.key, changes)?
+            && let Some(other) = first_under(store, head, &c.key, changes)?
         {
             conflicts.push(Conflict {
                 other_key: Some(other),
@@ -140,7 +143,7 @@ pub(crate) fn landing(
 
 /// What `key` holds after `changes` apply to `head`.
 fn state_after(
-    store: &Store,
+    store: &dyn NodeSource,
     head: &Commit,
     changes: &[KeyChange],
     key: &ContentKey,
@@ -152,4 +155,43 @@ fn state_after(
         Some(v) => Ok(Some(decode_ref(&v)?)),
         None => Ok(None),
     }
+}
+
+/// The first key strictly under `prefix` in (the map at `commit`) + `changes` (sorted by
+/// key): what keeps a namespace from being dropped, and what `CheckPrefixEmpty` refuses.
+pub(crate) fn first_under(
+    src: &dyn NodeSource,
+    commit: &Commit,
+    prefix: &ContentKey,
+    changes: &[KeyChange],
+) -> Result<Option<ContentKey>, WriteError> {
+    let (lo, hi) = prefix.children_range();
+    let lo_i = changes.partition_point(|c| c.key.as_bytes() < &lo);
+    let hi_i = changes.partition_point(|c| c.key.as_bytes() < &hi);
+    let window = &changes[lo_i..hi_i];
+    if let Some(c) = window.iter().find(|c| c.after.is_some()) {
+        return Ok(Some(c.key.clone()));
+    }
+    // Keys deleted by the changes do not count; there are at most `window.len()` of them.
+    let mut found = None;
+    let mut failure = None;
+    tree::for_each(src, commit.key_index, &lo, Some(&hi), |node, i| {
+        let k = node.key(i);
+        let deleted = window
+            .binary_search_by(|c| c.key.as_bytes().as_ref().cmp(k))
+            .is_ok();
+        if deleted {
+            return true;
+        }
+        match ContentKey::from_stored(node.key_bytes(i)) {
+            Ok(key) => found = Some(key),
+            Err(e) => failure = Some(e),
+        }
+        false
+    })?;
+    if let Some(e) = failure {
+        // The node was checked against its hash when read: the key was written damaged.
+        return Err(StorageError::corrupt(None, format!("stored key: {e}")).into());
+    }
+    Ok(found)
 }

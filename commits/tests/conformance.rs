@@ -947,22 +947,51 @@ mod cases {
     }
 
     pub fn ambiguous_prefixes_list_their_candidates(fx: Fx) {
-        // Two commits whose hashes share 8 hex characters would take ~65,000 commits to
-        // find, so plant copies of a real commit under crafted hashes (backends do not
-        // check hashes; the store decodes what it finds).
-        let root = fx.store.commit_object(&Store::root_commit()).unwrap();
-        let bytes = Bytes::from(root.encode());
-        let mut a = [0xde; 32];
-        a[4..].fill(1);
-        let mut b = [0xde; 32];
-        b[4..].fill(2);
-        let (a, b) = (Hash::from_bytes(a), Hash::from_bytes(b));
-        fx.backend
-            .put_objects(&[(a, bytes.clone()), (b, bytes)])
-            .unwrap();
+        // Two commits whose hashes share 8 hex characters: the store checks every object it
+        // reads against its hash, so they must be real. Hashing candidate commits (not
+        // landing them) finds a pair in about 2^16 tries (the birthday bound on 32 bits),
+        // deterministically.
+        let candidate = |i: u64| Commit {
+            parents: [Store::root_commit()].into_iter().collect(),
+            key_index: None,
+            id_index: None,
+            author: "alice".to_owned(),
+            committer: "alice".to_owned(),
+            message: format!("probe {i}"),
+            authored_at_ms: 0,
+            properties: BTreeMap::new(),
+            generation: 1,
+        };
+        let mut seen: std::collections::HashMap<[u8; 4], u64> = std::collections::HashMap::new();
+        let (i, j) = (0..4_000_000u64)
+            .find_map(|i| {
+                let h = Hash::of(&candidate(i).encode());
+                let prefix: [u8; 4] = h.as_bytes()[..4].try_into().unwrap();
+                // A pair sharing exactly 4 bytes, so that 10 hex characters tell them apart.
+                match seen.insert(prefix, i) {
+                    Some(j)
+                        if Hash::of(&candidate(j).encode()).as_bytes()[4] != h.as_bytes()[4] =>
+                    {
+                        Some((j, i))
+                    }
+                    _ => None,
+                }
+            })
+            .expect("a 32-bit prefix collision within 4M commits");
+        let mut planted: Vec<(Hash, Bytes)> = [i, j]
+            .into_iter()
+            .map(|i| {
+                let bytes = Bytes::from(candidate(i).encode());
+                (Hash::of(&bytes), bytes)
+            })
+            .collect();
+        planted.sort_by_key(|p| p.0);
+        let (a, b) = (planted[0].0, planted[1].0);
+        fx.backend.put_objects(&planted).unwrap();
+        let shared = &a.to_hex()[..8];
         let err = fx
             .store
-            .resolve(&RefSpec::parse("dededede").unwrap())
+            .resolve(&RefSpec::parse(shared).unwrap())
             .unwrap_err();
         match &err {
             ReadError::AmbiguousPrefix { candidates, .. } => assert_eq!(candidates, &vec![a, b]),
@@ -1829,6 +1858,7 @@ mod cases {
                 fail_objects,
                 fail_cas,
                 always_moved: false,
+                damaged: None,
             });
             let store = Store::new(faulty, fx.clock.clone());
             let ops = vec![create("ns.c", table(12, 1))];
@@ -1857,6 +1887,7 @@ mod cases {
                 fail_objects: false,
                 fail_cas: false,
                 always_moved: true,
+                damaged: None,
             }),
             fx.clock.clone(),
         );
@@ -1880,9 +1911,86 @@ mod cases {
         }
         assert_eq!(fx.head("main"), head);
     }
+
+    pub fn damaged_objects_are_refused_on_read(fx: Fx) {
+        let base = seeded(&fx);
+        fx.branch("dev", "main");
+        let old_a = table(10, 1);
+        let dev = fx.ok("dev", vec![update("ns.a", &old_a, table(10, 2))]);
+        let main = fx.ok("main", vec![create("ns.c", table(12, 1))]);
+        // A store over the same objects, one of which reads back altered. Its caches start
+        // empty, so every object it needs comes from the backend.
+        let over = |damaged: Hash| {
+            let backend = Faulty {
+                inner: fx.backend.clone(),
+                fail_objects: false,
+                fail_cas: false,
+                always_moved: false,
+                damaged: Some(damaged),
+            };
+            Store::new(Arc::new(backend), fx.clock.clone())
+        };
+        let named = |e: &StorageError| match e {
+            StorageError::Corrupt { hash, .. } => *hash,
+            other => panic!("expected Corrupt, got {other:?}"),
+        };
+        let read = |e: ReadError| match &e {
+            ReadError::Storage(s) => {
+                named(s).inspect(|h| assert!(e.to_string().contains(&h.to_string())))
+            }
+            other => panic!("expected a storage error, got {other:?}"),
+        };
+        let write = |e: WriteError| match &e {
+            WriteError::Storage(s) => {
+                named(s).inspect(|h| assert!(e.to_string().contains(&h.to_string())))
+            }
+            other => panic!("expected a storage error, got {other:?}"),
+        };
+        let merge = |store: &Store| {
+            store.merge(
+                dev,
+                &r("main"),
+                Some(main),
+                &MergeOptions::default(),
+                &ConflictResolver,
+                &ctx(),
+            )
+        };
+        // A content value: the altered bytes still decode (its last byte is a schema
+        // field), so only the hash tells.
+        let a = fx.store.content_ref_at(dev, &key("ns.a")).unwrap().unwrap();
+        let h = a.hash.0;
+        let err = over(h).get_contents(dev, &[key("ns.a")]).unwrap_err();
+        assert_eq!(read(err), Some(h));
+        assert_eq!(
+            over(h).get_contents(base, &[key("ns.a")]).unwrap()[0]
+                .as_ref()
+                .unwrap()
+                .1,
+            old_a
+        );
+        // A commit on the log's way.
+        let err = over(base).log(main, &LogFilter::default(), 10).unwrap_err();
+        assert_eq!(read(err), Some(base));
+        // An index node: the root of dev's key index, read by a listing, a diff and a merge.
+        let root = fx.store.commit_object(&dev).unwrap().key_index.unwrap();
+        let err = over(root).entries(dev, None, None, 10).unwrap_err();
+        assert_eq!(read(err), Some(root));
+        let err = over(root).diff(base, dev, None, None, 10).unwrap_err();
+        assert_eq!(read(err), Some(root));
+        let err = merge(&over(root)).unwrap_err();
+        assert!(!err.is_outcome_unknown());
+        assert_eq!(write(err), Some(root));
+        // The merge's source commit itself: damaged, not "not found".
+        assert_eq!(write(merge(&over(dev)).unwrap_err()), Some(dev));
+        // Nothing moved, and the honest store merges.
+        assert_eq!(fx.head("main"), main);
+        assert_eq!(merge(&fx.store).unwrap().kind, MergeKind::Merged);
+    }
 }
 
-/// Wraps a backend and fails chosen writes, for the outcome cases.
+/// Wraps a backend and fails chosen writes (the outcome cases) or alters one object's
+/// bytes (the integrity case).
 #[derive(Debug)]
 struct Faulty {
     inner: Arc<dyn Backend>,
@@ -1890,6 +1998,8 @@ struct Faulty {
     fail_cas: bool,
     /// Every compare-and-swap finds the ref moved (by a writer that is always faster).
     always_moved: bool,
+    /// This object reads back with its last byte altered (bit rot, a bad copy).
+    damaged: Option<Hash>,
 }
 
 impl Backend for Faulty {
@@ -1900,7 +2010,17 @@ impl Backend for Faulty {
         self.inner.put_objects(objects)
     }
     fn get_object(&self, hash: &Hash) -> BackendResult<Option<Bytes>> {
-        self.inner.get_object(hash)
+        let bytes = self.inner.get_object(hash)?;
+        if self.damaged != Some(*hash) {
+            return Ok(bytes);
+        }
+        Ok(bytes.map(|b| {
+            let mut altered = b.to_vec();
+            if let Some(last) = altered.last_mut() {
+                *last ^= 1;
+            }
+            Bytes::from(altered)
+        }))
     }
     fn scan_objects(&self, from: &Hash, limit: usize) -> BackendResult<Vec<Hash>> {
         self.inner.scan_objects(from, limit)
@@ -2008,6 +2128,7 @@ macro_rules! all_cases {
                 concurrent_commits_on_one_branch_all_land,
                 equal_maps_have_equal_roots_however_built,
                 outcomes_are_applied_rejected_or_unknown,
+                damaged_objects_are_refused_on_read,
             ]
         );
     };

@@ -113,12 +113,8 @@ fn decode_idempotency(bytes: &[u8]) -> Result<IdempotencyOutcome, ReadError> {
             previous,
         })
     };
-    parse(&mut r).map_err(|e| {
-        ReadError::Storage(StorageError::Corrupt {
-            hash: Hash::from_bytes([0; 32]),
-            reason: e.0.to_owned(),
-        })
-    })
+    // A meta record is not an object: no hash names it.
+    parse(&mut r).map_err(|e| ReadError::Storage(StorageError::corrupt(None, e.0.to_owned())))
 }
 
 pub(super) fn idempotency_write(
@@ -147,4 +143,57 @@ pub(super) fn idempotency_write(
         key: Bytes::from(key),
         value: Bytes::from(value),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idempotency_record_reads_back_what_the_move_wrote() {
+        let name = RefName::parse("main").unwrap();
+        let (old, new) = (Hash::of(b"old"), Hash::of(b"new"));
+        let record = Idempotency {
+            key: "k1".to_owned(),
+            value: b"response".to_vec(),
+        };
+        for (previous, head) in [(Some(old), Some(new)), (None, Some(new)), (Some(old), None)] {
+            let write = idempotency_write(&record, &name, previous, head).unwrap();
+            assert_eq!(&write.key[..], b"idempotency/k1");
+            assert_eq!(
+                decode_idempotency(&write.value).unwrap(),
+                IdempotencyOutcome {
+                    value: b"response".to_vec(),
+                    ref_name: "main".to_owned(),
+                    head,
+                    previous,
+                }
+            );
+        }
+        // A damaged record is corrupt, with no object to name.
+        let write = idempotency_write(&record, &name, None, None).unwrap();
+        let truncated = &write.value[..write.value.len() - 1];
+        assert!(matches!(
+            decode_idempotency(truncated),
+            Err(ReadError::Storage(StorageError::Corrupt { hash: None, .. }))
+        ));
+    }
+
+    #[test]
+    fn meta_keys_and_values_are_bounded() {
+        let key = vec![b'k'; META_KEY_BYTES_MAX];
+        assert!(check_meta(&key, Some(&vec![0; VALUE_BYTES_MAX])).is_ok());
+        assert!(check_meta(&[&key[..], b"k"].concat(), None).is_err());
+        assert!(check_meta(&key, Some(&vec![0; VALUE_BYTES_MAX + 1])).is_err());
+        // An idempotency value that would not fit is refused before the move.
+        let record = Idempotency {
+            key: "k".to_owned(),
+            value: vec![0; VALUE_BYTES_MAX],
+        };
+        let name = RefName::parse("main").unwrap();
+        assert!(matches!(
+            idempotency_write(&record, &name, None, None),
+            Err(WriteError::Invalid(m)) if m.contains("VALUE_BYTES_MAX")
+        ));
+    }
 }

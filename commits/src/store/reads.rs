@@ -2,6 +2,7 @@
 //! with its filters, the reflog, and the commit-graph walks (ancestry, merge bases).
 
 use super::*;
+use crate::change::{corrupt_key, decode_changes, decode_ref};
 
 impl Store {
     /// Resolves a ref spec to a commit.
@@ -359,34 +360,6 @@ fn walk_error(e: WalkError<ReadError>) -> ReadError {
     }
 }
 
-pub(crate) fn decode_ref(v: &[u8]) -> Result<ContentRef, ReadError> {
-    ContentRef::decode(v).map_err(|e| {
-        ReadError::Storage(StorageError::Corrupt {
-            hash: Hash::from_bytes([0; 32]),
-            reason: e.0.to_owned(),
-        })
-    })
-}
-
-fn corrupt_key(e: &crate::key::KeyError) -> ReadError {
-    ReadError::Storage(StorageError::Corrupt {
-        hash: Hash::from_bytes([0; 32]),
-        reason: format!("stored key: {e}"),
-    })
-}
-
-fn decode_changes(raw: Vec<tree::Change>) -> Result<Vec<KeyChange>, ReadError> {
-    raw.into_iter()
-        .map(|c| {
-            Ok(KeyChange {
-                key: ContentKey::from_stored(c.key).map_err(|e| corrupt_key(&e))?,
-                before: c.before.map(|v| decode_ref(&v)).transpose()?,
-                after: c.after.map(|v| decode_ref(&v)).transpose()?,
-            })
-        })
-        .collect()
-}
-
 /// The byte range of a listing: at or under `prefix`, strictly after `after`.
 fn range_of(prefix: Option<&ContentKey>, after: Option<&ContentKey>) -> (Vec<u8>, Option<Vec<u8>>) {
     let (mut lo, hi) = match prefix {
@@ -405,4 +378,33 @@ fn range_of(prefix: Option<&ContentKey>, after: Option<&ContentKey>) -> (Vec<u8>
         }
     }
     (lo, hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(path: &str) -> ContentKey {
+        ContentKey::new(path.split('.')).unwrap()
+    }
+
+    #[test]
+    fn a_listing_range_is_the_prefix_subtree_after_the_cursor() {
+        assert_eq!(range_of(None, None), (Vec::new(), None));
+        let (lo, hi) = key("sales").subtree_range();
+        assert_eq!(
+            range_of(Some(&key("sales")), None),
+            (lo.to_vec(), Some(hi.to_vec()))
+        );
+        // The cursor is excluded: the range starts at the smallest string past it.
+        let after = key("sales.t1");
+        let (from, to) = range_of(Some(&key("sales")), Some(&after));
+        assert_eq!(from, [after.as_bytes().as_ref(), b"\0"].concat());
+        assert_eq!(to, Some(hi.to_vec()));
+        // A cursor before the prefix does not widen the range.
+        assert_eq!(
+            range_of(Some(&key("sales")), Some(&key("a"))).0,
+            lo.to_vec()
+        );
+    }
 }
