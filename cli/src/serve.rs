@@ -255,6 +255,7 @@ mod tests {
             run_retention: 0,
             run_record_retention: 0,
             maintenance_interval: 60_000,
+            log_format: crate::logs::LogFormat::Text,
         };
         let (serving, ready) = std::sync::mpsc::channel();
         let server = {

@@ -555,7 +555,7 @@ impl Work {
                     (RUN_ID_PROPERTY.to_owned(), self.record.id.clone()),
                 ]),
                 timestamp_ms: self.catalog.now_ms(),
-                id: new_id(),
+                id: self.catalog.new_uuid(),
             },
         )
         .await
@@ -584,12 +584,6 @@ impl Work {
         .await?;
         Ok(produced.snapshot_id)
     }
-}
-
-/// A fresh UUIDv7: the one place an import makes an id (its data files' names and its
-/// snapshot's), so that an id source passed in replaces it in one line.
-fn new_id() -> uuid::Uuid {
-    uuid::Uuid::now_v7()
 }
 
 #[cfg(test)]

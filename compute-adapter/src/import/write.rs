@@ -23,9 +23,7 @@ use iceberg::spec::{DataFile, PartitionKey, Struct};
 
 use super::inspect::Inspected;
 use super::stats::data_file;
-use super::{
-    FileAction, FileFormat, FileOutcome, ImportError, ImportFile, Work, blocking, io, new_id,
-};
+use super::{FileAction, FileFormat, FileOutcome, ImportError, ImportFile, Work, blocking, io};
 use crate::limits::{
     CONVERT_BATCHES_AHEAD, CSV_INFER_ROWS, DATA_FILE_NAME_CHARS_MAX, IMPORT_BATCH_ROWS,
     PARTITION_FILES_MAX, PARTITION_FOLDER_CHARS_MAX, PARTITION_FOLDERS_MAX,
@@ -79,7 +77,8 @@ impl Work {
                         Some(k) => format!("{location}/data/{}", partition_folder(&k.to_path())),
                         None => format!("{location}/data"),
                     };
-                    let target = format!("{folder}/{}-{}.parquet", new_id(), sanitize(&name));
+                    let id = catalog.new_uuid();
+                    let target = format!("{folder}/{id}-{}.parquet", sanitize(&name));
                     let path = catalog.warehouse_path(&target)?;
                     if let Some(dir) = path.parent() {
                         std::fs::create_dir_all(dir)
