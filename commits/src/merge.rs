@@ -144,10 +144,28 @@ impl Store {
         resolver: &dyn Resolver,
         ctx: &WriteCtx,
     ) -> Result<MergeOutcome, WriteError> {
+        let span = tracing::debug_span!(
+            "merge",
+            r#ref = %target,
+            source = %source,
+            kind = tracing::field::Empty,
+            head = tracing::field::Empty,
+            durable_wait_ms = tracing::field::Empty,
+        );
+        let _in_merge = span.enter();
         let out = self.merge_unsettled(source, target, expected_head, options, resolver, ctx);
-        self.settled(target, out, |o| {
+        let out = self.settled(target, out, |o| {
             (o.dry_run || o.kind == MergeKind::NothingToMerge).then_some(o.target_head)
-        })
+        });
+        match &out {
+            Ok(o) => {
+                span.record("kind", tracing::field::debug(o.kind));
+                span.record("head", tracing::field::display(o.head));
+                tracing::debug!("merged");
+            }
+            Err(e) => tracing::debug!(error = %e, "merge refused"),
+        }
+        out
     }
 
     /// `merge` up to its answer, computed from the ref's pending head (`merge`

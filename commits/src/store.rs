@@ -394,7 +394,12 @@ impl Store {
     /// Waits until a pending move is durable; only then is it reported applied. If it
     /// never becomes durable (the store is poisoned), the outcome is unknown.
     pub(crate) fn acknowledge(&self, ticket: u64) -> Result<(), WriteError> {
-        self.backend.wait_durable(ticket).map_err(outcome_unknown)
+        let waited_from_ms = self.now_ms();
+        let out = self.backend.wait_durable(ticket).map_err(outcome_unknown);
+        // The enclosing commit's or merge's span says how long durability took (by the
+        // store's clock: the core reads no other).
+        tracing::Span::current().record("durable_wait_ms", self.now_ms() - waited_from_ms);
+        out
     }
 
     /// Nodes written by this store or read through it, for tests and benchmark reports.

@@ -99,13 +99,29 @@ impl Drop for Server {
 
 /// A plain HTTP/1.1 GET: status code and body.
 pub fn get(addr: &str, path: &str) -> (u16, String) {
+    request(addr, "GET", path, "")
+}
+
+/// A plain HTTP/1.1 POST of a JSON body: its answer's JSON body (a 2xx is expected).
+pub fn post(addr: &str, path: &str, body: &str) -> Value {
+    let (status, answer) = request(addr, "POST", path, body);
+    assert!(
+        (200..300).contains(&status),
+        "POST {path}: {status} {answer}"
+    );
+    serde_json::from_str(&answer).unwrap()
+}
+
+/// One plain HTTP/1.1 request: status code and body.
+fn request(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("the server accepts connections");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut response = String::new();

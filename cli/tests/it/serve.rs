@@ -107,7 +107,7 @@ fn requests_are_logged_as_structured_spans_with_their_error_ids() {
         Command::new(env!("CARGO_BIN_EXE_floe"))
             .args(["serve", "--addr", "127.0.0.1:0", "--log-format", "json"])
             .args(["--data-dir", dir.path().to_str().unwrap()])
-            .env("FLOE_LOG", "info,floe_rest=debug"),
+            .env("FLOE_LOG", "info,floe_rest=debug,floe_commits=debug"),
     );
     let (status, body) = server.get("/api/v1/refs/nope");
     assert_eq!(status, 404, "{body}");
@@ -115,6 +115,12 @@ fn requests_are_logged_as_structured_spans_with_their_error_ids() {
     let error_id = body["errorId"].as_str().unwrap().to_owned();
     assert_eq!(server.get("/iceberg/v1/main/namespaces/a").0, 404);
     assert_eq!(server.get("/health").0, 200);
+    let created = crate::harness::post(
+        &server.addr,
+        "/api/v1/trees/main/namespaces",
+        r#"{"namespace":["db"]}"#,
+    );
+    let head = created["head"].as_str().unwrap().to_owned();
     server.signal("TERM");
     let (code, logs) = server.wait_for_logs();
     assert_eq!(code, Some(0), "{logs}");
@@ -138,4 +144,16 @@ fn requests_are_logged_as_structured_spans_with_their_error_ids() {
     let iceberg = answered("/iceberg/v1/{prefix}/namespaces/{namespace}");
     assert_eq!(iceberg["span"]["error"], "NamespaceNotFound");
     assert_eq!(answered("/health")["span"]["status"], 200);
+    // The commit's own span, inside the request's: its ref, size, head and durable wait.
+    let commit = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "committed")
+        .unwrap_or_else(|| panic!("no commit line in {logs}"));
+    assert_eq!(commit["span"]["ref"], "main");
+    assert!(commit["span"]["ops"].as_u64().unwrap() >= 1);
+    assert_eq!(commit["span"]["head"], head.as_str());
+    assert_eq!(commit["span"]["created"], true);
+    assert!(commit["span"]["durable_wait_ms"].as_i64().unwrap() >= 0);
+    let request = &commit["spans"][0];
+    assert_eq!(request["route"], "/api/v1/trees/{ref}/namespaces");
 }

@@ -63,8 +63,28 @@ impl Store {
         meta: CommitMeta,
         ctx: &WriteCtx,
     ) -> Result<CommitOutcome, WriteError> {
+        // The commit's span: its ref and size now; its head, whether it created a commit,
+        // and how long it waited for durability (`acknowledge`) when it ends.
+        let span = tracing::debug_span!(
+            "commit",
+            r#ref = %branch,
+            ops = ops.len(),
+            head = tracing::field::Empty,
+            created = tracing::field::Empty,
+            durable_wait_ms = tracing::field::Empty,
+        );
+        let _in_commit = span.enter();
         let out = self.commit_unsettled(branch, expected_head, ops, meta, ctx);
-        self.settled(branch, out, |o| (!o.created).then_some(o.commit))
+        let out = self.settled(branch, out, |o| (!o.created).then_some(o.commit));
+        match &out {
+            Ok(o) => {
+                span.record("head", tracing::field::display(o.commit));
+                span.record("created", o.created);
+                tracing::debug!("committed");
+            }
+            Err(e) => tracing::debug!(error = %e, "commit refused"),
+        }
+        out
     }
 
     /// `commit` up to its answer, computed from the ref's pending head (`commit`

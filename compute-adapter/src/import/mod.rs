@@ -29,6 +29,7 @@ use floe_commits::{ContentKey, RefSpec};
 use iceberg::TableUpdate;
 use iceberg::spec::{DataFile, MAIN_BRANCH, Schema};
 use serde::Serialize;
+use tracing::Instrument;
 
 pub use crate::source::ImportFile;
 pub use write::{SyncHook, Synced};
@@ -347,9 +348,26 @@ impl Importer {
             force: request.force,
             answer: ImportOutcome::planned(&request, mode, schema_json, false),
         };
-        let landed = work.run(&files, &mut outcomes).await;
+        // The run's span: what its work (and the catalog and store under it) logs is
+        // logged under the run's id; its end says how it ended.
+        let span = tracing::info_span!(
+            "run",
+            id = %record.id,
+            kind = "import",
+            target = %record.target,
+            table = %request.table,
+            state = tracing::field::Empty,
+            commit = tracing::field::Empty,
+        );
+        let landed = work
+            .run(&files, &mut outcomes)
+            .instrument(span.clone())
+            .await;
         match landed {
             Ok((landed, snapshot_id)) => {
+                span.record("state", "succeeded");
+                span.record("commit", landed.commit.to_hex());
+                span.in_scope(|| tracing::info!("run landed"));
                 let run = self.catalog.run_record(&record.id).ok().flatten();
                 Ok(ImportOutcome {
                     run,
@@ -360,6 +378,10 @@ impl Importer {
                 })
             }
             Err(e) => {
+                span.record("state", "failed");
+                span.in_scope(
+                    || tracing::warn!(error = %e, "run failed; its branch stays, sealed"),
+                );
                 let catalog = self.catalog.clone();
                 let failed = record.clone();
                 let message = e.to_string();
