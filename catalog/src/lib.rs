@@ -147,7 +147,8 @@ impl Catalog {
         self.store.now_ms()
     }
 
-    /// Refuses the action unless the policy allows it. Every entry point calls this first.
+    /// Refuses the action unless the policy allows it. Every entry point that reads or writes
+    /// content at a ref calls this first (ARCHITECTURE.md names the exceptions left).
     pub fn authorize(
         &self,
         principal: &Principal,

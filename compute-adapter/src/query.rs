@@ -256,10 +256,12 @@ impl QueryEngine {
         let catalog = self.catalog.clone();
         let who = principal.clone();
         let spec = request.spec.clone();
-        let at = tokio::task::spawn_blocking(move || catalog.resolve(&who, &spec))
-            .await
-            .map_err(|e| QueryError::Engine(e.to_string()))??
-            .hash;
+        let span = tracing::Span::current();
+        let at =
+            tokio::task::spawn_blocking(move || span.in_scope(|| catalog.resolve(&who, &spec)))
+                .await
+                .map_err(|e| QueryError::Engine(e.to_string()))??
+                .hash;
         let log = ScanLog::default();
         let functions = state.table_functions().clone();
         for reference in references {
@@ -278,8 +280,9 @@ impl QueryEngine {
             let who = principal.clone();
             let spec = request.spec.clone();
             let lookup = key.clone();
+            let span = tracing::Span::current();
             let loaded = tokio::task::spawn_blocking(move || {
-                catalog.load_table_at(&who, &spec, at, &lookup)
+                span.in_scope(|| catalog.load_table_at(&who, &spec, at, &lookup))
             })
             .await
             .map_err(|e| QueryError::Engine(e.to_string()))?;

@@ -526,10 +526,25 @@ impl ApiError {
             }) => (kind, body),
             _ => {
                 let body: ErrorBody = serde_json::from_str(text).ok()?;
-                let kind = ErrorKind::ALL.into_iter().find(|k| {
-                    let row = k.row();
-                    row.floe == body.kind || row.iceberg == body.kind
-                })?;
+                // The type and status of a final answer (a retryable one is never kept):
+                // a floe type names one row; an Iceberg name, with its status, the
+                // first of the rows that answer alike.
+                let kind = ErrorKind::ALL
+                    .into_iter()
+                    .find(|k| {
+                        let row = k.row();
+                        row.retry_after_s.is_none()
+                            && row.status.as_u16() == body.status
+                            && row.floe == body.kind
+                    })
+                    .or_else(|| {
+                        ErrorKind::ALL.into_iter().find(|k| {
+                            let row = k.row();
+                            row.retry_after_s.is_none()
+                                && row.status.as_u16() == body.status
+                                && row.iceberg == body.kind
+                        })
+                    })?;
                 (kind, body)
             }
         };
@@ -731,3 +746,45 @@ fn write_error(e: WriteError, message: &str) -> ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recorded rejection comes back as the same error (kind, message, id, details), so a
+    /// retry is answered alike on either API; records from before the kind was kept are
+    /// read by their type and status; anything else is not an answer.
+    #[test]
+    fn recorded_rejections_come_back_as_the_same_error() {
+        let first = ApiError::new(ErrorKind::TableNotFound, "table db.t does not exist");
+        let again = ApiError::from_recorded(&first.recorded()).unwrap();
+        assert_eq!(again.kind(), ErrorKind::TableNotFound);
+        assert_eq!(again.body(), first.body());
+        let legacy = |kind: &str, status: u16| {
+            let body = serde_json::json!({
+                "type": kind, "message": "m", "errorId": "e", "status": status,
+            });
+            ApiError::from_recorded(&body.to_string()).map(|e| e.kind())
+        };
+        assert_eq!(
+            legacy("BadRequestException", 400),
+            Some(ErrorKind::BadRequest)
+        );
+        assert_eq!(
+            legacy("CommitFailedException", 409),
+            Some(ErrorKind::CommitFailed)
+        );
+        assert_eq!(legacy("TableNotFound", 404), Some(ErrorKind::TableNotFound));
+        assert_eq!(
+            legacy("TableNotFound", 400),
+            Some(ErrorKind::QueryTableNotFound)
+        );
+        assert_eq!(
+            legacy("Contention", 409),
+            None,
+            "a retryable answer is never kept"
+        );
+        assert_eq!(legacy("NoSuchKind", 400), None);
+        assert!(ApiError::from_recorded("{").is_none());
+    }
+}

@@ -1,8 +1,8 @@
 //! The path every handler's store call takes: it runs on a blocking thread (the store waits
 //! for fdatasync), under the request's `Principal`, and — for writes — under the request's
 //! `Idempotency-Key` (DESIGN §3): a key is a UUIDv7; a duplicate still in flight gets 409
-//! with `Retry-After` (503 on `/iceberg`, whose error layer says "state unknown" to Iceberg
-//! clients); the same key with another request gets 422; an applied outcome is recorded
+//! with `Retry-After` (503 on `/iceberg`: "state unknown" to Iceberg clients, see the error
+//! table); the same key with another request gets 422; an applied outcome is recorded
 //! atomically with the ref move and a retry gets it rebuilt; a deterministic rejection is
 //! recorded and a retry gets the same status and body; a retryable rejection (contention)
 //! and a 5xx (outcome unknown) are never recorded.

@@ -161,8 +161,15 @@ impl Running {
 
     /// A server started with extra `floe serve` flags.
     pub fn start_args(extra: &[&str]) -> Running {
+        Running::start_with_env(extra, &[])
+    }
+
+    /// A server started with extra `floe serve` flags and environment variables.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Running {
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start_with(&mut serve_command(dir.path(), extra));
+        let mut command = serve_command(dir.path(), extra);
+        command.envs(env.iter().copied());
+        let server = Server::start_with(&mut command);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))

@@ -157,3 +157,55 @@ fn requests_are_logged_as_structured_spans_with_their_error_ids() {
     let request = &commit["spans"][0];
     assert_eq!(request["route"], "/api/v1/trees/{ref}/namespaces");
 }
+
+/// A run logs one span (its id, kind, target, table, how it ended and its landing commit),
+/// and the commits of its work are logged inside it.
+#[test]
+fn a_run_logs_its_span_around_the_commits_of_its_work() {
+    let run = crate::harness::Running::start_with_env(
+        &["--log-format", "json"],
+        &[("FLOE_LOG", "info,floe_commits=debug")],
+    );
+    run.namespace("main", "db");
+    let csv = b"id,name\n1,a\n2,b\n";
+    let imported = run.import(
+        &serde_json::json!({ "table": "db.t" }),
+        &[("a.csv", csv)],
+        None,
+    );
+    assert_eq!(imported.status, 201, "{:?}", imported.body);
+    let id = imported.body["run"]["id"].as_str().unwrap().to_owned();
+    let landing = imported.body["commit"].as_str().unwrap().to_owned();
+    run.server.signal("TERM");
+    let (code, logs) = run.server.wait_for_logs();
+    assert_eq!(code, Some(0), "{logs}");
+    let events: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let landed = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "run landed")
+        .unwrap_or_else(|| panic!("no run line in {logs}"));
+    assert_eq!(landed["span"]["id"], id.as_str());
+    assert_eq!(landed["span"]["kind"], "import");
+    assert_eq!(landed["span"]["target"], "main");
+    assert_eq!(landed["span"]["table"], "db.t");
+    assert_eq!(landed["span"]["state"], "succeeded");
+    assert_eq!(landed["span"]["commit"], landing.as_str());
+    let in_run = events
+        .iter()
+        .filter(|e| e["fields"]["message"] == "committed")
+        .filter(|e| {
+            e["spans"].as_array().is_some_and(|spans| {
+                spans
+                    .iter()
+                    .any(|s| s["name"] == "run" && s["id"] == id.as_str())
+            })
+        })
+        .count();
+    assert!(
+        in_run >= 2,
+        "the run's commits (create, append) are in its span: {logs}"
+    );
+}

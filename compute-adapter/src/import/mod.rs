@@ -407,7 +407,9 @@ impl Importer {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ImportError> + Send + 'static,
 ) -> Result<T, ImportError> {
-    tokio::task::spawn_blocking(f)
+    // The caller's span (a run's, a request's) follows the work onto the blocking thread.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| ImportError::Io(format!("an import task failed: {e}")))?
 }
