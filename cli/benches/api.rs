@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use support::cpu::{OtherLoad, cpu_time};
 use support::loadgen::Serial;
+use support::server::{Server, Trivial};
 use support::wrk::{self, Load, Run};
-use support::{Client, Cpu, Row, Scale, Server, Trivial, encode, ratio, us};
+use support::{Client, Cpu, Row, Scale, encode, ratio, us};
 
 /// The body of a branch create, in two halves around the unique name.
 const CREATE_FROM_MAIN: (&str, &str) = (r#"{"name":""#, r#"","from":"main"}"#);
@@ -52,7 +53,10 @@ fn main() {
         if s.0 == 1 {
             "full scale".to_owned()
         } else {
-            format!("counts and durations divided by {} (NOT for the record)", s.0)
+            format!(
+                "counts and durations divided by {} (NOT for the record)",
+                s.0
+            )
         }
     );
     println!("==== {title} ====");
@@ -79,7 +83,9 @@ fn main() {
     push(
         &mut rows,
         Row::new(
-            format!("fixture: {history} real commits on one branch (`Store::commit`, bulk-mode sled)"),
+            format!(
+                "fixture: {history} real commits on one branch (`Store::commit`, bulk-mode sled)"
+            ),
             format!(
                 "{:.1?} = {:.0} commits/s",
                 built.history,
@@ -253,7 +259,11 @@ fn reads(b: &Bench) -> Row {
         format!("{} ({:.0} req/s)", us(four.p95), four.rate()),
     )
     .baseline(
-        format!("1 connection: p95 {} ({:.0} req/s)", us(one.p95), one.rate()),
+        format!(
+            "1 connection: p95 {} ({:.0} req/s)",
+            us(one.p95),
+            one.rate()
+        ),
         ratio(four.p95, one.p95),
     )
     .cpu(four.cpu())
@@ -302,7 +312,9 @@ fn log_page(b: &Bench, history: u64) -> Row {
     let m0 = b.c.route_time("/api/v1/trees/{ref}/log", "GET");
     let run = wrk::run(b.load(path, 1, secs));
     run.expect_body("a page of log", body.len());
-    let server = b.c.route_time("/api/v1/trees/{ref}/log", "GET").mean_since(&m0);
+    let server =
+        b.c.route_time("/api/v1/trees/{ref}/log", "GET")
+            .mean_since(&m0);
     Row::new(
         format!("5. `GET {path}`, {history} commits of history, 1 connection: p50"),
         format!("{} (p99 {})", us(run.p50), us(run.p99)),
@@ -328,7 +340,10 @@ fn namespace_commits(b: &Bench, inproc: &inprocess::InProcess) -> Row {
         format!("{} (p99 {})", us(run.p50), us(run.p99)),
     )
     .baseline(
-        format!("in-process commit p50 {} (a fresh store)", us(inproc.commit.p50())),
+        format!(
+            "in-process commit p50 {} (a fresh store)",
+            us(inproc.commit.p50())
+        ),
         ratio(run.p50, inproc.commit.p50()),
     )
     .cpu(run.cpu())
@@ -342,7 +357,8 @@ fn many_clients(b: &Bench) -> (Vec<Row>, u64) {
     let connections = 64;
     let (pre, post) = CREATE_FROM_MAIN;
     let trivial_server = Trivial::start();
-    let trivial = wrk::run(Load::get(&trivial_server.base, "/x", connections, secs).post(pre, post));
+    let trivial =
+        wrk::run(Load::get(&trivial_server.base, "/x", connections, secs).post(pre, post));
     drop(trivial_server);
     let m0 = b.c.route_time("/api/v1/refs", "POST");
     let floe: Run = wrk::run(b.load("/api/v1/refs", connections, secs).post(pre, post));
@@ -387,7 +403,10 @@ fn list_refs(b: &Bench, made: u64) -> Row {
         let start = Instant::now();
         let (count, pages) = list_all(&mut g);
         let wall = start.elapsed();
-        assert!(count >= made, "the listing shows {count} refs, {made} were made");
+        assert!(
+            count >= made,
+            "the listing shows {count} refs, {made} were made"
+        );
         runs.push((wall, pages, count));
         cpu = Some(Cpu {
             generator_name: "async generator".into(),

@@ -38,7 +38,8 @@ use std::time::Instant;
 use floe_catalog::Warehouse;
 use support::cpu::{OtherLoad, ServerThreads};
 use support::loadgen::Serial;
-use support::{Client, Row, Scale, Server, Trivial, wrk};
+use support::server::{Server, Trivial};
+use support::{Client, Row, Scale, wrk};
 use table::{PREFIX, Table};
 
 /// The route of loadTable and of a table commit, as floe's `/metrics` names it.
@@ -76,7 +77,10 @@ fn main() {
         if s.0 == 1 {
             "full scale".to_owned()
         } else {
-            format!("counts and durations divided by {} (NOT for the record)", s.0)
+            format!(
+                "counts and durations divided by {} (NOT for the record)",
+                s.0
+            )
         }
     );
     println!("==== {title} ====");

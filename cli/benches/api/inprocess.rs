@@ -18,7 +18,6 @@ use floe_commits::{
 use crate::support::Samples;
 use crate::support::cpu::cpu_time;
 
-
 fn table(id: u128, version: u64) -> Content {
     Content {
         id: ContentId::from_u128(id),

@@ -298,4 +298,3 @@ pub fn big_tables(b: &mut Bench) -> (Table, Table, Vec<Row>) {
     ));
     (mid, big, rows)
 }
-

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use crate::Bench;
-use crate::support::wrk::{self, Load, Run, Series};
 use crate::support::server::TINY_BODY;
+use crate::support::wrk::{self, Load, Run, Series};
 use crate::support::{Row, ratio, us};
 use crate::table::Table;
 
@@ -59,7 +59,13 @@ pub fn many_connections(b: &Bench, t: &Table) -> Vec<Row> {
             b.floe("/health", c, secs),
         ],
         sizes(
-            ["loadTable", "trivial (same bytes)", "trivial (tiny)", "config", "health"],
+            [
+                "loadTable",
+                "trivial (same bytes)",
+                "trivial (tiny)",
+                "config",
+                "health",
+            ],
             [
                 body.len(),
                 body.len(),
@@ -153,14 +159,22 @@ pub fn one_connection(b: &Bench, t: &Table) -> Vec<Row> {
         ),
     );
     let server = b.c.route_time(crate::TABLE_ROUTE, "GET").mean_since(&m0);
-    let (r_same, r_tiny) = (ratio(floe.p50(), same_r.p50()), ratio(floe.p50(), tiny.p50()));
-    let cmd = format!("wrk -t1 -c1 -d{secs}s, {ROUNDS_ONE} rounds alternating; median of the rounds' p50");
+    let (r_same, r_tiny) = (
+        ratio(floe.p50(), same_r.p50()),
+        ratio(floe.p50(), tiny.p50()),
+    );
+    let cmd = format!(
+        "wrk -t1 -c1 -d{secs}s, {ROUNDS_ONE} rounds alternating; median of the rounds' p50"
+    );
     vec![
         Row::new(
             "1c. loadTable p50, 1 connection, vs the trivial handler answering the same bytes",
             format!("{} (p99 {})", us(floe.p50()), us(floe.p99())),
         )
-        .baseline(format!("{} (p99 {})", us(same_r.p50()), us(same_r.p99())), r_same)
+        .baseline(
+            format!("{} (p99 {})", us(same_r.p50()), us(same_r.p99())),
+            r_same,
+        )
         .budget("<= 2.5x", r_same <= 2.5)
         .cpu(floe.cpu())
         .cpu(same_r.cpu())
@@ -192,7 +206,10 @@ pub fn small_moment(b: &Bench, t: &Table, body: &str, same: &str) -> Moment {
     let [floe, same_r] = wrk::rounds(
         ROUNDS_ONE,
         [b.floe(&path, 1, secs), b.trivial(same, 1, secs)],
-        sizes(["loadTable", "trivial (same bytes)"], [body.len(), body.len()]),
+        sizes(
+            ["loadTable", "trivial (same bytes)"],
+            [body.len(), body.len()],
+        ),
     );
     let (writes, _) = crate::writes_and_conflicts(&b.c);
     Moment {
@@ -245,7 +262,13 @@ pub fn by_size(b: &Bench, tables: [&Table; 3]) -> Row {
             b.trivial(&statics[2], 1, secs),
         ],
         sizes(
-            ["small", "s1000", "s10000", "trivial s1000", "trivial s10000"],
+            [
+                "small",
+                "s1000",
+                "s10000",
+                "trivial s1000",
+                "trivial s10000",
+            ],
             [
                 bodies[0].len(),
                 bodies[1].len(),
@@ -304,7 +327,7 @@ pub fn by_size(b: &Bench, tables: [&Table; 3]) -> Row {
 pub fn against_fresh(
     b: &Bench,
     t: &Table,
-    twin: &crate::support::Server,
+    twin: &crate::support::server::Server,
     twin_t: &Table,
     name: &str,
     budget: bool,
@@ -323,7 +346,10 @@ pub fn against_fresh(
             b.floe(&path, 1, secs),
             Load::get(&twin.base, &twin_path, 1, secs).server(twin.pid()),
         ],
-        sizes(["this catalog", "fresh catalog"], [body.len(), twin_body.len()]),
+        sizes(
+            ["this catalog", "fresh catalog"],
+            [body.len(), twin_body.len()],
+        ),
     );
     let (s_big, s_fresh) = (
         b.c.route_time(crate::TABLE_ROUTE, "GET").mean_since(&m),

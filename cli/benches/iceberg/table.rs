@@ -150,8 +150,18 @@ impl Table {
             let m = &v["metadata"];
             let snapshots = m["snapshots"].as_array().map(Vec::len);
             assert_eq!(snapshots, Some(id as usize), "{}", head(text));
-            assert_eq!(m["last-sequence-number"].as_i64(), Some(id), "{}", head(text));
-            assert_eq!(m["current-snapshot-id"].as_i64(), Some(id), "{}", head(text));
+            assert_eq!(
+                m["last-sequence-number"].as_i64(),
+                Some(id),
+                "{}",
+                head(text)
+            );
+            assert_eq!(
+                m["current-snapshot-id"].as_i64(),
+                Some(id),
+                "{}",
+                head(text)
+            );
         }
         self.snapshots = id;
         self.metadata_location = location;

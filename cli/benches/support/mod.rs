@@ -17,7 +17,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub use report::{Cpu, Row};
-pub use server::{Server, Trivial};
 
 /// What a bench divides its counts and durations by: `FLOE_BENCH_SCALE`, else 1 under
 /// `cargo bench` (which passes `--bench`) and 100 under `cargo test --benches` (which
@@ -147,7 +146,11 @@ pub fn machine_notes(dir: &Path) -> String {
             .take(3)
             .collect::<Vec<_>>()
             .join(" "),
-        if rustc.is_empty() { "0".to_owned() } else { rustc }
+        if rustc.is_empty() {
+            "0".to_owned()
+        } else {
+            rustc
+        }
     );
     println!("{notes}");
     notes

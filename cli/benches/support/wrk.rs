@@ -54,8 +54,8 @@ pub fn ensure() -> String {
 
 fn version() -> Option<String> {
     let out = Command::new("wrk").arg("-v").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let line = text.lines().find(|l| l.starts_with("wrk"))?;
     Some(line.split(" Copyright").next().unwrap_or(line).to_owned())
 }
@@ -202,8 +202,20 @@ pub fn run(load: Load<'_>) -> Run {
         .lines()
         .find_map(|l| l.strip_prefix("FLOE_WRK_STAT "))
         .unwrap_or_default();
-    let [requests, duration_us, bytes, connect, read, write, status, timeout, p50, p95, p99, max] =
-        v[..]
+    let [
+        requests,
+        duration_us,
+        bytes,
+        connect,
+        read,
+        write,
+        status,
+        timeout,
+        p50,
+        p95,
+        p99,
+        max,
+    ] = v[..]
     else {
         panic!("{what}: a malformed summary {line:?}")
     };
