@@ -252,7 +252,7 @@ fn reads(b: &Bench) -> Row {
     let one = wrk::run(b.load("/api/v1/refs/main", 1, secs));
     let four = wrk::run(b.load("/api/v1/refs/main", 4, secs));
     for r in [&one, &four] {
-        r.expect_body("GET /api/v1/refs/main", body.len());
+        r.expect_body("GET /api/v1/refs/main", body.len(), 4);
     }
     Row::new(
         "no write, same shape: `GET /api/v1/refs/main`, 4 connections: p95",
@@ -311,7 +311,7 @@ fn log_page(b: &Bench, history: u64) -> Row {
     let secs = b.s.secs(3);
     let m0 = b.c.route_time("/api/v1/trees/{ref}/log", "GET");
     let run = wrk::run(b.load(path, 1, secs));
-    run.expect_body("a page of log", body.len());
+    run.expect_body("a page of log", body.len(), 1);
     let server =
         b.c.route_time("/api/v1/trees/{ref}/log", "GET")
             .mean_since(&m0);

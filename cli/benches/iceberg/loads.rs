@@ -29,10 +29,14 @@ impl Bench {
     }
 }
 
-/// Every run of load `i` answered `sizes[i]` bytes of body.
-fn sizes<const N: usize>(what: [&str; N], sizes: [usize; N]) -> impl Fn(usize, &Run) {
+/// Every run of load `i` (on `connections`) answered `sizes[i]` bytes of body.
+fn sizes<const N: usize>(
+    what: [&str; N],
+    sizes: [usize; N],
+    connections: usize,
+) -> impl Fn(usize, &Run) {
     move |i, r| {
-        r.expect_body(what[i], sizes[i]);
+        r.expect_body(what[i], sizes[i], connections);
     }
 }
 
@@ -73,6 +77,7 @@ pub fn many_connections(b: &Bench, t: &Table) -> Vec<Row> {
                 config.len(),
                 health.len(),
             ],
+            c,
         ),
     );
     let bytes = t.metadata_bytes();
@@ -156,6 +161,7 @@ pub fn one_connection(b: &Bench, t: &Table) -> Vec<Row> {
         sizes(
             ["loadTable", "trivial (same bytes)", "trivial (tiny)"],
             [body.len(), body.len(), TINY_BODY.len()],
+            1,
         ),
     );
     let server = b.c.route_time(crate::TABLE_ROUTE, "GET").mean_since(&m0);
@@ -209,6 +215,7 @@ pub fn small_moment(b: &Bench, t: &Table, body: &str, same: &str) -> Moment {
         sizes(
             ["loadTable", "trivial (same bytes)"],
             [body.len(), body.len()],
+            1,
         ),
     );
     let (writes, _) = crate::writes_and_conflicts(&b.c);
@@ -276,6 +283,7 @@ pub fn by_size(b: &Bench, tables: [&Table; 3]) -> Row {
                 bodies[1].len(),
                 bodies[2].len(),
             ],
+            1,
         ),
     );
     let bytes = tables.map(Table::metadata_bytes);
@@ -349,6 +357,7 @@ pub fn against_fresh(
         sizes(
             ["this catalog", "fresh catalog"],
             [body.len(), twin_body.len()],
+            1,
         ),
     );
     let (s_big, s_fresh) = (
