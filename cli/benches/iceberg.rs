@@ -10,7 +10,7 @@
 //! commit over HTTP; the durable steps alone in this process; the same table in a fresh
 //! catalog (a second `floe serve`).
 //!
-//! `cargo bench -p floe --bench iceberg` runs at full scale (about 7 minutes after the
+//! `cargo bench -p floe --bench iceberg` runs at full scale (about 6 minutes after the
 //! build, ~17 GB of metadata files written and removed). `FLOE_BENCH_SCALE=10` divides
 //! every count and wrk duration by 10 (wrk runs at least 1 s; not for the record);
 //! `cargo test --benches` runs at 1/100. `FLOE_BENCH_DIR` chooses where the data folders
