@@ -26,7 +26,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Report, Samples, Server, machine_notes, ratio, us};
+use std::cell::Cell;
+
+use support::cpu::{cpu_time, thread_cpu};
+use support::server::Server;
+use support::{Cpu, Row, Samples, machine_notes, ratio, us};
 
 const FILES: u64 = 10;
 const ROWS: u64 = 1_000_000;
@@ -82,7 +86,7 @@ fn main() {
         .iter()
         .map(|f| std::fs::metadata(f).unwrap().len())
         .sum();
-    let mut report = Report::default();
+    let mut figures: Vec<Row> = Vec::new();
 
     let server = Server::start(
         &root.path().join("data"),
@@ -154,16 +158,16 @@ fn main() {
         us(cp),
         rate(cp)
     );
-    report.row(
-        "Parquet import without conversion, rate vs cp + fsync",
-        ">= 50%",
-        &format!(
-            "{:.0}% ({:.0} vs {:.0} MiB/s)",
-            100.0 * ratio(cp, import),
-            rate(import),
-            rate(cp)
-        ),
-        ratio(cp, import) >= 0.5,
+    figures.push(
+        Row::new(
+            "Parquet import without conversion (`floe import`, server-side files): rate",
+            format!("{:.0} MiB/s ({})", rate(import), us(import)),
+        )
+        .baseline(
+            format!("cp + fsync of the same files: {:.0} MiB/s", rate(cp)),
+            ratio(cp, import),
+        )
+        .budget(">= 0.50x", ratio(cp, import) >= 0.5),
     );
 
     python_step(
@@ -178,7 +182,16 @@ fn main() {
     );
 
     // ---- floe's side --------------------------------------------------------------------
+    // The generator is one `ureq` request at a time: its CPU (this thread's, in the
+    // request) is counted beside floe serve's, so that each row shows who did the work.
+    let (gen_cpu, server_cpu, requests) = (
+        Cell::new(Duration::ZERO),
+        Cell::new(Duration::ZERO),
+        Cell::new(0u64),
+    );
+    let pid = server.pid();
     let floe = |sql: &str| -> (Duration, Duration, Vec<u8>, ureq::http::HeaderMap) {
+        let (cpu0, server0) = (thread_cpu(), cpu_time(pid));
         let started = Instant::now();
         let mut r = agent
             .post(format!("{}/api/v1/query", server.base))
@@ -196,15 +209,31 @@ fn main() {
             .reader()
             .read_to_end(&mut body)
             .unwrap();
+        let total = started.elapsed();
+        gen_cpu.set(gen_cpu.get() + (thread_cpu() - cpu0));
+        server_cpu.set(server_cpu.get() + cpu_time(pid).saturating_sub(server0));
+        requests.set(requests.get() + 1);
         assert_eq!(status, 200, "{sql}: {}", String::from_utf8_lossy(&body));
-        (first, started.elapsed(), body, headers)
+        (first, total, body, headers)
+    };
+    let wall = Cell::new(Duration::ZERO);
+    // The CPU of the queries since the last call.
+    let take_cpu = || Cpu {
+        generator_name: "ureq (1 request at a time)".into(),
+        generator: gen_cpu.replace(Duration::ZERO),
+        server_name: "floe serve".into(),
+        server: server_cpu.replace(Duration::ZERO),
+        requests: requests.replace(0),
+        wall: wall.replace(Duration::ZERO),
     };
     let timed = |sql: &str| -> (Samples, Samples, Vec<u8>, ureq::http::HeaderMap) {
-        let (_, _, body, headers) = floe(sql);
+        let (_, warm, body, headers) = floe(sql);
+        wall.set(wall.get() + warm);
         let mut firsts = Vec::new();
         let mut totals = Vec::new();
         for _ in 0..REPEATS {
             let (first, total, again, _) = floe(sql);
+            wall.set(wall.get() + total);
             // A LIMIT without ORDER BY may take its rows from any file; others must agree.
             if sql.contains("ORDER BY") || !sql.contains("LIMIT") {
                 assert_eq!(again, body, "{sql}: the same answer each time");
@@ -217,12 +246,17 @@ fn main() {
         }
         (Samples::new(firsts), Samples::new(totals), body, headers)
     };
+    take_cpu();
     let (_, agg, agg_body, _) = timed(AGG);
+    let agg_cpu = take_cpu();
     let (_, sum, sum_body, _) = timed(SUM);
     let (_, read, _, _) = timed(READ);
     let (_, plan, _, _) = timed(&format!("EXPLAIN {AGG}"));
+    take_cpu();
     let (_, filter, filter_body, filter_headers) = timed(FILTER);
+    let filter_cpu = take_cpu();
     let (limit_first, limit_total, _, _) = timed(LIMIT);
+    let limit_cpu = take_cpu();
     let files_of = |h: &ureq::http::HeaderMap, k: &str| -> u64 {
         h.get(k).unwrap().to_str().unwrap().parse().unwrap()
     };
@@ -310,44 +344,72 @@ fn main() {
         us(limit_total.p50()),
         us(d(4))
     );
-    report.row(
-        "full scan with an aggregate over 10M rows, vs DuckDB (stretch)",
-        "<= 1.5x",
-        &format!(
-            "{:.2}x (group by: {} vs {}; plan {}, read {}, aggregate {}); sum: {:.2}x",
-            ratio(agg.p50(), d(0)),
-            us(agg.p50()),
-            us(d(0)),
-            us(plan.p50()),
+    let r_agg = ratio(agg.p50(), d(0));
+    figures.push(
+        Row::new(
+            format!(
+                "full scan + group by over {} rows (`POST /api/v1/query`), floe vs DuckDB (stretch)",
+                FILES * rows
+            ),
+            format!(
+                "{} (plan {}, read {}, aggregate {})",
+                us(agg.p50()),
+                us(plan.p50()),
+                us(read.p50()),
+                us(agg.p50().saturating_sub(read.p50()))
+            ),
+        )
+        .baseline(format!("DuckDB {}", us(d(0))), r_agg)
+        .budget("<= 1.5x", r_agg <= 1.5)
+        .cpu(agg_cpu)
+        .note(format!(
+            "median of {REPEATS} after a warm-up; sum: {} vs {} = {:.2}x; read alone (max(v)): {} vs {}",
+            us(sum.p50()),
+            us(d(1)),
+            ratio(sum.p50(), d(1)),
             us(read.p50()),
-            us(agg.p50().saturating_sub(read.p50())),
-            ratio(sum.p50(), d(1))
-        ),
-        ratio(agg.p50(), d(0)) <= 1.5,
+            us(d(2))
+        )),
     );
     let duck_files = duck[3]["files"].as_u64().unwrap();
-    report.row(
-        "selective filter on a partitioned table: files read vs DuckDB",
-        "<= DuckDB's",
-        &format!("floe {floe_files}, DuckDB {duck_files} (of {total_files})"),
-        floe_files <= duck_files,
+    figures.push(
+        Row::new(
+            "selective filter on a partitioned table: files read",
+            format!("floe {floe_files} of {total_files} ({})", us(filter.p50())),
+        )
+        .baseline(
+            format!("DuckDB {duck_files} ({})", us(d(3))),
+            floe_files as f64 / duck_files.max(1) as f64,
+        )
+        .budget("<= DuckDB's", floe_files <= duck_files)
+        .cpu(filter_cpu),
     );
-    report.row(
-        "time to the first row of LIMIT 10",
-        "<= 50 ms",
-        &format!(
-            "p50 {}, max {}",
-            us(limit_first.p50()),
-            us(limit_first.pct(1.0))
-        ),
-        limit_first.pct(1.0) <= Duration::from_millis(50),
+    figures.push(
+        Row::new(
+            "time to the first row of LIMIT 10",
+            format!(
+                "p50 {}, max {}",
+                us(limit_first.p50()),
+                us(limit_first.pct(1.0))
+            ),
+        )
+        .budget(
+            "<= 50 ms",
+            limit_first.pct(1.0) <= Duration::from_millis(50),
+        )
+        .cpu(limit_cpu)
+        .note(format!(
+            "whole answer p50 {}; DuckDB {}",
+            us(limit_total.p50()),
+            us(d(4))
+        )),
     );
     let stderr = server.stop();
     assert!(
         !stderr.contains("error"),
         "the server logged errors:\n{stderr}"
     );
-    report.print(div);
+    support::report::print("floe queries and imports", &figures, div);
 }
 
 fn python_step(python: &Path, script: &str, args: &[&str]) {

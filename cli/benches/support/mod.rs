@@ -1,17 +1,26 @@
-//! What the benches of `cli/benches/` share: a `floe serve` child process, samples with
-//! percentiles, and the table of targets each bench prints at the end.
+//! What the benches of `cli/benches/` share, once: the servers (`floe serve` on a free port,
+//! the trivial axum baseline), the load generators (wrk, and an async generator for
+//! sequences), CPU accounting, samples with percentiles, the figure rows and their one
+//! printer, and a setup client (`ureq`) for the requests that are not measured.
 
 #![allow(dead_code)] // each bench uses its own part of it
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Barrier;
-use std::sync::atomic::{AtomicU64, Ordering};
+pub mod cpu;
+pub mod loadgen;
+pub mod report;
+pub mod server;
+pub mod wrk;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// What a bench divides its counts by: `FLOE_BENCH_SCALE`, else 1 under `cargo bench`
-/// (which passes `--bench`) and 100 under `cargo test --benches` (which passes nothing).
+pub use report::{Cpu, Row};
+
+/// What a bench divides its counts and durations by: `FLOE_BENCH_SCALE`, else 1 under
+/// `cargo bench` (which passes `--bench`) and 100 under `cargo test --benches` (which
+/// passes nothing).
 pub fn scale_divisor() -> u64 {
     let bench = std::env::args().any(|a| a == "--bench");
     std::env::var("FLOE_BENCH_SCALE")
@@ -21,61 +30,30 @@ pub fn scale_divisor() -> u64 {
         .max(1)
 }
 
-/// A `floe serve` child process on a free port.
-pub struct Server {
-    pub child: Child,
-    pub base: String,
-    stderr: PathBuf,
-}
+/// Counts and durations at the bench's scale.
+#[derive(Clone, Copy)]
+pub struct Scale(pub u64);
 
-impl Server {
-    pub fn start(data_dir: &Path, stderr: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_floe"))
-            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(stderr).expect("a file for the server's stderr"))
-            .spawn()
-            .expect("floe serve starts");
-        // The first line says where it listens: "floe 0.1.0 listening on http://ADDR, data in ...".
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .expect("floe serve prints where it listens");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                panic!(
-                    "no address in floe serve's first line {line:?}; stderr: {}",
-                    std::fs::read_to_string(stderr).unwrap_or_default()
-                )
-            })
-            .trim()
-            .to_owned();
-        Server {
-            child,
-            base: format!("http://{addr}"),
-            stderr: stderr.to_owned(),
-        }
+impl Scale {
+    pub fn from_env() -> Scale {
+        Scale(scale_divisor())
     }
-
-    /// Kills the server and returns what it wrote to stderr.
-    pub fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    /// `full / divisor`, at least `min`.
+    pub fn n(self, full: u64, min: u64) -> u64 {
+        (full / self.0).max(min)
+    }
+    /// A wrk run's seconds: `full / divisor`, at least 1 (wrk counts whole seconds).
+    pub fn secs(self, full: u64) -> u64 {
+        (full / self.0).max(1)
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The folder a bench's stores are made in: `FLOE_BENCH_DIR`, else the temp folder.
+pub fn bench_root() -> tempfile::TempDir {
+    tempfile::tempdir_in(
+        std::env::var_os("FLOE_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()),
+    )
+    .expect("a folder for the stores")
 }
 
 /// Durations, sorted.
@@ -109,6 +87,13 @@ impl Samples {
     }
 }
 
+/// The median of some values.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    assert!(!v.is_empty(), "no values");
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 pub fn us(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;
     if us >= 10_000.0 {
@@ -122,45 +107,8 @@ pub fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
 }
 
-/// The table of figures, targets and verdicts a bench ends with.
-#[derive(Default)]
-pub struct Report {
-    rows: Vec<(String, String, String, Option<bool>)>,
-}
-
-impl Report {
-    pub fn row(&mut self, figure: &str, target: &str, measured: &str, met: bool) {
-        self.rows
-            .push((figure.into(), target.into(), measured.into(), Some(met)));
-    }
-    pub fn info(&mut self, figure: &str, measured: &str) {
-        self.rows
-            .push((figure.into(), "—".into(), measured.into(), None));
-    }
-    pub fn print(&self, div: u64) {
-        println!();
-        if div != 1 {
-            println!("(counts divided by {div}: NOT the figures of record)");
-        }
-        println!("| Figure | Target | Measured | Verdict |");
-        println!("|---|---|---|---|");
-        for (figure, target, measured, met) in &self.rows {
-            let verdict = match met {
-                Some(true) => "met",
-                Some(false) => "**missed**",
-                None => "—",
-            };
-            println!("| {figure} | {target} | {measured} | {verdict} |");
-        }
-        let targets = self.rows.iter().filter(|r| r.3.is_some()).count();
-        let met = self.rows.iter().filter(|r| r.3 == Some(true)).count();
-        println!("\n{met} of {targets} targets met.");
-        println!("==========================================");
-    }
-}
-
-/// The machine a bench ran on, for the record.
-pub fn machine_notes(dir: &Path) {
+/// The machine a bench ran on, and how loaded it was as the bench started, for the record.
+pub fn machine_notes(dir: &Path) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -181,17 +129,31 @@ pub fn machine_notes(dir: &Path) {
             .unwrap_or_default()
     };
     let dir_s = dir.to_string_lossy();
-    println!(
-        "machine: {} cores ({model}), {mem} RAM, kernel {}; data under {} ({}, device {})",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    let rustc = run("pgrep", &["-c", "-x", "rustc"]);
+    let notes = format!(
+        "machine: {} cores ({model}), {mem} RAM, kernel {}; data under {} ({}, device {}); load average {}; rustc processes running: {}",
+        cpu::cores(),
         run("uname", &["-r"]),
         dir.display(),
         run("findmnt", &["-n", "-o", "FSTYPE", "-T", &dir_s]),
         run("df", &["--output=source", &dir_s])
             .lines()
             .last()
-            .unwrap_or("?")
+            .unwrap_or("?"),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        if rustc.is_empty() {
+            "0".to_owned()
+        } else {
+            rustc
+        }
     );
+    println!("{notes}");
+    notes
 }
 
 /// Percent-encodes a path segment or query value (everything but RFC 3986 unreserved).
@@ -206,78 +168,53 @@ pub fn encode(s: &str) -> String {
         .collect()
 }
 
-pub fn ticks_per_s() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
-/// User + system CPU time a process used so far (`/proc/PID/stat`).
-pub fn cpu_time(pid: u32) -> Duration {
-    let ticks_per_s = ticks_per_s();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name: state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or_else(Vec::new, |(_, rest)| rest.split_whitespace().collect());
-    let field = |n: usize| {
-        fields
-            .get(n - 3)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_secs_f64((field(14) + field(15)) as f64 / ticks_per_s)
-}
-
-/// CPU used by the server and by this process (the clients) over a phase.
-pub struct CpuMeter {
-    server: Option<u32>,
-    server0: Duration,
-    me0: Duration,
-    start: Instant,
-}
-
-impl CpuMeter {
-    pub fn start(server: Option<u32>) -> CpuMeter {
-        CpuMeter {
-            server,
-            server0: server.map_or(Duration::ZERO, cpu_time),
-            me0: cpu_time(std::process::id()),
-            start: Instant::now(),
-        }
+pub fn head(text: &str) -> &str {
+    let mut end = text.len().min(600);
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
-
-    /// CPU per request in each process, and how busy the machine's cores were.
-    pub fn per_request(&self, requests: u64) -> String {
-        let wall = self.start.elapsed().as_secs_f64();
-        let me = (cpu_time(std::process::id()) - self.me0).as_secs_f64();
-        let server = self
-            .server
-            .map_or(0.0, |p| (cpu_time(p) - self.server0).as_secs_f64());
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let per = |s: f64| us(Duration::from_secs_f64(s / requests.max(1) as f64));
-        let busy = 100.0 * (me + server) / wall / cores as f64;
-        match self.server {
-            Some(_) => format!(
-                "CPU per request: {} in floe serve + {} in the bench process; {busy:.0}% of {cores} cores busy",
-                per(server),
-                per(me)
-            ),
-            None => format!(
-                "CPU per request: {} (clients and server); {busy:.0}% of {cores} cores busy",
-                per(me)
-            ),
-        }
-    }
+    &text[..end]
 }
 
-/// One keep-alive HTTP client (one `ureq::Agent`, so one connection when used serially).
+/// 4 KiB appended to a preallocated file in `dir` and `fdatasync`ed, `n` times: the
+/// device's durable-write latency, the baseline of every durable figure.
+pub fn raw_fdatasync(dir: &Path, n: usize) -> Samples {
+    let path = dir.join("raw");
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.set_len((n as u64 + 1) * 4096).unwrap();
+    file.sync_all().unwrap();
+    let block = vec![7u8; 4096];
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        file.write_all(&block).unwrap();
+        file.sync_data().unwrap();
+        out.push(start.elapsed());
+    }
+    drop(file);
+    let _ = std::fs::remove_file(path);
+    Samples::new(out)
+}
+
+/// The raw fdatasync row every durable bench starts with.
+pub fn raw_fdatasync_row(dir: &Path, s: Scale) -> (Row, Samples) {
+    let cpu0 = cpu::thread_cpu();
+    let raw = raw_fdatasync(dir, s.n(2_000, 20) as usize);
+    let per = (cpu::thread_cpu() - cpu0) / raw.len() as u32;
+    let row = Row::new(
+        "raw fdatasync p50 (4 KiB append + fdatasync)",
+        format!("{} (p99 {})", us(raw.p50()), us(raw.p99())),
+    )
+    .note(format!(
+        "{} calls; CPU per call (user + system) {}",
+        raw.len(),
+        us(per)
+    ));
+    (row, raw)
+}
+
+/// One keep-alive `ureq` client for the requests a bench makes to set up and check, not to
+/// measure (the measured ones go through [`wrk`] or [`loadgen`]).
 pub struct Client {
     pub agent: ureq::Agent,
     pub base: String,
@@ -296,25 +233,44 @@ impl Client {
         }
     }
 
-    pub fn post(&self, path: &str, body: &str, expect: u16) -> String {
+    /// A POST whatever its status: (status, body).
+    pub fn send_post(&self, path: &str, body: &str) -> (u16, String) {
         let url = format!("{}{path}", self.base);
-        let response = self
+        let mut response = self
             .agent
             .post(&url)
             .header("content-type", "application/json")
             .send(body)
             .unwrap_or_else(|e| panic!("POST {path} {}: {e}", head(body)));
-        checked("POST", path, body, expect, response)
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("POST {path}: reading the body: {e}"));
+        (status, text)
+    }
+
+    pub fn post(&self, path: &str, body: &str, expect: u16) -> String {
+        loadgen::checked("POST", path, body, expect, self.send_post(path, body))
     }
 
     pub fn get(&self, path: &str, expect: u16) -> String {
         let url = format!("{}{path}", self.base);
-        let response = self
+        let mut response = self
             .agent
             .get(&url)
             .call()
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        checked("GET", path, "", expect, response)
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("GET {path}: reading the body: {e}"));
+        loadgen::checked("GET", path, "", expect, (status, text))
     }
 
     /// The server's own count and total time of a route, from `/metrics`.
@@ -333,39 +289,6 @@ impl Client {
     }
 }
 
-/// Reads the whole body (so the connection goes back to the pool) and checks the status.
-pub fn checked(
-    method: &str,
-    path: &str,
-    body: &str,
-    expect: u16,
-    mut response: ureq::http::Response<ureq::Body>,
-) -> String {
-    let status = response.status().as_u16();
-    let text = response
-        .body_mut()
-        .with_config()
-        .limit(256 * 1024 * 1024)
-        .read_to_string()
-        .unwrap_or_else(|e| panic!("{method} {path}: reading the body: {e}"));
-    assert_eq!(
-        status,
-        expect,
-        "{method} {path} {}: expected {expect}, got {status}: {}",
-        head(body),
-        head(&text)
-    );
-    text
-}
-
-pub fn head(text: &str) -> &str {
-    let mut end = text.len().min(600);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 /// A route's request count and summed latency as the server measured them.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteTime {
@@ -380,64 +303,5 @@ impl RouteTime {
             return Duration::ZERO;
         }
         Duration::from_secs_f64((self.sum_s - before.sum_s) / n)
-    }
-}
-
-pub struct Run {
-    pub latencies: Samples,
-    pub elapsed: Duration,
-}
-
-impl Run {
-    pub fn rate(&self) -> f64 {
-        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
-/// `total` requests by `clients` threads, each with its own agent (connected before the
-/// clock starts), taking request numbers from a shared counter.
-pub fn run_clients(base: &str, clients: usize, total: u64, f: impl Fn(&Client, u64) + Sync) -> Run {
-    let next = AtomicU64::new(0);
-    let barrier = Barrier::new(clients + 1);
-    let (latencies, elapsed) = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..clients)
-            .map(|_| {
-                let (next, barrier, f) = (&next, &barrier, &f);
-                s.spawn(move || {
-                    let client = Client::new(base);
-                    // Opens the keep-alive connection (the trivial server 404s on it).
-                    let _ = client
-                        .agent
-                        .get(format!("{base}/health"))
-                        .call()
-                        .map(|mut r| {
-                            let _ = r.body_mut().read_to_string();
-                        });
-                    barrier.wait();
-                    let mut out = Vec::with_capacity((total / clients as u64 + 1) as usize);
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= total {
-                            break;
-                        }
-                        let start = Instant::now();
-                        f(&client, i);
-                        out.push(start.elapsed());
-                    }
-                    out
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        let all: Vec<Duration> = handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a client thread"))
-            .collect();
-        (all, start.elapsed())
-    });
-    Run {
-        latencies: Samples::new(latencies),
-        elapsed,
     }
 }
