@@ -1,10 +1,11 @@
 //! The server's structured logs (`tracing`): text or JSON lines on standard error,
 //! filtered like `RUST_LOG` (`FLOE_LOG` first, then `RUST_LOG`, default `info`).
 //!
-//! What is logged: one span per request (method, route, principal; its status, latency
-//! and, for an error answer, the error id and type when it ends), with one event when it
-//! ends (at `debug` below 500, so that a busy server's default log stays quiet; at `error`
-//! for a 5xx, beside the error chain logged under the same id); the maintenance passes;
+//! What is logged: per request, a `debug` span (method, route, principal; so a busy
+//! server's default log creates none) and one line when it ends with its method, route,
+//! status, latency and, for an error answer, the error id and type (at `debug` below 500;
+//! at `error` for a 5xx, beside the error chain logged under the same id); the maintenance
+//! passes;
 //! the commit and run spans of the catalog and the store. The startup line and the
 //! shutdown line stay plain lines on standard output, which scripts and tests read.
 
