@@ -529,22 +529,15 @@ impl ApiError {
                 // The type and status of a final answer (a retryable one is never kept):
                 // a floe type names one row; an Iceberg name, with its status, the
                 // first of the rows that answer alike.
-                let kind = ErrorKind::ALL
-                    .into_iter()
-                    .find(|k| {
+                let row_of = |name: fn(&Row) -> &'static str| {
+                    ErrorKind::ALL.into_iter().find(|k| {
                         let row = k.row();
                         row.retry_after_s.is_none()
                             && row.status.as_u16() == body.status
-                            && row.floe == body.kind
+                            && name(&row) == body.kind
                     })
-                    .or_else(|| {
-                        ErrorKind::ALL.into_iter().find(|k| {
-                            let row = k.row();
-                            row.retry_after_s.is_none()
-                                && row.status.as_u16() == body.status
-                                && row.iceberg == body.kind
-                        })
-                    })?;
+                };
+                let kind = row_of(|r| r.floe).or_else(|| row_of(|r| r.iceberg))?;
                 (kind, body)
             }
         };
