@@ -230,6 +230,7 @@ impl SledBackend {
                 )));
             }
         }
+        discard_unfinished_snapshots(dir)?;
         let db = sled::Config::default()
             .path(dir)
             .segment_size(SLED_SEGMENT_BYTES)
@@ -516,6 +517,33 @@ fn decode_record(bytes: &[u8]) -> Result<RefRecord, DecodeError> {
     };
     r.end()?;
     Ok(record)
+}
+
+/// Removes the snapshot files sled was still writing when its process died.
+///
+/// sled 0.34 writes a snapshot to `snap.<lsn>.generating`, syncs it and renames it to
+/// `snap.<lsn>`, removing the older snapshot only after the rename. But on open it reads
+/// the greatest `snap.*` name, which is the unfinished `.generating` file when one is
+/// left: a SIGKILL in the middle of that write makes the store refuse to open ("Read
+/// corrupted data at file offset None"; spacejam/sled#1527). Such a file is never the
+/// only record of anything: the previous snapshot is still in place, and the log it
+/// summarises is replayed from that snapshot's position, as sled does with no snapshot.
+fn discard_unfinished_snapshots(dir: &Path) -> BackendResult<()> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| BackendError::read(format!("cannot list {}: {e}", dir.display())))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path()).map_err(|e| {
+                BackendError::read(format!(
+                    "cannot remove the unfinished sled snapshot {}: {e}",
+                    entry.path().display()
+                ))
+            })?;
+        }
+    }
+    Ok(())
 }
 
 const OPERATIONS: [RefOperation; 7] = [
@@ -932,5 +960,26 @@ mod tests {
             };
             assert_eq!(decode_entry(&encode_entry(&entry)).unwrap(), entry);
         }
+    }
+
+    /// A process killed while sled wrote a snapshot leaves `snap.<lsn>.generating`
+    /// half-written; the store still opens, with everything acknowledged before.
+    #[test]
+    fn an_unfinished_sled_snapshot_does_not_stop_the_store_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let object = Bytes::from_static(b"an object");
+        let hash = Hash::of(&object);
+        {
+            let backend = SledBackend::open(dir.path()).unwrap();
+            backend.put_objects(&[(hash, object.clone())]).unwrap();
+            backend.meta_put(b"k", b"v").unwrap();
+        }
+        // Greater than any real snapshot name, so sled would read it first.
+        let unfinished = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
+        std::fs::write(&unfinished, b"half a snap").unwrap();
+        let backend = SledBackend::open(dir.path()).unwrap();
+        assert_eq!(backend.get_object(&hash).unwrap(), Some(object));
+        assert_eq!(backend.meta_get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert!(!unfinished.exists());
     }
 }
