@@ -1,6 +1,7 @@
 //! Idempotency records (DESIGN §3 "Idempotency-Key"). An applied write records its request
 //! fingerprint atomically with its ref move (the store writes it in the same atomic write
-//! as the compare-and-swap); a deterministic rejection is recorded with `meta_cas` under a
+//! as the compare-and-swap); a deterministic rejection, and a request accepted before any
+//! ref moves (a queued run), are recorded with `meta_cas` under a
 //! key of its own. Unknown outcomes are never recorded. A record older than
 //! `IDEMPOTENCY_LIFETIME_MS` is as good as absent. The HTTP layer fingerprints requests,
 //! holds the in-flight set and rebuilds responses; this module owns what is stored.
@@ -95,6 +96,15 @@ impl Catalog {
                 if value["fp"] != request.fingerprint.as_str() {
                     return Ok(Some(Recalled::OtherRequest));
                 }
+                // An accepted request (a queued run): a retry finds what it started.
+                if let Some(detail) = value["accepted"].as_str() {
+                    return Ok(Some(Recalled::Applied(AppliedRecord {
+                        ref_name: String::new(),
+                        previous: None,
+                        head: None,
+                        detail: detail.to_owned(),
+                    })));
+                }
                 // Records from before `answer` kept the error body under `body`.
                 let answer = value["answer"].as_str().or_else(|| value["body"].as_str());
                 return Ok(Some(Recalled::Rejected {
@@ -103,6 +113,28 @@ impl Catalog {
             }
         }
         Ok(None)
+    }
+
+    /// Records that a request was accepted without moving a ref yet (a run queued:
+    /// `detail` is its id), so that a retry gets the same run, not a second one. The
+    /// first record under a live key wins: false when another request holds the key.
+    pub fn record_acceptance(&self, request: &IdemRequest, detail: &str) -> CatalogResult<bool> {
+        let key = rejected_key(&request.key);
+        let value = json!({
+            "fp": request.fingerprint,
+            "at": self.now_ms(),
+            "accepted": detail,
+        })
+        .to_string();
+        let old = self.store.meta_get(&key)?;
+        if let Some(old) = &old
+            && !expired(&parse(old)?, self.now_ms())
+        {
+            return Ok(false);
+        }
+        Ok(self
+            .store
+            .meta_cas(&key, old.as_deref(), Some(value.as_bytes()))?)
     }
 
     /// Records a deterministic rejection so that a retry gets the same answer. Best effort:

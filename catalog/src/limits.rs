@@ -50,6 +50,8 @@ pub const RUN_ERROR_BYTES_MAX: usize = 8 * 1024;
 /// The longest `source` (what the run does, for people) a run record keeps, in bytes,
 /// for the same reason.
 pub const RUN_SOURCE_BYTES_MAX: usize = 1024;
+/// Run records one page of `list_runs` examines at most (a filter may keep few of them).
+pub const RUN_LIST_SCAN_MAX: usize = 10_000;
 
 /// Reflog entries of a target searched for a run's landing (recovery, retention): the
 /// search also stops at entries older than the run, so this bounds only a target that

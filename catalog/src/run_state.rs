@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunState {
+    /// Accepted and waiting for a turn (the server's bound on running runs); not forked.
+    Queued,
     Running,
     Succeeded,
     Failed,

@@ -19,6 +19,7 @@ pub mod encode;
 pub mod import;
 pub mod limits;
 pub mod query;
+pub mod runs;
 pub mod scan;
 pub mod snapshot;
 pub mod source;
@@ -29,6 +30,7 @@ pub use import::{
     FileAction, ImportError, ImportMode, ImportOutcome, ImportRequest, Importer, Synced,
 };
 pub use query::{QueryAnswer, QueryEngine, QueryError, QueryLimits, QueryRequest};
+pub use runs::{RunError, RunOptions, Runner, RunnerConfig, Submitted};
 pub use scan::ScanStats;
 pub use snapshot::{NewSnapshot, Removed, SnapshotCommit, SnapshotError, SnapshotOperation};
 pub use source::{ImportFile, SourceError};

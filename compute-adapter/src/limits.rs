@@ -73,3 +73,38 @@ pub const DECIMAL_PRECISION_MAX: u8 = 38;
 /// Snapshot ids tried for a new snapshot before giving up: each is 63 random bits, so a
 /// second attempt is already all but never needed.
 pub const SNAPSHOT_ID_ATTEMPTS_MAX: u64 = 16;
+
+// Runs.
+
+/// The bytes of a project archive a run uploads: code and configuration, not data.
+pub const PROJECT_ARCHIVE_BYTES_MAX: usize = 32 << 20;
+
+/// Entries (files and folders) in a project archive.
+pub const PROJECT_ENTRIES_MAX: usize = 4_096;
+
+/// The bytes of one entry's path in a project archive (file systems allow 4096 per path;
+/// projects nest far less).
+pub const PROJECT_PATH_BYTES_MAX: usize = 512;
+
+/// Nodes one run plans: each is a line of the run's record, which stays small.
+pub const RUN_NODES_MAX: usize = 128;
+
+/// Parameters one project declares (and one run passes).
+pub const RUN_PARAMETERS_MAX: usize = 128;
+
+/// The bytes of a node's error kept in the run's record (its whole text is in the log).
+pub const NODE_ERROR_BYTES_MAX: usize = 1_024;
+
+/// Rows of each model a run's answer previews (`--preview head|tail`).
+pub const PREVIEW_ROWS: usize = 5;
+
+/// Runs executing at once on one server when `--max-runs` sets none: each holds its
+/// models' outputs in memory and uses the cores.
+pub const RUNS_RUNNING_DEFAULT: usize = 2;
+
+/// How long the Python planner may take over a project before the run fails to plan.
+pub const PLANNER_TIMEOUT_MS: u64 = 30_000;
+
+/// How often a waiter looks at the record of a run another server runs (a run of this
+/// server wakes its waiters itself; this is also their fallback).
+pub const RUN_POLL_MS: u64 = 250;

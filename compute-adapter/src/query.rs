@@ -91,7 +91,7 @@ pub enum QueryError {
 }
 
 impl QueryError {
-    fn from_engine(e: DataFusionError, limits: &QueryLimits) -> QueryError {
+    pub(crate) fn from_engine(e: DataFusionError, limits: &QueryLimits) -> QueryError {
         match e.find_root() {
             DataFusionError::ResourcesExhausted(detail) => QueryError::Memory {
                 limit: limits.memory_bytes,
@@ -170,7 +170,17 @@ impl QueryEngine {
         self.limits
     }
 
-    fn session(&self, default_schema: &str) -> Result<SessionContext, QueryError> {
+    pub(crate) fn session(&self, default_schema: &str) -> Result<SessionContext, QueryError> {
+        self.session_with(default_schema, true)
+    }
+
+    /// A session whose unquoted identifiers are lowered (`normalize`, DataFusion's
+    /// default, what queries use) or kept as written (SQL models, as DuckDB keeps them).
+    pub(crate) fn session_with(
+        &self,
+        default_schema: &str,
+        normalize: bool,
+    ) -> Result<SessionContext, QueryError> {
         // No spilling: a query's memory is its limit, and the server's disk is not a
         // query's scratch space.
         let runtime = RuntimeEnvBuilder::new()
@@ -186,6 +196,8 @@ impl QueryEngine {
             .with_target_partitions(cores)
             .with_information_schema(false)
             .with_default_catalog_and_schema("floe", default_schema);
+        let mut config = config;
+        config.options_mut().sql_parser.enable_ident_normalization = normalize;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
@@ -276,49 +288,18 @@ impl QueryEngine {
                 continue;
             }
             let key = table_key(&reference, &default)?;
-            let catalog = self.catalog.clone();
-            let who = principal.clone();
-            let spec = request.spec.clone();
-            let lookup = key.clone();
-            let span = tracing::Span::current();
-            let loaded = tokio::task::spawn_blocking(move || {
-                span.in_scope(|| catalog.load_table_at(&who, &spec, at, &lookup))
-            })
-            .await
-            .map_err(|e| QueryError::Engine(e.to_string()))?;
-            let loaded = match loaded {
-                Err(CatalogError::TableNotFound(_)) => {
-                    return Err(QueryError::TableNotFound(format!(
+            let provider = self
+                .table_provider(principal, &request.spec, at, &key, &log)
+                .await
+                .map_err(|e| match e {
+                    QueryError::TableNotFound(_) => QueryError::TableNotFound(format!(
                         "table {key} does not exist at {} ({}); a bare name means a table in namespace {default}",
                         request.spec,
                         &at.to_hex()[..12]
-                    )));
-                }
-                other => other?,
-            };
-            let ident = TableIdent::new(
-                iceberg::NamespaceIdent::from_strs(key.parent().iter().flat_map(|p| p.elements()))
-                    .map_err(|e| QueryError::Engine(e.to_string()))?,
-                key.elements().last().unwrap_or_default().to_owned(),
-            );
-            // Every read for the table (planning, manifests, data) stays inside its
-            // location: a snapshot naming another table's files cannot read them.
-            let file_io = self.catalog.table_file_io(&loaded.metadata)?;
-            let mut table = Table::builder()
-                .metadata(loaded.metadata.clone())
-                .identifier(ident)
-                .file_io(file_io)
-                .runtime(iceberg::Runtime::current())
-                .readonly(true);
-            if let Some(location) = &loaded.metadata_location {
-                table = table.metadata_location(location.clone());
-            }
-            let table = table
-                .build()
-                .map_err(|e| QueryError::Engine(e.to_string()))?;
-            let provider = IcebergRead::new(key.to_string(), table, log.clone())
-                .map_err(|e| QueryError::Engine(e.to_string()))?;
-            register(&ctx, reference, Arc::new(provider))?;
+                    )),
+                    other => other,
+                })?;
+            register(&ctx, reference, provider)?;
         }
         let plan = state
             .statement_to_plan(statement)
@@ -336,6 +317,59 @@ impl QueryEngine {
                 ))
             })?;
         Ok((at, DataFrame::new(ctx.state(), plan), log))
+    }
+
+    /// Table `key` at commit `at` (reached through `spec`) as a DataFusion table, every
+    /// read inside the table's own location; its scans are logged in `log`.
+    pub(crate) async fn table_provider(
+        &self,
+        principal: &Principal,
+        spec: &RefSpec,
+        at: Hash,
+        key: &ContentKey,
+        log: &ScanLog,
+    ) -> Result<Arc<IcebergRead>, QueryError> {
+        let catalog = self.catalog.clone();
+        let who = principal.clone();
+        let spec = spec.clone();
+        let lookup = key.clone();
+        let span = tracing::Span::current();
+        let loaded = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| catalog.load_table_at(&who, &spec, at, &lookup))
+        })
+        .await
+        .map_err(|e| QueryError::Engine(e.to_string()))?;
+        let loaded = match loaded {
+            Err(CatalogError::TableNotFound(_)) => {
+                return Err(QueryError::TableNotFound(format!(
+                    "table {key} does not exist"
+                )));
+            }
+            other => other?,
+        };
+        let ident = TableIdent::new(
+            iceberg::NamespaceIdent::from_strs(key.parent().iter().flat_map(|p| p.elements()))
+                .map_err(|e| QueryError::Engine(e.to_string()))?,
+            key.elements().last().unwrap_or_default().to_owned(),
+        );
+        // Every read for the table (planning, manifests, data) stays inside its
+        // location: a snapshot naming another table's files cannot read them.
+        let file_io = self.catalog.table_file_io(&loaded.metadata)?;
+        let mut table = Table::builder()
+            .metadata(loaded.metadata.clone())
+            .identifier(ident)
+            .file_io(file_io)
+            .runtime(iceberg::Runtime::current())
+            .readonly(true);
+        if let Some(location) = &loaded.metadata_location {
+            table = table.metadata_location(location.clone());
+        }
+        let table = table
+            .build()
+            .map_err(|e| QueryError::Engine(e.to_string()))?;
+        let provider = IcebergRead::new(key.to_string(), table, log.clone())
+            .map_err(|e| QueryError::Engine(e.to_string()))?;
+        Ok(Arc::new(provider))
     }
 }
 
@@ -375,10 +409,10 @@ fn table_key(reference: &TableReference, default: &ContentKey) -> Result<Content
 }
 
 /// Registers a provider under exactly the reference the statement used.
-fn register(
+pub(crate) fn register(
     ctx: &SessionContext,
     reference: TableReference,
-    provider: Arc<IcebergRead>,
+    provider: Arc<dyn datafusion::catalog::TableProvider>,
 ) -> Result<(), QueryError> {
     let engine = |e: DataFusionError| QueryError::Engine(e.strip_backtrace());
     let (catalog_name, schema_name) = match &reference {

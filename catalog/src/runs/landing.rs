@@ -61,13 +61,57 @@ impl Catalog {
         landing: &Landing,
         authored: &Authored,
     ) -> CatalogResult<Landed> {
-        let target = record.target_ref()?;
-        let ops = self.landing_ops(record, landing)?;
         let mut record = record.clone();
         if let Some(answer) = &landing.answer {
             record.stored_answer = Some(self.store_answer(&record.id, answer)?);
             self.put_record(&record)?;
         }
+        let outcome = self.landing_commit_of(executor, &record, landing, authored)?;
+        // Landed: whatever happens to the bookkeeping now, the run succeeded.
+        let bookkeeping_error = self
+            .finish_run(&record, RunState::Succeeded, Some(outcome), None)
+            .err()
+            .map(|e| {
+                format!(
+                    "run {} landed as {}, but its record could not say so yet ({e}); the server settles it on its next maintenance pass or restart",
+                    record.id, outcome
+                )
+            });
+        Ok(Landed {
+            commit: outcome,
+            bookkeeping_error,
+        })
+    }
+
+    /// Lands part of a run's work now, leaving the run running (`floe run
+    /// --no-transaction`: each output lands as it is written). Returns the commit.
+    pub fn land_run_part(
+        &self,
+        executor: &Principal,
+        record: &RunRecord,
+        landing: &Landing,
+        authored: &Authored,
+    ) -> CatalogResult<Hash> {
+        self.landing_commit_of(executor, record, landing, authored)
+    }
+
+    /// Marks a run succeeded with nothing (more) to land: a dry run, a run that
+    /// materializes nothing, or a `--no-transaction` run whose last part landed as
+    /// `landed`. Its branch is deleted.
+    pub fn succeed_run(&self, record: &RunRecord, landed: Option<Hash>) -> CatalogResult<()> {
+        self.finish_run(record, RunState::Succeeded, landed, None)
+    }
+
+    /// The landing commit itself (the landing rule), on the run's target.
+    fn landing_commit_of(
+        &self,
+        executor: &Principal,
+        record: &RunRecord,
+        landing: &Landing,
+        authored: &Authored,
+    ) -> CatalogResult<Hash> {
+        let target = record.target_ref()?;
+        let ops = self.landing_ops(record, landing)?;
         let mut meta = self.meta(executor, authored, landing.message.clone());
         meta.properties
             .insert(RUN_ID_PROPERTY.to_owned(), record.id.clone());
@@ -80,21 +124,7 @@ impl Catalog {
             reflog: BTreeMap::from([(RUN_ID_PROPERTY.to_owned(), record.id.clone())]),
             ..self.write_ctx(executor, landing.idempotency.as_ref(), &record.id)
         };
-        let outcome = self.store.commit(&target, None, ops, meta, &ctx)?;
-        // Landed: whatever happens to the bookkeeping now, the run succeeded.
-        let bookkeeping_error = self
-            .finish_run(&record, RunState::Succeeded, Some(outcome.commit), None)
-            .err()
-            .map(|e| {
-                format!(
-                    "run {} landed as {}, but its record could not say so yet ({e}); the server settles it on its next maintenance pass or restart",
-                    record.id, outcome.commit
-                )
-            });
-        Ok(Landed {
-            commit: outcome.commit,
-            bookkeeping_error,
-        })
+        Ok(self.store.commit(&target, None, ops, meta, &ctx)?.commit)
     }
 
     /// The landing rule's operations: each output `Put` expecting its content at the fork
@@ -126,7 +156,13 @@ impl Catalog {
                         content,
                         expect: Expect::Absent,
                     });
-                    if let Some(parent) = key.parent() {
+                    // One check per namespace, however many new tables go in it.
+                    if let Some(parent) = key.parent()
+                        && !landing.outputs.contains(&parent)
+                        && !ops
+                            .iter()
+                            .any(|op| matches!(op, Op::Check { key, .. } if *key == parent))
+                    {
                         ops.push(Op::Check {
                             key: parent,
                             expect: Expect::Present,
@@ -137,7 +173,11 @@ impl Catalog {
         }
         let inputs = self.store.get_contents(fork, &landing.inputs)?;
         for (key, before) in landing.inputs.iter().zip(inputs) {
-            if landing.outputs.contains(key) {
+            if landing.outputs.contains(key)
+                || ops
+                    .iter()
+                    .any(|op| matches!(op, Op::Check { key: k, .. } if k == key))
+            {
                 continue;
             }
             ops.push(Op::Check {
@@ -254,7 +294,7 @@ impl Catalog {
             after = Some(last.to_vec());
             for (_, bytes) in &page {
                 let record: RunRecord = serde_json::from_slice(bytes).map_err(invalid_record)?;
-                if record.state != RunState::Running {
+                if !record.state.is_live() {
                     continue;
                 }
                 match self.landing_commit(&record)? {

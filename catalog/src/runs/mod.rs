@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::Catalog;
 use crate::auth::{Action, Principal, Target};
 use crate::error::{CatalogError, CatalogResult};
-use crate::limits::{QUOTED_CHARS_MAX, RUN_SOURCE_BYTES_MAX};
+use crate::limits::{META_PAGE_MAX, QUOTED_CHARS_MAX, RUN_LIST_SCAN_MAX, RUN_SOURCE_BYTES_MAX};
 use crate::refs::branch_of;
 pub use crate::run_state::RunState;
 
@@ -52,6 +52,34 @@ const RECORD_PREFIX: &str = "run/";
 #[serde(rename_all = "kebab-case")]
 pub enum RunKind {
     Import,
+    /// A pipeline run of a project (`floe run`).
+    Run,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Import => "import",
+            RunKind::Run => "run",
+        }
+    }
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Queued => "queued",
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Queued or running: the run has not ended.
+    pub fn is_live(self) -> bool {
+        matches!(self, RunState::Queued | RunState::Running)
+    }
 }
 
 /// A run as the meta keyspace keeps it.
@@ -88,6 +116,10 @@ pub struct RunRecord {
     /// Where the run's answer is kept (so a retry of its request gets it again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored_answer: Option<StoredAnswer>,
+    /// A pipeline run's own part of the record (project, code, parameters, options and
+    /// its nodes' states), kept by `floe-compute`, which owns its shape. Bounded there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<serde_json::Value>,
 }
 
 impl RunRecord {
@@ -171,19 +203,63 @@ impl Catalog {
         kind: RunKind,
         source: String,
     ) -> CatalogResult<(RunRecord, Principal)> {
+        let record = self.new_run(principal, target, kind, source, None, RunState::Running)?;
+        self.fork_run(record, principal)
+    }
+
+    /// Records a run that waits for its turn (`queued`, nothing forked yet); `begin_run`
+    /// forks it when its turn comes.
+    pub fn queue_run(
+        &self,
+        principal: &Principal,
+        target: &RefSpec,
+        kind: RunKind,
+        source: String,
+        pipeline: Option<serde_json::Value>,
+    ) -> CatalogResult<RunRecord> {
+        let record = self.new_run(principal, target, kind, source, pipeline, RunState::Queued)?;
+        self.put_record(&record)?;
+        Ok(record)
+    }
+
+    /// Forks a queued run's branch from its target's head now, and marks it running
+    /// (`principal` is who queued it).
+    pub fn begin_run(
+        &self,
+        principal: &Principal,
+        record: &RunRecord,
+    ) -> CatalogResult<(RunRecord, Principal)> {
+        let target = record.target_ref()?;
+        self.authorize(principal, Action::Commit, Target::on_ref(&target))?;
+        let record = RunRecord {
+            state: RunState::Running,
+            started_ms: self.now_ms(),
+            ..record.clone()
+        };
+        self.fork_run(record, principal)
+    }
+
+    /// A new record for a run on `target`, authorized, with its fork still empty.
+    fn new_run(
+        &self,
+        principal: &Principal,
+        target: &RefSpec,
+        kind: RunKind,
+        source: String,
+        pipeline: Option<serde_json::Value>,
+        state: RunState,
+    ) -> CatalogResult<RunRecord> {
         let name = branch_of(target)?;
         self.authorize(principal, Action::Commit, Target::on_ref(name))?;
-        // The fork may be a pending head; the run branch's own move is acknowledged after
-        // it, so once the branch exists its fork is durable too.
-        let fork = self.writer_heads(name).read()?;
-        let id = self.new_uuid().to_string();
-        let record = RunRecord {
-            id: id.clone(),
+        // The branch must exist now (a queued run says so at once, not at its turn).
+        self.store.get_ref(name)?;
+        Ok(RunRecord {
+            id: self.new_uuid().to_string(),
             kind,
             principal: principal.name().to_owned(),
             target: name.to_string(),
-            fork: fork.to_hex(),
-            state: RunState::Running,
+            fork: String::new(),
+            state,
             source: bounded(&source, RUN_SOURCE_BYTES_MAX),
             started_ms: self.now_ms(),
             finished_ms: None,
@@ -193,9 +269,24 @@ impl Catalog {
             promoted_by: None,
             promoted_ms: None,
             stored_answer: None,
-        };
+            pipeline,
+        })
+    }
+
+    /// Forks the run's branch from its target's head and records the run running.
+    fn fork_run(
+        &self,
+        mut record: RunRecord,
+        principal: &Principal,
+    ) -> CatalogResult<(RunRecord, Principal)> {
+        let target = record.target_ref()?;
+        // The fork may be a pending head; the run branch's own move is acknowledged after
+        // it, so once the branch exists its fork is durable too.
+        let fork = self.writer_heads(&target).read()?;
+        record.fork = fork.to_hex();
+        record.state = RunState::Running;
         self.put_record(&record)?;
-        let executor = principal.in_run(&id);
+        let executor = principal.in_run(&record.id);
         let forked = self.store.create_ref(
             &record.branch(),
             RefKind::Branch,
@@ -214,6 +305,18 @@ impl Catalog {
             return Err(e.into());
         }
         Ok((record, executor))
+    }
+
+    /// Saves a live run's progress (a pipeline's node states). Only the run's executor
+    /// writes a live record; nothing else changes it until it ends.
+    pub fn save_run(&self, record: &RunRecord) -> CatalogResult<()> {
+        if !record.state.is_live() {
+            return Err(CatalogError::Invalid(format!(
+                "run {} has ended; its record is settled by finishing it",
+                record.id
+            )));
+        }
+        self.put_record(record)
     }
 
     /// Writes a record. Every field that could grow is bounded where it is set, so a record
@@ -248,7 +351,7 @@ impl Catalog {
         self.authorize(principal, Action::Merge, Target::on_ref(&target))?;
         match record.state {
             RunState::Failed | RunState::Cancelled => {}
-            RunState::Running => {
+            RunState::Queued | RunState::Running => {
                 return Err(CatalogError::RunNotPromotable {
                     run: record.id,
                     why: "it is still running; wait for it to end".to_owned(),
@@ -282,29 +385,45 @@ impl Catalog {
         Ok(promoted)
     }
 
-    /// Runs in id order (oldest first: ids are UUIDv7), after `after`.
+    /// Runs in id order (oldest first: ids are UUIDv7), after `after`, that `keep`
+    /// accepts. A page examines at most `RUN_LIST_SCAN_MAX` records: a sparse filter may
+    /// answer fewer than `limit` runs with a token to go on from.
     pub fn list_runs(
         &self,
         principal: &Principal,
         after: Option<&str>,
         limit: usize,
+        keep: &dyn Fn(&RunRecord) -> bool,
     ) -> CatalogResult<(Vec<RunRecord>, Option<String>)> {
         self.authorize(principal, Action::ReadRefs, Target::default())?;
-        let after = after.map(record_key);
-        let page = self
-            .store
-            .meta_scan(RECORD_PREFIX.as_bytes(), after.as_deref(), limit + 1)?;
-        let mut runs = page
-            .iter()
-            .map(|(_, bytes)| serde_json::from_slice(bytes).map_err(invalid_record))
-            .collect::<CatalogResult<Vec<RunRecord>>>()?;
-        let next = if runs.len() > limit {
-            runs.truncate(limit);
-            runs.last().map(|r| r.id.clone())
-        } else {
-            None
-        };
-        Ok((runs, next))
+        let mut cursor = after.map(record_key);
+        let mut runs = Vec::new();
+        let mut examined = 0usize;
+        loop {
+            let page =
+                self.store
+                    .meta_scan(RECORD_PREFIX.as_bytes(), cursor.as_deref(), META_PAGE_MAX)?;
+            let Some((last, _)) = page.last() else {
+                return Ok((runs, None));
+            };
+            let last = last.to_vec();
+            for (key, bytes) in &page {
+                examined += 1;
+                let record: RunRecord = serde_json::from_slice(bytes).map_err(invalid_record)?;
+                if keep(&record) {
+                    if runs.len() == limit {
+                        let next = runs.last().map(|r: &RunRecord| r.id.clone());
+                        return Ok((runs, next));
+                    }
+                    runs.push(record);
+                }
+                if examined >= RUN_LIST_SCAN_MAX {
+                    let id = String::from_utf8_lossy(&key[RECORD_PREFIX.len()..]).into_owned();
+                    return Ok((runs, Some(id)));
+                }
+            }
+            cursor = Some(last);
+        }
     }
 
     /// One run, for a principal.

@@ -168,7 +168,7 @@ impl Catalog {
                     report.pruned_run_branches += usize::from(self.delete_run_branch(record)?);
                 }
             }
-            RunState::Running => {}
+            RunState::Queued | RunState::Running => {}
         }
         // A promoted run's record stays: it is what lets its commits be used, wherever
         // they were branched to.

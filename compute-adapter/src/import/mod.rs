@@ -32,6 +32,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 pub use crate::source::ImportFile;
+pub(crate) use write::write_table_files;
 pub use write::{SyncHook, Synced};
 
 use crate::limits::RUN_SOURCE_CHARS_MAX;
@@ -611,4 +612,4 @@ impl Work {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -12,14 +12,14 @@ use floe_commits::{RefKind, RefName};
 
 use super::*;
 
-pub(super) struct Fixture {
-    pub(super) catalog: Catalog,
-    pub(super) who: Principal,
-    pub(super) main: RefSpec,
-    pub(super) dir: tempfile::TempDir,
+pub(crate) struct Fixture {
+    pub(crate) catalog: Catalog,
+    pub(crate) who: Principal,
+    pub(crate) main: RefSpec,
+    pub(crate) dir: tempfile::TempDir,
 }
 
-pub(super) fn fixture() -> Fixture {
+pub(crate) fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let warehouse = Warehouse::open(&dir.path().join("warehouse")).unwrap();
     let catalog = Catalog::in_memory().with_warehouse(warehouse);
@@ -43,7 +43,7 @@ pub(super) fn fixture() -> Fixture {
     }
 }
 
-pub(super) fn ids(f: &Fixture, name: &str, ids: Range<i64>) -> ImportFile {
+pub(crate) fn ids(f: &Fixture, name: &str, ids: Range<i64>) -> ImportFile {
     let schema = Arc::new(ArrowSchema::new(vec![Field::new(
         "id",
         DataType::Int64,
@@ -69,7 +69,7 @@ pub(super) fn ids(f: &Fixture, name: &str, ids: Range<i64>) -> ImportFile {
     }
 }
 
-pub(super) fn request(f: &Fixture, mode: Option<ImportMode>, file: ImportFile) -> ImportRequest {
+pub(crate) fn request(f: &Fixture, mode: Option<ImportMode>, file: ImportFile) -> ImportRequest {
     ImportRequest {
         table: ContentKey::new(["db", "t"]).unwrap(),
         branch: f.main.clone(),
@@ -81,7 +81,7 @@ pub(super) fn request(f: &Fixture, mode: Option<ImportMode>, file: ImportFile) -
     }
 }
 
-pub(super) fn snapshots(f: &Fixture) -> usize {
+pub(crate) fn snapshots(f: &Fixture) -> usize {
     let key = ContentKey::new(["db", "t"]).unwrap();
     let (_, t) = f.catalog.load_table(&f.who, &f.main, &key).unwrap();
     t.metadata.snapshots().count()

@@ -17,9 +17,9 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::metadata::ParquetMetaDataReader;
 use datafusion::parquet::file::properties::WriterProperties;
-use floe_catalog::LoadedTable;
+use floe_catalog::{Catalog, LoadedTable};
 use iceberg::arrow::RecordBatchPartitionSplitter;
-use iceberg::spec::{DataFile, PartitionKey, Struct};
+use iceberg::spec::{DataFile, PartitionKey, Struct, TableMetadata};
 
 use super::inspect::Inspected;
 use super::stats::data_file;
@@ -67,25 +67,8 @@ impl Work {
             let from = f.schema.clone();
             let to = self.table_arrow.clone();
             let name = f.file.name.clone();
-            let catalog = self.catalog.clone();
-            let location = location.clone();
             let split = split.clone();
-            // Where one output file goes: `data/`, or `data/<partition path>/`.
-            let place =
-                move |key: Option<&PartitionKey>| -> Result<(String, PathBuf), ImportError> {
-                    let folder = match key {
-                        Some(k) => format!("{location}/data/{}", partition_folder(&k.to_path())),
-                        None => format!("{location}/data"),
-                    };
-                    let id = catalog.new_uuid();
-                    let target = format!("{folder}/{id}-{}.parquet", sanitize(&name));
-                    let path = catalog.warehouse_path(&target)?;
-                    if let Some(dir) = path.parent() {
-                        std::fs::create_dir_all(dir)
-                            .map_err(|e| io("creating the data folder", e))?;
-                    }
-                    Ok((target, path))
-                };
+            let place = placer(self.catalog.clone(), location.clone(), name);
             let name = f.file.name.clone();
             // Each output: location, path, partition, size and footer.
             let pieces = if let (true, Some(footer)) = (copy, f.footer.clone()) {
@@ -162,6 +145,83 @@ impl Work {
     }
 }
 
+/// Where one output file of a table goes: `data/`, or `data/<partition path>/`, named by
+/// a fresh UUID and `name` (its folder is created).
+fn placer(
+    catalog: Catalog,
+    location: String,
+    name: String,
+) -> impl Fn(Option<&PartitionKey>) -> Result<(String, PathBuf), ImportError> + Send + Clone {
+    move |key: Option<&PartitionKey>| {
+        let folder = match key {
+            Some(k) => format!("{location}/data/{}", partition_folder(&k.to_path())),
+            None => format!("{location}/data"),
+        };
+        let id = catalog.new_uuid();
+        let target = format!("{folder}/{id}-{}.parquet", sanitize(&name));
+        let path = catalog.warehouse_path(&target)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io("creating the data folder", e))?;
+        }
+        Ok((target, path))
+    }
+}
+
+/// Writes rows as data files of a table (under its `data/` folder, split by its default
+/// partition spec, in its current schema), flushes them and every folder up to the table's
+/// root, and returns their entries. Nothing it wrote is left when it fails. Blocking.
+pub(crate) fn write_table_files(
+    catalog: &Catalog,
+    metadata: &TableMetadata,
+    name: &str,
+    reader: Box<dyn RecordBatchReader + Send>,
+) -> Result<Vec<DataFile>, ImportError> {
+    let location = metadata.location().trim_end_matches('/').to_owned();
+    let spec = metadata.default_partition_spec().clone();
+    let schema = metadata.current_schema().clone();
+    let to: SchemaRef = Arc::new(
+        iceberg::arrow::schema_to_arrow_schema(&schema)
+            .map_err(|e| ImportError::Invalid(format!("{name}: {e}")))?,
+    );
+    let split = (!spec.is_unpartitioned()).then(|| (schema.clone(), spec.clone()));
+    let place = placer(catalog.clone(), location.clone(), name.to_owned());
+    let pieces = write_rows(name, reader, &to, split, &place, None)?;
+    let described = || -> Result<Vec<DataFile>, ImportError> {
+        let mut files = Vec::with_capacity(pieces.len());
+        let mut folders = BTreeSet::new();
+        for (target, path, partition) in &pieces {
+            let file = File::open(path).map_err(|e| io(name, e))?;
+            let size = file.metadata().map_err(|e| io(name, e))?.len();
+            let meta = ParquetMetaDataReader::new()
+                .parse_and_finish(&file)
+                .map_err(|e| io(name, e))?;
+            if let Some(dir) = path.parent() {
+                folders.insert(dir.to_path_buf());
+            }
+            files.push(data_file(
+                target,
+                size,
+                &meta,
+                &schema,
+                partition.clone(),
+                spec.spec_id(),
+            )?);
+        }
+        let root = catalog.warehouse_path(&location)?;
+        for dir in with_ancestors(&folders, &root) {
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io("syncing the data folder", e))?;
+        }
+        Ok(files)
+    };
+    described().inspect_err(|_| {
+        for (_, path, _) in &pieces {
+            let _ = std::fs::remove_file(path);
+        }
+    })
+}
+
 /// A file name safe inside a data path: letters, digits, `-`, `_`, `.`; at most
 /// `DATA_FILE_NAME_CHARS_MAX` of them.
 fn sanitize(name: &str) -> String {
@@ -227,7 +287,8 @@ fn sync_file(file: &File, path: &Path, synced: Option<&SyncHook>) -> std::io::Re
 }
 
 /// Where a converted file's pieces go: its location and local path, given its partition.
-type Place<'a> = dyn Fn(Option<&PartitionKey>) -> Result<(String, PathBuf), ImportError> + 'a;
+pub(crate) type Place<'a> =
+    dyn Fn(Option<&PartitionKey>) -> Result<(String, PathBuf), ImportError> + 'a;
 
 /// Rewrites a file as Parquet in the table's Arrow schema (with field ids): one output
 /// file, or, for a partitioned table, one per partition value. Returns each output's
@@ -259,6 +320,21 @@ fn convert_file(
                 .map_err(|e| bad(&e))?,
         ),
     };
+    write_rows(name, reader, to, split, place, synced)
+}
+
+/// Writes rows as Parquet in the table's Arrow schema `to` (with field ids; each batch
+/// cast, checked): one output file, or, for a partitioned table, one per partition value.
+/// Returns each output's location, path and partition; on error removes what it wrote.
+pub(crate) fn write_rows(
+    name: &str,
+    reader: Box<dyn RecordBatchReader + Send>,
+    to: &SchemaRef,
+    split: Option<(iceberg::spec::SchemaRef, iceberg::spec::PartitionSpecRef)>,
+    place: &Place<'_>,
+    synced: Option<&SyncHook>,
+) -> Result<Vec<(String, PathBuf, Struct)>, ImportError> {
+    let bad = |e: &dyn std::fmt::Display| ImportError::Invalid(format!("{name}: {e}"));
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();

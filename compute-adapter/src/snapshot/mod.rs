@@ -153,7 +153,9 @@ pub async fn produce(
                     which,
                     writer: &writer,
                 };
-                let (kept, gone) = rewrite.run(list.consume_entries()).await?;
+                // A Vec (not the list's opaque iterator): the future stays `Send`.
+                let parent: Vec<_> = list.consume_entries().into_iter().collect();
+                let (kept, gone) = rewrite.run(parent).await?;
                 manifests.extend(kept);
                 removed = gone;
             }

@@ -27,7 +27,7 @@ where
 {
     pub(super) async fn run(
         &self,
-        parent: impl IntoIterator<Item = ManifestFile>,
+        parent: Vec<ManifestFile>,
     ) -> Result<(Vec<ManifestFile>, Tally), SnapshotError> {
         let mut kept = Vec::new();
         let mut removed = Tally::default();

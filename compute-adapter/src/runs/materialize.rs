@@ -1,0 +1,441 @@
+//! Materialization (DESIGN §5): a model's output written to its table on the run branch,
+//! through the snapshot producer. `REPLACE` makes the output the table's rows and schema;
+//! `APPEND` adds its rows; `OVERWRITE_PARTITIONS` replaces the partitions its rows fall in.
+//! `APPEND` and `OVERWRITE_PARTITIONS` add the output's new columns to the table's schema
+//! (a column whose type does not fit is an error naming it); `partitioned_by` partitions a
+//! new table by identity. A schema change is its own commit on the run branch, before the
+//! files are written in the new schema; the landing carries the table's final state.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, RecordBatchIterator};
+use datafusion::arrow::datatypes::SchemaRef;
+use floe_catalog::{
+    Authored, Catalog, CatalogError, LoadedTable, Principal, TableChange, TableCreate,
+};
+use floe_commits::{ContentKey, RefSpec};
+use iceberg::TableUpdate;
+use iceberg::spec::{
+    MAIN_BRANCH, NestedField, NestedFieldRef, Schema, Transform, UnboundPartitionSpec,
+};
+
+use super::plan::Materialization;
+use crate::snapshot::{NewSnapshot, Removed, SnapshotOperation};
+use crate::types::{fits, iceberg_type, same_shape};
+
+/// The snapshot summary property naming the run that made the snapshot.
+const RUN_ID_PROPERTY: &str = "floe.run.id";
+
+/// Where a run writes: its catalog, its executor and its branch.
+#[derive(Debug, Clone)]
+pub(super) struct Writer {
+    pub catalog: Catalog,
+    pub executor: Principal,
+    pub branch: RefSpec,
+    pub run_id: String,
+}
+
+/// What one materialization wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Written {
+    pub rows: u64,
+    pub bytes: u64,
+    pub snapshot_id: i64,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| format!("a run task failed: {e}"))?
+}
+
+impl Writer {
+    /// Writes `batches` (of `schema`) to table `key` as `how` says.
+    pub(super) async fn materialize(
+        &self,
+        key: &ContentKey,
+        how: Materialization,
+        partitioned_by: &[String],
+        schema: SchemaRef,
+        batches: Arc<Vec<RecordBatch>>,
+    ) -> Result<Written, String> {
+        let table = self.table(key, how, partitioned_by, &schema).await?;
+        let this = self.clone();
+        let (metadata, name) = (table.metadata.clone(), key.to_string());
+        let reader_schema = schema.clone();
+        let rows = batches.clone();
+        let added = blocking(move || {
+            let reader = RecordBatchIterator::new(
+                rows.iter().cloned().map(Ok).collect::<Vec<_>>(),
+                reader_schema,
+            );
+            crate::import::write_table_files(&this.catalog, &metadata, &name, Box::new(reader))
+                .map_err(|e| e.to_string())
+        })
+        .await?;
+        let written_paths: Vec<String> = added.iter().map(|f| f.file_path().to_owned()).collect();
+        let rows = added.iter().map(|f| f.record_count()).sum();
+        let bytes = added.iter().map(|f| f.file_size_in_bytes()).sum();
+        let committed = self.commit_snapshot(key, &table, how, added).await;
+        match committed {
+            Ok(snapshot_id) => Ok(Written {
+                rows,
+                bytes,
+                snapshot_id,
+            }),
+            Err(e) => {
+                // Nothing refers to the files: remove them.
+                for location in written_paths {
+                    if let Ok(path) = self.catalog.warehouse_path(&location) {
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The table to write, created or with its schema evolved for the output first.
+    async fn table(
+        &self,
+        key: &ContentKey,
+        how: Materialization,
+        partitioned_by: &[String],
+        output: &SchemaRef,
+    ) -> Result<LoadedTable, String> {
+        let this = self.clone();
+        let lookup = key.clone();
+        let existing = blocking(move || {
+            match this
+                .catalog
+                .load_table(&this.executor, &this.branch, &lookup)
+            {
+                Ok((_, t)) => Ok(Some(t)),
+                Err(CatalogError::TableNotFound(_)) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await?;
+        let Some(table) = existing else {
+            let schema = fresh_schema(output, 1)?;
+            let spec = partition_spec(&schema, partitioned_by)?;
+            let create = TableCreate {
+                name: key.elements().last().unwrap_or_default().to_owned(),
+                location: None,
+                schema,
+                partition_spec: spec,
+                write_order: None,
+                stage_create: false,
+                properties: HashMap::new(),
+            };
+            let this = self.clone();
+            let namespace = key.parent().unwrap_or_else(|| key.clone());
+            return blocking(move || {
+                this.catalog
+                    .create_table(
+                        &this.executor,
+                        &this.branch,
+                        &namespace,
+                        create,
+                        &Authored::default(),
+                        None,
+                    )
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+        };
+        let current = table.metadata.current_schema();
+        let next = evolve(current, output, how, table.metadata.last_column_id())?;
+        if next.as_struct() == current.as_struct() {
+            return Ok(table);
+        }
+        let change = TableChange {
+            key: key.clone(),
+            requirements: vec![iceberg::TableRequirement::CurrentSchemaIdMatch {
+                current_schema_id: current.schema_id(),
+            }],
+            updates: vec![
+                TableUpdate::AddSchema { schema: next },
+                TableUpdate::SetCurrentSchema { schema_id: -1 },
+            ],
+        };
+        let this = self.clone();
+        blocking(move || {
+            this.catalog
+                .commit_table(
+                    &this.executor,
+                    &this.branch,
+                    change,
+                    &Authored::default(),
+                    None,
+                )
+                .map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    /// Commits one snapshot of the written files and returns its id.
+    async fn commit_snapshot(
+        &self,
+        key: &ContentKey,
+        table: &LoadedTable,
+        how: Materialization,
+        added: Vec<iceberg::spec::DataFile>,
+    ) -> Result<i64, String> {
+        let metadata = &table.metadata;
+        let file_io = self
+            .catalog
+            .table_file_io(metadata)
+            .map_err(|e| e.to_string())?;
+        let operation = match how {
+            Materialization::Replace => SnapshotOperation::Overwrite(Removed::All),
+            Materialization::OverwritePartitions => {
+                let touched: HashSet<String> = added
+                    .iter()
+                    .map(|f| format!("{:?}", f.partition()))
+                    .collect();
+                let live = live_files(&file_io, metadata).await?;
+                let removed: BTreeSet<String> = live
+                    .into_iter()
+                    .filter(|(_, partition)| touched.contains(partition))
+                    .map(|(path, _)| path)
+                    .collect();
+                if removed.is_empty() {
+                    SnapshotOperation::Append
+                } else {
+                    SnapshotOperation::Overwrite(Removed::Files(removed))
+                }
+            }
+            Materialization::Append | Materialization::None => SnapshotOperation::Append,
+        };
+        let produced = crate::snapshot::produce(
+            &file_io,
+            NewSnapshot {
+                metadata,
+                branch: MAIN_BRANCH,
+                operation,
+                added,
+                properties: HashMap::from([(RUN_ID_PROPERTY.to_owned(), self.run_id.clone())]),
+                timestamp_ms: self.catalog.now_ms(),
+                id: self.catalog.new_uuid(),
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let change = TableChange {
+            key: key.clone(),
+            requirements: produced.requirements,
+            updates: produced.updates,
+        };
+        let this = self.clone();
+        blocking(move || {
+            this.catalog
+                .commit_table(
+                    &this.executor,
+                    &this.branch,
+                    change,
+                    &Authored::default(),
+                    None,
+                )
+                .map_err(|e| e.to_string())
+        })
+        .await?;
+        Ok(produced.snapshot_id)
+    }
+}
+
+/// The live data files of the table's current snapshot, with their partitions (as text,
+/// to compare).
+async fn live_files(
+    file_io: &iceberg::io::FileIO,
+    metadata: &iceberg::spec::TableMetadata,
+) -> Result<Vec<(String, String)>, String> {
+    let Some(snapshot) = metadata.snapshot_for_ref(MAIN_BRANCH) else {
+        return Ok(Vec::new());
+    };
+    let bytes = file_io
+        .new_input(snapshot.manifest_list())
+        .map_err(|e| e.to_string())?
+        .read()
+        .await
+        .map_err(|e| e.to_string())?;
+    let list = iceberg::spec::ManifestList::parse_with_version(&bytes, metadata.format_version())
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for manifest in list.entries() {
+        if manifest.content != iceberg::spec::ManifestContentType::Data {
+            continue;
+        }
+        let m = manifest
+            .load_manifest(file_io)
+            .await
+            .map_err(|e| e.to_string())?;
+        for entry in m.entries() {
+            if entry.is_alive() {
+                let f = entry.data_file();
+                out.push((f.file_path().to_owned(), format!("{:?}", f.partition())));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The Iceberg schema of an output, ids from `first_id`.
+fn fresh_schema(output: &SchemaRef, first_id: i32) -> Result<Schema, String> {
+    let mut next_id = first_id + i32::try_from(output.fields().len()).unwrap_or(i32::MAX);
+    let mut fields = Vec::new();
+    for (n, f) in output.fields().iter().enumerate() {
+        let id = first_id + i32::try_from(n).unwrap_or(i32::MAX);
+        let t = iceberg_type(f.name(), f.data_type(), &mut next_id)?;
+        fields.push(Arc::new(NestedField::optional(id, f.name(), t)));
+    }
+    Schema::builder()
+        .with_schema_id(0)
+        .with_fields(fields)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The table's next schema for an output: `REPLACE` takes the output's columns (a column
+/// of the same name and shape keeps its field id); `APPEND` and `OVERWRITE_PARTITIONS`
+/// keep every column and add the output's new ones. New ids come after `last_id`.
+fn evolve(
+    current: &Schema,
+    output: &SchemaRef,
+    how: Materialization,
+    last_id: i32,
+) -> Result<Schema, String> {
+    let mut next_id = last_id + 1;
+    let mut fields: Vec<NestedFieldRef> = Vec::new();
+    let mut errors = Vec::new();
+    let keep_all = how != Materialization::Replace;
+    if keep_all {
+        fields.extend(current.as_struct().fields().iter().cloned());
+    }
+    for f in output.fields() {
+        let mut probe = 1_000_000;
+        let shape = match iceberg_type(f.name(), f.data_type(), &mut probe) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        match (keep_all, current.field_by_name(f.name())) {
+            (true, Some(existing)) => {
+                if !fits(&shape, &existing.field_type) {
+                    errors.push(format!(
+                        "column {} is {} in the output but {} in the table; cast it in the model",
+                        f.name(),
+                        f.data_type(),
+                        existing.field_type
+                    ));
+                }
+            }
+            (false, Some(existing)) if same_shape(&shape, &existing.field_type) => {
+                fields.push(existing.clone());
+            }
+            _ => {
+                let id = next_id;
+                next_id += 1;
+                let t = iceberg_type(f.name(), f.data_type(), &mut next_id)?;
+                fields.push(Arc::new(NestedField::optional(id, f.name(), t)));
+            }
+        }
+    }
+    if keep_all {
+        for existing in current.as_struct().fields() {
+            if existing.required && output.field_with_name(&existing.name).is_err() {
+                errors.push(format!(
+                    "the table's required column {} is not in the output",
+                    existing.name
+                ));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors.join("; "));
+    }
+    Schema::builder()
+        .with_schema_id(current.schema_id() + 1)
+        .with_fields(fields)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// An identity partition spec over `columns` (none: unpartitioned).
+fn partition_spec(
+    schema: &Schema,
+    columns: &[String],
+) -> Result<Option<UnboundPartitionSpec>, String> {
+    if columns.is_empty() {
+        return Ok(None);
+    }
+    let mut spec = UnboundPartitionSpec::builder().with_spec_id(0);
+    for c in columns {
+        let field = schema.field_by_name(c).ok_or_else(|| {
+            format!("partitioned_by names {c}, which is not a column of the output")
+        })?;
+        spec = spec
+            .add_partition_field(field.id, c, Transform::Identity)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(Some(spec.build()))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema as ArrowSchema};
+
+    use super::*;
+
+    fn arrow(fields: &[(&str, DataType)]) -> SchemaRef {
+        Arc::new(ArrowSchema::new(
+            fields
+                .iter()
+                .map(|(n, t)| Field::new(*n, t.clone(), true))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    #[test]
+    fn append_adds_new_columns_and_keeps_ids() {
+        let current =
+            fresh_schema(&arrow(&[("a", DataType::Int64), ("b", DataType::Utf8)]), 1).unwrap();
+        let out = arrow(&[("b", DataType::Utf8), ("c", DataType::Float64)]);
+        let next = evolve(&current, &out, Materialization::Append, 2).unwrap();
+        let ids: Vec<(String, i32)> = next
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| (f.name.clone(), f.id))
+            .collect();
+        assert_eq!(ids, vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]);
+        let bad = arrow(&[("a", DataType::Utf8)]);
+        assert!(
+            evolve(&current, &bad, Materialization::Append, 2)
+                .unwrap_err()
+                .contains("column a")
+        );
+    }
+
+    #[test]
+    fn replace_takes_the_outputs_columns() {
+        let current =
+            fresh_schema(&arrow(&[("a", DataType::Int64), ("b", DataType::Utf8)]), 1).unwrap();
+        let out = arrow(&[("b", DataType::Utf8), ("a", DataType::Utf8)]);
+        let next = evolve(&current, &out, Materialization::Replace, 2).unwrap();
+        let ids: Vec<(String, i32)> = next
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| (f.name.clone(), f.id))
+            .collect();
+        // b keeps its id; a changed type, so it is a new column.
+        assert_eq!(ids, vec![("b".into(), 2), ("a".into(), 3)]);
+    }
+}

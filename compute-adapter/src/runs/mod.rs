@@ -1,0 +1,921 @@
+//! Pipeline runs (DESIGN §5, §7): a project archive is planned into a DAG, executed on a
+//! temporary branch `floe-run/<id>` forked from the target, and landed on the target as
+//! one commit only if every node passed.
+//!
+//! - `archive`: the uploaded project, read into memory and checked entry by entry;
+//! - `project`: the project file and typed parameters;
+//! - `sql`, `python`, `plan`: planning (never runs user code): SQL models with
+//!   DataFusion's parser, Python functions with the `ast` planner, then the DAG;
+//! - `scheduler`: ready nodes in parallel up to a bound, stopping at the first failure;
+//!   it knows nothing of what a node is;
+//! - `execute`: one node (SQL on DataFusion here; Python in issue 17);
+//! - `materialize`: an output written to its table on the run branch;
+//! - `record`, `log`: the run's record (its `pipeline` part) and its log.
+//!
+//! `Runner::submit` plans in the request (a run that does not plan is a 400 and nothing
+//! is forked), stores the code snapshot, records the run `queued` and starts it; the run
+//! waits for one of `--max-runs` turns, forks, executes, lands, and removes its scratch
+//! folder whatever happens.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use floe_catalog::{
+    Authored, Catalog, CatalogError, IdemRequest, Landing, Principal, RunKind, RunRecord,
+};
+use floe_commits::{ContentKey, Hash, RefSpec};
+use parking_lot::Mutex;
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::query::QueryEngine;
+
+pub mod archive;
+mod execute;
+mod log;
+mod materialize;
+pub mod plan;
+pub mod project;
+pub mod python;
+pub mod record;
+pub mod scheduler;
+pub mod sql;
+
+pub use archive::{ArchiveError, ProjectFiles};
+pub use log::RunLog;
+pub use plan::{Materialization, NodeKind, Plan};
+pub use record::{Failure, NodeRecord, Pipeline, Preview, RunOptions};
+pub use scheduler::NodeState;
+
+use execute::{Output, Outputs, Reads};
+use materialize::Writer;
+use plan::{PlanContext, Source};
+use record::Column;
+
+/// A planning error: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanError {
+    pub file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    pub message: String,
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The request is wrong; nothing was recorded.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// The project does not plan: every error, with file and line. Nothing was forked.
+    #[error("the project does not plan: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Planning(Vec<PlanError>),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The server could not keep what the run needs (its code, its log).
+    #[error("{0}")]
+    Io(String),
+}
+
+/// One node of a plan, as `--plan` shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedNode {
+    pub name: String,
+    pub kind: NodeKind,
+    pub file: String,
+    pub line: u32,
+    pub inputs: Vec<String>,
+    pub materialization: Materialization,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_table: Option<String>,
+}
+
+/// The answer of `--plan`: the DAG, in the order it would run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanView {
+    pub target: String,
+    pub namespace: String,
+    pub parameters: BTreeMap<String, serde_json::Value>,
+    pub nodes: Vec<PlannedNode>,
+}
+
+/// What a submission became.
+#[derive(Debug, Clone)]
+pub enum Submitted {
+    /// `--plan`: planned only.
+    Planned(PlanView),
+    /// Recorded and started (its record as submitted: `queued`).
+    Started(RunRecord),
+}
+
+/// How a server runs pipelines.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Where run logs, code snapshots and scratch folders live (`<data-dir>/runs`).
+    pub dir: PathBuf,
+    /// Runs executing at once (`--max-runs`); more wait `queued`, in order.
+    pub max_runs: usize,
+    /// Nodes of one run executing at once (`--run-workers`).
+    pub workers: usize,
+}
+
+/// Runs pipelines over one catalog.
+#[derive(Clone)]
+pub struct Runner {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    catalog: Catalog,
+    engine: QueryEngine,
+    config: RunnerConfig,
+    turns: Arc<tokio::sync::Semaphore>,
+    /// The logs of the runs this server is running (followers wait on them).
+    live: Mutex<HashMap<String, Arc<RunLog>>>,
+    secret_env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    before_landing: Option<crate::import::LandingHook>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runner {
+    pub fn new(catalog: Catalog, engine: QueryEngine, config: RunnerConfig) -> Runner {
+        Runner {
+            inner: Arc::new(Inner {
+                catalog,
+                engine,
+                turns: Arc::new(tokio::sync::Semaphore::new(config.max_runs.max(1))),
+                config,
+                live: Mutex::new(HashMap::new()),
+                secret_env: Arc::new(|name| std::env::var(name).ok()),
+                before_landing: None,
+            }),
+        }
+    }
+
+    /// Runs `hook` after a run's nodes and before its landing (tests race a writer there).
+    pub fn with_landing_hook(self, hook: crate::import::LandingHook) -> Runner {
+        let inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("configure a runner before cloning it"));
+        Runner {
+            inner: Arc::new(Inner {
+                before_landing: Some(hook),
+                ..inner
+            }),
+        }
+    }
+
+    /// Where run `id`'s log is.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.inner.config.dir.join("logs").join(format!("{id}.log"))
+    }
+
+    /// Where the code snapshot with BLAKE3 `hash` is.
+    pub fn code_path(&self, hash: &str) -> PathBuf {
+        self.inner
+            .config
+            .dir
+            .join("code")
+            .join(format!("{hash}.tar"))
+    }
+
+    fn scratch(&self, id: &str) -> PathBuf {
+        self.inner.config.dir.join("scratch").join(id)
+    }
+
+    /// Removes every scratch folder (at start, when no run is live: a stopped server's
+    /// runs were settled as failed).
+    pub fn clear_scratch(&self) {
+        let _ = std::fs::remove_dir_all(self.inner.config.dir.join("scratch"));
+    }
+
+    /// The live log of a run this server is running, to follow.
+    pub fn live_log(&self, id: &str) -> Option<Arc<RunLog>> {
+        self.inner.live.lock().get(id).cloned()
+    }
+
+    /// Waits until run `id` has ended and returns its record. A run of this server wakes
+    /// its waiters on every log line and at its end; a run of another server is looked
+    /// at every `RUN_POLL_MS`.
+    pub async fn wait(&self, id: &str) -> Result<RunRecord, RunError> {
+        loop {
+            let log = self.live_log(id);
+            let wake = log.as_ref().map(|l| l.wake.clone());
+            let notified = wake.as_ref().map(|w| w.notified());
+            let mut notified = std::pin::pin!(notified);
+            if let Some(n) = notified.as_mut().as_pin_mut() {
+                // Registered before the record is read: an end after the read still wakes us.
+                n.enable();
+            }
+            let catalog = self.inner.catalog.clone();
+            let run = id.to_owned();
+            let record = blocking(move || {
+                catalog
+                    .run_record(&run)?
+                    .ok_or_else(|| RunError::Catalog(CatalogError::RunNotFound(run.clone())))
+            })
+            .await?;
+            if !record.state.is_live() {
+                return Ok(record);
+            }
+            let poll = std::time::Duration::from_millis(crate::limits::RUN_POLL_MS);
+            match notified.as_pin_mut() {
+                Some(n) => {
+                    let _ = tokio::time::timeout(poll, n).await;
+                }
+                None => tokio::time::sleep(poll).await,
+            }
+        }
+    }
+
+    /// Plans a project and, unless `--plan`, records the run and starts it.
+    pub async fn submit(
+        &self,
+        principal: &Principal,
+        archive_bytes: Vec<u8>,
+        options: RunOptions,
+        idempotency: Option<IdemRequest>,
+    ) -> Result<Submitted, RunError> {
+        let files = archive::read(&archive_bytes)?;
+        let target_text = options.target.clone().unwrap_or_else(|| "main".to_owned());
+        let target = RefSpec::parse(&target_text)
+            .map_err(|e| RunError::Invalid(format!("ref {target_text:?}: {e}")))?;
+        let this = self.clone();
+        let who = principal.clone();
+        let spec = target.clone();
+        let opts = options.clone();
+        let (plan, head) = blocking(move || {
+            let head = this.inner.catalog.resolve(&who, &spec)?.hash;
+            let py = python::plan(&files).map_err(RunError::Planning)?;
+            let catalog = this.inner.catalog.clone();
+            let table = |key: &ContentKey| find_table(&catalog, &who, &spec, head, key);
+            let secret_env = this.inner.secret_env.clone();
+            let cx = PlanContext {
+                namespace: opts.namespace.clone(),
+                params: opts.params.clone(),
+                secret_env: &*secret_env,
+                table: &table,
+            };
+            let plan = plan::plan(&files, py, &cx).map_err(RunError::Planning)?;
+            this.check_namespaces(&who, &spec, &plan)?;
+            Ok((plan, head))
+        })
+        .await?;
+        if options.plan {
+            return Ok(Submitted::Planned(plan_view(&plan, &target_text)));
+        }
+        if let Some(node) = plan.nodes.iter().find(|n| n.kind != NodeKind::Sql) {
+            return Err(RunError::Planning(vec![PlanError {
+                file: node.file.clone(),
+                line: Some(node.line),
+                message: format!(
+                    "{} is a Python function: this floe plans Python models (floe run --plan) but does not execute them yet",
+                    node.name
+                ),
+            }]));
+        }
+        let code = blake3::hash(&archive_bytes).to_hex().to_string();
+        let this = self.clone();
+        let who = principal.clone();
+        let pipeline = Pipeline::new(&plan, code.clone(), &options);
+        let source = format!(
+            "run {} ({} model{})",
+            plan.project.name.as_deref().unwrap_or("project"),
+            plan.nodes.len(),
+            if plan.nodes.len() == 1 { "" } else { "s" }
+        );
+        let record = blocking(move || {
+            this.keep_code(&code, &archive_bytes)?;
+            let record = this.inner.catalog.queue_run(
+                &who,
+                &target,
+                RunKind::Run,
+                source,
+                Some(pipeline.to_value()),
+            )?;
+            if let Some(request) = &idempotency {
+                // Best effort, like a recorded rejection: a retry that finds nothing runs
+                // again.
+                let _ = this.inner.catalog.record_acceptance(request, &record.id);
+            }
+            Ok(record)
+        })
+        .await?;
+        let log = Arc::new(
+            RunLog::open(&self.log_path(&record.id), self.inner.catalog.clone())
+                .map_err(|e| RunError::Io(format!("creating the run's log: {e}")))?,
+        );
+        log.line(
+            log::RUN,
+            "info",
+            &format!(
+                "queued on {target_text} at {}: {} node{}, namespace {}",
+                &head.to_hex()[..12],
+                plan.nodes.len(),
+                if plan.nodes.len() == 1 { "" } else { "s" },
+                plan.namespace
+            ),
+        );
+        self.inner
+            .live
+            .lock()
+            .insert(record.id.clone(), log.clone());
+        let span =
+            tracing::info_span!("run", id = %record.id, kind = "run", target = %record.target);
+        let this = self.clone();
+        let queued = record.clone();
+        let who = principal.clone();
+        tokio::spawn(
+            async move {
+                this.execute(&who, queued, plan, options, &log).await;
+            }
+            .instrument(span),
+        );
+        Ok(Submitted::Started(record))
+    }
+
+    /// Every materialized output's namespace must exist at the target's head.
+    fn check_namespaces(
+        &self,
+        principal: &Principal,
+        spec: &RefSpec,
+        plan: &Plan,
+    ) -> Result<(), RunError> {
+        let mut errors = Vec::new();
+        for node in &plan.nodes {
+            if node.options.materialization == Materialization::None {
+                continue;
+            }
+            let Some(ns) = node.output.parent() else {
+                continue;
+            };
+            match self.inner.catalog.get_namespace(principal, spec, &ns) {
+                Ok(_) => {}
+                Err(CatalogError::NamespaceNotFound(_)) => errors.push(PlanError {
+                    file: node.file.clone(),
+                    line: Some(node.line),
+                    message: format!(
+                        "{} writes {}, but namespace {ns} does not exist on {spec}; create it first (floe namespace create {ns} --ref {spec})",
+                        node.name, node.output
+                    ),
+                }),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(RunError::Planning(errors))
+        }
+    }
+
+    /// Keeps a code snapshot (content-addressed: written once, atomically, flushed).
+    fn keep_code(&self, hash: &str, bytes: &[u8]) -> Result<(), RunError> {
+        let path = self.code_path(hash);
+        if path.exists() {
+            return Ok(());
+        }
+        let io = |e: std::io::Error| RunError::Io(format!("keeping the run's code: {e}"));
+        let dir = path.parent().expect("a code path has a folder");
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let tmp = dir.join(format!("{hash}.{}.tmp", self.inner.catalog.new_uuid()));
+        let mut file = std::fs::File::create(&tmp).map_err(io)?;
+        std::io::Write::write_all(&mut file, bytes).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)
+    }
+
+    /// The run, from its turn to its end. Every outcome is recorded; nothing is left in
+    /// its scratch folder.
+    async fn execute(
+        &self,
+        principal: &Principal,
+        queued: RunRecord,
+        plan: Plan,
+        options: RunOptions,
+        log: &Arc<RunLog>,
+    ) {
+        let turn = self.inner.turns.clone().acquire_owned().await;
+        let id = queued.id.clone();
+        let scratch = self.scratch(&id);
+        let outcome = match turn {
+            Ok(_turn) => {
+                self.work(principal, queued, plan, options, log, &scratch)
+                    .await
+            }
+            Err(_) => Err(("the server is stopping".to_owned(), Failure::Server)),
+        };
+        if let Err((why, _)) = &outcome {
+            log.line(log::RUN, "error", &format!("failed: {why}"));
+        }
+        let _ = std::fs::remove_dir_all(&scratch);
+        self.inner.live.lock().remove(&id);
+        log.line(log::RUN, "info", "ended");
+    }
+
+    /// Forks, runs the nodes, lands. `Err` says why the run failed (it is recorded so).
+    async fn work(
+        &self,
+        principal: &Principal,
+        queued: RunRecord,
+        plan: Plan,
+        options: RunOptions,
+        log: &Arc<RunLog>,
+        scratch: &Path,
+    ) -> Result<(), (String, Failure)> {
+        let catalog = self.inner.catalog.clone();
+        let who = principal.clone();
+        let waiting = queued.clone();
+        let started = blocking(move || Ok(catalog.begin_run(&who, &waiting)?)).await;
+        let (record, executor) = match started {
+            Ok(r) => r,
+            Err(e) => {
+                // Not forked (or its fork failed, which the catalog recorded): the record
+                // says why.
+                let catalog = self.inner.catalog.clone();
+                let message = e.to_string();
+                let _ = blocking(move || Ok(catalog.fail_run(&queued, &message)?)).await;
+                return Err((e.to_string(), Failure::Server));
+            }
+        };
+        log.line(
+            log::RUN,
+            "info",
+            &format!(
+                "running on {} forked at {}",
+                record.branch(),
+                &record.fork[..12]
+            ),
+        );
+        let state = Arc::new(Mutex::new(record.clone()));
+        let result = self
+            .run_nodes(&record, &executor, &plan, &options, log, scratch, &state)
+            .await;
+        let catalog = self.inner.catalog.clone();
+        let current = state.lock().clone();
+        match result {
+            Ok(landed) => {
+                let message = match landed {
+                    Some(commit) => format!("succeeded: landed on {} as {commit}", record.target),
+                    None => "succeeded: nothing to land".to_owned(),
+                };
+                log.line(log::RUN, "info", &message);
+                Ok(())
+            }
+            Err((why, failure)) => {
+                let mut failed = current;
+                if let Some(p) = failed.pipeline.as_ref().and_then(Pipeline::from_value) {
+                    let p = Pipeline {
+                        failure: Some(failure),
+                        ..p
+                    };
+                    failed.pipeline = Some(p.to_value());
+                }
+                let message = why.clone();
+                let _ = blocking(move || {
+                    catalog.save_run(&failed)?;
+                    Ok(catalog.fail_run(&failed, &message)?)
+                })
+                .await;
+                Err((why, failure))
+            }
+        }
+    }
+
+    /// Runs the plan's nodes and lands their outputs; the landing commit, if any.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_nodes(
+        &self,
+        record: &RunRecord,
+        executor: &Principal,
+        plan: &Plan,
+        options: &RunOptions,
+        log: &Arc<RunLog>,
+        scratch: &Path,
+        state: &Arc<Mutex<RunRecord>>,
+    ) -> Result<Option<Hash>, (String, Failure)> {
+        let server = |e: &dyn std::fmt::Display| (e.to_string(), Failure::Server);
+        std::fs::create_dir_all(scratch).map_err(|e| server(&e))?;
+        let branch = RefSpec::parse(record.branch().as_str()).map_err(|e| server(&e))?;
+        let fork = record.fork_hash().map_err(|e| server(&e))?;
+        let reads = Reads {
+            engine: self.inner.engine.clone(),
+            executor: executor.clone(),
+            branch: branch.clone(),
+            fork,
+            namespace: plan.namespace.to_string(),
+        };
+        let writer = Writer {
+            catalog: self.inner.catalog.clone(),
+            executor: executor.clone(),
+            branch,
+            run_id: record.id.clone(),
+        };
+        let outputs: Outputs = Arc::new(Mutex::new(HashMap::new()));
+        let upstream: Vec<Vec<usize>> = plan.nodes.iter().map(|n| n.upstream().collect()).collect();
+        let plan = Arc::new(plan.clone());
+        let landed_parts: Arc<Mutex<Vec<Hash>>> = Arc::new(Mutex::new(Vec::new()));
+        let catalog = self.inner.catalog.clone();
+        let progress = {
+            let (state, catalog, log, plan) =
+                (state.clone(), catalog.clone(), log.clone(), plan.clone());
+            move |node: usize, update: &dyn Fn(&mut NodeRecord)| {
+                let mut record = state.lock();
+                let Some(mut p) = record.pipeline.as_ref().and_then(Pipeline::from_value) else {
+                    return;
+                };
+                update(&mut p.nodes[node]);
+                record.pipeline = Some(p.to_value());
+                if let Err(e) = catalog.save_run(&record) {
+                    log.line(
+                        &plan.nodes[node].name,
+                        "warn",
+                        &format!("its progress could not be recorded: {e}"),
+                    );
+                }
+            }
+        };
+        let progress = Arc::new(progress);
+        let states =
+            scheduler::run(
+                &upstream,
+                self.inner.config.workers,
+                |n| {
+                    let (
+                        plan,
+                        reads,
+                        writer,
+                        outputs,
+                        log,
+                        options,
+                        progress,
+                        parts,
+                        record,
+                        catalog,
+                    ) = (
+                        plan.clone(),
+                        reads.clone(),
+                        writer.clone(),
+                        outputs.clone(),
+                        log.clone(),
+                        options.clone(),
+                        progress.clone(),
+                        landed_parts.clone(),
+                        record.clone(),
+                        catalog.clone(),
+                    );
+                    Box::pin(async move {
+                        let node = &plan.nodes[n];
+                        let started = catalog.now_ms();
+                        progress(n, &|r| {
+                            r.state = NodeState::Running;
+                            r.started_ms = Some(started);
+                        });
+                        log.line(&node.name, "info", "running");
+                        let output = execute::run(node, &reads, &outputs).await?;
+                        check_columns(node, &output, options.strict)?;
+                        let rows = output.rows();
+                        log.line(&node.name, "info", &format!("{rows} rows"));
+                        if options.preview != Preview::Off {
+                            log.line(&node.name, "preview", &preview(&output, options.preview));
+                        }
+                        let mut bytes = None;
+                        let how = node.options.materialization;
+                        if how != Materialization::None && !options.dry_run {
+                            let written = writer
+                                .materialize(
+                                    &node.output,
+                                    how,
+                                    &node.options.partitioned_by,
+                                    output.schema.clone(),
+                                    output.batches.clone(),
+                                )
+                                .await?;
+                            bytes = Some(written.bytes);
+                            log.line(
+                                &node.name,
+                                "info",
+                                &format!(
+                                    "{how:?} {} ({} rows, {} bytes, snapshot {})",
+                                    node.output, written.rows, written.bytes, written.snapshot_id
+                                ),
+                            );
+                            if options.no_transaction {
+                                let landing = Landing {
+                                    outputs: vec![node.output.clone()],
+                                    inputs: table_inputs(&plan, Some(n)),
+                                    message: format!(
+                                        "run {}: {} ({})",
+                                        record.id, node.name, node.output
+                                    ),
+                                    idempotency: None,
+                                    answer: None,
+                                };
+                                let (c, e, r) =
+                                    (catalog.clone(), writer.executor.clone(), record.clone());
+                                let commit = blocking(move || {
+                                    Ok(c.land_run_part(&e, &r, &landing, &Authored::default())?)
+                                })
+                                .await
+                                .map_err(|e: RunError| e.to_string())?;
+                                log.line(
+                                    &node.name,
+                                    "info",
+                                    &format!("landed {} as {commit}", node.output),
+                                );
+                                parts.lock().push(commit);
+                            }
+                        }
+                        let schema: Vec<Column> = output
+                            .schema
+                            .fields()
+                            .iter()
+                            .map(|f| Column {
+                                name: f.name().clone(),
+                                kind: f.data_type().to_string(),
+                            })
+                            .collect();
+                        outputs.lock().insert(n, output);
+                        let finished = catalog.now_ms();
+                        progress(n, &|r| {
+                            r.rows = Some(rows);
+                            r.bytes = bytes;
+                            r.finished_ms = Some(finished);
+                            if options.dry_run {
+                                r.schema = Some(schema.clone());
+                            }
+                        });
+                        Ok(())
+                    })
+                },
+                |event| match event {
+                    scheduler::Event::Started(_) => {}
+                    scheduler::Event::Succeeded(n) => {
+                        progress(n, &|r| r.state = NodeState::Succeeded);
+                        log.line(&plan.nodes[n].name, "info", "succeeded");
+                    }
+                    scheduler::Event::Failed(n, why) => {
+                        let finished = catalog.now_ms();
+                        progress(n, &|r| {
+                            r.state = NodeState::Failed;
+                            r.finished_ms = Some(finished);
+                            r.error = Some(record::NodeError {
+                                message: record::cut(&why),
+                            });
+                        });
+                        log.line(&plan.nodes[n].name, "error", &format!("failed: {why}"));
+                    }
+                    scheduler::Event::Skipped(n) => {
+                        progress(n, &|r| r.state = NodeState::Skipped);
+                        log.line(
+                            &plan.nodes[n].name,
+                            "info",
+                            "skipped: an earlier node failed",
+                        );
+                    }
+                },
+            )
+            .await;
+        if let Some(n) = states.iter().position(|s| *s == NodeState::Failed) {
+            let why = state
+                .lock()
+                .pipeline
+                .as_ref()
+                .and_then(Pipeline::from_value)
+                .and_then(|p| p.nodes[n].error.clone())
+                .map(|e| e.message)
+                .unwrap_or_default();
+            return Err((
+                format!("node {} failed: {why}", plan.nodes[n].name),
+                Failure::Execution,
+            ));
+        }
+        let current = state.lock().clone();
+        let outputs_written: Vec<ContentKey> = plan
+            .nodes
+            .iter()
+            .filter(|n| n.options.materialization != Materialization::None)
+            .map(|n| n.output.clone())
+            .collect();
+        let catalog = self.inner.catalog.clone();
+        let executor = executor.clone();
+        let parts = landed_parts.lock().clone();
+        if options.dry_run || outputs_written.is_empty() || options.no_transaction {
+            let last = parts.last().copied();
+            let mut done = current.clone();
+            if let Some(mut p) = done.pipeline.as_ref().and_then(Pipeline::from_value) {
+                p.commits = parts.iter().map(Hash::to_hex).collect();
+                done.pipeline = Some(p.to_value());
+            }
+            blocking(move || {
+                catalog.save_run(&done)?;
+                Ok(catalog.succeed_run(&done, last)?)
+            })
+            .await
+            .map_err(|e| server(&e))?;
+            return Ok(last);
+        }
+        let landing = Landing {
+            outputs: outputs_written,
+            inputs: table_inputs(&plan, None),
+            message: format!(
+                "run {} of {} ({} table{})",
+                record.id,
+                plan.project.name.as_deref().unwrap_or("project"),
+                plan.nodes
+                    .iter()
+                    .filter(|n| n.options.materialization != Materialization::None)
+                    .count(),
+                if plan.nodes.len() == 1 { "" } else { "s" }
+            ),
+            idempotency: None,
+            answer: None,
+        };
+        let hook = self.inner.before_landing.clone();
+        let landed = blocking(move || {
+            if let Some(hook) = hook {
+                hook(&catalog);
+            }
+            catalog.save_run(&current)?;
+            Ok(catalog.land_run(&executor, &current, &landing, &Authored::default())?)
+        })
+        .await;
+        match landed {
+            Ok(l) => Ok(Some(l.commit)),
+            Err(RunError::Catalog(
+                e @ CatalogError::Write(floe_commits::WriteError::Conflict { .. }),
+            )) => Err((format!("the landing conflicts: {e}"), Failure::Conflict)),
+            Err(e) => Err(server(&e)),
+        }
+    }
+}
+
+/// The catalog tables the run reads (of node `only`, or of every node).
+fn table_inputs(plan: &Plan, only: Option<usize>) -> Vec<ContentKey> {
+    let mut keys: Vec<ContentKey> = plan
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| only.is_none_or(|o| o == *i))
+        .flat_map(|(_, n)| n.inputs.iter())
+        .filter_map(|i| match &i.source {
+            Source::Table(k) => Some(k.clone()),
+            Source::Model(_) => None,
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// With `--strict`, an output whose columns differ from those declared fails the node.
+fn check_columns(node: &plan::Node, output: &Output, strict: bool) -> Result<(), String> {
+    let (true, Some(declared)) = (strict, &node.options.columns) else {
+        return Ok(());
+    };
+    let actual: Vec<&str> = output
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    let mut want: Vec<&str> = declared.iter().map(String::as_str).collect();
+    let mut got = actual.clone();
+    want.sort_unstable();
+    got.sort_unstable();
+    if want == got {
+        return Ok(());
+    }
+    Err(format!(
+        "its output has columns {} but it declares {} (--strict)",
+        actual.join(", "),
+        declared.join(", ")
+    ))
+}
+
+/// A few rows of an output, as a table.
+fn preview(output: &Output, how: Preview) -> String {
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+    let total = output.rows() as usize;
+    let n = crate::limits::PREVIEW_ROWS.min(total);
+    let start = match how {
+        Preview::Tail => total - n,
+        _ => 0,
+    };
+    let mut rows = Vec::new();
+    let mut skip = start;
+    let mut left = n;
+    for b in output.batches.iter() {
+        if left == 0 {
+            break;
+        }
+        if skip >= b.num_rows() {
+            skip -= b.num_rows();
+            continue;
+        }
+        let take = left.min(b.num_rows() - skip);
+        rows.push(b.slice(skip, take));
+        skip = 0;
+        left -= take;
+    }
+    pretty_format_batches(&rows)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn plan_view(plan: &Plan, target: &str) -> PlanView {
+    let record = Pipeline::new(plan, String::new(), &RunOptions::default());
+    PlanView {
+        target: target.to_owned(),
+        namespace: plan.namespace.to_string(),
+        parameters: record.parameters,
+        nodes: record
+            .nodes
+            .into_iter()
+            .map(|n| PlannedNode {
+                name: n.name,
+                kind: n.kind,
+                file: n.file,
+                line: n.line,
+                inputs: n.inputs,
+                materialization: n.materialization,
+                output_table: n.output_table,
+            })
+            .collect(),
+    }
+}
+
+/// The table `key` names at `at`, matched regardless of case when it is not there as
+/// written (and only one table matches).
+fn find_table(
+    catalog: &Catalog,
+    principal: &Principal,
+    spec: &RefSpec,
+    at: Hash,
+    key: &ContentKey,
+) -> Result<Option<ContentKey>, String> {
+    match catalog.load_table_at(principal, spec, at, key) {
+        Ok(_) => return Ok(Some(key.clone())),
+        Err(CatalogError::TableNotFound(_) | CatalogError::NamespaceNotFound(_)) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    let Some(namespace) = key.parent() else {
+        return Ok(None);
+    };
+    let name = key.elements().last().unwrap_or_default().to_lowercase();
+    let mut found = Vec::new();
+    let mut after: Option<ContentKey> = None;
+    loop {
+        let (_, page) = match catalog.list_tables(principal, spec, &namespace, after.as_ref(), 1000)
+        {
+            Ok(p) => p,
+            Err(CatalogError::NamespaceNotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        found.extend(
+            page.items
+                .iter()
+                .filter(|k| k.elements().last().unwrap_or_default().to_lowercase() == name)
+                .cloned(),
+        );
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    Ok(if found.len() == 1 { found.pop() } else { None })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RunError> + Send + 'static,
+) -> Result<T, RunError> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| RunError::Io(format!("a run task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests;

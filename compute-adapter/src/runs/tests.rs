@@ -1,0 +1,446 @@
+//! The runner against a real catalog and warehouse: planning, execution, materialization
+//! and the landing rule.
+
+use std::collections::BTreeMap;
+
+use floe_catalog::RunState;
+use futures::StreamExt;
+
+use super::*;
+use crate::import::tests::{fixture, ids, request};
+use crate::{ImportMode, Importer, QueryLimits, QueryRequest};
+
+const PROJECT: &str = "project:\n  id: p1\n  name: demo\nparameters:\n  min_id:\n    type: int\n    default: 10\ndefaults:\n  namespace: db\n";
+
+fn files(models: &[(&str, &str)]) -> Vec<u8> {
+    let mut files = ProjectFiles::new();
+    files.insert(
+        "bauplan_project.yml".to_owned(),
+        PROJECT.as_bytes().to_vec(),
+    );
+    for (name, sql) in models {
+        files.insert((*name).to_owned(), sql.as_bytes().to_vec());
+    }
+    archive::pack(&files)
+}
+
+fn demo() -> Vec<u8> {
+    files(&[
+        (
+            "models/big.sql",
+            "-- bauplan: materialization_strategy = REPLACE\nSELECT id, id * 2 AS Twice FROM T WHERE id >= $min_id",
+        ),
+        ("evens.sql", "SELECT ID FROM big WHERE id % 2 = 0"),
+        (
+            "joined.sql",
+            "-- bauplan: materialization_strategy=APPEND\nSELECT b.id, b.twice FROM big b JOIN evens e ON b.id = e.id",
+        ),
+    ])
+}
+
+struct World {
+    f: crate::import::tests::Fixture,
+    runner: Runner,
+    engine: QueryEngine,
+    _runs: tempfile::TempDir,
+}
+
+async fn world() -> World {
+    let f = fixture();
+    Importer::new(f.catalog.clone())
+        .run(
+            &f.who,
+            request(&f, Some(ImportMode::Create), ids(&f, "t.parquet", 0..100)),
+        )
+        .await
+        .unwrap();
+    let engine = QueryEngine::new(f.catalog.clone(), QueryLimits::default());
+    let runs = tempfile::tempdir().unwrap();
+    let runner = Runner::new(
+        f.catalog.clone(),
+        engine.clone(),
+        RunnerConfig {
+            dir: runs.path().to_owned(),
+            max_runs: 2,
+            workers: 2,
+        },
+    );
+    World {
+        f,
+        runner,
+        engine,
+        _runs: runs,
+    }
+}
+
+impl World {
+    async fn run(&self, archive: Vec<u8>, options: RunOptions) -> Result<RunRecord, RunError> {
+        match self
+            .runner
+            .submit(&self.f.who, archive, options, None)
+            .await?
+        {
+            Submitted::Started(r) => {
+                assert_eq!(r.state, RunState::Queued);
+                self.runner.wait(&r.id).await
+            }
+            Submitted::Planned(_) => panic!("not a plan"),
+        }
+    }
+
+    async fn count(&self, spec: &str, table: &str) -> i64 {
+        let answer = self
+            .engine
+            .run(
+                &self.f.who,
+                QueryRequest {
+                    sql: format!("select count(*) as n from {table}"),
+                    spec: RefSpec::parse(spec).unwrap(),
+                    namespace: None,
+                    max_rows: None,
+                    timeout: None,
+                },
+            )
+            .await
+            .unwrap();
+        let batches: Vec<_> = answer.batches.collect().await;
+        let b = batches[0].as_ref().unwrap();
+        b.column(0)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .unwrap()
+            .value(0)
+    }
+
+    fn head(&self) -> Hash {
+        self.f
+            .catalog
+            .resolve(&self.f.who, &self.f.main)
+            .unwrap()
+            .hash
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sql_project_lands_its_materialized_models_as_one_commit() {
+    let w = world().await;
+    let before = w.head();
+    let record = w.run(demo(), RunOptions::default()).await.unwrap();
+    assert_eq!(record.state, RunState::Succeeded, "{:?}", record.error);
+    let landed = Hash::parse(record.landed.as_deref().unwrap()).unwrap();
+    assert_eq!(w.head(), landed);
+    let detail =
+        w.f.catalog
+            .commit_detail(
+                &w.f.who,
+                &RefSpec::parse(&landed.to_hex()).unwrap(),
+                None,
+                100,
+            )
+            .unwrap();
+    assert_eq!(detail.commit.parents.to_vec(), vec![before]);
+    assert_eq!(
+        detail.commit.properties.get("floe.run.id"),
+        Some(&record.id)
+    );
+    // It changes exactly the materialized tables.
+    let changed: Vec<String> = detail
+        .changes
+        .items
+        .iter()
+        .map(|c| c.key.to_string())
+        .collect();
+    assert_eq!(changed, vec!["db.big", "db.joined"]);
+    // REPLACE: ids 10..100; APPEND: the even ones; NONE: not written.
+    assert_eq!(w.count("main", "db.big").await, 90);
+    assert_eq!(w.count("main", "db.joined").await, 45);
+    let none = w.f.catalog.load_table(
+        &w.f.who,
+        &w.f.main,
+        &ContentKey::new(["db", "evens"]).unwrap(),
+    );
+    assert!(matches!(none, Err(CatalogError::TableNotFound(_))));
+    let p = Pipeline::from_value(record.pipeline.as_ref().unwrap()).unwrap();
+    let states: Vec<_> = p
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.state, n.rows))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("big", NodeState::Succeeded, Some(90)),
+            ("evens", NodeState::Succeeded, Some(45)),
+            ("joined", NodeState::Succeeded, Some(45)),
+        ]
+    );
+    assert_eq!(p.parameters["min_id"], serde_json::json!(10));
+    // The code snapshot is kept by its hash; the log tells the story.
+    assert!(w.runner.code_path(&p.code).exists());
+    let log = std::fs::read_to_string(w.runner.log_path(&record.id)).unwrap();
+    assert!(log.contains(" big info 90 rows"), "{log}");
+    // The run branch is gone.
+    assert!(w.f.catalog.get_ref(&w.f.who, &record.branch()).is_err());
+
+    // Again with a parameter: REPLACE rewrites, APPEND adds.
+    let options = RunOptions {
+        params: BTreeMap::from([("min_id".to_owned(), "90".to_owned())]),
+        ..RunOptions::default()
+    };
+    let again = w.run(demo(), options).await.unwrap();
+    assert_eq!(again.state, RunState::Succeeded, "{:?}", again.error);
+    assert_eq!(w.count("main", "db.big").await, 10);
+    assert_eq!(w.count("main", "db.joined").await, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_node_changes_nothing_and_seals_the_branch() {
+    let w = world().await;
+    let before = w.head();
+    let archive = files(&[
+        (
+            "a.sql",
+            "-- bauplan: materialization_strategy = REPLACE\nSELECT id FROM t",
+        ),
+        // Fails while executing: a cast that cannot be done.
+        (
+            "b.sql",
+            "SELECT CAST('x' || CAST(id AS VARCHAR) AS INT) AS n FROM a",
+        ),
+        (
+            "c.sql",
+            "-- bauplan: materialization_strategy = REPLACE\nSELECT n FROM b",
+        ),
+    ]);
+    let record = w.run(archive, RunOptions::default()).await.unwrap();
+    assert_eq!(record.state, RunState::Failed);
+    assert_eq!(w.head(), before);
+    let p = Pipeline::from_value(record.pipeline.as_ref().unwrap()).unwrap();
+    assert_eq!(p.failure, Some(Failure::Execution));
+    let states: Vec<_> = p.nodes.iter().map(|n| n.state).collect();
+    assert_eq!(
+        states,
+        vec![NodeState::Succeeded, NodeState::Failed, NodeState::Skipped]
+    );
+    assert!(
+        p.nodes[1].error.as_ref().unwrap().message.contains("x0"),
+        "{:?}",
+        p.nodes[1].error
+    );
+    // Its branch stays, sealed.
+    let branch = w.f.catalog.get_ref(&w.f.who, &record.branch()).unwrap();
+    let sealed = w.f.catalog.create_ref(
+        &w.f.who,
+        &floe_commits::RefName::parse("copy").unwrap(),
+        floe_commits::RefKind::Branch,
+        &RefSpec::parse(&branch.head.to_hex()).unwrap(),
+        None,
+    );
+    assert!(
+        matches!(sealed, Err(CatalogError::RunSealed { .. })),
+        "{sealed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planning_errors_name_file_and_line_and_fork_nothing() {
+    let w = world().await;
+    let refs_before =
+        w.f.catalog
+            .list_refs(&w.f.who, None, None, 100)
+            .unwrap()
+            .items
+            .len();
+    let cases: Vec<(Vec<u8>, RunOptions, &str, Option<u32>, &str)> = vec![
+        (
+            files(&[("a.sql", "SELECT 1 AS x"), ("sub/a.sql", "SELECT 2 AS x")]),
+            RunOptions::default(),
+            "sub/a.sql",
+            Some(1),
+            "defined twice",
+        ),
+        (
+            files(&[("a.sql", "SELECT * FROM b"), ("b.sql", "SELECT * FROM a")]),
+            RunOptions::default(),
+            "a.sql",
+            Some(1),
+            "cycle",
+        ),
+        (
+            files(&[("a.sql", "SELECT 1 AS x\n, y FROM nowhere")]),
+            RunOptions::default(),
+            "a.sql",
+            Some(2),
+            "neither a model of the project nor a table",
+        ),
+        (
+            files(&[("a.sql", "SELECT 1 AS x\nFROM t WHERE id > $nope")]),
+            RunOptions::default(),
+            "a.sql",
+            Some(2),
+            "$nope names no parameter",
+        ),
+        (
+            files(&[("a.sql", "SELECT 1 AS x")]),
+            RunOptions {
+                params: BTreeMap::from([("min_id".to_owned(), "many".to_owned())]),
+                ..RunOptions::default()
+            },
+            "bauplan_project.yml",
+            Some(5),
+            "not an int",
+        ),
+        (
+            files(&[("a.sql", "SELECT 1 AS x")]),
+            RunOptions {
+                params: BTreeMap::from([("other".to_owned(), "1".to_owned())]),
+                ..RunOptions::default()
+            },
+            "bauplan_project.yml",
+            None,
+            "unknown parameter other",
+        ),
+        (
+            files(&[("a.sql", "SELECT 1 AS x\nFROM t WHERE")]),
+            RunOptions::default(),
+            "a.sql",
+            Some(2),
+            "syntax error",
+        ),
+    ];
+    for (archive, options, file, line, what) in cases {
+        let err = w.run(archive, options).await.unwrap_err();
+        let RunError::Planning(errors) = &err else {
+            panic!("{what}: {err}");
+        };
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.file == file && e.line == line && e.message.contains(what)),
+            "{what}: {errors:?}"
+        );
+    }
+    let (runs, _) =
+        w.f.catalog
+            .list_runs(&w.f.who, None, 100, &|r| r.kind == RunKind::Run)
+            .unwrap();
+    assert!(runs.is_empty(), "no run was recorded");
+    let refs_after =
+        w.f.catalog
+            .list_refs(&w.f.who, None, None, 100)
+            .unwrap()
+            .items
+            .len();
+    assert_eq!(refs_before, refs_after, "nothing was forked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_reports_schemas_and_writes_nothing() {
+    let w = world().await;
+    let before = w.head();
+    let options = RunOptions {
+        dry_run: true,
+        ..RunOptions::default()
+    };
+    let record = w.run(demo(), options).await.unwrap();
+    assert_eq!(record.state, RunState::Succeeded, "{:?}", record.error);
+    assert_eq!(w.head(), before);
+    assert!(record.landed.is_none());
+    let p = Pipeline::from_value(record.pipeline.as_ref().unwrap()).unwrap();
+    let big = &p.nodes[0];
+    assert_eq!(big.rows, Some(90));
+    let names: Vec<&str> = big
+        .schema
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["id", "Twice"]);
+}
+
+/// A runner whose runs call `change` just before they land.
+async fn racing(change: impl Fn(&Catalog) + Send + Sync + 'static) -> World {
+    let mut w = world().await;
+    let runs = tempfile::tempdir().unwrap();
+    w.runner = Runner::new(
+        w.f.catalog.clone(),
+        w.engine.clone(),
+        RunnerConfig {
+            dir: runs.path().to_owned(),
+            max_runs: 2,
+            workers: 2,
+        },
+    )
+    .with_landing_hook(Arc::new(change));
+    w._runs = runs;
+    w
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrelated_commit_after_the_fork_does_not_block_the_landing() {
+    let w = racing(|catalog| {
+        catalog
+            .create_namespace(
+                &Principal::anonymous(),
+                &RefSpec::parse("main").unwrap(),
+                &ContentKey::new(["other"]).unwrap(),
+                BTreeMap::new(),
+                &Authored::default(),
+                None,
+            )
+            .unwrap();
+    })
+    .await;
+    let record = w.run(demo(), RunOptions::default()).await.unwrap();
+    assert_eq!(record.state, RunState::Succeeded, "{:?}", record.error);
+    assert_eq!(w.count("main", "db.big").await, 90);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_changed_after_the_fork_fails_the_landing_naming_it() {
+    let w = racing(|catalog| {
+        let change = floe_catalog::TableChange {
+            key: ContentKey::new(["db", "t"]).unwrap(),
+            requirements: Vec::new(),
+            updates: vec![iceberg::TableUpdate::SetProperties {
+                updates: std::collections::HashMap::from([(
+                    "touched".to_owned(),
+                    "yes".to_owned(),
+                )]),
+            }],
+        };
+        catalog
+            .commit_table(
+                &Principal::anonymous(),
+                &RefSpec::parse("main").unwrap(),
+                change,
+                &Authored::default(),
+                None,
+            )
+            .unwrap();
+    })
+    .await;
+    let before_big =
+        w.f.catalog
+            .load_table(
+                &w.f.who,
+                &w.f.main,
+                &ContentKey::new(["db", "big"]).unwrap(),
+            )
+            .is_ok();
+    assert!(!before_big);
+    let record = w.run(demo(), RunOptions::default()).await.unwrap();
+    assert_eq!(record.state, RunState::Failed);
+    let error = record.error.unwrap();
+    assert!(error.contains("db.t"), "{error}");
+    let p = Pipeline::from_value(record.pipeline.as_ref().unwrap()).unwrap();
+    assert_eq!(p.failure, Some(Failure::Conflict));
+    // Nothing the run wrote is on main.
+    let big = w.f.catalog.load_table(
+        &w.f.who,
+        &w.f.main,
+        &ContentKey::new(["db", "big"]).unwrap(),
+    );
+    assert!(matches!(big, Err(CatalogError::TableNotFound(_))));
+}
