@@ -67,6 +67,8 @@ pub enum Method {
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// For answers that last as long as what they follow (a run's log): no global timeout.
+    streaming: ureq::Agent,
 }
 
 impl Client {
@@ -76,9 +78,15 @@ impl Client {
             .timeout_global(Some(Duration::from_secs(REQUEST_TIMEOUT_S)))
             .build()
             .into();
+        let streaming: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(REQUEST_TIMEOUT_S)))
+            .build()
+            .into();
         Client {
             base: server.trim_end_matches('/').to_owned(),
             agent,
+            streaming,
         }
     }
 
@@ -96,6 +104,29 @@ impl Client {
             .map_err(|e| self.transport(&e))?;
         self.answer(response)?
             .ok_or_else(|| CallError::Transport(format!("{url} answered with an empty body")))
+    }
+
+    /// GET an answer as a stream that may last (a followed log): read it as it comes.
+    pub fn get_stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Box<dyn std::io::Read + Send>, CallError> {
+        let url = format!("{}{}{}", self.base, path, query_string(query));
+        let response = self
+            .streaming
+            .get(&url)
+            .call()
+            .map_err(|e| self.transport(&e))?;
+        if response.status().is_success() {
+            return Ok(Box::new(response.into_body().into_reader()));
+        }
+        match self.answer(response) {
+            Err(e) => Err(e),
+            Ok(_) => Err(CallError::Transport(format!(
+                "{url} answered an error status without a body"
+            ))),
+        }
     }
 
     /// A write, retried with the same idempotency key if no answer arrived.

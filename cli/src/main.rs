@@ -109,9 +109,9 @@ pub enum Verb {
     Query(QueryArgs),
     /// Import Parquet or CSV files as a table, landed on a branch as one commit.
     Import(ImportArgs),
-    /// List runs (imports today), show one, or promote a failed one.
-    #[command(subcommand)]
-    Run(RunVerb),
+    /// Run a project's pipeline on a branch (landed as one commit if every model passed),
+    /// or list, show, follow and promote runs.
+    Run(RunArgs),
     /// Print the OpenAPI document of floe's own API.
     Openapi,
     /// Print shell completions.
@@ -333,12 +333,83 @@ pub struct QueryArgs {
     pub timeout: Option<u64>,
 }
 
+/// `floe run [DIR] [options]`, or `floe run list|show|logs|promote`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RunArgs {
+    #[command(subcommand)]
+    pub verb: Option<RunVerb>,
+    #[command(flatten)]
+    pub start: RunStart,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PreviewArg {
+    Head,
+    Tail,
+    Off,
+}
+
+/// What `floe run DIR` runs.
+#[derive(Debug, clap::Args)]
+pub struct RunStart {
+    /// The project folder (with bauplan_project.yml; default: the current folder).
+    pub dir: Option<PathBuf>,
+    /// The branch the run lands on (default: the checked-out branch).
+    #[arg(long = "ref", value_name = "REF")]
+    pub at: Option<String>,
+    /// Where bare table names resolve (default: the project's defaults.namespace, else bauplan).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// A parameter, key=value, parsed by its declared type (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Execute, materialize and land nothing; report each model's schema and rows.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Plan only: print the DAG.
+    #[arg(long)]
+    pub plan: bool,
+    /// An output whose columns differ from those declared fails the run.
+    #[arg(long)]
+    pub strict: bool,
+    /// Land each materialized model as its own commit as soon as it is written (not atomic).
+    #[arg(long)]
+    pub no_transaction: bool,
+    /// Show a few rows of each model.
+    #[arg(long, value_enum, default_value_t = PreviewArg::Off)]
+    pub preview: PreviewArg,
+    /// Print the run's id and return; `floe run logs ID -f` follows it.
+    #[arg(long)]
+    pub detach: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum RunVerb {
     /// List runs, oldest first.
-    List,
+    List {
+        /// Only runs in this state (queued, running, succeeded, failed, cancelled).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only runs of this kind (run, import).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only runs landing on this branch.
+        #[arg(long, value_name = "BRANCH")]
+        target: Option<String>,
+        /// Only runs of this project (its id or name).
+        #[arg(long)]
+        project: Option<String>,
+    },
     /// Show one run's record.
     Show { id: String },
+    /// Print a run's log.
+    Logs {
+        id: String,
+        /// Keep printing until the run ends.
+        #[arg(short, long)]
+        follow: bool,
+    },
     /// Let a failed or cancelled run's commits be used (branched from, merged, reset to).
     Promote { id: String },
 }
@@ -390,6 +461,12 @@ pub struct ServeArgs {
     /// records and idempotency records).
     #[arg(long, env = "FLOE_MAINTENANCE_INTERVAL", default_value = "5m", value_parser = duration_ms)]
     pub maintenance_interval: i64,
+    /// Pipeline runs executing at once; more wait, queued, in order.
+    #[arg(long, env = "FLOE_MAX_RUNS", default_value_t = floe_rest::RUNS_RUNNING_DEFAULT)]
+    pub max_runs: usize,
+    /// Nodes of one run executing at once (default: the cores).
+    #[arg(long, env = "FLOE_RUN_WORKERS")]
+    pub run_workers: Option<usize>,
     /// How the server logs to standard error (filtered by FLOE_LOG or RUST_LOG, default info).
     #[arg(long, env = "FLOE_LOG_FORMAT", value_enum, default_value_t = logs::LogFormat::Text)]
     pub log_format: logs::LogFormat,

@@ -1,17 +1,41 @@
-//! `floe run list|show|promote`: the records of runs (imports today) and the promotion of
-//! a failed one, whose sealed commits may then be used.
+//! `floe run [DIR]`: packs a project (the project file, `.py`, `.sql`, `requirements.txt`)
+//! into one tar, submits it, follows its log and ends with the run's exit code (0
+//! succeeded, 4 failed at planning or execution, 3 landing conflict). `floe run
+//! list|show|logs|promote` read and promote runs (imports too).
+//!
+//! Without `--detach` the log streams: on a terminal as a live status line per node
+//! (waiting, running with elapsed time, done with rows, failed) above the log's lines;
+//! elsewhere as plain lines. `--json` prints exactly one JSON document on stdout (the
+//! final record, or with `--detach` the record as submitted); the log goes to stderr.
 
-use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-use crate::RunVerb;
-use crate::client::{Method, encode};
+use serde_json::{Value, json};
+
+use crate::client::{CallError, EXIT_CONFLICT, Method, encode};
 use crate::output::table;
 use crate::verbs::{Ctx, Failure, PAGE_MAX};
+use crate::{PreviewArg, RunArgs, RunStart, RunVerb};
 
-pub fn run(ctx: &Ctx, verb: RunVerb) -> Result<(), Failure> {
-    match verb {
-        RunVerb::List => list(ctx),
-        RunVerb::Show { id } => {
+/// A run that failed, at planning or execution.
+pub const EXIT_RUN_FAILED: u8 = 4;
+
+/// The project files a run needs; everything else in the folder stays home.
+const PROJECT_FILES: [&str; 2] = ["bauplan_project.yml", "bauplan_project.yaml"];
+
+pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
+    match args.verb {
+        None => start(ctx, args.start),
+        Some(RunVerb::List {
+            state,
+            kind,
+            target,
+            project,
+        }) => list(ctx, state, kind, target, project),
+        Some(RunVerb::Show { id }) => {
             let answer = ctx.get(&format!("/api/v1/runs/{}", encode(&id)), &[])?;
             if ctx.json {
                 ctx.print(&answer);
@@ -20,7 +44,16 @@ pub fn run(ctx: &Ctx, verb: RunVerb) -> Result<(), Failure> {
             }
             Ok(())
         }
-        RunVerb::Promote { id } => {
+        Some(RunVerb::Logs { id, follow }) => {
+            let query = [("follow", follow.to_string())];
+            let mut stream = ctx
+                .client
+                .get_stream(&format!("/api/v1/runs/{}/logs", encode(&id)), &query)?;
+            std::io::copy(&mut stream, &mut std::io::stdout())
+                .map_err(|e| Failure::Other(format!("reading the log: {e}")))?;
+            Ok(())
+        }
+        Some(RunVerb::Promote { id }) => {
             let answer = ctx
                 .write(
                     Method::Post,
@@ -43,7 +76,347 @@ pub fn run(ctx: &Ctx, verb: RunVerb) -> Result<(), Failure> {
     }
 }
 
-fn list(ctx: &Ctx) -> Result<(), Failure> {
+/// The files of a project folder a run needs, by path relative to it: the project file,
+/// `.py`, `.sql` and `requirements.txt` files, outside hidden folders and `__pycache__`.
+/// Symbolic links are not followed (the server refuses them).
+pub fn project_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, Failure> {
+    if !PROJECT_FILES.iter().any(|f| dir.join(f).is_file()) {
+        return Err(Failure::Usage(format!(
+            "{} has no bauplan_project.yml (or .yaml): run floe run in a project folder, or name one",
+            dir.display()
+        )));
+    }
+    let mut files = BTreeMap::new();
+    let mut folders = vec![PathBuf::new()];
+    while let Some(rel) = folders.pop() {
+        let here = dir.join(&rel);
+        let entries = std::fs::read_dir(&here)
+            .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", here.display())))?;
+        for entry in entries {
+            let entry = entry
+                .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", here.display())))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let kind = entry
+                .file_type()
+                .map_err(|e| Failure::Usage(format!("cannot read {name}: {e}")))?;
+            let path = rel.join(&name);
+            if kind.is_dir() {
+                if !name.starts_with('.') && name != "__pycache__" {
+                    folders.push(path);
+                }
+                continue;
+            }
+            if !kind.is_file() {
+                continue;
+            }
+            let wanted = (rel.as_os_str().is_empty() && PROJECT_FILES.contains(&name.as_str()))
+                || name.ends_with(".py")
+                || name.ends_with(".sql")
+                || name == "requirements.txt";
+            if wanted {
+                let key = path
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                files.insert(key, dir.join(&path));
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// The project as an uncompressed tar.
+fn pack(files: &BTreeMap<String, PathBuf>) -> Result<Vec<u8>, Failure> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, path) in files {
+        let data = std::fs::read(path)
+            .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mtime(0);
+        builder
+            .append_data(&mut header, name, data.as_slice())
+            .map_err(|e| Failure::Usage(format!("cannot pack {name}: {e}")))?;
+    }
+    builder
+        .into_inner()
+        .map_err(|e| Failure::Other(format!("cannot pack the project: {e}")))
+}
+
+fn start(ctx: &Ctx, args: RunStart) -> Result<(), Failure> {
+    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let archive = pack(&project_files(&dir)?)?;
+    let mut params = serde_json::Map::new();
+    for p in &args.params {
+        let Some((k, v)) = p.split_once('=') else {
+            return Err(Failure::Usage(format!(
+                "--param takes key=value, got {p:?}"
+            )));
+        };
+        params.insert(k.trim().to_owned(), json!(v));
+    }
+    let options = json!({
+        "ref": args.at.clone().unwrap_or_else(|| ctx.current.clone()),
+        "namespace": args.namespace,
+        "params": params,
+        "dryRun": args.dry_run,
+        "plan": args.plan,
+        "strict": args.strict,
+        "noTransaction": args.no_transaction,
+        "preview": match args.preview {
+            PreviewArg::Head => "head",
+            PreviewArg::Tail => "tail",
+            PreviewArg::Off => "off",
+        },
+    });
+    let boundary = format!("floe-{}", uuid::Uuid::now_v7().simple());
+    let body = || -> Result<Box<dyn Read + Send>, String> {
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"options\"\r\nContent-Type: application/json\r\n\r\n{options}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"project\"; filename=\"project.tar\"\r\nContent-Type: application/x-tar\r\n\r\n"
+        );
+        Ok(Box::new(
+            std::io::Cursor::new(head)
+                .chain(std::io::Cursor::new(archive.clone()))
+                .chain(std::io::Cursor::new(format!("\r\n--{boundary}--\r\n"))),
+        ))
+    };
+    let answer = match ctx.client.post_multipart("/api/v1/runs", &boundary, body) {
+        Ok(a) => a.ok_or_else(|| Failure::Other("the server answered with no body".to_owned()))?,
+        Err(CallError::Api { body, text, .. }) if body["type"] == "InvalidProject" => {
+            // A run that does not plan failed (exit 4), like one that fails later.
+            if ctx.json {
+                println!("{text}");
+            } else {
+                eprintln!("error: {}", body["message"].as_str().unwrap_or(&text));
+            }
+            return Err(Failure::Exit(EXIT_RUN_FAILED));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if args.plan {
+        if ctx.json {
+            ctx.print(&answer);
+        } else {
+            print_plan(&answer.value);
+        }
+        return Ok(());
+    }
+    let id = answer.value["id"].as_str().unwrap_or_default().to_owned();
+    if args.detach {
+        if ctx.json {
+            ctx.print(&answer);
+        } else {
+            println!(
+                "run {id} queued on {}",
+                answer.value["target"].as_str().unwrap_or("")
+            );
+            println!("follow it with: floe run logs {id} -f");
+        }
+        return Ok(());
+    }
+    follow(ctx, &id, &answer.value)?;
+    let last = ctx.get(&format!("/api/v1/runs/{}", encode(&id)), &[])?;
+    if ctx.json {
+        ctx.print(&last);
+    } else {
+        summary(ctx, &last.value);
+    }
+    match last.value["state"].as_str() {
+        Some("succeeded") => Ok(()),
+        _ if last.value["pipeline"]["failure"] == "conflict" => Err(Failure::Exit(EXIT_CONFLICT)),
+        _ => Err(Failure::Exit(EXIT_RUN_FAILED)),
+    }
+}
+
+fn print_plan(plan: &Value) {
+    println!(
+        "plan for {} (namespace {})",
+        plan["target"].as_str().unwrap_or(""),
+        plan["namespace"].as_str().unwrap_or("")
+    );
+    let mut rows = vec![vec![
+        "  node".to_owned(),
+        "kind".to_owned(),
+        "reads".to_owned(),
+        "writes".to_owned(),
+        "at".to_owned(),
+    ]];
+    for n in plan["nodes"].as_array().into_iter().flatten() {
+        let inputs: Vec<&str> = n["inputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let writes = match n["outputTable"].as_str() {
+            Some(t) => format!("{t} ({})", n["materialization"].as_str().unwrap_or("")),
+            None => "-".to_owned(),
+        };
+        rows.push(vec![
+            format!("  {}", n["name"].as_str().unwrap_or("")),
+            n["kind"].as_str().unwrap_or("").to_owned(),
+            if inputs.is_empty() {
+                "-".to_owned()
+            } else {
+                inputs.join(", ")
+            },
+            writes,
+            format!("{}:{}", n["file"].as_str().unwrap_or(""), n["line"]),
+        ]);
+    }
+    table(&rows);
+}
+
+/// Where the log goes: stderr with `--json` (stdout holds the one document).
+fn out(ctx: &Ctx) -> Box<dyn Write> {
+    if ctx.json {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    }
+}
+
+/// Streams the run's log until it ends: a live status line per node on a terminal, plain
+/// lines otherwise.
+fn follow(ctx: &Ctx, id: &str, record: &Value) -> Result<(), Failure> {
+    let stream = ctx.client.get_stream(
+        &format!("/api/v1/runs/{}/logs", encode(id)),
+        &[("follow", "true".to_owned())],
+    )?;
+    let live = !ctx.json && std::io::stdout().is_terminal();
+    let nodes: Vec<String> = record["pipeline"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["name"].as_str().map(str::to_owned))
+        .collect();
+    let mut board = Board::new(nodes);
+    let mut out = out(ctx);
+    for line in std::io::BufReader::new(stream).lines() {
+        let line = line.map_err(|e| Failure::Other(format!("reading the log: {e}")))?;
+        if live {
+            board.clear(&mut out);
+        }
+        board.note(&line);
+        let _ = writeln!(out, "{}", board.shown(&line));
+        if live {
+            board.draw(&mut out, ctx);
+        }
+    }
+    if live {
+        board.clear(&mut out);
+    }
+    Ok(())
+}
+
+/// The status of each node, from the log's lines.
+struct Board {
+    nodes: Vec<(String, String, Option<Instant>)>,
+    drawn: usize,
+}
+
+impl Board {
+    fn new(nodes: Vec<String>) -> Board {
+        Board {
+            nodes: nodes
+                .into_iter()
+                .map(|n| (n, "waiting".to_owned(), None))
+                .collect(),
+            drawn: 0,
+        }
+    }
+
+    /// A log line `<time> <node> <stream> <text>` moves its node.
+    fn note(&mut self, line: &str) {
+        let mut parts = line.splitn(4, ' ');
+        let (_, Some(node), Some(_), Some(text)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        let Some(entry) = self.nodes.iter_mut().find(|(n, ..)| n == node) else {
+            return;
+        };
+        if text == "running" {
+            entry.1 = "running".to_owned();
+            entry.2 = Some(Instant::now());
+        } else if let Some(rows) = text.strip_suffix(" rows") {
+            entry.1 = format!("done, {rows} rows");
+        } else if text.starts_with("failed") {
+            entry.1 = "failed".to_owned();
+        } else if text.starts_with("skipped") {
+            entry.1 = "skipped".to_owned();
+        }
+    }
+
+    /// A log line as shown: without its time stamp.
+    fn shown<'a>(&self, line: &'a str) -> &'a str {
+        line.split_once(' ').map_or(line, |(_, rest)| rest)
+    }
+
+    fn draw(&mut self, out: &mut dyn Write, ctx: &Ctx) {
+        for (name, state, since) in &self.nodes {
+            let state = match (state.as_str(), since) {
+                ("running", Some(t)) => format!("running {:.1}s", t.elapsed().as_secs_f64()),
+                ("failed", _) => ctx.style.bad("failed"),
+                (s, _) if s.starts_with("done") => ctx.style.good(s),
+                (s, _) => s.to_owned(),
+            };
+            let _ = writeln!(out, "  {name}: {state}");
+        }
+        self.drawn = self.nodes.len();
+        let _ = out.flush();
+    }
+
+    fn clear(&mut self, out: &mut dyn Write) {
+        for _ in 0..self.drawn {
+            let _ = write!(out, "\x1b[1A\x1b[2K");
+        }
+        self.drawn = 0;
+    }
+}
+
+/// The end of a run, for people.
+fn summary(ctx: &Ctx, r: &Value) {
+    println!();
+    show(ctx, r);
+    let mut rows = vec![vec![
+        "  node".to_owned(),
+        "state".to_owned(),
+        "rows".to_owned(),
+        "writes".to_owned(),
+    ]];
+    for n in r["pipeline"]["nodes"].as_array().into_iter().flatten() {
+        let state = n["state"].as_str().unwrap_or("");
+        rows.push(vec![
+            format!("  {}", n["name"].as_str().unwrap_or("")),
+            match state {
+                "succeeded" => ctx.style.good(state),
+                "failed" => ctx.style.bad(state),
+                other => other.to_owned(),
+            },
+            n["rows"]
+                .as_u64()
+                .map_or_else(|| "-".to_owned(), |r| r.to_string()),
+            n["outputTable"].as_str().unwrap_or("-").to_owned(),
+        ]);
+    }
+    if rows.len() > 1 {
+        println!();
+        table(&rows);
+    }
+}
+
+fn list(
+    ctx: &Ctx,
+    state_filter: Option<String>,
+    kind: Option<String>,
+    target: Option<String>,
+    project: Option<String>,
+) -> Result<(), Failure> {
     let mut rows = vec![vec![
         "id".to_owned(),
         "kind".to_owned(),
@@ -51,7 +424,17 @@ fn list(ctx: &Ctx) -> Result<(), Failure> {
         "target".to_owned(),
         "source".to_owned(),
     ]];
-    let query = [("pageSize", PAGE_MAX.to_string())];
+    let mut query = vec![("pageSize", PAGE_MAX.to_string())];
+    for (name, value) in [
+        ("state", state_filter),
+        ("kind", kind),
+        ("target", target),
+        ("project", project),
+    ] {
+        if let Some(v) = value {
+            query.push((name, v));
+        }
+    }
     ctx.each_page("/api/v1/runs", &query, "runs", None, |r| {
         rows.push(vec![
             r["id"].as_str().unwrap_or("").to_owned(),
@@ -92,10 +475,12 @@ fn show(ctx: &Ctx, r: &Value) {
         vec!["state".to_owned(), state(ctx, r)],
         vec!["by".to_owned(), field("principal")],
         vec!["target".to_owned(), field("target")],
-        vec!["fork".to_owned(), ctx.style.hash(&field("fork"))],
-        vec!["branch".to_owned(), field("branch")],
-        vec!["source".to_owned(), field("source")],
     ];
+    if !field("fork").is_empty() {
+        rows.push(vec!["fork".to_owned(), ctx.style.hash(&field("fork"))]);
+    }
+    rows.push(vec!["branch".to_owned(), field("branch")]);
+    rows.push(vec!["source".to_owned(), field("source")]);
     if let Some(landed) = r["landed"].as_str() {
         rows.push(vec!["landed".to_owned(), ctx.style.hash(landed)]);
     }

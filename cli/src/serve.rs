@@ -73,9 +73,14 @@ fn serve_on(
                 run_branches_ms: args.run_retention,
                 run_records_ms: args.run_record_retention,
             },
+            runs_dir: Some(args.data_dir.join("runs")),
+            max_runs: args.max_runs.max(1),
+            run_workers: args.run_workers,
         };
-        // Uploads of imports a stopped server left behind.
+        // Uploads of imports, and scratch folders of runs, a stopped server left behind
+        // (its runs are settled as failed below).
         let _ = std::fs::remove_dir_all(args.data_dir.join("staging"));
+        let _ = std::fs::remove_dir_all(args.data_dir.join("runs").join("scratch"));
         let catalog = Catalog::new(store.clone()).with_warehouse(warehouse);
         let settled = {
             let catalog = catalog.clone();
@@ -255,6 +260,8 @@ mod tests {
             run_retention: 0,
             run_record_retention: 0,
             maintenance_interval: 60_000,
+            max_runs: 2,
+            run_workers: None,
             log_format: crate::logs::LogFormat::Text,
         };
         let (serving, ready) = std::sync::mpsc::channel();

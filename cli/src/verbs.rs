@@ -27,6 +27,8 @@ pub enum Failure {
     /// The request made no sense before reaching the server (exit 2).
     Usage(String),
     Other(String),
+    /// Said already; exit with this code (a failed run: 4; a landing conflict: 3).
+    Exit(u8),
 }
 
 impl From<CallError> for Failure {
@@ -57,6 +59,7 @@ impl Failure {
                 eprintln!("error: {m}");
                 ExitCode::from(EXIT_ERROR)
             }
+            Failure::Exit(code) => ExitCode::from(code),
         }
     }
 }

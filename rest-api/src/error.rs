@@ -112,6 +112,8 @@ pub enum ErrorKind {
     QueryTimeout,
     QueryMemoryExceeded,
     InvalidImport,
+    /// A project archive or project that does not plan (every error, with file and line).
+    InvalidProject,
     IncompatibleFiles,
     DuplicateImport,
     ImportRootRequired,
@@ -135,7 +137,7 @@ pub struct Row {
 
 impl ErrorKind {
     /// Every kind, in the table's order.
-    pub const ALL: [ErrorKind; 53] = {
+    pub const ALL: [ErrorKind; 54] = {
         use ErrorKind as K;
         [
             K::BadRequest,
@@ -185,6 +187,7 @@ impl ErrorKind {
             K::QueryTimeout,
             K::QueryMemoryExceeded,
             K::InvalidImport,
+            K::InvalidProject,
             K::IncompatibleFiles,
             K::DuplicateImport,
             K::ImportRootRequired,
@@ -296,6 +299,7 @@ impl ErrorKind {
                 "UnprocessableEntityException",
             ),
             K::InvalidImport => (S::BAD_REQUEST, "InvalidImport", "BadRequestException"),
+            K::InvalidProject => (S::BAD_REQUEST, "InvalidProject", "BadRequestException"),
             K::IncompatibleFiles => (S::BAD_REQUEST, "IncompatibleFiles", "BadRequestException"),
             K::DuplicateImport => (S::CONFLICT, "DuplicateImport", "AlreadyExistsException"),
             K::ImportRootRequired => (S::FORBIDDEN, "ImportRootRequired", "ForbiddenException"),
@@ -649,6 +653,32 @@ impl From<floe_compute::ImportError> for ApiError {
                 }
             }
             ImportError::Io(_) | ImportError::RunFailed { .. } => ApiError::internal(&message),
+        }
+    }
+}
+
+#[cfg(feature = "compute")]
+impl From<floe_compute::RunError> for ApiError {
+    fn from(e: floe_compute::RunError) -> ApiError {
+        use floe_compute::RunError;
+        match e {
+            RunError::Invalid(m) => ApiError::bad_request(m),
+            RunError::Archive(a) => ApiError::new(ErrorKind::InvalidProject, a.to_string()),
+            RunError::Planning(errors) => ApiError::new(
+                ErrorKind::InvalidProject,
+                format!(
+                    "the project does not plan ({} error{}):\n{}",
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" },
+                    errors
+                        .iter()
+                        .map(|e| format!("  {e}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+            ),
+            RunError::Catalog(c) => ApiError::from(c),
+            RunError::Io(m) => ApiError::internal(&m),
         }
     }
 }

@@ -62,6 +62,9 @@ pub struct AppState {
     pub query: floe_compute::QueryEngine,
     #[cfg(feature = "compute")]
     pub importer: floe_compute::Importer,
+    /// Pipeline runs (`floe run`).
+    #[cfg(feature = "compute")]
+    pub runner: floe_compute::Runner,
     pub options: Arc<ServerOptions>,
 }
 
@@ -79,6 +82,14 @@ pub struct ServerOptions {
     pub import_max_bytes: u64,
     /// How long runs' leftovers are kept (the maintenance pass).
     pub retention: floe_catalog::Retention,
+    /// Where runs keep their logs, code snapshots and scratch folders (default: a
+    /// `floe-runs` folder in the system's temporary folder; `floe serve` uses
+    /// `<data-dir>/runs`).
+    pub runs_dir: Option<std::path::PathBuf>,
+    /// Pipeline runs executing at once (`--max-runs`); more wait `queued`, in order.
+    pub max_runs: usize,
+    /// Nodes of one run executing at once (`--run-workers`; default: the cores).
+    pub run_workers: Option<usize>,
 }
 
 /// Bytes one import may upload by default (10 GiB).
@@ -93,9 +104,15 @@ impl Default for ServerOptions {
             import_roots: Vec::new(),
             import_max_bytes: IMPORT_BYTES_MAX,
             retention: floe_catalog::Retention::default(),
+            runs_dir: None,
+            max_runs: RUNS_RUNNING_DEFAULT,
+            run_workers: None,
         }
     }
 }
+
+/// Pipeline runs executing at once when the server sets none.
+pub const RUNS_RUNNING_DEFAULT: usize = 2;
 
 /// Requests doing store work at once (tokio's blocking pool has 512 threads).
 pub const CONCURRENT_STORE_WORK_MAX: usize = 256;
@@ -132,6 +149,22 @@ fn app_state(catalog: Catalog, options: &ServerOptions) -> AppState {
     };
     #[cfg(feature = "compute")]
     let importer = floe_compute::Importer::new(catalog.clone());
+    #[cfg(feature = "compute")]
+    let runner = floe_compute::Runner::new(
+        catalog.clone(),
+        query.clone(),
+        floe_compute::RunnerConfig {
+            dir: options
+                .runs_dir
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join("floe-runs")),
+            max_runs: options.max_runs.max(1),
+            workers: options
+                .run_workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+                .max(1),
+        },
+    );
     AppState {
         catalog,
         metrics: Arc::new(Metrics::default()),
@@ -141,6 +174,8 @@ fn app_state(catalog: Catalog, options: &ServerOptions) -> AppState {
         query,
         #[cfg(feature = "compute")]
         importer,
+        #[cfg(feature = "compute")]
+        runner,
         options: Arc::new(options.clone()),
     }
 }

@@ -601,6 +601,7 @@ fn the_error_table() {
         QueryTimeout           422 UnprocessableEntityException 422 
         QueryMemoryExceeded    422 UnprocessableEntityException 422 
         InvalidImport          400 BadRequestException    400 
+        InvalidProject         400 BadRequestException    400 
         IncompatibleFiles      400 BadRequestException    400 
         DuplicateImport        409 AlreadyExistsException 409 
         ImportRootRequired     403 ForbiddenException     403 

@@ -60,6 +60,12 @@ impl Server {
         assert!(status.success());
     }
 
+    /// SIGKILLs the process and waits until it is gone (its store lock with it).
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// Waits for the process to end and returns its exit code and remaining stdout.
     pub fn wait(mut self) -> (Option<i32>, String) {
         let status = self.child.wait().unwrap();

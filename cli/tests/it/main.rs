@@ -12,6 +12,7 @@ mod harness;
 mod iceberg;
 mod iceberg_rust;
 mod names;
+mod pipelines;
 mod replays;
 mod runs;
 mod schemathesis;

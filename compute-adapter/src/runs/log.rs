@@ -49,6 +49,11 @@ impl RunLog {
         })
     }
 
+    /// Woken on every line and at the run's end.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

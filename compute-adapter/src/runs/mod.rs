@@ -18,12 +18,10 @@
 //! folder whatever happens.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use floe_catalog::{
-    Authored, Catalog, CatalogError, IdemRequest, Landing, Principal, RunKind, RunRecord,
-};
+use floe_catalog::{Catalog, CatalogError, IdemRequest, Principal, RunKind, RunRecord};
 use floe_commits::{ContentKey, Hash, RefSpec};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -33,6 +31,7 @@ use crate::query::QueryEngine;
 
 pub mod archive;
 mod execute;
+mod lifecycle;
 mod log;
 mod materialize;
 pub mod plan;
@@ -48,10 +47,7 @@ pub use plan::{Materialization, NodeKind, Plan};
 pub use record::{Failure, NodeRecord, Pipeline, Preview, RunOptions};
 pub use scheduler::NodeState;
 
-use execute::{Output, Outputs, Reads};
-use materialize::Writer;
-use plan::{PlanContext, Source};
-use record::Column;
+use plan::PlanContext;
 
 /// A planning error: where, and what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -132,6 +128,9 @@ pub struct RunnerConfig {
     pub workers: usize,
 }
 
+/// Where a run's secrets come from (`FLOE_SECRET_<NAME>` of the server's environment).
+type SecretEnv = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Runs pipelines over one catalog.
 #[derive(Clone)]
 pub struct Runner {
@@ -145,7 +144,7 @@ struct Inner {
     turns: Arc<tokio::sync::Semaphore>,
     /// The logs of the runs this server is running (followers wait on them).
     live: Mutex<HashMap<String, Arc<RunLog>>>,
-    secret_env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    secret_env: SecretEnv,
     before_landing: Option<crate::import::LandingHook>,
 }
 
@@ -406,443 +405,6 @@ impl Runner {
             .and_then(|d| d.sync_all())
             .map_err(io)
     }
-
-    /// The run, from its turn to its end. Every outcome is recorded; nothing is left in
-    /// its scratch folder.
-    async fn execute(
-        &self,
-        principal: &Principal,
-        queued: RunRecord,
-        plan: Plan,
-        options: RunOptions,
-        log: &Arc<RunLog>,
-    ) {
-        let turn = self.inner.turns.clone().acquire_owned().await;
-        let id = queued.id.clone();
-        let scratch = self.scratch(&id);
-        let outcome = match turn {
-            Ok(_turn) => {
-                self.work(principal, queued, plan, options, log, &scratch)
-                    .await
-            }
-            Err(_) => Err(("the server is stopping".to_owned(), Failure::Server)),
-        };
-        if let Err((why, _)) = &outcome {
-            log.line(log::RUN, "error", &format!("failed: {why}"));
-        }
-        let _ = std::fs::remove_dir_all(&scratch);
-        self.inner.live.lock().remove(&id);
-        log.line(log::RUN, "info", "ended");
-    }
-
-    /// Forks, runs the nodes, lands. `Err` says why the run failed (it is recorded so).
-    async fn work(
-        &self,
-        principal: &Principal,
-        queued: RunRecord,
-        plan: Plan,
-        options: RunOptions,
-        log: &Arc<RunLog>,
-        scratch: &Path,
-    ) -> Result<(), (String, Failure)> {
-        let catalog = self.inner.catalog.clone();
-        let who = principal.clone();
-        let waiting = queued.clone();
-        let started = blocking(move || Ok(catalog.begin_run(&who, &waiting)?)).await;
-        let (record, executor) = match started {
-            Ok(r) => r,
-            Err(e) => {
-                // Not forked (or its fork failed, which the catalog recorded): the record
-                // says why.
-                let catalog = self.inner.catalog.clone();
-                let message = e.to_string();
-                let _ = blocking(move || Ok(catalog.fail_run(&queued, &message)?)).await;
-                return Err((e.to_string(), Failure::Server));
-            }
-        };
-        log.line(
-            log::RUN,
-            "info",
-            &format!(
-                "running on {} forked at {}",
-                record.branch(),
-                &record.fork[..12]
-            ),
-        );
-        let state = Arc::new(Mutex::new(record.clone()));
-        let result = self
-            .run_nodes(&record, &executor, &plan, &options, log, scratch, &state)
-            .await;
-        let catalog = self.inner.catalog.clone();
-        let current = state.lock().clone();
-        match result {
-            Ok(landed) => {
-                let message = match landed {
-                    Some(commit) => format!("succeeded: landed on {} as {commit}", record.target),
-                    None => "succeeded: nothing to land".to_owned(),
-                };
-                log.line(log::RUN, "info", &message);
-                Ok(())
-            }
-            Err((why, failure)) => {
-                let mut failed = current;
-                if let Some(p) = failed.pipeline.as_ref().and_then(Pipeline::from_value) {
-                    let p = Pipeline {
-                        failure: Some(failure),
-                        ..p
-                    };
-                    failed.pipeline = Some(p.to_value());
-                }
-                let message = why.clone();
-                let _ = blocking(move || {
-                    catalog.save_run(&failed)?;
-                    Ok(catalog.fail_run(&failed, &message)?)
-                })
-                .await;
-                Err((why, failure))
-            }
-        }
-    }
-
-    /// Runs the plan's nodes and lands their outputs; the landing commit, if any.
-    #[allow(clippy::too_many_arguments)]
-    async fn run_nodes(
-        &self,
-        record: &RunRecord,
-        executor: &Principal,
-        plan: &Plan,
-        options: &RunOptions,
-        log: &Arc<RunLog>,
-        scratch: &Path,
-        state: &Arc<Mutex<RunRecord>>,
-    ) -> Result<Option<Hash>, (String, Failure)> {
-        let server = |e: &dyn std::fmt::Display| (e.to_string(), Failure::Server);
-        std::fs::create_dir_all(scratch).map_err(|e| server(&e))?;
-        let branch = RefSpec::parse(record.branch().as_str()).map_err(|e| server(&e))?;
-        let fork = record.fork_hash().map_err(|e| server(&e))?;
-        let reads = Reads {
-            engine: self.inner.engine.clone(),
-            executor: executor.clone(),
-            branch: branch.clone(),
-            fork,
-            namespace: plan.namespace.to_string(),
-        };
-        let writer = Writer {
-            catalog: self.inner.catalog.clone(),
-            executor: executor.clone(),
-            branch,
-            run_id: record.id.clone(),
-        };
-        let outputs: Outputs = Arc::new(Mutex::new(HashMap::new()));
-        let upstream: Vec<Vec<usize>> = plan.nodes.iter().map(|n| n.upstream().collect()).collect();
-        let plan = Arc::new(plan.clone());
-        let landed_parts: Arc<Mutex<Vec<Hash>>> = Arc::new(Mutex::new(Vec::new()));
-        let catalog = self.inner.catalog.clone();
-        let progress = {
-            let (state, catalog, log, plan) =
-                (state.clone(), catalog.clone(), log.clone(), plan.clone());
-            move |node: usize, update: &dyn Fn(&mut NodeRecord)| {
-                let mut record = state.lock();
-                let Some(mut p) = record.pipeline.as_ref().and_then(Pipeline::from_value) else {
-                    return;
-                };
-                update(&mut p.nodes[node]);
-                record.pipeline = Some(p.to_value());
-                if let Err(e) = catalog.save_run(&record) {
-                    log.line(
-                        &plan.nodes[node].name,
-                        "warn",
-                        &format!("its progress could not be recorded: {e}"),
-                    );
-                }
-            }
-        };
-        let progress = Arc::new(progress);
-        let states =
-            scheduler::run(
-                &upstream,
-                self.inner.config.workers,
-                |n| {
-                    let (
-                        plan,
-                        reads,
-                        writer,
-                        outputs,
-                        log,
-                        options,
-                        progress,
-                        parts,
-                        record,
-                        catalog,
-                    ) = (
-                        plan.clone(),
-                        reads.clone(),
-                        writer.clone(),
-                        outputs.clone(),
-                        log.clone(),
-                        options.clone(),
-                        progress.clone(),
-                        landed_parts.clone(),
-                        record.clone(),
-                        catalog.clone(),
-                    );
-                    Box::pin(async move {
-                        let node = &plan.nodes[n];
-                        let started = catalog.now_ms();
-                        progress(n, &|r| {
-                            r.state = NodeState::Running;
-                            r.started_ms = Some(started);
-                        });
-                        log.line(&node.name, "info", "running");
-                        let output = execute::run(node, &reads, &outputs).await?;
-                        check_columns(node, &output, options.strict)?;
-                        let rows = output.rows();
-                        log.line(&node.name, "info", &format!("{rows} rows"));
-                        if options.preview != Preview::Off {
-                            log.line(&node.name, "preview", &preview(&output, options.preview));
-                        }
-                        let mut bytes = None;
-                        let how = node.options.materialization;
-                        if how != Materialization::None && !options.dry_run {
-                            let written = writer
-                                .materialize(
-                                    &node.output,
-                                    how,
-                                    &node.options.partitioned_by,
-                                    output.schema.clone(),
-                                    output.batches.clone(),
-                                )
-                                .await?;
-                            bytes = Some(written.bytes);
-                            log.line(
-                                &node.name,
-                                "info",
-                                &format!(
-                                    "{how:?} {} ({} rows, {} bytes, snapshot {})",
-                                    node.output, written.rows, written.bytes, written.snapshot_id
-                                ),
-                            );
-                            if options.no_transaction {
-                                let landing = Landing {
-                                    outputs: vec![node.output.clone()],
-                                    inputs: table_inputs(&plan, Some(n)),
-                                    message: format!(
-                                        "run {}: {} ({})",
-                                        record.id, node.name, node.output
-                                    ),
-                                    idempotency: None,
-                                    answer: None,
-                                };
-                                let (c, e, r) =
-                                    (catalog.clone(), writer.executor.clone(), record.clone());
-                                let commit = blocking(move || {
-                                    Ok(c.land_run_part(&e, &r, &landing, &Authored::default())?)
-                                })
-                                .await
-                                .map_err(|e: RunError| e.to_string())?;
-                                log.line(
-                                    &node.name,
-                                    "info",
-                                    &format!("landed {} as {commit}", node.output),
-                                );
-                                parts.lock().push(commit);
-                            }
-                        }
-                        let schema: Vec<Column> = output
-                            .schema
-                            .fields()
-                            .iter()
-                            .map(|f| Column {
-                                name: f.name().clone(),
-                                kind: f.data_type().to_string(),
-                            })
-                            .collect();
-                        outputs.lock().insert(n, output);
-                        let finished = catalog.now_ms();
-                        progress(n, &|r| {
-                            r.rows = Some(rows);
-                            r.bytes = bytes;
-                            r.finished_ms = Some(finished);
-                            if options.dry_run {
-                                r.schema = Some(schema.clone());
-                            }
-                        });
-                        Ok(())
-                    })
-                },
-                |event| match event {
-                    scheduler::Event::Started(_) => {}
-                    scheduler::Event::Succeeded(n) => {
-                        progress(n, &|r| r.state = NodeState::Succeeded);
-                        log.line(&plan.nodes[n].name, "info", "succeeded");
-                    }
-                    scheduler::Event::Failed(n, why) => {
-                        let finished = catalog.now_ms();
-                        progress(n, &|r| {
-                            r.state = NodeState::Failed;
-                            r.finished_ms = Some(finished);
-                            r.error = Some(record::NodeError {
-                                message: record::cut(&why),
-                            });
-                        });
-                        log.line(&plan.nodes[n].name, "error", &format!("failed: {why}"));
-                    }
-                    scheduler::Event::Skipped(n) => {
-                        progress(n, &|r| r.state = NodeState::Skipped);
-                        log.line(
-                            &plan.nodes[n].name,
-                            "info",
-                            "skipped: an earlier node failed",
-                        );
-                    }
-                },
-            )
-            .await;
-        if let Some(n) = states.iter().position(|s| *s == NodeState::Failed) {
-            let why = state
-                .lock()
-                .pipeline
-                .as_ref()
-                .and_then(Pipeline::from_value)
-                .and_then(|p| p.nodes[n].error.clone())
-                .map(|e| e.message)
-                .unwrap_or_default();
-            return Err((
-                format!("node {} failed: {why}", plan.nodes[n].name),
-                Failure::Execution,
-            ));
-        }
-        let current = state.lock().clone();
-        let outputs_written: Vec<ContentKey> = plan
-            .nodes
-            .iter()
-            .filter(|n| n.options.materialization != Materialization::None)
-            .map(|n| n.output.clone())
-            .collect();
-        let catalog = self.inner.catalog.clone();
-        let executor = executor.clone();
-        let parts = landed_parts.lock().clone();
-        if options.dry_run || outputs_written.is_empty() || options.no_transaction {
-            let last = parts.last().copied();
-            let mut done = current.clone();
-            if let Some(mut p) = done.pipeline.as_ref().and_then(Pipeline::from_value) {
-                p.commits = parts.iter().map(Hash::to_hex).collect();
-                done.pipeline = Some(p.to_value());
-            }
-            blocking(move || {
-                catalog.save_run(&done)?;
-                Ok(catalog.succeed_run(&done, last)?)
-            })
-            .await
-            .map_err(|e| server(&e))?;
-            return Ok(last);
-        }
-        let landing = Landing {
-            outputs: outputs_written,
-            inputs: table_inputs(&plan, None),
-            message: format!(
-                "run {} of {} ({} table{})",
-                record.id,
-                plan.project.name.as_deref().unwrap_or("project"),
-                plan.nodes
-                    .iter()
-                    .filter(|n| n.options.materialization != Materialization::None)
-                    .count(),
-                if plan.nodes.len() == 1 { "" } else { "s" }
-            ),
-            idempotency: None,
-            answer: None,
-        };
-        let hook = self.inner.before_landing.clone();
-        let landed = blocking(move || {
-            if let Some(hook) = hook {
-                hook(&catalog);
-            }
-            catalog.save_run(&current)?;
-            Ok(catalog.land_run(&executor, &current, &landing, &Authored::default())?)
-        })
-        .await;
-        match landed {
-            Ok(l) => Ok(Some(l.commit)),
-            Err(RunError::Catalog(
-                e @ CatalogError::Write(floe_commits::WriteError::Conflict { .. }),
-            )) => Err((format!("the landing conflicts: {e}"), Failure::Conflict)),
-            Err(e) => Err(server(&e)),
-        }
-    }
-}
-
-/// The catalog tables the run reads (of node `only`, or of every node).
-fn table_inputs(plan: &Plan, only: Option<usize>) -> Vec<ContentKey> {
-    let mut keys: Vec<ContentKey> = plan
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| only.is_none_or(|o| o == *i))
-        .flat_map(|(_, n)| n.inputs.iter())
-        .filter_map(|i| match &i.source {
-            Source::Table(k) => Some(k.clone()),
-            Source::Model(_) => None,
-        })
-        .collect();
-    keys.sort();
-    keys.dedup();
-    keys
-}
-
-/// With `--strict`, an output whose columns differ from those declared fails the node.
-fn check_columns(node: &plan::Node, output: &Output, strict: bool) -> Result<(), String> {
-    let (true, Some(declared)) = (strict, &node.options.columns) else {
-        return Ok(());
-    };
-    let actual: Vec<&str> = output
-        .schema
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect();
-    let mut want: Vec<&str> = declared.iter().map(String::as_str).collect();
-    let mut got = actual.clone();
-    want.sort_unstable();
-    got.sort_unstable();
-    if want == got {
-        return Ok(());
-    }
-    Err(format!(
-        "its output has columns {} but it declares {} (--strict)",
-        actual.join(", "),
-        declared.join(", ")
-    ))
-}
-
-/// A few rows of an output, as a table.
-fn preview(output: &Output, how: Preview) -> String {
-    use datafusion::arrow::util::pretty::pretty_format_batches;
-    let total = output.rows() as usize;
-    let n = crate::limits::PREVIEW_ROWS.min(total);
-    let start = match how {
-        Preview::Tail => total - n,
-        _ => 0,
-    };
-    let mut rows = Vec::new();
-    let mut skip = start;
-    let mut left = n;
-    for b in output.batches.iter() {
-        if left == 0 {
-            break;
-        }
-        if skip >= b.num_rows() {
-            skip -= b.num_rows();
-            continue;
-        }
-        let take = left.min(b.num_rows() - skip);
-        rows.push(b.slice(skip, take));
-        skip = 0;
-        left -= take;
-    }
-    pretty_format_batches(&rows)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }
 
 fn plan_view(plan: &Plan, target: &str) -> PlanView {

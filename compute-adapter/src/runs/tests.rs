@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use floe_catalog::RunState;
+use floe_catalog::{Authored, RunState};
 use futures::StreamExt;
 
 use super::*;
@@ -251,7 +251,9 @@ async fn planning_errors_name_file_and_line_and_fork_nothing() {
             .unwrap()
             .items
             .len();
-    let cases: Vec<(Vec<u8>, RunOptions, &str, Option<u32>, &str)> = vec![
+    /// An archive and options, and the file, line and words of the error they make.
+    type Case = (Vec<u8>, RunOptions, &'static str, Option<u32>, &'static str);
+    let cases: Vec<Case> = vec![
         (
             files(&[("a.sql", "SELECT 1 AS x"), ("sub/a.sql", "SELECT 2 AS x")]),
             RunOptions::default(),

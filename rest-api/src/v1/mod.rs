@@ -9,6 +9,7 @@ pub mod namespaces;
 pub mod query;
 pub mod refs;
 pub mod runs;
+pub mod submit;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -40,6 +41,7 @@ use crate::wire;
         namespaces::drop_namespace, namespaces::update_properties,
         merges::merge, merges::cherry_pick, merges::revert,
         query::query, imports::import, runs::list_runs, runs::get_run, runs::promote_run,
+        submit::submit_run, submit::run_logs, submit::run_code,
         runs::maintain,
     ),
     components(schemas(ErrorBody, ConflictBody, wire::StatusBody, query::QueryBody, imports::ImportBody, runs::RunBody, runs::RunList, runs::MaintenanceBody)),
@@ -49,7 +51,7 @@ use crate::wire;
         (name = "namespaces", description = "Namespaces on a branch"),
         (name = "merges", description = "Merge, cherry-pick and revert"),
         (name = "query", description = "SQL at any ref spec"),
-        (name = "runs", description = "Runs (imports today): their records, and promotion of a failed run"),
+        (name = "runs", description = "Runs (pipeline runs of projects, and imports): submission, records, logs, code, and promotion of a failed run"),
         (name = "imports", description = "Parquet and CSV files into tables, landed as one commit"),
         (name = "service", description = "Health, readiness, metrics, maintenance and this document"),
     )
@@ -97,8 +99,15 @@ pub fn router() -> Router<AppState> {
         .route("/trees/{ref}/cherry-pick", post(merges::cherry_pick))
         .route("/trees/{ref}/revert", post(merges::revert))
         .route("/query", post(query::query))
-        .route("/runs", get(runs::list_runs))
+        .route(
+            "/runs",
+            get(runs::list_runs)
+                .post(submit::submit_run)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/runs/{id}", get(runs::get_run))
+        .route("/runs/{id}/logs", get(submit::run_logs))
+        .route("/runs/{id}/code", get(submit::run_code))
         .route("/runs/{id}/promote", post(runs::promote_run))
         .route("/maintenance", post(runs::maintain))
         .route(

@@ -1,5 +1,6 @@
-//! `/api/v1/runs`: the records of runs (imports today; pipeline runs later), the promotion of
-//! a failed run, and `/api/v1/maintenance`, one pass of the server's retention.
+//! `/api/v1/runs`: the records of runs (imports and pipeline runs), their logs and code,
+//! the promotion of a failed run, and `/api/v1/maintenance`, one pass of the server's
+//! retention. Submitting a pipeline run is `submit.rs`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,7 +22,7 @@ const RUNS_PAGE_MAX: usize = 1_000;
 #[serde(rename_all = "camelCase")]
 pub struct RunBody {
     pub id: String,
-    /// `import` (pipeline runs arrive later).
+    /// `import` or `run` (a pipeline run).
     pub kind: String,
     pub principal: String,
     /// The branch the run lands on.
@@ -30,7 +31,7 @@ pub struct RunBody {
     pub fork: String,
     /// The temporary branch the run works on (`floe-run/<id>`); gone once landed.
     pub branch: String,
-    /// `running`, `succeeded`, `failed` or `cancelled`.
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     pub state: String,
     /// What the run does.
     pub source: String,
@@ -51,26 +52,23 @@ pub struct RunBody {
     pub promoted_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promoted_ms: Option<i64>,
+    /// A pipeline run's project, code snapshot, parameters (secrets masked), options and
+    /// nodes (each with its kind, state, times, rows, bytes, output table and error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub pipeline: Option<serde_json::Value>,
 }
 
 impl From<&RunRecord> for RunBody {
     fn from(r: &RunRecord) -> RunBody {
         RunBody {
             id: r.id.clone(),
-            kind: match r.kind {
-                RunKind::Import => "import".to_owned(),
-            },
+            kind: r.kind.as_str().to_owned(),
             principal: r.principal.clone(),
             target: r.target.clone(),
             fork: r.fork.clone(),
             branch: r.branch().to_string(),
-            state: match r.state {
-                RunState::Running => "running",
-                RunState::Succeeded => "succeeded",
-                RunState::Failed => "failed",
-                RunState::Cancelled => "cancelled",
-            }
-            .to_owned(),
+            state: r.state.as_str().to_owned(),
             source: r.source.clone(),
             started_ms: r.started_ms,
             finished_ms: r.finished_ms,
@@ -80,6 +78,7 @@ impl From<&RunRecord> for RunBody {
             promoted: r.promoted,
             promoted_by: r.promoted_by.clone(),
             promoted_ms: r.promoted_ms,
+            pipeline: r.pipeline.clone(),
         }
     }
 }
@@ -101,12 +100,67 @@ pub struct ListRunsQuery {
     pub page_size: Option<u32>,
     /// The `nextPageToken` of the previous page.
     pub page_token: Option<String>,
+    /// Only runs in this state (`queued`, `running`, `succeeded`, `failed`, `cancelled`).
+    pub state: Option<String>,
+    /// Only runs landing on this branch.
+    pub target: Option<String>,
+    /// Only runs of this kind (`import`, `run`).
+    pub kind: Option<String>,
+    /// Only pipeline runs of this project (its id or its name).
+    pub project: Option<String>,
+}
+
+/// The filter a listing asks for, checked.
+fn filter(q: &ListRunsQuery) -> crate::error::ApiResult<impl Fn(&RunRecord) -> bool + use<>> {
+    const STATES: [RunState; 5] = [
+        RunState::Queued,
+        RunState::Running,
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::Cancelled,
+    ];
+    let state = match q.state.as_deref() {
+        None => None,
+        Some(s) => Some(
+            STATES
+                .into_iter()
+                .find(|k| k.as_str() == s)
+                .ok_or_else(|| {
+                    crate::error::ApiError::bad_request(format!(
+                        "state must be queued, running, succeeded, failed or cancelled, got {s:?}"
+                    ))
+                })?,
+        ),
+    };
+    let kind = match q.kind.as_deref() {
+        None => None,
+        Some(k) => Some(
+            [RunKind::Import, RunKind::Run]
+                .into_iter()
+                .find(|r| r.as_str() == k)
+                .ok_or_else(|| {
+                    crate::error::ApiError::bad_request(format!(
+                        "kind must be import or run, got {k:?}"
+                    ))
+                })?,
+        ),
+    };
+    let (target, project) = (q.target.clone(), q.project.clone());
+    Ok(move |r: &RunRecord| {
+        state.is_none_or(|s| r.state == s)
+            && kind.is_none_or(|k| r.kind == k)
+            && target.as_ref().is_none_or(|t| r.target == *t)
+            && project.as_ref().is_none_or(|p| {
+                let field = |name: &str| r.pipeline.as_ref().and_then(|v| v[name].as_str());
+                field("projectId") == Some(p) || field("projectName") == Some(p)
+            })
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs", operation_id = "listRuns",
     params(ListRunsQuery),
     responses(
-        (status = 200, description = "A page of runs, oldest first", body = RunList),
+        (status = 200, description = "A page of runs, oldest first (a sparse filter may answer fewer runs than the page size, with a token to go on)", body = RunList),
         (status = 400, description = "Invalid parameter", body = ErrorBody),
     ))]
 pub async fn list_runs(
@@ -117,7 +171,8 @@ pub async fn list_runs(
     write::read(&state, call, move |cx| {
         let (catalog, principal) = (&cx.catalog, &cx.principal);
         let limit = extract::page_size(q.page_size, RUNS_PAGE_MAX, RUNS_PAGE_MAX);
-        let (runs, next) = catalog.list_runs(principal, q.page_token.as_deref(), limit)?;
+        let keep = filter(&q)?;
+        let (runs, next) = catalog.list_runs(principal, q.page_token.as_deref(), limit, &keep)?;
         Reply::json(
             StatusCode::OK,
             &RunList {

@@ -1,0 +1,527 @@
+//! A run from its turn to its end: it waits for one of the server's turns, forks, runs
+//! its nodes through the scheduler (each executed, checked, previewed and materialized),
+//! lands (one commit; or, with `--no-transaction`, one per output as it is written) and
+//! records every outcome. Its scratch folder is removed whatever happens.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use floe_catalog::{Authored, CatalogError, Landing, Principal, RunRecord};
+use floe_commits::{ContentKey, Hash, RefSpec};
+use parking_lot::Mutex;
+
+use super::execute::{self, Output, Outputs, Reads};
+use super::materialize::Writer;
+use super::plan::{self, Materialization, Plan, Source};
+use super::record::{self, Column, Failure, NodeRecord, Pipeline, Preview, RunOptions};
+use super::scheduler::{self, NodeState};
+use super::{RunError, RunLog, Runner, blocking, log};
+
+impl Runner {
+    /// The run, from its turn to its end. Every outcome is recorded; nothing is left in
+    /// its scratch folder.
+    pub(super) async fn execute(
+        &self,
+        principal: &Principal,
+        queued: RunRecord,
+        plan: Plan,
+        options: RunOptions,
+        log: &Arc<RunLog>,
+    ) {
+        let turn = self.inner.turns.clone().acquire_owned().await;
+        let id = queued.id.clone();
+        let scratch = self.scratch(&id);
+        let outcome = match turn {
+            Ok(_turn) => {
+                self.work(principal, queued, plan, options, log, &scratch)
+                    .await
+            }
+            Err(_) => Err(("the server is stopping".to_owned(), Failure::Server)),
+        };
+        if let Err((why, _)) = &outcome {
+            log.line(log::RUN, "error", &format!("failed: {why}"));
+        }
+        let _ = std::fs::remove_dir_all(&scratch);
+        self.inner.live.lock().remove(&id);
+        log.line(log::RUN, "info", "ended");
+    }
+
+    /// Forks, runs the nodes, lands. `Err` says why the run failed (it is recorded so).
+    async fn work(
+        &self,
+        principal: &Principal,
+        queued: RunRecord,
+        plan: Plan,
+        options: RunOptions,
+        log: &Arc<RunLog>,
+        scratch: &Path,
+    ) -> Result<(), (String, Failure)> {
+        let catalog = self.inner.catalog.clone();
+        let who = principal.clone();
+        let waiting = queued.clone();
+        let started = blocking(move || Ok(catalog.begin_run(&who, &waiting)?)).await;
+        let (record, executor) = match started {
+            Ok(r) => r,
+            Err(e) => {
+                // Not forked (or its fork failed, which the catalog recorded): the record
+                // says why.
+                let catalog = self.inner.catalog.clone();
+                let message = e.to_string();
+                let _ = blocking(move || Ok(catalog.fail_run(&queued, &message)?)).await;
+                return Err((e.to_string(), Failure::Server));
+            }
+        };
+        log.line(
+            log::RUN,
+            "info",
+            &format!(
+                "running on {} forked at {}",
+                record.branch(),
+                &record.fork[..12]
+            ),
+        );
+        let state = Arc::new(Mutex::new(record.clone()));
+        let result = self
+            .run_nodes(&record, &executor, &plan, &options, log, scratch, &state)
+            .await;
+        let catalog = self.inner.catalog.clone();
+        let current = state.lock().clone();
+        match result {
+            Ok(landed) => {
+                let message = match landed {
+                    Some(commit) => format!("succeeded: landed on {} as {commit}", record.target),
+                    None => "succeeded: nothing to land".to_owned(),
+                };
+                log.line(log::RUN, "info", &message);
+                Ok(())
+            }
+            Err((why, failure)) => {
+                let mut failed = current;
+                if let Some(p) = failed.pipeline.as_ref().and_then(Pipeline::from_value) {
+                    let p = Pipeline {
+                        failure: Some(failure),
+                        ..p
+                    };
+                    failed.pipeline = Some(p.to_value());
+                }
+                let message = why.clone();
+                let _ = blocking(move || {
+                    catalog.save_run(&failed)?;
+                    Ok(catalog.fail_run(&failed, &message)?)
+                })
+                .await;
+                Err((why, failure))
+            }
+        }
+    }
+
+    /// Runs the plan's nodes and lands their outputs; the landing commit, if any.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_nodes(
+        &self,
+        record: &RunRecord,
+        executor: &Principal,
+        plan: &Plan,
+        options: &RunOptions,
+        log: &Arc<RunLog>,
+        scratch: &Path,
+        state: &Arc<Mutex<RunRecord>>,
+    ) -> Result<Option<Hash>, (String, Failure)> {
+        let server = |e: &dyn std::fmt::Display| (e.to_string(), Failure::Server);
+        std::fs::create_dir_all(scratch).map_err(|e| server(&e))?;
+        let branch = RefSpec::parse(record.branch().as_str()).map_err(|e| server(&e))?;
+        let fork = record.fork_hash().map_err(|e| server(&e))?;
+        let catalog = self.inner.catalog.clone();
+        let plan = Arc::new(plan.clone());
+        let progress = Progress::start(state.clone(), catalog.clone(), log.clone());
+        let job = NodeJob {
+            plan: plan.clone(),
+            reads: Reads {
+                engine: self.inner.engine.clone(),
+                executor: executor.clone(),
+                branch: branch.clone(),
+                fork,
+                namespace: plan.namespace.to_string(),
+            },
+            writer: Writer {
+                catalog: catalog.clone(),
+                executor: executor.clone(),
+                branch,
+                run_id: record.id.clone(),
+            },
+            outputs: Arc::new(Mutex::new(HashMap::new())),
+            log: log.clone(),
+            options: options.clone(),
+            progress: progress.clone(),
+            landed: Arc::new(Mutex::new(Vec::new())),
+            record: record.clone(),
+        };
+        let upstream: Vec<Vec<usize>> = plan.nodes.iter().map(|n| n.upstream().collect()).collect();
+        let states = scheduler::run(
+            &upstream,
+            self.inner.config.workers,
+            |n| Box::pin(job.clone().run(n)),
+            |event| job.moved(event),
+        )
+        .await;
+        // Every progress save is done before the run is settled.
+        progress.finish().await;
+        if let Some(n) = states.iter().position(|s| *s == NodeState::Failed) {
+            let why = pipeline_of(&state.lock())
+                .and_then(|p| p.nodes[n].error.clone())
+                .map(|e| e.message)
+                .unwrap_or_default();
+            return Err((
+                format!("node {} failed: {why}", plan.nodes[n].name),
+                Failure::Execution,
+            ));
+        }
+        let current = state.lock().clone();
+        let written: Vec<ContentKey> = plan
+            .nodes
+            .iter()
+            .filter(|n| n.options.materialization != Materialization::None)
+            .map(|n| n.output.clone())
+            .collect();
+        let executor = executor.clone();
+        let parts = job.landed.lock().clone();
+        if options.dry_run || written.is_empty() || options.no_transaction {
+            let last = parts.last().copied();
+            let mut done = current;
+            if let Some(mut p) = pipeline_of(&done) {
+                p.commits = parts.iter().map(Hash::to_hex).collect();
+                done.pipeline = Some(p.to_value());
+            }
+            blocking(move || {
+                catalog.save_run(&done)?;
+                Ok(catalog.succeed_run(&done, last)?)
+            })
+            .await
+            .map_err(|e| server(&e))?;
+            return Ok(last);
+        }
+        let landing = Landing {
+            message: format!(
+                "run {} of {} ({} table{})",
+                record.id,
+                plan.project.name.as_deref().unwrap_or("project"),
+                written.len(),
+                if written.len() == 1 { "" } else { "s" }
+            ),
+            outputs: written,
+            inputs: table_inputs(&plan, None),
+            idempotency: None,
+            answer: None,
+        };
+        let hook = self.inner.before_landing.clone();
+        let landed = blocking(move || {
+            if let Some(hook) = hook {
+                hook(&catalog);
+            }
+            Ok(catalog.land_run(&executor, &current, &landing, &Authored::default())?)
+        })
+        .await;
+        match landed {
+            Ok(l) => Ok(Some(l.commit)),
+            Err(RunError::Catalog(
+                e @ CatalogError::Write(floe_commits::WriteError::Conflict { .. }),
+            )) => Err((format!("the landing conflicts: {e}"), Failure::Conflict)),
+            Err(e) => Err(server(&e)),
+        }
+    }
+}
+
+fn pipeline_of(record: &RunRecord) -> Option<Pipeline> {
+    record.pipeline.as_ref().and_then(Pipeline::from_value)
+}
+
+/// A run's node states, kept in its record as they move. The record in memory changes at
+/// once; a task saves the latest of it off the async threads (only the latest matters,
+/// so saves never queue up or land out of order).
+#[derive(Clone)]
+struct Progress {
+    state: Arc<Mutex<RunRecord>>,
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
+    closing: Arc<std::sync::atomic::AtomicBool>,
+    saver: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Progress {
+    fn start(
+        state: Arc<Mutex<RunRecord>>,
+        catalog: floe_catalog::Catalog,
+        log: Arc<RunLog>,
+    ) -> Progress {
+        use std::sync::atomic::Ordering;
+        let (changed, mut seen) = tokio::sync::watch::channel(0u64);
+        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (saved, done) = (state.clone(), closing.clone());
+        let saver = tokio::spawn(async move {
+            while seen.changed().await.is_ok() {
+                seen.borrow_and_update();
+                let record = saved.lock().clone();
+                let catalog = catalog.clone();
+                if let Err(e) = blocking(move || Ok(catalog.save_run(&record)?)).await {
+                    log.line(
+                        super::log::RUN,
+                        "warn",
+                        &format!("its progress could not be recorded: {e}"),
+                    );
+                }
+                // Closing, and nothing changed since this save: the last state is saved.
+                if done.load(Ordering::SeqCst) && !seen.has_changed().unwrap_or(false) {
+                    break;
+                }
+            }
+        });
+        Progress {
+            state,
+            changed: Arc::new(changed),
+            closing,
+            saver: Arc::new(Mutex::new(Some(saver))),
+        }
+    }
+
+    /// Changes node `n`'s record.
+    fn update(&self, n: usize, change: impl FnOnce(&mut NodeRecord)) {
+        let mut record = self.state.lock();
+        let Some(mut p) = pipeline_of(&record) else {
+            return;
+        };
+        change(&mut p.nodes[n]);
+        record.pipeline = Some(p.to_value());
+        drop(record);
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// Waits until the last change is saved (no change may follow).
+    async fn finish(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // One more wake: the saver saves the latest state and ends.
+        self.changed.send_modify(|v| *v += 1);
+        let saver = self.saver.lock().take();
+        if let Some(saver) = saver {
+            let _ = saver.await;
+        }
+    }
+}
+
+/// One node's work, and what it moves: everything a node needs, cloned per node.
+#[derive(Clone)]
+struct NodeJob {
+    plan: Arc<Plan>,
+    reads: Reads,
+    writer: Writer,
+    outputs: Outputs,
+    log: Arc<RunLog>,
+    options: RunOptions,
+    progress: Progress,
+    /// Commits of a `--no-transaction` run, as its outputs land.
+    landed: Arc<Mutex<Vec<Hash>>>,
+    record: RunRecord,
+}
+
+impl NodeJob {
+    /// Executes node `n`, checks and previews its output, and materializes it.
+    async fn run(self, n: usize) -> Result<(), String> {
+        let node = &self.plan.nodes[n];
+        let started = self.writer.catalog.now_ms();
+        self.progress.update(n, |r| {
+            r.state = NodeState::Running;
+            r.started_ms = Some(started);
+        });
+        self.log.line(&node.name, "info", "running");
+        let output = execute::run(node, &self.reads, &self.outputs).await?;
+        check_columns(node, &output, self.options.strict)?;
+        let rows = output.rows();
+        self.log.line(&node.name, "info", &format!("{rows} rows"));
+        if self.options.preview != Preview::Off {
+            self.log.line(
+                &node.name,
+                "preview",
+                &preview(&output, self.options.preview),
+            );
+        }
+        let how = node.options.materialization;
+        let bytes = if how != Materialization::None && !self.options.dry_run {
+            Some(self.materialize(n, &output).await?)
+        } else {
+            None
+        };
+        let schema: Vec<Column> = output
+            .schema
+            .fields()
+            .iter()
+            .map(|f| Column {
+                name: f.name().clone(),
+                kind: f.data_type().to_string(),
+            })
+            .collect();
+        self.outputs.lock().insert(n, output);
+        let finished = self.writer.catalog.now_ms();
+        let dry_run = self.options.dry_run;
+        self.progress.update(n, |r| {
+            r.rows = Some(rows);
+            r.bytes = bytes;
+            r.finished_ms = Some(finished);
+            if dry_run {
+                r.schema = Some(schema);
+            }
+        });
+        Ok(())
+    }
+
+    /// Writes node `n`'s output to its table (and with `--no-transaction` lands it);
+    /// returns the bytes written.
+    async fn materialize(&self, n: usize, output: &Output) -> Result<u64, String> {
+        let node = &self.plan.nodes[n];
+        let how = node.options.materialization;
+        let written = self
+            .writer
+            .materialize(
+                &node.output,
+                how,
+                &node.options.partitioned_by,
+                output.schema.clone(),
+                output.batches.clone(),
+            )
+            .await?;
+        self.log.line(
+            &node.name,
+            "info",
+            &format!(
+                "{how:?} {} ({} rows, {} bytes, snapshot {})",
+                node.output, written.rows, written.bytes, written.snapshot_id
+            ),
+        );
+        if self.options.no_transaction {
+            let landing = Landing {
+                outputs: vec![node.output.clone()],
+                inputs: table_inputs(&self.plan, Some(n)),
+                message: format!("run {}: {} ({})", self.record.id, node.name, node.output),
+                idempotency: None,
+                answer: None,
+            };
+            let (catalog, executor, record) = (
+                self.writer.catalog.clone(),
+                self.writer.executor.clone(),
+                self.record.clone(),
+            );
+            let commit = blocking(move || {
+                Ok(catalog.land_run_part(&executor, &record, &landing, &Authored::default())?)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            self.log.line(
+                &node.name,
+                "info",
+                &format!("landed {} as {commit}", node.output),
+            );
+            self.landed.lock().push(commit);
+        }
+        Ok(written.bytes)
+    }
+
+    /// What the scheduler says of a node, in its record and the log.
+    fn moved(&self, event: scheduler::Event) {
+        let name = |n: usize| self.plan.nodes[n].name.clone();
+        match event {
+            scheduler::Event::Started(_) => {}
+            scheduler::Event::Succeeded(n) => {
+                self.progress.update(n, |r| r.state = NodeState::Succeeded);
+                self.log.line(&name(n), "info", "succeeded");
+            }
+            scheduler::Event::Failed(n, why) => {
+                let finished = self.writer.catalog.now_ms();
+                self.log.line(&name(n), "error", &format!("failed: {why}"));
+                self.progress.update(n, |r| {
+                    r.state = NodeState::Failed;
+                    r.finished_ms = Some(finished);
+                    r.error = Some(record::NodeError {
+                        message: record::cut(&why),
+                    });
+                });
+            }
+            scheduler::Event::Skipped(n) => {
+                self.progress.update(n, |r| r.state = NodeState::Skipped);
+                self.log
+                    .line(&name(n), "info", "skipped: an earlier node failed");
+            }
+        }
+    }
+}
+
+/// The catalog tables the run reads (of node `only`, or of every node).
+fn table_inputs(plan: &Plan, only: Option<usize>) -> Vec<ContentKey> {
+    let mut keys: Vec<ContentKey> = plan
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| only.is_none_or(|o| o == *i))
+        .flat_map(|(_, n)| n.inputs.iter())
+        .filter_map(|i| match &i.source {
+            Source::Table(k) => Some(k.clone()),
+            Source::Model(_) => None,
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// With `--strict`, an output whose columns differ from those declared fails the node.
+fn check_columns(node: &plan::Node, output: &Output, strict: bool) -> Result<(), String> {
+    let (true, Some(declared)) = (strict, &node.options.columns) else {
+        return Ok(());
+    };
+    let actual: Vec<&str> = output
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    let mut want: Vec<&str> = declared.iter().map(String::as_str).collect();
+    let mut got = actual.clone();
+    want.sort_unstable();
+    got.sort_unstable();
+    if want == got {
+        return Ok(());
+    }
+    Err(format!(
+        "its output has columns {} but it declares {} (--strict)",
+        actual.join(", "),
+        declared.join(", ")
+    ))
+}
+
+/// A few rows of an output, as a table.
+fn preview(output: &Output, how: Preview) -> String {
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+    let total = output.rows() as usize;
+    let n = crate::limits::PREVIEW_ROWS.min(total);
+    let start = match how {
+        Preview::Tail => total - n,
+        _ => 0,
+    };
+    let mut rows = Vec::new();
+    let mut skip = start;
+    let mut left = n;
+    for b in output.batches.iter() {
+        if left == 0 {
+            break;
+        }
+        if skip >= b.num_rows() {
+            skip -= b.num_rows();
+            continue;
+        }
+        let take = left.min(b.num_rows() - skip);
+        rows.push(b.slice(skip, take));
+        skip = 0;
+        left -= take;
+    }
+    pretty_format_batches(&rows)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
