@@ -384,6 +384,7 @@ impl NodeJob {
                 &node.output,
                 how,
                 &node.options.partitioned_by,
+                node.options.overwrite_filter.as_deref(),
                 output.schema.clone(),
                 output.batches.clone(),
             )

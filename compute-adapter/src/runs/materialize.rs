@@ -17,7 +17,7 @@ use floe_catalog::{
 use floe_commits::{ContentKey, RefSpec};
 use iceberg::TableUpdate;
 use iceberg::spec::{
-    MAIN_BRANCH, NestedField, NestedFieldRef, Schema, Transform, UnboundPartitionSpec,
+    MAIN_BRANCH, NestedField, NestedFieldRef, Schema, Struct, Transform, UnboundPartitionSpec,
 };
 
 use super::plan::Materialization;
@@ -60,6 +60,7 @@ impl Writer {
         key: &ContentKey,
         how: Materialization,
         partitioned_by: &[String],
+        overwrite_filter: Option<&str>,
         schema: SchemaRef,
         batches: Arc<Vec<RecordBatch>>,
     ) -> Result<Written, String> {
@@ -80,7 +81,9 @@ impl Writer {
         let written_paths: Vec<String> = added.iter().map(|f| f.file_path().to_owned()).collect();
         let rows = added.iter().map(|f| f.record_count()).sum();
         let bytes = added.iter().map(|f| f.file_size_in_bytes()).sum();
-        let committed = self.commit_snapshot(key, &table, how, added).await;
+        let committed = self
+            .commit_snapshot(key, &table, how, overwrite_filter, added)
+            .await;
         match committed {
             Ok(snapshot_id) => Ok(Written {
                 rows,
@@ -184,6 +187,7 @@ impl Writer {
         key: &ContentKey,
         table: &LoadedTable,
         how: Materialization,
+        overwrite_filter: Option<&str>,
         added: Vec<iceberg::spec::DataFile>,
     ) -> Result<i64, String> {
         let metadata = &table.metadata;
@@ -194,16 +198,27 @@ impl Writer {
         let operation = match how {
             Materialization::Replace => SnapshotOperation::Overwrite(Removed::All),
             Materialization::OverwritePartitions => {
-                let touched: HashSet<String> = added
-                    .iter()
-                    .map(|f| format!("{:?}", f.partition()))
-                    .collect();
+                if metadata.default_partition_spec().is_unpartitioned() {
+                    return Err(format!(
+                        "OVERWRITE_PARTITIONS needs a partitioned table, and {key} is not partitioned; declare partitioned_by (on a new table) or use REPLACE"
+                    ));
+                }
                 let live = live_files(&file_io, metadata).await?;
-                let removed: BTreeSet<String> = live
-                    .into_iter()
-                    .filter(|(_, partition)| touched.contains(partition))
-                    .map(|(path, _)| path)
-                    .collect();
+                let removed: BTreeSet<String> = match overwrite_filter {
+                    // The partitions the filter selects.
+                    Some(filter) => matching(metadata, &live, filter).await?,
+                    // The partitions the output's rows fall in.
+                    None => {
+                        let touched: HashSet<String> = added
+                            .iter()
+                            .map(|f| format!("{:?}", f.partition()))
+                            .collect();
+                        live.into_iter()
+                            .filter(|(_, partition)| touched.contains(&format!("{partition:?}")))
+                            .map(|(path, _)| path)
+                            .collect()
+                    }
+                };
                 if removed.is_empty() {
                     SnapshotOperation::Append
                 } else {
@@ -248,12 +263,11 @@ impl Writer {
     }
 }
 
-/// The live data files of the table's current snapshot, with their partitions (as text,
-/// to compare).
+/// The live data files of the table's current snapshot, with their partitions.
 async fn live_files(
     file_io: &iceberg::io::FileIO,
     metadata: &iceberg::spec::TableMetadata,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, Struct)>, String> {
     let Some(snapshot) = metadata.snapshot_for_ref(MAIN_BRANCH) else {
         return Ok(Vec::new());
     };
@@ -277,11 +291,152 @@ async fn live_files(
         for entry in m.entries() {
             if entry.is_alive() {
                 let f = entry.data_file();
-                out.push((f.file_path().to_owned(), format!("{:?}", f.partition())));
+                out.push((f.file_path().to_owned(), f.partition().clone()));
             }
         }
     }
     Ok(out)
+}
+
+/// The live files whose partition `filter` (SQL on the table's identity partition
+/// columns) selects: the partition values become a table of one row per file, and
+/// DataFusion evaluates the filter over it.
+async fn matching(
+    metadata: &iceberg::spec::TableMetadata,
+    live: &[(String, Struct)],
+    filter: &str,
+) -> Result<BTreeSet<String>, String> {
+    use datafusion::arrow::array::UInt32Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema as ArrowSchema};
+    use datafusion::common::ScalarValue;
+
+    let spec = metadata.default_partition_spec();
+    let schema = metadata.current_schema();
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (i, field) in spec.fields().iter().enumerate() {
+        let source = schema
+            .field_by_id(field.source_id)
+            .ok_or_else(|| format!("partition field {} has no source column", field.name))?;
+        if field.transform != Transform::Identity {
+            continue;
+        }
+        let iceberg::spec::Type::Primitive(kind) = source.field_type.as_ref() else {
+            continue;
+        };
+        let values = live
+            .iter()
+            .map(|(_, partition)| scalar(kind, partition.iter().nth(i).flatten()))
+            .collect::<Result<Vec<ScalarValue>, String>>()?;
+        let Some(first) = values.first() else {
+            return Ok(BTreeSet::new());
+        };
+        fields.push(Field::new(source.name.clone(), first.data_type(), true));
+        columns.push(ScalarValue::iter_to_array(values).map_err(|e| e.to_string())?);
+    }
+    if live.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    fields.push(Field::new("__floe_file", DataType::UInt32, false));
+    columns.push(Arc::new(UInt32Array::from_iter_values(
+        0..u32::try_from(live.len()).unwrap_or(u32::MAX),
+    )));
+    let batch = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns)
+        .map_err(|e| e.to_string())?;
+    let mut config = datafusion::prelude::SessionConfig::new();
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    let ctx = datafusion::prelude::SessionContext::new_with_config(config);
+    let df = ctx.read_batch(batch).map_err(|e| e.to_string())?;
+    let bad = |e: datafusion::error::DataFusionError| {
+        format!(
+            "overwrite_filter {filter:?} must be a condition on the table's identity partition columns: {}",
+            e.strip_backtrace()
+        )
+    };
+    let predicate = df.parse_sql_expr(filter).map_err(bad)?;
+    let rows = df
+        .filter(predicate)
+        .map_err(bad)?
+        .select_columns(&["__floe_file"])
+        .map_err(bad)?
+        .collect()
+        .await
+        .map_err(bad)?;
+    let mut out = BTreeSet::new();
+    for b in rows {
+        let ids = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .ok_or("the filter's answer is not a row list")?;
+        for id in ids.values() {
+            out.insert(live[*id as usize].0.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// A partition value as DataFusion's scalar of the source column's type.
+fn scalar(
+    kind: &iceberg::spec::PrimitiveType,
+    value: Option<&iceberg::spec::Literal>,
+) -> Result<datafusion::common::ScalarValue, String> {
+    use datafusion::common::ScalarValue as S;
+    use iceberg::spec::{Literal, PrimitiveLiteral as L, PrimitiveType as P};
+    let v = match value {
+        Some(Literal::Primitive(v)) => Some(v),
+        None => None,
+        Some(other) => return Err(format!("a partition value {other:?} is not a primitive")),
+    };
+    Ok(match (kind, v) {
+        (P::Boolean, v) => S::Boolean(v.and_then(|v| match v {
+            L::Boolean(b) => Some(*b),
+            _ => None,
+        })),
+        (P::Int, v) => S::Int32(v.and_then(|v| match v {
+            L::Int(i) => Some(*i),
+            _ => None,
+        })),
+        (P::Long, v) => S::Int64(v.and_then(|v| match v {
+            L::Long(i) => Some(*i),
+            _ => None,
+        })),
+        (P::Float, v) => S::Float32(v.and_then(|v| match v {
+            L::Float(f) => Some(f.0),
+            _ => None,
+        })),
+        (P::Double, v) => S::Float64(v.and_then(|v| match v {
+            L::Double(f) => Some(f.0),
+            _ => None,
+        })),
+        (P::Date, v) => S::Date32(v.and_then(|v| match v {
+            L::Int(i) => Some(*i),
+            _ => None,
+        })),
+        (P::Timestamp, v) => S::TimestampMicrosecond(
+            v.and_then(|v| match v {
+                L::Long(i) => Some(*i),
+                _ => None,
+            }),
+            None,
+        ),
+        (P::Timestamptz, v) => S::TimestampMicrosecond(
+            v.and_then(|v| match v {
+                L::Long(i) => Some(*i),
+                _ => None,
+            }),
+            Some("+00:00".into()),
+        ),
+        (P::String, v) => S::Utf8(v.and_then(|v| match v {
+            L::String(s) => Some(s.clone()),
+            _ => None,
+        })),
+        (other, _) => {
+            return Err(format!(
+                "overwrite_filter over a partition column of type {other} is not supported; partition by a boolean, number, date, timestamp or string column"
+            ));
+        }
+    })
 }
 
 /// The Iceberg schema of an output, ids from `first_id`.

@@ -446,3 +446,233 @@ async fn an_input_changed_after_the_fork_fails_the_landing_naming_it() {
     );
     assert!(matches!(big, Err(CatalogError::TableNotFound(_))));
 }
+
+/// A project of one model file, with a project file that declares no parameters.
+fn one(name: &str, sql: &str) -> Vec<u8> {
+    let mut files = ProjectFiles::new();
+    files.insert(
+        "bauplan_project.yml".to_owned(),
+        b"project: {id: p2, name: one}\ndefaults: {namespace: db}\n".to_vec(),
+    );
+    files.insert(name.to_owned(), sql.as_bytes().to_vec());
+    archive::pack(&files)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overwrite_partitions_replaces_the_partitions_written_or_filtered() {
+    let w = world().await;
+    let header = "-- bauplan: materialization_strategy = OVERWRITE_PARTITIONS\n-- bauplan: partitioned_by = [grp]\n";
+    let first = format!("{header}SELECT id, id % 3 AS grp FROM t");
+    let r = w
+        .run(one("parts.sql", &first), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.state, RunState::Succeeded, "{:?}", r.error);
+    assert_eq!(w.count("main", "db.parts").await, 100);
+    // Rows only in partition 1: partition 1 is replaced (33 rows out, 5 in).
+    let second = format!("{header}SELECT id + 1000 AS id, 1 AS grp FROM t WHERE id < 5");
+    let r = w
+        .run(one("parts.sql", &second), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.state, RunState::Succeeded, "{:?}", r.error);
+    assert_eq!(w.count("main", "db.parts").await, 72);
+    // A filter selects partition 2 (33 rows out); the new rows go to partition 0.
+    let third = format!(
+        "{header}-- bauplan: overwrite_filter = grp = 2\nSELECT id + 2000 AS id, 0 AS grp FROM t WHERE id < 2"
+    );
+    let r = w
+        .run(one("parts.sql", &third), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.state, RunState::Succeeded, "{:?}", r.error);
+    assert_eq!(w.count("main", "db.parts").await, 41);
+    // A filter on a column that is not a partition column fails the node, naming why.
+    let bad = format!(
+        "{header}-- bauplan: overwrite_filter = id > 3\nSELECT id, 0 AS grp FROM t WHERE id < 2"
+    );
+    let r = w
+        .run(one("parts.sql", &bad), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.state, RunState::Failed);
+    assert!(
+        r.error.as_deref().unwrap().contains("partition columns"),
+        "{:?}",
+        r.error
+    );
+    assert_eq!(w.count("main", "db.parts").await, 41);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_adds_the_outputs_new_columns() {
+    let w = world().await;
+    let append = "-- bauplan: materialization_strategy = APPEND\n";
+    let r = w
+        .run(
+            one(
+                "grow.sql",
+                &format!("{append}SELECT id FROM t WHERE id < 3"),
+            ),
+            RunOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.state, RunState::Succeeded, "{:?}", r.error);
+    let r = w
+        .run(
+            one(
+                "grow.sql",
+                &format!("{append}SELECT id, 'x' AS tag FROM t WHERE id < 2"),
+            ),
+            RunOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.state, RunState::Succeeded, "{:?}", r.error);
+    let (_, t) =
+        w.f.catalog
+            .load_table(
+                &w.f.who,
+                &w.f.main,
+                &ContentKey::new(["db", "grow"]).unwrap(),
+            )
+            .unwrap();
+    let names: Vec<String> = t
+        .metadata
+        .current_schema()
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    assert_eq!(names, vec!["id", "tag"]);
+    assert_eq!(w.count("main", "db.grow").await, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duckdb_spellings_work_in_sql_models() {
+    let w = world().await;
+    let sql = "SELECT id, DATE_TRUNC('hour', '2024-01-01 10:30:00'::TIMESTAMP) AS Hour, CAST(id AS DOUBLE) AS d FROM T WHERE ID < 3";
+    let options = RunOptions {
+        dry_run: true,
+        ..RunOptions::default()
+    };
+    let r = w.run(one("spell.sql", sql), options).await.unwrap();
+    assert_eq!(r.state, RunState::Succeeded, "{:?}", r.error);
+    let p = Pipeline::from_value(r.pipeline.as_ref().unwrap()).unwrap();
+    let schema = p.nodes[0].schema.clone().unwrap();
+    assert_eq!(schema[1].name, "Hour");
+    assert!(schema[1].kind.starts_with("Timestamp"), "{schema:?}");
+    assert_eq!(p.nodes[0].rows, Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_checks_declared_columns() {
+    let w = world().await;
+    let sql = "-- bauplan: columns = [id, missing]\nSELECT id FROM t";
+    let r = w
+        .run(one("cols.sql", sql), RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.state, RunState::Succeeded, "{:?}", r.error);
+    let strict = RunOptions {
+        strict: true,
+        ..RunOptions::default()
+    };
+    let r = w.run(one("cols.sql", sql), strict).await.unwrap();
+    assert_eq!(r.state, RunState::Failed);
+    assert!(
+        r.error.as_deref().unwrap().contains("--strict"),
+        "{:?}",
+        r.error
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_transaction_lands_each_output_as_it_is_written() {
+    let w = world().await;
+    let before = w.head();
+    let options = RunOptions {
+        no_transaction: true,
+        preview: Preview::Head,
+        ..RunOptions::default()
+    };
+    let record = w.run(demo(), options).await.unwrap();
+    assert_eq!(record.state, RunState::Succeeded, "{:?}", record.error);
+    let p = Pipeline::from_value(record.pipeline.as_ref().unwrap()).unwrap();
+    assert_eq!(p.commits.len(), 2, "one commit per materialized model");
+    assert_eq!(
+        record.landed.as_deref(),
+        p.commits.last().map(String::as_str)
+    );
+    assert_ne!(w.head(), before);
+    assert_eq!(w.count("main", "db.big").await, 90);
+    // The preview is in the log: a table of the first rows.
+    let log = std::fs::read_to_string(w.runner.log_path(&record.id)).unwrap();
+    assert!(log.contains(" big preview | id | Twice |"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_beyond_the_bound_wait_queued_in_order() {
+    let mut w = world().await;
+    let runs = tempfile::tempdir().unwrap();
+    w.runner = Runner::new(
+        w.f.catalog.clone(),
+        w.engine.clone(),
+        RunnerConfig {
+            dir: runs.path().to_owned(),
+            max_runs: 1,
+            workers: 1,
+        },
+    );
+    let slow = one(
+        "slow.sql",
+        "SELECT t.id, sum(r.value % 7) AS s FROM t CROSS JOIN range(300000) r GROUP BY t.id",
+    );
+    let first = match w
+        .runner
+        .submit(&w.f.who, slow.clone(), RunOptions::default(), None)
+        .await
+        .unwrap()
+    {
+        Submitted::Started(r) => r,
+        Submitted::Planned(_) => unreachable!(),
+    };
+    let second = match w
+        .runner
+        .submit(&w.f.who, slow, RunOptions::default(), None)
+        .await
+        .unwrap()
+    {
+        Submitted::Started(r) => r,
+        Submitted::Planned(_) => unreachable!(),
+    };
+    // While the first runs, the second waits, queued and not forked.
+    let log = w.runner.live_log(&first.id).unwrap();
+    loop {
+        let wake = log.waker();
+        let mut notified = std::pin::pin!(wake.notified());
+        // Registered before the read: a line written after it still wakes us.
+        notified.as_mut().enable();
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        if text.contains(" slow info running") {
+            break;
+        }
+        notified.await;
+    }
+    let waiting = w.f.catalog.run_record(&second.id).unwrap().unwrap();
+    assert_eq!(waiting.state, RunState::Queued);
+    assert!(waiting.fork.is_empty());
+    let a = w.runner.wait(&first.id).await.unwrap();
+    let b = w.runner.wait(&second.id).await.unwrap();
+    assert_eq!(
+        (a.state, b.state),
+        (RunState::Succeeded, RunState::Succeeded)
+    );
+    assert!(
+        b.started_ms >= a.finished_ms.unwrap(),
+        "the second started after the first ended"
+    );
+    w._runs = runs;
+}
