@@ -93,6 +93,7 @@ fn serve_on(
             catalog.clone(),
             options.retention,
             std::time::Duration::from_millis(args.maintenance_interval.max(1_000) as u64),
+            args.data_dir.join("runs"),
         ));
         let app = floe_rest::router_with(catalog, &options);
         println!(
@@ -139,7 +140,12 @@ fn serve_on(
 
 /// The periodic maintenance pass (retention): every `interval`, sooner while a pass says it
 /// has more to do. A failed pass is reported and retried at the next interval.
-async fn maintain(catalog: Catalog, retention: Retention, interval: std::time::Duration) {
+async fn maintain(
+    catalog: Catalog,
+    retention: Retention,
+    interval: std::time::Duration,
+    runs_dir: std::path::PathBuf,
+) {
     let server = Principal::named("floe");
     // Recovery settled what a stop left behind; the first pass waits an interval, so a
     // pass never races a test or an operator who just started the server.
@@ -147,7 +153,15 @@ async fn maintain(catalog: Catalog, retention: Retention, interval: std::time::D
     loop {
         let (catalog, server) = (catalog.clone(), server.clone());
         // The pass's own error, or its task's (a panic), said the same way.
-        let pass = tokio::task::spawn_blocking(move || catalog.maintain(&server, &retention))
+        let runs = runs_dir.clone();
+        let pass = tokio::task::spawn_blocking(move || {
+            let report = catalog.maintain(&server, &retention)?;
+            // Logs and code snapshots go with their run's record.
+            if let Err(e) = floe_rest::sweep_run_files(&catalog, &server, &runs) {
+                tracing::error!(error = %e, "removing the files of forgotten runs failed; the next pass tries again");
+            }
+            Ok::<_, floe_catalog::CatalogError>(report)
+        })
             .await
             .map_err(|e| e.to_string())
             .and_then(|pass| pass.map_err(|e| e.to_string()));

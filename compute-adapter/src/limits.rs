@@ -95,6 +95,9 @@ pub const RUN_PARAMETERS_MAX: usize = 128;
 /// The bytes of a node's error kept in the run's record (its whole text is in the log).
 pub const NODE_ERROR_BYTES_MAX: usize = 1_024;
 
+/// Characters of a failed node's code its record keeps beside the error.
+pub const NODE_EXCERPT_CHARS: usize = 300;
+
 /// Rows of each model a run's answer previews (`--preview head|tail`).
 pub const PREVIEW_ROWS: usize = 5;
 
@@ -108,3 +111,7 @@ pub const PLANNER_TIMEOUT_MS: u64 = 30_000;
 /// How often a waiter looks at the record of a run another server runs (a run of this
 /// server wakes its waiters itself; this is also their fallback).
 pub const RUN_POLL_MS: u64 = 250;
+
+/// How old a run log or code snapshot no record names must be before a sweep removes it:
+/// a run being submitted has its code written a moment before its record.
+pub const RUN_FILES_GRACE_MS: u64 = 3_600_000;

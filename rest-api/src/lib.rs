@@ -111,6 +111,19 @@ impl Default for ServerOptions {
     }
 }
 
+/// Removes the run logs and code snapshots under `runs_dir` that no run record names any
+/// more (the periodic maintenance pass; `POST /api/v1/maintenance` does it too).
+#[cfg(feature = "compute")]
+pub fn sweep_run_files(
+    catalog: &Catalog,
+    principal: &floe_catalog::Principal,
+    runs_dir: &std::path::Path,
+) -> Result<(usize, usize), String> {
+    floe_compute::runs::sweep(catalog, principal, runs_dir)
+        .map(|s| (s.logs, s.code_snapshots))
+        .map_err(|e| e.to_string())
+}
+
 /// Pipeline runs executing at once when the server sets none.
 pub const RUNS_RUNNING_DEFAULT: usize = 2;
 

@@ -416,18 +416,26 @@ fn hostile_tar(path: &str, kind: u8, link: &str) -> Vec<u8> {
 }
 
 fn post_archive(run: &Running, archive: &[u8]) -> (u16, Value) {
+    post_run(run, "{}", archive, None)
+}
+
+/// `POST /api/v1/runs` with an options part, an archive and an optional Idempotency-Key.
+fn post_run(run: &Running, options: &str, archive: &[u8], key: Option<&str>) -> (u16, Value) {
     let boundary = "floe-test-boundary";
     let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"options\"\r\n\r\n{{}}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"project\"; filename=\"p.tar\"\r\n\r\n"
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"options\"\r\n\r\n{options}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"project\"; filename=\"p.tar\"\r\n\r\n"
     )
     .into_bytes();
     body.extend_from_slice(archive);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let mut response = ureq::post(format!("{}/api/v1/runs", run.url()))
-        .header(
-            "Content-Type",
-            &format!("multipart/form-data; boundary={boundary}"),
-        )
+    let mut request = ureq::post(format!("{}/api/v1/runs", run.url())).header(
+        "Content-Type",
+        &format!("multipart/form-data; boundary={boundary}"),
+    );
+    if let Some(k) = key {
+        request = request.header("Idempotency-Key", k);
+    }
+    let mut response = request
         .config()
         .http_status_as_error(false)
         .build()
@@ -561,4 +569,42 @@ fn slow_real_clients_read_a_runs_outputs_on_its_branch_only() {
     let merged = run.post("/api/v1/trees/main/merge", json!({ "source": "dev" }));
     assert!(merged.status < 300, "{:?}", merged.body);
     assert_eq!(count(&run, "db.report", "main"), Ok(40));
+}
+
+/// A run's submission retried under its Idempotency-Key answers the same run; the key with
+/// another request is refused (422).
+#[test]
+fn a_retried_submission_answers_the_same_run() {
+    let run = seeded();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut files = vec![("bauplan_project.yml", PROJECT)];
+    files.extend(
+        DEMO.iter()
+            .filter(|(name, _)| name.ends_with(".sql"))
+            .copied(),
+    );
+    for (name, text) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, name, text.as_bytes())
+            .unwrap();
+    }
+    let archive = builder.into_inner().unwrap();
+    let key = crate::harness::key();
+    let options = r#"{"ref": "dev"}"#;
+    let (status, first) = post_run(&run, options, &archive, Some(&key));
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["state"], "queued");
+    let (status, again) = post_run(&run, options, &archive, Some(&key));
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    let runs = run.get("/api/v1/runs?kind=run");
+    assert_eq!(runs.body["runs"].as_array().unwrap().len(), 1, "one run");
+    let (status, other) = post_run(&run, r#"{"ref": "main"}"#, &archive, Some(&key));
+    assert_eq!(status, 422, "{other}");
+    let record = wait_for(&run, first["id"].as_str().unwrap());
+    assert_eq!(record["state"], "succeeded", "{record}");
 }

@@ -436,12 +436,19 @@ impl NodeJob {
             }
             scheduler::Event::Failed(n, why) => {
                 let finished = self.writer.catalog.now_ms();
+                let excerpt = match &self.plan.nodes[n].body {
+                    plan::Body::Sql { statement, .. } => {
+                        Some(record::excerpt(&statement.to_string()))
+                    }
+                    plan::Body::Python { function } => Some(format!("def {function}(...)")),
+                };
                 self.log.line(&name(n), "error", &format!("failed: {why}"));
                 self.progress.update(n, |r| {
                     r.state = NodeState::Failed;
                     r.finished_ms = Some(finished);
                     r.error = Some(record::NodeError {
                         message: record::cut(&why),
+                        excerpt,
                     });
                 });
             }

@@ -18,7 +18,7 @@
 //! folder whatever happens.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use floe_catalog::{Catalog, CatalogError, IdemRequest, Principal, RunKind, RunRecord};
@@ -387,6 +387,12 @@ impl Runner {
         }
     }
 
+    /// Removes the logs and code snapshots that no run record names any more (retention
+    /// forgot their runs); see `sweep`.
+    pub fn sweep(&self, principal: &Principal) -> Result<Swept, RunError> {
+        sweep(&self.inner.catalog, principal, &self.inner.config.dir)
+    }
+
     /// Keeps a code snapshot (content-addressed: written once, atomically, flushed).
     fn keep_code(&self, hash: &str, bytes: &[u8]) -> Result<(), RunError> {
         let path = self.code_path(hash);
@@ -405,6 +411,67 @@ impl Runner {
             .and_then(|d| d.sync_all())
             .map_err(io)
     }
+}
+
+/// What a sweep of run files removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Swept {
+    pub logs: usize,
+    pub code_snapshots: usize,
+}
+
+/// Removes from `dir` (`<data-dir>/runs`) the logs of runs that have no record any more,
+/// and the code snapshots no record names: code snapshots and logs are kept as long as
+/// their run's record. A file younger than `RUN_FILES_GRACE_MS` stays (its run may be
+/// being submitted right now).
+pub fn sweep(catalog: &Catalog, principal: &Principal, dir: &Path) -> Result<Swept, RunError> {
+    let mut ids = std::collections::HashSet::new();
+    let mut codes = std::collections::HashSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let (runs, next) = catalog.list_runs(principal, after.as_deref(), 1_000, &|_| true)?;
+        for r in &runs {
+            ids.insert(r.id.clone());
+            if let Some(code) = r.pipeline.as_ref().and_then(|p| p["code"].as_str()) {
+                codes.insert(code.to_owned());
+            }
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let old = |path: &Path| {
+        path.metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_millis() >= u128::from(crate::limits::RUN_FILES_GRACE_MS))
+    };
+    let mut swept = Swept::default();
+    let remove = |folder: &str, suffix: &str, keep: &std::collections::HashSet<String>| -> usize {
+        let mut n = 0;
+        let Ok(entries) = std::fs::read_dir(dir.join(folder)) else {
+            return 0;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(suffix) else {
+                continue;
+            };
+            if !keep.contains(stem)
+                && old(&entry.path())
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                n += 1;
+            }
+        }
+        n
+    };
+    swept.logs = remove("logs", ".log", &ids);
+    swept.code_snapshots = remove("code", ".tar", &codes);
+    Ok(swept)
 }
 
 fn plan_view(plan: &Plan, target: &str) -> PlanView {

@@ -177,3 +177,24 @@ impl From<PyError> for PlanError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The planner's own tests (`python/test_planner.py`): both decorator generations,
+    /// aliases, every error kind with its line, and that user code never runs.
+    #[test]
+    fn the_planners_own_tests_pass() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/python");
+        let out = std::process::Command::new(super::interpreter())
+            .args(["-B", "-m", "unittest", "-q", "test_planner"])
+            .current_dir(dir)
+            .output()
+            .expect("python3 runs (set FLOE_PYTHON to another interpreter)");
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

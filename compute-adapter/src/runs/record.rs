@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::plan::{Materialization, NodeKind, Plan, Source};
 use super::scheduler::NodeState;
-use crate::limits::NODE_ERROR_BYTES_MAX;
+use crate::limits::{NODE_ERROR_BYTES_MAX, NODE_EXCERPT_CHARS};
 
 /// How `--preview` shows each model's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -74,6 +74,9 @@ pub struct Column {
 #[serde(rename_all = "camelCase")]
 pub struct NodeError {
     pub message: String,
+    /// What the node ran (a SQL model's statement, cut to `NODE_EXCERPT_CHARS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,4 +194,13 @@ pub fn cut(text: &str) -> String {
         end -= 1;
     }
     format!("{} [... cut]", &text[..end])
+}
+
+/// The start of what a node ran, for its error.
+pub fn excerpt(text: &str) -> String {
+    let mut out: String = text.chars().take(NODE_EXCERPT_CHARS).collect();
+    if out.len() < text.len() {
+        out.push_str(" ...");
+    }
+    out
 }

@@ -676,3 +676,37 @@ async fn runs_beyond_the_bound_wait_queued_in_order() {
     );
     w._runs = runs;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_removes_the_files_of_forgotten_runs_only() {
+    let w = world().await;
+    let record = w.run(demo(), RunOptions::default()).await.unwrap();
+    let p = Pipeline::from_value(record.pipeline.as_ref().unwrap()).unwrap();
+    let (log, code) = (w.runner.log_path(&record.id), w.runner.code_path(&p.code));
+    let forgotten_log = w.runner.log_path("01a00000-0000-7000-8000-000000000000");
+    let forgotten_code = w.runner.code_path(&"f".repeat(64));
+    let fresh_code = w.runner.code_path(&"e".repeat(64));
+    for f in [&forgotten_log, &forgotten_code, &fresh_code] {
+        std::fs::write(f, b"x").unwrap();
+    }
+    // Old enough to go, except the fresh one (a run being submitted).
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    for f in [&log, &code, &forgotten_log, &forgotten_code] {
+        std::fs::File::options()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+    }
+    let swept = w.runner.sweep(&w.f.who).unwrap();
+    assert_eq!(
+        swept,
+        Swept {
+            logs: 1,
+            code_snapshots: 1
+        }
+    );
+    assert!(log.exists() && code.exists() && fresh_code.exists());
+    assert!(!forgotten_log.exists() && !forgotten_code.exists());
+}

@@ -248,6 +248,10 @@ pub struct MaintenanceBody {
     pub expired_run_records: usize,
     /// Idempotency records deleted after their lifetime.
     pub expired_idempotency_records: usize,
+    /// Run logs whose run's record is gone, deleted.
+    pub removed_run_logs: usize,
+    /// Code snapshots no run's record names any more, deleted.
+    pub removed_code_snapshots: usize,
     /// True when a bound stopped the pass early: another pass has more to do.
     pub more: bool,
 }
@@ -259,6 +263,8 @@ impl From<RetentionReport> for MaintenanceBody {
             pruned_run_branches: r.pruned_run_branches,
             expired_run_records: r.expired_run_records,
             expired_idempotency_records: r.expired_idempotency_records,
+            removed_run_logs: 0,
+            removed_code_snapshots: 0,
             more: r.more,
         }
     }
@@ -270,10 +276,23 @@ impl From<RetentionReport> for MaintenanceBody {
     ))]
 pub async fn maintain(State(state): State<AppState>, call: Call) -> Response {
     let retention = state.options.retention;
+    #[cfg(feature = "compute")]
+    let runner = state.runner.clone();
     write::read(&state, call, move |cx| {
         let (catalog, principal) = (&cx.catalog, &cx.principal);
         let report = catalog.maintain(principal, &retention)?;
-        Reply::json(StatusCode::OK, &MaintenanceBody::from(report))
+        #[allow(unused_mut)]
+        let mut body = MaintenanceBody::from(report);
+        // Logs and code snapshots go with their run's record.
+        #[cfg(feature = "compute")]
+        {
+            let swept = runner
+                .sweep(principal)
+                .map_err(crate::error::ApiError::from)?;
+            body.removed_run_logs = swept.logs;
+            body.removed_code_snapshots = swept.code_snapshots;
+        }
+        Reply::json(StatusCode::OK, &body)
     })
     .await
 }
