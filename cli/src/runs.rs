@@ -78,7 +78,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
 
 /// The files of a project folder a run needs, by path relative to it: the project file,
 /// `.py`, `.sql` and `requirements.txt` files, outside hidden folders and `__pycache__`.
-/// Symbolic links are not followed (the server refuses them).
+/// Symbolic links are not followed: they are left out, saying so.
 pub fn project_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, Failure> {
     if !PROJECT_FILES.iter().any(|f| dir.join(f).is_file()) {
         return Err(Failure::Usage(format!(
@@ -104,6 +104,13 @@ pub fn project_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, Failure> {
                 if !name.starts_with('.') && name != "__pycache__" {
                     folders.push(path);
                 }
+                continue;
+            }
+            if kind.is_symlink() {
+                eprintln!(
+                    "warning: {} is a symbolic link and is not sent (a run takes files only)",
+                    here.join(&name).display()
+                );
                 continue;
             }
             if !kind.is_file() {

@@ -115,3 +115,11 @@ pub const RUN_POLL_MS: u64 = 250;
 /// How old a run log or code snapshot no record names must be before a sweep removes it:
 /// a run being submitted has its code written a moment before its record.
 pub const RUN_FILES_GRACE_MS: u64 = 3_600_000;
+
+/// Rows of a model's output below which it is written as one data file: a larger output is
+/// cut into up to one piece per core, each encoded and compressed on its own thread.
+pub const RUN_FILE_ROWS_MIN: usize = 1_000_000;
+
+/// The bytes of a run record's pipeline part (its nodes' states): the record is one meta
+/// value (64 KiB); past this a dry run's per-node schemas are left out.
+pub const RUN_PIPELINE_BYTES_MAX: usize = 48 * 1024;

@@ -13,8 +13,8 @@ use floe_commits::limits::REFLOG_PAGE_MAX;
 use floe_commits::{Content, ContentKey, Expect, Hash, Op, WriteCtx};
 
 use super::{
-    RECORD_PREFIX, RUN_ID_PROPERTY, RUN_SOURCE_PROPERTY, RunRecord, RunState, bounded,
-    invalid_record,
+    RECORD_PREFIX, RUN_ID_PROPERTY, RUN_PART_PROPERTY, RUN_SOURCE_PROPERTY, RunRecord, RunState,
+    bounded, invalid_record,
 };
 use crate::auth::{Action, Principal, Target};
 use crate::error::{CatalogError, CatalogResult};
@@ -66,7 +66,7 @@ impl Catalog {
             record.stored_answer = Some(self.store_answer(&record.id, answer)?);
             self.put_record(&record)?;
         }
-        let outcome = self.landing_commit_of(executor, &record, landing, authored)?;
+        let outcome = self.landing_commit_of(executor, &record, landing, authored, false)?;
         // Landed: whatever happens to the bookkeeping now, the run succeeded.
         let bookkeeping_error = self
             .finish_run(&record, RunState::Succeeded, Some(outcome), None)
@@ -85,6 +85,10 @@ impl Catalog {
 
     /// Lands part of a run's work now, leaving the run running (`floe run
     /// --no-transaction`: each output lands as it is written). Returns the commit.
+    ///
+    /// A part is the target's own history at once, whatever becomes of the run: it carries
+    /// `floe.run.part`, not `floe.run.id`, so it is never sealed, and it is never taken for
+    /// the run's landing (a run that fails after a part landed is failed, not succeeded).
     pub fn land_run_part(
         &self,
         executor: &Principal,
@@ -92,7 +96,7 @@ impl Catalog {
         landing: &Landing,
         authored: &Authored,
     ) -> CatalogResult<Hash> {
-        self.landing_commit_of(executor, record, landing, authored)
+        self.landing_commit_of(executor, record, landing, authored, true)
     }
 
     /// Marks a run succeeded with nothing (more) to land: a dry run, a run that
@@ -109,19 +113,25 @@ impl Catalog {
         record: &RunRecord,
         landing: &Landing,
         authored: &Authored,
+        part: bool,
     ) -> CatalogResult<Hash> {
         let target = record.target_ref()?;
         let ops = self.landing_ops(record, landing)?;
         let mut meta = self.meta(executor, authored, landing.message.clone());
-        meta.properties
-            .insert(RUN_ID_PROPERTY.to_owned(), record.id.clone());
+        let names = if part {
+            meta.properties.remove(RUN_ID_PROPERTY);
+            RUN_PART_PROPERTY
+        } else {
+            RUN_ID_PROPERTY
+        };
+        meta.properties.insert(names.to_owned(), record.id.clone());
         meta.properties
             .insert(RUN_SOURCE_PROPERTY.to_owned(), record.source.clone());
         // The landing is the principal's own write on the target; its reflog entry names
-        // the run (how recovery and sealing recognise it).
+        // the run (how recovery and sealing recognise it; a part's names it as a part).
         let ctx = WriteCtx {
             executor: false,
-            reflog: BTreeMap::from([(RUN_ID_PROPERTY.to_owned(), record.id.clone())]),
+            reflog: BTreeMap::from([(names.to_owned(), record.id.clone())]),
             ..self.write_ctx(executor, landing.idempotency.as_ref(), &record.id)
         };
         Ok(self.store.commit(&target, None, ops, meta, &ctx)?.commit)

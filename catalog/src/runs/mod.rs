@@ -43,6 +43,8 @@ pub use retention::{Retention, RetentionReport};
 
 /// The commit property naming the run a commit belongs to.
 pub const RUN_ID_PROPERTY: &str = "floe.run.id";
+/// The property of a commit that lands part of a run (`--no-transaction`), naming the run.
+pub const RUN_PART_PROPERTY: &str = "floe.run.part";
 /// The landing commit's property saying where the run's work came from.
 pub const RUN_SOURCE_PROPERTY: &str = "floe.run.source";
 
@@ -310,13 +312,34 @@ impl Catalog {
     /// Saves a live run's progress (a pipeline's node states). Only the run's executor
     /// writes a live record; nothing else changes it until it ends.
     pub fn save_run(&self, record: &RunRecord) -> CatalogResult<()> {
-        if !record.state.is_live() {
-            return Err(CatalogError::Invalid(format!(
+        let ended = || {
+            CatalogError::Invalid(format!(
                 "run {} has ended; its record is settled by finishing it",
+                record.id
+            ))
+        };
+        if !record.state.is_live() {
+            return Err(ended());
+        }
+        // Only over a live stored record: a record settled meanwhile (by recovery, say)
+        // is never put back.
+        let (stored, current) = self
+            .stored_record(&record.id)?
+            .ok_or_else(|| run_not_found(&record.id))?;
+        if !current.state.is_live() {
+            return Err(ended());
+        }
+        if !self.store.meta_cas(
+            &record_key(&record.id),
+            Some(&stored),
+            Some(&encode_record(record)?),
+        )? {
+            return Err(CatalogError::Contention(format!(
+                "the record of run {}",
                 record.id
             )));
         }
-        self.put_record(record)
+        Ok(())
     }
 
     /// Writes a record. Every field that could grow is bounded where it is set, so a record

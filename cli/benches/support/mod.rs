@@ -16,6 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)] // not every bench shows CPU
 pub use report::{Cpu, Row};
 
 /// What a bench divides its counts and durations by: `FLOE_BENCH_SCALE`, else 1 under

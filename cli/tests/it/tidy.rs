@@ -391,7 +391,19 @@ fn matches_crate(patterns: &[&str], package: &str) -> bool {
     })
 }
 
+/// Dev-dependencies a bench takes as its in-process baseline, outside their home: they are
+/// never linked into a product binary. (`cli/benches/runs.rs` compares `floe run` with
+/// DataFusion doing the same work in the same run.)
+const BENCH_BASELINES: &[(&str, &str)] = &[("cli", "datafusion")];
+
 fn home_violations(folder: &str, dep: &Dependency) -> Vec<String> {
+    if dep.table == "dev-dependencies"
+        && BENCH_BASELINES
+            .iter()
+            .any(|(f, package)| *f == folder && *package == dep.package)
+    {
+        return Vec::new();
+    }
     HOMES
         .iter()
         .filter(|(patterns, home, _)| {

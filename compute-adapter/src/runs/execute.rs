@@ -53,6 +53,7 @@ pub async fn run(node: &Node, reads: &Reads, outputs: &Outputs) -> Result<Output
         Body::Sql {
             statement,
             references,
+            ..
         } => run_sql(node, statement, references, reads, outputs).await,
         Body::Python { function } => Err(format!(
             "{} is a Python function ({function}); this floe plans Python models but does not execute them yet",

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
 use floe_catalog::{Authored, CatalogError, Landing, Principal, RunRecord};
 use floe_commits::{ContentKey, Hash, RefSpec};
 use parking_lot::Mutex;
@@ -17,6 +18,7 @@ use super::plan::{self, Materialization, Plan, Source};
 use super::record::{self, Column, Failure, NodeRecord, Pipeline, Preview, RunOptions};
 use super::scheduler::{self, NodeState};
 use super::{RunError, RunLog, Runner, blocking, log};
+use crate::limits::RUN_PIPELINE_BYTES_MAX;
 
 impl Runner {
     /// The run, from its turn to its end. Every outcome is recorded; nothing is left in
@@ -43,8 +45,9 @@ impl Runner {
             log.line(log::RUN, "error", &format!("failed: {why}"));
         }
         let _ = std::fs::remove_dir_all(&scratch);
-        self.inner.live.lock().remove(&id);
         log.line(log::RUN, "info", "ended");
+        // Followers read to the end before the run leaves the live ones.
+        self.inner.live.lock().remove(&id);
     }
 
     /// Forks, runs the nodes, lands. `Err` says why the run failed (it is recorded so).
@@ -105,12 +108,24 @@ impl Runner {
                     };
                     failed.pipeline = Some(p.to_value());
                 }
-                let message = why.clone();
-                let _ = blocking(move || {
-                    catalog.save_run(&failed)?;
+                let message = log.mask(&why);
+                let settled = blocking(move || {
+                    // The failure's kind is kept if the record can take it; the run is
+                    // failed either way.
+                    if let Err(e) = catalog.save_run(&failed) {
+                        tracing::warn!(run = %failed.id, error = %e, "the failed run's last progress could not be recorded");
+                    }
                     Ok(catalog.fail_run(&failed, &message)?)
                 })
                 .await;
+                if let Err(e) = settled {
+                    tracing::error!(run = %record.id, error = %e, "the failed run's record could not say so; a restart settles it");
+                    log.line(
+                        log::RUN,
+                        "error",
+                        &format!("its record could not say it failed ({e}); a restart settles it"),
+                    );
+                }
                 Err((why, failure))
             }
         }
@@ -156,6 +171,15 @@ impl Runner {
             progress: progress.clone(),
             landed: Arc::new(Mutex::new(Vec::new())),
             record: record.clone(),
+            readers: Arc::new(Mutex::new({
+                let mut readers = vec![0usize; plan.nodes.len()];
+                for node in &plan.nodes {
+                    for up in node.upstream() {
+                        readers[up] += 1;
+                    }
+                }
+                readers
+            })),
         };
         let upstream: Vec<Vec<usize>> = plan.nodes.iter().map(|n| n.upstream().collect()).collect();
         let states = scheduler::run(
@@ -290,7 +314,13 @@ impl Progress {
             return;
         };
         change(&mut p.nodes[n]);
-        record.pipeline = Some(p.to_value());
+        let mut value = p.to_value();
+        if value.to_string().len() > RUN_PIPELINE_BYTES_MAX {
+            // A record stays one meta value: a dry run's schemas are the first to go.
+            p.nodes[n].schema = None;
+            value = p.to_value();
+        }
+        record.pipeline = Some(value);
         drop(record);
         self.changed.send_modify(|v| *v += 1);
     }
@@ -321,6 +351,8 @@ struct NodeJob {
     /// Commits of a `--no-transaction` run, as its outputs land.
     landed: Arc<Mutex<Vec<Hash>>>,
     record: RunRecord,
+    /// Per node, the nodes that read it and have not finished.
+    readers: Arc<Mutex<Vec<usize>>>,
 }
 
 impl NodeJob {
@@ -333,7 +365,29 @@ impl NodeJob {
             r.started_ms = Some(started);
         });
         self.log.line(&node.name, "info", "running");
-        let output = execute::run(node, &self.reads, &self.outputs).await?;
+        let limits = self.reads.engine.limits();
+        let output = tokio::time::timeout(
+            limits.timeout,
+            execute::run(node, &self.reads, &self.outputs),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "it ran longer than a model may ({:?}, floe serve --query-timeout)",
+                limits.timeout
+            )
+        })??;
+        let held: usize = output
+            .batches
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
+        if held > limits.memory_bytes {
+            return Err(format!(
+                "its output holds {held} bytes, more than a model's output may hold in memory ({} bytes, floe serve --query-memory); filter or aggregate it",
+                limits.memory_bytes
+            ));
+        }
         check_columns(node, &output, self.options.strict)?;
         let rows = output.rows();
         self.log.line(&node.name, "info", &format!("{rows} rows"));
@@ -359,7 +413,20 @@ impl NodeJob {
                 kind: f.data_type().to_string(),
             })
             .collect();
-        self.outputs.lock().insert(n, output);
+        {
+            // Kept while a node still reads it; each input read for the last time goes.
+            let mut outputs = self.outputs.lock();
+            let mut readers = self.readers.lock();
+            for up in node.upstream() {
+                readers[up] = readers[up].saturating_sub(1);
+                if readers[up] == 0 {
+                    outputs.remove(&up);
+                }
+            }
+            if readers[n] > 0 {
+                outputs.insert(n, output);
+            }
+        }
         let finished = self.writer.catalog.now_ms();
         let dry_run = self.options.dry_run;
         self.progress.update(n, |r| {
@@ -436,10 +503,10 @@ impl NodeJob {
             }
             scheduler::Event::Failed(n, why) => {
                 let finished = self.writer.catalog.now_ms();
+                let why = self.log.mask(&why);
+                // What it ran as written: its parameters (secrets among them) not in it.
                 let excerpt = match &self.plan.nodes[n].body {
-                    plan::Body::Sql { statement, .. } => {
-                        Some(record::excerpt(&statement.to_string()))
-                    }
+                    plan::Body::Sql { text, .. } => Some(record::excerpt(&self.log.mask(text))),
                     plan::Body::Python { function } => Some(format!("def {function}(...)")),
                 };
                 self.log.line(&name(n), "error", &format!("failed: {why}"));

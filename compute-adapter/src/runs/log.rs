@@ -1,6 +1,6 @@
 //! A run's log (DESIGN §7): one append-only file per run in the data folder, each line
 //! `<RFC 3339 time> <node> <stream> <text>`; every planning and execution step writes to
-//! it. Followers are woken on each line and at the end (`Notify`), and read the file.
+//! it, with the run's secret values masked. Followers are woken on each line and at the end (`Notify`), and read the file.
 
 use std::fs::File;
 use std::io::Write;
@@ -19,6 +19,8 @@ pub struct RunLog {
     path: PathBuf,
     pub(super) wake: Arc<Notify>,
     clock: floe_catalog::Catalog,
+    /// Masked in every line.
+    secrets: super::project::Secrets,
 }
 
 /// `ms` since the epoch as RFC 3339 with milliseconds, UTC.
@@ -33,7 +35,11 @@ fn stamp(ms: i64) -> String {
 
 impl RunLog {
     /// Creates (or opens, to append) the log at `path`.
-    pub fn open(path: &Path, clock: floe_catalog::Catalog) -> std::io::Result<RunLog> {
+    pub fn open(
+        path: &Path,
+        clock: floe_catalog::Catalog,
+        secrets: super::project::Secrets,
+    ) -> std::io::Result<RunLog> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -46,7 +52,13 @@ impl RunLog {
             path: path.to_owned(),
             wake: Arc::new(Notify::new()),
             clock,
+            secrets,
         })
+    }
+
+    /// `text` with the run's secrets masked (for what the run records beside its log).
+    pub fn mask(&self, text: &str) -> String {
+        self.secrets.mask(text)
     }
 
     /// Woken on every line and at the run's end.
@@ -63,6 +75,7 @@ impl RunLog {
     /// a run does not fail for its log.
     pub fn line(&self, node: &str, stream: &str, text: &str) {
         let at = stamp(self.clock.now_ms());
+        let text = self.secrets.mask(text);
         let mut out = String::new();
         for l in text.lines() {
             out.push_str(&format!("{at} {node} {stream} {l}\n"));

@@ -21,6 +21,7 @@ use iceberg::spec::{
 };
 
 use super::plan::Materialization;
+use crate::limits::RUN_FILE_ROWS_MIN;
 use crate::snapshot::{NewSnapshot, Removed, SnapshotOperation};
 use crate::types::{fits, iceberg_type, same_shape};
 
@@ -65,19 +66,7 @@ impl Writer {
         batches: Arc<Vec<RecordBatch>>,
     ) -> Result<Written, String> {
         let table = self.table(key, how, partitioned_by, &schema).await?;
-        let this = self.clone();
-        let (metadata, name) = (table.metadata.clone(), key.to_string());
-        let reader_schema = schema.clone();
-        let rows = batches.clone();
-        let added = blocking(move || {
-            let reader = RecordBatchIterator::new(
-                rows.iter().cloned().map(Ok).collect::<Vec<_>>(),
-                reader_schema,
-            );
-            crate::import::write_table_files(&this.catalog, &metadata, &name, Box::new(reader))
-                .map_err(|e| e.to_string())
-        })
-        .await?;
+        let added = self.write_files(&table, key, schema, &batches).await?;
         let written_paths: Vec<String> = added.iter().map(|f| f.file_path().to_owned()).collect();
         let rows = added.iter().map(|f| f.record_count()).sum();
         let bytes = added.iter().map(|f| f.file_size_in_bytes()).sum();
@@ -100,6 +89,49 @@ impl Writer {
                 Err(e)
             }
         }
+    }
+
+    /// Writes the rows as data files of the table: the rows cut into contiguous pieces of
+    /// at least `RUN_FILE_ROWS_MIN`, one per core at most, each written (encoded,
+    /// compressed, flushed) on its own thread, so a large output uses every core. Nothing
+    /// is left when one piece fails.
+    async fn write_files(
+        &self,
+        table: &LoadedTable,
+        key: &ContentKey,
+        schema: SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<Vec<iceberg::spec::DataFile>, String> {
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let chunks = cut(batches, (rows / RUN_FILE_ROWS_MIN).clamp(1, cores));
+        let mut tasks = Vec::new();
+        for chunk in chunks {
+            let (catalog, metadata) = (self.catalog.clone(), table.metadata.clone());
+            let (name, schema) = (key.to_string(), schema.clone());
+            tasks.push(blocking(move || {
+                let reader = RecordBatchIterator::new(chunk.into_iter().map(Ok), schema);
+                crate::import::write_table_files(&catalog, &metadata, &name, Box::new(reader))
+                    .map_err(|e| e.to_string())
+            }));
+        }
+        let mut added = Vec::new();
+        let mut failure = None;
+        for done in futures::future::join_all(tasks).await {
+            match done {
+                Ok(files) => added.extend(files),
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+        if let Some(e) = failure {
+            for f in &added {
+                if let Ok(path) = self.catalog.warehouse_path(f.file_path()) {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            return Err(e);
+        }
+        Ok(added)
     }
 
     /// The table to write, created or with its schema evolved for the output first.
@@ -261,6 +293,31 @@ impl Writer {
         .await?;
         Ok(produced.snapshot_id)
     }
+}
+
+/// The rows of `batches`, in order, cut into `pieces` runs of (nearly) equal row counts.
+fn cut(batches: &[RecordBatch], pieces: usize) -> Vec<Vec<RecordBatch>> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let per_piece = rows.div_ceil(pieces.max(1)).max(1);
+    let mut out: Vec<Vec<RecordBatch>> = vec![Vec::new(); pieces.max(1)];
+    let (mut piece, mut filled) = (0, 0);
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let last = piece + 1 == out.len();
+            if filled == per_piece && !last {
+                piece += 1;
+                filled = 0;
+                continue;
+            }
+            let room = if last { usize::MAX } else { per_piece - filled };
+            let take = (batch.num_rows() - offset).min(room);
+            out[piece].push(batch.slice(offset, take));
+            offset += take;
+            filled += take;
+        }
+    }
+    out
 }
 
 /// The live data files of the table's current snapshot, with their partitions.
@@ -576,6 +633,43 @@ mod tests {
                 .unwrap_err()
                 .contains("column a")
         );
+    }
+
+    #[test]
+    fn outputs_are_cut_in_order_into_even_pieces() {
+        use datafusion::arrow::array::Int64Array;
+        let schema = arrow(&[("n", DataType::Int64)]);
+        let batch = |r: std::ops::Range<i64>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from_iter_values(r))],
+            )
+            .unwrap()
+        };
+        let batches = vec![batch(0..7), batch(7..8), batch(8..20)];
+        let pieces = cut(&batches, 3);
+        let rows: Vec<Vec<i64>> = pieces
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .flat_map(|b| {
+                        b.column(0)
+                            .as_any()
+                            .downcast_ref::<Int64Array>()
+                            .unwrap()
+                            .values()
+                            .to_vec()
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(rows.iter().map(Vec::len).collect::<Vec<_>>(), vec![7, 7, 6]);
+        assert_eq!(rows.concat(), (0..20).collect::<Vec<_>>());
+        assert_eq!(
+            cut(&batches, 1).iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![3]
+        );
+        assert_eq!(cut(&[], 2).len(), 2);
     }
 
     #[test]

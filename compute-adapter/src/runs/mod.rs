@@ -313,16 +313,32 @@ impl Runner {
             )?;
             if let Some(request) = &idempotency {
                 // Best effort, like a recorded rejection: a retry that finds nothing runs
-                // again.
-                let _ = this.inner.catalog.record_acceptance(request, &record.id);
+                // again; said in the server's log.
+                match this.inner.catalog.record_acceptance(request, &record.id) {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(run = %record.id, key = request.key.as_str(), "the run's Idempotency-Key holds another answer; a retry is not matched to this run"),
+                    Err(e) => tracing::warn!(run = %record.id, error = %e, "the run's Idempotency-Key could not be recorded; a retry runs again"),
+                }
             }
             Ok(record)
         })
         .await?;
-        let log = Arc::new(
-            RunLog::open(&self.log_path(&record.id), self.inner.catalog.clone())
-                .map_err(|e| RunError::Io(format!("creating the run's log: {e}")))?,
+        let opened = RunLog::open(
+            &self.log_path(&record.id),
+            self.inner.catalog.clone(),
+            plan.secrets(),
         );
+        let log = match opened {
+            Ok(log) => Arc::new(log),
+            Err(e) => {
+                // Recorded queued and never to start: failed at once, saying why.
+                let why = format!("its log cannot be created: {e}");
+                let (catalog, queued, message) =
+                    (self.inner.catalog.clone(), record.clone(), why.clone());
+                let _ = blocking(move || Ok(catalog.fail_run(&queued, &message)?)).await;
+                return Err(RunError::Io(format!("run {} {why}", record.id)));
+            }
+        };
         log.line(
             log::RUN,
             "info",
@@ -345,7 +361,35 @@ impl Runner {
         let who = principal.clone();
         tokio::spawn(
             async move {
-                this.execute(&who, queued, plan, options, &log).await;
+                let id = queued.id.clone();
+                let run =
+                    std::panic::AssertUnwindSafe(this.execute(&who, queued, plan, options, &log));
+                // A panic in the run (an engine's, on some statement) fails it like any
+                // error: its record never stays live.
+                if let Err(panic) = futures::FutureExt::catch_unwind(run).await {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    let why = format!("the run failed in the server: {what}");
+                    tracing::error!(run = %id, "{why}");
+                    log.line(log::RUN, "error", &why);
+                    let catalog = this.inner.catalog.clone();
+                    let run = id.clone();
+                    let _ = blocking(move || {
+                        if let Some(record) = catalog.run_record(&run)?
+                            && record.state.is_live()
+                        {
+                            catalog.fail_run(&record, &why)?;
+                        }
+                        Ok(())
+                    })
+                    .await;
+                    let _ = std::fs::remove_dir_all(this.scratch(&id));
+                    this.inner.live.lock().remove(&id);
+                    log.line(log::RUN, "info", "ended");
+                }
             }
             .instrument(span),
         );
@@ -396,7 +440,10 @@ impl Runner {
     /// Keeps a code snapshot (content-addressed: written once, atomically, flushed).
     fn keep_code(&self, hash: &str, bytes: &[u8]) -> Result<(), RunError> {
         let path = self.code_path(hash);
-        if path.exists() {
+        if let Ok(file) = std::fs::File::options().write(true).open(&path) {
+            // Kept already (the same project again): young again, so a sweep running now
+            // does not take it from the run about to name it.
+            let _ = file.set_modified(std::time::SystemTime::now());
             return Ok(());
         }
         let io = |e: std::io::Error| RunError::Io(format!("keeping the run's code: {e}"));

@@ -108,6 +108,8 @@ pub enum Body {
     Sql {
         statement: Box<DfStatement>,
         references: Vec<TableReference>,
+        /// The file's text as written (parameters not substituted: secrets stay out).
+        text: String,
     },
     /// A Python function (executed from issue 17 on).
     Python { function: String },
@@ -143,6 +145,13 @@ pub struct Plan {
     pub namespace: ContentKey,
     pub params: BTreeMap<String, Param>,
     pub nodes: Vec<Node>,
+}
+
+impl Plan {
+    /// The values of the run's secret parameters.
+    pub fn secrets(&self) -> super::project::Secrets {
+        super::project::Secrets::of(&self.params)
+    }
 }
 
 /// What planning needs beyond the files.
@@ -332,6 +341,7 @@ fn sql_node(
             body: Body::Sql {
                 statement: Box::new(statement),
                 references,
+                text: text.to_owned(),
             },
         },
         names,

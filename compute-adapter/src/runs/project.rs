@@ -138,6 +138,38 @@ impl Param {
     }
 }
 
+/// The values of a run's secret parameters, to mask wherever text about the run is shown
+/// (its log, its record's errors).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Secrets(Vec<String>);
+
+impl Secrets {
+    pub fn of(params: &BTreeMap<String, Param>) -> Secrets {
+        let mut values: Vec<String> = params
+            .values()
+            .filter(|p| p.kind == ParamType::Secret)
+            .filter_map(|p| match &p.value {
+                ParamValue::Str(s) if !s.is_empty() => Some(s.clone()),
+                _ => None,
+            })
+            .collect();
+        // Longest first: a secret inside another is masked with it.
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        Secrets(values)
+    }
+
+    /// `text` with every secret value replaced by the mask.
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for secret in &self.0 {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), MASK);
+            }
+        }
+        out
+    }
+}
+
 /// A project file, read.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Project {

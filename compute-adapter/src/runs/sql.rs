@@ -152,6 +152,10 @@ pub fn substitute(sql: &str, params: &BTreeMap<String, Param>) -> Result<String,
                 .map_or(chars.len(), |j| j + 2);
             copy(&mut out, i, end, &mut line);
             i = end;
+        } else if let Some(end) = dollar_quoted(&chars, i) {
+            // `$$...$$` or `$tag$...$tag$`: a string, as the parser reads it.
+            copy(&mut out, i, end, &mut line);
+            i = end;
         } else if c == '$' && rest(1).is_some_and(|n| n.is_ascii_alphabetic() || n == '_') {
             let mut j = i + 1;
             while j < chars.len() && (chars[j].is_ascii_alphanumeric() || chars[j] == '_') {
@@ -169,6 +173,25 @@ pub fn substitute(sql: &str, params: &BTreeMap<String, Param>) -> Result<String,
         }
     }
     Ok(out)
+}
+
+/// The end of a dollar-quoted string starting at `i` (`$$...$$`, `$tag$...$tag$`), if one
+/// starts there and is closed.
+fn dollar_quoted(chars: &[char], i: usize) -> Option<usize> {
+    if chars.get(i) != Some(&'$') {
+        return None;
+    }
+    let mut j = i + 1;
+    while j < chars.len() && (chars[j].is_ascii_alphanumeric() || chars[j] == '_') {
+        j += 1;
+    }
+    if chars.get(j) != Some(&'$') || chars.get(i + 1).is_some_and(char::is_ascii_digit) {
+        return None;
+    }
+    let tag = &chars[i..=j];
+    (j + 1..=chars.len().saturating_sub(tag.len()))
+        .find(|&k| chars[k..k + tag.len()] == *tag)
+        .map(|k| k + tag.len())
 }
 
 /// The line a parser error names (`... at Line: 3, Column: 7`).

@@ -710,3 +710,86 @@ async fn a_sweep_removes_the_files_of_forgotten_runs_only() {
     assert!(log.exists() && code.exists() && fresh_code.exists());
     assert!(!forgotten_log.exists() && !forgotten_code.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_transaction_run_that_fails_later_is_failed_and_its_landed_part_is_history() {
+    let w = world().await;
+    let archive = files(&[
+        (
+            "a.sql",
+            "-- bauplan: materialization_strategy = REPLACE\nSELECT id FROM t",
+        ),
+        (
+            "b.sql",
+            "-- bauplan: materialization_strategy = REPLACE\nSELECT CAST('x' || CAST(id AS VARCHAR) AS INT) AS n FROM a",
+        ),
+    ]);
+    let options = RunOptions {
+        no_transaction: true,
+        ..RunOptions::default()
+    };
+    let record = w.run(archive, options).await.unwrap();
+    assert_eq!(
+        record.state,
+        RunState::Failed,
+        "a later failure fails the run"
+    );
+    assert!(record.landed.is_none());
+    // Its first output landed as a part: on main, ordinary history, not sealed.
+    assert_eq!(w.count("main", "db.a").await, 100);
+    let head = w.head();
+    let detail =
+        w.f.catalog
+            .commit_detail(&w.f.who, &RefSpec::parse(&head.to_hex()).unwrap(), None, 10)
+            .unwrap();
+    assert_eq!(
+        detail.commit.properties.get("floe.run.part"),
+        Some(&record.id)
+    );
+    assert!(!detail.commit.properties.contains_key("floe.run.id"));
+    w.f.catalog
+        .create_ref(
+            &w.f.who,
+            &floe_commits::RefName::parse("from-part").unwrap(),
+            floe_commits::RefKind::Branch,
+            &w.f.main,
+            None,
+        )
+        .unwrap();
+    // Recovery and maintenance do not take the part for the run's landing either.
+    assert!(w.f.catalog.recover_runs().unwrap().is_empty());
+    let again = w.f.catalog.run_record(&record.id).unwrap().unwrap();
+    assert_eq!(again.state, RunState::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_masked_in_errors_excerpts_and_the_log() {
+    let w = world().await;
+    let mut files = ProjectFiles::new();
+    files.insert(
+        "bauplan_project.yml".to_owned(),
+        b"project: {id: s, name: s}\ndefaults: {namespace: db}\nparameters:\n  key: {type: secret}\n".to_vec(),
+    );
+    files.insert(
+        "leak.sql".to_owned(),
+        b"SELECT CAST($key AS INT) AS n FROM t".to_vec(),
+    );
+    let options = RunOptions {
+        params: BTreeMap::from([("key".to_owned(), "hunter2-secret".to_owned())]),
+        ..RunOptions::default()
+    };
+    let record = w.run(archive::pack(&files), options).await.unwrap();
+    assert_eq!(record.state, RunState::Failed);
+    let text = serde_json::to_string(&record).unwrap();
+    assert!(!text.contains("hunter2"), "{text}");
+    let p = Pipeline::from_value(record.pipeline.as_ref().unwrap()).unwrap();
+    let error = p.nodes[0].error.clone().unwrap();
+    assert!(error.message.contains(project::MASK), "{error:?}");
+    assert!(error.excerpt.unwrap().contains("$key"));
+    assert_eq!(p.parameters["key"], serde_json::json!(project::MASK));
+    let log = std::fs::read_to_string(w.runner.log_path(&record.id)).unwrap();
+    assert!(
+        !log.contains("hunter2") && log.contains(project::MASK),
+        "{log}"
+    );
+}

@@ -195,11 +195,17 @@ mod compute {
         while let Some(mut field) = multipart.next_field().await.map_err(broken)? {
             match field.name().unwrap_or_default() {
                 "options" => {
-                    let bytes = field.bytes().await.map_err(broken)?;
-                    if bytes.len() > crate::BODY_BYTES_MAX {
-                        return Err(ApiError::bad_request("the options part is too large"));
+                    let mut bytes = Vec::new();
+                    while let Some(chunk) = field.chunk().await.map_err(broken)? {
+                        if bytes.len() + chunk.len() > crate::BODY_BYTES_MAX {
+                            return Err(ApiError::bad_request(format!(
+                                "the options part is larger than {} bytes",
+                                crate::BODY_BYTES_MAX
+                            )));
+                        }
+                        bytes.extend_from_slice(&chunk);
                     }
-                    options = Some((crate::extract::json(&bytes)?, bytes.to_vec()));
+                    options = Some((crate::extract::json(&bytes)?, bytes));
                 }
                 "project" => {
                     let mut bytes = Vec::new();
