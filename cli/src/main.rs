@@ -467,6 +467,12 @@ pub struct ServeArgs {
     /// Nodes of one run executing at once (default: the cores).
     #[arg(long, env = "FLOE_RUN_WORKERS")]
     pub run_workers: Option<usize>,
+    /// A Python worker's timeout when its function sets none (`@resources(timeout=)`).
+    #[arg(long, env = "FLOE_WORKER_TIMEOUT", default_value = "1h", value_parser = duration_ms)]
+    pub worker_timeout: i64,
+    /// Where Python worker environments are cached (shared across data folders).
+    #[arg(long, env = "FLOE_ENV_CACHE")]
+    pub env_cache: Option<std::path::PathBuf>,
     /// How the server logs to standard error (filtered by FLOE_LOG or RUST_LOG, default info).
     #[arg(long, env = "FLOE_LOG_FORMAT", value_enum, default_value_t = logs::LogFormat::Text)]
     pub log_format: logs::LogFormat,

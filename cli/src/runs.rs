@@ -352,6 +352,10 @@ impl Board {
             entry.2 = Some(Instant::now());
         } else if let Some(rows) = text.strip_suffix(" rows") {
             entry.1 = format!("done, {rows} rows");
+        } else if text == "expectation passed" {
+            entry.1 = "done, passed".to_owned();
+        } else if text.starts_with("expectation failed") {
+            entry.1 = "expectation failed (a warning)".to_owned();
         } else if text.starts_with("failed") {
             entry.1 = "failed".to_owned();
         } else if text.starts_with("skipped") {
@@ -369,6 +373,7 @@ impl Board {
             let state = match (state.as_str(), since) {
                 ("running", Some(t)) => format!("running {:.1}s", t.elapsed().as_secs_f64()),
                 ("failed", _) => ctx.style.bad("failed"),
+                (s, _) if s.starts_with("expectation failed") => ctx.style.bad(s),
                 (s, _) if s.starts_with("done") => ctx.style.good(s),
                 (s, _) => s.to_owned(),
             };
@@ -401,6 +406,9 @@ fn summary(ctx: &Ctx, r: &Value) {
         rows.push(vec![
             format!("  {}", n["name"].as_str().unwrap_or("")),
             match state {
+                "succeeded" if n["passed"] == Value::Bool(false) => {
+                    ctx.style.bad("expectation failed (a warning)")
+                }
                 "succeeded" => ctx.style.good(state),
                 "failed" => ctx.style.bad(state),
                 other => other.to_owned(),

@@ -76,11 +76,13 @@ fn serve_on(
             runs_dir: Some(args.data_dir.join("runs")),
             max_runs: args.max_runs.max(1),
             run_workers: args.run_workers,
+            env_cache: args.env_cache.clone(),
+            worker_timeout: std::time::Duration::from_millis(args.worker_timeout.max(1000) as u64),
         };
         // Uploads of imports, and scratch folders of runs, a stopped server left behind
         // (its runs are settled as failed below).
         let _ = std::fs::remove_dir_all(args.data_dir.join("staging"));
-        let _ = std::fs::remove_dir_all(args.data_dir.join("runs").join("scratch"));
+        floe_rest::clear_run_scratch(&args.data_dir.join("runs"));
         let catalog = Catalog::new(store.clone()).with_warehouse(warehouse);
         let settled = {
             let catalog = catalog.clone();
@@ -276,6 +278,8 @@ mod tests {
             maintenance_interval: 60_000,
             max_runs: 2,
             run_workers: None,
+            worker_timeout: 3_600_000,
+            env_cache: None,
             log_format: crate::logs::LogFormat::Text,
         };
         let (serving, ready) = std::sync::mpsc::channel();

@@ -29,7 +29,8 @@ DECORATORS = ("model", "expectation", "python", "resources")
 STAR_NAMES = set(DECORATORS) | {"Model", "Parameter", "TableSchema"}
 # Arguments that a call may receive by position, in order.
 POSITIONAL = {"model": ["name"], "expectation": [], "python": ["version", "pip"],
-              "resources": [], "Model": ["name"], "Parameter": ["param_name"]}
+              "resources": [], "Model": ["name", "columns", "filter"],
+              "Parameter": ["param_name"]}
 
 
 class Imports:
@@ -237,6 +238,9 @@ def input_call(arg, default, ctx):
 
 def plan_model_input(arg, call, ctx):
     nodes = call_arguments(call, "Model", ctx)
+    # The typed generation passes a schema class where the legacy one passes columns.
+    if isinstance(nodes.get("columns"), (ast.Name, ast.Attribute)) and "projection_schema" not in nodes:
+        nodes["projection_schema"] = nodes.pop("columns")
     schema_node = nodes.pop("projection_schema", None)
     values = literal_arguments(nodes, "Model", ctx)
     plan = {"arg": arg.arg, "model": values.get("name"), "columns": values.get("columns"),

@@ -109,6 +109,29 @@ class PlannerTest(unittest.TestCase):
         self.assertIsNone(node["resources"])
         self.assertEqual(node["output_schema"], "Trips")
 
+    def test_model_positional_columns_filter_or_schema(self):
+        plan = self.plan({"m.py": """
+            import bauplan
+
+            class S(bauplan.TableSchema):
+                id: bauplan.Int64
+
+            @bauplan.model()
+            def legacy(data=bauplan.Model("t", ["id", "x"], "id > 1")):
+                return data
+
+            @bauplan.model()
+            def typed(data=bauplan.Model("t", S, "id > 2")):
+                return data
+        """})
+        self.assertEqual(plan["errors"], [])
+        legacy, typed = plan["nodes"]
+        self.assertEqual(legacy["inputs"][0]["columns"], ["id", "x"])
+        self.assertEqual(legacy["inputs"][0]["filter"], "id > 1")
+        self.assertEqual(typed["inputs"][0]["projection_schema"], "S")
+        self.assertIsNone(typed["inputs"][0]["columns"])
+        self.assertEqual(typed["inputs"][0]["filter"], "id > 2")
+
     def test_bare_decorator_and_keyword_only_defaults(self):
         node = self.only_node(self.plan({"m.py": """
             import bauplan

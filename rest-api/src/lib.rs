@@ -90,7 +90,15 @@ pub struct ServerOptions {
     pub max_runs: usize,
     /// Nodes of one run executing at once (`--run-workers`; default: the cores).
     pub run_workers: Option<usize>,
+    /// Where Python worker environments are cached (default `$FLOE_ENV_CACHE`, else
+    /// `~/.cache/floe/envs`).
+    pub env_cache: Option<std::path::PathBuf>,
+    /// A Python worker's timeout when its function sets none (`--worker-timeout`).
+    pub worker_timeout: std::time::Duration,
 }
+
+/// A Python worker's timeout by default (one hour).
+pub const WORKER_TIMEOUT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Bytes one import may upload by default (10 GiB).
 pub const IMPORT_BYTES_MAX: u64 = 10 << 30;
@@ -107,6 +115,8 @@ impl Default for ServerOptions {
             runs_dir: None,
             max_runs: RUNS_RUNNING_DEFAULT,
             run_workers: None,
+            env_cache: None,
+            worker_timeout: WORKER_TIMEOUT_DEFAULT,
         }
     }
 }
@@ -122,6 +132,13 @@ pub fn sweep_run_files(
     floe_compute::runs::sweep(catalog, principal, runs_dir)
         .map(|s| (s.logs, s.code_snapshots))
         .map_err(|e| e.to_string())
+}
+
+/// Removes the scratch folders of the runs folder `runs_dir` a stopped server left behind
+/// (at start: its runs are settled as failed).
+#[cfg(feature = "compute")]
+pub fn clear_run_scratch(runs_dir: &std::path::Path) {
+    floe_compute::runs::clear_scratch(runs_dir);
 }
 
 /// Pipeline runs executing at once when the server sets none.
@@ -176,6 +193,11 @@ fn app_state(catalog: Catalog, options: &ServerOptions) -> AppState {
                 .run_workers
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
                 .max(1),
+            env_cache: options
+                .env_cache
+                .clone()
+                .unwrap_or_else(floe_compute::runs::envs::default_cache),
+            worker_timeout: options.worker_timeout,
         },
     );
     AppState {

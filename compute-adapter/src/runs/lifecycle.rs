@@ -12,11 +12,13 @@ use floe_catalog::{Authored, CatalogError, Landing, Principal, RunRecord};
 use floe_commits::{ContentKey, Hash, RefSpec};
 use parking_lot::Mutex;
 
-use super::execute::{self, Output, Outputs, Reads};
+use super::envs::{Env, EnvSpec};
+use super::execute::{self, Output, Outputs, PyRuntime, Reads};
 use super::materialize::Writer;
 use super::plan::{self, Materialization, Plan, Source};
 use super::record::{self, Column, Failure, NodeRecord, Pipeline, Preview, RunOptions};
 use super::scheduler::{self, NodeState};
+use super::schema::{self, Schemas};
 use super::{RunError, RunLog, Runner, blocking, log};
 use crate::limits::RUN_PIPELINE_BYTES_MAX;
 
@@ -60,6 +62,20 @@ impl Runner {
         log: &Arc<RunLog>,
         scratch: &Path,
     ) -> Result<(), (String, Failure)> {
+        // Environments are built before anything is forked: a run whose environment does
+        // not build fails as one that does not plan.
+        let py = match self
+            .python_runtime(&plan, &options, &queued, scratch, log)
+            .await
+        {
+            Ok(py) => py,
+            Err(why) => {
+                let catalog = self.inner.catalog.clone();
+                let message = log.mask(&why);
+                let _ = blocking(move || Ok(catalog.fail_run(&queued, &message)?)).await;
+                return Err((why, Failure::Execution));
+            }
+        };
         let catalog = self.inner.catalog.clone();
         let who = principal.clone();
         let waiting = queued.clone();
@@ -86,7 +102,9 @@ impl Runner {
         );
         let state = Arc::new(Mutex::new(record.clone()));
         let result = self
-            .run_nodes(&record, &executor, &plan, &options, log, scratch, &state)
+            .run_nodes(
+                &record, &executor, &plan, &options, log, scratch, &state, py,
+            )
             .await;
         let catalog = self.inner.catalog.clone();
         let current = state.lock().clone();
@@ -142,6 +160,7 @@ impl Runner {
         log: &Arc<RunLog>,
         scratch: &Path,
         state: &Arc<Mutex<RunRecord>>,
+        py: Option<Arc<PyRuntime>>,
     ) -> Result<Option<Hash>, (String, Failure)> {
         let server = |e: &dyn std::fmt::Display| (e.to_string(), Failure::Server);
         std::fs::create_dir_all(scratch).map_err(|e| server(&e))?;
@@ -166,6 +185,7 @@ impl Runner {
                 run_id: record.id.clone(),
             },
             outputs: Arc::new(Mutex::new(HashMap::new())),
+            py,
             log: log.clone(),
             options: options.clone(),
             progress: progress.clone(),
@@ -253,6 +273,99 @@ impl Runner {
             )) => Err((format!("the landing conflicts: {e}"), Failure::Conflict)),
             Err(e) => Err(server(&e)),
         }
+    }
+}
+
+impl Runner {
+    /// What the run's Python nodes need: their environments (built unless cached), the
+    /// project's files in the scratch folder, the parameter values. `None` without Python.
+    async fn python_runtime(
+        &self,
+        plan: &Plan,
+        options: &RunOptions,
+        record: &RunRecord,
+        scratch: &Path,
+        log: &Arc<RunLog>,
+    ) -> Result<Option<Arc<PyRuntime>>, String> {
+        let functions: Vec<(usize, &plan::PyFunction)> = plan
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(n, node)| match &node.body {
+                plan::Body::Python(f) => Some((n, &**f)),
+                plan::Body::Sql { .. } => None,
+            })
+            .collect();
+        if functions.is_empty() {
+            return Ok(None);
+        }
+        let mut envs: HashMap<usize, Env> = HashMap::new();
+        let mut built: HashMap<String, Env> = HashMap::new();
+        for (n, f) in &functions {
+            let spec = match &f.environment {
+                Some(spec) => spec.clone(),
+                None => EnvSpec::default_for(&super::python::server_version()?),
+            };
+            let key = spec.key();
+            let env = match built.get(&key) {
+                Some(env) => env.clone(),
+                None => {
+                    let say: Arc<dyn Fn(&str) + Send + Sync> = {
+                        let log = log.clone();
+                        Arc::new(move |m: &str| log.line(log::RUN, "env", m))
+                    };
+                    let env = self.inner.envs.get(&spec, say).await.map_err(|e| {
+                        format!(
+                            "planning: the environment of {} could not be built: {e}",
+                            plan.nodes[*n].name
+                        )
+                    })?;
+                    built.insert(key, env.clone());
+                    env
+                }
+            };
+            envs.insert(*n, env);
+        }
+        if functions.iter().any(|(_, f)| !f.internet)
+            && super::worker::network_isolation().is_none()
+        {
+            log.line(
+                log::RUN,
+                "warn",
+                "this host cannot cut workers off the network (no network namespaces): functions without internet_access=True run with the network",
+            );
+        }
+        let code = pipeline_of(record)
+            .map(|p| p.code)
+            .ok_or("the run's record has no code snapshot")?;
+        let bytes = std::fs::read(self.code_path(&code))
+            .map_err(|e| format!("the run's code snapshot: {e}"))?;
+        let files = super::archive::read(&bytes).map_err(|e| e.to_string())?;
+        let dir = scratch.join("code");
+        for (path, content) in &files {
+            let to = dir.join(path);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| format!("the run's code: {e}"))?;
+            }
+            std::fs::write(&to, content).map_err(|e| format!("the run's code: {e}"))?;
+        }
+        Ok(Some(Arc::new(PyRuntime {
+            envs,
+            scratch: scratch.to_path_buf(),
+            code: dir,
+            params: plan
+                .params
+                .iter()
+                .map(|(k, p)| {
+                    (
+                        k.clone(),
+                        serde_json::to_value(&p.value).unwrap_or_default(),
+                    )
+                })
+                .collect(),
+            timeout: self.inner.config.worker_timeout,
+            strict: options.strict,
+        })))
     }
 }
 
@@ -345,6 +458,7 @@ struct NodeJob {
     reads: Reads,
     writer: Writer,
     outputs: Outputs,
+    py: Option<Arc<PyRuntime>>,
     log: Arc<RunLog>,
     options: RunOptions,
     progress: Progress,
@@ -360,42 +474,69 @@ impl NodeJob {
     async fn run(self, n: usize) -> Result<(), String> {
         let node = &self.plan.nodes[n];
         let started = self.writer.catalog.now_ms();
+        let environment = self
+            .py
+            .as_ref()
+            .and_then(|py| py.envs.get(&n))
+            .map(|e| e.key.clone());
         self.progress.update(n, |r| {
             r.state = NodeState::Running;
             r.started_ms = Some(started);
+            r.environment = environment;
         });
         self.log.line(&node.name, "info", "running");
         let limits = self.reads.engine.limits();
-        let output = tokio::time::timeout(
-            limits.timeout,
-            execute::run(node, &self.reads, &self.outputs),
-        )
-        .await
-        .map_err(|_| {
-            format!(
-                "it ran longer than a model may ({:?}, floe serve --query-timeout)",
-                limits.timeout
-            )
-        })??;
-        let held: usize = output
-            .batches
-            .iter()
-            .map(RecordBatch::get_array_memory_size)
-            .sum();
+        let executed = execute::run(
+            n,
+            node,
+            &self.reads,
+            &self.outputs,
+            self.py.as_deref(),
+            &self.log,
+        );
+        let done = if node.kind == plan::NodeKind::Sql {
+            tokio::time::timeout(limits.timeout, executed)
+                .await
+                .map_err(|_| {
+                    format!(
+                        "it ran longer than a model may ({:?}, floe serve --query-timeout)",
+                        limits.timeout
+                    )
+                })??
+        } else {
+            // A worker keeps its own time (`@resources(timeout=)`, `--worker-timeout`).
+            executed.await?
+        };
+        if let Some(passed) = done.passed {
+            self.progress.update(n, |r| r.passed = Some(passed));
+            if passed {
+                self.log.line(&node.name, "info", "expectation passed");
+            } else {
+                self.log.line(
+                    &node.name,
+                    "warn",
+                    "expectation failed (it returned False); a warning without --strict",
+                );
+            }
+        }
+        let output = done.output;
+        let held = output.held_bytes();
         if held > limits.memory_bytes {
             return Err(format!(
                 "its output holds {held} bytes, more than a model's output may hold in memory ({} bytes, floe serve --query-memory); filter or aggregate it",
                 limits.memory_bytes
             ));
         }
-        check_columns(node, &output, self.options.strict)?;
-        let rows = output.rows();
-        self.log.line(&node.name, "info", &format!("{rows} rows"));
+        check_columns(node, &output, self.options.strict, &self.plan.schemas)?;
+        let rows = output.rows;
+        if done.passed.is_none() {
+            self.log.line(&node.name, "info", &format!("{rows} rows"));
+        }
         if self.options.preview != Preview::Off {
             self.log.line(
                 &node.name,
                 "preview",
-                &preview(&output, self.options.preview),
+                &preview(&output.batches()?, self.options.preview),
             );
         }
         let how = node.options.materialization;
@@ -453,7 +594,7 @@ impl NodeJob {
                 &node.options.partitioned_by,
                 node.options.overwrite_filter.as_deref(),
                 output.schema.clone(),
-                output.batches.clone(),
+                output.batches()?,
             )
             .await?;
         self.log.line(
@@ -507,7 +648,7 @@ impl NodeJob {
                 // What it ran as written: its parameters (secrets among them) not in it.
                 let excerpt = match &self.plan.nodes[n].body {
                     plan::Body::Sql { text, .. } => Some(record::excerpt(&self.log.mask(text))),
-                    plan::Body::Python { function } => Some(format!("def {function}(...)")),
+                    plan::Body::Python(f) => Some(format!("def {}(...)", f.function)),
                 };
                 self.log.line(&name(n), "error", &format!("failed: {why}"));
                 self.progress.update(n, |r| {
@@ -546,9 +687,29 @@ fn table_inputs(plan: &Plan, only: Option<usize>) -> Vec<ContentKey> {
     keys
 }
 
-/// With `--strict`, an output whose columns differ from those declared fails the node.
-fn check_columns(node: &plan::Node, output: &Output, strict: bool) -> Result<(), String> {
-    let (true, Some(declared)) = (strict, &node.options.columns) else {
+/// With `--strict`, an output whose columns differ from those declared (the `columns`
+/// argument, or the output schema class) fails the node.
+fn check_columns(
+    node: &plan::Node,
+    output: &Output,
+    strict: bool,
+    schemas: &Schemas,
+) -> Result<(), String> {
+    if !strict || node.kind == plan::NodeKind::Expectation {
+        return Ok(());
+    }
+    if let Some(class) = &node.options.output_schema
+        && let Some(declared) = schemas.columns(class)
+    {
+        let found = schema::differences(&output.schema, &declared, class);
+        if !found.is_empty() {
+            return Err(format!(
+                "its output does not match {class} (--strict): {}",
+                found.join("; ")
+            ));
+        }
+    }
+    let Some(declared) = &node.options.columns else {
         return Ok(());
     };
     let actual: Vec<&str> = output
@@ -572,9 +733,9 @@ fn check_columns(node: &plan::Node, output: &Output, strict: bool) -> Result<(),
 }
 
 /// A few rows of an output, as a table.
-fn preview(output: &Output, how: Preview) -> String {
+fn preview(batches: &[RecordBatch], how: Preview) -> String {
     use datafusion::arrow::util::pretty::pretty_format_batches;
-    let total = output.rows() as usize;
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let n = crate::limits::PREVIEW_ROWS.min(total);
     let start = match how {
         Preview::Tail => total - n,
@@ -583,7 +744,7 @@ fn preview(output: &Output, how: Preview) -> String {
     let mut rows = Vec::new();
     let mut skip = start;
     let mut left = n;
-    for b in output.batches.iter() {
+    for b in batches {
         if left == 0 {
             break;
         }

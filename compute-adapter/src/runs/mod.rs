@@ -30,6 +30,7 @@ use tracing::Instrument;
 use crate::query::QueryEngine;
 
 pub mod archive;
+pub mod envs;
 mod execute;
 mod lifecycle;
 mod log;
@@ -39,7 +40,14 @@ pub mod project;
 pub mod python;
 pub mod record;
 pub mod scheduler;
+pub mod schema;
 pub mod sql;
+pub mod worker;
+
+#[cfg(test)]
+mod python_tests;
+#[cfg(test)]
+mod test_world;
 
 pub use archive::{ArchiveError, ProjectFiles};
 pub use log::RunLog;
@@ -126,10 +134,52 @@ pub struct RunnerConfig {
     pub max_runs: usize,
     /// Nodes of one run executing at once (`--run-workers`).
     pub workers: usize,
+    /// Where worker environments are cached (`$FLOE_ENV_CACHE`, `envs::default_cache`).
+    pub env_cache: PathBuf,
+    /// A Python worker's timeout when its function sets none (`--worker-timeout`).
+    pub worker_timeout: std::time::Duration,
 }
 
 /// Where a run's secrets come from (`FLOE_SECRET_<NAME>` of the server's environment).
 type SecretEnv = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// A runs folder's scratch folders live in `<dir>/scratch`; when the host has a writable
+/// tmpfs at `/dev/shm`, that is a link to a folder there named after the runs folder (Arrow
+/// files memory-mapped from memory).
+fn scratch_root(dir: &Path) -> PathBuf {
+    let root = dir.join("scratch");
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let tag = blake3::hash(absolute.as_os_str().as_encoded_bytes()).to_hex();
+    let shm = Path::new("/dev/shm").join(format!("floe-scratch-{}", &tag[..16]));
+    if std::fs::read_link(&root).is_ok_and(|l| l == shm) && shm.is_dir() {
+        return root;
+    }
+    let probe = shm.join(".probe");
+    let usable = std::fs::create_dir_all(&shm).is_ok() && std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    if usable && std::fs::create_dir_all(dir).is_ok() {
+        // A folder or link of an earlier start goes (no run is live at a start).
+        if std::fs::symlink_metadata(&root).is_ok_and(|m| m.is_dir()) {
+            let _ = std::fs::remove_dir_all(&root);
+        } else {
+            let _ = std::fs::remove_file(&root);
+        }
+        if std::os::unix::fs::symlink(&shm, &root).is_ok() {
+            return root;
+        }
+    }
+    root
+}
+
+/// Removes every scratch folder of the runs folder `dir` (the contents of `<dir>/scratch`,
+/// which may be a link to tmpfs: the link stays).
+pub fn clear_scratch(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir.join("scratch")) {
+        for entry in entries.flatten() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
 
 /// Runs pipelines over one catalog.
 #[derive(Clone)]
@@ -146,6 +196,9 @@ struct Inner {
     live: Mutex<HashMap<String, Arc<RunLog>>>,
     secret_env: SecretEnv,
     before_landing: Option<crate::import::LandingHook>,
+    envs: envs::Environments,
+    /// `<dir>/scratch`: on tmpfs (`/dev/shm`) when the host has it.
+    scratch_root: PathBuf,
 }
 
 impl std::fmt::Debug for Runner {
@@ -158,11 +211,14 @@ impl std::fmt::Debug for Runner {
 
 impl Runner {
     pub fn new(catalog: Catalog, engine: QueryEngine, config: RunnerConfig) -> Runner {
+        let scratch_root = scratch_root(&config.dir);
         Runner {
             inner: Arc::new(Inner {
                 catalog,
                 engine,
                 turns: Arc::new(tokio::sync::Semaphore::new(config.max_runs.max(1))),
+                envs: envs::Environments::new(config.env_cache.clone()),
+                scratch_root,
                 config,
                 live: Mutex::new(HashMap::new()),
                 secret_env: Arc::new(|name| std::env::var(name).ok()),
@@ -198,13 +254,18 @@ impl Runner {
     }
 
     fn scratch(&self, id: &str) -> PathBuf {
-        self.inner.config.dir.join("scratch").join(id)
+        self.inner.scratch_root.join(id)
     }
 
     /// Removes every scratch folder (at start, when no run is live: a stopped server's
     /// runs were settled as failed).
     pub fn clear_scratch(&self) {
-        let _ = std::fs::remove_dir_all(self.inner.config.dir.join("scratch"));
+        clear_scratch(&self.inner.config.dir);
+    }
+
+    /// The environments of this server's Python workers.
+    pub fn environments(&self) -> &envs::Environments {
+        &self.inner.envs
     }
 
     /// The live log of a run this server is running, to follow.
@@ -281,16 +342,6 @@ impl Runner {
         .await?;
         if options.plan {
             return Ok(Submitted::Planned(plan_view(&plan, &target_text)));
-        }
-        if let Some(node) = plan.nodes.iter().find(|n| n.kind != NodeKind::Sql) {
-            return Err(RunError::Planning(vec![PlanError {
-                file: node.file.clone(),
-                line: Some(node.line),
-                message: format!(
-                    "{} is a Python function: this floe plans Python models (floe run --plan) but does not execute them yet",
-                    node.name
-                ),
-            }]));
         }
         let code = blake3::hash(&archive_bytes).to_hex().to_string();
         let this = self.clone();

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::PlanError;
 use super::archive::ProjectFiles;
 use super::project::{PROJECT_FILES, Param, Project};
-use super::python::{PyNode, PyPlan};
+use super::python::PyPlan;
+use super::schema::Schemas;
 use super::sql;
 use crate::limits::RUN_NODES_MAX;
 
@@ -45,7 +46,7 @@ pub enum Materialization {
 }
 
 impl Materialization {
-    fn parse(text: &str) -> Option<Materialization> {
+    pub(super) fn parse(text: &str) -> Option<Materialization> {
         match text.trim().to_ascii_uppercase().as_str() {
             "NONE" => Some(Materialization::None),
             "REPLACE" => Some(Materialization::Replace),
@@ -98,6 +99,34 @@ pub struct Input {
     /// The name as the code spells it.
     pub name: String,
     pub source: Source,
+    /// What a Python function asks of it (`None` for SQL, which reads it whole).
+    pub read: Option<Read>,
+}
+
+/// A Python function's input: the argument it arrives in, with the columns and the
+/// filter pushed into its scan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Read {
+    pub arg: String,
+    pub columns: Option<Vec<String>>,
+    /// A SQL boolean expression, parameters substituted.
+    pub filter: Option<String>,
+}
+
+/// A Python function as it runs: its environment, limits and parameters.
+#[derive(Debug, Clone)]
+pub struct PyFunction {
+    pub function: String,
+    /// (argument, parameter name) for each `Parameter(...)` argument.
+    pub parameters: Vec<(String, String)>,
+    /// `None`: the default environment.
+    pub environment: Option<super::envs::EnvSpec>,
+    /// `@resources(timeout=)`.
+    pub timeout: Option<std::time::Duration>,
+    /// `@resources(memory=)`, bytes.
+    pub memory: Option<u64>,
+    /// `@model(internet_access=True)`.
+    pub internet: bool,
 }
 
 /// What runs for a node.
@@ -111,8 +140,8 @@ pub enum Body {
         /// The file's text as written (parameters not substituted: secrets stay out).
         text: String,
     },
-    /// A Python function (executed from issue 17 on).
-    Python { function: String },
+    /// A Python function, run by a worker process.
+    Python(Box<PyFunction>),
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +174,8 @@ pub struct Plan {
     pub namespace: ContentKey,
     pub params: BTreeMap<String, Param>,
     pub nodes: Vec<Node>,
+    /// The project's `bauplan.TableSchema` classes.
+    pub schemas: Schemas,
 }
 
 impl Plan {
@@ -168,7 +199,7 @@ pub struct PlanContext<'a> {
     pub table: &'a dyn Fn(&ContentKey) -> Result<Option<ContentKey>, String>,
 }
 
-fn at(file: &str, line: Option<u32>, message: impl Into<String>) -> PlanError {
+pub(super) fn at(file: &str, line: Option<u32>, message: impl Into<String>) -> PlanError {
     PlanError {
         file: file.to_owned(),
         line,
@@ -193,10 +224,10 @@ fn project_file(files: &ProjectFiles) -> Result<(String, String), Vec<PlanError>
 }
 
 /// A planned node before its inputs are resolved.
-struct Draft {
-    node: Node,
-    /// Input names with the line that names them.
-    names: Vec<(String, Option<u32>)>,
+pub(super) struct Draft {
+    pub(super) node: Node,
+    /// Input names with the line that names them (and what a function reads of them).
+    pub(super) names: Vec<(String, Option<u32>, Option<Read>)>,
 }
 
 /// Plans a project: files, parameters and the Python planner's answer (`py`).
@@ -208,6 +239,7 @@ pub fn plan(
     let (file, text) = project_file(files)?;
     let project = Project::parse(&file, &text)?;
     let mut errors: Vec<PlanError> = py.errors.into_iter().map(PlanError::from).collect();
+    let schemas = Schemas::from_planner(&py.schemas);
     let params = match project.resolve(&cx.params, cx.secret_env) {
         Ok(p) => p,
         Err(e) => {
@@ -232,13 +264,13 @@ pub fn plan(
         if !path.ends_with(".sql") {
             continue;
         }
-        match sql_node(path, bytes, &params, &namespace) {
+        match sql_node(path, bytes, &params, &namespace, &schemas) {
             Ok(d) => drafts.push(d),
             Err(e) => errors.extend(e),
         }
     }
     for node in py.nodes {
-        match python_node(node, &params, &namespace) {
+        match super::python::python_node(node, &params, &namespace, &schemas) {
             Ok(d) => drafts.push(d),
             Err(e) => errors.extend(e),
         }
@@ -270,6 +302,7 @@ pub fn plan(
         namespace,
         params,
         nodes,
+        schemas,
     })
 }
 
@@ -278,6 +311,7 @@ fn sql_node(
     bytes: &[u8],
     params: &BTreeMap<String, Param>,
     namespace: &ContentKey,
+    schemas: &Schemas,
 ) -> Result<Draft, Vec<PlanError>> {
     let text =
         std::str::from_utf8(bytes).map_err(|_| vec![at(path, None, "it is not UTF-8 text")])?;
@@ -312,6 +346,15 @@ fn sql_node(
         columns: header("columns").map(|v| sql::list(&v)),
         output_schema: header("output_schema"),
     };
+    if let Some(class) = &options.output_schema
+        && !schemas.contains(class)
+    {
+        errors.push(at(
+            path,
+            line_of("output_schema"),
+            format!("output_schema {class} is not a bauplan.TableSchema class of the project"),
+        ));
+    }
     let substituted = sql::substitute(text, params).map_err(|(p, line)| {
         vec![at(
             path,
@@ -326,7 +369,7 @@ fn sql_node(
     }
     let names = references
         .iter()
-        .map(|r| (r.to_string(), line_naming(text, r.table())))
+        .map(|r| (r.to_string(), line_naming(text, r.table()), None))
         .collect();
     let inputs = Vec::new();
     Ok(Draft {
@@ -356,90 +399,8 @@ fn line_naming(text: &str, word: &str) -> Option<u32> {
         .and_then(|n| u32::try_from(n + 1).ok())
 }
 
-fn python_node(
-    node: PyNode,
-    params: &BTreeMap<String, Param>,
-    namespace: &ContentKey,
-) -> Result<Draft, Vec<PlanError>> {
-    let file = node.file.clone();
-    let mut errors = Vec::new();
-    for p in &node.parameters {
-        if !params.contains_key(&p.name) {
-            errors.push(at(
-                &file,
-                Some(p.line),
-                format!(
-                    "Parameter({:?}) of {} names no parameter with a value (declare it in the project file, or pass --param {}=...)",
-                    p.name, node.function, p.name
-                ),
-            ));
-        }
-    }
-    let arg = |k: &str| node.model.get(k);
-    let text = |k: &str| arg(k).and_then(|v| v.as_str()).map(str::to_owned);
-    let strings = |k: &str| match arg(k) {
-        Some(serde_json::Value::String(s)) => Some(vec![s.clone()]),
-        Some(serde_json::Value::Array(a)) => Some(
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-        ),
-        _ => None,
-    };
-    let materialization = match text("materialization_strategy") {
-        None => Materialization::None,
-        Some(m) => Materialization::parse(&m).unwrap_or_else(|| {
-            errors.push(at(
-                &file,
-                Some(node.line),
-                format!("materialization_strategy {m} is not one of NONE, REPLACE, APPEND, OVERWRITE_PARTITIONS"),
-            ));
-            Materialization::None
-        }),
-    };
-    let kind = if node.kind == "expectation" {
-        NodeKind::Expectation
-    } else {
-        NodeKind::Python
-    };
-    let options = ModelOptions {
-        materialization: if kind == NodeKind::Expectation {
-            Materialization::None
-        } else {
-            materialization
-        },
-        partitioned_by: strings("partitioned_by").unwrap_or_default(),
-        overwrite_filter: text("overwrite_filter"),
-        columns: strings("columns"),
-        output_schema: node.output_schema.clone(),
-    };
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(Draft {
-        node: Node {
-            output: output_key(namespace, &node.name)
-                .map_err(|e| vec![at(&file, Some(node.line), e)])?,
-            name: node.name,
-            kind,
-            file,
-            line: node.line,
-            inputs: Vec::new(),
-            options,
-            body: Body::Python {
-                function: node.function,
-            },
-        },
-        names: node
-            .inputs
-            .into_iter()
-            .map(|i| (i.model, Some(i.line)))
-            .collect(),
-    })
-}
-
 /// A model's output table: `name` in the run namespace, or `ns.name` as written.
-fn output_key(namespace: &ContentKey, name: &str) -> Result<ContentKey, String> {
+pub(super) fn output_key(namespace: &ContentKey, name: &str) -> Result<ContentKey, String> {
     let key = if name.contains('.') {
         ContentKey::new(name.split('.'))
     } else {
@@ -483,7 +444,7 @@ fn resolve(
     let mut nodes: Vec<Node> = Vec::with_capacity(drafts.len());
     for d in drafts {
         let mut node = d.node;
-        for (name, line) in d.names {
+        for (name, line, read) in d.names {
             let lower = name.to_lowercase();
             let qualified_here = lower
                 .strip_prefix(&format!("{}.", namespace.to_string().to_lowercase()))
@@ -527,7 +488,7 @@ fn resolve(
                     }
                 }
             };
-            node.inputs.push(Input { name, source });
+            node.inputs.push(Input { name, source, read });
         }
         nodes.push(node);
     }

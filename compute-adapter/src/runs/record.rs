@@ -106,6 +106,12 @@ pub struct NodeRecord {
     pub schema: Option<Vec<Column>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<NodeError>,
+    /// An expectation's answer (`false` without `--strict` is a warning, not a failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed: Option<bool>,
+    /// The worker environment of a Python node (its key in the environment cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,6 +174,8 @@ impl Pipeline {
                     bytes: None,
                     schema: None,
                     error: None,
+                    passed: None,
+                    environment: None,
                 })
                 .collect(),
             failure: None,

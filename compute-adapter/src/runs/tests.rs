@@ -4,19 +4,22 @@
 use std::collections::BTreeMap;
 
 use floe_catalog::{Authored, RunState};
-use futures::StreamExt;
 
+pub(super) use super::test_world::{World, world};
 use super::*;
-use crate::import::tests::{fixture, ids, request};
-use crate::{ImportMode, Importer, QueryLimits, QueryRequest};
 
 const PROJECT: &str = "project:\n  id: p1\n  name: demo\nparameters:\n  min_id:\n    type: int\n    default: 10\ndefaults:\n  namespace: db\n";
 
 fn files(models: &[(&str, &str)]) -> Vec<u8> {
+    files_with(PROJECT, models)
+}
+
+/// A project archive: the project file `project`, and the named files.
+pub(super) fn files_with(project: &str, models: &[(&str, &str)]) -> Vec<u8> {
     let mut files = ProjectFiles::new();
     files.insert(
         "bauplan_project.yml".to_owned(),
-        PROJECT.as_bytes().to_vec(),
+        project.as_bytes().to_vec(),
     );
     for (name, sql) in models {
         files.insert((*name).to_owned(), sql.as_bytes().to_vec());
@@ -36,89 +39,6 @@ fn demo() -> Vec<u8> {
             "-- bauplan: materialization_strategy=APPEND\nSELECT b.id, b.twice FROM big b JOIN evens e ON b.id = e.id",
         ),
     ])
-}
-
-struct World {
-    f: crate::import::tests::Fixture,
-    runner: Runner,
-    engine: QueryEngine,
-    _runs: tempfile::TempDir,
-}
-
-async fn world() -> World {
-    let f = fixture();
-    Importer::new(f.catalog.clone())
-        .run(
-            &f.who,
-            request(&f, Some(ImportMode::Create), ids(&f, "t.parquet", 0..100)),
-        )
-        .await
-        .unwrap();
-    let engine = QueryEngine::new(f.catalog.clone(), QueryLimits::default());
-    let runs = tempfile::tempdir().unwrap();
-    let runner = Runner::new(
-        f.catalog.clone(),
-        engine.clone(),
-        RunnerConfig {
-            dir: runs.path().to_owned(),
-            max_runs: 2,
-            workers: 2,
-        },
-    );
-    World {
-        f,
-        runner,
-        engine,
-        _runs: runs,
-    }
-}
-
-impl World {
-    async fn run(&self, archive: Vec<u8>, options: RunOptions) -> Result<RunRecord, RunError> {
-        match self
-            .runner
-            .submit(&self.f.who, archive, options, None)
-            .await?
-        {
-            Submitted::Started(r) => {
-                assert_eq!(r.state, RunState::Queued);
-                self.runner.wait(&r.id).await
-            }
-            Submitted::Planned(_) => panic!("not a plan"),
-        }
-    }
-
-    async fn count(&self, spec: &str, table: &str) -> i64 {
-        let answer = self
-            .engine
-            .run(
-                &self.f.who,
-                QueryRequest {
-                    sql: format!("select count(*) as n from {table}"),
-                    spec: RefSpec::parse(spec).unwrap(),
-                    namespace: None,
-                    max_rows: None,
-                    timeout: None,
-                },
-            )
-            .await
-            .unwrap();
-        let batches: Vec<_> = answer.batches.collect().await;
-        let b = batches[0].as_ref().unwrap();
-        b.column(0)
-            .as_any()
-            .downcast_ref::<datafusion::arrow::array::Int64Array>()
-            .unwrap()
-            .value(0)
-    }
-
-    fn head(&self) -> Hash {
-        self.f
-            .catalog
-            .resolve(&self.f.who, &self.f.main)
-            .unwrap()
-            .hash
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,6 +292,8 @@ async fn racing(change: impl Fn(&Catalog) + Send + Sync + 'static) -> World {
             dir: runs.path().to_owned(),
             max_runs: 2,
             workers: 2,
+            env_cache: super::envs::default_cache(),
+            worker_timeout: std::time::Duration::from_secs(600),
         },
     )
     .with_landing_hook(Arc::new(change));
@@ -624,6 +546,8 @@ async fn runs_beyond_the_bound_wait_queued_in_order() {
             dir: runs.path().to_owned(),
             max_runs: 1,
             workers: 1,
+            env_cache: super::envs::default_cache(),
+            worker_timeout: std::time::Duration::from_secs(600),
         },
     );
     let slow = one(

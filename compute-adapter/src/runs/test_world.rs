@@ -1,0 +1,141 @@
+//! The runner of the engine's tests: a real catalog and warehouse with `db.t` (ids 0..100)
+//! on `main`, a runner over it, and the queries the tests ask.
+
+use datafusion::arrow::array::RecordBatch;
+use floe_catalog::RunState;
+use futures::StreamExt;
+
+use super::*;
+use crate::import::tests::{fixture, ids, request};
+use crate::{ImportMode, Importer, QueryLimits, QueryRequest};
+
+pub(super) struct World {
+    pub(super) f: crate::import::tests::Fixture,
+    pub(super) runner: Runner,
+    pub(super) engine: QueryEngine,
+    pub(super) _runs: tempfile::TempDir,
+}
+
+pub(super) async fn world() -> World {
+    let f = fixture();
+    Importer::new(f.catalog.clone())
+        .run(
+            &f.who,
+            request(&f, Some(ImportMode::Create), ids(&f, "t.parquet", 0..100)),
+        )
+        .await
+        .unwrap();
+    let engine = QueryEngine::new(f.catalog.clone(), QueryLimits::default());
+    let runs = tempfile::tempdir().unwrap();
+    let runner = Runner::new(
+        f.catalog.clone(),
+        engine.clone(),
+        RunnerConfig {
+            dir: runs.path().to_owned(),
+            max_runs: 2,
+            workers: 2,
+            env_cache: super::envs::default_cache(),
+            worker_timeout: std::time::Duration::from_secs(600),
+        },
+    );
+    World {
+        f,
+        runner,
+        engine,
+        _runs: runs,
+    }
+}
+
+impl World {
+    pub(super) async fn run(
+        &self,
+        archive: Vec<u8>,
+        options: RunOptions,
+    ) -> Result<RunRecord, RunError> {
+        match self
+            .runner
+            .submit(&self.f.who, archive, options, None)
+            .await?
+        {
+            Submitted::Started(r) => {
+                assert_eq!(r.state, RunState::Queued);
+                self.runner.wait(&r.id).await
+            }
+            Submitted::Planned(_) => panic!("not a plan"),
+        }
+    }
+
+    /// The batches a query answers at `spec`.
+    pub(super) async fn query(&self, spec: &str, sql: &str) -> Vec<RecordBatch> {
+        let answer = self
+            .engine
+            .run(
+                &self.f.who,
+                QueryRequest {
+                    sql: sql.to_owned(),
+                    spec: RefSpec::parse(spec).unwrap(),
+                    namespace: None,
+                    max_rows: None,
+                    timeout: None,
+                },
+            )
+            .await
+            .unwrap();
+        let batches: Vec<_> = answer.batches.collect().await;
+        batches.into_iter().map(Result::unwrap).collect()
+    }
+
+    pub(super) async fn count(&self, spec: &str, table: &str) -> i64 {
+        let batches = self
+            .query(spec, &format!("select count(*) as n from {table}"))
+            .await;
+        batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .unwrap()
+            .value(0)
+    }
+
+    /// The first value of a query's answer, as a float.
+    pub(super) async fn scalar(&self, spec: &str, sql: &str) -> f64 {
+        let batches = self.query(spec, sql).await;
+        let column = datafusion::arrow::compute::cast(
+            batches[0].column(0),
+            &datafusion::arrow::datatypes::DataType::Float64,
+        )
+        .unwrap();
+        column
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Float64Array>()
+            .unwrap()
+            .value(0)
+    }
+
+    /// The first value of a query's answer, as text.
+    pub(super) async fn text(&self, spec: &str, sql: &str) -> String {
+        let batches = self.query(spec, sql).await;
+        datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0).unwrap()
+    }
+
+    /// A table's columns at `spec`.
+    pub(super) async fn columns(&self, spec: &str, table: &str) -> Vec<String> {
+        let batches = self
+            .query(spec, &format!("select * from {table} limit 1"))
+            .await;
+        batches[0]
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
+    pub(super) fn head(&self) -> Hash {
+        self.f
+            .catalog
+            .resolve(&self.f.who, &self.f.main)
+            .unwrap()
+            .hash
+    }
+}
