@@ -72,7 +72,7 @@ def read_inputs(spec):
 
 
 def to_table(value, function):
-    """What a model returned, as a pyarrow Table; a TypeError naming it otherwise."""
+    """What a model returned, as a pyarrow Table; `Refused` naming it otherwise."""
     import pyarrow as pa
 
     kind = type(value)
@@ -90,7 +90,9 @@ def to_table(value, function):
     if hasattr(value, "__arrow_c_stream__"):
         return pa.RecordBatchReader.from_stream(value).read_all()
     if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
-        return pa.Table.from_pylist(value)
+        # Every key of every row is a column (a row without it holds a null there).
+        columns = dict.fromkeys(key for row in value for key in row)
+        return pa.table({key: [row.get(key) for row in value] for key in columns})
     what = "an empty list" if isinstance(value, list) and not value else \
         f"{kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" else kind.__qualname__
     raise Refused(
@@ -141,6 +143,8 @@ def user_traceback(error):
 
 def main():
     result_fd = 3
+    # The user's subprocesses do not inherit the answer's descriptor.
+    os.set_inheritable(result_fd, False)
     try:
         spec = json.load(sys.stdin)
     except ValueError as error:
@@ -149,7 +153,9 @@ def main():
         try:
             result = run(spec)
         except MemoryError as error:
-            result = {"ok": False, "error": f"it ran out of memory (its limit is {spec.get('memory')} bytes)",
+            limit = spec.get("memory")
+            why = f"its limit is {limit} bytes" if limit else "the host's memory"
+            result = {"ok": False, "error": f"it ran out of memory ({why})",
                       "traceback": user_traceback(error)}
         except BaseException as error:  # noqa: BLE001 - every failure is the node's answer
             message = str(error) or type(error).__name__
@@ -162,7 +168,10 @@ def main():
     sys.stderr.flush()
     with os.fdopen(result_fd, "w") as out:
         json.dump(result, out)
-    return 0
+    # Done: threads the function left running do not keep the node waiting.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

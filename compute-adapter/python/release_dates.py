@@ -22,6 +22,19 @@ def normalize(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def canonical(version):
+    """A version as PEP 440 compares it, for the common forms: lower case, no leading
+    `v`, trailing `.0`s of the release dropped (`1.5` is `1.5.0`)."""
+    version = version.strip().lower().lstrip("v")
+    match = re.match(r"^([0-9]+(?:\.[0-9]+)*)(.*)$", version)
+    if not match:
+        return version
+    release = match.group(1).split(".")
+    while len(release) > 1 and int(release[-1]) == 0:
+        release.pop()
+    return ".".join(str(int(p)) for p in release) + match.group(2)
+
+
 def file_version(filename, name):
     """The version a distribution file is of, or None when it is not `name`'s."""
     stem = re.sub(r"\.(whl|tar\.gz|zip|tar\.bz2|tgz|egg)$", "", filename)
@@ -40,8 +53,10 @@ def uploaded(index, name, version, timeout=20):
                                      headers={"Accept": ACCEPT})
     with urllib.request.urlopen(request, timeout=timeout) as answer:
         files = json.load(answer).get("files", [])
+    wanted = canonical(version)
     times = [f["upload-time"] for f in files
-             if f.get("upload-time") and file_version(f.get("filename", ""), name) == version]
+             if f.get("upload-time")
+             and canonical(file_version(f.get("filename", ""), name) or "") == wanted]
     return min(times) if times else None
 
 

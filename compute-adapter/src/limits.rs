@@ -123,3 +123,7 @@ pub const RUN_FILE_ROWS_MIN: usize = 1_000_000;
 /// The bytes of a run record's pipeline part (its nodes' states): the record is one meta
 /// value (64 KiB); past this a dry run's per-node schemas are left out.
 pub const RUN_PIPELINE_BYTES_MAX: usize = 48 * 1024;
+
+/// The free space `/dev/shm` must have for runs' scratch folders to live there (else
+/// they are on the data folder's disk).
+pub const SHM_FREE_MIN: u64 = 1 << 30;

@@ -5,6 +5,7 @@
 //! black-box tests share their server helpers (`harness`) (STYLE.md, rule 10).
 
 mod api;
+mod bauplan_projects;
 mod cli;
 mod clients;
 mod data;

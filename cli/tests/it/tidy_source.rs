@@ -48,9 +48,12 @@ fn product_sources() -> Vec<(String, String)> {
         "formal-models",
         "cli",
     ] {
-        for path in rust_files(&root.join(member).join("src")) {
-            // A unit-test module of its own (`#[cfg(test)] mod tests;`) is test code.
-            if path.file_name().is_some_and(|n| n == "tests.rs") {
+        let files = rust_files(&root.join(member).join("src"));
+        let test_modules = test_module_files(&files);
+        for path in files {
+            // A unit-test module of its own (`#[cfg(test)] mod tests;`, or any module
+            // declared under `#[cfg(test)]`) is test code.
+            if path.file_name().is_some_and(|n| n == "tests.rs") || test_modules.contains(&path) {
                 continue;
             }
             let text = read(&path);
@@ -62,6 +65,37 @@ fn product_sources() -> Vec<(String, String)> {
         }
     }
     sources
+}
+
+/// The files of modules declared under `#[cfg(test)]` (`#[cfg(test)]\nmod name;`): `name.rs`
+/// beside a `mod.rs` or `lib.rs`, else in the declaring file's own folder.
+fn test_module_files(files: &[std::path::PathBuf]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for path in files {
+        let text = read(path);
+        let lines: Vec<&str> = text.lines().collect();
+        for pair in lines.windows(2) {
+            let (attr, decl) = (pair[0].trim(), pair[1].trim());
+            let Some(name) = decl
+                .strip_prefix("mod ")
+                .and_then(|rest| rest.strip_suffix(';'))
+            else {
+                continue;
+            };
+            if attr != "#[cfg(test)]" {
+                continue;
+            }
+            let dir = path.parent().unwrap();
+            let stem = path.file_stem().unwrap().to_string_lossy();
+            let folder = if stem == "mod" || stem == "lib" || stem == "main" {
+                dir.to_path_buf()
+            } else {
+                dir.join(&*stem)
+            };
+            found.push(folder.join(format!("{name}.rs")));
+        }
+    }
+    found
 }
 
 /// `path:line: token` for each use of a confined token outside its places.

@@ -56,9 +56,12 @@ const RUNTIME: &[(&str, &str)] = &[
     ),
 ];
 const RELEASE_DATES: &str = include_str!("../../python/release_dates.py");
-/// Imports every pinned distribution's top-level modules (argv: the distributions).
+/// Imports every pinned distribution's own module (argv: the distributions): the
+/// top-level module named as the distribution, else its one top-level module, else at
+/// least one of them (a wheel's other top-level modules may need optional packages:
+/// duckdb's `adbc_driver_duckdb`).
 const CHECK: &str = r#"
-import importlib, importlib.metadata as md, sys
+import importlib, importlib.metadata as md, re, sys
 for dist in sys.argv[1:]:
     d = md.distribution(dist)
     top = (d.read_text("top_level.txt") or "").split()
@@ -67,9 +70,22 @@ for dist in sys.argv[1:]:
                       if not str(f).split("/")[0].endswith((".dist-info", ".data", ".pth", ".so"))
                       and "." not in str(f).split("/")[0].removesuffix(".py")
                       and not str(f).startswith(("..", "__pycache__", "bin/"))})
+    top = [m for m in top if m.isidentifier() and not m.startswith("_")]
+    own = re.sub(r"[-_.]+", "_", dist).lower()
+    named = [m for m in top if m.lower() == own]
+    if named or len(top) == 1:
+        importlib.import_module((named or top)[0])
+        continue
+    failures = []
     for module in top:
-        if module.isidentifier() and not module.startswith("_"):
+        try:
             importlib.import_module(module)
+            break
+        except ImportError as e:
+            failures.append(e)
+    else:
+        if failures:
+            raise failures[0]
 import bauplan, bauplan.standard_expectations, floe_worker, pyarrow
 "#;
 
@@ -181,6 +197,8 @@ pub fn default_cache() -> PathBuf {
 
 impl Environments {
     pub fn new(cache: PathBuf) -> Environments {
+        // Absolute: an environment's python is started from a worker's own folder.
+        let cache = std::path::absolute(&cache).unwrap_or(cache);
         Environments {
             inner: Arc::new(EnvInner {
                 cache,
@@ -258,8 +276,18 @@ fn build(cache: &Path, spec: &EnvSpec, key: &str, say: &dyn Fn(&str)) -> Result<
         spec.python,
         spec.requirements().join(" ")
     ));
+    // Builds of this key a crashed process left: the lock is ours, so nobody builds them.
+    if let Ok(entries) = std::fs::read_dir(cache) {
+        for e in entries.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!(".build-{key}-"))
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
     let tmp = cache.join(format!(".build-{key}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
     let built = build_into(&tmp, spec, key, cache, say);
     match built {
         Ok(()) => {
@@ -286,7 +314,7 @@ fn build_into(
     say: &dyn Fn(&str),
 ) -> Result<(), String> {
     let interpreter = python::find_version(&spec.python)?;
-    let uv = uv(cache)?;
+    let uv = uv(cache, say)?;
     let run = |what: &str, cmd: &mut Command| -> Result<String, String> {
         let out = cmd
             .env("UV_PYTHON_DOWNLOADS", "never")
@@ -413,10 +441,18 @@ fn cut_off(spec: &EnvSpec, say: &dyn Fn(&str)) -> Option<String> {
         .filter(|o| o.status.success())
         .and_then(|o| serde_json::from_slice(&o.stdout).ok())
         .unwrap_or_default();
-    let newest = dates.values().max().cloned();
+    // A day after the newest pin: a release's own sibling packages (polars and its
+    // runtime) are uploaded moments after it.
+    let newest = dates.values().max().and_then(|d| {
+        let at =
+            time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339).ok()?;
+        (at + time::Duration::days(1))
+            .format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    });
     match &newest {
         Some(date) => say(&format!(
-            "resolving what the pins leave open as of {date} (the newest pin's release)"
+            "resolving what the pins leave open as of {date} (a day after the newest pin's release)"
         )),
         None => say(&format!(
             "the index ({index}) did not say when the pins were released: resolving as of today"
@@ -427,12 +463,24 @@ fn cut_off(spec: &EnvSpec, say: &dyn Fn(&str)) -> Option<String> {
 
 /// uv: `FLOE_UV`, else on PATH, else installed once from PyPI into `~/.cache/floe`
 /// (shared by every environment cache; the cache folder without a home).
-fn uv(cache: &Path) -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("FLOE_UV") {
-        return Ok(PathBuf::from(path));
-    }
-    if let Some(path) = python::on_path("uv") {
-        return Ok(path);
+fn uv(cache: &Path, say: &dyn Fn(&str)) -> Result<PathBuf, String> {
+    let given = std::env::var_os("FLOE_UV")
+        .map(PathBuf::from)
+        .or_else(|| python::on_path("uv"));
+    if let Some(path) = given {
+        match uv_version(&path) {
+            Some(v) if v >= UV_VERSION_MIN => return Ok(path),
+            found => say(&format!(
+                "{} is uv {}, older than floe needs ({}.{}): using floe's own uv {UV_VERSION}",
+                path.display(),
+                found.map_or_else(
+                    || "of an unknown version".to_owned(),
+                    |(a, b)| format!("{a}.{b}")
+                ),
+                UV_VERSION_MIN.0,
+                UV_VERSION_MIN.1
+            )),
+        }
     }
     let tools = std::env::var_os("HOME")
         .map(|h| PathBuf::from(h).join(".cache").join("floe"))
@@ -474,6 +522,18 @@ fn uv(cache: &Path) -> Result<PathBuf, String> {
         Err(e) => return Err(format!("installing uv: {e}")),
     }
     Ok(binary)
+}
+
+/// The oldest uv floe uses (`--exclude-newer-package`, `venv --relocatable`).
+const UV_VERSION_MIN: (u32, u32) = (0, 9);
+
+/// `uv --version` as (major, minor).
+fn uv_version(uv: &Path) -> Option<(u32, u32)> {
+    let out = Command::new(uv).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.split_whitespace().nth(1)?;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??))
 }
 
 #[cfg(test)]

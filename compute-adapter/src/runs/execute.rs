@@ -102,6 +102,13 @@ impl Output {
         }
     }
 
+    /// Removes its file, if it has one (its last reader is done with it).
+    pub fn discard(&self) {
+        if let Data::File { path, .. } = &self.data {
+            let _ = std::fs::remove_file(&**path);
+        }
+    }
+
     /// The bytes it holds (in memory, or in its file).
     pub fn held_bytes(&self) -> usize {
         match &self.data {
@@ -296,7 +303,8 @@ async fn input_file(
         _ => "*".to_owned(),
     };
     let text = match &read.filter {
-        Some(f) => format!("SELECT {projection} FROM {INPUT} WHERE ({f})"),
+        // On a line of its own: a filter ending in a `--` comment still closes.
+        Some(f) => format!("SELECT {projection} FROM {INPUT} WHERE ({f}\n)"),
         None => format!("SELECT {projection} FROM {INPUT}"),
     };
     let statement = sql::parse(&input.name, &text).map_err(|e| {
@@ -328,6 +336,17 @@ async fn input_file(
     Ok(to)
 }
 
+/// Files removed when dropped.
+struct Scanned(Vec<PathBuf>);
+
+impl Drop for Scanned {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// The table name a Python input's scan reads from.
 const INPUT: &str = "floe_input";
 
@@ -347,10 +366,26 @@ async fn run_python(
     let io = py.scratch.join("io");
     std::fs::create_dir_all(&io).map_err(|e| format!("the run's scratch folder: {e}"))?;
     let mut inputs = serde_json::Map::new();
+    // The files scanned for this node alone go when its worker ends.
+    let mut scanned = Scanned(Vec::new());
+    let limits = reads.engine.limits();
     for (i, input) in node.inputs.iter().enumerate() {
         let Some(read) = &input.read else { continue };
         let to = io.join(format!("{n}-{i}.arrow"));
-        let path = input_file(input, read, to, reads, outputs).await?;
+        let path = tokio::time::timeout(
+            limits.timeout,
+            input_file(input, read, to.clone(), reads, outputs),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "reading {} took longer than a query may ({:?}, floe serve --query-timeout)",
+                input.name, limits.timeout
+            )
+        })??;
+        if path == to {
+            scanned.0.push(to);
+        }
         inputs.insert(read.arg.clone(), path.to_string_lossy().into_owned().into());
     }
     let mut parameters = serde_json::Map::new();

@@ -72,8 +72,29 @@ impl Runner {
             Err(why) => {
                 let catalog = self.inner.catalog.clone();
                 let message = log.mask(&why);
-                let _ = blocking(move || Ok(catalog.fail_run(&queued, &message)?)).await;
-                return Err((why, Failure::Execution));
+                let mut failed = queued;
+                if let Some(p) = pipeline_of(&failed) {
+                    let p = Pipeline {
+                        failure: Some(Failure::Planning),
+                        ..p
+                    };
+                    failed.pipeline = Some(p.to_value());
+                }
+                let settled = blocking(move || {
+                    if let Err(e) = catalog.save_run(&failed) {
+                        tracing::warn!(run = %failed.id, error = %e, "the failed run's failure kind could not be recorded");
+                    }
+                    Ok(catalog.fail_run(&failed, &message)?)
+                })
+                .await;
+                if let Err(e) = settled {
+                    log.line(
+                        log::RUN,
+                        "error",
+                        &format!("its record could not say it failed ({e}); a restart settles it"),
+                    );
+                }
+                return Err((why, Failure::Planning));
             }
         };
         let catalog = self.inner.catalog.clone();
@@ -560,12 +581,16 @@ impl NodeJob {
             let mut readers = self.readers.lock();
             for up in node.upstream() {
                 readers[up] = readers[up].saturating_sub(1);
-                if readers[up] == 0 {
-                    outputs.remove(&up);
+                if readers[up] == 0
+                    && let Some(done) = outputs.remove(&up)
+                {
+                    done.discard();
                 }
             }
             if readers[n] > 0 {
                 outputs.insert(n, output);
+            } else {
+                output.discard();
             }
         }
         let finished = self.writer.catalog.now_ms();

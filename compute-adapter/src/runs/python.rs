@@ -82,6 +82,11 @@ pub fn find_version(version: &str) -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os(&var) {
         return Ok(PathBuf::from(path));
     }
+    // The server's own Python (`FLOE_PYTHON`) is the one of its version.
+    if server_version().is_ok_and(|v| v == version) {
+        let python = interpreter();
+        return Ok(on_path(&python).unwrap_or_else(|| PathBuf::from(python)));
+    }
     if let Some(path) = on_path(&format!("python{version}")) {
         return Ok(path);
     }
@@ -434,7 +439,12 @@ impl PySettings {
             let mut pins = BTreeMap::new();
             if let Some(pip) = p.get("pip").and_then(|v| v.as_object()) {
                 for (name, v) in pip {
-                    let v = v.as_str().unwrap_or_default();
+                    let Some(v) = v.as_str() else {
+                        error(format!(
+                            "pip version {v} of {name} must be a string, such as \"1.5.3\""
+                        ));
+                        continue;
+                    };
                     match pin(name, v) {
                         Ok((n, r)) => {
                             pins.insert(n, r);
@@ -550,13 +560,21 @@ impl From<PyError> for PlanError {
 
 #[cfg(test)]
 mod tests {
-    /// The planner's own tests (`python/test_planner.py`): both decorator generations,
-    /// aliases, every error kind with its line, and that user code never runs.
+    /// The planner's own tests (`python/test_planner.py`: both decorator generations,
+    /// aliases, every error kind with its line, and that user code never runs) and those
+    /// of the release dates of pins (`python/test_release_dates.py`).
     #[test]
     fn the_planners_own_tests_pass() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/python");
         let out = std::process::Command::new(super::interpreter())
-            .args(["-B", "-m", "unittest", "-q", "test_planner"])
+            .args([
+                "-B",
+                "-m",
+                "unittest",
+                "-q",
+                "test_planner",
+                "test_release_dates",
+            ])
             .current_dir(dir)
             .output()
             .expect("python3 runs (set FLOE_PYTHON to another interpreter)");

@@ -108,7 +108,9 @@ def as_pandas(data=bauplan.Model("t", filter="id < 5")):
 
 @bauplan.model(materialization_strategy="REPLACE")
 def as_dicts(data=bauplan.Model("t", columns=["id"], filter="id < 3")):
-    return [{"id": i, "name": f"n{i}"} for i in data["id"].to_pylist()]
+    # Rows need not have the same keys: each key is a column.
+    return [{"id": i, "name": f"n{i}"} if i != 1 else {"id": i, "late": True}
+            for i in data["id"].to_pylist()]
 
 class Stream:
     def __init__(self, table):
@@ -141,6 +143,15 @@ def as_batch(data=bauplan.Model("t", filter="id < 2")):
     assert_eq!(w.count("main", "db.as_batch").await, 2);
     let columns = w.columns("main", "db.as_pandas").await;
     assert!(!columns.iter().any(|c| c.contains("index")), "{columns:?}");
+    assert_eq!(
+        w.columns("main", "db.as_dicts").await,
+        ["id", "name", "late"]
+    );
+    assert_eq!(
+        w.text("main", "SELECT count(*) FROM db.as_dicts WHERE late")
+            .await,
+        "1"
+    );
 
     let before = w.head();
     let none = r#"
@@ -515,4 +526,73 @@ def too_big(data=bauplan.Model("t")):
         .unwrap()
         .message;
     assert!(message.contains("ran out of memory"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_that_returned_does_not_wait_for_what_it_started() {
+    let w = world().await;
+    let code = r#"
+import bauplan, subprocess, threading, time
+
+@bauplan.model()
+def leaves_things_running(data=bauplan.Model("t")):
+    # A child holding the worker's stdout, and a thread that never ends.
+    subprocess.Popen(["python3", "-c", "import time; time.sleep(300); print('still here')"])
+    threading.Thread(target=time.sleep, args=(300,)).start()
+    print("returning")
+    return data
+"#;
+    let started = std::time::Instant::now();
+    let record = w
+        .run(project(&[("l.py", code)]), RunOptions::default())
+        .await
+        .unwrap();
+    let log = log_of(&w, &record);
+    assert_eq!(
+        record.state,
+        RunState::Succeeded,
+        "{:?}\n{log}",
+        record.error
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the node waited for what it started: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        log.contains(" leaves_things_running stdout returning"),
+        "{log}"
+    );
+    let survivors = std::process::Command::new("pgrep")
+        .args(["-f", "time.sleep\\(300\\)"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    assert!(survivors.is_empty(), "left running: {survivors}");
+}
+
+#[test]
+fn a_restart_stops_the_workers_a_stopped_server_left_running() {
+    let runs = tempfile::tempdir().unwrap();
+    let home = runs
+        .path()
+        .join("scratch")
+        .join("run-1")
+        .join("workers")
+        .join("0");
+    std::fs::create_dir_all(&home).unwrap();
+    use std::os::unix::process::CommandExt;
+    // A process that looks like a worker (its command line names floe_worker), in a
+    // group of its own, as a worker is.
+    let mut leftover = std::process::Command::new("python3")
+        .args(["-c", "import time; time.sleep(300)", "floe_worker"])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    std::fs::write(home.join("pgid"), leftover.id().to_string()).unwrap();
+    clear_scratch(runs.path());
+    let status = leftover.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    assert!(!home.exists());
 }

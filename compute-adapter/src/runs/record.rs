@@ -55,6 +55,8 @@ pub struct RunOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Failure {
+    /// The run did not plan once it started: a worker environment did not build.
+    Planning,
     /// A node failed.
     Execution,
     /// The landing met a concurrent change to something the run read or wrote.

@@ -129,15 +129,21 @@ pub async fn run(launch: Launch<'_>, lines: Lines<'_>) -> Result<Answer, String>
     })?;
     // The parent's end of the result pipe closes with the command.
     drop(command);
-    let group = Group(
+    let mut group = Group(
         child
             .id()
             .and_then(|id| i32::try_from(id).ok())
             .map(Pid::from_raw),
     );
-    let result = tokio::task::spawn_blocking(move || {
+    if let Some(pid) = group.0 {
+        // Recorded so that a restart after a crash stops it (`stop_leftovers`).
+        let _ = std::fs::write(home.join(PGID_FILE), pid.as_raw().to_string());
+    }
+    let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
         let mut text = Vec::new();
-        std::io::Read::read_to_end(&mut { result_read }, &mut text).map(|_| text)
+        let read = std::io::Read::read_to_end(&mut { result_read }, &mut text).map(|_| text);
+        let _ = answer_tx.send(read);
     });
     let mut stdin = child.stdin.take().expect("piped");
     let spec = launch.spec.to_string();
@@ -145,13 +151,35 @@ pub async fn run(launch: Launch<'_>, lines: Lines<'_>) -> Result<Answer, String>
         let _ = stdin.write_all(spec.as_bytes()).await;
         let _ = stdin.shutdown().await;
     };
-    let stdout_stream = pump(child.stdout.take(), lines, "stdout");
-    let stderr_stream = pump(child.stderr.take(), lines, "stderr");
-    let waited = async {
-        let (_, _, _, status) = tokio::join!(feed, stdout_stream, stderr_stream, child.wait());
+    // The worker is done when it exits. Its output is drained until then and for a moment
+    // after: a process it started outside its group may hold the pipes open.
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let (exited_tx, exited_rx) = tokio::sync::watch::channel(false);
+    let pumps = async move {
+        let drain =
+            async { tokio::join!(pump(stdout, lines, "stdout"), pump(stderr, lines, "stderr")) };
+        let grace = async {
+            let mut exited = exited_rx;
+            let _ = exited.wait_for(|e| *e).await;
+            tokio::time::sleep(DRAIN_AFTER_EXIT).await;
+        };
+        tokio::select! {
+            _ = drain => {}
+            _ = grace => {}
+        }
+    };
+    let pgid = group.0;
+    let waiter = async {
+        let status = child.wait().await;
+        // Whatever the function started in its group goes with it.
+        if let Some(pid) = pgid {
+            let _ = killpg(pid, Signal::SIGKILL);
+        }
+        let _ = exited_tx.send(true);
         status
     };
-    let status = match tokio::time::timeout(launch.timeout, waited).await {
+    let ran = async { tokio::join!(feed, waiter, pumps).1 };
+    let status = match tokio::time::timeout(launch.timeout, ran).await {
         Ok(status) => status.map_err(|e| format!("waiting for the worker: {e}"))?,
         Err(_) => {
             drop(group);
@@ -162,12 +190,19 @@ pub async fn run(launch: Launch<'_>, lines: Lines<'_>) -> Result<Answer, String>
             ));
         }
     };
-    // Whatever the function started goes with it.
-    drop(group);
-    let text = result
-        .await
-        .map_err(|e| format!("reading the worker's result: {e}"))?
-        .map_err(|e| format!("reading the worker's result: {e}"))?;
+    // Killed already, as the worker exited.
+    group.0 = None;
+    // The answer's descriptor closes with the worker (it is not inherited by what the
+    // function starts); a process that kept it anyway is not waited for.
+    let text = match tokio::time::timeout(DRAIN_AFTER_EXIT, answer_rx).await {
+        Ok(Ok(Ok(text))) => text,
+        Ok(Ok(Err(e))) => return Err(format!("reading the worker's answer: {e}")),
+        Ok(Err(_)) | Err(_) => Vec::new(),
+    };
+    if let Ok(answer) = serde_json::from_slice::<Answer>(&text) {
+        // An answer counts even if the interpreter died on its way out.
+        return Ok(answer);
+    }
     use std::os::unix::process::ExitStatusExt;
     if let Some(signal) = status.signal() {
         let name = Signal::try_from(signal)
@@ -179,22 +214,86 @@ pub async fn run(launch: Launch<'_>, lines: Lines<'_>) -> Result<Answer, String>
             "its worker ended ({status}) without an answer; see its stderr in the run log"
         ));
     }
-    serde_json::from_slice(&text).map_err(|e| format!("the worker's answer does not parse: {e}"))
+    Err("the worker's answer does not parse".to_owned())
 }
 
-/// Streams a pipe into the run log, line by line as they come.
+/// How long a worker's pipes are read after it exits, at most.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// A line of a worker's output is cut at this many bytes.
+const LINE_BYTES_MAX: usize = 64 * 1024;
+/// A worker's output beyond this many bytes (per stream) is not logged.
+const OUTPUT_BYTES_MAX: usize = 16 << 20;
+/// The file in a worker's folder holding its process group id.
+const PGID_FILE: &str = "pgid";
+
+/// Streams a pipe into the run log line by line as they come: lines cut at
+/// `LINE_BYTES_MAX`, a stream's output beyond `OUTPUT_BYTES_MAX` left out (said once).
 async fn pump<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, lines: Lines<'_>, stream: &str) {
     let Some(pipe) = pipe else { return };
-    let mut reader = BufReader::new(pipe).lines();
-    loop {
-        match reader.next_line().await {
-            Ok(Some(line)) => lines(stream, &line),
-            Ok(None) => break,
-            // Not UTF-8: the line is shown as far as it reads.
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                lines(stream, "[a line that is not UTF-8]");
+    let mut reader = BufReader::with_capacity(LINE_BYTES_MAX, pipe);
+    let mut line: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    let emit = |line: &mut Vec<u8>, total: &mut usize| {
+        if *total < OUTPUT_BYTES_MAX {
+            lines(stream, &String::from_utf8_lossy(line));
+            *total += line.len();
+            if *total >= OUTPUT_BYTES_MAX {
+                lines(
+                    stream,
+                    &format!(
+                        "[more than {OUTPUT_BYTES_MAX} bytes of output: the rest is not logged]"
+                    ),
+                );
             }
-            Err(_) => break,
+        }
+        line.clear();
+    };
+    loop {
+        let buffer = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(b) => b,
+        };
+        let (take, complete) = match buffer.iter().position(|b| *b == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (buffer.len(), false),
+        };
+        let room = LINE_BYTES_MAX.saturating_sub(line.len());
+        let body = if complete { take - 1 } else { take };
+        line.extend_from_slice(&buffer[..body.min(room)]);
+        reader.consume(take);
+        if complete || line.len() >= LINE_BYTES_MAX {
+            emit(&mut line, &mut total);
+        }
+    }
+    if !line.is_empty() {
+        emit(&mut line, &mut total);
+    }
+}
+
+/// Kills the workers a stopped server left running (their process groups, recorded in
+/// each worker's folder under `scratch`), before their folders are removed. A group id is
+/// killed only while its leader is still a floe worker.
+pub fn stop_leftovers(scratch: &Path) {
+    let Ok(runs) = std::fs::read_dir(scratch) else {
+        return;
+    };
+    for run in runs.flatten() {
+        let Ok(workers) = std::fs::read_dir(run.path().join("workers")) else {
+            continue;
+        };
+        for worker in workers.flatten() {
+            let Some(pid) = std::fs::read_to_string(worker.path().join(PGID_FILE))
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+                .filter(|p| *p > 1)
+            else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let is_worker = cmdline.split(|b| *b == 0).any(|arg| arg == b"floe_worker");
+            if is_worker {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
         }
     }
 }
