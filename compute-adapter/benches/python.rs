@@ -127,6 +127,7 @@ fn main() {
                     spec,
                     timeout: Duration::from_secs(60),
                     isolated: true,
+                    memory: None,
                 },
                 &|_: &str, _: &str| {},
             ))

@@ -408,7 +408,6 @@ async fn run_python(
         "inputs": inputs,
         "parameters": parameters,
         "output": if expectation { serde_json::Value::Null } else { output.to_string_lossy().into() },
-        "memory": f.memory,
     });
     let launch = worker::Launch {
         python: &env.python,
@@ -416,6 +415,7 @@ async fn run_python(
         spec,
         timeout: f.timeout.unwrap_or(py.timeout),
         isolated: !f.internet,
+        memory: f.memory,
     };
     let lines = |stream: &str, line: &str| log.line(&node.name, stream, line);
     let answer = worker::run(launch, &lines).await?;

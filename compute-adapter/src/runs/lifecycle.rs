@@ -356,6 +356,13 @@ impl Runner {
                 "this host cannot cut workers off the network (no network namespaces): functions without internet_access=True run with the network",
             );
         }
+        if functions.iter().any(|(_, f)| f.memory.is_some()) && !super::cgroup::available() {
+            log.line(
+                log::RUN,
+                "warn",
+                "this host offers no memory cgroup to floe: memory bounds are RLIMIT_DATA, which counts the data a worker maps rather than what it uses",
+            );
+        }
         let code = pipeline_of(record)
             .map(|p| p.code)
             .ok_or("the run's record has no code snapshot")?;

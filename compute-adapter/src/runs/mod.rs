@@ -30,6 +30,7 @@ use tracing::Instrument;
 use crate::query::QueryEngine;
 
 pub mod archive;
+mod cgroup;
 pub mod envs;
 mod execute;
 mod lifecycle;
@@ -208,6 +209,7 @@ fn scratch_root(dir: &Path) -> PathBuf {
 /// server left running.
 pub fn clear_scratch(dir: &Path) {
     worker::stop_leftovers(&dir.join("scratch"));
+    cgroup::sweep();
     if let Ok(entries) = std::fs::read_dir(dir.join("scratch")) {
         for entry in entries.flatten() {
             let _ = std::fs::remove_dir_all(entry.path());

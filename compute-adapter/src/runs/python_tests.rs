@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use floe_catalog::RunState;
 
-use super::tests::{World, files_with, world};
+use super::tests::{World, config, files_with, world};
 use super::*;
 
 const PARAMS: &str = "project:\n  id: py1\n  name: python\nparameters:\n  low:\n    type: int\n    default: 10\n  factor:\n    type: float\n    default: 2.5\n  label:\n    type: str\n    default: \"it's\"\n  flag:\n    type: bool\n    default: true\n  token:\n    type: secret\n    default: s3cr3t-value\ndefaults:\n  namespace: db\n";
@@ -126,8 +126,21 @@ def as_stream(data=bauplan.Model("t", filter="id < 7")):
 def as_batch(data=bauplan.Model("t", filter="id < 2")):
     return data.to_batches()[0]
 "#;
+    // The worker itself imports neither pandas nor polars.
+    let probe = r#"
+import sys
+import bauplan
+import pyarrow as pa
+
+@bauplan.model(materialization_strategy="REPLACE")
+def probe(data=bauplan.Model("t", filter="id < 1")):
+    return pa.table({"pandas": ["pandas" in sys.modules], "polars": ["polars" in sys.modules]})
+"#;
     let record = w
-        .run(project(&[("returns.py", returns)]), RunOptions::default())
+        .run(
+            project(&[("returns.py", returns), ("probe.py", probe)]),
+            RunOptions::default(),
+        )
         .await
         .unwrap();
     let log = log_of(&w, &record);
@@ -490,14 +503,18 @@ def online(data=bauplan.Model("t", filter="id = 1")):
 async fn memory_is_bounded_and_pandas_works_under_the_bound() {
     let w = world().await;
     let pandas = r#"
-import bauplan
+import bauplan, resource
 
 @bauplan.resources(memory="1GB")
 @bauplan.model(materialization_strategy="REPLACE")
 def pandas_under_a_limit(data=bauplan.Model("t")):
     df = data.to_pandas()
     df["double"] = df["id"] * 2
-    return df.groupby(df["id"] % 3).sum().reset_index(drop=True)
+    out = df.groupby(df["id"] % 3).sum().reset_index(drop=True)
+    # How the bound holds: a cgroup of its own, or RLIMIT_DATA.
+    out["rlimit"] = resource.getrlimit(resource.RLIMIT_DATA)[0]
+    out["cgroup"] = "floe-worker-" in open("/proc/self/cgroup").read()
+    return out
 "#;
     let ok = w
         .run(project(&[("m.py", pandas)]), RunOptions::default())
@@ -506,6 +523,17 @@ def pandas_under_a_limit(data=bauplan.Model("t")):
     let log = log_of(&w, &ok);
     assert_eq!(ok.state, RunState::Succeeded, "{:?}\n{log}", ok.error);
     assert_eq!(w.count("main", "db.pandas_under_a_limit").await, 3);
+    let how = w
+        .text(
+            "main",
+            "SELECT CAST(rlimit AS VARCHAR) || ' ' || CAST(cgroup AS VARCHAR) FROM db.pandas_under_a_limit LIMIT 1",
+        )
+        .await;
+    if cgroup::available() {
+        assert_eq!(how, "-1 true", "a cgroup bounds it, not RLIMIT_DATA");
+    } else {
+        assert_eq!(how, format!("{} false", 1u64 << 30));
+    }
     let hog = r#"
 import bauplan
 
@@ -595,4 +623,60 @@ fn a_restart_stops_the_workers_a_stopped_server_left_running() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(9), "{status:?}");
     assert!(!home.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_runs_needing_a_new_environment_build_it_once() {
+    let mut w = world().await;
+    let cache = tempfile::tempdir().unwrap();
+    let runs = tempfile::tempdir().unwrap();
+    w.runner = Runner::new(
+        w.f.catalog.clone(),
+        w.engine.clone(),
+        RunnerConfig {
+            env_cache: cache.path().to_owned(),
+            ..config(runs.path(), 2, 2)
+        },
+    );
+    let code = r#"
+import bauplan
+
+@bauplan.python("3.11", pip={"six": "1.16.0"})
+@bauplan.model()
+def with_six(data=bauplan.Model("t")):
+    import six
+    return data
+"#;
+    let submit = || async {
+        match w
+            .runner
+            .submit(
+                &w.f.who,
+                project(&[("s.py", code)]),
+                RunOptions::default(),
+                None,
+            )
+            .await
+            .unwrap()
+        {
+            Submitted::Started(r) => r,
+            Submitted::Planned(_) => unreachable!(),
+        }
+    };
+    let (a, b) = (submit().await, submit().await);
+    let (a, b) = tokio::join!(w.runner.wait(&a.id), w.runner.wait(&b.id));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let logs = format!("{}{}", log_of(&w, &a), log_of(&w, &b));
+    assert_eq!(
+        (a.state, b.state),
+        (RunState::Succeeded, RunState::Succeeded),
+        "{logs}"
+    );
+    assert_eq!(logs.matches("building environment").count(), 1, "{logs}");
+    let key = node(&pipeline(&a), "with_six").environment.clone().unwrap();
+    assert_eq!(
+        node(&pipeline(&b), "with_six").environment.as_deref(),
+        Some(key.as_str())
+    );
+    assert!(cache.path().join(&key).join("floe-env.json").exists());
 }

@@ -16,6 +16,17 @@ pub(super) struct World {
     pub(super) _runs: tempfile::TempDir,
 }
 
+/// A runner's configuration for tests: runs in `dir`, environments in the shared cache.
+pub(super) fn config(dir: &std::path::Path, max_runs: usize, workers: usize) -> RunnerConfig {
+    RunnerConfig {
+        dir: dir.to_owned(),
+        max_runs,
+        workers,
+        env_cache: super::envs::default_cache(),
+        worker_timeout: std::time::Duration::from_secs(600),
+    }
+}
+
 pub(super) async fn world() -> World {
     let f = fixture();
     Importer::new(f.catalog.clone())
@@ -27,17 +38,7 @@ pub(super) async fn world() -> World {
         .unwrap();
     let engine = QueryEngine::new(f.catalog.clone(), QueryLimits::default());
     let runs = tempfile::tempdir().unwrap();
-    let runner = Runner::new(
-        f.catalog.clone(),
-        engine.clone(),
-        RunnerConfig {
-            dir: runs.path().to_owned(),
-            max_runs: 2,
-            workers: 2,
-            env_cache: super::envs::default_cache(),
-            worker_timeout: std::time::Duration::from_secs(600),
-        },
-    );
+    let runner = Runner::new(f.catalog.clone(), engine.clone(), config(runs.path(), 2, 2));
     World {
         f,
         runner,

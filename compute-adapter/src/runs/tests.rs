@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use floe_catalog::{Authored, RunState};
 
-pub(super) use super::test_world::{World, world};
+pub(super) use super::test_world::{World, config, world};
 use super::*;
 
 const PROJECT: &str = "project:\n  id: p1\n  name: demo\nparameters:\n  min_id:\n    type: int\n    default: 10\ndefaults:\n  namespace: db\n";
@@ -288,13 +288,7 @@ async fn racing(change: impl Fn(&Catalog) + Send + Sync + 'static) -> World {
     w.runner = Runner::new(
         w.f.catalog.clone(),
         w.engine.clone(),
-        RunnerConfig {
-            dir: runs.path().to_owned(),
-            max_runs: 2,
-            workers: 2,
-            env_cache: super::envs::default_cache(),
-            worker_timeout: std::time::Duration::from_secs(600),
-        },
+        config(runs.path(), 2, 2),
     )
     .with_landing_hook(Arc::new(change));
     w._runs = runs;
@@ -542,13 +536,7 @@ async fn runs_beyond_the_bound_wait_queued_in_order() {
     w.runner = Runner::new(
         w.f.catalog.clone(),
         w.engine.clone(),
-        RunnerConfig {
-            dir: runs.path().to_owned(),
-            max_runs: 1,
-            workers: 1,
-            env_cache: super::envs::default_cache(),
-            worker_timeout: std::time::Duration::from_secs(600),
-        },
+        config(runs.path(), 1, 1),
     );
     let slow = one(
         "slow.sql",

@@ -13,6 +13,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use command_fds::{CommandFdExt, FdMapping};
+
+use super::cgroup;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::Deserialize;
@@ -47,6 +49,9 @@ pub struct Launch<'a> {
     pub timeout: Duration,
     /// Cut off from the network (where the host allows it).
     pub isolated: bool,
+    /// The most memory it may use (`@resources(memory=)`): a cgroup where the host has
+    /// one, else `RLIMIT_DATA` set by the worker itself.
+    pub memory: Option<u64>,
 }
 
 /// The command prefix that puts a process in a new network namespace, if this host can.
@@ -121,6 +126,13 @@ pub async fn run(launch: Launch<'_>, lines: Lines<'_>) -> Result<Answer, String>
             child_fd: 3,
         }])
         .map_err(|e| format!("the worker's result descriptor: {e}"))?;
+    let cgroup = launch.memory.and_then(cgroup::MemoryCgroup::create);
+    let mut spec = launch.spec;
+    if cgroup.is_none()
+        && let (Some(bytes), Some(fields)) = (launch.memory, spec.as_object_mut())
+    {
+        fields.insert("memory".to_owned(), bytes.into());
+    }
     let mut child = command.spawn().map_err(|e| {
         format!(
             "starting the Python worker ({}): {e}",
@@ -129,6 +141,12 @@ pub async fn run(launch: Launch<'_>, lines: Lines<'_>) -> Result<Answer, String>
     })?;
     // The parent's end of the result pipe closes with the command.
     drop(command);
+    if let (Some(group), Some(pid)) = (&cgroup, child.id())
+        && let Err(e) = group.add(pid)
+    {
+        let _ = child.start_kill();
+        return Err(format!("putting the worker in its memory cgroup: {e}"));
+    }
     let mut group = Group(
         child
             .id()
@@ -146,7 +164,7 @@ pub async fn run(launch: Launch<'_>, lines: Lines<'_>) -> Result<Answer, String>
         let _ = answer_tx.send(read);
     });
     let mut stdin = child.stdin.take().expect("piped");
-    let spec = launch.spec.to_string();
+    let spec = spec.to_string();
     let feed = async move {
         let _ = stdin.write_all(spec.as_bytes()).await;
         let _ = stdin.shutdown().await;
@@ -184,12 +202,21 @@ pub async fn run(launch: Launch<'_>, lines: Lines<'_>) -> Result<Answer, String>
         Err(_) => {
             drop(group);
             let _ = child.wait().await;
+            if let Some(c) = cgroup {
+                c.release().await;
+            }
             return Err(format!(
                 "it ran longer than its timeout ({} s) and was killed",
                 launch.timeout.as_secs_f64()
             ));
         }
     };
+    let out_of_memory = cgroup
+        .as_ref()
+        .is_some_and(cgroup::MemoryCgroup::oom_killed);
+    if let Some(c) = cgroup {
+        c.release().await;
+    }
     // Killed already, as the worker exited.
     group.0 = None;
     // The answer's descriptor closes with the worker (it is not inherited by what the
@@ -202,6 +229,12 @@ pub async fn run(launch: Launch<'_>, lines: Lines<'_>) -> Result<Answer, String>
     if let Ok(answer) = serde_json::from_slice::<Answer>(&text) {
         // An answer counts even if the interpreter died on its way out.
         return Ok(answer);
+    }
+    if out_of_memory {
+        return Err(format!(
+            "it ran out of memory (its limit is {} bytes) and was killed",
+            launch.memory.unwrap_or_default()
+        ));
     }
     use std::os::unix::process::ExitStatusExt;
     if let Some(signal) = status.signal() {
