@@ -72,6 +72,11 @@ pub struct Client {
 }
 
 impl Client {
+    /// The server's URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     pub fn new(server: &str) -> Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)

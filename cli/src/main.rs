@@ -412,6 +412,9 @@ pub enum RunVerb {
     },
     /// Let a failed or cancelled run's commits be used (branched from, merged, reset to).
     Promote { id: String },
+    /// Cancel a queued or running run: its workers are stopped, it ends `cancelled`, its
+    /// branch sealed. Waits until it has ended and shows it.
+    Cancel { id: String },
 }
 
 #[derive(Debug, Subcommand)]

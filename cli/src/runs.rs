@@ -22,6 +22,8 @@ use crate::{PreviewArg, RunArgs, RunStart, RunVerb};
 
 /// A run that failed, at planning or execution.
 pub const EXIT_RUN_FAILED: u8 = 4;
+/// `floe run` of a run that was cancelled (DESIGN §7).
+pub const EXIT_RUN_CANCELLED: u8 = 130;
 
 /// The project files a run needs; everything else in the folder stays home.
 const PROJECT_FILES: [&str; 2] = ["bauplan_project.yml", "bauplan_project.yaml"];
@@ -53,6 +55,15 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
                 .map_err(|e| Failure::Other(format!("reading the log: {e}")))?;
             Ok(())
         }
+        Some(RunVerb::Cancel { id }) => {
+            let answer = cancel(ctx, &id)?;
+            if ctx.json {
+                ctx.print(&answer);
+            } else {
+                show(ctx, &answer.value);
+            }
+            Ok(())
+        }
         Some(RunVerb::Promote { id }) => {
             let answer = ctx
                 .write(
@@ -74,6 +85,46 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// Ctrl-C while `floe run` follows a run asks the server to cancel it, says so, and exits
+/// 130 once the run has ended.
+fn cancel_on_interrupt(server: &str, id: &str) {
+    let (server, id) = (server.to_owned(), id.to_owned());
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        if runtime.block_on(tokio::signal::ctrl_c()).is_err() {
+            return;
+        }
+        eprintln!("\ncancelling run {id} (Ctrl-C) ...");
+        let client = crate::client::Client::new(&server);
+        let path = format!("/api/v1/runs/{}/cancel", encode(&id));
+        match client.write(Method::Post, &path, &[], None) {
+            Ok(Some(answer)) => eprintln!(
+                "run {id} {}",
+                answer.value["state"].as_str().unwrap_or("ended")
+            ),
+            Ok(None) => eprintln!("run {id}: the server answered with no body"),
+            Err(e) => eprintln!("could not cancel run {id}: {}", e.message()),
+        }
+        std::process::exit(i32::from(EXIT_RUN_CANCELLED));
+    });
+}
+
+/// Asks the server to cancel run `id`; its record once it ended.
+fn cancel(ctx: &Ctx, id: &str) -> Result<crate::client::Answer, Failure> {
+    ctx.write(
+        Method::Post,
+        &format!("/api/v1/runs/{}/cancel", encode(id)),
+        &[],
+        None,
+    )?
+    .ok_or_else(|| Failure::Other("the server answered with no body".to_owned()))
 }
 
 /// The files of a project folder a run needs, by path relative to it: the project file,
@@ -224,6 +275,7 @@ fn start(ctx: &Ctx, args: RunStart) -> Result<(), Failure> {
         }
         return Ok(());
     }
+    cancel_on_interrupt(ctx.client.base(), &id);
     follow(ctx, &id, &answer.value)?;
     let last = ctx.get(&format!("/api/v1/runs/{}", encode(&id)), &[])?;
     if ctx.json {
@@ -233,6 +285,7 @@ fn start(ctx: &Ctx, args: RunStart) -> Result<(), Failure> {
     }
     match last.value["state"].as_str() {
         Some("succeeded") => Ok(()),
+        Some("cancelled") => Err(Failure::Exit(EXIT_RUN_CANCELLED)),
         _ if last.value["pipeline"]["failure"] == "conflict" => Err(Failure::Exit(EXIT_CONFLICT)),
         _ => Err(Failure::Exit(EXIT_RUN_FAILED)),
     }

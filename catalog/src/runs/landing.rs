@@ -202,6 +202,18 @@ impl Catalog {
     /// (If its landing commit is on the target after all, say after a write whose outcome
     /// was unknown, the run succeeded.)
     pub fn fail_run(&self, record: &RunRecord, error: &str) -> CatalogResult<()> {
+        self.end_unlanded(record, RunState::Failed, error)
+    }
+
+    /// Marks a run cancelled; its branch (if it forked) stays, sealed like a failed run's.
+    /// (A run whose landing commit is on the target after all succeeded.)
+    pub fn cancel_run(&self, record: &RunRecord, why: &str) -> CatalogResult<()> {
+        self.end_unlanded(record, RunState::Cancelled, why)
+    }
+
+    /// Ends a run that did not land as `state`, saying why; one whose landing commit is on
+    /// the target after all succeeded.
+    fn end_unlanded(&self, record: &RunRecord, state: RunState, why: &str) -> CatalogResult<()> {
         // The stored record may know more than the caller's copy (its answer).
         let record = &self
             .run_record(&record.id)?
@@ -209,12 +221,7 @@ impl Catalog {
         if let Some(commit) = self.landing_commit(record)? {
             return self.finish_run(record, RunState::Succeeded, Some(commit), None);
         }
-        self.finish_run(
-            record,
-            RunState::Failed,
-            None,
-            Some(bounded(error, RUN_ERROR_BYTES_MAX)),
-        )
+        self.finish_run(record, state, None, Some(bounded(why, RUN_ERROR_BYTES_MAX)))
     }
 
     pub(super) fn finish_run(

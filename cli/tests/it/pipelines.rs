@@ -608,3 +608,63 @@ fn a_retried_submission_answers_the_same_run() {
     let record = wait_for(&run, first["id"].as_str().unwrap());
     assert_eq!(record["state"], "succeeded", "{record}");
 }
+
+/// Ctrl-C in a foreground `floe run` asks the server to cancel the run, says so and exits
+/// 130; the run ends `cancelled`, its workers stopped, the branch unchanged (issue 18).
+/// `floe run cancel` of a run that ended shows it as it is.
+#[test]
+fn ctrl_c_cancels_a_foreground_run_and_exits_130() {
+    use std::io::BufRead;
+    let run = seeded();
+    let before = run.get("/api/v1/refs/dev").body["head"].clone();
+    let dir = project(
+        &run,
+        "waits",
+        &[(
+            "w.py",
+            "import bauplan, time\n\n@bauplan.model(materialization_strategy=\"REPLACE\")\ndef waits(data=bauplan.Model(\"t\")):\n    print(\"waiting for ctrl-c\")\n    time.sleep(402)\n    return data\n",
+        )],
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["run", p(&dir), "--ref", "dev"])
+        .env("FLOE_SERVER", run.url())
+        .env("FLOE_CONFIG_DIR", run.config_dir())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let waiting = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.contains("waiting for ctrl-c"));
+    assert!(waiting.is_some(), "the run's log reached the terminal");
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{rest:?}\n{stderr}");
+    assert!(stderr.contains("cancelling run"), "{stderr}");
+    assert!(stderr.contains("cancelled"), "{stderr}");
+    let runs = run.get("/api/v1/runs?state=cancelled").body;
+    let id = runs["runs"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(run.get("/api/v1/refs/dev").body["head"], before);
+    // No worker of it is left.
+    let left = Command::new("pgrep")
+        .args(["-f", "time.sleep\\(402\\)"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    let shown = run_floe(&run, &["run", "cancel", &id, "--json"]);
+    shown.expect(0);
+    assert_eq!(shown.json()["state"], "cancelled");
+}

@@ -32,10 +32,19 @@ fn parent() -> Option<&'static (PathBuf, bool)> {
             });
             let mut found = None;
             for (dir, v2) in candidates {
+                // A cgroup file system, not a folder that happens to be there (on v1 hosts
+                // `/sys/fs/cgroup` itself is a tmpfs).
+                let magic = if v2 {
+                    nix::sys::statfs::CGROUP2_SUPER_MAGIC
+                } else {
+                    nix::sys::statfs::CGROUP_SUPER_MAGIC
+                };
+                if !nix::sys::statfs::statfs(&dir).is_ok_and(|f| f.filesystem_type() == magic) {
+                    continue;
+                }
                 let probe = dir.join(format!("{PREFIX}probe-{}", std::process::id()));
                 let usable = std::fs::create_dir(&probe).is_ok()
-                    && std::fs::write(probe.join(limit_file(v2)), (64u64 << 20).to_string())
-                        .is_ok();
+                    && control(&probe.join(limit_file(v2)), &(64u64 << 20).to_string()).is_ok();
                 let _ = std::fs::remove_dir(&probe);
                 if usable {
                     found = Some((dir, v2));
@@ -45,6 +54,15 @@ fn parent() -> Option<&'static (PathBuf, bool)> {
             found
         })
         .as_ref()
+}
+
+/// Writes a cgroup control file (which must exist: a cgroup's files are the kernel's).
+fn control(path: &Path, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .write_all(value.as_bytes())
 }
 
 fn limit_file(v2: bool) -> &'static str {
@@ -79,14 +97,14 @@ impl MemoryCgroup {
         ));
         std::fs::create_dir(&dir).ok()?;
         let group = MemoryCgroup { dir, v2: *v2 };
-        std::fs::write(group.dir.join(limit_file(*v2)), bytes.to_string()).ok()?;
+        control(&group.dir.join(limit_file(*v2)), &bytes.to_string()).ok()?;
         // Swap counts too (where the kernel accounts it): a bound is a bound.
         if *v2 {
-            let _ = std::fs::write(group.dir.join("memory.swap.max"), "0");
+            let _ = control(&group.dir.join("memory.swap.max"), "0");
         } else {
-            let _ = std::fs::write(
-                group.dir.join("memory.memsw.limit_in_bytes"),
-                bytes.to_string(),
+            let _ = control(
+                &group.dir.join("memory.memsw.limit_in_bytes"),
+                &bytes.to_string(),
             );
         }
         Some(group)
@@ -94,7 +112,7 @@ impl MemoryCgroup {
 
     /// Moves process `pid` (and what it starts from then on) into the cgroup.
     pub fn add(&self, pid: u32) -> std::io::Result<()> {
-        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
+        control(&self.dir.join("cgroup.procs"), &pid.to_string())
     }
 
     /// Whether the kernel killed a process of the cgroup for memory.
@@ -131,7 +149,8 @@ impl Drop for MemoryCgroup {
     }
 }
 
-/// Removes the (empty) worker cgroups a stopped server left.
+/// Removes the (empty) worker cgroups a stopped server left (not those of a live server:
+/// their names carry its process id).
 pub fn sweep() {
     let Some((parent, _)) = parent() else {
         return;
@@ -140,8 +159,14 @@ pub fn sweep() {
         return;
     };
     for e in entries.flatten() {
-        if e.file_name().to_string_lossy().starts_with(PREFIX) {
-            let _ = std::fs::remove_dir(e.path());
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let owner = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if owner.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists()) {
+            continue;
         }
+        let _ = std::fs::remove_dir(e.path());
     }
 }

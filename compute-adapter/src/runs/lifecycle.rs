@@ -12,7 +12,6 @@ use floe_catalog::{Authored, CatalogError, Landing, Principal, RunRecord};
 use floe_commits::{ContentKey, Hash, RefSpec};
 use parking_lot::Mutex;
 
-use super::envs::{Env, EnvSpec};
 use super::execute::{self, Output, Outputs, PyRuntime, Reads};
 use super::materialize::Writer;
 use super::plan::{self, Materialization, Plan, Source};
@@ -32,16 +31,24 @@ impl Runner {
         plan: Plan,
         options: RunOptions,
         log: &Arc<RunLog>,
+        cancel: Cancel,
     ) {
-        let turn = self.inner.turns.clone().acquire_owned().await;
         let id = queued.id.clone();
         let scratch = self.scratch(&id);
+        let turn = tokio::select! {
+            turn = self.inner.turns.clone().acquire_owned() => Some(turn),
+            why = cancelled(cancel.clone()) => {
+                self.settle_unlanded(&queued, &why, Failure::Cancelled, log).await;
+                None
+            }
+        };
         let outcome = match turn {
-            Ok(_turn) => {
-                self.work(principal, queued, plan, options, log, &scratch)
+            None => Err(("cancelled while queued".to_owned(), Failure::Cancelled)),
+            Some(Ok(_turn)) => {
+                self.work(principal, queued, plan, options, log, &scratch, &cancel)
                     .await
             }
-            Err(_) => Err(("the server is stopping".to_owned(), Failure::Server)),
+            Some(Err(_)) => Err(("the server is stopping".to_owned(), Failure::Server)),
         };
         if let Err((why, _)) = &outcome {
             log.line(log::RUN, "error", &format!("failed: {why}"));
@@ -50,9 +57,11 @@ impl Runner {
         log.line(log::RUN, "info", "ended");
         // Followers read to the end before the run leaves the live ones.
         self.inner.live.lock().remove(&id);
+        self.inner.cancels.lock().remove(&id);
     }
 
     /// Forks, runs the nodes, lands. `Err` says why the run failed (it is recorded so).
+    #[allow(clippy::too_many_arguments)]
     async fn work(
         &self,
         principal: &Principal,
@@ -61,40 +70,21 @@ impl Runner {
         options: RunOptions,
         log: &Arc<RunLog>,
         scratch: &Path,
+        cancel: &Cancel,
     ) -> Result<(), (String, Failure)> {
         // Environments are built before anything is forked: a run whose environment does
         // not build fails as one that does not plan.
-        let py = match self
-            .python_runtime(&plan, &options, &queued, scratch, log)
-            .await
-        {
+        let prepared = tokio::select! {
+            py = self.python_runtime(&plan, &options, &queued, scratch, log) => {
+                py.map_err(|why| (why, Failure::Planning))
+            }
+            why = cancelled(cancel.clone()) => Err((why, Failure::Cancelled)),
+        };
+        let py = match prepared {
             Ok(py) => py,
-            Err(why) => {
-                let catalog = self.inner.catalog.clone();
-                let message = log.mask(&why);
-                let mut failed = queued;
-                if let Some(p) = pipeline_of(&failed) {
-                    let p = Pipeline {
-                        failure: Some(Failure::Planning),
-                        ..p
-                    };
-                    failed.pipeline = Some(p.to_value());
-                }
-                let settled = blocking(move || {
-                    if let Err(e) = catalog.save_run(&failed) {
-                        tracing::warn!(run = %failed.id, error = %e, "the failed run's failure kind could not be recorded");
-                    }
-                    Ok(catalog.fail_run(&failed, &message)?)
-                })
-                .await;
-                if let Err(e) = settled {
-                    log.line(
-                        log::RUN,
-                        "error",
-                        &format!("its record could not say it failed ({e}); a restart settles it"),
-                    );
-                }
-                return Err((why, Failure::Planning));
+            Err((why, failure)) => {
+                self.settle_unlanded(&queued, &why, failure, log).await;
+                return Err((why, failure));
             }
         };
         let catalog = self.inner.catalog.clone();
@@ -124,10 +114,9 @@ impl Runner {
         let state = Arc::new(Mutex::new(record.clone()));
         let result = self
             .run_nodes(
-                &record, &executor, &plan, &options, log, scratch, &state, py,
+                &record, &executor, &plan, &options, log, scratch, &state, py, cancel,
             )
             .await;
-        let catalog = self.inner.catalog.clone();
         let current = state.lock().clone();
         match result {
             Ok(landed) => {
@@ -139,32 +128,7 @@ impl Runner {
                 Ok(())
             }
             Err((why, failure)) => {
-                let mut failed = current;
-                if let Some(p) = failed.pipeline.as_ref().and_then(Pipeline::from_value) {
-                    let p = Pipeline {
-                        failure: Some(failure),
-                        ..p
-                    };
-                    failed.pipeline = Some(p.to_value());
-                }
-                let message = log.mask(&why);
-                let settled = blocking(move || {
-                    // The failure's kind is kept if the record can take it; the run is
-                    // failed either way.
-                    if let Err(e) = catalog.save_run(&failed) {
-                        tracing::warn!(run = %failed.id, error = %e, "the failed run's last progress could not be recorded");
-                    }
-                    Ok(catalog.fail_run(&failed, &message)?)
-                })
-                .await;
-                if let Err(e) = settled {
-                    tracing::error!(run = %record.id, error = %e, "the failed run's record could not say so; a restart settles it");
-                    log.line(
-                        log::RUN,
-                        "error",
-                        &format!("its record could not say it failed ({e}); a restart settles it"),
-                    );
-                }
+                self.settle_unlanded(&current, &why, failure, log).await;
                 Err((why, failure))
             }
         }
@@ -182,6 +146,7 @@ impl Runner {
         scratch: &Path,
         state: &Arc<Mutex<RunRecord>>,
         py: Option<Arc<PyRuntime>>,
+        cancel: &Cancel,
     ) -> Result<Option<Hash>, (String, Failure)> {
         let server = |e: &dyn std::fmt::Display| (e.to_string(), Failure::Server);
         std::fs::create_dir_all(scratch).map_err(|e| server(&e))?;
@@ -223,13 +188,27 @@ impl Runner {
             })),
         };
         let upstream: Vec<Vec<usize>> = plan.nodes.iter().map(|n| n.upstream().collect()).collect();
-        let states = scheduler::run(
+        let scheduled = scheduler::run(
             &upstream,
             self.inner.config.workers,
             |n| Box::pin(job.clone().run(n)),
             |event| job.moved(event),
-        )
-        .await;
+        );
+        // A cancel drops the nodes' futures: their workers' process groups are killed.
+        let states = tokio::select! {
+            states = scheduled => states,
+            why = cancelled(cancel.clone()) => {
+                for n in 0..plan.nodes.len() {
+                    progress.update(n, |r| {
+                        if matches!(r.state, NodeState::Pending | NodeState::Running) {
+                            r.state = NodeState::Cancelled;
+                        }
+                    });
+                }
+                progress.finish().await;
+                return Err((why, Failure::Cancelled));
+            }
+        };
         // Every progress save is done before the run is settled.
         progress.finish().await;
         if let Some(n) = states.iter().position(|s| *s == NodeState::Failed) {
@@ -279,6 +258,10 @@ impl Runner {
             idempotency: None,
             answer: None,
         };
+        // The last moment a cancel stops it: a landing, once begun, completes.
+        if let Some(why) = cancel.borrow().clone() {
+            return Err((why, Failure::Cancelled));
+        }
         let hook = self.inner.before_landing.clone();
         let landed = blocking(move || {
             if let Some(hook) = hook {
@@ -297,107 +280,67 @@ impl Runner {
     }
 }
 
-impl Runner {
-    /// What the run's Python nodes need: their environments (built unless cached), the
-    /// project's files in the scratch folder, the parameter values. `None` without Python.
-    async fn python_runtime(
-        &self,
-        plan: &Plan,
-        options: &RunOptions,
-        record: &RunRecord,
-        scratch: &Path,
-        log: &Arc<RunLog>,
-    ) -> Result<Option<Arc<PyRuntime>>, String> {
-        let functions: Vec<(usize, &plan::PyFunction)> = plan
-            .nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(n, node)| match &node.body {
-                plan::Body::Python(f) => Some((n, &**f)),
-                plan::Body::Sql { .. } => None,
-            })
-            .collect();
-        if functions.is_empty() {
-            return Ok(None);
-        }
-        let mut envs: HashMap<usize, Env> = HashMap::new();
-        let mut built: HashMap<String, Env> = HashMap::new();
-        for (n, f) in &functions {
-            let spec = match &f.environment {
-                Some(spec) => spec.clone(),
-                None => EnvSpec::default_for(&super::python::server_version()?),
-            };
-            let key = spec.key();
-            let env = match built.get(&key) {
-                Some(env) => env.clone(),
-                None => {
-                    let say: Arc<dyn Fn(&str) + Send + Sync> = {
-                        let log = log.clone();
-                        Arc::new(move |m: &str| log.line(log::RUN, "env", m))
-                    };
-                    let env = self.inner.envs.get(&spec, say).await.map_err(|e| {
-                        format!(
-                            "planning: the environment of {} could not be built: {e}",
-                            plan.nodes[*n].name
-                        )
-                    })?;
-                    built.insert(key, env.clone());
-                    env
-                }
-            };
-            envs.insert(*n, env);
-        }
-        if functions.iter().any(|(_, f)| !f.internet)
-            && super::worker::network_isolation().is_none()
-        {
-            log.line(
-                log::RUN,
-                "warn",
-                "this host cannot cut workers off the network (no network namespaces): functions without internet_access=True run with the network",
-            );
-        }
-        if functions.iter().any(|(_, f)| f.memory.is_some()) && !super::cgroup::available() {
-            log.line(
-                log::RUN,
-                "warn",
-                "this host offers no memory cgroup to floe: memory bounds are RLIMIT_DATA, which counts the data a worker maps rather than what it uses",
-            );
-        }
-        let code = pipeline_of(record)
-            .map(|p| p.code)
-            .ok_or("the run's record has no code snapshot")?;
-        let bytes = std::fs::read(self.code_path(&code))
-            .map_err(|e| format!("the run's code snapshot: {e}"))?;
-        let files = super::archive::read(&bytes).map_err(|e| e.to_string())?;
-        let dir = scratch.join("code");
-        for (path, content) in &files {
-            let to = dir.join(path);
-            if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| format!("the run's code: {e}"))?;
-            }
-            std::fs::write(&to, content).map_err(|e| format!("the run's code: {e}"))?;
-        }
-        Ok(Some(Arc::new(PyRuntime {
-            envs,
-            scratch: scratch.to_path_buf(),
-            code: dir,
-            params: plan
-                .params
-                .iter()
-                .map(|(k, p)| {
-                    (
-                        k.clone(),
-                        serde_json::to_value(&p.value).unwrap_or_default(),
-                    )
-                })
-                .collect(),
-            timeout: self.inner.config.worker_timeout,
-            strict: options.strict,
-        })))
+/// A run's cancellation: the reason, once someone cancelled it.
+pub(super) type Cancel = tokio::sync::watch::Receiver<Option<String>>;
+
+/// Resolves (with the reason) once the run is cancelled; never if it is not.
+async fn cancelled(mut cancel: Cancel) -> String {
+    let reason = cancel
+        .wait_for(Option::is_some)
+        .await
+        .ok()
+        .map(|r| r.clone().unwrap_or_default());
+    match reason {
+        Some(reason) => reason,
+        // Nobody can cancel it any more.
+        None => std::future::pending().await,
     }
 }
 
-fn pipeline_of(record: &RunRecord) -> Option<Pipeline> {
+impl Runner {
+    /// Records a run that did not land as failed or cancelled (its last progress and its
+    /// failure kind kept if the record can take them), and says so in its log and the
+    /// server's if its record cannot.
+    async fn settle_unlanded(
+        &self,
+        queued: &RunRecord,
+        why: &str,
+        failure: Failure,
+        log: &Arc<RunLog>,
+    ) {
+        let catalog = self.inner.catalog.clone();
+        let message = log.mask(why);
+        let mut ended = queued.clone();
+        if let Some(p) = pipeline_of(&ended) {
+            let p = Pipeline {
+                failure: Some(failure),
+                ..p
+            };
+            ended.pipeline = Some(p.to_value());
+        }
+        let settled = blocking(move || {
+            if let Err(e) = catalog.save_run(&ended) {
+                tracing::warn!(run = %ended.id, error = %e, "the run's failure kind could not be recorded");
+            }
+            if failure == Failure::Cancelled {
+                Ok(catalog.cancel_run(&ended, &message)?)
+            } else {
+                Ok(catalog.fail_run(&ended, &message)?)
+            }
+        })
+        .await;
+        if let Err(e) = settled {
+            tracing::error!(run = %queued.id, error = %e, "the run's record could not say how it ended; a restart settles it");
+            log.line(
+                log::RUN,
+                "error",
+                &format!("its record could not say how it ended ({e}); a restart settles it"),
+            );
+        }
+    }
+}
+
+pub(super) fn pipeline_of(record: &RunRecord) -> Option<Pipeline> {
     record.pipeline.as_ref().and_then(Pipeline::from_value)
 }
 

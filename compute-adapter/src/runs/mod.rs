@@ -40,11 +40,14 @@ pub mod plan;
 pub mod project;
 pub mod python;
 pub mod record;
+mod runtime;
 pub mod scheduler;
 pub mod schema;
 pub mod sql;
 pub mod worker;
 
+#[cfg(test)]
+mod cancel_tests;
 #[cfg(test)]
 mod python_tests;
 #[cfg(test)]
@@ -169,7 +172,7 @@ fn scratch_root(dir: &Path) -> PathBuf {
         .map(|s| s.blocks_available() * s.fragment_size())
         .unwrap_or(0);
     if room < crate::limits::SHM_FREE_MIN || std::fs::create_dir_all(dir).is_err() {
-        return root;
+        return on_disk(root);
     }
     let seed = format!(
         "{}\0{}\0{:?}",
@@ -186,7 +189,7 @@ fn scratch_root(dir: &Path) -> PathBuf {
         .is_err()
         || !ours(&target)
     {
-        return root;
+        return on_disk(root);
     }
     // A folder or link of an earlier start goes (no run is live at a start).
     if std::fs::symlink_metadata(&root).is_ok_and(|m| m.is_dir()) {
@@ -201,6 +204,19 @@ fn scratch_root(dir: &Path) -> PathBuf {
         return root;
     }
     let _ = std::fs::remove_dir(&target);
+    on_disk(root)
+}
+
+/// `<dir>/scratch` as a folder of its own on disk (a link of an earlier start goes).
+fn on_disk(root: PathBuf) -> PathBuf {
+    use std::os::unix::fs::DirBuilderExt;
+    if std::fs::symlink_metadata(&root).is_ok_and(|m| m.file_type().is_symlink()) {
+        let _ = std::fs::remove_file(&root);
+    }
+    let _ = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&root);
     root
 }
 
@@ -230,6 +246,8 @@ struct Inner {
     turns: Arc<tokio::sync::Semaphore>,
     /// The logs of the runs this server is running (followers wait on them).
     live: Mutex<HashMap<String, Arc<RunLog>>>,
+    /// How to cancel each run this server has (the reason, once cancelled).
+    cancels: Mutex<HashMap<String, tokio::sync::watch::Sender<Option<String>>>>,
     secret_env: SecretEnv,
     before_landing: Option<crate::import::LandingHook>,
     envs: envs::Environments,
@@ -262,6 +280,7 @@ impl Runner {
                 scratch_root,
                 config,
                 live: Mutex::new(HashMap::new()),
+                cancels: Mutex::new(HashMap::new()),
                 secret_env: Arc::new(|name| std::env::var(name).ok()),
                 before_landing: None,
             }),
@@ -346,6 +365,40 @@ impl Runner {
                 None => tokio::time::sleep(poll).await,
             }
         }
+    }
+
+    /// Cancels run `id`: a run of this server stops within moments in whatever phase it is
+    /// (its workers' process groups killed), is recorded `cancelled` and its branch sealed;
+    /// a live run no server runs any more is recorded cancelled here. A run that already
+    /// ended is answered as it is. Answers the run's record once it has ended.
+    pub async fn cancel(&self, principal: &Principal, id: &str) -> Result<RunRecord, RunError> {
+        let catalog = self.inner.catalog.clone();
+        let (who, run) = (principal.clone(), id.to_owned());
+        let record = blocking(move || Ok(catalog.get_run(&who, &run)?)).await?;
+        if !record.state.is_live() {
+            return Ok(record);
+        }
+        let why = format!("cancelled by {}", principal.name());
+        let signalled = match self.inner.cancels.lock().get(id) {
+            Some(tx) => {
+                tx.send_if_modified(|reason| {
+                    if reason.is_none() {
+                        *reason = Some(why.clone());
+                        true
+                    } else {
+                        false
+                    }
+                });
+                true
+            }
+            None => false,
+        };
+        if !signalled {
+            let catalog = self.inner.catalog.clone();
+            let stale = record.clone();
+            blocking(move || Ok(catalog.cancel_run(&stale, &why)?)).await?;
+        }
+        self.wait(id).await
     }
 
     /// Plans a project and, unless `--plan`, records the run and starts it.
@@ -446,6 +499,11 @@ impl Runner {
             .live
             .lock()
             .insert(record.id.clone(), log.clone());
+        let (cancel_tx, cancel) = tokio::sync::watch::channel(None);
+        self.inner
+            .cancels
+            .lock()
+            .insert(record.id.clone(), cancel_tx);
         let span =
             tracing::info_span!("run", id = %record.id, kind = "run", target = %record.target);
         let this = self.clone();
@@ -454,8 +512,9 @@ impl Runner {
         tokio::spawn(
             async move {
                 let id = queued.id.clone();
-                let run =
-                    std::panic::AssertUnwindSafe(this.execute(&who, queued, plan, options, &log));
+                let run = std::panic::AssertUnwindSafe(
+                    this.execute(&who, queued, plan, options, &log, cancel),
+                );
                 // A panic in the run (an engine's, on some statement) fails it like any
                 // error: its record never stays live.
                 if let Err(panic) = futures::FutureExt::catch_unwind(run).await {
@@ -480,6 +539,7 @@ impl Runner {
                     .await;
                     let _ = std::fs::remove_dir_all(this.scratch(&id));
                     this.inner.live.lock().remove(&id);
+                    this.inner.cancels.lock().remove(&id);
                     log.line(log::RUN, "info", "ended");
                 }
             }

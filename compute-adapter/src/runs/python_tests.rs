@@ -565,8 +565,8 @@ import bauplan, subprocess, threading, time
 @bauplan.model()
 def leaves_things_running(data=bauplan.Model("t")):
     # A child holding the worker's stdout, and a thread that never ends.
-    subprocess.Popen(["python3", "-c", "import time; time.sleep(300); print('still here')"])
-    threading.Thread(target=time.sleep, args=(300,)).start()
+    subprocess.Popen(["python3", "-c", "import time; time.sleep(301); print('still here')"])
+    threading.Thread(target=time.sleep, args=(301,)).start()
     print("returning")
     return data
 "#;
@@ -592,7 +592,7 @@ def leaves_things_running(data=bauplan.Model("t")):
         "{log}"
     );
     let survivors = std::process::Command::new("pgrep")
-        .args(["-f", "time.sleep\\(300\\)"])
+        .args(["-f", "time.sleep\\(301\\)"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
@@ -610,10 +610,11 @@ fn a_restart_stops_the_workers_a_stopped_server_left_running() {
         .join("0");
     std::fs::create_dir_all(&home).unwrap();
     use std::os::unix::process::CommandExt;
-    // A process that looks like a worker (its command line names floe_worker), in a
-    // group of its own, as a worker is.
-    let mut leftover = std::process::Command::new("python3")
-        .args(["-c", "import time; time.sleep(300)", "floe_worker"])
+    // A process where a worker is (in the worker's folder), in a group of its own, as a
+    // worker is.
+    let mut leftover = std::process::Command::new("sleep")
+        .arg("300")
+        .current_dir(&home)
         .process_group(0)
         .spawn()
         .unwrap();

@@ -63,6 +63,8 @@ pub enum Failure {
     Conflict,
     /// The server stopped, or the run's bookkeeping failed.
     Server,
+    /// Someone cancelled it.
+    Cancelled,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -132,6 +132,26 @@ impl World {
             .collect()
     }
 
+    /// The run's branch stays, and nothing may be made from its head (it is sealed).
+    pub(super) fn assert_sealed(&self, record: &RunRecord) {
+        let branch = self
+            .f
+            .catalog
+            .get_ref(&self.f.who, &record.branch())
+            .unwrap();
+        let copy = self.f.catalog.create_ref(
+            &self.f.who,
+            &floe_commits::RefName::parse("copy").unwrap(),
+            floe_commits::RefKind::Branch,
+            &RefSpec::parse(&branch.head.to_hex()).unwrap(),
+            None,
+        );
+        assert!(
+            matches!(copy, Err(CatalogError::RunSealed { .. })),
+            "{copy:?}"
+        );
+    }
+
     pub(super) fn head(&self) -> Hash {
         self.f
             .catalog

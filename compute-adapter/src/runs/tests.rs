@@ -148,18 +148,7 @@ async fn a_failing_node_changes_nothing_and_seals_the_branch() {
         p.nodes[1].error
     );
     // Its branch stays, sealed.
-    let branch = w.f.catalog.get_ref(&w.f.who, &record.branch()).unwrap();
-    let sealed = w.f.catalog.create_ref(
-        &w.f.who,
-        &floe_commits::RefName::parse("copy").unwrap(),
-        floe_commits::RefKind::Branch,
-        &RefSpec::parse(&branch.head.to_hex()).unwrap(),
-        None,
-    );
-    assert!(
-        matches!(sealed, Err(CatalogError::RunSealed { .. })),
-        "{sealed:?}"
-    );
+    w.assert_sealed(&record);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -305,7 +305,8 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, lines: Lines<'_>
 
 /// Kills the workers a stopped server left running (their process groups, recorded in
 /// each worker's folder under `scratch`), before their folders are removed. A group id is
-/// killed only while its leader is still a floe worker.
+/// killed only while its leader still works in that worker's folder (not a process that
+/// took its id since).
 pub fn stop_leftovers(scratch: &Path) {
     let Ok(runs) = std::fs::read_dir(scratch) else {
         return;
@@ -322,8 +323,10 @@ pub fn stop_leftovers(scratch: &Path) {
             else {
                 continue;
             };
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let is_worker = cmdline.split(|b| *b == 0).any(|arg| arg == b"floe_worker");
+            // Still this worker: the group's leader works in this worker's own folder.
+            let is_worker = std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| {
+                cwd == worker.path() || std::fs::canonicalize(worker.path()).is_ok_and(|w| w == cwd)
+            });
             if is_worker {
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
             }

@@ -41,7 +41,7 @@ use crate::wire;
         namespaces::drop_namespace, namespaces::update_properties,
         merges::merge, merges::cherry_pick, merges::revert,
         query::query, imports::import, runs::list_runs, runs::get_run, runs::promote_run,
-        submit::submit_run, submit::run_logs, submit::run_code,
+        submit::submit_run, submit::run_logs, submit::run_code, submit::cancel_run,
         runs::maintain,
     ),
     components(schemas(ErrorBody, ConflictBody, wire::StatusBody, query::QueryBody, imports::ImportBody, runs::RunBody, runs::RunList, runs::MaintenanceBody)),
@@ -108,6 +108,7 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{id}", get(runs::get_run))
         .route("/runs/{id}/logs", get(submit::run_logs))
         .route("/runs/{id}/code", get(submit::run_code))
+        .route("/runs/{id}/cancel", post(submit::cancel_run))
         .route("/runs/{id}/promote", post(runs::promote_run))
         .route("/maintenance", post(runs::maintain))
         .route(

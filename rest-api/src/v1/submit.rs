@@ -56,6 +56,7 @@ pub struct LogsQuery {
     params(("id" = String, Path, description = "The run's id"), LogsQuery),
     responses(
         (status = 200, description = "The run's log, one line per event: `<time> <node> <stream> <text>`", body = String, content_type = "text/plain"),
+        (status = 400, description = "Invalid input (`follow` that is not true or false)", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
     ))]
 pub async fn run_logs(
@@ -81,6 +82,25 @@ pub async fn run_code(
     compute::code(state, id, headers).await
 }
 
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs", operation_id = "cancelRun",
+    params(("id" = String, Path, description = "The run's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A UUIDv7; a retry with the same key gets the same answer")),
+    responses(
+        (status = 200, description = "The run once it ended: `cancelled` (its workers killed, its branch sealed), or as it ended if it ended first (cancelling twice changes nothing)", body = super::runs::RunBody),
+        (status = 400, description = "Invalid input (an Idempotency-Key that is not a UUIDv7)", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used for another request", body = ErrorBody),
+        (status = 501, description = "This server was built without compute", body = ErrorBody),
+    ))]
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    compute::cancel(state, id, uri, headers).await
+}
+
 #[cfg(not(feature = "compute"))]
 mod compute {
     use super::*;
@@ -102,6 +122,10 @@ mod compute {
     }
 
     pub async fn code(_: AppState, _: String, _: HeaderMap) -> Response {
+        none()
+    }
+
+    pub async fn cancel(_: AppState, _: String, _: Uri, _: HeaderMap) -> Response {
         none()
     }
 }
@@ -167,6 +191,36 @@ mod compute {
                 replay: move |cx: &Ctx, rec: &AppliedRecord| {
                     let run = cx.catalog.get_run(&cx.principal, &rec.detail)?;
                     Reply::json(StatusCode::CREATED, &RunBody::from(&run))
+                },
+            },
+        )
+        .await
+    }
+
+    pub async fn cancel(state: AppState, id: String, uri: Uri, headers: HeaderMap) -> Response {
+        let runner = state.runner.clone();
+        let handle = tokio::runtime::Handle::current();
+        let again = id.clone();
+        let call = Call {
+            method: Method::POST,
+            uri,
+            headers,
+            body: Vec::new().into(),
+            api: Api::Floe,
+        };
+        write::write(
+            &state,
+            call,
+            Write {
+                run: move |cx: &Ctx, _: Option<&IdemRequest>| {
+                    let run = handle
+                        .block_on(runner.cancel(&cx.principal, &id))
+                        .map_err(ApiError::from)?;
+                    Reply::json(StatusCode::OK, &RunBody::from(&run))
+                },
+                replay: move |cx: &Ctx, _: &AppliedRecord| {
+                    let run = cx.catalog.get_run(&cx.principal, &again)?;
+                    Reply::json(StatusCode::OK, &RunBody::from(&run))
                 },
             },
         )

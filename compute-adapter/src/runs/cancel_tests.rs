@@ -1,0 +1,127 @@
+//! Cancelling runs (issue 18): in each phase a run stops within moments, its workers'
+//! process groups are killed, it ends `cancelled` and its branch is sealed.
+
+use floe_catalog::RunState;
+
+use super::tests::{World, config, files_with, world};
+use super::*;
+
+const PROJECT: &str = "project:\n  id: c1\n  name: cancel\ndefaults:\n  namespace: db\n";
+
+/// A project whose Python model waits (for `secs` seconds, a marker for `sleepers`) in a
+/// worker, after a SQL model wrote a table on the run's branch.
+fn waiting(secs: u32) -> Vec<u8> {
+    let code = format!(
+        r#"
+import bauplan, subprocess, sys, time
+
+@bauplan.model(materialization_strategy="REPLACE")
+def waits(data=bauplan.Model("first")):
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep({secs})"])
+    print("waiting")
+    time.sleep({secs})
+    return data
+"#
+    );
+    files_with(
+        PROJECT,
+        &[
+            (
+                "first.sql",
+                "-- bauplan: materialization_strategy = REPLACE\nSELECT id FROM t",
+            ),
+            ("w.py", &code),
+        ],
+    )
+}
+
+async fn start(w: &World, archive: Vec<u8>) -> RunRecord {
+    match w
+        .runner
+        .submit(&w.f.who, archive, RunOptions::default(), None)
+        .await
+        .unwrap()
+    {
+        Submitted::Started(r) => r,
+        Submitted::Planned(_) => unreachable!(),
+    }
+}
+
+/// Waits until the run's log holds `text`.
+async fn until_logged(w: &World, id: &str, text: &str) {
+    let log = w.runner.live_log(id).unwrap();
+    loop {
+        let wake = log.waker();
+        let mut notified = std::pin::pin!(wake.notified());
+        notified.as_mut().enable();
+        if std::fs::read_to_string(log.path()).unwrap().contains(text) {
+            return;
+        }
+        notified.await;
+    }
+}
+
+fn sleepers(secs: u32) -> String {
+    std::process::Command::new("pgrep")
+        .args(["-f", &format!("time.sleep\\({secs}\\)")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_run_is_cancelled_within_moments_and_sealed() {
+    let w = world().await;
+    let before = w.head();
+    let run = start(&w, waiting(400)).await;
+    until_logged(&w, &run.id, " waits stdout waiting").await;
+    let asked = std::time::Instant::now();
+    let ended = w.runner.cancel(&w.f.who, &run.id).await.unwrap();
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(ended.state, RunState::Cancelled, "{ended:?}");
+    let by = format!("cancelled by {}", w.f.who.name());
+    assert_eq!(ended.error.as_deref(), Some(by.as_str()));
+    assert_eq!(w.head(), before);
+    let p = Pipeline::from_value(ended.pipeline.as_ref().unwrap()).unwrap();
+    assert_eq!(p.failure, Some(Failure::Cancelled));
+    let states: Vec<_> = p.nodes.iter().map(|n| n.state).collect();
+    assert_eq!(states, [NodeState::Succeeded, NodeState::Cancelled]);
+    // The worker and what it started are gone.
+    assert_eq!(sleepers(400), "");
+    // Its branch is sealed like a failed run's.
+    w.assert_sealed(&ended);
+    // Cancelling again, or an ended run, changes nothing.
+    let again = w.runner.cancel(&w.f.who, &run.id).await.unwrap();
+    assert_eq!(again.state, RunState::Cancelled);
+    assert_eq!(again.finished_ms, ended.finished_ms);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_run_is_cancelled_without_forking() {
+    let mut w = world().await;
+    let runs = tempfile::tempdir().unwrap();
+    w.runner = Runner::new(
+        w.f.catalog.clone(),
+        w.engine.clone(),
+        config(runs.path(), 1, 1),
+    );
+    let first = start(&w, waiting(401)).await;
+    until_logged(&w, &first.id, " waits stdout waiting").await;
+    let second = start(&w, waiting(401)).await;
+    let ended = w.runner.cancel(&w.f.who, &second.id).await.unwrap();
+    assert_eq!(ended.state, RunState::Cancelled);
+    assert!(ended.fork.is_empty(), "it never forked");
+    let log = std::fs::read_to_string(w.runner.log_path(&second.id)).unwrap();
+    assert!(!log.contains("running on"), "{log}");
+    // The first still runs; cancelled too, it ends.
+    let live = w.f.catalog.run_record(&first.id).unwrap().unwrap();
+    assert_eq!(live.state, RunState::Running);
+    let first = w.runner.cancel(&w.f.who, &first.id).await.unwrap();
+    assert_eq!(first.state, RunState::Cancelled);
+    assert_eq!(sleepers(401), "");
+    drop(runs);
+}
