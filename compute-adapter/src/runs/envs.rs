@@ -464,10 +464,23 @@ fn cut_off(spec: &EnvSpec, say: &dyn Fn(&str)) -> Option<String> {
 /// uv: `FLOE_UV`, else on PATH, else installed once from PyPI into `~/.cache/floe`
 /// (shared by every environment cache; the cache folder without a home).
 fn uv(cache: &Path, say: &dyn Fn(&str)) -> Result<PathBuf, String> {
-    let given = std::env::var_os("FLOE_UV")
-        .map(PathBuf::from)
-        .or_else(|| python::on_path("uv"));
-    if let Some(path) = given {
+    if let Some(path) = std::env::var_os("FLOE_UV").map(PathBuf::from) {
+        // Named by the operator: used as it is, or refused saying why.
+        return match uv_version(&path) {
+            Some(v) if v >= UV_VERSION_MIN => Ok(path),
+            found => Err(format!(
+                "FLOE_UV names {}, which is uv {}; floe needs uv {}.{} or newer",
+                path.display(),
+                found.map_or_else(
+                    || "of an unknown version".to_owned(),
+                    |(a, b)| format!("{a}.{b}")
+                ),
+                UV_VERSION_MIN.0,
+                UV_VERSION_MIN.1
+            )),
+        };
+    }
+    if let Some(path) = python::on_path("uv") {
         match uv_version(&path) {
             Some(v) if v >= UV_VERSION_MIN => return Ok(path),
             found => say(&format!(

@@ -10,6 +10,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+/// A log line shows at most this many bytes of its text.
+pub const LOG_LINE_BYTES_MAX: usize = 64 * 1024;
+
 /// The node name of lines about the run as a whole.
 pub const RUN: &str = "run";
 
@@ -75,10 +78,19 @@ impl RunLog {
     /// a run does not fail for its log.
     pub fn line(&self, node: &str, stream: &str, text: &str) {
         let at = stamp(self.clock.now_ms());
+        // Masked whole, then cut: a secret is never split by the cut.
         let text = self.secrets.mask(text);
         let mut out = String::new();
         for l in text.lines() {
-            out.push_str(&format!("{at} {node} {stream} {l}\n"));
+            if l.len() > LOG_LINE_BYTES_MAX {
+                let mut end = LOG_LINE_BYTES_MAX;
+                while !l.is_char_boundary(end) {
+                    end -= 1;
+                }
+                out.push_str(&format!("{at} {node} {stream} {} [cut]\n", &l[..end]));
+            } else {
+                out.push_str(&format!("{at} {node} {stream} {l}\n"));
+            }
         }
         let mut file = self.file.lock();
         if let Some(f) = file.as_mut()

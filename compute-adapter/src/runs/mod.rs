@@ -255,6 +255,18 @@ struct Inner {
     scratch_root: PathBuf,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The tmpfs folder goes with the last handle on this runner, if no run left
+        // anything in it (a stopped server's leftovers are cleared at its next start).
+        if let Ok(target) = std::fs::read_link(&self.scratch_root)
+            && std::fs::remove_dir(&target).is_ok()
+        {
+            let _ = std::fs::remove_file(&self.scratch_root);
+        }
+    }
+}
+
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runner")
@@ -289,13 +301,11 @@ impl Runner {
 
     /// Runs `hook` after a run's nodes and before its landing (tests race a writer there).
     pub fn with_landing_hook(self, hook: crate::import::LandingHook) -> Runner {
-        let inner = Arc::try_unwrap(self.inner)
+        let mut inner = Arc::try_unwrap(self.inner)
             .unwrap_or_else(|_| panic!("configure a runner before cloning it"));
+        inner.before_landing = Some(hook);
         Runner {
-            inner: Arc::new(Inner {
-                before_landing: Some(hook),
-                ..inner
-            }),
+            inner: Arc::new(inner),
         }
     }
 

@@ -201,6 +201,8 @@ def params(data=bauplan.Model("t", columns=["id"], filter="id = $low"),
            label=bauplan.Parameter("label"), flag=bauplan.Parameter("flag"),
            token=bauplan.Parameter("token")):
     print("the token is", token)
+    # A long line, the secret across where the log cuts it.
+    print("x" * 65530 + token + "y" * 40000)
     types = [type(v).__name__ for v in (low, factor, label, flag, token)]
     return pa.table({"types": [",".join(types)], "label": [label], "low": [low],
                      "rows": [data.num_rows], "token_len": [len(token)]})
@@ -223,7 +225,12 @@ def params(data=bauplan.Model("t", columns=["id"], filter="id = $low"),
     assert_eq!(row, "int,float,str,bool,str|it's|7|1|12");
     // The function printed the secret: the log shows it masked.
     assert!(log.contains("the token is"), "{log}");
-    assert!(!log.contains("s3cr3t-value"), "{log}");
+    assert!(!log.contains("s3cr3t"), "no part of the secret is shown");
+    // Masked first (8 asterisks), then cut at 64 KiB: 65,530 x and 6 of the asterisks.
+    assert!(
+        log.contains("x****** [cut]"),
+        "the long line is cut after masking"
+    );
     let shown = serde_json::to_string(&record).unwrap();
     assert!(!shown.contains("s3cr3t-value"));
 }

@@ -252,18 +252,19 @@ pub async fn run(launch: Launch<'_>, lines: Lines<'_>) -> Result<Answer, String>
 
 /// How long a worker's pipes are read after it exits, at most.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
-/// A line of a worker's output is cut at this many bytes.
-const LINE_BYTES_MAX: usize = 64 * 1024;
+/// The most of one line of a worker's output that is read (the rest of a longer line is
+/// dropped); the log cuts what it shows of a line shorter still, after masking secrets.
+const LINE_READ_MAX: usize = 1 << 20;
 /// A worker's output beyond this many bytes (per stream) is not logged.
 const OUTPUT_BYTES_MAX: usize = 16 << 20;
 /// The file in a worker's folder holding its process group id.
 const PGID_FILE: &str = "pgid";
 
-/// Streams a pipe into the run log line by line as they come: lines cut at
-/// `LINE_BYTES_MAX`, a stream's output beyond `OUTPUT_BYTES_MAX` left out (said once).
+/// Streams a pipe into the run log line by line as they come: a line's first
+/// `LINE_READ_MAX` bytes, a stream's output beyond `OUTPUT_BYTES_MAX` left out (said once).
 async fn pump<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, lines: Lines<'_>, stream: &str) {
     let Some(pipe) = pipe else { return };
-    let mut reader = BufReader::with_capacity(LINE_BYTES_MAX, pipe);
+    let mut reader = BufReader::with_capacity(64 * 1024, pipe);
     let mut line: Vec<u8> = Vec::new();
     let mut total = 0usize;
     let emit = |line: &mut Vec<u8>, total: &mut usize| {
@@ -290,11 +291,11 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, lines: Lines<'_>
             Some(at) => (at + 1, true),
             None => (buffer.len(), false),
         };
-        let room = LINE_BYTES_MAX.saturating_sub(line.len());
+        let room = LINE_READ_MAX.saturating_sub(line.len());
         let body = if complete { take - 1 } else { take };
         line.extend_from_slice(&buffer[..body.min(room)]);
         reader.consume(take);
-        if complete || line.len() >= LINE_BYTES_MAX {
+        if complete {
             emit(&mut line, &mut total);
         }
     }
