@@ -382,6 +382,10 @@ pub struct RunStart {
     /// Print the run's id and return; `floe run logs ID -f` follows it.
     #[arg(long)]
     pub detach: bool,
+    /// The run's deadline (such as 30m): past it the run is cancelled (at most the
+    /// server's --run-timeout).
+    #[arg(long, value_parser = duration_ms)]
+    pub timeout: Option<i64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -415,6 +419,9 @@ pub enum RunVerb {
     /// Cancel a queued or running run: its workers are stopped, it ends `cancelled`, its
     /// branch sealed. Waits until it has ended and shows it.
     Cancel { id: String },
+    /// Wait until a run ends, show it, and exit as `floe run` would (0 succeeded, 3
+    /// landing conflict, 4 failed, 130 cancelled).
+    Wait { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -473,6 +480,10 @@ pub struct ServeArgs {
     /// A Python worker's timeout when its function sets none (`@resources(timeout=)`).
     #[arg(long, env = "FLOE_WORKER_TIMEOUT", default_value = "1h", value_parser = duration_ms)]
     pub worker_timeout: i64,
+    /// A run's deadline when it sets none (`floe run --timeout`), and the longest it may
+    /// set: past it the run is cancelled.
+    #[arg(long, env = "FLOE_RUN_TIMEOUT", default_value = "1d", value_parser = duration_ms)]
+    pub run_timeout: i64,
     /// Where Python worker environments are cached (shared across data folders).
     #[arg(long, env = "FLOE_ENV_CACHE")]
     pub env_cache: Option<std::path::PathBuf>,

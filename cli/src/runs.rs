@@ -55,6 +55,16 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
                 .map_err(|e| Failure::Other(format!("reading the log: {e}")))?;
             Ok(())
         }
+        Some(RunVerb::Wait { id }) => {
+            // The log streams until the run ends; what it says is not shown here.
+            let stream = ctx.client.get_stream(
+                &format!("/api/v1/runs/{}/logs", encode(&id)),
+                &[("follow", "true".to_owned())],
+            )?;
+            std::io::copy(&mut std::io::BufReader::new(stream), &mut std::io::sink())
+                .map_err(|e| Failure::Other(format!("following the run: {e}")))?;
+            ended(ctx, &id)
+        }
         Some(RunVerb::Cancel { id }) => {
             let answer = cancel(ctx, &id)?;
             if ctx.json {
@@ -229,6 +239,8 @@ fn start(ctx: &Ctx, args: RunStart) -> Result<(), Failure> {
             PreviewArg::Tail => "tail",
             PreviewArg::Off => "off",
         },
+        // Seconds, rounded up: a deadline is never shortened.
+        "timeoutSeconds": args.timeout.map(|ms| (ms.max(1) as u64).div_ceil(1000)),
     });
     let boundary = format!("floe-{}", uuid::Uuid::now_v7().simple());
     let body = || -> Result<Box<dyn Read + Send>, String> {
@@ -277,7 +289,12 @@ fn start(ctx: &Ctx, args: RunStart) -> Result<(), Failure> {
     }
     cancel_on_interrupt(ctx.client.base(), &id);
     follow(ctx, &id, &answer.value)?;
-    let last = ctx.get(&format!("/api/v1/runs/{}", encode(&id)), &[])?;
+    ended(ctx, &id)
+}
+
+/// A run that ended: shown (its record with `--json`), and the exit code of its end.
+fn ended(ctx: &Ctx, id: &str) -> Result<(), Failure> {
+    let last = ctx.get(&format!("/api/v1/runs/{}", encode(id)), &[])?;
     if ctx.json {
         ctx.print(&last);
     } else {

@@ -95,7 +95,12 @@ pub struct ServerOptions {
     pub env_cache: Option<std::path::PathBuf>,
     /// A Python worker's timeout when its function sets none (`--worker-timeout`).
     pub worker_timeout: std::time::Duration,
+    /// A run's deadline when it sets none, and the longest it may set (`--run-timeout`).
+    pub run_timeout: std::time::Duration,
 }
+
+/// A run's deadline by default (a day).
+pub const RUN_TIMEOUT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// A Python worker's timeout by default (one hour).
 pub const WORKER_TIMEOUT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -117,6 +122,7 @@ impl Default for ServerOptions {
             run_workers: None,
             env_cache: None,
             worker_timeout: WORKER_TIMEOUT_DEFAULT,
+            run_timeout: RUN_TIMEOUT_DEFAULT,
         }
     }
 }
@@ -198,6 +204,7 @@ fn app_state(catalog: Catalog, options: &ServerOptions) -> AppState {
                 .clone()
                 .unwrap_or_else(floe_compute::runs::envs::default_cache),
             worker_timeout: options.worker_timeout,
+            run_timeout: options.run_timeout,
         },
     );
     AppState {

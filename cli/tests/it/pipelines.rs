@@ -668,3 +668,32 @@ fn ctrl_c_cancels_a_foreground_run_and_exits_130() {
     shown.expect(0);
     assert_eq!(shown.json()["state"], "cancelled");
 }
+
+/// `floe run wait ID` waits for a detached run and exits as `floe run` would (issue 18).
+#[test]
+fn floe_run_wait_exits_as_the_run_ended() {
+    let run = seeded();
+    let detach = |name: &str, files: &[(&str, &str)]| {
+        let dir = project(&run, name, files);
+        let out = run_floe(
+            &run,
+            &["--json", "run", p(&dir), "--ref", "dev", "--detach"],
+        );
+        out.expect(0);
+        out.json()["id"].as_str().unwrap().to_owned()
+    };
+    let ok = detach("ok", DEMO);
+    let waited = run_floe(&run, &["--json", "run", "wait", &ok]);
+    waited.expect(0);
+    assert_eq!(waited.json()["state"], "succeeded");
+    let bad = detach(
+        "bad",
+        &[(
+            "b.sql",
+            "SELECT CAST('x' || CAST(id AS VARCHAR) AS INT) AS n FROM t",
+        )],
+    );
+    let waited = run_floe(&run, &["--json", "run", "wait", &bad]);
+    waited.expect(4);
+    assert_eq!(waited.json()["state"], "failed");
+}

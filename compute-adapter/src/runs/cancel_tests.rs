@@ -125,3 +125,35 @@ async fn a_queued_run_is_cancelled_without_forking() {
     assert_eq!(sleepers(401), "");
     drop(runs);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_past_its_deadline_is_cancelled() {
+    let w = world().await;
+    let options = RunOptions {
+        timeout_seconds: Some(2),
+        ..RunOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let run = match w
+        .runner
+        .submit(&w.f.who, waiting(403), options, None)
+        .await
+        .unwrap()
+    {
+        Submitted::Started(r) => r,
+        Submitted::Planned(_) => unreachable!(),
+    };
+    let ended = w.runner.wait(&run.id).await.unwrap();
+    assert_eq!(ended.state, RunState::Cancelled, "{ended:?}");
+    assert!(
+        ended
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("ran past its deadline (2 s"),
+        "{:?}",
+        ended.error
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert_eq!(sleepers(403), "");
+}

@@ -142,6 +142,9 @@ pub struct RunnerConfig {
     pub env_cache: PathBuf,
     /// A Python worker's timeout when its function sets none (`--worker-timeout`).
     pub worker_timeout: std::time::Duration,
+    /// A run's deadline when it sets none, and the longest one it may set
+    /// (`--run-timeout`); past it the run is cancelled.
+    pub run_timeout: std::time::Duration,
 }
 
 /// Where a run's secrets come from (`FLOE_SECRET_<NAME>` of the server's environment).
@@ -411,6 +414,32 @@ impl Runner {
         self.wait(id).await
     }
 
+    /// Cancels run `id` once its deadline passes (its `timeoutSeconds`, at most the
+    /// server's `--run-timeout`), if it still runs then.
+    fn deadline(&self, id: &str, options: &RunOptions) {
+        let most = self.inner.config.run_timeout;
+        let deadline = options
+            .timeout_seconds
+            .map_or(most, |s| std::time::Duration::from_secs(s).min(most));
+        let (inner, id) = (Arc::downgrade(&self.inner), id.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(deadline).await;
+            let Some(inner) = inner.upgrade() else { return };
+            if let Some(tx) = inner.cancels.lock().get(&id) {
+                tx.send_if_modified(|reason| {
+                    let first = reason.is_none();
+                    if first {
+                        *reason = Some(format!(
+                            "it ran past its deadline ({} s; floe run --timeout, floe serve --run-timeout)",
+                            deadline.as_secs()
+                        ));
+                    }
+                    first
+                });
+            }
+        });
+    }
+
     /// Plans a project and, unless `--plan`, records the run and starts it.
     pub async fn submit(
         &self,
@@ -514,6 +543,7 @@ impl Runner {
             .cancels
             .lock()
             .insert(record.id.clone(), cancel_tx);
+        self.deadline(&record.id, &options);
         let span =
             tracing::info_span!("run", id = %record.id, kind = "run", target = %record.target);
         let this = self.clone();

@@ -49,6 +49,10 @@ pub struct RunOptions {
     pub no_transaction: bool,
     #[serde(default)]
     pub preview: Preview,
+    /// The run's deadline, in seconds (at most the server's `--run-timeout`); past it the
+    /// run is cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
 }
 
 /// Why a run failed, for its exit code.

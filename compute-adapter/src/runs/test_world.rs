@@ -24,6 +24,7 @@ pub(super) fn config(dir: &std::path::Path, max_runs: usize, workers: usize) -> 
         workers,
         env_cache: super::envs::default_cache(),
         worker_timeout: std::time::Duration::from_secs(600),
+        run_timeout: std::time::Duration::from_secs(3600),
     }
 }
 
