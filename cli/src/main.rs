@@ -355,6 +355,13 @@ pub enum PreviewArg {
 pub struct RunStart {
     /// The project folder (with bauplan_project.yml; default: the current folder).
     pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub opts: RunOpts,
+}
+
+/// How a run runs (`floe run DIR` and `floe run rerun ID`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunOpts {
     /// The branch the run lands on (default: the checked-out branch).
     #[arg(long = "ref", value_name = "REF")]
     pub at: Option<String>,
@@ -422,6 +429,14 @@ pub enum RunVerb {
     /// Wait until a run ends, show it, and exit as `floe run` would (0 succeeded, 3
     /// landing conflict, 4 failed, 130 cancelled).
     Wait { id: String },
+    /// Run a run's recorded code again, with its recorded ref, namespace and parameters
+    /// unless given (secrets come from --param or the server's environment again); it
+    /// behaves as `floe run`.
+    Rerun {
+        id: String,
+        #[command(flatten)]
+        opts: RunOpts,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,10 +18,12 @@ use serde_json::{Value, json};
 use crate::client::{CallError, EXIT_CONFLICT, Method, encode};
 use crate::output::table;
 use crate::verbs::{Ctx, Failure, PAGE_MAX};
-use crate::{PreviewArg, RunArgs, RunStart, RunVerb};
+use crate::{PreviewArg, RunArgs, RunOpts, RunStart, RunVerb};
 
 /// A run that failed, at planning or execution.
 pub const EXIT_RUN_FAILED: u8 = 4;
+/// How the server shows a secret parameter's value (floe_compute's `MASK`).
+const PARAM_MASK: &str = "********";
 /// `floe run` of a run that was cancelled (DESIGN §7).
 pub const EXIT_RUN_CANCELLED: u8 = 130;
 
@@ -55,6 +57,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
                 .map_err(|e| Failure::Other(format!("reading the log: {e}")))?;
             Ok(())
         }
+        Some(RunVerb::Rerun { id, opts }) => rerun(ctx, &id, &opts),
         Some(RunVerb::Wait { id }) => {
             // The log streams until the run ends; what it says is not shown here.
             let stream = ctx.client.get_stream(
@@ -217,8 +220,50 @@ fn pack(files: &BTreeMap<String, PathBuf>) -> Result<Vec<u8>, Failure> {
 fn start(ctx: &Ctx, args: RunStart) -> Result<(), Failure> {
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let archive = pack(&project_files(&dir)?)?;
+    submit(ctx, archive, &args.opts, None)
+}
+
+/// `floe run rerun ID`: the run's code snapshot again, with its recorded ref, namespace and
+/// parameters (secrets, masked in the record, are not sent: they come from `--param` or the
+/// server's environment again) unless the options give them.
+fn rerun(ctx: &Ctx, id: &str, opts: &RunOpts) -> Result<(), Failure> {
+    let record = ctx.get(&format!("/api/v1/runs/{}", encode(id)), &[])?.value;
+    let Some(pipeline) = record.get("pipeline").filter(|p| p.is_object()) else {
+        return Err(Failure::Usage(format!(
+            "run {id} is not a pipeline run (an import has no code to run again)"
+        )));
+    };
+    let mut code = Vec::new();
+    ctx.client
+        .get_stream(&format!("/api/v1/runs/{}/code", encode(id)), &[])?
+        .read_to_end(&mut code)
+        .map_err(|e| Failure::Other(format!("reading run {id}'s code: {e}")))?;
+    submit(ctx, code, opts, Some((&record, pipeline)))
+}
+
+/// Posts a run of `archive` with `opts` (over what a `recorded` run had) and follows it.
+fn submit(
+    ctx: &Ctx,
+    archive: Vec<u8>,
+    opts: &RunOpts,
+    recorded: Option<(&Value, &Value)>,
+) -> Result<(), Failure> {
+    let args = RunStart {
+        dir: None,
+        opts: opts.clone(),
+    };
     let mut params = serde_json::Map::new();
-    for p in &args.params {
+    if let Some((_, pipeline)) = recorded {
+        for (k, v) in pipeline["parameters"].as_object().into_iter().flatten() {
+            let text = match v {
+                Value::String(s) if s == PARAM_MASK => continue,
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            params.insert(k.clone(), json!(text));
+        }
+    }
+    for p in &args.opts.params {
         let Some((k, v)) = p.split_once('=') else {
             return Err(Failure::Usage(format!(
                 "--param takes key=value, got {p:?}"
@@ -227,20 +272,26 @@ fn start(ctx: &Ctx, args: RunStart) -> Result<(), Failure> {
         params.insert(k.trim().to_owned(), json!(v));
     }
     let options = json!({
-        "ref": args.at.clone().unwrap_or_else(|| ctx.current.clone()),
-        "namespace": args.namespace,
+        "ref": args.opts.at.clone().unwrap_or_else(|| {
+            recorded
+                .and_then(|(r, _)| r["target"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| ctx.current.clone())
+        }),
+        "namespace": args.opts.namespace.clone().or_else(|| {
+            recorded.and_then(|(_, p)| p["namespace"].as_str().map(str::to_owned))
+        }),
         "params": params,
-        "dryRun": args.dry_run,
-        "plan": args.plan,
-        "strict": args.strict,
-        "noTransaction": args.no_transaction,
-        "preview": match args.preview {
+        "dryRun": args.opts.dry_run,
+        "plan": args.opts.plan,
+        "strict": args.opts.strict,
+        "noTransaction": args.opts.no_transaction,
+        "preview": match args.opts.preview {
             PreviewArg::Head => "head",
             PreviewArg::Tail => "tail",
             PreviewArg::Off => "off",
         },
         // Seconds, rounded up: a deadline is never shortened.
-        "timeoutSeconds": args.timeout.map(|ms| (ms.max(1) as u64).div_ceil(1000)),
+        "timeoutSeconds": args.opts.timeout.map(|ms| (ms.max(1) as u64).div_ceil(1000)),
     });
     let boundary = format!("floe-{}", uuid::Uuid::now_v7().simple());
     let body = || -> Result<Box<dyn Read + Send>, String> {
@@ -266,7 +317,7 @@ fn start(ctx: &Ctx, args: RunStart) -> Result<(), Failure> {
         }
         Err(e) => return Err(e.into()),
     };
-    if args.plan {
+    if args.opts.plan {
         if ctx.json {
             ctx.print(&answer);
         } else {
@@ -275,7 +326,7 @@ fn start(ctx: &Ctx, args: RunStart) -> Result<(), Failure> {
         return Ok(());
     }
     let id = answer.value["id"].as_str().unwrap_or_default().to_owned();
-    if args.detach {
+    if args.opts.detach {
         if ctx.json {
             ctx.print(&answer);
         } else {

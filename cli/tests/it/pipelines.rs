@@ -697,3 +697,46 @@ fn floe_run_wait_exits_as_the_run_ended() {
     waited.expect(4);
     assert_eq!(waited.json()["state"], "failed");
 }
+
+/// `floe run rerun ID` runs the recorded code again on the recorded ref, with the recorded
+/// parameters unless `--param` overrides them (issue 18).
+#[test]
+fn a_rerun_runs_the_recorded_code_with_its_recorded_parameters() {
+    let run = seeded();
+    let dir = project(&run, "demo", DEMO);
+    let first = run_floe(
+        &run,
+        &[
+            "--json",
+            "run",
+            p(&dir),
+            "--ref",
+            "dev",
+            "--param",
+            "min_id=20",
+        ],
+    );
+    first.expect(0);
+    let first = first.json();
+    let id = first["id"].as_str().unwrap().to_owned();
+    // The folder changes afterwards: a rerun runs what was recorded, not what is there.
+    std::fs::write(
+        dir.join("models/base.sql"),
+        "SELECT 1 AS broken FROM nowhere",
+    )
+    .unwrap();
+    let again = run_floe(&run, &["--json", "run", "rerun", &id]);
+    again.expect(0);
+    let again = again.json();
+    assert_eq!(again["target"], "dev");
+    assert_eq!(again["pipeline"]["code"], first["pipeline"]["code"]);
+    assert_eq!(again["pipeline"]["parameters"]["min_id"], 20);
+    assert_eq!(count(&run, "db.base", "dev"), Ok(80));
+    let overridden = run_floe(
+        &run,
+        &["--json", "run", "rerun", &id, "--param", "min_id=90"],
+    );
+    overridden.expect(0);
+    assert_eq!(overridden.json()["pipeline"]["parameters"]["min_id"], 90);
+    assert_eq!(count(&run, "db.base", "dev"), Ok(10));
+}
