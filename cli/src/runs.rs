@@ -603,6 +603,31 @@ fn state(ctx: &Ctx, r: &Value) -> String {
     }
 }
 
+/// What became of a run's branch: deleted when it landed; a failed or cancelled run's kept
+/// (sealed unless promoted) until retention prunes it.
+fn branch_fate(ctx: &Ctx, r: &Value) -> String {
+    let (state, branch) = (
+        r["state"].as_str().unwrap_or(""),
+        r["branch"].as_str().unwrap_or(""),
+    );
+    let forked = r["fork"].as_str().is_some_and(|f| !f.is_empty());
+    match state {
+        "succeeded" => " (deleted: the run landed)".to_owned(),
+        "failed" | "cancelled" if forked => {
+            match ctx
+                .client
+                .get(&format!("/api/v1/refs/{}", encode(branch)), &[])
+            {
+                Ok(_) if r["promoted"] == Value::Bool(true) => " (kept, promoted)".to_owned(),
+                Ok(_) => " (kept, sealed, until retention prunes it)".to_owned(),
+                Err(CallError::Api { status: 404, .. }) => " (pruned by retention)".to_owned(),
+                Err(_) => String::new(),
+            }
+        }
+        _ => String::new(),
+    }
+}
+
 fn show(ctx: &Ctx, r: &Value) {
     let field = |name: &str| r[name].as_str().unwrap_or("").to_owned();
     let mut rows = vec![
@@ -615,7 +640,10 @@ fn show(ctx: &Ctx, r: &Value) {
     if !field("fork").is_empty() {
         rows.push(vec!["fork".to_owned(), ctx.style.hash(&field("fork"))]);
     }
-    rows.push(vec!["branch".to_owned(), field("branch")]);
+    rows.push(vec![
+        "branch".to_owned(),
+        field("branch") + &branch_fate(ctx, r),
+    ]);
     rows.push(vec!["source".to_owned(), field("source")]);
     if let Some(landed) = r["landed"].as_str() {
         rows.push(vec!["landed".to_owned(), ctx.style.hash(landed)]);

@@ -132,6 +132,11 @@ fn a_failed_run_is_promoted_then_pruned_and_forgotten_by_retention() {
         (shown["state"].as_str(), shown["sealed"].as_bool()),
         (Some("failed"), Some(true))
     );
+    let human = run.floe(&cfg, &["run", "show", &id]).expect(0).to_owned();
+    assert!(
+        human.contains("(kept, sealed, until retention prunes it)"),
+        "{human}"
+    );
     let sealed = run.post("/api/v1/refs", json!({ "name": "rescue", "from": branch }));
     assert_eq!(sealed.body["type"], "RunSealed", "{:?}", sealed.body);
     assert!(
@@ -148,6 +153,8 @@ fn a_failed_run_is_promoted_then_pruned_and_forgotten_by_retention() {
         (Some(true), Some(false))
     );
     assert_eq!(shown["promotedBy"], "anonymous");
+    let human = run.floe(&cfg, &["run", "show", &id]).expect(0).to_owned();
+    assert!(human.contains("(kept, promoted)"), "{human}");
     let rescued = run.post("/api/v1/refs", json!({ "name": "rescue", "from": branch }));
     assert_eq!(rescued.status, 201, "{:?}", rescued.body);
     // Only a failed or cancelled run is promoted; an unknown one is not found.
@@ -177,6 +184,8 @@ fn a_failed_run_is_promoted_then_pruned_and_forgotten_by_retention() {
         .to_owned();
     assert!(!all.contains(&branch), "{all}");
     assert_eq!(run.get(&format!("/api/v1/runs/{id}")).status, 200);
+    let human = run.floe(&cfg, &["run", "show", &id]).expect(0).to_owned();
+    assert!(human.contains("(pruned by retention)"), "{human}");
     // The rescued work stays on its own branch.
     assert_eq!(run.get("/api/v1/refs/rescue").status, 200);
 
