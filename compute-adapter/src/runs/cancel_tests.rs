@@ -3,7 +3,7 @@
 
 use floe_catalog::RunState;
 
-use super::tests::{World, config, files_with, world};
+use super::tests::{config, files_with, sleepers, world};
 use super::*;
 
 const PROJECT: &str = "project:\n  id: c1\n  name: cancel\ndefaults:\n  namespace: db\n";
@@ -35,46 +35,12 @@ def waits(data=bauplan.Model("first")):
     )
 }
 
-async fn start(w: &World, archive: Vec<u8>) -> RunRecord {
-    match w
-        .runner
-        .submit(&w.f.who, archive, RunOptions::default(), None)
-        .await
-        .unwrap()
-    {
-        Submitted::Started(r) => r,
-        Submitted::Planned(_) => unreachable!(),
-    }
-}
-
-/// Waits until the run's log holds `text`.
-async fn until_logged(w: &World, id: &str, text: &str) {
-    let log = w.runner.live_log(id).unwrap();
-    loop {
-        let wake = log.waker();
-        let mut notified = std::pin::pin!(wake.notified());
-        notified.as_mut().enable();
-        if std::fs::read_to_string(log.path()).unwrap().contains(text) {
-            return;
-        }
-        notified.await;
-    }
-}
-
-fn sleepers(secs: u32) -> String {
-    std::process::Command::new("pgrep")
-        .args(["-f", &format!("time.sleep\\({secs}\\)")])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_run_is_cancelled_within_moments_and_sealed() {
     let w = world().await;
     let before = w.head();
-    let run = start(&w, waiting(400)).await;
-    until_logged(&w, &run.id, " waits stdout waiting").await;
+    let run = w.start(waiting(400), RunOptions::default()).await;
+    w.until_logged(&run.id, " waits stdout waiting").await;
     let asked = std::time::Instant::now();
     let ended = w.runner.cancel(&w.f.who, &run.id).await.unwrap();
     assert!(
@@ -109,9 +75,9 @@ async fn a_queued_run_is_cancelled_without_forking() {
         w.engine.clone(),
         config(runs.path(), 1, 1),
     );
-    let first = start(&w, waiting(401)).await;
-    until_logged(&w, &first.id, " waits stdout waiting").await;
-    let second = start(&w, waiting(401)).await;
+    let first = w.start(waiting(401), RunOptions::default()).await;
+    w.until_logged(&first.id, " waits stdout waiting").await;
+    let second = w.start(waiting(401), RunOptions::default()).await;
     let ended = w.runner.cancel(&w.f.who, &second.id).await.unwrap();
     assert_eq!(ended.state, RunState::Cancelled);
     assert!(ended.fork.is_empty(), "it never forked");
@@ -134,15 +100,7 @@ async fn a_run_past_its_deadline_is_cancelled() {
         ..RunOptions::default()
     };
     let started = std::time::Instant::now();
-    let run = match w
-        .runner
-        .submit(&w.f.who, waiting(403), options, None)
-        .await
-        .unwrap()
-    {
-        Submitted::Started(r) => r,
-        Submitted::Planned(_) => unreachable!(),
-    };
+    let run = w.start(waiting(403), options).await;
     let ended = w.runner.wait(&run.id).await.unwrap();
     assert_eq!(ended.state, RunState::Cancelled, "{ended:?}");
     assert!(

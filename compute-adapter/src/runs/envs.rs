@@ -466,33 +466,12 @@ fn cut_off(spec: &EnvSpec, say: &dyn Fn(&str)) -> Option<String> {
 fn uv(cache: &Path, say: &dyn Fn(&str)) -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("FLOE_UV").map(PathBuf::from) {
         // Named by the operator: used as it is, or refused saying why.
-        return match uv_version(&path) {
-            Some(v) if v >= UV_VERSION_MIN => Ok(path),
-            found => Err(format!(
-                "FLOE_UV names {}, which is uv {}; floe needs uv {}.{} or newer",
-                path.display(),
-                found.map_or_else(
-                    || "of an unknown version".to_owned(),
-                    |(a, b)| format!("{a}.{b}")
-                ),
-                UV_VERSION_MIN.0,
-                UV_VERSION_MIN.1
-            )),
-        };
+        return recent_enough(path).map_err(|why| format!("FLOE_UV names {why}"));
     }
     if let Some(path) = python::on_path("uv") {
-        match uv_version(&path) {
-            Some(v) if v >= UV_VERSION_MIN => return Ok(path),
-            found => say(&format!(
-                "{} is uv {}, older than floe needs ({}.{}): using floe's own uv {UV_VERSION}",
-                path.display(),
-                found.map_or_else(
-                    || "of an unknown version".to_owned(),
-                    |(a, b)| format!("{a}.{b}")
-                ),
-                UV_VERSION_MIN.0,
-                UV_VERSION_MIN.1
-            )),
+        match recent_enough(path) {
+            Ok(path) => return Ok(path),
+            Err(why) => say(&format!("{why}: using floe's own uv {UV_VERSION}")),
         }
     }
     let tools = std::env::var_os("HOME")
@@ -539,6 +518,23 @@ fn uv(cache: &Path, say: &dyn Fn(&str)) -> Result<PathBuf, String> {
 
 /// The oldest uv floe uses (`--exclude-newer-package`, `venv --relocatable`).
 const UV_VERSION_MIN: (u32, u32) = (0, 9);
+
+/// `uv`, if it is at least `UV_VERSION_MIN`; else what it is.
+fn recent_enough(uv: PathBuf) -> Result<PathBuf, String> {
+    match uv_version(&uv) {
+        Some(v) if v >= UV_VERSION_MIN => Ok(uv),
+        found => Err(format!(
+            "{}, which is uv {}; floe needs uv {}.{} or newer",
+            uv.display(),
+            found.map_or_else(
+                || "of an unknown version".to_owned(),
+                |(a, b)| format!("{a}.{b}")
+            ),
+            UV_VERSION_MIN.0,
+            UV_VERSION_MIN.1
+        )),
+    }
+}
 
 /// `uv --version` as (major, minor).
 fn uv_version(uv: &Path) -> Option<(u32, u32)> {

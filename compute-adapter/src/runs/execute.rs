@@ -61,9 +61,7 @@ impl Output {
 
     /// An Arrow IPC file a worker wrote (its schema read from the file).
     pub fn file(path: PathBuf, rows: u64) -> Result<Output, String> {
-        let file = std::fs::File::open(&path).map_err(|e| format!("the output file: {e}"))?;
-        let reader = FileReader::try_new(std::io::BufReader::new(file), None)
-            .map_err(|e| format!("the output file is not Arrow IPC: {e}"))?;
+        let reader = open_ipc(&path)?;
         Ok(Output {
             schema: reader.schema(),
             rows,
@@ -90,11 +88,7 @@ impl Output {
                 if let Some(b) = read.get() {
                     return Ok(b.clone());
                 }
-                let file =
-                    std::fs::File::open(&**path).map_err(|e| format!("the output file: {e}"))?;
-                let reader = FileReader::try_new(std::io::BufReader::new(file), None)
-                    .map_err(|e| format!("the output file is not Arrow IPC: {e}"))?;
-                let batches = reader
+                let batches = open_ipc(path)?
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| format!("reading the output file: {e}"))?;
                 Ok(read.get_or_init(|| Arc::new(batches)).clone())
@@ -118,6 +112,13 @@ impl Output {
                 .unwrap_or(0),
         }
     }
+}
+
+/// A worker's output file, opened to read (its schema, then its batches).
+fn open_ipc(path: &Path) -> Result<FileReader<std::io::BufReader<std::fs::File>>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("the output file: {e}"))?;
+    FileReader::try_new(std::io::BufReader::new(file), None)
+        .map_err(|e| format!("the output file is not Arrow IPC: {e}"))
 }
 
 /// What a node did: its output, and an expectation's answer.

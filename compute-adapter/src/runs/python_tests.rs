@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use floe_catalog::RunState;
 
-use super::tests::{World, config, files_with, world};
+use super::tests::{World, config, files_with, sleepers, world};
 use super::*;
 
 const PARAMS: &str = "project:\n  id: py1\n  name: python\nparameters:\n  low:\n    type: int\n    default: 10\n  factor:\n    type: float\n    default: 2.5\n  label:\n    type: str\n    default: \"it's\"\n  flag:\n    type: bool\n    default: true\n  token:\n    type: secret\n    default: s3cr3t-value\ndefaults:\n  namespace: db\n";
@@ -393,11 +393,7 @@ def killed(data=bauplan.Model("t")):
         .message;
     assert_eq!(message, "its worker was killed by SIGKILL");
     // No sleeper survives its process group.
-    let survivors = std::process::Command::new("pgrep")
-        .args(["-f", "time.sleep\\(600\\)"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
+    let survivors = sleepers(600);
     assert!(survivors.is_empty(), "left running: {survivors}");
 }
 
@@ -420,33 +416,14 @@ def waits(data=bauplan.Model("t")):
 "#,
         go = go.to_string_lossy()
     );
-    let record = match w
-        .runner
-        .submit(
-            &w.f.who,
-            project(&[("w.py", &code)]),
-            RunOptions::default(),
-            None,
-        )
-        .await
-        .unwrap()
-    {
-        Submitted::Started(r) => r,
-        Submitted::Planned(_) => unreachable!(),
-    };
-    let log = w.runner.live_log(&record.id).unwrap();
-    loop {
-        let wake = log.waker();
-        let mut notified = std::pin::pin!(wake.notified());
-        notified.as_mut().enable();
-        let text = std::fs::read_to_string(log.path()).unwrap();
-        if text.contains(" waits stdout waiting for the gate") {
-            // The node is still running: its gate is closed.
-            assert!(!text.contains("through the gate"));
-            break;
-        }
-        notified.await;
-    }
+    let record = w
+        .start(project(&[("w.py", &code)]), RunOptions::default())
+        .await;
+    let text = w
+        .until_logged(&record.id, " waits stdout waiting for the gate")
+        .await;
+    // The node is still running: its gate is closed.
+    assert!(!text.contains("through the gate"));
     std::fs::write(&go, b"").unwrap();
     let done = w.runner.wait(&record.id).await.unwrap();
     assert_eq!(done.state, RunState::Succeeded, "{:?}", done.error);
@@ -598,11 +575,7 @@ def leaves_things_running(data=bauplan.Model("t")):
         log.contains(" leaves_things_running stdout returning"),
         "{log}"
     );
-    let survivors = std::process::Command::new("pgrep")
-        .args(["-f", "time.sleep\\(301\\)"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
+    let survivors = sleepers(301);
     assert!(survivors.is_empty(), "left running: {survivors}");
 }
 
@@ -656,20 +629,8 @@ def with_six(data=bauplan.Model("t")):
     return data
 "#;
     let submit = || async {
-        match w
-            .runner
-            .submit(
-                &w.f.who,
-                project(&[("s.py", code)]),
-                RunOptions::default(),
-                None,
-            )
+        w.start(project(&[("s.py", code)]), RunOptions::default())
             .await
-            .unwrap()
-        {
-            Submitted::Started(r) => r,
-            Submitted::Planned(_) => unreachable!(),
-        }
     };
     let (a, b) = (submit().await, submit().await);
     let (a, b) = tokio::join!(w.runner.wait(&a.id), w.runner.wait(&b.id));

@@ -16,6 +16,16 @@ pub(super) struct World {
     pub(super) _runs: tempfile::TempDir,
 }
 
+/// The processes of this host still sleeping `time.sleep(secs)` (each test's sleepers
+/// sleep a number of seconds of their own).
+pub(super) fn sleepers(secs: u32) -> String {
+    std::process::Command::new("pgrep")
+        .args(["-f", &format!("time.sleep\\({secs}\\)")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// A runner's configuration for tests: runs in `dir`, environments in the shared cache.
 pub(super) fn config(dir: &std::path::Path, max_runs: usize, workers: usize) -> RunnerConfig {
     RunnerConfig {
@@ -49,6 +59,19 @@ pub(super) async fn world() -> World {
 }
 
 impl World {
+    /// Submits a run and answers its record as submitted (`queued`).
+    pub(super) async fn start(&self, archive: Vec<u8>, options: RunOptions) -> RunRecord {
+        match self
+            .runner
+            .submit(&self.f.who, archive, options, None)
+            .await
+            .unwrap()
+        {
+            Submitted::Started(r) => r,
+            Submitted::Planned(_) => panic!("not a plan"),
+        }
+    }
+
     pub(super) async fn run(
         &self,
         archive: Vec<u8>,
@@ -64,6 +87,22 @@ impl World {
                 self.runner.wait(&r.id).await
             }
             Submitted::Planned(_) => panic!("not a plan"),
+        }
+    }
+
+    /// Waits until run `id`'s log holds `text`; the log as it was then.
+    pub(super) async fn until_logged(&self, id: &str, text: &str) -> String {
+        let log = self.runner.live_log(id).unwrap();
+        loop {
+            let wake = log.waker();
+            let mut notified = std::pin::pin!(wake.notified());
+            // Registered before the read: a line written after it still wakes us.
+            notified.as_mut().enable();
+            let now = std::fs::read_to_string(log.path()).unwrap();
+            if now.contains(text) {
+                return now;
+            }
+            notified.await;
         }
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use floe_catalog::{Authored, RunState};
 
-pub(super) use super::test_world::{World, config, world};
+pub(super) use super::test_world::{World, config, sleepers, world};
 use super::*;
 
 const PROJECT: &str = "project:\n  id: p1\n  name: demo\nparameters:\n  min_id:\n    type: int\n    default: 10\ndefaults:\n  namespace: db\n";
@@ -531,37 +531,10 @@ async fn runs_beyond_the_bound_wait_queued_in_order() {
         "slow.sql",
         "SELECT t.id, sum(r.value % 7) AS s FROM t CROSS JOIN range(300000) r GROUP BY t.id",
     );
-    let first = match w
-        .runner
-        .submit(&w.f.who, slow.clone(), RunOptions::default(), None)
-        .await
-        .unwrap()
-    {
-        Submitted::Started(r) => r,
-        Submitted::Planned(_) => unreachable!(),
-    };
-    let second = match w
-        .runner
-        .submit(&w.f.who, slow, RunOptions::default(), None)
-        .await
-        .unwrap()
-    {
-        Submitted::Started(r) => r,
-        Submitted::Planned(_) => unreachable!(),
-    };
+    let first = w.start(slow.clone(), RunOptions::default()).await;
+    let second = w.start(slow, RunOptions::default()).await;
     // While the first runs, the second waits, queued and not forked.
-    let log = w.runner.live_log(&first.id).unwrap();
-    loop {
-        let wake = log.waker();
-        let mut notified = std::pin::pin!(wake.notified());
-        // Registered before the read: a line written after it still wakes us.
-        notified.as_mut().enable();
-        let text = std::fs::read_to_string(log.path()).unwrap();
-        if text.contains(" slow info running") {
-            break;
-        }
-        notified.await;
-    }
+    w.until_logged(&first.id, " slow info running").await;
     let waiting = w.f.catalog.run_record(&second.id).unwrap().unwrap();
     assert_eq!(waiting.state, RunState::Queued);
     assert!(waiting.fork.is_empty());
