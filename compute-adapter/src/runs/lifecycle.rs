@@ -36,8 +36,9 @@ impl Runner {
         let id = queued.id.clone();
         let scratch = self.scratch(&id);
         let turn = tokio::select! {
-            turn = self.inner.turns.clone().acquire_owned() => Some(turn),
+            turn = self.turn(&id) => Some(turn),
             why = cancelled(cancel.clone()) => {
+                self.leave_queue(&id);
                 self.settle_unlanded(&queued, &why, Failure::Cancelled, log).await;
                 None
             }
@@ -58,6 +59,7 @@ impl Runner {
         // Followers read to the end before the run leaves the live ones.
         self.inner.live.lock().remove(&id);
         self.inner.cancels.lock().remove(&id);
+        self.leave_queue(&id);
     }
 
     /// Forks, runs the nodes, lands. `Err` says why the run failed (it is recorded so).

@@ -247,6 +247,11 @@ struct Inner {
     engine: QueryEngine,
     config: RunnerConfig,
     turns: Arc<tokio::sync::Semaphore>,
+    /// Runs waiting for a turn, in the order they were submitted (the first takes the next
+    /// turn; the tasks that run them may be polled in any order).
+    queue: Mutex<std::collections::VecDeque<String>>,
+    /// Woken when the queue's head changes.
+    queue_moved: tokio::sync::Notify,
     /// The logs of the runs this server is running (followers wait on them).
     live: Mutex<HashMap<String, Arc<RunLog>>>,
     /// How to cancel each run this server has (the reason, once cancelled).
@@ -296,6 +301,8 @@ impl Runner {
                 config,
                 live: Mutex::new(HashMap::new()),
                 cancels: Mutex::new(HashMap::new()),
+                queue: Mutex::new(std::collections::VecDeque::new()),
+                queue_moved: tokio::sync::Notify::new(),
                 secret_env: Arc::new(|name| std::env::var(name).ok()),
                 before_landing: None,
             }),
@@ -412,6 +419,32 @@ impl Runner {
             blocking(move || Ok(catalog.cancel_run(&stale, &why)?)).await?;
         }
         self.wait(id).await
+    }
+
+    /// Waits until run `id` is the first of the queue and a turn is free; takes it.
+    async fn turn(
+        &self,
+        id: &str,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError> {
+        loop {
+            let moved = self.inner.queue_moved.notified();
+            let mut moved = std::pin::pin!(moved);
+            // Registered before the look: a move after it still wakes us.
+            moved.as_mut().enable();
+            if self.inner.queue.lock().front().map(String::as_str) == Some(id) {
+                break;
+            }
+            moved.await;
+        }
+        let turn = self.inner.turns.clone().acquire_owned().await;
+        self.leave_queue(id);
+        turn
+    }
+
+    /// Takes run `id` out of the queue (it has its turn, or will not wait any more).
+    fn leave_queue(&self, id: &str) {
+        self.inner.queue.lock().retain(|q| q != id);
+        self.inner.queue_moved.notify_waiters();
     }
 
     /// Cancels run `id` once its deadline passes (its `timeoutSeconds`, at most the
@@ -544,6 +577,7 @@ impl Runner {
             .lock()
             .insert(record.id.clone(), cancel_tx);
         self.deadline(&record.id, &options);
+        self.inner.queue.lock().push_back(record.id.clone());
         let span =
             tracing::info_span!("run", id = %record.id, kind = "run", target = %record.target);
         let this = self.clone();
@@ -580,6 +614,7 @@ impl Runner {
                     let _ = std::fs::remove_dir_all(this.scratch(&id));
                     this.inner.live.lock().remove(&id);
                     this.inner.cancels.lock().remove(&id);
+                    this.leave_queue(&id);
                     log.line(log::RUN, "info", "ended");
                 }
             }
