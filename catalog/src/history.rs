@@ -90,6 +90,20 @@ impl Catalog {
         self.read_at(principal, &RefSpec::Hash(hash_spec(&a)))?;
         Ok(self.store.merge_bases(a, b)?)
     }
+
+    /// The hash of each key's content at a commit (`None` where there is none): what a
+    /// run's results cache keys a table input by.
+    pub fn content_hashes(
+        &self,
+        principal: &Principal,
+        at: Hash,
+        keys: &[ContentKey],
+    ) -> CatalogResult<Vec<Option<Hash>>> {
+        self.read_at(principal, &RefSpec::Hash(hash_spec(&at)))?;
+        keys.iter()
+            .map(|k| Ok(self.store.content_ref_at(at, k)?.map(|r| r.hash.0)))
+            .collect()
+    }
 }
 
 pub(crate) fn hash_spec(h: &Hash) -> floe_commits::HashPrefix {

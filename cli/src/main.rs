@@ -383,6 +383,9 @@ pub struct RunOpts {
     /// Land each materialized model as its own commit as soon as it is written (not atomic).
     #[arg(long)]
     pub no_transaction: bool,
+    /// Execute every model, reusing no earlier run's output.
+    #[arg(long)]
+    pub no_cache: bool,
     /// Show a few rows of each model.
     #[arg(long, value_enum, default_value_t = PreviewArg::Off)]
     pub preview: PreviewArg,
@@ -499,6 +502,10 @@ pub struct ServeArgs {
     /// set: past it the run is cancelled.
     #[arg(long, env = "FLOE_RUN_TIMEOUT", default_value = "1d", value_parser = duration_ms)]
     pub run_timeout: i64,
+    /// The disk the runs' results cache may use, in MiB (0: no cache); the least recently
+    /// used outputs go first.
+    #[arg(long, env = "FLOE_RUN_CACHE", default_value_t = floe_rest::RUN_CACHE_BYTES_DEFAULT >> 20)]
+    pub run_cache: u64,
     /// Where Python worker environments are cached (shared across data folders).
     #[arg(long, env = "FLOE_ENV_CACHE")]
     pub env_cache: Option<std::path::PathBuf>,

@@ -285,6 +285,7 @@ fn submit(
         "plan": args.opts.plan,
         "strict": args.opts.strict,
         "noTransaction": args.opts.no_transaction,
+        "noCache": args.opts.no_cache,
         "preview": match args.opts.preview {
             PreviewArg::Head => "head",
             PreviewArg::Tail => "tail",
@@ -471,10 +472,12 @@ impl Board {
         if text == "running" {
             entry.1 = "running".to_owned();
             entry.2 = Some(Instant::now());
+        } else if text.starts_with("cached") {
+            entry.1 = "cached".to_owned();
         } else if let Some(rows) = text.strip_suffix(" rows") {
-            entry.1 = format!("done, {rows} rows");
+            entry.1 = format!("done, {rows} rows{}", cached(&entry.1));
         } else if text == "expectation passed" {
-            entry.1 = "done, passed".to_owned();
+            entry.1 = format!("done, passed{}", cached(&entry.1));
         } else if text.starts_with("expectation failed") {
             entry.1 = "expectation failed (a warning)".to_owned();
         } else if text.starts_with("failed") {
@@ -512,6 +515,11 @@ impl Board {
     }
 }
 
+/// What the board adds to a node's end when its output came from the results cache.
+fn cached(state: &str) -> &'static str {
+    if state == "cached" { " (cached)" } else { "" }
+}
+
 /// The end of a run, for people.
 fn summary(ctx: &Ctx, r: &Value) {
     println!();
@@ -529,6 +537,9 @@ fn summary(ctx: &Ctx, r: &Value) {
             match state {
                 "succeeded" if n["passed"] == Value::Bool(false) => {
                     ctx.style.bad("expectation failed (a warning)")
+                }
+                "succeeded" if n["cached"] == Value::Bool(true) => {
+                    ctx.style.good("succeeded (cached)")
                 }
                 "succeeded" => ctx.style.good(state),
                 "failed" => ctx.style.bad(state),

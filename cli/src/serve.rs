@@ -79,6 +79,7 @@ fn serve_on(
             env_cache: args.env_cache.clone(),
             worker_timeout: std::time::Duration::from_millis(args.worker_timeout.max(1000) as u64),
             run_timeout: std::time::Duration::from_millis(args.run_timeout.max(1000) as u64),
+            run_cache_bytes: args.run_cache << 20,
         };
         // Uploads of imports, and scratch folders of runs, a stopped server left behind
         // (its runs are settled as failed below).
@@ -281,6 +282,7 @@ mod tests {
             run_workers: None,
             worker_timeout: 3_600_000,
             run_timeout: 86_400_000,
+            run_cache: 1024,
             env_cache: None,
             log_format: crate::logs::LogFormat::Text,
         };

@@ -97,10 +97,15 @@ pub struct ServerOptions {
     pub worker_timeout: std::time::Duration,
     /// A run's deadline when it sets none, and the longest it may set (`--run-timeout`).
     pub run_timeout: std::time::Duration,
+    /// The bytes the runs' results cache may hold (`--run-cache`; 0: no cache).
+    pub run_cache_bytes: u64,
 }
 
 /// A run's deadline by default (a day).
 pub const RUN_TIMEOUT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The bytes the runs' results cache holds by default (1 GiB).
+pub const RUN_CACHE_BYTES_DEFAULT: u64 = 1 << 30;
 
 /// A Python worker's timeout by default (one hour).
 pub const WORKER_TIMEOUT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -123,6 +128,7 @@ impl Default for ServerOptions {
             env_cache: None,
             worker_timeout: WORKER_TIMEOUT_DEFAULT,
             run_timeout: RUN_TIMEOUT_DEFAULT,
+            run_cache_bytes: RUN_CACHE_BYTES_DEFAULT,
         }
     }
 }
@@ -205,6 +211,7 @@ fn app_state(catalog: Catalog, options: &ServerOptions) -> AppState {
                 .unwrap_or_else(floe_compute::runs::envs::default_cache),
             worker_timeout: options.worker_timeout,
             run_timeout: options.run_timeout,
+            cache_bytes: options.run_cache_bytes,
         },
     );
     AppState {

@@ -740,3 +740,28 @@ fn a_rerun_runs_the_recorded_code_with_its_recorded_parameters() {
     assert_eq!(overridden.json()["pipeline"]["parameters"]["min_id"], 90);
     assert_eq!(count(&run, "db.base", "dev"), Ok(10));
 }
+
+#[test]
+fn an_unchanged_project_reuses_its_outputs_and_no_cache_runs_everything() {
+    let run = seeded();
+    let dir = project(&run, "demo", DEMO);
+    let args = ["run", p(&dir), "--ref", "dev"];
+    run_floe(&run, &args).expect(0);
+    assert_eq!(count(&run, "db.report", "dev"), Ok(45));
+    let again = run_floe(&run, &args);
+    let out = again.expect(0);
+    // Every node reused, and still landed: the APPEND appended again.
+    assert_eq!(out.matches("succeeded (cached)").count(), 3, "{out}");
+    assert_eq!(count(&run, "db.report", "dev"), Ok(90));
+    let fresh = run_floe(
+        &run,
+        &["--json", "run", p(&dir), "--ref", "dev", "--no-cache"],
+    );
+    fresh.expect(0);
+    let fresh = fresh.json();
+    assert_eq!(fresh["pipeline"]["options"]["noCache"], true, "{fresh}");
+    for node in fresh["pipeline"]["nodes"].as_array().unwrap() {
+        assert!(node.get("cached").is_none(), "{node}");
+    }
+    assert_eq!(count(&run, "db.report", "dev"), Ok(135));
+}

@@ -103,6 +103,24 @@ impl Output {
         }
     }
 
+    /// Writes it to `to` as an Arrow IPC file (a file is copied).
+    pub fn write_ipc(&self, to: &Path) -> Result<(), String> {
+        match &self.data {
+            Data::File { path, .. } => std::fs::copy(&**path, to)
+                .map(drop)
+                .map_err(|e| format!("copying the output file: {e}")),
+            Data::Memory(batches) => {
+                let file = std::fs::File::create(to).map_err(|e| format!("the file: {e}"))?;
+                let mut writer = FileWriter::try_new(std::io::BufWriter::new(file), &self.schema)
+                    .map_err(|e| e.to_string())?;
+                for batch in batches.iter() {
+                    writer.write(batch).map_err(|e| format!("writing: {e}"))?;
+                }
+                writer.finish().map_err(|e| format!("writing: {e}"))
+            }
+        }
+    }
+
     /// The bytes it holds (in memory, or in its file).
     pub fn held_bytes(&self) -> usize {
         match &self.data {

@@ -8,18 +8,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::Schema;
 use floe_catalog::{Authored, CatalogError, Landing, Principal, RunRecord};
 use floe_commits::{ContentKey, Hash, RefSpec};
 use parking_lot::Mutex;
 
-use super::execute::{self, Output, Outputs, PyRuntime, Reads};
+use super::execute::{self, Done, Output, Outputs, PyRuntime, Reads};
 use super::materialize::Writer;
 use super::plan::{self, Materialization, Plan, Source};
-use super::record::{self, Column, Failure, NodeRecord, Pipeline, Preview, RunOptions};
+use super::progress::Progress;
+use super::record::{self, Column, Failure, Pipeline, Preview, RunOptions};
 use super::scheduler::{self, NodeState};
 use super::schema::{self, Schemas};
-use super::{RunError, RunLog, Runner, blocking, log};
-use crate::limits::RUN_PIPELINE_BYTES_MAX;
+use super::{RunError, RunLog, Runner, blocking, cache, log};
 
 impl Runner {
     /// The run, from its turn to its end. Every outcome is recorded; nothing is left in
@@ -157,6 +158,9 @@ impl Runner {
         let catalog = self.inner.catalog.clone();
         let plan = Arc::new(plan.clone());
         let progress = Progress::start(state.clone(), catalog.clone(), log.clone());
+        let keys = self
+            .cache_keys(&plan, options, executor, fork, py.as_deref())
+            .await;
         let job = NodeJob {
             plan: plan.clone(),
             reads: Reads {
@@ -188,6 +192,9 @@ impl Runner {
                 }
                 readers
             })),
+            keys: Arc::new(keys),
+            cache: self.inner.cache.clone(),
+            scratch: scratch.to_path_buf(),
         };
         let upstream: Vec<Vec<usize>> = plan.nodes.iter().map(|n| n.upstream().collect()).collect();
         let scheduled = scheduler::run(
@@ -346,84 +353,6 @@ pub(super) fn pipeline_of(record: &RunRecord) -> Option<Pipeline> {
     record.pipeline.as_ref().and_then(Pipeline::from_value)
 }
 
-/// A run's node states, kept in its record as they move. The record in memory changes at
-/// once; a task saves the latest of it off the async threads (only the latest matters,
-/// so saves never queue up or land out of order).
-#[derive(Clone)]
-struct Progress {
-    state: Arc<Mutex<RunRecord>>,
-    changed: Arc<tokio::sync::watch::Sender<u64>>,
-    closing: Arc<std::sync::atomic::AtomicBool>,
-    saver: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
-}
-
-impl Progress {
-    fn start(
-        state: Arc<Mutex<RunRecord>>,
-        catalog: floe_catalog::Catalog,
-        log: Arc<RunLog>,
-    ) -> Progress {
-        use std::sync::atomic::Ordering;
-        let (changed, mut seen) = tokio::sync::watch::channel(0u64);
-        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (saved, done) = (state.clone(), closing.clone());
-        let saver = tokio::spawn(async move {
-            while seen.changed().await.is_ok() {
-                seen.borrow_and_update();
-                let record = saved.lock().clone();
-                let catalog = catalog.clone();
-                if let Err(e) = blocking(move || Ok(catalog.save_run(&record)?)).await {
-                    log.line(
-                        super::log::RUN,
-                        "warn",
-                        &format!("its progress could not be recorded: {e}"),
-                    );
-                }
-                // Closing, and nothing changed since this save: the last state is saved.
-                if done.load(Ordering::SeqCst) && !seen.has_changed().unwrap_or(false) {
-                    break;
-                }
-            }
-        });
-        Progress {
-            state,
-            changed: Arc::new(changed),
-            closing,
-            saver: Arc::new(Mutex::new(Some(saver))),
-        }
-    }
-
-    /// Changes node `n`'s record.
-    fn update(&self, n: usize, change: impl FnOnce(&mut NodeRecord)) {
-        let mut record = self.state.lock();
-        let Some(mut p) = pipeline_of(&record) else {
-            return;
-        };
-        change(&mut p.nodes[n]);
-        let mut value = p.to_value();
-        if value.to_string().len() > RUN_PIPELINE_BYTES_MAX {
-            // A record stays one meta value: a dry run's schemas are the first to go.
-            p.nodes[n].schema = None;
-            value = p.to_value();
-        }
-        record.pipeline = Some(value);
-        drop(record);
-        self.changed.send_modify(|v| *v += 1);
-    }
-
-    /// Waits until the last change is saved (no change may follow).
-    async fn finish(&self) {
-        self.closing
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        // One more wake: the saver saves the latest state and ends.
-        self.changed.send_modify(|v| *v += 1);
-        let saver = self.saver.lock().take();
-        if let Some(saver) = saver {
-            let _ = saver.await;
-        }
-    }
-}
-
 /// One node's work, and what it moves: everything a node needs, cloned per node.
 #[derive(Clone)]
 struct NodeJob {
@@ -440,6 +369,10 @@ struct NodeJob {
     record: RunRecord,
     /// Per node, the nodes that read it and have not finished.
     readers: Arc<Mutex<Vec<usize>>>,
+    /// Per node, its key in the results cache (`None`: not cached).
+    keys: Arc<Vec<Option<String>>>,
+    cache: Arc<cache::ResultCache>,
+    scratch: std::path::PathBuf,
 }
 
 impl NodeJob {
@@ -459,26 +392,15 @@ impl NodeJob {
         });
         self.log.line(&node.name, "info", "running");
         let limits = self.reads.engine.limits();
-        let executed = execute::run(
-            n,
-            node,
-            &self.reads,
-            &self.outputs,
-            self.py.as_deref(),
-            &self.log,
-        );
-        let done = if node.kind == plan::NodeKind::Sql {
-            tokio::time::timeout(limits.timeout, executed)
-                .await
-                .map_err(|_| {
-                    format!(
-                        "it ran longer than a model may ({:?}, floe serve --query-timeout)",
-                        limits.timeout
-                    )
-                })??
-        } else {
-            // A worker keeps its own time (`@resources(timeout=)`, `--worker-timeout`).
-            executed.await?
+        let key = self.keys[n].clone();
+        let hit = match &key {
+            Some(key) => self.reuse(n, key).await?,
+            None => None,
+        };
+        let cached = hit.is_some();
+        let done = match hit {
+            Some(done) => done,
+            None => self.execute(n, &limits).await?,
         };
         if let Some(passed) = done.passed {
             self.progress.update(n, |r| r.passed = Some(passed));
@@ -512,12 +434,32 @@ impl NodeJob {
                 &preview(&output.batches()?, self.options.preview),
             );
         }
+        // Kept while it is materialized (the two overlap); a run that could not keep it
+        // still succeeds.
+        let keeping = key.filter(|_| !cached).map(|key| {
+            let (cache, output) = (self.cache.clone(), output.clone());
+            let entry = cache::Entry {
+                rows,
+                passed: done.passed,
+                run: self.record.id.clone(),
+            };
+            tokio::task::spawn_blocking(move || cache.put(&key, &output, &entry))
+        });
         let how = node.options.materialization;
         let bytes = if how != Materialization::None && !self.options.dry_run {
             Some(self.materialize(n, &output).await?)
         } else {
             None
         };
+        if let Some(keeping) = keeping
+            && let Ok(Err(e)) = keeping.await
+        {
+            self.log.line(
+                &node.name,
+                "warn",
+                &format!("its output could not be cached: {e}"),
+            );
+        }
         let schema: Vec<Column> = output
             .schema
             .fields()
@@ -556,6 +498,70 @@ impl NodeJob {
             }
         });
         Ok(())
+    }
+
+    /// Executes node `n` (a SQL model within the query timeout).
+    async fn execute(&self, n: usize, limits: &crate::query::QueryLimits) -> Result<Done, String> {
+        let node = &self.plan.nodes[n];
+        let executed = execute::run(
+            n,
+            node,
+            &self.reads,
+            &self.outputs,
+            self.py.as_deref(),
+            &self.log,
+        );
+        if node.kind == plan::NodeKind::Sql {
+            tokio::time::timeout(limits.timeout, executed)
+                .await
+                .map_err(|_| {
+                    format!(
+                        "it ran longer than a model may ({:?}, floe serve --query-timeout)",
+                        limits.timeout
+                    )
+                })?
+        } else {
+            // A worker keeps its own time (`@resources(timeout=)`, `--worker-timeout`).
+            executed.await
+        }
+    }
+
+    /// Node `n`'s output from the results cache, if an earlier run computed it from the
+    /// same code and inputs (an entry that cannot be read is a miss).
+    async fn reuse(&self, n: usize, key: &str) -> Result<Option<Done>, String> {
+        let node = &self.plan.nodes[n];
+        let (cache, key) = (self.cache.clone(), key.to_owned());
+        let to = self.scratch.join(format!("cached-{n}.arrow"));
+        let Ok(Some(hit)) = tokio::task::spawn_blocking(move || cache.get(&key, &to)).await else {
+            return Ok(None);
+        };
+        let output = match &hit.output {
+            Some(path) => match Output::file(path.clone(), hit.entry.rows) {
+                Ok(o) => o,
+                Err(_) => return Ok(None),
+            },
+            None => Output::memory(Arc::new(Schema::empty()), Vec::new()),
+        };
+        let from = hit.entry.run.clone();
+        self.log.line(
+            &node.name,
+            "info",
+            &format!("cached: the output of run {from}"),
+        );
+        self.progress.update(n, |r| {
+            r.cached = true;
+            r.cached_from = Some(from);
+        });
+        if hit.entry.passed == Some(false) && self.options.strict {
+            return Err(format!(
+                "expectation {} failed: it returned False (--strict)",
+                node.name
+            ));
+        }
+        Ok(Some(Done {
+            output,
+            passed: hit.entry.passed,
+        }))
     }
 
     /// Writes node `n`'s output to its table (and with `--no-transaction` lands it);

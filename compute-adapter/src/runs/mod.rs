@@ -30,6 +30,7 @@ use tracing::Instrument;
 use crate::query::QueryEngine;
 
 pub mod archive;
+mod cache;
 mod cgroup;
 pub mod envs;
 mod execute;
@@ -37,6 +38,7 @@ mod lifecycle;
 mod log;
 mod materialize;
 pub mod plan;
+mod progress;
 pub mod project;
 pub mod python;
 pub mod record;
@@ -46,6 +48,8 @@ pub mod schema;
 pub mod sql;
 pub mod worker;
 
+#[cfg(test)]
+mod cache_tests;
 #[cfg(test)]
 mod cancel_tests;
 #[cfg(test)]
@@ -145,6 +149,8 @@ pub struct RunnerConfig {
     /// A run's deadline when it sets none, and the longest one it may set
     /// (`--run-timeout`); past it the run is cancelled.
     pub run_timeout: std::time::Duration,
+    /// The bytes the results cache may hold (`--run-cache`; 0: no cache).
+    pub cache_bytes: u64,
 }
 
 /// Where a run's secrets come from (`FLOE_SECRET_<NAME>` of the server's environment).
@@ -261,6 +267,8 @@ struct Inner {
     envs: envs::Environments,
     /// `<dir>/scratch`: on tmpfs (`/dev/shm`) when the host has it.
     scratch_root: PathBuf,
+    /// Nodes' outputs by what they were computed from (`<dir>/cache`).
+    cache: Arc<cache::ResultCache>,
 }
 
 impl Drop for Inner {
@@ -298,6 +306,10 @@ impl Runner {
                 turns: Arc::new(tokio::sync::Semaphore::new(config.max_runs.max(1))),
                 envs: envs::Environments::new(config.env_cache.clone()),
                 scratch_root,
+                cache: Arc::new(cache::ResultCache::open(
+                    config.dir.join("cache"),
+                    config.cache_bytes,
+                )),
                 config,
                 live: Mutex::new(HashMap::new()),
                 cancels: Mutex::new(HashMap::new()),

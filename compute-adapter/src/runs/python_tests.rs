@@ -284,6 +284,8 @@ def ids_are_few(data=bauplan.Model("base")):
     assert_eq!(node(&p, "ids_are_few").state, NodeState::Failed);
     let message = node(&p, "ids_are_few").error.clone().unwrap().message;
     assert!(message.contains("returned False (--strict)"), "{message}");
+    // Its answer came from the cache (the lenient run's): --strict still fails it.
+    assert!(node(&p, "ids_are_few").cached);
 
     // An assert fails the run with or without --strict.
     let asserting = r#"
@@ -305,6 +307,58 @@ def no_big_ids(data=bauplan.Model("t")):
         .unwrap()
         .message;
     assert_eq!(message, "assertion failed: 100 rows");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_python_node_does_not_run_until_its_code_or_a_helper_changes() {
+    let w = world().await;
+    let model = r#"
+import bauplan
+import helper
+
+@bauplan.model(materialization_strategy="REPLACE")
+def scaled(data=bauplan.Model("t", columns=["id"])):
+    print("executing scaled")
+    return helper.scale(data)
+"#;
+    let helper = |factor: &str| {
+        format!(
+            "import pyarrow.compute as pc\n\ndef scale(t):\n    return t.append_column('y', pc.multiply(t['id'], {factor}))\n"
+        )
+    };
+    let run = |helper: String| {
+        let archive = project(&[("m.py", model), ("helper.py", &helper)]);
+        let w = &w;
+        async move {
+            let record = w.run(archive, RunOptions::default()).await.unwrap();
+            let log = log_of(w, &record);
+            assert_eq!(
+                record.state,
+                RunState::Succeeded,
+                "{:?}\n{log}",
+                record.error
+            );
+            (node(&pipeline(&record), "scaled").cached, log)
+        }
+    };
+    let (cached, log) = run(helper("2")).await;
+    assert!(!cached);
+    assert!(log.contains("scaled stdout executing scaled"), "{log}");
+    let (cached, log) = run(helper("2")).await;
+    assert!(cached, "{log}");
+    assert!(!log.contains("executing scaled"), "{log}");
+    assert_eq!(
+        w.scalar("main", "select sum(y) from db.scaled").await,
+        9900.0
+    );
+    // A module the function imports changed: it runs again, with the new code.
+    let (cached, log) = run(helper("3")).await;
+    assert!(!cached);
+    assert!(log.contains("executing scaled"), "{log}");
+    assert_eq!(
+        w.scalar("main", "select sum(y) from db.scaled").await,
+        14850.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,6 +53,9 @@ pub struct RunOptions {
     /// run is cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u64>,
+    /// Execute every node, reusing no earlier output (and keeping none).
+    #[serde(default)]
+    pub no_cache: bool,
 }
 
 /// Why a run failed, for its exit code.
@@ -120,6 +123,12 @@ pub struct NodeRecord {
     /// The worker environment of a Python node (its key in the environment cache).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// Its output was an earlier run's (the results cache): it did not execute.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
+    /// The run whose output it reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,6 +193,8 @@ impl Pipeline {
                     error: None,
                     passed: None,
                     environment: None,
+                    cached: false,
+                    cached_from: None,
                 })
                 .collect(),
             failure: None,

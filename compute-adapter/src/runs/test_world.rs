@@ -35,6 +35,7 @@ pub(super) fn config(dir: &std::path::Path, max_runs: usize, workers: usize) -> 
         env_cache: super::envs::default_cache(),
         worker_timeout: std::time::Duration::from_secs(600),
         run_timeout: std::time::Duration::from_secs(3600),
+        cache_bytes: 64 << 20,
     }
 }
 

@@ -54,7 +54,8 @@ pub struct RunBody {
     pub promoted_ms: Option<i64>,
     /// A pipeline run's project, code snapshot, parameters (secrets masked), options and
     /// nodes (each with its kind, state, times, rows, bytes, output table and error; an
-    /// expectation's `passed`; a Python node's worker `environment`).
+    /// expectation's `passed`; a Python node's worker `environment`; `cached` and
+    /// `cachedFrom` when its output was an earlier run's, from the results cache).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub pipeline: Option<serde_json::Value>,

@@ -25,7 +25,7 @@ type Parts = Result<axum::extract::Multipart, axum::extract::multipart::Multipar
 #[utoipa::path(post, path = "/api/v1/runs", tag = "runs", operation_id = "submitRun",
     params(("Idempotency-Key" = Option<String>, Header, description = "A UUIDv7; a retry with the same key and the same request answers the same run")),
     request_body(content = String, content_type = "multipart/form-data",
-        description = "An `options` part (JSON: ref, namespace, params, dryRun, plan, strict, noTransaction, preview, timeoutSeconds) and a `project` part (the project folder as an uncompressed tar: bauplan_project.yml, .sql, .py, requirements.txt)."),
+        description = "An `options` part (JSON: ref, namespace, params, dryRun, plan, strict, noTransaction, noCache, preview, timeoutSeconds) and a `project` part (the project folder as an uncompressed tar: bauplan_project.yml, .sql, .py, requirements.txt)."),
     responses(
         (status = 200, description = "`plan: true`: the DAG in the order it would run; nothing recorded", body = Object),
         (status = 201, description = "Planned, recorded (queued) and started: the run's record", body = super::runs::RunBody),
