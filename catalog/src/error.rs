@@ -61,6 +61,8 @@ pub enum CatalogError {
     RunNotFound(String),
     #[error("run {run} cannot be promoted: {why}")]
     RunNotPromotable { run: String, why: String },
+    #[error("run {run} cannot be reverted: {why}")]
+    RunNotRevertible { run: String, why: String },
     /// A commit of a failed or cancelled run, which nothing may build on.
     #[error(
         "commit {commit} belongs to run {run}, which is {state:?} and sealed: its work cannot be used (merge, cherry-pick, branch or reset to it); re-run it, or promote the run (floe run promote {run})"

@@ -21,7 +21,7 @@ pub struct MergeRequest {
 }
 
 impl Catalog {
-    fn authorize_branch_write(
+    pub(crate) fn authorize_branch_write(
         &self,
         principal: &Principal,
         action: Action,

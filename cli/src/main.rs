@@ -187,6 +187,10 @@ pub struct LogArgs {
     /// Only commits that changed something at or under this key prefix (a.b.c).
     #[arg(long)]
     pub path: Option<String>,
+    /// Only the commits of this run (its landing, and any revert of it); the spec defaults
+    /// to the run's target.
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -414,6 +418,9 @@ pub enum RunVerb {
         /// Only runs of this project (its id or name).
         #[arg(long)]
         project: Option<String>,
+        /// Only runs that write this table (namespace.table).
+        #[arg(long)]
+        table: Option<String>,
     },
     /// Show one run's record.
     Show { id: String },
@@ -426,6 +433,14 @@ pub enum RunVerb {
     },
     /// Let a failed or cancelled run's commits be used (branched from, merged, reset to).
     Promote { id: String },
+    /// Undo a run's landing as one commit: every table it wrote, or none (refused, naming
+    /// the tables, when any of them changed since).
+    Revert {
+        id: String,
+        /// The branch to revert it on (default: the run's target).
+        #[arg(long, value_name = "BRANCH")]
+        on: Option<String>,
+    },
     /// Cancel a queued or running run: its workers are stopped, it ends `cancelled`, its
     /// branch sealed. Waits until it has ended and shows it.
     Cancel { id: String },

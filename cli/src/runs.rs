@@ -16,7 +16,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::client::{CallError, EXIT_CONFLICT, Method, encode};
-use crate::output::table;
+use crate::output::{short, table};
 use crate::verbs::{Ctx, Failure, PAGE_MAX};
 use crate::{PreviewArg, RunArgs, RunOpts, RunStart, RunVerb};
 
@@ -38,7 +38,8 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
             kind,
             target,
             project,
-        }) => list(ctx, state, kind, target, project),
+            table,
+        }) => list(ctx, state, kind, target, project, table),
         Some(RunVerb::Show { id }) => {
             let answer = ctx.get(&format!("/api/v1/runs/{}", encode(&id)), &[])?;
             if ctx.json {
@@ -74,6 +75,35 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
                 ctx.print(&answer);
             } else {
                 show(ctx, &answer.value);
+            }
+            Ok(())
+        }
+        Some(RunVerb::Revert { id, on }) => {
+            let answer = ctx
+                .write(
+                    Method::Post,
+                    &format!("/api/v1/runs/{}/revert", encode(&id)),
+                    &[],
+                    Some(json!({ "on": on })),
+                )?
+                .ok_or_else(|| Failure::Other("the server answered with no body".to_owned()))?;
+            let v = &answer.value;
+            if ctx.json {
+                ctx.print(&answer);
+            } else if v["created"] == Value::Bool(true) {
+                println!(
+                    "reverted run {} on {} as {} (its landing {} undone)",
+                    v["run"].as_str().unwrap_or(""),
+                    v["branch"].as_str().unwrap_or(""),
+                    ctx.style.hash(v["head"].as_str().unwrap_or("")),
+                    short(v["reverted"].as_str().unwrap_or(""))
+                );
+            } else {
+                println!(
+                    "nothing to revert: every table run {} wrote is already as before it on {}",
+                    v["run"].as_str().unwrap_or(""),
+                    v["branch"].as_str().unwrap_or("")
+                );
             }
             Ok(())
         }
@@ -563,6 +593,7 @@ fn list(
     kind: Option<String>,
     target: Option<String>,
     project: Option<String>,
+    table_filter: Option<String>,
 ) -> Result<(), Failure> {
     let mut rows = vec![vec![
         "id".to_owned(),
@@ -577,6 +608,7 @@ fn list(
         ("kind", kind),
         ("target", target),
         ("project", project),
+        ("table", table_filter),
     ] {
         if let Some(v) = value {
             query.push((name, v));
@@ -656,6 +688,15 @@ fn show(ctx: &Ctx, r: &Value) {
         field("branch") + &branch_fate(ctx, r),
     ]);
     rows.push(vec!["source".to_owned(), field("source")]);
+    let tables: Vec<&str> = r["tables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !tables.is_empty() {
+        rows.push(vec!["writes".to_owned(), tables.join(", ")]);
+    }
     if let Some(landed) = r["landed"].as_str() {
         rows.push(vec!["landed".to_owned(), ctx.style.hash(landed)]);
     }

@@ -239,6 +239,7 @@ pub fn run(server: &str, json: bool, verb: Verb) -> Result<(), Failure> {
                         until: None,
                         grep: None,
                         path: Some(table),
+                        run: None,
                     },
                 ),
             }
@@ -251,22 +252,52 @@ pub fn run(server: &str, json: bool, verb: Verb) -> Result<(), Failure> {
     }
 }
 
+/// The run a commit belongs to, and how: `run ID` (its landing or a part of it) or
+/// `reverts run ID`.
+fn run_of(commit: &Value) -> Option<String> {
+    let props = &commit["properties"];
+    if let Some(id) = props["floe.run.id"]
+        .as_str()
+        .or(props["floe.run.part"].as_str())
+    {
+        return Some(format!("run {id}"));
+    }
+    props["floe.run.reverted"]
+        .as_str()
+        .map(|id| format!("reverts run {id}"))
+}
+
+/// One row per commit; a column naming each commit's run when any has one.
 fn commit_rows(ctx: &Ctx, commits: &[Value]) -> Vec<Vec<String>> {
+    let runs = commits.iter().any(|c| run_of(c).is_some());
     commits
         .iter()
         .map(|c| {
-            vec![
+            let mut row = vec![
                 ctx.style.hash(c["hash"].as_str().unwrap_or("")),
                 c["authoredAt"].as_str().unwrap_or("").to_owned(),
                 c["author"].as_str().unwrap_or("").to_owned(),
-                subject(c["message"].as_str().unwrap_or("")).to_owned(),
-            ]
+            ];
+            if runs {
+                row.push(run_of(c).unwrap_or_default());
+            }
+            row.push(subject(c["message"].as_str().unwrap_or("")).to_owned());
+            row
         })
         .collect()
 }
 
 fn log(ctx: &Ctx, args: LogArgs) -> Result<(), Failure> {
-    let spec = args.spec.unwrap_or_else(|| ctx.current.clone());
+    let spec = match (args.spec, &args.run) {
+        (Some(spec), _) => spec,
+        // A run's commits are on its target.
+        (None, Some(run)) => ctx
+            .get(&format!("/api/v1/runs/{}", encode(run)), &[])?
+            .value["target"]
+            .as_str()
+            .map_or_else(|| ctx.current.clone(), str::to_owned),
+        (None, None) => ctx.current.clone(),
+    };
     let mut query: Vec<(&str, String)> = Vec::new();
     for (k, v) in [
         ("author", args.author),
@@ -274,6 +305,7 @@ fn log(ctx: &Ctx, args: LogArgs) -> Result<(), Failure> {
         ("until", args.until),
         ("grep", args.grep),
         ("path", args.path),
+        ("run", args.run),
     ] {
         if let Some(v) = v {
             query.push((k, v));
@@ -334,6 +366,10 @@ fn show(ctx: &Ctx, commit: &str) -> Result<(), Failure> {
         println!("Committer: {}", c["committer"].as_str().unwrap_or(""));
     }
     println!("Date:   {}", c["authoredAt"].as_str().unwrap_or(""));
+    if let Some(run) = run_of(c) {
+        let id = run.rsplit(' ').next().unwrap_or("");
+        println!("Run:    {run} (floe run show {id})");
+    }
     if let Some(props) = c["properties"].as_object() {
         for (k, v) in props {
             println!("{k}: {}", v.as_str().unwrap_or(""));

@@ -171,6 +171,8 @@ pub struct LogFilter {
     pub path: Option<ContentKey>,
     /// Every listed property has this value.
     pub properties: BTreeMap<String, String>,
+    /// At least one listed property has its value (none listed: no constraint).
+    pub any_of: Vec<(String, String)>,
 }
 
 impl LogFilter {
@@ -187,6 +189,11 @@ impl LogFilter {
                 .properties
                 .iter()
                 .all(|(k, v)| c.properties.get(k) == Some(v))
+            && (self.any_of.is_empty()
+                || self
+                    .any_of
+                    .iter()
+                    .any(|(k, v)| c.properties.get(k) == Some(v)))
     }
 }
 

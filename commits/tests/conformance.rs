@@ -1597,6 +1597,15 @@ mod cases {
             }),
             ["load ns.a"]
         );
+        let either = |value: &str| LogFilter {
+            any_of: vec![
+                ("job".to_owned(), value.to_owned()),
+                ("absent".to_owned(), value.to_owned()),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(messages(either("nightly")), ["load ns.a"]);
+        assert!(messages(either("weekly")).is_empty());
         // Paging: two at a time, every commit once.
         let mut all = Vec::new();
         let mut from = head;

@@ -81,6 +81,7 @@ pub enum ErrorKind {
     RunSealed,
     RunNotFound,
     RunNotPromotable,
+    RunNotRevertible,
     Unsupported,
     OutsideWarehouse,
     FileNotFound,
@@ -137,7 +138,7 @@ pub struct Row {
 
 impl ErrorKind {
     /// Every kind, in the table's order.
-    pub const ALL: [ErrorKind; 54] = {
+    pub const ALL: [ErrorKind; 55] = {
         use ErrorKind as K;
         [
             K::BadRequest,
@@ -158,6 +159,7 @@ impl ErrorKind {
             K::RunSealed,
             K::RunNotFound,
             K::RunNotPromotable,
+            K::RunNotRevertible,
             K::Unsupported,
             K::OutsideWarehouse,
             K::FileNotFound,
@@ -233,6 +235,7 @@ impl ErrorKind {
             K::RunSealed => (S::CONFLICT, "RunSealed", "CommitFailedException"),
             K::RunNotFound => (S::NOT_FOUND, "RunNotFound", "NotFoundException"),
             K::RunNotPromotable => (S::CONFLICT, "RunNotPromotable", "CommitFailedException"),
+            K::RunNotRevertible => (S::CONFLICT, "RunNotRevertible", "CommitFailedException"),
             K::Unsupported => (S::BAD_REQUEST, "Unsupported", "BadRequestException"),
             K::OutsideWarehouse => (S::BAD_REQUEST, "OutsideWarehouse", "BadRequestException"),
             K::FileNotFound => (S::BAD_REQUEST, "FileNotFound", "BadRequestException"),
@@ -709,6 +712,7 @@ impl From<CatalogError> for ApiError {
             CatalogError::RunSealed { .. } | CatalogError::RunExpired { .. } => of(K::RunSealed),
             CatalogError::RunNotFound(_) => of(K::RunNotFound),
             CatalogError::RunNotPromotable { .. } => of(K::RunNotPromotable),
+            CatalogError::RunNotRevertible { .. } => of(K::RunNotRevertible),
             CatalogError::Unsupported(_) => of(K::Unsupported),
             CatalogError::Warehouse(floe_catalog::WarehouseError::Outside { .. }) => {
                 of(K::OutsideWarehouse)

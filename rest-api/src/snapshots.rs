@@ -572,6 +572,7 @@ fn the_error_table() {
         RunSealed              409 CommitFailedException  409 
         RunNotFound            404 NotFoundException      404 
         RunNotPromotable       409 CommitFailedException  409 
+        RunNotRevertible       409 CommitFailedException  409 
         Unsupported            400 BadRequestException    400 
         OutsideWarehouse       400 BadRequestException    400 
         FileNotFound           400 BadRequestException    400 

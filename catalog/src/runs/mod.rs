@@ -33,6 +33,7 @@ pub use crate::run_state::RunState;
 mod answers;
 mod landing;
 mod retention;
+mod revert;
 #[cfg(test)]
 mod tests;
 
@@ -40,11 +41,14 @@ pub use answers::StoredAnswer;
 pub use landing::{Landed, Landing};
 pub(crate) use retention::MaintenanceCursor;
 pub use retention::{Retention, RetentionReport};
+pub use revert::RunReverted;
 
 /// The commit property naming the run a commit belongs to.
 pub const RUN_ID_PROPERTY: &str = "floe.run.id";
 /// The property of a commit that lands part of a run (`--no-transaction`), naming the run.
 pub const RUN_PART_PROPERTY: &str = "floe.run.part";
+/// The property of a commit that reverts a run's landing (`floe run revert`), naming it.
+pub const RUN_REVERTED_PROPERTY: &str = "floe.run.reverted";
 /// The landing commit's property saying where the run's work came from.
 pub const RUN_SOURCE_PROPERTY: &str = "floe.run.source";
 
@@ -122,6 +126,10 @@ pub struct RunRecord {
     /// its nodes' states), kept by `floe-compute`, which owns its shape. Bounded there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<serde_json::Value>,
+    /// The tables the run writes (`namespace.table`), as it declared them when it was
+    /// submitted (`GET /api/v1/runs?table=` lists the runs that wrote a table).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
 }
 
 impl RunRecord {
@@ -156,10 +164,28 @@ impl RunRecord {
         self.state != RunState::Succeeded && !self.promoted
     }
 
+    /// Whether the run writes `table` (`namespace.table`): its declared tables, or for a
+    /// record older than them, its pipeline's materialized outputs.
+    pub fn writes(&self, table: &str) -> bool {
+        if !self.tables.is_empty() {
+            return self.tables.iter().any(|t| t == table);
+        }
+        pipeline_tables(self.pipeline.as_ref()).any(|t| t == table)
+    }
+
     /// The landing commit the record names, once succeeded.
     fn landed_hash(&self) -> Option<Hash> {
         self.landed.as_deref().and_then(|h| Hash::parse(h).ok())
     }
+}
+
+/// A pipeline record's materialized outputs (its nodes' `outputTable`s).
+fn pipeline_tables(pipeline: Option<&serde_json::Value>) -> impl Iterator<Item = &str> {
+    pipeline
+        .and_then(|p| p["nodes"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["outputTable"].as_str())
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary, saying so.
@@ -205,7 +231,20 @@ impl Catalog {
         kind: RunKind,
         source: String,
     ) -> CatalogResult<(RunRecord, Principal)> {
-        let record = self.new_run(principal, target, kind, source, None, RunState::Running)?;
+        self.start_run_writing(principal, target, kind, source, Vec::new())
+    }
+
+    /// `start_run` of a run that declares the tables it writes (`namespace.table`).
+    pub fn start_run_writing(
+        &self,
+        principal: &Principal,
+        target: &RefSpec,
+        kind: RunKind,
+        source: String,
+        tables: Vec<String>,
+    ) -> CatalogResult<(RunRecord, Principal)> {
+        let mut record = self.new_run(principal, target, kind, source, None, RunState::Running)?;
+        record.tables = tables;
         self.fork_run(record, principal)
     }
 
@@ -271,6 +310,9 @@ impl Catalog {
             promoted_by: None,
             promoted_ms: None,
             stored_answer: None,
+            tables: pipeline_tables(pipeline.as_ref())
+                .map(str::to_owned)
+                .collect(),
             pipeline,
         })
     }

@@ -14,7 +14,7 @@ use crate::harness::{Running, Server};
 const PROJECT: &str = "project:\n  id: 5e1f0c2a\n  name: demo\nparameters:\n  min_id:\n    type: int\n    default: 10\ndefaults:\n  namespace: db\n";
 
 /// A project folder with `files` (path, text) beside its project file.
-fn project(run: &Running, name: &str, files: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn project(run: &Running, name: &str, files: &[(&str, &str)]) -> PathBuf {
     let dir = run.dir.path().join(name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("bauplan_project.yml"), PROJECT).unwrap();
@@ -27,7 +27,7 @@ fn project(run: &Running, name: &str, files: &[(&str, &str)]) -> PathBuf {
 }
 
 /// Three SQL models: a parameter, a fan-in, one REPLACE, one APPEND, one NONE.
-const DEMO: &[(&str, &str)] = &[
+pub(crate) const DEMO: &[(&str, &str)] = &[
     (
         "models/base.sql",
         "-- bauplan: materialization_strategy = REPLACE\nSELECT id, name, score AS Score FROM t WHERE id >= $min_id",
@@ -42,7 +42,7 @@ const DEMO: &[(&str, &str)] = &[
 ];
 
 /// A server with `db.t` (ids 0..100) on `main` and a branch `dev` from it.
-fn seeded() -> Running {
+pub(crate) fn seeded() -> Running {
     let run = Running::start();
     run.namespace("main", "db");
     let files = run.dir.path().join("files");
@@ -54,7 +54,7 @@ fn seeded() -> Running {
     run
 }
 
-fn count(run: &Running, table: &str, at: &str) -> Result<i64, Value> {
+pub(crate) fn count(run: &Running, table: &str, at: &str) -> Result<i64, Value> {
     let r =
         run.query_json(json!({ "sql": format!("SELECT count(*) AS n FROM {table}"), "ref": at }));
     if r.status != 200 {
@@ -63,7 +63,7 @@ fn count(run: &Running, table: &str, at: &str) -> Result<i64, Value> {
     Ok(r.body[0]["n"].as_i64().unwrap())
 }
 
-fn run_floe(run: &Running, args: &[&str]) -> crate::harness::Cli {
+pub(crate) fn run_floe(run: &Running, args: &[&str]) -> crate::harness::Cli {
     run.floe(&run.config_dir(), args)
 }
 

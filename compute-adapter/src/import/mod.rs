@@ -332,8 +332,11 @@ impl Importer {
         let catalog = self.catalog.clone();
         let who = principal.clone();
         let spec = request.branch.clone();
-        let (record, executor) =
-            blocking(move || Ok(catalog.start_run(&who, &spec, RunKind::Import, source)?)).await?;
+        let tables = vec![request.table.to_string()];
+        let (record, executor) = blocking(move || {
+            Ok(catalog.start_run_writing(&who, &spec, RunKind::Import, source, tables)?)
+        })
+        .await?;
         let work = Work {
             catalog: self.catalog.clone(),
             executor: executor.clone(),

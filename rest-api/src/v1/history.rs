@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use floe_catalog::{RUN_ID_PROPERTY, RUN_PART_PROPERTY, RUN_REVERTED_PROPERTY};
 use floe_commits::LogFilter;
 use floe_commits::limits::{ENTRIES_PAGE_MAX, LOG_PAGE_MAX};
 use serde::Deserialize;
@@ -36,6 +37,9 @@ pub struct LogQuery {
     pub grep: Option<String>,
     /// Only commits that changed a key at or under this prefix (elements joined by `.`).
     pub path: Option<String>,
+    /// Only commits of this run: its landing (or, with `--no-transaction`, its parts) and
+    /// any revert of it.
+    pub run: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -96,6 +100,14 @@ pub async fn log(
             grep: q.grep,
             path: q.path.as_deref().map(extract::key).transpose()?,
             properties: Default::default(),
+            any_of: q
+                .run
+                .iter()
+                .flat_map(|run| {
+                    [RUN_ID_PROPERTY, RUN_PART_PROPERTY, RUN_REVERTED_PROPERTY]
+                        .map(|p| (p.to_owned(), run.clone()))
+                })
+                .collect(),
         };
         let limit = extract::page_size(q.page_size, 100, LOG_PAGE_MAX);
         let (at, log) = catalog.log(principal, &spec, page, &filter, limit)?;

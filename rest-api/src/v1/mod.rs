@@ -41,10 +41,11 @@ use crate::wire;
         namespaces::drop_namespace, namespaces::update_properties,
         merges::merge, merges::cherry_pick, merges::revert,
         query::query, imports::import, runs::list_runs, runs::get_run, runs::promote_run,
+        runs::revert_run,
         submit::submit_run, submit::run_logs, submit::run_code, submit::cancel_run,
         runs::maintain,
     ),
-    components(schemas(ErrorBody, ConflictBody, wire::StatusBody, query::QueryBody, imports::ImportBody, runs::RunBody, runs::RunList, runs::MaintenanceBody)),
+    components(schemas(ErrorBody, ConflictBody, wire::StatusBody, query::QueryBody, imports::ImportBody, runs::RunBody, runs::RunList, runs::MaintenanceBody, runs::RevertRunRequest, runs::RevertRunResult)),
     tags(
         (name = "refs", description = "Branches and tags"),
         (name = "history", description = "Commits, log, diff and entries at any ref spec"),
@@ -110,6 +111,7 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{id}/code", get(submit::run_code))
         .route("/runs/{id}/cancel", post(submit::cancel_run))
         .route("/runs/{id}/promote", post(runs::promote_run))
+        .route("/runs/{id}/revert", post(runs::revert_run))
         .route("/maintenance", post(runs::maintain))
         .route(
             "/imports",

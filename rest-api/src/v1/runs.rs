@@ -59,6 +59,9 @@ pub struct RunBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub pipeline: Option<serde_json::Value>,
+    /// The tables the run writes (`namespace.table`), as declared when it was submitted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
 }
 
 impl From<&RunRecord> for RunBody {
@@ -81,6 +84,7 @@ impl From<&RunRecord> for RunBody {
             promoted_by: r.promoted_by.clone(),
             promoted_ms: r.promoted_ms,
             pipeline: r.pipeline.clone(),
+            tables: r.tables.clone(),
         }
     }
 }
@@ -110,6 +114,9 @@ pub struct ListRunsQuery {
     pub kind: Option<String>,
     /// Only pipeline runs of this project (its id or its name).
     pub project: Option<String>,
+    /// Only runs that write this table (`namespace.table`): pipeline runs that materialize
+    /// it, imports into it.
+    pub table: Option<String>,
 }
 
 /// The filter a listing asks for, checked.
@@ -147,11 +154,13 @@ fn filter(q: &ListRunsQuery) -> crate::error::ApiResult<impl Fn(&RunRecord) -> b
                 })?,
         ),
     };
+    let table = q.table.as_deref().map(extract::key).transpose()?;
     let (target, project) = (q.target.clone(), q.project.clone());
     Ok(move |r: &RunRecord| {
         state.is_none_or(|s| r.state == s)
             && kind.is_none_or(|k| r.kind == k)
             && target.as_ref().is_none_or(|t| r.target == *t)
+            && table.as_ref().is_none_or(|t| r.writes(&t.to_string()))
             && project.as_ref().is_none_or(|p| {
                 let field = |name: &str| r.pipeline.as_ref().and_then(|v| v[name].as_str());
                 field("projectId") == Some(p) || field("projectName") == Some(p)
@@ -232,6 +241,102 @@ pub async fn promote_run(
             replay: move |cx: &Ctx, _: &AppliedRecord| {
                 let run = cx.catalog.get_run(&cx.principal, &again)?;
                 Reply::json(StatusCode::OK, &RunBody::from(&run))
+            },
+        },
+    )
+    .await
+}
+
+/// Where to revert a run (`POST /api/v1/runs/{id}/revert`); an empty body reverts it on
+/// its target.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevertRunRequest {
+    /// The branch to revert it on (default: the run's target).
+    #[serde(default)]
+    pub on: Option<String>,
+}
+
+/// A run's landing commit, reverted.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevertRunResult {
+    pub run: String,
+    /// The branch written.
+    pub branch: String,
+    /// The reverted landing commit.
+    pub reverted: String,
+    #[serde(flatten)]
+    pub commit: crate::wire::CommitResult,
+}
+
+fn revert_request(body: &[u8]) -> crate::error::ApiResult<RevertRunRequest> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RevertRunRequest::default());
+    }
+    extract::json(body)
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/revert", tag = "runs", operation_id = "revertRun",
+    params(("id" = String, Path, description = "The run's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A UUIDv7; a retry with the same key applies once")),
+    request_body(content = Option<RevertRunRequest>, description = "Optional: the branch to revert it on"),
+    responses(
+        (status = 200, description = "Every table the run wrote reverted in one commit (created is false when they already were as before the run)", body = RevertRunResult),
+        (status = 400, description = "Invalid input, or the branch is not a writable branch", body = ErrorBody),
+        (status = 404, description = "No such run or branch", body = ErrorBody),
+        (status = 409, description = "RunNotRevertible: a table the run wrote changed since (the message names them; nothing was reverted), or the run did not land", body = ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used for another request", body = ErrorBody),
+    ))]
+pub async fn revert_run(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    call: Call,
+) -> Response {
+    let again = id.clone();
+    write::write(
+        &state,
+        call,
+        Write {
+            run: move |cx: &Ctx, idem: Option<&IdemRequest>| {
+                let req = revert_request(&cx.call.body)?;
+                let on = req.on.as_deref().map(extract::spec).transpose()?;
+                let done = cx
+                    .catalog
+                    .revert_run(&cx.principal, &id, on.as_ref(), idem)?;
+                Reply::json(
+                    StatusCode::OK,
+                    &RevertRunResult {
+                        run: done.record.id.clone(),
+                        branch: done.branch,
+                        reverted: done.record.landed.clone().unwrap_or_default(),
+                        commit: crate::wire::CommitResult {
+                            head: done.outcome.commit.to_hex(),
+                            parent: done.outcome.parent.to_hex(),
+                            created: done.outcome.created,
+                        },
+                    },
+                )
+            },
+            replay: move |cx: &Ctx, rec: &AppliedRecord| {
+                let run = cx.catalog.get_run(&cx.principal, &again)?;
+                let req = revert_request(&cx.call.body)?;
+                let head = rec.head.ok_or_else(|| {
+                    crate::error::ApiError::internal(&"an applied revert recorded no head")
+                })?;
+                Reply::json(
+                    StatusCode::OK,
+                    &RevertRunResult {
+                        branch: req.on.unwrap_or_else(|| run.target.clone()),
+                        reverted: run.landed.clone().unwrap_or_default(),
+                        run: run.id,
+                        commit: crate::wire::CommitResult {
+                            head: head.to_hex(),
+                            parent: rec.previous.unwrap_or(head).to_hex(),
+                            created: true,
+                        },
+                    },
+                )
             },
         },
     )

@@ -1,0 +1,112 @@
+//! Reverting a run: its landing commit undone as one commit (every table it wrote, or
+//! none), on its target or any branch. Refused, naming the tables, when any of them
+//! changed since the run wrote it: a revert never undoes someone else's work, and never
+//! splits a run (DESIGN §5).
+
+use floe_commits::{CommitMeta, CommitOutcome, RefSpec, WriteError};
+
+use super::{RUN_REVERTED_PROPERTY, RunRecord, RunState, run_not_found};
+use crate::Catalog;
+use crate::auth::{Action, Principal};
+use crate::error::{CatalogError, CatalogResult};
+use crate::idempotency::IdemRequest;
+
+/// What reverting a run did.
+#[derive(Debug, Clone)]
+pub struct RunReverted {
+    pub record: RunRecord,
+    /// The branch written.
+    pub branch: String,
+    /// The revert commit; `created` is false when every table already was as before
+    /// the run (nothing to revert).
+    pub outcome: CommitOutcome,
+}
+
+impl Catalog {
+    /// Reverts run `id`'s landing commit on `on` (default: the run's target) as one commit
+    /// carrying `floe.run.reverted`.
+    pub fn revert_run(
+        &self,
+        principal: &Principal,
+        id: &str,
+        on: Option<&RefSpec>,
+        idempotency: Option<&IdemRequest>,
+    ) -> CatalogResult<RunReverted> {
+        let record = self.run_record(id)?.ok_or_else(|| run_not_found(id))?;
+        let refuse = |why: String| CatalogError::RunNotRevertible {
+            run: record.id.clone(),
+            why,
+        };
+        let landed = match (record.state, record.landed_hash()) {
+            (RunState::Succeeded, Some(h)) => h,
+            (RunState::Succeeded, None) => {
+                return Err(refuse(
+                    "it landed nothing (a dry run, or no materialized model)".to_owned(),
+                ));
+            }
+            (state, _) if state.is_live() => {
+                return Err(refuse(format!(
+                    "it is {}; cancel it, or wait for it to end",
+                    state.as_str()
+                )));
+            }
+            (state, _) => {
+                return Err(refuse(format!(
+                    "it {} and landed nothing on its target",
+                    state.as_str()
+                )));
+            }
+        };
+        if record
+            .pipeline
+            .as_ref()
+            .is_some_and(|p| p["commits"].as_array().is_some_and(|c| c.len() > 1))
+        {
+            return Err(refuse(format!(
+                "it ran with --no-transaction and landed as several commits ({}); revert them one by one with floe revert",
+                record
+                    .pipeline
+                    .as_ref()
+                    .map(|p| p["commits"].to_string())
+                    .unwrap_or_default()
+            )));
+        }
+        let on = match on {
+            Some(on) => on.clone(),
+            None => RefSpec::parse(&record.target).map_err(|e| {
+                CatalogError::Invalid(format!("run {} has a bad target: {e}", record.id))
+            })?,
+        };
+        let branch = self.authorize_branch_write(principal, Action::Revert, &on)?;
+        let mut meta = CommitMeta::new(
+            principal.name().to_owned(),
+            format!("Revert run {}", record.id),
+            self.now_ms(),
+        );
+        meta.committer = principal.name().to_owned();
+        meta.properties
+            .insert(RUN_REVERTED_PROPERTY.to_owned(), record.id.clone());
+        let ctx = self.write_ctx(principal, idempotency, &landed.to_hex());
+        match self.store.revert(landed, &branch, None, Some(meta), &ctx) {
+            Ok(outcome) => Ok(RunReverted {
+                branch: branch.to_string(),
+                record,
+                outcome,
+            }),
+            Err(WriteError::Conflict { conflicts, .. }) => {
+                let tables: Vec<String> = conflicts.iter().map(|c| c.key.to_string()).collect();
+                Err(refuse(format!(
+                    "{} changed on {branch} since the run wrote {}: {}; nothing was reverted",
+                    if tables.len() == 1 {
+                        "a table it wrote"
+                    } else {
+                        "tables it wrote"
+                    },
+                    if tables.len() == 1 { "it" } else { "them" },
+                    tables.join(", ")
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
