@@ -28,9 +28,24 @@ impl Server {
     }
 
     pub fn start_with(command: &mut Command) -> Server {
+        Server::spawn(command, Stdio::piped())
+    }
+
+    /// A server whose standard error (its logs) goes to `log`, appended: a long test's
+    /// server never blocks on a full pipe.
+    pub fn start_logging_to(command: &mut Command, log: &Path) -> Server {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        Server::spawn(command, Stdio::from(file))
+    }
+
+    fn spawn(command: &mut Command, stderr: Stdio) -> Server {
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .expect("floe serve starts");
         // The first line says where it listens.
@@ -376,7 +391,7 @@ impl Running {
 }
 
 /// `floe serve` on a free port over `data_dir`, with `extra` flags.
-fn serve_command(data_dir: &Path, extra: &[&str]) -> Command {
+pub fn serve_command(data_dir: &Path, extra: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_floe"));
     command
         .args([

@@ -17,6 +17,7 @@ mod pipelines;
 mod python_client;
 mod replays;
 mod run_audit;
+mod run_faults;
 mod runs;
 mod schemathesis;
 mod serve;
