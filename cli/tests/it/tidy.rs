@@ -22,7 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Folders of the code map that are not crates.
-const PLAIN_FOLDERS: &[&str] = &["openapi", "tests"];
+const PLAIN_FOLDERS: &[&str] = &["clients", "openapi", "tests"];
 
 /// Where an external crate may be named, by Cargo.toml (DESIGN §1).
 #[derive(Debug)]
