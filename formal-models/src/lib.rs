@@ -6,6 +6,9 @@
 //! - `version_store`: the Stateright model of refs, commits, merges, cherry-picks, reverts
 //!   and tags, with its `always` and `sometimes` properties and a mutant per property.
 //! - `durability`: the actor model of acknowledgement and crash recovery.
+//! - `runs`: the Stateright model of runs over the version store (fork, write, land, fail,
+//!   seal, promote, prune, revert, crash and recovery) beside another client, with a
+//!   mutant per property, and its traces as text (`runs::trace`) for the catalog's replay.
 //! - `replay`: runs operation sequences against the real `Store` and the specification side
 //!   by side, comparing them after every step.
 //!
@@ -14,5 +17,6 @@
 
 pub mod durability;
 pub mod replay;
+pub mod runs;
 pub mod spec;
 pub mod version_store;

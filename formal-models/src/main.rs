@@ -2,19 +2,20 @@
 //! breadth-first to a depth and prints the states explored, the time, and every
 //! property's verdict; exit 0 when every `always` property holds and every `sometimes`
 //! property is reached, 1 otherwise. Models: `version-store` (default depth: the CI depth,
-//! `version_store::CI_DEPTH`), `durability` (exhaustive). With `--mutant`, the checker
-//! searches (normal merges only, to `MUTANT_DEPTH` by default) until it finds the
+//! `version_store::CI_DEPTH`), `durability` (exhaustive), `runs` (default depth:
+//! `runs::CI_DEPTH`). With `--mutant`, the checker searches (for the version store, normal
+//! merges only; to each model's `MUTANT_DEPTH` by default) until it finds the
 //! counterexample of the property that mutant breaks, prints it and exits 1.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use floe_formal_models::{durability, version_store};
+use floe_formal_models::{durability, runs, version_store};
 use std::collections::BTreeSet;
 
 use stateright::{Checker, HasDiscoveries, Model};
 
-const USAGE: &str = "usage: floe-formal-models check <version-store|durability> [--depth N] [--mutant NAME] [--threads N]";
+const USAGE: &str = "usage: floe-formal-models check <version-store|durability|runs> [--depth N] [--mutant NAME] [--threads N]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -104,6 +105,26 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                 breaks,
             ))
         }
+        "runs" => match &mutant {
+            None => Ok(check(
+                runs::Runs::default(),
+                depth.unwrap_or(runs::CI_DEPTH),
+                threads,
+                None,
+            )),
+            Some(name) => {
+                let found = runs::Mutant::ALL
+                    .into_iter()
+                    .find(|m| m.name() == name)
+                    .ok_or_else(|| unknown_mutant(name, runs::Mutant::ALL.map(|m| m.name())))?;
+                Ok(check(
+                    runs::Runs::with_mutant(found),
+                    depth.unwrap_or(runs::MUTANT_DEPTH),
+                    threads,
+                    Some(found.breaks()),
+                ))
+            }
+        },
         other => Err(format!("unknown model `{other}`")),
     }
 }

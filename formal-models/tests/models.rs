@@ -1,11 +1,11 @@
 //! The models checked exhaustively at small bounds: every `always` property holds, every
 //! `sometimes` property is reached, the unique state counts are pinned (a change to the
 //! model or the specification shows up here), and each mutant's counterexample is found
-//! within 12 steps.
+//! within 12 steps (for runs, the shortest one's length is pinned too).
 
 use std::collections::BTreeSet;
 
-use floe_formal_models::{durability, version_store};
+use floe_formal_models::{durability, runs, version_store};
 use stateright::{Checker, HasDiscoveries, Model};
 
 use version_store::{CI_DEPTH as STORE_DEPTH, MUTANT_DEPTH};
@@ -181,5 +181,67 @@ fn every_durability_mutant_has_a_counterexample_within_12_steps() {
             mutant.name(),
             mutant.breaks()
         );
+    }
+}
+
+/// The runs model at the depth CI checks (`runs::CI_DEPTH`, what `check runs` explores
+/// with no flags).
+const RUNS_STATES: usize = 1_031_116;
+
+#[test]
+fn the_runs_model_holds_its_properties() {
+    let model = runs::Runs::default();
+    let always = names(&model, true);
+    let sometimes = names(&model, false);
+    assert_eq!(always.len(), 5);
+    let checker = model
+        .checker()
+        .threads(2)
+        .target_max_depth(runs::CI_DEPTH)
+        .spawn_bfs()
+        .join();
+    for name in always {
+        if let Some(path) = checker.discovery(name) {
+            panic!("{name} fails: {:#?}", path.into_actions());
+        }
+    }
+    for name in sometimes {
+        assert!(checker.discovery(name).is_some(), "never reached: {name}");
+    }
+    assert_eq!(checker.unique_state_count(), RUNS_STATES);
+}
+
+/// Each runs mutant: stateright's search finds a counterexample within 12 steps, and the
+/// shortest one (a one-thread breadth-first search) has the pinned length.
+#[test]
+fn every_runs_mutant_has_a_counterexample_within_12_steps() {
+    use runs::Mutant::*;
+    let shortest = [
+        (BlindLanding, 5),
+        (LandPerTable, 4),
+        (UnsealedWork, 4),
+        (PerTableRevert, 6),
+        (RecoverySkipsQueued, 1),
+        (RecoveryIgnoresLanding, 4),
+    ];
+    assert_eq!(shortest.len(), runs::Mutant::ALL.len());
+    for (mutant, length) in shortest {
+        let model = runs::Runs::with_mutant(mutant);
+        let actions = counterexample(model.clone(), mutant.breaks(), runs::MUTANT_DEPTH);
+        assert!(
+            actions.len() <= 12,
+            "{}: {} steps",
+            mutant.name(),
+            actions.len()
+        );
+        let found = runs::trace::shortest_counterexample(&model, mutant.breaks(), 12)
+            .unwrap_or_else(|| panic!("{}: no counterexample", mutant.name()));
+        eprintln!(
+            "{} breaks `{}` in {} steps: {found:?}",
+            mutant.name(),
+            mutant.breaks(),
+            found.len()
+        );
+        assert_eq!(found.len(), length, "{}: {found:?}", mutant.name());
     }
 }
