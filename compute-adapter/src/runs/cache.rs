@@ -25,6 +25,9 @@ use super::execute::{Output, PyRuntime};
 use super::plan::{Body, Node, Plan, Source};
 use super::record::RunOptions;
 
+/// An entry holds at most `1 / ENTRY_SHARE_MAX` of the cache's bound.
+const ENTRY_SHARE_MAX: u64 = 8;
+
 /// What an entry says beside its output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -153,10 +156,11 @@ impl ResultCache {
     }
 
     /// Keeps `output` (or an expectation's answer) under `key`, then evicts the least
-    /// recently used entries beyond the bound. An output larger than the bound is not
-    /// kept.
+    /// recently used entries beyond the bound. An output larger than an eighth of the
+    /// bound is not kept: it would push out most of the cache, and writing it would cost
+    /// its run about as much as computing it saves the next.
     pub fn put(&self, key: &str, output: &Output, entry: &Entry) -> Result<(), String> {
-        if !self.enabled() || output.held_bytes() as u64 > self.bound {
+        if !self.enabled() || output.held_bytes() as u64 > self.bound / ENTRY_SHARE_MAX {
             return Ok(());
         }
         // Two runs that computed the same output may keep it at once: each writes files of
@@ -464,31 +468,35 @@ mod tests {
     fn the_least_recently_used_entry_goes_first_when_the_bound_is_passed() {
         let dir = tempfile::tempdir().unwrap();
         let big: Vec<i64> = (0..1000).collect();
-        // Room for two entries of this size, not three.
         let one = {
             let probe = ResultCache::open(dir.path().join("probe"), 1 << 30);
             probe.put("p", &output(&big), &entry(1000)).unwrap();
             probe.held()
         };
-        let cache = ResultCache::open(dir.path().join("cache"), one * 2 + one / 2);
+        // Room for eight entries of this size, not nine.
+        let bound = one * 8 + one / 2;
+        let cache = ResultCache::open(dir.path().join("cache"), bound);
         let to = dir.path().join("x.arrow");
-        cache.put("a", &output(&big), &entry(1000)).unwrap();
-        cache.put("b", &output(&big), &entry(1000)).unwrap();
-        // `a` used after `b`: `b` is now the least recently used.
-        assert!(cache.get("a", &to).is_some());
-        cache.put("c", &output(&big), &entry(1000)).unwrap();
-        assert!(cache.get("b", &to).is_none(), "b was evicted");
-        assert!(cache.get("a", &to).is_some());
-        assert!(cache.get("c", &to).is_some());
-        assert!(cache.held() <= one * 2 + one / 2);
-        assert!(!dir.path().join("cache/b.arrow").exists());
-        assert!(!dir.path().join("cache/b.json").exists());
+        for k in 0..8 {
+            cache.put(&format!("k{k}"), &output(&big), &entry(1000)).unwrap();
+        }
+        assert_eq!(cache.held(), one * 8);
+        // `k0` used after the others: `k1` is now the least recently used.
+        assert!(cache.get("k0", &to).is_some());
+        cache.put("k8", &output(&big), &entry(1000)).unwrap();
+        assert!(cache.get("k1", &to).is_none(), "k1 was evicted");
+        assert!(cache.get("k0", &to).is_some());
+        assert!(cache.get("k8", &to).is_some());
+        assert!(cache.held() <= bound);
+        assert!(!dir.path().join("cache/k1.arrow").exists());
+        assert!(!dir.path().join("cache/k1.json").exists());
     }
 
     #[test]
-    fn an_output_larger_than_the_bound_and_a_disabled_cache_keep_nothing() {
+    fn an_output_over_an_eighth_of_the_bound_and_a_disabled_cache_keep_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let tiny = ResultCache::open(dir.path().join("tiny"), 16);
+        // 8 values of 8 bytes: more than an eighth of 256 bytes.
+        let tiny = ResultCache::open(dir.path().join("tiny"), 256);
         tiny.put("k", &output(&[1, 2, 3, 4, 5, 6, 7, 8]), &entry(8))
             .unwrap();
         assert!(tiny.get("k", &dir.path().join("o")).is_none());

@@ -214,6 +214,48 @@ pub fn plan(files: &ProjectFiles) -> Result<PyPlan, Vec<PlanError>> {
     }
     let input = serde_json::json!({ "files": sources }).to_string();
     let python = interpreter();
+    // The planner reads nothing but the files: an unchanged project plans from memory.
+    let key = blake3::hash(format!("{python}\0{PLANNER}\0{input}").as_bytes());
+    if let Some(known) = planned(&key) {
+        return Ok(known);
+    }
+    let answer = run_planner(&python, input)?;
+    remember(key, &answer);
+    Ok(answer)
+}
+
+/// The planner's answers kept, most recently used last.
+static PLANS: std::sync::Mutex<Vec<(blake3::Hash, PyPlan)>> = std::sync::Mutex::new(Vec::new());
+/// At most this many answers are kept (a project's answer is a few KiB).
+const PLANS_KEPT: usize = 64;
+
+fn planned(key: &blake3::Hash) -> Option<PyPlan> {
+    let mut plans = PLANS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let at = plans.iter().position(|(k, _)| k == key)?;
+    let hit = plans.remove(at);
+    let plan = hit.1.clone();
+    plans.push(hit);
+    Some(plan)
+}
+
+fn remember(key: blake3::Hash, plan: &PyPlan) {
+    let mut plans = PLANS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if plans.len() >= PLANS_KEPT {
+        plans.remove(0);
+    }
+    plans.push((key, plan.clone()));
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Planner processes this thread started (the tests count them).
+    static PLANNERS_STARTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One planner process over `input` (the files as JSON).
+fn run_planner(python: &str, input: String) -> Result<PyPlan, Vec<PlanError>> {
+    #[cfg(test)]
+    PLANNERS_STARTED.with(|n| n.set(n.get() + 1));
     let mut child = Command::new(&python)
         .args(["-I", "-c", PLANNER])
         .stdin(Stdio::piped())
@@ -560,6 +602,30 @@ impl From<PyError> for PlanError {
 
 #[cfg(test)]
 mod tests {
+    use super::{PLANNERS_STARTED, ProjectFiles, plan};
+
+    #[test]
+    fn an_unchanged_project_plans_without_starting_python_again() {
+        let started = || PLANNERS_STARTED.with(std::cell::Cell::get);
+        let mut files = ProjectFiles::new();
+        let code = "import bauplan\n\n@bauplan.model()\ndef memo_{n}(data=bauplan.Model('t')):\n    return data\n";
+        let unique = format!("{:?}", std::time::SystemTime::now());
+        files.insert("m.py".to_owned(), code.replace("{n}", "a").into_bytes());
+        files.insert("note.py".to_owned(), format!("# {unique}\n").into_bytes());
+        let before = started();
+        let first = plan(&files).unwrap();
+        assert_eq!(started(), before + 1);
+        let again = plan(&files).unwrap();
+        assert_eq!(started(), before + 1, "planned from memory");
+        assert_eq!(again.nodes.len(), first.nodes.len());
+        assert_eq!(again.nodes[0].name, "memo_a");
+        // Any change to a file plans again.
+        files.insert("m.py".to_owned(), code.replace("{n}", "b").into_bytes());
+        let changed = plan(&files).unwrap();
+        assert_eq!(started(), before + 2);
+        assert_eq!(changed.nodes[0].name, "memo_b");
+    }
+
     /// The planner's own tests (`python/test_planner.py`: both decorator generations,
     /// aliases, every error kind with its line, and that user code never runs) and those
     /// of the release dates of pins (`python/test_release_dates.py`).
