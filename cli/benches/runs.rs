@@ -71,21 +71,8 @@ fn main() {
             "8192",
         ],
     );
-    let cli = |args: &[&str]| -> Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_floe"))
-            .args(["--json", "--server", &server.base])
-            .args(args)
-            .env("FLOE_CONFIG_DIR", root.path().join("cli"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "floe {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-    };
+    let config = root.path().join("cli");
+    let cli = |args: &[&str]| -> Value { support::floe_cli(&server.base, &config, args) };
     cli(&["namespace", "create", "db"]);
     for (file, table) in [(&small, "db.small"), (&big, "db.big")] {
         cli(&[

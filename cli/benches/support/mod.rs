@@ -104,6 +104,24 @@ pub fn us(d: Duration) -> String {
     }
 }
 
+/// `floe --json --server BASE ARGS...` with its own config folder, asserting it succeeded:
+/// its JSON answer (`Null` when it printed none).
+pub fn floe_cli(base: &str, config: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["--json", "--server", base])
+        .args(args)
+        .env("FLOE_CONFIG_DIR", config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "floe {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
 pub fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
 }

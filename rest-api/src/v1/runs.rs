@@ -270,6 +270,29 @@ pub struct RevertRunResult {
     pub commit: crate::wire::CommitResult,
 }
 
+/// The answer of a run's revert.
+fn reverted(
+    run: &RunRecord,
+    branch: String,
+    head: floe_commits::Hash,
+    parent: floe_commits::Hash,
+    created: bool,
+) -> crate::error::ApiResult<Reply> {
+    Reply::json(
+        StatusCode::OK,
+        &RevertRunResult {
+            run: run.id.clone(),
+            branch,
+            reverted: run.landed.clone().unwrap_or_default(),
+            commit: crate::wire::CommitResult {
+                head: head.to_hex(),
+                parent: parent.to_hex(),
+                created,
+            },
+        },
+    )
+}
+
 fn revert_request(body: &[u8]) -> crate::error::ApiResult<RevertRunRequest> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(RevertRunRequest::default());
@@ -304,18 +327,13 @@ pub async fn revert_run(
                 let done = cx
                     .catalog
                     .revert_run(&cx.principal, &id, on.as_ref(), idem)?;
-                Reply::json(
-                    StatusCode::OK,
-                    &RevertRunResult {
-                        run: done.record.id.clone(),
-                        branch: done.branch,
-                        reverted: done.record.landed.clone().unwrap_or_default(),
-                        commit: crate::wire::CommitResult {
-                            head: done.outcome.commit.to_hex(),
-                            parent: done.outcome.parent.to_hex(),
-                            created: done.outcome.created,
-                        },
-                    },
+                let outcome = done.outcome;
+                reverted(
+                    &done.record,
+                    done.branch,
+                    outcome.commit,
+                    outcome.parent,
+                    outcome.created,
                 )
             },
             replay: move |cx: &Ctx, rec: &AppliedRecord| {
@@ -324,19 +342,8 @@ pub async fn revert_run(
                 let head = rec.head.ok_or_else(|| {
                     crate::error::ApiError::internal(&"an applied revert recorded no head")
                 })?;
-                Reply::json(
-                    StatusCode::OK,
-                    &RevertRunResult {
-                        branch: req.on.unwrap_or_else(|| run.target.clone()),
-                        reverted: run.landed.clone().unwrap_or_default(),
-                        run: run.id,
-                        commit: crate::wire::CommitResult {
-                            head: head.to_hex(),
-                            parent: rec.previous.unwrap_or(head).to_hex(),
-                            created: true,
-                        },
-                    },
-                )
+                let branch = req.on.unwrap_or_else(|| run.target.clone());
+                reverted(&run, branch, head, rec.previous.unwrap_or(head), true)
             },
         },
     )
