@@ -106,7 +106,11 @@ fn a_run_is_reverted_whole_or_not_at_all_and_its_trail_is_shown() {
         trail.contains(&format!("reverts run {second_id}")),
         "{trail}"
     );
-    assert_eq!(trail.lines().count(), 2, "its landing and its revert: {trail}");
+    assert_eq!(
+        trail.lines().count(),
+        2,
+        "its landing and its revert: {trail}"
+    );
     // Again: nothing is left to revert.
     let again = run_floe(&run, &["run", "revert", &second_id]);
     assert!(

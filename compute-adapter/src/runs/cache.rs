@@ -478,7 +478,9 @@ mod tests {
         let cache = ResultCache::open(dir.path().join("cache"), bound);
         let to = dir.path().join("x.arrow");
         for k in 0..8 {
-            cache.put(&format!("k{k}"), &output(&big), &entry(1000)).unwrap();
+            cache
+                .put(&format!("k{k}"), &output(&big), &entry(1000))
+                .unwrap();
         }
         assert_eq!(cache.held(), one * 8);
         // `k0` used after the others: `k1` is now the least recently used.

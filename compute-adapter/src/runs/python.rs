@@ -230,7 +230,9 @@ static PLANS: std::sync::Mutex<Vec<(blake3::Hash, PyPlan)>> = std::sync::Mutex::
 const PLANS_KEPT: usize = 64;
 
 fn planned(key: &blake3::Hash) -> Option<PyPlan> {
-    let mut plans = PLANS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut plans = PLANS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let at = plans.iter().position(|(k, _)| k == key)?;
     let hit = plans.remove(at);
     let plan = hit.1.clone();
@@ -239,7 +241,9 @@ fn planned(key: &blake3::Hash) -> Option<PyPlan> {
 }
 
 fn remember(key: blake3::Hash, plan: &PyPlan) {
-    let mut plans = PLANS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut plans = PLANS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if plans.len() >= PLANS_KEPT {
         plans.remove(0);
     }
