@@ -126,8 +126,8 @@ pub struct RunRecord {
     /// its nodes' states), kept by `floe-compute`, which owns its shape. Bounded there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<serde_json::Value>,
-    /// The tables the run writes (`namespace.table`), as it declared them when it was
-    /// submitted (`GET /api/v1/runs?table=` lists the runs that wrote a table).
+    /// The tables an import writes (`namespace.table`); a pipeline's are its materialized
+    /// nodes' (`written_tables`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
 }
@@ -164,13 +164,23 @@ impl RunRecord {
         self.state != RunState::Succeeded && !self.promoted
     }
 
-    /// Whether the run writes `table` (`namespace.table`): its declared tables, or for a
-    /// record older than them, its pipeline's materialized outputs.
-    pub fn writes(&self, table: &str) -> bool {
-        if !self.tables.is_empty() {
-            return self.tables.iter().any(|t| t == table);
+    /// The tables the run writes (`namespace.table`), as declared when it was submitted:
+    /// an import's table, a pipeline's materialized outputs (none for a dry run).
+    pub fn written_tables(&self) -> Vec<String> {
+        let mut tables = self.tables.clone();
+        let dry = self
+            .pipeline
+            .as_ref()
+            .is_some_and(|p| p["options"]["dryRun"] == true);
+        if !dry {
+            tables.extend(pipeline_tables(self.pipeline.as_ref()).map(str::to_owned));
         }
-        pipeline_tables(self.pipeline.as_ref()).any(|t| t == table)
+        tables
+    }
+
+    /// Whether the run writes `table` (`namespace.table`).
+    pub fn writes(&self, table: &str) -> bool {
+        self.written_tables().iter().any(|t| t == table)
     }
 
     /// The landing commit the record names, once succeeded.
@@ -310,9 +320,7 @@ impl Catalog {
             promoted_by: None,
             promoted_ms: None,
             stored_answer: None,
-            tables: pipeline_tables(pipeline.as_ref())
-                .map(str::to_owned)
-                .collect(),
+            tables: Vec::new(),
             pipeline,
         })
     }

@@ -7,7 +7,7 @@ use floe_commits::{CommitMeta, CommitOutcome, RefSpec, WriteError};
 
 use super::{RUN_REVERTED_PROPERTY, RunRecord, RunState, run_not_found};
 use crate::Catalog;
-use crate::auth::{Action, Principal};
+use crate::auth::{Action, Principal, Target};
 use crate::error::{CatalogError, CatalogResult};
 use crate::idempotency::IdemRequest;
 
@@ -32,23 +32,49 @@ impl Catalog {
         on: Option<&RefSpec>,
         idempotency: Option<&IdemRequest>,
     ) -> CatalogResult<RunReverted> {
+        // Who may see runs at all, first: nothing below says whether a run exists.
+        self.authorize(principal, Action::ReadRefs, Target::default())?;
         let record = self.run_record(id)?.ok_or_else(|| run_not_found(id))?;
+        let on = match on {
+            Some(on) => on.clone(),
+            None => RefSpec::parse(&record.target).map_err(|e| {
+                CatalogError::Invalid(format!("run {} has a bad target: {e}", record.id))
+            })?,
+        };
+        let branch = self.authorize_branch_write(principal, Action::Revert, &on)?;
         let refuse = |why: String| CatalogError::RunNotRevertible {
             run: record.id.clone(),
             why,
         };
+        let parts = record
+            .pipeline
+            .as_ref()
+            .and_then(|p| p["commits"].as_array())
+            .map_or(0, Vec::len);
         let landed = match (record.state, record.landed_hash()) {
-            (RunState::Succeeded, Some(h)) => h,
-            (RunState::Succeeded, None) => {
-                return Err(refuse(
-                    "it landed nothing (a dry run, or no materialized model)".to_owned(),
-                ));
-            }
+            (RunState::Succeeded, Some(h)) if parts <= 1 => h,
             (state, _) if state.is_live() => {
                 return Err(refuse(format!(
                     "it is {}; cancel it, or wait for it to end",
                     state.as_str()
                 )));
+            }
+            (state, _) if parts > 0 && (parts > 1 || state != RunState::Succeeded) => {
+                return Err(refuse(format!(
+                    "it ran with --no-transaction and landed {parts} commit{} as it went ({}); `floe log --run {}` lists them, `floe revert` undoes each",
+                    if parts == 1 { "" } else { "s" },
+                    if state == RunState::Succeeded {
+                        "then succeeded".to_owned()
+                    } else {
+                        format!("then {}", state.as_str())
+                    },
+                    record.id
+                )));
+            }
+            (RunState::Succeeded, _) => {
+                return Err(refuse(
+                    "it landed nothing (a dry run, or no materialized model)".to_owned(),
+                ));
             }
             (state, _) => {
                 return Err(refuse(format!(
@@ -57,27 +83,11 @@ impl Catalog {
                 )));
             }
         };
-        if record
-            .pipeline
-            .as_ref()
-            .is_some_and(|p| p["commits"].as_array().is_some_and(|c| c.len() > 1))
-        {
-            return Err(refuse(format!(
-                "it ran with --no-transaction and landed as several commits ({}); revert them one by one with floe revert",
-                record
-                    .pipeline
-                    .as_ref()
-                    .map(|p| p["commits"].to_string())
-                    .unwrap_or_default()
-            )));
-        }
-        let on = match on {
-            Some(on) => on.clone(),
-            None => RefSpec::parse(&record.target).map_err(|e| {
-                CatalogError::Invalid(format!("run {} has a bad target: {e}", record.id))
-            })?,
-        };
-        let branch = self.authorize_branch_write(principal, Action::Revert, &on)?;
+        // The landing commit is read as any commit is (a hash needs read where it lives).
+        self.read_at(
+            principal,
+            &RefSpec::Hash(crate::history::hash_spec(&landed)),
+        )?;
         let mut meta = CommitMeta::new(
             principal.name().to_owned(),
             format!("Revert run {}", record.id),

@@ -149,5 +149,10 @@ fn a_run_is_reverted_whole_or_not_at_all_and_its_trail_is_shown() {
         refused.stderr
     );
     let missing = run_floe(&run, &["run", "revert", "no-such-run"]);
-    assert_ne!(missing.code, Some(0));
+    missing.expect(5);
+    assert!(
+        missing.stderr.contains("does not exist"),
+        "{}",
+        missing.stderr
+    );
 }

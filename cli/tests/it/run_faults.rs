@@ -201,6 +201,15 @@ fn any_workers(scratch: &Path) -> Vec<String> {
     found
 }
 
+/// No worker runs under `scratch`, and no run's scratch folder is there.
+fn assert_nothing_left(scratch: &Path) {
+    assert_eq!(any_workers(scratch), Vec::<String>::new());
+    let left: Vec<_> = std::fs::read_dir(scratch)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "scratch folders left: {left:?}");
+}
+
 fn kill9(pid: i32) {
     let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
 }
@@ -315,7 +324,11 @@ fn slow_runs_under_injected_faults_never_show_part_of_a_run() {
     w.kill_and_restart();
     let mut dice = Dice(seed);
     let faults = exercise(&mut w, total, &mut dice);
-    // A last restart: whatever a server left is settled and cleared.
+    // Every run has ended on the live server (each was followed to its end, or settled by
+    // a restart): it left no worker and no scratch folder, before any restart clears them.
+    let scratch = w.run.dir.path().join("runs").join("scratch");
+    assert_nothing_left(&scratch);
+    // A last restart: whatever a server left is settled, and it stays clean.
     w.kill_and_restart();
 
     let mut outcomes: BTreeMap<(Fault, String), usize> = BTreeMap::new();
@@ -394,13 +407,7 @@ fn slow_runs_under_injected_faults_never_show_part_of_a_run() {
         "every succeeded run's landing is on main"
     );
 
-    // Nothing is left behind: no worker, no scratch folder.
-    let scratch = w.run.dir.path().join("runs").join("scratch");
-    assert_eq!(any_workers(&scratch), Vec::<String>::new());
-    let left: Vec<_> = std::fs::read_dir(&scratch)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "scratch folders left: {left:?}");
+    assert_nothing_left(&scratch);
 
     // The faults happened: some runs failed of each cause, and some succeeded.
     let count = |fault: Fault, state: &str| {

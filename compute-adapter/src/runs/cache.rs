@@ -37,6 +37,10 @@ pub struct Entry {
     pub passed: Option<bool>,
     /// The run whose node produced it.
     pub run: String,
+    /// The BLAKE3 of the output file, checked as a hit copies it (a damaged entry is a
+    /// miss, and goes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
 }
 
 /// A hit: the entry, and its output copied to the path asked for (`None` for an
@@ -72,6 +76,8 @@ impl ResultCache {
             index: Mutex::new(Index::default()),
         };
         if bound == 0 {
+            // No cache: what an earlier start kept goes.
+            let _ = std::fs::remove_dir_all(&cache.dir);
             return cache;
         }
         let _ = std::fs::create_dir_all(&cache.dir);
@@ -139,7 +145,12 @@ impl ResultCache {
         let output = if entry.passed.is_some() {
             None
         } else {
-            std::fs::copy(self.dir.join(format!("{key}.arrow")), to).ok()?;
+            let copied = copy_hashing(&self.dir.join(format!("{key}.arrow")), to);
+            if copied.is_none() || copied != entry.blake3 {
+                let _ = std::fs::remove_file(to);
+                self.forget(key);
+                return None;
+            }
             Some(to.to_path_buf())
         };
         // Used now: its file's time says so after a restart too.
@@ -163,6 +174,7 @@ impl ResultCache {
         if !self.enabled() || output.held_bytes() as u64 > self.bound / ENTRY_SHARE_MAX {
             return Ok(());
         }
+        let mut entry = entry.clone();
         // Two runs that computed the same output may keep it at once: each writes files of
         // its own, and the last rename wins, whole.
         static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -177,6 +189,8 @@ impl ResultCache {
             let written = output
                 .write_ipc(&part)
                 .and_then(|()| {
+                    entry.blake3 =
+                        Some(hash_file(&part).map_err(|e| format!("keeping the output: {e}"))?);
                     std::fs::File::open(&part)
                         .and_then(|f| f.sync_data())
                         .map_err(|e| format!("keeping the output: {e}"))
@@ -191,7 +205,7 @@ impl ResultCache {
             bytes += std::fs::metadata(&data).map_or(0, |m| m.len());
         }
         let part = tmp("json");
-        let text = serde_json::to_vec(entry).map_err(|e| e.to_string())?;
+        let text = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
         let written = std::fs::write(&part, &text)
             .and_then(|()| std::fs::rename(&part, &meta))
             .map_err(|e| format!("keeping the entry: {e}"));
@@ -214,36 +228,70 @@ impl ResultCache {
     }
 
     /// Removes the least recently used entries (never `keep`) until the cache is within
-    /// its bound.
+    /// its bound. Files go under the lock, so a new entry of the same key written meanwhile
+    /// is never the one removed.
     fn evict(&self, keep: Option<&str>) {
-        let mut gone = Vec::new();
-        {
-            let mut index = self.index.lock();
-            if index.total <= self.bound {
-                return;
-            }
-            let mut order: Vec<(u64, String, u64)> = index
-                .entries
-                .iter()
-                .filter(|(k, _)| Some(k.as_str()) != keep)
-                .map(|(k, (bytes, used))| (*used, k.clone(), *bytes))
-                .collect();
-            order.sort();
-            for (_, key, bytes) in order {
-                if index.total <= self.bound {
-                    break;
-                }
-                index.entries.remove(&key);
-                index.total -= bytes;
-                gone.push(key);
-            }
+        let mut index = self.index.lock();
+        if index.total <= self.bound {
+            return;
         }
-        for key in gone {
-            // The JSON first: a half-removed entry is a leftover, never a wrong hit.
-            let _ = std::fs::remove_file(self.dir.join(format!("{key}.json")));
-            let _ = std::fs::remove_file(self.dir.join(format!("{key}.arrow")));
+        let mut order: Vec<(u64, String, u64)> = index
+            .entries
+            .iter()
+            .filter(|(k, _)| Some(k.as_str()) != keep)
+            .map(|(k, (bytes, used))| (*used, k.clone(), *bytes))
+            .collect();
+        order.sort();
+        for (_, key, bytes) in order {
+            if index.total <= self.bound {
+                break;
+            }
+            index.entries.remove(&key);
+            index.total -= bytes;
+            self.remove_files(&key);
         }
     }
+
+    /// Drops `key`'s entry (a damaged one).
+    fn forget(&self, key: &str) {
+        let mut index = self.index.lock();
+        if let Some((bytes, _)) = index.entries.remove(key) {
+            index.total -= bytes;
+        }
+        self.remove_files(key);
+    }
+
+    fn remove_files(&self, key: &str) {
+        // The JSON first: a half-removed entry is a leftover, never a wrong hit.
+        let _ = std::fs::remove_file(self.dir.join(format!("{key}.json")));
+        let _ = std::fs::remove_file(self.dir.join(format!("{key}.arrow")));
+    }
+}
+
+/// The BLAKE3 of a file, as hex.
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(std::fs::File::open(path)?)?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// Copies `from` to `to`, answering the BLAKE3 of what was copied.
+fn copy_hashing(from: &Path, to: &Path) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut reader = std::fs::File::open(from).ok()?;
+    let mut writer = std::io::BufWriter::new(std::fs::File::create(to).ok()?);
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        writer.write_all(&buf[..n]).ok()?;
+    }
+    writer.flush().ok()?;
+    Some(h.finalize().to_hex().to_string())
 }
 
 fn stem(path: &Path) -> String {
@@ -255,18 +303,17 @@ fn stem(path: &Path) -> String {
 }
 
 /// What a node's key is made of beyond the plan: the tables' content hashes at the fork,
-/// each Python node's environment key, the parameters' values and the project's files.
-#[allow(missing_debug_implementations)] // a closure
+/// each Python node's environment key, the parameters' values and the project's code.
+#[derive(Debug)]
 pub struct KeyInputs<'a> {
     /// Per table input, its content hash at the fork (`None`: no table there).
     pub tables: &'a HashMap<ContentKey, Option<Hash>>,
     /// Per node index, its environment's key.
     pub environments: &'a HashMap<usize, String>,
     pub params: &'a BTreeMap<String, serde_json::Value>,
-    /// A project file's bytes (`None` if unreadable: the node is then never cached).
-    pub file: &'a dyn Fn(&str) -> Option<Vec<u8>>,
-    /// The project's Python files that define no node (modules the nodes may import).
-    pub helpers: &'a [String],
+    /// A hash of every file of the project but its `.sql` files: what a Python function
+    /// may import or open (`None`: unreadable, and Python nodes are not cached).
+    pub code: Option<&'a str>,
 }
 
 /// Every node's cache key, in plan order (`None`: the node is not cached).
@@ -299,12 +346,13 @@ fn node_key(
     match &node.body {
         Body::Sql { statement, .. } => part("statement", statement.to_string().as_bytes()),
         Body::Python(f) => {
-            part("function", format!("{f:?}").as_bytes());
-            part("file", &(inputs.file)(&node.file)?);
-            for helper in inputs.helpers {
-                part("helper", helper.as_bytes());
-                part("helper-text", &(inputs.file)(helper)?);
+            if f.internet {
+                // What it fetches is not among its inputs.
+                return None;
             }
+            part("function", format!("{f:?}").as_bytes());
+            part("file", node.file.as_bytes());
+            part("code", inputs.code?.as_bytes());
             part("environment", inputs.environments.get(&n)?.as_bytes());
             for (arg, name) in &f.parameters {
                 let value = inputs.params.get(name)?;
@@ -368,43 +416,51 @@ impl super::Runner {
             .unwrap_or_default();
         let empty = BTreeMap::new();
         let params = py.map_or(&empty, |p| &p.params);
-        let code = py.map(|p| p.code.as_path());
-        let helpers = code.map(|c| helpers(c, plan)).unwrap_or_default();
-        let file = |name: &str| code.and_then(|c| std::fs::read(c.join(name)).ok());
+        let code = match py.map(|p| p.code.clone()) {
+            Some(dir) => tokio::task::spawn_blocking(move || code_hash(&dir))
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
         keys(
             plan,
             &KeyInputs {
                 tables: &tables,
                 environments: &environments,
                 params,
-                file: &file,
-                helpers: &helpers,
+                code: code.as_deref(),
             },
         )
     }
 }
 
-/// The project's Python files that define no node, by path in the project, sorted.
-fn helpers(code: &Path, plan: &Plan) -> Vec<String> {
-    let mut found = Vec::new();
+/// A hash of every file under `code` but `.sql` files, by path (`None` if one cannot be
+/// read).
+fn code_hash(code: &Path) -> Option<String> {
+    let mut files = Vec::new();
     let mut folders = vec![code.to_path_buf()];
     while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(&folder).ok()?.flatten() {
             let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            if entry.file_type().ok()?.is_dir() {
                 folders.push(path);
-            } else if path.extension().is_some_and(|e| e == "py")
-                && let Ok(relative) = path.strip_prefix(code)
-            {
-                let name = relative.to_string_lossy().into_owned();
-                if !plan.nodes.iter().any(|n| n.file == name) {
-                    found.push(name);
-                }
+            } else if path.extension().is_none_or(|e| e != "sql") {
+                files.push(path);
             }
         }
     }
-    found.sort();
-    found
+    files.sort();
+    let mut h = blake3::Hasher::new();
+    for path in files {
+        let name = path.strip_prefix(code).ok()?.to_string_lossy().into_owned();
+        let bytes = std::fs::read(&path).ok()?;
+        h.update(&(name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    Some(h.finalize().to_hex().to_string())
 }
 
 #[cfg(test)]
@@ -429,6 +485,7 @@ mod tests {
             rows,
             passed: None,
             run: "r1".to_owned(),
+            blake3: None,
         }
     }
 
@@ -456,7 +513,8 @@ mod tests {
         assert!(cache.get("k1", &scratch).is_none());
         cache.put("k1", &output(&[1, 2, 3]), &entry(3)).unwrap();
         let hit = cache.get("k1", &scratch).unwrap();
-        assert_eq!(hit.entry, entry(3));
+        assert_eq!(hit.entry.rows, 3);
+        assert_eq!(hit.entry.run, "r1");
         assert_eq!(values(hit.output.as_deref().unwrap()), vec![1, 2, 3]);
         drop(cache);
         let again = ResultCache::open(dir.path().join("cache"), 1 << 20);
@@ -506,6 +564,30 @@ mod tests {
         off.put("k", &output(&[1]), &entry(1)).unwrap();
         assert!(off.get("k", &dir.path().join("o")).is_none());
         assert!(!dir.path().join("off").exists());
+        // Turned off, what an earlier start kept goes.
+        let kept = ResultCache::open(dir.path().join("kept"), 1 << 20);
+        kept.put("k", &output(&[1]), &entry(1)).unwrap();
+        drop(kept);
+        ResultCache::open(dir.path().join("kept"), 0);
+        assert!(!dir.path().join("kept").exists());
+    }
+
+    #[test]
+    fn a_damaged_entry_is_a_miss_and_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cache");
+        let cache = ResultCache::open(root.clone(), 1 << 20);
+        cache.put("k", &output(&[1, 2, 3]), &entry(3)).unwrap();
+        // One byte of its body changed on disk.
+        let mut bytes = std::fs::read(root.join("k.arrow")).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(root.join("k.arrow"), bytes).unwrap();
+        let to = dir.path().join("o.arrow");
+        assert!(cache.get("k", &to).is_none());
+        assert!(!to.exists());
+        assert!(!root.join("k.json").exists());
+        assert_eq!(cache.held(), 0);
     }
 
     #[test]
@@ -530,6 +612,7 @@ mod tests {
             rows: 0,
             passed: Some(false),
             run: "r2".to_owned(),
+            blake3: None,
         };
         let empty = Output::memory(Arc::new(Schema::empty()), Vec::new());
         cache.put("e", &empty, &e).unwrap();

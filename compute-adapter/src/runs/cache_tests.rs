@@ -166,3 +166,43 @@ async fn a_failed_node_is_not_cached_and_a_dry_run_reuses_without_writing() {
     assert_eq!(flags, vec![true, true, true]);
     assert_eq!(w.head(), before, "a dry run lands nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_calling_now_random_or_uuid_is_never_reused() {
+    let w = world().await;
+    let project = || {
+        files_with(
+            PROJECT,
+            &[
+                (
+                    "stamped.sql",
+                    "-- bauplan: materialization_strategy = APPEND\nSELECT id, now() AS loaded_at FROM t WHERE id < 3",
+                ),
+                (
+                    "sampled.sql",
+                    "-- bauplan: materialization_strategy = REPLACE\nSELECT id FROM t WHERE random() < 2.0 AND id < 5",
+                ),
+                (
+                    "plain.sql",
+                    "-- bauplan: materialization_strategy = REPLACE\nSELECT id FROM t WHERE id < 5",
+                ),
+            ],
+        )
+    };
+    succeeded(&w, project(), RunOptions::default()).await;
+    let again = succeeded(&w, project(), RunOptions::default()).await;
+    let flags: Vec<(String, bool)> = cached(&again).into_iter().map(|(n, c, _)| (n, c)).collect();
+    assert_eq!(
+        flags,
+        vec![
+            ("plain".to_owned(), true),
+            ("sampled".to_owned(), false),
+            ("stamped".to_owned(), false),
+        ]
+    );
+    // Each run stamped its own rows.
+    let stamps = w
+        .scalar("main", "SELECT count(DISTINCT loaded_at) FROM db.stamped")
+        .await;
+    assert_eq!(stamps, 2.0);
+}

@@ -144,6 +144,9 @@ fn open_ipc(path: &Path) -> Result<FileReader<std::io::BufReader<std::fs::File>>
 pub struct Done {
     pub output: Output,
     pub passed: Option<bool>,
+    /// Its output follows from its inputs alone (no `now()`, `random()`, `uuid()`): a
+    /// later run may reuse it (the results cache).
+    pub reusable: bool,
 }
 
 /// The outputs of the nodes that finished, by node.
@@ -188,10 +191,14 @@ pub async fn run(
             statement,
             references,
             ..
-        } => Ok(Done {
-            output: run_sql(node, statement, references, reads, outputs).await?,
-            passed: None,
-        }),
+        } => {
+            let (output, reusable) = run_sql(node, statement, references, reads, outputs).await?;
+            Ok(Done {
+                output,
+                passed: None,
+                reusable,
+            })
+        }
         Body::Python(f) => {
             let py = py.ok_or("the run has no Python runtime")?;
             run_python(n, node, f, reads, outputs, py, log).await
@@ -260,7 +267,7 @@ async fn run_sql(
     references: &[datafusion::common::TableReference],
     reads: &Reads,
     outputs: &Outputs,
-) -> Result<Output, String> {
+) -> Result<(Output, bool), String> {
     let ctx = reads
         .engine
         .session_with(&reads.namespace, false)
@@ -276,9 +283,29 @@ async fn run_sql(
         register(&ctx, reference.clone(), provider).map_err(|e| e.to_string())?;
     }
     let df = read_only(&ctx, statement.clone(), &columns, reads).await?;
+    let reusable = deterministic(df.logical_plan());
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await.map_err(|e| engine_error(e, reads))?;
-    Ok(Output::memory(schema, batches))
+    Ok((Output::memory(schema, batches), reusable))
+}
+
+/// Whether a plan's answer follows from its inputs alone: no function of it is volatile
+/// (`random()`, `uuid()`) or stable (`now()`, the same within a query but not across runs).
+fn deterministic(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Expr, Volatility};
+    let mut pure = true;
+    let mut visit = |e: &Expr| {
+        if let Expr::ScalarFunction(f) = e
+            && f.func.signature().volatility != Volatility::Immutable
+        {
+            pure = false;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    };
+    let walked = plan.apply_with_subqueries(|node| node.apply_expressions(|e| e.apply(&mut visit)));
+    walked.is_ok() && pure
 }
 
 /// A Python input as a file: the upstream's own file when the function reads all of it
@@ -460,10 +487,12 @@ async fn run_python(
         return Ok(Done {
             output: Output::memory(empty, Vec::new()),
             passed: Some(passed),
+            reusable: true,
         });
     }
     Ok(Done {
         output: Output::file(output, answer.rows.unwrap_or(0))?,
         passed: None,
+        reusable: true,
     })
 }

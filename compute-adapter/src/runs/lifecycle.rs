@@ -215,12 +215,14 @@ impl Runner {
                     });
                 }
                 progress.finish().await;
+                record_parts(state, &job.landed.lock());
                 return Err((why, Failure::Cancelled));
             }
         };
         // Every progress save is done before the run is settled.
         progress.finish().await;
         if let Some(n) = states.iter().position(|s| *s == NodeState::Failed) {
+            record_parts(state, &job.landed.lock());
             let why = pipeline_of(&state.lock())
                 .and_then(|p| p.nodes[n].error.clone())
                 .map(|e| e.message)
@@ -349,6 +351,19 @@ impl Runner {
     }
 }
 
+/// The commits a `--no-transaction` run landed before it failed or was cancelled, in its
+/// record (they are the target's history; `floe run revert` names them).
+fn record_parts(state: &Mutex<RunRecord>, parts: &[Hash]) {
+    if parts.is_empty() {
+        return;
+    }
+    let mut record = state.lock();
+    if let Some(mut p) = pipeline_of(&record) {
+        p.commits = parts.iter().map(Hash::to_hex).collect();
+        record.pipeline = Some(p.to_value());
+    }
+}
+
 pub(super) fn pipeline_of(record: &RunRecord) -> Option<Pipeline> {
     record.pipeline.as_ref().and_then(Pipeline::from_value)
 }
@@ -436,12 +451,13 @@ impl NodeJob {
         }
         // Kept while it is materialized (the two overlap); a run that could not keep it
         // still succeeds.
-        let keeping = key.filter(|_| !cached).map(|key| {
+        let keeping = key.filter(|_| !cached && done.reusable).map(|key| {
             let (cache, output) = (self.cache.clone(), output.clone());
             let entry = cache::Entry {
                 rows,
                 passed: done.passed,
                 run: self.record.id.clone(),
+                blake3: None,
             };
             tokio::task::spawn_blocking(move || cache.put(&key, &output, &entry))
         });
@@ -561,6 +577,7 @@ impl NodeJob {
         Ok(Some(Done {
             output,
             passed: hit.entry.passed,
+            reusable: true,
         }))
     }
 

@@ -260,7 +260,7 @@ thread_local! {
 fn run_planner(python: &str, input: String) -> Result<PyPlan, Vec<PlanError>> {
     #[cfg(test)]
     PLANNERS_STARTED.with(|n| n.set(n.get() + 1));
-    let mut child = Command::new(&python)
+    let mut child = Command::new(python)
         .args(["-I", "-c", PLANNER])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -321,9 +321,10 @@ def scaled(data=bauplan.Model("t", columns=["id"])):
     print("executing scaled")
     return helper.scale(data)
 "#;
+    // The module it imports defines a node of its own, too.
     let helper = |factor: &str| {
         format!(
-            "import pyarrow.compute as pc\n\ndef scale(t):\n    return t.append_column('y', pc.multiply(t['id'], {factor}))\n"
+            "import bauplan\nimport pyarrow.compute as pc\n\ndef scale(t):\n    return t.append_column('y', pc.multiply(t['id'], {factor}))\n\n@bauplan.model()\ndef side(data=bauplan.Model('t', columns=['id'])):\n    return data\n"
         )
     };
     let run = |helper: String| {

@@ -621,6 +621,19 @@ async fn a_no_transaction_run_that_fails_later_is_failed_and_its_landed_part_is_
         Some(&record.id)
     );
     assert!(!detail.commit.properties.contains_key("floe.run.id"));
+    // Its record names the part it landed, and a revert of the run says to undo it by hand.
+    let p = Pipeline::from_value(record.pipeline.as_ref().unwrap()).unwrap();
+    assert_eq!(p.commits, vec![head.to_hex()]);
+    let refused =
+        w.f.catalog
+            .revert_run(&w.f.who, &record.id, None, None)
+            .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("landed 1 commit as it went (then failed)"),
+        "{refused}"
+    );
     w.f.catalog
         .create_ref(
             &w.f.who,

@@ -84,7 +84,7 @@ impl From<&RunRecord> for RunBody {
             promoted_by: r.promoted_by.clone(),
             promoted_ms: r.promoted_ms,
             pipeline: r.pipeline.clone(),
-            tables: r.tables.clone(),
+            tables: r.written_tables(),
         }
     }
 }
@@ -272,8 +272,9 @@ pub struct RevertRunResult {
 
 /// The answer of a run's revert.
 fn reverted(
-    run: &RunRecord,
+    run: &str,
     branch: String,
+    landing: String,
     head: floe_commits::Hash,
     parent: floe_commits::Hash,
     created: bool,
@@ -281,9 +282,9 @@ fn reverted(
     Reply::json(
         StatusCode::OK,
         &RevertRunResult {
-            run: run.id.clone(),
+            run: run.to_owned(),
             branch,
-            reverted: run.landed.clone().unwrap_or_default(),
+            reverted: landing,
             commit: crate::wire::CommitResult {
                 head: head.to_hex(),
                 parent: parent.to_hex(),
@@ -329,21 +330,28 @@ pub async fn revert_run(
                     .revert_run(&cx.principal, &id, on.as_ref(), idem)?;
                 let outcome = done.outcome;
                 reverted(
-                    &done.record,
+                    &done.record.id,
                     done.branch,
+                    done.record.landed.clone().unwrap_or_default(),
                     outcome.commit,
                     outcome.parent,
                     outcome.created,
                 )
             },
-            replay: move |cx: &Ctx, rec: &AppliedRecord| {
-                let run = cx.catalog.get_run(&cx.principal, &again)?;
-                let req = revert_request(&cx.call.body)?;
+            // From what the write recorded (the branch, the reverted commit), so a replay
+            // answers as the first call did even once the run's record has expired.
+            replay: move |_: &Ctx, rec: &AppliedRecord| {
                 let head = rec.head.ok_or_else(|| {
                     crate::error::ApiError::internal(&"an applied revert recorded no head")
                 })?;
-                let branch = req.on.unwrap_or_else(|| run.target.clone());
-                reverted(&run, branch, head, rec.previous.unwrap_or(head), true)
+                reverted(
+                    &again,
+                    rec.ref_name.clone(),
+                    rec.detail.clone(),
+                    head,
+                    rec.previous.unwrap_or(head),
+                    true,
+                )
             },
         },
     )
