@@ -11,11 +11,13 @@ use crate::warehouse::WarehouseError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CatalogError {
-    #[error("{principal} may not {action} {target}")]
+    #[error("{principal} may not {action} {target}{why}")]
     Forbidden {
         principal: String,
         action: Action,
         target: String,
+        /// What the policy adds (`: main is protected: commit on a branch and merge`).
+        why: String,
     },
     /// The request is malformed; the message says what to fix.
     #[error("{0}")]

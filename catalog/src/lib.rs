@@ -35,7 +35,10 @@ use std::sync::Arc;
 use floe_commits::store::DEFAULT_BRANCH;
 use floe_commits::{CommitMeta, ReadError, RefName, RefSpec, ResolvedSpec, Store, WriteCtx};
 
-pub use auth::{ANONYMOUS, Action, AllowAll, Policy, Principal, Target};
+pub use auth::{
+    ADMIN, ANONYMOUS, Action, AllowAll, NewToken, Perm, Policy, PolicyDoc, PolicyError, Principal,
+    Rules, Target, TokenInfo,
+};
 pub use error::{CatalogError, CatalogResult, RESERVED_PROPERTY_PREFIX};
 pub use history::{CommitDetail, LogPage};
 pub use idempotency::{AppliedRecord, IdemRequest, IdempotencyKey, Recalled};
@@ -76,6 +79,8 @@ pub struct Catalog {
     maintenance: Arc<parking_lot::Mutex<runs::MaintenanceCursor>>,
     /// Manifest lists commits checked (what the next commit of a table inherits).
     verified_lists: Arc<table_files::VerifiedLists>,
+    /// The catalog's own rules, when authentication is on (`with_rules`).
+    rules: Option<Arc<auth::Rules>>,
 }
 
 impl Catalog {
@@ -95,6 +100,7 @@ impl Catalog {
             metadata: Arc::default(),
             maintenance: Arc::default(),
             verified_lists: Arc::default(),
+            rules: None,
         }
     }
 
@@ -162,6 +168,11 @@ impl Catalog {
                 principal: principal.name().to_owned(),
                 action,
                 target: target.to_string(),
+                why: self
+                    .policy
+                    .why_not(principal, action, target)
+                    .map(|w| format!(": {w}"))
+                    .unwrap_or_default(),
             })
         }
     }

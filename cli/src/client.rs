@@ -63,7 +63,7 @@ pub enum Method {
     Delete,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Client {
     base: String,
     agent: ureq::Agent,
@@ -72,20 +72,36 @@ pub struct Client {
 }
 
 impl Client {
-    /// The server's URL.
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
-    pub fn new(server: &str) -> Client {
+    /// A client of `server`, sending `token` (if any) as `Authorization: Bearer` on every
+    /// request.
+    pub fn new(server: &str, token: Option<&str>) -> Client {
+        let bearer = token
+            .filter(|t| !t.is_empty())
+            .and_then(|t| ureq::http::HeaderValue::from_str(&format!("Bearer {t}")).ok())
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            });
+        let with_token =
+            move |mut request: ureq::http::Request<ureq::SendBody<'_>>,
+                  next: ureq::middleware::MiddlewareNext<'_>| {
+                if let Some(v) = &bearer {
+                    request
+                        .headers_mut()
+                        .insert(ureq::http::header::AUTHORIZATION, v.clone());
+                }
+                next.handle(request)
+            };
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(REQUEST_TIMEOUT_S)))
+            .middleware(with_token.clone())
             .build()
             .into();
         let streaming: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(REQUEST_TIMEOUT_S)))
+            .middleware(with_token)
             .build()
             .into();
         Client {

@@ -4,6 +4,7 @@
 //! prints the API's response bodies exactly. Exit codes: 0 ok, 1 error, 2 usage,
 //! 3 conflict, 4 run failed, 5 not found.
 
+mod access;
 mod client;
 mod config;
 mod data;
@@ -37,6 +38,10 @@ pub struct Cli {
     /// Print the API's JSON response bodies instead of human output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The token to send (a `floe_pat_...` from `floe token create`, or the admin token);
+    /// never printed.
+    #[arg(long, global = true, env = "FLOE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     #[command(subcommand)]
     pub command: Option<Verb>,
 }
@@ -101,6 +106,12 @@ pub enum Verb {
         #[arg(short = 'n', default_value_t = 50)]
         count: usize,
     },
+    /// Create, list or revoke the tokens floe issues (needs manage on **).
+    #[command(subcommand)]
+    Token(TokenVerb),
+    /// Show or replace the catalog's access policy (needs manage on **).
+    #[command(subcommand)]
+    Policy(PolicyVerb),
     /// List, create, drop or show namespaces.
     Namespace(NamespaceArgs),
     /// List tables, show one, or show the commits that changed one.
@@ -402,6 +413,40 @@ pub struct RunOpts {
     pub timeout: Option<i64>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    Off,
+    Required,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenVerb {
+    /// Make a token for a principal; it is printed once, here.
+    Create {
+        /// Who the token stands for (mapped to roles by the policy's [principals]).
+        #[arg(long)]
+        principal: String,
+        /// A role the token carries beside its principal's (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// How long it is valid (such as 30d; default: until revoked).
+        #[arg(long, value_parser = duration_ms)]
+        expires: Option<i64>,
+    },
+    /// List tokens (never their values).
+    List,
+    /// Revoke a token, on every server at once.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyVerb {
+    /// Print the policy in force (TOML).
+    Show,
+    /// Replace the policy with a TOML file (checked first: a bad file changes nothing).
+    Set { file: PathBuf },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum RunVerb {
     /// List runs, oldest first.
@@ -438,7 +483,7 @@ pub enum RunVerb {
     Revert {
         id: String,
         /// The branch to revert it on (default: the run's target).
-        #[arg(long, value_name = "BRANCH")]
+        #[arg(long = "ref", alias = "on", value_name = "BRANCH")]
         on: Option<String>,
     },
     /// Cancel a queued or running run: its workers are stopped, it ends `cancelled`, its
@@ -524,6 +569,22 @@ pub struct ServeArgs {
     /// Where Python worker environments are cached (shared across data folders).
     #[arg(long, env = "FLOE_ENV_CACHE")]
     pub env_cache: Option<std::path::PathBuf>,
+    /// Whether requests need a token: `off` (everyone is the anonymous admin; the default
+    /// on a loopback address) or `required` (the default on any other).
+    #[arg(long, env = "FLOE_AUTH", value_enum)]
+    pub auth: Option<AuthMode>,
+    /// A policy file (TOML) that seeds the catalog's policy on its first start with auth.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// A file holding the bootstrap admin token (else FLOE_ADMIN_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// The role of requests without a token when auth is required (default: refused).
+    #[arg(long, value_name = "ROLE")]
+    pub anonymous: Option<String>,
+    /// Serve tokens over plain HTTP on a non-loopback address (behind a TLS proxy).
+    #[arg(long)]
+    pub insecure_http: bool,
     /// How the server logs to standard error (filtered by FLOE_LOG or RUST_LOG, default info).
     #[arg(long, env = "FLOE_LOG_FORMAT", value_enum, default_value_t = logs::LogFormat::Text)]
     pub log_format: logs::LogFormat,
@@ -593,7 +654,7 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut command, "floe", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Some(verb) => match verbs::run(&cli.server, json, verb) {
+        Some(verb) => match verbs::run(&cli.server, cli.token.as_deref(), json, verb) {
             Ok(()) => ExitCode::SUCCESS,
             Err(failure) => failure.report(json),
         },

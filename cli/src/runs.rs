@@ -132,8 +132,8 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
 
 /// Ctrl-C while `floe run` follows a run asks the server to cancel it, says so, and exits
 /// 130 once the run has ended.
-fn cancel_on_interrupt(server: &str, id: &str) {
-    let (server, id) = (server.to_owned(), id.to_owned());
+fn cancel_on_interrupt(client: &crate::client::Client, id: &str) {
+    let (client, id) = (client.clone(), id.to_owned());
     std::thread::spawn(move || {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -145,7 +145,6 @@ fn cancel_on_interrupt(server: &str, id: &str) {
             return;
         }
         eprintln!("\ncancelling run {id} (Ctrl-C) ...");
-        let client = crate::client::Client::new(&server);
         let path = format!("/api/v1/runs/{}/cancel", encode(&id));
         match client.write(Method::Post, &path, &[], None) {
             Ok(Some(answer)) => eprintln!(
@@ -369,7 +368,7 @@ fn submit(
         }
         return Ok(());
     }
-    cancel_on_interrupt(ctx.client.base(), &id);
+    cancel_on_interrupt(&ctx.client, &id);
     follow(ctx, &id, &answer.value)?;
     ended(ctx, &id)
 }

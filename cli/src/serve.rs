@@ -80,12 +80,26 @@ fn serve_on(
             worker_timeout: std::time::Duration::from_millis(args.worker_timeout.max(1000) as u64),
             run_timeout: std::time::Duration::from_millis(args.run_timeout.max(1000) as u64),
             run_cache_bytes: args.run_cache << 20,
+            auth: auth_options(args, &local)?,
         };
         // Uploads of imports, and scratch folders of runs, a stopped server left behind
         // (its runs are settled as failed below).
         let _ = std::fs::remove_dir_all(args.data_dir.join("staging"));
         floe_rest::clear_run_scratch(&args.data_dir.join("runs"));
-        let catalog = Catalog::new(store.clone()).with_warehouse(warehouse);
+        let mut catalog = Catalog::new(store.clone()).with_warehouse(warehouse);
+        if options.auth.required {
+            let seed = match &args.policy {
+                Some(file) => Some(std::fs::read_to_string(file).map_err(|e| {
+                    format!("cannot read the policy {}: {e}", file.display())
+                })?),
+                None => None,
+            };
+            let with_rules = catalog.clone();
+            catalog = tokio::task::spawn_blocking(move || with_rules.with_rules(seed.as_deref()))
+                .await
+                .map_err(|e| format!("loading the policy failed: {e}"))?
+                .map_err(|e| format!("loading the policy failed: {e}"))?;
+        }
         let settled = {
             let catalog = catalog.clone();
             tokio::task::spawn_blocking(move || catalog.recover_runs())
@@ -236,6 +250,49 @@ fn absolute(path: &Path) -> std::path::PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
+/// How the server authenticates: `--auth` (default off on a loopback address, required on
+/// any other), the admin token (`--admin-token-file`, else `FLOE_ADMIN_TOKEN`) and
+/// `--anonymous`. Tokens over plain HTTP off loopback are refused without `--insecure-http`.
+fn auth_options(
+    args: &ServeArgs,
+    local: &std::net::SocketAddr,
+) -> Result<floe_rest::auth::AuthOptions, String> {
+    let loopback = local.ip().is_loopback();
+    let required = match args.auth {
+        Some(crate::AuthMode::Required) => true,
+        Some(crate::AuthMode::Off) => false,
+        None => !loopback,
+    };
+    if required && !loopback && !args.insecure_http {
+        return Err(format!(
+            "tokens would travel in clear text on {local}: serve behind a TLS proxy and pass --insecure-http, or listen on a loopback address"
+        ));
+    }
+    let admin_token = match &args.admin_token_file {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read the admin token file {}: {e}", file.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => std::env::var("FLOE_ADMIN_TOKEN").ok(),
+    }
+    .filter(|t| !t.is_empty());
+    if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+        return Err("the admin token is too short: use at least 16 characters (such as `openssl rand -hex 32`)".to_owned());
+    }
+    if required && admin_token.is_none() {
+        tracing::warn!(
+            "auth is required and no admin token is set (FLOE_ADMIN_TOKEN): only tokens made earlier work"
+        );
+    }
+    Ok(floe_rest::auth::AuthOptions {
+        required,
+        admin_token,
+        anonymous_role: args.anonymous.clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -284,6 +341,11 @@ mod tests {
             run_timeout: 86_400_000,
             run_cache: 1024,
             env_cache: None,
+            auth: None,
+            policy: None,
+            admin_token_file: None,
+            anonymous: None,
+            insecure_http: false,
             log_format: crate::logs::LogFormat::Text,
         };
         let (serving, ready) = std::sync::mpsc::channel();

@@ -196,12 +196,12 @@ impl Ctx {
     }
 }
 
-pub fn run(server: &str, json: bool, verb: Verb) -> Result<(), Failure> {
+pub fn run(server: &str, token: Option<&str>, json: bool, verb: Verb) -> Result<(), Failure> {
     let server = server.trim_end_matches('/').to_owned();
     let config = Config::load().map_err(Failure::Other)?;
     let current = config.branch(&server);
     let mut ctx = Ctx {
-        client: Client::new(&server),
+        client: Client::new(&server, token),
         json,
         style: Style::detect(),
         config,
@@ -220,6 +220,8 @@ pub fn run(server: &str, json: bool, verb: Verb) -> Result<(), Failure> {
         Verb::Reset { branch, target } => reset(&ctx, &branch, &target),
         Verb::Reflog { name, count } => reflog(&ctx, name, count),
         Verb::Run(v) => crate::runs::run(&ctx, v),
+        Verb::Token(v) => crate::access::token(&ctx, v),
+        Verb::Policy(v) => crate::access::policy(&ctx, v),
         Verb::Namespace(args) => {
             let at = args.at.unwrap_or_else(|| ctx.current.clone());
             namespace(&ctx, &at, args.verb)

@@ -65,6 +65,7 @@ impl Api {
 pub enum ErrorKind {
     BadRequest,
     Forbidden,
+    Unauthorized,
     DefaultBranch,
     ReadOnlyRef,
     NamespaceNotFound,
@@ -138,11 +139,12 @@ pub struct Row {
 
 impl ErrorKind {
     /// Every kind, in the table's order.
-    pub const ALL: [ErrorKind; 55] = {
+    pub const ALL: [ErrorKind; 56] = {
         use ErrorKind as K;
         [
             K::BadRequest,
             K::Forbidden,
+            K::Unauthorized,
             K::DefaultBranch,
             K::ReadOnlyRef,
             K::NamespaceNotFound,
@@ -206,6 +208,7 @@ impl ErrorKind {
         let (status, floe, iceberg) = match self {
             K::BadRequest => (S::BAD_REQUEST, "BadRequest", "BadRequestException"),
             K::Forbidden => (S::FORBIDDEN, "Forbidden", "ForbiddenException"),
+            K::Unauthorized => (S::UNAUTHORIZED, "Unauthorized", "NotAuthorizedException"),
             K::DefaultBranch => (S::BAD_REQUEST, "DefaultBranch", "BadRequestException"),
             K::ReadOnlyRef => (S::BAD_REQUEST, "ReadOnlyRef", "BadRequestException"),
             K::NamespaceNotFound => (

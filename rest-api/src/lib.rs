@@ -14,6 +14,7 @@
 //! types only (a tidy test forbids calling its operations). `iceberg` serves the Iceberg
 //! REST catalog under `/iceberg`.
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod iceberg;
@@ -99,6 +100,8 @@ pub struct ServerOptions {
     pub run_timeout: std::time::Duration,
     /// The bytes the runs' results cache may hold (`--run-cache`; 0: no cache).
     pub run_cache_bytes: u64,
+    /// How requests are authenticated (`--auth`, `FLOE_ADMIN_TOKEN`, `--anonymous`).
+    pub auth: auth::AuthOptions,
 }
 
 /// A run's deadline by default (a day).
@@ -129,6 +132,7 @@ impl Default for ServerOptions {
             worker_timeout: WORKER_TIMEOUT_DEFAULT,
             run_timeout: RUN_TIMEOUT_DEFAULT,
             run_cache_bytes: RUN_CACHE_BYTES_DEFAULT,
+            auth: auth::AuthOptions::default(),
         }
     }
 }
@@ -235,6 +239,10 @@ fn layered(routes: Router<AppState>, state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -254,14 +262,14 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         request.uri().path(),
         Some(route.as_str()).filter(|r| *r != "unmatched"),
     );
-    let principal = write::principal(request.headers());
     // The request's span is `debug`: a busy server's default log (`info`) creates none, so
     // a request costs no span; the line it ends with carries its own fields either way.
+    // Authentication, inside it, records the principal.
     let span = tracing::debug_span!(
         "request",
         method = %method,
         route = %route,
-        principal = %principal.name(),
+        principal = tracing::field::Empty,
     );
     let response = match AssertUnwindSafe(next.run(request).instrument(span.clone()))
         .catch_unwind()

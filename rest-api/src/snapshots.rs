@@ -556,6 +556,7 @@ fn the_error_table() {
     expect![[r#"
         BadRequest             400 BadRequestException    400 
         Forbidden              403 ForbiddenException     403 
+        Unauthorized           401 NotAuthorizedException 401 
         DefaultBranch          400 BadRequestException    400 
         ReadOnlyRef            400 BadRequestException    400 
         NamespaceNotFound      404 NoSuchNamespaceException 404 

@@ -109,10 +109,9 @@ pub struct Ctx {
     pub call: Call,
 }
 
-/// Who the request acts for. Authentication will turn credentials into a named principal
-/// here; until it is configured every request is anonymous.
+/// Who the request acts for: what authentication made of its credentials (`auth.rs`).
 pub fn principal(_headers: &HeaderMap) -> Principal {
-    Principal::anonymous()
+    crate::auth::current()
 }
 
 /// Runs a read on a blocking thread.

@@ -281,7 +281,7 @@ impl Catalog {
         record: &RunRecord,
     ) -> CatalogResult<(RunRecord, Principal)> {
         let target = record.target_ref()?;
-        self.authorize(principal, Action::Commit, Target::on_ref(&target))?;
+        self.authorize(principal, Action::Run, Target::on_ref(&target))?;
         let record = RunRecord {
             state: RunState::Running,
             started_ms: self.now_ms(),
@@ -301,7 +301,12 @@ impl Catalog {
         state: RunState,
     ) -> CatalogResult<RunRecord> {
         let name = branch_of(target)?;
-        self.authorize(principal, Action::Commit, Target::on_ref(name))?;
+        // An import is a write of its table; a pipeline run needs `run` on its target.
+        let action = match kind {
+            RunKind::Import => Action::Commit,
+            RunKind::Run => Action::Run,
+        };
+        self.authorize(principal, action, Target::on_ref(name))?;
         // The branch must exist now (a queued run says so at once, not at its turn).
         self.store.get_ref(name)?;
         Ok(RunRecord {

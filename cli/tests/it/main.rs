@@ -4,6 +4,7 @@
 //! One binary rather than one per file: each test binary links everything again, and the
 //! black-box tests share their server helpers (`harness`) (STYLE.md, rule 10).
 
+mod access;
 mod api;
 mod bauplan_projects;
 mod cli;

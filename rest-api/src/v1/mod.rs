@@ -2,6 +2,7 @@
 //! derives from their annotations. `openapi/floe-api.json` is the committed copy; a test
 //! fails when it differs from what the code describes.
 
+pub mod access;
 pub mod history;
 pub mod imports;
 pub mod merges;
@@ -44,8 +45,10 @@ use crate::wire;
         runs::revert_run,
         submit::submit_run, submit::run_logs, submit::run_code, submit::cancel_run,
         runs::maintain,
+        access::create_token, access::list_tokens, access::revoke_token, access::get_policy,
+        access::set_policy,
     ),
-    components(schemas(ErrorBody, ConflictBody, wire::StatusBody, query::QueryBody, imports::ImportBody, runs::RunBody, runs::RunList, runs::MaintenanceBody, runs::RevertRunRequest, runs::RevertRunResult)),
+    components(schemas(ErrorBody, ConflictBody, wire::StatusBody, query::QueryBody, imports::ImportBody, runs::RunBody, runs::RunList, runs::MaintenanceBody, runs::RevertRunRequest, runs::RevertRunResult, access::CreateTokenRequest, access::TokenBody, access::NewTokenBody, access::TokenList, access::PolicyBody)),
     tags(
         (name = "refs", description = "Branches and tags"),
         (name = "history", description = "Commits, log, diff and entries at any ref spec"),
@@ -55,6 +58,7 @@ use crate::wire;
         (name = "runs", description = "Runs (pipeline runs of projects, and imports): submission, records, logs, code, and promotion of a failed run"),
         (name = "imports", description = "Parquet and CSV files into tables, landed as one commit"),
         (name = "service", description = "Health, readiness, metrics, maintenance and this document"),
+        (name = "access", description = "Tokens floe issues and the access policy (manage on **)"),
     )
 )]
 #[derive(Debug)]
@@ -113,6 +117,12 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{id}/promote", post(runs::promote_run))
         .route("/runs/{id}/revert", post(runs::revert_run))
         .route("/maintenance", post(runs::maintain))
+        .route(
+            "/tokens",
+            get(access::list_tokens).post(access::create_token),
+        )
+        .route("/tokens/{id}", axum::routing::delete(access::revoke_token))
+        .route("/policy", get(access::get_policy).put(access::set_policy))
         .route(
             "/imports",
             post(imports::import).layer(axum::extract::DefaultBodyLimit::disable()),

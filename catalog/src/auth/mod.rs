@@ -1,7 +1,14 @@
 //! Authorization (DESIGN §1): who asks (`Principal`), what they ask (`Action`) and the
 //! `Policy` that decides. Every catalog entry point calls `Catalog::authorize` before it
-//! touches the store, so authentication and real policies plug in later without touching
-//! a single handler. Until then the policy is `AllowAll` and every caller is anonymous.
+//! touches the store. With authentication off the policy is `AllowAll`; with it on it is
+//! the catalog's own rules (`policy.rs`, kept in the meta keyspace), and principals come
+//! from the tokens floe issues (`tokens.rs`).
+
+mod policy;
+mod tokens;
+
+pub use policy::{Perm, PolicyDoc, PolicyError, Rules};
+pub use tokens::{ADMIN, NewToken, TokenInfo};
 
 use std::fmt;
 
@@ -19,6 +26,8 @@ pub struct Principal {
     /// a pipeline run): its commits carry `floe.run.id` and it may write the run's
     /// `floe-run/` branch.
     run: Option<String>,
+    /// Roles its credentials carry (a token's), beside those the policy maps its name to.
+    roles: Vec<String>,
 }
 
 impl Principal {
@@ -27,6 +36,7 @@ impl Principal {
             name: ANONYMOUS.to_owned(),
             anonymous: true,
             run: None,
+            roles: Vec::new(),
         }
     }
 
@@ -36,7 +46,19 @@ impl Principal {
             name: name.into(),
             anonymous: false,
             run: None,
+            roles: Vec::new(),
         }
+    }
+
+    /// The principal with `roles` beside its own.
+    pub fn with_roles(mut self, roles: impl IntoIterator<Item = String>) -> Principal {
+        self.roles.extend(roles);
+        self
+    }
+
+    /// The roles its credentials carry.
+    pub fn roles(&self) -> &[String] {
+        &self.roles
     }
 
     pub fn name(&self) -> &str {
@@ -51,6 +73,14 @@ impl Principal {
     pub fn in_run(&self, run_id: &str) -> Principal {
         Principal {
             run: Some(run_id.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// The principal itself, outside any run.
+    pub fn outside_run(&self) -> Principal {
+        Principal {
+            run: None,
             ..self.clone()
         }
     }
@@ -79,6 +109,10 @@ pub enum Action {
     Revert,
     /// Run the server's maintenance (retention of run branches, records, idempotency).
     Maintain,
+    /// Start a run that lands on the ref.
+    Run,
+    /// Manage the catalog: tokens and the policy.
+    Manage,
 }
 
 impl Action {
@@ -94,6 +128,8 @@ impl Action {
             Action::CherryPick => "cherry-pick onto",
             Action::Revert => "revert on",
             Action::Maintain => "maintain",
+            Action::Run => "run on",
+            Action::Manage => "manage",
         }
     }
 }
@@ -135,6 +171,16 @@ impl fmt::Display for Target<'_> {
 /// Decides whether a principal may take an action on a target.
 pub trait Policy: Send + Sync + fmt::Debug {
     fn allows(&self, principal: &Principal, action: Action, target: Target<'_>) -> bool;
+
+    /// Why an action is refused, beyond who asked what (a protected branch).
+    fn why_not(
+        &self,
+        _principal: &Principal,
+        _action: Action,
+        _target: Target<'_>,
+    ) -> Option<String> {
+        None
+    }
 }
 
 /// The policy until one is configured: everything is allowed.

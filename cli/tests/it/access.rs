@@ -1,0 +1,236 @@
+//! Authentication and authorization against a real `floe serve --auth required` (issue
+//! 19): 401 without a valid token on both APIs (health and readiness open), the admin
+//! token, tokens floe issues carrying their principal's roles, the policy's rules and its
+//! protected branches, revocation, and a policy replaced at runtime.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::harness::{Cli, Running};
+
+const ADMIN: &str = "admin-token-0123456789abcdef";
+
+const POLICY: &str = r#"
+protected = ["main", "release/*"]
+[roles.reader]
+rules = [{ refs = ["**"], allow = ["read"] }]
+[roles.dev]
+rules = [
+  { refs = ["**"], allow = ["read"] },
+  { refs = ["dev/**", "feature/**"], allow = ["write", "create", "delete", "run"] },
+  { refs = ["main"], allow = ["merge"] },
+]
+[principals]
+alice = ["dev"]
+rita = ["reader"]
+"#;
+
+/// `floe --json ARGS` as the holder of `token`.
+fn floe_as(run: &Running, token: &str, args: &[&str]) -> Cli {
+    let mut all = vec!["--token", token];
+    all.extend_from_slice(args);
+    run.floe(&run.config_dir(), &all)
+}
+
+fn status_of(run: &Running, path: &str, token: Option<&str>) -> (u16, Value, String) {
+    let url = format!("{}{path}", run.url());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.get(&url);
+    if let Some(t) = token {
+        request = request.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut response = request.call().unwrap();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        challenge,
+    )
+}
+
+fn secured(dir: &Path) -> Running {
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    Running::start_with_env(
+        &["--auth", "required", "--policy", policy.to_str().unwrap()],
+        &[("FLOE_ADMIN_TOKEN", ADMIN)],
+    )
+}
+
+#[test]
+fn tokens_carry_their_principal_and_the_policy_decides_what_each_may_do() {
+    let files = tempfile::tempdir().unwrap();
+    let run = secured(files.path());
+
+    // No token: 401 on both APIs, in each API's shape; health and readiness stay open.
+    let (status, body, challenge) = status_of(&run, "/api/v1/refs", None);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(challenge, "Bearer");
+    assert_eq!(body["type"], "Unauthorized");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("requires a token"),
+        "{body}"
+    );
+    let (status, body, _) = status_of(&run, "/iceberg/v1/config?warehouse=main", None);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["type"], "NotAuthorizedException", "{body}");
+    assert_eq!(status_of(&run, "/health", None).0, 200);
+    assert_eq!(status_of(&run, "/ready", None).0, 200);
+    let (status, _, challenge) =
+        status_of(&run, "/api/v1/refs", Some("floe_pat_0011223344556677_nope"));
+    assert_eq!(status, 401);
+    assert_eq!(challenge, r#"Bearer error="invalid_token""#);
+
+    // The admin makes tokens; their values are shown once and never listed.
+    let made = floe_as(&run, ADMIN, &["token", "create", "--principal", "alice"]);
+    let alice = made.expect(0).trim().to_owned();
+    assert!(alice.starts_with("floe_pat_"), "{alice}");
+    let rita = floe_as(&run, ADMIN, &["token", "create", "--principal", "rita"]);
+    let rita = rita.expect(0).trim().to_owned();
+    let listed = floe_as(&run, ADMIN, &["--json", "token", "list"]);
+    listed.expect(0);
+    assert_eq!(listed.json()["tokens"].as_array().unwrap().len(), 2);
+    assert!(
+        !listed.stdout.contains(&alice[20..]),
+        "a listing never shows a value"
+    );
+
+    // A dev works on its branches and merges into main, but never commits to main.
+    floe_as(
+        &run,
+        ADMIN,
+        &["namespace", "create", "base", "--ref", "main"],
+    )
+    .expect(0);
+    floe_as(
+        &run,
+        &alice,
+        &["branch", "create", "dev/x", "--from", "main"],
+    )
+    .expect(0);
+    floe_as(
+        &run,
+        &alice,
+        &["namespace", "create", "work", "--ref", "dev/x"],
+    )
+    .expect(0);
+    let protected = floe_as(
+        &run,
+        &alice,
+        &["namespace", "create", "sneaky", "--ref", "main"],
+    );
+    protected.expect(1);
+    assert!(
+        protected
+            .stderr
+            .contains("main is protected: commit on a branch and merge"),
+        "{}",
+        protected.stderr
+    );
+    let elsewhere = floe_as(
+        &run,
+        &alice,
+        &["branch", "create", "other", "--from", "main"],
+    );
+    assert_ne!(elsewhere.code, Some(0));
+    assert!(
+        elsewhere.stderr.contains("alice may not create ref"),
+        "{}",
+        elsewhere.stderr
+    );
+    floe_as(&run, &alice, &["merge", "dev/x", "--into", "main"]).expect(0);
+    // Managing is the admin's.
+    let denied = floe_as(&run, &alice, &["token", "list"]);
+    assert!(
+        denied.stderr.contains("alice may not manage"),
+        "{}",
+        denied.stderr
+    );
+
+    // A reader reads everything and writes nothing.
+    floe_as(&run, &rita, &["log", "main"]).expect(0);
+    let write = floe_as(
+        &run,
+        &rita,
+        &["namespace", "create", "w2", "--ref", "dev/x"],
+    );
+    assert!(
+        write.stderr.contains("rita may not commit to"),
+        "{}",
+        write.stderr
+    );
+
+    // A policy that does not parse changes nothing; a new one applies at once.
+    let bad = files.path().join("bad.toml");
+    std::fs::write(&bad, "[principals]\nrita = [\"ghost\"]\n").unwrap();
+    let refused = floe_as(&run, ADMIN, &["policy", "set", bad.to_str().unwrap()]);
+    assert!(refused.stderr.contains("ghost"), "{}", refused.stderr);
+    floe_as(
+        &run,
+        &rita,
+        &["namespace", "create", "w2", "--ref", "dev/x"],
+    )
+    .expect(1);
+    let promoted = files.path().join("promoted.toml");
+    std::fs::write(
+        &promoted,
+        POLICY.replace("rita = [\"reader\"]", "rita = [\"dev\"]"),
+    )
+    .unwrap();
+    floe_as(&run, ADMIN, &["policy", "set", promoted.to_str().unwrap()]).expect(0);
+    floe_as(
+        &run,
+        &rita,
+        &["namespace", "create", "w2", "--ref", "dev/x"],
+    )
+    .expect(0);
+    let shown = floe_as(&run, ADMIN, &["policy", "show"]);
+    assert!(
+        shown.expect(0).contains("rita = [\"dev\"]"),
+        "{}",
+        shown.stdout
+    );
+
+    // The Iceberg REST catalog asks the same policy: a dev reads main and may not write it.
+    let (status, _, _) = status_of(&run, "/iceberg/v1/config?warehouse=main", Some(&alice));
+    assert_eq!(status, 200);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut created = agent
+        .post(format!("{}/iceberg/v1/main/namespaces", run.url()))
+        .header("Authorization", &format!("Bearer {alice}"))
+        .header("Content-Type", "application/json")
+        .send(r#"{"namespace":["iceberg_sneaky"],"properties":{}}"#)
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 403);
+    let body: Value = serde_json::from_str(&created.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["error"]["type"], "ForbiddenException", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("main is protected"),
+        "{body}"
+    );
+
+    // Revoked: refused at once.
+    let id = &alice["floe_pat_".len().."floe_pat_".len() + 16];
+    floe_as(&run, ADMIN, &["token", "revoke", id]).expect(0);
+    let gone = floe_as(&run, &alice, &["log", "main"]);
+    assert!(gone.stderr.contains("not valid here"), "{}", gone.stderr);
+}

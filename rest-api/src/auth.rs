@@ -1,0 +1,142 @@
+//! Authentication (issue 19): who a request is. With `--auth off` every request is the
+//! anonymous principal under `AllowAll`, as before (and PyIceberg's `Bearer None` is
+//! ignored). With `--auth required` a request carries `Authorization: Bearer <token>`:
+//! the bootstrap admin token (`FLOE_ADMIN_TOKEN`), or a token floe issued
+//! (`floe_pat_...`); without one it is anonymous only if `--anonymous ROLE` grants a role.
+//! A missing or bad token is a 401 with `WWW-Authenticate: Bearer` in the shape of the API
+//! asked (floe's or Iceberg's). `/health` and `/ready` stay open. The principal is the
+//! request task's (`current`): every handler reads it there, and outside a request it is
+//! the anonymous principal, whom the rules of an authenticated server refuse.
+
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use axum::middleware::Next;
+use axum::response::Response;
+use floe_catalog::{ADMIN, Principal};
+
+use crate::AppState;
+use crate::error::{Api, ApiError, ErrorKind};
+
+/// How a server authenticates (`floe serve --auth`, `FLOE_ADMIN_TOKEN`, `--anonymous`).
+#[derive(Clone, Default)]
+pub struct AuthOptions {
+    /// Tokens are required (else every request is the anonymous admin).
+    pub required: bool,
+    /// The bootstrap token: the principal `admin`, who may do everything.
+    pub admin_token: Option<String>,
+    /// The role a request without a token has (none: it is refused).
+    pub anonymous_role: Option<String>,
+}
+
+impl std::fmt::Debug for AuthOptions {
+    // Never the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthOptions")
+            .field("required", &self.required)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("anonymous_role", &self.anonymous_role)
+            .finish()
+    }
+}
+
+tokio::task_local! {
+    static PRINCIPAL: Principal;
+}
+
+/// The principal of the request being served (anonymous outside one).
+pub fn current() -> Principal {
+    PRINCIPAL
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| Principal::anonymous())
+}
+
+/// The paths anyone may ask, token or not.
+const OPEN: [&str; 2] = ["/health", "/ready"];
+
+/// Resolves the request's principal (a 401 if it has none it may use) and hands it on.
+pub async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let auth = &state.options.auth;
+    let path = request.uri().path();
+    if !auth.required || OPEN.contains(&path) {
+        return PRINCIPAL
+            .scope(Principal::anonymous(), next.run(request))
+            .await;
+    }
+    let api = Api::of(path, None);
+    let bearer = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim())
+        .map(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+                .map(str::trim)
+                .ok_or(())
+        });
+    let principal = match bearer {
+        None => match &auth.anonymous_role {
+            Some(role) => Ok(Principal::anonymous().with_roles([role.clone()])),
+            None => Err(refused(
+                api,
+                "this server requires a token: send Authorization: Bearer <token> (floe --token or FLOE_TOKEN; PyIceberg token=; DuckDB's TOKEN)",
+                false,
+            )),
+        },
+        Some(Err(())) => Err(refused(
+            api,
+            "the Authorization header is not `Bearer <token>`",
+            true,
+        )),
+        Some(Ok(token)) => resolve(&state, auth, token, api).await,
+    };
+    match principal {
+        Ok(p) => {
+            tracing::Span::current().record("principal", p.name());
+            PRINCIPAL.scope(p, next.run(request)).await
+        }
+        Err(response) => response,
+    }
+}
+
+/// A 401 in the API's shape, with its challenge.
+fn refused(api: Api, message: &str, token_given: bool) -> Response {
+    let mut response = ApiError::new(ErrorKind::Unauthorized, message).render(api);
+    let challenge = if token_given {
+        r#"Bearer error="invalid_token""#
+    } else {
+        "Bearer"
+    };
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    response
+}
+
+/// The principal of a bearer token, or the answer refusing it.
+async fn resolve(
+    state: &AppState,
+    auth: &AuthOptions,
+    token: &str,
+    api: Api,
+) -> Result<Principal, Response> {
+    if let Some(admin) = &auth.admin_token
+        // Equal hashes: a comparison whose time says nothing of the token.
+        && blake3::hash(admin.as_bytes()) == blake3::hash(token.as_bytes())
+    {
+        return Ok(Principal::named(ADMIN).with_roles([ADMIN.to_owned()]));
+    }
+    let catalog = state.catalog.clone();
+    let token = token.to_owned();
+    match tokio::task::spawn_blocking(move || catalog.authenticate(&token)).await {
+        Ok(Ok(Some(p))) => Ok(p),
+        Ok(Ok(None)) => Err(refused(
+            api,
+            "the token is not valid here (unknown, revoked or expired): ask an admin for a new one (floe token create)",
+            true,
+        )),
+        Ok(Err(e)) => Err(ApiError::from(e).render(api)),
+        Err(e) => Err(ApiError::internal(&e).render(api)),
+    }
+}
