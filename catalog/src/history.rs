@@ -9,7 +9,7 @@ use floe_commits::{
 
 use crate::Catalog;
 use crate::auth::Principal;
-use crate::error::CatalogResult;
+use crate::error::{CatalogError, CatalogResult};
 
 /// A page of a log: commits newest first; `next` continues it.
 pub type LogPage = Page<(Hash, Arc<Commit>), Hash>;
@@ -29,17 +29,60 @@ impl Catalog {
 
     /// First-parent history from the spec's commit (or from `page`, a commit the previous
     /// page handed out), newest first.
+    ///
+    /// A page token is signed for the ref (or, for a bare hash, the commit) it continues:
+    /// a caller cannot start a log at a commit it could not read by naming it as a token.
     pub fn log(
         &self,
         principal: &Principal,
         spec: &RefSpec,
-        page: Option<Hash>,
+        page: Option<&str>,
         filter: &LogFilter,
         limit: usize,
-    ) -> CatalogResult<(ResolvedSpec, LogPage)> {
+    ) -> CatalogResult<(ResolvedSpec, LogPage, Option<String>)> {
         let at = self.read_at(principal, spec)?;
-        let log = self.store.log(page.unwrap_or(at.hash), filter, limit)?;
-        Ok((at, log))
+        let start = match page {
+            Some(token) => self.open_page(&at, token)?,
+            None => at.hash,
+        };
+        let log = self.store.log(start, filter, limit)?;
+        let next = match log.next {
+            Some(h) => Some(self.sign_page(&at, h)?),
+            None => None,
+        };
+        Ok((at, log, next))
+    }
+
+    /// `<next hash>.<MAC>`, the MAC binding it to what the log was of.
+    fn sign_page(&self, at: &ResolvedSpec, next: Hash) -> CatalogResult<String> {
+        Ok(format!("{}.{}", next.to_hex(), self.page_mac(at, next)?))
+    }
+
+    fn open_page(&self, at: &ResolvedSpec, token: &str) -> CatalogResult<Hash> {
+        let bad = || {
+            CatalogError::Invalid(
+                "pageToken is not a token this log answered (pass nextPageToken as it came)"
+                    .to_owned(),
+            )
+        };
+        let (hash, mac) = token.split_once('.').ok_or_else(bad)?;
+        let hash = Hash::parse(hash).map_err(|_| bad())?;
+        // Equal hashes of both: a comparison whose time says nothing of the MAC.
+        let expected = self.page_mac(at, hash)?;
+        if blake3::hash(expected.as_bytes()) != blake3::hash(mac.as_bytes()) {
+            return Err(bad());
+        }
+        Ok(hash)
+    }
+
+    fn page_mac(&self, at: &ResolvedSpec, next: Hash) -> CatalogResult<String> {
+        let of = match &at.ref_name {
+            Some(name) => format!("ref\0{name}"),
+            None => format!("commit\0{}", at.hash.to_hex()),
+        };
+        let key = self.page_key()?;
+        let mac = blake3::keyed_hash(&key, format!("log\0{of}\0{}", next.to_hex()).as_bytes());
+        Ok(mac.to_hex()[..32].to_owned())
     }
 
     pub fn commit_detail(

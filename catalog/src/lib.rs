@@ -81,6 +81,8 @@ pub struct Catalog {
     verified_lists: Arc<table_files::VerifiedLists>,
     /// The catalog's own rules, when authentication is on (`with_rules`).
     rules: Option<Arc<auth::Rules>>,
+    /// The key log page tokens are signed with (read or made once).
+    page_key: Arc<std::sync::OnceLock<[u8; 32]>>,
 }
 
 impl Catalog {
@@ -101,6 +103,7 @@ impl Catalog {
             maintenance: Arc::default(),
             verified_lists: Arc::default(),
             rules: None,
+            page_key: Arc::default(),
         }
     }
 
@@ -175,6 +178,11 @@ impl Catalog {
                     .unwrap_or_default(),
             })
         }
+    }
+
+    /// Whether the policy allows `action` on the ref `name` (a filter: no error).
+    pub(crate) fn may(&self, principal: &Principal, action: Action, name: &RefName) -> bool {
+        self.policy.allows(principal, action, Target::on_ref(name))
     }
 
     /// Authorizes a read at a spec and resolves it.

@@ -30,7 +30,11 @@ impl Catalog {
         limit: usize,
     ) -> CatalogResult<Page<(RefName, RefRecord), RefName>> {
         self.authorize(principal, Action::ReadRefs, Target::default())?;
-        Ok(self.store.list_refs(kind, after, limit)?)
+        let mut page = self.store.list_refs(kind, after, limit)?;
+        // Only the refs the principal may read (the page goes on where the store's did).
+        page.items
+            .retain(|(name, _)| self.may(principal, Action::ReadRefs, name));
+        Ok(page)
     }
 
     pub fn get_ref(&self, principal: &Principal, name: &RefName) -> CatalogResult<RefRecord> {
@@ -94,11 +98,11 @@ impl Catalog {
         before: Option<u64>,
         limit: usize,
     ) -> CatalogResult<Page<ReflogEntry, u64>> {
-        let target = Target {
-            ref_name: name,
-            namespace: None,
-        };
-        self.authorize(principal, Action::ReadRefs, target)?;
+        match name {
+            Some(name) => self.authorize(principal, Action::ReadRefs, Target::on_ref(name))?,
+            // Every ref's moves, the hidden ones too: the catalog's managers only.
+            None => self.authorize(principal, Action::Manage, Target::default())?,
+        }
         Ok(self.store.reflog(name, before, limit)?)
     }
 }

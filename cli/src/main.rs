@@ -483,7 +483,7 @@ pub enum RunVerb {
     Revert {
         id: String,
         /// The branch to revert it on (default: the run's target).
-        #[arg(long = "ref", alias = "on", value_name = "BRANCH")]
+        #[arg(long = "ref", alias = "on", value_name = "REF")]
         on: Option<String>,
     },
     /// Cancel a queued or running run: its workers are stopped, it ends `cancelled`, its
@@ -700,6 +700,11 @@ mod vocabulary {
         ("message", "MESSAGE", "message"),
     ];
 
+    /// Flags of a shared name whose default is another, by design, and the words that say
+    /// which (a run is reverted where it landed, not where the CLI stands).
+    const OTHER_DEFAULTS: &[(&str, &str)] =
+        &[("floe run revert --ref", "(default: the run's target)")];
+
     /// Spellings that once named a ref (or would now): kept only as hidden aliases.
     const RETIRED: &[&str] = &["branch", "into", "onto", "on", "at", "spec", "target-ref"];
 
@@ -725,6 +730,10 @@ mod vocabulary {
                 problems.push(format!("{at}: its value is called {value}, not {names:?}"));
             }
             let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            let words = OTHER_DEFAULTS
+                .iter()
+                .find(|(flag, _)| *flag == at)
+                .map_or(*words, |(_, other)| *other);
             if !help.contains(words) {
                 problems.push(format!(
                     "{at}: its help must say {words:?}, it says {help:?}"

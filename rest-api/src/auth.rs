@@ -51,6 +51,41 @@ pub fn current() -> Principal {
         .unwrap_or_else(|_| Principal::anonymous())
 }
 
+/// How long a checked token is taken as valid without reading the store again: a token
+/// revoked on another server is refused within this (on this one, at once).
+const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Tokens kept checked at most (then the cache starts over).
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+/// Tokens checked lately: their principal, by the token's hash (never the token).
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    checked: parking_lot::Mutex<
+        std::collections::HashMap<blake3::Hash, (Principal, std::time::Instant)>,
+    >,
+}
+
+impl TokenCache {
+    fn get(&self, hash: &blake3::Hash) -> Option<Principal> {
+        let checked = self.checked.lock();
+        let (p, at) = checked.get(hash)?;
+        (at.elapsed() < TOKEN_CACHE_TTL).then(|| p.clone())
+    }
+
+    fn put(&self, hash: blake3::Hash, principal: Principal) {
+        let mut checked = self.checked.lock();
+        if checked.len() >= TOKEN_CACHE_MAX {
+            checked.clear();
+        }
+        checked.insert(hash, (principal, std::time::Instant::now()));
+    }
+
+    /// Forgets every checked token (one was revoked here).
+    pub fn clear(&self) {
+        self.checked.lock().clear();
+    }
+}
+
 /// The paths anyone may ask, token or not.
 const OPEN: [&str; 2] = ["/health", "/ready"];
 
@@ -59,9 +94,9 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
     let auth = &state.options.auth;
     let path = request.uri().path();
     if !auth.required || OPEN.contains(&path) {
-        return PRINCIPAL
-            .scope(Principal::anonymous(), next.run(request))
-            .await;
+        let anonymous = Principal::anonymous();
+        tracing::Span::current().record("principal", anonymous.name());
+        return PRINCIPAL.scope(anonymous, next.run(request)).await;
     }
     let api = Api::of(path, None);
     let bearer = request
@@ -127,10 +162,17 @@ async fn resolve(
     {
         return Ok(Principal::named(ADMIN).with_roles([ADMIN.to_owned()]));
     }
+    let hash = blake3::hash(token.as_bytes());
+    if let Some(p) = state.tokens.get(&hash) {
+        return Ok(p);
+    }
     let catalog = state.catalog.clone();
     let token = token.to_owned();
     match tokio::task::spawn_blocking(move || catalog.authenticate(&token)).await {
-        Ok(Ok(Some(p))) => Ok(p),
+        Ok(Ok(Some(p))) => {
+            state.tokens.put(hash, p.clone());
+            Ok(p)
+        }
         Ok(Ok(None)) => Err(refused(
             api,
             "the token is not valid here (unknown, revoked or expired): ask an admin for a new one (floe token create)",

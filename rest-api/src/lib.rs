@@ -51,6 +51,8 @@ pub const BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
 pub struct AppState {
     pub catalog: Catalog,
     pub metrics: Arc<Metrics>,
+    /// Tokens checked lately, by their hash (`auth.rs`).
+    pub tokens: Arc<auth::TokenCache>,
     /// Idempotency keys whose first request is still running (one server's view; a
     /// second server sees the recorded outcome once the first lands).
     pub in_flight: Arc<Mutex<HashSet<String>>>,
@@ -230,6 +232,7 @@ fn app_state(catalog: Catalog, options: &ServerOptions) -> AppState {
         #[cfg(feature = "compute")]
         runner,
         options: Arc::new(options.clone()),
+        tokens: Arc::default(),
     }
 }
 

@@ -18,6 +18,7 @@ const TOKEN_PREFIX: &str = "floe_pat_";
 const RECORD_PREFIX: &str = "auth/token/";
 const KEY: &[u8] = b"auth/token-key";
 const POLICY: &[u8] = b"auth/policy";
+const PAGE_KEY: &[u8] = b"auth/page-key";
 /// Tokens one principal name may hold, and names and roles' lengths.
 const TOKENS_MAX: usize = 10_000;
 const NAME_BYTES_MAX: usize = 256;
@@ -106,6 +107,24 @@ impl Catalog {
         self.policy = rules.clone();
         self.rules = Some(rules);
         Ok(self)
+    }
+
+    /// The key page tokens are signed with: made once, kept in meta (every server signs
+    /// alike), then held in memory.
+    pub(crate) fn page_key(&self) -> CatalogResult<[u8; 32]> {
+        if let Some(key) = self.page_key.get() {
+            return Ok(*key);
+        }
+        if self.store.meta_get(PAGE_KEY)?.is_none() {
+            let key = random::<32>()?;
+            self.store.meta_cas(PAGE_KEY, None, Some(&key))?;
+        }
+        let stored = self.store.meta_get(PAGE_KEY)?.unwrap_or_default();
+        let key: [u8; 32] = stored
+            .as_ref()
+            .try_into()
+            .map_err(|_| CatalogError::Invalid("the stored page key is damaged".to_owned()))?;
+        Ok(*self.page_key.get_or_init(|| key))
     }
 
     fn manage(&self, principal: &Principal) -> CatalogResult<()> {

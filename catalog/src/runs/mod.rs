@@ -488,7 +488,10 @@ impl Catalog {
             for (key, bytes) in &page {
                 examined += 1;
                 let record: RunRecord = serde_json::from_slice(bytes).map_err(invalid_record)?;
-                if keep(&record) {
+                // Only runs whose target the principal may read.
+                let visible = RefName::parse(&record.target)
+                    .is_ok_and(|t| self.may(principal, Action::ReadRefs, &t));
+                if visible && keep(&record) {
                     if runs.len() == limit {
                         let next = runs.last().map(|r: &RunRecord| r.id.clone());
                         return Ok((runs, next));
@@ -507,7 +510,20 @@ impl Catalog {
     /// One run, for a principal.
     pub fn get_run(&self, principal: &Principal, id: &str) -> CatalogResult<RunRecord> {
         self.authorize(principal, Action::ReadRefs, Target::default())?;
-        self.run_record(id)?.ok_or_else(|| run_not_found(id))
+        self.visible_run(principal, id)
+    }
+
+    /// Run `id`'s record if the principal may read its target; else, as if there were
+    /// none (a hidden branch's runs say nothing of it).
+    pub(crate) fn visible_run(&self, principal: &Principal, id: &str) -> CatalogResult<RunRecord> {
+        let record = self.run_record(id)?.ok_or_else(|| run_not_found(id))?;
+        let readable =
+            RefName::parse(&record.target).is_ok_and(|t| self.may(principal, Action::ReadRefs, &t));
+        if readable {
+            Ok(record)
+        } else {
+            Err(run_not_found(id))
+        }
     }
 
     /// A run's record.

@@ -5,7 +5,7 @@
 
 use floe_commits::{CommitMeta, CommitOutcome, RefSpec, WriteError};
 
-use super::{RUN_REVERTED_PROPERTY, RunRecord, RunState, run_not_found};
+use super::{RUN_REVERTED_PROPERTY, RunRecord, RunState};
 use crate::Catalog;
 use crate::auth::{Action, Principal, Target};
 use crate::error::{CatalogError, CatalogResult};
@@ -34,7 +34,7 @@ impl Catalog {
     ) -> CatalogResult<RunReverted> {
         // Who may see runs at all, first: nothing below says whether a run exists.
         self.authorize(principal, Action::ReadRefs, Target::default())?;
-        let record = self.run_record(id)?.ok_or_else(|| run_not_found(id))?;
+        let record = self.visible_run(principal, id)?;
         let on = match on {
             Some(on) => on.clone(),
             None => RefSpec::parse(&record.target).map_err(|e| {

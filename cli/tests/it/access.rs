@@ -234,3 +234,80 @@ fn tokens_carry_their_principal_and_the_policy_decides_what_each_may_do() {
     let gone = floe_as(&run, &alice, &["log", "main"]);
     assert!(gone.stderr.contains("not valid here"), "{}", gone.stderr);
 }
+
+/// Every route of floe's API (its OpenAPI document) and of the Iceberg REST catalog (the
+/// endpoints its config lists), asked with no token and with a bad one: a 401 each, the
+/// catalog unchanged after all of them. Only health and readiness answer.
+#[test]
+fn every_route_of_both_apis_refuses_a_request_without_a_valid_token() {
+    let files = tempfile::tempdir().unwrap();
+    let run = secured(files.path());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let get_json = |path: &str| -> Value {
+        let mut r = agent
+            .get(format!("{}{path}", run.url()))
+            .header("Authorization", &format!("Bearer {ADMIN}"))
+            .call()
+            .unwrap();
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let before = (get_json("/api/v1/refs"), get_json("/api/v1/reflog"));
+    let mut routes: Vec<(String, String)> = Vec::new();
+    let document = get_json("/api/v1/openapi.json");
+    for (path, ops) in document["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            routes.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    let config = get_json("/iceberg/v1/config?warehouse=main");
+    for endpoint in config["endpoints"].as_array().unwrap() {
+        let (method, path) = endpoint.as_str().unwrap().split_once(' ').unwrap();
+        routes.push((method.to_owned(), format!("/iceberg{path}")));
+    }
+    assert!(routes.len() > 40, "{routes:?}");
+    let mut asked = 0;
+    for (method, template) in &routes {
+        // Plausible values for every path parameter.
+        let path = template
+            .replace("{prefix}", "main")
+            .replace("{ref}", "main")
+            .replace("{name}", "main")
+            .replace("{spec}", "main")
+            .replace("{from}", "main")
+            .replace("{to}", "main")
+            .replace("{namespace}", "db")
+            .replace("{table}", "t")
+            .replace("{view}", "v")
+            .replace("{id}", "01a2b3c4")
+            .replace("{plan-id}", "p");
+        let open = path == "/health" || path == "/ready";
+        for token in [None, Some("floe_pat_0011223344556677_bad")] {
+            let mut request = ureq::http::Request::builder()
+                .method(method.as_str())
+                .uri(format!("{}{path}", run.url()))
+                .header("Content-Type", "application/json");
+            if let Some(t) = token {
+                request = request.header("Authorization", format!("Bearer {t}"));
+            }
+            let request = request.body("{}".to_owned()).unwrap();
+            let response = agent.run(request).unwrap();
+            let status = response.status().as_u16();
+            if open {
+                assert_eq!(status, 200, "{method} {path}");
+            } else {
+                assert_eq!(status, 401, "{method} {path} with {token:?}");
+                assert!(
+                    response.headers().contains_key("www-authenticate"),
+                    "{method} {path}"
+                );
+            }
+            asked += 1;
+        }
+    }
+    assert_eq!(asked, routes.len() * 2);
+    let after = (get_json("/api/v1/refs"), get_json("/api/v1/reflog"));
+    assert_eq!(before, after, "no refused request changed anything");
+}

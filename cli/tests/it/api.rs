@@ -295,6 +295,13 @@ fn history_log_commit_diff_entries_with_filters_and_errors() {
         rest.body["commits"][0]["message"],
         "create namespace sales.eu"
     );
+    // A page token is signed for its log: a bare commit hash, or main's token on another
+    // ref's log, is refused (a token cannot open a history one could not read).
+    let bare = next.split('.').next().unwrap();
+    let forged = s.get(&format!("/api/v1/trees/main/log?pageToken={bare}"));
+    assert_error(&forged, 400, "BadRequest");
+    let elsewhere = s.get(&format!("/api/v1/trees/{third}/log?pageToken={next}"));
+    assert_error(&elsewhere, 400, "BadRequest");
     assert_eq!(
         s.get("/api/v1/trees/main/log?grep=OWNER").body["commits"]
             .as_array()

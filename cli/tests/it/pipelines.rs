@@ -241,7 +241,8 @@ const SLOW: &str = "-- bauplan: materialization_strategy = REPLACE\nSELECT t.id,
 
 /// Starts a run of `dir` detached and waits until its slow node runs; returns its id.
 fn detached_until_running(run: &Running, dir: &Path) -> String {
-    let out = run_floe(run, &["--json", "run", p(dir), "--detach"]);
+    // Executed, never reused from the cache: the node must be running when this returns.
+    let out = run_floe(run, &["--json", "run", p(dir), "--detach", "--no-cache"]);
     out.expect(0);
     let id = out.json()["id"].as_str().unwrap().to_owned();
     let mut log = ureq::get(format!("{}/api/v1/runs/{id}/logs?follow=true", run.url()))

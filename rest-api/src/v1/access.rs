@@ -143,8 +143,12 @@ pub async fn revoke_token(
     ApiPath(id): ApiPath<String>,
     call: Call,
 ) -> Response {
+    let tokens = state.tokens.clone();
     write::read(&state, call, move |cx| {
-        if cx.catalog.revoke_token(&cx.principal, &id)? {
+        let revoked = cx.catalog.revoke_token(&cx.principal, &id)?;
+        // Refused at once here; other servers within the cache's lifetime.
+        tokens.clear();
+        if revoked {
             Reply::empty(StatusCode::NO_CONTENT)
         } else {
             Err(ApiError::new(

@@ -26,6 +26,7 @@ const CHANGES_PAGE_DEFAULT: usize = 1_000;
 pub struct LogQuery {
     /// At most this many commits (default 100, maximum 1000).
     pub page_size: Option<u32>,
+    /// The `nextPageToken` of the previous page, as it came (signed for this log).
     pub page_token: Option<String>,
     /// Case-insensitive substring of the author or committer.
     pub author: Option<String>,
@@ -92,7 +93,7 @@ pub async fn log(
     write::read(&state, call, move |cx| {
         let (catalog, principal) = (&cx.catalog, &cx.principal);
         let spec = extract::spec(&spec)?;
-        let page = extract::opt_hash(q.page_token.as_deref(), "pageToken")?;
+        let page = q.page_token.as_deref();
         let filter = LogFilter {
             author: q.author,
             since_ms: time_ms(q.since.as_deref(), "since")?,
@@ -110,7 +111,7 @@ pub async fn log(
                 .collect(),
         };
         let limit = extract::page_size(q.page_size, 100, LOG_PAGE_MAX);
-        let (at, log) = catalog.log(principal, &spec, page, &filter, limit)?;
+        let (at, log, next) = catalog.log(principal, &spec, page, &filter, limit)?;
         Reply::json(
             StatusCode::OK,
             &LogResponse {
@@ -120,7 +121,7 @@ pub async fn log(
                     .iter()
                     .map(|(h, c)| CommitBody::new(h, c))
                     .collect(),
-                next_page_token: log.next.map(|h| h.to_hex()),
+                next_page_token: next,
             },
         )
     })
