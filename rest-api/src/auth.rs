@@ -15,7 +15,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use floe_catalog::{ADMIN, Principal};
 
-use crate::AppState;
+use floe_catalog::Catalog;
+
 use crate::error::{Api, ApiError, ErrorKind};
 
 /// How a server authenticates (`floe serve --auth`, `FLOE_ADMIN_TOKEN`, `--anonymous`).
@@ -86,12 +87,42 @@ impl TokenCache {
     }
 }
 
+/// What the authentication layer holds: the options, the catalog that checks tokens, the
+/// cache of checked ones (one `Arc` per request, not the whole server state).
+#[derive(Debug)]
+pub struct AuthState {
+    required: bool,
+    /// The admin token's hash (compared by hash: no timing says anything of it).
+    admin: Option<blake3::Hash>,
+    anonymous_role: Option<String>,
+    catalog: Catalog,
+    pub tokens: TokenCache,
+}
+
+impl AuthState {
+    pub fn new(catalog: Catalog, options: &AuthOptions) -> AuthState {
+        AuthState {
+            required: options.required,
+            admin: options
+                .admin_token
+                .as_ref()
+                .map(|t| blake3::hash(t.as_bytes())),
+            anonymous_role: options.anonymous_role.clone(),
+            catalog,
+            tokens: TokenCache::default(),
+        }
+    }
+}
+
 /// The paths anyone may ask, token or not.
 const OPEN: [&str; 2] = ["/health", "/ready"];
 
 /// Resolves the request's principal (a 401 if it has none it may use) and hands it on.
-pub async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let auth = &state.options.auth;
+pub async fn authenticate(
+    State(auth): State<std::sync::Arc<AuthState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let path = request.uri().path();
     if !auth.required || OPEN.contains(&path) {
         let anonymous = Principal::anonymous();
@@ -124,7 +155,7 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
             "the Authorization header is not `Bearer <token>`",
             true,
         )),
-        Some(Ok(token)) => resolve(&state, auth, token, api).await,
+        Some(Ok(token)) => resolve(&auth, token, api).await,
     };
     match principal {
         Ok(p) => {
@@ -150,27 +181,20 @@ fn refused(api: Api, message: &str, token_given: bool) -> Response {
 }
 
 /// The principal of a bearer token, or the answer refusing it.
-async fn resolve(
-    state: &AppState,
-    auth: &AuthOptions,
-    token: &str,
-    api: Api,
-) -> Result<Principal, Response> {
-    if let Some(admin) = &auth.admin_token
-        // Equal hashes: a comparison whose time says nothing of the token.
-        && blake3::hash(admin.as_bytes()) == blake3::hash(token.as_bytes())
-    {
+async fn resolve(auth: &AuthState, token: &str, api: Api) -> Result<Principal, Response> {
+    let hash = blake3::hash(token.as_bytes());
+    // `blake3::Hash` compares in constant time.
+    if auth.admin == Some(hash) {
         return Ok(Principal::named(ADMIN).with_roles([ADMIN.to_owned()]));
     }
-    let hash = blake3::hash(token.as_bytes());
-    if let Some(p) = state.tokens.get(&hash) {
+    if let Some(p) = auth.tokens.get(&hash) {
         return Ok(p);
     }
-    let catalog = state.catalog.clone();
+    let catalog = auth.catalog.clone();
     let token = token.to_owned();
     match tokio::task::spawn_blocking(move || catalog.authenticate(&token)).await {
         Ok(Ok(Some(p))) => {
-            state.tokens.put(hash, p.clone());
+            auth.tokens.put(hash, p.clone());
             Ok(p)
         }
         Ok(Ok(None)) => Err(refused(

@@ -51,8 +51,8 @@ pub const BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
 pub struct AppState {
     pub catalog: Catalog,
     pub metrics: Arc<Metrics>,
-    /// Tokens checked lately, by their hash (`auth.rs`).
-    pub tokens: Arc<auth::TokenCache>,
+    /// Authentication's own state (`auth.rs`): its layer holds only this.
+    pub auth: Arc<auth::AuthState>,
     /// Idempotency keys whose first request is still running (one server's view; a
     /// second server sees the recorded outcome once the first lands).
     pub in_flight: Arc<Mutex<HashSet<String>>>,
@@ -220,6 +220,7 @@ fn app_state(catalog: Catalog, options: &ServerOptions) -> AppState {
             cache_bytes: options.run_cache_bytes,
         },
     );
+    let auth = Arc::new(auth::AuthState::new(catalog.clone(), &options.auth));
     AppState {
         catalog,
         metrics: Arc::new(Metrics::default()),
@@ -232,7 +233,7 @@ fn app_state(catalog: Catalog, options: &ServerOptions) -> AppState {
         #[cfg(feature = "compute")]
         runner,
         options: Arc::new(options.clone()),
-        tokens: Arc::default(),
+        auth,
     }
 }
 
@@ -243,7 +244,7 @@ fn layered(routes: Router<AppState>, state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.auth.clone(),
             auth::authenticate,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -26,8 +26,9 @@ pub struct Principal {
     /// a pipeline run): its commits carry `floe.run.id` and it may write the run's
     /// `floe-run/` branch.
     run: Option<String>,
-    /// Roles its credentials carry (a token's), beside those the policy maps its name to.
-    roles: Vec<String>,
+    /// Roles its credentials carry (a token's), beside those the policy maps its name to
+    /// (shared: a principal is cloned on every request).
+    roles: std::sync::Arc<Vec<String>>,
 }
 
 impl Principal {
@@ -36,7 +37,7 @@ impl Principal {
             name: ANONYMOUS.to_owned(),
             anonymous: true,
             run: None,
-            roles: Vec::new(),
+            roles: std::sync::Arc::default(),
         }
     }
 
@@ -46,13 +47,13 @@ impl Principal {
             name: name.into(),
             anonymous: false,
             run: None,
-            roles: Vec::new(),
+            roles: std::sync::Arc::default(),
         }
     }
 
     /// The principal with `roles` beside its own.
     pub fn with_roles(mut self, roles: impl IntoIterator<Item = String>) -> Principal {
-        self.roles.extend(roles);
+        std::sync::Arc::make_mut(&mut self.roles).extend(roles);
         self
     }
 

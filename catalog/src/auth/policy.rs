@@ -207,20 +207,39 @@ impl PolicyDoc {
     }
 }
 
-/// Whether `name` matches `pattern`: `*` within one `/` segment, `**` any segments.
+/// Whether `name` matches `pattern`: `*` within one `/` segment, `**` any segments
+/// (none included). Allocation-free: it runs on every authorized request.
 pub fn glob(pattern: &str, name: &str) -> bool {
-    let pattern: Vec<&str> = pattern.split('/').collect();
-    let name: Vec<&str> = name.split('/').collect();
-    segments(&pattern, &name)
+    let (p, p_rest) = first(pattern);
+    if p == "**" {
+        let Some(p_rest) = p_rest else {
+            return true;
+        };
+        let mut at = Some(name);
+        while let Some(rest) = at {
+            if glob(p_rest, rest) {
+                return true;
+            }
+            at = rest.split_once('/').map(|(_, r)| r);
+        }
+        return false;
+    }
+    let (n, n_rest) = first(name);
+    segment(p, n)
+        && match (p_rest, n_rest) {
+            (None, None) => true,
+            (Some(p_rest), Some(n_rest)) => glob(p_rest, n_rest),
+            // A trailing `**` matches no segment too.
+            (Some(p_rest), None) => p_rest == "**",
+            (None, Some(_)) => false,
+        }
 }
 
-fn segments(pattern: &[&str], name: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((&"**", rest)) => (0..=name.len()).any(|i| segments(rest, &name[i..])),
-        Some((p, rest)) => name
-            .split_first()
-            .is_some_and(|(n, tail)| segment(p, n) && segments(rest, tail)),
+/// The first `/` segment, and the rest after it.
+fn first(path: &str) -> (&str, Option<&str>) {
+    match path.split_once('/') {
+        Some((head, rest)) => (head, Some(rest)),
+        None => (path, None),
     }
 }
 

@@ -74,6 +74,8 @@ pub struct Load<'a> {
     pub post: Option<(&'a str, &'a str)>,
     /// The server's process, or `None` for the trivial server inside the bench process.
     pub server_pid: Option<u32>,
+    /// A header every request carries (`Authorization: Bearer ...`).
+    pub header: Option<&'a str>,
 }
 
 impl<'a> Load<'a> {
@@ -88,7 +90,12 @@ impl<'a> Load<'a> {
             seconds,
             post: None,
             server_pid: None,
+            header: None,
         }
+    }
+    pub fn header(mut self, header: &'a str) -> Load<'a> {
+        self.header = Some(header);
+        self
     }
     pub fn post(mut self, pre: &'a str, post: &'a str) -> Load<'a> {
         self.post = Some((pre, post));
@@ -174,6 +181,7 @@ pub fn run(load: Load<'_>) -> Run {
         .arg(format!("-c{}", load.connections))
         .arg(format!("-d{}s", load.seconds))
         .arg(format!("--timeout={WRK_TIMEOUT_S}s"))
+        .args(load.header.iter().flat_map(|h| ["-H", h]))
         .arg("-s")
         .arg(&script)
         .arg(format!("{}{}", load.base, load.path))

@@ -311,3 +311,41 @@ fn every_route_of_both_apis_refuses_a_request_without_a_valid_token() {
     let after = (get_json("/api/v1/refs"), get_json("/api/v1/reflog"));
     assert_eq!(before, after, "no refused request changed anything");
 }
+
+/// PyIceberg and DuckDB with a dev's token: both write its branch, both are refused on
+/// the protected `main`, and a request without a token is refused (issue 19).
+#[test]
+#[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
+fn slow_pyiceberg_and_duckdb_work_with_a_token_and_meet_the_policy() {
+    let files = tempfile::tempdir().unwrap();
+    let run = secured(files.path());
+    let alice = floe_as(&run, ADMIN, &["token", "create", "--principal", "alice"]);
+    let alice = alice.expect(0).trim().to_owned();
+    let venv = std::env::var("FLOE_TEST_VENV").expect(
+        "FLOE_TEST_VENV names the Python venv with the pinned test clients (tests/requirements.txt); \
+         .ci/run creates it",
+    );
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/clients");
+    let output = std::process::Command::new(format!("{venv}/bin/python"))
+        .arg(format!("{dir}/secured_clients.py"))
+        .arg(run.url())
+        .arg(&alice)
+        .current_dir(dir)
+        .env("HOME", run.dir.path())
+        .output()
+        .expect("the venv's python runs");
+    let out = String::from_utf8_lossy(&output.stdout);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && out.trim_end().ends_with("ok"),
+        "secured_clients.py failed:\n{out}\n{err}"
+    );
+    // What they wrote is on dev, as alice's.
+    let log = floe_as(&run, ADMIN, &["--json", "log", "dev"]);
+    log.expect(0);
+    let commits = log.json()["commits"].as_array().unwrap().clone();
+    assert!(
+        commits.iter().any(|c| c["committer"] == "alice"),
+        "{commits:?}"
+    );
+}

@@ -143,11 +143,11 @@ pub async fn revoke_token(
     ApiPath(id): ApiPath<String>,
     call: Call,
 ) -> Response {
-    let tokens = state.tokens.clone();
+    let auth = state.auth.clone();
     write::read(&state, call, move |cx| {
         let revoked = cx.catalog.revoke_token(&cx.principal, &id)?;
         // Refused at once here; other servers within the cache's lifetime.
-        tokens.clear();
+        auth.tokens.clear();
         if revoked {
             Reply::empty(StatusCode::NO_CONTENT)
         } else {
