@@ -132,10 +132,29 @@ fn refusal(e: &CatalogError) -> &'static str {
     }
 }
 
+/// Opens the sled store in `dir`. Just after the previous handle was dropped, sled's own
+/// file lock may still be held for a moment by its background thread ending: the open is
+/// tried again until it is released (at most 10 s), as a restarted server would wait.
+fn reopen(dir: &std::path::Path) -> SledBackend {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledBackend::open(dir) {
+            Ok(backend) => return backend,
+            Err(e)
+                if e.message.contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("sled opens: {e:?}"),
+        }
+    }
+}
+
 fn open(storage: &Storage, clock: &Arc<ManualClock>) -> Arc<Store> {
     let backend: Arc<dyn Backend> = match storage {
         Storage::Memory(backend) => backend.clone(),
-        Storage::Sled(dir) => Arc::new(SledBackend::open(dir).expect("sled opens")),
+        Storage::Sled(dir) => Arc::new(reopen(dir)),
     };
     Arc::new(Store::open(backend, clock.clone()).expect("the store opens"))
 }

@@ -1,20 +1,10 @@
 """DuckDB 1.5.5 with the iceberg, httpfs and avro extensions on floe branches: attach main
 and dev; create, insert, delete and select on dev; main unchanged until the merge."""
 
-import os
-
-import duckdb
-import duckdb_extension_avro as avro
-import duckdb_extension_httpfs as httpfs
-import duckdb_extension_iceberg as iceberg
-
-from floe_client import URL, ok
+from floe_client import URL, duckdb_connection, ok
 
 ok("POST", "/api/v1/refs", {"name": "dev"})
-con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
-for module, name in ((httpfs, "httpfs"), (avro, "avro"), (iceberg, "iceberg")):
-    path = f"{os.path.dirname(module.__file__)}/extensions/v{duckdb.__version__}/{name}.duckdb_extension"
-    con.execute(f"LOAD '{path}'")
+con = duckdb_connection()
 for alias, ref in (("m", "main"), ("d", "dev")):
     con.execute(f"ATTACH '{ref}' AS {alias} (TYPE iceberg, ENDPOINT '{URL}/iceberg', AUTHORIZATION_TYPE 'none')")
 con.execute("CREATE SCHEMA d.s")

@@ -40,3 +40,20 @@ def catalog(name, warehouse):
 
 def head(ref):
     return ok("GET", "/api/v1/refs/" + ref.replace("/", "%2F"))["head"]
+
+
+def duckdb_connection():
+    """A DuckDB connection with the iceberg, httpfs and avro extensions loaded from their
+    pinned PyPI packages (nothing downloaded at run time)."""
+    import os
+
+    import duckdb
+    import duckdb_extension_avro as avro
+    import duckdb_extension_httpfs as httpfs
+    import duckdb_extension_iceberg as iceberg
+
+    con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
+    for module, name in ((httpfs, "httpfs"), (avro, "avro"), (iceberg, "iceberg")):
+        path = f"{os.path.dirname(module.__file__)}/extensions/v{duckdb.__version__}/{name}.duckdb_extension"
+        con.execute(f"LOAD '{path}'")
+    return con

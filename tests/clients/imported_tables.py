@@ -6,21 +6,15 @@ DuckDB deletes (delete files) are gone from floe's answers too.
 The Rust side has imported db.t (ids 0..1000 from Parquet, 1000..1100 from CSV) first."""
 
 import json
-import os
 import urllib.request
 
-import duckdb
-import duckdb_extension_avro as avro
-import duckdb_extension_httpfs as httpfs
-import duckdb_extension_iceberg as iceberg
 import pyarrow as pa
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import DoubleType, LongType, NestedField, StringType
 
-from floe_client import URL, catalog
-
+from floe_client import URL, catalog, duckdb_connection
 
 def query(sql, ref="main"):
     """floe's query API: (rows, files scanned, files total)."""
@@ -32,7 +26,6 @@ def query(sql, ref="main"):
     with urllib.request.urlopen(req) as r:
         return (json.loads(r.read()), int(r.headers["Floe-Files-Scanned"]), int(r.headers["Floe-Files-Total"]))
 
-
 cat = catalog("floe", "main")
 t = cat.load_table("db.t")
 arrow = t.scan().to_arrow()
@@ -41,10 +34,7 @@ assert sum(arrow.column("id").to_pylist()) == sum(range(1100))
 rows, _, _ = query("SELECT count(*) AS n, sum(id) AS s, min(name) AS lo FROM db.t")
 assert rows == [{"n": 1100, "s": sum(range(1100)), "lo": min(arrow.column("name").to_pylist())}], rows
 
-con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
-for module, name in ((httpfs, "httpfs"), (avro, "avro"), (iceberg, "iceberg")):
-    path = f"{os.path.dirname(module.__file__)}/extensions/v{duckdb.__version__}/{name}.duckdb_extension"
-    con.execute(f"LOAD '{path}'")
+con = duckdb_connection()
 con.execute(f"ATTACH 'main' AS m (TYPE iceberg, ENDPOINT '{URL}/iceberg', AUTHORIZATION_TYPE 'none')")
 assert con.execute("SELECT count(*), sum(id) FROM m.db.t").fetchall() == [(1100, sum(range(1100)))]
 

@@ -2,15 +2,9 @@
 db.report (40 rows) on branch dev; PyIceberg and DuckDB read them there, and neither
 finds them on main before a merge."""
 
-import os
-
-import duckdb
-import duckdb_extension_avro as avro
-import duckdb_extension_httpfs as httpfs
-import duckdb_extension_iceberg as iceberg
 from pyiceberg.exceptions import NoSuchTableError
 
-from floe_client import URL, catalog
+from floe_client import URL, catalog, duckdb_connection
 
 dev = catalog("floe", "dev")
 assert dev.load_table("db.base").scan().to_arrow().num_rows == 80
@@ -25,10 +19,7 @@ for name in ("db.base", "db.report"):
     except NoSuchTableError:
         pass
 
-con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
-for module, name in ((httpfs, "httpfs"), (avro, "avro"), (iceberg, "iceberg")):
-    path = f"{os.path.dirname(module.__file__)}/extensions/v{duckdb.__version__}/{name}.duckdb_extension"
-    con.execute(f"LOAD '{path}'")
+con = duckdb_connection()
 con.execute(f"ATTACH 'dev' AS d (TYPE iceberg, ENDPOINT '{URL}/iceberg', AUTHORIZATION_TYPE 'none')")
 con.execute(f"ATTACH 'main' AS m (TYPE iceberg, ENDPOINT '{URL}/iceberg', AUTHORIZATION_TYPE 'none')")
 assert con.execute("SELECT count(*), min(id) FROM d.db.report").fetchall() == [(40, 20)]

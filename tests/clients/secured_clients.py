@@ -2,18 +2,14 @@
 dev's token (argv[2]) both write its branch `dev`, and both are refused on the protected
 `main`; without a token PyIceberg is refused at its first call."""
 
-import os
 import sys
 
 import duckdb
-import duckdb_extension_avro as avro
-import duckdb_extension_httpfs as httpfs
-import duckdb_extension_iceberg as iceberg
 import pyarrow as pa
 from pyiceberg.catalog import load_catalog
 from pyiceberg.exceptions import ForbiddenError, UnauthorizedError
 
-from floe_client import URL, ok
+from floe_client import URL, duckdb_connection, ok
 
 TOKEN = sys.argv[2]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -38,10 +34,7 @@ try:
 except UnauthorizedError:
     pass
 
-con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
-for module, name in ((httpfs, "httpfs"), (avro, "avro"), (iceberg, "iceberg")):
-    path = f"{os.path.dirname(module.__file__)}/extensions/v{duckdb.__version__}/{name}.duckdb_extension"
-    con.execute(f"LOAD '{path}'")
+con = duckdb_connection()
 con.execute(f"CREATE SECRET floe (TYPE iceberg, TOKEN '{TOKEN}')")
 con.execute(f"ATTACH 'dev' AS d (TYPE iceberg, ENDPOINT '{URL}/iceberg', SECRET floe)")
 assert con.execute("SELECT count(*) FROM d.s.t").fetchone()[0] == 2
