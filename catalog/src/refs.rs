@@ -30,11 +30,26 @@ impl Catalog {
         limit: usize,
     ) -> CatalogResult<Page<(RefName, RefRecord), RefName>> {
         self.authorize(principal, Action::ReadRefs, Target::default())?;
-        let mut page = self.store.list_refs(kind, after, limit)?;
-        // Only the refs the principal may read (the page goes on where the store's did).
-        page.items
-            .retain(|(name, _)| self.may(principal, Action::ReadRefs, name));
-        Ok(page)
+        // Only the refs the principal may read; the page goes on after the last one shown,
+        // so a token never names a ref it may not see.
+        let mut items = Vec::new();
+        let mut cursor = after.cloned();
+        loop {
+            let page = self.store.list_refs(kind, cursor.as_ref(), limit)?;
+            for (name, record) in page.items {
+                if items.len() == limit {
+                    let next = items.last().map(|(n, _): &(RefName, RefRecord)| n.clone());
+                    return Ok(Page { items, next });
+                }
+                if self.may(principal, Action::ReadRefs, &name) {
+                    items.push((name, record));
+                }
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(Page { items, next: None }),
+            }
+        }
     }
 
     pub fn get_ref(&self, principal: &Principal, name: &RefName) -> CatalogResult<RefRecord> {

@@ -164,7 +164,9 @@ async fn maintain(
     interval: std::time::Duration,
     runs_dir: std::path::PathBuf,
 ) {
-    let server = Principal::named("floe");
+    // The server's own maintenance: every permission (no token can name this principal
+    // with the admin role unless an admin gives it one).
+    let server = Principal::named("floe").with_roles([floe_catalog::ADMIN.to_owned()]);
     // Recovery settled what a stop left behind; the first pass waits an interval, so a
     // pass never races a test or an operator who just started the server.
     tokio::time::sleep(interval).await;
@@ -280,6 +282,11 @@ fn auth_options(
     .filter(|t| !t.is_empty());
     if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
         return Err("the admin token is too short: use at least 16 characters (such as `openssl rand -hex 32`)".to_owned());
+    }
+    if required {
+        tracing::warn!(
+            "run workers are not isolated from the server yet: starting a run needs `manage` (issue 19)"
+        );
     }
     if required && admin_token.is_none() {
         tracing::warn!(

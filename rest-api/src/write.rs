@@ -213,7 +213,9 @@ where
     .await
 }
 
-/// The request's idempotency key and fingerprint (method, path and query, body).
+/// The request's idempotency key and fingerprint (who asks, method, path and query,
+/// body): another principal's retry with the same key is another request (422), never a
+/// replay of someone else's answer.
 fn idempotency(call: &Call) -> ApiResult<Option<IdemRequest>> {
     let Some(value) = call.headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
@@ -223,6 +225,8 @@ fn idempotency(call: &Call) -> ApiResult<Option<IdemRequest>> {
         .map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII (a UUIDv7)"))?;
     let key = IdempotencyKey::parse(text).map_err(ApiError::from)?;
     let mut h = blake3::Hasher::new();
+    h.update(crate::auth::current().name().as_bytes());
+    h.update(b"\0");
     h.update(call.method.as_str().as_bytes());
     h.update(b"\0");
     h.update(

@@ -424,6 +424,8 @@ impl Catalog {
     /// which its commits may be branched from, merged, cherry-picked and reset to. Whoever
     /// may merge into the run's target may promote it.
     pub fn promote_run(&self, principal: &Principal, id: &str) -> CatalogResult<RunRecord> {
+        // A run on a branch the principal cannot read is not there for it.
+        self.visible_run(principal, id)?;
         let (stored, record) = self.stored_record(id)?.ok_or_else(|| run_not_found(id))?;
         let target = record.target_ref()?;
         self.authorize(principal, Action::Merge, Target::on_ref(&target))?;

@@ -103,8 +103,9 @@ fn tokens_carry_their_principal_and_the_policy_decides_what_each_may_do() {
     let listed = floe_as(&run, ADMIN, &["--json", "token", "list"]);
     listed.expect(0);
     assert_eq!(listed.json()["tokens"].as_array().unwrap().len(), 2);
+    // `floe_pat_` + a 16-digit id + `_`: the secret starts at 26.
     assert!(
-        !listed.stdout.contains(&alice[20..]),
+        !listed.stdout.contains(&alice[26..]),
         "a listing never shows a value"
     );
 
@@ -226,6 +227,61 @@ fn tokens_carry_their_principal_and_the_policy_decides_what_each_may_do() {
             .unwrap()
             .contains("main is protected"),
         "{body}"
+    );
+
+    // A principal who reads only dev/** sees only those refs, page after page, and no
+    // token it is handed names another; the global reflog is the managers'.
+    let narrow = files.path().join("narrow.toml");
+    std::fs::write(
+        &narrow,
+        "[roles.devreader]\nrules = [{ refs = [\"dev/**\"], allow = [\"read\"] }]\n[principals]\nrita = [\"devreader\"]\n",
+    )
+    .unwrap();
+    floe_as(
+        &run,
+        ADMIN,
+        &["branch", "create", "dev/y", "--from", "main"],
+    )
+    .expect(0);
+    floe_as(
+        &run,
+        ADMIN,
+        &["branch", "create", "hidden", "--from", "main"],
+    )
+    .expect(0);
+    floe_as(&run, ADMIN, &["policy", "set", narrow.to_str().unwrap()]).expect(0);
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let path = match &token {
+            Some(t) => format!("/api/v1/refs?pageSize=1&pageToken={t}"),
+            None => "/api/v1/refs?pageSize=1".to_owned(),
+        };
+        let (status, page, _) = status_of(&run, &path, Some(&rita));
+        assert_eq!(status, 200, "{page}");
+        for r in page["refs"].as_array().unwrap() {
+            seen.push(r["name"].as_str().unwrap().to_owned());
+        }
+        match page["nextPageToken"].as_str() {
+            Some(t) => {
+                assert!(
+                    t.starts_with("dev/"),
+                    "a page token names a hidden ref: {t}"
+                );
+                token = Some(t.to_owned());
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec!["dev/x", "dev/y"]);
+    assert_eq!(status_of(&run, "/api/v1/reflog", Some(&rita)).0, 403);
+    assert_eq!(
+        status_of(&run, "/api/v1/trees/main/log", Some(&rita)).0,
+        403
+    );
+    assert_eq!(
+        status_of(&run, "/api/v1/trees/dev%2Fx/log", Some(&rita)).0,
+        200
     );
 
     // Revoked: refused at once.

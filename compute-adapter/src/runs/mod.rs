@@ -406,7 +406,18 @@ impl Runner {
     pub async fn cancel(&self, principal: &Principal, id: &str) -> Result<RunRecord, RunError> {
         let catalog = self.inner.catalog.clone();
         let (who, run) = (principal.clone(), id.to_owned());
-        let record = blocking(move || Ok(catalog.get_run(&who, &run)?)).await?;
+        let record = blocking(move || {
+            let record = catalog.get_run(&who, &run)?;
+            // Whoever may start runs on its target may stop them.
+            let target = record.target_ref()?;
+            catalog.authorize(
+                &who,
+                floe_catalog::Action::Run,
+                floe_catalog::Target::on_ref(&target),
+            )?;
+            Ok(record)
+        })
+        .await?;
         if !record.state.is_live() {
             return Ok(record);
         }
