@@ -570,7 +570,8 @@ pub struct ServeArgs {
     #[arg(long, env = "FLOE_ENV_CACHE")]
     pub env_cache: Option<std::path::PathBuf>,
     /// Whether requests need a token: `off` (everyone is the anonymous admin; the default
-    /// on a loopback address) or `required` (the default on any other).
+    /// on a loopback address) or `required` (the default on any other, and on a catalog
+    /// that has had tokens).
     #[arg(long, env = "FLOE_AUTH", value_enum)]
     pub auth: Option<AuthMode>,
     /// A policy file (TOML) that seeds the catalog's policy on its first start with auth.

@@ -80,7 +80,11 @@ fn serve_on(
             worker_timeout: std::time::Duration::from_millis(args.worker_timeout.max(1000) as u64),
             run_timeout: std::time::Duration::from_millis(args.run_timeout.max(1000) as u64),
             run_cache_bytes: args.run_cache << 20,
-            auth: auth_options(args, &local)?,
+            auth: auth_options(
+                args,
+                &local,
+                Catalog::new(store.clone()).auth_was_on().unwrap_or(false),
+            )?,
         };
         // Uploads of imports, and scratch folders of runs, a stopped server left behind
         // (its runs are settled as failed below).
@@ -99,6 +103,16 @@ fn serve_on(
                 .await
                 .map_err(|e| format!("loading the policy failed: {e}"))?
                 .map_err(|e| format!("loading the policy failed: {e}"))?;
+            if let Some(role) = &options.auth.anonymous_role {
+                if role == floe_catalog::ADMIN {
+                    return Err("--anonymous admin would make every request without a token an admin; name a role of the policy".to_owned());
+                }
+                if !catalog.policy_defines(role) {
+                    return Err(format!(
+                        "--anonymous {role}: the policy defines no role {role:?} (floe policy show)"
+                    ));
+                }
+            }
         }
         let settled = {
             let catalog = catalog.clone();
@@ -253,18 +267,31 @@ fn absolute(path: &Path) -> std::path::PathBuf {
 }
 
 /// How the server authenticates: `--auth` (default off on a loopback address, required on
-/// any other), the admin token (`--admin-token-file`, else `FLOE_ADMIN_TOKEN`) and
+/// any other or once the catalog has had tokens), the admin token (`--admin-token-file`, else `FLOE_ADMIN_TOKEN`) and
 /// `--anonymous`. Tokens over plain HTTP off loopback are refused without `--insecure-http`.
 fn auth_options(
     args: &ServeArgs,
     local: &std::net::SocketAddr,
+    had_auth: bool,
 ) -> Result<floe_rest::auth::AuthOptions, String> {
     let loopback = local.ip().is_loopback();
+    // A catalog that has had tokens stays locked unless told otherwise.
     let required = match args.auth {
         Some(crate::AuthMode::Required) => true,
         Some(crate::AuthMode::Off) => false,
-        None => !loopback,
+        None => !loopback || had_auth,
     };
+    if !required && had_auth {
+        tracing::warn!(
+            "--auth off on a catalog that has tokens and a policy: every request is the anonymous admin"
+        );
+    }
+    if !required && !loopback {
+        tracing::warn!(addr = %local, "--auth off on a non-loopback address: anyone who reaches it may do anything");
+    }
+    if !required && args.anonymous.is_some() {
+        tracing::warn!("--anonymous has no effect with auth off");
+    }
     if required && !loopback && !args.insecure_http {
         return Err(format!(
             "tokens would travel in clear text on {local}: serve behind a TLS proxy and pass --insecure-http, or listen on a loopback address"

@@ -127,6 +127,20 @@ impl Catalog {
         Ok(*self.page_key.get_or_init(|| key))
     }
 
+    /// Whether authentication was ever on for this catalog (its token key exists).
+    pub fn auth_was_on(&self) -> CatalogResult<bool> {
+        Ok(self.store.meta_get(KEY)?.is_some())
+    }
+
+    /// Whether the policy in force defines `role` (or it is the built-in `admin`).
+    pub fn policy_defines(&self, role: &str) -> bool {
+        role == super::ADMIN
+            || self
+                .rules
+                .as_ref()
+                .is_some_and(|r| r.current().roles.contains_key(role))
+    }
+
     fn manage(&self, principal: &Principal) -> CatalogResult<()> {
         self.authorize(principal, Action::Manage, Target::default())
     }

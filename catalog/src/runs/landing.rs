@@ -116,6 +116,13 @@ impl Catalog {
         part: bool,
     ) -> CatalogResult<Hash> {
         let target = record.target_ref()?;
+        // Asked again as it lands: a right taken away (or a token revoked) while the run
+        // worked stops its landing. An import writes its table; a pipeline run needs `run`.
+        let action = match record.kind {
+            super::RunKind::Import => Action::Commit,
+            super::RunKind::Run => Action::Run,
+        };
+        self.authorize(&executor.outside_run(), action, Target::on_ref(&target))?;
         let ops = self.landing_ops(record, landing)?;
         let mut meta = self.meta(executor, authored, landing.message.clone());
         let names = if part {

@@ -289,6 +289,52 @@ fn tokens_carry_their_principal_and_the_policy_decides_what_each_may_do() {
     floe_as(&run, ADMIN, &["token", "revoke", id]).expect(0);
     let gone = floe_as(&run, &alice, &["log", "main"]);
     assert!(gone.stderr.contains("not valid here"), "{}", gone.stderr);
+
+    // A catalog that has had tokens stays locked after a restart on loopback without
+    // --auth, and its tokens still work.
+    let mut run = run;
+    run.restart_args(&[]);
+    assert_eq!(status_of(&run, "/api/v1/refs", None).0, 401);
+    assert_eq!(
+        status_of(&run, "/api/v1/trees/dev%2Fx/log", Some(&rita)).0,
+        200
+    );
+}
+
+/// `--anonymous` names a role of the policy, never the built-in admin: a server told
+/// otherwise does not start, and says why.
+#[test]
+fn an_anonymous_role_that_is_admin_or_unknown_stops_the_start() {
+    let files = tempfile::tempdir().unwrap();
+    let policy = files.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    for (role, says) in [
+        ("admin", "every request without a token an admin"),
+        ("ghost", "defines no role \"ghost\""),
+    ] {
+        let data = files.path().join(role);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_floe"))
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ])
+            .args([
+                "--auth",
+                "required",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--anonymous",
+                role,
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{err}");
+    }
 }
 
 /// Every route of floe's API (its OpenAPI document) and of the Iceberg REST catalog (the

@@ -377,14 +377,18 @@ mod compute {
                 if f.ended {
                     return None;
                 }
-                // Ended: one more read takes what was written last.
+                // Ended: one more read takes what was written last. A run this server
+                // runs has ended once it leaves its live ones (after its last line: its
+                // record says `succeeded` a moment before the log says so); one it does
+                // not run, once its record says so.
                 let (catalog, id) = (f.catalog.clone(), f.id.clone());
-                let live = tokio::task::spawn_blocking(move || catalog.run_record(&id))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .flatten()
-                    .is_some_and(|r| r.state.is_live());
+                let live = log.is_some()
+                    || tokio::task::spawn_blocking(move || catalog.run_record(&id))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .flatten()
+                        .is_some_and(|r| r.state.is_live());
                 if !live {
                     f.ended = true;
                     continue;
