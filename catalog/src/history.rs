@@ -134,15 +134,16 @@ impl Catalog {
         Ok(self.store.merge_bases(a, b)?)
     }
 
-    /// The hash of each key's content at a commit (`None` where there is none): what a
-    /// run's results cache keys a table input by.
+    /// The hash of each key's content at the commit `at` names (`None` where there is
+    /// none): what a run's results cache keys a table input by. `at` is read as any spec
+    /// is (a run asks `floe-run/<id>@<fork>`: its own branch, no read on `**` needed).
     pub fn content_hashes(
         &self,
         principal: &Principal,
-        at: Hash,
+        at: &RefSpec,
         keys: &[ContentKey],
     ) -> CatalogResult<Vec<Option<Hash>>> {
-        self.read_at(principal, &RefSpec::Hash(hash_spec(&at)))?;
+        let at = self.read_at(principal, at)?.hash;
         keys.iter()
             .map(|k| Ok(self.store.content_ref_at(at, k)?.map(|r| r.hash.0)))
             .collect()

@@ -83,11 +83,20 @@ impl Catalog {
                 )));
             }
         };
-        // The landing commit is read as any commit is (a hash needs read where it lives).
-        self.read_at(
-            principal,
-            &RefSpec::Hash(crate::history::hash_spec(&landed)),
-        )?;
+        // The landing commit is read where it lives: in the branch reverted, else in the
+        // run's target (neither needs read on `**`), else as a bare hash (which does).
+        let readable = [branch.as_str(), record.target.as_str()]
+            .iter()
+            .any(|name| {
+                RefSpec::parse(&format!("{name}@{}", landed.to_hex()))
+                    .is_ok_and(|spec| self.read_at(principal, &spec).is_ok())
+            });
+        if !readable {
+            self.read_at(
+                principal,
+                &RefSpec::Hash(crate::history::hash_spec(&landed)),
+            )?;
+        }
         let mut meta = CommitMeta::new(
             principal.name().to_owned(),
             format!("Revert run {}", record.id),

@@ -234,7 +234,7 @@ fn tokens_carry_their_principal_and_the_policy_decides_what_each_may_do() {
     let narrow = files.path().join("narrow.toml");
     std::fs::write(
         &narrow,
-        "[roles.devreader]\nrules = [{ refs = [\"dev/**\"], allow = [\"read\"] }]\n[principals]\nrita = [\"devreader\"]\n",
+        "[roles.devreader]\nrules = [{ refs = [\"dev/**\"], allow = [\"read\", \"write\"] }]\n[principals]\nrita = [\"devreader\"]\n",
     )
     .unwrap();
     floe_as(
@@ -283,6 +283,28 @@ fn tokens_carry_their_principal_and_the_policy_decides_what_each_may_do() {
         status_of(&run, "/api/v1/trees/dev%2Fx/log", Some(&rita)).0,
         200
     );
+    // A run the admin landed on dev/x, reverted by one who reads and writes dev/** only
+    // (its landing is read through dev/x, not as a bare hash).
+    let project = files.path().join("one");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("bauplan_project.yml"),
+        "project:\n  id: one\n  name: one\ndefaults:\n  namespace: work\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("one.sql"),
+        "-- bauplan: materialization_strategy = REPLACE\nSELECT 1 AS x",
+    )
+    .unwrap();
+    let landed = floe_as(
+        &run,
+        ADMIN,
+        &["--json", "run", project.to_str().unwrap(), "--ref", "dev/x"],
+    );
+    landed.expect(0);
+    let id = landed.json()["id"].as_str().unwrap().to_owned();
+    floe_as(&run, &rita, &["run", "revert", &id]).expect(0);
 
     // Revoked: refused at once.
     let id = &alice["floe_pat_".len().."floe_pat_".len() + 16];

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use floe_catalog::Principal;
-use floe_commits::{ContentKey, Hash};
+use floe_commits::{ContentKey, Hash, RefSpec};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -405,8 +405,19 @@ impl super::Runner {
         tables.sort();
         tables.dedup();
         let (catalog, who, asked) = (self.inner.catalog.clone(), executor.clone(), tables.clone());
+        // The fork, through the run's own branch (which its executor may read).
+        let Some(at) = executor.run().and_then(|id| {
+            RefSpec::parse(&format!(
+                "{}{id}@{}",
+                floe_commits::name::RUN_BRANCH_PREFIX,
+                fork.to_hex()
+            ))
+            .ok()
+        }) else {
+            return none;
+        };
         let Ok(hashes) =
-            super::blocking(move || Ok(catalog.content_hashes(&who, fork, &asked)?)).await
+            super::blocking(move || Ok(catalog.content_hashes(&who, &at, &asked)?)).await
         else {
             return none;
         };
