@@ -4,6 +4,7 @@
 //! ```toml
 //! [servers."http://127.0.0.1:8181"]
 //! branch = "dev"
+//! token = "floe_pat_..."   # used when neither --token nor FLOE_TOKEN is given
 //! ```
 //!
 //! A server with no entry has `main` checked out. The file is rewritten whole through a
@@ -50,6 +51,17 @@ impl Config {
             .and_then(Value::as_str)
             .unwrap_or(DEFAULT_BRANCH)
             .to_owned()
+    }
+
+    /// The token kept for a server, if any (`token = "..."` in its table).
+    pub fn token(&self, server: &str) -> Option<String> {
+        self.table
+            .get("servers")
+            .and_then(|s| s.get(server))
+            .and_then(|s| s.get("token"))
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
     }
 
     pub fn set_branch(&mut self, server: &str, branch: &str) -> Result<(), String> {

@@ -98,6 +98,9 @@ fn serve_on(
                 })?),
                 None => None,
             };
+            if args.policy.is_some() && catalog.policy_stored().unwrap_or(false) {
+                tracing::warn!("--policy is ignored: the catalog keeps a policy already (floe policy set replaces it)");
+            }
             let with_rules = catalog.clone();
             catalog = tokio::task::spawn_blocking(move || with_rules.with_rules(seed.as_deref()))
                 .await

@@ -201,7 +201,14 @@ pub fn run(server: &str, token: Option<&str>, json: bool, verb: Verb) -> Result<
     let config = Config::load().map_err(Failure::Other)?;
     let current = config.branch(&server);
     let mut ctx = Ctx {
-        client: Client::new(&server, token),
+        // --token or FLOE_TOKEN, else the config file's for this server.
+        client: Client::new(
+            &server,
+            token
+                .map(str::to_owned)
+                .or_else(|| config.token(&server))
+                .as_deref(),
+        ),
         json,
         style: Style::detect(),
         config,

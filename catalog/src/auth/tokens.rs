@@ -127,6 +127,11 @@ impl Catalog {
         Ok(*self.page_key.get_or_init(|| key))
     }
 
+    /// Whether the catalog keeps a policy (a `--policy` seed then changes nothing).
+    pub fn policy_stored(&self) -> CatalogResult<bool> {
+        Ok(self.store.meta_get(POLICY)?.is_some())
+    }
+
     /// Whether authentication was ever on for this catalog (its token key exists).
     pub fn auth_was_on(&self) -> CatalogResult<bool> {
         Ok(self.store.meta_get(KEY)?.is_some())

@@ -305,6 +305,16 @@ fn tokens_carry_their_principal_and_the_policy_decides_what_each_may_do() {
     landed.expect(0);
     let id = landed.json()["id"].as_str().unwrap().to_owned();
     floe_as(&run, &rita, &["run", "revert", &id]).expect(0);
+    // A token kept in the CLI's config file for this server is sent without --token.
+    let config = run.config_dir().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[servers.\"{}\"]\ntoken = \"{rita}\"\n", run.url()),
+    )
+    .unwrap();
+    run.floe(&run.config_dir(), &["log", "dev/x"]).expect(0);
+    std::fs::remove_file(&config).unwrap();
+    assert_ne!(run.floe(&run.config_dir(), &["log", "dev/x"]).code, Some(0));
 
     // Revoked: refused at once.
     let id = &alice["floe_pat_".len().."floe_pat_".len() + 16];
