@@ -71,6 +71,30 @@ pub struct Client {
     streaming: ureq::Agent,
 }
 
+/// HTTPS: the web's root certificates, or, as OpenSSL does, those of the PEM file
+/// `SSL_CERT_FILE` names (a private CA, a self-signed server).
+fn tls_config() -> ureq::tls::TlsConfig {
+    let builder = ureq::tls::TlsConfig::builder();
+    let own = std::env::var_os("SSL_CERT_FILE")
+        .and_then(|file| std::fs::read(file).ok())
+        .map(|pem| {
+            ureq::tls::parse_pem(&pem)
+                .filter_map(Result::ok)
+                .filter_map(|item| match item {
+                    ureq::tls::PemItem::Certificate(c) => Some(c.to_owned()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|certs| !certs.is_empty());
+    match own {
+        Some(certs) => builder
+            .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
+            .build(),
+        None => builder.build(),
+    }
+}
+
 impl Client {
     /// A client of `server`, sending `token` (if any) as `Authorization: Bearer` on every
     /// request.
@@ -92,13 +116,16 @@ impl Client {
                 }
                 next.handle(request)
             };
+        let tls = tls_config();
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(tls.clone())
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(REQUEST_TIMEOUT_S)))
             .middleware(with_token.clone())
             .build()
             .into();
         let streaming: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(REQUEST_TIMEOUT_S)))
             .middleware(with_token)

@@ -12,6 +12,7 @@ mod logs;
 mod output;
 mod runs;
 mod serve;
+mod tls;
 mod verbs;
 
 use std::path::PathBuf;
@@ -586,6 +587,35 @@ pub struct ServeArgs {
     /// Serve tokens over plain HTTP on a non-loopback address (behind a TLS proxy).
     #[arg(long)]
     pub insecure_http: bool,
+    /// Serve HTTPS with this certificate chain (PEM; with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Accept JWTs of this OpenID Connect issuer (its URL exactly as tokens name it in
+    /// `iss`; needs --oidc-audience).
+    #[arg(
+        long,
+        env = "FLOE_OIDC_ISSUER",
+        value_name = "URL",
+        requires = "oidc_audience"
+    )]
+    pub oidc_issuer: Option<String>,
+    /// The audience an OIDC token must name in `aud`.
+    #[arg(long, env = "FLOE_OIDC_AUDIENCE", value_name = "AUD")]
+    pub oidc_audience: Option<String>,
+    /// The claim of an OIDC token that names its principal.
+    #[arg(long, value_name = "CLAIM", default_value = "sub")]
+    pub oidc_principal_claim: String,
+    /// The claim of an OIDC token whose values are groups the policy's [groups] maps to
+    /// roles (such as `groups` or `roles`).
+    #[arg(long, value_name = "CLAIM")]
+    pub oidc_groups_claim: Option<String>,
+    /// The least time between two fetches of the issuer's keys that tokens naming an
+    /// unknown key cause.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration_ms)]
+    pub oidc_jwks_cooldown: i64,
     /// How the server logs to standard error (filtered by FLOE_LOG or RUST_LOG, default info).
     #[arg(long, env = "FLOE_LOG_FORMAT", value_enum, default_value_t = logs::LogFormat::Text)]
     pub log_format: logs::LogFormat,

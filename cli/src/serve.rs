@@ -63,7 +63,7 @@ fn serve_on(
             .map_err(|e| format!("cannot read the listening address: {e}"))?;
         let warehouse = Warehouse::open(&args.data_dir.join("warehouse"))
             .map_err(|e| format!("cannot open the warehouse folder: {e}"))?;
-        let options = floe_rest::ServerOptions {
+        let mut options = floe_rest::ServerOptions {
             query_timeout: Some(std::time::Duration::from_secs(args.query_timeout.max(1))),
             query_memory_bytes: Some(args.query_memory.max(16) << 20),
             staging_dir: Some(args.data_dir.join("staging")),
@@ -86,6 +86,9 @@ fn serve_on(
                 Catalog::new(store.clone()).auth_was_on().unwrap_or(false),
             )?,
         };
+        if options.auth.required {
+            options.auth.oidc = oidc(args).await?;
+        }
         // Uploads of imports, and scratch folders of runs, a stopped server left behind
         // (its runs are settled as failed below).
         let _ = std::fs::remove_dir_all(args.data_dir.join("staging"));
@@ -131,9 +134,14 @@ fn serve_on(
             args.data_dir.join("runs"),
         ));
         let app = floe_rest::router_with(catalog, &options);
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::config(cert, key)?),
+            _ => None,
+        };
         println!(
-            "floe {} listening on http://{local}, data in {}",
+            "floe {} listening on {}://{local}, data in {}",
             env!("CARGO_PKG_VERSION"),
+            if tls.is_some() { "https" } else { "http" },
             absolute(&args.data_dir).display()
         );
         ready(local);
@@ -143,16 +151,28 @@ fn serve_on(
         let (stop, stopped) = tokio::sync::watch::channel(None::<Stop>);
         let watcher = tokio::spawn(watch(backend.clone(), stop));
         let mut until = stopped.clone();
-        // No Nagle delay: a streamed answer's small writes go out at once.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = until.wait_for(Option::is_some).await;
-            })
-            .await
-            .map_err(|e| format!("the server failed: {e}"))?;
+        let stopping = async move {
+            let _ = until.wait_for(Option::is_some).await;
+        };
+        let served = match tls {
+            Some(config) => {
+                let listener = crate::tls::TlsListener::new(listener, config)
+                    .map_err(|e| format!("cannot serve TLS: {e}"))?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopping)
+                    .await
+            }
+            None => {
+                // No Nagle delay: a streamed answer's small writes go out at once.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopping)
+                    .await
+            }
+        };
+        served.map_err(|e| format!("the server failed: {e}"))?;
         watcher.abort();
         maintenance.abort();
         let why = *stopped.borrow();
@@ -295,9 +315,9 @@ fn auth_options(
     if !required && args.anonymous.is_some() {
         tracing::warn!("--anonymous has no effect with auth off");
     }
-    if required && !loopback && !args.insecure_http {
+    if required && !loopback && !args.insecure_http && args.tls_cert.is_none() {
         return Err(format!(
-            "tokens would travel in clear text on {local}: serve behind a TLS proxy and pass --insecure-http, or listen on a loopback address"
+            "tokens would travel in clear text on {local}: serve HTTPS (--tls-cert and --tls-key), or behind a TLS proxy with --insecure-http, or listen on a loopback address"
         ));
     }
     let admin_token = match &args.admin_token_file {
@@ -323,11 +343,50 @@ fn auth_options(
             "auth is required and no admin token is set (FLOE_ADMIN_TOKEN): only tokens made earlier work"
         );
     }
+    if !required && args.oidc_issuer.is_some() {
+        tracing::warn!("--oidc-issuer has no effect with auth off");
+    }
     Ok(floe_rest::auth::AuthOptions {
         required,
         admin_token,
         anonymous_role: args.anonymous.clone(),
+        oidc: None,
     })
+}
+
+/// The OIDC issuer of `--oidc-issuer`, its keys fetched (or, if it cannot be reached, said
+/// so: its tokens wait for it).
+async fn oidc(args: &ServeArgs) -> Result<Option<Arc<floe_rest::auth::Oidc>>, String> {
+    let (Some(issuer), Some(audience)) = (&args.oidc_issuer, &args.oidc_audience) else {
+        return Ok(None);
+    };
+    let url = issuer.parse::<axum::http::Uri>().ok();
+    let host = url.as_ref().and_then(|u| u.host()).unwrap_or("");
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match url.as_ref().and_then(|u| u.scheme_str()) {
+        Some("https") => {}
+        Some("http") if loopback => {}
+        _ => {
+            return Err(format!(
+                "--oidc-issuer {issuer}: the issuer must be an https:// URL (http:// only on loopback)"
+            ));
+        }
+    }
+    if audience.is_empty() {
+        return Err("--oidc-audience may not be empty".to_owned());
+    }
+    let options = floe_rest::auth::OidcOptions {
+        issuer: issuer.clone(),
+        audience: audience.clone(),
+        principal_claim: args.oidc_principal_claim.clone(),
+        groups_claim: args.oidc_groups_claim.clone(),
+        refetch_cooldown: std::time::Duration::from_millis(args.oidc_jwks_cooldown.max(0) as u64),
+    };
+    Ok(Some(Arc::new(floe_rest::auth::Oidc::start(options).await?)))
 }
 
 #[cfg(test)]
@@ -383,6 +442,13 @@ mod tests {
             admin_token_file: None,
             anonymous: None,
             insecure_http: false,
+            tls_cert: None,
+            tls_key: None,
+            oidc_issuer: None,
+            oidc_audience: None,
+            oidc_principal_claim: "sub".to_owned(),
+            oidc_groups_claim: None,
+            oidc_jwks_cooldown: 10_000,
             log_format: crate::logs::LogFormat::Text,
         };
         let (serving, ready) = std::sync::mpsc::channel();

@@ -29,6 +29,9 @@ pub struct Principal {
     /// Roles its credentials carry (a token's), beside those the policy maps its name to
     /// (shared: a principal is cloned on every request).
     roles: std::sync::Arc<Vec<String>>,
+    /// Groups its identity provider vouches for (an OIDC claim's values), which the
+    /// policy's `[groups]` maps to roles.
+    groups: std::sync::Arc<Vec<String>>,
 }
 
 impl Principal {
@@ -38,6 +41,7 @@ impl Principal {
             anonymous: true,
             run: None,
             roles: std::sync::Arc::default(),
+            groups: std::sync::Arc::default(),
         }
     }
 
@@ -48,6 +52,7 @@ impl Principal {
             anonymous: false,
             run: None,
             roles: std::sync::Arc::default(),
+            groups: std::sync::Arc::default(),
         }
     }
 
@@ -55,6 +60,17 @@ impl Principal {
     pub fn with_roles(mut self, roles: impl IntoIterator<Item = String>) -> Principal {
         std::sync::Arc::make_mut(&mut self.roles).extend(roles);
         self
+    }
+
+    /// The principal in `groups` beside its own.
+    pub fn with_groups(mut self, groups: impl IntoIterator<Item = String>) -> Principal {
+        std::sync::Arc::make_mut(&mut self.groups).extend(groups);
+        self
+    }
+
+    /// The groups its identity provider vouches for.
+    pub fn groups(&self) -> &[String] {
+        &self.groups
     }
 
     /// The roles its credentials carry.

@@ -13,6 +13,8 @@
 //! ]
 //! [principals]
 //! alice = ["dev"]
+//! [groups]
+//! data-eng = ["dev"]   # values of the OIDC groups claim (`--oidc-groups-claim`)
 //! ```
 //!
 //! `*` matches within one `/` segment, `**` across segments. The role `admin` is built in:
@@ -58,6 +60,9 @@ pub struct PolicyDoc {
     /// Principal name -> its roles.
     #[serde(default)]
     pub principals: BTreeMap<String, Vec<String>>,
+    /// Group (a value of the OIDC groups claim) -> its members' roles.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +98,7 @@ impl PolicyDoc {
                 "defines the role {ADMIN_ROLE:?}, which is built in (every permission on every ref); name yours otherwise"
             )));
         }
-        for (who, roles) in &doc.principals {
+        for (who, roles) in doc.principals.iter().chain(&doc.groups) {
             for role in roles {
                 if role != ADMIN_ROLE && !doc.roles.contains_key(role) {
                     return Err(PolicyError(format!(
@@ -122,16 +127,23 @@ impl PolicyDoc {
         toml::to_string(self).unwrap_or_default()
     }
 
-    /// The roles of a principal: those its name maps to, and those its credentials carry.
+    /// The roles of a principal: those its name and its groups map to, and those its
+    /// credentials carry.
     fn roles_of<'a>(&'a self, principal: &'a Principal) -> impl Iterator<Item = &'a str> {
         let named = if principal.is_anonymous() {
             None
         } else {
             self.principals.get(principal.name())
         };
+        let grouped = principal
+            .groups()
+            .iter()
+            .filter_map(|g| self.groups.get(g))
+            .flatten();
         named
             .into_iter()
             .flatten()
+            .chain(grouped)
             .map(String::as_str)
             .chain(principal.roles().iter().map(String::as_str))
     }
@@ -391,6 +403,14 @@ boss = ["admin"]
         // A token's roles count as the name's do.
         let carried = Principal::named("svc").with_roles(["dev".to_owned()]);
         assert!(on(&doc, &carried, Action::Commit, "dev/svc"));
+        // So do the roles its groups map to, and only those.
+        let grouped = PolicyDoc::parse(&format!("{DOC}[groups]\nengineers = [\"dev\"]\n")).unwrap();
+        let member = Principal::named("oidc|42").with_groups(["engineers".to_owned()]);
+        let outsider = Principal::named("oidc|43").with_groups(["sales".to_owned()]);
+        assert!(on(&grouped, &member, Action::Commit, "dev/x"));
+        assert!(!on(&grouped, &outsider, Action::Read, "dev/x"));
+        let ghost = PolicyDoc::parse("[groups]\nengineers = [\"ghost\"]\n").unwrap_err();
+        assert!(ghost.to_string().contains("ghost"), "{ghost}");
     }
 
     #[test]

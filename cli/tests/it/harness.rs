@@ -54,7 +54,7 @@ impl Server {
             .read_line(&mut line)
             .expect("floe serve prints where it listens");
         let addr = line
-            .split("http://")
+            .split("://")
             .nth(1)
             .and_then(|rest| rest.split(',').next())
             .unwrap_or_else(|| panic!("no address in {line:?}"))

@@ -1,8 +1,9 @@
 //! Authentication (issue 19): who a request is. With `--auth off` every request is the
 //! anonymous principal under `AllowAll`, as before (and PyIceberg's `Bearer None` is
 //! ignored). With `--auth required` a request carries `Authorization: Bearer <token>`:
-//! the bootstrap admin token (`FLOE_ADMIN_TOKEN`), or a token floe issued
-//! (`floe_pat_...`); without one it is anonymous only if `--anonymous ROLE` grants a role.
+//! the bootstrap admin token (`FLOE_ADMIN_TOKEN`), a token floe issued (`floe_pat_...`),
+//! or a JWT of the configured OIDC issuer (`oidc.rs`); without one it is anonymous only if
+//! `--anonymous ROLE` grants a role.
 //! A missing or bad token is a 401 with `WWW-Authenticate: Bearer` in the shape of the API
 //! asked (floe's or Iceberg's). `/health` and `/ready` stay open. The principal is the
 //! request task's (`current`): every handler reads it there, and outside a request it is
@@ -19,6 +20,11 @@ use floe_catalog::Catalog;
 
 use crate::error::{Api, ApiError, ErrorKind};
 
+pub mod jwt;
+pub mod oidc;
+
+pub use oidc::{Oidc, OidcOptions};
+
 /// How a server authenticates (`floe serve --auth`, `FLOE_ADMIN_TOKEN`, `--anonymous`).
 #[derive(Clone, Default)]
 pub struct AuthOptions {
@@ -28,6 +34,8 @@ pub struct AuthOptions {
     pub admin_token: Option<String>,
     /// The role a request without a token has (none: it is refused).
     pub anonymous_role: Option<String>,
+    /// The OIDC issuer whose tokens are accepted (started: its keys fetched or tried).
+    pub oidc: Option<std::sync::Arc<Oidc>>,
 }
 
 impl std::fmt::Debug for AuthOptions {
@@ -37,6 +45,7 @@ impl std::fmt::Debug for AuthOptions {
             .field("required", &self.required)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("anonymous_role", &self.anonymous_role)
+            .field("oidc", &self.oidc.as_ref().map(|_| "<set>"))
             .finish()
     }
 }
@@ -58,7 +67,9 @@ const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 /// Tokens kept checked at most (then the cache starts over).
 const TOKEN_CACHE_MAX: usize = 10_000;
 
-/// Tokens checked lately: their principal, by the token's hash (never the token).
+/// Tokens checked lately: their principal and until when it holds, by the token's hash
+/// (never the token). A floe token holds for `TOKEN_CACHE_TTL` (it can be revoked), a JWT
+/// until it expires (nothing revokes it).
 #[derive(Debug, Default)]
 pub struct TokenCache {
     checked: parking_lot::Mutex<
@@ -69,16 +80,16 @@ pub struct TokenCache {
 impl TokenCache {
     fn get(&self, hash: &blake3::Hash) -> Option<Principal> {
         let checked = self.checked.lock();
-        let (p, at) = checked.get(hash)?;
-        (at.elapsed() < TOKEN_CACHE_TTL).then(|| p.clone())
+        let (p, until) = checked.get(hash)?;
+        (std::time::Instant::now() < *until).then(|| p.clone())
     }
 
-    fn put(&self, hash: blake3::Hash, principal: Principal) {
+    fn put(&self, hash: blake3::Hash, principal: Principal, until: std::time::Instant) {
         let mut checked = self.checked.lock();
         if checked.len() >= TOKEN_CACHE_MAX {
             checked.clear();
         }
-        checked.insert(hash, (principal, std::time::Instant::now()));
+        checked.insert(hash, (principal, until));
     }
 
     /// Forgets every checked token (one was revoked here).
@@ -95,6 +106,7 @@ pub struct AuthState {
     /// The admin token's hash (compared by hash: no timing says anything of it).
     admin: Option<blake3::Hash>,
     anonymous_role: Option<String>,
+    oidc: Option<std::sync::Arc<Oidc>>,
     catalog: Catalog,
     pub tokens: TokenCache,
 }
@@ -108,6 +120,7 @@ impl AuthState {
                 .as_ref()
                 .map(|t| blake3::hash(t.as_bytes())),
             anonymous_role: options.anonymous_role.clone(),
+            oidc: options.oidc.clone(),
             catalog,
             tokens: TokenCache::default(),
         }
@@ -190,11 +203,28 @@ async fn resolve(auth: &AuthState, token: &str, api: Api) -> Result<Principal, R
     if let Some(p) = auth.tokens.get(&hash) {
         return Ok(p);
     }
+    if let Some(oidc) = &auth.oidc
+        && Oidc::looks_like_jwt(token)
+    {
+        return match oidc.accept(token).await {
+            Ok(accepted) => {
+                let left = (accepted.valid_until - oidc::unix_now()).max(0) as u64;
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(left);
+                auth.tokens.put(hash, accepted.principal.clone(), until);
+                Ok(accepted.principal)
+            }
+            Err(oidc::OidcError::Refused(why)) => Err(refused(api, &why, true)),
+            Err(oidc::OidcError::Unavailable(why)) => {
+                Err(ApiError::new(ErrorKind::Unavailable, why).render(api))
+            }
+        };
+    }
     let catalog = auth.catalog.clone();
     let token = token.to_owned();
     match tokio::task::spawn_blocking(move || catalog.authenticate(&token)).await {
         Ok(Ok(Some(p))) => {
-            auth.tokens.put(hash, p.clone());
+            let until = std::time::Instant::now() + TOKEN_CACHE_TTL;
+            auth.tokens.put(hash, p.clone(), until);
             Ok(p)
         }
         Ok(Ok(None)) => Err(refused(
