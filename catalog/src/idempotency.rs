@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::error::{CatalogError, CatalogResult};
 use crate::limits::{IDEMPOTENCY_LIFETIME_MS, META_PAGE_MAX, QUOTED_CHARS_MAX};
-use crate::{Catalog, resumable_scan};
+use crate::{Action, Catalog, Principal, Target, resumable_scan};
 
 /// Meta-keyspace prefix of recorded rejections (applied writes live under the store's
 /// `IDEMPOTENCY_PREFIX`).
@@ -74,7 +74,12 @@ pub enum Recalled {
 impl Catalog {
     /// The recorded outcome of an earlier request under `request.key`, if it has not
     /// expired.
-    pub fn recall(&self, request: &IdemRequest) -> CatalogResult<Option<Recalled>> {
+    pub fn recall(
+        &self,
+        principal: &Principal,
+        request: &IdemRequest,
+    ) -> CatalogResult<Option<Recalled>> {
+        self.may_keep_answers(principal)?;
         let now = self.now_ms();
         if let Some(applied) = self.store.idempotency_lookup(request.key.as_str())? {
             let value = parse(&applied.value)?;
@@ -118,7 +123,13 @@ impl Catalog {
     /// Records that a request was accepted without moving a ref yet (a run queued:
     /// `detail` is its id), so that a retry gets the same run, not a second one. The
     /// first record under a live key wins: false when another request holds the key.
-    pub fn record_acceptance(&self, request: &IdemRequest, detail: &str) -> CatalogResult<bool> {
+    pub fn record_acceptance(
+        &self,
+        principal: &Principal,
+        request: &IdemRequest,
+        detail: &str,
+    ) -> CatalogResult<bool> {
+        self.may_keep_answers(principal)?;
         let key = rejected_key(&request.key);
         let value = json!({
             "fp": request.fingerprint,
@@ -139,7 +150,13 @@ impl Catalog {
 
     /// Records a deterministic rejection so that a retry gets the same answer. Best effort:
     /// a body too large for one meta value is not recorded (the retry re-evaluates).
-    pub fn record_rejection(&self, request: &IdemRequest, answer: &str) -> CatalogResult<()> {
+    pub fn record_rejection(
+        &self,
+        principal: &Principal,
+        request: &IdemRequest,
+        answer: &str,
+    ) -> CatalogResult<()> {
+        self.may_keep_answers(principal)?;
         let key = rejected_key(&request.key);
         let value = json!({
             "fp": request.fingerprint,
@@ -161,6 +178,13 @@ impl Catalog {
         self.store
             .meta_cas(&key, old.as_deref(), Some(value.as_bytes()))?;
         Ok(())
+    }
+
+    /// Who may recall and keep answers under keys: a principal who may read something (the
+    /// HTTP layer's fingerprint includes the principal, so a key answers only its own
+    /// principal's request).
+    fn may_keep_answers(&self, principal: &Principal) -> CatalogResult<()> {
+        self.authorize(principal, Action::ReadRefs, Target::default())
     }
 
     /// Deletes idempotency records past their lifetime, applied and rejected: at most

@@ -257,14 +257,14 @@ impl World {
             ["fail", _] => {
                 let record = &self.runs[run(1)].0;
                 self.catalog()
-                    .fail_run(record, "a node failed")
+                    .fail_run(&Principal::anonymous(), record, "a node failed")
                     .expect("fails");
                 "ok"
             }
             ["cancel", _] => {
                 let record = &self.runs[run(1)].0;
                 self.catalog()
-                    .cancel_run(record, "cancelled")
+                    .cancel_run(&Principal::anonymous(), record, "cancelled")
                     .expect("cancels");
                 "ok"
             }
@@ -442,7 +442,7 @@ impl World {
                 let refused = refusal(&e);
                 if !crash {
                     self.catalog()
-                        .fail_run(record, "landing conflict")
+                        .fail_run(&Principal::anonymous(), record, "landing conflict")
                         .expect("fails");
                 }
                 refused
@@ -457,7 +457,9 @@ impl World {
         self.server = None;
         let store = open(&self.storage, &self.clock);
         let catalog = Catalog::new(store.clone()).with_ids(self.ids.clone());
-        catalog.recover_runs().expect("recovers");
+        catalog
+            .recover_runs(&Principal::anonymous())
+            .expect("recovers");
         self.server = Some(Server { store, catalog });
         for run in &mut self.runs {
             run.1 = None;
@@ -488,7 +490,7 @@ impl World {
         for (r, (record, _)) in self.runs.iter().enumerate() {
             let stored = self
                 .catalog()
-                .run_record(&record.id)
+                .run_record(&Principal::anonymous(), &record.id)
                 .expect("reads")
                 .expect("a run");
             out.push_str(&format!("r{r}={}", stored.state.as_str()));

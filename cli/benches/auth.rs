@@ -4,7 +4,9 @@
 //!   server with `--auth required`, against the same table on a server with auth off, in
 //!   the same run: wrk, 16 connections, rounds alternating between the two;
 //! - **the cold check** of a token (a meta read and a keyed BLAKE3), timed in process on a
-//!   catalog over a real sled store.
+//!   catalog over a real sled store;
+//! - **the cold check of an OIDC token**: a JWT's signature and claims checked (RS256 with
+//!   a 2048-bit key, ES256 on P-256), timed in process with the server's own code.
 //!
 //! `cargo bench -p floe --bench auth`.
 
@@ -204,12 +206,113 @@ fn main() {
     );
     figures.push(
         Row::new(
-            "A token checked cold (the store's meta read and a keyed BLAKE3; no JWT: OIDC is not built yet)",
+            "A floe token checked cold (the store's meta read and a keyed BLAKE3)",
             format!("p50 {}, p99 {}", us(checks.p50()), us(checks.pct(0.99))),
         )
         .note("reported, no budget: once checked, a token is served from the cache for 2 s"),
     );
+    for (alg, signer) in [("RS256", jwt_signer::rsa()), ("ES256", jwt_signer::ec())] {
+        let (token, jwks) = signer;
+        let keys = floe_rest::auth::jwt::parse_jwks(jwks.as_bytes()).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let expect = floe_rest::auth::jwt::Expect {
+            issuer: "https://idp.example",
+            audience: "floe",
+            now,
+        };
+        let checks = Samples::new(
+            (0..s.n(2_000, 50))
+                .map(|_| {
+                    let started = Instant::now();
+                    let verified = floe_rest::auth::jwt::verify(&token, &keys, &expect);
+                    let took = started.elapsed();
+                    assert_eq!(verified.unwrap().claims["sub"], "alice");
+                    took
+                })
+                .collect(),
+        );
+        println!(
+            "cold {alg} JWT check p50 {}, p99 {}",
+            us(checks.p50()),
+            us(checks.pct(0.99))
+        );
+        figures.push(
+            Row::new(
+                format!("An OIDC token ({alg}) checked cold: signature and claims"),
+                format!("p50 {}, p99 {}", us(checks.p50()), us(checks.pct(0.99))),
+            )
+            .note("reported, no budget: once checked, a JWT is served from the cache until it expires"),
+        );
+    }
     let _ = off.stop();
     let _ = on.stop();
     support::report::print("authentication (issue 19)", &figures, div);
+}
+
+/// Signed tokens for the cold JWT check: (token, its key set).
+mod jwt_signer {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use ring::rand::SystemRandom;
+    use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
+
+    fn claims() -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        serde_json::json!({"iss": "https://idp.example", "aud": "floe", "sub": "alice",
+            "exp": now + 3600, "groups": ["engineers"]})
+        .to_string()
+    }
+
+    fn message(alg: &str) -> String {
+        let header = serde_json::json!({"alg": alg, "kid": "k1", "typ": "JWT"}).to_string();
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims())
+        )
+    }
+
+    pub fn rsa() -> (String, String) {
+        let pem = include_str!("../tests/data/oidc-test-rsa-key.pem");
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let pair = RsaKeyPair::from_pkcs8(&STANDARD.decode(body).unwrap()).unwrap();
+        let m = message("RS256");
+        let mut sig = vec![0; pair.public().modulus_len()];
+        pair.sign(
+            &signature::RSA_PKCS1_SHA256,
+            &SystemRandom::new(),
+            m.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
+        let parts: ring::rsa::PublicKeyComponents<Vec<u8>> = pair.public().into();
+        let jwks = serde_json::json!({"keys": [{"kty": "RSA", "kid": "k1",
+            "n": URL_SAFE_NO_PAD.encode(parts.n), "e": URL_SAFE_NO_PAD.encode(parts.e)}]});
+        (
+            format!("{m}.{}", URL_SAFE_NO_PAD.encode(sig)),
+            jwks.to_string(),
+        )
+    }
+
+    pub fn ec() -> (String, String) {
+        let rng = SystemRandom::new();
+        let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+        let m = message("ES256");
+        let sig = pair.sign(&rng, m.as_bytes()).unwrap();
+        let point = pair.public_key().as_ref();
+        let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65])}]});
+        (
+            format!("{m}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref())),
+            jwks.to_string(),
+        )
+    }
 }

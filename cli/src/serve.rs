@@ -122,7 +122,7 @@ fn serve_on(
         }
         let settled = {
             let catalog = catalog.clone();
-            tokio::task::spawn_blocking(move || catalog.recover_runs())
+            tokio::task::spawn_blocking(move || catalog.recover_runs(&server_principal()))
                 .await
                 .map_err(|e| format!("recovering runs failed: {e}"))?
                 .map_err(|e| format!("recovering runs failed: {e}"))?
@@ -201,9 +201,7 @@ async fn maintain(
     interval: std::time::Duration,
     runs_dir: std::path::PathBuf,
 ) {
-    // The server's own maintenance: every permission (no token can name this principal
-    // with the admin role unless an admin gives it one).
-    let server = Principal::named("floe").with_roles([floe_catalog::ADMIN.to_owned()]);
+    let server = server_principal();
     // Recovery settled what a stop left behind; the first pass waits an interval, so a
     // pass never races a test or an operator who just started the server.
     tokio::time::sleep(interval).await;
@@ -245,6 +243,12 @@ async fn maintain(
             tokio::time::sleep(interval).await;
         }
     }
+}
+
+/// The server's own principal, for recovery and maintenance: every permission (no token
+/// can name this principal with the admin role unless an admin gives it one).
+fn server_principal() -> Principal {
+    Principal::named("floe").with_roles([floe_catalog::ADMIN.to_owned()])
 }
 
 /// Why the server stops.

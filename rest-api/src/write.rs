@@ -159,7 +159,7 @@ where
             return (op.run)(&cx, None);
         };
         let _turn = InFlight::enter(&in_flight, request.key.as_str())?;
-        match catalog.recall(&request)? {
+        match catalog.recall(&cx.principal, &request)? {
             Some(Recalled::Applied(record)) => return (op.replay)(&cx, &record),
             Some(Recalled::Rejected { answer }) => {
                 // A record this server cannot read is evaluated again (see from_recorded).
@@ -183,7 +183,7 @@ where
             && e.is_deterministic()
         {
             // Best effort: if this fails, a retry re-evaluates (and may differ).
-            let _ = catalog.record_rejection(&request, &e.recorded());
+            let _ = catalog.record_rejection(&cx.principal, &request, &e.recorded());
         }
         outcome
     })

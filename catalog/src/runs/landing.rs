@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use floe_commits::limits::REFLOG_PAGE_MAX;
-use floe_commits::{Content, ContentKey, Expect, Hash, Op, WriteCtx};
+use floe_commits::{Content, ContentKey, Expect, Hash, Op, RefName, WriteCtx};
 
 use super::{
     RECORD_PREFIX, RUN_ID_PROPERTY, RUN_PART_PROPERTY, RUN_SOURCE_PROPERTY, RunRecord, RunState,
@@ -102,7 +102,13 @@ impl Catalog {
     /// Marks a run succeeded with nothing (more) to land: a dry run, a run that
     /// materializes nothing, or a `--no-transaction` run whose last part landed as
     /// `landed`. Its branch is deleted.
-    pub fn succeed_run(&self, record: &RunRecord, landed: Option<Hash>) -> CatalogResult<()> {
+    pub fn succeed_run(
+        &self,
+        executor: &Principal,
+        record: &RunRecord,
+        landed: Option<Hash>,
+    ) -> CatalogResult<()> {
+        self.may_keep_run(executor, record, false)?;
         self.finish_run(record, RunState::Succeeded, landed, None)
     }
 
@@ -208,13 +214,25 @@ impl Catalog {
     /// Marks a run failed; its branch stays, sealed.
     /// (If its landing commit is on the target after all, say after a write whose outcome
     /// was unknown, the run succeeded.)
-    pub fn fail_run(&self, record: &RunRecord, error: &str) -> CatalogResult<()> {
+    pub fn fail_run(
+        &self,
+        executor: &Principal,
+        record: &RunRecord,
+        error: &str,
+    ) -> CatalogResult<()> {
+        self.may_keep_run(executor, record, false)?;
         self.end_unlanded(record, RunState::Failed, error)
     }
 
     /// Marks a run cancelled; its branch (if it forked) stays, sealed like a failed run's.
     /// (A run whose landing commit is on the target after all succeeded.)
-    pub fn cancel_run(&self, record: &RunRecord, why: &str) -> CatalogResult<()> {
+    pub fn cancel_run(
+        &self,
+        principal: &Principal,
+        record: &RunRecord,
+        why: &str,
+    ) -> CatalogResult<()> {
+        self.may_keep_run(principal, record, true)?;
         self.end_unlanded(record, RunState::Cancelled, why)
     }
 
@@ -223,7 +241,7 @@ impl Catalog {
     fn end_unlanded(&self, record: &RunRecord, state: RunState, why: &str) -> CatalogResult<()> {
         // The stored record may know more than the caller's copy (its answer).
         let record = &self
-            .run_record(&record.id)?
+            .record_of(&record.id)?
             .unwrap_or_else(|| record.clone());
         if let Some(commit) = self.landing_commit(record)? {
             return self.finish_run(record, RunState::Succeeded, Some(commit), None);
@@ -273,7 +291,7 @@ impl Catalog {
         let Some(id) = object.properties.get(RUN_ID_PROPERTY) else {
             return Ok(());
         };
-        let Some(record) = self.run_record(id)? else {
+        let Some(record) = self.record_of(id)? else {
             // Its record expired (retention): a landing commit is still its target's own
             // history; any other commit of the run is work nobody may use any more.
             if object.properties.contains_key(RUN_SOURCE_PROPERTY) {
@@ -305,7 +323,8 @@ impl Catalog {
     /// the target, failed otherwise. Returns the runs it settled. Called once at start,
     /// before anything runs. (While runs are live, the maintenance pass settles only the
     /// ones that landed.)
-    pub fn recover_runs(&self) -> CatalogResult<Vec<RunRecord>> {
+    pub fn recover_runs(&self, principal: &Principal) -> CatalogResult<Vec<RunRecord>> {
+        self.authorize(principal, Action::Maintain, Target::default())?;
         let mut settled = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
@@ -325,15 +344,36 @@ impl Catalog {
                     Some(commit) => {
                         self.finish_run(&record, RunState::Succeeded, Some(commit), None)?
                     }
-                    None => self.fail_run(
+                    None => self.end_unlanded(
                         &record,
+                        RunState::Failed,
                         "the server stopped before the run finished; nothing landed",
                     )?,
                 }
-                settled.push(self.run_record(&record.id)?.unwrap_or(record));
+                settled.push(self.record_of(&record.id)?.unwrap_or(record));
             }
         }
         Ok(settled)
+    }
+
+    /// Who may write a run's record: its own executor; whoever may start runs on its
+    /// target, for a cancel (`on_behalf`); the server's maintenance (recovery, retention).
+    pub(crate) fn may_keep_run(
+        &self,
+        principal: &Principal,
+        record: &RunRecord,
+        on_behalf: bool,
+    ) -> CatalogResult<()> {
+        if principal.run() == Some(record.id.as_str()) {
+            return Ok(());
+        }
+        if on_behalf
+            && let Ok(target) = RefName::parse(&record.target)
+            && self.may(&principal.outside_run(), Action::Run, &target)
+        {
+            return Ok(());
+        }
+        self.authorize(principal, Action::Maintain, Target::default())
     }
 
     /// A run's landing commit: the one its record names, else the commit of the target's

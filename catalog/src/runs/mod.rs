@@ -366,7 +366,8 @@ impl Catalog {
 
     /// Saves a live run's progress (a pipeline's node states). Only the run's executor
     /// writes a live record; nothing else changes it until it ends.
-    pub fn save_run(&self, record: &RunRecord) -> CatalogResult<()> {
+    pub fn save_run(&self, executor: &Principal, record: &RunRecord) -> CatalogResult<()> {
+        self.may_keep_run(executor, record, false)?;
         let ended = || {
             CatalogError::Invalid(format!(
                 "run {} has ended; its record is settled by finishing it",
@@ -518,7 +519,7 @@ impl Catalog {
     /// Run `id`'s record if the principal may read its target; else, as if there were
     /// none (a hidden branch's runs say nothing of it).
     pub(crate) fn visible_run(&self, principal: &Principal, id: &str) -> CatalogResult<RunRecord> {
-        let record = self.run_record(id)?.ok_or_else(|| run_not_found(id))?;
+        let record = self.record_of(id)?.ok_or_else(|| run_not_found(id))?;
         let readable =
             RefName::parse(&record.target).is_ok_and(|t| self.may(principal, Action::ReadRefs, &t));
         if readable {
@@ -528,8 +529,17 @@ impl Catalog {
         }
     }
 
-    /// A run's record.
-    pub fn run_record(&self, id: &str) -> CatalogResult<Option<RunRecord>> {
+    /// Run `id`'s record, if the principal may read its target (its executor may).
+    pub fn run_record(&self, principal: &Principal, id: &str) -> CatalogResult<Option<RunRecord>> {
+        match self.visible_run(principal, id) {
+            Ok(record) => Ok(Some(record)),
+            Err(CatalogError::RunNotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A run's record, whoever asks (the crate's own bookkeeping).
+    pub(crate) fn record_of(&self, id: &str) -> CatalogResult<Option<RunRecord>> {
         Ok(self.stored_record(id)?.map(|(_, record)| record))
     }
 }

@@ -68,12 +68,17 @@ fn recovery_fails_a_run_that_never_landed_and_seals_it() {
         matches!(running, CatalogError::RunSealed { .. }),
         "{running}"
     );
-    let settled = catalog.recover_runs().unwrap();
+    let settled = catalog.recover_runs(&Principal::anonymous()).unwrap();
     assert_eq!(settled.len(), 1);
     assert_eq!(settled[0].state, RunState::Failed);
     assert!(settled[0].error.as_deref().unwrap().contains("stopped"));
     // A second recovery has nothing to do.
-    assert!(catalog.recover_runs().unwrap().is_empty());
+    assert!(
+        catalog
+            .recover_runs(&Principal::anonymous())
+            .unwrap()
+            .is_empty()
+    );
     let head = catalog.store.get_ref(&record.branch()).unwrap().head;
     let sealed = catalog
         .merge(
@@ -137,7 +142,7 @@ fn recovery_finds_a_landing_whose_record_was_not_updated() {
         )
         .unwrap();
     // ...and recovery settles it.
-    let settled = catalog.recover_runs().unwrap();
+    let settled = catalog.recover_runs(&Principal::anonymous()).unwrap();
     assert_eq!(settled.len(), 1);
     assert_eq!(settled[0].state, RunState::Succeeded);
     assert_eq!(settled[0].landed.as_deref(), Some(landed.to_hex().as_str()));
@@ -225,7 +230,7 @@ fn properties_alone_identify_no_landing() {
             .commit
     };
     forged(&running.id);
-    let settled = catalog.recover_runs().unwrap();
+    let settled = catalog.recover_runs(&Principal::anonymous()).unwrap();
     assert_eq!(settled.len(), 1);
     assert_eq!(
         settled[0].state,
@@ -292,7 +297,10 @@ fn large_answers_are_kept_beside_the_record_and_too_large_ones_never_land() {
         .land_run(&executor, &record, &landing, &Authored::default())
         .unwrap();
     assert_eq!(landed.bookkeeping_error, None);
-    let stored = catalog.run_record(&record.id).unwrap().unwrap();
+    let stored = catalog
+        .run_record(&Principal::anonymous(), &record.id)
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.state, RunState::Succeeded);
     assert!(
         serde_json::to_vec(&stored).unwrap().len() < 4_096,
@@ -334,7 +342,9 @@ fn a_promoted_run_unseals_its_work() {
     let (record, _, branch, _) = started(&catalog, &who, &main);
     let refused = catalog.promote_run(&who, &record.id).unwrap_err();
     assert!(refused.to_string().contains("still running"), "{refused}");
-    catalog.fail_run(&record, "it broke").unwrap();
+    catalog
+        .fail_run(&Principal::anonymous(), &record, "it broke")
+        .unwrap();
     let head = catalog.store.get_ref(&record.branch()).unwrap().head;
     let keep = RefName::parse("keep").unwrap();
     let sealed = catalog
@@ -371,7 +381,9 @@ fn maintenance_forgets_what_is_past_its_retention() {
     let main = RefSpec::parse("main").unwrap();
     let retention = Retention::default();
     let (failed, _, _, _) = started(&catalog, &who, &main);
-    catalog.fail_run(&failed, "it broke").unwrap();
+    catalog
+        .fail_run(&Principal::anonymous(), &failed, "it broke")
+        .unwrap();
     let (landed, executor, _, ns) = started(&catalog, &who, &main);
     let commit = catalog
         .land_run(
@@ -403,9 +415,14 @@ fn maintenance_forgets_what_is_past_its_retention() {
         )
         .unwrap();
     let rejected = request(2);
-    catalog.record_rejection(&rejected, "{}").unwrap();
+    catalog
+        .record_rejection(&Principal::anonymous(), &rejected, "{}")
+        .unwrap();
     // A landed run whose record was left running.
-    let mut lagging = catalog.run_record(&landed.id).unwrap().unwrap();
+    let mut lagging = catalog
+        .run_record(&Principal::anonymous(), &landed.id)
+        .unwrap()
+        .unwrap();
     lagging.state = RunState::Running;
     lagging.landed = None;
     lagging.finished_ms = None;
@@ -422,16 +439,30 @@ fn maintenance_forgets_what_is_past_its_retention() {
         ),
         (1, 0, 0, 0, false)
     );
-    let settled = catalog.run_record(&landed.id).unwrap().unwrap();
+    let settled = catalog
+        .run_record(&Principal::anonymous(), &landed.id)
+        .unwrap()
+        .unwrap();
     assert_eq!(settled.landed, Some(commit.to_hex()));
-    assert!(catalog.recall(&applied).unwrap().is_some());
+    assert!(
+        catalog
+            .recall(&Principal::anonymous(), &applied)
+            .unwrap()
+            .is_some()
+    );
 
     // Past the idempotency lifetime.
     clock.advance(crate::IDEMPOTENCY_LIFETIME_MS + 1);
     let report = catalog.maintain(&who, &retention).unwrap();
     assert_eq!(report.expired_idempotency_records, 2);
-    assert_eq!(catalog.recall(&applied).unwrap(), None);
-    assert_eq!(catalog.recall(&rejected).unwrap(), None);
+    assert_eq!(
+        catalog.recall(&Principal::anonymous(), &applied).unwrap(),
+        None
+    );
+    assert_eq!(
+        catalog.recall(&Principal::anonymous(), &rejected).unwrap(),
+        None
+    );
     assert!(catalog.store.get_ref(&failed.branch()).is_ok(), "not yet");
 
     // Past the branch retention: the failed run's branch goes, its record stays.
@@ -442,14 +473,29 @@ fn maintenance_forgets_what_is_past_its_retention() {
         (1, 0)
     );
     assert!(catalog.store.get_ref(&failed.branch()).is_err());
-    assert!(catalog.run_record(&failed.id).unwrap().is_some());
+    assert!(
+        catalog
+            .run_record(&Principal::anonymous(), &failed.id)
+            .unwrap()
+            .is_some()
+    );
 
     // Past the record retention: both records go, with the stored answer.
     clock.advance(retention.run_records_ms);
     let report = catalog.maintain(&who, &retention).unwrap();
     assert_eq!(report.expired_run_records, 2);
-    assert!(catalog.run_record(&failed.id).unwrap().is_none());
-    assert!(catalog.run_record(&landed.id).unwrap().is_none());
+    assert!(
+        catalog
+            .run_record(&Principal::anonymous(), &failed.id)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        catalog
+            .run_record(&Principal::anonymous(), &landed.id)
+            .unwrap()
+            .is_none()
+    );
     assert!(
         catalog
             .store

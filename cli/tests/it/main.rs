@@ -6,6 +6,7 @@
 
 mod access;
 mod api;
+mod authz_matrix;
 mod bauplan_projects;
 mod cli;
 mod clients;
@@ -26,6 +27,7 @@ mod schemathesis;
 mod serve;
 mod table_files;
 mod tidy;
+mod tidy_doors;
 mod tidy_source;
 mod tls;
 mod usage;

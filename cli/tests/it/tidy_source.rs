@@ -36,8 +36,8 @@ const CONFINED: &[(&str, &[&str], &str)] = &[
 const FILE_LINES_MAX: usize = 800;
 
 /// The product code of every crate: `<member>/src/**.rs` but unit-test files (`tests.rs`),
-/// each with the text before its unit tests (the first `#[cfg(test)]` at the left margin).
-fn product_sources() -> Vec<(String, String)> {
+/// each with the text before its inline unit tests (`#[cfg(test)] mod tests {`).
+pub fn product_sources() -> Vec<(String, String)> {
     let root = workspace_root();
     let mut sources = Vec::new();
     for member in [
@@ -57,14 +57,27 @@ fn product_sources() -> Vec<(String, String)> {
                 continue;
             }
             let text = read(&path);
-            let code = match text.find("\n#[cfg(test)]") {
-                Some(at) => &text[..at],
-                None => &text[..],
-            };
+            let code = &text[..inline_tests_at(&text)];
             sources.push((relative(&root, &path), code.to_owned()));
         }
     }
     sources
+}
+
+/// Where a file's inline unit tests start (`#[cfg(test)]` then `mod name {`), else its
+/// end. A `#[cfg(test)] mod name;` declaration above product code does not end it.
+fn inline_tests_at(text: &str) -> usize {
+    let mut at = 0;
+    while let Some(found) = text[at..].find("\n#[cfg(test)]\n") {
+        let start = at + found;
+        let next = &text[start + "\n#[cfg(test)]\n".len()..];
+        let line = next.lines().next().unwrap_or("");
+        if line.starts_with("mod ") && line.trim_end().ends_with('{') {
+            return start;
+        }
+        at = start + 1;
+    }
+    text.len()
 }
 
 /// The files of modules declared under `#[cfg(test)]` (`#[cfg(test)]\nmod name;`): `name.rs`
@@ -197,6 +210,11 @@ fn the_rules_find_what_they_look_for() {
             "catalog/src/y.rs:2: now_v7",
             "catalog/src/y.rs:1: eprintln!"
         ]
+    );
+    let text = "fn a() {}\n#[cfg(test)]\nmod world;\nfn b() {}\n#[cfg(test)]\nmod tests {\n}\n";
+    assert_eq!(
+        &text[..inline_tests_at(text)],
+        "fn a() {}\n#[cfg(test)]\nmod world;\nfn b() {}"
     );
     let architecture = "## x\n### Files over 800 lines\n\n- `a/src/b.rs` (900 lines): why.\n- not a path\n### Tidy tests\n- `c.rs`\n";
     assert_eq!(listed_long_files(architecture), ["a/src/b.rs"]);

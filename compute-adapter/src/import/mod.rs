@@ -372,7 +372,11 @@ impl Importer {
                 span.record("state", "succeeded");
                 span.record("commit", landed.commit.to_hex());
                 span.in_scope(|| tracing::info!("run landed"));
-                let run = self.catalog.run_record(&record.id).ok().flatten();
+                let run = self
+                    .catalog
+                    .run_record(principal, &record.id)
+                    .ok()
+                    .flatten();
                 Ok(ImportOutcome {
                     run,
                     commit: Some(landed.commit.to_hex()),
@@ -390,14 +394,17 @@ impl Importer {
                 let failed = record.clone();
                 let message = e.to_string();
                 // The client hears of a record that could not say so, not only the log.
-                let record_error = blocking(move || Ok(catalog.fail_run(&failed, &message)?))
-                    .await
-                    .err()
-                    .map(|e| {
-                        format!(
-                            "its record could not say so yet ({e}); the server settles it on restart"
-                        )
-                    });
+                let executor = principal.in_run(&failed.id);
+                let record_error = blocking(move || {
+                    Ok(catalog.fail_run(&executor, &failed, &message)?)
+                })
+                .await
+                .err()
+                .map(|e| {
+                    format!(
+                        "its record could not say so yet ({e}); the server settles it on restart"
+                    )
+                });
                 Err(ImportError::RunFailed {
                     run: record.id,
                     source: Box::new(e),

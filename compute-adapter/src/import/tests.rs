@@ -147,7 +147,11 @@ async fn a_concurrent_change_to_the_table_fails_the_import_cleanly() {
         t.metadata.properties().get("owner").unwrap(),
         "someone else"
     );
-    let record = f.catalog.run_record(run).unwrap().unwrap();
+    let record = f
+        .catalog
+        .run_record(&floe_catalog::Principal::anonymous(), run)
+        .unwrap()
+        .unwrap();
     assert_eq!(record.state, RunState::Failed);
     // Its work is sealed.
     let sealed = f

@@ -84,7 +84,11 @@ async fn a_queued_run_is_cancelled_without_forking() {
     let log = std::fs::read_to_string(w.runner.log_path(&second.id)).unwrap();
     assert!(!log.contains("running on"), "{log}");
     // The first still runs; cancelled too, it ends.
-    let live = w.f.catalog.run_record(&first.id).unwrap().unwrap();
+    let live =
+        w.f.catalog
+            .run_record(&floe_catalog::Principal::anonymous(), &first.id)
+            .unwrap()
+            .unwrap();
     assert_eq!(live.state, RunState::Running);
     let first = w.runner.cancel(&w.f.who, &first.id).await.unwrap();
     assert_eq!(first.state, RunState::Cancelled);
@@ -101,7 +105,11 @@ async fn a_run_past_its_deadline_is_cancelled() {
     };
     let started = std::time::Instant::now();
     let run = w.start(waiting(403), options).await;
-    let ended = w.runner.wait(&run.id).await.unwrap();
+    let ended = w
+        .runner
+        .wait(&floe_catalog::Principal::anonymous(), &run.id)
+        .await
+        .unwrap();
     assert_eq!(ended.state, RunState::Cancelled, "{ended:?}");
     assert!(
         ended

@@ -101,7 +101,8 @@ impl Runner {
                 // says why.
                 let catalog = self.inner.catalog.clone();
                 let message = e.to_string();
-                let _ = blocking(move || Ok(catalog.fail_run(&queued, &message)?)).await;
+                let executor = principal.in_run(&queued.id);
+                let _ = blocking(move || Ok(catalog.fail_run(&executor, &queued, &message)?)).await;
                 return Err((e.to_string(), Failure::Server));
             }
         };
@@ -157,7 +158,12 @@ impl Runner {
         let fork = record.fork_hash().map_err(|e| server(&e))?;
         let catalog = self.inner.catalog.clone();
         let plan = Arc::new(plan.clone());
-        let progress = Progress::start(state.clone(), catalog.clone(), log.clone());
+        let progress = Progress::start(
+            state.clone(),
+            catalog.clone(),
+            executor.clone(),
+            log.clone(),
+        );
         let keys = self
             .cache_keys(&plan, options, executor, fork, py.as_deref())
             .await;
@@ -249,8 +255,8 @@ impl Runner {
                 done.pipeline = Some(p.to_value());
             }
             blocking(move || {
-                catalog.save_run(&done)?;
-                Ok(catalog.succeed_run(&done, last)?)
+                catalog.save_run(&executor, &done)?;
+                Ok(catalog.succeed_run(&executor, &done, last)?)
             })
             .await
             .map_err(|e| server(&e))?;
@@ -329,14 +335,16 @@ impl Runner {
             };
             ended.pipeline = Some(p.to_value());
         }
+        // The run's own executor settles its record.
+        let executor = Principal::named(queued.principal.clone()).in_run(&queued.id);
         let settled = blocking(move || {
-            if let Err(e) = catalog.save_run(&ended) {
+            if let Err(e) = catalog.save_run(&executor, &ended) {
                 tracing::warn!(run = %ended.id, error = %e, "the run's failure kind could not be recorded");
             }
             if failure == Failure::Cancelled {
-                Ok(catalog.cancel_run(&ended, &message)?)
+                Ok(catalog.cancel_run(&executor, &ended, &message)?)
             } else {
-                Ok(catalog.fail_run(&ended, &message)?)
+                Ok(catalog.fail_run(&executor, &ended, &message)?)
             }
         })
         .await;

@@ -277,17 +277,19 @@ impl Runner {
         &self.inner.envs
     }
 
-    /// The live log of a run this server is running, to follow.
-    pub fn live_log(&self, id: &str) -> Option<Arc<RunLog>> {
-        self.inner.live.lock().get(id).cloned()
+    /// The live log of a run this server is running, to follow, if the principal may read
+    /// the run.
+    pub fn live_log(&self, principal: &Principal, id: &str) -> Option<Arc<RunLog>> {
+        let log = self.inner.live.lock().get(id).cloned()?;
+        matches!(self.inner.catalog.run_record(principal, id), Ok(Some(_))).then_some(log)
     }
 
     /// Waits until run `id` has ended and returns its record. A run of this server wakes
     /// its waiters on every log line and at its end; a run of another server is looked
     /// at every `RUN_POLL_MS`.
-    pub async fn wait(&self, id: &str) -> Result<RunRecord, RunError> {
+    pub async fn wait(&self, principal: &Principal, id: &str) -> Result<RunRecord, RunError> {
         loop {
-            let log = self.live_log(id);
+            let log = self.inner.live.lock().get(id).cloned();
             let wake = log.as_ref().map(|l| l.wake.clone());
             let notified = wake.as_ref().map(|w| w.notified());
             let mut notified = std::pin::pin!(notified);
@@ -296,10 +298,10 @@ impl Runner {
                 n.enable();
             }
             let catalog = self.inner.catalog.clone();
-            let run = id.to_owned();
+            let (run, who) = (id.to_owned(), principal.clone());
             let record = blocking(move || {
                 catalog
-                    .run_record(&run)?
+                    .run_record(&who, &run)?
                     .ok_or_else(|| RunError::Catalog(CatalogError::RunNotFound(run.clone())))
             })
             .await?;
@@ -355,10 +357,10 @@ impl Runner {
         };
         if !signalled {
             let catalog = self.inner.catalog.clone();
-            let stale = record.clone();
-            blocking(move || Ok(catalog.cancel_run(&stale, &why)?)).await?;
+            let (stale, who) = (record.clone(), principal.clone());
+            blocking(move || Ok(catalog.cancel_run(&who, &stale, &why)?)).await?;
         }
-        self.wait(id).await
+        self.wait(principal, id).await
     }
 
     /// Waits until run `id` is the first of the queue and a turn is free; takes it.
@@ -471,7 +473,7 @@ impl Runner {
             if let Some(request) = &idempotency {
                 // Best effort, like a recorded rejection: a retry that finds nothing runs
                 // again; said in the server's log.
-                match this.inner.catalog.record_acceptance(request, &record.id) {
+                match this.inner.catalog.record_acceptance(&who, request, &record.id) {
                     Ok(true) => {}
                     Ok(false) => tracing::warn!(run = %record.id, key = request.key.as_str(), "the run's Idempotency-Key holds another answer; a retry is not matched to this run"),
                     Err(e) => tracing::warn!(run = %record.id, error = %e, "the run's Idempotency-Key could not be recorded; a retry runs again"),
@@ -492,7 +494,8 @@ impl Runner {
                 let why = format!("its log cannot be created: {e}");
                 let (catalog, queued, message) =
                     (self.inner.catalog.clone(), record.clone(), why.clone());
-                let _ = blocking(move || Ok(catalog.fail_run(&queued, &message)?)).await;
+                let executor = principal.in_run(&record.id);
+                let _ = blocking(move || Ok(catalog.fail_run(&executor, &queued, &message)?)).await;
                 return Err(RunError::Io(format!("run {} {why}", record.id)));
             }
         };
@@ -542,11 +545,12 @@ impl Runner {
                     log.line(log::RUN, "error", &why);
                     let catalog = this.inner.catalog.clone();
                     let run = id.clone();
+                    let executor = who.in_run(&id);
                     let _ = blocking(move || {
-                        if let Some(record) = catalog.run_record(&run)?
+                        if let Some(record) = catalog.run_record(&executor, &run)?
                             && record.state.is_live()
                         {
-                            catalog.fail_run(&record, &why)?;
+                            catalog.fail_run(&executor, &record, &why)?;
                         }
                         Ok(())
                     })

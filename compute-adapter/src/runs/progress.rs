@@ -25,6 +25,7 @@ impl Progress {
     pub(super) fn start(
         state: Arc<Mutex<RunRecord>>,
         catalog: floe_catalog::Catalog,
+        executor: floe_catalog::Principal,
         log: Arc<RunLog>,
     ) -> Progress {
         use std::sync::atomic::Ordering;
@@ -35,8 +36,8 @@ impl Progress {
             while seen.changed().await.is_ok() {
                 seen.borrow_and_update();
                 let record = saved.lock().clone();
-                let catalog = catalog.clone();
-                if let Err(e) = blocking(move || Ok(catalog.save_run(&record)?)).await {
+                let (catalog, executor) = (catalog.clone(), executor.clone());
+                if let Err(e) = blocking(move || Ok(catalog.save_run(&executor, &record)?)).await {
                     log.line(
                         super::log::RUN,
                         "warn",

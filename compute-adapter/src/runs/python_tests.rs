@@ -480,7 +480,11 @@ def waits(data=bauplan.Model("t")):
     // The node is still running: its gate is closed.
     assert!(!text.contains("through the gate"));
     std::fs::write(&go, b"").unwrap();
-    let done = w.runner.wait(&record.id).await.unwrap();
+    let done = w
+        .runner
+        .wait(&floe_catalog::Principal::anonymous(), &record.id)
+        .await
+        .unwrap();
     assert_eq!(done.state, RunState::Succeeded, "{:?}", done.error);
     let text = log_of(&w, &done);
     assert!(text.contains(" waits stdout through the gate"), "{text}");
@@ -688,7 +692,8 @@ def with_six(data=bauplan.Model("t")):
             .await
     };
     let (a, b) = (submit().await, submit().await);
-    let (a, b) = tokio::join!(w.runner.wait(&a.id), w.runner.wait(&b.id));
+    let anyone = floe_catalog::Principal::anonymous();
+    let (a, b) = tokio::join!(w.runner.wait(&anyone, &a.id), w.runner.wait(&anyone, &b.id));
     let (a, b) = (a.unwrap(), b.unwrap());
     let logs = format!("{}{}", log_of(&w, &a), log_of(&w, &b));
     assert_eq!(

@@ -85,7 +85,9 @@ impl World {
         {
             Submitted::Started(r) => {
                 assert_eq!(r.state, RunState::Queued);
-                self.runner.wait(&r.id).await
+                self.runner
+                    .wait(&floe_catalog::Principal::anonymous(), &r.id)
+                    .await
             }
             Submitted::Planned(_) => panic!("not a plan"),
         }
@@ -93,7 +95,10 @@ impl World {
 
     /// Waits until run `id`'s log holds `text`; the log as it was then.
     pub(super) async fn until_logged(&self, id: &str, text: &str) -> String {
-        let log = self.runner.live_log(id).unwrap();
+        let log = self
+            .runner
+            .live_log(&floe_catalog::Principal::anonymous(), id)
+            .unwrap();
         loop {
             let wake = log.waker();
             let mut notified = std::pin::pin!(wake.notified());

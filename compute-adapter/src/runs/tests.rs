@@ -535,11 +535,23 @@ async fn runs_beyond_the_bound_wait_queued_in_order() {
     let second = w.start(slow, RunOptions::default()).await;
     // While the first runs, the second waits, queued and not forked.
     w.until_logged(&first.id, " slow info running").await;
-    let waiting = w.f.catalog.run_record(&second.id).unwrap().unwrap();
+    let waiting =
+        w.f.catalog
+            .run_record(&floe_catalog::Principal::anonymous(), &second.id)
+            .unwrap()
+            .unwrap();
     assert_eq!(waiting.state, RunState::Queued);
     assert!(waiting.fork.is_empty());
-    let a = w.runner.wait(&first.id).await.unwrap();
-    let b = w.runner.wait(&second.id).await.unwrap();
+    let a = w
+        .runner
+        .wait(&floe_catalog::Principal::anonymous(), &first.id)
+        .await
+        .unwrap();
+    let b = w
+        .runner
+        .wait(&floe_catalog::Principal::anonymous(), &second.id)
+        .await
+        .unwrap();
     assert_eq!(
         (a.state, b.state),
         (RunState::Succeeded, RunState::Succeeded)
@@ -644,8 +656,17 @@ async fn a_no_transaction_run_that_fails_later_is_failed_and_its_landed_part_is_
         )
         .unwrap();
     // Recovery and maintenance do not take the part for the run's landing either.
-    assert!(w.f.catalog.recover_runs().unwrap().is_empty());
-    let again = w.f.catalog.run_record(&record.id).unwrap().unwrap();
+    assert!(
+        w.f.catalog
+            .recover_runs(&floe_catalog::Principal::anonymous())
+            .unwrap()
+            .is_empty()
+    );
+    let again =
+        w.f.catalog
+            .run_record(&floe_catalog::Principal::anonymous(), &record.id)
+            .unwrap()
+            .unwrap();
     assert_eq!(again.state, RunState::Failed);
 }
 

@@ -327,6 +327,7 @@ mod compute {
             Body::from_stream(follow_log(
                 state.runner.clone(),
                 state.catalog.clone(),
+                write::principal(&headers),
                 record.id,
                 path,
             )),
@@ -338,12 +339,14 @@ mod compute {
     fn follow_log(
         runner: Runner,
         catalog: floe_catalog::Catalog,
+        principal: floe_catalog::Principal,
         id: String,
         path: std::path::PathBuf,
     ) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
         struct Follow {
             runner: Runner,
             catalog: floe_catalog::Catalog,
+            principal: floe_catalog::Principal,
             id: String,
             path: std::path::PathBuf,
             offset: u64,
@@ -352,6 +355,7 @@ mod compute {
         let start = Follow {
             runner,
             catalog,
+            principal,
             id,
             path,
             offset: 0,
@@ -359,7 +363,7 @@ mod compute {
         };
         futures_util::stream::unfold(start, |mut f| async move {
             loop {
-                let log = f.runner.live_log(&f.id);
+                let log = f.runner.live_log(&f.principal, &f.id);
                 let wake = log.as_ref().map(|l| l.waker());
                 let notified = wake.as_ref().map(|w| w.notified());
                 let mut notified = std::pin::pin!(notified);
@@ -381,9 +385,9 @@ mod compute {
                 // runs has ended once it leaves its live ones (after its last line: its
                 // record says `succeeded` a moment before the log says so); one it does
                 // not run, once its record says so.
-                let (catalog, id) = (f.catalog.clone(), f.id.clone());
+                let (catalog, id, who) = (f.catalog.clone(), f.id.clone(), f.principal.clone());
                 let live = log.is_some()
-                    || tokio::task::spawn_blocking(move || catalog.run_record(&id))
+                    || tokio::task::spawn_blocking(move || catalog.run_record(&who, &id))
                         .await
                         .ok()
                         .and_then(Result::ok)
