@@ -388,7 +388,10 @@ async fn oidc(args: &ServeArgs) -> Result<Option<Arc<floe_rest::auth::Oidc>>, St
         audience: audience.clone(),
         principal_claim: args.oidc_principal_claim.clone(),
         groups_claim: args.oidc_groups_claim.clone(),
-        refetch_cooldown: std::time::Duration::from_millis(args.oidc_jwks_cooldown.max(0) as u64),
+        // At least a second: a stream of made-up key ids must not become a stream of fetches.
+        refetch_cooldown: std::time::Duration::from_millis(
+            args.oidc_jwks_cooldown.max(1_000) as u64
+        ),
     };
     Ok(Some(Arc::new(floe_rest::auth::Oidc::start(options).await?)))
 }

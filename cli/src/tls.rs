@@ -16,6 +16,8 @@ use tokio_rustls::server::TlsStream;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Finished handshakes waiting for the server to take them.
 const READY_MAX: usize = 128;
+/// Handshakes in flight at most (then accepting waits for one to end).
+const HANDSHAKES_MAX: usize = 1024;
 
 /// The server's TLS configuration from PEM files (a chain and its key).
 pub fn config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
@@ -56,9 +58,15 @@ impl TlsListener {
         let local = tcp.local_addr()?;
         let acceptor = TlsAcceptor::from(config);
         let (send, ready) = tokio::sync::mpsc::channel(READY_MAX);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_MAX));
         tokio::spawn(async move {
             loop {
-                let (stream, peer) = match tcp.accept().await {
+                // Ends with the listener (the server stopped taking connections).
+                let accepted = tokio::select! {
+                    accepted = tcp.accept() => accepted,
+                    () = send.closed() => return,
+                };
+                let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of descriptors and the like: wait a moment, as axum does.
@@ -67,12 +75,13 @@ impl TlsListener {
                         continue;
                     }
                 };
-                if send.is_closed() {
+                let Ok(permit) = handshakes.clone().acquire_owned().await else {
                     return;
-                }
+                };
                 let _ = stream.set_nodelay(true);
                 let (acceptor, send) = (acceptor.clone(), send.clone());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = send.send((tls, peer)).await;

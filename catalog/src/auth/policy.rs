@@ -149,6 +149,7 @@ impl PolicyDoc {
     }
 
     /// Whether the principal holds `perm` on `name` (`None`: on every ref, `**` alone).
+    /// `manage` on a ref holds every permission on it.
     fn holds(&self, principal: &Principal, perm: Perm, name: Option<&str>) -> bool {
         self.roles_of(principal).any(|role| {
             if role == ADMIN_ROLE {
@@ -156,7 +157,7 @@ impl PolicyDoc {
             }
             self.roles.get(role).is_some_and(|r| {
                 r.rules.iter().any(|rule| {
-                    rule.allow.contains(&perm)
+                    (rule.allow.contains(&perm) || rule.allow.contains(&Perm::Manage))
                         && rule.refs.iter().any(|g| match name {
                             Some(name) => glob(g, name),
                             None => g == "**",
@@ -170,10 +171,11 @@ impl PolicyDoc {
     fn holds_anywhere(&self, principal: &Principal, perm: Perm) -> bool {
         self.roles_of(principal).any(|role| {
             role == ADMIN_ROLE
-                || self
-                    .roles
-                    .get(role)
-                    .is_some_and(|r| r.rules.iter().any(|rule| rule.allow.contains(&perm)))
+                || self.roles.get(role).is_some_and(|r| {
+                    r.rules.iter().any(|rule| {
+                        rule.allow.contains(&perm) || rule.allow.contains(&Perm::Manage)
+                    })
+                })
         })
     }
 
@@ -400,6 +402,23 @@ boss = ["admin"]
         assert!(on(&doc, &boss, Action::Commit, "main"));
         assert!(on(&doc, &boss, Action::Commit, "release/2"));
         assert!(doc.allows(&boss, Action::Manage, Target::default()));
+        // `manage` on refs holds every permission on them, protected or not.
+        let keeper = PolicyDoc::parse(
+            "protected = [\"release/*\"]\n[roles.k]\nrules = [{ refs = [\"release/**\"], allow = [\"manage\"] }]\n[principals]\nkay = [\"k\"]\n",
+        )
+        .unwrap();
+        let kay = Principal::named("kay");
+        for name in ["release/1", "release/a/b"] {
+            for action in [
+                Action::Commit,
+                Action::Read,
+                Action::DeleteRef,
+                Action::Merge,
+            ] {
+                assert!(on(&keeper, &kay, action, name), "{action:?} {name}");
+            }
+        }
+        assert!(!on(&keeper, &kay, Action::Read, "main"));
         // A token's roles count as the name's do.
         let carried = Principal::named("svc").with_roles(["dev".to_owned()]);
         assert!(on(&doc, &carried, Action::Commit, "dev/svc"));

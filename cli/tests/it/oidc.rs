@@ -173,6 +173,7 @@ fn oidc_tokens_are_principals_and_every_bad_one_is_refused() {
         ("\"none\"", Idp::forged(&header, &claims, b"")),
         ("no \"sub\" claim", with(json!({"sub": 42}))),
         ("does not list", idp.token_naming(&claims, "ghost")),
+        ("keeps for its own", with(json!({"sub": "admin"}))),
     ];
     for forged in idp.hmac_with_public_key(&claims) {
         bad.push(("HS256", forged));
@@ -209,7 +210,7 @@ fn oidc_tokens_are_principals_and_every_bad_one_is_refused() {
 fn a_rotated_key_is_found_with_exactly_one_fetch_of_the_key_set() {
     let idp = Idp::start(clients());
     let files = tempfile::tempdir().unwrap();
-    let run = with_oidc(files.path(), &idp.url, &[]);
+    let run = with_oidc(files.path(), &idp.url, &["--oidc-jwks-cooldown", "10m"]);
     let before = idp.token(&idp.claims("alice"));
     assert_eq!(call(&run, "GET", "/api/v1/refs", &before, None).0, 200);
     assert_eq!(idp.jwks_fetches(), 1);
@@ -230,7 +231,8 @@ fn a_rotated_key_is_found_with_exactly_one_fetch_of_the_key_set() {
     let ghost = idp.token_naming(&idp.claims("alice"), "ghost");
     assert_eq!(call(&run, "GET", "/api/v1/refs", &ghost, None).0, 401);
     assert_eq!(idp.jwks_fetches(), 2);
-    // A token cached before the rotation is still the principal it was (until it expires).
+    // A token checked before the rotation is still the principal it was (cached: at most
+    // five minutes, then its withdrawn key no longer vouches for it).
     assert_eq!(call(&run, "GET", "/api/v1/refs", &before, None).0, 200);
 }
 
@@ -242,9 +244,19 @@ fn an_issuer_down_at_start_is_waited_for_and_floe_tokens_work_meanwhile() {
     let run = with_oidc(files.path(), &issuer, &[]);
     // floe's own tokens work while the issuer is down.
     assert_eq!(call(&run, "GET", "/api/v1/refs", ADMIN, None).0, 200);
+    // A token of that issuer (signed with its RSA key, which every test issuer shares,
+    // by one on another port) is answered 503 while the issuer is down: it may be good.
+    let token = {
+        let elsewhere = Idp::start(clients());
+        let mut claims = elsewhere.claims("alice");
+        claims["iss"] = json!(issuer);
+        elsewhere.token(&claims)
+    };
+    let (status, body) = call(&run, "GET", "/api/v1/refs", &token, None);
+    assert_eq!(status, 503, "{body}");
+    assert!(message(&body).contains("cannot be reached"), "{body}");
 
     let idp = Idp::start_on(port, clients());
-    let token = idp.token(&idp.claims("alice"));
     // Until floe reaches the issuer its tokens are 503 (not 401: they may be good); it
     // tries again at most once a second.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

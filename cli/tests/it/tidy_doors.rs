@@ -43,6 +43,11 @@ const UNLOCKED: &[(&str, &str, &str)] = &[
     ),
     ("Catalog", "new_uuid", "an id; reads nothing"),
     ("Catalog", "now_ms", "the clock; reads nothing"),
+    (
+        "Catalog",
+        "authenticate",
+        "makes the principal from a token",
+    ),
     ("Catalog", "ready", "the readiness probe, open to all"),
     (
         "Catalog",
@@ -134,12 +139,34 @@ fn unlocked(sources: &[(String, String)]) -> Vec<(String, String, String)> {
                     break;
                 }
             }
-            if !signature.contains("Principal") {
+            if !parameters(&signature).contains("Principal") {
                 found.push((ty.to_owned(), name, format!("{path}:{}", n + 1)));
             }
         }
     }
     found
+}
+
+/// The parameter list of a signature (between its first `(` and the matching `)`): a
+/// `Principal` in the return type takes none.
+fn parameters(signature: &str) -> &str {
+    let Some(open) = signature.find('(') else {
+        return "";
+    };
+    let mut depth = 0;
+    for (i, c) in signature[open..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &signature[open..open + i];
+                }
+            }
+            _ => {}
+        }
+    }
+    &signature[open..]
 }
 
 #[test]
@@ -164,14 +191,21 @@ fn every_public_entry_point_takes_the_principal_it_acts_for() {
 
 #[test]
 fn the_door_check_finds_what_it_looks_for() {
-    let code = "impl Catalog {\n    pub fn open(&self, id: &str) -> X {\n    }\n    pub fn fine(\n        &self,\n        principal: &Principal,\n    ) -> X {\n    }\n}\nimpl Debug for Catalog {\n    pub fn fmt(&self) {\n    }\n}\nimpl Other {\n    pub fn free(&self) {\n    }\n}\n";
+    let code = "impl Catalog {\n    pub fn open(&self, id: &str) -> X {\n    }\n    pub fn who(&self, t: &str) -> Option<Principal> {\n    }\n    pub fn fine(\n        &self,\n        principal: &Principal,\n    ) -> X {\n    }\n}\nimpl Debug for Catalog {\n    pub fn fmt(&self) {\n    }\n}\nimpl Other {\n    pub fn free(&self) {\n    }\n}\n";
     let found = unlocked(&[("catalog/src/x.rs".to_owned(), code.to_owned())]);
     assert_eq!(
         found,
-        [(
-            "Catalog".to_owned(),
-            "open".to_owned(),
-            "catalog/src/x.rs:2".to_owned()
-        )]
+        [
+            (
+                "Catalog".to_owned(),
+                "open".to_owned(),
+                "catalog/src/x.rs:2".to_owned()
+            ),
+            (
+                "Catalog".to_owned(),
+                "who".to_owned(),
+                "catalog/src/x.rs:4".to_owned()
+            )
+        ]
     );
 }

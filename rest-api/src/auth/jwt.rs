@@ -138,9 +138,14 @@ pub struct Expect<'a> {
     pub now: i64,
 }
 
-/// The key id a token names, if its header parses (to decide on a re-fetch).
+/// The key id a token names, once its header parses and names an accepted algorithm (so
+/// a forged `alg` never causes a fetch of the key set).
 pub fn key_id(token: &str) -> Result<Option<String>, JwtError> {
-    Ok(header(token)?.kid)
+    let header = header(token)?;
+    if header.alg != "RS256" && header.alg != "ES256" {
+        return Err(JwtError::Algorithm(header.alg));
+    }
+    Ok(header.kid)
 }
 
 fn header(token: &str) -> Result<Header, JwtError> {
@@ -163,30 +168,35 @@ pub fn verify(token: &str, keys: &[Jwk], expect: &Expect<'_>) -> Result<Verified
     if header.alg != "RS256" && header.alg != "ES256" {
         return Err(JwtError::Algorithm(header.alg));
     }
-    let key = keys
+    // The key the token names; a token without a key id is tried against every key of
+    // its algorithm (a set mid-rotation holds two).
+    let candidates: Vec<&Jwk> = keys
         .iter()
         .filter(|k| k.key.alg() == header.alg)
-        .find(|k| match (&header.kid, &k.kid) {
+        .filter(|k| match (&header.kid, &k.kid) {
             (Some(want), Some(have)) => want == have,
-            // A token without a key id is tried against the set's key of its algorithm.
             (None, _) => true,
             (Some(_), None) => false,
         })
-        .ok_or_else(|| JwtError::UnknownKey(header.kid.clone().unwrap_or_default()))?;
+        .collect();
+    if candidates.is_empty() {
+        return Err(JwtError::UnknownKey(header.kid.clone().unwrap_or_default()));
+    }
     let signature = URL_SAFE_NO_PAD
         .decode(sig)
         .map_err(|_| JwtError::Malformed)?;
     let message = &token.as_bytes()[..head.len() + 1 + body.len()];
-    let checked = match &key.key {
-        Key::Rsa { n, e } => RsaPublicKeyComponents { n, e }.verify(
-            &signature::RSA_PKCS1_2048_8192_SHA256,
-            message,
-            &signature,
-        ),
+    let signed_by = |key: &Jwk| match &key.key {
+        Key::Rsa { n, e } => RsaPublicKeyComponents { n, e }
+            .verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, &signature)
+            .is_ok(),
         Key::P256(point) => UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-            .verify(message, &signature),
+            .verify(message, &signature)
+            .is_ok(),
     };
-    checked.map_err(|_| JwtError::Signature)?;
+    if !candidates.into_iter().any(signed_by) {
+        return Err(JwtError::Signature);
+    }
     let claims: Map<String, Value> = URL_SAFE_NO_PAD
         .decode(body)
         .ok()
@@ -194,10 +204,10 @@ pub fn verify(token: &str, keys: &[Jwk], expect: &Expect<'_>) -> Result<Verified
         .ok_or(JwtError::Malformed)?;
     let number = |name: &str| claims.get(name).and_then(Value::as_f64).map(|v| v as i64);
     let expires = number("exp").ok_or(JwtError::NoExpiry)?;
-    if expect.now > expires + LEEWAY_SECS {
+    if expect.now > expires.saturating_add(LEEWAY_SECS) {
         return Err(JwtError::Expired);
     }
-    if number("nbf").is_some_and(|nbf| expect.now + LEEWAY_SECS < nbf) {
+    if number("nbf").is_some_and(|nbf| expect.now.saturating_add(LEEWAY_SECS) < nbf) {
         return Err(JwtError::NotYet);
     }
     let issuer = claims.get("iss").and_then(Value::as_str).unwrap_or("");
@@ -339,6 +349,16 @@ mod tests {
                 JwtError::Algorithm(alg.into())
             );
         }
+        // Without a key id, every key of the algorithm is tried.
+        let second = Signer::new("k9");
+        let mut both = keys.clone();
+        both.extend(parse_jwks(&second.jwks()).unwrap());
+        let t = second.sign(json!({"alg": "ES256"}), claims(json!({})));
+        verify(&t, &both, &expect()).unwrap();
+        assert_eq!(
+            verify(&t, &keys, &expect()).unwrap_err(),
+            JwtError::Signature
+        );
         let t = s.sign(json!({"alg": "ES256", "kid": "k2"}), claims(json!({})));
         assert_eq!(
             verify(&t, &keys, &expect()).unwrap_err(),

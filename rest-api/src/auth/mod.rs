@@ -64,6 +64,8 @@ pub fn current() -> Principal {
 /// How long a checked token is taken as valid without reading the store again: a token
 /// revoked on another server is refused within this (on this one, at once).
 const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a checked JWT is taken as valid without checking it again.
+const JWT_CACHE_MAX: std::time::Duration = std::time::Duration::from_secs(300);
 /// Tokens kept checked at most (then the cache starts over).
 const TOKEN_CACHE_MAX: usize = 10_000;
 
@@ -208,7 +210,12 @@ async fn resolve(auth: &AuthState, token: &str, api: Api) -> Result<Principal, R
     {
         return match oidc.accept(token).await {
             Ok(accepted) => {
-                let left = (accepted.valid_until - oidc::unix_now()).max(0) as u64;
+                // Until it expires, but no longer than JWT_CACHE_MAX: a key the issuer
+                // withdraws stops vouching for its tokens within that.
+                let left = accepted
+                    .valid_until
+                    .saturating_sub(oidc::unix_now())
+                    .clamp(0, JWT_CACHE_MAX.as_secs() as i64) as u64;
                 let until = std::time::Instant::now() + std::time::Duration::from_secs(left);
                 auth.tokens.put(hash, accepted.principal.clone(), until);
                 Ok(accepted.principal)

@@ -33,6 +33,9 @@ pub struct OidcOptions {
     pub refetch_cooldown: Duration,
 }
 
+/// Principal names floe gives itself: the bootstrap admin, the server, the anonymous.
+const RESERVED: [&str; 3] = [floe_catalog::ADMIN, "floe", floe_catalog::ANONYMOUS];
+
 /// The key set is fetched again in the background when it is this old.
 const KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
 /// The least time between two attempts to reach an issuer that failed.
@@ -144,6 +147,12 @@ impl Oidc {
                 )));
             }
         };
+        // The names floe gives its own principals are not the issuer's to claim.
+        if RESERVED.contains(&name.as_str()) {
+            return Err(OidcError::Refused(format!(
+                "the token's {claim:?} is {name:?}, a name floe keeps for its own principals"
+            )));
+        }
         let groups = self
             .options
             .groups_claim
@@ -160,7 +169,7 @@ impl Oidc {
             .unwrap_or_default();
         Ok(Accepted {
             principal: Principal::named(name).with_groups(groups),
-            valid_until: verified.expires + jwt::LEEWAY_SECS,
+            valid_until: verified.expires.saturating_add(jwt::LEEWAY_SECS),
         })
     }
 
@@ -185,11 +194,12 @@ impl Oidc {
             }
             return Ok(());
         }
+        let fetched_before = self.keys.read().fetched;
         let _guard = self.fetching.lock().await;
-        // Another request may have fetched while this one waited.
+        // Another request may have fetched while this one waited: its keys are the newest.
         {
             let k = self.keys.read();
-            if kid.is_some_and(|kid| k.keys.iter().any(|j| j.kid.as_deref() == Some(kid))) {
+            if k.fetched.is_some() && k.fetched != fetched_before {
                 return Ok(());
             }
             if k.failed.is_some_and(|t| t.elapsed() < RETRY_AFTER_FAILURE) {
