@@ -455,25 +455,7 @@ fn slow_pyiceberg_and_duckdb_work_with_a_token_and_meet_the_policy() {
     let run = secured(files.path());
     let alice = floe_as(&run, ADMIN, &["token", "create", "--principal", "alice"]);
     let alice = alice.expect(0).trim().to_owned();
-    let venv = std::env::var("FLOE_TEST_VENV").expect(
-        "FLOE_TEST_VENV names the Python venv with the pinned test clients (tests/requirements.txt); \
-         .ci/run creates it",
-    );
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/clients");
-    let output = std::process::Command::new(format!("{venv}/bin/python"))
-        .arg(format!("{dir}/secured_clients.py"))
-        .arg(run.url())
-        .arg(&alice)
-        .current_dir(dir)
-        .env("HOME", run.dir.path())
-        .output()
-        .expect("the venv's python runs");
-    let out = String::from_utf8_lossy(&output.stdout);
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && out.trim_end().ends_with("ok"),
-        "secured_clients.py failed:\n{out}\n{err}"
-    );
+    crate::clients::scenario_with(&run, "secured_clients.py", &[&alice]);
     // What they wrote is on dev, as alice's.
     let log = floe_as(&run, ADMIN, &["--json", "log", "dev"]);
     log.expect(0);

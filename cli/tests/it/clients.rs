@@ -11,6 +11,12 @@ use crate::harness::Running;
 
 /// Runs one scenario against the server; returns its stdout.
 fn scenario(s: &Running, script: &str) -> String {
+    scenario_with(s, script, &[])
+}
+
+/// Runs one scenario against the server with arguments after the server's URL (a token,
+/// an issuer's token endpoint); returns its stdout.
+pub fn scenario_with(s: &Running, script: &str, args: &[&str]) -> String {
     let venv = std::env::var("FLOE_TEST_VENV").expect(
         "FLOE_TEST_VENV names the Python venv with the pinned test clients (tests/requirements.txt); \
          .ci/run creates it",
@@ -19,6 +25,7 @@ fn scenario(s: &Running, script: &str) -> String {
     let output = Command::new(format!("{venv}/bin/python"))
         .arg(format!("{dir}/{script}"))
         .arg(s.url())
+        .args(args)
         .current_dir(dir)
         .env("HOME", s.dir.path())
         .output()

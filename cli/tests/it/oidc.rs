@@ -342,25 +342,8 @@ fn slow_pyiceberg_and_duckdb_get_tokens_from_the_issuer() {
         Some(json!({"name": "dev/etl", "from": "main"})),
     );
     assert_eq!(status, 201, "{body}");
-    let venv = std::env::var("FLOE_TEST_VENV").expect(
-        "FLOE_TEST_VENV names the Python venv with the pinned test clients (tests/requirements.txt); \
-         .ci/run creates it",
-    );
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/clients");
-    let output = std::process::Command::new(format!("{venv}/bin/python"))
-        .arg(format!("{dir}/oidc_clients.py"))
-        .arg(run.url())
-        .arg(format!("{}/token", idp.url))
-        .current_dir(dir)
-        .env("HOME", run.dir.path())
-        .output()
-        .expect("the venv's python runs");
-    let out = String::from_utf8_lossy(&output.stdout);
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && out.trim_end().ends_with("ok"),
-        "oidc_clients.py failed:\n{out}\n{err}"
-    );
+    let token_endpoint = format!("{}/token", idp.url);
+    crate::clients::scenario_with(&run, "oidc_clients.py", &[&token_endpoint]);
     let (_, log) = call(&run, "GET", "/api/v1/trees/dev%2Fetl/log", ADMIN, None);
     let commits = log["commits"].as_array().unwrap();
     assert!(commits.iter().any(|c| c["committer"] == "etl"), "{log}");
