@@ -570,6 +570,16 @@ pub struct ServeArgs {
     /// Where Python worker environments are cached (shared across data folders).
     #[arg(long, env = "FLOE_ENV_CACHE")]
     pub env_cache: Option<std::path::PathBuf>,
+    /// The unprivileged user Python workers run as (a name, or UID[:GID]), each in
+    /// namespaces of its own seeing only its folder, the run's inputs and its environment
+    /// (needs a server running as root; otherwise starting a run needs `manage`).
+    #[arg(
+        long,
+        env = "FLOE_WORKER_USER",
+        default_value = "nobody",
+        value_name = "USER"
+    )]
+    pub worker_user: String,
     /// Whether requests need a token: `off` (everyone is the anonymous admin; the default
     /// on a loopback address) or `required` (the default on any other, and on a catalog
     /// that has had tokens).
@@ -647,6 +657,15 @@ fn duration_ms(text: &str) -> Result<i64, String> {
 }
 
 fn main() -> ExitCode {
+    // A confined worker's launcher (floe's own, never a user's verb): before anything
+    // starts a thread.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args
+        .first()
+        .is_some_and(|a| a == floe_rest::sandbox::SUBCOMMAND)
+    {
+        floe_rest::sandbox::enter(&args[1..]);
+    }
     quiet_on_closed_stdout();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -6,7 +6,7 @@
 //! files (the server writes metadata files; clients write data files under each table's
 //! location). Run logs join them with a later issue.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -80,6 +80,7 @@ fn serve_on(
             worker_timeout: std::time::Duration::from_millis(args.worker_timeout.max(1000) as u64),
             run_timeout: std::time::Duration::from_millis(args.run_timeout.max(1000) as u64),
             run_cache_bytes: args.run_cache << 20,
+            worker_sandbox: None,
             auth: auth_options(
                 args,
                 &local,
@@ -93,6 +94,7 @@ fn serve_on(
         // (its runs are settled as failed below).
         let _ = std::fs::remove_dir_all(args.data_dir.join("staging"));
         floe_rest::clear_run_scratch(&args.data_dir.join("runs"));
+        options.worker_sandbox = worker_sandbox(args)?;
         let mut catalog = Catalog::new(store.clone()).with_warehouse(warehouse);
         if options.auth.required {
             let seed = match &args.policy {
@@ -109,6 +111,13 @@ fn serve_on(
                 .await
                 .map_err(|e| format!("loading the policy failed: {e}"))?
                 .map_err(|e| format!("loading the policy failed: {e}"))?;
+            if options.worker_sandbox.is_some() {
+                catalog = catalog.with_confined_runs();
+            } else {
+                tracing::warn!(
+                    "run workers are not confined on this host: starting a run needs `manage` (see --worker-user)"
+                );
+            }
             if let Some(role) = &options.auth.anonymous_role {
                 if role == floe_catalog::ADMIN {
                     return Err("--anonymous admin would make every request without a token an admin; name a role of the policy".to_owned());
@@ -337,11 +346,6 @@ fn auth_options(
     if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
         return Err("the admin token is too short: use at least 16 characters (such as `openssl rand -hex 32`)".to_owned());
     }
-    if required {
-        tracing::warn!(
-            "run workers are not isolated from the server yet: starting a run needs `manage` (issue 19)"
-        );
-    }
     if required && admin_token.is_none() {
         tracing::warn!(
             "auth is required and no admin token is set (FLOE_ADMIN_TOKEN): only tokens made earlier work"
@@ -396,6 +400,41 @@ async fn oidc(args: &ServeArgs) -> Result<Option<Arc<floe_rest::auth::Oidc>>, St
     Ok(Some(Arc::new(floe_rest::auth::Oidc::start(options).await?)))
 }
 
+/// How Python workers are confined: as `--worker-user`, in namespaces of their own, where
+/// this host can (probed now); `None`, said in the log, where it cannot.
+fn worker_sandbox(args: &ServeArgs) -> Result<Option<floe_rest::sandbox::Sandbox>, String> {
+    let launcher =
+        std::env::current_exe().map_err(|e| format!("cannot find floe's own binary: {e}"))?;
+    // What no worker may see, wherever it lies.
+    let hidden: Vec<PathBuf> = [Some(&args.data_dir), args.admin_token_file.as_ref()]
+        .into_iter()
+        .chain([args.tls_key.as_ref(), args.tls_cert.as_ref()])
+        .flatten()
+        .cloned()
+        .collect();
+    if let Err(why) = floe_rest::sandbox::possible() {
+        tracing::warn!("run workers cannot be confined on this host: {why}");
+        return Ok(None);
+    }
+    let sandbox = floe_rest::sandbox::Sandbox::new(launcher, &args.worker_user, &hidden)?;
+    let runs = args.data_dir.join("runs");
+    std::fs::create_dir_all(&runs).map_err(|e| format!("cannot make {}: {e}", runs.display()))?;
+    match sandbox.probe(&runs) {
+        Ok(()) => {
+            tracing::info!(
+                user = %args.worker_user,
+                uid = sandbox.uid,
+                "run workers are confined"
+            );
+            Ok(Some(sandbox))
+        }
+        Err(why) => {
+            tracing::warn!("run workers cannot be confined on this host: {why}");
+            Ok(None)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -444,6 +483,7 @@ mod tests {
             run_timeout: 86_400_000,
             run_cache: 1024,
             env_cache: None,
+            worker_user: "nobody".to_owned(),
             auth: None,
             policy: None,
             admin_token_file: None,

@@ -8,7 +8,9 @@
 //!   (`worker::run`, as a run starts a node: process group, scrubbed environment, network
 //!   namespace where the host has them, spec on stdin), against `python -c "import
 //!   pyarrow"` in the same environment, start to exit; and that the worker imported
-//!   neither pandas nor polars;
+//!   neither pandas nor polars; with `FLOE_BIN` (floe's binary, the launcher) on a host
+//!   that confines workers (issue 19), the same start confined (its own user and
+//!   namespaces, a new root), against the unconfined one;
 //! - **a new environment** with one small pinned package, uv's download cache warm, into
 //!   an empty environment cache.
 //!
@@ -22,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use floe_compute::runs::envs::{EnvSpec, Environments, default_cache};
-use floe_compute::runs::{python, worker};
+use floe_compute::runs::{Sandbox, python, worker};
 
 const ROWS: usize = 10_000_000;
 const HANDOFF_REPEATS: usize = 5;
@@ -109,21 +111,34 @@ fn main() {
     )
     .unwrap();
     let isolated = worker::network_isolation().is_some();
-    let mut starts = Vec::new();
-    let mut imports = Vec::new();
-    for i in 0..START_REPEATS {
-        let output = scratch.path().join(format!("start-{i}.arrow"));
+    let io = scratch.path().join("io");
+    std::fs::create_dir_all(&io).unwrap();
+    let sandbox = std::env::var_os("FLOE_BIN").and_then(|bin| {
+        let sandbox = Sandbox::new(bin.into(), "nobody", &[]).ok()?;
+        match sandbox.probe(scratch.path()) {
+            Ok(()) => Some(sandbox),
+            Err(e) => {
+                eprintln!("  workers cannot be confined here: {e}");
+                None
+            }
+        }
+    });
+    let start = |i: usize, confined: Option<&Sandbox>| {
+        let folder = scratch.path().join(format!("w{i}-{}", confined.is_some()));
+        let output = worker::output(&folder);
         let spec = serde_json::json!({
             "project": project, "file": "start.py", "function": "called", "name": "called",
             "kind": "model", "inputs": {}, "parameters": {}, "output": output,
         });
-        let home = scratch.path().join(format!("w{i}"));
         let launched = SystemTime::now();
         let answer = runtime
             .block_on(worker::run(
                 worker::Launch {
                     python: &env.python,
-                    home: &home,
+                    folder: &folder,
+                    code: &project,
+                    io: &io,
+                    sandbox: confined,
                     spec,
                     timeout: Duration::from_secs(60),
                     isolated: true,
@@ -136,7 +151,16 @@ fn main() {
         let (at, pandas, polars) = read_start(&env.python, &output);
         assert!(!pandas && !polars, "the worker imported pandas or polars");
         let since = launched.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
-        starts.push((at - since) * 1e3);
+        (at - since) * 1e3
+    };
+    let mut starts = Vec::new();
+    let mut confined_starts = Vec::new();
+    let mut imports = Vec::new();
+    for i in 0..START_REPEATS {
+        starts.push(start(i, None));
+        if let Some(sandbox) = &sandbox {
+            confined_starts.push(start(i, Some(sandbox)));
+        }
         let t = Instant::now();
         let status = Command::new(&env.python)
             .args(["-c", "import pyarrow"])
@@ -151,6 +175,16 @@ fn main() {
         if isolated { "with a " } else { "no " },
         start / import
     );
+    if confined_starts.is_empty() {
+        println!("confined worker start: not measured (set FLOE_BIN to floe's binary, as root)");
+    } else {
+        let confined = median(confined_starts);
+        println!(
+            "confined worker start to the function's call: {confined:.1} ms p50: {:.2}x the unconfined start, {:.2}x python -c \"import pyarrow\" (need <= 1.5x)",
+            confined / start,
+            confined / import
+        );
+    }
 
     // A new environment with one small pin, uv's download cache warm (the first build
     // warms it; each timed build goes into an empty cache).

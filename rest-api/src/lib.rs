@@ -104,6 +104,9 @@ pub struct ServerOptions {
     pub run_cache_bytes: u64,
     /// How requests are authenticated (`--auth`, `FLOE_ADMIN_TOKEN`, `--anonymous`).
     pub auth: auth::AuthOptions,
+    /// How Python workers are confined (`--worker-user`); `None` where the host cannot.
+    #[cfg(feature = "compute")]
+    pub worker_sandbox: Option<floe_compute::runs::Sandbox>,
 }
 
 /// A run's deadline by default (a day).
@@ -135,6 +138,8 @@ impl Default for ServerOptions {
             run_timeout: RUN_TIMEOUT_DEFAULT,
             run_cache_bytes: RUN_CACHE_BYTES_DEFAULT,
             auth: auth::AuthOptions::default(),
+            #[cfg(feature = "compute")]
+            worker_sandbox: None,
         }
     }
 }
@@ -158,6 +163,10 @@ pub fn sweep_run_files(
 pub fn clear_run_scratch(runs_dir: &std::path::Path) {
     floe_compute::runs::clear_scratch(runs_dir);
 }
+
+/// How workers are confined (`floe serve --worker-user`), and the launcher's entry point.
+#[cfg(feature = "compute")]
+pub use floe_compute::runs::sandbox;
 
 /// Pipeline runs executing at once when the server sets none.
 pub const RUNS_RUNNING_DEFAULT: usize = 2;
@@ -218,6 +227,7 @@ fn app_state(catalog: Catalog, options: &ServerOptions) -> AppState {
             worker_timeout: options.worker_timeout,
             run_timeout: options.run_timeout,
             cache_bytes: options.run_cache_bytes,
+            sandbox: options.worker_sandbox.clone(),
         },
     );
     let auth = Arc::new(auth::AuthState::new(catalog.clone(), &options.auth));

@@ -183,8 +183,31 @@ impl PolicyDoc {
         self.protected.iter().any(|g| glob(g, name))
     }
 
-    /// The policy's answer for an action.
+    /// The policy's answer for an action, where run workers are not confined (starting a
+    /// run is then a manager's: code a run executes could read what the server can).
     pub fn allows(&self, principal: &Principal, action: Action, target: Target<'_>) -> bool {
+        self.decide(principal, action, target, Perm::Manage)
+    }
+
+    /// The policy's answer for an action, where run workers are confined (`run` starts
+    /// runs).
+    pub fn allows_confined(
+        &self,
+        principal: &Principal,
+        action: Action,
+        target: Target<'_>,
+    ) -> bool {
+        self.decide(principal, action, target, Perm::Run)
+    }
+
+    /// `run_needs`: the permission that starts a run.
+    fn decide(
+        &self,
+        principal: &Principal,
+        action: Action,
+        target: Target<'_>,
+        run_needs: Perm,
+    ) -> bool {
         let name = target.ref_name.map(|r| r.as_str());
         // A run's executor writes its own branch, and nothing else.
         if let Some(run) = principal.run() {
@@ -205,9 +228,7 @@ impl PolicyDoc {
             Action::Merge => Perm::Merge,
             Action::CreateRef => Perm::Create,
             Action::DeleteRef => Perm::Delete,
-            // Run workers are not isolated from the server yet (issue 19): code a run
-            // executes could read what the server can, so starting one is a manager's.
-            Action::Run => Perm::Manage,
+            Action::Run => run_needs,
             Action::AssignRef | Action::Maintain | Action::Manage => Perm::Manage,
         };
         match (action, name) {
@@ -283,13 +304,22 @@ fn segment(pattern: &str, text: &str) -> bool {
 #[derive(Debug, Default)]
 pub struct Rules {
     doc: RwLock<PolicyDoc>,
+    /// Whether run workers are confined (`run` starts runs; else only `manage` does).
+    confined: std::sync::atomic::AtomicBool,
 }
 
 impl Rules {
     pub fn new(doc: PolicyDoc) -> Rules {
         Rules {
             doc: RwLock::new(doc),
+            confined: false.into(),
         }
+    }
+
+    /// Says run workers are confined (the server probed it at start).
+    pub fn confine_runs(&self) {
+        self.confined
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn replace(&self, doc: PolicyDoc) {
@@ -303,7 +333,12 @@ impl Rules {
 
 impl Policy for Rules {
     fn allows(&self, principal: &Principal, action: Action, target: Target<'_>) -> bool {
-        self.doc.read().allows(principal, action, target)
+        let doc = self.doc.read();
+        if self.confined.load(std::sync::atomic::Ordering::Relaxed) {
+            doc.allows_confined(principal, action, target)
+        } else {
+            doc.allows(principal, action, target)
+        }
     }
 
     fn why_not(&self, _: &Principal, action: Action, target: Target<'_>) -> Option<String> {
@@ -366,9 +401,16 @@ boss = ["admin"]
         let anonymous = Principal::anonymous();
         assert!(on(&doc, &alice, Action::Commit, "dev/x"));
         assert!(on(&doc, &alice, Action::CreateRef, "feature/y"));
-        // `run` is a manager's until workers are isolated.
+        // `run` starts runs where workers are confined, and is a manager's where not.
         assert!(!on(&doc, &alice, Action::Run, "dev/x"));
         assert!(on(&doc, &Principal::named("boss"), Action::Run, "dev/x"));
+        let confined = |who: &str, name: &str| {
+            let name = RefName::parse(name).unwrap();
+            doc.allows_confined(&Principal::named(who), Action::Run, Target::on_ref(&name))
+        };
+        assert!(confined("alice", "dev/x"));
+        assert!(!confined("alice", "main"));
+        assert!(!confined("rita", "dev/x"));
         assert!(on(&doc, &alice, Action::Merge, "main"));
         assert!(on(&doc, &alice, Action::Read, "main"));
         assert!(!on(&doc, &alice, Action::CreateRef, "other"));

@@ -109,6 +109,15 @@ impl Catalog {
         Ok(self)
     }
 
+    /// Says run workers are confined (the server probed it at start): `run` then starts
+    /// runs, where otherwise only `manage` does.
+    pub fn with_confined_runs(self) -> Catalog {
+        if let Some(rules) = &self.rules {
+            rules.confine_runs();
+        }
+        self
+    }
+
     /// The key page tokens are signed with: made once, kept in meta (every server signs
     /// alike), then held in memory.
     pub(crate) fn page_key(&self) -> CatalogResult<[u8; 32]> {

@@ -91,7 +91,7 @@ POST /api/v1/query | /api/v1/query | {"sql":"SELECT count(*) AS n FROM db.t","re
 POST /api/v1/imports | /api/v1/imports | import:{"table":"db.i_{who}","branch":"dev/x"} | 401 401 403 200 403 200
 POST /api/v1/imports | /api/v1/imports | import:{"table":"db.im_{who}","branch":"main"} | 401 401 403 403 403 200
 GET /api/v1/runs | /api/v1/runs | | 401 401 200 200 200 200
-POST /api/v1/runs | /api/v1/runs | run:{"ref":"dev/x"} | 401 401 403 403 403 200
+POST /api/v1/runs | /api/v1/runs | run:{"ref":"dev/x"} | 401 401 403 R 403 200
 POST /api/v1/runs | /api/v1/runs | run:{"ref":"release/1"} | 401 401 403 403 200 200
 GET /api/v1/runs/{id} | /api/v1/runs/{pipe_run} | | 401 401 200 200 200 200
 GET /api/v1/runs/{id}/logs | /api/v1/runs/{pipe_run}/logs | | 401 401 200 200 200 200
@@ -157,9 +157,14 @@ fn rows() -> Vec<Row> {
             let cols: Vec<&str> = line.split('|').map(str::trim).collect();
             assert_eq!(cols.len(), 4, "a row has four columns: {line}");
             let (method, route) = cols[0].split_once(' ').expect("METHOD ROUTE");
+            // `R`: `run` starts runs where workers are confined, else only `manage` does.
             let cells: Vec<u16> = cols[3]
                 .split_whitespace()
-                .map(|c| c.parse().expect("a status"))
+                .map(|c| match c {
+                    "R" if workers_confined() => 200,
+                    "R" => 403,
+                    c => c.parse().expect("a status"),
+                })
                 .collect();
             assert_eq!(cells.len(), WHO.len(), "one cell per principal: {line}");
             Row {
@@ -171,6 +176,18 @@ fn rows() -> Vec<Row> {
             }
         })
         .collect()
+}
+
+/// Whether this host confines run workers, asked as the server asks it at start.
+pub(crate) fn workers_confined() -> bool {
+    static CONFINED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CONFINED.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let launcher = std::path::PathBuf::from(env!("CARGO_BIN_EXE_floe"));
+        floe_rest::sandbox::Sandbox::new(launcher, "nobody", &[])
+            .and_then(|s| s.probe(dir.path()))
+            .is_ok()
+    })
 }
 
 /// `template` with `{who}` and then every `{var}` filled in; a placeholder left is a

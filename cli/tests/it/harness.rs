@@ -17,6 +17,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start(data_dir: &Path) -> Server {
         Server::start_with(Command::new(env!("CARGO_BIN_EXE_floe")).args([
             "serve",

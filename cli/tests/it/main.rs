@@ -31,3 +31,4 @@ mod tidy_doors;
 mod tidy_source;
 mod tls;
 mod usage;
+mod worker_isolation;

@@ -41,6 +41,11 @@ const UNLOCKED: &[(&str, &str, &str)] = &[
         "policy_defines",
         "server start: checks --anonymous names a role",
     ),
+    (
+        "Catalog",
+        "with_confined_runs",
+        "server start: workers are confined, so `run` starts runs",
+    ),
     ("Catalog", "new_uuid", "an id; reads nothing"),
     ("Catalog", "now_ms", "the clock; reads nothing"),
     (

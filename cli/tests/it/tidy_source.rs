@@ -26,8 +26,12 @@ const CONFINED: &[(&str, &[&str], &str)] = &[
     ),
     (
         "eprintln!",
-        &["cli/src/", "formal-models/src/"],
-        "the server logs through tracing; only the command lines print to standard error",
+        &[
+            "cli/src/",
+            "formal-models/src/",
+            "compute-adapter/src/runs/sandbox.rs",
+        ],
+        "the server logs through tracing; only the command lines (and the worker launcher, whose standard error is its worker's) print to standard error",
     ),
 ];
 

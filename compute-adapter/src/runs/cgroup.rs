@@ -115,6 +115,11 @@ impl MemoryCgroup {
         control(&self.dir.join("cgroup.procs"), &pid.to_string())
     }
 
+    /// The file a process writes `0` to, to join the cgroup itself.
+    pub fn procs(&self) -> PathBuf {
+        self.dir.join("cgroup.procs")
+    }
+
     /// Whether the kernel killed a process of the cgroup for memory.
     pub fn oom_killed(&self) -> bool {
         let file = if self.v2 {

@@ -175,6 +175,8 @@ pub struct PyRuntime {
     /// A worker's timeout without `@resources(timeout=)`.
     pub timeout: Duration,
     pub strict: bool,
+    /// How workers are confined, where the server can.
+    pub sandbox: Option<super::Sandbox>,
 }
 
 /// Runs node `n` and returns what it did.
@@ -444,6 +446,7 @@ async fn run_python(
         parameters.insert(arg.clone(), value);
     }
     let expectation = node.kind == NodeKind::Expectation;
+    let folder = worker::folder(&py.scratch, n);
     let output = io.join(format!("{n}.arrow"));
     let spec = serde_json::json!({
         "project": py.code,
@@ -453,11 +456,14 @@ async fn run_python(
         "kind": if expectation { "expectation" } else { "model" },
         "inputs": inputs,
         "parameters": parameters,
-        "output": if expectation { serde_json::Value::Null } else { output.to_string_lossy().into() },
+        "output": if expectation { serde_json::Value::Null } else { worker::output(&folder).to_string_lossy().into() },
     });
     let launch = worker::Launch {
         python: &env.python,
-        home: &worker::home(&py.scratch, n),
+        folder: &folder,
+        code: &py.code,
+        io: &io,
+        sandbox: py.sandbox.as_ref(),
         spec,
         timeout: f.timeout.unwrap_or(py.timeout),
         isolated: !f.internet,
@@ -490,6 +496,7 @@ async fn run_python(
             reusable: true,
         });
     }
+    worker::take_output(&folder, &output)?;
     Ok(Done {
         output: Output::file(output, answer.rows.unwrap_or(0))?,
         passed: None,

@@ -40,7 +40,8 @@ impl Runner {
             turn = self.turn(&id) => Some(turn),
             why = cancelled(cancel.clone()) => {
                 self.leave_queue(&id);
-                self.settle_unlanded(&queued, &why, Failure::Cancelled, log).await;
+                self.settle_unlanded(principal, &queued, &why, Failure::Cancelled, log)
+                    .await;
                 None
             }
         };
@@ -86,7 +87,8 @@ impl Runner {
         let py = match prepared {
             Ok(py) => py,
             Err((why, failure)) => {
-                self.settle_unlanded(&queued, &why, failure, log).await;
+                self.settle_unlanded(principal, &queued, &why, failure, log)
+                    .await;
                 return Err((why, failure));
             }
         };
@@ -132,7 +134,8 @@ impl Runner {
                 Ok(())
             }
             Err((why, failure)) => {
-                self.settle_unlanded(&current, &why, failure, log).await;
+                self.settle_unlanded(principal, &current, &why, failure, log)
+                    .await;
                 Err((why, failure))
             }
         }
@@ -320,6 +323,7 @@ impl Runner {
     /// server's if its record cannot.
     async fn settle_unlanded(
         &self,
+        principal: &Principal,
         queued: &RunRecord,
         why: &str,
         failure: Failure,
@@ -336,7 +340,7 @@ impl Runner {
             ended.pipeline = Some(p.to_value());
         }
         // The run's own executor settles its record.
-        let executor = Principal::named(queued.principal.clone()).in_run(&queued.id);
+        let executor = principal.in_run(&queued.id);
         let settled = blocking(move || {
             if let Err(e) = catalog.save_run(&executor, &ended) {
                 tracing::warn!(run = %ended.id, error = %e, "the run's failure kind could not be recorded");

@@ -43,6 +43,7 @@ pub mod project;
 pub mod python;
 pub mod record;
 mod runtime;
+pub mod sandbox;
 pub mod scheduler;
 pub mod schema;
 mod scratch;
@@ -62,6 +63,7 @@ pub use archive::{ArchiveError, ProjectFiles};
 pub use log::RunLog;
 pub use plan::{Materialization, NodeKind, Plan};
 pub use record::{Failure, NodeRecord, Pipeline, Preview, RunOptions};
+pub use sandbox::Sandbox;
 pub use scheduler::NodeState;
 pub use scratch::clear_scratch;
 use scratch::scratch_root;
@@ -154,6 +156,8 @@ pub struct RunnerConfig {
     pub run_timeout: std::time::Duration,
     /// The bytes the results cache may hold (`--run-cache`; 0: no cache).
     pub cache_bytes: u64,
+    /// How Python workers are confined (`--worker-user`); `None` where the host cannot.
+    pub sandbox: Option<Sandbox>,
 }
 
 /// Where a run's secrets come from (`FLOE_SECRET_<NAME>` of the server's environment).

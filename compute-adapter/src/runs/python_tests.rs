@@ -641,12 +641,13 @@ def leaves_things_running(data=bauplan.Model("t")):
 #[test]
 fn a_restart_stops_the_workers_a_stopped_server_left_running() {
     let runs = tempfile::tempdir().unwrap();
-    let home = runs
+    let folder = runs
         .path()
         .join("scratch")
         .join("run-1")
         .join("workers")
         .join("0");
+    let home = folder.join("home");
     std::fs::create_dir_all(&home).unwrap();
     use std::os::unix::process::CommandExt;
     // A process where a worker is (in the worker's folder), in a group of its own, as a
@@ -657,7 +658,7 @@ fn a_restart_stops_the_workers_a_stopped_server_left_running() {
         .process_group(0)
         .spawn()
         .unwrap();
-    std::fs::write(home.join("pgid"), leftover.id().to_string()).unwrap();
+    std::fs::write(folder.join("pgid"), leftover.id().to_string()).unwrap();
     clear_scratch(runs.path());
     let status = leftover.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;

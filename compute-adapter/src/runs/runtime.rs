@@ -66,6 +66,7 @@ impl Runner {
             envs.insert(*n, env);
         }
         if functions.iter().any(|(_, f)| !f.internet)
+            && self.inner.config.sandbox.is_none()
             && super::worker::network_isolation().is_none()
         {
             log.line(
@@ -111,6 +112,7 @@ impl Runner {
                 .collect(),
             timeout: self.inner.config.worker_timeout,
             strict: options.strict,
+            sandbox: self.inner.config.sandbox.clone(),
         })))
     }
 }

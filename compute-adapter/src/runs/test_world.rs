@@ -36,6 +36,7 @@ pub(super) fn config(dir: &std::path::Path, max_runs: usize, workers: usize) -> 
         worker_timeout: std::time::Duration::from_secs(600),
         run_timeout: std::time::Duration::from_secs(3600),
         cache_bytes: 64 << 20,
+        sandbox: None,
     }
 }
 

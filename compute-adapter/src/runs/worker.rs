@@ -3,8 +3,14 @@
 //! node's spec on stdin, the result on descriptor 3, stdout and stderr streamed into the
 //! run log line by line as they are printed. A timeout, the end of the node or the loss
 //! of its future kills the whole process group; a worker that dies by a signal fails its
-//! node naming the signal. Without `internet_access` it runs in a new network namespace
-//! where the host allows one (`unshare`).
+//! node naming the signal. Confined (`sandbox.rs`) where the server can: its own user and
+//! namespaces, seeing only its folder, the run's code and inputs, and its environment.
+//! Otherwise, without `internet_access` it runs in a new network namespace where the host
+//! allows one (`unshare`).
+//!
+//! A worker's folder (`workers/<node>/`) is the server's; the worker's own is `home/` in
+//! it, and what the worker leaves there is untrusted: its output is taken only as a plain
+//! file, after the worker and everything it started have ended (`take_output`).
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -15,6 +21,7 @@ use std::time::Duration;
 use command_fds::{CommandFdExt, FdMapping};
 
 use super::cgroup;
+use super::sandbox::{Bind, Sandbox};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::Deserialize;
@@ -43,8 +50,14 @@ pub struct Answer {
 #[derive(Debug)]
 pub struct Launch<'a> {
     pub python: &'a Path,
-    /// The worker's folder: its current directory, home and temporary files.
-    pub home: &'a Path,
+    /// The worker's folder (`folder`): its `home/` is the worker's current directory,
+    /// home and temporary files.
+    pub folder: &'a Path,
+    /// The run's code, and its inputs' folder (which the spec's paths name).
+    pub code: &'a Path,
+    pub io: &'a Path,
+    /// Confined where the server can confine workers.
+    pub sandbox: Option<&'a Sandbox>,
     pub spec: serde_json::Value,
     pub timeout: Duration,
     /// Cut off from the network (where the host allows it).
@@ -86,15 +99,59 @@ impl Drop for Group {
 
 /// Runs one worker to its end. `Err` is why the node failed.
 pub async fn run(launch: Launch<'_>, lines: Lines<'_>) -> Result<Answer, String> {
-    let home = launch.home;
+    let home = &launch.folder.join(HOME);
     std::fs::create_dir_all(home.join("tmp")).map_err(|e| format!("the worker's folder: {e}"))?;
-    let mut command = match (launch.isolated, network_isolation()) {
-        (true, Some(prefix)) => {
+    let cgroup = launch.memory.and_then(cgroup::MemoryCgroup::create);
+    let program = [launch.python.as_os_str(), "-I".as_ref(), "-u".as_ref()]
+        .into_iter()
+        .chain(["-m".as_ref(), "floe_worker".as_ref()]);
+    let mut spec = launch.spec;
+    // Where the worker sees its folder (a confined one sees the run's paths under `/floe`).
+    let mut seen = home.clone();
+    let mut command = match (launch.sandbox, launch.isolated, network_isolation()) {
+        (Some(sandbox), ..) => {
+            let program = program
+                .map(|a| a.to_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or("the environment's path is not UTF-8, which a confined worker needs")?;
+            let mut confined = sandbox.confine(!launch.isolated, program);
+            let root = launch.folder.join(ROOT);
+            std::fs::create_dir_all(&root).map_err(|e| format!("the worker's folder: {e}"))?;
+            sandbox
+                .hand_over(home)
+                .map_err(|e| format!("handing the worker its folder: {e}"))?;
+            let (code, io) = (Path::new(INSIDE_CODE), Path::new(INSIDE_IO));
+            seen = PathBuf::from(INSIDE_HOME);
+            relocate(
+                &mut spec,
+                &[(launch.code, code), (launch.io, io), (home, &seen)],
+            );
+            confined.root = root;
+            confined.binds = vec![
+                Bind::read_only(launch.code, code),
+                Bind::read_only(launch.io, io),
+                Bind::writable(home, &seen),
+            ];
+            // The environment where it is: its scripts and `pyvenv.cfg` name their paths.
+            confined.binds.extend(
+                environment(launch.python)
+                    .iter()
+                    .map(|p| Bind::read_only(p, p)),
+            );
+            confined.cwd = seen.clone();
+            confined.cgroup_procs = cgroup.as_ref().map(cgroup::MemoryCgroup::procs);
+            tokio::process::Command::from(sandbox.command(&confined)?)
+        }
+        (None, true, Some(prefix)) => {
             let mut c = tokio::process::Command::new(prefix[0]);
-            c.args(&prefix[1..]).arg(launch.python);
+            c.args(&prefix[1..]).args(program);
             c
         }
-        _ => tokio::process::Command::new(launch.python),
+        (None, ..) => {
+            let mut c = tokio::process::Command::new(launch.python);
+            c.args(program.skip(1));
+            c
+        }
     };
     let bin = launch
         .python
@@ -102,14 +159,13 @@ pub async fn run(launch: Launch<'_>, lines: Lines<'_>) -> Result<Answer, String>
         .map(Path::to_path_buf)
         .unwrap_or_default();
     command
-        .args(["-I", "-u", "-m", "floe_worker"])
         .env_clear()
         .env(
             "PATH",
             format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display()),
         )
-        .env("HOME", home)
-        .env("TMPDIR", home.join("tmp"))
+        .env("HOME", &seen)
+        .env("TMPDIR", seen.join("tmp"))
         .env("LANG", "C.UTF-8")
         .env("LC_ALL", "C.UTF-8")
         .current_dir(home)
@@ -126,8 +182,6 @@ pub async fn run(launch: Launch<'_>, lines: Lines<'_>) -> Result<Answer, String>
             child_fd: 3,
         }])
         .map_err(|e| format!("the worker's result descriptor: {e}"))?;
-    let cgroup = launch.memory.and_then(cgroup::MemoryCgroup::create);
-    let mut spec = launch.spec;
     if cgroup.is_none()
         && let (Some(bytes), Some(fields)) = (launch.memory, spec.as_object_mut())
     {
@@ -154,8 +208,9 @@ pub async fn run(launch: Launch<'_>, lines: Lines<'_>) -> Result<Answer, String>
             .map(Pid::from_raw),
     );
     if let Some(pid) = group.0 {
-        // Recorded so that a restart after a crash stops it (`stop_leftovers`).
-        let _ = std::fs::write(home.join(PGID_FILE), pid.as_raw().to_string());
+        // Recorded (in the server's part of the folder) so that a restart after a crash
+        // stops it (`stop_leftovers`).
+        let _ = std::fs::write(launch.folder.join(PGID_FILE), pid.as_raw().to_string());
     }
     let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
@@ -259,6 +314,93 @@ const LINE_READ_MAX: usize = 1 << 20;
 const OUTPUT_BYTES_MAX: usize = 16 << 20;
 /// The file in a worker's folder holding its process group id.
 const PGID_FILE: &str = "pgid";
+/// The worker's own part of its folder.
+const HOME: &str = "home";
+/// Where a confined worker's root is built.
+const ROOT: &str = "root";
+/// The file a model's worker writes its output to, in its home.
+const OUTPUT: &str = "output.arrow";
+
+/// What a worker's environment is on the host: the environment's folder and its base
+/// interpreter's prefix (as linked, and as the environment's `pyvenv.cfg` names it).
+fn environment(python: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Some(env) = python.parent().and_then(Path::parent) else {
+        return found;
+    };
+    found.push(env.to_path_buf());
+    if let Some(prefix) = std::fs::canonicalize(python)
+        .ok()
+        .and_then(|p| Some(p.parent()?.parent()?.to_path_buf()))
+    {
+        found.push(prefix);
+    }
+    if let Ok(cfg) = std::fs::read_to_string(env.join("pyvenv.cfg")) {
+        let home = cfg.lines().find_map(|l| {
+            let (key, value) = l.split_once('=')?;
+            (key.trim() == "home").then(|| PathBuf::from(value.trim()))
+        });
+        if let Some(prefix) = home.as_deref().and_then(Path::parent) {
+            found.push(prefix.to_path_buf());
+        }
+    }
+    // What the system folders show already is not shown twice; nor is a prefix as broad
+    // as `/` or `/opt` (an interpreter there is unusual: its worker fails to start, saying
+    // what it missed, rather than see half the host).
+    found.retain(|p| {
+        p.is_absolute()
+            && p.components().count() > 2
+            && !super::sandbox::SYSTEM.iter().any(|s| p.starts_with(s))
+    });
+    found.dedup();
+    found
+}
+
+/// Where a confined worker sees the run's code, inputs and its own folder.
+const INSIDE_CODE: &str = "/floe/code";
+const INSIDE_IO: &str = "/floe/io";
+const INSIDE_HOME: &str = "/floe/home";
+
+/// The paths of a worker's spec (its project, inputs and output) as a confined worker
+/// sees them: each `(host, inside)` prefix replaced.
+fn relocate(spec: &mut serde_json::Value, moves: &[(&Path, &Path)]) {
+    let moved = |value: &mut serde_json::Value| {
+        if let Some(text) = value.as_str() {
+            let path = Path::new(text);
+            if let Some((rest, to)) = moves
+                .iter()
+                .find_map(|(from, to)| Some((path.strip_prefix(from).ok()?, to)))
+            {
+                *value = to.join(rest).to_string_lossy().into_owned().into();
+            }
+        }
+    };
+    moved(&mut spec["project"]);
+    moved(&mut spec["output"]);
+    if let Some(inputs) = spec.get_mut("inputs").and_then(|i| i.as_object_mut()) {
+        inputs.values_mut().for_each(moved);
+    }
+}
+
+/// Where a model's worker writes its output.
+pub fn output(folder: &Path) -> PathBuf {
+    folder.join(HOME).join(OUTPUT)
+}
+
+/// Moves a model's output out of the worker's folder to `to`, once the worker has ended:
+/// only a plain file the worker wrote (never a link it left to make the server read or
+/// overwrite something else).
+pub fn take_output(folder: &Path, to: &Path) -> Result<(), String> {
+    let from = output(folder);
+    let meta = std::fs::symlink_metadata(&from)
+        .map_err(|e| format!("the worker's output {}: {e}", from.display()))?;
+    if !meta.file_type().is_file() {
+        return Err("the worker's output is not a plain file".to_owned());
+    }
+    // A name in the run's folder no worker can write.
+    let _ = std::fs::remove_file(to);
+    std::fs::rename(&from, to).map_err(|e| format!("taking the worker's output: {e}"))
+}
 
 /// Streams a pipe into the run log line by line as they come: a line's first
 /// `LINE_READ_MAX` bytes, a stream's output beyond `OUTPUT_BYTES_MAX` left out (said once).
@@ -325,8 +467,9 @@ pub fn stop_leftovers(scratch: &Path) {
                 continue;
             };
             // Still this worker: the group's leader works in this worker's own folder.
+            let home = worker.path().join(HOME);
             let is_worker = std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| {
-                cwd == worker.path() || std::fs::canonicalize(worker.path()).is_ok_and(|w| w == cwd)
+                cwd == home || std::fs::canonicalize(&home).is_ok_and(|w| w == cwd)
             });
             if is_worker {
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
@@ -336,6 +479,6 @@ pub fn stop_leftovers(scratch: &Path) {
 }
 
 /// The per-node folder of a worker inside the run's scratch folder.
-pub fn home(scratch: &Path, node: usize) -> PathBuf {
+pub fn folder(scratch: &Path, node: usize) -> PathBuf {
     scratch.join("workers").join(node.to_string())
 }

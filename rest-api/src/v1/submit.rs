@@ -363,7 +363,12 @@ mod compute {
         };
         futures_util::stream::unfold(start, |mut f| async move {
             loop {
-                let log = f.runner.live_log(&f.principal, &f.id);
+                // The check reads the run's record: store work, off the async threads.
+                let (runner, who, id) = (f.runner.clone(), f.principal.clone(), f.id.clone());
+                let log = tokio::task::spawn_blocking(move || runner.live_log(&who, &id))
+                    .await
+                    .ok()
+                    .flatten();
                 let wake = log.as_ref().map(|l| l.waker());
                 let notified = wake.as_ref().map(|w| w.notified());
                 let mut notified = std::pin::pin!(notified);
