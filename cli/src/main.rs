@@ -572,14 +572,10 @@ pub struct ServeArgs {
     pub env_cache: Option<std::path::PathBuf>,
     /// The unprivileged user Python workers run as (a name, or UID[:GID]), each in
     /// namespaces of its own seeing only its folder, the run's inputs and its environment
-    /// (needs a server running as root; otherwise starting a run needs `manage`).
-    #[arg(
-        long,
-        env = "FLOE_WORKER_USER",
-        default_value = "nobody",
-        value_name = "USER"
-    )]
-    pub worker_user: String,
+    /// (needs a server running as root; otherwise starting a run needs `manage`). Default:
+    /// `nobody` where the host has it (a user of floe's own is better).
+    #[arg(long, env = "FLOE_WORKER_USER", value_name = "USER")]
+    pub worker_user: Option<String>,
     /// Whether requests need a token: `off` (everyone is the anonymous admin; the default
     /// on a loopback address) or `required` (the default on any other, and on a catalog
     /// that has had tokens).

@@ -403,8 +403,8 @@ async fn oidc(args: &ServeArgs) -> Result<Option<Arc<floe_rest::auth::Oidc>>, St
 /// How Python workers are confined: as `--worker-user`, in namespaces of their own, where
 /// this host can (probed now); `None`, said in the log, where it cannot.
 fn worker_sandbox(args: &ServeArgs) -> Result<Option<floe_rest::sandbox::Sandbox>, String> {
-    let launcher =
-        std::env::current_exe().map_err(|e| format!("cannot find floe's own binary: {e}"))?;
+    // This very binary, even if the file was replaced since it started.
+    let launcher = PathBuf::from("/proc/self/exe");
     // What no worker may see, wherever it lies.
     let hidden: Vec<PathBuf> = [Some(&args.data_dir), args.admin_token_file.as_ref()]
         .into_iter()
@@ -416,16 +416,21 @@ fn worker_sandbox(args: &ServeArgs) -> Result<Option<floe_rest::sandbox::Sandbox
         tracing::warn!("run workers cannot be confined on this host: {why}");
         return Ok(None);
     }
-    let sandbox = floe_rest::sandbox::Sandbox::new(launcher, &args.worker_user, &hidden)?;
+    let user = args.worker_user.as_deref().unwrap_or("nobody");
+    let sandbox = match floe_rest::sandbox::Sandbox::new(launcher, user, &hidden) {
+        Ok(s) => s,
+        // A user asked for must work; the default may be missing (a minimal image).
+        Err(e) if args.worker_user.is_some() => return Err(e),
+        Err(e) => {
+            tracing::warn!("run workers cannot be confined on this host: {e}");
+            return Ok(None);
+        }
+    };
     let runs = args.data_dir.join("runs");
     std::fs::create_dir_all(&runs).map_err(|e| format!("cannot make {}: {e}", runs.display()))?;
     match sandbox.probe(&runs) {
         Ok(()) => {
-            tracing::info!(
-                user = %args.worker_user,
-                uid = sandbox.uid,
-                "run workers are confined"
-            );
+            tracing::info!(user, uid = sandbox.uid, "run workers are confined");
             Ok(Some(sandbox))
         }
         Err(why) => {
@@ -483,7 +488,7 @@ mod tests {
             run_timeout: 86_400_000,
             run_cache: 1024,
             env_cache: None,
-            worker_user: "nobody".to_owned(),
+            worker_user: None,
             auth: None,
             policy: None,
             admin_token_file: None,

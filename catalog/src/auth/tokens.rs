@@ -109,6 +109,12 @@ impl Catalog {
         Ok(self)
     }
 
+    /// Whether `principal` holds `manage` on the ref `name` (what a run that reaches past
+    /// its workers' confinement needs).
+    pub fn may_manage(&self, principal: &Principal, name: &floe_commits::RefName) -> bool {
+        self.may(principal, crate::Action::AssignRef, name)
+    }
+
     /// Says run workers are confined (the server probed it at start): `run` then starts
     /// runs, where otherwise only `manage` does.
     pub fn with_confined_runs(self) -> Catalog {

@@ -367,9 +367,13 @@ impl Catalog {
         if principal.run() == Some(record.id.as_str()) {
             return Ok(());
         }
+        // Cancelling: one's own run, while one may start runs on its target; anyone's, for
+        // a manager of the target.
+        let outside = principal.outside_run();
         if on_behalf
             && let Ok(target) = RefName::parse(&record.target)
-            && self.may(&principal.outside_run(), Action::Run, &target)
+            && ((record.principal == outside.name() && self.may(&outside, Action::Run, &target))
+                || self.may_manage(&outside, &target))
         {
             return Ok(());
         }

@@ -178,15 +178,19 @@ fn rows() -> Vec<Row> {
         .collect()
 }
 
-/// Whether this host confines run workers, asked as the server asks it at start.
+/// Whether this host confines run workers, asked as the server asks it at start. A host
+/// where the tests run as root must: a probe failing there is a failure, never a skip.
 pub(crate) fn workers_confined() -> bool {
     static CONFINED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *CONFINED.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let launcher = std::path::PathBuf::from(env!("CARGO_BIN_EXE_floe"));
-        floe_rest::sandbox::Sandbox::new(launcher, "nobody", &[])
-            .and_then(|s| s.probe(dir.path()))
-            .is_ok()
+        let probed = floe_rest::sandbox::possible().and_then(|()| {
+            floe_rest::sandbox::Sandbox::new(launcher, "nobody", &[])
+                .and_then(|s| s.probe(dir.path()))
+                .map_err(|e| panic!("running as root, workers must be confined: {e}"))
+        });
+        probed.is_ok()
     })
 }
 

@@ -63,8 +63,16 @@ def attempt(path):
         if os.path.isdir(path):
             return "listed %d" % len(os.listdir(path))
         with open(path, "rb") as f:
-            f.read(1)
-        return "read"
+            return "read %d" % len(f.read())
+    except OSError as e:
+        return type(e).__name__
+
+
+def write(path):
+    try:
+        with open(path, "w") as f:
+            f.write("planted")
+        return "wrote"
     except OSError as e:
         return type(e).__name__
 
@@ -75,10 +83,13 @@ def probe(data=bauplan.Model("t")):
 
     with open("mine.txt", "w") as f:
         f.write("the worker's own folder is writable")
-    paths = list(TRIES) + ["/", "/proc"]
+    paths = list(TRIES) + ["/", "/proc", "/etc", "write /floe/io", "write /floe/code"]
     outcomes = [attempt(p) for p in TRIES] + [
         ",".join(sorted(os.listdir("/"))),
         ",".join(sorted(n for n in os.listdir("/proc") if n.isdigit())),
+        ",".join(sorted(os.listdir("/etc"))),
+        write("/floe/io/planted.arrow"),
+        write("/floe/code/planted.py"),
     ]
     n = len(paths)
     return pa.table({
@@ -96,7 +107,9 @@ fn slow_a_confined_function_cannot_open_the_store_the_token_file_or_another_tabl
     let files = tempfile::tempdir().unwrap();
     let policy = files.path().join("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
-    let token_file = files.path().join("admin-token");
+    // The admin token in a system folder workers otherwise see (`/usr`): covered.
+    let system = SystemFolder::new();
+    let token_file = system.0.join("admin-token");
     std::fs::write(&token_file, ADMIN).unwrap();
     let run = Running::start_args(&[
         "--auth",
@@ -187,11 +200,12 @@ fn slow_a_confined_function_cannot_open_the_store_the_token_file_or_another_tabl
     );
     answer.expect(0);
     let answer = answer.json().as_array().cloned().unwrap();
-    assert_eq!(answer.len(), tries.len() + 2, "{answer:?}");
+    assert_eq!(answer.len(), tries.len() + 5, "{answer:?}");
+    let nobody = uid_of("nobody");
     let mut by_path = std::collections::BTreeMap::new();
     for row in &answer {
         // It ran as the worker user, read its input, wrote its own folder.
-        assert_eq!(row["uid"], 65534, "{row}");
+        assert_eq!(row["uid"], nobody, "{row}");
         assert_eq!(row["rows"], 50, "{row}");
         assert_eq!(row["own"], "the worker's own folder is writable", "{row}");
         by_path.insert(
@@ -199,12 +213,23 @@ fn slow_a_confined_function_cannot_open_the_store_the_token_file_or_another_tabl
             row["outcome"].as_str().unwrap().to_owned(),
         );
     }
+    // Nothing: absent, refused, or (a covered file) empty.
     for t in &tries {
         let outcome = &by_path[t];
         assert!(
-            outcome == "FileNotFoundError" || outcome == "PermissionError",
+            ["FileNotFoundError", "PermissionError", "read 0"].contains(&outcome.as_str()),
             "the function got at {t}: {outcome}"
         );
+    }
+    // The run's inputs and code are read-only to it.
+    for planted in ["write /floe/io", "write /floe/code"] {
+        assert_ne!(by_path[planted], "wrote", "{planted}");
+    }
+    // Of /etc, what libraries and Python need, not the rest.
+    let etc = &by_path["/etc"];
+    assert!(etc.split(',').any(|n| n == "passwd"), "/etc shows {etc}");
+    for absent in ["shadow", "environment", "default", "systemd", "sudoers"] {
+        assert!(!etc.split(',').any(|n| n == absent), "/etc shows {etc}");
     }
     // Its root holds the system folders, its environment, its own paths (under /floe) and
     // nothing else of the host's; its /tmp is its own.
@@ -220,4 +245,184 @@ fn slow_a_confined_function_cannot_open_the_store_the_token_file_or_another_tabl
         !pids.split(',').any(|n| n == server.to_string()),
         "/proc shows the server: {pids}"
     );
+}
+
+/// A folder under `/usr/local/share` (a system folder workers see), removed at the end.
+struct SystemFolder(PathBuf);
+
+impl SystemFolder {
+    fn new() -> SystemFolder {
+        let dir = PathBuf::from(format!(
+            "/usr/local/share/floe-isolation-test-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        SystemFolder(dir)
+    }
+}
+
+impl Drop for SystemFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn uid_of(user: &str) -> u64 {
+    let out = std::process::Command::new("id")
+        .args(["-u", user])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Processes of `uid` whose command line holds `marker`.
+fn processes_of(uid: u64, marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let dir = entry.path();
+        let Ok(status) = std::fs::read_to_string(dir.join("status")) else {
+            continue;
+        };
+        let owner = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok());
+        let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if owner == Some(uid) && cmdline.contains(marker) {
+            found.push(format!("{}: {cmdline}", dir.display()));
+        }
+    }
+    found
+}
+
+/// A function that leaves its process group (`setsid`), starts a child in a session of
+/// its own, and outlives its timeout: when the run fails, nothing of it is left. A function
+/// with `internet_access=True` needs `manage` on its target; an admin may run it.
+const ESCAPE: &str = r#"
+import os
+import subprocess
+import time
+
+import bauplan
+
+
+@bauplan.resources(timeout=3)
+@bauplan.model(materialization_strategy="REPLACE")
+def escape(data=bauplan.Model("t")):
+    os.setsid()
+    subprocess.Popen(["/bin/sleep", "3607"], start_new_session=True)
+    time.sleep(3600)
+    return data
+"#;
+
+const ONLINE: &str = r#"
+import bauplan
+
+
+@bauplan.model(materialization_strategy="REPLACE", internet_access=True)
+def online(data=bauplan.Model("t")):
+    return data
+"#;
+
+#[test]
+#[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
+fn slow_a_confined_function_that_leaves_its_group_ends_with_its_run_and_the_network_needs_manage() {
+    if !crate::authz_matrix::workers_confined() {
+        eprintln!(
+            "SKIPPED: this host cannot confine run workers (the server is not root or has no namespaces)"
+        );
+        return;
+    }
+    let files = tempfile::tempdir().unwrap();
+    let policy = files.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    // An environment cache of its own: the default environment is built here, its import
+    // check confined.
+    let envs = files.path().join("envs");
+    let run = Running::start_with_env(
+        &["--auth", "required", "--policy", p(&policy)],
+        &[("FLOE_ADMIN_TOKEN", ADMIN), ("FLOE_ENV_CACHE", p(&envs))],
+    );
+    floe_as(&run, ADMIN, &["branch", "create", "dev/x"]).expect(0);
+    floe_as(
+        &run,
+        ADMIN,
+        &["namespace", "create", "db", "--ref", "dev/x"],
+    )
+    .expect(0);
+    let f = parquet(files.path(), "t.parquet", 0..10);
+    floe_as(
+        &run,
+        ADMIN,
+        &["import", p(&f), "--table", "db.t", "--ref", "dev/x"],
+    )
+    .expect(0);
+    let alice = floe_as(&run, ADMIN, &["token", "create", "--principal", "alice"]);
+    let alice = alice.expect(0).trim().to_owned();
+    let project = |name: &str, code: &str| {
+        let dir = files.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("bauplan_project.yml"),
+            format!("project:\n  id: {name}\n  name: {name}\ndefaults:\n  namespace: db\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("f.py"), code).unwrap();
+        dir
+    };
+
+    let escape = project("escape", ESCAPE);
+    let ended = floe_as(
+        &run,
+        &alice,
+        &["--json", "run", p(&escape), "--ref", "dev/x"],
+    );
+    let record: Value = ended.json();
+    assert_eq!(record["state"], "failed", "{record}");
+    let built = std::fs::read_dir(&envs)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("bin/python").exists())
+        .count();
+    assert_eq!(
+        built, 1,
+        "the default environment is built in the server's cache: {record}"
+    );
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timeout"),
+        "{record}"
+    );
+    let nobody = uid_of("nobody");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut left = processes_of(nobody, "3607");
+    left.extend(processes_of(nobody, "floe_worker"));
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+        left = processes_of(nobody, "3607");
+        left.extend(processes_of(nobody, "floe_worker"));
+    }
+    assert!(left.is_empty(), "left running: {left:?}");
+
+    let online = project("online", ONLINE);
+    let refused = floe_as(
+        &run,
+        &alice,
+        &["--json", "run", p(&online), "--ref", "dev/x"],
+    );
+    assert_ne!(refused.code, Some(0), "{refused:?}");
+    let said = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(
+        said.contains("internet_access=True") && said.contains("manage on dev/x"),
+        "{refused:?}"
+    );
+    let landed = floe_as(
+        &run,
+        ADMIN,
+        &["--json", "run", p(&online), "--ref", "dev/x"],
+    );
+    assert_eq!(landed.json()["state"], "succeeded", "{landed:?}");
 }

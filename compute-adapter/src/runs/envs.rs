@@ -182,6 +182,9 @@ pub struct Environments {
 #[derive(Debug)]
 struct EnvInner {
     cache: PathBuf,
+    /// Where workers are confined, packages' code (the import check) is too, and only
+    /// wheels are installed (no package's build script runs).
+    sandbox: Option<super::Sandbox>,
     /// One lock per key being built in this process.
     building: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -197,11 +200,17 @@ pub fn default_cache() -> PathBuf {
 
 impl Environments {
     pub fn new(cache: PathBuf) -> Environments {
+        Environments::confined(cache, None)
+    }
+
+    /// Environments whose packages' code runs confined by `sandbox` (when there is one).
+    pub fn confined(cache: PathBuf, sandbox: Option<super::Sandbox>) -> Environments {
         // Absolute: an environment's python is started from a worker's own folder.
         let cache = std::path::absolute(&cache).unwrap_or(cache);
         Environments {
             inner: Arc::new(EnvInner {
                 cache,
+                sandbox,
                 building: Mutex::new(HashMap::new()),
             }),
         }
@@ -223,9 +232,9 @@ impl Environments {
             .or_default()
             .clone();
         let _held = lock.lock().await;
-        let cache = self.inner.cache.clone();
+        let (cache, sandbox) = (self.inner.cache.clone(), self.inner.sandbox.clone());
         let spec = spec.clone();
-        tokio::task::spawn_blocking(move || build(&cache, &spec, &key, &*say))
+        tokio::task::spawn_blocking(move || build(&cache, sandbox.as_ref(), &spec, &key, &*say))
             .await
             .map_err(|e| format!("the environment build stopped: {e}"))?
     }
@@ -244,7 +253,13 @@ fn intact(dir: &Path, key: &str) -> bool {
         && stamp.files.iter().all(|f| dir.join(f).exists())
 }
 
-fn build(cache: &Path, spec: &EnvSpec, key: &str, say: &dyn Fn(&str)) -> Result<Env, String> {
+fn build(
+    cache: &Path,
+    sandbox: Option<&super::Sandbox>,
+    spec: &EnvSpec,
+    key: &str,
+    say: &dyn Fn(&str),
+) -> Result<Env, String> {
     let dir = cache.join(key);
     let env = Env {
         python: dir.join("bin/python"),
@@ -288,7 +303,7 @@ fn build(cache: &Path, spec: &EnvSpec, key: &str, say: &dyn Fn(&str)) -> Result<
         }
     }
     let tmp = cache.join(format!(".build-{key}-{}", std::process::id()));
-    let built = build_into(&tmp, spec, key, cache, say);
+    let built = build_into(&tmp, sandbox, spec, key, cache, say);
     match built {
         Ok(()) => {
             std::fs::rename(&tmp, &dir)
@@ -308,6 +323,7 @@ fn build(cache: &Path, spec: &EnvSpec, key: &str, say: &dyn Fn(&str)) -> Result<
 
 fn build_into(
     tmp: &Path,
+    sandbox: Option<&super::Sandbox>,
     spec: &EnvSpec,
     key: &str,
     cache: &Path,
@@ -315,7 +331,20 @@ fn build_into(
 ) -> Result<(), String> {
     let interpreter = python::find_version(&spec.python)?;
     let uv = uv(cache, say)?;
+    // Nothing of the server's own secrets reaches a build (its tokens, run secrets, cloud
+    // credentials).
+    let secret = |k: &std::ffi::OsStr| {
+        let k = k.to_string_lossy();
+        k.starts_with("FLOE_") || k.starts_with("AWS_")
+    };
+    let scrubbed: Vec<std::ffi::OsString> = std::env::vars_os()
+        .map(|(k, _)| k)
+        .filter(|k| secret(k))
+        .collect();
     let run = |what: &str, cmd: &mut Command| -> Result<String, String> {
+        for k in &scrubbed {
+            cmd.env_remove(k);
+        }
         let out = cmd
             .env("UV_PYTHON_DOWNLOADS", "never")
             .env("UV_NO_PROGRESS", "1")
@@ -343,8 +372,12 @@ fn build_into(
     let file = tmp.join("floe-requirements.txt");
     std::fs::write(&file, requirements.join("\n") + "\n").map_err(|e| e.to_string())?;
     let mut install = Command::new(&uv);
+    install.args(["pip", "install", "--no-python-downloads", "--quiet"]);
+    if sandbox.is_some() {
+        // Wheels only: a source package's build script would run with the server's rights.
+        install.arg("--no-build");
+    }
     install
-        .args(["pip", "install", "--no-python-downloads", "--quiet"])
         .arg("--python")
         .arg(tmp.join("bin/python"))
         .arg("-r")
@@ -359,15 +392,18 @@ fn build_into(
         }
     }
     run("installing the pins (uv pip install)", &mut install)?;
-    let site = run(
-        "finding the environment's site-packages",
-        Command::new(tmp.join("bin/python")).args([
-            "-I",
-            "-c",
-            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-        ]),
-    )?;
-    let site = PathBuf::from(site);
+    // A virtual environment's own site-packages, found without starting its Python (which
+    // would run the packages' `.pth` files).
+    let site = tmp
+        .join("lib")
+        .join(format!("python{}", spec.python))
+        .join("site-packages");
+    if !site.is_dir() {
+        return Err(format!(
+            "the environment has no {}: uv made something else than a virtual environment",
+            site.display()
+        ));
+    }
     let mut files = vec![
         relative(tmp, &site.join("floe_worker.py")),
         relative(tmp, &site.join("bauplan/__init__.py")),
@@ -380,12 +416,24 @@ fn build_into(
         std::fs::write(&to, text).map_err(|e| format!("installing floe's runtime: {e}"))?;
     }
     let names: Vec<&str> = spec.pins.keys().map(String::as_str).collect();
-    run(
-        "checking that every pinned package imports",
-        Command::new(tmp.join("bin/python"))
-            .args(["-I", "-c", CHECK])
-            .args(&names),
-    )?;
+    // Readable by the worker user, whatever the server's umask.
+    readable_by_all(tmp).map_err(|e| format!("opening the environment to workers: {e}"))?;
+    let python = tmp.join("bin/python");
+    match sandbox {
+        // Importing runs the packages' code: confined, as a worker is.
+        Some(sandbox) => {
+            let checks = tmp.with_extension("check");
+            let result = confined_check(sandbox, &python, &checks, &names, &run);
+            let _ = std::fs::remove_dir_all(&checks);
+            result?;
+        }
+        None => {
+            run(
+                "checking that every pinned package imports",
+                Command::new(&python).args(["-I", "-c", CHECK]).args(&names),
+            )?;
+        }
+    }
     // Each pinned distribution's metadata must stay: a damaged entry is rebuilt.
     for entry in std::fs::read_dir(&site)
         .map_err(|e| e.to_string())?
@@ -408,6 +456,75 @@ fn build_into(
         serde_json::to_vec_pretty(&stamp).map_err(|e| e.to_string())?,
     )
     .map_err(|e| e.to_string())
+}
+
+/// The import check run confined: as the worker user, without network, seeing the
+/// environment and a folder of its own under `dir`.
+fn confined_check(
+    sandbox: &super::Sandbox,
+    python: &Path,
+    dir: &Path,
+    names: &[&str],
+    run: &dyn Fn(&str, &mut Command) -> Result<String, String>,
+) -> Result<String, String> {
+    let (root, home) = (dir.join("root"), dir.join("home"));
+    for d in [&root, &home.join("tmp")] {
+        std::fs::create_dir_all(d).map_err(|e| format!("the import check's folder: {e}"))?;
+    }
+    sandbox
+        .hand_over(&home)
+        .map_err(|e| format!("the import check's folder: {e}"))?;
+    let mut program = vec![
+        python.to_string_lossy().into_owned(),
+        "-I".to_owned(),
+        "-c".to_owned(),
+        CHECK.to_owned(),
+    ];
+    program.extend(names.iter().map(|n| (*n).to_owned()));
+    let inside = Path::new("/floe/home");
+    let mut spec = sandbox.confine(false, program);
+    spec.root = root;
+    spec.binds = super::worker::environment(python)
+        .iter()
+        .map(|p| super::sandbox::Bind::read_only(p, p))
+        .collect();
+    spec.binds
+        .push(super::sandbox::Bind::writable(&home, inside));
+    spec.cwd = inside.to_path_buf();
+    let mut command = sandbox.command(&spec)?;
+    command
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", inside)
+        .env("TMPDIR", inside.join("tmp"))
+        .env("LANG", "C.UTF-8")
+        .current_dir(dir);
+    run("checking that every pinned package imports", &mut command)
+}
+
+/// Adds read (and, where the owner may, execute) for everyone under `dir`, links left
+/// alone.
+pub(super) fn readable_by_all(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode();
+    let wanted = if meta.is_dir() || mode & 0o100 != 0 {
+        mode | 0o555
+    } else {
+        mode | 0o444
+    };
+    if wanted != mode {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(wanted))?;
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(dir)? {
+            readable_by_all(&entry?.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn relative(root: &Path, path: &Path) -> String {

@@ -431,6 +431,16 @@ async fn run_python(
                 input.name, limits.timeout
             )
         })??;
+        // Everything a worker reads is in the inputs' folder (a confined worker sees only
+        // that one): an output kept elsewhere (the results cache's) is linked in.
+        let path = if path.starts_with(&io) {
+            path
+        } else {
+            std::fs::hard_link(&path, &to)
+                .or_else(|_| std::fs::copy(&path, &to).map(drop))
+                .map_err(|e| format!("handing {} to the worker: {e}", input.name))?;
+            to.clone()
+        };
         if path == to {
             scanned.0.push(to);
         }

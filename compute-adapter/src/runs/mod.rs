@@ -225,7 +225,10 @@ impl Runner {
                 catalog,
                 engine,
                 turns: Arc::new(tokio::sync::Semaphore::new(config.max_runs.max(1))),
-                envs: envs::Environments::new(config.env_cache.clone()),
+                envs: envs::Environments::confined(
+                    config.env_cache.clone(),
+                    config.sandbox.clone(),
+                ),
                 scratch_root,
                 cache: Arc::new(cache::ResultCache::open(
                     config.dir.join("cache"),
@@ -331,13 +334,26 @@ impl Runner {
         let (who, run) = (principal.clone(), id.to_owned());
         let record = blocking(move || {
             let record = catalog.get_run(&who, &run)?;
-            // Whoever may start runs on its target may stop them.
+            // One's own runs, while one may start runs on their target; anyone's, for a
+            // manager of it.
             let target = record.target_ref()?;
-            catalog.authorize(
-                &who,
-                floe_catalog::Action::Run,
-                floe_catalog::Target::on_ref(&target),
-            )?;
+            if record.principal == who.name() {
+                catalog.authorize(
+                    &who,
+                    floe_catalog::Action::Run,
+                    floe_catalog::Target::on_ref(&target),
+                )?;
+            } else if !catalog.may_manage(&who, &target) {
+                return Err(RunError::Catalog(CatalogError::Forbidden {
+                    principal: who.name().to_owned(),
+                    action: floe_catalog::Action::Run,
+                    target: target.to_string(),
+                    why: format!(
+                        ": run {run} is {}'s (manage on {target} cancels anyone's)",
+                        record.principal
+                    ),
+                }));
+            }
             Ok(record)
         })
         .await?;
@@ -435,20 +451,31 @@ impl Runner {
         let who = principal.clone();
         let spec = target.clone();
         let opts = options.clone();
+        let landing = target_text.clone();
         let (plan, head) = blocking(move || {
             let head = this.inner.catalog.resolve(&who, &spec)?.hash;
             let py = python::plan(&files).map_err(RunError::Planning)?;
             let catalog = this.inner.catalog.clone();
             let table = |key: &ContentKey| find_table(&catalog, &who, &spec, head, key);
             let secret_env = this.inner.secret_env.clone();
+            // The server's secrets this run would receive (not those its submitter gave).
+            let served = Mutex::new(Vec::new());
+            let tracked = |name: &str| {
+                let value = secret_env(name);
+                if value.is_some() {
+                    served.lock().push(name.to_owned());
+                }
+                value
+            };
             let cx = PlanContext {
                 namespace: opts.namespace.clone(),
                 params: opts.params.clone(),
-                secret_env: &*secret_env,
+                secret_env: &tracked,
                 table: &table,
             };
             let plan = plan::plan(&files, py, &cx).map_err(RunError::Planning)?;
             this.check_namespaces(&who, &spec, &plan)?;
+            this.check_past_confinement(&who, &landing, &plan, &served.lock())?;
             Ok((plan, head))
         })
         .await?;

@@ -23,18 +23,52 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use floe_catalog::{CatalogError, Principal};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{Gid, Uid, User};
 use serde::{Deserialize, Serialize};
+
+use super::{Plan, RunError, plan};
 
 /// The subcommand of the floe binary that confines a worker (not a user's verb).
 pub const SUBCOMMAND: &str = "worker-sandbox";
 
 /// System folders a worker sees read-only, where the host has them.
 pub(super) const SYSTEM: &[&str] = &[
-    "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
 ];
+/// What a worker sees of `/etc`: what the dynamic linker, name lookups, TLS, time zones,
+/// fonts and Python need; never the rest (service environments, credentials).
+const ETC: &[&str] = &[
+    "alternatives",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "fonts",
+    "gai.conf",
+    "group",
+    "host.conf",
+    "hosts",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "mime.types",
+    "nsswitch.conf",
+    "os-release",
+    "passwd",
+    "pki",
+    "protocols",
+    "resolv.conf",
+    "services",
+    "ssl",
+    "timezone",
+];
+/// Processes the worker user may have at once (every worker's together): a fork bomb
+/// stops there, far from the server.
+const PROCESSES_MAX: u64 = 4096;
+/// The share of memory a worker's `/tmp` and `/dev/shm` may each take.
+const TMPFS_SIZE: &str = "size=25%";
 /// Where the probe sees its folder (as workers see theirs: under `/floe`).
 const PROBE_HOME: &str = "/floe/home";
 /// Devices a worker may open.
@@ -216,16 +250,59 @@ impl Sandbox {
         }
     }
 
-    /// Makes `path` (and what is in it) the worker user's.
+    /// Makes the fresh folder `path` and its `tmp` (made by the server a moment ago, before
+    /// any worker could touch them) the worker user's.
     pub fn hand_over(&self, path: &Path) -> std::io::Result<()> {
         let owner = (Some(self.uid), Some(self.gid));
         std::os::unix::fs::lchown(path, owner.0, owner.1)?;
-        if std::fs::symlink_metadata(path)?.is_dir() {
-            for entry in std::fs::read_dir(path)? {
-                self.hand_over(&entry?.path())?;
-            }
+        let tmp = path.join("tmp");
+        if std::fs::symlink_metadata(&tmp).is_ok_and(|m| m.is_dir()) {
+            std::os::unix::fs::lchown(&tmp, owner.0, owner.1)?;
         }
         Ok(())
+    }
+}
+
+impl super::Runner {
+    /// Where workers are confined, `run` starts confined code only: a run whose functions
+    /// reach past their confinement (the network, with `internet_access=True`; the
+    /// server's `FLOE_SECRET_*` values) needs `manage` on its target as well.
+    pub(super) fn check_past_confinement(
+        &self,
+        principal: &Principal,
+        target: &str,
+        plan: &Plan,
+        served_secrets: &[String],
+    ) -> Result<(), RunError> {
+        if self.inner.config.sandbox.is_none() {
+            return Ok(());
+        }
+        let mut reaches: Vec<String> = plan
+            .nodes
+            .iter()
+            .filter(|node| matches!(&node.body, plan::Body::Python(f) if f.internet))
+            .map(|node| format!("{} has internet_access=True", node.name))
+            .collect();
+        reaches.extend(
+            served_secrets
+                .iter()
+                .map(|s| format!("it would receive the server's {s}")),
+        );
+        let Ok(name) = floe_commits::RefName::parse(target) else {
+            return Ok(());
+        };
+        if reaches.is_empty() || self.inner.catalog.may_manage(principal, &name) {
+            return Ok(());
+        }
+        Err(RunError::Catalog(CatalogError::Forbidden {
+            principal: principal.name().to_owned(),
+            action: floe_catalog::Action::Run,
+            target: name.to_string(),
+            why: format!(
+                " this way: {} (confined workers have no network and no server secrets; manage on {name} allows it)",
+                reaches.join("; ")
+            ),
+        }))
     }
 }
 
@@ -281,11 +358,23 @@ fn first_stage(spec: &Confinement, text: &OsString) -> String {
     if let Err(e) = unshare(flags) {
         return format!("new namespaces: {e}");
     }
-    let status = std::process::Command::new("/proc/self/exe")
-        .arg(SUBCOMMAND)
-        .arg(text)
-        .arg("--inner")
-        .status();
+    // Stage 2 holds the read end: at its EOF, this stage is gone (killed with its
+    // group), and so must stage 2 be (it also asks for SIGKILL at this stage's death).
+    let (alive_read, alive_write) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => return format!("a pipe to the confined stage: {e}"),
+    };
+    let mut inner = std::process::Command::new("/proc/self/exe");
+    inner.arg(SUBCOMMAND).arg(text).arg("--inner");
+    use command_fds::{CommandFdExt, FdMapping};
+    if let Err(e) = inner.fd_mappings(vec![FdMapping {
+        parent_fd: std::os::fd::OwnedFd::from(alive_read),
+        child_fd: ALIVE_FD,
+    }]) {
+        return format!("a pipe to the confined stage: {e}");
+    }
+    let status = inner.status();
+    drop(alive_write);
     let status = match status {
         Ok(s) => s,
         Err(e) => return format!("starting the confined stage: {e}"),
@@ -302,16 +391,69 @@ fn first_stage(spec: &Confinement, text: &OsString) -> String {
 
 /// The new root, then the worker user, then the program.
 fn second_stage(spec: &Confinement) -> String {
-    match build_root(spec).and_then(|()| become_worker(spec)) {
+    // Only ever the first process of a PID namespace stage 1 made: never the host's.
+    if std::process::id() != 1 {
+        return "the confined stage runs only as stage 1 starts it".to_owned();
+    }
+    // Opened while still root (the pipe is root's).
+    let alive = match std::fs::File::open(format!("/proc/self/fd/{ALIVE_FD}")) {
+        Ok(f) => f,
+        Err(e) => return format!("the stage-1 pipe: {e}"),
+    };
+    match build_root(spec)
+        .and_then(|()| become_worker(spec))
+        .and_then(|()| bound_to_stage_one(&alive))
+    {
         Ok(()) => {}
         Err(e) => return e,
     }
+    drop(alive);
+    close_inherited();
     use std::os::unix::process::CommandExt;
     let Some((program, args)) = spec.program.split_first() else {
         return "no program to run".to_owned();
     };
     let e = std::process::Command::new(program).args(args).exec();
     format!("running {program}: {e}")
+}
+
+/// The descriptor on which stage 2 sees stage 1 alive (a pipe whose writer is stage 1).
+const ALIVE_FD: i32 = 4;
+
+/// Dies with stage 1: SIGKILL at its death (set after the change of user, which clears
+/// it), and, for a death before that, its end of the pipe already closed. As PID 1 of the
+/// namespace, this process's death ends everything in it, including what left the
+/// process group (`setsid`).
+fn bound_to_stage_one(alive: &std::fs::File) -> Result<(), String> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| format!("the parent-death signal: {e}"))?;
+    let mut fds = [nix::poll::PollFd::new(
+        std::os::fd::AsFd::as_fd(alive),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO)
+        .map_err(|e| format!("the stage-1 pipe: {e}"))?;
+    if ready > 0 {
+        // EOF (or anything at all): stage 1 is gone.
+        std::process::exit(137);
+    }
+    Ok(())
+}
+
+/// Closes every descriptor but the standard three and the answer's (3): nothing the
+/// server inherited reaches the worker.
+fn close_inherited() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let open: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 3)
+        .collect();
+    for fd in open {
+        let _ = nix::unistd::close(fd);
+    }
 }
 
 fn build_root(spec: &Confinement) -> Result<(), String> {
@@ -342,6 +484,32 @@ fn build_root(spec: &Confinement) -> Result<(), String> {
             _ => {}
         }
     }
+    let etc = root.join("etc");
+    std::fs::create_dir(&etc).map_err(|e| format!("/etc: {e}"))?;
+    let python_etc = std::fs::read_dir("/etc")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("python3"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    for name in ETC
+        .iter()
+        .copied()
+        .chain(python_etc.iter().map(String::as_str))
+    {
+        let path = Path::new("/etc").join(name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = std::fs::read_link(&path).map_err(|e| format!("/etc/{name}: {e}"))?;
+                std::os::unix::fs::symlink(to, etc.join(name))
+                    .map_err(|e| format!("/etc/{name}: {e}"))?;
+            }
+            Ok(_) => bind(&path, &etc.join(name), false)?,
+            Err(_) => {}
+        }
+    }
     // Where DNS answers may live (an `/etc/resolv.conf` link into `/run`).
     if spec.network
         && let Ok(resolv) = std::fs::canonicalize("/etc/resolv.conf")
@@ -369,8 +537,15 @@ fn build_root(spec: &Confinement) -> Result<(), String> {
     // under the host's /tmp or /dev/shm).
     let tmp = root.join("tmp");
     std::fs::create_dir(&tmp).map_err(|e| format!("/tmp: {e}"))?;
-    mount(Some("tmpfs"), &tmp, Some("tmpfs"), quiet, Some("mode=1777"))
-        .map_err(|e| format!("/tmp: {e}"))?;
+    let sized = format!("mode=1777,{TMPFS_SIZE}");
+    mount(
+        Some("tmpfs"),
+        &tmp,
+        Some("tmpfs"),
+        quiet,
+        Some(sized.as_str()),
+    )
+    .map_err(|e| format!("/tmp: {e}"))?;
     let dev = root.join("dev");
     std::fs::create_dir_all(&dev).map_err(|e| format!("/dev: {e}"))?;
     mount(
@@ -400,8 +575,14 @@ fn build_root(spec: &Confinement) -> Result<(), String> {
     }
     let shm = dev.join("shm");
     std::fs::create_dir(&shm).map_err(|e| format!("/dev/shm: {e}"))?;
-    mount(Some("tmpfs"), &shm, Some("tmpfs"), quiet, Some("mode=1777"))
-        .map_err(|e| format!("/dev/shm: {e}"))?;
+    mount(
+        Some("tmpfs"),
+        &shm,
+        Some("tmpfs"),
+        quiet,
+        Some(sized.as_str()),
+    )
+    .map_err(|e| format!("/dev/shm: {e}"))?;
     let proc = root.join("proc");
     std::fs::create_dir(&proc).map_err(|e| format!("/proc: {e}"))?;
     mount(
@@ -413,6 +594,15 @@ fn build_root(spec: &Confinement) -> Result<(), String> {
     )
     .map_err(|e| format!("/proc: {e}"))?;
     for b in &spec.binds {
+        // A bind never shows what is covered.
+        let from = std::fs::canonicalize(&b.from).unwrap_or_else(|_| b.from.clone());
+        if let Some(h) = spec.hidden.iter().find(|h| h.starts_with(&from)) {
+            return Err(format!(
+                "{} holds {}, which workers may not see",
+                b.from.display(),
+                h.display()
+            ));
+        }
         bind(&b.from, &inside(&b.to), b.writable)?;
     }
     // The old root stacks under the new one, then goes.
@@ -460,12 +650,34 @@ fn bind(from: &Path, to: &Path, writable: bool) -> Result<(), String> {
     if !writable {
         flags |= MsFlags::MS_RDONLY;
     }
-    mount(none, to, none, flags, none).map_err(|e| what(&e))
+    // The bind and every mount under it (a remount changes one mount only).
+    for at in std::iter::once(to.to_path_buf()).chain(mounts_under(to)) {
+        mount(none, &at, none, flags, none).map_err(|e| what(&e))?;
+    }
+    Ok(())
+}
+
+/// The mount points strictly under `dir`, as `/proc/self/mountinfo` lists them.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    info.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p != dir && p.starts_with(dir))
+        .collect()
 }
 
 /// No way back to privilege: `no_new_privs`, no groups, the worker's group and user.
 fn become_worker(spec: &Confinement) -> Result<(), String> {
     nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+    nix::sys::resource::setrlimit(
+        nix::sys::resource::Resource::RLIMIT_NPROC,
+        PROCESSES_MAX,
+        PROCESSES_MAX,
+    )
+    .map_err(|e| format!("bounding processes: {e}"))?;
     let (uid, gid) = (Uid::from_raw(spec.uid), Gid::from_raw(spec.gid));
     nix::unistd::setgroups(&[]).map_err(|e| format!("dropping groups: {e}"))?;
     nix::unistd::setgid(gid).map_err(|e| format!("becoming group {gid}: {e}"))?;

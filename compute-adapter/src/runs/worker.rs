@@ -120,12 +120,17 @@ pub async fn run(launch: Launch<'_>, lines: Lines<'_>) -> Result<Answer, String>
             sandbox
                 .hand_over(home)
                 .map_err(|e| format!("handing the worker its folder: {e}"))?;
+            // What it reads is readable by its user, whatever the server's umask.
+            for shown in [launch.code, launch.io] {
+                super::envs::readable_by_all(shown)
+                    .map_err(|e| format!("showing the worker {}: {e}", shown.display()))?;
+            }
             let (code, io) = (Path::new(INSIDE_CODE), Path::new(INSIDE_IO));
             seen = PathBuf::from(INSIDE_HOME);
             relocate(
                 &mut spec,
                 &[(launch.code, code), (launch.io, io), (home, &seen)],
-            );
+            )?;
             confined.root = root;
             confined.binds = vec![
                 Bind::read_only(launch.code, code),
@@ -198,6 +203,9 @@ pub async fn run(launch: Launch<'_>, lines: Lines<'_>) -> Result<Answer, String>
     if let (Some(group), Some(pid)) = (&cgroup, child.id())
         && let Err(e) = group.add(pid)
     {
+        if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
         let _ = child.start_kill();
         return Err(format!("putting the worker in its memory cgroup: {e}"));
     }
@@ -323,7 +331,7 @@ const OUTPUT: &str = "output.arrow";
 
 /// What a worker's environment is on the host: the environment's folder and its base
 /// interpreter's prefix (as linked, and as the environment's `pyvenv.cfg` names it).
-fn environment(python: &Path) -> Vec<PathBuf> {
+pub(super) fn environment(python: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let Some(env) = python.parent().and_then(Path::parent) else {
         return found;
@@ -362,24 +370,32 @@ const INSIDE_IO: &str = "/floe/io";
 const INSIDE_HOME: &str = "/floe/home";
 
 /// The paths of a worker's spec (its project, inputs and output) as a confined worker
-/// sees them: each `(host, inside)` prefix replaced.
-fn relocate(spec: &mut serde_json::Value, moves: &[(&Path, &Path)]) {
-    let moved = |value: &mut serde_json::Value| {
-        if let Some(text) = value.as_str() {
-            let path = Path::new(text);
-            if let Some((rest, to)) = moves
-                .iter()
-                .find_map(|(from, to)| Some((path.strip_prefix(from).ok()?, to)))
-            {
-                *value = to.join(rest).to_string_lossy().into_owned().into();
+/// sees them: each `(host, inside)` prefix replaced. A path under none of them is an error
+/// (the worker could not open it).
+fn relocate(spec: &mut serde_json::Value, moves: &[(&Path, &Path)]) -> Result<(), String> {
+    let moved = |value: &mut serde_json::Value| -> Result<(), String> {
+        let Some(text) = value.as_str() else {
+            return Ok(());
+        };
+        let path = Path::new(text);
+        let (rest, to) = moves
+            .iter()
+            .find_map(|(from, to)| Some((path.strip_prefix(from).ok()?, to)))
+            .ok_or_else(|| format!("{text} is not among what the worker is shown"))?;
+        *value = to.join(rest).to_string_lossy().into_owned().into();
+        Ok(())
+    };
+    if let Some(fields) = spec.as_object_mut() {
+        for key in ["project", "output"] {
+            if let Some(v) = fields.get_mut(key) {
+                moved(v)?;
             }
         }
-    };
-    moved(&mut spec["project"]);
-    moved(&mut spec["output"]);
-    if let Some(inputs) = spec.get_mut("inputs").and_then(|i| i.as_object_mut()) {
-        inputs.values_mut().for_each(moved);
+        if let Some(inputs) = fields.get_mut("inputs").and_then(|i| i.as_object_mut()) {
+            inputs.values_mut().try_for_each(moved)?;
+        }
     }
+    Ok(())
 }
 
 /// Where a model's worker writes its output.
