@@ -355,7 +355,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn not_found(request: Request) -> Response {
-    let (parts, _) = request.into_parts();
+    let (parts, body) = request.into_parts();
+    auth::read_refused_body(body).await;
     ApiError::new(
         ErrorKind::NotFound,
         format!(
@@ -368,7 +369,8 @@ async fn not_found(request: Request) -> Response {
 }
 
 async fn method_not_allowed(request: Request) -> Response {
-    let (parts, _) = request.into_parts();
+    let (parts, body) = request.into_parts();
+    auth::read_refused_body(body).await;
     ApiError::new(
         ErrorKind::MethodNotAllowed,
         format!(

@@ -465,3 +465,33 @@ fn slow_pyiceberg_and_duckdb_work_with_a_token_and_meet_the_policy() {
         "{commits:?}"
     );
 }
+
+/// A refused request's connection stays usable: its small body is read before the 401, so
+/// a client that reuses the connection (keep-alive) gets its next answer, even when the
+/// body reaches the server after the headers (as a loaded network splits them).
+#[test]
+fn a_refused_request_with_a_late_body_leaves_its_connection_usable() {
+    use std::io::{Read, Write};
+    let files = tempfile::tempdir().unwrap();
+    let run = secured(files.path());
+    let addr = run.url().trim_start_matches("http://").to_owned();
+    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let head = format!(
+        "POST /api/v1/refs HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).unwrap();
+    tcp.flush().unwrap();
+    // The body arrives in a segment of its own, after the server has read the headers.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let second = format!("GET /api/v1/refs HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(format!("{{}}{second}").as_bytes()).unwrap();
+    let mut answers = String::new();
+    let _ = tcp.read_to_string(&mut answers);
+    assert_eq!(
+        answers.matches("HTTP/1.1 401").count(),
+        2,
+        "both requests answered on one connection: {answers}"
+    );
+}

@@ -177,8 +177,21 @@ pub async fn authenticate(
             tracing::Span::current().record("principal", p.name());
             PRINCIPAL.scope(p, next.run(request)).await
         }
-        Err(response) => response,
+        Err(response) => {
+            read_refused_body(request.into_body()).await;
+            response
+        }
     }
+}
+
+/// The most of a refused request's body that is read (and dropped) before its answer.
+const REFUSED_BODY_READ_MAX: usize = 64 * 1024;
+
+/// Reads and drops a refused request's body, when small: a body left unread makes the
+/// server close the connection after the answer, and a client reusing the connection
+/// fails instead of reading the answer (401s, unknown routes and methods alike).
+pub(crate) async fn read_refused_body(body: axum::body::Body) {
+    let _ = axum::body::to_bytes(body, REFUSED_BODY_READ_MAX).await;
 }
 
 /// A 401 in the API's shape, with its challenge.
