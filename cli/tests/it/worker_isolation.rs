@@ -21,6 +21,7 @@ rules = [
 ]
 [principals]
 alice = ["dev"]
+bob = ["dev"]
 "#;
 
 fn floe_as(run: &Running, token: &str, args: &[&str]) -> Cli {
@@ -311,7 +312,7 @@ import bauplan
 @bauplan.model(materialization_strategy="REPLACE")
 def escape(data=bauplan.Model("t")):
     os.setsid()
-    subprocess.Popen(["/bin/sleep", "3607"], start_new_session=True)
+    subprocess.Popen(["/bin/sleep", "SLEEP_MARK"], start_new_session=True)
     time.sleep(3600)
     return data
 "#;
@@ -372,7 +373,10 @@ fn slow_a_confined_function_that_leaves_its_group_ends_with_its_run_and_the_netw
         dir
     };
 
-    let escape = project("escape", ESCAPE);
+    // Marks of this test's processes: a sleep of its own length, workers of its own
+    // environment cache.
+    let sleep_mark = (100_000 + std::process::id()).to_string();
+    let escape = project("escape", &ESCAPE.replace("SLEEP_MARK", &sleep_mark));
     let ended = floe_as(
         &run,
         &alice,
@@ -398,14 +402,36 @@ fn slow_a_confined_function_that_leaves_its_group_ends_with_its_run_and_the_netw
     );
     let nobody = uid_of("nobody");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut left = processes_of(nobody, "3607");
-    left.extend(processes_of(nobody, "floe_worker"));
+    let ours = || {
+        let mut left = processes_of(nobody, &format!("sleep {sleep_mark}"));
+        left.extend(processes_of(nobody, p(&envs)));
+        left
+    };
+    let mut left = ours();
     while !left.is_empty() && std::time::Instant::now() < deadline {
         std::thread::yield_now();
-        left = processes_of(nobody, "3607");
-        left.extend(processes_of(nobody, "floe_worker"));
+        left = ours();
     }
     assert!(left.is_empty(), "left running: {left:?}");
+
+    // One dev's run is not another's to cancel; its owner may.
+    let bob = floe_as(&run, ADMIN, &["token", "create", "--principal", "bob"]);
+    let bob = bob.expect(0).trim().to_owned();
+    let started = floe_as(
+        &run,
+        &alice,
+        &["--json", "run", p(&escape), "--ref", "dev/x", "--detach"],
+    );
+    started.expect(0);
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    let refused = floe_as(&run, &bob, &["--json", "run", "cancel", &id]);
+    assert_ne!(refused.code, Some(0), "{refused:?}");
+    assert!(
+        format!("{}{}", refused.stdout, refused.stderr).contains("manage on dev/x"),
+        "{refused:?}"
+    );
+    let cancelled = floe_as(&run, &alice, &["--json", "run", "cancel", &id]);
+    assert_eq!(cancelled.json()["state"], "cancelled", "{cancelled:?}");
 
     let online = project("online", ONLINE);
     let refused = floe_as(

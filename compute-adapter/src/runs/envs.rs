@@ -416,6 +416,17 @@ fn build_into(
         std::fs::write(&to, text).map_err(|e| format!("installing floe's runtime: {e}"))?;
     }
     let names: Vec<&str> = spec.pins.keys().map(String::as_str).collect();
+    if sandbox.is_some() {
+        // Bytecode now, by the server: confined workers see the environment read-only and
+        // would compile every module at every start. `-S`: no package's `.pth` file runs;
+        // compiling runs no package code. A file that does not compile is left as it is.
+        let _ = Command::new(tmp.join("bin/python"))
+            .args(["-I", "-S", "-m", "compileall", "-q", "-j", "0"])
+            .arg(&site)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
     // Readable by the worker user, whatever the server's umask.
     readable_by_all(tmp).map_err(|e| format!("opening the environment to workers: {e}"))?;
     let python = tmp.join("bin/python");
@@ -423,7 +434,7 @@ fn build_into(
         // Importing runs the packages' code: confined, as a worker is.
         Some(sandbox) => {
             let checks = tmp.with_extension("check");
-            let result = confined_check(sandbox, &python, &checks, &names, &run);
+            let result = confined_check(sandbox, &python, &checks, &names);
             let _ = std::fs::remove_dir_all(&checks);
             result?;
         }
@@ -465,8 +476,7 @@ fn confined_check(
     python: &Path,
     dir: &Path,
     names: &[&str],
-    run: &dyn Fn(&str, &mut Command) -> Result<String, String>,
-) -> Result<String, String> {
+) -> Result<(), String> {
     let (root, home) = (dir.join("root"), dir.join("home"));
     for d in [&root, &home.join("tmp")] {
         std::fs::create_dir_all(d).map_err(|e| format!("the import check's folder: {e}"))?;
@@ -499,14 +509,64 @@ fn confined_check(
         .env("TMPDIR", inside.join("tmp"))
         .env("LANG", "C.UTF-8")
         .current_dir(dir);
-    run("checking that every pinned package imports", &mut command)
+    // Bounded: a package whose import hangs or floods its output fails the build rather
+    // than holding it (and its lock) for ever.
+    let what = "checking that every pinned package imports";
+    let errors = dir.join("stderr");
+    let file = std::fs::File::create(&errors).map_err(|e| format!("{what}: {e}"))?;
+    use std::os::unix::process::CommandExt;
+    let mut child = command
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .map_err(|e| format!("{what}: {e}"))?;
+    let deadline = std::time::Instant::now() + IMPORT_CHECK_TIMEOUT;
+    let status = loop {
+        match child.try_wait().map_err(|e| format!("{what}: {e}"))? {
+            Some(status) => break status,
+            None if std::time::Instant::now() >= deadline => {
+                if let Ok(pid) = i32::try_from(child.id()) {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                let _ = child.wait();
+                return Err(format!(
+                    "{what} took longer than {} s",
+                    IMPORT_CHECK_TIMEOUT.as_secs()
+                ));
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let mut said = Vec::new();
+    if let Ok(f) = std::fs::File::open(&errors) {
+        let _ = std::io::Read::read_to_end(&mut std::io::Read::take(f, 64 * 1024), &mut said);
+    }
+    Err(format!(
+        "{what} failed ({status}): {}",
+        String::from_utf8_lossy(&said).trim()
+    ))
 }
+
+/// The longest the confined import check of a new environment may take.
+const IMPORT_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Adds read (and, where the owner may, execute) for everyone under `dir`, links left
 /// alone.
 pub(super) fn readable_by_all(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::symlink_metadata(dir)?;
+    // A file another node of the run removed meanwhile needs nothing.
+    let meta = match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    };
     if meta.file_type().is_symlink() {
         return Ok(());
     }
@@ -516,12 +576,19 @@ pub(super) fn readable_by_all(dir: &Path) -> std::io::Result<()> {
     } else {
         mode | 0o444
     };
+    let gone = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    };
     if wanted != mode {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(wanted))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(wanted)).or_else(gone)?;
     }
     if meta.is_dir() {
-        for entry in std::fs::read_dir(dir)? {
-            readable_by_all(&entry?.path())?;
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            readable_by_all(&entry.path())?;
         }
     }
     Ok(())

@@ -288,10 +288,12 @@ impl super::Runner {
                 .iter()
                 .map(|s| format!("it would receive the server's {s}")),
         );
-        let Ok(name) = floe_commits::RefName::parse(target) else {
+        if reaches.is_empty() {
             return Ok(());
-        };
-        if reaches.is_empty() || self.inner.catalog.may_manage(principal, &name) {
+        }
+        let name = floe_commits::RefName::parse(target)
+            .map_err(|e| RunError::Invalid(format!("a run lands on a branch: {target:?}: {e}")))?;
+        if self.inner.catalog.may_manage(principal, &name) {
             return Ok(());
         }
         Err(RunError::Catalog(CatalogError::Forbidden {
@@ -395,6 +397,8 @@ fn second_stage(spec: &Confinement) -> String {
     if std::process::id() != 1 {
         return "the confined stage runs only as stage 1 starts it".to_owned();
     }
+    // What this stage makes (the root's folders) is for everyone to read.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     // Opened while still root (the pipe is root's).
     let alive = match std::fs::File::open(format!("/proc/self/fd/{ALIVE_FD}")) {
         Ok(f) => f,
@@ -408,7 +412,9 @@ fn second_stage(spec: &Confinement) -> String {
         Err(e) => return e,
     }
     drop(alive);
-    close_inherited();
+    if let Err(e) = close_inherited() {
+        return e;
+    }
     use std::os::unix::process::CommandExt;
     let Some((program, args)) = spec.program.split_first() else {
         return "no program to run".to_owned();
@@ -442,10 +448,9 @@ fn bound_to_stage_one(alive: &std::fs::File) -> Result<(), String> {
 
 /// Closes every descriptor but the standard three and the answer's (3): nothing the
 /// server inherited reaches the worker.
-fn close_inherited() {
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
+fn close_inherited() -> Result<(), String> {
+    let entries =
+        std::fs::read_dir("/proc/self/fd").map_err(|e| format!("listing descriptors: {e}"))?;
     let open: Vec<i32> = entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
@@ -454,6 +459,7 @@ fn close_inherited() {
     for fd in open {
         let _ = nix::unistd::close(fd);
     }
+    Ok(())
 }
 
 fn build_root(spec: &Confinement) -> Result<(), String> {

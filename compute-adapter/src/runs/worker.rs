@@ -407,15 +407,34 @@ pub fn output(folder: &Path) -> PathBuf {
 /// only a plain file the worker wrote (never a link it left to make the server read or
 /// overwrite something else).
 pub fn take_output(folder: &Path, to: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let from = output(folder);
-    let meta = std::fs::symlink_metadata(&from)
-        .map_err(|e| format!("the worker's output {}: {e}", from.display()))?;
+    let what = |e: &dyn std::fmt::Display| format!("the worker's output {}: {e}", from.display());
+    // Opened without following a link, then made the server's own (root, 0644) through
+    // that descriptor: whatever the worker's user does to the name, this file is checked.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(&from)
+        .map_err(|e| what(&e))?;
+    let meta = file.metadata().map_err(|e| what(&e))?;
     if !meta.file_type().is_file() {
         return Err("the worker's output is not a plain file".to_owned());
     }
-    // A name in the run's folder no worker can write.
+    let server = (nix::unistd::geteuid(), nix::unistd::getegid());
+    nix::unistd::fchown(&file, Some(server.0), Some(server.1)).map_err(|e| what(&e))?;
+    nix::sys::stat::fchmod(&file, nix::sys::stat::Mode::from_bits_truncate(0o644))
+        .map_err(|e| what(&e))?;
+    // A name in the run's folder no worker can write; the file moved must be the one
+    // checked.
     let _ = std::fs::remove_file(to);
-    std::fs::rename(&from, to).map_err(|e| format!("taking the worker's output: {e}"))
+    std::fs::rename(&from, to).map_err(|e| format!("taking the worker's output: {e}"))?;
+    let moved = std::fs::symlink_metadata(to).map_err(|e| what(&e))?;
+    if (moved.dev(), moved.ino()) != (meta.dev(), meta.ino()) {
+        let _ = std::fs::remove_file(to);
+        return Err("the worker's output changed while it was taken".to_owned());
+    }
+    Ok(())
 }
 
 /// Streams a pipe into the run log line by line as they come: a line's first
