@@ -30,6 +30,21 @@ fn floe_as(run: &Running, token: &str, args: &[&str]) -> Cli {
     run.floe(&run.config_dir(), &all)
 }
 
+/// `dev/x` with the namespace `db` and `tables` imported there (ids in their ranges).
+fn seed(run: &Running, files: &Path, tables: &[(&str, std::ops::Range<i64>)]) {
+    floe_as(run, ADMIN, &["branch", "create", "dev/x"]).expect(0);
+    floe_as(run, ADMIN, &["namespace", "create", "db", "--ref", "dev/x"]).expect(0);
+    for (table, ids) in tables {
+        let f = parquet(files, &format!("{table}.parquet"), ids.clone());
+        floe_as(
+            run,
+            ADMIN,
+            &["import", p(&f), "--table", table, "--ref", "dev/x"],
+        )
+        .expect(0);
+    }
+}
+
 /// Every file under `dir`.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
@@ -124,22 +139,11 @@ fn slow_a_confined_function_cannot_open_the_store_the_token_file_or_another_tabl
     let confined = crate::authz_matrix::workers_confined();
 
     // Two tables on main (the run reads `t`; `secret` is another table), a branch for alice.
-    floe_as(&run, ADMIN, &["branch", "create", "dev/x"]).expect(0);
-    floe_as(
+    seed(
         &run,
-        ADMIN,
-        &["namespace", "create", "db", "--ref", "dev/x"],
-    )
-    .expect(0);
-    for (table, ids) in [("db.t", 0..50), ("db.secret", 1000..1010)] {
-        let f = parquet(files.path(), &format!("{table}.parquet"), ids);
-        floe_as(
-            &run,
-            ADMIN,
-            &["import", p(&f), "--table", table, "--ref", "dev/x"],
-        )
-        .expect(0);
-    }
+        files.path(),
+        &[("db.t", 0..50), ("db.secret", 1000..1010)],
+    );
     let alice = floe_as(&run, ADMIN, &["token", "create", "--principal", "alice"]);
     let alice = alice.expect(0).trim().to_owned();
 
@@ -345,20 +349,7 @@ fn slow_a_confined_function_that_leaves_its_group_ends_with_its_run_and_the_netw
         &["--auth", "required", "--policy", p(&policy)],
         &[("FLOE_ADMIN_TOKEN", ADMIN), ("FLOE_ENV_CACHE", p(&envs))],
     );
-    floe_as(&run, ADMIN, &["branch", "create", "dev/x"]).expect(0);
-    floe_as(
-        &run,
-        ADMIN,
-        &["namespace", "create", "db", "--ref", "dev/x"],
-    )
-    .expect(0);
-    let f = parquet(files.path(), "t.parquet", 0..10);
-    floe_as(
-        &run,
-        ADMIN,
-        &["import", p(&f), "--table", "db.t", "--ref", "dev/x"],
-    )
-    .expect(0);
+    seed(&run, files.path(), &[("db.t", 0..10)]);
     let alice = floe_as(&run, ADMIN, &["token", "create", "--principal", "alice"]);
     let alice = alice.expect(0).trim().to_owned();
     let project = |name: &str, code: &str| {
