@@ -19,9 +19,12 @@ rules = [
   { refs = ["**"], allow = ["read"] },
   { refs = ["dev/**"], allow = ["write", "create", "delete", "run"] },
 ]
+[roles.runner]
+rules = [{ refs = ["dev/**"], allow = ["run"] }]
 [principals]
 alice = ["dev"]
 bob = ["dev"]
+carol = ["runner"]
 "#;
 
 fn floe_as(run: &Running, token: &str, args: &[&str]) -> Cli {
@@ -423,6 +426,33 @@ fn slow_a_confined_function_that_leaves_its_group_ends_with_its_run_and_the_netw
     );
     let cancelled = floe_as(&run, &alice, &["--json", "run", "cancel", &id]);
     assert_eq!(cancelled.json()["state"], "cancelled", "{cancelled:?}");
+
+    // One who may start runs on dev/x but not read it reads nothing of it through a run.
+    let carol = floe_as(&run, ADMIN, &["token", "create", "--principal", "carol"]);
+    let carol = carol.expect(0).trim().to_owned();
+    let head = floe_as(&run, ADMIN, &["--json", "branch", "show", "dev/x"]);
+    let reader = files.path().join("reader");
+    std::fs::create_dir_all(&reader).unwrap();
+    std::fs::write(
+        reader.join("bauplan_project.yml"),
+        "project:\n  id: reader\n  name: reader\ndefaults:\n  namespace: db\n",
+    )
+    .unwrap();
+    std::fs::write(
+        reader.join("copy.sql"),
+        "-- bauplan: materialization_strategy = REPLACE\nSELECT * FROM db.t",
+    )
+    .unwrap();
+    let refused = floe_as(
+        &run,
+        &carol,
+        &["--json", "run", p(&reader), "--ref", "dev/x"],
+    );
+    let said = format!("{}{}", refused.stdout, refused.stderr);
+    assert_ne!(refused.code, Some(0), "{refused:?}");
+    assert!(said.contains("403") && said.contains("read"), "{said}");
+    let after = floe_as(&run, ADMIN, &["--json", "branch", "show", "dev/x"]);
+    assert_eq!(head.stdout, after.stdout, "a refused run changed dev/x");
 
     let online = project("online", ONLINE);
     let refused = floe_as(
