@@ -24,6 +24,7 @@ mod namespaces;
 mod refs;
 mod run_state;
 mod runs;
+pub mod s3;
 mod storage;
 mod table_files;
 mod tables;

@@ -20,24 +20,34 @@ use iceberg::io::{
     StorageFactory,
 };
 use iceberg::{Error, ErrorKind, Result};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use crate::s3::{S3Options, S3Place};
 use crate::warehouse::{WarehouseError, local_store, object_path};
 
-/// The property of a `StorageConfig` that names the warehouse root.
+/// The property of a `StorageConfig` that names the warehouse root (a folder, or an
+/// `s3://` URL).
 pub const WAREHOUSE_ROOT_PROP: &str = "floe.warehouse.root";
+/// The property holding the S3 options (JSON) of an `s3://` root.
+pub const S3_OPTIONS_PROP: &str = "floe.warehouse.s3";
+
+/// What a storage may touch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Scope {
+    Local(PathBuf),
+    S3(S3Place, S3Options),
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WarehouseStorage {
-    root: PathBuf,
+    scope: Scope,
     #[serde(skip)]
-    store: Arc<OnceLock<Arc<LocalFileSystem>>>,
+    store: Arc<OnceLock<Arc<dyn ObjectStore>>>,
 }
 
-fn to_iceberg(e: WarehouseError, root: &std::path::Path) -> Error {
+fn to_iceberg(e: WarehouseError, root: &str) -> Error {
     let kind = match e {
         WarehouseError::Outside { .. } | WarehouseError::NotFound(_) => ErrorKind::DataInvalid,
         WarehouseError::Io { .. } => ErrorKind::Unexpected,
@@ -45,8 +55,7 @@ fn to_iceberg(e: WarehouseError, root: &std::path::Path) -> Error {
     let message = match &e {
         // A storage is rooted at one table's location (or the warehouse): say which.
         WarehouseError::Outside { location, .. } => format!(
-            "file {location} is outside {}, the folder this storage may read (a table reads only the files under its own location)",
-            root.display()
+            "file {location} is outside {root}, the folder this storage may read (a table reads only the files under its own location)"
         ),
         other => other.to_string(),
     };
@@ -61,21 +70,56 @@ impl WarehouseStorage {
     /// A storage over the warehouse at `root` (an absolute, canonical folder).
     pub fn new(root: PathBuf) -> WarehouseStorage {
         WarehouseStorage {
-            root,
+            scope: Scope::Local(root),
             store: Arc::default(),
         }
     }
 
-    fn store(&self) -> Result<Arc<LocalFileSystem>> {
+    /// A storage over the objects under `place` of the store `options` reach.
+    pub fn s3(place: S3Place, options: S3Options) -> WarehouseStorage {
+        WarehouseStorage {
+            scope: Scope::S3(place, options),
+            store: Arc::default(),
+        }
+    }
+
+    fn root(&self) -> String {
+        match &self.scope {
+            Scope::Local(root) => root.display().to_string(),
+            Scope::S3(place, _) => place.url(),
+        }
+    }
+
+    fn store(&self) -> Result<Arc<dyn ObjectStore>> {
         if let Some(s) = self.store.get() {
             return Ok(s.clone());
         }
-        let built = Arc::new(local_store(&self.root).map_err(|e| to_iceberg(e, &self.root))?);
+        let built: Arc<dyn ObjectStore> = match &self.scope {
+            Scope::Local(root) => {
+                Arc::new(local_store(root).map_err(|e| to_iceberg(e, &self.root()))?)
+            }
+            Scope::S3(place, options) => {
+                crate::s3::store(&place.bucket, options).map_err(|e| to_iceberg(e, &self.root()))?
+            }
+        };
         Ok(self.store.get_or_init(|| built).clone())
     }
 
     fn path(&self, location: &str) -> Result<ObjectPath> {
-        object_path(&self.root, location).map_err(|e| to_iceberg(e, &self.root))
+        match &self.scope {
+            Scope::Local(root) => {
+                object_path(root, location).map_err(|e| to_iceberg(e, &self.root()))
+            }
+            Scope::S3(place, _) => place.key(location).map_err(|why| {
+                to_iceberg(
+                    WarehouseError::Outside {
+                        location: location.chars().take(200).collect(),
+                        why,
+                    },
+                    &self.root(),
+                )
+            }),
+        }
     }
 }
 
@@ -173,7 +217,7 @@ impl Storage for WarehouseStorage {
 
 #[derive(Debug)]
 struct WarehouseRead {
-    store: Arc<LocalFileSystem>,
+    store: Arc<dyn ObjectStore>,
     path: ObjectPath,
 }
 
@@ -190,7 +234,7 @@ impl FileRead for WarehouseRead {
 /// Buffers the parts and puts them as one object on close (one durable, atomic write).
 #[derive(Debug)]
 struct WarehouseWrite {
-    store: Arc<LocalFileSystem>,
+    store: Arc<dyn ObjectStore>,
     path: ObjectPath,
     parts: Vec<Bytes>,
     closed: bool,
@@ -236,6 +280,17 @@ impl StorageFactory for WarehouseStorageFactory {
                 format!("the storage config needs {WAREHOUSE_ROOT_PROP}"),
             )
         })?;
+        if root.starts_with("s3://") {
+            let place =
+                S3Place::parse(root).map_err(|why| Error::new(ErrorKind::DataInvalid, why))?;
+            let options = config
+                .get(S3_OPTIONS_PROP)
+                .map(|o| serde_json::from_str::<S3Options>(o))
+                .transpose()
+                .map_err(|e| Error::new(ErrorKind::DataInvalid, format!("{S3_OPTIONS_PROP}: {e}")))?
+                .unwrap_or_default();
+            return Ok(Arc::new(WarehouseStorage::s3(place, options)));
+        }
         Ok(Arc::new(WarehouseStorage::new(PathBuf::from(root))))
     }
 }
@@ -254,7 +309,7 @@ mod tests {
         let io = FileIOBuilder::new(Arc::new(WarehouseStorageFactory))
             .with_props([(
                 WAREHOUSE_ROOT_PROP.to_owned(),
-                warehouse.root().display().to_string(),
+                warehouse.local_root().unwrap().display().to_string(),
             )])
             .build();
         let inside = format!("{}/db/t-1/data/part-0.parquet", warehouse.root_url());

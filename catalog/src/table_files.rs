@@ -104,15 +104,12 @@ impl Catalog {
     /// The `iceberg` crate's `FileIO` for one table: rooted at the table's own location, so
     /// every read through it (scans, manifests, planning) stays inside that table's folder.
     pub fn table_file_io(&self, metadata: &TableMetadata) -> CatalogResult<FileIO> {
-        let root = self
+        let props = self
             .warehouse()?
-            .resolve(metadata.location().trim_end_matches('/'))?;
+            .storage_props(metadata.location().trim_end_matches('/'))?;
         Ok(
             iceberg::io::FileIOBuilder::new(Arc::new(crate::storage::WarehouseStorageFactory))
-                .with_props([(
-                    crate::storage::WAREHOUSE_ROOT_PROP.to_owned(),
-                    root.display().to_string(),
-                )])
+                .with_props(props)
                 .build(),
         )
     }

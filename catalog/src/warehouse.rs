@@ -1,8 +1,9 @@
 //! The Warehouse (DESIGN §3): the one place through which the server reads and writes
-//! files, over `object_store` 0.14 (`LocalFileSystem` with fsync on). Today a local
-//! folder; a location is a `file://` URL under its root, and any location that resolves
-//! outside the root is refused before anything is touched. `storage.rs` exposes the same
-//! store, with the same confinement, as the `iceberg` crate's `Storage`.
+//! files, over `object_store` 0.14: a local folder (`LocalFileSystem` with fsync on; a
+//! location is a `file://` URL under its root) or a bucket and prefix of an S3-compatible
+//! store (`s3.rs`; a location is an `s3://` URL under them). Any location outside is
+//! refused before anything is touched. `storage.rs` exposes the same store, with the same
+//! confinement, as the `iceberg` crate's `Storage`.
 //!
 //! Metadata files are written durably before the ref commit that points at them:
 //! `object_store` stages the file, fsyncs it, links it into place and fsyncs the folder
@@ -22,6 +23,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::limits::QUOTED_CHARS_MAX;
+use crate::s3::{S3Options, S3Place};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WarehouseError {
@@ -44,17 +46,26 @@ pub enum WarehouseEvent {
 /// Observes a warehouse's durability steps.
 pub type WarehouseHook = Arc<dyn Fn(WarehouseEvent) + Send + Sync>;
 
+/// Where a warehouse (or a table's part of it) is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// A local folder (absolute, canonical).
+    Local(PathBuf),
+    /// A bucket and prefix of an S3-compatible store, and how to reach it.
+    S3(S3Place, S3Options),
+}
+
 #[derive(Clone)]
 pub struct Warehouse {
-    root: PathBuf,
-    store: Arc<LocalFileSystem>,
+    place: Place,
+    store: Arc<dyn ObjectStore>,
     hook: Option<WarehouseHook>,
 }
 
 impl std::fmt::Debug for Warehouse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Warehouse")
-            .field("root", &self.root)
+            .field("root", &self.root_url())
             .finish()
     }
 }
@@ -66,10 +77,76 @@ impl Warehouse {
         let root = fs::canonicalize(root).map_err(|e| io(root, &e))?;
         let store = Arc::new(local_store(&root)?);
         Ok(Warehouse {
-            root,
+            place: Place::Local(root),
             store,
             hook: None,
         })
+    }
+
+    /// Opens the warehouse at `s3://bucket[/prefix]` of the store `options` reach.
+    pub fn open_s3(url: &str, options: S3Options) -> Result<Warehouse, WarehouseError> {
+        let place = S3Place::parse(url).map_err(|why| WarehouseError::Io {
+            path: quoted(url),
+            message: why,
+        })?;
+        let store = crate::s3::store(&place.bucket, &options)?;
+        Ok(Warehouse {
+            place: Place::S3(place, options),
+            store,
+            hook: None,
+        })
+    }
+
+    /// Opens the warehouse a `--warehouse` value names: a folder (a path or `file://`
+    /// URL) or `s3://bucket/prefix`.
+    pub fn open_url(text: &str, options: S3Options) -> Result<Warehouse, WarehouseError> {
+        if text.starts_with("s3://") {
+            return Warehouse::open_s3(text, options);
+        }
+        Warehouse::open(Path::new(text.strip_prefix("file://").unwrap_or(text)))
+    }
+
+    /// Where the warehouse is.
+    pub fn place(&self) -> &Place {
+        &self.place
+    }
+
+    /// The properties of the iceberg `FileIO` confined to `location` (a table's own).
+    pub fn storage_props(&self, location: &str) -> Result<Vec<(String, String)>, WarehouseError> {
+        use crate::storage::{S3_OPTIONS_PROP, WAREHOUSE_ROOT_PROP};
+        Ok(match &self.place {
+            Place::Local(_) => vec![(
+                WAREHOUSE_ROOT_PROP.to_owned(),
+                self.resolve(location)?.display().to_string(),
+            )],
+            Place::S3(place, options) => {
+                let within = place
+                    .within(location)
+                    .map_err(|why| WarehouseError::Outside {
+                        location: quoted(location),
+                        why,
+                    })?;
+                vec![
+                    (WAREHOUSE_ROOT_PROP.to_owned(), within.url()),
+                    (
+                        S3_OPTIONS_PROP.to_owned(),
+                        serde_json::to_string(options).unwrap_or_default(),
+                    ),
+                ]
+            }
+        })
+    }
+
+    /// Runs a store future: on the calling thread for a local folder, on the S3 runtime
+    /// for a bucket.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        match self.place {
+            Place::Local(_) => block_on(f),
+            Place::S3(..) => crate::s3::block_on(f),
+        }
     }
 
     /// The same warehouse, reporting its durability steps to `hook`.
@@ -84,13 +161,20 @@ impl Warehouse {
         }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The folder of a local warehouse.
+    pub fn local_root(&self) -> Option<&Path> {
+        match &self.place {
+            Place::Local(root) => Some(root),
+            Place::S3(..) => None,
+        }
     }
 
     /// The URL of the warehouse root.
     pub fn root_url(&self) -> String {
-        format!("file://{}", self.root.display())
+        match &self.place {
+            Place::Local(root) => format!("file://{}", root.display()),
+            Place::S3(place, _) => place.url(),
+        }
     }
 
     /// The location of a new table: `<root>/<levels...>/<name>-<uuid>`.
@@ -125,9 +209,16 @@ impl Warehouse {
             .is_some_and(|u| uuid::Uuid::try_parse(u).is_ok())
     }
 
-    /// The local path of a location, refused unless it lies strictly inside the root.
+    /// The local path of a location, refused unless it lies strictly inside the root (and
+    /// the warehouse is a local folder).
     pub fn resolve(&self, location: &str) -> Result<PathBuf, WarehouseError> {
-        resolve_under(&self.root, location)
+        match &self.place {
+            Place::Local(root) => resolve_under(root, location),
+            Place::S3(..) => Err(WarehouseError::Outside {
+                location: quoted(location),
+                why: "the warehouse is on S3: its files have no local path",
+            }),
+        }
     }
 }
 
@@ -169,7 +260,13 @@ pub(crate) fn resolve_under(root: &Path, location: &str) -> Result<PathBuf, Ware
 impl Warehouse {
     /// The object path of a location inside the warehouse (relative to its root).
     pub fn object_path(&self, location: &str) -> Result<ObjectPath, WarehouseError> {
-        object_path(&self.root, location)
+        match &self.place {
+            Place::Local(root) => object_path(root, location),
+            Place::S3(place, _) => place.key(location).map_err(|why| WarehouseError::Outside {
+                location: quoted(location),
+                why,
+            }),
+        }
     }
 
     /// Reads a whole file at a location inside the warehouse.
@@ -177,11 +274,14 @@ impl Warehouse {
         let path = self.object_path(location)?;
         // A missing file, a folder, or a path through a file is the caller's mistake (a
         // 4xx), not a storage failure.
-        if !self.resolve(location)?.is_file() {
+        if let Place::Local(_) = self.place
+            && !self.resolve(location)?.is_file()
+        {
             return Err(WarehouseError::NotFound(quoted(location)));
         }
         let store = self.store.clone();
-        let bytes = block_on(async move { store.get(&path).await?.bytes().await })
+        let bytes = self
+            .run(async move { store.get(&path).await?.bytes().await })
             .map_err(|e| store_error(location, &e))?;
         Ok(bytes.to_vec())
     }
@@ -190,6 +290,9 @@ impl Warehouse {
     /// folder, on the calling thread: no hop to another thread, for the files a commit
     /// reads to check (manifest lists, manifests), where the hop cost more than the read.
     pub fn read_small(&self, location: &str) -> Result<Vec<u8>, WarehouseError> {
+        if let Place::S3(..) = self.place {
+            return self.read(location);
+        }
         let path = self.resolve(location)?;
         std::fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => WarehouseError::NotFound(quoted(location)),
@@ -201,7 +304,7 @@ impl Warehouse {
     pub fn exists(&self, location: &str) -> Result<bool, WarehouseError> {
         let path = self.object_path(location)?;
         let store = self.store.clone();
-        match block_on(async move { store.head(&path).await }) {
+        match self.run(async move { store.head(&path).await }) {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(store_error(location, &e)),
@@ -218,10 +321,43 @@ impl Warehouse {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        block_on(async move { store.put_opts(&path, payload, options).await })
+        self.run(async move { store.put_opts(&path, payload, options).await })
             .map_err(|e| store_error(location, &e))?;
         self.report(WarehouseEvent::FileDurable);
         Ok(())
+    }
+}
+
+impl Warehouse {
+    /// Whether the store refuses a second create of one name (`If-None-Match: *`), which
+    /// metadata files rely on: a marker is created twice, then removed. `Ok(false)`: the
+    /// second create replaced the first.
+    pub fn probe_conditional_create(&self) -> Result<bool, WarehouseError> {
+        let marker = format!(
+            "{}/.floe-probe-{}",
+            self.root_url(),
+            uuid::Uuid::new_v4().simple()
+        );
+        self.write_new(&marker, b"1")?;
+        let path = self.object_path(&marker)?;
+        let store = self.store.clone();
+        let second = self.run(async move {
+            let options = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            let again = store
+                .put_opts(&path, PutPayload::from_static(b"2"), options)
+                .await;
+            let _ = store.delete(&path).await;
+            again
+        });
+        match second {
+            Ok(_) => Ok(false),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(true),
+            Err(e) => Err(store_error(&marker, &e)),
+        }
     }
 }
 
@@ -320,7 +456,7 @@ mod tests {
         assert_eq!(w.read(&loc).unwrap(), b"{}");
         assert!(w.write_new(&loc, b"[]").is_err());
         assert_eq!(w.read(&loc).unwrap(), b"{}");
-        let leftovers: Vec<_> = fs::read_dir(w.root().join("t-1/metadata"))
+        let leftovers: Vec<_> = fs::read_dir(w.local_root().unwrap().join("t-1/metadata"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();

@@ -567,6 +567,29 @@ pub struct ServeArgs {
     /// used outputs go first.
     #[arg(long, env = "FLOE_RUN_CACHE", default_value_t = floe_rest::RUN_CACHE_BYTES_DEFAULT >> 20)]
     pub run_cache: u64,
+    /// Where tables live: a folder (a path or file:// URL; default `<data-dir>/warehouse`)
+    /// or `s3://bucket/prefix` on any S3-compatible store.
+    #[arg(long, env = "FLOE_WAREHOUSE", value_name = "URL")]
+    pub warehouse: Option<String>,
+    /// The S3 endpoint (an S3-compatible store's URL; AWS's when absent).
+    #[arg(long, env = "FLOE_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// The S3 region (else AWS_REGION; us-east-1).
+    #[arg(long, env = "FLOE_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Name buckets in the path rather than the host (most S3-compatible stores).
+    #[arg(long, env = "FLOE_S3_PATH_STYLE")]
+    pub s3_path_style: bool,
+    /// The S3 access key id (else AWS_ACCESS_KEY_ID); never logged.
+    #[arg(long, env = "FLOE_S3_ACCESS_KEY_ID", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+    /// The S3 secret key (else AWS_SECRET_ACCESS_KEY); never logged.
+    #[arg(long, env = "FLOE_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    /// Run on a store that replaces a file created twice (no `If-None-Match: *`): two
+    /// writers could then replace each other's metadata files.
+    #[arg(long)]
+    pub s3_unsafe_no_conditional_put: bool,
     /// Where Python worker environments are cached (shared across data folders).
     #[arg(long, env = "FLOE_ENV_CACHE")]
     pub env_cache: Option<std::path::PathBuf>,

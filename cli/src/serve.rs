@@ -61,8 +61,7 @@ fn serve_on(
         let local = listener
             .local_addr()
             .map_err(|e| format!("cannot read the listening address: {e}"))?;
-        let warehouse = Warehouse::open(&args.data_dir.join("warehouse"))
-            .map_err(|e| format!("cannot open the warehouse folder: {e}"))?;
+        let warehouse = open_warehouse(args).await?;
         let mut options = floe_rest::ServerOptions {
             query_timeout: Some(std::time::Duration::from_secs(args.query_timeout.max(1))),
             query_memory_bytes: Some(args.query_memory.max(16) << 20),
@@ -400,6 +399,46 @@ async fn oidc(args: &ServeArgs) -> Result<Option<Arc<floe_rest::auth::Oidc>>, St
     Ok(Some(Arc::new(floe_rest::auth::Oidc::start(options).await?)))
 }
 
+/// The warehouse `--warehouse` names (default `<data-dir>/warehouse`); on S3, checked to
+/// refuse a second create of one name unless told to run without.
+async fn open_warehouse(args: &ServeArgs) -> Result<Warehouse, String> {
+    let Some(url) = args.warehouse.clone() else {
+        return Warehouse::open(&args.data_dir.join("warehouse"))
+            .map_err(|e| format!("cannot open the warehouse folder: {e}"));
+    };
+    let options = floe_catalog::s3::S3Options {
+        endpoint: args.s3_endpoint.clone(),
+        region: args.s3_region.clone(),
+        path_style: args.s3_path_style,
+        access_key_id: args.s3_access_key_id.clone(),
+        secret_access_key: args.s3_secret_access_key.clone(),
+        session_token: None,
+    }
+    .with_environment();
+    let unsafe_ok = args.s3_unsafe_no_conditional_put;
+    tokio::task::spawn_blocking(move || {
+        let warehouse = Warehouse::open_url(&url, options)
+            .map_err(|e| format!("cannot open the warehouse {url}: {e}"))?;
+        if warehouse.local_root().is_none() {
+            match warehouse.probe_conditional_create() {
+                Ok(true) => {}
+                Ok(false) if unsafe_ok => tracing::warn!(
+                    "the store replaces a file created twice: two writers could replace each other's metadata files (--s3-unsafe-no-conditional-put)"
+                ),
+                Ok(false) => {
+                    return Err(format!(
+                        "the store at {url} replaces a file created twice (no If-None-Match: *), so two writers could replace each other's metadata files; use a store that supports conditional writes, or accept the risk with --s3-unsafe-no-conditional-put"
+                    ));
+                }
+                Err(e) => return Err(format!("cannot write to the warehouse {url}: {e}")),
+            }
+        }
+        Ok(warehouse)
+    })
+    .await
+    .map_err(|e| format!("opening the warehouse failed: {e}"))?
+}
+
 /// How Python workers are confined: as `--worker-user`, in namespaces of their own, where
 /// this host can (probed now); `None`, said in the log, where it cannot.
 fn worker_sandbox(args: &ServeArgs) -> Result<Option<floe_rest::sandbox::Sandbox>, String> {
@@ -488,6 +527,13 @@ mod tests {
             run_timeout: 86_400_000,
             run_cache: 1024,
             env_cache: None,
+            warehouse: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_path_style: false,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_unsafe_no_conditional_put: false,
             worker_user: None,
             auth: None,
             policy: None,

@@ -23,6 +23,7 @@ mod replays;
 mod run_audit;
 mod run_faults;
 mod runs;
+mod s3;
 mod schemathesis;
 mod serve;
 mod table_files;
