@@ -103,6 +103,14 @@ impl VerifiedLists {
 impl Catalog {
     /// The `iceberg` crate's `FileIO` for one table: rooted at the table's own location, so
     /// every read through it (scans, manifests, planning) stays inside that table's folder.
+    /// What engines need to reach the warehouse's files themselves (a table's `config` in
+    /// Iceberg answers): the store's endpoint, region and addressing; no credentials.
+    pub fn storage_properties(&self) -> std::collections::BTreeMap<String, String> {
+        self.warehouse()
+            .map(crate::Warehouse::engine_properties)
+            .unwrap_or_default()
+    }
+
     pub fn table_file_io(&self, metadata: &TableMetadata) -> CatalogResult<FileIO> {
         let props = self
             .warehouse()?

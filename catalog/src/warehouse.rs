@@ -111,6 +111,29 @@ impl Warehouse {
         &self.place
     }
 
+    /// What an engine needs to reach the warehouse's files with its own credentials
+    /// (Iceberg's `s3.*` table config): nothing for a local folder.
+    pub fn engine_properties(&self) -> std::collections::BTreeMap<String, String> {
+        let mut props = std::collections::BTreeMap::new();
+        if let Place::S3(_, options) = &self.place {
+            if let Some(endpoint) = &options.endpoint {
+                props.insert("s3.endpoint".to_owned(), endpoint.clone());
+            }
+            props.insert(
+                "s3.region".to_owned(),
+                options
+                    .region
+                    .clone()
+                    .unwrap_or_else(|| "us-east-1".to_owned()),
+            );
+            props.insert(
+                "s3.path-style-access".to_owned(),
+                options.path_style.to_string(),
+            );
+        }
+        props
+    }
+
     /// The properties of the iceberg `FileIO` confined to `location` (a table's own).
     pub fn storage_props(&self, location: &str) -> Result<Vec<(String, String)>, WarehouseError> {
         use crate::storage::{S3_OPTIONS_PROP, WAREHOUSE_ROOT_PROP};

@@ -140,6 +140,13 @@ fn a_warehouse_on_s3_keeps_tables_under_its_bucket_and_prefix() {
     let loaded = s.get("/iceberg/v1/main/namespaces/db/tables/t");
     assert_eq!(loaded.status, 200, "{:?}", loaded.body);
     assert_eq!(loaded.body["metadata-location"], metadata);
+    // What engines need to reach the files with their own credentials; never ours.
+    let config = &loaded.body["config"];
+    assert_eq!(config["s3.endpoint"], moto.endpoint.as_str(), "{config}");
+    assert_eq!(config["s3.path-style-access"], "true", "{config}");
+    assert_eq!(config["s3.region"], "us-east-1", "{config}");
+    assert!(!config.to_string().contains("testing"), "{config}");
+    assert_eq!(created.body["config"], *config);
     let counted = s.query_json(json!({"sql": "SELECT count(*) AS n FROM db.t", "ref": "main"}));
     assert_eq!(counted.status, 200, "{:?}", counted.body);
     assert_eq!(counted.body[0]["n"], 0);

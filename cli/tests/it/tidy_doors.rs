@@ -46,6 +46,11 @@ const UNLOCKED: &[(&str, &str, &str)] = &[
         "with_confined_runs",
         "server start: workers are confined, so `run` starts runs",
     ),
+    (
+        "Catalog",
+        "storage_properties",
+        "the warehouse's endpoint, region and addressing: configuration, no data",
+    ),
     ("Catalog", "new_uuid", "an id; reads nothing"),
     ("Catalog", "now_ms", "the clock; reads nothing"),
     (

@@ -1,8 +1,6 @@
 //! Tables: list, create (staged or not), load, exists, commit, drop, register,
 //! unregister, rename, and metrics reports.
 
-use std::collections::BTreeMap;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -29,12 +27,13 @@ pub struct DropQuery {
     purge_requested: Option<String>,
 }
 
-/// A `LoadTableResult`: the metadata as stored, with its location.
-pub(super) fn load_reply(t: &LoadedTable) -> ApiResult<Reply> {
+/// A `LoadTableResult`: the metadata as stored, with its location, and what an engine
+/// needs to reach the table's files (the warehouse's `s3.*` properties on S3).
+pub(super) fn load_reply(cx: &Ctx, t: &LoadedTable) -> ApiResult<Reply> {
     Reply::ok(&LoadResult {
         metadata_location: t.metadata_location.as_deref(),
         metadata: t.metadata_json.raw(),
-        config: BTreeMap::new(),
+        config: cx.catalog.storage_properties(),
     })
 }
 
@@ -105,15 +104,14 @@ pub async fn create(
                     &authored(&cx.call.headers),
                     idem,
                 )?;
-                load_reply(&t)
+                load_reply(cx, &t)
             },
             replay: move |cx: &Ctx, rec: &AppliedRecord| {
                 let req: CreateTableRequest = body(&cx.call.body)?;
-                load_reply(&at_head(
+                load_reply(
                     cx,
-                    rec.head,
-                    &object_key(&namespace(&ns2)?, &req.name)?,
-                )?)
+                    &at_head(cx, rec.head, &object_key(&namespace(&ns2)?, &req.name)?)?,
+                )
             },
         },
     )
@@ -128,7 +126,7 @@ pub async fn load(
     write::read(&state, call, move |cx| {
         let key = object_key(&namespace(&ns)?, &table)?;
         let (_, t) = cx.catalog.load_table(&cx.principal, &prefix(&p)?, &key)?;
-        load_reply(&t)
+        load_reply(cx, &t)
     })
     .await
 }
@@ -278,11 +276,11 @@ pub async fn register(
                     &authored(&cx.call.headers),
                     idem,
                 )?;
-                load_reply(&t)
+                load_reply(cx, &t)
             },
             replay: move |cx: &Ctx, rec: &AppliedRecord| {
                 let req: RegisterTableRequest = body(&cx.call.body)?;
-                load_reply(&at_head(cx, rec.head, &object_key(&namespace(&ns2)?, &req.name)?)?)
+                load_reply(cx, &at_head(cx, rec.head, &object_key(&namespace(&ns2)?, &req.name)?)?)
             },
         },
     )
