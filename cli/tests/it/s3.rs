@@ -194,3 +194,32 @@ fn a_warehouse_on_a_missing_bucket_stops_the_start() {
         "{said}"
     );
 }
+
+/// PyIceberg on an S3 warehouse with its own credentials and floe's endpoint, region and
+/// addressing: creates, appends on a branch, merges and reads back; floe's query API and
+/// DuckDB (its own S3 secret) read the same rows from the bucket.
+#[test]
+#[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
+fn slow_pyiceberg_and_duckdb_write_and_read_a_table_on_s3_with_their_own_credentials() {
+    let moto = Moto::start().expect("moto_server in FLOE_TEST_VENV (tests/requirements.txt)");
+    moto.create_bucket("floe-s3-clients");
+    let s = Running::start_with_env(
+        &[
+            "--warehouse",
+            "s3://floe-s3-clients/wh",
+            "--s3-endpoint",
+            &moto.endpoint,
+            "--s3-path-style",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    );
+    crate::clients::scenario_with(&s, "pyiceberg_s3.py", &["testing", "testing"]);
+    let data = moto.keys("floe-s3-clients", "wh/db/");
+    assert!(
+        data.iter().filter(|k| k.ends_with(".parquet")).count() >= 2,
+        "{data:?}"
+    );
+}
