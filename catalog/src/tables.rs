@@ -138,7 +138,14 @@ impl Catalog {
     /// The local path of a location inside the warehouse (refused outside it): where
     /// imports put the files they copy or write.
     pub fn warehouse_path(&self, location: &str) -> CatalogResult<std::path::PathBuf> {
-        Ok(self.warehouse()?.resolve(location)?)
+        let warehouse = self.warehouse()?;
+        if warehouse.local_root().is_none() {
+            return Err(CatalogError::Unsupported(format!(
+                "floe does not yet write data files into a warehouse on S3 ({}): imports and pipeline runs need a local warehouse for now; engines write tables there through the Iceberg REST API",
+                warehouse.root_url()
+            )));
+        }
+        Ok(warehouse.resolve(location)?)
     }
 
     /// The table at a key of a commit, if one is there.

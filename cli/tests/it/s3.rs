@@ -223,3 +223,50 @@ fn slow_pyiceberg_and_duckdb_write_and_read_a_table_on_s3_with_their_own_credent
         "{data:?}"
     );
 }
+
+/// What does not run on S3 yet says so, and changes nothing: an import is refused with a
+/// 4xx naming the warehouse.
+#[test]
+fn an_import_into_an_s3_warehouse_is_refused_clearly_for_now() {
+    let Some(moto) = Moto::start() else {
+        eprintln!("SKIPPED: no moto_server in FLOE_TEST_VENV (tests/requirements.txt)");
+        return;
+    };
+    moto.create_bucket("floe-test-import");
+    let s = Running::start_with_env(
+        &[
+            "--warehouse",
+            "s3://floe-test-import/wh",
+            "--s3-endpoint",
+            &moto.endpoint,
+            "--s3-path-style",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    );
+    s.namespace("main", "db");
+    let head = s.head("main");
+    let files = tempfile::tempdir().unwrap();
+    let f = crate::data::parquet(files.path(), "t.parquet", 0..10);
+    let out = s.floe(
+        &s.config_dir(),
+        &["import", crate::data::p(&f), "--table", "db.t"],
+    );
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("does not yet write data files into a warehouse on S3"),
+        "{out:?}"
+    );
+    assert_eq!(s.head("main"), head, "a refused import changed main");
+    assert!(
+        !moto
+            .keys("floe-test-import", "wh/db/")
+            .iter()
+            .any(|k| k.ends_with(".parquet")),
+        "{:?}",
+        moto.keys("floe-test-import", "")
+    );
+}
