@@ -111,6 +111,13 @@ impl Catalog {
             .unwrap_or_default()
     }
 
+    /// The credentials the warehouse vends to engines that ask (`--vend-credentials
+    /// static`): Iceberg's `s3.access-key-id`, `s3.secret-access-key` and, with one,
+    /// `s3.session-token`; `None` when it vends none.
+    pub fn vended_credentials(&self) -> Option<std::collections::BTreeMap<String, String>> {
+        self.warehouse().ok()?.vended_properties()
+    }
+
     pub fn table_file_io(&self, metadata: &TableMetadata) -> CatalogResult<FileIO> {
         let props = self
             .warehouse()?

@@ -60,6 +60,8 @@ pub struct Warehouse {
     place: Place,
     store: Arc<dyn ObjectStore>,
     hook: Option<WarehouseHook>,
+    /// Credentials handed to engines that ask (static, unscoped).
+    vend: Option<Arc<S3Options>>,
 }
 
 impl std::fmt::Debug for Warehouse {
@@ -80,6 +82,7 @@ impl Warehouse {
             place: Place::Local(root),
             store,
             hook: None,
+            vend: None,
         })
     }
 
@@ -94,6 +97,7 @@ impl Warehouse {
             place: Place::S3(place, options),
             store,
             hook: None,
+            vend: None,
         })
     }
 
@@ -109,6 +113,30 @@ impl Warehouse {
     /// Where the warehouse is.
     pub fn place(&self) -> &Place {
         &self.place
+    }
+
+    /// The same warehouse, handing engines that ask these credentials (an access key id and
+    /// secret, and a session token if any; both keys or nothing).
+    pub fn vending(mut self, credentials: S3Options) -> Warehouse {
+        if credentials.access_key_id.is_some() && credentials.secret_access_key.is_some() {
+            self.vend = Some(Arc::new(credentials));
+        }
+        self
+    }
+
+    /// The vended credentials as Iceberg's table config names them.
+    pub fn vended_properties(&self) -> Option<std::collections::BTreeMap<String, String>> {
+        let vend = self.vend.as_ref()?;
+        let mut props = std::collections::BTreeMap::new();
+        props.insert("s3.access-key-id".to_owned(), vend.access_key_id.clone()?);
+        props.insert(
+            "s3.secret-access-key".to_owned(),
+            vend.secret_access_key.clone()?,
+        );
+        if let Some(token) = &vend.session_token {
+            props.insert("s3.session-token".to_owned(), token.clone());
+        }
+        Some(props)
     }
 
     /// What an engine needs to reach the warehouse's files with its own credentials

@@ -414,6 +414,14 @@ pub struct RunOpts {
     pub timeout: Option<i64>,
 }
 
+/// `floe serve --vend-credentials`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VendMode {
+    Off,
+    Static,
+    Sts,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuthMode {
     Off,
@@ -586,6 +594,11 @@ pub struct ServeArgs {
     /// The S3 secret key (else AWS_SECRET_ACCESS_KEY); never logged.
     #[arg(long, env = "FLOE_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub s3_secret_access_key: Option<String>,
+    /// Hand engines that ask (`X-Iceberg-Access-Delegation: vended-credentials`) S3
+    /// credentials with loadTable: `static` gives FLOE_VEND_ACCESS_KEY_ID /
+    /// FLOE_VEND_SECRET_ACCESS_KEY (unscoped: every table's files); `sts` is not served yet.
+    #[arg(long, env = "FLOE_VEND_CREDENTIALS", value_enum, default_value = "off")]
+    pub vend_credentials: VendMode,
     /// Run on a store that replaces a file created twice (no `If-None-Match: *`): two
     /// writers could then replace each other's metadata files.
     #[arg(long)]

@@ -416,9 +416,33 @@ async fn open_warehouse(args: &ServeArgs) -> Result<Warehouse, String> {
     }
     .with_environment();
     let unsafe_ok = args.s3_unsafe_no_conditional_put;
+    let vend = match args.vend_credentials {
+        crate::VendMode::Off => None,
+        crate::VendMode::Sts => {
+            return Err("--vend-credentials sts is not served yet: use static (FLOE_VEND_ACCESS_KEY_ID, FLOE_VEND_SECRET_ACCESS_KEY) or off".to_owned());
+        }
+        crate::VendMode::Static => {
+            let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+            match (var("FLOE_VEND_ACCESS_KEY_ID"), var("FLOE_VEND_SECRET_ACCESS_KEY")) {
+                (Some(id), Some(secret)) => Some(floe_catalog::s3::S3Options {
+                    access_key_id: Some(id),
+                    secret_access_key: Some(secret),
+                    session_token: var("FLOE_VEND_SESSION_TOKEN"),
+                    ..Default::default()
+                }),
+                _ => return Err("--vend-credentials static needs FLOE_VEND_ACCESS_KEY_ID and FLOE_VEND_SECRET_ACCESS_KEY".to_owned()),
+            }
+        }
+    };
     tokio::task::spawn_blocking(move || {
-        let warehouse = Warehouse::open_url(&url, options)
+        let mut warehouse = Warehouse::open_url(&url, options)
             .map_err(|e| format!("cannot open the warehouse {url}: {e}"))?;
+        if let Some(vend) = vend {
+            if warehouse.local_root().is_some() {
+                return Err("--vend-credentials is for a warehouse on S3".to_owned());
+            }
+            warehouse = warehouse.vending(vend);
+        }
         if warehouse.local_root().is_none() {
             match warehouse.probe_conditional_create() {
                 Ok(true) => {}
@@ -534,6 +558,7 @@ mod tests {
             s3_access_key_id: None,
             s3_secret_access_key: None,
             s3_unsafe_no_conditional_put: false,
+            vend_credentials: crate::VendMode::Off,
             worker_user: None,
             auth: None,
             policy: None,

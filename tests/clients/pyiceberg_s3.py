@@ -3,7 +3,11 @@ region and addressing floe's loadTable answers: it creates a table, appends twic
 branch, merges, and reads back; floe's query API reads the same rows from the bucket, and
 DuckDB (its own S3 secret) too.
 
-Arguments: floe's URL, then the S3 access key id and secret the client uses."""
+With `-` for both keys the client has no S3 credentials of its own and uses those floe
+vends (`--vend-credentials static`; PyIceberg asks with X-Iceberg-Access-Delegation).
+
+Arguments: floe's URL, the S3 access key id and secret the client uses (or `-`), the
+bucket."""
 
 import json
 import sys
@@ -16,14 +20,17 @@ from pyiceberg.types import LongType, NestedField, StringType
 
 from floe_client import URL, ok
 
-KEY, SECRET = sys.argv[2], sys.argv[3]
+KEY, SECRET, BUCKET = sys.argv[2], sys.argv[3], sys.argv[4]
+VENDED = KEY == "-"
 
 
 def catalog(warehouse):
-    # Only credentials are the client's; endpoint, region and path style come from floe.
+    # Only credentials are the client's (or floe's, vended); endpoint, region and path
+    # style come from floe.
+    own = {} if VENDED else {"s3.access-key-id": KEY, "s3.secret-access-key": SECRET}
     return load_catalog(
         "floe", type="rest", uri=URL + "/iceberg", warehouse=warehouse, auth={"type": "noop"},
-        **{"s3.access-key-id": KEY, "s3.secret-access-key": SECRET},
+        **own,
     )
 
 
@@ -44,8 +51,11 @@ schema = Schema(
     NestedField(2, "name", StringType(), required=False),
 )
 t = main.create_table("db.t", schema=schema)
-assert t.metadata.location.startswith("s3://floe-s3-clients/wh/db/t-"), t.metadata.location
+assert t.metadata.location.startswith(f"s3://{BUCKET}/wh/db/t-"), t.metadata.location
 assert t.io.properties.get("s3.endpoint", "").startswith("http://127.0.0.1:"), t.io.properties
+# The client's own key, or floe's vended one.
+expected = "vended-key" if VENDED else KEY
+assert t.io.properties.get("s3.access-key-id") == expected, t.io.properties.get("s3.access-key-id")
 rows = lambda lo, hi: pa.table({
     "id": pa.array(range(lo, hi), pa.int64()),
     "name": pa.array([f"n{i}" for i in range(lo, hi)], pa.string()),
@@ -64,7 +74,10 @@ assert back.num_rows == 150, back.num_rows
 assert sorted(back.column("id").to_pylist()) == list(range(150))
 assert query("SELECT count(*) AS n, sum(id) AS s FROM db.t", "main") == [{"n": 150, "s": sum(range(150))}]
 for f in catalog("main").load_table("db.t").inspect.files().column("file_path").to_pylist():
-    assert f.startswith("s3://floe-s3-clients/wh/db/t-"), f
+    assert f.startswith(f"s3://{BUCKET}/wh/db/t-"), f
+if VENDED:
+    print("ok")
+    sys.exit(0)
 
 # DuckDB with its own S3 secret (the endpoint as floe's loadTable names it).
 from floe_client import duckdb_connection

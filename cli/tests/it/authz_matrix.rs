@@ -117,6 +117,7 @@ POST /iceberg/v1/{prefix}/namespaces/{namespace}/properties | /iceberg/v1/dev%2F
 GET /iceberg/v1/{prefix}/namespaces/{namespace}/tables | /iceberg/v1/main/namespaces/db/tables | | 401 401 200 200 200 200
 POST /iceberg/v1/{prefix}/namespaces/{namespace}/tables | /iceberg/v1/dev%2Fx/namespaces/db/tables | {"name":"ct_{who}","schema":{schema}} | 401 401 403 200 403 200
 GET /iceberg/v1/{prefix}/namespaces/{namespace}/tables/{table} | /iceberg/v1/main/namespaces/db/tables/t | | 401 401 200 200 200 200
+GET /iceberg/v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials | /iceberg/v1/main/namespaces/db/tables/t/credentials | | 401 401 200 200 200 200
 HEAD /iceberg/v1/{prefix}/namespaces/{namespace}/tables/{table} | /iceberg/v1/main/namespaces/db/tables/t | | 401 401 200 200 200 200
 POST /iceberg/v1/{prefix}/namespaces/{namespace}/tables/{table} | /iceberg/v1/dev%2Fx/namespaces/db/tables/t | {"updates":[{"action":"set-properties","updates":{"c-{who}":"1"}}]} | 401 401 403 200 403 200
 DELETE /iceberg/v1/{prefix}/namespaces/{namespace}/tables/{table} | /iceberg/v1/dev%2Fx/namespaces/db/tables/dt_{who} | | 401 401 403 200 403 200

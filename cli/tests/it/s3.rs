@@ -216,12 +216,64 @@ fn slow_pyiceberg_and_duckdb_write_and_read_a_table_on_s3_with_their_own_credent
             ("AWS_SECRET_ACCESS_KEY", "testing"),
         ],
     );
-    crate::clients::scenario_with(&s, "pyiceberg_s3.py", &["testing", "testing"]);
+    crate::clients::scenario_with(
+        &s,
+        "pyiceberg_s3.py",
+        &["testing", "testing", "floe-s3-clients"],
+    );
     let data = moto.keys("floe-s3-clients", "wh/db/");
     assert!(
         data.iter().filter(|k| k.ends_with(".parquet")).count() >= 2,
         "{data:?}"
     );
+    // The same with floe's credentials, vended to a client that has none.
+    moto.create_bucket("floe-s3-vended");
+    let vending = Running::start_with_env(
+        &[
+            "--warehouse",
+            "s3://floe-s3-vended/wh",
+            "--s3-endpoint",
+            &moto.endpoint,
+            "--s3-path-style",
+            "--vend-credentials",
+            "static",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("FLOE_VEND_ACCESS_KEY_ID", "vended-key"),
+            ("FLOE_VEND_SECRET_ACCESS_KEY", "vended-secret"),
+        ],
+    );
+    crate::clients::scenario_with(&vending, "pyiceberg_s3.py", &["-", "-", "floe-s3-vended"]);
+    // Only to a client that asks.
+    let plain = vending.get("/iceberg/v1/main/namespaces/db/tables/t");
+    assert_eq!(plain.status, 200);
+    assert!(
+        plain.body["config"].get("s3.access-key-id").is_none(),
+        "{}",
+        plain.body
+    );
+    assert!(
+        plain.body.get("storage-credentials").is_none(),
+        "{}",
+        plain.body
+    );
+    // Fresh ones for a long job, for the table's own location.
+    let fresh = vending.get("/iceberg/v1/main/namespaces/db/tables/t/credentials");
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+    let entry = &fresh.body["storage-credentials"][0];
+    assert_eq!(
+        entry["config"]["s3.access-key-id"], "vended-key",
+        "{}",
+        fresh.body
+    );
+    let location = plain.body["metadata"]["location"].as_str().unwrap();
+    assert_eq!(entry["prefix"], location, "{}", fresh.body);
+    // Where nothing is vended, nothing (never an empty or partial entry).
+    let none = s.get("/iceberg/v1/main/namespaces/db/tables/t/credentials");
+    assert_eq!(none.status, 200, "{}", none.body);
+    assert_eq!(none.body["storage-credentials"], json!([]), "{}", none.body);
 }
 
 /// What does not run on S3 yet says so, and changes nothing: an import is refused with a

@@ -42,6 +42,7 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
     "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials",
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/unregister",
     "POST /v1/{prefix}/namespaces/{namespace}/register",
     "POST /v1/{prefix}/tables/rename",
@@ -88,6 +89,7 @@ pub fn router() -> Router<AppState> {
                 .delete(tables::drop),
         )
         .route(&format!("{TABLE}/metrics"), post(tables::report_metrics))
+        .route(&format!("{TABLE}/credentials"), get(tables::credentials))
         .route(&format!("{TABLE}/unregister"), post(tables::unregister))
         .route(&format!("{NAMESPACE}/register"), post(tables::register))
         .route("/v1/{prefix}/tables/rename", post(tables::rename))

@@ -30,11 +30,55 @@ pub struct DropQuery {
 /// A `LoadTableResult`: the metadata as stored, with its location, and what an engine
 /// needs to reach the table's files (the warehouse's `s3.*` properties on S3).
 pub(super) fn load_reply(cx: &Ctx, t: &LoadedTable) -> ApiResult<Reply> {
+    let mut config = cx.catalog.storage_properties();
+    // Credentials only for a client that asks for them, whole or not at all.
+    let asked = cx
+        .call
+        .headers
+        .get_all("x-iceberg-access-delegation")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|mode| mode.trim() == "vended-credentials");
+    let storage_credentials = if asked { vended(cx, t) } else { Vec::new() };
+    if let Some(c) = storage_credentials.first() {
+        config.extend(c.config.clone());
+    }
     Reply::ok(&LoadResult {
         metadata_location: t.metadata_location.as_deref(),
         metadata: t.metadata_json.raw(),
-        config: cx.catalog.storage_properties(),
+        config,
+        storage_credentials,
     })
+}
+
+/// The credentials vended for a table's files (none where the server vends none).
+fn vended(cx: &Ctx, t: &LoadedTable) -> Vec<super::wire::StorageCredential> {
+    cx.catalog
+        .vended_credentials()
+        .map(|config| super::wire::StorageCredential {
+            prefix: t.metadata.location().trim_end_matches('/').to_owned(),
+            config,
+        })
+        .into_iter()
+        .collect()
+}
+
+/// `GET .../tables/{table}/credentials`: fresh credentials for a long job (a
+/// `LoadCredentialsResponse`; empty where the server vends none). Needs read on the ref.
+pub async fn credentials(
+    State(state): State<AppState>,
+    ApiPath((p, ns, table)): ApiPath<(String, String, String)>,
+    call: Call,
+) -> Response {
+    write::read(&state, call, move |cx| {
+        let key = object_key(&namespace(&ns)?, &table)?;
+        let (_, t) = cx.catalog.load_table(&cx.principal, &prefix(&p)?, &key)?;
+        Reply::ok(&super::wire::LoadCredentialsResponse {
+            storage_credentials: vended(cx, &t),
+        })
+    })
+    .await
 }
 
 /// A `CommitTableResponse`.

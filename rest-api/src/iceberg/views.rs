@@ -27,6 +27,7 @@ fn view_reply(v: &LoadedView) -> ApiResult<Reply> {
         metadata_location: Some(&v.metadata_location),
         metadata: v.metadata_json.raw(),
         config: BTreeMap::new(),
+        storage_credentials: Vec::new(),
     })
 }
 

@@ -101,7 +101,7 @@ pub struct CreateTableRequest {
 }
 
 /// `LoadTableResult` (create, load, register) and `LoadViewResult` (the same shape, the
-/// location always present). `config` is empty: floe vends no credentials yet.
+/// location always present). `config` holds the store's `s3.*` properties on S3.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct LoadResult<'a> {
@@ -109,6 +109,23 @@ pub struct LoadResult<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata_location: Option<&'a str>,
     pub metadata: &'a RawValue,
+    pub config: BTreeMap<String, String>,
+    /// Vended credentials, for a client that asked (`X-Iceberg-Access-Delegation`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub storage_credentials: Vec<StorageCredential>,
+}
+
+/// `LoadCredentialsResponse`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LoadCredentialsResponse {
+    pub storage_credentials: Vec<StorageCredential>,
+}
+
+/// `StorageCredential`: credentials for the files under `prefix`.
+#[derive(Debug, Serialize)]
+pub struct StorageCredential {
+    pub prefix: String,
     pub config: BTreeMap<String, String>,
 }
 
