@@ -185,6 +185,12 @@ pub fn store(bucket: &str, options: &S3Options) -> Result<Arc<dyn ObjectStore>, 
             .with_endpoint(endpoint)
             .with_allow_http(endpoint.starts_with("http://"));
     }
+    if options.access_key_id.is_some() != options.secret_access_key.is_some() {
+        return Err(WarehouseError::Io {
+            path: format!("s3://{bucket}"),
+            message: "an S3 access key id needs its secret, and a secret its key id".to_owned(),
+        });
+    }
     if let (Some(id), Some(secret)) = (&options.access_key_id, &options.secret_access_key) {
         builder = builder
             .with_access_key_id(id)
@@ -205,6 +211,33 @@ pub fn store(bucket: &str, options: &S3Options) -> Result<Arc<dyn ObjectStore>, 
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, built.clone());
     Ok(built)
+}
+
+/// Options by an opaque id, so that what travels in iceberg's `StorageConfig` (whose
+/// `Debug` prints every property) names the credentials without holding them.
+static REGISTERED: LazyLock<Mutex<Vec<S3Options>>> = LazyLock::new(Default::default);
+
+/// The id under which `options` are kept for storages to find (`options_of`).
+pub fn register(options: &S3Options) -> String {
+    let mut kept = REGISTERED.lock().unwrap_or_else(|e| e.into_inner());
+    let at = match kept.iter().position(|o| o == options) {
+        Some(at) => at,
+        None => {
+            kept.push(options.clone());
+            kept.len() - 1
+        }
+    };
+    format!("s3-options-{at}")
+}
+
+/// The options `register` kept under `id`.
+pub fn options_of(id: &str) -> Option<S3Options> {
+    let at: usize = id.strip_prefix("s3-options-")?.parse().ok()?;
+    REGISTERED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(at)
+        .cloned()
 }
 
 /// Runs an S3 future to completion from any thread (blocking or async-free), on the S3

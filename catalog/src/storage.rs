@@ -30,14 +30,15 @@ use crate::warehouse::{WarehouseError, local_store, object_path};
 /// The property of a `StorageConfig` that names the warehouse root (a folder, or an
 /// `s3://` URL).
 pub const WAREHOUSE_ROOT_PROP: &str = "floe.warehouse.root";
-/// The property holding the S3 options (JSON) of an `s3://` root.
+/// The property naming (by `s3::register`'s opaque id, never the credentials themselves)
+/// the S3 options of an `s3://` root.
 pub const S3_OPTIONS_PROP: &str = "floe.warehouse.s3";
 
-/// What a storage may touch.
+/// What a storage may touch (on S3: the place, and the id of its options).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Scope {
     Local(PathBuf),
-    S3(S3Place, S3Options),
+    S3(S3Place, String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,8 +76,9 @@ impl WarehouseStorage {
         }
     }
 
-    /// A storage over the objects under `place` of the store `options` reach.
-    pub fn s3(place: S3Place, options: S3Options) -> WarehouseStorage {
+    /// A storage over the objects under `place` of the store the options registered as
+    /// `options` reach.
+    pub fn s3(place: S3Place, options: String) -> WarehouseStorage {
         WarehouseStorage {
             scope: Scope::S3(place, options),
             store: Arc::default(),
@@ -98,8 +100,12 @@ impl WarehouseStorage {
             Scope::Local(root) => {
                 Arc::new(local_store(root).map_err(|e| to_iceberg(e, &self.root()))?)
             }
-            Scope::S3(place, options) => {
-                crate::s3::store(&place.bucket, options).map_err(|e| to_iceberg(e, &self.root()))?
+            Scope::S3(place, id) => {
+                let options = crate::s3::options_of(id).ok_or_else(|| {
+                    Error::new(ErrorKind::DataInvalid, format!("no S3 options {id}"))
+                })?;
+                crate::s3::store(&place.bucket, &options)
+                    .map_err(|e| to_iceberg(e, &self.root()))?
             }
         };
         Ok(self.store.get_or_init(|| built).clone())
@@ -285,10 +291,8 @@ impl StorageFactory for WarehouseStorageFactory {
                 S3Place::parse(root).map_err(|why| Error::new(ErrorKind::DataInvalid, why))?;
             let options = config
                 .get(S3_OPTIONS_PROP)
-                .map(|o| serde_json::from_str::<S3Options>(o))
-                .transpose()
-                .map_err(|e| Error::new(ErrorKind::DataInvalid, format!("{S3_OPTIONS_PROP}: {e}")))?
-                .unwrap_or_default();
+                .cloned()
+                .unwrap_or_else(|| crate::s3::register(&S3Options::default()));
             return Ok(Arc::new(WarehouseStorage::s3(place, options)));
         }
         Ok(Arc::new(WarehouseStorage::new(PathBuf::from(root))))

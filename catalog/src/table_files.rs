@@ -113,9 +113,17 @@ impl Catalog {
 
     /// The credentials the warehouse vends to engines that ask (`--vend-credentials
     /// static`): Iceberg's `s3.access-key-id`, `s3.secret-access-key` and, with one,
-    /// `s3.session-token`; `None` when it vends none.
-    pub fn vended_credentials(&self) -> Option<std::collections::BTreeMap<String, String>> {
-        self.warehouse().ok()?.vended_properties()
+    /// `s3.session-token`; `None` when it vends none, or when `principal` could not do
+    /// everything they allow: static keys reach every table's files on every branch, so
+    /// only a principal who manages the whole catalog gets them.
+    pub fn vended_credentials(
+        &self,
+        principal: &crate::Principal,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        let props = self.warehouse().ok()?.vended_properties()?;
+        self.authorize(principal, crate::Action::Manage, crate::Target::default())
+            .ok()?;
+        Some(props)
     }
 
     pub fn table_file_io(&self, metadata: &TableMetadata) -> CatalogResult<FileIO> {
@@ -250,12 +258,9 @@ impl Catalog {
         if claimed.contains(&location) {
             return Ok(());
         }
-        let folder = self.warehouse()?.resolve(&format!("{location}/metadata"))?;
-        let used = std::fs::read_dir(&folder).is_ok_and(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with(".metadata.json"))
-        });
+        let used = self
+            .warehouse()?
+            .holds_metadata(&format!("{location}/metadata"))?;
         if used {
             return Err(CatalogError::Invalid(format!(
                 "location {location} is in use: table metadata is there already (another table's, a dropped one's, or an earlier attempt's); stage-create the table again to get a new location"
@@ -276,7 +281,7 @@ impl Catalog {
             };
             let value = value.trim_end_matches('/');
             let inside = (value == location || value.starts_with(&format!("{location}/")))
-                && self.warehouse()?.resolve(value).is_ok();
+                && self.warehouse()?.confine(value).is_ok();
             if !inside {
                 return Err(CatalogError::Invalid(format!(
                     "table property {key} must point inside the table's location {location}, not {:?}",

@@ -310,7 +310,7 @@ impl Catalog {
         let metadata: ViewMetadata = serde_json::from_slice(&bytes).map_err(|e| not_view(&e))?;
         let bytes = MetadataJson::parse(bytes).map_err(|e| not_view(&e))?;
         let view_location = metadata.location().trim_end_matches('/');
-        self.warehouse()?.resolve(view_location)?;
+        self.warehouse()?.confine(view_location)?;
         if !metadata_location.starts_with(&format!("{view_location}/metadata/")) {
             return Err(CatalogError::Invalid(format!(
                 "{metadata_location} is not under its view's location {view_location}/metadata/"

@@ -102,12 +102,51 @@ impl Warehouse {
     }
 
     /// Opens the warehouse a `--warehouse` value names: a folder (a path or `file://`
-    /// URL) or `s3://bucket/prefix`.
+    /// URL) or `s3://bucket/prefix`. Any other scheme is refused, not taken for a folder.
     pub fn open_url(text: &str, options: S3Options) -> Result<Warehouse, WarehouseError> {
         if text.starts_with("s3://") {
             return Warehouse::open_s3(text, options);
         }
+        if text.contains("://") && !text.starts_with("file://") {
+            return Err(WarehouseError::Io {
+                path: quoted(text),
+                message: "a warehouse is a folder (a path or file:// URL) or s3://bucket/prefix"
+                    .to_owned(),
+            });
+        }
         Warehouse::open(Path::new(text.strip_prefix("file://").unwrap_or(text)))
+    }
+
+    /// Refuses a location outside the warehouse (before anything is read there).
+    pub fn confine(&self, location: &str) -> Result<(), WarehouseError> {
+        self.object_path(location).map(drop)
+    }
+
+    /// Whether a table's metadata folder holds a metadata file already.
+    pub fn holds_metadata(&self, folder: &str) -> Result<bool, WarehouseError> {
+        let seen = |name: &str| name.ends_with(".metadata.json");
+        match &self.place {
+            Place::Local(root) => {
+                let dir = resolve_under(root, folder)?;
+                Ok(fs::read_dir(&dir).is_ok_and(|entries| {
+                    entries
+                        .flatten()
+                        .any(|e| seen(&e.file_name().to_string_lossy()))
+                }))
+            }
+            Place::S3(..) => {
+                let prefix = self.object_path(folder)?;
+                let store = self.store.clone();
+                let listed = self.run(async move {
+                    use futures::TryStreamExt;
+                    store.list(Some(&prefix)).try_collect::<Vec<_>>().await
+                });
+                let listed = listed.map_err(|e| store_error(folder, &e))?;
+                Ok(listed
+                    .iter()
+                    .any(|m| m.location.filename().is_some_and(seen)))
+            }
+        }
     }
 
     /// Where the warehouse is.
@@ -179,10 +218,7 @@ impl Warehouse {
                     })?;
                 vec![
                     (WAREHOUSE_ROOT_PROP.to_owned(), within.url()),
-                    (
-                        S3_OPTIONS_PROP.to_owned(),
-                        serde_json::to_string(options).unwrap_or_default(),
-                    ),
+                    (S3_OPTIONS_PROP.to_owned(), crate::s3::register(options)),
                 ]
             }
         })
@@ -496,6 +532,30 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_warehouse_url_is_a_folder_or_s3_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = format!("file://{}", dir.path().join("wh").display());
+        assert!(Warehouse::open_url(&folder, S3Options::default()).is_ok());
+        for bad in [
+            "s3a://bucket/wh",
+            "S3://bucket/wh",
+            "gs://bucket/wh",
+            "s3://UP/wh",
+            "s3://b/../x",
+        ] {
+            assert!(
+                Warehouse::open_url(bad, S3Options::default()).is_err(),
+                "{bad}"
+            );
+        }
+        let half = S3Options {
+            access_key_id: Some("id".to_owned()),
+            ..S3Options::default()
+        };
+        assert!(Warehouse::open_url("s3://half-keys/wh", half).is_err());
     }
 
     #[test]

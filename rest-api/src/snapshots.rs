@@ -182,6 +182,7 @@ fn the_iceberg_wire() {
                 "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
                 "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
                 "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
+                "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials",
                 "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/unregister",
                 "POST /v1/{prefix}/namespaces/{namespace}/register",
                 "POST /v1/{prefix}/tables/rename",

@@ -61,6 +61,10 @@ rows = lambda lo, hi: pa.table({
     "name": pa.array([f"n{i}" for i in range(lo, hi)], pa.string()),
 })
 t.append(rows(0, 100))
+# A staged create (assert-create) lands on S3 too.
+with main.create_table_transaction("db.staged", schema=schema) as tx:
+    tx.set_properties(origin="staged")
+assert main.load_table("db.staged").properties["origin"] == "staged"
 
 ok("POST", "/api/v1/refs", {"name": "dev", "from": "main"})
 dev = catalog("dev").load_table("db.t")

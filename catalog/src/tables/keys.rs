@@ -61,12 +61,12 @@ impl Catalog {
         let name = self.authorize_content_write(principal, branch, key)?;
         namespace_of(key)?;
         // Confined to the warehouse before anything is read.
-        self.warehouse()?.resolve(metadata_location)?;
+        self.warehouse()?.confine(metadata_location)?;
         let cached = self.read_metadata(key, metadata_location)?;
         // What the file points at must be inside the warehouse too: the table's location,
         // its path properties, and the file itself under `<location>/metadata/`.
         let table_location = cached.metadata.location().trim_end_matches('/');
-        self.warehouse()?.resolve(table_location)?;
+        self.warehouse()?.confine(table_location)?;
         if !metadata_location.starts_with(&format!("{table_location}/metadata/")) {
             return Err(CatalogError::Invalid(format!(
                 "{metadata_location} is not under its table's location {table_location}/metadata/"

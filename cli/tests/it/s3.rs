@@ -322,3 +322,105 @@ fn an_import_into_an_s3_warehouse_is_refused_clearly_for_now() {
         moto.keys("floe-test-import", "")
     );
 }
+
+/// Static vended keys reach every table's files on every branch: only a principal who
+/// manages the whole catalog gets them; a reader gets the store's address only.
+#[test]
+fn static_vended_keys_go_only_to_a_manager_of_the_catalog() {
+    let Some(moto) = Moto::start() else {
+        eprintln!("SKIPPED: no moto_server in FLOE_TEST_VENV (tests/requirements.txt)");
+        return;
+    };
+    moto.create_bucket("floe-test-vend");
+    let files = tempfile::tempdir().unwrap();
+    let policy = files.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[roles.reader]\nrules = [{ refs = [\"**\"], allow = [\"read\"] }]\n[principals]\nrita = [\"reader\"]\n",
+    )
+    .unwrap();
+    const ADMIN: &str = "floe-admin-token-for-the-vending-test";
+    let s = Running::start_with_env(
+        &[
+            "--auth",
+            "required",
+            "--policy",
+            crate::data::p(&policy),
+            "--warehouse",
+            "s3://floe-test-vend/wh",
+            "--s3-endpoint",
+            &moto.endpoint,
+            "--s3-path-style",
+            "--vend-credentials",
+            "static",
+        ],
+        &[
+            ("FLOE_ADMIN_TOKEN", ADMIN),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("FLOE_VEND_ACCESS_KEY_ID", "vended-key"),
+            ("FLOE_VEND_SECRET_ACCESS_KEY", "vended-secret"),
+        ],
+    );
+    let rita = s.floe(
+        &s.config_dir(),
+        &["--token", ADMIN, "token", "create", "--principal", "rita"],
+    );
+    let rita = rita.expect(0).trim().to_owned();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let call = |method: &str, path: &str, token: &str, body: Option<Value>| -> (u16, Value) {
+        let url = format!("{}{path}", s.url());
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .header("X-Iceberg-Access-Delegation", "vended-credentials")
+            .body(body.map(|b| b.to_string()).unwrap_or_default())
+            .unwrap();
+        let mut response = agent.run(request).unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    };
+    let (status, _) = call(
+        "POST",
+        "/iceberg/v1/main/namespaces",
+        ADMIN,
+        Some(json!({"namespace": ["db"]})),
+    );
+    assert_eq!(status, 200);
+    let (status, created) = call(
+        "POST",
+        "/iceberg/v1/main/namespaces/db/tables",
+        ADMIN,
+        Some(json!({"name": "t", "schema": schema()})),
+    );
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(
+        created["config"]["s3.access-key-id"], "vended-key",
+        "{created}"
+    );
+    for path in [
+        "/iceberg/v1/main/namespaces/db/tables/t",
+        "/iceberg/v1/main/namespaces/db/tables/t/credentials",
+    ] {
+        let (status, answer) = call("GET", path, &rita, None);
+        assert_eq!(status, 200, "{path}: {answer}");
+        assert!(!answer.to_string().contains("vended"), "{path}: {answer}");
+    }
+    let (_, loaded) = call(
+        "GET",
+        "/iceberg/v1/main/namespaces/db/tables/t",
+        &rita,
+        None,
+    );
+    assert_eq!(
+        loaded["config"]["s3.endpoint"],
+        moto.endpoint.as_str(),
+        "{loaded}"
+    );
+}

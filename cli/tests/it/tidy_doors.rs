@@ -51,11 +51,6 @@ const UNLOCKED: &[(&str, &str, &str)] = &[
         "storage_properties",
         "the warehouse's endpoint, region and addressing: configuration, no data",
     ),
-    (
-        "Catalog",
-        "vended_credentials",
-        "configuration; its one caller, loadTable, has authorized the read",
-    ),
     ("Catalog", "new_uuid", "an id; reads nothing"),
     ("Catalog", "now_ms", "the clock; reads nothing"),
     (

@@ -55,7 +55,7 @@ pub(super) fn load_reply(cx: &Ctx, t: &LoadedTable) -> ApiResult<Reply> {
 /// The credentials vended for a table's files (none where the server vends none).
 fn vended(cx: &Ctx, t: &LoadedTable) -> Vec<super::wire::StorageCredential> {
     cx.catalog
-        .vended_credentials()
+        .vended_credentials(&cx.principal)
         .map(|config| super::wire::StorageCredential {
             prefix: t.metadata.location().trim_end_matches('/').to_owned(),
             config,
