@@ -64,6 +64,12 @@ fn vended(cx: &Ctx, t: &LoadedTable) -> Vec<super::wire::StorageCredential> {
         .collect()
 }
 
+/// The table a request's path names, loaded for its principal (read on the ref).
+fn named(cx: &Ctx, p: &str, ns: &str, table: &str) -> ApiResult<LoadedTable> {
+    let key = object_key(&namespace(ns)?, table)?;
+    Ok(cx.catalog.load_table(&cx.principal, &prefix(p)?, &key)?.1)
+}
+
 /// `GET .../tables/{table}/credentials`: fresh credentials for a long job (a
 /// `LoadCredentialsResponse`; empty where the server vends none). Needs read on the ref.
 pub async fn credentials(
@@ -72,8 +78,7 @@ pub async fn credentials(
     call: Call,
 ) -> Response {
     write::read(&state, call, move |cx| {
-        let key = object_key(&namespace(&ns)?, &table)?;
-        let (_, t) = cx.catalog.load_table(&cx.principal, &prefix(&p)?, &key)?;
+        let t = named(cx, &p, &ns, &table)?;
         Reply::ok(&super::wire::LoadCredentialsResponse {
             storage_credentials: vended(cx, &t),
         })
@@ -168,9 +173,7 @@ pub async fn load(
     call: Call,
 ) -> Response {
     write::read(&state, call, move |cx| {
-        let key = object_key(&namespace(&ns)?, &table)?;
-        let (_, t) = cx.catalog.load_table(&cx.principal, &prefix(&p)?, &key)?;
-        load_reply(cx, &t)
+        load_reply(cx, &named(cx, &p, &ns, &table)?)
     })
     .await
 }
