@@ -469,14 +469,13 @@ fn build_root(spec: &Confinement) -> Result<(), String> {
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .map_err(|e| format!("making mounts private: {e}"))?;
     let root = &spec.root;
-    mount(
-        Some("tmpfs"),
+    fresh(
+        "tmpfs",
         root,
-        Some("tmpfs"),
         quiet,
         Some("mode=0755,size=4m"),
-    )
-    .map_err(|e| format!("the new root on {}: {e}", root.display()))?;
+        &format!("the new root on {}", root.display()),
+    )?;
     let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
     for system in SYSTEM {
         let path = Path::new(system);
@@ -527,41 +526,29 @@ fn build_root(spec: &Confinement) -> Result<(), String> {
     for hidden in &spec.hidden {
         let at = inside(hidden);
         match std::fs::symlink_metadata(&at) {
-            Ok(m) if m.is_dir() => mount(
-                Some("tmpfs"),
+            Ok(m) if m.is_dir() => fresh(
+                "tmpfs",
                 &at,
-                Some("tmpfs"),
                 quiet | MsFlags::MS_NOEXEC,
                 Some("mode=0755,size=64k"),
-            )
-            .map_err(|e| format!("covering {}: {e}", hidden.display()))?,
+                &format!("covering {}", hidden.display()),
+            )?,
             Ok(_) => bind(Path::new("/dev/null"), &at, false)?,
             Err(_) => {}
         }
     }
     // A `/tmp` of its own, /dev and /proc, before the worker's own folders (which may lie
     // under the host's /tmp or /dev/shm).
-    let tmp = root.join("tmp");
-    std::fs::create_dir(&tmp).map_err(|e| format!("/tmp: {e}"))?;
     let sized = format!("mode=1777,{TMPFS_SIZE}");
-    mount(
-        Some("tmpfs"),
-        &tmp,
-        Some("tmpfs"),
-        quiet,
-        Some(sized.as_str()),
-    )
-    .map_err(|e| format!("/tmp: {e}"))?;
+    fresh("tmpfs", &root.join("tmp"), quiet, Some(&sized), "/tmp")?;
     let dev = root.join("dev");
-    std::fs::create_dir_all(&dev).map_err(|e| format!("/dev: {e}"))?;
-    mount(
-        Some("tmpfs"),
+    fresh(
+        "tmpfs",
         &dev,
-        Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         Some("mode=0755,size=64k"),
-    )
-    .map_err(|e| format!("/dev: {e}"))?;
+        "/dev",
+    )?;
     for device in DEVICES {
         let from = Path::new("/dev").join(device);
         if from.exists() {
@@ -579,26 +566,14 @@ fn build_root(spec: &Confinement) -> Result<(), String> {
     ] {
         std::os::unix::fs::symlink(to, dev.join(name)).map_err(|e| format!("/dev/{name}: {e}"))?;
     }
-    let shm = dev.join("shm");
-    std::fs::create_dir(&shm).map_err(|e| format!("/dev/shm: {e}"))?;
-    mount(
-        Some("tmpfs"),
-        &shm,
-        Some("tmpfs"),
-        quiet,
-        Some(sized.as_str()),
-    )
-    .map_err(|e| format!("/dev/shm: {e}"))?;
-    let proc = root.join("proc");
-    std::fs::create_dir(&proc).map_err(|e| format!("/proc: {e}"))?;
-    mount(
-        Some("proc"),
-        &proc,
-        Some("proc"),
+    fresh("tmpfs", &dev.join("shm"), quiet, Some(&sized), "/dev/shm")?;
+    fresh(
+        "proc",
+        &root.join("proc"),
         quiet | MsFlags::MS_NOEXEC,
-        none,
-    )
-    .map_err(|e| format!("/proc: {e}"))?;
+        None,
+        "/proc",
+    )?;
     for b in &spec.binds {
         // A bind never shows what is covered.
         let from = std::fs::canonicalize(&b.from).unwrap_or_else(|_| b.from.clone());
@@ -626,6 +601,19 @@ fn build_root(spec: &Confinement) -> Result<(), String> {
     .map_err(|e| format!("the new root read-only: {e}"))?;
     std::env::set_current_dir(&spec.cwd)
         .map_err(|e| format!("entering {}: {e}", spec.cwd.display()))
+}
+
+/// Mounts a new file system of `kind` (a tmpfs, a proc) at `at`, made first if it is not
+/// there; errors name `what`.
+fn fresh(
+    kind: &str,
+    at: &Path,
+    flags: MsFlags,
+    data: Option<&str>,
+    what: &str,
+) -> Result<(), String> {
+    std::fs::create_dir_all(at).map_err(|e| format!("{what}: {e}"))?;
+    mount(Some(kind), at, Some(kind), flags, data).map_err(|e| format!("{what}: {e}"))
 }
 
 /// Binds `from` at `to` (made as a folder or an empty file first), read-only unless
