@@ -57,3 +57,20 @@ def duckdb_connection():
         path = f"{os.path.dirname(module.__file__)}/extensions/v{duckdb.__version__}/{name}.duckdb_extension"
         con.execute(f"LOAD '{path}'")
     return con
+
+
+def duckdb_meets_the_policy(con, branch, secret):
+    """DuckDB with the Iceberg secret `secret` writes `branch` (whose s.t holds 2 rows) and
+    is refused on the protected `main`."""
+    import duckdb
+
+    con.execute(f"ATTACH '{branch}' AS d (TYPE iceberg, ENDPOINT '{URL}/iceberg', SECRET {secret})")
+    assert con.execute("SELECT count(*) FROM d.s.t").fetchone()[0] == 2
+    con.execute("INSERT INTO d.s.t VALUES (3)")
+    assert con.execute("SELECT count(*) FROM d.s.t").fetchone()[0] == 3
+    con.execute(f"ATTACH 'main' AS m (TYPE iceberg, ENDPOINT '{URL}/iceberg', SECRET {secret})")
+    try:
+        con.execute("CREATE SCHEMA m.nope")
+        raise AssertionError("DuckDB created a schema on the protected main")
+    except duckdb.Error as e:
+        assert "protected" in str(e) or "403" in str(e), e

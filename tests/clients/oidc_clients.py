@@ -6,12 +6,11 @@ The client `etl` is in the group `engineers`, which the policy maps to `dev`: bo
 
 import sys
 
-import duckdb
 import pyarrow as pa
 from pyiceberg.catalog import load_catalog
 from pyiceberg.exceptions import ForbiddenError
 
-from floe_client import URL, duckdb_connection
+from floe_client import URL, duckdb_connection, duckdb_meets_the_policy
 
 TOKEN_URI = sys.argv[2]
 
@@ -45,14 +44,5 @@ con.execute(
     f"CREATE SECRET idp (TYPE iceberg, CLIENT_ID 'etl', CLIENT_SECRET 'etl-secret', "
     f"OAUTH2_SERVER_URI '{TOKEN_URI}', OAUTH2_SCOPE 'catalog')"
 )
-con.execute(f"ATTACH 'dev/etl' AS d (TYPE iceberg, ENDPOINT '{URL}/iceberg', SECRET idp)")
-assert con.execute("SELECT count(*) FROM d.s.t").fetchone()[0] == 2
-con.execute("INSERT INTO d.s.t VALUES (3)")
-assert con.execute("SELECT count(*) FROM d.s.t").fetchone()[0] == 3
-con.execute(f"ATTACH 'main' AS m (TYPE iceberg, ENDPOINT '{URL}/iceberg', SECRET idp)")
-try:
-    con.execute("CREATE SCHEMA m.nope")
-    raise AssertionError("DuckDB created a schema on the protected main")
-except duckdb.Error as e:
-    assert "protected" in str(e) or "403" in str(e), e
+duckdb_meets_the_policy(con, "dev/etl", "idp")
 print("ok")
