@@ -13,6 +13,7 @@
 
 mod auth;
 mod content;
+mod data_files;
 mod error;
 mod history;
 mod idempotency;
@@ -40,6 +41,7 @@ pub use auth::{
     ADMIN, ANONYMOUS, Action, AllowAll, NewToken, Perm, Policy, PolicyDoc, PolicyError, Principal,
     Rules, Target, TokenInfo,
 };
+pub use data_files::{DataFiles, FinishedDataFile, NewDataFile};
 pub use error::{CatalogError, CatalogResult, RESERVED_PROPERTY_PREFIX};
 pub use history::{CommitDetail, LogPage};
 pub use idempotency::{AppliedRecord, IdemRequest, IdempotencyKey, Recalled};

@@ -101,6 +101,19 @@ pub const METADATA_CACHE_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// enough to recognise it, never a whole oversized input.
 pub const QUOTED_CHARS_MAX: usize = 200;
 
+/// The size of each part of a multipart upload of a data file to S3 (and the most a
+/// data file of S3 buffers before its first request): 8 MiB, boto3's default part size,
+/// above S3's 5 MiB minimum for every part but the last. A smaller file is one PUT.
+pub const S3_PART_BYTES: usize = 8 << 20;
+
+/// Parts of one data file uploading at once: a writer blocks when this many are in
+/// flight, so one file holds at most this many parts (64 MiB) in memory.
+pub const S3_PARTS_IN_FLIGHT: usize = 8;
+
+/// The last bytes of a new local data file read back when it is finished (its Parquet
+/// footer is there; a larger footer is read from the file).
+pub const DATA_FILE_TAIL_BYTES: u64 = 1 << 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;

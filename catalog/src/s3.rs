@@ -240,13 +240,8 @@ pub fn options_of(id: &str) -> Option<S3Options> {
         .cloned()
 }
 
-/// Runs an S3 future to completion from any thread (blocking or async-free), on the S3
-/// runtime.
-pub fn block_on<F>(f: F) -> F::Output
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
+/// The S3 runtime: a small runtime of its own, on which every S3 request runs.
+fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -255,8 +250,31 @@ where
             .build()
             .expect("the S3 runtime starts")
     });
-    let task = RUNTIME.spawn(f);
+    &RUNTIME
+}
+
+/// Starts an S3 future on the S3 runtime without waiting for it.
+pub(crate) fn spawn<F>(f: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    runtime().spawn(f)
+}
+
+/// Waits, from any thread, for a task started by `spawn` (its panic is resumed here).
+pub(crate) fn join<T>(task: tokio::task::JoinHandle<T>) -> T {
     futures::executor::block_on(task).unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// Runs an S3 future to completion from any thread (blocking or async-free), on the S3
+/// runtime.
+pub fn block_on<F>(f: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    join(spawn(f))
 }
 
 #[cfg(test)]

@@ -135,17 +135,12 @@ impl Catalog {
             .ok_or_else(|| CatalogError::TableNotFound(key.clone()))
     }
 
-    /// The local path of a location inside the warehouse (refused outside it): where
-    /// imports put the files they copy or write.
-    pub fn warehouse_path(&self, location: &str) -> CatalogResult<std::path::PathBuf> {
+    /// The data files of the table at `location` (refused outside the warehouse): where
+    /// imports and runs write the files they add, confined to that location.
+    pub fn data_files(&self, location: &str) -> CatalogResult<crate::DataFiles> {
         let warehouse = self.warehouse()?;
-        if warehouse.local_root().is_none() {
-            return Err(CatalogError::Unsupported(format!(
-                "floe does not yet write data files into a warehouse on S3 ({}): imports and pipeline runs need a local warehouse for now; engines write tables there through the Iceberg REST API",
-                warehouse.root_url()
-            )));
-        }
-        Ok(warehouse.resolve(location)?)
+        warehouse.confine(location)?;
+        Ok(crate::DataFiles::new(warehouse.clone(), location))
     }
 
     /// The table at a key of a commit, if one is there.

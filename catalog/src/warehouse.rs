@@ -226,7 +226,7 @@ impl Warehouse {
 
     /// Runs a store future: on the calling thread for a local folder, on the S3 runtime
     /// for a bucket.
-    fn run<T: Send + 'static>(
+    pub(crate) fn run<T: Send + 'static>(
         &self,
         f: impl std::future::Future<Output = T> + Send + 'static,
     ) -> T {
@@ -234,6 +234,11 @@ impl Warehouse {
             Place::Local(_) => block_on(f),
             Place::S3(..) => crate::s3::block_on(f),
         }
+    }
+
+    /// The store under the warehouse (confine a location before using it).
+    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
     }
 
     /// The same warehouse, reporting its durability steps to `hook`.

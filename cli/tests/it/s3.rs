@@ -72,6 +72,24 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// The multipart uploads in progress in `bucket` (their keys).
+    pub(crate) fn uploads(&self, bucket: &str) -> Vec<String> {
+        let listing = ureq::get(&format!("{}/{bucket}?uploads", self.endpoint))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        listing
+            .split("<Upload>")
+            .skip(1)
+            .filter_map(|u| u.split("<Key>").nth(1)?.split("</Key>").next())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -276,19 +294,12 @@ fn slow_pyiceberg_and_duckdb_write_and_read_a_table_on_s3_with_their_own_credent
     assert_eq!(none.body["storage-credentials"], json!([]), "{}", none.body);
 }
 
-/// What does not run on S3 yet says so, and changes nothing: an import is refused with a
-/// 4xx naming the warehouse.
-#[test]
-fn an_import_into_an_s3_warehouse_is_refused_clearly_for_now() {
-    let Some(moto) = Moto::start() else {
-        eprintln!("SKIPPED: no moto_server in FLOE_TEST_VENV (tests/requirements.txt)");
-        return;
-    };
-    moto.create_bucket("floe-test-import");
-    let s = Running::start_with_env(
+/// A server on an S3 warehouse of moto, with moto's test credentials.
+fn on_s3(moto: &Moto, warehouse: &str) -> Running {
+    Running::start_with_env(
         &[
             "--warehouse",
-            "s3://floe-test-import/wh",
+            warehouse,
             "--s3-endpoint",
             &moto.endpoint,
             "--s3-path-style",
@@ -297,30 +308,158 @@ fn an_import_into_an_s3_warehouse_is_refused_clearly_for_now() {
             ("AWS_ACCESS_KEY_ID", "testing"),
             ("AWS_SECRET_ACCESS_KEY", "testing"),
         ],
-    );
+    )
+}
+
+/// Imports write their data files into the bucket under the table's location: a Parquet
+/// file copied as it is (larger than one part: a multipart upload), a CSV converted; the
+/// rows read back. A failed import leaves no object behind.
+#[test]
+fn imports_put_their_files_in_the_bucket_and_a_failed_one_leaves_none() {
+    let Some(moto) = Moto::start() else {
+        eprintln!("SKIPPED: no moto_server in FLOE_TEST_VENV (tests/requirements.txt)");
+        return;
+    };
+    moto.create_bucket("floe-test-import");
+    let s = on_s3(&moto, "s3://floe-test-import/wh");
     s.namespace("main", "db");
-    let head = s.head("main");
     let files = tempfile::tempdir().unwrap();
-    let f = crate::data::parquet(files.path(), "t.parquet", 0..10);
-    let out = s.floe(
-        &s.config_dir(),
-        &["import", crate::data::p(&f), "--table", "db.t"],
+    let small = crate::data::parquet(files.path(), "small.parquet", 0..10);
+    let big = crate::data::parquet(files.path(), "big.parquet", 10..700_010);
+    let big_size = std::fs::metadata(&big).unwrap().len();
+    assert!(big_size > 8 << 20, "{big_size} bytes: more than one part");
+    let csv = crate::data::csv(
+        files.path(),
+        "more.csv",
+        "id,name,score",
+        (0..5).map(|i| format!("{},c{i},1.5", 1_000_000 + i)),
     );
+    let cfg = s.config_dir();
+    for (file, mode) in [(&small, "create"), (&big, "append"), (&csv, "append")] {
+        let out = s.floe(
+            &cfg,
+            &[
+                "--json",
+                "import",
+                crate::data::p(file),
+                "--table",
+                "db.t",
+                "--mode",
+                mode,
+            ],
+        );
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let answer: Value = serde_json::from_str(&out.stdout).unwrap();
+        let keys = moto.keys("floe-test-import", "wh/db/");
+        for location in answer["files"][0]["locations"].as_array().unwrap() {
+            let location = location.as_str().unwrap();
+            assert!(
+                location.starts_with("s3://floe-test-import/wh/db/t-"),
+                "{location}"
+            );
+            let key = location.strip_prefix("s3://floe-test-import/").unwrap();
+            assert!(keys.contains(&key.to_owned()), "{key} in {keys:?}");
+        }
+    }
+    let counted = s.query_json(json!({
+        "sql": "SELECT count(*) AS n, sum(id) AS s FROM db.t", "ref": "main"
+    }));
+    assert_eq!(counted.status, 200, "{:?}", counted.body);
+    assert_eq!(counted.body[0]["n"], 700_015);
+    let ids: i64 = (0..700_010).sum::<i64>() + (0..5).map(|i| 1_000_000 + i).sum::<i64>();
+    assert_eq!(counted.body[0]["s"], ids);
+    // A conversion that fails midway: nothing under a new table's location, no upload
+    // left in progress, main unchanged.
+    let head = s.head("main");
+    let before = moto.keys("floe-test-import", "wh/");
+    let bad = crate::data::midway_csv(files.path());
+    let out = s.floe(&cfg, &["import", crate::data::p(&bad), "--table", "db.u"]);
     assert_ne!(out.code, Some(0), "{out:?}");
+    assert_eq!(s.head("main"), head, "a failed import changed main");
+    let after = moto.keys("floe-test-import", "wh/");
+    let added: Vec<&String> = after
+        .iter()
+        .filter(|k| !before.contains(k) && k.ends_with(".parquet"))
+        .collect();
+    assert!(added.is_empty(), "left behind: {added:?}");
+    assert!(moto.uploads("floe-test-import").is_empty());
+}
+
+/// The warehouse's data files on S3, below the import: a file larger than a part is a
+/// multipart upload, visible only once finished; one dropped unfinished leaves neither an
+/// object nor an upload; files outside the table's location are refused; removal works.
+#[test]
+fn data_files_on_s3_appear_whole_or_not_at_all() {
+    let Some(moto) = Moto::start() else {
+        eprintln!("SKIPPED: no moto_server in FLOE_TEST_VENV (tests/requirements.txt)");
+        return;
+    };
+    moto.create_bucket("floe-test-files");
+    let options = floe_catalog::s3::S3Options {
+        endpoint: Some(moto.endpoint.clone()),
+        path_style: true,
+        access_key_id: Some("testing".to_owned()),
+        secret_access_key: Some("testing".to_owned()),
+        ..Default::default()
+    };
+    let warehouse = floe_catalog::Warehouse::open_s3("s3://floe-test-files/wh", options).unwrap();
+    let catalog = floe_catalog::Catalog::in_memory().with_warehouse(warehouse);
+    let table = "s3://floe-test-files/wh/db/t-1";
+    let files = catalog.data_files(table).unwrap();
+    for outside in [
+        "s3://floe-test-files/wh/db/t-2/data/x.parquet",
+        "s3://floe-test-files/wh/db/t-1",
+        "s3://floe-test-files/wh/db/t-1/../t-2/x",
+        "s3://other/wh/db/t-1/data/x",
+    ] {
+        assert!(files.create(outside).is_err(), "{outside}");
+    }
+    let body: Vec<u8> = (0..20u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    let key = "wh/db/t-1/data/big.parquet";
+    let location = format!("s3://floe-test-files/{key}");
+    // Dropped midway, after two parts went up.
+    let mut unfinished = files.create(&location).unwrap();
+    std::io::Write::write_all(&mut unfinished, &body).unwrap();
+    drop(unfinished);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !moto.uploads("floe-test-files").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped upload was not aborted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(moto.keys("floe-test-files", "wh/").is_empty());
+    // Written whole.
+    let mut file = files.create(&location).unwrap();
+    std::io::Write::write_all(&mut file, &body).unwrap();
     assert!(
-        out.stderr
-            .contains("does not yet write data files into a warehouse on S3"),
-        "{out:?}"
+        moto.keys("floe-test-files", "wh/").is_empty(),
+        "visible before finished"
     );
-    assert_eq!(s.head("main"), head, "a refused import changed main");
-    assert!(
-        !moto
-            .keys("floe-test-import", "wh/db/")
-            .iter()
-            .any(|k| k.ends_with(".parquet")),
-        "{:?}",
-        moto.keys("floe-test-import", "")
-    );
+    let done = file.finish().unwrap();
+    assert_eq!(done.size, body.len() as u64);
+    assert!(done.local.is_none());
+    assert!(body.ends_with(&done.tail) && done.tail.len() >= 1 << 20);
+    let stored = ureq::get(&format!("{}/floe-test-files/{key}", moto.endpoint))
+        .call()
+        .unwrap()
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .unwrap();
+    assert!(stored == body, "the object differs from what was written");
+    let range = files.read_range(&location, 100..200).unwrap();
+    assert_eq!(&range[..], &body[100..200]);
+    // A small one is one PUT.
+    let small = "s3://floe-test-files/wh/db/t-1/data/small.parquet".to_owned();
+    let mut file = files.create(&small).unwrap();
+    std::io::Write::write_all(&mut file, b"tiny").unwrap();
+    assert_eq!(&file.finish().unwrap().tail[..], b"tiny");
+    assert_eq!(moto.keys("floe-test-files", "wh/").len(), 2);
+    assert!(files.remove(&[location, small]).is_empty());
+    assert!(moto.keys("floe-test-files", "wh/").is_empty());
 }
 
 /// Static vended keys reach every table's files on every branch: only a principal who
@@ -423,4 +562,59 @@ fn static_vended_keys_go_only_to_a_manager_of_the_catalog() {
         moto.endpoint.as_str(),
         "{loaded}"
     );
+}
+
+/// A pipeline of a SQL and a Python model on an S3 warehouse: it reads the imported table
+/// from the bucket, writes both outputs there (under each table's location), lands on its
+/// branch as one commit, and the rows read back.
+#[test]
+#[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
+fn slow_a_sql_and_python_run_writes_its_outputs_to_s3() {
+    let moto = Moto::start().expect("moto_server in FLOE_TEST_VENV (tests/requirements.txt)");
+    moto.create_bucket("floe-s3-runs");
+    let s = on_s3(&moto, "s3://floe-s3-runs/wh");
+    s.namespace("main", "db");
+    let files = tempfile::tempdir().unwrap();
+    let t = crate::data::parquet(files.path(), "t.parquet", 0..100);
+    s.floe(
+        &s.config_dir(),
+        &["import", crate::data::p(&t), "--table", "db.t"],
+    )
+    .expect(0);
+    s.branch("dev", "main");
+    let dir = crate::pipelines::project(
+        &s,
+        "mixed",
+        &[
+            (
+                "base.sql",
+                "-- bauplan: materialization_strategy = REPLACE\nSELECT id, name FROM t WHERE id >= 10",
+            ),
+            (
+                "models.py",
+                "import bauplan\n\n@bauplan.model(materialization_strategy='REPLACE')\n@bauplan.python('3.11')\ndef evens(data=bauplan.Model('base', columns=['id'])):\n    import pyarrow.compute as pc\n    return data.filter(pc.equal(pc.bit_wise_and(data['id'], 1), 0))\n",
+            ),
+        ],
+    );
+    let main_before = s.head("main");
+    let out =
+        crate::pipelines::run_floe(&s, &["--json", "run", crate::data::p(&dir), "--ref", "dev"]);
+    out.expect(0);
+    let record = out.json();
+    assert_eq!(record["state"], "succeeded", "{record}");
+    assert_eq!(s.head("dev"), record["landed"].as_str().unwrap());
+    assert_eq!(s.head("main"), main_before);
+    assert_eq!(crate::pipelines::count(&s, "db.base", "dev"), Ok(90));
+    assert_eq!(crate::pipelines::count(&s, "db.evens", "dev"), Ok(45));
+    let keys = moto.keys("floe-s3-runs", "wh/db/");
+    for table in ["base", "evens"] {
+        assert!(
+            keys.iter()
+                .any(|k| k.starts_with(&format!("wh/db/{table}-"))
+                    && k.contains("/data/")
+                    && k.ends_with(".parquet")),
+            "{table}'s data in {keys:?}"
+        );
+    }
+    assert!(moto.uploads("floe-s3-runs").is_empty());
 }

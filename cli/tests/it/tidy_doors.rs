@@ -61,8 +61,8 @@ const UNLOCKED: &[(&str, &str, &str)] = &[
     ("Catalog", "ready", "the readiness probe, open to all"),
     (
         "Catalog",
-        "warehouse_path",
-        "derives a path inside the warehouse from a table location the caller read through an authorized entry point; reads and writes nothing",
+        "data_files",
+        "derives a writer confined to the table's own location from metadata the caller read through an authorized entry point",
     ),
     (
         "Catalog",

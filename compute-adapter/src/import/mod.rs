@@ -17,7 +17,6 @@
 //! `stats` reads their column statistics for the manifests; this module runs the steps.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -32,8 +31,8 @@ use serde::Serialize;
 use tracing::Instrument;
 
 pub use crate::source::ImportFile;
-pub(crate) use write::write_table_files;
 pub use write::{SyncHook, Synced};
+pub(crate) use write::{remove_unreferenced, write_table_files};
 
 use crate::limits::RUN_SOURCE_CHARS_MAX;
 use crate::snapshot::{NewSnapshot, Removed, SnapshotOperation};
@@ -506,8 +505,8 @@ impl Work {
             Ok(id) => id,
             Err(e) => {
                 // Nothing refers to these files: remove them.
-                for path in written {
-                    let _ = std::fs::remove_file(path);
+                if let Ok(store) = self.catalog.data_files(table.metadata.location()) {
+                    write::remove_unreferenced(&store, &written);
                 }
                 return Err(e);
             }
@@ -549,14 +548,14 @@ impl Work {
         Ok((landed, snapshot_id))
     }
 
-    /// Puts the files into the table's folder (each path in `written` before it is
+    /// Puts the files into the table's folder (each location in `written` before it is
     /// written) and commits one snapshot of them on the run branch; returns its id.
     async fn write_and_commit(
         &self,
         table: &LoadedTable,
         files: &[Inspected],
         outcomes: &mut [FileOutcome],
-        written: &mut Vec<PathBuf>,
+        written: &mut Vec<String>,
     ) -> Result<i64, ImportError> {
         let data_files = self.write_files(table, files, outcomes, written).await?;
         self.commit_snapshot(table, files, data_files).await

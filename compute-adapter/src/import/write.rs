@@ -1,7 +1,9 @@
 //! Writing an import's data files into the table's `data/` folder: a Parquet file whose
 //! types need nothing is copied as it is; any other file is rewritten as Parquet in the
-//! table's Arrow schema (with field ids), split by partition. Every file, and then every
-//! folder from its own up to the table's root, is flushed before the import may land.
+//! table's Arrow schema (with field ids), split by partition, through the warehouse
+//! (`floe_catalog::DataFiles`: a local folder, or S3 by multipart upload). In a local
+//! folder every file, and then every folder from its own up to the table's root, is
+//! flushed before the import may land; on S3 an object is durable when its upload returns.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
@@ -15,9 +17,9 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::Compression;
-use datafusion::parquet::file::metadata::ParquetMetaDataReader;
+use datafusion::parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use datafusion::parquet::file::properties::WriterProperties;
-use floe_catalog::{Catalog, LoadedTable};
+use floe_catalog::{Catalog, DataFiles, FinishedDataFile, LoadedTable, NewDataFile};
 use iceberg::arrow::RecordBatchPartitionSplitter;
 use iceberg::spec::{DataFile, PartitionKey, Struct, TableMetadata};
 
@@ -43,23 +45,24 @@ pub enum Synced {
 pub type SyncHook = Arc<dyn Fn(Synced) + Send + Sync>;
 
 impl Work {
-    /// Puts the files into the table's folder (each path in `written` before it is
-    /// written), flushes them and their folders, and returns their data file entries. Each
-    /// outcome gets its rows and locations.
+    /// Puts the files into the table's folder (each location in `written` before it is
+    /// written), makes them and their folders durable, and returns their data file
+    /// entries. Each outcome gets its rows and locations.
     pub(super) async fn write_files(
         &self,
         table: &LoadedTable,
         files: &[Inspected],
         outcomes: &mut [FileOutcome],
-        written: &mut Vec<PathBuf>,
+        written: &mut Vec<String>,
     ) -> Result<Vec<DataFile>, ImportError> {
         let location = table.metadata.location().trim_end_matches('/').to_owned();
+        let store = self.catalog.data_files(&location)?;
         let spec = table.metadata.default_partition_spec().clone();
         let spec_id = spec.spec_id();
         let split = (!spec.is_unpartitioned())
             .then(|| (table.metadata.current_schema().clone(), spec.clone()));
         let mut data_files = Vec::new();
-        let mut folders = BTreeSet::new();
+        let mut finished = Vec::new();
         for (f, outcome) in files.iter().zip(outcomes.iter_mut()) {
             let copy = outcome.action == FileAction::Copy;
             let source = f.file.clone();
@@ -68,108 +71,138 @@ impl Work {
             let to = self.table_arrow.clone();
             let name = f.file.name.clone();
             let split = split.clone();
-            let place = placer(self.catalog.clone(), location.clone(), name);
-            let name = f.file.name.clone();
-            // Each output: location, path, partition, size and footer.
+            let place = placer(self.catalog.clone(), location.clone(), name.clone());
+            // Each output: the file, its partition and footer.
             let pieces = if let (true, Some(footer)) = (copy, f.footer.clone()) {
-                let (target, path) = place(None)?;
-                written.push(path.clone());
-                let to = path.clone();
-                let synced = self.synced.clone();
-                let size = blocking(move || {
-                    copy_file(&source, &to, synced.as_ref()).map_err(|e| io(&name, e))
+                let target = place(None);
+                written.push(target.clone());
+                let (store, synced) = (store.clone(), self.synced.clone());
+                let done = blocking(move || {
+                    copy_file(&store, &source, &target, synced.as_ref()).map_err(|e| io(&name, e))
                 })
                 .await?;
-                vec![(target, path, Struct::empty(), size, footer)]
+                vec![(done, Struct::empty(), footer)]
             } else {
-                let synced = self.synced.clone();
+                let (files, synced) = (store.clone(), self.synced.clone());
                 let pieces = blocking(move || {
-                    convert_file(
-                        &name,
-                        &source,
-                        format,
-                        (&from, &to),
-                        split,
-                        &place,
-                        synced.as_ref(),
-                    )
+                    let output = Output {
+                        store: &files,
+                        place: &place,
+                        synced: synced.as_ref(),
+                    };
+                    convert_file(&name, &source, format, (&from, &to), split, &output)
                 })
                 .await?;
-                written.extend(pieces.iter().map(|(_, path, _)| path.clone()));
-                let name = f.file.name.clone();
+                written.extend(pieces.iter().map(|(f, _)| f.location.clone()));
+                let (name, store) = (f.file.name.clone(), store.clone());
                 blocking(move || {
                     pieces
                         .into_iter()
-                        .map(|(target, path, partition)| {
-                            let file = File::open(&path).map_err(|e| io(&name, e))?;
-                            let size = file.metadata().map_err(|e| io(&name, e))?.len();
-                            let meta = ParquetMetaDataReader::new()
-                                .parse_and_finish(&file)
-                                .map_err(|e| io(&name, e))?;
-                            Ok((target, path, partition, size, Arc::new(meta)))
+                        .map(|(done, partition)| {
+                            let meta = footer(&store, &done).map_err(|e| io(&name, e))?;
+                            Ok((done, partition, Arc::new(meta)))
                         })
                         .collect::<Result<Vec<_>, ImportError>>()
                 })
                 .await?
             };
             outcome.rows = 0;
-            for (target, path, partition, size, meta) in pieces {
+            for (done, partition, meta) in pieces {
                 outcome.rows += u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
-                outcome.locations.push(target.clone());
-                if let Some(dir) = path.parent() {
-                    folders.insert(dir.to_path_buf());
-                }
+                outcome.locations.push(done.location.clone());
                 data_files.push(data_file(
-                    &target,
-                    size,
+                    &done.location,
+                    done.size,
                     &meta,
                     &self.schema,
                     partition,
                     spec_id,
                 )?);
+                finished.push(done);
             }
         }
-        // Every folder the files were put in, and each of its ancestors up to the table's
-        // root, is flushed after the files, deepest first: a new folder's entry is durable
-        // only once its parent is (the metadata path does the same).
-        let root = self.catalog.warehouse_path(&location)?;
-        for dir in with_ancestors(&folders, &root) {
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io("syncing the data folder", e))?;
-            if let Some(hook) = &self.synced {
-                hook(Synced::Folder(dir));
-            }
-        }
+        let synced = self.synced.clone();
+        blocking(move || sync_folders(&store, &finished, synced.as_ref())).await?;
         Ok(data_files)
     }
 }
 
 /// Where one output file of a table goes: `data/`, or `data/<partition path>/`, named by
-/// a fresh UUID and `name` (its folder is created).
+/// a fresh UUID and `name`.
 fn placer(
     catalog: Catalog,
     location: String,
     name: String,
-) -> impl Fn(Option<&PartitionKey>) -> Result<(String, PathBuf), ImportError> + Send + Clone {
+) -> impl Fn(Option<&PartitionKey>) -> String + Send + Clone {
     move |key: Option<&PartitionKey>| {
         let folder = match key {
             Some(k) => format!("{location}/data/{}", partition_folder(&k.to_path())),
             None => format!("{location}/data"),
         };
         let id = catalog.new_uuid();
-        let target = format!("{folder}/{id}-{}.parquet", sanitize(&name));
-        let path = catalog.warehouse_path(&target)?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| io("creating the data folder", e))?;
-        }
-        Ok((target, path))
+        format!("{folder}/{id}-{}.parquet", sanitize(&name))
     }
 }
 
+/// In a local warehouse, flushes every folder the files were put in, and each of its
+/// ancestors up to the table's root, after the files, deepest first: a new folder's entry
+/// is durable only once its parent is (the metadata path does the same). On S3 an object
+/// is durable when its upload returns, and there are no folders.
+fn sync_folders(
+    store: &DataFiles,
+    files: &[FinishedDataFile],
+    synced: Option<&SyncHook>,
+) -> Result<(), ImportError> {
+    let Some(root) = store.local_folder() else {
+        return Ok(());
+    };
+    let folders: BTreeSet<PathBuf> = files
+        .iter()
+        .filter_map(|f| Some(f.local.as_ref()?.parent()?.to_path_buf()))
+        .collect();
+    for dir in with_ancestors(&folders, &root) {
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("syncing the data folder", e))?;
+        if let Some(hook) = synced {
+            hook(Synced::Folder(dir));
+        }
+    }
+    Ok(())
+}
+
+/// The Parquet footer of a file just written: from its tail, or read from the file when
+/// the footer is larger than the tail.
+fn footer(store: &DataFiles, file: &FinishedDataFile) -> std::io::Result<ParquetMetaData> {
+    let bad = |e: &dyn std::fmt::Display| std::io::Error::other(format!("its footer: {e}"));
+    let tail = &file.tail;
+    let end: &[u8; 8] = tail
+        .len()
+        .checked_sub(8)
+        .and_then(|at| tail[at..].try_into().ok())
+        .ok_or_else(|| bad(&"the file is shorter than a Parquet footer"))?;
+    let length = datafusion::parquet::file::metadata::FooterTail::try_from(*end)
+        .map_err(|e| bad(&e))?
+        .metadata_length();
+    if length + 8 <= tail.len() {
+        let at = tail.len() - 8 - length;
+        return ParquetMetaDataReader::decode_metadata(&tail[at..tail.len() - 8])
+            .map_err(|e| bad(&e));
+    }
+    let start = file
+        .size
+        .checked_sub(8 + length as u64)
+        .ok_or_else(|| bad(&"the footer is longer than the file"))?;
+    let bytes = store
+        .read_range(&file.location, start..file.size - 8)
+        .map_err(|e| bad(&e))?;
+    ParquetMetaDataReader::decode_metadata(&bytes).map_err(|e| bad(&e))
+}
+
 /// Writes rows as data files of a table (under its `data/` folder, split by its default
-/// partition spec, in its current schema), flushes them and every folder up to the table's
-/// root, and returns their entries. Nothing it wrote is left when it fails. Blocking.
+/// partition spec, in its current schema), makes them and every folder up to the table's
+/// root durable, and returns their entries. Nothing it wrote is left when it fails.
+/// Blocking.
 pub(crate) fn write_table_files(
     catalog: &Catalog,
     metadata: &TableMetadata,
@@ -177,6 +210,7 @@ pub(crate) fn write_table_files(
     reader: Box<dyn RecordBatchReader + Send>,
 ) -> Result<Vec<DataFile>, ImportError> {
     let location = metadata.location().trim_end_matches('/').to_owned();
+    let store = catalog.data_files(&location)?;
     let spec = metadata.default_partition_spec().clone();
     let schema = metadata.current_schema().clone();
     let to: SchemaRef = Arc::new(
@@ -185,41 +219,41 @@ pub(crate) fn write_table_files(
     );
     let split = (!spec.is_unpartitioned()).then(|| (schema.clone(), spec.clone()));
     let place = placer(catalog.clone(), location.clone(), name.to_owned());
-    let pieces = write_rows(name, reader, &to, split, &place, None)?;
+    let output = Output {
+        store: &store,
+        place: &place,
+        synced: None,
+    };
+    let pieces = write_rows(name, reader, &to, split, &output)?;
     let described = || -> Result<Vec<DataFile>, ImportError> {
         let mut files = Vec::with_capacity(pieces.len());
-        let mut folders = BTreeSet::new();
-        for (target, path, partition) in &pieces {
-            let file = File::open(path).map_err(|e| io(name, e))?;
-            let size = file.metadata().map_err(|e| io(name, e))?.len();
-            let meta = ParquetMetaDataReader::new()
-                .parse_and_finish(&file)
-                .map_err(|e| io(name, e))?;
-            if let Some(dir) = path.parent() {
-                folders.insert(dir.to_path_buf());
-            }
+        for (done, partition) in &pieces {
+            let meta = footer(&store, done).map_err(|e| io(name, e))?;
             files.push(data_file(
-                target,
-                size,
+                &done.location,
+                done.size,
                 &meta,
                 &schema,
                 partition.clone(),
                 spec.spec_id(),
             )?);
         }
-        let root = catalog.warehouse_path(&location)?;
-        for dir in with_ancestors(&folders, &root) {
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io("syncing the data folder", e))?;
-        }
+        let finished: Vec<FinishedDataFile> = pieces.iter().map(|(f, _)| f.clone()).collect();
+        sync_folders(&store, &finished, None)?;
         Ok(files)
     };
     described().inspect_err(|_| {
-        for (_, path, _) in &pieces {
-            let _ = std::fs::remove_file(path);
-        }
+        let locations: Vec<String> = pieces.iter().map(|(f, _)| f.location.clone()).collect();
+        remove_unreferenced(&store, &locations);
     })
+}
+
+/// Removes data files nothing refers to (an import or output that failed), best effort:
+/// what cannot be removed is logged.
+pub(crate) fn remove_unreferenced(store: &DataFiles, locations: &[String]) {
+    for (location, why) in store.remove(locations) {
+        tracing::warn!(%location, %why, "an unreferenced data file could not be removed");
+    }
 }
 
 /// A file name safe inside a data path: letters, digits, `-`, `_`, `.`; at most
@@ -248,16 +282,17 @@ fn sanitize(name: &str) -> String {
     }
 }
 
-/// Copies a file and makes it durable.
-fn copy_file(from: &ImportFile, to: &Path, synced: Option<&SyncHook>) -> std::io::Result<u64> {
+/// Copies a file into a new data file and makes it durable.
+fn copy_file(
+    store: &DataFiles,
+    from: &ImportFile,
+    to: &str,
+    synced: Option<&SyncHook>,
+) -> std::io::Result<FinishedDataFile> {
     let mut source = from.open()?;
-    let mut target = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(to)?;
-    let size = std::io::copy(&mut source, &mut target)?;
-    sync_file(&target, to, synced)?;
-    Ok(size)
+    let mut target = store.create(to).map_err(std::io::Error::other)?;
+    target.copy_from(&mut source)?;
+    finish(target, synced)
 }
 
 /// `folders` and every ancestor of each up to `root` (inclusive), deepest first.
@@ -277,31 +312,36 @@ fn with_ancestors(folders: &BTreeSet<PathBuf>, root: &Path) -> Vec<PathBuf> {
     all
 }
 
-/// Flushes a written file to the device.
-fn sync_file(file: &File, path: &Path, synced: Option<&SyncHook>) -> std::io::Result<()> {
-    file.sync_all()?;
-    if let Some(hook) = synced {
-        hook(Synced::File(path.to_owned()));
+/// Makes a written file durable (reported to the hook when it is a local file).
+fn finish(file: NewDataFile, synced: Option<&SyncHook>) -> std::io::Result<FinishedDataFile> {
+    let done = file.finish().map_err(std::io::Error::other)?;
+    if let (Some(hook), Some(path)) = (synced, &done.local) {
+        hook(Synced::File(path.clone()));
     }
-    Ok(())
+    Ok(done)
 }
 
-/// Where a converted file's pieces go: its location and local path, given its partition.
-pub(crate) type Place<'a> =
-    dyn Fn(Option<&PartitionKey>) -> Result<(String, PathBuf), ImportError> + 'a;
+/// Where a converted file's pieces go: a location for each partition.
+type Place<'a> = dyn Fn(Option<&PartitionKey>) -> String + 'a;
+
+/// Where written rows go: the table's files, the name of each piece, the flush hook.
+struct Output<'a> {
+    store: &'a DataFiles,
+    place: &'a Place<'a>,
+    synced: Option<&'a SyncHook>,
+}
 
 /// Rewrites a file as Parquet in the table's Arrow schema (with field ids): one output
-/// file, or, for a partitioned table, one per partition value. Returns each output's
-/// location, path and partition; on error removes what it wrote.
+/// file, or, for a partitioned table, one per partition value. Returns each output and its
+/// partition; on error removes what it wrote.
 fn convert_file(
     name: &str,
     source: &ImportFile,
     format: FileFormat,
     (from, to): (&SchemaRef, &SchemaRef),
     split: Option<(iceberg::spec::SchemaRef, iceberg::spec::PartitionSpecRef)>,
-    place: &Place<'_>,
-    synced: Option<&SyncHook>,
-) -> Result<Vec<(String, PathBuf, Struct)>, ImportError> {
+    output: &Output<'_>,
+) -> Result<Vec<(FinishedDataFile, Struct)>, ImportError> {
     let bad = |e: &dyn std::fmt::Display| ImportError::Invalid(format!("{name}: {e}"));
     let f = source.open().map_err(|e| io(name, e))?;
     let reader: Box<dyn RecordBatchReader + Send> = match format {
@@ -320,20 +360,19 @@ fn convert_file(
                 .map_err(|e| bad(&e))?,
         ),
     };
-    write_rows(name, reader, to, split, place, synced)
+    write_rows(name, reader, to, split, output)
 }
 
 /// Writes rows as Parquet in the table's Arrow schema `to` (with field ids; each batch
 /// cast, checked): one output file, or, for a partitioned table, one per partition value.
-/// Returns each output's location, path and partition; on error removes what it wrote.
-pub(crate) fn write_rows(
+/// Returns each output and its partition; on error nothing it wrote is left.
+fn write_rows(
     name: &str,
     reader: Box<dyn RecordBatchReader + Send>,
     to: &SchemaRef,
     split: Option<(iceberg::spec::SchemaRef, iceberg::spec::PartitionSpecRef)>,
-    place: &Place<'_>,
-    synced: Option<&SyncHook>,
-) -> Result<Vec<(String, PathBuf, Struct)>, ImportError> {
+    output: &Output<'_>,
+) -> Result<Vec<(FinishedDataFile, Struct)>, ImportError> {
     let bad = |e: &dyn std::fmt::Display| ImportError::Invalid(format!("{name}: {e}"));
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
@@ -342,8 +381,9 @@ pub(crate) fn write_rows(
         safe: false,
         ..CastOptions::default()
     };
-    // One writer per partition value met (one in all for an unpartitioned table).
-    let mut outputs: HashMap<String, (ArrowWriter<File>, String, PathBuf, Struct)> = HashMap::new();
+    // One writer per partition value met (one in all for an unpartitioned table); a
+    // writer dropped unfinished removes its file.
+    let mut outputs: HashMap<String, (ArrowWriter<NewDataFile>, Struct)> = HashMap::new();
     // Reading, casting and splitting on one thread, encoding and writing on this one: a
     // file's conversion uses two cores.
     type Pieces = Vec<(Option<PartitionKey>, RecordBatch)>;
@@ -398,28 +438,18 @@ pub(crate) fn write_rows(
                             "the rows fall into more than {PARTITION_FILES_MAX} partitions; split the file"
                         )));
                     }
-                    let (location, path) = place(key.as_ref())?;
-                    let out = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .open(&path)
+                    let file = output
+                        .store
+                        .create(&(output.place)(key.as_ref()))
                         .map_err(|e| io(name, e))?;
-                    // Registered before it is written: an error removes it.
-                    let writer = ArrowWriter::try_new(out, to.clone(), Some(props.clone()));
+                    let writer = ArrowWriter::try_new(file, to.clone(), Some(props.clone()))
+                        .map_err(|e| io(name, e))?;
                     let partition = key
                         .as_ref()
                         .map_or_else(Struct::empty, |k| k.data().clone());
-                    match writer {
-                        Ok(w) => {
-                            outputs.insert(id.clone(), (w, location, path, partition));
-                        }
-                        Err(e) => {
-                            let _ = std::fs::remove_file(&path);
-                            return Err(io(name, e));
-                        }
-                    }
+                    outputs.insert(id.clone(), (writer, partition));
                 }
-                let (writer, ..) = outputs.get_mut(&id).expect("inserted above");
+                let (writer, _) = outputs.get_mut(&id).expect("inserted above");
                 writer.write(&batch).map_err(|e| io(name, e))?;
             }
         }
@@ -427,27 +457,24 @@ pub(crate) fn write_rows(
     });
     let mut done = Vec::with_capacity(outputs.len());
     let mut failure = result.err();
-    for (_, (writer, location, path, partition)) in outputs {
-        if failure.is_none() {
-            match writer
-                .into_inner()
-                .and_then(|f| sync_file(&f, &path, synced).map_err(Into::into))
-            {
-                Ok(()) => {
-                    done.push((location, path, partition));
-                    continue;
-                }
-                Err(e) => failure = Some(io(name, e)),
-            }
+    for (_, (writer, partition)) in outputs {
+        if failure.is_some() {
+            continue;
         }
-        let _ = std::fs::remove_file(&path);
+        let finished = writer
+            .into_inner()
+            .map_err(std::io::Error::other)
+            .and_then(|file| finish(file, output.synced));
+        match finished {
+            Ok(file) => done.push((file, partition)),
+            Err(e) => failure = Some(io(name, e)),
+        }
     }
     match failure {
         None => Ok(done),
         Some(e) => {
-            for (_, path, _) in done {
-                let _ = std::fs::remove_file(path);
-            }
+            let locations: Vec<String> = done.iter().map(|(f, _)| f.location.clone()).collect();
+            remove_unreferenced(output.store, &locations);
             Err(e)
         }
     }
@@ -559,7 +586,12 @@ mod tests {
                 None,
             )
             .unwrap();
-        let root = f.catalog.warehouse_path(table.metadata.location()).unwrap();
+        let root = f
+            .catalog
+            .data_files(table.metadata.location())
+            .unwrap()
+            .local_folder()
+            .unwrap();
         let arrow = Arc::new(ArrowSchema::new(vec![
             Field::new("id", DataType::Int64, true),
             Field::new("region", DataType::Utf8, true),
@@ -608,7 +640,12 @@ mod tests {
         let locations = &outcome.files[0].locations;
         assert_eq!(locations.len(), 2, "one file per region");
         for location in locations {
-            let file = f.catalog.warehouse_path(location).unwrap();
+            let file = root.join(
+                location
+                    .strip_prefix(table.metadata.location())
+                    .unwrap()
+                    .trim_start_matches('/'),
+            );
             let flushed = before
                 .iter()
                 .position(|e| *e == Synced::File(file.clone()))

@@ -81,11 +81,7 @@ impl Writer {
             }),
             Err(e) => {
                 // Nothing refers to the files: remove them.
-                for location in written_paths {
-                    if let Ok(path) = self.catalog.warehouse_path(&location) {
-                        let _ = std::fs::remove_file(path);
-                    }
-                }
+                self.remove_unreferenced(&table, &written_paths);
                 Err(e)
             }
         }
@@ -124,14 +120,19 @@ impl Writer {
             }
         }
         if let Some(e) = failure {
-            for f in &added {
-                if let Ok(path) = self.catalog.warehouse_path(f.file_path()) {
-                    let _ = std::fs::remove_file(path);
-                }
-            }
+            let written: Vec<String> = added.iter().map(|f| f.file_path().to_owned()).collect();
+            self.remove_unreferenced(table, &written);
             return Err(e);
         }
         Ok(added)
+    }
+
+    /// Removes the data files of a failed materialization (best effort, logged).
+    fn remove_unreferenced(&self, table: &LoadedTable, locations: &[String]) {
+        match self.catalog.data_files(table.metadata.location()) {
+            Ok(store) => crate::import::remove_unreferenced(&store, locations),
+            Err(e) => tracing::warn!(error = %e, "unreferenced data files were left"),
+        }
     }
 
     /// The table to write, created or with its schema evolved for the output first.
