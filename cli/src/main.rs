@@ -306,7 +306,9 @@ pub enum ImportMode {
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
-    /// Local files to upload, or file:// URLs the server reads under its --import-root.
+    /// Local files to upload, file:// URLs the server reads under its --import-root, or
+    /// s3:// URLs (a key or a glob: `s3://bucket/in/*.parquet`) it reads under its
+    /// --import-prefix.
     #[arg(required = true)]
     pub paths: Vec<String>,
     /// The table, namespace.table.
@@ -545,6 +547,10 @@ pub struct ServeArgs {
     /// A folder whose files `floe import` may name on the server's side (repeatable).
     #[arg(long = "import-root", value_name = "DIR")]
     pub import_roots: Vec<PathBuf>,
+    /// An S3 prefix (`s3://bucket/prefix`) whose objects `floe import s3://...` may name,
+    /// read with the server's S3 credentials and `--s3-*` options (repeatable).
+    #[arg(long = "import-prefix", value_name = "S3_URL")]
+    pub import_prefixes: Vec<String>,
     /// The most one import may upload, in bytes.
     #[arg(long, env = "FLOE_IMPORT_MAX_BYTES", default_value_t = floe_rest::IMPORT_BYTES_MAX)]
     pub import_max_bytes: u64,

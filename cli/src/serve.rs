@@ -67,6 +67,10 @@ fn serve_on(
             query_memory_bytes: Some(args.query_memory.max(16) << 20),
             staging_dir: Some(args.data_dir.join("staging")),
             import_roots: args.import_roots.clone(),
+            s3_sources: floe_rest::S3Sources::new(
+                &args.import_prefixes,
+                s3_options(args),
+            )?,
             import_max_bytes: args.import_max_bytes,
             retention: Retention {
                 run_branches_ms: args.run_retention,
@@ -399,14 +403,10 @@ async fn oidc(args: &ServeArgs) -> Result<Option<Arc<floe_rest::auth::Oidc>>, St
     Ok(Some(Arc::new(floe_rest::auth::Oidc::start(options).await?)))
 }
 
-/// The warehouse `--warehouse` names (default `<data-dir>/warehouse`); on S3, checked to
-/// refuse a second create of one name unless told to run without.
-async fn open_warehouse(args: &ServeArgs) -> Result<Warehouse, String> {
-    let Some(url) = args.warehouse.clone() else {
-        return Warehouse::open(&args.data_dir.join("warehouse"))
-            .map_err(|e| format!("cannot open the warehouse folder: {e}"));
-    };
-    let options = floe_catalog::s3::S3Options {
+/// How the server reaches S3 (its warehouse, its import prefixes): `--s3-*`, then the
+/// standard AWS environment.
+fn s3_options(args: &ServeArgs) -> floe_catalog::s3::S3Options {
+    floe_catalog::s3::S3Options {
         endpoint: args.s3_endpoint.clone(),
         region: args.s3_region.clone(),
         path_style: args.s3_path_style,
@@ -414,7 +414,17 @@ async fn open_warehouse(args: &ServeArgs) -> Result<Warehouse, String> {
         secret_access_key: args.s3_secret_access_key.clone(),
         session_token: None,
     }
-    .with_environment();
+    .with_environment()
+}
+
+/// The warehouse `--warehouse` names (default `<data-dir>/warehouse`); on S3, checked to
+/// refuse a second create of one name unless told to run without.
+async fn open_warehouse(args: &ServeArgs) -> Result<Warehouse, String> {
+    let Some(url) = args.warehouse.clone() else {
+        return Warehouse::open(&args.data_dir.join("warehouse"))
+            .map_err(|e| format!("cannot open the warehouse folder: {e}"));
+    };
+    let options = s3_options(args);
     let unsafe_ok = args.s3_unsafe_no_conditional_put;
     let vend = match args.vend_credentials {
         crate::VendMode::Off => None,
@@ -541,6 +551,7 @@ mod tests {
             query_timeout: 300,
             query_memory: 1024,
             import_roots: Vec::new(),
+            import_prefixes: Vec::new(),
             import_max_bytes: floe_rest::IMPORT_BYTES_MAX,
             run_retention: 0,
             run_record_retention: 0,

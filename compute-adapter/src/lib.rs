@@ -20,6 +20,7 @@ pub mod import;
 pub mod limits;
 pub mod query;
 pub mod runs;
+pub mod s3_sources;
 pub mod scan;
 pub mod snapshot;
 pub mod source;

@@ -81,6 +81,10 @@ pub struct ServerOptions {
     pub staging_dir: Option<std::path::PathBuf>,
     /// Folders whose files imports may name on the server's side (none by default).
     pub import_roots: Vec<std::path::PathBuf>,
+    /// S3 prefixes whose objects imports may name (`--import-prefix`; none by default),
+    /// and how to reach their store.
+    #[cfg(feature = "compute")]
+    pub s3_sources: floe_compute::s3_sources::S3Sources,
     /// The most one import may upload.
     pub import_max_bytes: u64,
     /// How long runs' leftovers are kept (the maintenance pass).
@@ -128,6 +132,8 @@ impl Default for ServerOptions {
             query_memory_bytes: None,
             staging_dir: None,
             import_roots: Vec::new(),
+            #[cfg(feature = "compute")]
+            s3_sources: Default::default(),
             import_max_bytes: IMPORT_BYTES_MAX,
             retention: floe_catalog::Retention::default(),
             runs_dir: None,
@@ -167,6 +173,8 @@ pub fn clear_run_scratch(runs_dir: &std::path::Path) {
 /// How workers are confined (`floe serve --worker-user`), and the launcher's entry point.
 #[cfg(feature = "compute")]
 pub use floe_compute::runs::sandbox;
+#[cfg(feature = "compute")]
+pub use floe_compute::s3_sources::S3Sources;
 
 /// Pipeline runs executing at once when the server sets none.
 pub const RUNS_RUNNING_DEFAULT: usize = 2;

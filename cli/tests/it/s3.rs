@@ -385,6 +385,140 @@ fn imports_put_their_files_in_the_bucket_and_a_failed_one_leaves_none() {
     assert!(moto.uploads("floe-test-import").is_empty());
 }
 
+/// `floe import s3://...` reads objects of the store with the server's credentials, one
+/// key or a glob within a segment, only under `--import-prefix`; everything else is
+/// refused and changes nothing.
+#[test]
+fn imports_read_objects_under_the_import_prefixes_only() {
+    let Some(moto) = Moto::start() else {
+        eprintln!("SKIPPED: no moto_server in FLOE_TEST_VENV (tests/requirements.txt)");
+        return;
+    };
+    moto.create_bucket("floe-test-wh2");
+    moto.create_bucket("floe-landing");
+    let files = tempfile::tempdir().unwrap();
+    let put = |key: &str, path: &std::path::Path| {
+        ureq::put(&format!("{}/floe-landing/{key}", moto.endpoint))
+            .send(&std::fs::read(path).unwrap()[..])
+            .unwrap();
+    };
+    put(
+        "in/a.parquet",
+        &crate::data::parquet(files.path(), "a.parquet", 0..10),
+    );
+    put(
+        "in/b.parquet",
+        &crate::data::parquet(files.path(), "b.parquet", 10..30),
+    );
+    put(
+        "in/sub/c.parquet",
+        &crate::data::parquet(files.path(), "c.parquet", 30..31),
+    );
+    put(
+        "secret/d.parquet",
+        &crate::data::parquet(files.path(), "d.parquet", 40..41),
+    );
+    let s = Running::start_with_env(
+        &[
+            "--warehouse",
+            "s3://floe-test-wh2/wh",
+            "--s3-endpoint",
+            &moto.endpoint,
+            "--s3-path-style",
+            "--import-prefix",
+            "s3://floe-landing/in",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    );
+    s.namespace("main", "db");
+    let cfg = s.config_dir();
+    let head = s.head("main");
+    for (source, said) in [
+        (
+            "s3://floe-landing/secret/d.parquet",
+            "not under any --import-prefix",
+        ),
+        (
+            "s3://floe-landing/in/../secret/d.parquet",
+            "not under any --import-prefix",
+        ),
+        (
+            "s3://floe-landing/inner/d.parquet",
+            "not under any --import-prefix",
+        ),
+        (
+            "s3://floe-test-wh2/wh/x.parquet",
+            "not under any --import-prefix",
+        ),
+        ("s3://floe-landing/in/none.parquet", "there is no object"),
+        ("s3://floe-landing/in/*.csv", "matches no object"),
+    ] {
+        let out = s.floe(&cfg, &["import", source, "--table", "db.t"]);
+        assert_ne!(out.code, Some(0), "{source}: {out:?}");
+        assert!(out.stderr.contains(said), "{source}: {}", out.stderr);
+        assert_eq!(s.head("main"), head, "{source} changed main");
+    }
+    let out = s.floe(
+        &cfg,
+        &[
+            "--json",
+            "import",
+            "s3://floe-landing/in/*.parquet",
+            "--table",
+            "db.t",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let answer: Value = serde_json::from_str(&out.stdout).unwrap();
+    let names: Vec<&str> = answer["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "s3://floe-landing/in/a.parquet",
+            "s3://floe-landing/in/b.parquet"
+        ]
+    );
+    let counted = s.query_json(json!({"sql": "SELECT count(*) AS n FROM db.t", "ref": "main"}));
+    assert_eq!(counted.body[0]["n"], 30, "{:?}", counted.body);
+    // The same objects again are the duplicates they are.
+    let again = s.floe(
+        &cfg,
+        &[
+            "import",
+            "s3://floe-landing/in/a.parquet",
+            "--table",
+            "db.t",
+            "--mode",
+            "append",
+        ],
+    );
+    assert_ne!(again.code, Some(0), "{again:?}");
+    assert!(again.stderr.contains("already"), "{}", again.stderr);
+    // A server without import prefixes reads no object.
+    moto.create_bucket("floe-test-wh3");
+    let plain = on_s3(&moto, "s3://floe-test-wh3/wh");
+    plain.namespace("main", "db");
+    let out = plain.floe(
+        &plain.config_dir(),
+        &[
+            "import",
+            "s3://floe-landing/in/a.parquet",
+            "--table",
+            "db.t",
+        ],
+    );
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.contains("--import-prefix"), "{}", out.stderr);
+}
+
 /// The warehouse's data files on S3, below the import: a file larger than a part is a
 /// multipart upload, visible only once finished; one dropped unfinished leaves neither an
 /// object nor an upload; files outside the table's location are refused; removal works.

@@ -280,7 +280,12 @@ async fn staged(
         )));
     }
     for source in &body.sources {
-        files.push(server_file(state, source).await?);
+        if source.starts_with("s3://") {
+            let room = floe_compute::source::SERVER_SOURCES_MAX.saturating_sub(files.len());
+            files.extend(s3_files(state, source, staging, room).await?);
+        } else {
+            files.push(server_file(state, source).await?);
+        }
     }
     let table = extract::key(&body.table)?;
     if table.element_count() < 2 {
@@ -313,6 +318,52 @@ async fn staged(
         idempotency: None,
     };
     Ok((request, fingerprint))
+}
+
+/// The objects an `s3://` source names (one, or those a glob matches, at most `room`),
+/// confined to the import prefixes, downloaded into the staging folder.
+#[cfg(feature = "compute")]
+async fn s3_files(
+    state: &AppState,
+    source: &str,
+    staging: &std::path::Path,
+    room: usize,
+) -> Result<Vec<floe_compute::ImportFile>, crate::error::ApiError> {
+    use crate::error::{ApiError, ErrorKind};
+    use floe_compute::s3_sources::S3SourceError;
+
+    let sources = state.options.s3_sources.clone();
+    if sources.is_empty() {
+        return Err(ApiError::new(
+            ErrorKind::ImportRootRequired,
+            format!(
+                "this server reads no objects of a store ({source}); upload the file, or start the server with --import-prefix s3://bucket/prefix"
+            ),
+        ));
+    }
+    let (source, staging) = (source.to_owned(), staging.to_owned());
+    let first = state.catalog.new_uuid();
+    tokio::task::spawn_blocking(move || {
+        let refused = |e: S3SourceError| match e {
+            S3SourceError::Outside(_) => {
+                ApiError::new(ErrorKind::OutsideImportRoots, e.to_string())
+            }
+            S3SourceError::Invalid(_) => ApiError::bad_request(e.to_string()),
+            S3SourceError::Store { .. } => ApiError::new(ErrorKind::Unavailable, e.to_string()),
+        };
+        std::fs::create_dir_all(&staging)
+            .map_err(|e| ApiError::internal(&format!("creating the staging folder: {e}")))?;
+        let urls = sources.expand(&source, room).map_err(refused)?;
+        urls.iter()
+            .enumerate()
+            .map(|(n, url)| {
+                let to = staging.join(format!("s3-{}-{n}", first.simple()));
+                sources.download(url, &to).map_err(refused)
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| ApiError::internal(&format!("downloading a source: {e}")))?
 }
 
 /// A server-side file named in `sources`, confined to the import roots.
