@@ -27,6 +27,7 @@ mod run_state;
 mod runs;
 pub mod s3;
 mod storage;
+pub mod sts;
 mod table_files;
 mod tables;
 mod views;

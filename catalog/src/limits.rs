@@ -114,6 +114,18 @@ pub const S3_PARTS_IN_FLIGHT: usize = 8;
 /// footer is there; a larger footer is read from the file).
 pub const DATA_FILE_TAIL_BYTES: u64 = 1 << 20;
 
+/// How long credentials vended by STS last (`DurationSeconds`): an hour, STS's default and
+/// the most a role chained from another allows.
+pub const STS_DURATION_S: i64 = 3600;
+
+/// Vended credentials are asked for again this long before they expire, so an engine
+/// never receives credentials about to lapse mid-read.
+pub const STS_REFRESH_BEFORE_S: i64 = 300;
+
+/// Vended credentials cached at most, by (table location, access, principal): expired
+/// ones are dropped first when the cache is full, then all.
+pub const STS_CACHE_ENTRIES_MAX: usize = 10_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,7 +51,7 @@ pub struct WarehouseStorage {
 fn to_iceberg(e: WarehouseError, root: &str) -> Error {
     let kind = match e {
         WarehouseError::Outside { .. } | WarehouseError::NotFound(_) => ErrorKind::DataInvalid,
-        WarehouseError::Io { .. } => ErrorKind::Unexpected,
+        WarehouseError::Io { .. } | WarehouseError::Unavailable(_) => ErrorKind::Unexpected,
     };
     let message = match &e {
         // A storage is rooted at one table's location (or the warehouse): say which.

@@ -111,19 +111,63 @@ impl Catalog {
             .unwrap_or_default()
     }
 
-    /// The credentials the warehouse vends to engines that ask (`--vend-credentials
-    /// static`): Iceberg's `s3.access-key-id`, `s3.secret-access-key` and, with one,
-    /// `s3.session-token`; `None` when it vends none, or when `principal` could not do
-    /// everything they allow: static keys reach every table's files on every branch, so
-    /// only a principal who manages the whole catalog gets them.
+    /// The credentials the warehouse vends to engines that ask, for `table` as `spec`
+    /// names it, as Iceberg's table config names them (`s3.access-key-id`,
+    /// `s3.secret-access-key`, `s3.session-token`); `None` when it vends none.
+    ///
+    /// - Static keys reach every table's files on every branch: only a principal who
+    ///   manages the whole catalog gets them (others get `None`).
+    /// - STS keys are scoped to the table's location, read-only unless `spec` is a branch
+    ///   the principal may write the table on. The caller read the table at `spec`.
     pub fn vended_credentials(
         &self,
         principal: &crate::Principal,
-    ) -> Option<std::collections::BTreeMap<String, String>> {
-        let props = self.warehouse().ok()?.vended_properties()?;
-        self.authorize(principal, crate::Action::Manage, crate::Target::default())
-            .ok()?;
-        Some(props)
+        spec: &floe_commits::RefSpec,
+        table: &crate::LoadedTable,
+    ) -> CatalogResult<Option<std::collections::BTreeMap<String, String>>> {
+        let Ok(warehouse) = self.warehouse() else {
+            return Ok(None);
+        };
+        match warehouse.vending_mode() {
+            None => Ok(None),
+            Some(crate::warehouse::Vending::Static(_)) => Ok(self
+                .authorize(principal, crate::Action::Manage, crate::Target::default())
+                .ok()
+                .and_then(|()| warehouse.vended_properties())),
+            Some(crate::warehouse::Vending::Sts(sts)) => {
+                let location = table.metadata.location().trim_end_matches('/');
+                warehouse.confine(&format!("{location}/x"))?;
+                let access = if self.may_write_table(principal, spec, &table.key) {
+                    crate::sts::Access::Write
+                } else {
+                    crate::sts::Access::Read
+                };
+                Ok(Some(sts.credentials(
+                    location,
+                    access,
+                    principal.name(),
+                    self.now_ms(),
+                )?))
+            }
+        }
+    }
+
+    /// Whether `principal` may write the table `key` on what `spec` names: a branch (not
+    /// a tag, a hash or a time) it may commit to there.
+    fn may_write_table(
+        &self,
+        principal: &crate::Principal,
+        spec: &floe_commits::RefSpec,
+        key: &floe_commits::ContentKey,
+    ) -> bool {
+        let Ok(name) = crate::refs::branch_of(spec) else {
+            return false;
+        };
+        let branch = self
+            .store
+            .get_ref(name)
+            .is_ok_and(|r| r.kind == floe_commits::RefKind::Branch);
+        branch && self.authorize_content_write(principal, spec, key).is_ok()
     }
 
     pub fn table_file_io(&self, metadata: &TableMetadata) -> CatalogResult<FileIO> {

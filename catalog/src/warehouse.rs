@@ -34,6 +34,9 @@ pub enum WarehouseError {
     NotFound(String),
     #[error("warehouse I/O failed on {path}: {message}")]
     Io { path: String, message: String },
+    /// A service the warehouse needs (STS) did not answer as it should; a retry may work.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// A durability step of a metadata write, reported to a hook (tests of barrier order).
@@ -60,8 +63,17 @@ pub struct Warehouse {
     place: Place,
     store: Arc<dyn ObjectStore>,
     hook: Option<WarehouseHook>,
-    /// Credentials handed to engines that ask (static, unscoped).
-    vend: Option<Arc<S3Options>>,
+    /// Credentials handed to engines that ask.
+    vend: Option<Vending>,
+}
+
+/// How a warehouse on S3 hands engines credentials.
+#[derive(Debug, Clone)]
+pub enum Vending {
+    /// The same keys for every table and branch (unscoped).
+    Static(Arc<S3Options>),
+    /// Temporary keys from STS, scoped to one table and the ref's access.
+    Sts(Arc<crate::sts::Sts>),
 }
 
 impl std::fmt::Debug for Warehouse {
@@ -158,14 +170,27 @@ impl Warehouse {
     /// secret, and a session token if any; both keys or nothing).
     pub fn vending(mut self, credentials: S3Options) -> Warehouse {
         if credentials.access_key_id.is_some() && credentials.secret_access_key.is_some() {
-            self.vend = Some(Arc::new(credentials));
+            self.vend = Some(Vending::Static(Arc::new(credentials)));
         }
         self
     }
 
-    /// The vended credentials as Iceberg's table config names them.
+    /// The same warehouse, handing engines that ask credentials from STS.
+    pub fn vending_sts(mut self, sts: crate::sts::Sts) -> Warehouse {
+        self.vend = Some(Vending::Sts(Arc::new(sts)));
+        self
+    }
+
+    /// How the warehouse vends credentials, if it does.
+    pub fn vending_mode(&self) -> Option<&Vending> {
+        self.vend.as_ref()
+    }
+
+    /// The static vended credentials as Iceberg's table config names them.
     pub fn vended_properties(&self) -> Option<std::collections::BTreeMap<String, String>> {
-        let vend = self.vend.as_ref()?;
+        let Some(Vending::Static(vend)) = self.vend.as_ref() else {
+            return None;
+        };
         let mut props = std::collections::BTreeMap::new();
         props.insert("s3.access-key-id".to_owned(), vend.access_key_id.clone()?);
         props.insert(

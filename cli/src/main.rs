@@ -602,9 +602,22 @@ pub struct ServeArgs {
     pub s3_secret_access_key: Option<String>,
     /// Hand engines that ask (`X-Iceberg-Access-Delegation: vended-credentials`) S3
     /// credentials with loadTable: `static` gives FLOE_VEND_ACCESS_KEY_ID /
-    /// FLOE_VEND_SECRET_ACCESS_KEY (unscoped: every table's files); `sts` is not served yet.
+    /// FLOE_VEND_SECRET_ACCESS_KEY (unscoped: every table's files, so only to managers of
+    /// the catalog); `sts` gives temporary keys from STS AssumeRole of --sts-role-arn,
+    /// scoped to the table's location and read-only unless the principal may write the
+    /// branch.
     #[arg(long, env = "FLOE_VEND_CREDENTIALS", value_enum, default_value = "off")]
     pub vend_credentials: VendMode,
+    /// The role `--vend-credentials sts` assumes (its session policy narrows it per table).
+    #[arg(long, env = "FLOE_STS_ROLE_ARN", value_name = "ARN")]
+    pub sts_role_arn: Option<String>,
+    /// STS's URL (default: --s3-endpoint, else AWS's STS of --s3-region).
+    #[arg(long, env = "FLOE_STS_ENDPOINT", value_name = "URL")]
+    pub sts_endpoint: Option<String>,
+    /// Vended write credentials may only create objects (`If-None-Match: *`), on stores that
+    /// enforce the `s3:if-none-match` condition; engines must send it.
+    #[arg(long)]
+    pub sts_put_if_absent: bool,
     /// Run on a store that replaces a file created twice (no `If-None-Match: *`): two
     /// writers could then replace each other's metadata files.
     #[arg(long)]

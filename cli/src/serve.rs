@@ -417,6 +417,12 @@ fn s3_options(args: &ServeArgs) -> floe_catalog::s3::S3Options {
     .with_environment()
 }
 
+/// How the warehouse vends credentials (`--vend-credentials`).
+enum Vend {
+    Static(floe_catalog::s3::S3Options),
+    Sts(floe_catalog::sts::Sts),
+}
+
 /// The warehouse `--warehouse` names (default `<data-dir>/warehouse`); on S3, checked to
 /// refuse a second create of one name unless told to run without.
 async fn open_warehouse(args: &ServeArgs) -> Result<Warehouse, String> {
@@ -429,17 +435,38 @@ async fn open_warehouse(args: &ServeArgs) -> Result<Warehouse, String> {
     let vend = match args.vend_credentials {
         crate::VendMode::Off => None,
         crate::VendMode::Sts => {
-            return Err("--vend-credentials sts is not served yet: use static (FLOE_VEND_ACCESS_KEY_ID, FLOE_VEND_SECRET_ACCESS_KEY) or off".to_owned());
+            let Some(role_arn) = args.sts_role_arn.clone() else {
+                return Err(
+                    "--vend-credentials sts needs --sts-role-arn (the role it assumes)".to_owned(),
+                );
+            };
+            let region = options
+                .region
+                .clone()
+                .unwrap_or_else(|| "us-east-1".to_owned());
+            let endpoint = args
+                .sts_endpoint
+                .clone()
+                .or_else(|| options.endpoint.clone())
+                .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com"));
+            let sts = floe_catalog::sts::Sts::new(floe_catalog::sts::StsOptions {
+                endpoint,
+                region,
+                role_arn,
+                caller: options.clone(),
+                put_if_absent: args.sts_put_if_absent,
+            })?;
+            Some(Vend::Sts(sts))
         }
         crate::VendMode::Static => {
             let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
             match (var("FLOE_VEND_ACCESS_KEY_ID"), var("FLOE_VEND_SECRET_ACCESS_KEY")) {
-                (Some(id), Some(secret)) => Some(floe_catalog::s3::S3Options {
+                (Some(id), Some(secret)) => Some(Vend::Static(floe_catalog::s3::S3Options {
                     access_key_id: Some(id),
                     secret_access_key: Some(secret),
                     session_token: var("FLOE_VEND_SESSION_TOKEN"),
                     ..Default::default()
-                }),
+                })),
                 _ => return Err("--vend-credentials static needs FLOE_VEND_ACCESS_KEY_ID and FLOE_VEND_SECRET_ACCESS_KEY".to_owned()),
             }
         }
@@ -451,7 +478,10 @@ async fn open_warehouse(args: &ServeArgs) -> Result<Warehouse, String> {
             if warehouse.local_root().is_some() {
                 return Err("--vend-credentials is for a warehouse on S3".to_owned());
             }
-            warehouse = warehouse.vending(vend);
+            warehouse = match vend {
+                Vend::Static(keys) => warehouse.vending(keys),
+                Vend::Sts(sts) => warehouse.vending_sts(sts),
+            };
         }
         if warehouse.local_root().is_none() {
             match warehouse.probe_conditional_create() {
@@ -552,6 +582,9 @@ mod tests {
             query_memory: 1024,
             import_roots: Vec::new(),
             import_prefixes: Vec::new(),
+            sts_role_arn: None,
+            sts_endpoint: None,
+            sts_put_if_absent: false,
             import_max_bytes: floe_rest::IMPORT_BYTES_MAX,
             run_retention: 0,
             run_record_retention: 0,

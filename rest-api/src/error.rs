@@ -723,6 +723,9 @@ impl From<CatalogError> for ApiError {
             CatalogError::Warehouse(floe_catalog::WarehouseError::NotFound(_)) => {
                 of(K::FileNotFound)
             }
+            CatalogError::Warehouse(w @ floe_catalog::WarehouseError::Unavailable(_)) => {
+                ApiError::new(K::Unavailable, w.to_string())
+            }
             CatalogError::Warehouse(w) => ApiError::internal(&w),
             CatalogError::Read(e) => read_error(e, &message),
             CatalogError::Write(e) => write_error(e, &message),

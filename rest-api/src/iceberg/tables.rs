@@ -29,7 +29,7 @@ pub struct DropQuery {
 
 /// A `LoadTableResult`: the metadata as stored, with its location, and what an engine
 /// needs to reach the table's files (the warehouse's `s3.*` properties on S3).
-pub(super) fn load_reply(cx: &Ctx, t: &LoadedTable) -> ApiResult<Reply> {
+pub(super) fn load_reply(cx: &Ctx, p: &str, t: &LoadedTable) -> ApiResult<Reply> {
     let mut config = cx.catalog.storage_properties();
     // Credentials only for a client that asks for them, whole or not at all.
     let asked = cx
@@ -40,7 +40,7 @@ pub(super) fn load_reply(cx: &Ctx, t: &LoadedTable) -> ApiResult<Reply> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|mode| mode.trim() == "vended-credentials");
-    let storage_credentials = if asked { vended(cx, t) } else { Vec::new() };
+    let storage_credentials = if asked { vended(cx, p, t)? } else { Vec::new() };
     if let Some(c) = storage_credentials.first() {
         config.extend(c.config.clone());
     }
@@ -52,16 +52,18 @@ pub(super) fn load_reply(cx: &Ctx, t: &LoadedTable) -> ApiResult<Reply> {
     })
 }
 
-/// The credentials vended for a table's files (none where the server vends none).
-fn vended(cx: &Ctx, t: &LoadedTable) -> Vec<super::wire::StorageCredential> {
-    cx.catalog
-        .vended_credentials(&cx.principal)
+/// The credentials vended for a table's files, as the ref `p` names it (none where the
+/// server vends none, or none to this principal).
+fn vended(cx: &Ctx, p: &str, t: &LoadedTable) -> ApiResult<Vec<super::wire::StorageCredential>> {
+    Ok(cx
+        .catalog
+        .vended_credentials(&cx.principal, &prefix(p)?, t)?
         .map(|config| super::wire::StorageCredential {
             prefix: t.metadata.location().trim_end_matches('/').to_owned(),
             config,
         })
         .into_iter()
-        .collect()
+        .collect())
 }
 
 /// The table a request's path names, loaded for its principal (read on the ref).
@@ -80,7 +82,7 @@ pub async fn credentials(
     write::read(&state, call, move |cx| {
         let t = named(cx, &p, &ns, &table)?;
         Reply::ok(&super::wire::LoadCredentialsResponse {
-            storage_credentials: vended(cx, &t),
+            storage_credentials: vended(cx, &p, &t)?,
         })
     })
     .await
@@ -128,7 +130,7 @@ pub async fn create(
     ApiPath((p, ns)): ApiPath<(String, String)>,
     call: Call,
 ) -> Response {
-    let ns2 = ns.clone();
+    let (ns2, p2) = (ns.clone(), p.clone());
     write::write(
         &state,
         call,
@@ -153,12 +155,13 @@ pub async fn create(
                     &authored(&cx.call.headers),
                     idem,
                 )?;
-                load_reply(cx, &t)
+                load_reply(cx, &p, &t)
             },
             replay: move |cx: &Ctx, rec: &AppliedRecord| {
                 let req: CreateTableRequest = body(&cx.call.body)?;
                 load_reply(
                     cx,
+                    &p2,
                     &at_head(cx, rec.head, &object_key(&namespace(&ns2)?, &req.name)?)?,
                 )
             },
@@ -173,7 +176,7 @@ pub async fn load(
     call: Call,
 ) -> Response {
     write::read(&state, call, move |cx| {
-        load_reply(cx, &named(cx, &p, &ns, &table)?)
+        load_reply(cx, &p, &named(cx, &p, &ns, &table)?)
     })
     .await
 }
@@ -302,7 +305,7 @@ pub async fn register(
     ApiPath((p, ns)): ApiPath<(String, String)>,
     call: Call,
 ) -> Response {
-    let ns2 = ns.clone();
+    let (ns2, p2) = (ns.clone(), p.clone());
     write::write(
         &state,
         call,
@@ -323,11 +326,11 @@ pub async fn register(
                     &authored(&cx.call.headers),
                     idem,
                 )?;
-                load_reply(cx, &t)
+                load_reply(cx, &p, &t)
             },
             replay: move |cx: &Ctx, rec: &AppliedRecord| {
                 let req: RegisterTableRequest = body(&cx.call.body)?;
-                load_reply(cx, &at_head(cx, rec.head, &object_key(&namespace(&ns2)?, &req.name)?)?)
+                load_reply(cx, &p2, &at_head(cx, rec.head, &object_key(&namespace(&ns2)?, &req.name)?)?)
             },
         },
     )
