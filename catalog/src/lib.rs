@@ -432,7 +432,7 @@ mod table_tests {
         let hook: WarehouseHook = {
             let (store, seen) = (store.clone(), seen.clone());
             let main = RefName::parse("main").unwrap();
-            Arc::new(move |e| {
+            Arc::new(move |e, _: &str| {
                 let head = store.get_ref(&main).unwrap().head;
                 seen.lock().unwrap().push((e, head));
             })
@@ -463,7 +463,10 @@ mod table_tests {
         let events = seen.lock().unwrap().clone();
         assert_eq!(
             events,
-            [(WarehouseEvent::FileDurable, before)],
+            [
+                (WarehouseEvent::Creating, before),
+                (WarehouseEvent::FileDurable, before)
+            ],
             "the metadata file and its folder were fsynced while main had its old head"
         );
         assert!(table.metadata_location.unwrap().starts_with("file://"));

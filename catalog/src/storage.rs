@@ -51,7 +51,9 @@ pub struct WarehouseStorage {
 fn to_iceberg(e: WarehouseError, root: &str) -> Error {
     let kind = match e {
         WarehouseError::Outside { .. } | WarehouseError::NotFound(_) => ErrorKind::DataInvalid,
-        WarehouseError::Io { .. } | WarehouseError::Unavailable(_) => ErrorKind::Unexpected,
+        WarehouseError::Io { .. } | WarehouseError::Unavailable(_) | WarehouseError::Exists(_) => {
+            ErrorKind::Unexpected
+        }
     };
     let message = match &e {
         // A storage is rooted at one table's location (or the warehouse): say which.

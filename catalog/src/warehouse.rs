@@ -34,6 +34,10 @@ pub enum WarehouseError {
     NotFound(String),
     #[error("warehouse I/O failed on {path}: {message}")]
     Io { path: String, message: String },
+    /// A new file's name was taken by another writer first (a conditional create lost):
+    /// nothing was replaced; a retry writes under a fresh name.
+    #[error("another writer created {0} first; nothing was replaced, retry the commit")]
+    Exists(String),
     /// A service the warehouse needs (STS) did not answer as it should; a retry may work.
     #[error("{0}")]
     Unavailable(String),
@@ -42,12 +46,14 @@ pub enum WarehouseError {
 /// A durability step of a metadata write, reported to a hook (tests of barrier order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WarehouseEvent {
+    /// A new file is about to be created (tests race another writer of the name here).
+    Creating,
     /// A new file is durable: the put that fsynced its contents and its folder returned.
     FileDurable,
 }
 
-/// Observes a warehouse's durability steps.
-pub type WarehouseHook = Arc<dyn Fn(WarehouseEvent) + Send + Sync>;
+/// Observes a warehouse's durability steps, with the location of the file.
+pub type WarehouseHook = Arc<dyn Fn(WarehouseEvent, &str) + Send + Sync>;
 
 /// Where a warehouse (or a table's part of it) is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,9 +278,9 @@ impl Warehouse {
         self
     }
 
-    fn report(&self, event: WarehouseEvent) {
+    fn report(&self, event: WarehouseEvent, location: &str) {
         if let Some(h) = &self.hook {
-            h(event);
+            h(event, location);
         }
     }
 
@@ -438,9 +444,16 @@ impl Warehouse {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
+        self.report(WarehouseEvent::Creating, location);
         self.run(async move { store.put_opts(&path, payload, options).await })
-            .map_err(|e| store_error(location, &e))?;
-        self.report(WarehouseEvent::FileDurable);
+            .map_err(|e| match e {
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. } => {
+                    WarehouseError::Exists(quoted(location))
+                }
+                e => store_error(location, &e),
+            })?;
+        self.report(WarehouseEvent::FileDurable, location);
         Ok(())
     }
 }

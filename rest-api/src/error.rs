@@ -723,6 +723,7 @@ impl From<CatalogError> for ApiError {
             CatalogError::Warehouse(floe_catalog::WarehouseError::NotFound(_)) => {
                 of(K::FileNotFound)
             }
+            CatalogError::Warehouse(floe_catalog::WarehouseError::Exists(_)) => of(K::Conflict),
             CatalogError::Warehouse(w @ floe_catalog::WarehouseError::Unavailable(_)) => {
                 ApiError::new(K::Unavailable, w.to_string())
             }

@@ -1009,7 +1009,10 @@ fn sts_vended_keys_are_scoped_to_the_table_and_to_what_the_principal_may_do_on_t
             answer["storage-credentials"][0]["prefix"],
             location.as_str()
         );
-        for (k, v) in answer["storage-credentials"][0]["config"].as_object().unwrap() {
+        for (k, v) in answer["storage-credentials"][0]["config"]
+            .as_object()
+            .unwrap()
+        {
             assert_eq!(config[k], *v, "{prefix}: {k}");
         }
         answer
@@ -1103,4 +1106,142 @@ fn sts_vended_keys_are_scoped_to_the_table_and_to_what_the_principal_may_do_on_t
         .unwrap();
     assert!(asked.contains("cannot vend credentials"), "{asked}");
     assert!(asked.contains("\"code\":503"), "{asked}");
+}
+
+/// Two writers of one metadata name on S3: the one whose conditional create (`If-None-Match:
+/// *`) loses fails its commit cleanly (a conflict to retry, nothing replaced, the ref
+/// unchanged), raced through the warehouse's hook, for a create and for a table commit.
+#[test]
+fn a_metadata_write_that_loses_the_race_for_its_name_fails_the_commit_cleanly() {
+    use floe_catalog::{
+        Authored, Catalog, CatalogError, Principal, TableChange, TableCreate, Warehouse,
+        WarehouseError, WarehouseEvent,
+    };
+    use floe_commits::{ContentKey, RefSpec};
+    use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let Some(moto) = Moto::start() else {
+        eprintln!("SKIPPED: no moto_server in FLOE_TEST_VENV (tests/requirements.txt)");
+        return;
+    };
+    moto.create_bucket("floe-test-race");
+    let options = floe_catalog::s3::S3Options {
+        endpoint: Some(moto.endpoint.clone()),
+        path_style: true,
+        access_key_id: Some("testing".to_owned()),
+        secret_access_key: Some("testing".to_owned()),
+        ..Default::default()
+    };
+    // Armed: the next metadata file floe creates is created first by "another writer".
+    let armed = Arc::new(AtomicBool::new(false));
+    let hook = {
+        let (armed, endpoint) = (armed.clone(), moto.endpoint.clone());
+        Arc::new(move |event: WarehouseEvent, location: &str| {
+            if event == WarehouseEvent::Creating
+                && location.ends_with(".metadata.json")
+                && armed.swap(false, Ordering::SeqCst)
+            {
+                let key = location.strip_prefix("s3://").unwrap();
+                ureq::put(&format!("{endpoint}/{key}"))
+                    .send("the other writer's metadata")
+                    .unwrap();
+            }
+        })
+    };
+    let warehouse = Warehouse::open_s3("s3://floe-test-race/wh", options.clone())
+        .unwrap()
+        .with_hook(hook);
+    let catalog = Catalog::in_memory().with_warehouse(warehouse);
+    let (who, main) = (Principal::anonymous(), RefSpec::parse("main").unwrap());
+    let ns = ContentKey::new(["db"]).unwrap();
+    catalog
+        .create_namespace(
+            &who,
+            &main,
+            &ns,
+            Default::default(),
+            &Authored::default(),
+            None,
+        )
+        .unwrap();
+    let schema = Schema::builder()
+        .with_fields(vec![
+            NestedField::optional(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
+        ])
+        .build()
+        .unwrap();
+    let create = || TableCreate {
+        name: "t".to_owned(),
+        location: None,
+        schema: schema.clone(),
+        partition_spec: None,
+        write_order: None,
+        stage_create: false,
+        properties: Default::default(),
+    };
+    let head = catalog.resolve(&who, &main).unwrap().hash;
+    armed.store(true, Ordering::SeqCst);
+    let lost = catalog.create_table(&who, &main, &ns, create(), &Authored::default(), None);
+    assert!(
+        matches!(
+            lost,
+            Err(CatalogError::Warehouse(WarehouseError::Exists(_)))
+        ),
+        "{lost:?}"
+    );
+    assert_eq!(
+        catalog.resolve(&who, &main).unwrap().hash,
+        head,
+        "main moved"
+    );
+    let key = ContentKey::new(["db", "t"]).unwrap();
+    assert!(matches!(
+        catalog.load_table(&who, &main, &key),
+        Err(CatalogError::TableNotFound(_))
+    ));
+    // The other writer's file stands as it was written.
+    let theirs: Vec<String> = moto
+        .keys("floe-test-race", "wh/db/")
+        .into_iter()
+        .filter(|k| k.ends_with(".metadata.json"))
+        .collect();
+    assert_eq!(theirs.len(), 1, "{theirs:?}");
+    let reader = Warehouse::open_s3("s3://floe-test-race/wh", options.clone()).unwrap();
+    let body = reader
+        .read(&format!("s3://floe-test-race/{}", theirs[0]))
+        .unwrap();
+    assert_eq!(body, b"the other writer's metadata");
+    // A retry writes under a fresh name; then a table commit loses its race the same way.
+    let table = catalog
+        .create_table(&who, &main, &ns, create(), &Authored::default(), None)
+        .unwrap();
+    let head = catalog.resolve(&who, &main).unwrap().hash;
+    armed.store(true, Ordering::SeqCst);
+    let change = TableChange {
+        key: key.clone(),
+        requirements: Vec::new(),
+        updates: vec![iceberg::TableUpdate::SetProperties {
+            updates: [("k".to_owned(), "v".to_owned())].into(),
+        }],
+    };
+    let lost = catalog.commit_table(&who, &main, change.clone(), &Authored::default(), None);
+    assert!(
+        matches!(
+            lost,
+            Err(CatalogError::Warehouse(WarehouseError::Exists(_)))
+        ),
+        "{lost:?}"
+    );
+    assert_eq!(catalog.resolve(&who, &main).unwrap().hash, head);
+    let now = catalog.load_table(&who, &main, &key).unwrap().1;
+    assert_eq!(now.metadata_location, table.metadata_location);
+    let done = catalog
+        .commit_table(&who, &main, change, &Authored::default(), None)
+        .unwrap();
+    assert_eq!(
+        done.metadata.properties().get("k").map(String::as_str),
+        Some("v")
+    );
 }
