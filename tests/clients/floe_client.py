@@ -1,6 +1,7 @@
 """Shared helpers of the client scenarios: floe's own API over urllib, and catalogs."""
 
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -30,11 +31,25 @@ def ok(method, path, body=None, headers=None):
     return reply
 
 
+# On a warehouse on S3 (issue 20) the scenarios run with the client's own S3 credentials
+# when these are set, else with those floe vends; the endpoint, region and path style come
+# from floe's loadTable either way.
+S3_KEY = os.environ.get("FLOE_TEST_S3_KEY")
+S3_SECRET = os.environ.get("FLOE_TEST_S3_SECRET")
+# DuckDB's ATTACH options beyond the endpoint: with its own S3 secret it must not make a
+# table-scoped one from loadTable's config (which holds no keys without vending).
+DUCKDB_ATTACH = ", ACCESS_DELEGATION_MODE 'none'" if S3_KEY else ""
+# Where the warehouse is: locations start with this.
+SCHEME = os.environ.get("FLOE_TEST_SCHEME", "file://")
+
+
 def catalog(name, warehouse):
     from pyiceberg.catalog import load_catalog
 
+    own = {"s3.access-key-id": S3_KEY, "s3.secret-access-key": S3_SECRET} if S3_KEY else {}
     return load_catalog(
-        name, type="rest", uri=URL + "/iceberg", warehouse=warehouse, auth={"type": "noop"}
+        name, type="rest", uri=URL + "/iceberg", warehouse=warehouse, auth={"type": "noop"},
+        **own,
     )
 
 
@@ -44,8 +59,8 @@ def head(ref):
 
 def duckdb_connection():
     """A DuckDB connection with the iceberg, httpfs and avro extensions loaded from their
-    pinned PyPI packages (nothing downloaded at run time)."""
-    import os
+    pinned PyPI packages (nothing downloaded at run time); with the client's own S3 secret
+    on a warehouse on S3."""
 
     import duckdb
     import duckdb_extension_avro as avro
@@ -56,6 +71,12 @@ def duckdb_connection():
     for module, name in ((httpfs, "httpfs"), (avro, "avro"), (iceberg, "iceberg")):
         path = f"{os.path.dirname(module.__file__)}/extensions/v{duckdb.__version__}/{name}.duckdb_extension"
         con.execute(f"LOAD '{path}'")
+    if S3_KEY:
+        endpoint = os.environ["FLOE_TEST_S3_ENDPOINT"].removeprefix("http://")
+        con.execute(
+            f"CREATE SECRET s3 (TYPE s3, KEY_ID '{S3_KEY}', SECRET '{S3_SECRET}', REGION 'us-east-1', "
+            f"ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false)"
+        )
     return con
 
 

@@ -8,7 +8,6 @@ import threading
 import time
 
 import pyarrow as pa
-from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.manifest import write_manifest_list
 
 from floe_client import api, catalog
@@ -18,6 +17,8 @@ main = catalog("main", "main")
 main.create_namespace("w")
 for name in ("a", "b"):
     main.create_table(f"w.{name}", schema=pa.schema([("id", pa.int64())]))
+# The client's FileIO as floe's loadTable configures it (a local folder, or the bucket).
+IO = main.load_table("w.a").io
 
 
 def load(name):
@@ -45,7 +46,7 @@ def append(meta, n):
     manifest_list = meta["location"] + f"/metadata/snap-{snapshot_id}.avro"
     with write_manifest_list(
         format_version=2,
-        output_file=PyArrowFileIO().new_output(manifest_list),
+        output_file=IO.new_output(manifest_list),
         snapshot_id=snapshot_id,
         parent_snapshot_id=parent,
         sequence_number=sequence,

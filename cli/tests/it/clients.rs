@@ -17,6 +17,11 @@ fn scenario(s: &Running, script: &str) -> String {
 /// Runs one scenario against the server with arguments after the server's URL (a token,
 /// an issuer's token endpoint); returns its stdout.
 pub fn scenario_with(s: &Running, script: &str, args: &[&str]) -> String {
+    scenario_env(s, script, args, &[])
+}
+
+/// `scenario_with`, with environment variables for the scenario (a warehouse on S3).
+pub fn scenario_env(s: &Running, script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let venv = std::env::var("FLOE_TEST_VENV").expect(
         "FLOE_TEST_VENV names the Python venv with the pinned test clients (tests/requirements.txt); \
          .ci/run creates it",
@@ -28,6 +33,7 @@ pub fn scenario_with(s: &Running, script: &str, args: &[&str]) -> String {
         .args(args)
         .current_dir(dir)
         .env("HOME", s.dir.path())
+        .envs(env.iter().copied())
         .output()
         .expect("the venv's python runs");
     let out = String::from_utf8_lossy(&output.stdout).into_owned();

@@ -1245,3 +1245,85 @@ fn a_metadata_write_that_loses_the_race_for_its_name_fails_the_commit_cleanly() 
         Some("v")
     );
 }
+
+/// Whether the bucket holds files a client writes (data files, manifests), not only floe's
+/// metadata files.
+fn client_wrote(moto: &Moto, bucket: &str) -> bool {
+    moto.keys(bucket, "wh/")
+        .iter()
+        .any(|k| k.ends_with(".parquet") || k.ends_with(".avro"))
+}
+
+/// The scenarios of the local client suite, each on a fresh server over its own bucket.
+const SUITE: &[&str] = &[
+    "pyiceberg_branches.py",
+    "pyiceberg_concurrent.py",
+    "write_skew.py",
+    "duckdb_branches.py",
+];
+
+/// The black-box client suite of the local folder (PyIceberg: branches, merges, time
+/// travel, concurrent appenders, write skew; DuckDB: writes on a branch) on a warehouse on
+/// S3, the clients with their own S3 credentials and floe's endpoint, region and addressing.
+#[test]
+#[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
+fn slow_the_client_suite_runs_on_s3_with_the_clients_own_credentials() {
+    let moto = Moto::start().expect("moto_server in FLOE_TEST_VENV (tests/requirements.txt)");
+    for (n, script) in SUITE.iter().enumerate() {
+        let bucket = format!("floe-suite-own-{n}");
+        moto.create_bucket(&bucket);
+        let s = on_s3(&moto, &format!("s3://{bucket}/wh"));
+        let scheme = format!("s3://{bucket}/wh/");
+        crate::clients::scenario_env(
+            &s,
+            script,
+            &[],
+            &[
+                ("FLOE_TEST_S3_KEY", "testing"),
+                ("FLOE_TEST_S3_SECRET", "testing"),
+                ("FLOE_TEST_S3_ENDPOINT", &moto.endpoint),
+                ("FLOE_TEST_SCHEME", &scheme),
+            ],
+        );
+        assert!(
+            client_wrote(&moto, &bucket),
+            "{script}: nothing it wrote is in the bucket"
+        );
+        assert!(moto.uploads(&bucket).is_empty(), "{script}");
+    }
+}
+
+/// The same suite with no credentials of the clients' own: floe vends them from STS
+/// (moto's), scoped to each table (PyIceberg and DuckDB both ask by default).
+#[test]
+#[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
+fn slow_the_client_suite_runs_on_s3_with_credentials_vended_by_sts() {
+    let moto = Moto::start().expect("moto_server in FLOE_TEST_VENV (tests/requirements.txt)");
+    for (n, script) in SUITE.iter().enumerate() {
+        let bucket = format!("floe-suite-sts-{n}");
+        moto.create_bucket(&bucket);
+        let s = Running::start_with_env(
+            &[
+                "--warehouse",
+                &format!("s3://{bucket}/wh"),
+                "--s3-endpoint",
+                &moto.endpoint,
+                "--s3-path-style",
+                "--vend-credentials",
+                "sts",
+                "--sts-role-arn",
+                "arn:aws:iam::123456789012:role/floe-vend",
+            ],
+            &[
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ],
+        );
+        let scheme = format!("s3://{bucket}/wh/");
+        crate::clients::scenario_env(&s, script, &[], &[("FLOE_TEST_SCHEME", &scheme)]);
+        assert!(
+            client_wrote(&moto, &bucket),
+            "{script}: nothing it wrote is in the bucket"
+        );
+    }
+}
