@@ -30,13 +30,41 @@ async fn client(s: &Running, warehouse: &str) -> iceberg_catalog_rest::RestCatal
 
 #[test]
 fn iceberg_rust_creates_loads_commits_and_lists() {
-    let s = Running::start();
+    scenario(&Running::start(), "file://");
+}
+
+/// The same on a warehouse on S3 (moto): locations are the bucket's; the client never
+/// needs the files for these calls.
+#[test]
+#[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
+fn slow_iceberg_rust_creates_loads_commits_and_lists_on_s3() {
+    let moto =
+        crate::s3::Moto::start().expect("moto_server in FLOE_TEST_VENV (tests/requirements.txt)");
+    moto.create_bucket("floe-iceberg-rust");
+    let s = Running::start_with_env(
+        &[
+            "--warehouse",
+            "s3://floe-iceberg-rust/wh",
+            "--s3-endpoint",
+            &moto.endpoint,
+            "--s3-path-style",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    );
+    scenario(&s, "s3://floe-iceberg-rust/wh/");
+}
+
+/// Create, load, branch, commit on the branch only, list; every location under `scheme`.
+fn scenario(s: &Running, scheme: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let main = client(&s, "main").await;
+        let main = client(s, "main").await;
         let ns = NamespaceIdent::new("lake".to_owned());
         main.create_namespace(&ns, HashMap::from([("owner".to_owned(), "ana".to_owned())]))
             .await
@@ -55,6 +83,8 @@ fn iceberg_rust_creates_loads_commits_and_lists() {
             .schema(schema)
             .build();
         let created = main.create_table(&ns, creation).await.unwrap();
+        let location = created.metadata().location();
+        assert!(location.starts_with(scheme), "{location}");
         let ident = TableIdent::new(ns.clone(), "events".to_owned());
         assert!(main.table_exists(&ident).await.unwrap());
         let loaded = main.load_table(&ident).await.unwrap();
@@ -66,7 +96,7 @@ fn iceberg_rust_creates_loads_commits_and_lists() {
 
         // Branch, then commit a property on the branch only.
         s.branch("dev", "main");
-        let dev = client(&s, "dev").await;
+        let dev = client(s, "dev").await;
         let table = dev.load_table(&ident).await.unwrap();
         let tx = Transaction::new(&table);
         let tx = tx
