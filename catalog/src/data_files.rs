@@ -24,7 +24,9 @@ use object_store::path::Path as ObjectPath;
 use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::task::JoinHandle;
 
-use crate::limits::{DATA_FILE_TAIL_BYTES, S3_PART_BYTES, S3_PARTS_IN_FLIGHT};
+use crate::limits::{
+    DATA_FILE_TAIL_BYTES, S3_PART_BYTES, S3_PARTS_IN_FLIGHT, S3_PARTS_IN_FLIGHT_TOTAL,
+};
 use crate::warehouse::{Place, Warehouse, WarehouseError, store_error};
 
 /// The data files of one table: new ones are created under its location only.
@@ -82,7 +84,8 @@ impl DataFiles {
             Place::S3(..) => Sink::S3(Box::new(S3Sink {
                 store: self.warehouse.store().clone(),
                 path,
-                buffer: Vec::with_capacity(S3_PART_BYTES),
+                // Grows as bytes come: a small file (one of many partitions) stays small.
+                buffer: Vec::new(),
                 upload: None,
                 parts: VecDeque::new(),
                 last: Bytes::new(),
@@ -171,6 +174,35 @@ struct S3Sink {
     last: Bytes,
 }
 
+/// Parts in flight across every upload of the process: one import's partition files, or
+/// several imports and runs at once, hold at most `S3_PARTS_IN_FLIGHT_TOTAL` parts in
+/// memory beyond their buffers. A permit is taken before a part is sent and released when
+/// its request ends.
+struct InFlight;
+
+static IN_FLIGHT: (parking_lot::Mutex<usize>, parking_lot::Condvar) =
+    (parking_lot::Mutex::new(0), parking_lot::Condvar::new());
+
+impl InFlight {
+    fn acquire() -> InFlight {
+        let (count, freed) = &IN_FLIGHT;
+        let mut n = count.lock();
+        while *n >= S3_PARTS_IN_FLIGHT_TOTAL {
+            freed.wait(&mut n);
+        }
+        *n += 1;
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let (count, freed) = &IN_FLIGHT;
+        *count.lock() -= 1;
+        freed.notify_one();
+    }
+}
+
 fn other(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
@@ -182,6 +214,7 @@ impl S3Sink {
             &mut self.buffer,
             Vec::with_capacity(S3_PART_BYTES),
         ));
+        let permit = InFlight::acquire();
         if self.upload.is_none() {
             let (store, path) = (self.store.clone(), self.path.clone());
             let upload = crate::s3::block_on(async move { store.put_multipart(&path).await })
@@ -190,7 +223,11 @@ impl S3Sink {
         }
         let upload = self.upload.as_mut().expect("started above");
         let sending = upload.put_part(PutPayload::from(part.clone()));
-        self.parts.push_back(crate::s3::spawn(sending));
+        self.parts.push_back(crate::s3::spawn(async move {
+            let sent = sending.await;
+            drop(permit);
+            sent
+        }));
         self.last = part;
         while self.parts.len() > S3_PARTS_IN_FLIGHT {
             let oldest = self.parts.pop_front().expect("more than zero");
@@ -221,7 +258,10 @@ impl S3Sink {
             self.buffer.resize(S3_PART_BYTES, 0);
             let n = match source.read(&mut self.buffer[start..]) {
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    self.buffer.truncate(start);
+                    continue;
+                }
                 Err(e) => {
                     self.buffer.truncate(start);
                     return Err(e);
@@ -242,14 +282,25 @@ impl S3Sink {
         let rest = Bytes::from(std::mem::take(&mut self.buffer));
         let Some(mut upload) = self.upload.take() else {
             let (store, path, body) = (self.store.clone(), self.path.clone(), rest.clone());
-            crate::s3::block_on(async move { store.put(&path, PutPayload::from(body)).await })
-                .map_err(other)?;
+            // Created, never replacing (as a local file is created new).
+            let create = object_store::PutOptions {
+                mode: object_store::PutMode::Create,
+                ..Default::default()
+            };
+            crate::s3::block_on(async move {
+                store.put_opts(&path, PutPayload::from(body), create).await
+            })
+            .map_err(other)?;
             return Ok(rest);
         };
         if !rest.is_empty() {
-            self.parts.push_back(crate::s3::spawn(
-                upload.put_part(PutPayload::from(rest.clone())),
-            ));
+            let permit = InFlight::acquire();
+            let sending = upload.put_part(PutPayload::from(rest.clone()));
+            self.parts.push_back(crate::s3::spawn(async move {
+                let sent = sending.await;
+                drop(permit);
+                sent
+            }));
         }
         let mut failure = None;
         for part in std::mem::take(&mut self.parts) {

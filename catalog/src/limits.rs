@@ -110,6 +110,11 @@ pub const S3_PART_BYTES: usize = 8 << 20;
 /// flight, so one file holds at most this many parts (64 MiB) in memory.
 pub const S3_PARTS_IN_FLIGHT: usize = 8;
 
+/// Parts of data files uploading at once in the whole process (every file, import and
+/// run together): 32 parts, 256 MiB, so that a partitioned import writing many files, or
+/// many writers at once, cannot hold more than that in flight.
+pub const S3_PARTS_IN_FLIGHT_TOTAL: usize = 32;
+
 /// The last bytes of a new local data file read back when it is finished (its Parquet
 /// footer is there; a larger footer is read from the file).
 pub const DATA_FILE_TAIL_BYTES: u64 = 1 << 20;
@@ -125,6 +130,14 @@ pub const STS_REFRESH_BEFORE_S: i64 = 300;
 /// Vended credentials cached at most, by (table location, access, principal): expired
 /// ones are dropped first when the cache is full, then all.
 pub const STS_CACHE_ENTRIES_MAX: usize = 10_000;
+
+/// Tokens one principal name may hold: a listing of them stays one page, and a runaway
+/// script cannot fill the meta keyspace.
+pub const TOKENS_MAX: usize = 10_000;
+
+/// The longest principal name, token name or role name, in bytes: they are keys and
+/// appear in every log line of a request.
+pub const NAME_BYTES_MAX: usize = 256;
 
 #[cfg(test)]
 mod tests {

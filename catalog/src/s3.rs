@@ -53,9 +53,26 @@ impl std::fmt::Debug for S3Options {
 }
 
 impl S3Options {
-    /// These options, with credentials from the standard AWS environment where not given.
+    /// These options, with credentials from the standard AWS chain where not given: the
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` variables, else
+    /// the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, default
+    /// `~/.aws/credentials`) at the profile `AWS_PROFILE` (default `default`).
     pub fn with_environment(mut self) -> S3Options {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        // One source for the pair: the file only when neither flags nor variables give a key.
+        let given = self.access_key_id.is_some() || self.secret_access_key.is_some();
+        if !given && var("AWS_ACCESS_KEY_ID").is_none() && var("AWS_SECRET_ACCESS_KEY").is_none() {
+            let file = var("AWS_SHARED_CREDENTIALS_FILE")
+                .or_else(|| var("HOME").map(|h| format!("{h}/.aws/credentials")));
+            let profile = var("AWS_PROFILE").unwrap_or_else(|| "default".to_owned());
+            if let Some(text) = file.and_then(|f| std::fs::read_to_string(f).ok()) {
+                let keys = profile_keys(&text, &profile);
+                let get = |k: &str| keys.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                self.access_key_id = get("aws_access_key_id");
+                self.secret_access_key = get("aws_secret_access_key");
+                self.session_token = self.session_token.or(get("aws_session_token"));
+            }
+        }
         self.access_key_id = self.access_key_id.or_else(|| var("AWS_ACCESS_KEY_ID"));
         self.secret_access_key = self
             .secret_access_key
@@ -67,6 +84,23 @@ impl S3Options {
             .or_else(|| var("AWS_DEFAULT_REGION"));
         self
     }
+}
+
+/// The `key = value` lines of one `[profile]` section of an AWS credentials file.
+fn profile_keys(text: &str, profile: &str) -> Vec<(String, String)> {
+    let mut inside = false;
+    let mut keys = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            inside = name.trim() == profile;
+        } else if inside
+            && !line.starts_with(['#', ';'])
+            && let Some((k, v)) = line.split_once('=')
+        {
+            keys.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    keys
 }
 
 /// A bucket and a key prefix (no leading or trailing `/`; empty for the whole bucket).
@@ -315,6 +349,22 @@ mod tests {
         for bad in ["s3://wh", "s3://UPPER/x", "s3://a/../x", "http://x/y"] {
             assert!(S3Place::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_credentials_file_profile_is_read_by_its_section() {
+        let text = "[default]\naws_access_key_id = AKID1\naws_secret_access_key=S1\n\n[team]\n# a comment\naws_access_key_id = AKID2\naws_secret_access_key = S2\naws_session_token = T2\n";
+        let team = profile_keys(text, "team");
+        assert_eq!(
+            team,
+            [
+                ("aws_access_key_id".to_owned(), "AKID2".to_owned()),
+                ("aws_secret_access_key".to_owned(), "S2".to_owned()),
+                ("aws_session_token".to_owned(), "T2".to_owned()),
+            ]
+        );
+        assert_eq!(profile_keys(text, "default").len(), 2);
+        assert!(profile_keys(text, "other").is_empty());
     }
 
     #[test]

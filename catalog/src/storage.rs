@@ -113,6 +113,11 @@ impl WarehouseStorage {
         Ok(self.store.get_or_init(|| built).clone())
     }
 
+    /// Whether the files are on S3 (whose requests run on the S3 runtime).
+    fn remote(&self) -> bool {
+        matches!(self.scope, Scope::S3(..))
+    }
+
     fn path(&self, location: &str) -> Result<ObjectPath> {
         match &self.scope {
             Scope::Local(root) => {
@@ -131,11 +136,28 @@ impl WarehouseStorage {
     }
 }
 
+/// Runs a store request: on the S3 runtime for a bucket, so that whatever executor polls
+/// the caller (DataFusion's, a blocking thread's) needs no reactor of its own; in place for
+/// a local folder.
+async fn on_store<T: Send + 'static>(
+    remote: bool,
+    request: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    if remote {
+        crate::s3::spawn(request)
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    } else {
+        request.await
+    }
+}
+
 #[async_trait]
 #[typetag::serde(name = "FloeWarehouseStorage")]
 impl Storage for WarehouseStorage {
     async fn exists(&self, path: &str) -> Result<bool> {
-        match self.store()?.head(&self.path(path)?).await {
+        let (store, at) = (self.store()?, self.path(path)?);
+        match on_store(self.remote(), async move { store.head(&at).await }).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(store_err(path, e)),
@@ -143,35 +165,38 @@ impl Storage for WarehouseStorage {
     }
 
     async fn metadata(&self, path: &str) -> Result<FileMetadata> {
-        let meta = self
-            .store()?
-            .head(&self.path(path)?)
+        let (store, at) = (self.store()?, self.path(path)?);
+        let meta = on_store(self.remote(), async move { store.head(&at).await })
             .await
             .map_err(|e| store_err(path, e))?;
         Ok(FileMetadata { size: meta.size })
     }
 
     async fn read(&self, path: &str) -> Result<Bytes> {
-        let store = self.store()?;
-        let got = store
-            .get(&self.path(path)?)
-            .await
-            .map_err(|e| store_err(path, e))?;
-        got.bytes().await.map_err(|e| store_err(path, e))
+        let (store, at) = (self.store()?, self.path(path)?);
+        on_store(
+            self.remote(),
+            async move { store.get(&at).await?.bytes().await },
+        )
+        .await
+        .map_err(|e| store_err(path, e))
     }
 
     async fn reader(&self, path: &str) -> Result<Box<dyn FileRead>> {
         Ok(Box::new(WarehouseRead {
             store: self.store()?,
             path: self.path(path)?,
+            remote: self.remote(),
         }))
     }
 
     async fn write(&self, path: &str, bs: Bytes) -> Result<()> {
-        self.store()?
-            .put(&self.path(path)?, PutPayload::from(bs))
-            .await
-            .map_err(|e| store_err(path, e))?;
+        let (store, at) = (self.store()?, self.path(path)?);
+        on_store(self.remote(), async move {
+            store.put(&at, PutPayload::from(bs)).await
+        })
+        .await
+        .map_err(|e| store_err(path, e))?;
         Ok(())
     }
 
@@ -179,30 +204,34 @@ impl Storage for WarehouseStorage {
         Ok(Box::new(WarehouseWrite {
             store: self.store()?,
             path: self.path(path)?,
+            remote: self.remote(),
             parts: Vec::new(),
             closed: false,
         }))
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
-        match self.store()?.delete(&self.path(path)?).await {
+        let (store, at) = (self.store()?, self.path(path)?);
+        match on_store(self.remote(), async move { store.delete(&at).await }).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(store_err(path, e)),
         }
     }
 
     async fn delete_prefix(&self, path: &str) -> Result<()> {
-        let store = self.store()?;
-        let prefix = self.path(path)?;
-        let mut listed = store.list(Some(&prefix));
-        while let Some(meta) = listed.next().await {
-            let meta = meta.map_err(|e| store_err(path, e))?;
-            match store.delete(&meta.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(store_err(path, e)),
+        let (store, prefix) = (self.store()?, self.path(path)?);
+        on_store(self.remote(), async move {
+            let mut listed = store.list(Some(&prefix));
+            while let Some(meta) = listed.next().await {
+                match store.delete(&meta?.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
+        .map_err(|e| store_err(path, e))
     }
 
     async fn delete_stream(&self, mut paths: BoxStream<'static, String>) -> Result<()> {
@@ -227,15 +256,19 @@ impl Storage for WarehouseStorage {
 struct WarehouseRead {
     store: Arc<dyn ObjectStore>,
     path: ObjectPath,
+    remote: bool,
 }
 
 #[async_trait]
 impl FileRead for WarehouseRead {
     async fn read(&self, range: Range<u64>) -> Result<Bytes> {
-        self.store
-            .get_range(&self.path, range)
-            .await
-            .map_err(|e| store_err(self.path.as_ref(), e))
+        let (store, at) = (self.store.clone(), self.path.clone());
+        on_store(
+            self.remote,
+            async move { store.get_range(&at, range).await },
+        )
+        .await
+        .map_err(|e| store_err(self.path.as_ref(), e))
     }
 }
 
@@ -244,6 +277,7 @@ impl FileRead for WarehouseRead {
 struct WarehouseWrite {
     store: Arc<dyn ObjectStore>,
     path: ObjectPath,
+    remote: bool,
     parts: Vec<Bytes>,
     closed: bool,
 }
@@ -267,8 +301,8 @@ impl FileWrite for WarehouseWrite {
         }
         self.closed = true;
         let payload: PutPayload = std::mem::take(&mut self.parts).into_iter().collect();
-        self.store
-            .put(&self.path, payload)
+        let (store, at) = (self.store.clone(), self.path.clone());
+        on_store(self.remote, async move { store.put(&at, payload).await })
             .await
             .map_err(|e| store_err(self.path.as_ref(), e))?;
         Ok(())

@@ -168,11 +168,9 @@ impl Sts {
             .await
             .map_err(|e| format!("STS's answer could not be read: {e}"))?;
         if !status.is_success() {
+            // The code only: STS's message may name the server's own identity.
             let code = tag(&text, "Code").unwrap_or_default();
-            let message = tag(&text, "Message").unwrap_or_default();
-            return Err(format!(
-                "STS refused AssumeRole ({status}): {code} {message}"
-            ));
+            return Err(format!("STS refused AssumeRole ({status}): {code}"));
         }
         let field = |name: &str| {
             tag(&text, name)

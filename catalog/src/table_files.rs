@@ -137,6 +137,9 @@ impl Catalog {
             Some(crate::warehouse::Vending::Sts(sts)) => {
                 let location = table.metadata.location().trim_end_matches('/');
                 warehouse.confine(&format!("{location}/x"))?;
+                if !scoped_by_its_uuid(location, &table.metadata.uuid()) {
+                    return Ok(None);
+                }
                 let access = if self.may_write_table(principal, spec, &table.key) {
                     crate::sts::Access::Write
                 } else {
@@ -396,8 +399,34 @@ pub(crate) fn metadata_location(
         .map_err(|e| CatalogError::Invalid(format!("the metadata location {text}: {e}")))
 }
 
+/// Whether a table's location is one floe made for it, `<...>/<name>-<its uuid>`, so that
+/// credentials scoped to it reach no other table's files (a registered table's metadata
+/// may name any folder: a namespace's, another table's); and whether it holds nothing an
+/// IAM policy reads as a wildcard (`*`, `?`, `${`).
+fn scoped_by_its_uuid(location: &str, uuid: &uuid::Uuid) -> bool {
+    let last = location.rsplit('/').next().unwrap_or_default();
+    let own = last.ends_with(&format!("-{}", uuid.hyphenated()))
+        || last.ends_with(&format!("-{}", uuid.simple()));
+    own && !location.contains(['*', '?', '$'])
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_location_made_for_the_table_is_scoped_for_vending() {
+        let uuid = uuid::Uuid::parse_str("01a24a36-8cea-7652-ac58-00efd4e9a611").unwrap();
+        let own = "s3://wh1/team/db/t-01a24a36-8cea-7652-ac58-00efd4e9a611";
+        assert!(super::scoped_by_its_uuid(own, &uuid));
+        for other in [
+            "s3://wh1/team/db",
+            "s3://wh1/team/db/u-01a24a36-8cea-7652-ac58-00efd4e9a612",
+            "s3://wh1/team/db/*-01a24a36-8cea-7652-ac58-00efd4e9a611",
+            "s3://wh1/team/${aws:username}/t-01a24a36-8cea-7652-ac58-00efd4e9a611",
+        ] {
+            assert!(!super::scoped_by_its_uuid(other, &uuid), "{other}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -167,6 +167,17 @@ impl Warehouse {
         }
     }
 
+    /// Whether the S3 prefix `url` (`s3://bucket/prefix`) and the warehouse share objects:
+    /// one lies inside the other.
+    pub fn overlaps(&self, url: &str) -> bool {
+        let (Place::S3(mine, _), Ok(other)) = (&self.place, S3Place::parse(url)) else {
+            return false;
+        };
+        let within = |a: &str, b: &str| a.is_empty() || b == a || b.starts_with(&format!("{a}/"));
+        mine.bucket == other.bucket
+            && (within(&mine.prefix, &other.prefix) || within(&other.prefix, &mine.prefix))
+    }
+
     /// Where the warehouse is.
     pub fn place(&self) -> &Place {
         &self.place
@@ -461,13 +472,9 @@ impl Warehouse {
 impl Warehouse {
     /// Whether the store refuses a second create of one name (`If-None-Match: *`), which
     /// metadata files rely on: a marker is created twice, then removed. `Ok(false)`: the
-    /// second create replaced the first.
-    pub fn probe_conditional_create(&self) -> Result<bool, WarehouseError> {
-        let marker = format!(
-            "{}/.floe-probe-{}",
-            self.root_url(),
-            uuid::Uuid::new_v4().simple()
-        );
+    /// second create replaced the first. `id` names the marker (the caller's id source).
+    pub fn probe_conditional_create(&self, id: uuid::Uuid) -> Result<bool, WarehouseError> {
+        let marker = format!("{}/.floe-probe-{}", self.root_url(), id.simple());
         self.write_new(&marker, b"1")?;
         let path = self.object_path(&marker)?;
         let store = self.store.clone();

@@ -62,6 +62,12 @@ fn serve_on(
             .local_addr()
             .map_err(|e| format!("cannot read the listening address: {e}"))?;
         let warehouse = open_warehouse(args).await?;
+        if let Some(p) = args.import_prefixes.iter().find(|p| warehouse.overlaps(p)) {
+            return Err(format!(
+                "--import-prefix {p} overlaps the warehouse {}: imports would read tables' files past their permissions; name a prefix outside it",
+                warehouse.root_url()
+            ));
+        }
         let mut options = floe_rest::ServerOptions {
             query_timeout: Some(std::time::Duration::from_secs(args.query_timeout.max(1))),
             query_memory_bytes: Some(args.query_memory.max(16) << 20),
@@ -484,7 +490,7 @@ async fn open_warehouse(args: &ServeArgs) -> Result<Warehouse, String> {
             };
         }
         if warehouse.local_root().is_none() {
-            match warehouse.probe_conditional_create() {
+            match warehouse.probe_conditional_create(uuid::Uuid::now_v7()) {
                 Ok(true) => {}
                 Ok(false) if unsafe_ok => tracing::warn!(
                     "the store replaces a file created twice: two writers could replace each other's metadata files (--s3-unsafe-no-conditional-put)"

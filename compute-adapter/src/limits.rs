@@ -127,3 +127,29 @@ pub const RUN_PIPELINE_BYTES_MAX: usize = 48 * 1024;
 /// The free space `/dev/shm` must have for runs' scratch folders to live there (else
 /// they are on the data folder's disk).
 pub const SHM_FREE_MIN: u64 = 1 << 30;
+
+/// How long a worker's pipes are read after it exits, at most: what it wrote just before
+/// exiting reaches the log, and a grandchild holding the pipes open cannot stall the run.
+pub const WORKER_DRAIN_AFTER_EXIT_MS: u64 = 2_000;
+
+/// The most of one line of a worker's output that is read (the rest of a longer line is
+/// dropped); the log cuts what it shows of a line shorter still, after masking secrets.
+pub const WORKER_LINE_READ_BYTES_MAX: usize = 1 << 20;
+
+/// A worker's output beyond this many bytes (per stream) is not logged: a chatty function
+/// cannot fill the runs' folder.
+pub const WORKER_OUTPUT_BYTES_MAX: usize = 16 << 20;
+
+/// A log line shows at most this many bytes of its text.
+pub const LOG_LINE_BYTES_MAX: usize = 64 * 1024;
+
+/// An entry of the runs' results cache holds at most `1 / CACHE_ENTRY_SHARE_MAX` of the
+/// cache's bound, so one large output cannot evict everything else.
+pub const CACHE_ENTRY_SHARE_MAX: u64 = 8;
+
+/// Processes the worker user may have at once (every worker's together): a fork bomb
+/// stops there, far from the server.
+pub const WORKER_PROCESSES_MAX: u64 = 4096;
+
+/// The longest the confined import check of a new environment may take, in seconds.
+pub const ENV_IMPORT_CHECK_S: u64 = 300;

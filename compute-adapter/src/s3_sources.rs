@@ -4,7 +4,6 @@
 //! is one object or a glob (`*` and `?` within a segment of the key); each object is
 //! downloaded into the import's staging folder (hashed on the way) and imported from there.
 
-use std::io::Write;
 use std::path::Path;
 
 use floe_catalog::s3::{S3Options, S3Place};
@@ -100,8 +99,14 @@ impl S3Sources {
         Ok(urls)
     }
 
-    /// Downloads one object (a URL `expand` answered) to `to`, hashing it. Blocking.
-    pub fn download(&self, url: &str, to: &Path) -> Result<ImportFile, S3SourceError> {
+    /// Downloads one object (a URL `expand` answered) to `to`, hashing it; refused past
+    /// `max_bytes`. Blocking.
+    pub fn download(
+        &self,
+        url: &str,
+        to: &Path,
+        max_bytes: u64,
+    ) -> Result<ImportFile, S3SourceError> {
         let (place, key) = self
             .prefixes
             .iter()
@@ -112,9 +117,12 @@ impl S3Sources {
             name: url.to_owned(),
             message,
         };
-        let mut file = std::fs::File::create_new(to).map_err(|e| failed(e.to_string()))?;
+        let file = std::fs::File::create_new(to).map_err(|e| failed(e.to_string()))?;
+        // Written asynchronously: the S3 runtime's threads never block on the disk.
+        let mut file = tokio::fs::File::from_std(file);
         let name = url.to_owned();
         let (hash, size, file) = floe_catalog::s3::block_on(async move {
+            use tokio::io::AsyncWriteExt;
             let missing = |e: object_store::Error| match e {
                 object_store::Error::NotFound { .. } => format!("there is no object {name}"),
                 e => e.to_string(),
@@ -126,16 +134,23 @@ impl S3Sources {
                 let chunk = chunk.map_err(|e| e.to_string())?;
                 hasher.update(&chunk);
                 size += chunk.len() as u64;
-                file.write_all(&chunk).map_err(|e| e.to_string())?;
+                if size > max_bytes {
+                    return Err(format!(
+                        "{name} is larger than this server's import limit of {max_bytes} bytes (floe serve --import-max-bytes)"
+                    ));
+                }
+                file.write_all(&chunk).await.map_err(|e| e.to_string())?;
             }
+            file.flush().await.map_err(|e| e.to_string())?;
             Ok::<_, String>((hasher.finalize().to_hex().to_string(), size, file))
         })
-        .map_err(
-            |message| match message.strip_prefix("there is no object ") {
-                Some(_) => S3SourceError::Invalid(message),
-                None => failed(message),
-            },
-        )?;
+        .map_err(|message| {
+            if message.starts_with("there is no object ") || message.contains("import limit") {
+                S3SourceError::Invalid(message)
+            } else {
+                failed(message)
+            }
+        })?;
         drop(file);
         Ok(ImportFile {
             name: url.to_owned(),

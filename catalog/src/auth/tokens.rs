@@ -19,9 +19,7 @@ const RECORD_PREFIX: &str = "auth/token/";
 const KEY: &[u8] = b"auth/token-key";
 const POLICY: &[u8] = b"auth/policy";
 const PAGE_KEY: &[u8] = b"auth/page-key";
-/// Tokens one principal name may hold, and names and roles' lengths.
-const TOKENS_MAX: usize = 10_000;
-const NAME_BYTES_MAX: usize = 256;
+use crate::limits::{NAME_BYTES_MAX, TOKENS_MAX};
 
 /// A token as kept (its secret only as a keyed hash).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -24,6 +24,7 @@ mod run_audit;
 mod run_faults;
 mod runs;
 mod s3;
+mod s3_engines;
 mod schemathesis;
 mod serve;
 mod table_files;

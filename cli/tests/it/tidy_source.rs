@@ -25,6 +25,11 @@ const CONFINED: &[(&str, &[&str], &str)] = &[
         "ids come from the catalog's id source so tests replay exactly (STYLE rule 7); only error ids and the client's idempotency keys are made at the edge",
     ),
     (
+        "Uuid::new_v4",
+        &[],
+        "ids come from the catalog's id source (or the edge, as UUIDv7), never a random v4 made deep inside",
+    ),
+    (
         "eprintln!",
         &[
             "cli/src/",

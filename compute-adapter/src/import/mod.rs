@@ -504,9 +504,17 @@ impl Work {
         let snapshot_id = match committed {
             Ok(id) => id,
             Err(e) => {
-                // Nothing refers to these files: remove them.
-                if let Ok(store) = self.catalog.data_files(table.metadata.location()) {
-                    write::remove_unreferenced(&store, &written);
+                // Nothing refers to these files: remove them (off the async threads). Not
+                // when the commit's outcome is unknown: it may have landed, naming them.
+                let unknown = matches!(&e, ImportError::Catalog(c) if c.is_outcome_unknown());
+                if let (false, Ok(store)) =
+                    (unknown, self.catalog.data_files(table.metadata.location()))
+                {
+                    let _ = blocking(move || {
+                        write::remove_unreferenced(&store, &written);
+                        Ok(())
+                    })
+                    .await;
                 }
                 return Err(e);
             }

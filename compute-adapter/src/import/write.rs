@@ -291,7 +291,13 @@ fn copy_file(
 ) -> std::io::Result<FinishedDataFile> {
     let mut source = from.open()?;
     let mut target = store.create(to).map_err(std::io::Error::other)?;
-    target.copy_from(&mut source)?;
+    let copied = target.copy_from(&mut source)?;
+    if copied != from.size {
+        return Err(std::io::Error::other(format!(
+            "copied {copied} bytes of a file of {} bytes; import it again",
+            from.size
+        )));
+    }
     finish(target, synced)
 }
 

@@ -25,8 +25,7 @@ use super::execute::{Output, PyRuntime};
 use super::plan::{Body, Node, Plan, Source};
 use super::record::RunOptions;
 
-/// An entry holds at most `1 / ENTRY_SHARE_MAX` of the cache's bound.
-const ENTRY_SHARE_MAX: u64 = 8;
+use crate::limits::CACHE_ENTRY_SHARE_MAX as ENTRY_SHARE_MAX;
 
 /// What an entry says beside its output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -555,8 +555,8 @@ fn confined_check(
     ))
 }
 
-/// The longest the confined import check of a new environment may take.
-const IMPORT_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+const IMPORT_CHECK_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(crate::limits::ENV_IMPORT_CHECK_S);
 
 /// Adds read (and, where the owner may, execute) for everyone under `dir`, links left
 /// alone.

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-/// A log line shows at most this many bytes of its text.
-pub const LOG_LINE_BYTES_MAX: usize = 64 * 1024;
+pub use crate::limits::LOG_LINE_BYTES_MAX;
 
 /// The node name of lines about the run as a whole.
 pub const RUN: &str = "run";

@@ -80,9 +80,12 @@ impl Writer {
                 snapshot_id,
             }),
             Err(e) => {
-                // Nothing refers to the files: remove them.
-                self.remove_unreferenced(&table, &written_paths);
-                Err(e)
+                // Nothing refers to the files: remove them. Not when the commit's outcome
+                // is unknown: it may have landed, naming them.
+                if !e.unknown {
+                    self.remove_unreferenced(&table, written_paths).await;
+                }
+                Err(e.message)
             }
         }
     }
@@ -121,16 +124,22 @@ impl Writer {
         }
         if let Some(e) = failure {
             let written: Vec<String> = added.iter().map(|f| f.file_path().to_owned()).collect();
-            self.remove_unreferenced(table, &written);
+            self.remove_unreferenced(table, written).await;
             return Err(e);
         }
         Ok(added)
     }
 
     /// Removes the data files of a failed materialization (best effort, logged).
-    fn remove_unreferenced(&self, table: &LoadedTable, locations: &[String]) {
+    async fn remove_unreferenced(&self, table: &LoadedTable, locations: Vec<String>) {
         match self.catalog.data_files(table.metadata.location()) {
-            Ok(store) => crate::import::remove_unreferenced(&store, locations),
+            Ok(store) => {
+                let _ = blocking(move || {
+                    crate::import::remove_unreferenced(&store, &locations);
+                    Ok(())
+                })
+                .await;
+            }
             Err(e) => tracing::warn!(error = %e, "unreferenced data files were left"),
         }
     }
@@ -222,7 +231,7 @@ impl Writer {
         how: Materialization,
         overwrite_filter: Option<&str>,
         added: Vec<iceberg::spec::DataFile>,
-    ) -> Result<i64, String> {
+    ) -> Result<i64, CommitFailed> {
         let metadata = &table.metadata;
         let file_io = self
             .catalog
@@ -234,7 +243,8 @@ impl Writer {
                 if metadata.default_partition_spec().is_unpartitioned() {
                     return Err(format!(
                         "OVERWRITE_PARTITIONS needs a partitioned table, and {key} is not partitioned; declare partitioned_by (on a new table) or use REPLACE"
-                    ));
+                    )
+                    .into());
                 }
                 let live = live_files(&file_io, metadata).await?;
                 let removed: BTreeSet<String> = match overwrite_filter {
@@ -280,19 +290,39 @@ impl Writer {
             updates: produced.updates,
         };
         let this = self.clone();
-        blocking(move || {
-            this.catalog
-                .commit_table(
-                    &this.executor,
-                    &this.branch,
-                    change,
-                    &Authored::default(),
-                    None,
-                )
-                .map_err(|e| e.to_string())
+        let committed = tokio::task::spawn_blocking(move || {
+            this.catalog.commit_table(
+                &this.executor,
+                &this.branch,
+                change,
+                &Authored::default(),
+                None,
+            )
         })
-        .await?;
-        Ok(produced.snapshot_id)
+        .await
+        .map_err(|e| format!("a run task failed: {e}"))?;
+        match committed {
+            Ok(_) => Ok(produced.snapshot_id),
+            Err(e) => Err(CommitFailed {
+                unknown: e.is_outcome_unknown(),
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// Why a materialization's snapshot did not commit, and whether it may have all the same.
+struct CommitFailed {
+    message: String,
+    unknown: bool,
+}
+
+impl From<String> for CommitFailed {
+    fn from(message: String) -> CommitFailed {
+        CommitFailed {
+            message,
+            unknown: false,
+        }
     }
 }
 

@@ -30,6 +30,7 @@ use nix::unistd::{Gid, Uid, User};
 use serde::{Deserialize, Serialize};
 
 use super::{Plan, RunError, plan};
+use crate::limits::WORKER_PROCESSES_MAX as PROCESSES_MAX;
 
 /// The subcommand of the floe binary that confines a worker (not a user's verb).
 pub const SUBCOMMAND: &str = "worker-sandbox";
@@ -64,9 +65,6 @@ const ETC: &[&str] = &[
     "ssl",
     "timezone",
 ];
-/// Processes the worker user may have at once (every worker's together): a fork bomb
-/// stops there, far from the server.
-const PROCESSES_MAX: u64 = 4096;
 /// The share of memory a worker's `/tmp` and `/dev/shm` may each take.
 const TMPFS_SIZE: &str = "size=25%";
 /// Where the probe sees its folder (as workers see theirs: under `/floe`).

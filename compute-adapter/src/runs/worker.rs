@@ -12,6 +12,9 @@
 //! it, and what the worker leaves there is untrusted: its output is taken only as a plain
 //! file, after the worker and everything it started have ended (`take_output`).
 
+use crate::limits::{
+    WORKER_DRAIN_AFTER_EXIT_MS, WORKER_LINE_READ_BYTES_MAX, WORKER_OUTPUT_BYTES_MAX,
+};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -313,13 +316,7 @@ pub async fn run(launch: Launch<'_>, lines: Lines<'_>) -> Result<Answer, String>
     Err("the worker's answer does not parse".to_owned())
 }
 
-/// How long a worker's pipes are read after it exits, at most.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
-/// The most of one line of a worker's output that is read (the rest of a longer line is
-/// dropped); the log cuts what it shows of a line shorter still, after masking secrets.
-const LINE_READ_MAX: usize = 1 << 20;
-/// A worker's output beyond this many bytes (per stream) is not logged.
-const OUTPUT_BYTES_MAX: usize = 16 << 20;
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(WORKER_DRAIN_AFTER_EXIT_MS);
 /// The file in a worker's folder holding its process group id.
 const PGID_FILE: &str = "pgid";
 /// The worker's own part of its folder.
@@ -438,21 +435,21 @@ pub fn take_output(folder: &Path, to: &Path) -> Result<(), String> {
 }
 
 /// Streams a pipe into the run log line by line as they come: a line's first
-/// `LINE_READ_MAX` bytes, a stream's output beyond `OUTPUT_BYTES_MAX` left out (said once).
+/// `WORKER_LINE_READ_BYTES_MAX` bytes, a stream's output beyond `WORKER_OUTPUT_BYTES_MAX` left out (said once).
 async fn pump<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, lines: Lines<'_>, stream: &str) {
     let Some(pipe) = pipe else { return };
     let mut reader = BufReader::with_capacity(64 * 1024, pipe);
     let mut line: Vec<u8> = Vec::new();
     let mut total = 0usize;
     let emit = |line: &mut Vec<u8>, total: &mut usize| {
-        if *total < OUTPUT_BYTES_MAX {
+        if *total < WORKER_OUTPUT_BYTES_MAX {
             lines(stream, &String::from_utf8_lossy(line));
             *total += line.len();
-            if *total >= OUTPUT_BYTES_MAX {
+            if *total >= WORKER_OUTPUT_BYTES_MAX {
                 lines(
                     stream,
                     &format!(
-                        "[more than {OUTPUT_BYTES_MAX} bytes of output: the rest is not logged]"
+                        "[more than {WORKER_OUTPUT_BYTES_MAX} bytes of output: the rest is not logged]"
                     ),
                 );
             }
@@ -468,7 +465,7 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, lines: Lines<'_>
             Some(at) => (at + 1, true),
             None => (buffer.len(), false),
         };
-        let room = LINE_READ_MAX.saturating_sub(line.len());
+        let room = WORKER_LINE_READ_BYTES_MAX.saturating_sub(line.len());
         let body = if complete { take - 1 } else { take };
         line.extend_from_slice(&buffer[..body.min(room)]);
         reader.consume(take);

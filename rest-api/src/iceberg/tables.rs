@@ -30,6 +30,16 @@ pub struct DropQuery {
 /// A `LoadTableResult`: the metadata as stored, with its location, and what an engine
 /// needs to reach the table's files (the warehouse's `s3.*` properties on S3).
 pub(super) fn load_reply(cx: &Ctx, p: &str, t: &LoadedTable) -> ApiResult<Reply> {
+    table_reply(cx, p, t, false)
+}
+
+/// The `LoadTableResult` of a create or register that committed: credentials STS could not
+/// give are left out (said in the log), never an error, since the table exists now.
+fn created_reply(cx: &Ctx, p: &str, t: &LoadedTable) -> ApiResult<Reply> {
+    table_reply(cx, p, t, true)
+}
+
+fn table_reply(cx: &Ctx, p: &str, t: &LoadedTable, committed: bool) -> ApiResult<Reply> {
     let mut config = cx.catalog.storage_properties();
     // Credentials only for a client that asks for them, whole or not at all.
     let asked = cx
@@ -40,7 +50,14 @@ pub(super) fn load_reply(cx: &Ctx, p: &str, t: &LoadedTable) -> ApiResult<Reply>
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|mode| mode.trim() == "vended-credentials");
-    let storage_credentials = if asked { vended(cx, p, t)? } else { Vec::new() };
+    let storage_credentials = match (asked, committed) {
+        (false, _) => Vec::new(),
+        (true, false) => vended(cx, p, t)?,
+        (true, true) => vended(cx, p, t).unwrap_or_else(|e| {
+            tracing::warn!(error = ?e, "no credentials vended with a committed table");
+            Vec::new()
+        }),
+    };
     if let Some(c) = storage_credentials.first() {
         config.extend(c.config.clone());
     }
@@ -155,7 +172,7 @@ pub async fn create(
                     &authored(&cx.call.headers),
                     idem,
                 )?;
-                load_reply(cx, &p, &t)
+                created_reply(cx, &p, &t)
             },
             replay: move |cx: &Ctx, rec: &AppliedRecord| {
                 let req: CreateTableRequest = body(&cx.call.body)?;
@@ -326,7 +343,7 @@ pub async fn register(
                     &authored(&cx.call.headers),
                     idem,
                 )?;
-                load_reply(cx, &p, &t)
+                created_reply(cx, &p, &t)
             },
             replay: move |cx: &Ctx, rec: &AppliedRecord| {
                 let req: RegisterTableRequest = body(&cx.call.body)?;

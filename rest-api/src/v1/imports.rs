@@ -333,6 +333,7 @@ async fn s3_files(
     use floe_compute::s3_sources::S3SourceError;
 
     let sources = state.options.s3_sources.clone();
+    let limit = state.options.import_max_bytes;
     if sources.is_empty() {
         return Err(ApiError::new(
             ErrorKind::ImportRootRequired,
@@ -354,11 +355,15 @@ async fn s3_files(
         std::fs::create_dir_all(&staging)
             .map_err(|e| ApiError::internal(&format!("creating the staging folder: {e}")))?;
         let urls = sources.expand(&source, room).map_err(refused)?;
+        // The objects together stay within the import limit, as uploads do.
+        let mut left = limit;
         urls.iter()
             .enumerate()
             .map(|(n, url)| {
                 let to = staging.join(format!("s3-{}-{n}", first.simple()));
-                sources.download(url, &to).map_err(refused)
+                let file = sources.download(url, &to, left).map_err(refused)?;
+                left -= file.size;
+                Ok(file)
             })
             .collect()
     })
