@@ -747,3 +747,92 @@ fn a_metadata_write_that_loses_the_race_for_its_name_fails_the_commit_cleanly() 
         Some("v")
     );
 }
+
+/// The hostile locations of the local suite, on S3: other buckets, other prefixes, `..`,
+/// other schemes and another table's folder, as a create's location, as path properties
+/// on create and on commit, and as a registered metadata file, are refused with a 400 and
+/// change nothing.
+#[test]
+fn hostile_locations_on_s3_are_refused_and_change_nothing() {
+    let Some(moto) = Moto::start() else {
+        eprintln!("SKIPPED: no moto_server in FLOE_TEST_VENV (tests/requirements.txt)");
+        return;
+    };
+    moto.create_bucket("floe-test-hostile");
+    moto.create_bucket("floe-other");
+    let s = on_s3(&moto, "s3://floe-test-hostile/wh");
+    s.namespace("main", "db");
+    let made = |name: &str| {
+        let r = s.post(
+            "/iceberg/v1/main/namespaces/db/tables",
+            json!({"name": name, "schema": schema()}),
+        );
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        (
+            r.body["metadata"]["location"].as_str().unwrap().to_owned(),
+            r.body["metadata-location"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (w, _) = made("w");
+    let (other, other_metadata) = made("other");
+    let head = s.head("main");
+    let outside = [
+        "s3://floe-other/wh/db/p".to_owned(),
+        "s3://floe-test-hostile/elsewhere/db/p".to_owned(),
+        "s3://floe-test-hostile/wh2/db/p".to_owned(),
+        "s3://floe-test-hostile/wh/../elsewhere/p".to_owned(),
+        format!("{w}/../../x"),
+        "file:///tmp/elsewhere".to_owned(),
+        "http://169.254.169.254/latest/meta-data".to_owned(),
+    ];
+    for location in outside
+        .iter()
+        .chain([&other, &"s3://floe-test-hostile/wh".to_owned()])
+    {
+        let create = s.post(
+            "/iceberg/v1/main/namespaces/db/tables",
+            json!({"name": "p", "schema": schema(), "location": location}),
+        );
+        assert_eq!(create.status, 400, "location {location}: {:?}", create.body);
+    }
+    for path in outside.iter().chain([&format!("{other}/data")]) {
+        for key in ["write.data.path", "write.metadata.path"] {
+            let create = s.post(
+                "/iceberg/v1/main/namespaces/db/tables",
+                json!({"name": "p", "schema": schema(), "properties": { key: path }}),
+            );
+            assert_eq!(create.status, 400, "{key} {path}: {:?}", create.body);
+            let commit = s.post(
+                "/iceberg/v1/main/namespaces/db/tables/w",
+                json!({"updates": [{"action": "set-properties", "updates": { key: path }}]}),
+            );
+            assert_eq!(
+                commit.status, 400,
+                "{key} {path} on commit: {:?}",
+                commit.body
+            );
+        }
+    }
+    for metadata in [
+        "s3://floe-other/wh/db/x.metadata.json".to_owned(),
+        "s3://floe-test-hostile/elsewhere/x.metadata.json".to_owned(),
+        other_metadata.replace("/metadata/", "/metadata/../../../"),
+        "http://169.254.169.254/latest/meta-data".to_owned(),
+    ] {
+        let r = s.post(
+            "/iceberg/v1/main/namespaces/db/register",
+            json!({"name": "evil", "metadata-location": metadata}),
+        );
+        assert_eq!(r.status, 400, "register {metadata}: {:?}", r.body);
+    }
+    assert_eq!(s.head("main"), head, "nothing changed");
+    assert!(moto.keys("floe-other", "").is_empty());
+    assert!(
+        !moto
+            .keys("floe-test-hostile", "")
+            .iter()
+            .any(|k| !k.starts_with("wh/db/w-") && !k.starts_with("wh/db/other-")),
+        "{:?}",
+        moto.keys("floe-test-hostile", "")
+    );
+}
