@@ -90,6 +90,19 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// How floe reaches this moto in process (its test credentials, path style).
+    pub(crate) fn options(&self) -> floe_catalog::s3::S3Options {
+        floe_catalog::s3::S3Options {
+            endpoint: Some(self.endpoint.clone()),
+            path_style: true,
+            access_key_id: Some("testing".to_owned()),
+            secret_access_key: Some("testing".to_owned()),
+            ..Default::default()
+        }
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -488,13 +501,7 @@ fn data_files_on_s3_appear_whole_or_not_at_all() {
         return;
     };
     moto.create_bucket("floe-test-files");
-    let options = floe_catalog::s3::S3Options {
-        endpoint: Some(moto.endpoint.clone()),
-        path_style: true,
-        access_key_id: Some("testing".to_owned()),
-        secret_access_key: Some("testing".to_owned()),
-        ..Default::default()
-    };
+    let options = moto.options();
     let warehouse = floe_catalog::Warehouse::open_s3("s3://floe-test-files/wh", options).unwrap();
     let catalog = floe_catalog::Catalog::in_memory().with_warehouse(warehouse);
     let table = "s3://floe-test-files/wh/db/t-1";
@@ -629,13 +636,7 @@ fn a_metadata_write_that_loses_the_race_for_its_name_fails_the_commit_cleanly() 
         return;
     };
     moto.create_bucket("floe-test-race");
-    let options = floe_catalog::s3::S3Options {
-        endpoint: Some(moto.endpoint.clone()),
-        path_style: true,
-        access_key_id: Some("testing".to_owned()),
-        secret_access_key: Some("testing".to_owned()),
-        ..Default::default()
-    };
+    let options = moto.options();
     // Armed: the next metadata file floe creates is created first by "another writer".
     let armed = Arc::new(AtomicBool::new(false));
     let hook = {

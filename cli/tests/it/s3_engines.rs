@@ -88,6 +88,84 @@ fn slow_pyiceberg_and_duckdb_write_and_read_a_table_on_s3_with_their_own_credent
     assert_eq!(none.body["storage-credentials"], json!([]), "{}", none.body);
 }
 
+/// A server with `--auth required`, the policy `policy` and the admin token `admin`, on an
+/// S3 warehouse of moto in a bucket of its own, with `more` flags and environment (its
+/// policy file's folder is returned to live as long as the server).
+fn secured(
+    moto: &Moto,
+    bucket: &str,
+    policy: &str,
+    admin: &str,
+    more: &[&str],
+    env: &[(&str, &str)],
+) -> (Running, tempfile::TempDir) {
+    moto.create_bucket(bucket);
+    let files = tempfile::tempdir().unwrap();
+    let path = files.path().join("policy.toml");
+    std::fs::write(&path, policy).unwrap();
+    let warehouse = format!("s3://{bucket}/wh");
+    let mut args = vec![
+        "--auth",
+        "required",
+        "--policy",
+        crate::data::p(&path),
+        "--warehouse",
+        &warehouse,
+        "--s3-endpoint",
+        &moto.endpoint,
+        "--s3-path-style",
+    ];
+    args.extend_from_slice(more);
+    let mut vars = vec![
+        ("FLOE_ADMIN_TOKEN", admin),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    vars.extend_from_slice(env);
+    (Running::start_with_env(&args, &vars), files)
+}
+
+/// A token for `who`, made by the admin.
+fn token(s: &Running, admin: &str, who: &str) -> String {
+    s.floe(
+        &s.config_dir(),
+        &["--token", admin, "token", "create", "--principal", who],
+    )
+    .expect(0)
+    .trim()
+    .to_owned()
+}
+
+/// One call with a bearer token, asking for vended credentials or not: its status and body.
+fn call(
+    s: &Running,
+    method: &str,
+    path: &str,
+    token: &str,
+    ask: bool,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", s.url()))
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Content-Type", "application/json");
+    if ask {
+        request = request.header("X-Iceberg-Access-Delegation", "vended-credentials");
+    }
+    let request = request
+        .body(body.map(|b| b.to_string()).unwrap_or_default())
+        .unwrap();
+    let mut response = agent.run(request).unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
 /// Static vended keys reach every table's files on every branch: only a principal who
 /// manages the whole catalog gets them; a reader gets the store's address only.
 #[test]
@@ -96,60 +174,21 @@ fn static_vended_keys_go_only_to_a_manager_of_the_catalog() {
         eprintln!("SKIPPED: no moto_server in FLOE_TEST_VENV (tests/requirements.txt)");
         return;
     };
-    moto.create_bucket("floe-test-vend");
-    let files = tempfile::tempdir().unwrap();
-    let policy = files.path().join("policy.toml");
-    std::fs::write(
-        &policy,
-        "[roles.reader]\nrules = [{ refs = [\"**\"], allow = [\"read\"] }]\n[principals]\nrita = [\"reader\"]\n",
-    )
-    .unwrap();
     const ADMIN: &str = "floe-admin-token-for-the-vending-test";
-    let s = Running::start_with_env(
+    let (s, _policy) = secured(
+        &moto,
+        "floe-test-vend",
+        "[roles.reader]\nrules = [{ refs = [\"**\"], allow = [\"read\"] }]\n[principals]\nrita = [\"reader\"]\n",
+        ADMIN,
+        &["--vend-credentials", "static"],
         &[
-            "--auth",
-            "required",
-            "--policy",
-            crate::data::p(&policy),
-            "--warehouse",
-            "s3://floe-test-vend/wh",
-            "--s3-endpoint",
-            &moto.endpoint,
-            "--s3-path-style",
-            "--vend-credentials",
-            "static",
-        ],
-        &[
-            ("FLOE_ADMIN_TOKEN", ADMIN),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
             ("FLOE_VEND_ACCESS_KEY_ID", "vended-key"),
             ("FLOE_VEND_SECRET_ACCESS_KEY", "vended-secret"),
         ],
     );
-    let rita = s.floe(
-        &s.config_dir(),
-        &["--token", ADMIN, "token", "create", "--principal", "rita"],
-    );
-    let rita = rita.expect(0).trim().to_owned();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let call = |method: &str, path: &str, token: &str, body: Option<Value>| -> (u16, Value) {
-        let url = format!("{}{path}", s.url());
-        let request = ureq::http::Request::builder()
-            .method(method)
-            .uri(url)
-            .header("Authorization", format!("Bearer {token}"))
-            .header("Content-Type", "application/json")
-            .header("X-Iceberg-Access-Delegation", "vended-credentials")
-            .body(body.map(|b| b.to_string()).unwrap_or_default())
-            .unwrap();
-        let mut response = agent.run(request).unwrap();
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    let rita = token(&s, ADMIN, "rita");
+    let call = |method: &str, path: &str, token: &str, body: Option<Value>| {
+        call(&s, method, path, token, true, body)
     };
     let (status, _) = call(
         "POST",
@@ -311,27 +350,14 @@ fn sts_vended_keys_are_scoped_to_the_table_and_to_what_the_principal_may_do_on_t
         eprintln!("SKIPPED: no moto_server in FLOE_TEST_VENV (tests/requirements.txt)");
         return;
     };
-    moto.create_bucket("floe-test-sts");
     let sts = RecordingSts::start(&moto.endpoint);
-    let files = tempfile::tempdir().unwrap();
-    let policy = files.path().join("policy.toml");
-    std::fs::write(
-        &policy,
-        "[roles.reader]\nrules = [{ refs = [\"**\"], allow = [\"read\"] }]\n[roles.devwriter]\nrules = [{ refs = [\"dev\"], allow = [\"read\", \"write\"] }]\n[principals]\nrita = [\"reader\"]\ndave = [\"reader\", \"devwriter\"]\n",
-    )
-    .unwrap();
     const ADMIN: &str = "floe-admin-token-for-the-sts-test";
-    let s = Running::start_with_env(
+    let (s, _policy) = secured(
+        &moto,
+        "floe-test-sts",
+        "[roles.reader]\nrules = [{ refs = [\"**\"], allow = [\"read\"] }]\n[roles.devwriter]\nrules = [{ refs = [\"dev\"], allow = [\"read\", \"write\"] }]\n[principals]\nrita = [\"reader\"]\ndave = [\"reader\", \"devwriter\"]\n",
+        ADMIN,
         &[
-            "--auth",
-            "required",
-            "--policy",
-            crate::data::p(&policy),
-            "--warehouse",
-            "s3://floe-test-sts/wh",
-            "--s3-endpoint",
-            &moto.endpoint,
-            "--s3-path-style",
             "--vend-credentials",
             "sts",
             "--sts-role-arn",
@@ -339,45 +365,11 @@ fn sts_vended_keys_are_scoped_to_the_table_and_to_what_the_principal_may_do_on_t
             "--sts-endpoint",
             &sts.url,
         ],
-        &[
-            ("FLOE_ADMIN_TOKEN", ADMIN),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ],
+        &[],
     );
-    let token = |who: &str| {
-        s.floe(
-            &s.config_dir(),
-            &["--token", ADMIN, "token", "create", "--principal", who],
-        )
-        .expect(0)
-        .trim()
-        .to_owned()
-    };
-    let (rita, dave) = (token("rita"), token("dave"));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let (rita, dave) = (token(&s, ADMIN, "rita"), token(&s, ADMIN, "dave"));
     let call = |method: &str, path: &str, token: &str, ask: bool, body: Option<Value>| {
-        let mut request = ureq::http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", s.url()))
-            .header("Authorization", format!("Bearer {token}"))
-            .header("Content-Type", "application/json");
-        if ask {
-            request = request.header("X-Iceberg-Access-Delegation", "vended-credentials");
-        }
-        let request = request
-            .body(body.map(|b| b.to_string()).unwrap_or_default())
-            .unwrap();
-        let mut response = agent.run(request).unwrap();
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap();
-        (
-            status,
-            serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
-        )
+        call(&s, method, path, token, ask, body)
     };
     let ns = json!({"namespace": ["db"]});
     assert_eq!(
@@ -540,19 +532,23 @@ fn sts_vended_keys_are_scoped_to_the_table_and_to_what_the_principal_may_do_on_t
         json!({"name": "t", "schema": schema()}),
     );
     assert_eq!(made.status, 200, "{:?}", made.body);
-    let asked = agent
-        .get(format!(
-            "{}/iceberg/v1/main/namespaces/db/tables/t",
-            d.url()
-        ))
-        .header("X-Iceberg-Access-Delegation", "vended-credentials")
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let asked = ureq::get(format!(
+        "{}/iceberg/v1/main/namespaces/db/tables/t",
+        d.url()
+    ))
+    .header("X-Iceberg-Access-Delegation", "vended-credentials")
+    .config()
+    .http_status_as_error(false)
+    .build()
+    .call()
+    .unwrap()
+    .into_body()
+    .read_to_string()
+    .unwrap();
     assert!(asked.contains("cannot vend credentials"), "{asked}");
     assert!(asked.contains("\"code\":503"), "{asked}");
+    let plain = d.get("/iceberg/v1/main/namespaces/db/tables/t");
+    assert_eq!(plain.status, 200, "{:?}", plain.body);
 }
 
 /// Whether the bucket holds files a client writes (data files, manifests), not only floe's
