@@ -58,6 +58,10 @@ pub struct Sts {
     options: StsOptions,
     client: reqwest_s3::Client,
     cache: Mutex<HashMap<CacheKey, Vended>>,
+    /// One lock per key being asked for: concurrent misses of one key wait for the first
+    /// answer instead of each calling STS (a cold table under load would otherwise send
+    /// STS one call per waiting request).
+    asking: Mutex<HashMap<CacheKey, Arc<Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Sts {
@@ -92,6 +96,7 @@ impl Sts {
             options,
             client,
             cache: Mutex::new(HashMap::new()),
+            asking: Mutex::new(HashMap::new()),
         })
     }
 
@@ -106,16 +111,26 @@ impl Sts {
     ) -> Result<std::collections::BTreeMap<String, String>, WarehouseError> {
         let key = (location.to_owned(), access, principal.to_owned());
         let fresh = |v: &Vended| v.expires_ms - STS_REFRESH_BEFORE_S * 1000 > now_ms;
-        let cached = self.cache.lock().get(&key).filter(|v| fresh(v)).cloned();
-        let vended = match cached {
+        let cached = || self.cache.lock().get(&key).filter(|v| fresh(v)).cloned();
+        let vended = match cached() {
             Some(v) => v,
             None => {
+                let turn = self.asking.lock().entry(key.clone()).or_default().clone();
+                let _turn = turn.lock();
+                // Another request may have asked while this one waited.
+                if let Some(v) = cached() {
+                    return Ok(props(v));
+                }
                 let place = S3Place::parse(location).map_err(|why| failed(location, &why))?;
                 let policy = session_policy(&place, access, self.options.put_if_absent);
                 let this = self.clone();
                 let session = session_name(principal);
-                let v = crate::s3::block_on(async move { this.assume(&policy, &session).await })
-                    .map_err(|why| failed(location, &why))?;
+                let asked =
+                    crate::s3::block_on(async move { this.assume(&policy, &session).await });
+                if asked.is_err() {
+                    self.asking.lock().remove(&key);
+                }
+                let v = asked.map_err(|why| failed(location, &why))?;
                 let mut cache = self.cache.lock();
                 if cache.len() >= STS_CACHE_ENTRIES_MAX {
                     cache.retain(|_, v| fresh(v));
@@ -123,19 +138,13 @@ impl Sts {
                         cache.clear();
                     }
                 }
-                cache.insert(key, v.clone());
+                cache.insert(key.clone(), v.clone());
+                drop(cache);
+                self.asking.lock().remove(&key);
                 v
             }
         };
-        let mut props = std::collections::BTreeMap::new();
-        props.insert("s3.access-key-id".to_owned(), vended.access_key_id);
-        props.insert("s3.secret-access-key".to_owned(), vended.secret_access_key);
-        props.insert("s3.session-token".to_owned(), vended.session_token);
-        props.insert(
-            "s3.session-token-expires-at-ms".to_owned(),
-            vended.expires_ms.to_string(),
-        );
-        Ok(props)
+        Ok(props(vended))
     }
 
     /// One `AssumeRole` call.
@@ -190,6 +199,19 @@ impl Sts {
             expires_ms: (expires.unix_timestamp_nanos() / 1_000_000) as i64,
         })
     }
+}
+
+/// Vended credentials as Iceberg's table config names them.
+fn props(vended: Vended) -> std::collections::BTreeMap<String, String> {
+    let mut props = std::collections::BTreeMap::new();
+    props.insert("s3.access-key-id".to_owned(), vended.access_key_id);
+    props.insert("s3.secret-access-key".to_owned(), vended.secret_access_key);
+    props.insert("s3.session-token".to_owned(), vended.session_token);
+    props.insert(
+        "s3.session-token-expires-at-ms".to_owned(),
+        vended.expires_ms.to_string(),
+    );
+    props
 }
 
 fn failed(location: &str, why: &str) -> WarehouseError {

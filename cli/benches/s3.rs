@@ -141,6 +141,24 @@ s3.delete_object(Bucket='{bucket}', Key='{key}')\n"
     Duration::from_secs_f64(String::from_utf8_lossy(&out.stdout).trim().parse().unwrap())
 }
 
+/// `floe serve` on a warehouse in moto's `bench-wh` bucket, with `more` flags (its stderr
+/// beside its data folder).
+fn on_moto(moto: &Moto, data: &Path, more: &[&str]) -> Server {
+    let mut args = vec![
+        "--warehouse",
+        "s3://bench-wh/wh",
+        "--s3-endpoint",
+        &moto.endpoint,
+        "--s3-path-style",
+        "--s3-access-key-id",
+        "testing",
+        "--s3-secret-access-key",
+        "testing",
+    ];
+    args.extend_from_slice(more);
+    Server::start(data, &data.with_extension("stderr"), &args)
+}
+
 fn main() {
     let Ok(venv) = std::env::var("FLOE_TEST_VENV") else {
         println!("SKIPPED: the S3 bench needs FLOE_TEST_VENV (moto_server and boto3)");
@@ -166,19 +184,10 @@ fn main() {
     moto.bucket("bench-boto3");
     let sources = root.path().join("sources");
     std::fs::create_dir_all(&sources).unwrap();
-    let server = Server::start(
+    let server = on_moto(
+        &moto,
         &root.path().join("data"),
-        &root.path().join("server.stderr"),
         &[
-            "--warehouse",
-            "s3://bench-wh/wh",
-            "--s3-endpoint",
-            &moto.endpoint,
-            "--s3-path-style",
-            "--s3-access-key-id",
-            "testing",
-            "--s3-secret-access-key",
-            "testing",
             "--vend-credentials",
             "sts",
             "--sts-role-arn",
@@ -275,23 +284,7 @@ fn main() {
         moto.bucket("bench-wh");
         moto.bucket("bench-boto3");
         let dir = root.path().join(format!("import-{round}"));
-        let server = Server::start(
-            &dir,
-            &root.path().join(format!("import-{round}.stderr")),
-            &[
-                "--warehouse",
-                "s3://bench-wh/wh",
-                "--s3-endpoint",
-                &moto.endpoint,
-                "--s3-path-style",
-                "--s3-access-key-id",
-                "testing",
-                "--s3-secret-access-key",
-                "testing",
-                "--import-root",
-                sources.to_str().unwrap(),
-            ],
-        );
+        let server = on_moto(&moto, &dir, &["--import-root", sources.to_str().unwrap()]);
         support::floe_cli(&server.base, &config, &["namespace", "create", "db"]);
         let mut run_floe = || {
             let started = Instant::now();
