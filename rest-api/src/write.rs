@@ -28,6 +28,9 @@ pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 pub struct Reply {
     pub status: StatusCode,
     pub body: Option<String>,
+    /// The body carries credentials: answered with `Cache-Control: no-store`, so that no
+    /// cache between the client and floe keeps them.
+    pub secret: bool,
 }
 
 impl Reply {
@@ -35,6 +38,7 @@ impl Reply {
         Ok(Reply {
             status,
             body: Some(serde_json::to_string(body).map_err(|e| ApiError::internal(&e))?),
+            secret: false,
         })
     }
 
@@ -44,13 +48,22 @@ impl Reply {
     }
 
     pub fn empty(status: StatusCode) -> ApiResult<Reply> {
-        Ok(Reply { status, body: None })
+        Ok(Reply {
+            status,
+            body: None,
+            secret: false,
+        })
+    }
+
+    /// The same answer, marked as carrying credentials (when `secret`).
+    pub fn secret(self, secret: bool) -> Reply {
+        Reply { secret, ..self }
     }
 }
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
-        match self.body {
+        let mut response = match self.body {
             Some(body) => (
                 self.status,
                 [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -58,7 +71,14 @@ impl IntoResponse for Reply {
             )
                 .into_response(),
             None => self.status.into_response(),
+        };
+        if self.secret {
+            response.headers_mut().insert(
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            );
         }
+        response
     }
 }
 
@@ -198,6 +218,7 @@ where
     let empty = || Reply {
         status: StatusCode::NO_CONTENT,
         body: None,
+        secret: false,
     };
     write(
         state,

@@ -488,6 +488,24 @@ fn sts_vended_keys_are_scoped_to_the_table_and_to_what_the_principal_may_do_on_t
             }
         }
     }
+    // Answers carrying keys are never to be cached; others may be.
+    let cache_control = |ask: bool| {
+        let mut request = ureq::get(format!(
+            "{}/iceberg/v1/main/namespaces/db/tables/t",
+            s.url()
+        ))
+        .header("Authorization", format!("Bearer {rita}"));
+        if ask {
+            request = request.header("X-Iceberg-Access-Delegation", "vended-credentials");
+        }
+        let response = request.call().unwrap();
+        response
+            .headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(cache_control(true).as_deref(), Some("no-store"));
+    assert_eq!(cache_control(false), None);
     // The credentials endpoint answers the same keys, for a long job.
     let (status, fresh) = call(
         "GET",

@@ -61,12 +61,14 @@ fn table_reply(cx: &Ctx, p: &str, t: &LoadedTable, committed: bool) -> ApiResult
     if let Some(c) = storage_credentials.first() {
         config.extend(c.config.clone());
     }
-    Reply::ok(&LoadResult {
+    let secret = !storage_credentials.is_empty();
+    Ok(Reply::ok(&LoadResult {
         metadata_location: t.metadata_location.as_deref(),
         metadata: t.metadata_json.raw(),
         config,
         storage_credentials,
-    })
+    })?
+    .secret(secret))
 }
 
 /// The credentials vended for a table's files, as the ref `p` names it (none where the
@@ -98,9 +100,12 @@ pub async fn credentials(
 ) -> Response {
     write::read(&state, call, move |cx| {
         let t = named(cx, &p, &ns, &table)?;
-        Reply::ok(&super::wire::LoadCredentialsResponse {
-            storage_credentials: vended(cx, &p, &t)?,
-        })
+        let storage_credentials = vended(cx, &p, &t)?;
+        let secret = !storage_credentials.is_empty();
+        Ok(Reply::ok(&super::wire::LoadCredentialsResponse {
+            storage_credentials,
+        })?
+        .secret(secret))
     })
     .await
 }
