@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use crate::limits::{
     DATA_FILE_TAIL_BYTES, S3_PART_BYTES, S3_PARTS_IN_FLIGHT, S3_PARTS_IN_FLIGHT_TOTAL,
 };
-use crate::warehouse::{Place, Warehouse, WarehouseError, store_error};
+use crate::warehouse::{Place, Warehouse, WarehouseError, quoted, store_error};
 
 /// The data files of one table: new ones are created under its location only.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ impl DataFiles {
             .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1);
         if !inside {
             return Err(WarehouseError::Outside {
-                location: location.chars().take(200).collect(),
+                location: quoted(location),
                 why: "it is not under the table's own location",
             });
         }
@@ -203,6 +203,21 @@ impl Drop for InFlight {
     }
 }
 
+/// Starts uploading the next part on the S3 runtime, holding a process-wide permit (taken
+/// first, waiting while `S3_PARTS_IN_FLIGHT_TOTAL` parts are in flight) until it ends.
+fn start_part(
+    upload: &mut Box<dyn MultipartUpload>,
+    part: Bytes,
+) -> JoinHandle<object_store::Result<()>> {
+    let permit = InFlight::acquire();
+    let sending = upload.put_part(PutPayload::from(part));
+    crate::s3::spawn(async move {
+        let sent = sending.await;
+        drop(permit);
+        sent
+    })
+}
+
 fn other(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
@@ -214,7 +229,6 @@ impl S3Sink {
             &mut self.buffer,
             Vec::with_capacity(S3_PART_BYTES),
         ));
-        let permit = InFlight::acquire();
         if self.upload.is_none() {
             let (store, path) = (self.store.clone(), self.path.clone());
             let upload = crate::s3::block_on(async move { store.put_multipart(&path).await })
@@ -222,12 +236,7 @@ impl S3Sink {
             self.upload = Some(upload);
         }
         let upload = self.upload.as_mut().expect("started above");
-        let sending = upload.put_part(PutPayload::from(part.clone()));
-        self.parts.push_back(crate::s3::spawn(async move {
-            let sent = sending.await;
-            drop(permit);
-            sent
-        }));
+        self.parts.push_back(start_part(upload, part.clone()));
         self.last = part;
         while self.parts.len() > S3_PARTS_IN_FLIGHT {
             let oldest = self.parts.pop_front().expect("more than zero");
@@ -294,13 +303,7 @@ impl S3Sink {
             return Ok(rest);
         };
         if !rest.is_empty() {
-            let permit = InFlight::acquire();
-            let sending = upload.put_part(PutPayload::from(rest.clone()));
-            self.parts.push_back(crate::s3::spawn(async move {
-                let sent = sending.await;
-                drop(permit);
-                sent
-            }));
+            self.parts.push_back(start_part(&mut upload, rest.clone()));
         }
         let mut failure = None;
         for part in std::mem::take(&mut self.parts) {

@@ -53,6 +53,12 @@ impl std::fmt::Debug for S3Options {
 }
 
 impl S3Options {
+    /// The region requests are signed for: the one given, else `us-east-1` (AWS's default,
+    /// and what S3-compatible stores accept when they ignore regions).
+    pub fn region(&self) -> &str {
+        self.region.as_deref().unwrap_or("us-east-1")
+    }
+
     /// These options, with credentials from the standard AWS chain where not given: the
     /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` variables, else
     /// the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, default
@@ -210,7 +216,7 @@ pub fn store(bucket: &str, options: &S3Options) -> Result<Arc<dyn ObjectStore>, 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(bucket)
-        .with_region(options.region.as_deref().unwrap_or("us-east-1"))
+        .with_region(options.region())
         .with_virtual_hosted_style_request(!options.path_style)
         // Metadata files are created with `If-None-Match: *`.
         .with_conditional_put(S3ConditionalPut::ETagMatch);

@@ -25,7 +25,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::s3::{S3Options, S3Place};
-use crate::warehouse::{WarehouseError, local_store, object_path};
+use crate::warehouse::{WarehouseError, local_store, object_path, quoted};
 
 /// The property of a `StorageConfig` that names the warehouse root (a folder, or an
 /// `s3://` URL).
@@ -126,7 +126,7 @@ impl WarehouseStorage {
             Scope::S3(place, _) => place.key(location).map_err(|why| {
                 to_iceberg(
                     WarehouseError::Outside {
-                        location: location.chars().take(200).collect(),
+                        location: quoted(location),
                         why,
                     },
                     &self.root(),

@@ -215,8 +215,10 @@ fn props(vended: Vended) -> std::collections::BTreeMap<String, String> {
 }
 
 fn failed(location: &str, why: &str) -> WarehouseError {
-    let location: String = location.chars().take(200).collect();
-    WarehouseError::Unavailable(format!("cannot vend credentials for {location}: {why}"))
+    WarehouseError::Unavailable(format!(
+        "cannot vend credentials for {}: {why}",
+        crate::warehouse::quoted(location)
+    ))
 }
 
 /// The session policy for one table's files: read (get, list) under its location, and with

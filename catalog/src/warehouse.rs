@@ -228,13 +228,7 @@ impl Warehouse {
             if let Some(endpoint) = &options.endpoint {
                 props.insert("s3.endpoint".to_owned(), endpoint.clone());
             }
-            props.insert(
-                "s3.region".to_owned(),
-                options
-                    .region
-                    .clone()
-                    .unwrap_or_else(|| "us-east-1".to_owned()),
-            );
+            props.insert("s3.region".to_owned(), options.region().to_owned());
             props.insert(
                 "s3.path-style-access".to_owned(),
                 options.path_style.to_string(),
@@ -544,7 +538,7 @@ pub(crate) fn store_error(location: &str, e: &object_store::Error) -> WarehouseE
 }
 
 /// A location as an error quotes it: a request's location may be of any length.
-fn quoted(location: &str) -> String {
+pub(crate) fn quoted(location: &str) -> String {
     location.chars().take(QUOTED_CHARS_MAX).collect()
 }
 

@@ -61,7 +61,10 @@ fn serve_on(
         let local = listener
             .local_addr()
             .map_err(|e| format!("cannot read the listening address: {e}"))?;
-        let warehouse = open_warehouse(args).await?;
+        // Read once (flags, then the environment and the credentials file): the
+        // warehouse and the import prefixes reach S3 alike.
+        let s3 = s3_options(args);
+        let warehouse = open_warehouse(args, s3.clone()).await?;
         if let Some(p) = args.import_prefixes.iter().find(|p| warehouse.overlaps(p)) {
             return Err(format!(
                 "--import-prefix {p} overlaps the warehouse {}: imports would read tables' files past their permissions; name a prefix outside it",
@@ -73,10 +76,7 @@ fn serve_on(
             query_memory_bytes: Some(args.query_memory.max(16) << 20),
             staging_dir: Some(args.data_dir.join("staging")),
             import_roots: args.import_roots.clone(),
-            s3_sources: floe_rest::S3Sources::new(
-                &args.import_prefixes,
-                s3_options(args),
-            )?,
+            s3_sources: floe_rest::S3Sources::new(&args.import_prefixes, s3)?,
             import_max_bytes: args.import_max_bytes,
             retention: Retention {
                 run_branches_ms: args.run_retention,
@@ -431,12 +431,14 @@ enum Vend {
 
 /// The warehouse `--warehouse` names (default `<data-dir>/warehouse`); on S3, checked to
 /// refuse a second create of one name unless told to run without.
-async fn open_warehouse(args: &ServeArgs) -> Result<Warehouse, String> {
+async fn open_warehouse(
+    args: &ServeArgs,
+    options: floe_catalog::s3::S3Options,
+) -> Result<Warehouse, String> {
     let Some(url) = args.warehouse.clone() else {
         return Warehouse::open(&args.data_dir.join("warehouse"))
             .map_err(|e| format!("cannot open the warehouse folder: {e}"));
     };
-    let options = s3_options(args);
     let unsafe_ok = args.s3_unsafe_no_conditional_put;
     let vend = match args.vend_credentials {
         crate::VendMode::Off => None,
@@ -446,10 +448,7 @@ async fn open_warehouse(args: &ServeArgs) -> Result<Warehouse, String> {
                     "--vend-credentials sts needs --sts-role-arn (the role it assumes)".to_owned(),
                 );
             };
-            let region = options
-                .region
-                .clone()
-                .unwrap_or_else(|| "us-east-1".to_owned());
+            let region = options.region().to_owned();
             let endpoint = args
                 .sts_endpoint
                 .clone()

@@ -50,11 +50,7 @@ impl S3Sources {
     /// The objects `source` names (`s3://bucket/key`, or a glob in the key), at most `max`,
     /// each inside a configured prefix. Blocking.
     pub fn expand(&self, source: &str, max: usize) -> Result<Vec<String>, S3SourceError> {
-        let (place, key) = self
-            .prefixes
-            .iter()
-            .find_map(|p| p.key(source).ok().map(|k| (p, k)))
-            .ok_or_else(|| S3SourceError::Outside(source.to_owned()))?;
+        let (place, key) = self.locate(source)?;
         let key = key.as_ref().to_owned();
         let Some(glob_at) = key.find(['*', '?']) else {
             return Ok(vec![source.to_owned()]);
@@ -107,11 +103,7 @@ impl S3Sources {
         to: &Path,
         max_bytes: u64,
     ) -> Result<ImportFile, S3SourceError> {
-        let (place, key) = self
-            .prefixes
-            .iter()
-            .find_map(|p| p.key(url).ok().map(|k| (p, k)))
-            .ok_or_else(|| S3SourceError::Outside(url.to_owned()))?;
+        let (place, key) = self.locate(url)?;
         let store = self.store(place, url)?;
         let failed = |message: String| S3SourceError::Store {
             name: url.to_owned(),
@@ -160,6 +152,15 @@ impl S3Sources {
             identity: None,
             held: None,
         })
+    }
+
+    /// The import prefix a source lies under, and its key (refused outside every one, before
+    /// any request).
+    fn locate(&self, source: &str) -> Result<(&S3Place, ObjectPath), S3SourceError> {
+        self.prefixes
+            .iter()
+            .find_map(|p| p.key(source).ok().map(|k| (p, k)))
+            .ok_or_else(|| S3SourceError::Outside(source.to_owned()))
     }
 
     fn store(

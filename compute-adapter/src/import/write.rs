@@ -84,27 +84,29 @@ impl Work {
                 vec![(done, Struct::empty(), footer)]
             } else {
                 let (files, synced) = (store.clone(), self.synced.clone());
-                let pieces = blocking(move || {
+                // Converted, then each piece's footer read, on one blocking thread.
+                let (pieces, metas) = blocking(move || {
                     let output = Output {
                         store: &files,
                         place: &place,
                         synced: synced.as_ref(),
                     };
-                    convert_file(&name, &source, format, (&from, &to), split, &output)
+                    let pieces =
+                        convert_file(&name, &source, format, (&from, &to), split, &output)?;
+                    let metas = pieces
+                        .iter()
+                        .map(|(done, _)| footer(&files, done).map_err(|e| io(&name, e)))
+                        .collect::<Result<Vec<_>, ImportError>>();
+                    Ok((pieces, metas))
                 })
                 .await?;
+                // Recorded before a footer's failure is answered: the caller removes them.
                 written.extend(pieces.iter().map(|(f, _)| f.location.clone()));
-                let (name, store) = (f.file.name.clone(), store.clone());
-                blocking(move || {
-                    pieces
-                        .into_iter()
-                        .map(|(done, partition)| {
-                            let meta = footer(&store, &done).map_err(|e| io(&name, e))?;
-                            Ok((done, partition, Arc::new(meta)))
-                        })
-                        .collect::<Result<Vec<_>, ImportError>>()
-                })
-                .await?
+                pieces
+                    .into_iter()
+                    .zip(metas?)
+                    .map(|((done, partition), meta)| (done, partition, Arc::new(meta)))
+                    .collect()
             };
             outcome.rows = 0;
             for (done, partition, meta) in pieces {
