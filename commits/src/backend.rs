@@ -132,12 +132,18 @@ impl BackendError {
 pub type BackendResult<T> = Result<T, BackendError>;
 
 /// Storage for one floe store. Implementations: in-memory (tests, models), sled (the
-/// embedded default), later PostgreSQL. All methods are safe to call concurrently.
+/// embedded default) and PostgreSQL (several servers on one database). All methods are safe to call concurrently.
 pub trait Backend: Send + Sync + fmt::Debug {
     /// Writes objects that are not there yet; an object's bytes never change.
     fn put_objects(&self, objects: &[(Hash, Bytes)]) -> BackendResult<()>;
 
     fn get_object(&self, hash: &Hash) -> BackendResult<Option<Bytes>>;
+
+    /// Several objects, in the order asked (`None` where one is absent). A remote backend
+    /// reads them in one round trip; the default asks one at a time.
+    fn get_objects(&self, hashes: &[Hash]) -> BackendResult<Vec<Option<Bytes>>> {
+        hashes.iter().map(|h| self.get_object(h)).collect()
+    }
 
     /// Up to `limit` object hashes `>= from`, in order (hash-prefix resolution).
     fn scan_objects(&self, from: &Hash, limit: usize) -> BackendResult<Vec<Hash>>;

@@ -46,6 +46,8 @@ pub mod memory;
 pub mod merge;
 pub mod name;
 pub mod object;
+pub mod pg_store;
+mod records;
 pub mod sled_store;
 pub mod store;
 pub mod tree;
@@ -68,6 +70,7 @@ pub use merge::{
 };
 pub use name::{RefKind, RefName, RefSpec};
 pub use object::{Commit, CommitMeta};
+pub use pg_store::{PgOptions, PostgresBackend};
 pub use sled_store::SledBackend;
 pub use store::{
     CommitOutcome, EntryRef, Idempotency, IdempotencyOutcome, KeyChange, LogFilter, Op, Page,

@@ -45,6 +45,15 @@ impl Fx {
         }
     }
 
+    /// A catalog in a schema of its own on the test cluster (`FLOE_TEST_PG`, which
+    /// `.ci/run` sets; `source .ci/pg.sh && pg_up` starts one by hand).
+    fn postgres() -> Fx {
+        Fx::new(Arc::new(
+            PostgresBackend::open(&PgOptions::for_test())
+                .expect("the test PostgreSQL is reachable"),
+        ))
+    }
+
     fn head(&self, name: &str) -> Hash {
         self.store.get_ref(&r(name)).expect("ref exists").head
     }
@@ -2145,6 +2154,7 @@ macro_rules! all_cases {
 
 all_cases!(memory, super::Fx::memory());
 all_cases!(sled, super::Fx::sled());
+all_cases!(postgres, super::Fx::postgres());
 
 /// sled writes items larger than a quarter of its segment to blob files it never fsyncs;
 /// with an 8 MiB segment every value floe stores (at most `VALUE_BYTES_MAX`) stays in the

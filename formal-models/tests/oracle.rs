@@ -17,7 +17,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use floe_commits::{Backend, MemoryBackend, MergeStrategy, Resolution, SledBackend};
+use floe_commits::{
+    Backend, MemoryBackend, MergeStrategy, PgOptions, PostgresBackend, Resolution, SledBackend,
+};
 use floe_formal_models::replay::run;
 use floe_formal_models::spec::*;
 use proptest::prelude::*;
@@ -321,6 +323,16 @@ fn random_histories_on_sled_match_the_oracle() {
         let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = root.path().join(n.to_string());
         Arc::new(SledBackend::open_bulk(&dir).expect("open sled"))
+    });
+}
+
+/// The same histories on PostgreSQL (`FLOE_TEST_PG`), each in a schema of its own.
+#[test]
+fn random_histories_on_postgres_match_the_oracle() {
+    check_histories(24, 20..50, || {
+        let mut options = PgOptions::for_test();
+        options.pool_size = 2;
+        Arc::new(PostgresBackend::open(&options).expect("the test PostgreSQL is reachable"))
     });
 }
 

@@ -10,7 +10,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use floe_commits::{Backend, MemoryBackend, SledBackend};
+use floe_commits::{Backend, MemoryBackend, PgOptions, PostgresBackend, SledBackend};
 use floe_formal_models::replay::replay_model_path;
 use floe_formal_models::version_store::{ModelAction, State, VersionStore};
 use stateright::Model;
@@ -135,6 +135,16 @@ fn random_walks_match_the_model_on_sled_without_flushes() {
     let root = tempfile::tempdir().expect("a temp folder");
     walks(100, 14, |i| {
         Arc::new(SledBackend::open_bulk(&root.path().join(i.to_string())).expect("open sled"))
+    });
+}
+
+/// Each walk on a catalog of its own on the test PostgreSQL (`FLOE_TEST_PG`).
+#[test]
+fn random_walks_match_the_model_on_postgres() {
+    walks(100, 14, |_| {
+        let mut options = PgOptions::for_test();
+        options.pool_size = 2;
+        Arc::new(PostgresBackend::open(&options).expect("the test PostgreSQL is reachable"))
     });
 }
 

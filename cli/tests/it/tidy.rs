@@ -42,6 +42,11 @@ const HOMES: &[(&[&str], Home, &str)] = &[
         "sled lives in one module of commits",
     ),
     (
+        &["tokio-postgres", "deadpool-", "postgres-"],
+        Home::Only(&["commits"]),
+        "PostgreSQL is one backend of commits",
+    ),
+    (
         &[
             "axum", "axum-", "http", "utoipa", "utoipa-", "tower", "tower-", "hyper", "hyper-",
         ],

@@ -20,6 +20,16 @@ const CONFINED: &[(&str, &[&str], &str)] = &[
         "sled is one backend, known to one module",
     ),
     (
+        "tokio_postgres::",
+        &["commits/src/pg_store/"],
+        "PostgreSQL is one backend, known to one module",
+    ),
+    (
+        "deadpool_postgres::",
+        &["commits/src/pg_store/"],
+        "PostgreSQL is one backend, known to one module",
+    ),
+    (
         "now_v7",
         &["catalog/src/ids.rs", "rest-api/src/error.rs", "cli/src/"],
         "ids come from the catalog's id source so tests replay exactly (STYLE rule 7); only error ids and the client's idempotency keys are made at the edge",

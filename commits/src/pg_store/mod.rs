@@ -1,0 +1,717 @@
+//! The PostgreSQL backend: one catalog shared by several floe servers (DESIGN §9). The only
+//! module that knows tokio-postgres and its pool.
+//!
+//! Tables (schema.rs): `floe_objects` (hash -> bytes), `floe_refs` (name -> head and the
+//! encoded record), `floe_reflog` (seq -> ref name and entry), `floe_meta` (key -> value)
+//! and `floe_counters` (the reflog's next sequence number).
+//!
+//! A ref move is one statement, so one transaction and one round trip: the conditional
+//! write of the ref (the compare-and-swap; under READ COMMITTED a concurrent move makes it
+//! match no row), then, only if it matched, the counter's increment (the reflog's `seq`,
+//! gapless and in commit order across refs and servers, because the counter's row lock is
+//! held until COMMIT), the reflog row and the meta write. A `seq` is never skipped: a
+//! rolled-back move rolls back its increment. An error the server reports at ERROR level
+//! rolled the move back; any other failure (the connection lost, a FATAL while committing)
+//! leaves the outcome unknown, never success.
+//!
+//! Writes are durable when they return (`synchronous_commit` is the server's; floe asks
+//! for `on`), so both ref views are the committed one and `wait_durable` does nothing.
+//!
+//! The trait is synchronous; the driver is async. Every call runs on a small runtime of
+//! the backend's own and the caller waits on a channel, so a caller on any thread (a
+//! blocking-pool thread, a plain thread) never nests runtimes.
+
+mod schema;
+
+use std::future::Future;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::Type;
+
+use crate::backend::{
+    Backend, BackendError, BackendResult, CasOutcome, RefRecord, RefUpdate, RefView, ReflogEntry,
+};
+use crate::encoding::DecodeError;
+use crate::hash::Hash;
+use crate::name::RefName;
+use crate::records::{decode_entry, decode_record, encode_entry, encode_record};
+
+pub use schema::SCHEMA_VERSION;
+
+/// How a backend connects and how large its pool is.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// A `postgres://` URL or a `key=value` connection string (libpq's forms).
+    pub url: String,
+    /// The schema floe's tables live in (created if missing); `None`: the connection's
+    /// default (`public` unless the URL's options say otherwise).
+    pub schema: Option<String>,
+    /// Connections per server. Servers × this must stay under the database's
+    /// `max_connections`.
+    pub pool_size: usize,
+    /// How long a request waits for a free connection, or for a new one, before it fails.
+    pub acquire_timeout: Duration,
+    /// A statement running longer is cancelled by the server (a clean failure).
+    pub statement_timeout: Duration,
+    /// A connection older than this is closed instead of reused (below any proxy's idle
+    /// cut-off).
+    pub max_lifetime: Duration,
+}
+
+impl PgOptions {
+    pub fn new(url: impl Into<String>) -> PgOptions {
+        PgOptions {
+            url: url.into(),
+            schema: None,
+            pool_size: 16,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            max_lifetime: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+impl PgOptions {
+    /// For tests: the test cluster (`FLOE_TEST_PG`, which `.ci/run` sets; by hand,
+    /// `source .ci/pg.sh && pg_up`), in a schema no other call of this process or another
+    /// gets, so every test has a catalog of its own.
+    pub fn for_test() -> PgOptions {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let url = std::env::var("FLOE_TEST_PG").expect(
+            "FLOE_TEST_PG names the test PostgreSQL (.ci/run starts one; by hand: source .ci/pg.sh && pg_up)",
+        );
+        let mut options = PgOptions::new(url);
+        options.pool_size = 4;
+        options.schema = Some(format!(
+            "t_{}_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos()),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        options
+    }
+}
+
+/// The pool's gauges, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub max_size: usize,
+    pub size: usize,
+    pub available: usize,
+    pub waiting: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresBackend {
+    pool: Pool,
+}
+
+/// Rows inserted per object batch, and bytes (a batch is one statement).
+const OBJECTS_PER_BATCH: usize = 1000;
+const OBJECT_BYTES_PER_BATCH: usize = 4 << 20;
+
+/// The runtime every PostgreSQL call runs on (the pool's connections live there too).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("floe-pg")
+            .enable_all()
+            .build()
+            .expect("the PostgreSQL runtime starts")
+    });
+    &RUNTIME
+}
+
+/// Runs a future on the PostgreSQL runtime and waits for it, from any thread.
+fn run<T, F>(f: F) -> BackendResult<T>
+where
+    F: Future<Output = BackendResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime().spawn(async move {
+        let _ = tx.send(f.await);
+    });
+    rx.recv().unwrap_or_else(|_| {
+        Err(BackendError::unknown(
+            "a PostgreSQL call ended without an answer",
+        ))
+    })
+}
+
+/// An error's text: the server's message when it sent one.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
+        None => format!("PostgreSQL: {e}"),
+    }
+}
+
+/// A failed read, or a write that certainly did not apply.
+fn read_err(e: tokio_postgres::Error) -> BackendError {
+    BackendError::read(describe(&e))
+}
+
+/// A failed write: not applied when the server reported an ERROR (the transaction was
+/// rolled back), unknown otherwise (the connection was lost or closed around the commit).
+fn write_err(e: tokio_postgres::Error) -> BackendError {
+    let rolled_back = e
+        .as_db_error()
+        .is_some_and(|db| db.parsed_severity() == Some(tokio_postgres::error::Severity::Error));
+    if rolled_back {
+        BackendError::read(describe(&e))
+    } else {
+        BackendError::unknown(describe(&e))
+    }
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> BackendError {
+    BackendError::read(format!("PostgreSQL: no connection: {e}"))
+}
+
+fn corrupt(e: DecodeError) -> BackendError {
+    BackendError::read(format!("a stored record is damaged: {e}"))
+}
+
+fn hash_of(bytes: &[u8]) -> BackendResult<Hash> {
+    let array: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| BackendError::read("a stored hash is not 32 bytes"))?;
+    Ok(Hash::from_bytes(array))
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The first key after every key that starts with `prefix`; `None` when there is none
+/// (an empty prefix, or one of 0xff bytes only).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// The parameters of a ref move: name, expected head, new head, new record, reflog entry,
+/// meta key and value (absent ones NULL).
+const CAS_TYPES: [Type; 7] = [
+    Type::TEXT,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+];
+
+/// The ref move, around its conditional write (`moved` returns the row it wrote, or
+/// none when the ref's head is not the expected one).
+fn cas_statement(moved: &str) -> String {
+    format!(
+        "WITH moved AS ({moved}), \
+         seq AS (UPDATE floe_counters SET v = v + 1 \
+                 WHERE name = 'reflog' AND EXISTS (SELECT 1 FROM moved) RETURNING v), \
+         logged AS (INSERT INTO floe_reflog (seq, ref_name, entry) SELECT v, $1, $5 FROM seq), \
+         kept AS (INSERT INTO floe_meta (key, value) SELECT $6, $7 FROM seq WHERE $6 IS NOT NULL \
+                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value) \
+         SELECT v FROM seq"
+    )
+}
+
+static CAS_MOVE: LazyLock<String> = LazyLock::new(|| {
+    cas_statement(
+        "UPDATE floe_refs SET head = $3, record = $4 WHERE name = $1 AND head = $2 RETURNING 1",
+    )
+});
+static CAS_CREATE: LazyLock<String> = LazyLock::new(|| {
+    cas_statement(
+        "INSERT INTO floe_refs (name, head, record) SELECT $1, $3, $4 WHERE $2 IS NULL \
+         ON CONFLICT (name) DO NOTHING RETURNING 1",
+    )
+});
+static CAS_DELETE: LazyLock<String> = LazyLock::new(|| {
+    cas_statement(
+        "DELETE FROM floe_refs WHERE name = $1 AND head = $2 AND $3 IS NULL AND $4 IS NULL RETURNING 1",
+    )
+});
+/// Expected absent and stays absent: logged only if the ref does not exist.
+static CAS_ABSENT: LazyLock<String> = LazyLock::new(|| {
+    cas_statement(
+        "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM floe_refs WHERE name = $1) \
+         AND $2 IS NULL AND $3 IS NULL AND $4 IS NULL",
+    )
+});
+
+impl PostgresBackend {
+    /// Connects, creates the schema and its tables if missing, and migrates them.
+    pub fn open(options: &PgOptions) -> BackendResult<PostgresBackend> {
+        let mut config: tokio_postgres::Config = options.url.parse().map_err(|e| {
+            BackendError::read(format!(
+                "the PostgreSQL address is not a postgres:// URL or a key=value string: {e}"
+            ))
+        })?;
+        if config.get_application_name().is_none() {
+            config.application_name("floe");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.acquire_timeout);
+        }
+        let mut settings = format!(
+            "-c synchronous_commit=on -c statement_timeout={}",
+            options.statement_timeout.as_millis()
+        );
+        if let Some(schema) = &options.schema {
+            if !is_plain_identifier(schema) {
+                return Err(BackendError::read(format!(
+                    "the schema name {schema:?} is not a plain identifier (lower-case letters, digits and _, not starting with a digit)"
+                )));
+            }
+            settings.push_str(&format!(" -c search_path={schema}"));
+        }
+        if let Some(own) = config.get_options() {
+            settings = format!("{own} {settings}");
+        }
+        config.options(&settings);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let max_lifetime = options.max_lifetime;
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .wait_timeout(Some(options.acquire_timeout))
+            .create_timeout(Some(options.acquire_timeout))
+            .recycle_timeout(Some(options.acquire_timeout))
+            .runtime(Runtime::Tokio1)
+            .post_recycle(deadpool_postgres::Hook::sync_fn(move |_, metrics| {
+                if metrics.age() > max_lifetime {
+                    Err(deadpool_postgres::HookError::Message(
+                        "the connection reached its lifetime".into(),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }))
+            .build()
+            .map_err(|e| BackendError::read(format!("PostgreSQL: cannot build the pool: {e}")))?;
+        let schema = options.schema.clone();
+        let for_setup = pool.clone();
+        run(async move {
+            let mut client = for_setup.get().await.map_err(pool_err)?;
+            if let Some(schema) = schema {
+                client
+                    .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                    .await
+                    .map_err(read_err)?;
+            }
+            schema::migrate(&mut client)
+                .await
+                .map_err(BackendError::read)
+        })?;
+        Ok(PostgresBackend { pool })
+    }
+
+    pub fn pool_status(&self) -> PoolStatus {
+        let s = self.pool.status();
+        PoolStatus {
+            max_size: s.max_size,
+            size: s.size,
+            available: s.available,
+            waiting: s.waiting,
+        }
+    }
+
+    /// Runs one call with a pooled connection on the PostgreSQL runtime.
+    fn with_client<T, F, Fut>(&self, f: F) -> BackendResult<T>
+    where
+        F: FnOnce(deadpool_postgres::Object) -> Fut + Send + 'static,
+        Fut: Future<Output = BackendResult<T>> + Send,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        run(async move {
+            let client = pool.get().await.map_err(pool_err)?;
+            f(client).await
+        })
+    }
+}
+
+fn is_plain_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+impl Backend for PostgresBackend {
+    fn put_objects(&self, objects: &[(Hash, Bytes)]) -> BackendResult<()> {
+        let mut batches: Vec<(Vec<Vec<u8>>, Vec<Bytes>)> = Vec::new();
+        let mut bytes_in_batch = 0;
+        for (hash, bytes) in objects {
+            let full = batches.last().is_none_or(|(hashes, _)| {
+                hashes.len() >= OBJECTS_PER_BATCH || bytes_in_batch >= OBJECT_BYTES_PER_BATCH
+            });
+            if full {
+                batches.push((Vec::new(), Vec::new()));
+                bytes_in_batch = 0;
+            }
+            let (hashes, values) = batches.last_mut().expect("a batch was pushed");
+            hashes.push(hash.as_bytes().to_vec());
+            values.push(bytes.clone());
+            bytes_in_batch += bytes.len();
+        }
+        if batches.is_empty() {
+            return Ok(());
+        }
+        // Objects are named by their hash and never change: a rewrite does nothing, and a
+        // batch that failed midway is simply written again.
+        self.with_client(move |client| async move {
+            let statement = client
+                .prepare_cached(
+                    "INSERT INTO floe_objects (hash, bytes) \
+                     SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT (hash) DO NOTHING",
+                )
+                .await
+                .map_err(read_err)?;
+            for (hashes, values) in batches {
+                let values: Vec<&[u8]> = values.iter().map(Bytes::as_ref).collect();
+                client
+                    .execute(&statement, &[&hashes, &values])
+                    .await
+                    .map_err(write_err)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn get_object(&self, hash: &Hash) -> BackendResult<Option<Bytes>> {
+        Ok(self
+            .get_objects(std::slice::from_ref(hash))?
+            .pop()
+            .flatten())
+    }
+
+    fn get_objects(&self, hashes: &[Hash]) -> BackendResult<Vec<Option<Bytes>>> {
+        let wanted: Vec<Vec<u8>> = hashes.iter().map(|h| h.as_bytes().to_vec()).collect();
+        let order = hashes.to_vec();
+        self.with_client(move |client| async move {
+            let statement = client
+                .prepare_cached(
+                    "SELECT hash, bytes FROM floe_objects WHERE hash = ANY($1::bytea[])",
+                )
+                .await
+                .map_err(read_err)?;
+            let rows = client
+                .query(&statement, &[&wanted])
+                .await
+                .map_err(read_err)?;
+            let mut found = std::collections::HashMap::with_capacity(rows.len());
+            for row in rows {
+                let hash = hash_of(row.get::<_, &[u8]>(0))?;
+                found.insert(hash, Bytes::copy_from_slice(row.get::<_, &[u8]>(1)));
+            }
+            Ok(order.iter().map(|h| found.get(h).cloned()).collect())
+        })
+    }
+
+    fn scan_objects(&self, from: &Hash, limit_to: usize) -> BackendResult<Vec<Hash>> {
+        let from = from.as_bytes().to_vec();
+        self.with_client(move |client| async move {
+            let rows = client
+                .query(
+                    "SELECT hash FROM floe_objects WHERE hash >= $1 ORDER BY hash LIMIT $2",
+                    &[&from, &limit(limit_to)],
+                )
+                .await
+                .map_err(read_err)?;
+            rows.iter().map(|r| hash_of(r.get::<_, &[u8]>(0))).collect()
+        })
+    }
+
+    fn get_ref(&self, name: &RefName, _view: RefView) -> BackendResult<Option<RefRecord>> {
+        let name = name.as_str().to_owned();
+        self.with_client(move |client| async move {
+            let statement = client
+                .prepare_cached("SELECT record FROM floe_refs WHERE name = $1")
+                .await
+                .map_err(read_err)?;
+            match client
+                .query_opt(&statement, &[&name])
+                .await
+                .map_err(read_err)?
+            {
+                None => Ok(None),
+                Some(row) => Ok(Some(decode_record(row.get(0)).map_err(corrupt)?)),
+            }
+        })
+    }
+
+    fn list_refs(
+        &self,
+        after: Option<&RefName>,
+        limit_to: usize,
+        _view: RefView,
+    ) -> BackendResult<Vec<(RefName, RefRecord)>> {
+        let after = after.map(|a| a.as_str().to_owned());
+        self.with_client(move |client| async move {
+            let n = limit(limit_to);
+            let rows = match &after {
+                Some(after) => client
+                    .query(
+                        "SELECT name, record FROM floe_refs WHERE name > $1 ORDER BY name LIMIT $2",
+                        &[after, &n],
+                    )
+                    .await,
+                None => {
+                    client
+                        .query(
+                            "SELECT name, record FROM floe_refs ORDER BY name LIMIT $1",
+                            &[&n],
+                        )
+                        .await
+                }
+            }
+            .map_err(read_err)?;
+            rows.iter()
+                .map(|row| {
+                    let name = RefName::parse(row.get::<_, &str>(0))
+                        .map_err(|_| BackendError::read("a stored ref name is not valid"))?;
+                    Ok((name, decode_record(row.get(1)).map_err(corrupt)?))
+                })
+                .collect()
+        })
+    }
+
+    fn compare_and_swap_ref(&self, update: RefUpdate) -> BackendResult<CasOutcome> {
+        let statement: &'static str = match (&update.expected, &update.new) {
+            (Some(_), Some(_)) => &CAS_MOVE,
+            (None, Some(_)) => &CAS_CREATE,
+            (Some(_), None) => &CAS_DELETE,
+            (None, None) => &CAS_ABSENT,
+        };
+        let name = update.name.as_str().to_owned();
+        let expected = update.expected.map(|h| h.as_bytes().to_vec());
+        let head = update.new.as_ref().map(|r| r.head.as_bytes().to_vec());
+        let record = update.new.as_ref().map(encode_record);
+        // The entry's own `seq` is assigned by the statement and kept in its column.
+        let mut entry = update.reflog;
+        entry.seq = 0;
+        let entry = encode_entry(&entry);
+        let (meta_key, meta_value) = match update.meta {
+            Some(m) => (Some(m.key.to_vec()), Some(m.value.to_vec())),
+            None => (None, None),
+        };
+        let ref_name = update.name.clone();
+        let seq = self.with_client(move |client| async move {
+            let statement = client
+                .prepare_typed_cached(statement, &CAS_TYPES)
+                .await
+                .map_err(read_err)?;
+            let row = client
+                .query_opt(
+                    &statement,
+                    &[
+                        &name,
+                        &expected,
+                        &head,
+                        &record,
+                        &entry,
+                        &meta_key,
+                        &meta_value,
+                    ],
+                )
+                .await
+                .map_err(write_err)?;
+            Ok(row.map(|r| r.get::<_, i64>(0)))
+        })?;
+        match seq {
+            Some(seq) => Ok(CasOutcome::Applied {
+                seq: seq as u64,
+                ticket: 0,
+            }),
+            None => Ok(CasOutcome::Mismatch {
+                current: self.get_ref(&ref_name, RefView::Pending)?,
+            }),
+        }
+    }
+
+    fn reflog(
+        &self,
+        name: Option<&RefName>,
+        before: Option<u64>,
+        limit_to: usize,
+    ) -> BackendResult<Vec<ReflogEntry>> {
+        let name = name.map(|n| n.as_str().to_owned());
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        self.with_client(move |client| async move {
+            let n = limit(limit_to);
+            let rows = match &name {
+                Some(name) => client
+                    .query(
+                        "SELECT seq, entry FROM floe_reflog WHERE ref_name = $1 AND seq < $2 \
+                         ORDER BY seq DESC LIMIT $3",
+                        &[name, &before, &n],
+                    )
+                    .await,
+                None => client
+                    .query(
+                        "SELECT seq, entry FROM floe_reflog WHERE seq < $1 ORDER BY seq DESC LIMIT $2",
+                        &[&before, &n],
+                    )
+                    .await,
+            }
+            .map_err(read_err)?;
+            rows.iter()
+                .map(|row| {
+                    let mut entry = decode_entry(row.get(1)).map_err(corrupt)?;
+                    entry.seq = row.get::<_, i64>(0) as u64;
+                    Ok(entry)
+                })
+                .collect()
+        })
+    }
+
+    fn meta_get(&self, key: &[u8]) -> BackendResult<Option<Bytes>> {
+        let key = key.to_vec();
+        self.with_client(move |client| async move {
+            let statement = client
+                .prepare_cached("SELECT value FROM floe_meta WHERE key = $1")
+                .await
+                .map_err(read_err)?;
+            Ok(client
+                .query_opt(&statement, &[&key])
+                .await
+                .map_err(read_err)?
+                .map(|row| Bytes::copy_from_slice(row.get::<_, &[u8]>(0))))
+        })
+    }
+
+    fn meta_put(&self, key: &[u8], value: &[u8]) -> BackendResult<()> {
+        let (key, value) = (key.to_vec(), value.to_vec());
+        self.with_client(move |client| async move {
+            client
+                .execute(
+                    "INSERT INTO floe_meta (key, value) VALUES ($1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    &[&key, &value],
+                )
+                .await
+                .map_err(write_err)?;
+            Ok(())
+        })
+    }
+
+    fn meta_cas(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> BackendResult<bool> {
+        let key = key.to_vec();
+        let expected = expected.map(<[u8]>::to_vec);
+        let new = new.map(<[u8]>::to_vec);
+        self.with_client(move |client| async move {
+            let rows = match (&expected, &new) {
+                (None, Some(new)) => client
+                    .execute(
+                        "INSERT INTO floe_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                        &[&key, new],
+                    )
+                    .await,
+                (Some(expected), Some(new)) => client
+                    .execute(
+                        "UPDATE floe_meta SET value = $3 WHERE key = $1 AND value = $2",
+                        &[&key, expected, new],
+                    )
+                    .await,
+                (Some(expected), None) => client
+                    .execute(
+                        "DELETE FROM floe_meta WHERE key = $1 AND value = $2",
+                        &[&key, expected],
+                    )
+                    .await,
+                (None, None) => client
+                    .execute(
+                        "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM floe_meta WHERE key = $1)",
+                        &[&key],
+                    )
+                    .await,
+            }
+            .map_err(write_err)?;
+            Ok(rows == 1)
+        })
+    }
+
+    fn meta_scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit_to: usize,
+    ) -> BackendResult<Vec<(Bytes, Bytes)>> {
+        let lower = prefix.to_vec();
+        let after = after.map(<[u8]>::to_vec);
+        let upper = successor(prefix);
+        self.with_client(move |client| async move {
+            let statement = client
+                .prepare_typed_cached(
+                    "SELECT key, value FROM floe_meta WHERE key >= $1 \
+                     AND ($2::bytea IS NULL OR key > $2) AND ($3::bytea IS NULL OR key < $3) \
+                     ORDER BY key LIMIT $4",
+                    &[Type::BYTEA, Type::BYTEA, Type::BYTEA, Type::INT8],
+                )
+                .await
+                .map_err(read_err)?;
+            let rows = client
+                .query(&statement, &[&lower, &after, &upper, &limit(limit_to)])
+                .await
+                .map_err(read_err)?;
+            Ok(rows
+                .iter()
+                .map(|row| {
+                    (
+                        Bytes::copy_from_slice(row.get::<_, &[u8]>(0)),
+                        Bytes::copy_from_slice(row.get::<_, &[u8]>(1)),
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successors_bound_a_prefix() {
+        assert_eq!(successor(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(successor(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(successor(b"\xff\xff"), None);
+        assert_eq!(successor(b""), None);
+    }
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(is_plain_identifier("floe_1"));
+        for bad in ["", "1a", "A", "a;drop", "a b", &"x".repeat(64)] {
+            assert!(!is_plain_identifier(bad), "{bad:?}");
+        }
+    }
+}
