@@ -123,6 +123,11 @@ impl Catalog {
         self
     }
 
+    /// The version store backend's own gauges (a PostgreSQL pool's), for `/metrics`.
+    pub fn store_gauges(&self) -> Vec<floe_commits::Gauge> {
+        self.store.backend().gauges()
+    }
+
     /// A new id from the catalog's id source: what every new table, view, namespace,
     /// metadata file and run is named by, and what the layers above take theirs from.
     pub fn new_uuid(&self) -> uuid::Uuid {

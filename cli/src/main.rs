@@ -538,6 +538,23 @@ pub struct ServeArgs {
     /// Folder that holds everything the server keeps (created on first start).
     #[arg(long, env = "FLOE_DATA_DIR", default_value = "./floe-data")]
     pub data_dir: PathBuf,
+    /// Where the catalog (refs, commits, meta) lives: `sled` (the default, under the data
+    /// folder) or a PostgreSQL database, `postgres://user@host/db` or `host=... dbname=...`,
+    /// which several servers may share.
+    #[arg(
+        long,
+        env = "FLOE_STORE",
+        default_value = "sled",
+        hide_env_values = true
+    )]
+    pub store: String,
+    /// The PostgreSQL schema floe's tables live in (created if missing).
+    #[arg(long, env = "FLOE_STORE_SCHEMA", default_value = "public")]
+    pub store_schema: String,
+    /// Connections to PostgreSQL per server (servers x this must stay under the database's
+    /// max_connections).
+    #[arg(long, env = "FLOE_STORE_POOL", default_value_t = 16)]
+    pub store_pool: usize,
     /// The longest a query may run, in seconds.
     #[arg(long, env = "FLOE_QUERY_TIMEOUT", default_value_t = 300)]
     pub query_timeout: u64,

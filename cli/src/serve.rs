@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use floe_catalog::{Catalog, Principal, Retention, Warehouse};
-use floe_commits::{SledBackend, Store, SystemClock};
+use floe_commits::{Backend, PgOptions, PostgresBackend, SledBackend, Store, SystemClock};
 
 use crate::ServeArgs;
 
@@ -27,15 +27,91 @@ pub fn run(args: ServeArgs) -> ExitCode {
 
 fn serve(args: &ServeArgs) -> Result<(), String> {
     crate::logs::init(args.log_format)?;
-    let catalog_dir = args.data_dir.join("catalog");
-    std::fs::create_dir_all(&catalog_dir).map_err(|e| {
+    std::fs::create_dir_all(&args.data_dir).map_err(|e| {
         format!(
             "cannot create the data folder {}: {e}",
             args.data_dir.display()
         )
     })?;
-    let backend = Arc::new(SledBackend::open(&catalog_dir).map_err(|e| e.message)?);
-    serve_on(args, backend, &|_| {})
+    serve_on(args, Backing::open(args)?, &|_| {})
+}
+
+/// Where the catalog lives: sled under the data folder (one server), or PostgreSQL
+/// (shared by any number of servers).
+#[derive(Debug, Clone)]
+pub enum Backing {
+    Sled(Arc<SledBackend>),
+    Postgres(Arc<PostgresBackend>),
+}
+
+impl Backing {
+    pub fn open(args: &ServeArgs) -> Result<Backing, String> {
+        match args.store.as_str() {
+            "sled" => {
+                let dir = args.data_dir.join("catalog");
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                Ok(Backing::Sled(Arc::new(
+                    SledBackend::open(&dir).map_err(|e| e.message)?,
+                )))
+            }
+            url if is_postgres(url) => {
+                let mut options = PgOptions::new(url);
+                options.schema = Some(args.store_schema.clone());
+                options.pool_size = args.store_pool.max(1);
+                let backend = PostgresBackend::open(&options)
+                    .map_err(|e| format!("cannot open the catalog in PostgreSQL: {}", e.message))?;
+                Ok(Backing::Postgres(Arc::new(backend)))
+            }
+            other => Err(format!(
+                "--store {other:?} is neither `sled` nor a PostgreSQL address (postgres://user@host/db, or host=... dbname=...)"
+            )),
+        }
+    }
+
+    fn backend(&self) -> Arc<dyn Backend> {
+        match self {
+            Backing::Sled(b) => b.clone(),
+            Backing::Postgres(b) => b.clone(),
+        }
+    }
+
+    /// Whether the store refuses everything (sled after a failed flush). PostgreSQL
+    /// reports each failure to its caller and recovers with the database.
+    fn is_poisoned(&self) -> bool {
+        match self {
+            Backing::Sled(b) => b.is_poisoned(),
+            Backing::Postgres(_) => false,
+        }
+    }
+
+    /// Makes everything acknowledged durable before the process ends (PostgreSQL's
+    /// commits are durable when acknowledged).
+    fn flush(&self) -> Result<(), String> {
+        match self {
+            Backing::Sled(b) => b
+                .flush()
+                .map_err(|e| format!("the final flush failed: {}", e.message)),
+            Backing::Postgres(_) => Ok(()),
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            Backing::Sled(_) => "",
+            Backing::Postgres(_) => ", catalog in PostgreSQL",
+        }
+    }
+}
+
+/// A PostgreSQL address: a URL, or libpq's key=value form.
+fn is_postgres(store: &str) -> bool {
+    store.starts_with("postgres://")
+        || store.starts_with("postgresql://")
+        || store.split_whitespace().any(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(k, _)| matches!(k, "host" | "dbname" | "user" | "port"))
+        })
 }
 
 /// Serves a store that is already open until a signal or poisoning stops it. `ready` is
@@ -43,11 +119,11 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
 /// stdout.
 fn serve_on(
     args: &ServeArgs,
-    backend: Arc<SledBackend>,
+    backend: Backing,
     ready: &(dyn Fn(std::net::SocketAddr) + Sync),
 ) -> Result<(), String> {
     let store = Arc::new(
-        Store::open(backend.clone(), Arc::new(SystemClock))
+        Store::open(backend.backend(), Arc::new(SystemClock))
             .map_err(|e| format!("cannot initialize the store: {e}"))?,
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -157,10 +233,11 @@ fn serve_on(
             _ => None,
         };
         println!(
-            "floe {} listening on {}://{local}, data in {}",
+            "floe {} listening on {}://{local}, data in {}{}",
             env!("CARGO_PKG_VERSION"),
             if tls.is_some() { "https" } else { "http" },
-            absolute(&args.data_dir).display()
+            absolute(&args.data_dir).display(),
+            backend.describe()
         );
         ready(local);
         for run in settled {
@@ -204,9 +281,7 @@ fn serve_on(
         }
     })?;
     drop(store);
-    backend
-        .flush()
-        .map_err(|e| format!("the final flush failed: {}", e.message))?;
+    backend.flush()?;
     println!("floe stopped; everything acknowledged is on disk");
     Ok(())
 }
@@ -277,7 +352,7 @@ enum Stop {
 }
 
 /// Ends the server on SIGINT or SIGTERM, or as soon as the store is poisoned.
-async fn watch(backend: Arc<SledBackend>, stop: tokio::sync::watch::Sender<Option<Stop>>) {
+async fn watch(backend: Backing, stop: tokio::sync::watch::Sender<Option<Stop>>) {
     let poisoned = async {
         let mut every = tokio::time::interval(std::time::Duration::from_millis(100));
         while !backend.is_poisoned() {
@@ -583,6 +658,9 @@ mod tests {
         let args = ServeArgs {
             addr: "127.0.0.1:0".to_owned(),
             data_dir: dir.path().to_owned(),
+            store: "sled".to_owned(),
+            store_schema: "public".to_owned(),
+            store_pool: 16,
             query_timeout: 300,
             query_memory: 1024,
             import_roots: Vec::new(),
@@ -628,7 +706,7 @@ mod tests {
             let backend = backend.clone();
             std::thread::spawn(move || {
                 let serving = std::sync::Mutex::new(serving);
-                serve_on(&args, backend, &|addr| {
+                serve_on(&args, Backing::Sled(backend), &|addr| {
                     let _ = serving.lock().unwrap().send(addr);
                 })
             })

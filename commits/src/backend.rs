@@ -131,6 +131,14 @@ impl BackendError {
 
 pub type BackendResult<T> = Result<T, BackendError>;
 
+/// One gauge a backend reports: a Prometheus name, its help text and its value now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gauge {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub value: f64,
+}
+
 /// Storage for one floe store. Implementations: in-memory (tests, models), sled (the
 /// embedded default) and PostgreSQL (several servers on one database). All methods are safe to call concurrently.
 pub trait Backend: Send + Sync + fmt::Debug {
@@ -199,6 +207,12 @@ pub trait Backend: Send + Sync + fmt::Debug {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> BackendResult<bool>;
+
+    /// The backend's own gauges for `/metrics` (name, help, value), e.g. a connection
+    /// pool's; none by default.
+    fn gauges(&self) -> Vec<Gauge> {
+        Vec::new()
+    }
 
     /// Up to `limit` entries whose keys start with `prefix` and are `> after`, in order.
     fn meta_scan(

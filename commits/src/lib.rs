@@ -54,7 +54,8 @@ pub mod tree;
 mod validate;
 
 pub use backend::{
-    Backend, BackendError, CasOutcome, RefOperation, RefRecord, RefUpdate, RefView, ReflogEntry,
+    Backend, BackendError, CasOutcome, Gauge, RefOperation, RefRecord, RefUpdate, RefView,
+    ReflogEntry,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use content::{

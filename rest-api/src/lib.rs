@@ -354,10 +354,12 @@ async fn ready(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "service", operation_id = "metrics",
     responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = state.metrics.render();
+    metrics::render_gauges(&mut text, &state.catalog.store_gauges());
     (
         StatusCode::OK,
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        text,
     )
         .into_response()
 }

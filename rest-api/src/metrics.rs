@@ -33,6 +33,15 @@ pub struct Metrics {
     query_files_total: AtomicU64,
 }
 
+/// Appends gauges (a backend's) to the exposition text.
+pub fn render_gauges(out: &mut String, gauges: &[floe_commits::Gauge]) {
+    for g in gauges {
+        let _ = writeln!(out, "# HELP {} {}", g.name, g.help);
+        let _ = writeln!(out, "# TYPE {} gauge", g.name);
+        let _ = writeln!(out, "{} {}", g.name, g.value);
+    }
+}
+
 impl Metrics {
     pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let s = elapsed.as_secs_f64();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::Running;
+use crate::harness::{Running, open_backend};
 
 const ADMIN: &str = "admin-token-0123456789abcdef";
 const BAD: &str = "floe_pat_0011223344556677_bad";
@@ -762,9 +762,11 @@ fn every_principal_meets_every_route_as_the_policy_says() {
     let server = run.server;
     server.signal("TERM");
     server.wait();
-    let backend = floe_commits::SledBackend::open(&run.dir.path().join("catalog")).unwrap();
-    let store =
-        floe_commits::Store::open(Arc::new(backend), Arc::new(floe_commits::SystemClock)).unwrap();
+    let store = floe_commits::Store::open(
+        open_backend(run.dir.path()),
+        Arc::new(floe_commits::SystemClock),
+    )
+    .unwrap();
     let mut recorded = BTreeSet::new();
     let prefixes: [&[u8]; 2] = [
         floe_commits::store::IDEMPOTENCY_PREFIX,

@@ -23,13 +23,7 @@ impl Server {
     }
 
     pub fn start(data_dir: &Path) -> Server {
-        Server::start_with(Command::new(env!("CARGO_BIN_EXE_floe")).args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-        ]))
+        Server::start_with(&mut serve_command(data_dir, &[]))
     }
 
     pub fn start_with(command: &mut Command) -> Server {
@@ -395,19 +389,53 @@ impl Running {
     }
 }
 
-/// `floe serve` on a free port over `data_dir`, with `extra` flags.
+/// `floe serve` on a free port over `data_dir`, with `extra` flags. With
+/// `FLOE_TEST_STORE=postgres` (`.ci/run`'s PostgreSQL phase) the catalog lives on the test
+/// PostgreSQL (`FLOE_TEST_PG`), in a schema named after the data folder, so a restart
+/// over the same folder finds the same catalog.
 pub fn serve_command(data_dir: &Path, extra: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_floe"));
+    command.args([
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    if let Some((url, schema)) = pg_store_for(data_dir) {
+        command.args(["--store", &url, "--store-schema", &schema]);
+    }
+    command.args(extra);
     command
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-        ])
-        .args(extra);
-    command
+}
+
+/// The catalog a stopped server over `data_dir` kept: its sled store, or its schema on
+/// the test PostgreSQL.
+pub fn open_backend(data_dir: &Path) -> std::sync::Arc<dyn floe_commits::Backend> {
+    match pg_store_for(data_dir) {
+        Some((url, schema)) => {
+            let mut options = floe_commits::PgOptions::new(url);
+            options.schema = Some(schema);
+            std::sync::Arc::new(floe_commits::PostgresBackend::open(&options).unwrap())
+        }
+        None => {
+            std::sync::Arc::new(floe_commits::SledBackend::open(&data_dir.join("catalog")).unwrap())
+        }
+    }
+}
+
+/// The PostgreSQL catalog of a data folder, when the tests run on PostgreSQL.
+pub fn pg_store_for(data_dir: &Path) -> Option<(String, String)> {
+    if std::env::var("FLOE_TEST_STORE").as_deref() != Ok("postgres") {
+        return None;
+    }
+    let url = std::env::var("FLOE_TEST_PG").expect("FLOE_TEST_STORE=postgres needs FLOE_TEST_PG");
+    let mut digest = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(data_dir, &mut digest);
+    Some((
+        url,
+        format!("d_{:016x}", std::hash::Hasher::finish(&digest)),
+    ))
 }
 
 /// What one run of the CLI did.

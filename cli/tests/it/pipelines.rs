@@ -9,7 +9,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::data::{p, parquet};
-use crate::harness::{Running, Server};
+use crate::harness::{Running, Server, serve_command};
 
 const PROJECT: &str = "project:\n  id: 5e1f0c2a\n  name: demo\nparameters:\n  min_id:\n    type: int\n    default: 10\ndefaults:\n  namespace: db\n";
 
@@ -512,15 +512,7 @@ fn a_server_killed_mid_run_fails_the_run_on_restart() {
         "the run has its scratch folder while it runs"
     );
     let data = run.dir.path().to_str().unwrap().to_owned();
-    let restarted = || {
-        Server::start_with(Command::new(env!("CARGO_BIN_EXE_floe")).args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data,
-        ]))
-    };
+    let restarted = || Server::start_with(&mut serve_command(Path::new(&data), &[]));
     // SIGKILL, then a new server on the same folder.
     let placeholder = Server::start(tempfile::tempdir().unwrap().path());
     std::mem::replace(&mut run.server, placeholder).kill9();

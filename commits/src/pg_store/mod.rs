@@ -33,7 +33,8 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::Type;
 
 use crate::backend::{
-    Backend, BackendError, BackendResult, CasOutcome, RefRecord, RefUpdate, RefView, ReflogEntry,
+    Backend, BackendError, BackendResult, CasOutcome, Gauge, RefRecord, RefUpdate, RefView,
+    ReflogEntry,
 };
 use crate::encoding::DecodeError;
 use crate::hash::Hash;
@@ -657,6 +658,37 @@ impl Backend for PostgresBackend {
             .map_err(write_err)?;
             Ok(rows == 1)
         })
+    }
+
+    fn gauges(&self) -> Vec<Gauge> {
+        let s = self.pool_status();
+        let gauge = |name, help, value: usize| Gauge {
+            name,
+            help,
+            value: value as f64,
+        };
+        vec![
+            gauge(
+                "floe_store_pool_connections_max",
+                "PostgreSQL connections the pool may open.",
+                s.max_size,
+            ),
+            gauge(
+                "floe_store_pool_connections",
+                "PostgreSQL connections the pool holds open.",
+                s.size,
+            ),
+            gauge(
+                "floe_store_pool_connections_idle",
+                "PostgreSQL connections open and free.",
+                s.available,
+            ),
+            gauge(
+                "floe_store_pool_waiting",
+                "Calls waiting for a PostgreSQL connection (the pool is saturated when above 0).",
+                s.waiting,
+            ),
+        ]
     }
 
     fn meta_scan(
