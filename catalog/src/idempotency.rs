@@ -10,7 +10,9 @@ use floe_commits::{Hash, Idempotency};
 use serde_json::{Value, json};
 
 use crate::error::{CatalogError, CatalogResult};
-use crate::limits::{IDEMPOTENCY_LIFETIME_MS, META_PAGE_MAX, QUOTED_CHARS_MAX};
+use crate::limits::{
+    IDEMPOTENCY_CLAIM_LEASE_MS, IDEMPOTENCY_LIFETIME_MS, META_PAGE_MAX, QUOTED_CHARS_MAX,
+};
 use crate::{Action, Catalog, Principal, Target, resumable_scan};
 
 /// Meta-keyspace prefix of recorded rejections (applied writes live under the store's
@@ -46,6 +48,9 @@ impl IdempotencyKey {
 pub struct IdemRequest {
     pub key: IdempotencyKey,
     pub fingerprint: String,
+    /// The claim the request holds on its key when servers share the catalog
+    /// (`Catalog::claim_key`): its move applies only while the claim is still its own.
+    pub claim: Option<Vec<u8>>,
 }
 
 /// A write that applied under a key: the ref it moved, from where to where, and what the
@@ -118,6 +123,38 @@ impl Catalog {
             }
         }
         Ok(None)
+    }
+
+    /// Claims a request's key while it runs, when servers share the catalog (on one
+    /// server the HTTP layer's in-process set does it): false when another request holds
+    /// a live claim on it. The claim lasts `IDEMPOTENCY_CLAIM_LEASE_MS`; a longer request
+    /// may be taken over by a retry on another server, and then writes nothing (its move
+    /// is fenced by the claim). `Ok(true)` also on a store that is not shared.
+    pub fn claim_key(&self, request: &mut IdemRequest) -> CatalogResult<bool> {
+        if !self.store.is_shared() {
+            return Ok(true);
+        }
+        let holder = self.new_uuid().to_string();
+        match self.store.claim_idempotency(
+            request.key.as_str(),
+            &holder,
+            IDEMPOTENCY_CLAIM_LEASE_MS,
+        )? {
+            floe_commits::Claim::Held(marker) => {
+                request.claim = Some(marker);
+                Ok(true)
+            }
+            floe_commits::Claim::Busy => Ok(false),
+        }
+    }
+
+    /// Gives up a request's claim on its key (a move that applied consumed it already).
+    pub fn release_key(&self, request: &IdemRequest) -> CatalogResult<()> {
+        if let Some(marker) = &request.claim {
+            self.store
+                .release_idempotency_claim(request.key.as_str(), marker)?;
+        }
+        Ok(())
     }
 
     /// Records that a request was accepted without moving a ref yet (a run queued:
@@ -260,6 +297,7 @@ impl Catalog {
         detail: &str,
     ) -> Option<Idempotency> {
         request.map(|r| Idempotency {
+            claim: r.claim.clone(),
             key: r.key.as_str().to_owned(),
             value: json!({ "fp": r.fingerprint, "at": self.now_ms(), "detail": detail })
                 .to_string()

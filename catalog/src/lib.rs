@@ -26,6 +26,7 @@ mod refs;
 mod run_state;
 mod runs;
 pub mod s3;
+mod servers;
 mod storage;
 pub mod sts;
 mod table_files;
@@ -87,6 +88,8 @@ pub struct Catalog {
     rules: Option<Arc<auth::Rules>>,
     /// The key log page tokens are signed with (read or made once).
     page_key: Arc<std::sync::OnceLock<[u8; 32]>>,
+    /// This server's id: the owner of the runs it executes (`servers.rs`).
+    server_id: Arc<str>,
 }
 
 impl Catalog {
@@ -108,7 +111,14 @@ impl Catalog {
             verified_lists: Arc::default(),
             rules: None,
             page_key: Arc::default(),
+            server_id: Arc::from("local"),
         }
+    }
+
+    /// The catalog as served by the server `id` (runs it executes are its own).
+    pub fn with_server_id(mut self, id: &str) -> Catalog {
+        self.server_id = Arc::from(id);
+        self
     }
 
     /// The catalog with its warehouse: what serves tables.

@@ -31,6 +31,12 @@ pub const META_PAGE_MAX: usize = 1_000;
 /// advertises (`IDEMPOTENCY_LIFETIME`); a client retrying later gets a fresh evaluation.
 pub const IDEMPOTENCY_LIFETIME_MS: i64 = 30 * 60 * 1000;
 
+/// How long a request holds its idempotency key when servers share the catalog: a retry
+/// on another server waits (409/503 with Retry-After) this long at most after the
+/// holder died. A request running longer may be taken over by a retry; its own move is
+/// then fenced off (nothing written twice), so the lease bounds waiting, not safety.
+pub const IDEMPOTENCY_CLAIM_LEASE_MS: i64 = 2 * 60 * 1000;
+
 /// `IDEMPOTENCY_LIFETIME_MS` as an ISO 8601 duration, for the Iceberg config reply (a
 /// test keeps the two equal).
 pub const IDEMPOTENCY_LIFETIME: &str = "PT30M";

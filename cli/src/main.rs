@@ -581,6 +581,11 @@ pub struct ServeArgs {
     /// records and idempotency records).
     #[arg(long, env = "FLOE_MAINTENANCE_INTERVAL", default_value = "5m", value_parser = duration_ms)]
     pub maintenance_interval: i64,
+    /// How long this server's lease in the catalog lasts (renewed every third of it):
+    /// when servers share a catalog, another server settles this one's runs this long
+    /// after it stopped renewing.
+    #[arg(long, env = "FLOE_SERVER_LEASE", default_value = "30s", value_parser = duration_ms)]
+    pub server_lease: i64,
     /// Pipeline runs executing at once; more wait, queued, in order.
     #[arg(long, env = "FLOE_MAX_RUNS", default_value_t = floe_rest::RUNS_RUNNING_DEFAULT)]
     pub max_runs: usize,

@@ -41,7 +41,11 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
 #[derive(Debug, Clone)]
 pub enum Backing {
     Sled(Arc<SledBackend>),
-    Postgres(Arc<PostgresBackend>),
+    /// The catalog, and the data folder's lock (sled locks its own folder).
+    Postgres {
+        backend: Arc<PostgresBackend>,
+        _lock: Arc<std::fs::File>,
+    },
 }
 
 impl Backing {
@@ -56,12 +60,16 @@ impl Backing {
                 )))
             }
             url if is_postgres(url) => {
+                let lock = lock_data_dir(&args.data_dir)?;
                 let mut options = PgOptions::new(url);
                 options.schema = Some(args.store_schema.clone());
                 options.pool_size = args.store_pool.max(1);
                 let backend = PostgresBackend::open(&options)
                     .map_err(|e| format!("cannot open the catalog in PostgreSQL: {}", e.message))?;
-                Ok(Backing::Postgres(Arc::new(backend)))
+                Ok(Backing::Postgres {
+                    backend: Arc::new(backend),
+                    _lock: Arc::new(lock),
+                })
             }
             other => Err(format!(
                 "--store {other:?} is neither `sled` nor a PostgreSQL address (postgres://user@host/db, or host=... dbname=...)"
@@ -72,7 +80,7 @@ impl Backing {
     fn backend(&self) -> Arc<dyn Backend> {
         match self {
             Backing::Sled(b) => b.clone(),
-            Backing::Postgres(b) => b.clone(),
+            Backing::Postgres { backend, .. } => backend.clone(),
         }
     }
 
@@ -81,7 +89,7 @@ impl Backing {
     fn is_poisoned(&self) -> bool {
         match self {
             Backing::Sled(b) => b.is_poisoned(),
-            Backing::Postgres(_) => false,
+            Backing::Postgres { .. } => false,
         }
     }
 
@@ -92,15 +100,36 @@ impl Backing {
             Backing::Sled(b) => b
                 .flush()
                 .map_err(|e| format!("the final flush failed: {}", e.message)),
-            Backing::Postgres(_) => Ok(()),
+            Backing::Postgres { .. } => Ok(()),
         }
     }
 
     fn describe(&self) -> &'static str {
         match self {
             Backing::Sled(_) => "",
-            Backing::Postgres(_) => ", catalog in PostgreSQL",
+            Backing::Postgres { .. } => ", catalog in PostgreSQL",
         }
+    }
+}
+
+/// Locks the data folder for this process (its staging, run scratch and server id are one
+/// server's).
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, String> {
+    let path = dir.join("floe.lock");
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "the data folder {} is in use by another floe process (it holds {}); give each server a folder of its own",
+            dir.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
     }
 }
 
@@ -180,7 +209,19 @@ fn serve_on(
         let _ = std::fs::remove_dir_all(args.data_dir.join("staging"));
         floe_rest::clear_run_scratch(&args.data_dir.join("runs"));
         options.worker_sandbox = worker_sandbox(args)?;
-        let mut catalog = Catalog::new(store.clone()).with_warehouse(warehouse);
+        let server_id = server_id(&args.data_dir)?;
+        let mut catalog = Catalog::new(store.clone())
+            .with_warehouse(warehouse)
+            .with_server_id(&server_id);
+        // Alive before recovery looks at other servers' runs (and they at ours).
+        let lease_ms = args.server_lease.max(1_000);
+        {
+            let catalog = catalog.clone();
+            tokio::task::spawn_blocking(move || catalog.renew_server_lease(lease_ms))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("cannot write this server's lease: {e}"))?;
+        }
         if options.auth.required {
             let seed = match &args.policy {
                 Some(file) => Some(std::fs::read_to_string(file).map_err(|e| {
@@ -227,6 +268,7 @@ fn serve_on(
             std::time::Duration::from_millis(args.maintenance_interval.max(1_000) as u64),
             args.data_dir.join("runs"),
         ));
+        let heartbeat = tokio::spawn(renew_lease(catalog.clone(), lease_ms));
         let app = floe_rest::router_with(catalog, &options);
         let tls = match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(crate::tls::config(cert, key)?),
@@ -270,6 +312,7 @@ fn serve_on(
         served.map_err(|e| format!("the server failed: {e}"))?;
         watcher.abort();
         maintenance.abort();
+        heartbeat.abort();
         let why = *stopped.borrow();
         match why {
             Some(Stop::Poisoned) => Err(
@@ -302,7 +345,12 @@ async fn maintain(
         let (catalog, server) = (catalog.clone(), server.clone());
         // The pass's own error, or its task's (a panic), said the same way.
         let runs = runs_dir.clone();
+        let lease_ms = (interval.as_millis() as i64).saturating_mul(3);
         let pass = tokio::task::spawn_blocking(move || {
+            // Servers sharing the catalog take turns: one pass at a time.
+            if !catalog.take_maintenance_lease(lease_ms)? {
+                return Ok(floe_catalog::RetentionReport::default());
+            }
             let report = catalog.maintain(&server, &retention)?;
             // Logs and code snapshots go with their run's record.
             if let Err(e) = floe_rest::sweep_run_files(&catalog, &server, &runs) {
@@ -336,6 +384,41 @@ async fn maintain(
             tokio::time::sleep(interval).await;
         }
     }
+}
+
+/// Renews this server's lease every third of it. A failed renewal is logged and tried
+/// again; other servers settle this one's runs only once the lease has run out.
+async fn renew_lease(catalog: Catalog, lease_ms: i64) {
+    let every = std::time::Duration::from_millis((lease_ms / 3).max(100) as u64);
+    loop {
+        tokio::time::sleep(every).await;
+        let catalog = catalog.clone();
+        match tokio::task::spawn_blocking(move || catalog.renew_server_lease(lease_ms)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "renewing this server's lease failed; trying again")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "renewing this server's lease failed; trying again")
+            }
+        }
+    }
+}
+
+/// This server's id, kept in the data folder (`server-id`): a restart over the same
+/// folder is the same server, whose earlier life's runs it settles at once; a new folder
+/// is a new server. The folder is locked for as long as the server runs, so two servers
+/// never share an id.
+fn server_id(data_dir: &Path) -> Result<String, String> {
+    let file = data_dir.join("server-id");
+    if let Ok(id) = std::fs::read_to_string(&file)
+        && let Ok(id) = uuid::Uuid::try_parse(id.trim())
+    {
+        return Ok(id.to_string());
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    std::fs::write(&file, &id).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    Ok(id)
 }
 
 /// The server's own principal, for recovery and maintenance: every permission (no token
@@ -672,6 +755,7 @@ mod tests {
             run_retention: 0,
             run_record_retention: 0,
             maintenance_interval: 60_000,
+            server_lease: 30_000,
             max_runs: 2,
             run_workers: None,
             worker_timeout: 3_600_000,

@@ -71,6 +71,11 @@ pub struct ReflogEntry {
 pub struct MetaWrite {
     pub key: Bytes,
     pub value: Bytes,
+    /// A claim the move consumes, `(key, value)`: the move applies only while that key
+    /// holds exactly that value, and removes it in the same atomic write. This fences a
+    /// takeover: a writer whose claim another server took over (after its lease) writes
+    /// nothing.
+    pub claim: Option<(Bytes, Bytes)>,
 }
 
 /// One compare-and-swap of a ref.
@@ -94,6 +99,8 @@ pub enum CasOutcome {
     Applied { seq: u64, ticket: u64 },
     /// Nothing was written: the ref's head is not the expected one.
     Mismatch { current: Option<RefRecord> },
+    /// Nothing was written: the meta write's claim no longer holds.
+    ClaimLost,
 }
 
 /// Which head a read sees. Writers chain on pending heads; every response to a client
@@ -207,6 +214,13 @@ pub trait Backend: Send + Sync + fmt::Debug {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> BackendResult<bool>;
+
+    /// Whether several processes may use this storage at once (PostgreSQL): then what
+    /// correctness needs between requests (idempotency claims, run ownership) must live
+    /// in meta, not in one process.
+    fn is_shared(&self) -> bool {
+        false
+    }
 
     /// The backend's own gauges for `/metrics` (name, help, value), e.g. a connection
     /// pool's; none by default.

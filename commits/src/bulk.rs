@@ -9,13 +9,14 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::backend::{CasOutcome, RefOperation};
+use crate::backend::RefOperation;
 use crate::content::Content;
 use crate::error::WriteError;
 use crate::hash::Hash;
 use crate::key::ContentKey;
 use crate::name::RefName;
 use crate::object::{Commit, CommitMeta};
+use crate::store::refs::Moved;
 use crate::store::{Store, WriteCtx, lost_race};
 use crate::tree::{self, NewNodes};
 
@@ -89,11 +90,11 @@ impl Store {
             ctx,
             BTreeMap::new(),
         )? {
-            CasOutcome::Applied { ticket, .. } => {
+            Moved::Applied { ticket, .. } => {
                 self.acknowledge(ticket)?;
                 Ok(hash)
             }
-            CasOutcome::Mismatch { current } => {
+            Moved::Mismatch { current } => {
                 lost_race(branch, Some(record.head), current)?;
                 Err(WriteError::Invalid(format!(
                     "{branch} moved during a bulk load"

@@ -313,6 +313,12 @@ pub enum WriteError {
     Invalid(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The request's idempotency claim was taken over by another server (its lease ran
+    /// out): nothing was written; the other server's outcome is the request's.
+    #[error(
+        "the request under Idempotency-Key {0} ran past its lease and another server took it over; nothing was written here: retry with the same key for the outcome"
+    )]
+    ClaimLost(String),
 }
 
 fn opt(h: &Option<Hash>) -> String {

@@ -17,6 +17,9 @@ use crate::name::RefName;
 pub struct MemoryBackend {
     objects: RwLock<Objects>,
     state: RwLock<State>,
+    /// Says it is shared (`Backend::is_shared`), as PostgreSQL does: for tests of what
+    /// servers sharing a catalog do.
+    shared: bool,
 }
 
 /// Objects by hash, plus an ordered index for prefix scans: 65,536 buckets by the first
@@ -56,12 +59,24 @@ impl MemoryBackend {
         MemoryBackend::default()
     }
 
+    /// A backend that behaves as one several servers share.
+    pub fn shared() -> MemoryBackend {
+        MemoryBackend {
+            shared: true,
+            ..MemoryBackend::default()
+        }
+    }
+
     pub fn object_count(&self) -> usize {
         self.objects.read().by_hash.len()
     }
 }
 
 impl Backend for MemoryBackend {
+    fn is_shared(&self) -> bool {
+        self.shared
+    }
+
     fn put_objects(&self, objects: &[(Hash, Bytes)]) -> BackendResult<()> {
         let mut store = self.objects.write();
         for (h, bytes) in objects {
@@ -115,6 +130,11 @@ impl Backend for MemoryBackend {
 
     fn compare_and_swap_ref(&self, update: RefUpdate) -> BackendResult<CasOutcome> {
         let mut state = self.state.write();
+        if let Some((key, value)) = update.meta.as_ref().and_then(|m| m.claim.as_ref())
+            && state.meta.get(key) != Some(value)
+        {
+            return Ok(CasOutcome::ClaimLost);
+        }
         let current = state.refs.get(&update.name);
         if current.map(|r| r.head) != update.expected {
             return Ok(CasOutcome::Mismatch {
@@ -136,6 +156,9 @@ impl Backend for MemoryBackend {
             .or_default()
             .push(position);
         if let Some(meta) = update.meta {
+            if let Some((key, _)) = &meta.claim {
+                state.meta.remove(key);
+            }
             state.meta.insert(meta.key, meta.value);
         }
         Ok(CasOutcome::Applied { seq, ticket: 0 })

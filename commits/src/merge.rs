@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 
-use crate::backend::{CasOutcome, RefOperation};
+use crate::backend::RefOperation;
 use crate::content::{Content, ContentRef};
 use crate::error::{ChangeKind, Conflict, ConflictKind, Expect, WriteError};
 use crate::hash::Hash;
@@ -19,6 +19,7 @@ use crate::key::ContentKey;
 use crate::limits::COMMIT_CAS_RETRIES_MAX;
 use crate::name::RefName;
 use crate::object::{Commit, CommitMeta, Parents};
+use crate::store::refs::Moved;
 use crate::store::{
     CommitOutcome, KeyChange, Landed, Landing, Store, WriteCtx, check_expected, contention,
     lost_race,
@@ -234,12 +235,12 @@ impl Store {
                     ctx,
                     BTreeMap::new(),
                 )? {
-                    CasOutcome::Applied { ticket, .. } => {
+                    Moved::Applied { ticket, .. } => {
                         drop(guard);
                         self.acknowledge(ticket)?;
                         return Ok(outcome);
                     }
-                    CasOutcome::Mismatch { current } => {
+                    Moved::Mismatch { current } => {
                         lost_race(target, expected_head, current)?;
                         continue;
                     }

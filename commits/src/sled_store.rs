@@ -503,6 +503,13 @@ fn discard_unfinished_snapshots(dir: &Path) -> BackendResult<()> {
     Ok(())
 }
 
+/// Why a ref move's transaction wrote nothing.
+enum Refused {
+    Mismatch(Option<RefRecord>),
+    ClaimLost,
+    Corrupt(DecodeError),
+}
+
 fn by_ref_key(name: &RefName, seq: u64) -> Vec<u8> {
     let mut k = name.as_str().as_bytes().to_vec();
     k.push(0);
@@ -627,16 +634,23 @@ impl Backend for SledBackend {
             &self.state,
         )
             .transaction(|(refs, reflog, by_ref, meta, state)| {
+                if let Some((key, value)) = update.meta.as_ref().and_then(|m| m.claim.as_ref())
+                    && meta.get(key.as_ref())?.as_deref() != Some(value.as_ref())
+                {
+                    return Err(ConflictableTransactionError::Abort(Refused::ClaimLost));
+                }
                 let current = refs.get(name)?;
-                let current = match current {
-                    Some(v) => Some(
-                        decode_record(&v)
-                            .map_err(|e| ConflictableTransactionError::Abort(Err(e)))?,
-                    ),
-                    None => None,
-                };
+                let current =
+                    match current {
+                        Some(v) => Some(decode_record(&v).map_err(|e| {
+                            ConflictableTransactionError::Abort(Refused::Corrupt(e))
+                        })?),
+                        None => None,
+                    };
                 if current.as_ref().map(|r| r.head) != update.expected {
-                    return Err(ConflictableTransactionError::Abort(Ok(current)));
+                    return Err(ConflictableTransactionError::Abort(Refused::Mismatch(
+                        current,
+                    )));
                 }
                 match &new_record {
                     Some(r) => refs.insert(name, r.as_slice())?,
@@ -658,6 +672,9 @@ impl Backend for SledBackend {
                 reflog.insert(&seq.to_be_bytes(), encode_entry(&entry))?;
                 by_ref.insert(by_ref_key(&update.name, seq), &[])?;
                 if let Some(m) = &update.meta {
+                    if let Some((key, _)) = &m.claim {
+                        meta.remove(key.as_ref())?;
+                    }
                     meta.insert(m.key.as_ref(), m.value.as_ref())?;
                 }
                 Ok(seq)
@@ -678,8 +695,11 @@ impl Backend for SledBackend {
                 }
                 Ok(CasOutcome::Applied { seq, ticket })
             }
-            Err(TransactionError::Abort(Ok(current))) => Ok(CasOutcome::Mismatch { current }),
-            Err(TransactionError::Abort(Err(e))) => Err(corrupt(e)),
+            Err(TransactionError::Abort(Refused::Mismatch(current))) => {
+                Ok(CasOutcome::Mismatch { current })
+            }
+            Err(TransactionError::Abort(Refused::ClaimLost)) => Ok(CasOutcome::ClaimLost),
+            Err(TransactionError::Abort(Refused::Corrupt(e))) => Err(corrupt(e)),
             Err(TransactionError::Storage(e)) => Err(write_err(e)),
         }
     }

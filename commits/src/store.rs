@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::backend::{Backend, CasOutcome, MetaWrite, RefOperation, RefRecord, ReflogEntry};
+use crate::backend::{Backend, MetaWrite, RefOperation, RefRecord, ReflogEntry};
 use crate::cache::ObjectCache;
 use crate::clock::Clock;
 use crate::content::{Content, ContentRef};
@@ -36,7 +36,7 @@ use crate::validate;
 mod commit;
 mod meta;
 mod reads;
-mod refs;
+pub(crate) mod refs;
 
 pub use crate::change::KeyChange;
 pub(crate) use commit::{Landed, Landing};
@@ -86,6 +86,18 @@ impl Op {
 pub struct Idempotency {
     pub key: String,
     pub value: Vec<u8>,
+    /// The claim the request holds on its key (`Store::claim_idempotency`), consumed by
+    /// the move: the move applies only while the claim is still this request's.
+    pub claim: Option<Vec<u8>>,
+}
+
+/// What claiming an idempotency key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is this request's until the lease ends; the marker to carry and release.
+    Held(Vec<u8>),
+    /// Another request holds a live claim on the key.
+    Busy,
 }
 
 /// What the store found under an idempotency key.
@@ -224,6 +236,11 @@ impl Store {
         let store = Store::new(backend, clock);
         store.init()?;
         Ok(store)
+    }
+
+    /// Whether several servers may share this store's backend (see `Backend::is_shared`).
+    pub fn is_shared(&self) -> bool {
+        self.backend.is_shared()
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -473,7 +490,7 @@ fn not_applied(e: crate::backend::BackendError) -> WriteError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{BackendResult, RefUpdate, RefView};
+    use crate::backend::{BackendResult, CasOutcome, RefUpdate, RefView};
     use crate::clock::ManualClock;
     use crate::error::Conflict;
     use crate::memory::MemoryBackend;

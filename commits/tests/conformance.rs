@@ -1682,12 +1682,80 @@ mod cases {
         );
     }
 
+    /// Claims on idempotency keys (what servers sharing a backend use for "in flight"):
+    /// a live claim keeps others out, an expired one is taken over, and a move carrying a
+    /// claim that is no longer its own writes nothing.
+    pub fn idempotency_claims_fence_a_takeover(fx: Fx) {
+        let root = seeded(&fx);
+        let held = |c: Claim| match c {
+            Claim::Held(m) => m,
+            Claim::Busy => panic!("the claim is busy"),
+        };
+        let first = held(fx.store.claim_idempotency("k1", "a", 5_000).unwrap());
+        assert_eq!(
+            fx.store.claim_idempotency("k1", "b", 5_000).unwrap(),
+            Claim::Busy
+        );
+        // After the lease, another request takes the key over.
+        fx.clock.advance(6_000);
+        let second = held(fx.store.claim_idempotency("k1", "b", 5_000).unwrap());
+        let with = |claim: &[u8]| WriteCtx {
+            idempotency: Some(Idempotency {
+                key: "k1".into(),
+                value: b"request".to_vec(),
+                claim: Some(claim.to_vec()),
+            }),
+            ..ctx()
+        };
+        let late = fx.store.commit(
+            &r("main"),
+            None,
+            vec![create("ns.fenced", table(40, 1))],
+            meta("late"),
+            &with(&first),
+        );
+        assert!(
+            matches!(late, Err(WriteError::ClaimLost(ref k)) if k == "k1"),
+            "{late:?}"
+        );
+        assert_eq!(fx.head("main"), root, "the fenced move wrote nothing");
+        assert_eq!(fx.store.idempotency_lookup("k1").unwrap(), None);
+        let out = fx
+            .store
+            .commit(
+                &r("main"),
+                None,
+                vec![create("ns.owner", table(41, 1))],
+                meta("owner"),
+                &with(&second),
+            )
+            .unwrap();
+        assert_eq!(
+            fx.store.idempotency_lookup("k1").unwrap().unwrap().head,
+            Some(out.commit)
+        );
+        // The move consumed the claim: the key is free at once (its record answers).
+        held(fx.store.claim_idempotency("k1", "c", 5_000).unwrap());
+        // A released claim frees its key; releasing another's claim does nothing.
+        let mine = held(fx.store.claim_idempotency("k2", "d", 5_000).unwrap());
+        fx.store
+            .release_idempotency_claim("k2", b"not mine")
+            .unwrap();
+        assert_eq!(
+            fx.store.claim_idempotency("k2", "e", 5_000).unwrap(),
+            Claim::Busy
+        );
+        fx.store.release_idempotency_claim("k2", &mine).unwrap();
+        held(fx.store.claim_idempotency("k2", "e", 5_000).unwrap());
+    }
+
     pub fn idempotency_records_ride_with_the_ref_move(fx: Fx) {
         seeded(&fx);
         let with = |key: &str| WriteCtx {
             idempotency: Some(Idempotency {
                 key: key.into(),
                 value: b"request-1".to_vec(),
+                claim: None,
             }),
             ..ctx()
         };
@@ -2142,6 +2210,7 @@ macro_rules! all_cases {
                 log_filters_and_pages,
                 diffs_and_entries_page_by_prefix,
                 idempotency_records_ride_with_the_ref_move,
+                idempotency_claims_fence_a_takeover,
                 the_meta_keyspace_scans_and_swaps,
                 concurrent_commits_on_one_branch_all_land,
                 equal_maps_have_equal_roots_however_built,

@@ -341,6 +341,7 @@ fn readers_see_only_durable_heads() {
                 idempotency: Some(Idempotency {
                     key: "k-1".to_owned(),
                     value: b"answer".to_vec(),
+                    claim: None,
                 }),
                 ..WriteCtx::principal("t")
             };

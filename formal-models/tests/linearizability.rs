@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use floe_commits::{
-    CommitMeta, ConflictResolver, ContentKey, ContentKind, Expect, Hash, LogFilter, MemoryBackend,
-    MergeKind, MergeOptions, Op, RefKind, RefName, Store, SystemClock, WriteCtx, WriteError,
+    Backend, CommitMeta, ConflictResolver, ContentKey, ContentKind, Expect, Hash, LogFilter,
+    MemoryBackend, MergeKind, MergeOptions, Op, PgOptions, PostgresBackend, RefKind, RefName,
+    Store, SystemClock, WriteCtx, WriteError,
 };
 use floe_formal_models::spec::OContent;
 use parking_lot::Mutex;
@@ -128,7 +129,8 @@ impl SequentialSpec for Spec {
 }
 
 struct Real {
-    store: Store,
+    /// One store per server: each its own caches and sequencer over one backend's data.
+    stores: Vec<Store>,
     names: [RefName; 2],
     /// Tag -> hash of the `dev` commits, the merge sources.
     tags: Mutex<HashMap<u32, Hash>>,
@@ -148,7 +150,17 @@ fn meta(tag: u32) -> CommitMeta {
 
 impl Real {
     fn new() -> Real {
-        let store = Store::open(Arc::new(MemoryBackend::new()), Arc::new(SystemClock)).unwrap();
+        Real::on(vec![Arc::new(MemoryBackend::new())])
+    }
+
+    /// Stores over `backends`, which hold one catalog (several servers' connections to
+    /// one database); the first sets the catalog up.
+    fn on(backends: Vec<Arc<dyn Backend>>) -> Real {
+        let stores: Vec<Store> = backends
+            .into_iter()
+            .map(|b| Store::open(b, Arc::new(SystemClock)).unwrap())
+            .collect();
+        let store = &stores[0];
         let names = [
             RefName::parse("main").unwrap(),
             RefName::parse("dev").unwrap(),
@@ -177,20 +189,28 @@ impl Real {
             .create_ref(&names[1], RefKind::Branch, out.commit, &ctx)
             .unwrap();
         Real {
-            store,
+            stores,
             names,
             tags: Mutex::new(HashMap::new()),
         }
     }
 
-    fn invoke(&self, op: &LOp) -> LRet {
+    /// The store of the server thread `via` talks to.
+    fn store(&self, via: usize) -> &Store {
+        &self.stores[via % self.stores.len()]
+    }
+
+    fn invoke(&self, via: usize, op: &LOp) -> LRet {
         let ctx = WriteCtx::principal("lin");
         match op {
             LOp::Read(b) => {
-                let mut from = Some(self.store.get_ref(&self.names[*b]).unwrap().head);
+                let mut from = Some(self.store(via).get_ref(&self.names[*b]).unwrap().head);
                 let mut log = Vec::new();
                 while let Some(at) = from {
-                    let page = self.store.log(at, &LogFilter::default(), 1000).unwrap();
+                    let page = self
+                        .store(via)
+                        .log(at, &LogFilter::default(), 1000)
+                        .unwrap();
                     log.extend(
                         page.items
                             .iter()
@@ -212,7 +232,7 @@ impl Real {
                     expect: Expect::Absent,
                 };
                 let out = self
-                    .store
+                    .store(via)
                     .commit(&self.names[*branch], None, vec![put], meta(*tag), &ctx)
                     .unwrap();
                 if *branch == DEV {
@@ -230,7 +250,7 @@ impl Real {
                     },
                 };
                 match self
-                    .store
+                    .store(via)
                     .commit(&self.names[MAIN], None, vec![put], meta(*tag), &ctx)
                 {
                     Ok(_) => LRet::Ok,
@@ -247,7 +267,7 @@ impl Real {
                     ..MergeOptions::default()
                 };
                 let out = self
-                    .store
+                    .store(via)
                     .merge(
                         hash,
                         &self.names[MAIN],
@@ -266,7 +286,10 @@ impl Real {
 /// One window: `threads` threads run `ops` operations each against a fresh store; every
 /// invocation and return is recorded in the tester in real-time order.
 fn window(seed: u64, threads: usize, ops: usize) -> Result<(), String> {
-    let real = Real::new();
+    window_on(Real::new(), seed, threads, ops)
+}
+
+fn window_on(real: Real, seed: u64, threads: usize, ops: usize) -> Result<(), String> {
     let tester = Mutex::new(LinearizabilityTester::<usize, Spec>::new(Spec::new()));
     let next_tag = AtomicU64::new(1);
     std::thread::scope(|s| {
@@ -305,7 +328,7 @@ fn window(seed: u64, threads: usize, ops: usize) -> Result<(), String> {
                         last_cas = Some(tag);
                     }
                     tester.lock().on_invoke(t, op.clone()).unwrap();
-                    let ret = real.invoke(&op);
+                    let ret = real.invoke(t, &op);
                     tester.lock().on_return(t, ret).unwrap();
                 }
             });
@@ -326,6 +349,21 @@ fn short_concurrent_windows_are_linearizable() {
     }
 }
 
+/// Two servers on one PostgreSQL catalog (`FLOE_TEST_PG`): threads alternate between
+/// the two stores, each with its own pool, caches and sequencer, so the histories checked
+/// are histories across servers.
+#[test]
+fn windows_across_two_servers_on_postgres_are_linearizable() {
+    for seed in 0..40u64 {
+        let options = PgOptions::for_test();
+        let servers: Vec<Arc<dyn Backend>> = (0..2)
+            .map(|_| Arc::new(PostgresBackend::open(&options).expect("the test PostgreSQL")) as _)
+            .collect();
+        window_on(Real::on(servers), seed + 1, 4, 4)
+            .unwrap_or_else(|e| panic!("window {seed}: {e}"));
+    }
+}
+
 #[test]
 fn long_runs_keep_every_acknowledged_commit_once_in_real_time_order() {
     let real = Arc::new(Real::new());
@@ -338,7 +376,7 @@ fn long_runs_keep_every_acknowledged_commit_once_in_real_time_order() {
                 for i in 0..300u32 {
                     let tag = t * 10_000 + i + 1;
                     let invoked = clock.fetch_add(1, Ordering::SeqCst);
-                    real.invoke(&LOp::Append { branch: MAIN, tag });
+                    real.invoke(t as usize, &LOp::Append { branch: MAIN, tag });
                     let returned = clock.fetch_add(1, Ordering::SeqCst);
                     events.lock().insert(tag, (invoked, returned));
                 }
@@ -346,7 +384,7 @@ fn long_runs_keep_every_acknowledged_commit_once_in_real_time_order() {
         }
     });
     let events = events.into_inner();
-    let LRet::Log(log) = real.invoke(&LOp::Read(MAIN)) else {
+    let LRet::Log(log) = real.invoke(0, &LOp::Read(MAIN)) else {
         unreachable!()
     };
     // Newest first; drop the setup and root commits (tag 0).

@@ -322,7 +322,7 @@ impl ErrorKind {
             ),
         };
         let retry_after_s = match self {
-            K::Contention | K::IdempotencyInFlight => Some(1),
+            K::Contention | K::IdempotencyInFlight | K::Unavailable => Some(1),
             _ => None,
         };
         Row {
@@ -746,7 +746,24 @@ fn read_error(e: ReadError, message: &str) -> ApiError {
         ReadError::AmbiguousPrefix { .. } => of(K::AmbiguousHash),
         ReadError::Invalid(_) => of(K::BadRequest),
         ReadError::Bound { .. } => of(K::LimitExceeded),
-        ReadError::Storage(s) => ApiError::internal(&s),
+        ReadError::Storage(s) => storage_error(&s),
+    }
+}
+
+/// A failure of the version store's storage: a clean failure (the database unreachable,
+/// a connection refused; nothing written) is 503 and worth a retry; anything else (an
+/// outcome unknown, damaged data) is 500 with an id.
+fn storage_error(s: &floe_commits::StorageError) -> ApiError {
+    match s {
+        floe_commits::StorageError::Backend(b) if !b.outcome_unknown => {
+            let e = ApiError::new(
+                ErrorKind::Unavailable,
+                "the catalog's storage is unavailable (nothing was written); retry shortly",
+            );
+            tracing::warn!(error_id = %e.inner.error_id, "{s}");
+            e
+        }
+        _ => ApiError::internal(s),
     }
 }
 
@@ -775,7 +792,8 @@ fn write_error(e: WriteError, message: &str) -> ApiError {
         | WriteError::Content(_)
         | WriteError::Meta(_)
         | WriteError::Invalid(_) => of(K::BadRequest),
-        WriteError::Storage(s) => ApiError::internal(&s),
+        WriteError::Storage(s) => storage_error(&s),
+        WriteError::ClaimLost(_) => of(K::IdempotencyInFlight),
     }
 }
 

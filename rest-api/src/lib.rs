@@ -53,8 +53,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Authentication's own state (`auth.rs`): its layer holds only this.
     pub auth: Arc<auth::AuthState>,
-    /// Idempotency keys whose first request is still running (one server's view; a
-    /// second server sees the recorded outcome once the first lands).
+    /// Idempotency keys whose first request is still running in this server (servers
+    /// sharing a catalog also claim each key in the store: `Catalog::claim_key`).
     pub in_flight: Arc<Mutex<HashSet<String>>>,
     /// Store work running at once. The warehouse's object store does its file I/O on the
     /// same blocking pool the requests run on: without a bound below the pool's size, a

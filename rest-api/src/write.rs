@@ -175,39 +175,57 @@ where
     let in_flight = state.in_flight.clone();
     blocking(state, api, move || {
         let catalog = &cx.catalog;
-        let Some(request) = request else {
+        let Some(mut request) = request else {
             return (op.run)(&cx, None);
         };
         let _turn = InFlight::enter(&in_flight, request.key.as_str())?;
-        match catalog.recall(&cx.principal, &request)? {
-            Some(Recalled::Applied(record)) => return (op.replay)(&cx, &record),
-            Some(Recalled::Rejected { answer }) => {
-                // A record this server cannot read is evaluated again (see from_recorded).
-                if let Some(e) = ApiError::from_recorded(&answer) {
-                    return Err(e);
-                }
-            }
-            Some(Recalled::OtherRequest) => {
-                return Err(ApiError::new(
-                    ErrorKind::IdempotencyKeyReused,
-                    format!(
-                        "Idempotency-Key {} was used for a different request; use a new key for a new request",
-                        request.key.as_str()
-                    ),
-                ));
-            }
-            None => {}
+        // Servers sharing the catalog: the key is claimed in the store as well.
+        if !catalog.claim_key(&mut request)? {
+            return Err(in_flight_error(request.key.as_str()));
         }
-        let outcome = (op.run)(&cx, Some(&request));
-        if let Err(e) = &outcome
-            && e.is_deterministic()
-        {
-            // Best effort: if this fails, a retry re-evaluates (and may differ).
-            let _ = catalog.record_rejection(&cx.principal, &request, &e.recorded());
+        let outcome = run_claimed(&cx, &request, op);
+        if let Err(e) = catalog.release_key(&request) {
+            tracing::warn!(error = %e, "releasing an idempotency claim failed; it ends with its lease");
         }
         outcome
     })
     .await
+}
+
+/// A write under its (claimed) key: a recorded outcome answers it, else it runs.
+fn run_claimed<F, R>(cx: &Ctx, request: &IdemRequest, op: Write<F, R>) -> ApiResult<Reply>
+where
+    F: FnOnce(&Ctx, Option<&IdemRequest>) -> ApiResult<Reply>,
+    R: FnOnce(&Ctx, &AppliedRecord) -> ApiResult<Reply>,
+{
+    let catalog = &cx.catalog;
+    match catalog.recall(&cx.principal, request)? {
+        Some(Recalled::Applied(record)) => return (op.replay)(cx, &record),
+        Some(Recalled::Rejected { answer }) => {
+            // A record this server cannot read is evaluated again (see from_recorded).
+            if let Some(e) = ApiError::from_recorded(&answer) {
+                return Err(e);
+            }
+        }
+        Some(Recalled::OtherRequest) => {
+            return Err(ApiError::new(
+                ErrorKind::IdempotencyKeyReused,
+                format!(
+                    "Idempotency-Key {} was used for a different request; use a new key for a new request",
+                    request.key.as_str()
+                ),
+            ));
+        }
+        None => {}
+    }
+    let outcome = (op.run)(cx, Some(request));
+    if let Err(e) = &outcome
+        && e.is_deterministic()
+    {
+        // Best effort: if this fails, a retry re-evaluates (and may differ).
+        let _ = catalog.record_rejection(&cx.principal, request, &e.recorded());
+    }
+    outcome
 }
 
 /// A write whose answer is 204 No Content, and so is a retry's: `run` does the write.
@@ -259,6 +277,7 @@ fn idempotency(call: &Call) -> ApiResult<Option<IdemRequest>> {
     h.update(b"\0");
     h.update(&call.body);
     Ok(Some(IdemRequest {
+        claim: None,
         key,
         fingerprint: h.finalize().to_hex().to_string(),
     }))
@@ -270,15 +289,17 @@ struct InFlight {
     key: String,
 }
 
+fn in_flight_error(key: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::IdempotencyInFlight,
+        format!("a request with Idempotency-Key {key} is still running; retry after it ends"),
+    )
+}
+
 impl InFlight {
     fn enter(set: &Arc<Mutex<HashSet<String>>>, key: &str) -> ApiResult<InFlight> {
         if !set.lock().insert(key.to_owned()) {
-            return Err(ApiError::new(
-                ErrorKind::IdempotencyInFlight,
-                format!(
-                    "a request with Idempotency-Key {key} is still running; retry after it ends"
-                ),
-            ));
+            return Err(in_flight_error(key));
         }
         Ok(InFlight {
             set: set.clone(),

@@ -238,7 +238,12 @@ impl Catalog {
 
     /// Ends a run that did not land as `state`, saying why; one whose landing commit is on
     /// the target after all succeeded.
-    fn end_unlanded(&self, record: &RunRecord, state: RunState, why: &str) -> CatalogResult<()> {
+    pub(super) fn end_unlanded(
+        &self,
+        record: &RunRecord,
+        state: RunState,
+        why: &str,
+    ) -> CatalogResult<()> {
         // The stored record may know more than the caller's copy (its answer).
         let record = &self
             .record_of(&record.id)?
@@ -321,8 +326,10 @@ impl Catalog {
 
     /// Settles runs a stopped server left running: succeeded when the landing commit is on
     /// the target, failed otherwise. Returns the runs it settled. Called once at start,
-    /// before anything runs. (While runs are live, the maintenance pass settles only the
-    /// ones that landed.)
+    /// before anything runs: the runs of this server's earlier life, and of servers
+    /// whose lease ran out (servers sharing the catalog). The runs of live servers are
+    /// theirs. (While runs are live, the maintenance pass settles the ones that landed,
+    /// and those of servers that stopped renewing their lease.)
     pub fn recover_runs(&self, principal: &Principal) -> CatalogResult<Vec<RunRecord>> {
         self.authorize(principal, Action::Maintain, Target::default())?;
         let mut settled = Vec::new();
@@ -337,7 +344,7 @@ impl Catalog {
             after = Some(last.to_vec());
             for (_, bytes) in &page {
                 let record: RunRecord = serde_json::from_slice(bytes).map_err(invalid_record)?;
-                if !record.state.is_live() {
+                if !record.state.is_live() || self.owner_alive_elsewhere(&record)? {
                     continue;
                 }
                 match self.landing_commit(&record)? {
@@ -354,6 +361,14 @@ impl Catalog {
             }
         }
         Ok(settled)
+    }
+
+    /// Whether another live server runs `record` (its owner, whose lease has not run out).
+    pub(crate) fn owner_alive_elsewhere(&self, record: &RunRecord) -> CatalogResult<bool> {
+        match record.owner.as_deref() {
+            Some(owner) if owner != self.server_id() => self.owner_alive(Some(owner)),
+            _ => Ok(false),
+        }
     }
 
     /// Who may write a run's record: its own executor; whoever may start runs on its

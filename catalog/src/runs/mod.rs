@@ -130,6 +130,10 @@ pub struct RunRecord {
     /// nodes' (`written_tables`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
+    /// The server that executes the run (`Catalog::server_id`): when its lease runs out,
+    /// any server settles the run. None in records from before owners were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl RunRecord {
@@ -285,6 +289,7 @@ impl Catalog {
         let record = RunRecord {
             state: RunState::Running,
             started_ms: self.now_ms(),
+            owner: Some(self.server_id().to_owned()),
             ..record.clone()
         };
         self.fork_run(record, principal)
@@ -327,6 +332,7 @@ impl Catalog {
             stored_answer: None,
             tables: Vec::new(),
             pipeline,
+            owner: Some(self.server_id().to_owned()),
         })
     }
 

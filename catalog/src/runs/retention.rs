@@ -148,6 +148,17 @@ impl Catalog {
             if let Some(commit) = self.landing_commit(record)? {
                 self.finish_run(record, RunState::Succeeded, Some(commit), None)?;
                 report.settled_runs += 1;
+            } else if let Some(owner) = record.owner.as_deref()
+                && owner != self.server_id()
+                && !self.owner_alive(Some(owner))?
+            {
+                // Its server stopped renewing its lease (killed, or cut off): nobody runs it.
+                self.end_unlanded(
+                    record,
+                    RunState::Failed,
+                    &format!("the server {owner} running it stopped; nothing landed"),
+                )?;
+                report.settled_runs += 1;
             }
             return Ok(());
         };

@@ -401,6 +401,7 @@ fn maintenance_forgets_what_is_past_its_retention() {
         .commit;
     // An idempotency record (applied, with a ref move) and a recorded rejection.
     let request = |n: u8| crate::IdemRequest {
+        claim: None,
         key: crate::IdempotencyKey::parse(&catalog.new_uuid().to_string()).unwrap(),
         fingerprint: format!("fp{n}"),
     };

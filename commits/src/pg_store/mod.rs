@@ -206,9 +206,11 @@ fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The parameters of a ref move: name, expected head, new head, new record, reflog entry,
-/// meta key and value (absent ones NULL).
-const CAS_TYPES: [Type; 7] = [
+/// meta key and value, the claim's key and value (absent ones NULL).
+const CAS_TYPES: [Type; 9] = [
     Type::TEXT,
+    Type::BYTEA,
+    Type::BYTEA,
     Type::BYTEA,
     Type::BYTEA,
     Type::BYTEA,
@@ -217,14 +219,21 @@ const CAS_TYPES: [Type; 7] = [
     Type::BYTEA,
 ];
 
-/// The ref move, around its conditional write (`moved` returns the row it wrote, or
-/// none when the ref's head is not the expected one).
+/// The ref move, around its conditional write: `moved` returns the row it wrote, or none
+/// when the ref's head is not the expected one; `{claimed}` in it stands for "the claim,
+/// if any, holds", checked on the claim's row, locked first.
 fn cas_statement(moved: &str) -> String {
+    let moved = moved.replace(
+        "{claimed}",
+        "($8::bytea IS NULL OR EXISTS (SELECT 1 FROM claim))",
+    );
     format!(
-        "WITH moved AS ({moved}), \
+        "WITH claim AS (SELECT 1 FROM floe_meta WHERE key = $8 AND value = $9 FOR UPDATE), \
+         moved AS ({moved}), \
          seq AS (UPDATE floe_counters SET v = v + 1 \
                  WHERE name = 'reflog' AND EXISTS (SELECT 1 FROM moved) RETURNING v), \
          logged AS (INSERT INTO floe_reflog (seq, ref_name, entry) SELECT v, $1, $5 FROM seq), \
+         released AS (DELETE FROM floe_meta WHERE key = $8 AND EXISTS (SELECT 1 FROM seq)), \
          kept AS (INSERT INTO floe_meta (key, value) SELECT $6, $7 FROM seq WHERE $6 IS NOT NULL \
                   ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value) \
          SELECT v FROM seq"
@@ -233,25 +242,27 @@ fn cas_statement(moved: &str) -> String {
 
 static CAS_MOVE: LazyLock<String> = LazyLock::new(|| {
     cas_statement(
-        "UPDATE floe_refs SET head = $3, record = $4 WHERE name = $1 AND head = $2 RETURNING 1",
+        "UPDATE floe_refs SET head = $3, record = $4 \
+         WHERE name = $1 AND head = $2 AND {claimed} RETURNING 1",
     )
 });
 static CAS_CREATE: LazyLock<String> = LazyLock::new(|| {
     cas_statement(
-        "INSERT INTO floe_refs (name, head, record) SELECT $1, $3, $4 WHERE $2 IS NULL \
-         ON CONFLICT (name) DO NOTHING RETURNING 1",
+        "INSERT INTO floe_refs (name, head, record) SELECT $1, $3, $4 \
+         WHERE $2 IS NULL AND {claimed} ON CONFLICT (name) DO NOTHING RETURNING 1",
     )
 });
 static CAS_DELETE: LazyLock<String> = LazyLock::new(|| {
     cas_statement(
-        "DELETE FROM floe_refs WHERE name = $1 AND head = $2 AND $3 IS NULL AND $4 IS NULL RETURNING 1",
+        "DELETE FROM floe_refs \
+         WHERE name = $1 AND head = $2 AND $3 IS NULL AND $4 IS NULL AND {claimed} RETURNING 1",
     )
 });
 /// Expected absent and stays absent: logged only if the ref does not exist.
 static CAS_ABSENT: LazyLock<String> = LazyLock::new(|| {
     cas_statement(
         "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM floe_refs WHERE name = $1) \
-         AND $2 IS NULL AND $3 IS NULL AND $4 IS NULL",
+         AND $2 IS NULL AND $3 IS NULL AND $4 IS NULL AND {claimed}",
     )
 });
 
@@ -362,6 +373,10 @@ fn is_plain_identifier(name: &str) -> bool {
 }
 
 impl Backend for PostgresBackend {
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn put_objects(&self, objects: &[(Hash, Bytes)]) -> BackendResult<()> {
         let mut batches: Vec<(Vec<Vec<u8>>, Vec<Bytes>)> = Vec::new();
         let mut bytes_in_batch = 0;
@@ -515,8 +530,13 @@ impl Backend for PostgresBackend {
         let mut entry = update.reflog;
         entry.seq = 0;
         let entry = encode_entry(&entry);
-        let (meta_key, meta_value) = match update.meta {
+        let (meta_key, meta_value) = match &update.meta {
             Some(m) => (Some(m.key.to_vec()), Some(m.value.to_vec())),
+            None => (None, None),
+        };
+        let claim = update.meta.and_then(|m| m.claim);
+        let (claim_key, claim_value) = match &claim {
+            Some((k, v)) => (Some(k.to_vec()), Some(v.to_vec())),
             None => (None, None),
         };
         let ref_name = update.name.clone();
@@ -536,6 +556,8 @@ impl Backend for PostgresBackend {
                         &entry,
                         &meta_key,
                         &meta_value,
+                        &claim_key,
+                        &claim_value,
                     ],
                 )
                 .await
@@ -547,9 +569,16 @@ impl Backend for PostgresBackend {
                 seq: seq as u64,
                 ticket: 0,
             }),
-            None => Ok(CasOutcome::Mismatch {
-                current: self.get_ref(&ref_name, RefView::Pending)?,
-            }),
+            None => {
+                if let Some((key, value)) = &claim
+                    && self.meta_get(key)?.as_ref() != Some(value)
+                {
+                    return Ok(CasOutcome::ClaimLost);
+                }
+                Ok(CasOutcome::Mismatch {
+                    current: self.get_ref(&ref_name, RefView::Pending)?,
+                })
+            }
         }
     }
 

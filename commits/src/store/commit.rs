@@ -5,7 +5,7 @@
 //! objects and moves the branch. A dry run calls only the first half, so no applied
 //! answer can come from a dry run and no dry-run answer from a write.
 
-use super::refs::check_principal;
+use super::refs::{Moved, check_principal};
 use super::*;
 
 /// A landing: what a commit, merge, cherry-pick or revert asks of one branch.
@@ -343,11 +343,11 @@ impl Store {
             landing.ctx,
             BTreeMap::new(),
         )? {
-            CasOutcome::Applied { ticket, .. } => {
+            Moved::Applied { ticket, .. } => {
                 self.remember_commit(hash, Arc::new(commit));
                 Ok(Landed::Applied { head: hash, ticket })
             }
-            CasOutcome::Mismatch { current } => Ok(Landed::Moved(current)),
+            Moved::Mismatch { current } => Ok(Landed::Moved(current)),
         }
     }
 

@@ -36,6 +36,46 @@ impl Store {
             .meta_scan(prefix, after, limit.clamp(1, META_SCAN_PAGE_MAX))?)
     }
 
+    /// Claims an idempotency key for one request (`holder`, unique to it) for `lease_ms`,
+    /// on a shared backend where several servers may get the same key at once. A live
+    /// claim of another request answers `Busy`; an expired one is taken over (and the old
+    /// holder's move, fenced by its claim, then writes nothing).
+    pub fn claim_idempotency(
+        &self,
+        key: &str,
+        holder: &str,
+        lease_ms: i64,
+    ) -> Result<Claim, WriteError> {
+        let k = claim_key(key);
+        let now = self.clock.now_ms();
+        let mut marker = now.saturating_add(lease_ms).to_be_bytes().to_vec();
+        marker.extend_from_slice(holder.as_bytes());
+        check_meta(&k, Some(&marker))?;
+        let old = self.backend.meta_get(&k)?;
+        if let Some(old) = &old {
+            let deadline = old
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(i64::MIN, i64::from_be_bytes);
+            if deadline > now {
+                return Ok(Claim::Busy);
+            }
+        }
+        Ok(
+            match self.backend.meta_cas(&k, old.as_deref(), Some(&marker))? {
+                true => Claim::Held(marker),
+                false => Claim::Busy,
+            },
+        )
+    }
+
+    /// Gives a claim up (the request ended without a move that consumed it); a claim
+    /// consumed or taken over already is left alone.
+    pub fn release_idempotency_claim(&self, key: &str, marker: &[u8]) -> Result<(), WriteError> {
+        self.backend.meta_cas(&claim_key(key), Some(marker), None)?;
+        Ok(())
+    }
+
     /// The outcome recorded under an idempotency key, if a write carried it.
     pub fn idempotency_lookup(&self, key: &str) -> Result<Option<IdempotencyOutcome>, ReadError> {
         let mut k = IDEMPOTENCY_PREFIX.to_vec();
@@ -117,6 +157,13 @@ fn decode_idempotency(bytes: &[u8]) -> Result<IdempotencyOutcome, ReadError> {
     parse(&mut r).map_err(|e| ReadError::Storage(StorageError::corrupt(None, e.0.to_owned())))
 }
 
+/// Meta-keyspace prefix of idempotency claims (requests in flight on a shared backend).
+pub const IDEMPOTENCY_CLAIM_PREFIX: &[u8] = b"idempotency-claim/";
+
+fn claim_key(key: &str) -> Vec<u8> {
+    [IDEMPOTENCY_CLAIM_PREFIX, key.as_bytes()].concat()
+}
+
 pub(super) fn idempotency_write(
     i: &Idempotency,
     name: &RefName,
@@ -142,6 +189,10 @@ pub(super) fn idempotency_write(
     Ok(MetaWrite {
         key: Bytes::from(key),
         value: Bytes::from(value),
+        claim: i
+            .claim
+            .as_ref()
+            .map(|m| (Bytes::from(claim_key(&i.key)), Bytes::from(m.clone()))),
     })
 }
 
@@ -156,6 +207,7 @@ mod tests {
         let record = Idempotency {
             key: "k1".to_owned(),
             value: b"response".to_vec(),
+            claim: None,
         };
         for (previous, head) in [(Some(old), Some(new)), (None, Some(new)), (Some(old), None)] {
             let write = idempotency_write(&record, &name, previous, head).unwrap();
@@ -189,6 +241,7 @@ mod tests {
         let record = Idempotency {
             key: "k".to_owned(),
             value: vec![0; VALUE_BYTES_MAX],
+            claim: None,
         };
         let name = RefName::parse("main").unwrap();
         assert!(matches!(

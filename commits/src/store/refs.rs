@@ -109,11 +109,11 @@ impl Store {
             ctx,
             BTreeMap::new(),
         )? {
-            CasOutcome::Applied { ticket, .. } => {
+            Moved::Applied { ticket, .. } => {
                 self.acknowledge(ticket)?;
                 Ok(record)
             }
-            CasOutcome::Mismatch { .. } => Err(WriteError::RefAlreadyExists(name.clone())),
+            Moved::Mismatch { .. } => Err(WriteError::RefAlreadyExists(name.clone())),
         }
     }
 
@@ -152,12 +152,12 @@ impl Store {
                 ctx,
                 BTreeMap::new(),
             )? {
-                CasOutcome::Applied { ticket, .. } => {
+                Moved::Applied { ticket, .. } => {
                     drop(guard);
                     self.acknowledge(ticket)?;
                     return Ok(());
                 }
-                CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
+                Moved::Mismatch { current: now } => lost_race(name, expected_head, now)?,
             }
         }
         Err(contention(name))
@@ -209,12 +209,12 @@ impl Store {
                 ctx,
                 BTreeMap::new(),
             )? {
-                CasOutcome::Applied { ticket, .. } => {
+                Moved::Applied { ticket, .. } => {
                     drop(guard);
                     self.acknowledge(ticket)?;
                     return Ok(record);
                 }
-                CasOutcome::Mismatch { current: now } => lost_race(name, expected_head, now)?,
+                Moved::Mismatch { current: now } => lost_race(name, expected_head, now)?,
             }
         }
         Err(contention(name))
@@ -264,7 +264,7 @@ impl Store {
         operation: RefOperation,
         ctx: &WriteCtx,
         properties: BTreeMap<String, String>,
-    ) -> Result<CasOutcome, WriteError> {
+    ) -> Result<Moved, WriteError> {
         let new_head = new.as_ref().map(|r| r.head);
         let mut properties = properties;
         properties.extend(ctx.reflog.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -289,8 +289,24 @@ impl Store {
             },
             meta,
         };
-        Ok(self.backend.compare_and_swap_ref(update)?)
+        match self.backend.compare_and_swap_ref(update)? {
+            CasOutcome::Applied { ticket, .. } => Ok(Moved::Applied { ticket }),
+            CasOutcome::Mismatch { current } => Ok(Moved::Mismatch { current }),
+            CasOutcome::ClaimLost => Err(WriteError::ClaimLost(
+                ctx.idempotency
+                    .as_ref()
+                    .map(|i| i.key.clone())
+                    .unwrap_or_default(),
+            )),
+        }
     }
+}
+
+/// A ref move that wrote or found the ref elsewhere (a lost claim is an error).
+#[derive(Debug)]
+pub(crate) enum Moved {
+    Applied { ticket: u64 },
+    Mismatch { current: Option<RefRecord> },
 }
 
 pub(crate) fn reference_conflict(
@@ -509,7 +525,7 @@ mod tests {
                 own,
             )
             .unwrap();
-        assert!(matches!(moved, CasOutcome::Applied { .. }));
+        assert!(matches!(moved, Moved::Applied { .. }));
         let entry = store.reflog(Some(&main), None, 1).unwrap().items.remove(0);
         assert_eq!(
             (
@@ -540,6 +556,6 @@ mod tests {
                 BTreeMap::new(),
             )
             .unwrap();
-        assert!(matches!(stale, CasOutcome::Mismatch { current: Some(r) } if r.head == root));
+        assert!(matches!(stale, Moved::Mismatch { current: Some(r) } if r.head == root));
     }
 }

@@ -1,0 +1,123 @@
+//! Servers sharing one catalog (DESIGN §9): who is alive, and who does the background
+//! work. Nothing here lives only in a process: each server renews a lease in meta
+//! (`server-lease/<id>`) while it runs, a run belongs to the server that executes it (its
+//! record's `owner`), and a run whose owner's lease ran out is settled by any server.
+//! Maintenance runs on one server at a time, under a lease of its own.
+//!
+//! On one server (sled), the same rules hold trivially: every run is the server's own,
+//! and the maintenance lease is always its own.
+
+use serde_json::json;
+
+use crate::Catalog;
+use crate::error::CatalogResult;
+
+const SERVER_LEASE_PREFIX: &str = "server-lease/";
+const MAINTENANCE_LEASE: &[u8] = b"maintenance-lease";
+
+/// A lease's holder and end, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Lease {
+    holder: String,
+    until_ms: i64,
+}
+
+fn parse(bytes: &[u8]) -> Option<Lease> {
+    serde_json::from_slice(bytes).ok()
+}
+
+impl Catalog {
+    /// This server's id (the owner of the runs it executes).
+    pub fn server_id(&self) -> &str {
+        &self.server_id
+    }
+
+    /// Says this server is alive for `lease_ms` more: what `floe serve` renews about every
+    /// third of its lease. Runs of a server whose lease ran out are settled by others.
+    pub fn renew_server_lease(&self, lease_ms: i64) -> CatalogResult<()> {
+        let lease = Lease {
+            holder: self.server_id.to_string(),
+            until_ms: self.now_ms().saturating_add(lease_ms),
+        };
+        let key = format!("{SERVER_LEASE_PREFIX}{}", self.server_id);
+        self.store
+            .meta_put(key.as_bytes(), json!(lease).to_string().as_bytes())?;
+        Ok(())
+    }
+
+    /// Whether the server `owner` may still be running its runs: itself, or a server whose
+    /// lease has not run out. A record without an owner (from before owners were kept) is
+    /// this server's.
+    pub(crate) fn owner_alive(&self, owner: Option<&str>) -> CatalogResult<bool> {
+        let Some(owner) = owner.filter(|o| *o != &*self.server_id) else {
+            return Ok(true);
+        };
+        let key = format!("{SERVER_LEASE_PREFIX}{owner}");
+        Ok(self
+            .store
+            .meta_get(key.as_bytes())?
+            .and_then(|b| parse(&b))
+            .is_some_and(|l| l.until_ms > self.now_ms()))
+    }
+
+    /// Takes (or keeps) the maintenance lease for `lease_ms`: true when this server may run
+    /// the pass now. Always true on a store no other server shares.
+    pub fn take_maintenance_lease(&self, lease_ms: i64) -> CatalogResult<bool> {
+        if !self.store.is_shared() {
+            return Ok(true);
+        }
+        let now = self.now_ms();
+        let old = self.store.meta_get(MAINTENANCE_LEASE)?;
+        if let Some(lease) = old.as_deref().and_then(parse)
+            && lease.holder != *self.server_id
+            && lease.until_ms > now
+        {
+            return Ok(false);
+        }
+        let mine = Lease {
+            holder: self.server_id.to_string(),
+            until_ms: now.saturating_add(lease_ms),
+        };
+        Ok(self.store.meta_cas(
+            MAINTENANCE_LEASE,
+            old.as_deref(),
+            Some(json!(mine).to_string().as_bytes()),
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use floe_commits::{ManualClock, MemoryBackend, Store};
+
+    use super::*;
+
+    #[test]
+    fn leases_say_who_is_alive_and_who_maintains() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let store =
+            Arc::new(Store::open(Arc::new(MemoryBackend::shared()), clock.clone()).unwrap());
+        let a = Catalog::new(store.clone()).with_server_id("a");
+        let b = Catalog::new(store).with_server_id("b");
+        // Unknown servers are not alive; one's own runs always are.
+        assert!(!b.owner_alive(Some("a")).unwrap());
+        assert!(a.owner_alive(Some("a")).unwrap());
+        assert!(a.owner_alive(None).unwrap());
+        a.renew_server_lease(30_000).unwrap();
+        assert!(b.owner_alive(Some("a")).unwrap());
+        clock.advance(30_001);
+        assert!(!b.owner_alive(Some("a")).unwrap(), "the lease ran out");
+        // One maintainer at a time; the lease passes on when it runs out.
+        assert!(a.take_maintenance_lease(10_000).unwrap());
+        assert!(!b.take_maintenance_lease(10_000).unwrap());
+        assert!(
+            a.take_maintenance_lease(10_000).unwrap(),
+            "the holder renews"
+        );
+        clock.advance(10_001);
+        assert!(b.take_maintenance_lease(10_000).unwrap());
+        assert!(!a.take_maintenance_lease(10_000).unwrap());
+    }
+}
