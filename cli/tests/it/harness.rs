@@ -402,7 +402,9 @@ pub fn serve_command(data_dir: &Path, extra: &[&str]) -> Command {
         "--data-dir",
         data_dir.to_str().unwrap(),
     ]);
-    if let Some((url, schema)) = pg_store_for(data_dir) {
+    if !extra.contains(&"--store")
+        && let Some((url, schema)) = pg_store_for(data_dir)
+    {
         command.args(["--store", &url, "--store-schema", &schema]);
     }
     command.args(extra);

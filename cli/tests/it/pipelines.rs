@@ -44,6 +44,12 @@ pub(crate) const DEMO: &[(&str, &str)] = &[
 /// A server with `db.t` (ids 0..100) on `main` and a branch `dev` from it.
 pub(crate) fn seeded() -> Running {
     let run = Running::start();
+    seed(&run);
+    run
+}
+
+/// `db.t` (ids 0..100) on `main` and a branch `dev` from it, on a running server.
+fn seed(run: &Running) {
     run.namespace("main", "db");
     let files = run.dir.path().join("files");
     std::fs::create_dir_all(&files).unwrap();
@@ -51,7 +57,13 @@ pub(crate) fn seeded() -> Running {
     run.floe(&run.config_dir(), &["import", p(&f), "--table", "db.t"])
         .expect(0);
     run.branch("dev", "main");
-    run
+}
+
+/// On `run`: `db.t` seeded, and a slow run started detached and running; its id.
+pub(crate) fn slow_run_started(run: &Running) -> String {
+    seed(run);
+    let dir = project(run, "slow", &[("slow.sql", SLOW)]);
+    detached_until_running(run, &dir)
 }
 
 pub(crate) fn count(run: &Running, table: &str, at: &str) -> Result<i64, Value> {

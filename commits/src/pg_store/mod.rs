@@ -113,6 +113,9 @@ pub struct PostgresBackend {
     pool: Pool,
 }
 
+/// One call's work on a pooled connection.
+type Call<'c, T> = std::pin::Pin<Box<dyn Future<Output = BackendResult<T>> + Send + 'c>>;
+
 /// Rows inserted per object batch, and bytes (a batch is one statement).
 const OBJECTS_PER_BATCH: usize = 1000;
 const OBJECT_BYTES_PER_BATCH: usize = 4 << 20;
@@ -349,16 +352,23 @@ impl PostgresBackend {
     }
 
     /// Runs one call with a pooled connection on the PostgreSQL runtime.
-    fn with_client<T, F, Fut>(&self, f: F) -> BackendResult<T>
+    ///
+    /// A connection whose call failed leaves the pool: it may be one the server cut (a
+    /// restart, a terminated backend) before the driver noticed, and the next call must
+    /// not get it again.
+    fn with_client<T, F>(&self, f: F) -> BackendResult<T>
     where
-        F: FnOnce(deadpool_postgres::Object) -> Fut + Send + 'static,
-        Fut: Future<Output = BackendResult<T>> + Send,
+        F: for<'c> FnOnce(&'c deadpool_postgres::Client) -> Call<'c, T> + Send + 'static,
         T: Send + 'static,
     {
         let pool = self.pool.clone();
         run(async move {
             let client = pool.get().await.map_err(pool_err)?;
-            f(client).await
+            let out = f(&client).await;
+            if out.is_err() {
+                drop(deadpool_postgres::Object::take(client));
+            }
+            out
         })
     }
 }
@@ -398,22 +408,26 @@ impl Backend for PostgresBackend {
         }
         // Objects are named by their hash and never change: a rewrite does nothing, and a
         // batch that failed midway is simply written again.
-        self.with_client(move |client| async move {
-            let statement = client
-                .prepare_cached(
-                    "INSERT INTO floe_objects (hash, bytes) \
+        self.with_client(move |client| {
+            Box::pin(async move {
+                let statement = client
+                    .prepare_cached(
+                        "INSERT INTO floe_objects (hash, bytes) \
                      SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT (hash) DO NOTHING",
-                )
-                .await
-                .map_err(read_err)?;
-            for (hashes, values) in batches {
-                let values: Vec<&[u8]> = values.iter().map(Bytes::as_ref).collect();
-                client
-                    .execute(&statement, &[&hashes, &values])
+                    )
                     .await
-                    .map_err(write_err)?;
-            }
-            Ok(())
+                    .map_err(read_err)?;
+                for (hashes, values) in batches {
+                    let values: Vec<&[u8]> = values.iter().map(Bytes::as_ref).collect();
+                    // Objects change nothing a reader sees until a ref points at them: a
+                    // failed batch is a clean failure, whatever the connection did.
+                    client
+                        .execute(&statement, &[&hashes, &values])
+                        .await
+                        .map_err(read_err)?;
+                }
+                Ok(())
+            })
         })
     }
 
@@ -427,55 +441,61 @@ impl Backend for PostgresBackend {
     fn get_objects(&self, hashes: &[Hash]) -> BackendResult<Vec<Option<Bytes>>> {
         let wanted: Vec<Vec<u8>> = hashes.iter().map(|h| h.as_bytes().to_vec()).collect();
         let order = hashes.to_vec();
-        self.with_client(move |client| async move {
-            let statement = client
-                .prepare_cached(
-                    "SELECT hash, bytes FROM floe_objects WHERE hash = ANY($1::bytea[])",
-                )
-                .await
-                .map_err(read_err)?;
-            let rows = client
-                .query(&statement, &[&wanted])
-                .await
-                .map_err(read_err)?;
-            let mut found = std::collections::HashMap::with_capacity(rows.len());
-            for row in rows {
-                let hash = hash_of(row.get::<_, &[u8]>(0))?;
-                found.insert(hash, Bytes::copy_from_slice(row.get::<_, &[u8]>(1)));
-            }
-            Ok(order.iter().map(|h| found.get(h).cloned()).collect())
+        self.with_client(move |client| {
+            Box::pin(async move {
+                let statement = client
+                    .prepare_cached(
+                        "SELECT hash, bytes FROM floe_objects WHERE hash = ANY($1::bytea[])",
+                    )
+                    .await
+                    .map_err(read_err)?;
+                let rows = client
+                    .query(&statement, &[&wanted])
+                    .await
+                    .map_err(read_err)?;
+                let mut found = std::collections::HashMap::with_capacity(rows.len());
+                for row in rows {
+                    let hash = hash_of(row.get::<_, &[u8]>(0))?;
+                    found.insert(hash, Bytes::copy_from_slice(row.get::<_, &[u8]>(1)));
+                }
+                Ok(order.iter().map(|h| found.get(h).cloned()).collect())
+            })
         })
     }
 
     fn scan_objects(&self, from: &Hash, limit_to: usize) -> BackendResult<Vec<Hash>> {
         let from = from.as_bytes().to_vec();
-        self.with_client(move |client| async move {
-            let rows = client
-                .query(
-                    "SELECT hash FROM floe_objects WHERE hash >= $1 ORDER BY hash LIMIT $2",
-                    &[&from, &limit(limit_to)],
-                )
-                .await
-                .map_err(read_err)?;
-            rows.iter().map(|r| hash_of(r.get::<_, &[u8]>(0))).collect()
+        self.with_client(move |client| {
+            Box::pin(async move {
+                let rows = client
+                    .query(
+                        "SELECT hash FROM floe_objects WHERE hash >= $1 ORDER BY hash LIMIT $2",
+                        &[&from, &limit(limit_to)],
+                    )
+                    .await
+                    .map_err(read_err)?;
+                rows.iter().map(|r| hash_of(r.get::<_, &[u8]>(0))).collect()
+            })
         })
     }
 
     fn get_ref(&self, name: &RefName, _view: RefView) -> BackendResult<Option<RefRecord>> {
         let name = name.as_str().to_owned();
-        self.with_client(move |client| async move {
-            let statement = client
-                .prepare_cached("SELECT record FROM floe_refs WHERE name = $1")
-                .await
-                .map_err(read_err)?;
-            match client
-                .query_opt(&statement, &[&name])
-                .await
-                .map_err(read_err)?
-            {
-                None => Ok(None),
-                Some(row) => Ok(Some(decode_record(row.get(0)).map_err(corrupt)?)),
-            }
+        self.with_client(move |client| {
+            Box::pin(async move {
+                let statement = client
+                    .prepare_cached("SELECT record FROM floe_refs WHERE name = $1")
+                    .await
+                    .map_err(read_err)?;
+                match client
+                    .query_opt(&statement, &[&name])
+                    .await
+                    .map_err(read_err)?
+                {
+                    None => Ok(None),
+                    Some(row) => Ok(Some(decode_record(row.get(0)).map_err(corrupt)?)),
+                }
+            })
         })
     }
 
@@ -486,9 +506,10 @@ impl Backend for PostgresBackend {
         _view: RefView,
     ) -> BackendResult<Vec<(RefName, RefRecord)>> {
         let after = after.map(|a| a.as_str().to_owned());
-        self.with_client(move |client| async move {
-            let n = limit(limit_to);
-            let rows = match &after {
+        self.with_client(move |client| {
+            Box::pin(async move {
+                let n = limit(limit_to);
+                let rows = match &after {
                 Some(after) => client
                     .query(
                         "SELECT name, record FROM floe_refs WHERE name > $1 ORDER BY name LIMIT $2",
@@ -505,13 +526,14 @@ impl Backend for PostgresBackend {
                 }
             }
             .map_err(read_err)?;
-            rows.iter()
-                .map(|row| {
-                    let name = RefName::parse(row.get::<_, &str>(0))
-                        .map_err(|_| BackendError::read("a stored ref name is not valid"))?;
-                    Ok((name, decode_record(row.get(1)).map_err(corrupt)?))
-                })
-                .collect()
+                rows.iter()
+                    .map(|row| {
+                        let name = RefName::parse(row.get::<_, &str>(0))
+                            .map_err(|_| BackendError::read("a stored ref name is not valid"))?;
+                        Ok((name, decode_record(row.get(1)).map_err(corrupt)?))
+                    })
+                    .collect()
+            })
         })
     }
 
@@ -540,29 +562,31 @@ impl Backend for PostgresBackend {
             None => (None, None),
         };
         let ref_name = update.name.clone();
-        let seq = self.with_client(move |client| async move {
-            let statement = client
-                .prepare_typed_cached(statement, &CAS_TYPES)
-                .await
-                .map_err(read_err)?;
-            let row = client
-                .query_opt(
-                    &statement,
-                    &[
-                        &name,
-                        &expected,
-                        &head,
-                        &record,
-                        &entry,
-                        &meta_key,
-                        &meta_value,
-                        &claim_key,
-                        &claim_value,
-                    ],
-                )
-                .await
-                .map_err(write_err)?;
-            Ok(row.map(|r| r.get::<_, i64>(0)))
+        let seq = self.with_client(move |client| {
+            Box::pin(async move {
+                let statement = client
+                    .prepare_typed_cached(statement, &CAS_TYPES)
+                    .await
+                    .map_err(read_err)?;
+                let row = client
+                    .query_opt(
+                        &statement,
+                        &[
+                            &name,
+                            &expected,
+                            &head,
+                            &record,
+                            &entry,
+                            &meta_key,
+                            &meta_value,
+                            &claim_key,
+                            &claim_value,
+                        ],
+                    )
+                    .await
+                    .map_err(write_err)?;
+                Ok(row.map(|r| r.get::<_, i64>(0)))
+            })
         })?;
         match seq {
             Some(seq) => Ok(CasOutcome::Applied {
@@ -590,7 +614,8 @@ impl Backend for PostgresBackend {
     ) -> BackendResult<Vec<ReflogEntry>> {
         let name = name.map(|n| n.as_str().to_owned());
         let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
-        self.with_client(move |client| async move {
+        self.with_client(move |client| {
+            Box::pin(async move {
             let n = limit(limit_to);
             let rows = match &name {
                 Some(name) => client
@@ -616,35 +641,40 @@ impl Backend for PostgresBackend {
                 })
                 .collect()
         })
+        })
     }
 
     fn meta_get(&self, key: &[u8]) -> BackendResult<Option<Bytes>> {
         let key = key.to_vec();
-        self.with_client(move |client| async move {
-            let statement = client
-                .prepare_cached("SELECT value FROM floe_meta WHERE key = $1")
-                .await
-                .map_err(read_err)?;
-            Ok(client
-                .query_opt(&statement, &[&key])
-                .await
-                .map_err(read_err)?
-                .map(|row| Bytes::copy_from_slice(row.get::<_, &[u8]>(0))))
+        self.with_client(move |client| {
+            Box::pin(async move {
+                let statement = client
+                    .prepare_cached("SELECT value FROM floe_meta WHERE key = $1")
+                    .await
+                    .map_err(read_err)?;
+                Ok(client
+                    .query_opt(&statement, &[&key])
+                    .await
+                    .map_err(read_err)?
+                    .map(|row| Bytes::copy_from_slice(row.get::<_, &[u8]>(0))))
+            })
         })
     }
 
     fn meta_put(&self, key: &[u8], value: &[u8]) -> BackendResult<()> {
         let (key, value) = (key.to_vec(), value.to_vec());
-        self.with_client(move |client| async move {
-            client
-                .execute(
-                    "INSERT INTO floe_meta (key, value) VALUES ($1, $2) \
+        self.with_client(move |client| {
+            Box::pin(async move {
+                client
+                    .execute(
+                        "INSERT INTO floe_meta (key, value) VALUES ($1, $2) \
                      ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                    &[&key, &value],
-                )
-                .await
-                .map_err(write_err)?;
-            Ok(())
+                        &[&key, &value],
+                    )
+                    .await
+                    .map_err(write_err)?;
+                Ok(())
+            })
         })
     }
 
@@ -657,7 +687,8 @@ impl Backend for PostgresBackend {
         let key = key.to_vec();
         let expected = expected.map(<[u8]>::to_vec);
         let new = new.map(<[u8]>::to_vec);
-        self.with_client(move |client| async move {
+        self.with_client(move |client| {
+            Box::pin(async move {
             let rows = match (&expected, &new) {
                 (None, Some(new)) => client
                     .execute(
@@ -686,6 +717,7 @@ impl Backend for PostgresBackend {
             }
             .map_err(write_err)?;
             Ok(rows == 1)
+        })
         })
     }
 
@@ -729,29 +761,31 @@ impl Backend for PostgresBackend {
         let lower = prefix.to_vec();
         let after = after.map(<[u8]>::to_vec);
         let upper = successor(prefix);
-        self.with_client(move |client| async move {
-            let statement = client
-                .prepare_typed_cached(
-                    "SELECT key, value FROM floe_meta WHERE key >= $1 \
+        self.with_client(move |client| {
+            Box::pin(async move {
+                let statement = client
+                    .prepare_typed_cached(
+                        "SELECT key, value FROM floe_meta WHERE key >= $1 \
                      AND ($2::bytea IS NULL OR key > $2) AND ($3::bytea IS NULL OR key < $3) \
                      ORDER BY key LIMIT $4",
-                    &[Type::BYTEA, Type::BYTEA, Type::BYTEA, Type::INT8],
-                )
-                .await
-                .map_err(read_err)?;
-            let rows = client
-                .query(&statement, &[&lower, &after, &upper, &limit(limit_to)])
-                .await
-                .map_err(read_err)?;
-            Ok(rows
-                .iter()
-                .map(|row| {
-                    (
-                        Bytes::copy_from_slice(row.get::<_, &[u8]>(0)),
-                        Bytes::copy_from_slice(row.get::<_, &[u8]>(1)),
+                        &[Type::BYTEA, Type::BYTEA, Type::BYTEA, Type::INT8],
                     )
-                })
-                .collect())
+                    .await
+                    .map_err(read_err)?;
+                let rows = client
+                    .query(&statement, &[&lower, &after, &upper, &limit(limit_to)])
+                    .await
+                    .map_err(read_err)?;
+                Ok(rows
+                    .iter()
+                    .map(|row| {
+                        (
+                            Bytes::copy_from_slice(row.get::<_, &[u8]>(0)),
+                            Bytes::copy_from_slice(row.get::<_, &[u8]>(1)),
+                        )
+                    })
+                    .collect())
+            })
         })
     }
 }

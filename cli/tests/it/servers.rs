@@ -1,0 +1,250 @@
+//! Several `floe serve` processes on one catalog in PostgreSQL (`FLOE_TEST_PG`, which
+//! `.ci/run` starts) and one warehouse folder: what one server writes, another reads; races
+//! through different servers resolve as they do in one; a key sent to two servers applies
+//! once; a killed server's run is settled by another after its lease.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{Running, key};
+
+/// Servers sharing one catalog schema and one warehouse.
+struct Cluster {
+    servers: Vec<Running>,
+    store: String,
+    schema: String,
+    warehouse: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(n: usize, extra: &[&str]) -> Cluster {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let mut cluster = Cluster {
+            servers: Vec::new(),
+            store: std::env::var("FLOE_TEST_PG").expect(
+                "FLOE_TEST_PG names the test PostgreSQL (.ci/run starts one; by hand: source .ci/pg.sh && pg_up)",
+            ),
+            schema: format!(
+                "c_{}_{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ),
+            warehouse: tempfile::tempdir().unwrap(),
+        };
+        for _ in 0..n {
+            cluster.add(extra);
+        }
+        cluster
+    }
+
+    /// Starts one more server on the catalog; returns its index.
+    fn add(&mut self, extra: &[&str]) -> usize {
+        let warehouse = self.warehouse.path().to_str().unwrap().to_owned();
+        let mut args = vec![
+            "--store",
+            &self.store,
+            "--store-schema",
+            &self.schema,
+            "--warehouse",
+            &warehouse,
+        ];
+        args.extend_from_slice(extra);
+        self.servers.push(Running::start_args(&args));
+        self.servers.len() - 1
+    }
+}
+
+/// Polls `probe` until it returns something, for at most `limit` (a state another process
+/// reaches, observed; not a sleep standing in for it).
+fn eventually<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(t) = probe() {
+            return t;
+        }
+        assert!(start.elapsed() < limit, "not reached within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn what_one_server_writes_the_others_read_at_once() {
+    let c = Cluster::start(3, &[]);
+    let [a, b, z] = &c.servers[..] else {
+        unreachable!()
+    };
+    let head = a.namespace("main", "sales");
+    // A ref head is read from the database on every request: no server serves a stale one.
+    assert_eq!(b.head("main"), head);
+    assert_eq!(z.head("main"), head);
+    b.branch("dev", "main");
+    let on_dev = z.namespace("dev", "staging");
+    assert_eq!(a.head("dev"), on_dev);
+    let listed = a.get("/api/v1/refs").body["refs"].clone();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dev", "main"]);
+    // A table created through one server loads through another (one warehouse).
+    let created = a.post(
+        "/iceberg/v1/main/namespaces/sales/tables",
+        json!({"name": "orders", "schema": {"type": "struct", "schema-id": 0, "fields": [
+            {"id": 1, "name": "id", "required": false, "type": "long"}]}}),
+    );
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let loaded = z.get("/iceberg/v1/main/namespaces/sales/tables/orders");
+    assert_eq!(loaded.status, 200, "{:?}", loaded.body);
+    assert_eq!(
+        loaded.body["metadata-location"],
+        created.body["metadata-location"]
+    );
+}
+
+#[test]
+fn merges_racing_through_two_servers_exactly_one_wins() {
+    let c = Cluster::start(2, &[]);
+    let (a, b) = (&c.servers[0], &c.servers[1]);
+    a.namespace("main", "base");
+    a.branch("one", "main");
+    b.branch("two", "main");
+    a.namespace("one", "x");
+    b.namespace("two", "y");
+    for round in 0..5 {
+        let head = a.head("main");
+        let merge = |via: &Running, source: &str| {
+            let (url, head, source) = (via.url(), head.clone(), source.to_owned());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                let mut r = agent
+                    .post(format!("{url}/api/v1/trees/main/merge"))
+                    .content_type("application/json")
+                    .send(
+                        json!({"source": source, "expectedHead": head, "strategy": "no-ff"})
+                            .to_string(),
+                    )
+                    .unwrap();
+                let status = r.status().as_u16();
+                let body: Value =
+                    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+                (status, body)
+            })
+        };
+        let (x, y) = (merge(a, "one"), merge(b, "two"));
+        let mut results = vec![x.join().unwrap(), y.join().unwrap()];
+        results.sort_by_key(|(status, _)| *status);
+        assert_eq!(
+            (results[0].0, results[1].0),
+            (200, 409),
+            "round {round}: {results:?}"
+        );
+        let winner = results[0].1["head"].as_str().unwrap().to_owned();
+        assert_eq!(results[1].1["type"], "ReferenceConflict");
+        assert_eq!(results[1].1["currentHead"], winner.as_str());
+        assert_eq!(b.head("main"), winner);
+        a.namespace("one", &format!("x{round}"));
+        b.namespace("two", &format!("y{round}"));
+    }
+}
+
+#[test]
+fn one_idempotency_key_sent_to_two_servers_applies_once() {
+    let c = Cluster::start(2, &[]);
+    for round in 0..10 {
+        let k = key();
+        let body = json!({"namespace": [format!("ns{round}")]});
+        // Both at once; one may be told the other is in flight (409 + Retry-After), and
+        // retries until it is not.
+        let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
+            let calls: Vec<_> = c
+                .servers
+                .iter()
+                .map(|server| {
+                    let (k, body) = (k.clone(), body.clone());
+                    s.spawn(move || {
+                        loop {
+                            let r = server.send(
+                                "POST",
+                                "/api/v1/trees/main/namespaces",
+                                &body,
+                                Some(&k),
+                            );
+                            if r.status == 409 && r.body["type"] == "IdempotencyInFlight" {
+                                assert!(r.headers.contains_key("retry-after"));
+                                std::thread::sleep(Duration::from_millis(20));
+                                continue;
+                            }
+                            return (r.status, r.body);
+                        }
+                    })
+                })
+                .collect();
+            calls.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            answers[0], answers[1],
+            "round {round}: both answers are the one write's"
+        );
+        assert_eq!(answers[0].0, 201, "round {round}: {:?}", answers[0]);
+        // Applied once: one reflog entry moved main to the answered head.
+        let reflog = c.servers[1]
+            .get("/api/v1/reflog?ref=main&pageSize=100")
+            .body;
+        let head = answers[0].1["head"].as_str().unwrap();
+        let moves = reflog["entries"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{reflog}"))
+            .iter()
+            .filter(|e| e["new"] == head)
+            .count();
+        assert_eq!(moves, 1, "round {round}: {reflog}");
+    }
+    // Every round added exactly one commit.
+    let log = c.servers[0].get("/api/v1/trees/main/log?pageSize=100").body;
+    assert_eq!(log["commits"].as_array().unwrap().len(), 10 + 1, "{log}");
+}
+
+#[test]
+#[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
+fn slow_pyiceberg_and_duckdb_write_one_branch_through_two_servers() {
+    let c = Cluster::start(2, &[]);
+    let out =
+        crate::clients::scenario_with(&c.servers[0], "two_servers.py", &[&c.servers[1].url()]);
+    assert!(out.contains("retries after lost races"), "{out}");
+}
+
+#[test]
+fn a_killed_servers_run_is_settled_by_another_after_its_lease() {
+    // The first server renews a 2 s lease; the second runs maintenance every second.
+    let mut c = Cluster::start(1, &["--server-lease", "2s"]);
+    c.add(&["--maintenance-interval", "1s"]);
+    let (a, b) = (&c.servers[0], &c.servers[1]);
+    let id = crate::pipelines::slow_run_started(a);
+    let before = b.head("main");
+    // While the first server lives, its run is its own: the second leaves it running.
+    let running = b.get(&format!("/api/v1/runs/{id}")).body;
+    assert_eq!(running["state"], "running", "{running}");
+    let mut c = c;
+    let placeholder = Running::start();
+    std::mem::replace(&mut c.servers[0], placeholder)
+        .server
+        .kill9();
+    let b = &c.servers[1];
+    let settled = eventually(Duration::from_secs(60), || {
+        let r = b.get(&format!("/api/v1/runs/{id}")).body;
+        (r["state"] != "running").then_some(r)
+    });
+    assert_eq!(settled["state"], "failed", "{settled}");
+    assert!(
+        settled["error"].as_str().unwrap().contains("stopped"),
+        "{settled}"
+    );
+    assert_eq!(b.head("main"), before, "nothing landed");
+}
