@@ -183,6 +183,9 @@ fn postgres_restarted_under_load_loses_no_acknowledged_commit() {
                     // The same request and key until it is answered: a 503 wrote nothing, a
                     // 500 may have (the retry's answer says which).
                     loop {
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
                         let r =
                             server.send("POST", "/api/v1/trees/main/namespaces", &body, Some(&k));
                         match r.status {
