@@ -12,6 +12,7 @@ mod logs;
 mod output;
 mod runs;
 mod serve;
+mod store_copy;
 mod tls;
 mod verbs;
 
@@ -51,6 +52,9 @@ pub struct Cli {
 pub enum Verb {
     /// Run the server: the version store on its data folder, over HTTP.
     Serve(ServeArgs),
+    /// Move a catalog between stores (the embedded one to PostgreSQL).
+    #[command(subcommand)]
+    Store(StoreVerb),
     /// List, create, delete or show branches.
     #[command(subcommand)]
     Branch(BranchVerb),
@@ -139,6 +143,24 @@ pub enum Shell {
     Bash,
     Zsh,
     Fish,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreVerb {
+    /// Copy a stopped server's catalog (objects, refs, reflog, meta) from its data folder
+    /// to PostgreSQL. Run it again to resume after an interruption; it ends by checking
+    /// that every ref's history reads on the target.
+    Copy {
+        /// The data folder of a stopped `floe serve` (or its catalog/ folder).
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database: postgres://user@host/db, or host=... dbname=...
+        #[arg(long)]
+        to: String,
+        /// The schema to copy into (created if missing; must hold no other catalog).
+        #[arg(long, default_value = "public")]
+        to_schema: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -763,6 +785,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Verb::Serve(args)) => serve::run(args),
+        Some(Verb::Store(StoreVerb::Copy {
+            from,
+            to,
+            to_schema,
+        })) => store_copy::run(&from, &to, &to_schema),
         Some(Verb::Openapi) => {
             print!("{}", floe_rest::v1::openapi_document());
             ExitCode::SUCCESS

@@ -255,9 +255,12 @@ pub fn run(server: &str, token: Option<&str>, json: bool, verb: Verb) -> Result<
         }
         Verb::Query(args) => crate::data::query(&ctx, args),
         Verb::Import(args) => crate::data::import(&ctx, args),
-        Verb::Serve(_) | Verb::Openapi | Verb::Completions { .. } | Verb::Version | Verb::Help => {
-            Err(Failure::Usage("not a client verb".to_owned()))
-        }
+        Verb::Serve(_)
+        | Verb::Store(_)
+        | Verb::Openapi
+        | Verb::Completions { .. }
+        | Verb::Version
+        | Verb::Help => Err(Failure::Usage("not a client verb".to_owned())),
     }
 }
 

@@ -248,3 +248,84 @@ fn a_killed_servers_run_is_settled_by_another_after_its_lease() {
     );
     assert_eq!(b.head("main"), before, "nothing landed");
 }
+
+#[test]
+fn store_copy_moves_a_sled_catalog_to_postgres_resumably_and_verified() {
+    // A catalog on sled: namespaces, a branch, a table with a commit, a tag, a merge.
+    let sled = Running::start_args(&["--store", "sled"]);
+    sled.namespace("main", "sales");
+    sled.branch("dev", "main");
+    let created = sled.post(
+        "/iceberg/v1/dev/namespaces/sales/tables",
+        json!({"name": "orders", "schema": {"type": "struct", "schema-id": 0, "fields": [
+            {"id": 1, "name": "id", "required": false, "type": "long"}]}}),
+    );
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let merged = sled.post("/api/v1/trees/main/merge", json!({"source": "dev"}));
+    assert_eq!(merged.status, 200, "{:?}", merged.body);
+    let tag = sled.post(
+        "/api/v1/refs",
+        json!({"name": "v1", "from": "main", "kind": "tag"}),
+    );
+    assert_eq!(tag.status, 201, "{:?}", tag.body);
+    let refs = sled.get("/api/v1/refs").body;
+    let log = sled.get("/api/v1/trees/main/log?pageSize=100").body;
+    let reflog = sled.get("/api/v1/reflog?pageSize=100").body;
+    // Stopped (the copy reads a store no server holds).
+    let Running { server, dir, .. } = sled;
+    server.signal("TERM");
+    server.wait();
+    let data = dir.path().to_owned();
+
+    let url = std::env::var("FLOE_TEST_PG").expect("FLOE_TEST_PG");
+    let schema = format!("copy_{}", std::process::id());
+    let copy = |schema: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_floe"))
+            .args(["store", "copy", "--from"])
+            .arg(&data)
+            .args(["--to", &url, "--to-schema", schema])
+            .output()
+            .unwrap()
+    };
+    // Twice: the second run finds everything there (what a resumed copy does) and verifies.
+    for _ in 0..2 {
+        let out = copy(&schema);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("verified"), "{text}");
+    }
+    // A server on the copy answers as the sled server did (the same warehouse folder).
+    let warehouse = data.join("warehouse");
+    let pg = Running::start_args(&[
+        "--store",
+        &url,
+        "--store-schema",
+        &schema,
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+    ]);
+    assert_eq!(pg.get("/api/v1/refs").body, refs);
+    assert_eq!(pg.get("/api/v1/trees/main/log?pageSize=100").body, log);
+    assert_eq!(pg.get("/api/v1/reflog?pageSize=100").body, reflog);
+    let loaded = pg.get("/iceberg/v1/v1/namespaces/sales/tables/orders");
+    assert_eq!(loaded.status, 200, "{:?}", loaded.body);
+    // New writes continue the reflog's sequence.
+    pg.namespace("main", "after");
+    let newest = pg.get("/api/v1/reflog?pageSize=1").body;
+    assert_eq!(
+        newest["entries"][0]["seq"].as_u64().unwrap(),
+        reflog["entries"][0]["seq"].as_u64().unwrap() + 1
+    );
+    // Into a schema holding another catalog: refused, nothing changed there.
+    let out = copy(&schema);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds another catalog"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
