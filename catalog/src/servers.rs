@@ -9,11 +9,12 @@
 
 use serde_json::json;
 
-use crate::Catalog;
 use crate::error::CatalogResult;
+use crate::{Catalog, Principal, RunRecord};
 
 const SERVER_LEASE_PREFIX: &str = "server-lease/";
 const MAINTENANCE_LEASE: &[u8] = b"maintenance-lease";
+const CANCEL_PREFIX: &str = "run-cancel/";
 
 /// A lease's holder and end, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -34,7 +35,11 @@ impl Catalog {
 
     /// Says this server is alive for `lease_ms` more: what `floe serve` renews about every
     /// third of its lease. Runs of a server whose lease ran out are settled by others.
+    /// Nothing to do on a store no other server shares.
     pub fn renew_server_lease(&self, lease_ms: i64) -> CatalogResult<()> {
+        if !self.store.is_shared() {
+            return Ok(());
+        }
         let lease = Lease {
             holder: self.server_id.to_string(),
             until_ms: self.now_ms().saturating_add(lease_ms),
@@ -58,6 +63,35 @@ impl Catalog {
             .meta_get(key.as_bytes())?
             .and_then(|b| parse(&b))
             .is_some_and(|l| l.until_ms > self.now_ms()))
+    }
+
+    /// Whether several servers may share this catalog (its store's backend says so).
+    pub fn is_shared(&self) -> bool {
+        self.store.is_shared()
+    }
+
+    /// Asks the server executing `record` to cancel it, saying why (who may cancel it
+    /// directly may ask): that server looks for the request while the run lives.
+    pub fn request_cancel(
+        &self,
+        principal: &Principal,
+        record: &RunRecord,
+        why: &str,
+    ) -> CatalogResult<()> {
+        self.may_keep_run(principal, record, true)?;
+        let key = format!("{CANCEL_PREFIX}{}", record.id);
+        let why = crate::runs::bounded(why, crate::limits::RUN_ERROR_BYTES_MAX);
+        self.store.meta_put(key.as_bytes(), why.as_bytes())?;
+        Ok(())
+    }
+
+    /// The cancel request left for run `id`, if any.
+    pub fn cancel_requested(&self, id: &str) -> CatalogResult<Option<String>> {
+        let key = format!("{CANCEL_PREFIX}{id}");
+        Ok(self
+            .store
+            .meta_get(key.as_bytes())?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
     /// Takes (or keeps) the maintenance lease for `lease_ms`: true when this server may run

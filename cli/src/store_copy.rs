@@ -123,6 +123,12 @@ fn copy_objects(source: &SledBackend, target: &PostgresBackend) -> Result<u64, S
             .zip(bytes)
             .filter_map(|(h, b)| b.map(|b| (*h, b)))
             .collect();
+        // Bytes are copied only when they are what their name says.
+        if let Some((h, _)) = batch.iter().find(|(h, b)| Hash::of(b) != *h) {
+            return Err(format!(
+                "object {h} is damaged in the source (its bytes hash to something else); nothing after it was copied"
+            ));
+        }
         target
             .put_objects(&batch)
             .map_err(|e| format!("writing objects failed: {}", e.message))?;

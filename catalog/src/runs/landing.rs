@@ -364,7 +364,7 @@ impl Catalog {
     }
 
     /// Whether another live server runs `record` (its owner, whose lease has not run out).
-    pub(crate) fn owner_alive_elsewhere(&self, record: &RunRecord) -> CatalogResult<bool> {
+    pub fn owner_alive_elsewhere(&self, record: &RunRecord) -> CatalogResult<bool> {
         match record.owner.as_deref() {
             Some(owner) if owner != self.server_id() => self.owner_alive(Some(owner)),
             _ => Ok(false),

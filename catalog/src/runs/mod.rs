@@ -203,7 +203,7 @@ fn pipeline_tables(pipeline: Option<&serde_json::Value>) -> impl Iterator<Item =
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary, saying so.
-fn bounded(text: &str, max: usize) -> String {
+pub(crate) fn bounded(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }

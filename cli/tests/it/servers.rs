@@ -329,3 +329,18 @@ fn store_copy_moves_a_sled_catalog_to_postgres_resumably_and_verified() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_run_is_cancelled_through_another_server() {
+    let c = Cluster::start(2, &[]);
+    let (a, b) = (&c.servers[0], &c.servers[1]);
+    let id = crate::pipelines::slow_run_started(a);
+    let before = a.head("main");
+    // The second server asks the first (through the catalog); its answer waits for the end.
+    let r = b.post(&format!("/api/v1/runs/{id}/cancel"), json!({}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["state"], "cancelled", "{:?}", r.body);
+    let seen = a.get(&format!("/api/v1/runs/{id}")).body;
+    assert_eq!(seen["state"], "cancelled", "{seen}");
+    assert_eq!(a.head("main"), before, "nothing landed");
+}

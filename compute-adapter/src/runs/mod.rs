@@ -376,9 +376,19 @@ impl Runner {
             None => false,
         };
         if !signalled {
+            // A run another live server executes is asked to stop through the catalog
+            // (that server looks for the request); one nobody runs is recorded here.
             let catalog = self.inner.catalog.clone();
             let (stale, who) = (record.clone(), principal.clone());
-            blocking(move || Ok(catalog.cancel_run(&who, &stale, &why)?)).await?;
+            blocking(move || {
+                if catalog.owner_alive_elsewhere(&stale)? {
+                    catalog.request_cancel(&who, &stale, &why)?;
+                } else {
+                    catalog.cancel_run(&who, &stale, &why)?;
+                }
+                Ok(())
+            })
+            .await?;
         }
         self.wait(principal, id).await
     }
@@ -431,6 +441,41 @@ impl Runner {
                     }
                     first
                 });
+            }
+        });
+    }
+
+    /// When servers share the catalog, looks for a cancel request another server left for
+    /// run `id` (`Catalog::request_cancel`) while the run lives here, and cancels it.
+    fn cancel_requests(&self, id: &str) {
+        if !self.inner.catalog.is_shared() {
+            return;
+        }
+        let (inner, id) = (Arc::downgrade(&self.inner), id.to_owned());
+        tokio::spawn(async move {
+            let poll = std::time::Duration::from_millis(crate::limits::RUN_POLL_MS * 2);
+            loop {
+                tokio::time::sleep(poll).await;
+                let Some(inner) = inner.upgrade() else { return };
+                if !inner.cancels.lock().contains_key(&id) {
+                    return;
+                }
+                let (catalog, run) = (inner.catalog.clone(), id.clone());
+                let Ok(Ok(Some(why))) =
+                    tokio::task::spawn_blocking(move || catalog.cancel_requested(&run)).await
+                else {
+                    continue;
+                };
+                if let Some(tx) = inner.cancels.lock().get(&id) {
+                    tx.send_if_modified(|reason| {
+                        let first = reason.is_none();
+                        if first {
+                            *reason = Some(why.clone());
+                        }
+                        first
+                    });
+                }
+                return;
             }
         });
     }
@@ -551,6 +596,7 @@ impl Runner {
             .lock()
             .insert(record.id.clone(), cancel_tx);
         self.deadline(&record.id, &options);
+        self.cancel_requests(&record.id);
         self.inner.queue.lock().push_back(record.id.clone());
         let span =
             tracing::info_span!("run", id = %record.id, kind = "run", target = %record.target);
