@@ -15,8 +15,10 @@ pg_up() {
     fi
     if [[ ! -x "${bindir}/initdb" ]]; then
         echo "installing postgresql-15 (Debian)"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+        local sudo=()
+        [[ "$(id -u)" == 0 ]] || sudo=(sudo)
+        "${sudo[@]}" apt-get update -qq
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
         bindir=/usr/lib/postgresql/15/bin
     fi
     FLOE_PG_DIR="$(mktemp -d /tmp/floe-pg.XXXXXX)"
@@ -41,7 +43,7 @@ pg_up() {
 
 pg_down() {
     if [[ -n "${FLOE_PG_DIR:-}" && -d "${FLOE_PG_DIR}" ]]; then
-        ${FLOE_PG_AS} "${FLOE_TEST_PG_BIN}/pg_ctl" -D "${FLOE_PG_DIR}/data" -m immediate stop \
+        ${FLOE_PG_AS:-} "${FLOE_TEST_PG_BIN:-/usr/lib/postgresql/15/bin}/pg_ctl" -D "${FLOE_PG_DIR}/data" -m immediate stop \
             >/dev/null 2>&1 || true
         rm -rf "${FLOE_PG_DIR}"
     fi

@@ -130,15 +130,24 @@ impl Catalog {
     /// a live claim on it. The claim lasts `IDEMPOTENCY_CLAIM_LEASE_MS`; a longer request
     /// may be taken over by a retry on another server, and then writes nothing (its move
     /// is fenced by the claim). `Ok(true)` also on a store that is not shared.
-    pub fn claim_key(&self, request: &mut IdemRequest) -> CatalogResult<bool> {
+    pub fn claim_key(
+        &self,
+        principal: &Principal,
+        request: &mut IdemRequest,
+    ) -> CatalogResult<bool> {
         if !self.store.is_shared() {
             return Ok(true);
         }
-        let holder = self.new_uuid().to_string();
+        self.may_keep_answers(principal)?;
+        // Held as `<server>/<request>`: this server holds the key's in-process turn, so a
+        // live claim of its own is one a failed release left behind, and is taken over.
+        let mine = format!("{}/", self.server_id());
+        let holder = format!("{mine}{}", self.new_uuid());
         match self.store.claim_idempotency(
             request.key.as_str(),
             &holder,
             IDEMPOTENCY_CLAIM_LEASE_MS,
+            &mine,
         )? {
             floe_commits::Claim::Held(marker) => {
                 request.claim = Some(marker);
@@ -149,8 +158,9 @@ impl Catalog {
     }
 
     /// Gives up a request's claim on its key (a move that applied consumed it already).
-    pub fn release_key(&self, request: &IdemRequest) -> CatalogResult<()> {
+    pub fn release_key(&self, principal: &Principal, request: &IdemRequest) -> CatalogResult<()> {
         if let Some(marker) = &request.claim {
+            self.may_keep_answers(principal)?;
             self.store
                 .release_idempotency_claim(request.key.as_str(), marker)?;
         }

@@ -10,7 +10,7 @@
 use serde_json::json;
 
 use crate::error::CatalogResult;
-use crate::{Catalog, Principal, RunRecord};
+use crate::{Catalog, RunRecord};
 
 const SERVER_LEASE_PREFIX: &str = "server-lease/";
 const MAINTENANCE_LEASE: &[u8] = b"maintenance-lease";
@@ -70,15 +70,9 @@ impl Catalog {
         self.store.is_shared()
     }
 
-    /// Asks the server executing `record` to cancel it, saying why (who may cancel it
-    /// directly may ask): that server looks for the request while the run lives.
-    pub fn request_cancel(
-        &self,
-        principal: &Principal,
-        record: &RunRecord,
-        why: &str,
-    ) -> CatalogResult<()> {
-        self.may_keep_run(principal, record, true)?;
+    /// Asks the server executing `record` to cancel it, saying why (`cancel_run`
+    /// authorized it): that server looks for the request while the run lives.
+    pub(crate) fn request_cancel(&self, record: &RunRecord, why: &str) -> CatalogResult<()> {
         let key = format!("{CANCEL_PREFIX}{}", record.id);
         let why = crate::runs::bounded(why, crate::limits::RUN_ERROR_BYTES_MAX);
         self.store.meta_put(key.as_bytes(), why.as_bytes())?;
@@ -92,6 +86,15 @@ impl Catalog {
             .store
             .meta_get(key.as_bytes())?
             .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// Removes run `id`'s cancel request once its server acted on it.
+    pub fn cancel_taken(&self, id: &str) -> CatalogResult<()> {
+        let key = format!("{CANCEL_PREFIX}{id}");
+        if let Some(old) = self.store.meta_get(key.as_bytes())? {
+            self.store.meta_cas(key.as_bytes(), Some(&old), None)?;
+        }
+        Ok(())
     }
 
     /// Takes (or keeps) the maintenance lease for `lease_ms`: true when this server may run

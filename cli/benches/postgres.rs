@@ -111,7 +111,11 @@ impl Pg {
             .args(["-Atc", sql])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -126,8 +130,8 @@ impl Pg {
             .trim()
             .parse()
             .unwrap();
-        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         std::iter::once(pid)
             .chain(children.split_whitespace().filter_map(|c| c.parse().ok()))
             .map(cpu_time)
@@ -303,7 +307,11 @@ fn measure(pg: &Pg, servers: &[&Server], seconds: u64, tag: &str) -> Throughput 
 
 fn create_table(base: &str) {
     let c = support::Client::new(base);
-    c.post("/iceberg/v1/main/namespaces", r#"{"namespace":["db"]}"#, 200);
+    c.post(
+        "/iceberg/v1/main/namespaces",
+        r#"{"namespace":["db"]}"#,
+        200,
+    );
     let mut fields = String::new();
     for i in 1..=20 {
         if i > 1 {
@@ -329,7 +337,11 @@ fn main() {
     let root = support::bench_root();
     println!(
         "==== floe's catalog on PostgreSQL (issue 21){} ====",
-        if div == 1 { "" } else { " (NOT for the record)" }
+        if div == 1 {
+            ""
+        } else {
+            " (NOT for the record)"
+        }
     );
     machine_notes(root.path());
     let pg = Pg::start(root.path());
@@ -390,10 +402,15 @@ fn main() {
     let (one, two) = (pick(&mut one), pick(&mut two));
     rows.push(
         Row::new(
-            format!("Two servers, {WRITERS} writers on {WRITERS} branches (median of {rounds} rounds)"),
+            format!(
+                "Two servers, {WRITERS} writers on {WRITERS} branches (median of {rounds} rounds)"
+            ),
             two.describe(),
         )
-        .baseline(format!("one server, the same writers: {}", one.describe()), two.rate() / one.rate())
+        .baseline(
+            format!("one server, the same writers: {}", one.describe()),
+            two.rate() / one.rate(),
+        )
         .budget(">= 0.90x", two.rate() / one.rate() >= 0.9),
     );
     rows.last().unwrap().announce();

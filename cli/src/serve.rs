@@ -347,16 +347,16 @@ async fn maintain(
         let runs = runs_dir.clone();
         let lease_ms = (interval.as_millis() as i64).saturating_mul(3);
         let pass = tokio::task::spawn_blocking(move || {
+            // Logs and code snapshots (in this server's folder) go with their run's
+            // record, on every server.
+            if let Err(e) = floe_rest::sweep_run_files(&catalog, &server, &runs) {
+                tracing::error!(error = %e, "removing the files of forgotten runs failed; the next pass tries again");
+            }
             // Servers sharing the catalog take turns: one pass at a time.
             if !catalog.take_maintenance_lease(lease_ms)? {
                 return Ok(floe_catalog::RetentionReport::default());
             }
-            let report = catalog.maintain(&server, &retention)?;
-            // Logs and code snapshots go with their run's record.
-            if let Err(e) = floe_rest::sweep_run_files(&catalog, &server, &runs) {
-                tracing::error!(error = %e, "removing the files of forgotten runs failed; the next pass tries again");
-            }
-            Ok::<_, floe_catalog::CatalogError>(report)
+            catalog.maintain(&server, &retention)
         })
             .await
             .map_err(|e| e.to_string())

@@ -1,4 +1,4 @@
-//! `floe store copy --from <data folder> --to <PostgreSQL>`: moves a catalog from the
+//! `floe store copy --data-dir <data folder> --to <PostgreSQL>`: moves a catalog from the
 //! embedded sled store to PostgreSQL, the path a growing deployment takes (DESIGN §9).
 //!
 //! Objects (in hash order, in batches), then meta, then refs and the reflog with their
@@ -148,9 +148,11 @@ fn copy_meta(source: &SledBackend, target: &PostgresBackend) -> Result<u64, Stri
             return Ok(copied);
         };
         after = Some(last.to_vec());
+        // Written where absent: a value there already (an earlier run's, or one a
+        // server on the target changed since) is left alone.
         for (key, value) in &page {
             target
-                .meta_put(key, value)
+                .meta_cas(key, None, Some(value))
                 .map_err(|e| format!("writing meta failed: {}", e.message))?;
         }
         copied += page.len() as u64;

@@ -118,6 +118,9 @@ pub enum RefView {
 pub struct BackendError {
     pub message: String,
     pub outcome_unknown: bool,
+    /// The storage could not be reached (a database down, no connection free): nothing
+    /// was written and the same call may well succeed later. Not set for damaged data.
+    pub unavailable: bool,
 }
 
 impl BackendError {
@@ -125,13 +128,22 @@ impl BackendError {
         BackendError {
             message: message.into(),
             outcome_unknown: false,
+            unavailable: false,
         }
     }
 
     pub fn unknown(message: impl Into<String>) -> BackendError {
         BackendError {
-            message: message.into(),
             outcome_unknown: true,
+            ..BackendError::read(message)
+        }
+    }
+
+    /// The storage is out of reach; nothing was written.
+    pub fn unavailable(message: impl Into<String>) -> BackendError {
+        BackendError {
+            unavailable: true,
+            ..BackendError::read(message)
         }
     }
 }

@@ -48,6 +48,12 @@ impl StorageError {
     pub fn is_outcome_unknown(&self) -> bool {
         matches!(self, StorageError::Backend(e) if e.outcome_unknown)
     }
+
+    /// A backend failure that certainly wrote nothing (the storage unreachable, a
+    /// connection refused): worth a retry, unlike damaged data or an unknown outcome.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StorageError::Backend(e) if e.unavailable && !e.outcome_unknown)
+    }
 }
 
 impl From<TreeError> for StorageError {

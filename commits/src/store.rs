@@ -475,6 +475,7 @@ impl GraphSource for Store {
 fn outcome_unknown(e: crate::backend::BackendError) -> WriteError {
     WriteError::Storage(StorageError::Backend(crate::backend::BackendError {
         outcome_unknown: true,
+        unavailable: false,
         ..e
     }))
 }

@@ -1691,14 +1691,14 @@ mod cases {
             Claim::Held(m) => m,
             Claim::Busy => panic!("the claim is busy"),
         };
-        let first = held(fx.store.claim_idempotency("k1", "a", 5_000).unwrap());
+        let first = held(fx.store.claim_idempotency("k1", "a", 5_000, "").unwrap());
         assert_eq!(
-            fx.store.claim_idempotency("k1", "b", 5_000).unwrap(),
+            fx.store.claim_idempotency("k1", "b", 5_000, "").unwrap(),
             Claim::Busy
         );
         // After the lease, another request takes the key over.
         fx.clock.advance(6_000);
-        let second = held(fx.store.claim_idempotency("k1", "b", 5_000).unwrap());
+        let second = held(fx.store.claim_idempotency("k1", "b", 5_000, "").unwrap());
         let with = |claim: &[u8]| WriteCtx {
             idempotency: Some(Idempotency {
                 key: "k1".into(),
@@ -1735,18 +1735,30 @@ mod cases {
             Some(out.commit)
         );
         // The move consumed the claim: the key is free at once (its record answers).
-        held(fx.store.claim_idempotency("k1", "c", 5_000).unwrap());
+        held(fx.store.claim_idempotency("k1", "c", 5_000, "").unwrap());
         // A released claim frees its key; releasing another's claim does nothing.
-        let mine = held(fx.store.claim_idempotency("k2", "d", 5_000).unwrap());
+        let mine = held(fx.store.claim_idempotency("k2", "d", 5_000, "").unwrap());
         fx.store
             .release_idempotency_claim("k2", b"not mine")
             .unwrap();
         assert_eq!(
-            fx.store.claim_idempotency("k2", "e", 5_000).unwrap(),
+            fx.store.claim_idempotency("k2", "e", 5_000, "").unwrap(),
             Claim::Busy
         );
         fx.store.release_idempotency_claim("k2", &mine).unwrap();
-        held(fx.store.claim_idempotency("k2", "e", 5_000).unwrap());
+        held(fx.store.claim_idempotency("k2", "s1/e", 5_000, "").unwrap());
+        // A holder's own prefix takes its live claim over (its release failed).
+        assert_eq!(
+            fx.store
+                .claim_idempotency("k2", "s2/f", 5_000, "s2/")
+                .unwrap(),
+            Claim::Busy
+        );
+        held(
+            fx.store
+                .claim_idempotency("k2", "s1/g", 5_000, "s1/")
+                .unwrap(),
+        );
     }
 
     pub fn idempotency_records_ride_with_the_ref_move(fx: Fx) {

@@ -750,12 +750,12 @@ fn read_error(e: ReadError, message: &str) -> ApiError {
     }
 }
 
-/// A failure of the version store's storage: a clean failure (the database unreachable,
-/// a connection refused; nothing written) is 503 and worth a retry; anything else (an
-/// outcome unknown, damaged data) is 500 with an id.
+/// A failure of the version store's storage: out of reach (the database down, no
+/// connection; nothing written) is 503 and worth a retry; anything else (an outcome
+/// unknown, damaged data, a disk error) is 500 with an id.
 fn storage_error(s: &floe_commits::StorageError) -> ApiError {
     match s {
-        floe_commits::StorageError::Backend(b) if !b.outcome_unknown => {
+        s if s.is_unavailable() => {
             let e = ApiError::new(
                 ErrorKind::Unavailable,
                 "the catalog's storage is unavailable (nothing was written); retry shortly",

@@ -180,11 +180,11 @@ where
         };
         let _turn = InFlight::enter(&in_flight, request.key.as_str())?;
         // Servers sharing the catalog: the key is claimed in the store as well.
-        if !catalog.claim_key(&mut request)? {
+        if !catalog.claim_key(&cx.principal, &mut request)? {
             return Err(in_flight_error(request.key.as_str()));
         }
         let outcome = run_claimed(&cx, &request, op);
-        if let Err(e) = catalog.release_key(&request) {
+        if let Err(e) = catalog.release_key(&cx.principal, &request) {
             tracing::warn!(error = %e, "releasing an idempotency claim failed; it ends with its lease");
         }
         outcome

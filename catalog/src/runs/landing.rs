@@ -225,6 +225,7 @@ impl Catalog {
     }
 
     /// Marks a run cancelled; its branch (if it forked) stays, sealed like a failed run's.
+    /// A run another live server executes is asked to stop instead (`request_cancel`).
     /// (A run whose landing commit is on the target after all succeeded.)
     pub fn cancel_run(
         &self,
@@ -233,6 +234,11 @@ impl Catalog {
         why: &str,
     ) -> CatalogResult<()> {
         self.may_keep_run(principal, record, true)?;
+        if self.owner_alive_elsewhere(record)? {
+            // Another live server executes it: asked through the catalog, that server
+            // stops it and records it.
+            return self.request_cancel(record, why);
+        }
         self.end_unlanded(record, RunState::Cancelled, why)
     }
 
@@ -364,7 +370,7 @@ impl Catalog {
     }
 
     /// Whether another live server runs `record` (its owner, whose lease has not run out).
-    pub fn owner_alive_elsewhere(&self, record: &RunRecord) -> CatalogResult<bool> {
+    pub(crate) fn owner_alive_elsewhere(&self, record: &RunRecord) -> CatalogResult<bool> {
         match record.owner.as_deref() {
             Some(owner) if owner != self.server_id() => self.owner_alive(Some(owner)),
             _ => Ok(false),

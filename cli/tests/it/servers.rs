@@ -27,8 +27,11 @@ impl Cluster {
                 "FLOE_TEST_PG names the test PostgreSQL (.ci/run starts one; by hand: source .ci/pg.sh && pg_up)",
             ),
             schema: format!(
-                "c_{}_{}",
+                "c_{}_{}_{}",
                 std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos()),
                 NEXT.fetch_add(1, Ordering::Relaxed)
             ),
             warehouse: tempfile::tempdir().unwrap(),
@@ -222,8 +225,8 @@ fn slow_pyiceberg_and_duckdb_write_one_branch_through_two_servers() {
 
 #[test]
 fn a_killed_servers_run_is_settled_by_another_after_its_lease() {
-    // The first server renews a 2 s lease; the second runs maintenance every second.
-    let mut c = Cluster::start(1, &["--server-lease", "2s"]);
+    // The first server renews a 5 s lease; the second runs maintenance every second.
+    let mut c = Cluster::start(1, &["--server-lease", "5s"]);
     c.add(&["--maintenance-interval", "1s"]);
     let (a, b) = (&c.servers[0], &c.servers[1]);
     let id = crate::pipelines::slow_run_started(a);
@@ -278,10 +281,16 @@ fn store_copy_moves_a_sled_catalog_to_postgres_resumably_and_verified() {
     let data = dir.path().to_owned();
 
     let url = std::env::var("FLOE_TEST_PG").expect("FLOE_TEST_PG");
-    let schema = format!("copy_{}", std::process::id());
+    let schema = format!(
+        "copy_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    );
     let copy = |schema: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_floe"))
-            .args(["store", "copy", "--from"])
+            .args(["store", "copy", "--data-dir"])
             .arg(&data)
             .args(["--to", &url, "--to-schema", schema])
             .output()

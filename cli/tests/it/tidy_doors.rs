@@ -21,6 +21,38 @@ const UNLOCKED: &[(&str, &str, &str)] = &[
     ("Catalog", "with_ids", "a constructor (tests' id source)"),
     ("Catalog", "in_memory", "a constructor (tests)"),
     ("Catalog", "in_memory_at", "a constructor (tests)"),
+    ("Catalog", "with_server_id", "a constructor (server start)"),
+    (
+        "Catalog",
+        "store_gauges",
+        "/metrics: the store's pool gauges, beside the server's other metrics",
+    ),
+    ("Catalog", "server_id", "the server's own id"),
+    (
+        "Catalog",
+        "is_shared",
+        "whether servers share the store (no data)",
+    ),
+    (
+        "Catalog",
+        "renew_server_lease",
+        "the server's own heartbeat, from its start and its timer",
+    ),
+    (
+        "Catalog",
+        "take_maintenance_lease",
+        "the server's maintenance loop, before the pass (which authorizes)",
+    ),
+    (
+        "Catalog",
+        "cancel_requested",
+        "the executing server's poll for a cancel request of its own run",
+    ),
+    (
+        "Catalog",
+        "cancel_taken",
+        "the executing server, once it acted on a cancel request of its own run",
+    ),
     (
         "Catalog",
         "with_rules",

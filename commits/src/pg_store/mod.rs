@@ -21,7 +21,9 @@
 //! the backend's own and the caller waits on a channel, so a caller on any thread (a
 //! blocking-pool thread, a plain thread) never nests runtimes.
 
+mod copy;
 mod schema;
+mod statements;
 
 use std::future::Future;
 use std::sync::LazyLock;
@@ -40,6 +42,7 @@ use crate::encoding::DecodeError;
 use crate::hash::Hash;
 use crate::name::RefName;
 use crate::records::{decode_entry, decode_record, encode_entry, encode_record};
+use statements::{CAS_ABSENT, CAS_CREATE, CAS_DELETE, CAS_MOVE, CAS_TYPES};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -158,9 +161,20 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// A failed read, or a write that certainly did not apply.
+/// A failed read, or a write that certainly did not apply: the database out of reach
+/// (the connection lost, the server shutting down or out of connections) or an error of
+/// the statement.
 fn read_err(e: tokio_postgres::Error) -> BackendError {
-    BackendError::read(describe(&e))
+    let out_of_reach = match e.as_db_error() {
+        None => true,
+        Some(db) => ["08", "53", "57"]
+            .iter()
+            .any(|class| db.code().code().starts_with(class)),
+    };
+    match out_of_reach {
+        true => BackendError::unavailable(describe(&e)),
+        false => BackendError::read(describe(&e)),
+    }
 }
 
 /// A failed write: not applied when the server reported an ERROR (the transaction was
@@ -170,14 +184,14 @@ fn write_err(e: tokio_postgres::Error) -> BackendError {
         .as_db_error()
         .is_some_and(|db| db.parsed_severity() == Some(tokio_postgres::error::Severity::Error));
     if rolled_back {
-        BackendError::read(describe(&e))
+        read_err(e)
     } else {
         BackendError::unknown(describe(&e))
     }
 }
 
 fn pool_err(e: deadpool_postgres::PoolError) -> BackendError {
-    BackendError::read(format!("PostgreSQL: no connection: {e}"))
+    BackendError::unavailable(format!("PostgreSQL: no connection: {e}"))
 }
 
 fn corrupt(e: DecodeError) -> BackendError {
@@ -208,67 +222,6 @@ fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// The parameters of a ref move: name, expected head, new head, new record, reflog entry,
-/// meta key and value, the claim's key and value (absent ones NULL).
-const CAS_TYPES: [Type; 9] = [
-    Type::TEXT,
-    Type::BYTEA,
-    Type::BYTEA,
-    Type::BYTEA,
-    Type::BYTEA,
-    Type::BYTEA,
-    Type::BYTEA,
-    Type::BYTEA,
-    Type::BYTEA,
-];
-
-/// The ref move, around its conditional write: `moved` returns the row it wrote, or none
-/// when the ref's head is not the expected one; `{claimed}` in it stands for "the claim,
-/// if any, holds", checked on the claim's row, locked first.
-fn cas_statement(moved: &str) -> String {
-    let moved = moved.replace(
-        "{claimed}",
-        "($8::bytea IS NULL OR EXISTS (SELECT 1 FROM claim))",
-    );
-    format!(
-        "WITH claim AS (SELECT 1 FROM floe_meta WHERE key = $8 AND value = $9 FOR UPDATE), \
-         moved AS ({moved}), \
-         seq AS (UPDATE floe_counters SET v = v + 1 \
-                 WHERE name = 'reflog' AND EXISTS (SELECT 1 FROM moved) RETURNING v), \
-         logged AS (INSERT INTO floe_reflog (seq, ref_name, entry) SELECT v, $1, $5 FROM seq), \
-         released AS (DELETE FROM floe_meta WHERE key = $8 AND EXISTS (SELECT 1 FROM seq)), \
-         kept AS (INSERT INTO floe_meta (key, value) SELECT $6, $7 FROM seq WHERE $6 IS NOT NULL \
-                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value) \
-         SELECT v FROM seq"
-    )
-}
-
-static CAS_MOVE: LazyLock<String> = LazyLock::new(|| {
-    cas_statement(
-        "UPDATE floe_refs SET head = $3, record = $4 \
-         WHERE name = $1 AND head = $2 AND {claimed} RETURNING 1",
-    )
-});
-static CAS_CREATE: LazyLock<String> = LazyLock::new(|| {
-    cas_statement(
-        "INSERT INTO floe_refs (name, head, record) SELECT $1, $3, $4 \
-         WHERE $2 IS NULL AND {claimed} ON CONFLICT (name) DO NOTHING RETURNING 1",
-    )
-});
-static CAS_DELETE: LazyLock<String> = LazyLock::new(|| {
-    cas_statement(
-        "DELETE FROM floe_refs \
-         WHERE name = $1 AND head = $2 AND $3 IS NULL AND $4 IS NULL AND {claimed} RETURNING 1",
-    )
-});
-/// Expected absent and stays absent: logged only if the ref does not exist.
-static CAS_ABSENT: LazyLock<String> = LazyLock::new(|| {
-    cas_statement(
-        "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM floe_refs WHERE name = $1) \
-         AND $2 IS NULL AND $3 IS NULL AND $4 IS NULL AND {claimed}",
-    )
-});
-
 impl PostgresBackend {
     /// Connects, creates the schema and its tables if missing, and migrates them.
     pub fn open(options: &PgOptions) -> BackendResult<PostgresBackend> {
@@ -283,6 +236,8 @@ impl PostgresBackend {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.acquire_timeout);
         }
+        // A peer gone silent (a partition) is noticed in seconds, not hours.
+        config.keepalives_idle(Duration::from_secs(10));
         let mut settings = format!(
             "-c synchronous_commit=on -c statement_timeout={}",
             options.statement_timeout.as_millis()
@@ -329,83 +284,24 @@ impl PostgresBackend {
         run(async move {
             let mut client = for_setup.get().await.map_err(pool_err)?;
             if let Some(schema) = schema {
-                client
-                    .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                    .await
-                    .map_err(read_err)?;
+                // Created only when missing: a role without CREATE on the database may use
+                // a schema made for it. Servers starting together may race to create it.
+                if !schema_exists(&client, &schema).await? {
+                    let created = client
+                        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                        .await;
+                    if let Err(e) = created
+                        && !schema_exists(&client, &schema).await?
+                    {
+                        return Err(read_err(e));
+                    }
+                }
             }
             schema::migrate(&mut client)
                 .await
                 .map_err(BackendError::read)
         })?;
         Ok(PostgresBackend { pool })
-    }
-
-    /// For `floe store copy`: writes refs and reflog entries exactly as another backend
-    /// holds them (their sequence numbers kept), in one transaction; entries already here
-    /// are left alone and refs are overwritten, so a copy interrupted anywhere runs again.
-    /// The reflog counter continues after the greatest entry.
-    pub fn import_history(
-        &self,
-        refs: &[(RefName, RefRecord)],
-        reflog: &[ReflogEntry],
-    ) -> BackendResult<()> {
-        let refs: Vec<(String, Vec<u8>, Vec<u8>)> = refs
-            .iter()
-            .map(|(n, r)| {
-                (
-                    n.as_str().to_owned(),
-                    r.head.as_bytes().to_vec(),
-                    encode_record(r),
-                )
-            })
-            .collect();
-        let entries: Vec<(i64, String, Vec<u8>)> = reflog
-            .iter()
-            .map(|e| {
-                let seq = i64::try_from(e.seq).unwrap_or(i64::MAX);
-                let entry = encode_entry(&ReflogEntry {
-                    seq: 0,
-                    ..e.clone()
-                });
-                (seq, e.ref_name.as_str().to_owned(), entry)
-            })
-            .collect();
-        let pool = self.pool.clone();
-        run(async move {
-            let mut client = pool.get().await.map_err(pool_err)?;
-            let tx = client.transaction().await.map_err(read_err)?;
-            for chunk in entries.chunks(OBJECTS_PER_BATCH) {
-                let seqs: Vec<i64> = chunk.iter().map(|e| e.0).collect();
-                let names: Vec<&str> = chunk.iter().map(|e| e.1.as_str()).collect();
-                let bodies: Vec<&[u8]> = chunk.iter().map(|e| e.2.as_slice()).collect();
-                tx.execute(
-                    "INSERT INTO floe_reflog (seq, ref_name, entry) \
-                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[]) \
-                     ON CONFLICT (seq) DO NOTHING",
-                    &[&seqs, &names, &bodies],
-                )
-                .await
-                .map_err(read_err)?;
-            }
-            for (name, head, record) in &refs {
-                tx.execute(
-                    "INSERT INTO floe_refs (name, head, record) VALUES ($1, $2, $3) \
-                     ON CONFLICT (name) DO UPDATE SET head = EXCLUDED.head, record = EXCLUDED.record",
-                    &[name, head, record],
-                )
-                .await
-                .map_err(read_err)?;
-            }
-            tx.execute(
-                "UPDATE floe_counters SET v = greatest(v, (SELECT coalesce(max(seq), 0) FROM floe_reflog)) \
-                 WHERE name = 'reflog'",
-                &[],
-            )
-            .await
-            .map_err(read_err)?;
-            tx.commit().await.map_err(write_err)
-        })
     }
 
     pub fn pool_status(&self) -> PoolStatus {
@@ -438,6 +334,14 @@ impl PostgresBackend {
             out
         })
     }
+}
+
+async fn schema_exists(client: &deadpool_postgres::Object, schema: &str) -> BackendResult<bool> {
+    client
+        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
+        .await
+        .map(|row| row.is_some())
+        .map_err(read_err)
 }
 
 fn is_plain_identifier(name: &str) -> bool {

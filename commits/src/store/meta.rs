@@ -39,12 +39,15 @@ impl Store {
     /// Claims an idempotency key for one request (`holder`, unique to it) for `lease_ms`,
     /// on a shared backend where several servers may get the same key at once. A live
     /// claim of another request answers `Busy`; an expired one is taken over (and the old
-    /// holder's move, fenced by its claim, then writes nothing).
+    /// holder's move, fenced by its claim, then writes nothing). A live claim whose holder
+    /// starts with `stale_prefix` is taken over too: the caller knows no request of its
+    /// own holds it any more (a server's claim left behind when its release failed).
     pub fn claim_idempotency(
         &self,
         key: &str,
         holder: &str,
         lease_ms: i64,
+        stale_prefix: &str,
     ) -> Result<Claim, WriteError> {
         let k = claim_key(key);
         let now = self.clock.now_ms();
@@ -57,7 +60,9 @@ impl Store {
                 .get(..8)
                 .and_then(|b| b.try_into().ok())
                 .map_or(i64::MIN, i64::from_be_bytes);
-            if deadline > now {
+            let stale = !stale_prefix.is_empty()
+                && old[8.min(old.len())..].starts_with(stale_prefix.as_bytes());
+            if deadline > now && !stale {
                 return Ok(Claim::Busy);
             }
         }

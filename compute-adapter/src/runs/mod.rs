@@ -31,6 +31,7 @@ use crate::query::QueryEngine;
 
 pub mod archive;
 mod cache;
+mod cancelling;
 mod cgroup;
 pub mod envs;
 mod execute;
@@ -325,74 +326,6 @@ impl Runner {
         }
     }
 
-    /// Cancels run `id`: a run of this server stops within moments in whatever phase it is
-    /// (its workers' process groups killed), is recorded `cancelled` and its branch sealed;
-    /// a live run no server runs any more is recorded cancelled here. A run that already
-    /// ended is answered as it is. Answers the run's record once it has ended.
-    pub async fn cancel(&self, principal: &Principal, id: &str) -> Result<RunRecord, RunError> {
-        let catalog = self.inner.catalog.clone();
-        let (who, run) = (principal.clone(), id.to_owned());
-        let record = blocking(move || {
-            let record = catalog.get_run(&who, &run)?;
-            // One's own runs, while one may start runs on their target; anyone's, for a
-            // manager of it.
-            let target = record.target_ref()?;
-            if record.principal == who.name() {
-                catalog.authorize(
-                    &who,
-                    floe_catalog::Action::Run,
-                    floe_catalog::Target::on_ref(&target),
-                )?;
-            } else if !catalog.may_manage(&who, &target) {
-                return Err(RunError::Catalog(CatalogError::Forbidden {
-                    principal: who.name().to_owned(),
-                    action: floe_catalog::Action::Run,
-                    target: target.to_string(),
-                    why: format!(
-                        ": run {run} is {}'s (manage on {target} cancels anyone's)",
-                        record.principal
-                    ),
-                }));
-            }
-            Ok(record)
-        })
-        .await?;
-        if !record.state.is_live() {
-            return Ok(record);
-        }
-        let why = format!("cancelled by {}", principal.name());
-        let signalled = match self.inner.cancels.lock().get(id) {
-            Some(tx) => {
-                tx.send_if_modified(|reason| {
-                    if reason.is_none() {
-                        *reason = Some(why.clone());
-                        true
-                    } else {
-                        false
-                    }
-                });
-                true
-            }
-            None => false,
-        };
-        if !signalled {
-            // A run another live server executes is asked to stop through the catalog
-            // (that server looks for the request); one nobody runs is recorded here.
-            let catalog = self.inner.catalog.clone();
-            let (stale, who) = (record.clone(), principal.clone());
-            blocking(move || {
-                if catalog.owner_alive_elsewhere(&stale)? {
-                    catalog.request_cancel(&who, &stale, &why)?;
-                } else {
-                    catalog.cancel_run(&who, &stale, &why)?;
-                }
-                Ok(())
-            })
-            .await?;
-        }
-        self.wait(principal, id).await
-    }
-
     /// Waits until run `id` is the first of the queue and a turn is free; takes it.
     async fn turn(
         &self,
@@ -417,67 +350,6 @@ impl Runner {
     fn leave_queue(&self, id: &str) {
         self.inner.queue.lock().retain(|q| q != id);
         self.inner.queue_moved.notify_waiters();
-    }
-
-    /// Cancels run `id` once its deadline passes (its `timeoutSeconds`, at most the
-    /// server's `--run-timeout`), if it still runs then.
-    fn deadline(&self, id: &str, options: &RunOptions) {
-        let most = self.inner.config.run_timeout;
-        let deadline = options
-            .timeout_seconds
-            .map_or(most, |s| std::time::Duration::from_secs(s).min(most));
-        let (inner, id) = (Arc::downgrade(&self.inner), id.to_owned());
-        tokio::spawn(async move {
-            tokio::time::sleep(deadline).await;
-            let Some(inner) = inner.upgrade() else { return };
-            if let Some(tx) = inner.cancels.lock().get(&id) {
-                tx.send_if_modified(|reason| {
-                    let first = reason.is_none();
-                    if first {
-                        *reason = Some(format!(
-                            "it ran past its deadline ({} s; floe run --timeout, floe serve --run-timeout)",
-                            deadline.as_secs()
-                        ));
-                    }
-                    first
-                });
-            }
-        });
-    }
-
-    /// When servers share the catalog, looks for a cancel request another server left for
-    /// run `id` (`Catalog::request_cancel`) while the run lives here, and cancels it.
-    fn cancel_requests(&self, id: &str) {
-        if !self.inner.catalog.is_shared() {
-            return;
-        }
-        let (inner, id) = (Arc::downgrade(&self.inner), id.to_owned());
-        tokio::spawn(async move {
-            let poll = std::time::Duration::from_millis(crate::limits::RUN_POLL_MS * 2);
-            loop {
-                tokio::time::sleep(poll).await;
-                let Some(inner) = inner.upgrade() else { return };
-                if !inner.cancels.lock().contains_key(&id) {
-                    return;
-                }
-                let (catalog, run) = (inner.catalog.clone(), id.clone());
-                let Ok(Ok(Some(why))) =
-                    tokio::task::spawn_blocking(move || catalog.cancel_requested(&run)).await
-                else {
-                    continue;
-                };
-                if let Some(tx) = inner.cancels.lock().get(&id) {
-                    tx.send_if_modified(|reason| {
-                        let first = reason.is_none();
-                        if first {
-                            *reason = Some(why.clone());
-                        }
-                        first
-                    });
-                }
-                return;
-            }
-        });
     }
 
     /// Plans a project and, unless `--plan`, records the run and starts it.

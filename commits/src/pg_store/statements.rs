@@ -1,0 +1,66 @@
+//! The statement of a ref move, in its four shapes (move, create, delete, stays absent).
+
+use std::sync::LazyLock;
+
+use tokio_postgres::types::Type;
+
+/// The parameters of a ref move: name, expected head, new head, new record, reflog entry,
+/// meta key and value, the claim's key and value (absent ones NULL).
+pub(super) const CAS_TYPES: [Type; 9] = [
+    Type::TEXT,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+];
+
+/// The ref move, around its conditional write: `moved` returns the row it wrote, or none
+/// when the ref's head is not the expected one; `{claimed}` in it stands for "the claim,
+/// if any, holds", checked on the claim's row, locked first.
+fn cas_statement(moved: &str) -> String {
+    let moved = moved.replace(
+        "{claimed}",
+        "($8::bytea IS NULL OR EXISTS (SELECT 1 FROM claim))",
+    );
+    format!(
+        "WITH claim AS (SELECT 1 FROM floe_meta WHERE key = $8 AND value = $9 FOR UPDATE), \
+         moved AS ({moved}), \
+         seq AS (UPDATE floe_counters SET v = v + 1 \
+                 WHERE name = 'reflog' AND EXISTS (SELECT 1 FROM moved) RETURNING v), \
+         logged AS (INSERT INTO floe_reflog (seq, ref_name, entry) SELECT v, $1, $5 FROM seq), \
+         released AS (DELETE FROM floe_meta WHERE key = $8 AND EXISTS (SELECT 1 FROM seq)), \
+         kept AS (INSERT INTO floe_meta (key, value) SELECT $6, $7 FROM seq WHERE $6 IS NOT NULL \
+                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value) \
+         SELECT v FROM seq"
+    )
+}
+
+pub(super) static CAS_MOVE: LazyLock<String> = LazyLock::new(|| {
+    cas_statement(
+        "UPDATE floe_refs SET head = $3, record = $4 \
+         WHERE name = $1 AND head = $2 AND {claimed} RETURNING 1",
+    )
+});
+pub(super) static CAS_CREATE: LazyLock<String> = LazyLock::new(|| {
+    cas_statement(
+        "INSERT INTO floe_refs (name, head, record) SELECT $1, $3, $4 \
+         WHERE $2 IS NULL AND {claimed} ON CONFLICT (name) DO NOTHING RETURNING 1",
+    )
+});
+pub(super) static CAS_DELETE: LazyLock<String> = LazyLock::new(|| {
+    cas_statement(
+        "DELETE FROM floe_refs \
+         WHERE name = $1 AND head = $2 AND $3 IS NULL AND $4 IS NULL AND {claimed} RETURNING 1",
+    )
+});
+/// Expected absent and stays absent: logged only if the ref does not exist.
+pub(super) static CAS_ABSENT: LazyLock<String> = LazyLock::new(|| {
+    cas_statement(
+        "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM floe_refs WHERE name = $1) \
+         AND $2 IS NULL AND $3 IS NULL AND $4 IS NULL AND {claimed}",
+    )
+});
