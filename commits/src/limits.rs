@@ -80,6 +80,11 @@ pub const SEQUENCERS_MAX: usize = 4_096;
 /// Decoded commits kept in memory by a store.
 pub const COMMIT_CACHE_ENTRIES_MAX: usize = 65_536;
 
+/// Content values (a table's metadata location, ...) kept decoded: what a loadTable reads
+/// after the key index, so that on a remote backend a load is one ref read. Values are
+/// small (a location); the bound is on entries.
+pub const CONTENT_CACHE_ENTRIES_MAX: usize = 16_384;
+
 /// Commits one log call examines (matching or not) before it returns a page token.
 pub const LOG_SCAN_MAX: usize = 10_000;
 

@@ -215,6 +215,7 @@ pub struct Store {
     clock: Arc<dyn Clock>,
     nodes: ObjectCache<Node>,
     commits: ObjectCache<Commit>,
+    contents: ObjectCache<Content>,
     graph: Mutex<CommitGraph>,
     sequencers: Mutex<HashMap<RefName, Arc<Mutex<()>>>>,
 }
@@ -226,6 +227,7 @@ impl Store {
             clock,
             nodes: ObjectCache::new(NODE_CACHE_ENTRIES_MAX),
             commits: ObjectCache::new(COMMIT_CACHE_ENTRIES_MAX),
+            contents: ObjectCache::new(CONTENT_CACHE_ENTRIES_MAX),
             graph: Mutex::new(CommitGraph::default()),
             sequencers: Mutex::new(HashMap::new()),
         }
@@ -332,11 +334,16 @@ impl Store {
     }
 
     pub fn content(&self, hash: &Hash) -> Result<Content, ReadError> {
+        if let Some(c) = self.contents.get(hash) {
+            return Ok((*c).clone());
+        }
         let bytes = self
             .read_object(hash)?
             .ok_or(StorageError::Missing(*hash))?;
-        Ok(Content::decode(&bytes)
-            .map_err(|e| StorageError::corrupt(Some(*hash), e.0.to_owned()))?)
+        let content = Content::decode(&bytes)
+            .map_err(|e| StorageError::corrupt(Some(*hash), e.0.to_owned()))?;
+        self.contents.insert(*hash, Arc::new(content.clone()));
+        Ok(content)
     }
 
     /// Resolves a hash prefix to the one commit it names.
@@ -460,6 +467,31 @@ impl NodeSource for Store {
         })?);
         self.nodes.insert(*hash, node.clone());
         Ok(node)
+    }
+
+    /// On a shared (remote) backend, reads the nodes not cached yet in one round trip,
+    /// each checked against its hash before it is decoded and cached. A failure is left
+    /// to the reads that follow, which report it.
+    fn prefetch(&self, hashes: &[Hash]) {
+        if !self.backend.is_shared() {
+            return;
+        }
+        let missing: Vec<Hash> = hashes
+            .iter()
+            .filter(|h| self.nodes.get(h).is_none())
+            .copied()
+            .collect();
+        if missing.len() < 2 {
+            return;
+        }
+        let Ok(found) = self.backend.get_objects(&missing) else {
+            return;
+        };
+        let nodes = missing.iter().zip(found).filter_map(|(hash, bytes)| {
+            let bytes = bytes.filter(|b| Hash::of(b) == *hash)?;
+            Some((*hash, Arc::new(Node::decode(bytes).ok()?)))
+        });
+        self.nodes.insert_many(nodes);
     }
 }
 

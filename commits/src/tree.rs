@@ -249,6 +249,24 @@ pub enum TreeError {
 /// Where tree algorithms read nodes from: the store's cache over its backend.
 pub trait NodeSource {
     fn node(&self, hash: &Hash) -> Result<Arc<Node>, TreeError>;
+
+    /// A hint: these nodes are about to be read, in order (a scan's next siblings). A
+    /// source behind a network reads them in one round trip; the default does nothing.
+    fn prefetch(&self, hashes: &[Hash]) {
+        let _ = hashes;
+    }
+}
+
+/// How many of a scan's next siblings a cursor announces (`NodeSource::prefetch`).
+const PREFETCH_SIBLINGS: usize = 16;
+
+/// Announces the children of `parent` from `from` on (at most `PREFETCH_SIBLINGS`).
+fn prefetch_children(src: &dyn NodeSource, parent: &Node, from: usize) {
+    let end = parent.len().min(from + PREFETCH_SIBLINGS);
+    if from + 1 < end {
+        let hashes: Vec<Hash> = (from..end).map(|i| parent.child(i)).collect();
+        src.prefetch(&hashes);
+    }
 }
 
 /// Nodes created by an edit, waiting to be written before the ref moves.
@@ -377,6 +395,10 @@ impl Cursor {
         while node.level() > level {
             let i = node.child_for(key);
             hash = node.child(i);
+            if node.level() == level + 1 {
+                // The scan goes on through this node's next children.
+                prefetch_children(src, &node, i);
+            }
             let child = src.node(&hash)?;
             path.push((node, i));
             node = child;
@@ -402,6 +424,9 @@ impl Cursor {
         self.path[depth].1 += 1;
         loop {
             let (parent, i) = self.path.last().expect("path is not empty");
+            if parent.level() == self.node.level() + 1 && i % PREFETCH_SIBLINGS == 0 {
+                prefetch_children(src, parent, *i);
+            }
             let hash = parent.child(*i);
             let child = src.node(&hash)?;
             if child.level() == self.node.level() {
