@@ -533,6 +533,8 @@ mod tests {
     struct Recording {
         inner: MemoryBackend,
         waits: Mutex<Vec<(RefName, Option<Hash>)>>,
+        /// Objects read one by one, batches read, and objects read in batches.
+        reads: Mutex<(usize, usize, usize)>,
     }
 
     impl Backend for Recording {
@@ -540,7 +542,17 @@ mod tests {
             self.inner.put_objects(objects)
         }
         fn get_object(&self, hash: &Hash) -> BackendResult<Option<Bytes>> {
+            self.reads.lock().0 += 1;
             self.inner.get_object(hash)
+        }
+        fn get_objects(&self, hashes: &[Hash]) -> BackendResult<Vec<Option<Bytes>>> {
+            let mut reads = self.reads.lock();
+            reads.1 += 1;
+            reads.2 += hashes.len();
+            hashes.iter().map(|h| self.inner.get_object(h)).collect()
+        }
+        fn is_shared(&self) -> bool {
+            self.inner.is_shared()
         }
         fn scan_objects(&self, from: &Hash, limit: usize) -> BackendResult<Vec<Hash>> {
             self.inner.scan_objects(from, limit)
@@ -672,6 +684,63 @@ mod tests {
                 .is_err()
         );
         assert_eq!(waits(), []);
+    }
+
+    /// On a shared (remote) backend a scan reads the nodes it walks through in batches,
+    /// not one round trip per node; on another, one by one as before.
+    #[test]
+    fn scans_on_a_shared_backend_read_sibling_nodes_in_batches() {
+        for shared in [true, false] {
+            let backend = Arc::new(Recording {
+                inner: if shared {
+                    MemoryBackend::shared()
+                } else {
+                    MemoryBackend::new()
+                },
+                ..Recording::default()
+            });
+            let writer = store_over(backend.clone());
+            let ctx = WriteCtx::principal("t");
+            for chunk in 0..5u128 {
+                let ops = (0..1_000u128)
+                    .map(|i| Op::Put {
+                        key: ContentKey::new([format!("n{:05}", chunk * 1_000 + i)]).unwrap(),
+                        content: Content::namespace(
+                            crate::ContentId::from_u128(chunk * 1_000 + i + 1),
+                            BTreeMap::new(),
+                        ),
+                        expect: Expect::Absent,
+                    })
+                    .collect();
+                writer
+                    .commit(&name("main"), None, ops, CommitMeta::new("t", "m", 0), &ctx)
+                    .unwrap();
+            }
+            // A second store over the same backend: nothing cached.
+            let reader = store_over(backend.clone());
+            let head = reader.get_ref(&name("main")).unwrap().head;
+            *backend.reads.lock() = (0, 0, 0);
+            let (mut seen, mut after) = (0, None);
+            loop {
+                let page = reader.entries(head, None, after.as_ref(), 1_000).unwrap();
+                seen += page.items.len();
+                match page.next {
+                    Some(k) => after = Some(k),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, 5_000);
+            let (singles, batches, batched) = *backend.reads.lock();
+            if shared {
+                assert!(
+                    batches > 0 && batched > 4 * singles,
+                    "{singles} single reads, {batches} batches of {batched}"
+                );
+            } else {
+                assert_eq!((batches, batched), (0, 0));
+                assert!(singles > 10, "{singles}");
+            }
+        }
     }
 
     #[test]
