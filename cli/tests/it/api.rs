@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Reply, Running, key, send_and_drop};
+use crate::harness::{Reply, Running, key, merge_in_thread, send_and_drop};
 
 /// Every error body has the one shape: a stable type, a message, an id, the status.
 fn assert_error(r: &Reply, status: u16, kind: &str) {
@@ -790,28 +790,7 @@ fn two_clients_merging_with_the_same_expected_head_one_wins_the_other_gets_409()
     for round in 0..5 {
         let head = s.head("main");
         let url = s.url();
-        let merge = |source: &'static str| {
-            let head = head.clone();
-            let url = url.clone();
-            std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .build()
-                    .into();
-                let mut r = agent
-                    .post(format!("{url}/api/v1/trees/main/merge"))
-                    .content_type("application/json")
-                    .send(
-                        json!({"source": source, "expectedHead": head, "strategy": "no-ff"})
-                            .to_string(),
-                    )
-                    .unwrap();
-                let status = r.status().as_u16();
-                let body: Value =
-                    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
-                (status, body)
-            })
-        };
+        let merge = |source: &str| merge_in_thread(url.clone(), source, &head);
         let (a, b) = (merge("one"), merge("two"));
         let mut results = vec![a.join().unwrap(), b.join().unwrap()];
         results.sort_by_key(|(status, _)| *status);

@@ -389,6 +389,43 @@ impl Running {
     }
 }
 
+/// Polls `probe` until it returns something, for at most `limit`: a state another process
+/// reaches, observed (not a sleep standing in for it).
+pub fn eventually<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(t) = probe() {
+            return t;
+        }
+        assert!(start.elapsed() < limit, "not reached within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A no-ff merge of `source` into `main` expecting `head`, on a thread of its own (two
+/// race): its status and body.
+pub fn merge_in_thread(
+    url: String,
+    source: &str,
+    head: &str,
+) -> std::thread::JoinHandle<(u16, Value)> {
+    let body = serde_json::json!({"source": source, "expectedHead": head, "strategy": "no-ff"});
+    std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut r = agent
+            .post(format!("{url}/api/v1/trees/main/merge"))
+            .content_type("application/json")
+            .send(body.to_string())
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        (status, body)
+    })
+}
+
 /// `floe serve` on a free port over `data_dir`, with `extra` flags. With
 /// `FLOE_TEST_STORE=postgres` (`.ci/run`'s PostgreSQL phase) the catalog lives on the test
 /// PostgreSQL (`FLOE_TEST_PG`), in a schema named after the data folder, so a restart

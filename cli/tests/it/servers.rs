@@ -4,11 +4,11 @@
 //! once; a killed server's run is settled by another after its lease.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Running, key};
+use crate::harness::{Running, eventually, key, merge_in_thread};
 
 /// Servers sharing one catalog schema and one warehouse.
 struct Cluster {
@@ -59,19 +59,6 @@ impl Cluster {
     }
 }
 
-/// Polls `probe` until it returns something, for at most `limit` (a state another process
-/// reaches, observed; not a sleep standing in for it).
-fn eventually<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(t) = probe() {
-            return t;
-        }
-        assert!(start.elapsed() < limit, "not reached within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn what_one_server_writes_the_others_read_at_once() {
     let c = Cluster::start(3, &[]);
@@ -119,27 +106,7 @@ fn merges_racing_through_two_servers_exactly_one_wins() {
     b.namespace("two", "y");
     for round in 0..5 {
         let head = a.head("main");
-        let merge = |via: &Running, source: &str| {
-            let (url, head, source) = (via.url(), head.clone(), source.to_owned());
-            std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .build()
-                    .into();
-                let mut r = agent
-                    .post(format!("{url}/api/v1/trees/main/merge"))
-                    .content_type("application/json")
-                    .send(
-                        json!({"source": source, "expectedHead": head, "strategy": "no-ff"})
-                            .to_string(),
-                    )
-                    .unwrap();
-                let status = r.status().as_u16();
-                let body: Value =
-                    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
-                (status, body)
-            })
-        };
+        let merge = |via: &Running, source: &str| merge_in_thread(via.url(), source, &head);
         let (x, y) = (merge(a, "one"), merge(b, "two"));
         let mut results = vec![x.join().unwrap(), y.join().unwrap()];
         results.sort_by_key(|(status, _)| *status);
