@@ -609,7 +609,7 @@ fn the_error_table() {
         DuplicateImport        409 AlreadyExistsException 409 
         ImportRootRequired     403 ForbiddenException     403 
         OutsideImportRoots     403 ForbiddenException     403 
-        Unavailable            503 ServiceUnavailableException 503 
+        Unavailable            503 ServiceUnavailableException 503 retry-after (iceberg too)
         InternalError          500 InternalServerError    500 "#]]
     .assert_eq(&rows.join("\n"));
 }
