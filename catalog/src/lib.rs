@@ -55,7 +55,8 @@ pub use namespaces::{Namespace, PropertiesUpdate, PropertiesUpdated};
 pub use run_state::RunState;
 pub use runs::{
     Landed, Landing, RUN_ID_PROPERTY, RUN_PART_PROPERTY, RUN_REVERTED_PROPERTY,
-    RUN_SOURCE_PROPERTY, Retention, RetentionReport, RunKind, RunRecord, RunReverted, StoredAnswer,
+    RUN_SOURCE_PROPERTY, Retention, RetentionReport, RunFile, RunKind, RunRecord, RunReverted,
+    StoredAnswer,
 };
 pub use storage::{WAREHOUSE_ROOT_PROP, WarehouseStorage, WarehouseStorageFactory};
 pub use tables::{LoadedTable, TableChange, TableCreate};

@@ -31,6 +31,7 @@ use crate::refs::branch_of;
 pub use crate::run_state::RunState;
 
 mod answers;
+mod files;
 mod landing;
 mod retention;
 mod revert;
@@ -38,6 +39,7 @@ mod revert;
 mod tests;
 
 pub use answers::StoredAnswer;
+pub use files::RunFile;
 pub use landing::{Landed, Landing};
 pub(crate) use retention::MaintenanceCursor;
 pub use retention::{Retention, RetentionReport};

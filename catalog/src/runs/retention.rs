@@ -200,6 +200,7 @@ impl Catalog {
     /// Deletes a run's stored answer, then its record if it is still `stored` (false when
     /// it changed meanwhile, say by a promotion: the next pass looks again).
     fn forget_run(&self, record: &RunRecord, stored: &[u8]) -> CatalogResult<bool> {
+        self.delete_shared_log(&record.id)?;
         if let Some(answer) = &record.stored_answer {
             self.delete_answer(&record.id, answer)?;
         } else {

@@ -59,6 +59,26 @@ fn seed(run: &Running) {
     run.branch("dev", "main");
 }
 
+/// On `run`: `db.t` seeded and the demo project run to its end on `dev`; its id.
+pub(crate) fn finished_run(run: &Running) -> String {
+    seed(run);
+    let dir = project(run, "demo", DEMO);
+    let out = run_floe(
+        run,
+        &[
+            "--json",
+            "run",
+            p(&dir),
+            "--ref",
+            "dev",
+            "--param",
+            "min_id=20",
+        ],
+    );
+    out.expect(0);
+    out.json()["id"].as_str().unwrap().to_owned()
+}
+
 /// On `run`: `db.t` seeded, and a slow run started detached and running; its id.
 pub(crate) fn slow_run_started(run: &Running) -> String {
     seed(run);

@@ -320,3 +320,27 @@ fn a_run_is_cancelled_through_another_server() {
     assert_eq!(seen["state"], "cancelled", "{seen}");
     assert_eq!(a.head("main"), before, "nothing landed");
 }
+
+#[test]
+fn a_runs_log_and_code_read_through_another_server() {
+    let c = Cluster::start(2, &[]);
+    let (a, b) = (&c.servers[0], &c.servers[1]);
+    let id = crate::pipelines::finished_run(a);
+    let here = a.get_text(&format!("/api/v1/runs/{id}/logs"));
+    assert!(here.contains("ended"), "{here}");
+    // Kept in the catalog when the run ended (just after its record did).
+    let there = eventually(Duration::from_secs(30), || {
+        let text = b.get_text(&format!("/api/v1/runs/{id}/logs"));
+        (!text.is_empty()).then_some(text)
+    });
+    assert_eq!(there, here);
+    let code = |server: &Running| {
+        let mut r = ureq::get(format!("{}/api/v1/runs/{id}/code", server.url()))
+            .call()
+            .unwrap();
+        r.body_mut().read_to_vec().unwrap()
+    };
+    let (ours, theirs) = (code(a), code(b));
+    assert!(!ours.is_empty());
+    assert_eq!(theirs, ours, "the code snapshot through the other server");
+}

@@ -50,6 +50,11 @@ const UNLOCKED: &[(&str, &str, &str)] = &[
     ),
     (
         "Catalog",
+        "share_run_file",
+        "the executing server keeps its own run's log and code for the other servers",
+    ),
+    (
+        "Catalog",
         "cancel_taken",
         "the executing server, once it acted on a cancel request of its own run",
     ),

@@ -58,10 +58,29 @@ impl Runner {
         }
         let _ = std::fs::remove_dir_all(&scratch);
         log.line(log::RUN, "info", "ended");
+        self.share_log(&id).await;
         // Followers read to the end before the run leaves the live ones.
         self.inner.live.lock().remove(&id);
         self.inner.cancels.lock().remove(&id);
         self.leave_queue(&id);
+    }
+
+    /// Keeps the ended run's log for the other servers when servers share the catalog
+    /// (`floe run logs` through any of them). Best effort: this server still has it.
+    async fn share_log(&self, id: &str) {
+        if !self.inner.catalog.is_shared() {
+            return;
+        }
+        let (catalog, path, run) = (self.inner.catalog.clone(), self.log_path(id), id.to_owned());
+        let shared = blocking(move || {
+            let bytes = std::fs::read(&path)
+                .map_err(|e| RunError::Io(format!("reading the run's log: {e}")))?;
+            Ok(catalog.share_run_file(floe_catalog::RunFile::Log, &run, &bytes)?)
+        })
+        .await;
+        if let Err(e) = shared {
+            tracing::warn!(error = %e, "keeping the run's log for the other servers failed");
+        }
     }
 
     /// Forks, runs the nodes, lands. `Err` says why the run failed (it is recorded so).

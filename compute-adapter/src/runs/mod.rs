@@ -559,6 +559,11 @@ impl Runner {
 
     /// Keeps a code snapshot (content-addressed: written once, atomically, flushed).
     fn keep_code(&self, hash: &str, bytes: &[u8]) -> Result<(), RunError> {
+        // For the other servers too, when servers share the catalog (`floe run rerun`
+        // through any of them).
+        self.inner
+            .catalog
+            .share_run_file(floe_catalog::RunFile::Code, hash, bytes)?;
         let path = self.code_path(hash);
         if let Ok(file) = std::fs::File::options().write(true).open(&path) {
             // Kept already (the same project again): young again, so a sweep running now

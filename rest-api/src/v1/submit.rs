@@ -317,6 +317,27 @@ mod compute {
         };
         let path = state.runner.log_path(&record.id);
         let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+        let here = tokio::fs::try_exists(&path).await.unwrap_or(false);
+        if !here && state.catalog.is_shared() {
+            // Another server runs (or ran) it: its log once it ended, kept in the catalog.
+            let principal = write::principal(&headers);
+            if follow
+                && record.state.is_live()
+                && let Err(e) = state.runner.wait(&principal, &record.id).await
+            {
+                return ApiError::from(e).into_response();
+            }
+            let (catalog, id) = (state.catalog.clone(), record.id.clone());
+            let kept = tokio::task::spawn_blocking(move || {
+                catalog.shared_run_file(&principal, &id, floe_catalog::RunFile::Log, &id)
+            })
+            .await;
+            return match kept {
+                Ok(Ok(bytes)) => (StatusCode::OK, text, bytes.unwrap_or_default()).into_response(),
+                Ok(Err(e)) => ApiError::from(e).into_response(),
+                Err(e) => ApiError::internal(&e).into_response(),
+            };
+        }
         if !follow || !record.state.is_live() {
             let bytes = tokio::fs::read(&path).await.unwrap_or_default();
             return (StatusCode::OK, text, bytes).into_response();
@@ -447,7 +468,24 @@ mod compute {
             )
             .into_response();
         };
-        match tokio::fs::read(state.runner.code_path(&code)).await {
+        let mut read = tokio::fs::read(state.runner.code_path(&code)).await;
+        if read.is_err() && state.catalog.is_shared() {
+            // Kept by the server the run was submitted to.
+            let (catalog, principal, id) = (
+                state.catalog.clone(),
+                write::principal(&headers),
+                record.id.clone(),
+            );
+            let hash = code.clone();
+            if let Ok(Ok(Some(bytes))) = tokio::task::spawn_blocking(move || {
+                catalog.shared_run_file(&principal, &id, floe_catalog::RunFile::Code, &hash)
+            })
+            .await
+            {
+                read = Ok(bytes);
+            }
+        }
+        match read {
             Ok(bytes) => (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/x-tar")],
