@@ -357,6 +357,14 @@ impl Catalog {
                     Some(commit) => {
                         self.finish_run(&record, RunState::Succeeded, Some(commit), None)?
                     }
+                    // Another server's (its lease ran out): fenced on what was read.
+                    None if let Some(owner) = record.owner.as_deref()
+                        && owner != self.server_id() =>
+                    {
+                        if !self.settle_orphan(&record, bytes, owner)? {
+                            continue;
+                        }
+                    }
                     None => self.end_unlanded(
                         &record,
                         RunState::Failed,

@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::Catalog;
 use crate::auth::{Action, Principal, Target};
 use crate::error::{CatalogError, CatalogResult};
-use crate::limits::{META_PAGE_MAX, QUOTED_CHARS_MAX, RUN_LIST_SCAN_MAX, RUN_SOURCE_BYTES_MAX};
+use crate::limits::{
+    META_PAGE_MAX, QUOTED_CHARS_MAX, RUN_ERROR_BYTES_MAX, RUN_LIST_SCAN_MAX, RUN_SOURCE_BYTES_MAX,
+};
 use crate::refs::branch_of;
 pub use crate::run_state::RunState;
 
@@ -408,6 +410,32 @@ impl Catalog {
 
     /// Writes a record. Every field that could grow is bounded where it is set, so a record
     /// always fits one meta value; a failure here is an error the caller reports.
+    /// Settles as failed a run whose server stopped renewing its lease, fenced: only if
+    /// its record is still `stored` (what this pass read), so a write its server made
+    /// meanwhile (it was paused, not dead, and ended the run) is never overwritten. False
+    /// when the record changed.
+    pub(super) fn settle_orphan(
+        &self,
+        record: &RunRecord,
+        stored: &[u8],
+        owner: &str,
+    ) -> CatalogResult<bool> {
+        let failed = RunRecord {
+            state: RunState::Failed,
+            finished_ms: Some(self.now_ms()),
+            error: Some(bounded(
+                &format!("the server {owner} running it stopped; nothing landed"),
+                RUN_ERROR_BYTES_MAX,
+            )),
+            ..record.clone()
+        };
+        Ok(self.store.meta_cas(
+            &record_key(&record.id),
+            Some(stored),
+            Some(&encode_record(&failed)?),
+        )?)
+    }
+
     fn put_record(&self, record: &RunRecord) -> CatalogResult<()> {
         self.store
             .meta_put(&record_key(&record.id), &encode_record(record)?)?;

@@ -151,13 +151,8 @@ impl Catalog {
             } else if let Some(owner) = record.owner.as_deref()
                 && owner != self.server_id()
                 && !self.owner_alive(Some(owner))?
+                && self.settle_orphan(record, stored, owner)?
             {
-                // Its server stopped renewing its lease (killed, or cut off): nobody runs it.
-                self.end_unlanded(
-                    record,
-                    RunState::Failed,
-                    &format!("the server {owner} running it stopped; nothing landed"),
-                )?;
                 report.settled_runs += 1;
             }
             return Ok(());
