@@ -30,6 +30,7 @@ mod servers;
 mod storage;
 pub mod sts;
 mod table_files;
+mod table_merge;
 mod tables;
 mod views;
 mod warehouse;
@@ -59,6 +60,10 @@ pub use runs::{
     StoredAnswer,
 };
 pub use storage::{WAREHOUSE_ROOT_PROP, WarehouseStorage, WarehouseStorageFactory};
+pub use table_merge::{
+    ISOLATION_PROPERTY, Isolation, SOURCE_SNAPSHOT_ID, TABLES_PROPERTY, TableMergeOptions,
+    TableMergeReport, reports_of,
+};
 pub use tables::{LoadedTable, TableChange, TableCreate};
 pub use views::{LoadedView, ViewCreate, ViewRequirement};
 pub use warehouse::{Warehouse, WarehouseError, WarehouseEvent, WarehouseHook};

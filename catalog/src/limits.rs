@@ -145,6 +145,10 @@ pub const TOKENS_MAX: usize = 10_000;
 /// appear in every log line of a request.
 pub const NAME_BYTES_MAX: usize = 256;
 
+/// Snapshots a side of an Iceberg-aware merge may have made since the merge base: beyond
+/// it the table conflicts (`history-unknown`) rather than reading an unbounded history.
+pub const TABLE_MERGE_SNAPSHOTS_MAX: usize = 10_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

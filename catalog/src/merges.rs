@@ -1,14 +1,13 @@
 //! Merge, cherry-pick and revert onto a branch. The source of a merge may be any ref spec;
 //! the target is a branch by name. Expected heads are strict (the store's rule).
 
-use floe_commits::{
-    CommitMeta, CommitOutcome, ConflictResolver, Hash, MergeOptions, MergeOutcome, RefName, RefSpec,
-};
+use floe_commits::{CommitMeta, CommitOutcome, Hash, MergeOptions, MergeOutcome, RefName, RefSpec};
 
 use crate::auth::{Action, Principal, Target};
 use crate::error::{CatalogError, CatalogResult};
 use crate::idempotency::IdemRequest;
 use crate::refs::branch_of;
+use crate::table_merge::{TableMerge, TableMergeOptions, TableMergeReport};
 use crate::{Authored, Catalog};
 
 /// A merge as a caller asks for it. `options.meta` carries the message and properties;
@@ -18,6 +17,8 @@ pub struct MergeRequest {
     pub expected_head: Option<Hash>,
     pub options: MergeOptions,
     pub author: Option<String>,
+    /// How tables both sides changed are merged (DESIGN §10).
+    pub tables: TableMergeOptions,
 }
 
 impl Catalog {
@@ -32,7 +33,8 @@ impl Catalog {
         Ok(name.clone())
     }
 
-    /// Merges what `source` names into the branch `target`. Returns the source commit too.
+    /// Merges what `source` names into the branch `target`. Returns the source commit too,
+    /// and what the merge did with each table both sides changed.
     pub fn merge(
         &self,
         principal: &Principal,
@@ -40,7 +42,7 @@ impl Catalog {
         target: &RefSpec,
         request: &MergeRequest,
         idempotency: Option<&IdemRequest>,
-    ) -> CatalogResult<(Hash, MergeOutcome)> {
+    ) -> CatalogResult<(Hash, MergeOutcome, Vec<TableMergeReport>)> {
         let into = self.authorize_branch_write(principal, Action::Merge, target)?;
         CatalogError::check_user_properties(request.options.meta.properties.keys())?;
         let from = self.read_at(principal, source)?.hash;
@@ -58,15 +60,27 @@ impl Catalog {
             ..self.meta(principal, &authored, String::new())
         };
         let ctx = self.write_ctx(principal, idempotency, &from.to_hex());
+        let resolver = TableMerge::new(self, request.tables, options.dry_run);
         let outcome = self.store.merge(
             from,
             &into,
             request.expected_head,
             &options,
-            &ConflictResolver,
+            &resolver,
             &ctx,
-        )?;
-        Ok((from, outcome))
+        );
+        let (tables, failure) = resolver.finish();
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let outcome = outcome?;
+        // Only the tables the landed merge holds (a retry after a lost race computes them
+        // again, at the new head): what the merge commit records.
+        let tables = tables
+            .into_iter()
+            .filter(|t| outcome.changes.iter().any(|c| c.key == t.key))
+            .collect();
+        Ok((from, outcome, tables))
     }
 
     /// Applies the change `commit` made (against its first parent) onto `onto`.

@@ -175,7 +175,7 @@ impl Catalog {
     }
 
     /// A metadata file, from the cache or the warehouse (then cached).
-    fn read_metadata(
+    pub(crate) fn read_metadata(
         &self,
         key: &ContentKey,
         location: &str,
@@ -564,7 +564,7 @@ impl Catalog {
         Ok((table, content))
     }
 
-    fn write_metadata(
+    pub(crate) fn write_metadata(
         &self,
         location: &MetadataLocation,
         metadata: &TableMetadata,
@@ -652,7 +652,7 @@ fn table_id(metadata: &TableMetadata) -> ContentId {
     ContentId(metadata.uuid().into_bytes())
 }
 
-fn table_content(id: ContentId, metadata_location: &str, m: &TableMetadata) -> Content {
+pub(crate) fn table_content(id: ContentId, metadata_location: &str, m: &TableMetadata) -> Content {
     Content {
         id,
         payload: Payload::IcebergTable(TablePayload {

@@ -322,7 +322,7 @@ impl World {
                     .catalog()
                     .merge(&self.who, &from, &spec("main"), &request, None)
                 {
-                    Ok((_, o)) if o.kind == MergeKind::NothingToMerge => "nothing",
+                    Ok((_, o, _)) if o.kind == MergeKind::NothingToMerge => "nothing",
                     Ok(_) => "ok",
                     Err(e) => refusal(&e),
                 }

@@ -263,6 +263,29 @@ pub struct MergeArgs {
     /// The merge commit's message.
     #[arg(short = 'm', long)]
     pub message: Option<String>,
+    /// Take the source's side for this key (a table, a view, a namespace); repeatable.
+    #[arg(long, value_name = "KEY")]
+    pub take_source: Vec<String>,
+    /// Keep the target's side for this key; repeatable.
+    #[arg(long, value_name = "KEY")]
+    pub keep_target: Vec<String>,
+    /// For Iceberg tables both sides changed: which concurrent changes conflict (default:
+    /// the table's `floe.merge.isolation-level`, else serializable).
+    #[arg(long, value_enum)]
+    pub isolation: Option<IsolationArg>,
+    /// Do not merge Iceberg tables both sides changed at the level of their files: such a
+    /// table conflicts like any key.
+    #[arg(long)]
+    pub no_table_merge: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IsolationArg {
+    /// Changes that read rows the other side added (overwrites by filter, row deletes)
+    /// conflict with those additions, as Iceberg's writers validate.
+    Serializable,
+    /// Only changes to the same files conflict.
+    Snapshot,
 }
 
 #[derive(Debug, clap::Args)]

@@ -80,6 +80,23 @@ fn hint(body: &Value) {
                 if let Some(o) = c["otherKey"].as_str() {
                     why.push_str(&format!(" (see {o})"));
                 }
+                let reason = &c["reason"];
+                if let Some(rule) = reason["rule"].as_str() {
+                    why.push_str(&format!(
+                        ": {rule}: {}",
+                        reason["message"].as_str().unwrap_or("")
+                    ));
+                    let involved: Vec<&str> = reason["involved"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
+                    if !involved.is_empty() {
+                        why.push_str(&format!(" [{}]", involved.join("; ")));
+                    }
+                    if let Some(h) = reason["hint"].as_str() {
+                        why.push_str(&format!("; to resolve: {h}"));
+                    }
+                }
                 vec![
                     "  ".to_owned(),
                     style.bad(c["key"].as_str().unwrap_or("")),
@@ -460,14 +477,29 @@ fn merge(ctx: &Ctx, args: MergeArgs) -> Result<(), Failure> {
         OnConflict::Source => "source",
         OnConflict::Target => "target",
     };
+    let mut resolutions = serde_json::Map::new();
+    for k in &args.take_source {
+        resolutions.insert(k.clone(), json!("source"));
+    }
+    for k in &args.keep_target {
+        resolutions.insert(k.clone(), json!("target"));
+    }
     let mut body = json!({
         "source": args.source,
         "dryRun": args.dry_run,
         "strategy": strategy,
         "onConflict": on_conflict,
+        "resolutions": resolutions,
+        "tableMerge": !args.no_table_merge,
     });
     if let Some(m) = args.message {
         body["message"] = Value::String(m);
+    }
+    if let Some(i) = args.isolation {
+        body["isolation"] = json!(match i {
+            crate::IsolationArg::Serializable => "serializable",
+            crate::IsolationArg::Snapshot => "snapshot",
+        });
     }
     let answer = ctx
         .write(
@@ -504,6 +536,21 @@ fn merge(ctx: &Ctx, args: MergeArgs) -> Result<(), Failure> {
     }
     let changes = v["changes"].as_array().cloned().unwrap_or_default();
     table(&change_rows(ctx, &changes));
+    for t in v["tables"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "table {} {would}merged file by file ({}): {} data and {} delete file(s) added, {} removed, in {} snapshot(s) from {} of the source's",
+            t["key"].as_str().unwrap_or(""),
+            t["isolation"].as_str().unwrap_or(""),
+            t["dataFilesAdded"],
+            t["deleteFilesAdded"],
+            t["filesRemoved"],
+            t["snapshotsReplayed"],
+            t["sourceSnapshots"],
+        );
+        for w in t["warnings"].as_array().cloned().unwrap_or_default() {
+            println!("  warning: {}", w.as_str().unwrap_or(""));
+        }
+    }
     Ok(())
 }
 

@@ -218,6 +218,26 @@ pub struct Conflict {
     /// The other key involved (the key already holding a duplicate id, the key under a
     /// namespace that is not empty).
     pub other_key: Option<ContentKey>,
+    /// For merges: why the content's own merge (a `Resolver`) refused the key.
+    pub reason: Option<Box<ConflictReason>>,
+}
+
+/// Why a resolver refused to merge a key both sides changed: the rule that caught it, in
+/// words a user acts on (DESIGN §10: an Iceberg table's conflict names the rule, both
+/// sides' operations, the first files or partitions involved and what to do).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConflictReason {
+    /// A stable name of the rule (`overwrite-vs-append`, `schema-changes-differ`, ...).
+    pub rule: String,
+    /// One sentence: what both sides did that cannot be combined.
+    pub message: String,
+    /// The source's and the target's operations since the merge base, oldest first.
+    pub source_operations: Vec<String>,
+    pub target_operations: Vec<String>,
+    /// The first files, partitions or fields involved.
+    pub involved: Vec<String>,
+    /// What to do about it.
+    pub hint: String,
 }
 
 impl Conflict {
@@ -231,6 +251,7 @@ impl Conflict {
             source_change: None,
             target_change: None,
             other_key: None,
+            reason: None,
         }
     }
 
@@ -256,6 +277,9 @@ impl fmt::Display for Conflict {
         }
         if let Some(o) = &self.other_key {
             write!(f, " (see {o})")?;
+        }
+        if let Some(r) = &self.reason {
+            write!(f, " ({}: {})", r.rule, r.message)?;
         }
         Ok(())
     }

@@ -61,7 +61,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use content::{
     Content, ContentId, ContentKind, ContentRef, Payload, TablePayload, ViewPayload,
 };
-pub use error::{ChangeKind, Conflict, ConflictKind, Expect, ReadError, StorageError, WriteError};
+pub use error::{
+    ChangeKind, Conflict, ConflictKind, ConflictReason, Expect, ReadError, StorageError, WriteError,
+};
 pub use hash::{ContentHash, Hash, HashPrefix};
 pub use key::{ContentKey, KeyError};
 pub use memory::MemoryBackend;

@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use crate::backend::RefOperation;
 use crate::content::{Content, ContentRef};
-use crate::error::{ChangeKind, Conflict, ConflictKind, Expect, WriteError};
+use crate::error::{ChangeKind, Conflict, ConflictKind, ConflictReason, Expect, WriteError};
 use crate::hash::Hash;
 use crate::key::ContentKey;
 use crate::limits::COMMIT_CAS_RETRIES_MAX;
@@ -75,9 +75,15 @@ pub enum Resolved {
     KeepTarget,
     /// A merged value (for example, Iceberg metadata combined by the catalog).
     Content(Content),
+    /// The content's own merge refuses the key, and says why.
+    Conflict(ConflictReason),
 }
 
 /// Decides keys both sides changed; the catalog may implement it per content kind.
+///
+/// With several merge bases it is asked once per base; a key is resolved only when every
+/// base gives the same answer, so a resolver that writes what it resolves should name it
+/// by what it was computed from. An error stops the merge (nothing lands).
 pub trait Resolver: Send + Sync {
     fn resolve(
         &self,
@@ -85,7 +91,13 @@ pub trait Resolver: Send + Sync {
         base: Option<&ContentRef>,
         source: Option<&ContentRef>,
         target: Option<&ContentRef>,
-    ) -> Option<Resolved>;
+    ) -> Result<Option<Resolved>, WriteError>;
+
+    /// Properties the merge commit carries about what the resolver did for `changes` (the
+    /// keys the merge changes on the target).
+    fn commit_properties(&self, _changes: &[KeyChange]) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
 }
 
 /// The default resolver: every key both sides changed is a conflict.
@@ -99,8 +111,8 @@ impl Resolver for ConflictResolver {
         _: Option<&ContentRef>,
         _: Option<&ContentRef>,
         _: Option<&ContentRef>,
-    ) -> Option<Resolved> {
-        None
+    ) -> Result<Option<Resolved>, WriteError> {
+        Ok(None)
     }
 }
 
@@ -278,6 +290,7 @@ impl Store {
             }
             meta.properties
                 .insert(MERGE_SOURCE.to_owned(), source.to_string());
+            meta.properties.extend(resolver.commit_properties(&changes));
             meta.check()?;
             let kind = if squash {
                 MergeKind::Squashed
@@ -441,7 +454,13 @@ impl Store {
                             s.before.as_ref(),
                             s.after.as_ref(),
                             t.after.as_ref(),
-                        ),
+                        )?,
+                    };
+                    let both_changed = || Conflict {
+                        source_change: ChangeKind::of(s.before.as_ref(), s.after.as_ref()),
+                        target_change: ChangeKind::of(t.before.as_ref(), t.after.as_ref()),
+                        ..Conflict::new(s.key.clone(), ConflictKind::BothChanged)
+                            .with_actual(t.after.as_ref())
                     };
                     let fate = match resolved {
                         Some(Resolved::TakeSource) => Fate::Value(s.after),
@@ -455,12 +474,11 @@ impl Store {
                                 kind: content.kind(),
                             }))
                         }
-                        None => Fate::Conflict(Conflict {
-                            source_change: ChangeKind::of(s.before.as_ref(), s.after.as_ref()),
-                            target_change: ChangeKind::of(t.before.as_ref(), t.after.as_ref()),
-                            ..Conflict::new(s.key.clone(), ConflictKind::BothChanged)
-                                .with_actual(t.after.as_ref())
+                        Some(Resolved::Conflict(reason)) => Fate::Conflict(Conflict {
+                            reason: Some(Box::new(reason)),
+                            ..both_changed()
                         }),
+                        None => Fate::Conflict(both_changed()),
                     };
                     fates.insert(s.key.clone(), fate);
                 }

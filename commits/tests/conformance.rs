@@ -1288,8 +1288,8 @@ mod cases {
                 _: Option<&ContentRef>,
                 _: Option<&ContentRef>,
                 _: Option<&ContentRef>,
-            ) -> Option<Resolved> {
-                (key.name() == "a").then(|| Resolved::Content(table(10, 99)))
+            ) -> Result<Option<Resolved>, WriteError> {
+                Ok((key.name() == "a").then(|| Resolved::Content(table(10, 99))))
             }
         }
         seeded(&fx);

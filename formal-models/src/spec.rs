@@ -315,8 +315,8 @@ impl Resolver for HookResolver {
         _base: Option<&ContentRef>,
         source: Option<&ContentRef>,
         target: Option<&ContentRef>,
-    ) -> Option<Resolved> {
-        match target {
+    ) -> Result<Option<Resolved>, floe_commits::WriteError> {
+        Ok(match target {
             Some(t) => {
                 let id = u32::from_be_bytes(t.id.0[12..].try_into().expect("four bytes"));
                 let merged = merged_by_hook(OContent {
@@ -327,7 +327,7 @@ impl Resolver for HookResolver {
                 Some(Resolved::Content(merged.content()))
             }
             None => source.map(|_| Resolved::TakeSource),
-        }
+        })
     }
 }
 

@@ -403,6 +403,25 @@ pub struct ConflictBody {
     /// The other key involved (a duplicate id's key, a key under a namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub other_key: Option<String>,
+    /// For an Iceberg table both sides of a merge changed: the rule that refused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ConflictReasonBody>,
+}
+
+/// Why a table both sides of a merge changed could not be merged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictReasonBody {
+    /// The rule (`overwrite-vs-append`, `schema-changes-differ`, `property-clash`, ...).
+    pub rule: String,
+    pub message: String,
+    /// The source's and the target's snapshots since the merge base (`<operation> <id>`).
+    pub source_operations: Vec<String>,
+    pub target_operations: Vec<String>,
+    /// The first files, partitions, fields or properties involved.
+    pub involved: Vec<String>,
+    /// What to do.
+    pub hint: String,
 }
 
 impl From<&Conflict> for ConflictBody {
@@ -416,6 +435,14 @@ impl From<&Conflict> for ConflictBody {
             source_change: c.source_change.map(|k| k.as_str().to_owned()),
             target_change: c.target_change.map(|k| k.as_str().to_owned()),
             other_key: c.other_key.as_ref().map(ToString::to_string),
+            reason: c.reason.as_ref().map(|r| ConflictReasonBody {
+                rule: r.rule.clone(),
+                message: r.message.clone(),
+                source_operations: r.source_operations.clone(),
+                target_operations: r.target_operations.clone(),
+                involved: r.involved.clone(),
+                hint: r.hint.clone(),
+            }),
         }
     }
 }

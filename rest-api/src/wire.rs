@@ -416,6 +416,47 @@ pub struct MergeRequestBody {
     pub message: Option<String>,
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// For Iceberg tables both sides changed: `serializable` or `snapshot` (default: the
+    /// target table's `floe.merge.isolation-level`, else `serializable`).
+    #[serde(default)]
+    pub isolation: Option<IsolationBody>,
+    /// Merge Iceberg tables both sides changed at the level of their snapshots and files
+    /// (default); `false`: such a table conflicts like any key.
+    #[serde(default = "yes")]
+    pub table_merge: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IsolationBody {
+    Serializable,
+    Snapshot,
+}
+
+/// What a merge did with an Iceberg table both sides changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableMergeBody {
+    /// The table's key, its elements joined by `.`.
+    pub key: String,
+    pub isolation: IsolationBody,
+    /// Snapshots written on the target (one when the source's change was squashed).
+    pub snapshots_replayed: u64,
+    /// The source's snapshots since the merge base.
+    pub source_snapshots: u64,
+    pub data_files_added: u64,
+    pub delete_files_added: u64,
+    pub files_removed: u64,
+    /// The merged metadata file (for a dry run, where it would be written).
+    pub metadata_location: String,
+    /// Manifest lists and manifests the merge read.
+    pub files_read: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -443,6 +484,9 @@ pub struct MergeResponse {
     pub change_count: u64,
     /// What the merge changes on the target (the first 1000; `diff` pages through all).
     pub changes: Vec<ChangeBody>,
+    /// The Iceberg tables both sides changed, merged at the level of their files.
+    #[serde(default)]
+    pub tables: Vec<TableMergeBody>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

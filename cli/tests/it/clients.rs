@@ -168,3 +168,24 @@ fn slow_imported_tables_read_alike_in_every_client() {
     assert_eq!(outcome["files"][1]["action"], "convert", "{outcome}");
     scenario(&s, "imported_tables.py");
 }
+
+#[test]
+#[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
+fn slow_iceberg_aware_merge_with_pyiceberg_and_duckdb() {
+    let s = Running::start();
+    scenario(&s, "table_merge.py");
+    // The server's side: the merge of m1 is a merge commit that records what it did with
+    // the table, as the answer to a retried request reads it.
+    let log = s.get("/api/v1/trees/main/log?pageSize=500");
+    let merge = log.body["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["properties"]["floe.merge.tables"]
+                .as_str()
+                .is_some_and(|t| t.contains("\"m1\""))
+        })
+        .unwrap_or_else(|| panic!("no merge commit records table m1: {}", log.body));
+    assert_eq!(merge["parents"].as_array().unwrap().len(), 2, "{merge}");
+}

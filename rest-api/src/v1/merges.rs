@@ -3,7 +3,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use floe_catalog::{AppliedRecord, Authored, IdemRequest, MergeRequest};
+use floe_catalog::{
+    AppliedRecord, Authored, IdemRequest, Isolation, MergeRequest, TableMergeOptions,
+    TableMergeReport,
+};
 use floe_commits::merge::MERGE_SOURCE;
 use floe_commits::{
     CommitMeta, Hash, MergeKind, MergeOptions, MergeOutcome, MergeStrategy, RefSpec, Resolution,
@@ -15,8 +18,8 @@ use crate::extract::{self, ApiPath};
 use crate::metrics::Metrics;
 use crate::v1::namespaces::commit_replay;
 use crate::wire::{
-    ChangeBody, CommitResult, MergeKindBody, MergeRequestBody, MergeResponse, ReplayRequestBody,
-    ResolutionBody, StrategyBody,
+    ChangeBody, CommitResult, IsolationBody, MergeKindBody, MergeRequestBody, MergeResponse,
+    ReplayRequestBody, ResolutionBody, StrategyBody, TableMergeBody,
 };
 use crate::write::{self, Call, Ctx, Reply, Write};
 
@@ -68,11 +71,40 @@ fn merge_request(req: MergeRequestBody) -> ApiResult<(RefSpec, MergeRequest)> {
             expected_head: extract::opt_hash(req.expected_head.as_deref(), "expectedHead")?,
             options,
             author: None,
+            tables: TableMergeOptions {
+                enabled: req.table_merge,
+                isolation: req.isolation.map(|i| match i {
+                    IsolationBody::Serializable => Isolation::Serializable,
+                    IsolationBody::Snapshot => Isolation::Snapshot,
+                }),
+            },
         },
     ))
 }
 
-fn merge_response(source: Hash, outcome: &MergeOutcome) -> MergeResponse {
+fn table_body(t: &TableMergeReport) -> TableMergeBody {
+    TableMergeBody {
+        key: t.key.to_string(),
+        isolation: match t.isolation {
+            Isolation::Serializable => IsolationBody::Serializable,
+            Isolation::Snapshot => IsolationBody::Snapshot,
+        },
+        snapshots_replayed: t.snapshots_replayed as u64,
+        source_snapshots: t.source_snapshots as u64,
+        data_files_added: t.data_files_added as u64,
+        delete_files_added: t.delete_files_added as u64,
+        files_removed: t.files_removed as u64,
+        metadata_location: t.metadata_location.clone(),
+        files_read: t.files_read as u64,
+        warnings: t.warnings.clone(),
+    }
+}
+
+fn merge_response(
+    source: Hash,
+    outcome: &MergeOutcome,
+    tables: &[TableMergeReport],
+) -> MergeResponse {
     MergeResponse {
         kind: kind_body(outcome.kind),
         dry_run: outcome.dry_run,
@@ -87,6 +119,7 @@ fn merge_response(source: Hash, outcome: &MergeOutcome) -> MergeResponse {
             .take(MERGE_CHANGES_LISTED_MAX)
             .map(ChangeBody::new)
             .collect(),
+        tables: tables.iter().map(table_body).collect(),
     }
 }
 
@@ -131,9 +164,10 @@ pub async fn merge(
                 let (catalog, principal) = (&cx.catalog, &cx.principal);
                 let target = extract::spec(&branch)?;
                 let (source, request) = merge_request(extract::json(&cx.call.body)?)?;
-                let (from, outcome) = catalog.merge(principal, &source, &target, &request, idem)?;
+                let (from, outcome, tables) =
+                    catalog.merge(principal, &source, &target, &request, idem)?;
                 count_merge(&metrics, &outcome);
-                Reply::json(StatusCode::OK, &merge_response(from, &outcome))
+                Reply::json(StatusCode::OK, &merge_response(from, &outcome, &tables))
             },
             replay: move |cx: &Ctx, rec: &AppliedRecord| {
                 let (catalog, principal) = (&cx.catalog, &cx.principal);
@@ -173,7 +207,8 @@ pub async fn merge(
                     merge_bases: catalog.merge_bases(principal, source, previous)?,
                     changes: changes.items,
                 };
-                Reply::json(StatusCode::OK, &merge_response(source, &outcome))
+                let tables = floe_catalog::reports_of(&commit.properties);
+                Reply::json(StatusCode::OK, &merge_response(source, &outcome, &tables))
             },
         },
     )

@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use utoipa::OpenApi;
 
 use crate::AppState;
-use crate::error::{ConflictBody, ErrorBody};
+use crate::error::{ConflictBody, ConflictReasonBody, ErrorBody};
 use crate::wire;
 
 #[derive(OpenApi)]
@@ -48,7 +48,7 @@ use crate::wire;
         access::create_token, access::list_tokens, access::revoke_token, access::get_policy,
         access::set_policy,
     ),
-    components(schemas(ErrorBody, ConflictBody, wire::StatusBody, query::QueryBody, imports::ImportBody, runs::RunBody, runs::RunList, runs::MaintenanceBody, runs::RevertRunRequest, runs::RevertRunResult, access::CreateTokenRequest, access::TokenBody, access::NewTokenBody, access::TokenList, access::PolicyBody)),
+    components(schemas(ErrorBody, ConflictBody, ConflictReasonBody, wire::StatusBody, query::QueryBody, imports::ImportBody, runs::RunBody, runs::RunList, runs::MaintenanceBody, runs::RevertRunRequest, runs::RevertRunResult, access::CreateTokenRequest, access::TokenBody, access::NewTokenBody, access::TokenList, access::PolicyBody)),
     tags(
         (name = "refs", description = "Branches and tags"),
         (name = "history", description = "Commits, log, diff and entries at any ref spec"),

@@ -1,0 +1,470 @@
+//! The Iceberg-aware merge (DESIGN §10; `../shared/notes/iceberg-merge.md`): when both sides
+//! of a merge changed one table since the merge base, the table is merged at the level of
+//! its snapshots and files instead of conflicting.
+//!
+//! `TableMerge` is the store's `Resolver` for one merge. For a table both sides changed it
+//! reads the three metadata files, finds each side's new snapshots (`history`), their net
+//! change to the files, checks Iceberg's conflict rules under the merge's isolation level
+//! (`rules`, and `shape` for the schema, specs, sort orders and properties), and on a clean
+//! result replays the source's change onto the target's head (`replay`) and writes the new
+//! metadata file; the store then lands it like any merged value. A conflict names the rule,
+//! both sides' operations, the first files or partitions involved and what to do.
+//!
+//! What it writes is named by what it was computed from (the target's and the source's
+//! metadata and the snapshots replayed), so a merge with several bases resolves a table
+//! only when every base gives the same result, and a dry run reports exactly what the merge
+//! would do, writing nothing.
+
+use std::collections::{BTreeMap, HashMap};
+
+use floe_commits::{
+    ConflictReason, Content, ContentKey, ContentKind, ContentRef, KeyChange, Payload, Resolved,
+    Resolver, WriteError,
+};
+use iceberg::spec::TableMetadata;
+use parking_lot::Mutex;
+
+use crate::Catalog;
+use crate::error::{CatalogError, CatalogResult};
+
+mod history;
+mod replay;
+mod rules;
+mod shape;
+
+pub use history::SOURCE_SNAPSHOT_ID;
+
+/// The table property that sets a table's default isolation level for merges.
+pub const ISOLATION_PROPERTY: &str = "floe.merge.isolation-level";
+
+/// Which concurrent changes a merge accepts, as Iceberg's writers name them.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// The merged table reads as if the target's and the source's changes ran one after
+    /// the other: a change that read rows the other side added (an overwrite by filter,
+    /// row deletes) conflicts with those additions.
+    #[default]
+    Serializable,
+    /// Only changes to the same files conflict.
+    Snapshot,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Serializable => "serializable",
+            Isolation::Snapshot => "snapshot",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Isolation> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "serializable" => Some(Isolation::Serializable),
+            "snapshot" => Some(Isolation::Snapshot),
+            _ => None,
+        }
+    }
+}
+
+/// How a merge treats tables both sides changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableMergeOptions {
+    /// Off: such a table conflicts, as with any key (`--no-table-merge`).
+    pub enabled: bool,
+    /// The merge's isolation level; unset: the target table's `floe.merge.isolation-level`,
+    /// else serializable.
+    pub isolation: Option<Isolation>,
+}
+
+impl Default for TableMergeOptions {
+    fn default() -> Self {
+        TableMergeOptions {
+            enabled: true,
+            isolation: None,
+        }
+    }
+}
+
+/// The merge commit's property holding its `TableMergeReport`s (JSON), so that the answer
+/// to a retried request reads as the first one did.
+pub const TABLES_PROPERTY: &str = "floe.merge.tables";
+
+/// How many bytes of reports a merge commit carries at most (commit properties are
+/// bounded); the reports past it are left out and `floe.merge.tables-truncated` says so.
+const TABLES_PROPERTY_BYTES_MAX: usize = 8 * 1024;
+
+/// What the merge did with one table both sides changed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableMergeReport {
+    #[serde(with = "key_text")]
+    pub key: ContentKey,
+    pub isolation: Isolation,
+    /// Snapshots written on the target (one when the source's change was squashed).
+    pub snapshots_replayed: usize,
+    /// The source's snapshots since the merge base.
+    pub source_snapshots: usize,
+    pub data_files_added: usize,
+    pub delete_files_added: usize,
+    pub files_removed: usize,
+    /// The merged metadata file (for a dry run, where it would be).
+    pub metadata_location: String,
+    /// Manifest lists and manifests read.
+    pub files_read: usize,
+    pub warnings: Vec<String>,
+}
+
+/// A conflict found by a rule, before it is dressed for the answer.
+#[derive(Debug, Clone)]
+pub(crate) struct Finding {
+    rule: &'static str,
+    message: String,
+    involved: Vec<String>,
+    /// The same merge under snapshot isolation passes this rule.
+    snapshot_clean: bool,
+}
+
+impl Finding {
+    fn new(rule: &'static str, message: String, involved: Vec<String>) -> Finding {
+        Finding {
+            rule,
+            message,
+            involved,
+            snapshot_clean: false,
+        }
+    }
+
+    fn clean_under_snapshot(mut self) -> Finding {
+        self.snapshot_clean = true;
+        self
+    }
+
+    fn reason(self, key: &ContentKey, source: Vec<String>, target: Vec<String>) -> ConflictReason {
+        let take = format!(
+            "keep one side for this table: resolutions {{\"{key}\": \"source\"}} or {{\"{key}\": \"target\"}} (floe merge --take-source {key} | --keep-target {key})"
+        );
+        let hint = if self.snapshot_clean {
+            format!("the merge is clean under snapshot isolation (--isolation snapshot); or {take}")
+        } else {
+            take
+        };
+        ConflictReason {
+            rule: self.rule.to_owned(),
+            message: self.message,
+            source_operations: source,
+            target_operations: target,
+            involved: self.involved,
+            hint,
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    reports: BTreeMap<ContentKey, TableMergeReport>,
+    /// Results by what they were computed from (several merge bases ask twice).
+    memo: HashMap<[u8; 32], Resolved>,
+    /// The first failure, returned as it is by the catalog's merge.
+    error: Option<CatalogError>,
+}
+
+/// The resolver of one merge.
+pub(crate) struct TableMerge<'c> {
+    catalog: &'c Catalog,
+    options: TableMergeOptions,
+    dry_run: bool,
+    /// Names this merge's files (with what each table's result was computed from).
+    seed: uuid::Uuid,
+    now_ms: i64,
+    state: Mutex<State>,
+}
+
+/// A table's value at one side of the merge.
+struct Side {
+    location: String,
+    metadata: std::sync::Arc<TableMetadata>,
+}
+
+impl<'c> TableMerge<'c> {
+    pub(crate) fn new(catalog: &'c Catalog, options: TableMergeOptions, dry_run: bool) -> Self {
+        TableMerge {
+            catalog,
+            options,
+            dry_run,
+            seed: catalog.new_uuid(),
+            now_ms: catalog.now_ms(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The reports of the tables merged, and the first failure.
+    pub(crate) fn finish(self) -> (Vec<TableMergeReport>, Option<CatalogError>) {
+        let state = self.state.into_inner();
+        (state.reports.into_values().collect(), state.error)
+    }
+
+    fn side(&self, key: &ContentKey, r: &ContentRef) -> CatalogResult<Side> {
+        let content: Content = self.catalog.store.content(&r.hash.0)?;
+        let Payload::IcebergTable(t) = &content.payload else {
+            return Err(CatalogError::Invalid(format!(
+                "{key} is not an Iceberg table"
+            )));
+        };
+        let cached = self.catalog.read_metadata(key, &t.metadata_location)?;
+        Ok(Side {
+            location: t.metadata_location.clone(),
+            metadata: cached.metadata.clone(),
+        })
+    }
+
+    fn merge_table(
+        &self,
+        key: &ContentKey,
+        base: &ContentRef,
+        source: &ContentRef,
+        target: &ContentRef,
+    ) -> CatalogResult<Resolved> {
+        let (b, s, t) = (
+            self.side(key, base)?,
+            self.side(key, source)?,
+            self.side(key, target)?,
+        );
+        let isolation = self.options.isolation.unwrap_or_else(|| {
+            t.metadata
+                .properties()
+                .get(ISOLATION_PROPERTY)
+                .and_then(|v| Isolation::parse(v))
+                .unwrap_or_default()
+        });
+        let conflict = |f: Finding, sd: &history::Delta, td: &history::Delta| {
+            Ok(Resolved::Conflict(f.reason(
+                key,
+                sd.operations(),
+                td.operations(),
+            )))
+        };
+        let empty = history::Delta::default();
+        let (s_new, t_new) = match (
+            history::new_snapshots(&b.metadata, &s.metadata),
+            history::new_snapshots(&b.metadata, &t.metadata),
+        ) {
+            (Ok(s_new), Ok(t_new)) => (s_new, t_new),
+            (Err(why), _) | (_, Err(why)) => {
+                return conflict(
+                    Finding::new(
+                        "history-unknown",
+                        format!(
+                            "the table's history since the merge base cannot be determined: {why}"
+                        ),
+                        Vec::new(),
+                    ),
+                    &empty,
+                    &empty,
+                );
+            }
+        };
+        // One memo per computation: the same inputs give the same table, whichever base
+        // asked.
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(self.seed.as_bytes());
+        hasher.update(t.location.as_bytes()).update(&[0]);
+        hasher.update(s.location.as_bytes()).update(&[0]);
+        for snapshot in &s_new {
+            hasher.update(&history::origin(snapshot).to_le_bytes());
+        }
+        hasher.update(&u64::MAX.to_le_bytes());
+        for snapshot in &t_new {
+            hasher.update(&history::origin(snapshot).to_le_bytes());
+        }
+        hasher.update(isolation.as_str().as_bytes());
+        let fingerprint: [u8; 32] = *hasher.finalize().as_bytes();
+        if let Some(hit) = self.state.lock().memo.get(&fingerprint) {
+            return Ok(hit.clone());
+        }
+        let warehouse = self.catalog.warehouse()?;
+        let mut reader = history::Reader::new(warehouse, &t.metadata);
+        let mut read = |snapshots: &[iceberg::spec::SnapshotRef]| -> CatalogResult<history::Delta> {
+            let changes = snapshots
+                .iter()
+                .map(|snap| reader.changes(snap))
+                .collect::<CatalogResult<Vec<_>>>()?;
+            Ok(history::Delta::of(changes))
+        };
+        let (sd, td) = (read(&s_new)?, read(&t_new)?);
+        let shape = match shape::merge(&b.metadata, &t.metadata, &s.metadata, &td, &sd) {
+            Ok(updates) => updates,
+            Err(f) => return conflict(f, &sd, &td),
+        };
+        let warnings = match rules::check(&td, &sd, isolation) {
+            Ok(w) => w,
+            Err(f) => return conflict(f, &sd, &td),
+        };
+        if sd.is_empty() && shape.is_empty() {
+            return Ok(Resolved::KeepTarget);
+        }
+        let (steps, _squashed) = replay::steps(&sd, &td);
+        let plan = uuid::Uuid::from_slice(&fingerprint[..16]).expect("16 bytes");
+        let file_io = self.catalog.table_file_io(&t.metadata)?;
+        let replayed = match replay::replay(
+            &mut reader,
+            warehouse,
+            &file_io,
+            &t.metadata,
+            &t.location,
+            &shape,
+            &steps,
+            &fingerprint,
+            plan,
+            self.now_ms,
+            self.dry_run,
+        ) {
+            Ok(r) => r,
+            Err(replay::ReplayError::Conflict(f)) => return conflict(f, &sd, &td),
+            Err(replay::ReplayError::Failed(e)) => return Err(e),
+        };
+        let next =
+            crate::table_files::next_metadata_location(&t.location, &replayed.metadata, plan)?;
+        let location = if self.dry_run {
+            next.to_string()
+        } else {
+            self.catalog.write_metadata(&next, &replayed.metadata)?
+        };
+        let content = crate::tables::table_content(
+            floe_commits::ContentId(replayed.metadata.uuid().into_bytes()),
+            &location,
+            &replayed.metadata,
+        );
+        let added = steps.iter().flat_map(|s| &s.added);
+        let report = TableMergeReport {
+            key: key.clone(),
+            isolation,
+            snapshots_replayed: replayed.snapshots,
+            source_snapshots: sd.snapshots.len(),
+            data_files_added: added.clone().filter(|e| e.is_data()).count(),
+            delete_files_added: added.filter(|e| !e.is_data()).count(),
+            files_removed: steps.iter().map(|s| s.removed.len()).sum(),
+            metadata_location: location,
+            files_read: reader.files_read,
+            warnings,
+        };
+        let resolved = Resolved::Content(content);
+        let mut state = self.state.lock();
+        state.reports.insert(key.clone(), report);
+        state.memo.insert(fingerprint, resolved.clone());
+        Ok(resolved)
+    }
+}
+
+/// The reports a merge commit carries, as `commit_properties` wrote them.
+pub fn reports_of(properties: &BTreeMap<String, String>) -> Vec<TableMergeReport> {
+    properties
+        .get(TABLES_PROPERTY)
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default()
+}
+
+mod key_text {
+    use floe_commits::ContentKey;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// As its elements (a `.` may be inside one).
+    pub fn serialize<S: Serializer>(key: &ContentKey, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(key.elements())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ContentKey, D::Error> {
+        let elements = Vec::<String>::deserialize(d)?;
+        ContentKey::new(elements).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A reason for a table changed on one side and dropped or replaced on the other.
+fn key_conflict(rule: &str, message: &str, key: &ContentKey) -> Resolved {
+    Resolved::Conflict(ConflictReason {
+        rule: rule.to_owned(),
+        message: message.to_owned(),
+        source_operations: Vec::new(),
+        target_operations: Vec::new(),
+        involved: Vec::new(),
+        hint: format!(
+            "keep one side for this table: resolutions {{\"{key}\": \"source\"}} or {{\"{key}\": \"target\"}}"
+        ),
+    })
+}
+
+impl Resolver for TableMerge<'_> {
+    fn resolve(
+        &self,
+        key: &ContentKey,
+        base: Option<&ContentRef>,
+        source: Option<&ContentRef>,
+        target: Option<&ContentRef>,
+    ) -> Result<Option<Resolved>, WriteError> {
+        let table = |r: Option<&ContentRef>| r.is_some_and(|r| r.kind == ContentKind::IcebergTable);
+        if !self.options.enabled || !(table(base) || table(source) || table(target)) {
+            return Ok(None);
+        }
+        let (Some(b), Some(s), Some(t)) = (base, source, target) else {
+            return Ok(Some(match (base, source, target) {
+                (None, Some(_), Some(_)) => key_conflict(
+                    "created-on-both",
+                    "both sides created a table at this key",
+                    key,
+                ),
+                _ => key_conflict(
+                    "dropped-vs-changed",
+                    "one side dropped the table (or what was at this key) while the other changed it",
+                    key,
+                ),
+            }));
+        };
+        if !(table(base) && table(source) && table(target)) || s.id != t.id || b.id != t.id {
+            return Ok(Some(key_conflict(
+                "replaced-table",
+                "the key holds a different table (or another kind of content) on one side",
+                key,
+            )));
+        }
+        match self.merge_table(key, b, s, t) {
+            Ok(resolved) => Ok(Some(resolved)),
+            Err(e) => {
+                let message = e.to_string();
+                self.state.lock().error.get_or_insert(e);
+                Err(WriteError::Invalid(format!(
+                    "merging table {key}: {message}"
+                )))
+            }
+        }
+    }
+
+    fn commit_properties(&self, changes: &[KeyChange]) -> BTreeMap<String, String> {
+        let state = self.state.lock();
+        let mut kept: Vec<&TableMergeReport> = Vec::new();
+        let mut truncated = false;
+        for report in state.reports.values() {
+            if !changes.iter().any(|c| c.key == report.key) {
+                continue;
+            }
+            kept.push(report);
+            if serde_json::to_string(&kept).map_or(0, |t| t.len()) > TABLES_PROPERTY_BYTES_MAX {
+                kept.pop();
+                truncated = true;
+                break;
+            }
+        }
+        let mut out = BTreeMap::new();
+        if !kept.is_empty() {
+            out.insert(
+                TABLES_PROPERTY.to_owned(),
+                serde_json::to_string(&kept).unwrap_or_default(),
+            );
+        }
+        if truncated {
+            out.insert(format!("{TABLES_PROPERTY}-truncated"), "true".to_owned());
+        }
+        out
+    }
+}
