@@ -410,6 +410,7 @@ impl World {
         let branch = record.branch();
         let head = self.store().get_ref(&branch).expect("its branch").head;
         let landing = Landing {
+            appends: Vec::new(),
             outputs: self.written[r].clone(),
             message: format!("land model run {r}"),
             ..Landing::default()

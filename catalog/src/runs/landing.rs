@@ -10,7 +10,10 @@
 use std::collections::BTreeMap;
 
 use floe_commits::limits::REFLOG_PAGE_MAX;
-use floe_commits::{Content, ContentKey, Expect, Hash, Op, RefName, WriteCtx};
+use floe_commits::{
+    Conflict, ConflictKind, Content, ContentKey, ContentRef, Expect, Hash, Op, RefName, Resolved,
+    WriteCtx, WriteError,
+};
 
 use super::{
     RECORD_PREFIX, RUN_ID_PROPERTY, RUN_PART_PROPERTY, RUN_SOURCE_PROPERTY, RunRecord, RunState,
@@ -21,6 +24,7 @@ use crate::error::{CatalogError, CatalogResult};
 use crate::limits::{
     LANDING_CLOCK_SLACK_MS, LANDING_REFLOG_SCAN_MAX, META_PAGE_MAX, RUN_ERROR_BYTES_MAX,
 };
+use crate::table_merge::{TableMerge, TableMergeOptions};
 use crate::{Authored, Catalog};
 
 /// What a landing writes and reads.
@@ -30,6 +34,10 @@ pub struct Landing {
     pub outputs: Vec<ContentKey>,
     /// Catalog keys the run read (checked unchanged since the fork).
     pub inputs: Vec<ContentKey>,
+    /// The outputs written by appending rows (a run's `APPEND`, an import in append
+    /// mode): where the target changed such a table since the fork by appends only, the
+    /// output lands merged with them (the Iceberg-aware merge) instead of conflicting.
+    pub appends: Vec<ContentKey>,
     pub message: String,
     /// The request's idempotency key: recorded with the landing commit (detail: the run
     /// id), so a retry finds the run.
@@ -156,17 +164,25 @@ impl Catalog {
     fn landing_ops(&self, record: &RunRecord, landing: &Landing) -> CatalogResult<Vec<Op>> {
         let fork = record.fork_hash()?;
         let head = self.store.get_ref(&record.branch())?.head;
+        let target_head = self.store.get_ref(&record.target_ref()?)?.head;
         let mut ops = Vec::new();
         let at_head = self.store.get_contents(head, &landing.outputs)?;
         let at_fork = self.store.get_contents(fork, &landing.outputs)?;
         for ((key, now), before) in landing.outputs.iter().zip(at_head).zip(at_fork) {
-            let Some((_, content)) = now else {
+            let Some((now_ref, content)) = now else {
                 return Err(CatalogError::Invalid(format!(
                     "run {} did not materialize {key}",
                     record.id
                 )));
             };
-            let content: Content = content;
+            let (run_ref, content): (ContentRef, Content) = (now_ref, content);
+            if let Some((r, _)) = &before
+                && landing.appends.contains(key)
+                && let Some(op) = self.append_landing(key, r, &run_ref, target_head)?
+            {
+                ops.push(op);
+                continue;
+            }
             match before {
                 Some((r, _)) => ops.push(Op::Put {
                     key: key.clone(),
@@ -209,6 +225,47 @@ impl Catalog {
             });
         }
         Ok(ops)
+    }
+
+    /// An append output whose table the target changed since the fork: the merged table
+    /// (`Put` expecting the target's table as it is now), when the target changed it by
+    /// appends only; `None` when the target did not change it (the plain landing rule).
+    fn append_landing(
+        &self,
+        key: &ContentKey,
+        at_fork: &ContentRef,
+        run: &ContentRef,
+        target_head: Hash,
+    ) -> CatalogResult<Option<Op>> {
+        let Some(now) = self.store.content_ref_at(target_head, key)? else {
+            return Ok(None);
+        };
+        if now.hash == at_fork.hash || now.id != at_fork.id {
+            return Ok(None);
+        }
+        let options = TableMergeOptions {
+            target_appends_only: true,
+            ..TableMergeOptions::default()
+        };
+        match TableMerge::new(self, options, false).resolve_table(key, at_fork, run, &now)? {
+            Resolved::Content(content) => Ok(Some(Op::Put {
+                key: key.clone(),
+                content,
+                expect: Expect::Is(now.hash),
+            })),
+            Resolved::KeepTarget => Ok(Some(Op::Check {
+                key: key.clone(),
+                expect: Expect::Is(now.hash),
+            })),
+            Resolved::TakeSource => Ok(None),
+            Resolved::Conflict(reason) => Err(CatalogError::Write(WriteError::Conflict {
+                head: target_head,
+                conflicts: vec![Conflict {
+                    reason: Some(Box::new(reason)),
+                    ..Conflict::new(key.clone(), ConflictKind::BothChanged).with_actual(Some(&now))
+                }],
+            })),
+        }
     }
 
     /// Marks a run failed; its branch stays, sealed.

@@ -109,6 +109,7 @@ fn recovery_finds_a_landing_whose_record_was_not_updated() {
         )
         .unwrap();
     let landing = Landing {
+        appends: Vec::new(),
         outputs: vec![ns.clone()],
         inputs: Vec::new(),
         message: "land".to_owned(),
@@ -185,6 +186,7 @@ fn recovery_finds_a_landing_whose_record_was_not_updated() {
             &executor,
             &again,
             &Landing {
+                appends: Vec::new(),
                 outputs: vec![ns],
                 message: "land".to_owned(),
                 ..Landing::default()
@@ -288,6 +290,7 @@ fn large_answers_are_kept_beside_the_record_and_too_large_ones_never_land() {
     let answer = serde_json::json!({ "files": files });
     assert!(answer.to_string().len() > 2 * floe_commits::limits::VALUE_BYTES_MAX);
     let landing = Landing {
+        appends: Vec::new(),
         outputs: vec![ns.clone()],
         message: "land".to_owned(),
         answer: Some(answer.clone()),
@@ -322,6 +325,7 @@ fn large_answers_are_kept_beside_the_record_and_too_large_ones_never_land() {
             &executor,
             &record,
             &Landing {
+                appends: Vec::new(),
                 outputs: Vec::new(),
                 message: "land".to_owned(),
                 answer: Some(serde_json::json!({ "huge": huge })),
@@ -390,6 +394,7 @@ fn maintenance_forgets_what_is_past_its_retention() {
             &executor,
             &landed,
             &Landing {
+                appends: Vec::new(),
                 outputs: vec![ns],
                 message: "land".to_owned(),
                 answer: Some(serde_json::json!({"rows": 1})),

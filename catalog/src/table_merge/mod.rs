@@ -77,6 +77,10 @@ pub struct TableMergeOptions {
     /// The merge's isolation level; unset: the target table's `floe.merge.isolation-level`,
     /// else serializable.
     pub isolation: Option<Isolation>,
+    /// Merge only when the target's snapshots since the base are appends alone (a run's
+    /// `APPEND` output landing, DESIGN §5 as amended in ARCHITECTURE.md); its shape still
+    /// merges three-way.
+    pub target_appends_only: bool,
 }
 
 impl Default for TableMergeOptions {
@@ -84,6 +88,7 @@ impl Default for TableMergeOptions {
         TableMergeOptions {
             enabled: true,
             isolation: None,
+            target_appends_only: false,
         }
     }
 }
@@ -169,6 +174,20 @@ struct State {
     memo: HashMap<[u8; 32], Resolved>,
     /// The first failure, returned as it is by the catalog's merge.
     error: Option<CatalogError>,
+}
+
+impl TableMerge<'_> {
+    /// Resolves one table outside a store merge (a run's append output landing): the
+    /// merged content, or why not.
+    pub(crate) fn resolve_table(
+        self,
+        key: &ContentKey,
+        base: &ContentRef,
+        source: &ContentRef,
+        target: &ContentRef,
+    ) -> CatalogResult<Resolved> {
+        self.merge_table(key, base, source, target)
+    }
 }
 
 /// The resolver of one merge.
@@ -294,6 +313,31 @@ impl<'c> TableMerge<'c> {
             Ok(history::Delta::of(changes))
         };
         let (sd, td) = (read(&s_new)?, read(&t_new)?);
+        if self.options.target_appends_only {
+            let others: Vec<String> = td
+                .snapshots
+                .iter()
+                .filter(|s| {
+                    s.operation != iceberg::spec::Operation::Append || !s.removed.is_empty()
+                })
+                .map(|s| format!("{} {}", s.operation.as_str(), s.snapshot.snapshot_id()))
+                .collect();
+            // The table's shape (schema, properties: an import's name mapping) merges
+            // three-way as in any merge; its data must only have grown.
+            if !others.is_empty() {
+                let mut involved = others;
+                involved.truncate(rules::INVOLVED_MAX);
+                return conflict(
+                    Finding::new(
+                        "target-changed-beyond-appends",
+                        "the target's table changed since the run forked by more than appends; an append output lands only over appends".to_owned(),
+                        involved,
+                    ),
+                    &sd,
+                    &td,
+                );
+            }
+        }
         let shape = match shape::merge(&b.metadata, &t.metadata, &s.metadata, &td, &sd) {
             Ok(updates) => updates,
             Err(f) => return conflict(f, &sd, &td),

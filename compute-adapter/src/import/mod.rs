@@ -537,6 +537,10 @@ impl Work {
             }
             let landing = Landing {
                 outputs: vec![key.clone()],
+                appends: match mode {
+                    ImportMode::Append => vec![key.clone()],
+                    _ => Vec::new(),
+                },
                 inputs: Vec::new(),
                 message: format!(
                     "import into {key} ({}; run {})",

@@ -105,24 +105,14 @@ async fn a_concurrent_change_to_the_table_fails_the_import_cleanly() {
         .run(&f.who, request(&f, None, first))
         .await
         .unwrap();
-    // Another writer changes the table between the import's fork and its landing.
-    let hook: LandingHook = Arc::new(|catalog: &Catalog| {
-        let key = ContentKey::new(["db", "t"]).unwrap();
-        let change = TableChange {
-            key,
-            requirements: Vec::new(),
-            updates: vec![TableUpdate::SetProperties {
-                updates: HashMap::from([("owner".to_owned(), "someone else".to_owned())]),
-            }],
-        };
-        catalog
-            .commit_table(
-                &Principal::named("other"),
-                &RefSpec::parse("main").unwrap(),
-                change,
-                &Authored::default(),
-                None,
-            )
+    // Another writer replaces the table's rows between the import's fork and its landing
+    // (since issue 22 an append lands over concurrent appends and property changes; an
+    // overwrite still stops it).
+    let racing = request(&f, Some(ImportMode::Replace), ids(&f, "c.parquet", 20..30));
+    let other = Principal::named("other");
+    let hook: LandingHook = Arc::new(move |catalog: &Catalog| {
+        tokio::runtime::Handle::current()
+            .block_on(Importer::new(catalog.clone()).run(&other, racing.clone()))
             .unwrap();
     });
     let second = ids(&f, "b.parquet", 10..20);
@@ -134,18 +124,27 @@ async fn a_concurrent_change_to_the_table_fails_the_import_cleanly() {
     let ImportError::RunFailed { run, .. } = &err else {
         panic!("{err}");
     };
-    assert!(
-        matches!(err.root(), ImportError::Catalog(CatalogError::Write(_))),
-        "{err}"
-    );
+    let ImportError::Catalog(CatalogError::Write(floe_commits::WriteError::Conflict {
+        conflicts,
+        ..
+    })) = err.root()
+    else {
+        panic!("{err}");
+    };
+    let reason = conflicts[0].reason.as_ref().expect("the rule is named");
+    assert_eq!(reason.rule, "target-changed-beyond-appends", "{reason:?}");
     assert!(err.to_string().contains("db.t"), "{err}");
-    // The target has the other writer's change and not the import's rows.
-    assert_eq!(snapshots(&f), 1);
+    // The target has the other writer's rows and not the import's.
+    assert_eq!(snapshots(&f), 2);
     let key = ContentKey::new(["db", "t"]).unwrap();
     let (_, t) = f.catalog.load_table(&f.who, &f.main, &key).unwrap();
     assert_eq!(
-        t.metadata.properties().get("owner").unwrap(),
-        "someone else"
+        t.metadata
+            .current_snapshot()
+            .unwrap()
+            .summary()
+            .additional_properties["total-records"],
+        "10"
     );
     let record = f
         .catalog
@@ -197,5 +196,71 @@ async fn unrelated_concurrent_commits_do_not_block_an_import() {
     assert!(
         f.catalog.get_ref(&f.who, &record.branch()).is_err(),
         "a landed run's branch is deleted"
+    );
+}
+
+/// An append import lands over another append to the same table made after its fork:
+/// the Iceberg-aware merge combines them (issue 22; before it, this failed the import).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_lands_over_a_concurrent_append_to_the_same_table() {
+    let f = fixture();
+    Importer::new(f.catalog.clone())
+        .run(&f.who, request(&f, None, ids(&f, "a.parquet", 0..10)))
+        .await
+        .unwrap();
+    let racing = request(&f, Some(ImportMode::Append), ids(&f, "c.parquet", 20..30));
+    let who = f.who.clone();
+    let hook: LandingHook = Arc::new(move |catalog: &Catalog| {
+        tokio::runtime::Handle::current()
+            .block_on(Importer::new(catalog.clone()).run(&who, racing.clone()))
+            .unwrap();
+    });
+    let outcome = Importer::new(f.catalog.clone())
+        .with_landing_hook(hook)
+        .run(
+            &f.who,
+            request(&f, Some(ImportMode::Append), ids(&f, "b.parquet", 10..20)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.run.unwrap().state, RunState::Succeeded);
+    let engine = crate::query::QueryEngine::new(f.catalog.clone(), crate::QueryLimits::default());
+    let answer = engine
+        .run(
+            &f.who,
+            crate::query::QueryRequest {
+                sql: "select id from db.t order by id".to_owned(),
+                spec: f.main.clone(),
+                namespace: None,
+                max_rows: None,
+                timeout: None,
+            },
+        )
+        .await
+        .unwrap();
+    let batches: Vec<_> = futures::StreamExt::collect(answer.batches).await;
+    let mut got = Vec::new();
+    for b in batches {
+        let b = b.unwrap();
+        let col = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        got.extend(col.iter().map(Option::unwrap));
+    }
+    assert_eq!(got, (0..30).collect::<Vec<i64>>());
+    // The racing append's snapshot, then the landed one replayed on top of it, marked as
+    // the copy of the import's own snapshot.
+    let key = ContentKey::new(["db", "t"]).unwrap();
+    let (_, t) = f.catalog.load_table(&f.who, &f.main, &key).unwrap();
+    let current = t.metadata.current_snapshot().unwrap();
+    assert!(
+        current
+            .summary()
+            .additional_properties
+            .contains_key(floe_catalog::SOURCE_SNAPSHOT_ID),
+        "{:?}",
+        current.summary()
+    );
+    assert_eq!(
+        current.summary().additional_properties["total-records"],
+        "30"
     );
 }

@@ -293,6 +293,12 @@ impl Runner {
                 if written.len() == 1 { "" } else { "s" }
             ),
             outputs: written,
+            appends: plan
+                .nodes
+                .iter()
+                .filter(|n| n.options.materialization == Materialization::Append)
+                .map(|n| n.output.clone())
+                .collect(),
             inputs: table_inputs(&plan, None),
             idempotency: None,
             answer: None,
@@ -639,6 +645,10 @@ impl NodeJob {
         if self.options.no_transaction {
             let landing = Landing {
                 outputs: vec![node.output.clone()],
+                appends: match node.options.materialization {
+                    Materialization::Append => vec![node.output.clone()],
+                    _ => Vec::new(),
+                },
                 inputs: table_inputs(&self.plan, Some(n)),
                 message: format!("run {}: {} ({})", self.record.id, node.name, node.output),
                 idempotency: None,

@@ -701,3 +701,85 @@ async fn secrets_are_masked_in_errors_excerpts_and_the_log() {
         "{log}"
     );
 }
+
+/// An `APPEND` output lands over appends another writer made to the same table after the
+/// run forked (issue 22: before the Iceberg-aware merge, this failed the run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_output_lands_over_a_concurrent_append() {
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("extra.parquet");
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(Int64Array::from(vec![100, 101, 102]))],
+    )
+    .unwrap();
+    let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        schema,
+        None,
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    let size = std::fs::metadata(&path).unwrap().len();
+    let raced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = raced.clone();
+    let w = racing(move |catalog| {
+        let key = ContentKey::new(["db", "grow"]).unwrap();
+        let main = RefSpec::parse("main").unwrap();
+        let who = Principal::anonymous();
+        // The first run creates the table; the second one races this append.
+        if catalog.load_table(&who, &main, &key).is_err()
+            || flag.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        let request = crate::import::ImportRequest {
+            table: key,
+            branch: main,
+            mode: Some(crate::import::ImportMode::Append),
+            dry_run: false,
+            force: false,
+            files: vec![crate::import::ImportFile {
+                name: "extra.parquet".to_owned(),
+                blake3: format!("extra-{size}"),
+                size,
+                path: path.clone(),
+                identity: None,
+                held: None,
+            }],
+            idempotency: None,
+        };
+        tokio::runtime::Handle::current()
+            .block_on(crate::import::Importer::new(catalog.clone()).run(&who, request))
+            .unwrap();
+    })
+    .await;
+    let append = "-- bauplan: materialization_strategy = APPEND\n";
+    for filter in ["id < 3", "id >= 3 AND id < 5"] {
+        let r = w
+            .run(
+                one(
+                    "grow.sql",
+                    &format!("{append}SELECT id FROM t WHERE {filter}"),
+                ),
+                RunOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.state, RunState::Succeeded, "{:?}", r.error);
+    }
+    assert!(
+        raced.load(std::sync::atomic::Ordering::SeqCst),
+        "the second run raced an append"
+    );
+    // Both runs' rows and the racing append's, each once.
+    assert_eq!(w.count("main", "db.grow").await, 8);
+    assert_eq!(
+        w.scalar("main", "select sum(id) from db.grow").await,
+        f64::from(1 + 2 + 3 + 4 + 100 + 101 + 102)
+    );
+}

@@ -77,6 +77,7 @@ fn merge_request(req: MergeRequestBody) -> ApiResult<(RefSpec, MergeRequest)> {
                     IsolationBody::Serializable => Isolation::Serializable,
                     IsolationBody::Snapshot => Isolation::Snapshot,
                 }),
+                target_appends_only: false,
             },
         },
     ))
