@@ -285,24 +285,6 @@ impl<'c> TableMerge<'c> {
                 );
             }
         };
-        // One memo per computation: the same inputs give the same table, whichever base
-        // asked.
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(self.seed.as_bytes());
-        hasher.update(t.location.as_bytes()).update(&[0]);
-        hasher.update(s.location.as_bytes()).update(&[0]);
-        for snapshot in &s_new {
-            hasher.update(&history::origin(snapshot).to_le_bytes());
-        }
-        hasher.update(&u64::MAX.to_le_bytes());
-        for snapshot in &t_new {
-            hasher.update(&history::origin(snapshot).to_le_bytes());
-        }
-        hasher.update(isolation.as_str().as_bytes());
-        let fingerprint: [u8; 32] = *hasher.finalize().as_bytes();
-        if let Some(hit) = self.state.lock().memo.get(&fingerprint) {
-            return Ok(hit.clone());
-        }
         let warehouse = self.catalog.warehouse()?;
         let mut reader = history::Reader::new(warehouse, &t.metadata);
         let mut read = |snapshots: &[iceberg::spec::SnapshotRef]| -> CatalogResult<history::Delta> {
@@ -350,6 +332,29 @@ impl<'c> TableMerge<'c> {
             return Ok(Resolved::KeepTarget);
         }
         let (steps, _squashed) = replay::steps(&sd, &td);
+        // What the result is computed from: the two heads, the shape changes and the
+        // steps replayed. Several merge bases that lead to the same replay give the same
+        // table (and the same files), so the key resolves; they do not otherwise.
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(self.seed.as_bytes());
+        for part in [t.location.as_str(), s.location.as_str(), isolation.as_str()] {
+            hasher.update(part.as_bytes()).update(&[0]);
+        }
+        hasher.update(format!("{shape:?}").as_bytes());
+        for step in &steps {
+            hasher.update(&step.origin.to_le_bytes());
+            hasher.update(step.operation.as_str().as_bytes());
+            for e in &step.added {
+                hasher.update(e.path().as_bytes()).update(&[1]);
+            }
+            for e in &step.removed {
+                hasher.update(e.path().as_bytes()).update(&[2]);
+            }
+        }
+        let fingerprint: [u8; 32] = *hasher.finalize().as_bytes();
+        if let Some(hit) = self.state.lock().memo.get(&fingerprint) {
+            return Ok(hit.clone());
+        }
         let plan = uuid::Uuid::from_slice(&fingerprint[..16]).expect("16 bytes");
         let file_io = self.catalog.table_file_io(&t.metadata)?;
         let replayed = match replay::replay(

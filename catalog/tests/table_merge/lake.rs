@@ -10,6 +10,9 @@
 //! deletes of a sequence number at least its own, less the values of equality deletes of
 //! a higher sequence number in its partition.
 
+// Shared by the merge's tests and its bench (`benches/table_merge.rs`); each uses part.
+#![allow(dead_code)]
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -122,6 +125,20 @@ impl Lake {
                 &RefName::parse(name).unwrap(),
                 RefKind::Branch,
                 &spec(from),
+                None,
+            )
+            .unwrap();
+    }
+
+    /// A namespace on `at` (a commit that touches no table).
+    pub fn namespace(&self, at: &str, name: &str) {
+        self.catalog
+            .create_namespace(
+                &self.who,
+                &spec(at),
+                &ContentKey::new([name]).unwrap(),
+                Default::default(),
+                &Authored::default(),
                 None,
             )
             .unwrap();
@@ -387,6 +404,18 @@ impl Lake {
         self.commit(at, Operation::Append, vec![f], &[]);
     }
 
+    /// One snapshot adding `count` data files of one row each (a big table, fast).
+    pub fn append_files(&self, at: &str, part: &str, count: usize) {
+        let t = self.table(at);
+        let files = (0..count)
+            .map(|i| {
+                let name = self.name("d", &[i as i64]);
+                self.file(&t, DataContentType::Data, &name, part, 1, None)
+            })
+            .collect();
+        self.commit(at, Operation::Append, files, &[]);
+    }
+
     /// Deletes rows by position: one position delete file per data file holding them.
     pub fn delete_positions(&self, at: &str, ids: &[i64]) {
         let t = self.table(at);
@@ -563,11 +592,24 @@ impl Lake {
         into: &str,
         isolation: Isolation,
     ) -> Result<(MergeOutcome, Vec<TableMergeReport>), floe_catalog::CatalogError> {
-        let request = MergeRequest {
-            tables: TableMergeOptions {
+        self.merge_with(
+            from,
+            into,
+            TableMergeOptions {
                 isolation: Some(isolation),
                 ..TableMergeOptions::default()
             },
+        )
+    }
+
+    pub fn merge_with(
+        &self,
+        from: &str,
+        into: &str,
+        tables: TableMergeOptions,
+    ) -> Result<(MergeOutcome, Vec<TableMergeReport>), floe_catalog::CatalogError> {
+        let request = MergeRequest {
+            tables,
             ..MergeRequest::default()
         };
         self.catalog

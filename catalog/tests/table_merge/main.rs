@@ -161,6 +161,41 @@ fn deletion_vectors_for_one_file_on_both_sides_conflict_and_for_others_merge() {
     assert_eq!(lake.rows("main"), rows(&[(1, "a"), (3, "a"), (4, "b")]));
 }
 
+/// Criss-cross merges leave two merge bases: the table is merged because both give the
+/// same result (the source's one new file), and nothing is added twice.
+#[test]
+fn a_table_merges_across_two_merge_bases_when_both_agree() {
+    let lake = forked(false);
+    lake.append("dev", "-", &[10]);
+    lake.append("main", "-", &[20]);
+    let who = floe_catalog::Principal::anonymous();
+    let head = |at: &str| {
+        lake.catalog
+            .resolve(&who, &floe_commits::RefSpec::parse(at).unwrap())
+            .unwrap()
+            .hash
+            .to_hex()
+    };
+    let (m, d) = (head("main"), head("dev"));
+    lake.merge(&d, "main", Isolation::Serializable).unwrap();
+    lake.merge(&m, "dev", Isolation::Serializable).unwrap();
+    lake.append("dev", "-", &[11]);
+    lake.append("main", "-", &[21]);
+    let (outcome, reports) = lake.merge("dev", "main", Isolation::Serializable).unwrap();
+    assert_eq!(outcome.merge_bases.len(), 2, "{outcome:?}");
+    assert_eq!(reports[0].data_files_added, 1, "{reports:?}");
+    let expected: Vec<i64> = vec![1, 2, 3, 4, 5, 10, 11, 20, 21];
+    let got: Vec<i64> = lake.rows("main").iter().map(|(i, _)| *i).collect();
+    assert_eq!(got, expected);
+    let paths: Vec<String> = lake
+        .live("main")
+        .iter()
+        .map(|f| f.file.file_path().to_owned())
+        .collect();
+    let unique: BTreeSet<&String> = paths.iter().collect();
+    assert_eq!(unique.len(), paths.len(), "no file twice: {paths:?}");
+}
+
 /// One change a side makes, on ids only it ever writes.
 #[derive(Debug, Clone)]
 enum Change {

@@ -1,0 +1,183 @@
+//! The Iceberg-aware merge's cost (issue 22, BENCHMARKS.md "The Iceberg-aware merge").
+//!
+//! - **Proportional to the change, not the table:** a table of N data files (one
+//!   snapshot), then S appends of one file each on `dev` and on `main`; merging `dev` into
+//!   a fresh copy of `main` (a real merge: manifests, manifest list and metadata written),
+//!   for N = 10,000 and 100,000. The figure: the merge's time at 100,000 over its time at
+//!   10,000 (<= 1.3x).
+//! - **Against reading the change:** the same run reads every manifest list and manifest
+//!   the 2S new snapshots wrote (the least a merge that reads what changed must read) from
+//!   the same warehouse; the figure: the merge over that read (<= 3x).
+//! - **No table changed on both sides:** a merge whose only table changed on one side, with
+//!   the table merge on and off (`--no-table-merge`): the same cost (no metadata read).
+//!
+//! `cargo bench -p floe-catalog --bench table_merge`; under `cargo test --benches` it runs
+//! at a hundredth of the sizes.
+
+#[path = "../tests/table_merge/lake.rs"]
+mod lake;
+
+use std::time::{Duration, Instant};
+
+use floe_catalog::{Isolation, TableMergeOptions};
+use iceberg::spec::{FormatVersion, Manifest, ManifestList};
+use lake::Lake;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn local(location: &str) -> String {
+    location
+        .strip_prefix("file://")
+        .unwrap_or(location)
+        .to_owned()
+}
+
+/// Reads what the snapshots since the base wrote on `at`: each one's manifest list and
+/// the manifests it added.
+fn read_change(lake: &Lake, at: &str, base_snapshot: i64) -> usize {
+    let t = lake.table(at);
+    let mut files = 0;
+    let mut s = t.current_snapshot().cloned();
+    while let Some(snap) = s {
+        if snap.snapshot_id() == base_snapshot {
+            break;
+        }
+        let list = ManifestList::parse_with_version(
+            &std::fs::read(local(snap.manifest_list())).unwrap(),
+            t.format_version(),
+        )
+        .unwrap();
+        files += 1;
+        for m in list.entries() {
+            if m.added_snapshot_id == snap.snapshot_id() {
+                let manifest =
+                    Manifest::parse_avro(&std::fs::read(local(&m.manifest_path)).unwrap()).unwrap();
+                std::hint::black_box(manifest.entries().len());
+                files += 1;
+            }
+        }
+        s = snap
+            .parent_snapshot_id()
+            .and_then(|p| t.snapshot_by_id(p).cloned());
+    }
+    files
+}
+
+struct Sized {
+    files: usize,
+    merge: Duration,
+    read: Duration,
+    files_read: usize,
+    read_files: usize,
+}
+
+fn measure(files: usize, snapshots: usize, reps: usize) -> Sized {
+    let lake = Lake::new(false, FormatVersion::V2);
+    lake.append_files("main", "-", files);
+    let base = lake.table("main").current_snapshot_id().unwrap();
+    lake.branch("dev", "main");
+    for i in 0..snapshots as i64 {
+        lake.append("dev", "-", &[1_000_000 + i]);
+        lake.append("main", "-", &[2_000_000 + i]);
+    }
+    let mut merges = Vec::new();
+    let mut reads = Vec::new();
+    let mut files_read = 0;
+    let mut read_files = 0;
+    // One warm-up of each, then the rounds alternate.
+    for rep in 0..=reps {
+        let target = format!("t{rep}");
+        lake.branch(&target, "main");
+        let started = Instant::now();
+        let (_, reports) = lake.merge("dev", &target, Isolation::Serializable).unwrap();
+        let merge = started.elapsed();
+        assert_eq!(reports.len(), 1, "the table merged file by file");
+        files_read = reports[0].files_read;
+        let started = Instant::now();
+        read_files = read_change(&lake, "dev", base) + read_change(&lake, "main", base);
+        let read = started.elapsed();
+        if rep > 0 {
+            merges.push(merge);
+            reads.push(read);
+        }
+    }
+    Sized {
+        files,
+        merge: median(merges),
+        read: median(reads),
+        files_read,
+        read_files,
+    }
+}
+
+/// A merge whose table changed on the source only, with the table merge on and off.
+fn one_sided(reps: usize) -> (Duration, Duration) {
+    let lake = Lake::new(false, FormatVersion::V2);
+    lake.append_files("main", "-", 1_000);
+    lake.branch("dev", "main");
+    lake.append("dev", "-", &[1]);
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for rep in 0..=reps {
+        for (enabled, times) in [(true, &mut on), (false, &mut off)] {
+            let target = format!("o{rep}-{enabled}");
+            lake.branch(&target, "main");
+            lake.namespace(&target, &format!("n{rep}{enabled}"));
+            let started = Instant::now();
+            let (outcome, reports) = lake
+                .merge_with(
+                    "dev",
+                    &target,
+                    TableMergeOptions {
+                        enabled,
+                        ..TableMergeOptions::default()
+                    },
+                )
+                .unwrap();
+            let took = started.elapsed();
+            assert!(reports.is_empty(), "no table changed on both sides");
+            assert_eq!(outcome.kind, floe_commits::MergeKind::Merged);
+            if rep > 0 {
+                times.push(took);
+            }
+        }
+    }
+    (median(on), median(off))
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let (sizes, snapshots, reps) = if bench {
+        ([10_000, 100_000], 100, 7)
+    } else {
+        ([100, 1_000], 5, 1)
+    };
+    let results: Vec<Sized> = sizes.iter().map(|n| measure(*n, snapshots, reps)).collect();
+    println!("Iceberg-aware merge, {snapshots} appends on each side, median of {reps} rounds");
+    for r in &results {
+        println!(
+            "  {:>7} data files: merge {:>8.2} ms ({} files read), reading the change {:>7.2} ms ({} files): {:.2}x",
+            r.files,
+            r.merge.as_secs_f64() * 1e3,
+            r.files_read,
+            r.read.as_secs_f64() * 1e3,
+            r.read_files,
+            r.merge.as_secs_f64() / r.read.as_secs_f64(),
+        );
+    }
+    println!(
+        "  merge at {} over merge at {} files: {:.2}x (target <= 1.3x)",
+        results[1].files,
+        results[0].files,
+        results[1].merge.as_secs_f64() / results[0].merge.as_secs_f64()
+    );
+    let (on, off) = one_sided(reps * 3);
+    println!(
+        "No table changed on both sides: table merge on {:.2} ms, off {:.2} ms: {:.2}x",
+        on.as_secs_f64() * 1e3,
+        off.as_secs_f64() * 1e3,
+        on.as_secs_f64() / off.as_secs_f64()
+    );
+}
