@@ -66,15 +66,15 @@ fn read_change(lake: &Lake, at: &str, base_snapshot: i64) -> usize {
     files
 }
 
-struct Sized {
+/// A table of `files` data files with `snapshots` appends on `dev` and on `main` since.
+struct Setup {
+    lake: Lake,
     files: usize,
-    merge: Duration,
-    read: Duration,
-    files_read: usize,
-    read_files: usize,
+    base: i64,
+    rounds: usize,
 }
 
-fn measure(files: usize, snapshots: usize, reps: usize) -> Sized {
+fn setup(files: usize, snapshots: usize) -> Setup {
     let lake = Lake::new(false, FormatVersion::V2);
     lake.append_files("main", "-", files);
     let base = lake.table("main").current_snapshot_id().unwrap();
@@ -83,34 +83,40 @@ fn measure(files: usize, snapshots: usize, reps: usize) -> Sized {
         lake.append("dev", "-", &[1_000_000 + i]);
         lake.append("main", "-", &[2_000_000 + i]);
     }
-    let mut merges = Vec::new();
-    let mut reads = Vec::new();
-    let mut files_read = 0;
-    let mut read_files = 0;
-    // One warm-up of each, then the rounds alternate.
-    for rep in 0..=reps {
-        let target = format!("t{rep}");
-        lake.branch(&target, "main");
-        let started = Instant::now();
-        let (_, reports) = lake.merge("dev", &target, Isolation::Serializable).unwrap();
-        let merge = started.elapsed();
-        assert_eq!(reports.len(), 1, "the table merged file by file");
-        files_read = reports[0].files_read;
-        let started = Instant::now();
-        read_files = read_change(&lake, "dev", base) + read_change(&lake, "main", base);
-        let read = started.elapsed();
-        if rep > 0 {
-            merges.push(merge);
-            reads.push(read);
-        }
-    }
-    Sized {
+    Setup {
+        lake,
         files,
-        merge: median(merges),
-        read: median(reads),
-        files_read,
-        read_files,
+        base,
+        rounds: 0,
     }
+}
+
+/// One round: `dev` merged into a fresh copy of `main` (a real merge), then the change
+/// read; their times and the files each read.
+fn round(s: &mut Setup) -> (Duration, Duration, usize, usize) {
+    let target = format!("t{}", s.rounds);
+    s.rounds += 1;
+    s.lake.branch(&target, "main");
+    let started = Instant::now();
+    let (_, reports) = s
+        .lake
+        .merge("dev", &target, Isolation::Serializable)
+        .unwrap();
+    let merge = started.elapsed();
+    assert_eq!(reports.len(), 1, "the table merged file by file");
+    let started = Instant::now();
+    let read_files = read_change(&s.lake, "dev", s.base) + read_change(&s.lake, "main", s.base);
+    let read = started.elapsed();
+    (merge, read, reports[0].files_read, read_files)
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+fn median_f(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// A merge whose table changed on the source only, with the table merge on and off.
@@ -150,34 +156,68 @@ fn one_sided(reps: usize) -> (Duration, Duration) {
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let (sizes, snapshots, reps) = if bench {
-        ([10_000, 100_000], 100, 7)
+        ([10_000, 100_000], 100, 9)
     } else {
         ([100, 1_000], 5, 1)
     };
-    let results: Vec<Sized> = sizes.iter().map(|n| measure(*n, snapshots, reps)).collect();
-    println!("Iceberg-aware merge, {snapshots} appends on each side, median of {reps} rounds");
-    for r in &results {
+    let mut setups: Vec<Setup> = sizes.iter().map(|n| setup(*n, snapshots)).collect();
+    // A warm-up round each, then rounds alternating which size goes first.
+    for s in setups.iter_mut() {
+        round(s);
+    }
+    let mut merges: Vec<Vec<Duration>> = vec![Vec::new(); 2];
+    let mut reads: Vec<Vec<Duration>> = vec![Vec::new(); 2];
+    let mut files = (0, 0);
+    for rep in 0..reps {
+        let order: [usize; 2] = if rep % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let (m, r, merged_files, read_files) = round(&mut setups[i]);
+            merges[i].push(m);
+            reads[i].push(r);
+            files = (merged_files, read_files);
+        }
+    }
+    println!("Iceberg-aware merge, {snapshots} appends on each side, {reps} rounds (medians)");
+    for i in 0..2 {
+        let per_round: Vec<f64> = merges[i]
+            .iter()
+            .zip(&reads[i])
+            .map(|(m, r)| ratio(*m, *r))
+            .collect();
         println!(
-            "  {:>7} data files: merge {:>8.2} ms ({} files read), reading the change {:>7.2} ms ({} files): {:.2}x",
-            r.files,
-            r.merge.as_secs_f64() * 1e3,
-            r.files_read,
-            r.read.as_secs_f64() * 1e3,
-            r.read_files,
-            r.merge.as_secs_f64() / r.read.as_secs_f64(),
+            "  {:>7} data files: merge {:>8.2} ms ({} files read), reading the change {:>7.2} ms ({} files): {:.2}x (rounds {:?})",
+            setups[i].files,
+            median(merges[i].clone()).as_secs_f64() * 1e3,
+            files.0,
+            median(reads[i].clone()).as_secs_f64() * 1e3,
+            files.1,
+            median_f(per_round.clone()),
+            per_round
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>(),
         );
     }
+    let by_size: Vec<f64> = merges[1]
+        .iter()
+        .zip(&merges[0])
+        .map(|(b, a)| ratio(*b, *a))
+        .collect();
     println!(
-        "  merge at {} over merge at {} files: {:.2}x (target <= 1.3x)",
-        results[1].files,
-        results[0].files,
-        results[1].merge.as_secs_f64() / results[0].merge.as_secs_f64()
+        "  merge at {} over merge at {} files: {:.2}x, median of the rounds' ratios (rounds {:?}; target <= 1.3x)",
+        setups[1].files,
+        setups[0].files,
+        median_f(by_size.clone()),
+        by_size
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>(),
     );
     let (on, off) = one_sided(reps * 3);
     println!(
-        "No table changed on both sides: table merge on {:.2} ms, off {:.2} ms: {:.2}x",
+        "No table changed on both sides: table merge on {:.3} ms, off {:.3} ms: {:.2}x",
         on.as_secs_f64() * 1e3,
         off.as_secs_f64() * 1e3,
-        on.as_secs_f64() / off.as_secs_f64()
+        ratio(on, off)
     );
 }
