@@ -293,12 +293,7 @@ impl Runner {
                 if written.len() == 1 { "" } else { "s" }
             ),
             outputs: written,
-            appends: plan
-                .nodes
-                .iter()
-                .filter(|n| n.options.materialization == Materialization::Append)
-                .map(|n| n.output.clone())
-                .collect(),
+            appends: plan.nodes.iter().filter_map(plan::Node::appended).collect(),
             inputs: table_inputs(&plan, None),
             idempotency: None,
             answer: None,
@@ -645,10 +640,7 @@ impl NodeJob {
         if self.options.no_transaction {
             let landing = Landing {
                 outputs: vec![node.output.clone()],
-                appends: match node.options.materialization {
-                    Materialization::Append => vec![node.output.clone()],
-                    _ => Vec::new(),
-                },
+                appends: node.appended().into_iter().collect(),
                 inputs: table_inputs(&self.plan, Some(n)),
                 message: format!("run {}: {} ({})", self.record.id, node.name, node.output),
                 idempotency: None,

@@ -165,6 +165,12 @@ impl Node {
             Source::Table(_) => None,
         })
     }
+
+    /// Its output, when it is written by appending rows (it lands over concurrent
+    /// appends, issue 22).
+    pub fn appended(&self) -> Option<ContentKey> {
+        (self.options.materialization == Materialization::Append).then(|| self.output.clone())
+    }
 }
 
 /// A planned run: nodes in a topological order (each after every node it reads).
