@@ -583,10 +583,12 @@ const SUITE: &[&str] = &[
     "pyiceberg_concurrent.py",
     "write_skew.py",
     "duckdb_branches.py",
+    "table_merge.py",
 ];
 
 /// The black-box client suite of the local folder (PyIceberg: branches, merges, time
-/// travel, concurrent appenders, write skew; DuckDB: writes on a branch) on a warehouse on
+/// travel, concurrent appenders, write skew; DuckDB: writes on a branch; both: tables
+/// merged file by file) on a warehouse on
 /// S3, the clients with their own S3 credentials and floe's endpoint, region and addressing.
 #[test]
 #[ignore = "slow: .ci/run runs it in its slow phase (cargo test -- --ignored)"]
