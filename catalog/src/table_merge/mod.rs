@@ -266,7 +266,36 @@ impl<'c> TableMerge<'c> {
             )))
         };
         let empty = history::Delta::default();
-        let (s_new, t_new) = match (
+        // Rule 17 (floe refuses location changes; a registered table might differ) and
+        // format v1 (floe writes v2 and v3 files), before anything is read.
+        let locations =
+            [&b, &s, &t].map(|x| x.metadata.location().trim_end_matches('/').to_owned());
+        if locations[1] != locations[2] || locations[0] != locations[2] {
+            return conflict(
+                Finding::new(
+                    "location-changed",
+                    "the sides hold the table at different locations".to_owned(),
+                    locations.to_vec(),
+                ),
+                &empty,
+                &empty,
+            );
+        }
+        if [&s, &t]
+            .iter()
+            .any(|x| x.metadata.format_version() == iceberg::spec::FormatVersion::V1)
+        {
+            return conflict(
+                Finding::new(
+                    "format-v1",
+                    "floe merges tables of format version 2 and 3; upgrade the table (format-version=2) on both sides first".to_owned(),
+                    Vec::new(),
+                ),
+                &empty,
+                &empty,
+            );
+        }
+        let (mut s_new, mut t_new) = match (
             history::new_snapshots(&b.metadata, &s.metadata),
             history::new_snapshots(&b.metadata, &t.metadata),
         ) {
@@ -285,6 +314,7 @@ impl<'c> TableMerge<'c> {
                 );
             }
         };
+        history::drop_shared(&mut s_new, &mut t_new);
         let warehouse = self.catalog.warehouse()?;
         let mut reader = history::Reader::new(warehouse, &t.metadata);
         let mut read = |snapshots: &[iceberg::spec::SnapshotRef]| -> CatalogResult<history::Delta> {
@@ -340,9 +370,14 @@ impl<'c> TableMerge<'c> {
         for part in [t.location.as_str(), s.location.as_str(), isolation.as_str()] {
             hasher.update(part.as_bytes()).update(&[0]);
         }
-        hasher.update(format!("{shape:?}").as_bytes());
+        // As JSON values: their maps are ordered, so equal updates hash alike.
+        let shape_text =
+            serde_json::to_value(&shape).map_or_else(|e| e.to_string(), |v| v.to_string());
+        hasher.update(shape_text.as_bytes());
         for step in &steps {
-            hasher.update(&step.origin.to_le_bytes());
+            for origin in &step.origins {
+                hasher.update(&origin.to_le_bytes());
+            }
             hasher.update(step.operation.as_str().as_bytes());
             for e in &step.added {
                 hasher.update(e.path().as_bytes()).update(&[1]);

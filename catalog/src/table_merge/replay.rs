@@ -10,7 +10,7 @@
 //! written before them would resurrect rows deleted in between); otherwise its net change
 //! is one snapshot.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use iceberg::io::FileIO;
 use iceberg::spec::{
@@ -19,12 +19,20 @@ use iceberg::spec::{
 };
 
 use super::Finding;
-use super::history::{Delta, Entry, Reader, SOURCE_SNAPSHOT_ID, holds_deletes};
+use super::history::{
+    Delta, Entry, Reader, SOURCE_SNAPSHOT_ID, SOURCE_SNAPSHOT_IDS, holds_deletes,
+};
 use crate::error::{CatalogError, CatalogResult};
 use crate::warehouse::Warehouse;
 
+/// Source snapshots one squashed snapshot stands for at most (their ids are in its summary).
+const SQUASHED_MAX: usize = 1_000;
+
 /// One snapshot to write.
 pub(super) struct Step {
+    /// The source snapshots it copies (their own origins).
+    pub origins: BTreeSet<i64>,
+    /// The one `source-snapshot-id` names: the newest's.
     pub origin: i64,
     pub operation: Operation,
     pub added: Vec<Entry>,
@@ -36,7 +44,8 @@ pub(super) struct Step {
 pub(super) fn steps(source: &Delta, target: &Delta) -> (Vec<Step>, bool) {
     let keep_added = |e: &Entry| !target.added.contains_key(e.path());
     let keep_removed = |e: &Entry| !target.removed.contains_key(e.path());
-    let squash = !source.snapshots.iter().any(|s| s.adds_equality_deletes());
+    let squash = !source.snapshots.iter().any(|s| s.adds_equality_deletes())
+        && source.snapshots.len() <= SQUASHED_MAX;
     if squash {
         let Some(last) = source.snapshots.last() else {
             return (Vec::new(), true);
@@ -53,7 +62,16 @@ pub(super) fn steps(source: &Delta, target: &Delta) -> (Vec<Step>, bool) {
             Operation::Overwrite
         };
         let step = Step {
-            origin: last.origin,
+            origins: source
+                .snapshots
+                .iter()
+                .flat_map(|s| s.origins.iter().copied())
+                .collect(),
+            origin: last
+                .origins
+                .last()
+                .copied()
+                .unwrap_or(last.snapshot.snapshot_id()),
             operation,
             added: source
                 .added
@@ -74,7 +92,12 @@ pub(super) fn steps(source: &Delta, target: &Delta) -> (Vec<Step>, bool) {
         .snapshots
         .iter()
         .map(|s| Step {
-            origin: s.origin,
+            origins: s.origins.clone(),
+            origin: s
+                .origins
+                .last()
+                .copied()
+                .unwrap_or(s.snapshot.snapshot_id()),
             operation: s.operation.clone(),
             added: s.added.iter().filter(|e| keep_added(e)).cloned().collect(),
             removed: s
@@ -176,6 +199,10 @@ fn summary(step: &Step, parent: Option<&Summary>) -> Summary {
         }
     }
     props.insert(SOURCE_SNAPSHOT_ID.to_owned(), step.origin.to_string());
+    if step.origins.len() > 1 {
+        let ids: Vec<String> = step.origins.iter().map(i64::to_string).collect();
+        props.insert(SOURCE_SNAPSHOT_IDS.to_owned(), ids.join(","));
+    }
     Summary {
         operation: step.operation.clone(),
         additional_properties: props,
@@ -198,9 +225,11 @@ fn snapshot_id(seed: &[u8; 32], step: usize, taken: &HashSet<i64>) -> CatalogRes
         .ok_or_else(|| CatalogError::Invalid("no free snapshot id for the merge".to_owned()))
 }
 
-/// A data file as a replayed snapshot adds it: row ids are assigned anew (format v3).
-fn fresh(file: &DataFile, spec_id: i32) -> CatalogResult<DataFile> {
-    if file.first_row_id().is_none() {
+/// A data file with its first row id set to `row_id` (format v3): `None` for one a
+/// replayed snapshot adds (its rows get new ids), the id it had for one carried as it is
+/// in a rewritten manifest (ids it inherited from its old manifest must not change).
+fn with_row_id(file: &DataFile, spec_id: i32, row_id: Option<i64>) -> CatalogResult<DataFile> {
+    if file.first_row_id() == row_id {
         return Ok(file.clone());
     }
     let mut b = DataFileBuilder::default();
@@ -219,7 +248,7 @@ fn fresh(file: &DataFile, spec_id: i32) -> CatalogResult<DataFile> {
         .key_metadata(file.key_metadata().map(<[u8]>::to_vec))
         .split_offsets(file.split_offsets().map(<[i64]>::to_vec))
         .equality_ids(file.equality_ids())
-        .first_row_id(None)
+        .first_row_id(row_id)
         .partition_spec_id(spec_id)
         .referenced_data_file(file.referenced_data_file())
         .content_offset(file.content_offset())
@@ -244,8 +273,36 @@ pub(super) struct Replayed {
     pub snapshots: usize,
 }
 
-/// The replay of `steps` onto `target` (already carrying the source's shape changes in
-/// `shape`): the new metadata. Writes the manifests and manifest lists unless `dry_run`.
+/// Sequence numbers and (format v3) first row ids a manifest list assigns to the manifests
+/// it lists without them, as `ManifestListWriter` does: the list as written, and the next
+/// row id.
+fn as_listed(
+    mut list: Vec<ManifestFile>,
+    sequence: i64,
+    mut next_row: Option<u64>,
+) -> (Vec<ManifestFile>, Option<u64>) {
+    for m in &mut list {
+        if m.sequence_number == iceberg::spec::UNASSIGNED_SEQUENCE_NUMBER {
+            m.sequence_number = sequence;
+        }
+        if m.min_sequence_number == iceberg::spec::UNASSIGNED_SEQUENCE_NUMBER {
+            m.min_sequence_number = sequence;
+        }
+        if let Some(next) = next_row
+            && m.content == iceberg::spec::ManifestContentType::Data
+            && m.first_row_id.is_none()
+        {
+            m.first_row_id = Some(next);
+            let rows = m.existing_rows_count.unwrap_or(0) + m.added_rows_count.unwrap_or(0);
+            next_row = Some(next + rows);
+        }
+    }
+    (list, next_row)
+}
+
+/// The replay of `steps` onto `target` with the source's shape changes (`shape`): the new
+/// metadata. Writes the manifests and manifest lists unless `dry_run`; a dry run computes
+/// the same snapshots (and refuses what the real one would refuse).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn replay(
     reader: &mut Reader<'_>,
@@ -264,11 +321,12 @@ pub(super) fn replay(
         .clone()
         .into_builder(Some(target_location.to_owned()));
     for u in shape {
-        builder = u.clone().apply(builder).map_err(iceberg_err)?;
+        builder = u.clone().apply(builder).map_err(unmergeable)?;
     }
     // The shape the replayed manifests are written with.
     let shaped = builder_metadata(target, target_location, shape)?;
     let schema = shaped.current_schema().clone();
+    let v3 = shaped.format_version() >= FormatVersion::V3;
     let folder = format!("{}/metadata", target.location().trim_end_matches('/'));
     let mut taken: HashSet<i64> = target.snapshots().map(|s| s.snapshot_id()).collect();
     let mut parent = target.snapshot_for_ref("main").cloned();
@@ -278,8 +336,10 @@ pub(super) fn replay(
     };
     let mut parent_summary = parent.as_ref().map(|p| p.summary().clone());
     let mut sequence = target.last_sequence_number();
-    let mut next_row_id = target.next_row_id();
+    let mut next_row_id = shaped.next_row_id();
     let mut time = timestamp_ms.max(target.last_updated_ms() + 1);
+    // Files earlier steps added (a dry run lists no manifest for them).
+    let mut added_before: HashSet<&str> = HashSet::new();
     for (n, step) in steps.iter().enumerate() {
         let id = snapshot_id(seed, n, &taken)?;
         taken.insert(id);
@@ -321,6 +381,9 @@ pub(super) fn replay(
                 entries: rewritten,
             });
         }
+        if dry_run {
+            found.extend(gone.iter().filter(|p| added_before.contains(*p)));
+        }
         if let Some(missing) = gone.iter().find(|p| !found.contains(*p)) {
             return Err(ReplayError::Conflict(Finding::new(
                 "removed-file-missing",
@@ -328,6 +391,7 @@ pub(super) fn replay(
                 vec![(*missing).to_owned()],
             )));
         }
+        added_before.extend(step.added.iter().map(Entry::path));
         let mut groups: BTreeMap<(bool, i32), Vec<(ManifestStatus, Entry)>> = BTreeMap::new();
         for e in &step.added {
             groups
@@ -342,99 +406,126 @@ pub(super) fn replay(
                 entries,
             });
         }
-        let list_path = format!("{folder}/snap-{id}-{}-{plan}.avro", n + 1);
-        let v3 = shaped.format_version() >= FormatVersion::V3;
-        let mut first_row_id = None;
-        let mut added_rows = 0;
-        if !dry_run {
-            let mut jobs = Vec::new();
-            for (m, new) in manifests.into_iter().enumerate() {
-                let spec = shaped
-                    .partition_spec_by_id(new.spec_id)
-                    .ok_or_else(|| {
-                        ReplayError::Conflict(Finding::new(
-                            "partition-spec-ids-differ",
-                            format!(
-                                "the source's files use partition spec {}, which the merged table does not hold",
-                                new.spec_id
-                            ),
-                            Vec::new(),
-                        ))
-                    })?
-                    .as_ref()
-                    .clone();
-                let out = file_io
-                    .new_output(format!("{folder}/{plan}-r{}-m{m}.avro", n + 1))
-                    .map_err(iceberg_err)?;
-                let builder = ManifestWriterBuilder::new(out, Some(id), schema.clone(), spec);
-                let mut writer = match (new.deletes, v3) {
-                    (false, false) => builder.build_v2_data(),
-                    (true, false) => builder.build_v2_deletes(),
-                    (false, true) => builder.build_v3_data(),
-                    (true, true) => builder.build_v3_deletes(),
-                };
-                for (status, e) in new.entries {
-                    let file = e.entry.data_file();
-                    let r = match status {
-                        ManifestStatus::Added => writer.add_file(fresh(file, e.spec_id)?, sequence),
-                        ManifestStatus::Existing => writer.add_existing_file(
-                            file.clone(),
+        // The writers, whether or not they write: what they accept is the same.
+        let mut writers = Vec::new();
+        let mut counts = Vec::new();
+        for (m, new) in manifests.into_iter().enumerate() {
+            let spec = shaped.partition_spec_by_id(new.spec_id).ok_or_else(|| {
+                ReplayError::Conflict(Finding::new(
+                    "partition-spec-ids-differ",
+                    format!(
+                        "the source's files use partition spec {}, which the merged table does not hold",
+                        new.spec_id
+                    ),
+                    Vec::new(),
+                ))
+            })?;
+            let out = file_io
+                .new_output(format!("{folder}/{plan}-r{}-m{m}.avro", n + 1))
+                .map_err(failed)?;
+            let builder =
+                ManifestWriterBuilder::new(out, Some(id), schema.clone(), spec.as_ref().clone());
+            let mut writer = match (new.deletes, v3) {
+                (false, false) => builder.build_v2_data(),
+                (true, false) => builder.build_v2_deletes(),
+                (false, true) => builder.build_v3_data(),
+                (true, true) => builder.build_v3_deletes(),
+            };
+            let (mut added, mut existing) = (0u64, 0u64);
+            for (status, e) in new.entries {
+                let file = e.entry.data_file();
+                let r = match status {
+                    ManifestStatus::Added => {
+                        added += file.record_count();
+                        writer.add_file(with_row_id(file, e.spec_id, None)?, sequence)
+                    }
+                    ManifestStatus::Existing => {
+                        existing += file.record_count();
+                        writer.add_existing_file(
+                            with_row_id(file, e.spec_id, e.first_row_id)?,
                             e.snapshot_id,
                             e.sequence_number,
                             Some(e.file_sequence_number),
-                        ),
-                        ManifestStatus::Deleted => writer.add_delete_file(
-                            file.clone(),
-                            e.sequence_number,
-                            Some(e.file_sequence_number),
-                        ),
-                    };
-                    r.map_err(iceberg_err)?;
-                }
-                jobs.push(writer);
-            }
-            let out = file_io.new_output(&list_path).map_err(iceberg_err)?;
-            let parent_id = parent.as_ref().map(|p| p.snapshot_id());
-            let row = v3.then_some(next_row_id);
-            let (next, list) = warehouse
-                .run(async move {
-                    let mut list = Vec::new();
-                    for w in jobs {
-                        list.push(w.write_manifest_file().await?);
+                        )
                     }
-                    list.extend(kept);
+                    ManifestStatus::Deleted => writer.add_delete_file(
+                        file.clone(),
+                        e.sequence_number,
+                        Some(e.file_sequence_number),
+                    ),
+                };
+                r.map_err(unmergeable)?;
+            }
+            counts.push((new.deletes, new.spec_id, added, existing));
+            writers.push(writer);
+        }
+        let list_path = format!("{folder}/snap-{id}-{}-{plan}.avro", n + 1);
+        let row = v3.then_some(next_row_id);
+        let new_manifests: Vec<ManifestFile> = if dry_run {
+            // What the writers would answer, for the sequence and row id assignment.
+            counts
+                .iter()
+                .enumerate()
+                .map(|(m, (deletes, spec_id, added, existing))| ManifestFile {
+                    manifest_path: format!("{folder}/{plan}-r{}-m{m}.avro", n + 1),
+                    manifest_length: 0,
+                    partition_spec_id: *spec_id,
+                    content: if *deletes {
+                        iceberg::spec::ManifestContentType::Deletes
+                    } else {
+                        iceberg::spec::ManifestContentType::Data
+                    },
+                    sequence_number: iceberg::spec::UNASSIGNED_SEQUENCE_NUMBER,
+                    min_sequence_number: iceberg::spec::UNASSIGNED_SEQUENCE_NUMBER,
+                    added_snapshot_id: id,
+                    added_files_count: Some(0),
+                    existing_files_count: Some(0),
+                    deleted_files_count: Some(0),
+                    added_rows_count: Some(*added),
+                    existing_rows_count: Some(*existing),
+                    deleted_rows_count: Some(0),
+                    partitions: None,
+                    key_metadata: None,
+                    first_row_id: None,
+                })
+                .collect()
+        } else {
+            warehouse
+                .run(async move {
+                    let mut out = Vec::new();
+                    for w in writers {
+                        out.push(w.write_manifest_file().await?);
+                    }
+                    Ok::<_, iceberg::Error>(out)
+                })
+                .map_err(failed)?
+        };
+        let mut list = new_manifests;
+        list.extend(kept);
+        let (listed, next) = as_listed(list.clone(), sequence, row);
+        if !dry_run {
+            let out = file_io.new_output(&list_path).map_err(failed)?;
+            let parent_id = parent.as_ref().map(|p| p.snapshot_id());
+            let written_next = warehouse
+                .run(async move {
                     let w = out.writer().await?;
                     let mut writer = match row {
                         Some(r) => ManifestListWriter::v3(w, id, parent_id, sequence, Some(r)),
                         None => ManifestListWriter::v2(w, id, parent_id, sequence),
                     };
-                    writer.add_manifests(list.clone().into_iter())?;
+                    writer.add_manifests(list.into_iter())?;
                     let next = writer.next_row_id();
                     writer.close().await?;
-                    Ok::<_, iceberg::Error>((next, list))
+                    Ok::<_, iceberg::Error>(next)
                 })
-                .map_err(iceberg_err)?;
-            // The next step starts from this list; its new manifests get their sequence
-            // number when listed, which is this step's.
-            current = list
-                .into_iter()
-                .map(|mut m| {
-                    if m.sequence_number == iceberg::spec::UNASSIGNED_SEQUENCE_NUMBER {
-                        m.sequence_number = sequence;
-                        if m.min_sequence_number == iceberg::spec::UNASSIGNED_SEQUENCE_NUMBER {
-                            m.min_sequence_number = sequence;
-                        }
-                    }
-                    m
-                })
-                .collect();
-            if v3 {
-                let next = next.unwrap_or(next_row_id);
-                first_row_id = Some(next_row_id);
-                added_rows = next - next_row_id;
-                next_row_id = next;
+                .map_err(failed)?;
+            if written_next != next {
+                return Err(ReplayError::Failed(CatalogError::Invalid(format!(
+                    "the merge's row ids disagree with the manifest list writer's ({next:?} against {written_next:?})"
+                ))));
             }
         }
+        current = listed;
         let summary = summary(step, parent_summary.as_ref());
         let snapshot = Snapshot::builder()
             .with_snapshot_id(id)
@@ -444,20 +535,22 @@ pub(super) fn replay(
             .with_manifest_list(list_path)
             .with_schema_id(shaped.current_schema_id())
             .with_summary(summary.clone());
-        let snapshot = match first_row_id {
-            Some(first) => snapshot.with_row_range(first, added_rows).build(),
-            None => snapshot.build(),
+        let snapshot = match (v3, next) {
+            (true, Some(next)) => {
+                let first = next_row_id;
+                next_row_id = next;
+                snapshot.with_row_range(first, next - first).build()
+            }
+            _ => snapshot.build(),
         };
         time += 1;
         parent_summary = Some(summary);
-        if !dry_run {
-            builder = builder
-                .set_branch_snapshot(snapshot.clone(), "main")
-                .map_err(iceberg_err)?;
-        }
+        builder = builder
+            .set_branch_snapshot(snapshot.clone(), "main")
+            .map_err(unmergeable)?;
         parent = Some(std::sync::Arc::new(snapshot));
     }
-    let metadata = builder.build().map_err(iceberg_err)?.metadata;
+    let metadata = builder.build().map_err(unmergeable)?.metadata;
     Ok(Replayed {
         metadata,
         snapshots: steps.len(),
@@ -472,9 +565,9 @@ fn builder_metadata(
 ) -> Result<TableMetadata, ReplayError> {
     let mut builder = target.clone().into_builder(Some(location.to_owned()));
     for u in shape {
-        builder = u.clone().apply(builder).map_err(iceberg_err)?;
+        builder = u.clone().apply(builder).map_err(unmergeable)?;
     }
-    Ok(builder.build().map_err(iceberg_err)?.metadata)
+    Ok(builder.build().map_err(unmergeable)?.metadata)
 }
 
 pub(super) enum ReplayError {
@@ -488,7 +581,20 @@ impl From<CatalogError> for ReplayError {
     }
 }
 
-fn iceberg_err(e: iceberg::Error) -> ReplayError {
+/// The merged metadata does not hold together (the source's spec on a column the target
+/// dropped, a file the manifest refuses): the two sides cannot be combined, a conflict.
+fn unmergeable(e: iceberg::Error) -> ReplayError {
+    ReplayError::Conflict(Finding::new(
+        "table-metadata-invalid",
+        format!(
+            "the merged table's metadata would be invalid: {}",
+            e.message()
+        ),
+        Vec::new(),
+    ))
+}
+
+fn failed(e: iceberg::Error) -> ReplayError {
     // The merge's own output failed to build or write: the server's fault, not the
     // request's.
     ReplayError::Failed(CatalogError::Warehouse(crate::WarehouseError::Io {

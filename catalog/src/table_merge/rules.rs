@@ -151,13 +151,15 @@ fn first<I: IntoIterator<Item = String>>(items: I) -> Vec<String> {
     out
 }
 
-/// New rows a side wrote: data files added by anything but a compaction (whose rows were
-/// there before).
+/// New rows a side wrote: data files added by anything but a compaction of rows that were
+/// there at the base (a compaction of the side's own new files still holds new rows).
 fn appended(d: &Delta) -> impl Iterator<Item = &Entry> {
     d.added
-        .values()
-        .filter(|(e, op)| e.is_data() && *op != Operation::Replace)
-        .map(|(e, _)| e)
+        .iter()
+        .filter(|(path, (e, op))| {
+            e.is_data() && (*op != Operation::Replace || d.compacted_new.contains(*path))
+        })
+        .map(|(_, (e, _))| e)
 }
 
 fn added_deletes(d: &Delta) -> impl Iterator<Item = (&Entry, &Operation)> {
@@ -175,6 +177,39 @@ pub(super) fn check(
 ) -> Result<Vec<String>, Finding> {
     let mut warnings = Vec::new();
     let serializable = isolation == Isolation::Serializable;
+    // A file both sides added (a squash merge, a cherry-pick) that one of them removed
+    // since: adding it back would duplicate its rows, or bring back rows deleted.
+    for (a, b, b_name) in [(source, target, "target"), (target, source, "source")] {
+        let hit: Vec<String> = a
+            .added
+            .keys()
+            .filter(|p| b.ever_added.contains(*p) && !b.added.contains_key(*p))
+            .cloned()
+            .collect();
+        if !hit.is_empty() {
+            return Err(Finding::new(
+                "shared-file-removed",
+                format!("both sides added these files and the {b_name} removed them since"),
+                first(hit),
+            ));
+        }
+    }
+    // A file added with an older data sequence number than its snapshot's (a compaction
+    // that keeps its inputs' number): replayed, it would take a new one, and deletes
+    // written meanwhile would stop applying to its rows.
+    let kept: Vec<String> = source
+        .added
+        .values()
+        .filter(|(e, _)| e.keeps_older_sequence)
+        .map(|(e, _)| e.path().to_owned())
+        .collect();
+    if !kept.is_empty() {
+        return Err(Finding::new(
+            "kept-sequence-number",
+            "the source added files that keep an older data sequence number (a compaction that keeps its inputs' number), which a replay cannot keep".to_owned(),
+            first(kept),
+        ));
+    }
     // Rule 6: a file both removed (a double rewrite would duplicate rows), unless both
     // sides made the very same change.
     let both: Vec<String> = target

@@ -218,6 +218,44 @@ impl Lake {
         out
     }
 
+    /// Format v3: each live data file's first row id, its own or the one it inherits
+    /// from its manifest (the manifest's, plus the rows of the files before it that
+    /// inherit theirs).
+    pub fn row_ids(&self, at: &str) -> std::collections::BTreeMap<String, i64> {
+        let t = self.table(at);
+        let mut out = std::collections::BTreeMap::new();
+        let Some(s) = t.current_snapshot() else {
+            return out;
+        };
+        let list = ManifestList::parse_with_version(
+            &std::fs::read(local(s.manifest_list())).unwrap(),
+            t.format_version(),
+        )
+        .unwrap();
+        for m in list.entries() {
+            let mut next = m.first_row_id.map(|r| r as i64);
+            let manifest =
+                Manifest::parse_avro(&std::fs::read(local(&m.manifest_path)).unwrap()).unwrap();
+            for e in manifest.entries() {
+                if e.status() == ManifestStatus::Deleted
+                    || e.content_type() != DataContentType::Data
+                {
+                    continue;
+                }
+                let id = match e.data_file().first_row_id() {
+                    Some(own) => own,
+                    None => {
+                        let id = next.expect("a v3 data manifest has a first row id");
+                        next = Some(id + e.record_count() as i64);
+                        id
+                    }
+                };
+                out.insert(e.file_path().to_owned(), id);
+            }
+        }
+        out
+    }
+
     /// The table's rows at `at`, as (id, partition) pairs, read as an engine reads them.
     pub fn rows(&self, at: &str) -> BTreeSet<(i64, String)> {
         let live = self.live(at);
@@ -608,10 +646,33 @@ impl Lake {
         into: &str,
         tables: TableMergeOptions,
     ) -> Result<(MergeOutcome, Vec<TableMergeReport>), floe_catalog::CatalogError> {
-        let request = MergeRequest {
-            tables,
-            ..MergeRequest::default()
-        };
+        self.merge_request(
+            from,
+            into,
+            MergeRequest {
+                tables,
+                ..MergeRequest::default()
+            },
+        )
+    }
+
+    /// A floe squash merge (one commit, one parent: the merge base does not move).
+    pub fn merge_squash(
+        &self,
+        from: &str,
+        into: &str,
+    ) -> Result<(MergeOutcome, Vec<TableMergeReport>), floe_catalog::CatalogError> {
+        let mut request = MergeRequest::default();
+        request.options.strategy = floe_commits::MergeStrategy::Squash;
+        self.merge_request(from, into, request)
+    }
+
+    fn merge_request(
+        &self,
+        from: &str,
+        into: &str,
+        request: MergeRequest,
+    ) -> Result<(MergeOutcome, Vec<TableMergeReport>), floe_catalog::CatalogError> {
         self.catalog
             .merge(&self.who, &spec(from), &spec(into), &request, None)
             .map(|(_, o, t)| (o, t))
