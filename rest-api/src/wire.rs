@@ -451,7 +451,8 @@ pub struct TableMergeBody {
     pub data_files_added: u64,
     pub delete_files_added: u64,
     pub files_removed: u64,
-    /// The merged metadata file (for a dry run, where it would be written).
+    /// The merged metadata file. A dry run names one it does not write (a real merge names
+    /// its file after its own attempt, so the two names differ).
     pub metadata_location: String,
     /// Manifest lists and manifests the merge read.
     pub files_read: u64,

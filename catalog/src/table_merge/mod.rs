@@ -115,7 +115,8 @@ pub struct TableMergeReport {
     pub data_files_added: usize,
     pub delete_files_added: usize,
     pub files_removed: usize,
-    /// The merged metadata file (for a dry run, where it would be).
+    /// The merged metadata file; a dry run names one it does not write (each attempt names
+    /// its own).
     pub metadata_location: String,
     /// Manifest lists and manifests read.
     pub files_read: usize,
