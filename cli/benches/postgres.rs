@@ -24,7 +24,7 @@ use support::cpu::{cpu_time, machine_busy};
 use support::loadgen::{Conn, Serial, runtime};
 use support::server::Server;
 use support::wrk::{self, Load};
-use support::{Row, Samples, Scale, machine_notes, us};
+use support::{Cpu, Row, Samples, Scale, machine_notes, us};
 
 const WRITERS: usize = 8;
 const TABLE: &str = "/iceberg/v1/main/namespaces/db/tables/t";
@@ -218,10 +218,12 @@ fn namespace_body(name: &str) -> String {
     format!(r#"{{"namespace":["{name}"]}}"#)
 }
 
-/// Serial commits through one server: each request's wall time.
-fn serial_commits(base: &str, n: u64, tag: &str) -> Samples {
-    let mut g = Serial::connect(base);
+/// Serial commits through one server: each request's wall time, and the CPU the generator
+/// and the server spent on them.
+fn serial_commits(server: &Server, n: u64, tag: &str) -> (Samples, Cpu) {
+    let mut g = Serial::connect(&server.base);
     let mut times = Vec::new();
+    let (floe0, started) = (cpu_time(server.pid()), Instant::now());
     for i in 0..n {
         let started = Instant::now();
         g.post(
@@ -231,7 +233,15 @@ fn serial_commits(base: &str, n: u64, tag: &str) -> Samples {
         );
         times.push(started.elapsed());
     }
-    Samples::new(times)
+    let cpu = Cpu {
+        generator_name: "async generator".into(),
+        generator: g.cpu,
+        server_name: "floe serve".into(),
+        server: cpu_time(server.pid()) - floe0,
+        requests: g.requests,
+        wall: started.elapsed(),
+    };
+    (Samples::new(times), cpu)
 }
 
 /// `WRITERS` writers for `seconds`, writer `w` committing to branch `b{w}` through
@@ -269,6 +279,8 @@ fn concurrent_commits(bases: &[&str], seconds: u64, tag: &str) -> u64 {
 struct Throughput {
     commits: u64,
     wall: Duration,
+    /// The writers' (this process's) CPU.
+    generator_cpu: Duration,
     floe_cpu: Duration,
     pg_cpu: Duration,
     busy: Duration,
@@ -277,6 +289,16 @@ struct Throughput {
 impl Throughput {
     fn rate(&self) -> f64 {
         self.commits as f64 / self.wall.as_secs_f64()
+    }
+    fn cpu(&self) -> Cpu {
+        Cpu {
+            generator_name: "async generator".into(),
+            generator: self.generator_cpu,
+            server_name: "floe serve".into(),
+            server: self.floe_cpu,
+            requests: self.commits,
+            wall: self.wall,
+        }
     }
     fn describe(&self) -> String {
         let per = |d: Duration| us(d / self.commits.max(1) as u32);
@@ -293,12 +315,14 @@ impl Throughput {
 
 fn measure(pg: &Pg, servers: &[&Server], seconds: u64, tag: &str) -> Throughput {
     let floe0: Duration = servers.iter().map(|s| cpu_time(s.pid())).sum();
-    let (pg0, busy0, started) = (pg.cpu(), machine_busy(), Instant::now());
+    let me = std::process::id();
+    let (pg0, busy0, gen0, started) = (pg.cpu(), machine_busy(), cpu_time(me), Instant::now());
     let bases: Vec<&str> = servers.iter().map(|s| s.base.as_str()).collect();
     let commits = concurrent_commits(&bases, seconds, tag);
     Throughput {
         commits,
         wall: started.elapsed(),
+        generator_cpu: cpu_time(me) - gen0,
         floe_cpu: servers.iter().map(|s| cpu_time(s.pid())).sum::<Duration>() - floe0,
         pg_cpu: pg.cpu() - pg0,
         busy: machine_busy() - busy0,
@@ -351,9 +375,9 @@ fn main() {
     // A commit over HTTP against the database's own commit cost.
     let a = on_pg(root.path(), "a", &pg, "bench");
     let n = s.n(2_000, 50);
-    serial_commits(&a.base, n / 10, "warm"); // connections and caches
+    serial_commits(&a, n / 10, "warm"); // connections and caches
     let baseline = pg.baseline(s.secs(10), root.path());
-    let floe = serial_commits(&a.base, n, "c");
+    let (floe, floe_cpu) = serial_commits(&a, n, "c");
     let budget = baseline.p50() * 2 + Duration::from_millis(1);
     rows.push(
         Row::new(
@@ -374,7 +398,8 @@ fn main() {
             ),
             floe.p50().as_secs_f64() / baseline.p50().as_secs_f64(),
         )
-        .budget(format!("<= 2x + 1 ms = {}", us(budget)), floe.p50() <= budget),
+        .budget(format!("<= 2x + 1 ms = {}", us(budget)), floe.p50() <= budget)
+        .cpu(floe_cpu),
     );
     rows.last().unwrap().announce();
 
@@ -411,7 +436,9 @@ fn main() {
             format!("one server, the same writers: {}", one.describe()),
             two.rate() / one.rate(),
         )
-        .budget(">= 0.90x", two.rate() / one.rate() >= 0.9),
+        .budget(">= 0.90x", two.rate() / one.rate() >= 0.9)
+        .cpu(two.cpu())
+        .cpu(one.cpu()),
     );
     rows.last().unwrap().announce();
     drop(b);
