@@ -13,6 +13,9 @@ use crate::error::CatalogResult;
 use crate::{Catalog, RunRecord};
 
 const SERVER_LEASE_PREFIX: &str = "server-lease/";
+/// How long a server's lease stays after it ran out (whoever looks sees who served)
+/// before the maintenance pass removes it.
+pub const SERVER_LEASE_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 const MAINTENANCE_LEASE: &[u8] = b"maintenance-lease";
 const CANCEL_PREFIX: &str = "run-cancel/";
 
@@ -97,6 +100,35 @@ impl Catalog {
         Ok(())
     }
 
+    /// Removes the leases of servers gone for longer than `SERVER_LEASE_RETENTION_MS` (a
+    /// missing lease reads as a dead server, as an expired one does), one page per pass:
+    /// the maintenance pass calls it. Returns how many it removed.
+    pub(crate) fn prune_server_leases(&self) -> CatalogResult<usize> {
+        if !self.store.is_shared() {
+            return Ok(0);
+        }
+        let now = self.now_ms();
+        let mut removed = 0;
+        let leases = self.store.meta_scan(
+            SERVER_LEASE_PREFIX.as_bytes(),
+            None,
+            crate::limits::META_PAGE_MAX,
+        )?;
+        for (key, value) in leases {
+            let Some(lease) = parse(&value) else {
+                continue;
+            };
+            let gone = lease.until_ms.saturating_add(SERVER_LEASE_RETENTION_MS) < now;
+            if gone
+                && lease.holder != *self.server_id
+                && self.store.meta_cas(&key, Some(&value), None)?
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Takes (or keeps) the maintenance lease for `lease_ms`: true when this server may run
     /// the pass now. Always true on a store no other server shares.
     pub fn take_maintenance_lease(&self, lease_ms: i64) -> CatalogResult<bool> {
@@ -156,5 +188,15 @@ mod tests {
         clock.advance(10_001);
         assert!(b.take_maintenance_lease(10_000).unwrap());
         assert!(!a.take_maintenance_lease(10_000).unwrap());
+        // A lease stays a day after it ran out, then maintenance removes it; a live
+        // server's stays.
+        b.renew_server_lease(30_000).unwrap();
+        assert_eq!(b.prune_server_leases().unwrap(), 0);
+        clock.advance(SERVER_LEASE_RETENTION_MS);
+        b.renew_server_lease(30_000).unwrap();
+        assert_eq!(b.prune_server_leases().unwrap(), 1, "a's lease is gone");
+        assert!(!b.owner_alive(Some("a")).unwrap());
+        assert!(a.owner_alive(Some("b")).unwrap(), "b's lease stays");
+        assert_eq!(a.prune_server_leases().unwrap(), 0);
     }
 }

@@ -369,6 +369,7 @@ async fn maintain(
                         pruned_run_branches = report.pruned_run_branches,
                         expired_run_records = report.expired_run_records,
                         expired_idempotency_records = report.expired_idempotency_records,
+                        removed_server_leases = report.removed_server_leases,
                         more = report.more,
                         "maintenance pass"
                     );

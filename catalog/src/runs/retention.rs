@@ -54,6 +54,8 @@ pub struct RetentionReport {
     pub expired_run_records: usize,
     /// Idempotency records past their lifetime, deleted.
     pub expired_idempotency_records: usize,
+    /// Leases of servers gone for a day (`SERVER_LEASE_RETENTION_MS`), removed.
+    pub removed_server_leases: usize,
     /// True when a bound stopped the pass early: another pass has more to do.
     pub more: bool,
 }
@@ -90,6 +92,7 @@ impl Catalog {
         )?;
         report.expired_idempotency_records = expired;
         report.more |= more;
+        report.removed_server_leases = self.prune_server_leases()?;
         Ok(report)
     }
 

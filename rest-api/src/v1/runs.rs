@@ -370,6 +370,8 @@ pub struct MaintenanceBody {
     pub expired_run_records: usize,
     /// Idempotency records deleted after their lifetime.
     pub expired_idempotency_records: usize,
+    /// Leases of servers gone for a day, removed (several servers on one catalog).
+    pub removed_server_leases: usize,
     /// Run logs whose run's record is gone, deleted.
     pub removed_run_logs: usize,
     /// Code snapshots no run's record names any more, deleted.
@@ -385,6 +387,7 @@ impl From<RetentionReport> for MaintenanceBody {
             pruned_run_branches: r.pruned_run_branches,
             expired_run_records: r.expired_run_records,
             expired_idempotency_records: r.expired_idempotency_records,
+            removed_server_leases: r.removed_server_leases,
             removed_run_logs: 0,
             removed_code_snapshots: 0,
             more: r.more,
