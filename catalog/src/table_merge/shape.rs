@@ -1,7 +1,8 @@
-//! The three-way merge of a table's shape (`../shared/notes/iceberg-merge.md` rules 12-17):
-//! schema, partition specs, sort orders, properties, location and format version. A change
-//! on one side is taken; the same change on both sides is clean; different changes of one
-//! of them conflict (their field, spec or order ids would collide, and files embed them).
+//! The three-way merge of a table's shape (`../shared/notes/iceberg-merge.md` rules 12-16):
+//! schema, partition specs, sort orders, properties and format version (rule 17, the
+//! location, is checked before anything is read, in `mod.rs`). A change on one side is
+//! taken; the same change on both sides is clean; different changes of one of them
+//! conflict (their field, spec or order ids would collide, and files embed them).
 //!
 //! The result is the list of table updates that carry the source's changes onto the
 //! target's metadata, applied through the same builder as every commit.
@@ -75,14 +76,6 @@ pub(super) fn merge(
     source_delta: &Delta,
 ) -> Result<Vec<TableUpdate>, Finding> {
     let mut updates = Vec::new();
-    // Rule 17: floe refuses location changes, so this only guards registered oddities.
-    if target.location() != source.location() {
-        return Err(Finding::new(
-            "location-changed",
-            "the two sides hold the table at different locations".to_owned(),
-            vec![target.location().to_owned(), source.location().to_owned()],
-        ));
-    }
     // Rule 16: format v3 holds deletion vectors, not v2 position delete files.
     for (upgraded, other, name) in [
         (target, source_delta, "source"),
