@@ -269,6 +269,9 @@ pub(super) struct Reader<'a> {
     location: String,
     format: FormatVersion,
     manifests: HashMap<String, Arc<Manifest>>,
+    /// Manifest lists read (the target head's is read by its history and again by the
+    /// replay that extends it).
+    lists: HashMap<String, Vec<ManifestFile>>,
     /// Files read, for the report (what the merge cost).
     pub files_read: usize,
 }
@@ -280,6 +283,7 @@ impl<'a> Reader<'a> {
             location: metadata.location().trim_end_matches('/').to_owned(),
             format: metadata.format_version(),
             manifests: HashMap::new(),
+            lists: HashMap::new(),
             files_read: 0,
         }
     }
@@ -299,10 +303,17 @@ impl<'a> Reader<'a> {
     }
 
     pub fn list(&mut self, path: &str) -> CatalogResult<Vec<ManifestFile>> {
+        if let Some(list) = self.lists.get(path) {
+            return Ok(list.clone());
+        }
         let bytes = self.read("manifest list", path)?;
-        let list = ManifestList::parse_with_version(&bytes, self.format)
-            .map_err(|e| damaged(path, format!("manifest list {path} does not parse: {e}")))?;
-        Ok(list.consume_entries().into_iter().collect())
+        let list: Vec<ManifestFile> = ManifestList::parse_with_version(&bytes, self.format)
+            .map_err(|e| damaged(path, format!("manifest list {path} does not parse: {e}")))?
+            .consume_entries()
+            .into_iter()
+            .collect();
+        self.lists.insert(path.to_owned(), list.clone());
+        Ok(list)
     }
 
     pub fn manifest(&mut self, path: &str) -> CatalogResult<Arc<Manifest>> {
