@@ -21,18 +21,11 @@ use std::time::{Duration, Instant};
 
 use floe_catalog::{Isolation, TableMergeOptions};
 use iceberg::spec::{FormatVersion, Manifest, ManifestList};
-use lake::Lake;
+use lake::{Lake, local};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-fn local(location: &str) -> String {
-    location
-        .strip_prefix("file://")
-        .unwrap_or(location)
-        .to_owned()
 }
 
 /// Reads what the snapshots since the base wrote on `at`: each one's manifest list and

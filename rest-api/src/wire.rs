@@ -437,6 +437,24 @@ pub enum IsolationBody {
     Snapshot,
 }
 
+impl From<IsolationBody> for floe_catalog::Isolation {
+    fn from(i: IsolationBody) -> Self {
+        match i {
+            IsolationBody::Serializable => floe_catalog::Isolation::Serializable,
+            IsolationBody::Snapshot => floe_catalog::Isolation::Snapshot,
+        }
+    }
+}
+
+impl From<floe_catalog::Isolation> for IsolationBody {
+    fn from(i: floe_catalog::Isolation) -> Self {
+        match i {
+            floe_catalog::Isolation::Serializable => IsolationBody::Serializable,
+            floe_catalog::Isolation::Snapshot => IsolationBody::Snapshot,
+        }
+    }
+}
+
 /// What a merge did with an Iceberg table both sides changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

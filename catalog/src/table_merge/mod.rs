@@ -527,25 +527,25 @@ impl Resolver for TableMerge<'_> {
 
     fn commit_properties(&self, changes: &[KeyChange]) -> BTreeMap<String, String> {
         let state = self.state.lock();
-        let mut kept: Vec<&TableMergeReport> = Vec::new();
+        // Each report serialized once; the array is their texts joined.
+        let mut kept: Vec<String> = Vec::new();
+        let mut bytes = 2;
         let mut truncated = false;
         for report in state.reports.values() {
             if !changes.iter().any(|c| c.key == report.key) {
                 continue;
             }
-            kept.push(report);
-            if serde_json::to_string(&kept).map_or(0, |t| t.len()) > TABLES_PROPERTY_BYTES_MAX {
-                kept.pop();
+            let text = serde_json::to_string(report).unwrap_or_default();
+            if bytes + text.len() + 1 > TABLES_PROPERTY_BYTES_MAX {
                 truncated = true;
                 break;
             }
+            bytes += text.len() + 1;
+            kept.push(text);
         }
         let mut out = BTreeMap::new();
         if !kept.is_empty() {
-            out.insert(
-                TABLES_PROPERTY.to_owned(),
-                serde_json::to_string(&kept).unwrap_or_default(),
-            );
+            out.insert(TABLES_PROPERTY.to_owned(), format!("[{}]", kept.join(",")));
         }
         if truncated {
             out.insert(format!("{TABLES_PROPERTY}-truncated"), "true".to_owned());

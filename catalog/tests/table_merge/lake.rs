@@ -49,7 +49,7 @@ fn spec(at: &str) -> RefSpec {
     RefSpec::parse(at).unwrap()
 }
 
-fn local(location: &str) -> String {
+pub fn local(location: &str) -> String {
     location
         .strip_prefix("file://")
         .unwrap_or(location)

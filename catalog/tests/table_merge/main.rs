@@ -267,7 +267,7 @@ fn a_rewritten_manifest_keeps_the_row_ids_of_the_files_it_carries() {
     let gone = lake
         .live("dev")
         .iter()
-        .map(|f| super_values(f.file.file_path()))
+        .map(|f| lake::values(f.file.file_path()))
         .next()
         .unwrap();
     lake.overwrite_without("dev", &gone);
@@ -281,10 +281,6 @@ fn a_rewritten_manifest_keeps_the_row_ids_of_the_files_it_carries() {
     }
     let t = lake.table("main");
     assert!(t.next_row_id() as i64 > *before.values().max().unwrap());
-}
-
-fn super_values(path: &str) -> Vec<i64> {
-    lake::values(path)
 }
 
 /// One change a side makes, on ids only it ever writes.

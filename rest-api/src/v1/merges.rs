@@ -18,8 +18,8 @@ use crate::extract::{self, ApiPath};
 use crate::metrics::Metrics;
 use crate::v1::namespaces::commit_replay;
 use crate::wire::{
-    ChangeBody, CommitResult, IsolationBody, MergeKindBody, MergeRequestBody, MergeResponse,
-    ReplayRequestBody, ResolutionBody, StrategyBody, TableMergeBody,
+    ChangeBody, CommitResult, MergeKindBody, MergeRequestBody, MergeResponse, ReplayRequestBody,
+    ResolutionBody, StrategyBody, TableMergeBody,
 };
 use crate::write::{self, Call, Ctx, Reply, Write};
 
@@ -73,10 +73,7 @@ fn merge_request(req: MergeRequestBody) -> ApiResult<(RefSpec, MergeRequest)> {
             author: None,
             tables: TableMergeOptions {
                 enabled: req.table_merge,
-                isolation: req.isolation.map(|i| match i {
-                    IsolationBody::Serializable => Isolation::Serializable,
-                    IsolationBody::Snapshot => Isolation::Snapshot,
-                }),
+                isolation: req.isolation.map(Isolation::from),
                 target_appends_only: false,
             },
         },
@@ -86,10 +83,7 @@ fn merge_request(req: MergeRequestBody) -> ApiResult<(RefSpec, MergeRequest)> {
 fn table_body(t: &TableMergeReport) -> TableMergeBody {
     TableMergeBody {
         key: t.key.to_string(),
-        isolation: match t.isolation {
-            Isolation::Serializable => IsolationBody::Serializable,
-            Isolation::Snapshot => IsolationBody::Snapshot,
-        },
+        isolation: t.isolation.into(),
         snapshots_replayed: t.snapshots_replayed as u64,
         source_snapshots: t.source_snapshots as u64,
         data_files_added: t.data_files_added as u64,
