@@ -186,7 +186,7 @@ fn every_durability_mutant_has_a_counterexample_within_12_steps() {
 
 /// The runs model at the depth CI checks (`runs::CI_DEPTH`, what `check runs` explores
 /// with no flags).
-const RUNS_STATES: usize = 1_031_116;
+const RUNS_STATES: usize = 1_204_052;
 
 #[test]
 fn the_runs_model_holds_its_properties() {
@@ -223,6 +223,7 @@ fn every_runs_mutant_has_a_counterexample_within_12_steps() {
         (PerTableRevert, 6),
         (RecoverySkipsQueued, 1),
         (RecoveryIgnoresLanding, 4),
+        (AppendDropsRows, 8),
     ];
     assert_eq!(shortest.len(), runs::Mutant::ALL.len());
     for (mutant, length) in shortest {

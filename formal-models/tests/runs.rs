@@ -1,14 +1,15 @@
 //! The runs model on the three ways Bauplan's own Alloy models found its runs going wrong,
 //! step by step: each scenario is refused (or harmless) in the model as floe builds it,
 //! and its mutant lets it through and breaks the property that forbids it (the same for a
-//! landing refused halfway, under all or none). Also: the committed traces
+//! landing refused halfway, under all or none); and an append output landing merged with
+//! the target's appends, but not over a replace. Also: the committed traces
 //! (`testdata/runs-traces.txt`, replayed against the catalog by
-//! `catalog/tests/runs_model_replay.rs`) are what the model generates now.
+//! `catalog/tests/runs_model_replay/`) are what the model generates now.
 
 use floe_formal_models::runs::trace::{self, shortest_counterexample};
 use floe_formal_models::runs::{
     ALL_OR_NONE, MAIN, Mutant, NO_OVERWRITE, Outcome, Phase, REVERT_WHOLE, Runs, RunsAction,
-    SEALED, Source, State, T1, T2,
+    SEALED, Source, State, T1, T2, Version,
 };
 use stateright::Model;
 
@@ -41,7 +42,7 @@ fn version(state: &State, table: usize) -> Option<u8> {
     state
         .map(MAIN)
         .and_then(|m| m.get(&table))
-        .map(|c| c.version)
+        .map(Version::generation)
 }
 
 /// Bauplan 1: a second run silently overwrote a table another run wrote. Run 1 writes and
@@ -199,4 +200,49 @@ fn a_revert_never_splits_a_run() {
 fn the_committed_traces_are_the_models() {
     expect_test::expect_file!["../testdata/runs-traces.txt"]
         .assert_eq(&trace::traces_file(&Runs::default()));
+}
+
+/// An append output (run 1's `a.t2`) over the client's append on the target since the
+/// fork lands merged: both rows are on `main`. Over a replace it is refused. With the
+/// mutant, the landing drops the client's row and breaks no-overwrite.
+#[test]
+fn an_append_lands_merged_over_appends_and_is_refused_over_a_replace() {
+    let model = Runs::default();
+    let created = [Begin(0), Write(0, T1), Write(0, T2), Land(0), Begin(1)];
+    let rows = |state: &State| {
+        let t2 = state.map(MAIN).and_then(|m| m.get(&T2)).copied().unwrap();
+        (Version::generation(&t2), Version::row_names(&t2))
+    };
+    let mut merged = created.to_vec();
+    merged.extend([Append, Write(1, T2), Land(1)]);
+    let (state, outcomes) = run(&model, &merged);
+    assert_eq!(outcomes[7], Outcome::Ok);
+    assert_eq!(state.runs[1].phase, Phase::Succeeded);
+    assert_eq!(rows(&state), (10, vec!["c".to_owned(), "r1".to_owned()]));
+    assert!(holds(&model, NO_OVERWRITE, &state));
+
+    let mut replaced = created.to_vec();
+    replaced.extend([
+        RunsAction::Commit {
+            branch: MAIN,
+            table: T2,
+        },
+        Write(1, T2),
+        Land(1),
+    ]);
+    let (state, outcomes) = run(&model, &replaced);
+    assert_eq!(outcomes[7], Outcome::Conflict);
+    assert_eq!(state.runs[1].phase, Phase::Failed);
+    assert!(state.seen.append_refused);
+    assert_eq!(rows(&state), (1, Vec::new()), "the client's replace stays");
+
+    let dropping = Runs::with_mutant(Mutant::AppendDropsRows);
+    let (state, outcomes) = run(&dropping, &merged);
+    assert_eq!(outcomes[7], Outcome::Ok);
+    assert_eq!(
+        rows(&state),
+        (10, vec!["r1".to_owned()]),
+        "the client's row is lost"
+    );
+    assert!(!holds(&dropping, NO_OVERWRITE, &state));
 }

@@ -12,10 +12,17 @@
 //!
 //! The universe is small on purpose: namespace `a` with table `a.t1` on `main` (and `a.t2`
 //! absent, so that a run creates it), two runs queued at the start — run 0 writes `a.t1`
-//! and `a.t2`, run 1 writes `a.t2` — and one client with a branch `dev` it forks and
-//! deletes. A run writes each output once, as version `RUN_VERSION + run`; the client's
-//! writes toggle between versions 1 and 2, so the same content recurs and merges meet
-//! equal changes.
+//! and `a.t2`, run 1 appends to `a.t2` (an `APPEND` output) — and one client with a branch
+//! `dev` it forks and deletes, who also appends rows to `a.t2` on `main`.
+//!
+//! A table's version is a generation and the rows appended since it (`Version`). A run
+//! writes each output once: a replaced output as generation `RUN_VERSION + run`, an append
+//! output as its own row added to the table (which it creates at that generation when it
+//! is absent). The client's writes to `a.t1` toggle between generations 1 and 2, so the
+//! same content recurs and merges meet equal changes; its replaces of `a.t2` take a fresh
+//! generation each, because the catalog replays `a.t2` as a real Iceberg table, whose every
+//! write makes new metadata (two contents are equal only when one was carried from the
+//! other by a merge, a cherry-pick, a landing or a revert).
 
 mod properties;
 mod step;
@@ -48,22 +55,26 @@ pub enum Mutant {
     RecoverySkipsQueued,
     /// Recovery fails every live run without looking for its landing.
     RecoveryIgnoresLanding,
+    /// An append output whose table the target appended to since the fork lands as the
+    /// run's own table, not merged with those appends: the rows they added are lost.
+    AppendDropsRows,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 6] = [
+    pub const ALL: [Mutant; 7] = [
         Mutant::BlindLanding,
         Mutant::LandPerTable,
         Mutant::UnsealedWork,
         Mutant::PerTableRevert,
         Mutant::RecoverySkipsQueued,
         Mutant::RecoveryIgnoresLanding,
+        Mutant::AppendDropsRows,
     ];
 
     /// The property this mutant breaks.
     pub fn breaks(self) -> &'static str {
         match self {
-            Mutant::BlindLanding => NO_OVERWRITE,
+            Mutant::BlindLanding | Mutant::AppendDropsRows => NO_OVERWRITE,
             Mutant::LandPerTable => ALL_OR_NONE,
             Mutant::UnsealedWork => SEALED,
             Mutant::PerTableRevert => REVERT_WHOLE,
@@ -79,14 +90,17 @@ impl Mutant {
             Mutant::PerTableRevert => "per-table-revert",
             Mutant::RecoverySkipsQueued => "recovery-skips-queued",
             Mutant::RecoveryIgnoresLanding => "recovery-ignores-landing",
+            Mutant::AppendDropsRows => "append-drops-rows",
         }
     }
 }
 
 /// The depth CI checks exhaustively, as stateright counts it (the initial state is depth
-/// 1: nine actions, about a million states). Every `sometimes` property is reached within
-/// five actions; nine hold every interleaving of both runs' whole lives (seven actions:
-/// Bauplan's overwrite race) with two more — a revert, a crash, the client's writes.
+/// 1: nine actions, about 1.2 million states). Every `sometimes` property is reached within
+/// eight actions (an append merged or refused: run 0 creates `a.t2`, run 1 forks and
+/// appends while the client appends or replaces); nine hold every interleaving of both
+/// runs' whole lives (seven actions: Bauplan's overwrite race) with two more — a revert, a
+/// crash, the client's writes.
 pub const CI_DEPTH: usize = 10;
 /// The depth within which every mutant's counterexample is found (12 actions).
 pub const MUTANT_DEPTH: usize = 13;
@@ -101,8 +115,56 @@ pub const TABLES: [usize; 2] = [T1, T2];
 pub const MAIN: usize = 0;
 pub const DEV: usize = 1;
 pub const RUN_BRANCH: usize = 2;
-/// Run `r` writes each output as this version plus `r`.
+/// Run `r` replaces an output with this generation plus `r` (and creates an append output
+/// at it).
 pub const RUN_VERSION: u8 = 10;
+/// The generations the client's replaces of `a.t2` take, fresh each time: `1..=CLIENT_GENERATIONS`.
+pub const CLIENT_GENERATIONS: u8 = 9;
+
+/// A table's version (`OContent::version`): its generation in the low four bits, and one
+/// bit per writer that appended a row since (the client's, then run `r`'s).
+#[derive(Debug)]
+pub struct Version;
+
+impl Version {
+    const GENERATION: u8 = 0x0f;
+    pub const CLIENT_ROW: u8 = 0x10;
+
+    pub fn generation(c: &OContent) -> u8 {
+        c.version & Self::GENERATION
+    }
+
+    pub fn rows(c: &OContent) -> u8 {
+        c.version & !Self::GENERATION
+    }
+
+    pub fn run_row(run: usize) -> u8 {
+        0x20 << run
+    }
+
+    /// `now` is `before` with rows appended (none taken away): the same table, at the same
+    /// generation, holding at least `before`'s rows.
+    pub fn appended(before: &OContent, now: &OContent) -> bool {
+        before.id == now.id
+            && Self::generation(before) == Self::generation(now)
+            && Self::rows(now) & Self::rows(before) == Self::rows(before)
+    }
+
+    /// The rows' names, in bit order: `c` for the client's, `rN` for run N's.
+    pub fn row_names(c: &OContent) -> Vec<String> {
+        let rows = Self::rows(c);
+        let mut names = Vec::new();
+        if rows & Self::CLIENT_ROW != 0 {
+            names.push("c".to_owned());
+        }
+        names.extend(
+            (0..3)
+                .filter(|r| rows & Self::run_row(*r) != 0)
+                .map(|r| format!("r{r}")),
+        );
+        names
+    }
+}
 
 pub fn run_branch(run: usize) -> usize {
     RUN_BRANCH + run
@@ -195,11 +257,13 @@ pub enum RunsAction {
     Maintain,
     /// The server stops (crashes) and starts again: recovery settles live runs.
     Restart,
-    /// The client writes a table on `main` or `dev`.
+    /// The client writes a table on `main` or `dev` (replaces it: a new generation).
     Commit {
         branch: usize,
         table: usize,
     },
+    /// The client appends its row to `a.t2` on `main`.
+    Append,
     /// The client creates `dev` at a source.
     Fork(Source),
     /// The client merges a source into `main`.
@@ -244,6 +308,9 @@ pub struct Seen {
     pub sealed_refused: bool,
     pub revert_refused: bool,
     pub landing_recovered: bool,
+    /// A landing refused because the target changed an append output's table since the
+    /// fork by more than appends.
+    pub append_refused: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -255,6 +322,8 @@ pub struct State {
     /// False between a crash and the restart (only the restart happens meanwhile).
     pub up: bool,
     pub seen: Seen,
+    /// The generation the client's next replace of `a.t2` takes.
+    pub fresh: u8,
 }
 
 impl State {
@@ -291,6 +360,8 @@ pub struct Runs {
     pub mutant: Option<Mutant>,
     /// Each run's outputs (it writes each once, in any order, and lands them together).
     pub outputs: Vec<Vec<usize>>,
+    /// The outputs each run writes by appending (its `APPEND` outputs).
+    pub appends: Vec<Vec<usize>>,
     /// Another client works beside the runs.
     pub client: bool,
 }
@@ -300,6 +371,7 @@ impl Default for Runs {
         Runs {
             mutant: None,
             outputs: vec![vec![T1, T2], vec![T2]],
+            appends: vec![Vec::new(), vec![T2]],
             client: true,
         }
     }
@@ -320,27 +392,17 @@ pub fn creator(c: &OContent) -> Option<usize> {
     (c.id >= CREATED_ID).then(|| ((c.id - CREATED_ID) / 2) as usize)
 }
 
-/// What run `run` writes to a table that holds `current` on its branch: the same table
-/// (its id) at the run's version, or a new one.
-pub fn run_value(run: usize, key: usize, current: Option<&OContent>) -> OContent {
-    OContent {
-        id: current.map_or(created_id(run, key), |c| c.id),
-        kind: natural_kind(key),
-        version: RUN_VERSION + run as u8,
-    }
-}
-
-/// True when `c` is what run `run` wrote.
-pub fn written_by(run: usize, c: Option<&OContent>) -> bool {
-    c.is_some_and(|c| c.version == RUN_VERSION + run as u8)
-}
-
-/// What the client writes over `current`: the same table at the other client version.
-pub fn client_value(current: OContent) -> OContent {
-    OContent {
-        version: if current.version == 1 { 2 } else { 1 },
-        ..current
-    }
+/// The client's replace of `current` on `state`: `a.t1` at the other of generations 1
+/// and 2, `a.t2` at a fresh generation (`None` once they are used up).
+pub fn client_value(state: &State, key: usize, current: OContent) -> Option<OContent> {
+    let version = if key == T2 {
+        (state.fresh <= CLIENT_GENERATIONS).then_some(state.fresh)?
+    } else if current.version == 1 {
+        2
+    } else {
+        1
+    };
+    Some(OContent { version, ..current })
 }
 
 impl Runs {
@@ -353,6 +415,38 @@ impl Runs {
 
     fn is(&self, m: Mutant) -> bool {
         self.mutant == Some(m)
+    }
+
+    /// True when run `run` writes `key` by appending.
+    pub fn appends(&self, run: usize, key: usize) -> bool {
+        self.appends[run].contains(&key)
+    }
+
+    /// What run `run` writes to a table that holds `current` on its branch: the same table
+    /// (its id) at the run's generation, or with the run's row appended; or a new one.
+    pub fn run_value(&self, run: usize, key: usize, current: Option<&OContent>) -> OContent {
+        let generation = RUN_VERSION + run as u8;
+        let version = match (self.appends(run, key), current) {
+            (true, Some(c)) => c.version | Version::run_row(run),
+            (true, None) => generation | Version::run_row(run),
+            (false, _) => generation,
+        };
+        OContent {
+            id: current.map_or(created_id(run, key), |c| c.id),
+            kind: natural_kind(key),
+            version,
+        }
+    }
+
+    /// True when `c` holds what run `run` wrote to `key`.
+    pub fn written_by(&self, run: usize, key: usize, c: Option<&OContent>) -> bool {
+        c.is_some_and(|c| {
+            if self.appends(run, key) {
+                Version::rows(c) & Version::run_row(run) != 0
+            } else {
+                c.version == RUN_VERSION + run as u8
+            }
+        })
     }
 }
 
@@ -396,6 +490,7 @@ impl Model for Runs {
             ],
             up: true,
             seen: Seen::default(),
+            fresh: 1,
         }]
     }
 

@@ -5,10 +5,10 @@
 
 use stateright::Property;
 
-use super::{Origin, Phase, Runs, State, TABLES, run_branch, written_by};
+use super::{Origin, Phase, Runs, State, TABLES, Version, run_branch};
 
 pub const ALL_OR_NONE: &str = "a run's outputs reach its target all or none";
-pub const NO_OVERWRITE: &str = "no silent overwrite: a landing never replaces a table that changed on the target after the fork";
+pub const NO_OVERWRITE: &str = "no silent overwrite: a landing never replaces a table that changed on the target after the fork; an append output lands over appends alone, keeping every row they added";
 pub const SEALED: &str =
     "no ref reaches a commit of a failed or cancelled run, nor copies one, unless it was promoted";
 pub const REVERT_WHOLE: &str = "reverting a run reverts all its tables or none";
@@ -23,6 +23,10 @@ pub const SOME_REVERT_REFUSED: &str = "a run's revert is refused: one of its tab
 pub const SOME_RECOVERED_LANDING: &str =
     "recovery finds the landing of a run the crash interrupted and settles it as succeeded";
 pub const SOME_PRUNED: &str = "retention prunes a sealed run's branch";
+pub const SOME_APPEND_MERGED: &str =
+    "a run's append output lands merged with appends made on its target since the fork";
+pub const SOME_APPEND_REFUSED: &str =
+    "a run's append output is refused: the target replaced its table since the fork";
 
 pub(super) fn all() -> Vec<Property<Runs>> {
     vec![
@@ -57,6 +61,26 @@ pub(super) fn all() -> Vec<Property<Runs>> {
         Property::sometimes(SOME_RECOVERED_LANDING, |_: &Runs, s: &State| {
             s.seen.landing_recovered
         }),
+        Property::sometimes(SOME_APPEND_MERGED, |m: &Runs, s: &State| {
+            s.origins.iter().enumerate().any(|(c, o)| {
+                let Origin::Landing(r) = o else {
+                    return false;
+                };
+                let (Some(fork), Some(parent)) =
+                    (s.runs[*r].fork, s.spec.commits[c].parents.first())
+                else {
+                    return false;
+                };
+                let (at_fork, landed_on) =
+                    (&s.spec.commits[fork].map, &s.spec.commits[*parent].map);
+                m.appends[*r]
+                    .iter()
+                    .any(|t| at_fork.get(t).is_some() && landed_on.get(t) != at_fork.get(t))
+            })
+        }),
+        Property::sometimes(SOME_APPEND_REFUSED, |_: &Runs, s: &State| {
+            s.seen.append_refused
+        }),
         Property::sometimes(SOME_PRUNED, |_: &Runs, s: &State| {
             s.runs.iter().enumerate().any(|(r, run)| {
                 matches!(run.phase, Phase::Failed | Phase::Cancelled)
@@ -76,7 +100,7 @@ fn all_or_none(m: &Runs, s: &State) -> bool {
         let whole = |c: &usize| {
             m.outputs[r]
                 .iter()
-                .all(|t| written_by(r, s.spec.commits[*c].map.get(t)))
+                .all(|t| m.written_by(r, *t, s.spec.commits[*c].map.get(t)))
         };
         match run.phase {
             Phase::Succeeded => landings.len() == 1 && landings.iter().all(whole),
@@ -87,7 +111,8 @@ fn all_or_none(m: &Runs, s: &State) -> bool {
 }
 
 /// Every landing commit landed on a head where each of its run's outputs is as it was at
-/// the run's fork.
+/// the run's fork; or, for an append output, where the target had only appended to it
+/// since the fork, and the landing keeps every row the target had.
 fn no_overwrite(m: &Runs, s: &State) -> bool {
     s.origins.iter().enumerate().all(|(c, o)| {
         let Origin::Landing(r) = o else {
@@ -98,9 +123,17 @@ fn no_overwrite(m: &Runs, s: &State) -> bool {
         };
         let landed_on = &s.spec.commits[s.spec.commits[c].parents[0]].map;
         let at_fork = &s.spec.commits[fork].map;
-        m.outputs[*r]
-            .iter()
-            .all(|t| landed_on.get(t) == at_fork.get(t))
+        let landing = &s.spec.commits[c].map;
+        m.outputs[*r].iter().all(|t| {
+            let unchanged = landed_on.get(t) == at_fork.get(t);
+            let merged = || match (at_fork.get(t), landed_on.get(t), landing.get(t)) {
+                (Some(before), Some(on), Some(after)) => {
+                    Version::appended(before, on) && Version::appended(on, after)
+                }
+                _ => false,
+            };
+            unchanged || (m.appends(*r, *t) && merged())
+        })
     })
 }
 

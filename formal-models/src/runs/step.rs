@@ -39,6 +39,7 @@ impl Runs {
             for branch in [MAIN, DEV] {
                 all.extend(TABLES.map(|table| Commit { branch, table }));
             }
+            all.push(Append);
             all.push(Fork(Source::Main));
             all.extend(runs.clone().map(|r| Fork(Source::Work(r))));
             all.push(Merge(Source::Dev));
@@ -75,7 +76,7 @@ impl Runs {
             Write(r, t) => {
                 let current = self.unwritten(state, r, t)?;
                 let mut ops = Vec::new();
-                let value = run_value(r, t, current.as_ref());
+                let value = self.run_value(r, t, current.as_ref());
                 put(&mut ops, t, value, expect_of(current.as_ref()));
                 let effect = next.spec.commit(run_branch(r), None, &ops).ok()?.0;
                 new_commit(&mut next, effect, Origin::Work(r));
@@ -135,8 +136,26 @@ impl Runs {
             }
             Commit { branch, table } => {
                 let current = *state.map(branch)?.get(&table)?;
-                let ops = [ROp::Put(table, client_value(current), OExpect::Is(current))];
+                let value = client_value(state, table, current)?;
+                if table == T2 {
+                    next.fresh += 1;
+                }
+                let ops = [ROp::Put(table, value, OExpect::Is(current))];
                 let effect = next.spec.commit(branch, None, &ops).ok()?.0;
+                new_commit(&mut next, effect, Origin::Client);
+                Outcome::Ok
+            }
+            Append => {
+                let current = *state.map(MAIN)?.get(&T2)?;
+                if Version::rows(&current) & Version::CLIENT_ROW != 0 {
+                    return None;
+                }
+                let value = OContent {
+                    version: current.version | Version::CLIENT_ROW,
+                    ..current
+                };
+                let ops = [ROp::Put(T2, value, OExpect::Is(current))];
+                let effect = next.spec.commit(MAIN, None, &ops).ok()?.0;
                 new_commit(&mut next, effect, Origin::Client);
                 Outcome::Ok
             }
@@ -204,14 +223,16 @@ impl Runs {
             return None;
         }
         let current = state.map(run_branch(r))?.get(&t).copied();
-        (!written_by(r, current.as_ref())).then_some(current)
+        (!self.written_by(r, t, current.as_ref())).then_some(current)
     }
 
     fn ready_to_land(&self, state: &State, r: usize) -> bool {
         state.runs[r].phase == Phase::Running
-            && state
-                .map(run_branch(r))
-                .is_some_and(|m| self.outputs[r].iter().all(|t| written_by(r, m.get(t))))
+            && state.map(run_branch(r)).is_some_and(|m| {
+                self.outputs[r]
+                    .iter()
+                    .all(|t| self.written_by(r, *t, m.get(t)))
+            })
     }
 
     /// The commit a source names, when there is one.
@@ -233,7 +254,10 @@ impl Runs {
     }
 
     /// The landing rule: one commit on the target that puts every output expecting its
-    /// content at the fork. Refused, the run fails (unless the server crashed first).
+    /// content at the fork — except an append output whose table the target changed since
+    /// by appends only, which lands merged with them (the target's table with the run's
+    /// row), expecting the target's table as it is. Refused, the run fails (unless the
+    /// server crashed first).
     fn land(&self, next: &mut State, r: usize, crash: bool) -> Outcome {
         let fork = next.runs[r].fork.expect("a running run forked");
         let at_fork = next.spec.commits[fork].map.clone();
@@ -253,9 +277,29 @@ impl Runs {
             vec![outputs.as_slice()]
         };
         let mut outcome = Outcome::Ok;
+        let mut append_refused = false;
         for group in groups {
             let mut ops = Vec::new();
             for t in group {
+                if self.appends(r, *t)
+                    && let (Some(before), Some(now)) = (at_fork.get(t), on_target.get(t))
+                    && now != before
+                {
+                    if !Version::appended(before, now) {
+                        append_refused = true;
+                    } else {
+                        let merged = if self.is(Mutant::AppendDropsRows) {
+                            work[t]
+                        } else {
+                            OContent {
+                                version: now.version | Version::rows(&work[t]),
+                                ..*now
+                            }
+                        };
+                        put(&mut ops, *t, merged, OExpect::Is(*now));
+                        continue;
+                    }
+                }
                 put(&mut ops, *t, work[t], expected(t));
             }
             match next.spec.commit(MAIN, None, &ops) {
@@ -279,6 +323,7 @@ impl Runs {
             next.runs[r].phase = Phase::Failed;
             next.runs[r].landed = None;
             next.seen.landing_refused = true;
+            next.seen.append_refused |= append_refused;
         } else {
             next.runs[r].phase = Phase::Succeeded;
             next.spec.branches.remove(&run_branch(r));

@@ -1,13 +1,15 @@
 //! Paths of the runs model, and their traces as text: what the catalog is held to. Each
 //! line of a trace is one action, how it ended and what a caller then observes — the runs'
 //! records, each run branch's tables, and the tables on `main` and `dev` (a table's
-//! version, and `@rN` when run N created it):
+//! generation, `@rN` when run N created it, and `+c` / `+rN` for the rows the client or
+//! run N appended since the generation):
 //!
 //! ```text
 //! write 0 t2=10 -> ok | r0=running{t1:10,t2:10@r0} r1=queued main{t1:0}
+//! write 1 t2+=r1 -> ok | r0=succeeded r1=running{t1:10,t2:10@r0+r1} main{t1:10,t2:10@r0+c}
 //! ```
 //!
-//! `floe-catalog`'s `tests/runs_model_replay.rs` replays the committed traces
+//! `floe-catalog`'s `tests/runs_model_replay/` replays the committed traces
 //! (`testdata/runs-traces.txt`) against the real `Catalog`, so that the catalog is held
 //! to this model without depending on this crate (DESIGN §1: `catalog -> commits` only).
 //! `tests/runs.rs` here fails when the file is not what the model generates now
@@ -19,8 +21,8 @@ use std::fmt::Write as _;
 use stateright::Model;
 
 use super::{
-    DEV, MAIN, Outcome, RUN_VERSION, Runs, RunsAction, Source, State, T1, T2, client_value,
-    creator, run_branch,
+    DEV, MAIN, Outcome, RUN_VERSION, Runs, RunsAction, Source, State, T1, T2, Version,
+    client_value, creator, run_branch,
 };
 use crate::spec::Map;
 
@@ -33,6 +35,56 @@ pub const WALK_ACTIONS: usize = 16;
 /// The seed of the walks (xorshift64*).
 pub const SEED: u64 = 0x5eed_f10e;
 
+/// Paths the walks rarely take, written out: run 1's append output landing merged with
+/// the client's append (then reverted, and its work cherry-picked), the same landing
+/// interrupted by a crash, refused over a replace, landing plain over an append made
+/// before its fork, and a promoted run's append merged by the client (key by key).
+pub fn scenarios() -> Vec<(&'static str, Vec<RunsAction>)> {
+    use RunsAction::*;
+    let created = [Begin(0), Write(0, T1), Write(0, T2), Land(0)];
+    let with = |tail: &[RunsAction]| [&created[..], tail].concat();
+    let replace = Commit {
+        branch: MAIN,
+        table: T2,
+    };
+    vec![
+        (
+            "append-merged",
+            with(&[
+                Begin(1),
+                Append,
+                Write(1, T2),
+                Land(1),
+                RevertRun(1),
+                CherryPick(1),
+            ]),
+        ),
+        (
+            "append-merged-crash",
+            with(&[Begin(1), Write(1, T2), Append, LandCrash(1), Restart]),
+        ),
+        (
+            "append-refused",
+            with(&[Begin(1), replace, Write(1, T2), Land(1)]),
+        ),
+        (
+            "append-after-append",
+            with(&[Append, Begin(1), Write(1, T2), Land(1), RevertRun(1)]),
+        ),
+        (
+            "append-promoted-merged",
+            with(&[
+                Begin(1),
+                Write(1, T2),
+                Fail(1),
+                Promote(1),
+                Append,
+                Merge(Source::Work(1)),
+            ]),
+        ),
+    ]
+}
+
 fn table_name(t: usize) -> &'static str {
     if t == T1 { "t1" } else { "t2" }
 }
@@ -43,7 +95,15 @@ fn tables(map: &Map) -> String {
         .filter_map(|t| {
             let c = map.get(t)?;
             let by = creator(c).map(|r| format!("@r{r}")).unwrap_or_default();
-            Some(format!("{}:{}{by}", table_name(*t), c.version))
+            let rows: String = Version::row_names(c)
+                .iter()
+                .map(|r| format!("+{r}"))
+                .collect();
+            Some(format!(
+                "{}:{}{by}{rows}",
+                table_name(*t),
+                Version::generation(c)
+            ))
         })
         .collect();
     format!("{{{}}}", present.join(","))
@@ -76,8 +136,8 @@ pub fn observe(state: &State) -> String {
 }
 
 /// An action as a trace spells it, in the state it is taken from (a write names the
-/// version it writes).
-pub fn describe(state: &State, action: RunsAction) -> String {
+/// generation it writes, or the row it appends).
+pub fn describe(model: &Runs, state: &State, action: RunsAction) -> String {
     use RunsAction::*;
     let source = |s: Source| match s {
         Source::Main => "main".to_owned(),
@@ -86,6 +146,7 @@ pub fn describe(state: &State, action: RunsAction) -> String {
     };
     match action {
         Begin(r) => format!("begin {r}"),
+        Write(r, t) if model.appends(r, t) => format!("write {r} {}+=r{r}", table_name(t)),
         Write(r, t) => format!("write {r} {}={}", table_name(t), RUN_VERSION + r as u8),
         Land(r) => format!("land {r}"),
         LandCrash(r) => format!("land-crash {r}"),
@@ -99,9 +160,11 @@ pub fn describe(state: &State, action: RunsAction) -> String {
             let version = state
                 .map(branch)
                 .and_then(|m| m.get(&table))
-                .map_or(0, |c| client_value(*c).version);
+                .and_then(|c| client_value(state, table, *c))
+                .map_or(0, |c| c.version);
             format!("commit {name} {}={version}", table_name(table))
         }
+        Append => "append main t2+=c".to_owned(),
         Fork(s) => format!("fork dev from {}", source(s)),
         Merge(s) => format!("merge {} into main", source(s)),
         CherryPick(r) => format!("cherry-pick work {r} onto main"),
@@ -116,7 +179,7 @@ pub fn trace(model: &Runs, path: &[RunsAction]) -> String {
     let mut state = model.init_states().remove(0);
     let mut out = String::new();
     for a in path {
-        let line = describe(&state, *a);
+        let line = describe(model, &state, *a);
         let (next, outcome) = model
             .step(&state, *a)
             .unwrap_or_else(|| panic!("`{line}` is not enabled"));
@@ -161,7 +224,7 @@ fn weight(a: RunsAction) -> usize {
     match a {
         Begin(_) | Write(..) | Land(_) => 8,
         RevertRun(_) | Promote(_) | Maintain => 4,
-        Commit { .. } | Fork(_) | Merge(_) => 2,
+        Commit { .. } | Append | Fork(_) | Merge(_) => 2,
         LandCrash(_) | Fail(_) | Cancel(_) | Restart | CherryPick(_) | DeleteDev => 1,
     }
 }
@@ -218,18 +281,22 @@ pub fn exhaustive(model: &Runs, depth: usize) -> Vec<Vec<RunsAction>> {
     paths
 }
 
-/// The traces file: the start's observation, the exhaustive traces, then the walks.
+/// The traces file: the start's observation, the exhaustive traces, the scenarios, then
+/// the walks.
 pub fn traces_file(model: &Runs) -> String {
     let start = model.init_states().remove(0);
     let mut out = String::new();
     out.push_str(
         "# Traces of floe-formal-models' runs model (src/runs/trace.rs), replayed against\n\
-         # floe-catalog by catalog/tests/runs_model_replay.rs. Generated: do not edit;\n\
+         # floe-catalog by catalog/tests/runs_model_replay/. Generated: do not edit;\n\
          # `UPDATE_EXPECT=1 cargo test -p floe-formal-models --test runs` rewrites it.\n",
     );
     let _ = writeln!(out, "start | {}", observe(&start));
     for (i, path) in exhaustive(model, EXHAUSTIVE_ACTIONS).iter().enumerate() {
         let _ = write!(out, "\ntrace exhaustive {i}\n{}", trace(model, path));
+    }
+    for (name, path) in scenarios() {
+        let _ = write!(out, "\ntrace scenario {name}\n{}", trace(model, &path));
     }
     for i in 0..WALKS {
         let mut rng = Rng(SEED ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));

@@ -1,7 +1,7 @@
 //! The catalog's runs held to the runs model of `floe-formal-models` (its `src/runs/`):
 //! every trace of the model committed there (`formal-models/testdata/runs-traces.txt`:
-//! every action from every state within two actions of the start, and weighted random
-//! walks of 16 actions) is replayed against a real `Catalog` — `queue_run`, `begin_run`,
+//! every action from every state within two actions of the start, scenarios of append
+//! landings, and weighted random walks of 16 actions) is replayed against a real `Catalog` — `queue_run`, `begin_run`,
 //! the executor's writes on the run branch, `land_run`, `fail_run`, `cancel_run`,
 //! `promote_run`, `maintain`, `recover_runs` on a store opened again, and a client's
 //! commits, branches, merges, cherry-picks and reverts — and after every step the
@@ -10,29 +10,37 @@
 //! spells them.
 //!
 //! The traces are read as text, so that `catalog` depends on no other workspace crate than
-//! `commits` (DESIGN §1; the tidy test checks dev-dependencies too). The model's tables
-//! are namespaces here (`a.t1`, `a.t2`, with a `version` property): the landing rule,
-//! sealing, merges and reverts treat every kind of content alike, and a namespace's content
-//! is a function of its id and properties, so two writes the model calls equal are equal
-//! here too (an Iceberg table's would differ by its metadata file's name).
+//! `commits` (DESIGN §1; the tidy test checks dev-dependencies too). The model's `a.t1` is
+//! a namespace here (its generation a `version` property): the landing rule, sealing,
+//! merges and reverts treat every kind of content alike, and a namespace's content is a
+//! function of its id and properties, so two writes the model calls equal are equal here
+//! too. `a.t2`, which run 1 writes as an `APPEND` output and the client appends to, is a
+//! real Iceberg table in a warehouse (`iceberg.rs`): its append landings go through the
+//! Iceberg-aware merge. An Iceberg table's every write makes new metadata, and the model
+//! gives each of the client's replaces of `a.t2` a fresh generation for that reason.
+//!
+//! The client's merges are key by key (`tableMerge: false`), as the model's are: the
+//! Iceberg-aware merge of two branches has its own property test (`tests/table_merge/`).
 //!
 //! The model's `revert-run` is `Catalog::revert_run` (`floe run revert`): the run's landing
 //! commit reverted as one commit, refused whole when a table it wrote changed since.
 
+mod iceberg;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use floe_catalog::{
     Authored, Catalog, CatalogError, Landing, MergeRequest, Principal, PropertiesUpdate, Retention,
-    RunKind, RunRecord, SequentialIds,
+    RunKind, RunRecord, SequentialIds, TableMergeOptions, Warehouse,
 };
 use floe_commits::{
     Backend, ContentId, ContentKey, Hash, ManualClock, MemoryBackend, MergeKind, RefKind, RefName,
     RefSpec, SledBackend, Store, WriteCtx, WriteError,
 };
 
-const TRACES: &str = include_str!("../../formal-models/testdata/runs-traces.txt");
+const TRACES: &str = include_str!("../../../formal-models/testdata/runs-traces.txt");
 
 /// One trace of the model: each action with the outcome and observation it expects.
 #[derive(Debug)]
@@ -84,9 +92,17 @@ struct Server {
     catalog: Catalog,
 }
 
+/// The generation a run that creates an append output gives it, plus the run's number
+/// (the model's `RUN_VERSION`).
+const RUN_GENERATION: usize = 10;
+
 /// A catalog and the model's run ids, branches and tables in it.
 struct World {
     storage: Storage,
+    /// The warehouse `a.t2` lives in (kept across restarts).
+    warehouse: tempfile::TempDir,
+    /// Numbers `a.t2`'s snapshots and files.
+    next_id: i64,
     clock: Arc<ManualClock>,
     ids: Arc<SequentialIds>,
     /// Always there, except while a restart closes the store and opens it again.
@@ -94,8 +110,10 @@ struct World {
     who: Principal,
     /// Per model run: its record as its executor holds it, and the executor.
     runs: Vec<(RunRecord, Option<Principal>)>,
-    /// Per model run: the tables it wrote and its newest commit on its branch.
+    /// Per model run: the tables it wrote (and which of them it appended to) and its
+    /// newest commit on its branch.
     written: Vec<Vec<ContentKey>>,
+    appended: Vec<Vec<ContentKey>>,
     last_work: Vec<Option<Hash>>,
     /// The run that created each table content a run created.
     creators: HashMap<ContentId, usize>,
@@ -159,12 +177,20 @@ fn open(storage: &Storage, clock: &Arc<ManualClock>) -> Arc<Store> {
     Arc::new(Store::open(backend, clock.clone()).expect("the store opens"))
 }
 
+fn catalog_on(store: Arc<Store>, ids: &Arc<SequentialIds>, warehouse: &Path) -> Catalog {
+    let warehouse = Warehouse::open(warehouse).expect("the warehouse opens");
+    Catalog::new(store)
+        .with_ids(ids.clone())
+        .with_warehouse(warehouse)
+}
+
 impl World {
     fn new(storage: Storage) -> World {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let ids = Arc::new(SequentialIds::new(0));
         let store = open(&storage, &clock);
-        let catalog = Catalog::new(store.clone()).with_ids(ids.clone());
+        let warehouse = tempfile::tempdir().expect("a warehouse folder");
+        let catalog = catalog_on(store.clone(), &ids, warehouse.path());
         let who = Principal::named("ann");
         let main = spec("main");
         let none = Authored::default();
@@ -187,12 +213,15 @@ impl World {
             .collect();
         World {
             storage,
+            warehouse,
+            next_id: 1,
             clock,
             ids,
             server: Some(Server { store, catalog }),
             who,
             runs,
             written: vec![Vec::new(); 2],
+            appended: vec![Vec::new(); 2],
             last_work: vec![None; 2],
             creators: HashMap::new(),
             down: false,
@@ -290,6 +319,16 @@ impl World {
                 self.restart();
                 "ok"
             }
+            ["commit", branch, write] if write.starts_with("t2=") => {
+                let who = self.who.clone();
+                self.t2(&who, &spec(branch)).replace(&write["t2=".len()..]);
+                "ok"
+            }
+            ["append", "main", "t2+=c"] => {
+                let who = self.who.clone();
+                self.t2(&who, &spec("main")).append("c", "");
+                "ok"
+            }
             ["commit", branch, write] => {
                 let (table, v) = write.split_once('=').expect("table=version");
                 self.catalog()
@@ -317,7 +356,13 @@ impl World {
             }
             ["merge", source @ .., "into", "main"] => {
                 let from = self.source(source);
-                let request = MergeRequest::default();
+                let request = MergeRequest {
+                    tables: TableMergeOptions {
+                        enabled: false,
+                        ..TableMergeOptions::default()
+                    },
+                    ..MergeRequest::default()
+                };
                 match self
                     .catalog()
                     .merge(&self.who, &from, &spec("main"), &request, None)
@@ -358,11 +403,52 @@ impl World {
         }
     }
 
-    /// The executor writes a table on its run's branch: a new one, or a new version.
+    /// `a.t2` on `at`, written by `who`.
+    fn t2<'a>(&'a mut self, who: &'a Principal, at: &RefSpec) -> iceberg::Writer<'a> {
+        self.next_id += 1;
+        iceberg::Writer {
+            catalog: &self.server.as_ref().expect("a server").catalog,
+            who,
+            at: at.clone(),
+            key: key("t2"),
+            id: self.next_id,
+        }
+    }
+
+    /// The executor writes a table on its run's branch: a new one, or a new version, or
+    /// (`t2+=rN`) the run's row appended.
     fn write(&mut self, r: usize, write: &str) -> &'static str {
-        let (table, v) = write.split_once('=').expect("table=version");
         let branch = RefSpec::Name(self.run_branch(r));
         let executor = self.runs[r].1.clone().expect("a running run's executor");
+        if let Some(table) = write.strip_prefix("t2") {
+            let existed = self
+                .catalog()
+                .load_table(&executor, &branch, &key("t2"))
+                .is_ok();
+            let generation = (RUN_GENERATION + r).to_string();
+            match table.strip_prefix("+=") {
+                Some(row) => {
+                    self.t2(&executor, &branch).append(row, &generation);
+                    self.appended[r].push(key("t2"));
+                }
+                None => self.t2(&executor, &branch).replace(&table["=".len()..]),
+            }
+            if !existed {
+                let (_, t) = self
+                    .catalog()
+                    .load_table(&executor, &branch, &key("t2"))
+                    .expect("the run's new table");
+                self.creators.insert(t.content_id.expect("an id"), r);
+            }
+            let head = self
+                .store()
+                .get_ref(&self.run_branch(r))
+                .expect("its branch");
+            self.written[r].push(key("t2"));
+            self.last_work[r] = Some(head.head);
+            return "ok";
+        }
+        let (table, v) = write.split_once('=').expect("table=version");
         let none = Authored::default();
         let exists = self
             .catalog()
@@ -410,7 +496,7 @@ impl World {
         let branch = record.branch();
         let head = self.store().get_ref(&branch).expect("its branch").head;
         let landing = Landing {
-            appends: Vec::new(),
+            appends: self.appended[r].clone(),
             outputs: self.written[r].clone(),
             message: format!("land model run {r}"),
             ..Landing::default()
@@ -457,7 +543,7 @@ impl World {
         // Closed first: sled's folder takes one opener at a time.
         self.server = None;
         let store = open(&self.storage, &self.clock);
-        let catalog = Catalog::new(store.clone()).with_ids(self.ids.clone());
+        let catalog = catalog_on(store.clone(), &self.ids, self.warehouse.path());
         catalog
             .recover_runs(&Principal::anonymous())
             .expect("recovers");
@@ -472,14 +558,22 @@ impl World {
         let present: Vec<String> = ["t1", "t2"]
             .iter()
             .filter_map(|t| {
-                let (_, ns) = self.catalog().get_namespace(&self.who, at, &key(t)).ok()?;
-                let v = ns.properties.get("version").expect("a version").clone();
+                let (id, v, rows) = if *t == "t2" {
+                    let (_, table) = self.catalog().load_table(&self.who, at, &key(t)).ok()?;
+                    let seen = iceberg::observe(&table);
+                    (seen.id.expect("an id"), seen.generation, seen.rows)
+                } else {
+                    let (_, ns) = self.catalog().get_namespace(&self.who, at, &key(t)).ok()?;
+                    let v = ns.properties.get("version").expect("a version").clone();
+                    (ns.id, v, Vec::new())
+                };
                 let by = self
                     .creators
-                    .get(&ns.id)
+                    .get(&id)
                     .map(|r| format!("@r{r}"))
                     .unwrap_or_default();
-                Some(format!("{t}:{v}{by}"))
+                let rows: String = rows.iter().map(|r| format!("+{r}")).collect();
+                Some(format!("{t}:{v}{by}{rows}"))
             })
             .collect();
         format!("{{{}}}", present.join(","))
