@@ -224,6 +224,7 @@ fn every_runs_mutant_has_a_counterexample_within_12_steps() {
         (RecoverySkipsQueued, 1),
         (RecoveryIgnoresLanding, 4),
         (AppendDropsRows, 8),
+        (AppendOverReplace, 8),
     ];
     assert_eq!(shortest.len(), runs::Mutant::ALL.len());
     for (mutant, length) in shortest {

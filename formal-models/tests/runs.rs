@@ -245,4 +245,18 @@ fn an_append_lands_merged_over_appends_and_is_refused_over_a_replace() {
         "the client's row is lost"
     );
     assert!(!holds(&dropping, NO_OVERWRITE, &state));
+    for other in [ALL_OR_NONE, SEALED, REVERT_WHOLE] {
+        assert!(holds(&dropping, other, &state), "{other}");
+    }
+
+    // Merged over the client's replace, the landing keeps the replace's generation and
+    // adds run 1's row to a table that is no longer the one it appended to.
+    let over_replace = Runs::with_mutant(Mutant::AppendOverReplace);
+    let (state, outcomes) = run(&over_replace, &replaced);
+    assert_eq!(outcomes[7], Outcome::Ok);
+    assert_eq!(rows(&state), (1, vec!["r1".to_owned()]));
+    assert!(!holds(&over_replace, NO_OVERWRITE, &state));
+    for other in [ALL_OR_NONE, SEALED, REVERT_WHOLE] {
+        assert!(holds(&over_replace, other, &state), "{other}");
+    }
 }

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use floe_commits::limits::REFLOG_PAGE_MAX;
 use floe_commits::{
-    Conflict, ConflictKind, Content, ContentKey, ContentRef, Expect, Hash, Op, RefName, Resolved,
-    WriteCtx, WriteError,
+    Conflict, ConflictKind, Content, ContentKey, ContentKind, ContentRef, Expect, Hash, Op,
+    RefName, Resolved, WriteCtx, WriteError,
 };
 
 use super::{
@@ -229,7 +229,8 @@ impl Catalog {
 
     /// An append output whose table the target changed since the fork: the merged table
     /// (`Put` expecting the target's table as it is now), when the target changed it by
-    /// appends only; `None` when the target did not change it (the plain landing rule).
+    /// appends only; `None` for the plain landing rule: when the target did not change
+    /// it, or when any side holds another table (another id) or other content there.
     fn append_landing(
         &self,
         key: &ContentKey,
@@ -240,7 +241,10 @@ impl Catalog {
         let Some(now) = self.store.content_ref_at(target_head, key)? else {
             return Ok(None);
         };
-        if now.hash == at_fork.hash || now.id != at_fork.id {
+        let tables = [at_fork, run, &now]
+            .iter()
+            .all(|r| r.kind == ContentKind::IcebergTable);
+        if now.hash == at_fork.hash || now.id != at_fork.id || run.id != at_fork.id || !tables {
             return Ok(None);
         }
         let options = TableMergeOptions {
@@ -257,7 +261,11 @@ impl Catalog {
                 key: key.clone(),
                 expect: Expect::Is(now.hash),
             })),
-            Resolved::TakeSource => Ok(None),
+            Resolved::TakeSource => Ok(Some(Op::Put {
+                key: key.clone(),
+                content: self.store.content(&run.hash.0)?,
+                expect: Expect::Is(now.hash),
+            })),
             Resolved::Conflict(reason) => Err(CatalogError::Write(WriteError::Conflict {
                 head: target_head,
                 conflicts: vec![Conflict {

@@ -73,7 +73,35 @@ fn live_files(t: &TableMetadata) -> Vec<String> {
     files
 }
 
-/// The table as the model observes it, from its metadata and manifests.
+/// Checks what any reader relies on: sequence numbers rise along the snapshot chain to
+/// the table's last one, and no file is live twice (a merge that carried one twice).
+fn check(t: &TableMetadata, live: &[String]) {
+    let mut seen = std::collections::HashSet::new();
+    for f in live {
+        assert!(seen.insert(f), "{f} is live twice in {}", t.location());
+    }
+    let mut at = t.current_snapshot().cloned();
+    if let Some(s) = &at {
+        assert_eq!(s.sequence_number(), t.last_sequence_number());
+    }
+    while let Some(s) = at {
+        let parent = s.parent_snapshot_id().map(|p| {
+            t.snapshot_by_id(p)
+                .unwrap_or_else(|| panic!("snapshot {p} is gone"))
+        });
+        if let Some(p) = &parent {
+            assert!(
+                p.sequence_number() < s.sequence_number(),
+                "sequence numbers fall from {} to {}",
+                p.sequence_number(),
+                s.sequence_number()
+            );
+        }
+        at = parent.cloned();
+    }
+}
+
+/// The table as the model observes it, from its metadata and manifests (checked first).
 pub fn observe(t: &LoadedTable) -> Observed {
     let generation = t
         .metadata
@@ -81,7 +109,11 @@ pub fn observe(t: &LoadedTable) -> Observed {
         .get(GENERATION)
         .expect("a generation")
         .clone();
-    let mut rows: Vec<String> = live_files(&t.metadata)
+    let live = live_files(&t.metadata);
+    check(&t.metadata, &live);
+    let bases = live.iter().filter(|f| f.contains("/data/base-")).count();
+    assert!(bases <= 1, "{bases} base files are live");
+    let mut rows: Vec<String> = live
         .iter()
         .filter_map(|path| {
             let name = path.rsplit('/').next()?.strip_prefix(ROW)?;
@@ -112,14 +144,14 @@ impl Writer<'_> {
         let Some(t) = self.current() else {
             let create = self.staged(properties.clone());
             let snapshot = self.snapshot(&create, Operation::Append, "base");
-            self.commit(create_updates(&create, properties, snapshot), true);
+            self.commit(&create, create_updates(&create, properties, snapshot), true);
             return;
         };
         let snapshot = self.snapshot(&t.metadata, Operation::Overwrite, "base");
         let updates = vec![TableUpdate::SetProperties {
             updates: properties,
         }];
-        self.commit(with_snapshot(updates, snapshot), false);
+        self.commit(&t.metadata, with_snapshot(updates, snapshot), false);
     }
 
     /// Appends row `row` (`c`, `r1`); creates the table at generation `generation` first,
@@ -130,11 +162,11 @@ impl Writer<'_> {
             let properties = HashMap::from([(GENERATION.to_owned(), generation.to_owned())]);
             let create = self.staged(properties.clone());
             let snapshot = self.snapshot(&create, Operation::Append, &file);
-            self.commit(create_updates(&create, properties, snapshot), true);
+            self.commit(&create, create_updates(&create, properties, snapshot), true);
             return;
         };
         let snapshot = self.snapshot(&t.metadata, Operation::Append, &file);
-        self.commit(with_snapshot(Vec::new(), snapshot), false);
+        self.commit(&t.metadata, with_snapshot(Vec::new(), snapshot), false);
     }
 
     /// The metadata a create would have (its location and uuid come from the catalog).
@@ -168,8 +200,10 @@ impl Writer<'_> {
         staged.metadata.as_ref().clone()
     }
 
-    /// A snapshot on `t`'s current one that adds the data file `file` and, for an
-    /// overwrite, deletes every live data file (its manifests rewritten with them deleted).
+    /// A snapshot on `t`'s current one that adds the data file `file` (its sequence number
+    /// inherited from the manifest list, as Java writers leave it) and, for an overwrite,
+    /// deletes every live data file (its manifests rewritten with them deleted). Manifests
+    /// left with no live file are dropped, as engines drop them.
     fn snapshot(&self, t: &TableMetadata, operation: Operation, file: &str) -> Snapshot {
         // A staged table's folder is not there yet: an engine's writer makes it.
         std::fs::create_dir_all(local(t.location())).expect("the table's folder");
@@ -193,6 +227,10 @@ impl Writer<'_> {
             )
             .expect("a manifest list");
             for (k, m) in list.consume_entries().into_iter().enumerate() {
+                let live = m.added_files_count.unwrap_or(1) + m.existing_files_count.unwrap_or(1);
+                if live == 0 {
+                    continue;
+                }
                 if operation == Operation::Append {
                     manifests.push(m);
                     continue;
@@ -221,7 +259,7 @@ impl Writer<'_> {
             .file_size_in_bytes(100)
             .partition_spec_id(t.default_partition_spec_id());
         let mut w = writer(0, "added");
-        w.add_file(data.build().expect("a data file"), seq)
+        w.add_file(data.build().expect("a data file"), -1)
             .expect("an added entry");
         manifests.insert(
             0,
@@ -249,11 +287,19 @@ impl Writer<'_> {
             .build()
     }
 
-    fn commit(&self, updates: Vec<TableUpdate>, create: bool) {
+    /// Commits `updates` to the table `t` (or creates it), with the requirements engines
+    /// send: the table is absent, or it is the same table at the same snapshot.
+    fn commit(&self, t: &TableMetadata, updates: Vec<TableUpdate>, create: bool) {
         let requirements = if create {
             vec![TableRequirement::NotExist]
         } else {
-            Vec::new()
+            vec![
+                TableRequirement::UuidMatch { uuid: t.uuid() },
+                TableRequirement::RefSnapshotIdMatch {
+                    r#ref: "main".to_owned(),
+                    snapshot_id: t.current_snapshot().map(|s| s.snapshot_id()),
+                },
+            ]
         };
         self.catalog
             .commit_table(
@@ -286,6 +332,14 @@ fn create_updates(
             schema: t.current_schema().as_ref().clone(),
         },
         TableUpdate::SetCurrentSchema { schema_id: -1 },
+        TableUpdate::AddSpec {
+            spec: t.default_partition_spec().as_ref().clone().into_unbound(),
+        },
+        TableUpdate::SetDefaultSpec { spec_id: -1 },
+        TableUpdate::AddSortOrder {
+            sort_order: t.default_sort_order().as_ref().clone(),
+        },
+        TableUpdate::SetDefaultSortOrder { sort_order_id: -1 },
         TableUpdate::SetLocation {
             location: t.location().to_owned(),
         },

@@ -1,9 +1,10 @@
 //! The catalog's runs held to the runs model of `floe-formal-models` (its `src/runs/`):
 //! every trace of the model committed there (`formal-models/testdata/runs-traces.txt`:
 //! every action from every state within two actions of the start, scenarios of append
-//! landings, and weighted random walks of 16 actions) is replayed against a real `Catalog` — `queue_run`, `begin_run`,
-//! the executor's writes on the run branch, `land_run`, `fail_run`, `cancel_run`,
-//! `promote_run`, `maintain`, `recover_runs` on a store opened again, and a client's
+//! landings, and weighted random walks of 16 actions) is replayed against a real
+//! `Catalog` — `queue_run`, `begin_run`, the executor's writes on the run branch,
+//! `land_run`, `fail_run`, `cancel_run`, `promote_run`, `maintain`, `recover_runs` on a
+//! store opened again, and a client's
 //! commits, branches, merges, cherry-picks and reverts — and after every step the
 //! catalog's outcome (ok, nothing, conflict, sealed) and what a caller observes (each run's
 //! record and branch, the tables on `main` and `dev`) must be the model's, as the model
@@ -147,6 +148,21 @@ fn refusal(e: &CatalogError) -> &'static str {
         CatalogError::Write(WriteError::Conflict { .. })
         | CatalogError::RunNotRevertible { .. } => "conflict",
         other => panic!("an unexpected refusal: {other}"),
+    }
+}
+
+/// A landing of an append output refused by the table merge must be refused by the
+/// landing's own rule (the target changed the table beyond appends), not by one of the
+/// merge's file rules that happens to agree: otherwise the replay could not tell that
+/// rule from the others.
+fn append_refusal(e: &CatalogError) {
+    let CatalogError::Write(WriteError::Conflict { conflicts, .. }) = e else {
+        return;
+    };
+    for c in conflicts {
+        if let Some(reason) = &c.reason {
+            assert_eq!(reason.rule, "target-changed-beyond-appends", "{reason:?}");
+        }
     }
 }
 
@@ -527,6 +543,9 @@ impl World {
             }
             Err(e) => {
                 let refused = refusal(&e);
+                if !self.appended[r].is_empty() {
+                    append_refusal(&e);
+                }
                 if !crash {
                     self.catalog()
                         .fail_run(&Principal::anonymous(), record, "landing conflict")
@@ -558,12 +577,21 @@ impl World {
         let present: Vec<String> = ["t1", "t2"]
             .iter()
             .filter_map(|t| {
+                // Absent is not found; any other error fails the replay.
+                fn absent<T>(t: &str, e: CatalogError) -> Option<T> {
+                    match e {
+                        CatalogError::TableNotFound(_) | CatalogError::NamespaceNotFound(_) => None,
+                        other => panic!("reading {t}: {other}"),
+                    }
+                }
                 let (id, v, rows) = if *t == "t2" {
-                    let (_, table) = self.catalog().load_table(&self.who, at, &key(t)).ok()?;
+                    let loaded = self.catalog().load_table(&self.who, at, &key(t));
+                    let (_, table) = loaded.map_or_else(|e| absent(t, e), Some)?;
                     let seen = iceberg::observe(&table);
                     (seen.id.expect("an id"), seen.generation, seen.rows)
                 } else {
-                    let (_, ns) = self.catalog().get_namespace(&self.who, at, &key(t)).ok()?;
+                    let got = self.catalog().get_namespace(&self.who, at, &key(t));
+                    let (_, ns) = got.map_or_else(|e| absent(t, e), Some)?;
                     let v = ns.properties.get("version").expect("a version").clone();
                     (ns.id, v, Vec::new())
                 };

@@ -21,8 +21,11 @@
 //! is absent). The client's writes to `a.t1` toggle between generations 1 and 2, so the
 //! same content recurs and merges meet equal changes; its replaces of `a.t2` take a fresh
 //! generation each, because the catalog replays `a.t2` as a real Iceberg table, whose every
-//! write makes new metadata (two contents are equal only when one was carried from the
-//! other by a merge, a cherry-pick, a landing or a revert).
+//! write makes new metadata. Two equal versions of `a.t2` are then one content carried by
+//! a merge, a cherry-pick, a landing or a revert — which holds because each writer appends
+//! at most once per generation (the client's row is one bit, and run 1 writes once), so no
+//! append recurs either. A change of the table's properties alone is not modelled (the
+//! catalog merges it three-way, as any merge does).
 
 mod properties;
 mod step;
@@ -58,10 +61,13 @@ pub enum Mutant {
     /// An append output whose table the target appended to since the fork lands as the
     /// run's own table, not merged with those appends: the rows they added are lost.
     AppendDropsRows,
+    /// An append output lands merged over any change to its table since the fork, a
+    /// replace too, not only over appends.
+    AppendOverReplace,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 7] = [
+    pub const ALL: [Mutant; 8] = [
         Mutant::BlindLanding,
         Mutant::LandPerTable,
         Mutant::UnsealedWork,
@@ -69,12 +75,15 @@ impl Mutant {
         Mutant::RecoverySkipsQueued,
         Mutant::RecoveryIgnoresLanding,
         Mutant::AppendDropsRows,
+        Mutant::AppendOverReplace,
     ];
 
     /// The property this mutant breaks.
     pub fn breaks(self) -> &'static str {
         match self {
-            Mutant::BlindLanding | Mutant::AppendDropsRows => NO_OVERWRITE,
+            Mutant::BlindLanding | Mutant::AppendDropsRows | Mutant::AppendOverReplace => {
+                NO_OVERWRITE
+            }
             Mutant::LandPerTable => ALL_OR_NONE,
             Mutant::UnsealedWork => SEALED,
             Mutant::PerTableRevert => REVERT_WHOLE,
@@ -91,6 +100,7 @@ impl Mutant {
             Mutant::RecoverySkipsQueued => "recovery-skips-queued",
             Mutant::RecoveryIgnoresLanding => "recovery-ignores-landing",
             Mutant::AppendDropsRows => "append-drops-rows",
+            Mutant::AppendOverReplace => "append-over-replace",
         }
     }
 }

@@ -6,6 +6,7 @@
 use stateright::Property;
 
 use super::{Origin, Phase, Runs, State, TABLES, Version, run_branch};
+use crate::spec::OContent;
 
 pub const ALL_OR_NONE: &str = "a run's outputs reach its target all or none";
 pub const NO_OVERWRITE: &str = "no silent overwrite: a landing never replaces a table that changed on the target after the fork; an append output lands over appends alone, keeping every row they added";
@@ -126,10 +127,15 @@ fn no_overwrite(m: &Runs, s: &State) -> bool {
         let landing = &s.spec.commits[c].map;
         m.outputs[*r].iter().all(|t| {
             let unchanged = landed_on.get(t) == at_fork.get(t);
+            // Spelled out here rather than with `Version::appended`, which the landing
+            // uses: the same table at the same generation, and no row taken away.
+            let kept = |a: &OContent, b: &OContent| {
+                a.id == b.id
+                    && Version::generation(a) == Version::generation(b)
+                    && Version::rows(b) & Version::rows(a) == Version::rows(a)
+            };
             let merged = || match (at_fork.get(t), landed_on.get(t), landing.get(t)) {
-                (Some(before), Some(on), Some(after)) => {
-                    Version::appended(before, on) && Version::appended(on, after)
-                }
+                (Some(before), Some(on), Some(after)) => kept(before, on) && kept(on, after),
                 _ => false,
             };
             unchanged || (m.appends(*r, *t) && merged())

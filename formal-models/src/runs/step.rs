@@ -285,7 +285,7 @@ impl Runs {
                     && let (Some(before), Some(now)) = (at_fork.get(t), on_target.get(t))
                     && now != before
                 {
-                    if !Version::appended(before, now) {
+                    if !Version::appended(before, now) && !self.is(Mutant::AppendOverReplace) {
                         append_refused = true;
                     } else {
                         let merged = if self.is(Mutant::AppendDropsRows) {
