@@ -47,6 +47,7 @@ impl DataFiles {
 
     /// Refuses a location outside the table's own location or the warehouse.
     fn confine(&self, location: &str) -> Result<ObjectPath, WarehouseError> {
+        crate::inline::may_block()?;
         let inside = location
             .strip_prefix(&self.table)
             .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1);

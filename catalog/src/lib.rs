@@ -18,6 +18,7 @@ mod error;
 mod history;
 mod idempotency;
 mod ids;
+pub mod inline;
 pub mod limits;
 mod merges;
 mod metadata_cache;
@@ -137,6 +138,13 @@ impl Catalog {
     pub fn with_ids(mut self, ids: Arc<dyn IdSource>) -> Catalog {
         self.ids = ids;
         self
+    }
+
+    /// Whether a server may run this catalog's reads on its async workers (`inline`):
+    /// the store answers from memory. Reads that need I/O are refused there and run again
+    /// on a blocking thread.
+    pub fn reads_inline(&self) -> bool {
+        self.store.reads_from_memory()
     }
 
     /// The version store backend's own gauges (a PostgreSQL pool's), for `/metrics`.
@@ -491,5 +499,50 @@ mod table_tests {
             "the metadata file and its folder were fsynced while main had its old head"
         );
         assert!(table.metadata_location.unwrap().starts_with("file://"));
+    }
+
+    /// A load runs inline from the caches, is refused inline when its metadata file is
+    /// not cached (the caller runs it again where it may block), and answers the same
+    /// either way.
+    #[test]
+    fn an_inline_load_answers_from_caches_and_is_refused_on_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Arc::new(Store::open(Arc::new(MemoryBackend::new()), Arc::new(SystemClock)).unwrap());
+        let writer =
+            Catalog::new(store.clone()).with_warehouse(Warehouse::open(dir.path()).unwrap());
+        assert!(
+            writer.reads_inline(),
+            "the memory backend answers from memory"
+        );
+        let (who, main) = (Principal::anonymous(), RefSpec::parse("main").unwrap());
+        let ns = ContentKey::new(["db"]).unwrap();
+        let none = Authored::default();
+        writer
+            .create_namespace(&who, &main, &ns, Default::default(), &none, None)
+            .unwrap();
+        let create = tables::one_column_table("t");
+        let created = writer
+            .create_table(&who, &main, &ns, create, &none, None)
+            .unwrap();
+        let key = ns.child("t").unwrap();
+        // The writer cached what it wrote: inline, it answers.
+        let cached = inline::run_inline(|| writer.load_table(&who, &main, &key))
+            .expect("answered inline")
+            .unwrap();
+        assert_eq!(cached.1.metadata_location, created.metadata_location);
+        // Another server's catalog has read nothing yet: inline, the load is refused...
+        let reader = Catalog::new(store).with_warehouse(Warehouse::open(dir.path()).unwrap());
+        assert!(inline::run_inline(|| reader.load_table(&who, &main, &key)).is_none());
+        // ...and answers on a thread that may block, after which it answers inline.
+        let loaded = reader.load_table(&who, &main, &key).unwrap();
+        assert_eq!(loaded.1.metadata_location, created.metadata_location);
+        let again = inline::run_inline(|| reader.load_table(&who, &main, &key))
+            .expect("cached now")
+            .unwrap();
+        assert_eq!(
+            again.1.metadata_json.raw().get(),
+            loaded.1.metadata_json.raw().get()
+        );
     }
 }

@@ -115,6 +115,8 @@ impl Sts {
         let vended = match cached() {
             Some(v) => v,
             None => {
+                // Waiting for another request's call, or making one, is I/O.
+                crate::inline::may_block()?;
                 let turn = self.asking.lock().entry(key.clone()).or_default().clone();
                 let _turn = turn.lock();
                 // Another request may have asked while this one waited.

@@ -173,7 +173,9 @@ impl Catalog {
         branch && self.authorize_content_write(principal, spec, key).is_ok()
     }
 
+    /// A `FileIO` for the table's files (refused to an inline read: reading them is I/O).
     pub fn table_file_io(&self, metadata: &TableMetadata) -> CatalogResult<FileIO> {
+        crate::inline::may_block()?;
         let props = self
             .warehouse()?
             .storage_props(metadata.location().trim_end_matches('/'))?;

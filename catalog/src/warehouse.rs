@@ -142,6 +142,7 @@ impl Warehouse {
 
     /// Whether a table's metadata folder holds a metadata file already.
     pub fn holds_metadata(&self, folder: &str) -> Result<bool, WarehouseError> {
+        crate::inline::may_block()?;
         let seen = |name: &str| name.ends_with(".metadata.json");
         match &self.place {
             Place::Local(root) => {
@@ -399,6 +400,7 @@ impl Warehouse {
 
     /// Reads a whole file at a location inside the warehouse.
     pub fn read(&self, location: &str) -> Result<Vec<u8>, WarehouseError> {
+        crate::inline::may_block()?;
         let path = self.object_path(location)?;
         // A missing file, a folder, or a path through a file is the caller's mistake (a
         // 4xx), not a storage failure.
@@ -418,6 +420,7 @@ impl Warehouse {
     /// folder, on the calling thread: no hop to another thread, for the files a commit
     /// reads to check (manifest lists, manifests), where the hop cost more than the read.
     pub fn read_small(&self, location: &str) -> Result<Vec<u8>, WarehouseError> {
+        crate::inline::may_block()?;
         if let Place::S3(..) = self.place {
             return self.read(location);
         }
@@ -430,6 +433,7 @@ impl Warehouse {
 
     /// True when a file exists at a location inside the warehouse.
     pub fn exists(&self, location: &str) -> Result<bool, WarehouseError> {
+        crate::inline::may_block()?;
         let path = self.object_path(location)?;
         let store = self.store.clone();
         match self.run(async move { store.head(&path).await }) {
@@ -442,6 +446,7 @@ impl Warehouse {
     /// Writes a new file durably (contents and folder fsynced before this returns).
     /// Refuses to replace an existing file.
     pub fn write_new(&self, location: &str, bytes: &[u8]) -> Result<(), WarehouseError> {
+        crate::inline::may_block()?;
         let path = self.object_path(location)?;
         let store = self.store.clone();
         let payload = PutPayload::from(bytes.to_vec());
@@ -468,6 +473,7 @@ impl Warehouse {
     /// metadata files rely on: a marker is created twice, then removed. `Ok(false)`: the
     /// second create replaced the first. `id` names the marker (the caller's id source).
     pub fn probe_conditional_create(&self, id: uuid::Uuid) -> Result<bool, WarehouseError> {
+        crate::inline::may_block()?;
         let marker = format!("{}/.floe-probe-{}", self.root_url(), id.simple());
         self.write_new(&marker, b"1")?;
         let path = self.object_path(&marker)?;

@@ -227,6 +227,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
         new: Option<&[u8]>,
     ) -> BackendResult<bool>;
 
+    /// Whether reads are answered from this process's memory (sled's page cache, the
+    /// memory backend), so that a server may run them on its async workers instead of
+    /// handing them to a blocking thread. False (the default) for a backend whose reads
+    /// wait on the network (PostgreSQL).
+    fn reads_from_memory(&self) -> bool {
+        false
+    }
+
     /// Whether several processes may use this storage at once (PostgreSQL): then what
     /// correctness needs between requests (idempotency claims, run ownership) must live
     /// in meta, not in one process.

@@ -73,6 +73,10 @@ impl MemoryBackend {
 }
 
 impl Backend for MemoryBackend {
+    fn reads_from_memory(&self) -> bool {
+        true
+    }
+
     fn is_shared(&self) -> bool {
         self.shared
     }

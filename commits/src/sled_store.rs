@@ -518,6 +518,10 @@ fn by_ref_key(name: &RefName, seq: u64) -> Vec<u8> {
 }
 
 impl Backend for SledBackend {
+    fn reads_from_memory(&self) -> bool {
+        true
+    }
+
     fn put_objects(&self, objects: &[(Hash, Bytes)]) -> BackendResult<()> {
         self.check()?;
         let mut batch = sled::Batch::default();

@@ -245,6 +245,11 @@ impl Store {
         self.backend.is_shared()
     }
 
+    /// Whether reads are answered from memory (see `Backend::reads_from_memory`).
+    pub fn reads_from_memory(&self) -> bool {
+        self.backend.reads_from_memory()
+    }
+
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }

@@ -46,10 +46,23 @@ use crate::metrics::Metrics;
 /// Request bodies larger than this are refused with 413.
 pub const BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
 
-/// What every handler holds.
+/// What every handler holds: one pointer, cloned for each request (the state itself is
+/// shared, so a request costs one reference count, not one per part).
 #[derive(Debug, Clone)]
-pub struct AppState {
-    pub catalog: Catalog,
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of `AppState`.
+#[derive(Debug)]
+pub struct Shared {
+    pub catalog: Arc<Catalog>,
     pub metrics: Arc<Metrics>,
     /// Authentication's own state (`auth.rs`): its layer holds only this.
     pub auth: Arc<auth::AuthState>,
@@ -239,8 +252,8 @@ fn app_state(catalog: Catalog, options: &ServerOptions) -> AppState {
         },
     );
     let auth = Arc::new(auth::AuthState::new(catalog.clone(), &options.auth));
-    AppState {
-        catalog,
+    AppState(Arc::new(Shared {
+        catalog: Arc::new(catalog),
         metrics: Arc::new(Metrics::default()),
         in_flight: Arc::default(),
         permits: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_STORE_WORK_MAX)),
@@ -252,7 +265,7 @@ fn app_state(catalog: Catalog, options: &ServerOptions) -> AppState {
         runner,
         options: Arc::new(options.clone()),
         auth,
-    }
+    }))
 }
 
 /// The fallbacks, limits and the observing layer every route runs under.
@@ -275,15 +288,11 @@ fn layered(routes: Router<AppState>, state: AppState) -> Router {
 /// kind for an error answer, principal).
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let api = Api::of(
-        request.uri().path(),
-        Some(route.as_str()).filter(|r| *r != "unmatched"),
-    );
+    // Both are shared, not copied: a request allocates nothing for its labels.
+    let method = request.method().clone();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
+    let api = Api::of(request.uri().path(), matched.as_ref().map(|p| p.as_str()));
     // The request's span is `debug`: a busy server's default log (`info`) creates none, so
     // a request costs no span; the line it ends with carries its own fields either way.
     // Authentication, inside it, records the principal.
@@ -310,7 +319,9 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     };
     let status = response.status().as_u16();
     let latency = started.elapsed();
-    state.metrics.observe(&method, &route, status, latency);
+    state
+        .metrics
+        .observe(method.as_str(), route, status, latency);
     let answered = response.extensions().get::<AnsweredError>();
     let error_id = answered.map_or("", |e| e.error_id.as_str());
     let error = answered.map_or("", |e| e.kind.row().floe);

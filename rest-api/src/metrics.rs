@@ -1,30 +1,67 @@
 //! Prometheus metrics (text exposition format, served at `/metrics`): per route and method,
 //! request counts by status and a latency histogram; counters of commits, merges and
-//! conflicts. Hand-written: a few atomics and one short-held lock per request.
+//! conflicts. Hand-written: a request costs a shared (read) lock of the route table and a
+//! few relaxed atomics; it allocates nothing once its route was seen.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 /// Histogram bucket bounds in seconds.
 const BUCKETS_S: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-#[derive(Debug, Default)]
+/// The methods counted apart; anything else is `OTHER` (a client cannot grow the metrics
+/// with made-up methods).
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER",
+];
+/// Statuses are counted in one slot each (HTTP's are three digits).
+const STATUSES: usize = 1000;
+
+#[derive(Debug)]
 struct RouteStats {
-    by_status: BTreeMap<u16, u64>,
-    buckets: [u64; BUCKETS_S.len()],
-    count: u64,
-    sum_s: f64,
+    by_status: Box<[AtomicU64]>,
+    buckets: [AtomicU64; BUCKETS_S.len()],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
 }
+
+impl RouteStats {
+    fn new() -> RouteStats {
+        RouteStats {
+            by_status: (0..STATUSES).map(|_| AtomicU64::new(0)).collect(),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, status: u16, elapsed: Duration) {
+        let slot = usize::from(status).min(STATUSES - 1);
+        self.by_status[slot].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        let s = elapsed.as_secs_f64();
+        for (i, bound) in BUCKETS_S.iter().enumerate() {
+            if s <= *bound {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Per route, per method (`METHODS`' order).
+type Routes = HashMap<String, [Option<Box<RouteStats>>; METHODS.len()]>;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
-    routes: Mutex<BTreeMap<(String, String), RouteStats>>,
+    routes: RwLock<Routes>,
     commits: AtomicU64,
     merges: Mutex<BTreeMap<&'static str, u64>>,
     conflicts: AtomicU64,
@@ -44,25 +81,21 @@ pub fn render_gauges(out: &mut String, gauges: &[floe_commits::Gauge]) {
 
 impl Metrics {
     pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let s = elapsed.as_secs_f64();
-        // A fixed set of labels: a client cannot grow the metrics with made-up methods.
-        let method = match method {
-            "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" => method,
-            _ => "OTHER",
-        };
-        let mut routes = self.routes.lock();
-        let stats = routes
-            .entry((route.to_owned(), method.to_owned()))
-            .or_default();
-        *stats.by_status.entry(status).or_default() += 1;
-        stats.count += 1;
-        stats.sum_s += s;
-        for (i, bound) in BUCKETS_S.iter().enumerate() {
-            if s <= *bound {
-                stats.buckets[i] += 1;
-            }
+        let m = METHODS[..METHODS.len() - 1]
+            .iter()
+            .position(|known| *known == method)
+            .unwrap_or(METHODS.len() - 1);
+        let seen = self.routes.read();
+        if let Some(stats) = seen.get(route).and_then(|methods| methods[m].as_ref()) {
+            stats.record(status, elapsed);
+        } else {
+            drop(seen);
+            let mut routes = self.routes.write();
+            let methods = routes.entry(route.to_owned()).or_default();
+            methods[m]
+                .get_or_insert_with(|| Box::new(RouteStats::new()))
+                .record(status, elapsed);
         }
-        drop(routes);
         if status == 409 {
             self.conflicts.fetch_add(1, Ordering::Relaxed);
         }
@@ -100,9 +133,24 @@ impl Metrics {
             "# HELP floe_http_requests_total HTTP requests by route, method and status.\n",
         );
         out.push_str("# TYPE floe_http_requests_total counter\n");
-        let routes = self.routes.lock();
-        for ((route, method), stats) in routes.iter() {
-            for (status, n) in &stats.by_status {
+        let routes = self.routes.read();
+        let mut sorted: Vec<(&str, &str, &RouteStats)> = routes
+            .iter()
+            .flat_map(|(route, methods)| {
+                methods
+                    .iter()
+                    .zip(METHODS)
+                    .filter_map(move |(s, method)| Some((route.as_str(), method, s.as_deref()?)))
+            })
+            .collect();
+        sorted.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        for (route, method, stats) in &sorted {
+            let counted = stats
+                .by_status
+                .iter()
+                .enumerate()
+                .map(|(status, n)| (status, n.load(Ordering::Relaxed)));
+            for (status, n) in counted.filter(|(_, n)| *n > 0) {
                 let _ = writeln!(
                     out,
                     "floe_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {n}"
@@ -113,9 +161,11 @@ impl Metrics {
             "# HELP floe_http_request_duration_seconds HTTP request latency by route and method.\n",
         );
         out.push_str("# TYPE floe_http_request_duration_seconds histogram\n");
-        for ((route, method), stats) in routes.iter() {
+        for (route, method, stats) in &sorted {
             let labels = format!("route=\"{route}\",method=\"{method}\"");
-            for (bound, n) in BUCKETS_S.iter().zip(stats.buckets) {
+            let count = stats.count.load(Ordering::Relaxed);
+            for (bound, n) in BUCKETS_S.iter().zip(&stats.buckets) {
+                let n = n.load(Ordering::Relaxed);
                 let _ = writeln!(
                     out,
                     "floe_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
@@ -123,20 +173,19 @@ impl Metrics {
             }
             let _ = writeln!(
                 out,
-                "floe_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                stats.count
+                "floe_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+            );
+            let sum_s = stats.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+            let _ = writeln!(
+                out,
+                "floe_http_request_duration_seconds_sum{{{labels}}} {sum_s}"
             );
             let _ = writeln!(
                 out,
-                "floe_http_request_duration_seconds_sum{{{labels}}} {}",
-                stats.sum_s
-            );
-            let _ = writeln!(
-                out,
-                "floe_http_request_duration_seconds_count{{{labels}}} {}",
-                stats.count
+                "floe_http_request_duration_seconds_count{{{labels}}} {count}"
             );
         }
+        drop(sorted);
         drop(routes);
         out.push_str("# HELP floe_commits_total Commits written through the API.\n");
         out.push_str("# TYPE floe_commits_total counter\n");

@@ -124,7 +124,7 @@ impl<S: Send + Sync> FromRequest<S> for Call {
 /// What a handler's store work sees: the catalog, the request's principal, the request.
 #[derive(Debug)]
 pub struct Ctx {
-    pub catalog: Catalog,
+    pub catalog: Arc<Catalog>,
     pub principal: Principal,
     pub call: Call,
 }
@@ -134,8 +134,35 @@ pub fn principal(_headers: &HeaderMap) -> Principal {
     crate::auth::current()
 }
 
-/// Runs a read on a blocking thread.
+/// Runs a read: on this async worker when the catalog answers it from memory (no hop to
+/// a blocking thread, which costs more than such a read), else — or when it turns out to
+/// need I/O (a metadata file not cached yet, credentials to ask for) — on a blocking
+/// thread, from the start (`floe_catalog::inline`). Reads are run twice at most and
+/// change nothing, so the second run answers.
 pub async fn read<F>(state: &AppState, call: Call, f: F) -> Response
+where
+    F: Fn(&Ctx) -> ApiResult<Reply> + Send + 'static,
+{
+    let api = call.api;
+    let cx = Ctx {
+        catalog: state.catalog.clone(),
+        principal: principal(&call.headers),
+        call,
+    };
+    if state.catalog.reads_inline()
+        && let Some(answer) = floe_catalog::inline::run_inline(|| f(&cx))
+    {
+        return match answer {
+            Ok(reply) => reply.into_response(),
+            Err(e) => e.render(api),
+        };
+    }
+    blocking(state, api, move || f(&cx)).await
+}
+
+/// Runs a read that may walk much of the store (a diff, a log, a listing of entries) on
+/// a blocking thread, so that it never holds an async worker for long.
+pub async fn read_blocking<F>(state: &AppState, call: Call, f: F) -> Response
 where
     F: FnOnce(&Ctx) -> ApiResult<Reply> + Send + 'static,
 {

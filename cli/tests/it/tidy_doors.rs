@@ -30,6 +30,11 @@ const UNLOCKED: &[(&str, &str, &str)] = &[
     ("Catalog", "server_id", "the server's own id"),
     (
         "Catalog",
+        "reads_inline",
+        "whether the store answers from memory: says nothing about any content",
+    ),
+    (
+        "Catalog",
         "is_shared",
         "whether servers share the store (no data)",
     ),

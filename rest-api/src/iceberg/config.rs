@@ -27,11 +27,11 @@ pub async fn config(
     call: Call,
 ) -> Response {
     write::read(&state, call, move |cx| {
-        let warehouse = q.warehouse.unwrap_or_else(|| "main".to_owned());
-        cx.catalog.resolve(&cx.principal, &prefix(&warehouse)?)?;
+        let warehouse = q.warehouse.as_deref().unwrap_or("main");
+        cx.catalog.resolve(&cx.principal, &prefix(warehouse)?)?;
         Reply::ok(&CatalogConfig {
             defaults: BTreeMap::new(),
-            overrides: BTreeMap::from([("prefix".to_owned(), encode_prefix(&warehouse))]),
+            overrides: BTreeMap::from([("prefix".to_owned(), encode_prefix(warehouse))]),
             endpoints: ENDPOINTS,
             idempotency_key_lifetime: IDEMPOTENCY_LIFETIME,
         })

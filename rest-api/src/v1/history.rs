@@ -90,7 +90,7 @@ pub async fn log(
     ApiQuery(q): ApiQuery<LogQuery>,
     call: Call,
 ) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_blocking(&state, call, move |cx| {
         let (catalog, principal) = (&cx.catalog, &cx.principal);
         let spec = extract::spec(&spec)?;
         let page = q.page_token.as_deref();
@@ -172,7 +172,7 @@ pub async fn diff(
     ApiQuery(q): ApiQuery<KeyPageQuery>,
     call: Call,
 ) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_blocking(&state, call, move |cx| {
         let (catalog, principal) = (&cx.catalog, &cx.principal);
         let from = extract::spec(&from)?;
         let to = extract::spec(&to)?;
@@ -213,7 +213,7 @@ pub async fn entries(
     ApiQuery(q): ApiQuery<KeyPageQuery>,
     call: Call,
 ) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_blocking(&state, call, move |cx| {
         let (catalog, principal) = (&cx.catalog, &cx.principal);
         let spec = extract::spec(&spec)?;
         let prefix = q.prefix.as_deref().map(extract::key).transpose()?;

@@ -359,14 +359,14 @@ mod compute {
     /// The log from its start, then each line as it is written, until the run ends.
     fn follow_log(
         runner: Runner,
-        catalog: floe_catalog::Catalog,
+        catalog: std::sync::Arc<floe_catalog::Catalog>,
         principal: floe_catalog::Principal,
         id: String,
         path: std::path::PathBuf,
     ) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
         struct Follow {
             runner: Runner,
-            catalog: floe_catalog::Catalog,
+            catalog: std::sync::Arc<floe_catalog::Catalog>,
             principal: floe_catalog::Principal,
             id: String,
             path: std::path::PathBuf,
