@@ -40,6 +40,7 @@ pub mod encoding;
 pub mod error;
 pub mod graph;
 pub mod hash;
+pub mod inline;
 pub mod key;
 pub mod limits;
 pub mod memory;

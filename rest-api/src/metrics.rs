@@ -163,9 +163,18 @@ impl Metrics {
         out.push_str("# TYPE floe_http_request_duration_seconds histogram\n");
         for (route, method, stats) in &sorted {
             let labels = format!("route=\"{route}\",method=\"{method}\"");
-            let count = stats.count.load(Ordering::Relaxed);
-            for (bound, n) in BUCKETS_S.iter().zip(&stats.buckets) {
-                let n = n.load(Ordering::Relaxed);
+            // Buckets first, then the count, which is at least the largest bucket: a
+            // request recorded between the loads cannot make a bucket exceed `+Inf`.
+            let buckets: Vec<u64> = stats
+                .buckets
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .collect();
+            let count = stats
+                .count
+                .load(Ordering::Relaxed)
+                .max(buckets.iter().copied().max().unwrap_or(0));
+            for (bound, n) in BUCKETS_S.iter().zip(buckets) {
                 let _ = writeln!(
                     out,
                     "floe_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"

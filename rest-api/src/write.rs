@@ -129,6 +129,17 @@ pub struct Ctx {
     pub call: Call,
 }
 
+impl Ctx {
+    /// A request's context: the catalog, and the principal authentication made of it.
+    fn of(state: &AppState, call: Call) -> Ctx {
+        Ctx {
+            catalog: state.catalog.clone(),
+            principal: principal(&call.headers),
+            call,
+        }
+    }
+}
+
 /// Who the request acts for: what authentication made of its credentials (`auth.rs`).
 pub fn principal(_headers: &HeaderMap) -> Principal {
     crate::auth::current()
@@ -144,11 +155,7 @@ where
     F: Fn(&Ctx) -> ApiResult<Reply> + Send + 'static,
 {
     let api = call.api;
-    let cx = Ctx {
-        catalog: state.catalog.clone(),
-        principal: principal(&call.headers),
-        call,
-    };
+    let cx = Ctx::of(state, call);
     if state.catalog.reads_inline()
         && let Some(answer) = floe_catalog::inline::run_inline(|| f(&cx))
     {
@@ -160,18 +167,16 @@ where
     blocking(state, api, move || f(&cx)).await
 }
 
-/// Runs a read that may walk much of the store (a diff, a log, a listing of entries) on
-/// a blocking thread, so that it never holds an async worker for long.
+/// Runs a read that may walk much of the store (a diff, a log, a commit's detail), reads
+/// meta (runs, tokens, the policy), or writes on the side (tokens, the policy, a
+/// maintenance pass) on a blocking thread from the start: it never holds an async worker
+/// for long, and never runs twice.
 pub async fn read_blocking<F>(state: &AppState, call: Call, f: F) -> Response
 where
     F: FnOnce(&Ctx) -> ApiResult<Reply> + Send + 'static,
 {
     let api = call.api;
-    let cx = Ctx {
-        catalog: state.catalog.clone(),
-        principal: principal(&call.headers),
-        call,
-    };
+    let cx = Ctx::of(state, call);
     blocking(state, api, move || f(&cx)).await
 }
 
@@ -194,11 +199,7 @@ where
         Ok(r) => r,
         Err(e) => return e.render(api),
     };
-    let cx = Ctx {
-        catalog: state.catalog.clone(),
-        principal: principal(&call.headers),
-        call,
-    };
+    let cx = Ctx::of(state, call);
     let in_flight = state.in_flight.clone();
     blocking(state, api, move || {
         let catalog = &cx.catalog;

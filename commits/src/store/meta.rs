@@ -6,6 +6,10 @@ use super::*;
 impl Store {
     pub fn meta_get(&self, key: &[u8]) -> Result<Option<Bytes>, ReadError> {
         check_meta_key(key).map_err(ReadError::Invalid)?;
+        // On sled a meta read waits for pending writes to be durable.
+        if !crate::inline::may_block() {
+            return Err(ReadError::Invalid(crate::inline::REFUSED.to_owned()));
+        }
         Ok(self.backend.meta_get(key)?)
     }
 
@@ -31,6 +35,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(Bytes, Bytes)>, ReadError> {
         check_meta_key(prefix).map_err(ReadError::Invalid)?;
+        if !crate::inline::may_block() {
+            return Err(ReadError::Invalid(crate::inline::REFUSED.to_owned()));
+        }
         Ok(self
             .backend
             .meta_scan(prefix, after, limit.clamp(1, META_SCAN_PAGE_MAX))?)

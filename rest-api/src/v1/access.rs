@@ -84,7 +84,7 @@ pub struct PolicyBody {
         (status = 403, description = "Needs manage on **", body = ErrorBody),
     ))]
 pub async fn create_token(State(state): State<AppState>, call: Call) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_blocking(&state, call, move |cx| {
         let req: CreateTokenRequest = cx.call.json()?;
         let expires = match req.expires_in_seconds {
             Some(s) => Some(
@@ -118,7 +118,7 @@ pub async fn create_token(State(state): State<AppState>, call: Call) -> Response
         (status = 403, description = "Needs manage on **", body = ErrorBody),
     ))]
 pub async fn list_tokens(State(state): State<AppState>, call: Call) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_blocking(&state, call, move |cx| {
         let tokens = cx.catalog.list_tokens(&cx.principal)?;
         Reply::json(
             StatusCode::OK,
@@ -144,7 +144,7 @@ pub async fn revoke_token(
     call: Call,
 ) -> Response {
     let auth = state.auth.clone();
-    write::read(&state, call, move |cx| {
+    write::read_blocking(&state, call, move |cx| {
         let revoked = cx.catalog.revoke_token(&cx.principal, &id)?;
         // Refused at once here; other servers within the cache's lifetime.
         auth.tokens.clear();
@@ -170,7 +170,7 @@ pub async fn revoke_token(
         (status = 403, description = "Needs manage on **", body = ErrorBody),
     ))]
 pub async fn get_policy(State(state): State<AppState>, call: Call) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_blocking(&state, call, move |cx| {
         let policy = cx.catalog.policy_text(&cx.principal)?;
         Reply::json(StatusCode::OK, &PolicyBody { policy })
     })
@@ -186,7 +186,7 @@ pub async fn get_policy(State(state): State<AppState>, call: Call) -> Response {
         (status = 403, description = "Needs manage on **", body = ErrorBody),
     ))]
 pub async fn set_policy(State(state): State<AppState>, call: Call) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_blocking(&state, call, move |cx| {
         let req: PolicyBody = cx.call.json()?;
         cx.catalog.set_policy(&cx.principal, &req.policy)?;
         let policy = cx.catalog.policy_text(&cx.principal)?;

@@ -141,7 +141,7 @@ pub async fn get_commit(
     ApiQuery(q): ApiQuery<ChangesQuery>,
     call: Call,
 ) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_blocking(&state, call, move |cx| {
         let (catalog, principal) = (&cx.catalog, &cx.principal);
         let spec = extract::spec(&spec)?;
         let after = extract::parse_key_token(q.page_token.as_deref())?;

@@ -179,7 +179,7 @@ pub async fn list_runs(
     ApiQuery(q): ApiQuery<ListRunsQuery>,
     call: Call,
 ) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_blocking(&state, call, move |cx| {
         let (catalog, principal) = (&cx.catalog, &cx.principal);
         let limit = extract::page_size(q.page_size, RUNS_PAGE_MAX, RUNS_PAGE_MAX);
         let keep = filter(&q)?;
@@ -206,7 +206,7 @@ pub async fn get_run(
     ApiPath(id): ApiPath<String>,
     call: Call,
 ) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_blocking(&state, call, move |cx| {
         let (catalog, principal) = (&cx.catalog, &cx.principal);
         let run = catalog.get_run(principal, &id)?;
         Reply::json(StatusCode::OK, &RunBody::from(&run))
@@ -403,7 +403,7 @@ pub async fn maintain(State(state): State<AppState>, call: Call) -> Response {
     let retention = state.options.retention;
     #[cfg(feature = "compute")]
     let runner = state.runner.clone();
-    write::read(&state, call, move |cx| {
+    write::read_blocking(&state, call, move |cx| {
         let (catalog, principal) = (&cx.catalog, &cx.principal);
         let report = catalog.maintain(principal, &retention)?;
         #[allow(unused_mut)]
