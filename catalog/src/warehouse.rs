@@ -473,7 +473,6 @@ impl Warehouse {
     /// metadata files rely on: a marker is created twice, then removed. `Ok(false)`: the
     /// second create replaced the first. `id` names the marker (the caller's id source).
     pub fn probe_conditional_create(&self, id: uuid::Uuid) -> Result<bool, WarehouseError> {
-        crate::inline::may_block()?;
         let marker = format!("{}/.floe-probe-{}", self.root_url(), id.simple());
         self.write_new(&marker, b"1")?;
         let path = self.object_path(&marker)?;

@@ -145,11 +145,12 @@ pub fn principal(_headers: &HeaderMap) -> Principal {
     crate::auth::current()
 }
 
-/// Runs a read: on this async worker when the catalog answers it from memory (no hop to
-/// a blocking thread, which costs more than such a read), else — or when it turns out to
-/// need I/O (a metadata file not cached yet, credentials to ask for) — on a blocking
-/// thread, from the start (`floe_catalog::inline`). Reads are run twice at most and
-/// change nothing, so the second run answers.
+/// Runs a read: first on this async worker when the catalog's store answers from memory
+/// (no hop to a blocking thread, which costs more than such a read); on a blocking thread
+/// when it does not, or when the inline run turned out to need I/O (a metadata file not
+/// cached yet, credentials to ask for: `floe_catalog::inline`), in which case the read runs
+/// again there from the start. Such reads change nothing, so running one twice is
+/// harmless.
 pub async fn read<F>(state: &AppState, call: Call, f: F) -> Response
 where
     F: Fn(&Ctx) -> ApiResult<Reply> + Send + 'static,

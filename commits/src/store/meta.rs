@@ -3,13 +3,19 @@
 
 use super::*;
 
+/// A meta read may wait (on sled, for pending writes to be durable): refused to an
+/// inline read (`crate::inline`).
+fn may_wait() -> Result<(), ReadError> {
+    if crate::inline::may_block() {
+        return Ok(());
+    }
+    Err(ReadError::Invalid(crate::inline::REFUSED.to_owned()))
+}
+
 impl Store {
     pub fn meta_get(&self, key: &[u8]) -> Result<Option<Bytes>, ReadError> {
         check_meta_key(key).map_err(ReadError::Invalid)?;
-        // On sled a meta read waits for pending writes to be durable.
-        if !crate::inline::may_block() {
-            return Err(ReadError::Invalid(crate::inline::REFUSED.to_owned()));
-        }
+        may_wait()?;
         Ok(self.backend.meta_get(key)?)
     }
 
@@ -35,9 +41,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(Bytes, Bytes)>, ReadError> {
         check_meta_key(prefix).map_err(ReadError::Invalid)?;
-        if !crate::inline::may_block() {
-            return Err(ReadError::Invalid(crate::inline::REFUSED.to_owned()));
-        }
+        may_wait()?;
         Ok(self
             .backend
             .meta_scan(prefix, after, limit.clamp(1, META_SCAN_PAGE_MAX))?)
