@@ -23,6 +23,11 @@ pub const QUERY_BATCHES_AHEAD: usize = 2;
 /// so more files in flight per partition would only add open files and buffers.
 pub const SCAN_FILES_IN_FLIGHT_MAX: usize = 2;
 
+/// A Parquet data file larger than a partition's share of a scan is cut into byte ranges
+/// (each row group read by the range holding its midpoint), but never into ranges smaller
+/// than this: below it, the extra footer reads cost more than the second core saves.
+pub const SCAN_SPLIT_BYTES_MIN: u64 = 8 << 20;
+
 /// A Parquet answer flushes its row group once the group's buffered encoding reaches this
 /// size, so a large answer never sits whole in memory.
 pub const ANSWER_ROW_GROUP_BYTES: usize = 64 << 20;

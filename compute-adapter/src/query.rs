@@ -12,11 +12,14 @@ use std::time::Duration;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{MemoryCatalogProvider, MemorySchemaProvider};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, TableReference};
+use datafusion::datasource::source_as_provider;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::{SQLOptions, SessionContext};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::Statement as DfStatement;
@@ -202,6 +205,7 @@ impl QueryEngine {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_physical_optimizer_rules(crate::scan::optimizer_rules())
             .build();
         Ok(SessionContext::new_with_state(state))
     }
@@ -305,6 +309,7 @@ impl QueryEngine {
             .statement_to_plan(statement)
             .await
             .map_err(|e| QueryError::from_engine(e, &self.limits))?;
+        want_bounds_under_aggregates(&plan);
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -370,6 +375,48 @@ impl QueryEngine {
         let provider = IcebergRead::new(key.to_string(), table, log.clone())
             .map_err(|e| QueryError::Engine(e.to_string()))?;
         Ok(Arc::new(provider))
+    }
+}
+
+/// Asks each Iceberg scan under an aggregate without groups (through projections,
+/// filters and aliases) for its column bounds, which only such an aggregate can fold:
+/// other scans do not read their manifests twice.
+fn want_bounds_under_aggregates(plan: &LogicalPlan) {
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::Aggregate(aggregate) = node
+            && aggregate.group_expr.is_empty()
+            && !aggregate.aggr_expr.iter().all(counts_rows)
+        {
+            let mut input = aggregate.input.as_ref();
+            loop {
+                input = match input {
+                    LogicalPlan::Projection(p) => p.input.as_ref(),
+                    LogicalPlan::Filter(f) => f.input.as_ref(),
+                    LogicalPlan::SubqueryAlias(a) => a.input.as_ref(),
+                    LogicalPlan::TableScan(scan) => {
+                        if let Ok(provider) = source_as_provider(&scan.source)
+                            && let Some(read) = provider.as_any().downcast_ref::<IcebergRead>()
+                        {
+                            read.want_bounds();
+                        }
+                        break;
+                    }
+                    _ => break,
+                };
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+}
+
+/// `count(*)` and `count(1)`: the row count answers them, without bounds.
+fn counts_rows(e: &Expr) -> bool {
+    match e {
+        Expr::Alias(a) => counts_rows(&a.expr),
+        Expr::AggregateFunction(f) => {
+            f.func.name() == "count" && f.params.args.iter().all(|a| matches!(a, Expr::Literal(..)))
+        }
+        _ => false,
     }
 }
 

@@ -53,11 +53,16 @@ p.append(pa.table({
     "region": pa.array([regions[i % 4] for i in range(400)], pa.string()),
     "v": pa.array([1.0] * 400, pa.float64()),
 }))
-rows, scanned, total = query("SELECT count(*) AS n FROM db.p WHERE region = 'east'")
-assert rows == [{"n": 100}], rows
+rows, scanned, total = query("SELECT count(*) AS n, sum(v) AS s FROM db.p WHERE region = 'east'")
+assert rows == [{"n": 100, "s": 100.0}], rows
 assert (scanned, total) == (1, 4), (scanned, total)
+rows, scanned, _ = query("SELECT sum(v) AS s FROM db.p")
+assert rows == [{"s": 400.0}] and scanned == 4, (rows, scanned)
+# Counts the manifests decide (the region is an identity partition) read no data file.
+rows, scanned, total = query("SELECT count(*) AS n, min(id) AS lo FROM db.p WHERE region = 'east'")
+assert rows == [{"n": 100, "lo": 2}] and (scanned, total) == (0, 4), (rows, scanned, total)
 rows, scanned, _ = query("SELECT count(*) AS n FROM db.p")
-assert rows == [{"n": 400}] and scanned == 4, (rows, scanned)
+assert rows == [{"n": 400}] and scanned == 0, (rows, scanned)
 
 # floe imports more rows into the partitioned table (split by region); every client
 # reads them, and the region filter still reads only that region's files.
@@ -78,13 +83,14 @@ with urllib.request.urlopen(req) as r:
 assert len(imported["files"][0]["locations"]) == 4, imported
 assert cat.load_table("db.p").scan().to_arrow().num_rows == 440
 assert con.execute("SELECT count(*) FROM m.db.p WHERE region = 'east'").fetchall() == [(110,)]
-rows, scanned, total = query("SELECT count(*) AS n FROM db.p WHERE region = 'east'")
-assert rows == [{"n": 110}], rows
+rows, scanned, total = query("SELECT count(*) AS n, sum(v) AS s FROM db.p WHERE region = 'east'")
+assert rows == [{"n": 110, "s": 105.0}], rows
 assert (scanned, total) == (2, 8), (scanned, total)
 
 # DuckDB deletes rows of the imported table; floe's answers leave them out.
 con.execute("DELETE FROM m.db.t WHERE id < 10")
-rows, _, _ = query("SELECT count(*) AS n, min(id) AS lo FROM db.t")
+rows, scanned, _ = query("SELECT count(*) AS n, min(id) AS lo FROM db.t")
 assert rows == [{"n": 1090, "lo": 10}], rows
+assert scanned > 0, "a file with deletes is counted by reading it"
 assert cat.load_table("db.t").scan().to_arrow().num_rows == 1090
 print("ok")

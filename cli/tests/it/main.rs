@@ -26,6 +26,7 @@ mod run_faults;
 mod runs;
 mod s3;
 mod s3_engines;
+mod scans;
 mod schemathesis;
 mod serve;
 mod servers;

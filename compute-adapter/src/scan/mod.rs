@@ -2,18 +2,26 @@
 //!
 //! `IcebergRead` is the table provider: it plans the files of the scan with the `iceberg`
 //! crate (projection and filters pushed in, so manifests and data files whose statistics
-//! rule them out are never opened), records what the plan reads in `ScanStats`, and
-//! spreads the files over DataFusion's partitions so a scan reads in parallel. Each
-//! partition reads its files with the crate's `ArrowReader` (field ids, name mapping,
-//! schema evolution and delete files handled there).
+//! rule them out are never opened), records what the plan reads in `ScanStats`, cuts large
+//! Parquet files into byte ranges and spreads the pieces over DataFusion's partitions so
+//! one file uses every core. Each partition reads its pieces with the crate's
+//! `ArrowReader` (field ids, name mapping, schema evolution and delete files handled
+//! there; a range reads the row groups whose midpoints it holds).
+//!
+//! The scan reports what the metadata decides exactly (`metadata`): filters on identity
+//! partition columns, the row count, and where asked, column bounds; `answer` folds
+//! `count`, `min` and `max` over such a scan into constants named in the plan.
 
 use std::any::Any;
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::DataFusionError;
+use datafusion::common::stats::{Precision, Statistics};
 use datafusion::common::tree_node::TreeNode;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result as DfResult;
@@ -27,12 +35,18 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt};
 use iceberg::scan::FileScanTask;
+use iceberg::spec::DataFileFormat;
 use iceberg::table::Table;
 use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::limits::SCAN_FILES_IN_FLIGHT_MAX;
+use crate::limits::{SCAN_FILES_IN_FLIGHT_MAX, SCAN_SPLIT_BYTES_MIN};
+
+mod answer;
+mod metadata;
+
+pub(crate) use answer::optimizer_rules;
 
 /// What the scans of one query read: the evidence that filters were pushed down.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -45,6 +59,8 @@ pub struct ScanStats {
     pub files_total: u64,
     /// Bytes of the data files the plan reads.
     pub bytes_scanned: u64,
+    /// The query's aggregates were answered from the manifests: no data file was read.
+    pub from_manifests: bool,
 }
 
 /// The shared list the scans of one query report to.
@@ -60,6 +76,10 @@ pub struct IcebergRead {
     table: Table,
     schema: SchemaRef,
     log: ScanLog,
+    /// Filters on these columns are decided by partition values (see `metadata`).
+    identity: HashSet<String>,
+    /// An aggregate over this table may fold its bounds: read them from the manifests.
+    bounds_wanted: AtomicBool,
 }
 
 impl fmt::Debug for IcebergRead {
@@ -75,12 +95,20 @@ impl IcebergRead {
         let schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(
             table.metadata().current_schema(),
         )?);
+        let identity = metadata::identity_columns(table.metadata());
         Ok(IcebergRead {
             name,
             table,
             schema,
             log,
+            identity,
+            bounds_wanted: AtomicBool::new(false),
         })
+    }
+
+    /// Asks the scan for column bounds from the manifests, for an aggregate to fold.
+    pub(crate) fn want_bounds(&self) {
+        self.bounds_wanted.store(true, Ordering::Relaxed);
     }
 }
 
@@ -103,8 +131,18 @@ impl TableProvider for IcebergRead {
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
         // The scan prunes files and row groups with what it can translate; DataFusion
-        // still applies every filter to the rows.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // still applies every filter to the rows, except those the partition values
+        // decide (the scan's files then hold only matching rows).
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if metadata::decided_by_partitions(f, &self.identity) {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
     }
 
     async fn scan(
@@ -138,11 +176,17 @@ impl TableProvider for IcebergRead {
             // the column's own values, which is wrong when the cast changes the order
             // (numbers as text) and fails when the literal has another type.
             let plain: Vec<Expr> = filters.iter().filter(|f| !has_cast(f)).cloned().collect();
+            let exact = filters
+                .iter()
+                .any(|f| metadata::decided_by_partitions(f, &self.identity));
             let scan = match convert_filters_to_predicate(&plain) {
+                None if exact => return Err(unapplied(filters)),
                 None => builder().build().map_err(df_error)?,
-                // A predicate the crate cannot bind only loses the pruning.
                 Some(predicate) => match builder().with_filter(predicate).build() {
                     Ok(scan) => scan,
+                    // An exact filter is the scan's to apply: it cannot be dropped.
+                    Err(_) if exact => return Err(unapplied(filters)),
+                    // A predicate the crate cannot bind only loses the pruning.
                     Err(_) => builder().build().map_err(df_error)?,
                 },
             };
@@ -157,26 +201,130 @@ impl TableProvider for IcebergRead {
         let mut files: Vec<&str> = tasks.iter().map(|t| t.data_file_path.as_str()).collect();
         files.sort_unstable();
         files.dedup();
-        self.log.lock().push(ScanStats {
+        let file_count = files.len();
+        let mut statistics = Statistics::new_unknown(&output);
+        statistics.num_rows = match limit {
+            Some(_) => Precision::Absent,
+            None => metadata::row_count(&tasks),
+        };
+        statistics.total_byte_size = Precision::Inexact(
+            usize::try_from(tasks.iter().map(|t| t.length).sum::<u64>()).unwrap_or(usize::MAX),
+        );
+        if statistics.num_rows.is_exact() == Some(true)
+            && self.bounds_wanted.load(Ordering::Relaxed)
+            && !output.fields().is_empty()
+        {
+            let entries = metadata::planned_entries(&self.table, &tasks)
+                .await
+                .map_err(df_error)?;
+            if entries.len() == file_count {
+                statistics.column_statistics =
+                    metadata::column_statistics(self.table.metadata(), &output, &entries);
+            }
+        }
+        let entry = {
+            let mut log = self.log.lock();
+            log.push(ScanStats {
+                table: self.name.clone(),
+                files_scanned: file_count as u64,
+                files_total,
+                bytes_scanned: tasks.iter().map(|t| t.length).sum(),
+                from_manifests: false,
+            });
+            log.len() - 1
+        };
+        let facts = Arc::new(ScanFacts {
             table: self.name.clone(),
-            files_scanned: files.len() as u64,
-            files_total,
-            bytes_scanned: tasks.iter().map(|t| t.length).sum(),
+            files: file_count,
+            rows: statistics.num_rows.get_value().copied().unwrap_or(0),
+            log: self.log.clone(),
+            entry,
         });
-        let partitions = spread(tasks, state.config().target_partitions().max(1));
+        let n = state.config().target_partitions().max(1);
+        let partitions = spread(split(tasks, n), n);
         Ok(Arc::new(IcebergScanExec::new(
             self.table.clone(),
             output,
             partitions,
             limit,
             state.config().batch_size(),
+            statistics,
+            facts,
         )))
     }
+}
+
+/// What an aggregate answered from the manifests needs of its scan.
+#[derive(Debug)]
+pub(crate) struct ScanFacts {
+    table: String,
+    files: usize,
+    rows: usize,
+    log: ScanLog,
+    entry: usize,
+}
+
+impl ScanFacts {
+    /// The scan will not run: its log says no data file was read.
+    fn answered_from_manifests(&self) {
+        if let Some(stats) = self.log.lock().get_mut(self.entry) {
+            stats.files_scanned = 0;
+            stats.bytes_scanned = 0;
+            stats.from_manifests = true;
+        }
+    }
+}
+
+fn unapplied(filters: &[Expr]) -> DataFusionError {
+    DataFusionError::Plan(format!(
+        "the filters {} cannot be applied to the table's files",
+        filters
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    ))
 }
 
 fn has_cast(e: &Expr) -> bool {
     e.exists(|e| Ok(matches!(e, Expr::Cast(_) | Expr::TryCast(_))))
         .unwrap_or(true)
+}
+
+/// Cuts each whole Parquet file larger than one partition's share of the scan into
+/// contiguous byte ranges of about that share (never below `SCAN_SPLIT_BYTES_MIN`). The
+/// ranges tile the file, so each row group is read by exactly the range that holds its
+/// midpoint.
+fn split(tasks: Vec<FileScanTask>, n: usize) -> Vec<FileScanTask> {
+    let total: u64 = tasks.iter().map(|t| t.length).sum();
+    split_by(
+        tasks,
+        total.div_ceil(n.max(1) as u64).max(SCAN_SPLIT_BYTES_MIN),
+    )
+}
+
+/// Cuts whole Parquet files longer than `share` bytes into ranges of at most `share`.
+fn split_by(tasks: Vec<FileScanTask>, share: u64) -> Vec<FileScanTask> {
+    let share = share.max(1);
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let whole = task.start == 0 && task.length == task.file_size_in_bytes;
+        if !whole || task.data_file_format != DataFileFormat::Parquet || task.length <= share {
+            out.push(task);
+            continue;
+        }
+        let pieces = task.length.div_ceil(share);
+        for i in 0..pieces {
+            let start = task.length * i / pieces;
+            let end = task.length * (i + 1) / pieces;
+            let mut piece = task.clone();
+            piece.start = start;
+            piece.length = end - start;
+            piece.record_count = None;
+            out.push(piece);
+        }
+    }
+    out
 }
 
 /// Deals the files to `n` partitions, largest first onto the lightest partition.
@@ -204,6 +352,8 @@ struct IcebergScanExec {
     limit: Option<usize>,
     batch_size: usize,
     properties: Arc<PlanProperties>,
+    statistics: Statistics,
+    facts: Arc<ScanFacts>,
 }
 
 impl IcebergScanExec {
@@ -213,6 +363,8 @@ impl IcebergScanExec {
         partitions: Vec<Vec<FileScanTask>>,
         limit: Option<usize>,
         batch_size: usize,
+        statistics: Statistics,
+        facts: Arc<ScanFacts>,
     ) -> IcebergScanExec {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
@@ -227,17 +379,20 @@ impl IcebergScanExec {
             limit,
             batch_size,
             properties,
+            statistics,
+            facts,
         }
     }
 }
 
 impl DisplayAs for IcebergScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let files: usize = self.partitions.iter().map(Vec::len).sum();
+        let ranges: usize = self.partitions.iter().map(Vec::len).sum();
         write!(
             f,
-            "IcebergScanExec: table={}, files={files}, partitions={}",
+            "IcebergScanExec: table={}, files={}, ranges={ranges}, partitions={}",
             self.table.identifier(),
+            self.facts.files,
             self.partitions.len()
         )?;
         if let Some(limit) = self.limit {
@@ -269,6 +424,15 @@ impl ExecutionPlan for IcebergScanExec {
         _children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         Ok(self)
+    }
+
+    /// The whole scan's statistics, exact where the metadata decides them; a partition's
+    /// are unknown.
+    fn partition_statistics(&self, partition: Option<usize>) -> DfResult<Statistics> {
+        Ok(match partition {
+            None => self.statistics.clone(),
+            Some(_) => Statistics::new_unknown(&self.schema),
+        })
     }
 
     fn execute(
@@ -312,3 +476,6 @@ impl ExecutionPlan for IcebergScanExec {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,236 @@
+//! What a table's metadata says exactly about a scan, so that DataFusion may answer
+//! `count(*)`, `count(col)`, `min` and `max` from it without reading a data file.
+//!
+//! - Filters on a column that every partition spec of the table partitions by identity
+//!   are decided per file by its partition value: the scan takes them as exact, so no
+//!   filter is left above it, and every row of every planned file matches them.
+//! - The row count is exact when every planned file is read whole and carries no deletes
+//!   (the manifests' record counts).
+//! - A column's null count and bounds are exact when every planned file's manifest entry
+//!   holds them, the column's type keeps its bounds whole (integers, dates, timestamps,
+//!   booleans: strings may be truncated, floats carry NaN and signed zeros), and the
+//!   bounds have the column's current type.
+
+use std::collections::HashSet;
+
+use datafusion::arrow::datatypes::{DataType, Schema as ArrowSchema, TimeUnit};
+use datafusion::common::ScalarValue;
+use datafusion::common::stats::{ColumnStatistics, Precision};
+use datafusion::logical_expr::{Expr, Operator};
+use iceberg::scan::FileScanTask;
+use iceberg::spec::{
+    DataContentType, DataFile, Datum, ManifestContentType, PrimitiveLiteral, PrimitiveType,
+    TableMetadata, Transform, Type,
+};
+use iceberg::table::Table;
+
+/// Top-level columns, by name, that every partition spec of the table partitions by
+/// identity and whose type compares the same in Iceberg and in SQL.
+pub(super) fn identity_columns(metadata: &TableMetadata) -> HashSet<String> {
+    let mut common: Option<HashSet<i32>> = None;
+    for spec in metadata.partition_specs_iter() {
+        let ids: HashSet<i32> = spec
+            .fields()
+            .iter()
+            .filter(|f| f.transform == Transform::Identity)
+            .map(|f| f.source_id)
+            .collect();
+        common = Some(match common {
+            None => ids,
+            Some(before) => before.intersection(&ids).copied().collect(),
+        });
+    }
+    let schema = metadata.current_schema();
+    let top: HashSet<i32> = schema.as_struct().fields().iter().map(|f| f.id).collect();
+    common
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|id| top.contains(id))
+        .filter_map(|id| schema.field_by_id(id))
+        .filter(|f| {
+            matches!(
+                *f.field_type,
+                Type::Primitive(
+                    PrimitiveType::Boolean
+                        | PrimitiveType::Int
+                        | PrimitiveType::Long
+                        | PrimitiveType::Date
+                        | PrimitiveType::String
+                        | PrimitiveType::Timestamp
+                        | PrimitiveType::Timestamptz
+                )
+            )
+        })
+        .map(|f| f.name.clone())
+        .collect()
+}
+
+/// True when `filter` only compares identity-partition columns with literals, in forms
+/// whose partition-value test is the row test (a null partition value matches none).
+pub(super) fn decided_by_partitions(filter: &Expr, columns: &HashSet<String>) -> bool {
+    let column = |e: &Expr| matches!(e, Expr::Column(c) if columns.contains(&c.name));
+    let literal = |e: &Expr| matches!(e, Expr::Literal(v, _) if !v.is_null());
+    match filter {
+        Expr::BinaryExpr(b) => match b.op {
+            Operator::And | Operator::Or => {
+                decided_by_partitions(&b.left, columns) && decided_by_partitions(&b.right, columns)
+            }
+            Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
+                (column(&b.left) && literal(&b.right)) || (literal(&b.left) && column(&b.right))
+            }
+            _ => false,
+        },
+        Expr::InList(list) => !list.negated && column(&list.expr) && list.list.iter().all(literal),
+        Expr::IsNull(e) | Expr::IsNotNull(e) => column(e),
+        _ => false,
+    }
+}
+
+/// The scan's row count: exact when every file is read whole and has no deletes.
+pub(super) fn row_count(tasks: &[FileScanTask]) -> Precision<usize> {
+    let mut rows = 0usize;
+    let mut exact = true;
+    for task in tasks {
+        match task.record_count {
+            Some(n) if task.deletes.is_empty() && task.start == 0 => {
+                rows = rows.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
+            }
+            Some(n) => {
+                exact = false;
+                rows = rows.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
+            }
+            None => exact = false,
+        }
+    }
+    if exact {
+        Precision::Exact(rows)
+    } else {
+        Precision::Inexact(rows)
+    }
+}
+
+/// The manifest entries of the planned files, read again from the current snapshot.
+pub(super) async fn planned_entries(
+    table: &Table,
+    tasks: &[FileScanTask],
+) -> iceberg::Result<Vec<DataFile>> {
+    let Some(snapshot) = table.metadata().current_snapshot() else {
+        return Ok(Vec::new());
+    };
+    let mut wanted: HashSet<&str> = tasks.iter().map(|t| t.data_file_path.as_str()).collect();
+    let list = table.manifest_list_reader(snapshot).load().await?;
+    let mut out = Vec::with_capacity(wanted.len());
+    for manifest in list.entries() {
+        if manifest.content != ManifestContentType::Data || wanted.is_empty() {
+            continue;
+        }
+        let manifest = manifest.load_manifest(table.file_io()).await?;
+        for entry in manifest.entries() {
+            if entry.is_alive()
+                && entry.content_type() == DataContentType::Data
+                && wanted.remove(entry.file_path())
+            {
+                out.push(entry.data_file().clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Null counts and bounds of the output columns over `files`, exact where the metadata
+/// decides them, unknown elsewhere.
+pub(super) fn column_statistics(
+    metadata: &TableMetadata,
+    output: &ArrowSchema,
+    files: &[DataFile],
+) -> Vec<ColumnStatistics> {
+    let schema = metadata.current_schema();
+    output
+        .fields()
+        .iter()
+        .map(|field| {
+            let Some(column) = schema
+                .as_struct()
+                .fields()
+                .iter()
+                .find(|f| &f.name == field.name())
+            else {
+                return ColumnStatistics::new_unknown();
+            };
+            let Type::Primitive(kind) = column.field_type.as_ref() else {
+                return ColumnStatistics::new_unknown();
+            };
+            column_of(column.id, kind, field.data_type(), files)
+        })
+        .collect()
+}
+
+fn column_of(
+    id: i32,
+    kind: &PrimitiveType,
+    arrow: &DataType,
+    files: &[DataFile],
+) -> ColumnStatistics {
+    let mut stats = ColumnStatistics::new_unknown();
+    let nulls: Option<u64> = files
+        .iter()
+        .map(|f| f.null_value_counts().get(&id).copied())
+        .sum();
+    if let Some(n) = nulls.and_then(|n| usize::try_from(n).ok()) {
+        stats.null_count = Precision::Exact(n);
+    }
+    let Ok(none) = ScalarValue::try_from(arrow) else {
+        return stats;
+    };
+    let mut low: Option<&Datum> = None;
+    let mut high: Option<&Datum> = None;
+    for file in files {
+        let null_here = file.null_value_counts().get(&id).copied();
+        if null_here == Some(file.record_count()) {
+            // Every value of this file is null: it bounds nothing.
+            continue;
+        }
+        let (Some(l), Some(u)) = (file.lower_bounds().get(&id), file.upper_bounds().get(&id))
+        else {
+            return stats;
+        };
+        if l.data_type() != kind || u.data_type() != kind {
+            return stats;
+        }
+        low = match low {
+            Some(m) if m.partial_cmp(l) != Some(std::cmp::Ordering::Greater) => Some(m),
+            _ => Some(l),
+        };
+        high = match high {
+            Some(m) if m.partial_cmp(u) != Some(std::cmp::Ordering::Less) => Some(m),
+            _ => Some(u),
+        };
+    }
+    let value = |d: Option<&Datum>| match d {
+        None => Some(none.clone()),
+        Some(d) => scalar(d, arrow),
+    };
+    if let (Some(min), Some(max)) = (value(low), value(high)) {
+        stats.min_value = Precision::Exact(min);
+        stats.max_value = Precision::Exact(max);
+    }
+    stats
+}
+
+/// A bound as the value DataFusion computes for the column, for the types whose bounds
+/// are whole values.
+fn scalar(datum: &Datum, arrow: &DataType) -> Option<ScalarValue> {
+    Some(match (datum.literal(), arrow) {
+        (PrimitiveLiteral::Boolean(b), DataType::Boolean) => ScalarValue::Boolean(Some(*b)),
+        (PrimitiveLiteral::Int(v), DataType::Int32) => ScalarValue::Int32(Some(*v)),
+        (PrimitiveLiteral::Int(v), DataType::Date32) => ScalarValue::Date32(Some(*v)),
+        (PrimitiveLiteral::Long(v), DataType::Int64) => ScalarValue::Int64(Some(*v)),
+        (PrimitiveLiteral::Long(v), DataType::Timestamp(TimeUnit::Microsecond, tz)) => {
+            ScalarValue::TimestampMicrosecond(Some(*v), tz.clone())
+        }
+        (PrimitiveLiteral::Long(v), DataType::Timestamp(TimeUnit::Nanosecond, tz)) => {
+            ScalarValue::TimestampNanosecond(Some(*v), tz.clone())
+        }
+        _ => return None,
+    })
+}
