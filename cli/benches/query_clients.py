@@ -2,7 +2,9 @@
 test venv: writes the benchmark's data and times DuckDB 1.5.5 (iceberg extension) on the
 same tables through floe's Iceberg REST catalog.
 
-  gen DIR FILES ROWS          Parquet files big-N.parquet: id, k (id % 100), v (double)
+  gen DIR PREFIX FILES ROWS GROUP
+                              Parquet files PREFIX-N.parquet of ROWS rows in row groups
+                              of GROUP rows: id, k (id % 100), v (double)
   partitioned URL ROWS PARTS  db.p, partitioned by region (identity), written by PyIceberg
   duckdb URL REPEATS SQL...   per query: the median wall time of REPEATS runs after one
                               warm-up, and the data files DuckDB read (EXPLAIN ANALYZE)
@@ -15,7 +17,7 @@ import sys
 import time
 
 
-def gen(folder, files, rows):
+def gen(folder, prefix, files, rows, group):
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -28,7 +30,7 @@ def gen(folder, files, rows):
             "k": pc.subtract(ids, pc.multiply(pc.divide(ids, 100), 100)),
             "v": pc.multiply(pc.cast(ids, pa.float64()), 0.5),
         })
-        pq.write_table(table, os.path.join(folder, f"big-{f}.parquet"), row_group_size=1 << 20)
+        pq.write_table(table, os.path.join(folder, f"{prefix}-{f}.parquet"), row_group_size=group)
     print("ok")
 
 
@@ -84,7 +86,7 @@ def duck(url, repeats, queries):
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "gen":
-        gen(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        gen(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     elif mode == "partitioned":
         partitioned(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif mode == "duckdb":

@@ -23,6 +23,18 @@ pub const QUERY_BATCHES_AHEAD: usize = 2;
 /// so more files in flight per partition would only add open files and buffers.
 pub const SCAN_FILES_IN_FLIGHT_MAX: usize = 2;
 
+/// Tables (with the manifests and manifest lists they parsed) a query engine keeps for
+/// the next queries, by metadata location: a metadata file never changes, so a table
+/// read again at the same commit plans from memory.
+pub const QUERY_TABLES_KEPT_MAX: usize = 32;
+
+/// How long a kept table is used: its storage access (credentials included) is built
+/// again after this.
+pub const QUERY_TABLE_KEPT_MS: u64 = 60_000;
+
+/// The parsed manifests one kept table may hold.
+pub const QUERY_TABLE_CACHE_BYTES: u64 = 16 << 20;
+
 /// A Parquet data file larger than a partition's share of a scan is cut into byte ranges
 /// (each row group read by the range holding its midpoint), but never into ranges smaller
 /// than this: below it, the extra footer reads cost more than the second core saves.

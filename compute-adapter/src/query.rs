@@ -6,9 +6,10 @@
 //! for a nested namespace, or a bare name in the default namespace. The result is a
 //! stream of Arrow batches, bounded by a memory pool and a deadline.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{MemoryCatalogProvider, MemorySchemaProvider};
@@ -29,7 +30,10 @@ use futures::StreamExt;
 use iceberg::TableIdent;
 use iceberg::table::Table;
 
-use crate::limits::{QUERY_BATCHES_AHEAD, QUERY_MEMORY_DEFAULT_BYTES, QUERY_TIMEOUT_DEFAULT_MS};
+use crate::limits::{
+    QUERY_BATCHES_AHEAD, QUERY_MEMORY_DEFAULT_BYTES, QUERY_TABLE_CACHE_BYTES, QUERY_TABLE_KEPT_MS,
+    QUERY_TABLES_KEPT_MAX, QUERY_TIMEOUT_DEFAULT_MS,
+};
 use crate::scan::{IcebergRead, ScanLog, ScanStats};
 
 /// The namespace bare table names resolve in when the request names none.
@@ -162,11 +166,64 @@ impl std::fmt::Debug for QueryAnswer {
 pub struct QueryEngine {
     catalog: Catalog,
     limits: QueryLimits,
+    tables: Arc<KeptTables>,
+}
+
+/// Tables built for earlier queries, by (metadata location, name): each holds the
+/// manifests its scans parsed, so the next query at the same commit does not read and
+/// parse them again. Who may read a table is still decided per query (the catalog's
+/// load); only what the immutable metadata file names is kept.
+#[derive(Debug, Default)]
+struct KeptTables {
+    tables: parking_lot::Mutex<HashMap<(String, String), (Instant, Table)>>,
+}
+
+impl KeptTables {
+    fn get(&self, location: &str, name: &str) -> Option<Table> {
+        let keep = Duration::from_millis(QUERY_TABLE_KEPT_MS);
+        let mut tables = self.tables.lock();
+        let key = (location.to_owned(), name.to_owned());
+        match tables.get(&key) {
+            Some((built, table)) if built.elapsed() < keep => Some(table.clone()),
+            Some(_) => {
+                tables.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&self, location: &str, name: &str, table: Table) {
+        let mut tables = self.tables.lock();
+        if tables.len() >= QUERY_TABLES_KEPT_MAX {
+            let oldest = tables
+                .iter()
+                .min_by_key(|(_, (built, _))| *built)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                tables.remove(&k);
+            }
+        }
+        tables.insert(
+            (location.to_owned(), name.to_owned()),
+            (Instant::now(), table),
+        );
+    }
+}
+
+/// The cores queries spread over, read once (it reads cgroup files each time).
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, usize::from))
 }
 
 impl QueryEngine {
     pub fn new(catalog: Catalog, limits: QueryLimits) -> QueryEngine {
-        QueryEngine { catalog, limits }
+        QueryEngine {
+            catalog,
+            limits,
+            tables: Arc::default(),
+        }
     }
 
     pub fn limits(&self) -> QueryLimits {
@@ -194,9 +251,8 @@ impl QueryEngine {
             )
             .build_arc()
             .map_err(|e| QueryError::Engine(e.strip_backtrace()))?;
-        let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let config = SessionConfig::new()
-            .with_target_partitions(cores)
+            .with_target_partitions(cores())
             .with_information_schema(false)
             .with_default_catalog_and_schema("floe", default_schema);
         let mut config = config;
@@ -352,6 +408,14 @@ impl QueryEngine {
             }
             other => other?,
         };
+        let name = key.to_string();
+        if let Some(location) = &loaded.metadata_location
+            && let Some(table) = self.tables.get(location, &name)
+        {
+            let provider = IcebergRead::new(name, table, log.clone())
+                .map_err(|e| QueryError::Engine(e.to_string()))?;
+            return Ok(Arc::new(provider));
+        }
         let ident = TableIdent::new(
             iceberg::NamespaceIdent::from_strs(key.parent().iter().flat_map(|p| p.elements()))
                 .map_err(|e| QueryError::Engine(e.to_string()))?,
@@ -365,6 +429,7 @@ impl QueryEngine {
             .identifier(ident)
             .file_io(file_io)
             .runtime(iceberg::Runtime::current())
+            .cache_size_bytes(QUERY_TABLE_CACHE_BYTES)
             .readonly(true);
         if let Some(location) = &loaded.metadata_location {
             table = table.metadata_location(location.clone());
@@ -372,7 +437,10 @@ impl QueryEngine {
         let table = table
             .build()
             .map_err(|e| QueryError::Engine(e.to_string()))?;
-        let provider = IcebergRead::new(key.to_string(), table, log.clone())
+        if let Some(location) = &loaded.metadata_location {
+            self.tables.put(location, &name, table.clone());
+        }
+        let provider = IcebergRead::new(name, table, log.clone())
             .map_err(|e| QueryError::Engine(e.to_string()))?;
         Ok(Arc::new(provider))
     }

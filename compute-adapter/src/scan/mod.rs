@@ -241,7 +241,12 @@ impl TableProvider for IcebergRead {
             entry,
         });
         let n = state.config().target_partitions().max(1);
-        let partitions = spread(split(tasks, n), n);
+        // A limit reads the first rows it finds: cutting a file would only start a second
+        // row group's read beside the first.
+        let partitions = match limit {
+            Some(_) => spread(tasks, n),
+            None => spread(split(tasks, n), n),
+        };
         Ok(Arc::new(IcebergScanExec::new(
             self.table.clone(),
             output,

@@ -269,3 +269,83 @@ fn a_file_with_deletes_or_a_range_does_not_count_exactly() {
     assert_eq!(pieces.len(), 3);
     assert!(!metadata::row_count(&pieces).is_exact().unwrap_or(false));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_read_again_at_the_same_commit_plans_from_memory() {
+    let f = fixture();
+    import(&f, "a.parquet", 0..100, 100, false).await;
+    let engine = QueryEngine::new(f.catalog.clone(), QueryLimits::default());
+    let ask = |sql: &'static str| {
+        let engine = engine.clone();
+        let (who, main) = (f.who.clone(), f.main.clone());
+        async move {
+            let answer = engine
+                .run(
+                    &who,
+                    QueryRequest {
+                        sql: sql.to_owned(),
+                        spec: main,
+                        namespace: None,
+                        max_rows: None,
+                        timeout: None,
+                    },
+                )
+                .await?;
+            let batches: Vec<RecordBatch> = answer.batches.try_collect().await.unwrap();
+            let b = &batches[0];
+            Ok::<_, crate::query::QueryError>(
+                datafusion::arrow::util::display::array_value_to_string(b.column(0), 0).unwrap(),
+            )
+        }
+    };
+    assert_eq!(ask("SELECT count(*) FROM db.t").await.unwrap(), "100");
+    // The manifests are gone from storage: the engine planned them once and keeps them.
+    let manifests: Vec<_> = walk(&f.dir.path().join("warehouse"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "avro"))
+        .collect();
+    assert!(!manifests.is_empty());
+    let saved: Vec<(std::path::PathBuf, Vec<u8>)> = manifests
+        .iter()
+        .map(|p| (p.clone(), std::fs::read(p).unwrap()))
+        .collect();
+    for p in &manifests {
+        std::fs::remove_file(p).unwrap();
+    }
+    assert_eq!(ask("SELECT count(*) FROM db.t").await.unwrap(), "100");
+    // Another engine has nothing kept: it reads storage, and fails without the files.
+    let fresh = QueryEngine::new(f.catalog.clone(), QueryLimits::default());
+    let err = fresh
+        .run(
+            &f.who,
+            QueryRequest {
+                sql: "SELECT count(*) FROM db.t".into(),
+                spec: f.main.clone(),
+                namespace: None,
+                max_rows: None,
+                timeout: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().is_empty());
+    for (p, bytes) in saved {
+        std::fs::write(p, bytes).unwrap();
+    }
+    // A new commit is a new metadata file: the table is planned again, with the new rows.
+    import(&f, "b.parquet", 100..150, 100, true).await;
+    assert_eq!(ask("SELECT count(*) FROM db.t").await.unwrap(), "150");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
