@@ -12,6 +12,7 @@
 //! knows nothing of HTTP.
 
 mod auth;
+mod avro_paths;
 mod content;
 mod data_files;
 mod error;

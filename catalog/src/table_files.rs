@@ -25,6 +25,7 @@ use iceberg::spec::{Manifest, ManifestList, TableMetadata};
 use parking_lot::Mutex;
 
 use crate::Catalog;
+use crate::avro_paths;
 use crate::error::{CatalogError, CatalogResult};
 use crate::limits::{NEW_MANIFESTS_MAX, QUOTED_CHARS_MAX, VERIFIED_MANIFESTS_MAX};
 
@@ -219,8 +220,20 @@ impl Catalog {
                 .read_small(path)
                 .map_err(|e| CatalogError::Invalid(format!("cannot read {what} {path}: {e}")))
         };
-        let read_list = |path: &str| -> CatalogResult<ManifestList> {
-            ManifestList::parse_with_version(&read("manifest list", path)?, after.format_version())
+        // The paths a list names: read directly (`avro_paths`), or by the iceberg crate's
+        // parser when the file is not what that reader expects.
+        let read_list = |path: &str| -> CatalogResult<Vec<String>> {
+            let bytes = read("manifest list", path)?;
+            if let Some(paths) = avro_paths::manifest_list_paths(&bytes) {
+                return Ok(paths);
+            }
+            ManifestList::parse_with_version(&bytes, after.format_version())
+                .map(|list| {
+                    list.consume_entries()
+                        .into_iter()
+                        .map(|m| m.manifest_path)
+                        .collect()
+                })
                 .map_err(|e| {
                     CatalogError::Invalid(format!("manifest list {path} does not parse: {e}"))
                 })
@@ -238,23 +251,15 @@ impl Catalog {
             let inherited: Arc<HashSet<String>> = match parent {
                 Some(parent) => match self.verified_lists.get(parent.manifest_list()) {
                     Some(hit) => hit,
-                    None => Arc::new(
-                        read_list(parent.manifest_list())?
-                            .consume_entries()
-                            .into_iter()
-                            .map(|m| m.manifest_path)
-                            .collect(),
-                    ),
+                    None => Arc::new(read_list(parent.manifest_list())?.into_iter().collect()),
                 },
                 None => Arc::default(),
             };
-            for manifest in list.entries() {
-                if !inside(&location, &manifest.manifest_path) {
-                    return Err(outside("manifest", &manifest.manifest_path));
+            for manifest_path in &list {
+                if !inside(&location, manifest_path) {
+                    return Err(outside("manifest", manifest_path));
                 }
-                if inherited.contains(&manifest.manifest_path)
-                    || !checked.insert(manifest.manifest_path.clone())
-                {
+                if inherited.contains(manifest_path) || !checked.insert(manifest_path.clone()) {
                     continue;
                 }
                 if checked.len() > NEW_MANIFESTS_MAX {
@@ -262,25 +267,29 @@ impl Catalog {
                         "a commit adds at most {NEW_MANIFESTS_MAX} manifests (NEW_MANIFESTS_MAX)"
                     )));
                 }
-                let bytes = read("manifest", &manifest.manifest_path)?;
-                let loaded = Manifest::parse_avro(&bytes).map_err(|e| {
-                    CatalogError::Invalid(format!(
-                        "manifest {} does not parse: {e}",
-                        manifest.manifest_path
-                    ))
-                })?;
-                for entry in loaded.entries() {
-                    if !inside(&location, entry.file_path()) {
-                        return Err(outside("data file", entry.file_path()));
+                let bytes = read("manifest", manifest_path)?;
+                let files = match avro_paths::manifest_data_paths(&bytes) {
+                    Some(files) => files,
+                    None => Manifest::parse_avro(&bytes)
+                        .map_err(|e| {
+                            CatalogError::Invalid(format!(
+                                "manifest {manifest_path} does not parse: {e}"
+                            ))
+                        })?
+                        .entries()
+                        .iter()
+                        .map(|entry| entry.file_path().to_owned())
+                        .collect(),
+                };
+                for file in &files {
+                    if !inside(&location, file) {
+                        return Err(outside("data file", file));
                     }
                 }
             }
             verified.push((
                 snapshot.manifest_list().to_owned(),
-                list.entries()
-                    .iter()
-                    .map(|m| m.manifest_path.clone())
-                    .collect(),
+                list.into_iter().collect(),
             ));
         }
         // Only once the whole commit passed: its lists are what later commits inherit.

@@ -194,7 +194,9 @@ impl KeptTables {
     }
 
     fn put(&self, location: &str, name: &str, table: Table) {
+        let keep = Duration::from_millis(QUERY_TABLE_KEPT_MS);
         let mut tables = self.tables.lock();
+        tables.retain(|_, (built, _)| built.elapsed() < keep);
         if tables.len() >= QUERY_TABLES_KEPT_MAX {
             let oldest = tables
                 .iter()

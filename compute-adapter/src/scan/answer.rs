@@ -10,6 +10,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
+use datafusion::common::Statistics;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::Result as DfResult;
@@ -172,6 +173,10 @@ impl ExecutionPlan for ManifestAnswerExec {
             files: self.files,
             rows: self.rows,
         }))
+    }
+
+    fn partition_statistics(&self, partition: Option<usize>) -> DfResult<Statistics> {
+        self.input.partition_statistics(partition)
     }
 
     fn execute(

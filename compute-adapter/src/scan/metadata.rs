@@ -11,12 +11,13 @@
 //!   booleans: strings may be truncated, floats carry NaN and signed zeros), and the
 //!   bounds have the column's current type.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use datafusion::arrow::datatypes::{DataType, Schema as ArrowSchema, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::common::stats::{ColumnStatistics, Precision};
 use datafusion::logical_expr::{Expr, Operator};
+use iceberg::expr::{Predicate, Reference};
 use iceberg::scan::FileScanTask;
 use iceberg::spec::{
     DataContentType, DataFile, Datum, ManifestContentType, PrimitiveLiteral, PrimitiveType,
@@ -24,9 +25,9 @@ use iceberg::spec::{
 };
 use iceberg::table::Table;
 
-/// Top-level columns, by name, that every partition spec of the table partitions by
-/// identity and whose type compares the same in Iceberg and in SQL.
-pub(super) fn identity_columns(metadata: &TableMetadata) -> HashSet<String> {
+/// Top-level columns, by name with their types, that every partition spec of the table
+/// partitions by identity and whose type compares the same in Iceberg and in SQL.
+pub(super) fn identity_columns(metadata: &TableMetadata) -> HashMap<String, PrimitiveType> {
     let mut common: Option<HashSet<i32>> = None;
     for spec in metadata.partition_specs_iter() {
         let ids: HashSet<i32> = spec
@@ -47,43 +48,103 @@ pub(super) fn identity_columns(metadata: &TableMetadata) -> HashSet<String> {
         .into_iter()
         .filter(|id| top.contains(id))
         .filter_map(|id| schema.field_by_id(id))
-        .filter(|f| {
-            matches!(
-                *f.field_type,
-                Type::Primitive(
-                    PrimitiveType::Boolean
-                        | PrimitiveType::Int
-                        | PrimitiveType::Long
-                        | PrimitiveType::Date
-                        | PrimitiveType::String
-                        | PrimitiveType::Timestamp
-                        | PrimitiveType::Timestamptz
-                )
-            )
+        .filter_map(|f| match f.field_type.as_ref() {
+            Type::Primitive(
+                kind @ (PrimitiveType::Boolean
+                | PrimitiveType::Int
+                | PrimitiveType::Long
+                | PrimitiveType::Date
+                | PrimitiveType::String
+                | PrimitiveType::Timestamp
+                | PrimitiveType::Timestamptz),
+            ) => Some((f.name.clone(), kind.clone())),
+            _ => None,
         })
-        .map(|f| f.name.clone())
         .collect()
 }
 
-/// True when `filter` only compares identity-partition columns with literals, in forms
-/// whose partition-value test is the row test (a null partition value matches none).
-pub(super) fn decided_by_partitions(filter: &Expr, columns: &HashSet<String>) -> bool {
-    let column = |e: &Expr| matches!(e, Expr::Column(c) if columns.contains(&c.name));
-    let literal = |e: &Expr| matches!(e, Expr::Literal(v, _) if !v.is_null());
+/// The whole of `filter` as an Iceberg predicate when it only compares identity-partition
+/// columns with literals of their own type, in forms whose partition-value test is the
+/// row test (a null partition value matches none); otherwise `None`. The scan applies
+/// such a filter exactly (its files hold only matching rows), so nothing of it may be
+/// dropped in the translation: this one translates every leaf or fails.
+pub(super) fn partition_predicate(
+    filter: &Expr,
+    columns: &HashMap<String, PrimitiveType>,
+) -> Option<Predicate> {
+    fn column<'a>(
+        e: &'a Expr,
+        columns: &'a HashMap<String, PrimitiveType>,
+    ) -> Option<(&'a str, &'a PrimitiveType)> {
+        match e {
+            Expr::Column(c) => columns.get(&c.name).map(|kind| (c.name.as_str(), kind)),
+            _ => None,
+        }
+    }
     match filter {
         Expr::BinaryExpr(b) => match b.op {
-            Operator::And | Operator::Or => {
-                decided_by_partitions(&b.left, columns) && decided_by_partitions(&b.right, columns)
-            }
+            Operator::And => Some(
+                partition_predicate(&b.left, columns)?.and(partition_predicate(&b.right, columns)?),
+            ),
+            Operator::Or => Some(
+                partition_predicate(&b.left, columns)?.or(partition_predicate(&b.right, columns)?),
+            ),
             Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
-                (column(&b.left) && literal(&b.right)) || (literal(&b.left) && column(&b.right))
+                // `literal op column` is `column op' literal`.
+                let (name, kind, value, op) =
+                    match (column(&b.left, columns), column(&b.right, columns)) {
+                        (Some((name, kind)), None) => (name, kind, &*b.right, b.op),
+                        (None, Some((name, kind))) => (name, kind, &*b.left, b.op.swap()?),
+                        _ => return None,
+                    };
+                let datum = datum(value, kind)?;
+                let r = Reference::new(name);
+                Some(match op {
+                    Operator::Eq => r.equal_to(datum),
+                    Operator::Lt => r.less_than(datum),
+                    Operator::LtEq => r.less_than_or_equal_to(datum),
+                    Operator::Gt => r.greater_than(datum),
+                    Operator::GtEq => r.greater_than_or_equal_to(datum),
+                    _ => return None,
+                })
             }
-            _ => false,
+            _ => None,
         },
-        Expr::InList(list) => !list.negated && column(&list.expr) && list.list.iter().all(literal),
-        Expr::IsNull(e) | Expr::IsNotNull(e) => column(e),
-        _ => false,
+        Expr::InList(list) if !list.negated => {
+            let (name, kind) = column(&list.expr, columns)?;
+            let values: Option<Vec<Datum>> = list.list.iter().map(|v| datum(v, kind)).collect();
+            Some(Reference::new(name).is_in(values?))
+        }
+        Expr::IsNull(e) => Some(Reference::new(column(e, columns)?.0).is_null()),
+        Expr::IsNotNull(e) => Some(Reference::new(column(e, columns)?.0).is_not_null()),
+        _ => None,
     }
+}
+
+/// A non-null literal of exactly the column's type, as an Iceberg value.
+fn datum(e: &Expr, kind: &PrimitiveType) -> Option<Datum> {
+    let Expr::Literal(value, _) = e else {
+        return None;
+    };
+    Some(match (value, kind) {
+        (ScalarValue::Boolean(Some(b)), PrimitiveType::Boolean) => Datum::bool(*b),
+        (ScalarValue::Int32(Some(v)), PrimitiveType::Int) => Datum::int(*v),
+        (ScalarValue::Int64(Some(v)), PrimitiveType::Long) => Datum::long(*v),
+        (ScalarValue::Date32(Some(v)), PrimitiveType::Date) => Datum::date(*v),
+        (
+            ScalarValue::Utf8(Some(v))
+            | ScalarValue::LargeUtf8(Some(v))
+            | ScalarValue::Utf8View(Some(v)),
+            PrimitiveType::String,
+        ) => Datum::string(v),
+        (ScalarValue::TimestampMicrosecond(Some(v), None), PrimitiveType::Timestamp) => {
+            Datum::timestamp_micros(*v)
+        }
+        (ScalarValue::TimestampMicrosecond(Some(v), Some(_)), PrimitiveType::Timestamptz) => {
+            Datum::timestamptz_micros(*v)
+        }
+        _ => return None,
+    })
 }
 
 /// The scan's row count: exact when every file is read whole and has no deletes.
@@ -172,9 +233,15 @@ fn column_of(
     files: &[DataFile],
 ) -> ColumnStatistics {
     let mut stats = ColumnStatistics::new_unknown();
+    // A file claiming more nulls than rows says nothing trustworthy about the column.
     let nulls: Option<u64> = files
         .iter()
-        .map(|f| f.null_value_counts().get(&id).copied())
+        .map(|f| {
+            f.null_value_counts()
+                .get(&id)
+                .copied()
+                .filter(|n| *n <= f.record_count())
+        })
         .sum();
     if let Some(n) = nulls.and_then(|n| usize::try_from(n).ok()) {
         stats.null_count = Precision::Exact(n);

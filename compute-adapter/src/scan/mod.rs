@@ -13,7 +13,7 @@
 //! `count`, `min` and `max` over such a scan into constants named in the plan.
 
 use std::any::Any;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,8 +34,9 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
 use futures::{StreamExt, TryStreamExt};
+use iceberg::expr::Predicate;
 use iceberg::scan::FileScanTask;
-use iceberg::spec::DataFileFormat;
+use iceberg::spec::{DataFileFormat, PrimitiveType};
 use iceberg::table::Table;
 use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
 use parking_lot::Mutex;
@@ -77,7 +78,7 @@ pub struct IcebergRead {
     schema: SchemaRef,
     log: ScanLog,
     /// Filters on these columns are decided by partition values (see `metadata`).
-    identity: HashSet<String>,
+    identity: HashMap<String, PrimitiveType>,
     /// An aggregate over this table may fold its bounds: read them from the manifests.
     bounds_wanted: AtomicBool,
 }
@@ -136,7 +137,7 @@ impl TableProvider for IcebergRead {
         Ok(filters
             .iter()
             .map(|f| {
-                if metadata::decided_by_partitions(f, &self.identity) {
+                if metadata::partition_predicate(f, &self.identity).is_some() {
                     TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Inexact
@@ -172,22 +173,39 @@ impl TableProvider for IcebergRead {
                     None => b.select_all(),
                 }
             };
-            // Only filters without casts prune: the translation drops a cast and compares
-            // the column's own values, which is wrong when the cast changes the order
-            // (numbers as text) and fails when the literal has another type.
-            let plain: Vec<Expr> = filters.iter().filter(|f| !has_cast(f)).cloned().collect();
-            let exact = filters
-                .iter()
-                .any(|f| metadata::decided_by_partitions(f, &self.identity));
-            let scan = match convert_filters_to_predicate(&plain) {
-                None if exact => return Err(unapplied(filters)),
+            // Filters the partition values decide are translated whole (`metadata`); of
+            // the others, only those without casts prune: the translation drops a cast and
+            // compares the column's own values, which is wrong when the cast changes the
+            // order (numbers as text) and fails when the literal has another type.
+            let mut decided: Option<Predicate> = None;
+            let mut plain = Vec::new();
+            for f in filters {
+                match metadata::partition_predicate(f, &self.identity) {
+                    Some(p) => {
+                        decided = Some(match decided {
+                            Some(d) => d.and(p),
+                            None => p,
+                        })
+                    }
+                    None if !has_cast(f) => plain.push(f.clone()),
+                    None => {}
+                }
+            }
+            let whole = match (decided.clone(), convert_filters_to_predicate(&plain)) {
+                (Some(d), Some(p)) => Some(d.and(p)),
+                (d, p) => d.or(p),
+            };
+            let scan = match whole.map(|p| builder().with_filter(p).build()) {
                 None => builder().build().map_err(df_error)?,
-                Some(predicate) => match builder().with_filter(predicate).build() {
-                    Ok(scan) => scan,
-                    // An exact filter is the scan's to apply: it cannot be dropped.
-                    Err(_) if exact => return Err(unapplied(filters)),
-                    // A predicate the crate cannot bind only loses the pruning.
-                    Err(_) => builder().build().map_err(df_error)?,
+                Some(Ok(scan)) => scan,
+                // A predicate the crate cannot bind only loses the pruning, except the
+                // decided filters': they are the scan's to apply, never dropped.
+                Some(Err(_)) => match decided {
+                    None => builder().build().map_err(df_error)?,
+                    Some(d) => builder()
+                        .with_filter(d)
+                        .build()
+                        .map_err(|_| unapplied(filters))?,
                 },
             };
             tasks = scan
@@ -203,13 +221,17 @@ impl TableProvider for IcebergRead {
         files.dedup();
         let file_count = files.len();
         let mut statistics = Statistics::new_unknown(&output);
+        let bytes = tasks
+            .iter()
+            .fold(0u64, |sum, t| sum.saturating_add(t.length));
         statistics.num_rows = match limit {
             Some(_) => Precision::Absent,
+            // A path listed twice is read twice: its rows are not the manifests' count.
+            None if tasks.len() != file_count => metadata::row_count(&tasks).to_inexact(),
             None => metadata::row_count(&tasks),
         };
-        statistics.total_byte_size = Precision::Inexact(
-            usize::try_from(tasks.iter().map(|t| t.length).sum::<u64>()).unwrap_or(usize::MAX),
-        );
+        statistics.total_byte_size =
+            Precision::Inexact(usize::try_from(bytes).unwrap_or(usize::MAX));
         if statistics.num_rows.is_exact() == Some(true)
             && self.bounds_wanted.load(Ordering::Relaxed)
             && !output.fields().is_empty()
@@ -228,7 +250,7 @@ impl TableProvider for IcebergRead {
                 table: self.name.clone(),
                 files_scanned: file_count as u64,
                 files_total,
-                bytes_scanned: tasks.iter().map(|t| t.length).sum(),
+                bytes_scanned: bytes,
                 from_manifests: false,
             });
             log.len() - 1
@@ -301,7 +323,9 @@ fn has_cast(e: &Expr) -> bool {
 /// ranges tile the file, so each row group is read by exactly the range that holds its
 /// midpoint.
 fn split(tasks: Vec<FileScanTask>, n: usize) -> Vec<FileScanTask> {
-    let total: u64 = tasks.iter().map(|t| t.length).sum();
+    let total = tasks
+        .iter()
+        .fold(0u64, |sum, t| sum.saturating_add(t.length));
     split_by(
         tasks,
         total.div_ceil(n.max(1) as u64).max(SCAN_SPLIT_BYTES_MIN),
@@ -319,9 +343,9 @@ fn split_by(tasks: Vec<FileScanTask>, share: u64) -> Vec<FileScanTask> {
             continue;
         }
         let pieces = task.length.div_ceil(share);
+        let at = |i: u64| (u128::from(task.length) * u128::from(i) / u128::from(pieces)) as u64;
         for i in 0..pieces {
-            let start = task.length * i / pieces;
-            let end = task.length * (i + 1) / pieces;
+            let (start, end) = (at(i), at(i + 1));
             let mut piece = task.clone();
             piece.start = start;
             piece.length = end - start;

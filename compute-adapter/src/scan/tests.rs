@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema as ArrowSchema};
+use datafusion::common::ScalarValue;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::file::properties::WriterProperties;
 use floe_commits::ContentKey;
@@ -348,4 +349,50 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn a_partition_filter_is_decided_only_when_translated_whole() {
+    use datafusion::logical_expr::{col, lit};
+    use datafusion::prelude::in_list;
+    use iceberg::spec::PrimitiveType;
+
+    let columns: std::collections::HashMap<String, PrimitiveType> = [
+        ("region".to_owned(), PrimitiveType::String),
+        ("n".to_owned(), PrimitiveType::Long),
+    ]
+    .into();
+    let decided = |e: datafusion::logical_expr::Expr| {
+        metadata::partition_predicate(&e, &columns).map(|p| p.to_string())
+    };
+    assert_eq!(
+        decided(col("region").eq(lit("eu"))).as_deref(),
+        Some("region = \"eu\"")
+    );
+    // `literal < column` is `column > literal`.
+    assert_eq!(decided(lit(5i64).lt(col("n"))).as_deref(), Some("n > 5"));
+    assert!(decided(in_list(col("region"), vec![lit("a"), lit("b")], false)).is_some());
+    assert!(decided(col("region").is_null().or(col("n").gt_eq(lit(1i64)))).is_some());
+    // Not whole: a side on another column, a literal of another type, a null, a negation.
+    assert_eq!(
+        decided(col("region").eq(lit("eu")).or(col("id").eq(lit(1i64)))),
+        None
+    );
+    assert_eq!(
+        decided(col("region").eq(lit("eu")).and(col("id").eq(lit(1i64)))),
+        None
+    );
+    assert_eq!(decided(col("n").eq(lit(1i32))), None);
+    assert_eq!(decided(col("n").eq(lit(ScalarValue::Int64(None)))), None);
+    assert_eq!(
+        decided(in_list(
+            col("region"),
+            vec![lit("a"), lit(ScalarValue::Utf8(None))],
+            false
+        )),
+        None
+    );
+    assert_eq!(decided(in_list(col("region"), vec![lit("a")], true)), None);
+    assert_eq!(decided(col("region").not_eq(lit("eu"))), None);
+    assert_eq!(decided(!col("region").eq(lit("eu"))), None);
 }

@@ -1,0 +1,289 @@
+//! The paths a manifest list or a manifest names, read for the commit check
+//! (`table_files`) without parsing the file's Avro schema again.
+//!
+//! A client's manifests and lists of one table carry the same writer schema, and parsing
+//! it (names checked by regular expression, the record tree built and cloned) was most of
+//! what the check cost a commit (issue 23's profile). Here the object container is read
+//! directly (header, codec, sync markers), the writer schema is parsed once per distinct
+//! schema text and kept, and each record is decoded with it. Anything unexpected (another
+//! magic, a codec not built in, a path field missing or not a string) answers `None`, and
+//! the caller reads the file with the iceberg crate's full parser instead.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use apache_avro::types::Value;
+use apache_avro::{Codec, Schema};
+use parking_lot::Mutex;
+
+/// Distinct writer schemas kept; past it the cache starts over.
+const SCHEMAS_KEPT_MAX: usize = 64;
+
+/// The `manifest_path` of every entry of a manifest list.
+pub(crate) fn manifest_list_paths(bytes: &[u8]) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    records(bytes, |record| {
+        out.push(string_field(record, "manifest_path")?.to_owned());
+        Some(())
+    })?;
+    Some(out)
+}
+
+/// The `data_file.file_path` of every entry of a manifest (whatever its status).
+pub(crate) fn manifest_data_paths(bytes: &[u8]) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    records(bytes, |entry| {
+        let file = field(entry, "data_file")?;
+        out.push(string_field(file, "file_path")?.to_owned());
+        Some(())
+    })?;
+    Some(out)
+}
+
+fn field<'a>(record: &'a Value, name: &str) -> Option<&'a Value> {
+    let Value::Record(fields) = record else {
+        return None;
+    };
+    let mut found = fields.iter().filter(|(n, _)| n == name).map(|(_, v)| v);
+    let value = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    match value {
+        Value::Union(_, inner) => Some(inner),
+        other => Some(other),
+    }
+}
+
+fn string_field<'a>(record: &'a Value, name: &str) -> Option<&'a str> {
+    match field(record, name)? {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Calls `each` with every record of an Avro object container file.
+fn records(bytes: &[u8], mut each: impl FnMut(&Value) -> Option<()>) -> Option<()> {
+    let mut r = bytes.strip_prefix(b"Obj\x01")?;
+    let (mut schema, mut codec) = (None, Codec::Null);
+    loop {
+        let mut count = long(&mut r)?;
+        if count == 0 {
+            break;
+        }
+        if count < 0 {
+            count = count.checked_neg()?;
+            long(&mut r)?;
+        }
+        for _ in 0..count {
+            let key = bytes_of(&mut r)?;
+            let value = bytes_of(&mut r)?;
+            match key {
+                b"avro.schema" => schema = Some(value),
+                b"avro.codec" => codec = std::str::from_utf8(value).ok()?.parse().ok()?,
+                _ => {}
+            }
+        }
+    }
+    let sync = take(&mut r, 16)?;
+    let schema = writer_schema(schema?)?;
+    while !r.is_empty() {
+        let count = long(&mut r)?;
+        let size = usize::try_from(long(&mut r)?).ok()?;
+        let mut block = take(&mut r, size)?.to_vec();
+        codec.decompress(&mut block).ok()?;
+        if take(&mut r, 16)? != sync {
+            return None;
+        }
+        let mut at = block.as_slice();
+        for _ in 0..count {
+            let record = apache_avro::from_avro_datum(&schema, &mut at, None).ok()?;
+            each(&record)?;
+        }
+        if !at.is_empty() {
+            return None;
+        }
+    }
+    Some(())
+}
+
+/// The writer schema of this text, parsed once.
+fn writer_schema(text: &[u8]) -> Option<Arc<Schema>> {
+    static KEPT: OnceLock<Mutex<HashMap<Vec<u8>, Arc<Schema>>>> = OnceLock::new();
+    let kept = KEPT.get_or_init(Mutex::default);
+    if let Some(schema) = kept.lock().get(text) {
+        return Some(schema.clone());
+    }
+    let schema = Arc::new(Schema::parse_str(std::str::from_utf8(text).ok()?).ok()?);
+    let mut kept = kept.lock();
+    if kept.len() >= SCHEMAS_KEPT_MAX {
+        kept.clear();
+    }
+    kept.insert(text.to_vec(), schema.clone());
+    Some(schema)
+}
+
+fn take<'a>(r: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if r.len() < n {
+        return None;
+    }
+    let (head, rest) = r.split_at(n);
+    *r = rest;
+    Some(head)
+}
+
+/// An Avro `long`: zig-zag, variable length.
+fn long(r: &mut &[u8]) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = *take(r, 1)?.first()?;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some((value >> 1) as i64 ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+fn bytes_of<'a>(r: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let n = usize::try_from(long(r)?).ok()?;
+    take(r, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_reads_as_avro_writes_it() {
+        for v in [0i64, -1, 1, 63, -64, 64, 300, i64::MAX, i64::MIN] {
+            let bytes = apache_avro::to_avro_datum(&Schema::Long, Value::Long(v)).unwrap();
+            let mut r = bytes.as_slice();
+            assert_eq!(long(&mut r), Some(v));
+            assert!(r.is_empty());
+        }
+        assert_eq!(long(&mut &[0x80u8][..]), None, "a cut long");
+    }
+
+    /// A manifest and a manifest list as the iceberg crate writes them (as engines do):
+    /// read here, they name what the crate's own parser reads, and the cut or altered
+    /// ones go to that parser.
+    #[test]
+    fn paths_read_here_are_the_full_parsers_paths() {
+        use iceberg::spec::{
+            DataContentType, DataFileBuilder, DataFileFormat, Manifest, ManifestList,
+            ManifestListWriter, ManifestWriterBuilder, NestedField, PartitionSpec, PrimitiveType,
+            Schema as IcebergSchema, Struct, Type,
+        };
+
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let io = iceberg::io::FileIOBuilder::new(Arc::new(crate::WarehouseStorageFactory))
+            .with_props([(
+                crate::WAREHOUSE_ROOT_PROP.to_owned(),
+                root.display().to_string(),
+            )])
+            .build();
+        let schema = Arc::new(
+            IcebergSchema::builder()
+                .with_fields([
+                    NestedField::optional(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
+                ])
+                .build()
+                .unwrap(),
+        );
+        let spec = PartitionSpec::unpartition_spec();
+        let manifest_path = format!("file://{}/m0.avro", root.display());
+        let list_path = format!("file://{}/snap-1.avro", root.display());
+        let files: Vec<String> = (0..3)
+            .map(|i| format!("file://{}/data/f{i}.parquet", root.display()))
+            .collect();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let out = io.new_output(&manifest_path).unwrap();
+            let mut writer = ManifestWriterBuilder::new(out, Some(1), schema.clone(), spec.clone())
+                .build_v2_data();
+            for f in &files {
+                let file = DataFileBuilder::default()
+                    .content(DataContentType::Data)
+                    .file_path(f.clone())
+                    .file_format(DataFileFormat::Parquet)
+                    .partition(Struct::empty())
+                    .record_count(10)
+                    .file_size_in_bytes(100)
+                    .partition_spec_id(0)
+                    .build()
+                    .unwrap();
+                writer.add_file(file, 1).unwrap();
+            }
+            let manifest = writer.write_manifest_file().await.unwrap();
+            let out = io.new_output(&list_path).unwrap();
+            let mut list = ManifestListWriter::v2(out.writer().await.unwrap(), 1, None, 1);
+            list.add_manifests([manifest].into_iter()).unwrap();
+            list.close().await.unwrap();
+        });
+        let manifest = std::fs::read(root.join("m0.avro")).unwrap();
+        let list = std::fs::read(root.join("snap-1.avro")).unwrap();
+        let full: Vec<String> = Manifest::parse_avro(&manifest)
+            .unwrap()
+            .entries()
+            .iter()
+            .map(|e| e.file_path().to_owned())
+            .collect();
+        assert_eq!(full, files);
+        assert_eq!(manifest_data_paths(&manifest), Some(full));
+        let listed: Vec<String> =
+            ManifestList::parse_with_version(&list, iceberg::spec::FormatVersion::V2)
+                .unwrap()
+                .consume_entries()
+                .into_iter()
+                .map(|m| m.manifest_path)
+                .collect();
+        assert_eq!(listed, std::slice::from_ref(&manifest_path));
+        assert_eq!(manifest_list_paths(&list), Some(listed));
+        // A manifest list is not a manifest, nor the other way round.
+        assert_eq!(manifest_data_paths(&list), None);
+        assert_eq!(manifest_list_paths(&manifest), None);
+        // Cut anywhere, or with one byte of a block changed, the file is not read here.
+        for cut in [5, manifest.len() / 2, manifest.len() - 1] {
+            assert_eq!(manifest_data_paths(&manifest[..cut]), None, "cut at {cut}");
+        }
+        let mut sync_broken = manifest.clone();
+        let last = sync_broken.len() - 1;
+        sync_broken[last] ^= 0xff;
+        assert_eq!(manifest_data_paths(&sync_broken), None);
+    }
+
+    /// Files PyIceberg 0.12 wrote (an append's manifest and its list, deflate-compressed):
+    /// read here, not by the fallback, with the full parser's paths.
+    #[test]
+    fn pyiceberg_files_are_read_here() {
+        use iceberg::spec::{FormatVersion, Manifest, ManifestList};
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/pyiceberg");
+        let manifest = std::fs::read(format!("{dir}/manifest.avro")).unwrap();
+        let list = std::fs::read(format!("{dir}/manifest-list.avro")).unwrap();
+        let full: Vec<String> = Manifest::parse_avro(&manifest)
+            .unwrap()
+            .entries()
+            .iter()
+            .map(|e| e.file_path().to_owned())
+            .collect();
+        assert!(!full.is_empty());
+        assert_eq!(manifest_data_paths(&manifest), Some(full));
+        let listed: Vec<String> = ManifestList::parse_with_version(&list, FormatVersion::V2)
+            .unwrap()
+            .consume_entries()
+            .into_iter()
+            .map(|m| m.manifest_path)
+            .collect();
+        assert!(listed.len() > 1);
+        assert_eq!(manifest_list_paths(&list), Some(listed));
+    }
+
+    #[test]
+    fn files_that_are_not_what_they_seem_go_to_the_full_parser() {
+        assert_eq!(manifest_list_paths(b""), None);
+        assert_eq!(manifest_list_paths(b"PAR1...."), None);
+        assert_eq!(manifest_data_paths(b"Obj\x01\x02"), None);
+    }
+}
