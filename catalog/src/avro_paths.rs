@@ -154,6 +154,16 @@ fn bytes_of<'a>(r: &mut &'a [u8]) -> Option<&'a [u8]> {
 mod tests {
     use super::*;
 
+    /// The data file paths the iceberg crate's parser reads in a manifest.
+    fn full_parser_paths(manifest: &[u8]) -> Vec<String> {
+        iceberg::spec::Manifest::parse_avro(manifest)
+            .unwrap()
+            .entries()
+            .iter()
+            .map(|e| e.file_path().to_owned())
+            .collect()
+    }
+
     #[test]
     fn a_long_reads_as_avro_writes_it() {
         for v in [0i64, -1, 1, 63, -64, 64, 300, i64::MAX, i64::MIN] {
@@ -171,8 +181,8 @@ mod tests {
     #[test]
     fn paths_read_here_are_the_full_parsers_paths() {
         use iceberg::spec::{
-            DataContentType, DataFileBuilder, DataFileFormat, Manifest, ManifestList,
-            ManifestListWriter, ManifestWriterBuilder, NestedField, PartitionSpec, PrimitiveType,
+            DataContentType, DataFileBuilder, DataFileFormat, ManifestList, ManifestListWriter,
+            ManifestWriterBuilder, NestedField, PartitionSpec, PrimitiveType,
             Schema as IcebergSchema, Struct, Type,
         };
 
@@ -224,12 +234,7 @@ mod tests {
         });
         let manifest = std::fs::read(root.join("m0.avro")).unwrap();
         let list = std::fs::read(root.join("snap-1.avro")).unwrap();
-        let full: Vec<String> = Manifest::parse_avro(&manifest)
-            .unwrap()
-            .entries()
-            .iter()
-            .map(|e| e.file_path().to_owned())
-            .collect();
+        let full = full_parser_paths(&manifest);
         assert_eq!(full, files);
         assert_eq!(manifest_data_paths(&manifest), Some(full));
         let listed: Vec<String> =
@@ -258,16 +263,11 @@ mod tests {
     /// read here, not by the fallback, with the full parser's paths.
     #[test]
     fn pyiceberg_files_are_read_here() {
-        use iceberg::spec::{FormatVersion, Manifest, ManifestList};
+        use iceberg::spec::{FormatVersion, ManifestList};
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/pyiceberg");
         let manifest = std::fs::read(format!("{dir}/manifest.avro")).unwrap();
         let list = std::fs::read(format!("{dir}/manifest-list.avro")).unwrap();
-        let full: Vec<String> = Manifest::parse_avro(&manifest)
-            .unwrap()
-            .entries()
-            .iter()
-            .map(|e| e.file_path().to_owned())
-            .collect();
+        let full = full_parser_paths(&manifest);
         assert!(!full.is_empty());
         assert_eq!(manifest_data_paths(&manifest), Some(full));
         let listed: Vec<String> = ManifestList::parse_with_version(&list, FormatVersion::V2)

@@ -975,11 +975,9 @@ fn an_import_retried_with_its_idempotency_key_lands_once() {
     );
 }
 
-#[test]
-fn imports_into_a_partitioned_table_split_rows_by_partition() {
-    let run = Running::start();
-    let cfg = run.config_dir();
-    run.namespace("main", "db");
+/// `db.p` (id long, region string, day date), partitioned by `identity(region)` and
+/// `month(day)`, created over the Iceberg REST API.
+pub(crate) fn create_region_day_table(run: &Running) {
     let created = run.post(
         "/iceberg/v1/main/namespaces/db/tables",
         json!({
@@ -996,6 +994,14 @@ fn imports_into_a_partitioned_table_split_rows_by_partition() {
         }),
     );
     assert_eq!(created.status, 200, "{:?}", created.body);
+}
+
+#[test]
+fn imports_into_a_partitioned_table_split_rows_by_partition() {
+    let run = Running::start();
+    let cfg = run.config_dir();
+    run.namespace("main", "db");
+    create_region_day_table(&run);
     let dir = run.dir.path().join("files");
     std::fs::create_dir_all(&dir).unwrap();
     let regions = ["eu", "us", "a/b c"];

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::data::{csv, p};
+use crate::data::{create_region_day_table, csv, p};
 use crate::harness::Running;
 
 const REGIONS: [Option<&str>; 4] = [Some("eu"), Some("us"), Some("a/b c"), None];
@@ -44,22 +44,7 @@ fn partition_filters_are_exact_and_counts_come_from_the_manifests() {
     let run = Running::start();
     let cfg = run.config_dir();
     run.namespace("main", "db");
-    let created = run.post(
-        "/iceberg/v1/main/namespaces/db/tables",
-        json!({
-            "name": "p",
-            "schema": { "type": "struct", "schema-id": 0, "fields": [
-                { "id": 1, "name": "id", "required": false, "type": "long" },
-                { "id": 2, "name": "region", "required": false, "type": "string" },
-                { "id": 3, "name": "day", "required": false, "type": "date" },
-            ]},
-            "partition-spec": { "spec-id": 0, "fields": [
-                { "source-id": 2, "field-id": 1000, "name": "region", "transform": "identity" },
-                { "source-id": 3, "field-id": 1001, "name": "day_month", "transform": "month" },
-            ]},
-        }),
-    );
-    assert_eq!(created.status, 200, "{:?}", created.body);
+    create_region_day_table(&run);
     let dir = run.dir.path().join("files");
     std::fs::create_dir_all(&dir).unwrap();
     let data = rows();
