@@ -19,6 +19,14 @@ use parking_lot::Mutex;
 /// Distinct writer schemas kept; past it the cache starts over.
 const SCHEMAS_KEPT_MAX: usize = 64;
 
+/// The longest writer schema read here (an Iceberg manifest's is about 5-10 KiB): apache
+/// avro resolves the schema's names again for every record it decodes, so a larger one
+/// (and every larger one kept) would make each record cost more than the file's bytes.
+const SCHEMA_TEXT_MAX: usize = 16 << 10;
+
+/// The most records of one file read here.
+const RECORDS_MAX: i64 = 100_000;
+
 /// The `manifest_path` of every entry of a manifest list.
 pub(crate) fn manifest_list_paths(bytes: &[u8]) -> Option<Vec<String>> {
     let mut out = Vec::new();
@@ -86,11 +94,23 @@ fn records(bytes: &[u8], mut each: impl FnMut(&Value) -> Option<()>) -> Option<(
         }
     }
     let sync = take(&mut r, 16)?;
-    let schema = writer_schema(schema?)?;
+    let schema = schema.filter(|s| s.len() <= SCHEMA_TEXT_MAX)?;
+    let schema = writer_schema(schema)?;
+    let mut records = 0i64;
     while !r.is_empty() {
         let count = long(&mut r)?;
+        // A block of no records ends the file for Avro's readers (apache avro's,
+        // PyIceberg's): what follows is not read here either.
+        records = records.checked_add(count).filter(|_| count > 0)?;
+        if records > RECORDS_MAX {
+            return None;
+        }
         let size = usize::try_from(long(&mut r)?).ok()?;
         let mut block = take(&mut r, size)?.to_vec();
+        // (apache avro's snappy takes a checksum off the end without looking.)
+        if matches!(codec, Codec::Snappy) && block.len() < 4 {
+            return None;
+        }
         codec.decompress(&mut block).ok()?;
         if take(&mut r, 16)? != sync {
             return None;
@@ -285,5 +305,37 @@ mod tests {
         assert_eq!(manifest_list_paths(b""), None);
         assert_eq!(manifest_list_paths(b"PAR1...."), None);
         assert_eq!(manifest_data_paths(b"Obj\x01\x02"), None);
+        // A schema longer than what is read here goes to the full parser.
+        let long_schema = format!(
+            r#"{{"type":"record","name":"r","doc":"{}","fields":[{{"name":"manifest_path","type":"string"}}]}}"#,
+            "x".repeat(SCHEMA_TEXT_MAX)
+        );
+        let schema = Schema::parse_str(&long_schema).unwrap();
+        let mut w = apache_avro::Writer::new(&schema, Vec::new());
+        let mut record = apache_avro::types::Record::new(&schema).unwrap();
+        record.put("manifest_path", "file:///w/t/m.avro");
+        w.append(record).unwrap();
+        let bytes = w.into_inner().unwrap();
+        assert_eq!(manifest_list_paths(&bytes), None);
+        // A block of no records ends the file for Avro's readers: a file that goes on
+        // after one is not read here.
+        let schema = Schema::parse_str(
+            r#"{"type":"record","name":"r","fields":[{"name":"manifest_path","type":"string"}]}"#,
+        )
+        .unwrap();
+        let mut w = apache_avro::Writer::new(&schema, Vec::new());
+        let mut record = apache_avro::types::Record::new(&schema).unwrap();
+        record.put("manifest_path", "file:///w/t/m.avro");
+        w.append(record).unwrap();
+        let bytes = w.into_inner().unwrap();
+        assert_eq!(
+            manifest_list_paths(&bytes),
+            Some(vec!["file:///w/t/m.avro".to_owned()])
+        );
+        let sync = bytes[bytes.len() - 16..].to_vec();
+        let mut ended = bytes.clone();
+        ended.extend([0u8, 0u8]);
+        ended.extend(&sync);
+        assert_eq!(manifest_list_paths(&ended), None);
     }
 }
