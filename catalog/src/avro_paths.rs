@@ -70,8 +70,74 @@ fn string_field<'a>(record: &'a Value, name: &str) -> Option<&'a str> {
     }
 }
 
-/// Calls `each` with every record of an Avro object container file.
-fn records(bytes: &[u8], mut each: impl FnMut(&Value) -> Option<()>) -> Option<()> {
+/// Refuses a manifest (`manifest`) or manifest list whose writer schema gives a path
+/// field a name and an Iceberg field id that disagree: floe's check and the iceberg
+/// crate find `data_file.file_path` and `manifest_path` by name, Java and PyIceberg by
+/// field id (2 and 100, 500), so where the two name different fields readers would read
+/// paths the check never saw. A file whose header or schema does not parse is left to
+/// the parsers, which refuse it.
+pub(crate) fn path_fields_agree(bytes: &[u8], manifest: bool) -> Result<(), String> {
+    let Some(Header {
+        schema: Some(text), ..
+    }) = header(bytes)
+    else {
+        return Ok(());
+    };
+    let Ok(schema) = serde_json::from_slice::<serde_json::Value>(text) else {
+        return Ok(());
+    };
+    // Records written in place (as every Iceberg writer does): a union or a reference to
+    // a record named elsewhere would hide the fields from this look.
+    let fields =
+        |record: &serde_json::Value, what: &str| -> Result<Vec<serde_json::Value>, String> {
+            record["fields"].as_array().cloned().ok_or_else(|| {
+                format!("its Avro schema does not write {what} as a record in place")
+            })
+        };
+    if !manifest {
+        return agreeing(&fields(&schema, "the list entry")?, 500, "manifest_path").map(|_| ());
+    }
+    let Some(data_file) = agreeing(&fields(&schema, "the manifest entry")?, 2, "data_file")? else {
+        return Ok(());
+    };
+    agreeing(&fields(&data_file["type"], "data_file")?, 100, "file_path").map(|_| ())
+}
+
+/// The one field of a record that carries both field id `id` and `name`; an error when
+/// they name different fields, or the id is carried twice.
+fn agreeing(
+    fields: &[serde_json::Value],
+    id: i64,
+    name: &str,
+) -> Result<Option<serde_json::Value>, String> {
+    let by_id: Vec<usize> = (0..fields.len())
+        .filter(|i| fields[*i]["field-id"].as_i64() == Some(id))
+        .collect();
+    let by_name: Vec<usize> = (0..fields.len())
+        .filter(|i| fields[*i]["name"].as_str() == Some(name))
+        .collect();
+    let ids_used = fields.iter().any(|f| f.get("field-id").is_some());
+    match (by_id.as_slice(), by_name.as_slice()) {
+        ([a], [b]) if a == b => Ok(Some(fields[*a].clone())),
+        // No field ids at all: every reader goes by name.
+        ([], [b]) if !ids_used => Ok(Some(fields[*b].clone())),
+        ([], []) => Ok(None),
+        _ => Err(format!(
+            "its Avro schema does not give field id {id} to the one field named {name} (readers that go by id and readers that go by name would read different fields)"
+        )),
+    }
+}
+
+/// An Avro object container file's header.
+struct Header<'a> {
+    /// The writer schema's text.
+    schema: Option<&'a [u8]>,
+    codec: Codec,
+    /// What follows the header (the sync marker first).
+    rest: &'a [u8],
+}
+
+fn header(bytes: &[u8]) -> Option<Header<'_>> {
     let mut r = bytes.strip_prefix(b"Obj\x01")?;
     let (mut schema, mut codec) = (None, Codec::Null);
     loop {
@@ -93,6 +159,20 @@ fn records(bytes: &[u8], mut each: impl FnMut(&Value) -> Option<()>) -> Option<(
             }
         }
     }
+    Some(Header {
+        schema,
+        codec,
+        rest: r,
+    })
+}
+
+/// Calls `each` with every record of an Avro object container file.
+fn records(bytes: &[u8], mut each: impl FnMut(&Value) -> Option<()>) -> Option<()> {
+    let Header {
+        schema,
+        codec,
+        rest: mut r,
+    } = header(bytes)?;
     let sync = take(&mut r, 16)?;
     let schema = schema.filter(|s| s.len() <= SCHEMA_TEXT_MAX)?;
     let schema = writer_schema(schema)?;
@@ -257,6 +337,8 @@ mod tests {
         let full = full_parser_paths(&manifest);
         assert_eq!(full, files);
         assert_eq!(manifest_data_paths(&manifest), Some(full));
+        assert_eq!(path_fields_agree(&manifest, true), Ok(()));
+        assert_eq!(path_fields_agree(&list, false), Ok(()));
         let listed: Vec<String> =
             ManifestList::parse_with_version(&list, iceberg::spec::FormatVersion::V2)
                 .unwrap()
@@ -298,6 +380,76 @@ mod tests {
             .collect();
         assert!(listed.len() > 1);
         assert_eq!(manifest_list_paths(&list), Some(listed));
+    }
+
+    /// A manifest whose `file_path` is not the field with id 100 is refused: Java and
+    /// PyIceberg would read the other field.
+    #[test]
+    fn path_fields_whose_names_and_ids_disagree_are_refused() {
+        let file = |schema: &str| {
+            let schema = Schema::parse_str(schema).unwrap();
+            apache_avro::Writer::new(&schema, Vec::new())
+                .into_inner()
+                .unwrap()
+        };
+        let manifest = |fields: &str| {
+            file(&format!(
+                r#"{{"type":"record","name":"e","fields":[{{"name":"status","type":"int","field-id":0}},
+                {{"name":"data_file","field-id":2,"type":{{"type":"record","name":"r2","fields":[{fields}]}}}}]}}"#
+            ))
+        };
+        let agreeing = manifest(r#"{"name":"file_path","type":"string","field-id":100}"#);
+        assert_eq!(path_fields_agree(&agreeing, true), Ok(()));
+        let swapped = manifest(
+            r#"{"name":"file_path","type":"string","field-id":9999},{"name":"x","type":"string","field-id":100}"#,
+        );
+        let err = path_fields_agree(&swapped, true).unwrap_err();
+        assert!(err.contains("field id 100"), "{err}");
+        let twice = manifest(
+            r#"{"name":"file_path","type":"string","field-id":100},{"name":"y","type":"string","field-id":100}"#,
+        );
+        assert!(path_fields_agree(&twice, true).is_err());
+        let unnumbered = manifest(
+            r#"{"name":"file_path","type":"string","field-id":101},{"name":"z","type":"string"}"#,
+        );
+        assert!(path_fields_agree(&unnumbered, true).is_err());
+        // A data_file that is not a record in place is not looked into: refused.
+        let hidden = file(
+            r#"{"type":"record","name":"e","fields":[{"name":"data_file","field-id":2,"type":["null",{"type":"record","name":"r2","fields":[{"name":"file_path","type":"string","field-id":9}]}]}]}"#,
+        );
+        assert!(path_fields_agree(&hidden, true).is_err());
+        // Without any field ids every reader goes by name.
+        let plain = file(
+            r#"{"type":"record","name":"e","fields":[{"name":"data_file","type":{"type":"record","name":"r2","fields":[{"name":"file_path","type":"string"}]}}]}"#,
+        );
+        assert_eq!(path_fields_agree(&plain, true), Ok(()));
+        let list = |fields: &str| {
+            file(&format!(
+                r#"{{"type":"record","name":"m","fields":[{fields}]}}"#
+            ))
+        };
+        assert_eq!(
+            path_fields_agree(
+                &list(r#"{"name":"manifest_path","type":"string","field-id":500}"#),
+                false
+            ),
+            Ok(())
+        );
+        assert!(
+            path_fields_agree(
+                &list(r#"{"name":"manifest_path","type":"string","field-id":501},{"name":"p","type":"string","field-id":500}"#),
+                false
+            )
+            .is_err()
+        );
+        // The files engines write agree.
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/pyiceberg");
+        let read = |f: &str| std::fs::read(format!("{dir}/{f}")).unwrap();
+        assert_eq!(path_fields_agree(&read("manifest.avro"), true), Ok(()));
+        assert_eq!(
+            path_fields_agree(&read("manifest-list.avro"), false),
+            Ok(())
+        );
     }
 
     #[test]

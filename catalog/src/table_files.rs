@@ -224,6 +224,8 @@ impl Catalog {
         // parser when the file is not what that reader expects.
         let read_list = |path: &str| -> CatalogResult<Vec<String>> {
             let bytes = read("manifest list", path)?;
+            avro_paths::path_fields_agree(&bytes, false)
+                .map_err(|e| CatalogError::Invalid(format!("manifest list {path}: {e}")))?;
             if let Some(paths) = avro_paths::manifest_list_paths(&bytes) {
                 return Ok(paths);
             }
@@ -268,6 +270,8 @@ impl Catalog {
                     )));
                 }
                 let bytes = read("manifest", manifest_path)?;
+                avro_paths::path_fields_agree(&bytes, true)
+                    .map_err(|e| CatalogError::Invalid(format!("manifest {manifest_path}: {e}")))?;
                 let files = match avro_paths::manifest_data_paths(&bytes) {
                     Some(files) => files,
                     None => Manifest::parse_avro(&bytes)
