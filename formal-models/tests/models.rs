@@ -25,9 +25,12 @@ fn the_version_store_model_holds_its_properties() {
     let always = names(&model, true);
     let sometimes = names(&model, false);
     assert_eq!(always.len(), 7);
+    // One thread: a breadth-first search cut at a depth counts the same states only when
+    // it visits them level by level (two threads may first reach a state on a longer path
+    // at the cut and not expand it; the runs model's count once came out one short).
     let checker = model
         .checker()
-        .threads(2)
+        .threads(1)
         .target_max_depth(STORE_DEPTH)
         .spawn_bfs()
         .join();
@@ -194,9 +197,10 @@ fn the_runs_model_holds_its_properties() {
     let always = names(&model, true);
     let sometimes = names(&model, false);
     assert_eq!(always.len(), 5);
+    // One thread, for a count that does not depend on scheduling (see the store's).
     let checker = model
         .checker()
-        .threads(2)
+        .threads(1)
         .target_max_depth(runs::CI_DEPTH)
         .spawn_bfs()
         .join();
