@@ -77,50 +77,62 @@ fn string_field<'a>(record: &'a Value, name: &str) -> Option<&'a str> {
 /// paths the check never saw. A file whose header or schema does not parse is left to
 /// the parsers, which refuse it.
 pub(crate) fn path_fields_agree(bytes: &[u8], manifest: bool) -> Result<(), String> {
+    static LISTS: Kept<Result<(), String>> = Kept::new();
+    static MANIFESTS: Kept<Result<(), String>> = Kept::new();
     let Some(Header {
         schema: Some(text), ..
     }) = header(bytes)
     else {
         return Ok(());
     };
+    let kept = if manifest { &MANIFESTS } else { &LISTS };
+    kept.get_or(text, || schema_fields_agree(text, manifest))
+}
+
+fn schema_fields_agree(text: &[u8], manifest: bool) -> Result<(), String> {
     let Ok(schema) = serde_json::from_slice::<serde_json::Value>(text) else {
         return Ok(());
     };
     // Records written in place (as every Iceberg writer does): a union or a reference to
     // a record named elsewhere would hide the fields from this look.
-    let fields =
-        |record: &serde_json::Value, what: &str| -> Result<Vec<serde_json::Value>, String> {
-            record["fields"].as_array().cloned().ok_or_else(|| {
-                format!("its Avro schema does not write {what} as a record in place")
-            })
-        };
-    if !manifest {
-        return agreeing(&fields(&schema, "the list entry")?, 500, "manifest_path").map(|_| ());
+    fn fields<'a>(
+        record: &'a serde_json::Value,
+        what: &str,
+    ) -> Result<&'a [serde_json::Value], String> {
+        record["fields"]
+            .as_array()
+            .map(Vec::as_slice)
+            .ok_or_else(|| format!("its Avro schema does not write {what} as a record in place"))
     }
-    let Some(data_file) = agreeing(&fields(&schema, "the manifest entry")?, 2, "data_file")? else {
+    if !manifest {
+        return agreeing(fields(&schema, "the list entry")?, 500, "manifest_path").map(|_| ());
+    }
+    let Some(data_file) = agreeing(fields(&schema, "the manifest entry")?, 2, "data_file")? else {
         return Ok(());
     };
-    agreeing(&fields(&data_file["type"], "data_file")?, 100, "file_path").map(|_| ())
+    agreeing(fields(&data_file["type"], "data_file")?, 100, "file_path").map(|_| ())
 }
 
 /// The one field of a record that carries both field id `id` and `name`; an error when
 /// they name different fields, or the id is carried twice.
-fn agreeing(
-    fields: &[serde_json::Value],
+fn agreeing<'a>(
+    fields: &'a [serde_json::Value],
     id: i64,
     name: &str,
-) -> Result<Option<serde_json::Value>, String> {
-    let by_id: Vec<usize> = (0..fields.len())
-        .filter(|i| fields[*i]["field-id"].as_i64() == Some(id))
+) -> Result<Option<&'a serde_json::Value>, String> {
+    let by_id: Vec<&serde_json::Value> = fields
+        .iter()
+        .filter(|f| f["field-id"].as_i64() == Some(id))
         .collect();
-    let by_name: Vec<usize> = (0..fields.len())
-        .filter(|i| fields[*i]["name"].as_str() == Some(name))
+    let by_name: Vec<&serde_json::Value> = fields
+        .iter()
+        .filter(|f| f["name"].as_str() == Some(name))
         .collect();
     let ids_used = fields.iter().any(|f| f.get("field-id").is_some());
     match (by_id.as_slice(), by_name.as_slice()) {
-        ([a], [b]) if a == b => Ok(Some(fields[*a].clone())),
+        ([a], [b]) if std::ptr::eq(*a, *b) => Ok(Some(a)),
         // No field ids at all: every reader goes by name.
-        ([], [b]) if !ids_used => Ok(Some(fields[*b].clone())),
+        ([], [b]) if !ids_used => Ok(Some(b)),
         ([], []) => Ok(None),
         _ => Err(format!(
             "its Avro schema does not give field id {id} to the one field named {name} (readers that go by id and readers that go by name would read different fields)"
@@ -209,18 +221,39 @@ fn records(bytes: &[u8], mut each: impl FnMut(&Value) -> Option<()>) -> Option<(
 
 /// The writer schema of this text, parsed once.
 fn writer_schema(text: &[u8]) -> Option<Arc<Schema>> {
-    static KEPT: OnceLock<Mutex<HashMap<Vec<u8>, Arc<Schema>>>> = OnceLock::new();
-    let kept = KEPT.get_or_init(Mutex::default);
-    if let Some(schema) = kept.lock().get(text) {
-        return Some(schema.clone());
+    static SCHEMAS: Kept<Option<Arc<Schema>>> = Kept::new();
+    SCHEMAS.get_or(text, || {
+        Some(Arc::new(
+            Schema::parse_str(std::str::from_utf8(text).ok()?).ok()?,
+        ))
+    })
+}
+
+/// What was made of each distinct writer schema text (up to `SCHEMA_TEXT_MAX` bytes),
+/// kept; past `SCHEMAS_KEPT_MAX` texts the cache starts over.
+struct Kept<V>(OnceLock<Mutex<HashMap<Vec<u8>, V>>>);
+
+impl<V: Clone> Kept<V> {
+    const fn new() -> Kept<V> {
+        Kept(OnceLock::new())
     }
-    let schema = Arc::new(Schema::parse_str(std::str::from_utf8(text).ok()?).ok()?);
-    let mut kept = kept.lock();
-    if kept.len() >= SCHEMAS_KEPT_MAX {
-        kept.clear();
+
+    fn get_or(&self, text: &[u8], make: impl FnOnce() -> V) -> V {
+        if text.len() > SCHEMA_TEXT_MAX {
+            return make();
+        }
+        let kept = self.0.get_or_init(Mutex::default);
+        if let Some(v) = kept.lock().get(text) {
+            return v.clone();
+        }
+        let v = make();
+        let mut kept = kept.lock();
+        if kept.len() >= SCHEMAS_KEPT_MAX {
+            kept.clear();
+        }
+        kept.insert(text.to_vec(), v.clone());
+        v
     }
-    kept.insert(text.to_vec(), schema.clone());
-    Some(schema)
 }
 
 fn take<'a>(r: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {

@@ -177,20 +177,16 @@ impl TableProvider for IcebergRead {
             // the others, only those without casts prune: the translation drops a cast and
             // compares the column's own values, which is wrong when the cast changes the
             // order (numbers as text) and fails when the literal has another type.
-            let mut decided: Option<Predicate> = None;
+            let mut decided = Vec::new();
             let mut plain = Vec::new();
             for f in filters {
                 match metadata::partition_predicate(f, &self.identity) {
-                    Some(p) => {
-                        decided = Some(match decided {
-                            Some(d) => d.and(p),
-                            None => p,
-                        })
-                    }
+                    Some(p) => decided.push(p),
                     None if !has_cast(f) => plain.push(f.clone()),
                     None => {}
                 }
             }
+            let decided = decided.into_iter().reduce(Predicate::and);
             let whole = match (decided.clone(), convert_filters_to_predicate(&plain)) {
                 (Some(d), Some(p)) => Some(d.and(p)),
                 (d, p) => d.or(p),
