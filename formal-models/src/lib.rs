@@ -5,7 +5,8 @@
 //!   every model and test here shares.
 //! - `version_store`: the Stateright model of refs, commits, merges, cherry-picks, reverts
 //!   and tags, with its `always` and `sometimes` properties and a mutant per property.
-//! - `durability`: the actor model of acknowledgement and crash recovery.
+//! - `durability`: the actor model of the write-ahead log: group sync and acknowledgement,
+//!   checkpoints, crashes and recovery.
 //! - `runs`: the Stateright model of runs over the version store (fork, write, land, fail,
 //!   seal, promote, prune, revert, crash and recovery) beside another client, with a
 //!   mutant per property, and its traces as text (`runs::trace`) for the catalog's replay.
