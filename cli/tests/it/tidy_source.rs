@@ -16,7 +16,7 @@ const CONFINED: &[(&str, &[&str], &str)] = &[
     ),
     (
         "sled::",
-        &["commits/src/sled_store.rs"],
+        &["commits/src/sled_store/"],
         "sled is one backend, known to one module",
     ),
     (

@@ -7,20 +7,31 @@
 //! its index, meta and state, so the CAS, its reflog entry and the idempotency record are
 //! all or nothing.
 //!
-//! Durability (group commit): a write lands in sled (pending) and takes a ticket; one
-//! durability thread gathers every waiting ticket, runs sled's `flush` (which uses
-//! `sync_file_range`, not a device flush) and then an `fdatasync` of the `db` file, marks
-//! every ticket it covered durable and wakes the writers, who only then report success.
+//! Durability (group commit over a write-ahead log, `wal.rs`): a write lands in sled
+//! (pending), appends its record to the log's buffer and takes a ticket; one durability
+//! thread gathers every waiting record, appends them to the log with one `write` and one
+//! `fdatasync` (a single device round trip), marks every ticket it covered durable and
+//! wakes the writers, who only then report success. sled is flushed to the device in the
+//! background by a checkpoint thread, which then deletes the log segments it covers;
+//! opening the store replays the records sled does not hold yet.
 //! Until its move is durable, a ref shows its previous record in the durable view (an
 //! overlay under the same lock as the moves), so no response shows a head a crash could
 //! lose; writers read the pending view and chain on each other's heads. A failed flush or
-//! fdatasync poisons the store: every later call fails, and nothing is retried.
+//! fdatasync, or a failed checkpoint, poisons the store: every later call fails, and
+//! nothing is retried.
 //!
 //! The store is created with an 8 MiB segment, so every item up to 2 MiB (a quarter of a
-//! segment) is written inline in the log that the flush syncs, never as a separate blob
-//! file (which sled does not fsync); values are at most `VALUE_BYTES_MAX` (64 KiB).
+//! segment) is written inline in the log that a checkpoint's flush syncs, never as a
+//! separate blob file (which sled does not fsync); values are at most `VALUE_BYTES_MAX`
+//! (64 KiB).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+mod durability;
+mod wal;
+
+pub use durability::{DurabilityEvent, DurabilityHook};
+use durability::{Durable, Undurable, check_poisoned};
+
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -48,55 +59,23 @@ pub const SLED_SEGMENT_BYTES: usize = 8 * 1024 * 1024;
 // (BENCHMARKS.md, issue 3), so there is nothing to set.
 
 const STATE_REFLOG_SEQ: &[u8] = b"reflog-seq";
-
-/// What the durability thread does, in order, for a test hook: the barrier-order test
-/// checks that every acknowledgement follows the completion of a sync that began after
-/// the acknowledged write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DurabilityEvent {
-    /// A write (a ref move, a meta write) is in sled, not yet durable.
-    Written {
-        ticket: u64,
-    },
-    /// A flush + fdatasync began; it covers every write up to `upto`.
-    SyncStarted {
-        upto: u64,
-    },
-    SyncCompleted {
-        upto: u64,
-    },
-    /// A writer was told its write applied (or a reader that waited for `ticket` answered).
-    Acknowledged {
-        ticket: u64,
-    },
-    /// A caller began waiting for the sync that covers `ticket` (tests synchronise on it).
-    Waiting {
-        ticket: u64,
-    },
-}
-
-/// Observes the durability thread; may inject a failed fdatasync. For tests only.
-pub trait DurabilityHook: Send + Sync + std::fmt::Debug {
-    /// Called in the order the events happen (under the durability lock).
-    fn event(&self, event: DurabilityEvent);
-
-    /// An error to report instead of the next fdatasync's outcome.
-    fn sync_fault(&self) -> Option<String> {
-        None
-    }
-}
+/// The lsn of the last write-ahead log record sled holds, set by every write with it.
+const STATE_WAL_LSN: &[u8] = b"wal-lsn";
 
 #[derive(Debug)]
 pub struct SledBackend {
     inner: Arc<Inner>,
     flusher: Option<std::thread::JoinHandle<()>>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
 }
 
 #[derive(Debug)]
 pub struct Inner {
     db: sled::Db,
-    /// The `db` file sled writes its log to; fdatasync'ed after each flush.
+    /// The `db` file sled writes its log to; fdatasync'ed after each checkpoint's flush.
     db_file: File,
+    /// The log segment the durability thread appends to (only it and `Drop` lock this).
+    segment: Mutex<Option<wal::Segment>>,
     objects: sled::Tree,
     refs: sled::Tree,
     reflog: sled::Tree,
@@ -109,66 +88,18 @@ pub struct Inner {
     poisoned: AtomicBool,
     /// Wakes the durability thread when a write is waiting.
     flusher_wake: Condvar,
+    /// Wakes the checkpoint thread when a segment is sealed or it must stop.
+    checkpoint_wake: Condvar,
     /// Wakes writers when a sync completes or the store is poisoned.
     writers_wake: Condvar,
     hook: Option<Arc<dyn DurabilityHook>>,
     /// Bulk-load mode: no flushes until `flush()` (fixtures only).
     bulk: bool,
+    /// The size of a log segment (`wal::SEGMENT_BYTES`; smaller in tests).
+    segment_bytes: u64,
     path: PathBuf,
     /// Held (locked) for as long as the store is open.
     _lock: File,
-}
-
-/// The durability thread's state, behind one lock.
-#[derive(Debug, Default)]
-struct Durable {
-    /// Tickets handed out: one per write, in the order the writes completed in sled.
-    written: u64,
-    /// Every write with a ticket up to here is on the device.
-    durable: u64,
-    poisoned: Option<String>,
-    stop: bool,
-    /// Refs with moves not durable yet: what the durable view shows meanwhile, and the
-    /// pending moves in order, so that each sync advances the view to the newest move it
-    /// covers (a ref that keeps moving still shows every acknowledged move).
-    undurable: HashMap<RefName, Undurable>,
-    /// Reflog entries not durable yet, oldest first: (ticket, reflog seq). Reflog reads
-    /// stop before the first, so the reflog never shows a move that a crash could undo.
-    undurable_reflog: VecDeque<(u64, u64)>,
-}
-
-/// One ref's durable view while some of its moves await a sync.
-#[derive(Debug)]
-struct Undurable {
-    /// The record the durable view shows (`None`: the ref does not durably exist).
-    durable: Option<RefRecord>,
-    /// Moves not durable yet, oldest first: (ticket, the record after the move).
-    pending: VecDeque<(u64, Option<RefRecord>)>,
-}
-
-impl Durable {
-    /// Advances every ref's durable view to the newest of its moves with a ticket up to
-    /// `upto`, and forgets refs with nothing pending.
-    fn made_durable(&mut self, upto: u64) {
-        self.undurable.retain(|_, u| {
-            while let Some((ticket, _)) = u.pending.front() {
-                if *ticket > upto {
-                    break;
-                }
-                if let Some((_, record)) = u.pending.pop_front() {
-                    u.durable = record;
-                }
-            }
-            !u.pending.is_empty()
-        });
-    }
-
-    /// Reflog entries from this seq on are not durable yet.
-    fn reflog_horizon(&self) -> u64 {
-        self.undurable_reflog
-            .front()
-            .map_or(u64::MAX, |&(_, seq)| seq)
-    }
 }
 
 impl std::ops::Deref for SledBackend {
@@ -188,7 +119,14 @@ impl SledBackend {
     /// nothing is durable until `flush()` (or a clean close). For test and benchmark
     /// fixtures only; `floe serve` never opens a store this way.
     pub fn open_bulk(dir: &Path) -> BackendResult<SledBackend> {
-        SledBackend::open_inner(dir, None, true)
+        SledBackend::open_inner(dir, None, true, wal::SEGMENT_BYTES)
+    }
+
+    /// Opens a store whose log segments are `segment_bytes` long, so that tests see
+    /// segments sealed and checkpointed after a few writes.
+    #[doc(hidden)]
+    pub fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> BackendResult<SledBackend> {
+        SledBackend::open_inner(dir, None, false, segment_bytes)
     }
 
     /// Opens a store with a durability hook (tests).
@@ -196,13 +134,14 @@ impl SledBackend {
         dir: &Path,
         hook: Option<Arc<dyn DurabilityHook>>,
     ) -> BackendResult<SledBackend> {
-        SledBackend::open_inner(dir, hook, false)
+        SledBackend::open_inner(dir, hook, false, wal::SEGMENT_BYTES)
     }
 
     fn open_inner(
         dir: &Path,
         hook: Option<Arc<dyn DurabilityHook>>,
         bulk: bool,
+        segment_bytes: u64,
     ) -> BackendResult<SledBackend> {
         // One process per store: take the lock before sled touches anything.
         std::fs::create_dir_all(dir)
@@ -263,69 +202,38 @@ impl SledBackend {
             state: tree("state")?,
             db_file,
             db,
+            segment: Mutex::new(None),
             durability: Mutex::new(Durable::default()),
             poisoned: AtomicBool::new(false),
             flusher_wake: Condvar::new(),
+            checkpoint_wake: Condvar::new(),
             writers_wake: Condvar::new(),
             hook,
             bulk,
+            segment_bytes,
             path: dir.to_owned(),
             _lock: lock,
         });
-        let worker = inner.clone();
-        let flusher = std::thread::Builder::new()
-            .name("floe-durability".to_owned())
-            .spawn(move || worker.run_flusher())
-            .map_err(|e| BackendError::read(format!("cannot start the durability thread: {e}")))?;
-        Ok(SledBackend {
-            inner,
-            flusher: Some(flusher),
-        })
-    }
-
-    /// Makes everything written so far durable and waits for it (used at shutdown).
-    pub fn flush(&self) -> BackendResult<()> {
-        if self.bulk {
-            self.check()?;
-            return self
-                .db
-                .flush()
-                .map_err(|e| format!("sled flush failed: {e}"))
-                .and_then(|_| {
-                    self.db_file
-                        .sync_data()
-                        .map_err(|e| format!("fdatasync failed: {e}"))
-                })
-                .map_err(|why| {
-                    self.poison(&mut self.durability.lock(), why.clone());
-                    BackendError::unknown(why)
-                });
+        let next_lsn = inner.recover()?;
+        inner.durability.lock().next_lsn = next_lsn;
+        if !bulk {
+            *inner.segment.lock() = Some(
+                wal::Segment::create(&wal::dir(dir), next_lsn, segment_bytes)
+                    .map_err(BackendError::read)?,
+            );
         }
-        let ticket = {
-            let mut d = self.durability.lock();
-            check_poisoned(&d)?;
-            self.ticket(&mut d)
+        let spawn = |name: &str, work: fn(&Inner)| {
+            let worker = inner.clone();
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || work(&worker))
+                .map_err(|e| BackendError::read(format!("cannot start the {name} thread: {e}")))
         };
-        self.wait_durable(ticket)
-    }
-}
-
-impl Drop for SledBackend {
-    fn drop(&mut self) {
-        self.durability.lock().stop = true;
-        self.flusher_wake.notify_one();
-        if let Some(flusher) = self.flusher.take() {
-            let _ = flusher.join();
-        }
-    }
-}
-
-fn check_poisoned(d: &Durable) -> BackendResult<()> {
-    match &d.poisoned {
-        Some(why) => Err(BackendError::unknown(format!(
-            "the store is poisoned ({why}); restart to recover what is durable"
-        ))),
-        None => Ok(()),
+        Ok(SledBackend {
+            flusher: Some(spawn("floe-durability", Inner::run_flusher)?),
+            checkpointer: Some(spawn("floe-checkpoint", Inner::run_checkpointer)?),
+            inner,
+        })
     }
 }
 
@@ -345,121 +253,11 @@ impl Inner {
         self.poisoned.load(Ordering::SeqCst)
     }
 
-    fn poison(&self, d: &mut Durable, why: String) {
-        d.poisoned = Some(why);
-        self.poisoned.store(true, Ordering::SeqCst);
-    }
-
-    /// Reads sled under the durability lock (so every write the read can see has a
-    /// ticket), then answers once those writes are durable: the read may see a write a
-    /// crash could still undo.
-    fn read_durable<T>(&self, read: impl FnOnce() -> BackendResult<T>) -> BackendResult<T> {
-        let (value, seen) = {
-            let d = self.durability.lock();
-            check_poisoned(&d)?;
-            (read()?, d.written)
-        };
-        self.wait_for(seen)?;
-        Ok(value)
-    }
-
-    /// Waits until every write up to `ticket` is durable (at once in bulk mode).
-    fn wait_for(&self, ticket: u64) -> BackendResult<()> {
-        if self.bulk {
-            return self.check();
-        }
-        let mut d = self.durability.lock();
-        if d.durable < ticket && d.poisoned.is_none() {
-            self.emit(DurabilityEvent::Waiting { ticket });
-        }
-        loop {
-            if d.durable >= ticket {
-                return Ok(());
-            }
-            check_poisoned(&d)?;
-            self.writers_wake.wait(&mut d);
-        }
-    }
-
     /// The ref as sled has it now (the pending view).
     fn read_ref(&self, name: &RefName) -> BackendResult<Option<RefRecord>> {
         match self.refs.get(name.as_str()).map_err(read_err)? {
             Some(v) => Ok(Some(decode_record(&v).map_err(corrupt)?)),
             None => Ok(None),
-        }
-    }
-
-    fn emit(&self, event: DurabilityEvent) {
-        if let Some(hook) = &self.hook {
-            hook.event(event);
-        }
-    }
-
-    /// Fails once the store is poisoned; takes the durability lock only then.
-    fn check(&self) -> BackendResult<()> {
-        if self.is_poisoned() {
-            return check_poisoned(&self.durability.lock());
-        }
-        Ok(())
-    }
-
-    /// Hands out the ticket of a write that just completed in sled (under the lock).
-    fn ticket(&self, d: &mut Durable) -> u64 {
-        d.written += 1;
-        let ticket = d.written;
-        self.emit(DurabilityEvent::Written { ticket });
-        if !self.bulk {
-            self.flusher_wake.notify_one();
-        }
-        ticket
-    }
-
-    /// The durability thread: gathers every write waiting, makes them durable with one
-    /// sled flush and one fdatasync of the `db` file, publishes the durable point, wakes
-    /// the writers. A failure poisons the store and ends the thread: nothing is retried.
-    fn run_flusher(&self) {
-        loop {
-            let upto = {
-                let mut d = self.durability.lock();
-                while d.written == d.durable && !d.stop {
-                    self.flusher_wake.wait(&mut d);
-                }
-                if d.written == d.durable {
-                    return;
-                }
-                self.emit(DurabilityEvent::SyncStarted { upto: d.written });
-                d.written
-            };
-            let result = self
-                .db
-                .flush()
-                .map_err(|e| format!("sled flush failed: {e}"))
-                .and_then(|_| {
-                    self.db_file
-                        .sync_data()
-                        .map_err(|e| format!("fdatasync of the db file failed: {e}"))
-                })
-                .and_then(|()| match self.hook.as_ref().and_then(|h| h.sync_fault()) {
-                    Some(fault) => Err(fault),
-                    None => Ok(()),
-                });
-            let mut d = self.durability.lock();
-            match result {
-                Ok(()) => {
-                    d.durable = upto;
-                    d.made_durable(upto);
-                    while d.undurable_reflog.front().is_some_and(|&(t, _)| t <= upto) {
-                        d.undurable_reflog.pop_front();
-                    }
-                    self.emit(DurabilityEvent::SyncCompleted { upto });
-                    self.writers_wake.notify_all();
-                }
-                Err(why) => {
-                    self.poison(&mut d, why);
-                    self.writers_wake.notify_all();
-                    return;
-                }
-            }
         }
     }
 }
@@ -510,6 +308,44 @@ enum Refused {
     Corrupt(DecodeError),
 }
 
+fn meta_op<'a>(key: &'a [u8], value: Option<&'a [u8]>) -> wal::OpRef<'a> {
+    wal::Op {
+        tree: wal::TreeId::Meta,
+        key,
+        value,
+    }
+}
+
+impl Inner {
+    /// Writes one meta key with the log's marker in one sled transaction: `decide` gets
+    /// the current value and returns the new one (`Some(None)` removes the key), or
+    /// `None` to write nothing. Returns whether it wrote. Called under the durability lock.
+    fn meta_write<'v>(
+        &self,
+        lsn: u64,
+        key: &[u8],
+        decide: impl Fn(Option<&[u8]>) -> Option<Option<&'v [u8]>>,
+    ) -> BackendResult<bool> {
+        let result = (&self.meta, &self.state).transaction(|(meta, state)| {
+            let current = meta.get(key)?;
+            let Some(new) = decide(current.as_deref()) else {
+                return Ok(false);
+            };
+            match new {
+                Some(v) => meta.insert(key, v)?,
+                None => meta.remove(key)?,
+            };
+            state.insert(STATE_WAL_LSN, &lsn.to_be_bytes())?;
+            Ok::<_, ConflictableTransactionError<()>>(true)
+        });
+        match result {
+            Ok(wrote) => Ok(wrote),
+            Err(TransactionError::Storage(e)) => Err(write_err(e)),
+            Err(TransactionError::Abort(())) => Ok(false),
+        }
+    }
+}
+
 fn by_ref_key(name: &RefName, seq: u64) -> Vec<u8> {
     let mut k = name.as_str().as_bytes().to_vec();
     k.push(0);
@@ -529,8 +365,34 @@ impl Backend for SledBackend {
             batch.insert(h.as_bytes().as_slice(), bytes.as_ref());
         }
         // Objects are written once and named by their hash: rewriting one is a no-op, and
-        // the next ref move's flush makes them durable before anything refers to them.
-        self.objects.apply_batch(batch).map_err(write_err)
+        // the next ref move's sync makes their records durable before anything refers to
+        // them. sled holds them before their records are logged, so a checkpoint that
+        // covers the records covers the objects.
+        self.objects.apply_batch(batch).map_err(write_err)?;
+        let ops: Vec<wal::OpRef<'_>> = objects
+            .iter()
+            .map(|(h, bytes)| wal::Op {
+                tree: wal::TreeId::Objects,
+                key: h.as_bytes().as_slice(),
+                value: Some(bytes.as_ref()),
+            })
+            .collect();
+        let mut d = self.durability.lock();
+        check_poisoned(&d)?;
+        let mut start = 0;
+        while start < ops.len() {
+            // One record per few MiB of objects, so no record grows with the batch.
+            let mut end = start + 1;
+            let mut bytes = wal::encoded_len(&ops[start..end]);
+            while end < ops.len() && bytes < wal::OBJECTS_RECORD_BYTES {
+                bytes += wal::encoded_len(&ops[end..end + 1]);
+                end += 1;
+            }
+            let lsn = d.next_lsn;
+            self.logged(&mut d, lsn, &ops[start..end]);
+            start = end;
+        }
+        Ok(())
     }
 
     fn get_object(&self, hash: &Hash) -> BackendResult<Option<Bytes>> {
@@ -630,6 +492,7 @@ impl Backend for SledBackend {
         };
         let name = update.name.as_str().as_bytes();
         let new_record = update.new.as_ref().map(encode_record);
+        let lsn = d.next_lsn;
         let result = (
             &self.refs,
             &self.reflog,
@@ -669,11 +532,12 @@ impl Backend for SledBackend {
                     _ => 0,
                 } + 1;
                 state.insert(STATE_REFLOG_SEQ, &seq.to_be_bytes())?;
-                let entry = ReflogEntry {
+                state.insert(STATE_WAL_LSN, &lsn.to_be_bytes())?;
+                let entry = encode_entry(&ReflogEntry {
                     seq,
                     ..update.reflog.clone()
-                };
-                reflog.insert(&seq.to_be_bytes(), encode_entry(&entry))?;
+                });
+                reflog.insert(&seq.to_be_bytes(), entry.as_slice())?;
                 by_ref.insert(by_ref_key(&update.name, seq), &[])?;
                 if let Some(m) = &update.meta {
                     if let Some((key, _)) = &m.claim {
@@ -681,10 +545,32 @@ impl Backend for SledBackend {
                     }
                     meta.insert(m.key.as_ref(), m.value.as_ref())?;
                 }
-                Ok(seq)
+                Ok((seq, entry))
             });
         match result {
-            Ok(seq) => {
+            Ok((seq, entry)) => {
+                let seq_key = seq.to_be_bytes();
+                let lsn_value = lsn.to_be_bytes();
+                let by_ref = by_ref_key(&update.name, seq);
+                let op = |tree, key, value| wal::Op { tree, key, value };
+                let mut ops = vec![
+                    op(wal::TreeId::Refs, name, new_record.as_deref()),
+                    op(wal::TreeId::State, STATE_REFLOG_SEQ, Some(&seq_key[..])),
+                    op(wal::TreeId::State, STATE_WAL_LSN, Some(&lsn_value[..])),
+                    op(wal::TreeId::Reflog, &seq_key[..], Some(entry.as_slice())),
+                    op(wal::TreeId::ReflogByRef, by_ref.as_slice(), Some(&[][..])),
+                ];
+                if let Some(m) = &update.meta {
+                    if let Some((key, _)) = &m.claim {
+                        ops.push(op(wal::TreeId::Meta, key.as_ref(), None));
+                    }
+                    ops.push(op(
+                        wal::TreeId::Meta,
+                        m.key.as_ref(),
+                        Some(m.value.as_ref()),
+                    ));
+                }
+                self.logged(&mut d, lsn, &ops);
                 let ticket = self.ticket(&mut d);
                 if !self.bulk {
                     d.undurable
@@ -761,7 +647,9 @@ impl Backend for SledBackend {
         let ticket = {
             let mut d = self.durability.lock();
             check_poisoned(&d)?;
-            self.meta.insert(key, value).map_err(write_err)?;
+            let lsn = d.next_lsn;
+            self.meta_write(lsn, key, |_| Some(Some(value)))?;
+            self.logged(&mut d, lsn, &[meta_op(key, Some(value))]);
             self.ticket(&mut d)
         };
         self.wait_durable(ticket)
@@ -804,13 +692,13 @@ impl Backend for SledBackend {
         let ticket = {
             let mut d = self.durability.lock();
             check_poisoned(&d)?;
-            let swapped = self
-                .meta
-                .compare_and_swap(key, expected, new)
-                .map_err(write_err)?;
-            if swapped.is_err() {
+            let lsn = d.next_lsn;
+            let swapped =
+                self.meta_write(lsn, key, |current| (current == expected).then_some(new))?;
+            if !swapped {
                 return Ok(false);
             }
+            self.logged(&mut d, lsn, &[meta_op(key, new)]);
             self.ticket(&mut d)
         };
         self.wait_durable(ticket)?;
