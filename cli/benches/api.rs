@@ -159,7 +159,7 @@ fn in_process_rows(inproc: &inprocess::InProcess) -> Vec<Row> {
             format!("{} (p95 {})", us(inproc.serial.p50()), us(inproc.serial.p95())),
         )
         .note(format!(
-            "p99 {}; one group's sled flush + fdatasync p50 {} (p95 {}); {:.1} writes per sync; CPU per create {}",
+            "p99 {}; one group's log write + fdatasync p50 {} (p95 {}); {:.1} writes per sync; CPU per create {}",
             us(inproc.serial.p99()),
             us(sync1.p50()),
             us(sync1.p95()),

@@ -161,7 +161,10 @@ fn barrier_violation(events: &[DurabilityEvent]) -> Option<String> {
                 Some(start) => completed.push((upto, *start)),
                 None => return Some(format!("sync up to {upto} completed without starting")),
             },
-            DurabilityEvent::Waiting { .. } => {}
+            // The index's own flushes are not what acknowledges a write: the log's sync is.
+            DurabilityEvent::Waiting { .. }
+            | DurabilityEvent::IndexFlushed
+            | DurabilityEvent::SegmentsRemoved => {}
             DurabilityEvent::Acknowledged { ticket } => {
                 acked += 1;
                 let Some(&written) = written_at.get(&ticket) else {

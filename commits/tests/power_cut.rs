@@ -9,7 +9,7 @@
 //!   nothing on top of it, so no ref moves back under reflog entries that came after.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use floe_commits::*;
@@ -267,6 +267,10 @@ fn segments_are_sealed_checkpointed_and_removed_under_concurrent_writers() {
             .collect();
         writers.into_iter().map(|w| w.join().unwrap()).collect()
     });
+    // Before any checkpoint asked for: the writers filled segments, and the durability
+    // thread sealed them on its own (the current segment is a later one).
+    let current = segment_names().into_iter().max().unwrap();
+    assert!(current > first[0], "{current:?} after {first:?}");
     backend.checkpoint().unwrap();
     let now = segment_names();
     assert_eq!(
@@ -274,7 +278,6 @@ fn segments_are_sealed_checkpointed_and_removed_under_concurrent_writers() {
         1,
         "sealed segments are removed once checkpointed"
     );
-    assert_ne!(now, first, "the writers filled and sealed segments");
     for (i, (branch, _)) in heads.iter().enumerate() {
         store
             .commit(
@@ -311,4 +314,102 @@ fn segments_are_sealed_checkpointed_and_removed_under_concurrent_writers() {
             "60 commits, the one after, main's root"
         );
     }
+}
+
+/// The device's copy of the index: sled's files as each flush of the index left them
+/// (copied while nothing else writes, as these tests arrange). With `cut`, the first
+/// removal of log segments also takes a power-cut image there: that index, and the log
+/// as the removal left it.
+#[derive(Debug)]
+struct Device {
+    store: PathBuf,
+    index: PathBuf,
+    cut: Option<PathBuf>,
+    cut_taken: std::sync::atomic::AtomicBool,
+}
+
+impl Device {
+    fn new(store: &Path, index: &Path, cut: Option<&Path>) -> Arc<Device> {
+        Arc::new(Device {
+            store: store.to_owned(),
+            index: index.to_owned(),
+            cut: cut.map(Path::to_owned),
+            cut_taken: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+}
+
+impl floe_commits::sled_store::DurabilityHook for Device {
+    fn event(&self, event: floe_commits::sled_store::DurabilityEvent) {
+        use floe_commits::sled_store::DurabilityEvent::*;
+        match event {
+            IndexFlushed => {
+                let _ = std::fs::remove_dir_all(&self.index);
+                copy_index(&self.store, &self.index);
+            }
+            SegmentsRemoved => {
+                if let Some(cut) = &self.cut
+                    && !self
+                        .cut_taken
+                        .swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    copy_dir(&self.index, cut, &[]);
+                    copy_log(&self.store, cut);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Recovery flushes sled before it removes the log it replayed: a power cut right after
+/// an open that replayed loses nothing.
+#[test]
+fn what_recovery_replayed_is_on_the_device_before_the_log_goes() {
+    let root = tempfile::tempdir().unwrap();
+    let live = root.path().join("live");
+    let device = root.path().join("device");
+    let (backend, store) = open(&live);
+    let mut heads: Vec<Hash> = (0..3).map(|i| commit(&store, i)).collect();
+    backend.checkpoint().unwrap();
+    copy_index(&live, &device);
+    heads.extend((3..10).map(|i| commit(&store, i)));
+    store.meta_put(b"k", b"v").unwrap();
+    copy_log(&live, &device);
+    drop((store, backend));
+
+    // The device's store opens (replaying 3..10), and the power goes at once: the index
+    // as its last flush left it, the log as recovery left it.
+    let image = root.path().join("image");
+    copy_index(&device, &image);
+    let hook = Device::new(&device, &image, None);
+    let recovered = SledBackend::open_with(&device, Some(hook)).unwrap();
+    copy_log(&device, &image);
+    std::mem::forget(recovered);
+    let (_, again) = open(&image);
+    assert_eq!(again.get_ref(&main_ref()).unwrap().head, heads[9]);
+    assert_eq!(again.meta_get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+/// A checkpoint removes log segments only once the index that holds their records is on
+/// the device: a power cut at the removal loses nothing.
+#[test]
+fn a_checkpoint_removes_the_log_only_after_the_index_is_flushed() {
+    let root = tempfile::tempdir().unwrap();
+    let live = root.path().join("live");
+    let image = root.path().join("image");
+    let cut = root.path().join("cut");
+    let hook = Device::new(&live, &image, Some(&cut));
+    let backend = Arc::new(SledBackend::open_with(&live, Some(hook)).unwrap());
+    let store = Store::open(backend.clone(), Arc::new(SystemClock)).unwrap();
+    let heads: Vec<Hash> = (0..10).map(|i| commit(&store, i)).collect();
+    store.meta_put(b"k", b"v").unwrap();
+    backend.checkpoint().unwrap();
+    assert!(cut.exists(), "the checkpoint removed the sealed segment");
+    let (_, after_cut) = open(&cut);
+    assert_eq!(after_cut.get_ref(&main_ref()).unwrap().head, heads[9]);
+    assert_eq!(
+        after_cut.meta_get(b"k").unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
 }

@@ -127,7 +127,7 @@ pub struct InProcess {
     pub many_rate: f64,
     pub many_wps: f64,
     pub commit: Samples,
-    /// How long one group's sled flush + fdatasync took (durability thread), in the
+    /// How long one group's log write + fdatasync took (durability thread), in the
     /// serial, 4-thread and 64-thread runs.
     pub syncs: [Samples; 3],
 }
@@ -157,7 +157,10 @@ impl DurabilityHook for SyncCounter {
                     self.durations.lock().unwrap().push(start.elapsed());
                 }
             }
-            DurabilityEvent::Acknowledged { .. } | DurabilityEvent::Waiting { .. } => {}
+            DurabilityEvent::Acknowledged { .. }
+            | DurabilityEvent::Waiting { .. }
+            | DurabilityEvent::IndexFlushed
+            | DurabilityEvent::SegmentsRemoved => {}
         }
     }
 }

@@ -38,11 +38,17 @@ pub enum DurabilityEvent {
     Waiting {
         ticket: u64,
     },
+    /// sled was flushed to the device (a checkpoint's flush, recovery's, a close's): what
+    /// its files hold now is what a power cut leaves of the index until the next one.
+    IndexFlushed,
+    /// Log segments that the index covers were removed.
+    SegmentsRemoved,
 }
 
 /// Observes the durability thread; may inject a failed fdatasync. For tests only.
 pub trait DurabilityHook: Send + Sync + std::fmt::Debug {
-    /// Called in the order the events happen (under the durability lock).
+    /// Called in the order the events happen (under the durability lock; `IndexFlushed`
+    /// and `SegmentsRemoved` on the thread that flushes, outside it).
     fn event(&self, event: DurabilityEvent);
 
     /// An error to report instead of the next fdatasync's outcome.
@@ -177,7 +183,7 @@ impl Drop for SledBackend {
         let dir = wal::dir(&self.path);
         let closed = self.flush_index().and_then(|()| {
             drop(self.segment.lock().take());
-            wal::remove(&dir, &wal::segments(&dir)?)
+            self.remove_segments(&wal::segments(&dir)?)
         });
         if let Err(why) = closed {
             tracing::warn!("closing the store left its write-ahead log to replay: {why}");
@@ -270,13 +276,13 @@ impl Inner {
                 let mut d = self.durability.lock();
                 // Records of objects alone wake nobody: the ref move that refers to them
                 // follows, and they go with its group.
-                while d.written == d.durable
-                    && d.checkpoints_asked == d.checkpoints_sealed
-                    && !d.stop
-                {
+                let idle = |d: &Durable| {
+                    d.written == d.durable && d.checkpoints_asked == d.checkpoints_sealed
+                };
+                while idle(&d) && d.log.len() < wal::OBJECTS_RECORD_BYTES && !d.stop {
                     self.flusher_wake.wait(&mut d);
                 }
-                if d.written == d.durable && d.checkpoints_asked == d.checkpoints_sealed {
+                if idle(&d) && d.stop {
                     return;
                 }
                 let tickets = d.written > d.durable;
@@ -367,7 +373,7 @@ impl Inner {
             };
             let result = self
                 .flush_index()
-                .and_then(|()| wal::remove(&wal::dir(&self.path), &sealed));
+                .and_then(|()| self.remove_segments(&sealed));
             let mut d = self.durability.lock();
             if let Err(why) = result {
                 self.poison(&mut d, why);
@@ -400,7 +406,7 @@ impl Inner {
             ),
             None => 0,
         };
-        let records = wal::read(&dir).map_err(BackendError::read)?;
+        let records = wal::read(&dir, held).map_err(BackendError::read)?;
         let trees = [
             &self.objects,
             &self.refs,
@@ -434,7 +440,8 @@ impl Inner {
             last = last.max(record.lsn);
         }
         self.flush_index().map_err(BackendError::read)?;
-        wal::remove(&dir, &segments).map_err(BackendError::read)?;
+        self.remove_segments(&segments)
+            .map_err(BackendError::read)?;
         Ok(last + 1)
     }
 
@@ -446,15 +453,31 @@ impl Inner {
             .map_err(|e| format!("sled flush failed: {e}"))?;
         self.db_file
             .sync_data()
-            .map_err(|e| format!("fdatasync of the db file failed: {e}"))
+            .map_err(|e| format!("fdatasync of the db file failed: {e}"))?;
+        self.emit(DurabilityEvent::IndexFlushed);
+        Ok(())
+    }
+
+    /// Removes log segments the index holds on the device, durably.
+    fn remove_segments(&self, paths: &[std::path::PathBuf]) -> Result<(), String> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        wal::remove(&wal::dir(&self.path), paths)?;
+        self.emit(DurabilityEvent::SegmentsRemoved);
+        Ok(())
     }
 
     /// Logs a write sled just made with `lsn` (under the durability lock, in lsn order).
     pub(super) fn logged(&self, d: &mut Durable, lsn: u64, ops: &[wal::OpRef<'_>]) {
         debug_assert_eq!(lsn, d.next_lsn);
-        d.next_lsn += 1;
         if !self.bulk {
-            wal::encode(&mut d.log, lsn, ops);
+            // Encoded whole before it joins the buffer: a record cut short there would read
+            // back as the log's end and hide every record after it.
+            let mut record = Vec::with_capacity(wal::encoded_len(ops));
+            wal::encode(&mut record, lsn, ops);
+            d.log.extend_from_slice(&record);
         }
+        d.next_lsn += 1;
     }
 }

@@ -214,6 +214,8 @@ impl SledBackend {
             path: dir.to_owned(),
             _lock: lock,
         });
+        // sled's files (and, once created, `wal/`) are named durably in the store's folder.
+        wal::sync_dir(dir).map_err(BackendError::read)?;
         let next_lsn = inner.recover()?;
         inner.durability.lock().next_lsn = next_lsn;
         if !bulk {
@@ -368,7 +370,6 @@ impl Backend for SledBackend {
         // the next ref move's sync makes their records durable before anything refers to
         // them. sled holds them before their records are logged, so a checkpoint that
         // covers the records covers the objects.
-        self.objects.apply_batch(batch).map_err(write_err)?;
         let ops: Vec<wal::OpRef<'_>> = objects
             .iter()
             .map(|(h, bytes)| wal::Op {
@@ -377,8 +378,11 @@ impl Backend for SledBackend {
                 value: Some(bytes.as_ref()),
             })
             .collect();
+        // Under the lock from the sled write to the record: no ref move can refer to these
+        // objects (having found them in sled) and be synced before their record is logged.
         let mut d = self.durability.lock();
         check_poisoned(&d)?;
+        self.objects.apply_batch(batch).map_err(write_err)?;
         let mut start = 0;
         while start < ops.len() {
             // One record per few MiB of objects, so no record grows with the batch.
@@ -391,6 +395,11 @@ impl Backend for SledBackend {
             let lsn = d.next_lsn;
             self.logged(&mut d, lsn, &ops[start..end]);
             start = end;
+        }
+        // Objects wait for the ref move that refers to them, unless they pile up (a commit
+        // that lost its race leaves its objects behind).
+        if d.log.len() >= wal::OBJECTS_RECORD_BYTES && !self.bulk {
+            self.flusher_wake.notify_one();
         }
         Ok(())
     }
