@@ -1,51 +1,87 @@
 //! The paths a manifest list or a manifest names, read for the commit check
-//! (`table_files`) without parsing the file's Avro schema again.
+//! (`table_files`). This is the only reader the check uses: a file it cannot read is
+//! refused, never handed to a more lenient parser, because an attacker who can pick the
+//! parser can pick the one that disagrees with Java and PyIceberg.
 //!
-//! A client's manifests and lists of one table carry the same writer schema, and parsing
-//! it (names checked by regular expression, the record tree built and cloned) was most of
-//! what the check cost a commit (issue 23's profile). Here the object container is read
-//! directly (header, codec, sync markers), the writer schema is parsed once per distinct
-//! schema text and kept, and each record is decoded with it. Anything unexpected (another
-//! magic, a codec not built in, a path field missing or not a string) answers `None`, and
-//! the caller reads the file with the iceberg crate's full parser instead.
+//! The object container is read directly (header, codec, sync markers), with limits:
+//! - **Schema gate.** The writer schema (at most `SCHEMA_TEXT_MAX`) may use only what
+//!   Iceberg's manifests use: records written in place, arrays, maps, unions, enums,
+//!   fixed and the primitives. A named type is refused if it refers to itself, so decoding
+//!   cannot recurse without end. An array whose items can take no bytes is refused, so a
+//!   few bytes cannot stand for a huge array. The schema is nested at most `DEPTH_MAX`
+//!   deep.
+//! - **Logical types dropped.** Every `logicalType` is removed before the schema is
+//!   parsed. Avro lays each one out exactly as its underlying type, and apache avro's
+//!   `fixed` + `uuid` (or `duration`) would read other bytes than Java does.
+//! - **Decompression bounded.** Blocks are decompressed by floe (deflate, snappy with
+//!   its checksum, zstandard), at most `BLOCK_BYTES_MAX` per block and
+//!   `FILE_BYTES_MAX` per file.
+//! - **Record counts bounded.** A block claims no more records than it has bytes, and a
+//!   file has at most `RECORDS_MAX`.
+//!
+//! Each distinct writer schema is parsed once and kept: a client's manifests and lists
+//! of one table carry the same one, and parsing it was most of what the check cost a
+//! commit (issue 23's profile). `path_fields_agree` also refuses a schema whose path
+//! fields' names and Iceberg field ids disagree.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::sync::{Arc, OnceLock};
 
+use apache_avro::Schema;
 use apache_avro::types::Value;
-use apache_avro::{Codec, Schema};
 use parking_lot::Mutex;
 
 /// Distinct writer schemas kept; past it the cache starts over.
 const SCHEMAS_KEPT_MAX: usize = 64;
 
-/// The longest writer schema read here (an Iceberg manifest's is about 5-10 KiB): apache
-/// avro resolves the schema's names again for every record it decodes, so a larger one
-/// (and every larger one kept) would make each record cost more than the file's bytes.
+/// The longest writer schema read (an Iceberg manifest's is about 5-10 KiB): apache avro
+/// resolves the schema's names again for every record it decodes, so a larger one would
+/// make each record cost more than the file's bytes.
 const SCHEMA_TEXT_MAX: usize = 16 << 10;
 
-/// The most records of one file read here.
-const RECORDS_MAX: i64 = 100_000;
+/// The most records of one file (a manifest of 8 MB, Java's default target, holds some
+/// tens of thousands).
+const RECORDS_MAX: i64 = 500_000;
+
+/// The most bytes one block decompresses to, and all the blocks of one file together.
+const BLOCK_BYTES_MAX: usize = 64 << 20;
+const FILE_BYTES_MAX: usize = 256 << 20;
+
+/// How deep a writer schema may nest (Iceberg's manifests nest about 5 deep).
+const DEPTH_MAX: usize = 32;
+
+/// The largest single allocation apache avro makes while decoding (a string, bytes, a
+/// block) anywhere in the process: the scans read manifests through it too. Set once,
+/// before any decoding (apache avro's default is 512 MiB).
+pub(crate) fn limit_avro_allocations() {
+    static SET: OnceLock<usize> = OnceLock::new();
+    SET.get_or_init(|| apache_avro::util::max_allocation_bytes(BLOCK_BYTES_MAX));
+}
 
 /// The `manifest_path` of every entry of a manifest list.
-pub(crate) fn manifest_list_paths(bytes: &[u8]) -> Option<Vec<String>> {
+pub(crate) fn manifest_list_paths(bytes: &[u8]) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     records(bytes, |record| {
-        out.push(string_field(record, "manifest_path")?.to_owned());
-        Some(())
+        let path = string_field(record, "manifest_path")
+            .ok_or("an entry has no manifest_path string (is it a manifest list?)")?;
+        out.push(path.to_owned());
+        Ok(())
     })?;
-    Some(out)
+    Ok(out)
 }
 
 /// The `data_file.file_path` of every entry of a manifest (whatever its status).
-pub(crate) fn manifest_data_paths(bytes: &[u8]) -> Option<Vec<String>> {
+pub(crate) fn manifest_data_paths(bytes: &[u8]) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     records(bytes, |entry| {
-        let file = field(entry, "data_file")?;
-        out.push(string_field(file, "file_path")?.to_owned());
-        Some(())
+        let path = field(entry, "data_file")
+            .and_then(|file| string_field(file, "file_path"))
+            .ok_or("an entry has no data_file.file_path string (is it a manifest?)")?;
+        out.push(path.to_owned());
+        Ok(())
     })?;
-    Some(out)
+    Ok(out)
 }
 
 fn field<'a>(record: &'a Value, name: &str) -> Option<&'a Value> {
@@ -71,11 +107,11 @@ fn string_field<'a>(record: &'a Value, name: &str) -> Option<&'a str> {
 }
 
 /// Refuses a manifest (`manifest`) or manifest list whose writer schema gives a path
-/// field a name and an Iceberg field id that disagree: floe's check and the iceberg
-/// crate find `data_file.file_path` and `manifest_path` by name, Java and PyIceberg by
-/// field id (2 and 100, 500), so where the two name different fields readers would read
-/// paths the check never saw. A file whose header or schema does not parse is left to
-/// the parsers, which refuse it.
+/// field a name and an Iceberg field id that disagree: floe's check finds
+/// `data_file.file_path` and `manifest_path` by name, Java and PyIceberg by field id
+/// (2 and 100, 500), so where the two name different fields readers would read paths the
+/// check never saw. A file whose header or schema does not parse is refused by
+/// `manifest_data_paths` and `manifest_list_paths`.
 pub(crate) fn path_fields_agree(bytes: &[u8], manifest: bool) -> Result<(), String> {
     static LISTS: Kept<Result<(), String>> = Kept::new();
     static MANIFESTS: Kept<Result<(), String>> = Kept::new();
@@ -144,14 +180,14 @@ fn agreeing<'a>(
 struct Header<'a> {
     /// The writer schema's text.
     schema: Option<&'a [u8]>,
-    codec: Codec,
+    codec: Option<&'a [u8]>,
     /// What follows the header (the sync marker first).
     rest: &'a [u8],
 }
 
 fn header(bytes: &[u8]) -> Option<Header<'_>> {
     let mut r = bytes.strip_prefix(b"Obj\x01")?;
-    let (mut schema, mut codec) = (None, Codec::Null);
+    let (mut schema, mut codec) = (None, None);
     loop {
         let mut count = long(&mut r)?;
         if count == 0 {
@@ -166,7 +202,7 @@ fn header(bytes: &[u8]) -> Option<Header<'_>> {
             let value = bytes_of(&mut r)?;
             match key {
                 b"avro.schema" => schema = Some(value),
-                b"avro.codec" => codec = std::str::from_utf8(value).ok()?.parse().ok()?,
+                b"avro.codec" => codec = Some(value),
                 _ => {}
             }
         }
@@ -178,55 +214,270 @@ fn header(bytes: &[u8]) -> Option<Header<'_>> {
     })
 }
 
-/// Calls `each` with every record of an Avro object container file.
-fn records(bytes: &[u8], mut each: impl FnMut(&Value) -> Option<()>) -> Option<()> {
+/// A block's compression, as Avro names it.
+#[derive(Debug, Clone, Copy)]
+enum Codec {
+    Null,
+    Deflate,
+    Snappy,
+    Zstandard,
+}
+
+impl Codec {
+    fn named(name: Option<&[u8]>) -> Result<Codec, String> {
+        match name {
+            None | Some(b"null") => Ok(Codec::Null),
+            Some(b"deflate") => Ok(Codec::Deflate),
+            Some(b"snappy") => Ok(Codec::Snappy),
+            Some(b"zstandard") => Ok(Codec::Zstandard),
+            Some(other) => Err(format!(
+                "its Avro codec {:?} is not one floe reads (null, deflate, snappy, zstandard)",
+                String::from_utf8_lossy(other)
+            )),
+        }
+    }
+
+    /// The block's bytes, decompressed: at most `limit` of them, else an error.
+    fn decompress(self, block: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+        let too_large = || format!("a block decompresses to more than {limit} bytes");
+        let out = match self {
+            Codec::Null => block.to_vec(),
+            Codec::Deflate => miniz_oxide::inflate::decompress_to_vec_with_limit(block, limit)
+                .map_err(|e| match e.status {
+                    miniz_oxide::inflate::TINFLStatus::HasMoreOutput => too_large(),
+                    _ => format!("a deflate block does not decompress ({:?})", e.status),
+                })?,
+            Codec::Snappy => {
+                // Snappy blocks end with the CRC-32 of their decompressed bytes.
+                let (data, crc) = block
+                    .split_last_chunk::<4>()
+                    .ok_or("a snappy block is shorter than its checksum")?;
+                let len = snap::raw::decompress_len(data)
+                    .map_err(|e| format!("a snappy block does not decompress: {e}"))?;
+                if len > limit {
+                    return Err(too_large());
+                }
+                let out = snap::raw::Decoder::new()
+                    .decompress_vec(data)
+                    .map_err(|e| format!("a snappy block does not decompress: {e}"))?;
+                if crc32fast::hash(&out) != u32::from_be_bytes(*crc) {
+                    return Err("a snappy block fails its checksum".to_owned());
+                }
+                out
+            }
+            Codec::Zstandard => {
+                let mut out = Vec::new();
+                zstd::stream::read::Decoder::new(block)
+                    .map_err(|e| format!("a zstandard block does not decompress: {e}"))?
+                    .take(limit as u64 + 1)
+                    .read_to_end(&mut out)
+                    .map_err(|e| format!("a zstandard block does not decompress: {e}"))?;
+                out
+            }
+        };
+        if out.len() > limit {
+            return Err(too_large());
+        }
+        Ok(out)
+    }
+}
+
+/// Calls `each` with every record of an Avro object container file, or says why the file
+/// is not read.
+fn records(
+    bytes: &[u8],
+    mut each: impl FnMut(&Value) -> Result<(), &'static str>,
+) -> Result<(), String> {
     let Header {
         schema,
         codec,
         rest: mut r,
-    } = header(bytes)?;
-    let sync = take(&mut r, 16)?;
-    let schema = schema.filter(|s| s.len() <= SCHEMA_TEXT_MAX)?;
+    } = header(bytes).ok_or("it is not an Avro object container file")?;
+    let cut = || "the Avro file is cut short or damaged".to_owned();
+    let sync = take(&mut r, 16).ok_or_else(cut)?;
+    let codec = Codec::named(codec)?;
+    let schema = schema.ok_or("its Avro header has no schema")?;
+    if schema.len() > SCHEMA_TEXT_MAX {
+        return Err(format!(
+            "its Avro schema is longer than {SCHEMA_TEXT_MAX} bytes (SCHEMA_TEXT_MAX)"
+        ));
+    }
     let schema = writer_schema(schema)?;
-    let mut records = 0i64;
+    let (mut records, mut decompressed) = (0i64, 0usize);
     while !r.is_empty() {
-        let count = long(&mut r)?;
-        // A block of no records ends the file for Avro's readers (apache avro's,
-        // PyIceberg's): what follows is not read here either.
-        records = records.checked_add(count).filter(|_| count > 0)?;
+        let count = long(&mut r).ok_or_else(cut)?;
+        // A block of no records ends the file for Avro's readers (Java's, PyIceberg's):
+        // what follows is not read here either.
+        if count == 0 {
+            break;
+        }
+        if count < 0 {
+            return Err("an Avro block claims a negative number of records".to_owned());
+        }
+        records = records.saturating_add(count);
         if records > RECORDS_MAX {
-            return None;
+            return Err(format!(
+                "it holds more than {RECORDS_MAX} records (RECORDS_MAX)"
+            ));
         }
-        let size = usize::try_from(long(&mut r)?).ok()?;
-        let mut block = take(&mut r, size)?.to_vec();
-        // (apache avro's snappy takes a checksum off the end without looking.)
-        if matches!(codec, Codec::Snappy) && block.len() < 4 {
-            return None;
+        let size = usize::try_from(long(&mut r).ok_or_else(cut)?).map_err(|_| cut())?;
+        let compressed = take(&mut r, size).ok_or_else(cut)?;
+        let limit = BLOCK_BYTES_MAX.min(FILE_BYTES_MAX - decompressed);
+        let block = codec.decompress(compressed, limit)?;
+        decompressed += block.len();
+        if take(&mut r, 16).ok_or_else(cut)? != sync {
+            return Err("an Avro block does not end with the file's sync marker".to_owned());
         }
-        codec.decompress(&mut block).ok()?;
-        if take(&mut r, 16)? != sync {
-            return None;
+        // Every record takes at least one byte (the schema gate): a count larger than
+        // the block cannot be true, and is not looped over.
+        if count as u64 > block.len() as u64 {
+            return Err(cut());
         }
         let mut at = block.as_slice();
         for _ in 0..count {
-            let record = apache_avro::from_avro_datum(&schema, &mut at, None).ok()?;
-            each(&record)?;
+            let record = apache_avro::from_avro_datum(&schema, &mut at, None)
+                .map_err(|e| format!("an Avro record does not decode: {e}"))?;
+            each(&record).map_err(str::to_owned)?;
         }
         if !at.is_empty() {
-            return None;
+            return Err("an Avro block has bytes after its records".to_owned());
         }
     }
-    Some(())
+    Ok(())
 }
 
-/// The writer schema of this text, parsed once.
-fn writer_schema(text: &[u8]) -> Option<Arc<Schema>> {
-    static SCHEMAS: Kept<Option<Arc<Schema>>> = Kept::new();
+/// The writer schema of this text, checked and without logical types, parsed once.
+fn writer_schema(text: &[u8]) -> Result<Arc<Schema>, String> {
+    static SCHEMAS: Kept<Result<Arc<Schema>, String>> = Kept::new();
     SCHEMAS.get_or(text, || {
-        Some(Arc::new(
-            Schema::parse_str(std::str::from_utf8(text).ok()?).ok()?,
-        ))
+        let mut json: serde_json::Value = serde_json::from_slice(text)
+            .map_err(|e| format!("its Avro schema is not JSON: {e}"))?;
+        let mut gate = Gate::default();
+        if !json.is_object() || json["type"] != "record" {
+            return Err("its Avro schema is not a record".to_owned());
+        }
+        if gate.check(&mut json, 0)? {
+            return Err("its Avro records can take no bytes".to_owned());
+        }
+        let schema =
+            Schema::parse(&json).map_err(|e| format!("its Avro schema does not parse: {e}"))?;
+        Ok(Arc::new(schema))
     })
+}
+
+/// The schema gate: what a writer schema may use, checked while its logical types are
+/// taken off (see the module's documentation).
+#[derive(Default)]
+struct Gate {
+    /// Named types being defined (the ones a reference may not name: recursion).
+    open: Vec<String>,
+    /// Named types defined, and whether a value of each can take no bytes.
+    defined: HashMap<String, bool>,
+}
+
+impl Gate {
+    /// Checks one schema node; returns whether its values can be encoded in no bytes.
+    fn check(&mut self, node: &mut serde_json::Value, depth: usize) -> Result<bool, String> {
+        use serde_json::Value as J;
+        if depth > DEPTH_MAX {
+            return Err(format!("its Avro schema nests deeper than {DEPTH_MAX}"));
+        }
+        match node {
+            J::String(name) => self.named(name),
+            J::Array(branches) => {
+                for branch in branches {
+                    self.check(branch, depth + 1)?;
+                }
+                // A union writes its branch's index.
+                Ok(false)
+            }
+            J::Object(object) => {
+                object.remove("logicalType");
+                let kind = object
+                    .get("type")
+                    .cloned()
+                    .ok_or("an Avro schema node has no type")?;
+                match kind.as_str() {
+                    Some("record" | "error") => {
+                        let name = simple_name(object.get("name"))?;
+                        self.open.push(name.clone());
+                        let mut empty = true;
+                        let fields = object
+                            .get_mut("fields")
+                            .and_then(J::as_array_mut)
+                            .ok_or("an Avro record has no fields")?;
+                        for field in fields {
+                            let ty = field
+                                .get_mut("type")
+                                .ok_or("an Avro record field has no type")?;
+                            empty &= self.check(ty, depth + 1)?;
+                        }
+                        self.open.pop();
+                        self.defined.insert(name, empty);
+                        Ok(empty)
+                    }
+                    Some("enum") => {
+                        self.defined.insert(simple_name(object.get("name"))?, false);
+                        Ok(false)
+                    }
+                    Some("fixed") => {
+                        let empty = object.get("size").and_then(J::as_u64) == Some(0);
+                        self.defined.insert(simple_name(object.get("name"))?, empty);
+                        Ok(empty)
+                    }
+                    Some("array" | "map") => {
+                        let key = if kind == "array" { "items" } else { "values" };
+                        let item = object
+                            .get_mut(key)
+                            .ok_or_else(|| format!("an Avro {kind} has no {key}"))?;
+                        if self.check(item, depth + 1)? && key == "items" {
+                            return Err("its Avro schema has an array of items that take no bytes"
+                                .to_owned());
+                        }
+                        Ok(false)
+                    }
+                    Some(_) => {
+                        // A primitive written as an object ({"type": "long", ...}).
+                        let ty = object.get_mut("type").ok_or("an Avro node has no type")?;
+                        self.check(ty, depth + 1)
+                    }
+                    None => {
+                        let ty = object.get_mut("type").ok_or("an Avro node has no type")?;
+                        self.check(ty, depth + 1)
+                    }
+                }
+            }
+            _ => Err("an Avro schema node is neither a name, a union nor an object".to_owned()),
+        }
+    }
+
+    /// A type given by name: a primitive, or a named type defined before and not open.
+    fn named(&self, name: &str) -> Result<bool, String> {
+        match name {
+            "null" => Ok(true),
+            "boolean" | "int" | "long" | "float" | "double" | "bytes" | "string" => Ok(false),
+            _ => {
+                let simple = name.rsplit('.').next().unwrap_or(name);
+                if self.open.iter().any(|n| n == simple) {
+                    return Err(format!(
+                        "its Avro schema's type {name} contains itself (Iceberg's manifests do not recurse)"
+                    ));
+                }
+                self.defined
+                    .get(simple)
+                    .copied()
+                    .ok_or_else(|| format!("its Avro schema names an unknown type {name}"))
+            }
+        }
+    }
+}
+
+/// A named type's name without its namespace (compared conservatively).
+fn simple_name(name: Option<&serde_json::Value>) -> Result<String, String> {
+    let name = name
+        .and_then(serde_json::Value::as_str)
+        .ok_or("an Avro named type has no name")?;
+    Ok(name.rsplit('.').next().unwrap_or(name).to_owned())
 }
 
 /// What was made of each distinct writer schema text (up to `SCHEMA_TEXT_MAX` bytes),
@@ -369,7 +620,7 @@ mod tests {
         let list = std::fs::read(root.join("snap-1.avro")).unwrap();
         let full = full_parser_paths(&manifest);
         assert_eq!(full, files);
-        assert_eq!(manifest_data_paths(&manifest), Some(full));
+        assert_eq!(manifest_data_paths(&manifest), Ok(full));
         assert_eq!(path_fields_agree(&manifest, true), Ok(()));
         assert_eq!(path_fields_agree(&list, false), Ok(()));
         let listed: Vec<String> =
@@ -380,22 +631,29 @@ mod tests {
                 .map(|m| m.manifest_path)
                 .collect();
         assert_eq!(listed, std::slice::from_ref(&manifest_path));
-        assert_eq!(manifest_list_paths(&list), Some(listed));
+        assert_eq!(manifest_list_paths(&list), Ok(listed));
         // A manifest list is not a manifest, nor the other way round.
-        assert_eq!(manifest_data_paths(&list), None);
-        assert_eq!(manifest_list_paths(&manifest), None);
-        // Cut anywhere, or with one byte of a block changed, the file is not read here.
+        assert!(
+            manifest_data_paths(&list)
+                .unwrap_err()
+                .contains("is it a manifest?")
+        );
+        assert!(manifest_list_paths(&manifest).is_err());
+        // Cut anywhere, or with one byte of a block changed, the file is refused.
         for cut in [5, manifest.len() / 2, manifest.len() - 1] {
-            assert_eq!(manifest_data_paths(&manifest[..cut]), None, "cut at {cut}");
+            assert!(
+                manifest_data_paths(&manifest[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut sync_broken = manifest.clone();
         let last = sync_broken.len() - 1;
         sync_broken[last] ^= 0xff;
-        assert_eq!(manifest_data_paths(&sync_broken), None);
+        assert!(manifest_data_paths(&sync_broken).is_err());
     }
 
     /// Files PyIceberg 0.12 wrote (an append's manifest and its list, deflate-compressed):
-    /// read here, not by the fallback, with the full parser's paths.
+    /// read here with the full parser's paths.
     #[test]
     fn pyiceberg_files_are_read_here() {
         use iceberg::spec::{FormatVersion, ManifestList};
@@ -404,7 +662,7 @@ mod tests {
         let list = std::fs::read(format!("{dir}/manifest-list.avro")).unwrap();
         let full = full_parser_paths(&manifest);
         assert!(!full.is_empty());
-        assert_eq!(manifest_data_paths(&manifest), Some(full));
+        assert_eq!(manifest_data_paths(&manifest), Ok(full));
         let listed: Vec<String> = ManifestList::parse_with_version(&list, FormatVersion::V2)
             .unwrap()
             .consume_entries()
@@ -412,7 +670,7 @@ mod tests {
             .map(|m| m.manifest_path)
             .collect();
         assert!(listed.len() > 1);
-        assert_eq!(manifest_list_paths(&list), Some(listed));
+        assert_eq!(manifest_list_paths(&list), Ok(listed));
     }
 
     /// A manifest whose `file_path` is not the field with id 100 is refused: Java and
@@ -486,11 +744,11 @@ mod tests {
     }
 
     #[test]
-    fn files_that_are_not_what_they_seem_go_to_the_full_parser() {
-        assert_eq!(manifest_list_paths(b""), None);
-        assert_eq!(manifest_list_paths(b"PAR1...."), None);
-        assert_eq!(manifest_data_paths(b"Obj\x01\x02"), None);
-        // A schema longer than what is read here goes to the full parser.
+    fn files_that_are_not_what_they_seem_are_refused() {
+        assert!(manifest_list_paths(b"").is_err());
+        assert!(manifest_list_paths(b"PAR1....").is_err());
+        assert!(manifest_data_paths(b"Obj\x01\x02").is_err());
+        // A schema longer than what is read here is refused.
         let long_schema = format!(
             r#"{{"type":"record","name":"r","doc":"{}","fields":[{{"name":"manifest_path","type":"string"}}]}}"#,
             "x".repeat(SCHEMA_TEXT_MAX)
@@ -501,13 +759,14 @@ mod tests {
         record.put("manifest_path", "file:///w/t/m.avro");
         w.append(record).unwrap();
         let bytes = w.into_inner().unwrap();
-        assert_eq!(manifest_list_paths(&bytes), None);
-        // A block of no records ends the file for Avro's readers: a file that goes on
-        // after one is not read here.
-        let schema = Schema::parse_str(
-            r#"{"type":"record","name":"r","fields":[{"name":"manifest_path","type":"string"}]}"#,
-        )
-        .unwrap();
+        assert!(
+            manifest_list_paths(&bytes)
+                .unwrap_err()
+                .contains("SCHEMA_TEXT_MAX")
+        );
+        // A block of no records ends the file for Avro's readers: what follows it is not
+        // read here either.
+        let schema = Schema::parse_str(LIST_SCHEMA).unwrap();
         let mut w = apache_avro::Writer::new(&schema, Vec::new());
         let mut record = apache_avro::types::Record::new(&schema).unwrap();
         record.put("manifest_path", "file:///w/t/m.avro");
@@ -515,12 +774,150 @@ mod tests {
         let bytes = w.into_inner().unwrap();
         assert_eq!(
             manifest_list_paths(&bytes),
-            Some(vec!["file:///w/t/m.avro".to_owned()])
+            Ok(vec!["file:///w/t/m.avro".to_owned()])
         );
         let sync = bytes[bytes.len() - 16..].to_vec();
         let mut ended = bytes.clone();
         ended.extend([0u8, 0u8]);
         ended.extend(&sync);
-        assert_eq!(manifest_list_paths(&ended), None);
+        ended.extend([2u8, 4, b'x', b'y', 0, 0]);
+        assert_eq!(
+            manifest_list_paths(&ended),
+            Ok(vec!["file:///w/t/m.avro".to_owned()])
+        );
+    }
+
+    const LIST_SCHEMA: &str =
+        r#"{"type":"record","name":"r","fields":[{"name":"manifest_path","type":"string"}]}"#;
+    const SYNC: [u8; 16] = [7; 16];
+
+    fn avro_long(v: i64) -> Vec<u8> {
+        apache_avro::to_avro_datum(&Schema::Long, Value::Long(v)).unwrap()
+    }
+
+    fn avro_bytes(b: &[u8]) -> Vec<u8> {
+        let mut out = avro_long(b.len() as i64);
+        out.extend_from_slice(b);
+        out
+    }
+
+    /// An object container written by hand: one block of `count` records (`data`,
+    /// already compressed with `codec`).
+    fn container(schema: &str, codec: &str, count: i64, data: &[u8]) -> Vec<u8> {
+        let mut out = b"Obj\x01".to_vec();
+        out.extend(avro_long(2));
+        out.extend(avro_bytes(b"avro.schema"));
+        out.extend(avro_bytes(schema.as_bytes()));
+        out.extend(avro_bytes(b"avro.codec"));
+        out.extend(avro_bytes(codec.as_bytes()));
+        out.extend(avro_long(0));
+        out.extend(SYNC);
+        out.extend(avro_long(count));
+        out.extend(avro_bytes(data));
+        out.extend(SYNC);
+        out
+    }
+
+    /// A `fixed` with a logical type is read as the fixed it is laid out as (Java and
+    /// PyIceberg do; apache avro would read a `uuid` there as a string, and so other
+    /// bytes as the path).
+    #[test]
+    fn logical_types_are_read_as_their_layout() {
+        let schema = r#"{"type":"record","name":"r","fields":[
+            {"name":"u","type":{"type":"fixed","name":"f16","size":16,"logicalType":"uuid"}},
+            {"name":"d","type":{"type":"fixed","name":"f12","size":12,"logicalType":"duration"}},
+            {"name":"t","type":{"type":"long","logicalType":"timestamp-micros"}},
+            {"name":"manifest_path","type":"string"}]}"#;
+        let path = "file:///w/t/metadata/m.avro";
+        let mut record = Vec::new();
+        // Sixteen bytes that read as a string would be a 2-byte path "ev".
+        record.extend([4u8, b'e', b'v']);
+        record.extend([0u8; 13]);
+        record.extend([1u8; 12]);
+        record.extend(avro_long(1_700_000_000_000_000));
+        record.extend(avro_bytes(path.as_bytes()));
+        let file = container(schema, "null", 1, &record);
+        assert_eq!(manifest_list_paths(&file), Ok(vec![path.to_owned()]));
+    }
+
+    #[test]
+    fn schemas_that_could_make_decoding_unbounded_are_refused() {
+        let refused = |schema: &str, why: &str| {
+            let file = container(schema, "null", 1, &[2, b'x']);
+            let err = manifest_list_paths(&file).unwrap_err();
+            assert!(err.contains(why), "{schema}: {err}");
+        };
+        refused(
+            r#"{"type":"record","name":"r","fields":[{"name":"manifest_path","type":"string"},{"name":"next","type":["null","r"]}]}"#,
+            "contains itself",
+        );
+        refused(
+            r#"{"type":"record","name":"r","fields":[{"name":"manifest_path","type":"string"},{"name":"a","type":{"type":"array","items":"null"}}]}"#,
+            "array of items that take no bytes",
+        );
+        refused(
+            r#"{"type":"record","name":"r","fields":[{"name":"n","type":"null"}]}"#,
+            "can take no bytes",
+        );
+        refused(
+            r#"{"type":"record","name":"r","fields":[{"name":"manifest_path","type":"string"},{"name":"x","type":"nowhere"}]}"#,
+            "unknown type nowhere",
+        );
+        let deep = format!(
+            r#"{{"type":"record","name":"r","fields":[{{"name":"manifest_path","type":"string"}},{{"name":"a","type":{}"int"{}}}]}}"#,
+            r#"{"type":"array","items":"#.repeat(DEPTH_MAX + 1),
+            "}".repeat(DEPTH_MAX + 1)
+        );
+        refused(&deep, "nests deeper");
+        refused(
+            LIST_SCHEMA.replace("record", "enum").as_str(),
+            "not a record",
+        );
+        // A block that claims more records than it has bytes.
+        let file = container(LIST_SCHEMA, "null", 1_000, &[2, b'x']);
+        assert!(manifest_list_paths(&file).is_err());
+        // A codec floe does not read.
+        let file = container(LIST_SCHEMA, "bzip2", 1, &[2, b'x']);
+        assert!(manifest_list_paths(&file).unwrap_err().contains("codec"));
+    }
+
+    /// Blocks that decompress past the limit are refused without being decompressed
+    /// whole; blocks within it read.
+    #[test]
+    fn decompression_is_bounded() {
+        let record = avro_bytes(b"file:///w/t/m.avro");
+        let deflated = miniz_oxide::deflate::compress_to_vec(&record, 6);
+        assert_eq!(
+            manifest_list_paths(&container(LIST_SCHEMA, "deflate", 1, &deflated)),
+            Ok(vec!["file:///w/t/m.avro".to_owned()])
+        );
+        let zeros = vec![0u8; BLOCK_BYTES_MAX + 1];
+        let bomb = miniz_oxide::deflate::compress_to_vec(&zeros, 1);
+        let err = manifest_list_paths(&container(LIST_SCHEMA, "deflate", 1, &bomb)).unwrap_err();
+        assert!(err.contains("decompresses to more than"), "{err}");
+        let bomb = zstd::stream::encode_all(&zeros[..], 1).unwrap();
+        let err = manifest_list_paths(&container(LIST_SCHEMA, "zstandard", 1, &bomb)).unwrap_err();
+        assert!(err.contains("decompresses to more than"), "{err}");
+        let mut snappy = snap::raw::Encoder::new().compress_vec(&record).unwrap();
+        snappy.extend(crc32fast::hash(&record).to_be_bytes());
+        assert_eq!(
+            manifest_list_paths(&container(LIST_SCHEMA, "snappy", 1, &snappy)),
+            Ok(vec!["file:///w/t/m.avro".to_owned()])
+        );
+        let last = snappy.len() - 1;
+        snappy[last] ^= 1;
+        let err = manifest_list_paths(&container(LIST_SCHEMA, "snappy", 1, &snappy)).unwrap_err();
+        assert!(err.contains("checksum"), "{err}");
+        // A snappy block that claims a length past the limit (its header is a varint).
+        let mut claims = Vec::new();
+        let mut n = (BLOCK_BYTES_MAX + 1) as u64;
+        while n >= 0x80 {
+            claims.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        claims.push(n as u8);
+        claims.extend([0u8; 8]);
+        let err = manifest_list_paths(&container(LIST_SCHEMA, "snappy", 1, &claims)).unwrap_err();
+        assert!(err.contains("decompresses to more than"), "{err}");
     }
 }

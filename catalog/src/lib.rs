@@ -109,6 +109,7 @@ impl Catalog {
 
     /// A catalog under a policy, with UUIDv7 ids at the store's time.
     pub fn with_policy(store: Arc<Store>, policy: Arc<dyn Policy>) -> Catalog {
+        avro_paths::limit_avro_allocations();
         Catalog {
             ids: Arc::new(UuidV7Ids::of_store(store.clone())),
             store,

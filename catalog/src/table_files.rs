@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use iceberg::MetadataLocation;
 use iceberg::io::FileIO;
-use iceberg::spec::{Manifest, ManifestList, TableMetadata};
+use iceberg::spec::TableMetadata;
 use parking_lot::Mutex;
 
 use crate::Catalog;
@@ -220,25 +220,13 @@ impl Catalog {
                 .read_small(path)
                 .map_err(|e| CatalogError::Invalid(format!("cannot read {what} {path}: {e}")))
         };
-        // The paths a list names: read directly (`avro_paths`), or by the iceberg crate's
-        // parser when the file is not what that reader expects.
+        // The paths a list names, read by the check's own bounded reader (`avro_paths`);
+        // a file it cannot read is refused.
         let read_list = |path: &str| -> CatalogResult<Vec<String>> {
             let bytes = read("manifest list", path)?;
             avro_paths::path_fields_agree(&bytes, false)
-                .map_err(|e| CatalogError::Invalid(format!("manifest list {path}: {e}")))?;
-            if let Some(paths) = avro_paths::manifest_list_paths(&bytes) {
-                return Ok(paths);
-            }
-            ManifestList::parse_with_version(&bytes, after.format_version())
-                .map(|list| {
-                    list.consume_entries()
-                        .into_iter()
-                        .map(|m| m.manifest_path)
-                        .collect()
-                })
-                .map_err(|e| {
-                    CatalogError::Invalid(format!("manifest list {path} does not parse: {e}"))
-                })
+                .and_then(|()| avro_paths::manifest_list_paths(&bytes))
+                .map_err(|e| CatalogError::Invalid(format!("manifest list {path}: {e}")))
         };
         let mut checked: HashSet<String> = HashSet::new();
         let mut verified: Vec<(String, HashSet<String>)> = Vec::new();
@@ -270,21 +258,9 @@ impl Catalog {
                     )));
                 }
                 let bytes = read("manifest", manifest_path)?;
-                avro_paths::path_fields_agree(&bytes, true)
+                let files = avro_paths::path_fields_agree(&bytes, true)
+                    .and_then(|()| avro_paths::manifest_data_paths(&bytes))
                     .map_err(|e| CatalogError::Invalid(format!("manifest {manifest_path}: {e}")))?;
-                let files = match avro_paths::manifest_data_paths(&bytes) {
-                    Some(files) => files,
-                    None => Manifest::parse_avro(&bytes)
-                        .map_err(|e| {
-                            CatalogError::Invalid(format!(
-                                "manifest {manifest_path} does not parse: {e}"
-                            ))
-                        })?
-                        .entries()
-                        .iter()
-                        .map(|entry| entry.file_path().to_owned())
-                        .collect(),
-                };
                 for file in &files {
                     if !inside(&location, file) {
                         return Err(outside("data file", file));
