@@ -224,8 +224,7 @@ impl Catalog {
         // a file it cannot read is refused.
         let read_list = |path: &str| -> CatalogResult<Vec<String>> {
             let bytes = read("manifest list", path)?;
-            avro_paths::path_fields_agree(&bytes, false)
-                .and_then(|()| avro_paths::manifest_list_paths(&bytes))
+            avro_paths::manifest_list_paths(&bytes)
                 .map_err(|e| CatalogError::Invalid(format!("manifest list {path}: {e}")))
         };
         let mut checked: HashSet<String> = HashSet::new();
@@ -258,8 +257,7 @@ impl Catalog {
                     )));
                 }
                 let bytes = read("manifest", manifest_path)?;
-                let files = avro_paths::path_fields_agree(&bytes, true)
-                    .and_then(|()| avro_paths::manifest_data_paths(&bytes))
+                let files = avro_paths::manifest_data_paths(&bytes)
                     .map_err(|e| CatalogError::Invalid(format!("manifest {manifest_path}: {e}")))?;
                 for file in &files {
                     if !inside(&location, file) {
