@@ -93,16 +93,26 @@ fn newest_seq(backend: &SledBackend) -> u64 {
     backend.reflog(None, None, 1).unwrap()[0].seq
 }
 
+/// A store in `root/live` with `commits` commits on main and a checkpoint after them,
+/// and `root/device` holding the index as that checkpoint left it on the device.
+fn checkpointed(
+    root: &Path,
+    commits: u128,
+) -> (PathBuf, PathBuf, Arc<SledBackend>, Store, Vec<Hash>) {
+    let live = root.join("live");
+    let device = root.join("device");
+    let (backend, store) = open(&live);
+    let heads: Vec<Hash> = (0..commits).map(|i| commit(&store, i)).collect();
+    backend.checkpoint().unwrap();
+    copy_index(&live, &device);
+    (live, device, backend, store, heads)
+}
+
 #[test]
 fn a_power_cut_that_loses_the_unflushed_index_loses_no_acknowledged_write() {
     let root = tempfile::tempdir().unwrap();
-    let live = root.path().join("live");
-    let device = root.path().join("device");
-    let (backend, store) = open(&live);
-    let mut heads: Vec<Hash> = (0..5).map(|i| commit(&store, i)).collect();
-    backend.checkpoint().unwrap();
     // What the checkpoint left on the device: sled's files, flushed.
-    copy_index(&live, &device);
+    let (live, device, backend, store, mut heads) = checkpointed(root.path(), 5);
     copy_index(&live, &root.path().join("index-alone"));
 
     // Acknowledged after the checkpoint: in sled's memory (and the page cache) and in the
@@ -367,12 +377,7 @@ impl floe_commits::sled_store::DurabilityHook for Device {
 #[test]
 fn what_recovery_replayed_is_on_the_device_before_the_log_goes() {
     let root = tempfile::tempdir().unwrap();
-    let live = root.path().join("live");
-    let device = root.path().join("device");
-    let (backend, store) = open(&live);
-    let mut heads: Vec<Hash> = (0..3).map(|i| commit(&store, i)).collect();
-    backend.checkpoint().unwrap();
-    copy_index(&live, &device);
+    let (live, device, backend, store, mut heads) = checkpointed(root.path(), 3);
     heads.extend((3..10).map(|i| commit(&store, i)));
     store.meta_put(b"k", b"v").unwrap();
     copy_log(&live, &device);
