@@ -60,15 +60,12 @@ const FIXED_MAX: u64 = 64;
 
 /// The largest single allocation apache avro makes while decoding (a string, bytes, a
 /// block) anywhere in the process: the scans read manifests through the iceberg crate,
-/// which uses it. Set once, before any decoding (apache avro's default is 512 MiB); a
-/// process that decoded before would keep that default, which this refuses to hide.
-pub(crate) fn limit_avro_allocations() {
+/// which uses it. It can be set only before the process's first Avro decode (apache
+/// avro's default is 512 MiB), so `floe` calls this first thing, and every catalog when
+/// it is made. Returns the limit in force.
+pub fn limit_avro_allocations() -> usize {
     static SET: OnceLock<usize> = OnceLock::new();
-    let set = *SET.get_or_init(|| apache_avro::util::max_allocation_bytes(BLOCK_BYTES_MAX));
-    debug_assert_eq!(
-        set, BLOCK_BYTES_MAX,
-        "apache avro decoded before its limit was set"
-    );
+    *SET.get_or_init(|| apache_avro::util::max_allocation_bytes(BLOCK_BYTES_MAX))
 }
 
 /// The `manifest_path` of every entry of a manifest list.

@@ -46,6 +46,7 @@ pub use auth::{
     ADMIN, ANONYMOUS, Action, AllowAll, NewToken, Perm, Policy, PolicyDoc, PolicyError, Principal,
     Rules, Target, TokenInfo,
 };
+pub use avro_paths::limit_avro_allocations;
 pub use data_files::{DataFiles, FinishedDataFile, NewDataFile};
 pub use error::{CatalogError, CatalogResult, RESERVED_PROPERTY_PREFIX};
 pub use history::{CommitDetail, LogPage};
@@ -109,7 +110,7 @@ impl Catalog {
 
     /// A catalog under a policy, with UUIDv7 ids at the store's time.
     pub fn with_policy(store: Arc<Store>, policy: Arc<dyn Policy>) -> Catalog {
-        avro_paths::limit_avro_allocations();
+        let _ = avro_paths::limit_avro_allocations();
         Catalog {
             ids: Arc::new(UuidV7Ids::of_store(store.clone())),
             store,

@@ -91,6 +91,10 @@ pub const RUN_RECORDS_RETENTION_MS_DEFAULT: i64 = 30 * DAY_MS;
 /// is read once, on the request's thread, to check its files lie inside the table.
 pub const NEW_MANIFESTS_MAX: usize = 10_000;
 
+/// The largest manifest or manifest list the commit check (and the Iceberg-aware merge)
+/// reads: each is read whole into memory (a manifest is 8 MB at Java's default target).
+pub const MANIFEST_BYTES_MAX: u64 = 256 * 1024 * 1024;
+
 /// Manifest paths the verified-list cache holds at most (a list counts one, plus one per
 /// manifest): at about 150 bytes a path, some 150 MiB at the most, and enough for the
 /// current list of every table being written.

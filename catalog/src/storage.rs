@@ -50,7 +50,9 @@ pub struct WarehouseStorage {
 
 fn to_iceberg(e: WarehouseError, root: &str) -> Error {
     let kind = match e {
-        WarehouseError::Outside { .. } | WarehouseError::NotFound(_) => ErrorKind::DataInvalid,
+        WarehouseError::Outside { .. }
+        | WarehouseError::NotFound(_)
+        | WarehouseError::TooLarge { .. } => ErrorKind::DataInvalid,
         WarehouseError::Io { .. } | WarehouseError::Unavailable(_) | WarehouseError::Exists(_) => {
             ErrorKind::Unexpected
         }

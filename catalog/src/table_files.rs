@@ -27,7 +27,9 @@ use parking_lot::Mutex;
 use crate::Catalog;
 use crate::avro_paths;
 use crate::error::{CatalogError, CatalogResult};
-use crate::limits::{NEW_MANIFESTS_MAX, QUOTED_CHARS_MAX, VERIFIED_MANIFESTS_MAX};
+use crate::limits::{
+    MANIFEST_BYTES_MAX, NEW_MANIFESTS_MAX, QUOTED_CHARS_MAX, VERIFIED_MANIFESTS_MAX,
+};
 
 /// Table properties that name where writers put files.
 const PATH_PROPERTIES: &[&str] = &[
@@ -217,7 +219,7 @@ impl Catalog {
                 return Err(outside(what, path));
             }
             warehouse
-                .read_small(path)
+                .read_small(path, MANIFEST_BYTES_MAX)
                 .map_err(|e| CatalogError::Invalid(format!("cannot read {what} {path}: {e}")))
         };
         // The paths a list names, read by the check's own bounded reader (`avro_paths`);

@@ -41,6 +41,9 @@ pub enum WarehouseError {
     /// A service the warehouse needs (STS) did not answer as it should; a retry may work.
     #[error("{0}")]
     Unavailable(String),
+    /// A file read whole is larger than the reader takes; nothing past the limit was read.
+    #[error("the file at {location} is larger than {max} bytes, the most floe reads of it")]
+    TooLarge { location: String, max: u64 },
 }
 
 /// A durability step of a metadata write, reported to a hook (tests of barrier order).
@@ -419,16 +422,47 @@ impl Warehouse {
     /// Reads a small file at a location inside the warehouse straight from the local
     /// folder, on the calling thread: no hop to another thread, for the files a commit
     /// reads to check (manifest lists, manifests), where the hop cost more than the read.
-    pub fn read_small(&self, location: &str) -> Result<Vec<u8>, WarehouseError> {
+    ///
+    /// At most `max` bytes are read: a larger file is `TooLarge` (a client's file may be
+    /// of any size, and this one is held in memory whole).
+    pub fn read_small(&self, location: &str, max: u64) -> Result<Vec<u8>, WarehouseError> {
         crate::inline::may_block()?;
+        let too_large = || WarehouseError::TooLarge {
+            location: quoted(location),
+            max,
+        };
         if let Place::S3(..) = self.place {
-            return self.read(location);
+            let path = self.object_path(location)?;
+            let store = self.store.clone();
+            let head = self
+                .run({
+                    let (store, path) = (store.clone(), path.clone());
+                    async move { store.head(&path).await }
+                })
+                .map_err(|e| store_error(location, &e))?;
+            if head.size > max {
+                return Err(too_large());
+            }
+            let bytes = self
+                .run(async move { store.get_range(&path, 0..head.size).await })
+                .map_err(|e| store_error(location, &e))?;
+            return Ok(bytes.to_vec());
         }
         let path = self.resolve(location)?;
-        std::fs::read(&path).map_err(|e| match e.kind() {
+        let not_found = |e: std::io::Error| match e.kind() {
             std::io::ErrorKind::NotFound => WarehouseError::NotFound(quoted(location)),
             _ => io(&path, &e),
-        })
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(&path)
+            .and_then(|f| {
+                std::io::Read::read_to_end(&mut std::io::Read::take(f, max + 1), &mut bytes)
+            })
+            .map_err(not_found)?;
+        if bytes.len() as u64 > max {
+            return Err(too_large());
+        }
+        Ok(bytes)
     }
 
     /// True when a file exists at a location inside the warehouse.
@@ -631,5 +665,24 @@ mod tests {
         w.write_new(&file, b"1").unwrap();
         assert!(w.exists(&file).unwrap());
         assert!(!w.exists(&format!("{odd}/nope")).unwrap());
+    }
+
+    /// A file read whole for a check is read up to its limit and refused past it.
+    #[test]
+    fn a_small_read_stops_at_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Warehouse::open(dir.path()).unwrap();
+        let loc = format!("{}/t-1/metadata/snap-1.avro", w.root_url());
+        w.write_new(&loc, &[7u8; 100]).unwrap();
+        assert_eq!(w.read_small(&loc, 100).unwrap().len(), 100);
+        assert!(matches!(
+            w.read_small(&loc, 99),
+            Err(WarehouseError::TooLarge { max: 99, .. })
+        ));
+        let missing = format!("{}/t-1/metadata/none.avro", w.root_url());
+        assert!(matches!(
+            w.read_small(&missing, 100),
+            Err(WarehouseError::NotFound(_))
+        ));
     }
 }

@@ -600,6 +600,8 @@ fn main() -> ExitCode {
         floe_rest::sandbox::enter(&args[1..]);
     }
     quiet_on_closed_stdout();
+    // apache avro's allocation limit holds only if set before the first Avro decode.
+    let _ = floe_catalog::limit_avro_allocations();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -299,7 +299,9 @@ impl<'a> Reader<'a> {
             ));
         }
         self.files_read += 1;
-        Ok(self.warehouse.read_small(path)?)
+        Ok(self
+            .warehouse
+            .read_small(path, crate::limits::MANIFEST_BYTES_MAX)?)
     }
 
     pub fn list(&mut self, path: &str) -> CatalogResult<Vec<ManifestFile>> {

@@ -107,6 +107,9 @@ impl From<CatalogError> for ApiError {
                 of(K::FileNotFound)
             }
             CatalogError::Warehouse(floe_catalog::WarehouseError::Exists(_)) => of(K::Conflict),
+            CatalogError::Warehouse(floe_catalog::WarehouseError::TooLarge { .. }) => {
+                of(K::BadRequest)
+            }
             CatalogError::Warehouse(w @ floe_catalog::WarehouseError::Unavailable(_)) => {
                 ApiError::new(K::Unavailable, w.to_string())
             }
