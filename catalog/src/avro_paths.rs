@@ -21,7 +21,8 @@
 //!   read by name, as every reader does then.
 //! - **Bounded work.** An array or a map block must have a positive count, and no larger
 //!   than its bytes. An array's items must take at least a byte. Every record a block
-//!   claims must be there. Decoding visits at most `VISITS_MAX` values per file. Blocks are
+//!   claims must be there, and a file has at most `RECORDS_MAX`. One commit's files may
+//!   visit at most `VISITS_MAX` values and decompress to `COMMIT_BYTES_MAX`. Blocks are
 //!   decompressed by floe (deflate, snappy with its checksum, zstandard with a bounded
 //!   window), at most `BLOCK_BYTES_MAX` each and `FILE_BYTES_MAX` per file.
 //!
@@ -47,16 +48,39 @@ const SCHEMA_TEXT_MAX: usize = 64 << 10;
 const BLOCK_BYTES_MAX: usize = 64 << 20;
 const FILE_BYTES_MAX: usize = 256 << 20;
 
-/// The most values decoded in one file (each field, item and entry counts one).
+/// The most values decoded for one commit, in all its files (each field, item and entry
+/// counts one), and the most bytes its blocks decompress to.
 const VISITS_MAX: u64 = 100_000_000;
+const COMMIT_BYTES_MAX: usize = 1 << 30;
+
+/// The most records of one file (a manifest of 8 MB, Java's default target, holds some
+/// tens of thousands).
+const RECORDS_MAX: i64 = 500_000;
+
+/// What one commit's check may still spend reading its lists and manifests.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    visits: u64,
+    bytes: usize,
+}
+
+impl Budget {
+    pub(crate) fn per_commit() -> Budget {
+        Budget {
+            visits: VISITS_MAX,
+            bytes: COMMIT_BYTES_MAX,
+        }
+    }
+}
 
 /// How deep a writer schema may nest (Iceberg's manifests nest about 5 deep), and how
 /// many types it may have.
 const DEPTH_MAX: usize = 32;
 const NODES_MAX: usize = 20_000;
 
-/// The largest `fixed` read (Iceberg's are 16 bytes at most).
-const FIXED_MAX: u64 = 64;
+/// The largest `fixed` read (an Iceberg `fixed[L]` column is written as a fixed of L
+/// bytes; skipping one costs only a bounds check).
+const FIXED_MAX: u64 = 1 << 20;
 
 /// The largest single allocation apache avro makes while decoding (a string, bytes, a
 /// block) anywhere in the process: the scans read manifests through the iceberg crate,
@@ -69,15 +93,26 @@ pub fn limit_avro_allocations() -> usize {
 }
 
 /// The `manifest_path` of every entry of a manifest list.
-pub(crate) fn manifest_list_paths(bytes: &[u8]) -> Result<Vec<String>, String> {
+pub(crate) fn manifest_list_paths(
+    bytes: &[u8],
+    budget: &mut Budget,
+) -> Result<Vec<String>, String> {
     static PLANS: Kept<Result<Arc<Plan>, String>> = Kept::new();
-    paths(bytes, &PLANS, &[(500, "manifest_path")])
+    paths(bytes, &PLANS, &[(500, "manifest_path")], budget)
 }
 
 /// The `data_file.file_path` of every entry of a manifest (whatever its status).
-pub(crate) fn manifest_data_paths(bytes: &[u8]) -> Result<Vec<String>, String> {
+pub(crate) fn manifest_data_paths(
+    bytes: &[u8],
+    budget: &mut Budget,
+) -> Result<Vec<String>, String> {
     static PLANS: Kept<Result<Arc<Plan>, String>> = Kept::new();
-    paths(bytes, &PLANS, &[(2, "data_file"), (100, "file_path")])
+    paths(
+        bytes,
+        &PLANS,
+        &[(2, "data_file"), (100, "file_path")],
+        budget,
+    )
 }
 
 /// A writer schema's type, as far as the check reads it.
@@ -111,6 +146,7 @@ fn paths(
     bytes: &[u8],
     plans: &Kept<Result<Arc<Plan>, String>>,
     want: &[(i64, &str)],
+    budget: &mut Budget,
 ) -> Result<Vec<String>, String> {
     let Header {
         schema,
@@ -128,23 +164,43 @@ fn paths(
     }
     let plan = plans.get_or(schema, || compile(schema, want).map(Arc::new))?;
     let mut out = Vec::new();
-    let mut decoder = Decoder { visits: VISITS_MAX };
+    let mut decoder = Decoder { budget };
+    let mut records = 0i64;
     let mut decompressed = 0usize;
     while !r.is_empty() {
         let count = long(&mut r).ok_or_else(cut)?;
         // A block of no records ends the file for Avro's readers (Java's, PyIceberg's):
-        // what follows is not read here either.
+        // what follows is not read here either. It is read whole, as readers that go on
+        // past it (avro-c) would: it must be empty, end with the sync marker and end the
+        // file.
         if count == 0 {
+            let size = usize::try_from(long(&mut r).ok_or_else(cut)?).map_err(|_| cut())?;
+            let data = take(&mut r, size).ok_or_else(cut)?;
+            let empty = codec.decompress(data, 0).is_ok_and(|b| b.is_empty());
+            if !empty || take(&mut r, 16).ok_or_else(cut)? != sync || !r.is_empty() {
+                return Err(
+                    "an Avro block of no records carries data or does not end the file".to_owned(),
+                );
+            }
             break;
+        }
+        records = records.saturating_add(count);
+        if records > RECORDS_MAX {
+            return Err(format!(
+                "it holds more than {RECORDS_MAX} records (RECORDS_MAX)"
+            ));
         }
         if count < 0 {
             return Err("an Avro block claims a negative number of records".to_owned());
         }
         let size = usize::try_from(long(&mut r).ok_or_else(cut)?).map_err(|_| cut())?;
         let compressed = take(&mut r, size).ok_or_else(cut)?;
-        let limit = BLOCK_BYTES_MAX.min(FILE_BYTES_MAX - decompressed);
+        let limit = BLOCK_BYTES_MAX
+            .min(FILE_BYTES_MAX - decompressed)
+            .min(decoder.budget.bytes);
         let block = codec.decompress(compressed, limit)?;
         decompressed += block.len();
+        decoder.budget.bytes -= block.len();
         if take(&mut r, 16).ok_or_else(cut)? != sync {
             return Err("an Avro block does not end with the file's sync marker".to_owned());
         }
@@ -226,7 +282,25 @@ fn select(fields: &[Json], id: i64, name: &str) -> Result<usize, String> {
 #[derive(Default)]
 struct Types {
     count: usize,
-    fixed: HashMap<String, usize>,
+    /// Every named type by its simple name: `Some(size)` for a fixed, `None` for a
+    /// record. A reference may name only a fixed, and a simple name only one type (two
+    /// fixed of one size excepted), so no reader can resolve a reference to another type.
+    named: HashMap<String, Option<usize>>,
+}
+
+impl Types {
+    fn define(&mut self, name: Option<&Json>, fixed: Option<usize>) -> Result<(), String> {
+        let name = name
+            .and_then(Json::as_str)
+            .ok_or("an Avro named type has no name")?;
+        match self.named.insert(simple_name(name).to_owned(), fixed) {
+            None => Ok(()),
+            Some(before) if before.is_some() && before == fixed => Ok(()),
+            Some(_) => Err(format!(
+                "its Avro schema has two types named {name} (readers could resolve a reference to either)"
+            )),
+        }
+    }
 }
 
 /// A named type's name without its namespace. Two `fixed` types with one simple name must
@@ -245,7 +319,14 @@ fn node(json: &Json, depth: usize, nodes: &mut Types) -> Result<Node, String> {
     }
     match json {
         Json::String(name) => primitive(name)
-            .or_else(|| nodes.fixed.get(simple_name(name)).map(|&size| Node::Fixed(size)))
+            .or_else(|| {
+                nodes
+                    .named
+                    .get(simple_name(name))
+                    .copied()
+                    .flatten()
+                    .map(Node::Fixed)
+            })
             .ok_or_else(|| {
                 format!(
                     "its Avro schema refers to the type {name} by name (floe reads types written in place, as Iceberg writes them, and refers again only to a fixed)"
@@ -285,6 +366,7 @@ fn node(json: &Json, depth: usize, nodes: &mut Types) -> Result<Node, String> {
                     if logical.is_some() {
                         return Err(refused());
                     }
+                    nodes.define(object.get("name"), None)?;
                     record(object.get("fields"), depth, nodes)
                 }
                 "array" => {
@@ -324,16 +406,8 @@ fn node(json: &Json, depth: usize, nodes: &mut Types) -> Result<Node, String> {
                                 .is_some_and(|p| decimal_bytes(p) == Some(size)) => {}
                         Some(_) => return Err(refused()),
                     }
-                    let name = object
-                        .get("name")
-                        .and_then(Json::as_str)
-                        .ok_or("an Avro fixed has no name")?;
                     let size = size as usize;
-                    if *nodes.fixed.entry(simple_name(name).to_owned()).or_insert(size) != size {
-                        return Err(format!(
-                            "its Avro schema has two fixed types named {name} of different sizes"
-                        ));
-                    }
+                    nodes.define(object.get("name"), Some(size))?;
                     Ok(Node::Fixed(size))
                 }
                 name => {
@@ -425,17 +499,16 @@ fn decimal_bytes(precision: u64) -> Option<u64> {
     (1..=16u64).find(|n| max < 1u128 << (8 * n - 1))
 }
 
-/// Decodes records, counting the values it visits.
-struct Decoder {
-    visits: u64,
+/// Decodes records, counting the values it visits against the commit's budget.
+struct Decoder<'b> {
+    budget: &'b mut Budget,
 }
 
-impl Decoder {
+impl Decoder<'_> {
     fn visit(&mut self) -> Result<(), String> {
-        self.visits = self
-            .visits
-            .checked_sub(1)
-            .ok_or_else(|| format!("it holds more than {VISITS_MAX} values (VISITS_MAX)"))?;
+        self.budget.visits = self.budget.visits.checked_sub(1).ok_or_else(|| {
+            format!("the commit's files hold more than {VISITS_MAX} values (VISITS_MAX)")
+        })?;
         Ok(())
     }
 
@@ -621,9 +694,10 @@ impl Codec {
                 let mut out = Vec::new();
                 let mut decoder = zstd::stream::read::Decoder::new(block)
                     .map_err(|e| format!("a zstandard block does not decompress: {e}"))?;
-                // A window of at most 16 MiB (writers' levels use far less).
+                // A window of at most 128 MiB (zstd's own default limit; Java's highest
+                // levels use it).
                 decoder
-                    .window_log_max(24)
+                    .window_log_max(27)
                     .map_err(|e| format!("a zstandard block does not decompress: {e}"))?;
                 decoder
                     .take(limit as u64 + 1)
@@ -782,9 +856,18 @@ mod tests {
         let list = std::fs::read(root.join("snap-1.avro")).unwrap();
         let full = full_parser_paths(&manifest);
         assert_eq!(full, files);
-        assert_eq!(manifest_data_paths(&manifest), Ok(full));
-        assert_eq!(manifest_data_paths(&manifest).map(|_| ()), Ok(()));
-        assert_eq!(manifest_list_paths(&list).map(|_| ()), Ok(()));
+        assert_eq!(
+            manifest_data_paths(&manifest, &mut Budget::per_commit()),
+            Ok(full)
+        );
+        assert_eq!(
+            manifest_data_paths(&manifest, &mut Budget::per_commit()).map(|_| ()),
+            Ok(())
+        );
+        assert_eq!(
+            manifest_list_paths(&list, &mut Budget::per_commit()).map(|_| ()),
+            Ok(())
+        );
         let listed: Vec<String> =
             ManifestList::parse_with_version(&list, iceberg::spec::FormatVersion::V2)
                 .unwrap()
@@ -793,25 +876,28 @@ mod tests {
                 .map(|m| m.manifest_path)
                 .collect();
         assert_eq!(listed, std::slice::from_ref(&manifest_path));
-        assert_eq!(manifest_list_paths(&list), Ok(listed));
+        assert_eq!(
+            manifest_list_paths(&list, &mut Budget::per_commit()),
+            Ok(listed)
+        );
         // A manifest list is not a manifest, nor the other way round.
         assert!(
-            manifest_data_paths(&list)
+            manifest_data_paths(&list, &mut Budget::per_commit())
                 .unwrap_err()
                 .contains("data_file")
         );
-        assert!(manifest_list_paths(&manifest).is_err());
+        assert!(manifest_list_paths(&manifest, &mut Budget::per_commit()).is_err());
         // Cut anywhere, or with one byte of a block changed, the file is refused.
         for cut in [5, manifest.len() / 2, manifest.len() - 1] {
             assert!(
-                manifest_data_paths(&manifest[..cut]).is_err(),
+                manifest_data_paths(&manifest[..cut], &mut Budget::per_commit()).is_err(),
                 "cut at {cut}"
             );
         }
         let mut sync_broken = manifest.clone();
         let last = sync_broken.len() - 1;
         sync_broken[last] ^= 0xff;
-        assert!(manifest_data_paths(&sync_broken).is_err());
+        assert!(manifest_data_paths(&sync_broken, &mut Budget::per_commit()).is_err());
     }
 
     /// Files PyIceberg 0.12 wrote (an append's manifest and its list, deflate-compressed):
@@ -824,7 +910,10 @@ mod tests {
         let list = std::fs::read(format!("{dir}/manifest-list.avro")).unwrap();
         let full = full_parser_paths(&manifest);
         assert!(!full.is_empty());
-        assert_eq!(manifest_data_paths(&manifest), Ok(full));
+        assert_eq!(
+            manifest_data_paths(&manifest, &mut Budget::per_commit()),
+            Ok(full)
+        );
         let listed: Vec<String> = ManifestList::parse_with_version(&list, FormatVersion::V2)
             .unwrap()
             .consume_entries()
@@ -832,7 +921,10 @@ mod tests {
             .map(|m| m.manifest_path)
             .collect();
         assert!(listed.len() > 1);
-        assert_eq!(manifest_list_paths(&list), Ok(listed));
+        assert_eq!(
+            manifest_list_paths(&list, &mut Budget::per_commit()),
+            Ok(listed)
+        );
     }
 
     /// A manifest whose `file_path` is not the field with id 100 is refused: Java and
@@ -852,64 +944,85 @@ mod tests {
             ))
         };
         let agreeing = manifest(r#"{"name":"file_path","type":"string","field-id":100}"#);
-        assert_eq!(manifest_data_paths(&agreeing).map(|_| ()), Ok(()));
+        assert_eq!(
+            manifest_data_paths(&agreeing, &mut Budget::per_commit()).map(|_| ()),
+            Ok(())
+        );
         let swapped = manifest(
             r#"{"name":"file_path","type":"string","field-id":9999},{"name":"x","type":"string","field-id":100}"#,
         );
-        let err = manifest_data_paths(&swapped).map(|_| ()).unwrap_err();
+        let err = manifest_data_paths(&swapped, &mut Budget::per_commit())
+            .map(|_| ())
+            .unwrap_err();
         assert!(err.contains("field id 100"), "{err}");
         let twice = manifest(
             r#"{"name":"file_path","type":"string","field-id":100},{"name":"y","type":"string","field-id":100}"#,
         );
-        assert!(manifest_data_paths(&twice).map(|_| ()).is_err());
+        assert!(
+            manifest_data_paths(&twice, &mut Budget::per_commit())
+                .map(|_| ())
+                .is_err()
+        );
         let unnumbered = manifest(
             r#"{"name":"file_path","type":"string","field-id":101},{"name":"z","type":"string"}"#,
         );
-        assert!(manifest_data_paths(&unnumbered).map(|_| ()).is_err());
+        assert!(
+            manifest_data_paths(&unnumbered, &mut Budget::per_commit())
+                .map(|_| ())
+                .is_err()
+        );
         // A data_file that is not a record in place is not looked into: refused.
         let hidden = file(
             r#"{"type":"record","name":"e","fields":[{"name":"data_file","field-id":2,"type":["null",{"type":"record","name":"r2","fields":[{"name":"file_path","type":"string","field-id":9}]}]}]}"#,
         );
-        assert!(manifest_data_paths(&hidden).map(|_| ()).is_err());
+        assert!(
+            manifest_data_paths(&hidden, &mut Budget::per_commit())
+                .map(|_| ())
+                .is_err()
+        );
         // Without any field ids every reader goes by name.
         let plain = file(
             r#"{"type":"record","name":"e","fields":[{"name":"data_file","type":{"type":"record","name":"r2","fields":[{"name":"file_path","type":"string"}]}}]}"#,
         );
-        assert_eq!(manifest_data_paths(&plain).map(|_| ()), Ok(()));
+        assert_eq!(
+            manifest_data_paths(&plain, &mut Budget::per_commit()).map(|_| ()),
+            Ok(())
+        );
         let list = |fields: &str| {
             file(&format!(
                 r#"{{"type":"record","name":"m","fields":[{fields}]}}"#
             ))
         };
         assert_eq!(
-            manifest_list_paths(&list(
-                r#"{"name":"manifest_path","type":"string","field-id":500}"#
-            ))
+            manifest_list_paths(
+                &list(r#"{"name":"manifest_path","type":"string","field-id":500}"#),
+                &mut Budget::per_commit()
+            )
             .map(|_| ()),
             Ok(())
         );
         assert!(
-            manifest_list_paths(&list(r#"{"name":"manifest_path","type":"string","field-id":501},{"name":"p","type":"string","field-id":500}"#)).map(|_| ())
+            manifest_list_paths(&list(r#"{"name":"manifest_path","type":"string","field-id":501},{"name":"p","type":"string","field-id":500}"#), &mut Budget::per_commit()).map(|_| ())
             .is_err()
         );
         // The files engines write agree.
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/pyiceberg");
         let read = |f: &str| std::fs::read(format!("{dir}/{f}")).unwrap();
         assert_eq!(
-            manifest_data_paths(&read("manifest.avro")).map(|_| ()),
+            manifest_data_paths(&read("manifest.avro"), &mut Budget::per_commit()).map(|_| ()),
             Ok(())
         );
         assert_eq!(
-            manifest_list_paths(&read("manifest-list.avro")).map(|_| ()),
+            manifest_list_paths(&read("manifest-list.avro"), &mut Budget::per_commit()).map(|_| ()),
             Ok(())
         );
     }
 
     #[test]
     fn files_that_are_not_what_they_seem_are_refused() {
-        assert!(manifest_list_paths(b"").is_err());
-        assert!(manifest_list_paths(b"PAR1....").is_err());
-        assert!(manifest_data_paths(b"Obj\x01\x02").is_err());
+        assert!(manifest_list_paths(b"", &mut Budget::per_commit()).is_err());
+        assert!(manifest_list_paths(b"PAR1....", &mut Budget::per_commit()).is_err());
+        assert!(manifest_data_paths(b"Obj\x01\x02", &mut Budget::per_commit()).is_err());
         // A schema longer than what is read here is refused.
         let long_schema = format!(
             r#"{{"type":"record","name":"r","doc":"{}","fields":[{{"name":"manifest_path","type":"string"}}]}}"#,
@@ -922,7 +1035,7 @@ mod tests {
         w.append(record).unwrap();
         let bytes = w.into_inner().unwrap();
         assert!(
-            manifest_list_paths(&bytes)
+            manifest_list_paths(&bytes, &mut Budget::per_commit())
                 .unwrap_err()
                 .contains("SCHEMA_TEXT_MAX")
         );
@@ -935,18 +1048,47 @@ mod tests {
         w.append(record).unwrap();
         let bytes = w.into_inner().unwrap();
         assert_eq!(
-            manifest_list_paths(&bytes),
+            manifest_list_paths(&bytes, &mut Budget::per_commit()),
             Ok(vec!["file:///w/t/m.avro".to_owned()])
         );
         let sync = bytes[bytes.len() - 16..].to_vec();
         let mut ended = bytes.clone();
         ended.extend([0u8, 0u8]);
         ended.extend(&sync);
-        ended.extend([2u8, 4, b'x', b'y', 0, 0]);
         assert_eq!(
-            manifest_list_paths(&ended),
+            manifest_list_paths(&ended, &mut Budget::per_commit()),
             Ok(vec!["file:///w/t/m.avro".to_owned()])
         );
+        // Anything after it, or data in it, is refused: some readers (avro-c) go on.
+        let mut after = ended.clone();
+        after.extend([2u8, 4, b'x', b'y', 0, 0]);
+        assert!(manifest_list_paths(&after, &mut Budget::per_commit()).is_err());
+        let mut carrying = bytes.clone();
+        carrying.extend([0u8, 4, 2, b'x']);
+        carrying.extend(&sync);
+        assert!(manifest_list_paths(&carrying, &mut Budget::per_commit()).is_err());
+    }
+
+    /// One commit's files share one budget of decoding work.
+    #[test]
+    fn a_commit_s_files_share_one_budget() {
+        let record = avro_bytes(b"file:///w/t/m.avro");
+        let file = container(LIST_SCHEMA, "null", 1, &record);
+        let mut budget = Budget {
+            visits: 3,
+            bytes: COMMIT_BYTES_MAX,
+        };
+        assert!(manifest_list_paths(&file, &mut budget).is_ok());
+        assert!(manifest_list_paths(&file, &mut budget).is_ok());
+        assert!(manifest_list_paths(&file, &mut budget).is_ok());
+        let err = manifest_list_paths(&file, &mut budget).unwrap_err();
+        assert!(err.contains("VISITS_MAX"), "{err}");
+        let mut budget = Budget {
+            visits: VISITS_MAX,
+            bytes: record.len() + 1,
+        };
+        assert!(manifest_list_paths(&file, &mut budget).is_ok());
+        assert!(manifest_list_paths(&file, &mut budget).is_err());
     }
 
     const LIST_SCHEMA: &str =
@@ -1006,7 +1148,10 @@ mod tests {
         record.extend(avro_long(1_700_000_000_000_000));
         record.extend(avro_bytes(path.as_bytes()));
         let file = container(&schema, "null", 1, &record);
-        assert_eq!(manifest_list_paths(&file), Ok(vec![path.to_owned()]));
+        assert_eq!(
+            manifest_list_paths(&file, &mut Budget::per_commit()),
+            Ok(vec![path.to_owned()])
+        );
         for refused in [
             r#"{"name":"u","type":{"type":"string","logicalType":"uuid"},"field-id":1}"#,
             r#"{"name":"d","type":{"type":"bytes","logicalType":"decimal","precision":9,"scale":2},"field-id":1}"#,
@@ -1015,7 +1160,7 @@ mod tests {
             r#"{"name":"u","type":{"type":"fixed","name":"f","size":16},"logicalType":"uuid","field-id":1}"#,
         ] {
             let file = container(&list(refused), "null", 1, &record);
-            let err = manifest_list_paths(&file).unwrap_err();
+            let err = manifest_list_paths(&file, &mut Budget::per_commit()).unwrap_err();
             assert!(err.contains("logicalType"), "{refused}: {err}");
         }
         assert_eq!(decimal_bytes(9), Some(4));
@@ -1037,22 +1182,42 @@ mod tests {
         record.extend([2u8; 16]);
         record.extend(avro_bytes(b"file:///w/t/m.avro"));
         assert_eq!(
-            manifest_list_paths(&container(schema, "null", 1, &record)),
+            manifest_list_paths(
+                &container(schema, "null", 1, &record),
+                &mut Budget::per_commit()
+            ),
             Ok(vec!["file:///w/t/m.avro".to_owned()])
         );
         let clash = schema.replace(
             r#"["null","uuid_fixed"]"#,
             r#"{"type":"fixed","name":"other.uuid_fixed","size":8}"#,
         );
-        let err = manifest_list_paths(&container(&clash, "null", 1, &record)).unwrap_err();
-        assert!(err.contains("different sizes"), "{err}");
+        let err = manifest_list_paths(
+            &container(&clash, "null", 1, &record),
+            &mut Budget::per_commit(),
+        )
+        .unwrap_err();
+        assert!(err.contains("two types named"), "{err}");
+        // A reference whose simple name is also a record's: Java and avro-c resolve it to
+        // the record, so it is refused, not read as the fixed.
+        let collide = r#"{"type":"record","name":"r","fields":[
+            {"name":"f1","type":{"type":"fixed","name":"a.x","size":4},"field-id":1},
+            {"name":"f2","type":{"type":"record","name":"x","fields":[{"name":"s","type":"string","field-id":3}]},"field-id":2},
+            {"name":"f3","type":"x","field-id":4},
+            {"name":"manifest_path","type":"string","field-id":500}]}"#;
+        let err = manifest_list_paths(
+            &container(collide, "null", 1, &record),
+            &mut Budget::per_commit(),
+        )
+        .unwrap_err();
+        assert!(err.contains("two types named"), "{err}");
     }
 
     #[test]
     fn schemas_that_could_make_decoding_unbounded_are_refused() {
         let refused = |schema: &str, why: &str| {
             let file = container(schema, "null", 1, &[2, b'x']);
-            let err = manifest_list_paths(&file).unwrap_err();
+            let err = manifest_list_paths(&file, &mut Budget::per_commit()).unwrap_err();
             assert!(err.contains(why), "{schema}: {err}");
         };
         refused(
@@ -1130,15 +1295,23 @@ mod tests {
         record.extend(avro_bytes(b"x"));
         record.extend(avro_long(0));
         record.extend(avro_bytes(b"file:///w/t/m.avro"));
-        let err = manifest_list_paths(&container(&schema, "null", 1, &record)).unwrap_err();
+        let err = manifest_list_paths(
+            &container(&schema, "null", 1, &record),
+            &mut Budget::per_commit(),
+        )
+        .unwrap_err();
         assert!(err.contains("count floe does not read"), "{err}");
         // A block that claims more records than it has bytes.
 
         let file = container(LIST_SCHEMA, "null", 1_000, &[2, b'x']);
-        assert!(manifest_list_paths(&file).is_err());
+        assert!(manifest_list_paths(&file, &mut Budget::per_commit()).is_err());
         // A codec floe does not read.
         let file = container(LIST_SCHEMA, "bzip2", 1, &[2, b'x']);
-        assert!(manifest_list_paths(&file).unwrap_err().contains("codec"));
+        assert!(
+            manifest_list_paths(&file, &mut Budget::per_commit())
+                .unwrap_err()
+                .contains("codec")
+        );
     }
 
     /// Blocks that decompress past the limit are refused without being decompressed
@@ -1148,25 +1321,43 @@ mod tests {
         let record = avro_bytes(b"file:///w/t/m.avro");
         let deflated = miniz_oxide::deflate::compress_to_vec(&record, 6);
         assert_eq!(
-            manifest_list_paths(&container(LIST_SCHEMA, "deflate", 1, &deflated)),
+            manifest_list_paths(
+                &container(LIST_SCHEMA, "deflate", 1, &deflated),
+                &mut Budget::per_commit()
+            ),
             Ok(vec!["file:///w/t/m.avro".to_owned()])
         );
         let zeros = vec![0u8; BLOCK_BYTES_MAX + 1];
         let bomb = miniz_oxide::deflate::compress_to_vec(&zeros, 1);
-        let err = manifest_list_paths(&container(LIST_SCHEMA, "deflate", 1, &bomb)).unwrap_err();
+        let err = manifest_list_paths(
+            &container(LIST_SCHEMA, "deflate", 1, &bomb),
+            &mut Budget::per_commit(),
+        )
+        .unwrap_err();
         assert!(err.contains("decompresses to more than"), "{err}");
         let bomb = zstd::stream::encode_all(&zeros[..], 1).unwrap();
-        let err = manifest_list_paths(&container(LIST_SCHEMA, "zstandard", 1, &bomb)).unwrap_err();
+        let err = manifest_list_paths(
+            &container(LIST_SCHEMA, "zstandard", 1, &bomb),
+            &mut Budget::per_commit(),
+        )
+        .unwrap_err();
         assert!(err.contains("decompresses to more than"), "{err}");
         let mut snappy = snap::raw::Encoder::new().compress_vec(&record).unwrap();
         snappy.extend(crc32fast::hash(&record).to_be_bytes());
         assert_eq!(
-            manifest_list_paths(&container(LIST_SCHEMA, "snappy", 1, &snappy)),
+            manifest_list_paths(
+                &container(LIST_SCHEMA, "snappy", 1, &snappy),
+                &mut Budget::per_commit()
+            ),
             Ok(vec!["file:///w/t/m.avro".to_owned()])
         );
         let last = snappy.len() - 1;
         snappy[last] ^= 1;
-        let err = manifest_list_paths(&container(LIST_SCHEMA, "snappy", 1, &snappy)).unwrap_err();
+        let err = manifest_list_paths(
+            &container(LIST_SCHEMA, "snappy", 1, &snappy),
+            &mut Budget::per_commit(),
+        )
+        .unwrap_err();
         assert!(err.contains("checksum"), "{err}");
         // A snappy block that claims a length past the limit (its header is a varint).
         let mut claims = Vec::new();
@@ -1177,7 +1368,11 @@ mod tests {
         }
         claims.push(n as u8);
         claims.extend([0u8; 8]);
-        let err = manifest_list_paths(&container(LIST_SCHEMA, "snappy", 1, &claims)).unwrap_err();
+        let err = manifest_list_paths(
+            &container(LIST_SCHEMA, "snappy", 1, &claims),
+            &mut Budget::per_commit(),
+        )
+        .unwrap_err();
         assert!(err.contains("decompresses to more than"), "{err}");
     }
 }

@@ -224,9 +224,11 @@ impl Catalog {
         };
         // The paths a list names, read by the check's own bounded reader (`avro_paths`);
         // a file it cannot read is refused.
+        // One budget of decoding work for all the files of this commit.
+        let budget = std::cell::RefCell::new(avro_paths::Budget::per_commit());
         let read_list = |path: &str| -> CatalogResult<Vec<String>> {
             let bytes = read("manifest list", path)?;
-            avro_paths::manifest_list_paths(&bytes)
+            avro_paths::manifest_list_paths(&bytes, &mut budget.borrow_mut())
                 .map_err(|e| CatalogError::Invalid(format!("manifest list {path}: {e}")))
         };
         let mut checked: HashSet<String> = HashSet::new();
@@ -259,7 +261,7 @@ impl Catalog {
                     )));
                 }
                 let bytes = read("manifest", manifest_path)?;
-                let files = avro_paths::manifest_data_paths(&bytes)
+                let files = avro_paths::manifest_data_paths(&bytes, &mut budget.borrow_mut())
                     .map_err(|e| CatalogError::Invalid(format!("manifest {manifest_path}: {e}")))?;
                 for file in &files {
                     if !inside(&location, file) {
