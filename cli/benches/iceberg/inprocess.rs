@@ -67,7 +67,7 @@ pub fn commits(dir: &Path, commits: u64) -> (Row, Duration) {
         format!("{} (p99 {})", us(latency.p50()), us(latency.p99())),
     )
     .note(format!(
-        "{commits} commits; CPU per commit {}, of which the durability thread (sled flush + fdatasync) {}",
+        "{commits} commits; CPU per commit {}, of which the durability thread (log write + fdatasync) {}",
         us(cpu.total()),
         us(cpu.durability)
     ));
