@@ -49,6 +49,8 @@ pub use auth::{
 pub use avro_paths::limit_avro_allocations;
 pub use data_files::{DataFiles, FinishedDataFile, NewDataFile};
 pub use error::{CatalogError, CatalogResult, RESERVED_PROPERTY_PREFIX};
+/// A server's handlers defer the store's durability waits and await them (issue 23).
+pub use floe_commits::deferred;
 pub use history::{CommitDetail, LogPage};
 pub use idempotency::{AppliedRecord, IdemRequest, IdempotencyKey, Recalled};
 pub use ids::{IdSource, SequentialIds, UuidV7Ids};

@@ -4,15 +4,20 @@
 //! a namespace update whose values are already set, a rejection computed at that head — it
 //! must wait until the head is durable. The tests hold the sled store's sync while a commit
 //! is pending and check, by the durability thread's events (no timing), that each such
-//! answer waits.
+//! answer waits: on its thread, or, run as a server's handler runs it (in a deferral
+//! scope, `floe_commits::deferred`), by returning at once with a wait still pending that
+//! resolves only after the sync.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::task::{Context, Waker};
+use std::time::{Duration, Instant};
 
 use floe_catalog::{
     Authored, Catalog, CatalogError, Principal, PropertiesUpdate, TableChange, TableCreate,
     Warehouse,
 };
+use floe_commits::deferred::{Durable, Pending, Scope, run_deferred};
 use floe_commits::sled_store::{DurabilityEvent, DurabilityHook};
 use floe_commits::{ContentKey, RefSpec, SledBackend, Store, SystemClock};
 use iceberg::TableRequirement;
@@ -79,6 +84,77 @@ impl Held {
         };
         (blocked, handle)
     }
+
+    /// Runs `f` on its own thread as `mode` says, and checks that its answer waits for the
+    /// held sync: on the thread (it blocks), or deferred (it returns, its wait pending).
+    fn waits<T: Send + 'static>(
+        self: &Arc<Self>,
+        mode: Mode,
+        what: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Waited<T> {
+        match mode {
+            Mode::OnTheThread => {
+                let (blocked, handle) = self.blocks(f);
+                assert!(
+                    blocked,
+                    "{what}: the answer waits for the sync on its thread"
+                );
+                Waited::Blocked(handle)
+            }
+            Mode::Deferred => {
+                let finished = self.state.lock().2;
+                let (_, handle) = self.blocks(move || run_deferred(Scope::Write, f));
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let mut s = self.state.lock();
+                while s.2 == finished {
+                    // Only a hang reaches the deadline.
+                    assert!(
+                        Instant::now() < deadline,
+                        "{what}: a deferred answer returns"
+                    );
+                    self.changed.wait_until(&mut s, deadline);
+                }
+                drop(s);
+                let (answer, pending): (T, Pending) = handle.join().unwrap();
+                let mut durable = pending.durable();
+                let polled =
+                    std::pin::Pin::new(&mut durable).poll(&mut Context::from_waker(Waker::noop()));
+                assert!(
+                    polled.is_pending(),
+                    "{what}: the deferred answer waits for the sync"
+                );
+                Waited::Deferred(answer, durable)
+            }
+        }
+    }
+}
+
+/// How a test runs the catalog's calls: as a caller that waits on its thread, or as a
+/// server's handler does (`floe_commits::deferred`).
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    OnTheThread,
+    Deferred,
+}
+
+/// An answer that waits for the held sync.
+enum Waited<T> {
+    Blocked(std::thread::JoinHandle<T>),
+    Deferred(T, Durable),
+}
+
+impl<T> Waited<T> {
+    /// The answer, once the sync is released and what it rests on is durable.
+    fn answer(self) -> T {
+        match self {
+            Waited::Blocked(handle) => handle.join().unwrap(),
+            Waited::Deferred(answer, durable) => {
+                durable.wait().unwrap();
+                answer
+            }
+        }
+    }
 }
 
 fn schema() -> Schema {
@@ -104,6 +180,17 @@ fn create(name: &str) -> TableCreate {
 
 #[test]
 fn catalog_answers_computed_from_a_pending_head_wait_until_it_is_durable() {
+    answers_wait(Mode::OnTheThread);
+}
+
+/// The same answers, computed as a server's handler computes them: each returns while
+/// the sync is held, and what it must wait for resolves only after the sync.
+#[test]
+fn deferred_catalog_answers_computed_from_a_pending_head_wait_until_it_is_durable() {
+    answers_wait(Mode::Deferred);
+}
+
+fn answers_wait(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
     let held = Arc::new(Held::default());
     let backend =
@@ -129,7 +216,7 @@ fn catalog_answers_computed_from_a_pending_head_wait_until_it_is_durable() {
 
     held.set_closed(true);
     // A commit on main whose sync is held: a namespace unrelated to the cases below.
-    let (blocked, writer) = held.blocks({
+    let writer = held.waits(mode, "the pending commit", {
         let (catalog, who, main) = (catalog.clone(), who.clone(), main.clone());
         move || {
             let other = ContentKey::new(["other"]).unwrap();
@@ -143,70 +230,64 @@ fn catalog_answers_computed_from_a_pending_head_wait_until_it_is_durable() {
             )
         }
     });
-    assert!(blocked, "the pending commit waits for its sync");
     assert_eq!(catalog.resolve(&who, &main).unwrap().hash, durable);
 
     let t = ContentKey::new(["db", "t"]).unwrap();
     let (c, w, m) = (catalog.clone(), who.clone(), main.clone());
-    let requirements_only = held.blocks(move || {
-        let change = TableChange {
-            key: t,
-            requirements: vec![TableRequirement::UuidMatch { uuid }],
-            updates: Vec::new(),
-        };
-        c.commit_table(&w, &m, change, &Authored::default(), None)
-            .map(|t| t.metadata.uuid())
-    });
+    let requirements_only = held.waits(
+        mode,
+        "an Iceberg commit with requirements only",
+        move || {
+            let change = TableChange {
+                key: t,
+                requirements: vec![TableRequirement::UuidMatch { uuid }],
+                updates: Vec::new(),
+            };
+            c.commit_table(&w, &m, change, &Authored::default(), None)
+                .map(|t| t.metadata.uuid())
+        },
+    );
     let (c, w, m, ns) = (catalog.clone(), who.clone(), main.clone(), db.clone());
-    let properties_already_set = held.blocks(move || {
-        let update = PropertiesUpdate {
-            updates: BTreeMap::from([("owner".to_owned(), "ana".to_owned())]),
-            removals: Vec::new(),
-        };
-        c.update_namespace_properties(&w, &m, &ns, &update, &Authored::default(), None)
-            .map(|u| u.outcome.commit)
-    });
+    let properties_already_set =
+        held.waits(mode, "a namespace update whose values are set", move || {
+            let update = PropertiesUpdate {
+                updates: BTreeMap::from([("owner".to_owned(), "ana".to_owned())]),
+                removals: Vec::new(),
+            };
+            c.update_namespace_properties(&w, &m, &ns, &update, &Authored::default(), None)
+                .map(|u| u.outcome.commit)
+        });
     let (c, w, m, ns) = (catalog.clone(), who.clone(), main.clone(), db.clone());
-    let refused_create = held.blocks(move || {
+    let refused_create = held.waits(mode, "a create refused at the pending head", move || {
         c.create_table(&w, &m, &ns, create("t"), &Authored::default(), None)
             .map(|_| ())
     });
     let (c, w, m) = (catalog.clone(), who.clone(), main.clone());
-    let failed_requirement = held.blocks(move || {
-        let change = TableChange {
-            key: ContentKey::new(["db", "t"]).unwrap(),
-            requirements: vec![TableRequirement::UuidMatch {
-                uuid: uuid::Uuid::nil(),
-            }],
-            updates: Vec::new(),
-        };
-        c.commit_table(&w, &m, change, &Authored::default(), None)
-            .map(|_| ())
-    });
-    assert!(
-        requirements_only.0,
-        "an Iceberg commit with requirements only"
+    let failed_requirement = held.waits(
+        mode,
+        "a requirement that fails at the pending head",
+        move || {
+            let change = TableChange {
+                key: ContentKey::new(["db", "t"]).unwrap(),
+                requirements: vec![TableRequirement::UuidMatch {
+                    uuid: uuid::Uuid::nil(),
+                }],
+                updates: Vec::new(),
+            };
+            c.commit_table(&w, &m, change, &Authored::default(), None)
+                .map(|_| ())
+        },
     );
-    assert!(
-        properties_already_set.0,
-        "a namespace update whose values are set"
-    );
-    assert!(refused_create.0, "a create refused at the pending head");
-    assert!(
-        failed_requirement.0,
-        "a requirement that fails at the pending head"
-    );
-
     held.set_closed(false);
-    let pending = writer.join().unwrap().unwrap().0.commit;
-    assert_eq!(requirements_only.1.join().unwrap().unwrap(), uuid);
-    assert_eq!(properties_already_set.1.join().unwrap().unwrap(), pending);
+    let pending = writer.answer().unwrap().0.commit;
+    assert_eq!(requirements_only.answer().unwrap(), uuid);
+    assert_eq!(properties_already_set.answer().unwrap(), pending);
     assert!(matches!(
-        refused_create.1.join().unwrap(),
+        refused_create.answer(),
         Err(CatalogError::TableAlreadyExists(_))
     ));
     assert!(matches!(
-        failed_requirement.1.join().unwrap(),
+        failed_requirement.answer(),
         Err(CatalogError::CommitFailed(_))
     ));
 }

@@ -36,6 +36,7 @@ pub mod cache;
 mod change;
 pub mod clock;
 pub mod content;
+pub mod deferred;
 pub mod encoding;
 pub mod error;
 pub mod graph;

@@ -14,7 +14,11 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use floe_catalog::{AppliedRecord, Catalog, IdemRequest, IdempotencyKey, Principal, Recalled};
+use floe_catalog::deferred::{self, Scope};
+use floe_catalog::{
+    AppliedRecord, Catalog, CatalogError, IdemRequest, IdempotencyKey, Principal, Recalled,
+};
+use floe_commits::{StorageError, WriteError};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 
@@ -165,7 +169,7 @@ where
             Err(e) => e.render(api),
         };
     }
-    blocking(state, api, move || f(&cx)).await
+    blocking(state, api, Scope::Read, move || f(&cx)).await
 }
 
 /// Runs a read that may walk much of the store (a diff, a log, a commit's detail), reads
@@ -178,7 +182,7 @@ where
 {
     let api = call.api;
     let cx = Ctx::of(state, call);
-    blocking(state, api, move || f(&cx)).await
+    blocking(state, api, Scope::Read, move || f(&cx)).await
 }
 
 /// What a write handler hands over: how to run it, and how to rebuild its answer from
@@ -202,7 +206,7 @@ where
     };
     let cx = Ctx::of(state, call);
     let in_flight = state.in_flight.clone();
-    blocking(state, api, move || {
+    blocking(state, api, Scope::Write, move || {
         let catalog = &cx.catalog;
         let Some(mut request) = request else {
             return (op.run)(&cx, None);
@@ -344,29 +348,69 @@ impl Drop for InFlight {
 }
 
 /// Runs store work on a blocking thread, at most `CONCURRENT_STORE_WORK_MAX` at once; a
-/// panic there is a 500 with an id.
-async fn blocking<F>(state: &AppState, api: Api, f: F) -> Response
+/// panic there is a 500 with an id. The permit is given back as soon as the answer is
+/// computed, before its durability is awaited (`off_thread`).
+async fn blocking<F>(state: &AppState, api: Api, scope: Scope, f: F) -> Response
 where
     F: FnOnce() -> ApiResult<Reply> + Send + 'static,
 {
-    let Ok(_permit) = state.permits.clone().acquire_owned().await else {
+    let Ok(permit) = state.permits.clone().acquire_owned().await else {
         return ApiError::internal(&"the request limiter is closed").render(api);
     };
+    match off_thread_with(Some(permit), scope, f).await {
+        Ok(Ok(reply)) => reply.into_response(),
+        Ok(Err(e)) | Err(e) => e.render(api),
+    }
+}
+
+/// Runs store work on a blocking thread with its durability waits deferred
+/// (`floe_commits::deferred`), and awaits them here, parking no thread: the blocking
+/// thread is free again as soon as the result is computed, and the result is handed on
+/// once everything it rests on is durable. If that never happens (the store is
+/// poisoned), the outcome is unknown: a 500, whatever the result was.
+pub async fn off_thread<T, F>(scope: Scope, f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    off_thread_with(None, scope, f).await
+}
+
+async fn off_thread_with<T, F>(
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    scope: Scope,
+    f: F,
+) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
     // The request's span follows its work onto the blocking thread, so that what the
     // catalog and the store log there is logged under the request.
     let span = tracing::Span::current();
-    match tokio::task::spawn_blocking(move || span.in_scope(f)).await {
-        Ok(Ok(reply)) => reply.into_response(),
-        Ok(Err(e)) => e.render(api),
-        Err(e) => ApiError::internal(&format!("request task failed: {e}")).render(api),
+    let work = move || span.in_scope(|| deferred::run_deferred(scope, f));
+    let (out, pending) = tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(&format!("request task failed: {e}")))?;
+    drop(permit);
+    if !pending.is_empty()
+        && let Err(e) = pending.durable().await
+    {
+        let unknown = floe_commits::BackendError {
+            outcome_unknown: true,
+            unavailable: false,
+            ..e
+        };
+        let e = WriteError::Storage(StorageError::Backend(unknown));
+        return Err(ApiError::from(CatalogError::Write(e)));
     }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
-    use floe_catalog::CatalogError;
-    use floe_commits::{RefName, WriteError};
+    use floe_commits::RefName;
 
     use super::*;
 

@@ -11,6 +11,7 @@ mod bauplan_projects;
 mod cli;
 mod clients;
 mod data;
+mod durable_answers;
 mod harness;
 mod iceberg;
 mod iceberg_rust;

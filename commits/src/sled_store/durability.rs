@@ -5,13 +5,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 
 use sled::Transactional;
 use sled::transaction::ConflictableTransactionError;
 
 use super::{Inner, STATE_WAL_LSN, SledBackend, read_err, wal};
-use crate::backend::{Backend, BackendError, BackendResult, RefRecord};
+use crate::backend::{BackendError, BackendResult, RefRecord};
+use crate::deferred::{self, DurableSignal, Scope};
 use crate::name::RefName;
 
 /// What the durability thread does, in order, for a test hook: the barrier-order test
@@ -84,6 +87,9 @@ pub(super) struct Durable {
     pub(super) checkpoints_done: u64,
     /// Segments whose records sled holds in memory, waiting for a checkpoint's flush.
     pub(super) sealed: Vec<PathBuf>,
+    /// Async callers awaiting a ticket (`deferred`): woken once it is durable or the
+    /// store is poisoned.
+    pub(super) wakers: Vec<(u64, Waker)>,
 }
 
 /// One ref's durable view while some of its moves await a sync.
@@ -109,6 +115,17 @@ impl Durable {
                 }
             }
             !u.pending.is_empty()
+        });
+    }
+
+    /// Wakes the async callers whose tickets are durable now (all of them: `None`).
+    pub(super) fn wake(&mut self, upto: Option<u64>) {
+        self.wakers.retain(|(ticket, waker)| {
+            let done = upto.is_none_or(|upto| *ticket <= upto);
+            if done {
+                waker.wake_by_ref();
+            }
+            !done
         });
     }
 
@@ -160,7 +177,94 @@ impl SledBackend {
             check_poisoned(&d)?;
             self.ticket(&mut d)
         };
-        self.wait_durable(ticket)
+        self.wait_now(ticket)
+    }
+
+    /// Waits until every write up to `ticket` is durable: on this thread, or, when it runs
+    /// its store work in a deferral scope, in the caller's `Pending` (`deferred`).
+    /// `acknowledge`: the write is being reported applied.
+    pub(super) fn wait_for(&self, ticket: u64, acknowledge: bool) -> BackendResult<()> {
+        if self.bulk {
+            return self.check();
+        }
+        if deferred::scope().is_some() {
+            let d = self.durability.lock();
+            if d.durable < ticket {
+                check_poisoned(&d)?;
+                self.defer(ticket, acknowledge);
+                return Ok(());
+            }
+        } else {
+            self.wait_now(ticket)?;
+        }
+        if acknowledge {
+            self.emit(DurabilityEvent::Acknowledged { ticket });
+        }
+        Ok(())
+    }
+
+    /// Notes, in this thread's deferral scope, a wait for `ticket` (not durable yet; the
+    /// caller holds the durability lock, so that `Waiting` is in order).
+    pub(super) fn defer(&self, ticket: u64, acknowledge: bool) {
+        self.emit(DurabilityEvent::Waiting { ticket });
+        let signal: Arc<dyn DurableSignal> = self.inner.clone();
+        deferred::defer(&signal, ticket, acknowledge);
+    }
+
+    /// The ticket a reader in a write scope waits for to see `view` as pending state (the
+    /// newest pending move, or `None`: nothing of it is pending): a write's answer reads
+    /// back its own moves before they are durable, and is sent after they are.
+    pub(super) fn pending_for_writer(d: &Durable, newest: Option<u64>) -> Option<u64> {
+        if deferred::scope() != Some(Scope::Write) {
+            return None;
+        }
+        newest.filter(|t| *t > d.durable)
+    }
+
+    /// Reads sled under the durability lock (so every write the read can see has a
+    /// ticket), then answers once those writes are durable: the read may see a write a
+    /// crash could still undo.
+    pub(super) fn read_durable<T>(
+        &self,
+        read: impl FnOnce() -> BackendResult<T>,
+    ) -> BackendResult<T> {
+        let (value, seen) = {
+            let d = self.durability.lock();
+            check_poisoned(&d)?;
+            (read()?, d.written)
+        };
+        self.wait_for(seen, false)?;
+        Ok(value)
+    }
+}
+
+impl DurableSignal for Inner {
+    fn poll_durable(&self, ticket: u64, cx: &mut Context<'_>) -> Poll<BackendResult<()>> {
+        let mut d = self.durability.lock();
+        if d.durable >= ticket {
+            return Poll::Ready(Ok(()));
+        }
+        if let Err(e) = check_poisoned(&d) {
+            return Poll::Ready(Err(e));
+        }
+        if !d
+            .wakers
+            .iter()
+            .any(|(t, w)| *t == ticket && w.will_wake(cx.waker()))
+        {
+            d.wakers.push((ticket, cx.waker().clone()));
+        }
+        Poll::Pending
+    }
+
+    fn wait_durable_now(&self, ticket: u64) -> BackendResult<()> {
+        self.wait_now(ticket)
+    }
+
+    fn acknowledged(&self, tickets: &[u64]) {
+        for &ticket in tickets {
+            self.emit(DurabilityEvent::Acknowledged { ticket });
+        }
     }
 }
 
@@ -204,26 +308,12 @@ impl Inner {
     pub(super) fn poison(&self, d: &mut Durable, why: String) {
         d.poisoned = Some(why);
         self.poisoned.store(true, Ordering::SeqCst);
+        d.wake(None);
     }
 
-    /// Reads sled under the durability lock (so every write the read can see has a
-    /// ticket), then answers once those writes are durable: the read may see a write a
-    /// crash could still undo.
-    pub(super) fn read_durable<T>(
-        &self,
-        read: impl FnOnce() -> BackendResult<T>,
-    ) -> BackendResult<T> {
-        let (value, seen) = {
-            let d = self.durability.lock();
-            check_poisoned(&d)?;
-            (read()?, d.written)
-        };
-        self.wait_for(seen)?;
-        Ok(value)
-    }
-
-    /// Waits until every write up to `ticket` is durable (at once in bulk mode).
-    pub(super) fn wait_for(&self, ticket: u64) -> BackendResult<()> {
+    /// Waits on this thread until every write up to `ticket` is durable (at once in bulk
+    /// mode).
+    pub(super) fn wait_now(&self, ticket: u64) -> BackendResult<()> {
         if self.bulk {
             return self.check();
         }
@@ -327,6 +417,7 @@ impl Inner {
                     if let Some(upto) = upto {
                         d.durable = upto;
                         d.made_durable(upto);
+                        d.wake(Some(upto));
                         while d.undurable_reflog.front().is_some_and(|&(t, _)| t <= upto) {
                             d.undurable_reflog.pop_front();
                         }

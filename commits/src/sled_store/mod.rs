@@ -435,7 +435,11 @@ impl Backend for SledBackend {
         if view == RefView::Durable
             && let Some(u) = d.undurable.get(name)
         {
-            return Ok(u.durable.clone());
+            let newest = u.pending.back().map(|(t, _)| *t);
+            let Some(ticket) = SledBackend::pending_for_writer(&d, newest) else {
+                return Ok(u.durable.clone());
+            };
+            self.defer(ticket, false);
         }
         self.read_ref(name)
     }
@@ -448,6 +452,23 @@ impl Backend for SledBackend {
     ) -> BackendResult<Vec<(RefName, RefRecord)>> {
         let d = self.durability.lock();
         check_poisoned(&d)?;
+        let newest = (view == RefView::Durable)
+            .then(|| {
+                let after = |n: &&RefName| after.is_none_or(|a| *n > a);
+                let pending = d.undurable.iter().filter(|(n, _)| after(n));
+                pending
+                    .filter_map(|(_, u)| u.pending.back())
+                    .map(|(t, _)| *t)
+                    .max()
+            })
+            .flatten();
+        let view = match SledBackend::pending_for_writer(&d, newest) {
+            Some(ticket) => {
+                self.defer(ticket, false);
+                RefView::Pending
+            }
+            None => view,
+        };
         let overlay: Vec<(&RefName, &Option<RefRecord>)> = match view {
             RefView::Durable => d
                 .undurable
@@ -612,7 +633,14 @@ impl Backend for SledBackend {
         let horizon = {
             let d = self.durability.lock();
             check_poisoned(&d)?;
-            d.reflog_horizon()
+            let newest = d.undurable_reflog.back().map(|(t, _)| *t);
+            match SledBackend::pending_for_writer(&d, newest) {
+                Some(ticket) => {
+                    self.defer(ticket, false);
+                    u64::MAX
+                }
+                None => d.reflog_horizon(),
+            }
         };
         // Entries at or past the horizon are not durable: a reader never sees them.
         let before = before.map_or(horizon, |b| b.min(horizon));
@@ -685,11 +713,7 @@ impl Backend for SledBackend {
     }
 
     fn wait_durable(&self, ticket: u64) -> BackendResult<()> {
-        self.wait_for(ticket)?;
-        if !self.bulk {
-            self.emit(DurabilityEvent::Acknowledged { ticket });
-        }
-        Ok(())
+        self.wait_for(ticket, true)
     }
 
     fn meta_cas(

@@ -17,6 +17,7 @@ use axum::response::Response;
 use floe_catalog::{ADMIN, Principal};
 
 use floe_catalog::Catalog;
+use floe_catalog::deferred::Scope;
 
 use crate::error::{Api, ApiError, ErrorKind};
 
@@ -241,7 +242,8 @@ async fn resolve(auth: &AuthState, token: &str, api: Api) -> Result<Principal, R
     }
     let catalog = auth.catalog.clone();
     let token = token.to_owned();
-    match tokio::task::spawn_blocking(move || catalog.authenticate(&token)).await {
+    let read = crate::write::off_thread(Scope::Read, move || catalog.authenticate(&token));
+    match read.await {
         Ok(Ok(Some(p))) => {
             let until = std::time::Instant::now() + TOKEN_CACHE_TTL;
             auth.tokens.put(hash, p.clone(), until);
@@ -253,6 +255,6 @@ async fn resolve(auth: &AuthState, token: &str, api: Api) -> Result<Principal, R
             true,
         )),
         Ok(Err(e)) => Err(ApiError::from(e).render(api)),
-        Err(e) => Err(ApiError::internal(&e).render(api)),
+        Err(e) => Err(e.render(api)),
     }
 }

@@ -135,6 +135,7 @@ mod compute {
     use axum::body::Body;
     use axum::http::{Method, StatusCode, header};
     use axum::response::IntoResponse;
+    use floe_catalog::deferred::Scope;
     use floe_catalog::{AppliedRecord, IdemRequest, RunRecord};
     use floe_compute::runs::RunOptions;
     use floe_compute::{Runner, Submitted};
@@ -304,9 +305,8 @@ mod compute {
         let catalog = state.catalog.clone();
         let principal = write::principal(headers);
         let id = id.to_owned();
-        tokio::task::spawn_blocking(move || catalog.get_run(&principal, &id))
-            .await
-            .map_err(|e| ApiError::internal(&e))?
+        write::off_thread(Scope::Read, move || catalog.get_run(&principal, &id))
+            .await?
             .map_err(ApiError::from)
     }
 
@@ -328,14 +328,14 @@ mod compute {
                 return ApiError::from(e).into_response();
             }
             let (catalog, id) = (state.catalog.clone(), record.id.clone());
-            let kept = tokio::task::spawn_blocking(move || {
+            let kept = write::off_thread(Scope::Read, move || {
                 catalog.shared_run_file(&principal, &id, floe_catalog::RunFile::Log, &id)
             })
             .await;
             return match kept {
                 Ok(Ok(bytes)) => (StatusCode::OK, text, bytes.unwrap_or_default()).into_response(),
                 Ok(Err(e)) => ApiError::from(e).into_response(),
-                Err(e) => ApiError::internal(&e).into_response(),
+                Err(e) => e.into_response(),
             };
         }
         if !follow || !record.state.is_live() {
