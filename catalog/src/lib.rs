@@ -183,6 +183,12 @@ impl Catalog {
             .ok_or_else(|| CatalogError::Invalid("this server has no warehouse".to_owned()))
     }
 
+    /// Waits on this thread for the durability waits a server's handler deferred so far
+    /// (`deferred::barrier`), before anything irreversible that rests on them.
+    pub fn durable_now(&self) -> CatalogResult<()> {
+        Ok(self.store.durable_now()?)
+    }
+
     /// Ready to serve: the store answers a read of the default branch.
     pub fn ready(&self) -> Result<(), ReadError> {
         let main = RefName::parse(DEFAULT_BRANCH).expect("the default branch name is valid");

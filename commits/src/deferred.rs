@@ -15,10 +15,12 @@
 //! the handler reads the branch back to answer, and must show in the answer. Under
 //! `Scope::Read`, views are as they are everywhere else.
 //!
-//! Nothing irreversible may happen outside the store after a deferred wait and before the
-//! `Pending` is awaited. floe never deletes a file a commit referred to (files a failed
-//! write left are its own), and other threads see the state only through the durable
-//! views and their own waits, so the handlers' store work qualifies.
+//! Nothing irreversible may happen outside the store, and nothing other requests read may
+//! change in memory, on the strength of a deferred wait: whatever does so (removing a
+//! run's files because its record is gone, putting a new policy in force, keeping a key
+//! in memory) first calls `barrier`, which waits on the thread for everything noted so
+//! far. floe never deletes a file a commit referred to (files a failed write left are its
+//! own).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -95,6 +97,21 @@ pub fn run_deferred<R>(scope: Scope, f: impl FnOnce() -> R) -> (R, Pending) {
             waits: waits.unwrap_or_default(),
         },
     )
+}
+
+/// Waits on this thread for every wait noted so far in its scope (nothing outside one):
+/// called before anything irreversible, or visible to other requests, that rests on what
+/// the scope's store work wrote or read. An error: what was noted never became durable.
+pub fn barrier() -> BackendResult<()> {
+    let waits = DEFERRAL.with(|d| {
+        d.borrow_mut()
+            .as_mut()
+            .map(|d| std::mem::take(&mut d.waits))
+    });
+    Pending {
+        waits: waits.unwrap_or_default(),
+    }
+    .wait()
 }
 
 /// The scope this thread's store work runs in, if any.

@@ -427,6 +427,13 @@ impl Store {
         out
     }
 
+    /// Waits on this thread for every durability wait deferred on it so far
+    /// (`deferred::barrier`): called before anything irreversible outside the store, or
+    /// visible to other requests, that rests on them.
+    pub fn durable_now(&self) -> Result<(), WriteError> {
+        crate::deferred::barrier().map_err(outcome_unknown)
+    }
+
     /// Waits until a pending move is durable; only then is it reported applied. If it
     /// never becomes durable (the store is poisoned), the outcome is unknown.
     pub(crate) fn acknowledge(&self, ticket: u64) -> Result<(), WriteError> {

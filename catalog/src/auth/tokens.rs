@@ -133,6 +133,8 @@ impl Catalog {
             self.store.meta_cas(PAGE_KEY, None, Some(&key))?;
         }
         let stored = self.store.meta_get(PAGE_KEY)?.unwrap_or_default();
+        // Held in memory for every later request: only once it is durable.
+        self.store.durable_now()?;
         let key: [u8; 32] = stored
             .as_ref()
             .try_into()
@@ -308,6 +310,8 @@ impl Catalog {
         };
         let doc = PolicyDoc::parse(text).map_err(|e| CatalogError::Invalid(e.to_string()))?;
         self.store.meta_put(POLICY, text.as_bytes())?;
+        // Every request authorizes by it from now on: only once it is durable.
+        self.store.durable_now()?;
         rules.replace(doc);
         Ok(())
     }

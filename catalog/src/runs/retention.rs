@@ -184,6 +184,8 @@ impl Catalog {
         if record.promoted || now.saturating_sub(finished) < retention.run_records_ms {
             return Ok(());
         }
+        // The branch deleted above shows gone in the durable view once it is durable.
+        self.store.durable_now()?;
         if self.store.get_ref(&record.branch()).is_ok() {
             // Its branch is still there (branch retention longer than record retention):
             // the record goes with a later pass, after the branch.

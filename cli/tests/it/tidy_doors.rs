@@ -30,6 +30,11 @@ const UNLOCKED: &[(&str, &str, &str)] = &[
     ("Catalog", "server_id", "the server's own id"),
     (
         "Catalog",
+        "durable_now",
+        "waits for durability of what this thread's request already did: reads or changes nothing",
+    ),
+    (
+        "Catalog",
         "reads_inline",
         "whether the store answers from memory: says nothing about any content",
     ),

@@ -118,15 +118,13 @@ impl Durable {
         });
     }
 
-    /// Wakes the async callers whose tickets are durable now (all of them: `None`).
-    pub(super) fn wake(&mut self, upto: Option<u64>) {
-        self.wakers.retain(|(ticket, waker)| {
-            let done = upto.is_none_or(|upto| *ticket <= upto);
-            if done {
-                waker.wake_by_ref();
-            }
-            !done
-        });
+    /// The async callers whose tickets are durable now, to wake once the lock is let go.
+    pub(super) fn take_wakers(&mut self, upto: u64) -> Vec<Waker> {
+        let (done, waiting) = std::mem::take(&mut self.wakers)
+            .into_iter()
+            .partition(|(ticket, _)| *ticket <= upto);
+        self.wakers = waiting;
+        done.into_iter().map(|(_, waker)| waker).collect()
     }
 
     /// Reflog entries from this seq on are not durable yet.
@@ -308,7 +306,10 @@ impl Inner {
     pub(super) fn poison(&self, d: &mut Durable, why: String) {
         d.poisoned = Some(why);
         self.poisoned.store(true, Ordering::SeqCst);
-        d.wake(None);
+        // Rare, and under the lock: a waker only schedules its task.
+        for (_, waker) in d.wakers.drain(..) {
+            waker.wake();
+        }
     }
 
     /// Waits on this thread until every write up to `ticket` is durable (at once in bulk
@@ -411,13 +412,14 @@ impl Inner {
                 (Ok(()), _) => Ok(None),
             };
             drop(segment);
+            let mut woken = Vec::new();
             let mut d = self.durability.lock();
             match sealed {
                 Ok(sealed) => {
                     if let Some(upto) = upto {
                         d.durable = upto;
                         d.made_durable(upto);
-                        d.wake(Some(upto));
+                        woken = d.take_wakers(upto);
                         while d.undurable_reflog.front().is_some_and(|&(t, _)| t <= upto) {
                             d.undurable_reflog.pop_front();
                         }
@@ -431,6 +433,8 @@ impl Inner {
                     if !d.sealed.is_empty() || seal.is_some() {
                         self.checkpoint_wake.notify_one();
                     }
+                    drop(d);
+                    woken.into_iter().for_each(Waker::wake);
                 }
                 Err(why) => {
                     self.poison(&mut d, why);

@@ -614,6 +614,8 @@ pub fn sweep(catalog: &Catalog, principal: &Principal, dir: &Path) -> Result<Swe
             None => break,
         }
     }
+    // Files are removed because their record is gone: only once that is durable.
+    catalog.durable_now()?;
     let old = |path: &Path| {
         path.metadata()
             .and_then(|m| m.modified())
