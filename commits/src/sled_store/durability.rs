@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
+use parking_lot::Mutex;
 use sled::Transactional;
 use sled::transaction::ConflictableTransactionError;
 
@@ -87,9 +88,35 @@ pub(super) struct Durable {
     pub(super) checkpoints_done: u64,
     /// Segments whose records sled holds in memory, waiting for a checkpoint's flush.
     pub(super) sealed: Vec<PathBuf>,
-    /// Async callers awaiting a ticket (`deferred`): woken once it is durable or the
-    /// store is poisoned.
-    pub(super) wakers: Vec<(u64, Waker)>,
+}
+
+/// Async callers awaiting a ticket (`deferred`), apart from the durability lock (which a
+/// ref move holds across its sled transaction: an async worker must not wait for it).
+#[derive(Debug, Default)]
+pub(super) struct Wakers {
+    /// Every write with a ticket up to here is durable (`Durable::durable`, mirrored).
+    pub(super) durable: std::sync::atomic::AtomicU64,
+    /// Woken once their ticket is durable or the store is poisoned.
+    pub(super) waiting: Mutex<Vec<(u64, Waker)>>,
+}
+
+impl Wakers {
+    /// Publishes `upto` as durable and wakes the callers it covers (all, when poisoned:
+    /// `None`), outside the lock.
+    pub(super) fn publish(&self, upto: Option<u64>) {
+        if let Some(upto) = upto {
+            self.durable.store(upto, Ordering::SeqCst);
+        }
+        let done: Vec<Waker> = {
+            let mut waiting = self.waiting.lock();
+            let (done, left) = std::mem::take(&mut *waiting)
+                .into_iter()
+                .partition(|(ticket, _)| upto.is_none_or(|upto| *ticket <= upto));
+            *waiting = left;
+            done.into_iter().map(|(_, waker)| waker).collect()
+        };
+        done.into_iter().for_each(Waker::wake);
+    }
 }
 
 /// One ref's durable view while some of its moves await a sync.
@@ -116,15 +143,6 @@ impl Durable {
             }
             !u.pending.is_empty()
         });
-    }
-
-    /// The async callers whose tickets are durable now, to wake once the lock is let go.
-    pub(super) fn take_wakers(&mut self, upto: u64) -> Vec<Waker> {
-        let (done, waiting) = std::mem::take(&mut self.wakers)
-            .into_iter()
-            .partition(|(ticket, _)| *ticket <= upto);
-        self.wakers = waiting;
-        done.into_iter().map(|(_, waker)| waker).collect()
     }
 
     /// Reflog entries from this seq on are not durable yet.
@@ -238,19 +256,22 @@ impl SledBackend {
 
 impl DurableSignal for Inner {
     fn poll_durable(&self, ticket: u64, cx: &mut Context<'_>) -> Poll<BackendResult<()>> {
-        let mut d = self.durability.lock();
-        if d.durable >= ticket {
+        // The durable point is published before the waiters are taken, both under
+        // `waiting`'s lock on this side: a waker registered here is either seen by the
+        // next `publish` or not needed.
+        let mut waiting = self.wakers.waiting.lock();
+        if self.wakers.durable.load(Ordering::SeqCst) >= ticket {
             return Poll::Ready(Ok(()));
         }
-        if let Err(e) = check_poisoned(&d) {
-            return Poll::Ready(Err(e));
+        if self.poisoned.load(Ordering::SeqCst) {
+            drop(waiting);
+            return Poll::Ready(check_poisoned(&self.durability.lock()));
         }
-        if !d
-            .wakers
+        if !waiting
             .iter()
             .any(|(t, w)| *t == ticket && w.will_wake(cx.waker()))
         {
-            d.wakers.push((ticket, cx.waker().clone()));
+            waiting.push((ticket, cx.waker().clone()));
         }
         Poll::Pending
     }
@@ -306,10 +327,7 @@ impl Inner {
     pub(super) fn poison(&self, d: &mut Durable, why: String) {
         d.poisoned = Some(why);
         self.poisoned.store(true, Ordering::SeqCst);
-        // Rare, and under the lock: a waker only schedules its task.
-        for (_, waker) in d.wakers.drain(..) {
-            waker.wake();
-        }
+        self.wakers.publish(None);
     }
 
     /// Waits on this thread until every write up to `ticket` is durable (at once in bulk
@@ -412,14 +430,14 @@ impl Inner {
                 (Ok(()), _) => Ok(None),
             };
             drop(segment);
-            let mut woken = Vec::new();
+            let mut published = None;
             let mut d = self.durability.lock();
             match sealed {
                 Ok(sealed) => {
                     if let Some(upto) = upto {
                         d.durable = upto;
                         d.made_durable(upto);
-                        woken = d.take_wakers(upto);
+                        published = Some(upto);
                         while d.undurable_reflog.front().is_some_and(|&(t, _)| t <= upto) {
                             d.undurable_reflog.pop_front();
                         }
@@ -434,7 +452,9 @@ impl Inner {
                         self.checkpoint_wake.notify_one();
                     }
                     drop(d);
-                    woken.into_iter().for_each(Waker::wake);
+                    if published.is_some() {
+                        self.wakers.publish(published);
+                    }
                 }
                 Err(why) => {
                     self.poison(&mut d, why);

@@ -95,6 +95,8 @@ pub struct Inner {
     /// Mirrors `Durable::poisoned`, so that object and meta reads (the hot path) check it
     /// without taking the lock ref moves hold during their transaction.
     poisoned: AtomicBool,
+    /// Async callers awaiting durability, and the durable point they read.
+    wakers: durability::Wakers,
     /// Wakes the durability thread when a write is waiting.
     flusher_wake: Condvar,
     /// Wakes the checkpoint thread when a segment is sealed or it must stop.
@@ -220,6 +222,7 @@ impl SledBackend {
             segment: Mutex::new(None),
             durability: Mutex::new(Durable::default()),
             poisoned: AtomicBool::new(false),
+            wakers: durability::Wakers::default(),
             flusher_wake: Condvar::new(),
             checkpoint_wake: Condvar::new(),
             writers_wake: Condvar::new(),
