@@ -265,7 +265,12 @@ impl DurableSignal for Inner {
         }
         if self.poisoned.load(Ordering::SeqCst) {
             drop(waiting);
-            return Poll::Ready(check_poisoned(&self.durability.lock()));
+            // A sync that completed just before the poison may not be published yet.
+            let d = self.durability.lock();
+            if d.durable >= ticket {
+                return Poll::Ready(Ok(()));
+            }
+            return Poll::Ready(check_poisoned(&d));
         }
         if !waiting
             .iter()

@@ -20,12 +20,11 @@
 //! fdatasync, or a failed checkpoint, poisons the store: every later call fails, and
 //! nothing is retried.
 //!
-//! sled's own log writes are never synced (`temporary`): without that, every sled
-//! transaction rolls sled's io buffer twice and writes each with a `sync_file_range` that
-//! waits for the device, a second and third device round trip per write beside the log's
-//! fdatasync (a CPU profile of floe serve put sled's io threads at 145 µs of CPU per
-//! branch create). The write-ahead log is what makes a write durable; a checkpoint or a
-//! recovery flushes sled and fdatasyncs its `db` file itself.
+//! sled still writes each transaction's io buffer with a `sync_file_range` that waits for
+//! the device (twice per transaction, on sled's io threads: 145 µs of CPU per branch
+//! create in a profile of floe serve). Its recovery and its reuse of segments rely on that
+//! ordering of device writes: turning it off (`temporary`) would let a power cut after a
+//! checkpoint lose pages the log no longer holds, so it stays.
 //!
 //! The store is created with an 8 MiB segment, so every item up to 2 MiB (a quarter of a
 //! segment) is written inline in the log that a checkpoint's flush syncs, never as a
@@ -38,7 +37,7 @@ mod wal;
 
 pub use durability::{DurabilityEvent, DurabilityHook};
 use durability::{Durable, Undurable, check_poisoned};
-use files::{discard_unfinished_snapshots, sled_cache_bytes};
+use files::discard_unfinished_snapshots;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
@@ -184,15 +183,8 @@ impl SledBackend {
         let config = sled::Config::default()
             .path(dir)
             .segment_size(SLED_SEGMENT_BYTES)
-            .cache_capacity(sled_cache_bytes())
             .flush_every_ms(None)
-            .temporary(true)
             .mode(sled::Mode::HighThroughput);
-        // `temporary` would also remove the folder when sled drops its configuration: it
-        // never does, because this clone of it lives as long as the process. sled's
-        // `open` shares it (it copies the configuration only to lower a cache larger than
-        // the machine allows, which `sled_cache_bytes` never asks for).
-        std::mem::forget(config.clone());
         let db = config.open().map_err(|e| {
             BackendError::read(format!(
                 "cannot open the sled store in {}: {e}",
@@ -762,25 +754,6 @@ impl Backend for SledBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// sled is opened `temporary` (its log writes unsynced), which would remove the
-    /// folder when sled drops its configuration: closing a store keeps every file, and
-    /// it opens again with what it held, twice over.
-    #[test]
-    fn closing_the_store_keeps_its_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let object = Bytes::from_static(b"kept");
-        let hash = Hash::of(&object);
-        for _ in 0..2 {
-            let backend = SledBackend::open(dir.path()).unwrap();
-            backend.put_objects(&[(hash, object.clone())]).unwrap();
-            drop(backend);
-            assert!(dir.path().join("db").is_file(), "sled's file is kept");
-            assert!(dir.path().join("conf").is_file());
-            let backend = SledBackend::open(dir.path()).unwrap();
-            assert_eq!(backend.get_object(&hash).unwrap(), Some(object.clone()));
-        }
-    }
 
     /// A process killed while sled wrote a snapshot leaves `snap.<lsn>.generating`
     /// half-written; the store still opens, with everything acknowledged before.
