@@ -356,6 +356,16 @@ fn opt(h: &Option<Hash>) -> String {
 }
 
 impl WriteError {
+    /// A wait for durability that failed (the store is poisoned): what was written may or
+    /// may not survive.
+    pub fn outcome_unknown(e: crate::backend::BackendError) -> WriteError {
+        WriteError::Storage(StorageError::Backend(crate::backend::BackendError {
+            outcome_unknown: true,
+            unavailable: false,
+            ..e
+        }))
+    }
+
     /// True when the write may or may not have applied.
     pub fn is_outcome_unknown(&self) -> bool {
         match self {

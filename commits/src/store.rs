@@ -402,7 +402,7 @@ impl Store {
     pub fn settle(&self, name: &RefName, head: Option<&Hash>) -> Result<(), WriteError> {
         self.backend
             .wait_ref_durable(name, head)
-            .map_err(outcome_unknown)
+            .map_err(WriteError::outcome_unknown)
     }
 
     /// The answer of a write on `name`, once what it was computed from is durable:
@@ -431,14 +431,17 @@ impl Store {
     /// (`deferred::barrier`): called before anything irreversible outside the store, or
     /// visible to other requests, that rests on them.
     pub fn durable_now(&self) -> Result<(), WriteError> {
-        crate::deferred::barrier().map_err(outcome_unknown)
+        crate::deferred::barrier().map_err(WriteError::outcome_unknown)
     }
 
     /// Waits until a pending move is durable; only then is it reported applied. If it
     /// never becomes durable (the store is poisoned), the outcome is unknown.
     pub(crate) fn acknowledge(&self, ticket: u64) -> Result<(), WriteError> {
         let waited_from_ms = self.now_ms();
-        let out = self.backend.wait_durable(ticket).map_err(outcome_unknown);
+        let out = self
+            .backend
+            .wait_durable(ticket)
+            .map_err(WriteError::outcome_unknown);
         // The enclosing commit's or merge's span says how long durability took (by the
         // store's clock: the core reads no other).
         tracing::Span::current().record("durable_wait_ms", self.now_ms() - waited_from_ms);
@@ -512,16 +515,6 @@ impl GraphSource for Store {
     fn entry(&self, h: &Hash) -> Result<GraphEntry, ReadError> {
         self.graph_entry(h)
     }
-}
-
-/// A wait for durability that failed (the store is poisoned): what was written may or may
-/// not survive.
-fn outcome_unknown(e: crate::backend::BackendError) -> WriteError {
-    WriteError::Storage(StorageError::Backend(crate::backend::BackendError {
-        outcome_unknown: true,
-        unavailable: false,
-        ..e
-    }))
 }
 
 /// A storage failure before any ref moved: nothing persisted is visible.

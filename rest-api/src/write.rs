@@ -18,7 +18,7 @@ use floe_catalog::deferred::{self, Scope};
 use floe_catalog::{
     AppliedRecord, Catalog, CatalogError, IdemRequest, IdempotencyKey, Principal, Recalled,
 };
-use floe_commits::{StorageError, WriteError};
+use floe_commits::WriteError;
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 
@@ -396,12 +396,7 @@ where
     if !pending.is_empty()
         && let Err(e) = pending.durable().await
     {
-        let unknown = floe_commits::BackendError {
-            outcome_unknown: true,
-            unavailable: false,
-            ..e
-        };
-        let e = WriteError::Storage(StorageError::Backend(unknown));
+        let e = WriteError::outcome_unknown(e);
         return Err(ApiError::from(CatalogError::Write(e)));
     }
     Ok(out)

@@ -230,11 +230,15 @@ impl SledBackend {
     /// The ticket a reader in a write scope waits for to see `view` as pending state (the
     /// newest pending move, or `None`: nothing of it is pending): a write's answer reads
     /// back its own moves before they are durable, and is sent after they are.
-    pub(super) fn pending_for_writer(d: &Durable, newest: Option<u64>) -> Option<u64> {
+    /// `newest` is asked only in a write scope (it walks the pending refs).
+    pub(super) fn pending_for_writer(
+        d: &Durable,
+        newest: impl FnOnce() -> Option<u64>,
+    ) -> Option<u64> {
         if deferred::scope() != Some(Scope::Write) {
             return None;
         }
-        newest.filter(|t| *t > d.durable)
+        newest().filter(|t| *t > d.durable)
     }
 
     /// Reads sled under the durability lock (so every write the read can see has a

@@ -32,12 +32,10 @@
 //! (64 KiB).
 
 mod durability;
-mod files;
 mod wal;
 
 pub use durability::{DurabilityEvent, DurabilityHook};
 use durability::{Durable, Undurable, check_poisoned};
-use files::discard_unfinished_snapshots;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
@@ -180,17 +178,18 @@ impl SledBackend {
             }
         }
         discard_unfinished_snapshots(dir)?;
-        let config = sled::Config::default()
+        let db = sled::Config::default()
             .path(dir)
             .segment_size(SLED_SEGMENT_BYTES)
             .flush_every_ms(None)
-            .mode(sled::Mode::HighThroughput);
-        let db = config.open().map_err(|e| {
-            BackendError::read(format!(
-                "cannot open the sled store in {}: {e}",
-                dir.display()
-            ))
-        })?;
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| {
+                BackendError::read(format!(
+                    "cannot open the sled store in {}: {e}",
+                    dir.display()
+                ))
+            })?;
         let tree = |name: &str| {
             db.open_tree(name)
                 .map_err(|e| BackendError::read(format!("cannot open sled tree {name}: {e}")))
@@ -284,6 +283,33 @@ fn write_err(e: sled::Error) -> BackendError {
 
 fn corrupt(e: DecodeError) -> BackendError {
     BackendError::read(format!("a stored record is damaged: {e}"))
+}
+
+/// Removes the snapshot files sled was still writing when its process died.
+///
+/// sled 0.34 writes a snapshot to `snap.<lsn>.generating`, syncs it and renames it to
+/// `snap.<lsn>`, removing the older snapshot only after the rename. But on open it reads
+/// the greatest `snap.*` name, which is the unfinished `.generating` file when one is
+/// left: a SIGKILL in the middle of that write makes the store refuse to open ("Read
+/// corrupted data at file offset None"; spacejam/sled#1527). Such a file is never the
+/// only record of anything: the previous snapshot is still in place, and the log it
+/// summarises is replayed from that snapshot's position, as sled does with no snapshot.
+pub(super) fn discard_unfinished_snapshots(dir: &Path) -> BackendResult<()> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| BackendError::read(format!("cannot list {}: {e}", dir.display())))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path()).map_err(|e| {
+                BackendError::read(format!(
+                    "cannot remove the unfinished sled snapshot {}: {e}",
+                    entry.path().display()
+                ))
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Why a ref move's transaction wrote nothing.
@@ -418,7 +444,7 @@ impl Backend for SledBackend {
         if view == RefView::Durable
             && let Some(u) = d.undurable.get(name)
         {
-            let newest = u.pending.back().map(|(t, _)| *t);
+            let newest = || u.pending.back().map(|(t, _)| *t);
             let Some(ticket) = SledBackend::pending_for_writer(&d, newest) else {
                 return Ok(u.durable.clone());
             };
@@ -435,16 +461,14 @@ impl Backend for SledBackend {
     ) -> BackendResult<Vec<(RefName, RefRecord)>> {
         let d = self.durability.lock();
         check_poisoned(&d)?;
-        let newest = (view == RefView::Durable)
-            .then(|| {
-                let after = |n: &&RefName| after.is_none_or(|a| *n > a);
-                let pending = d.undurable.iter().filter(|(n, _)| after(n));
-                pending
-                    .filter_map(|(_, u)| u.pending.back())
-                    .map(|(t, _)| *t)
-                    .max()
-            })
-            .flatten();
+        let newest = || {
+            let after = |n: &&RefName| after.is_none_or(|a| *n > a);
+            let pending = d.undurable.iter().filter(|(n, _)| after(n));
+            let newest = pending
+                .filter_map(|(_, u)| u.pending.back())
+                .map(|(t, _)| *t);
+            newest.max().filter(|_| view == RefView::Durable)
+        };
         let view = match SledBackend::pending_for_writer(&d, newest) {
             Some(ticket) => {
                 self.defer(ticket, false);
@@ -616,7 +640,7 @@ impl Backend for SledBackend {
         let horizon = {
             let d = self.durability.lock();
             check_poisoned(&d)?;
-            let newest = d.undurable_reflog.back().map(|(t, _)| *t);
+            let newest = || d.undurable_reflog.back().map(|(t, _)| *t);
             match SledBackend::pending_for_writer(&d, newest) {
                 Some(ticket) => {
                     self.defer(ticket, false);
