@@ -24,6 +24,7 @@ pub mod limits;
 mod merges;
 mod metadata_cache;
 mod namespaces;
+mod off_thread;
 mod refs;
 mod run_state;
 mod runs;
@@ -58,6 +59,7 @@ pub use limits::{IDEMPOTENCY_LIFETIME, IDEMPOTENCY_LIFETIME_MS, RUN_ANSWER_BYTES
 pub use merges::MergeRequest;
 pub use metadata_cache::MetadataJson;
 pub use namespaces::{Namespace, PropertiesUpdate, PropertiesUpdated};
+pub use off_thread::{OffThreadError, off_thread};
 pub use run_state::RunState;
 pub use runs::{
     Landed, Landing, RUN_ID_PROPERTY, RUN_PART_PROPERTY, RUN_REVERTED_PROPERTY,

@@ -291,3 +291,74 @@ fn answers_wait(mode: Mode) {
         Err(CatalogError::CommitFailed(_))
     ));
 }
+
+/// `off_thread`, as handlers, runs and imports use it: store work whose sync is held gives
+/// its blocking thread back as soon as it is computed (two writes computed on a runtime
+/// with one blocking thread), and neither result is handed on before the sync.
+#[test]
+fn off_thread_gives_the_thread_back_and_hands_the_result_on_once_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = Arc::new(Held::default());
+    let backend =
+        Arc::new(SledBackend::open_with(&dir.path().join("store"), Some(held.clone())).unwrap());
+    let store = Arc::new(Store::open(backend, Arc::new(SystemClock)).unwrap());
+    let catalog = Catalog::new(store);
+    let who = Principal::anonymous();
+    let main = RefSpec::parse("main").unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    let computed = Arc::new((Mutex::new(0usize), Condvar::new()));
+    held.set_closed(true);
+    // A failed assertion opens the sync, so the runtime's shutdown does not wait forever.
+    struct Open(Arc<Held>);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.set_closed(false);
+        }
+    }
+    let open = Open(held.clone());
+    let writes: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let (catalog, who, main) = (catalog.clone(), who.clone(), main.clone());
+            let computed = computed.clone();
+            runtime.spawn(floe_catalog::off_thread(Scope::Write, move || {
+                let key = ContentKey::new([name]).unwrap();
+                let none = Authored::default();
+                let out = catalog.create_namespace(&who, &main, &key, BTreeMap::new(), &none, None);
+                *computed.0.lock() += 1;
+                computed.1.notify_all();
+                out.map(|(outcome, _)| outcome.commit)
+            }))
+        })
+        .collect();
+    let mut n = computed.0.lock();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while *n < 2 {
+        // Only a hang reaches the deadline: the first write kept the one blocking thread.
+        assert!(
+            Instant::now() < deadline,
+            "both writes are computed while the sync is held"
+        );
+        computed.1.wait_until(&mut n, deadline);
+    }
+    drop(n);
+    assert!(
+        writes.iter().all(|w| !w.is_finished()),
+        "no result is handed on before the sync"
+    );
+    drop(open);
+    let heads: Vec<_> = writes
+        .into_iter()
+        .map(|w| runtime.block_on(w).unwrap().unwrap().unwrap())
+        .collect();
+    assert_ne!(heads[0], heads[1]);
+    let durable = catalog.resolve(&who, &main).unwrap().hash;
+    assert!(
+        heads.contains(&durable),
+        "the last write is the durable head"
+    );
+}

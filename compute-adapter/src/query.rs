@@ -24,7 +24,8 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::Statement as DfStatement;
-use floe_catalog::{Catalog, CatalogError, Principal};
+use floe_catalog::deferred::Scope;
+use floe_catalog::{Catalog, CatalogError, OffThreadError, Principal};
 use floe_commits::{ContentKey, Hash, RefSpec};
 use futures::StreamExt;
 use iceberg::TableIdent;
@@ -330,12 +331,7 @@ impl QueryEngine {
         let catalog = self.catalog.clone();
         let who = principal.clone();
         let spec = request.spec.clone();
-        let span = tracing::Span::current();
-        let at =
-            tokio::task::spawn_blocking(move || span.in_scope(|| catalog.resolve(&who, &spec)))
-                .await
-                .map_err(|e| QueryError::Engine(e.to_string()))??
-                .hash;
+        let at = reading(move || catalog.resolve(&who, &spec)).await??.hash;
         let log = ScanLog::default();
         let functions = state.table_functions().clone();
         for reference in references {
@@ -396,12 +392,7 @@ impl QueryEngine {
         let who = principal.clone();
         let spec = spec.clone();
         let lookup = key.clone();
-        let span = tracing::Span::current();
-        let loaded = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| catalog.load_table_at(&who, &spec, at, &lookup))
-        })
-        .await
-        .map_err(|e| QueryError::Engine(e.to_string()))?;
+        let loaded = reading(move || catalog.load_table_at(&who, &spec, at, &lookup)).await?;
         let loaded = match loaded {
             Err(CatalogError::TableNotFound(_)) => {
                 return Err(QueryError::TableNotFound(format!(
@@ -608,6 +599,19 @@ fn under_deadline(
 /// The error a streaming query ended with, in floe's terms.
 pub fn stream_error(e: DataFusionError, limits: &QueryLimits) -> QueryError {
     QueryError::from_engine(e, limits)
+}
+
+/// A read of the catalog off the async workers, its durability waits (meta it saw
+/// pending) awaited here (`floe_catalog::off_thread`).
+async fn reading<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, QueryError> {
+    floe_catalog::off_thread(Scope::Read, f)
+        .await
+        .map_err(|e| match e {
+            OffThreadError::Task(why) => QueryError::Engine(why),
+            OffThreadError::NotDurable(e) => QueryError::from(e),
+        })
 }
 
 #[cfg(test)]

@@ -14,11 +14,10 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use floe_catalog::deferred::{self, Scope};
+use floe_catalog::deferred::Scope;
 use floe_catalog::{
-    AppliedRecord, Catalog, CatalogError, IdemRequest, IdempotencyKey, Principal, Recalled,
+    AppliedRecord, Catalog, IdemRequest, IdempotencyKey, OffThreadError, Principal, Recalled,
 };
-use floe_commits::WriteError;
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 
@@ -27,11 +26,15 @@ use crate::error::{Api, ApiError, ApiResult, ErrorKind};
 
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
+/// The buffer a JSON answer is written into starts this large (most answers fit).
+const REPLY_BYTES_MIN: usize = 1024;
+
 /// A successful answer: status and JSON body (none for 204).
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: StatusCode,
-    pub body: Option<String>,
+    /// JSON (serde_json writes UTF-8 only).
+    pub body: Option<Vec<u8>>,
     /// The body carries credentials: answered with `Cache-Control: no-store`, so that no
     /// cache between the client and floe keeps them.
     pub secret: bool,
@@ -39,9 +42,21 @@ pub struct Reply {
 
 impl Reply {
     pub fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> ApiResult<Reply> {
+        Reply::json_sized(status, body, 0)
+    }
+
+    /// The same, for a body of about `bytes` (or more) bytes: written into a buffer of
+    /// that size, not one grown (and copied) step by step.
+    pub fn json_sized<T: serde::Serialize>(
+        status: StatusCode,
+        body: &T,
+        bytes: usize,
+    ) -> ApiResult<Reply> {
+        let mut out = Vec::with_capacity(bytes.max(REPLY_BYTES_MIN));
+        serde_json::to_writer(&mut out, body).map_err(|e| ApiError::internal(&e))?;
         Ok(Reply {
             status,
-            body: Some(serde_json::to_string(body).map_err(|e| ApiError::internal(&e))?),
+            body: Some(out),
             secret: false,
         })
     }
@@ -112,9 +127,14 @@ impl<S: Send + Sync> FromRequest<S> for Call {
     async fn from_request(req: Request, _: &S) -> Result<Call, Response> {
         let (parts, body) = req.into_parts();
         let api = Api::of_parts(&parts);
-        let body = crate::extract::body_bytes(&parts.headers, body)
-            .await
-            .map_err(|e| e.render(api))?;
+        // A request without a body (most reads) has nothing to collect.
+        let body = if axum::body::HttpBody::size_hint(&body).exact() == Some(0) {
+            Bytes::new()
+        } else {
+            crate::extract::body_bytes(&parts.headers, body)
+                .await
+                .map_err(|e| e.render(api))?
+        };
         Ok(Call {
             method: parts.method,
             uri: parts.uri,
@@ -385,27 +405,25 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    // The request's span follows its work onto the blocking thread, so that what the
-    // catalog and the store log there is logged under the request.
-    let span = tracing::Span::current();
-    let work = move || span.in_scope(|| deferred::run_deferred(scope, f));
-    let (out, pending) = tokio::task::spawn_blocking(work)
+    // The permit bounds the store work, not the wait for durability after it.
+    let work = move || {
+        let out = f();
+        drop(permit);
+        out
+    };
+    floe_catalog::off_thread(scope, work)
         .await
-        .map_err(|e| ApiError::internal(&format!("request task failed: {e}")))?;
-    drop(permit);
-    if !pending.is_empty()
-        && let Err(e) = pending.durable().await
-    {
-        let e = WriteError::outcome_unknown(e);
-        return Err(ApiError::from(CatalogError::Write(e)));
-    }
-    Ok(out)
+        .map_err(|e| match e {
+            OffThreadError::Task(why) => ApiError::internal(&format!("request task failed: {why}")),
+            OffThreadError::NotDurable(e) => ApiError::from(e),
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
-    use floe_commits::RefName;
+    use floe_catalog::CatalogError;
+    use floe_commits::{RefName, WriteError};
 
     use super::*;
 

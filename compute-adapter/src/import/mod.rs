@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use floe_catalog::deferred::Scope;
 use floe_catalog::{
     Authored, Catalog, CatalogError, Landing, LoadedTable, Principal, RunKind, RunRecord,
     TableChange, TableCreate,
@@ -301,7 +302,7 @@ impl Importer {
         let ns = namespace.clone();
         let sources = request.files.clone();
         let (existing, files) =
-            blocking(move || read_sources(&catalog, &who, &spec, &ns, &key, sources)).await?;
+            reading(move || read_sources(&catalog, &who, &spec, &ns, &key, sources)).await?;
         let Plan {
             mode,
             schema,
@@ -332,7 +333,7 @@ impl Importer {
         let who = principal.clone();
         let spec = request.branch.clone();
         let tables = vec![request.table.to_string()];
-        let (record, executor) = blocking(move || {
+        let (record, executor) = store(move || {
             Ok(catalog.start_run_writing(&who, &spec, RunKind::Import, source, tables)?)
         })
         .await?;
@@ -394,7 +395,7 @@ impl Importer {
                 let message = e.to_string();
                 // The client hears of a record that could not say so, not only the log.
                 let executor = principal.in_run(&failed.id);
-                let record_error = blocking(move || {
+                let record_error = store(move || {
                     Ok(catalog.fail_run(&executor, &failed, &message)?)
                 })
                 .await
@@ -414,6 +415,32 @@ impl Importer {
     }
 }
 
+/// Store work that writes, off the async workers: its durability waits are awaited here,
+/// parking no thread (`floe_catalog::off_thread`); a failed task or wait is an outcome
+/// unknown (so no file is removed after it).
+async fn store<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ImportError> + Send + 'static,
+) -> Result<T, ImportError> {
+    off_store(Scope::Write, f).await
+}
+
+/// Store work that only reads, likewise.
+async fn reading<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ImportError> + Send + 'static,
+) -> Result<T, ImportError> {
+    off_store(Scope::Read, f).await
+}
+
+async fn off_store<T: Send + 'static>(
+    scope: Scope,
+    f: impl FnOnce() -> Result<T, ImportError> + Send + 'static,
+) -> Result<T, ImportError> {
+    floe_catalog::off_thread(scope, f)
+        .await
+        .map_err(|e| ImportError::Catalog(e.into_catalog()))?
+}
+
+/// File work (no store calls) on a blocking thread.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ImportError> + Send + 'static,
 ) -> Result<T, ImportError> {
@@ -469,7 +496,7 @@ impl Work {
                 name_mapping(&self.schema, None),
             )]),
         });
-        let table = blocking(move || {
+        let table = store(move || {
             if let Some(create) = create {
                 catalog.create_table(
                     &executor,
@@ -531,7 +558,7 @@ impl Work {
             ..self.answer.clone().with_files(outcomes.to_vec())
         };
         let answer = serde_json::to_value(&answer).expect("an import outcome serializes");
-        let landed = blocking(move || {
+        let landed = store(move || {
             if let Some(hook) = hook {
                 hook(&catalog);
             }
@@ -623,7 +650,7 @@ impl Work {
         let catalog = self.catalog.clone();
         let executor = self.executor.clone();
         let branch = self.branch();
-        blocking(move || {
+        store(move || {
             catalog.commit_table(&executor, &branch, change, &Authored::default(), None)?;
             Ok(())
         })

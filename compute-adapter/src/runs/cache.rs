@@ -416,7 +416,7 @@ impl super::Runner {
             return none;
         };
         let Ok(hashes) =
-            super::blocking(move || Ok(catalog.content_hashes(&who, &at, &asked)?)).await
+            super::reading(move || Ok(catalog.content_hashes(&who, &at, &asked)?)).await
         else {
             return none;
         };

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use floe_catalog::{CatalogError, Principal, RunRecord};
 
-use super::{RunError, RunOptions, Runner, blocking};
+use super::{RunError, RunOptions, Runner, blocking, reading};
 
 impl Runner {
     /// Cancels run `id`: a run of this server stops within moments in whatever phase it is
@@ -15,7 +15,7 @@ impl Runner {
     pub async fn cancel(&self, principal: &Principal, id: &str) -> Result<RunRecord, RunError> {
         let catalog = self.inner.catalog.clone();
         let (who, run) = (principal.clone(), id.to_owned());
-        let record = blocking(move || {
+        let record = reading(move || {
             let record = catalog.get_run(&who, &run)?;
             // One's own runs, while one may start runs on their target; anyone's, for a
             // manager of it.
@@ -110,8 +110,7 @@ impl Runner {
                     return;
                 }
                 let (catalog, run) = (inner.catalog.clone(), id.clone());
-                let Ok(Ok(Some(why))) =
-                    tokio::task::spawn_blocking(move || catalog.cancel_requested(&run)).await
+                let Ok(Some(why)) = reading(move || Ok(catalog.cancel_requested(&run)?)).await
                 else {
                     continue;
                 };
@@ -125,7 +124,7 @@ impl Runner {
                     });
                 }
                 let (catalog, run) = (inner.catalog.clone(), id.clone());
-                let _ = tokio::task::spawn_blocking(move || catalog.cancel_taken(&run)).await;
+                let _ = blocking(move || Ok(catalog.cancel_taken(&run)?)).await;
                 return;
             }
         });

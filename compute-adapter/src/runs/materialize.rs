@@ -11,8 +11,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{RecordBatch, RecordBatchIterator};
 use datafusion::arrow::datatypes::SchemaRef;
+use floe_catalog::deferred::Scope;
 use floe_catalog::{
-    Authored, Catalog, CatalogError, LoadedTable, Principal, TableChange, TableCreate,
+    Authored, Catalog, CatalogError, LoadedTable, OffThreadError, Principal, TableChange,
+    TableCreate,
 };
 use floe_commits::{ContentKey, RefSpec};
 use iceberg::TableUpdate;
@@ -52,6 +54,17 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| format!("a run task failed: {e}"))?
+}
+
+/// Store work off the async workers, its durability waits awaited here
+/// (`floe_catalog::off_thread`); a failed task or wait is the catalog's outcome unknown.
+async fn store<T: Send + 'static>(
+    scope: Scope,
+    f: impl FnOnce() -> Result<T, CatalogError> + Send + 'static,
+) -> Result<T, CatalogError> {
+    floe_catalog::off_thread(scope, f)
+        .await
+        .map_err(OffThreadError::into_catalog)?
 }
 
 impl Writer {
@@ -154,17 +167,18 @@ impl Writer {
     ) -> Result<LoadedTable, String> {
         let this = self.clone();
         let lookup = key.clone();
-        let existing = blocking(move || {
+        let existing = store(Scope::Read, move || {
             match this
                 .catalog
                 .load_table(&this.executor, &this.branch, &lookup)
             {
                 Ok((_, t)) => Ok(Some(t)),
                 Err(CatalogError::TableNotFound(_)) => Ok(None),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e),
             }
         })
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
         let Some(table) = existing else {
             let schema = fresh_schema(output, 1)?;
             let spec = partition_spec(&schema, partitioned_by)?;
@@ -179,19 +193,18 @@ impl Writer {
             };
             let this = self.clone();
             let namespace = key.parent().unwrap_or_else(|| key.clone());
-            return blocking(move || {
-                this.catalog
-                    .create_table(
-                        &this.executor,
-                        &this.branch,
-                        &namespace,
-                        create,
-                        &Authored::default(),
-                        None,
-                    )
-                    .map_err(|e| e.to_string())
+            return store(Scope::Write, move || {
+                this.catalog.create_table(
+                    &this.executor,
+                    &this.branch,
+                    &namespace,
+                    create,
+                    &Authored::default(),
+                    None,
+                )
             })
-            .await;
+            .await
+            .map_err(|e| e.to_string());
         };
         let current = table.metadata.current_schema();
         let next = evolve(current, output, how, table.metadata.last_column_id())?;
@@ -209,18 +222,17 @@ impl Writer {
             ],
         };
         let this = self.clone();
-        blocking(move || {
-            this.catalog
-                .commit_table(
-                    &this.executor,
-                    &this.branch,
-                    change,
-                    &Authored::default(),
-                    None,
-                )
-                .map_err(|e| e.to_string())
+        store(Scope::Write, move || {
+            this.catalog.commit_table(
+                &this.executor,
+                &this.branch,
+                change,
+                &Authored::default(),
+                None,
+            )
         })
         .await
+        .map_err(|e| e.to_string())
     }
 
     /// Commits one snapshot of the written files and returns its id.
@@ -290,7 +302,7 @@ impl Writer {
             updates: produced.updates,
         };
         let this = self.clone();
-        let committed = tokio::task::spawn_blocking(move || {
+        let committed = store(Scope::Write, move || {
             this.catalog.commit_table(
                 &this.executor,
                 &this.branch,
@@ -299,8 +311,7 @@ impl Writer {
                 None,
             )
         })
-        .await
-        .map_err(|e| format!("a run task failed: {e}"))?;
+        .await;
         match committed {
             Ok(_) => Ok(produced.snapshot_id),
             Err(e) => Err(CommitFailed {

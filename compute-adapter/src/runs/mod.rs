@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use floe_catalog::deferred::Scope;
 use floe_catalog::{Catalog, CatalogError, IdemRequest, Principal, RunKind, RunRecord};
 use floe_commits::{ContentKey, Hash, RefSpec};
 use parking_lot::Mutex;
@@ -307,7 +308,7 @@ impl Runner {
             }
             let catalog = self.inner.catalog.clone();
             let (run, who) = (id.to_owned(), principal.clone());
-            let record = blocking(move || {
+            let record = reading(move || {
                 catalog
                     .run_record(&who, &run)?
                     .ok_or_else(|| RunError::Catalog(CatalogError::RunNotFound(run.clone())))
@@ -369,7 +370,7 @@ impl Runner {
         let spec = target.clone();
         let opts = options.clone();
         let landing = target_text.clone();
-        let (plan, head) = blocking(move || {
+        let (plan, head) = reading(move || {
             let head = this.inner.catalog.resolve(&who, &spec)?.hash;
             let py = python::plan(&files).map_err(RunError::Planning)?;
             let catalog = this.inner.catalog.clone();
@@ -711,13 +712,30 @@ fn find_table(
     Ok(if found.len() == 1 { found.pop() } else { None })
 }
 
+/// Store work that writes, off the async workers: its durability waits are awaited here,
+/// parking no thread (`floe_catalog::off_thread`). Nothing irreversible happens inside
+/// `f` after a write (see `floe_commits::deferred`); a failed task or durability wait is
+/// an outcome unknown.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RunError> + Send + 'static,
 ) -> Result<T, RunError> {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(f))
+    off_store(Scope::Write, f).await
+}
+
+/// Store work that only reads, likewise.
+async fn reading<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RunError> + Send + 'static,
+) -> Result<T, RunError> {
+    off_store(Scope::Read, f).await
+}
+
+async fn off_store<T: Send + 'static>(
+    scope: Scope,
+    f: impl FnOnce() -> Result<T, RunError> + Send + 'static,
+) -> Result<T, RunError> {
+    floe_catalog::off_thread(scope, f)
         .await
-        .map_err(|e| RunError::Io(format!("a run task failed: {e}")))?
+        .map_err(|e| RunError::Catalog(e.into_catalog()))?
 }
 
 #[cfg(test)]

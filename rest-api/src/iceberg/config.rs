@@ -2,11 +2,13 @@
 //! served, and how long idempotency keys are honoured.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use axum::extract::State;
 use axum::response::Response;
 use floe_catalog::IDEMPOTENCY_LIFETIME;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::wire::CatalogConfig;
 use super::{ENDPOINTS, prefix};
@@ -32,11 +34,20 @@ pub async fn config(
         Reply::ok(&CatalogConfig {
             defaults: BTreeMap::new(),
             overrides: BTreeMap::from([("prefix".to_owned(), encode_prefix(warehouse))]),
-            endpoints: ENDPOINTS,
+            endpoints: endpoints_json(),
             idempotency_key_lifetime: IDEMPOTENCY_LIFETIME,
         })
     })
     .await
+}
+
+/// `ENDPOINTS` as a JSON array, serialized once: most of a config answer's bytes, the
+/// same in every answer.
+fn endpoints_json() -> &'static RawValue {
+    static JSON: LazyLock<Box<RawValue>> = LazyLock::new(|| {
+        serde_json::value::to_raw_value(ENDPOINTS).expect("a list of strings serializes")
+    });
+    &JSON
 }
 
 /// A prefix as clients put it in URLs (as is): everything outside the characters a ref
@@ -51,4 +62,15 @@ fn encode_prefix(spec: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoints_serialized_once_are_the_list() {
+        let list: Vec<String> = serde_json::from_str(endpoints_json().get()).unwrap();
+        assert_eq!(list, ENDPOINTS);
+    }
 }

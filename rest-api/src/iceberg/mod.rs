@@ -20,9 +20,9 @@ use axum::routing::{get, post};
 use floe_catalog::Authored;
 use floe_commits::{ContentKey, Hash, RefSpec};
 
-use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract;
+use crate::{AppState, Mount};
 
 /// Namespaces or tables answered by one list call when the client sends no `pageSize`.
 pub const LIST_MAX: usize = 1_000;
@@ -57,11 +57,12 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /v1/{prefix}/namespaces/{namespace}/register-view",
 ];
 
+/// The Iceberg REST catalog's routes, under `/iceberg`.
 pub fn router() -> Router<AppState> {
     const NAMESPACE: &str = "/v1/{prefix}/namespaces/{namespace}";
     const TABLE: &str = "/v1/{prefix}/namespaces/{namespace}/tables/{table}";
     const VIEW: &str = "/v1/{prefix}/namespaces/{namespace}/views/{view}";
-    Router::new()
+    Mount::at("/iceberg")
         .route("/v1/config", get(config::config))
         .route(
             "/v1/{prefix}/namespaces",
@@ -110,6 +111,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/{prefix}/views/rename", post(views::rename))
         .route(&format!("{NAMESPACE}/register-view"), post(views::register))
+        .router()
 }
 
 // ----- parsing at the edge ---------------------------------------------------------------

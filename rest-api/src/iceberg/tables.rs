@@ -62,13 +62,16 @@ fn table_reply(cx: &Ctx, p: &str, t: &LoadedTable, committed: bool) -> ApiResult
         config.extend(c.config.clone());
     }
     let secret = !storage_credentials.is_empty();
-    Ok(Reply::ok(&LoadResult {
+    let metadata = t.metadata_json.raw();
+    let answer = LoadResult {
         metadata_location: t.metadata_location.as_deref(),
-        metadata: t.metadata_json.raw(),
+        metadata,
         config,
         storage_credentials,
-    })?
-    .secret(secret))
+    };
+    // The metadata is most of the answer.
+    let bytes = metadata.get().len() + 1024;
+    Ok(Reply::json_sized(StatusCode::OK, &answer, bytes)?.secret(secret))
 }
 
 /// The credentials vended for a table's files, as the ref `p` names it (none where the

@@ -17,7 +17,8 @@ use serde_json::value::RawValue;
 pub struct CatalogConfig {
     pub defaults: BTreeMap<String, String>,
     pub overrides: BTreeMap<String, String>,
-    pub endpoints: &'static [&'static str],
+    /// `ENDPOINTS` as JSON, serialized once (`config::endpoints_json`).
+    pub endpoints: &'static RawValue,
     /// An ISO 8601 duration: how long a retry under an Idempotency-Key gets its answer.
     pub idempotency_key_lifetime: &'static str,
 }

@@ -19,9 +19,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use utoipa::OpenApi;
 
-use crate::AppState;
 use crate::error::{ConflictBody, ConflictReasonBody, ErrorBody};
 use crate::wire;
+use crate::{AppState, Mount};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -73,8 +73,9 @@ pub fn openapi_document() -> String {
     text
 }
 
+/// floe's own API's routes, under `/api/v1`.
 pub fn router() -> Router<AppState> {
-    Router::new()
+    Mount::at("/api/v1")
         .route("/openapi.json", get(openapi_json))
         .route("/refs", get(refs::list_refs).post(refs::create_ref))
         .route(
@@ -127,6 +128,7 @@ pub fn router() -> Router<AppState> {
             "/imports",
             post(imports::import).layer(axum::extract::DefaultBodyLimit::disable()),
         )
+        .router()
 }
 
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "service", operation_id = "openapi",

@@ -386,7 +386,7 @@ mod compute {
             loop {
                 // The check reads the run's record: store work, off the async threads.
                 let (runner, who, id) = (f.runner.clone(), f.principal.clone(), f.id.clone());
-                let log = tokio::task::spawn_blocking(move || runner.live_log(&who, &id))
+                let log = write::off_thread(Scope::Read, move || runner.live_log(&who, &id))
                     .await
                     .ok()
                     .flatten();
@@ -413,7 +413,7 @@ mod compute {
                 // not run, once its record says so.
                 let (catalog, id, who) = (f.catalog.clone(), f.id.clone(), f.principal.clone());
                 let live = log.is_some()
-                    || tokio::task::spawn_blocking(move || catalog.run_record(&who, &id))
+                    || write::off_thread(Scope::Read, move || catalog.run_record(&who, &id))
                         .await
                         .ok()
                         .and_then(Result::ok)
