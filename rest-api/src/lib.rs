@@ -213,9 +213,10 @@ pub fn router_with(catalog: Catalog, options: &ServerOptions) -> Router {
 }
 
 /// Routes under a base path, merged into the server's one router. Not `nest`: a nested
-/// router costs every request a rewrite of its URI, a second route match and a clone of
-/// the nested service; merged routes are matched once, on the whole path (the matched
-/// route, which metrics and logs name, is the same either way).
+/// route costs every request a rewrite of its URI (`StripPrefix`) and a nested-path
+/// layer; merged routes are matched on the whole path as sent (the matched route, which
+/// metrics and logs name, is the same either way; idempotency fingerprints leave the
+/// mount out, as the nested URI did: `write::unmounted`).
 pub(crate) struct Mount {
     base: &'static str,
     router: Router<AppState>,

@@ -101,8 +101,8 @@ impl IntoResponse for Reply {
     }
 }
 
-/// One request as its handler needs it, read once at the edge: the method, the URI as the
-/// router saw it (what an idempotency fingerprint covers), the headers, the body, and the
+/// One request as its handler needs it, read once at the edge: the method, the URI (what
+/// an idempotency fingerprint covers, without its API's mount), the headers, the body, and the
 /// API it came through (how its errors look). `write` hands it to both the run and the
 /// replay of a write, so no handler copies its body.
 #[derive(Debug)]
@@ -321,12 +321,7 @@ fn idempotency(call: &Call) -> ApiResult<Option<IdemRequest>> {
     h.update(b"\0");
     h.update(call.method.as_str().as_bytes());
     h.update(b"\0");
-    h.update(
-        call.uri
-            .path_and_query()
-            .map_or("", |p| p.as_str())
-            .as_bytes(),
-    );
+    h.update(unmounted(call.uri.path_and_query().map_or("", |p| p.as_str())).as_bytes());
     h.update(b"\0");
     h.update(&call.body);
     Ok(Some(IdemRequest {
@@ -334,6 +329,20 @@ fn idempotency(call: &Call) -> ApiResult<Option<IdemRequest>> {
         key,
         fingerprint: h.finalize().to_hex().to_string(),
     }))
+}
+
+/// A path and query without the mount of its API (`/api/v1`, `/iceberg`): the form the
+/// fingerprints of records kept before the routes were merged (`crate::Mount`) hashed, so
+/// a retry across an upgrade, or through another version of server, still replays.
+fn unmounted(path_and_query: &str) -> &str {
+    for mount in [crate::v1::MOUNT, crate::iceberg::MOUNT] {
+        if let Some(rest) = path_and_query.strip_prefix(mount)
+            && rest.starts_with('/')
+        {
+            return rest;
+        }
+    }
+    path_and_query
 }
 
 /// Marks a key in flight for as long as its first request runs.
@@ -426,6 +435,19 @@ mod tests {
     use floe_commits::{RefName, WriteError};
 
     use super::*;
+
+    /// Fingerprints leave the API's mount out, as they did when the routes were nested:
+    /// a record kept by an older server still answers a retry.
+    #[test]
+    fn fingerprints_hash_the_path_without_its_mount() {
+        assert_eq!(
+            unmounted("/iceberg/v1/main/namespaces?x=1"),
+            "/v1/main/namespaces?x=1"
+        );
+        assert_eq!(unmounted("/api/v1/trees/main/merge"), "/trees/main/merge");
+        assert_eq!(unmounted("/icebergs/v1"), "/icebergs/v1");
+        assert_eq!(unmounted("/health"), "/health");
+    }
 
     /// Contention is retryable: under an Idempotency-Key it is never recorded as the
     /// answer, so a retry runs again (issue 14, item 7), on both APIs.

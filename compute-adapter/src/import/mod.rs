@@ -22,8 +22,8 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use floe_catalog::deferred::Scope;
 use floe_catalog::{
-    Authored, Catalog, CatalogError, Landing, LoadedTable, Principal, RunKind, RunRecord,
-    TableChange, TableCreate,
+    Authored, Catalog, CatalogError, Landing, LoadedTable, OffThreadError, Principal, RunKind,
+    RunRecord, TableChange, TableCreate,
 };
 use floe_commits::{ContentKey, RefSpec};
 use iceberg::TableUpdate;
@@ -372,9 +372,10 @@ impl Importer {
                 span.record("state", "succeeded");
                 span.record("commit", landed.commit.to_hex());
                 span.in_scope(|| tracing::info!("run landed"));
-                let run = self
-                    .catalog
-                    .run_record(principal, &record.id)
+                let (catalog, who, id) =
+                    (self.catalog.clone(), principal.clone(), record.id.clone());
+                let run = reading(move || Ok(catalog.run_record(&who, &id)?))
+                    .await
                     .ok()
                     .flatten();
                 Ok(ImportOutcome {
@@ -437,7 +438,13 @@ async fn off_store<T: Send + 'static>(
 ) -> Result<T, ImportError> {
     floe_catalog::off_thread(scope, f)
         .await
-        .map_err(|e| ImportError::Catalog(e.into_catalog()))?
+        .map_err(|e| match e {
+            // A read that failed changed nothing.
+            OffThreadError::Task(why) if scope == Scope::Read => {
+                ImportError::Io(format!("an import task failed: {why}"))
+            }
+            e => ImportError::Catalog(e.into_catalog()),
+        })?
 }
 
 /// File work (no store calls) on a blocking thread.

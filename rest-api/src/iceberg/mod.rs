@@ -57,12 +57,15 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /v1/{prefix}/namespaces/{namespace}/register-view",
 ];
 
-/// The Iceberg REST catalog's routes, under `/iceberg`.
+/// Where the Iceberg REST catalog is mounted.
+pub const MOUNT: &str = "/iceberg";
+
+/// The Iceberg REST catalog's routes, under `MOUNT`.
 pub fn router() -> Router<AppState> {
     const NAMESPACE: &str = "/v1/{prefix}/namespaces/{namespace}";
     const TABLE: &str = "/v1/{prefix}/namespaces/{namespace}/tables/{table}";
     const VIEW: &str = "/v1/{prefix}/namespaces/{namespace}/views/{view}";
-    Mount::at("/iceberg")
+    Mount::at(MOUNT)
         .route("/v1/config", get(config::config))
         .route(
             "/v1/{prefix}/namespaces",

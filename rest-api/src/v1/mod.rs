@@ -73,9 +73,12 @@ pub fn openapi_document() -> String {
     text
 }
 
-/// floe's own API's routes, under `/api/v1`.
+/// Where floe's own API is mounted.
+pub const MOUNT: &str = "/api/v1";
+
+/// floe's own API's routes, under `MOUNT`.
 pub fn router() -> Router<AppState> {
-    Mount::at("/api/v1")
+    Mount::at(MOUNT)
         .route("/openapi.json", get(openapi_json))
         .route("/refs", get(refs::list_refs).post(refs::create_ref))
         .route(

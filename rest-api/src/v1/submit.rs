@@ -477,7 +477,7 @@ mod compute {
                 record.id.clone(),
             );
             let hash = code.clone();
-            if let Ok(Ok(Some(bytes))) = tokio::task::spawn_blocking(move || {
+            if let Ok(Ok(Some(bytes))) = write::off_thread(Scope::Read, move || {
                 catalog.shared_run_file(&principal, &id, floe_catalog::RunFile::Code, &hash)
             })
             .await
