@@ -35,3 +35,27 @@ pub use runs::{RunError, RunOptions, Runner, RunnerConfig, Submitted};
 pub use scan::ScanStats;
 pub use snapshot::{NewSnapshot, Removed, SnapshotCommit, SnapshotError, SnapshotOperation};
 pub use source::{ImportFile, SourceError};
+
+/// Store work off the async workers (`floe_catalog::off_thread`): its durability waits are
+/// awaited here, parking no thread. Nothing irreversible happens inside `f` after a write
+/// (see `floe_commits::deferred`). A failed task or durability wait is the catalog's
+/// outcome unknown (so no caller removes the files of a write that may have landed),
+/// except a read's failed task, which changed nothing: `failed_read` says what it is.
+pub(crate) async fn off_store<T, E>(
+    scope: floe_catalog::deferred::Scope,
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+    failed_read: impl FnOnce(String) -> E,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<floe_catalog::CatalogError> + Send + 'static,
+{
+    use floe_catalog::OffThreadError;
+    match floe_catalog::off_thread(scope, f).await {
+        Ok(out) => out,
+        Err(OffThreadError::Task(why)) if scope == floe_catalog::deferred::Scope::Read => {
+            Err(failed_read(why))
+        }
+        Err(e) => Err(E::from(e.into_catalog())),
+    }
+}

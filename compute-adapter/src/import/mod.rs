@@ -22,8 +22,8 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use floe_catalog::deferred::Scope;
 use floe_catalog::{
-    Authored, Catalog, CatalogError, Landing, LoadedTable, OffThreadError, Principal, RunKind,
-    RunRecord, TableChange, TableCreate,
+    Authored, Catalog, CatalogError, Landing, LoadedTable, Principal, RunKind, RunRecord,
+    TableChange, TableCreate,
 };
 use floe_commits::{ContentKey, RefSpec};
 use iceberg::TableUpdate;
@@ -436,15 +436,10 @@ async fn off_store<T: Send + 'static>(
     scope: Scope,
     f: impl FnOnce() -> Result<T, ImportError> + Send + 'static,
 ) -> Result<T, ImportError> {
-    floe_catalog::off_thread(scope, f)
-        .await
-        .map_err(|e| match e {
-            // A read that failed changed nothing.
-            OffThreadError::Task(why) if scope == Scope::Read => {
-                ImportError::Io(format!("an import task failed: {why}"))
-            }
-            e => ImportError::Catalog(e.into_catalog()),
-        })?
+    crate::off_store(scope, f, |why| {
+        ImportError::Io(format!("an import task failed: {why}"))
+    })
+    .await
 }
 
 /// File work (no store calls) on a blocking thread.

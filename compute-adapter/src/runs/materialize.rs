@@ -13,8 +13,7 @@ use datafusion::arrow::array::{RecordBatch, RecordBatchIterator};
 use datafusion::arrow::datatypes::SchemaRef;
 use floe_catalog::deferred::Scope;
 use floe_catalog::{
-    Authored, Catalog, CatalogError, LoadedTable, OffThreadError, Principal, TableChange,
-    TableCreate,
+    Authored, Catalog, CatalogError, LoadedTable, Principal, TableChange, TableCreate,
 };
 use floe_commits::{ContentKey, RefSpec};
 use iceberg::TableUpdate;
@@ -56,15 +55,15 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| format!("a run task failed: {e}"))?
 }
 
-/// Store work off the async workers, its durability waits awaited here
-/// (`floe_catalog::off_thread`); a failed task or wait is the catalog's outcome unknown.
+/// Store work off the async workers (`crate::off_store`).
 async fn store<T: Send + 'static>(
     scope: Scope,
     f: impl FnOnce() -> Result<T, CatalogError> + Send + 'static,
 ) -> Result<T, CatalogError> {
-    floe_catalog::off_thread(scope, f)
-        .await
-        .map_err(OffThreadError::into_catalog)?
+    crate::off_store(scope, f, |why| {
+        CatalogError::Unsupported(format!("a run task failed: {why}"))
+    })
+    .await
 }
 
 impl Writer {
@@ -221,6 +220,11 @@ impl Writer {
                 TableUpdate::SetCurrentSchema { schema_id: -1 },
             ],
         };
+        self.commit(change).await.map_err(|e| e.to_string())
+    }
+
+    /// Commits `change` on the run's branch.
+    async fn commit(&self, change: TableChange) -> Result<LoadedTable, CatalogError> {
         let this = self.clone();
         store(Scope::Write, move || {
             this.catalog.commit_table(
@@ -232,7 +236,6 @@ impl Writer {
             )
         })
         .await
-        .map_err(|e| e.to_string())
     }
 
     /// Commits one snapshot of the written files and returns its id.
@@ -301,18 +304,7 @@ impl Writer {
             requirements: produced.requirements,
             updates: produced.updates,
         };
-        let this = self.clone();
-        let committed = store(Scope::Write, move || {
-            this.catalog.commit_table(
-                &this.executor,
-                &this.branch,
-                change,
-                &Authored::default(),
-                None,
-            )
-        })
-        .await;
-        match committed {
+        match self.commit(change).await {
             Ok(_) => Ok(produced.snapshot_id),
             Err(e) => Err(CommitFailed {
                 unknown: e.is_outcome_unknown(),

@@ -22,9 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use floe_catalog::deferred::Scope;
-use floe_catalog::{
-    Catalog, CatalogError, IdemRequest, OffThreadError, Principal, RunKind, RunRecord,
-};
+use floe_catalog::{Catalog, CatalogError, IdemRequest, Principal, RunKind, RunRecord};
 use floe_commits::{ContentKey, Hash, RefSpec};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -735,15 +733,10 @@ async fn off_store<T: Send + 'static>(
     scope: Scope,
     f: impl FnOnce() -> Result<T, RunError> + Send + 'static,
 ) -> Result<T, RunError> {
-    floe_catalog::off_thread(scope, f)
-        .await
-        .map_err(|e| match e {
-            // A read that failed changed nothing.
-            OffThreadError::Task(why) if scope == Scope::Read => {
-                RunError::Io(format!("a run task failed: {why}"))
-            }
-            e => RunError::Catalog(e.into_catalog()),
-        })?
+    crate::off_store(scope, f, |why| {
+        RunError::Io(format!("a run task failed: {why}"))
+    })
+    .await
 }
 
 #[cfg(test)]
