@@ -223,7 +223,13 @@ impl SledBackend {
             path: dir.to_owned(),
             _lock: lock,
         });
-        // sled's files (and, once created, `wal/`) are named durably in the store's folder.
+        // sled writes its `conf` once, at creation, and never syncs it: a power cut soon
+        // after would leave a store sled cannot open. Synced here, then sled's files (and,
+        // once created, `wal/`) are named durably in the store's folder.
+        let conf = dir.join("conf");
+        File::open(&conf)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| BackendError::read(format!("cannot sync {}: {e}", conf.display())))?;
         wal::sync_dir(dir).map_err(BackendError::read)?;
         let next_lsn = inner.recover()?;
         inner.durability.lock().next_lsn = next_lsn;

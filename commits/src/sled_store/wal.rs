@@ -338,15 +338,15 @@ pub fn sync_dir(dir: &Path) -> Result<(), String> {
 
 /// Removes segments the index covers (after a checkpoint's flush), durably.
 pub fn remove(dir: &Path, paths: &[PathBuf]) -> Result<(), String> {
+    if paths.is_empty() {
+        return Ok(());
+    }
     for path in paths {
         match fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
         }
-    }
-    if paths.is_empty() {
-        return Ok(());
     }
     sync_dir(dir)
 }

@@ -72,32 +72,54 @@ const TOKEN_CACHE_MAX: usize = 10_000;
 
 /// Tokens checked lately: their principal and until when it holds, by the token's hash
 /// (never the token). A floe token holds for `TOKEN_CACHE_TTL` (it can be revoked), a JWT
-/// until it expires (nothing revokes it).
+/// until it expires (nothing revokes it). Each `clear` starts a new generation: a check
+/// that began before it is not kept (it may have read a token a revoke just removed).
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    checked: parking_lot::Mutex<
-        std::collections::HashMap<blake3::Hash, (Principal, std::time::Instant)>,
-    >,
+    checked: parking_lot::Mutex<Checked>,
+}
+
+#[derive(Debug, Default)]
+struct Checked {
+    by_hash: std::collections::HashMap<blake3::Hash, (Principal, std::time::Instant)>,
+    generation: u64,
 }
 
 impl TokenCache {
     fn get(&self, hash: &blake3::Hash) -> Option<Principal> {
         let checked = self.checked.lock();
-        let (p, until) = checked.get(hash)?;
+        let (p, until) = checked.by_hash.get(hash)?;
         (std::time::Instant::now() < *until).then(|| p.clone())
     }
 
-    fn put(&self, hash: blake3::Hash, principal: Principal, until: std::time::Instant) {
-        let mut checked = self.checked.lock();
-        if checked.len() >= TOKEN_CACHE_MAX {
-            checked.clear();
-        }
-        checked.insert(hash, (principal, until));
+    /// The generation a check starts in (taken before it reads anything).
+    fn generation(&self) -> u64 {
+        self.checked.lock().generation
     }
 
-    /// Forgets every checked token (one was revoked here).
+    /// Keeps a check that began in `generation`, unless the cache was cleared since.
+    fn put(
+        &self,
+        generation: u64,
+        hash: blake3::Hash,
+        principal: Principal,
+        until: std::time::Instant,
+    ) {
+        let mut checked = self.checked.lock();
+        if checked.generation != generation {
+            return;
+        }
+        if checked.by_hash.len() >= TOKEN_CACHE_MAX {
+            checked.by_hash.clear();
+        }
+        checked.by_hash.insert(hash, (principal, until));
+    }
+
+    /// Forgets every checked token (one was revoked here), and every check under way.
     pub fn clear(&self) {
-        self.checked.lock().clear();
+        let mut checked = self.checked.lock();
+        checked.by_hash.clear();
+        checked.generation += 1;
     }
 }
 
@@ -219,6 +241,7 @@ async fn resolve(auth: &AuthState, token: &str, api: Api) -> Result<Principal, R
     if let Some(p) = auth.tokens.get(&hash) {
         return Ok(p);
     }
+    let generation = auth.tokens.generation();
     if let Some(oidc) = &auth.oidc
         && Oidc::looks_like_jwt(token)
     {
@@ -231,7 +254,8 @@ async fn resolve(auth: &AuthState, token: &str, api: Api) -> Result<Principal, R
                     .saturating_sub(oidc::unix_now())
                     .clamp(0, JWT_CACHE_MAX.as_secs() as i64) as u64;
                 let until = std::time::Instant::now() + std::time::Duration::from_secs(left);
-                auth.tokens.put(hash, accepted.principal.clone(), until);
+                auth.tokens
+                    .put(generation, hash, accepted.principal.clone(), until);
                 Ok(accepted.principal)
             }
             Err(oidc::OidcError::Refused(why)) => Err(refused(api, &why, true)),
@@ -246,7 +270,7 @@ async fn resolve(auth: &AuthState, token: &str, api: Api) -> Result<Principal, R
     match read.await {
         Ok(Ok(Some(p))) => {
             let until = std::time::Instant::now() + TOKEN_CACHE_TTL;
-            auth.tokens.put(hash, p.clone(), until);
+            auth.tokens.put(generation, hash, p.clone(), until);
             Ok(p)
         }
         Ok(Ok(None)) => Err(refused(
@@ -256,5 +280,29 @@ async fn resolve(auth: &AuthState, token: &str, api: Api) -> Result<Principal, R
         )),
         Ok(Err(e)) => Err(ApiError::from(e).render(api)),
         Err(e) => Err(e.render(api)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A check that read the store before a revoke here cleared the cache is not kept
+    /// after it: the revoked token is refused at once on this server.
+    #[test]
+    fn a_check_begun_before_a_clear_is_not_kept() {
+        let cache = TokenCache::default();
+        let hash = blake3::hash(b"floe_pat_x");
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let began = cache.generation();
+        cache.clear();
+        cache.put(began, hash, Principal::named("ana"), later);
+        assert!(cache.get(&hash).is_none(), "the stale check was kept");
+        let now = cache.generation();
+        cache.put(now, hash, Principal::named("ana"), later);
+        assert_eq!(
+            cache.get(&hash).map(|p| p.name().to_owned()),
+            Some("ana".to_owned())
+        );
     }
 }
