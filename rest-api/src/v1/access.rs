@@ -145,9 +145,11 @@ pub async fn revoke_token(
 ) -> Response {
     let auth = state.auth.clone();
     write::read_blocking(&state, call, move |cx| {
-        let revoked = cx.catalog.revoke_token(&cx.principal, &id)?;
-        // Refused at once here; other servers within the cache's lifetime.
+        let revoked = cx.catalog.revoke_token(&cx.principal, &id);
+        // Refused at once here; other servers within the cache's lifetime. Cleared
+        // whatever the revoke answered: one whose outcome is unknown may have applied.
         auth.tokens.clear();
+        let revoked = revoked?;
         if revoked {
             Reply::empty(StatusCode::NO_CONTENT)
         } else {
