@@ -25,7 +25,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::Statement as DfStatement;
 use floe_catalog::deferred::Scope;
-use floe_catalog::{Catalog, CatalogError, OffThreadError, Principal};
+use floe_catalog::{Catalog, CatalogError, Principal};
 use floe_commits::{ContentKey, Hash, RefSpec};
 use futures::StreamExt;
 use iceberg::TableIdent;
@@ -606,12 +606,7 @@ pub fn stream_error(e: DataFusionError, limits: &QueryLimits) -> QueryError {
 async fn reading<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, QueryError> {
-    floe_catalog::off_thread(Scope::Read, f)
-        .await
-        .map_err(|e| match e {
-            OffThreadError::Task(why) => QueryError::Engine(why),
-            OffThreadError::NotDurable(e) => QueryError::from(e),
-        })
+    crate::off_store(Scope::Read, move || Ok(f()), QueryError::Engine).await
 }
 
 #[cfg(test)]

@@ -468,12 +468,15 @@ impl Backend for SledBackend {
         let d = self.durability.lock();
         check_poisoned(&d)?;
         let newest = || {
+            if view != RefView::Durable {
+                return None;
+            }
             let after = |n: &&RefName| after.is_none_or(|a| *n > a);
             let pending = d.undurable.iter().filter(|(n, _)| after(n));
             let newest = pending
                 .filter_map(|(_, u)| u.pending.back())
                 .map(|(t, _)| *t);
-            newest.max().filter(|_| view == RefView::Durable)
+            newest.max()
         };
         let view = match SledBackend::pending_for_writer(&d, newest) {
             Some(ticket) => {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use floe_catalog::{CatalogError, Principal, RunRecord};
 
-use super::{RunError, RunOptions, Runner, blocking, reading};
+use super::{RunError, RunOptions, Runner, reading, store};
 
 impl Runner {
     /// Cancels run `id`: a run of this server stops within moments in whatever phase it is
@@ -63,7 +63,7 @@ impl Runner {
             // (that server looks for the request); one nobody runs is recorded here.
             let catalog = self.inner.catalog.clone();
             let (stale, who) = (record.clone(), principal.clone());
-            blocking(move || Ok(catalog.cancel_run(&who, &stale, &why)?)).await?;
+            store(move || Ok(catalog.cancel_run(&who, &stale, &why)?)).await?;
         }
         self.wait(principal, id).await
     }
@@ -124,7 +124,7 @@ impl Runner {
                     });
                 }
                 let (catalog, run) = (inner.catalog.clone(), id.clone());
-                let _ = blocking(move || Ok(catalog.cancel_taken(&run)?)).await;
+                let _ = store(move || Ok(catalog.cancel_taken(&run)?)).await;
                 return;
             }
         });

@@ -20,7 +20,7 @@ use super::progress::Progress;
 use super::record::{self, Column, Failure, Pipeline, Preview, RunOptions};
 use super::scheduler::{self, NodeState};
 use super::schema::{self, Schemas};
-use super::{RunError, RunLog, Runner, blocking, cache, log};
+use super::{RunError, RunLog, Runner, cache, log, store};
 
 impl Runner {
     /// The run, from its turn to its end. Every outcome is recorded; nothing is left in
@@ -72,7 +72,7 @@ impl Runner {
             return;
         }
         let (catalog, path, run) = (self.inner.catalog.clone(), self.log_path(id), id.to_owned());
-        let shared = blocking(move || {
+        let shared = store(move || {
             let bytes = std::fs::read(&path)
                 .map_err(|e| RunError::Io(format!("reading the run's log: {e}")))?;
             Ok(catalog.share_run_file(floe_catalog::RunFile::Log, &run, &bytes)?)
@@ -114,7 +114,7 @@ impl Runner {
         let catalog = self.inner.catalog.clone();
         let who = principal.clone();
         let waiting = queued.clone();
-        let started = blocking(move || Ok(catalog.begin_run(&who, &waiting)?)).await;
+        let started = store(move || Ok(catalog.begin_run(&who, &waiting)?)).await;
         let (record, executor) = match started {
             Ok(r) => r,
             Err(e) => {
@@ -123,7 +123,7 @@ impl Runner {
                 let catalog = self.inner.catalog.clone();
                 let message = e.to_string();
                 let executor = principal.in_run(&queued.id);
-                let _ = blocking(move || Ok(catalog.fail_run(&executor, &queued, &message)?)).await;
+                let _ = store(move || Ok(catalog.fail_run(&executor, &queued, &message)?)).await;
                 return Err((e.to_string(), Failure::Server));
             }
         };
@@ -276,7 +276,7 @@ impl Runner {
                 p.commits = parts.iter().map(Hash::to_hex).collect();
                 done.pipeline = Some(p.to_value());
             }
-            blocking(move || {
+            store(move || {
                 catalog.save_run(&executor, &done)?;
                 Ok(catalog.succeed_run(&executor, &done, last)?)
             })
@@ -303,7 +303,7 @@ impl Runner {
             return Err((why, Failure::Cancelled));
         }
         let hook = self.inner.before_landing.clone();
-        let landed = blocking(move || {
+        let landed = store(move || {
             if let Some(hook) = hook {
                 hook(&catalog);
             }
@@ -361,7 +361,7 @@ impl Runner {
         }
         // The run's own executor settles its record.
         let executor = principal.in_run(&queued.id);
-        let settled = blocking(move || {
+        let settled = store(move || {
             if let Err(e) = catalog.save_run(&executor, &ended) {
                 tracing::warn!(run = %ended.id, error = %e, "the run's failure kind could not be recorded");
             }
@@ -651,7 +651,7 @@ impl NodeJob {
                 self.writer.executor.clone(),
                 self.record.clone(),
             );
-            let commit = blocking(move || {
+            let commit = store(move || {
                 Ok(catalog.land_run_part(&executor, &record, &landing, &Authored::default())?)
             })
             .await

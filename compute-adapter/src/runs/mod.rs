@@ -410,7 +410,7 @@ impl Runner {
             plan.nodes.len(),
             if plan.nodes.len() == 1 { "" } else { "s" }
         );
-        let record = blocking(move || {
+        let record = store(move || {
             this.keep_code(&code, &archive_bytes)?;
             let record = this.inner.catalog.queue_run(
                 &who,
@@ -444,7 +444,7 @@ impl Runner {
                 let (catalog, queued, message) =
                     (self.inner.catalog.clone(), record.clone(), why.clone());
                 let executor = principal.in_run(&record.id);
-                let _ = blocking(move || Ok(catalog.fail_run(&executor, &queued, &message)?)).await;
+                let _ = store(move || Ok(catalog.fail_run(&executor, &queued, &message)?)).await;
                 return Err(RunError::Io(format!("run {} {why}", record.id)));
             }
         };
@@ -496,7 +496,7 @@ impl Runner {
                     let catalog = this.inner.catalog.clone();
                     let run = id.clone();
                     let executor = who.in_run(&id);
-                    let _ = blocking(move || {
+                    let _ = store(move || {
                         if let Some(record) = catalog.run_record(&executor, &run)?
                             && record.state.is_live()
                         {
@@ -716,7 +716,7 @@ fn find_table(
 /// parking no thread (`floe_catalog::off_thread`). Nothing irreversible happens inside
 /// `f` after a write (see `floe_commits::deferred`); a failed task or durability wait is
 /// an outcome unknown.
-async fn blocking<T: Send + 'static>(
+async fn store<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RunError> + Send + 'static,
 ) -> Result<T, RunError> {
     off_store(Scope::Write, f).await

@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 
 use super::lifecycle::pipeline_of;
 use super::record::NodeRecord;
-use super::{RunLog, blocking};
+use super::{RunLog, store};
 use crate::limits::RUN_PIPELINE_BYTES_MAX;
 
 /// A run's node states, kept in its record as they move. The record in memory changes at
@@ -37,7 +37,7 @@ impl Progress {
                 seen.borrow_and_update();
                 let record = saved.lock().clone();
                 let (catalog, executor) = (catalog.clone(), executor.clone());
-                if let Err(e) = blocking(move || Ok(catalog.save_run(&executor, &record)?)).await {
+                if let Err(e) = store(move || Ok(catalog.save_run(&executor, &record)?)).await {
                     log.line(
                         super::log::RUN,
                         "warn",
