@@ -558,4 +558,61 @@ mod table_tests {
             loaded.1.metadata_json.raw().get()
         );
     }
+
+    /// On a store whose refs are not in memory (PostgreSQL; here its stand-in), a load
+    /// answers on the async task once its ref is fetched, and sees a commit another
+    /// server made just before; a load of a table whose metadata file this server never
+    /// read needs I/O, and is left to a thread that may block.
+    #[test]
+    fn a_load_on_a_shared_store_fetches_its_ref_then_answers_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            Store::open(Arc::new(MemoryBackend::shared()), Arc::new(SystemClock)).unwrap(),
+        );
+        let catalog =
+            Catalog::new(store.clone()).with_warehouse(Warehouse::open(dir.path()).unwrap());
+        assert!(
+            !catalog.reads_inline(),
+            "the shared stand-in reads as PostgreSQL does"
+        );
+        let (who, main) = (Principal::anonymous(), RefSpec::parse("main").unwrap());
+        let ns = ContentKey::new(["db"]).unwrap();
+        let none = Authored::default();
+        catalog
+            .create_namespace(&who, &main, &ns, Default::default(), &none, None)
+            .unwrap();
+        let created = catalog
+            .create_table(&who, &main, &ns, tables::one_column_table("t"), &none, None)
+            .unwrap();
+        let key = ns.child("t").unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let load = |c: &Catalog| {
+            runtime.block_on(inline::read(c, None, || {
+                c.load_table(&who, &main, &key)
+                    .map(|(_, t)| t.metadata_location)
+            }))
+        };
+        assert_eq!(
+            load(&catalog).expect("answered on the async task").unwrap(),
+            created.metadata_location
+        );
+        // Another server drops the table: the next load here sees it at once.
+        let other = Catalog::new(store).with_warehouse(Warehouse::open(dir.path()).unwrap());
+        other.drop_table(&who, &main, &key, &none, None).unwrap();
+        assert!(matches!(
+            load(&catalog).expect("answered on the async task"),
+            Err(CatalogError::TableNotFound(_))
+        ));
+        // A table this server never read: its metadata file is not cached here.
+        let again = other
+            .create_table(&who, &main, &ns, tables::one_column_table("t"), &none, None)
+            .unwrap();
+        assert_ne!(again.metadata_location, created.metadata_location);
+        assert!(
+            load(&catalog).is_none(),
+            "a file to read is left to a blocking thread"
+        );
+    }
 }

@@ -329,6 +329,27 @@ fn measure(pg: &Pg, servers: &[&Server], seconds: u64, tag: &str) -> Throughput 
     }
 }
 
+/// The server's async ref reads and the statements they took, from `/metrics`.
+fn ref_reads(base: &str) -> (u64, u64) {
+    let metrics = support::Client::new(base).get("/metrics", 200);
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("/metrics has no {name}")) as u64
+    };
+    (
+        value("floe_store_async_ref_reads"),
+        value("floe_store_async_ref_statements"),
+    )
+}
+
 fn create_table(base: &str) {
     let c = support::Client::new(base);
     c.post(
@@ -448,6 +469,7 @@ fn main() {
     let sled = Server::start(&sled_dir, &root.path().join("sled.log"), &[]);
     create_table(&a.base);
     create_table(&sled.base);
+    let reads_before = ref_reads(&a.base);
     let wrk_s = s.secs(6);
     let (mut on_pg_runs, mut on_sled) = (wrk::Series(Vec::new()), wrk::Series(Vec::new()));
     let mut ratios = Vec::new();
@@ -466,13 +488,19 @@ fn main() {
         on_sled.0.push(rl);
     }
     let ratio = support::median(ratios.clone());
+    let reads_after = ref_reads(&a.base);
+    let (reads, statements) = (
+        reads_after.0 - reads_before.0,
+        reads_after.1 - reads_before.1,
+    );
     rows.push(
         Row::new(
             "loadTable through one server on PostgreSQL (wrk, 16 connections)",
             format!(
-                "{:.0} req/s, p50 {} (rounds' ratios {ratios:.3?})",
+                "{:.0} req/s, p50 {}; {:.3} ref statements per ref read ({statements} for {reads}) (rounds' ratios {ratios:.3?})",
                 on_pg_runs.rate(),
-                us(on_pg_runs.p50())
+                us(on_pg_runs.p50()),
+                statements as f64 / reads.max(1) as f64,
             ),
         )
         .baseline(

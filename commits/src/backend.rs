@@ -150,6 +150,11 @@ impl BackendError {
 
 pub type BackendResult<T> = Result<T, BackendError>;
 
+/// What `Backend::read_refs_async` answers: the records in the order asked.
+pub type RefsFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = BackendResult<Vec<Option<RefRecord>>>> + Send + 'static>,
+>;
+
 /// One gauge a backend reports: a Prometheus name, its help text and its value now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gauge {
@@ -233,6 +238,15 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// wait on the network (PostgreSQL).
     fn reads_from_memory(&self) -> bool {
         false
+    }
+
+    /// Reads the durable records of refs (`None` where a ref is absent) without blocking
+    /// the calling thread: a future an async server awaits before it runs a read inline
+    /// with the records pinned (`crate::inline::run_inline_with`). `None` (the default)
+    /// where the backend has no such path; one whose reads come from memory needs none.
+    fn read_refs_async(&self, names: Vec<RefName>) -> Option<RefsFuture> {
+        let _ = names;
+        None
     }
 
     /// Whether several processes may use this storage at once (PostgreSQL): then what

@@ -8,39 +8,99 @@
 //! caller may have turned the refusal into "absent"), and runs the read again where it
 //! may block. Here, below the catalog, so that the store can refuse its own waits.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
-/// Where the thread is: not inline, inline, or inline and refused I/O since.
-#[derive(Clone, Copy, PartialEq, Eq)]
+use crate::backend::RefRecord;
+use crate::name::RefName;
+
+/// Where the thread is: not inline, inline, inline and wanting refs it has not got, or
+/// inline and refused I/O since. Later states outrank earlier ones.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Mark {
     Off,
     Inline,
+    WantsRefs,
     Refused,
 }
 
 thread_local! {
     static MARK: Cell<Mark> = const { Cell::new(Mark::Off) };
+    /// Refs read for this inline run before it began (`run_inline_with`).
+    static PINS: RefCell<Vec<(RefName, Option<RefRecord>)>> = const { RefCell::new(Vec::new()) };
+    /// Refs the inline run wanted and had not got.
+    static WANTED: RefCell<Vec<RefName>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How an inline read with pinned refs ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inline<R> {
+    Answered(R),
+    /// It read refs it was not given, on a store whose refs are not in memory: read them
+    /// without blocking the thread (`Backend::read_refs_async`) and run it again with them
+    /// pinned.
+    NeedsRefs(Vec<RefName>),
+    /// It needed other I/O: run it again where it may block.
+    NeedsIo,
 }
 
 /// Runs the read `f` on this thread without waiting for any I/O: `None` when it needed
 /// some (run it again where it may block), else its answer.
 pub fn run_inline<R>(f: impl FnOnce() -> R) -> Option<R> {
-    struct Reset(Mark);
+    match run_inline_with(&[], f) {
+        Inline::Answered(answer) => Some(answer),
+        Inline::NeedsRefs(_) | Inline::NeedsIo => None,
+    }
+}
+
+/// Runs the read `f` on this thread without waiting for any I/O, its reads of the refs in
+/// `pins` answered with the records given (read after the request arrived, so the answer
+/// is as fresh as one that read them itself).
+pub fn run_inline_with<R>(
+    pins: &[(RefName, Option<RefRecord>)],
+    f: impl FnOnce() -> R,
+) -> Inline<R> {
+    /// Puts back what the thread had, even if `f` panics; an inline run inside another
+    /// passes what it wanted out (the outer read needed it too).
+    struct Reset {
+        mark: Mark,
+        pins: Vec<(RefName, Option<RefRecord>)>,
+        wanted: Vec<RefName>,
+    }
     impl Drop for Reset {
         fn drop(&mut self) {
-            MARK.with(|m| m.set(self.0));
+            MARK.with(|m| m.set(self.mark));
+            PINS.with(|p| std::mem::swap(&mut *p.borrow_mut(), &mut self.pins));
+            WANTED.with(|w| std::mem::swap(&mut *w.borrow_mut(), &mut self.wanted));
         }
     }
     let outer = MARK.with(|m| m.replace(Mark::Inline));
-    // Put back whatever the thread was, even if `f` panics; an inline run inside another
-    // passes its refusal out (the outer read needed the I/O too).
-    let mut reset = Reset(outer);
+    let mut reset = Reset {
+        mark: outer,
+        pins: PINS.with(|p| {
+            let mut p = p.borrow_mut();
+            // A nested run sees the outer run's pins too.
+            let mut inner = if outer == Mark::Off {
+                Vec::new()
+            } else {
+                p.clone()
+            };
+            inner.extend(pins.iter().cloned());
+            std::mem::replace(&mut *p, inner)
+        }),
+        wanted: WANTED.with(|w| std::mem::take(&mut *w.borrow_mut())),
+    };
     let answer = f();
-    let refused = MARK.with(|m| m.get()) == Mark::Refused;
-    if refused && outer != Mark::Off {
-        reset.0 = Mark::Refused;
+    let end = MARK.with(|m| m.get());
+    let wanted = WANTED.with(|w| std::mem::take(&mut *w.borrow_mut()));
+    if outer != Mark::Off {
+        reset.mark = outer.max(end);
+        reset.wanted.extend(wanted.iter().cloned());
     }
-    (!refused).then_some(answer)
+    match end {
+        Mark::Off | Mark::Inline => Inline::Answered(answer),
+        Mark::WantsRefs => Inline::NeedsRefs(wanted),
+        Mark::Refused => Inline::NeedsIo,
+    }
 }
 
 /// False (and the refusal noted) when the thread runs a read inline: the caller is about
@@ -52,6 +112,45 @@ pub fn may_block() -> bool {
         }
         m.set(Mark::Refused);
         false
+    })
+}
+
+/// Whether the thread runs an inline read that was already refused (it wanted I/O or a
+/// ref it has not got): whatever it answers is thrown away, so an error it builds now is
+/// the refusal's echo, not worth logging.
+pub fn refused() -> bool {
+    MARK.with(|m| m.get()) >= Mark::WantsRefs
+}
+
+/// The record pinned for `name` in this inline run (`Some(None)`: pinned as absent), if
+/// the thread runs one and it was given the ref.
+pub fn pinned_ref(name: &RefName) -> Option<Option<RefRecord>> {
+    if MARK.with(|m| m.get()) == Mark::Off {
+        return None;
+    }
+    PINS.with(|p| {
+        p.borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, r)| r.clone())
+    })
+}
+
+/// Whether a ref not in memory may be read now: yes outside an inline run; inside one,
+/// no, and the ref is noted as wanted (the caller fails instead of waiting).
+pub fn may_read_ref(name: &RefName) -> bool {
+    MARK.with(|m| match m.get() {
+        Mark::Off => true,
+        mark => {
+            m.set(mark.max(Mark::WantsRefs));
+            WANTED.with(|w| {
+                let mut w = w.borrow_mut();
+                if !w.contains(name) {
+                    w.push(name.clone());
+                }
+            });
+            false
+        }
     })
 }
 
@@ -94,6 +193,59 @@ mod tests {
         let main = crate::name::RefName::parse("main").unwrap();
         let inline = run_inline(|| store.get_ref(&main).map(|r| r.head)).expect("answered");
         assert_eq!(inline.ok(), store.get_ref(&main).ok().map(|r| r.head));
+    }
+
+    /// On a store whose refs are not in memory (PostgreSQL; here its stand-in), an inline
+    /// read names the refs it wanted; run again with them pinned, it answers from the
+    /// pins, an absent ref included, and a nested inline run sees them too.
+    #[test]
+    fn refs_not_in_memory_are_wanted_then_answered_from_their_pins() {
+        use std::sync::Arc;
+        let store = crate::store::Store::open(
+            Arc::new(crate::memory::MemoryBackend::shared()),
+            Arc::new(crate::clock::SystemClock),
+        )
+        .unwrap();
+        let main = RefName::parse("main").unwrap();
+        let gone = RefName::parse("gone").unwrap();
+        let read = || {
+            let head = store.get_ref(&main).map(|r| r.head);
+            let nested = run_inline(|| store.get_ref(&gone).is_err());
+            (head, nested)
+        };
+        let wanted = match run_inline_with(&[], read) {
+            Inline::NeedsRefs(names) => names,
+            other => panic!(
+                "wanted the refs, got {:?}",
+                matches!(other, Inline::Answered(_))
+            ),
+        };
+        assert_eq!(wanted, [main.clone(), gone.clone()]);
+        let records = futures_ready(store.read_refs_async(wanted.clone()).expect("a path"));
+        assert_eq!(records[1], None, "an absent ref reads as absent");
+        let pins: Vec<_> = wanted.into_iter().zip(records).collect();
+        let Inline::Answered((head, nested)) = run_inline_with(&pins, read) else {
+            panic!("answered from the pins");
+        };
+        assert_eq!(head.ok(), store.get_ref(&main).ok().map(|r| r.head));
+        assert_eq!(nested, Some(true), "the nested run saw the absent pin");
+        // The pins last only as long as their run; a meta read is still refused.
+        assert!(pinned_ref(&main).is_none());
+        assert!(matches!(
+            run_inline_with(&pins, || store.meta_get(b"k").is_err()),
+            Inline::NeedsIo
+        ));
+    }
+
+    /// The answer of a future that is ready at once.
+    fn futures_ready<T>(
+        f: impl std::future::Future<Output = crate::backend::BackendResult<T>>,
+    ) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+            .unwrap()
     }
 
     #[test]

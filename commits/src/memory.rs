@@ -59,7 +59,9 @@ impl MemoryBackend {
         MemoryBackend::default()
     }
 
-    /// A backend that behaves as one several servers share.
+    /// A backend that behaves as one several servers share (PostgreSQL's stand-in in
+    /// tests): it says it is shared, and its refs are read as PostgreSQL's are, not inline
+    /// but through `read_refs_async`.
     pub fn shared() -> MemoryBackend {
         MemoryBackend {
             shared: true,
@@ -74,7 +76,18 @@ impl MemoryBackend {
 
 impl Backend for MemoryBackend {
     fn reads_from_memory(&self) -> bool {
-        true
+        !self.shared
+    }
+
+    fn read_refs_async(&self, names: Vec<RefName>) -> Option<crate::backend::RefsFuture> {
+        if !self.shared {
+            return None;
+        }
+        let records: BackendResult<Vec<_>> = names
+            .iter()
+            .map(|n| self.get_ref(n, RefView::Durable))
+            .collect();
+        Some(Box::pin(std::future::ready(records)))
     }
 
     fn is_shared(&self) -> bool {

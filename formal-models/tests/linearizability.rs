@@ -136,6 +136,18 @@ struct Real {
     tags: Mutex<HashMap<u32, Hash>>,
 }
 
+/// The runtime async ref reads run on, as a server's.
+fn reads_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    });
+    &RUNTIME
+}
+
 fn shared_value(tag: u32) -> OContent {
     OContent {
         id: SHARED_ID,
@@ -204,7 +216,19 @@ impl Real {
         let ctx = WriteCtx::principal("lin");
         match op {
             LOp::Read(b) => {
-                let mut from = Some(self.store(via).get_ref(&self.names[*b]).unwrap().head);
+                let (store, name) = (self.store(via), &self.names[*b]);
+                // On PostgreSQL, the head as a server's read path gets it: without blocking,
+                // in a statement other threads' reads of that server may share.
+                let head = match store.read_refs_async(vec![name.clone()]) {
+                    Some(read) => {
+                        reads_runtime().block_on(read).unwrap()[0]
+                            .as_ref()
+                            .expect("the branch exists")
+                            .head
+                    }
+                    None => store.get_ref(name).unwrap().head,
+                };
+                let mut from = Some(head);
                 let mut log = Vec::new();
                 while let Some(at) = from {
                     let page = self
@@ -351,7 +375,8 @@ fn short_concurrent_windows_are_linearizable() {
 
 /// Two servers on one PostgreSQL catalog (`FLOE_TEST_PG`): threads alternate between
 /// the two stores, each with its own pool, caches and sequencer, so the histories checked
-/// are histories across servers.
+/// are histories across servers. Reads take the async path a server's reads take
+/// (`read_refs_async`, coalesced between threads reading through one store).
 #[test]
 fn windows_across_two_servers_on_postgres_are_linearizable() {
     for seed in 0..40u64 {

@@ -465,6 +465,10 @@ struct Inner {
 
 /// The id of one error answer: what the reply shows and the log line carries.
 fn error_id() -> String {
+    // An inline read's answer after its refusal is thrown away: it needs no id.
+    if floe_catalog::inline::refused() {
+        return String::new();
+    }
     uuid::Uuid::now_v7().to_string()
 }
 
@@ -491,7 +495,10 @@ impl ApiError {
             ErrorKind::InternalError,
             "the server failed (a write's outcome is unknown: read before retrying); quote the errorId to the operator",
         );
-        tracing::error!(error_id = %e.inner.error_id, "{chain}");
+        // An inline read's answer after its refusal is thrown away: nothing failed.
+        if !floe_catalog::inline::refused() {
+            tracing::error!(error_id = %e.inner.error_id, "{chain}");
+        }
         e
     }
 

@@ -18,6 +18,7 @@ use floe_catalog::deferred::Scope;
 use floe_catalog::{
     AppliedRecord, Catalog, IdemRequest, IdempotencyKey, OffThreadError, Principal, Recalled,
 };
+use floe_commits::RefName;
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 
@@ -169,21 +170,28 @@ pub fn principal(_headers: &HeaderMap) -> Principal {
     crate::auth::current()
 }
 
-/// Runs a read: first on this async worker when the catalog's store answers from memory
-/// (no hop to a blocking thread, which costs more than such a read); on a blocking thread
-/// when it does not, or when the inline run turned out to need I/O (a metadata file not
-/// cached yet, credentials to ask for: `floe_catalog::inline`), in which case the read runs
-/// again there from the start. Such reads change nothing, so running one twice is
-/// harmless.
+/// Runs a read: first on this async worker (no hop to a blocking thread, which costs more
+/// than such a read), when the catalog's store answers from memory or, on PostgreSQL,
+/// once the refs it reads are fetched without blocking; on a blocking thread when the
+/// inline run turned out to need other I/O (a metadata file not cached yet, credentials
+/// to ask for: `floe_catalog::inline`), in which case the read runs again there from the
+/// start. Such reads change nothing, so running one twice is harmless.
 pub async fn read<F>(state: &AppState, call: Call, f: F) -> Response
+where
+    F: Fn(&Ctx) -> ApiResult<Reply> + Send + 'static,
+{
+    read_on(state, call, None, f).await
+}
+
+/// A read of one ref spec (an Iceberg prefix), `read` otherwise: on a store whose refs
+/// are not in memory, the spec's ref is fetched before the first inline run.
+pub async fn read_on<F>(state: &AppState, call: Call, at: Option<RefName>, f: F) -> Response
 where
     F: Fn(&Ctx) -> ApiResult<Reply> + Send + 'static,
 {
     let api = call.api;
     let cx = Ctx::of(state, call);
-    if state.catalog.reads_inline()
-        && let Some(answer) = floe_catalog::inline::run_inline(|| f(&cx))
-    {
+    if let Some(answer) = floe_catalog::inline::read(&state.catalog, at, || f(&cx)).await {
         return match answer {
             Ok(reply) => reply.into_response(),
             Err(e) => e.render(api),

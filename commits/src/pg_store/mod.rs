@@ -22,6 +22,7 @@
 //! blocking-pool thread, a plain thread) never nests runtimes.
 
 mod copy;
+mod ref_reads;
 mod schema;
 mod statements;
 
@@ -114,6 +115,8 @@ pub struct PoolStatus {
 #[derive(Debug, Clone)]
 pub struct PostgresBackend {
     pool: Pool,
+    /// Ref reads that do not block their caller's thread, coalesced (`ref_reads.rs`).
+    ref_reads: std::sync::Arc<ref_reads::RefReads>,
 }
 
 /// One call's work on a pooled connection.
@@ -142,6 +145,11 @@ where
     F: Future<Output = BackendResult<T>> + Send + 'static,
     T: Send + 'static,
 {
+    // An inline read (`crate::inline`) never waits for the database: it is refused and
+    // runs again where it may.
+    if !crate::inline::may_block() {
+        return Err(BackendError::unavailable(crate::inline::REFUSED));
+    }
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     runtime().spawn(async move {
         let _ = tx.send(f.await);
@@ -254,31 +262,8 @@ impl PostgresBackend {
             settings = format!("{own} {settings}");
         }
         config.options(&settings);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let max_lifetime = options.max_lifetime;
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(1))
-            .wait_timeout(Some(options.acquire_timeout))
-            .create_timeout(Some(options.acquire_timeout))
-            .recycle_timeout(Some(options.acquire_timeout))
-            .runtime(Runtime::Tokio1)
-            .post_recycle(deadpool_postgres::Hook::sync_fn(move |_, metrics| {
-                if metrics.age() > max_lifetime {
-                    Err(deadpool_postgres::HookError::Message(
-                        "the connection reached its lifetime".into(),
-                    ))
-                } else {
-                    Ok(())
-                }
-            }))
-            .build()
-            .map_err(|e| BackendError::read(format!("PostgreSQL: cannot build the pool: {e}")))?;
+        let pool = build_pool(config.clone(), options, options.pool_size)?;
+        let reader = build_pool(config, options, 1)?;
         let schema = options.schema.clone();
         let for_setup = pool.clone();
         run(async move {
@@ -301,7 +286,10 @@ impl PostgresBackend {
                 .await
                 .map_err(BackendError::read)
         })?;
-        Ok(PostgresBackend { pool })
+        Ok(PostgresBackend {
+            pool,
+            ref_reads: std::sync::Arc::new(ref_reads::RefReads::new(reader)),
+        })
     }
 
     pub fn pool_status(&self) -> PoolStatus {
@@ -334,6 +322,39 @@ impl PostgresBackend {
             out
         })
     }
+}
+
+/// A pool of `size` connections with the backend's settings.
+fn build_pool(
+    config: tokio_postgres::Config,
+    options: &PgOptions,
+    size: usize,
+) -> BackendResult<Pool> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let max_lifetime = options.max_lifetime;
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .wait_timeout(Some(options.acquire_timeout))
+        .create_timeout(Some(options.acquire_timeout))
+        .recycle_timeout(Some(options.acquire_timeout))
+        .runtime(Runtime::Tokio1)
+        .post_recycle(deadpool_postgres::Hook::sync_fn(move |_, metrics| {
+            if metrics.age() > max_lifetime {
+                Err(deadpool_postgres::HookError::Message(
+                    "the connection reached its lifetime".into(),
+                ))
+            } else {
+                Ok(())
+            }
+        }))
+        .build()
+        .map_err(|e| BackendError::read(format!("PostgreSQL: cannot build the pool: {e}")))
 }
 
 async fn schema_exists(client: &deadpool_postgres::Object, schema: &str) -> BackendResult<bool> {
@@ -468,6 +489,10 @@ impl Backend for PostgresBackend {
                 }
             })
         })
+    }
+
+    fn read_refs_async(&self, names: Vec<RefName>) -> Option<crate::backend::RefsFuture> {
+        Some(self.ref_reads.read(names))
     }
 
     fn list_refs(
@@ -719,6 +744,16 @@ impl Backend for PostgresBackend {
                 "floe_store_pool_waiting",
                 "Calls waiting for a PostgreSQL connection (the pool is saturated when above 0).",
                 s.waiting,
+            ),
+            gauge(
+                "floe_store_async_ref_reads",
+                "Ref reads answered without blocking a thread since the server started (reads run inline once their refs are fetched).",
+                self.ref_reads.reads() as usize,
+            ),
+            gauge(
+                "floe_store_async_ref_statements",
+                "Statements those ref reads took: concurrent reads share one sent after they arrived.",
+                self.ref_reads.statements() as usize,
             ),
         ]
     }

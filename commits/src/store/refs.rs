@@ -19,10 +19,27 @@ use crate::name::{RefKind, RefName};
 
 impl Store {
     /// A ref as clients see it (its durable head).
+    ///
+    /// Inside an inline read (`crate::inline`) a ref pinned for the run is answered from
+    /// its pin; on a store whose refs are not in memory any other ref is refused and noted
+    /// as wanted, so that the caller reads it without blocking and runs the read again.
     pub fn get_ref(&self, name: &RefName) -> Result<RefRecord, ReadError> {
-        self.backend
-            .get_ref(name, RefView::Durable)?
-            .ok_or_else(|| ReadError::RefNotFound(name.clone()))
+        let record = match crate::inline::pinned_ref(name) {
+            Some(pinned) => pinned,
+            None => {
+                if !self.backend.reads_from_memory() && !crate::inline::may_read_ref(name) {
+                    return Err(ReadError::Invalid(crate::inline::REFUSED.to_owned()));
+                }
+                self.backend.get_ref(name, RefView::Durable)?
+            }
+        };
+        record.ok_or_else(|| ReadError::RefNotFound(name.clone()))
+    }
+
+    /// Reads refs without blocking the calling thread, for an inline read to pin
+    /// (`crate::inline::run_inline_with`); `None` where the backend has no such path.
+    pub fn read_refs_async(&self, names: Vec<RefName>) -> Option<crate::backend::RefsFuture> {
+        self.backend.read_refs_async(names)
     }
 
     /// A page of refs in name order, optionally of one kind.

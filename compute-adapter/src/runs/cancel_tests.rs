@@ -123,3 +123,59 @@ async fn a_run_past_its_deadline_is_cancelled() {
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
     assert_eq!(sleepers(403), "");
 }
+
+/// Two requests under one Idempotency-Key both got past the recall (the second took the
+/// first's claim over on another server): the one whose acceptance is recorded first is
+/// the key's run; the other is cancelled before it starts and its request told to retry,
+/// which then answers the first run. Exactly one run per key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_key_was_accepted_first_elsewhere_never_starts() {
+    let w = world().await;
+    let request = floe_catalog::IdemRequest {
+        key: floe_catalog::IdempotencyKey::parse(&uuid::Uuid::now_v7().to_string()).unwrap(),
+        fingerprint: "the submission".to_owned(),
+        claim: None,
+    };
+    // The first request's run, accepted under the key.
+    let first = w.start(waiting(401), RunOptions::default()).await;
+    assert!(
+        w.f.catalog
+            .record_acceptance(&w.f.who, &request, &first.id)
+            .unwrap()
+    );
+    let second = w
+        .runner
+        .submit(
+            &w.f.who,
+            waiting(401),
+            RunOptions::default(),
+            Some(request.clone()),
+        )
+        .await;
+    let Err(RunError::Catalog(CatalogError::Write(floe_commits::WriteError::ClaimLost(_)))) =
+        second
+    else {
+        panic!(
+            "the second request is told to retry: {:?}",
+            second.map(|_| ())
+        );
+    };
+    // Its run was recorded, and cancelled before it started: the only runs are the
+    // first (live) and the cancelled one.
+    let (runs, _) =
+        w.f.catalog
+            .list_runs(&w.f.who, None, 10, &|r| {
+                r.kind == floe_catalog::RunKind::Run
+            })
+            .unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let other = runs.iter().find(|r| r.id != first.id).unwrap();
+    assert_eq!(other.state, RunState::Cancelled, "{other:?}");
+    assert!(other.error.as_deref().unwrap().contains("accepted first"));
+    // The retry answers the first run.
+    match w.f.catalog.recall(&w.f.who, &request).unwrap() {
+        Some(floe_catalog::Recalled::Applied(applied)) => assert_eq!(applied.detail, first.id),
+        _ => panic!("the key answers the first run"),
+    }
+    w.runner.cancel(&w.f.who, &first.id).await.unwrap();
+}

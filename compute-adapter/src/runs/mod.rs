@@ -424,7 +424,19 @@ impl Runner {
                 // again; said in the server's log.
                 match this.inner.catalog.record_acceptance(&who, request, &record.id) {
                     Ok(true) => {}
-                    Ok(false) => tracing::warn!(run = %record.id, key = request.key.as_str(), "the run's Idempotency-Key holds another answer; a retry is not matched to this run"),
+                    Ok(false) => {
+                        // Another request under the key was accepted first (a retry that
+                        // took this request's claim over on another server): that run is
+                        // the key's. This one is cancelled before it starts, and the
+                        // request told to retry, which answers the other run.
+                        let why = "another request under its Idempotency-Key was accepted first; it never started";
+                        this.inner
+                            .catalog
+                            .cancel_run(&who.in_run(&record.id), &record, why)?;
+                        return Err(RunError::Catalog(CatalogError::Write(
+                            floe_commits::WriteError::ClaimLost(request.key.as_str().to_owned()),
+                        )));
+                    }
                     Err(e) => tracing::warn!(run = %record.id, error = %e, "the run's Idempotency-Key could not be recorded; a retry runs again"),
                 }
             }

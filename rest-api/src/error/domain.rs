@@ -75,7 +75,11 @@ impl From<floe_compute::RunError> for ApiError {
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> ApiError {
         use ErrorKind as K;
-        let message = e.to_string();
+        // An inline read's answer after its refusal is thrown away: no words for it.
+        let message = match floe_catalog::inline::refused() {
+            true => String::new(),
+            false => e.to_string(),
+        };
         let of = |kind| ApiError::new(kind, message.clone());
         match e {
             CatalogError::Forbidden { .. } => of(K::Forbidden),
@@ -146,7 +150,9 @@ fn storage_error(s: &floe_commits::StorageError) -> ApiError {
                 ErrorKind::Unavailable,
                 "the catalog's storage is unavailable (nothing was written); retry shortly",
             );
-            tracing::warn!(error_id = %e.inner.error_id, "{s}");
+            if !floe_catalog::inline::refused() {
+                tracing::warn!(error_id = %e.inner.error_id, "{s}");
+            }
             e
         }
         _ => ApiError::internal(s),

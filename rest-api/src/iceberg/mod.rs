@@ -18,7 +18,7 @@ use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use floe_catalog::Authored;
-use floe_commits::{ContentKey, Hash, RefSpec};
+use floe_commits::{ContentKey, Hash, RefName, RefSpec};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract;
@@ -123,6 +123,12 @@ pub fn router() -> Router<AppState> {
 fn prefix(text: &str) -> ApiResult<RefSpec> {
     RefSpec::parse(text)
         .map_err(|e| ApiError::bad_request(format!("the prefix {text:?} is not a ref spec: {e}")))
+}
+
+/// The ref a prefix reads, for a read to fetch first (`write::read_on`); a prefix that is
+/// not a ref spec names none, and the read says why.
+fn ref_of(text: &str) -> Option<RefName> {
+    RefSpec::parse(text).ok()?.ref_name().cloned()
 }
 
 /// Refuses names that could be read as a path step (`.`, `..`) or hold a separator; the

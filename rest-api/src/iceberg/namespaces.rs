@@ -10,7 +10,7 @@ use super::wire::{
     CreateNamespaceRequest, ListNamespacesResponse, NamespaceResponse,
     UpdateNamespacePropertiesRequest, UpdateNamespacePropertiesResponse,
 };
-use super::{authored, body, elements, levels, namespace, page, prefix, recorded};
+use super::{authored, body, elements, levels, namespace, page, prefix, recorded, ref_of};
 use crate::AppState;
 use crate::error::{ApiError, ErrorKind};
 use crate::extract::{self, ApiPath, ApiQuery};
@@ -31,7 +31,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<PageQuery>,
     call: Call,
 ) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_on(&state, call, ref_of(&p), move |cx| {
         let parent = q
             .parent
             .as_deref()
@@ -112,7 +112,7 @@ pub async fn load(
     ApiPath((p, ns)): ApiPath<(String, String)>,
     call: Call,
 ) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_on(&state, call, ref_of(&p), move |cx| {
         let (_, n) = cx
             .catalog
             .get_namespace(&cx.principal, &prefix(&p)?, &namespace(&ns)?)?;
@@ -126,7 +126,7 @@ pub async fn exists(
     ApiPath((p, ns)): ApiPath<(String, String)>,
     call: Call,
 ) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_on(&state, call, ref_of(&p), move |cx| {
         cx.catalog
             .get_namespace(&cx.principal, &prefix(&p)?, &namespace(&ns)?)?;
         Reply::empty(StatusCode::NO_CONTENT)

@@ -14,7 +14,7 @@ use super::wire::{
 };
 use super::{
     authored, body, check_identifier, check_names, identified, identifiers_reply, namespace,
-    object_key, page, prefix, recorded,
+    object_key, page, prefix, recorded, ref_of,
 };
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -101,7 +101,7 @@ pub async fn credentials(
     ApiPath((p, ns, table)): ApiPath<(String, String, String)>,
     call: Call,
 ) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_on(&state, call, ref_of(&p), move |cx| {
         let t = named(cx, &p, &ns, &table)?;
         let storage_credentials = vended(cx, &p, &t)?;
         let secret = !storage_credentials.is_empty();
@@ -139,7 +139,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<PageQuery>,
     call: Call,
 ) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_on(&state, call, ref_of(&p), move |cx| {
         let key = namespace(&ns)?;
         let (after, limit) = page(q.page_token.as_deref(), q.page_size)?;
         let (_, page) =
@@ -200,7 +200,7 @@ pub async fn load(
     ApiPath((p, ns, table)): ApiPath<(String, String, String)>,
     call: Call,
 ) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_on(&state, call, ref_of(&p), move |cx| {
         load_reply(cx, &p, &named(cx, &p, &ns, &table)?)
     })
     .await
@@ -211,7 +211,7 @@ pub async fn exists(
     ApiPath((p, ns, table)): ApiPath<(String, String, String)>,
     call: Call,
 ) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_on(&state, call, ref_of(&p), move |cx| {
         let key = object_key(&namespace(&ns)?, &table)?;
         cx.catalog.load_table(&cx.principal, &prefix(&p)?, &key)?;
         Reply::empty(StatusCode::NO_CONTENT)
@@ -369,7 +369,7 @@ pub async fn report_metrics(
     call: Call,
 ) -> Response {
     let metrics = state.metrics.clone();
-    write::read(&state, call, move |cx| {
+    write::read_on(&state, call, ref_of(&p), move |cx| {
         let report: ReportMetricsRequest = body(&cx.call.body)?;
         let key = object_key(&namespace(&ns)?, &table)?;
         cx.catalog.load_table(&cx.principal, &prefix(&p)?, &key)?;

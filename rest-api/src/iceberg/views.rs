@@ -14,7 +14,7 @@ use super::wire::{
 };
 use super::{
     authored, body, check_identifier, check_names, identifiers_reply, namespace, object_key, page,
-    prefix, recorded,
+    prefix, recorded, ref_of,
 };
 use crate::AppState;
 use crate::error::ApiResult;
@@ -46,7 +46,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<PageQuery>,
     call: Call,
 ) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_on(&state, call, ref_of(&p), move |cx| {
         let key = namespace(&ns)?;
         let (after, limit) = page(q.page_token.as_deref(), q.page_size)?;
         let page =
@@ -101,7 +101,7 @@ pub async fn load(
     ApiPath((p, ns, view)): ApiPath<(String, String, String)>,
     call: Call,
 ) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_on(&state, call, ref_of(&p), move |cx| {
         let key = object_key(&namespace(&ns)?, &view)?;
         view_reply(&cx.catalog.load_view(&cx.principal, &prefix(&p)?, &key)?)
     })
@@ -113,7 +113,7 @@ pub async fn exists(
     ApiPath((p, ns, view)): ApiPath<(String, String, String)>,
     call: Call,
 ) -> Response {
-    write::read(&state, call, move |cx| {
+    write::read_on(&state, call, ref_of(&p), move |cx| {
         let key = object_key(&namespace(&ns)?, &view)?;
         cx.catalog.load_view(&cx.principal, &prefix(&p)?, &key)?;
         Reply::empty(StatusCode::NO_CONTENT)

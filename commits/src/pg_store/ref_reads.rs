@@ -1,0 +1,219 @@
+//! Ref reads for an async server (`Backend::read_refs_async`): the statement runs on the
+//! PostgreSQL runtime and the caller's task awaits its answer, so none of the caller's
+//! threads waits for the database.
+//!
+//! Concurrent reads are coalesced, as a group commit coalesces writes: while one statement
+//! is out, the reads that arrive queue, and the next statement reads every ref they asked
+//! for at once. A read joins only a statement sent after it queued, never one already
+//! out, so the record it gets was read after its request arrived: as fresh as a statement
+//! of its own (no move committed before the request began is missed; reads stay
+//! linearizable). One statement is out at a time; it reads at most `REFS_PER_STATEMENT`
+//! names, and a read that queued behind more waits for the next.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use deadpool_postgres::Pool;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use super::{corrupt, pool_err, read_err, runtime};
+use crate::backend::{BackendError, BackendResult, RefRecord, RefsFuture};
+use crate::name::RefName;
+use crate::records::decode_record;
+
+/// Ref names one statement reads at most.
+const REFS_PER_STATEMENT: usize = 256;
+
+type Answer = BackendResult<Vec<Option<RefRecord>>>;
+
+/// One queued read: the refs it asked for, in its order, and where its answer goes.
+struct Waiter {
+    names: Vec<RefName>,
+    answer: oneshot::Sender<Answer>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Waiter>,
+    /// A leader task is sending statements; it takes the queue before each.
+    leading: bool,
+}
+
+/// The coalescing ref reader of one backend, with a connection of its own.
+pub(super) struct RefReads {
+    queue: Mutex<Queue>,
+    /// One connection (a pool of one, for its timeouts, recycling and lifetime), made on
+    /// the runtime of the leader that first needs it: a server's own, so that the
+    /// statement, its connection and the reads it answers run on the same threads.
+    reader: Pool,
+    /// Reads queued and statements sent, since the backend opened.
+    reads: AtomicU64,
+    statements: AtomicU64,
+}
+
+impl std::fmt::Debug for RefReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let queue = self.queue.lock();
+        f.debug_struct("RefReads")
+            .field("waiting", &queue.waiting.len())
+            .field("leading", &queue.leading)
+            .finish()
+    }
+}
+
+impl RefReads {
+    pub(super) fn new(reader: Pool) -> RefReads {
+        RefReads {
+            queue: Mutex::default(),
+            reader,
+            reads: AtomicU64::new(0),
+            statements: AtomicU64::new(0),
+        }
+    }
+
+    /// Reads queued since the backend opened.
+    pub(super) fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// Statements sent for them.
+    pub(super) fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Queues a read of `names`; the first read of an idle reader starts its leader, on
+    /// the caller's runtime (the backend's own when the caller has none).
+    pub(super) fn read(self: &Arc<Self>, names: Vec<RefName>) -> RefsFuture {
+        let (answer, answered) = oneshot::channel();
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let lead = {
+            let mut queue = self.queue.lock();
+            queue.waiting.push(Waiter { names, answer });
+            !std::mem::replace(&mut queue.leading, true)
+        };
+        if lead {
+            let leader = self.clone().lead();
+            match tokio::runtime::Handle::try_current() {
+                Ok(here) => drop(here.spawn(leader)),
+                Err(_) => drop(runtime().spawn(leader)),
+            }
+        }
+        Box::pin(async move {
+            answered.await.unwrap_or_else(|_| {
+                Err(BackendError::unavailable(
+                    "a PostgreSQL ref read ended without an answer",
+                ))
+            })
+        })
+    }
+
+    /// Sends statements while reads queue: each takes the queue first, so it answers only
+    /// reads that queued before it was sent.
+    async fn lead(self: Arc<Self>) {
+        let mut leading = Leading {
+            reads: &self,
+            done: false,
+        };
+        let mut client: Option<deadpool_postgres::Object> = None;
+        loop {
+            let batch = {
+                let mut queue = self.queue.lock();
+                if queue.waiting.is_empty() {
+                    // Under the lock: a read queued after this starts a leader of its own.
+                    queue.leading = false;
+                    leading.done = true;
+                    return;
+                }
+                take_batch(&mut queue.waiting)
+            };
+            let mut names: Vec<RefName> = batch.iter().flat_map(|w| w.names.clone()).collect();
+            names.sort();
+            names.dedup();
+            let read = match client.take() {
+                Some(c) => Ok(c),
+                None => self.reader.get().await.map_err(pool_err),
+            };
+            let answer = match read {
+                Err(e) => Err(e),
+                Ok(c) => {
+                    self.statements.fetch_add(1, Ordering::Relaxed);
+                    let records = read_refs(&c, &names).await;
+                    match records {
+                        Ok(_) => client = Some(c),
+                        // The connection may be one the server cut: it leaves the pool.
+                        Err(_) => drop(deadpool_postgres::Object::take(c)),
+                    }
+                    records
+                }
+            };
+            for waiter in batch {
+                let mine = answer.as_ref().map_err(Clone::clone).map(|records| {
+                    waiter
+                        .names
+                        .iter()
+                        .map(|n| records.get(n.as_str()).cloned())
+                        .collect()
+                });
+                // A read whose request went away no longer listens.
+                let _ = waiter.answer.send(mine);
+            }
+        }
+    }
+}
+
+/// Reads at the head of the queue, up to `REFS_PER_STATEMENT` names (at least one read).
+fn take_batch(waiting: &mut Vec<Waiter>) -> Vec<Waiter> {
+    let mut names = 0;
+    let mut take = 0;
+    for w in waiting.iter() {
+        names += w.names.len();
+        if take > 0 && names > REFS_PER_STATEMENT {
+            break;
+        }
+        take += 1;
+    }
+    waiting.drain(..take).collect()
+}
+
+/// If the leader ends without emptying the queue (it panicked, or its runtime shut down
+/// under it), the reads still queued
+/// are answered with an error (their callers read where they may block) and the next read
+/// starts a new leader.
+struct Leading<'a> {
+    reads: &'a RefReads,
+    done: bool,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut queue = self.reads.queue.lock();
+            queue.leading = false;
+            queue.waiting.clear();
+        }
+    }
+}
+
+/// The records of refs by name, in one statement.
+async fn read_refs(
+    client: &deadpool_postgres::Client,
+    names: &[RefName],
+) -> BackendResult<HashMap<String, RefRecord>> {
+    let statement = client
+        .prepare_cached("SELECT name, record FROM floe_refs WHERE name = ANY($1)")
+        .await
+        .map_err(read_err)?;
+    let asked: Vec<&str> = names.iter().map(RefName::as_str).collect();
+    let rows = client
+        .query(&statement, &[&asked])
+        .await
+        .map_err(read_err)?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let name: String = row.get(0);
+        out.insert(name, decode_record(row.get(1)).map_err(corrupt)?);
+    }
+    Ok(out)
+}
