@@ -43,6 +43,16 @@ impl IdempotencyKey {
     }
 }
 
+/// What recording a request's acceptance found (`Catalog::record_acceptance`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acceptance {
+    Recorded,
+    /// Another request under the key was accepted first: its detail (a run's id).
+    AcceptedFirst(String),
+    /// The key holds another live record (a rejection): nothing was recorded.
+    Held,
+}
+
 /// What a write carries: its key and the fingerprint of the request (method, path, body).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdemRequest {
@@ -169,13 +179,13 @@ impl Catalog {
 
     /// Records that a request was accepted without moving a ref yet (a run queued:
     /// `detail` is its id), so that a retry gets the same run, not a second one. The
-    /// first record under a live key wins: false when another request holds the key.
+    /// first record under a live key wins.
     pub fn record_acceptance(
         &self,
         principal: &Principal,
         request: &IdemRequest,
         detail: &str,
-    ) -> CatalogResult<bool> {
+    ) -> CatalogResult<Acceptance> {
         self.may_keep_answers(principal)?;
         let key = rejected_key(&request.key);
         let value = json!({
@@ -184,15 +194,26 @@ impl Catalog {
             "accepted": detail,
         })
         .to_string();
-        let old = self.store.meta_get(&key)?;
-        if let Some(old) = &old
-            && !expired(&parse(old)?, self.now_ms())
-        {
-            return Ok(false);
+        // Twice at most: a record that appeared between the read and the swap is read.
+        for _ in 0..2 {
+            let old = self.store.meta_get(&key)?;
+            if let Some(old) = &old {
+                let held = parse(old)?;
+                if !expired(&held, self.now_ms()) {
+                    return Ok(match held["accepted"].as_str() {
+                        Some(first) => Acceptance::AcceptedFirst(first.to_owned()),
+                        None => Acceptance::Held,
+                    });
+                }
+            }
+            if self
+                .store
+                .meta_cas(&key, old.as_deref(), Some(value.as_bytes()))?
+            {
+                return Ok(Acceptance::Recorded);
+            }
         }
-        Ok(self
-            .store
-            .meta_cas(&key, old.as_deref(), Some(value.as_bytes()))?)
+        Ok(Acceptance::Held)
     }
 
     /// Records a deterministic rejection so that a retry gets the same answer. Best effort:

@@ -8,7 +8,7 @@ use floe_commits::inline::{Inline, run_inline_with};
 
 use crate::Catalog;
 
-/// How many times a read runs inline with the refs it asked for before it gives up and
+/// How many times the refs a read asked for are fetched for it before it gives up and
 /// runs where it may block: a read that reads a ref it finds through another (a ref
 /// named in a ref's record) asks twice.
 const FETCH_ROUNDS: usize = 2;
@@ -36,10 +36,12 @@ pub async fn read<R>(catalog: &Catalog, at: Option<RefName>, f: impl Fn() -> R) 
             .ok()?;
         pins.extend(std::iter::once(name).zip(records));
     }
-    for _ in 0..FETCH_ROUNDS {
+    for round in 0..=FETCH_ROUNDS {
         match run_inline_with(&pins, &f) {
             Inline::Answered(answer) => return Some(answer),
             Inline::NeedsIo => return None,
+            // The last run's wants are not fetched: nothing would run with them.
+            Inline::NeedsRefs(_) if round == FETCH_ROUNDS => return None,
             Inline::NeedsRefs(names) => {
                 let records = catalog.store.read_refs_async(names.clone())?.await.ok()?;
                 pins.extend(names.into_iter().zip(records));

@@ -53,7 +53,7 @@ pub use error::{CatalogError, CatalogResult, RESERVED_PROPERTY_PREFIX};
 /// A server's handlers defer the store's durability waits and await them (issue 23).
 pub use floe_commits::deferred;
 pub use history::{CommitDetail, LogPage};
-pub use idempotency::{AppliedRecord, IdemRequest, IdempotencyKey, Recalled};
+pub use idempotency::{Acceptance, AppliedRecord, IdemRequest, IdempotencyKey, Recalled};
 pub use ids::{IdSource, SequentialIds, UuidV7Ids};
 pub use limits::{IDEMPOTENCY_LIFETIME, IDEMPOTENCY_LIFETIME_MS, RUN_ANSWER_BYTES_MAX};
 pub use merges::MergeRequest;
@@ -62,7 +62,7 @@ pub use namespaces::{Namespace, PropertiesUpdate, PropertiesUpdated};
 pub use off_thread::{OffThreadError, off_thread};
 pub use run_state::RunState;
 pub use runs::{
-    Landed, Landing, RUN_ID_PROPERTY, RUN_PART_PROPERTY, RUN_REVERTED_PROPERTY,
+    Landed, Landing, LogPart, RUN_ID_PROPERTY, RUN_PART_PROPERTY, RUN_REVERTED_PROPERTY,
     RUN_SOURCE_PROPERTY, Retention, RetentionReport, RunFile, RunKind, RunRecord, RunReverted,
     StoredAnswer,
 };

@@ -345,8 +345,8 @@ fn ref_reads(base: &str) -> (u64, u64) {
             .unwrap_or_else(|| panic!("/metrics has no {name}")) as u64
     };
     (
-        value("floe_store_async_ref_reads"),
-        value("floe_store_async_ref_statements"),
+        value("floe_store_async_ref_reads_total"),
+        value("floe_store_async_ref_statements_total"),
     )
 }
 

@@ -155,7 +155,9 @@ pub type RefsFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = BackendResult<Vec<Option<RefRecord>>>> + Send + 'static>,
 >;
 
-/// One gauge a backend reports: a Prometheus name, its help text and its value now.
+/// One gauge a backend reports: a Prometheus name, its help text and its value now. A
+/// name ending in `_total` is a counter (a value that only grows while the backend is
+/// open).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gauge {
     pub name: &'static str,

@@ -99,8 +99,8 @@ fn concurrent_reads_share_statements_and_each_sees_what_returned_before_it() {
         n
     });
     let (reads, statements) = (
-        gauge(&backend, "floe_store_async_ref_reads"),
-        gauge(&backend, "floe_store_async_ref_statements"),
+        gauge(&backend, "floe_store_async_ref_reads_total"),
+        gauge(&backend, "floe_store_async_ref_statements_total"),
     );
     assert_eq!(reads, background + 150, "every read is counted");
     assert!(
@@ -110,8 +110,9 @@ fn concurrent_reads_share_statements_and_each_sees_what_returned_before_it() {
 }
 
 /// The reader's leader runs on its caller's runtime. When that runtime shuts down under
-/// it, the reads it held are answered with an error or not at all, and the next read,
-/// from another runtime, gets a new leader and a working connection.
+/// it (while it runs, or before it ever ran), the reads it held are answered, with an
+/// error if need be, and the next read, from another runtime, gets a new leader and a
+/// working connection.
 #[test]
 fn a_read_after_its_readers_runtime_went_away_is_answered() {
     let (backend, store) = open();
@@ -135,6 +136,15 @@ fn a_read_after_its_readers_runtime_went_away_is_answered() {
         })
         .unwrap();
     drop(first);
+    // A leader whose runtime goes before it ever ran.
+    let unpolled = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let never_led = unpolled
+        .block_on(async { Some(backend.read_refs_async(vec![r("main")]).unwrap()) })
+        .unwrap();
+    drop(unpolled);
     let second = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -144,6 +154,11 @@ fn a_read_after_its_readers_runtime_went_away_is_answered() {
         // before the runtime went) rather than hanging.
         let orphaned = tokio::time::timeout(Duration::from_secs(10), orphan).await;
         assert!(orphaned.is_ok(), "a read of a runtime that went away hangs");
+        let never = tokio::time::timeout(Duration::from_secs(10), never_led).await;
+        assert!(
+            matches!(never, Ok(Err(_))),
+            "a read whose leader never ran is answered with an error"
+        );
         let read = backend.read_refs_async(vec![r("main")]).unwrap();
         let records = tokio::time::timeout(Duration::from_secs(10), read)
             .await

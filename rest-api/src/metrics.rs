@@ -70,11 +70,17 @@ pub struct Metrics {
     query_files_total: AtomicU64,
 }
 
-/// Appends gauges (a backend's) to the exposition text.
+/// Appends gauges (a backend's) to the exposition text; those named `..._total` are
+/// counters.
 pub fn render_gauges(out: &mut String, gauges: &[floe_commits::Gauge]) {
     for g in gauges {
         let _ = writeln!(out, "# HELP {} {}", g.name, g.help);
-        let _ = writeln!(out, "# TYPE {} gauge", g.name);
+        // A name ending in `_total` counts something that only grows: a counter.
+        let kind = match g.name.ends_with("_total") {
+            true => "counter",
+            false => "gauge",
+        };
+        let _ = writeln!(out, "# TYPE {} {kind}", g.name);
         let _ = writeln!(out, "{} {}", g.name, g.value);
     }
 }

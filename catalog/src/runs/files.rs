@@ -3,6 +3,12 @@
 //! `RUN_ANSWER_CHUNK_BYTES` under `run-file/<kind>/<name>/<n>` with a manifest (length,
 //! chunks, BLAKE3) at `run-file/<kind>/<name>`. The executing server keeps its own copies
 //! on disk as before; these are what another server answers `logs` and `code` with.
+//!
+//! While a run lives, its executing server shares its log as it grows (`share_live_log`,
+//! a manifest marked `live`; only the chunks from the last one shared on are written),
+//! so a follower on another server streams it (`shared_log_since`); the share made when
+//! the run ended is the final one. A log only grows, so a chunk rewritten under a
+//! reader holds what the reader's manifest promised and more.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +39,21 @@ struct Manifest {
     bytes: u64,
     chunks: u32,
     blake3: String,
+    /// A log shared while its run lives: more will come. Absent in a final share (and in
+    /// every manifest written before live shares).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    live: bool,
+}
+
+/// A part of a shared log, from an offset to what its manifest says it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPart {
+    pub bytes: Vec<u8>,
+    /// The log's length once this part is read.
+    pub end: u64,
+    /// The executing server shares more while the run lives; false once the share made
+    /// when it ended is read.
+    pub live: bool,
 }
 
 fn manifest_key(kind: RunFile, name: &str) -> Vec<u8> {
@@ -47,20 +68,46 @@ impl Catalog {
     /// Keeps a run file for the other servers (on a store no other server shares,
     /// nothing to do). At most `RUN_ANSWER_BYTES_MAX`: a longer log keeps its start.
     pub fn share_run_file(&self, kind: RunFile, name: &str, bytes: &[u8]) -> CatalogResult<()> {
+        self.share(kind, name, bytes, 0, false)
+    }
+
+    /// Shares a live run's log as it has grown: `shared` bytes of it were shared before
+    /// (the chunks they fill entirely are not written again), and the manifest says more
+    /// will come. The executing server calls it while the run lives, and never after the
+    /// final share (`share_run_file`).
+    pub fn share_live_log(&self, run: &str, bytes: &[u8], shared: usize) -> CatalogResult<()> {
+        self.share(
+            RunFile::Log,
+            run,
+            bytes,
+            shared / RUN_ANSWER_CHUNK_BYTES,
+            true,
+        )
+    }
+
+    /// Writes the chunks of `bytes` from chunk `from` on, then the manifest.
+    fn share(
+        &self,
+        kind: RunFile,
+        name: &str,
+        bytes: &[u8],
+        from: usize,
+        live: bool,
+    ) -> CatalogResult<()> {
         if !self.store.is_shared() {
             return Ok(());
         }
         let bytes = &bytes[..bytes.len().min(RUN_ANSWER_BYTES_MAX)];
-        let mut chunks = 0u32;
-        for (n, chunk) in bytes.chunks(RUN_ANSWER_CHUNK_BYTES).enumerate() {
+        let chunks = bytes.len().div_ceil(RUN_ANSWER_CHUNK_BYTES);
+        for (n, chunk) in bytes.chunks(RUN_ANSWER_CHUNK_BYTES).enumerate().skip(from) {
             let n = u32::try_from(n).unwrap_or(u32::MAX);
             self.store.meta_put(&chunk_key(kind, name, n), chunk)?;
-            chunks = n + 1;
         }
         let manifest = Manifest {
             bytes: bytes.len() as u64,
-            chunks,
+            chunks: u32::try_from(chunks).unwrap_or(u32::MAX),
             blake3: blake3::hash(bytes).to_hex().to_string(),
+            live,
         };
         let text = serde_json::to_vec(&manifest).map_err(|e| {
             CatalogError::Invalid(format!("a run file's manifest does not serialize: {e}"))
@@ -110,6 +157,61 @@ impl Catalog {
         Ok(Some(bytes))
     }
 
+    /// Run `run`'s shared log from byte `offset` to what its manifest says now, if
+    /// `principal` may read the run and a log is shared. A final log read from its start
+    /// is checked against its hash; a part is not (a live log's chunks grow under the
+    /// reader, and a part is what its manifest promised of them).
+    pub fn shared_log_since(
+        &self,
+        principal: &Principal,
+        run: &str,
+        offset: u64,
+    ) -> CatalogResult<Option<LogPart>> {
+        if self.run_record(principal, run)?.is_none() {
+            return Ok(None);
+        }
+        let Some(text) = self.store.meta_get(&manifest_key(RunFile::Log, run))? else {
+            return Ok(None);
+        };
+        let damaged = || {
+            CatalogError::Read(floe_commits::ReadError::Invalid(format!(
+                "the stored log {run} is damaged"
+            )))
+        };
+        let manifest: Manifest = serde_json::from_slice(&text).map_err(|_| damaged())?;
+        if manifest.bytes > RUN_ANSWER_BYTES_MAX as u64 {
+            return Err(damaged());
+        }
+        let chunk = RUN_ANSWER_CHUNK_BYTES as u64;
+        let mut bytes = Vec::new();
+        let mut at = offset - offset % chunk;
+        while at < manifest.bytes {
+            let n = u32::try_from(at / chunk).map_err(|_| damaged())?;
+            let stored = self
+                .store
+                .meta_get(&chunk_key(RunFile::Log, run, n))?
+                .ok_or_else(damaged)?;
+            // What this manifest promised of the chunk; a live chunk may hold more.
+            let want = (manifest.bytes - at).min(chunk) as usize;
+            let part = stored.get(..want).ok_or_else(damaged)?;
+            let skip = offset.saturating_sub(at).min(want as u64) as usize;
+            bytes.extend_from_slice(&part[skip..]);
+            at += chunk;
+        }
+        // A final log read whole is checked as `shared_run_file` checks it.
+        if offset == 0
+            && !manifest.live
+            && blake3::hash(&bytes).to_hex().as_str() != manifest.blake3
+        {
+            return Err(damaged());
+        }
+        Ok(Some(LogPart {
+            bytes,
+            end: manifest.bytes.max(offset),
+            live: manifest.live,
+        }))
+    }
+
     /// Removes run `id`'s shared log (retention forgets the run).
     pub(super) fn delete_shared_log(&self, id: &str) -> CatalogResult<()> {
         let prefix = manifest_key(RunFile::Log, id);
@@ -124,5 +226,88 @@ impl Catalog {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use floe_commits::{MemoryBackend, RefSpec, Store, SystemClock};
+
+    use super::*;
+    use crate::RunKind;
+
+    /// A live log shared as it grows (across a chunk's end) reads from any offset; the
+    /// final share ends it and is checked whole; a reader never gets more than its
+    /// manifest promised, even from a chunk that grew since.
+    #[test]
+    fn a_live_log_is_read_as_it_grows_then_ends_with_the_final_share() {
+        let store = Arc::new(
+            Store::open(Arc::new(MemoryBackend::shared()), Arc::new(SystemClock)).unwrap(),
+        );
+        let catalog = Catalog::new(store.clone());
+        let who = Principal::anonymous();
+        let main = RefSpec::parse("main").unwrap();
+        let run = catalog
+            .queue_run(&who, &main, RunKind::Run, "a run".to_owned(), None)
+            .unwrap();
+        let read = |offset| {
+            catalog
+                .shared_log_since(&who, &run.id, offset)
+                .unwrap()
+                .expect("shared")
+        };
+        assert_eq!(catalog.shared_log_since(&who, &run.id, 0).unwrap(), None);
+        let mut log = b"queued\n".to_vec();
+        catalog.share_live_log(&run.id, &log, 0).unwrap();
+        let first = read(0);
+        assert_eq!(
+            (first.bytes.as_slice(), first.end, first.live),
+            (&log[..], 7, true)
+        );
+        // Grown past the first chunk's end: only what is new is read from the end.
+        let before = log.len();
+        log.extend(std::iter::repeat_n(b'x', RUN_ANSWER_CHUNK_BYTES + 10));
+        catalog.share_live_log(&run.id, &log, before).unwrap();
+        let next = read(first.end);
+        assert_eq!(next.bytes, log[before..]);
+        assert_eq!(next.end, log.len() as u64);
+        // The last chunk grows under a reader of the older manifest: the reader gets
+        // what that manifest promised, not the chunk's new tail.
+        let promised = store
+            .meta_get(&manifest_key(RunFile::Log, &run.id))
+            .unwrap()
+            .unwrap();
+        log.extend_from_slice(b"more\n");
+        let last = RUN_ANSWER_CHUNK_BYTES;
+        store
+            .meta_put(&chunk_key(RunFile::Log, &run.id, 1), &log[last..])
+            .unwrap();
+        let shown = read(0);
+        assert_eq!(
+            shown.bytes,
+            log[..log.len() - 5],
+            "as {:?} promised",
+            String::from_utf8_lossy(&promised)
+        );
+        // The final share: read to its end, the log is over, and whole it is checked.
+        log.extend_from_slice(b"ended\n");
+        catalog.share_run_file(RunFile::Log, &run.id, &log).unwrap();
+        let rest = read(next.end);
+        assert_eq!(rest.bytes, log[next.end as usize..]);
+        assert!(!rest.live);
+        let end = read(rest.end);
+        assert!(end.bytes.is_empty() && !end.live);
+        assert_eq!(read(0).bytes, log);
+        let mut tampered = log[..RUN_ANSWER_CHUNK_BYTES].to_vec();
+        tampered[0] = b'Q';
+        store
+            .meta_put(&chunk_key(RunFile::Log, &run.id, 0), &tampered)
+            .unwrap();
+        assert!(
+            catalog.shared_log_since(&who, &run.id, 0).is_err(),
+            "checked whole"
+        );
     }
 }

@@ -41,7 +41,7 @@ mod revert;
 mod tests;
 
 pub use answers::StoredAnswer;
-pub use files::RunFile;
+pub use files::{LogPart, RunFile};
 pub use landing::{Landed, Landing};
 pub(crate) use retention::MaintenanceCursor;
 pub use retention::{Retention, RetentionReport};

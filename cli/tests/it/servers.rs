@@ -1,7 +1,8 @@
 //! Several `floe serve` processes on one catalog in PostgreSQL (`FLOE_TEST_PG`, which
 //! `.ci/run` starts) and one warehouse folder: what one server writes, another reads; races
 //! through different servers resolve as they do in one; a key sent to two servers applies
-//! once; a killed server's run is settled by another after its lease.
+//! once; a killed server's run is settled by another after its lease; a live run's log
+//! streams through another server.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -343,4 +344,39 @@ fn a_runs_log_and_code_read_through_another_server() {
     let (ours, theirs) = (code(a), code(b));
     assert!(!ours.is_empty());
     assert_eq!(theirs, ours, "the code snapshot through the other server");
+}
+
+#[test]
+fn a_live_runs_log_streams_through_another_server() {
+    let c = Cluster::start(2, &[]);
+    let (a, b) = (&c.servers[0], &c.servers[1]);
+    let id = crate::pipelines::slow_run_started(a);
+    // Followed through the other server while the run lives: what its server wrote comes
+    // as that server shares it, not when the run ends.
+    let mut log = ureq::get(format!("{}/api/v1/runs/{id}/logs?follow=true", b.url()))
+        .call()
+        .unwrap()
+        .into_body()
+        .into_reader();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains(" slow info running\n") {
+        let n = std::io::Read::read(&mut log, &mut byte).unwrap();
+        assert!(
+            n == 1,
+            "the followed log ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.push(byte[0]);
+    }
+    let state = a.get(&format!("/api/v1/runs/{id}")).body["state"].clone();
+    assert_eq!(state, "running", "the line came while the run lived");
+    // Cancelled: the follower reads on to the end of the share made when the run ended,
+    // and stops there; it has the log as the run's own server has it.
+    let r = a.post(&format!("/api/v1/runs/{id}/cancel"), json!({}));
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    std::io::Read::read_to_end(&mut log, &mut seen).unwrap();
+    let followed = String::from_utf8(seen).unwrap();
+    assert!(followed.contains("ended"), "{followed}");
+    assert_eq!(followed, a.get_text(&format!("/api/v1/runs/{id}/logs")));
 }

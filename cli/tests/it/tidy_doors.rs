@@ -65,6 +65,11 @@ const UNLOCKED: &[(&str, &str, &str)] = &[
     ),
     (
         "Catalog",
+        "share_live_log",
+        "the executing server shares its own live run's log for the other servers",
+    ),
+    (
+        "Catalog",
         "cancel_taken",
         "the executing server, once it acted on a cancel request of its own run",
     ),

@@ -746,12 +746,12 @@ impl Backend for PostgresBackend {
                 s.waiting,
             ),
             gauge(
-                "floe_store_async_ref_reads",
+                "floe_store_async_ref_reads_total",
                 "Ref reads answered without blocking a thread since the server started (reads run inline once their refs are fetched).",
                 self.ref_reads.reads() as usize,
             ),
             gauge(
-                "floe_store_async_ref_statements",
+                "floe_store_async_ref_statements_total",
                 "Statements those ref reads took: concurrent reads share one sent after they arrived.",
                 self.ref_reads.statements() as usize,
             ),

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use parking_lot::Mutex;
@@ -25,6 +26,11 @@ use crate::records::decode_record;
 
 /// Ref names one statement reads at most.
 const REFS_PER_STATEMENT: usize = 256;
+
+/// How long a statement (with its connection) may take before its reads are answered
+/// with an error and read where they may block, on the pool's other connections: one
+/// stalled statement does not hold every read of the server for long.
+const READ_WAIT: Duration = Duration::from_secs(2);
 
 type Answer = BackendResult<Vec<Option<RefRecord>>>;
 
@@ -45,8 +51,9 @@ struct Queue {
 pub(super) struct RefReads {
     queue: Mutex<Queue>,
     /// One connection (a pool of one, for its timeouts, recycling and lifetime), made on
-    /// the runtime of the leader that first needs it: a server's own, so that the
-    /// statement, its connection and the reads it answers run on the same threads.
+    /// the runtime of the leader that needs it. Should that runtime stop (tests run
+    /// several), the connection is found closed when next taken, or its statement gives
+    /// up after `READ_WAIT`, and it is dropped.
     reader: Pool,
     /// Reads queued and statements sent, since the backend opened.
     reads: AtomicU64,
@@ -84,7 +91,8 @@ impl RefReads {
     }
 
     /// Queues a read of `names`; the first read of an idle reader starts its leader, on
-    /// the caller's runtime (the backend's own when the caller has none).
+    /// the caller's runtime (a server's: the statement, its connection and the reads it
+    /// answers share its threads, with no hop between runtimes), else the backend's.
     pub(super) fn read(self: &Arc<Self>, names: Vec<RefName>) -> RefsFuture {
         let (answer, answered) = oneshot::channel();
         self.reads.fetch_add(1, Ordering::Relaxed);
@@ -94,7 +102,12 @@ impl RefReads {
             !std::mem::replace(&mut queue.leading, true)
         };
         if lead {
-            let leader = self.clone().lead();
+            // Made before the task: a task dropped before it ever ran still lets go.
+            let leading = Leading {
+                reads: self.clone(),
+                done: false,
+            };
+            let leader = self.clone().lead(leading);
             match tokio::runtime::Handle::try_current() {
                 Ok(here) => drop(here.spawn(leader)),
                 Err(_) => drop(runtime().spawn(leader)),
@@ -111,12 +124,7 @@ impl RefReads {
 
     /// Sends statements while reads queue: each takes the queue first, so it answers only
     /// reads that queued before it was sent.
-    async fn lead(self: Arc<Self>) {
-        let mut leading = Leading {
-            reads: &self,
-            done: false,
-        };
-        let mut client: Option<deadpool_postgres::Object> = None;
+    async fn lead(self: Arc<Self>, mut leading: Leading) {
         loop {
             let batch = {
                 let mut queue = self.queue.lock();
@@ -131,23 +139,14 @@ impl RefReads {
             let mut names: Vec<RefName> = batch.iter().flat_map(|w| w.names.clone()).collect();
             names.sort();
             names.dedup();
-            let read = match client.take() {
-                Some(c) => Ok(c),
-                None => self.reader.get().await.map_err(pool_err),
-            };
-            let answer = match read {
-                Err(e) => Err(e),
-                Ok(c) => {
-                    self.statements.fetch_add(1, Ordering::Relaxed);
-                    let records = read_refs(&c, &names).await;
-                    match records {
-                        Ok(_) => client = Some(c),
-                        // The connection may be one the server cut: it leaves the pool.
-                        Err(_) => drop(deadpool_postgres::Object::take(c)),
-                    }
-                    records
-                }
-            };
+            self.statements.fetch_add(1, Ordering::Relaxed);
+            let answer = tokio::time::timeout(READ_WAIT, self.read_once(&names))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(BackendError::unavailable(format!(
+                        "PostgreSQL did not answer a ref read within {READ_WAIT:?}"
+                    )))
+                });
             for waiter in batch {
                 let mine = answer.as_ref().map_err(Clone::clone).map(|records| {
                     waiter
@@ -160,6 +159,26 @@ impl RefReads {
                 let _ = waiter.answer.send(mine);
             }
         }
+    }
+
+    /// One statement on the reader's connection, which goes back to the pool (recycled,
+    /// its lifetime checked) only if the statement answered: one that failed or was
+    /// given up on (it may be a connection the server cut, or one stalled) is dropped.
+    async fn read_once(&self, names: &[RefName]) -> BackendResult<HashMap<String, RefRecord>> {
+        struct Held(Option<deadpool_postgres::Object>);
+        impl Drop for Held {
+            fn drop(&mut self) {
+                if let Some(client) = self.0.take() {
+                    drop(deadpool_postgres::Object::take(client));
+                }
+            }
+        }
+        let mut held = Held(Some(self.reader.get().await.map_err(pool_err)?));
+        let client = held.0.as_ref().expect("held");
+        let records = read_refs(client, names).await?;
+        // Answered: back to the pool.
+        drop(held.0.take());
+        Ok(records)
     }
 }
 
@@ -177,16 +196,15 @@ fn take_batch(waiting: &mut Vec<Waiter>) -> Vec<Waiter> {
     waiting.drain(..take).collect()
 }
 
-/// If the leader ends without emptying the queue (it panicked, or its runtime shut down
-/// under it), the reads still queued
-/// are answered with an error (their callers read where they may block) and the next read
-/// starts a new leader.
-struct Leading<'a> {
-    reads: &'a RefReads,
+/// If the leader ends without emptying the queue (it panicked, or was dropped before or
+/// while it ran), the reads still queued are answered with an error (their callers read
+/// where they may block) and the next read starts a new leader.
+struct Leading {
+    reads: Arc<RefReads>,
     done: bool,
 }
 
-impl Drop for Leading<'_> {
+impl Drop for Leading {
     fn drop(&mut self) {
         if !self.done {
             let mut queue = self.reads.queue.lock();

@@ -138,10 +138,11 @@ async fn a_run_whose_key_was_accepted_first_elsewhere_never_starts() {
     };
     // The first request's run, accepted under the key.
     let first = w.start(waiting(401), RunOptions::default()).await;
-    assert!(
+    assert_eq!(
         w.f.catalog
             .record_acceptance(&w.f.who, &request, &first.id)
-            .unwrap()
+            .unwrap(),
+        floe_catalog::Acceptance::Recorded
     );
     let second = w
         .runner

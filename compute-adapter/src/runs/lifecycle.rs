@@ -65,24 +65,6 @@ impl Runner {
         self.leave_queue(&id);
     }
 
-    /// Keeps the ended run's log for the other servers when servers share the catalog
-    /// (`floe run logs` through any of them). Best effort: this server still has it.
-    async fn share_log(&self, id: &str) {
-        if !self.inner.catalog.is_shared() {
-            return;
-        }
-        let (catalog, path, run) = (self.inner.catalog.clone(), self.log_path(id), id.to_owned());
-        let shared = store(move || {
-            let bytes = std::fs::read(&path)
-                .map_err(|e| RunError::Io(format!("reading the run's log: {e}")))?;
-            Ok(catalog.share_run_file(floe_catalog::RunFile::Log, &run, &bytes)?)
-        })
-        .await;
-        if let Err(e) = shared {
-            tracing::warn!(error = %e, "keeping the run's log for the other servers failed");
-        }
-    }
-
     /// Forks, runs the nodes, lands. `Err` says why the run failed (it is recorded so).
     #[allow(clippy::too_many_arguments)]
     async fn work(

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use floe_catalog::deferred::Scope;
-use floe_catalog::{Catalog, CatalogError, IdemRequest, Principal, RunKind, RunRecord};
+use floe_catalog::{Acceptance, Catalog, CatalogError, IdemRequest, Principal, RunKind, RunRecord};
 use floe_commits::{ContentKey, Hash, RefSpec};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -38,6 +38,7 @@ pub mod envs;
 mod execute;
 mod lifecycle;
 mod log;
+mod log_share;
 mod materialize;
 pub mod plan;
 mod progress;
@@ -185,6 +186,8 @@ struct Inner {
     live: Mutex<HashMap<String, Arc<RunLog>>>,
     /// How to cancel each run this server has (the reason, once cancelled).
     cancels: Mutex<HashMap<String, tokio::sync::watch::Sender<Option<String>>>>,
+    /// The shares of live runs' logs for the other servers (`log_share.rs`).
+    log_shares: log_share::LogShares,
     secret_env: SecretEnv,
     before_landing: Option<crate::import::LandingHook>,
     envs: envs::Environments,
@@ -239,6 +242,7 @@ impl Runner {
                 config,
                 live: Mutex::new(HashMap::new()),
                 cancels: Mutex::new(HashMap::new()),
+                log_shares: Default::default(),
                 queue: Mutex::new(std::collections::VecDeque::new()),
                 queue_moved: tokio::sync::Notify::new(),
                 secret_env: Arc::new(|name| std::env::var(name).ok()),
@@ -423,8 +427,9 @@ impl Runner {
                 // Best effort, like a recorded rejection: a retry that finds nothing runs
                 // again; said in the server's log.
                 match this.inner.catalog.record_acceptance(&who, request, &record.id) {
-                    Ok(true) => {}
-                    Ok(false) => {
+                    Ok(Acceptance::Recorded) => {}
+                    Ok(Acceptance::Held) => tracing::warn!(run = %record.id, key = request.key.as_str(), "the run's Idempotency-Key holds another answer; a retry is not matched to this run"),
+                    Ok(Acceptance::AcceptedFirst(_)) => {
                         // Another request under the key was accepted first (a retry that
                         // took this request's claim over on another server): that run is
                         // the key's. This one is cancelled before it starts, and the
@@ -482,6 +487,7 @@ impl Runner {
             .insert(record.id.clone(), cancel_tx);
         self.deadline(&record.id, &options);
         self.cancel_requests(&record.id);
+        self.share_live_log(&record.id);
         self.inner.queue.lock().push_back(record.id.clone());
         let span =
             tracing::info_span!("run", id = %record.id, kind = "run", target = %record.target);

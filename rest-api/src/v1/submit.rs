@@ -319,21 +319,23 @@ mod compute {
         let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
         let here = tokio::fs::try_exists(&path).await.unwrap_or(false);
         if !here && state.catalog.is_shared() {
-            // Another server runs (or ran) it: its log once it ended, kept in the catalog.
+            // Another server runs (or ran) it: its log as that server shares it in the
+            // catalog (as it grows while the run lives, and once more when it ended).
             let principal = write::principal(&headers);
-            if follow
-                && record.state.is_live()
-                && let Err(e) = state.runner.wait(&principal, &record.id).await
-            {
-                return ApiError::from(e).into_response();
+            if follow && record.state.is_live() {
+                let stream = follow_shared_log(state.catalog.clone(), principal, record.id);
+                return (StatusCode::OK, text, Body::from_stream(stream)).into_response();
             }
             let (catalog, id) = (state.catalog.clone(), record.id.clone());
             let kept = write::off_thread(Scope::Read, move || {
-                catalog.shared_run_file(&principal, &id, floe_catalog::RunFile::Log, &id)
+                catalog.shared_log_since(&principal, &id, 0)
             })
             .await;
             return match kept {
-                Ok(Ok(bytes)) => (StatusCode::OK, text, bytes.unwrap_or_default()).into_response(),
+                Ok(Ok(part)) => {
+                    let bytes = part.map(|p| p.bytes).unwrap_or_default();
+                    (StatusCode::OK, text, bytes).into_response()
+                }
                 Ok(Err(e)) => ApiError::from(e).into_response(),
                 Err(e) => e.into_response(),
             };
@@ -354,6 +356,94 @@ mod compute {
             )),
         )
             .into_response()
+    }
+
+    /// How often a follower on another server than the run's looks for more of its log
+    /// (the executing server shares it every half second while it grows).
+    const SHARED_LOG_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+    /// How long a follower waits, once the run's record says it ended, for the share its
+    /// server makes then; a server that died first made none, and the log ends as shared.
+    const FINAL_SHARE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// A log another server writes, from its start, as that server shares it, until the
+    /// share made when the run ended is read to its end.
+    fn follow_shared_log(
+        catalog: std::sync::Arc<floe_catalog::Catalog>,
+        principal: floe_catalog::Principal,
+        id: String,
+    ) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+        struct Follow {
+            catalog: std::sync::Arc<floe_catalog::Catalog>,
+            principal: floe_catalog::Principal,
+            id: String,
+            offset: u64,
+            ended_at: Option<std::time::Instant>,
+            failed: bool,
+        }
+        let start = Follow {
+            catalog,
+            principal,
+            id,
+            offset: 0,
+            ended_at: None,
+            failed: false,
+        };
+        futures_util::stream::unfold(start, |mut f| async move {
+            if f.failed {
+                return None;
+            }
+            loop {
+                // The record before the log: a log read after the record said the run
+                // ended is the final share, or the final share is on its way.
+                let (catalog, who, id, offset) = (
+                    f.catalog.clone(),
+                    f.principal.clone(),
+                    f.id.clone(),
+                    f.offset,
+                );
+                let read = write::off_thread(Scope::Read, move || {
+                    let live = catalog
+                        .run_record(&who, &id)?
+                        .is_some_and(|r| r.state.is_live());
+                    Ok::<_, floe_catalog::CatalogError>((
+                        live,
+                        catalog.shared_log_since(&who, &id, offset)?,
+                    ))
+                })
+                .await;
+                let (live, part) = match read {
+                    Ok(Ok(read)) => read,
+                    Ok(Err(e)) => {
+                        f.failed = true;
+                        return Some((Err(std::io::Error::other(e.to_string())), f));
+                    }
+                    Err(e) => {
+                        f.failed = true;
+                        return Some((Err(std::io::Error::other(e.message().to_owned())), f));
+                    }
+                };
+                if let Some(part) = part {
+                    if !part.bytes.is_empty() {
+                        f.offset = part.end;
+                        return Some((Ok(part.bytes), f));
+                    }
+                    if !part.live {
+                        return None;
+                    }
+                }
+                if !live
+                    && f.ended_at
+                        .get_or_insert_with(std::time::Instant::now)
+                        .elapsed()
+                        > FINAL_SHARE_WAIT
+                {
+                    return None;
+                }
+                // A poll of the catalog, where the executing server shares the log.
+                tokio::time::sleep(SHARED_LOG_POLL).await;
+            }
+        })
     }
 
     /// The log from its start, then each line as it is written, until the run ends.
