@@ -194,8 +194,9 @@ impl Catalog {
             "accepted": detail,
         })
         .to_string();
-        // Twice at most: a record that appeared between the read and the swap is read.
-        for _ in 0..2 {
+        // A record that appeared between the read and the swap is read: three reads,
+        // two swaps at most.
+        for attempt in 0..3 {
             let old = self.store.meta_get(&key)?;
             if let Some(old) = &old {
                 let held = parse(old)?;
@@ -205,6 +206,9 @@ impl Catalog {
                         None => Acceptance::Held,
                     });
                 }
+            }
+            if attempt == 2 {
+                break;
             }
             if self
                 .store

@@ -68,48 +68,89 @@ impl Catalog {
     /// Keeps a run file for the other servers (on a store no other server shares,
     /// nothing to do). At most `RUN_ANSWER_BYTES_MAX`: a longer log keeps its start.
     pub fn share_run_file(&self, kind: RunFile, name: &str, bytes: &[u8]) -> CatalogResult<()> {
-        self.share(kind, name, bytes, 0, false)
+        self.share_final(kind, name, bytes, 0)
     }
 
-    /// Shares a live run's log as it has grown: `shared` bytes of it were shared before
-    /// (the chunks they fill entirely are not written again), and the manifest says more
-    /// will come. The executing server calls it while the run lives, and never after the
-    /// final share (`share_run_file`).
-    pub fn share_live_log(&self, run: &str, bytes: &[u8], shared: usize) -> CatalogResult<()> {
-        self.share(
+    /// The final share of a run's log, whose first `shared` bytes were shared live: the
+    /// chunks they fill entirely are not written again.
+    pub fn share_final_log(&self, run: &str, bytes: &[u8], shared: usize) -> CatalogResult<()> {
+        self.share_final(RunFile::Log, run, bytes, shared / RUN_ANSWER_CHUNK_BYTES)
+    }
+
+    /// Shares a live run's log as it has grown: `tail` is the log from byte `start` (a
+    /// chunk's start: the chunks before it were shared already) to its end now, and the
+    /// manifest says more will come (it carries no hash: nothing reads a live log whole
+    /// to check it). The executing server calls it while the run lives, and never after
+    /// the final share.
+    pub fn share_live_log(&self, run: &str, start: usize, tail: &[u8]) -> CatalogResult<()> {
+        if !self.store.is_shared() || start >= RUN_ANSWER_BYTES_MAX {
+            return Ok(());
+        }
+        if !start.is_multiple_of(RUN_ANSWER_CHUNK_BYTES) {
+            return Err(CatalogError::Invalid(format!(
+                "a live log is shared from a chunk's start, not from byte {start}"
+            )));
+        }
+        let tail = &tail[..tail.len().min(RUN_ANSWER_BYTES_MAX - start)];
+        let first = start / RUN_ANSWER_CHUNK_BYTES;
+        self.put_chunks(RunFile::Log, run, first, tail)?;
+        let end = start + tail.len();
+        self.put_manifest(
             RunFile::Log,
             run,
-            bytes,
-            shared / RUN_ANSWER_CHUNK_BYTES,
-            true,
+            &Manifest {
+                bytes: end as u64,
+                chunks: u32::try_from(end.div_ceil(RUN_ANSWER_CHUNK_BYTES)).unwrap_or(u32::MAX),
+                blake3: String::new(),
+                live: true,
+            },
         )
     }
 
-    /// Writes the chunks of `bytes` from chunk `from` on, then the manifest.
-    fn share(
+    /// Writes the chunks of `bytes` from chunk `from` on, then the manifest with its hash.
+    fn share_final(
         &self,
         kind: RunFile,
         name: &str,
         bytes: &[u8],
         from: usize,
-        live: bool,
     ) -> CatalogResult<()> {
         if !self.store.is_shared() {
             return Ok(());
         }
         let bytes = &bytes[..bytes.len().min(RUN_ANSWER_BYTES_MAX)];
-        let chunks = bytes.len().div_ceil(RUN_ANSWER_CHUNK_BYTES);
-        for (n, chunk) in bytes.chunks(RUN_ANSWER_CHUNK_BYTES).enumerate().skip(from) {
-            let n = u32::try_from(n).unwrap_or(u32::MAX);
+        let from = from.min(bytes.len() / RUN_ANSWER_CHUNK_BYTES);
+        self.put_chunks(kind, name, from, &bytes[from * RUN_ANSWER_CHUNK_BYTES..])?;
+        self.put_manifest(
+            kind,
+            name,
+            &Manifest {
+                bytes: bytes.len() as u64,
+                chunks: u32::try_from(bytes.len().div_ceil(RUN_ANSWER_CHUNK_BYTES))
+                    .unwrap_or(u32::MAX),
+                blake3: blake3::hash(bytes).to_hex().to_string(),
+                live: false,
+            },
+        )
+    }
+
+    /// Writes `bytes` as the chunks from chunk `first` on.
+    fn put_chunks(
+        &self,
+        kind: RunFile,
+        name: &str,
+        first: usize,
+        bytes: &[u8],
+    ) -> CatalogResult<()> {
+        for (i, chunk) in bytes.chunks(RUN_ANSWER_CHUNK_BYTES).enumerate() {
+            let n = u32::try_from(first + i).unwrap_or(u32::MAX);
             self.store.meta_put(&chunk_key(kind, name, n), chunk)?;
         }
-        let manifest = Manifest {
-            bytes: bytes.len() as u64,
-            chunks: u32::try_from(chunks).unwrap_or(u32::MAX),
-            blake3: blake3::hash(bytes).to_hex().to_string(),
-            live,
-        };
-        let text = serde_json::to_vec(&manifest).map_err(|e| {
+        Ok(())
+    }
+
+    fn put_manifest(&self, kind: RunFile, name: &str, manifest: &Manifest) -> CatalogResult<()> {
+        let text = serde_json::to_vec(manifest).map_err(|e| {
             CatalogError::Invalid(format!("a run file's manifest does not serialize: {e}"))
         })?;
         self.store.meta_put(&manifest_key(kind, name), &text)?;
@@ -159,8 +200,9 @@ impl Catalog {
 
     /// Run `run`'s shared log from byte `offset` to what its manifest says now, if
     /// `principal` may read the run and a log is shared. A final log read from its start
-    /// is checked against its hash; a part is not (a live log's chunks grow under the
-    /// reader, and a part is what its manifest promised of them).
+    /// is checked against its hash; a part is not (a live log has none: its chunks grow
+    /// under the reader, and a part is what its manifest promised of them), so what a
+    /// follower streams is checked only in length.
     pub fn shared_log_since(
         &self,
         principal: &Principal,
@@ -260,7 +302,7 @@ mod tests {
         };
         assert_eq!(catalog.shared_log_since(&who, &run.id, 0).unwrap(), None);
         let mut log = b"queued\n".to_vec();
-        catalog.share_live_log(&run.id, &log, 0).unwrap();
+        catalog.share_live_log(&run.id, 0, &log).unwrap();
         let first = read(0);
         assert_eq!(
             (first.bytes.as_slice(), first.end, first.live),
@@ -269,7 +311,8 @@ mod tests {
         // Grown past the first chunk's end: only what is new is read from the end.
         let before = log.len();
         log.extend(std::iter::repeat_n(b'x', RUN_ANSWER_CHUNK_BYTES + 10));
-        catalog.share_live_log(&run.id, &log, before).unwrap();
+        // (From the start of the chunk it shared last, the first.)
+        catalog.share_live_log(&run.id, 0, &log).unwrap();
         let next = read(first.end);
         assert_eq!(next.bytes, log[before..]);
         assert_eq!(next.end, log.len() as u64);
@@ -293,7 +336,9 @@ mod tests {
         );
         // The final share: read to its end, the log is over, and whole it is checked.
         log.extend_from_slice(b"ended\n");
-        catalog.share_run_file(RunFile::Log, &run.id, &log).unwrap();
+        catalog
+            .share_final_log(&run.id, &log, next.end as usize)
+            .unwrap();
         let rest = read(next.end);
         assert_eq!(rest.bytes, log[next.end as usize..]);
         assert!(!rest.live);

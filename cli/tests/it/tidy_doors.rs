@@ -70,6 +70,11 @@ const UNLOCKED: &[(&str, &str, &str)] = &[
     ),
     (
         "Catalog",
+        "share_final_log",
+        "the executing server keeps its own ended run's log for the other servers",
+    ),
+    (
+        "Catalog",
         "cancel_taken",
         "the executing server, once it acted on a cancel request of its own run",
     ),

@@ -22,6 +22,7 @@
 //! blocking-pool thread, a plain thread) never nests runtimes.
 
 mod copy;
+mod options;
 mod ref_reads;
 mod schema;
 mod statements;
@@ -31,8 +32,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use deadpool_postgres::Pool;
 use tokio_postgres::types::Type;
 
 use crate::backend::{
@@ -45,72 +45,10 @@ use crate::name::RefName;
 use crate::records::{decode_entry, decode_record, encode_entry, encode_record};
 use statements::{CAS_ABSENT, CAS_CREATE, CAS_DELETE, CAS_MOVE, CAS_TYPES};
 
+pub use options::{PgOptions, PoolStatus};
 pub use schema::SCHEMA_VERSION;
 
-/// How a backend connects and how large its pool is.
-#[derive(Debug, Clone)]
-pub struct PgOptions {
-    /// A `postgres://` URL or a `key=value` connection string (libpq's forms).
-    pub url: String,
-    /// The schema floe's tables live in (created if missing); `None`: the connection's
-    /// default (`public` unless the URL's options say otherwise).
-    pub schema: Option<String>,
-    /// Connections per server. Servers × this must stay under the database's
-    /// `max_connections`.
-    pub pool_size: usize,
-    /// How long a request waits for a free connection, or for a new one, before it fails.
-    pub acquire_timeout: Duration,
-    /// A statement running longer is cancelled by the server (a clean failure).
-    pub statement_timeout: Duration,
-    /// A connection older than this is closed instead of reused (below any proxy's idle
-    /// cut-off).
-    pub max_lifetime: Duration,
-}
-
-impl PgOptions {
-    pub fn new(url: impl Into<String>) -> PgOptions {
-        PgOptions {
-            url: url.into(),
-            schema: None,
-            pool_size: 16,
-            acquire_timeout: Duration::from_secs(5),
-            statement_timeout: Duration::from_secs(30),
-            max_lifetime: Duration::from_secs(30 * 60),
-        }
-    }
-}
-
-impl PgOptions {
-    /// For tests: the test cluster (`FLOE_TEST_PG`, which `.ci/run` sets; by hand,
-    /// `source .ci/pg.sh && pg_up`), in a schema no other call of this process or another
-    /// gets, so every test has a catalog of its own.
-    pub fn for_test() -> PgOptions {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let url = std::env::var("FLOE_TEST_PG").expect(
-            "FLOE_TEST_PG names the test PostgreSQL (.ci/run starts one; by hand: source .ci/pg.sh && pg_up)",
-        );
-        let mut options = PgOptions::new(url);
-        options.pool_size = 4;
-        options.schema = Some(format!(
-            "t_{}_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos()),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        options
-    }
-}
-
-/// The pool's gauges, for `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolStatus {
-    pub max_size: usize,
-    pub size: usize,
-    pub available: usize,
-    pub waiting: usize,
-}
+use options::build_pool;
 
 #[derive(Debug, Clone)]
 pub struct PostgresBackend {
@@ -246,10 +184,7 @@ impl PostgresBackend {
         }
         // A peer gone silent (a partition) is noticed in seconds, not hours.
         config.keepalives_idle(Duration::from_secs(10));
-        let mut settings = format!(
-            "-c synchronous_commit=on -c statement_timeout={}",
-            options.statement_timeout.as_millis()
-        );
+        let mut settings = "-c synchronous_commit=on".to_owned();
         if let Some(schema) = &options.schema {
             if !is_plain_identifier(schema) {
                 return Err(BackendError::read(format!(
@@ -261,9 +196,23 @@ impl PostgresBackend {
         if let Some(own) = config.get_options() {
             settings = format!("{own} {settings}");
         }
-        config.options(&settings);
-        let pool = build_pool(config.clone(), options, options.pool_size)?;
-        let reader = build_pool(config, options, 1)?;
+        // The ref reader's statements are cancelled by the server when it gives up on
+        // them itself (`ref_reads::READ_WAIT`): none keeps running, and its connection
+        // open, after its reads went elsewhere.
+        let with_timeout = |timeout: Duration| {
+            let mut config = config.clone();
+            config.options(format!(
+                "{settings} -c statement_timeout={}",
+                timeout.as_millis()
+            ));
+            config
+        };
+        let pool = build_pool(
+            with_timeout(options.statement_timeout),
+            options,
+            options.pool_size,
+        )?;
+        let reader = build_pool(with_timeout(ref_reads::READ_WAIT), options, 1)?;
         let schema = options.schema.clone();
         let for_setup = pool.clone();
         run(async move {
@@ -322,39 +271,6 @@ impl PostgresBackend {
             out
         })
     }
-}
-
-/// A pool of `size` connections with the backend's settings.
-fn build_pool(
-    config: tokio_postgres::Config,
-    options: &PgOptions,
-    size: usize,
-) -> BackendResult<Pool> {
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    let max_lifetime = options.max_lifetime;
-    Pool::builder(manager)
-        .max_size(size.max(1))
-        .wait_timeout(Some(options.acquire_timeout))
-        .create_timeout(Some(options.acquire_timeout))
-        .recycle_timeout(Some(options.acquire_timeout))
-        .runtime(Runtime::Tokio1)
-        .post_recycle(deadpool_postgres::Hook::sync_fn(move |_, metrics| {
-            if metrics.age() > max_lifetime {
-                Err(deadpool_postgres::HookError::Message(
-                    "the connection reached its lifetime".into(),
-                ))
-            } else {
-                Ok(())
-            }
-        }))
-        .build()
-        .map_err(|e| BackendError::read(format!("PostgreSQL: cannot build the pool: {e}")))
 }
 
 async fn schema_exists(client: &deadpool_postgres::Object, schema: &str) -> BackendResult<bool> {

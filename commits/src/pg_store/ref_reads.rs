@@ -27,10 +27,12 @@ use crate::records::decode_record;
 /// Ref names one statement reads at most.
 const REFS_PER_STATEMENT: usize = 256;
 
-/// How long a statement (with its connection) may take before its reads are answered
-/// with an error and read where they may block, on the pool's other connections: one
-/// stalled statement does not hold every read of the server for long.
-const READ_WAIT: Duration = Duration::from_secs(2);
+/// How long a statement may take before its reads are answered with an error and read
+/// where they may block, on the pool's other connections: one stalled statement does not
+/// hold every read of the server for long. The reader's connection has it as its
+/// `statement_timeout`, so the server cancels what the reader gave up on; the reader
+/// waits a second longer for the connection itself (a silent peer).
+pub(super) const READ_WAIT: Duration = Duration::from_secs(2);
 
 type Answer = BackendResult<Vec<Option<RefRecord>>>;
 
@@ -140,11 +142,12 @@ impl RefReads {
             names.sort();
             names.dedup();
             self.statements.fetch_add(1, Ordering::Relaxed);
-            let answer = tokio::time::timeout(READ_WAIT, self.read_once(&names))
+            let wait = READ_WAIT + Duration::from_secs(1);
+            let answer = tokio::time::timeout(wait, self.read_once(&names))
                 .await
                 .unwrap_or_else(|_| {
                     Err(BackendError::unavailable(format!(
-                        "PostgreSQL did not answer a ref read within {READ_WAIT:?}"
+                        "PostgreSQL did not answer a ref read within {wait:?}"
                     )))
                 });
             for waiter in batch {

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
-use floe_catalog::limits::RUN_ANSWER_BYTES_MAX;
+use floe_catalog::limits::{RUN_ANSWER_BYTES_MAX, RUN_ANSWER_CHUNK_BYTES};
 use parking_lot::Mutex;
 
 use super::{RunError, Runner, store};
@@ -62,11 +62,13 @@ impl Runner {
                 if !grown || share.shared >= RUN_ANSWER_BYTES_MAX {
                     continue;
                 }
-                let (catalog, run, from) = (this.inner.catalog.clone(), id.clone(), share.shared);
+                // From the start of the chunk shared last: the chunks before it are whole.
+                let start = share.shared - share.shared % RUN_ANSWER_CHUNK_BYTES;
+                let (catalog, run) = (this.inner.catalog.clone(), id.clone());
                 let shared = store(move || {
-                    let bytes = read_kept(&path)?;
-                    catalog.share_live_log(&run, &bytes, from)?;
-                    Ok(bytes.len())
+                    let tail = read_kept(&path, start)?;
+                    catalog.share_live_log(&run, start, &tail)?;
+                    Ok(start + tail.len())
                 })
                 .await;
                 match shared {
@@ -90,13 +92,15 @@ impl Runner {
             Some(share) => Some(share.lock().await),
             None => None,
         };
-        if let Some(share) = turn.as_mut() {
+        // What was shared live is not written again (but for its last chunk).
+        let shared = turn.as_mut().map_or(0, |share| {
             share.ended = true;
-        }
+            share.shared
+        });
         let (catalog, path, run) = (self.inner.catalog.clone(), self.log_path(id), id.to_owned());
         let shared = store(move || {
-            let bytes = read_kept(&path)?;
-            Ok(catalog.share_run_file(floe_catalog::RunFile::Log, &run, &bytes)?)
+            let bytes = read_kept(&path, 0)?;
+            Ok(catalog.share_final_log(&run, &bytes, shared)?)
         })
         .await;
         if let Err(e) = shared {
@@ -105,11 +109,17 @@ impl Runner {
     }
 }
 
-/// The part of a log that is kept: its first `RUN_ANSWER_BYTES_MAX` bytes.
-fn read_kept(path: &std::path::Path) -> Result<Vec<u8>, RunError> {
+/// The part of a log that is kept (its first `RUN_ANSWER_BYTES_MAX` bytes), from byte
+/// `start` on.
+fn read_kept(path: &std::path::Path, start: usize) -> Result<Vec<u8>, RunError> {
+    use std::io::Seek;
     let mut bytes = Vec::new();
     std::fs::File::open(path)
-        .and_then(|f| f.take(RUN_ANSWER_BYTES_MAX as u64).read_to_end(&mut bytes))
+        .and_then(|mut f| {
+            f.seek(std::io::SeekFrom::Start(start as u64))?;
+            f.take(RUN_ANSWER_BYTES_MAX.saturating_sub(start) as u64)
+                .read_to_end(&mut bytes)
+        })
         .map_err(|e| RunError::Io(format!("reading the run's log: {e}")))?;
     Ok(bytes)
 }

@@ -524,10 +524,12 @@ impl Runner {
                     })
                     .await;
                     let _ = std::fs::remove_dir_all(this.scratch(&id));
+                    log.line(log::RUN, "info", "ended");
+                    // The other servers get its log as it ended too.
+                    this.share_log(&id).await;
                     this.inner.live.lock().remove(&id);
                     this.inner.cancels.lock().remove(&id);
                     this.leave_queue(&id);
-                    log.line(log::RUN, "info", "ended");
                 }
             }
             .instrument(span),

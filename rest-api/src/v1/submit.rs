@@ -426,6 +426,8 @@ mod compute {
                 if let Some(part) = part {
                     if !part.bytes.is_empty() {
                         f.offset = part.end;
+                        // The final share may come in pieces: the wait starts again.
+                        f.ended_at = None;
                         return Some((Ok(part.bytes), f));
                     }
                     if !part.live {
