@@ -153,6 +153,10 @@ pub const NAME_BYTES_MAX: usize = 256;
 /// it the table conflicts (`history-unknown`) rather than reading an unbounded history.
 pub const TABLE_MERGE_SNAPSHOTS_MAX: usize = 10_000;
 
+/// Shared code snapshot manifests one sweep looks at (`Catalog::sweep_shared_code`): a
+/// pass stays bounded; those past it are seen by the next.
+pub const SHARED_CODE_SWEEP_MAX: usize = 10_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

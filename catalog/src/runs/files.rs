@@ -12,8 +12,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{Action, Target};
 use crate::error::{CatalogError, CatalogResult};
-use crate::limits::{RUN_ANSWER_BYTES_MAX, RUN_ANSWER_CHUNK_BYTES};
+use crate::limits::{
+    META_PAGE_MAX, RUN_ANSWER_BYTES_MAX, RUN_ANSWER_CHUNK_BYTES, SHARED_CODE_SWEEP_MAX,
+};
 use crate::{Catalog, Principal};
 
 const FILE_PREFIX: &str = "run-file/";
@@ -43,6 +46,10 @@ struct Manifest {
     /// every manifest written before live shares).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     live: bool,
+    /// When it was written (ms): a code snapshot shared again is young again, so a sweep
+    /// does not take it from the run about to name it. 0 in manifests written before.
+    #[serde(default)]
+    at_ms: i64,
 }
 
 /// A part of a shared log, from an offset to what its manifest says it holds.
@@ -103,6 +110,7 @@ impl Catalog {
                 chunks: u32::try_from(end.div_ceil(RUN_ANSWER_CHUNK_BYTES)).unwrap_or(u32::MAX),
                 blake3: String::new(),
                 live: true,
+                at_ms: self.now_ms(),
             },
         )
     }
@@ -130,6 +138,7 @@ impl Catalog {
                     .unwrap_or(u32::MAX),
                 blake3: blake3::hash(bytes).to_hex().to_string(),
                 live: false,
+                at_ms: self.now_ms(),
             },
         )
     }
@@ -254,6 +263,61 @@ impl Catalog {
         }))
     }
 
+    /// Removes the shared code snapshots no run names any more (`keep`: the hashes the
+    /// run records name) and shared at least `grace_ms` ago, as the sweep of a server's
+    /// own run files removes its copies. Returns how many went. At most
+    /// `SHARED_CODE_SWEEP_MAX` manifests are looked at per call (the rest at the next).
+    pub fn sweep_shared_code(
+        &self,
+        principal: &Principal,
+        keep: &std::collections::HashSet<String>,
+        grace_ms: i64,
+    ) -> CatalogResult<usize> {
+        self.authorize(principal, Action::Maintain, Target::default())?;
+        if !self.store.is_shared() {
+            return Ok(0);
+        }
+        let prefix = format!("{FILE_PREFIX}{}/", RunFile::Code.as_str()).into_bytes();
+        let now = self.now_ms();
+        let mut removed = 0;
+        let mut after: Option<Vec<u8>> = None;
+        let mut seen = 0;
+        while seen < SHARED_CODE_SWEEP_MAX {
+            let page = self
+                .store
+                .meta_scan(&prefix, after.as_deref(), META_PAGE_MAX)?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = Some(last.to_vec());
+            for (key, value) in &page {
+                // Manifests only (`code/<hash>`), not their chunks (`code/<hash>/<n>`).
+                let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                if name.contains('/') {
+                    continue;
+                }
+                seen += 1;
+                let at = serde_json::from_slice::<Manifest>(value).map_or(0, |m| m.at_ms);
+                if keep.contains(&name) || now.saturating_sub(at) < grace_ms {
+                    continue;
+                }
+                // The manifest first, as read: one shared again meanwhile stays.
+                if !self.store.meta_cas(key, Some(value), None)? {
+                    continue;
+                }
+                let chunks = [key.as_ref(), b"/"].concat();
+                for (chunk, bytes) in self.store.meta_scan(&chunks, None, META_PAGE_MAX)? {
+                    self.store.meta_cas(&chunk, Some(&bytes), None)?;
+                }
+                removed += 1;
+            }
+            if page.len() < META_PAGE_MAX {
+                break;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Removes run `id`'s shared log (retention forgets the run).
     pub(super) fn delete_shared_log(&self, id: &str) -> CatalogResult<()> {
         let prefix = manifest_key(RunFile::Log, id);
@@ -354,5 +418,38 @@ mod tests {
             catalog.shared_log_since(&who, &run.id, 0).is_err(),
             "checked whole"
         );
+    }
+
+    /// Shared code snapshots go when no run names them and they are past the grace; one
+    /// a run names, or one shared again just now, stays.
+    #[test]
+    fn shared_code_no_run_names_is_swept_after_its_grace() {
+        let store = Arc::new(
+            Store::open(Arc::new(MemoryBackend::shared()), Arc::new(SystemClock)).unwrap(),
+        );
+        let catalog = Catalog::new(store.clone());
+        let who = Principal::anonymous();
+        let big = vec![7u8; RUN_ANSWER_CHUNK_BYTES + 1];
+        for name in ["named", "young", "gone"] {
+            catalog.share_run_file(RunFile::Code, name, &big).unwrap();
+        }
+        let keep = std::collections::HashSet::from(["named".to_owned()]);
+        // Within the grace, nothing goes.
+        assert_eq!(
+            catalog.sweep_shared_code(&who, &keep, 3_600_000).unwrap(),
+            0
+        );
+        let left = |name: &str| {
+            store
+                .meta_scan(&manifest_key(RunFile::Code, name), None, 10)
+                .unwrap()
+                .len()
+        };
+        assert_eq!(left("gone"), 3, "a manifest and two chunks");
+        let keep_young = std::collections::HashSet::from(["named".to_owned(), "young".to_owned()]);
+        assert_eq!(catalog.sweep_shared_code(&who, &keep_young, 0).unwrap(), 1);
+        assert_eq!(left("gone"), 0, "its manifest and chunks are gone");
+        assert_eq!(left("named"), 3);
+        assert_eq!(left("young"), 3);
     }
 }

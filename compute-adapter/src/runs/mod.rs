@@ -615,8 +615,8 @@ pub struct Swept {
 }
 
 /// Removes from `dir` (`<data-dir>/runs`) the logs of runs that have no record any more,
-/// and the code snapshots no record names: code snapshots and logs are kept as long as
-/// their run's record. A file younger than `RUN_FILES_GRACE_MS` stays (its run may be
+/// and the code snapshots no record names (in the catalog too, when servers share it):
+/// code snapshots and logs are kept as long as their run's record. A file younger than `RUN_FILES_GRACE_MS` stays (its run may be
 /// being submitted right now).
 pub fn sweep(catalog: &Catalog, principal: &Principal, dir: &Path) -> Result<Swept, RunError> {
     let mut ids = std::collections::HashSet::new();
@@ -666,6 +666,9 @@ pub fn sweep(catalog: &Catalog, principal: &Principal, dir: &Path) -> Result<Swe
     };
     swept.logs = remove("logs", ".log", &ids);
     swept.code_snapshots = remove("code", ".tar", &codes);
+    // The catalog's copies too, when servers share it (shared logs go with their record).
+    let grace = i64::try_from(crate::limits::RUN_FILES_GRACE_MS).unwrap_or(i64::MAX);
+    swept.code_snapshots += catalog.sweep_shared_code(principal, &codes, grace)?;
     Ok(swept)
 }
 

@@ -374,7 +374,8 @@ pub struct MaintenanceBody {
     pub removed_server_leases: usize,
     /// Run logs whose run's record is gone, deleted.
     pub removed_run_logs: usize,
-    /// Code snapshots no run's record names any more, deleted.
+    /// Code snapshots no run's record names any more, deleted (this server's copies and,
+    /// with several servers, the catalog's).
     pub removed_code_snapshots: usize,
     /// True when a bound stopped the pass early: another pass has more to do.
     pub more: bool,
