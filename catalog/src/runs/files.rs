@@ -14,12 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Action, Target};
 use crate::error::{CatalogError, CatalogResult};
-use crate::limits::{
-    META_PAGE_MAX, RUN_ANSWER_BYTES_MAX, RUN_ANSWER_CHUNK_BYTES, SHARED_CODE_SWEEP_MAX,
-};
+use crate::limits::{RUN_ANSWER_BYTES_MAX, RUN_ANSWER_CHUNK_BYTES, SHARED_CODE_SWEEP_MAX};
 use crate::{Catalog, Principal};
 
 const FILE_PREFIX: &str = "run-file/";
+
+/// Chunks a file has at most.
+const CHUNKS_MAX: u32 = RUN_ANSWER_BYTES_MAX.div_ceil(RUN_ANSWER_CHUNK_BYTES) as u32;
 
 /// A run file's kind: its log (named by the run id) or its code (named by its BLAKE3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,11 @@ struct Manifest {
     /// does not take it from the run about to name it. 0 in manifests written before.
     #[serde(default)]
     at_ms: i64,
+    /// The share's generation, which names its chunks: each share of a code snapshot
+    /// writes chunks of its own, so a sweep deleting an older share's chunks never takes
+    /// those of a share made meanwhile. Empty for logs (one writer each, in place).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    generation: String,
 }
 
 /// A part of a shared log, from an offset to what its manifest says it holds.
@@ -67,8 +73,13 @@ fn manifest_key(kind: RunFile, name: &str) -> Vec<u8> {
     format!("{FILE_PREFIX}{}/{name}", kind.as_str()).into_bytes()
 }
 
-fn chunk_key(kind: RunFile, name: &str, n: u32) -> Vec<u8> {
-    format!("{FILE_PREFIX}{}/{name}/{n:05}", kind.as_str()).into_bytes()
+/// Chunk `n` of a file's share `generation` (`""`: a log, or a share written before
+/// generations: `<name>/<n>`; else `<name>/<generation>/<n>`).
+fn chunk_key(kind: RunFile, name: &str, generation: &str, n: u32) -> Vec<u8> {
+    match generation {
+        "" => format!("{FILE_PREFIX}{}/{name}/{n:05}", kind.as_str()).into_bytes(),
+        g => format!("{FILE_PREFIX}{}/{name}/{g}/{n:05}", kind.as_str()).into_bytes(),
+    }
 }
 
 impl Catalog {
@@ -100,7 +111,7 @@ impl Catalog {
         }
         let tail = &tail[..tail.len().min(RUN_ANSWER_BYTES_MAX - start)];
         let first = start / RUN_ANSWER_CHUNK_BYTES;
-        self.put_chunks(RunFile::Log, run, first, tail)?;
+        self.put_chunks(RunFile::Log, run, "", first, tail)?;
         let end = start + tail.len();
         self.put_manifest(
             RunFile::Log,
@@ -111,6 +122,7 @@ impl Catalog {
                 blake3: String::new(),
                 live: true,
                 at_ms: self.now_ms(),
+                generation: String::new(),
             },
         )
     }
@@ -127,8 +139,27 @@ impl Catalog {
             return Ok(());
         }
         let bytes = &bytes[..bytes.len().min(RUN_ANSWER_BYTES_MAX)];
-        let from = from.min(bytes.len() / RUN_ANSWER_CHUNK_BYTES);
-        self.put_chunks(kind, name, from, &bytes[from * RUN_ANSWER_CHUNK_BYTES..])?;
+        // A log is rewritten in place from `from`; a code snapshot is shared anew, in
+        // chunks of its own generation, and the share it replaces is removed after.
+        let (from, generation, replaced) = match kind {
+            RunFile::Log => (
+                from.min(bytes.len() / RUN_ANSWER_CHUNK_BYTES),
+                String::new(),
+                None,
+            ),
+            RunFile::Code => {
+                let old = self.store.meta_get(&manifest_key(kind, name))?;
+                let old = old.and_then(|m| serde_json::from_slice::<Manifest>(&m).ok());
+                (0, self.new_uuid().simple().to_string(), old)
+            }
+        };
+        self.put_chunks(
+            kind,
+            name,
+            &generation,
+            from,
+            &bytes[from * RUN_ANSWER_CHUNK_BYTES..],
+        )?;
         self.put_manifest(
             kind,
             name,
@@ -139,8 +170,24 @@ impl Catalog {
                 blake3: blake3::hash(bytes).to_hex().to_string(),
                 live: false,
                 at_ms: self.now_ms(),
+                generation,
             },
-        )
+        )?;
+        if let Some(old) = replaced {
+            self.delete_chunks(kind, name, &old)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the chunks a manifest names (its generation's).
+    fn delete_chunks(&self, kind: RunFile, name: &str, manifest: &Manifest) -> CatalogResult<()> {
+        for n in 0..manifest.chunks.min(CHUNKS_MAX) {
+            let key = chunk_key(kind, name, &manifest.generation, n);
+            if let Some(bytes) = self.store.meta_get(&key)? {
+                self.store.meta_cas(&key, Some(&bytes), None)?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes `bytes` as the chunks from chunk `first` on.
@@ -148,12 +195,14 @@ impl Catalog {
         &self,
         kind: RunFile,
         name: &str,
+        generation: &str,
         first: usize,
         bytes: &[u8],
     ) -> CatalogResult<()> {
         for (i, chunk) in bytes.chunks(RUN_ANSWER_CHUNK_BYTES).enumerate() {
             let n = u32::try_from(first + i).unwrap_or(u32::MAX);
-            self.store.meta_put(&chunk_key(kind, name, n), chunk)?;
+            self.store
+                .meta_put(&chunk_key(kind, name, generation, n), chunk)?;
         }
         Ok(())
     }
@@ -195,7 +244,7 @@ impl Catalog {
         for n in 0..manifest.chunks {
             let chunk = self
                 .store
-                .meta_get(&chunk_key(kind, name, n))?
+                .meta_get(&chunk_key(kind, name, &manifest.generation, n))?
                 .ok_or_else(damaged)?;
             bytes.extend_from_slice(&chunk);
         }
@@ -240,7 +289,7 @@ impl Catalog {
             let n = u32::try_from(at / chunk).map_err(|_| damaged())?;
             let stored = self
                 .store
-                .meta_get(&chunk_key(RunFile::Log, run, n))?
+                .meta_get(&chunk_key(RunFile::Log, run, &manifest.generation, n))?
                 .ok_or_else(damaged)?;
             // What this manifest promised of the chunk; a live chunk may hold more.
             let want = (manifest.bytes - at).min(chunk) as usize;
@@ -266,7 +315,9 @@ impl Catalog {
     /// Removes the shared code snapshots no run names any more (`keep`: the hashes the
     /// run records name) and shared at least `grace_ms` ago, as the sweep of a server's
     /// own run files removes its copies. Returns how many went. At most
-    /// `SHARED_CODE_SWEEP_MAX` manifests are looked at per call (the rest at the next).
+    /// `SHARED_CODE_SWEEP_MAX` manifests are looked at per call, one statement each
+    /// (their chunks are skipped, not read); the next call goes on from there, and starts
+    /// over once it reached the end.
     pub fn sweep_shared_code(
         &self,
         principal: &Principal,
@@ -280,39 +331,40 @@ impl Catalog {
         let prefix = format!("{FILE_PREFIX}{}/", RunFile::Code.as_str()).into_bytes();
         let now = self.now_ms();
         let mut removed = 0;
-        let mut after: Option<Vec<u8>> = None;
-        let mut seen = 0;
-        while seen < SHARED_CODE_SWEEP_MAX {
-            let page = self
-                .store
-                .meta_scan(&prefix, after.as_deref(), META_PAGE_MAX)?;
-            let Some((last, _)) = page.last() else {
+        let mut guard = self.maintenance.lock();
+        let after = &mut guard.shared_code;
+        for _ in 0..SHARED_CODE_SWEEP_MAX {
+            let next = self.store.meta_scan(&prefix, after.as_deref(), 1)?;
+            let Some((key, value)) = next.into_iter().next() else {
+                *after = None;
                 break;
             };
-            after = Some(last.to_vec());
-            for (key, value) in &page {
-                // Manifests only (`code/<hash>`), not their chunks (`code/<hash>/<n>`).
-                let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                if name.contains('/') {
-                    continue;
-                }
-                seen += 1;
-                let at = serde_json::from_slice::<Manifest>(value).map_or(0, |m| m.at_ms);
-                if keep.contains(&name) || now.saturating_sub(at) < grace_ms {
-                    continue;
-                }
-                // The manifest first, as read: one shared again meanwhile stays.
-                if !self.store.meta_cas(key, Some(value), None)? {
-                    continue;
-                }
-                let chunks = [key.as_ref(), b"/"].concat();
-                for (chunk, bytes) in self.store.meta_scan(&chunks, None, META_PAGE_MAX)? {
-                    self.store.meta_cas(&chunk, Some(&bytes), None)?;
-                }
-                removed += 1;
+            let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            let hash = name.split('/').next().unwrap_or_default();
+            // Past this name's chunks (`<hash>/...`: '/' sorts below every name's
+            // characters, 0xff above them).
+            *after = Some([&prefix[..], hash.as_bytes(), b"/\xff"].concat());
+            if name.contains('/') {
+                // Chunks before their manifest: a first share under way (or one a sweep
+                // stopped removing midway). Left alone.
+                continue;
             }
-            if page.len() < META_PAGE_MAX {
-                break;
+            let Ok(manifest) = serde_json::from_slice::<Manifest>(&value) else {
+                continue;
+            };
+            // A manifest without its time (a server before this one wrote it, perhaps
+            // a moment ago during an upgrade) is left alone: its age is unknown.
+            if keep.contains(&name)
+                || manifest.at_ms == 0
+                || now.saturating_sub(manifest.at_ms) < grace_ms
+            {
+                continue;
+            }
+            // The manifest first, as read: one shared again meanwhile stays, and a share
+            // made from now on writes chunks of its own generation, never these.
+            if self.store.meta_cas(&key, Some(&value), None)? {
+                self.delete_chunks(RunFile::Code, &name, &manifest)?;
+                removed += 1;
             }
         }
         Ok(removed)
@@ -389,7 +441,7 @@ mod tests {
         log.extend_from_slice(b"more\n");
         let last = RUN_ANSWER_CHUNK_BYTES;
         store
-            .meta_put(&chunk_key(RunFile::Log, &run.id, 1), &log[last..])
+            .meta_put(&chunk_key(RunFile::Log, &run.id, "", 1), &log[last..])
             .unwrap();
         let shown = read(0);
         assert_eq!(
@@ -412,7 +464,7 @@ mod tests {
         let mut tampered = log[..RUN_ANSWER_CHUNK_BYTES].to_vec();
         tampered[0] = b'Q';
         store
-            .meta_put(&chunk_key(RunFile::Log, &run.id, 0), &tampered)
+            .meta_put(&chunk_key(RunFile::Log, &run.id, "", 0), &tampered)
             .unwrap();
         assert!(
             catalog.shared_log_since(&who, &run.id, 0).is_err(),
@@ -451,5 +503,22 @@ mod tests {
         assert_eq!(left("gone"), 0, "its manifest and chunks are gone");
         assert_eq!(left("named"), 3);
         assert_eq!(left("young"), 3);
+        // Shared again: new chunks of its own, the old ones gone, and it reads whole.
+        let other = vec![8u8; 10];
+        catalog
+            .share_run_file(RunFile::Code, "named", &other)
+            .unwrap();
+        assert_eq!(left("named"), 2, "a manifest and its one new chunk");
+        let run = catalog
+            .queue_run(
+                &who,
+                &RefSpec::parse("main").unwrap(),
+                RunKind::Run,
+                "r".to_owned(),
+                None,
+            )
+            .unwrap();
+        let read = catalog.shared_run_file(&who, &run.id, RunFile::Code, "named");
+        assert_eq!(read.unwrap(), Some(other));
     }
 }

@@ -69,6 +69,8 @@ pub(crate) struct MaintenanceCursor {
     runs: Option<Vec<u8>>,
     applied: Option<String>,
     rejected: Option<Vec<u8>>,
+    /// Where the sweep of shared code snapshots goes on (`files.rs`).
+    pub(super) shared_code: Option<Vec<u8>>,
 }
 
 impl Catalog {

@@ -55,7 +55,7 @@ pub(super) struct RefReads {
     /// One connection (a pool of one, for its timeouts, recycling and lifetime), made on
     /// the runtime of the leader that needs it. Should that runtime stop (tests run
     /// several), the connection is found closed when next taken, or its statement gives
-    /// up after `READ_WAIT`, and it is dropped.
+    /// up after `READ_WAIT` and a second, and it is dropped.
     reader: Pool,
     /// Reads queued and statements sent, since the backend opened.
     reads: AtomicU64,
