@@ -281,6 +281,7 @@ impl Catalog {
             idempotency: self.idempotency_record(idempotency, detail),
             executor: principal.run().is_some(),
             reflog: Default::default(),
+            fence: None,
         }
     }
 

@@ -163,6 +163,10 @@ pub enum StoreVerb {
         /// The schema to copy into (created if missing; must hold no other catalog).
         #[arg(long, default_value = "public")]
         to_schema: String,
+        /// A PEM file of CA certificates the database's certificate may chain to (with
+        /// sslmode=require in --to), beside the system's.
+        #[arg(long, value_name = "PEM")]
+        store_ca: Option<PathBuf>,
     },
 }
 
@@ -629,7 +633,8 @@ fn main() -> ExitCode {
             data_dir,
             to,
             to_schema,
-        })) => store_copy::run(&data_dir, &to, &to_schema),
+            store_ca,
+        })) => store_copy::run(&data_dir, &to, &to_schema, store_ca),
         Some(Verb::Openapi) => {
             print!("{}", floe_rest::v1::openapi_document());
             ExitCode::SUCCESS

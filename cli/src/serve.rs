@@ -64,6 +64,7 @@ impl Backing {
                 let mut options = PgOptions::new(url);
                 options.schema = Some(args.store_schema.clone());
                 options.pool_size = args.store_pool.max(1);
+                options.ca = args.store_ca.clone();
                 let backend = PostgresBackend::open(&options)
                     .map_err(|e| format!("cannot open the catalog in PostgreSQL: {}", e.message))?;
                 Ok(Backing::Postgres {
@@ -745,6 +746,7 @@ mod tests {
             store: "sled".to_owned(),
             store_schema: "public".to_owned(),
             store_pool: 16,
+            store_ca: None,
             query_timeout: 300,
             query_memory: 1024,
             import_roots: Vec::new(),

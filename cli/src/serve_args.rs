@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// max_connections).
     #[arg(long, env = "FLOE_STORE_POOL", default_value_t = 16)]
     pub store_pool: usize,
+    /// A PEM file of CA certificates PostgreSQL's certificate may chain to, beside the
+    /// system's. With `sslmode=require` in --store every connection is encrypted and the
+    /// server's certificate and name verified; without it, no TLS.
+    #[arg(long, env = "FLOE_STORE_CA", value_name = "PEM")]
+    pub store_ca: Option<PathBuf>,
     /// The longest a query may run, in seconds.
     #[arg(long, env = "FLOE_QUERY_TIMEOUT", default_value_t = 300)]
     pub query_timeout: u64,

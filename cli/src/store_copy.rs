@@ -21,8 +21,8 @@ const OBJECT_BATCH: usize = 2_000;
 /// Meta entries, refs and reflog entries read per page.
 const PAGE: usize = 1_000;
 
-pub fn run(from: &Path, to: &str, schema: &str) -> ExitCode {
-    match copy(from, to, schema) {
+pub fn run(from: &Path, to: &str, schema: &str, ca: Option<PathBuf>) -> ExitCode {
+    match copy(from, to, schema, ca) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("floe store copy: {message}");
@@ -41,7 +41,7 @@ fn sled_dir(from: &Path) -> PathBuf {
     }
 }
 
-fn copy(from: &Path, to: &str, schema: &str) -> Result<(), String> {
+fn copy(from: &Path, to: &str, schema: &str, ca: Option<PathBuf>) -> Result<(), String> {
     let dir = sled_dir(from);
     if !dir.join("db").exists() {
         return Err(format!(
@@ -53,6 +53,7 @@ fn copy(from: &Path, to: &str, schema: &str) -> Result<(), String> {
     let mut options = PgOptions::new(to);
     options.schema = Some(schema.to_owned());
     options.pool_size = 4;
+    options.ca = ca;
     let target = PostgresBackend::open(&options)
         .map_err(|e| format!("cannot open the target: {}", e.message))?;
     let refs = all_refs(&source)?;

@@ -90,6 +90,10 @@ pub struct RefUpdate {
     pub reflog: ReflogEntry,
     /// An idempotency record written in the same atomic write.
     pub meta: Option<MetaWrite>,
+    /// A meta value the move depends on, `(key, value)`: the move applies only while that
+    /// key holds exactly that value, which it leaves as it is (a run's landing depends on
+    /// its owner token, which a server settling the run removes first).
+    pub fence: Option<(Bytes, Bytes)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +105,8 @@ pub enum CasOutcome {
     Mismatch { current: Option<RefRecord> },
     /// Nothing was written: the meta write's claim no longer holds.
     ClaimLost,
+    /// Nothing was written: the fence's key no longer holds its value.
+    FenceLost,
 }
 
 /// Which head a read sees. Writers chain on pending heads; every response to a client

@@ -349,6 +349,10 @@ pub enum WriteError {
         "the request under Idempotency-Key {0} ran past its lease and another server took it over; nothing was written here: retry with the same key for the outcome"
     )]
     ClaimLost(String),
+    /// The meta value the write depended on (`WriteCtx::fence`) no longer holds: nothing
+    /// was written. The fence's own message says why.
+    #[error("{0}")]
+    Fenced(String),
 }
 
 fn opt(h: &Option<Hash>) -> String {

@@ -78,6 +78,6 @@ pub use object::{Commit, CommitMeta};
 pub use pg_store::{PgOptions, PostgresBackend};
 pub use sled_store::SledBackend;
 pub use store::{
-    Claim, CommitOutcome, EntryRef, Idempotency, IdempotencyOutcome, KeyChange, LogFilter, Op,
-    Page, ResolvedSpec, Store, WriteCtx,
+    Claim, CommitOutcome, EntryRef, Fence, Idempotency, IdempotencyOutcome, KeyChange, LogFilter,
+    Op, Page, ResolvedSpec, Store, WriteCtx,
 };

@@ -147,6 +147,11 @@ impl Backend for MemoryBackend {
 
     fn compare_and_swap_ref(&self, update: RefUpdate) -> BackendResult<CasOutcome> {
         let mut state = self.state.write();
+        if let Some((key, value)) = &update.fence
+            && state.meta.get(key) != Some(value)
+        {
+            return Ok(CasOutcome::FenceLost);
+        }
         if let Some((key, value)) = update.meta.as_ref().and_then(|m| m.claim.as_ref())
             && state.meta.get(key) != Some(value)
         {

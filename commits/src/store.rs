@@ -121,6 +121,19 @@ pub struct WriteCtx {
     /// Properties of the reflog entry of the ref move this write makes (beside the
     /// store's own): a landing names its run here, where no commit property can reach.
     pub reflog: BTreeMap<String, String>,
+    /// A meta value the write depends on: its ref move applies only while the value
+    /// holds, in the same atomic write ([`WriteError::Fenced`] otherwise).
+    pub fence: Option<Fence>,
+}
+
+/// A meta value a write depends on: `key` must hold exactly `value` when the ref moves.
+/// The value is left as it is; whoever removes it first stops every write fenced on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    /// What the writer is told when the fence no longer holds.
+    pub lost: String,
 }
 
 impl WriteCtx {

@@ -1761,6 +1761,82 @@ mod cases {
         );
     }
 
+    pub fn a_fenced_move_applies_only_while_its_fence_holds(fx: Fx) {
+        let root = seeded(&fx);
+        fx.store.meta_put(b"run-owner/r1", b"server-a").unwrap();
+        let fenced = |value: &[u8]| WriteCtx {
+            fence: Some(Fence {
+                key: b"run-owner/r1".to_vec(),
+                value: value.to_vec(),
+                lost: "run r1 was settled elsewhere".to_owned(),
+            }),
+            // A claim rides along: the fence is checked beside it, not instead of it.
+            idempotency: Some(Idempotency {
+                key: "fk".into(),
+                value: b"request".to_vec(),
+                claim: None,
+            }),
+            ..ctx()
+        };
+        // Another value is not the fence's: nothing moves, nothing is recorded.
+        let wrong = fx.store.commit(
+            &r("main"),
+            None,
+            vec![create("ns.f0", table(50, 1))],
+            meta("wrong"),
+            &fenced(b"server-b"),
+        );
+        assert!(
+            matches!(wrong, Err(WriteError::Fenced(ref m)) if m.contains("settled elsewhere")),
+            "{wrong:?}"
+        );
+        assert_eq!(fx.head("main"), root);
+        assert_eq!(fx.store.idempotency_lookup("fk").unwrap(), None);
+        // While it holds, moves apply, as many as are made, and leave it as it was.
+        let first = fx
+            .store
+            .commit(
+                &r("main"),
+                None,
+                vec![create("ns.f1", table(51, 1))],
+                meta("one"),
+                &fenced(b"server-a"),
+            )
+            .unwrap();
+        fx.store
+            .create_ref(
+                &r("fenced"),
+                RefKind::Branch,
+                first.commit,
+                &fenced(b"server-a"),
+            )
+            .unwrap();
+        assert_eq!(
+            fx.store.meta_get(b"run-owner/r1").unwrap().as_deref(),
+            Some(&b"server-a"[..])
+        );
+        // Removed (a settling server's first step): no fenced move applies any more.
+        assert!(
+            fx.store
+                .meta_cas(b"run-owner/r1", Some(b"server-a"), None)
+                .unwrap()
+        );
+        let late = fx.store.commit(
+            &r("main"),
+            None,
+            vec![create("ns.f2", table(52, 1))],
+            meta("late"),
+            &fenced(b"server-a"),
+        );
+        assert!(matches!(late, Err(WriteError::Fenced(_))), "{late:?}");
+        let delete = fx
+            .store
+            .delete_ref(&r("fenced"), None, &fenced(b"server-a"));
+        assert!(matches!(delete, Err(WriteError::Fenced(_))), "{delete:?}");
+        assert_eq!(fx.head("main"), first.commit);
+        assert_eq!(fx.head("fenced"), first.commit);
+    }
+
     pub fn idempotency_records_ride_with_the_ref_move(fx: Fx) {
         seeded(&fx);
         let with = |key: &str| WriteCtx {
@@ -2223,6 +2299,7 @@ macro_rules! all_cases {
                 diffs_and_entries_page_by_prefix,
                 idempotency_records_ride_with_the_ref_move,
                 idempotency_claims_fence_a_takeover,
+                a_fenced_move_applies_only_while_its_fence_holds,
                 the_meta_keyspace_scans_and_swaps,
                 concurrent_commits_on_one_branch_all_land,
                 equal_maps_have_equal_roots_however_built,

@@ -252,7 +252,7 @@ fn every_durability_mutant_has_a_counterexample_within_12_steps() {
 
 /// The runs model at the depth CI checks (`runs::CI_DEPTH`, what `check runs` explores
 /// with no flags).
-const RUNS_STATES: usize = 1_204_052;
+const RUNS_STATES: usize = 1_305_037;
 
 #[test]
 fn the_runs_model_holds_its_properties() {
@@ -292,6 +292,7 @@ fn every_runs_mutant_has_a_counterexample_within_12_steps() {
         (RecoveryIgnoresLanding, 4),
         (AppendDropsRows, 8),
         (AppendOverReplace, 8),
+        (UnfencedLanding, 4),
     ];
     assert_eq!(shortest.len(), runs::Mutant::ALL.len());
     for (mutant, length) in shortest {

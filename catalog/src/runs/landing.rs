@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use floe_commits::limits::REFLOG_PAGE_MAX;
 use floe_commits::{
-    Conflict, ConflictKind, Content, ContentKey, ContentKind, ContentRef, Expect, Hash, Op,
+    Conflict, ConflictKind, Content, ContentKey, ContentKind, ContentRef, Expect, Fence, Hash, Op,
     RefName, Resolved, WriteCtx, WriteError,
 };
 
@@ -26,6 +26,9 @@ use crate::limits::{
 };
 use crate::table_merge::{TableMerge, TableMergeOptions};
 use crate::{Authored, Catalog};
+
+/// How often finishing a run reads its record again when a concurrent write changed it.
+const RECORD_WRITE_ATTEMPTS: usize = 8;
 
 /// What a landing writes and reads.
 #[derive(Debug, Clone, Default)]
@@ -72,7 +75,8 @@ impl Catalog {
         let mut record = record.clone();
         if let Some(answer) = &landing.answer {
             record.stored_answer = Some(self.store_answer(&record.id, answer)?);
-            self.put_record(&record)?;
+            // Only over its live record: one settled meanwhile is never put back.
+            self.save_run(executor, &record)?;
         }
         let outcome = self.landing_commit_of(executor, &record, landing, authored, false)?;
         // Landed: whatever happens to the bookkeeping now, the run succeeded.
@@ -150,9 +154,23 @@ impl Catalog {
             .insert(RUN_SOURCE_PROPERTY.to_owned(), record.source.clone());
         // The landing is the principal's own write on the target; its reflog entry names
         // the run (how recovery and sealing recognise it; a part's names it as a part).
+        // On several servers, fenced on the run's owner token: a server that settled the
+        // run (its owner's lease ran out) removed it, and a paused owner lands nothing.
+        let fence = match &record.owner {
+            Some(owner) if self.store.is_shared() => Some(Fence {
+                key: super::owner_token_key(&record.id),
+                value: owner.as_bytes().to_vec(),
+                lost: format!(
+                    "run {} was settled by another server while this one ({owner}) could not renew its lease; nothing of it landed",
+                    record.id
+                ),
+            }),
+            _ => None,
+        };
         let ctx = WriteCtx {
             executor: false,
             reflog: BTreeMap::from([(names.to_owned(), record.id.clone())]),
+            fence,
             ..self.write_ctx(executor, landing.idempotency.as_ref(), &record.id)
         };
         Ok(self.store.commit(&target, None, ops, meta, &ctx)?.commit)
@@ -319,6 +337,11 @@ impl Catalog {
         let record = &self
             .record_of(&record.id)?
             .unwrap_or_else(|| record.clone());
+        if !record.state.is_live() {
+            // It ended already (another server settled it while its own was paused, say):
+            // whoever ended it decided.
+            return Ok(());
+        }
         if let Some(commit) = self.landing_commit(record)? {
             return self.finish_run(record, RunState::Succeeded, Some(commit), None);
         }
@@ -339,7 +362,39 @@ impl Catalog {
             error: error.map(|e| bounded(&e, RUN_ERROR_BYTES_MAX)),
             ..record.clone()
         };
-        self.put_record(&done)?;
+        let encoded = super::encode_record(&done)?;
+        // Only over a live record (a concurrent write to it, a cancel's say, is read again).
+        let mut attempts = 0;
+        loop {
+            let stored = self.stored_record(&record.id)?;
+            if let Some((_, current)) = &stored
+                && !current.state.is_live()
+            {
+                // Settled elsewhere (its server's lease ran out while it was paused): the
+                // same outcome stands; another is never written over it.
+                if current.state == state && current.landed == done.landed {
+                    break;
+                }
+                return Err(CatalogError::Write(WriteError::Fenced(format!(
+                    "run {} was settled as {:?} by another server while this one could not renew its lease; its outcome here ({state:?}) was not recorded",
+                    record.id, current.state
+                ))));
+            }
+            let expected = stored.as_ref().map(|(bytes, _)| &bytes[..]);
+            if self
+                .store
+                .meta_cas(&super::record_key(&record.id), expected, Some(&encoded))?
+            {
+                break;
+            }
+            attempts += 1;
+            if attempts >= RECORD_WRITE_ATTEMPTS {
+                return Err(CatalogError::Contention(format!(
+                    "the record of run {}",
+                    record.id
+                )));
+            }
+        }
         if state == RunState::Succeeded {
             self.delete_run_branch(record)?;
         }

@@ -222,6 +222,16 @@ fn record_key(id: &str) -> Vec<u8> {
     format!("{RECORD_PREFIX}{id}").into_bytes()
 }
 
+/// Meta-keyspace prefix of run owner tokens (on a shared store): `run-owner/<id>` holds
+/// the id of the server executing the run. The run's landing is fenced on it; a server
+/// settling the run after its owner's lease ran out removes it first, so a paused owner
+/// that wakes up lands nothing.
+const OWNER_TOKEN_PREFIX: &str = "run-owner/";
+
+fn owner_token_key(id: &str) -> Vec<u8> {
+    format!("{OWNER_TOKEN_PREFIX}{id}").into_bytes()
+}
+
 /// A record's stored form. Every field that could grow is bounded where it is set.
 fn encode_record(record: &RunRecord) -> CatalogResult<Vec<u8>> {
     serde_json::to_vec(record)
@@ -352,7 +362,39 @@ impl Catalog {
         let fork = self.writer_heads(&target).read()?;
         record.fork = fork.to_hex();
         record.state = RunState::Running;
-        self.put_record(&record)?;
+        // The owner token goes first: a record that says running always has one to fence
+        // its landing on (several servers; with one, nobody settles a live run).
+        if self.store.is_shared()
+            && let Some(owner) = &record.owner
+        {
+            self.store
+                .meta_put(&owner_token_key(&record.id), owner.as_bytes())?;
+        }
+        match self.stored_record(&record.id)? {
+            // A queued run's turn: only over its queued record, so a run cancelled or
+            // settled meanwhile (by another server, while this one was paused) stays so.
+            Some((stored, current)) => {
+                if current.state != RunState::Queued {
+                    return Err(CatalogError::Write(floe_commits::WriteError::Fenced(
+                        format!(
+                            "run {} is {:?} already; it does not start",
+                            record.id, current.state
+                        ),
+                    )));
+                }
+                if !self.store.meta_cas(
+                    &record_key(&record.id),
+                    Some(&stored),
+                    Some(&encode_record(&record)?),
+                )? {
+                    return Err(CatalogError::Contention(format!(
+                        "the record of run {}",
+                        record.id
+                    )));
+                }
+            }
+            None => self.put_record(&record)?,
+        }
         let executor = principal.in_run(&record.id);
         let forked = self.store.create_ref(
             &record.branch(),
@@ -408,34 +450,53 @@ impl Catalog {
         Ok(())
     }
 
-    /// Writes a record. Every field that could grow is bounded where it is set, so a record
-    /// always fits one meta value; a failure here is an error the caller reports.
-    /// Settles as failed a run whose server stopped renewing its lease, fenced: only if
-    /// its record is still `stored` (what this pass read), so a write its server made
-    /// meanwhile (it was paused, not dead, and ended the run) is never overwritten. False
-    /// when the record changed.
+    /// Settles a run whose server stopped renewing its lease, fenced: only if its record
+    /// is still `stored` (what this pass read), so a write its server made meanwhile (it
+    /// was paused, not dead, and ended the run) is never overwritten. The owner token goes
+    /// first: from then on no landing of the run applies, so the target's reflog says
+    /// for good whether it landed (succeeded) or not (failed). False when the record
+    /// changed.
     pub(super) fn settle_orphan(
         &self,
         record: &RunRecord,
         stored: &[u8],
         owner: &str,
     ) -> CatalogResult<bool> {
-        let failed = RunRecord {
-            state: RunState::Failed,
-            finished_ms: Some(self.now_ms()),
-            error: Some(bounded(
-                &format!("the server {owner} running it stopped; nothing landed"),
-                RUN_ERROR_BYTES_MAX,
-            )),
-            ..record.clone()
+        // Gone already when another server settles it too, or the run never forked.
+        self.store
+            .meta_cas(&owner_token_key(&record.id), Some(owner.as_bytes()), None)?;
+        let settled = match self.landing_commit(record)? {
+            Some(commit) => RunRecord {
+                state: RunState::Succeeded,
+                finished_ms: Some(self.now_ms()),
+                landed: Some(commit.to_hex()),
+                ..record.clone()
+            },
+            None => RunRecord {
+                state: RunState::Failed,
+                finished_ms: Some(self.now_ms()),
+                error: Some(bounded(
+                    &format!("the server {owner} running it stopped; nothing landed"),
+                    RUN_ERROR_BYTES_MAX,
+                )),
+                ..record.clone()
+            },
         };
-        Ok(self.store.meta_cas(
+        if !self.store.meta_cas(
             &record_key(&record.id),
             Some(stored),
-            Some(&encode_record(&failed)?),
-        )?)
+            Some(&encode_record(&settled)?),
+        )? {
+            return Ok(false);
+        }
+        if settled.state == RunState::Succeeded {
+            self.delete_run_branch(record)?;
+        }
+        Ok(true)
     }
 
+    /// Writes a record. Every field that could grow is bounded where it is set, so a record
+    /// always fits one meta value; a failure here is an error the caller reports.
     fn put_record(&self, record: &RunRecord) -> CatalogResult<()> {
         self.store
             .meta_put(&record_key(&record.id), &encode_record(record)?)?;

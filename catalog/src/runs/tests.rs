@@ -523,3 +523,118 @@ fn maintenance_forgets_what_is_past_its_retention() {
     let report = catalog.maintain(&who, &retention).unwrap();
     assert_eq!(report, RetentionReport::default());
 }
+
+/// Two servers on one shared store. A run whose server stopped renewing its lease (paused,
+/// not dead) is settled by the other; its owner, waking, lands nothing and writes nothing
+/// over the settled record. A landing made before the settling is what the settling finds.
+#[test]
+fn a_paused_owner_lands_nothing_once_another_server_settled_its_run() {
+    let clock = Arc::new(floe_commits::ManualClock::new(1_000_000));
+    let backend = Arc::new(floe_commits::MemoryBackend::shared());
+    let store = Arc::new(floe_commits::Store::open(backend, clock.clone()).unwrap());
+    let a = Catalog::new(store.clone()).with_server_id("a");
+    let b = Catalog::new(store.clone()).with_server_id("b");
+    let (who, main) = (Principal::named("ann"), RefSpec::parse("main").unwrap());
+    a.renew_server_lease(30_000).unwrap();
+    let (record, executor, _, ns) = started(&a, &who, &main);
+    let token = owner_token_key(&record.id);
+    assert_eq!(store.meta_get(&token).unwrap().as_deref(), Some(&b"a"[..]));
+    let landing = Landing {
+        outputs: vec![ns.clone()],
+        message: "land".to_owned(),
+        ..Landing::default()
+    };
+    let before = a.resolve(&who, &main).unwrap().hash;
+    // While a's lease holds, b leaves the run alone.
+    assert!(b.recover_runs(&Principal::anonymous()).unwrap().is_empty());
+    clock.advance(30_001);
+    let settled = b.recover_runs(&Principal::anonymous()).unwrap();
+    assert_eq!(settled.len(), 1);
+    assert_eq!(settled[0].state, RunState::Failed);
+    assert_eq!(
+        store.meta_get(&token).unwrap(),
+        None,
+        "the token went first"
+    );
+    // a wakes up: its landing is fenced off, and nothing of it is on main.
+    let fenced = a
+        .land_run(&executor, &record, &landing, &Authored::default())
+        .unwrap_err();
+    assert!(
+        matches!(&fenced, CatalogError::Write(floe_commits::WriteError::Fenced(m)) if m.contains("settled by another server")),
+        "{fenced}"
+    );
+    assert_eq!(a.resolve(&who, &main).unwrap().hash, before);
+    // Nor does its failing, succeeding or saving change the settled record.
+    a.fail_run(&executor, &record, "the landing failed")
+        .unwrap();
+    assert!(a.succeed_run(&executor, &record, None).is_err());
+    assert!(a.save_run(&executor, &record).is_err());
+    let kept = b.record_of(&record.id).unwrap().unwrap();
+    assert_eq!(kept.state, RunState::Failed);
+    assert!(
+        kept.error.as_deref().unwrap().contains("server a"),
+        "{kept:?}"
+    );
+
+    // A run a queued, settled meanwhile: its turn coming late does not start it.
+    a.renew_server_lease(30_000).unwrap();
+    let queued = a
+        .queue_run(&who, &main, RunKind::Import, "import q".to_owned(), None)
+        .unwrap();
+    clock.advance(30_001);
+    assert_eq!(b.recover_runs(&Principal::anonymous()).unwrap().len(), 1);
+    let late = a.begin_run(&who, &queued).unwrap_err();
+    assert!(late.to_string().contains("does not start"), "{late}");
+    assert_eq!(
+        b.record_of(&queued.id).unwrap().unwrap().state,
+        RunState::Failed
+    );
+    assert!(a.store.get_ref(&queued.branch()).is_err(), "never forked");
+
+    // A run that landed before its server stopped, its record not yet saying so: the
+    // settling takes the token, then finds the landing, and settles it succeeded.
+    a.renew_server_lease(30_000).unwrap();
+    let (record, executor, _, _) = started(&a, &who, &main);
+    let landed = a
+        .land_run(
+            &executor,
+            &record,
+            &landing_of(&a, &record),
+            &Authored::default(),
+        )
+        .unwrap()
+        .commit;
+    a.put_record(&record).unwrap();
+    let (stored, live) = b.stored_record(&record.id).unwrap().unwrap();
+    assert!(live.state.is_live());
+    clock.advance(30_001);
+    assert!(b.settle_orphan(&live, &stored, "a").unwrap());
+    let kept = b.record_of(&record.id).unwrap().unwrap();
+    assert_eq!(kept.state, RunState::Succeeded);
+    assert_eq!(kept.landed.as_deref(), Some(landed.to_hex().as_str()));
+    // Its owner's own bookkeeping, late, agrees and changes nothing.
+    a.succeed_run(&executor, &record, Some(landed)).unwrap();
+}
+
+/// A landing of namespace `ns2` created on the run's branch.
+fn landing_of(catalog: &Catalog, record: &RunRecord) -> Landing {
+    let branch = RefSpec::parse(record.branch().as_str()).unwrap();
+    let executor = Principal::named(record.principal.clone()).in_run(&record.id);
+    let ns = ContentKey::new(["ns2"]).unwrap();
+    catalog
+        .create_namespace(
+            &executor,
+            &branch,
+            &ns,
+            BTreeMap::new(),
+            &Authored::default(),
+            None,
+        )
+        .unwrap();
+    Landing {
+        outputs: vec![ns],
+        message: "land".to_owned(),
+        ..Landing::default()
+    }
+}

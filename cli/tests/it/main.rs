@@ -19,6 +19,7 @@ mod idp;
 mod names;
 mod oidc;
 mod pg_faults;
+mod pg_tls;
 mod pipelines;
 mod python_client;
 mod replays;

@@ -16,14 +16,22 @@ use serde_json::json;
 use crate::harness::{Running, eventually, key};
 
 /// A throwaway PostgreSQL cluster on a unix socket in a folder of its own.
-struct PrivatePg {
+pub(crate) struct PrivatePg {
     dir: tempfile::TempDir,
     bin: PathBuf,
-    url: String,
+    pub(crate) url: String,
+    /// More server settings (`-c name=value ...`), for every start.
+    settings: String,
 }
 
 impl PrivatePg {
     fn start() -> PrivatePg {
+        PrivatePg::start_with(|_| String::new())
+    }
+
+    /// A cluster started with the settings `prepare` returns, given the cluster before
+    /// its first start (its folder may take files the settings name).
+    pub(crate) fn start_with(prepare: impl FnOnce(&PrivatePg) -> String) -> PrivatePg {
         let bin = std::env::var_os("FLOE_TEST_PG_BIN")
             .map(PathBuf::from)
             .or_else(|| {
@@ -42,10 +50,11 @@ impl PrivatePg {
             // initdb refuses to run as root: the cluster is the postgres user's.
             run(Command::new("chown").arg("postgres:").arg(dir.path()));
         }
-        let pg = PrivatePg {
+        let mut pg = PrivatePg {
             url: format!("host={} user=floe dbname=postgres", dir.path().display()),
             dir,
             bin,
+            settings: String::new(),
         };
         run(pg
             .as_owner(&pg.bin.join("initdb"))
@@ -58,12 +67,26 @@ impl PrivatePg {
                 "--locale=C.UTF-8",
                 "--no-sync",
             ]));
+        pg.settings = prepare(&pg);
         pg.start_again();
         pg
     }
 
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Makes `file` (in the cluster's folder) the server's own, readable by it only (as
+    /// PostgreSQL wants its key).
+    pub(crate) fn own(&self, file: &Path) {
+        if is_root() {
+            run(Command::new("chown").arg("postgres:").arg(file));
+        }
+        run(Command::new("chmod").arg("600").arg(file));
     }
 
     fn as_owner(&self, program: &Path) -> Command {
@@ -85,8 +108,9 @@ impl PrivatePg {
             .arg(self.dir.path().join("log"))
             .args(["-w", "-t", "60", "start", "-o"])
             .arg(format!(
-                "-c listen_addresses='' -k {} -c fsync=off",
-                self.dir.path().display()
+                "-c listen_addresses='' -k {} -c fsync=off {}",
+                self.dir.path().display(),
+                self.settings
             )));
     }
 
@@ -99,7 +123,7 @@ impl PrivatePg {
             .args(["-m", "immediate", "-w", "stop"]));
     }
 
-    fn psql(&self, sql: &str) -> String {
+    pub(crate) fn psql(&self, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
             .arg(&self.url)
             .args(["-Atc", sql])

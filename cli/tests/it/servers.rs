@@ -1,8 +1,8 @@
 //! Several `floe serve` processes on one catalog in PostgreSQL (`FLOE_TEST_PG`, which
 //! `.ci/run` starts) and one warehouse folder: what one server writes, another reads; races
 //! through different servers resolve as they do in one; a key sent to two servers applies
-//! once; a killed server's run is settled by another after its lease; a live run's log
-//! streams through another server.
+//! once; a killed server's run is settled by another after its lease, and a paused one's
+//! lands nothing when it wakes; a live run's log streams through another server.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -218,6 +218,39 @@ fn a_killed_servers_run_is_settled_by_another_after_its_lease() {
         "{settled}"
     );
     assert_eq!(b.head("main"), before, "nothing landed");
+}
+
+/// A server paused (SIGSTOP), not dead: another settles its run after the lease; woken
+/// up, the paused server lands nothing and writes nothing over the settled record.
+#[test]
+fn a_paused_servers_run_settled_elsewhere_lands_nothing_when_it_wakes() {
+    let mut c = Cluster::start(1, &["--server-lease", "5s"]);
+    c.add(&["--maintenance-interval", "1s"]);
+    let (a, b) = (&c.servers[0], &c.servers[1]);
+    let id = crate::pipelines::slow_run_started(a);
+    let before = b.head("main");
+    a.server.signal("STOP");
+    let settled = eventually(Duration::from_secs(60), || {
+        let r = b.get(&format!("/api/v1/runs/{id}")).body;
+        (r["state"] != "running").then_some(r)
+    });
+    a.server.signal("CONT");
+    assert_eq!(settled["state"], "failed", "{settled}");
+    // Woken, the first server goes on with the run until it finds it settled.
+    let log = eventually(Duration::from_secs(120), || {
+        let text = a.get_text(&format!("/api/v1/runs/{id}/logs"));
+        text.contains("ended").then_some(text)
+    });
+    assert!(
+        log.contains("settled") || log.contains("has ended"),
+        "{log}"
+    );
+    for server in [a, b] {
+        assert_eq!(server.head("main"), before, "nothing landed");
+        let seen = server.get(&format!("/api/v1/runs/{id}")).body;
+        assert_eq!(seen["state"], "failed", "{seen}");
+        assert_eq!(seen["error"], settled["error"], "the settled record stands");
+    }
 }
 
 #[test]

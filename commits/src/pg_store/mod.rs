@@ -26,6 +26,7 @@ mod options;
 mod ref_reads;
 mod schema;
 mod statements;
+mod tls;
 
 use std::future::Future;
 use std::sync::LazyLock;
@@ -103,8 +104,23 @@ where
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
-        None => format!("PostgreSQL: {e}"),
+        None => format!("PostgreSQL: {}", with_causes(e)),
     }
+}
+
+/// An error and what caused it, each said once (a TLS handshake's reason is its cause's:
+/// the certificate it refused, and why).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut said = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !said.contains(&text) {
+            said = format!("{said}: {text}");
+        }
+        cause = c.source();
+    }
+    said
 }
 
 /// A failed read, or a write that certainly did not apply: the database out of reach
@@ -137,7 +153,11 @@ fn write_err(e: tokio_postgres::Error) -> BackendError {
 }
 
 fn pool_err(e: deadpool_postgres::PoolError) -> BackendError {
-    BackendError::unavailable(format!("PostgreSQL: no connection: {e}"))
+    let why = match &e {
+        deadpool_postgres::PoolError::Backend(e) => with_causes(e),
+        e => with_causes(e),
+    };
+    BackendError::unavailable(format!("PostgreSQL: no connection: {why}"))
 }
 
 fn corrupt(e: DecodeError) -> BackendError {
@@ -473,6 +493,11 @@ impl Backend for PostgresBackend {
             Some((k, v)) => (Some(k.to_vec()), Some(v.to_vec())),
             None => (None, None),
         };
+        let fence = update.fence;
+        let (fence_key, fence_value) = match &fence {
+            Some((k, v)) => (Some(k.to_vec()), Some(v.to_vec())),
+            None => (None, None),
+        };
         let ref_name = update.name.clone();
         let seq = self.with_client(move |client| {
             Box::pin(async move {
@@ -493,6 +518,8 @@ impl Backend for PostgresBackend {
                             &meta_value,
                             &claim_key,
                             &claim_value,
+                            &fence_key,
+                            &fence_value,
                         ],
                     )
                     .await
@@ -506,6 +533,11 @@ impl Backend for PostgresBackend {
                 ticket: 0,
             }),
             None => {
+                if let Some((key, value)) = &fence
+                    && self.meta_get(key)?.as_ref() != Some(value)
+                {
+                    return Ok(CasOutcome::FenceLost);
+                }
                 if let Some((key, value)) = &claim
                     && self.meta_get(key)?.as_ref() != Some(value)
                 {

@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
+use tokio_postgres::config::SslMode;
 
 use crate::backend::{BackendError, BackendResult};
 
@@ -26,6 +29,9 @@ pub struct PgOptions {
     /// A connection older than this is closed instead of reused (below any proxy's idle
     /// cut-off).
     pub max_lifetime: Duration,
+    /// A PEM file of CA certificates the server's certificate may chain to, beside the
+    /// system's (with `sslmode=require` in the URL; `tls.rs`).
+    pub ca: Option<PathBuf>,
 }
 
 impl PgOptions {
@@ -37,6 +43,7 @@ impl PgOptions {
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
             max_lifetime: Duration::from_secs(30 * 60),
+            ca: None,
         }
     }
 }
@@ -79,13 +86,15 @@ pub(super) fn build_pool(
     options: &PgOptions,
     size: usize,
 ) -> BackendResult<Pool> {
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = if config.get_ssl_mode() == SslMode::Require {
+        let tls = super::tls::MakeRustls::new(options.ca.as_deref())?;
+        Manager::from_config(config, tls, manager_config)
+    } else {
+        Manager::from_config(config, NoTls, manager_config)
+    };
     let max_lifetime = options.max_lifetime;
     Pool::builder(manager)
         .max_size(size.max(1))

@@ -5,9 +5,12 @@ use std::sync::LazyLock;
 use tokio_postgres::types::Type;
 
 /// The parameters of a ref move: name, expected head, new head, new record, reflog entry,
-/// meta key and value, the claim's key and value (absent ones NULL).
-pub(super) const CAS_TYPES: [Type; 9] = [
+/// meta key and value, the claim's key and value, the fence's key and value (absent ones
+/// NULL).
+pub(super) const CAS_TYPES: [Type; 11] = [
     Type::TEXT,
+    Type::BYTEA,
+    Type::BYTEA,
     Type::BYTEA,
     Type::BYTEA,
     Type::BYTEA,
@@ -20,14 +23,18 @@ pub(super) const CAS_TYPES: [Type; 9] = [
 
 /// The ref move, around its conditional write: `moved` returns the row it wrote, or none
 /// when the ref's head is not the expected one; `{claimed}` in it stands for "the claim,
-/// if any, holds", checked on the claim's row, locked first.
+/// if any, holds, and so does the fence, if any", checked on their rows, locked first (the
+/// claim's for update, as the move removes it; the fence's for share, so a removal of the
+/// fence waits for the move and then finds its reflog entry).
 fn cas_statement(moved: &str) -> String {
     let moved = moved.replace(
         "{claimed}",
-        "($8::bytea IS NULL OR EXISTS (SELECT 1 FROM claim))",
+        "($8::bytea IS NULL OR EXISTS (SELECT 1 FROM claim)) \
+         AND ($10::bytea IS NULL OR EXISTS (SELECT 1 FROM fence))",
     );
     format!(
         "WITH claim AS (SELECT 1 FROM floe_meta WHERE key = $8 AND value = $9 FOR UPDATE), \
+         fence AS (SELECT 1 FROM floe_meta WHERE key = $10 AND value = $11 FOR SHARE), \
          moved AS ({moved}), \
          seq AS (UPDATE floe_counters SET v = v + 1 \
                  WHERE name = 'reflog' AND EXISTS (SELECT 1 FROM moved) RETURNING v), \

@@ -322,6 +322,7 @@ pub(super) fn discard_unfinished_snapshots(dir: &Path) -> BackendResult<()> {
 enum Refused {
     Mismatch(Option<RefRecord>),
     ClaimLost,
+    FenceLost,
     Corrupt(DecodeError),
 }
 
@@ -547,6 +548,11 @@ impl Backend for SledBackend {
             &self.state,
         )
             .transaction(|(refs, reflog, by_ref, meta, state)| {
+                if let Some((key, value)) = &update.fence
+                    && meta.get(key.as_ref())?.as_deref() != Some(value.as_ref())
+                {
+                    return Err(ConflictableTransactionError::Abort(Refused::FenceLost));
+                }
                 if let Some((key, value)) = update.meta.as_ref().and_then(|m| m.claim.as_ref())
                     && meta.get(key.as_ref())?.as_deref() != Some(value.as_ref())
                 {
@@ -635,6 +641,7 @@ impl Backend for SledBackend {
                 Ok(CasOutcome::Mismatch { current })
             }
             Err(TransactionError::Abort(Refused::ClaimLost)) => Ok(CasOutcome::ClaimLost),
+            Err(TransactionError::Abort(Refused::FenceLost)) => Ok(CasOutcome::FenceLost),
             Err(TransactionError::Abort(Refused::Corrupt(e))) => Err(corrupt(e)),
             Err(TransactionError::Storage(e)) => Err(write_err(e)),
         }

@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+
 use super::meta::idempotency_write;
 use super::{Page, Store, WriteCtx};
 use crate::backend::{CasOutcome, RefOperation, RefRecord, RefUpdate, RefView, ReflogEntry};
@@ -305,6 +307,10 @@ impl Store {
                 properties,
             },
             meta,
+            fence: ctx
+                .fence
+                .as_ref()
+                .map(|f| (Bytes::from(f.key.clone()), Bytes::from(f.value.clone()))),
         };
         match self.backend.compare_and_swap_ref(update)? {
             CasOutcome::Applied { ticket, .. } => Ok(Moved::Applied { ticket }),
@@ -314,6 +320,12 @@ impl Store {
                     .as_ref()
                     .map(|i| i.key.clone())
                     .unwrap_or_default(),
+            )),
+            CasOutcome::FenceLost => Err(WriteError::Fenced(
+                ctx.fence
+                    .as_ref()
+                    .map(|f| f.lost.clone())
+                    .unwrap_or_else(|| "the write's fence no longer holds".to_owned()),
             )),
         }
     }

@@ -2,7 +2,8 @@
 //! (`spec::Oracle`): queued runs fork a branch from their target, write their outputs
 //! there, and land as one commit on the target — or fail, are cancelled, are promoted and
 //! pruned — while another client commits, forks, merges, cherry-picks and reverts runs
-//! beside them, and the server may crash (in the middle of a landing too) and recover.
+//! beside them, and the server may crash (in the middle of a landing too) and recover, or
+//! stall past its lease while another server settles its runs, and then wake.
 //!
 //! Bauplan's own Alloy models found three ways its runs went wrong: a second run silently
 //! overwrote a table another run wrote; a failed run's temporary branch was forked and
@@ -64,10 +65,13 @@ pub enum Mutant {
     /// An append output lands merged over any change to its table since the fork, a
     /// replace too, not only over appends.
     AppendOverReplace,
+    /// A landing is not fenced on the run's owner token: a server that stalled past its
+    /// lease, its run settled meanwhile by another, lands it when it wakes.
+    UnfencedLanding,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 8] = [
+    pub const ALL: [Mutant; 9] = [
         Mutant::BlindLanding,
         Mutant::LandPerTable,
         Mutant::UnsealedWork,
@@ -76,6 +80,7 @@ impl Mutant {
         Mutant::RecoveryIgnoresLanding,
         Mutant::AppendDropsRows,
         Mutant::AppendOverReplace,
+        Mutant::UnfencedLanding,
     ];
 
     /// The property this mutant breaks.
@@ -87,7 +92,9 @@ impl Mutant {
             Mutant::LandPerTable => ALL_OR_NONE,
             Mutant::UnsealedWork => SEALED,
             Mutant::PerTableRevert => REVERT_WHOLE,
-            Mutant::RecoverySkipsQueued | Mutant::RecoveryIgnoresLanding => SETTLED,
+            Mutant::RecoverySkipsQueued
+            | Mutant::RecoveryIgnoresLanding
+            | Mutant::UnfencedLanding => SETTLED,
         }
     }
 
@@ -101,12 +108,13 @@ impl Mutant {
             Mutant::RecoveryIgnoresLanding => "recovery-ignores-landing",
             Mutant::AppendDropsRows => "append-drops-rows",
             Mutant::AppendOverReplace => "append-over-replace",
+            Mutant::UnfencedLanding => "unfenced-landing",
         }
     }
 }
 
 /// The depth CI checks exhaustively, as stateright counts it (the initial state is depth
-/// 1: nine actions, about 1.2 million states). Every `sometimes` property is reached within
+/// 1: nine actions, about 1.3 million states). Every `sometimes` property is reached within
 /// eight actions (an append merged or refused: run 0 creates `a.t2`, run 1 forks and
 /// appends while the client appends or replaces); nine hold every interleaving of both
 /// runs' whole lives (seven actions: Bauplan's overwrite race) with two more — a revert, a
@@ -217,6 +225,9 @@ pub struct Run {
     pub promoted: bool,
     /// Left live by a restart: no executor will ever settle it.
     pub orphaned: bool,
+    /// Settled by another server while its own stalled past its lease: woken, its server
+    /// still holds it and goes on to land it.
+    pub stalled: bool,
 }
 
 /// Where a commit came from, for the properties.
@@ -267,6 +278,10 @@ pub enum RunsAction {
     Maintain,
     /// The server stops (crashes) and starts again: recovery settles live runs.
     Restart,
+    /// The server stalls (paused, not dead) past its lease, and another server settles
+    /// its live runs (each run's owner token first, then its landing looked for); the
+    /// running ones it still holds, to land when it wakes.
+    Stall,
     /// The client writes a table on `main` or `dev` (replaces it: a new generation).
     Commit {
         branch: usize,
@@ -297,6 +312,8 @@ pub enum Outcome {
     Conflict,
     /// Refused: the commit belongs to a run that is not succeeded and not promoted.
     Sealed,
+    /// Refused: the run was settled by another server (its owner token is gone).
+    Fenced,
 }
 
 impl Outcome {
@@ -306,6 +323,7 @@ impl Outcome {
             Outcome::Nothing => "nothing",
             Outcome::Conflict => "conflict",
             Outcome::Sealed => "sealed",
+            Outcome::Fenced => "fenced",
         }
     }
 }
@@ -321,6 +339,8 @@ pub struct Seen {
     /// A landing refused because the target changed an append output's table since the
     /// fork by more than appends.
     pub append_refused: bool,
+    /// A stalled server's landing refused: its run was settled meanwhile.
+    pub landing_fenced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -495,6 +515,7 @@ impl Model for Runs {
                     landed: None,
                     promoted: false,
                     orphaned: false,
+                    stalled: false,
                 };
                 self.outputs.len()
             ],

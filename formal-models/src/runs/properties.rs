@@ -28,6 +28,8 @@ pub const SOME_APPEND_MERGED: &str =
     "a run's append output lands merged with appends made on its target since the fork";
 pub const SOME_APPEND_REFUSED: &str =
     "a run's append output is refused: the target replaced its table since the fork";
+pub const SOME_FENCED: &str =
+    "a stalled server's landing is refused: another server settled its run meanwhile";
 
 pub(super) fn all() -> Vec<Property<Runs>> {
     vec![
@@ -56,6 +58,7 @@ pub(super) fn all() -> Vec<Property<Runs>> {
                 .iter()
                 .any(|o| matches!(o, Origin::RunRevert { .. }))
         }),
+        Property::sometimes(SOME_FENCED, |_: &Runs, s: &State| s.seen.landing_fenced),
         Property::sometimes(SOME_REVERT_REFUSED, |_: &Runs, s: &State| {
             s.seen.revert_refused
         }),

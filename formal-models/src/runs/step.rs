@@ -34,7 +34,7 @@ impl Runs {
             all.extend(outputs.iter().map(|t| Write(r, *t)));
             all.extend([Land(r), LandCrash(r), Fail(r), Cancel(r), Promote(r)]);
         }
-        all.extend([Maintain, Restart]);
+        all.extend([Maintain, Restart, Stall]);
         if self.client {
             for branch in [MAIN, DEV] {
                 all.extend(TABLES.map(|table| Commit { branch, table }));
@@ -81,6 +81,22 @@ impl Runs {
                 let effect = next.spec.commit(run_branch(r), None, &ops).ok()?.0;
                 new_commit(&mut next, effect, Origin::Work(r));
                 Outcome::Ok
+            }
+            Land(r) if state.runs[r].stalled => {
+                // Woken: the server lands the run it still holds, once it wrote it all.
+                if !self.wrote_all(state, r) {
+                    return None;
+                }
+                next.runs[r].stalled = false;
+                if !self.is(Mutant::UnfencedLanding) {
+                    next.seen.landing_fenced = true;
+                    return Some((next, Outcome::Fenced));
+                }
+                // Unfenced, it lands; its record, ended already, is not written over.
+                let settled = next.runs[r].clone();
+                let outcome = self.land(&mut next, r, false);
+                next.runs[r] = settled;
+                outcome
             }
             Land(r) | LandCrash(r) => {
                 if !self.ready_to_land(state, r) {
@@ -132,6 +148,20 @@ impl Runs {
                     return None;
                 }
                 self.recover(&mut next);
+                Outcome::Ok
+            }
+            Stall => {
+                // The race that matters: a run ready to land when its server stalls.
+                if !(0..state.runs.len()).any(|r| self.ready_to_land(state, r)) {
+                    return None;
+                }
+                let running: Vec<bool> = (next.runs.iter())
+                    .map(|r| r.phase == Phase::Running)
+                    .collect();
+                self.recover(&mut next);
+                for (r, was) in running.into_iter().enumerate() {
+                    next.runs[r].stalled = was && next.runs[r].phase == Phase::Failed;
+                }
                 Outcome::Ok
             }
             Commit { branch, table } => {
@@ -227,12 +257,16 @@ impl Runs {
     }
 
     fn ready_to_land(&self, state: &State, r: usize) -> bool {
-        state.runs[r].phase == Phase::Running
-            && state.map(run_branch(r)).is_some_and(|m| {
-                self.outputs[r]
-                    .iter()
-                    .all(|t| self.written_by(r, *t, m.get(t)))
-            })
+        state.runs[r].phase == Phase::Running && self.wrote_all(state, r)
+    }
+
+    /// The run's branch holds every output it writes.
+    fn wrote_all(&self, state: &State, r: usize) -> bool {
+        state.map(run_branch(r)).is_some_and(|m| {
+            self.outputs[r]
+                .iter()
+                .all(|t| self.written_by(r, *t, m.get(t)))
+        })
     }
 
     /// The commit a source names, when there is one.

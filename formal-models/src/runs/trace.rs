@@ -38,7 +38,8 @@ pub const SEED: u64 = 0x5eed_f10e;
 /// Paths the walks rarely take, written out: run 1's append output landing merged with
 /// the client's append (then reverted, and its work cherry-picked), the same landing
 /// interrupted by a crash, refused over a replace, landing plain over an append made
-/// before its fork, and a promoted run's append merged by the client (key by key).
+/// before its fork, a promoted run's append merged by the client (key by key), and a
+/// stalled server's landing fenced off.
 pub fn scenarios() -> Vec<(&'static str, Vec<RunsAction>)> {
     use RunsAction::*;
     let created = [Begin(0), Write(0, T1), Write(0, T2), Land(0)];
@@ -81,6 +82,21 @@ pub fn scenarios() -> Vec<(&'static str, Vec<RunsAction>)> {
                 Append,
                 Merge(Source::Work(1)),
             ]),
+        ),
+        // The server stalls with run 0 ready to land and run 1 queued: another server
+        // settles both; woken, its landing of run 0 is fenced off, and run 0's work stays
+        // sealed (promoted, it may be merged).
+        (
+            "stalled-fenced",
+            vec![
+                Begin(0),
+                Write(0, T1),
+                Write(0, T2),
+                Stall,
+                Land(0),
+                Promote(0),
+                Merge(Source::Work(0)),
+            ],
         ),
     ]
 }
@@ -155,6 +171,7 @@ pub fn describe(model: &Runs, state: &State, action: RunsAction) -> String {
         Promote(r) => format!("promote {r}"),
         Maintain => "maintain".to_owned(),
         Restart => "restart".to_owned(),
+        Stall => "stall".to_owned(),
         Commit { branch, table } => {
             let name = if branch == MAIN { "main" } else { "dev" };
             let version = state
@@ -225,7 +242,7 @@ fn weight(a: RunsAction) -> usize {
         Begin(_) | Write(..) | Land(_) => 8,
         RevertRun(_) | Promote(_) | Maintain => 4,
         Commit { .. } | Append | Fork(_) | Merge(_) => 2,
-        LandCrash(_) | Fail(_) | Cancel(_) | Restart | CherryPick(_) | DeleteDev => 1,
+        LandCrash(_) | Fail(_) | Cancel(_) | Restart | Stall | CherryPick(_) | DeleteDev => 1,
     }
 }
 

@@ -186,5 +186,8 @@ fn write_error(e: WriteError, message: &str) -> ApiError {
         | WriteError::Invalid(_) => of(K::BadRequest),
         WriteError::Storage(s) => storage_error(&s),
         WriteError::ClaimLost(_) => of(K::IdempotencyInFlight),
+        // What the write depended on is gone (a run settled by another server): nothing
+        // was written, and a retry would not change that.
+        WriteError::Fenced(_) => of(K::CommitFailed),
     }
 }
