@@ -165,7 +165,7 @@ pub enum StoreVerb {
         to_schema: String,
         /// A PEM file of CA certificates the database's certificate may chain to (with
         /// sslmode=require in --to), beside the system's.
-        #[arg(long, value_name = "PEM")]
+        #[arg(long, env = "FLOE_STORE_CA", value_name = "PEM")]
         store_ca: Option<PathBuf>,
     },
 }

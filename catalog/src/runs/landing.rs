@@ -16,8 +16,8 @@ use floe_commits::{
 };
 
 use super::{
-    RECORD_PREFIX, RUN_ID_PROPERTY, RUN_PART_PROPERTY, RUN_SOURCE_PROPERTY, RunRecord, RunState,
-    bounded, invalid_record,
+    RECORD_PREFIX, RECORD_WRITE_ATTEMPTS, RUN_ID_PROPERTY, RUN_PART_PROPERTY, RUN_SOURCE_PROPERTY,
+    RunRecord, RunState, bounded, ended_elsewhere, invalid_record,
 };
 use crate::auth::{Action, Principal, Target};
 use crate::error::{CatalogError, CatalogResult};
@@ -26,9 +26,6 @@ use crate::limits::{
 };
 use crate::table_merge::{TableMerge, TableMergeOptions};
 use crate::{Authored, Catalog};
-
-/// How often finishing a run reads its record again when a concurrent write changed it.
-const RECORD_WRITE_ATTEMPTS: usize = 8;
 
 /// What a landing writes and reads.
 #[derive(Debug, Clone, Default)]
@@ -154,19 +151,17 @@ impl Catalog {
             .insert(RUN_SOURCE_PROPERTY.to_owned(), record.source.clone());
         // The landing is the principal's own write on the target; its reflog entry names
         // the run (how recovery and sealing recognise it; a part's names it as a part).
-        // On several servers, fenced on the run's owner token: a server that settled the
-        // run (its owner's lease ran out) removed it, and a paused owner lands nothing.
-        let fence = match &record.owner {
-            Some(owner) if self.store.is_shared() => Some(Fence {
-                key: super::owner_token_key(&record.id),
-                value: owner.as_bytes().to_vec(),
-                lost: format!(
-                    "run {} was settled by another server while this one ({owner}) could not renew its lease; nothing of it landed",
-                    record.id
-                ),
-            }),
-            _ => None,
-        };
+        // Fenced on the run's owner token: whoever ended the run meanwhile (a cancel, or a
+        // server that settled it after its owner's lease ran out) removed it first, and a
+        // paused owner lands nothing.
+        let fence = record.owner.as_ref().map(|owner| Fence {
+            key: super::owner_token_key(&record.id),
+            value: owner.as_bytes().to_vec(),
+            lost: format!(
+                "run {} was ended before its landing applied (cancelled, or settled by another server while this one ({owner}) could not renew its lease); nothing of it landed",
+                record.id
+            ),
+        });
         let ctx = WriteCtx {
             executor: false,
             reflog: BTreeMap::from([(names.to_owned(), record.id.clone())]),
@@ -342,6 +337,9 @@ impl Catalog {
             // whoever ended it decided.
             return Ok(());
         }
+        // The owner's hold goes first: from then on no landing of the run applies, so what
+        // the reflog says next is final.
+        self.revoke_owner(&record.id)?;
         if let Some(commit) = self.landing_commit(record)? {
             return self.finish_run(record, RunState::Succeeded, Some(commit), None);
         }
@@ -363,28 +361,28 @@ impl Catalog {
             ..record.clone()
         };
         let encoded = super::encode_record(&done)?;
-        // Only over a live record (a concurrent write to it, a cancel's say, is read again).
+        // Only over a live record: one that ended meanwhile keeps its outcome (the same
+        // one is taken as written). A record that changed between the read and the write
+        // is checked again.
         let mut attempts = 0;
         loop {
-            let stored = self.stored_record(&record.id)?;
-            if let Some((_, current)) = &stored
-                && !current.state.is_live()
-            {
-                // Settled elsewhere (its server's lease ran out while it was paused): the
-                // same outcome stands; another is never written over it.
+            let Some((stored, current)) = self.stored_record(&record.id)? else {
+                return Err(CatalogError::Write(WriteError::Fenced(format!(
+                    "the record of run {} is gone (past its retention); its outcome was not recorded",
+                    record.id
+                ))));
+            };
+            if !current.state.is_live() {
                 if current.state == state && current.landed == done.landed {
                     break;
                 }
-                return Err(CatalogError::Write(WriteError::Fenced(format!(
-                    "run {} was settled as {:?} by another server while this one could not renew its lease; its outcome here ({state:?}) was not recorded",
-                    record.id, current.state
-                ))));
+                return Err(ended_elsewhere(&record.id, current.state));
             }
-            let expected = stored.as_ref().map(|(bytes, _)| &bytes[..]);
-            if self
-                .store
-                .meta_cas(&super::record_key(&record.id), expected, Some(&encoded))?
-            {
+            if self.store.meta_cas(
+                &super::record_key(&record.id),
+                Some(&stored),
+                Some(&encoded),
+            )? {
                 break;
             }
             attempts += 1;

@@ -232,6 +232,19 @@ fn owner_token_key(id: &str) -> Vec<u8> {
     format!("{OWNER_TOKEN_PREFIX}{id}").into_bytes()
 }
 
+/// How often a write of a run's record (or token) reads it again when a concurrent write
+/// changed it.
+const RECORD_WRITE_ATTEMPTS: usize = 8;
+
+/// A run's record ended (cancelled, failed, or settled by another server after its own
+/// stopped renewing its lease) before this write: it writes nothing.
+fn ended_elsewhere(id: &str, state: RunState) -> CatalogError {
+    CatalogError::Write(floe_commits::WriteError::Fenced(format!(
+        "run {id} is {} already (cancelled, failed, or settled by another server while this one could not renew its lease): nothing more of it is written",
+        state.as_str()
+    )))
+}
+
 /// A record's stored form. Every field that could grow is bounded where it is set.
 fn encode_record(record: &RunRecord) -> CatalogResult<Vec<u8>> {
     serde_json::to_vec(record)
@@ -363,10 +376,8 @@ impl Catalog {
         record.fork = fork.to_hex();
         record.state = RunState::Running;
         // The owner token goes first: a record that says running always has one to fence
-        // its landing on (several servers; with one, nobody settles a live run).
-        if self.store.is_shared()
-            && let Some(owner) = &record.owner
-        {
+        // its landing on (whoever ends the run otherwise removes it first).
+        if let Some(owner) = &record.owner {
             self.store
                 .meta_put(&owner_token_key(&record.id), owner.as_bytes())?;
         }
@@ -375,12 +386,7 @@ impl Catalog {
             // settled meanwhile (by another server, while this one was paused) stays so.
             Some((stored, current)) => {
                 if current.state != RunState::Queued {
-                    return Err(CatalogError::Write(floe_commits::WriteError::Fenced(
-                        format!(
-                            "run {} is {:?} already; it does not start",
-                            record.id, current.state
-                        ),
-                    )));
+                    return Err(ended_elsewhere(&record.id, current.state));
                 }
                 if !self.store.meta_cas(
                     &record_key(&record.id),
@@ -435,7 +441,7 @@ impl Catalog {
             .stored_record(&record.id)?
             .ok_or_else(|| run_not_found(&record.id))?;
         if !current.state.is_live() {
-            return Err(ended());
+            return Err(ended_elsewhere(&record.id, current.state));
         }
         if !self.store.meta_cas(
             &record_key(&record.id),
@@ -450,49 +456,75 @@ impl Catalog {
         Ok(())
     }
 
-    /// Settles a run whose server stopped renewing its lease, fenced: only if its record
-    /// is still `stored` (what this pass read), so a write its server made meanwhile (it
-    /// was paused, not dead, and ended the run) is never overwritten. The owner token goes
-    /// first: from then on no landing of the run applies, so the target's reflog says
-    /// for good whether it landed (succeeded) or not (failed). False when the record
-    /// changed.
+    /// Settles a run whose server stopped renewing its lease. Its owner token goes first:
+    /// from then on no landing of the run applies, so the target's reflog says for good
+    /// whether it landed (succeeded) or not (failed). The record is written only while it
+    /// is live: over `stored` (what this pass read), or, if its server wrote it meanwhile
+    /// (it was paused, not dead), over what it wrote, unless that ended the run. False
+    /// when the run had ended.
     pub(super) fn settle_orphan(
         &self,
         record: &RunRecord,
         stored: &[u8],
         owner: &str,
     ) -> CatalogResult<bool> {
-        // Gone already when another server settles it too, or the run never forked.
-        self.store
-            .meta_cas(&owner_token_key(&record.id), Some(owner.as_bytes()), None)?;
-        let settled = match self.landing_commit(record)? {
-            Some(commit) => RunRecord {
-                state: RunState::Succeeded,
-                finished_ms: Some(self.now_ms()),
-                landed: Some(commit.to_hex()),
-                ..record.clone()
-            },
-            None => RunRecord {
-                state: RunState::Failed,
-                finished_ms: Some(self.now_ms()),
-                error: Some(bounded(
-                    &format!("the server {owner} running it stopped; nothing landed"),
-                    RUN_ERROR_BYTES_MAX,
-                )),
-                ..record.clone()
-            },
-        };
-        if !self.store.meta_cas(
-            &record_key(&record.id),
-            Some(stored),
-            Some(&encode_record(&settled)?),
-        )? {
-            return Ok(false);
+        self.revoke_owner(&record.id)?;
+        let landed = self.landing_commit(record)?;
+        let (mut stored, mut current) = (Bytes::copy_from_slice(stored), record.clone());
+        for _ in 0..RECORD_WRITE_ATTEMPTS {
+            let settled = match landed {
+                Some(commit) => RunRecord {
+                    state: RunState::Succeeded,
+                    finished_ms: Some(self.now_ms()),
+                    landed: Some(commit.to_hex()),
+                    ..current.clone()
+                },
+                None => RunRecord {
+                    state: RunState::Failed,
+                    finished_ms: Some(self.now_ms()),
+                    error: Some(bounded(
+                        &format!("the server {owner} running it stopped; nothing landed"),
+                        RUN_ERROR_BYTES_MAX,
+                    )),
+                    ..current.clone()
+                },
+            };
+            if self.store.meta_cas(
+                &record_key(&record.id),
+                Some(&stored),
+                Some(&encode_record(&settled)?),
+            )? {
+                if landed.is_some() {
+                    self.delete_run_branch(record)?;
+                }
+                return Ok(true);
+            }
+            match self.stored_record(&record.id)? {
+                Some((bytes, now)) if now.state.is_live() => (stored, current) = (bytes, now),
+                _ => return Ok(false),
+            }
         }
-        if settled.state == RunState::Succeeded {
-            self.delete_run_branch(record)?;
+        Err(CatalogError::Contention(format!(
+            "the record of run {}",
+            record.id
+        )))
+    }
+
+    /// Ends the owner's hold on a run: its owner token goes, whatever it holds, so no
+    /// landing of the run applies from then on. Whoever ends a run other than by its
+    /// landing calls it before looking for the landing.
+    pub(super) fn revoke_owner(&self, id: &str) -> CatalogResult<()> {
+        let key = owner_token_key(id);
+        for _ in 0..RECORD_WRITE_ATTEMPTS {
+            match self.store.meta_get(&key)? {
+                None => return Ok(()),
+                Some(value) if self.store.meta_cas(&key, Some(&value), None)? => return Ok(()),
+                Some(_) => {}
+            }
         }
-        Ok(true)
+        Err(CatalogError::Contention(format!(
+            "the owner token of run {id}"
+        )))
     }
 
     /// Writes a record. Every field that could grow is bounded where it is set, so a record

@@ -585,12 +585,32 @@ fn a_paused_owner_lands_nothing_once_another_server_settled_its_run() {
     clock.advance(30_001);
     assert_eq!(b.recover_runs(&Principal::anonymous()).unwrap().len(), 1);
     let late = a.begin_run(&who, &queued).unwrap_err();
-    assert!(late.to_string().contains("does not start"), "{late}");
+    assert!(late.to_string().contains("is failed already"), "{late}");
     assert_eq!(
         b.record_of(&queued.id).unwrap().unwrap().state,
         RunState::Failed
     );
     assert!(a.store.get_ref(&queued.branch()).is_err(), "never forked");
+
+    // A run cancelled through b while a is paused: a's landing is fenced off too.
+    a.renew_server_lease(30_000).unwrap();
+    let (record, executor, _, _) = started(&a, &who, &main);
+    let landing = landing_of(&a, &record);
+    clock.advance(30_001);
+    b.cancel_run(&who, &record, "stop it").unwrap();
+    let fenced = a
+        .land_run(&executor, &record, &landing, &Authored::default())
+        .unwrap_err();
+    assert!(
+        matches!(
+            &fenced,
+            CatalogError::Write(floe_commits::WriteError::Fenced(_))
+        ),
+        "{fenced}"
+    );
+    assert_eq!(a.resolve(&who, &main).unwrap().hash, before);
+    let kept = b.record_of(&record.id).unwrap().unwrap();
+    assert_eq!(kept.state, RunState::Cancelled);
 
     // A run that landed before its server stopped, its record not yet saying so: the
     // settling takes the token, then finds the landing, and settles it succeeded.
@@ -637,4 +657,29 @@ fn landing_of(catalog: &Catalog, record: &RunRecord) -> Landing {
         message: "land".to_owned(),
         ..Landing::default()
     }
+}
+
+/// On one server too: a run cancelled while it works lands nothing afterwards (its owner
+/// token went with the cancel), and its record stays cancelled.
+#[test]
+fn a_run_cancelled_before_its_landing_applies_lands_nothing() {
+    let (catalog, who, main) = setup();
+    let (record, executor, _, ns) = started(&catalog, &who, &main);
+    let before = catalog.resolve(&who, &main).unwrap().hash;
+    catalog.cancel_run(&who, &record, "stop it").unwrap();
+    let landing = Landing {
+        outputs: vec![ns],
+        message: "land".to_owned(),
+        ..Landing::default()
+    };
+    let fenced = catalog
+        .land_run(&executor, &record, &landing, &Authored::default())
+        .unwrap_err();
+    assert!(
+        matches!(&fenced, CatalogError::Write(floe_commits::WriteError::Fenced(m)) if m.contains("cancelled")),
+        "{fenced}"
+    );
+    assert_eq!(catalog.resolve(&who, &main).unwrap().hash, before);
+    let kept = catalog.record_of(&record.id).unwrap().unwrap();
+    assert_eq!(kept.state, RunState::Cancelled);
 }

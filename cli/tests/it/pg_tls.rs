@@ -77,7 +77,11 @@ fn sslmode_require_encrypts_and_verifies_the_servers_certificate() {
     let (encrypted, all) = connections.trim().split_once('|').unwrap();
     assert_ne!(all, "0", "floe holds connections over TCP");
     assert_eq!(encrypted, all, "every one of them encrypted");
-    // Without sslmode=require, no TLS (the default, `prefer`, as before).
-    let plain = open(&format!("postgres://floe@127.0.0.1:{port}/postgres"), None);
+    // Without sslmode=require, no TLS (the default, `prefer`, as before), and a CA file
+    // given without it is refused rather than ignored.
+    let plain_url = format!("postgres://floe@127.0.0.1:{port}/postgres");
+    let plain = open(&plain_url, None);
     assert!(plain.is_ok(), "{:?}", plain.err());
+    let unused = open(&plain_url, Some(CERT)).unwrap_err();
+    assert!(unused.contains("add sslmode=require"), "{unused}");
 }

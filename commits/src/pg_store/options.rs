@@ -89,7 +89,14 @@ pub(super) fn build_pool(
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
-    let manager = if config.get_ssl_mode() == SslMode::Require {
+    let require = config.get_ssl_mode() == SslMode::Require;
+    if let Some(ca) = options.ca.as_deref().filter(|_| !require) {
+        return Err(BackendError::read(format!(
+            "PostgreSQL: a CA file ({}, --store-ca) is used with TLS only: add sslmode=require to the store's address",
+            ca.display()
+        )));
+    }
+    let manager = if require {
         let tls = super::tls::MakeRustls::new(options.ca.as_deref())?;
         Manager::from_config(config, tls, manager_config)
     } else {

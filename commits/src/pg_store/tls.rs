@@ -1,6 +1,7 @@
 //! TLS to PostgreSQL, with rustls: `sslmode=require` in the store's URL encrypts every
 //! connection and verifies the server's certificate and name against the system's roots
-//! and the PEM file `PgOptions::ca` names (a private CA's, for a self-signed server).
+//! and the PEM file `PgOptions::ca` names (a private CA's certificate; or the server's own
+//! self-signed one, if it is not marked as a CA).
 //! `prefer` (the default) and `disable` connect without TLS. Unlike libpq's `require`, a
 //! certificate that does not verify is refused: encryption to an unknown peer protects
 //! nothing.
@@ -58,11 +59,13 @@ impl MakeRustls {
         // post-quantum key exchange, hence rustls's deprecation note.
         #[allow(deprecated)]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| BackendError::read(format!("PostgreSQL: TLS: {e}")))?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        // PostgreSQL 17's protocol name (required there for `sslnegotiation=direct`).
+        config.alpn_protocols = vec![b"postgresql".to_vec()];
         Ok(MakeRustls {
             config: Arc::new(config),
         })
@@ -81,7 +84,7 @@ where
         if host.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "sslmode=require over a unix socket: a local socket is never encrypted (drop sslmode=require, or connect to a host name)",
+                "sslmode=require needs the server's host name (host=...) to check its certificate against; a unix socket is never encrypted (drop sslmode=require there)",
             ));
         }
         let name = ServerName::try_from(host.to_owned()).map_err(|e| {
