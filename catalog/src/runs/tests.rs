@@ -26,7 +26,15 @@ fn started(
         .start_run(who, main, RunKind::Import, "import x".to_owned())
         .unwrap();
     let branch = RefSpec::parse(record.branch().as_str()).unwrap();
-    let ns = ContentKey::new(["db"]).unwrap();
+    let ns = namespace_on_branch(catalog, &record, "db");
+    (record, executor, branch, ns)
+}
+
+/// Namespace `name`, created by the run on its branch.
+fn namespace_on_branch(catalog: &Catalog, record: &RunRecord, name: &str) -> ContentKey {
+    let branch = RefSpec::parse(record.branch().as_str()).unwrap();
+    let executor = Principal::named(record.principal.clone()).in_run(&record.id);
+    let ns = ContentKey::new([name]).unwrap();
     catalog
         .create_namespace(
             &executor,
@@ -37,7 +45,7 @@ fn started(
             None,
         )
         .unwrap();
-    (record, executor, branch, ns)
+    ns
 }
 
 #[test]
@@ -639,21 +647,8 @@ fn a_paused_owner_lands_nothing_once_another_server_settled_its_run() {
 
 /// A landing of namespace `ns2` created on the run's branch.
 fn landing_of(catalog: &Catalog, record: &RunRecord) -> Landing {
-    let branch = RefSpec::parse(record.branch().as_str()).unwrap();
-    let executor = Principal::named(record.principal.clone()).in_run(&record.id);
-    let ns = ContentKey::new(["ns2"]).unwrap();
-    catalog
-        .create_namespace(
-            &executor,
-            &branch,
-            &ns,
-            BTreeMap::new(),
-            &Authored::default(),
-            None,
-        )
-        .unwrap();
     Landing {
-        outputs: vec![ns],
+        outputs: vec![namespace_on_branch(catalog, record, "ns2")],
         message: "land".to_owned(),
         ..Landing::default()
     }
