@@ -16,8 +16,8 @@ use floe_commits::{
 };
 
 use super::{
-    RECORD_PREFIX, RECORD_WRITE_ATTEMPTS, RUN_ID_PROPERTY, RUN_PART_PROPERTY, RUN_SOURCE_PROPERTY,
-    RunRecord, RunState, bounded, ended_elsewhere, invalid_record,
+    LiveWrite, RECORD_PREFIX, RUN_ID_PROPERTY, RUN_PART_PROPERTY, RUN_SOURCE_PROPERTY, RunRecord,
+    RunState, bounded, ended_elsewhere, invalid_record,
 };
 use crate::auth::{Action, Principal, Target};
 use crate::error::{CatalogError, CatalogResult};
@@ -360,37 +360,18 @@ impl Catalog {
             error: error.map(|e| bounded(&e, RUN_ERROR_BYTES_MAX)),
             ..record.clone()
         };
-        let encoded = super::encode_record(&done)?;
         // Only over a live record: one that ended meanwhile keeps its outcome (the same
-        // one is taken as written). A record that changed between the read and the write
-        // is checked again.
-        let mut attempts = 0;
-        loop {
-            let Some((stored, current)) = self.stored_record(&record.id)? else {
+        // one is taken as written).
+        match self.write_live_record(&record.id, None, |_| done.clone())? {
+            LiveWrite::Written => {}
+            LiveWrite::Ended(current)
+                if current.state == state && current.landed == done.landed => {}
+            LiveWrite::Ended(current) => return Err(ended_elsewhere(&record.id, current.state)),
+            LiveWrite::Gone => {
                 return Err(CatalogError::Write(WriteError::Fenced(format!(
                     "the record of run {} is gone (past its retention); its outcome was not recorded",
                     record.id
                 ))));
-            };
-            if !current.state.is_live() {
-                if current.state == state && current.landed == done.landed {
-                    break;
-                }
-                return Err(ended_elsewhere(&record.id, current.state));
-            }
-            if self.store.meta_cas(
-                &super::record_key(&record.id),
-                Some(&stored),
-                Some(&encoded),
-            )? {
-                break;
-            }
-            attempts += 1;
-            if attempts >= RECORD_WRITE_ATTEMPTS {
-                return Err(CatalogError::Contention(format!(
-                    "the record of run {}",
-                    record.id
-                )));
             }
         }
         if state == RunState::Succeeded {

@@ -222,10 +222,10 @@ fn record_key(id: &str) -> Vec<u8> {
     format!("{RECORD_PREFIX}{id}").into_bytes()
 }
 
-/// Meta-keyspace prefix of run owner tokens (on a shared store): `run-owner/<id>` holds
-/// the id of the server executing the run. The run's landing is fenced on it; a server
-/// settling the run after its owner's lease ran out removes it first, so a paused owner
-/// that wakes up lands nothing.
+/// Meta-keyspace prefix of run owner tokens: `run-owner/<id>` holds the id of the server
+/// executing the run. The run's landing is fenced on it; whoever ends the run otherwise (a
+/// cancel, a failure, a server settling it after its owner's lease ran out) removes it
+/// first (`revoke_owner`), so a paused owner that wakes up lands nothing.
 const OWNER_TOKEN_PREFIX: &str = "run-owner/";
 
 fn owner_token_key(id: &str) -> Vec<u8> {
@@ -235,6 +235,15 @@ fn owner_token_key(id: &str) -> Vec<u8> {
 /// How often a write of a run's record (or token) reads it again when a concurrent write
 /// changed it.
 const RECORD_WRITE_ATTEMPTS: usize = 8;
+
+/// What `Catalog::write_live_record` found.
+pub(super) enum LiveWrite {
+    Written,
+    /// The run had ended first: its record as stored.
+    Ended(RunRecord),
+    /// No record: never written, or past its retention.
+    Gone,
+}
 
 /// A run's record ended (cancelled, failed, or settled by another server after its own
 /// stopped renewing its lease) before this write: it writes nothing.
@@ -470,44 +479,65 @@ impl Catalog {
     ) -> CatalogResult<bool> {
         self.revoke_owner(&record.id)?;
         let landed = self.landing_commit(record)?;
-        let (mut stored, mut current) = (Bytes::copy_from_slice(stored), record.clone());
-        for _ in 0..RECORD_WRITE_ATTEMPTS {
-            let settled = match landed {
-                Some(commit) => RunRecord {
-                    state: RunState::Succeeded,
-                    finished_ms: Some(self.now_ms()),
-                    landed: Some(commit.to_hex()),
-                    ..current.clone()
-                },
-                None => RunRecord {
-                    state: RunState::Failed,
-                    finished_ms: Some(self.now_ms()),
-                    error: Some(bounded(
-                        &format!("the server {owner} running it stopped; nothing landed"),
-                        RUN_ERROR_BYTES_MAX,
-                    )),
-                    ..current.clone()
-                },
-            };
-            if self.store.meta_cas(
-                &record_key(&record.id),
-                Some(&stored),
-                Some(&encode_record(&settled)?),
-            )? {
+        let settle = |current: &RunRecord| match landed {
+            Some(commit) => RunRecord {
+                state: RunState::Succeeded,
+                finished_ms: Some(self.now_ms()),
+                landed: Some(commit.to_hex()),
+                ..current.clone()
+            },
+            None => RunRecord {
+                state: RunState::Failed,
+                finished_ms: Some(self.now_ms()),
+                error: Some(bounded(
+                    &format!("the server {owner} running it stopped; nothing landed"),
+                    RUN_ERROR_BYTES_MAX,
+                )),
+                ..current.clone()
+            },
+        };
+        let read = (Bytes::copy_from_slice(stored), record.clone());
+        match self.write_live_record(&record.id, Some(read), settle)? {
+            LiveWrite::Written => {
                 if landed.is_some() {
                     self.delete_run_branch(record)?;
                 }
-                return Ok(true);
+                Ok(true)
             }
-            match self.stored_record(&record.id)? {
-                Some((bytes, now)) if now.state.is_live() => (stored, current) = (bytes, now),
-                _ => return Ok(false),
+            LiveWrite::Ended(_) | LiveWrite::Gone => Ok(false),
+        }
+    }
+
+    /// Writes `next(current)` over run `id`'s record while it is live: over `read` (its
+    /// bytes and record as the caller read them) or what it reads now, and again over what
+    /// a concurrent write left, at most `RECORD_WRITE_ATTEMPTS` times.
+    pub(super) fn write_live_record(
+        &self,
+        id: &str,
+        read: Option<(Bytes, RunRecord)>,
+        next: impl Fn(&RunRecord) -> RunRecord,
+    ) -> CatalogResult<LiveWrite> {
+        let mut known = read;
+        for _ in 0..RECORD_WRITE_ATTEMPTS {
+            let (stored, current) = match known.take() {
+                Some(read) => read,
+                None => match self.stored_record(id)? {
+                    Some(read) => read,
+                    None => return Ok(LiveWrite::Gone),
+                },
+            };
+            if !current.state.is_live() {
+                return Ok(LiveWrite::Ended(current));
+            }
+            let written = encode_record(&next(&current))?;
+            if self
+                .store
+                .meta_cas(&record_key(id), Some(&stored), Some(&written))?
+            {
+                return Ok(LiveWrite::Written);
             }
         }
-        Err(CatalogError::Contention(format!(
-            "the record of run {}",
-            record.id
-        )))
+        Err(CatalogError::Contention(format!("the record of run {id}")))
     }
 
     /// Ends the owner's hold on a run: its owner token goes, whatever it holds, so no

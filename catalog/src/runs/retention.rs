@@ -16,7 +16,7 @@
 //! of each kind (`more` says so, and the server runs another pass at once).
 
 use super::answers::answer_prefix;
-use super::{RECORD_PREFIX, RunRecord, RunState, owner_token_key, record_key};
+use super::{RECORD_PREFIX, RunRecord, RunState, record_key};
 use crate::auth::{Action, Principal, Target};
 use crate::error::CatalogResult;
 use crate::limits::{
@@ -212,12 +212,9 @@ impl Catalog {
                 self.store.meta_cas(&key, Some(&value), None)?;
             }
         }
-        // Its owner token (on a shared store) goes with it; none is there for a run that
-        // never forked, or whose settling removed it.
-        let token = owner_token_key(&record.id);
-        if let Some(value) = self.store.meta_get(&token)? {
-            self.store.meta_cas(&token, Some(&value), None)?;
-        }
+        // Its owner token goes with it (none is left of a run that never forked, or was
+        // ended other than by its landing).
+        self.revoke_owner(&record.id)?;
         Ok(self
             .store
             .meta_cas(&record_key(&record.id), Some(stored), None)?)

@@ -49,7 +49,7 @@ use statements::{CAS_ABSENT, CAS_CREATE, CAS_DELETE, CAS_MOVE, CAS_TYPES};
 pub use options::{PgOptions, PoolStatus};
 pub use schema::SCHEMA_VERSION;
 
-use options::build_pool;
+use options::{build_pool, tls_of};
 
 #[derive(Debug, Clone)]
 pub struct PostgresBackend {
@@ -153,11 +153,7 @@ fn write_err(e: tokio_postgres::Error) -> BackendError {
 }
 
 fn pool_err(e: deadpool_postgres::PoolError) -> BackendError {
-    let why = match &e {
-        deadpool_postgres::PoolError::Backend(e) => with_causes(e),
-        e => with_causes(e),
-    };
-    BackendError::unavailable(format!("PostgreSQL: no connection: {why}"))
+    BackendError::unavailable(format!("PostgreSQL: no connection: {}", with_causes(&e)))
 }
 
 fn corrupt(e: DecodeError) -> BackendError {
@@ -227,12 +223,14 @@ impl PostgresBackend {
             ));
             config
         };
+        let tls = tls_of(&config, options)?;
         let pool = build_pool(
             with_timeout(options.statement_timeout),
+            tls.as_ref(),
             options,
             options.pool_size,
         )?;
-        let reader = build_pool(with_timeout(ref_reads::READ_WAIT), options, 1)?;
+        let reader = build_pool(with_timeout(ref_reads::READ_WAIT), tls.as_ref(), options, 1)?;
         let schema = options.schema.clone();
         let for_setup = pool.clone();
         run(async move {

@@ -9,6 +9,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
 
+use super::tls::MakeRustls;
 use crate::backend::{BackendError, BackendResult};
 
 /// How a backend connects and how large its pool is.
@@ -80,15 +81,12 @@ pub struct PoolStatus {
     pub waiting: usize,
 }
 
-/// A pool of `size` connections with the backend's settings.
-pub(super) fn build_pool(
-    config: tokio_postgres::Config,
+/// The TLS the address asks for: rustls with `sslmode=require`, none otherwise (a CA file
+/// given without it is refused rather than ignored). Made once for every pool.
+pub(super) fn tls_of(
+    config: &tokio_postgres::Config,
     options: &PgOptions,
-    size: usize,
-) -> BackendResult<Pool> {
-    let manager_config = ManagerConfig {
-        recycling_method: RecyclingMethod::Fast,
-    };
+) -> BackendResult<Option<MakeRustls>> {
     let require = config.get_ssl_mode() == SslMode::Require;
     if let Some(ca) = options.ca.as_deref().filter(|_| !require) {
         return Err(BackendError::read(format!(
@@ -96,11 +94,24 @@ pub(super) fn build_pool(
             ca.display()
         )));
     }
-    let manager = if require {
-        let tls = super::tls::MakeRustls::new(options.ca.as_deref())?;
-        Manager::from_config(config, tls, manager_config)
-    } else {
-        Manager::from_config(config, NoTls, manager_config)
+    require
+        .then(|| MakeRustls::new(options.ca.as_deref()))
+        .transpose()
+}
+
+/// A pool of `size` connections with the backend's settings, over `tls` if any.
+pub(super) fn build_pool(
+    config: tokio_postgres::Config,
+    tls: Option<&MakeRustls>,
+    options: &PgOptions,
+    size: usize,
+) -> BackendResult<Pool> {
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match tls {
+        Some(tls) => Manager::from_config(config, tls.clone(), manager_config),
+        None => Manager::from_config(config, NoTls, manager_config),
     };
     let max_lifetime = options.max_lifetime;
     Pool::builder(manager)
