@@ -131,7 +131,9 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
 }
 
 /// Ctrl-C while `floe run` follows a run asks the server to cancel it, says so, and exits
-/// 130 once the run has ended.
+/// 130 once the run has ended. The handler holds `INTERRUPT` from the signal to its exit,
+/// so a follow that ends meanwhile (the run ended, cancelled) waits for it (`interrupted`)
+/// and the terminal reads the cancel's answer whichever side saw the end first.
 fn cancel_on_interrupt(client: &crate::client::Client, id: &str) {
     let (client, id) = (client.clone(), id.to_owned());
     std::thread::spawn(move || {
@@ -144,6 +146,10 @@ fn cancel_on_interrupt(client: &crate::client::Client, id: &str) {
         if runtime.block_on(tokio::signal::ctrl_c()).is_err() {
             return;
         }
+        let _held = INTERRUPT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
         eprintln!("\ncancelling run {id} (Ctrl-C) ...");
         let path = format!("/api/v1/runs/{}/cancel", encode(&id));
         match client.write(Method::Post, &path, &[], None) {
@@ -156,6 +162,19 @@ fn cancel_on_interrupt(client: &crate::client::Client, id: &str) {
         }
         std::process::exit(i32::from(EXIT_RUN_CANCELLED));
     });
+}
+
+/// Held by the Ctrl-C handler from the signal until it exits the process.
+static INTERRUPT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Set (under `INTERRUPT`) once Ctrl-C was taken.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// After Ctrl-C, waits for its handler to report the cancel and exit (it holds
+/// `INTERRUPT` until then); returns at once otherwise.
+fn interrupted() {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        drop(INTERRUPT.lock());
+    }
 }
 
 /// Asks the server to cancel run `id`; its record once it ended.
@@ -369,8 +388,9 @@ fn submit(
         return Ok(());
     }
     cancel_on_interrupt(&ctx.client, &id);
-    follow(ctx, &id, &answer.value)?;
-    ended(ctx, &id)
+    let end = follow(ctx, &id, &answer.value).and_then(|()| ended(ctx, &id));
+    interrupted();
+    end
 }
 
 /// A run that ended: shown (its record with `--json`), and the exit code of its end.
