@@ -136,14 +136,22 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Failure> {
 /// and the terminal reads the cancel's answer whichever side saw the end first.
 fn cancel_on_interrupt(client: &crate::client::Client, id: &str) {
     let (client, id) = (client.clone(), id.to_owned());
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    // Listened for from here on, before the thread runs: a Ctrl-C at once is not lost.
+    let interrupt = {
+        let _here = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    };
+    let Ok(mut interrupt) = interrupt else {
+        return;
+    };
     std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        if runtime.block_on(tokio::signal::ctrl_c()).is_err() {
+        if runtime.block_on(interrupt.recv()).is_none() {
             return;
         }
         let _held = INTERRUPT
@@ -152,15 +160,29 @@ fn cancel_on_interrupt(client: &crate::client::Client, id: &str) {
         INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
         eprintln!("\ncancelling run {id} (Ctrl-C) ...");
         let path = format!("/api/v1/runs/{}/cancel", encode(&id));
-        match client.write(Method::Post, &path, &[], None) {
-            Ok(Some(answer)) => eprintln!(
-                "run {id} {}",
-                answer.value["state"].as_str().unwrap_or("ended")
-            ),
-            Ok(None) => eprintln!("run {id}: the server answered with no body"),
-            Err(e) => eprintln!("could not cancel run {id}: {}", e.message()),
-        }
-        std::process::exit(i32::from(EXIT_RUN_CANCELLED));
+        // The run's own exit code once it ended: one that ended before the cancel
+        // reached it ends as it did.
+        let code = match client.write(Method::Post, &path, &[], None) {
+            Ok(Some(answer)) => {
+                eprintln!(
+                    "run {id} {}",
+                    answer.value["state"].as_str().unwrap_or("ended")
+                );
+                match answer.value["state"].as_str() {
+                    Some("queued" | "running") => EXIT_RUN_CANCELLED,
+                    _ => exit_code(&answer.value),
+                }
+            }
+            Ok(None) => {
+                eprintln!("run {id}: the server answered with no body");
+                EXIT_RUN_CANCELLED
+            }
+            Err(e) => {
+                eprintln!("could not cancel run {id}: {}", e.message());
+                EXIT_RUN_CANCELLED
+            }
+        };
+        std::process::exit(i32::from(code));
     });
 }
 
@@ -401,11 +423,19 @@ fn ended(ctx: &Ctx, id: &str) -> Result<(), Failure> {
     } else {
         summary(ctx, &last.value);
     }
-    match last.value["state"].as_str() {
-        Some("succeeded") => Ok(()),
-        Some("cancelled") => Err(Failure::Exit(EXIT_RUN_CANCELLED)),
-        _ if last.value["pipeline"]["failure"] == "conflict" => Err(Failure::Exit(EXIT_CONFLICT)),
-        _ => Err(Failure::Exit(EXIT_RUN_FAILED)),
+    match exit_code(&last.value) {
+        0 => Ok(()),
+        code => Err(Failure::Exit(code)),
+    }
+}
+
+/// The exit code of a run that ended, from its record.
+fn exit_code(record: &Value) -> u8 {
+    match record["state"].as_str() {
+        Some("succeeded") => 0,
+        Some("cancelled") => EXIT_RUN_CANCELLED,
+        _ if record["pipeline"]["failure"] == "conflict" => EXIT_CONFLICT,
+        _ => EXIT_RUN_FAILED,
     }
 }
 

@@ -1,7 +1,8 @@
 //! PostgreSQL's ref reads for an async server (`Backend::read_refs_async`), on the test
 //! cluster (`FLOE_TEST_PG`, which `.ci/run` sets; `source .ci/pg.sh && pg_up` by hand):
 //! concurrent reads share statements, yet each sees every move that returned before it
-//! began; a reader whose runtime went away leaves nothing stuck.
+//! began; a reader whose runtime went away leaves nothing stuck; a reader whose
+//! connection the server cut reads over a new one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -168,4 +169,95 @@ fn a_read_after_its_readers_runtime_went_away_is_answered() {
             .expect("over a new connection");
         assert_eq!(records[0].as_ref().map(|rec| rec.head), Some(head));
     });
+}
+
+/// The leader holds the reader's connection across statements. When the server ends that
+/// connection (an administrator, a failover) between statements, the next read gets a new
+/// one; when it ends it under a statement, the reads of that statement are answered with
+/// an error (their callers then read where they may block), the connection is dropped, and
+/// the reads after it get a new one and the current record.
+#[test]
+fn a_read_after_the_server_cut_the_readers_connection_gets_a_new_one() {
+    let mut options = PgOptions::for_test();
+    let name = format!("floe-cut-{}", std::process::id());
+    options.url = if options.url.contains("://") {
+        let join = if options.url.contains('?') { '&' } else { '?' };
+        format!("{}{join}application_name={name}", options.url)
+    } else {
+        format!("{} application_name={name}", options.url)
+    };
+    let schema = options.schema.clone().unwrap();
+    let backend =
+        Arc::new(PostgresBackend::open(&options).expect("the test PostgreSQL is reachable"));
+    let store = Store::open(backend.clone(), Arc::new(SystemClock)).expect("a new store opens");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let read = || {
+        let read = backend.read_refs_async(vec![r("main")]).unwrap();
+        runtime.spawn(async move {
+            tokio::time::timeout(Duration::from_secs(10), read)
+                .await
+                .expect("a ref read is answered")
+        })
+    };
+    let answer = |read: tokio::task::JoinHandle<_>| runtime.block_on(read).unwrap();
+    let head = commit(&store, 1);
+    let records = answer(read()).expect("a read");
+    assert_eq!(records[0].as_ref().map(|rec| rec.head), Some(head));
+    let (admin, connection) = runtime
+        .block_on(tokio_postgres::connect(
+            &std::env::var("FLOE_TEST_PG").unwrap(),
+            tokio_postgres::NoTls,
+        ))
+        .expect("an administrator's connection");
+    runtime.spawn(connection);
+    // The reader's connection is the one whose statement is the ref read.
+    let cut = |waiting: bool| {
+        runtime
+            .block_on(admin.query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = $1 AND query LIKE '%floe_refs WHERE name = ANY%' \
+                 AND CASE WHEN $2 THEN wait_event_type = 'Lock' ELSE state = 'idle' END",
+                &[&name, &waiting],
+            ))
+            .expect("the reader's connection is ended")
+            .len()
+    };
+    // Between statements. The pool may hand the connection out again before it learnt
+    // that the server ended it: that read fails; the one after it may not.
+    assert_eq!(cut(false), 1, "one reader connection");
+    let head = commit(&store, 2);
+    let records = answer(read())
+        .or_else(|_| answer(read()))
+        .expect("a read over a new connection");
+    assert_eq!(records[0].as_ref().map(|rec| rec.head), Some(head));
+    // Under a statement: the table is locked, the reader's statement waits for it, and
+    // its connection is ended while it waits.
+    runtime
+        .block_on(admin.batch_execute(&format!(
+            "SET lock_timeout = '10s'; BEGIN; LOCK TABLE {schema}.floe_refs IN ACCESS EXCLUSIVE MODE"
+        )))
+        .expect("the refs are locked");
+    let stuck = read();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut ended = 0;
+    while ended == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reader never waited for the lock"
+        );
+        ended = cut(true);
+    }
+    // Ended by the cut, not by the statement's own timeout (2 s).
+    let failed = answer(stuck).expect_err("a read whose statement was cut");
+    assert!(failed.to_string().contains("administrator"), "{failed}");
+    runtime
+        .block_on(admin.batch_execute("ROLLBACK"))
+        .expect("the refs are unlocked");
+    let head = commit(&store, 3);
+    let records = answer(read()).expect("a read over a new connection");
+    assert_eq!(records[0].as_ref().map(|rec| rec.head), Some(head));
 }

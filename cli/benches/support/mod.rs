@@ -92,7 +92,12 @@ impl Samples {
 pub fn median(mut v: Vec<f64>) -> f64 {
     assert!(!v.is_empty(), "no values");
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let mid = v.len() / 2;
+    if v.len().is_multiple_of(2) {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    }
 }
 
 pub fn us(d: Duration) -> String {

@@ -215,22 +215,32 @@ impl PostgresBackend {
         // The ref reader's statements are cancelled by the server when it gives up on
         // them itself (`ref_reads::READ_WAIT`): none keeps running, and its connection
         // open, after its reads went elsewhere.
-        let with_timeout = |timeout: Duration| {
+        let with_timeout = |timeout: Duration, more: &str| {
             let mut config = config.clone();
             config.options(format!(
-                "{settings} -c statement_timeout={}",
+                "{settings}{more} -c statement_timeout={}",
                 timeout.as_millis()
             ));
             config
         };
         let tls = tls_of(&config, options)?;
         let pool = build_pool(
-            with_timeout(options.statement_timeout),
+            with_timeout(options.statement_timeout, ""),
             tls.as_ref(),
             options,
             options.pool_size,
         )?;
-        let reader = build_pool(with_timeout(ref_reads::READ_WAIT), tls.as_ref(), options, 1)?;
+        // The reader runs one statement, thousands of times a second: planned once (its
+        // plan does not depend on the names asked), not again for each.
+        let reader = build_pool(
+            with_timeout(
+                ref_reads::READ_WAIT,
+                " -c plan_cache_mode=force_generic_plan",
+            ),
+            tls.as_ref(),
+            options,
+            1,
+        )?;
         let schema = options.schema.clone();
         let for_setup = pool.clone();
         run(async move {

@@ -34,6 +34,10 @@ const REFS_PER_STATEMENT: usize = 256;
 /// waits a second longer for the connection itself (a silent peer).
 pub(super) const READ_WAIT: Duration = Duration::from_secs(2);
 
+/// How long a leader keeps the reader's connection before it goes back to its pool (to
+/// be recycled, its lifetime checked) and is taken again.
+const HOLD_MAX: Duration = Duration::from_secs(1);
+
 type Answer = BackendResult<Vec<Option<RefRecord>>>;
 
 /// One queued read: the refs it asked for, in its order, and where its answer goes.
@@ -125,68 +129,105 @@ impl RefReads {
     }
 
     /// Sends statements while reads queue: each takes the queue first, so it answers only
-    /// reads that queued before it was sent.
+    /// reads that queued before it was sent. The leader holds the reader's connection
+    /// while it leads.
     async fn lead(self: Arc<Self>, mut leading: Leading) {
         loop {
-            let batch = {
-                let mut queue = self.queue.lock();
-                if queue.waiting.is_empty() {
-                    // Under the lock: a read queued after this starts a leader of its own.
-                    queue.leading = false;
-                    leading.done = true;
-                    return;
-                }
-                take_batch(&mut queue.waiting)
+            let wait = READ_WAIT + Duration::from_secs(1);
+            let connection = match tokio::time::timeout(wait, self.reader.get()).await {
+                Ok(got) => got.map_err(pool_err),
+                Err(_) => Err(BackendError::unavailable(format!(
+                    "PostgreSQL: no connection for ref reads within {wait:?}"
+                ))),
             };
+            match connection {
+                Ok(client) => {
+                    // The connection goes back to the pool (recycled, its lifetime
+                    // checked) only if every statement on it answered: after one that
+                    // failed or was given up on (a connection the server cut, or one
+                    // stalled), or a leader dropped mid-statement, it is dropped.
+                    let mut held = Held(Some(client));
+                    if self.lead_on(held.0.as_ref().expect("held")).await {
+                        drop(held.0.take());
+                    }
+                }
+                Err(e) => {
+                    let batch = std::mem::take(&mut self.queue.lock().waiting);
+                    answer(batch, &Err(e));
+                }
+            }
+            let mut queue = self.queue.lock();
+            if queue.waiting.is_empty() {
+                // Under the lock: a read queued after this starts a leader of its own.
+                queue.leading = false;
+                leading.done = true;
+                return;
+            }
+        }
+    }
+
+    /// Sends statements on `client` while reads queue, one at a time, answering each
+    /// batch as its statement answers, for at most `HOLD_MAX` (then the connection goes
+    /// back to the pool, which checks its lifetime); false once one failed.
+    async fn lead_on(&self, client: &deadpool_postgres::Client) -> bool {
+        let since = tokio::time::Instant::now();
+        loop {
+            if since.elapsed() >= HOLD_MAX {
+                return true;
+            }
+            let Some(batch) = take_batch(&mut self.queue.lock().waiting) else {
+                return true;
+            };
+            self.statements.fetch_add(1, Ordering::Relaxed);
             let mut names: Vec<RefName> = batch.iter().flat_map(|w| w.names.clone()).collect();
             names.sort();
             names.dedup();
-            self.statements.fetch_add(1, Ordering::Relaxed);
             let wait = READ_WAIT + Duration::from_secs(1);
-            let answer = tokio::time::timeout(wait, self.read_once(&names))
+            let answered = tokio::time::timeout(wait, read_refs(client, &names))
                 .await
                 .unwrap_or_else(|_| {
                     Err(BackendError::unavailable(format!(
                         "PostgreSQL did not answer a ref read within {wait:?}"
                     )))
                 });
-            for waiter in batch {
-                let mine = answer.as_ref().map_err(Clone::clone).map(|records| {
-                    waiter
-                        .names
-                        .iter()
-                        .map(|n| records.get(n.as_str()).cloned())
-                        .collect()
-                });
-                // A read whose request went away no longer listens.
-                let _ = waiter.answer.send(mine);
+            let healthy = answered.is_ok();
+            answer(batch, &answered);
+            if !healthy {
+                return false;
             }
         }
-    }
-
-    /// One statement on the reader's connection, which goes back to the pool (recycled,
-    /// its lifetime checked) only if the statement answered: one that failed or was
-    /// given up on (it may be a connection the server cut, or one stalled) is dropped.
-    async fn read_once(&self, names: &[RefName]) -> BackendResult<HashMap<String, RefRecord>> {
-        struct Held(Option<deadpool_postgres::Object>);
-        impl Drop for Held {
-            fn drop(&mut self) {
-                if let Some(client) = self.0.take() {
-                    drop(deadpool_postgres::Object::take(client));
-                }
-            }
-        }
-        let mut held = Held(Some(self.reader.get().await.map_err(pool_err)?));
-        let client = held.0.as_ref().expect("held");
-        let records = read_refs(client, names).await?;
-        // Answered: back to the pool.
-        drop(held.0.take());
-        Ok(records)
     }
 }
 
-/// Reads at the head of the queue, up to `REFS_PER_STATEMENT` names (at least one read).
-fn take_batch(waiting: &mut Vec<Waiter>) -> Vec<Waiter> {
+/// The reader's connection while a leader holds it: dropped, not pooled, unless taken back.
+struct Held(Option<deadpool_postgres::Object>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
+/// Answers each read of `batch` from one statement's records.
+fn answer(batch: Vec<Waiter>, records: &BackendResult<HashMap<String, RefRecord>>) {
+    for waiter in batch {
+        let mine = records.as_ref().map_err(Clone::clone).map(|records| {
+            waiter
+                .names
+                .iter()
+                .map(|n| records.get(n.as_str()).cloned())
+                .collect()
+        });
+        // A read whose request went away no longer listens.
+        let _ = waiter.answer.send(mine);
+    }
+}
+
+/// Reads at the head of the queue, up to `REFS_PER_STATEMENT` names (at least one read);
+/// none when none waits.
+fn take_batch(waiting: &mut Vec<Waiter>) -> Option<Vec<Waiter>> {
     let mut names = 0;
     let mut take = 0;
     for w in waiting.iter() {
@@ -196,7 +237,7 @@ fn take_batch(waiting: &mut Vec<Waiter>) -> Vec<Waiter> {
         }
         take += 1;
     }
-    waiting.drain(..take).collect()
+    (take > 0).then(|| waiting.drain(..take).collect())
 }
 
 /// If the leader ends without emptying the queue (it panicked, or was dropped before or
