@@ -158,27 +158,50 @@ fn cancel_on_interrupt(client: &crate::client::Client, id: &str) {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-        eprintln!("\ncancelling run {id} (Ctrl-C) ...");
+        // (Written, not printed: a closed stderr must not end the handler.)
+        let say = |line: String| {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        };
+        say(format!(
+            "\ncancelling run {id} (Ctrl-C again to stop waiting) ..."
+        ));
+        // The cancel answers once the run ended; a second Ctrl-C stops waiting for it.
+        let (sent, answered) = tokio::sync::oneshot::channel();
         let path = format!("/api/v1/runs/{}/cancel", encode(&id));
+        std::thread::spawn(move || {
+            let _ = sent.send(client.write(Method::Post, &path, &[], None));
+        });
+        let answer = runtime.block_on(async {
+            tokio::select! {
+                answer = answered => answer.ok(),
+                _ = interrupt.recv() => None,
+            }
+        });
         // The run's own exit code once it ended: one that ended before the cancel
         // reached it ends as it did.
-        let code = match client.write(Method::Post, &path, &[], None) {
-            Ok(Some(answer)) => {
-                eprintln!(
+        let code = match answer {
+            Some(Ok(Some(answer))) => {
+                say(format!(
                     "run {id} {}",
                     answer.value["state"].as_str().unwrap_or("ended")
-                );
+                ));
                 match answer.value["state"].as_str() {
                     Some("queued" | "running") => EXIT_RUN_CANCELLED,
                     _ => exit_code(&answer.value),
                 }
             }
-            Ok(None) => {
-                eprintln!("run {id}: the server answered with no body");
+            Some(Ok(None)) => {
+                say(format!("run {id}: the server answered with no body"));
                 EXIT_RUN_CANCELLED
             }
-            Err(e) => {
-                eprintln!("could not cancel run {id}: {}", e.message());
+            Some(Err(e)) => {
+                say(format!("could not cancel run {id}: {}", e.message()));
+                EXIT_RUN_CANCELLED
+            }
+            None => {
+                say(format!(
+                    "not waiting for run {id}: the cancel may not have reached the server (floe run show {id} tells how it is; floe run cancel {id} asks again)"
+                ));
                 EXIT_RUN_CANCELLED
             }
         };

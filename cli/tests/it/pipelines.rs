@@ -694,6 +694,77 @@ fn ctrl_c_cancels_a_foreground_run_and_exits_130() {
     assert_eq!(shown.json()["state"], "cancelled");
 }
 
+/// A second Ctrl-C stops waiting for the cancel's answer: with the server paused (SIGSTOP)
+/// the cancel cannot answer, and `floe run` still exits 130 at once, saying so and how to
+/// ask again (a request whose client went away may never be served).
+#[test]
+fn a_second_ctrl_c_stops_waiting_for_the_cancel() {
+    use std::io::BufRead;
+    let run = seeded();
+    let dir = project(
+        &run,
+        "waits",
+        &[(
+            "w.py",
+            "import bauplan, time\n\n@bauplan.model(materialization_strategy=\"REPLACE\")\ndef waits(data=bauplan.Model(\"t\")):\n    print(\"waiting for ctrl-c\")\n    time.sleep(403)\n    return data\n",
+        )],
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["run", p(&dir), "--ref", "dev"])
+        .env("FLOE_SERVER", run.url())
+        .env("FLOE_CONFIG_DIR", run.config_dir())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let interrupt = || {
+        let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        assert!(sent.success());
+    };
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let waiting = out
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.contains("waiting for ctrl-c"));
+    assert!(waiting.is_some(), "the run's log reached the terminal");
+    run.server.signal("STOP");
+    interrupt();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let cancelling = err
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.contains("cancelling run"))
+        .expect("the cancel is announced");
+    let id = cancelling
+        .split_whitespace()
+        .nth(2)
+        .expect("the run's id")
+        .to_owned();
+    interrupt();
+    let rest: Vec<String> = err.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    run.server.signal("CONT");
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("not waiting for run")),
+        "{rest:?}"
+    );
+    // Asked again, with the server awake, the run ends cancelled.
+    let again = run_floe(&run, &["--json", "run", "cancel", &id]);
+    assert_eq!(again.json()["state"], "cancelled", "{:?}", again.json());
+    let left = Command::new("pgrep")
+        .args(["-f", "time.sleep\\(403\\)"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
 /// `floe run wait ID` waits for a detached run and exits as `floe run` would (issue 18).
 #[test]
 fn floe_run_wait_exits_as_the_run_ended() {

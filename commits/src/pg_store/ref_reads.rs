@@ -133,14 +133,8 @@ impl RefReads {
     /// while it leads.
     async fn lead(self: Arc<Self>, mut leading: Leading) {
         loop {
-            let wait = READ_WAIT + Duration::from_secs(1);
-            let connection = match tokio::time::timeout(wait, self.reader.get()).await {
-                Ok(got) => got.map_err(pool_err),
-                Err(_) => Err(BackendError::unavailable(format!(
-                    "PostgreSQL: no connection for ref reads within {wait:?}"
-                ))),
-            };
-            match connection {
+            // Bounded by the pool's own timeouts (`--store` options' acquire timeout).
+            match self.reader.get().await.map_err(pool_err) {
                 Ok(client) => {
                     // The connection goes back to the pool (recycled, its lifetime
                     // checked) only if every statement on it answered: after one that
