@@ -634,22 +634,20 @@ fn a_retried_submission_answers_the_same_run() {
     assert_eq!(record["state"], "succeeded", "{record}");
 }
 
-/// Ctrl-C in a foreground `floe run` asks the server to cancel the run, says so and exits
-/// 130; the run ends `cancelled`, its workers stopped, the branch unchanged (issue 18).
-/// `floe run cancel` of a run that ended shows it as it is.
-#[test]
-fn ctrl_c_cancels_a_foreground_run_and_exits_130() {
+/// A foreground `floe run` on `dev` of a Python model that prints, then sleeps `seconds`:
+/// the process, once the print reached its stdout, with the rest of its stdout.
+fn foreground_sleeper(
+    run: &Running,
+    seconds: u32,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
     use std::io::BufRead;
-    let run = seeded();
-    let before = run.get("/api/v1/refs/dev").body["head"].clone();
-    let dir = project(
-        &run,
-        "waits",
-        &[(
-            "w.py",
-            "import bauplan, time\n\n@bauplan.model(materialization_strategy=\"REPLACE\")\ndef waits(data=bauplan.Model(\"t\")):\n    print(\"waiting for ctrl-c\")\n    time.sleep(402)\n    return data\n",
-        )],
+    let model = format!(
+        "import bauplan, time\n\n@bauplan.model(materialization_strategy=\"REPLACE\")\ndef waits(data=bauplan.Model(\"t\")):\n    print(\"waiting for ctrl-c\")\n    time.sleep({seconds})\n    return data\n"
     );
+    let dir = project(run, "waits", &[("w.py", &model)]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_floe"))
         .args(["run", p(&dir), "--ref", "dev"])
         .env("FLOE_SERVER", run.url())
@@ -665,11 +663,40 @@ fn ctrl_c_cancels_a_foreground_run_and_exits_130() {
         .map(Result::unwrap)
         .find(|l| l.contains("waiting for ctrl-c"));
     assert!(waiting.is_some(), "the run's log reached the terminal");
-    let interrupted = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    (child, lines)
+}
+
+/// Sends SIGINT to process `pid`.
+fn interrupt(pid: u32) {
+    let sent = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
         .status()
         .unwrap();
-    assert!(interrupted.success());
+    assert!(sent.success());
+}
+
+/// No worker of `foreground_sleeper(_, seconds)` is left.
+fn assert_no_sleeper(seconds: u32) {
+    let left = Command::new("pgrep")
+        .args(["-f", &format!("time.sleep\\({seconds}\\)")])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
+/// Ctrl-C in a foreground `floe run` asks the server to cancel the run, says so and exits
+/// 130; the run ends `cancelled`, its workers stopped, the branch unchanged (issue 18).
+/// `floe run cancel` of a run that ended shows it as it is.
+#[test]
+fn ctrl_c_cancels_a_foreground_run_and_exits_130() {
+    let run = seeded();
+    let before = run.get("/api/v1/refs/dev").body["head"].clone();
+    let (child, lines) = foreground_sleeper(&run, 402);
+    interrupt(child.id());
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -679,16 +706,7 @@ fn ctrl_c_cancels_a_foreground_run_and_exits_130() {
     let runs = run.get("/api/v1/runs?state=cancelled").body;
     let id = runs["runs"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(run.get("/api/v1/refs/dev").body["head"], before);
-    // No worker of it is left.
-    let left = Command::new("pgrep")
-        .args(["-f", "time.sleep\\(402\\)"])
-        .output()
-        .unwrap();
-    assert!(
-        left.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&left.stdout)
-    );
+    assert_no_sleeper(402);
     let shown = run_floe(&run, &["run", "cancel", &id, "--json"]);
     shown.expect(0);
     assert_eq!(shown.json()["state"], "cancelled");
@@ -701,36 +719,9 @@ fn ctrl_c_cancels_a_foreground_run_and_exits_130() {
 fn a_second_ctrl_c_stops_waiting_for_the_cancel() {
     use std::io::BufRead;
     let run = seeded();
-    let dir = project(
-        &run,
-        "waits",
-        &[(
-            "w.py",
-            "import bauplan, time\n\n@bauplan.model(materialization_strategy=\"REPLACE\")\ndef waits(data=bauplan.Model(\"t\")):\n    print(\"waiting for ctrl-c\")\n    time.sleep(403)\n    return data\n",
-        )],
-    );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_floe"))
-        .args(["run", p(&dir), "--ref", "dev"])
-        .env("FLOE_SERVER", run.url())
-        .env("FLOE_CONFIG_DIR", run.config_dir())
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
-    let interrupt = || {
-        let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
-        assert!(sent.success());
-    };
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let waiting = out
-        .by_ref()
-        .map(Result::unwrap)
-        .find(|l| l.contains("waiting for ctrl-c"));
-    assert!(waiting.is_some(), "the run's log reached the terminal");
+    let (mut child, _lines) = foreground_sleeper(&run, 403);
     run.server.signal("STOP");
-    interrupt();
+    interrupt(child.id());
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let cancelling = err
         .by_ref()
@@ -742,7 +733,7 @@ fn a_second_ctrl_c_stops_waiting_for_the_cancel() {
         .nth(2)
         .expect("the run's id")
         .to_owned();
-    interrupt();
+    interrupt(child.id());
     let rest: Vec<String> = err.map(Result::unwrap).collect();
     let status = child.wait().unwrap();
     run.server.signal("CONT");
@@ -754,15 +745,7 @@ fn a_second_ctrl_c_stops_waiting_for_the_cancel() {
     // Asked again, with the server awake, the run ends cancelled.
     let again = run_floe(&run, &["--json", "run", "cancel", &id]);
     assert_eq!(again.json()["state"], "cancelled", "{:?}", again.json());
-    let left = Command::new("pgrep")
-        .args(["-f", "time.sleep\\(403\\)"])
-        .output()
-        .unwrap();
-    assert!(
-        left.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&left.stdout)
-    );
+    assert_no_sleeper(403);
 }
 
 /// `floe run wait ID` waits for a detached run and exits as `floe run` would (issue 18).

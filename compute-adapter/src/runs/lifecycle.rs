@@ -56,7 +56,7 @@ impl Runner {
         if let Err((why, _)) = &outcome {
             log.line(log::RUN, "error", &format!("failed: {why}"));
         }
-        let _ = std::fs::remove_dir_all(&scratch);
+        super::scratch::remove_run_scratch(&scratch).await;
         log.line(log::RUN, "info", "ended");
         self.share_log(&id).await;
         // Followers read to the end before the run leaves the live ones.

@@ -523,7 +523,7 @@ impl Runner {
                         Ok(())
                     })
                     .await;
-                    let _ = std::fs::remove_dir_all(this.scratch(&id));
+                    scratch::remove_run_scratch(&this.scratch(&id)).await;
                     log.line(log::RUN, "info", "ended");
                     // The other servers get its log as it ended too.
                     this.share_log(&id).await;

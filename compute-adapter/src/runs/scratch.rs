@@ -2,6 +2,7 @@
 //! what a stopped server left there cleared at the next start.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::{cgroup, worker};
 
@@ -88,5 +89,29 @@ pub fn clear_scratch(dir: &Path) {
         for entry in entries.flatten() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
+    }
+}
+
+/// Times a run's scratch folder is removed before the removal gives up (about 1.2 s in all).
+const REMOVE_ATTEMPTS: u32 = 8;
+
+/// Removes a run's scratch folder as the run ends. Its workers were killed a moment ago,
+/// and a killed process may still write its last files there (the kill is asynchronous):
+/// a removal that fails is tried again, and one that fails for good says so in the
+/// server's log (the next start clears the folder).
+pub(super) async fn remove_run_scratch(scratch: &Path) {
+    let mut attempt = 0;
+    loop {
+        match std::fs::remove_dir_all(scratch) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if attempt + 1 >= REMOVE_ATTEMPTS => {
+                tracing::warn!(folder = %scratch.display(), error = %e, "a run's scratch folder could not be removed; the next start clears it");
+                return;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(10 << attempt.min(6))).await;
+        attempt += 1;
     }
 }
