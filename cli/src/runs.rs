@@ -181,11 +181,9 @@ fn cancel_on_interrupt(client: &crate::client::Client, id: &str) {
         // reached it ends as it did.
         let code = match answer {
             Some(Ok(Some(answer))) => {
-                say(format!(
-                    "run {id} {}",
-                    answer.value["state"].as_str().unwrap_or("ended")
-                ));
-                match answer.value["state"].as_str() {
+                let state = answer.value["state"].as_str();
+                say(format!("run {id} {}", state.unwrap_or("ended")));
+                match state {
                     Some("queued" | "running") => EXIT_RUN_CANCELLED,
                     _ => exit_code(&answer.value),
                 }
