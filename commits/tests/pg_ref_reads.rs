@@ -219,7 +219,7 @@ fn a_read_after_the_server_cut_the_readers_connection_gets_a_new_one() {
         runtime
             .block_on(admin.query(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE application_name = $1 AND query LIKE '%floe_refs WHERE name = ANY%' \
+                 WHERE application_name = $1 AND query LIKE 'SELECT name, record FROM floe_refs WHERE name =%' \
                  AND CASE WHEN $2 THEN wait_event_type = 'Lock' ELSE state = 'idle' END",
                 &[&name, &waiting],
             ))

@@ -232,15 +232,15 @@ impl PostgresBackend {
         )?;
         // The reader runs one statement, thousands of times a second: planned once (its
         // plan does not depend on the names asked), not again for each.
-        let reader = build_pool(
-            with_timeout(
+        let reader = ref_reads::Connector {
+            config: with_timeout(
                 ref_reads::READ_WAIT,
                 " -c plan_cache_mode=force_generic_plan",
             ),
-            tls.as_ref(),
-            options,
-            1,
-        )?;
+            tls,
+            connect_wait: options.acquire_timeout,
+            max_lifetime: options.max_lifetime,
+        };
         let schema = options.schema.clone();
         let for_setup = pool.clone();
         run(async move {

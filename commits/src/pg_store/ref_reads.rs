@@ -9,17 +9,29 @@
 //! of its own (no move committed before the request began is missed; reads stay
 //! linearizable). One statement is out at a time; it reads at most `REFS_PER_STATEMENT`
 //! names, and a read that queued behind more waits for the next.
+//!
+//! The reader's connection has no task of its own: the leader polls it, in its own task,
+//! while it waits for a statement's answer (a connection of a pool is driven by a task
+//! the pool spawns, and each statement then costs two more wake-ups between tasks, on
+//! the machine's few cores; a read's cost here is mostly wake-ups). Between leaders it
+//! is kept unpolled; the next leader polls it once before use, which reads what the
+//! server sent meanwhile (a connection it ended is then seen as ended, and replaced).
 
 use std::collections::HashMap;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
-use deadpool_postgres::Pool;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Statement};
 
-use super::{corrupt, pool_err, read_err, runtime};
+use super::tls::MakeRustls;
+use super::{corrupt, describe, read_err, runtime};
 use crate::backend::{BackendError, BackendResult, RefRecord, RefsFuture};
 use crate::name::RefName;
 use crate::records::decode_record;
@@ -34,9 +46,10 @@ const REFS_PER_STATEMENT: usize = 256;
 /// waits a second longer for the connection itself (a silent peer).
 pub(super) const READ_WAIT: Duration = Duration::from_secs(2);
 
-/// How long a leader keeps the reader's connection before it goes back to its pool (to
-/// be recycled, its lifetime checked) and is taken again.
-const HOLD_MAX: Duration = Duration::from_secs(1);
+/// The statements: most reads of a server are of one ref (a branch its clients work on),
+/// and a statement for one name costs the server less than one for a list.
+const READ_REFS: &str = "SELECT name, record FROM floe_refs WHERE name = ANY($1)";
+const READ_REF: &str = "SELECT name, record FROM floe_refs WHERE name = $1";
 
 type Answer = BackendResult<Vec<Option<RefRecord>>>;
 
@@ -53,14 +66,38 @@ struct Queue {
     leading: bool,
 }
 
+/// How the reader connects: the backend's address and settings (the reader's statement
+/// timeout, its generic plan), its TLS, how long a connection may take to make, and how
+/// long one is used.
+pub(super) struct Connector {
+    pub(super) config: tokio_postgres::Config,
+    pub(super) tls: Option<MakeRustls>,
+    pub(super) connect_wait: Duration,
+    pub(super) max_lifetime: Duration,
+}
+
+/// What drives a connection: sends its client's statements, reads their answers.
+type Driver = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
+
+/// The reader's connection, with its statement prepared.
+struct Conn {
+    client: Client,
+    /// `READ_REF` and `READ_REFS`, prepared.
+    one: Statement,
+    many: Statement,
+    /// Polled only by the leader holding the connection; once it ended, never again.
+    driver: Driver,
+    made: Instant,
+}
+
 /// The coalescing ref reader of one backend, with a connection of its own.
 pub(super) struct RefReads {
     queue: Mutex<Queue>,
-    /// One connection (a pool of one, for its timeouts, recycling and lifetime), made on
-    /// the runtime of the leader that needs it. Should that runtime stop (tests run
-    /// several), the connection is found closed when next taken, or its statement gives
-    /// up after `READ_WAIT` and a second, and it is dropped.
-    reader: Pool,
+    connector: Connector,
+    /// The reader's connection while no leader holds it. A connection made on a runtime
+    /// that stopped since (tests run several) is found ended when next polled, and
+    /// replaced.
+    idle: Mutex<Option<Conn>>,
     /// Reads queued and statements sent, since the backend opened.
     reads: AtomicU64,
     statements: AtomicU64,
@@ -77,10 +114,11 @@ impl std::fmt::Debug for RefReads {
 }
 
 impl RefReads {
-    pub(super) fn new(reader: Pool) -> RefReads {
+    pub(super) fn new(connector: Connector) -> RefReads {
         RefReads {
             queue: Mutex::default(),
-            reader,
+            connector,
+            idle: Mutex::default(),
             reads: AtomicU64::new(0),
             statements: AtomicU64::new(0),
         }
@@ -130,19 +168,13 @@ impl RefReads {
 
     /// Sends statements while reads queue: each takes the queue first, so it answers only
     /// reads that queued before it was sent. The leader holds the reader's connection
-    /// while it leads.
+    /// while it leads, and puts it back, if still sound, before it lets go.
     async fn lead(self: Arc<Self>, mut leading: Leading) {
         loop {
-            // Bounded by the pool's own timeouts (`--store` options' acquire timeout).
-            match self.reader.get().await.map_err(pool_err) {
-                Ok(client) => {
-                    // The connection goes back to the pool (recycled, its lifetime
-                    // checked) only if every statement on it answered: after one that
-                    // failed or was given up on (a connection the server cut, or one
-                    // stalled), or a leader dropped mid-statement, it is dropped.
-                    let mut held = Held(Some(client));
-                    if self.lead_on(held.0.as_ref().expect("held")).await {
-                        drop(held.0.take());
+            match self.take_connection().await {
+                Ok(conn) => {
+                    if let Some(conn) = self.lead_on(conn).await {
+                        *self.idle.lock() = Some(conn);
                     }
                 }
                 Err(e) => {
@@ -160,48 +192,131 @@ impl RefReads {
         }
     }
 
-    /// Sends statements on `client` while reads queue, one at a time, answering each
-    /// batch as its statement answers, for at most `HOLD_MAX` (then the connection goes
-    /// back to the pool, which checks its lifetime); false once one failed.
-    async fn lead_on(&self, client: &deadpool_postgres::Client) -> bool {
-        let since = tokio::time::Instant::now();
+    /// Sends statements on `conn` while reads queue, one at a time, answering each batch
+    /// as its statement answers. The connection comes back when no read waits; it is
+    /// dropped (`None`) after a statement that failed or was given up on (a connection
+    /// the server cut, or one stalled), or once it reached its lifetime.
+    async fn lead_on(&self, mut conn: Conn) -> Option<Conn> {
         loop {
-            if since.elapsed() >= HOLD_MAX {
-                return true;
+            if conn.made.elapsed() >= self.connector.max_lifetime {
+                return None;
             }
             let Some(batch) = take_batch(&mut self.queue.lock().waiting) else {
-                return true;
+                return Some(conn);
             };
             self.statements.fetch_add(1, Ordering::Relaxed);
             let mut names: Vec<RefName> = batch.iter().flat_map(|w| w.names.clone()).collect();
             names.sort();
             names.dedup();
-            let wait = READ_WAIT + Duration::from_secs(1);
-            let answered = tokio::time::timeout(wait, read_refs(client, &names))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(BackendError::unavailable(format!(
-                        "PostgreSQL did not answer a ref read within {wait:?}"
-                    )))
-                });
+            let answered = read_refs(&mut conn, &names).await;
             let healthy = answered.is_ok();
             answer(batch, &answered);
             if !healthy {
-                return false;
+                return None;
             }
         }
     }
+
+    /// The idle connection if it is still sound (younger than its lifetime, not ended by
+    /// the server meanwhile), else a new one.
+    async fn take_connection(&self) -> BackendResult<Conn> {
+        let idle = self.idle.lock().take();
+        if let Some(mut conn) = idle
+            && conn.made.elapsed() < self.connector.max_lifetime
+        {
+            // One poll reads whatever the server sent while no leader held it.
+            let open = poll_fn(|cx| Poll::Ready(conn.driver.as_mut().poll(cx).is_pending())).await;
+            if open {
+                return Ok(conn);
+            }
+        }
+        self.connect().await
+    }
+
+    async fn connect(&self) -> BackendResult<Conn> {
+        let wait = self.connector.connect_wait;
+        let config = &self.connector.config;
+        let connected = tokio::time::timeout(wait, async {
+            let (client, driver): (Client, Driver) = match &self.connector.tls {
+                Some(tls) => {
+                    let (client, connection) = config.connect(tls.clone()).await?;
+                    (client, Box::pin(connection))
+                }
+                None => {
+                    let (client, connection) = config.connect(NoTls).await?;
+                    (client, Box::pin(connection))
+                }
+            };
+            Ok::<_, tokio_postgres::Error>((client, driver))
+        })
+        .await;
+        let (client, mut driver) = match connected {
+            Ok(Ok(made)) => made,
+            Ok(Err(e)) => {
+                return Err(BackendError::unavailable(format!(
+                    "PostgreSQL: no connection for ref reads: {}",
+                    describe(&e)
+                )));
+            }
+            Err(_) => {
+                return Err(BackendError::unavailable(format!(
+                    "PostgreSQL: no connection for ref reads within {wait:?}"
+                )));
+            }
+        };
+        let (one, many) = within_read_wait(drive(&mut driver, async {
+            Ok((
+                client.prepare(READ_REF).await?,
+                client.prepare(READ_REFS).await?,
+            ))
+        }))
+        .await?;
+        Ok(Conn {
+            client,
+            one,
+            many,
+            driver,
+            made: Instant::now(),
+        })
+    }
 }
 
-/// The reader's connection while a leader holds it: dropped, not pooled, unless taken back.
-struct Held(Option<deadpool_postgres::Object>);
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        if let Some(client) = self.0.take() {
-            drop(deadpool_postgres::Object::take(client));
+/// Runs `work`, a call on a connection's client, polling the connection's driver in the
+/// same task until it answers. A driver that ended first ends the call: with the answer
+/// it handed the call as it ended (the server's error that ended it, say), else with its
+/// own.
+async fn drive<T>(
+    driver: &mut Driver,
+    work: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> BackendResult<T> {
+    let mut work = std::pin::pin!(work);
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = work.as_mut().poll(cx) {
+            return Poll::Ready(out.map_err(read_err));
         }
-    }
+        let ended = driver.as_mut().poll(cx);
+        if let Poll::Ready(out) = work.as_mut().poll(cx) {
+            return Poll::Ready(out.map_err(read_err));
+        }
+        match ended {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => Poll::Ready(Err(BackendError::unavailable(
+                "PostgreSQL closed the ref reader's connection",
+            ))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(read_err(e))),
+        }
+    })
+    .await
+}
+
+/// `call`'s answer, or an error once it took `READ_WAIT` and a second.
+async fn within_read_wait<T>(call: impl Future<Output = BackendResult<T>>) -> BackendResult<T> {
+    let wait = READ_WAIT + Duration::from_secs(1);
+    tokio::time::timeout(wait, call).await.unwrap_or_else(|_| {
+        Err(BackendError::unavailable(format!(
+            "PostgreSQL did not answer a ref read within {wait:?}"
+        )))
+    })
 }
 
 /// Answers each read of `batch` from one statement's records.
@@ -236,7 +351,8 @@ fn take_batch(waiting: &mut Vec<Waiter>) -> Option<Vec<Waiter>> {
 
 /// If the leader ends without emptying the queue (it panicked, or was dropped before or
 /// while it ran), the reads still queued are answered with an error (their callers read
-/// where they may block) and the next read starts a new leader.
+/// where they may block) and the next read starts a new leader. The connection it held
+/// is dropped with it.
 struct Leading {
     reads: Arc<RefReads>,
     done: bool,
@@ -252,20 +368,19 @@ impl Drop for Leading {
     }
 }
 
-/// The records of refs by name, in one statement.
+/// The records of refs by name, in one statement on the reader's connection.
 async fn read_refs(
-    client: &deadpool_postgres::Client,
+    conn: &mut Conn,
     names: &[RefName],
 ) -> BackendResult<HashMap<String, RefRecord>> {
-    let statement = client
-        .prepare_cached("SELECT name, record FROM floe_refs WHERE name = ANY($1)")
-        .await
-        .map_err(read_err)?;
     let asked: Vec<&str> = names.iter().map(RefName::as_str).collect();
-    let rows = client
-        .query(&statement, &[&asked])
-        .await
-        .map_err(read_err)?;
+    let (statement, param): (_, &(dyn ToSql + Sync)) = match asked.as_slice() {
+        [one] => (&conn.one, one),
+        _ => (&conn.many, &asked),
+    };
+    let params = [param];
+    let query = conn.client.query(statement, &params);
+    let rows = within_read_wait(drive(&mut conn.driver, query)).await?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
         let name: String = row.get(0);
