@@ -1,8 +1,9 @@
 //! PostgreSQL's ref reads for an async server (`Backend::read_refs_async`), on the test
 //! cluster (`FLOE_TEST_PG`, which `.ci/run` sets; `source .ci/pg.sh && pg_up` by hand):
 //! concurrent reads share statements, yet each sees every move that returned before it
-//! began; a reader whose runtime went away leaves nothing stuck; a reader whose
-//! connection the server cut reads over a new one.
+//! began; a reader whose runtime went away leaves nothing stuck, nor one that is not
+//! driven; a reader whose connection the server cut reads over a new one, and one whose
+//! connections have no lifetime still reads.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -171,6 +172,73 @@ fn a_read_after_its_readers_runtime_went_away_is_answered() {
     });
 }
 
+/// A runtime that is alive but not driven (a current-thread runtime outside `block_on`)
+/// does not hold up reads led on another: the connection made on it is not reused there
+/// (its socket's events would wait for that runtime), a new one is made.
+#[test]
+fn a_read_on_another_runtime_does_not_wait_for_an_idle_one() {
+    let (backend, store) = open();
+    let head = commit(&store, 1);
+    let idle = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let records = idle
+        .block_on(async { backend.read_refs_async(vec![r("main")]).unwrap().await })
+        .expect("a read");
+    assert_eq!(records[0].as_ref().map(|rec| rec.head), Some(head));
+    let other = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let head = commit(&store, 2);
+    for _ in 0..3 {
+        let read = backend.read_refs_async(vec![r("main")]).unwrap();
+        let records = other
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), read).await })
+            .expect("a read is answered")
+            .expect("over a connection of this runtime");
+        assert_eq!(records[0].as_ref().map(|rec| rec.head), Some(head));
+    }
+    assert_eq!(
+        gauge(&backend, "floe_store_async_ref_connections_total"),
+        2,
+        "one connection per runtime, reused on it"
+    );
+    drop(idle);
+}
+
+/// A connection is closed at its lifetime, checked after a statement: with none at all,
+/// every statement gets a new connection, and reads are still answered.
+#[test]
+fn a_reader_whose_connections_have_no_lifetime_still_answers() {
+    let mut options = PgOptions::for_test();
+    options.max_lifetime = Duration::ZERO;
+    let backend =
+        Arc::new(PostgresBackend::open(&options).expect("the test PostgreSQL is reachable"));
+    let store = Store::open(backend.clone(), Arc::new(SystemClock)).expect("a new store opens");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for i in 1..=5 {
+        let head = commit(&store, i);
+        let read = backend.read_refs_async(vec![r("main")]).unwrap();
+        let records = runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), read).await })
+            .expect("a read is answered")
+            .expect("a read");
+        assert_eq!(records[0].as_ref().map(|rec| rec.head), Some(head));
+    }
+    assert_eq!(
+        gauge(&backend, "floe_store_async_ref_connections_total"),
+        gauge(&backend, "floe_store_async_ref_statements_total"),
+        "a connection per statement"
+    );
+}
+
 /// The leader holds the reader's connection across statements. When the server ends that
 /// connection (an administrator, a failover) between statements, the next read gets a new
 /// one; when it ends it under a statement, the reads of that statement are answered with
@@ -226,14 +294,20 @@ fn a_read_after_the_server_cut_the_readers_connection_gets_a_new_one() {
             .expect("the reader's connection is ended")
             .len()
     };
-    // Between statements. The pool may hand the connection out again before it learnt
-    // that the server ended it: that read fails; the one after it may not.
+    // Between statements. The next leader polls the idle connection once before using
+    // it; if the server's goodbye has not reached this process's reactor yet, that read
+    // fails, and the one after it may not.
+    let made = gauge(&backend, "floe_store_async_ref_connections_total");
     assert_eq!(cut(false), 1, "one reader connection");
     let head = commit(&store, 2);
     let records = answer(read())
         .or_else(|_| answer(read()))
         .expect("a read over a new connection");
     assert_eq!(records[0].as_ref().map(|rec| rec.head), Some(head));
+    assert_eq!(
+        gauge(&backend, "floe_store_async_ref_connections_total"),
+        made + 1
+    );
     // Under a statement: the table is locked, the reader's statement waits for it, and
     // its connection is ended while it waits.
     runtime
@@ -260,4 +334,8 @@ fn a_read_after_the_server_cut_the_readers_connection_gets_a_new_one() {
     let head = commit(&store, 3);
     let records = answer(read()).expect("a read over a new connection");
     assert_eq!(records[0].as_ref().map(|rec| rec.head), Some(head));
+    assert_eq!(
+        gauge(&backend, "floe_store_async_ref_connections_total"),
+        made + 2
+    );
 }

@@ -711,6 +711,11 @@ impl Backend for PostgresBackend {
                 "Statements those ref reads took: concurrent reads share one sent after they arrived.",
                 self.ref_reads.statements() as usize,
             ),
+            gauge(
+                "floe_store_async_ref_connections_total",
+                "Connections those statements were sent on, one at a time (a new one after a failure, at its lifetime, or for another runtime).",
+                self.ref_reads.connections() as usize,
+            ),
         ]
     }
 

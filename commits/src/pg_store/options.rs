@@ -1,5 +1,5 @@
-//! How the PostgreSQL backend connects: its options, its pools (the backend's and the
-//! ref reader's), and the pool's gauges.
+//! How the PostgreSQL backend connects: its options, its pool (the ref reader makes its
+//! own connection, `ref_reads.rs`), and the pool's gauges.
 
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ pub struct PgOptions {
     /// A statement running longer is cancelled by the server (a clean failure).
     pub statement_timeout: Duration,
     /// A connection older than this is closed instead of reused (below any proxy's idle
-    /// cut-off).
+    /// cut-off); the ref reader's too.
     pub max_lifetime: Duration,
     /// A PEM file of CA certificates the server's certificate may chain to, beside the
     /// system's (with `sslmode=require` in the URL; `tls.rs`).

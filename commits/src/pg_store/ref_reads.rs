@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use super::tls::MakeRustls;
 use super::{corrupt, describe, read_err, runtime};
@@ -79,7 +79,7 @@ pub(super) struct Connector {
 /// What drives a connection: sends its client's statements, reads their answers.
 type Driver = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
 
-/// The reader's connection, with its statement prepared.
+/// The reader's connection, with its statements prepared.
 struct Conn {
     client: Client,
     /// `READ_REF` and `READ_REFS`, prepared.
@@ -87,20 +87,33 @@ struct Conn {
     many: Statement,
     /// Polled only by the leader holding the connection; once it ended, never again.
     driver: Driver,
+    /// The driver returned: the connection is closed, whatever its last statement said.
+    ended: bool,
     made: Instant,
+    /// The runtime whose reactor the connection's socket is registered with: a leader on
+    /// another runtime (tests run several) makes a connection of its own, rather than
+    /// wait on a reactor that may not be driven, and through it, on every read.
+    runtime: tokio::runtime::Id,
 }
 
 /// The coalescing ref reader of one backend, with a connection of its own.
 pub(super) struct RefReads {
     queue: Mutex<Queue>,
     connector: Connector,
-    /// The reader's connection while no leader holds it. A connection made on a runtime
-    /// that stopped since (tests run several) is found ended when next polled, and
-    /// replaced.
+    /// The reader's connection while no leader holds it.
     idle: Mutex<Option<Conn>>,
-    /// Reads queued and statements sent, since the backend opened.
+    /// Reads queued, statements sent and connections made, since the backend opened.
     reads: AtomicU64,
     statements: AtomicU64,
+    connections: AtomicU64,
+}
+
+impl Drop for RefReads {
+    fn drop(&mut self) {
+        if let Some(conn) = self.idle.get_mut().take() {
+            retire(conn);
+        }
+    }
 }
 
 impl std::fmt::Debug for RefReads {
@@ -121,6 +134,7 @@ impl RefReads {
             idle: Mutex::default(),
             reads: AtomicU64::new(0),
             statements: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
         }
     }
 
@@ -132,6 +146,11 @@ impl RefReads {
     /// Statements sent for them.
     pub(super) fn statements(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Connections the reader made.
+    pub(super) fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// Queues a read of `names`; the first read of an idle reader starts its leader, on
@@ -194,41 +213,53 @@ impl RefReads {
 
     /// Sends statements on `conn` while reads queue, one at a time, answering each batch
     /// as its statement answers. The connection comes back when no read waits; it is
-    /// dropped (`None`) after a statement that failed or was given up on (a connection
-    /// the server cut, or one stalled), or once it reached its lifetime.
+    /// retired (`None`) after a statement that failed or was given up on (a connection
+    /// the server cut, or one stalled), once it ended, and once it reached its lifetime
+    /// (checked after a statement, so that a new connection always serves one).
     async fn lead_on(&self, mut conn: Conn) -> Option<Conn> {
         loop {
-            if conn.made.elapsed() >= self.connector.max_lifetime {
-                return None;
-            }
             let Some(batch) = take_batch(&mut self.queue.lock().waiting) else {
                 return Some(conn);
             };
             self.statements.fetch_add(1, Ordering::Relaxed);
-            let mut names: Vec<RefName> = batch.iter().flat_map(|w| w.names.clone()).collect();
-            names.sort();
+            let mut names: Vec<&str> = batch
+                .iter()
+                .flat_map(|w| w.names.iter().map(RefName::as_str))
+                .collect();
+            names.sort_unstable();
             names.dedup();
-            let answered = read_refs(&mut conn, &names).await;
-            let healthy = answered.is_ok();
-            answer(batch, &answered);
-            if !healthy {
+            let rows = read_refs(&mut conn, &names).await;
+            // A damaged record fails its reads, not the connection that read it.
+            let sound = rows.is_ok() && !conn.ended;
+            answer(batch, &rows.and_then(records));
+            if !sound || conn.made.elapsed() >= self.connector.max_lifetime {
+                retire(conn);
                 return None;
             }
         }
     }
 
-    /// The idle connection if it is still sound (younger than its lifetime, not ended by
-    /// the server meanwhile), else a new one.
+    /// The idle connection if it is still sound (made on this runtime, younger than its
+    /// lifetime, not ended by the server meanwhile), else a new one.
     async fn take_connection(&self) -> BackendResult<Conn> {
         let idle = self.idle.lock().take();
-        if let Some(mut conn) = idle
-            && conn.made.elapsed() < self.connector.max_lifetime
-        {
-            // One poll reads whatever the server sent while no leader held it.
-            let open = poll_fn(|cx| Poll::Ready(conn.driver.as_mut().poll(cx).is_pending())).await;
-            if open {
-                return Ok(conn);
+        if let Some(mut conn) = idle {
+            let here = tokio::runtime::Handle::try_current().map(|h| h.id()).ok();
+            if here == Some(conn.runtime)
+                && !conn.ended
+                && conn.made.elapsed() < self.connector.max_lifetime
+            {
+                // One poll reads what the server sent while no leader held it, if this
+                // runtime's reactor has seen it yet (a connection ended a moment ago may
+                // fail its first statement: its reads fall back, the next gets a new one).
+                let open =
+                    poll_fn(|cx| Poll::Ready(conn.driver.as_mut().poll(cx).is_pending())).await;
+                if open {
+                    return Ok(conn);
+                }
+                conn.ended = true;
             }
+            retire(conn);
         }
         self.connect().await
     }
@@ -264,19 +295,35 @@ impl RefReads {
                 )));
             }
         };
-        let (one, many) = within_read_wait(drive(&mut driver, async {
+        let mut ended = false;
+        let prepared = within_read_wait(drive(&mut driver, &mut ended, async {
             Ok((
                 client.prepare(READ_REF).await?,
                 client.prepare(READ_REFS).await?,
             ))
         }))
-        .await?;
+        .await;
+        let (one, many) = match prepared {
+            Ok(statements) if !ended => statements,
+            failed => {
+                drop(client);
+                if !ended {
+                    retire_driver(driver);
+                }
+                return Err(failed.err().unwrap_or_else(|| {
+                    BackendError::unavailable("PostgreSQL closed the ref reader's new connection")
+                }));
+            }
+        };
+        self.connections.fetch_add(1, Ordering::Relaxed);
         Ok(Conn {
             client,
             one,
             many,
             driver,
+            ended: false,
             made: Instant::now(),
+            runtime: tokio::runtime::Handle::current().id(),
         })
     }
 }
@@ -284,9 +331,10 @@ impl RefReads {
 /// Runs `work`, a call on a connection's client, polling the connection's driver in the
 /// same task until it answers. A driver that ended first ends the call: with the answer
 /// it handed the call as it ended (the server's error that ended it, say), else with its
-/// own.
+/// own. `ended` is set once the driver returned (it must not be polled again).
 async fn drive<T>(
     driver: &mut Driver,
+    ended: &mut bool,
     work: impl Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> BackendResult<T> {
     let mut work = std::pin::pin!(work);
@@ -294,11 +342,17 @@ async fn drive<T>(
         if let Poll::Ready(out) = work.as_mut().poll(cx) {
             return Poll::Ready(out.map_err(read_err));
         }
-        let ended = driver.as_mut().poll(cx);
+        if *ended {
+            return Poll::Ready(Err(BackendError::unavailable(
+                "PostgreSQL closed the ref reader's connection",
+            )));
+        }
+        let driven = driver.as_mut().poll(cx);
+        *ended = driven.is_ready();
         if let Poll::Ready(out) = work.as_mut().poll(cx) {
             return Poll::Ready(out.map_err(read_err));
         }
-        match ended {
+        match driven {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(())) => Poll::Ready(Err(BackendError::unavailable(
                 "PostgreSQL closed the ref reader's connection",
@@ -368,19 +422,44 @@ impl Drop for Leading {
     }
 }
 
-/// The records of refs by name, in one statement on the reader's connection.
-async fn read_refs(
-    conn: &mut Conn,
-    names: &[RefName],
-) -> BackendResult<HashMap<String, RefRecord>> {
-    let asked: Vec<&str> = names.iter().map(RefName::as_str).collect();
-    let (statement, param): (_, &(dyn ToSql + Sync)) = match asked.as_slice() {
+/// Closes a connection no longer used: its client goes (its statements closed, then the
+/// connection ended as a client ends it), and its driver is polled to the end in a task
+/// of its own, for a second at most. One that ended already, or with no runtime here,
+/// is dropped.
+fn retire(conn: Conn) {
+    let Conn {
+        client,
+        one,
+        many,
+        driver,
+        ended,
+        ..
+    } = conn;
+    drop((one, many, client));
+    if !ended {
+        retire_driver(driver);
+    }
+}
+
+fn retire_driver(driver: Driver) {
+    if let Ok(here) = tokio::runtime::Handle::try_current() {
+        drop(here.spawn(tokio::time::timeout(Duration::from_secs(1), driver)));
+    }
+}
+
+/// The rows of refs by name, in one statement on the reader's connection.
+async fn read_refs(conn: &mut Conn, names: &[&str]) -> BackendResult<Vec<Row>> {
+    let (statement, param): (_, &(dyn ToSql + Sync)) = match names {
         [one] => (&conn.one, one),
-        _ => (&conn.many, &asked),
+        _ => (&conn.many, &names),
     };
     let params = [param];
     let query = conn.client.query(statement, &params);
-    let rows = within_read_wait(drive(&mut conn.driver, query)).await?;
+    within_read_wait(drive(&mut conn.driver, &mut conn.ended, query)).await
+}
+
+/// The records in `rows`, by name.
+fn records(rows: Vec<Row>) -> BackendResult<HashMap<String, RefRecord>> {
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
         let name: String = row.get(0);
