@@ -26,6 +26,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use tokio::runtime::RuntimeFlavor;
 use tokio::sync::oneshot;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
@@ -154,8 +155,11 @@ impl RefReads {
     }
 
     /// Queues a read of `names`; the first read of an idle reader starts its leader, on
-    /// the caller's runtime (a server's: the statement, its connection and the reads it
-    /// answers share its threads, with no hop between runtimes), else the backend's.
+    /// the caller's runtime if it has worker threads (a server's: the statement, its
+    /// connection and the reads it answers share its threads, with no hop between
+    /// runtimes), else on the backend's: a current-thread runtime runs its tasks only
+    /// while something blocks on it, and a leader left there mid-statement would hold
+    /// every read of the backend.
     pub(super) fn read(self: &Arc<Self>, names: Vec<RefName>) -> RefsFuture {
         let (answer, answered) = oneshot::channel();
         self.reads.fetch_add(1, Ordering::Relaxed);
@@ -172,8 +176,10 @@ impl RefReads {
             };
             let leader = self.clone().lead(leading);
             match tokio::runtime::Handle::try_current() {
-                Ok(here) => drop(here.spawn(leader)),
-                Err(_) => drop(runtime().spawn(leader)),
+                Ok(here) if here.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                    drop(here.spawn(leader))
+                }
+                _ => drop(runtime().spawn(leader)),
             }
         }
         Box::pin(async move {
@@ -466,4 +472,41 @@ fn records(rows: Vec<Row>) -> BackendResult<HashMap<String, RefRecord>> {
         out.insert(name, decode_record(row.get(1)).map_err(corrupt)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A leader dropped before it ever ran (its runtime shut down first) answers the reads
+    /// queued for it with an error and lets the next read start a leader.
+    #[test]
+    fn a_leader_dropped_before_it_ran_answers_its_reads() {
+        let reads = Arc::new(RefReads::new(Connector {
+            config: tokio_postgres::Config::new(),
+            tls: None,
+            connect_wait: Duration::from_secs(1),
+            max_lifetime: Duration::from_secs(1),
+        }));
+        let (answer, mut answered) = oneshot::channel();
+        {
+            let mut queue = reads.queue.lock();
+            queue.waiting.push(Waiter {
+                names: vec![RefName::parse("main").unwrap()],
+                answer,
+            });
+            queue.leading = true;
+        }
+        let leading = Leading {
+            reads: reads.clone(),
+            done: false,
+        };
+        drop(reads.clone().lead(leading));
+        assert!(
+            answered.try_recv().is_err(),
+            "the queued read is let go (its caller reads an error)"
+        );
+        let queue = reads.queue.lock();
+        assert!(!queue.leading && queue.waiting.is_empty());
+    }
 }
