@@ -2,8 +2,9 @@
 //! cluster (`FLOE_TEST_PG`, which `.ci/run` sets; `source .ci/pg.sh && pg_up` by hand):
 //! concurrent reads share statements, yet each sees every move that returned before it
 //! began; a reader whose runtime went away leaves nothing stuck, nor a read left on a
-//! current-thread runtime; a reader whose connection the server cut reads over a new one, and one whose
-//! connections have no lifetime still reads.
+//! current-thread runtime; a damaged record fails its reads, not the connection; a reader
+//! whose connection the server cut reads over a new one, and one whose connections have
+//! no lifetime still reads.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,11 +14,23 @@ use std::time::Duration;
 use floe_commits::*;
 
 fn open() -> (Arc<PostgresBackend>, Store) {
-    let backend = Arc::new(
-        PostgresBackend::open(&PgOptions::for_test()).expect("the test PostgreSQL is reachable"),
-    );
+    open_with(&PgOptions::for_test())
+}
+
+fn open_with(options: &PgOptions) -> (Arc<PostgresBackend>, Store) {
+    let backend =
+        Arc::new(PostgresBackend::open(options).expect("the test PostgreSQL is reachable"));
     let store = Store::open(backend.clone(), Arc::new(SystemClock)).expect("a new store opens");
     (backend, store)
+}
+
+/// A runtime with worker threads (a server's kind).
+fn workers(n: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(n)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn r(name: &str) -> RefName {
@@ -58,11 +71,7 @@ fn commit(store: &Store, i: u128) -> Hash {
 #[test]
 fn concurrent_reads_share_statements_and_each_sees_what_returned_before_it() {
     let (backend, store) = open();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = workers(2);
     let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..8)
         .map(|_| {
@@ -81,10 +90,15 @@ fn concurrent_reads_share_statements_and_each_sees_what_returned_before_it() {
         .collect();
     for i in 1..=150u128 {
         let head = commit(&store, i);
-        let read = store
-            .read_refs_async(vec![r("main"), r("absent")])
-            .expect("PostgreSQL reads refs without blocking");
-        let records = runtime.block_on(read).expect("a read");
+        // Asked inside: led on the readers' runtime, on the same connection.
+        let records = runtime
+            .block_on(async {
+                let read = store
+                    .read_refs_async(vec![r("main"), r("absent")])
+                    .expect("PostgreSQL reads refs without blocking");
+                read.await
+            })
+            .expect("a read");
         assert_eq!(
             records[0].as_ref().map(|rec| rec.head),
             Some(head),
@@ -109,6 +123,11 @@ fn concurrent_reads_share_statements_and_each_sees_what_returned_before_it() {
         statements < reads,
         "concurrent reads share statements: {statements} statements for {reads} reads"
     );
+    assert_eq!(
+        gauge(&backend, "floe_store_async_ref_connections_total"),
+        1,
+        "the connection is kept across statements and leaders"
+    );
 }
 
 /// The reader's leader runs on its caller's runtime when it has worker threads. When that
@@ -121,14 +140,7 @@ fn concurrent_reads_share_statements_and_each_sees_what_returned_before_it() {
 fn a_read_after_its_readers_runtime_went_away_is_answered() {
     let (backend, store) = open();
     let head = commit(&store, 1);
-    let worker = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap()
-    };
-    let first = worker();
+    let first = workers(1);
     // A read that gets its answer (the connection is made on this runtime), then one in
     // flight when the runtime goes.
     // (Asked inside: a read asked outside any runtime is led on the backend's own, which
@@ -154,7 +166,7 @@ fn a_read_after_its_readers_runtime_went_away_is_answered() {
         .block_on(async { Some(backend.read_refs_async(vec![r("main")]).unwrap()) })
         .unwrap();
     drop(current);
-    let second = worker();
+    let second = workers(1);
     second.block_on(async {
         // The orphaned read's leader is gone: it answers (an error, or a record read
         // before the runtime went) rather than hanging.
@@ -199,11 +211,7 @@ fn a_read_left_on_a_current_thread_runtime_holds_up_no_other() {
             Some(read)
         })
         .unwrap();
-    let other = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let other = workers(1);
     for _ in 0..3 {
         // Asked inside: led on `other`.
         let records = other
@@ -220,10 +228,20 @@ fn a_read_left_on_a_current_thread_runtime_holds_up_no_other() {
         .expect("the read left behind is answered")
         .expect("a read");
     assert_eq!(records[0].as_ref().map(|rec| rec.head), Some(head));
+    // `other`'s reads may all have joined statements of the backend's leader (the one
+    // that answered `left`); one of them leads sooner or later, over a connection of
+    // `other`'s own.
+    let mut more = 0;
+    while gauge(&backend, "floe_store_async_ref_connections_total") < 2 && more < 100 {
+        other
+            .block_on(async { backend.read_refs_async(vec![r("main")]).unwrap().await })
+            .expect("a read");
+        more += 1;
+    }
     assert_eq!(
         gauge(&backend, "floe_store_async_ref_connections_total"),
         2,
-        "one connection for the backend's runtime, one for the other, each reused"
+        "one connection for the backend's runtime, one for the other"
     );
     drop(idle);
 }
@@ -234,14 +252,8 @@ fn a_read_left_on_a_current_thread_runtime_holds_up_no_other() {
 fn a_reader_whose_connections_have_no_lifetime_still_answers() {
     let mut options = PgOptions::for_test();
     options.max_lifetime = Duration::ZERO;
-    let backend =
-        Arc::new(PostgresBackend::open(&options).expect("the test PostgreSQL is reachable"));
-    let store = Store::open(backend.clone(), Arc::new(SystemClock)).expect("a new store opens");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (backend, store) = open_with(&options);
+    let runtime = workers(2);
     for i in 1..=5 {
         let head = commit(&store, i);
         let read = backend.read_refs_async(vec![r("main")]).unwrap();
@@ -255,6 +267,55 @@ fn a_reader_whose_connections_have_no_lifetime_still_answers() {
         gauge(&backend, "floe_store_async_ref_connections_total"),
         gauge(&backend, "floe_store_async_ref_statements_total"),
         "a connection per statement"
+    );
+}
+
+/// A damaged record fails the reads of it, not the connection that read it: the reads
+/// after it, once it is whole again, use the same connection.
+#[test]
+fn a_damaged_record_fails_its_reads_and_keeps_the_connection() {
+    let options = PgOptions::for_test();
+    let schema = options.schema.clone().unwrap();
+    let (backend, store) = open_with(&options);
+    let runtime = workers(1);
+    let head = commit(&store, 1);
+    let read =
+        || runtime.block_on(async { backend.read_refs_async(vec![r("main")]).unwrap().await });
+    let records = read().expect("a read");
+    assert_eq!(records[0].as_ref().map(|rec| rec.head), Some(head));
+    let (admin, connection) = runtime
+        .block_on(tokio_postgres::connect(
+            &std::env::var("FLOE_TEST_PG").unwrap(),
+            tokio_postgres::NoTls,
+        ))
+        .expect("an administrator's connection");
+    runtime.spawn(connection);
+    let table = format!("{schema}.floe_refs");
+    let whole: Vec<u8> = runtime
+        .block_on(admin.query_one(
+            &format!("SELECT record FROM {table} WHERE name = 'main'"),
+            &[],
+        ))
+        .expect("main's record")
+        .get(0);
+    let set = |record: &[u8]| {
+        runtime
+            .block_on(admin.execute(
+                &format!("UPDATE {table} SET record = $1 WHERE name = 'main'"),
+                &[&record],
+            ))
+            .expect("main's record is written")
+    };
+    set(&[0xff, 0x00]);
+    let failed = read().expect_err("a read of a damaged record");
+    assert!(failed.to_string().contains("damaged"), "{failed}");
+    set(&whole);
+    let records = read().expect("a read");
+    assert_eq!(records[0].as_ref().map(|rec| rec.head), Some(head));
+    assert_eq!(
+        gauge(&backend, "floe_store_async_ref_connections_total"),
+        1,
+        "the same connection throughout"
     );
 }
 
@@ -274,14 +335,8 @@ fn a_read_after_the_server_cut_the_readers_connection_gets_a_new_one() {
         format!("{} application_name={name}", options.url)
     };
     let schema = options.schema.clone().unwrap();
-    let backend =
-        Arc::new(PostgresBackend::open(&options).expect("the test PostgreSQL is reachable"));
-    let store = Store::open(backend.clone(), Arc::new(SystemClock)).expect("a new store opens");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (backend, store) = open_with(&options);
+    let runtime = workers(2);
     let read = || {
         let read = backend.read_refs_async(vec![r("main")]).unwrap();
         runtime.spawn(async move {

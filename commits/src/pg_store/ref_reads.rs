@@ -15,7 +15,10 @@
 //! the pool spawns, and each statement then costs two more wake-ups between tasks, on
 //! the machine's few cores; a read's cost here is mostly wake-ups). Between leaders it
 //! is kept unpolled; the next leader polls it once before use, which reads what the
-//! server sent meanwhile (a connection it ended is then seen as ended, and replaced).
+//! server sent meanwhile (a connection it ended is then seen as ended, and replaced, if
+//! the reactor has seen the server's goodbye yet; else that batch's reads fail and fall
+//! back). Reads led on several runtimes (tests) get a connection for each in turn; a
+//! server's are all led on its own.
 
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
@@ -430,8 +433,7 @@ impl Drop for Leading {
 
 /// Closes a connection no longer used: its client goes (its statements closed, then the
 /// connection ended as a client ends it), and its driver is polled to the end in a task
-/// of its own, for a second at most. One that ended already, or with no runtime here,
-/// is dropped.
+/// of its own, for a second at most. One that ended already is dropped.
 fn retire(conn: Conn) {
     let Conn {
         client,
@@ -447,10 +449,11 @@ fn retire(conn: Conn) {
     }
 }
 
+/// On the backend's runtime (it has a timer and is always driven), wherever the caller is.
 fn retire_driver(driver: Driver) {
-    if let Ok(here) = tokio::runtime::Handle::try_current() {
-        drop(here.spawn(tokio::time::timeout(Duration::from_secs(1), driver)));
-    }
+    drop(runtime().spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(1), driver).await;
+    }));
 }
 
 /// The rows of refs by name, in one statement on the reader's connection.
@@ -503,7 +506,10 @@ mod tests {
         };
         drop(reads.clone().lead(leading));
         assert!(
-            answered.try_recv().is_err(),
+            matches!(
+                answered.try_recv(),
+                Err(oneshot::error::TryRecvError::Closed)
+            ),
             "the queued read is let go (its caller reads an error)"
         );
         let queue = reads.queue.lock();
