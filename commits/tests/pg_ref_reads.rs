@@ -24,6 +24,18 @@ fn open_with(options: &PgOptions) -> (Arc<PostgresBackend>, Store) {
     (backend, store)
 }
 
+/// A connection of the test's own to the test cluster, driven on `runtime`.
+fn administrator(runtime: &tokio::runtime::Runtime) -> tokio_postgres::Client {
+    let (admin, connection) = runtime
+        .block_on(tokio_postgres::connect(
+            &std::env::var("FLOE_TEST_PG").unwrap(),
+            tokio_postgres::NoTls,
+        ))
+        .expect("an administrator's connection");
+    runtime.spawn(connection);
+    admin
+}
+
 /// A runtime with worker threads (a server's kind).
 fn workers(n: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -283,13 +295,7 @@ fn a_damaged_record_fails_its_reads_and_keeps_the_connection() {
         || runtime.block_on(async { backend.read_refs_async(vec![r("main")]).unwrap().await });
     let records = read().expect("a read");
     assert_eq!(records[0].as_ref().map(|rec| rec.head), Some(head));
-    let (admin, connection) = runtime
-        .block_on(tokio_postgres::connect(
-            &std::env::var("FLOE_TEST_PG").unwrap(),
-            tokio_postgres::NoTls,
-        ))
-        .expect("an administrator's connection");
-    runtime.spawn(connection);
+    let admin = administrator(&runtime);
     let table = format!("{schema}.floe_refs");
     let whole: Vec<u8> = runtime
         .block_on(admin.query_one(
@@ -349,13 +355,7 @@ fn a_read_after_the_server_cut_the_readers_connection_gets_a_new_one() {
     let head = commit(&store, 1);
     let records = answer(read()).expect("a read");
     assert_eq!(records[0].as_ref().map(|rec| rec.head), Some(head));
-    let (admin, connection) = runtime
-        .block_on(tokio_postgres::connect(
-            &std::env::var("FLOE_TEST_PG").unwrap(),
-            tokio_postgres::NoTls,
-        ))
-        .expect("an administrator's connection");
-    runtime.spawn(connection);
+    let admin = administrator(&runtime);
     // The reader's connection is the one whose statement is the ref read.
     let cut = |waiting: bool| {
         runtime
