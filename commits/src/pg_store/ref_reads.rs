@@ -251,10 +251,11 @@ impl RefReads {
     /// The idle connection if it is still sound (made on this runtime, younger than its
     /// lifetime, not ended by the server meanwhile), else a new one.
     async fn take_connection(&self) -> BackendResult<Conn> {
+        // Leaders run as tasks: there is a runtime here.
+        let here = tokio::runtime::Handle::current().id();
         let idle = self.idle.lock().take();
         if let Some(mut conn) = idle {
-            let here = tokio::runtime::Handle::try_current().map(|h| h.id()).ok();
-            if here == Some(conn.runtime)
+            if here == conn.runtime
                 && !conn.ended
                 && conn.made.elapsed() < self.connector.max_lifetime
             {
@@ -270,10 +271,11 @@ impl RefReads {
             }
             retire(conn);
         }
-        self.connect().await
+        self.connect(here).await
     }
 
-    async fn connect(&self) -> BackendResult<Conn> {
+    /// A new connection, on `runtime` (the caller's).
+    async fn connect(&self, runtime: tokio::runtime::Id) -> BackendResult<Conn> {
         let wait = self.connector.connect_wait;
         let config = &self.connector.config;
         let connected = tokio::time::timeout(wait, async {
@@ -315,10 +317,7 @@ impl RefReads {
         let (one, many) = match prepared {
             Ok(statements) if !ended => statements,
             failed => {
-                drop(client);
-                if !ended {
-                    retire_driver(driver);
-                }
+                close(client, driver, ended);
                 return Err(failed.err().unwrap_or_else(|| {
                     BackendError::unavailable("PostgreSQL closed the ref reader's new connection")
                 }));
@@ -332,7 +331,7 @@ impl RefReads {
             driver,
             ended: false,
             made: Instant::now(),
-            runtime: tokio::runtime::Handle::current().id(),
+            runtime,
         })
     }
 }
@@ -351,12 +350,11 @@ async fn drive<T>(
         if let Poll::Ready(out) = work.as_mut().poll(cx) {
             return Poll::Ready(out.map_err(read_err));
         }
-        if *ended {
-            return Poll::Ready(Err(BackendError::unavailable(
-                "PostgreSQL closed the ref reader's connection",
-            )));
-        }
-        let driven = driver.as_mut().poll(cx);
+        // Never polled again once it returned: it answers as a closed connection.
+        let driven = match *ended {
+            true => Poll::Ready(Ok(())),
+            false => driver.as_mut().poll(cx),
+        };
         *ended = driven.is_ready();
         if let Poll::Ready(out) = work.as_mut().poll(cx) {
             return Poll::Ready(out.map_err(read_err));
@@ -431,9 +429,7 @@ impl Drop for Leading {
     }
 }
 
-/// Closes a connection no longer used: its client goes (its statements closed, then the
-/// connection ended as a client ends it), and its driver is polled to the end in a task
-/// of its own, for a second at most. One that ended already is dropped.
+/// Closes a connection no longer used: its statements, then `close`.
 fn retire(conn: Conn) {
     let Conn {
         client,
@@ -443,17 +439,21 @@ fn retire(conn: Conn) {
         ended,
         ..
     } = conn;
-    drop((one, many, client));
-    if !ended {
-        retire_driver(driver);
-    }
+    drop((one, many));
+    close(client, driver, ended);
 }
 
-/// On the backend's runtime (it has a timer and is always driven), wherever the caller is.
-fn retire_driver(driver: Driver) {
-    drop(runtime().spawn(async move {
-        let _ = tokio::time::timeout(Duration::from_secs(1), driver).await;
-    }));
+/// Closes a connection: its client goes (the connection is ended as a client ends it),
+/// and its driver, unless it `ended` already, is polled to the end in a task of its own
+/// on the backend's runtime (it has a timer and is always driven, wherever the caller
+/// is), for a second at most.
+fn close(client: Client, driver: Driver, ended: bool) {
+    drop(client);
+    if !ended {
+        drop(runtime().spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(1), driver).await;
+        }));
+    }
 }
 
 /// The rows of refs by name, in one statement on the reader's connection.
