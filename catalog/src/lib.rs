@@ -270,6 +270,10 @@ impl Catalog {
         heads.answer(out)
     }
 
+    /// The context of a write for `principal`. A run's executor writes only while this
+    /// server still holds the run: its writes are fenced on the run's owner token, so an
+    /// owner that was paused while another server settled its run (or a cancel ended it)
+    /// changes nothing of it when it wakes.
     pub(crate) fn write_ctx(
         &self,
         principal: &Principal,
@@ -281,7 +285,9 @@ impl Catalog {
             idempotency: self.idempotency_record(idempotency, detail),
             executor: principal.run().is_some(),
             reflog: Default::default(),
-            fence: None,
+            fence: principal
+                .run()
+                .map(|run| runs::owner_fence(run, &self.server_id)),
         }
     }
 

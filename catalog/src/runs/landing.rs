@@ -155,12 +155,11 @@ impl Catalog {
         // server that settled it after its owner's lease ran out) removed it first, and a
         // paused owner lands nothing.
         let fence = record.owner.as_ref().map(|owner| Fence {
-            key: super::owner_token_key(&record.id),
-            value: owner.as_bytes().to_vec(),
             lost: format!(
                 "run {} was ended before its landing applied (cancelled, or settled by another server while this one ({owner}) could not renew its lease); nothing of it landed",
                 record.id
             ),
+            ..super::owner_fence(&record.id, owner)
         });
         let ctx = WriteCtx {
             executor: false,
@@ -384,10 +383,13 @@ impl Catalog {
     /// when it was gone already.
     pub(super) fn delete_run_branch(&self, record: &RunRecord) -> CatalogResult<bool> {
         let executor = Principal::named(record.principal.clone()).in_run(&record.id);
-        match self
-            .store
-            .delete_ref(&record.branch(), None, &self.write_ctx(&executor, None, ""))
-        {
+        // Not fenced: whoever ends a run (its owner, or a server that settled it) deletes
+        // its branch after the owner token went.
+        let ctx = WriteCtx {
+            fence: None,
+            ..self.write_ctx(&executor, None, "")
+        };
+        match self.store.delete_ref(&record.branch(), None, &ctx) {
             Ok(()) => Ok(true),
             Err(floe_commits::WriteError::RefNotFound(_)) => Ok(false),
             Err(e) => Err(e.into()),

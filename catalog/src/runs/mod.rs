@@ -20,7 +20,7 @@
 //! the landing, so that a run whose answer cannot be stored never lands.
 
 use bytes::Bytes;
-use floe_commits::{Hash, RefKind, RefName, RefSpec};
+use floe_commits::{Fence, Hash, RefKind, RefName, RefSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::Catalog;
@@ -230,6 +230,18 @@ const OWNER_TOKEN_PREFIX: &str = "run-owner/";
 
 fn owner_token_key(id: &str) -> Vec<u8> {
     format!("{OWNER_TOKEN_PREFIX}{id}").into_bytes()
+}
+
+/// The fence of a write by run `id`'s executor on server `owner`: the run's owner token
+/// must still name `owner` when the ref moves.
+pub(crate) fn owner_fence(id: &str, owner: &str) -> Fence {
+    Fence {
+        key: owner_token_key(id),
+        value: owner.as_bytes().to_vec(),
+        lost: format!(
+            "run {id} ended before this write of it applied (cancelled, failed, or settled by another server while this one ({owner}) could not renew its lease); nothing of it was written"
+        ),
+    }
 }
 
 /// How often a write of a run's record (or token) reads it again when a concurrent write

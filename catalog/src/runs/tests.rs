@@ -573,6 +573,25 @@ fn a_paused_owner_lands_nothing_once_another_server_settled_its_run() {
         "{fenced}"
     );
     assert_eq!(a.resolve(&who, &main).unwrap().hash, before);
+    // Nor does it write its own branch any more: the settled run's branch stays as the
+    // settling found it.
+    let branch = RefSpec::parse(record.branch().as_str()).unwrap();
+    let sealed = a.resolve(&who, &branch).unwrap().hash;
+    let late = a
+        .create_namespace(
+            &executor,
+            &branch,
+            &ContentKey::new(["late"]).unwrap(),
+            BTreeMap::new(),
+            &Authored::default(),
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&late, CatalogError::Write(floe_commits::WriteError::Fenced(m)) if m.contains("nothing of it was written")),
+        "{late}"
+    );
+    assert_eq!(a.resolve(&who, &branch).unwrap().hash, sealed);
     // Nor does its failing, succeeding or saving change the settled record.
     a.fail_run(&executor, &record, "the landing failed")
         .unwrap();
