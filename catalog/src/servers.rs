@@ -43,9 +43,10 @@ impl Catalog {
         if !self.store.is_shared() {
             return Ok(());
         }
+        self.store.sync_lease_clock()?;
         let lease = Lease {
             holder: self.server_id.to_string(),
-            until_ms: self.now_ms().saturating_add(lease_ms),
+            until_ms: self.store.lease_now_ms().saturating_add(lease_ms),
         };
         let key = format!("{SERVER_LEASE_PREFIX}{}", self.server_id);
         self.store
@@ -65,7 +66,7 @@ impl Catalog {
             .store
             .meta_get(key.as_bytes())?
             .and_then(|b| parse(&b))
-            .is_some_and(|l| l.until_ms > self.now_ms()))
+            .is_some_and(|l| l.until_ms > self.store.lease_now_ms()))
     }
 
     /// Whether several servers may share this catalog (its store's backend says so).
@@ -107,7 +108,7 @@ impl Catalog {
         if !self.store.is_shared() {
             return Ok(0);
         }
-        let now = self.now_ms();
+        let now = self.store.lease_now_ms();
         let mut removed = 0;
         let leases = self.store.meta_scan(
             SERVER_LEASE_PREFIX.as_bytes(),
@@ -135,7 +136,7 @@ impl Catalog {
         if !self.store.is_shared() {
             return Ok(true);
         }
-        let now = self.now_ms();
+        let now = self.store.lease_now_ms();
         let old = self.store.meta_get(MAINTENANCE_LEASE)?;
         if let Some(lease) = old.as_deref().and_then(parse)
             && lease.holder != *self.server_id
@@ -198,5 +199,44 @@ mod tests {
         assert!(!b.owner_alive(Some("a")).unwrap());
         assert!(a.owner_alive(Some("b")).unwrap(), "b's lease stays");
         assert_eq!(a.prune_server_leases().unwrap(), 0);
+    }
+
+    /// Servers whose clocks are two hours apart judge each other's leases on the shared
+    /// store's clock: the one ahead does not settle the other's runs while it renews, nor
+    /// does the one behind wait two hours more once it stopped.
+    #[test]
+    fn servers_whose_clocks_disagree_judge_leases_on_the_stores_clock() {
+        const HOUR: i64 = 3_600_000;
+        let shared = Arc::new(ManualClock::new(10 * HOUR));
+        let backend = Arc::new(MemoryBackend::shared_with_clock(shared.clone()));
+        let (behind, ahead) = (
+            Arc::new(ManualClock::new(9 * HOUR)),
+            Arc::new(ManualClock::new(11 * HOUR)),
+        );
+        let a = Catalog::new(Arc::new(
+            Store::open(backend.clone(), behind.clone()).unwrap(),
+        ))
+        .with_server_id("a");
+        let b = Catalog::new(Arc::new(Store::open(backend, ahead.clone()).unwrap()))
+            .with_server_id("b");
+        let advance = |ms| {
+            [&shared, &behind, &ahead]
+                .iter()
+                .for_each(|c| c.advance(ms))
+        };
+        a.renew_server_lease(30_000).unwrap();
+        b.renew_server_lease(30_000).unwrap();
+        assert!(b.owner_alive(Some("a")).unwrap(), "a renewed its lease");
+        assert!(a.owner_alive(Some("b")).unwrap(), "b renewed its lease");
+        advance(20_000);
+        b.renew_server_lease(30_000).unwrap();
+        advance(10_001);
+        assert!(!b.owner_alive(Some("a")).unwrap(), "a's lease ran out");
+        assert!(a.owner_alive(Some("b")).unwrap(), "b's has 20 s left");
+        // The maintenance lease passes on when it runs out, not two hours late.
+        assert!(a.take_maintenance_lease(10_000).unwrap());
+        assert!(!b.take_maintenance_lease(10_000).unwrap());
+        advance(10_001);
+        assert!(b.take_maintenance_lease(10_000).unwrap());
     }
 }

@@ -264,6 +264,13 @@ pub trait Backend: Send + Sync + fmt::Debug {
         false
     }
 
+    /// Milliseconds since the Unix epoch on the clock of the storage itself (PostgreSQL's),
+    /// when several servers share it: leases one server writes are judged by another on
+    /// this one clock, not on two machines' (`Store::sync_lease_clock`). None by default.
+    fn shared_clock_ms(&self) -> BackendResult<Option<i64>> {
+        Ok(None)
+    }
+
     /// The backend's own gauges for `/metrics` (name, help, value), e.g. a connection
     /// pool's; none by default.
     fn gauges(&self) -> Vec<Gauge> {

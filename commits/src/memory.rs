@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::RwLock;
@@ -10,6 +11,7 @@ use parking_lot::RwLock;
 use crate::backend::{
     Backend, BackendResult, CasOutcome, RefRecord, RefUpdate, RefView, ReflogEntry,
 };
+use crate::clock::Clock;
 use crate::hash::{Hash, HashMapByDigest};
 use crate::name::RefName;
 
@@ -20,6 +22,9 @@ pub struct MemoryBackend {
     /// Says it is shared (`Backend::is_shared`), as PostgreSQL does: for tests of what
     /// servers sharing a catalog do.
     shared: bool,
+    /// The storage's own clock (`Backend::shared_clock_ms`), as PostgreSQL's is: for tests
+    /// of servers whose clocks disagree.
+    clock: Option<Arc<dyn Clock>>,
 }
 
 /// Objects by hash, plus an ordered index for prefix scans: 65,536 buckets by the first
@@ -69,6 +74,15 @@ impl MemoryBackend {
         }
     }
 
+    /// `shared()`, with a clock of its own that the servers sharing it read for their
+    /// leases, as PostgreSQL's.
+    pub fn shared_with_clock(clock: Arc<dyn Clock>) -> MemoryBackend {
+        MemoryBackend {
+            clock: Some(clock),
+            ..MemoryBackend::shared()
+        }
+    }
+
     pub fn object_count(&self) -> usize {
         self.objects.read().by_hash.len()
     }
@@ -92,6 +106,10 @@ impl Backend for MemoryBackend {
 
     fn is_shared(&self) -> bool {
         self.shared
+    }
+
+    fn shared_clock_ms(&self) -> BackendResult<Option<i64>> {
+        Ok(self.clock.as_ref().map(|c| c.now_ms()))
     }
 
     fn put_objects(&self, objects: &[(Hash, Bytes)]) -> BackendResult<()> {

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -231,6 +232,9 @@ pub struct Store {
     contents: ObjectCache<Content>,
     graph: Mutex<CommitGraph>,
     sequencers: Mutex<HashMap<RefName, Arc<Mutex<()>>>>,
+    /// How far the shared backend's clock is ahead of `clock` (ms), as last measured: what
+    /// `lease_now_ms` adds.
+    lease_skew_ms: AtomicI64,
 }
 
 impl Store {
@@ -243,6 +247,7 @@ impl Store {
             contents: ObjectCache::new(CONTENT_CACHE_ENTRIES_MAX),
             graph: Mutex::new(CommitGraph::default()),
             sequencers: Mutex::new(HashMap::new()),
+            lease_skew_ms: AtomicI64::new(0),
         }
     }
 
@@ -250,7 +255,33 @@ impl Store {
     pub fn open(backend: Arc<dyn Backend>, clock: Arc<dyn Clock>) -> Result<Store, WriteError> {
         let store = Store::new(backend, clock);
         store.init()?;
+        store.sync_lease_clock()?;
         Ok(store)
+    }
+
+    /// The time leases are written and judged by (ms since the Unix epoch): the shared
+    /// backend's clock as of the last `sync_lease_clock`, followed on this machine's, so
+    /// that servers whose clocks disagree agree on whose lease ran out. This machine's
+    /// clock on a backend without one of its own.
+    pub fn lease_now_ms(&self) -> i64 {
+        self.clock
+            .now_ms()
+            .saturating_add(self.lease_skew_ms.load(Ordering::Relaxed))
+    }
+
+    /// Measures how far the shared backend's clock is from this machine's (to half a
+    /// round trip): `Store::open` does, and a server renewing its lease, so drift between
+    /// two measures stays small. Nothing on a backend without a clock of its own.
+    pub fn sync_lease_clock(&self) -> Result<(), ReadError> {
+        let before = self.clock.now_ms();
+        let Some(shared) = self.backend.shared_clock_ms()? else {
+            return Ok(());
+        };
+        let after = self.clock.now_ms();
+        let local = before.saturating_add(after.saturating_sub(before) / 2);
+        self.lease_skew_ms
+            .store(shared.saturating_sub(local), Ordering::Relaxed);
+        Ok(())
     }
 
     /// Whether several servers may share this store's backend (see `Backend::is_shared`).

@@ -596,6 +596,21 @@ impl Backend for PostgresBackend {
         })
     }
 
+    fn shared_clock_ms(&self) -> BackendResult<Option<i64>> {
+        self.with_client(|client| {
+            Box::pin(async move {
+                let row = client
+                    .query_one(
+                        "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8",
+                        &[],
+                    )
+                    .await
+                    .map_err(read_err)?;
+                Ok(Some(row.get::<_, i64>(0)))
+            })
+        })
+    }
+
     fn meta_get(&self, key: &[u8]) -> BackendResult<Option<Bytes>> {
         let key = key.to_vec();
         self.with_client(move |client| {

@@ -61,7 +61,7 @@ impl Store {
         stale_prefix: &str,
     ) -> Result<Claim, WriteError> {
         let k = claim_key(key);
-        let now = self.clock.now_ms();
+        let now = self.lease_now_ms();
         let mut marker = now.saturating_add(lease_ms).to_be_bytes().to_vec();
         marker.extend_from_slice(holder.as_bytes());
         check_meta(&k, Some(&marker))?;
