@@ -95,7 +95,7 @@ impl Catalog {
         request: &IdemRequest,
     ) -> CatalogResult<Option<Recalled>> {
         self.may_keep_answers(principal)?;
-        let now = self.now_ms();
+        let now = self.store.lease_now_ms();
         if let Some(applied) = self.store.idempotency_lookup(request.key.as_str())? {
             let value = parse(&applied.value)?;
             if !expired(&value, now) {
@@ -190,7 +190,7 @@ impl Catalog {
         let key = rejected_key(&request.key);
         let value = json!({
             "fp": request.fingerprint,
-            "at": self.now_ms(),
+            "at": self.store.lease_now_ms(),
             "accepted": detail,
         })
         .to_string();
@@ -200,7 +200,7 @@ impl Catalog {
             let old = self.store.meta_get(&key)?;
             if let Some(old) = &old {
                 let held = parse(old)?;
-                if !expired(&held, self.now_ms()) {
+                if !expired(&held, self.store.lease_now_ms()) {
                     return Ok(match held["accepted"].as_str() {
                         Some(first) => Acceptance::AcceptedFirst(first.to_owned()),
                         None => Acceptance::Held,
@@ -232,7 +232,7 @@ impl Catalog {
         let key = rejected_key(&request.key);
         let value = json!({
             "fp": request.fingerprint,
-            "at": self.now_ms(),
+            "at": self.store.lease_now_ms(),
             "answer": answer,
         })
         .to_string();
@@ -243,7 +243,7 @@ impl Catalog {
         // A live record wins (the first answer stays the answer); an expired one is
         // replaced. Losing the race to another replica's record is fine either way.
         if let Some(old) = &old
-            && !expired(&parse(old)?, self.now_ms())
+            && !expired(&parse(old)?, self.store.lease_now_ms())
         {
             return Ok(());
         }
@@ -269,7 +269,7 @@ impl Catalog {
         deletes_max: usize,
         (applied_after, rejected_after): (&mut Option<String>, &mut Option<Vec<u8>>),
     ) -> CatalogResult<(usize, bool)> {
-        let now = self.now_ms();
+        let now = self.store.lease_now_ms();
         let mut deleted = 0usize;
         // A damaged value is as good as expired: it answers nothing.
         let live = |value: &[u8]| parse(value).is_ok_and(|v| !expired(&v, now));
@@ -334,9 +334,10 @@ impl Catalog {
         request.map(|r| Idempotency {
             claim: r.claim.clone(),
             key: r.key.as_str().to_owned(),
-            value: json!({ "fp": r.fingerprint, "at": self.now_ms(), "detail": detail })
-                .to_string()
-                .into_bytes(),
+            value:
+                json!({ "fp": r.fingerprint, "at": self.store.lease_now_ms(), "detail": detail })
+                    .to_string()
+                    .into_bytes(),
         })
     }
 }

@@ -238,5 +238,28 @@ mod tests {
         assert!(!b.take_maintenance_lease(10_000).unwrap());
         advance(10_001);
         assert!(b.take_maintenance_lease(10_000).unwrap());
+        // An answer a records under an idempotency key is b's to recall, whatever their
+        // clocks say (b's is two hours past the record's lifetime).
+        let request = crate::IdemRequest {
+            key: crate::IdempotencyKey::parse(&a.new_uuid().to_string()).unwrap(),
+            fingerprint: "fp".to_owned(),
+            claim: None,
+        };
+        let who = crate::Principal::named("ann");
+        a.record_rejection(&who, &request, "refused").unwrap();
+        assert!(
+            matches!(
+                b.recall(&who, &request).unwrap(),
+                Some(crate::idempotency::Recalled::Rejected { .. })
+            ),
+            "b recalls a's answer"
+        );
+        // a's clock steps four hours ahead: its next renewal measures the store's clock
+        // again, and its lease still ends 30 s after it.
+        behind.advance(4 * HOUR);
+        a.renew_server_lease(30_000).unwrap();
+        assert!(b.owner_alive(Some("a")).unwrap(), "a renewed its lease");
+        advance(30_001);
+        assert!(!b.owner_alive(Some("a")).unwrap(), "a's lease ran out");
     }
 }

@@ -8,9 +8,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::clock::Clock;
 use crate::hash::Hash;
 use crate::name::{RefKind, RefName};
 
@@ -156,6 +158,15 @@ impl BackendError {
 
 pub type BackendResult<T> = Result<T, BackendError>;
 
+/// The storage's clock (`shared_ms`) read between two readings of a server's own
+/// (`sent_ms`, `received_ms`), all ms since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockSample {
+    pub sent_ms: i64,
+    pub shared_ms: i64,
+    pub received_ms: i64,
+}
+
 /// What `Backend::read_refs_async` answers: the records in the order asked.
 pub type RefsFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = BackendResult<Vec<Option<RefRecord>>>> + Send + 'static>,
@@ -264,10 +275,12 @@ pub trait Backend: Send + Sync + fmt::Debug {
         false
     }
 
-    /// Milliseconds since the Unix epoch on the clock of the storage itself (PostgreSQL's),
-    /// when several servers share it: leases one server writes are judged by another on
+    /// A reading of the storage's own clock (PostgreSQL's), when several servers share it,
+    /// between two readings of `local` taken as near the statement as the backend can (not
+    /// around a wait for a connection): leases one server writes are judged by another on
     /// this one clock, not on two machines' (`Store::sync_lease_clock`). None by default.
-    fn shared_clock_ms(&self) -> BackendResult<Option<i64>> {
+    fn shared_clock(&self, local: Arc<dyn Clock>) -> BackendResult<Option<ClockSample>> {
+        let _ = local;
         Ok(None)
     }
 

@@ -56,8 +56,8 @@ pub mod tree;
 mod validate;
 
 pub use backend::{
-    Backend, BackendError, CasOutcome, Gauge, RefOperation, RefRecord, RefUpdate, RefView,
-    ReflogEntry,
+    Backend, BackendError, CasOutcome, ClockSample, Gauge, RefOperation, RefRecord, RefUpdate,
+    RefView, ReflogEntry,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use content::{

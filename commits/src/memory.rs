@@ -9,7 +9,7 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 
 use crate::backend::{
-    Backend, BackendResult, CasOutcome, RefRecord, RefUpdate, RefView, ReflogEntry,
+    Backend, BackendResult, CasOutcome, ClockSample, RefRecord, RefUpdate, RefView, ReflogEntry,
 };
 use crate::clock::Clock;
 use crate::hash::{Hash, HashMapByDigest};
@@ -22,7 +22,7 @@ pub struct MemoryBackend {
     /// Says it is shared (`Backend::is_shared`), as PostgreSQL does: for tests of what
     /// servers sharing a catalog do.
     shared: bool,
-    /// The storage's own clock (`Backend::shared_clock_ms`), as PostgreSQL's is: for tests
+    /// The storage's own clock (`Backend::shared_clock`), as PostgreSQL's is: for tests
     /// of servers whose clocks disagree.
     clock: Option<Arc<dyn Clock>>,
 }
@@ -108,8 +108,12 @@ impl Backend for MemoryBackend {
         self.shared
     }
 
-    fn shared_clock_ms(&self) -> BackendResult<Option<i64>> {
-        Ok(self.clock.as_ref().map(|c| c.now_ms()))
+    fn shared_clock(&self, local: Arc<dyn Clock>) -> BackendResult<Option<ClockSample>> {
+        Ok(self.clock.as_ref().map(|c| ClockSample {
+            sent_ms: local.now_ms(),
+            shared_ms: c.now_ms(),
+            received_ms: local.now_ms(),
+        }))
     }
 
     fn put_objects(&self, objects: &[(Hash, Bytes)]) -> BackendResult<()> {

@@ -223,6 +223,10 @@ impl LogFilter {
     }
 }
 
+/// The longest round trip a reading of the shared backend's clock may take to be used
+/// (`Store::sync_lease_clock`): the offset it gives is within half of it.
+pub const CLOCK_SAMPLE_ROUND_TRIP_MAX_MS: i64 = 250;
+
 #[derive(Debug)]
 pub struct Store {
     backend: Arc<dyn Backend>,
@@ -271,16 +275,20 @@ impl Store {
 
     /// Measures how far the shared backend's clock is from this machine's (to half a
     /// round trip): `Store::open` does, and a server renewing its lease, so drift between
-    /// two measures stays small. Nothing on a backend without a clock of its own.
+    /// two measures stays small. A sample whose round trip took longer than
+    /// `CLOCK_SAMPLE_ROUND_TRIP_MAX_MS` is not used (the offset stays as measured before).
+    /// Nothing on a backend without a clock of its own.
     pub fn sync_lease_clock(&self) -> Result<(), ReadError> {
-        let before = self.clock.now_ms();
-        let Some(shared) = self.backend.shared_clock_ms()? else {
+        let Some(sample) = self.backend.shared_clock(self.clock.clone())? else {
             return Ok(());
         };
-        let after = self.clock.now_ms();
-        let local = before.saturating_add(after.saturating_sub(before) / 2);
+        let round_trip = sample.received_ms.saturating_sub(sample.sent_ms);
+        if !(0..=CLOCK_SAMPLE_ROUND_TRIP_MAX_MS).contains(&round_trip) {
+            return Ok(());
+        }
+        let local = sample.sent_ms.saturating_add(round_trip / 2);
         self.lease_skew_ms
-            .store(shared.saturating_sub(local), Ordering::Relaxed);
+            .store(sample.shared_ms.saturating_sub(local), Ordering::Relaxed);
         Ok(())
     }
 

@@ -154,17 +154,18 @@ impl Catalog {
         // Fenced on the run's owner token: whoever ended the run meanwhile (a cancel, or a
         // server that settled it after its owner's lease ran out) removed it first, and a
         // paused owner lands nothing.
-        let fence = record.owner.as_ref().map(|owner| Fence {
+        // The same fence as the executor's other writes (`Catalog::write_ctx`), saying so.
+        let fence = Fence {
             lost: format!(
-                "run {} was ended before its landing applied (cancelled, or settled by another server while this one ({owner}) could not renew its lease); nothing of it landed",
-                record.id
+                "run {} was ended before its landing applied (cancelled, or settled by another server while this one ({}) could not renew its lease); nothing of it landed",
+                record.id, self.server_id
             ),
-            ..super::owner_fence(&record.id, owner)
-        });
+            ..super::owner_fence(&record.id, &self.server_id)
+        };
         let ctx = WriteCtx {
             executor: false,
             reflog: BTreeMap::from([(names.to_owned(), record.id.clone())]),
-            fence,
+            fence: Some(fence),
             ..self.write_ctx(executor, landing.idempotency.as_ref(), &record.id)
         };
         Ok(self.store.commit(&target, None, ops, meta, &ctx)?.commit)

@@ -223,9 +223,10 @@ fn record_key(id: &str) -> Vec<u8> {
 }
 
 /// Meta-keyspace prefix of run owner tokens: `run-owner/<id>` holds the id of the server
-/// executing the run. The run's landing is fenced on it; whoever ends the run otherwise (a
-/// cancel, a failure, a server settling it after its owner's lease ran out) removes it
-/// first (`revoke_owner`), so a paused owner that wakes up lands nothing.
+/// executing the run. Every write of the run's executor (its branch's commits, its
+/// landing) is fenced on it; whoever ends the run otherwise (a cancel, a failure, a server
+/// settling it after its owner's lease ran out) removes it first (`revoke_owner`), so a
+/// paused owner that wakes up writes and lands nothing.
 const OWNER_TOKEN_PREFIX: &str = "run-owner/";
 
 fn owner_token_key(id: &str) -> Vec<u8> {
@@ -397,7 +398,7 @@ impl Catalog {
         record.fork = fork.to_hex();
         record.state = RunState::Running;
         // The owner token goes first: a record that says running always has one to fence
-        // its landing on (whoever ends the run otherwise removes it first).
+        // its executor's writes on (whoever ends the run otherwise removes it first).
         if let Some(owner) = &record.owner {
             self.store
                 .meta_put(&owner_token_key(&record.id), owner.as_bytes())?;
@@ -430,6 +431,10 @@ impl Catalog {
             &self.write_ctx(&executor, None, ""),
         );
         if let Err(e) = forked {
+            // Ended meanwhile (a cancel, or a server that settled it): its record says so.
+            if let floe_commits::WriteError::Fenced(_) = e {
+                return Err(e.into());
+            }
             let why = format!("its branch could not be created: {e}");
             if let Err(bookkeeping) = self.finish_run(&record, RunState::Failed, None, Some(why)) {
                 // Said, not only logged: the record stays running until a restart settles it.

@@ -29,7 +29,7 @@ mod statements;
 mod tls;
 
 use std::future::Future;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,9 +37,10 @@ use deadpool_postgres::Pool;
 use tokio_postgres::types::Type;
 
 use crate::backend::{
-    Backend, BackendError, BackendResult, CasOutcome, Gauge, RefRecord, RefUpdate, RefView,
-    ReflogEntry,
+    Backend, BackendError, BackendResult, CasOutcome, ClockSample, Gauge, RefRecord, RefUpdate,
+    RefView, ReflogEntry,
 };
+use crate::clock::Clock;
 use crate::encoding::DecodeError;
 use crate::hash::Hash;
 use crate::name::RefName;
@@ -596,19 +597,25 @@ impl Backend for PostgresBackend {
         })
     }
 
-    fn shared_clock_ms(&self) -> BackendResult<Option<i64>> {
-        self.with_client(|client| {
+    fn shared_clock(&self, local: Arc<dyn Clock>) -> BackendResult<Option<ClockSample>> {
+        // The statement is prepared first, so the sample times one round trip only.
+        let clock = local.clone();
+        let (sent_ms, row) = self.with_client(move |client| {
             Box::pin(async move {
-                let row = client
-                    .query_one(
-                        "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8",
-                        &[],
-                    )
+                let statement = client
+                    .prepare_cached("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8")
                     .await
                     .map_err(read_err)?;
-                Ok(Some(row.get::<_, i64>(0)))
+                let sent_ms = clock.now_ms();
+                let row = client.query_one(&statement, &[]).await.map_err(read_err)?;
+                Ok((sent_ms, row))
             })
-        })
+        })?;
+        Ok(Some(ClockSample {
+            sent_ms,
+            shared_ms: row.get::<_, i64>(0),
+            received_ms: local.now_ms(),
+        }))
     }
 
     fn meta_get(&self, key: &[u8]) -> BackendResult<Option<Bytes>> {
