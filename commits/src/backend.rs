@@ -96,6 +96,11 @@ pub struct RefUpdate {
     /// key holds exactly that value, which it leaves as it is (a run's landing depends on
     /// its owner token, which a server settling the run removes first).
     pub fence: Option<(Bytes, Bytes)>,
+    /// Objects the move refers to, written in the same atomic write whether or not the
+    /// move applies: given only to a backend that `writes_objects_with_moves` (the store
+    /// writes them before the move for the others; a backend given some writes them
+    /// first).
+    pub objects: Vec<(Hash, Bytes)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,6 +277,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// correctness needs between requests (idempotency claims, run ownership) must live
     /// in meta, not in one process.
     fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Whether a ref move writes the objects it refers to in its own atomic write
+    /// (`RefUpdate::objects`; PostgreSQL: one transaction, one flush of the log, instead of
+    /// one for the objects and one for the move). False by default: the store writes a
+    /// commit's objects first.
+    fn writes_objects_with_moves(&self) -> bool {
         false
     }
 

@@ -168,6 +168,7 @@ impl Backend for MemoryBackend {
     }
 
     fn compare_and_swap_ref(&self, update: RefUpdate) -> BackendResult<CasOutcome> {
+        self.put_objects(&update.objects)?;
         let mut state = self.state.write();
         if let Some((key, value)) = &update.fence
             && state.meta.get(key) != Some(value)

@@ -628,6 +628,9 @@ mod tests {
         fn compare_and_swap_ref(&self, update: RefUpdate) -> BackendResult<CasOutcome> {
             self.inner.compare_and_swap_ref(update)
         }
+        fn writes_objects_with_moves(&self) -> bool {
+            self.inner.writes_objects_with_moves()
+        }
         fn wait_ref_durable(&self, name: &RefName, head: Option<&Hash>) -> BackendResult<()> {
             self.waits.lock().push((name.clone(), head.copied()));
             Ok(())

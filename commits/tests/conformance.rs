@@ -206,6 +206,55 @@ fn seeded(fx: &Fx) -> Hash {
 mod cases {
     use super::*;
 
+    /// Objects given with a ref move are written whether or not it applies, and read back
+    /// after (a store caches a commit's nodes once its move returned, and its retry after
+    /// a mismatch refers to them).
+    pub fn objects_given_with_a_move_are_written_whether_or_not_it_applies(fx: Fx) {
+        let record = fx.store.get_ref(&r("main")).unwrap();
+        let main = record.head;
+        let object = |tag: &str| {
+            let bytes = Bytes::from(format!("an object written with a move, {tag}"));
+            (Hash::of(&bytes), bytes)
+        };
+        let update = |expected: Hash, object: &(Hash, Bytes)| RefUpdate {
+            name: r("main"),
+            expected: Some(expected),
+            new: Some(record.clone()),
+            reflog: ReflogEntry {
+                seq: 0,
+                ref_name: r("main"),
+                kind: RefKind::Branch,
+                old: Some(expected),
+                new: Some(main),
+                operation: RefOperation::Assign,
+                principal: "alice".to_owned(),
+                at_ms: 1,
+                properties: BTreeMap::new(),
+            },
+            meta: None,
+            fence: None,
+            objects: vec![object.clone()],
+        };
+        let refused = object("with a move that did not apply");
+        let outcome = fx
+            .backend
+            .compare_and_swap_ref(update(Hash::of(b"not main's head"), &refused))
+            .unwrap();
+        assert!(
+            matches!(outcome, CasOutcome::Mismatch { .. }),
+            "{outcome:?}"
+        );
+        let applied = object("with a move that applied");
+        let outcome = fx
+            .backend
+            .compare_and_swap_ref(update(main, &applied))
+            .unwrap();
+        assert!(matches!(outcome, CasOutcome::Applied { .. }), "{outcome:?}");
+        for (hash, bytes) in [refused, applied] {
+            assert_eq!(fx.backend.get_object(&hash).unwrap(), Some(bytes));
+        }
+    }
+
     pub fn init_creates_main_at_the_shared_root(fx: Fx) {
         let main = fx.store.get_ref(&r("main")).unwrap();
         assert_eq!(main.kind, RefKind::Branch);
@@ -2276,6 +2325,7 @@ macro_rules! all_cases {
             $make,
             [
                 init_creates_main_at_the_shared_root,
+                objects_given_with_a_move_are_written_whether_or_not_it_applies,
                 refs_are_created_listed_and_paged,
                 commits_store_contents_and_history,
                 expectations_are_checked_at_the_landing_head,

@@ -478,6 +478,10 @@ impl Backend for PostgresBackend {
         })
     }
 
+    fn writes_objects_with_moves(&self) -> bool {
+        true
+    }
+
     fn compare_and_swap_ref(&self, update: RefUpdate) -> BackendResult<CasOutcome> {
         let statement: &'static str = match (&update.expected, &update.new) {
             (Some(_), Some(_)) => &CAS_MOVE,
@@ -508,8 +512,23 @@ impl Backend for PostgresBackend {
             None => (None, None),
         };
         let ref_name = update.name.clone();
+        // The objects go in the move's own statement when they fit one batch, sorted by
+        // hash (two statements writing some of the same objects take them in one order);
+        // more are written first.
+        let mut objects = update.objects;
+        let bytes: usize = objects.iter().map(|(_, b)| b.len()).sum();
+        if objects.len() > OBJECTS_PER_BATCH || bytes > OBJECT_BYTES_PER_BATCH {
+            self.put_objects(&objects)?;
+            objects.clear();
+        }
+        objects.sort_unstable_by_key(|(hash, _)| *hash);
         let seq = self.with_client(move |client| {
             Box::pin(async move {
+                let object_hashes: Vec<&[u8]> = objects
+                    .iter()
+                    .map(|(h, _)| h.as_bytes().as_slice())
+                    .collect();
+                let object_bytes: Vec<&[u8]> = objects.iter().map(|(_, b)| b.as_ref()).collect();
                 let statement = client
                     .prepare_typed_cached(statement, &CAS_TYPES)
                     .await
@@ -529,6 +548,8 @@ impl Backend for PostgresBackend {
                             &claim_value,
                             &fence_key,
                             &fence_value,
+                            &object_hashes,
+                            &object_bytes,
                         ],
                     )
                     .await

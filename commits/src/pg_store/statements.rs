@@ -1,4 +1,5 @@
-//! The statement of a ref move, in its four shapes (move, create, delete, stays absent).
+//! The statement of a ref move, in its four shapes (move, create, delete, stays absent),
+//! with the objects it refers to.
 
 use std::sync::LazyLock;
 
@@ -6,8 +7,8 @@ use tokio_postgres::types::Type;
 
 /// The parameters of a ref move: name, expected head, new head, new record, reflog entry,
 /// meta key and value, the claim's key and value, the fence's key and value (absent ones
-/// NULL).
-pub(super) const CAS_TYPES: [Type; 11] = [
+/// NULL), and the hashes and bytes of the objects written with it (empty arrays for none).
+pub(super) const CAS_TYPES: [Type; 13] = [
     Type::TEXT,
     Type::BYTEA,
     Type::BYTEA,
@@ -19,13 +20,17 @@ pub(super) const CAS_TYPES: [Type; 11] = [
     Type::BYTEA,
     Type::BYTEA,
     Type::BYTEA,
+    Type::BYTEA_ARRAY,
+    Type::BYTEA_ARRAY,
 ];
 
 /// The ref move, around its conditional write: `moved` returns the row it wrote, or none
 /// when the ref's head is not the expected one; `{claimed}` in it stands for "the claim,
 /// if any, holds, and so does the fence, if any", checked on their rows, locked first (the
 /// claim's for update, as the move removes it; the fence's for share, so a removal of the
-/// fence waits for the move and then finds its reflog entry).
+/// fence waits for the move and then finds its reflog entry). The objects are written
+/// whether or not the ref moves (a statement's data-modifying `WITH` parts always run to
+/// completion), in the same transaction: one flush of the log for both.
 fn cas_statement(moved: &str) -> String {
     let moved = moved.replace(
         "{claimed}",
@@ -33,7 +38,9 @@ fn cas_statement(moved: &str) -> String {
          AND ($10::bytea IS NULL OR EXISTS (SELECT 1 FROM fence))",
     );
     format!(
-        "WITH claim AS (SELECT 1 FROM floe_meta WHERE key = $8 AND value = $9 FOR UPDATE), \
+        "WITH objects AS (INSERT INTO floe_objects (hash, bytes) \
+                 SELECT * FROM unnest($12::bytea[], $13::bytea[]) ON CONFLICT (hash) DO NOTHING), \
+         claim AS (SELECT 1 FROM floe_meta WHERE key = $8 AND value = $9 FOR UPDATE), \
          fence AS (SELECT 1 FROM floe_meta WHERE key = $10 AND value = $11 FOR SHARE), \
          moved AS ({moved}), \
          seq AS (UPDATE floe_counters SET v = v + 1 \

@@ -529,6 +529,9 @@ impl Backend for SledBackend {
     }
 
     fn compare_and_swap_ref(&self, update: RefUpdate) -> BackendResult<CasOutcome> {
+        if !update.objects.is_empty() {
+            self.put_objects(&update.objects)?;
+        }
         // The durability lock is held across the transaction: a durable reader never sees
         // the move before the overlay hides it, and tickets follow the order of moves.
         let mut d = self.durability.lock();

@@ -5,7 +5,7 @@
 //! objects and moves the branch. A dry run calls only the first half, so no applied
 //! answer can come from a dry run and no dry-run answer from a write.
 
-use super::refs::{Moved, check_principal};
+use super::refs::{Moved, RefChange, check_principal};
 use super::*;
 
 /// A landing: what a commit, merge, cherry-pick or revert asks of one branch.
@@ -324,25 +324,39 @@ impl Store {
         let mut objects = landing.objects;
         objects.extend(nodes.written.iter().cloned());
         objects.push((hash, bytes));
-        // Nothing refers to these objects until the ref moves: a failure here changed
-        // nothing a reader can see, so it is a plain rejection, never "outcome unknown".
-        self.backend.put_objects(&objects).map_err(not_applied)?;
-        self.nodes
-            .insert_many(nodes.nodes().map(|(h, n)| (*h, n.clone())));
+        // Written with the move where the backend can (one atomic write, and the nodes
+        // cached only once it returned: a failed write may have written none of them), else
+        // first. Nothing refers to these objects until the ref moves: a failure writing
+        // them first changed nothing a reader can see, so it is a plain rejection, never
+        // "outcome unknown".
+        let with_move = self.backend.writes_objects_with_moves();
+        let objects = match with_move {
+            true => objects,
+            false => {
+                self.backend.put_objects(&objects).map_err(not_applied)?;
+                self.nodes
+                    .insert_many(nodes.nodes().map(|(h, n)| (*h, n.clone())));
+                Vec::new()
+            }
+        };
         let record = landing.record;
         let new_record = RefRecord {
             head: hash,
             ..record.clone()
         };
-        match self.move_ref(
-            landing.branch,
-            RefKind::Branch,
-            Some(record.head),
-            Some(new_record),
-            landing.operation,
-            landing.ctx,
-            BTreeMap::new(),
-        )? {
+        let change = RefChange {
+            name: landing.branch,
+            kind: RefKind::Branch,
+            expected: Some(record.head),
+            new: Some(new_record),
+            operation: landing.operation,
+        };
+        let moved = self.move_ref_writing(change, landing.ctx, BTreeMap::new(), objects)?;
+        if with_move {
+            self.nodes
+                .insert_many(nodes.nodes().map(|(h, n)| (*h, n.clone())));
+        }
+        match moved {
             Moved::Applied { ticket, .. } => {
                 self.remember_commit(hash, Arc::new(commit));
                 Ok(Landed::Applied { head: hash, ticket })

@@ -284,6 +284,31 @@ impl Store {
         ctx: &WriteCtx,
         properties: BTreeMap<String, String>,
     ) -> Result<Moved, WriteError> {
+        let change = RefChange {
+            name,
+            kind,
+            expected,
+            new,
+            operation,
+        };
+        self.move_ref_writing(change, ctx, properties, Vec::new())
+    }
+
+    /// `move_ref`, writing `objects` in the same atomic write (`RefUpdate::objects`).
+    pub(crate) fn move_ref_writing(
+        &self,
+        change: RefChange<'_>,
+        ctx: &WriteCtx,
+        properties: BTreeMap<String, String>,
+        objects: Vec<(Hash, Bytes)>,
+    ) -> Result<Moved, WriteError> {
+        let RefChange {
+            name,
+            kind,
+            expected,
+            new,
+            operation,
+        } = change;
         let new_head = new.as_ref().map(|r| r.head);
         let mut properties = properties;
         properties.extend(ctx.reflog.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -311,6 +336,7 @@ impl Store {
                 .fence
                 .as_ref()
                 .map(|f| (Bytes::from(f.key.clone()), Bytes::from(f.value.clone()))),
+            objects,
         };
         match self.backend.compare_and_swap_ref(update)? {
             CasOutcome::Applied { ticket, .. } => Ok(Moved::Applied { ticket }),
@@ -329,6 +355,15 @@ impl Store {
             )),
         }
     }
+}
+
+/// What a ref move changes: `name` (of `kind`) from `expected` to `new` (`None`: absent).
+pub(crate) struct RefChange<'a> {
+    pub(crate) name: &'a RefName,
+    pub(crate) kind: RefKind,
+    pub(crate) expected: Option<Hash>,
+    pub(crate) new: Option<RefRecord>,
+    pub(crate) operation: RefOperation,
 }
 
 /// A ref move that wrote or found the ref elsewhere (a lost claim is an error).
