@@ -216,7 +216,7 @@ mod cases {
             let bytes = Bytes::from(format!("an object written with a move, {tag}"));
             (Hash::of(&bytes), bytes)
         };
-        let update = |expected: Hash, object: &(Hash, Bytes)| RefUpdate {
+        let update = |expected: Hash, objects: &[(Hash, Bytes)]| RefUpdate {
             name: r("main"),
             expected: Some(expected),
             new: Some(record.clone()),
@@ -233,24 +233,37 @@ mod cases {
             },
             meta: None,
             fence: None,
-            objects: vec![object.clone()],
+            objects: objects.to_vec(),
         };
-        let refused = object("with a move that did not apply");
+        let not_main = Hash::of(b"not main's head");
+        let refused = [object("with a move that did not apply")];
         let outcome = fx
             .backend
-            .compare_and_swap_ref(update(Hash::of(b"not main's head"), &refused))
+            .compare_and_swap_ref(update(not_main, &refused))
             .unwrap();
         assert!(
             matches!(outcome, CasOutcome::Mismatch { .. }),
             "{outcome:?}"
         );
-        let applied = object("with a move that applied");
+        // Many objects, more than a backend may write in the move itself.
+        let many: Vec<_> = (0..300)
+            .map(|i| object(&format!("one of many, {i}")))
+            .collect();
+        let outcome = fx
+            .backend
+            .compare_and_swap_ref(update(not_main, &many))
+            .unwrap();
+        assert!(
+            matches!(outcome, CasOutcome::Mismatch { .. }),
+            "{outcome:?}"
+        );
+        let applied = [object("with a move that applied")];
         let outcome = fx
             .backend
             .compare_and_swap_ref(update(main, &applied))
             .unwrap();
         assert!(matches!(outcome, CasOutcome::Applied { .. }), "{outcome:?}");
-        for (hash, bytes) in [refused, applied] {
+        for (hash, bytes) in refused.into_iter().chain(many).chain(applied) {
             assert_eq!(fx.backend.get_object(&hash).unwrap(), Some(bytes));
         }
     }

@@ -9,8 +9,10 @@
 //! write of the ref (the compare-and-swap; under READ COMMITTED a concurrent move makes it
 //! match no row), then, only if it matched, the counter's increment (the reflog's `seq`,
 //! gapless and in commit order across refs and servers, because the counter's row lock is
-//! held until COMMIT), the reflog row and the meta write. A `seq` is never skipped: a
-//! rolled-back move rolls back its increment. An error the server reports at ERROR level
+//! held until COMMIT), the reflog row and the meta write, and a commit's objects (written
+//! whether or not the ref moved; a few, as the counter's lock is held while they go in: a
+//! commit with more writes them first). A `seq` is never skipped: a rolled-back move rolls
+//! back its increment. An error the server reports at ERROR level
 //! rolled the move back; any other failure (the connection lost, a FATAL while committing)
 //! leaves the outcome unknown, never success.
 //!
@@ -44,8 +46,7 @@ use crate::clock::Clock;
 use crate::encoding::DecodeError;
 use crate::hash::Hash;
 use crate::name::RefName;
-use crate::records::{decode_entry, decode_record, encode_entry, encode_record};
-use statements::{CAS_ABSENT, CAS_CREATE, CAS_DELETE, CAS_MOVE, CAS_TYPES};
+use crate::records::{decode_entry, decode_record};
 
 pub use options::{PgOptions, PoolStatus};
 pub use schema::SCHEMA_VERSION;
@@ -65,6 +66,10 @@ type Call<'c, T> = std::pin::Pin<Box<dyn Future<Output = BackendResult<T>> + Sen
 /// Rows inserted per object batch, and bytes (a batch is one statement).
 const OBJECTS_PER_BATCH: usize = 1000;
 const OBJECT_BYTES_PER_BATCH: usize = 4 << 20;
+/// At most this many objects (and bytes) go in a ref move's own statement; a commit with
+/// more writes them first.
+const OBJECTS_WITH_MOVE_MAX: usize = 64;
+const OBJECT_BYTES_WITH_MOVE_MAX: usize = 256 << 10;
 
 /// The runtime every PostgreSQL call runs on (the pool's connections live there too).
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -125,12 +130,13 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 }
 
 /// A failed read, or a write that certainly did not apply: the database out of reach
-/// (the connection lost, the server shutting down or out of connections) or an error of
-/// the statement.
+/// (the connection lost, the server shutting down or out of connections) or a transaction
+/// it rolled back to be tried again (a deadlock, a serialization failure), both answered
+/// as unavailable (try again); else an error of the statement.
 fn read_err(e: tokio_postgres::Error) -> BackendError {
     let out_of_reach = match e.as_db_error() {
         None => true,
-        Some(db) => ["08", "53", "57"]
+        Some(db) => ["08", "40", "53", "57"]
             .iter()
             .any(|class| db.code().code().starts_with(class)),
     };
@@ -325,9 +331,13 @@ impl Backend for PostgresBackend {
     }
 
     fn put_objects(&self, objects: &[(Hash, Bytes)]) -> BackendResult<()> {
+        // Sorted by hash: statements writing some of the same objects (a ref move's among
+        // them) take them in one order, and never wait on each other in a cycle.
+        let mut sorted: Vec<&(Hash, Bytes)> = objects.iter().collect();
+        sorted.sort_unstable_by_key(|(hash, _)| *hash);
         let mut batches: Vec<(Vec<Vec<u8>>, Vec<Bytes>)> = Vec::new();
         let mut bytes_in_batch = 0;
-        for (hash, bytes) in objects {
+        for (hash, bytes) in sorted {
             let full = batches.last().is_none_or(|(hashes, _)| {
                 hashes.len() >= OBJECTS_PER_BATCH || bytes_in_batch >= OBJECT_BYTES_PER_BATCH
             });
@@ -483,101 +493,7 @@ impl Backend for PostgresBackend {
     }
 
     fn compare_and_swap_ref(&self, update: RefUpdate) -> BackendResult<CasOutcome> {
-        let statement: &'static str = match (&update.expected, &update.new) {
-            (Some(_), Some(_)) => &CAS_MOVE,
-            (None, Some(_)) => &CAS_CREATE,
-            (Some(_), None) => &CAS_DELETE,
-            (None, None) => &CAS_ABSENT,
-        };
-        let name = update.name.as_str().to_owned();
-        let expected = update.expected.map(|h| h.as_bytes().to_vec());
-        let head = update.new.as_ref().map(|r| r.head.as_bytes().to_vec());
-        let record = update.new.as_ref().map(encode_record);
-        // The entry's own `seq` is assigned by the statement and kept in its column.
-        let mut entry = update.reflog;
-        entry.seq = 0;
-        let entry = encode_entry(&entry);
-        let (meta_key, meta_value) = match &update.meta {
-            Some(m) => (Some(m.key.to_vec()), Some(m.value.to_vec())),
-            None => (None, None),
-        };
-        let claim = update.meta.and_then(|m| m.claim);
-        let (claim_key, claim_value) = match &claim {
-            Some((k, v)) => (Some(k.to_vec()), Some(v.to_vec())),
-            None => (None, None),
-        };
-        let fence = update.fence;
-        let (fence_key, fence_value) = match &fence {
-            Some((k, v)) => (Some(k.to_vec()), Some(v.to_vec())),
-            None => (None, None),
-        };
-        let ref_name = update.name.clone();
-        // The objects go in the move's own statement when they fit one batch, sorted by
-        // hash (two statements writing some of the same objects take them in one order);
-        // more are written first.
-        let mut objects = update.objects;
-        let bytes: usize = objects.iter().map(|(_, b)| b.len()).sum();
-        if objects.len() > OBJECTS_PER_BATCH || bytes > OBJECT_BYTES_PER_BATCH {
-            self.put_objects(&objects)?;
-            objects.clear();
-        }
-        objects.sort_unstable_by_key(|(hash, _)| *hash);
-        let seq = self.with_client(move |client| {
-            Box::pin(async move {
-                let object_hashes: Vec<&[u8]> = objects
-                    .iter()
-                    .map(|(h, _)| h.as_bytes().as_slice())
-                    .collect();
-                let object_bytes: Vec<&[u8]> = objects.iter().map(|(_, b)| b.as_ref()).collect();
-                let statement = client
-                    .prepare_typed_cached(statement, &CAS_TYPES)
-                    .await
-                    .map_err(read_err)?;
-                let row = client
-                    .query_opt(
-                        &statement,
-                        &[
-                            &name,
-                            &expected,
-                            &head,
-                            &record,
-                            &entry,
-                            &meta_key,
-                            &meta_value,
-                            &claim_key,
-                            &claim_value,
-                            &fence_key,
-                            &fence_value,
-                            &object_hashes,
-                            &object_bytes,
-                        ],
-                    )
-                    .await
-                    .map_err(write_err)?;
-                Ok(row.map(|r| r.get::<_, i64>(0)))
-            })
-        })?;
-        match seq {
-            Some(seq) => Ok(CasOutcome::Applied {
-                seq: seq as u64,
-                ticket: 0,
-            }),
-            None => {
-                if let Some((key, value)) = &fence
-                    && self.meta_get(key)?.as_ref() != Some(value)
-                {
-                    return Ok(CasOutcome::FenceLost);
-                }
-                if let Some((key, value)) = &claim
-                    && self.meta_get(key)?.as_ref() != Some(value)
-                {
-                    return Ok(CasOutcome::ClaimLost);
-                }
-                Ok(CasOutcome::Mismatch {
-                    current: self.get_ref(&ref_name, RefView::Pending)?,
-                })
-            }
-        }
+        self.cas(update)
     }
 
     fn reflog(
