@@ -297,6 +297,7 @@ end
 
 /// Several runs of one load (rounds alternating with other loads): medians, and the CPU
 /// of all of them together.
+#[derive(Default)]
 pub struct Series(pub Vec<Run>);
 
 impl Series {
