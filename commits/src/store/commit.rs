@@ -324,18 +324,15 @@ impl Store {
         let mut objects = landing.objects;
         objects.extend(nodes.written.iter().cloned());
         objects.push((hash, bytes));
-        // Written with the move where the backend can (one atomic write, and the nodes
-        // cached only once it returned: a failed write may have written none of them), else
-        // first. Nothing refers to these objects until the ref moves: a failure writing
-        // them first changed nothing a reader can see, so it is a plain rejection, never
-        // "outcome unknown".
-        let with_move = self.backend.writes_objects_with_moves();
-        let objects = match with_move {
+        // Written with the move where the backend can (one atomic write), else first.
+        // Nothing refers to these objects until the ref moves: a failure writing them
+        // first changed nothing a reader can see, so it is a plain rejection, never
+        // "outcome unknown". The nodes are cached once the move returned (a failed write
+        // with the move may have written none of them).
+        let objects = match self.backend.writes_objects_with_moves() {
             true => objects,
             false => {
                 self.backend.put_objects(&objects).map_err(not_applied)?;
-                self.nodes
-                    .insert_many(nodes.nodes().map(|(h, n)| (*h, n.clone())));
                 Vec::new()
             }
         };
@@ -352,10 +349,8 @@ impl Store {
             operation: landing.operation,
         };
         let moved = self.move_ref_writing(change, landing.ctx, BTreeMap::new(), objects)?;
-        if with_move {
-            self.nodes
-                .insert_many(nodes.nodes().map(|(h, n)| (*h, n.clone())));
-        }
+        self.nodes
+            .insert_many(nodes.nodes().map(|(h, n)| (*h, n.clone())));
         match moved {
             Moved::Applied { ticket, .. } => {
                 self.remember_commit(hash, Arc::new(commit));
